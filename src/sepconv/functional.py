@@ -1,0 +1,123 @@
+"""Pure tensor functions.  ``separable_conv1d`` validates, pads and picks one kernel.
+
+This is the only place that branches on device, dtype and shape.  The choice follows
+measured rules (see ``bench/``); ``SEPCONV_KERNEL=reference|cpu|triton`` forces one
+kernel for debugging.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+
+from . import padding as _padding
+from .kernels import reference as _reference
+
+IntOrTuple = Union[int, Sequence[int]]
+
+KERNELS = ("reference", "cpu", "triton")
+
+
+def _single(value: IntOrTuple, name: str) -> int:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"Invalid value for argument `{name}`. Expected an int or a "
+                             f"tuple of 1 int. Received {name}={value!r}")
+        value = value[0]
+    return int(value)
+
+
+def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
+                     bias: Optional[torch.Tensor] = None, strides: IntOrTuple = 1,
+                     padding: str = "valid", dilation_rate: IntOrTuple = 1,
+                     data_format: str = "channels_last") -> torch.Tensor:
+    """Keras' separable 1D convolution (no activation).
+
+    Args:
+        x: ``(batch, steps, channels)`` for ``"channels_last"``, ``(batch, channels, steps)``
+            for ``"channels_first"``.
+        depthwise: ``(kernel_size, channels, depth_multiplier)``, Keras' layout.
+        pointwise: ``(1, channels * depth_multiplier, filters)`` or
+            ``(channels * depth_multiplier, filters)``.
+        bias: ``(filters,)`` or ``None``.
+        strides, dilation_rate: ints (or 1-tuples); not both greater than 1.
+        padding: ``"valid"``, ``"same"`` or ``"causal"`` (TensorFlow's arithmetic).
+        data_format: ``"channels_last"`` or ``"channels_first"``.
+
+    Returns:
+        ``(batch, out_steps, filters)`` or ``(batch, filters, out_steps)``.
+    """
+    stride = _single(strides, "strides")
+    dilation = _single(dilation_rate, "dilation_rate")
+    padding = str(padding).lower()
+    if padding not in _padding.PADDINGS:
+        raise ValueError(f"Invalid value for argument `padding`. Expected one of "
+                         f"{_padding.PADDINGS}. Received padding={padding!r}")
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError("Invalid value for argument `data_format`. Expected "
+                         "'channels_last' or 'channels_first'. "
+                         f"Received data_format={data_format!r}")
+    if stride < 1 or dilation < 1:
+        raise ValueError(f"`strides` and `dilation_rate` must be >= 1. Received "
+                         f"strides={stride}, dilation_rate={dilation}")
+    if stride > 1 and dilation > 1:
+        raise ValueError("`strides > 1` is incompatible with `dilation_rate > 1`. "
+                         f"Received strides={stride}, dilation_rate={dilation}")
+    if pointwise.dim() == 3:
+        pointwise = pointwise[0]
+    if depthwise.dim() != 3 or pointwise.dim() != 2:
+        raise ValueError("Expected depthwise of shape (kernel_size, channels, depth_multiplier) "
+                         "and pointwise of shape (1, channels * depth_multiplier, filters). "
+                         f"Received {tuple(depthwise.shape)} and {tuple(pointwise.shape)}")
+    k, c, m = depthwise.shape
+    if pointwise.shape[0] != c * m:
+        raise ValueError(f"pointwise has {pointwise.shape[0]} input channels, expected "
+                         f"channels * depth_multiplier = {c * m}")
+    if bias is not None and tuple(bias.shape) != (pointwise.shape[1],):
+        raise ValueError(f"bias must have shape ({pointwise.shape[1]},). "
+                         f"Received {tuple(bias.shape)}")
+    channels_last = data_format == "channels_last"
+    if x.dim() != 3:
+        raise ValueError(f"Input must be 3D, {_layout(channels_last)}. "
+                         f"Received input of shape {tuple(x.shape)}")
+    length = x.shape[1] if channels_last else x.shape[2]
+    channels = x.shape[2] if channels_last else x.shape[1]
+    if channels != c:
+        raise ValueError(f"Input has {channels} channels, expected {c} "
+                         f"({_layout(channels_last)}). Received input of shape {tuple(x.shape)}")
+    out_len = _padding.conv_output_length(length, k, stride, dilation, padding)
+    if out_len <= 0:
+        raise ValueError(f"Input of shape {tuple(x.shape)} is too short for kernel_size={k}, "
+                         f"dilation_rate={dilation}, padding={padding!r}: the output would "
+                         f"have {out_len} steps")
+    pad_left, pad_right = _padding.padding_amounts(length, k, stride, dilation, padding)
+    kernel = _pick_kernel(x, depthwise, pointwise, stride, dilation, out_len)
+    return kernel(x, depthwise, pointwise, bias, stride=stride, dilation=dilation,
+                  pad_left=pad_left, pad_right=pad_right, channels_last=channels_last)
+
+
+def _layout(channels_last: bool) -> str:
+    return "(batch, steps, channels)" if channels_last else "(batch, channels, steps)"
+
+
+def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
+                 stride: int, dilation: int, out_len: int) -> Callable:
+    """The one place that chooses a kernel, from device, dtype and shape."""
+    forced = os.environ.get("SEPCONV_KERNEL", "").strip().lower()
+    if forced:
+        if forced not in KERNELS:
+            raise ValueError(f"SEPCONV_KERNEL must be one of {KERNELS}. Received {forced!r}")
+        return _load(forced)
+    return _reference.separable_conv1d
+
+
+def _load(name: str) -> Callable:
+    if name == "reference":
+        return _reference.separable_conv1d
+    if name == "cpu":
+        from .kernels import cpu
+        return cpu.separable_conv1d
+    from .kernels import triton_sepconv
+    return triton_sepconv.separable_conv1d

@@ -1,0 +1,41 @@
+"""The reference kernel: the plain torch composition, the oracle for every faster kernel.
+
+Keep it short and obviously right.  Weight layouts are Keras' (the layer stores them
+that way), so the channel order of the intermediate is Keras' too: depthwise output
+channel ``c * depth_multiplier + m`` comes from input channel ``c``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
+                     bias: Optional[torch.Tensor], *, stride: int, dilation: int,
+                     pad_left: int, pad_right: int, channels_last: bool) -> torch.Tensor:
+    """Depthwise then pointwise convolution.
+
+    Args:
+        x: ``(batch, steps, channels)`` if ``channels_last`` else ``(batch, channels, steps)``.
+        depthwise: ``(kernel_size, channels, depth_multiplier)`` (Keras' layout).
+        pointwise: ``(channels * depth_multiplier, filters)``.
+        bias: ``(filters,)`` or ``None``.
+        stride, dilation: step and dilation of the depthwise convolution.
+        pad_left, pad_right: zeros added before and after the steps.
+        channels_last: layout of ``x`` and of the result.
+
+    Returns:
+        ``(batch, out_steps, filters)`` if ``channels_last`` else ``(batch, filters, out_steps)``.
+    """
+    k, c, m = depthwise.shape
+    if channels_last:
+        x = x.transpose(1, 2)
+    x = F.pad(x, (pad_left, pad_right))
+    # (K, C, M) -> (C*M, 1, K): output channel c*M + m, as TensorFlow orders it.
+    weight = depthwise.permute(1, 2, 0).reshape(c * m, 1, k)
+    z = F.conv1d(x, weight, None, stride=stride, dilation=dilation, groups=c)
+    y = F.conv1d(z, pointwise.t().unsqueeze(-1), bias)
+    return y.transpose(1, 2) if channels_last else y

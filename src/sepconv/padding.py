@@ -1,0 +1,55 @@
+"""Keras' padding and output-length arithmetic: the one source of truth.
+
+Every layer, every kernel, ``compute_output_shape`` and the tests take their
+padding amounts and output lengths from here.  The rules are TensorFlow's:
+
+- ``"valid"``: no padding; output length ``ceil((L - (K-1)*d) / s)``.
+- ``"same"``: total padding ``max((ceil(L/s) - 1)*s + (K-1)*d + 1 - L, 0)``, the
+  smaller half on the left (the odd element goes right); output ``ceil(L / s)``.
+- ``"causal"``: ``(K-1)*d`` zeros on the left only; output as ``"valid"`` on the
+  padded input, i.e. ``ceil(L / s)``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+PADDINGS = ("valid", "same", "causal")
+
+
+def effective_kernel_size(kernel_size: int, dilation: int) -> int:
+    """Span of a dilated kernel: ``(K - 1) * d + 1``."""
+    return (kernel_size - 1) * dilation + 1
+
+
+def padding_amounts(length: int, kernel_size: int, stride: int, dilation: int,
+                    padding: str) -> Tuple[int, int]:
+    """Zeros to add ``(left, right)`` of a sequence of ``length`` steps."""
+    span = effective_kernel_size(kernel_size, dilation)
+    if padding == "valid":
+        return 0, 0
+    if padding == "causal":
+        return span - 1, 0
+    if padding == "same":
+        out = -(-length // stride)
+        total = max((out - 1) * stride + span - length, 0)
+        return total // 2, total - total // 2
+    raise ValueError(f"Invalid value for argument `padding`. Expected one of "
+                     f"{PADDINGS}. Received padding={padding!r}")
+
+
+def conv_output_length(length: Optional[int], kernel_size: int, stride: int,
+                       dilation: int, padding: str) -> Optional[int]:
+    """Output steps for an input of ``length`` steps (``None`` stays ``None``).
+
+    May be zero or negative for a too-short ``"valid"`` input; callers that run
+    the convolution reject that with a message naming the shapes.
+    """
+    if length is None:
+        return None
+    left, right = padding_amounts(length, kernel_size, stride, dilation, padding)
+    span = effective_kernel_size(kernel_size, dilation)
+    padded = length + left + right
+    if padded < span:
+        return padded - span + 1  # <= 0: invalid, reported by the caller
+    return (padded - span) // stride + 1
