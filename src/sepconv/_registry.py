@@ -1,0 +1,92 @@
+"""One resolver for every "name, callable, instance or Keras config dict -> object" registry.
+
+Initializers, activations, regularizers and constraints each declare a ``Registry`` and
+use :meth:`Registry.get` and :func:`serialize`; nothing else parses identifiers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
+
+
+class Registry:
+    """Maps Keras names (case-insensitive, with aliases) to classes or functions.
+
+    ``factories`` maps a lower-case name to a zero-argument-callable producing the object
+    for a bare string (e.g. ``"l1_l2"`` -> ``L1L2(0.01, 0.01)``); ``classes`` maps Keras
+    class names (``"GlorotUniform"``) to classes built from a config dict.
+    """
+
+    def __init__(self, kind: str, argument_hint: str):
+        self.kind = kind
+        self.argument_hint = argument_hint
+        self.factories: Dict[str, Callable[[], Any]] = {}
+        self.classes: Dict[str, type] = {}
+
+    def add(self, obj: Any, *names: str) -> Any:
+        """Register a class (built with no arguments for a bare name) or a function."""
+        if isinstance(obj, type):
+            self.classes[obj.__name__.lower()] = obj
+            factory = obj
+        else:
+            def factory(obj=obj):
+                return obj
+        for name in names:
+            self.factories[name.lower()] = factory
+        return obj
+
+    def known(self):
+        return sorted(self.factories)
+
+    def get(self, identifier: Any, argument: str) -> Optional[Any]:
+        """Resolve ``identifier`` for the layer argument named ``argument``."""
+        if identifier is None:
+            return None
+        if isinstance(identifier, str):
+            factory = self.factories.get(identifier.lower())
+            if factory is None:
+                raise ValueError(
+                    f"Invalid value for argument `{argument}`. Expected a {self.kind} name "
+                    f"({', '.join(self.known())}), a callable or a config dict. "
+                    f"Received {argument}={identifier!r}")
+            return factory()
+        if isinstance(identifier, dict):
+            return self._from_config(identifier, argument)
+        if isinstance(identifier, type):
+            return identifier()
+        if callable(identifier):
+            return identifier
+        raise TypeError(f"Invalid type for argument `{argument}`. Expected a {self.kind} name, "
+                        f"a callable or a config dict. Received {argument}={identifier!r} "
+                        f"of type {type(identifier).__name__}")
+
+    def _from_config(self, config: dict, argument: str) -> Any:
+        if "class_name" not in config:
+            raise ValueError(f"Invalid value for argument `{argument}`. A config dict needs a "
+                             f"'class_name' key. Received {argument}={config!r}")
+        name = str(config["class_name"])
+        inner = dict(config.get("config") or {})
+        cls = self.classes.get(name.lower())
+        if cls is None:
+            factory = self.factories.get(name.lower())
+            if factory is None:
+                raise ValueError(f"Invalid value for argument `{argument}`: unknown {self.kind} "
+                                 f"class_name {name!r}. Known: {', '.join(self.known())}")
+            if not inner:
+                return factory()
+            cls = type(factory())
+        inner.pop("name", None)
+        try:
+            return cls(**inner)
+        except TypeError as err:
+            raise ValueError(f"Invalid value for argument `{argument}`: {err}. "
+                             f"Received {argument}={config!r}") from None
+
+
+def serialize(obj: Any) -> Any:
+    """Keras' serialized form: ``None``, a name for functions, else a class/config dict."""
+    if obj is None:
+        return None
+    if hasattr(obj, "get_config"):
+        return {"class_name": type(obj).__name__, "config": obj.get_config()}
+    return getattr(obj, "__name__", repr(obj))

@@ -1,0 +1,120 @@
+"""Keras activations by name or callable.
+
+Where tf-keras 2 (what R keras wraps) and Keras 3 differ, sepconv follows tf-keras:
+``hard_sigmoid`` is ``clip(0.2 * x + 0.5, 0, 1)`` (Keras 3: ``relu6(x + 3) / 6``),
+``leaky_relu`` has slope 0.2, ``gelu`` is the exact (erf) form.  ``softmax`` and
+``log_softmax`` act on the last axis, as Keras does, whatever the data format.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._registry import Registry
+
+registry = Registry("activation", "activation")
+
+
+def linear(x):
+    return x
+
+
+def relu(x):
+    return F.relu(x)
+
+
+def relu6(x):
+    return F.relu6(x)
+
+
+def elu(x):
+    return F.elu(x)
+
+
+def selu(x):
+    return F.selu(x)
+
+
+def sigmoid(x):
+    return torch.sigmoid(x)
+
+
+def hard_sigmoid(x):
+    return torch.clamp(0.2 * x + 0.5, 0.0, 1.0)
+
+
+def tanh(x):
+    return torch.tanh(x)
+
+
+def softplus(x):
+    return F.softplus(x)
+
+
+def softsign(x):
+    return F.softsign(x)
+
+
+def swish(x):
+    return F.silu(x)
+
+
+def gelu(x):
+    return F.gelu(x)
+
+
+def exponential(x):
+    return torch.exp(x)
+
+
+def leaky_relu(x):
+    return F.leaky_relu(x, 0.2)
+
+
+def mish(x):
+    return F.mish(x)
+
+
+def softmax(x):
+    return torch.softmax(x, dim=-1)
+
+
+def log_softmax(x):
+    return torch.log_softmax(x, dim=-1)
+
+
+def hard_silu(x):
+    return F.hardswish(x)
+
+
+def log_sigmoid(x):
+    return F.logsigmoid(x)
+
+
+def tanh_shrink(x):
+    return F.tanhshrink(x)
+
+
+for _fn, _names in [
+    (linear, ("linear",)), (relu, ("relu",)), (relu6, ("relu6",)), (elu, ("elu",)),
+    (selu, ("selu",)), (sigmoid, ("sigmoid",)), (hard_sigmoid, ("hard_sigmoid",)),
+    (tanh, ("tanh",)), (softplus, ("softplus",)), (softsign, ("softsign",)),
+    (swish, ("swish", "silu")), (gelu, ("gelu",)), (exponential, ("exponential",)),
+    (leaky_relu, ("leaky_relu",)), (mish, ("mish",)), (softmax, ("softmax",)),
+    (log_softmax, ("log_softmax",)), (hard_silu, ("hard_silu", "hard_swish")),
+    (log_sigmoid, ("log_sigmoid",)), (tanh_shrink, ("tanh_shrink",)),
+]:
+    registry.add(_fn, *_names)
+
+
+def get(identifier, argument: str = "activation"):
+    """A callable for ``identifier``; ``None`` means linear, as in Keras."""
+    if identifier is None:
+        return linear
+    return registry.get(identifier, argument)
+
+
+def serialize(fn) -> str:
+    """Keras' config form of an activation: its name."""
+    return getattr(fn, "__name__", repr(fn))

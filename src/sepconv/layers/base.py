@@ -1,0 +1,342 @@
+"""The Keras layer protocol on a ``torch.nn.Module``.
+
+``Layer`` owns what every sepconv layer shares with Keras: argument checking helpers,
+unique names, the dtype policy, building weights from an input shape (at construction
+from ``input_shape`` / ``batch_input_shape``, else at the first call), ``weights``,
+``trainable``, regularizer losses, constraints, ``get_weights`` / ``set_weights`` and
+the common part of ``get_config``.  Subclasses declare weights in ``build`` with
+``add_weight`` and compute in ``forward`` through :mod:`sepconv.functional`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .. import constraints as _constraints
+from .. import regularizers as _regularizers
+
+_name_counters: Dict[str, itertools.count] = {}
+_used_names: set = set()
+
+_DTYPES = {
+    "float16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,
+    "float32": torch.float32, "float": torch.float32, "float64": torch.float64,
+    "double": torch.float64,
+}
+
+
+def unique_name(base: str) -> str:
+    """Keras' auto names: ``base``, ``base_1``, ``base_2``, ... unique in this process."""
+    counter = _name_counters.setdefault(base, itertools.count())
+    while True:
+        n = next(counter)
+        name = base if n == 0 else f"{base}_{n}"
+        if name not in _used_names:
+            _used_names.add(name)
+            return name
+
+
+def snake_case(name: str) -> str:
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def check_count(value: Any, name: str, minimum: int = 1) -> int:
+    """A whole number >= ``minimum``; whole floats (R's doubles) pass, 2.5 does not."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Invalid type for argument `{name}`. Expected an integer. "
+                        f"Received {name}={value!r} of type {type(value).__name__}")
+    if isinstance(value, numbers.Integral):
+        value = int(value)
+    elif float(value).is_integer():
+        value = int(value)
+    else:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected a whole number. "
+                         f"Received {name}={value!r}")
+    if value < minimum:
+        rule = "a strictly positive value" if minimum == 1 else f"a value >= {minimum}"
+        raise ValueError(f"Invalid value for argument `{name}`. Expected {rule}. "
+                         f"Received {name}={value}")
+    return value
+
+
+def check_tuple(value: Any, name: str, rank: int = 1) -> Tuple[int, ...]:
+    """An int or a tuple/list of ``rank`` ints, each strictly positive."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != rank:
+            raise ValueError(f"Invalid value for argument `{name}`. Expected an int or a "
+                             f"tuple of {rank} int{'s' if rank > 1 else ''}. "
+                             f"Received {name}={value!r}")
+        return tuple(check_count(v, name) for v in value)
+    return (check_count(value, name),) * rank
+
+
+def check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Invalid type for argument `{name}`. Expected True or False. "
+                        f"Received {name}={value!r}")
+    return bool(value)
+
+
+def check_shape(value: Any, name: str) -> Optional[Tuple[Optional[int], ...]]:
+    """A shape tuple whose entries are whole numbers >= 0 or ``None``."""
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list, torch.Size)):
+        raise TypeError(f"Invalid type for argument `{name}`. Expected a tuple such as "
+                        f"(None, 16). Received {name}={value!r}")
+    return tuple(None if v is None else check_count(v, name, minimum=0) for v in value)
+
+
+class DTypePolicy:
+    """Keras dtype policy: a variable dtype and a compute dtype (differ for ``mixed_*``)."""
+
+    def __init__(self, dtype: Any = None):
+        self.name: str
+        if dtype is None:
+            dtype = torch.get_default_dtype()
+        if isinstance(dtype, dict):  # Keras 3 serialised policy
+            dtype = (dtype.get("config") or {}).get("name", dtype)
+        if isinstance(dtype, DTypePolicy):
+            dtype = dtype.name
+        if isinstance(dtype, torch.dtype):
+            if not dtype.is_floating_point:
+                raise ValueError(f"Invalid value for argument `dtype`. Expected a floating "
+                                 f"dtype. Received dtype={dtype}")
+            self.variable = self.compute = dtype
+            self.name = str(dtype).replace("torch.", "")
+            return
+        if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and
+                                           issubclass(dtype, np.generic)):
+            dtype = np.dtype(dtype).name
+        if not isinstance(dtype, str):
+            raise TypeError(f"Invalid type for argument `dtype`. Expected a dtype name, a "
+                            f"torch.dtype or a Keras policy. Received dtype={dtype!r}")
+        key = dtype.lower()
+        if key.startswith("mixed_") and key[6:] in ("float16", "bfloat16"):
+            self.variable, self.compute, self.name = torch.float32, _DTYPES[key[6:]], key
+            return
+        if key not in _DTYPES:
+            raise ValueError("Invalid value for argument `dtype`. Expected one of float16, "
+                             "bfloat16, float32, float64, mixed_float16, mixed_bfloat16 or a "
+                             f"torch floating dtype. Received dtype={dtype!r}")
+        self.variable = self.compute = _DTYPES[key]
+        self.name = str(self.variable).replace("torch.", "")
+
+
+class Layer(torch.nn.Module):
+    """Base of sepconv's Keras layers (see the module docstring)."""
+
+    #: Every weight name the layer may create, in Keras' order.
+    WEIGHT_NAMES: Tuple[str, ...] = ()
+    #: The weights this instance has, in ``get_weights`` order; filled by ``add_weight``.
+    _weight_order: List[str]
+
+    def __init__(self, *, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None,
+                 activity_regularizer=None):
+        super().__init__()
+        if name is None:
+            name = unique_name(snake_case(type(self).__name__))
+        elif not isinstance(name, str) or not name:
+            raise TypeError(f"Invalid type for argument `name`. Expected a non-empty string. "
+                            f"Received name={name!r}")
+        else:
+            _used_names.add(name)
+        self.name = name
+        self.dtype_policy = DTypePolicy(dtype)
+        self._trainable = True if trainable is None else check_bool(trainable, "trainable")
+        self.activity_regularizer = _regularizers.get(activity_regularizer,
+                                                      "activity_regularizer")
+        input_shape = check_shape(input_shape, "input_shape")
+        batch_input_shape = check_shape(batch_input_shape, "batch_input_shape")
+        if batch_size is not None:
+            batch_size = check_count(batch_size, "batch_size")
+        if batch_input_shape is None and input_shape is not None:
+            batch_input_shape = (batch_size,) + input_shape
+        self.batch_input_shape = batch_input_shape
+        if weights is not None and not isinstance(weights, (list, tuple)):
+            raise TypeError(f"Invalid type for argument `weights`. Expected a list of arrays. "
+                            f"Received weights of type {type(weights).__name__}")
+        self._initial_weights = None if weights is None else list(weights)
+        self._weight_order = []
+        self._regularized: Dict[str, Any] = {}
+        self._constrained: Dict[str, Any] = {}
+        self._activity_loss: Optional[torch.Tensor] = None
+        self.built = False
+
+    # -- building ------------------------------------------------------------------------
+    def _finish_init(self) -> None:
+        """Call at the end of a subclass ``__init__``: builds now if the shape is known."""
+        if self.batch_input_shape is not None:
+            self._build_checked(self.batch_input_shape, device=None)
+
+    def _build_checked(self, input_shape, device) -> None:
+        self.build(tuple(input_shape), device=device)
+        self.built = True
+        if self._constrained:
+            _constraints.track(self)
+        if self._initial_weights is not None:
+            weights, self._initial_weights = self._initial_weights, None
+            self.set_weights(weights)
+
+    def build(self, input_shape: Tuple[Optional[int], ...], device=None) -> None:
+        raise NotImplementedError
+
+    def add_weight(self, name: str, shape: Sequence[int], initializer, regularizer=None,
+                   constraint=None, device=None) -> torch.nn.Parameter:
+        """Create parameter ``name`` of Keras ``shape`` with a Keras initializer."""
+        value = initializer(tuple(shape), dtype=self.dtype_policy.variable, device=device)
+        value = torch.as_tensor(value, dtype=self.dtype_policy.variable, device=device)
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(f"The initializer for `{name}` returned shape "
+                             f"{tuple(value.shape)}, expected {tuple(shape)}")
+        param = torch.nn.Parameter(value.detach().clone(), requires_grad=self._trainable)
+        self.register_parameter(name, param)
+        self._weight_order.append(name)
+        if regularizer is not None:
+            self._regularized[name] = regularizer
+        if constraint is not None:
+            self._constrained[name] = constraint
+        return param
+
+    def _prepare_input(self, x) -> torch.Tensor:
+        """Tensor in the compute dtype, building the layer on first use."""
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x) if not isinstance(x, np.ndarray) else x)
+        if x.is_complex() or x.dtype == torch.bool:
+            raise TypeError(f"Layer {self.name!r} expects real numbers. Received input of "
+                            f"dtype {x.dtype}")
+        if x.dtype != self.dtype_policy.compute:
+            x = x.to(self.dtype_policy.compute)
+        if not self.built:
+            self._build_checked(self._shape_for_build(tuple(x.shape)), device=x.device)
+        self._check_input(tuple(x.shape))
+        return x
+
+    def _shape_for_build(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        return shape
+
+    def _check_input(self, shape: Tuple[int, ...]) -> None:
+        pass
+
+    def _weight(self, name: str) -> torch.Tensor:
+        """A weight in the compute dtype (a differentiable cast under ``mixed_*``)."""
+        w = getattr(self, name)
+        return w if w.dtype == self.dtype_policy.compute else w.to(self.dtype_policy.compute)
+
+    def _record_activity(self, y: torch.Tensor) -> None:
+        if self.activity_regularizer is not None:
+            # tf-keras divides the activity penalty by the batch size.
+            self._activity_loss = self.activity_regularizer(y) / y.shape[0]
+
+    # -- Keras protocol ------------------------------------------------------------------
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = check_bool(value, "trainable")
+        for p in self.parameters(recurse=False):
+            p.requires_grad_(self._trainable)
+
+    @property
+    def dtype(self) -> str:
+        return self.dtype_policy.name
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return self.dtype_policy.compute
+
+    @property
+    def losses(self) -> List[torch.Tensor]:
+        """Weight penalties of the regularizers, then the last call's activity penalty."""
+        out = [reg(getattr(self, name)) for name, reg in self._regularized.items()
+               if self.built]
+        if self._activity_loss is not None:
+            out.append(self._activity_loss)
+        return out
+
+    def constrained_parameters(self):
+        return [(getattr(self, name), c) for name, c in self._constrained.items()
+                if self.built]
+
+    @property
+    def weights(self) -> List[torch.nn.Parameter]:
+        return [getattr(self, n) for n in self._weight_order]
+
+    def get_weights(self) -> List[np.ndarray]:
+        """Weights as numpy arrays in Keras' order and shapes."""
+        return [w.detach().cpu().float().numpy() if w.dtype == torch.bfloat16
+                else w.detach().cpu().numpy() for w in self.weights]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Load Keras-ordered, Keras-shaped arrays; ``ValueError`` on count/shape mismatch."""
+        weights = list(weights)
+        if not self.built:
+            shape = self._input_shape_from_weights(weights)
+            if shape is None:
+                raise ValueError(f"Layer {self.name!r} is not built and its input shape "
+                                 f"cannot be told from the given weights")
+            self._build_checked(shape, device=None)
+        expected = self.weights
+        if len(weights) != len(expected):
+            raise ValueError(f"Layer {self.name!r} expects {len(expected)} weights "
+                             f"({', '.join(self._weight_order)}), but received "
+                             f"{len(weights)} weights")
+        arrays = []
+        for name, param, value in zip(self._weight_order, expected, weights):
+            value = torch.as_tensor(np.asarray(value.detach().cpu() if isinstance(
+                value, torch.Tensor) else value))
+            if tuple(value.shape) != tuple(param.shape):
+                raise ValueError(f"Weight `{name}` of layer {self.name!r} has shape "
+                                 f"{tuple(param.shape)}; received a value of shape "
+                                 f"{tuple(value.shape)}")
+            arrays.append(value)
+        with torch.no_grad():
+            for param, value in zip(expected, arrays):
+                param.copy_(value.to(param.dtype))
+
+    def _input_shape_from_weights(self, weights) -> Optional[Tuple]:
+        return None
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        if not self.built:
+            shapes = [state_dict[prefix + n].shape for n in self.WEIGHT_NAMES
+                      if prefix + n in state_dict]
+            shape = self._input_shape_from_weights(shapes) if shapes else None
+            if shape is not None:
+                self._build_checked(shape, device=None)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+
+    def base_config(self) -> Dict[str, Any]:
+        config: Dict[str, Any] = {"name": self.name, "trainable": self.trainable,
+                                  "dtype": self.dtype_policy.name}
+        if self.batch_input_shape is not None:
+            config["batch_input_shape"] = tuple(self.batch_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]):
+        """Build a layer from ``get_config()`` output (tf-keras or Keras 3 configs too)."""
+        config = dict(config)
+        if "batch_shape" in config and "batch_input_shape" not in config:
+            config["batch_input_shape"] = config.pop("batch_shape")
+        known = cls._config_keys()
+        return cls(**{k: v for k, v in config.items() if k in known})
+
+    @classmethod
+    def _config_keys(cls) -> set:
+        import inspect
+        return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+
