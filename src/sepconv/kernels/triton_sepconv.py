@@ -1,0 +1,471 @@
+"""Fused Triton kernel for the separable 1D convolution (depthwise then pointwise).
+
+Layout of this file (Triton tutorial 03 style): the ``@triton.jit`` kernels top to
+bottom, their autotune configs, the thin Python launchers that check shapes and
+strides, then the ``torch.autograd.Function`` and the one-line public function.
+See ``TRITON.md`` beside this file for the design in prose.
+
+Notation.  ``x`` has ``B`` sequences of ``L`` steps and ``C`` channels (either layout:
+the kernels read ``x`` through its strides, so ``channels_first`` is never copied).
+``depthwise`` is Keras' ``(K, C, M)``; read as a contiguous ``(K, C*M)`` matrix, its
+column ``j = c*M + m`` is exactly the intermediate channel ``j``.  ``pointwise`` is
+``(C*M, F)``.  The ``R = B * L_out`` output rows are flattened, so a row block may span
+two sequences (short sequences waste no work) and a row ``r`` is step ``r % L_out`` of
+sequence ``r // L_out``.
+
+Forward (one kernel).  A program owns ``BLOCK_R`` output rows and ``BLOCK_F`` filters.
+For each block of ``BLOCK_J`` intermediate channels it computes the depthwise tile
+``z`` (``BLOCK_R x BLOCK_J``, float32, registers only) from ``K`` shifted, masked loads
+of ``x`` (the halo and the padding are masks: no padded copy exists) and accumulates
+``z @ pointwise[j, f]`` with ``tl.dot``.  ``z`` never touches memory.
+
+Backward (three kernels, nothing but ``x`` and the weights saved by the forward):
+
+1. ``_bwd_dz_dw``: ``dz = dy @ pointwise^T`` per row block (``tl.dot``), written once
+   to a float32 scratch, and ``d(depthwise)[k, j] += sum_r x[shift_k(r), c] * dz[r, j]``
+   accumulated with float32 atomics.  ``dz`` must go through memory because the
+   transposed stencil below reads it at ``K`` shifted rows; recomputing it there would
+   cost ``K`` matmuls.
+2. ``_bwd_dx``: ``dx[i, c] = sum_{k, m} dz[(i + pad_left - k*d) / s, c*M + m] * w[k, c, m]``
+   (masked where the division is not exact or out of range): the depthwise transpose.
+3. ``_bwd_dp``: ``d(pointwise) = z^T @ dy`` with ``z`` recomputed per row block (like
+   the forward), and ``d(bias) = sum_r dy``, split over ``SPLIT`` row ranges into float32
+   partials summed by torch (deterministic; no atomics).
+
+Precision: every product is accumulated in float32; in half precision ``z`` is rounded
+to the input dtype before ``tl.dot`` (as the two-kernel composition rounds its stored
+intermediate).  float32 uses IEEE dot products unless
+``torch.backends.cuda.matmul.allow_tf32`` is set.  ``d(depthwise)`` uses atomics, so it
+is not bitwise reproducible from run to run (float32 rounding only).
+
+Unsupported (falls back to the reference kernel): tensors that are neither CUDA nor
+run under ``TRITON_INTERPRET=1``, dtypes other than float32/float16/bfloat16, and
+weights whose dtype differs from the input's.  Everything else (every padding, stride,
+dilation, depth multiplier, layout, bias or none, any length) runs here; offsets that
+can pass 2**31 are computed in int64.
+
+Autotuning: a few configs per kernel on a GPU.  Under ``TRITON_INTERPRET=1`` or with
+``SEPCONV_TRITON_AUTOTUNE=0`` (both read when this module is imported) one fixed config
+is used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Optional
+
+import torch
+
+import triton
+import triton.language as tl
+
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+AUTOTUNE = not INTERPRET and os.environ.get("SEPCONV_TRITON_AUTOTUNE", "1") != "0"
+
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def available() -> bool:
+    """True when Triton is importable and can run: a CUDA device, or the interpreter."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    return INTERPRET or torch.cuda.is_available()
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@triton.jit
+def _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
+                    stride, dilation, pad_left, sxb, sxl, sxc,
+                    BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr):
+    """``z[r, j] = sum_k x[b_r, t_r*stride + k*dilation - pad_left, j // M] * w[k, j]``.
+
+    ``b`` and ``t`` are int64 (``BLOCK_R``,); taps outside ``[0, L)`` are the padding
+    (masked to zero).  Returns float32 ``(BLOCK_R, BLOCK_J)``.
+    """
+    c = j // M
+    col = c.to(tl.int64) * sxc
+    row = b * sxb
+    start = t * stride - pad_left
+    z = tl.zeros((BLOCK_R, BLOCK_J), dtype=tl.float32)
+    for k in range(K):
+        pos = start + k * dilation
+        ok = row_mask & (pos >= 0) & (pos < L)
+        xv = tl.load(x_ptr + (row + pos * sxl)[:, None] + col[None, :],
+                     mask=ok[:, None] & j_mask[None, :], other=0.0)
+        wv = tl.load(w_ptr + k * CM + j, mask=j_mask, other=0.0)
+        z += xv.to(tl.float32) * wv.to(tl.float32)[None, :]
+    return z
+
+
+@triton.jit
+def _mma(a, b, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """``acc + a @ b``.  ``UPCAST`` works around the interpreter's bfloat16 ``tl.dot``
+    (wrong in triton 3.9's interpreter): bf16 products are exact in float32, so the
+    result matches a GPU's bf16 dot with float32 accumulation."""
+    if UPCAST:
+        acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    else:
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    return acc
+
+
+@triton.jit
+def _fwd_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr,
+                R, L, L_out, M, CM, F, K, stride, dilation, pad_left,
+                sxb, sxl, sxc, syb, syl, syf,
+                HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
+    """``y[r, f] = sum_j z[r, j] * p[j, f] + bias[f]`` with ``z`` kept in registers."""
+    pid = tl.program_id(0)
+    num_f = tl.cdiv(F, BLOCK_F)
+    pid_r = pid // num_f  # filter blocks of one row block run side by side: x stays in L2
+    pid_f = pid % num_f
+    r = pid_r.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    row_mask = r < R
+    b = r // L_out
+    t = r % L_out
+    f = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
+    f_mask = f < F
+    acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=tl.float32)
+    for j0 in range(0, CM, BLOCK_J):
+        j = j0 + tl.arange(0, BLOCK_J)
+        j_mask = j < CM
+        z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
+                            stride, dilation, pad_left, sxb, sxl, sxc, BLOCK_R, BLOCK_J)
+        p = tl.load(p_ptr + j[:, None] * F + f[None, :],
+                    mask=j_mask[:, None] & f_mask[None, :], other=0.0)
+        acc = _mma(z.to(p.dtype), p, acc, PRECISION, UPCAST)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + f, mask=f_mask, other=0.0).to(tl.float32)[None, :]
+    y_off = (b * syb + t * syl)[:, None] + f.to(tl.int64)[None, :] * syf
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty),
+             mask=row_mask[:, None] & f_mask[None, :])
+
+
+@triton.jit
+def _bwd_dz_dw_kernel(x_ptr, p_ptr, dy_ptr, dz_ptr, dw_ptr,
+                      R, L, L_out, M, CM, F, K, stride, dilation, pad_left,
+                      sxb, sxl, sxc, sdb, sdl, sdf,
+                      PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                      BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
+    """``dz = dy @ p^T`` (stored, float32) and ``dw[k, j] += sum_r x[shift_k(r), c_j] dz[r, j]``."""
+    pid = tl.program_id(0)
+    num_j = tl.cdiv(CM, BLOCK_J)
+    pid_r = pid // num_j
+    pid_j = pid % num_j
+    r = pid_r.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    row_mask = r < R
+    b = r // L_out
+    t = r % L_out
+    j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
+    j_mask = j < CM
+    dy_row = b * sdb + t * sdl
+    dz = tl.zeros((BLOCK_R, BLOCK_J), dtype=tl.float32)
+    for f0 in range(0, F, BLOCK_F):
+        f = f0 + tl.arange(0, BLOCK_F)
+        f_mask = f < F
+        dy = tl.load(dy_ptr + dy_row[:, None] + f.to(tl.int64)[None, :] * sdf,
+                     mask=row_mask[:, None] & f_mask[None, :], other=0.0)
+        pt = tl.load(p_ptr + j[None, :] * F + f[:, None],
+                     mask=j_mask[None, :] & f_mask[:, None], other=0.0)  # p^T tile (F, J)
+        dz = _mma(dy.to(pt.dtype), pt, dz, PRECISION, UPCAST)
+    tl.store(dz_ptr + r[:, None] * CM + j[None, :], dz,
+             mask=row_mask[:, None] & j_mask[None, :])
+    # d(depthwise): correlate x (shifted as in the forward) with dz over the rows.
+    c = j // M
+    col = c.to(tl.int64) * sxc
+    row = b * sxb
+    start = t * stride - pad_left
+    for k in range(K):
+        pos = start + k * dilation
+        ok = row_mask & (pos >= 0) & (pos < L)
+        xv = tl.load(x_ptr + (row + pos * sxl)[:, None] + col[None, :],
+                     mask=ok[:, None] & j_mask[None, :], other=0.0)
+        tl.atomic_add(dw_ptr + k * CM + j, tl.sum(xv.to(tl.float32) * dz, axis=0), mask=j_mask)
+
+
+@triton.jit
+def _bwd_dx_kernel(dz_ptr, w_ptr, dx_ptr,
+                   RX, L, L_out, C, M, CM, K, stride, dilation, pad_left,
+                   sxb, sxl, sxc,
+                   BLOCK_I: tl.constexpr, BLOCK_C: tl.constexpr):
+    """``dx[b, i, c] = sum_{k, m} dz[b, (i + pad_left - k*d) / s, c*M + m] * w[k, c*M + m]``."""
+    pid = tl.program_id(0)
+    num_c = tl.cdiv(C, BLOCK_C)
+    pid_i = pid // num_c
+    pid_c = pid % num_c
+    r = pid_i.to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)  # flattened (b, i) input rows
+    row_mask = r < RX
+    b = r // L
+    i = r % L
+    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = c < C
+    acc = tl.zeros((BLOCK_I, BLOCK_C), dtype=tl.float32)
+    for k in range(K):
+        q = i + pad_left - k * dilation
+        tq = q // stride
+        ok = row_mask & (q >= 0) & (tq * stride == q) & (tq < L_out)
+        dz_row = (b * L_out + tq) * CM
+        for m in range(M):
+            jj = c * M + m
+            dz = tl.load(dz_ptr + dz_row[:, None] + jj[None, :],
+                         mask=ok[:, None] & c_mask[None, :], other=0.0)
+            wv = tl.load(w_ptr + k * CM + jj, mask=c_mask, other=0.0).to(tl.float32)
+            acc += dz * wv[None, :]
+    dx_off = (b * sxb + i * sxl)[:, None] + c.to(tl.int64)[None, :] * sxc
+    tl.store(dx_ptr + dx_off, acc.to(dx_ptr.dtype.element_ty),
+             mask=row_mask[:, None] & c_mask[None, :])
+
+
+@triton.jit
+def _bwd_dp_kernel(x_ptr, w_ptr, dy_ptr, dp_ptr, db_ptr,
+                   R, ROWS_PER_SPLIT, L, L_out, M, CM, F, K, stride, dilation, pad_left,
+                   sxb, sxl, sxc, sdb, sdl, sdf,
+                   HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                   BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
+    """Partial ``dp[s] = z^T @ dy`` and ``db[s] = sum dy`` over the rows of split ``s``."""
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    num_f = tl.cdiv(F, BLOCK_F)
+    pid_j = pid // num_f
+    pid_f = pid % num_f
+    j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
+    j_mask = j < CM
+    f = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
+    f_mask = f < F
+    lo = split.to(tl.int64) * ROWS_PER_SPLIT
+    hi = tl.minimum(lo + ROWS_PER_SPLIT, R)
+    acc = tl.zeros((BLOCK_J, BLOCK_F), dtype=tl.float32)
+    db = tl.zeros((BLOCK_F,), dtype=tl.float32)
+    for r0 in range(lo, hi, BLOCK_R):
+        r = r0 + tl.arange(0, BLOCK_R)
+        row_mask = r < hi
+        b = r // L_out
+        t = r % L_out
+        z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
+                            stride, dilation, pad_left, sxb, sxl, sxc, BLOCK_R, BLOCK_J)
+        dy = tl.load(dy_ptr + (b * sdb + t * sdl)[:, None] + f.to(tl.int64)[None, :] * sdf,
+                     mask=row_mask[:, None] & f_mask[None, :], other=0.0)
+        acc = _mma(tl.trans(z.to(dy.dtype)), dy, acc, PRECISION, UPCAST)
+        if HAS_BIAS:
+            db += tl.sum(dy.to(tl.float32), axis=0)
+    base = split.to(tl.int64) * CM * F
+    tl.store(dp_ptr + base + j[:, None] * F + f[None, :], acc,
+             mask=j_mask[:, None] & f_mask[None, :])
+    if HAS_BIAS:
+        if pid_j == 0:
+            tl.store(db_ptr + split.to(tl.int64) * F + f, db, mask=f_mask)
+
+
+# ------------------------------------------------------------------- autotune configs
+
+
+def _cfg(num_warps, num_stages, **blocks):
+    return triton.Config(blocks, num_warps=num_warps, num_stages=num_stages)
+
+
+def _prune(configs, named_args, **kwargs):
+    """Drop configs whose tiles are far larger than the problem (keep at least one)."""
+    cm, f = named_args["CM"], named_args["F"]
+    ok = [c for c in configs
+          if c.kwargs.get("BLOCK_J", 16) <= max(16, triton.next_power_of_2(cm))
+          and c.kwargs.get("BLOCK_F", 16) <= max(16, triton.next_power_of_2(f))]
+    return ok or configs[:1]
+
+
+if AUTOTUNE:
+    _MM_CONFIGS = [
+        _cfg(4, 3, BLOCK_R=64, BLOCK_J=32, BLOCK_F=64),
+        _cfg(4, 3, BLOCK_R=64, BLOCK_J=32, BLOCK_F=128),
+        _cfg(8, 3, BLOCK_R=128, BLOCK_J=32, BLOCK_F=128),
+        _cfg(8, 2, BLOCK_R=128, BLOCK_J=64, BLOCK_F=128),
+        _cfg(8, 2, BLOCK_R=64, BLOCK_J=32, BLOCK_F=256),
+        _cfg(4, 3, BLOCK_R=32, BLOCK_J=32, BLOCK_F=64),
+        _cfg(4, 3, BLOCK_R=64, BLOCK_J=16, BLOCK_F=32),
+    ]
+    _DX_CONFIGS = [
+        _cfg(4, 2, BLOCK_I=64, BLOCK_C=64),
+        _cfg(4, 2, BLOCK_I=32, BLOCK_C=128),
+        _cfg(8, 2, BLOCK_I=128, BLOCK_C=64),
+        _cfg(4, 2, BLOCK_I=128, BLOCK_C=32),
+    ]
+else:  # the interpreter (or autotuning switched off): one fixed config each
+    _MM_CONFIGS = [_cfg(4, 2, BLOCK_R=32, BLOCK_J=16, BLOCK_F=16)]
+    _DX_CONFIGS = [_cfg(4, 2, BLOCK_I=32, BLOCK_C=16)]
+
+_PRUNE = {"early_config_prune": _prune, "perf_model": None, "top_k": None}
+_KEY = ["CM", "F", "K", "stride", "dilation"]
+
+_fwd = triton.autotune(_MM_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_fwd_kernel)
+# The atomics accumulate into dw: restore it after every trial run of the autotuner.
+_bwd_dz_dw = triton.autotune(_MM_CONFIGS, key=_KEY, prune_configs_by=_PRUNE,
+                             restore_value=["dw_ptr"])(_bwd_dz_dw_kernel)
+_bwd_dx = triton.autotune(_DX_CONFIGS, key=["C", "M", "K", "stride", "dilation"])(_bwd_dx_kernel)
+_bwd_dp = triton.autotune(_MM_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_bwd_dp_kernel)
+
+
+# ------------------------------------------------------------------------- launchers
+
+
+def _x_strides(x: torch.Tensor, channels_last: bool):
+    """``(batch, step, channel)`` strides of ``x`` in either layout."""
+    if channels_last:
+        return x.stride(0), x.stride(1), x.stride(2)
+    return x.stride(0), x.stride(2), x.stride(1)
+
+
+def _precision(dtype: torch.dtype) -> str:
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"  # ignored by tl.dot for 16-bit inputs
+
+
+def _upcast(dtype: torch.dtype) -> bool:
+    return INTERPRET and dtype == torch.bfloat16
+
+
+def _out_len(length: int, k: int, stride: int, dilation: int, pad_left: int,
+             pad_right: int) -> int:
+    return (length + pad_left + pad_right - (k - 1) * dilation - 1) // stride + 1
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1
+
+
+def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last):
+    """Launch the forward kernel.  ``w`` is ``(K, C*M)`` contiguous, ``p`` ``(C*M, F)``."""
+    batch = x.shape[0]
+    length, channels = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[1])
+    k, cm = w.shape
+    f = p.shape[1]
+    l_out = _out_len(length, k, stride, dilation, pad_left, pad_right)
+    if channels_last:
+        y = torch.empty((batch, l_out, f), device=x.device, dtype=x.dtype)
+        syb, syl, syf = y.stride()
+    else:
+        y = torch.empty((batch, f, l_out), device=x.device, dtype=x.dtype)
+        syb, syf, syl = y.stride()
+    rows = batch * l_out
+    if rows == 0 or f == 0:
+        return y
+    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]) * triton.cdiv(f, meta["BLOCK_F"]),)
+    _fwd[grid](x, w, p, bias if bias is not None else p, y,
+               rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
+               *_x_strides(x, channels_last), syb, syl, syf,
+               HAS_BIAS=bias is not None, PRECISION=_precision(x.dtype), UPCAST=_upcast(x.dtype))
+    return y
+
+
+def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
+              need_dx, need_dw, need_dp, need_db):
+    """Gradients ``(dx, dw (K, C*M), dp (C*M, F), db)``; ``None`` where not needed."""
+    batch = x.shape[0]
+    length, channels = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[1])
+    k, cm = w.shape
+    m = cm // channels
+    f = p.shape[1]
+    l_out = dy.shape[1] if channels_last else dy.shape[2]
+    rows = batch * l_out
+    sxb, sxl, sxc = _x_strides(x, channels_last)
+    sdb, sdl, sdf = _x_strides(dy, channels_last)
+    precision = _precision(x.dtype)
+    dx = dw = dp = db = None
+    if need_dx or need_dw:
+        dz = torch.empty((rows, cm), device=x.device, dtype=torch.float32)
+        dw32 = torch.zeros((k, cm), device=x.device, dtype=torch.float32)
+        grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]) * triton.cdiv(cm, meta["BLOCK_J"]),)
+        _bwd_dz_dw[grid](x, p, dy, dz, dw32,
+                         rows, length, l_out, m, cm, f, k, stride, dilation, pad_left,
+                         sxb, sxl, sxc, sdb, sdl, sdf, PRECISION=precision, UPCAST=_upcast(x.dtype))
+        dw = dw32.to(w.dtype)
+        if need_dx:
+            dx = torch.empty_like(x, memory_format=torch.contiguous_format)
+            rows_x = batch * length
+            grid = lambda meta: (triton.cdiv(rows_x, meta["BLOCK_I"]) * triton.cdiv(channels, meta["BLOCK_C"]),)
+            _bwd_dx[grid](dz, w, dx, rows_x, length, l_out, channels, m, cm, k,
+                          stride, dilation, pad_left, *_x_strides(dx, channels_last))
+    if need_dp or need_db:
+        # Enough row splits to fill the device; float32 partials summed by torch.
+        splits = max(1, min(triton.cdiv(rows, 256), 4 * _num_sms(x.device)))
+        per_split = triton.cdiv(rows, splits)
+        splits = triton.cdiv(rows, per_split)
+        dp32 = torch.empty((splits, cm, f), device=x.device, dtype=torch.float32)
+        db32 = torch.empty((splits, f), device=x.device, dtype=torch.float32) if has_bias else dp32
+        grid = lambda meta: (triton.cdiv(cm, meta["BLOCK_J"]) * triton.cdiv(f, meta["BLOCK_F"]), splits)
+        _bwd_dp[grid](x, w, dy, dp32, db32,
+                      rows, per_split, length, l_out, m, cm, f, k, stride, dilation, pad_left,
+                      sxb, sxl, sxc, sdb, sdl, sdf,
+                      HAS_BIAS=has_bias, PRECISION=precision, UPCAST=_upcast(x.dtype))
+        dp = dp32.sum(0).to(p.dtype)
+        if has_bias:
+            db = db32.sum(0).to(p.dtype)
+    return dx, dw, dp, db
+
+
+class _SeparableConv1d(torch.autograd.Function):
+    """Fused forward; backward recomputes the depthwise tile instead of saving it."""
+
+    @staticmethod
+    def forward(ctx, x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
+                channels_last):
+        k, c, m = depthwise.shape
+        w = depthwise.reshape(k, c * m).contiguous()
+        p = pointwise.contiguous()
+        y = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last)
+        ctx.save_for_backward(x, w, p)
+        ctx.has_bias = bias is not None
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+        ctx.args = (stride, dilation, pad_left, channels_last, tuple(depthwise.shape))
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w, p = ctx.saved_tensors
+        stride, dilation, pad_left, channels_last, dw_shape = ctx.args
+        need = ctx.needs_input_grad
+        dx, dw, dp, db = _backward(dy, x, w, p, ctx.has_bias, stride, dilation, pad_left,
+                                   channels_last, need[0], need[1], need[2],
+                                   ctx.has_bias and need[3])
+        if dw is not None:
+            dw = dw.reshape(dw_shape)
+        return (dx if need[0] else None, dw if need[1] else None,
+                dp if need[2] else None, db,
+                None, None, None, None, None)
+
+
+def _supported(x, depthwise, pointwise, bias) -> bool:
+    if not (x.is_cuda or INTERPRET) or x.dtype not in _DTYPES:
+        return False
+    tensors = [depthwise, pointwise] + ([bias] if bias is not None else [])
+    return all(t.dtype == x.dtype and t.device == x.device for t in tensors)
+
+
+def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
+                     bias: Optional[torch.Tensor], *, stride: int, dilation: int,
+                     pad_left: int, pad_right: int, channels_last: bool) -> torch.Tensor:
+    """Depthwise then pointwise convolution in fused Triton kernels.
+
+    Same signature and result as :func:`sepconv.kernels.reference.separable_conv1d`:
+    ``x`` ``(batch, steps, channels)`` if ``channels_last`` else ``(batch, channels,
+    steps)``; ``depthwise`` ``(kernel_size, channels, depth_multiplier)``; ``pointwise``
+    ``(channels * depth_multiplier, filters)``; ``bias`` ``(filters,)`` or ``None``.
+    Returns ``(batch, out_steps, filters)`` or ``(batch, filters, out_steps)``.
+
+    Falls back to the reference kernel (and says nothing) only for inputs Triton cannot
+    run: tensors that are not on a CUDA device (outside ``TRITON_INTERPRET=1``), dtypes
+    other than float32, float16 and bfloat16, and weights of another dtype or device
+    than ``x``.
+    """
+    if not _supported(x, depthwise, pointwise, bias):
+        from . import reference
+        return reference.separable_conv1d(x, depthwise, pointwise, bias, stride=stride,
+                                          dilation=dilation, pad_left=pad_left,
+                                          pad_right=pad_right, channels_last=channels_last)
+    return _SeparableConv1d.apply(x, depthwise, pointwise, bias, stride, dilation,
+                                  pad_left, pad_right, channels_last)
