@@ -110,6 +110,10 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         if forced not in KERNELS:
             raise ValueError(f"SEPCONV_KERNEL must be one of {KERNELS}. Received {forced!r}")
         return _load(forced)
+    if x.is_cuda and x.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        import importlib.util  # find_spec: look for triton without importing it here
+        if importlib.util.find_spec("triton") is not None:
+            return _load("triton")
     return _reference.separable_conv1d
 
 
