@@ -1,0 +1,197 @@
+"""The fused Triton kernel against the reference kernel, forward and backward.
+
+There is no GPU in CI, so the kernels run in Triton's interpreter on CPU tensors.  Two
+facts make that delicate inside one pytest process:
+
+- ``TRITON_INTERPRET=1`` must be set before ``triton`` is imported, and the kernel
+  module reads it at import time;
+- other test modules import TensorFlow, and importing triton *after* TensorFlow
+  aborts the process (both register the same LLVM command-line options).
+
+So this module runs in two roles.  In the pytest process that collects the whole suite,
+it defines one test that starts a fresh interpreter (``sys.executable -m pytest`` on this
+very file, with ``--noconftest`` so no conftest can import TensorFlow first) with
+``TRITON_INTERPRET=1`` and ``SEPCONV_TRITON_CHILD=1`` in its environment, and fails with
+the child's report if any child test fails.  In that child, the module defines the real,
+parametrized tests.  The outcome no longer depends on import order or on which other
+test files were collected, and the child has no GPU to find, so it is the same anywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+CHILD = os.environ.get("SEPCONV_TRITON_CHILD") == "1"
+
+if importlib.util.find_spec("triton") is None:
+    pytest.skip("triton is not installed (it is a Linux x86_64-only test extra)",
+                allow_module_level=True)
+
+
+if not CHILD:
+
+    def test_triton_kernel_under_interpreter():
+        """Run the cases below in a child process under ``TRITON_INTERPRET=1``."""
+        env = dict(os.environ, TRITON_INTERPRET="1", SEPCONV_TRITON_CHILD="1",
+                   SEPCONV_KERNEL="")
+        cmd = [sys.executable, "-m", "pytest", __file__, "-q", "--noconftest",
+               "-p", "no:cacheprovider", "--maxfail=5", "--tb=short"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+        report = (proc.stdout + proc.stderr)[-12000:]
+        if proc.returncode == 5:
+            pytest.fail("the child collected no tests:\n" + report)
+        assert proc.returncode == 0, "Triton interpreter tests failed:\n" + report
+
+else:
+    import itertools
+
+    import torch
+
+    from sepconv import functional, padding
+    from sepconv.kernels import reference
+    from sepconv.kernels import triton_sepconv
+
+    assert triton_sepconv.INTERPRET, "the child must run with TRITON_INTERPRET=1"
+
+    def _case(batch, length, channels, multiplier, filters, kernel_size, stride, dilation,
+              pad, channels_last, bias, dtype=torch.float32, seed=0):
+        """Inputs at unit scale (weights scaled by 1/sqrt(fan-in)) and Keras padding."""
+        gen = torch.Generator().manual_seed(seed)
+        shape = (batch, length, channels) if channels_last else (batch, channels, length)
+        x = torch.randn(shape, generator=gen)
+        w = torch.randn(kernel_size, channels, multiplier, generator=gen) / kernel_size ** 0.5
+        p = torch.randn(channels * multiplier, filters, generator=gen) / (channels * multiplier) ** 0.5
+        b = torch.randn(filters, generator=gen) if bias else None
+        left, right = padding.padding_amounts(length, kernel_size, stride, dilation, pad)
+        kw = dict(stride=stride, dilation=dilation, pad_left=left, pad_right=right,
+                  channels_last=channels_last)
+        return [t.to(dtype) if t is not None else None for t in (x, w, p, b)], kw
+
+    def _run(kernel, tensors, kw, grad_out_seed=1, dtype=None):
+        """Output and gradients of every tensor input, for a fixed random ``dy``."""
+        leaves = [t.detach().clone().requires_grad_() if t is not None else None
+                  for t in tensors]
+        if dtype is not None:  # the reference in float64, from the same rounded inputs
+            inputs = [t.to(dtype) if t is not None else None for t in leaves]
+        else:
+            inputs = leaves
+        y = kernel(*inputs, **kw)
+        gen = torch.Generator().manual_seed(grad_out_seed)
+        dy = torch.randn(y.shape, generator=gen).to(y.dtype)
+        y.backward(dy)
+        return [y.detach()] + [t.grad for t in leaves if t is not None]
+
+    def _check(tensors, kw, rtol, atol):
+        got = _run(triton_sepconv.separable_conv1d, tensors, kw)
+        want = _run(reference.separable_conv1d, tensors, kw, dtype=torch.float64)
+        names = ["y", "dx", "d_depthwise", "d_pointwise", "d_bias"]
+        for name, g, w in zip(names, got, want):
+            assert g.dtype == tensors[0].dtype and g.shape == w.shape, name
+            scale = max(1.0, w.double().abs().max().item())
+            torch.testing.assert_close(g.double(), w.double(), rtol=rtol, atol=atol * scale,
+                                       msg=lambda m, name=name: f"{name}: {m}")
+
+    # Every padding x stride x dilation x multiplier, alternating layout and bias so
+    # both values of each meet every other axis.  Odd lengths; 5 channels x M spans
+    # several 16-wide channel blocks, 20 filters several filter blocks, 2 x 23 rows
+    # straddle the 32-row blocks and the two sequences.
+    GRID = [(pad, s, d, m) for pad, s, d, m in itertools.product(
+        ("valid", "same", "causal"), (1, 2, 3), (1, 2), (1, 2, 3)) if not (s > 1 and d > 1)]
+
+    @pytest.mark.parametrize("pad,stride,dilation,multiplier", GRID)
+    def test_float32_matches_reference(pad, stride, dilation, multiplier):
+        i = GRID.index((pad, stride, dilation, multiplier))
+        tensors, kw = _case(2, 23, 5, multiplier, 20, 3 + i % 3, stride, dilation, pad,
+                            channels_last=i % 2 == 0, bias=i % 4 < 2, seed=i)
+        _check(tensors, kw, rtol=1e-4, atol=1e-4)
+
+    @pytest.mark.parametrize("channels_last", [True, False])
+    @pytest.mark.parametrize("bias", [True, False])
+    @pytest.mark.parametrize("shape", [
+        (1, 1, 1, 1, 1, 1),     # batch, length, channels, multiplier, filters, kernel
+        (1, 7, 1, 3, 1, 7),     # one channel, kernel as long as the input
+        (3, 5, 2, 1, 3, 2),     # more sequences than steps
+        (1, 67, 3, 2, 40, 9),   # rows and filters over several blocks
+    ])
+    def test_edge_shapes(shape, bias, channels_last):
+        batch, length, channels, m, filters, k = shape
+        for pad in ("valid", "same", "causal"):
+            tensors, kw = _case(batch, length, channels, m, filters, k, 1, 1, pad,
+                                channels_last, bias)
+            _check(tensors, kw, rtol=1e-4, atol=1e-4)
+
+    def test_strided_and_dilated_together():
+        # functional rejects strides > 1 with dilation_rate > 1 (Keras does); the kernel
+        # itself handles it, as the reference does.
+        tensors, kw = _case(2, 29, 3, 2, 6, 3, 2, 3, "same", True, True)
+        _check(tensors, kw, rtol=1e-4, atol=1e-4)
+
+    @pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 3e-2), (torch.float16, 5e-3)])
+    @pytest.mark.parametrize("pad,stride,dilation,multiplier,channels_last", [
+        ("same", 1, 1, 1, True), ("causal", 1, 2, 2, False), ("valid", 2, 1, 3, True),
+        ("same", 3, 1, 2, False)])
+    def test_half_precision(dtype, tol, pad, stride, dilation, multiplier, channels_last):
+        tensors, kw = _case(2, 19, 4, multiplier, 18, 5, stride, dilation, pad,
+                            channels_last, bias=True, dtype=dtype)
+        _check(tensors, kw, rtol=tol, atol=tol)
+
+    def test_strided_views_are_read_in_place():
+        # channels_first given as a transposed channels_last tensor, a sliced batch, and a
+        # non-contiguous output gradient: the kernels take strides, nothing is copied.
+        tensors, kw = _case(4, 21, 6, 2, 10, 3, 1, 1, "same", False, True)
+        x_cl = tensors[0].transpose(1, 2).contiguous()[::2]
+        x = x_cl.transpose(1, 2)
+        assert not x.is_contiguous()
+        leaves = [t.detach().clone().requires_grad_() for t in (x, *tensors[1:])]
+        ref_leaves = [t.detach().clone().double().requires_grad_() for t in (x, *tensors[1:])]
+        y = triton_sepconv.separable_conv1d(*leaves, **kw)
+        y_ref = reference.separable_conv1d(*ref_leaves, **kw)
+        dy = torch.randn(y.shape[0], y.shape[2], y.shape[1]).transpose(1, 2)
+        y.backward(dy)
+        y_ref.backward(dy.double())
+        torch.testing.assert_close(y.double(), y_ref, rtol=1e-4, atol=1e-4)
+        for a, b in zip(leaves, ref_leaves):
+            torch.testing.assert_close(a.grad.double(), b.grad, rtol=1e-4, atol=1e-4)
+
+    def test_partial_requires_grad():
+        tensors, kw = _case(2, 13, 3, 2, 5, 3, 1, 1, "causal", True, True)
+        want = _run(reference.separable_conv1d, tensors, kw, dtype=torch.float64)
+        for which in range(4):  # only one input requires grad
+            leaves = [t.detach().clone() for t in tensors]
+            leaves[which].requires_grad_()
+            y = triton_sepconv.separable_conv1d(*leaves, **kw)
+            y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)))
+            torch.testing.assert_close(leaves[which].grad, want[1 + which],
+                                       rtol=1e-4, atol=1e-4)
+
+    def test_float64_falls_back_to_reference():
+        # float64 is not a Triton dtype here: the launcher hands it to the reference.
+        tensors, kw = _case(1, 9, 2, 2, 3, 3, 1, 1, "same", True, True, dtype=torch.float64)
+        got = triton_sepconv.separable_conv1d(*tensors, **kw)
+        want = reference.separable_conv1d(*tensors, **kw)
+        assert torch.equal(got, want)
+
+    def test_functional_dispatches_to_triton(monkeypatch):
+        monkeypatch.setenv("SEPCONV_KERNEL", "triton")
+        gen = torch.Generator().manual_seed(3)
+        x = torch.randn(2, 17, 4, generator=gen)
+        w = torch.randn(5, 4, 2, generator=gen)
+        p = torch.randn(1, 8, 6, generator=gen)
+        b = torch.randn(6, generator=gen)
+        calls = []
+        original = triton_sepconv._SeparableConv1d.apply
+        monkeypatch.setattr(triton_sepconv._SeparableConv1d, "apply",
+                            lambda *a: calls.append(1) or original(*a))
+        y = functional.separable_conv1d(x, w, p, b, strides=2, padding="same")
+        assert calls, "functional did not reach the Triton kernel"
+        monkeypatch.setenv("SEPCONV_KERNEL", "reference")
+        want = functional.separable_conv1d(x, w, p, b, strides=2, padding="same")
+        torch.testing.assert_close(y, want, rtol=1e-4, atol=1e-4)
+
+    def test_available():
+        assert triton_sepconv.available()
