@@ -158,6 +158,14 @@ else:
         for a, b in zip(leaves, ref_leaves):
             torch.testing.assert_close(a.grad.double(), b.grad, rtol=1e-4, atol=1e-4)
 
+    def test_row_splits(monkeypatch):
+        # Pretend to have many SMs so d(pointwise) and d(bias) reduce over several row
+        # ranges (float32 partials), as they do on a GPU.
+        monkeypatch.setattr(triton_sepconv, "_num_sms", lambda device: 64)
+        assert triton_sepconv._row_splits(2 * 70, 6, 5, 64) == 3
+        tensors, kw = _case(2, 70, 3, 2, 5, 3, 1, 1, "same", True, True)
+        _check(tensors, kw, rtol=1e-4, atol=1e-4)
+
     def test_partial_requires_grad():
         tensors, kw = _case(2, 13, 3, 2, 5, 3, 1, 1, "causal", True, True)
         want = _run(reference.separable_conv1d, tensors, kw, dtype=torch.float64)

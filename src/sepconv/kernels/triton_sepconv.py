@@ -338,6 +338,14 @@ def _num_sms(device: torch.device) -> int:
     return 1
 
 
+def _row_splits(rows: int, cm: int, f: int, sms: int) -> int:
+    """How many row ranges ``_bwd_dp`` reduces separately (float32 partials, summed by
+    torch): enough programs to fill the device, about 4 per SM counting nominal 32x64
+    tiles of ``d(pointwise)``, and at least 64 rows per range."""
+    tiles = triton.cdiv(cm, 32) * triton.cdiv(f, 64)
+    return max(1, min(triton.cdiv(4 * sms, tiles), triton.cdiv(rows, 64)))
+
+
 def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last):
     """Launch the forward kernel.  ``w`` is ``(K, C*M)`` contiguous, ``p`` ``(C*M, F)``."""
     batch = x.shape[0]
@@ -391,8 +399,7 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
             _bwd_dx[grid](dz, w, dx, rows_x, length, l_out, channels, m, cm, k,
                           stride, dilation, pad_left, *_x_strides(dx, channels_last))
     if need_dp or need_db:
-        # Enough row splits to fill the device; float32 partials summed by torch.
-        splits = max(1, min(triton.cdiv(rows, 256), 4 * _num_sms(x.device)))
+        splits = _row_splits(rows, cm, f, _num_sms(x.device))
         per_split = triton.cdiv(rows, splits)
         splits = triton.cdiv(rows, per_split)
         dp32 = torch.empty((splits, cm, f), device=x.device, dtype=torch.float32)
