@@ -114,6 +114,10 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         import importlib.util  # find_spec: look for triton without importing it here
         if importlib.util.find_spec("triton") is not None:
             return _load("triton")
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16):
+        # bench/README.md (python -m sepconv bench): the cpu kernel beats the composition on
+        # every suite shape, fwd and fwd+bwd; float64 has no oneDNN kernel (ties: reference).
+        return _load("cpu")
     return _reference.separable_conv1d
 
 

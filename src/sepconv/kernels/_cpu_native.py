@@ -1,0 +1,210 @@
+"""A small C routine for the one step oneDNN does slowly: the depthwise weight gradient.
+
+``grad_w[k, c*M + m] = sum_{n, l} x[n, l*s + k*d - pad_left, c] * grad_z[n, l, c*M + m]``
+
+oneDNN's depthwise backward-weights (and TensorFlow's) runs at a few GFLOP/s on this
+machine, 20-30x slower than the forward convolution; torch has no other route (grouped
+"transposed" convolutions, FFT and unfolding were measured and are slower still).
+
+The source below is compiled once per machine with the system C compiler (no torch
+headers, no build-time torch: plain C with pthreads, loaded through ``ctypes``) into a
+per-user cache.  If there is no compiler or the build fails, :func:`load` returns
+``None`` and the kernel falls back to ``torch.ops.aten.convolution_backward``.
+Set ``SEPCONV_NATIVE=0`` to disable it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from typing import Optional
+
+SOURCE = r"""
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VW 8     /* channels per vector: one 256-bit register of float */
+#define T 128    /* output steps per tile */
+
+typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(4)));
+
+typedef struct {
+    const float *x, *g;
+    float *out;
+    int64_t n, length, out_len, c, m, k, stride, dilation, pad_left;
+    int64_t chunk_begin, chunk_end;
+} job_t;
+
+/* acc[kk] += sum_l xt[l*xs + kk*xd] * gt[l], for KB = 8 or 4 taps held in registers. */
+#define TAPS(NB)                                                                   \
+    for (; k0 + NB <= j->k; k0 += NB) {                                            \
+        vf a[NB];                                                                  \
+        for (int q = 0; q < NB; q++) a[q] = (vf){0};                               \
+        const float *xp = xt + k0 * xd;                                            \
+        for (int64_t l = 0; l < tl; l++, xp += xs) {                               \
+            const vf gv = *(const vf *)(gt + l * VW);                              \
+            for (int q = 0; q < NB; q++) a[q] += *(const vf *)(xp + q * xd) * gv;  \
+        }                                                                          \
+        for (int q = 0; q < NB; q++) *(vf *)(acc + (k0 + q) * VW) += a[q];         \
+    }
+
+/* One tile (batch item n, output steps [l0, l0 + tl)) of one channel chunk [cm0, cm0 + VW). */
+static void tile(const job_t *j, int64_t n, int64_t l0, int64_t tl, int64_t cm0,
+                 float *xt, float *gt, float *acc) {
+    const int64_t cm = j->c * j->m;
+    const int64_t span = (j->k - 1) * j->dilation + 1;
+    const float *xn = j->x + n * j->length * j->c;
+    const float *gn = j->g + n * j->out_len * cm;
+    const int64_t t0 = l0 * j->stride - j->pad_left;
+    const int64_t nrows = (tl - 1) * j->stride + span;
+    /* Copy the tiles: zero padding and the multiplier's channel repeat applied here. */
+    if (j->m == 1 && cm0 + VW <= cm) {
+        for (int64_t r = 0; r < nrows; r++) {
+            const int64_t t = t0 + r;
+            *(vf *)(xt + r * VW) = (t < 0 || t >= j->length) ? (vf){0}
+                                                             : *(const vf *)(xn + t * j->c + cm0);
+        }
+        for (int64_t l = 0; l < tl; l++)
+            *(vf *)(gt + l * VW) = *(const vf *)(gn + (l0 + l) * cm + cm0);
+    } else {
+        int64_t idx[VW];  /* input channel of each lane, -1 past the end */
+        for (int v = 0; v < VW; v++) idx[v] = cm0 + v < cm ? (cm0 + v) / j->m : -1;
+        for (int64_t r = 0; r < nrows; r++) {
+            const int64_t t = t0 + r;
+            const float *src = xn + t * j->c;
+            for (int v = 0; v < VW; v++)
+                xt[r * VW + v] = (t < 0 || t >= j->length || idx[v] < 0) ? 0.0f : src[idx[v]];
+        }
+        for (int64_t l = 0; l < tl; l++) {
+            const float *src = gn + (l0 + l) * cm + cm0;
+            for (int v = 0; v < VW; v++) gt[l * VW + v] = idx[v] >= 0 ? src[v] : 0.0f;
+        }
+    }
+    const int64_t xs = j->stride * VW, xd = j->dilation * VW;
+    int64_t k0 = 0;
+    TAPS(8)
+    TAPS(4)
+    TAPS(2)
+    TAPS(1)
+}
+
+static void *run(void *arg) {
+    const job_t *j = (const job_t *)arg;
+    const int64_t cm = j->c * j->m;
+    const int64_t span = (j->k - 1) * j->dilation + 1;
+    const int64_t rows = (T - 1) * j->stride + span;
+    const int64_t chunks = j->chunk_end - j->chunk_begin;
+    float *xt = aligned_alloc(64, ((sizeof(float) * VW * rows + 63) / 64) * 64);
+    float *gt = aligned_alloc(64, sizeof(float) * VW * T);
+    float *acc = aligned_alloc(64, ((sizeof(float) * VW * j->k * chunks + 63) / 64) * 64);
+    if (xt && gt && acc) {
+        memset(acc, 0, sizeof(float) * VW * j->k * chunks);
+        /* Chunks innermost: a tile's rows of x and g stay in cache across chunks. */
+        for (int64_t n = 0; n < j->n; n++)
+            for (int64_t l0 = 0; l0 < j->out_len; l0 += T) {
+                const int64_t tl = j->out_len - l0 < T ? j->out_len - l0 : T;
+                for (int64_t ch = 0; ch < chunks; ch++)
+                    tile(j, n, l0, tl, (j->chunk_begin + ch) * VW, xt, gt, acc + ch * VW * j->k);
+            }
+        for (int64_t ch = 0; ch < chunks; ch++) {
+            const int64_t cm0 = (j->chunk_begin + ch) * VW;
+            for (int64_t kk = 0; kk < j->k; kk++)
+                for (int v = 0; v < VW; v++)
+                    if (cm0 + v < cm) j->out[kk * cm + cm0 + v] = acc[(ch * j->k + kk) * VW + v];
+        }
+    }
+    free(xt); free(gt); free(acc);
+    return NULL;
+}
+
+/* x: (n, length, c) contiguous; g: (n, out_len, c*m) contiguous; out: (k, c*m). */
+int sepconv_dw_grad_weight(const float *x, const float *g, float *out, int64_t n,
+                           int64_t length, int64_t out_len, int64_t c, int64_t m, int64_t k,
+                           int64_t stride, int64_t dilation, int64_t pad_left, int threads) {
+    const int64_t chunks = (c * m + VW - 1) / VW;
+    if (threads < 1) threads = 1;
+    if (threads > chunks) threads = (int)chunks;
+    if (threads > 64) threads = 64;
+    job_t jobs[64];
+    pthread_t tid[64];
+    for (int i = 0; i < threads; i++) {
+        job_t j = {x, g, out, n, length, out_len, c, m, k, stride, dilation, pad_left,
+                   chunks * i / threads, chunks * (i + 1) / threads};
+        jobs[i] = j;
+    }
+    int spawned = 0;
+    for (int i = 1; i < threads; i++, spawned++)
+        if (pthread_create(&tid[i], NULL, run, &jobs[i]) != 0) break;
+    run(&jobs[0]);
+    for (int i = 1; i <= spawned; i++) pthread_join(tid[i], NULL);
+    for (int i = spawned + 1; i < threads; i++) run(&jobs[i]);
+    return 0;
+}
+"""
+
+_FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-pthread", "-std=gnu11"]
+_lock = threading.Lock()
+_lib: Optional[ctypes.CDLL] = None
+_tried = False
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "sepconv")
+
+
+def _build(path: str) -> None:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        raise OSError("no C compiler")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
+        src = os.path.join(tmp, "dw_grad.c")
+        out = os.path.join(tmp, "dw_grad.so")
+        with open(src, "w") as f:
+            f.write(SOURCE)
+        subprocess.run([compiler, *_FLAGS, src, "-o", out], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+        os.replace(out, path)  # atomic: concurrent builders never see half a file
+
+
+def load() -> Optional[ctypes.CDLL]:
+    """The compiled library, built on first use; ``None`` where it cannot be built."""
+    global _lib, _tried
+    if _tried:
+        return _lib
+    with _lock:
+        if _tried:
+            return _lib
+        _tried = True
+        if os.environ.get("SEPCONV_NATIVE", "1").strip() in ("0", "false", "no"):
+            return None
+        key = hashlib.sha256((SOURCE + " ".join(_FLAGS) + sys.platform).encode()).hexdigest()[:16]
+        path = os.path.join(_cache_dir(), f"dw_grad_{key}.so")
+        try:
+            if not os.path.exists(path):
+                _build(path)
+            lib = ctypes.CDLL(path)
+            fn = lib.sepconv_dw_grad_weight
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9 + [ctypes.c_int]
+            _lib = lib
+        except (OSError, subprocess.SubprocessError, AttributeError):
+            _lib = None
+    return _lib
+
+
+def dw_grad_weight(x, g, out, *, n, length, out_len, c, m, k, stride, dilation, pad_left,
+                   threads) -> None:
+    """Fill ``out`` (``(k, c*m)`` float32, contiguous) from contiguous float32 ``x``
+    ``(n, length, c)`` and ``g`` ``(n, out_len, c*m)``; ``load()`` must have succeeded."""
+    _lib.sepconv_dw_grad_weight(x.data_ptr(), g.data_ptr(), out.data_ptr(), n, length, out_len,
+                                c, m, k, stride, dilation, pad_left, threads)

@@ -1,0 +1,195 @@
+"""The CPU kernel: a depthwise convolution through oneDNN in channels_last, then one GEMM.
+
+Why this shape of computation (measured on the project's 2-core AVX2 machine, see
+``bench/README.md``):
+
+- A depthwise convolution written as ``F.conv1d(..., groups=C)`` on ``(N, C, L)`` takes
+  torch's generic path and runs 5-10x slower than the same work as a 2D convolution on an
+  ``(N, C, 1, L)`` tensor in channels_last memory, which oneDNN handles with its
+  depthwise kernel.  A channels_last ``(batch, steps, channels)`` input *is* that 4D
+  tensor (a view, no copy), and so is the depthwise result.
+- The pointwise convolution is one GEMM on the ``(batch * steps, channels * multiplier)``
+  view of the intermediate, with the bias folded in (``addmm``); its result already is
+  the ``(batch, steps, filters)`` output.  No transposes, no copies.
+- The backward pass is written by hand (a ``torch.autograd.Function``): two GEMMs for the
+  pointwise part and one oneDNN ``convolution_backward`` for the depthwise part.  It saves
+  the input (unpadded: the padding is redone in the backward pass) and the intermediate,
+  never more than the plain composition keeps alive.
+
+Dtypes: float32 runs as above.  bfloat16 runs natively when oneDNN has bf16 kernels for
+this CPU (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``); otherwise (no AVX512-BF16 /
+AMX, where bf16 GEMMs are emulated and ~80x slower) it computes in float32 and rounds the
+result and the gradients to bfloat16.  float64 has no oneDNN kernel; it takes the same
+code path in contiguous (NCHW) memory, which is what the gradient check exercises.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from . import _cpu_native
+
+_conv = torch.ops.aten.convolution
+_conv_backward = torch.ops.aten.convolution_backward
+
+
+def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
+                     bias: Optional[torch.Tensor], *, stride: int, dilation: int,
+                     pad_left: int, pad_right: int, channels_last: bool) -> torch.Tensor:
+    """Depthwise then pointwise convolution; same contract as the reference kernel.
+
+    Args:
+        x: ``(batch, steps, channels)`` if ``channels_last`` else ``(batch, channels, steps)``.
+        depthwise: ``(kernel_size, channels, depth_multiplier)`` (Keras' layout).
+        pointwise: ``(channels * depth_multiplier, filters)``.
+        bias: ``(filters,)`` or ``None``.
+        stride, dilation: step and dilation of the depthwise convolution.
+        pad_left, pad_right: zeros added before and after the steps.
+        channels_last: layout of ``x`` and of the result.
+
+    Returns:
+        ``(batch, out_steps, filters)`` if ``channels_last`` else ``(batch, filters, out_steps)``.
+    """
+    geometry = (stride, dilation, pad_left, pad_right, channels_last)
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or depthwise.requires_grad or pointwise.requires_grad
+        or (bias is not None and bias.requires_grad))
+    if not needs_grad:
+        return _forward(x, depthwise, pointwise, bias, geometry)[0]
+    return _SeparableConv1d.apply(x, depthwise, pointwise, bias, geometry)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the arithmetic runs in for inputs of ``dtype``."""
+    if dtype == torch.bfloat16 and not _native_bf16():
+        return torch.float32
+    return dtype
+
+
+_NATIVE_BF16: Optional[bool] = None
+
+
+def _native_bf16() -> bool:
+    global _NATIVE_BF16
+    if _NATIVE_BF16 is None:
+        try:
+            _NATIVE_BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            _NATIVE_BF16 = False
+    return _NATIVE_BF16
+
+
+def _memory_format(dtype: torch.dtype) -> torch.memory_format:
+    # oneDNN (channels_last) has float32 and bfloat16 kernels only; float64 in
+    # channels_last falls to a generic loop ~10x slower than the NCHW one.
+    return torch.contiguous_format if dtype == torch.float64 else torch.channels_last
+
+
+def _steps_major(x: torch.Tensor, channels_last: bool, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` as a contiguous ``(batch, steps, channels)`` tensor of ``dtype``."""
+    if not channels_last:
+        x = x.transpose(1, 2)
+    return x.to(dtype).contiguous()
+
+
+def _padded_4d(xs: torch.Tensor, pad_left: int, pad_right: int,
+               fmt: torch.memory_format) -> Tuple[torch.Tensor, int, int]:
+    """``(N, L, C)`` -> ``(N, C, 1, L')`` in ``fmt``, with the asymmetric part of the padding
+    applied (returned ``extra_left``) and the symmetric part left to the convolution."""
+    sym = min(pad_left, pad_right)
+    extra_left, extra_right = pad_left - sym, pad_right - sym
+    if extra_left or extra_right:
+        xs = F.pad(xs, (0, 0, extra_left, extra_right))
+    x4 = xs.transpose(1, 2).unsqueeze(2).contiguous(memory_format=fmt)
+    return x4, sym, extra_left
+
+
+def _depthwise_4d(depthwise: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Keras ``(K, C, M)`` -> torch ``(C*M, 1, 1, K)``, output channel ``c*M + m``."""
+    k, c, m = depthwise.shape
+    return depthwise.to(dtype).permute(1, 2, 0).reshape(c * m, 1, 1, k)
+
+
+def _forward(x, depthwise, pointwise, bias, geometry):
+    """Returns ``(y, z2)``: the output and the ``(N*L_out, C*M)`` intermediate."""
+    stride, dilation, pad_left, pad_right, channels_last = geometry
+    cdt = compute_dtype(x.dtype)
+    fmt = _memory_format(cdt)
+    n = x.shape[0]
+    k, c, m = depthwise.shape
+    x4, sym, _ = _padded_4d(_steps_major(x, channels_last, cdt), pad_left, pad_right, fmt)
+    w4 = _depthwise_4d(depthwise, cdt)
+    z4 = _conv(x4, w4, None, (1, stride), (0, sym), (1, dilation), False, (0, 0), c)
+    out_len = z4.shape[-1]
+    # channels_last (N, CM, 1, Lout) is (N, Lout, CM) in memory: this reshape is a view.
+    z2 = z4.permute(0, 2, 3, 1).reshape(n * out_len, c * m)
+    pw = pointwise.to(cdt)
+    if bias is None:
+        y2 = torch.mm(z2, pw)
+    else:
+        y2 = torch.addmm(bias.to(cdt), z2, pw)
+    y = y2.view(n, out_len, pw.shape[1]).to(x.dtype)
+    return (y if channels_last else y.transpose(1, 2)), z2
+
+
+class _SeparableConv1d(torch.autograd.Function):
+    """Forward: oneDNN depthwise + one GEMM.  Backward: two GEMMs + oneDNN depthwise backward."""
+
+    @staticmethod
+    def forward(ctx, x, depthwise, pointwise, bias, geometry):
+        y, z2 = _forward(x, depthwise, pointwise, bias, geometry)
+        ctx.geometry = geometry
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        if z2.dtype != x.dtype:
+            z2 = z2.to(x.dtype)  # keep no more than a same-dtype composition would
+        ctx.save_for_backward(x, depthwise, pointwise, z2)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y):
+        x, depthwise, pointwise, z2 = ctx.saved_tensors
+        stride, dilation, pad_left, pad_right, channels_last = ctx.geometry
+        need_x, need_dw, need_pw, need_b = ctx.needs_input_grad[:4]
+        cdt = compute_dtype(x.dtype)
+        fmt = _memory_format(cdt)
+        k, c, m = depthwise.shape
+        n = x.shape[0]
+        g2 = _steps_major(grad_y, channels_last, cdt)
+        out_len = g2.shape[1]
+        g2 = g2.view(n * out_len, -1)
+        grad_x = grad_dw = grad_pw = grad_b = None
+        if need_b:
+            grad_b = g2.sum(0).to(ctx.bias_dtype)
+        if need_pw:
+            grad_pw = torch.mm(z2.to(cdt).t(), g2).to(pointwise.dtype)
+        if need_x or need_dw:
+            gz2 = torch.mm(g2, pointwise.to(cdt).t())  # (N*Lout, CM)
+            xs = _steps_major(x, channels_last, cdt)
+            if need_dw and cdt == torch.float32 and _cpu_native.load() is not None:
+                gz2 = gz2 if gz2.is_contiguous() else gz2.contiguous()
+                gw = torch.empty(k, c * m, dtype=cdt)
+                _cpu_native.dw_grad_weight(
+                    xs, gz2, gw, n=n, length=xs.shape[1], out_len=out_len, c=c, m=m, k=k,
+                    stride=stride, dilation=dilation, pad_left=pad_left,
+                    threads=torch.get_num_threads())
+                grad_dw = gw.view(k, c, m).to(depthwise.dtype)
+                need_dw = False
+            if need_x or need_dw:
+                gz4 = gz2.view(n, 1, out_len, c * m).permute(0, 3, 1, 2).contiguous(
+                    memory_format=fmt)
+                x4, sym, extra_left = _padded_4d(xs, pad_left, pad_right, fmt)
+                w4 = _depthwise_4d(depthwise, cdt)
+                gx4, gw4, _ = _conv_backward(
+                    gz4, x4, w4, None, (1, stride), (0, sym), (1, dilation), False, (0, 0), c,
+                    (need_x, need_dw, False))
+                if need_x:
+                    length = xs.shape[1]
+                    gx = gx4.squeeze(2)[:, :, extra_left:extra_left + length]  # (N, C, L)
+                    grad_x = (gx.transpose(1, 2) if channels_last else gx).to(x.dtype)
+                if need_dw:
+                    grad_dw = gw4.reshape(c, m, k).permute(2, 0, 1).to(depthwise.dtype)
+        return grad_x, grad_dw, grad_pw, grad_b, None

@@ -1,0 +1,205 @@
+"""The CPU kernel against the reference kernel (the oracle), forward and backward.
+
+Every comparison runs the reference in float64 on the same values, so the tolerances
+measure the fast kernel's rounding only.  Sizes stay small except where the dispatcher's
+choice itself is under test (a QuartzNet-sized block, kept affordable).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import torch
+
+from sepconv import functional, padding
+from sepconv.kernels import _cpu_native, cpu, reference
+
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}
+
+
+def _case(n, length, c, m, f, k, stride, dilation, pad, channels_last, use_bias, seed=0):
+    """Inputs (float64) and the kernel keyword arguments of one separable convolution."""
+    g = torch.Generator().manual_seed(seed)
+    pad_left, pad_right = padding.padding_amounts(length, k, stride, dilation, pad)
+    shape = (n, length, c) if channels_last else (n, c, length)
+    tensors = [torch.randn(shape, generator=g, dtype=torch.float64),
+               torch.randn(k, c, m, generator=g, dtype=torch.float64),
+               torch.randn(c * m, f, generator=g, dtype=torch.float64) / (c * m) ** 0.5,
+               torch.randn(f, generator=g, dtype=torch.float64) if use_bias else None]
+    kwargs = dict(stride=stride, dilation=dilation, pad_left=pad_left, pad_right=pad_right,
+                  channels_last=channels_last)
+    return tensors, kwargs
+
+
+def _run(kernel, tensors, kwargs, dtype, seed=1):
+    """Output and gradients (x, depthwise, pointwise, bias) of ``sum(y * w)``, in float64."""
+    leaves = [None if t is None else t.detach().to(dtype).clone().requires_grad_()
+              for t in tensors]
+    y = kernel(*leaves, **kwargs)
+    weight = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed),
+                         dtype=torch.float64)
+    (y.double() * weight).sum().backward()
+    return [y.double()] + [None if t is None else t.grad.double() for t in leaves]
+
+
+def _assert_close(expected, got, tol, what=""):
+    for name, e, g in zip(("y", "grad_x", "grad_depthwise", "grad_pointwise", "grad_bias"),
+                          expected, got):
+        if e is None:
+            assert g is None
+            continue
+        assert g.shape == e.shape, (what, name)
+        err = ((g - e).abs().max() / e.abs().max().clamp_min(1e-12)).item()
+        assert err <= tol, f"{what} {name}: relative error {err:.3g} > {tol:g}"
+
+
+def _sampled_cases(count, seed):
+    """Seeded sample of the geometry grid, every value of each axis represented."""
+    rng = random.Random(seed)
+    grid = list(itertools.product(
+        [1, 2, 3, 4, 7],            # kernel_size
+        [1, 2, 3],                  # strides
+        [1, 2, 3],                  # dilation_rate
+        padding.PADDINGS,
+        [1, 2, 3],                  # depth_multiplier
+        [True, False],              # channels_last
+        [True, False]))             # use_bias
+    grid = [g for g in grid if not (g[1] > 1 and g[2] > 1)]
+    return rng.sample(grid, count)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("case", _sampled_cases(40, seed=3))
+def test_matches_reference(case, dtype):
+    k, stride, dilation, pad, m, channels_last, use_bias = case
+    length = 23
+    if padding.conv_output_length(length, k, stride, dilation, pad) <= 0:
+        pytest.skip("input too short for this geometry")
+    tensors, kwargs = _case(2, length, 5, m, 6, k, stride, dilation, pad, channels_last,
+                            use_bias)
+    expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    got = _run(cpu.separable_conv1d, tensors, kwargs, dtype)
+    _assert_close(expected, got, TOL[dtype], f"{case} {dtype}")
+
+
+@pytest.mark.parametrize("case", _sampled_cases(12, seed=5))
+def test_fallback_without_native_matches_reference(case, monkeypatch):
+    """The path taken where the C routine cannot be built (oneDNN's weight gradient)."""
+    monkeypatch.setattr(_cpu_native, "load", lambda: None)
+    k, stride, dilation, pad, m, channels_last, use_bias = case
+    tensors, kwargs = _case(2, 19, 4, m, 3, k, stride, dilation, pad, channels_last, use_bias)
+    expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    got = _run(cpu.separable_conv1d, tensors, kwargs, torch.float32)
+    _assert_close(expected, got, TOL[torch.float32], str(case))
+
+
+@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
+@pytest.mark.parametrize("n,length,c,m,k,stride,dilation,pad_left", [
+    (1, 5, 1, 1, 1, 1, 1, 0), (2, 70, 3, 2, 9, 1, 2, 8), (3, 200, 20, 3, 13, 2, 1, 6),
+    (2, 300, 16, 1, 33, 1, 1, 16), (1, 40, 9, 1, 4, 3, 1, 3), (2, 150, 8, 2, 87, 1, 1, 86)])
+def test_native_weight_gradient(n, length, c, m, k, stride, dilation, pad_left):
+    """The C routine against a float64 sum over shifted slices."""
+    span = (k - 1) * dilation + 1
+    pad_right = max(span - 1 - pad_left, 0)
+    out_len = (length + pad_left + pad_right - span) // stride + 1
+    x = torch.randn(n, length, c)
+    g = torch.randn(n, out_len, c * m)
+    out = torch.empty(k, c * m)
+    _cpu_native.dw_grad_weight(x, g, out, n=n, length=length, out_len=out_len, c=c, m=m, k=k,
+                               stride=stride, dilation=dilation, pad_left=pad_left, threads=2)
+    xp = torch.nn.functional.pad(x.double(), (0, 0, pad_left, pad_right))
+    xp = xp.repeat_interleave(m, dim=2)
+    expected = torch.stack([
+        (xp[:, i * dilation: i * dilation + (out_len - 1) * stride + 1: stride] * g.double())
+        .sum((0, 1)) for i in range(k)])
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("needs", [(True, False, False, False), (False, True, False, False),
+                                   (False, False, True, True), (True, True, False, False)])
+def test_partial_gradients(needs):
+    """Frozen weights or a frozen input: the other gradients are unchanged."""
+    tensors, kwargs = _case(2, 30, 6, 2, 4, 5, 1, 1, "same", True, True)
+    full = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    leaves = [t.detach().float().requires_grad_(need) for t, need in zip(tensors, needs)]
+    y = cpu.separable_conv1d(*leaves, **kwargs)
+    weight = torch.randn(y.shape, generator=torch.Generator().manual_seed(1),
+                         dtype=torch.float64)
+    (y.double() * weight).sum().backward()
+    for leaf, need, expected in zip(leaves, needs, full[1:]):
+        if need:
+            torch.testing.assert_close(leaf.grad.double(), expected, rtol=1e-5, atol=1e-5)
+        else:
+            assert leaf.grad is None
+
+
+def test_non_contiguous_input():
+    tensors, kwargs = _case(3, 40, 8, 1, 8, 3, 1, 1, "causal", True, True)
+    expected = reference.separable_conv1d(*tensors, **kwargs)
+    x = tensors[0].transpose(1, 2).contiguous().transpose(1, 2)  # channels_last values, NCL memory
+    got = cpu.separable_conv1d(x, *tensors[1:], **kwargs)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    got = cpu.separable_conv1d(tensors[0][:, ::2], *tensors[1:], **kwargs)
+    expected = reference.separable_conv1d(tensors[0][:, ::2], *tensors[1:], **kwargs)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", [
+    (3, 1, 1, "same", 1, True, True), (4, 2, 1, "causal", 2, False, True),
+    (3, 1, 2, "valid", 2, True, False), (2, 3, 1, "same", 1, False, False),
+    (5, 1, 3, "causal", 1, True, True)])
+def test_gradcheck_float64(case):
+    """Finite differences against the hand-written backward (float64 takes the same code)."""
+    k, stride, dilation, pad, m, channels_last, use_bias = case
+    tensors, kwargs = _case(2, 11, 3, m, 2, k, stride, dilation, pad, channels_last, use_bias)
+    leaves = tuple(t.requires_grad_() for t in tensors if t is not None)
+
+    def fn(*args):
+        args = list(args) + ([] if use_bias else [None])
+        return cpu.separable_conv1d(*args, **kwargs)
+
+    assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+def _functional(x, depthwise, pointwise, bias, pad, channels_last):
+    return functional.separable_conv1d(
+        x, depthwise, pointwise, bias, padding=pad,
+        data_format="channels_last" if channels_last else "channels_first")
+
+
+@pytest.mark.parametrize("forced", ["", "cpu"])
+@pytest.mark.parametrize("pad,channels_last", [("same", True), ("causal", False),
+                                               ("valid", True)])
+def test_functional_matches_reference(forced, pad, channels_last, monkeypatch):
+    """Through the public function: the dispatcher's choice and the forced CPU kernel."""
+    monkeypatch.setenv("SEPCONV_KERNEL", forced)
+    tensors, kwargs = _case(2, 25, 4, 1, 5, 4, 1, 1, pad, channels_last, True)
+    expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    got = _run(lambda *a, **_: _functional(*a, pad, channels_last), tensors, kwargs,
+               torch.float32)
+    _assert_close(expected, got, TOL[torch.float32], f"{forced} {pad}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dispatcher_picks_cpu_kernel(dtype, monkeypatch):
+    monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
+    x = torch.zeros(2, 100, 64, dtype=dtype)
+    dw = torch.zeros(13, 64, 1, dtype=dtype)
+    pw = torch.zeros(64, 64, dtype=dtype)
+    assert functional._pick_kernel(x, dw, pw, 1, 1, 100) is cpu.separable_conv1d
+
+
+@pytest.mark.parametrize("dtype,channels_last", [(torch.float32, True),
+                                                 (torch.float32, False),
+                                                 (torch.bfloat16, True)])
+def test_quartznet_block_through_dispatcher(dtype, channels_last, monkeypatch):
+    """A QuartzNet block (256 channels, kernel 33, 'same'), where the dispatcher picks cpu."""
+    monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
+    tensors, kwargs = _case(2, 120, 256, 1, 256, 33, 1, 1, "same", channels_last, True)
+    assert functional._pick_kernel(tensors[0].to(dtype), tensors[1].to(dtype),
+                                   tensors[2].to(dtype), 1, 1, 120) is cpu.separable_conv1d
+    expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    got = _run(lambda *a, **_: _functional(*a, "same", channels_last), tensors, kwargs, dtype)
+    _assert_close(expected, got, TOL[dtype], str(dtype))
