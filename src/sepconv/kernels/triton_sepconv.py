@@ -285,6 +285,10 @@ if AUTOTUNE:
         _cfg(8, 2, BLOCK_R=64, BLOCK_J=32, BLOCK_F=256),
         _cfg(4, 3, BLOCK_R=32, BLOCK_J=32, BLOCK_F=64),
         _cfg(4, 3, BLOCK_R=64, BLOCK_J=16, BLOCK_F=32),
+        # Wide filter tiles: the depthwise tile is computed once per F/BLOCK_F filter
+        # blocks, so covering all filters in one program saves the recomputation.
+        _cfg(8, 2, BLOCK_R=32, BLOCK_J=32, BLOCK_F=256),
+        _cfg(8, 2, BLOCK_R=32, BLOCK_J=32, BLOCK_F=512),
     ]
     _DX_CONFIGS = [
         _cfg(4, 2, BLOCK_I=64, BLOCK_C=64),

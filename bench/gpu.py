@@ -1,0 +1,411 @@
+"""GPU benchmark: the fused Triton kernel against cuDNN's two-kernel composition.
+
+    python bench/gpu.py                    # on a CUDA machine: table, JSON and PNG
+    python bench/gpu.py --dry-run          # anywhere: tiny shapes, Triton interpreter on CPU
+
+For every shape of the suite and for float32 and bfloat16 it times, forward and
+forward + backward, on channels_last ``(batch, steps, channels)`` data as Keras has it:
+
+- ``triton``: ``sepconv.kernels.triton_sepconv`` (the fused kernel);
+- ``cudnn``: the best of torch's own two-kernel compositions, each on the layout it
+  likes best and *without* the layout conversion counted (a lower bound for torch):
+  ``ncl`` (grouped ``conv1d`` + 1x1 ``conv1d`` on ``(B, C, L)``), ``nhwc`` (grouped
+  ``conv2d`` + 1x1 ``conv2d`` on ``(B, C, 1, L)`` in ``channels_last`` memory format) and
+  ``nhwc+mm`` (the same depthwise, pointwise as a matmul on ``(B*L, C*M)``);
+- ``reference``: ``sepconv.kernels.reference`` (transpose, pad, two ``conv1d``).
+
+float32 runs with TF32 off everywhere (``torch.backends.cudnn.allow_tf32`` and
+``torch.backends.cuda.matmul.allow_tf32`` False), as Keras' float32 numerics need; the
+``tf32`` rows allow it for both sides.  Timing: ``torch.cuda.Event`` pairs around batches
+of calls, median of ``--reps`` samples after ``--warmup`` calls (which also run Triton's
+autotuning).  The same run measures device-to-device copy bandwidth (``clone`` of a
+large tensor: bytes read + written per second) and matmul throughput, and reports for
+each shape the minimum bytes it must move divided by its time, as a % of the copy
+bandwidth (meaningful for memory-bound shapes, flagged ``mem``).
+
+Writes ``<out>.json`` and ``<out>.png``; prints a table.  No figure in this file or its
+docs was measured unless a JSON produced by this script says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, Optional
+
+
+@dataclass
+class Shape:
+    name: str
+    batch: int
+    steps: int
+    channels: int
+    filters: int
+    kernel_size: int
+    stride: int = 1
+    dilation: int = 1
+    multiplier: int = 1
+    padding: str = "same"
+
+
+SUITE = [
+    Shape("quartznet-256-k33", 16, 800, 256, 256, 33),
+    Shape("quartznet-512-k63", 16, 800, 512, 512, 63),
+    Shape("quartznet-512-k87", 16, 800, 512, 512, 87),
+    Shape("citrinet-384-k39", 16, 800, 384, 384, 39),
+    Shape("matchboxnet-64-k13", 64, 101, 64, 64, 13),
+    Shape("conformer-256-k31", 16, 512, 256, 256, 31),
+    Shape("conformer-512-k31", 8, 512, 512, 512, 31),
+    Shape("causal-k4-128", 8, 1024, 128, 128, 4, padding="causal"),
+    Shape("causal-k4-512", 8, 1024, 512, 512, 4, padding="causal"),
+    Shape("causal-k4-1536", 8, 1024, 1536, 1536, 4, padding="causal"),
+    Shape("timeseries-64-k9", 64, 512, 64, 128, 9),
+    Shape("timeseries-128-k9", 64, 512, 128, 128, 9),
+    Shape("multiplier2-128-k9", 32, 512, 128, 128, 9, multiplier=2),
+    Shape("strided2-256-k11", 16, 1000, 256, 256, 11, stride=2),
+    Shape("dilated4-128-k3-causal", 16, 2048, 128, 128, 3, dilation=4, padding="causal"),
+]
+
+# --dry-run: the same code paths on shapes the interpreter finishes in seconds.
+DRY_SUITE = [
+    Shape("tiny-same", 2, 19, 4, 8, 5),
+    Shape("tiny-causal-m2-strided", 2, 23, 3, 5, 3, stride=2, multiplier=2, padding="causal"),
+]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dry-run", action="store_true",
+                        help="tiny shapes on CPU under TRITON_INTERPRET=1: checks the logic only")
+    parser.add_argument("--out", default=None,
+                        help="output prefix for .json/.png (default bench/results/gpu-<time>)")
+    parser.add_argument("--reps", type=int, default=20, help="timed samples per measurement")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed calls first")
+    parser.add_argument("--dtypes", default="float32,bfloat16,tf32",
+                        help="comma list of float32, bfloat16, float16, tf32")
+    parser.add_argument("--only", default="", help="substring filter on shape names")
+    return parser.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+class Timer:
+    """Median time of a callable: CUDA events on a GPU, perf_counter otherwise."""
+
+    def __init__(self, torch, device, warmup: int, reps: int, sample_s: float = 1e-3):
+        self.torch, self.device = torch, device
+        self.warmup, self.reps, self.sample_s = warmup, reps, sample_s
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+    def _once(self, fn: Callable, n: int) -> float:
+        if self.device.type == "cuda":
+            start = self.torch.cuda.Event(enable_timing=True)
+            end = self.torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(n):
+                fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3 / n
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - t0) / n
+
+    def __call__(self, fn: Callable) -> float:
+        for _ in range(self.warmup):
+            fn()
+        self._sync()
+        # Batch calls so one sample lasts about sample_s: event overhead stays small.
+        n = max(1, min(1000, int(self.sample_s / max(self._once(fn, 1), 1e-7))))
+        return statistics.median(self._once(fn, n) for _ in range(self.reps))
+
+
+def copy_bandwidth(torch, device, timer: Timer) -> float:
+    """Device-to-device copy GB/s (bytes read + written), from clones of 256 MiB."""
+    src = torch.empty(64 * 2 ** 20, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    seconds = timer(lambda: dst.copy_(src))
+    return 2 * src.numel() * 4 / seconds / 1e9
+
+
+def matmul_tflops(torch, device, timer: Timer, dtype) -> float:
+    n = 4096 if device.type == "cuda" else 256
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    return 2 * n ** 3 / timer(lambda: a @ b) / 1e12
+
+
+# ------------------------------------------------------------------------ the contenders
+
+
+def make_inputs(torch, shape: Shape, dtype, device):
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    c, m, f, k = shape.channels, shape.multiplier, shape.filters, shape.kernel_size
+    x = torch.randn(shape.batch, shape.steps, c, generator=gen)
+    w = torch.randn(k, c, m, generator=gen) / math.sqrt(k)
+    p = torch.randn(c * m, f, generator=gen) / math.sqrt(c * m)
+    b = torch.randn(f, generator=gen)
+    return [t.to(device=device, dtype=dtype) for t in (x, w, p, b)]
+
+
+def compositions(torch, shape: Shape, x, w, p, b, pad_left, pad_right):
+    """torch's two-kernel compositions, each given ``x`` in its own layout.
+
+    Returns ``{name: (inputs, fn, to_blf)}``; ``fn(*inputs)`` computes the output in that
+    variant's layout and ``to_blf`` views it as ``(batch, steps, filters)``.  Weight reshapes are part of ``fn`` (they are views or tiny).
+    """
+    F = torch.nn.functional
+    k, c, m = w.shape
+    s, d = shape.stride, shape.dilation
+    x_ncl = x.transpose(1, 2).contiguous()
+    x_nhwc = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    symmetric = pad_left == pad_right
+
+    def dw_weight(w):
+        return w.permute(1, 2, 0).reshape(c * m, 1, k)
+
+    def ncl(x, w, p, b):
+        if symmetric:
+            z = F.conv1d(x, dw_weight(w), None, s, pad_left, d, c)
+        else:
+            z = F.conv1d(F.pad(x, (pad_left, pad_right)), dw_weight(w), None, s, 0, d, c)
+        return F.conv1d(z, p.t().unsqueeze(-1), b)
+
+    def depthwise_nhwc(x, w):
+        weight = dw_weight(w).unsqueeze(2)
+        if symmetric:
+            return F.conv2d(x, weight, None, (1, s), (0, pad_left), (1, d), c)
+        return F.conv2d(F.pad(x, (pad_left, pad_right)), weight, None, (1, s), 0, (1, d), c)
+
+    def nhwc(x, w, p, b):
+        return F.conv2d(depthwise_nhwc(x, w), p.t()[:, :, None, None], b)
+
+    def nhwc_mm(x, w, p, b):
+        z = depthwise_nhwc(x, w)  # (B, CM, 1, Lo) stored NHWC: (B, Lo, CM) in memory
+        rows = z.permute(0, 2, 3, 1).reshape(-1, c * m)
+        return torch.addmm(b, rows, p).view(z.shape[0], z.shape[3], -1)
+
+    def from_ncl(y):
+        return y.transpose(1, 2)
+
+    def from_nhwc(y):
+        return y.squeeze(2).transpose(1, 2)
+
+    return {"ncl": ([x_ncl, w, p, b], ncl, from_ncl),
+            "nhwc": ([x_nhwc, w, p, b], nhwc, from_nhwc),
+            "nhwc+mm": ([x_nhwc, w, p, b], nhwc_mm, lambda y: y)}
+
+
+def timed_pair(torch, timer: Timer, fn: Callable, inputs) -> Dict[str, float]:
+    """Forward time, and forward + backward time with every input requiring grad."""
+    with torch.no_grad():
+        fwd = timer(lambda: fn(*inputs))
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    with torch.no_grad():
+        dy = torch.randn_like(fn(*leaves))
+
+    def step():
+        for t in leaves:
+            t.grad = None
+        fn(*leaves).backward(dy)
+
+    return {"fwd": fwd, "fwd+bwd": timer(step)}
+
+
+def min_bytes(shape: Shape, out_steps: int, itemsize: int) -> Dict[str, int]:
+    """Bytes a perfect kernel must move: x in, y out (+ weights); backward adds dy in,
+    x in again and dx out."""
+    x = shape.batch * shape.steps * shape.channels * itemsize
+    y = shape.batch * out_steps * shape.filters * itemsize
+    weights = (shape.kernel_size * shape.channels * shape.multiplier
+               + shape.channels * shape.multiplier * shape.filters + shape.filters) * itemsize
+    return {"fwd": x + y + weights, "fwd+bwd": x + y + weights + (y + x + x) + 2 * weights}
+
+
+def flops(shape: Shape, out_steps: int) -> Dict[str, float]:
+    rows = shape.batch * out_steps
+    cm = shape.channels * shape.multiplier
+    fwd = 2.0 * rows * cm * (shape.kernel_size + shape.filters)
+    return {"fwd": fwd, "fwd+bwd": 3 * fwd}
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def run(args) -> Dict:
+    if args.dry_run:
+        # Must precede the first triton import (sepconv never imports it by itself).
+        os.environ["TRITON_INTERPRET"] = "1"
+    import torch
+
+    from sepconv import padding
+    from sepconv.kernels import reference, triton_sepconv
+
+    if args.dry_run:
+        device = torch.device("cpu")
+        suite = DRY_SUITE
+        args.reps, args.warmup = min(args.reps, 3), min(args.warmup, 1)
+    else:
+        if not torch.cuda.is_available():
+            sys.exit("bench/gpu.py needs a CUDA device (or --dry-run for a CPU logic check)")
+        device = torch.device("cuda")
+        suite = SUITE
+    suite = [s for s in suite if args.only in s.name]
+    timer = Timer(torch, device, args.warmup, args.reps)
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+
+    machine = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (interpreter)",
+        "torch": torch.__version__, "triton": __import__("triton").__version__,
+        "python": platform.python_version(), "dry_run": args.dry_run,
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    machine["copy_GBps"] = copy_bandwidth(torch, device, timer)
+    machine["matmul_TFLOPs_fp32"] = matmul_tflops(torch, device, timer, torch.float32)
+    if device.type == "cuda":
+        machine["matmul_TFLOPs_bf16"] = matmul_tflops(torch, device, timer, torch.bfloat16)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        machine["matmul_TFLOPs_tf32"] = matmul_tflops(torch, device, timer, torch.float32)
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+    rows: List[Dict] = []
+    for shape in suite:
+        left, right = padding.padding_amounts(shape.steps, shape.kernel_size, shape.stride,
+                                              shape.dilation, shape.padding)
+        out_steps = padding.conv_output_length(shape.steps, shape.kernel_size, shape.stride,
+                                               shape.dilation, shape.padding)
+        kw = dict(stride=shape.stride, dilation=shape.dilation, pad_left=left,
+                  pad_right=right, channels_last=True)
+        for dname in dtypes:
+            tf32 = dname == "tf32"
+            dtype = getattr(torch, "float32" if tf32 else dname)
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
+            x, w, p, b = make_inputs(torch, shape, dtype, device)
+            results: Dict[str, Dict[str, float]] = {}
+            tri = lambda *t: triton_sepconv.separable_conv1d(*t, **kw)
+            ref = lambda *t: reference.separable_conv1d(*t, **kw)
+            results["triton"] = timed_pair(torch, timer, tri, [x, w, p, b])
+            results["reference"] = timed_pair(torch, timer, ref, [x, w, p, b])
+            with torch.no_grad():  # how far the fused kernel is from the reference
+                y_ref = reference.separable_conv1d(*(t.double() for t in (x, w, p, b)), **kw)
+                err = (tri(x, w, p, b).double() - y_ref).abs().max().item()
+            tol = 1e-3 if dtype == torch.float32 and not tf32 else 0.1
+            scale = max(1.0, y_ref.abs().max().item())
+            for name, (inputs, fn, to_blf) in compositions(torch, shape, x, w, p, b,
+                                                           left, right).items():
+                with torch.no_grad():  # never time a composition that computes another thing
+                    y = to_blf(fn(*inputs)).double()
+                if y.shape != y_ref.shape or (y - y_ref).abs().max().item() > tol * scale:
+                    raise AssertionError(f"composition {name} disagrees with the reference "
+                                         f"on {shape.name} {dname}")
+                results["cudnn:" + name] = timed_pair(torch, timer, fn, inputs)
+            nbytes = min_bytes(shape, out_steps, x.element_size())
+            nflops = flops(shape, out_steps)
+            peak = machine.get("matmul_TFLOPs_bf16" if dtype != torch.float32 else
+                               ("matmul_TFLOPs_tf32" if tf32 else "matmul_TFLOPs_fp32"))
+            for phase in ("fwd", "fwd+bwd"):
+                best = min((k for k in results if k.startswith("cudnn:")),
+                           key=lambda k: results[k][phase])
+                t_tri = results["triton"][phase]
+                balance = peak * 1e12 / (machine["copy_GBps"] * 1e9) if peak else 0.0
+                rows.append({
+                    "shape": shape.name, "dtype": dname, "phase": phase,
+                    "triton_ms": t_tri * 1e3, "reference_ms": results["reference"][phase] * 1e3,
+                    "cudnn_ms": results[best][phase] * 1e3, "cudnn_best": best[len("cudnn:"):],
+                    "cudnn_all_ms": {k[len("cudnn:"):]: v[phase] * 1e3
+                                     for k, v in results.items() if k.startswith("cudnn:")},
+                    "speedup_vs_cudnn": results[best][phase] / t_tri,
+                    "speedup_vs_reference": results["reference"][phase] / t_tri,
+                    "min_bytes": nbytes[phase], "flops": nflops[phase],
+                    "memory_bound": nflops[phase] / nbytes[phase] < balance,
+                    "pct_copy_bw": 100 * nbytes[phase] / t_tri / 1e9 / machine["copy_GBps"],
+                    "max_abs_err_vs_fp64": err, "shape_args": asdict(shape),
+                })
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return {"machine": machine, "rows": rows}
+
+
+def print_table(report: Dict) -> None:
+    m = report["machine"]
+    print(f"# {m['device']}  torch {m['torch']}  triton {m['triton']}  "
+          f"copy {m['copy_GBps']:.0f} GB/s  fp32 mm {m['matmul_TFLOPs_fp32']:.1f} TFLOP/s"
+          + ("  (DRY RUN: interpreter on CPU, times mean nothing)" if m["dry_run"] else ""))
+    head = (f"{'shape':28s} {'dtype':8s} {'phase':8s} {'triton':>9s} {'cudnn':>9s} "
+            f"{'(best)':9s} {'ref':>9s} {'x cudnn':>8s} {'x ref':>7s} {'%copy':>6s} {'err':>8s}")
+    print(head)
+    print("-" * len(head))
+    for r in report["rows"]:
+        print(f"{r['shape']:28s} {r['dtype']:8s} {r['phase']:8s} {r['triton_ms']:9.3f} "
+              f"{r['cudnn_ms']:9.3f} {r['cudnn_best']:9s} {r['reference_ms']:9.3f} "
+              f"{r['speedup_vs_cudnn']:8.2f} {r['speedup_vs_reference']:7.2f} "
+              f"{r['pct_copy_bw']:5.0f}{'*' if r['memory_bound'] else ' '} "
+              f"{r['max_abs_err_vs_fp64']:8.1e}")
+    print("times in ms (median); x = speedup of triton; %copy: min bytes / time vs measured "
+          "copy bandwidth (* = memory-bound shape)")
+
+
+def plot(report: Dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    groups = sorted({(r["dtype"], r["phase"]) for r in rows})
+    fig, axes = plt.subplots(len(groups), 1, figsize=(11, 2.8 * len(groups)), squeeze=False)
+    for ax, (dtype, phase) in zip(axes[:, 0], groups):
+        sel = [r for r in rows if r["dtype"] == dtype and r["phase"] == phase]
+        names = [r["shape"] for r in sel]
+        xs = range(len(sel))
+        ax.bar([i - 0.2 for i in xs], [r["speedup_vs_cudnn"] for r in sel], 0.4,
+               label="vs best cuDNN composition")
+        ax.bar([i + 0.2 for i in xs], [r["speedup_vs_reference"] for r in sel], 0.4,
+               label="vs reference")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("speedup (x)")
+        ax.set_title(f"Triton fused kernel, {dtype}, {phase}", fontsize=9)
+        ax.legend(fontsize=7)
+    title = report["machine"]["device"] + (" (DRY RUN)" if report["machine"]["dry_run"] else "")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    report = run(args)
+    out = args.out
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+        out = os.path.join(folder, ("gpu-dry-" if args.dry_run else "gpu-") + stamp)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out + ".json", "w") as fh:
+        json.dump(report, fh, indent=1)
+    plot(report, out + ".png")
+    print_table(report)
+    print(f"wrote {out}.json and {out}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
