@@ -257,11 +257,11 @@ class Layer(torch.nn.Module):
 
     @property
     def losses(self) -> List[torch.Tensor]:
-        """Weight penalties of the regularizers, then the last call's activity penalty."""
-        out = [reg(getattr(self, name)) for name, reg in self._regularized.items()
-               if self.built]
-        if self._activity_loss is not None:
-            out.append(self._activity_loss)
+        """The last call's activity penalty, then the weight penalties of the regularizers
+        (tf-keras' and Keras 3's order)."""
+        out = [] if self._activity_loss is None else [self._activity_loss]
+        out += [reg(getattr(self, name)) for name, reg in self._regularized.items()
+                if self.built]
         return out
 
     def constrained_parameters(self):
