@@ -1,0 +1,33 @@
+"""Test-process setup shared by every test file.
+
+Import order matters here, so it is fixed once, before any test module is imported:
+
+- TensorFlow and Triton both register LLVM command-line options.  Importing TensorFlow
+  first and Triton second (directly, or through ``torch`` when Keras 3 runs on the torch
+  backend) aborts the whole process with "LLVM ERROR: inconsistency in registered
+  CommandLine options".  Triton first, then TensorFlow, works.  So this file imports
+  triton (when installed) and Keras 3 on the torch backend before anything can import
+  TensorFlow (the tf-keras parity tests do).
+- ``KERAS_BACKEND`` must be set before ``keras`` is first imported: Keras 3 reads it once.
+- TensorFlow gets two threads (the CI machines have two cores) and quiet C++ logs, through
+  the environment, which it reads when it initialises.  TensorFlow itself is imported
+  only by the test modules that need it, so the other tests do not pay for it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+os.environ["KERAS_BACKEND"] = "torch"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "2")
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+if importlib.util.find_spec("triton") is not None:
+    import triton  # noqa: F401  (must precede TensorFlow, see above)
+
+if importlib.util.find_spec("keras") is not None:
+    import keras  # noqa: F401  (torch backend; pulls triton through torch)
+
