@@ -1,0 +1,86 @@
+"""tf-keras SeparableConv1D timed in its own process (run as a script, never imported).
+
+TensorFlow and torch each size their own thread pools; in one process they fight, and
+importing triton after TensorFlow crashes.  This script imports TensorFlow and numpy only,
+and answers JSON lines on stdin with ``@@``-prefixed JSON lines on stdout:
+
+- ``{"op": "setup", "shape": {...}}`` -> ``{"ok": true}`` (builds the layer, traces, warms up)
+- ``{"op": "time", "mode": "fwd" | "fb", "reps": n}`` -> ``{"times": [seconds, ...]}``
+- ``{"op": "quit"}``
+"""
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _reply(obj):
+    sys.stdout.write("@@" + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def main():
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    try:
+        import numpy as np
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        import tf_keras
+    except Exception as exc:  # report any import failure as "peer missing"
+        _reply({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        return
+    _reply({"ok": True, "version": f"tf {tf.__version__}, tf-keras {tf_keras.__version__}"})
+    fns = {}
+    for line in sys.stdin:
+        msg = json.loads(line)
+        op = msg["op"]
+        if op == "quit":
+            break
+        try:
+            if op == "setup":
+                s = msg["shape"]
+                rng = np.random.default_rng(0)
+                layer = tf_keras.layers.SeparableConv1D(
+                    s["filters"], s["kernel_size"], strides=s["strides"], padding=s["padding"],
+                    dilation_rate=s["dilation_rate"], depth_multiplier=s["depth_multiplier"])
+                x = tf.constant(rng.standard_normal(
+                    (s["batch"], s["steps"], s["channels"])).astype("float32"))
+                y = layer(x)
+                dy = tf.constant(rng.standard_normal(y.shape).astype("float32"))
+
+                @tf.function
+                def fwd(x):
+                    return layer(x, training=False)
+
+                @tf.function
+                def fb(x, dy):
+                    with tf.GradientTape() as tape:
+                        tape.watch(x)
+                        y = layer(x, training=True)
+                    return tape.gradient(y, [x] + layer.trainable_variables,
+                                         output_gradients=dy)
+
+                fns = {"fwd": lambda: fwd(x), "fb": lambda: fb(x, dy)}
+                for f in fns.values():
+                    f()
+                    f()
+                _reply({"ok": True})
+            elif op == "time":
+                f = fns[msg["mode"]]
+                times = []
+                for _ in range(msg["reps"]):
+                    t0 = time.perf_counter()
+                    out = f()
+                    _ = [o.shape for o in (out if isinstance(out, list) else [out])]
+                    times.append(time.perf_counter() - t0)
+                _reply({"times": times})
+        except Exception as exc:
+            _reply({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+
+if __name__ == "__main__":
+    main()
