@@ -47,6 +47,55 @@ if not CHILD:
             pytest.fail("the child collected no tests:\n" + report)
         assert proc.returncode == 0, "Triton interpreter tests failed:\n" + report
 
+    # The interpreter runs kernels as numpy code: it accepts things the GPU compiler
+    # rejects (tile shapes tl.dot cannot take, type mismatches in loops).  Compiling
+    # every kernel for an H100 (sm_90) needs no GPU, only the ptxas in triton's wheel.
+    _AOT = """
+import sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from sepconv.kernels import triton_sepconv as T
+
+pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr",
+            "_bwd_dz_dw_kernel": "x_ptr p_ptr dy_ptr dz_ptr dw_ptr",
+            "_bwd_dx_kernel": "dz_ptr w_ptr dx_ptr",
+            "_bwd_dp_kernel": "x_ptr w_ptr dy_ptr dp_ptr db_ptr"}
+scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr"}
+for dtype, ints in (("fp32", "i64"), ("bf16", "i32")):
+    for fn in (T._fwd_kernel, T._bwd_dz_dw_kernel, T._bwd_dx_kernel, T._bwd_dp_kernel):
+        blocks = T._DX_CONFIGS[0] if fn is T._bwd_dx_kernel else T._MM_CONFIGS[0]
+        consts = dict(blocks.kwargs, HAS_BIAS=True,
+                      PRECISION="ieee" if dtype == "fp32" else "tf32", UPCAST=False)
+        consts = {k: v for k, v in consts.items() if k in fn.arg_names}
+        ptrs = pointers[fn.__name__].split()
+        sig = {a: "constexpr" if a in consts else
+               ("*fp32" if a in scratch else "*" + dtype) if a in ptrs else ints
+               for a in fn.arg_names}
+        triton.compile(ASTSource(fn, sig, constexprs=consts),
+                       target=GPUTarget("cuda", 90, 32),
+                       options={"num_warps": blocks.num_warps, "num_stages": blocks.num_stages})
+        print("compiled", fn.__name__, dtype)
+"""
+
+    def test_kernels_compile_for_sm90(tmp_path):
+        # No `import triton` in this process (TensorFlow may be loaded): metadata only.
+        from importlib.metadata import version as dist_version
+        have = dist_version("triton")
+        if tuple(int(v) for v in have.split(".")[:2]) < (3, 3):
+            pytest.skip(f"ASTSource takes named signatures from triton 3.3; have {have}")
+        root = importlib.util.find_spec("triton").submodule_search_locations[0]
+        ptxas = os.path.join(root, "backends", "nvidia", "bin", "ptxas")
+        if not os.path.exists(ptxas):
+            pytest.skip("triton's wheel ships no ptxas here (not the CUDA backend)")
+        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        env["TRITON_CACHE_DIR"] = str(tmp_path)
+        env["TRITON_DEFAULT_FP_FUSION"] = "1"
+        proc = subprocess.run([sys.executable, "-c", _AOT], env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
+        assert proc.stdout.count("compiled") == 8, proc.stdout
+
 else:
     import itertools
 
@@ -200,6 +249,22 @@ else:
         monkeypatch.setenv("SEPCONV_KERNEL", "reference")
         want = functional.separable_conv1d(x, w, p, b, strides=2, padding="same")
         torch.testing.assert_close(y, want, rtol=1e-4, atol=1e-4)
+
+    def test_empty_batch():
+        tensors, kw = _case(2, 9, 3, 2, 4, 3, 1, 1, "same", True, True)
+        tensors[0] = tensors[0][:0]
+        got = _run(triton_sepconv.separable_conv1d, tensors, kw)
+        want = _run(reference.separable_conv1d, tensors, kw)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w)
+
+    def test_double_backward_raises():
+        tensors, kw = _case(1, 9, 2, 1, 3, 3, 1, 1, "same", True, True)
+        x = tensors[0].requires_grad_()
+        (gx,) = torch.autograd.grad(triton_sepconv.separable_conv1d(*tensors, **kw).sum(),
+                                    x, create_graph=True)
+        with pytest.raises(RuntimeError):
+            gx.sum().backward()
 
     def test_available():
         assert triton_sepconv.available()

@@ -387,6 +387,9 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
     sxb, sxl, sxc = _x_strides(x, channels_last)
     sdb, sdl, sdf = _x_strides(dy, channels_last)
     precision = _precision(x.dtype)
+    if rows == 0:  # an empty batch: every gradient is zero, no kernel to launch
+        return (torch.zeros_like(x) if need_dx else None, torch.zeros_like(w),
+                torch.zeros_like(p), torch.zeros((f,), device=x.device, dtype=p.dtype))
     dx = dw = dp = db = None
     if need_dx or need_dw:
         dz = torch.empty((rows, cm), device=x.device, dtype=torch.float32)
@@ -431,11 +434,11 @@ class _SeparableConv1d(torch.autograd.Function):
         y = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last)
         ctx.save_for_backward(x, w, p)
         ctx.has_bias = bias is not None
-        ctx.bias_dtype = bias.dtype if bias is not None else None
         ctx.args = (stride, dilation, pad_left, channels_last, tuple(depthwise.shape))
         return y
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
         x, w, p = ctx.saved_tensors
         stride, dilation, pad_left, channels_last, dw_shape = ctx.args
@@ -471,7 +474,7 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     Falls back to the reference kernel (and says nothing) only for inputs Triton cannot
     run: tensors that are not on a CUDA device (outside ``TRITON_INTERPRET=1``), dtypes
     other than float32, float16 and bfloat16, and weights of another dtype or device
-    than ``x``.
+    than ``x``.  The backward is not itself differentiable: a double backward raises.
     """
     if not _supported(x, depthwise, pointwise, bias):
         from . import reference
