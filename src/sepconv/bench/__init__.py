@@ -20,6 +20,12 @@ per round) so machine noise spreads evenly; the figure is the median over all ca
 two warm-up calls.  Threads: ``torch.set_num_threads(--threads)`` and TensorFlow's
 intra- and inter-op pools set to the same number.
 
+The torch peers run with ``OMP_WAIT_POLICY=PASSIVE`` unless ``--omp-wait-policy`` says
+otherwise: on a shared, loaded machine OpenMP's spinning threads lost their time slices and
+made every torch implementation (sepconv included) up to 10x slower, while TensorFlow's
+own thread pool blocks; passive waiting is the fair setting there.  On an idle machine
+``--omp-wait-policy active`` may be slightly faster for small shapes.
+
 Peak memory of a training step (``fb``) is measured per implementation in a child
 process with ``MALLOC_MMAP_THRESHOLD_=16384`` (so every tensor is its own mapping and
 freed memory leaves the process): peak resident set (``VmHWM``, reset through
@@ -438,6 +444,10 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     ap.add_argument("--only", default="", help="comma-separated shape names")
     ap.add_argument("--skip", default="", help="comma-separated peers to leave out")
     ap.add_argument("--no-memory", action="store_true", help="skip peak-memory children")
+    ap.add_argument("--omp-wait-policy", default="passive",
+                    choices=("passive", "active", "inherit"),
+                    help="OMP_WAIT_POLICY for torch (default passive: on a shared machine "
+                         "spinning OpenMP threads made every torch peer ~10x slower)")
     ap.add_argument("--memory-child", default="", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -455,6 +465,12 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
         shapes = [s for s in SHAPES if s.name in wanted]
     if args.memory_child:
         return _memory_child(args.memory_child, [s.name for s in shapes], args.threads)
+    policy = args.omp_wait_policy.upper()
+    if policy != "INHERIT" and os.environ.get("OMP_WAIT_POLICY", "").upper() != policy:
+        # OpenMP reads it once, when torch loads: run again in a process that has it.
+        env = dict(os.environ, OMP_WAIT_POLICY=policy)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        return subprocess.call([sys.executable, "-m", "sepconv", "bench", *argv], env=env)
 
     import torch
     torch.set_num_threads(args.threads)
@@ -544,6 +560,7 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
             "cpus": os.cpu_count(), "threads": args.threads,
             "rounds": rounds, "reps": reps,
             "matmul_gflops": gflops, "copy_gbs": gbs,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
             "notes": notes,
         },
         "geomeans": geo,
