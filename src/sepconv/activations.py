@@ -3,7 +3,11 @@
 Where tf-keras 2 (what R keras wraps) and Keras 3 differ, sepconv follows tf-keras:
 ``hard_sigmoid`` is ``clip(0.2 * x + 0.5, 0, 1)`` (Keras 3: ``relu6(x + 3) / 6``),
 ``leaky_relu`` has slope 0.2, ``gelu`` is the exact (erf) form.  ``softmax`` and
-``log_softmax`` act on the last axis, as Keras does, whatever the data format.
+``log_softmax`` (and ``glu``, ``sparsemax``) act on the last axis, as Keras does,
+whatever the data format.  Keras 3's names that tf-keras lacks (``celu``, ``glu``,
+``hard_shrink``, ``hard_tanh``, ``soft_shrink``, ``sparse_plus``, ``sparse_sigmoid``,
+``squareplus``, ``sparsemax``, ...) use Keras 3's defaults.  ``threshold`` is not a
+name: it has required arguments (pass a callable).
 """
 
 from __future__ import annotations
@@ -96,6 +100,50 @@ def tanh_shrink(x):
     return F.tanhshrink(x)
 
 
+def celu(x):
+    return F.celu(x, alpha=1.0)
+
+
+def glu(x):
+    return F.glu(x, dim=-1)
+
+
+def hard_shrink(x):
+    return F.hardshrink(x, lambd=0.5)
+
+
+def hard_tanh(x):
+    return F.hardtanh(x, -1.0, 1.0)
+
+
+def soft_shrink(x):
+    return F.softshrink(x, lambd=0.5)
+
+
+def sparse_plus(x):
+    return torch.where(x <= -1, torch.zeros_like(x),
+                       torch.where(x < 1, 0.25 * (x + 1) ** 2, x))
+
+
+def sparse_sigmoid(x):
+    return torch.clamp(0.5 * (x + 1), 0.0, 1.0)
+
+
+def squareplus(x):
+    return (x + torch.sqrt(x * x + 4.0)) / 2
+
+
+def sparsemax(x):
+    """Sparsemax over the last axis (Martins & Astudillo, 2016), as Keras 3."""
+    z, _ = torch.sort(x, dim=-1, descending=True)
+    cumsum = z.cumsum(dim=-1)
+    r = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=x.dtype)
+    support = (1 + r * z) > cumsum
+    k = support.sum(dim=-1, keepdim=True)
+    tau = (torch.where(support, z, torch.zeros_like(z)).sum(dim=-1, keepdim=True) - 1) / k
+    return torch.clamp(x - tau, min=0.0)
+
+
 for _fn, _names in [
     (linear, ("linear",)), (relu, ("relu",)), (relu6, ("relu6",)), (elu, ("elu",)),
     (selu, ("selu",)), (sigmoid, ("sigmoid",)), (hard_sigmoid, ("hard_sigmoid",)),
@@ -103,7 +151,11 @@ for _fn, _names in [
     (swish, ("swish", "silu")), (gelu, ("gelu",)), (exponential, ("exponential",)),
     (leaky_relu, ("leaky_relu",)), (mish, ("mish",)), (softmax, ("softmax",)),
     (log_softmax, ("log_softmax",)), (hard_silu, ("hard_silu", "hard_swish")),
-    (log_sigmoid, ("log_sigmoid",)), (tanh_shrink, ("tanh_shrink",)),
+    (log_sigmoid, ("log_sigmoid",)), (tanh_shrink, ("tanh_shrink",)), (celu, ("celu",)),
+    (glu, ("glu",)), (hard_shrink, ("hard_shrink",)), (hard_tanh, ("hard_tanh",)),
+    (soft_shrink, ("soft_shrink",)), (sparse_plus, ("sparse_plus",)),
+    (sparse_sigmoid, ("sparse_sigmoid",)), (squareplus, ("squareplus",)),
+    (sparsemax, ("sparsemax",)),
 ]:
     registry.add(_fn, *_names)
 
