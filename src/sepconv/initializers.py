@@ -20,9 +20,14 @@ from ._registry import Registry, serialize
 registry = Registry("initializer", "initializer")
 
 
-def _compute_fans(shape: Sequence[int]) -> Tuple[float, float]:
-    """Keras' fans: last axis is fan_out, the one before fan_in, the rest receptive field."""
+def _compute_fans(shape: Sequence[int], input_axes=None,
+                  output_axes=None) -> Tuple[float, float]:
+    """Keras' fans: last axis is fan_out, the one before fan_in, the rest receptive field
+    (or, as Keras 3 allows, the products over explicit ``input_axes`` / ``output_axes``)."""
     shape = tuple(shape)
+    if input_axes is not None and output_axes is not None:
+        return (float(math.prod(shape[a] for a in input_axes)),
+                float(math.prod(shape[a] for a in output_axes)))
     if len(shape) == 0:
         return 1.0, 1.0
     if len(shape) == 1:
@@ -129,7 +134,8 @@ class VarianceScaling(Initializer):
     _MODES = ("fan_in", "fan_out", "fan_avg")
     _DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform", "normal")
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None,
+                 input_axes=None, output_axes=None):
         if not scale > 0:
             raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale}")
         mode = str(mode).lower()
@@ -141,9 +147,16 @@ class VarianceScaling(Initializer):
             raise ValueError(f"Invalid `distribution` argument: expected one of "
                              f"{self._DISTRIBUTIONS}. Received: distribution={distribution!r}")
         self.scale, self.mode, self.distribution, self.seed = scale, mode, distribution, seed
+        self.input_axes, self.output_axes = input_axes, output_axes
+
+    def _axes_config(self) -> dict:
+        """Keras 3's optional fan axes, only when set (tf-keras has no such keys)."""
+        if self.input_axes is None and self.output_axes is None:
+            return {}
+        return {"input_axes": self.input_axes, "output_axes": self.output_axes}
 
     def __call__(self, shape, dtype=None, device=None):
-        fan_in, fan_out = _compute_fans(shape)
+        fan_in, fan_out = _compute_fans(shape, self.input_axes, self.output_axes)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
         variance = self.scale / max(1.0, n)
         gen, dtype = self._generator(device), _float(dtype)
@@ -158,15 +171,16 @@ class VarianceScaling(Initializer):
 
     def get_config(self):
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
-                "seed": self.seed}
+                "seed": self.seed, **self._axes_config()}
 
 
 def _scaling(name, scale, mode, distribution):
-    def __init__(self, seed=None):
-        VarianceScaling.__init__(self, scale, mode, distribution, seed)
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        VarianceScaling.__init__(self, scale, mode, distribution, seed, input_axes,
+                                 output_axes)
 
     def get_config(self):
-        return {"seed": self.seed}
+        return {"seed": self.seed, **self._axes_config()}
 
     return type(name, (VarianceScaling,), {"__init__": __init__, "get_config": get_config,
                                            "__doc__": f"VarianceScaling({scale}, {mode!r}, "
