@@ -96,6 +96,26 @@ for dtype, ints in (("fp32", "i64"), ("bf16", "i32")):
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
         assert proc.stdout.count("compiled") == 8, proc.stdout
 
+    def test_gpu_bench_dry_run(tmp_path):
+        # bench/gpu.py's own logic (compositions checked against the reference, timing,
+        # table, JSON, PNG) on tiny shapes under the interpreter; its GPU numbers need a GPU.
+        bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "bench", "gpu.py")
+        out = tmp_path / "dry"
+        env = {k: v for k, v in os.environ.items() if k != "SEPCONV_KERNEL"}
+        proc = subprocess.run([sys.executable, bench, "--dry-run", "--dtypes", "float32,bfloat16",
+                               "--reps", "1", "--warmup", "0", "--out", str(out)],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
+        import json
+        report = json.loads(out.with_suffix(".json").read_text())
+        assert report["machine"]["dry_run"] is True
+        assert {(r["dtype"], r["phase"]) for r in report["rows"]} == {
+            (d, p) for d in ("float32", "bfloat16") for p in ("fwd", "fwd+bwd")}
+        for row in report["rows"]:
+            assert row["max_abs_err_vs_fp64"] < (1e-4 if row["dtype"] == "float32" else 0.1)
+        assert out.with_suffix(".png").stat().st_size > 0
+
 else:
     import itertools
 
@@ -265,6 +285,18 @@ else:
                                     x, create_graph=True)
         with pytest.raises(RuntimeError):
             gx.sum().backward()
+
+    def test_pick_kernel_routes_cuda_floats_to_triton(monkeypatch):
+        # _pick_kernel looks at device and dtype only: a stand-in for a CUDA tensor.
+        from types import SimpleNamespace
+        monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            fake = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype)
+            assert functional._pick_kernel(fake, None, None, 1, 1, 1) is \
+                triton_sepconv.separable_conv1d
+        fake = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=torch.float64)
+        assert functional._pick_kernel(fake, None, None, 1, 1, 1) is not \
+            triton_sepconv.separable_conv1d
 
     def test_available():
         assert triton_sepconv.available()
