@@ -310,9 +310,10 @@ class Layer(torch.nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
         if not self.built:
-            shapes = [state_dict[prefix + n].shape for n in self.WEIGHT_NAMES
-                      if prefix + n in state_dict]
-            shape = self._input_shape_from_weights(shapes) if shapes else None
+            # The saved tensors tell the input channels (their shapes are Keras').
+            saved = [state_dict[prefix + n] for n in self.WEIGHT_NAMES
+                     if prefix + n in state_dict]
+            shape = self._input_shape_from_weights(saved) if saved else None
             if shape is not None:
                 self._build_checked(shape, device=None)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
