@@ -1,7 +1,10 @@
 """One resolver for every "name, callable, instance or Keras config dict -> object" registry.
 
 Initializers, activations, regularizers and constraints each declare a ``Registry`` and
-use :meth:`Registry.get` and :func:`serialize`; nothing else parses identifiers.
+use :meth:`Registry.get` and :func:`serialize`; nothing else parses identifiers.  Keras 3
+and tf-keras objects (``keras.initializers.HeNormal(seed=1)``, ``keras.activations.relu``)
+are turned into sepconv's equal through their config or name, since they compute on
+their own backends' tensors.
 """
 
 from __future__ import annotations
@@ -46,19 +49,31 @@ class Registry:
             factory = self.factories.get(identifier.lower())
             if factory is None:
                 raise ValueError(
-                    f"Invalid value for argument `{argument}`. Expected a {self.kind} name "
+                    f"Invalid value for argument `{argument}`. Expected {_a(self.kind)} name "
                     f"({', '.join(self.known())}), a callable or a config dict. "
                     f"Received {argument}={identifier!r}")
             return factory()
         if isinstance(identifier, dict):
             return self._from_config(identifier, argument)
+        if _is_keras_object(identifier):
+            return self._from_keras(identifier, argument)
         if isinstance(identifier, type):
             return identifier()
         if callable(identifier):
             return identifier
-        raise TypeError(f"Invalid type for argument `{argument}`. Expected a {self.kind} name, "
+        raise TypeError(f"Invalid type for argument `{argument}`. Expected {_a(self.kind)} name, "
                         f"a callable or a config dict. Received {argument}={identifier!r} "
                         f"of type {type(identifier).__name__}")
+
+    def _from_keras(self, obj: Any, argument: str) -> Any:
+        """A Keras 3 / tf-keras object (it computes on its own tensors): sepconv's equal,
+        from its class name and config, or for a function, from its name."""
+        if isinstance(obj, type):
+            return self._from_config({"class_name": obj.__name__}, argument)
+        if hasattr(obj, "get_config"):
+            return self._from_config({"class_name": type(obj).__name__,
+                                      "config": obj.get_config()}, argument)
+        return self.get(getattr(obj, "__name__", repr(obj)), argument)
 
     def _from_config(self, config: dict, argument: str) -> Any:
         if "class_name" not in config:
@@ -81,6 +96,17 @@ class Registry:
         except TypeError as err:
             raise ValueError(f"Invalid value for argument `{argument}`: {err}. "
                              f"Received {argument}={config!r}") from None
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def _is_keras_object(obj: Any) -> bool:
+    """True for objects (or classes) defined by Keras 3, tf-keras or TensorFlow."""
+    module = getattr(obj if isinstance(obj, type) or callable(obj) and not hasattr(
+        obj, "get_config") else type(obj), "__module__", None) or ""
+    return module.split(".")[0] in ("keras", "tf_keras", "tensorflow")
 
 
 def serialize(obj: Any) -> Any:
