@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,9 @@ typedef struct {
     int64_t chunk_begin, chunk_end;
 } job_t;
 
-/* acc[kk] += sum_l xt[l*xs + kk*xd] * gt[l], for KB = 8 or 4 taps held in registers. */
+/* acc[kk] += sum_l xt[l*xs + kk*xd] * gt[l] for NB taps held in registers.  Fewer than 8
+   taps would leave the FMA latency exposed, so those blocks keep two partial sums (even
+   and odd steps). */
 #define TAPS(NB)                                                                   \
     for (; k0 + NB <= j->k; k0 += NB) {                                            \
         vf a[NB];                                                                  \
@@ -54,6 +57,26 @@ typedef struct {
             for (int q = 0; q < NB; q++) a[q] += *(const vf *)(xp + q * xd) * gv;  \
         }                                                                          \
         for (int q = 0; q < NB; q++) *(vf *)(acc + (k0 + q) * VW) += a[q];         \
+    }
+#define TAPS2(NB)                                                                  \
+    for (; k0 + NB <= j->k; k0 += NB) {                                            \
+        vf a[NB], b[NB];                                                           \
+        for (int q = 0; q < NB; q++) a[q] = b[q] = (vf){0};                        \
+        const float *xp = xt + k0 * xd;                                            \
+        int64_t l = 0;                                                             \
+        for (; l + 1 < tl; l += 2, xp += 2 * xs) {                                 \
+            const vf g0 = *(const vf *)(gt + l * VW);                              \
+            const vf g1 = *(const vf *)(gt + (l + 1) * VW);                        \
+            for (int q = 0; q < NB; q++) {                                         \
+                a[q] += *(const vf *)(xp + q * xd) * g0;                           \
+                b[q] += *(const vf *)(xp + xs + q * xd) * g1;                      \
+            }                                                                      \
+        }                                                                          \
+        if (l < tl) {                                                              \
+            const vf g0 = *(const vf *)(gt + l * VW);                              \
+            for (int q = 0; q < NB; q++) a[q] += *(const vf *)(xp + q * xd) * g0;  \
+        }                                                                          \
+        for (int q = 0; q < NB; q++) *(vf *)(acc + (k0 + q) * VW) += a[q] + b[q];  \
     }
 
 /* One tile (batch item n, output steps [l0, l0 + tl)) of one channel chunk [cm0, cm0 + VW). */
@@ -91,9 +114,9 @@ static void tile(const job_t *j, int64_t n, int64_t l0, int64_t tl, int64_t cm0,
     const int64_t xs = j->stride * VW, xd = j->dilation * VW;
     int64_t k0 = 0;
     TAPS(8)
-    TAPS(4)
-    TAPS(2)
-    TAPS(1)
+    TAPS2(4)
+    TAPS2(2)
+    TAPS2(1)
 }
 
 static void *run(void *arg) {
@@ -156,6 +179,17 @@ _lib: Optional[ctypes.CDLL] = None
 _tried = False
 
 
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line
+    except OSError:
+        pass
+    return ""
+
+
 def _cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "sepconv")
@@ -187,7 +221,9 @@ def load() -> Optional[ctypes.CDLL]:
         _tried = True
         if os.environ.get("SEPCONV_NATIVE", "1").strip() in ("0", "false", "no"):
             return None
-        key = hashlib.sha256((SOURCE + " ".join(_FLAGS) + sys.platform).encode()).hexdigest()[:16]
+        # -march=native: the CPU's flags belong in the key (a shared home across machines).
+        key = hashlib.sha256((SOURCE + " ".join(_FLAGS) + sys.platform + platform.machine()
+                              + _cpu_flags()).encode()).hexdigest()[:16]
         path = os.path.join(_cache_dir(), f"dw_grad_{key}.so")
         try:
             if not os.path.exists(path):

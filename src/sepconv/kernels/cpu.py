@@ -95,16 +95,24 @@ def _steps_major(x: torch.Tensor, channels_last: bool, dtype: torch.dtype) -> to
     return x.to(dtype).contiguous()
 
 
-def _padded_4d(xs: torch.Tensor, pad_left: int, pad_right: int,
+def _as_4d(xs: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """``(N, L, C)`` -> ``(N, C, 1, L)`` in ``fmt`` (a view for a contiguous channels_last)."""
+    return xs.transpose(1, 2).unsqueeze(2).contiguous(memory_format=fmt)
+
+
+def _padded_4d(xs: torch.Tensor, pad_left: int, pad_right: int, dilation: int,
                fmt: torch.memory_format) -> Tuple[torch.Tensor, int, int]:
-    """``(N, L, C)`` -> ``(N, C, 1, L')`` in ``fmt``, with the asymmetric part of the padding
-    applied (returned ``extra_left``) and the symmetric part left to the convolution."""
-    sym = min(pad_left, pad_right)
+    """``(N, L, C)`` -> ``(N, C, 1, L')`` in ``fmt``, padded by ``F.pad`` except for a
+    symmetric part left to the convolution (returned), and the left padding applied here.
+
+    Dilated convolutions get all their padding here: oneDNN takes a slow generic path
+    for a padded dilated convolution (10x slower measured), not for an unpadded one.
+    """
+    sym = 0 if dilation > 1 else max(min(pad_left, pad_right), 0)
     extra_left, extra_right = pad_left - sym, pad_right - sym
     if extra_left or extra_right:
         xs = F.pad(xs, (0, 0, extra_left, extra_right))
-    x4 = xs.transpose(1, 2).unsqueeze(2).contiguous(memory_format=fmt)
-    return x4, sym, extra_left
+    return _as_4d(xs, fmt), sym, extra_left
 
 
 def _depthwise_4d(depthwise: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -120,7 +128,8 @@ def _forward(x, depthwise, pointwise, bias, geometry):
     fmt = _memory_format(cdt)
     n = x.shape[0]
     k, c, m = depthwise.shape
-    x4, sym, _ = _padded_4d(_steps_major(x, channels_last, cdt), pad_left, pad_right, fmt)
+    xs = _steps_major(x, channels_last, cdt)
+    x4, sym, _ = _padded_4d(xs, pad_left, pad_right, dilation, fmt)
     w4 = _depthwise_4d(depthwise, cdt)
     z4 = _conv(x4, w4, None, (1, stride), (0, sym), (1, dilation), False, (0, 0), c)
     out_len = z4.shape[-1]
@@ -133,6 +142,12 @@ def _forward(x, depthwise, pointwise, bias, geometry):
         y2 = torch.addmm(bias.to(cdt), z2, pw)
     y = y2.view(n, out_len, pw.shape[1]).to(x.dtype)
     return (y if channels_last else y.transpose(1, 2)), z2
+
+
+def _layout_back(g4: torch.Tensor, channels_last: bool, dtype: torch.dtype) -> torch.Tensor:
+    """``(N, C, 1, L)`` -> the input's layout and dtype."""
+    g = g4.squeeze(2)
+    return (g.transpose(1, 2) if channels_last else g).to(dtype)
 
 
 class _SeparableConv1d(torch.autograd.Function):
@@ -168,7 +183,7 @@ class _SeparableConv1d(torch.autograd.Function):
             grad_pw = torch.mm(z2.to(cdt).t(), g2).to(pointwise.dtype)
         if need_x or need_dw:
             gz2 = torch.mm(g2, pointwise.to(cdt).t())  # (N*Lout, CM)
-            xs = _steps_major(x, channels_last, cdt)
+            xs = _steps_major(x, channels_last, cdt) if need_dw else None
             if need_dw and cdt == torch.float32 and _cpu_native.load() is not None:
                 gz2 = gz2 if gz2.is_contiguous() else gz2.contiguous()
                 gw = torch.empty(k, c * m, dtype=cdt)
@@ -178,18 +193,29 @@ class _SeparableConv1d(torch.autograd.Function):
                     threads=torch.get_num_threads())
                 grad_dw = gw.view(k, c, m).to(depthwise.dtype)
                 need_dw = False
+            w4 = _depthwise_4d(depthwise, cdt)
+            if need_x and stride == 1 and m == 1:
+                # grad_x is a depthwise convolution of grad_z with the flipped kernel:
+                # oneDNN's forward kernel, where its backward-data is slow when dilated.
+                span = (k - 1) * dilation
+                gzs = gz2.view(n, out_len, c)
+                gx4, sym, _ = _padded_4d(gzs, span - pad_left, span - pad_right, dilation, fmt)
+                gx4 = _conv(gx4, w4.flip(-1), None, (1, 1), (0, sym), (1, dilation), False,
+                            (0, 0), c)
+                grad_x = _layout_back(gx4, channels_last, x.dtype)
+                need_x = False
             if need_x or need_dw:
+                xs = _steps_major(x, channels_last, cdt) if xs is None else xs
                 gz4 = gz2.view(n, 1, out_len, c * m).permute(0, 3, 1, 2).contiguous(
                     memory_format=fmt)
-                x4, sym, extra_left = _padded_4d(xs, pad_left, pad_right, fmt)
-                w4 = _depthwise_4d(depthwise, cdt)
+                x4, sym, extra_left = _padded_4d(xs, pad_left, pad_right, dilation, fmt)
                 gx4, gw4, _ = _conv_backward(
                     gz4, x4, w4, None, (1, stride), (0, sym), (1, dilation), False, (0, 0), c,
                     (need_x, need_dw, False))
                 if need_x:
                     length = xs.shape[1]
-                    gx = gx4.squeeze(2)[:, :, extra_left:extra_left + length]  # (N, C, L)
-                    grad_x = (gx.transpose(1, 2) if channels_last else gx).to(x.dtype)
+                    gx4 = gx4[:, :, :, extra_left:extra_left + length]
+                    grad_x = _layout_back(gx4, channels_last, x.dtype)
                 if need_dw:
                     grad_dw = gw4.reshape(c, m, k).permute(2, 0, 1).to(depthwise.dtype)
         return grad_x, grad_dw, grad_pw, grad_b, None
