@@ -116,9 +116,19 @@ class SeparableConv1D(Layer):
                 raise ValueError(f"Invalid value for argument `input_shape`. Expected "
                                  f"(steps, channels) for a 1D layer. Received input_shape="
                                  f"{self.batch_input_shape[1:]}")
+            given = ("batch_input_shape", self.batch_input_shape) \
+                if batch_input_shape is not None else ("input_shape", self.batch_input_shape[1:])
+            channels = self.batch_input_shape[self._channels_axis]
+            if channels is not None and channels < 1:
+                raise ValueError(f"Invalid value for argument `{given[0]}`. Expected at least "
+                                 f"one input channel. Received {given[0]}={given[1]}")
             steps = self.batch_input_shape[self._steps_axis]
             if steps is not None:
-                self._output_length(steps, self.batch_input_shape)
+                try:
+                    self._output_length(steps, self.batch_input_shape)
+                except ValueError as err:
+                    raise ValueError(f"Invalid value for argument `{given[0]}`: {err}. "
+                                     f"Received {given[0]}={given[1]}") from None
         self._finish_init()
 
     # -- shapes ----------------------------------------------------------------------------
