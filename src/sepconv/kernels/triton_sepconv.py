@@ -66,6 +66,36 @@ AUTOTUNE = not INTERPRET and os.environ.get("SEPCONV_TRITON_AUTOTUNE", "1") != "
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
+def _interpreter_compat() -> None:
+    """Let triton < 3.7's interpreter run loops with runtime bounds under numpy >= 2.4.
+
+    Those interpreters give ``tl.tensor.__index__`` as ``int(handle.data)`` on a
+    one-element 1-D array, which numpy 2.4 rejects, so every ``range(K)`` fails.  Triton
+    3.9 squeezes first; this does the same, only when the installed source has the bug.
+    """
+    import inspect
+
+    from triton.runtime import interpreter
+
+    patch = getattr(interpreter, "_patch_lang_tensor", None)
+    try:
+        buggy = patch is not None and "int(self.handle.data)" in inspect.getsource(patch)
+    except (OSError, TypeError):
+        buggy = False
+    if not buggy:
+        return
+
+    def _patch_lang_tensor(tensor, scope, *args, **kwargs):
+        patch(tensor, scope, *args, **kwargs)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
+
+    interpreter._patch_lang_tensor = _patch_lang_tensor
+
+
+if INTERPRET:
+    _interpreter_compat()
+
+
 def available() -> bool:
     """True when Triton is importable and can run: a CUDA device, or the interpreter."""
     if importlib.util.find_spec("triton") is None:
