@@ -23,7 +23,10 @@ large tensor: bytes read + written per second) and matmul throughput, and report
 each shape the minimum bytes it must move divided by its time, as a % of the copy
 bandwidth (meaningful for memory-bound shapes, flagged ``mem``).
 
-Writes ``<out>.json`` and ``<out>.png``; prints a table.  No figure in this file or its
+Writes ``<out>.json`` (rewritten after each shape, so a run cut short keeps what it
+measured) and ``<out>.png``; prints a table.  The first call of each shape and dtype
+includes Triton's compilation and autotuning (in the warm-up, not in the timings), so a
+full run takes minutes: ``--only`` and ``--dtypes`` split it into shorter ones.  No figure in this file or its
 docs was measured unless a JSON produced by this script says so.
 """
 
@@ -88,7 +91,7 @@ def parse_args(argv=None):
                         help="output prefix for .json/.png (default bench/results/gpu-<time>)")
     parser.add_argument("--reps", type=int, default=20, help="timed samples per measurement")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls first")
-    parser.add_argument("--dtypes", default="float32,bfloat16,tf32",
+    parser.add_argument("--dtypes", default="float32,bfloat16",
                         help="comma list of float32, bfloat16, float16, tf32")
     parser.add_argument("--only", default="", help="substring filter on shape names")
     return parser.parse_args(argv)
@@ -244,7 +247,8 @@ def flops(shape: Shape, out_steps: int) -> Dict[str, float]:
 # ------------------------------------------------------------------------------- main
 
 
-def run(args) -> Dict:
+def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
+    """Measure the suite; ``checkpoint(report)`` after each shape (partial results)."""
     if args.dry_run:
         # Must precede the first triton import (sepconv never imports it by itself).
         os.environ["TRITON_INTERPRET"] = "1"
@@ -284,7 +288,9 @@ def run(args) -> Dict:
         torch.backends.cuda.matmul.allow_tf32 = False
 
     rows: List[Dict] = []
+    report = {"machine": machine, "rows": rows}
     for shape in suite:
+        checkpoint(report)
         left, right = padding.padding_amounts(shape.steps, shape.kernel_size, shape.stride,
                                               shape.dilation, shape.padding)
         out_steps = padding.conv_output_length(shape.steps, shape.kernel_size, shape.stride,
@@ -339,7 +345,7 @@ def run(args) -> Dict:
                 })
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    return {"machine": machine, "rows": rows}
+    return report
 
 
 def print_table(report: Dict) -> None:
@@ -392,15 +398,19 @@ def plot(report: Dict, path: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    report = run(args)
     out = args.out
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
         out = os.path.join(folder, ("gpu-dry-" if args.dry_run else "gpu-") + stamp)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".json", "w") as fh:
-        json.dump(report, fh, indent=1)
+
+    def write_json(report: Dict) -> None:  # after every shape: a killed run keeps its rows
+        with open(out + ".json", "w") as fh:
+            json.dump(report, fh, indent=1)
+
+    report = run(args, write_json)
+    write_json(report)
     plot(report, out + ".png")
     print_table(report)
     print(f"wrote {out}.json and {out}.png")
