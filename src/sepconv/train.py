@@ -295,9 +295,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--l2", type=_float_in("--l2", 0.0, 1.0), default=1e-4,
                    help="L2 regularizer on depthwise and pointwise kernels, 0 for none "
                         "(default: 1e-4)")
-    p.add_argument("--max-norm", type=_float_in("--max-norm", 0.0, 1e6), default=2.0,
+    p.add_argument("--max-norm", type=_float_in("--max-norm", 0.0, 1e6), default=1.0,
                    help="max-norm constraint on each pointwise filter, 0 for none "
-                        "(default: 2)")
+                        "(default: 1)")
     p.add_argument("--out", default=None, help="output folder (default: runs/<dataset>)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs already in --out (refused otherwise)")
