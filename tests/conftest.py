@@ -31,3 +31,17 @@ if importlib.util.find_spec("triton") is not None:
 if importlib.util.find_spec("keras") is not None:
     import keras  # noqa: F401  (torch backend; pulls triton through torch)
 
+
+
+import pytest  # noqa: E402
+import torch  # noqa: E402  (after triton, see above)
+
+
+@pytest.fixture
+def torch_single_thread():
+    """One torch thread for tests on tiny tensors: on a loaded two-core machine, OpenMP
+    threads waiting for each other made a float64 gradcheck 40x slower (3 s, not 0.07 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,6 +16,8 @@ import torch
 import sepconv
 from numpy_reference import separable_conv1d as np_sepconv
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
 S = sepconv.SeparableConv1D
 
 

@@ -23,6 +23,10 @@ if keras.backend.backend() != "torch":  # pragma: no cover - conftest sets it
 import sepconv  # noqa: E402
 from sepconv import activations, initializers  # noqa: E402
 
+pytestmark = [pytest.mark.usefixtures("torch_single_thread"),
+              # Keras 3.15's torch backend calls np.array(tensor) with numpy 2's copy=...
+              pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
+
 ATOL = 1e-5
 SETTINGS = settings(max_examples=50, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

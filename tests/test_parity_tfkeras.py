@@ -27,6 +27,8 @@ tf_keras = pytest.importorskip("tf_keras")
 import sepconv  # noqa: E402
 from sepconv import activations, padding  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
 ATOL = 1e-5
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -9,6 +9,8 @@ import torch
 import sepconv
 from numpy_reference import separable_conv1d as np_sepconv
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
 f = sepconv.layer_separable_conv_1d
 
 

@@ -14,6 +14,8 @@ import sepconv
 from sepconv import activations, constraints, initializers, regularizers
 from numpy_reference import separable_conv1d as np_sepconv
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
 keras = pytest.importorskip("keras")
 tf_keras = pytest.importorskip("tf_keras")
 
