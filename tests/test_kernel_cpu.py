@@ -16,6 +16,16 @@ import torch
 from sepconv import functional, padding
 from sepconv.kernels import _cpu_native, cpu, reference
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny shapes: one thread keeps these tests fast on a loaded 2-core machine (OpenMP
+    threads spinning against other processes cost more than they bring here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}
 
 
