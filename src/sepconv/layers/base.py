@@ -189,6 +189,13 @@ class Layer(torch.nn.Module):
     def build(self, input_shape: Tuple[Optional[int], ...], device=None) -> None:
         raise NotImplementedError
 
+    def __setstate__(self, state) -> None:
+        # copy.deepcopy and unpickling (torch.load of a whole model) make a new module
+        # without __init__ or build: register its constraints for the optimizer hook too.
+        super().__setstate__(state)
+        if self.__dict__.get("built") and self.__dict__.get("_constrained"):
+            _constraints.track(self)
+
     def add_weight(self, name: str, shape: Sequence[int], initializer, regularizer=None,
                    constraint=None, device=None) -> torch.nn.Parameter:
         """Create parameter ``name`` of Keras ``shape`` with a Keras initializer."""
