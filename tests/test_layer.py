@@ -490,3 +490,27 @@ def test_cuda_matches_cpu():  # pragma: no cover - needs a GPU
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
     lazy = S(4, 3)
     assert lazy(x.cuda()).is_cuda and lazy.depthwise_kernel.is_cuda
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "torch.save"])
+def test_copied_models_keep_their_constraints(how):
+    import copy
+
+    model = torch.nn.Sequential(S(3, 3, input_shape=(None, 2), depthwise_constraint="max_norm",
+                                  pointwise_constraint="non_neg"))
+    if how == "deepcopy":
+        model = copy.deepcopy(model)
+    else:
+        buf = io.BytesIO()
+        torch.save(model, buf)
+        buf.seek(0)
+        model = torch.load(buf, weights_only=False)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    x = torch.randn(4, 9, 2)
+    for _ in range(3):
+        opt.zero_grad()
+        (-model(x).square().sum()).backward()  # pushes the weights to grow without bound
+        opt.step()
+        dw, pw, _ = model[0].get_weights()
+        assert np.sqrt((dw ** 2).sum(axis=0)).max() <= 2 + 1e-5
+        assert pw.min() >= 0
