@@ -220,29 +220,32 @@ class _SeparableConv1d(torch.autograd.Function):
                 grad_dw = gw.view(k, c, m).to(depthwise.dtype)
                 need_dw = False
             w4 = _depthwise_4d(depthwise, cdt)
-            if need_x and stride == 1:
-                # grad_x is a depthwise convolution of grad_z with the flipped kernel
-                # (summed over the multiplier): oneDNN's forward kernel, where its
-                # backward-data is slow when dilated or grouped.
-                span = (k - 1) * dilation
-                gzs = gz2.view(n, out_len, c * m)
-                gx4, sym, _ = _padded_4d(gzs, span - pad_left, span - pad_right, dilation, fmt)
-                gx4 = _conv(gx4, w4.flip(-1), None, (1, 1), (0, sym), (1, dilation), False,
-                            (0, 0), c * m)
-                grad_x = _layout_back(gx4, m, channels_last, x.dtype)
-                need_x = False
-            if need_x or need_dw:
+            flipped = need_x and stride == 1
+            if need_dw or (need_x and not flipped):
+                # oneDNN's backward: the weight gradient without the C routine (or in
+                # float64), the input gradient of a strided convolution.
                 xs = _steps_major(x, channels_last, cdt) if xs is None else xs
                 gz4 = gz2.view(n, 1, out_len, c * m).permute(0, 3, 1, 2).contiguous(
                     memory_format=fmt)
                 x4, sym, extra_left = _padded_4d(xs, pad_left, pad_right, dilation, fmt)
                 gx4, gw4, _ = _conv_backward(
                     gz4, x4, w4, None, (1, stride), (0, sym), (1, dilation), False, (0, 0), c,
-                    (need_x, need_dw, False))
-                if need_x:
-                    length = xs.shape[1]
-                    gx4 = gx4[:, :, :, extra_left:extra_left + length]
+                    (need_x and not flipped, need_dw, False))
+                del gz4, x4
+                if need_x and not flipped:
+                    gx4 = gx4[:, :, :, extra_left:extra_left + xs.shape[1]]
                     grad_x = _layout_back(gx4, 1, channels_last, x.dtype)
                 if need_dw:
                     grad_dw = gw4.reshape(c, m, k).permute(2, 0, 1).to(depthwise.dtype)
+            if flipped:
+                # grad_x is a depthwise convolution of grad_z with the flipped kernel
+                # (summed over the multiplier): oneDNN's forward kernel, where its
+                # backward-data is slow when dilated or grouped.
+                span = (k - 1) * dilation
+                gx4, sym, _ = _padded_4d(gz2.view(n, out_len, c * m), span - pad_left,
+                                         span - pad_right, dilation, fmt)
+                del gz2, xs  # a padded copy (or a view) of grad_z is all that is left to read
+                gx4 = _conv(gx4, w4.flip(-1), None, (1, 1), (0, sym), (1, dilation), False,
+                            (0, 0), c * m)
+                grad_x = _layout_back(gx4, m, channels_last, x.dtype)
         return grad_x, grad_dw, grad_pw, grad_b, None
