@@ -22,6 +22,7 @@ if keras.backend.backend() != "torch":  # pragma: no cover - conftest sets it
 
 import sepconv  # noqa: E402
 from sepconv import activations, initializers  # noqa: E402
+from kernel_env import kernel_choice  # noqa: E402
 
 pytestmark = [pytest.mark.usefixtures("torch_single_thread"),
               # Keras 3.15's torch backend calls np.array(tensor) with numpy 2's copy=...
@@ -77,7 +78,8 @@ def layer_args(draw):
         args["filters"] = 2 * args["filters"]  # glu halves the last axis
     shape = dict(batch=draw(st.integers(1, 3)),
                  steps=draw(st.one_of(st.just(min_len), st.integers(min_len, min_len + 9))),
-                 channels=draw(st.integers(1, 4)), seed=draw(st.integers(0, 2**31 - 1)))
+                 channels=draw(st.integers(1, 4)), seed=draw(st.integers(0, 2**31 - 1)),
+                 kernel=draw(st.sampled_from(["", "reference"])))
     if args["activation"] == "glu" and args["data_format"] == "channels_first":
         # glu halves the last axis, here the steps: keep it even.
         args.update(padding="same", strides=1)
@@ -102,7 +104,8 @@ def test_forward_and_gradients_match_keras3(case):
     ref_y = ref(x)
     r = torch.from_numpy(rng.standard_normal(tuple(ref_y.shape)).astype(np.float32))
 
-    y, grads = _grads(layer, x, layer.weights, r)
+    with kernel_choice(shape["kernel"]):  # default dispatch or the reference kernel
+        y, grads = _grads(layer, x, layer.weights, r)
     ref_y, ref_grads = _grads(ref, x, [v.value for v in ref.trainable_weights], r)
     assert tuple(y.shape) == tuple(ref_y.shape)
     np.testing.assert_allclose(y.numpy(), ref_y.numpy(), atol=ATOL, rtol=1e-5)

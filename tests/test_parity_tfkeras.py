@@ -25,7 +25,8 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
-from sepconv import activations, padding  # noqa: E402
+from sepconv import activations  # noqa: E402
+from kernel_env import kernel_choice  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -49,7 +50,7 @@ def _tf_reference(layer: sepconv.SeparableConv1D, x: np.ndarray, **kwargs) -> np
     config = dict(filters=layer.filters, kernel_size=layer.kernel_size,
                   strides=layer.strides, padding=layer.padding,
                   dilation_rate=layer.dilation_rate, depth_multiplier=layer.depth_multiplier,
-                  use_bias=layer.use_bias)
+                  use_bias=layer.use_bias, dtype=layer.dtype)
     config.update(kwargs)
     activation = activations.serialize(layer.activation)
     channels_first = layer.data_format == "channels_first"
@@ -78,8 +79,11 @@ def layer_args(draw, activation=st.sampled_from(TF_ACTIVATIONS)):
         depth_multiplier=draw(st.integers(1, 3)), use_bias=draw(st.booleans()),
         activation=draw(activation),
         data_format=draw(st.sampled_from(["channels_last", "channels_first"])),
+        dtype=draw(st.sampled_from(["float32", "float32", "float64"])),
     ), dict(batch=draw(st.integers(1, 3)), steps=length, channels=draw(st.integers(1, 4)),
-            seed=draw(st.integers(0, 2**31 - 1)))
+            seed=draw(st.integers(0, 2**31 - 1)),
+            # the default dispatch and the reference kernel, both against tf-keras
+            kernel=draw(st.sampled_from(["", "reference"])))
 
 
 def _make(args, shape):
@@ -88,10 +92,10 @@ def _make(args, shape):
     c = shape["channels"]
     x_shape = ((shape["batch"], shape["steps"], c) if layer.data_format == "channels_last"
                else (shape["batch"], c, shape["steps"]))
-    x = rng.standard_normal(x_shape).astype(np.float32)
+    x = rng.standard_normal(x_shape).astype(layer.dtype)
     layer(torch.from_numpy(x[:1]))  # lazy build
     # Non-zero bias and unit-scale kernels so every term is exercised.
-    layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.5
+    layer.set_weights([rng.standard_normal(w.shape).astype(layer.dtype) * 0.5
                        for w in layer.get_weights()])
     return layer, x
 
@@ -100,11 +104,13 @@ def _make(args, shape):
 @given(layer_args())
 def test_forward_matches_tf_keras(case):
     args, shape = case
-    layer, x = _make(args, shape)
-    out = layer(torch.from_numpy(x)).detach().numpy()
+    with kernel_choice(shape["kernel"]):
+        layer, x = _make(args, shape)
+        out = layer(torch.from_numpy(x)).detach().numpy()
     ref = _tf_reference(layer, x)
-    assert out.shape == ref.shape
-    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=1e-5)
+    assert out.shape == ref.shape and out.dtype == ref.dtype == np.dtype(layer.dtype)
+    tol = ATOL if layer.dtype == "float32" else 1e-9  # tf-keras gelu: float32 constants
+    np.testing.assert_allclose(out, ref, atol=tol, rtol=tol)
     # The layer's own shape arithmetic agrees with what tf-keras produced.
     assert layer.compute_output_shape(x.shape) == ref.shape
 
