@@ -300,8 +300,13 @@ class Layer(torch.nn.Module):
                              f"{len(weights)} weights")
         arrays = []
         for name, param, value in zip(self._weight_order, expected, weights):
-            value = torch.as_tensor(np.asarray(value.detach().cpu() if isinstance(
-                value, torch.Tensor) else value))
+            if isinstance(value, torch.Tensor):
+                value = value.detach().cpu()
+            else:
+                value = np.asarray(value)
+                if value.dtype.name == "bfloat16":
+                    value = value.astype(np.float32)  # Keras' ml_dtypes bfloat16 arrays
+                value = torch.as_tensor(value)
             if tuple(value.shape) != tuple(param.shape):
                 raise ValueError(f"Weight `{name}` of layer {self.name!r} has shape "
                                  f"{tuple(param.shape)}; received a value of shape "
