@@ -311,3 +311,30 @@ def test_optimizer_step_with_constraints_matches_tf_keras():
     for got, want in zip(ours.get_weights(), ref.get_weights()):
         np.testing.assert_allclose(got, want, atol=1e-5)
     assert (ours.get_weights()[1] >= 0).all()
+
+
+# -- dtype policies -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,tol", [("mixed_float16", 2e-3), ("mixed_bfloat16", 2e-2),
+                                       ("float16", 2e-3), ("bfloat16", 2e-2),
+                                       ("float64", 1e-12)])
+def test_dtype_policies_match_tf_keras(dtype, tol):
+    """Weights, output dtype and values of each policy; tf-keras' weights (ml_dtypes
+    bfloat16 arrays included) load with set_weights, and its policy config is read."""
+    ref = tf_keras.layers.SeparableConv1D(4, 3, padding="causal", dtype=dtype,
+                                          activation="tanh", depth_multiplier=2)
+    x = np.random.default_rng(0).standard_normal((2, 9, 3))  # float64 input
+    y_ref = ref(x)
+    ours = sepconv.SeparableConv1D.from_config(ref.get_config())
+    assert ours.dtype == dtype
+    ours.set_weights(ref.get_weights())
+    y = ours(x)
+    assert str(y.dtype).replace("torch.", "") == y_ref.dtype.name
+    want_weights = [np.asarray(w, np.float32 if dtype != "float64" else np.float64)
+                    for w in ref.get_weights()]
+    for got, want in zip(ours.get_weights(), want_weights):
+        np.testing.assert_array_equal(got.astype(want.dtype), want)
+    assert str(ours.depthwise_kernel.dtype).replace("torch.", "") == \
+        ref.depthwise_kernel.dtype.name
+    np.testing.assert_allclose(y.detach().double().numpy(),
+                               tf.cast(y_ref, tf.float64).numpy(), atol=tol, rtol=tol)
