@@ -213,3 +213,17 @@ def test_quartznet_block_through_dispatcher(dtype, channels_last, monkeypatch):
     expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
     got = _run(lambda *a, **_: _functional(*a, "same", channels_last), tensors, kwargs, dtype)
     _assert_close(expected, got, TOL[dtype], str(dtype))
+
+
+@pytest.mark.parametrize("case", [(5, 1, 2, "same", 2, True, True),
+                                  (4, 2, 1, "causal", 1, False, True),
+                                  (3, 1, 1, "valid", 1, True, False)])
+def test_native_bfloat16_path(case, monkeypatch):
+    """The path a CPU with native bf16 (AVX512-BF16 / AMX) takes, forced on this one."""
+    monkeypatch.setattr(cpu, "_NATIVE_BF16", True)
+    assert cpu.compute_dtype(torch.bfloat16) == torch.bfloat16
+    k, stride, dilation, pad, m, channels_last, use_bias = case
+    tensors, kwargs = _case(2, 30, 6, m, 4, k, stride, dilation, pad, channels_last, use_bias)
+    expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    got = _run(cpu.separable_conv1d, tensors, kwargs, torch.bfloat16)
+    _assert_close(expected, got, TOL[torch.bfloat16], str(case))

@@ -11,10 +11,20 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
 - The pointwise convolution is one GEMM on the ``(batch * steps, channels * multiplier)``
   view of the intermediate, with the bias folded in (``addmm``); its result already is
   the ``(batch, steps, filters)`` output.  No transposes, no copies.
+- ``depth_multiplier`` M > 1: each input channel is repeated M times (one copy, fused
+  with the padding) and the convolution runs depthwise on C*M channels; oneDNN's grouped
+  convolution with M outputs per group is ~10x slower.
+- Dilated convolutions take all their padding from a copy: oneDNN's padded dilated
+  depthwise path is ~10x slower than its unpadded one.
 - The backward pass is written by hand (a ``torch.autograd.Function``): two GEMMs for the
-  pointwise part and one oneDNN ``convolution_backward`` for the depthwise part.  It saves
-  the input (unpadded: the padding is redone in the backward pass) and the intermediate,
-  never more than the plain composition keeps alive.
+  pointwise part; the input gradient as a *forward* depthwise convolution of the
+  intermediate's gradient with the flipped kernel (oneDNN's backward-data is 30x slower
+  when dilated); the depthwise weight gradient by a small C routine
+  (:mod:`._cpu_native`), because oneDNN's runs ~20x slower than its forward.  Strided
+  input gradients, and everything where the C routine is unavailable, use
+  ``torch.ops.aten.convolution_backward``.  The function saves the input (unpadded: the
+  padding is redone in the backward pass) and the intermediate, and frees temporaries
+  early: a training step's peak memory stays below the plain composition's.
 
 Dtypes: float32 runs as above.  bfloat16 runs natively when oneDNN has bf16 kernels for
 this CPU (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``); otherwise (no AVX512-BF16 /
@@ -210,13 +220,18 @@ class _SeparableConv1d(torch.autograd.Function):
         if need_x or need_dw:
             gz2 = torch.mm(g2, pointwise.to(cdt).t())  # (N*Lout, CM)
             xs = _steps_major(x, channels_last, cdt) if need_dw else None
-            if need_dw and cdt == torch.float32 and _cpu_native.load() is not None:
-                gz2 = gz2 if gz2.is_contiguous() else gz2.contiguous()
-                gw = torch.empty(k, c * m, dtype=cdt)
+            if need_dw and cdt in (torch.float32, torch.bfloat16) \
+                    and _cpu_native.load() is not None:
+                # float32 routine (bfloat16 operands widened: exact, and it accumulates in
+                # float32 as oneDNN does)
+                xs32 = xs.float().contiguous()
+                gz32 = gz2.float().contiguous()
+                gw = torch.empty(k, c * m, dtype=torch.float32)
                 _cpu_native.dw_grad_weight(
-                    xs, gz2, gw, n=n, length=xs.shape[1], out_len=out_len, c=c, m=m, k=k,
+                    xs32, gz32, gw, n=n, length=xs.shape[1], out_len=out_len, c=c, m=m, k=k,
                     stride=stride, dilation=dilation, pad_left=pad_left,
                     threads=torch.get_num_threads())
+                del xs32, gz32
                 grad_dw = gw.view(k, c, m).to(depthwise.dtype)
                 need_dw = False
             w4 = _depthwise_4d(depthwise, cdt)
