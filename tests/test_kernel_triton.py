@@ -62,10 +62,10 @@ pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr",
             "_bwd_dx_kernel": "dz_ptr w_ptr dx_ptr",
             "_bwd_dp_kernel": "x_ptr w_ptr dy_ptr dp_ptr db_ptr"}
 scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr"}
-for dtype, ints in (("fp32", "i64"), ("bf16", "i32")):
+for dtype, ints, int64 in (("fp32", "i64", True), ("bf16", "i32", False)):
     for fn in (T._fwd_kernel, T._bwd_dz_dw_kernel, T._bwd_dx_kernel, T._bwd_dp_kernel):
         blocks = T._DX_CONFIGS[0] if fn is T._bwd_dx_kernel else T._MM_CONFIGS[0]
-        consts = dict(blocks.kwargs, HAS_BIAS=True,
+        consts = dict(blocks.kwargs, HAS_BIAS=True, INT64=int64,
                       PRECISION="ieee" if dtype == "fp32" else "tf32", UPCAST=False)
         consts = {k: v for k, v in consts.items() if k in fn.arg_names}
         ptrs = pointers[fn.__name__].split()
@@ -234,6 +234,24 @@ else:
         assert triton_sepconv._row_splits(2 * 70, 6, 5, 64) == 3
         tensors, kw = _case(2, 70, 3, 2, 5, 3, 1, 1, "same", True, True)
         _check(tensors, kw, rtol=1e-4, atol=1e-4)
+
+    @pytest.mark.parametrize("channels_last", [True, False])
+    def test_int64_offsets(monkeypatch, channels_last):
+        # Tensors past 2**30 elements are too big for a unit test; the kernels compiled
+        # with int64 offsets (what such tensors get) must agree on small ones too.
+        monkeypatch.setattr(triton_sepconv, "_needs_int64", lambda *tensors: True)
+        tensors, kw = _case(2, 21, 3, 2, 18, 4, 2, 1, "same", channels_last, True)
+        _check(tensors, kw, rtol=1e-4, atol=1e-4)
+
+    def test_needs_int64():
+        small = torch.empty(4, 5, 6)
+        assert not triton_sepconv._needs_int64(small)
+        # A view whose span (not its element count) passes 2**30: a stand-in, as torch
+        # will not make such a view without the storage behind it.
+        from types import SimpleNamespace
+        wide = SimpleNamespace(shape=(2, 2), stride=lambda: (2 ** 30, 1), numel=lambda: 4)
+        assert triton_sepconv._needs_int64(small, wide)
+        assert not triton_sepconv._needs_int64(torch.empty(1).expand(2 ** 31))  # stride 0
 
     def test_partial_requires_grad():
         tensors, kw = _case(2, 13, 3, 2, 5, 3, 1, 1, "causal", True, True)

@@ -41,8 +41,9 @@ is not bitwise reproducible from run to run (float32 rounding only).
 Unsupported (falls back to the reference kernel): tensors that are neither CUDA nor
 run under ``TRITON_INTERPRET=1``, dtypes other than float32/float16/bfloat16, and
 weights whose dtype differs from the input's.  Everything else (every padding, stride,
-dilation, depth multiplier, layout, bias or none, any length) runs here; offsets that
-can pass 2**31 are computed in int64.
+dilation, depth multiplier, layout, bias or none, any length) runs here; when some
+offset can pass 2**31 the kernels are compiled with int64 offsets (``INT64``), else
+with int32 ones, which take fewer registers.
 
 Autotuning: a few configs per kernel on a GPU.  Under ``TRITON_INTERPRET=1`` or with
 ``SEPCONV_TRITON_AUTOTUNE=0`` (both read when this module is imported) one fixed config
@@ -107,16 +108,26 @@ def available() -> bool:
 
 
 @triton.jit
+def _wide(v, INT64: tl.constexpr):
+    """``v`` as int64 when offsets may pass 2**31 (``INT64``), else unchanged: int32
+    offsets halve the registers that pointer arithmetic takes."""
+    if INT64:
+        return v.to(tl.int64)
+    else:
+        return v
+
+
+@triton.jit
 def _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
-                    stride, dilation, pad_left, sxb, sxl, sxc,
+                    stride, dilation, pad_left, sxb, sxl, sxc, INT64: tl.constexpr,
                     BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr):
     """``z[r, j] = sum_k x[b_r, t_r*stride + k*dilation - pad_left, j // M] * w[k, j]``.
 
-    ``b`` and ``t`` are int64 (``BLOCK_R``,); taps outside ``[0, L)`` are the padding
+    ``b`` and ``t`` are (``BLOCK_R``,) row indices; taps outside ``[0, L)`` are the padding
     (masked to zero).  Returns float32 ``(BLOCK_R, BLOCK_J)``.
     """
     c = j // M
-    col = c.to(tl.int64) * sxc
+    col = _wide(c, INT64) * sxc
     row = b * sxb
     start = t * stride - pad_left
     z = tl.zeros((BLOCK_R, BLOCK_J), dtype=tl.float32)
@@ -147,13 +158,14 @@ def _fwd_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr,
                 R, L, L_out, M, CM, F, K, stride, dilation, pad_left,
                 sxb, sxl, sxc, syb, syl, syf,
                 HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                INT64: tl.constexpr,
                 BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
     """``y[r, f] = sum_j z[r, j] * p[j, f] + bias[f]`` with ``z`` kept in registers."""
     pid = tl.program_id(0)
     num_f = tl.cdiv(F, BLOCK_F)
     pid_r = pid // num_f  # filter blocks of one row block run side by side: x stays in L2
     pid_f = pid % num_f
-    r = pid_r.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    r = _wide(pid_r, INT64) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_mask = r < R
     b = r // L_out
     t = r % L_out
@@ -164,13 +176,13 @@ def _fwd_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr,
         j = j0 + tl.arange(0, BLOCK_J)
         j_mask = j < CM
         z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
-                            stride, dilation, pad_left, sxb, sxl, sxc, BLOCK_R, BLOCK_J)
+                            stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
         p = tl.load(p_ptr + j[:, None] * F + f[None, :],
                     mask=j_mask[:, None] & f_mask[None, :], other=0.0)
         acc = _mma(z.to(p.dtype), p, acc, PRECISION, UPCAST)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + f, mask=f_mask, other=0.0).to(tl.float32)[None, :]
-    y_off = (b * syb + t * syl)[:, None] + f.to(tl.int64)[None, :] * syf
+    y_off = (b * syb + t * syl)[:, None] + _wide(f, INT64)[None, :] * syf
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty),
              mask=row_mask[:, None] & f_mask[None, :])
 
@@ -179,14 +191,14 @@ def _fwd_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr,
 def _bwd_dz_dw_kernel(x_ptr, p_ptr, dy_ptr, dz_ptr, dw_ptr,
                       R, L, L_out, M, CM, F, K, stride, dilation, pad_left,
                       sxb, sxl, sxc, sdb, sdl, sdf,
-                      PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                      PRECISION: tl.constexpr, UPCAST: tl.constexpr, INT64: tl.constexpr,
                       BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
     """``dz = dy @ p^T`` (stored, float32) and ``dw[k, j] += sum_r x[shift_k(r), c_j] dz[r, j]``."""
     pid = tl.program_id(0)
     num_j = tl.cdiv(CM, BLOCK_J)
     pid_r = pid // num_j
     pid_j = pid % num_j
-    r = pid_r.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    r = _wide(pid_r, INT64) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_mask = r < R
     b = r // L_out
     t = r % L_out
@@ -197,7 +209,7 @@ def _bwd_dz_dw_kernel(x_ptr, p_ptr, dy_ptr, dz_ptr, dw_ptr,
     for f0 in range(0, F, BLOCK_F):
         f = f0 + tl.arange(0, BLOCK_F)
         f_mask = f < F
-        dy = tl.load(dy_ptr + dy_row[:, None] + f.to(tl.int64)[None, :] * sdf,
+        dy = tl.load(dy_ptr + dy_row[:, None] + _wide(f, INT64)[None, :] * sdf,
                      mask=row_mask[:, None] & f_mask[None, :], other=0.0)
         pt = tl.load(p_ptr + j[None, :] * F + f[:, None],
                      mask=j_mask[None, :] & f_mask[:, None], other=0.0)  # p^T tile (F, J)
@@ -206,7 +218,7 @@ def _bwd_dz_dw_kernel(x_ptr, p_ptr, dy_ptr, dz_ptr, dw_ptr,
              mask=row_mask[:, None] & j_mask[None, :])
     # d(depthwise): correlate x (shifted as in the forward) with dz over the rows.
     c = j // M
-    col = c.to(tl.int64) * sxc
+    col = _wide(c, INT64) * sxc
     row = b * sxb
     start = t * stride - pad_left
     for k in range(K):
@@ -220,14 +232,14 @@ def _bwd_dz_dw_kernel(x_ptr, p_ptr, dy_ptr, dz_ptr, dw_ptr,
 @triton.jit
 def _bwd_dx_kernel(dz_ptr, w_ptr, dx_ptr,
                    RX, L, L_out, C, M, CM, K, stride, dilation, pad_left,
-                   sxb, sxl, sxc,
+                   sxb, sxl, sxc, INT64: tl.constexpr,
                    BLOCK_I: tl.constexpr, BLOCK_C: tl.constexpr):
     """``dx[b, i, c] = sum_{k, m} dz[b, (i + pad_left - k*d) / s, c*M + m] * w[k, c*M + m]``."""
     pid = tl.program_id(0)
     num_c = tl.cdiv(C, BLOCK_C)
     pid_i = pid // num_c
     pid_c = pid % num_c
-    r = pid_i.to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)  # flattened (b, i) input rows
+    r = _wide(pid_i, INT64) * BLOCK_I + tl.arange(0, BLOCK_I)  # flattened (b, i) input rows
     row_mask = r < RX
     b = r // L
     i = r % L
@@ -245,7 +257,7 @@ def _bwd_dx_kernel(dz_ptr, w_ptr, dx_ptr,
                          mask=ok[:, None] & c_mask[None, :], other=0.0)
             wv = tl.load(w_ptr + k * CM + jj, mask=c_mask, other=0.0).to(tl.float32)
             acc += dz * wv[None, :]
-    dx_off = (b * sxb + i * sxl)[:, None] + c.to(tl.int64)[None, :] * sxc
+    dx_off = (b * sxb + i * sxl)[:, None] + _wide(c, INT64)[None, :] * sxc
     tl.store(dx_ptr + dx_off, acc.to(dx_ptr.dtype.element_ty),
              mask=row_mask[:, None] & c_mask[None, :])
 
@@ -255,6 +267,7 @@ def _bwd_dp_kernel(x_ptr, w_ptr, dy_ptr, dp_ptr, db_ptr,
                    R, ROWS_PER_SPLIT, L, L_out, M, CM, F, K, stride, dilation, pad_left,
                    sxb, sxl, sxc, sdb, sdl, sdf,
                    HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                INT64: tl.constexpr,
                    BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
     """Partial ``dp[s] = z^T @ dy`` and ``db[s] = sum dy`` over the rows of split ``s``."""
     pid = tl.program_id(0)
@@ -266,7 +279,7 @@ def _bwd_dp_kernel(x_ptr, w_ptr, dy_ptr, dp_ptr, db_ptr,
     j_mask = j < CM
     f = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
     f_mask = f < F
-    lo = split.to(tl.int64) * ROWS_PER_SPLIT
+    lo = _wide(split, INT64) * ROWS_PER_SPLIT
     hi = tl.minimum(lo + ROWS_PER_SPLIT, R)
     acc = tl.zeros((BLOCK_J, BLOCK_F), dtype=tl.float32)
     db = tl.zeros((BLOCK_F,), dtype=tl.float32)
@@ -276,18 +289,18 @@ def _bwd_dp_kernel(x_ptr, w_ptr, dy_ptr, dp_ptr, db_ptr,
         b = r // L_out
         t = r % L_out
         z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
-                            stride, dilation, pad_left, sxb, sxl, sxc, BLOCK_R, BLOCK_J)
-        dy = tl.load(dy_ptr + (b * sdb + t * sdl)[:, None] + f.to(tl.int64)[None, :] * sdf,
+                            stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
+        dy = tl.load(dy_ptr + (b * sdb + t * sdl)[:, None] + _wide(f, INT64)[None, :] * sdf,
                      mask=row_mask[:, None] & f_mask[None, :], other=0.0)
         acc = _mma(tl.trans(z.to(dy.dtype)), dy, acc, PRECISION, UPCAST)
         if HAS_BIAS:
             db += tl.sum(dy.to(tl.float32), axis=0)
-    base = split.to(tl.int64) * CM * F
+    base = _wide(split, INT64) * CM * F
     tl.store(dp_ptr + base + j[:, None] * F + f[None, :], acc,
              mask=j_mask[:, None] & f_mask[None, :])
     if HAS_BIAS:
         if pid_j == 0:
-            tl.store(db_ptr + split.to(tl.int64) * F + f, db, mask=f_mask)
+            tl.store(db_ptr + _wide(split, INT64) * F + f, db, mask=f_mask)
 
 
 # ------------------------------------------------------------------- autotune configs
@@ -315,6 +328,7 @@ if AUTOTUNE:
         _cfg(8, 2, BLOCK_R=64, BLOCK_J=32, BLOCK_F=256),
         _cfg(4, 3, BLOCK_R=32, BLOCK_J=32, BLOCK_F=64),
         _cfg(4, 3, BLOCK_R=64, BLOCK_J=16, BLOCK_F=32),
+        _cfg(4, 3, BLOCK_R=32, BLOCK_J=16, BLOCK_F=64),
         # Wide filter tiles: the depthwise tile is computed once per F/BLOCK_F filter
         # blocks, so covering all filters in one program saves the recomputation.
         _cfg(8, 2, BLOCK_R=32, BLOCK_J=32, BLOCK_F=256),
@@ -325,6 +339,8 @@ if AUTOTUNE:
         _cfg(4, 2, BLOCK_I=32, BLOCK_C=128),
         _cfg(8, 2, BLOCK_I=128, BLOCK_C=64),
         _cfg(4, 2, BLOCK_I=128, BLOCK_C=32),
+        _cfg(4, 2, BLOCK_I=32, BLOCK_C=64),
+        _cfg(2, 2, BLOCK_I=32, BLOCK_C=32),
     ]
 else:  # the interpreter (or autotuning switched off): one fixed config each
     _MM_CONFIGS = [_cfg(4, 2, BLOCK_R=32, BLOCK_J=16, BLOCK_F=16)]
@@ -355,6 +371,17 @@ def _precision(dtype: torch.dtype) -> str:
     if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
         return "ieee"
     return "tf32"  # ignored by tl.dot for 16-bit inputs
+
+
+def _needs_int64(*tensors: torch.Tensor) -> bool:
+    """Whether some element offset may pass the int32 range.
+
+    The bound is 2**30, not 2**31: masked lanes past the end (the last row block, taps
+    in the padding) compute offsets somewhat beyond a tensor's span.
+    """
+    spans = [sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride())) + 1
+             for t in tensors if t.numel() > 0]
+    return max(spans, default=0) >= 2 ** 30
 
 
 def _upcast(dtype: torch.dtype) -> bool:
@@ -400,7 +427,8 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
     _fwd[grid](x, w, p, bias if bias is not None else p, y,
                rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
                *_x_strides(x, channels_last), syb, syl, syf,
-               HAS_BIAS=bias is not None, PRECISION=_precision(x.dtype), UPCAST=_upcast(x.dtype))
+               HAS_BIAS=bias is not None, PRECISION=_precision(x.dtype), UPCAST=_upcast(x.dtype),
+               INT64=_needs_int64(x, y, p))
     return y
 
 
@@ -421,22 +449,26 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
         return (torch.zeros_like(x) if need_dx else None, torch.zeros_like(w),
                 torch.zeros_like(p), torch.zeros((f,), device=x.device, dtype=p.dtype))
     dx = dw = dp = db = None
+    splits = _row_splits(rows, cm, f, _num_sms(x.device))
+    # Every tensor the backward kernels index; dz (rows, cm) is the largest scratch.
+    int64 = _needs_int64(x, dy, p) or max(rows * cm, splits * cm * f) >= 2 ** 30
     if need_dx or need_dw:
         dz = torch.empty((rows, cm), device=x.device, dtype=torch.float32)
         dw32 = torch.zeros((k, cm), device=x.device, dtype=torch.float32)
         grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]) * triton.cdiv(cm, meta["BLOCK_J"]),)
         _bwd_dz_dw[grid](x, p, dy, dz, dw32,
                          rows, length, l_out, m, cm, f, k, stride, dilation, pad_left,
-                         sxb, sxl, sxc, sdb, sdl, sdf, PRECISION=precision, UPCAST=_upcast(x.dtype))
+                         sxb, sxl, sxc, sdb, sdl, sdf, PRECISION=precision,
+                         UPCAST=_upcast(x.dtype), INT64=int64)
         dw = dw32.to(w.dtype)
         if need_dx:
             dx = torch.empty_like(x, memory_format=torch.contiguous_format)
             rows_x = batch * length
             grid = lambda meta: (triton.cdiv(rows_x, meta["BLOCK_I"]) * triton.cdiv(channels, meta["BLOCK_C"]),)
             _bwd_dx[grid](dz, w, dx, rows_x, length, l_out, channels, m, cm, k,
-                          stride, dilation, pad_left, *_x_strides(dx, channels_last))
+                          stride, dilation, pad_left, *_x_strides(dx, channels_last),
+                          INT64=int64)
     if need_dp or need_db:
-        splits = _row_splits(rows, cm, f, _num_sms(x.device))
         per_split = triton.cdiv(rows, splits)
         splits = triton.cdiv(rows, per_split)
         dp32 = torch.empty((splits, cm, f), device=x.device, dtype=torch.float32)
@@ -445,7 +477,8 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
         _bwd_dp[grid](x, w, dy, dp32, db32,
                       rows, per_split, length, l_out, m, cm, f, k, stride, dilation, pad_left,
                       sxb, sxl, sxc, sdb, sdl, sdf,
-                      HAS_BIAS=has_bias, PRECISION=precision, UPCAST=_upcast(x.dtype))
+                      HAS_BIAS=has_bias, PRECISION=precision, UPCAST=_upcast(x.dtype),
+                      INT64=int64)
         dp = dp32.sum(0).to(p.dtype)
         if has_bias:
             db = db32.sum(0).to(p.dtype)
