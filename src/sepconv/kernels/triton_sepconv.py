@@ -52,6 +52,7 @@ is used.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from typing import Optional
@@ -485,6 +486,11 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
     return dx, dw, dp, db
 
 
+def _on(device: torch.device):
+    """Make ``device`` current while launching: Triton launches on the current device."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 class _SeparableConv1d(torch.autograd.Function):
     """Fused forward; backward recomputes the depthwise tile instead of saving it."""
 
@@ -494,7 +500,8 @@ class _SeparableConv1d(torch.autograd.Function):
         k, c, m = depthwise.shape
         w = depthwise.reshape(k, c * m).contiguous()
         p = pointwise.contiguous()
-        y = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last)
+        with _on(x.device):
+            y = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last)
         ctx.save_for_backward(x, w, p)
         ctx.has_bias = bias is not None
         ctx.args = (stride, dilation, pad_left, channels_last, tuple(depthwise.shape))
@@ -506,9 +513,10 @@ class _SeparableConv1d(torch.autograd.Function):
         x, w, p = ctx.saved_tensors
         stride, dilation, pad_left, channels_last, dw_shape = ctx.args
         need = ctx.needs_input_grad
-        dx, dw, dp, db = _backward(dy, x, w, p, ctx.has_bias, stride, dilation, pad_left,
-                                   channels_last, need[0], need[1], need[2],
-                                   ctx.has_bias and need[3])
+        with _on(x.device):
+            dx, dw, dp, db = _backward(dy, x, w, p, ctx.has_bias, stride, dilation, pad_left,
+                                       channels_last, need[0], need[1], need[2],
+                                       ctx.has_bias and need[3])
         if dw is not None:
             dw = dw.reshape(dw_shape)
         return (dx if need[0] else None, dw if need[1] else None,
