@@ -26,7 +26,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 3e-3}
 
 
 def _case(n, length, c, m, f, k, stride, dilation, pad, channels_last, use_bias, seed=0):
@@ -80,7 +80,8 @@ def _sampled_cases(count, seed):
     return rng.sample(grid, count)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16,
+                                   torch.float16])
 @pytest.mark.parametrize("case", _sampled_cases(40, seed=3))
 def test_matches_reference(case, dtype):
     k, stride, dilation, pad, m, channels_last, use_bias = case
@@ -192,7 +193,7 @@ def test_functional_matches_reference(forced, pad, channels_last, monkeypatch):
     _assert_close(expected, got, TOL[torch.float32], f"{forced} {pad}")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_dispatcher_picks_cpu_kernel(dtype, monkeypatch):
     monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
     x = torch.zeros(2, 100, 64, dtype=dtype)
@@ -220,7 +221,7 @@ def test_quartznet_block_through_dispatcher(dtype, channels_last, monkeypatch):
                                   (3, 1, 1, "valid", 1, True, False)])
 def test_native_bfloat16_path(case, monkeypatch):
     """The path a CPU with native bf16 (AVX512-BF16 / AMX) takes, forced on this one."""
-    monkeypatch.setattr(cpu, "_NATIVE_BF16", True)
+    monkeypatch.setitem(cpu._NATIVE, torch.bfloat16, True)
     assert cpu.compute_dtype(torch.bfloat16) == torch.bfloat16
     k, stride, dilation, pad, m, channels_last, use_bias = case
     tensors, kwargs = _case(2, 30, 6, m, 4, k, stride, dilation, pad, channels_last, use_bias)

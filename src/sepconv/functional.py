@@ -114,9 +114,10 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         import importlib.util  # find_spec: look for triton without importing it here
         if importlib.util.find_spec("triton") is not None:
             return _load("triton")
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16):
-        # bench/README.md (python -m sepconv bench): the cpu kernel beats the composition on
-        # every suite shape, fwd and fwd+bwd; float64 has no oneDNN kernel (ties: reference).
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
+        # bench/README.md (python -m sepconv bench): cpu/composition geomean 0.39 fwd, 0.41
+        # fwd+bwd, worst shape 1.02 (GEMM-bound, a tie); half precision 10-20x faster (the
+        # composition's half GEMMs are emulated here).  float64: no oneDNN kernel, a tie.
         return _load("cpu")
     return _reference.separable_conv1d
 

@@ -26,10 +26,10 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
   padding is redone in the backward pass) and the intermediate, and frees temporaries
   early: a training step's peak memory stays below the plain composition's.
 
-Dtypes: float32 runs as above.  bfloat16 runs natively when oneDNN has bf16 kernels for
-this CPU (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``); otherwise (no AVX512-BF16 /
-AMX, where bf16 GEMMs are emulated and ~80x slower) it computes in float32 and rounds the
-result and the gradients to bfloat16.  float64 has no oneDNN kernel; it takes the same
+Dtypes: float32 runs as above.  bfloat16 (float16) runs natively when oneDNN has kernels
+for it on this CPU (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``); otherwise (no
+AVX512-BF16 / AMX, where bf16 GEMMs are emulated and ~80x slower) it computes in float32
+and rounds the result and the gradients to the half-precision dtype.  float64 has no oneDNN kernel; it takes the same
 code path in contiguous (NCHW) memory, which is what the gradient check exercises.
 """
 
@@ -72,23 +72,25 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype the arithmetic runs in for inputs of ``dtype``."""
-    if dtype == torch.bfloat16 and not _native_bf16():
+    """The dtype the arithmetic runs in for inputs of ``dtype``: half precision widens to
+    float32 where oneDNN has no native kernels for it on this CPU."""
+    if dtype in (torch.bfloat16, torch.float16) and not _native(dtype):
         return torch.float32
     return dtype
 
 
-_NATIVE_BF16: Optional[bool] = None
+_NATIVE: dict = {}
 
 
-def _native_bf16() -> bool:
-    global _NATIVE_BF16
-    if _NATIVE_BF16 is None:
+def _native(dtype: torch.dtype) -> bool:
+    if dtype not in _NATIVE:
+        probe = {torch.bfloat16: "_is_mkldnn_bf16_supported",
+                 torch.float16: "_is_mkldnn_fp16_supported"}[dtype]
         try:
-            _NATIVE_BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            _NATIVE[dtype] = bool(getattr(torch.ops.mkldnn, probe)())
         except (AttributeError, RuntimeError):
-            _NATIVE_BF16 = False
-    return _NATIVE_BF16
+            _NATIVE[dtype] = False
+    return _NATIVE[dtype]
 
 
 def _memory_format(dtype: torch.dtype) -> torch.memory_format:
@@ -220,10 +222,10 @@ class _SeparableConv1d(torch.autograd.Function):
         if need_x or need_dw:
             gz2 = torch.mm(g2, pointwise.to(cdt).t())  # (N*Lout, CM)
             xs = _steps_major(x, channels_last, cdt) if need_dw else None
-            if need_dw and cdt in (torch.float32, torch.bfloat16) \
+            if need_dw and cdt in (torch.float32, torch.bfloat16, torch.float16) \
                     and _cpu_native.load() is not None:
-                # float32 routine (bfloat16 operands widened: exact, and it accumulates in
-                # float32 as oneDNN does)
+                # a float32 routine: half-precision operands widen exactly, and it
+                # accumulates in float32 as oneDNN does
                 xs32 = xs.float().contiguous()
                 gz32 = gz2.float().contiguous()
                 gw = torch.empty(k, c * m, dtype=torch.float32)
