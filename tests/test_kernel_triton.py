@@ -200,6 +200,36 @@ else:
         tensors, kw = _case(2, 29, 3, 2, 6, 3, 2, 3, "same", True, True)
         _check(tensors, kw, rtol=1e-4, atol=1e-4)
 
+    def test_stride_longer_than_kernel():
+        # Input steps between windows are never read: their dx must be exactly zero.
+        for pad in ("valid", "same", "causal"):
+            tensors, kw = _case(2, 17, 2, 1, 3, 2, 4, 1, pad, False, True)
+            _check(tensors, kw, rtol=1e-4, atol=1e-4)
+
+    try:
+        import hypothesis
+        from hypothesis import strategies as st
+    except ImportError:  # a test extra; the parametrized cases above still run
+        hypothesis = None
+
+    if hypothesis is not None:
+
+        @hypothesis.settings(max_examples=15, deadline=None, derandomize=True,
+                             suppress_health_check=list(hypothesis.HealthCheck))
+        @hypothesis.given(batch=st.integers(1, 3), length=st.integers(1, 40),
+                          channels=st.integers(1, 6), multiplier=st.integers(1, 3),
+                          filters=st.integers(1, 20), kernel_size=st.integers(1, 7),
+                          stride=st.integers(1, 3), dilation=st.integers(1, 3),
+                          pad=st.sampled_from(["valid", "same", "causal"]),
+                          channels_last=st.booleans(), bias=st.booleans())
+        def test_random_shapes(batch, length, channels, multiplier, filters, kernel_size,
+                               stride, dilation, pad, channels_last, bias):
+            span = (kernel_size - 1) * dilation + 1
+            hypothesis.assume(pad != "valid" or length >= span)
+            tensors, kw = _case(batch, length, channels, multiplier, filters, kernel_size,
+                                stride, dilation, pad, channels_last, bias)
+            _check(tensors, kw, rtol=1e-4, atol=1e-4)
+
     @pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 3e-2), (torch.float16, 5e-3)])
     @pytest.mark.parametrize("pad,stride,dilation,multiplier,channels_last", [
         ("same", 1, 1, 1, True), ("causal", 1, 2, 2, False), ("valid", 2, 1, 3, True),
