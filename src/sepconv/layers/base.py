@@ -189,6 +189,16 @@ class Layer(torch.nn.Module):
     def build(self, input_shape: Tuple[Optional[int], ...], device=None) -> None:
         raise NotImplementedError
 
+    def _apply(self, fn, recurse=True):
+        # module.double() / .half() / .to(dtype) change the weights' dtype: the layer then
+        # computes in that dtype, as a torch module would (its policy follows the weights).
+        out = super()._apply(fn, recurse)
+        params = list(self.parameters(recurse=False))
+        if params and params[0].is_floating_point() and \
+                params[0].dtype != self.dtype_policy.variable:
+            self.dtype_policy = DTypePolicy(params[0].dtype)
+        return out
+
     def __setstate__(self, state) -> None:
         # copy.deepcopy and unpickling (torch.load of a whole model) make a new module
         # without __init__ or build: register its constraints for the optimizer hook too.
