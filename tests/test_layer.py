@@ -514,3 +514,18 @@ def test_copied_models_keep_their_constraints(how):
         dw, pw, _ = model[0].get_weights()
         assert np.sqrt((dw ** 2).sum(axis=0)).max() <= 2 + 1e-5
         assert pw.min() >= 0
+
+
+def test_module_dtype_casts_set_the_compute_dtype():
+    """model.double() / .to(torch.bfloat16) make the layer compute in that dtype, like any
+    torch module; moving devices keeps a mixed policy."""
+    layer = S(3, 3, padding="same", input_shape=(None, 2), dtype="mixed_float16")
+    layer.cpu()
+    assert layer.dtype == "mixed_float16"
+    model = torch.nn.Sequential(layer).double()
+    x = np.random.default_rng(0).standard_normal((2, 7, 2))
+    y = model(x)
+    assert y.dtype == torch.float64 and layer.get_config()["dtype"] == "float64"
+    np.testing.assert_allclose(y.detach().numpy(), _expected(layer, x), atol=1e-12)
+    model.to(torch.bfloat16)
+    assert model(x).dtype == torch.bfloat16
