@@ -235,14 +235,19 @@ def test_layer_losses_match_tf_keras(regs):
     ref.set_weights(ours.get_weights())
     x = rng.standard_normal((5, 8, 3)).astype(np.float32)
     ours(torch.from_numpy(x))
-    ref(x)
+    with tf.GradientTape() as tape:
+        ref(x)
+        tf_total = tf.add_n(ref.losses)
     got = [v.item() for v in ours.losses]
     want = [float(v) for v in ref.losses]
     assert len(got) == len(want)
     np.testing.assert_allclose(got, want, rtol=1e-5)
-    # The model-wide sum is the same total.
+    # The model-wide sum is the same total, with the same gradients.
     total = sepconv.regularization_loss(torch.nn.Sequential(ours))
     np.testing.assert_allclose(total.item(), sum(want), rtol=1e-5)
+    total.backward()
+    for param, grad in zip(ours.weights, tape.gradient(tf_total, ref.trainable_weights)):
+        np.testing.assert_allclose(param.grad.numpy(), np.asarray(grad), atol=1e-5, rtol=1e-4)
 
 
 def test_l1_l2_by_name_is_001_each_as_in_tf_keras():
