@@ -343,3 +343,23 @@ def test_dtype_policies_match_tf_keras(dtype, tol):
         ref.depthwise_kernel.dtype.name
     np.testing.assert_allclose(y.detach().double().numpy(),
                                tf.cast(y_ref, tf.float64).numpy(), atol=tol, rtol=tol)
+
+
+def test_signature_is_tf_keras_then_r_keras_extras():
+    """Names, order and defaults of tf-keras' arguments, then the R/Keras 2 base-layer
+    arguments; the R-style function takes the same after ``object``."""
+    import inspect
+
+    theirs = [p for p in inspect.signature(tf_keras.layers.SeparableConv1D).parameters.values()
+              if p.kind is not p.VAR_KEYWORD]
+    ours = list(inspect.signature(sepconv.SeparableConv1D).parameters.values())
+    assert [(p.name, p.default) for p in ours[:len(theirs)]] == \
+        [(p.name, p.default) for p in theirs]
+    assert [p.name for p in ours[len(theirs):]] == [
+        "input_shape", "batch_input_shape", "batch_size", "dtype", "name", "trainable",
+        "weights"]
+    assert all(p.default is None for p in ours[len(theirs):])
+    r = list(inspect.signature(sepconv.layer_separable_conv_1d).parameters.values())
+    assert r[0].name == "object" and r[0].default is None
+    assert [(p.name, p.default) for p in r[3:]] == [(p.name, p.default) for p in ours[2:]]
+    assert [p.name for p in r[1:3]] == ["filters", "kernel_size"]
