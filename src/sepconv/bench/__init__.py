@@ -474,8 +474,8 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
 
     import torch
     torch.set_num_threads(args.threads)
-    rounds = args.rounds or (3 if args.quick else 5)
-    reps = args.reps or (2 if args.quick else 3)
+    rounds = args.rounds or (4 if args.quick else 8)
+    reps = args.reps or 2
     skip = set(filter(None, args.skip.split(",")))
 
     candidates = [SepconvPeer(), TorchCompositionPeer(), Keras3Peer(), TfKerasPeer(args.threads)]

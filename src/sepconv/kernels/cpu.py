@@ -241,16 +241,24 @@ class _SeparableConv1d(torch.autograd.Function):
             if need_dw or (need_x and not flipped):
                 # oneDNN's backward: the weight gradient without the C routine (or in
                 # float64), the input gradient of a strided convolution.
-                xs = _steps_major(x, channels_last, cdt) if xs is None else xs
                 gz4 = gz2.view(n, 1, out_len, c * m).permute(0, 3, 1, 2).contiguous(
                     memory_format=fmt)
-                x4, sym, extra_left = _padded_4d(xs, pad_left, pad_right, dilation, fmt)
+                if need_dw:
+                    xs = _steps_major(x, channels_last, cdt) if xs is None else xs
+                    x4, sym, extra_left = _padded_4d(xs, pad_left, pad_right, dilation, fmt)
+                else:  # the input gradient reads the input's shape only, not its values
+                    sym = 0 if dilation > 1 else max(min(pad_left, pad_right), 0)
+                    extra_left = pad_left - sym
+                    length = x.shape[1] if channels_last else x.shape[2]
+                    x4 = torch.empty((n, c, 1, length + pad_left + pad_right - 2 * sym),
+                                     dtype=cdt).contiguous(memory_format=fmt)
                 gx4, gw4, _ = _conv_backward(
                     gz4, x4, w4, None, (1, stride), (0, sym), (1, dilation), False, (0, 0), c,
                     (need_x and not flipped, need_dw, False))
                 del gz4, x4
                 if need_x and not flipped:
-                    gx4 = gx4[:, :, :, extra_left:extra_left + xs.shape[1]]
+                    length = x.shape[1] if channels_last else x.shape[2]
+                    gx4 = gx4[:, :, :, extra_left:extra_left + length]
                     grad_x = _layout_back(gx4, 1, channels_last, x.dtype)
                 if need_dw:
                     grad_dw = gw4.reshape(c, m, k).permute(2, 0, 1).to(depthwise.dtype)
