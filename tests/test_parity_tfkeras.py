@@ -130,7 +130,8 @@ def test_every_activation_matches_tf_keras(name):
 def test_hard_sigmoid_is_the_tf_keras_formula():
     x = np.linspace(-4, 4, 81, dtype=np.float32)
     ours = activations.get("hard_sigmoid")(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(ours, tf_keras.activations.hard_sigmoid(tf.constant(x)).numpy(), atol=1e-7)
+    theirs = tf_keras.activations.hard_sigmoid(tf.constant(x)).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-7)
     np.testing.assert_allclose(ours, np.clip(0.2 * x + 0.5, 0, 1), atol=1e-7)
 
 
