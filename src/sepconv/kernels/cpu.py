@@ -251,7 +251,7 @@ class _SeparableConv1d(torch.autograd.Function):
                     extra_left = pad_left - sym
                     length = x.shape[1] if channels_last else x.shape[2]
                     x4 = torch.empty((n, c, 1, length + pad_left + pad_right - 2 * sym),
-                                     dtype=cdt).contiguous(memory_format=fmt)
+                                     dtype=cdt, memory_format=fmt)
                 gx4, gw4, _ = _conv_backward(
                     gz4, x4, w4, None, (1, stride), (0, sym), (1, dilation), False, (0, 0), c,
                     (need_x and not flipped, need_dw, False))
