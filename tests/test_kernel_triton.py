@@ -62,10 +62,10 @@ pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr",
             "_bwd_dx_kernel": "dz_ptr w_ptr dx_ptr",
             "_bwd_dp_kernel": "x_ptr w_ptr dy_ptr dp_ptr db_ptr"}
 scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr"}
-for dtype, ints, int64 in (("fp32", "i64", True), ("bf16", "i32", False)):
+for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
     for fn in (T._fwd_kernel, T._bwd_dz_dw_kernel, T._bwd_dx_kernel, T._bwd_dp_kernel):
         blocks = T._DX_CONFIGS[0] if fn is T._bwd_dx_kernel else T._MM_CONFIGS[0]
-        consts = dict(blocks.kwargs, HAS_BIAS=True, INT64=int64,
+        consts = dict(blocks.kwargs, HAS_BIAS=True, INT64=wide, SEQ_TILES=wide,
                       PRECISION="ieee" if dtype == "fp32" else "tf32", UPCAST=False)
         consts = {k: v for k, v in consts.items() if k in fn.arg_names}
         ptrs = pointers[fn.__name__].split()
@@ -257,12 +257,19 @@ else:
         for a, b in zip(leaves, ref_leaves):
             torch.testing.assert_close(a.grad.double(), b.grad, rtol=1e-4, atol=1e-4)
 
-    def test_row_splits(monkeypatch):
+    @pytest.mark.parametrize("channels_last", [True, False])
+    def test_row_splits(monkeypatch, channels_last):
         # Pretend to have many SMs so d(pointwise) and d(bias) reduce over several row
         # ranges (float32 partials), as they do on a GPU.
         monkeypatch.setattr(triton_sepconv, "_num_sms", lambda device: 64)
         assert triton_sepconv._row_splits(2 * 70, 6, 5, 64) == 3
-        tensors, kw = _case(2, 70, 3, 2, 5, 3, 1, 1, "same", True, True)
+        tensors, kw = _case(2, 70, 3, 2, 5, 3, 1, 1, "same", channels_last, True)
+        _check(tensors, kw, rtol=1e-4, atol=1e-4)
+
+    def test_more_row_splits_than_row_blocks(monkeypatch):
+        # On a GPU, 128-row blocks can leave some of the ranges empty: they add zeros.
+        monkeypatch.setattr(triton_sepconv, "_row_splits", lambda rows, cm, f, sms: 11)
+        tensors, kw = _case(2, 40, 3, 1, 5, 3, 1, 1, "causal", False, True)
         _check(tensors, kw, rtol=1e-4, atol=1e-4)
 
     @pytest.mark.parametrize("channels_last", [True, False])

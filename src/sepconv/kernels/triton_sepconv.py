@@ -11,7 +11,9 @@ the kernels read ``x`` through its strides, so ``channels_first`` is never copie
 column ``j = c*M + m`` is exactly the intermediate channel ``j``.  ``pointwise`` is
 ``(C*M, F)``.  The ``R = B * L_out`` output rows are flattened, so a row block may span
 two sequences (short sequences waste no work) and a row ``r`` is step ``r % L_out`` of
-sequence ``r // L_out``.
+sequence ``r // L_out``; when steps are the unit-stride axis (``channels_first``) a row
+block stays in one sequence instead (``SEQ_TILES``), so its rows are provably
+contiguous and Triton coalesces along them.
 
 Forward (one kernel).  A program owns ``BLOCK_R`` output rows and ``BLOCK_F`` filters.
 For each block of ``BLOCK_J`` intermediate channels it computes the depthwise tile
@@ -29,8 +31,8 @@ Backward (three kernels, nothing but ``x`` and the weights saved by the forward)
 2. ``_bwd_dx``: ``dx[i, c] = sum_{k, m} dz[(i + pad_left - k*d) / s, c*M + m] * w[k, c, m]``
    (masked where the division is not exact or out of range): the depthwise transpose.
 3. ``_bwd_dp``: ``d(pointwise) = z^T @ dy`` with ``z`` recomputed per row block (like
-   the forward), and ``d(bias) = sum_r dy``, split over ``SPLIT`` row ranges into float32
-   partials summed by torch (deterministic; no atomics).
+   the forward), and ``d(bias) = sum_r dy``, the row blocks split into ``NUM_SPLITS``
+   ranges with float32 partials summed by torch (deterministic; no atomics).
 
 Precision: every product is accumulated in float32; in half precision ``z`` is rounded
 to the input dtype before ``tl.dot`` (as the two-kernel composition rounds its stored
@@ -72,8 +74,8 @@ def _interpreter_compat() -> None:
     """Let triton < 3.7's interpreter run loops with runtime bounds under numpy >= 2.4.
 
     Those interpreters give ``tl.tensor.__index__`` as ``int(handle.data)`` on a
-    one-element 1-D array, which numpy 2.4 rejects, so every ``range(K)`` fails.  Triton
-    3.9 squeezes first; this does the same, only when the installed source has the bug.
+    one-element 1-D array, which numpy 2.4 rejects, so every ``range(K)`` fails.  Later
+    versions squeeze first; this does the same, only when the installed source has the bug.
     """
     import inspect
 
@@ -113,9 +115,28 @@ def _wide(v, INT64: tl.constexpr):
     """``v`` as int64 when offsets may pass 2**31 (``INT64``), else unchanged: int32
     offsets halve the registers that pointer arithmetic takes."""
     if INT64:
-        return v.to(tl.int64)
+        return tl.cast(v, tl.int64)  # tl.cast, unlike .to, also takes the interpreter's ints
     else:
         return v
+
+
+@triton.jit
+def _rows(pid, R, L_out, INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
+          BLOCK_R: tl.constexpr):
+    """Sequence ``b``, steps ``t`` and mask of the ``BLOCK_R`` rows of row block ``pid``.
+
+    Flattened (``R = B * L_out`` rows; a block may straddle sequences, ``b`` a vector),
+    or with ``SEQ_TILES`` one sequence per block (``b`` a scalar): then ``t`` is provably
+    contiguous, so step-major (``channels_first``) tensors get coalesced accesses.
+    """
+    if SEQ_TILES:
+        num_t = tl.cdiv(L_out, BLOCK_R)
+        b = _wide(pid // num_t, INT64)
+        t = _wide(pid % num_t, INT64) * BLOCK_R + tl.arange(0, BLOCK_R)
+        return b, t, t < L_out
+    else:
+        r = _wide(pid, INT64) * BLOCK_R + tl.arange(0, BLOCK_R)
+        return r // L_out, r % L_out, r < R
 
 
 @triton.jit
@@ -159,17 +180,14 @@ def _fwd_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr,
                 R, L, L_out, M, CM, F, K, stride, dilation, pad_left,
                 sxb, sxl, sxc, syb, syl, syf,
                 HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                INT64: tl.constexpr,
+                INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
                 BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
     """``y[r, f] = sum_j z[r, j] * p[j, f] + bias[f]`` with ``z`` kept in registers."""
     pid = tl.program_id(0)
     num_f = tl.cdiv(F, BLOCK_F)
     pid_r = pid // num_f  # filter blocks of one row block run side by side: x stays in L2
     pid_f = pid % num_f
-    r = _wide(pid_r, INT64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_mask = r < R
-    b = r // L_out
-    t = r % L_out
+    b, t, row_mask = _rows(pid_r, R, L_out, INT64, SEQ_TILES, BLOCK_R)
     f = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
     f_mask = f < F
     acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=tl.float32)
@@ -193,16 +211,15 @@ def _bwd_dz_dw_kernel(x_ptr, p_ptr, dy_ptr, dz_ptr, dw_ptr,
                       R, L, L_out, M, CM, F, K, stride, dilation, pad_left,
                       sxb, sxl, sxc, sdb, sdl, sdf,
                       PRECISION: tl.constexpr, UPCAST: tl.constexpr, INT64: tl.constexpr,
+                      SEQ_TILES: tl.constexpr,
                       BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
     """``dz = dy @ p^T`` (stored, float32) and ``dw[k, j] += sum_r x[shift_k(r), c_j] dz[r, j]``."""
     pid = tl.program_id(0)
     num_j = tl.cdiv(CM, BLOCK_J)
     pid_r = pid // num_j
     pid_j = pid % num_j
-    r = _wide(pid_r, INT64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_mask = r < R
-    b = r // L_out
-    t = r % L_out
+    b, t, row_mask = _rows(pid_r, R, L_out, INT64, SEQ_TILES, BLOCK_R)
+    r = b * L_out + t
     j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
     j_mask = j < CM
     dy_row = b * sdb + t * sdl
@@ -233,17 +250,14 @@ def _bwd_dz_dw_kernel(x_ptr, p_ptr, dy_ptr, dz_ptr, dw_ptr,
 @triton.jit
 def _bwd_dx_kernel(dz_ptr, w_ptr, dx_ptr,
                    RX, L, L_out, C, M, CM, K, stride, dilation, pad_left,
-                   sxb, sxl, sxc, INT64: tl.constexpr,
+                   sxb, sxl, sxc, INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
                    BLOCK_I: tl.constexpr, BLOCK_C: tl.constexpr):
     """``dx[b, i, c] = sum_{k, m} dz[b, (i + pad_left - k*d) / s, c*M + m] * w[k, c*M + m]``."""
     pid = tl.program_id(0)
     num_c = tl.cdiv(C, BLOCK_C)
     pid_i = pid // num_c
     pid_c = pid % num_c
-    r = _wide(pid_i, INT64) * BLOCK_I + tl.arange(0, BLOCK_I)  # flattened (b, i) input rows
-    row_mask = r < RX
-    b = r // L
-    i = r % L
+    b, i, row_mask = _rows(pid_i, RX, L, INT64, SEQ_TILES, BLOCK_I)  # input rows (b, i)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     c_mask = c < C
     acc = tl.zeros((BLOCK_I, BLOCK_C), dtype=tl.float32)
@@ -265,12 +279,13 @@ def _bwd_dx_kernel(dz_ptr, w_ptr, dx_ptr,
 
 @triton.jit
 def _bwd_dp_kernel(x_ptr, w_ptr, dy_ptr, dp_ptr, db_ptr,
-                   R, ROWS_PER_SPLIT, L, L_out, M, CM, F, K, stride, dilation, pad_left,
+                   R, B, NUM_SPLITS, L, L_out, M, CM, F, K, stride, dilation, pad_left,
                    sxb, sxl, sxc, sdb, sdl, sdf,
                    HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                INT64: tl.constexpr,
+                   INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
                    BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
-    """Partial ``dp[s] = z^T @ dy`` and ``db[s] = sum dy`` over the rows of split ``s``."""
+    """Partial ``dp[s] = z^T @ dy`` and ``db[s] = sum dy`` over the row blocks of split
+    ``s`` (the row blocks of ``_rows``, dealt out to ``NUM_SPLITS`` contiguous ranges)."""
     pid = tl.program_id(0)
     split = tl.program_id(1)
     num_f = tl.cdiv(F, BLOCK_F)
@@ -280,15 +295,17 @@ def _bwd_dp_kernel(x_ptr, w_ptr, dy_ptr, dp_ptr, db_ptr,
     j_mask = j < CM
     f = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
     f_mask = f < F
-    lo = _wide(split, INT64) * ROWS_PER_SPLIT
-    hi = tl.minimum(lo + ROWS_PER_SPLIT, R)
+    if SEQ_TILES:
+        num_blocks = B * tl.cdiv(L_out, BLOCK_R)
+    else:
+        num_blocks = tl.cdiv(R, BLOCK_R)
+    per_split = tl.cdiv(num_blocks, NUM_SPLITS)
+    lo = split * per_split
+    hi = tl.minimum(lo + per_split, num_blocks)
     acc = tl.zeros((BLOCK_J, BLOCK_F), dtype=tl.float32)
     db = tl.zeros((BLOCK_F,), dtype=tl.float32)
-    for r0 in range(lo, hi, BLOCK_R):
-        r = r0 + tl.arange(0, BLOCK_R)
-        row_mask = r < hi
-        b = r // L_out
-        t = r % L_out
+    for block in range(lo, hi):  # an empty range leaves zeros: every split stores
+        b, t, row_mask = _rows(block, R, L_out, INT64, SEQ_TILES, BLOCK_R)
         z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
                             stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
         dy = tl.load(dy_ptr + (b * sdb + t * sdl)[:, None] + _wide(f, INT64)[None, :] * sdf,
@@ -394,6 +411,17 @@ def _out_len(length: int, k: int, stride: int, dilation: int, pad_left: int,
     return (length + pad_left + pad_right - (k - 1) * dilation - 1) // stride + 1
 
 
+def _seq_tiles(t: torch.Tensor, channels_last: bool) -> bool:
+    """One sequence per row block when steps are the unit-stride axis (``channels_first``):
+    then the kernels can prove consecutive rows contiguous and coalesce along them."""
+    return _x_strides(t, channels_last)[1] == 1
+
+
+def _row_blocks(batch: int, steps: int, block: int, seq_tiles: bool) -> int:
+    """Row blocks of ``_rows``: per sequence, or over the flattened rows."""
+    return batch * triton.cdiv(steps, block) if seq_tiles else triton.cdiv(batch * steps, block)
+
+
 def _num_sms(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
@@ -403,7 +431,8 @@ def _num_sms(device: torch.device) -> int:
 def _row_splits(rows: int, cm: int, f: int, sms: int) -> int:
     """How many row ranges ``_bwd_dp`` reduces separately (float32 partials, summed by
     torch): enough programs to fill the device, about 4 per SM counting nominal 32x64
-    tiles of ``d(pointwise)``, and at least 64 rows per range."""
+    tiles of ``d(pointwise)``, and about 64 rows per range at least (a range may end up
+    empty when row blocks are larger: it then contributes zeros)."""
     tiles = triton.cdiv(cm, 32) * triton.cdiv(f, 64)
     return max(1, min(triton.cdiv(4 * sms, tiles), triton.cdiv(rows, 64)))
 
@@ -424,12 +453,14 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
     rows = batch * l_out
     if rows == 0 or f == 0:
         return y
-    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]) * triton.cdiv(f, meta["BLOCK_F"]),)
+    seq = _seq_tiles(x, channels_last)
+    grid = lambda meta: (_row_blocks(batch, l_out, meta["BLOCK_R"], seq)
+                         * triton.cdiv(f, meta["BLOCK_F"]),)
     _fwd[grid](x, w, p, bias if bias is not None else p, y,
                rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
                *_x_strides(x, channels_last), syb, syl, syf,
                HAS_BIAS=bias is not None, PRECISION=_precision(x.dtype), UPCAST=_upcast(x.dtype),
-               INT64=_needs_int64(x, y, p))
+               INT64=_needs_int64(x, y, p), SEQ_TILES=seq)
     return y
 
 
@@ -456,30 +487,31 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
     if need_dx or need_dw:
         dz = torch.empty((rows, cm), device=x.device, dtype=torch.float32)
         dw32 = torch.zeros((k, cm), device=x.device, dtype=torch.float32)
-        grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]) * triton.cdiv(cm, meta["BLOCK_J"]),)
+        seq = _seq_tiles(x, channels_last)
+        grid = lambda meta: (_row_blocks(batch, l_out, meta["BLOCK_R"], seq)
+                             * triton.cdiv(cm, meta["BLOCK_J"]),)
         _bwd_dz_dw[grid](x, p, dy, dz, dw32,
                          rows, length, l_out, m, cm, f, k, stride, dilation, pad_left,
                          sxb, sxl, sxc, sdb, sdl, sdf, PRECISION=precision,
-                         UPCAST=_upcast(x.dtype), INT64=int64)
+                         UPCAST=_upcast(x.dtype), INT64=int64, SEQ_TILES=seq)
         dw = dw32.to(w.dtype)
         if need_dx:
             dx = torch.empty_like(x, memory_format=torch.contiguous_format)
-            rows_x = batch * length
-            grid = lambda meta: (triton.cdiv(rows_x, meta["BLOCK_I"]) * triton.cdiv(channels, meta["BLOCK_C"]),)
-            _bwd_dx[grid](dz, w, dx, rows_x, length, l_out, channels, m, cm, k,
+            seq_x = _seq_tiles(dx, channels_last)
+            grid = lambda meta: (_row_blocks(batch, length, meta["BLOCK_I"], seq_x)
+                                 * triton.cdiv(channels, meta["BLOCK_C"]),)
+            _bwd_dx[grid](dz, w, dx, batch * length, length, l_out, channels, m, cm, k,
                           stride, dilation, pad_left, *_x_strides(dx, channels_last),
-                          INT64=int64)
+                          INT64=int64, SEQ_TILES=seq_x)
     if need_dp or need_db:
-        per_split = triton.cdiv(rows, splits)
-        splits = triton.cdiv(rows, per_split)
         dp32 = torch.empty((splits, cm, f), device=x.device, dtype=torch.float32)
         db32 = torch.empty((splits, f), device=x.device, dtype=torch.float32) if has_bias else dp32
         grid = lambda meta: (triton.cdiv(cm, meta["BLOCK_J"]) * triton.cdiv(f, meta["BLOCK_F"]), splits)
         _bwd_dp[grid](x, w, dy, dp32, db32,
-                      rows, per_split, length, l_out, m, cm, f, k, stride, dilation, pad_left,
+                      rows, batch, splits, length, l_out, m, cm, f, k, stride, dilation, pad_left,
                       sxb, sxl, sxc, sdb, sdl, sdf,
                       HAS_BIAS=has_bias, PRECISION=precision, UPCAST=_upcast(x.dtype),
-                      INT64=int64)
+                      INT64=int64, SEQ_TILES=_seq_tiles(x, channels_last))
         dp = dp32.sum(0).to(p.dtype)
         if has_bias:
             db = db32.sum(0).to(p.dtype)
