@@ -560,6 +560,7 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
             "cpus": os.cpu_count(), "threads": args.threads,
             "rounds": rounds, "reps": reps,
             "matmul_gflops": gflops, "copy_gbs": gbs,
+            "matmul_gflops_max": max(roof.matmul), "copy_gbs_max": max(roof.copy),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
             "notes": notes,
         },
