@@ -15,19 +15,22 @@ forward + backward, on channels_last ``(batch, steps, channels)`` data as Keras 
 - ``reference``: ``sepconv.kernels.reference`` (transpose, pad, two ``conv1d``).
 
 float32 runs with TF32 off everywhere (``torch.backends.cudnn.allow_tf32`` and
-``torch.backends.cuda.matmul.allow_tf32`` False), as Keras' float32 numerics need; the
-``tf32`` rows allow it for both sides.  Timing: ``torch.cuda.Event`` pairs around batches
-of calls, median of ``--reps`` samples after ``--warmup`` calls (which also run Triton's
-autotuning).  The same run measures device-to-device copy bandwidth (``clone`` of a
-large tensor: bytes read + written per second) and matmul throughput, and reports for
-each shape the minimum bytes it must move divided by its time, as a % of the copy
-bandwidth (meaningful for memory-bound shapes, flagged ``mem``).
+``torch.backends.cuda.matmul.allow_tf32`` False), as Keras' float32 numerics need;
+``--dtypes float32,bfloat16,tf32`` adds rows that allow TF32 on both sides.  Timing:
+``torch.cuda.Event`` pairs around batches of calls, median of ``--reps`` samples after
+``--warmup`` calls (which also run Triton's autotuning).  The same run measures
+device-to-device copy bandwidth (``copy_`` between two 256 MiB tensors: bytes read +
+written per second) and matmul throughput, and reports for each shape the minimum bytes
+it must move divided by its time, as a % of the copy bandwidth (meaningful for
+memory-bound shapes: arithmetic intensity below the measured matmul/copy balance, marked
+``*`` in the table).
 
 Writes ``<out>.json`` (rewritten after each shape, so a run cut short keeps what it
 measured) and ``<out>.png``; prints a table.  The first call of each shape and dtype
 includes Triton's compilation and autotuning (in the warm-up, not in the timings), so a
-full run takes minutes: ``--only`` and ``--dtypes`` split it into shorter ones.  No figure in this file or its
-docs was measured unless a JSON produced by this script says so.
+full run takes minutes: ``--only`` and ``--dtypes`` split it into shorter ones.  No
+figure in this file or its docs was measured unless a JSON produced by this script says
+so.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 
 @dataclass
@@ -167,7 +170,8 @@ def compositions(torch, shape: Shape, x, w, p, b, pad_left, pad_right):
     """torch's two-kernel compositions, each given ``x`` in its own layout.
 
     Returns ``{name: (inputs, fn, to_blf)}``; ``fn(*inputs)`` computes the output in that
-    variant's layout and ``to_blf`` views it as ``(batch, steps, filters)``.  Weight reshapes are part of ``fn`` (they are views or tiny).
+    variant's layout and ``to_blf`` views it as ``(batch, steps, filters)``.  Weight
+    reshapes are part of ``fn`` (they are views or tiny).
     """
     F = torch.nn.functional
     k, c, m = w.shape
@@ -271,7 +275,8 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
 
     machine = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (interpreter)",
+        "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else "cpu (interpreter)"),
         "torch": torch.__version__, "triton": __import__("triton").__version__,
         "python": platform.python_version(), "dry_run": args.dry_run,
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

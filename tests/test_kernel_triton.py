@@ -134,7 +134,8 @@ else:
         shape = (batch, length, channels) if channels_last else (batch, channels, length)
         x = torch.randn(shape, generator=gen)
         w = torch.randn(kernel_size, channels, multiplier, generator=gen) / kernel_size ** 0.5
-        p = torch.randn(channels * multiplier, filters, generator=gen) / (channels * multiplier) ** 0.5
+        cm = channels * multiplier
+        p = torch.randn(cm, filters, generator=gen) / cm ** 0.5
         b = torch.randn(filters, generator=gen) if bias else None
         left, right = padding.padding_amounts(length, kernel_size, stride, dilation, pad)
         kw = dict(stride=stride, dilation=dilation, pad_left=left, pad_right=right,

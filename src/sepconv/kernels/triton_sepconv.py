@@ -507,7 +507,8 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
     if need_dp or need_db:
         dp32 = torch.empty((splits, cm, f), device=x.device, dtype=torch.float32)
         db32 = torch.empty((splits, f), device=x.device, dtype=torch.float32) if has_bias else dp32
-        grid = lambda meta: (triton.cdiv(cm, meta["BLOCK_J"]) * triton.cdiv(f, meta["BLOCK_F"]), splits)
+        grid = lambda meta: (triton.cdiv(cm, meta["BLOCK_J"]) * triton.cdiv(f, meta["BLOCK_F"]),
+                             splits)
         _bwd_dp[grid](x, w, dy, dp32, db32,
                       rows, batch, splits, length, l_out, m, cm, f, k, stride, dilation, pad_left,
                       sxb, sxl, sxc, sdb, sdl, sdf,
