@@ -41,8 +41,9 @@ intermediate).  float32 uses IEEE dot products unless
 is not bitwise reproducible from run to run (float32 rounding only).
 
 Unsupported (falls back to the reference kernel): tensors that are neither CUDA nor
-run under ``TRITON_INTERPRET=1``, dtypes other than float32/float16/bfloat16, and
-weights whose dtype differs from the input's.  Everything else (every padding, stride,
+run under ``TRITON_INTERPRET=1``, dtypes other than float32/float16/bfloat16 (bfloat16
+needs compute capability 8.0), and weights whose dtype or device differs from the
+input's.  Everything else (every padding, stride,
 dilation, depth multiplier, layout, bias or none, any length) runs here; when some
 offset can pass 2**31 the kernels are compiled with int64 offsets (``INT64``), else
 with int32 ones, which take fewer registers.
@@ -561,6 +562,9 @@ class _SeparableConv1d(torch.autograd.Function):
 def _supported(x, depthwise, pointwise, bias) -> bool:
     if not (x.is_cuda or INTERPRET) or x.dtype not in _DTYPES:
         return False
+    if (x.is_cuda and x.dtype == torch.bfloat16
+            and torch.cuda.get_device_capability(x.device) < (8, 0)):
+        return False  # no bfloat16 tensor-core dot before Ampere
     tensors = [depthwise, pointwise] + ([bias] if bias is not None else [])
     return all(t.dtype == x.dtype and t.device == x.device for t in tensors)
 
@@ -578,8 +582,9 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
 
     Falls back to the reference kernel (and says nothing) only for inputs Triton cannot
     run: tensors that are not on a CUDA device (outside ``TRITON_INTERPRET=1``), dtypes
-    other than float32, float16 and bfloat16, and weights of another dtype or device
-    than ``x``.  The backward is not itself differentiable: a double backward raises.
+    other than float32, float16 and bfloat16 (bfloat16 from compute capability 8.0 on),
+    and weights of another dtype or device than ``x``.  The backward is not itself
+    differentiable: a double backward raises.
     """
     if not _supported(x, depthwise, pointwise, bias):
         from . import reference
