@@ -484,8 +484,10 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
                 torch.zeros_like(p), torch.zeros((f,), device=x.device, dtype=p.dtype))
     dx = dw = dp = db = None
     splits = _row_splits(rows, cm, f, _num_sms(x.device))
-    # Every tensor the backward kernels index; dz (rows, cm) is the largest scratch.
-    int64 = _needs_int64(x, dy, p) or max(rows * cm, splits * cm * f) >= 2 ** 30
+    # Every tensor the backward kernels index: x, dy, dx (contiguous, x.numel() even when
+    # x is an expanded view), the dz (rows, cm) and d(pointwise) partials scratch.
+    int64 = (_needs_int64(x, dy, p)
+             or max(x.numel(), rows * cm, splits * cm * f) >= 2 ** 30)
     if need_dx or need_dw:
         dz = torch.empty((rows, cm), device=x.device, dtype=torch.float32)
         dw32 = torch.zeros((k, cm), device=x.device, dtype=torch.float32)
