@@ -1,0 +1,65 @@
+"""Keras layers carried over to sepconv and back give Keras' own outputs."""
+
+import numpy as np
+import pytest
+import torch
+
+import sepconv
+from sepconv.interop import from_keras, to_keras
+
+CASES = [
+    dict(filters=5, kernel_size=3, padding="same", depth_multiplier=2, activation="relu"),
+    dict(filters=4, kernel_size=4, strides=2, use_bias=False, depthwise_regularizer="l2",
+         pointwise_constraint="max_norm"),
+    dict(filters=3, kernel_size=2, dilation_rate=2, activation="tanh",
+         bias_initializer="ones"),
+]
+
+
+def _numpy(y):
+    return y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+
+
+def _keras_modules():
+    import keras
+    mods = [keras]
+    try:
+        import tf_keras
+        mods.append(tf_keras)
+    except ImportError:
+        pass
+    return mods
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_from_keras_matches_keras_outputs(case):
+    x = np.random.default_rng(case).standard_normal((2, 11, 6)).astype("float32")
+    for kmod in _keras_modules():
+        theirs = kmod.layers.SeparableConv1D(**CASES[case])
+        expected = _numpy(theirs(x))
+        ours = from_keras(theirs)
+        np.testing.assert_allclose(ours(x).detach().numpy(), expected, atol=1e-5)
+        assert ours.get_config()["filters"] == CASES[case]["filters"]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_to_keras_matches_sepconv_outputs(case):
+    x = np.random.default_rng(10 + case).standard_normal((3, 9, 4)).astype("float32")
+    ours = sepconv.SeparableConv1D(**CASES[case], input_shape=(None, 4))
+    for kmod in _keras_modules():
+        theirs = to_keras(ours, kmod)
+        np.testing.assert_allclose(_numpy(theirs(x)), ours(x).detach().numpy(),
+                                   atol=1e-5)
+
+
+def test_unbuilt_keras_layer_gives_unbuilt_sepconv_layer():
+    import keras
+    ours = from_keras(keras.layers.SeparableConv1D(2, 3))
+    assert not ours.built
+    assert ours(torch.zeros(1, 5, 3)).shape == (1, 3, 2)
+
+
+def test_from_keras_rejects_other_layers():
+    import keras
+    with pytest.raises(TypeError, match="Dense"):
+        from_keras(keras.layers.Dense(3))
