@@ -9,12 +9,14 @@ facts make that delicate inside one pytest process:
   aborts the process (both register the same LLVM command-line options).
 
 So this module runs in two roles.  In the pytest process that collects the whole suite,
-it defines one test that starts a fresh interpreter (``sys.executable -m pytest`` on this
+it defines a test that starts a fresh interpreter (``sys.executable -m pytest`` on this
 very file, with ``--noconftest`` so no conftest can import TensorFlow first) with
 ``TRITON_INTERPRET=1`` and ``SEPCONV_TRITON_CHILD=1`` in its environment, and fails with
 the child's report if any child test fails.  In that child, the module defines the real,
 parametrized tests.  The outcome no longer depends on import order or on which other
-test files were collected, and the child has no GPU to find, so it is the same anywhere.
+test files were collected.  The parent also compiles every kernel for sm_90 (no GPU
+needed) and runs ``bench/gpu.py --dry-run``; on a machine with CUDA it starts the same
+child without the interpreter, so the cases run on the GPU too.
 """
 
 from __future__ import annotations
@@ -46,6 +48,27 @@ if not CHILD:
         if proc.returncode == 5:
             pytest.fail("the child collected no tests:\n" + report)
         assert proc.returncode == 0, "Triton interpreter tests failed:\n" + report
+
+    def _cuda_available() -> bool:
+        import torch  # torch alone never imports triton
+        return torch.cuda.is_available()
+
+    @pytest.mark.parametrize("autotune", ["0", "1"])
+    def test_triton_kernel_on_cuda(autotune):
+        """On a CUDA machine, the same cases on the GPU: every case with one fixed config
+        (autotuning each of ~80 shapes would take minutes), and a few with autotuning
+        (its trial runs must leave the atomically accumulated d(depthwise) intact)."""
+        if not _cuda_available():
+            pytest.skip("no CUDA device: the interpreter test covers the kernels' logic")
+        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        env.update(SEPCONV_TRITON_CHILD="1", SEPCONV_KERNEL="", SEPCONV_TRITON_AUTOTUNE=autotune)
+        cmd = [sys.executable, "-m", "pytest", __file__, "-q", "--noconftest",
+               "-p", "no:cacheprovider", "--maxfail=5", "--tb=short"]
+        if autotune == "1":
+            cmd += ["-k", "float32_matches_reference and same or half_precision or row_splits"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        report = (proc.stdout + proc.stderr)[-12000:]
+        assert proc.returncode == 0, "Triton CUDA tests failed:\n" + report
 
     # The interpreter runs kernels as numpy code: it accepts things the GPU compiler
     # rejects (tile shapes tl.dot cannot take, type mismatches in loops).  Compiling
@@ -125,7 +148,9 @@ else:
     from sepconv.kernels import reference
     from sepconv.kernels import triton_sepconv
 
-    assert triton_sepconv.INTERPRET, "the child must run with TRITON_INTERPRET=1"
+    # Under the interpreter the kernels take CPU tensors; without it (the CUDA runs
+    # started above) the same cases run on the GPU.
+    DEVICE = torch.device("cpu" if triton_sepconv.INTERPRET else "cuda")
 
     def _case(batch, length, channels, multiplier, filters, kernel_size, stride, dilation,
               pad, channels_last, bias, dtype=torch.float32, seed=0):
@@ -140,7 +165,8 @@ else:
         left, right = padding.padding_amounts(length, kernel_size, stride, dilation, pad)
         kw = dict(stride=stride, dilation=dilation, pad_left=left, pad_right=right,
                   channels_last=channels_last)
-        return [t.to(dtype) if t is not None else None for t in (x, w, p, b)], kw
+        return [t.to(device=DEVICE, dtype=dtype) if t is not None else None
+                for t in (x, w, p, b)], kw
 
     def _run(kernel, tensors, kw, grad_out_seed=1, dtype=None):
         """Output and gradients of every tensor input, for a fixed random ``dy``."""
@@ -152,7 +178,7 @@ else:
             inputs = leaves
         y = kernel(*inputs, **kw)
         gen = torch.Generator().manual_seed(grad_out_seed)
-        dy = torch.randn(y.shape, generator=gen).to(y.dtype)
+        dy = torch.randn(y.shape, generator=gen).to(y)
         y.backward(dy)
         return [y.detach()] + [t.grad for t in leaves if t is not None]
 
@@ -251,7 +277,7 @@ else:
         ref_leaves = [t.detach().clone().double().requires_grad_() for t in (x, *tensors[1:])]
         y = triton_sepconv.separable_conv1d(*leaves, **kw)
         y_ref = reference.separable_conv1d(*ref_leaves, **kw)
-        dy = torch.randn(y.shape[0], y.shape[2], y.shape[1]).transpose(1, 2)
+        dy = torch.randn(y.shape[0], y.shape[2], y.shape[1]).to(y).transpose(1, 2)
         y.backward(dy)
         y_ref.backward(dy.double())
         torch.testing.assert_close(y.double(), y_ref, rtol=1e-4, atol=1e-4)
@@ -298,7 +324,7 @@ else:
             leaves = [t.detach().clone() for t in tensors]
             leaves[which].requires_grad_()
             y = triton_sepconv.separable_conv1d(*leaves, **kw)
-            y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)))
+            y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y))
             torch.testing.assert_close(leaves[which].grad, want[1 + which],
                                        rtol=1e-4, atol=1e-4)
 
@@ -307,7 +333,7 @@ else:
         tensors, kw = _case(1, 9, 2, 2, 3, 3, 1, 1, "same", True, True, dtype=torch.float64)
         got = triton_sepconv.separable_conv1d(*tensors, **kw)
         want = reference.separable_conv1d(*tensors, **kw)
-        assert torch.equal(got, want)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
     def test_functional_dispatches_to_triton(monkeypatch):
         monkeypatch.setenv("SEPCONV_KERNEL", "triton")
@@ -316,6 +342,7 @@ else:
         w = torch.randn(5, 4, 2, generator=gen)
         p = torch.randn(1, 8, 6, generator=gen)
         b = torch.randn(6, generator=gen)
+        x, w, p, b = (t.to(DEVICE) for t in (x, w, p, b))
         calls = []
         original = triton_sepconv._SeparableConv1d.apply
         monkeypatch.setattr(triton_sepconv._SeparableConv1d, "apply",
