@@ -228,3 +228,18 @@ def test_native_bfloat16_path(case, monkeypatch):
     expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
     got = _run(cpu.separable_conv1d, tensors, kwargs, torch.bfloat16)
     _assert_close(expected, got, TOL[torch.bfloat16], str(case))
+
+
+def test_second_backward_with_retained_graph():
+    """The intermediate is dropped after the first backward; a second one recomputes it."""
+    tensors, kwargs = _case(2, 30, 6, 2, 4, 5, 1, 2, "causal", False, True)
+    leaves = [t.detach().float().requires_grad_() for t in tensors]
+    y = cpu.separable_conv1d(*leaves, **kwargs)
+    weight = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    y.backward(weight, retain_graph=True)
+    first = [t.grad.clone() for t in leaves]
+    for t in leaves:
+        t.grad = None
+    y.backward(weight)
+    for a, b in zip(first, leaves):
+        torch.testing.assert_close(b.grad, a)

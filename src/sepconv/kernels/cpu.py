@@ -22,9 +22,10 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
   when dilated); the depthwise weight gradient by a small C routine
   (:mod:`._cpu_native`), because oneDNN's runs ~20x slower than its forward.  Strided
   input gradients, and everything where the C routine is unavailable, use
-  ``torch.ops.aten.convolution_backward``.  The function saves the input (unpadded: the
-  padding is redone in the backward pass) and the intermediate, and frees temporaries
-  early: a training step's peak memory stays below the plain composition's.
+  ``torch.ops.aten.convolution_backward``.  The function keeps the input (unpadded: the
+  padding is redone in the backward pass) and the intermediate, drops the intermediate
+  as soon as the pointwise weight gradient is done and frees temporaries early: a
+  training step's peak memory stays below the plain composition's.
 
 Dtypes: float32 runs as above.  bfloat16 (float16) runs natively when oneDNN has kernels
 for it on this CPU (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``); otherwise (no
@@ -163,6 +164,7 @@ def _forward(x, depthwise, pointwise, bias, geometry):
     x4, sym, _ = _padded_4d(xs, pad_left, pad_right, dilation, fmt, m)
     w4 = _depthwise_4d(depthwise, cdt)
     z4 = _conv(x4, w4, None, (1, stride), (0, sym), (1, dilation), False, (0, 0), c * m)
+    del x4, xs  # a padded (or repeated) copy of x must not outlive the convolution
     out_len = z4.shape[-1]
     # channels_last (N, CM, 1, Lout) is (N, Lout, CM) in memory: this reshape is a view.
     z2 = z4.permute(0, 2, 3, 1).reshape(n * out_len, c * m)
@@ -198,13 +200,22 @@ class _SeparableConv1d(torch.autograd.Function):
         ctx.bias_dtype = None if bias is None else bias.dtype
         if z2.dtype != x.dtype:
             z2 = z2.to(x.dtype)  # keep no more than a same-dtype composition would
-        ctx.save_for_backward(x, depthwise, pointwise, z2)
+        ctx.save_for_backward(x, depthwise, pointwise)
+        # The intermediate is held on ctx, not saved: the backward pass drops it as soon as
+        # the pointwise weight gradient is done, so it never coexists with grad_z and
+        # grad_x (the composition holds all three).  It is a fresh tensor outside any
+        # graph, so this creates no reference cycle and nothing else can modify it.
+        ctx.z2 = z2
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y):
-        x, depthwise, pointwise, z2 = ctx.saved_tensors
+        x, depthwise, pointwise = ctx.saved_tensors
+        z2, ctx.z2 = ctx.z2, None
+        if z2 is None and ctx.needs_input_grad[2]:  # a second backward (retain_graph=True)
+            z2 = _forward(x.detach(), depthwise.detach(), pointwise.detach(), None,
+                          ctx.geometry)[1]
         stride, dilation, pad_left, pad_right, channels_last = ctx.geometry
         need_x, need_dw, need_pw, need_b = ctx.needs_input_grad[:4]
         cdt = compute_dtype(x.dtype)
@@ -219,6 +230,7 @@ class _SeparableConv1d(torch.autograd.Function):
             grad_b = g2.sum(0).to(ctx.bias_dtype)
         if need_pw:
             grad_pw = torch.mm(z2.to(cdt).t(), g2).to(pointwise.dtype)
+        del z2
         if need_x or need_dw:
             gz2 = torch.mm(g2, pointwise.to(cdt).t())  # (N*Lout, CM)
             xs = _steps_major(x, channels_last, cdt) if need_dw else None
