@@ -87,7 +87,7 @@ pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr",
 scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr"}
 for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
     for fn in (T._fwd_kernel, T._bwd_dz_dw_kernel, T._bwd_dx_kernel, T._bwd_dp_kernel):
-        blocks = T._DX_CONFIGS[0] if fn is T._bwd_dx_kernel else T._MM_CONFIGS[0]
+        blocks = T._DX_CONFIGS[0] if fn is T._bwd_dx_kernel else T._FWD_CONFIGS[0]
         consts = dict(blocks.kwargs, HAS_BIAS=True, INT64=wide, SEQ_TILES=wide,
                       PRECISION="ieee" if dtype == "fp32" else "tf32", UPCAST=False)
         consts = {k: v for k, v in consts.items() if k in fn.arg_names}

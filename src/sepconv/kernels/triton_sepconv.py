@@ -340,20 +340,20 @@ def _prune(configs, named_args, **kwargs):
 
 
 if AUTOTUNE:
-    _MM_CONFIGS = [
-        _cfg(4, 3, BLOCK_R=64, BLOCK_J=32, BLOCK_F=64),
-        _cfg(4, 3, BLOCK_R=64, BLOCK_J=32, BLOCK_F=128),
-        _cfg(8, 3, BLOCK_R=128, BLOCK_J=32, BLOCK_F=128),
-        _cfg(8, 2, BLOCK_R=128, BLOCK_J=64, BLOCK_F=128),
-        _cfg(8, 2, BLOCK_R=64, BLOCK_J=32, BLOCK_F=256),
-        _cfg(4, 3, BLOCK_R=32, BLOCK_J=32, BLOCK_F=64),
-        _cfg(4, 3, BLOCK_R=64, BLOCK_J=16, BLOCK_F=32),
-        _cfg(4, 3, BLOCK_R=32, BLOCK_J=16, BLOCK_F=64),
-        # Wide filter tiles: the depthwise tile is computed once per F/BLOCK_F filter
-        # blocks, so covering all filters in one program saves the recomputation.
-        _cfg(8, 2, BLOCK_R=32, BLOCK_J=32, BLOCK_F=256),
-        _cfg(8, 2, BLOCK_R=32, BLOCK_J=32, BLOCK_F=512),
-    ]
+    # (BLOCK_R, BLOCK_J, BLOCK_F, warps, stages) per kernel: tiles that compile for sm_90
+    # without register spills in float32 and bfloat16 (ptxas -v; not timed: no GPU yet).
+    # Wide filter tiles (256, 512) compute the depthwise tile once for all filters.
+    _tiles = lambda *ts: [_cfg(w, st, BLOCK_R=r, BLOCK_J=j, BLOCK_F=f) for r, j, f, w, st in ts]
+    _FWD_CONFIGS = _tiles((64, 32, 64, 4, 3), (64, 32, 128, 8, 3), (128, 32, 64, 8, 3),
+                          (128, 32, 128, 8, 3), (64, 64, 64, 8, 2), (32, 32, 64, 4, 3),
+                          (32, 16, 64, 4, 3), (64, 16, 32, 4, 3), (64, 32, 256, 8, 2),
+                          (32, 32, 256, 8, 2), (32, 32, 512, 8, 2))
+    _DZ_CONFIGS = _tiles((64, 32, 64, 4, 3), (64, 32, 128, 8, 3), (128, 32, 64, 8, 3),
+                         (64, 64, 64, 8, 2), (32, 32, 64, 4, 3), (32, 16, 64, 4, 3),
+                         (64, 16, 32, 4, 3), (32, 32, 256, 8, 2), (32, 32, 512, 8, 2))
+    _DP_CONFIGS = _tiles((32, 32, 64, 4, 3), (64, 32, 64, 8, 3), (64, 32, 128, 8, 3),
+                         (128, 32, 64, 8, 3), (64, 64, 64, 8, 2), (32, 64, 128, 8, 2),
+                         (32, 16, 128, 4, 3), (32, 32, 256, 8, 2))
     _DX_CONFIGS = [
         _cfg(4, 2, BLOCK_I=64, BLOCK_C=64),
         _cfg(4, 2, BLOCK_I=32, BLOCK_C=128),
@@ -363,18 +363,18 @@ if AUTOTUNE:
         _cfg(2, 2, BLOCK_I=32, BLOCK_C=32),
     ]
 else:  # the interpreter (or autotuning switched off): one fixed config each
-    _MM_CONFIGS = [_cfg(4, 2, BLOCK_R=32, BLOCK_J=16, BLOCK_F=16)]
+    _FWD_CONFIGS = _DZ_CONFIGS = _DP_CONFIGS = [_cfg(4, 2, BLOCK_R=32, BLOCK_J=16, BLOCK_F=16)]
     _DX_CONFIGS = [_cfg(4, 2, BLOCK_I=32, BLOCK_C=16)]
 
 _PRUNE = {"early_config_prune": _prune, "perf_model": None, "top_k": None}
 _KEY = ["CM", "F", "K", "stride", "dilation"]
 
-_fwd = triton.autotune(_MM_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_fwd_kernel)
+_fwd = triton.autotune(_FWD_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_fwd_kernel)
 # The atomics accumulate into dw: restore it after every trial run of the autotuner.
-_bwd_dz_dw = triton.autotune(_MM_CONFIGS, key=_KEY, prune_configs_by=_PRUNE,
+_bwd_dz_dw = triton.autotune(_DZ_CONFIGS, key=_KEY, prune_configs_by=_PRUNE,
                              restore_value=["dw_ptr"])(_bwd_dz_dw_kernel)
 _bwd_dx = triton.autotune(_DX_CONFIGS, key=["C", "M", "K", "stride", "dilation"])(_bwd_dx_kernel)
-_bwd_dp = triton.autotune(_MM_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_bwd_dp_kernel)
+_bwd_dp = triton.autotune(_DP_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_bwd_dp_kernel)
 
 
 # ------------------------------------------------------------------------- launchers
