@@ -243,3 +243,15 @@ def test_second_backward_with_retained_graph():
     y.backward(weight)
     for a, b in zip(first, leaves):
         torch.testing.assert_close(b.grad, a)
+
+
+@pytest.mark.parametrize("channels_last,pad,m", [(True, "same", 2), (False, "causal", 1)])
+def test_empty_batch(channels_last, pad, m):
+    """A batch of zero items: empty output, zero weight gradients, as the reference."""
+    tensors, kwargs = _case(2, 12, 3, m, 4, 3, 1, 1, pad, channels_last, True)
+    tensors[0] = tensors[0][:0]
+    expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    got = _run(cpu.separable_conv1d, tensors, kwargs, torch.float32)
+    for e, g in zip(expected, got):
+        assert e.shape == g.shape
+        torch.testing.assert_close(g, e, check_dtype=False)

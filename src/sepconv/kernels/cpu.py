@@ -182,7 +182,7 @@ def _layout_back(g4: torch.Tensor, m: int, channels_last: bool,
     """``(N, C*M, 1, L)`` -> summed over the multiplier, in the input's layout and dtype."""
     g = g4.squeeze(2).transpose(1, 2)  # (N, L, C*M)
     if m > 1:  # slice adds: a sum over a last dim of size M is a slow strided reduction
-        g = g.reshape(g.shape[0], g.shape[1], -1, m)
+        g = g.reshape(g.shape[0], g.shape[1], g.shape[2] // m, m)
         total = g[..., 0] + g[..., 1]
         for j in range(2, m):
             total += g[..., j]
@@ -224,7 +224,7 @@ class _SeparableConv1d(torch.autograd.Function):
         n = x.shape[0]
         g2 = _steps_major(grad_y, channels_last, cdt)
         out_len = g2.shape[1]
-        g2 = g2.view(n * out_len, -1)
+        g2 = g2.view(n * out_len, g2.shape[2])
         grad_x = grad_dw = grad_pw = grad_b = None
         if need_b:
             grad_b = g2.sum(0).to(ctx.bias_dtype)
