@@ -128,6 +128,27 @@ def test_native_weight_gradient(n, length, c, m, k, stride, dilation, pad_left):
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
+@pytest.mark.parametrize("n,length,c,m,k,stride,dilation,pad_left", [
+    (1, 5, 1, 1, 1, 1, 1, 0), (2, 70, 3, 2, 9, 1, 2, 8), (3, 200, 20, 3, 13, 2, 1, 6),
+    (2, 300, 16, 1, 33, 1, 1, 16), (1, 40, 9, 1, 4, 3, 1, 3), (2, 150, 8, 2, 87, 1, 1, 86)])
+def test_native_depthwise_forward(n, length, c, m, k, stride, dilation, pad_left):
+    """The C depthwise convolution against torch's, in float64."""
+    span = (k - 1) * dilation + 1
+    pad_right = max(span - 1 - pad_left, 0)
+    out_len = (length + pad_left + pad_right - span) // stride + 1
+    x = torch.randn(n, length, c)
+    w = torch.randn(k, c, m)
+    out = torch.empty(n, out_len, c * m)
+    _cpu_native.dw_forward(x, w, out, n=n, length=length, out_len=out_len, c=c, m=m, k=k,
+                           stride=stride, dilation=dilation, pad_left=pad_left, threads=2)
+    xp = torch.nn.functional.pad(x.double().transpose(1, 2), (pad_left, pad_right))
+    expected = torch.nn.functional.conv1d(
+        xp, w.double().permute(1, 2, 0).reshape(c * m, 1, k), stride=stride,
+        dilation=dilation, groups=c).transpose(1, 2)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("needs", [(True, False, False, False), (False, True, False, False),
                                    (False, False, True, True), (True, True, False, False)])
 def test_partial_gradients(needs):

@@ -171,6 +171,104 @@ int sepconv_dw_grad_weight(const float *x, const float *g, float *out, int64_t n
     for (int i = spawned + 1; i < threads; i++) run(&jobs[i]);
     return 0;
 }
+
+/* ---- forward: z[n, l, q] = sum_k x[n, l*s + k*d - pad_left, q / m] * w[k, q] ----------
+   The same tiles as above; NB output steps held in registers, the kernel taps streamed. */
+#define ROWS(NB)                                                                   \
+    for (; l + NB <= tl; l += NB) {                                                \
+        vf a[NB];                                                                  \
+        for (int q = 0; q < NB; q++) a[q] = (vf){0};                               \
+        const float *xp = xt + l * xs;                                             \
+        for (int64_t kk = 0; kk < j->k; kk++) {                                    \
+            const vf wv = *(const vf *)(wt + kk * VW);                             \
+            const float *xk = xp + kk * xd;                                        \
+            for (int q = 0; q < NB; q++) a[q] += *(const vf *)(xk + q * xs) * wv;  \
+        }                                                                          \
+        for (int q = 0; q < NB; q++) {                                             \
+            float *dst = zn + (l0 + l + q) * cm + cm0;                             \
+            if (full) *(vf *)dst = a[q];                                           \
+            else for (int v = 0; v < cm - cm0; v++) dst[v] = a[q][v];              \
+        }                                                                          \
+    }
+
+static void fwd_tile(const job_t *j, int64_t n, int64_t l0, int64_t tl, int64_t cm0,
+                     float *xt, float *wt) {
+    const int64_t cm = j->c * j->m;
+    const int64_t span = (j->k - 1) * j->dilation + 1;
+    const float *xn = j->x + n * j->length * j->c;
+    float *zn = j->out + n * j->out_len * cm;
+    const int64_t t0 = l0 * j->stride - j->pad_left;
+    const int64_t nrows = (tl - 1) * j->stride + span;
+    const int full = cm0 + VW <= cm;
+    if (j->m == 1 && full) {
+        for (int64_t r = 0; r < nrows; r++) {
+            const int64_t t = t0 + r;
+            *(vf *)(xt + r * VW) = (t < 0 || t >= j->length) ? (vf){0}
+                                                             : *(const vf *)(xn + t * j->c + cm0);
+        }
+        for (int64_t kk = 0; kk < j->k; kk++)
+            *(vf *)(wt + kk * VW) = *(const vf *)(j->g + kk * cm + cm0);
+    } else {
+        int64_t idx[VW];
+        for (int v = 0; v < VW; v++) idx[v] = cm0 + v < cm ? (cm0 + v) / j->m : -1;
+        for (int64_t r = 0; r < nrows; r++) {
+            const int64_t t = t0 + r;
+            const float *src = xn + t * j->c;
+            for (int v = 0; v < VW; v++)
+                xt[r * VW + v] = (t < 0 || t >= j->length || idx[v] < 0) ? 0.0f : src[idx[v]];
+        }
+        for (int64_t kk = 0; kk < j->k; kk++)
+            for (int v = 0; v < VW; v++)
+                wt[kk * VW + v] = idx[v] >= 0 ? j->g[kk * cm + cm0 + v] : 0.0f;
+    }
+    const int64_t xs = j->stride * VW, xd = j->dilation * VW;
+    int64_t l = 0;
+    ROWS(8)
+    ROWS(4)
+    ROWS(2)
+    ROWS(1)
+}
+
+static void *run_fwd(void *arg) {
+    const job_t *j = (const job_t *)arg;
+    const int64_t span = (j->k - 1) * j->dilation + 1;
+    const int64_t rows = (T - 1) * j->stride + span;
+    float *xt = aligned_alloc(64, ((sizeof(float) * VW * rows + 63) / 64) * 64);
+    float *wt = aligned_alloc(64, ((sizeof(float) * VW * j->k + 63) / 64) * 64);
+    if (xt && wt)
+        for (int64_t n = 0; n < j->n; n++)
+            for (int64_t l0 = 0; l0 < j->out_len; l0 += T) {
+                const int64_t tl = j->out_len - l0 < T ? j->out_len - l0 : T;
+                for (int64_t ch = j->chunk_begin; ch < j->chunk_end; ch++)
+                    fwd_tile(j, n, l0, tl, ch * VW, xt, wt);
+            }
+    free(xt); free(wt);
+    return NULL;
+}
+
+/* x: (n, length, c) contiguous; w: (k, c*m) contiguous; z: (n, out_len, c*m). */
+int sepconv_dw_forward(const float *x, const float *w, float *z, int64_t n, int64_t length,
+                       int64_t out_len, int64_t c, int64_t m, int64_t k, int64_t stride,
+                       int64_t dilation, int64_t pad_left, int threads) {
+    const int64_t chunks = (c * m + VW - 1) / VW;
+    if (threads < 1) threads = 1;
+    if (threads > chunks) threads = (int)chunks;
+    if (threads > 64) threads = 64;
+    job_t jobs[64];
+    pthread_t tid[64];
+    for (int i = 0; i < threads; i++) {
+        job_t j = {x, w, z, n, length, out_len, c, m, k, stride, dilation, pad_left,
+                   chunks * i / threads, chunks * (i + 1) / threads};
+        jobs[i] = j;
+    }
+    int spawned = 0;
+    for (int i = 1; i < threads; i++, spawned++)
+        if (pthread_create(&tid[i], NULL, run_fwd, &jobs[i]) != 0) break;
+    run_fwd(&jobs[0]);
+    for (int i = 1; i <= spawned; i++) pthread_join(tid[i], NULL);
+    for (int i = spawned + 1; i < threads; i++) run_fwd(&jobs[i]);
+    return 0;
+}
 """
 
 _FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-pthread", "-std=gnu11"]
@@ -229,9 +327,9 @@ def load() -> Optional[ctypes.CDLL]:
             if not os.path.exists(path):
                 _build(path)
             lib = ctypes.CDLL(path)
-            fn = lib.sepconv_dw_grad_weight
-            fn.restype = ctypes.c_int
-            fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9 + [ctypes.c_int]
+            for fn in (lib.sepconv_dw_grad_weight, lib.sepconv_dw_forward):
+                fn.restype = ctypes.c_int
+                fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9 + [ctypes.c_int]
             _lib = lib
         except (OSError, subprocess.SubprocessError, AttributeError):
             _lib = None
@@ -244,3 +342,13 @@ def dw_grad_weight(x, g, out, *, n, length, out_len, c, m, k, stride, dilation, 
     ``(n, length, c)`` and ``g`` ``(n, out_len, c*m)``; ``load()`` must have succeeded."""
     _lib.sepconv_dw_grad_weight(x.data_ptr(), g.data_ptr(), out.data_ptr(), n, length, out_len,
                                 c, m, k, stride, dilation, pad_left, threads)
+
+
+def dw_forward(x, w, out, *, n, length, out_len, c, m, k, stride, dilation, pad_left,
+               threads) -> None:
+    """Fill ``out`` (``(n, out_len, c*m)`` float32, contiguous) with the depthwise
+    convolution of contiguous float32 ``x`` ``(n, length, c)`` by ``w`` ``(k, c*m)``
+    (Keras' layout, flattened), zero padding ``pad_left`` on the left and as needed on the
+    right; ``load()`` must have succeeded."""
+    _lib.sepconv_dw_forward(x.data_ptr(), w.data_ptr(), out.data_ptr(), n, length, out_len,
+                            c, m, k, stride, dilation, pad_left, threads)

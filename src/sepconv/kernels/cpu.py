@@ -159,15 +159,21 @@ def _forward(x, depthwise, pointwise, bias, geometry):
     n = x.shape[0]
     k, c, m = depthwise.shape
     xs = _steps_major(x, channels_last, cdt)
-    # Each channel repeated M times (channel c*M + m): oneDNN's grouped convolution with
-    # M outputs per group runs ~10x slower than its depthwise one on C*M channels.
-    x4, sym, _ = _padded_4d(xs, pad_left, pad_right, dilation, fmt, m)
-    w4 = _depthwise_4d(depthwise, cdt)
-    z4 = _conv(x4, w4, None, (1, stride), (0, sym), (1, dilation), False, (0, 0), c * m)
-    del x4, xs  # a padded (or repeated) copy of x must not outlive the convolution
-    out_len = z4.shape[-1]
-    # channels_last (N, CM, 1, Lout) is (N, Lout, CM) in memory: this reshape is a view.
-    z2 = z4.permute(0, 2, 3, 1).reshape(n * out_len, c * m)
+    if _use_native(cdt):
+        length = xs.shape[1]
+        out_len = (length + pad_left + pad_right - (k - 1) * dilation - 1) // stride + 1
+        z2 = _native_depthwise(xs, depthwise.to(cdt).reshape(k, c * m), out_len, m,
+                               stride, dilation, pad_left).view(n * out_len, c * m)
+    else:
+        # Each channel repeated M times (channel c*M + m): oneDNN's grouped convolution
+        # with M outputs per group runs ~10x slower than its depthwise one on C*M channels.
+        x4, sym, _ = _padded_4d(xs, pad_left, pad_right, dilation, fmt, m)
+        w4 = _depthwise_4d(depthwise, cdt)
+        z4 = _conv(x4, w4, None, (1, stride), (0, sym), (1, dilation), False, (0, 0), c * m)
+        del x4, xs  # a padded (or repeated) copy of x must not outlive the convolution
+        out_len = z4.shape[-1]
+        # channels_last (N, CM, 1, Lout) is (N, Lout, CM) in memory: this reshape is a view.
+        z2 = z4.permute(0, 2, 3, 1).reshape(n * out_len, c * m)
     pw = pointwise.to(cdt)
     if bias is None:
         y2 = torch.mm(z2, pw)
@@ -177,10 +183,34 @@ def _forward(x, depthwise, pointwise, bias, geometry):
     return (y if channels_last else y.transpose(1, 2)), z2
 
 
+def _use_native(cdt: torch.dtype) -> bool:
+    return cdt == torch.float32 and _cpu_native.load() is not None
+
+
+def _native_depthwise(xs: torch.Tensor, w2: torch.Tensor, out_len: int, m: int, stride: int,
+                      dilation: int, pad_left: int) -> torch.Tensor:
+    """The C depthwise convolution: contiguous float32 ``xs`` ``(N, L, C)`` and ``w2``
+    ``(K, C*M)`` -> ``(N, out_len, C*M)``; zero padding (``pad_left`` on the left, the rest
+    on the right) and the multiplier's channel repeat are done inside, with no copy."""
+    n, length, c = xs.shape
+    k = w2.shape[0]
+    z = torch.empty(n, out_len, c * m, dtype=torch.float32)
+    _cpu_native.dw_forward(xs, w2.contiguous(), z, n=n, length=length, out_len=out_len, c=c,
+                           m=m, k=k, stride=stride, dilation=dilation, pad_left=pad_left,
+                           threads=torch.get_num_threads())
+    return z
+
+
 def _layout_back(g4: torch.Tensor, m: int, channels_last: bool,
                  dtype: torch.dtype) -> torch.Tensor:
     """``(N, C*M, 1, L)`` -> summed over the multiplier, in the input's layout and dtype."""
     g = g4.squeeze(2).transpose(1, 2)  # (N, L, C*M)
+    return _sum_multiplier(g, m, channels_last, dtype)
+
+
+def _sum_multiplier(g: torch.Tensor, m: int, channels_last: bool,
+                    dtype: torch.dtype) -> torch.Tensor:
+    """``(N, L, C*M)`` -> summed over the multiplier, in the input's layout and dtype."""
     if m > 1:  # slice adds: a sum over a last dim of size M is a slow strided reduction
         g = g.reshape(g.shape[0], g.shape[1], g.shape[2] // m, m)
         total = g[..., 0] + g[..., 1]
@@ -274,10 +304,20 @@ class _SeparableConv1d(torch.autograd.Function):
                     grad_x = _layout_back(gx4, 1, channels_last, x.dtype)
                 if need_dw:
                     grad_dw = gw4.reshape(c, m, k).permute(2, 0, 1).to(depthwise.dtype)
-            if flipped:
-                # grad_x is a depthwise convolution of grad_z with the flipped kernel
-                # (summed over the multiplier): oneDNN's forward kernel, where its
-                # backward-data is slow when dilated or grouped.
+            if flipped and _use_native(cdt):
+                # grad_x is a depthwise convolution of grad_z with the flipped kernel,
+                # summed over the multiplier
+                span = (k - 1) * dilation
+                length = x.shape[1] if channels_last else x.shape[2]
+                gx = _native_depthwise(
+                    gz2.view(n, out_len, c * m),
+                    depthwise.to(cdt).reshape(k, c * m).flip(0), length, 1, 1, dilation,
+                    span - pad_left)
+                del gz2, xs
+                grad_x = _sum_multiplier(gx, m, channels_last, x.dtype)
+            elif flipped:
+                # the same through oneDNN's forward kernel, where its backward-data is slow
+                # when dilated or grouped
                 span = (k - 1) * dilation
                 gx4, sym, _ = _padded_4d(gz2.view(n, out_len, c * m), span - pad_left,
                                          span - pad_right, dilation, fmt)
