@@ -28,8 +28,9 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
 Dtypes: float32 runs as above.  bfloat16 (float16) runs natively when oneDNN has kernels
 for it on this CPU (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``); otherwise (no
 AVX512-BF16 / AMX, where bf16 GEMMs are emulated and ~80x slower) it computes in float32
-and rounds the result and the gradients to the half-precision dtype.  float64 has no oneDNN kernel; it takes the same
-code path in contiguous (NCHW) memory, which is what the gradient check exercises.
+and rounds the result and the gradients to the half-precision dtype.  float64 takes the
+oneDNN-free fallback path in contiguous (NCHW) memory, which is what the gradient check
+exercises.
 """
 
 from __future__ import annotations
