@@ -115,9 +115,9 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         if importlib.util.find_spec("triton") is not None:
             return _load("triton")
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
-        # bench/README.md (python -m sepconv bench): cpu/composition geomean 0.43 fwd, 0.31
-        # fwd+bwd, worst shape 1.01 (GEMM-bound, a tie); half precision 10-20x faster (the
-        # composition's half GEMMs are emulated here).  float64: no oneDNN kernel, a tie.
+        # bench/README.md (python -m sepconv bench): cpu/composition geomean 0.40 fwd, 0.36
+        # fwd+bwd, every shape faster (worst 0.97, GEMM-bound); half precision 10-20x faster
+        # (the composition's half GEMMs are emulated here).  float64: a tie, reference.
         return _load("cpu")
     return _reference.separable_conv1d
 
