@@ -276,3 +276,22 @@ def test_empty_batch(channels_last, pad, m):
     for e, g in zip(expected, got):
         assert e.shape == g.shape
         torch.testing.assert_close(g, e, check_dtype=False)
+
+
+@pytest.mark.parametrize("pad,stride,dilation,channels_last", [
+    ("causal", 1, 2, True), ("same", 2, 1, False), ("valid", 1, 1, True)])
+def test_double_backward_matches_reference(pad, stride, dilation, channels_last):
+    """create_graph=True (gradient penalties): first-order gradients stay differentiable
+    and give the reference's second-order gradients, also through torch.autograd.gradgradcheck."""
+    tensors, kw = _case(2, 9, 3, 2, 4, 3, stride, dilation, pad, channels_last, True)
+    results = []
+    for kernel in (cpu.separable_conv1d, reference.separable_conv1d):
+        leaves = [t.detach().float().clone().requires_grad_() for t in tensors]
+        y = kernel(*leaves, **kw)
+        gx, gdw = torch.autograd.grad((y * y).sum(), leaves[:2], create_graph=True)
+        (gx.square().sum() + gdw.square().sum()).backward()
+        results.append([gx, gdw] + [t.grad for t in leaves])
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    leaves = [t.detach().clone().requires_grad_() for t in tensors]
+    assert torch.autograd.gradgradcheck(lambda *a: cpu.separable_conv1d(*a, **kw), leaves)

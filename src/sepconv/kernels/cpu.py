@@ -40,6 +40,7 @@ from typing import Optional, Tuple
 import torch
 
 from . import _cpu_native
+from . import reference as _reference
 
 _conv = torch.ops.aten.convolution
 _conv_backward = torch.ops.aten.convolution_backward
@@ -238,9 +239,15 @@ class _SeparableConv1d(torch.autograd.Function):
         return y
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y):
         x, depthwise, pointwise = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
+            ctx.z2 = None
+            stride, dilation, pad_left, pad_right, channels_last = ctx.geometry
+            return _reference.differentiable_backward(
+                grad_y, x, depthwise, pointwise, ctx.bias_dtype, ctx.needs_input_grad[:4],
+                stride=stride, dilation=dilation, pad_left=pad_left, pad_right=pad_right,
+                channels_last=channels_last) + (None,)
         z2, ctx.z2 = ctx.z2, None
         if z2 is None and ctx.needs_input_grad[2]:  # a second backward (retain_graph=True)
             z2 = _forward(x.detach(), depthwise.detach(), pointwise.detach(), None,

@@ -39,3 +39,29 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     z = F.conv1d(x, weight, None, stride=stride, dilation=dilation, groups=c)
     y = F.conv1d(z, pointwise.t().unsqueeze(-1), bias)
     return y.transpose(1, 2) if channels_last else y
+
+
+def differentiable_backward(grad_y: torch.Tensor, x: torch.Tensor, depthwise: torch.Tensor,
+                            pointwise: torch.Tensor, bias_dtype: Optional[torch.dtype],
+                            needs, **geometry) -> tuple:
+    """Gradients of (x, depthwise, pointwise, bias) through this composition, themselves
+    differentiable.
+
+    A fast kernel's ``backward`` returns these when it runs with ``create_graph=True``
+    (double backward, gradient penalties), so higher-order gradients are right on every
+    kernel.  ``depthwise`` and ``pointwise`` may be reshaped views of the saved weights;
+    ``bias_dtype`` is ``None`` when there is no bias (its gradient does not depend on its
+    value, so a zero stands in for it).
+    """
+    bias = None
+    if bias_dtype is not None:
+        bias = torch.zeros(pointwise.shape[-1], dtype=bias_dtype, device=x.device,
+                           requires_grad=True)
+    inputs = (x, depthwise, pointwise, bias)
+    wanted = [t for t, need in zip(inputs, needs) if need and t is not None]
+    with torch.enable_grad():
+        y = separable_conv1d(x, depthwise, pointwise, bias, **geometry)
+        grads = iter(torch.autograd.grad(y, wanted, grad_y, create_graph=True,
+                                         allow_unused=True))
+    return tuple(next(grads) if need and t is not None else None
+                 for t, need in zip(inputs, needs))

@@ -65,6 +65,8 @@ import torch
 import triton
 import triton.language as tl
 
+from . import reference as _reference
+
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 AUTOTUNE = not INTERPRET and os.environ.get("SEPCONV_TRITON_AUTOTUNE", "1") != "0"
 
@@ -539,17 +541,25 @@ class _SeparableConv1d(torch.autograd.Function):
         p = pointwise.contiguous()
         with _on(x.device):
             y = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last)
-        ctx.save_for_backward(x, w, p)
+        ctx.save_for_backward(x, depthwise, pointwise)  # the inputs: double backward
         ctx.has_bias = bias is not None
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        ctx.pad_right = pad_right
         ctx.args = (stride, dilation, pad_left, channels_last, tuple(depthwise.shape))
         return y
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        x, w, p = ctx.saved_tensors
+        x, depthwise, pointwise = ctx.saved_tensors
         stride, dilation, pad_left, channels_last, dw_shape = ctx.args
         need = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
+            return _reference.differentiable_backward(
+                dy, x, depthwise, pointwise, ctx.bias_dtype, need[:4], stride=stride,
+                dilation=dilation, pad_left=pad_left, pad_right=ctx.pad_right,
+                channels_last=channels_last) + (None,) * 5
+        w = depthwise.reshape(dw_shape[0], -1).contiguous()
+        p = pointwise.contiguous()
         with _on(x.device):
             dx, dw, dp, db = _backward(dy, x, w, p, ctx.has_bias, stride, dilation, pad_left,
                                        channels_last, need[0], need[1], need[2],
@@ -585,8 +595,9 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     Falls back to the reference kernel (and says nothing) only for inputs Triton cannot
     run: tensors that are not on a CUDA device (outside ``TRITON_INTERPRET=1``), dtypes
     other than float32, float16 and bfloat16 (bfloat16 from compute capability 8.0 on),
-    and weights of another dtype or device than ``x``.  The backward is not itself
-    differentiable: a double backward raises.
+    and weights of another dtype or device than ``x``.  Under ``create_graph=True``
+    (double backward) the backward returns the reference composition's differentiable
+    gradients instead of running the fused kernels.
     """
     if not _supported(x, depthwise, pointwise, bias):
         from . import reference
