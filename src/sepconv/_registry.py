@@ -20,9 +20,8 @@ class Registry:
     class names (``"GlorotUniform"``) to classes built from a config dict.
     """
 
-    def __init__(self, kind: str, argument_hint: str):
+    def __init__(self, kind: str):
         self.kind = kind
-        self.argument_hint = argument_hint
         self.factories: Dict[str, Callable[[], Any]] = {}
         self.classes: Dict[str, type] = {}
 
@@ -96,6 +95,18 @@ class Registry:
         except TypeError as err:
             raise ValueError(f"Invalid value for argument `{argument}`: {err}. "
                              f"Received {argument}={config!r}") from None
+
+
+class KerasObject:
+    """Base of initializers, regularizers and constraints: Keras' ``get_config`` and a
+    repr that shows it."""
+
+    def get_config(self) -> dict:
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
 
 
 def _a(word: str) -> str:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ._registry import Registry
 
-registry = Registry("activation", "activation")
+registry = Registry("activation")
 
 
 def linear(x):

@@ -17,9 +17,9 @@ from typing import Sequence, Union
 
 import torch
 
-from ._registry import Registry, serialize
+from ._registry import KerasObject, Registry, serialize
 
-registry = Registry("constraint", "constraint")
+registry = Registry("constraint")
 EPSILON = 1e-7
 Axis = Union[int, Sequence[int]]
 
@@ -28,16 +28,9 @@ def _axes(axis: Axis):
     return tuple(axis) if isinstance(axis, (tuple, list)) else (int(axis),)
 
 
-class Constraint:
+class Constraint(KerasObject):
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
         return w
-
-    def get_config(self) -> dict:
-        return {}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class MaxNorm(Constraint):

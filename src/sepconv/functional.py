@@ -7,6 +7,8 @@ kernel for debugging.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 from typing import Callable, Optional, Sequence, Union
 
@@ -110,16 +112,21 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         if forced not in KERNELS:
             raise ValueError(f"SEPCONV_KERNEL must be one of {KERNELS}. Received {forced!r}")
         return _load(forced)
-    if x.is_cuda and x.dtype in (torch.float32, torch.float16, torch.bfloat16):
-        import importlib.util  # find_spec: look for triton without importing it here
-        if importlib.util.find_spec("triton") is not None:
-            return _load("triton")
+    if x.is_cuda and x.dtype in (torch.float32, torch.float16, torch.bfloat16) \
+            and _triton_installed():
+        return _load("triton")
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
         # bench/README.md (python -m sepconv bench): cpu/composition geomean 0.40 fwd, 0.36
         # fwd+bwd, every shape faster (worst 0.97, GEMM-bound); half precision 10-20x faster
         # (the composition's half GEMMs are emulated here).  float64: a tie, reference.
         return _load("cpu")
     return _reference.separable_conv1d
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_installed() -> bool:
+    """Looked up once, without importing triton (``import sepconv`` stays free of it)."""
+    return importlib.util.find_spec("triton") is not None
 
 
 def _load(name: str) -> Callable:

@@ -15,9 +15,9 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from ._registry import Registry, serialize
+from ._registry import KerasObject, Registry, serialize
 
-registry = Registry("initializer", "initializer")
+registry = Registry("initializer")
 
 
 def _compute_fans(shape: Sequence[int], input_axes=None,
@@ -38,14 +38,11 @@ def _compute_fans(shape: Sequence[int], input_axes=None,
     return float(shape[-2] * receptive), float(shape[-1] * receptive)
 
 
-class Initializer:
+class Initializer(KerasObject):
     """Base class: ``__call__(shape, dtype=None, device=None) -> torch.Tensor``."""
 
     def __call__(self, shape, dtype=None, device=None) -> torch.Tensor:
         raise NotImplementedError
-
-    def get_config(self) -> dict:
-        return {}
 
     def _generator(self, device) -> Optional[torch.Generator]:
         seed = getattr(self, "seed", None)
@@ -54,10 +51,6 @@ class Initializer:
         gen = torch.Generator(device=device or "cpu")
         gen.manual_seed(int(seed))
         return gen
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 def _float(dtype):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from ._registry import Registry, serialize
+from ._registry import KerasObject, Registry, serialize
 
-registry = Registry("regularizer", "regularizer")
+registry = Registry("regularizer")
 
 
 def _check(name, value):
@@ -22,16 +22,9 @@ def _check(name, value):
     return value
 
 
-class Regularizer:
+class Regularizer(KerasObject):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
-
-    def get_config(self) -> dict:
-        return {}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1L2(Regularizer):

@@ -233,12 +233,9 @@ class Layer(torch.nn.Module):
         if x.dtype != self.dtype_policy.compute:
             x = x.to(self.dtype_policy.compute)
         if not self.built:
-            self._build_checked(self._shape_for_build(tuple(x.shape)), device=x.device)
+            self._build_checked(tuple(x.shape), device=x.device)
         self._check_input(tuple(x.shape))
         return x
-
-    def _shape_for_build(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
-        return shape
 
     def _check_input(self, shape: Tuple[int, ...]) -> None:
         pass
