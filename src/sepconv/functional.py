@@ -100,6 +100,95 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
                   pad_left=pad_left, pad_right=pad_right, channels_last=channels_last)
 
 
+def _ints(value: IntOrTuple, rank: int, name: str) -> tuple:
+    """An int or a ``rank``-tuple of ints, each >= 1."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * rank
+    if len(values) != rank:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected an int or a tuple "
+                         f"of {rank} ints. Received {name}={value!r}")
+    values = tuple(int(v) for v in values)
+    if min(values) < 1:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected values >= 1. "
+                         f"Received {name}={value!r}")
+    return values
+
+
+def _check_geometry(padding: str, data_format: str, rank: int):
+    padding = str(padding).lower()
+    allowed = _padding.PADDINGS if rank == 1 else ("valid", "same")
+    if padding not in allowed:
+        raise ValueError(f"Invalid value for argument `padding`. Expected one of {allowed}. "
+                         f"Received padding={padding!r}")
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError("Invalid value for argument `data_format`. Expected "
+                         "'channels_last' or 'channels_first'. "
+                         f"Received data_format={data_format!r}")
+    return padding, data_format == "channels_last"
+
+
+def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = None,
+         strides: IntOrTuple = 1, padding: str = "valid", dilation_rate: IntOrTuple = 1,
+         groups: int = 1, data_format: str = "channels_last") -> torch.Tensor:
+    """Keras' ``Conv1D`` / ``Conv2D`` / ``Conv3D`` (no activation); the rank is the kernel's.
+
+    Args:
+        x: ``(batch, *spatial, channels)`` for ``"channels_last"``,
+            ``(batch, channels, *spatial)`` for ``"channels_first"``.
+        kernel: ``(*kernel_size, channels // groups, filters)``, Keras' layout.
+        bias: ``(filters,)`` or ``None``.
+        strides, dilation_rate: an int or one per spatial axis; TensorFlow refuses
+            ``strides > 1`` on any axis with ``dilation_rate > 1`` on any axis.
+        padding: ``"valid"``, ``"same"``, or ``"causal"`` (1D only); TensorFlow's arithmetic.
+        groups: channel groups; must divide both the channels and ``filters``.
+        data_format: ``"channels_last"`` or ``"channels_first"``.
+
+    Returns:
+        ``(batch, *out_spatial, filters)`` or ``(batch, filters, *out_spatial)``.
+    """
+    rank = kernel.dim() - 2
+    if rank not in (1, 2, 3):
+        raise ValueError("Expected a kernel of shape (*kernel_size, channels // groups, "
+                         f"filters) with 1 to 3 spatial axes. Received {tuple(kernel.shape)}")
+    stride = _ints(strides, rank, "strides")
+    dilation = _ints(dilation_rate, rank, "dilation_rate")
+    padding, channels_last = _check_geometry(padding, data_format, rank)
+    if max(stride) > 1 and max(dilation) > 1:
+        raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                         f"Received strides={stride}, dilation_rate={dilation}")
+    *ksize, in_per_group, filters = kernel.shape
+    layout = _layout_nd(rank, channels_last)
+    if x.dim() != rank + 2:
+        raise ValueError(f"Input must be {rank + 2}D, {layout}. "
+                         f"Received input of shape {tuple(x.shape)}")
+    channels = x.shape[-1] if channels_last else x.shape[1]
+    spatial = tuple(x.shape[1:-1] if channels_last else x.shape[2:])
+    if groups < 1 or channels % groups or filters % groups:
+        raise ValueError(f"Invalid value for argument `groups`. Expected a divisor of the "
+                         f"input channels ({channels}) and of filters ({filters}). "
+                         f"Received groups={groups}")
+    if channels // groups != in_per_group:
+        raise ValueError(f"Input has {channels} channels, the kernel expects "
+                         f"{in_per_group * groups} ({layout}, groups={groups}). "
+                         f"Received input of shape {tuple(x.shape)}")
+    if bias is not None and tuple(bias.shape) != (filters,):
+        raise ValueError(f"bias must have shape ({filters},). Received {tuple(bias.shape)}")
+    out = _padding.conv_output_shape(spatial, ksize, stride, dilation, padding)
+    if min(out) <= 0:
+        raise ValueError(f"Input of shape {tuple(x.shape)} is too small for kernel_size="
+                         f"{tuple(ksize)}, dilation_rate={dilation}, padding={padding!r}: "
+                         f"the output would have shape {out}")
+    pads = _padding.padding_amounts_nd(spatial, ksize, stride, dilation, padding)
+    return _reference.conv(x, kernel, bias, strides=stride, dilation=dilation, pads=pads,
+                           groups=groups, channels_last=channels_last)
+
+
+def _layout_nd(rank: int, channels_last: bool) -> str:
+    axes = ("steps",) if rank == 1 else ("rows", "cols") if rank == 2 else \
+        ("depth", "rows", "cols")
+    return (f"(batch, {', '.join(axes)}, channels)" if channels_last
+            else f"(batch, channels, {', '.join(axes)})")
+
+
 def _layout(channels_last: bool) -> str:
     return "(batch, steps, channels)" if channels_last else "(batch, channels, steps)"
 

@@ -12,7 +12,7 @@ padding amounts and output lengths from here.  The rules are TensorFlow's:
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 PADDINGS = ("valid", "same", "causal")
 
@@ -53,3 +53,19 @@ def conv_output_length(length: Optional[int], kernel_size: int, stride: int,
     if padded < span:
         return padded - span + 1  # <= 0: invalid, reported by the caller
     return (padded - span) // stride + 1
+
+
+def padding_amounts_nd(spatial: Sequence[int], kernel_size: Sequence[int],
+                       strides: Sequence[int], dilation: Sequence[int],
+                       padding: str) -> Tuple[Tuple[int, int], ...]:
+    """``padding_amounts`` per spatial axis: ``((left, right), ...)`` in axis order."""
+    return tuple(padding_amounts(n, k, s, d, padding)
+                 for n, k, s, d in zip(spatial, kernel_size, strides, dilation))
+
+
+def conv_output_shape(spatial: Sequence[Optional[int]], kernel_size: Sequence[int],
+                      strides: Sequence[int], dilation: Sequence[int],
+                      padding: str) -> Tuple[Optional[int], ...]:
+    """``conv_output_length`` per spatial axis (``None`` stays ``None``)."""
+    return tuple(conv_output_length(n, k, s, d, padding)
+                 for n, k, s, d in zip(spatial, kernel_size, strides, dilation))

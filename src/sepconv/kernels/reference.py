@@ -65,3 +65,48 @@ def differentiable_backward(grad_y: torch.Tensor, x: torch.Tensor, depthwise: to
                                          allow_unused=True))
     return tuple(next(grads) if need and t is not None else None
                  for t, need in zip(inputs, needs))
+
+
+def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
+         strides: tuple, dilation: tuple, pads: tuple, groups: int,
+         channels_last: bool) -> torch.Tensor:
+    """Keras' N-d convolution (N = 1, 2, 3) as ``F.pad`` then ``F.convNd``.
+
+    Args:
+        x: ``(batch, *spatial, channels)`` if ``channels_last`` else
+            ``(batch, channels, *spatial)``.
+        kernel: ``(*kernel_size, channels // groups, filters)`` (Keras' layout).
+        bias: ``(filters,)`` or ``None``.
+        strides, dilation: one int per spatial axis.
+        pads: ``((left, right), ...)`` per spatial axis.
+        groups: channel groups (TensorFlow's: filters split evenly over them).
+        channels_last: layout of ``x`` and of the result.
+
+    Returns:
+        ``(batch, *out_spatial, filters)`` or ``(batch, filters, *out_spatial)``.
+    """
+    rank = kernel.dim() - 2
+    if channels_last:
+        x = x.movedim(-1, 1)
+    x = F.pad(_plain_strides(x), [p for pair in reversed(pads) for p in pair])
+    weight = kernel.permute(rank + 1, rank, *range(rank))  # (filters, in/groups, *k)
+    conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
+    y = conv_nd(x, weight, bias, stride=tuple(strides), dilation=tuple(dilation),
+                groups=groups)
+    return y.movedim(1, -1) if channels_last else y
+
+
+def _plain_strides(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with row-major strides, size-1 axes included.
+
+    torch 2.13's oneDNN convolution misreads a 1-channel tensor whose strides also read as
+    channels_last (``.contiguous()`` keeps those: size-1 axes do not count) when a strided
+    output axis has length 1; a fresh row-major copy is always read right.
+    """
+    expected, step = [], 1
+    for n in reversed(x.shape):
+        expected.append(step)
+        step *= n
+    if tuple(reversed(expected)) == x.stride():
+        return x
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x)

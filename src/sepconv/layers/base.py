@@ -130,8 +130,27 @@ class DTypePolicy:
         self.name = str(self.variable).replace("torch.", "")
 
 
+#: Keras class name -> sepconv class, filled as classes are defined (``Layer`` subclasses
+#: whose names do not start with ``_``).  The one table that config- and file-loading use.
+KERAS_CLASSES: Dict[str, type] = {}
+
+
+def get_layer_class(class_name: str) -> type:
+    """The sepconv class for a Keras class name; ``ValueError`` listing what is known."""
+    try:
+        return KERAS_CLASSES[class_name]
+    except KeyError:
+        raise ValueError(f"Unknown Keras layer class {class_name!r}. Supported: "
+                         f"{', '.join(sorted(KERAS_CLASSES))}") from None
+
+
 class Layer(torch.nn.Module):
     """Base of sepconv's Keras layers (see the module docstring)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            KERAS_CLASSES[cls.__name__] = cls
 
     #: Every weight name the layer may create, in Keras' order.
     WEIGHT_NAMES: Tuple[str, ...] = ()
