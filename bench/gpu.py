@@ -12,7 +12,12 @@ forward + backward, on channels_last ``(batch, steps, channels)`` data as Keras 
   ``ncl`` (grouped ``conv1d`` + 1x1 ``conv1d`` on ``(B, C, L)``), ``nhwc`` (grouped
   ``conv2d`` + 1x1 ``conv2d`` on ``(B, C, 1, L)`` in ``channels_last`` memory format) and
   ``nhwc+mm`` (the same depthwise, pointwise as a matmul on ``(B*L, C*M)``);
-- ``reference``: ``sepconv.kernels.reference`` (transpose, pad, two ``conv1d``).
+- ``reference``: ``sepconv.kernels.reference`` (transpose, pad, two ``conv1d``);
+- ``sepconv``: ``sepconv.kernels.cuda``, what ``functional`` dispatches CUDA tensors to
+  (the ``nhwc+mm`` composition on the data's own layout, padding included).
+
+The suite is the shared one (``sepconv.bench.shapes``) at 8x the CPU batch sizes, plus four
+long sequences (batch 64, 4096 steps).
 
 float32 runs with TF32 off everywhere (``torch.backends.cudnn.allow_tf32`` and
 ``torch.backends.cuda.matmul.allow_tf32`` False), as Keras' float32 numerics need;
@@ -61,23 +66,22 @@ class Shape:
     padding: str = "same"
 
 
-SUITE = [
-    Shape("quartznet-256-k33", 16, 800, 256, 256, 33),
-    Shape("quartznet-512-k63", 16, 800, 512, 512, 63),
-    Shape("quartznet-512-k87", 16, 800, 512, 512, 87),
-    Shape("citrinet-384-k39", 16, 800, 384, 384, 39),
-    Shape("matchboxnet-64-k13", 64, 101, 64, 64, 13),
-    Shape("conformer-256-k31", 16, 512, 256, 256, 31),
-    Shape("conformer-512-k31", 8, 512, 512, 512, 31),
-    Shape("causal-k4-128", 8, 1024, 128, 128, 4, padding="causal"),
-    Shape("causal-k4-512", 8, 1024, 512, 512, 4, padding="causal"),
-    Shape("causal-k4-1536", 8, 1024, 1536, 1536, 4, padding="causal"),
-    Shape("timeseries-64-k9", 64, 512, 64, 128, 9),
-    Shape("timeseries-128-k9", 64, 512, 128, 128, 9),
-    Shape("multiplier2-128-k9", 32, 512, 128, 128, 9, multiplier=2),
-    Shape("strided2-256-k11", 16, 1000, 256, 256, 11, stride=2),
-    Shape("dilated4-128-k3-causal", 16, 2048, 128, 128, 3, dilation=4, padding="causal"),
-]
+def _suite() -> List[Shape]:
+    """The shared suite (``sepconv.bench.shapes``) at GPU batch sizes (x8 the CPU's), plus
+    long sequences at batch 64, where a memory-bound kernel should approach the copy
+    bandwidth."""
+    from sepconv.bench.shapes import SHAPES
+    shared = [Shape(s.name, 8 * s.batch, s.steps, s.channels, s.filters, s.kernel_size,
+                    s.strides, s.dilation_rate, s.depth_multiplier, s.padding)
+              for s in SHAPES]
+    return shared + [
+        Shape("long-256-k31", 64, 4096, 256, 256, 31),
+        Shape("long-512-k9", 64, 4096, 512, 512, 9),
+        Shape("long-causal-k4-1536", 64, 4096, 1536, 1536, 4, padding="causal"),
+        Shape("long-dilated8-128-k3-causal", 64, 4096, 128, 128, 3, dilation=8,
+              padding="causal"),
+    ]
+
 
 # --dry-run: the same code paths on shapes the interpreter finishes in seconds.
 DRY_SUITE = [
@@ -259,7 +263,7 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
     import torch
 
     from sepconv import padding
-    from sepconv.kernels import reference, triton_sepconv
+    from sepconv.kernels import cuda, reference, triton_sepconv
 
     if args.dry_run:
         device = torch.device("cpu")
@@ -269,7 +273,7 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
         if not torch.cuda.is_available():
             sys.exit("bench/gpu.py needs a CUDA device (or --dry-run for a CPU logic check)")
         device = torch.device("cuda")
-        suite = SUITE
+        suite = _suite()
     suite = [s for s in suite if args.only in s.name]
     timer = Timer(torch, device, args.warmup, args.reps)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
@@ -313,6 +317,9 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
             ref = lambda *t: reference.separable_conv1d(*t, **kw)
             results["triton"] = timed_pair(torch, timer, tri, [x, w, p, b])
             results["reference"] = timed_pair(torch, timer, ref, [x, w, p, b])
+            # what functional dispatches CUDA tensors to (kernels/cuda.py)
+            results["sepconv"] = timed_pair(
+                torch, timer, lambda *t: cuda.separable_conv1d(*t, **kw), [x, w, p, b])
             with torch.no_grad():  # how far the fused kernel is from the reference
                 y_ref = reference.separable_conv1d(*(t.double() for t in (x, w, p, b)), **kw)
                 err = (tri(x, w, p, b).double() - y_ref).abs().max().item()
@@ -342,6 +349,8 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                     "cudnn_all_ms": {k[len("cudnn:"):]: v[phase] * 1e3
                                      for k, v in results.items() if k.startswith("cudnn:")},
                     "speedup_vs_cudnn": results[best][phase] / t_tri,
+                    "sepconv_ms": results["sepconv"][phase] * 1e3,
+                    "sepconv_vs_cudnn": results[best][phase] / results["sepconv"][phase],
                     "speedup_vs_reference": results["reference"][phase] / t_tri,
                     "min_bytes": nbytes[phase], "flops": nflops[phase],
                     "memory_bound": nflops[phase] / nbytes[phase] < balance,
@@ -359,16 +368,19 @@ def print_table(report: Dict) -> None:
           f"copy {m['copy_GBps']:.0f} GB/s  fp32 mm {m['matmul_TFLOPs_fp32']:.1f} TFLOP/s"
           + ("  (DRY RUN: interpreter on CPU, times mean nothing)" if m["dry_run"] else ""))
     head = (f"{'shape':28s} {'dtype':8s} {'phase':8s} {'triton':>9s} {'cudnn':>9s} "
-            f"{'(best)':9s} {'ref':>9s} {'x cudnn':>8s} {'x ref':>7s} {'%copy':>6s} {'err':>8s}")
+            f"{'(best)':9s} {'ref':>9s} {'sepconv':>9s} {'sc/best':>7s} {'x cudnn':>8s} {'x ref':>7s} {'%copy':>6s} {'err':>8s}")
     print(head)
     print("-" * len(head))
     for r in report["rows"]:
         print(f"{r['shape']:28s} {r['dtype']:8s} {r['phase']:8s} {r['triton_ms']:9.3f} "
               f"{r['cudnn_ms']:9.3f} {r['cudnn_best']:9s} {r['reference_ms']:9.3f} "
+              f"{r['sepconv_ms']:9.3f} {r['sepconv_vs_cudnn']:7.2f} "
               f"{r['speedup_vs_cudnn']:8.2f} {r['speedup_vs_reference']:7.2f} "
               f"{r['pct_copy_bw']:5.0f}{'*' if r['memory_bound'] else ' '} "
               f"{r['max_abs_err_vs_fp64']:8.1e}")
-    print("times in ms (median); x = speedup of triton; %copy: min bytes / time vs measured "
+    print("times in ms (median); sepconv: what functional dispatches CUDA to (kernels/cuda.py), "
+          "sc/best: best composition's time / sepconv's (>= 1: never slower);\n"
+          "x = speedup of triton; %copy: min bytes / time vs measured "
           "copy bandwidth (* = memory-bound shape)")
 
 

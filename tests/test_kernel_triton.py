@@ -375,16 +375,18 @@ else:
         for g, w in zip(*results):
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
-    def test_pick_kernel_routes_cuda_floats_to_triton(monkeypatch):
-        # _pick_kernel looks at device and dtype only: a stand-in for a CUDA tensor.
+    def test_pick_kernel_routes_cuda_to_the_composition(monkeypatch):
+        # _pick_kernel looks at device and dtype only: a stand-in for a CUDA tensor.  The
+        # composition beat Triton on every shape of the only GPU run (issue 12).
         from types import SimpleNamespace
+        from sepconv.kernels import cuda
         monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
-        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
             fake = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype)
             assert functional._pick_kernel(fake, None, None, 1, 1, 1) is \
-                triton_sepconv.separable_conv1d
-        fake = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=torch.float64)
-        assert functional._pick_kernel(fake, None, None, 1, 1, 1) is not \
+                cuda.separable_conv1d
+        monkeypatch.setenv("SEPCONV_KERNEL", "triton")
+        assert functional._pick_kernel(fake, None, None, 1, 1, 1) is \
             triton_sepconv.separable_conv1d
 
     def test_available():

@@ -1,7 +1,7 @@
 """Pure tensor functions.  ``separable_conv1d`` validates, pads and picks one kernel.
 
 This is the only place that branches on device, dtype and shape.  The choice follows
-measured rules (see ``bench/``); ``SEPCONV_KERNEL=reference|cpu|triton`` forces one
+measured rules (see ``bench/``); ``SEPCONV_KERNEL=reference|cpu|cuda|triton`` forces one
 kernel for debugging.
 """
 
@@ -19,7 +19,7 @@ from .kernels import reference as _reference
 
 IntOrTuple = Union[int, Sequence[int]]
 
-KERNELS = ("reference", "cpu", "triton")
+KERNELS = ("reference", "cpu", "cuda", "triton")
 
 
 def _single(value: IntOrTuple, name: str) -> int:
@@ -201,9 +201,12 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         if forced not in KERNELS:
             raise ValueError(f"SEPCONV_KERNEL must be one of {KERNELS}. Received {forced!r}")
         return _load(forced)
-    if x.is_cuda and x.dtype in (torch.float32, torch.float16, torch.bfloat16) \
-            and _triton_installed():
-        return _load("triton")
+    if x.is_cuda:
+        # The only GPU run so far (H200, 2026-11-26, bench/gpu.py, issue 12): the best cuDNN
+        # composition beat the fused Triton kernel on every shape and dtype (Triton /
+        # composition 0.26-0.85 fwd, 0.35-0.80 fwd+bwd), so CUDA gets the composition until
+        # a run shows Triton faster for a (shape class, dtype); SEPCONV_KERNEL=triton forces it.
+        return _load("cuda")
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
         # bench/README.md (python -m sepconv bench): cpu/composition geomean 0.40 fwd, 0.36
         # fwd+bwd, every shape faster (worst 0.97, GEMM-bound); half precision 10-20x faster
@@ -224,5 +227,8 @@ def _load(name: str) -> Callable:
     if name == "cpu":
         from .kernels import cpu
         return cpu.separable_conv1d
+    if name == "cuda":
+        from .kernels import cuda
+        return cuda.separable_conv1d
     from .kernels import triton_sepconv
     return triton_sepconv.separable_conv1d
