@@ -20,11 +20,12 @@ per round) so machine noise spreads evenly; the figure is the median over all ca
 two warm-up calls.  Threads: ``torch.set_num_threads(--threads)`` and TensorFlow's
 intra- and inter-op pools set to the same number.
 
-The torch peers run with ``OMP_WAIT_POLICY=PASSIVE`` unless ``--omp-wait-policy`` says
-otherwise: on a shared, loaded machine OpenMP's spinning threads lost their time slices and
-made every torch implementation (sepconv included) up to 10x slower, while TensorFlow's
-own thread pool blocks; passive waiting is the fair setting there.  On an idle machine
-``--omp-wait-policy active`` may be slightly faster for small shapes.
+The run measures in the environment the user has: ``OMP_WAIT_POLICY`` and the other
+variables are left as they are (``--omp-wait-policy passive`` or ``active`` re-runs the
+bench with that setting, for comparison: on a shared, loaded machine OpenMP's spinning
+threads lost their time slices and slowed every torch implementation, sepconv included).
+The JSON records the CPU model and its vector extensions (AVX2, AVX-512, ...) beside the
+figures.
 
 Peak memory of a training step (``fb``) is measured per implementation in a child
 process with ``MALLOC_MMAP_THRESHOLD_=16384`` (so every tensor is its own mapping and
@@ -444,12 +445,31 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     ap.add_argument("--only", default="", help="comma-separated shape names")
     ap.add_argument("--skip", default="", help="comma-separated peers to leave out")
     ap.add_argument("--no-memory", action="store_true", help="skip peak-memory children")
-    ap.add_argument("--omp-wait-policy", default="passive",
+    ap.add_argument("--omp-wait-policy", default="inherit",
                     choices=("passive", "active", "inherit"),
-                    help="OMP_WAIT_POLICY for torch (default passive: on a shared machine "
-                         "spinning OpenMP threads made every torch peer ~10x slower)")
+                    help="OMP_WAIT_POLICY for torch (default: the environment's, as users "
+                         "have it; passive helps on a loaded shared machine)")
     ap.add_argument("--memory-child", default="", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
+
+
+def cpu_info() -> Dict[str, object]:
+    """The CPU model and the vector extensions that matter for the kernels (Linux)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    wanted = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+              "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+    return {"model": model, "vector_extensions": [f for f in wanted if f in flags]}
 
 
 def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
@@ -542,7 +562,8 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
 
     geo = _summaries(rows, names)
     gflops, gbs = roof.rates()
-    print(f"\nmachine: {platform.processor() or platform.machine()}, "
+    cpu = cpu_info()
+    print(f"\nmachine: {cpu['model']} ({', '.join(cpu['vector_extensions']) or 'no AVX'}), "
           f"{os.cpu_count()} cpus, threads {args.threads}; "
           f"matmul {gflops:.0f} GFLOP/s, copy {gbs:.1f} GB/s (medians of this run); "
           f"{time.time() - started:.0f} s")
@@ -557,7 +578,7 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
             "command": command_line.strip(),
             "python": platform.python_version(),
             "versions": {p.name: p.version for p in peers},
-            "cpus": os.cpu_count(), "threads": args.threads,
+            "cpus": os.cpu_count(), "threads": args.threads, "cpu": cpu,
             "rounds": rounds, "reps": reps,
             "matmul_gflops": gflops, "copy_gbs": gbs,
             "matmul_gflops_max": max(roof.matmul), "copy_gbs_max": max(roof.copy),
