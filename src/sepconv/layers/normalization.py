@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 
 from .. import constraints as _constraints
@@ -234,13 +235,18 @@ class BatchNormalization(_Normalization):
 
     @torch.no_grad()
     def _update_moving(self, mean, variance, count, fused) -> None:
+        # tf-keras' decay is the float32 constant 1 - momentum, whatever the dtype.
+        decay = float(np.float32(1.0 - self.momentum))
         if fused and count > 1:
             variance = variance * (count / (count - 1))
         shape = self.moving_mean.shape
         for name, value in (("moving_mean", mean), ("moving_variance", variance)):
             buf = getattr(self, name)
             value = value.reshape(shape).to(buf.dtype)
-            buf.mul_(self.momentum).add_(value * (1.0 - self.momentum))
+            if fused:  # TF's fused kernel: (1 - f) * moving + f * batch
+                buf.mul_(1.0 - decay).add_(value * decay)
+            else:      # tf-keras' assign_moving_average: moving -= (moving - batch) * decay
+                buf.sub_((buf - value) * decay)
 
     def get_config(self) -> Dict[str, Any]:
         config = self.base_config()
