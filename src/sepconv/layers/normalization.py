@@ -280,6 +280,13 @@ class LayerNormalization(_Normalization):
                      beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint)
         self._finish_init()
 
+    @classmethod
+    def from_config(cls, config):
+        if config.get("rms_scaling"):
+            raise ValueError(f"LayerNormalization {config.get('name')!r}: Keras 3's "
+                             f"rms_scaling=True is not supported by sepconv")
+        return super().from_config(config)
+
     def build(self, input_shape, device=None) -> None:
         self._build_dims(input_shape)
         if self.scale:
