@@ -12,6 +12,7 @@ when moving a trained model (tested against tf-keras in
   and which raises ``epsilon`` to at least ``1.001e-5``; on every other input (2D, 3D,
   float64, other axes) it updates with the biased variance.  The batch itself is always
   normalised with the biased variance.  Keras 3 always uses the biased variance.
+  A loader of Keras 3 files sets ``layer.keras_version = 3`` to get Keras 3's numbers.
 - ``BatchNormalization`` with ``trainable=False`` runs in inference mode even under
   ``module.train()``, as in tf-keras 2 (the fine-tuning rule).
 - Under ``mixed_float16`` / ``mixed_bfloat16`` both compute in float32 and return the
@@ -178,6 +179,10 @@ class BatchNormalization(_Normalization):
         self.moving_variance_initializer = check_initializer(moving_variance_initializer,
                                                              "moving_variance_initializer")
         self.synchronized = check_bool(synchronized, "synchronized")
+        #: 2: tf-keras' training numbers (the default); 3: Keras 3's (set by a loader for a
+        #: Keras 3 file): always the biased variance, no epsilon floor,
+        #: ``moving * momentum + batch * (1 - momentum)`` in the weights' dtype.
+        self.keras_version = 2
         self._finish_init()
 
     @classmethod
@@ -213,7 +218,7 @@ class BatchNormalization(_Normalization):
         """``inputs``: any shape with the channel size(s) at ``axis``."""
         x = self._prepare_input(inputs)
         axes, broadcast = self._geometry(tuple(x.shape))
-        fused = self._fused(axes, x.dim(), x.dtype)
+        fused = self.keras_version == 2 and self._fused(axes, x.dim(), x.dtype)
         epsilon = max(self.epsilon, _FUSED_MIN_EPSILON) if fused else self.epsilon
         xc = self._compute(x)
         dtype = xc.dtype
@@ -235,6 +240,12 @@ class BatchNormalization(_Normalization):
 
     @torch.no_grad()
     def _update_moving(self, mean, variance, count, fused) -> None:
+        if self.keras_version == 3:
+            for name, value in (("moving_mean", mean), ("moving_variance", variance)):
+                buf = getattr(self, name)
+                value = value.reshape(buf.shape).to(buf.dtype)
+                buf.copy_(buf * self.momentum + value * (1.0 - self.momentum))
+            return
         # tf-keras' decay is the float32 constant 1 - momentum, whatever the dtype.
         decay = float(np.float32(1.0 - self.momentum))
         if fused and count > 1:
