@@ -486,12 +486,37 @@ def test_dense_regularizers_and_mixed_precision_match_tf_keras():
         assert str(y.dtype).replace("torch.", "") == y_ref.dtype.name
         np.testing.assert_allclose(y.detach().double().numpy(),
                                    tf.cast(y_ref, tf.float64).numpy(), atol=2e-3)
-    for cls in ("BatchNormalization", "LayerNormalization"):
-        ref = getattr(tf_keras.layers, cls)(dtype="mixed_float16")
+    for cls, dtype in [("BatchNormalization", "mixed_float16"),
+                       ("BatchNormalization", "float16"),
+                       ("LayerNormalization", "mixed_float16"),
+                       ("LayerNormalization", "float16")]:
+        ref = getattr(tf_keras.layers, cls)(dtype=dtype)
         y_ref = ref(x * 3)
         ours = getattr(sepconv, cls).from_config(ref.get_config()).eval()
         ours.set_weights(ref.get_weights())
         y = ours(x * 3)
         assert y.dtype == torch.float16 and y_ref.dtype.name == "float16"
+        # a 16-bit batch norm keeps float32 weights in tf-keras
+        assert [str(w.dtype).replace("torch.", "") for w in ours.weights] == \
+            [w.dtype.name for w in ref.weights]
         np.testing.assert_allclose(y.float().detach().numpy(),
                                    tf.cast(y_ref, tf.float32).numpy(), atol=2e-3)
+
+
+@SETTINGS
+@given(st.one_of(st.none(), st.floats(0, 3)), st.sampled_from([0.0, 0.1, 0.5, 2.0]),
+       st.sampled_from([0.0, 0.2, 1.0]), st.sampled_from(["float32", "float64"]))
+def test_relu_arguments_match_tf_keras(max_value, negative_slope, threshold, dtype):
+    """Every branch of tf-keras' backend.relu (leaky, thresholded, clipped, relu6)."""
+    x = np.concatenate([np.linspace(-4, 4, 81), [threshold, max_value or 0.0]]).astype(dtype)
+    kwargs = dict(max_value=max_value, negative_slope=negative_slope, threshold=threshold)
+    ours = sepconv.ReLU(dtype=dtype, **kwargs)(torch.from_numpy(x)).numpy()
+    theirs = tf_keras.layers.ReLU(dtype=dtype, **kwargs)(x).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_relu6_shortcut_and_leaky_relu_above_one():
+    x = np.linspace(-8, 8, 33).astype(np.float32)
+    for layer, ref in [(sepconv.ReLU(max_value=6), tf_keras.layers.ReLU(max_value=6)),
+                       (sepconv.LeakyReLU(2.5), tf_keras.layers.LeakyReLU(2.5))]:
+        np.testing.assert_allclose(layer(x).numpy(), ref(x).numpy(), atol=1e-6)

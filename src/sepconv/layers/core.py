@@ -48,6 +48,11 @@ def check_number(value: Any, name: str, minimum: Optional[float] = None,
     return value
 
 
+def _floatx(value: Optional[float]) -> Optional[float]:
+    """``value`` rounded to float32, as tf-keras' ``backend.cast_to_floatx`` stores it."""
+    return None if value is None else float(np.float32(value))
+
+
 def check_data_format(value: Any) -> str:
     if value is None:
         return "channels_last"
@@ -280,9 +285,10 @@ class ReLU(_Weightless):
         super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
                          batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
                          weights=weights)
-        self.max_value = check_number(max_value, "max_value", 0.0, allow_none=True)
-        self.negative_slope = check_number(negative_slope, "negative_slope", 0.0)
-        self.threshold = check_number(threshold, "threshold", 0.0)
+        # tf-keras keeps these as float32 (backend.cast_to_floatx), also in float64 layers.
+        self.max_value = _floatx(check_number(max_value, "max_value", 0.0, allow_none=True))
+        self.negative_slope = _floatx(check_number(negative_slope, "negative_slope", 0.0))
+        self.threshold = _floatx(check_number(threshold, "threshold", 0.0))
         self._finish_init()
 
     def call(self, x):
@@ -306,7 +312,7 @@ class LeakyReLU(_Weightless):
         if alpha is None:
             raise ValueError("The alpha value of a Leaky ReLU layer cannot be None. "
                              "Received alpha=None")
-        self.alpha = check_number(alpha, "alpha")
+        self.alpha = _floatx(check_number(alpha, "alpha"))  # float32, as tf-keras keeps it
         self._finish_init()
 
     @classmethod
@@ -404,7 +410,7 @@ class ELU(_Weightless):
         if alpha is None:
             raise ValueError("Alpha of an ELU layer cannot be None, expecting a float. "
                              "Received alpha=None")
-        self.alpha = check_number(alpha, "alpha")
+        self.alpha = _floatx(check_number(alpha, "alpha"))  # float32, as tf-keras keeps it
         self._finish_init()
 
     def call(self, x):

@@ -183,6 +183,9 @@ class BatchNormalization(_Normalization):
         #: Keras 3 file): always the biased variance, no epsilon floor,
         #: ``moving * momentum + batch * (1 - momentum)`` in the weights' dtype.
         self.keras_version = 2
+        if self.dtype_policy.variable in (torch.float16, torch.bfloat16):
+            # tf-keras keeps a 16-bit batch norm's weights in float32 (its _param_dtype).
+            self.dtype_policy.variable = torch.float32
         self._finish_init()
 
     @classmethod
