@@ -239,6 +239,9 @@ def test_time_distributed_delegates_weights():
     y = td(torch.ones(2, 5, 4))
     torch.testing.assert_close(y, torch.full((2, 5, 3), 4.0))
     assert [n for n, _ in td.named_parameters()] == ["layer.kernel", "layer.bias"]
+    td.trainable = False
+    assert not td.layer.trainable and not any(p.requires_grad for p in td.parameters())
+    assert not sepconv.TimeDistributed(sepconv.Dense(2), trainable=False).layer.trainable
 
 
 def test_r_functions():

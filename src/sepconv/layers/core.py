@@ -861,6 +861,8 @@ class TimeDistributed(Layer):
             raise ValueError(f"Invalid value for argument `layer`. Expected a sepconv Keras "
                              f"layer (or its config dict). Received layer={layer!r}")
         self.layer = layer
+        if trainable is not None:
+            self.layer.trainable = self.trainable
         self._finish_init()
 
     def build(self, input_shape, device=None) -> None:
@@ -869,6 +871,17 @@ class TimeDistributed(Layer):
                              f"with at least 3 dimensions, received: {tuple(input_shape)}")
         if not self.layer.built:
             self.layer._build_checked((None,) + tuple(input_shape[2:]), device=device)
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        """Freezing the wrapper freezes the inner layer, as in Keras."""
+        self._trainable = check_bool(value, "trainable")
+        if "layer" in self._modules:
+            self.layer.trainable = self._trainable
 
     @property
     def weights(self):
