@@ -81,7 +81,6 @@ class _Normalization(Layer):
     def _build_dims(self, input_shape):
         axes, broadcast = self._geometry(input_shape)
         self._input_dims = tuple(int(input_shape[a]) for a in axes)
-        self._param_rank = len(input_shape)
         return axes, broadcast
 
     def _shape_for_weights(self, weights):

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
-import torch
-
 from .. import functional as _functional
 from .. import padding as _padding
 from .base import check_bool, check_tuple
@@ -46,9 +44,9 @@ class _Pooling(_Weightless):
 
     def _check_input(self, shape) -> None:
         if len(shape) != self._RANK + 2:
+            layout = _functional._layout_nd(self._RANK, self.data_format == "channels_last")
             raise ValueError(f"Layer {self.name!r} expects input of rank {self._RANK + 2}, "
-                             f"{_functional._layout_nd(self._RANK, self.data_format == 'channels_last')}. "
-                             f"Received input of shape {shape}")
+                             f"{layout}. Received input of shape {shape}")
 
     def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
         shape = tuple(input_shape)
@@ -107,9 +105,9 @@ class _GlobalPooling(_Weightless):
 
     def _check_input(self, shape) -> None:
         if len(shape) != self._RANK + 2:
+            layout = _functional._layout_nd(self._RANK, self.data_format == "channels_last")
             raise ValueError(f"Layer {self.name!r} expects input of rank {self._RANK + 2}, "
-                             f"{_functional._layout_nd(self._RANK, self.data_format == 'channels_last')}. "
-                             f"Received input of shape {shape}")
+                             f"{layout}. Received input of shape {shape}")
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
