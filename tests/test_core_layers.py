@@ -292,3 +292,23 @@ def test_average_pool_same_counts_real_elements_only():
     torch.testing.assert_close(y.flatten(), torch.tensor([1.5, 3.5, 5.0]))
     y = F.max_pool(-x, 3, 2, "same")  # pads never win, even over negatives
     torch.testing.assert_close(y.flatten(), torch.tensor([-1.0, -2.0, -4.0]))
+
+
+def test_models_deepcopy_and_pickle():
+    """copy.deepcopy and torch.save of a whole model (the generated pooling classes and the
+    seeded dropout generators included) give the same module."""
+    import copy
+    import io
+
+    model = torch.nn.Sequential(
+        sepconv.Dense(4, input_shape=(3,)), sepconv.Dropout(0.5, seed=1),
+        sepconv.RepeatVector(5), sepconv.MaxPooling1D(2), sepconv.BatchNormalization(),
+        sepconv.TimeDistributed(sepconv.Dense(2)))
+    x = torch.randn(2, 3)
+    model(x)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    for twin in (copy.deepcopy(model), torch.load(buf, weights_only=False)):
+        torch.testing.assert_close(twin.eval()(x), model.eval()(x), rtol=0, atol=0)
+        assert [type(m).__name__ for m in twin] == [type(m).__name__ for m in model]
