@@ -232,3 +232,188 @@ def _load(name: str) -> Callable:
         return cuda.separable_conv1d
     from .kernels import triton_sepconv
     return triton_sepconv.separable_conv1d
+
+
+# -- the plain Keras layers a model file needs (core, normalization, pooling) ---------------
+
+def dense(x: torch.Tensor, kernel: torch.Tensor,
+          bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Keras' ``Dense`` (no activation) on the last axis of an input of any rank >= 2.
+
+    Args:
+        x: ``(batch, ..., in)``.
+        kernel: ``(in, units)``, Keras' layout.
+        bias: ``(units,)`` or ``None``.
+
+    Returns:
+        ``(batch, ..., units)``.
+    """
+    if kernel.dim() != 2 or x.shape[-1] != kernel.shape[0]:
+        raise ValueError(f"Input has {x.shape[-1]} features on its last axis, the kernel of "
+                         f"shape {tuple(kernel.shape)} expects {kernel.shape[0]}. Received "
+                         f"input of shape {tuple(x.shape)}")
+    y = torch.matmul(x, kernel)
+    return y if bias is None else y + bias
+
+
+def keras_relu(x: torch.Tensor, negative_slope: float = 0.0, max_value: Optional[float] = None,
+               threshold: float = 0.0) -> torch.Tensor:
+    """tf-keras' ``backend.relu``: ``x`` above ``threshold`` (else 0), clipped at
+    ``max_value``, minus ``negative_slope * relu(threshold - x)``."""
+    if negative_slope != 0 and max_value is None and threshold == 0:
+        return torch.nn.functional.leaky_relu(x, negative_slope)
+    negative = torch.relu(threshold - x) if negative_slope != 0 else None
+    if threshold != 0:
+        y = x * (x > threshold).to(x.dtype)
+    else:
+        y = torch.relu(x)
+    if max_value is not None:
+        y = torch.clamp(y, 0.0, max_value)
+    if negative is not None:
+        y = y - negative_slope * negative
+    return y
+
+
+def prelu(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Keras' ``PReLU``: ``relu(x) - alpha * relu(-x)``, ``alpha`` broadcast from the
+    non-batch axes (``x.shape[1:]`` with shared axes of size 1)."""
+    return torch.relu(x) - alpha * torch.relu(-x)
+
+
+def keras_softmax(x: torch.Tensor, axis: Union[int, Sequence[int]] = -1) -> torch.Tensor:
+    """Keras' softmax over one axis or several (then ``exp(x - logsumexp(x, axes))``)."""
+    if isinstance(axis, (tuple, list)):
+        axes = tuple(int(a) for a in axis)
+        return torch.exp(x - torch.logsumexp(x, dim=axes, keepdim=True))
+    return torch.softmax(x, dim=int(axis))
+
+
+def flatten(x: torch.Tensor, data_format: str = "channels_last") -> torch.Tensor:
+    """Keras' ``Flatten``: ``(batch, ...) -> (batch, prod(...))``; under ``channels_first``
+    the channel axis is moved last first, so both formats give the same order."""
+    if data_format == "channels_first" and x.dim() > 2:
+        x = x.permute(0, *range(2, x.dim()), 1)
+    if x.dim() == 1:
+        return x.unsqueeze(1)
+    return x.reshape(x.shape[0], -1)
+
+
+def batch_normalization(x: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor,
+                        beta: Optional[torch.Tensor], gamma: Optional[torch.Tensor],
+                        epsilon: float) -> torch.Tensor:
+    """TensorFlow's ``tf.nn.batch_normalization``: ``x * inv + (beta - mean * inv)`` with
+    ``inv = gamma / sqrt(variance + epsilon)``; statistics broadcast against ``x``."""
+    inv = torch.rsqrt(variance + epsilon)
+    if gamma is not None:
+        inv = inv * gamma
+    offset = -mean * inv
+    if beta is not None:
+        offset = offset + beta
+    return x * inv + offset
+
+
+def moments(x: torch.Tensor, axes: Sequence[int]) -> tuple:
+    """``tf.nn.moments``: mean and the biased (population) variance over ``axes``,
+    keeping dimensions."""
+    axes = tuple(axes)
+    mean = x.mean(dim=axes, keepdim=True)
+    variance = torch.square(x - mean.detach()).mean(dim=axes, keepdim=True)
+    # tf.nn.moments: variance = mean(squared_difference(x, stop_gradient(mean))); the
+    # gradient through the mean's subtraction is zero in exact arithmetic either way.
+    return mean, variance
+
+
+def _pool_geometry(x: torch.Tensor, pool_size: IntOrTuple, strides: Optional[IntOrTuple],
+                   padding: str, data_format: str, rank: int):
+    pool = _ints(pool_size, rank, "pool_size")
+    stride = pool if strides is None else _ints(strides, rank, "strides")
+    padding, channels_last = _check_geometry(padding, data_format, rank)
+    if padding == "causal":
+        raise ValueError(f"Invalid value for argument `padding`. Expected 'valid' or 'same'. "
+                         f"Received padding={padding!r}")
+    layout = _layout_nd(rank, channels_last)
+    if x.dim() != rank + 2:
+        raise ValueError(f"Input must be {rank + 2}D, {layout}. "
+                         f"Received input of shape {tuple(x.shape)}")
+    if channels_last:
+        x = x.permute(0, x.dim() - 1, *range(1, x.dim() - 1))
+    spatial = tuple(x.shape[2:])
+    out = _padding.conv_output_shape(spatial, pool, stride, (1,) * rank, padding)
+    if min(out) <= 0:
+        raise ValueError(f"Input of shape {tuple(x.shape)} is too small for pool_size={pool}, "
+                         f"strides={stride}, padding={padding!r}: the output would have "
+                         f"shape {out}")
+    pads = _padding.padding_amounts_nd(spatial, pool, stride, (1,) * rank, padding)
+    flat = tuple(v for left_right in reversed(pads) for v in left_right)
+    return x, pool, stride, flat, channels_last
+
+
+def _restore(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return y.permute(0, *range(2, y.dim()), 1) if channels_last else y
+
+
+_MAX_POOL = {1: torch.nn.functional.max_pool1d, 2: torch.nn.functional.max_pool2d,
+             3: torch.nn.functional.max_pool3d}
+_AVG_POOL = {1: torch.nn.functional.avg_pool1d, 2: torch.nn.functional.avg_pool2d,
+             3: torch.nn.functional.avg_pool3d}
+
+
+def max_pool(x: torch.Tensor, pool_size: IntOrTuple, strides: Optional[IntOrTuple] = None,
+             padding: str = "valid", data_format: str = "channels_last",
+             rank: Optional[int] = None) -> torch.Tensor:
+    """Keras' ``MaxPooling1D/2D/3D`` (TensorFlow's ``same``: the pads never win).
+
+    Args:
+        x: ``(batch, *spatial, channels)`` or ``(batch, channels, *spatial)``.
+        pool_size, strides: an int or one per spatial axis; ``strides=None`` is ``pool_size``.
+        rank: spatial axes (default ``x.dim() - 2``).
+    """
+    rank = x.dim() - 2 if rank is None else rank
+    x, pool, stride, pads, channels_last = _pool_geometry(x, pool_size, strides, padding,
+                                                          data_format, rank)
+    if any(pads):
+        x = torch.nn.functional.pad(x, pads, value=float("-inf"))
+    return _restore(_MAX_POOL[rank](x, pool, stride), channels_last)
+
+
+def average_pool(x: torch.Tensor, pool_size: IntOrTuple, strides: Optional[IntOrTuple] = None,
+                 padding: str = "valid", data_format: str = "channels_last",
+                 rank: Optional[int] = None) -> torch.Tensor:
+    """Keras' ``AveragePooling1D/2D/3D`` (TensorFlow's ``same``: each window's mean over
+    its real elements only, the pads are not counted)."""
+    rank = x.dim() - 2 if rank is None else rank
+    x, pool, stride, pads, channels_last = _pool_geometry(x, pool_size, strides, padding,
+                                                          data_format, rank)
+    if not any(pads):
+        return _restore(_AVG_POOL[rank](x, pool, stride), channels_last)
+    total = _AVG_POOL[rank](torch.nn.functional.pad(x, pads), pool, stride)
+    ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
+    count = _AVG_POOL[rank](torch.nn.functional.pad(ones, pads), pool, stride)
+    return _restore(total / count, channels_last)
+
+
+def global_pool(x: torch.Tensor, op: str = "max", data_format: str = "channels_last",
+                keepdims: bool = False) -> torch.Tensor:
+    """Keras' ``GlobalMax/GlobalAveragePooling1D/2D/3D``: ``op`` ("max" or "average") over
+    every spatial axis; ``(batch, channels)``, or with ``keepdims`` size-1 spatial axes."""
+    if x.dim() < 3:
+        raise ValueError(f"Expected an input with spatial axes, (batch, ..., channels). "
+                         f"Received input of shape {tuple(x.shape)}")
+    axes = tuple(range(1, x.dim() - 1)) if data_format == "channels_last" \
+        else tuple(range(2, x.dim()))
+    if op == "max":
+        return torch.amax(x, dim=axes, keepdim=keepdims)
+    return torch.mean(x, dim=axes, keepdim=keepdims)
+
+
+def dropout(x: torch.Tensor, rate: float, noise_shape: Optional[Sequence[int]] = None,
+            generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Keras' (``tf.nn.dropout``'s) training-time dropout: zero with probability ``rate``,
+    scale the kept elements by ``1 / (1 - rate)``; one draw per element of ``noise_shape``
+    (broadcast against ``x``), by default ``x.shape``.  ``rate=1`` gives zeros."""
+    shape = tuple(x.shape) if noise_shape is None else tuple(noise_shape)
+    if rate >= 1:
+        return x * torch.zeros(shape, dtype=x.dtype, device=x.device)
+    keep = torch.rand(shape, dtype=torch.float32, device=x.device,
+                      generator=generator) >= rate
+    return x * keep.to(x.dtype) * (1.0 / (1.0 - rate))

@@ -104,3 +104,108 @@ def r_function(cls: type, name: Optional[str] = None,
 
 
 layer_separable_conv_1d = r_function(_layers.SeparableConv1D)
+
+
+# -- core layers (Dense, activations, dropout, reshaping, normalization, pooling, merging) --
+_CORE_INTS = INTEGER_ARGS + ("seed", "input_length", "shared_axes")
+
+
+def r_merge_function(cls: type, name: Optional[str] = None):
+    """R keras' ``layer_add(inputs, ...)``: ``inputs`` a list of tensors (or arrays) returns
+    the merged tensor; ``None`` returns the layer."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    sig = inspect.Signature(
+        [inspect.Parameter("inputs", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)]
+        + [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params])
+
+    def merge_function(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        inputs = arguments.pop("inputs")
+        for key in set(_CORE_INTS + _SHAPE_ARGS) & set(arguments):
+            arguments[key] = _as_int(arguments[key])
+        layer = cls(**arguments)
+        if inputs is None:
+            return layer
+        if not isinstance(inputs, (list, tuple)):
+            raise TypeError(f"`inputs` must be a list of tensors or None. Received inputs of "
+                            f"type {type(inputs).__name__}")
+        return layer(list(inputs))
+
+    name = name or r_name(cls.__name__)
+    merge_function.__name__ = merge_function.__qualname__ = name
+    merge_function.__signature__ = sig
+    merge_function.__doc__ = (f"R keras' ``{name}(inputs, ...)``; see :class:`sepconv."
+                              f"{cls.__name__}`.\n\n``inputs``: a list of tensors returns the "
+                              "merged tensor; None returns the layer.")
+    return merge_function
+
+
+layer_input_layer = r_function(_layers.InputLayer, integer_args=_CORE_INTS)
+layer_dense = r_function(_layers.Dense, integer_args=_CORE_INTS)
+layer_activation = r_function(_layers.Activation, integer_args=_CORE_INTS)
+layer_re_lu = r_function(_layers.ReLU, integer_args=_CORE_INTS)
+layer_activation_relu = r_function(_layers.ReLU, "layer_activation_relu", _CORE_INTS)
+layer_leaky_re_lu = r_function(_layers.LeakyReLU, integer_args=_CORE_INTS)
+layer_activation_leaky_relu = r_function(_layers.LeakyReLU, "layer_activation_leaky_relu",
+                                         _CORE_INTS)
+layer_p_re_lu = r_function(_layers.PReLU, integer_args=_CORE_INTS)
+layer_activation_parametric_relu = r_function(_layers.PReLU,
+                                              "layer_activation_parametric_relu", _CORE_INTS)
+layer_elu = r_function(_layers.ELU, integer_args=_CORE_INTS)
+layer_activation_elu = r_function(_layers.ELU, "layer_activation_elu", _CORE_INTS)
+layer_softmax = r_function(_layers.Softmax, integer_args=_CORE_INTS)
+layer_activation_softmax = r_function(_layers.Softmax, "layer_activation_softmax", _CORE_INTS)
+layer_dropout = r_function(_layers.Dropout, integer_args=_CORE_INTS)
+layer_spatial_dropout_1d = r_function(_layers.SpatialDropout1D, integer_args=_CORE_INTS)
+layer_spatial_dropout_2d = r_function(_layers.SpatialDropout2D, integer_args=_CORE_INTS)
+layer_spatial_dropout_3d = r_function(_layers.SpatialDropout3D, integer_args=_CORE_INTS)
+layer_gaussian_noise = r_function(_layers.GaussianNoise, integer_args=_CORE_INTS)
+layer_flatten = r_function(_layers.Flatten, integer_args=_CORE_INTS)
+layer_reshape = r_function(_layers.Reshape, integer_args=_CORE_INTS)
+layer_permute = r_function(_layers.Permute, integer_args=_CORE_INTS)
+layer_repeat_vector = r_function(_layers.RepeatVector, integer_args=_CORE_INTS)
+layer_embedding = r_function(_layers.Embedding, integer_args=_CORE_INTS)
+layer_time_distributed = r_function(_layers.TimeDistributed, integer_args=_CORE_INTS)
+time_distributed = r_function(_layers.TimeDistributed, "time_distributed", _CORE_INTS)
+layer_batch_normalization = r_function(_layers.BatchNormalization, integer_args=_CORE_INTS)
+layer_layer_normalization = r_function(_layers.LayerNormalization, integer_args=_CORE_INTS)
+layer_max_pooling_1d = r_function(_layers.MaxPooling1D, integer_args=_CORE_INTS)
+layer_max_pooling_2d = r_function(_layers.MaxPooling2D, integer_args=_CORE_INTS)
+layer_max_pooling_3d = r_function(_layers.MaxPooling3D, integer_args=_CORE_INTS)
+layer_average_pooling_1d = r_function(_layers.AveragePooling1D, integer_args=_CORE_INTS)
+layer_average_pooling_2d = r_function(_layers.AveragePooling2D, integer_args=_CORE_INTS)
+layer_average_pooling_3d = r_function(_layers.AveragePooling3D, integer_args=_CORE_INTS)
+layer_global_max_pooling_1d = r_function(_layers.GlobalMaxPooling1D, integer_args=_CORE_INTS)
+layer_global_max_pooling_2d = r_function(_layers.GlobalMaxPooling2D, integer_args=_CORE_INTS)
+layer_global_max_pooling_3d = r_function(_layers.GlobalMaxPooling3D, integer_args=_CORE_INTS)
+layer_global_average_pooling_1d = r_function(_layers.GlobalAveragePooling1D,
+                                             integer_args=_CORE_INTS)
+layer_global_average_pooling_2d = r_function(_layers.GlobalAveragePooling2D,
+                                             integer_args=_CORE_INTS)
+layer_global_average_pooling_3d = r_function(_layers.GlobalAveragePooling3D,
+                                             integer_args=_CORE_INTS)
+layer_add = r_merge_function(_layers.Add)
+layer_subtract = r_merge_function(_layers.Subtract)
+layer_multiply = r_merge_function(_layers.Multiply)
+layer_average = r_merge_function(_layers.Average)
+layer_maximum = r_merge_function(_layers.Maximum)
+layer_minimum = r_merge_function(_layers.Minimum)
+layer_concatenate = r_merge_function(_layers.Concatenate)
+
+CORE_R_FUNCTIONS = [
+    "layer_input_layer", "layer_dense", "layer_activation", "layer_re_lu",
+    "layer_activation_relu", "layer_leaky_re_lu", "layer_activation_leaky_relu",
+    "layer_p_re_lu", "layer_activation_parametric_relu", "layer_elu", "layer_activation_elu",
+    "layer_softmax", "layer_activation_softmax", "layer_dropout", "layer_spatial_dropout_1d",
+    "layer_spatial_dropout_2d", "layer_spatial_dropout_3d", "layer_gaussian_noise",
+    "layer_flatten", "layer_reshape", "layer_permute", "layer_repeat_vector",
+    "layer_embedding", "layer_time_distributed", "time_distributed",
+    "layer_batch_normalization", "layer_layer_normalization", "layer_max_pooling_1d",
+    "layer_max_pooling_2d", "layer_max_pooling_3d", "layer_average_pooling_1d",
+    "layer_average_pooling_2d", "layer_average_pooling_3d", "layer_global_max_pooling_1d",
+    "layer_global_max_pooling_2d", "layer_global_max_pooling_3d",
+    "layer_global_average_pooling_1d", "layer_global_average_pooling_2d",
+    "layer_global_average_pooling_3d", "layer_add", "layer_subtract", "layer_multiply",
+    "layer_average", "layer_maximum", "layer_minimum", "layer_concatenate"]

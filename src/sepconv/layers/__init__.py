@@ -4,3 +4,25 @@ from .base import Layer
 from .separable import SeparableConv1D
 
 __all__ = ["Layer", "SeparableConv1D"]
+# The core layers a model file needs (core.py, normalization.py, pooling.py, merging.py).
+from .core import (Activation, Dense, Dropout, ELU, Embedding, Flatten,  # noqa: E402,F401
+                   GaussianNoise, InputLayer, LeakyReLU, Permute, PReLU, ReLU,
+                   RepeatVector, Reshape, Softmax, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, TimeDistributed)
+from .normalization import BatchNormalization, LayerNormalization  # noqa: E402,F401
+from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D,  # noqa: E402,F401
+                      GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
+                      GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D,
+                      MaxPooling2D, MaxPooling3D)
+from .merging import (Add, Average, Concatenate, Maximum, Minimum,  # noqa: E402,F401
+                      Multiply, Subtract)
+
+CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
+               "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+               "GaussianNoise", "Flatten", "Reshape", "Permute", "RepeatVector", "Embedding",
+               "TimeDistributed", "BatchNormalization", "LayerNormalization", "MaxPooling1D",
+               "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+               "AveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+               "GlobalMaxPooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+               "GlobalAveragePooling3D", "Add", "Subtract", "Multiply", "Average", "Maximum",
+               "Minimum", "Concatenate"]
+__all__ += CORE_LAYERS

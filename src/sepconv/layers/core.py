@@ -1,0 +1,934 @@
+"""Keras' core layers a model file needs: ``InputLayer``, ``Dense``, the activation layers,
+dropout and noise, and the reshaping layers (``Flatten``, ``Reshape``, ``Permute``,
+``RepeatVector``).
+
+Each follows tf-keras 2.21 (what R keras wraps) by class name, arguments and defaults, and
+computes what tf-keras computes (see ``tests/test_parity_core_tfkeras.py``).  Layers that
+behave differently in training (``Dropout``, ``SpatialDropout*``, ``GaussianNoise``) follow
+the torch module's mode: active after ``module.train()`` (the default of a new torch module),
+the identity after ``module.eval()`` (what a loaded model is in), as Keras' ``training``
+argument would.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .. import activations as _activations
+from .. import constraints as _constraints
+from .. import functional as _functional
+from .. import initializers as _initializers
+from .. import regularizers as _regularizers
+from .._registry import serialize
+from .base import Layer, _used_names, check_bool, check_count
+
+
+def check_number(value: Any, name: str, minimum: Optional[float] = None,
+                 maximum: Optional[float] = None, allow_none: bool = False) -> Optional[float]:
+    """A real number (``None`` where allowed) within ``[minimum, maximum]``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Invalid type for argument `{name}`. Expected a number. "
+                        f"Received {name}={value!r}")
+    value = float(value)
+    if math.isnan(value) or (minimum is not None and value < minimum) or \
+            (maximum is not None and value > maximum):
+        rule = (f"a value in [{minimum}, {maximum}]" if maximum is not None
+                else f"a value >= {minimum}")
+        raise ValueError(f"Invalid value for argument `{name}`. Expected {rule}. "
+                         f"Received {name}={value}")
+    return value
+
+
+def _floatx(value: Optional[float]) -> Optional[float]:
+    """``value`` rounded to float32, as tf-keras' ``backend.cast_to_floatx`` stores it."""
+    return None if value is None else float(np.float32(value))
+
+
+def check_data_format(value: Any) -> str:
+    if value is None:
+        return "channels_last"
+    if not isinstance(value, str):
+        raise TypeError(f"Invalid type for argument `data_format`. Expected a string. "
+                        f"Received data_format={value!r}")
+    fmt = value.lower()
+    if fmt not in ("channels_last", "channels_first"):
+        raise ValueError("Invalid value for argument `data_format`. Expected one of "
+                         "'channels_last', 'channels_first'. "
+                         f"Received data_format={value!r}")
+    return fmt
+
+
+def check_initializer(value: Any, name: str):
+    init = _initializers.get(value, name)
+    if init is None:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected an initializer. "
+                         f"Received {name}=None")
+    return init
+
+
+class _Weightless(Layer):
+    """A layer without weights: ``build`` only records the input shape."""
+
+    def build(self, input_shape, device=None) -> None:
+        pass
+
+    def forward(self, inputs) -> torch.Tensor:
+        return self.call(self._prepare_input(inputs))
+
+    def call(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
+        return tuple(input_shape)
+
+    def extra_repr(self) -> str:
+        parts = [f"{k}={v!r}" for k, v in self.get_config().items()
+                 if k not in ("name", "trainable", "dtype", "batch_input_shape")]
+        return ", ".join(parts + [f"name={self.name!r}"])
+
+
+# -- InputLayer ---------------------------------------------------------------------------
+
+class InputLayer(_Weightless):
+    """Keras' ``InputLayer``: the identity, declaring the model's input shape and dtype.
+
+    Floating inputs are cast to ``dtype`` (float32 by default); an integer ``dtype``
+    (``"int32"``, ``"int64"``: the input of an ``Embedding``) casts to that integer type.
+    ``input_tensor``, ``sparse``, ``ragged``, ``type_spec`` and ``optional`` are accepted
+    for tf-keras' signature and configs; sparse and ragged tensors are not supported.
+    """
+
+    _INT_DTYPES = {"int8": torch.int8, "int16": torch.int16, "int32": torch.int32,
+                   "int64": torch.int64, "uint8": torch.uint8, "bool": torch.bool}
+
+    def __init__(self, input_shape=None, batch_size=None, dtype=None, input_tensor=None,
+                 sparse=None, name=None, ragged=None, type_spec=None, optional=False,
+                 batch_input_shape=None, trainable=None, weights=None):
+        if name is None:
+            n = 1
+            while f"input_{n}" in _used_names:
+                n += 1
+            name = f"input_{n}"
+        int_dtype = None
+        if isinstance(dtype, dict):
+            dtype = (dtype.get("config") or {}).get("name", dtype)
+        if isinstance(dtype, str) and dtype.lower() in self._INT_DTYPES:
+            int_dtype, dtype = dtype.lower(), None
+        elif isinstance(dtype, torch.dtype) and not dtype.is_floating_point:
+            int_dtype, dtype = str(dtype).replace("torch.", ""), None
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if input_tensor is not None and self.batch_input_shape is None:
+            self.batch_input_shape = tuple(input_tensor.shape)
+        self._int_dtype = int_dtype
+        self.sparse = bool(sparse)
+        self.ragged = bool(ragged)
+        self.optional = check_bool(optional, "optional")
+        if self.sparse or self.ragged:
+            raise ValueError(f"InputLayer {self.name!r}: sparse and ragged inputs are not "
+                             f"supported. Received sparse={sparse}, ragged={ragged}")
+        self._finish_init()
+
+    @property
+    def dtype(self) -> str:
+        return self._int_dtype or self.dtype_policy.name
+
+    def forward(self, inputs) -> torch.Tensor:
+        if self._int_dtype is None:
+            return self._prepare_input(inputs)
+        x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
+        return x.to(getattr(torch, self._int_dtype))
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"batch_input_shape": self.batch_input_shape, "dtype": self.dtype,
+                "sparse": self.sparse, "ragged": self.ragged, "name": self.name,
+                "optional": self.optional}
+
+
+# -- Dense --------------------------------------------------------------------------------
+
+class Dense(Layer):
+    """Keras' ``Dense``: ``activation(inputs @ kernel + bias)`` on the last axis.
+
+    Input ``(batch, ..., in)`` of any rank >= 2; output ``(batch, ..., units)``.  Weights in
+    Keras' order and shapes: ``kernel`` ``(in, units)``, ``bias`` ``(units,)`` (absent when
+    ``use_bias=False``).  The activity penalty in ``losses`` is divided by the batch size,
+    as tf-keras does.
+    """
+
+    WEIGHT_NAMES = ("kernel", "bias")
+
+    def __init__(self, units, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights, activity_regularizer=activity_regularizer)
+        self.units = check_count(units, "units")
+        self.activation = _activations.get(activation, "activation")
+        self.use_bias = check_bool(use_bias, "use_bias")
+        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
+        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
+        self.input_dim: Optional[int] = None
+        if self.batch_input_shape is not None and len(self.batch_input_shape) < 2:
+            raise ValueError(f"Invalid value for argument `input_shape`. Dense expects at "
+                             f"least one feature axis. Received batch_input_shape="
+                             f"{self.batch_input_shape}")
+        self._finish_init()
+
+    def build(self, input_shape, device=None) -> None:
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(f"Layer {self.name!r} expects an input of rank >= 2 with a "
+                             f"known last axis. Received input_shape={tuple(input_shape)}")
+        self.input_dim = check_count(input_shape[-1], "input features")
+        self.add_weight("kernel", (self.input_dim, self.units), self.kernel_initializer,
+                        self.kernel_regularizer, self.kernel_constraint, device)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer,
+                            self.bias_regularizer, self.bias_constraint, device)
+
+    def _input_shape_from_weights(self, weights):
+        if weights and len(getattr(weights[0], "shape", ())) == 2:
+            return (None, int(weights[0].shape[0]))
+        return None
+
+    def _check_input(self, shape) -> None:
+        if len(shape) < 2 or shape[-1] != self.input_dim:
+            raise ValueError(f"Layer {self.name!r} expects input of shape (batch, ..., "
+                             f"{self.input_dim}). Received input of shape {shape}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)[:-1] + (self.units,)
+
+    def forward(self, inputs) -> torch.Tensor:
+        """``inputs``: ``(batch, ..., in)``, a tensor or numpy array."""
+        x = self._prepare_input(inputs)
+        y = _functional.dense(x, self._weight("kernel"),
+                              self._weight("bias") if self.use_bias else None)
+        y = self.activation(y)
+        self._record_activity(y)
+        return y
+
+    def get_config(self) -> Dict[str, Any]:
+        config = self.base_config()
+        config.update({
+            "units": self.units, "activation": _activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": serialize(self.kernel_initializer),
+            "bias_initializer": serialize(self.bias_initializer),
+            "kernel_regularizer": serialize(self.kernel_regularizer),
+            "bias_regularizer": serialize(self.bias_regularizer),
+            "activity_regularizer": serialize(self.activity_regularizer),
+            "kernel_constraint": serialize(self.kernel_constraint),
+            "bias_constraint": serialize(self.bias_constraint),
+        })
+        return config
+
+    def extra_repr(self) -> str:
+        act = _activations.serialize(self.activation)
+        parts = [f"{self.input_dim if self.built else '?'}", f"{self.units}"]
+        if act != "linear":
+            parts.append(f"activation={act!r}")
+        if not self.use_bias:
+            parts.append("use_bias=False")
+        return ", ".join(parts + [f"name={self.name!r}"])
+
+
+# -- activation layers ---------------------------------------------------------------------
+
+class Activation(_Weightless):
+    """Keras' ``Activation``: applies ``activation`` (a name, callable or config)
+    elementwise; the tf-keras formulas (``hard_sigmoid``, ``leaky_relu``'s 0.2 slope)."""
+
+    def __init__(self, activation, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if activation is None:
+            raise ValueError("Invalid value for argument `activation`. Expected an "
+                             "activation name or callable. Received activation=None")
+        self.activation = _activations.get(activation, "activation")
+        self._finish_init()
+
+    def call(self, x):
+        return self.activation(x)
+
+    def get_config(self):
+        return {**self.base_config(), "activation": _activations.serialize(self.activation)}
+
+
+class ReLU(_Weightless):
+    """Keras' ``ReLU``: ``x`` for ``x > threshold`` (else ``negative_slope * (x -
+    threshold)``), clipped above at ``max_value``: tf-keras' ``backend.relu``."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        # tf-keras keeps these as float32 (backend.cast_to_floatx), also in float64 layers.
+        self.max_value = _floatx(check_number(max_value, "max_value", 0.0, allow_none=True))
+        self.negative_slope = _floatx(check_number(negative_slope, "negative_slope", 0.0))
+        self.threshold = _floatx(check_number(threshold, "threshold", 0.0))
+        self._finish_init()
+
+    def call(self, x):
+        return _functional.keras_relu(x, self.negative_slope, self.max_value, self.threshold)
+
+    def get_config(self):
+        return {**self.base_config(), "max_value": self.max_value,
+                "negative_slope": self.negative_slope, "threshold": self.threshold}
+
+
+class LeakyReLU(_Weightless):
+    """Keras' ``LeakyReLU``: ``x`` if ``x >= 0`` else ``alpha * x``; tf-keras' argument
+    ``alpha`` (default 0.3).  Keras 3 names it ``negative_slope`` (same default):
+    ``from_config`` reads either."""
+
+    def __init__(self, alpha=0.3, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if alpha is None:
+            raise ValueError("The alpha value of a Leaky ReLU layer cannot be None. "
+                             "Received alpha=None")
+        self.alpha = _floatx(check_number(alpha, "alpha"))  # float32, as tf-keras keeps it
+        self._finish_init()
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "negative_slope" in config and "alpha" not in config:
+            config["alpha"] = config.pop("negative_slope")
+        return super().from_config(config)
+
+    def call(self, x):
+        return torch.nn.functional.leaky_relu(x, self.alpha)
+
+    def get_config(self):
+        return {**self.base_config(), "alpha": self.alpha}
+
+
+class PReLU(Layer):
+    """Keras' ``PReLU``: ``relu(x) - alpha * relu(-x)`` with a learned ``alpha`` of shape
+    ``input_shape[1:]``, size 1 on the ``shared_axes`` (1-based, the batch axis excluded)."""
+
+    WEIGHT_NAMES = ("alpha",)
+
+    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None,
+                 alpha_constraint=None, shared_axes=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.alpha_initializer = check_initializer(alpha_initializer, "alpha_initializer")
+        self.alpha_regularizer = _regularizers.get(alpha_regularizer, "alpha_regularizer")
+        self.alpha_constraint = _constraints.get(alpha_constraint, "alpha_constraint")
+        if shared_axes is None:
+            self.shared_axes = None
+        else:
+            axes = shared_axes if isinstance(shared_axes, (list, tuple)) else [shared_axes]
+            self.shared_axes = [check_count(a, "shared_axes") for a in axes]
+        self.param_shape: Optional[Tuple[int, ...]] = None
+        self._finish_init()
+
+    def build(self, input_shape, device=None) -> None:
+        shape = list(input_shape[1:])
+        for axis in self.shared_axes or ():
+            if axis > len(shape):
+                raise ValueError(f"Invalid value for argument `shared_axes`. Axis {axis} is "
+                                 f"not an axis of the input of shape {tuple(input_shape)}. "
+                                 f"Received shared_axes={self.shared_axes}")
+            shape[axis - 1] = 1
+        if any(s is None for s in shape):
+            raise ValueError(f"Layer {self.name!r} needs every non-shared input axis known. "
+                             f"Received input_shape={tuple(input_shape)}")
+        self.param_shape = tuple(shape)
+        self.add_weight("alpha", self.param_shape, self.alpha_initializer,
+                        self.alpha_regularizer, self.alpha_constraint, device)
+
+    def _input_shape_from_weights(self, weights):
+        if weights:
+            return (None,) + tuple(int(s) for s in weights[0].shape)
+        return None
+
+    def _check_input(self, shape) -> None:
+        ok = len(shape) == len(self.param_shape) + 1 and all(
+            p == 1 or p == s for p, s in zip(self.param_shape, shape[1:]))
+        if not ok:
+            raise ValueError(f"Layer {self.name!r} expects input of shape (batch, "
+                             f"{', '.join(map(str, self.param_shape))}) up to its shared "
+                             f"axes. Received input of shape {shape}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, inputs):
+        x = self._prepare_input(inputs)
+        return _functional.prelu(x, self._weight("alpha"))
+
+    def get_config(self):
+        return {**self.base_config(),
+                "alpha_initializer": serialize(self.alpha_initializer),
+                "alpha_regularizer": serialize(self.alpha_regularizer),
+                "alpha_constraint": serialize(self.alpha_constraint),
+                "shared_axes": self.shared_axes}
+
+    def extra_repr(self):
+        return f"shared_axes={self.shared_axes}, name={self.name!r}"
+
+
+class ELU(_Weightless):
+    """Keras' ``ELU``: ``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``."""
+
+    def __init__(self, alpha=1.0, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if alpha is None:
+            raise ValueError("Alpha of an ELU layer cannot be None, expecting a float. "
+                             "Received alpha=None")
+        self.alpha = _floatx(check_number(alpha, "alpha"))  # float32, as tf-keras keeps it
+        self._finish_init()
+
+    def call(self, x):
+        y = torch.nn.functional.elu(x)
+        return y if self.alpha == 1 else torch.where(x > 0, y, self.alpha * y)
+
+    def get_config(self):
+        return {**self.base_config(), "alpha": self.alpha}
+
+
+class Softmax(_Weightless):
+    """Keras' ``Softmax`` over ``axis`` (an int or a list of axes).  ``robust_masking``
+    is accepted for tf-keras' signature; masks are not supported."""
+
+    def __init__(self, axis=-1, robust_masking=False, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.axis = _check_axis(axis, "axis")
+        self.robust_masking = check_bool(robust_masking, "robust_masking")
+        self._finish_init()
+
+    def call(self, x):
+        return _functional.keras_softmax(x, self.axis)
+
+    def get_config(self):
+        config = {**self.base_config(), "axis": self.axis}
+        if self.robust_masking:
+            config["robust_masking"] = True
+        return config
+
+
+def _check_axis(value, name):
+    """An int axis or a list of int axes (Keras' ``axis`` arguments)."""
+    if isinstance(value, (list, tuple)):
+        return [_check_axis(v, name) for v in value]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise TypeError(f"Invalid type for argument `{name}`. Expected an int or a list of "
+                        f"ints. Received {name}={value!r}")
+    return int(value)
+
+
+# -- dropout and noise ---------------------------------------------------------------------
+
+class _Random(_Weightless):
+    """Layers that draw random numbers in training: one ``torch.Generator`` per device,
+    seeded once from ``seed`` (unseeded: torch's global generator)."""
+
+    def _generator(self, device) -> Optional[torch.Generator]:
+        if self.seed is None:
+            return None
+        gens = self.__dict__.setdefault("_generators", {})
+        key = str(device)
+        if key not in gens:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(int(self.seed))
+            gens[key] = gen
+        return gens[key]
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state = dict(state)
+        state.pop("_generators", None)
+        return state
+
+
+class Dropout(_Random):
+    """Keras' ``Dropout``: in training, each element (or each slice of ``noise_shape``,
+    ``None`` entries taken from the input) is zeroed with probability ``rate`` and the kept
+    ones scaled by ``1 / (1 - rate)``; the identity in ``eval()``."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.rate = check_number(rate, "rate", 0.0, 1.0)
+        if noise_shape is not None:
+            if not isinstance(noise_shape, (list, tuple)):
+                raise TypeError(f"Invalid type for argument `noise_shape`. Expected a tuple. "
+                                f"Received noise_shape={noise_shape!r}")
+            noise_shape = tuple(None if v is None else check_count(v, "noise_shape")
+                                for v in noise_shape)
+        self.noise_shape = noise_shape
+        self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
+        self._finish_init()
+
+    def _noise_shape(self, x) -> Optional[Tuple[int, ...]]:
+        if self.noise_shape is None:
+            return None
+        if len(self.noise_shape) != x.dim():
+            raise ValueError(f"Layer {self.name!r}: noise_shape={self.noise_shape} does not "
+                             f"match the rank of the input of shape {tuple(x.shape)}")
+        return tuple(s if n is None else n for n, s in zip(self.noise_shape, x.shape))
+
+    def call(self, x):
+        if not self.training or self.rate == 0:
+            return x
+        return _functional.dropout(x, self.rate, self._noise_shape(x),
+                                   self._generator(x.device))
+
+    def get_config(self):
+        return {**self.base_config(), "rate": self.rate, "noise_shape": self.noise_shape,
+                "seed": self.seed}
+
+
+class _SpatialDropout(Dropout):
+    _RANK = 1
+
+    def __init__(self, rate, data_format=None, seed=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        self.data_format = check_data_format(data_format)
+        super().__init__(rate, seed=seed, input_shape=input_shape,
+                         batch_input_shape=batch_input_shape, batch_size=batch_size,
+                         dtype=dtype, name=name, trainable=trainable, weights=weights)
+
+    def _check_input(self, shape):
+        if len(shape) != self._RANK + 2:
+            raise ValueError(f"Layer {self.name!r} expects input of rank {self._RANK + 2}. "
+                             f"Received input of shape {shape}")
+
+    def _noise_shape(self, x):
+        ones = (1,) * self._RANK
+        if self.data_format == "channels_last":
+            return (x.shape[0],) + ones + (x.shape[-1],)
+        return (x.shape[0], x.shape[1]) + ones
+
+    def get_config(self):
+        config = super().get_config()
+        if self._RANK > 1:
+            # tf-keras drops data_format from this config (a channels_first layer comes back
+            # channels_last); sepconv keeps it, as Keras 3 does.
+            config["data_format"] = self.data_format
+        return config
+
+
+class SpatialDropout1D(_SpatialDropout):
+    """Keras' ``SpatialDropout1D``: drops whole channels of ``(batch, steps, channels)``
+    in training (noise shape ``(batch, 1, channels)``), scaling the rest by
+    ``1 / (1 - rate)``."""
+
+    _RANK = 1
+
+    def __init__(self, rate, seed=None, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(rate, None, seed=seed, input_shape=input_shape,
+                         batch_input_shape=batch_input_shape, batch_size=batch_size,
+                         dtype=dtype, name=name, trainable=trainable, weights=weights)
+
+
+class SpatialDropout2D(_SpatialDropout):
+    """Keras' ``SpatialDropout2D``: drops whole feature maps in training."""
+
+    _RANK = 2
+
+
+class SpatialDropout3D(_SpatialDropout):
+    """Keras' ``SpatialDropout3D``: drops whole feature volumes in training."""
+
+    _RANK = 3
+
+
+class GaussianNoise(_Random):
+    """Keras' ``GaussianNoise``: adds ``N(0, stddev**2)`` noise in training only."""
+
+    def __init__(self, stddev, seed=None, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.stddev = check_number(stddev, "stddev", 0.0)
+        self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
+        self._finish_init()
+
+    def call(self, x):
+        if not self.training:
+            return x
+        noise = torch.randn(x.shape, dtype=x.dtype, device=x.device,
+                            generator=self._generator(x.device))
+        return x + self.stddev * noise
+
+    def get_config(self):
+        return {**self.base_config(), "stddev": self.stddev, "seed": self.seed}
+
+
+# -- reshaping -----------------------------------------------------------------------------
+
+class Flatten(_Weightless):
+    """Keras' ``Flatten``: ``(batch, ...) -> (batch, prod(...))``.  Under
+    ``data_format="channels_first"`` the channel axis is moved last before flattening, so
+    a model gives the same order under either format (tf-keras' rule)."""
+
+    def __init__(self, data_format=None, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.data_format = check_data_format(data_format)
+        self._finish_init()
+
+    def call(self, x):
+        return _functional.flatten(x, self.data_format)
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        rest = shape[1:]
+        size = None if any(s is None for s in rest) else int(np.prod(rest)) if rest else 1
+        return (shape[0], size)
+
+    def get_config(self):
+        return {**self.base_config(), "data_format": self.data_format}
+
+
+class Reshape(_Weightless):
+    """Keras' ``Reshape``: ``(batch, ...) -> (batch, *target_shape)``; one entry of
+    ``target_shape`` may be ``-1`` (inferred)."""
+
+    def __init__(self, target_shape, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if not isinstance(target_shape, (list, tuple)):
+            raise TypeError(f"Invalid type for argument `target_shape`. Expected a tuple. "
+                            f"Received target_shape={target_shape!r}")
+        shape = []
+        for v in target_shape:
+            if v is None or v == -1:
+                shape.append(-1)
+            else:
+                shape.append(check_count(v, "target_shape"))
+        if shape.count(-1) > 1:
+            raise ValueError(f"Invalid value for argument `target_shape`. There must be at "
+                             f"most one unknown dimension (-1). Received target_shape="
+                             f"{tuple(target_shape)}")
+        self.target_shape = tuple(shape)
+        self._finish_init()
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        rest = shape[1:]
+        if -1 not in self.target_shape:
+            out = self.target_shape
+        elif any(s is None for s in rest):
+            out = tuple(None if s == -1 else s for s in self.target_shape)
+        else:
+            out = self._resolve(int(np.prod(rest)) if rest else 1, shape)
+        return (shape[0],) + tuple(out)
+
+    def _resolve(self, size, shape):
+        known = int(np.prod([s for s in self.target_shape if s != -1]))
+        if -1 in self.target_shape:
+            if known == 0 or size % known:
+                raise ValueError(f"Layer {self.name!r}: total size of the new array must be "
+                                 f"unchanged, input_shape = {list(shape[1:])}, output_shape "
+                                 f"= {list(self.target_shape)}")
+            return tuple(size // known if s == -1 else s for s in self.target_shape)
+        if known != size:
+            raise ValueError(f"Layer {self.name!r}: total size of the new array must be "
+                             f"unchanged, input_shape = {list(shape[1:])}, output_shape = "
+                             f"{list(self.target_shape)}")
+        return self.target_shape
+
+    def call(self, x):
+        out = self._resolve(int(np.prod(x.shape[1:])), tuple(x.shape))
+        return x.reshape((x.shape[0],) + tuple(out))
+
+    def get_config(self):
+        return {**self.base_config(), "target_shape": self.target_shape}
+
+
+class Permute(_Weightless):
+    """Keras' ``Permute``: reorders the non-batch axes; ``dims`` is 1-based
+    (``(2, 1)`` swaps the two axes after the batch)."""
+
+    def __init__(self, dims, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if not isinstance(dims, (list, tuple)):
+            raise TypeError(f"Invalid type for argument `dims`. Expected a tuple. "
+                            f"Received dims={dims!r}")
+        dims = tuple(check_count(d, "dims") for d in dims)
+        if sorted(dims) != list(range(1, len(dims) + 1)):
+            raise ValueError(f"Invalid permutation argument `dims` for Permute Layer. The "
+                             f"set of indices in `dims` must be consecutive and start from "
+                             f"1. Received dims={dims}")
+        self.dims = dims
+        self._finish_init()
+
+    def _check_input(self, shape):
+        if len(shape) != len(self.dims) + 1:
+            raise ValueError(f"Layer {self.name!r} with dims={self.dims} expects input of "
+                             f"rank {len(self.dims) + 1}. Received input of shape {shape}")
+
+    def call(self, x):
+        return x.permute(0, *self.dims)
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        return (shape[0],) + tuple(shape[d] for d in self.dims)
+
+    def get_config(self):
+        return {**self.base_config(), "dims": self.dims}
+
+
+class RepeatVector(_Weightless):
+    """Keras' ``RepeatVector``: ``(batch, features) -> (batch, n, features)``."""
+
+    def __init__(self, n, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.n = check_count(n, "n")
+        self._finish_init()
+
+    def _check_input(self, shape):
+        if len(shape) != 2:
+            raise ValueError(f"Layer {self.name!r} expects input of rank 2, (batch, "
+                             f"features). Received input of shape {shape}")
+
+    def call(self, x):
+        return x.unsqueeze(1).expand(x.shape[0], self.n, x.shape[1])
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        return (shape[0], self.n, shape[1])
+
+    def get_config(self):
+        return {**self.base_config(), "n": self.n}
+
+
+# -- Embedding and TimeDistributed ---------------------------------------------------------
+
+class Embedding(Layer):
+    """Keras' ``Embedding``: integer indices ``(batch, ...)`` -> rows of ``embeddings``
+    ``(input_dim, output_dim)``: ``(batch, ..., output_dim)`` in the compute dtype.
+
+    Float indices are truncated to integers, as tf-keras casts them; an index outside
+    ``[0, input_dim)`` is a ``ValueError``.  ``mask_zero`` is kept in the config (sepconv
+    layers do not propagate masks); ``input_length`` fixes the input shape
+    ``(batch, input_length)``; ``sparse=True`` (sparse gradients) is accepted and computes
+    the same numbers.  The default initializer is Keras' ``RandomUniform(-0.05, 0.05)``.
+    """
+
+    WEIGHT_NAMES = ("embeddings",)
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
+                 embeddings_regularizer=None, activity_regularizer=None,
+                 embeddings_constraint=None, mask_zero=False, input_length=None, sparse=False,
+                 input_shape=None, batch_input_shape=None, batch_size=None, dtype=None,
+                 name=None, trainable=None, weights=None):
+        if input_length is not None:
+            input_length = check_count(input_length, "input_length")
+        if input_shape is None and batch_input_shape is None:
+            input_shape = (input_length,)
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights, activity_regularizer=activity_regularizer)
+        self.input_dim = check_count(input_dim, "input_dim")
+        self.output_dim = check_count(output_dim, "output_dim")
+        self.embeddings_initializer = check_initializer(embeddings_initializer,
+                                                        "embeddings_initializer")
+        self.embeddings_regularizer = _regularizers.get(embeddings_regularizer,
+                                                        "embeddings_regularizer")
+        self.embeddings_constraint = _constraints.get(embeddings_constraint,
+                                                      "embeddings_constraint")
+        self.mask_zero = check_bool(mask_zero, "mask_zero")
+        self.input_length = input_length
+        self.sparse = check_bool(sparse, "sparse")
+        self._finish_init()
+
+    def build(self, input_shape, device=None) -> None:
+        self.add_weight("embeddings", (self.input_dim, self.output_dim),
+                        self.embeddings_initializer, self.embeddings_regularizer,
+                        self.embeddings_constraint, device)
+
+    def _input_shape_from_weights(self, weights):
+        return (None, self.input_length)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def forward(self, inputs) -> torch.Tensor:
+        """``inputs``: integer indices of any shape (a tensor or array)."""
+        x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
+        if x.is_floating_point():
+            x = x.to(torch.int64)  # tf-keras casts float indices to int32 (truncation)
+        elif x.dtype not in (torch.int64, torch.int32):
+            x = x.to(torch.int64)
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.input_dim):
+            raise ValueError(f"Layer {self.name!r}: indices must be in [0, {self.input_dim}) "
+                             f"(input_dim={self.input_dim}). Received indices in "
+                             f"[{int(x.min())}, {int(x.max())}]")
+        y = torch.nn.functional.embedding(x.to(self.embeddings.device), self.embeddings,
+                                          sparse=self.sparse)
+        y = y.to(self.dtype_policy.compute)
+        self._record_activity(y)
+        return y
+
+    def get_config(self):
+        config = self.base_config()
+        config.update({
+            "input_dim": self.input_dim, "output_dim": self.output_dim,
+            "embeddings_initializer": serialize(self.embeddings_initializer),
+            "embeddings_regularizer": serialize(self.embeddings_regularizer),
+            "activity_regularizer": serialize(self.activity_regularizer),
+            "embeddings_constraint": serialize(self.embeddings_constraint),
+            "mask_zero": self.mask_zero, "input_length": self.input_length})
+        if self.sparse:
+            config["sparse"] = True
+        return config
+
+    def extra_repr(self):
+        return f"{self.input_dim}, {self.output_dim}, name={self.name!r}"
+
+
+class TimeDistributed(Layer):
+    """Keras' ``TimeDistributed``: applies ``layer`` (a sepconv layer, or its Keras config
+    dict ``{"class_name", "config"}``) to every time step of ``(batch, time, ...)`` by
+    running it once on ``(batch * time, ...)``.
+
+    Its weights are the inner layer's (``get_weights`` / ``set_weights`` delegate), and its
+    config nests the inner layer's as Keras does.  The inner layer's penalties are in
+    ``self.layer.losses`` (and in :func:`sepconv.regularization_loss`), not repeated here.
+    """
+
+    def __init__(self, layer, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if isinstance(layer, dict):
+            from .base import get_layer_class
+            if "class_name" not in layer:
+                raise ValueError(f"Invalid value for argument `layer`. A config dict needs a "
+                                 f"'class_name' key. Received layer={layer!r}")
+            layer = get_layer_class(layer["class_name"]).from_config(layer.get("config", {}))
+        if not isinstance(layer, Layer):
+            raise ValueError(f"Invalid value for argument `layer`. Expected a sepconv Keras "
+                             f"layer (or its config dict). Received layer={layer!r}")
+        self.layer = layer
+        if trainable is not None:
+            self.layer.trainable = self.trainable
+        self._finish_init()
+
+    def build(self, input_shape, device=None) -> None:
+        if len(input_shape) < 3:
+            raise ValueError(f"`TimeDistributed` Layer should be passed an `input_shape` "
+                             f"with at least 3 dimensions, received: {tuple(input_shape)}")
+        if not self.layer.built:
+            self.layer._build_checked((None,) + tuple(input_shape[2:]), device=device)
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        """Freezing the wrapper freezes the inner layer, as in Keras."""
+        self._trainable = check_bool(value, "trainable")
+        if "layer" in self._modules:
+            self.layer.trainable = self._trainable
+
+    @property
+    def weights(self):
+        return self.layer.weights
+
+    def get_weights(self):
+        return self.layer.get_weights()
+
+    def set_weights(self, weights):
+        self.layer.set_weights(weights)
+        self.built = self.built or self.layer.built
+
+    def constrained_parameters(self):
+        return []
+
+    @property
+    def losses(self):
+        return []
+
+    def _check_input(self, shape):
+        if len(shape) < 3:
+            raise ValueError(f"`TimeDistributed` Layer {self.name!r} expects input of rank "
+                             f">= 3, (batch, time, ...). Received input of shape {shape}")
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        inner = self.layer.compute_output_shape((None,) + shape[2:])
+        return shape[:2] + tuple(inner[1:])
+
+    def forward(self, inputs) -> torch.Tensor:
+        """``inputs``: ``(batch, time, ...)``; the output ``(batch, time, ...inner...)``."""
+        if isinstance(self.layer, Embedding):
+            x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(
+                np.asarray(inputs))
+            if not self.built:
+                self._build_checked(tuple(x.shape), device=x.device)
+        else:
+            x = self._prepare_input(inputs)
+        self._check_input(tuple(x.shape))
+        b, t = x.shape[:2]
+        y = self.layer(x.reshape((b * t,) + tuple(x.shape[2:])))
+        return y.reshape((b, t) + tuple(y.shape[1:]))
+
+    def get_config(self):
+        return {**self.base_config(),
+                "layer": {"class_name": type(self.layer).__name__,
+                          "config": self.layer.get_config()}}
+
+    def extra_repr(self):
+        return f"name={self.name!r}"

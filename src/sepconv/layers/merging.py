@@ -1,0 +1,187 @@
+"""Keras' merging layers: ``Add``, ``Subtract``, ``Multiply``, ``Average``, ``Maximum``,
+``Minimum`` and ``Concatenate``.
+
+``forward`` takes a list (or tuple) of tensors, as a Keras merge layer is called.  The
+elementwise ones broadcast as tf-keras does: an input of lower rank gets size-1 axes
+inserted after the batch axis until the ranks agree, then sizes must be equal or 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+import torch
+
+from .core import _Weightless, _check_axis
+
+
+class _Merge(_Weightless):
+    """Shared by the merging layers: checks the list of inputs, casts each to the compute
+    dtype and aligns ranks."""
+
+    _MIN_INPUTS = 1
+
+    def __init__(self, input_shape=None, batch_input_shape=None, batch_size=None, dtype=None,
+                 name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self._finish_init()
+
+    def _finish_init(self) -> None:
+        self.built = True  # nothing to build; input_shape only documents the inputs
+
+    def _inputs(self, inputs) -> List[torch.Tensor]:
+        if not isinstance(inputs, (list, tuple)):
+            raise ValueError(f"A merge layer ({type(self).__name__} {self.name!r}) should be "
+                             f"called on a list of inputs. Received inputs={inputs!r} "
+                             f"(not a list of tensors)")
+        if len(inputs) < self._MIN_INPUTS:
+            raise ValueError(f"A merge layer ({type(self).__name__} {self.name!r}) should be "
+                             f"called on a list of at least {self._MIN_INPUTS} input"
+                             f"{'s' if self._MIN_INPUTS > 1 else ''}. Got {len(inputs)} "
+                             f"inputs")
+        return [self._prepare_input(x) for x in inputs]
+
+    def _aligned(self, inputs) -> List[torch.Tensor]:
+        xs = self._inputs(inputs)
+        rank = max(x.dim() for x in xs)
+        out = []
+        for x in xs:
+            while x.dim() < rank:
+                x = x.unsqueeze(1)
+            out.append(x)
+        for axis in range(rank):
+            sizes = {x.shape[axis] for x in out} - {1}
+            if len(sizes) > 1:
+                raise ValueError(f"Inputs of {type(self).__name__} {self.name!r} have "
+                                 f"incompatible shapes: "
+                                 f"{[tuple(x.shape) for x in xs]}")
+        return out
+
+    def forward(self, inputs) -> torch.Tensor:
+        """``inputs``: a list of tensors (or arrays) of broadcastable shapes."""
+        return self._merge(self._aligned(inputs))
+
+    def _merge(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        shapes = [tuple(s) for s in input_shape]
+        rank = max(len(s) for s in shapes)
+        shapes = [s[:1] + (1,) * (rank - len(s)) + s[1:] for s in shapes]
+        out = []
+        for dims in zip(*shapes):
+            known = [d for d in dims if d is not None and d != 1]
+            out.append(known[0] if known else (None if None in dims else 1))
+        return tuple(out)
+
+    def get_config(self) -> Dict[str, Any]:
+        return self.base_config()
+
+
+class Add(_Merge):
+    """Keras' ``Add``: the elementwise sum of a list of tensors."""
+
+    def _merge(self, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Subtract(_Merge):
+    """Keras' ``Subtract``: ``inputs[0] - inputs[1]`` (exactly two inputs)."""
+
+    _MIN_INPUTS = 2
+
+    def _merge(self, xs):
+        if len(xs) != 2:
+            raise ValueError(f"A `Subtract` layer should be called on exactly 2 inputs. "
+                             f"Received: inputs with {len(xs)} tensors")
+        return xs[0] - xs[1]
+
+
+class Multiply(_Merge):
+    """Keras' ``Multiply``: the elementwise product of a list of tensors."""
+
+    def _merge(self, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x
+        return out
+
+
+class Average(_Merge):
+    """Keras' ``Average``: the elementwise mean of a list of tensors (sum, then divided by
+    their count, in tf-keras' order)."""
+
+    def _merge(self, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out / len(xs)
+
+
+class Maximum(_Merge):
+    """Keras' ``Maximum``: the elementwise maximum of a list of tensors."""
+
+    def _merge(self, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = torch.maximum(out, x)
+        return out
+
+
+class Minimum(_Merge):
+    """Keras' ``Minimum``: the elementwise minimum of a list of tensors."""
+
+    def _merge(self, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = torch.minimum(out, x)
+        return out
+
+
+class Concatenate(_Merge):
+    """Keras' ``Concatenate``: joins a list of tensors along ``axis`` (any axis; the
+    others must agree)."""
+
+    def __init__(self, axis=-1, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        self_axis = _check_axis(axis, "axis")
+        if isinstance(self_axis, list):
+            raise TypeError(f"Invalid type for argument `axis`. Expected an int. "
+                            f"Received axis={axis!r}")
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.axis = self_axis
+
+    def forward(self, inputs) -> torch.Tensor:
+        """``inputs``: a list of tensors of one rank, equal sizes except on ``axis``."""
+        xs = self._inputs(inputs)
+        rank = xs[0].dim()
+        shapes = [tuple(x.shape) for x in xs]
+        if any(x.dim() != rank for x in xs) or not -rank <= self.axis < rank:
+            raise ValueError(f"A `Concatenate` layer should be called on a list of inputs "
+                             f"of one rank with axis={self.axis} among its axes. Received: "
+                             f"input_shape={shapes}")
+        axis = self.axis % rank
+        for s in shapes[1:]:
+            if s[:axis] + s[axis + 1:] != shapes[0][:axis] + shapes[0][axis + 1:]:
+                raise ValueError(f"A `Concatenate` layer requires inputs with matching "
+                                 f"shapes except for the concatenation axis. Received: "
+                                 f"input_shape={shapes}")
+        return torch.cat(xs, dim=axis)
+
+    def compute_output_shape(self, input_shape):
+        shapes = [tuple(s) for s in input_shape]
+        axis = self.axis % len(shapes[0])
+        out = list(shapes[0])
+        sizes = [s[axis] for s in shapes]
+        out[axis] = None if None in sizes else sum(sizes)
+        return tuple(out)
+
+    def get_config(self):
+        return {**self.base_config(), "axis": self.axis}

@@ -1,0 +1,328 @@
+"""Keras' normalization layers: ``BatchNormalization`` and ``LayerNormalization``.
+
+Both follow tf-keras 2.21 (what R keras wraps) to float rounding; the facts that matter
+when moving a trained model (tested against tf-keras in
+``tests/test_parity_core_tfkeras.py``):
+
+- ``BatchNormalization`` normalises with ``gamma * (x - mean) / sqrt(var + epsilon) + beta``
+  and updates ``moving = moving * momentum + batch * (1 - momentum)``.  The batch variance
+  used for the update is the one TensorFlow uses in training: on 4D / 5D float16/32 inputs
+  with the channel axis first or last tf-keras runs the *fused* kernel, whose moving
+  variance is updated with the unbiased (Bessel-corrected, ``n / (n - 1)``) batch variance,
+  and which raises ``epsilon`` to at least ``1.001e-5``; on every other input (2D, 3D,
+  float64, other axes) it updates with the biased variance.  The batch itself is always
+  normalised with the biased variance.  Keras 3 always uses the biased variance.
+  A loader of Keras 3 files sets ``layer.keras_version = 3`` to get Keras 3's numbers.
+- ``BatchNormalization`` with ``trainable=False`` runs in inference mode even under
+  ``module.train()``, as in tf-keras 2 (the fine-tuning rule).
+- Under ``mixed_float16`` / ``mixed_bfloat16`` both compute in float32 and return the
+  compute dtype, as tf-keras does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .. import constraints as _constraints
+from .. import functional as _functional
+from .. import regularizers as _regularizers
+from .._registry import serialize
+from .base import Layer, check_bool
+from .core import _check_axis, check_initializer, check_number
+
+_FUSED_MIN_EPSILON = 1.001e-5
+
+
+class _Normalization(Layer):
+    """Shared arguments and weight helpers of the two normalization layers."""
+
+    def _common(self, axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint):
+        self.axis = _check_axis(axis, "axis")
+        self.epsilon = check_number(epsilon, "epsilon", 0.0)
+        self.center = check_bool(center, "center")
+        self.scale = check_bool(scale, "scale")
+        self.beta_initializer = check_initializer(beta_initializer, "beta_initializer")
+        self.gamma_initializer = check_initializer(gamma_initializer, "gamma_initializer")
+        self.beta_regularizer = _regularizers.get(beta_regularizer, "beta_regularizer")
+        self.gamma_regularizer = _regularizers.get(gamma_regularizer, "gamma_regularizer")
+        self.beta_constraint = _constraints.get(beta_constraint, "beta_constraint")
+        self.gamma_constraint = _constraints.get(gamma_constraint, "gamma_constraint")
+        self._input_dims: Optional[Tuple[int, ...]] = None
+
+    def _normalize_axes(self, input_shape) -> List[int]:
+        rank = len(input_shape)
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        out = []
+        for a in axes:
+            if not -rank <= a < rank:
+                raise ValueError(f"Invalid value for argument `axis`. Expected axes of an "
+                                 f"input of rank {rank}. Received axis={self.axis} and an "
+                                 f"input of shape {tuple(input_shape)}")
+            out.append(a % rank)
+        if len(set(out)) != len(out):
+            raise ValueError(f"Invalid value for argument `axis`: duplicate axes. "
+                             f"Received axis={self.axis}")
+        for a in out:
+            if input_shape[a] is None:
+                raise ValueError(f"Layer {self.name!r}: input axis {a} of input shape "
+                                 f"{tuple(input_shape)} should have a defined dimension")
+        return sorted(out)
+
+    def _geometry(self, shape):
+        """Axes and broadcast shape of the statistics for an input of ``shape`` (the layer
+        takes any rank that has its axes, as Keras' weights do not fix the rank)."""
+        axes = self._normalize_axes(shape)
+        return axes, [int(shape[a]) if a in axes else 1 for a in range(len(shape))]
+
+    def _build_dims(self, input_shape):
+        axes, broadcast = self._geometry(input_shape)
+        self._input_dims = tuple(int(input_shape[a]) for a in axes)
+        return axes, broadcast
+
+    def _shape_for_weights(self, weights):
+        """An input shape with the weights' sizes on ``axis`` (other sizes unknown)."""
+        if not weights:
+            return None
+        shape = tuple(int(s) for s in weights[0].shape)
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        if len(shape) == len(axes):  # one size per axis
+            rank = max([a + 1 for a in axes if a >= 0] + [-a + 1 for a in axes if a < 0]
+                       + [2])
+            out = [None] * rank
+            for a, d in zip(sorted(a % rank for a in axes), shape):
+                out[a] = d
+            return tuple(out)
+        return tuple(None if s == 1 and i not in [a % len(shape) for a in axes] else s
+                     for i, s in enumerate(shape))
+
+    def _add_buffer(self, name, shape, initializer, device):
+        value = initializer(tuple(shape), dtype=self.dtype_policy.variable, device=device)
+        self.register_buffer(name, torch.as_tensor(value).detach().clone())
+        self._weight_order.append(name)
+
+    def _check_input(self, shape) -> None:
+        try:
+            axes, _ = self._geometry(shape)
+        except ValueError as err:
+            raise ValueError(f"Layer {self.name!r} expects input with sizes "
+                             f"{self._input_dims} on axis={self.axis}: {err}") from None
+        if tuple(shape[a] for a in axes) != self._input_dims:
+            raise ValueError(f"Layer {self.name!r} expects input with sizes "
+                             f"{self._input_dims} on axis={self.axis}. Received input of "
+                             f"shape {shape}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _compute(self, x: torch.Tensor):
+        """Input cast to float32 under 16-bit compute (as tf-keras does), else as is."""
+        if x.dtype in (torch.float16, torch.bfloat16):
+            return x.float()
+        return x
+
+    @staticmethod
+    def _param(w, dtype, broadcast):
+        w = w if w.dtype == dtype else w.to(dtype)
+        return w.reshape(broadcast)
+
+    def _norm_config(self) -> Dict[str, Any]:
+        return {"axis": self.axis, "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale, "beta_initializer": serialize(self.beta_initializer),
+                "gamma_initializer": serialize(self.gamma_initializer),
+                "beta_regularizer": serialize(self.beta_regularizer),
+                "gamma_regularizer": serialize(self.gamma_regularizer),
+                "beta_constraint": serialize(self.beta_constraint),
+                "gamma_constraint": serialize(self.gamma_constraint)}
+
+    def extra_repr(self) -> str:
+        return (f"{self._input_dims if self.built else '?'}, axis={self.axis}, "
+                f"epsilon={self.epsilon}, name={self.name!r}")
+
+
+class BatchNormalization(_Normalization):
+    """Keras' ``BatchNormalization`` (tf-keras 2.21 numbers; see the module docstring).
+
+    Weights in Keras' ``get_weights()`` order: ``gamma`` (if ``scale``), ``beta`` (if
+    ``center``), ``moving_mean``, ``moving_variance``, each of shape ``(channels,)`` for one
+    ``axis`` (the input's size on every listed axis, 1 elsewhere, for several axes).
+    ``gamma`` and ``beta`` are parameters; the moving statistics are buffers (in
+    ``state_dict`` and ``get_weights``, not trained by an optimizer).
+
+    In ``module.eval()`` the layer uses the moving statistics.  In ``module.train()`` (and
+    ``trainable=True``) it normalises with the batch statistics and updates the moving ones
+    (``moving = moving * momentum + batch * (1 - momentum)``).  ``synchronized`` is accepted
+    for tf-keras' signature (one process: no cross-replica reduction).
+    """
+
+    WEIGHT_NAMES = ("gamma", "beta", "moving_mean", "moving_variance")
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, synchronized=False, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self._common(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                     beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint)
+        self.momentum = check_number(momentum, "momentum", 0.0, 1.0)
+        self.moving_mean_initializer = check_initializer(moving_mean_initializer,
+                                                         "moving_mean_initializer")
+        self.moving_variance_initializer = check_initializer(moving_variance_initializer,
+                                                             "moving_variance_initializer")
+        self.synchronized = check_bool(synchronized, "synchronized")
+        #: 2: tf-keras' training numbers (the default); 3: Keras 3's (set by a loader for a
+        #: Keras 3 file): always the biased variance, no epsilon floor,
+        #: ``moving * momentum + batch * (1 - momentum)`` in the weights' dtype.
+        self.keras_version = 2
+        if self.dtype_policy.variable in (torch.float16, torch.bfloat16):
+            # tf-keras keeps a 16-bit batch norm's weights in float32 (its _param_dtype).
+            self.dtype_policy.variable = torch.float32
+        self._finish_init()
+
+    @classmethod
+    def from_config(cls, config):
+        for key in ("renorm", "virtual_batch_size"):
+            if config.get(key):
+                raise ValueError(f"BatchNormalization {config.get('name')!r}: {key}="
+                                 f"{config[key]!r} is not supported by sepconv")
+        return super().from_config(config)
+
+    def build(self, input_shape, device=None) -> None:
+        axes, broadcast = self._build_dims(input_shape)
+        shape = self._input_dims if len(axes) == 1 else tuple(broadcast)
+        if self.scale:
+            self.add_weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer,
+                            self.gamma_constraint, device)
+        if self.center:
+            self.add_weight("beta", shape, self.beta_initializer, self.beta_regularizer,
+                            self.beta_constraint, device)
+        self._add_buffer("moving_mean", shape, self.moving_mean_initializer, device)
+        self._add_buffer("moving_variance", shape, self.moving_variance_initializer, device)
+
+    def _input_shape_from_weights(self, weights):
+        return self._shape_for_weights(weights)
+
+    def _fused(self, axes, rank, dtype) -> bool:
+        """Whether tf-keras runs its fused kernel here: a 4D/5D input, one axis first or
+        last, a float16/bfloat16/float32 compute dtype."""
+        return (rank in (4, 5) and len(axes) == 1 and axes[0] in (1, rank - 1)
+                and dtype != torch.float64)
+
+    def forward(self, inputs) -> torch.Tensor:
+        """``inputs``: any shape with the channel size(s) at ``axis``."""
+        x = self._prepare_input(inputs)
+        axes, broadcast = self._geometry(tuple(x.shape))
+        fused = self.keras_version == 2 and self._fused(axes, x.dim(), x.dtype)
+        epsilon = max(self.epsilon, _FUSED_MIN_EPSILON) if fused else self.epsilon
+        xc = self._compute(x)
+        dtype = xc.dtype
+        gamma = self._param(self.gamma, dtype, broadcast) if self.scale else None
+        beta = self._param(self.beta, dtype, broadcast) if self.center else None
+        if self.training and self.trainable:
+            reduce = [a for a in range(x.dim()) if a not in axes]
+            mean, variance = _functional.moments(xc, reduce)
+            y = _functional.batch_normalization(xc, mean, variance, beta, gamma, epsilon)
+            count = 1
+            for a in reduce:
+                count *= x.shape[a]
+            self._update_moving(mean.detach(), variance.detach(), count, fused)
+        else:
+            y = _functional.batch_normalization(
+                xc, self._param(self.moving_mean, dtype, broadcast),
+                self._param(self.moving_variance, dtype, broadcast), beta, gamma, epsilon)
+        return y.to(x.dtype)
+
+    @torch.no_grad()
+    def _update_moving(self, mean, variance, count, fused) -> None:
+        if self.keras_version == 3:
+            for name, value in (("moving_mean", mean), ("moving_variance", variance)):
+                buf = getattr(self, name)
+                value = value.reshape(buf.shape).to(buf.dtype)
+                buf.copy_(buf * self.momentum + value * (1.0 - self.momentum))
+            return
+        # tf-keras' decay is the float32 constant 1 - momentum, whatever the dtype.
+        decay = float(np.float32(1.0 - self.momentum))
+        if fused and count > 1:
+            variance = variance * (count / (count - 1))
+        shape = self.moving_mean.shape
+        for name, value in (("moving_mean", mean), ("moving_variance", variance)):
+            buf = getattr(self, name)
+            value = value.reshape(shape).to(buf.dtype)
+            if fused:  # TF's fused kernel: (1 - f) * moving + f * batch
+                buf.mul_(1.0 - decay).add_(value * decay)
+            else:      # tf-keras' assign_moving_average: moving -= (moving - batch) * decay
+                buf.sub_((buf - value) * decay)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = self.base_config()
+        config.update(self._norm_config())
+        config.update({
+            "momentum": self.momentum,
+            "moving_mean_initializer": serialize(self.moving_mean_initializer),
+            "moving_variance_initializer": serialize(self.moving_variance_initializer),
+        })
+        if self.synchronized:
+            config["synchronized"] = True
+        return config
+
+
+class LayerNormalization(_Normalization):
+    """Keras' ``LayerNormalization``: each sample normalised over ``axis`` (int or list),
+    ``gamma * (x - mean) / sqrt(var + epsilon) + beta`` with the biased variance; ``gamma``
+    and ``beta`` have the input's sizes on ``axis`` (Keras' order: gamma, beta)."""
+
+    WEIGHT_NAMES = ("gamma", "beta")
+
+    def __init__(self, axis=-1, epsilon=0.001, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
+                 input_shape=None, batch_input_shape=None, batch_size=None, dtype=None,
+                 name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self._common(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                     beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint)
+        self._finish_init()
+
+    @classmethod
+    def from_config(cls, config):
+        if config.get("rms_scaling"):
+            raise ValueError(f"LayerNormalization {config.get('name')!r}: Keras 3's "
+                             f"rms_scaling=True is not supported by sepconv")
+        return super().from_config(config)
+
+    def build(self, input_shape, device=None) -> None:
+        self._build_dims(input_shape)
+        if self.scale:
+            self.add_weight("gamma", self._input_dims, self.gamma_initializer,
+                            self.gamma_regularizer, self.gamma_constraint, device)
+        if self.center:
+            self.add_weight("beta", self._input_dims, self.beta_initializer,
+                            self.beta_regularizer, self.beta_constraint, device)
+
+    def _input_shape_from_weights(self, weights):
+        return self._shape_for_weights(weights)
+
+    def forward(self, inputs) -> torch.Tensor:
+        x = self._prepare_input(inputs)
+        axes, broadcast = self._geometry(tuple(x.shape))
+        xc = self._compute(x)
+        mean, variance = _functional.moments(xc, axes)
+        gamma = self._param(self.gamma, xc.dtype, broadcast) if self.scale else None
+        beta = self._param(self.beta, xc.dtype, broadcast) if self.center else None
+        y = _functional.batch_normalization(xc, mean, variance, beta, gamma, self.epsilon)
+        return y.to(x.dtype)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = self.base_config()
+        config.update(self._norm_config())
+        return config
