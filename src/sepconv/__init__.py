@@ -13,3 +13,9 @@ __version__ = "0.1.0"
 __all__ = ["SeparableConv1D", "layer_separable_conv_1d", "regularization_loss",
            "apply_constraints", "functional", "padding", "activations", "initializers",
            "regularizers", "constraints"]
+
+from .layers import DepthwiseConv1D, DepthwiseConv2D, SeparableConv2D  # noqa: E402
+from .r import layer_depthwise_conv_1d, layer_depthwise_conv_2d, layer_separable_conv_2d  # noqa: E402,E501
+
+__all__ += ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv2D", "layer_depthwise_conv_1d",
+            "layer_depthwise_conv_2d", "layer_separable_conv_2d"]

@@ -226,3 +226,82 @@ def _load(name: str) -> Callable:
         return cpu.separable_conv1d
     from .kernels import triton_sepconv
     return triton_sepconv.separable_conv1d
+
+
+def depthwise_conv(x: torch.Tensor, depthwise_kernel: torch.Tensor,
+                   bias: Optional[torch.Tensor] = None, strides: IntOrTuple = 1,
+                   padding: str = "valid", dilation_rate: IntOrTuple = 1,
+                   data_format: str = "channels_last") -> torch.Tensor:
+    """Keras' ``DepthwiseConv1D`` / ``DepthwiseConv2D`` (no activation); rank from the kernel.
+
+    Each input channel ``c`` is convolved with its own ``depth_multiplier`` kernels; output
+    channel ``c * depth_multiplier + m`` comes from input channel ``c`` (TensorFlow's order).
+    This is :func:`conv` with ``groups = channels`` (same validation, padding and kernel).
+
+    Args:
+        x: ``(batch, *spatial, channels)`` for ``"channels_last"``,
+            ``(batch, channels, *spatial)`` for ``"channels_first"``.
+        depthwise_kernel: ``(*kernel_size, channels, depth_multiplier)``, Keras' layout.
+        bias: ``(channels * depth_multiplier,)`` or ``None``.
+        strides, dilation_rate: an int or one per spatial axis; not ``strides > 1`` on any
+            axis with ``dilation_rate > 1`` on any axis (TensorFlow's rule).
+        padding: ``"valid"`` or ``"same"`` (``"causal"`` too for rank 1); TensorFlow's
+            arithmetic.
+        data_format: ``"channels_last"`` or ``"channels_first"``.
+
+    Returns:
+        ``(batch, *out_spatial, channels * depth_multiplier)`` or
+        ``(batch, channels * depth_multiplier, *out_spatial)``.
+    """
+    rank = depthwise_kernel.dim() - 2
+    if rank not in (1, 2, 3):
+        raise ValueError("Expected a depthwise kernel of shape (*kernel_size, channels, "
+                         "depth_multiplier) with 1 to 3 spatial axes. Received "
+                         f"{tuple(depthwise_kernel.shape)}")
+    *ksize, c, m = depthwise_kernel.shape
+    _, channels_last = _check_geometry(padding, data_format, rank)
+    if x.dim() == rank + 2:
+        channels = x.shape[-1] if channels_last else x.shape[1]
+        if channels != c:
+            raise ValueError(f"Input has {channels} channels, the depthwise kernel expects "
+                             f"{c} ({_layout_nd(rank, channels_last)}). Received input of "
+                             f"shape {tuple(x.shape)}")
+    # (*k, C, M) -> (*k, 1, C*M): a grouped kernel whose group c holds filters c*M .. c*M+M-1.
+    kernel = depthwise_kernel.reshape(*ksize, 1, c * m)
+    return conv(x, kernel, bias, strides=strides, padding=padding,
+                dilation_rate=dilation_rate, groups=c, data_format=data_format)
+
+
+def separable_conv2d(x: torch.Tensor, depthwise_kernel: torch.Tensor,
+                     pointwise_kernel: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                     strides: IntOrTuple = 1, padding: str = "valid",
+                     dilation_rate: IntOrTuple = 1,
+                     data_format: str = "channels_last") -> torch.Tensor:
+    """Keras' separable 2D convolution (no activation): :func:`depthwise_conv`, then a 1x1
+    :func:`conv`.
+
+    Args:
+        x: ``(batch, rows, cols, channels)`` or ``(batch, channels, rows, cols)``.
+        depthwise_kernel: ``(kernel_rows, kernel_cols, channels, depth_multiplier)``.
+        pointwise_kernel: ``(1, 1, channels * depth_multiplier, filters)``.
+        bias: ``(filters,)`` or ``None``.
+        strides, dilation_rate, padding, data_format: as :func:`depthwise_conv` (of the
+            depthwise step; the pointwise step has stride 1).
+
+    Returns:
+        ``(batch, out_rows, out_cols, filters)`` or ``(batch, filters, out_rows, out_cols)``.
+    """
+    if depthwise_kernel.dim() != 4 or pointwise_kernel.dim() != 4 \
+            or tuple(pointwise_kernel.shape[:2]) != (1, 1):
+        raise ValueError("Expected depthwise_kernel of shape (kernel_rows, kernel_cols, "
+                         "channels, depth_multiplier) and pointwise_kernel of shape "
+                         "(1, 1, channels * depth_multiplier, filters). Received "
+                         f"{tuple(depthwise_kernel.shape)} and "
+                         f"{tuple(pointwise_kernel.shape)}")
+    c, m = depthwise_kernel.shape[2:]
+    if pointwise_kernel.shape[2] != c * m:
+        raise ValueError(f"pointwise_kernel has {pointwise_kernel.shape[2]} input channels, "
+                         f"expected channels * depth_multiplier = {c * m}")
+    z = depthwise_conv(x, depthwise_kernel, None, strides=strides, padding=padding,
+                       dilation_rate=dilation_rate, data_format=data_format)
+    return conv(z, pointwise_kernel, bias, data_format=data_format)

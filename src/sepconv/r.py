@@ -104,3 +104,6 @@ def r_function(cls: type, name: Optional[str] = None,
 
 
 layer_separable_conv_1d = r_function(_layers.SeparableConv1D)
+layer_depthwise_conv_1d = r_function(_layers.DepthwiseConv1D)
+layer_depthwise_conv_2d = r_function(_layers.DepthwiseConv2D)
+layer_separable_conv_2d = r_function(_layers.SeparableConv2D)
