@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import sepconv
 from sepconv import functional as F
+from kernel_env import kernel_choice
 
 pytestmark = [pytest.mark.usefixtures("torch_single_thread"),
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
@@ -466,3 +467,56 @@ def test_forward_gradients_and_config_keys_match_keras3(cls_name):
                                        rtol=1e-4)
 
     check()
+
+
+# -- the channels_last CPU depthwise kernel against the reference ---------------------------
+
+@SETTINGS
+@given(op_cases(ranks=(1, 2)), st.sampled_from(["float32", "float64", "bfloat16"]),
+       st.booleans())
+def test_channels_last_depthwise_kernel_matches_reference(case, dtype, strided_view):
+    """Forward and gradients of ``kernels/depthwise_cpu.py`` (what dispatch picks for CPU
+    channels_last depthwise input with several channels) against the reference kernel, at
+    the sizes dispatch picks it: length-1 axes and strided length-1 outputs included."""
+    from sepconv.kernels import depthwise_cpu, reference
+
+    case = dict(case, channels=max(2, case["channels"]), channels_last=True)
+    x, dw, _, b, _ = _op_inputs(case)
+    dtype = getattr(torch, dtype)
+    x, dw = torch.from_numpy(x).to(dtype), torch.from_numpy(dw).to(dtype)
+    b = None if b is None else torch.from_numpy(b).to(dtype)
+    if strided_view:  # a non-contiguous view of the same values
+        x = torch.cat([x, x], dim=-1)[..., ::2]
+    kw = dict(strides=case["strides"], padding=case["padding"],
+              dilation_rate=case["dilation"])
+    assert F._pick_conv_kernel(x, dw.reshape(*dw.shape[:-2], 1, -1), x.shape[-1],
+                               True) is depthwise_cpu.conv
+
+    def run(force):
+        inputs = [t.clone().requires_grad_(True) for t in (x, dw, b) if t is not None]
+        with kernel_choice(force):
+            y = F.depthwise_conv(*inputs, **kw) if b is not None else \
+                F.depthwise_conv(*inputs, None, **kw)
+        g = torch.from_numpy(np.random.default_rng(0).standard_normal(tuple(y.shape))).to(dtype)
+        return [y] + list(torch.autograd.grad((y * g).sum(), inputs))
+
+    tol = dict(atol=1e-12, rtol=1e-12) if dtype == torch.float64 else \
+        dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=0.1, rtol=0.05)
+    for got, want in zip(run(""), run("reference")):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        torch.testing.assert_close(got, want, **tol)
+    assert reference.conv is not depthwise_cpu.conv
+
+
+def test_dispatch_keeps_one_channel_channels_first_and_float16_on_the_reference():
+    from sepconv.kernels import reference
+
+    for shape, kernel, groups, last, dtype in [
+            ((2, 9, 5, 1), (4, 4, 1, 2), 1, True, torch.float32),   # 1 channel: the trap
+            ((2, 3, 9, 5), (3, 3, 1, 3), 3, False, torch.float32),  # channels_first
+            ((2, 9, 5, 3), (3, 3, 1, 3), 3, True, torch.float16),
+            ((2, 9, 5, 4), (3, 3, 2, 4), 2, True, torch.float32),   # grouped, not depthwise
+            ((2, 5, 5, 5, 3), (3, 3, 3, 1, 3), 3, True, torch.float32)]:  # rank 3
+        x, k = torch.zeros(shape, dtype=dtype), torch.zeros(kernel, dtype=dtype)
+        assert F._pick_conv_kernel(x, k, groups, last) is reference.conv
+

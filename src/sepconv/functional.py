@@ -178,8 +178,9 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
                          f"{tuple(ksize)}, dilation_rate={dilation}, padding={padding!r}: "
                          f"the output would have shape {out}")
     pads = _padding.padding_amounts_nd(spatial, ksize, stride, dilation, padding)
-    return _reference.conv(x, kernel, bias, strides=stride, dilation=dilation, pads=pads,
-                           groups=groups, channels_last=channels_last)
+    kernel_fn = _pick_conv_kernel(x, kernel, groups, channels_last)
+    return kernel_fn(x, kernel, bias, strides=stride, dilation=dilation, pads=pads,
+                     groups=groups, channels_last=channels_last)
 
 
 def _layout_nd(rank: int, channels_last: bool) -> str:
@@ -305,3 +306,20 @@ def separable_conv2d(x: torch.Tensor, depthwise_kernel: torch.Tensor,
     z = depthwise_conv(x, depthwise_kernel, None, strides=strides, padding=padding,
                        dilation_rate=dilation_rate, data_format=data_format)
     return conv(z, pointwise_kernel, bias, data_format=data_format)
+
+
+def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, groups: int,
+                      channels_last: bool) -> Callable:
+    """:func:`conv`'s kernel.  Depthwise (one input channel per group, several channels),
+    rank 1-2, channels_last, on CPU: ``kernels/depthwise_cpu.py`` (keeps the data
+    channels_last, where torch's depthwise convolution is fast).  Else the reference.
+    ``SEPCONV_KERNEL=reference`` forces the reference."""
+    forced = os.environ.get("SEPCONV_KERNEL", "").strip().lower()
+    if forced == "reference":
+        return _reference.conv
+    if channels_last and x.device.type == "cpu" and kernel.dim() in (3, 4) \
+            and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
+            and x.dtype in (torch.float32, torch.float64, torch.bfloat16):
+        from .kernels import depthwise_cpu
+        return depthwise_cpu.conv
+    return _reference.conv
