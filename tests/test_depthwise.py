@@ -489,8 +489,9 @@ def test_channels_last_depthwise_kernel_matches_reference(case, dtype, strided_v
         x = torch.cat([x, x], dim=-1)[..., ::2]
     kw = dict(strides=case["strides"], padding=case["padding"],
               dilation_rate=case["dilation"])
-    assert F._pick_conv_kernel(x, dw.reshape(*dw.shape[:-2], 1, -1), x.shape[-1],
-                               True) is depthwise_cpu.conv
+    assert F._pick_conv_kernel(x, dw.reshape(*dw.shape[:-2], 1, -1), case["strides"],
+                               ((1, 1),) * case["rank"], x.shape[-1], True) \
+        is depthwise_cpu.conv
 
     def run(force):
         inputs = [t.clone().requires_grad_(True) for t in (x, dw, b) if t is not None]
@@ -518,5 +519,43 @@ def test_dispatch_keeps_one_channel_channels_first_and_float16_on_the_reference(
             ((2, 9, 5, 4), (3, 3, 2, 4), 2, True, torch.float32),   # grouped, not depthwise
             ((2, 5, 5, 5, 3), (3, 3, 3, 1, 3), 3, True, torch.float32)]:  # rank 3
         x, k = torch.zeros(shape, dtype=dtype), torch.zeros(kernel, dtype=dtype)
-        assert F._pick_conv_kernel(x, k, groups, last) is reference.conv
+        assert F._pick_conv_kernel(x, k, (1,) * (k.dim() - 2), ((1, 1),) * (k.dim() - 2),
+                                   groups, last) is reference.conv
 
+
+
+@SETTINGS
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.booleans(),
+       st.sampled_from(["float32", "float64", "bfloat16"]), st.integers(0, 2**31 - 1))
+def test_pointwise_kernel_matches_reference(rank, channels, filters, use_bias, dtype, seed):
+    """``kernels/pointwise.py`` (dispatch's pick for 1x1 stride-1 convolutions on CPU
+    channels_last data: the separable layers' second step) against the reference kernel,
+    forward and gradients, 1 channel and length-1 axes included."""
+    from sepconv.kernels import pointwise
+
+    rng = np.random.default_rng(seed)
+    dtype = getattr(torch, dtype)
+    spatial = tuple(int(n) for n in rng.integers(1, 4, rank))
+    x = torch.from_numpy(rng.standard_normal((2,) + spatial + (channels,))).to(dtype)
+    k = torch.from_numpy(rng.standard_normal((1,) * rank + (channels, filters))).to(dtype)
+    b = torch.from_numpy(rng.standard_normal(filters)).to(dtype) if use_bias else None
+    assert F._pick_conv_kernel(x, k, (1,) * rank, ((0, 0),) * rank, 1, True) \
+        is pointwise.conv
+    assert F._pick_conv_kernel(x, k, (2,) * rank, ((0, 0),) * rank, 1, True) \
+        is not pointwise.conv
+
+    def run(force):
+        inputs = [t.clone().requires_grad_(True) for t in (x, k, b) if t is not None]
+        with kernel_choice(force):
+            y = F.conv(inputs[0], inputs[1], inputs[2] if use_bias else None)
+        g = torch.from_numpy(rng.standard_normal(tuple(y.shape))).to(dtype)
+        return [y] + list(torch.autograd.grad((y * g).sum(), inputs))
+
+    tol = dict(atol=1e-12, rtol=1e-12) if dtype == torch.float64 else \
+        dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=0.1, rtol=0.05)
+    rng_state = rng.bit_generator.state
+    got = run("")
+    rng.bit_generator.state = rng_state
+    for a, w in zip(got, run("reference")):
+        assert a.shape == w.shape and a.dtype == w.dtype
+        torch.testing.assert_close(a, w, **tol)

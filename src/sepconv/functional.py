@@ -178,7 +178,7 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
                          f"{tuple(ksize)}, dilation_rate={dilation}, padding={padding!r}: "
                          f"the output would have shape {out}")
     pads = _padding.padding_amounts_nd(spatial, ksize, stride, dilation, padding)
-    kernel_fn = _pick_conv_kernel(x, kernel, groups, channels_last)
+    kernel_fn = _pick_conv_kernel(x, kernel, stride, pads, groups, channels_last)
     return kernel_fn(x, kernel, bias, strides=stride, dilation=dilation, pads=pads,
                      groups=groups, channels_last=channels_last)
 
@@ -308,18 +308,26 @@ def separable_conv2d(x: torch.Tensor, depthwise_kernel: torch.Tensor,
     return conv(z, pointwise_kernel, bias, data_format=data_format)
 
 
-def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, groups: int,
-                      channels_last: bool) -> Callable:
-    """:func:`conv`'s kernel.  Depthwise (one input channel per group, several channels),
-    rank 1-2, channels_last, on CPU: ``kernels/depthwise_cpu.py`` (keeps the data
-    channels_last, where torch's depthwise convolution is fast).  Else the reference.
-    ``SEPCONV_KERNEL=reference`` forces the reference."""
+def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pads: tuple,
+                      groups: int, channels_last: bool) -> Callable:
+    """:func:`conv`'s kernel, on CPU channels_last data (Keras' default layout):
+
+    - depthwise (one input channel per group, several channels), rank 1-2, float32/64 or
+      bfloat16: ``kernels/depthwise_cpu.py`` (keeps the data channels_last, where torch's
+      depthwise convolution is fast; 1 channel stays on the reference: the oneDNN trap);
+    - 1x1, stride 1, unpadded, ungrouped: ``kernels/pointwise.py`` (one GEMM, no copies).
+
+    Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
+    """
     forced = os.environ.get("SEPCONV_KERNEL", "").strip().lower()
-    if forced == "reference":
+    if forced == "reference" or not channels_last or x.device.type != "cpu":
         return _reference.conv
-    if channels_last and x.device.type == "cpu" and kernel.dim() in (3, 4) \
-            and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
+    if kernel.dim() in (3, 4) and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
             and x.dtype in (torch.float32, torch.float64, torch.bfloat16):
         from .kernels import depthwise_cpu
         return depthwise_cpu.conv
+    if groups == 1 and all(k == 1 for k in kernel.shape[:-2]) \
+            and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair):
+        from .kernels import pointwise
+        return pointwise.conv
     return _reference.conv
