@@ -559,3 +559,24 @@ def test_pointwise_kernel_matches_reference(rank, channels, filters, use_bias, d
     for a, w in zip(got, run("reference")):
         assert a.shape == w.shape and a.dtype == w.dtype
         torch.testing.assert_close(a, w, **tol)
+
+
+@pytest.mark.parametrize("geometry", [((6, 5), (3, 2), (2, 1), "same"),
+                                      ((7,), (3,), (1,), "same"),
+                                      ((4, 4), (2, 2), (1, 1), "valid")])
+def test_double_backward_through_the_cpu_kernels(geometry):
+    """gradgradcheck (float64) of separable_conv2d / depthwise_conv on the default dispatch
+    (the channels_last depthwise and pointwise kernels)."""
+    spatial, ks, strides, padding = geometry
+    rng = np.random.default_rng(3)
+
+    def param(*shape):
+        return torch.from_numpy(rng.standard_normal(shape)).requires_grad_(True)
+
+    x, dw, b = param(2, *spatial, 2), param(*ks, 2, 2), param(4)
+    kw = dict(strides=strides, padding=padding)
+    assert torch.autograd.gradgradcheck(lambda *a: F.depthwise_conv(*a, **kw), (x, dw, b))
+    if len(spatial) == 2:
+        pw = param(1, 1, 4, 3)
+        assert torch.autograd.gradgradcheck(lambda *a: F.separable_conv2d(*a, **kw),
+                                            (x, dw, pw, param(3)))
