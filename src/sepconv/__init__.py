@@ -59,3 +59,9 @@ __all__ += [
     "layer_global_average_pooling_1d", "layer_global_average_pooling_2d",
     "layer_global_average_pooling_3d", "layer_add", "layer_subtract", "layer_multiply",
     "layer_average", "layer_maximum", "layer_minimum", "layer_concatenate"]
+
+from .layers import DepthwiseConv1D, DepthwiseConv2D, SeparableConv2D  # noqa: E402
+from .r import layer_depthwise_conv_1d, layer_depthwise_conv_2d, layer_separable_conv_2d  # noqa: E402,E501
+
+__all__ += ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv2D", "layer_depthwise_conv_1d",
+            "layer_depthwise_conv_2d", "layer_separable_conv_2d"]

@@ -178,8 +178,9 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
                          f"{tuple(ksize)}, dilation_rate={dilation}, padding={padding!r}: "
                          f"the output would have shape {out}")
     pads = _padding.padding_amounts_nd(spatial, ksize, stride, dilation, padding)
-    return _reference.conv(x, kernel, bias, strides=stride, dilation=dilation, pads=pads,
-                           groups=groups, channels_last=channels_last)
+    kernel_fn = _pick_conv_kernel(x, kernel, stride, pads, groups, channels_last)
+    return kernel_fn(x, kernel, bias, strides=stride, dilation=dilation, pads=pads,
+                     groups=groups, channels_last=channels_last)
 
 
 def _layout_nd(rank: int, channels_last: bool) -> str:
@@ -417,3 +418,105 @@ def dropout(x: torch.Tensor, rate: float, noise_shape: Optional[Sequence[int]] =
     keep = torch.rand(shape, dtype=torch.float32, device=x.device,
                       generator=generator) >= rate
     return x * keep.to(x.dtype) * (1.0 / (1.0 - rate))
+def depthwise_conv(x: torch.Tensor, depthwise_kernel: torch.Tensor,
+                   bias: Optional[torch.Tensor] = None, strides: IntOrTuple = 1,
+                   padding: str = "valid", dilation_rate: IntOrTuple = 1,
+                   data_format: str = "channels_last") -> torch.Tensor:
+    """Keras' ``DepthwiseConv1D`` / ``DepthwiseConv2D`` (no activation); rank from the kernel.
+
+    Each input channel ``c`` is convolved with its own ``depth_multiplier`` kernels; output
+    channel ``c * depth_multiplier + m`` comes from input channel ``c`` (TensorFlow's order).
+    This is :func:`conv` with ``groups = channels`` (same validation, padding and kernel).
+
+    Args:
+        x: ``(batch, *spatial, channels)`` for ``"channels_last"``,
+            ``(batch, channels, *spatial)`` for ``"channels_first"``.
+        depthwise_kernel: ``(*kernel_size, channels, depth_multiplier)``, Keras' layout.
+        bias: ``(channels * depth_multiplier,)`` or ``None``.
+        strides, dilation_rate: an int or one per spatial axis; not ``strides > 1`` on any
+            axis with ``dilation_rate > 1`` on any axis (TensorFlow's rule).
+        padding: ``"valid"`` or ``"same"`` (``"causal"`` too for rank 1); TensorFlow's
+            arithmetic.
+        data_format: ``"channels_last"`` or ``"channels_first"``.
+
+    Returns:
+        ``(batch, *out_spatial, channels * depth_multiplier)`` or
+        ``(batch, channels * depth_multiplier, *out_spatial)``.
+    """
+    rank = depthwise_kernel.dim() - 2
+    if rank not in (1, 2, 3):
+        raise ValueError("Expected a depthwise kernel of shape (*kernel_size, channels, "
+                         "depth_multiplier) with 1 to 3 spatial axes. Received "
+                         f"{tuple(depthwise_kernel.shape)}")
+    *ksize, c, m = depthwise_kernel.shape
+    _, channels_last = _check_geometry(padding, data_format, rank)
+    if x.dim() == rank + 2:
+        channels = x.shape[-1] if channels_last else x.shape[1]
+        if channels != c:
+            raise ValueError(f"Input has {channels} channels, the depthwise kernel expects "
+                             f"{c} ({_layout_nd(rank, channels_last)}). Received input of "
+                             f"shape {tuple(x.shape)}")
+    # (*k, C, M) -> (*k, 1, C*M): a grouped kernel whose group c holds filters c*M .. c*M+M-1.
+    kernel = depthwise_kernel.reshape(*ksize, 1, c * m)
+    return conv(x, kernel, bias, strides=strides, padding=padding,
+                dilation_rate=dilation_rate, groups=c, data_format=data_format)
+
+
+def separable_conv2d(x: torch.Tensor, depthwise_kernel: torch.Tensor,
+                     pointwise_kernel: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                     strides: IntOrTuple = 1, padding: str = "valid",
+                     dilation_rate: IntOrTuple = 1,
+                     data_format: str = "channels_last") -> torch.Tensor:
+    """Keras' separable 2D convolution (no activation): :func:`depthwise_conv`, then a 1x1
+    :func:`conv`.
+
+    Args:
+        x: ``(batch, rows, cols, channels)`` or ``(batch, channels, rows, cols)``.
+        depthwise_kernel: ``(kernel_rows, kernel_cols, channels, depth_multiplier)``.
+        pointwise_kernel: ``(1, 1, channels * depth_multiplier, filters)``.
+        bias: ``(filters,)`` or ``None``.
+        strides, dilation_rate, padding, data_format: as :func:`depthwise_conv` (of the
+            depthwise step; the pointwise step has stride 1).
+
+    Returns:
+        ``(batch, out_rows, out_cols, filters)`` or ``(batch, filters, out_rows, out_cols)``.
+    """
+    if depthwise_kernel.dim() != 4 or pointwise_kernel.dim() != 4 \
+            or tuple(pointwise_kernel.shape[:2]) != (1, 1):
+        raise ValueError("Expected depthwise_kernel of shape (kernel_rows, kernel_cols, "
+                         "channels, depth_multiplier) and pointwise_kernel of shape "
+                         "(1, 1, channels * depth_multiplier, filters). Received "
+                         f"{tuple(depthwise_kernel.shape)} and "
+                         f"{tuple(pointwise_kernel.shape)}")
+    c, m = depthwise_kernel.shape[2:]
+    if pointwise_kernel.shape[2] != c * m:
+        raise ValueError(f"pointwise_kernel has {pointwise_kernel.shape[2]} input channels, "
+                         f"expected channels * depth_multiplier = {c * m}")
+    z = depthwise_conv(x, depthwise_kernel, None, strides=strides, padding=padding,
+                       dilation_rate=dilation_rate, data_format=data_format)
+    return conv(z, pointwise_kernel, bias, data_format=data_format)
+
+
+def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pads: tuple,
+                      groups: int, channels_last: bool) -> Callable:
+    """:func:`conv`'s kernel, on CPU channels_last data (Keras' default layout):
+
+    - depthwise (one input channel per group, several channels), rank 1-2, float32/64 or
+      bfloat16: ``kernels/depthwise_cpu.py`` (keeps the data channels_last, where torch's
+      depthwise convolution is fast; 1 channel stays on the reference: the oneDNN trap);
+    - 1x1, stride 1, unpadded, ungrouped: ``kernels/pointwise.py`` (one GEMM, no copies).
+
+    Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
+    """
+    forced = os.environ.get("SEPCONV_KERNEL", "").strip().lower()
+    if forced == "reference" or not channels_last or x.device.type != "cpu":
+        return _reference.conv
+    if kernel.dim() in (3, 4) and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
+            and x.dtype in (torch.float32, torch.float64, torch.bfloat16):
+        from .kernels import depthwise_cpu
+        return depthwise_cpu.conv
+    if groups == 1 and all(k == 1 for k in kernel.shape[:-2]) \
+            and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair):
+        from .kernels import pointwise
+        return pointwise.conv
+    return _reference.conv

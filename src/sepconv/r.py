@@ -209,3 +209,6 @@ CORE_R_FUNCTIONS = [
     "layer_global_average_pooling_1d", "layer_global_average_pooling_2d",
     "layer_global_average_pooling_3d", "layer_add", "layer_subtract", "layer_multiply",
     "layer_average", "layer_maximum", "layer_minimum", "layer_concatenate"]
+layer_depthwise_conv_1d = r_function(_layers.DepthwiseConv1D)
+layer_depthwise_conv_2d = r_function(_layers.DepthwiseConv2D)
+layer_separable_conv_2d = r_function(_layers.SeparableConv2D)

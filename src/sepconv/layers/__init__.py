@@ -26,3 +26,7 @@ CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU"
                "GlobalAveragePooling3D", "Add", "Subtract", "Multiply", "Average", "Maximum",
                "Minimum", "Concatenate"]
 __all__ += CORE_LAYERS
+from .depthwise import DepthwiseConv1D, DepthwiseConv2D  # noqa: E402
+from .separable import SeparableConv2D  # noqa: E402
+
+__all__ += ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv2D"]

@@ -1,0 +1,62 @@
+"""Depthwise convolution on channels_last data, kept channels_last (CPU).
+
+torch's depthwise convolution is fast on channels_last memory (oneDNN) and slow on
+contiguous NCHW (its native depthwise loop); the reference kernel copies Keras'
+``(batch, *spatial, channels)`` input into NCHW and pads it with ``F.pad`` (NCHW again).
+Here the padded input is built channels_last (one copy, none without padding) and
+``F.conv2d`` reads it through a channels_last view, so oneDNN's depthwise kernel runs and
+the output comes back already ``(batch, *out_spatial, channels * M)``.  Rank 1 runs as
+rank 2 with one row.
+
+``sepconv.functional.depthwise_conv`` picks this for CPU channels_last input with more
+than one channel (a 1-channel tensor's strides also read as NCHW: the oneDNN trap the
+reference kernel works around).  Tested against the reference kernel and tf-keras.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
+         strides: tuple, dilation: tuple, pads: tuple, groups: int,
+         channels_last: bool) -> torch.Tensor:
+    """A depthwise convolution of rank 1 or 2 on channels_last data, with the reference
+    kernel's signature (``sepconv.kernels.reference.conv``).
+
+    Args:
+        x: ``(batch, *spatial, channels)``.
+        kernel: ``(*kernel_size, 1, channels * depth_multiplier)`` (Keras' grouped layout,
+            ``groups == channels``: output channel ``c * M + m`` reads input channel ``c``).
+        bias: ``(channels * depth_multiplier,)`` or ``None``.
+        strides, dilation: one int per spatial axis.
+        pads: ``((before, after), ...)`` per spatial axis.
+        groups: the number of channels.
+        channels_last: must be True.
+
+    Returns:
+        ``(batch, *out_spatial, channels * depth_multiplier)``.
+    """
+    if not channels_last or kernel.shape[-2] != 1 or x.shape[-1] != groups:
+        raise ValueError("depthwise_cpu.conv runs depthwise convolutions on channels_last "
+                         "data only")
+    rank = kernel.dim() - 2
+    if rank == 1:  # one row
+        x, kernel = x.unsqueeze(1), kernel.unsqueeze(0)
+        strides, dilation = (1,) + tuple(strides), (1,) + tuple(dilation)
+        pads = ((0, 0),) + tuple(pads)
+    spatial = x.shape[1:3]
+    if any(p for pair in pads for p in pair):
+        padded = x.new_zeros((x.shape[0],) + tuple(n + a + b for n, (a, b) in
+                                                   zip(spatial, pads)) + (x.shape[-1],))
+        padded[:, pads[0][0]:pads[0][0] + spatial[0], pads[1][0]:pads[1][0] + spatial[1]] = x
+        x = padded
+    else:
+        x = x.contiguous()
+    weight = kernel.permute(3, 2, 0, 1)  # (C*M, 1, kh, kw)
+    y = F.conv2d(x.movedim(-1, 1), weight, bias, stride=tuple(strides),
+                 dilation=tuple(dilation), groups=groups).movedim(1, -1)
+    return y.squeeze(1) if rank == 1 else y
