@@ -13,3 +13,14 @@ __version__ = "0.1.0"
 __all__ = ["SeparableConv1D", "layer_separable_conv_1d", "regularization_loss",
            "apply_constraints", "functional", "padding", "activations", "initializers",
            "regularizers", "constraints"]
+
+# Model files (issue 11): imported on first use, so `import sepconv` loads no h5py.
+_MODEL_FILE_NAMES = ("load_keras_model", "load_keras_weights", "save_keras_model")
+__all__ += list(_MODEL_FILE_NAMES)
+
+
+def __getattr__(name):
+    if name in _MODEL_FILE_NAMES:
+        from .interop import models
+        return getattr(models, name)
+    raise AttributeError(f"module 'sepconv' has no attribute {name!r}")
