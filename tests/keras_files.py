@@ -91,6 +91,7 @@ CHILD = BLOCKER + textwrap.dedent("""
                 model = sepconv.load_keras_model(case["file"])
                 r["training"] = model.training
                 r["names"] = [n for n, _ in model.named_children()]
+                r["has_input_layer_class"] = "InputLayer" in KERAS_CLASSES
                 r["type"] = type(model).__name__
                 r["err"] = compare(run(model, inputs), expected)
                 if r["type"] == "KerasFunctional" and len(inputs) > 1:

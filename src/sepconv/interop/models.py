@@ -92,13 +92,14 @@ def _load_layer_weights(layer: torch.nn.Module, arrays: List[np.ndarray], name: 
         if arrays:
             raise KerasFileError(f"{label}: layer {name!r} cannot take weights")
         return
-    if not arrays and not getattr(layer, "built", True) and input_shape is None:
-        return
+    built = getattr(layer, "built", True)
+    if not arrays and not built:
+        return  # a layer without weights (or built at its first call)
     try:
-        if not getattr(layer, "built", True) and input_shape is not None:
+        if arrays and not built and input_shape is not None:
+            # the graph's shape is exact; the weights alone may not tell every axis
             layer._build_checked(_as_shape(input_shape), device=None)
-        if arrays or getattr(layer, "built", False):
-            layer.set_weights(arrays)
+        layer.set_weights(arrays)
     except (ValueError, TypeError) as err:
         msg = " ".join(str(err).split())
         raise KerasFileError(f"{label}: weights of layer {name!r} "
@@ -196,11 +197,13 @@ class KerasFunctional(torch.nn.Module):
                              f"({', '.join(r[0] for r in self.input_refs)}); received "
                              f"{len(inputs)}")
         values: Dict[Ref, Any] = {}
+        modules = dict(self.named_children())
         for ref, x in zip(self.input_refs, inputs):
             if not isinstance(x, torch.Tensor):
                 x = torch.as_tensor(np.asarray(x))
+            if ref[0] in modules:  # an InputLayer: Keras' cast to the input's dtype
+                x = modules[ref[0]](x)
             values[ref] = x
-        modules = dict(self.named_children())
 
         def resolve(v):
             if isinstance(v, tuple) and v and v[0] == "__ref__":
@@ -241,7 +244,9 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
         if cls == _INPUT:
             c = _plain(e.get("config") or {})
             shape = c.get("batch_input_shape", c.get("batch_shape"))
-            shapes[(lname, 0, 0)] = shape
+            shapes[(lname, 0, 0)] = None if shape is None else tuple(shape)
+            if _INPUT in _base.KERAS_CLASSES:  # Keras' model.layers lists the inputs too
+                layers[lname] = build_layer(e, flavour)
             continue
         if "." in lname or not lname:
             raise KerasFileError(f"{label}: layer name {lname!r} cannot name a torch module")
@@ -296,7 +301,7 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
                             input_shapes)
     model.keras_output_shapes = {n: shapes.get((n, 0, 0)) for n in layers}
     for lname, layer in layers.items():  # layers no node reached still get weights
-        if lname not in {s[0] for s in steps}:
+        if lname not in {s[0] for s in steps} and (lname, 0, 0) not in shapes:
             _load_layer_weights(layer, weights.get(lname, []), lname, None, label)
     return model
 
@@ -305,6 +310,8 @@ def _build_sequential(config: dict, flavour: str, weights: Any, label: str):
     entries = config["layers"] if isinstance(config, dict) else config
     layers: "OrderedDict[str, torch.nn.Module]" = OrderedDict()
     shape = config.get("build_input_shape") if isinstance(config, dict) else None
+    shape = tuple(shape) if isinstance(shape, list) and shape and not isinstance(
+        shape[0], list) else None
     input_shape = shape
     out_shapes = {}
     for e in entries:
@@ -312,7 +319,7 @@ def _build_sequential(config: dict, flavour: str, weights: Any, label: str):
         lname = c.get("name") or e.get("name")
         if e.get("class_name") == _INPUT:
             shape = c.get("batch_input_shape", c.get("batch_shape"))
-            input_shape = shape
+            shape = input_shape = None if shape is None else tuple(shape)
             if _INPUT not in _base.KERAS_CLASSES:
                 continue
         if "." in (lname or "."):
@@ -320,6 +327,7 @@ def _build_sequential(config: dict, flavour: str, weights: Any, label: str):
         layer = build_layer(e, flavour)
         if shape is None:
             shape = c.get("batch_input_shape", c.get("batch_shape"))
+            shape = None if shape is None else tuple(shape)
             input_shape = input_shape or shape
         _load_layer_weights(layer, weights.get(lname, []), lname, shape, label)
         shape = _output_shape(layer, shape)
@@ -495,18 +503,27 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
         raise ValueError("save_keras_model: the model's input shape is unknown; pass "
                          "input_shape=(steps, channels) (without the batch)")
     batch_shape = [None if v is None else int(v) for v in batch_shape]
+    keras3_only = sorted({f"{layer.name}.{attr}" for m in module.modules()
+                          for layer in [m] for attr, v in vars(m).items()
+                          if any(v is f for f in _activations.KERAS3_VARIANTS.values())})
+    if keras3_only:
+        import warnings
+        warnings.warn(f"save_keras_model: {', '.join(keras3_only)} use Keras 3's formula "
+                      f"({', '.join(_activations.KERAS3_VARIANTS)}); tf-keras will compute "
+                      f"its own formula under the same name", stacklevel=2)
     first = layers[0]
     entries = []
     if type(first).__name__ != _INPUT:
         entries.append({"class_name": _INPUT, "config": {
-            "batch_input_shape": batch_shape, "dtype": first.dtype_policy.variable.__repr__()
-            .replace("torch.", ""), "sparse": False, "ragged": False,
-            "name": f"{first.name}_input"}})
+            "batch_input_shape": batch_shape,
+            "dtype": str(first.dtype_policy.variable).replace("torch.", ""),
+            "sparse": False, "ragged": False, "name": f"{first.name}_input"}})
     names = []
     for layer in layers:
         config = dict(layer.get_config())
-        if layer is first and "batch_input_shape" in config:
+        if layer is first:
             config["batch_input_shape"] = batch_shape
+            config.pop("batch_shape", None)
         entries.append({"class_name": type(layer).__name__, "config": config})
         if type(layer).__name__ != _INPUT:
             names.append(layer.name)
@@ -577,7 +594,7 @@ def summary(module: torch.nn.Module, print_fn=print) -> str:
 
 
 def _shape_text(shape: Any) -> str:
-    if isinstance(shape, list):
+    if any(isinstance(v, (list, tuple)) for v in shape):  # several tensors
         return ", ".join(_shape_text(s) for s in shape)
     return "(" + ", ".join("None" if v is None else str(v) for v in shape) + \
         ("," if len(shape) == 1 else "") + ")"
