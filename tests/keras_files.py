@@ -112,7 +112,10 @@ CHILD = BLOCKER + textwrap.dedent("""
                     before = [p.detach().clone() for p in params]
                     sum((o ** 2).mean() for o in outs).backward()
                     opt.step()
-                    r["finetuned"] = all(not torch.equal(a, b) for a, b in zip(before, params))
+                    # (a bias right before batch norm in train mode gets no gradient)
+                    r["finetuned"] = any(not torch.equal(a, b) for a, b in
+                                         zip(before, params)) and \
+                        all(bool(torch.isfinite(p).all()) for p in params)
                 if case.get("convert"):
                     from sepconv import cli
                     buf = io.StringIO()

@@ -415,9 +415,9 @@ def load_keras_weights(module: torch.nn.Module, path: Any) -> torch.nn.Module:
         if top:
             names, classes = _layer_list(top)
         else:
-            n_inputs = len(module.input_refs)
-            names = [r[0] for r in module.input_refs] + names
-            classes = [_INPUT] * n_inputs + classes
+            extra = [r[0] for r in module.input_refs if r[0] not in layers]
+            names = extra + names
+            classes = [_INPUT] * len(extra) + classes
     weights = kf.weights_for(names, classes, skip_inputs=not isinstance(module, KerasFunctional))
     if kf.legacy_weights is not None:
         extra = [n for n, arrays in kf.legacy_weights.items() if arrays and n not in layers]
@@ -489,7 +489,7 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
             raise ValueError(f"save_keras_model: module {i} ({type(layer).__name__}) is not "
                              f"a sepconv Keras layer; Keras can only rebuild those "
                              f"({', '.join(sorted(_base.KERAS_CLASSES))})")
-        if not getattr(layer, "built", True):
+        if not getattr(layer, "built", True) and getattr(layer, "WEIGHT_NAMES", ()):
             raise ValueError(f"save_keras_model: layer {layer.name!r} has no weights yet "
                              f"(call the model once, or give the layer an input_shape)")
     if input_shape is not None:
