@@ -350,3 +350,16 @@ def test_hand_built_model_takes_keras_weights_files(saved):
     with pytest.raises(KerasFileError, match="'out'"):
         sepconv.load_keras_weights(model, os.path.join(saved["root"], "tk_seq_w.h5"))
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_convert_command_reports_a_bad_file_in_one_line(tmp_path, capsys):
+    from sepconv import cli
+
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not a model")
+    assert cli.main(["convert", str(bad), str(tmp_path / "out.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is not a Keras model file" in err
+    assert not (tmp_path / "out.pt").exists()
+    assert cli.main(["--help"]) == 0
+    assert "convert" in capsys.readouterr().out

@@ -71,7 +71,7 @@ def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
     config = _plain(dict(entry.get("config") or {}))
     name = config.get("name") or entry.get("name") or "?"
     cls = _base.KERAS_CLASSES.get(entry.get("class_name"))
-    if cls is None:
+    if cls is None or _is_custom(entry):  # a custom "Dense" is not Keras' Dense
         raise _unsupported(entry, name)
     known = cls._config_keys() if hasattr(cls, "_config_keys") else set(config)
     for new, old in _RENAMED_ARGS.items():
@@ -80,9 +80,9 @@ def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
     try:
         with _activations.keras_flavour(flavour):
             layer = cls.from_config(config)
-    except (ValueError, TypeError, KeyError) as err:
-        msg = " ".join(str(err).split())
-        raise KerasFileError(f"Layer {name!r} ({entry.get('class_name')}): {msg}") from None
+    except Exception as err:  # noqa: BLE001 - any failure is this layer's, said in one line
+        raise KerasFileError(f"Layer {name!r} ({entry.get('class_name')}): "
+                             f"{_one_line(err)}") from None
     return layer
 
 
@@ -100,10 +100,14 @@ def _load_layer_weights(layer: torch.nn.Module, arrays: List[np.ndarray], name: 
             # the graph's shape is exact; the weights alone may not tell every axis
             layer._build_checked(_as_shape(input_shape), device=None)
         layer.set_weights(arrays)
-    except (ValueError, TypeError) as err:
-        msg = " ".join(str(err).split())
+    except Exception as err:  # noqa: BLE001
         raise KerasFileError(f"{label}: weights of layer {name!r} "
-                             f"({type(layer).__name__}) do not fit: {msg}") from None
+                             f"({type(layer).__name__}) do not fit: {_one_line(err)}") from None
+
+
+def _one_line(err: BaseException) -> str:
+    msg = " ".join(str(err).split())
+    return msg if isinstance(err, (ValueError, TypeError)) else f"{type(err).__name__}: {msg}"
 
 
 def _as_shape(shape: Any) -> Any:
