@@ -184,7 +184,8 @@ def family_results(tmp_path_factory):
             model.save(path)
             # fine-tune once in train mode (batch norm, dropout) on the tf-keras .keras file
             cases.add(f"{name}-{writer}{ext}", "model", path, x, y,
-                      finetune=(writer, ext) == ("tf_keras", ".keras"))
+                      finetune=(writer, ext) == ("tf_keras", ".keras"),
+                      convert=path + ".pt" if ext == ".h5" else None)
             models[f"{name}-{writer}{ext}"] = (model, x, y, path)
     results = cases.run(timeout=600)
     return dict(results=results, models=models)
@@ -199,6 +200,15 @@ def test_family_model_file_gives_keras_outputs(family_results, case):
     check(r)
     if "finetuned" in r:
         assert r["finetuned"], "an optimizer step changed no weight (or made one non-finite)"
+    if "convert_rc" in r:  # the convert command's table counts what Keras' summary counts
+        model = family_results["models"][case][0]
+        assert r["convert_rc"] == 0 and r["convert_err"] <= 1e-5
+        text = r["convert_text"]
+        non_trainable = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
+        assert f"Total params: {model.count_params():,}" in text
+        assert f"Non-trainable params: {non_trainable:,}" in text
+        for layer in model.layers:
+            assert f"{layer.name} ({type(layer).__name__})" in text
 
 
 @pytest.mark.parametrize("name", ["causal_classifier", "video"])

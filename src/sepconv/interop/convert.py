@@ -36,5 +36,8 @@ def main(command: str = "convert", argv: Optional[List[str]] = None) -> int:
         return 2
     torch.save(model, args.out)
     summary(model)
+    writer = "Keras 3" if model.keras_flavour == "keras3" else "tf-keras 2 / R keras"
+    print(f"Written by Keras {model.keras_version or '(version not recorded)'}: computed "
+          f"with the formulas of {writer}")
     print(f"Saved {type(model).__name__} to {args.out} (torch.load(path, weights_only=False))")
     return 0

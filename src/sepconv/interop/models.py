@@ -574,7 +574,7 @@ def summary(module: torch.nn.Module, print_fn=print) -> str:
     rows = []
     for lname, layer in _keras_layers(module).items():
         shape = shapes.get(lname)
-        count = sum(p.numel() for p in layer.parameters())
+        count = _weight_count(layer)
         rows.append((f"{lname} ({type(layer).__name__})",
                      "?" if shape is None else str(_shape_text(shape)), f"{count:,}"))
     width = [max([len("Layer (type)")] + [len(r[0]) for r in rows]) + 2,
@@ -585,16 +585,21 @@ def summary(module: torch.nn.Module, print_fn=print) -> str:
            "=" * sum(width)]
     for r in rows:
         out.append(r[0].ljust(width[0]) + r[1].ljust(width[1]) + r[2])
-    total = sum(p.numel() for p in module.parameters())
+    total = sum(_weight_count(layer) for layer in _keras_layers(module).values())
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    buffers = sum(b.numel() for b in module.buffers())
-    out += ["=" * sum(width), f"Total params: {total + buffers:,}",
-            f"Trainable params: {trainable:,}",
-            f"Non-trainable params: {total + buffers - trainable:,}", line]
+    out += ["=" * sum(width), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}", line]
     text = "\n".join(out)
     if print_fn is not None:
         print_fn(text)
     return text
+
+
+def _weight_count(layer: torch.nn.Module) -> int:
+    """What Keras counts: every weight, moving statistics included."""
+    if hasattr(layer, "get_weights") and getattr(layer, "built", True):
+        return int(sum(np.size(w) for w in layer.get_weights()))
+    return sum(p.numel() for p in layer.parameters())
 
 
 def _shape_text(shape: Any) -> str:
