@@ -363,3 +363,67 @@ def test_convert_command_reports_a_bad_file_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "out.pt").exists()
     assert cli.main(["--help"]) == 0
     assert "convert" in capsys.readouterr().out
+
+
+def test_unzipped_keras3_directory_loads(tmp_path):
+    model = keras.Sequential([keras.Input((9, 2)),
+                              keras.layers.SeparableConv1D(3, 2, activation="hard_sigmoid",
+                                                           bias_initializer="random_normal")])
+    keras.saving.save_model(model, tmp_path / "unzipped", zipped=False)
+    x = np.random.default_rng(0).standard_normal((2, 9, 2)).astype(np.float32)
+    ours = load_keras_model(tmp_path / "unzipped")
+    np.testing.assert_allclose(ours(torch.from_numpy(x)).detach().numpy(),
+                               model.predict(x, verbose=0), atol=1e-5)
+
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_TF_ACTS = ["linear", "relu", "tanh", "sigmoid", "hard_sigmoid", "elu", "selu", "softplus",
+            "swish", "gelu", "softsign"]
+
+
+@st.composite
+def _sequential_args(draw):
+    layers = []
+    for _ in range(draw(st.integers(1, 3))):
+        strides = draw(st.integers(1, 2))
+        layers.append(dict(
+            filters=draw(st.integers(1, 4)), kernel_size=draw(st.integers(1, 4)),
+            strides=strides, dilation_rate=1 if strides > 1 else draw(st.integers(1, 2)),
+            padding=draw(st.sampled_from(["valid", "same", "causal"])),
+            depth_multiplier=draw(st.integers(1, 2)), use_bias=draw(st.booleans()),
+            activation=draw(st.sampled_from(_TF_ACTS)),
+            depthwise_regularizer=draw(st.sampled_from([None, "l2", "l1_l2"])),
+            pointwise_constraint=draw(st.sampled_from([None, "max_norm", "non_neg"])),
+            bias_initializer="random_normal"))
+    return layers, draw(st.sampled_from([".h5", ".keras"])), draw(st.integers(0, 2**31 - 1))
+
+
+@settings(max_examples=8, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(_sequential_args())
+def test_drawn_tf_keras_sequentials_load_with_their_outputs(tmp_path, case):
+    layers, ext, seed = case
+    steps = 24
+    for args in layers:  # every layer must leave at least one step
+        span = (args["kernel_size"] - 1) * args["dilation_rate"] + 1
+        steps = (steps - span) // args["strides"] + 1 if args["padding"] == "valid" \
+            else -(-steps // args["strides"])
+        assume(steps >= 1)
+    tf_keras.utils.set_random_seed(seed % 1000)
+    model = tf_keras.Sequential(
+        [tf_keras.layers.SeparableConv1D(**args, **({"input_shape": (24, 3)} if i == 0 else {}))
+         for i, args in enumerate(layers)])
+    path = tmp_path / f"drawn_{seed}{ext}"
+    model.save(path)
+    x = np.random.default_rng(seed).standard_normal((2, 24, 3)).astype(np.float32)
+    ours = load_keras_model(path)
+    got = ours(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-5, rtol=1e-5)
+    assert [m.padding for m in ours if hasattr(m, "padding")] == \
+        [a["padding"] for a in layers]
+    # the file's regularizers came along: the same penalties as tf-keras'
+    theirs = float(sum(float(v) for v in model.losses))
+    np.testing.assert_allclose(float(sepconv.regularization_loss(ours)), theirs,
+                               rtol=1e-5, atol=1e-7)

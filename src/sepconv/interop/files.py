@@ -105,6 +105,9 @@ def read(path: Any) -> KerasFile:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such Keras file: {path!r}")
+    if os.path.isdir(path) and all(os.path.isfile(os.path.join(path, n))
+                                   for n in ("config.json", "model.weights.h5")):
+        return _read_keras_dir(path)  # Keras 3's save_model(..., zipped=False)
     if os.path.isdir(path):
         raise KerasFileError(f"{path} is a directory (a TensorFlow SavedModel?); sepconv "
                              f"reads Keras .h5 and .keras files: in Keras, save with "
@@ -226,5 +229,20 @@ def _read_keras_zip(path: str) -> KerasFile:
     inner = _read_h5(path, _open_h5(io.BytesIO(data), label), label)
     if inner.v3_weights is None and inner.legacy_weights is None:
         raise KerasFileError(f"{label} holds no weights")
+    return KerasFile(path, "keras", config, version, legacy_weights=inner.legacy_weights,
+                     v3_weights=inner.v3_weights)
+
+
+def _read_keras_dir(path: str) -> KerasFile:
+    def text(name):
+        with open(os.path.join(path, name), "rb") as f:
+            return f.read()
+
+    config = _json(text("config.json"), path, "config.json")
+    version = None
+    if os.path.isfile(os.path.join(path, "metadata.json")):
+        version = _json(text("metadata.json"), path, "metadata.json").get("keras_version")
+    weights = os.path.join(path, "model.weights.h5")
+    inner = _read_h5(weights, _open_h5(weights, weights))
     return KerasFile(path, "keras", config, version, legacy_weights=inner.legacy_weights,
                      v3_weights=inner.v3_weights)
