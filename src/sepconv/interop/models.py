@@ -277,7 +277,7 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
             raise KerasFileError(f"{label}: model input {r[0]!r} is not an InputLayer")
     # Run order: a node runs once every node it reads from has run.
     done = {(r[0], r[1]) for r in shapes}
-    steps = []
+    steps, loaded = [], set()
     while pending:
         ready = [p for p in pending if all((r[0], r[1]) in done for r in p[4])]
         if not ready:
@@ -291,8 +291,9 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
             in_shapes = [shapes.get(r) for r in refs]
             in_shape = None if not in_shapes or any(s is None for s in in_shapes) else (
                 in_shapes[0] if len(in_shapes) == 1 else in_shapes)
-            if node_index == 0:
+            if lname not in loaded:  # a shared layer's first call in this model
                 _load_layer_weights(layer, weights.get(lname, []), lname, in_shape, label)
+                loaded.add(lname)
             out = _output_shape(layer, in_shape)
             for i, s in enumerate(out if isinstance(out, list) else [out]):
                 shapes[(lname, node_index, i)] = s
@@ -305,7 +306,7 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
                             input_shapes)
     model.keras_output_shapes = {n: shapes.get((n, 0, 0)) for n in layers}
     for lname, layer in layers.items():  # layers no node reached still get weights
-        if lname not in {s[0] for s in steps} and (lname, 0, 0) not in shapes:
+        if lname not in loaded and (lname, 0, 0) not in shapes:
             _load_layer_weights(layer, weights.get(lname, []), lname, None, label)
     return model
 
