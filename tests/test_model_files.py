@@ -459,3 +459,24 @@ def test_loaded_functional_gradients_match_tf_keras(tmp_path, torch_single_threa
         g_tf = g_tf.numpy()
         np.testing.assert_allclose(g_ours.numpy(), g_tf,
                                    atol=1e-5 * max(1.0, float(np.abs(g_tf).max())))
+
+
+def test_functional_model_saved_back_reads_in_tf_keras(tmp_path):
+    """A functional file (two inputs, a layer used twice, two outputs) -> sepconv ->
+    save_keras_model -> tf-keras: the original predictions and layer names."""
+    L = tf_keras.layers
+    tf_keras.utils.set_random_seed(6)
+    a, b = tf_keras.Input((10, 3), name="a"), tf_keras.Input((10, 3), name="b")
+    shared = L.SeparableConv1D(4, 3, padding="causal", activation="relu",
+                               bias_initializer="random_normal", name="shared")
+    out1 = L.SeparableConv1D(2, 2, strides=2, name="head")(shared(a))
+    model = tf_keras.Model([a, b], [out1, shared(b)], name="two_way")
+    model.save(tmp_path / "f.h5")
+    ours = load_keras_model(tmp_path / "f.h5")
+    save_keras_model(ours, tmp_path / "back.h5")
+    theirs = tf_keras.models.load_model(tmp_path / "back.h5")
+    assert [layer.name for layer in theirs.layers] == [layer.name for layer in model.layers]
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal((2, 10, 3)).astype(np.float32) for _ in range(2)]
+    for got, want in zip(theirs.predict(xs, verbose=0), model.predict(xs, verbose=0)):
+        np.testing.assert_allclose(got, want, atol=1e-5)

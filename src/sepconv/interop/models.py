@@ -473,22 +473,42 @@ def _json_default(value: Any) -> Any:
 
 
 def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None) -> None:
-    """Write a ``torch.nn.Sequential`` of sepconv Keras layers as a tf-keras 2 ``.h5``
-    model file that ``tf_keras.models.load_model`` (and R keras' ``load_model_hdf5``)
-    reads and that computes the same outputs.
+    """Write a model of sepconv Keras layers as a tf-keras 2 ``.h5`` model file that
+    ``tf_keras.models.load_model`` (and R keras' ``load_model_hdf5``) reads and that
+    computes the same outputs.
 
-    ``input_shape``: the model's input shape without the batch, e.g. ``(None, 16)``;
-    needed only when neither the first layer's ``batch_input_shape`` nor the loader
-    tells it.  Raises ``ValueError`` for modules it cannot write (nothing is written).
+    ``module``: a ``torch.nn.Sequential`` of sepconv layers, or a functional model from
+    :func:`load_keras_model` (its graph is written back).  ``input_shape``: a Sequential's
+    input shape without the batch, e.g. ``(None, 16)``; needed only when neither the first
+    layer's ``batch_input_shape`` nor the loader tells it.  Raises ``ValueError`` for
+    modules it cannot write; nothing is written then.
     """
-    import h5py
+    if isinstance(module, KerasFunctional):
+        layers = [m for n, m in module.named_children()]
+        _check_savable(layers)
+        model_config = _functional_config(module)
+    elif isinstance(module, torch.nn.Sequential):
+        layers = list(module.children())
+        if not layers:
+            raise ValueError("save_keras_model: the Sequential has no layers")
+        _check_savable(layers)
+        model_config = _sequential_config(module, layers, input_shape)
+    else:
+        raise TypeError(f"save_keras_model takes a torch.nn.Sequential of sepconv layers or a "
+                        f"model from load_keras_model. Received {type(module).__name__}")
+    keras3_only = sorted({f"{getattr(m, 'name', '?')}.{attr}" for m in module.modules()
+                          for attr, v in vars(m).items()
+                          if any(v is f for f in _activations.KERAS3_VARIANTS.values())})
+    if keras3_only:
+        import warnings
+        warnings.warn(f"save_keras_model: {', '.join(keras3_only)} use Keras 3's formula "
+                      f"({', '.join(_activations.KERAS3_VARIANTS)}); tf-keras will compute "
+                      f"its own formula under the same name", stacklevel=2)
+    _write_h5(os.fspath(path), json.dumps(model_config, default=_json_default),
+              [m for m in layers if type(m).__name__ != _INPUT])
 
-    if not isinstance(module, torch.nn.Sequential):
-        raise TypeError(f"save_keras_model takes a torch.nn.Sequential of sepconv layers. "
-                        f"Received {type(module).__name__}")
-    layers = list(module.children())
-    if not layers:
-        raise ValueError("save_keras_model: the Sequential has no layers")
+
+def _check_savable(layers: List[torch.nn.Module]) -> None:
     for i, layer in enumerate(layers):
         if not isinstance(layer, _base.Layer) or not hasattr(layer, "get_config"):
             raise ValueError(f"save_keras_model: module {i} ({type(layer).__name__}) is not "
@@ -497,6 +517,20 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
         if not getattr(layer, "built", True) and getattr(layer, "WEIGHT_NAMES", ()):
             raise ValueError(f"save_keras_model: layer {layer.name!r} has no weights yet "
                              f"(call the model once, or give the layer an input_shape)")
+
+
+def _input_entry(name: str, batch_shape: Any, layer: Any = None) -> dict:
+    if layer is not None:
+        config = dict(layer.get_config())
+        config["batch_input_shape"] = batch_shape
+        config.pop("batch_shape", None)
+    else:
+        config = {"batch_input_shape": batch_shape, "dtype": "float32", "sparse": False,
+                  "ragged": False, "name": name}
+    return {"class_name": _INPUT, "config": config}
+
+
+def _sequential_config(module, layers, input_shape) -> dict:
     if input_shape is not None:
         batch_shape = (None,) + tuple(input_shape)
     else:
@@ -508,47 +542,68 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
         raise ValueError("save_keras_model: the model's input shape is unknown; pass "
                          "input_shape=(steps, channels) (without the batch)")
     batch_shape = [None if v is None else int(v) for v in batch_shape]
-    keras3_only = sorted({f"{layer.name}.{attr}" for m in module.modules()
-                          for layer in [m] for attr, v in vars(m).items()
-                          if any(v is f for f in _activations.KERAS3_VARIANTS.values())})
-    if keras3_only:
-        import warnings
-        warnings.warn(f"save_keras_model: {', '.join(keras3_only)} use Keras 3's formula "
-                      f"({', '.join(_activations.KERAS3_VARIANTS)}); tf-keras will compute "
-                      f"its own formula under the same name", stacklevel=2)
     first = layers[0]
     entries = []
     if type(first).__name__ != _INPUT:
-        entries.append({"class_name": _INPUT, "config": {
-            "batch_input_shape": batch_shape,
-            "dtype": str(first.dtype_policy.variable).replace("torch.", ""),
-            "sparse": False, "ragged": False, "name": f"{first.name}_input"}})
-    names = []
+        entries.append(_input_entry(f"{first.name}_input", batch_shape))
     for layer in layers:
+        if layer is first and type(layer).__name__ == _INPUT:
+            entries.append(_input_entry(layer.name, batch_shape, layer))
+            continue
         config = dict(layer.get_config())
         if layer is first:
             config["batch_input_shape"] = batch_shape
             config.pop("batch_shape", None)
         entries.append({"class_name": type(layer).__name__, "config": config})
-        if type(layer).__name__ != _INPUT:
-            names.append(layer.name)
-    model_config = {"class_name": "Sequential", "config": {
+    return {"class_name": "Sequential", "config": {
         "name": getattr(module, "keras_name", None) or "sequential", "layers": entries}}
-    text = json.dumps(model_config, default=_json_default)
-    path = os.fspath(path)
+
+
+def _functional_config(module: KerasFunctional) -> dict:
+    """tf-keras' functional config: layers with ``inbound_nodes`` in its list format."""
+    children = dict(module.named_children())
+    entries = []
+    for ref, shape in zip(module.input_refs, module.keras_input_shapes):
+        if shape is None:
+            raise ValueError(f"save_keras_model: the shape of input {ref[0]!r} is unknown")
+        batch_shape = [None if v is None else int(v) for v in shape]
+        entry = _input_entry(ref[0], batch_shape, children.get(ref[0]))
+        entries.append(dict(entry, name=ref[0], inbound_nodes=[]))
+    nodes: Dict[str, List[Tuple[int, Any]]] = {}
+    for lname, node, args, kwargs in module.steps:
+        if kwargs:
+            raise ValueError(f"save_keras_model: layer {lname!r} is called with keyword "
+                             f"arguments {sorted(kwargs)}, which this writer does not write")
+        nodes.setdefault(lname, []).append((node, args))
+    inputs = {r[0] for r in module.input_refs}
+    for lname, layer in children.items():
+        if lname in inputs:
+            continue
+        inbound = [[[r[0], r[1], r[2], {}] for r in _refs_in(args)]
+                   for _, args in sorted(nodes.get(lname, []), key=lambda n: n[0])]
+        entries.append({"class_name": type(layer).__name__, "config": layer.get_config(),
+                        "name": lname, "inbound_nodes": inbound})
+    return {"class_name": "Functional", "config": {
+        "name": module.keras_name, "layers": entries,
+        "input_layers": [list(r) for r in module.input_refs],
+        "output_layers": [list(r) for r in module.output_refs]}}
+
+
+def _write_h5(path: str, model_config: str, layers: List[Any]) -> None:
+    """tf-keras 2's HDF5 layout (see :mod:`sepconv.interop.files`), written atomically."""
+    import h5py
+
     tmp = path + ".tmp"
     try:
         with h5py.File(tmp, "w") as f:
             f.attrs["keras_version"] = "2.21.0"
             f.attrs["backend"] = "tensorflow"
-            f.attrs["model_config"] = text
+            f.attrs["model_config"] = model_config
             g = f.create_group("model_weights")
             g.attrs["keras_version"] = "2.21.0"
             g.attrs["backend"] = "tensorflow"
-            g.attrs["layer_names"] = np.array([n.encode("utf8") for n in names])
+            g.attrs["layer_names"] = np.array([m.name.encode("utf8") for m in layers])
             for layer in layers:
-                if type(layer).__name__ == _INPUT:
-                    continue
                 lg = g.create_group(layer.name)
                 arrays = layer.get_weights()
                 order = list(getattr(layer, "_weight_order", []))
