@@ -480,3 +480,26 @@ def test_functional_model_saved_back_reads_in_tf_keras(tmp_path):
     xs = [rng.standard_normal((2, 10, 3)).astype(np.float32) for _ in range(2)]
     for got, want in zip(theirs.predict(xs, verbose=0), model.predict(xs, verbose=0)):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_config_keys_that_change_the_numbers_are_refused_not_dropped():
+    from sepconv.interop.models import build_layer
+
+    entry = {"class_name": "SeparableConv1D", "config": {
+        "name": "sc_groups", "filters": 4, "kernel_size": 3, "groups": 2}}
+    with pytest.raises(KerasFileError, match=r"'sc_groups' \(SeparableConv1D\) has groups=2"):
+        build_layer(entry)
+    entry["config"]["groups"] = 1
+    assert build_layer(entry).filters == 4
+    # a Keras 3 config: dtype policy dict, initializer dicts with module/registered_name
+    layer = build_layer({"class_name": "SeparableConv1D", "config": {
+        "name": "sc_k3", "filters": 2, "kernel_size": 2, "activation": "hard_sigmoid",
+        "dtype": {"module": "keras", "class_name": "DTypePolicy",
+                  "config": {"name": "float64"}, "registered_name": None},
+        "depthwise_initializer": {"module": "keras.initializers", "class_name": "Constant",
+                                  "config": {"value": 0.5}, "registered_name": None}}},
+        flavour="keras3")
+    assert layer.dtype == "float64"
+    assert layer.activation is activations.KERAS3_VARIANTS["hard_sigmoid"]
+    layer(torch.zeros(1, 4, 3))
+    assert float(layer.depthwise_kernel.min()) == float(layer.depthwise_kernel.max()) == 0.5

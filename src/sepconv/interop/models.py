@@ -26,6 +26,11 @@ _MODEL_CLASSES = ("Sequential", "Functional", "Model")
 _INPUT = "InputLayer"
 #: Keras 3 argument names -> tf-keras' (used when the class takes only the latter).
 _RENAMED_ARGS = {"negative_slope": "alpha", "batch_shape": "batch_input_shape"}
+#: Config keys that change the numbers unless at these values: refused, if the sepconv
+#: class does not take them, rather than silently dropped.
+_MUST_BE_DEFAULT = {"groups": (1, None), "renorm": (False, None), "lora_rank": (None, 0),
+                    "quantization_config": (None,), "time_major": (False, None),
+                    "mask_zero": (False, None)}
 
 
 # -- configs ---------------------------------------------------------------------------
@@ -77,6 +82,11 @@ def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
     for new, old in _RENAMED_ARGS.items():
         if new in config and new not in known and old in known and old not in config:
             config[old] = config.pop(new)
+    for key, defaults in _MUST_BE_DEFAULT.items():
+        if key in config and key not in known and config[key] not in defaults:
+            raise KerasFileError(f"Layer {name!r} ({entry.get('class_name')}) has "
+                                 f"{key}={config[key]!r}, which sepconv's "
+                                 f"{cls.__name__} does not support")
     try:
         with _activations.keras_flavour(flavour):
             layer = cls.from_config(config)
