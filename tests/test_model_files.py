@@ -503,3 +503,23 @@ def test_config_keys_that_change_the_numbers_are_refused_not_dropped():
     assert layer.activation is activations.KERAS3_VARIANTS["hard_sigmoid"]
     layer(torch.zeros(1, 4, 3))
     assert float(layer.depthwise_kernel.min()) == float(layer.depthwise_kernel.max()) == 0.5
+
+
+def test_old_keras_sequential_config_as_a_bare_list(saved, tmp_path):
+    """Keras <= 2.2 (old R installs) wrote a Sequential's config as the list of layers."""
+    import json
+    import shutil
+
+    import h5py
+
+    path = tmp_path / "old.h5"
+    shutil.copy(os.path.join(saved["root"], "tk_seq.h5"), path)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        config["config"] = config["config"]["layers"]
+        f.attrs["model_config"] = json.dumps(config)
+        f.attrs["keras_version"] = "2.2.4"
+    _, x, y = saved["models"]["tk_seq"]
+    ours = load_keras_model(path)
+    np.testing.assert_allclose(ours(torch.from_numpy(x[0])).detach().numpy(), y[0],
+                               atol=1e-5)

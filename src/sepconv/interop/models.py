@@ -356,9 +356,11 @@ def _build_sequential(config: dict, flavour: str, weights: Any, label: str):
     return model
 
 
-def _layer_list(config: dict) -> Tuple[List[str], List[str]]:
+def _layer_list(config: Any) -> Tuple[List[str], List[str]]:
+    """Layer names and classes in model order (Keras <= 2.2 wrote a Sequential's config
+    as the bare list of layers)."""
     names, classes = [], []
-    for e in config.get("layers") or []:
+    for e in (config if isinstance(config, list) else config.get("layers") or []):
         c = e.get("config") or {}
         names.append(e.get("name") or c.get("name"))
         classes.append(e.get("class_name"))
@@ -391,7 +393,7 @@ def load_keras_model(path: Any) -> torch.nn.Module:
         raise KerasFileError(f"{label}: the model has class {cls!r}, a custom model class "
                              f"sepconv cannot rebuild (supported: Sequential and functional "
                              f"models)")
-    names, classes = _layer_list(config) if isinstance(config, dict) else ([], [])
+    names, classes = _layer_list(config)
     weights = kf.weights_for(names, classes, skip_inputs=cls == "Sequential")
     if cls == "Sequential":
         model = _build_sequential(config, kf.flavour, weights, label)
