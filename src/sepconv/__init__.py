@@ -65,3 +65,14 @@ from .r import layer_depthwise_conv_1d, layer_depthwise_conv_2d, layer_separable
 
 __all__ += ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv2D", "layer_depthwise_conv_1d",
             "layer_depthwise_conv_2d", "layer_separable_conv_2d"]
+
+# Model files (issue 11): imported on first use, so `import sepconv` loads no h5py.
+_MODEL_FILE_NAMES = ("load_keras_model", "load_keras_weights", "save_keras_model")
+__all__ += list(_MODEL_FILE_NAMES)
+
+
+def __getattr__(name):
+    if name in _MODEL_FILE_NAMES:
+        from .interop import models
+        return getattr(models, name)
+    raise AttributeError(f"module 'sepconv' has no attribute {name!r}")

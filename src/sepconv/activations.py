@@ -8,9 +8,17 @@ whatever the data format.  Keras 3's names that tf-keras lacks (``celu``, ``glu`
 ``hard_shrink``, ``hard_tanh``, ``soft_shrink``, ``sparse_plus``, ``sparse_sigmoid``,
 ``squareplus``, ``sparsemax``, ...) use Keras 3's defaults.  ``threshold`` is not a
 name: it has required arguments (pass a callable).
+
+A Keras 3 model file is computed with Keras 3's formulas: inside
+``keras_flavour("keras3")`` (the model-file loader enters it for files Keras 3 wrote)
+the names in ``KERAS3_VARIANTS`` resolve to Keras 3's function instead (one registry,
+one name: ``hard_sigmoid`` is ``relu6(x + 3) / 6`` there).
 """
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import torch
 import torch.nn.functional as F
@@ -160,10 +168,45 @@ for _fn, _names in [
     registry.add(_fn, *_names)
 
 
+def hard_sigmoid_keras3(x):
+    return F.relu6(x + 3.0) / 6.0
+
+
+hard_sigmoid_keras3.__name__ = "hard_sigmoid"  # its Keras name, for get_config
+#: Names whose Keras 3 formula differs from tf-keras' (checked against both for every name
+#: in the registry): used under ``keras_flavour("keras3")``.
+KERAS3_VARIANTS = {"hard_sigmoid": hard_sigmoid_keras3}
+FLAVOURS = ("tf_keras", "keras3")
+_flavour = contextvars.ContextVar("sepconv_keras_flavour", default="tf_keras")
+
+
+@contextlib.contextmanager
+def keras_flavour(flavour: str):
+    """Resolve names with ``flavour``'s formulas (``"tf_keras"``, the default, or
+    ``"keras3"``) inside the ``with`` block."""
+    if flavour not in FLAVOURS:
+        raise ValueError(f"Invalid value for argument `flavour`. Expected one of {FLAVOURS}. "
+                         f"Received flavour={flavour!r}")
+    token = _flavour.set(flavour)
+    try:
+        yield
+    finally:
+        _flavour.reset(token)
+
+
+def current_flavour() -> str:
+    """``"tf_keras"`` or ``"keras3"``: whose formulas names resolve to here."""
+    return _flavour.get()
+
+
 def get(identifier, argument: str = "activation"):
     """A callable for ``identifier``; ``None`` means linear, as in Keras."""
     if identifier is None:
         return linear
+    if isinstance(identifier, str) and _flavour.get() == "keras3":
+        variant = KERAS3_VARIANTS.get(identifier.lower())
+        if variant is not None:
+            return variant
     return registry.get(identifier, argument)
 
 

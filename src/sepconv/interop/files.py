@@ -1,0 +1,248 @@
+"""Read Keras model and weight files with h5py, zipfile and json only (no Keras).
+
+Formats, as their writers lay them out (checked by saving with tf-keras 2.21 and Keras 3):
+
+- HDF5 ``.h5`` model (tf-keras 2 / R keras ``save_model_hdf5``, Keras 3's legacy ``.h5``):
+  root attributes ``model_config`` (JSON), ``keras_version``, ``backend``; group
+  ``model_weights`` with attribute ``layer_names`` and one group per layer whose
+  attribute ``weight_names`` lists the datasets in ``get_weights()`` order.
+- HDF5 weights-only (``save_weights("w.h5")``, R ``save_model_weights_hdf5``): the same
+  per-layer groups at the root, no ``model_config``.
+- Keras v3 weights (``model.weights.h5`` inside a ``.keras`` zip, ``*.weights.h5``):
+  ``layers/<snake_case class name>[_<n>]/vars/0..k`` numbered per class in the order of
+  the model's layers (a Sequential's input layer not counted), nested layers' variables
+  in sub-groups (``cell``, ``layer``, ...); Keras 3 adds the layer name as attribute
+  ``name`` of ``vars``.
+- ``.keras`` zip (tf-keras 2.13+ and Keras 3): ``config.json``, ``metadata.json``
+  (``keras_version``) and ``model.weights.h5``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import zipfile
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+
+class KerasFileError(ValueError):
+    """A file sepconv cannot read as a Keras model or weights (the message says why)."""
+
+
+def snake_case(name: str) -> str:
+    """Keras' ``to_snake_case`` of a class name (both writers use this form)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    name = re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+    return name if not name.startswith("_") else "private" + name
+
+
+def flavour_of(keras_version: Optional[str]) -> str:
+    """``"keras3"`` for files Keras 3 wrote, ``"tf_keras"`` for tf-keras 2 / R keras."""
+    if keras_version:
+        major = str(keras_version).split(".")[0]
+        if major.isdigit() and int(major) >= 3:
+            return "keras3"
+    return "tf_keras"
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf8") if isinstance(value, (bytes, np.bytes_)) else str(value)
+
+
+def _names(values: Any) -> List[str]:
+    return [_text(v) for v in np.atleast_1d(values)] if values is not None else []
+
+
+class KerasFile:
+    """What a Keras file holds: ``config`` (the model's config dict, or ``None`` for a
+    weights-only file), ``keras_version``, ``flavour`` and the weights (see
+    :meth:`weights_by_name` / :meth:`weights_by_path`)."""
+
+    def __init__(self, path: str, kind: str, config: Optional[dict], keras_version: Optional[str],
+                 legacy_weights: Optional[Dict[str, List[np.ndarray]]] = None,
+                 v3_weights: Optional[Dict[str, Tuple[List[np.ndarray], Optional[str]]]] = None):
+        self.path = path
+        self.kind = kind  # "h5", "keras", "weights_h5", "weights_v3"
+        self.config = config
+        self.keras_version = keras_version
+        self.flavour = flavour_of(keras_version)
+        self.legacy_weights = legacy_weights
+        self.v3_weights = v3_weights
+
+    def weights_for(self, layer_names: List[str], class_names: List[str],
+                    skip_inputs: bool) -> Dict[str, List[np.ndarray]]:
+        """Weights of the given layers (in the model's layer order), by layer name."""
+        if self.legacy_weights is not None:
+            return {n: self.legacy_weights[n] for n in layer_names if n in self.legacy_weights}
+        assert self.v3_weights is not None
+        out: Dict[str, List[np.ndarray]] = {}
+        used: Dict[str, int] = {}
+        for name, cls in zip(layer_names, class_names):
+            if skip_inputs and cls == "InputLayer":
+                continue
+            key = snake_case(cls)
+            if key in used:
+                used[key] += 1
+                key = f"{key}_{used[key]}"
+            else:
+                used[key] = 0
+            arrays, saved_name = self.v3_weights.get(key, ([], None))
+            if saved_name is not None and saved_name != name and arrays:
+                raise KerasFileError(
+                    f"{self.path}: the weights stored at layers/{key} belong to layer "
+                    f"{saved_name!r}, but the model's layer at that place is {name!r}")
+            out[name] = arrays
+        return out
+
+
+def read(path: Any) -> KerasFile:
+    """Open a Keras file of any supported kind; ``KerasFileError`` (one line) otherwise."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such Keras file: {path!r}")
+    if os.path.isdir(path) and all(os.path.isfile(os.path.join(path, n))
+                                   for n in ("config.json", "model.weights.h5")):
+        return _read_keras_dir(path)  # Keras 3's save_model(..., zipped=False)
+    if os.path.isdir(path):
+        raise KerasFileError(f"{path} is a directory (a TensorFlow SavedModel?); sepconv "
+                             f"reads Keras .h5 and .keras files: in Keras, save with "
+                             f"model.save('model.h5') or model.save('model.keras')")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"PK"):
+        return _read_keras_zip(path)
+    if head == b"\x89HDF\r\n\x1a\n":
+        return _read_h5(path, _open_h5(path, path))
+    raise KerasFileError(f"{path} is not a Keras model file: expected an HDF5 .h5 file "
+                         f"or a .keras zip archive")
+
+
+def _open_h5(source: Any, label: str):
+    import h5py
+
+    try:
+        return h5py.File(source, "r")
+    except (OSError, ValueError) as err:
+        msg = str(err).split("\n")[0]
+        raise KerasFileError(f"{label} is truncated or corrupted: HDF5 cannot open it "
+                             f"({msg})") from None
+
+
+def _read_h5(path: str, f, label: Optional[str] = None) -> KerasFile:
+    label = label or path
+    try:
+        with f:
+            attrs = f.attrs
+            version = _text(attrs["keras_version"]) if "keras_version" in attrs else None
+            if "model_config" in attrs:
+                config = _json(attrs["model_config"], label, "model_config")
+                if "model_weights" not in f:
+                    raise KerasFileError(f"{label} has a model config but no weights "
+                                         f"(group 'model_weights' is missing)")
+                group = f["model_weights"]
+                version = version or (_text(group.attrs["keras_version"])
+                                      if "keras_version" in group.attrs else None)
+                return KerasFile(path, "h5", config, version,
+                                 legacy_weights=_legacy_weights(group, label))
+            if "layer_names" in attrs:
+                return KerasFile(path, "weights_h5", None, version,
+                                 legacy_weights=_legacy_weights(f, label))
+            if "layers" in f or "vars" in f:
+                return KerasFile(path, "weights_v3", None, version,
+                                 v3_weights=_v3_weights(f))
+            raise KerasFileError(f"{label} is an HDF5 file but not a Keras model or weights "
+                                 f"file (no 'model_config', 'layer_names' or 'layers')")
+    except KerasFileError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as err:
+        msg = str(err).split("\n")[0]
+        raise KerasFileError(f"{label} is truncated or corrupted: {msg}") from None
+
+
+def _json(value: Any, label: str, what: str) -> dict:
+    try:
+        out = json.loads(_text(value))
+    except ValueError as err:
+        raise KerasFileError(f"{label}: {what} is not valid JSON ({err})") from None
+    if not isinstance(out, dict):
+        raise KerasFileError(f"{label}: {what} is not a Keras config (a JSON object)")
+    return out
+
+
+def _legacy_weights(group, label: str) -> Dict[str, List[np.ndarray]]:
+    out = {}
+    for name in _names(group.attrs.get("layer_names")):
+        g = group[name]
+        out[name] = [np.asarray(g[w]) for w in _names(g.attrs.get("weight_names"))
+                     if w]
+    return out
+
+
+def _v3_weights(f) -> Dict[str, Tuple[List[np.ndarray], Optional[str]]]:
+    """``layers/<key>`` -> (arrays in get_weights order, the saved layer name or None)."""
+    out = {}
+    layers = f["layers"] if "layers" in f else {}
+    for key in layers:
+        group = layers[key]
+        saved = None
+        if "vars" in group and "name" in group["vars"].attrs:
+            saved = _text(group["vars"].attrs["name"])
+        out[key] = (_collect_vars(group), saved)
+    return out
+
+
+def _collect_vars(group) -> List[np.ndarray]:
+    """A layer's own variables (``vars/0..k``), then its nested layers' in name order
+    (Keras walks attributes sorted by name; h5py lists groups sorted by name)."""
+    arrays = []
+    if "vars" in group:
+        v = group["vars"]
+        arrays += [np.asarray(v[k]) for k in sorted(v, key=int)]
+    for key in group:
+        if key != "vars" and hasattr(group[key], "keys"):
+            arrays += _collect_vars(group[key])
+    return arrays
+
+
+def _read_keras_zip(path: str) -> KerasFile:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            missing = {"config.json", "model.weights.h5"} - names
+            if missing:
+                raise KerasFileError(f"{path} is a zip archive but not a .keras model "
+                                     f"(missing {', '.join(sorted(missing))})")
+            config = _json(z.read("config.json"), path, "config.json")
+            version = None
+            if "metadata.json" in names:
+                version = _json(z.read("metadata.json"), path,
+                                "metadata.json").get("keras_version")
+            data = z.read("model.weights.h5")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as err:
+        raise KerasFileError(f"{path} is truncated or corrupted: {err}") from None
+    label = f"{path} (model.weights.h5)"
+    inner = _read_h5(path, _open_h5(io.BytesIO(data), label), label)
+    if inner.v3_weights is None and inner.legacy_weights is None:
+        raise KerasFileError(f"{label} holds no weights")
+    return KerasFile(path, "keras", config, version, legacy_weights=inner.legacy_weights,
+                     v3_weights=inner.v3_weights)
+
+
+def _read_keras_dir(path: str) -> KerasFile:
+    def text(name):
+        with open(os.path.join(path, name), "rb") as f:
+            return f.read()
+
+    config = _json(text("config.json"), path, "config.json")
+    version = None
+    if os.path.isfile(os.path.join(path, "metadata.json")):
+        version = _json(text("metadata.json"), path, "metadata.json").get("keras_version")
+    weights = os.path.join(path, "model.weights.h5")
+    inner = _read_h5(weights, _open_h5(weights, weights))
+    return KerasFile(path, "keras", config, version, legacy_weights=inner.legacy_weights,
+                     v3_weights=inner.v3_weights)
