@@ -629,6 +629,12 @@ def adopt_settings(args, state: Dict[str, Any], explicit: Sequence[str], path: s
         setattr(args, key, saved[key])
 
 
+def _unnamed(arch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """An architecture without layer names (auto-numbered per process)."""
+    return [{**e, "config": {k: v for k, v in e["config"].items() if k != "name"}}
+            for e in arch]
+
+
 def _rng_state(device: torch.device) -> Dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {"torch": torch.get_rng_state(),
@@ -819,7 +825,7 @@ def _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler, state, s
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     model.to(dist_.device)
     if state is not None:
-        if state["architecture"] != architecture(model):
+        if _unnamed(state["architecture"]) != _unnamed(architecture(model)):
             raise UsageError(f"--resume: {ckpt_path} describes another model than its "
                              "settings build; nothing in --out was changed")
         try:
@@ -1030,7 +1036,7 @@ def report(name: str, accuracy: float, n: int, seconds: float, world: int,
         lines.append(f"Replicas in sync: largest parameter difference across ranks "
                      f"{in_sync:.3g}")
     lines.append(f"Wrote {os.path.join(out, 'model.pt')}, curves.png, history.json, "
-                 f"results.json in {out}")
+                 f"results.json and the last {CHECKPOINT_FILE} in {out}")
     lines.append(f"Reload: {PROG} evaluate --model {os.path.join(out, 'model.pt')}")
     return "\n".join(lines)
 
