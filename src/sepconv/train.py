@@ -9,7 +9,18 @@ same train/test split, and writes to ``--out`` (default ``runs/<dataset>``):
 - ``model.pt``: state_dict, the layers' configs, data set name, classes, normalisation;
   ``python -m sepconv evaluate --model runs/<dataset>/model.pt`` reloads it and
   reproduces the test accuracy;
-- ``curves.png``: loss and accuracy per epoch; ``history.json``; ``results.json``.
+- ``curves.png``: loss and accuracy per epoch; ``history.json``; ``results.json``;
+- ``checkpoint.pt``: the whole training state after every epoch (model, optimizer,
+  scheduler, history, every process's torch/CUDA/numpy/Python random state; the data
+  order is ``DistributedSampler``'s, a function of seed and epoch). SIGINT/SIGTERM finish
+  the current step, checkpoint mid-epoch and exit 128 + signal with the command that
+  continues; ``--resume`` continues, bitwise as if never stopped on CPU. Files in
+  ``--out`` are replaced atomically (:func:`atomic_write`), the checkpoint carries its
+  sha256, and a resume that cannot continue (other data set, model, processes, a
+  corrupted file) ends with one line before anything is written.
+
+Needs the ``train`` extra (sktime for the data files, tqdm, matplotlib); without it the
+command says ``pip install "sepconv[train]"`` in one line.
 
 The default model adds an L2 penalty on its kernels to the loss
 (``sepconv.regularization_loss``) and constrains each pointwise filter to a max norm,
@@ -562,9 +573,12 @@ def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
     envelope = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION,
                 "sha256": hashlib.sha256(payload).hexdigest(),
                 "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+    buf = io.BytesIO()
+    torch.save(envelope, buf)
+    blob = buf.getvalue()  # serialised first: the file then takes one write
     _checkpoint_writes += 1
     count = _checkpoint_writes
-    atomic_write(path, lambda f: torch.save(envelope, f),
+    atomic_write(path, lambda f: f.write(blob),
                  before_replace=lambda: _fault_hook("save", count))
 
 
