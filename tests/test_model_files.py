@@ -523,3 +523,26 @@ def test_old_keras_sequential_config_as_a_bare_list(saved, tmp_path):
     ours = load_keras_model(path)
     np.testing.assert_allclose(ours(torch.from_numpy(x[0])).detach().numpy(), y[0],
                                atol=1e-5)
+
+
+def test_without_h5py_one_line_says_what_to_install(tmp_path):
+    """h5py is the ``h5`` extra, not a dependency: without it the loader says so."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "m.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["h5py"] = None
+        import sepconv
+        try:
+            sepconv.load_keras_model({str(path)!r})
+        except ImportError as err:
+            print("ERR", err)
+    """)
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert 'pip install "sepconv[h5]"' in out.stdout, out.stdout + out.stderr

@@ -1,7 +1,8 @@
 """Real time-series classification data sets, read offline from files a PyPI wheel ships.
 
-The UCR/UEA archive sets below travel inside the ``sktime`` wheel (a dependency of
-sepconv) as ``sktime/datasets/data/<Name>/<Name>_{TRAIN,TEST}.ts``. They are read
+The UCR/UEA archive sets below travel inside the ``sktime`` wheel (installed by
+sepconv's ``train`` extra: ``pip install "sepconv[train]"``) as
+``sktime/datasets/data/<Name>/<Name>_{TRAIN,TEST}.ts``. They are read
 straight from that folder, which is found with ``importlib.util.find_spec`` so that
 sktime itself (and pandas, scikit-learn) is never imported and nothing is downloaded.
 ``aeon`` ships the same files in the same layout and is used when sktime is absent.
@@ -106,7 +107,7 @@ def data_root() -> Tuple[str, str]:
                 return root, package
     raise DatasetError(
         "No bundled UCR/UEA data found: sepconv reads them from the installed 'sktime' "
-        "package (a dependency of sepconv). Reinstall with `pip install sepconv`."
+        "package, which comes with the train extra: pip install \"sepconv[train]\""
     )
 
 

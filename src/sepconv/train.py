@@ -9,7 +9,18 @@ same train/test split, and writes to ``--out`` (default ``runs/<dataset>``):
 - ``model.pt``: state_dict, the layers' configs, data set name, classes, normalisation;
   ``python -m sepconv evaluate --model runs/<dataset>/model.pt`` reloads it and
   reproduces the test accuracy;
-- ``curves.png``: loss and accuracy per epoch; ``history.json``; ``results.json``.
+- ``curves.png``: loss and accuracy per epoch; ``history.json``; ``results.json``;
+- ``checkpoint.pt``: the whole training state after every epoch (model, optimizer,
+  scheduler, history, every process's torch/CUDA/numpy/Python random state; the data
+  order is ``DistributedSampler``'s, a function of seed and epoch). SIGINT/SIGTERM finish
+  the current step, checkpoint mid-epoch and exit 128 + signal with the command that
+  continues; ``--resume`` continues, bitwise as if never stopped on CPU. Files in
+  ``--out`` are replaced atomically (:func:`atomic_write`), the checkpoint carries its
+  sha256, and a resume that cannot continue (other data set, model, processes, a
+  corrupted file) ends with one line before anything is written.
+
+Needs the ``train`` extra (sktime for the data files, tqdm, matplotlib); without it the
+command says ``pip install "sepconv[train]"`` in one line.
 
 The default model adds an L2 penalty on its kernels to the loss
 (``sepconv.regularization_loss``) and constrains each pointwise filter to a max norm,
@@ -25,13 +36,17 @@ batch: each of N processes takes ``ceil(batch_size / N)`` cases per step.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
+import io
 import json
 import math
 import os
 import random
+import signal
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -43,6 +58,14 @@ PROG = "python -m sepconv"
 MODEL_FORMAT = "sepconv.train/model"
 MODEL_FORMAT_VERSION = 1
 OUTPUT_FILES = ("model.pt", "history.json", "results.json", "curves.png")
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FORMAT = "sepconv.train/checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+#: The one line printed when the main job's packages are missing.
+TRAIN_EXTRA = 'pip install "sepconv[train]"'
+#: Options that define a run: a checkpoint is resumed with exactly these.
+RUN_SETTINGS = ("dataset", "epochs", "batch_size", "lr", "seed", "filters", "kernel_size",
+                "depth_multiplier", "padding", "dropout", "l2", "max_norm")
 
 # ---------------------------------------------------------------------------------------
 # Published accuracies on the same fixed train/test splits (percent).
@@ -300,7 +323,12 @@ def train_parser() -> argparse.ArgumentParser:
                         "(default: 1)")
     p.add_argument("--out", default=None, help="output folder (default: runs/<dataset>)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace outputs already in --out (refused otherwise)")
+                   help="start afresh, replacing outputs and checkpoint already in --out "
+                        "(refused otherwise)")
+    p.add_argument("--resume", action="store_true",
+                   help=f"continue the run whose {CHECKPOINT_FILE} is in --out (written "
+                        "after every epoch and on SIGINT/SIGTERM); its settings are taken "
+                        "from the checkpoint, options given that contradict it are refused")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -359,6 +387,26 @@ class Dist:
         dist.all_reduce(t)
         return t.tolist()
 
+    def largest(self, value: int) -> int:
+        """The largest ``value`` over ranks (every rank gets it): ranks agree to stop."""
+        if not self.group:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
+    def gather(self, obj: Any) -> Optional[List[Any]]:
+        """Every rank's ``obj`` in rank order on rank 0 (None on the others)."""
+        if not self.group:
+            return [obj]
+        import torch.distributed as dist
+
+        out: Optional[List[Any]] = [None] * self.world if self.main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
     def barrier(self) -> None:
         if self.group:
             import torch.distributed as dist
@@ -402,7 +450,7 @@ def seed_everything(seed: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Training.
+# Settings and the output folder.
 
 
 def _expand_kernel_sizes(filters: List[int], kernel_sizes: List[int]) -> List[int]:
@@ -414,15 +462,271 @@ def _expand_kernel_sizes(filters: List[int], kernel_sizes: List[int]) -> List[in
     return kernel_sizes
 
 
+def _default_out(args) -> str:
+    return args.out or os.path.join("runs", args.dataset)
+
+
 def _prepare_out(args) -> str:
-    out = args.out or os.path.join("runs", args.dataset)
+    out = _default_out(args)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out!r} exists and is not a folder")
+    if args.resume or args.overwrite:
+        return out
     existing = [f for f in OUTPUT_FILES if os.path.exists(os.path.join(out, f))]
-    if existing and not args.overwrite:
+    if existing:
         raise UsageError(f"{out!r} already holds {', '.join(existing)}; pass --overwrite to "
                          "replace them or choose another --out")
+    if os.path.exists(os.path.join(out, CHECKPOINT_FILE)):
+        raise UsageError(f"{out!r} holds {CHECKPOINT_FILE} of an unfinished run; pass "
+                         "--resume to continue it, --overwrite to start afresh, or choose "
+                         "another --out")
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Checkpoints: atomic files, an envelope with a digest, every rank's random state.
+
+
+def _fault_hook(event: str, count: int) -> None:
+    """Test hook for the kill-and-resume tests: ``_SEPCONV_TRAIN_FAULT=SIGNAME:event:N``
+    sends SIGNAME to this process at the N-th ``event``: ``step`` (the start of optimizer
+    step N of the run, counted from 1 over all epochs; the step then runs on) or ``save``
+    (the N-th checkpoint write of this process, once its temporary file is complete and
+    synced and before it replaces the checkpoint)."""
+    spec = os.environ.get("_SEPCONV_TRAIN_FAULT")
+    if spec:
+        name, kind, n = spec.split(":")
+        if kind == event and int(n) == count:
+            os.kill(os.getpid(), getattr(signal, name))
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, write: Callable[[BinaryIO], None],
+                 before_replace: Optional[Callable[[], None]] = None) -> None:
+    """Replace ``path`` by what ``write(file)`` writes, atomically.
+
+    The bytes go to a temporary file in the same folder, which is flushed and fsynced,
+    then renamed over ``path`` (``os.replace``) and the folder fsynced: a kill or a power
+    cut at any moment leaves either the old file or the complete new one. A temporary
+    left behind by a kill is named ``.<name>.<pid>.<random>.tmp``.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}."
+                               f"{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _remove_stale_temporaries(out: str) -> None:
+    """Temporaries of writes that a kill cut short (see :func:`atomic_write`)."""
+    prefixes = tuple(f".{name}." for name in OUTPUT_FILES + (CHECKPOINT_FILE,))
+    for name in os.listdir(out):
+        if name.startswith(prefixes) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(out, name))
+            except OSError:
+                pass
+
+
+_checkpoint_writes = 0
+
+
+def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically, inside an envelope holding its sha256.
+
+    The file is a ``torch.save`` of ``{"format", "format_version", "sha256", "payload"}``,
+    ``payload`` the bytes of ``torch.save(state)`` as a uint8 tensor: torch.load does not
+    check its data, the digest does (see :func:`read_checkpoint`).
+    """
+    global _checkpoint_writes
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    envelope = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION,
+                "sha256": hashlib.sha256(payload).hexdigest(),
+                "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+    buf = io.BytesIO()
+    torch.save(envelope, buf)
+    blob = buf.getvalue()  # serialised first: the file then takes one write
+    _checkpoint_writes += 1
+    count = _checkpoint_writes
+    atomic_write(path, lambda f: f.write(blob),
+                 before_replace=lambda: _fault_hook("save", count))
+
+
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """The state saved by :func:`save_checkpoint`; UsageError (one line) if the file is
+    missing, not a sepconv checkpoint, or corrupted."""
+    fix = "nothing in --out was changed; start afresh with --overwrite or choose another --out"
+    if not os.path.isfile(path):
+        raise UsageError(f"--resume: no checkpoint to continue from ({path} does not exist); "
+                         "run without --resume to start")
+    try:
+        envelope = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UsageError(f"--resume: {path} is corrupted or not a sepconv checkpoint "
+                         f"(torch.load failed with {type(exc).__name__}); {fix}")
+    if not isinstance(envelope, dict) or envelope.get("format") != CHECKPOINT_FORMAT:
+        raise UsageError(f"--resume: {path} is not a checkpoint of `{PROG} train`; {fix}")
+    if envelope.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
+        raise UsageError(f"--resume: {path} was written by a newer sepconv; upgrade sepconv")
+    payload = envelope.get("payload")
+    if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
+        raise UsageError(f"--resume: {path} is corrupted (no payload); {fix}")
+    data = payload.numpy().tobytes()
+    if hashlib.sha256(data).hexdigest() != envelope.get("sha256"):
+        raise UsageError(f"--resume: {path} is corrupted (its contents do not match their "
+                         f"sha256); {fix}")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        for key in ("settings", "data", "architecture", "model", "optimizer", "scheduler",
+                    "epoch", "step", "ranks", "history", "world_size"):
+            state[key]
+    except Exception as exc:
+        raise UsageError(f"--resume: {path} is corrupted ({type(exc).__name__} reading its "
+                         f"payload); {fix}")
+    return state
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _show(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def adopt_settings(args, state: Dict[str, Any], explicit: Sequence[str], path: str) -> None:
+    """Take the run's settings from its checkpoint; refuse options that contradict it."""
+    saved = state["settings"]
+    filters = args.filters if "filters" in explicit else saved["filters"]
+    for key in RUN_SETTINGS:
+        if key not in explicit:
+            continue
+        mine = getattr(args, key)
+        if key == "kernel_size":
+            mine = _expand_kernel_sizes(list(filters), list(mine))
+        if mine != saved[key]:
+            raise UsageError(
+                f"--resume: {path} is a run with {_option(key)} {_show(saved[key])}, this "
+                f"command asks for {_option(key)} {_show(mine)}; drop {_option(key)} (the "
+                "checkpoint's settings are used) or choose another --out")
+    for key in RUN_SETTINGS:
+        setattr(args, key, saved[key])
+
+
+def _unnamed(arch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """An architecture without layer names (auto-numbered per process)."""
+    return [{**e, "config": {k: v for k, v in e["config"].items() if k != "name"}}
+            for e in arch]
+
+
+def _rng_state(device: torch.device) -> Dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                      int(has_gauss), float(cached)],
+            "python": random.getstate()}
+
+
+def _set_rng_state(state: Dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state["cuda"] is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _data_fingerprint(split: "datasets.Split") -> str:
+    h = hashlib.sha256()
+    for a in (split.x_train, split.y_train, split.x_test, split.y_test):
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(json.dumps(list(split.classes)).encode())
+    return h.hexdigest()
+
+
+class StopSignals:
+    """SIGINT / SIGTERM ask the run to stop after the current step; the request is seen
+    by :attr:`signum`. A repeat is the same request (torchrun forwards the terminal's
+    Ctrl-C to workers that got it already); a third signal ends the process at once."""
+
+    def __init__(self):
+        self.signum = 0
+        self.count = 0
+        self._old: Dict[int, Any] = {}
+
+    def install(self) -> "StopSignals":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.count += 1
+        self.signum = self.signum or signum
+        if self.count >= 3:
+            self.restore()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    def restore(self) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+        self._old.clear()
+
+
+def resume_command(argv: Sequence[str], out: str, world: int) -> str:
+    """The command that continues this run."""
+    keep = [a for a in argv if a not in ("--overwrite", "--resume")]
+    if "--out" not in keep and not any(a.startswith("--out=") for a in keep):
+        keep += ["--out", out]
+    launcher = (f"torchrun --standalone --nproc-per-node {world} -m sepconv" if world > 1
+                else PROG)
+    return " ".join([launcher, "train", *map(_quote, keep), "--resume"])
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+# ---------------------------------------------------------------------------------------
+# Training.
 
 
 @torch.no_grad()
@@ -464,23 +768,56 @@ def _replicas_max_difference(model: torch.nn.Module, dist_: Dist) -> float:
     return float(diff.item())
 
 
-def run_train(args) -> int:
+def run_train(args, explicit: Sequence[str] = (), argv: Sequence[str] = ()) -> int:
+    """``train``: fresh, or ``--resume`` from ``--out``/checkpoint.pt. Every check that can
+    refuse the run happens before anything in ``--out`` is written."""
     from torch.utils.data.distributed import DistributedSampler
 
     import sepconv
 
-    kernel_sizes = _expand_kernel_sizes(args.filters, args.kernel_size)
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite starts it "
+                         "afresh: pass one of them")
+    state = None
     out = _prepare_out(args)
-    dist_ = Dist(args.device)
+    ckpt_path = os.path.join(out, CHECKPOINT_FILE)
+    if args.resume:
+        state = read_checkpoint(ckpt_path)  # every rank reads it
+        adopt_settings(args, state, explicit, ckpt_path)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if state["world_size"] != world:
+            raise UsageError(
+                f"--resume: {ckpt_path} was written by {state['world_size']} process(es), "
+                f"this run has {world}; resume with the same number of processes")
+        if state["epoch"] == args.epochs and state["step"] == 0 and all(
+                os.path.exists(os.path.join(out, f)) for f in OUTPUT_FILES):
+            if _rank_from_env() == 0:
+                print(f"sepconv train: the run in {out!r} finished its {args.epochs} epochs "
+                      f"already; its model is {os.path.join(out, 'model.pt')}")
+            return 0
+    kernel_sizes = args.kernel_size = _expand_kernel_sizes(args.filters, args.kernel_size)
+    stop = StopSignals().install()
     try:
-        return _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler)
+        dist_ = Dist(args.device)
+        try:
+            return _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler,
+                          state, stop, list(argv))
+        finally:
+            dist_.close()
     finally:
-        dist_.close()
+        stop.restore()
 
 
-def _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler) -> int:
+def _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler, state, stop,
+           argv) -> int:
     t0 = time.time()
+    ckpt_path = os.path.join(out, CHECKPOINT_FILE)
     split = datasets.load(args.dataset)
+    data_id = _data_fingerprint(split)
+    if state is not None and state["data"].get("sha256") != data_id:
+        raise UsageError(f"--resume: {ckpt_path} was trained on other data than the "
+                         f"installed {split.name} (its data fingerprint differs); nothing "
+                         "in --out was changed")
     norm = datasets.Normalizer.fit(split.x_train, split.lengths_train)
     x_train = torch.from_numpy(norm(split.x_train, split.lengths_train))
     y_train = torch.from_numpy(split.y_train)
@@ -497,8 +834,22 @@ def _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler) -> int:
         model.eval()
         model(x_train[:1])  # create the weights of the blocks after the first
         model.train()
-    model.to(dist_.device)
     n_params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    model.to(dist_.device)
+    if state is not None:
+        if _unnamed(state["architecture"]) != _unnamed(architecture(model)):
+            raise UsageError(f"--resume: {ckpt_path} describes another model than its "
+                             "settings build; nothing in --out was changed")
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["scheduler"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise UsageError(f"--resume: {ckpt_path} does not fit the model of its settings "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                             "nothing in --out was changed")
 
     net: torch.nn.Module = model
     if dist_.group:
@@ -506,16 +857,33 @@ def _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler) -> int:
 
         net = DistributedDataParallel(
             model, device_ids=[dist_.device.index] if dist_.device.type == "cuda" else None)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    # The data order: DistributedSampler draws each epoch's permutation from a generator
+    # seeded with seed + epoch, so (seed, epoch) is its whole state; a checkpoint taken
+    # mid-epoch also keeps the epoch's order itself.
     sampler = DistributedSampler(range(len(x_train)), num_replicas=dist_.world,
                                  rank=dist_.rank, shuffle=True, seed=args.seed)
     per_rank = math.ceil(args.batch_size / dist_.world)
+    steps_per_epoch = math.ceil(sampler.num_samples / per_rank)
     torch.manual_seed(args.seed + 1 + dist_.rank)  # dropout stream of this rank
     # Test cases this rank scores; sums are reduced over ranks.
     test_idx = torch.arange(dist_.rank, len(x_test), dist_.world)
 
+    history: List[Dict[str, float]] = []
+    start_epoch = start_step = 0
+    seconds_before = 0.0
+    mine: Dict[str, Any] = {}
+    if state is not None:
+        history = [dict(h) for h in state["history"]]
+        start_epoch, start_step = int(state["epoch"]), int(state["step"])
+        seconds_before = float(state.get("seconds", 0.0))
+        mine = state["ranks"][dist_.rank]
+        _set_rng_state(mine["rng"], dist_.device)
+
     if dist_.main:
+        os.makedirs(out, exist_ok=True)
+        _remove_stale_temporaries(out)
+        if args.overwrite and os.path.exists(ckpt_path):
+            os.unlink(ckpt_path)  # an old run's checkpoint must not be resumed later
         print(f"sepconv train: {split.name} ({split.n_classes} classes, "
               f"{len(x_train)} train / {len(x_test)} test, {x_train.shape[1]} steps x "
               f"{split.n_channels} channels; data from {split.source})")
@@ -526,20 +894,62 @@ def _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler) -> int:
         if dist_.group:
             print(f"data-parallel: {dist_.world} processes ({dist_.backend}), "
                   f"{per_rank} cases per process per step")
+        if state is not None:
+            where = (f"epoch {start_epoch + 1}, step {start_step + 1} of {steps_per_epoch}"
+                     if start_step else f"the end of epoch {start_epoch}")
+            print(f"resumed from {ckpt_path} at {where}")
         sys.stdout.flush()
+
+    def save(epochs_done: int, step: int, sums: Optional[List[float]],
+             order: Optional[List[int]]) -> None:
+        """Checkpoint the run (rank 0 writes every rank's random state and partial sums)."""
+        ranks = dist_.gather({"rng": _rng_state(dist_.device), "partial": sums,
+                              "order": order})
+        if not dist_.main:
+            return
+        save_checkpoint(ckpt_path, {
+            "settings": {k: getattr(args, k) for k in RUN_SETTINGS},
+            "data": {"name": split.name, "classes": list(split.classes),
+                     "sha256": data_id, "steps": int(x_train.shape[1]),
+                     "n_channels": split.n_channels},
+            "architecture": architecture(model),
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
+            "epoch": epochs_done, "step": step, "steps_per_epoch": steps_per_epoch,
+            "sampler": {"seed": args.seed, "epoch": epochs_done, "shuffle": True,
+                        "num_replicas": dist_.world},
+            "ranks": ranks, "world_size": dist_.world, "history": history,
+            "seconds": seconds_before + time.time() - t0,
+            "sepconv_version": sepconv.__version__, "torch_version": str(torch.__version__),
+        })
+
+    def stopped(epochs_done: int, step: int) -> int:
+        signum = dist_.largest(stop.signum)
+        if dist_.main:
+            at = (f"epoch {epochs_done + 1}, step {step} of {steps_per_epoch}" if step
+                  else f"epoch {epochs_done}")
+            print(f"sepconv train: stopped by {signal.Signals(signum).name} after {at}; "
+                  f"checkpoint {ckpt_path}; resume with: "
+                  f"{resume_command(argv, out, dist_.world)}", file=sys.stderr)
+            sys.stderr.flush()
+        dist_.barrier()  # no rank leaves before the checkpoint is on disk
+        return 128 + signum
 
     from tqdm import tqdm
 
-    bar = tqdm(total=args.epochs, desc=f"train {split.name}", unit="epoch",
-               disable=not dist_.main or args.no_progress, dynamic_ncols=True)
-    history: List[Dict[str, float]] = []
-    for epoch in range(args.epochs):
+    bar = tqdm(total=args.epochs, initial=start_epoch, desc=f"train {split.name}",
+               unit="epoch", disable=not dist_.main or args.no_progress, dynamic_ncols=True)
+    for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch)
         order = list(sampler)
-        net.train()
         sums = [0.0, 0.0, 0.0, 0.0]  # cross-entropy, penalty x cases, correct, cases
-        for i in range(0, len(order), per_rank):
-            idx = order[i:i + per_rank]
+        first = 0
+        if epoch == start_epoch and start_step:
+            order, sums, first = list(mine["order"]), list(mine["partial"]), start_step
+        net.train()
+        for step in range(first, steps_per_epoch):
+            _fault_hook("step", epoch * steps_per_epoch + step + 1)
+            idx = order[step * per_rank:(step + 1) * per_rank]
             xb = x_train[idx].to(dist_.device)
             yb = y_train[idx].to(dist_.device)
             logits = net(xb)
@@ -554,6 +964,10 @@ def _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler) -> int:
             sums[1] += penalty.item() * n
             sums[2] += float((logits.argmax(1) == yb).sum())
             sums[3] += n
+            if step + 1 < steps_per_epoch and dist_.largest(stop.signum):
+                save(epoch, step + 1, sums, order)
+                bar.close()
+                return stopped(epoch, step + 1)
         lr = optimizer.param_groups[0]["lr"]
         schedule.step()
         t_loss, t_correct, t_n = accuracy_and_loss(model, x_test[test_idx], y_test[test_idx],
@@ -564,11 +978,15 @@ def _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler) -> int:
                "train_accuracy": correct / n, "test_loss": t_loss / t_n,
                "test_accuracy": t_correct / t_n, "lr": lr}
         history.append(row)
+        save(epoch + 1, 0, None, None)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_accuracy']:.3f}",
                         test_acc=f"{row['test_accuracy']:.3f}", refresh=False)
         bar.update(1)
+        if epoch + 1 < args.epochs and dist_.largest(stop.signum):
+            bar.close()
+            return stopped(epoch + 1, 0)
     bar.close()
-    elapsed = time.time() - t0
+    elapsed = seconds_before + time.time() - t0
 
     in_sync = _replicas_max_difference(model, dist_)
     max_pointwise = _constraint_report(model, args.max_norm)
@@ -588,7 +1006,6 @@ def _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler) -> int:
                           for m, a, s in PUBLISHED.get(split.name, [])],
             "args": {k: v for k, v in vars(args).items()},
         }
-        os.makedirs(out, exist_ok=True)
         checkpoint = {
             "format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
             "sepconv_version": sepconv.__version__, "dataset": split.name,
@@ -598,11 +1015,10 @@ def _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler) -> int:
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "test_accuracy": test_accuracy, "seed": args.seed, "epochs": args.epochs,
         }
-        torch.save(checkpoint, os.path.join(out, "model.pt"))
-        with open(os.path.join(out, "history.json"), "w") as f:
-            json.dump(history, f, indent=1)
-        with open(os.path.join(out, "results.json"), "w") as f:
-            json.dump(results, f, indent=1)
+        atomic_write(os.path.join(out, "model.pt"), lambda f: torch.save(checkpoint, f))
+        for name, obj in (("history.json", history), ("results.json", results)):
+            text = json.dumps(obj, indent=1).encode()
+            atomic_write(os.path.join(out, name), lambda f: f.write(text))
         plot_curves(history, os.path.join(out, "curves.png"), split.name)
         print(report(split.name, test_accuracy, n, elapsed, dist_.world, max_pointwise,
                      args.max_norm, in_sync, out))
@@ -634,7 +1050,7 @@ def report(name: str, accuracy: float, n: int, seconds: float, world: int,
         lines.append(f"Replicas in sync: largest parameter difference across ranks "
                      f"{in_sync:.3g}")
     lines.append(f"Wrote {os.path.join(out, 'model.pt')}, curves.png, history.json, "
-                 f"results.json in {out}")
+                 f"results.json and the last {CHECKPOINT_FILE} in {out}")
     lines.append(f"Reload: {PROG} evaluate --model {os.path.join(out, 'model.pt')}")
     return "\n".join(lines)
 
@@ -663,7 +1079,7 @@ def plot_curves(history: List[Dict[str, float]], path: str, title: str) -> None:
     ax2.legend()
     fig.suptitle(f"sepconv SeparableConv1D network on {title}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
 
 
@@ -728,12 +1144,45 @@ def run_evaluate(args) -> int:
 # ---------------------------------------------------------------------------------------
 
 
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require_train_extra(command: str) -> None:
+    """One line naming ``pip install "sepconv[train]"`` when the main job's packages are
+    missing (the library itself needs torch and numpy alone)."""
+    missing = []
+    try:
+        datasets.data_root()
+    except datasets.DatasetError:
+        missing.append("sktime (the data files)")
+    if command == "train":
+        missing += [m for m in ("tqdm", "matplotlib") if not _installed(m)]
+    if missing:
+        raise UsageError(f"the main job needs sepconv's train extra ({', '.join(missing)} "
+                         f"not installed): {TRAIN_EXTRA}")
+
+
+def _explicit_options(argv: List[str]) -> List[str]:
+    """Destinations of the train options given on the command line."""
+    unset = object()
+    shadow = train_parser()
+    shadow.set_defaults(**{a.dest: unset for a in shadow._actions if a.dest != "help"})
+    return sorted(k for k, v in vars(shadow.parse_args(argv)).items() if v is not unset)
+
+
 def main(command: str, argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m sepconv train|evaluate``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if command in ("train", "evaluate") and not {"-h", "--help"} & set(argv):
+            require_train_extra(command)
         if command == "train":
-            return run_train(train_parser().parse_args(argv))
+            args = train_parser().parse_args(argv)
+            return run_train(args, _explicit_options(argv), argv)
         if command == "evaluate":
             return run_evaluate(evaluate_parser().parse_args(argv))
         raise UsageError(f"unknown command {command!r}; expected 'train' or 'evaluate'")

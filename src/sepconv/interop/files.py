@@ -122,9 +122,18 @@ def read(path: Any) -> KerasFile:
                          f"or a .keras zip archive")
 
 
-def _open_h5(source: Any, label: str):
-    import h5py
+def h5py_module():
+    """h5py, or one line saying how to get it (it is the ``h5`` extra, not a dependency)."""
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError('Keras model and weight files need h5py: pip install "sepconv[h5]" '
+                          "(or pip install h5py)") from None
+    return h5py
 
+
+def _open_h5(source: Any, label: str):
+    h5py = h5py_module()
     try:
         return h5py.File(source, "r")
     except (OSError, ValueError) as err:

@@ -603,7 +603,7 @@ def _functional_config(module: KerasFunctional) -> dict:
 
 def _write_h5(path: str, model_config: str, layers: List[Any]) -> None:
     """tf-keras 2's HDF5 layout (see :mod:`sepconv.interop.files`), written atomically."""
-    import h5py
+    h5py = _files.h5py_module()
 
     tmp = path + ".tmp"
     try:
