@@ -196,13 +196,20 @@ def _layout(channels_last: bool) -> str:
 def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
                  stride: int, dilation: int, out_len: int) -> Callable:
     """The one place that chooses a kernel, from device, dtype and shape."""
+    if _exporting():
+        # torch.export, the ONNX exporter and torch.jit.trace record standard ops only:
+        # the reference composition (F.pad + two F.conv1d), which every runtime knows.
+        return _reference.separable_conv1d
     forced = os.environ.get("SEPCONV_KERNEL", "").strip().lower()
     if forced:
         if forced not in KERNELS:
             raise ValueError(f"SEPCONV_KERNEL must be one of {KERNELS}. Received {forced!r}")
         return _load(forced)
     if x.is_cuda and x.dtype in (torch.float32, torch.float16, torch.bfloat16) \
-            and _triton_installed():
+            and _triton_installed() and not _traced(x):
+        # under torch.compile (or on fake tensors) the composition lets the compiler
+        # generate and fuse its own Triton code; the CPU kernel is a custom op instead
+        # (torch.ops.sepconv.separable_conv1d_cpu), which every tracer treats as opaque.
         return _load("triton")
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
         # bench/README.md (python -m sepconv bench): cpu/composition geomean 0.40 fwd, 0.36
@@ -210,6 +217,17 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         # (the composition's half GEMMs are emulated here).  float64: a tie, reference.
         return _load("cpu")
     return _reference.separable_conv1d
+
+
+def _exporting() -> bool:
+    """A graph is being recorded for export: ``torch.export`` (the ONNX exporter's path
+    too) or ``torch.jit.trace`` (the legacy ONNX exporter)."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
+def _traced(x: torch.Tensor) -> bool:
+    """torch.compile is tracing, or ``x`` is a fake tensor (shape propagation)."""
+    return torch.compiler.is_compiling() or torch._subclasses.fake_tensor.is_fake(x)
 
 
 @functools.lru_cache(maxsize=None)
