@@ -254,9 +254,57 @@ def _fake(x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
     return (y if channels_last else y.transpose(1, 2)), x.new_empty(n * out_len, c * m)
 
 
+def _setup_context(ctx, inputs, output):
+    """Saves what the backward pass needs; ``inputs`` are the op's."""
+    x, depthwise, pointwise, bias, *geometry = inputs
+    z2 = output[1]
+    ctx.geometry = tuple(geometry)
+    ctx.bias_dtype = None if bias is None else bias.dtype
+    ctx.mark_non_differentiable(z2)
+    ctx.set_materialize_grads(False)  # no zero-filled gradient for the intermediate
+    if _plain(x, z2):
+        # Eager: the intermediate is held on ctx, not saved, so the backward pass can drop
+        # it as soon as the pointwise weight gradient is done: it never coexists with
+        # grad_z and grad_x (the composition holds all three).  A non-differentiable
+        # output has no grad_fn: no reference cycle.
+        ctx.save_for_backward(x, depthwise, pointwise)
+        ctx.z2 = z2
+    else:  # traced (torch.compile, functorch): the graph decides what lives when
+        ctx.save_for_backward(x, depthwise, pointwise, z2)
+        ctx.z2 = None
+
+
+def _grads(ctx, grad_y):
+    """Gradients of (x, depthwise, pointwise, bias)."""
+    if grad_y is None:
+        return None, None, None, None
+    x, depthwise, pointwise, *saved = ctx.saved_tensors
+    needs = tuple(ctx.needs_input_grad[:4])
+    if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
+        ctx.z2 = None
+        stride, dilation, pad_left, pad_right, channels_last = ctx.geometry
+        return _reference.differentiable_backward(
+            grad_y, x, depthwise, pointwise, ctx.bias_dtype, needs, stride=stride,
+            dilation=dilation, pad_left=pad_left, pad_right=pad_right,
+            channels_last=channels_last)
+    if saved:
+        grads = _backward_op(grad_y, x, depthwise, pointwise, saved[0], ctx.bias_dtype,
+                             needs, *ctx.geometry)
+        return tuple(g if need else None for g, need in zip(grads, needs))
+    box, ctx.z2 = [ctx.z2], None
+    return _hand_backward(grad_y, x, depthwise, pointwise, box, ctx.bias_dtype, needs,
+                          ctx.geometry)
+
+
+_separable_conv1d_op.register_autograd(
+    lambda ctx, grad_y, _grad_z2: _grads(ctx, grad_y) + (None,) * 5,
+    setup_context=_setup_context)
+
+
 class _SeparableConv1d(torch.autograd.Function):
-    """The forward op with the hand-written backward pass; torch.func-ready (setup_context,
-    a vmap rule generated through the forward op's)."""
+    """The op's autograd formula as a torch.func-ready autograd.Function (an op's own
+    registered formula is refused under torch.func transforms in torch 2.13); its vmap rule
+    goes through the op's."""
 
     generate_vmap_rule = True
 
@@ -267,42 +315,11 @@ class _SeparableConv1d(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, depthwise, pointwise, bias, geometry = inputs
-        z2 = output[1]
-        ctx.geometry = geometry
-        ctx.bias_dtype = None if bias is None else bias.dtype
-        ctx.mark_non_differentiable(z2)
-        ctx.set_materialize_grads(False)  # no zero-filled gradient for the intermediate
-        if _plain(x, z2):
-            # Eager: the intermediate is held on ctx, not saved, so the backward pass can
-            # drop it as soon as the pointwise weight gradient is done: it never coexists
-            # with grad_z and grad_x (the composition holds all three).  A
-            # non-differentiable output has no grad_fn: no reference cycle.
-            ctx.save_for_backward(x, depthwise, pointwise)
-            ctx.z2 = z2
-        else:  # traced (torch.compile, functorch): the graph decides what lives when
-            ctx.save_for_backward(x, depthwise, pointwise, z2)
-            ctx.z2 = None
+        _setup_context(ctx, (x, depthwise, pointwise, bias, *geometry), output)
 
     @staticmethod
     def backward(ctx, grad_y, _grad_z2):
-        if grad_y is None:
-            return None, None, None, None, None
-        x, depthwise, pointwise, *saved = ctx.saved_tensors
-        needs = tuple(ctx.needs_input_grad[:4])
-        if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
-            ctx.z2 = None
-            stride, dilation, pad_left, pad_right, channels_last = ctx.geometry
-            return _reference.differentiable_backward(
-                grad_y, x, depthwise, pointwise, ctx.bias_dtype, needs, stride=stride,
-                dilation=dilation, pad_left=pad_left, pad_right=pad_right,
-                channels_last=channels_last) + (None,)
-        if saved:
-            grads = _backward_op(grad_y, x, depthwise, pointwise, saved[0], ctx.bias_dtype,
-                                 needs, *ctx.geometry)
-            return tuple(g if need else None for g, need in zip(grads, needs)) + (None,)
-        box, ctx.z2 = [ctx.z2], None
-        return _hand_backward(grad_y, x, depthwise, pointwise, box, ctx.bias_dtype, needs,
-                              ctx.geometry) + (None,)
+        return _grads(ctx, grad_y) + (None,)
 
 
 def _plain(*tensors: torch.Tensor) -> bool:
@@ -321,10 +338,11 @@ def _backward_op(grad_y: torch.Tensor, x: torch.Tensor, depthwise: torch.Tensor,
                  needs: List[bool], stride: int, dilation: int, pad_left: int,
                  pad_right: int, channels_last: bool) -> List[torch.Tensor]:
     """The backward pass as one opaque op (what torch.compile's graphs call).  Gradients
-    not asked for come back as empty tensors."""
+    not asked for come back as empty tensors; all are contiguous (what the fake promises,
+    whichever path computed them)."""
     grads = _hand_backward(grad_y, x, depthwise, pointwise, [z2], bias_dtype, tuple(needs),
                            (stride, dilation, pad_left, pad_right, channels_last))
-    return [x.new_empty(0) if g is None else g for g in grads]
+    return [x.new_empty(0) if g is None else g.contiguous() for g in grads]
 
 
 @_backward_op.register_fake
