@@ -8,8 +8,10 @@ from .constraints import apply_constraints
 from .layers import SeparableConv1D
 from .losses import regularization_loss
 from .r import layer_separable_conv_1d
+from .streaming import Stream, stream
 
 __version__ = "0.1.0"
 __all__ = ["SeparableConv1D", "layer_separable_conv_1d", "regularization_loss",
            "apply_constraints", "functional", "padding", "activations", "initializers",
            "regularizers", "constraints"]
+__all__ += ["stream", "Stream"]
