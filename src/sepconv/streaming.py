@@ -13,8 +13,10 @@ up by class name in :data:`STREAMERS`:
 - ``SeparableConv1D`` and ``Conv1D`` with ``padding="causal"`` and ``strides=1`` (any
   ``kernel_size``, ``dilation_rate``, ``depth_multiplier`` / ``groups``, activation);
   ``kernel_size=1`` layers with any padding (pointwise in time);
-- per-step layers: Keras' ``Dense`` (last axis), ``BatchNormalization`` (its ``axis``),
-  ``Activation``, ``Dropout``; ``torch.nn.Linear`` (last axis), ``torch.nn.BatchNorm1d``
+- per-step layers: Keras' ``Dense`` (last axis), ``BatchNormalization`` and
+  ``LayerNormalization`` (over the channel axis), ``Activation``, ``ReLU``, ``ELU``,
+  ``LeakyReLU``, ``Softmax`` and ``PReLU`` (channel axis; ``PReLU`` sharing the steps axis),
+  ``Dropout``, ``SpatialDropout1D``, ``GaussianNoise``; ``torch.nn.Linear`` (last axis), ``torch.nn.BatchNorm1d``
   (axis 1, running statistics), ``torch.nn.Dropout`` / ``Dropout1d`` / ``AlphaDropout``,
   element-wise activations (``ReLU``, ``GELU``, ``Tanh``, ...), ``Softmax`` /
   ``LogSoftmax`` / ``GLU`` over the channel axis, ``Identity``.
@@ -160,7 +162,7 @@ def _keras_activation(module, where):
     return _PerStep(module, where, fmt)
 
 
-def _keras_batch_norm(module, where):
+def _keras_batch_norm(module, where, eval_only=True):
     axis = module.axis
     axis = list(axis) if isinstance(axis, (list, tuple)) else [axis]
     formats = {-1: "channels_last", 2: "channels_last", 1: "channels_first",
@@ -169,7 +171,11 @@ def _keras_batch_norm(module, where):
         raise ValueError(f"{where} normalises over axis={module.axis}: only one channel "
                          f"axis of a (batch, steps, channels) or (batch, channels, steps) "
                          f"input streams")
-    return _PerStep(module, where, formats[axis[0]], eval_only=True)
+    return _PerStep(module, where, formats[axis[0]], eval_only=eval_only)
+
+
+def _keras_layer_norm(module, where):
+    return _keras_batch_norm(module, where, eval_only=False)
 
 
 def _torch_batch_norm(module, where):
@@ -180,8 +186,11 @@ def _torch_batch_norm(module, where):
 
 
 def _dim_layer(module, where):
-    """Softmax-like modules: fine over the channel axis, refused over the steps."""
-    dim = getattr(module, "dim", None)
+    """Softmax-like modules (torch's ``dim``, Keras' ``axis``): fine over the channel axis,
+    refused over the steps."""
+    dim = module.axis if isinstance(module, Layer) else getattr(module, "dim", None)
+    if isinstance(dim, (list, tuple)) and len(dim) == 1:
+        dim = dim[0]
     formats = {-1: "channels_last", 2: "channels_last", 1: "channels_first",
                -2: "channels_first"}
     if dim not in formats:
@@ -191,7 +200,14 @@ def _dim_layer(module, where):
 
 
 def _prelu(module, where):
-    # one slope per channel is applied on dim 1 (the channels of a channels_first model)
+    if isinstance(module, Layer):  # Keras: alpha of the input's shape, 1 on shared_axes
+        shared = set(module.shared_axes or ())
+        if not shared & {1, 2}:
+            raise ValueError(f"{where} has a slope per step (shared_axes="
+                             f"{module.shared_axes}): share the steps axis to stream it")
+        return _PerStep(module, where, None if shared >= {1, 2} else
+                        "channels_last" if 1 in shared else "channels_first")
+    # torch: one slope per channel is applied on dim 1 (channels_first's channels)
     return _PerStep(module, where, None if module.num_parameters == 1 else "channels_first")
 
 
@@ -211,11 +227,15 @@ STREAMERS: Dict[str, Callable] = {
     "Conv1D": _causal(_conv1d_step),
     "Dense": _per_step("channels_last"),
     "BatchNormalization": _keras_batch_norm,
+    "LayerNormalization": _keras_layer_norm,
     "Activation": _keras_activation,
     "Dropout": _per_step(eval_only=True),
     "Linear": _per_step("channels_last"),
     "BatchNorm1d": _torch_batch_norm,
     "Dropout1d": _per_step(eval_only=True),
+    "SpatialDropout1D": _per_step(eval_only=True),
+    "GaussianNoise": _per_step(eval_only=True),
+    "GaussianDropout": _per_step(eval_only=True),
     "AlphaDropout": _per_step(eval_only=True),
     "Softmax": _dim_layer, "LogSoftmax": _dim_layer, "Softmin": _dim_layer,
     "GLU": _dim_layer, "PReLU": _prelu,
