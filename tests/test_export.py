@@ -195,6 +195,20 @@ def test_dispatcher_gives_way_only_while_exporting(monkeypatch):
     assert functional._pick_kernel(x, dw, pw, 1, 1, 5) is reference.separable_conv1d
 
 
+def test_dispatcher_gives_cuda_to_the_compiler(monkeypatch):
+    """On CUDA under torch.compile the composition (the compiler writes its own Triton);
+    the Triton kernel in eager mode."""
+    from types import SimpleNamespace
+    from sepconv import functional
+    monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
+    monkeypatch.setattr(functional, "_triton_installed", lambda: True)
+    monkeypatch.setattr(functional, "_load", lambda name: name)
+    cuda = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=torch.float32)
+    assert functional._pick_kernel(cuda, None, None, 1, 1, 1) == "triton"
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert functional._pick_kernel(cuda, None, None, 1, 1, 1) is reference.separable_conv1d
+
+
 def _model(seed=0):
     torch.manual_seed(seed)
     return torch.nn.Sequential(

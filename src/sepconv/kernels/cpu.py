@@ -13,7 +13,11 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
 - The pointwise convolution is one GEMM on the ``(batch * steps, channels * multiplier)``
   view of the intermediate, with the bias folded in (``addmm``); its result already is
   the ``(batch, steps, filters)`` output.  No transposes, no copies.
-- The backward pass is written by hand (a ``torch.autograd.Function``): two GEMMs for the
+- Forward and backward are torch custom ops (``torch.ops.sepconv.separable_conv1d_cpu`` and
+  ``..._backward``, registered with ``torch.library``: fake implementations, a vmap rule,
+  an autograd formula), so torch.compile, torch.func and FakeTensor tracing see opaque,
+  differentiable ops; export takes the reference composition (see the op's comment).
+- The backward pass is written by hand: two GEMMs for the
   pointwise part, the C routine for the input gradient (stride 1) and for the depthwise
   weight gradient (oneDNN's runs ~20x slower than its forward).  Strided input gradients
   use ``torch.ops.aten.convolution_backward``.  The function keeps the input and the
