@@ -9,6 +9,7 @@ own Conv implementation, torch.library.opcheck's schema / fake / autograd / AOT 
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -182,6 +183,18 @@ def test_jit_trace_matches_and_records_standard_ops():
     assert not any(k.startswith("prim::PythonOp") or k.startswith("sepconv::")
                    for k in kinds), kinds
     torch.testing.assert_close(traced(x), model(x), rtol=1e-5, atol=1e-5)
+
+    # the legacy ONNX exporter runs torch.jit.trace: the same graph, checked by onnxruntime
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import io
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), buffer, dynamo=False)
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_dispatcher_gives_way_only_while_exporting(monkeypatch):
