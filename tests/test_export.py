@@ -218,6 +218,11 @@ def test_dispatcher_gives_cuda_to_the_compiler(monkeypatch):
     monkeypatch.setattr(functional, "_load", lambda name: name)
     cuda = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=torch.float32)
     assert functional._pick_kernel(cuda, None, None, 1, 1, 1) == "triton"
+    monkeypatch.setattr(torch._C, "_are_functorch_transforms_active", lambda: True)
+    assert functional._pick_kernel(cuda, None, None, 1, 1, 1) is reference.separable_conv1d
+    monkeypatch.undo()
+    monkeypatch.setattr(functional, "_triton_installed", lambda: True)
+    monkeypatch.setattr(functional, "_load", lambda name: name)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert functional._pick_kernel(cuda, None, None, 1, 1, 1) is reference.separable_conv1d
 

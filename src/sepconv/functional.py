@@ -207,8 +207,8 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         return _load(forced)
     if x.is_cuda and x.dtype in (torch.float32, torch.float16, torch.bfloat16) \
             and _triton_installed() and not _traced(x):
-        # under torch.compile (or on fake tensors) the composition lets the compiler
-        # generate and fuse its own Triton code; the CPU kernel is a custom op instead
+        # under torch.compile (or on fake tensors, or torch.func) the composition: the
+        # compiler generates and fuses its own Triton code; the CPU kernel is a custom op
         # (torch.ops.sepconv.separable_conv1d_cpu), which every tracer treats as opaque.
         return _load("triton")
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
@@ -226,8 +226,10 @@ def _exporting() -> bool:
 
 
 def _traced(x: torch.Tensor) -> bool:
-    """torch.compile is tracing, or ``x`` is a fake tensor (shape propagation)."""
-    return torch.compiler.is_compiling() or torch._subclasses.fake_tensor.is_fake(x)
+    """torch.compile is tracing, ``x`` is a fake tensor (shape propagation), or a torch.func
+    transform is active (the Triton kernel's autograd.Function has no functorch rules)."""
+    return torch.compiler.is_compiling() or torch._subclasses.fake_tensor.is_fake(x) \
+        or torch._C._are_functorch_transforms_active()
 
 
 @functools.lru_cache(maxsize=None)
