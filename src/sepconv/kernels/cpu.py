@@ -72,6 +72,8 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
         x.requires_grad or depthwise.requires_grad or pointwise.requires_grad
         or (bias is not None and bias.requires_grad))
     if not needs_grad:
+        if _plain(x, depthwise, pointwise):  # eager inference: skip the op's dispatch (~8 us)
+            return _forward(x, depthwise, pointwise, bias, geometry)[0]
         return _separable_conv1d_op(x, depthwise, pointwise, bias, *geometry)[0]
     return _SeparableConv1d.apply(x, depthwise, pointwise, bias, geometry)[0]
 
