@@ -8,6 +8,7 @@ from .constraints import apply_constraints
 from .layers import SeparableConv1D
 from .losses import regularization_loss
 from .r import layer_separable_conv_1d
+from .streaming import Stream, stream
 
 __version__ = "0.1.0"
 __all__ = ["SeparableConv1D", "layer_separable_conv_1d", "regularization_loss",
@@ -76,3 +77,4 @@ def __getattr__(name):
         from .interop import models
         return getattr(models, name)
     raise AttributeError(f"module 'sepconv' has no attribute {name!r}")
+__all__ += ["stream", "Stream"]

@@ -7,8 +7,6 @@ kernel for debugging.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import os
 from typing import Callable, Optional, Sequence, Union
 
@@ -197,6 +195,10 @@ def _layout(channels_last: bool) -> str:
 def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
                  stride: int, dilation: int, out_len: int) -> Callable:
     """The one place that chooses a kernel, from device, dtype and shape."""
+    if _exporting():
+        # torch.export, the ONNX exporter and torch.jit.trace record standard ops only:
+        # the reference composition (F.pad + two F.conv1d), which every runtime knows.
+        return _reference.separable_conv1d
     forced = os.environ.get("SEPCONV_KERNEL", "").strip().lower()
     if forced:
         if forced not in KERNELS:
@@ -216,10 +218,10 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     return _reference.separable_conv1d
 
 
-@functools.lru_cache(maxsize=None)
-def _triton_installed() -> bool:
-    """Looked up once, without importing triton (``import sepconv`` stays free of it)."""
-    return importlib.util.find_spec("triton") is not None
+def _exporting() -> bool:
+    """A graph is being recorded for export: ``torch.export`` (the ONNX exporter's path
+    too) or ``torch.jit.trace`` (the legacy ONNX exporter)."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 def _load(name: str) -> Callable:

@@ -13,7 +13,11 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
 - The pointwise convolution is one GEMM on the ``(batch * steps, channels * multiplier)``
   view of the intermediate, with the bias folded in (``addmm``); its result already is
   the ``(batch, steps, filters)`` output.  No transposes, no copies.
-- The backward pass is written by hand (a ``torch.autograd.Function``): two GEMMs for the
+- Forward and backward are torch custom ops (``torch.ops.sepconv.separable_conv1d_cpu`` and
+  ``..._backward``, registered with ``torch.library``: fake implementations, a vmap rule,
+  an autograd formula), so torch.compile, torch.func and FakeTensor tracing see opaque,
+  differentiable ops; export takes the reference composition (see the op's comment).
+- The backward pass is written by hand: two GEMMs for the
   pointwise part, the C routine for the input gradient (stride 1) and for the depthwise
   weight gradient (oneDNN's runs ~20x slower than its forward).  Strided input gradients
   use ``torch.ops.aten.convolution_backward``.  The function keeps the input and the
@@ -35,7 +39,7 @@ exercises.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -68,8 +72,10 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
         x.requires_grad or depthwise.requires_grad or pointwise.requires_grad
         or (bias is not None and bias.requires_grad))
     if not needs_grad:
-        return _forward(x, depthwise, pointwise, bias, geometry)[0]
-    return _SeparableConv1d.apply(x, depthwise, pointwise, bias, geometry)
+        if _plain(x, depthwise, pointwise):  # eager inference: skip the op's dispatch (~8 us)
+            return _forward(x, depthwise, pointwise, bias, geometry)[0]
+        return _separable_conv1d_op(x, depthwise, pointwise, bias, *geometry)[0]
+    return _SeparableConv1d.apply(x, depthwise, pointwise, bias, geometry)[0]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -220,115 +226,250 @@ def _sum_multiplier(g: torch.Tensor, m: int, channels_last: bool,
     return (g if channels_last else g.transpose(1, 2)).to(dtype)
 
 
-class _SeparableConv1d(torch.autograd.Function):
-    """Forward: oneDNN depthwise + one GEMM.  Backward: two GEMMs + oneDNN depthwise backward."""
+# -- the custom op ------------------------------------------------------------------------
+# The kernel is one opaque torch operator, ``torch.ops.sepconv.separable_conv1d_cpu``, with a
+# fake (shape-only) implementation, an autograd formula and a vmap rule registered through
+# torch.library: torch.compile(fullgraph=True), torch.func (grad, vmap, functional_call)
+# and FakeTensor tracing see one differentiable op instead of reading data pointers inside
+# a Python autograd.Function.  It returns the output and the (N*L_out, C*M) intermediate
+# the backward pass reuses; callers drop the second.  Export (torch.export, ONNX,
+# torch.jit.trace) never reaches it: the dispatcher takes the reference composition there
+# so the exported graph holds standard ops only (sepconv.functional._pick_kernel).
 
-    @staticmethod
-    def forward(ctx, x, depthwise, pointwise, bias, geometry):
-        y, z2 = _forward(x, depthwise, pointwise, bias, geometry)
-        ctx.geometry = geometry
-        ctx.bias_dtype = None if bias is None else bias.dtype
-        if z2.dtype != x.dtype:
-            z2 = z2.to(x.dtype)  # keep no more than a same-dtype composition would
+@torch.library.custom_op("sepconv::separable_conv1d_cpu", mutates_args=(), device_types="cpu")
+def _separable_conv1d_op(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
+                         bias: Optional[torch.Tensor], stride: int, dilation: int,
+                         pad_left: int, pad_right: int,
+                         channels_last: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    y, z2 = _forward(x, depthwise, pointwise, bias,
+                     (stride, dilation, pad_left, pad_right, channels_last))
+    if z2.dtype != x.dtype:
+        z2 = z2.to(x.dtype)  # keep no more than a same-dtype composition would
+    return y, z2
+
+
+@_separable_conv1d_op.register_fake
+def _fake(x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
+          channels_last):
+    """Shapes, dtypes and strides of the real op's results, computed without data."""
+    k, c, m = depthwise.shape
+    n = x.shape[0]
+    length = x.shape[1] if channels_last else x.shape[2]
+    out_len = (length + pad_left + pad_right - (k - 1) * dilation - 1) // stride + 1
+    y = x.new_empty(n, out_len, pointwise.shape[1])
+    return (y if channels_last else y.transpose(1, 2)), x.new_empty(n * out_len, c * m)
+
+
+def _setup_context(ctx, inputs, output):
+    """Saves what the backward pass needs; ``inputs`` are the op's."""
+    x, depthwise, pointwise, bias, *geometry = inputs
+    z2 = output[1]
+    ctx.geometry = tuple(geometry)
+    ctx.bias_dtype = None if bias is None else bias.dtype
+    ctx.mark_non_differentiable(z2)
+    ctx.set_materialize_grads(False)  # no zero-filled gradient for the intermediate
+    if _plain(x, z2):
+        # Eager: the intermediate is held on ctx, not saved, so the backward pass can drop
+        # it as soon as the pointwise weight gradient is done: it never coexists with
+        # grad_z and grad_x (the composition holds all three).  A non-differentiable
+        # output has no grad_fn: no reference cycle.
         ctx.save_for_backward(x, depthwise, pointwise)
-        # The intermediate is held on ctx, not saved: the backward pass drops it as soon as
-        # the pointwise weight gradient is done, so it never coexists with grad_z and
-        # grad_x (the composition holds all three).  It is a fresh tensor outside any
-        # graph, so this creates no reference cycle and nothing else can modify it.
         ctx.z2 = z2
-        return y
+    else:  # traced (torch.compile, functorch): the graph decides what lives when
+        ctx.save_for_backward(x, depthwise, pointwise, z2)
+        ctx.z2 = None
+
+
+def _grads(ctx, grad_y):
+    """Gradients of (x, depthwise, pointwise, bias)."""
+    if grad_y is None:
+        return None, None, None, None
+    x, depthwise, pointwise, *saved = ctx.saved_tensors
+    needs = tuple(ctx.needs_input_grad[:4])
+    if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
+        ctx.z2 = None
+        stride, dilation, pad_left, pad_right, channels_last = ctx.geometry
+        return _reference.differentiable_backward(
+            grad_y, x, depthwise, pointwise, ctx.bias_dtype, needs, stride=stride,
+            dilation=dilation, pad_left=pad_left, pad_right=pad_right,
+            channels_last=channels_last)
+    if saved:
+        grads = _backward_op(grad_y, x, depthwise, pointwise, saved[0], ctx.bias_dtype,
+                             needs, *ctx.geometry)
+        return tuple(g if need else None for g, need in zip(grads, needs))
+    box, ctx.z2 = [ctx.z2], None
+    return _hand_backward(grad_y, x, depthwise, pointwise, box, ctx.bias_dtype, needs,
+                          ctx.geometry)
+
+
+_separable_conv1d_op.register_autograd(
+    lambda ctx, grad_y, _grad_z2: _grads(ctx, grad_y) + (None,) * 5,
+    setup_context=_setup_context)
+
+
+class _SeparableConv1d(torch.autograd.Function):
+    """The op's autograd formula as a torch.func-ready autograd.Function (an op's own
+    registered formula is refused under torch.func transforms in torch 2.13); its vmap rule
+    goes through the op's."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def backward(ctx, grad_y):
-        x, depthwise, pointwise = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
-            ctx.z2 = None
-            stride, dilation, pad_left, pad_right, channels_last = ctx.geometry
-            return _reference.differentiable_backward(
-                grad_y, x, depthwise, pointwise, ctx.bias_dtype, ctx.needs_input_grad[:4],
-                stride=stride, dilation=dilation, pad_left=pad_left, pad_right=pad_right,
-                channels_last=channels_last) + (None,)
-        z2, ctx.z2 = ctx.z2, None
-        if z2 is None and ctx.needs_input_grad[2]:  # a second backward (retain_graph=True)
-            z2 = _forward(x.detach(), depthwise.detach(), pointwise.detach(), None,
-                          ctx.geometry)[1]
-        stride, dilation, pad_left, pad_right, channels_last = ctx.geometry
-        need_x, need_dw, need_pw, need_b = ctx.needs_input_grad[:4]
-        cdt = compute_dtype(x.dtype)
-        fmt = _memory_format(cdt)
-        k, c, m = depthwise.shape
-        n = x.shape[0]
-        g2 = _steps_major(grad_y, channels_last, cdt)
-        out_len = g2.shape[1]
-        g2 = g2.view(n * out_len, g2.shape[2])
-        grad_x = grad_dw = grad_pw = grad_b = None
-        if need_b:
-            grad_b = g2.sum(0).to(ctx.bias_dtype)
-        if need_pw:
-            grad_pw = torch.mm(z2.to(cdt).t(), g2).to(pointwise.dtype)
-        del z2
-        if need_x or need_dw:
-            gz2 = torch.mm(g2, pointwise.to(cdt).t())  # (N*Lout, CM)
-            xs = _steps_major(x, channels_last, cdt) if need_dw else None
-            if need_dw and cdt in (torch.float32, torch.bfloat16, torch.float16) \
-                    and _cpu_native.load() is not None:
-                # a float32 routine: half-precision operands widen exactly, and it
-                # accumulates in float32 as oneDNN does
-                xs32 = xs.float().contiguous()
-                gz32 = gz2.float().contiguous()
-                gw = torch.empty(k, c * m, dtype=torch.float32)
-                _cpu_native.dw_grad_weight(
-                    xs32, gz32, gw, n=n, length=xs.shape[1], out_len=out_len, c=c, m=m, k=k,
-                    stride=stride, dilation=dilation, pad_left=pad_left,
-                    threads=torch.get_num_threads())
-                del xs32, gz32
-                grad_dw = gw.view(k, c, m).to(depthwise.dtype)
-                need_dw = False
-            w4 = _depthwise_4d(depthwise, cdt)
-            flipped = need_x and stride == 1
-            if need_dw or (need_x and not flipped):
-                # oneDNN's backward: the weight gradient without the C routine (or in
-                # float64), the input gradient of a strided convolution.
-                gz4 = gz2.view(n, 1, out_len, c * m).permute(0, 3, 1, 2).contiguous(
-                    memory_format=fmt)
-                if need_dw:
-                    xs = _steps_major(x, channels_last, cdt) if xs is None else xs
-                    x4, sym, extra_left = _padded_4d(xs, pad_left, pad_right, dilation, fmt)
-                else:  # the input gradient reads the input's shape only, not its values
-                    sym = 0 if dilation > 1 else max(min(pad_left, pad_right), 0)
-                    extra_left = pad_left - sym
-                    length = x.shape[1] if channels_last else x.shape[2]
-                    x4 = torch.empty((n, c, 1, length + pad_left + pad_right - 2 * sym),
-                                     dtype=cdt, memory_format=fmt)
-                gx4, gw4, _ = _conv_backward(
-                    gz4, x4, w4, None, (1, stride), (0, sym), (1, dilation), False, (0, 0), c,
-                    (need_x and not flipped, need_dw, False))
-                del gz4, x4
-                if need_x and not flipped:
-                    length = x.shape[1] if channels_last else x.shape[2]
-                    gx4 = gx4[:, :, :, extra_left:extra_left + length]
-                    grad_x = _layout_back(gx4, 1, channels_last, x.dtype)
-                if need_dw:
-                    grad_dw = gw4.reshape(c, m, k).permute(2, 0, 1).to(depthwise.dtype)
-            if flipped and _use_native(cdt):
-                # grad_x is a depthwise convolution of grad_z with the flipped kernel,
-                # summed over the multiplier
-                span = (k - 1) * dilation
+    def forward(x, depthwise, pointwise, bias, geometry):
+        return _separable_conv1d_op(x, depthwise, pointwise, bias, *geometry)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, depthwise, pointwise, bias, geometry = inputs
+        _setup_context(ctx, (x, depthwise, pointwise, bias, *geometry), output)
+
+    @staticmethod
+    def backward(ctx, grad_y, _grad_z2):
+        return _grads(ctx, grad_y) + (None,)
+
+
+def _plain(*tensors: torch.Tensor) -> bool:
+    """True in eager mode on real tensors: no tracer, fake tensor or functorch wrapper."""
+    if torch.compiler.is_compiling():
+        return False
+    return torch._C._len_torch_dispatch_stack() == 0 and all(
+        type(t) in (torch.Tensor, torch.nn.Parameter)
+        and not torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+
+
+@torch.library.custom_op("sepconv::separable_conv1d_cpu_backward", mutates_args=(),
+                         device_types="cpu")
+def _backward_op(grad_y: torch.Tensor, x: torch.Tensor, depthwise: torch.Tensor,
+                 pointwise: torch.Tensor, z2: torch.Tensor, bias_dtype: Optional[torch.dtype],
+                 needs: List[bool], stride: int, dilation: int, pad_left: int,
+                 pad_right: int, channels_last: bool) -> List[torch.Tensor]:
+    """The backward pass as one opaque op (what torch.compile's graphs call).  Gradients
+    not asked for come back as empty tensors; all are contiguous (what the fake promises,
+    whichever path computed them)."""
+    grads = _hand_backward(grad_y, x, depthwise, pointwise, [z2], bias_dtype, tuple(needs),
+                           (stride, dilation, pad_left, pad_right, channels_last))
+    return [x.new_empty(0) if g is None else g.contiguous() for g in grads]
+
+
+@_backward_op.register_fake
+def _backward_fake(grad_y, x, depthwise, pointwise, z2, bias_dtype, needs, *geometry):
+    like = (x, depthwise, pointwise, None)
+    out = []
+    for need, t in zip(needs, like):
+        if not need:
+            out.append(x.new_empty(0))
+        elif t is None:
+            out.append(x.new_empty(pointwise.shape[1], dtype=bias_dtype))
+        else:
+            out.append(torch.empty_like(t, memory_format=torch.contiguous_format))
+    return out
+
+
+@_separable_conv1d_op.register_vmap
+def _vmap(info, in_dims, x, depthwise, pointwise, bias, *geometry):
+    """A batch of inputs folds into the kernel's batch axis (one call); batched weights
+    (ensembles) run one call per member."""
+    x_dim, dw_dim, pw_dim, b_dim = in_dims[:4]
+    if dw_dim is None and pw_dim is None and b_dim is None:
+        v = x.shape[x_dim]
+        xf = x.movedim(x_dim, 0)
+        xf = xf.reshape(v * xf.shape[1], *xf.shape[2:])
+        y, z2 = _separable_conv1d_op(xf, depthwise, pointwise, bias, *geometry)
+        return (y.reshape(v, -1, *y.shape[1:]), z2.reshape(v, -1, z2.shape[-1])), (0, 0)
+    size = info.batch_size
+    outs = []
+    for i in range(size):
+        args = [t if d is None or t is None else t.select(d, i)
+                for t, d in zip((x, depthwise, pointwise, bias), in_dims[:4])]
+        outs.append(_separable_conv1d_op(*args, *geometry))
+    return (torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])), (0, 0)
+
+
+def _hand_backward(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, geometry):
+    """Gradients of (x, depthwise, pointwise, bias) (``None`` where ``needs`` says so): two
+    GEMMs for the pointwise part, the C depthwise routines (or oneDNN) for the rest.
+    ``z2_box`` is a one-element list holding the intermediate (or ``None`` after a first
+    backward); it is emptied so the intermediate can be freed mid-way."""
+    z2 = z2_box.pop()
+    if z2 is None and needs[2]:  # a second backward (retain_graph=True)
+        z2 = _forward(x.detach(), depthwise.detach(), pointwise.detach(), None, geometry)[1]
+    stride, dilation, pad_left, pad_right, channels_last = geometry
+    need_x, need_dw, need_pw, need_b = needs
+    cdt = compute_dtype(x.dtype)
+    fmt = _memory_format(cdt)
+    k, c, m = depthwise.shape
+    n = x.shape[0]
+    g2 = _steps_major(grad_y, channels_last, cdt)
+    out_len = g2.shape[1]
+    g2 = g2.view(n * out_len, g2.shape[2])
+    grad_x = grad_dw = grad_pw = grad_b = None
+    if need_b:
+        grad_b = g2.sum(0).to(bias_dtype)
+    if need_pw:
+        grad_pw = torch.mm(z2.to(cdt).t(), g2).to(pointwise.dtype)
+    del z2
+    if need_x or need_dw:
+        gz2 = torch.mm(g2, pointwise.to(cdt).t())  # (N*Lout, CM)
+        xs = _steps_major(x, channels_last, cdt) if need_dw else None
+        if need_dw and cdt in (torch.float32, torch.bfloat16, torch.float16) \
+                and _cpu_native.load() is not None:
+            # a float32 routine: half-precision operands widen exactly, and it
+            # accumulates in float32 as oneDNN does
+            xs32 = xs.float().contiguous()
+            gz32 = gz2.float().contiguous()
+            gw = torch.empty(k, c * m, dtype=torch.float32)
+            _cpu_native.dw_grad_weight(
+                xs32, gz32, gw, n=n, length=xs.shape[1], out_len=out_len, c=c, m=m, k=k,
+                stride=stride, dilation=dilation, pad_left=pad_left,
+                threads=torch.get_num_threads())
+            del xs32, gz32
+            grad_dw = gw.view(k, c, m).to(depthwise.dtype)
+            need_dw = False
+        w4 = _depthwise_4d(depthwise, cdt)
+        flipped = need_x and stride == 1
+        if need_dw or (need_x and not flipped):
+            # oneDNN's backward: the weight gradient without the C routine (or in
+            # float64), the input gradient of a strided convolution.
+            gz4 = gz2.view(n, 1, out_len, c * m).permute(0, 3, 1, 2).contiguous(
+                memory_format=fmt)
+            if need_dw:
+                xs = _steps_major(x, channels_last, cdt) if xs is None else xs
+                x4, sym, extra_left = _padded_4d(xs, pad_left, pad_right, dilation, fmt)
+            else:  # the input gradient reads the input's shape only, not its values
+                sym = 0 if dilation > 1 else max(min(pad_left, pad_right), 0)
+                extra_left = pad_left - sym
                 length = x.shape[1] if channels_last else x.shape[2]
-                gx = _native_depthwise(
-                    gz2.view(n, out_len, c * m),
-                    depthwise.to(cdt).reshape(k, c * m).flip(0), length, 1, 1, dilation,
-                    span - pad_left)
-                del gz2, xs
-                grad_x = _sum_multiplier(gx, m, channels_last, x.dtype)
-            elif flipped:
-                # the same through oneDNN's forward kernel, where its backward-data is slow
-                # when dilated or grouped
-                span = (k - 1) * dilation
-                gx4, sym, _ = _padded_4d(gz2.view(n, out_len, c * m), span - pad_left,
-                                         span - pad_right, dilation, fmt)
-                del gz2, xs  # a padded copy (or a view) of grad_z is all that is left to read
-                gx4 = _conv(gx4, w4.flip(-1), None, (1, 1), (0, sym), (1, dilation), False,
-                            (0, 0), c * m)
-                grad_x = _layout_back(gx4, m, channels_last, x.dtype)
-        return grad_x, grad_dw, grad_pw, grad_b, None
+                x4 = torch.empty((n, c, 1, length + pad_left + pad_right - 2 * sym),
+                                 dtype=cdt, memory_format=fmt)
+            gx4, gw4, _ = _conv_backward(
+                gz4, x4, w4, None, (1, stride), (0, sym), (1, dilation), False, (0, 0), c,
+                (need_x and not flipped, need_dw, False))
+            del gz4, x4
+            if need_x and not flipped:
+                length = x.shape[1] if channels_last else x.shape[2]
+                gx4 = gx4[:, :, :, extra_left:extra_left + length]
+                grad_x = _layout_back(gx4, 1, channels_last, x.dtype)
+            if need_dw:
+                grad_dw = gw4.reshape(c, m, k).permute(2, 0, 1).to(depthwise.dtype)
+        if flipped and _use_native(cdt):
+            # grad_x is a depthwise convolution of grad_z with the flipped kernel,
+            # summed over the multiplier
+            span = (k - 1) * dilation
+            length = x.shape[1] if channels_last else x.shape[2]
+            gx = _native_depthwise(
+                gz2.view(n, out_len, c * m),
+                depthwise.to(cdt).reshape(k, c * m).flip(0), length, 1, 1, dilation,
+                span - pad_left)
+            del gz2, xs
+            grad_x = _sum_multiplier(gx, m, channels_last, x.dtype)
+        elif flipped:
+            # the same through oneDNN's forward kernel, where its backward-data is slow
+            # when dilated or grouped
+            span = (k - 1) * dilation
+            gx4, sym, _ = _padded_4d(gz2.view(n, out_len, c * m), span - pad_left,
+                                     span - pad_right, dilation, fmt)
+            del gz2, xs  # a padded copy (or a view) of grad_z is all that is left to read
+            gx4 = _conv(gx4, w4.flip(-1), None, (1, 1), (0, sym), (1, dilation), False,
+                        (0, 0), c * m)
+            grad_x = _layout_back(gx4, m, channels_last, x.dtype)
+    return grad_x, grad_dw, grad_pw, grad_b

@@ -1,0 +1,356 @@
+"""Stateful step-by-step inference for causal models: ``stream = sepconv.stream(model)``.
+
+A causal convolution's output at step ``t`` reads the inputs ``t - (kernel_size - 1) *
+dilation_rate .. t``.  So a model of causal convolutions and per-step layers can run on a
+live signal chunk by chunk: each convolution keeps the last ``(kernel_size - 1) *
+dilation_rate`` inputs it has seen (zeros at the start, the causal padding) and runs a
+``"valid"`` convolution on ``[state, chunk]``, which gives exactly that chunk's outputs.
+Memory is the state plus one chunk, whatever the length of the stream.
+
+What streams (a ``torch.nn.Sequential``, nested ones flattened, or a single layer), looked
+up by class name in :data:`STREAMERS`:
+
+- ``SeparableConv1D`` and ``Conv1D`` with ``padding="causal"`` and ``strides=1`` (any
+  ``kernel_size``, ``dilation_rate``, ``depth_multiplier`` / ``groups``, activation);
+  ``kernel_size=1`` layers with any padding (pointwise in time);
+- per-step layers: Keras' ``Dense`` (last axis), ``BatchNormalization`` and
+  ``LayerNormalization`` (over the channel axis), ``Activation``, ``ReLU``, ``ELU``,
+  ``LeakyReLU``, ``Softmax`` and ``PReLU`` (channel axis; ``PReLU`` sharing the steps axis),
+  ``Dropout``, ``SpatialDropout1D``, ``GaussianNoise``; ``torch.nn.Linear`` (last axis), ``torch.nn.BatchNorm1d``
+  (axis 1, running statistics), ``torch.nn.Dropout`` / ``Dropout1d`` / ``AlphaDropout``,
+  element-wise activations (``ReLU``, ``GELU``, ``Tanh``, ...), ``Softmax`` /
+  ``LogSoftmax`` / ``GLU`` over the channel axis, ``Identity``.
+
+Refused with a ``ValueError`` naming the layer: non-causal convolutions (``"valid"`` or
+``"same"`` with ``kernel_size > 1``: an output would read later steps), strided ones (the
+state would need a phase too), layers that act across steps (``Linear`` on a
+``channels_first`` model, softmax over the steps), any other module.  Batch
+normalisation and dropout must be in eval mode (batch statistics and random masks do not
+stream): the call says so otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from . import activations as _activations
+from . import functional as _functional
+from .layers.base import Layer
+
+#: Keras activations that act on the last axis (not per element).
+_LAST_AXIS_ACTIVATIONS = ("softmax", "log_softmax", "glu", "sparsemax")
+
+
+class _Step:
+    """One layer's streaming step: ``__call__(chunk) -> outputs`` and ``reset()``.
+
+    ``data_format``: the layout the layer needs (``None``: either)."""
+
+    data_format: Optional[str] = None
+
+    def __init__(self, module: torch.nn.Module, where: str):
+        self.module, self.where = module, where
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+class _PerStep(_Step):
+    """A layer that maps each step on its own: the step is the layer itself."""
+
+    def __init__(self, module, where, data_format=None, eval_only=False):
+        super().__init__(module, where)
+        self.data_format, self.eval_only = data_format, eval_only
+
+    def __call__(self, x):
+        if self.eval_only and self.module.training:
+            raise ValueError(f"{self.where} is in training mode: batch statistics and "
+                             f"random masks do not stream. Call model.eval() first")
+        return self.module(x)
+
+
+class _CausalConv(_Step):
+    """A causal convolution: ``conv(layer, [state, chunk])`` with ``"valid"`` padding."""
+
+    def __init__(self, module, where, conv: Callable):
+        super().__init__(module, where)
+        self.conv = conv
+        self.data_format = module.data_format
+        self.span = (module.kernel_size[0] - 1) * module.dilation_rate[0]
+        self.time_axis = 1 if module.data_format == "channels_last" else 2
+        self.state: Optional[torch.Tensor] = None
+
+    def reset(self) -> None:
+        self.state = None
+
+    def __call__(self, x):
+        layer, t = self.module, self.time_axis
+        if x.shape[t] == 0:
+            shape = list(x.shape)
+            shape[3 - t] = layer.filters
+            return x.new_zeros(shape, dtype=layer.compute_dtype)
+        x = layer._prepare_input(x)
+        if self.span:
+            if self.state is not None and self.state.shape[0] != x.shape[0]:
+                raise ValueError(f"{self.where} holds the state of a batch of "
+                                 f"{self.state.shape[0]}; received a chunk of shape "
+                                 f"{tuple(x.shape)}. Call stream.reset() to start new "
+                                 f"streams")
+            if self.state is None:
+                shape = list(x.shape)
+                shape[t] = self.span
+                self.state = x.new_zeros(shape)  # the causal padding
+            full = torch.cat([self.state.to(x), x], dim=t)
+            # a detached copy: a view would keep the whole chunk (and its graph) alive
+            self.state = full.narrow(t, full.shape[t] - self.span, self.span).detach().clone()
+        else:
+            full = x
+        return layer.activation(self.conv(layer, full))
+
+
+def _bias(layer) -> Optional[torch.Tensor]:
+    return layer._weight("bias") if layer.use_bias else None
+
+
+def _separable_conv1d_step(layer, x):
+    return _functional.separable_conv1d(
+        x, layer._weight("depthwise_kernel"), layer._weight("pointwise_kernel"),
+        _bias(layer), strides=1, padding="valid", dilation_rate=layer.dilation_rate,
+        data_format=layer.data_format)
+
+
+def _conv1d_step(layer, x):
+    return _functional.conv(x, layer._weight("kernel"), _bias(layer), strides=1,
+                            padding="valid", dilation_rate=layer.dilation_rate,
+                            groups=layer.groups, data_format=layer.data_format)
+
+
+def _causal(conv: Callable) -> Callable:
+    def make(module, where):
+        k, s = module.kernel_size[0], module.strides[0]
+        if s != 1:
+            raise ValueError(f"{where} has strides={module.strides}: strided layers do not "
+                             f"stream (their state would need a phase too)")
+        if module.padding != "causal" and k > 1:
+            raise ValueError(f"{where} has padding={module.padding!r} with kernel_size="
+                             f"{module.kernel_size}: only causal layers stream (an output "
+                             f"would read later steps). Use padding='causal'")
+        _check_activation(module.activation, module.data_format, where)
+        return _CausalConv(module, where, conv)
+    return make
+
+
+def _check_activation(fn, data_format, where) -> Optional[str]:
+    """The layout an activation needs: the Keras last-axis ones act on the channels only
+    in channels_last models."""
+    if getattr(fn, "__name__", None) in _LAST_AXIS_ACTIVATIONS:
+        if data_format == "channels_first":
+            raise ValueError(f"{where} applies {fn.__name__} over the last axis, the steps "
+                             f"of a channels_first model: it does not stream")
+        return "channels_last"
+    return None
+
+
+def _keras_activation(module, where):
+    fmt = _check_activation(module.activation, None, where)
+    return _PerStep(module, where, fmt)
+
+
+def _keras_batch_norm(module, where, eval_only=True):
+    axis = module.axis
+    axis = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    formats = {-1: "channels_last", 2: "channels_last", 1: "channels_first",
+               -2: "channels_first"}
+    if len(axis) != 1 or axis[0] not in formats:
+        raise ValueError(f"{where} normalises over axis={module.axis}: only one channel "
+                         f"axis of a (batch, steps, channels) or (batch, channels, steps) "
+                         f"input streams")
+    return _PerStep(module, where, formats[axis[0]], eval_only=eval_only)
+
+
+def _keras_layer_norm(module, where):
+    return _keras_batch_norm(module, where, eval_only=False)
+
+
+def _torch_batch_norm(module, where):
+    if not module.track_running_stats or module.running_mean is None:
+        raise ValueError(f"{where} has no running statistics (track_running_stats=False): "
+                         f"it normalises with each chunk's statistics, which do not stream")
+    return _PerStep(module, where, "channels_first", eval_only=True)
+
+
+def _dim_layer(module, where):
+    """Softmax-like modules (torch's ``dim``, Keras' ``axis``): fine over the channel axis,
+    refused over the steps."""
+    dim = module.axis if isinstance(module, Layer) else getattr(module, "dim", None)
+    if isinstance(dim, (list, tuple)) and len(dim) == 1:
+        dim = dim[0]
+    formats = {-1: "channels_last", 2: "channels_last", 1: "channels_first",
+               -2: "channels_first"}
+    if dim not in formats:
+        raise ValueError(f"{where} acts over dim={dim}: give it the channel axis (1 or 2) "
+                         f"of a 3D input to stream it")
+    return _PerStep(module, where, formats[dim])
+
+
+def _prelu(module, where):
+    if isinstance(module, Layer):  # Keras: alpha of the input's shape, 1 on shared_axes
+        shared = set(module.shared_axes or ())
+        if not shared & {1, 2}:
+            raise ValueError(f"{where} has a slope per step (shared_axes="
+                             f"{module.shared_axes}): share the steps axis to stream it")
+        return _PerStep(module, where, None if shared >= {1, 2} else
+                        "channels_last" if 1 in shared else "channels_first")
+    # torch: one slope per channel is applied on dim 1 (channels_first's channels)
+    return _PerStep(module, where, None if module.num_parameters == 1 else "channels_first")
+
+
+def _per_step(data_format=None, eval_only=False):
+    return lambda module, where: _PerStep(module, where, data_format, eval_only)
+
+
+_ELEMENTWISE = ("Identity", "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU",
+                "SiLU", "Mish", "Sigmoid", "Tanh", "Softplus", "Softsign", "Hardtanh",
+                "Hardswish", "Hardsigmoid", "LogSigmoid", "Tanhshrink", "Softshrink",
+                "Hardshrink", "Threshold", "RReLU")
+
+#: Class name -> ``make(module, where) -> step``: Keras' class names for sepconv's layers,
+#: torch's for ``torch.nn`` modules (``Dropout`` is both: eval mode is identity in both).
+STREAMERS: Dict[str, Callable] = {
+    "SeparableConv1D": _causal(_separable_conv1d_step),
+    "Conv1D": _causal(_conv1d_step),
+    "Dense": _per_step("channels_last"),
+    "BatchNormalization": _keras_batch_norm,
+    "LayerNormalization": _keras_layer_norm,
+    "Activation": _keras_activation,
+    "Dropout": _per_step(eval_only=True),
+    "Linear": _per_step("channels_last"),
+    "BatchNorm1d": _torch_batch_norm,
+    "Dropout1d": _per_step(eval_only=True),
+    "SpatialDropout1D": _per_step(eval_only=True),
+    "GaussianNoise": _per_step(eval_only=True),
+    "GaussianDropout": _per_step(eval_only=True),
+    "AlphaDropout": _per_step(eval_only=True),
+    "Softmax": _dim_layer, "LogSoftmax": _dim_layer, "Softmin": _dim_layer,
+    "GLU": _dim_layer, "PReLU": _prelu,
+    **{name: _per_step() for name in _ELEMENTWISE},
+}
+
+
+def _maker(module: torch.nn.Module) -> Optional[Callable]:
+    """The table entry for ``module``: its class or the nearest sepconv / torch.nn base."""
+    for cls in type(module).__mro__:
+        ours = issubclass(cls, Layer) or cls.__module__.startswith("torch.nn.")
+        if ours and cls.__name__ in STREAMERS:
+            if cls.__name__ == "RReLU" and module.training:
+                return None  # random slopes in training mode
+            return STREAMERS[cls.__name__]
+    return None
+
+
+def _flatten(model: torch.nn.Module, prefix: str = "") -> List[Tuple[str, torch.nn.Module]]:
+    if isinstance(model, torch.nn.Sequential):
+        out = []
+        for name, child in model.named_children():
+            out += _flatten(child, f"{prefix}{name}.")
+        return out
+    return [(prefix.rstrip(".") or type(model).__name__, model)]
+
+
+def _describe(path: str, module: torch.nn.Module) -> str:
+    name = getattr(module, "name", None)
+    kind = type(module).__name__
+    return f"layer {path!r} ({kind} {name!r})" if isinstance(name, str) \
+        else f"layer {path!r} ({kind})"
+
+
+class Stream:
+    """Chunk-by-chunk inference through a causal model; see :mod:`sepconv.streaming`.
+
+    ``stream(chunk)``: ``chunk`` is ``(batch, steps, channels)`` for a channels_last model,
+    ``(batch, channels, steps)`` for a channels_first one, any number of steps (one
+    included); returns that chunk's outputs.  Concatenated over the chunks, they equal
+    ``model(whole_sequence)`` to float rounding.  ``reset()`` forgets the past (new
+    streams, or another batch size).  The state is detached from autograd: gradients flow
+    within a chunk, not into earlier chunks (truncated backpropagation).
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"Invalid type for argument `model`. Expected a torch.nn.Module "
+                            f"(a Sequential of causal layers). Received {type(model).__name__}")
+        self.model = model
+        self.steps: List[_Step] = []
+        fixed_by = None
+        self.data_format: Optional[str] = None
+        for path, module in _flatten(model):
+            where = _describe(path, module)
+            make = _maker(module)
+            if make is None:
+                raise ValueError(f"{where} does not stream: sepconv.stream takes causal "
+                                 f"SeparableConv1D / Conv1D layers and per-step layers "
+                                 f"({', '.join(sorted(STREAMERS))})")
+            step = make(module, where)
+            if step.data_format is not None:
+                if self.data_format is None:
+                    self.data_format, fixed_by = step.data_format, where
+                elif step.data_format != self.data_format:
+                    raise ValueError(f"{where} needs {step.data_format} input, but {fixed_by} "
+                                     f"makes this a {self.data_format} model: a layer would "
+                                     f"act across steps")
+            self.steps.append(step)
+        if self.data_format is None:
+            self.data_format = "channels_last"
+
+    @property
+    def state_steps(self) -> List[int]:
+        """Steps of state each layer keeps: ``(kernel_size - 1) * dilation_rate`` for a
+        convolution, 0 for a per-step layer."""
+        return [getattr(step, "span", 0) for step in self.steps]
+
+    def reset(self) -> None:
+        """Forget every layer's state: the next chunk starts a new stream."""
+        for step in self.steps:
+            step.reset()
+
+    def __call__(self, chunk) -> torch.Tensor:
+        x = chunk
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x))
+        if x.dim() != 3:
+            layout = ("(batch, steps, channels)" if self.data_format == "channels_last"
+                      else "(batch, channels, steps)")
+            raise ValueError(f"A chunk must be 3D, {layout}. Received a chunk of shape "
+                             f"{tuple(x.shape)}")
+        for step in self.steps:
+            x = step(x)
+        return x
+
+    def __repr__(self) -> str:
+        return (f"Stream({self.data_format}, state_steps={self.state_steps}, "
+                f"model={type(self.model).__name__})")
+
+
+def stream(model: torch.nn.Module) -> Stream:
+    """Wrap a causal model for chunk-by-chunk inference: ``stream(model)(chunk)``.
+
+    Args:
+        model: a ``torch.nn.Sequential`` (or one layer) of causal ``SeparableConv1D`` /
+            ``Conv1D`` layers and per-step layers (see :mod:`sepconv.streaming`), in eval
+            mode where it has batch normalisation or dropout.
+
+    Returns:
+        A :class:`Stream`: call it on chunks ``(batch, steps, channels)`` (channels_first:
+        ``(batch, channels, steps)``); ``reset()`` starts over.
+
+    Raises:
+        ValueError: naming the first layer that cannot stream (non-causal, strided, acting
+            across steps, or unknown).
+    """
+    return Stream(model)
