@@ -104,3 +104,12 @@ def r_function(cls: type, name: Optional[str] = None,
 
 
 layer_separable_conv_1d = r_function(_layers.SeparableConv1D)
+layer_cropping_1d = r_function(_layers.Cropping1D)
+layer_cropping_2d = r_function(_layers.Cropping2D)
+layer_cropping_3d = r_function(_layers.Cropping3D)
+layer_zero_padding_1d = r_function(_layers.ZeroPadding1D)
+layer_zero_padding_2d = r_function(_layers.ZeroPadding2D)
+layer_zero_padding_3d = r_function(_layers.ZeroPadding3D)
+layer_upsampling_1d = r_function(_layers.UpSampling1D)
+layer_upsampling_2d = r_function(_layers.UpSampling2D)
+layer_upsampling_3d = r_function(_layers.UpSampling3D)
