@@ -306,6 +306,17 @@ class ZeroPadding1D(_ZeroPadding):
                  dtype=None, name=None, trainable=None, weights=None):
         super().__init__(padding, None, _common(locals()))
 
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]):
+        """tf-keras' configs, and Keras 3's, whose ZeroPadding1D also has ``data_format``:
+        only its channels_last (tf-keras' layout) can be honoured."""
+        fmt = config.get("data_format")
+        if fmt is not None and _data_format(fmt) != "channels_last":
+            raise ValueError(f"Invalid value for argument `data_format`: ZeroPadding1D pads "
+                             f"(batch, steps, channels) as tf-keras does. Received "
+                             f"data_format={fmt!r}")
+        return super().from_config(config)
+
 
 class ZeroPadding2D(_ZeroPadding):
     """Keras' ``ZeroPadding2D``: adds rows and columns of zeros at the edges of images.
