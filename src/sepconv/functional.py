@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import numbers
 import os
 from typing import Callable, Optional, Sequence, Union
 
@@ -230,16 +231,16 @@ def _load(name: str) -> Callable:
 
 # -- cropping, zero padding, upsampling (Keras' Cropping/ZeroPadding/UpSampling 1D-3D) ----
 
-def _pairs(value, rank: int, name: str) -> tuple:
-    """``rank`` (begin, end) pairs of whole numbers >= 0, from pairs or ints per axis."""
-    if not isinstance(value, (tuple, list)) or len(value) != rank:
-        raise ValueError(f"Invalid value for argument `{name}`. Expected {rank} (begin, end) "
-                         f"pair{'s' if rank > 1 else ''}, one per spatial axis. "
-                         f"Received {name}={value!r}")
+def _pairs(value, name: str) -> tuple:
+    """(begin, end) pairs of whole numbers >= 0, one per spatial axis (an int: both ends)."""
+    if not isinstance(value, (tuple, list)) or not 1 <= len(value) <= 3:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected one (begin, end) "
+                         f"pair per spatial axis (1 to 3 axes). Received {name}={value!r}")
     pairs = []
     for pair in value:
         pair = tuple(pair) if isinstance(pair, (tuple, list)) else (pair, pair)
-        if len(pair) != 2 or any(isinstance(v, bool) or int(v) != v or v < 0 for v in pair):
+        if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Real)
+                                 or int(v) != v or v < 0 for v in pair):
             raise ValueError(f"Invalid value for argument `{name}`. Expected whole numbers "
                              f">= 0 in (begin, end) pairs. Received {name}={value!r}")
         pairs.append((int(pair[0]), int(pair[1])))
@@ -269,8 +270,7 @@ def crop(x: torch.Tensor, cropping: Sequence, data_format: str = "channels_last"
         Cropping that leaves nothing on an axis is an error (tf-keras' Cropping3D returns an
         empty tensor).
     """
-    pairs = _pairs(cropping, len(cropping) if isinstance(cropping, (tuple, list)) else 0,
-                   "cropping")
+    pairs = _pairs(cropping, "cropping")
     channels_last, first = _spatial(x, len(pairs), data_format)
     for axis, (begin, end) in enumerate(pairs, start=first):
         if begin + end >= x.shape[axis]:
@@ -293,8 +293,7 @@ def zero_pad(x: torch.Tensor, padding: Sequence, data_format: str = "channels_la
     Returns:
         ``x`` with ``spatial[i] + begin_i + end_i`` elements on axis ``i``.
     """
-    pairs = _pairs(padding, len(padding) if isinstance(padding, (tuple, list)) else 0,
-                   "padding")
+    pairs = _pairs(padding, "padding")
     channels_last, first = _spatial(x, len(pairs), data_format)
     # torch's pad lists the last axis first.
     flat = [0, 0] if channels_last else []
@@ -322,7 +321,8 @@ def upsample(x: torch.Tensor, size: Sequence[int], interpolation: str = "nearest
     """
     from .kernels import resize as _resize
     if not isinstance(size, (tuple, list)) or not size or \
-            any(isinstance(f, bool) or int(f) != f or f < 1 for f in size):
+            any(isinstance(f, bool) or not isinstance(f, numbers.Real) or int(f) != f or f < 1
+                for f in size):
         raise ValueError(f"Invalid value for argument `size`. Expected one whole factor >= 1 "
                          f"per spatial axis. Received size={size!r}")
     method = str(interpolation).lower()
