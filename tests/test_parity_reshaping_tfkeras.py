@@ -283,3 +283,14 @@ def test_dtype_policies_match_tf_keras(dtype, tol):
         assert y.dtype == ours.compute_dtype
         np.testing.assert_allclose(y.double().numpy(), tf.cast(y_ref, tf.float64).numpy(),
                                    atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("method", [m for m in resize.METHODS if m not in ("nearest", "area")])
+def test_long_axes_keep_tensorflows_float32_weights(method):
+    """TensorFlow computes the source positions in float32 (``(i + 0.5) * scale - 0.5``
+    with ``scale = in / out`` rounded): on long axes with factor 3 those roundings move the
+    weights (and bicubic's table index), which sepconv's weights reproduce."""
+    rng = np.random.default_rng(5)
+    for shape, size in (((1, 200, 3, 2), (3, 1)), ((1, 2, 150, 2), (2, 3))):
+        x = rng.standard_normal(shape).astype(np.float32)
+        _compare("UpSampling2D", dict(size=size, interpolation=method), x, 1e-5)
