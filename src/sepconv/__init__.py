@@ -78,3 +78,13 @@ def __getattr__(name):
         return getattr(models, name)
     raise AttributeError(f"module 'sepconv' has no attribute {name!r}")
 __all__ += ["stream", "Stream"]
+from .layers import (Cropping1D, Cropping2D, Cropping3D, UpSampling1D, UpSampling2D,  # noqa: E402
+                     UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
+from .r import (layer_cropping_1d, layer_cropping_2d, layer_cropping_3d,  # noqa: E402
+                layer_upsampling_1d, layer_upsampling_2d, layer_upsampling_3d,
+                layer_zero_padding_1d, layer_zero_padding_2d, layer_zero_padding_3d)
+__all__ += ["Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding2D",
+            "ZeroPadding3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
+            "layer_cropping_1d", "layer_cropping_2d", "layer_cropping_3d",
+            "layer_zero_padding_1d", "layer_zero_padding_2d", "layer_zero_padding_3d",
+            "layer_upsampling_1d", "layer_upsampling_2d", "layer_upsampling_3d"]

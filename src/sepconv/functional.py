@@ -7,6 +7,7 @@ kernel for debugging.
 
 from __future__ import annotations
 
+import numbers
 import os
 from typing import Callable, Optional, Sequence, Union
 
@@ -522,3 +523,108 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
         from .kernels import pointwise
         return pointwise.conv
     return _reference.conv
+# -- cropping, zero padding, upsampling (Keras' Cropping/ZeroPadding/UpSampling 1D-3D) ----
+
+def _pairs(value, name: str) -> tuple:
+    """(begin, end) pairs of whole numbers >= 0, one per spatial axis (an int: both ends)."""
+    if not isinstance(value, (tuple, list)) or not 1 <= len(value) <= 3:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected one (begin, end) "
+                         f"pair per spatial axis (1 to 3 axes). Received {name}={value!r}")
+    pairs = []
+    for pair in value:
+        pair = tuple(pair) if isinstance(pair, (tuple, list)) else (pair, pair)
+        if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Real)
+                                 or int(v) != v or v < 0 for v in pair):
+            raise ValueError(f"Invalid value for argument `{name}`. Expected whole numbers "
+                             f">= 0 in (begin, end) pairs. Received {name}={value!r}")
+        pairs.append((int(pair[0]), int(pair[1])))
+    return tuple(pairs)
+
+
+def _spatial(x: torch.Tensor, rank: int, data_format: str):
+    _, channels_last = _check_geometry("valid", data_format, rank)
+    if x.dim() != rank + 2:
+        raise ValueError(f"Input must be {rank + 2}D, {_layout_nd(rank, channels_last)}. "
+                         f"Received input of shape {tuple(x.shape)}")
+    first = 1 if channels_last else 2
+    return channels_last, first
+
+
+def crop(x: torch.Tensor, cropping: Sequence, data_format: str = "channels_last"
+         ) -> torch.Tensor:
+    """Keras' ``Cropping1D/2D/3D``: remove ``(begin, end)`` elements from each spatial axis.
+
+    Args:
+        x: ``(batch, *spatial, channels)`` or ``(batch, channels, *spatial)``.
+        cropping: one ``(begin, end)`` pair (or one int for both ends) per spatial axis.
+        data_format: ``"channels_last"`` or ``"channels_first"``.
+
+    Returns:
+        ``x`` with ``spatial[i] - begin_i - end_i`` elements on axis ``i`` (a view).
+        Cropping that leaves nothing on an axis is an error (tf-keras' Cropping3D returns an
+        empty tensor).
+    """
+    pairs = _pairs(cropping, "cropping")
+    channels_last, first = _spatial(x, len(pairs), data_format)
+    for axis, (begin, end) in enumerate(pairs, start=first):
+        if begin + end >= x.shape[axis]:
+            raise ValueError(f"Invalid value for argument `cropping`: cropping={pairs} leaves "
+                             f"nothing of input of shape {tuple(x.shape)} "
+                             f"{_layout_nd(len(pairs), channels_last)}")
+        x = x.narrow(axis, begin, x.shape[axis] - begin - end)
+    return x
+
+
+def zero_pad(x: torch.Tensor, padding: Sequence, data_format: str = "channels_last"
+             ) -> torch.Tensor:
+    """Keras' ``ZeroPadding1D/2D/3D``: add ``(begin, end)`` zeros to each spatial axis.
+
+    Args:
+        x: ``(batch, *spatial, channels)`` or ``(batch, channels, *spatial)``.
+        padding: one ``(begin, end)`` pair (or one int for both ends) per spatial axis.
+        data_format: ``"channels_last"`` or ``"channels_first"``.
+
+    Returns:
+        ``x`` with ``spatial[i] + begin_i + end_i`` elements on axis ``i``.
+    """
+    pairs = _pairs(padding, "padding")
+    channels_last, first = _spatial(x, len(pairs), data_format)
+    # torch's pad lists the last axis first.
+    flat = [0, 0] if channels_last else []
+    for begin, end in reversed(pairs):
+        flat += [begin, end]
+    return torch.nn.functional.pad(x, flat)
+
+
+def upsample(x: torch.Tensor, size: Sequence[int], interpolation: str = "nearest",
+             data_format: str = "channels_last") -> torch.Tensor:
+    """Keras' ``UpSampling1D/2D/3D``: each spatial axis ``i`` grows by the whole factor
+    ``size[i]``.
+
+    Args:
+        x: ``(batch, *spatial, channels)`` or ``(batch, channels, *spatial)``.
+        size: one whole factor >= 1 per spatial axis.
+        interpolation: ``"nearest"`` (repetition, what UpSampling1D/3D do) or one of
+            ``bilinear, bicubic, area, gaussian, lanczos3, lanczos5, mitchellcubic``:
+            TensorFlow's ``tf.image.resize`` as tf-keras' UpSampling2D calls it (see
+            :mod:`sepconv.kernels.resize`), applied separably to every spatial axis.
+        data_format: ``"channels_last"`` or ``"channels_first"``.
+
+    Returns:
+        ``(batch, *[s * f for s, f in zip(spatial, size)], channels)`` (or channels_first).
+    """
+    from .kernels import resize as _resize
+    if not isinstance(size, (tuple, list)) or not size or \
+            any(isinstance(f, bool) or not isinstance(f, numbers.Real) or int(f) != f or f < 1
+                for f in size):
+        raise ValueError(f"Invalid value for argument `size`. Expected one whole factor >= 1 "
+                         f"per spatial axis. Received size={size!r}")
+    method = str(interpolation).lower()
+    if method not in _resize.METHODS:
+        raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
+                         f"{_resize.METHODS}. Received interpolation={interpolation!r}")
+    channels_last, _ = _spatial(x, len(size), data_format)
+    if not x.is_floating_point() and method not in ("nearest", "area"):
+        raise TypeError(f"interpolation={method!r} needs a floating input. Received input "
+                        f"of dtype {x.dtype}")
+    return _resize.upsample(x, tuple(int(f) for f in size), method, channels_last)

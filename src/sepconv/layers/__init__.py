@@ -30,3 +30,7 @@ from .depthwise import DepthwiseConv1D, DepthwiseConv2D  # noqa: E402
 from .separable import SeparableConv2D  # noqa: E402
 
 __all__ += ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv2D"]
+from .reshaping import (Cropping1D, Cropping2D, Cropping3D, UpSampling1D, UpSampling2D,  # noqa: E402
+                        UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
+__all__ += ["Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding2D",
+            "ZeroPadding3D", "UpSampling1D", "UpSampling2D", "UpSampling3D"]
