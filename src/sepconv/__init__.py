@@ -13,3 +13,7 @@ __version__ = "0.1.0"
 __all__ = ["SeparableConv1D", "layer_separable_conv_1d", "regularization_loss",
            "apply_constraints", "functional", "padding", "activations", "initializers",
            "regularizers", "constraints"]
+from .layers import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D  # noqa: E402
+from .r import layer_conv_lstm_1d, layer_conv_lstm_2d, layer_conv_lstm_3d  # noqa: E402
+__all__ += ["ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "layer_conv_lstm_1d",
+            "layer_conv_lstm_2d", "layer_conv_lstm_3d"]

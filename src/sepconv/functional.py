@@ -226,3 +226,140 @@ def _load(name: str) -> Callable:
         return cpu.separable_conv1d
     from .kernels import triton_sepconv
     return triton_sepconv.separable_conv1d
+
+
+def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
+              bias: Optional[torch.Tensor] = None, strides: IntOrTuple = 1,
+              padding: str = "valid", dilation_rate: IntOrTuple = 1,
+              data_format: str = "channels_last", activation: Callable = torch.tanh,
+              recurrent_activation: Callable = torch.sigmoid,
+              initial_state: Optional[Sequence[torch.Tensor]] = None,
+              go_backwards: bool = False, return_sequences: bool = False,
+              dropout_mask: Optional[torch.Tensor] = None,
+              recurrent_dropout_mask: Optional[torch.Tensor] = None):
+    """Keras' ConvLSTM1D / 2D / 3D recurrence (the rank is the kernel's); gates i, f, c, o.
+
+    Per step ``t``: ``z = conv(x_t, kernel) + bias + conv_same(h, recurrent_kernel)``,
+    ``i, f, g, o = split(z, 4)``, ``c = ra(f) * c + ra(i) * a(g)``, ``h = ra(o) * a(c)``
+    with ``a = activation``, ``ra = recurrent_activation``.  The input convolution takes
+    ``strides``, ``padding`` and ``dilation_rate`` (it runs on all steps at once, through
+    :func:`conv`); the recurrent one is always stride 1, dilation 1, TensorFlow ``"same"``.
+
+    Args:
+        x: ``(batch, time, *spatial, channels)`` for ``"channels_last"``,
+            ``(batch, time, channels, *spatial)`` for ``"channels_first"``.
+        kernel: ``(*kernel_size, channels, 4 * filters)``.
+        recurrent_kernel: ``(*kernel_size, filters, 4 * filters)``.
+        bias: ``(4 * filters,)`` or ``None``.
+        activation, recurrent_activation: applied to tensors in ``data_format``'s layout.
+        initial_state: ``[h, c]``, each ``(batch, *out_spatial, filters)`` (channels_last) or
+            ``(batch, filters, *out_spatial)``; zeros when ``None``.
+        go_backwards: process the steps last to first; outputs come in processing order.
+        return_sequences: return every step's ``h`` (``(batch, time, ...)``), else the last.
+        dropout_mask: ``(4, batch, *spatial, channels)`` (or channels_first), one mask per
+            gate multiplying the input of that gate's convolution at every step.
+        recurrent_dropout_mask: ``(4, *state_shape)``, the same for ``h``.
+
+    Returns:
+        ``(output, h, c)``.
+    """
+    F = torch.nn.functional
+    rank = kernel.dim() - 2
+    if rank not in (1, 2, 3) or recurrent_kernel.dim() != rank + 2:
+        raise ValueError("Expected kernel (*kernel_size, channels, 4 * filters) and "
+                         "recurrent_kernel (*kernel_size, filters, 4 * filters) with 1 to 3 "
+                         f"spatial axes. Received {tuple(kernel.shape)} and "
+                         f"{tuple(recurrent_kernel.shape)}")
+    padding, channels_last = _check_geometry(padding, data_format, rank)
+    if padding == "causal":
+        raise ValueError("Invalid value for argument `padding`. Expected one of "
+                         "('valid', 'same'). Received padding='causal'")
+    gates = kernel.shape[-1]
+    if gates % 4 or tuple(recurrent_kernel.shape[-2:]) != (gates // 4, gates):
+        raise ValueError(f"Expected recurrent_kernel of shape (*kernel_size, {gates // 4}, "
+                         f"{gates}) for a kernel with {gates} = 4 * filters outputs. "
+                         f"Received {tuple(recurrent_kernel.shape)}")
+    filters = gates // 4
+    if x.dim() != rank + 3:
+        raise ValueError(f"Input must be {rank + 3}D, (batch, time, "
+                         f"{_layout_nd(rank, channels_last)[8:]}. "
+                         f"Received input of shape {tuple(x.shape)}")
+    batch, steps = x.shape[:2]
+    if steps == 0:
+        raise ValueError(f"Input of shape {tuple(x.shape)} has no time steps")
+    frames = x.reshape((batch * steps,) + tuple(x.shape[2:]))
+    if channels_last:
+        frames = frames.movedim(-1, 1)  # every step at once, channels first inside
+    groups = 1
+    if dropout_mask is not None:
+        mask = dropout_mask.movedim(-1, 2) if channels_last else dropout_mask
+        # one masked copy of the input per gate, convolved group-wise with that gate's kernel
+        frames = (frames.reshape((batch, steps, 1) + tuple(frames.shape[1:]))
+                  * mask.transpose(0, 1).unsqueeze(1))
+        frames = frames.reshape((batch * steps, -1) + tuple(frames.shape[4:]))
+        groups = 4
+    z_in = conv(frames, kernel, bias, strides, padding, dilation_rate, groups,
+                "channels_first")
+    out_spatial = tuple(z_in.shape[2:])
+    z_in = z_in.reshape((batch, steps, gates) + out_spatial)
+
+    state_shape = (batch, filters) + out_spatial
+    if initial_state is None:
+        h = z_in.new_zeros(state_shape)
+        c = z_in.new_zeros(state_shape)
+    else:
+        if len(initial_state) != 2:
+            raise ValueError("Invalid value for argument `initial_state`. Expected [h, c]. "
+                             f"Received {len(initial_state)} tensors")
+        h, c = (s.movedim(-1, 1) if channels_last else s for s in initial_state)
+        for s in (h, c):
+            if tuple(s.shape) != state_shape:
+                expected = ((batch,) + out_spatial + (filters,)) if channels_last \
+                    else state_shape
+                raise ValueError(f"Invalid value for argument `initial_state`. Expected "
+                                 f"states of shape {expected}. Received "
+                                 f"{[tuple(t.shape) for t in initial_state]}")
+        h, c = h.to(z_in.dtype), c.to(z_in.dtype)
+
+    weight = recurrent_kernel.permute(rank + 1, rank, *range(rank))  # (4F, F, *k)
+    pads = _padding.padding_amounts_nd(out_spatial, recurrent_kernel.shape[:rank],
+                                       (1,) * rank, (1,) * rank, "same")
+    symmetric = all(left == right for left, right in pads)
+    flat_pads = [p for pair in reversed(pads) for p in pair]
+    conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
+    rec_groups = 1
+    if recurrent_dropout_mask is not None:
+        rmask = recurrent_dropout_mask.movedim(-1, 2) if channels_last \
+            else recurrent_dropout_mask
+        rmask = rmask.transpose(0, 1)  # (batch, 4, filters, *out_spatial)
+        rec_groups = 4
+
+    def recurrent(h):
+        if rec_groups == 4:
+            h = (h.unsqueeze(1) * rmask).reshape((batch, gates) + out_spatial)
+        if symmetric:
+            return conv_nd(h, weight, None, padding=tuple(p[0] for p in pads),
+                           groups=rec_groups)
+        return conv_nd(F.pad(h, flat_pads), weight, None, groups=rec_groups)
+
+    if channels_last:
+        def in_layout(fn):
+            return lambda t: fn(t.movedim(1, -1)).movedim(-1, 1)
+        act, rec_act = in_layout(activation), in_layout(recurrent_activation)
+    else:
+        act, rec_act = activation, recurrent_activation
+
+    order = range(steps - 1, -1, -1) if go_backwards else range(steps)
+    outputs = []
+    for t in order:
+        z = z_in[:, t] + recurrent(h)
+        zi, zf, zc, zo = z.chunk(4, dim=1)
+        c = rec_act(zf) * c + rec_act(zi) * act(zc)
+        h = rec_act(zo) * act(c)
+        if return_sequences:
+            outputs.append(h)
+    output = torch.stack(outputs, 1) if return_sequences else h
+    if channels_last:
+        output = output.movedim(2 if return_sequences else 1, -1)
+        h, c = h.movedim(1, -1), c.movedim(1, -1)
+    return output, h, c

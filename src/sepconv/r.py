@@ -104,3 +104,6 @@ def r_function(cls: type, name: Optional[str] = None,
 
 
 layer_separable_conv_1d = r_function(_layers.SeparableConv1D)
+layer_conv_lstm_1d = r_function(_layers.ConvLSTM1D)
+layer_conv_lstm_2d = r_function(_layers.ConvLSTM2D)
+layer_conv_lstm_3d = r_function(_layers.ConvLSTM3D)

@@ -4,3 +4,5 @@ from .base import Layer
 from .separable import SeparableConv1D
 
 __all__ = ["Layer", "SeparableConv1D"]
+from .conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D  # noqa: E402
+__all__ += ["ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"]
