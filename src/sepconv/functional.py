@@ -300,13 +300,18 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
         groups = 4
     z_in = conv(frames, kernel, bias, strides, padding, dilation_rate, groups,
                 "channels_first")
+    # channels_last data: the recurrence runs on channels-last memory (oneDNN's faster
+    # layout here, and the output's own), the tensors staying (batch, channels, ...) views.
+    memory = (torch.channels_last if rank == 2 else torch.channels_last_3d) \
+        if channels_last and rank > 1 else torch.contiguous_format
+    z_in = z_in.contiguous(memory_format=memory)
     out_spatial = tuple(z_in.shape[2:])
-    z_in = z_in.reshape((batch, steps, gates) + out_spatial)
+    z_in = z_in.view((batch, steps, gates) + out_spatial)
 
     state_shape = (batch, filters) + out_spatial
     if initial_state is None:
-        h = z_in.new_zeros(state_shape)
-        c = z_in.new_zeros(state_shape)
+        h = z_in.new_zeros(state_shape).contiguous(memory_format=memory)
+        c = torch.zeros_like(h)
     else:
         if len(initial_state) != 2:
             raise ValueError("Invalid value for argument `initial_state`. Expected [h, c]. "
@@ -322,6 +327,7 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
         h, c = h.to(z_in.dtype), c.to(z_in.dtype)
 
     weight = recurrent_kernel.permute(rank + 1, rank, *range(rank))  # (4F, F, *k)
+    weight = weight.contiguous(memory_format=memory)
     pads = _padding.padding_amounts_nd(out_spatial, recurrent_kernel.shape[:rank],
                                        (1,) * rank, (1,) * rank, "same")
     symmetric = all(left == right for left, right in pads)
@@ -342,24 +348,33 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
                            groups=rec_groups)
         return conv_nd(F.pad(h, flat_pads), weight, None, groups=rec_groups)
 
-    if channels_last:
-        def in_layout(fn):
-            return lambda t: fn(t.movedim(1, -1)).movedim(-1, 1)
-        act, rec_act = in_layout(activation), in_layout(recurrent_activation)
-    else:
-        act, rec_act = activation, recurrent_activation
+    def in_layout(fn):
+        # An activation over an axis (softmax, ...) sees the tensor in the caller's layout.
+        if not channels_last or _elementwise(fn):
+            return fn
+        return lambda t: fn(t.movedim(1, -1)).movedim(-1, 1)
 
+    act, rec_act = in_layout(activation), in_layout(recurrent_activation)
     order = range(steps - 1, -1, -1) if go_backwards else range(steps)
     outputs = []
     for t in order:
-        z = z_in[:, t] + recurrent(h)
+        z = recurrent(h)
+        z += z_in[:, t]  # in place: the convolution's backward does not need its output
         zi, zf, zc, zo = z.chunk(4, dim=1)
-        c = rec_act(zf) * c + rec_act(zi) * act(zc)
+        c = torch.addcmul(rec_act(zf) * c, rec_act(zi), act(zc))
         h = rec_act(zo) * act(c)
         if return_sequences:
-            outputs.append(h)
-    output = torch.stack(outputs, 1) if return_sequences else h
+            outputs.append(h.movedim(1, -1) if channels_last else h)
     if channels_last:
-        output = output.movedim(2 if return_sequences else 1, -1)
         h, c = h.movedim(1, -1), c.movedim(1, -1)
+    output = torch.stack(outputs, 1) if return_sequences else h
     return output, h, c
+
+
+def _elementwise(fn: Callable) -> bool:
+    """Whether an activation acts on each element alone (then any layout will do)."""
+    if fn in (torch.tanh, torch.sigmoid, torch.relu):
+        return True
+    from . import activations
+    return getattr(fn, "__module__", None) == activations.__name__ and \
+        fn.__name__ not in ("softmax", "log_softmax", "glu", "sparsemax")
