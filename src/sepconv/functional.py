@@ -287,30 +287,51 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
     batch, steps = x.shape[:2]
     if steps == 0:
         raise ValueError(f"Input of shape {tuple(x.shape)} has no time steps")
-    frames = x.reshape((batch * steps,) + tuple(x.shape[2:]))
-    if channels_last:
-        frames = frames.movedim(-1, 1)  # every step at once, channels first inside
-    groups = 1
+    spatial = tuple(x.shape[2:-1] if channels_last else x.shape[3:])
+    out_spatial = _padding.conv_output_shape(spatial, kernel.shape[:rank],
+                                             _ints(strides, rank, "strides"),
+                                             _ints(dilation_rate, rank, "dilation_rate"),
+                                             padding)
+    if min(out_spatial) <= 0:
+        raise ValueError(f"Input of shape {tuple(x.shape)} is too small for kernel_size="
+                         f"{tuple(kernel.shape[:rank])}, dilation_rate={dilation_rate}, "
+                         f"padding={padding!r}: the output would have shape {out_spatial}")
+    mask = None
     if dropout_mask is not None:
         mask = dropout_mask.movedim(-1, 2) if channels_last else dropout_mask
-        # one masked copy of the input per gate, convolved group-wise with that gate's kernel
-        frames = (frames.reshape((batch, steps, 1) + tuple(frames.shape[1:]))
-                  * mask.transpose(0, 1).unsqueeze(1))
-        frames = frames.reshape((batch * steps, -1) + tuple(frames.shape[4:]))
-        groups = 4
-    z_in = conv(frames, kernel, bias, strides, padding, dilation_rate, groups,
-                "channels_first")
-    # channels_last data: the recurrence runs on channels-last memory (oneDNN's faster
-    # layout here, and the output's own), the tensors staying (batch, channels, ...) views.
-    memory = (torch.channels_last if rank == 2 else torch.channels_last_3d) \
-        if channels_last and rank > 1 else torch.contiguous_format
-    z_in = z_in.contiguous(memory_format=memory)
-    out_spatial = tuple(z_in.shape[2:])
-    z_in = z_in.view((batch, steps, gates) + out_spatial)
+        mask = mask.transpose(0, 1).unsqueeze(1)  # (batch, 1, 4, channels, *spatial)
+
+    def input_term(t0: int, t1: int) -> torch.Tensor:
+        """``conv(x_t, kernel) + bias`` for steps t0..t1-1: ``(batch, t1-t0, 4F, *out)``.
+        Steps go in chunks of about 2M output values: one convolution per chunk is as
+        fast as one per step, and its output is still in cache when the steps read it."""
+        frames = x[:, t0:t1]
+        if channels_last:
+            frames = frames.movedim(-1, 2)
+        groups = 1
+        if mask is not None:
+            # one masked copy of the input per gate, convolved group-wise with that gate's
+            # kernel
+            frames = (frames.unsqueeze(2) * mask).flatten(2, 3)
+            groups = 4
+        z = conv(frames.flatten(0, 1), kernel, bias, strides, padding, dilation_rate,
+                 groups, "channels_first")
+        return z.view((batch, t1 - t0, gates) + out_spatial)
+
+    per_step = batch * gates * functools.reduce(lambda a, b: a * b, out_spatial, 1)
+    chunk = max(1, (1 << 21) // max(1, per_step))
+    starts = list(range(0, steps, chunk))
+    if go_backwards:
+        starts.reverse()
+
+    def step_inputs():
+        for t0 in starts:
+            z = input_term(t0, min(t0 + chunk, steps)).unbind(1)
+            yield from (z[::-1] if go_backwards else z)
 
     state_shape = (batch, filters) + out_spatial
     if initial_state is None:
-        h = z_in.new_zeros(state_shape).contiguous(memory_format=memory)
+        h = x.new_zeros(state_shape)
         c = torch.zeros_like(h)
     else:
         if len(initial_state) != 2:
@@ -324,10 +345,9 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
                 raise ValueError(f"Invalid value for argument `initial_state`. Expected "
                                  f"states of shape {expected}. Received "
                                  f"{[tuple(t.shape) for t in initial_state]}")
-        h, c = h.to(z_in.dtype), c.to(z_in.dtype)
+        h, c = h.to(x.dtype), c.to(x.dtype)
 
     weight = recurrent_kernel.permute(rank + 1, rank, *range(rank))  # (4F, F, *k)
-    weight = weight.contiguous(memory_format=memory)
     pads = _padding.padding_amounts_nd(out_spatial, recurrent_kernel.shape[:rank],
                                        (1,) * rank, (1,) * rank, "same")
     symmetric = all(left == right for left, right in pads)
@@ -355,19 +375,19 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
         return lambda t: fn(t.movedim(1, -1)).movedim(-1, 1)
 
     act, rec_act = in_layout(activation), in_layout(recurrent_activation)
-    order = range(steps - 1, -1, -1) if go_backwards else range(steps)
     outputs = []
-    for t in order:
+    for z_t in step_inputs():
         z = recurrent(h)
-        z += z_in[:, t]  # in place: the convolution's backward does not need its output
+        z += z_t  # in place: the convolution's backward does not need its output
         zi, zf, zc, zo = z.chunk(4, dim=1)
         c = torch.addcmul(rec_act(zf) * c, rec_act(zi), act(zc))
         h = rec_act(zo) * act(c)
         if return_sequences:
-            outputs.append(h.movedim(1, -1) if channels_last else h)
-    if channels_last:
-        h, c = h.movedim(1, -1), c.movedim(1, -1)
+            outputs.append(h)
     output = torch.stack(outputs, 1) if return_sequences else h
+    if channels_last:  # views: the recurrence ran channels-first (measured faster)
+        output = output.movedim(2 if return_sequences else 1, -1)
+        h, c = h.movedim(1, -1), c.movedim(1, -1)
     return output, h, c
 
 
