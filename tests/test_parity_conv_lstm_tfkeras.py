@@ -182,6 +182,19 @@ def test_float32_defaults_match_tf_keras(rank):
         np.testing.assert_allclose(a, b, atol=1e-5 * max(1.0, np.abs(b).max()), rtol=1e-4)
 
 
+def test_axis_activation_sees_the_channels_last_layout():
+    """softmax (over the last axis) as activation: the recurrence runs channels-first
+    inside, but the activation must see Keras' channels_last tensor."""
+    rng = np.random.default_rng(11)
+    layer = sepconv.ConvLSTM2D(3, 2, padding="same", activation="softmax",
+                               recurrent_activation="sigmoid", return_state=True,
+                               dtype="float64", input_shape=(None, 4, 5, 2))
+    _random_weights(layer, rng)
+    x = rng.standard_normal((2, 3, 4, 5, 2))
+    ours, grads, theirs, tf_grads, _ = _run_both(layer, x)
+    _assert_match(ours, grads, theirs, tf_grads, 1e-9)
+
+
 def test_default_initialisation_is_keras():
     """unit_forget_bias: the forget quarter of the bias is ones; the recurrent kernel is
     orthogonal over (prod(kernel_size) * filters, 4 * filters), as tf-keras builds it."""
