@@ -259,3 +259,18 @@ def test_call_errors_name_the_shapes():
         layer(torch.zeros(2, 3, 5, 5, 1), initial_state=torch.zeros(2, 3, 3, 2))
     with pytest.raises(ValueError, match=r"no time steps"):
         layer(torch.zeros(2, 0, 5, 5, 1))
+
+
+def test_functional_validates_masks_and_states():
+    x = torch.zeros(2, 3, 5, 4)  # ConvLSTM1D, channels_last
+    kernel, rk = torch.zeros(3, 4, 8), torch.zeros(3, 2, 8)
+    with pytest.raises(ValueError, match=r"`dropout_mask`.*\(4, 2, 5, 4\)"):
+        functional.conv_lstm(x, kernel, rk, dropout_mask=torch.ones(4, 2, 5, 1))
+    with pytest.raises(ValueError, match=r"`recurrent_dropout_mask`.*\(4, 2, 3, 2\)"):
+        functional.conv_lstm(x, kernel, rk, recurrent_dropout_mask=torch.ones(4, 2, 5, 2))
+    with pytest.raises(ValueError, match=r"`padding`"):
+        functional.conv_lstm(x, kernel, rk, padding="causal")
+    with pytest.raises(ValueError, match=r"recurrent_kernel"):
+        functional.conv_lstm(x, kernel, torch.zeros(3, 3, 8))
+    out, h, c = functional.conv_lstm(x, kernel, rk, return_sequences=True)
+    assert out.shape == (2, 3, 3, 2) and h.shape == c.shape == (2, 3, 2)

@@ -296,6 +296,14 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
         raise ValueError(f"Input of shape {tuple(x.shape)} is too small for kernel_size="
                          f"{tuple(kernel.shape[:rank])}, dilation_rate={dilation_rate}, "
                          f"padding={padding!r}: the output would have shape {out_spatial}")
+    state_layout = ((batch,) + out_spatial + (filters,)) if channels_last \
+        else (batch, filters) + out_spatial
+    for arg, value, shape in (("dropout_mask", dropout_mask, (4, batch) + tuple(x.shape[2:])),
+                              ("recurrent_dropout_mask", recurrent_dropout_mask,
+                               (4,) + state_layout)):
+        if value is not None and tuple(value.shape) != shape:
+            raise ValueError(f"Invalid value for argument `{arg}`. Expected shape {shape}. "
+                             f"Received {tuple(value.shape)}")
     mask = None
     if dropout_mask is not None:
         mask = dropout_mask.movedim(-1, 2) if channels_last else dropout_mask
@@ -340,10 +348,8 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
         h, c = (s.movedim(-1, 1) if channels_last else s for s in initial_state)
         for s in (h, c):
             if tuple(s.shape) != state_shape:
-                expected = ((batch,) + out_spatial + (filters,)) if channels_last \
-                    else state_shape
                 raise ValueError(f"Invalid value for argument `initial_state`. Expected "
-                                 f"states of shape {expected}. Received "
+                                 f"states of shape {state_layout}. Received "
                                  f"{[tuple(t.shape) for t in initial_state]}")
         h, c = h.to(x.dtype), c.to(x.dtype)
 
