@@ -257,6 +257,8 @@ def test_call_errors_name_the_shapes():
         layer(torch.zeros(2, 3, 5, 5, 1), initial_state=[torch.zeros(2, 5, 5, 2)] * 2)
     with pytest.raises(ValueError, match=r"`initial_state`"):
         layer(torch.zeros(2, 3, 5, 5, 1), initial_state=torch.zeros(2, 3, 3, 2))
+    with pytest.raises(ValueError, match=r"`mask`.*\(2, 3\)"):
+        layer(torch.zeros(2, 3, 5, 5, 1), mask=torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"no time steps"):
         layer(torch.zeros(2, 0, 5, 5, 1))
 

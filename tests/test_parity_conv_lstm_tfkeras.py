@@ -182,6 +182,41 @@ def test_float32_defaults_match_tf_keras(rank):
         np.testing.assert_allclose(a, b, atol=1e-5 * max(1.0, np.abs(b).max()), rtol=1e-4)
 
 
+@pytest.mark.parametrize("flags", [dict(return_sequences=True, go_backwards=False),
+                                   dict(return_sequences=True, go_backwards=True),
+                                   dict(return_sequences=False, go_backwards=True)])
+def test_timestep_mask_matches_tf_keras(flags):
+    """Keras' mask: a masked step keeps the states and repeats the previous output (zeros
+    before any unmasked step), with an initial state and the first steps masked."""
+    rng = np.random.default_rng(12)
+    layer = sepconv.ConvLSTM1D(2, 3, padding="same", return_state=True, dtype="float64",
+                               input_shape=(None, 5, 2), **flags)
+    _random_weights(layer, rng)
+    ref = _tf_layer(layer)
+    x = rng.standard_normal((3, 5, 5, 2))
+    mask = np.array([[0, 0, 1, 0, 1], [1, 1, 1, 1, 0], [0, 1, 0, 0, 0]], dtype=bool)
+    if flags["go_backwards"]:
+        mask = mask[:, ::-1].copy()
+    initial = [rng.standard_normal((3, 5, 2)) for _ in range(2)]
+    xt = torch.tensor(x, requires_grad=True)
+    ours = layer(xt, mask=torch.from_numpy(mask),
+                 initial_state=[torch.tensor(s) for s in initial])
+    x_tf = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        theirs = ref(x_tf, mask=tf.constant(mask),
+                     initial_state=[tf.constant(s) for s in initial])
+        tf_loss = tf.add_n([tf.reduce_sum(t * (i + 1)) for i, t in enumerate(theirs)])
+    loss = sum((o * (i + 1)).sum() for i, o in enumerate(ours))
+    grads = torch.autograd.grad(loss, [xt] + layer.weights)
+    tf_grads = tape.gradient(tf_loss, [x_tf] + ref.trainable_weights)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.detach().numpy(), b.numpy(), atol=1e-10)
+    for a, b in zip(grads, tf_grads):
+        np.testing.assert_allclose(a.numpy(), np.asarray(b), atol=1e-10)
+    # the masked steps do matter: no mask gives another answer
+    assert not np.allclose(layer(x)[0].detach().numpy(), ours[0].detach().numpy())
+
+
 def test_axis_activation_sees_the_channels_last_layout():
     """softmax (over the last axis) as activation: the recurrence runs channels-first
     inside, but the activation must see Keras' channels_last tensor."""

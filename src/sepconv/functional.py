@@ -236,7 +236,8 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
               initial_state: Optional[Sequence[torch.Tensor]] = None,
               go_backwards: bool = False, return_sequences: bool = False,
               dropout_mask: Optional[torch.Tensor] = None,
-              recurrent_dropout_mask: Optional[torch.Tensor] = None):
+              recurrent_dropout_mask: Optional[torch.Tensor] = None,
+              mask: Optional[torch.Tensor] = None):
     """Keras' ConvLSTM1D / 2D / 3D recurrence (the rank is the kernel's); gates i, f, c, o.
 
     Per step ``t``: ``z = conv(x_t, kernel) + bias + conv_same(h, recurrent_kernel)``,
@@ -259,6 +260,9 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
         dropout_mask: ``(4, batch, *spatial, channels)`` (or channels_first), one mask per
             gate multiplying the input of that gate's convolution at every step.
         recurrent_dropout_mask: ``(4, *state_shape)``, the same for ``h``.
+        mask: ``(batch, time)`` booleans, Keras' timestep mask: at a masked step the
+            states are kept and the output repeats the previous step's (zeros before the
+            first unmasked step), as tf-keras' ``backend.rnn``.
 
     Returns:
         ``(output, h, c)``.
@@ -304,10 +308,17 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
         if value is not None and tuple(value.shape) != shape:
             raise ValueError(f"Invalid value for argument `{arg}`. Expected shape {shape}. "
                              f"Received {tuple(value.shape)}")
-    mask = None
+    if mask is not None:
+        if tuple(mask.shape) != (batch, steps):
+            raise ValueError(f"Invalid value for argument `mask`. Expected shape "
+                             f"{(batch, steps)} (batch, time). Received {tuple(mask.shape)}")
+        step_masks = mask.to(device=x.device, dtype=torch.bool).unbind(1)
+        if go_backwards:
+            step_masks = step_masks[::-1]
+    input_mask = None
     if dropout_mask is not None:
-        mask = dropout_mask.movedim(-1, 2) if channels_last else dropout_mask
-        mask = mask.transpose(0, 1).unsqueeze(1)  # (batch, 1, 4, channels, *spatial)
+        input_mask = dropout_mask.movedim(-1, 2) if channels_last else dropout_mask
+        input_mask = input_mask.transpose(0, 1).unsqueeze(1)  # (batch, 1, 4, channels, ...)
 
     def input_term(t0: int, t1: int) -> torch.Tensor:
         """``conv(x_t, kernel) + bias`` for steps t0..t1-1: ``(batch, t1-t0, 4F, *out)``.
@@ -317,10 +328,10 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
         if channels_last:
             frames = frames.movedim(-1, 2)
         groups = 1
-        if mask is not None:
+        if input_mask is not None:
             # one masked copy of the input per gate, convolved group-wise with that gate's
             # kernel
-            frames = (frames.unsqueeze(2) * mask).flatten(2, 3)
+            frames = (frames.unsqueeze(2) * input_mask).flatten(2, 3)
             groups = 4
         z = conv(frames.flatten(0, 1), kernel, bias, strides, padding, dilation_rate,
                  groups, "channels_first")
@@ -382,15 +393,23 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
 
     act, rec_act = in_layout(activation), in_layout(recurrent_activation)
     outputs = []
-    for z_t in step_inputs():
+    out = h.new_zeros(state_shape) if mask is not None else None
+    for t, z_t in enumerate(step_inputs()):
         z = recurrent(h)
         z += z_t  # in place: the convolution's backward does not need its output
         zi, zf, zc, zo = z.chunk(4, dim=1)
-        c = torch.addcmul(rec_act(zf) * c, rec_act(zi), act(zc))
-        h = rec_act(zo) * act(c)
+        c_new = torch.addcmul(rec_act(zf) * c, rec_act(zi), act(zc))
+        h_new = rec_act(zo) * act(c_new)
+        if mask is None:
+            h, c = h_new, c_new
+            out = h_new
+        else:
+            keep = step_masks[t].view((batch,) + (1,) * (rank + 1))
+            out = torch.where(keep, h_new, out)
+            h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
         if return_sequences:
-            outputs.append(h)
-    output = torch.stack(outputs, 1) if return_sequences else h
+            outputs.append(out)
+    output = torch.stack(outputs, 1) if return_sequences else out
     if channels_last:  # views: the recurrence ran channels-first (measured faster)
         output = output.movedim(2 if return_sequences else 1, -1)
         h, c = h.movedim(1, -1), c.movedim(1, -1)

@@ -65,8 +65,10 @@ class _ConvLSTM(Layer):
     ``(*kernel_size, filters, 4 * filters)``, ``bias`` ``(4 * filters,)`` (absent when
     ``use_bias=False``; ``unit_forget_bias`` sets its forget part to ones at creation).
 
-    ``forward(inputs, initial_state=None, training=None)``: ``initial_state`` is ``[h, c]``
-    in the state shape above.  ``stateful=True`` keeps the last states (detached from the
+    ``forward(inputs, mask=None, training=None, initial_state=None)`` (Keras' call
+    arguments): ``mask`` is ``(batch, time)`` booleans (a masked step keeps the states and
+    repeats the previous output, as tf-keras); ``initial_state`` is ``[h, c]`` in the state
+    shape above.  ``stateful=True`` keeps the last states (detached from the
     graph: truncated backpropagation through time) as the next call's initial state; the
     batch size (and spatial shape) are fixed by ``batch_input_shape`` / ``batch_size`` or
     else by the first call, as tf-keras does eagerly; ``reset_states(states=None)`` zeroes
@@ -331,11 +333,19 @@ class _ConvLSTM(Layer):
             else None
         return mask, rmask
 
-    def forward(self, inputs, initial_state=None, training=None):
-        """``inputs``: ``(batch, time, *spatial, channels)`` (channels_last) or
-        ``(batch, time, channels, *spatial)``; a tensor or numpy array.
-        ``initial_state``: ``[h, c]``; ``training``: overrides ``self.training``."""
+    def forward(self, inputs, mask=None, training=None, initial_state=None):
+        """Keras' call arguments.  ``inputs``: ``(batch, time, *spatial, channels)``
+        (channels_last) or ``(batch, time, channels, *spatial)``; a tensor or numpy array.
+        ``mask``: ``(batch, time)`` booleans (False: skip the step, as Keras' masking);
+        ``training``: overrides ``self.training``; ``initial_state``: ``[h, c]``."""
         x = self._prepare_input(inputs)
+        if mask is not None:
+            mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor)
+                                   else mask, device=x.device)
+            if tuple(mask.shape) != tuple(x.shape[:2]):
+                raise ValueError(f"Invalid value for argument `mask`. Expected shape "
+                                 f"{tuple(x.shape[:2])} (batch, time). Received "
+                                 f"{tuple(mask.shape)}")
         training = self.training if training is None else bool(training)
         state_shape = self._state_shape(tuple(x.shape))
         state = None
@@ -355,7 +365,7 @@ class _ConvLSTM(Layer):
                 state.append(s.to(x.dtype))
         elif self.stateful and self.state_h is not None:
             state = [self.state_h.to(x.dtype), self.state_c.to(x.dtype)]
-        mask, rmask = self._masks(x, state_shape) if training else (None, None)
+        dropout_mask, rmask = self._masks(x, state_shape) if training else (None, None)
         output, h, c = _functional.conv_lstm(
             x, self._weight("kernel"), self._weight("recurrent_kernel"),
             self._weight("bias") if self.use_bias else None, strides=self.strides,
@@ -363,7 +373,7 @@ class _ConvLSTM(Layer):
             data_format=self.data_format, activation=self.activation,
             recurrent_activation=self.recurrent_activation, initial_state=state,
             go_backwards=self.go_backwards, return_sequences=self.return_sequences,
-            dropout_mask=mask, recurrent_dropout_mask=rmask)
+            dropout_mask=dropout_mask, recurrent_dropout_mask=rmask, mask=mask)
         if self.stateful:
             self.state_h, self.state_c = h.detach(), c.detach()
         outputs = [output, h, c] if self.return_state else [output]
