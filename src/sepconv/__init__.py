@@ -88,3 +88,7 @@ __all__ += ["Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadd
             "layer_cropping_1d", "layer_cropping_2d", "layer_cropping_3d",
             "layer_zero_padding_1d", "layer_zero_padding_2d", "layer_zero_padding_3d",
             "layer_upsampling_1d", "layer_upsampling_2d", "layer_upsampling_3d"]
+from .layers import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D  # noqa: E402
+from .r import layer_conv_lstm_1d, layer_conv_lstm_2d, layer_conv_lstm_3d  # noqa: E402
+__all__ += ["ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "layer_conv_lstm_1d",
+            "layer_conv_lstm_2d", "layer_conv_lstm_3d"]

@@ -628,3 +628,198 @@ def upsample(x: torch.Tensor, size: Sequence[int], interpolation: str = "nearest
         raise TypeError(f"interpolation={method!r} needs a floating input. Received input "
                         f"of dtype {x.dtype}")
     return _resize.upsample(x, tuple(int(f) for f in size), method, channels_last)
+def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
+              bias: Optional[torch.Tensor] = None, strides: IntOrTuple = 1,
+              padding: str = "valid", dilation_rate: IntOrTuple = 1,
+              data_format: str = "channels_last", activation: Callable = torch.tanh,
+              recurrent_activation: Callable = torch.sigmoid,
+              initial_state: Optional[Sequence[torch.Tensor]] = None,
+              go_backwards: bool = False, return_sequences: bool = False,
+              dropout_mask: Optional[torch.Tensor] = None,
+              recurrent_dropout_mask: Optional[torch.Tensor] = None,
+              mask: Optional[torch.Tensor] = None):
+    """Keras' ConvLSTM1D / 2D / 3D recurrence (the rank is the kernel's); gates i, f, c, o.
+
+    Per step ``t``: ``z = conv(x_t, kernel) + bias + conv_same(h, recurrent_kernel)``,
+    ``i, f, g, o = split(z, 4)``, ``c = ra(f) * c + ra(i) * a(g)``, ``h = ra(o) * a(c)``
+    with ``a = activation``, ``ra = recurrent_activation``.  The input convolution takes
+    ``strides``, ``padding`` and ``dilation_rate`` (it runs on all steps at once, through
+    :func:`conv`); the recurrent one is always stride 1, dilation 1, TensorFlow ``"same"``.
+
+    Args:
+        x: ``(batch, time, *spatial, channels)`` for ``"channels_last"``,
+            ``(batch, time, channels, *spatial)`` for ``"channels_first"``.
+        kernel: ``(*kernel_size, channels, 4 * filters)``.
+        recurrent_kernel: ``(*kernel_size, filters, 4 * filters)``.
+        bias: ``(4 * filters,)`` or ``None``.
+        activation, recurrent_activation: applied to tensors in ``data_format``'s layout.
+        initial_state: ``[h, c]``, each ``(batch, *out_spatial, filters)`` (channels_last) or
+            ``(batch, filters, *out_spatial)``; zeros when ``None``.
+        go_backwards: process the steps last to first; outputs come in processing order.
+        return_sequences: return every step's ``h`` (``(batch, time, ...)``), else the last.
+        dropout_mask: ``(4, batch, *spatial, channels)`` (or channels_first), one mask per
+            gate multiplying the input of that gate's convolution at every step.
+        recurrent_dropout_mask: ``(4, *state_shape)``, the same for ``h``.
+        mask: ``(batch, time)`` booleans, Keras' timestep mask: at a masked step the
+            states are kept and the output repeats the previous step's (zeros before the
+            first unmasked step), as tf-keras' ``backend.rnn``.
+
+    Returns:
+        ``(output, h, c)``.
+    """
+    F = torch.nn.functional
+    rank = kernel.dim() - 2
+    if rank not in (1, 2, 3) or recurrent_kernel.dim() != rank + 2:
+        raise ValueError("Expected kernel (*kernel_size, channels, 4 * filters) and "
+                         "recurrent_kernel (*kernel_size, filters, 4 * filters) with 1 to 3 "
+                         f"spatial axes. Received {tuple(kernel.shape)} and "
+                         f"{tuple(recurrent_kernel.shape)}")
+    padding, channels_last = _check_geometry(padding, data_format, rank)
+    if padding == "causal":
+        raise ValueError("Invalid value for argument `padding`. Expected one of "
+                         "('valid', 'same'). Received padding='causal'")
+    gates = kernel.shape[-1]
+    if gates % 4 or tuple(recurrent_kernel.shape[-2:]) != (gates // 4, gates):
+        raise ValueError(f"Expected recurrent_kernel of shape (*kernel_size, {gates // 4}, "
+                         f"{gates}) for a kernel with {gates} = 4 * filters outputs. "
+                         f"Received {tuple(recurrent_kernel.shape)}")
+    filters = gates // 4
+    if x.dim() != rank + 3:
+        raise ValueError(f"Input must be {rank + 3}D, (batch, time, "
+                         f"{_layout_nd(rank, channels_last)[8:]}. "
+                         f"Received input of shape {tuple(x.shape)}")
+    batch, steps = x.shape[:2]
+    if steps == 0:
+        raise ValueError(f"Input of shape {tuple(x.shape)} has no time steps")
+    spatial = tuple(x.shape[2:-1] if channels_last else x.shape[3:])
+    out_spatial = _padding.conv_output_shape(spatial, kernel.shape[:rank],
+                                             _ints(strides, rank, "strides"),
+                                             _ints(dilation_rate, rank, "dilation_rate"),
+                                             padding)
+    if min(out_spatial) <= 0:
+        raise ValueError(f"Input of shape {tuple(x.shape)} is too small for kernel_size="
+                         f"{tuple(kernel.shape[:rank])}, dilation_rate={dilation_rate}, "
+                         f"padding={padding!r}: the output would have shape {out_spatial}")
+    state_layout = ((batch,) + out_spatial + (filters,)) if channels_last \
+        else (batch, filters) + out_spatial
+    for arg, value, shape in (("dropout_mask", dropout_mask, (4, batch) + tuple(x.shape[2:])),
+                              ("recurrent_dropout_mask", recurrent_dropout_mask,
+                               (4,) + state_layout)):
+        if value is not None and tuple(value.shape) != shape:
+            raise ValueError(f"Invalid value for argument `{arg}`. Expected shape {shape}. "
+                             f"Received {tuple(value.shape)}")
+    if mask is not None:
+        if tuple(mask.shape) != (batch, steps):
+            raise ValueError(f"Invalid value for argument `mask`. Expected shape "
+                             f"{(batch, steps)} (batch, time). Received {tuple(mask.shape)}")
+        step_masks = mask.to(device=x.device, dtype=torch.bool).unbind(1)
+        if go_backwards:
+            step_masks = step_masks[::-1]
+    input_mask = None
+    if dropout_mask is not None:
+        input_mask = dropout_mask.movedim(-1, 2) if channels_last else dropout_mask
+        input_mask = input_mask.transpose(0, 1).unsqueeze(1)  # (batch, 1, 4, channels, ...)
+
+    def input_term(t0: int, t1: int) -> torch.Tensor:
+        """``conv(x_t, kernel) + bias`` for steps t0..t1-1: ``(batch, t1-t0, 4F, *out)``.
+        Steps go in chunks of about 2M output values: one convolution per chunk is as
+        fast as one per step, and its output is still in cache when the steps read it."""
+        frames = x[:, t0:t1]
+        if channels_last:
+            frames = frames.movedim(-1, 2)
+        groups = 1
+        if input_mask is not None:
+            # one masked copy of the input per gate, convolved group-wise with that gate's
+            # kernel
+            frames = (frames.unsqueeze(2) * input_mask).flatten(2, 3)
+            groups = 4
+        z = conv(frames.flatten(0, 1), kernel, bias, strides, padding, dilation_rate,
+                 groups, "channels_first")
+        return z.view((batch, t1 - t0, gates) + out_spatial)
+
+    per_step = batch * gates * functools.reduce(lambda a, b: a * b, out_spatial, 1)
+    chunk = max(1, (1 << 21) // max(1, per_step))
+    starts = list(range(0, steps, chunk))
+    if go_backwards:
+        starts.reverse()
+
+    def step_inputs():
+        for t0 in starts:
+            z = input_term(t0, min(t0 + chunk, steps)).unbind(1)
+            yield from (z[::-1] if go_backwards else z)
+
+    state_shape = (batch, filters) + out_spatial
+    if initial_state is None:
+        h = x.new_zeros(state_shape)
+        c = torch.zeros_like(h)
+    else:
+        if len(initial_state) != 2:
+            raise ValueError("Invalid value for argument `initial_state`. Expected [h, c]. "
+                             f"Received {len(initial_state)} tensors")
+        h, c = (s.movedim(-1, 1) if channels_last else s for s in initial_state)
+        for s in (h, c):
+            if tuple(s.shape) != state_shape:
+                raise ValueError(f"Invalid value for argument `initial_state`. Expected "
+                                 f"states of shape {state_layout}. Received "
+                                 f"{[tuple(t.shape) for t in initial_state]}")
+        h, c = h.to(x.dtype), c.to(x.dtype)
+
+    weight = recurrent_kernel.permute(rank + 1, rank, *range(rank))  # (4F, F, *k)
+    pads = _padding.padding_amounts_nd(out_spatial, recurrent_kernel.shape[:rank],
+                                       (1,) * rank, (1,) * rank, "same")
+    symmetric = all(left == right for left, right in pads)
+    flat_pads = [p for pair in reversed(pads) for p in pair]
+    conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
+    rec_groups = 1
+    if recurrent_dropout_mask is not None:
+        rmask = recurrent_dropout_mask.movedim(-1, 2) if channels_last \
+            else recurrent_dropout_mask
+        rmask = rmask.transpose(0, 1)  # (batch, 4, filters, *out_spatial)
+        rec_groups = 4
+
+    def recurrent(h):
+        if rec_groups == 4:
+            h = (h.unsqueeze(1) * rmask).reshape((batch, gates) + out_spatial)
+        if symmetric:
+            return conv_nd(h, weight, None, padding=tuple(p[0] for p in pads),
+                           groups=rec_groups)
+        return conv_nd(F.pad(h, flat_pads), weight, None, groups=rec_groups)
+
+    def in_layout(fn):
+        # An activation over an axis (softmax, ...) sees the tensor in the caller's layout.
+        if not channels_last or _elementwise(fn):
+            return fn
+        return lambda t: fn(t.movedim(1, -1)).movedim(-1, 1)
+
+    act, rec_act = in_layout(activation), in_layout(recurrent_activation)
+    outputs = []
+    out = h.new_zeros(state_shape) if mask is not None else None
+    for t, z_t in enumerate(step_inputs()):
+        z = recurrent(h)
+        z += z_t  # in place: the convolution's backward does not need its output
+        zi, zf, zc, zo = z.chunk(4, dim=1)
+        c_new = torch.addcmul(rec_act(zf) * c, rec_act(zi), act(zc))
+        h_new = rec_act(zo) * act(c_new)
+        if mask is None:
+            h, c = h_new, c_new
+            out = h_new
+        else:
+            keep = step_masks[t].view((batch,) + (1,) * (rank + 1))
+            out = torch.where(keep, h_new, out)
+            h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
+        if return_sequences:
+            outputs.append(out)
+    output = torch.stack(outputs, 1) if return_sequences else out
+    if channels_last:  # views: the recurrence ran channels-first (measured faster)
+        output = output.movedim(2 if return_sequences else 1, -1)
+        h, c = h.movedim(1, -1), c.movedim(1, -1)
+    return output, h, c
+
+
+def _elementwise(fn: Callable) -> bool:
+    """Whether an activation acts on each element alone (then any layout will do)."""
+    if fn in (torch.tanh, torch.sigmoid, torch.relu):
+        return True
+    from . import activations
+    return getattr(fn, "__module__", None) == activations.__name__ and \
+        fn.__name__ not in ("softmax", "log_softmax", "glu", "sparsemax")

@@ -34,3 +34,5 @@ from .reshaping import (Cropping1D, Cropping2D, Cropping3D, UpSampling1D, UpSamp
                         UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
 __all__ += ["Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding2D",
             "ZeroPadding3D", "UpSampling1D", "UpSampling2D", "UpSampling3D"]
+from .conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D  # noqa: E402
+__all__ += ["ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"]

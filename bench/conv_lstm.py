@@ -1,0 +1,228 @@
+"""ConvLSTM2D speed: sepconv against a plain torch loop of conv2d calls and tf-keras.
+
+    python bench/conv_lstm.py [--batch 4] [--frames 10] [--size 64] [--filters 64]
+                              [--rounds 7] [--threads 2] [--json out.json]
+
+The shape is moving-MNIST sized: ``(batch, frames, size, size, 1)`` in, ``filters``
+filters, 3x3 kernels, ``padding="same"``, ``return_sequences=True``, float32, CPU.
+Three implementations, timed forward and forward+backward (gradients of input and
+weights):
+
+- ``sepconv``: ``sepconv.ConvLSTM2D`` (channels_last, as Keras);
+- ``torch loop``: the straightforward PyTorch version a user would write: NCHW, per step
+  ``conv2d(x_t, W_x, b) + conv2d(h, W_h)``, chunk into the four gates, hard_sigmoid/tanh;
+- ``tf-keras``: ``tf_keras.layers.ConvLSTM2D`` inside ``tf.function``, in its own process
+  (TensorFlow and torch size their own thread pools and fight in one process), started
+  by this script with ``--tf-worker``.
+
+Rounds alternate the three (one timing of each per round, after two warm-up runs), and
+the table shows the medians.  The sepconv and torch-loop outputs are checked against each
+other first (same weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def _tf_worker(threads: int) -> None:
+    """Answer ``setup`` / ``time`` / ``quit`` JSON lines; TensorFlow only in here."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import tf_keras
+
+    def reply(obj):
+        sys.stdout.write("@@" + json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    reply({"ok": True, "version": f"tf {tf.__version__}, tf-keras {tf_keras.__version__}"})
+    fns = {}
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg["op"] == "quit":
+            break
+        if msg["op"] == "setup":
+            s = msg["shape"]
+            rng = np.random.default_rng(0)
+            layer = tf_keras.layers.ConvLSTM2D(s["filters"], 3, padding="same",
+                                               return_sequences=True)
+            x = tf.constant(rng.standard_normal(
+                (s["batch"], s["frames"], s["size"], s["size"], 1)).astype("float32"))
+            y = layer(x)
+            dy = tf.constant(rng.standard_normal(y.shape).astype("float32"))
+
+            @tf.function
+            def fwd(x):
+                return layer(x, training=False)
+
+            @tf.function
+            def fb(x, dy):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = layer(x, training=True)
+                return tape.gradient(y, [x] + layer.trainable_variables, output_gradients=dy)
+
+            fns = {"fwd": lambda: fwd(x), "fb": lambda: fb(x, dy)}
+            for f in fns.values():
+                f(), f()
+            reply({"ok": True})
+        elif msg["op"] == "time":
+            t0 = time.perf_counter()
+            out = fns[msg["mode"]]()
+            _ = [np.asarray(o).shape for o in (out if isinstance(out, list) else [out])]
+            reply({"seconds": time.perf_counter() - t0})
+
+
+class _TF:
+    def __init__(self, threads: int):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--tf-worker",
+                                      "--threads", str(threads)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.version = self._read()["version"]
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith("@@"):
+                return json.loads(line[2:])
+        raise RuntimeError("the tf-keras worker ended")
+
+    def ask(self, **msg):
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self):
+        self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+        self.proc.stdin.flush()
+        self.proc.wait()
+
+
+def torch_loop(x, w_x, w_h, b):
+    """The plain PyTorch ConvLSTM: ``x`` (batch, frames, 1, H, W) NCHW, weights in torch's
+    (out, in, kh, kw) layout, 'same' padding for 3x3 kernels, Keras' gates and formulas."""
+    import torch
+    import torch.nn.functional as F
+    batch, frames, _, height, width = x.shape
+    filters = w_h.shape[1]
+    h = x.new_zeros(batch, filters, height, width)
+    c = torch.zeros_like(h)
+    outputs = []
+    for t in range(frames):
+        z = F.conv2d(x[:, t], w_x, b, padding=1) + F.conv2d(h, w_h, padding=1)
+        i, f, g, o = z.chunk(4, 1)
+        i, f, o = (torch.clamp(0.2 * v + 0.5, 0, 1) for v in (i, f, o))
+        c = f * c + i * torch.tanh(g)
+        h = o * torch.tanh(c)
+        outputs.append(h)
+    return torch.stack(outputs, 1)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=10)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--filters", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-tf", action="store_true")
+    parser.add_argument("--json")
+    parser.add_argument("--tf-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.tf_worker:
+        _tf_worker(args.threads)
+        return 0
+
+    import torch
+    import sepconv
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    shape = dict(batch=args.batch, frames=args.frames, size=args.size, filters=args.filters)
+    layer = sepconv.ConvLSTM2D(args.filters, 3, padding="same", return_sequences=True,
+                               input_shape=(None, args.size, args.size, 1))
+    layer.eval()
+    x = torch.randn(args.batch, args.frames, args.size, args.size, 1)
+    w_x = layer.kernel.detach().permute(3, 2, 0, 1).contiguous().requires_grad_()
+    w_h = layer.recurrent_kernel.detach().permute(3, 2, 0, 1).contiguous().requires_grad_()
+    b = layer.bias.detach().clone().requires_grad_()
+    x_nchw = x.permute(0, 1, 4, 2, 3).contiguous()
+    with torch.no_grad():
+        diff = (layer(x) - torch_loop(x_nchw, w_x, w_h, b).permute(0, 1, 3, 4, 2)).abs().max()
+    assert diff < 1e-4, f"sepconv and the torch loop disagree by {diff}"
+    dy = torch.randn(args.batch, args.frames, args.size, args.size, args.filters)
+    dy_nchw = dy.permute(0, 1, 4, 2, 3).contiguous()
+
+    def run_sepconv_fwd():
+        with torch.no_grad():
+            layer(x)
+
+    def run_sepconv_fb():
+        xg = x.clone().requires_grad_()
+        torch.autograd.grad(layer(xg), [xg] + layer.weights, dy)
+
+    def run_loop_fwd():
+        with torch.no_grad():
+            torch_loop(x_nchw, w_x, w_h, b)
+
+    def run_loop_fb():
+        xg = x_nchw.clone().requires_grad_()
+        torch.autograd.grad(torch_loop(xg, w_x, w_h, b), [xg, w_x, w_h, b], dy_nchw)
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    tf = None if args.no_tf else _TF(args.threads)
+    if tf is not None:
+        tf.ask(op="setup", shape=shape)
+    runs = {("sepconv", "fwd"): run_sepconv_fwd, ("sepconv", "fb"): run_sepconv_fb,
+            ("torch loop", "fwd"): run_loop_fwd, ("torch loop", "fb"): run_loop_fb}
+    for fn in runs.values():
+        fn(), fn()
+    times = {key: [] for key in runs}
+    if tf is not None:
+        times.update({("tf-keras", "fwd"): [], ("tf-keras", "fb"): []})
+    for _ in range(args.rounds):
+        for mode in ("fwd", "fb"):
+            for name in ("sepconv", "torch loop", "tf-keras"):
+                if name == "tf-keras":
+                    if tf is not None:
+                        times[(name, mode)].append(tf.ask(op="time", mode=mode)["seconds"])
+                else:
+                    times[(name, mode)].append(timed(runs[(name, mode)]))
+    if tf is not None:
+        tf.close()
+    medians = {f"{name} {mode}": statistics.median(v) for (name, mode), v in times.items()}
+    print(f"ConvLSTM2D, input {(args.batch, args.frames, args.size, args.size, 1)}, "
+          f"{args.filters} filters, 3x3, same, return_sequences; torch {torch.__version__}, "
+          f"{args.threads} threads; {tf.version if tf else 'no tf'}; "
+          f"median of {args.rounds} alternating rounds")
+    print(f"{'implementation':<12} {'forward ms':>11} {'fwd+bwd ms':>11} "
+          f"{'fwd vs sepconv':>15} {'fwd+bwd vs sepconv':>19}")
+    for name in ("sepconv", "torch loop", "tf-keras"):
+        if f"{name} fwd" not in medians:
+            continue
+        f, fb = medians[f"{name} fwd"], medians[f"{name} fb"]
+        print(f"{name:<12} {f * 1e3:>11.1f} {fb * 1e3:>11.1f} "
+              f"{f / medians['sepconv fwd']:>14.2f}x {fb / medians['sepconv fb']:>18.2f}x")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"shape": shape, "threads": args.threads, "rounds": args.rounds,
+                       "median_seconds": medians,
+                       "all_seconds": {f"{n} {m}": v for (n, m), v in times.items()}},
+                      fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

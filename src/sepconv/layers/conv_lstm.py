@@ -1,0 +1,507 @@
+"""Convolutional LSTMs: ``ConvLSTM1D``, ``ConvLSTM2D``, ``ConvLSTM3D`` (Keras'
+``layer_conv_lstm_1d`` / ``_2d`` / ``_3d``), one rank-generic base, the cell math once in
+:func:`sepconv.functional.conv_lstm`."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .. import activations as _activations
+from .. import constraints as _constraints
+from .. import functional as _functional
+from .. import initializers as _initializers
+from .. import padding as _padding
+from .. import regularizers as _regularizers
+from .._registry import serialize
+from .base import Layer, check_bool, check_count, check_tuple
+
+_AXES = {1: "steps", 2: "rows, cols", 3: "depth, rows, cols"}
+
+
+def _arguments(frame_locals: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in frame_locals.items() if k not in ("self", "__class__")}
+
+
+def _rate(value: Any, name: str) -> float:
+    """A dropout fraction in [0, 1).  tf-keras clips silently, and at 1.0 drops nothing
+    (its cell tests ``0 < rate < 1``); sepconv raises instead."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Invalid type for argument `{name}`. Expected a float in [0, 1). "
+                        f"Received {name}={value!r}")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected a float in [0, 1). "
+                         f"Received {name}={value!r}")
+    return float(value)
+
+
+class _ConvLSTM(Layer):
+    """Keras' convolutional LSTM of rank ``RANK`` (the public classes set it).
+
+    Input: ``(batch, time, *spatial, channels)`` for ``data_format="channels_last"`` (the
+    default), ``(batch, time, channels, *spatial)`` for ``"channels_first"``; ``spatial`` is
+    ``(steps,)``, ``(rows, cols)`` or ``(depth, rows, cols)``.  Per time step, with gates in
+    Keras' order i, f, c, o::
+
+        z = conv(x_t, kernel) + bias + conv_same(h, recurrent_kernel)
+        c = ra(z_f) * c + ra(z_i) * a(z_c);   h = ra(z_o) * a(c)
+
+    where ``a = activation`` (tanh) and ``ra = recurrent_activation`` (tf-keras'
+    ``hard_sigmoid = clip(0.2 x + 0.5, 0, 1)``).  The input convolution takes ``strides``,
+    ``padding`` (``"valid"``, ``"same"``; TensorFlow's arithmetic) and ``dilation_rate``;
+    the recurrent one is always stride 1, dilation 1, ``"same"``.
+
+    Output: the last ``h``, ``(batch, *out_spatial, filters)`` (or channels_first), or with
+    ``return_sequences=True`` every step's, ``(batch, time, *out_spatial, filters)``; with
+    ``go_backwards`` the steps run last to first and the sequence comes in that processing
+    order, as in tf-keras.  With ``return_state=True`` the call returns the list
+    ``[output, h, c]``.
+
+    Weights, Keras' shapes and ``get_weights()`` order: ``kernel``
+    ``(*kernel_size, channels, 4 * filters)``, ``recurrent_kernel``
+    ``(*kernel_size, filters, 4 * filters)``, ``bias`` ``(4 * filters,)`` (absent when
+    ``use_bias=False``; ``unit_forget_bias`` sets its forget part to ones at creation).
+
+    ``forward(inputs, mask=None, training=None, initial_state=None)`` (Keras' call
+    arguments): ``mask`` is ``(batch, time)`` booleans (a masked step keeps the states and
+    repeats the previous output, as tf-keras); ``initial_state`` is ``[h, c]`` in the state
+    shape above.  ``stateful=True`` keeps the last states (detached from the
+    graph: truncated backpropagation through time) as the next call's initial state; the
+    batch size (and spatial shape) are fixed by ``batch_input_shape`` / ``batch_size`` or
+    else by the first call, as tf-keras does eagerly; ``reset_states(states=None)`` zeroes
+    them or sets given values.
+
+    ``dropout`` / ``recurrent_dropout`` follow Keras: one mask per gate drawn once per call
+    and shared by every time step, on the input and on ``h``.  They act in training mode:
+    the module's ``train()`` / ``eval()`` (torch modules start in training mode: call
+    ``eval()`` for inference) unless ``training=`` is given to the call.  Rates must lie in
+    [0, 1): tf-keras clips other values silently and at 1.0 drops nothing; sepconv raises.
+
+    The activity regularizer applies to each returned tensor (output, and ``h``, ``c``
+    with ``return_state``), each penalty divided by the batch size, as in tf-keras.
+    """
+
+    RANK = 2
+    WEIGHT_NAMES = ("kernel", "recurrent_kernel", "bias")
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, activation="tanh", recurrent_activation="hard_sigmoid",
+                 use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, return_sequences=False,
+                 return_state=False, go_backwards=False, stateful=False, dropout=0.0,
+                 recurrent_dropout=0.0, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights, activity_regularizer=activity_regularizer)
+        rank = self.RANK
+        self.filters = check_count(filters, "filters")
+        self.kernel_size = check_tuple(kernel_size, "kernel_size", rank)
+        self.strides = check_tuple(strides, "strides", rank)
+        self.dilation_rate = check_tuple(dilation_rate, "dilation_rate", rank)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError("`strides > 1` not supported in conjunction with "
+                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        if not isinstance(padding, str):
+            raise TypeError(f"Invalid type for argument `padding`. Expected a string. "
+                            f"Received padding={padding!r}")
+        self.padding = padding.lower()
+        if self.padding not in ("valid", "same"):
+            # tf-keras accepts "causal" here, then fails at the first call.
+            raise ValueError("Invalid value for argument `padding`. Expected one of "
+                             f"('valid', 'same'). Received padding={padding!r}")
+        if data_format is None:
+            data_format = "channels_last"
+        if not isinstance(data_format, str):
+            raise TypeError(f"Invalid type for argument `data_format`. Expected a string. "
+                            f"Received data_format={data_format!r}")
+        self.data_format = data_format.lower()
+        if self.data_format not in ("channels_last", "channels_first"):
+            raise ValueError("Invalid value for argument `data_format`. Expected one of "
+                             "'channels_last', 'channels_first'. "
+                             f"Received data_format={data_format!r}")
+        self.activation = _activations.get(activation, "activation")
+        self.recurrent_activation = _activations.get(recurrent_activation,
+                                                     "recurrent_activation")
+        self.use_bias = check_bool(use_bias, "use_bias")
+        self.kernel_initializer = _initializers.get(kernel_initializer, "kernel_initializer")
+        self.recurrent_initializer = _initializers.get(recurrent_initializer,
+                                                       "recurrent_initializer")
+        self.bias_initializer = _initializers.get(bias_initializer, "bias_initializer")
+        for arg in ("kernel_initializer", "recurrent_initializer", "bias_initializer"):
+            if getattr(self, arg) is None:
+                raise ValueError(f"Invalid value for argument `{arg}`. Expected an "
+                                 f"initializer. Received {arg}=None")
+        self.unit_forget_bias = check_bool(unit_forget_bias, "unit_forget_bias")
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.recurrent_regularizer = _regularizers.get(recurrent_regularizer,
+                                                       "recurrent_regularizer")
+        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
+        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
+        self.recurrent_constraint = _constraints.get(recurrent_constraint,
+                                                     "recurrent_constraint")
+        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
+        self.return_sequences = check_bool(return_sequences, "return_sequences")
+        self.return_state = check_bool(return_state, "return_state")
+        self.go_backwards = check_bool(go_backwards, "go_backwards")
+        self.stateful = check_bool(stateful, "stateful")
+        self.dropout = _rate(dropout, "dropout")
+        self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
+        self.input_channels: Optional[int] = None
+        self._activity_losses: List[torch.Tensor] = []
+        #: the input shape a stateful layer is fixed to: (batch, None, *spatial, channels)
+        self._stateful_shape: Optional[Tuple] = None
+        self.register_buffer("state_h", None, persistent=False)
+        self.register_buffer("state_c", None, persistent=False)
+        if self.batch_input_shape is not None:
+            shape = self.batch_input_shape
+            given = ("batch_input_shape", shape) if batch_input_shape is not None \
+                else ("input_shape", shape[1:])
+            if len(shape) != rank + 3:
+                raise ValueError(f"Invalid value for argument `{given[0]}`. Expected the "
+                                 f"shape of {self._layout()} for a {rank}D ConvLSTM (without "
+                                 f"batch for `input_shape`). Received {given[0]}={given[1]}")
+            channels = shape[self._channels_axis]
+            if channels is not None and channels < 1:
+                raise ValueError(f"Invalid value for argument `{given[0]}`. Expected at least "
+                                 f"one input channel. Received {given[0]}={given[1]}")
+            try:
+                self._output_spatial(shape)
+            except ValueError as err:
+                raise ValueError(f"Invalid value for argument `{given[0]}`: {err}. "
+                                 f"Received {given[0]}={given[1]}") from None
+        self._finish_init()
+
+    # -- shapes ----------------------------------------------------------------------------
+    @property
+    def _channels_axis(self) -> int:
+        return -1 if self.data_format == "channels_last" else 2
+
+    def _spatial(self, shape) -> Tuple:
+        return tuple(shape[2:-1] if self.data_format == "channels_last" else shape[3:])
+
+    def _layout(self) -> str:
+        axes = _AXES[self.RANK]
+        return (f"(batch, time, {axes}, channels)" if self.data_format == "channels_last"
+                else f"(batch, time, channels, {axes})")
+
+    def _output_spatial(self, shape) -> Tuple[Optional[int], ...]:
+        out = _padding.conv_output_shape(self._spatial(shape), self.kernel_size,
+                                         self.strides, self.dilation_rate, self.padding)
+        if any(n is not None and n <= 0 for n in out):
+            raise ValueError(f"Input of shape {tuple(shape)} is too small for layer "
+                             f"{self.name!r} (kernel_size={self.kernel_size}, dilation_rate="
+                             f"{self.dilation_rate}, padding={self.padding!r}): the output "
+                             f"would have shape {out}")
+        return out
+
+    def _state_shape(self, shape) -> Tuple[Optional[int], ...]:
+        spatial = self._output_spatial(shape)
+        if self.data_format == "channels_last":
+            return (shape[0],) + spatial + (self.filters,)
+        return (shape[0], self.filters) + spatial
+
+    def compute_output_shape(self, input_shape):
+        """``(batch, time, *spatial, channels)`` -> the output shape (channels_first alike);
+        a list ``[output, h, c]`` of shapes with ``return_state``.  Entries may be None."""
+        shape = tuple(input_shape)
+        if len(shape) != self.RANK + 3:
+            raise ValueError(f"Expected an input shape of rank {self.RANK + 3}, "
+                             f"{self._layout()}. Received input_shape={shape}")
+        state = self._state_shape(shape)
+        output = (shape[0], shape[1]) + state[1:] if self.return_sequences else state
+        return [output, state, state] if self.return_state else output
+
+    # -- building --------------------------------------------------------------------------
+    def build(self, input_shape, device=None) -> None:
+        if len(input_shape) != self.RANK + 3:
+            raise ValueError(f"Layer {self.name!r} expects input of rank {self.RANK + 3}, "
+                             f"{self._layout()}. Received input of shape "
+                             f"{tuple(input_shape)}")
+        channels = input_shape[self._channels_axis]
+        if channels is None:
+            raise ValueError(f"The channel dimension of the inputs of layer {self.name!r} "
+                             f"should be defined. Received input_shape={tuple(input_shape)}")
+        channels = check_count(channels, "input channels")
+        self.input_channels = channels
+        f = self.filters
+        self.add_weight("kernel", self.kernel_size + (channels, 4 * f),
+                        self.kernel_initializer, self.kernel_regularizer,
+                        self.kernel_constraint, device)
+        self.add_weight("recurrent_kernel", self.kernel_size + (f, 4 * f),
+                        self.recurrent_initializer, self.recurrent_regularizer,
+                        self.recurrent_constraint, device)
+        if self.use_bias:
+            init = self.bias_initializer
+            if self.unit_forget_bias:
+                def init(shape, dtype=None, device=None, base=self.bias_initializer):
+                    parts = [base((f,), dtype=dtype, device=device), torch.ones(f),
+                             base((2 * f,), dtype=dtype, device=device)]
+                    return torch.cat([torch.as_tensor(p, dtype=dtype, device=device)
+                                      for p in parts])
+            self.add_weight("bias", (4 * f,), init, self.bias_regularizer,
+                            self.bias_constraint, device)
+        if self.stateful and input_shape[0] is not None and \
+                None not in self._spatial(input_shape):
+            self._fix_stateful_shape(input_shape)
+
+    def _fix_stateful_shape(self, shape) -> None:
+        shape = tuple(shape)
+        self._stateful_shape = (shape[0], None) + shape[2:]
+
+    def _input_shape_from_weights(self, weights) -> Optional[Tuple]:
+        if not weights or len(getattr(weights[0], "shape", ())) != self.RANK + 2:
+            return None
+        channels = int(weights[0].shape[-2])
+        spatial = (None,) * self.RANK
+        if self.data_format == "channels_last":
+            return (None, None) + spatial + (channels,)
+        return (None, None, channels) + spatial
+
+    def _check_input(self, shape) -> None:
+        if len(shape) != self.RANK + 3 or shape[self._channels_axis] != self.input_channels:
+            raise ValueError(f"Layer {self.name!r} expects input of rank {self.RANK + 3}, "
+                             f"{self._layout()}, with {self.input_channels} channels. "
+                             f"Received input of shape {shape}")
+        if shape[1] == 0:
+            raise ValueError(f"Layer {self.name!r} received input of shape {shape} with no "
+                             f"time steps")
+        self._output_spatial(shape)
+        if self.stateful:
+            if self._stateful_shape is None:
+                self._fix_stateful_shape(shape)
+            expected = self._stateful_shape
+            if shape[0] != expected[0] or shape[2:] != expected[2:]:
+                raise ValueError(f"Layer {self.name!r} is stateful: its input shape is fixed "
+                                 f"to {expected} (batch_input_shape or the first call). "
+                                 f"Received input of shape {shape}")
+
+    # -- states ----------------------------------------------------------------------------
+    @property
+    def states(self) -> Optional[List[torch.Tensor]]:
+        """A stateful layer's ``[h, c]`` (None before any call or reset)."""
+        if self.state_h is None:
+            return None
+        return [self.state_h, self.state_c]
+
+    def reset_states(self, states=None) -> None:
+        """Zero a stateful layer's states, or set them to ``states`` (``[h, c]``)."""
+        if not self.stateful:
+            raise AttributeError("Layer must be stateful.")
+        if self._stateful_shape is None:
+            raise ValueError("If a RNN is stateful, it needs to know its batch size. Specify "
+                             "the batch size of your input tensors with `batch_input_shape` "
+                             "(or `input_shape` and `batch_size`), or call the layer once.")
+        shape = self._state_shape(self._stateful_shape)
+        param = self.kernel
+        dtype, device = self.dtype_policy.compute, param.device
+        if states is None:
+            self.state_h = torch.zeros(shape, dtype=dtype, device=device)
+            self.state_c = torch.zeros(shape, dtype=dtype, device=device)
+            return
+        if not isinstance(states, (list, tuple)):
+            states = [states]
+        if len(states) != 2:
+            raise ValueError(f"Layer {self.name} expects 2 states, but it received "
+                             f"{len(states)} state values.")
+        values = []
+        for index, value in enumerate(states):
+            value = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor)
+                                    else value).detach()
+            if tuple(value.shape) != shape:
+                raise ValueError(f"State {index} is incompatible with layer {self.name}: "
+                                 f"expected shape={shape}, found shape={tuple(value.shape)}")
+            values.append(value.to(dtype=dtype, device=device).clone())
+        self.state_h, self.state_c = values
+
+    # -- computing -------------------------------------------------------------------------
+    def _masks(self, x: torch.Tensor, state_shape: Tuple[int, ...]):
+        """Keras' dropout masks: 4 per call (one per gate), values 0 or 1 / (1 - rate)."""
+        def draw(rate, shape):
+            keep = torch.full((4,) + tuple(shape), 1.0 - rate, dtype=x.dtype, device=x.device)
+            return torch.bernoulli(keep) / (1.0 - rate)
+        step_shape = (x.shape[0],) + tuple(x.shape[2:])
+        mask = draw(self.dropout, step_shape) if self.dropout > 0 else None
+        rmask = draw(self.recurrent_dropout, state_shape) if self.recurrent_dropout > 0 \
+            else None
+        return mask, rmask
+
+    def forward(self, inputs, mask=None, training=None, initial_state=None):
+        """Keras' call arguments.  ``inputs``: ``(batch, time, *spatial, channels)``
+        (channels_last) or ``(batch, time, channels, *spatial)``; a tensor or numpy array.
+        ``mask``: ``(batch, time)`` booleans (False: skip the step, as Keras' masking);
+        ``training``: overrides ``self.training``; ``initial_state``: ``[h, c]``."""
+        x = self._prepare_input(inputs)
+        if mask is not None:
+            mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor)
+                                   else mask, device=x.device)
+            if tuple(mask.shape) != tuple(x.shape[:2]):
+                raise ValueError(f"Invalid value for argument `mask`. Expected shape "
+                                 f"{tuple(x.shape[:2])} (batch, time). Received "
+                                 f"{tuple(mask.shape)}")
+        training = self.training if training is None else bool(training)
+        state_shape = self._state_shape(tuple(x.shape))
+        state = None
+        if initial_state is not None:
+            if isinstance(initial_state, (torch.Tensor, np.ndarray)) or \
+                    not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2:
+                raise ValueError("Invalid value for argument `initial_state`. Expected a list "
+                                 f"[h, c] of two tensors of shape {state_shape}.")
+            state = []
+            for s in initial_state:
+                s = torch.as_tensor(np.asarray(s) if not isinstance(s, torch.Tensor) else s,
+                                    device=x.device)
+                if tuple(s.shape) != state_shape:
+                    raise ValueError("Invalid value for argument `initial_state`. Expected "
+                                     f"states of shape {state_shape}. Received "
+                                     f"{[tuple(np.shape(t)) for t in initial_state]}")
+                state.append(s.to(x.dtype))
+        elif self.stateful and self.state_h is not None:
+            state = [self.state_h.to(x.dtype), self.state_c.to(x.dtype)]
+        dropout_mask, rmask = self._masks(x, state_shape) if training else (None, None)
+        output, h, c = _functional.conv_lstm(
+            x, self._weight("kernel"), self._weight("recurrent_kernel"),
+            self._weight("bias") if self.use_bias else None, strides=self.strides,
+            padding=self.padding, dilation_rate=self.dilation_rate,
+            data_format=self.data_format, activation=self.activation,
+            recurrent_activation=self.recurrent_activation, initial_state=state,
+            go_backwards=self.go_backwards, return_sequences=self.return_sequences,
+            dropout_mask=dropout_mask, recurrent_dropout_mask=rmask, mask=mask)
+        if self.stateful:
+            self.state_h, self.state_c = h.detach(), c.detach()
+        outputs = [output, h, c] if self.return_state else [output]
+        self._activity_losses = [] if self.activity_regularizer is None else \
+            [self.activity_regularizer(y) / y.shape[0] for y in outputs]
+        return outputs if self.return_state else output
+
+    # -- Keras protocol --------------------------------------------------------------------
+    @property
+    def losses(self) -> List[torch.Tensor]:
+        """The last call's activity penalties (one per returned tensor), then the weight
+        penalties of the regularizers (tf-keras' order)."""
+        out = list(self._activity_losses)
+        out += [reg(getattr(self, name)) for name, reg in self._regularized.items()
+                if self.built]
+        return out
+
+    def get_config(self) -> Dict[str, Any]:
+        config = self.base_config()
+        config.update({
+            "return_sequences": self.return_sequences, "return_state": self.return_state,
+            "go_backwards": self.go_backwards, "stateful": self.stateful, "unroll": False,
+            "time_major": False, "filters": self.filters, "kernel_size": self.kernel_size,
+            "strides": self.strides, "padding": self.padding,
+            "data_format": self.data_format, "dilation_rate": self.dilation_rate,
+            "activation": _activations.serialize(self.activation),
+            "recurrent_activation": _activations.serialize(self.recurrent_activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": serialize(self.kernel_initializer),
+            "recurrent_initializer": serialize(self.recurrent_initializer),
+            "bias_initializer": serialize(self.bias_initializer),
+            "unit_forget_bias": self.unit_forget_bias,
+            "kernel_regularizer": serialize(self.kernel_regularizer),
+            "recurrent_regularizer": serialize(self.recurrent_regularizer),
+            "bias_regularizer": serialize(self.bias_regularizer),
+            "activity_regularizer": serialize(self.activity_regularizer),
+            "kernel_constraint": serialize(self.kernel_constraint),
+            "recurrent_constraint": serialize(self.recurrent_constraint),
+            "bias_constraint": serialize(self.bias_constraint),
+            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+        })
+        return config
+
+    def extra_repr(self) -> str:
+        ones = (1,) * self.RANK
+        parts = [f"{self.input_channels if self.built else '?'}", f"{self.filters}",
+                 f"kernel_size={self.kernel_size}"]
+        if self.strides != ones:
+            parts.append(f"strides={self.strides}")
+        if self.padding != "valid":
+            parts.append(f"padding={self.padding!r}")
+        if self.dilation_rate != ones:
+            parts.append(f"dilation_rate={self.dilation_rate}")
+        if self.data_format != "channels_last":
+            parts.append(f"data_format={self.data_format!r}")
+        for arg, default in (("activation", "tanh"), ("recurrent_activation", "hard_sigmoid")):
+            value = _activations.serialize(getattr(self, arg))
+            if value != default:
+                parts.append(f"{arg}={value!r}")
+        for arg in ("return_sequences", "return_state", "go_backwards", "stateful"):
+            if getattr(self, arg):
+                parts.append(f"{arg}=True")
+        if not self.use_bias:
+            parts.append("use_bias=False")
+        for arg in ("dropout", "recurrent_dropout"):
+            if getattr(self, arg):
+                parts.append(f"{arg}={getattr(self, arg)}")
+        if self.dtype_policy.name != "float32":
+            parts.append(f"dtype={self.dtype_policy.name!r}")
+        parts.append(f"name={self.name!r}")
+        return ", ".join(parts)
+
+
+class ConvLSTM1D(_ConvLSTM):
+    """Keras' ``ConvLSTM1D`` (R: ``layer_conv_lstm_1d``): input ``(batch, time, steps,
+    channels)``; see :class:`sepconv.layers.conv_lstm._ConvLSTM` for the whole contract."""
+
+    RANK = 1
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, activation="tanh", recurrent_activation="hard_sigmoid",
+                 use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, return_sequences=False,
+                 return_state=False, go_backwards=False, stateful=False, dropout=0.0,
+                 recurrent_dropout=0.0, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(**_arguments(locals()))
+
+
+class ConvLSTM2D(_ConvLSTM):
+    """Keras' ``ConvLSTM2D`` (R: ``layer_conv_lstm_2d``): input ``(batch, time, rows, cols,
+    channels)``; see :class:`sepconv.layers.conv_lstm._ConvLSTM` for the whole contract."""
+
+    RANK = 2
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+                 data_format=None, dilation_rate=(1, 1), activation="tanh",
+                 recurrent_activation="hard_sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None,
+                 return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, dropout=0.0, recurrent_dropout=0.0, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_arguments(locals()))
+
+
+class ConvLSTM3D(_ConvLSTM):
+    """Keras' ``ConvLSTM3D`` (R: ``layer_conv_lstm_3d``): input ``(batch, time, depth, rows,
+    cols, channels)``; see :class:`sepconv.layers.conv_lstm._ConvLSTM` for the whole
+    contract."""
+
+    RANK = 3
+
+    def __init__(self, filters, kernel_size, strides=(1, 1, 1), padding="valid",
+                 data_format=None, dilation_rate=(1, 1, 1), activation="tanh",
+                 recurrent_activation="hard_sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None,
+                 return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, dropout=0.0, recurrent_dropout=0.0, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_arguments(locals()))
