@@ -7,6 +7,7 @@ kernel for debugging.
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from typing import Callable, Optional, Sequence, Union
@@ -737,7 +738,7 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
                  groups, "channels_first")
         return z.view((batch, t1 - t0, gates) + out_spatial)
 
-    per_step = batch * gates * functools.reduce(lambda a, b: a * b, out_spatial, 1)
+    per_step = batch * gates * math.prod(out_spatial)
     chunk = max(1, (1 << 21) // max(1, per_step))
     starts = list(range(0, steps, chunk))
     if go_backwards:
