@@ -104,3 +104,9 @@ def r_function(cls: type, name: Optional[str] = None,
 
 
 layer_separable_conv_1d = r_function(_layers.SeparableConv1D)
+layer_conv_1d = r_function(_layers.Conv1D)
+layer_conv_2d = r_function(_layers.Conv2D)
+layer_conv_3d = r_function(_layers.Conv3D)
+layer_conv_1d_transpose = r_function(_layers.Conv1DTranspose)
+layer_conv_2d_transpose = r_function(_layers.Conv2DTranspose)
+layer_conv_3d_transpose = r_function(_layers.Conv3DTranspose)

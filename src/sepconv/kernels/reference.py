@@ -110,3 +110,75 @@ def _plain_strides(x: torch.Tensor) -> torch.Tensor:
     if tuple(reversed(expected)) == x.stride():
         return x
     return torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x)
+
+
+def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
+                   strides: tuple, dilation: tuple, pads: tuple, out_spatial: tuple,
+                   channels_last: bool) -> torch.Tensor:
+    """Keras' N-d transposed convolution (N = 1, 2, 3): the adjoint of Keras' convolution
+    from ``out_spatial`` (padded by ``pads``) to the spatial shape of ``x``.
+
+    That adjoint is torch's transposed convolution without padding (length
+    ``(n - 1) * s + (K - 1) * d + 1`` per axis) cropped by the left padding and cut, or
+    extended with zeros, to ``out_spatial``.  torch's own ``padding`` / ``output_padding``
+    do that in the convolution when they can (equal cropping on both sides, the rest on the
+    right); otherwise the result is narrowed here.
+
+    Args:
+        x: ``(batch, *spatial, channels)`` if ``channels_last`` else
+            ``(batch, channels, *spatial)``.
+        kernel: ``(*kernel_size, filters, channels)`` (Keras' layout).
+        bias: ``(filters,)`` or ``None``.
+        strides, dilation: one int per spatial axis.
+        pads: ``((left, right), ...)`` of the convolution from ``out_spatial``.
+        out_spatial: the output's spatial shape.
+        channels_last: layout of ``x`` and of the result.
+
+    Returns:
+        ``(batch, *out_spatial, filters)`` or ``(batch, filters, *out_spatial)``.
+    """
+    rank = kernel.dim() - 2
+    if channels_last:
+        x = x.movedim(-1, 1)
+    weight = kernel.permute(rank + 1, rank, *range(rank))  # (channels, filters, *k)
+    torch_pad, torch_out_pad, cuts = [], [], []
+    for n, o, (left, _), k, s, d in zip(x.shape[2:], out_spatial, pads, kernel.shape[:rank],
+                                        strides, dilation):
+        full = (n - 1) * s + (k - 1) * d + 1
+        extra = o + 2 * left - full  # torch's output_padding for padding=left
+        if 0 <= extra < max(s, d):
+            torch_pad.append(left)
+            torch_out_pad.append(extra)
+            cuts.append(None)
+        else:
+            p = max(0, min(left, full - o - left))
+            torch_pad.append(p)
+            torch_out_pad.append(0)
+            cuts.append((left - p, o))
+    grow = any(c is not None and c[0] + c[1] > full_len
+               for c, full_len in zip(cuts, _lengths(x, strides, dilation, kernel,
+                                                     torch_pad)))
+    conv_nd = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[rank - 1]
+    y = conv_nd(_plain_strides(x), weight, None if grow else bias, stride=tuple(strides),
+                padding=tuple(torch_pad), output_padding=tuple(torch_out_pad),
+                dilation=tuple(dilation))
+    for axis, cut in enumerate(cuts):
+        if cut is None:
+            continue
+        start, length = cut
+        have = min(length, y.shape[2 + axis] - start)
+        y = y.narrow(2 + axis, start, have)
+        if have < length:
+            pad = [0, 0] * (rank - 1 - axis) + [0, length - have]
+            y = F.pad(y, pad)
+    if grow and bias is not None:
+        y = y + bias.view(-1, *([1] * rank))
+    return y.movedim(1, -1) if channels_last else y
+
+
+def _lengths(x, strides, dilation, kernel, torch_pad):
+    """Spatial lengths of torch's transposed convolution with ``torch_pad`` (no output
+    padding)."""
+    rank = kernel.dim() - 2
+    return [(n - 1) * s + (k - 1) * d + 1 - 2 * p for n, s, d, k, p
+            in zip(x.shape[2:], strides, dilation, kernel.shape[:rank], torch_pad)]

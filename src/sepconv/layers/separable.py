@@ -113,9 +113,11 @@ class SeparableConv1D(Layer):
         self.input_channels: Optional[int] = None
         if self.batch_input_shape is not None:
             if len(self.batch_input_shape) != 3:
-                raise ValueError(f"Invalid value for argument `input_shape`. Expected "
-                                 f"(steps, channels) for a 1D layer. Received input_shape="
-                                 f"{self.batch_input_shape[1:]}")
+                arg, value = self._shape_argument
+                expected = "(steps, channels)" if arg == "input_shape" else \
+                    "(batch, steps, channels)"
+                raise ValueError(f"Invalid value for argument `{arg}`. Expected "
+                                 f"{expected} for a 1D layer. Received {arg}={value}")
             given = ("batch_input_shape", self.batch_input_shape) \
                 if batch_input_shape is not None else ("input_shape", self.batch_input_shape[1:])
             channels = self.batch_input_shape[self._channels_axis]
