@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 CONVS = ["Conv1D", "Conv2D", "Conv3D"]
 TRANSPOSES = ["Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"]
 RANK = {name: int(name[4]) for name in CONVS + TRANSPOSES}
-SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.filter_too_much])
 
