@@ -87,17 +87,24 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
     """
     rank = kernel.dim() - 2
     if channels_last:
-        x = x.movedim(-1, 1)
-    x = F.pad(_plain_strides(x), [p for pair in reversed(pads) for p in pair])
+        x = x.movedim(-1, 1)  # a view: oneDNN reads channels_last strides as they are
+    # The equal part of each axis' padding is the convolution's own (no padded copy); the
+    # rest (TensorFlow's odd element after, causal's left side) goes to F.pad.
+    both = tuple(min(pair) for pair in pads)
+    rest = [p - b for pair, b in zip(reversed(pads), reversed(both)) for p in pair]
+    if any(rest):
+        x = F.pad(x, rest)
+    if x.shape[1] == 1:
+        x = _plain_strides(x)
     weight = kernel.permute(rank + 1, rank, *range(rank))  # (filters, in/groups, *k)
     conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
-    y = conv_nd(x, weight, bias, stride=tuple(strides), dilation=tuple(dilation),
-                groups=groups)
+    y = conv_nd(x, weight, bias, stride=tuple(strides), padding=both,
+                dilation=tuple(dilation), groups=groups)
     return y.movedim(1, -1) if channels_last else y
 
 
 def _plain_strides(x: torch.Tensor) -> torch.Tensor:
-    """``x`` with row-major strides, size-1 axes included.
+    """``x`` with row-major strides, size-1 axes included (used for 1-channel inputs).
 
     torch 2.13's oneDNN convolution misreads a 1-channel tensor whose strides also read as
     channels_last (``.contiguous()`` keeps those: size-1 axes do not count) when a strided
@@ -159,7 +166,9 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
                for c, full_len in zip(cuts, _lengths(x, strides, dilation, kernel,
                                                      torch_pad)))
     conv_nd = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[rank - 1]
-    y = conv_nd(_plain_strides(x), weight, None if grow else bias, stride=tuple(strides),
+    if x.shape[1] == 1:
+        x = _plain_strides(x)
+    y = conv_nd(x, weight, None if grow else bias, stride=tuple(strides),
                 padding=tuple(torch_pad), output_padding=tuple(torch_out_pad),
                 dilation=tuple(dilation))
     for axis, cut in enumerate(cuts):
