@@ -96,7 +96,10 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
         x = F.pad(x, rest)
     if x.shape[1] == 1:
         x = _plain_strides(x)
-    weight = kernel.permute(rank + 1, rank, *range(rank))  # (filters, in/groups, *k)
+    # (filters, in/groups, *k); contiguous, or torch 2.13's slow_conv2d (picked for some
+    # small shapes with a non-contiguous input) fails in backward ("grad_weight must be
+    # contiguous").
+    weight = kernel.permute(rank + 1, rank, *range(rank)).contiguous()
     conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
     y = conv_nd(x, weight, bias, stride=tuple(strides), padding=both,
                 dilation=tuple(dilation), groups=groups)
@@ -147,7 +150,7 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
     rank = kernel.dim() - 2
     if channels_last:
         x = x.movedim(-1, 1)
-    weight = kernel.permute(rank + 1, rank, *range(rank))  # (channels, filters, *k)
+    weight = kernel.permute(rank + 1, rank, *range(rank)).contiguous()  # (in, filters, *k)
     torch_pad, torch_out_pad, cuts = [], [], []
     for n, o, (left, _), k, s, d in zip(x.shape[2:], out_spatial, pads, kernel.shape[:rank],
                                         strides, dilation):
