@@ -151,7 +151,7 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
     if channels_last:
         x = x.movedim(-1, 1)
     weight = kernel.permute(rank + 1, rank, *range(rank)).contiguous()  # (in, filters, *k)
-    torch_pad, torch_out_pad, cuts = [], [], []
+    torch_pad, torch_out_pad, cuts, grow = [], [], [], False
     for n, o, (left, _), k, s, d in zip(x.shape[2:], out_spatial, pads, kernel.shape[:rank],
                                         strides, dilation):
         full = (n - 1) * s + (k - 1) * d + 1
@@ -160,14 +160,12 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
             torch_pad.append(left)
             torch_out_pad.append(extra)
             cuts.append(None)
-        else:
+        else:  # torch's output is longer (narrowed below) or shorter (zeros added below)
             p = max(0, min(left, full - o - left))
             torch_pad.append(p)
             torch_out_pad.append(0)
             cuts.append((left - p, o))
-    grow = any(c is not None and c[0] + c[1] > full_len
-               for c, full_len in zip(cuts, _lengths(x, strides, dilation, kernel,
-                                                     torch_pad)))
+            grow = grow or left - p + o > full - 2 * p
     conv_nd = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[rank - 1]
     if x.shape[1] == 1:
         x = _plain_strides(x)
@@ -187,10 +185,3 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
         y = y + bias.view(-1, *([1] * rank))
     return y.movedim(1, -1) if channels_last else y
 
-
-def _lengths(x, strides, dilation, kernel, torch_pad):
-    """Spatial lengths of torch's transposed convolution with ``torch_pad`` (no output
-    padding)."""
-    rank = kernel.dim() - 2
-    return [(n - 1) * s + (k - 1) * d + 1 - 2 * p for n, s, d, k, p
-            in zip(x.shape[2:], strides, dilation, kernel.shape[:rank], torch_pad)]
