@@ -49,9 +49,9 @@ SHAPES = [
 ]
 
 
-def torch_peer(layer):
-    """The plain torch module computing ``layer`` (weights copied), and its calls on
-    channels_last and on channels_first input."""
+def torch_peer(layer, spatial):
+    """The plain torch module computing ``layer`` (weights copied) on inputs of
+    ``spatial`` shape, and its calls on channels_last and on channels_first input."""
     rank, k = layer.RANK, layer.kernel
     w = k.detach().permute(rank + 1, rank, *range(rank))
     pads = None
@@ -76,7 +76,7 @@ def torch_peer(layer):
             padding = "same"
         elif layer.padding == "same":
             amounts = sepconv.padding.padding_amounts_nd(
-                _spatial(layer), layer.kernel_size, layer.strides, layer.dilation_rate, "same")
+                spatial, layer.kernel_size, layer.strides, layer.dilation_rate, "same")
             pads = tuple(p for pair in reversed(amounts) for p in pair)
             padding = 0
         else:
@@ -103,20 +103,12 @@ def torch_peer(layer):
     return module, call_last, call_first
 
 
-_SPATIAL = {}
-
-
-def _spatial(layer):
-    return _SPATIAL[id(layer)]
-
-
 def bench_shape(name, cls, kwargs, shape, rounds, reps):
     torch.manual_seed(0)
     layer = cls(**kwargs, input_shape=(None,) * (len(shape) - 2) + (shape[-1],))
-    _SPATIAL[id(layer)] = shape[1:-1]
     x_last = torch.randn(shape)
     x_first = x_last.movedim(-1, 1).contiguous()
-    module, call_last, call_first = torch_peer(layer)
+    module, call_last, call_first = torch_peer(layer, shape[1:-1])
     with torch.no_grad():  # the same numbers, or the comparison means nothing
         ref = call_last(x_last)
         torch.testing.assert_close(layer(x_last), ref, atol=1e-3, rtol=1e-4)
