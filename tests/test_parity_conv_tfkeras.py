@@ -179,12 +179,11 @@ def _close(got, want, dtype, what):
 def cases(draw, class_name):
     rank, transpose = RANK[class_name], class_name in TRANSPOSES
     kernel = tuple(draw(st.integers(1, 4 if rank < 3 else 3)) for _ in range(rank))
-    strides = tuple(draw(st.integers(1, 3)) for _ in range(rank))
-    if max(strides) == 1:
-        dilation = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    if draw(st.booleans()):  # strided (tf-keras refuses strides with dilations)
+        strides, dilation = tuple(draw(st.integers(1, 3)) for _ in range(rank)), (1,) * rank
     else:
-        dilation = (1,) * rank
-    paddings = ["valid", "same"] + (["causal"] if class_name == "Conv1D" else [])
+        strides, dilation = (1,) * rank, tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    paddings = ["valid", "same"] + (["causal"] * 2 if class_name == "Conv1D" else [])
     padding = draw(st.sampled_from(paddings))
     args = dict(kernel_size=kernel if draw(st.booleans()) or len(set(kernel)) > 1
                 else kernel[0],
@@ -197,6 +196,12 @@ def cases(draw, class_name):
     if transpose:
         if draw(st.booleans()):
             out_pad = tuple(draw(st.integers(0, s - 1)) for s in strides)
+            # TensorFlow fails on "same" with an even span and output_padding 0 (refused
+            # at construction, tested below): give those axes output_padding 1 or None.
+            if sepconv.padding.deconv_mismatch((4,) * rank, kernel, strides, dilation,
+                                               padding, out_pad):
+                out_pad = tuple(1 if p == 0 and s > 1 else p
+                                for p, s in zip(out_pad, strides))
             if not sepconv.padding.deconv_mismatch((4,) * rank, kernel, strides, dilation,
                                                    padding, out_pad):
                 args["output_padding"] = out_pad
@@ -566,13 +571,18 @@ def test_optimizer_step_with_regularizers_and_constraints_matches_tf_keras(class
 
 
 @pytest.mark.parametrize("class_name", CONVS + TRANSPOSES)
-@pytest.mark.parametrize("dtype,tol", [("mixed_float16", 3e-3), ("mixed_bfloat16", 3e-2),
+@pytest.mark.parametrize("dtype,tol", [("mixed_float16", 1e-2), ("mixed_bfloat16", 3e-2),
                                        ("float64", 1e-12)])
 def test_dtype_policies_match_tf_keras(class_name, dtype, tol):
+    """Half precision: TensorFlow's CPU kernels round differently from oneDNN's (sums of up
+    to 81 products differ by a few float16 ulps at |y| ~ 1), hence 1e-2."""
     rank = RANK[class_name]
     ref = getattr(tf_keras.layers, class_name)(4, 3, padding="same", dtype=dtype,
                                               activation="tanh")
-    x = np.random.default_rng(0).standard_normal((2,) + (4,) * rank + (3,))  # float64
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2,) + (4,) * rank + (3,))  # float64
+    ref.build(x.shape)
+    ref.set_weights([rng.standard_normal(w.shape) * 0.3 for w in ref.get_weights()])
     y_ref = ref(x)
     ours = getattr(sepconv, class_name).from_config(ref.get_config())
     assert ours.dtype == dtype
