@@ -92,3 +92,11 @@ from .layers import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D  # noqa: E402
 from .r import layer_conv_lstm_1d, layer_conv_lstm_2d, layer_conv_lstm_3d  # noqa: E402
 __all__ += ["ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "layer_conv_lstm_1d",
             "layer_conv_lstm_2d", "layer_conv_lstm_3d"]
+from .layers import (Conv1D, Conv2D, Conv3D, Conv1DTranspose,  # noqa: E402
+                     Conv2DTranspose, Conv3DTranspose)
+from .r import (layer_conv_1d, layer_conv_2d, layer_conv_3d,  # noqa: E402
+                layer_conv_1d_transpose, layer_conv_2d_transpose, layer_conv_3d_transpose)
+
+__all__ += ["Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+            "Conv3DTranspose", "layer_conv_1d", "layer_conv_2d", "layer_conv_3d",
+            "layer_conv_1d_transpose", "layer_conv_2d_transpose", "layer_conv_3d_transpose"]

@@ -824,3 +824,79 @@ def _elementwise(fn: Callable) -> bool:
     from . import activations
     return getattr(fn, "__module__", None) == activations.__name__ and \
         fn.__name__ not in ("softmax", "log_softmax", "glu", "sparsemax")
+
+
+def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                   strides: IntOrTuple = 1, padding: str = "valid",
+                   output_padding: Optional[IntOrTuple] = None,
+                   dilation_rate: IntOrTuple = 1,
+                   data_format: str = "channels_last") -> torch.Tensor:
+    """Keras' ``Conv1DTranspose`` / ``Conv2DTranspose`` / ``Conv3DTranspose`` (no
+    activation); the rank is the kernel's.
+
+    TensorFlow's definition: the gradient, with respect to its input, of the convolution
+    (same kernel, strides, dilation, padding) from the output shape to the input shape.
+    The output shape is tf-keras' (:func:`sepconv.padding.deconv_output_length`); one that
+    does not convolve back to the input shape (``"same"``, an even kernel span and
+    ``output_padding=0``, say) is refused, as TensorFlow refuses it.
+
+    Args:
+        x: ``(batch, *spatial, channels)`` for ``"channels_last"``,
+            ``(batch, channels, *spatial)`` for ``"channels_first"``.
+        kernel: ``(*kernel_size, filters, channels)``, Keras' layout.
+        bias: ``(filters,)`` or ``None``.
+        strides, dilation_rate: an int or one per spatial axis; not ``strides > 1``
+            together with ``dilation_rate > 1`` (TensorFlow refuses it).
+        padding: ``"valid"`` or ``"same"``.
+        output_padding: ``None`` (tf-keras infers the length) or an int or one per axis,
+            each ``>= 0`` and smaller than that axis' stride.
+        data_format: ``"channels_last"`` or ``"channels_first"``.
+
+    Returns:
+        ``(batch, *out_spatial, filters)`` or ``(batch, filters, *out_spatial)``.
+    """
+    rank = kernel.dim() - 2
+    if rank not in (1, 2, 3):
+        raise ValueError("Expected a kernel of shape (*kernel_size, filters, channels) with "
+                         f"1 to 3 spatial axes. Received {tuple(kernel.shape)}")
+    stride = _ints(strides, rank, "strides")
+    dilation = _ints(dilation_rate, rank, "dilation_rate")
+    padding, channels_last = _check_geometry(padding, data_format, 2)
+    if max(stride) > 1 and max(dilation) > 1:
+        raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                         f"Received strides={stride}, dilation_rate={dilation}")
+    out_pad = None
+    if output_padding is not None:
+        out_pad = tuple(output_padding) if isinstance(output_padding, (tuple, list)) \
+            else (output_padding,) * rank
+        if len(out_pad) != rank or any(int(p) != p or p < 0 for p in out_pad):
+            raise ValueError(f"Invalid value for argument `output_padding`. Expected None, an "
+                             f"int or a tuple of {rank} ints >= 0. "
+                             f"Received output_padding={output_padding!r}")
+        out_pad = tuple(int(p) for p in out_pad)
+        if any(p >= s for p, s in zip(out_pad, stride)):
+            raise ValueError("Invalid value for argument `output_padding`. Strides must be "
+                             f"greater than output padding. Received strides={stride}, "
+                             f"output_padding={out_pad}")
+    *ksize, filters, in_channels = kernel.shape
+    layout = _layout_nd(rank, channels_last)
+    if x.dim() != rank + 2:
+        raise ValueError(f"Input must be {rank + 2}D, {layout}. "
+                         f"Received input of shape {tuple(x.shape)}")
+    channels = x.shape[-1] if channels_last else x.shape[1]
+    spatial = tuple(x.shape[1:-1] if channels_last else x.shape[2:])
+    if channels != in_channels:
+        raise ValueError(f"Input has {channels} channels, the kernel expects {in_channels} "
+                         f"({layout}). Received input of shape {tuple(x.shape)}")
+    if bias is not None and tuple(bias.shape) != (filters,):
+        raise ValueError(f"bias must have shape ({filters},). Received {tuple(bias.shape)}")
+    problem = _padding.deconv_mismatch(spatial, ksize, stride, dilation, padding, out_pad)
+    if problem is not None:
+        raise ValueError(f"Input of shape {tuple(x.shape)} cannot be transposed-convolved "
+                         f"with kernel_size={tuple(ksize)}, strides={stride}, dilation_rate="
+                         f"{dilation}, padding={padding!r}, output_padding={out_pad}: "
+                         f"{problem}")
+    out = _padding.deconv_output_shape(spatial, ksize, stride, dilation, padding, out_pad)
+    pads = _padding.padding_amounts_nd(out, ksize, stride, dilation, padding)
+    return _reference.conv_transpose(x, kernel, bias, strides=stride, dilation=dilation,
+                                     pads=pads, out_spatial=out, channels_last=channels_last)

@@ -69,3 +69,62 @@ def conv_output_shape(spatial: Sequence[Optional[int]], kernel_size: Sequence[in
     """``conv_output_length`` per spatial axis (``None`` stays ``None``)."""
     return tuple(conv_output_length(n, k, s, d, padding)
                  for n, k, s, d in zip(spatial, kernel_size, strides, dilation))
+
+
+def deconv_output_length(length: Optional[int], kernel_size: int, stride: int,
+                         dilation: int, padding: str,
+                         output_padding: Optional[int] = None) -> Optional[int]:
+    """Output steps of a transposed convolution (tf-keras' ``deconv_output_length``).
+
+    Without ``output_padding``: ``L * s + max(span - s, 0)`` for ``"valid"``, ``L * s`` for
+    ``"same"``; with it: ``(L - 1) * s + span - 2 * pad + output_padding``, ``pad`` being
+    ``span // 2`` for ``"same"`` and 0 for ``"valid"`` (``span = (K - 1) * d + 1``).
+    ``None`` stays ``None``.
+    """
+    if length is None:
+        return None
+    span = effective_kernel_size(kernel_size, dilation)
+    if padding not in ("valid", "same"):
+        raise ValueError(f"Invalid value for argument `padding`. Expected one of "
+                         f"('valid', 'same'). Received padding={padding!r}")
+    if output_padding is None:
+        return length * stride + max(span - stride, 0) if padding == "valid" \
+            else length * stride
+    pad = span // 2 if padding == "same" else 0
+    return (length - 1) * stride + span - 2 * pad + output_padding
+
+
+def deconv_output_shape(spatial: Sequence[Optional[int]], kernel_size: Sequence[int],
+                        strides: Sequence[int], dilation: Sequence[int], padding: str,
+                        output_padding: Optional[Sequence[int]] = None
+                        ) -> Tuple[Optional[int], ...]:
+    """``deconv_output_length`` per spatial axis (``output_padding`` None or one per axis)."""
+    if output_padding is None:
+        output_padding = (None,) * len(spatial)
+    return tuple(deconv_output_length(n, k, s, d, padding, p) for n, k, s, d, p
+                 in zip(spatial, kernel_size, strides, dilation, output_padding))
+
+
+def deconv_mismatch(spatial: Sequence[Optional[int]], kernel_size: Sequence[int],
+                    strides: Sequence[int], dilation: Sequence[int], padding: str,
+                    output_padding: Optional[Sequence[int]] = None) -> Optional[str]:
+    """Why TensorFlow would refuse this transposed convolution, or ``None``.
+
+    TensorFlow computes it as the gradient of the convolution from the output shape back
+    to the input shape: every output length must be > 0 and convolve back (same kernel,
+    strides, dilation, padding) to the input length.
+    """
+    out = deconv_output_shape(spatial, kernel_size, strides, dilation, padding,
+                              output_padding)
+    for axis, (n, o, k, s, d) in enumerate(zip(spatial, out, kernel_size, strides,
+                                               dilation)):
+        if n is None:
+            continue
+        if o <= 0:
+            return f"spatial axis {axis} of the output would have length {o}"
+        back = conv_output_length(o, k, s, d, padding)
+        if back != n:
+            return (f"spatial axis {axis}: an input of length {n} gives an output of length "
+                    f"{o}, which a convolution with the same arguments takes to length "
+                    f"{back}, not {n}")
+    return None

@@ -70,7 +70,8 @@ def differentiable_backward(grad_y: torch.Tensor, x: torch.Tensor, depthwise: to
 def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
          strides: tuple, dilation: tuple, pads: tuple, groups: int,
          channels_last: bool) -> torch.Tensor:
-    """Keras' N-d convolution (N = 1, 2, 3) as ``F.pad`` then ``F.convNd``.
+    """Keras' N-d convolution (N = 1, 2, 3) as ``F.pad`` (the unequal part of the padding)
+    then ``F.conv2d`` / ``F.conv3d`` (1D runs as 2D).
 
     Args:
         x: ``(batch, *spatial, channels)`` if ``channels_last`` else
@@ -86,18 +87,34 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
         ``(batch, *out_spatial, filters)`` or ``(batch, filters, *out_spatial)``.
     """
     rank = kernel.dim() - 2
+    if rank == 1:  # as 2D over a height-1 axis: oneDNN's 2D path is 2-3x faster than 1D
+        axis = 1 if channels_last else 2
+        return conv(x.unsqueeze(axis), kernel.unsqueeze(0), bias, strides=(1, *strides),
+                    dilation=(1, *dilation), pads=((0, 0), *pads), groups=groups,
+                    channels_last=channels_last).squeeze(axis)
+    # The equal part of each axis' padding is the convolution's own (no padded copy); the
+    # rest (TensorFlow's odd element after, causal's left side) goes to F.pad, in the
+    # input's own layout (channels_last data stays channels_last).
+    both = tuple(min(pair) for pair in pads)
+    rest = [p - b for pair, b in zip(reversed(pads), reversed(both)) for p in pair]
+    if any(rest):
+        x = F.pad(x, [0, 0] + rest if channels_last else rest)
     if channels_last:
-        x = x.movedim(-1, 1)
-    x = F.pad(_plain_strides(x), [p for pair in reversed(pads) for p in pair])
-    weight = kernel.permute(rank + 1, rank, *range(rank))  # (filters, in/groups, *k)
+        x = x.movedim(-1, 1)  # a view: oneDNN reads channels_last strides as they are
+    if x.shape[1] == 1:
+        x = _plain_strides(x)
+    # (filters, in/groups, *k); contiguous, or torch 2.13's slow_conv2d (picked for some
+    # small shapes with a non-contiguous input) fails in backward ("grad_weight must be
+    # contiguous").
+    weight = kernel.permute(rank + 1, rank, *range(rank)).contiguous()
     conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
-    y = conv_nd(x, weight, bias, stride=tuple(strides), dilation=tuple(dilation),
-                groups=groups)
+    y = conv_nd(x, weight, bias, stride=tuple(strides), padding=both,
+                dilation=tuple(dilation), groups=groups)
     return y.movedim(1, -1) if channels_last else y
 
 
 def _plain_strides(x: torch.Tensor) -> torch.Tensor:
-    """``x`` with row-major strides, size-1 axes included.
+    """``x`` with row-major strides, size-1 axes included (used for 1-channel inputs).
 
     torch 2.13's oneDNN convolution misreads a 1-channel tensor whose strides also read as
     channels_last (``.contiguous()`` keeps those: size-1 axes do not count) when a strided
@@ -110,3 +127,74 @@ def _plain_strides(x: torch.Tensor) -> torch.Tensor:
     if tuple(reversed(expected)) == x.stride():
         return x
     return torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x)
+
+
+def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
+                   strides: tuple, dilation: tuple, pads: tuple, out_spatial: tuple,
+                   channels_last: bool) -> torch.Tensor:
+    """Keras' N-d transposed convolution (N = 1, 2, 3): the adjoint of Keras' convolution
+    from ``out_spatial`` (padded by ``pads``) to the spatial shape of ``x``.
+
+    That adjoint is torch's transposed convolution without padding (length
+    ``(n - 1) * s + (K - 1) * d + 1`` per axis) cropped by the left padding and cut, or
+    extended with zeros, to ``out_spatial``.  torch's own ``padding`` / ``output_padding``
+    do that in the convolution when they can (equal cropping on both sides, the rest on the
+    right); otherwise the result is narrowed here.
+
+    Args:
+        x: ``(batch, *spatial, channels)`` if ``channels_last`` else
+            ``(batch, channels, *spatial)``.
+        kernel: ``(*kernel_size, filters, channels)`` (Keras' layout).
+        bias: ``(filters,)`` or ``None``.
+        strides, dilation: one int per spatial axis.
+        pads: ``((left, right), ...)`` of the convolution from ``out_spatial``.
+        out_spatial: the output's spatial shape.
+        channels_last: layout of ``x`` and of the result.
+
+    Returns:
+        ``(batch, *out_spatial, filters)`` or ``(batch, filters, *out_spatial)``.
+    """
+    rank = kernel.dim() - 2
+    if rank == 1:  # as 2D over a height-1 axis (see ``conv``)
+        axis = 1 if channels_last else 2
+        return conv_transpose(x.unsqueeze(axis), kernel.unsqueeze(0), bias,
+                              strides=(1, *strides), dilation=(1, *dilation),
+                              pads=((0, 0), *pads), out_spatial=(1, *out_spatial),
+                              channels_last=channels_last).squeeze(axis)
+    if channels_last:
+        x = x.movedim(-1, 1)
+    weight = kernel.permute(rank + 1, rank, *range(rank)).contiguous()  # (in, filters, *k)
+    torch_pad, torch_out_pad, cuts, grow = [], [], [], False
+    for n, o, (left, _), k, s, d in zip(x.shape[2:], out_spatial, pads, kernel.shape[:rank],
+                                        strides, dilation):
+        full = (n - 1) * s + (k - 1) * d + 1
+        extra = o + 2 * left - full  # torch's output_padding for padding=left
+        if 0 <= extra < max(s, d):
+            torch_pad.append(left)
+            torch_out_pad.append(extra)
+            cuts.append(None)
+        else:  # torch's output is longer (narrowed below) or shorter (zeros added below)
+            p = max(0, min(left, full - o - left))
+            torch_pad.append(p)
+            torch_out_pad.append(0)
+            cuts.append((left - p, o))
+            grow = grow or left - p + o > full - 2 * p
+    conv_nd = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[rank - 1]
+    if x.shape[1] == 1:
+        x = _plain_strides(x)
+    y = conv_nd(x, weight, None if grow else bias, stride=tuple(strides),
+                padding=tuple(torch_pad), output_padding=tuple(torch_out_pad),
+                dilation=tuple(dilation))
+    for axis, cut in enumerate(cuts):
+        if cut is None:
+            continue
+        start, length = cut
+        have = min(length, y.shape[2 + axis] - start)
+        y = y.narrow(2 + axis, start, have)
+        if have < length:
+            pad = [0, 0] * (rank - 1 - axis) + [0, length - have]
+            y = F.pad(y, pad)
+    if grow and bias is not None:
+        y = y + bias.view(-1, *([1] * rank))
+    return y.movedim(1, -1) if channels_last else y
+

@@ -36,3 +36,8 @@ __all__ += ["Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadd
             "ZeroPadding3D", "UpSampling1D", "UpSampling2D", "UpSampling3D"]
 from .conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D  # noqa: E402
 __all__ += ["ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"]
+from .conv import Conv1D, Conv2D, Conv3D  # noqa: E402
+from .conv_transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose  # noqa: E402
+
+__all__ += ["Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+            "Conv3DTranspose"]

@@ -10,6 +10,7 @@ the common part of ``get_config``.  Subclasses declare weights in ``build`` with
 
 from __future__ import annotations
 
+import functools
 import itertools
 import numbers
 import re
@@ -144,6 +145,34 @@ def get_layer_class(class_name: str) -> type:
                          f"{', '.join(sorted(KERAS_CLASSES))}") from None
 
 
+def _building(build):
+    """Wrap a subclass' ``build``: see ``Layer.build``."""
+
+    @functools.wraps(build)
+    def wrapper(self, input_shape, device=None):
+        if self.__dict__.get("_in_build"):  # a subclass' build calling super().build
+            return build(self, input_shape, device=device)
+        if self.built:
+            return None
+        before = len(self._weight_order)
+        self._in_build = True
+        try:
+            build(self, tuple(input_shape), device=device)
+        except BaseException:
+            for name in self._weight_order[before:]:
+                delattr(self, name)
+                self._regularized.pop(name, None)
+                self._constrained.pop(name, None)
+            del self._weight_order[before:]
+            raise
+        finally:
+            self._in_build = False
+        self._after_build()
+        return None
+
+    return wrapper
+
+
 class Layer(torch.nn.Module):
     """Base of sepconv's Keras layers (see the module docstring)."""
 
@@ -151,6 +180,8 @@ class Layer(torch.nn.Module):
         super().__init_subclass__(**kwargs)
         if not cls.__name__.startswith("_"):
             KERAS_CLASSES[cls.__name__] = cls
+        if "build" in cls.__dict__:
+            cls.build = _building(cls.__dict__["build"])
 
     #: Every weight name the layer may create, in Keras' order.
     WEIGHT_NAMES: Tuple[str, ...] = ()
@@ -177,6 +208,10 @@ class Layer(torch.nn.Module):
         batch_input_shape = check_shape(batch_input_shape, "batch_input_shape")
         if batch_size is not None:
             batch_size = check_count(batch_size, "batch_size")
+        #: The shape argument the user passed, for messages: (name, value as passed).
+        self._shape_argument = (
+            ("batch_input_shape", batch_input_shape) if batch_input_shape is not None
+            else ("input_shape", input_shape))
         if batch_input_shape is None and input_shape is not None:
             batch_input_shape = (batch_size,) + input_shape
         self.batch_input_shape = batch_input_shape
@@ -198,6 +233,10 @@ class Layer(torch.nn.Module):
 
     def _build_checked(self, input_shape, device) -> None:
         self.build(tuple(input_shape), device=device)
+
+    def _after_build(self) -> None:
+        """What follows every ``build`` (run by the wrapper ``__init_subclass__`` puts
+        around it, so ``layer.build(shape)`` called by the user counts too)."""
         self.built = True
         if self._constrained:
             _constraints.track(self)
@@ -206,6 +245,12 @@ class Layer(torch.nn.Module):
             self.set_weights(weights)
 
     def build(self, input_shape: Tuple[Optional[int], ...], device=None) -> None:
+        """Create the weights for inputs of ``input_shape`` (batch axis included).
+
+        Subclasses override it; every override is wrapped so that, as in Keras, the layer
+        is ``built`` afterwards (a later call creates no second set of weights), a second
+        ``build`` is a no-op, and a failed one leaves no half-made weights behind.
+        """
         raise NotImplementedError
 
     def _apply(self, fn, recurse=True):

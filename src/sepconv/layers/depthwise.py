@@ -108,9 +108,10 @@ class _DepthwiseConv(Layer):
         """``input_shape`` / ``batch_input_shape`` checked at construction."""
         shape = self.batch_input_shape
         if len(shape) != self.RANK + 2:
-            raise ValueError(f"Invalid value for argument `input_shape`. Expected "
-                             f"{self._layout(batch=False)} for a {self.RANK}D layer. "
-                             f"Received input_shape={shape[1:]}")
+            arg, value = self._shape_argument  # the argument the user passed
+            raise ValueError(f"Invalid value for argument `{arg}`. Expected "
+                             f"{self._layout(batch=arg == 'batch_input_shape')} for a "
+                             f"{self.RANK}D layer. Received {arg}={value}")
         given = ("batch_input_shape", shape) if batch_given else ("input_shape", shape[1:])
         channels = shape[self._channels_axis]
         if channels is not None and channels < 1:
