@@ -59,7 +59,37 @@ def test_unbuilt_keras_layer_gives_unbuilt_sepconv_layer():
     assert ours(torch.zeros(1, 5, 3)).shape == (1, 3, 2)
 
 
-def test_from_keras_rejects_other_layers():
+def test_from_keras_rejects_layers_sepconv_does_not_have():
     import keras
-    with pytest.raises(TypeError, match="Dense"):
-        from_keras(keras.layers.Dense(3))
+    with pytest.raises(TypeError, match="LSTM"):
+        from_keras(keras.layers.LSTM(3))
+    with pytest.raises(TypeError, match="Keras layer"):
+        from_keras(object())
+    with pytest.raises(TypeError, match="save_keras_model"):
+        to_keras(sepconv.Dense(3), keras)
+
+
+FAMILY = [  # (class name, arguments, input shape)
+    ("Conv2D", dict(filters=4, kernel_size=3, strides=2, padding="same"), (2, 9, 8, 3)),
+    ("Conv1D", dict(filters=3, kernel_size=4, padding="causal", dilation_rate=2), (2, 11, 3)),
+    ("Conv2DTranspose", dict(filters=2, kernel_size=3, strides=2), (2, 5, 4, 3)),
+    ("DepthwiseConv2D", dict(kernel_size=3, depth_multiplier=2), (2, 7, 6, 3)),
+    ("SeparableConv2D", dict(filters=3, kernel_size=2, activation="hard_sigmoid"), (2, 6, 6, 3)),
+    ("Dense", dict(units=5, activation="relu"), (2, 7, 3)),
+    ("BatchNormalization", dict(), (2, 7, 3)),
+    ("UpSampling2D", dict(size=2, interpolation="bilinear"), (2, 4, 5, 3)),
+]
+
+
+@pytest.mark.parametrize("case", [c[0] for c in FAMILY])
+def test_from_keras_carries_any_family_layer(case):
+    """Config and weights of a built tf-keras / Keras 3 layer: the same outputs (a Keras 3
+    layer with Keras 3's hard_sigmoid, a tf-keras one with tf-keras')."""
+    name, kwargs, shape = next(c for c in FAMILY if c[0] == case)
+    x = np.random.default_rng(len(name)).standard_normal(shape).astype("float32")
+    for kmod in _keras_modules():
+        theirs = getattr(kmod.layers, name)(**kwargs)
+        expected = _numpy(theirs(x))
+        ours = from_keras(theirs).eval()
+        assert type(ours).__name__ == name
+        np.testing.assert_allclose(ours(x).detach().numpy(), expected, atol=1e-5)
