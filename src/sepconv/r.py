@@ -230,3 +230,7 @@ layer_conv_3d = r_function(_layers.Conv3D)
 layer_conv_1d_transpose = r_function(_layers.Conv1DTranspose)
 layer_conv_2d_transpose = r_function(_layers.Conv2DTranspose)
 layer_conv_3d_transpose = r_function(_layers.Conv3DTranspose)
+
+
+__all__ = sorted(name for name in list(globals())
+                 if name.startswith("layer_") or name == "time_distributed")
