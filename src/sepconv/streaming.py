@@ -36,7 +36,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from . import activations as _activations
 from . import functional as _functional
 from .layers.base import Layer
 

@@ -85,6 +85,48 @@ def check_bool(value: Any, name: str) -> bool:
     return bool(value)
 
 
+def check_data_format(value: Any) -> str:
+    """``"channels_last"`` (also for ``None``, Keras' default) or ``"channels_first"``."""
+    if value is None:
+        return "channels_last"
+    if not isinstance(value, str):
+        raise TypeError(f"Invalid type for argument `data_format`. Expected a string. "
+                        f"Received data_format={value!r}")
+    fmt = value.lower()
+    if fmt not in ("channels_last", "channels_first"):
+        raise ValueError("Invalid value for argument `data_format`. Expected one of "
+                         "'channels_last', 'channels_first'. "
+                         f"Received data_format={value!r}")
+    return fmt
+
+
+def check_padding(value: Any, allowed: Tuple[str, ...], why: str = "") -> str:
+    """A padding name among ``allowed`` (any case); ``why`` explains a refusal."""
+    if not isinstance(value, str):
+        raise TypeError(f"Invalid type for argument `padding`. Expected a string. "
+                        f"Received padding={value!r}")
+    padding = value.lower()
+    if padding not in allowed:
+        raise ValueError(f"Invalid value for argument `padding`. Expected one of "
+                         f"{allowed}{why}. Received padding={value!r}")
+    return padding
+
+
+def check_conv_geometry(kernel_size: Any, strides: Any, dilation_rate: Any,
+                        rank: int) -> Tuple[Tuple[int, ...], ...]:
+    """``kernel_size``, ``strides``, ``dilation_rate`` as ``rank``-tuples, with tf-keras'
+    rule for every convolution: no ``strides > 1`` on any axis together with
+    ``dilation_rate > 1`` on any axis (even on different axes)."""
+    kernel_size = check_tuple(kernel_size, "kernel_size", rank)
+    strides = check_tuple(strides, "strides", rank)
+    dilation_rate = check_tuple(dilation_rate, "dilation_rate", rank)
+    if max(strides) > 1 and max(dilation_rate) > 1:
+        raise ValueError("`strides > 1` not supported in conjunction with "
+                         f"`dilation_rate > 1`. Received: strides={strides} and "
+                         f"dilation_rate={dilation_rate}")
+    return kernel_size, strides, dilation_rate
+
+
 def check_shape(value: Any, name: str) -> Optional[Tuple[Optional[int], ...]]:
     """A shape tuple whose entries are whole numbers >= 0 or ``None``."""
     if value is None:

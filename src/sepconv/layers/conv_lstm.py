@@ -17,7 +17,8 @@ from .. import initializers as _initializers
 from .. import padding as _padding
 from .. import regularizers as _regularizers
 from .._registry import serialize
-from .base import Layer, check_bool, check_count, check_tuple
+from .base import (Layer, check_bool, check_conv_geometry, check_count,
+                   check_data_format, check_padding)
 
 _AXES = {1: "steps", 2: "rows, cols", 3: "depth, rows, cols"}
 
@@ -102,31 +103,11 @@ class _ConvLSTM(Layer):
                          weights=weights, activity_regularizer=activity_regularizer)
         rank = self.RANK
         self.filters = check_count(filters, "filters")
-        self.kernel_size = check_tuple(kernel_size, "kernel_size", rank)
-        self.strides = check_tuple(strides, "strides", rank)
-        self.dilation_rate = check_tuple(dilation_rate, "dilation_rate", rank)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError("`strides > 1` not supported in conjunction with "
-                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
-                             f"dilation_rate={self.dilation_rate}")
-        if not isinstance(padding, str):
-            raise TypeError(f"Invalid type for argument `padding`. Expected a string. "
-                            f"Received padding={padding!r}")
-        self.padding = padding.lower()
-        if self.padding not in ("valid", "same"):
-            # tf-keras accepts "causal" here, then fails at the first call.
-            raise ValueError("Invalid value for argument `padding`. Expected one of "
-                             f"('valid', 'same'). Received padding={padding!r}")
-        if data_format is None:
-            data_format = "channels_last"
-        if not isinstance(data_format, str):
-            raise TypeError(f"Invalid type for argument `data_format`. Expected a string. "
-                            f"Received data_format={data_format!r}")
-        self.data_format = data_format.lower()
-        if self.data_format not in ("channels_last", "channels_first"):
-            raise ValueError("Invalid value for argument `data_format`. Expected one of "
-                             "'channels_last', 'channels_first'. "
-                             f"Received data_format={data_format!r}")
+        self.kernel_size, self.strides, self.dilation_rate = check_conv_geometry(
+            kernel_size, strides, dilation_rate, rank)
+        # tf-keras accepts "causal" here, then fails at the first call.
+        self.padding = check_padding(padding, ("valid", "same"))
+        self.data_format = check_data_format(data_format)
         self.activation = _activations.get(activation, "activation")
         self.recurrent_activation = _activations.get(recurrent_activation,
                                                      "recurrent_activation")

@@ -25,7 +25,7 @@ from .. import functional as _functional
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
 from .._registry import serialize
-from .base import Layer, _used_names, check_bool, check_count
+from .base import Layer, _used_names, check_bool, check_count, check_data_format
 
 
 def check_number(value: Any, name: str, minimum: Optional[float] = None,
@@ -51,20 +51,6 @@ def check_number(value: Any, name: str, minimum: Optional[float] = None,
 def _floatx(value: Optional[float]) -> Optional[float]:
     """``value`` rounded to float32, as tf-keras' ``backend.cast_to_floatx`` stores it."""
     return None if value is None else float(np.float32(value))
-
-
-def check_data_format(value: Any) -> str:
-    if value is None:
-        return "channels_last"
-    if not isinstance(value, str):
-        raise TypeError(f"Invalid type for argument `data_format`. Expected a string. "
-                        f"Received data_format={value!r}")
-    fmt = value.lower()
-    if fmt not in ("channels_last", "channels_first"):
-        raise ValueError("Invalid value for argument `data_format`. Expected one of "
-                         "'channels_last', 'channels_first'. "
-                         f"Received data_format={value!r}")
-    return fmt
 
 
 def check_initializer(value: Any, name: str):

@@ -19,7 +19,8 @@ from .. import initializers as _initializers
 from .. import padding as _padding
 from .. import regularizers as _regularizers
 from .._registry import serialize
-from .base import Layer, check_bool, check_count, check_tuple
+from .base import (Layer, check_bool, check_conv_geometry, check_count,
+                   check_data_format, check_padding)
 
 _AXES = {1: ("steps",), 2: ("rows", "cols"), 3: ("depth", "rows", "cols")}
 
@@ -47,33 +48,11 @@ class _DepthwiseConv(Layer):
         rank = self.RANK
         if self._SEPARABLE:
             self.filters = check_count(filters, "filters")
-        self.kernel_size = check_tuple(kernel_size, "kernel_size", rank)
-        self.strides = check_tuple(strides, "strides", rank)
-        self.dilation_rate = check_tuple(dilation_rate, "dilation_rate", rank)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            # tf-keras' rule for every convolution: any stride > 1 with any dilation > 1,
-            # even on different axes.
-            raise ValueError("`strides > 1` not supported in conjunction with "
-                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
-                             f"dilation_rate={self.dilation_rate}")
-        if not isinstance(padding, str):
-            raise TypeError(f"Invalid type for argument `padding`. Expected a string. "
-                            f"Received padding={padding!r}")
-        self.padding = padding.lower()
-        allowed = _padding.PADDINGS if self._CAUSAL else ("valid", "same")
-        if self.padding not in allowed:
-            raise ValueError(f"Invalid value for argument `padding`. Expected one of "
-                             f"{allowed}. Received padding={padding!r}")
-        if data_format is None:
-            data_format = "channels_last"
-        if not isinstance(data_format, str):
-            raise TypeError(f"Invalid type for argument `data_format`. Expected a string. "
-                            f"Received data_format={data_format!r}")
-        self.data_format = data_format.lower()
-        if self.data_format not in ("channels_last", "channels_first"):
-            raise ValueError("Invalid value for argument `data_format`. Expected one of "
-                             "'channels_last', 'channels_first'. "
-                             f"Received data_format={data_format!r}")
+        self.kernel_size, self.strides, self.dilation_rate = check_conv_geometry(
+            kernel_size, strides, dilation_rate, rank)
+        self.padding = check_padding(padding, _padding.PADDINGS if self._CAUSAL
+                                     else ("valid", "same"))
+        self.data_format = check_data_format(data_format)
         self.depth_multiplier = check_count(depth_multiplier, "depth_multiplier")
         self.activation = _activations.get(activation, "activation")
         self.use_bias = check_bool(use_bias, "use_bias")

@@ -23,23 +23,9 @@ import numpy as np
 import torch
 
 from .. import functional as _functional
-from .base import Layer, check_count
+from .base import Layer, check_count, check_data_format
 
 _ORDINALS = ("1st", "2nd", "3rd")
-
-
-def _data_format(value: Any) -> str:
-    if value is None:
-        return "channels_last"
-    if not isinstance(value, str):
-        raise TypeError(f"Invalid type for argument `data_format`. Expected a string. "
-                        f"Received data_format={value!r}")
-    fmt = value.lower()
-    if fmt not in ("channels_last", "channels_first"):
-        raise ValueError("Invalid value for argument `data_format`. Expected one of "
-                         "'channels_last', 'channels_first'. "
-                         f"Received data_format={value!r}")
-    return fmt
 
 
 def _is_sequence(value: Any) -> bool:
@@ -105,7 +91,7 @@ class _Reshaping(Layer):
     RANK = 1
 
     def _setup(self, data_format: Any) -> None:
-        self.data_format = _data_format(data_format)
+        self.data_format = check_data_format(data_format)
         if self.batch_input_shape is not None:
             given = "batch_input_shape" if self._given_batch_shape else "input_shape"
             shape = self.batch_input_shape
@@ -311,7 +297,7 @@ class ZeroPadding1D(_ZeroPadding):
         """tf-keras' configs, and Keras 3's, whose ZeroPadding1D also has ``data_format``:
         only its channels_last (tf-keras' layout) can be honoured."""
         fmt = config.get("data_format")
-        if fmt is not None and _data_format(fmt) != "channels_last":
+        if fmt is not None and check_data_format(fmt) != "channels_last":
             raise ValueError(f"Invalid value for argument `data_format`: ZeroPadding1D pads "
                              f"(batch, steps, channels) as tf-keras does. Received "
                              f"data_format={fmt!r}")
