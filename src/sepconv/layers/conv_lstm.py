@@ -220,13 +220,12 @@ class _ConvLSTM(Layer):
                         self.recurrent_initializer, self.recurrent_regularizer,
                         self.recurrent_constraint, device)
         if self.use_bias:
-            init = self.bias_initializer
-            if self.unit_forget_bias:
-                def init(shape, dtype=None, device=None, base=self.bias_initializer):
-                    parts = [base((f,), dtype=dtype, device=device), torch.ones(f),
-                             base((2 * f,), dtype=dtype, device=device)]
-                    return torch.cat([torch.as_tensor(p, dtype=dtype, device=device)
-                                      for p in parts])
+            def forget_ones(shape, dtype=None, device=None, base=self.bias_initializer):
+                parts = [base((f,), dtype=dtype, device=device), torch.ones(f),
+                         base((2 * f,), dtype=dtype, device=device)]
+                return torch.cat([torch.as_tensor(p, dtype=dtype, device=device)
+                                  for p in parts])
+            init = forget_ones if self.unit_forget_bias else self.bias_initializer
             self.add_weight("bias", (4 * f,), init, self.bias_regularizer,
                             self.bias_constraint, device)
         if self.stateful and input_shape[0] is not None and \
