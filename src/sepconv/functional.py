@@ -771,6 +771,15 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
     symmetric = all(left == right for left, right in pads)
     flat_pads = [p for pair in reversed(pads) for p in pair]
     conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
+    in_pads = _padding.padding_amounts_nd(spatial, kernel.shape[:rank],
+                                          _ints(strides, rank, "strides"),
+                                          _ints(dilation_rate, rank, "dilation_rate"), padding)
+    if input_mask is None and recurrent_dropout_mask is None and in_pads == pads and \
+            _ints(strides, rank, "strides") == (1,) * rank and \
+            _ints(dilation_rate, rank, "dilation_rate") == (1,) * rank:
+        return _conv_lstm_fused(x, kernel, recurrent_kernel, bias, pads, channels_last,
+                                activation, recurrent_activation, h, c, go_backwards,
+                                return_sequences, step_masks if mask is not None else None)
     rec_groups = 1
     if recurrent_dropout_mask is not None:
         rmask = recurrent_dropout_mask.movedim(-1, 2) if channels_last \
@@ -814,6 +823,75 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
     if channels_last:  # views: the recurrence ran channels-first (measured faster)
         output = output.movedim(2 if return_sequences else 1, -1)
         h, c = h.movedim(1, -1), c.movedim(1, -1)
+    return output, h, c
+
+
+def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, pads, channels_last, activation,
+                     recurrent_activation, h, c, go_backwards, return_sequences, step_masks):
+    """:func:`conv_lstm` when the input convolution has the recurrent one's geometry
+    (stride 1, dilation 1, the same padding: ``"same"``, or ``"valid"`` with 1-wide
+    kernels) and there are no dropout masks: one convolution per step of
+    ``[x_t, h]`` (channels concatenated) with ``[kernel, recurrent_kernel]``, channels-last
+    in memory (oneDNN's fast layout: 1.4x the channels-first speed for 64 -> 256 channels
+    3x3, and a 1-channel input convolution on its own costs a third of the recurrent one).
+    ``h`` and ``c`` come channels-first ``(batch, filters, *spatial)``."""
+    F = torch.nn.functional
+    rank = kernel.dim() - 2
+    filters = recurrent_kernel.shape[-2]
+    conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
+    elementwise_ra = _elementwise(recurrent_activation)
+    weight = torch.cat([kernel, recurrent_kernel.to(kernel.dtype)], rank)  # (*k, in+F, 4F)
+    if elementwise_ra:
+        # gates reordered (i, f, o, c): one recurrent_activation call over i, f, o
+        order = torch.cat([torch.arange(2 * filters), torch.arange(3 * filters, 4 * filters),
+                           torch.arange(2 * filters, 3 * filters)]).to(weight.device)
+        weight = weight.index_select(rank + 1, order)
+        bias = None if bias is None else bias.index_select(0, order)
+    weight = weight.permute(rank + 1, rank, *range(rank)).contiguous()  # (4F, in+F, *k)
+    symmetric = all(left == right for left, right in pads)
+    flat_pads = [0, 0] + [p for pair in reversed(pads) for p in pair]
+    conv_pads = tuple(p[0] for p in pads) if symmetric else 0
+
+    def last(fn):
+        # An activation over an axis (softmax, ...) sees the tensor in the caller's layout.
+        if channels_last or _elementwise(fn):
+            return fn
+        return lambda t: fn(t.movedim(-1, 1)).movedim(1, -1)
+
+    act, rec_act = last(activation), last(recurrent_activation)
+    frames = (x if channels_last else x.movedim(2, -1)).unbind(1)  # (batch, *spatial, in)
+    if go_backwards:
+        frames = frames[::-1]
+    h, c = h.movedim(1, -1), c.movedim(1, -1)
+    batch = x.shape[0]
+    out = torch.zeros_like(h) if step_masks is not None else None
+    outputs = []
+    for t, frame in enumerate(frames):
+        xh = torch.cat([frame, h], -1)
+        if not symmetric:
+            xh = F.pad(xh, flat_pads)
+        z = conv_nd(xh.movedim(-1, 1), weight, bias, padding=conv_pads).movedim(1, -1)
+        if elementwise_ra:
+            sig, zc = z.split([3 * filters, filters], -1)
+            zi, zf, zo = rec_act(sig).split(filters, -1)
+        else:
+            zi, zf, zc, zo = z.split(filters, -1)
+            zi, zf, zo = rec_act(zi), rec_act(zf), rec_act(zo)
+        c_new = torch.addcmul(zf * c, zi, act(zc))
+        h_new = zo * act(c_new)
+        if step_masks is None:
+            h, c = h_new, c_new
+            out = h_new
+        else:
+            keep = step_masks[t].view((batch,) + (1,) * (rank + 1))
+            out = torch.where(keep, h_new, out)
+            h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
+        if return_sequences:
+            outputs.append(out)
+    output = torch.stack(outputs, 1) if return_sequences else out
+    if not channels_last:
+        output = output.movedim(-1, 2 if return_sequences else 1)
+        h, c = h.movedim(-1, 1), c.movedim(-1, 1)
     return output, h, c
 
 
