@@ -866,7 +866,35 @@ def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, pads, channels_last, act
     batch = x.shape[0]
     out = torch.zeros_like(h) if step_masks is not None else None
     outputs = []
-    for t, frame in enumerate(frames):
+    act_, rec_act_ = _in_place(activation), _in_place(recurrent_activation)
+    if step_masks is None and act_ is not None and rec_act_ is not None and \
+            not (torch.is_grad_enabled() and any(
+                t is not None and t.requires_grad
+                for t in (x, kernel, recurrent_kernel, bias, h, c))):
+        # Inference: the same operations in place on the convolution's output, and each
+        # h written straight into the output sequence (the same numbers: no autograd to
+        # keep the inputs for).
+        output = x.new_empty((batch, len(frames)) + tuple(h.shape[1:])) \
+            if return_sequences else None
+        for t, frame in enumerate(frames):
+            xh = torch.cat([frame, h], -1)
+            if not symmetric:
+                xh = F.pad(xh, flat_pads)
+            z = conv_nd(xh.movedim(-1, 1), weight, bias, padding=conv_pads).movedim(1, -1)
+            sig, zc = z.split([3 * filters, filters], -1)
+            zi, zf, zo = rec_act_(sig).split(filters, -1)
+            c = (zf * c).addcmul_(zi, act_(zc))
+            # (an activation writing into a strided out= may take another loop, and
+            # another rounding: multiply into the sequence instead)
+            h = activation(c)
+            h = h.mul_(zo) if output is None else torch.mul(h, zo, out=output[:, t])
+        if output is None:
+            output = h
+        else:
+            h = h.clone()  # the state, not a view of the returned sequence
+    else:
+        output = None
+    for t, frame in enumerate(frames if output is None else ()):
         xh = torch.cat([frame, h], -1)
         if not symmetric:
             xh = F.pad(xh, flat_pads)
@@ -888,11 +916,25 @@ def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, pads, channels_last, act
             h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
         if return_sequences:
             outputs.append(out)
-    output = torch.stack(outputs, 1) if return_sequences else out
+    if output is None:
+        output = torch.stack(outputs, 1) if return_sequences else out
     if not channels_last:
         output = output.movedim(-1, 2 if return_sequences else 1)
         h, c = h.movedim(-1, 1), c.movedim(-1, 1)
     return output, h, c
+
+
+def _in_place(fn: Callable) -> Optional[Callable]:
+    """The in-place form of an elementwise activation (the same operations, the same
+    numbers), or ``None``: for the few the recurrent layers default to."""
+    from . import activations
+    if fn is activations.hard_sigmoid:
+        return lambda t: t.mul_(0.2).add_(0.5).clamp_(0.0, 1.0)
+    if fn in (torch.tanh, activations.tanh):
+        return torch.tanh_
+    if fn in (torch.sigmoid, activations.sigmoid):
+        return torch.sigmoid_
+    return None
 
 
 def _elementwise(fn: Callable) -> bool:
