@@ -75,9 +75,11 @@ def test_eval_mode_and_training_argument():
     dict(rank=2, kernel=(2, 2), strides=1, padding="same", go_backwards=True, masks=True),
     dict(rank=1, kernel=(3,), strides=2, padding="valid", go_backwards=False, masks=False),
     dict(rank=3, kernel=(1, 2, 1), strides=1, padding="same", go_backwards=False, masks=True),
-    # no dropout masks, stride 1, 'same': the fused path (one convolution of [x_t, h])
+    # no dropout masks, stride 1: the fused path (one convolution of [x_t, h])
     dict(rank=2, kernel=(2, 3), strides=1, padding="same", go_backwards=True, masks=False),
     dict(rank=1, kernel=(3,), strides=1, padding="same", go_backwards=False, masks=False),
+    dict(rank=3, kernel=(2, 1, 2), strides=1, padding="valid", go_backwards=True,
+         masks=False),
 ])
 @pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
 def test_gradcheck_float64(case, fmt):

@@ -774,10 +774,10 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
     in_pads = _padding.padding_amounts_nd(spatial, kernel.shape[:rank],
                                           _ints(strides, rank, "strides"),
                                           _ints(dilation_rate, rank, "dilation_rate"), padding)
-    if input_mask is None and recurrent_dropout_mask is None and in_pads == pads and \
+    if input_mask is None and recurrent_dropout_mask is None and \
             _ints(strides, rank, "strides") == (1,) * rank and \
             _ints(dilation_rate, rank, "dilation_rate") == (1,) * rank:
-        return _conv_lstm_fused(x, kernel, recurrent_kernel, bias, pads, channels_last,
+        return _conv_lstm_fused(x, kernel, recurrent_kernel, bias, in_pads, pads, channels_last,
                                 activation, recurrent_activation, h, c, go_backwards,
                                 return_sequences, step_masks if mask is not None else None)
     rec_groups = 1
@@ -826,17 +826,28 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
     return output, h, c
 
 
-def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, pads, channels_last, activation,
-                     recurrent_activation, h, c, go_backwards, return_sequences, step_masks):
-    """:func:`conv_lstm` when the input convolution has the recurrent one's geometry
-    (stride 1, dilation 1, the same padding: ``"same"``, or ``"valid"`` with 1-wide
-    kernels) and there are no dropout masks: one convolution per step of
-    ``[x_t, h]`` (channels concatenated) with ``[kernel, recurrent_kernel]``, channels-last
-    in memory (oneDNN's fast layout: 1.4x the channels-first speed for 64 -> 256 channels
-    3x3, and a 1-channel input convolution on its own costs a third of the recurrent one).
-    ``h`` and ``c`` come channels-first ``(batch, filters, *spatial)``."""
+def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, in_pads, pads, channels_last,
+                     activation, recurrent_activation, h, c, go_backwards, return_sequences,
+                     step_masks):
+    """:func:`conv_lstm` when the input convolution has stride 1 and dilation 1 (any
+    padding) and there are no dropout masks: one convolution per step of ``[x_t, h]``
+    (channels concatenated, each padded by its own convolution's padding: ``x_t`` padded
+    by ``in_pads`` and ``h`` by the recurrent ``pads`` have the same size and line up)
+    with ``[kernel, recurrent_kernel]``, channels-last in memory (oneDNN's fast layout:
+    1.4x the channels-first speed for 64 -> 256 channels 3x3; and a 1-channel input
+    convolution on its own costs half the recurrent one).  ``h`` and ``c`` come
+    channels-first ``(batch, filters, *out_spatial)``."""
     F = torch.nn.functional
     rank = kernel.dim() - 2
+    if rank == 1:  # as 2D over a height-1 axis: oneDNN's 2D path is faster than its 1D
+        axis = -3 if channels_last else -2
+        output, h, c = _conv_lstm_fused(
+            x.unsqueeze(2 if channels_last else 3), kernel.unsqueeze(0),
+            recurrent_kernel.unsqueeze(0), bias, ((0, 0),) + tuple(in_pads),
+            ((0, 0),) + tuple(pads), channels_last,
+            activation, recurrent_activation, h.unsqueeze(2), c.unsqueeze(2), go_backwards,
+            return_sequences, step_masks)
+        return output.squeeze(axis), h.squeeze(axis), c.squeeze(axis)
     filters = recurrent_kernel.shape[-2]
     conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
     elementwise_ra = _elementwise(recurrent_activation)
@@ -848,9 +859,11 @@ def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, pads, channels_last, act
         weight = weight.index_select(rank + 1, order)
         bias = None if bias is None else bias.index_select(0, order)
     weight = weight.permute(rank + 1, rank, *range(rank)).contiguous()  # (4F, in+F, *k)
-    symmetric = all(left == right for left, right in pads)
-    flat_pads = [0, 0] + [p for pair in reversed(pads) for p in pair]
-    conv_pads = tuple(p[0] for p in pads) if symmetric else 0
+    # the convolution pads both when they are equal and symmetric ("same", odd kernels);
+    # else x once and h at each step
+    own = tuple(in_pads) == tuple(pads) and all(left == right for left, right in pads)
+    conv_pads = tuple(p[0] for p in pads) if own else 0
+    h_pads = None if own else [0, 0] + [p for pair in reversed(pads) for p in pair]
 
     def last(fn):
         # An activation over an axis (softmax, ...) sees the tensor in the caller's layout.
@@ -859,7 +872,10 @@ def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, pads, channels_last, act
         return lambda t: fn(t.movedim(-1, 1)).movedim(1, -1)
 
     act, rec_act = last(activation), last(recurrent_activation)
-    frames = (x if channels_last else x.movedim(2, -1)).unbind(1)  # (batch, *spatial, in)
+    x = x if channels_last else x.movedim(2, -1)  # (batch, time, *spatial, in)
+    if not own and any(p for pair in in_pads for p in pair):
+        x = F.pad(x, [0, 0] + [p for pair in reversed(in_pads) for p in pair])
+    frames = x.unbind(1)
     if go_backwards:
         frames = frames[::-1]
     h, c = h.movedim(1, -1), c.movedim(1, -1)
@@ -877,9 +893,7 @@ def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, pads, channels_last, act
         output = x.new_empty((batch, len(frames)) + tuple(h.shape[1:])) \
             if return_sequences else None
         for t, frame in enumerate(frames):
-            xh = torch.cat([frame, h], -1)
-            if not symmetric:
-                xh = F.pad(xh, flat_pads)
+            xh = torch.cat([frame, h if own else F.pad(h, h_pads)], -1)
             z = conv_nd(xh.movedim(-1, 1), weight, bias, padding=conv_pads).movedim(1, -1)
             sig, zc = z.split([3 * filters, filters], -1)
             zi, zf, zo = rec_act_(sig).split(filters, -1)
@@ -895,9 +909,7 @@ def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, pads, channels_last, act
     else:
         output = None
     for t, frame in enumerate(frames if output is None else ()):
-        xh = torch.cat([frame, h], -1)
-        if not symmetric:
-            xh = F.pad(xh, flat_pads)
+        xh = torch.cat([frame, h if own else F.pad(h, h_pads)], -1)
         z = conv_nd(xh.movedim(-1, 1), weight, bias, padding=conv_pads).movedim(1, -1)
         if elementwise_ra:
             sig, zc = z.split([3 * filters, filters], -1)
