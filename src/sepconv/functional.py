@@ -644,8 +644,11 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
     Per step ``t``: ``z = conv(x_t, kernel) + bias + conv_same(h, recurrent_kernel)``,
     ``i, f, g, o = split(z, 4)``, ``c = ra(f) * c + ra(i) * a(g)``, ``h = ra(o) * a(c)``
     with ``a = activation``, ``ra = recurrent_activation``.  The input convolution takes
-    ``strides``, ``padding`` and ``dilation_rate`` (it runs on all steps at once, through
-    :func:`conv`); the recurrent one is always stride 1, dilation 1, TensorFlow ``"same"``.
+    ``strides``, ``padding`` and ``dilation_rate``; the recurrent one is always stride 1,
+    dilation 1, TensorFlow ``"same"``.  With stride 1, dilation 1 and no dropout masks the
+    two run as one channels-last convolution of ``[x_t, h]`` per step (and, without
+    autograd, the gate activations in place); else the input convolution runs on chunks
+    of steps through :func:`conv` and the recurrent one channels-first.
 
     Args:
         x: ``(batch, time, *spatial, channels)`` for ``"channels_last"``,
