@@ -2,6 +2,7 @@
 
     python bench/conv_lstm.py [--batch 4] [--frames 10] [--size 64] [--filters 64]
                               [--rounds 7] [--threads 2] [--json out.json]
+                              [--before DIR]
 
 The shape is moving-MNIST sized: ``(batch, frames, size, size, 1)`` in, ``filters``
 filters, 3x3 kernels, ``padding="same"``, ``return_sequences=True``, float32, CPU.
@@ -13,7 +14,10 @@ weights):
   ``conv2d(x_t, W_x, b) + conv2d(h, W_h)``, chunk into the four gates, hard_sigmoid/tanh;
 - ``tf-keras``: ``tf_keras.layers.ConvLSTM2D`` inside ``tf.function``, in its own process
   (TensorFlow and torch size their own thread pools and fight in one process), started
-  by this script with ``--tf-worker``.
+  by this script with ``--tf-worker``;
+- ``before`` (with ``--before DIR``): the ``sepconv`` package found in ``DIR`` (an older
+  revision, e.g. ``git archive <rev> src | tar -x -C /tmp/old`` then ``--before
+  /tmp/old/src``), imported as another package, same weights: before/after in one run.
 
 Rounds alternate the three (one timing of each per round, after two warm-up runs), and
 the table shows the medians.  The sepconv and torch-loop outputs are checked against each
@@ -136,6 +140,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-tf", action="store_true")
     parser.add_argument("--json")
+    parser.add_argument("--before", metavar="DIR")
     parser.add_argument("--tf-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.tf_worker:
@@ -155,17 +160,31 @@ def main(argv=None) -> int:
     w_h = layer.recurrent_kernel.detach().permute(3, 2, 0, 1).contiguous().requires_grad_()
     b = layer.bias.detach().clone().requires_grad_()
     x_nchw = x.permute(0, 1, 4, 2, 3).contiguous()
+    before = None
+    if args.before:
+        import importlib.util
+        package = os.path.join(args.before, "sepconv")
+        spec = importlib.util.spec_from_file_location(
+            "sepconv_before", os.path.join(package, "__init__.py"),
+            submodule_search_locations=[package])
+        old = importlib.util.module_from_spec(spec)
+        sys.modules["sepconv_before"] = old
+        spec.loader.exec_module(old)
+        before = old.ConvLSTM2D(args.filters, 3, padding="same", return_sequences=True,
+                                input_shape=(None, args.size, args.size, 1))
+        before.set_weights(layer.get_weights())
+        before.eval()
     with torch.no_grad():
         diff = (layer(x) - torch_loop(x_nchw, w_x, w_h, b).permute(0, 1, 3, 4, 2)).abs().max()
     assert diff < 1e-4, f"sepconv and the torch loop disagree by {diff}"
     dy = torch.randn(args.batch, args.frames, args.size, args.size, args.filters)
     dy_nchw = dy.permute(0, 1, 4, 2, 3).contiguous()
 
-    def run_sepconv_fwd():
+    def run_sepconv_fwd(layer=layer):
         with torch.no_grad():
             layer(x)
 
-    def run_sepconv_fb():
+    def run_sepconv_fb(layer=layer):
         xg = x.clone().requires_grad_()
         torch.autograd.grad(layer(xg), [xg] + layer.weights, dy)
 
@@ -187,6 +206,12 @@ def main(argv=None) -> int:
         tf.ask(op="setup", shape=shape)
     runs = {("sepconv", "fwd"): run_sepconv_fwd, ("sepconv", "fb"): run_sepconv_fb,
             ("torch loop", "fwd"): run_loop_fwd, ("torch loop", "fb"): run_loop_fb}
+    if before is not None:
+        with torch.no_grad():
+            diff = (before(x) - layer(x)).abs().max()
+        assert diff < 1e-4, f"sepconv and --before disagree by {diff}"
+        runs[("before", "fwd")] = lambda: run_sepconv_fwd(before)
+        runs[("before", "fb")] = lambda: run_sepconv_fb(before)
     for fn in runs.values():
         fn(), fn()
     times = {key: [] for key in runs}
@@ -194,7 +219,9 @@ def main(argv=None) -> int:
         times.update({("tf-keras", "fwd"): [], ("tf-keras", "fb"): []})
     for _ in range(args.rounds):
         for mode in ("fwd", "fb"):
-            for name in ("sepconv", "torch loop", "tf-keras"):
+            for name in ("sepconv", "before", "torch loop", "tf-keras"):
+                if (name, mode) not in runs and name != "tf-keras":
+                    continue
                 if name == "tf-keras":
                     if tf is not None:
                         times[(name, mode)].append(tf.ask(op="time", mode=mode)["seconds"])
@@ -209,7 +236,7 @@ def main(argv=None) -> int:
           f"median of {args.rounds} alternating rounds")
     print(f"{'implementation':<12} {'forward ms':>11} {'fwd+bwd ms':>11} "
           f"{'fwd vs sepconv':>15} {'fwd+bwd vs sepconv':>19}")
-    for name in ("sepconv", "torch loop", "tf-keras"):
+    for name in ("sepconv", "before", "torch loop", "tf-keras"):
         if f"{name} fwd" not in medians:
             continue
         f, fb = medians[f"{name} fwd"], medians[f"{name} fb"]

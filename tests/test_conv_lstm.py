@@ -75,6 +75,11 @@ def test_eval_mode_and_training_argument():
     dict(rank=2, kernel=(2, 2), strides=1, padding="same", go_backwards=True, masks=True),
     dict(rank=1, kernel=(3,), strides=2, padding="valid", go_backwards=False, masks=False),
     dict(rank=3, kernel=(1, 2, 1), strides=1, padding="same", go_backwards=False, masks=True),
+    # no dropout masks, stride 1: the fused path (one convolution of [x_t, h])
+    dict(rank=2, kernel=(2, 3), strides=1, padding="same", go_backwards=True, masks=False),
+    dict(rank=1, kernel=(3,), strides=1, padding="same", go_backwards=False, masks=False),
+    dict(rank=3, kernel=(2, 1, 2), strides=1, padding="valid", go_backwards=True,
+         masks=False),
 ])
 @pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
 def test_gradcheck_float64(case, fmt):
@@ -276,3 +281,32 @@ def test_functional_validates_masks_and_states():
         functional.conv_lstm(x, kernel, torch.zeros(3, 3, 8))
     out, h, c = functional.conv_lstm(x, kernel, rk, return_sequences=True)
     assert out.shape == (2, 3, 3, 2) and h.shape == c.shape == (2, 3, 2)
+
+
+@pytest.mark.parametrize("activation, recurrent_activation",
+                         [("tanh", "hard_sigmoid"), ("sigmoid", "sigmoid"),
+                          ("hard_sigmoid", "tanh"), ("relu", "hard_sigmoid")])
+@pytest.mark.parametrize("flags", [dict(return_sequences=True, go_backwards=True),
+                                   dict(return_sequences=False, go_backwards=False)])
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_inference_path_gives_the_training_numbers(activation, recurrent_activation, flags,
+                                                   fmt):
+    """Without autograd the recurrence runs its activations in place and writes h into the
+    output sequence: bit for bit the numbers of the autograd path, states not aliased."""
+    shape = (2, 3, 5, 4, 2) if fmt == "channels_last" else (2, 3, 2, 5, 4)
+    layer = sepconv.ConvLSTM2D(3, 3, padding="same", activation=activation,
+                               recurrent_activation=recurrent_activation, return_state=True,
+                               data_format=fmt, dtype="float64", input_shape=shape[1:],
+                               **flags)
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=torch.float64)
+    state = [torch.randn(layer._state_shape(shape), dtype=torch.float64) for _ in range(2)]
+    kept = [s.clone() for s in state]
+    with torch.no_grad():
+        fast = layer(x, initial_state=state)
+    slow = layer(x.requires_grad_(), initial_state=state)
+    assert [torch.equal(a, b) for a, b in zip(fast, slow)] == [True] * 3
+    assert all(torch.equal(a, b) for a, b in zip(state, kept))
+    if flags["return_sequences"]:  # (else the output is h, as in Keras)
+        fast[0].zero_()
+        assert torch.equal(fast[1], slow[1])

@@ -644,8 +644,11 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
     Per step ``t``: ``z = conv(x_t, kernel) + bias + conv_same(h, recurrent_kernel)``,
     ``i, f, g, o = split(z, 4)``, ``c = ra(f) * c + ra(i) * a(g)``, ``h = ra(o) * a(c)``
     with ``a = activation``, ``ra = recurrent_activation``.  The input convolution takes
-    ``strides``, ``padding`` and ``dilation_rate`` (it runs on all steps at once, through
-    :func:`conv`); the recurrent one is always stride 1, dilation 1, TensorFlow ``"same"``.
+    ``strides``, ``padding`` and ``dilation_rate``; the recurrent one is always stride 1,
+    dilation 1, TensorFlow ``"same"``.  With stride 1, dilation 1 and no dropout masks the
+    two run as one channels-last convolution of ``[x_t, h]`` per step (and, without
+    autograd, the gate activations in place); else the input convolution runs on chunks
+    of steps through :func:`conv` and the recurrent one channels-first.
 
     Args:
         x: ``(batch, time, *spatial, channels)`` for ``"channels_last"``,
@@ -771,6 +774,15 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
     symmetric = all(left == right for left, right in pads)
     flat_pads = [p for pair in reversed(pads) for p in pair]
     conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
+    in_pads = _padding.padding_amounts_nd(spatial, kernel.shape[:rank],
+                                          _ints(strides, rank, "strides"),
+                                          _ints(dilation_rate, rank, "dilation_rate"), padding)
+    if input_mask is None and recurrent_dropout_mask is None and \
+            _ints(strides, rank, "strides") == (1,) * rank and \
+            _ints(dilation_rate, rank, "dilation_rate") == (1,) * rank:
+        return _conv_lstm_fused(x, kernel, recurrent_kernel, bias, in_pads, pads, channels_last,
+                                activation, recurrent_activation, h, c, go_backwards,
+                                return_sequences, step_masks if mask is not None else None)
     rec_groups = 1
     if recurrent_dropout_mask is not None:
         rmask = recurrent_dropout_mask.movedim(-1, 2) if channels_last \
@@ -815,6 +827,129 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
         output = output.movedim(2 if return_sequences else 1, -1)
         h, c = h.movedim(1, -1), c.movedim(1, -1)
     return output, h, c
+
+
+def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, in_pads, pads, channels_last,
+                     activation, recurrent_activation, h, c, go_backwards, return_sequences,
+                     step_masks):
+    """:func:`conv_lstm` when the input convolution has stride 1 and dilation 1 (any
+    padding) and there are no dropout masks: one convolution per step of ``[x_t, h]``
+    (channels concatenated, each padded by its own convolution's padding: ``x_t`` padded
+    by ``in_pads`` and ``h`` by the recurrent ``pads`` have the same size and line up)
+    with ``[kernel, recurrent_kernel]``, channels-last in memory (oneDNN's fast layout:
+    1.4x the channels-first speed for 64 -> 256 channels 3x3; and a 1-channel input
+    convolution on its own costs half the recurrent one).  ``h`` and ``c`` come
+    channels-first ``(batch, filters, *out_spatial)``."""
+    F = torch.nn.functional
+    rank = kernel.dim() - 2
+    if rank == 1:  # as 2D over a height-1 axis: oneDNN's 2D path is faster than its 1D
+        axis = -3 if channels_last else -2
+        output, h, c = _conv_lstm_fused(
+            x.unsqueeze(2 if channels_last else 3), kernel.unsqueeze(0),
+            recurrent_kernel.unsqueeze(0), bias, ((0, 0),) + tuple(in_pads),
+            ((0, 0),) + tuple(pads), channels_last,
+            activation, recurrent_activation, h.unsqueeze(2), c.unsqueeze(2), go_backwards,
+            return_sequences, step_masks)
+        return output.squeeze(axis), h.squeeze(axis), c.squeeze(axis)
+    filters = recurrent_kernel.shape[-2]
+    conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
+    elementwise_ra = _elementwise(recurrent_activation)
+    weight = torch.cat([kernel, recurrent_kernel.to(kernel.dtype)], rank)  # (*k, in+F, 4F)
+    if elementwise_ra:
+        # gates reordered (i, f, o, c): one recurrent_activation call over i, f, o
+        order = torch.cat([torch.arange(2 * filters), torch.arange(3 * filters, 4 * filters),
+                           torch.arange(2 * filters, 3 * filters)]).to(weight.device)
+        weight = weight.index_select(rank + 1, order)
+        bias = None if bias is None else bias.index_select(0, order)
+    weight = weight.permute(rank + 1, rank, *range(rank)).contiguous()  # (4F, in+F, *k)
+    # the convolution pads both when they are equal and symmetric ("same", odd kernels);
+    # else x once and h at each step
+    own = tuple(in_pads) == tuple(pads) and all(left == right for left, right in pads)
+    conv_pads = tuple(p[0] for p in pads) if own else 0
+    h_pads = None if own else [0, 0] + [p for pair in reversed(pads) for p in pair]
+
+    def last(fn):
+        # An activation over an axis (softmax, ...) sees the tensor in the caller's layout.
+        if channels_last or _elementwise(fn):
+            return fn
+        return lambda t: fn(t.movedim(-1, 1)).movedim(1, -1)
+
+    act, rec_act = last(activation), last(recurrent_activation)
+    x = x if channels_last else x.movedim(2, -1)  # (batch, time, *spatial, in)
+    if not own and any(p for pair in in_pads for p in pair):
+        x = F.pad(x, [0, 0] + [p for pair in reversed(in_pads) for p in pair])
+    frames = x.unbind(1)
+    if go_backwards:
+        frames = frames[::-1]
+    h, c = h.movedim(1, -1), c.movedim(1, -1)
+    batch = x.shape[0]
+    out = torch.zeros_like(h) if step_masks is not None else None
+    outputs = []
+    act_, rec_act_ = _in_place(activation), _in_place(recurrent_activation)
+    if step_masks is None and act_ is not None and rec_act_ is not None and \
+            not (torch.is_grad_enabled() and any(
+                t is not None and t.requires_grad
+                for t in (x, kernel, recurrent_kernel, bias, h, c))):
+        # Inference: the same operations in place on the convolution's output, and each
+        # h written straight into the output sequence (the same numbers: no autograd to
+        # keep the inputs for).
+        output = x.new_empty((batch, len(frames)) + tuple(h.shape[1:])) \
+            if return_sequences else None
+        for t, frame in enumerate(frames):
+            xh = torch.cat([frame, h if own else F.pad(h, h_pads)], -1)
+            z = conv_nd(xh.movedim(-1, 1), weight, bias, padding=conv_pads).movedim(1, -1)
+            sig, zc = z.split([3 * filters, filters], -1)
+            zi, zf, zo = rec_act_(sig).split(filters, -1)
+            c = (zf * c).addcmul_(zi, act_(zc))
+            # (an activation writing into a strided out= may take another loop, and
+            # another rounding: multiply into the sequence instead)
+            h = activation(c)
+            h = h.mul_(zo) if output is None else torch.mul(h, zo, out=output[:, t])
+        if output is None:
+            output = h
+        else:
+            h = h.clone()  # the state, not a view of the returned sequence
+    else:
+        output = None
+    for t, frame in enumerate(frames if output is None else ()):
+        xh = torch.cat([frame, h if own else F.pad(h, h_pads)], -1)
+        z = conv_nd(xh.movedim(-1, 1), weight, bias, padding=conv_pads).movedim(1, -1)
+        if elementwise_ra:
+            sig, zc = z.split([3 * filters, filters], -1)
+            zi, zf, zo = rec_act(sig).split(filters, -1)
+        else:
+            zi, zf, zc, zo = z.split(filters, -1)
+            zi, zf, zo = rec_act(zi), rec_act(zf), rec_act(zo)
+        c_new = torch.addcmul(zf * c, zi, act(zc))
+        h_new = zo * act(c_new)
+        if step_masks is None:
+            h, c = h_new, c_new
+            out = h_new
+        else:
+            keep = step_masks[t].view((batch,) + (1,) * (rank + 1))
+            out = torch.where(keep, h_new, out)
+            h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
+        if return_sequences:
+            outputs.append(out)
+    if output is None:
+        output = torch.stack(outputs, 1) if return_sequences else out
+    if not channels_last:
+        output = output.movedim(-1, 2 if return_sequences else 1)
+        h, c = h.movedim(-1, 1), c.movedim(-1, 1)
+    return output, h, c
+
+
+def _in_place(fn: Callable) -> Optional[Callable]:
+    """The in-place form of an elementwise activation (the same operations, the same
+    numbers), or ``None``: for the few the recurrent layers default to."""
+    from . import activations
+    if fn is activations.hard_sigmoid:
+        return lambda t: t.mul_(0.2).add_(0.5).clamp_(0.0, 1.0)
+    if fn in (torch.tanh, activations.tanh):
+        return torch.tanh_
+    if fn in (torch.sigmoid, activations.sigmoid):
+        return torch.sigmoid_
+    return None
 
 
 def _elementwise(fn: Callable) -> bool:
