@@ -347,12 +347,20 @@ def _cache_dir() -> str:
 
 
 def _torch_openmp() -> Optional[str]:
-    """The path of the GNU OpenMP runtime this process (torch) has loaded, if any."""
+    """The path of the GNU OpenMP runtime torch runs on (mapped in this process from
+    torch's own ``lib`` folder), if any.  Other packages may map their own copies
+    (scikit-learn does): those are other thread pools."""
+    torch = sys.modules.get("torch")
+    if torch is None or not getattr(torch, "__file__", None):
+        return None
+    torch_lib = os.path.join(os.path.dirname(os.path.realpath(torch.__file__)), "lib")
     try:
         with open("/proc/self/maps") as f:
             for line in f:
                 path = line.split()[-1]
-                if os.path.basename(path).startswith("libgomp") and ".so" in path:
+                name = os.path.basename(path)
+                if name.startswith("libgomp") and ".so" in name \
+                        and os.path.dirname(os.path.realpath(path)) == torch_lib:
                     return path
     except (OSError, IndexError):
         pass
