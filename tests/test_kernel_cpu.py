@@ -393,3 +393,87 @@ def test_two_threads_matches_reference(c, m, k, stride, dilation, pad, channels_
     finally:
         torch.set_num_threads(1)
     _assert_close(expected, got, TOL[torch.float32], f"c={c} m={m}")
+
+
+class _FakeClock:
+    """A clock that a fake call advances by a cost depending on torch's thread count."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _policy_calls(policy, clock, cost_of_threads, calls, work=1000):
+    """Runs ``calls`` fake kernel calls; returns the thread count each one ran on."""
+    seen = []
+
+    def call():
+        threads = torch.get_num_threads()
+        seen.append(threads)
+        clock.now += cost_of_threads(threads)
+        return threads
+
+    for _ in range(calls):
+        assert policy.run("forward", work, call) == seen[-1]
+    return seen
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_thread_policy_learns_the_cheaper_count(busy):
+    """Idle cores (two threads cheaper): stays on two, re-trying one now and then; busy
+    cores (one thread cheaper): moves to one, re-trying two less and less often.  The
+    user's thread count is restored after every call."""
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    torch.set_num_threads(2)
+    try:
+        seen = _policy_calls(policy, clock, lambda t: (5.0 if t == 1 else 3.0) if not busy
+                             else (5.0 if t == 1 else 40.0), 300)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert seen[:2] == [2, 1]  # one probe of each
+    cheap, other = (2, 1) if not busy else (1, 2)
+    retries = [i for i, t in enumerate(seen[2:], start=2) if t == other]
+    assert seen.count(cheap) > 0.9 * len(seen)
+    if busy:  # losing re-tries are spaced out: 8, 16, 32, ... calls apart, at most 256
+        gaps = [b - a for a, b in zip(retries, retries[1:])]
+        assert gaps == sorted(gaps) and gaps[-1] > 8 and len(retries) <= 6
+    else:  # re-tries keep losing here too, but the cheap count stays the one picked
+        assert 1 <= len(retries) <= 6
+
+
+def test_thread_policy_follows_a_change_of_load():
+    """Busy, then idle: the policy moves back to two threads once a re-try wins."""
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    torch.set_num_threads(2)
+    try:
+        _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 40.0, 100)
+        seen = _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 2.0, 600)
+    finally:
+        torch.set_num_threads(1)
+    assert seen[-50:] == [2] * 50
+
+
+def test_thread_policy_restores_threads_on_error_and_leaves_one_thread_alone():
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    torch.set_num_threads(2)
+    try:
+        _policy_calls(policy, clock, lambda t: 1.0 if t == 1 else 9.0, 3)  # picks one now
+
+        def fail():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            policy.run("forward", 1000, fail)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    # on one thread (the user's choice) nothing is changed or timed
+    assert _policy_calls(policy, clock, lambda t: 1.0, 5, work=10**6) == [1] * 5
+    assert not any(key[1] == (10**6).bit_length() // 2 for key in policy.cost)
