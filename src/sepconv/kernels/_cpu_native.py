@@ -7,9 +7,15 @@ machine, 20-30x slower than the forward convolution; torch has no other route (g
 "transposed" convolutions, FFT and unfolding were measured and are slower still).
 
 The source below is compiled once per machine with the system C compiler (no torch
-headers, no build-time torch: plain C with pthreads, loaded through ``ctypes``) into a
-per-user cache.  If there is no compiler or the build fails, :func:`load` returns
-``None`` and the kernel falls back to ``torch.ops.aten.convolution_backward``.
+headers, no build-time torch; ``-march=native``: 16-float vectors where the CPU has
+AVX-512, 8 otherwise) into a per-user cache and loaded through ``ctypes``.  It runs its
+threads on torch's own OpenMP runtime: built with ``-fopenmp`` and linked against the
+``libgomp`` torch mapped from its ``lib`` folder, so its parallel regions reuse torch's
+thread pool (no second set of threads competing with torch's spin-waiting ones); where
+that runtime is not found or the OpenMP build fails, a pthreads build.  If there is no
+compiler or the build fails, :func:`load` returns ``None`` and the kernel falls back to
+``torch.ops.aten.convolution_backward``.  ``SEPCONV_NATIVE_OPENMP=0`` forces the pthreads
+build.
 Set ``SEPCONV_NATIVE=0`` to disable it.
 """
 

@@ -5,7 +5,7 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
 
 - The depthwise convolution (and the input gradient, a depthwise convolution of the
   intermediate's gradient with the flipped kernel) runs in a small C routine
-  (:mod:`._cpu_native`): tiles of steps x 8 channels built in L1 with the zero padding and
+  (:mod:`._cpu_native`): tiles of steps x 8 (16 with AVX-512) channels built in L1 with the zero padding and
   the multiplier's channel repeat applied on the fly (no padded or repeated copies),
   8 output steps held in registers.  It is 1.2-3x faster than oneDNN's depthwise kernel
   here (6x with a multiplier, which oneDNN runs as a slow grouped convolution), and
@@ -24,6 +24,9 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
   intermediate, drops the intermediate as soon as the pointwise weight gradient is done
   and frees temporaries early: a training step's peak memory stays below the plain
   composition's.
+- Threads: each forward or backward pass runs on torch's thread count or on one thread,
+  whichever its own recent timings say is cheaper (:class:`_ThreadPolicy`): on busy cores a
+  two-thread pass waits for descheduled OpenMP threads and is many times slower.
 - Without a C compiler (or with ``SEPCONV_NATIVE=0``), and for float64 or native half
   precision, the depthwise parts go through oneDNN as a channels_last 2D convolution on
   ``(N, C, 1, L)`` (a view of the input): channels repeated for a multiplier, dilated
