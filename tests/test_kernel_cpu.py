@@ -109,7 +109,10 @@ def test_fallback_without_native_matches_reference(case, monkeypatch):
 @pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
 @pytest.mark.parametrize("n,length,c,m,k,stride,dilation,pad_left", [
     (1, 5, 1, 1, 1, 1, 1, 0), (2, 70, 3, 2, 9, 1, 2, 8), (3, 200, 20, 3, 13, 2, 1, 6),
-    (2, 300, 16, 1, 33, 1, 1, 16), (1, 40, 9, 1, 4, 3, 1, 3), (2, 150, 8, 2, 87, 1, 1, 86)])
+    (2, 300, 16, 1, 33, 1, 1, 16), (1, 40, 9, 1, 4, 3, 1, 3), (2, 150, 8, 2, 87, 1, 1, 86),
+    # a full 16-wide chunk and a tail (masked reads), the tail at the tensor's end
+    (2, 50, 24, 1, 5, 1, 1, 2), (3, 64, 40, 1, 7, 2, 1, 3), (2, 33, 17, 1, 3, 1, 3, 0),
+    (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5)])
 def test_native_weight_gradient(n, length, c, m, k, stride, dilation, pad_left):
     """The C routine against a float64 sum over shifted slices."""
     span = (k - 1) * dilation + 1
@@ -131,7 +134,10 @@ def test_native_weight_gradient(n, length, c, m, k, stride, dilation, pad_left):
 @pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
 @pytest.mark.parametrize("n,length,c,m,k,stride,dilation,pad_left", [
     (1, 5, 1, 1, 1, 1, 1, 0), (2, 70, 3, 2, 9, 1, 2, 8), (3, 200, 20, 3, 13, 2, 1, 6),
-    (2, 300, 16, 1, 33, 1, 1, 16), (1, 40, 9, 1, 4, 3, 1, 3), (2, 150, 8, 2, 87, 1, 1, 86)])
+    (2, 300, 16, 1, 33, 1, 1, 16), (1, 40, 9, 1, 4, 3, 1, 3), (2, 150, 8, 2, 87, 1, 1, 86),
+    # a full 16-wide chunk and a tail (masked reads), the tail at the tensor's end
+    (2, 50, 24, 1, 5, 1, 1, 2), (3, 64, 40, 1, 7, 2, 1, 3), (2, 33, 17, 1, 3, 1, 3, 0),
+    (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5)])
 def test_native_depthwise_forward(n, length, c, m, k, stride, dilation, pad_left):
     """The C depthwise convolution against torch's, in float64."""
     span = (k - 1) * dilation + 1
@@ -295,3 +301,179 @@ def test_double_backward_matches_reference(pad, stride, dilation, channels_last)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     leaves = [t.detach().clone().requires_grad_() for t in tensors]
     assert torch.autograd.gradgradcheck(lambda *a: cpu.separable_conv1d(*a, **kw), leaves)
+
+
+# -- the native routine's build: vector width, OpenMP runtime, dispatcher-sized shapes ------
+
+def _cpu_has(flag):
+    with open("/proc/cpuinfo") as f:
+        return any(line.startswith("flags") and flag in line.split() for line in f)
+
+
+@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
+def test_native_vector_width_follows_the_machine():
+    """-march=native: 16 floats per vector where the CPU has AVX-512, 8 otherwise."""
+    expected = 16 if _cpu_has("avx512f") else 8
+    assert _cpu_native.load().sepconv_vector_width() == expected
+
+
+@pytest.mark.skipif(_cpu_native.load() is None or _cpu_native._openmp is None,
+                    reason="native routine not built on an OpenMP runtime")
+def test_native_runs_on_torchs_openmp_pool():
+    """The C routine runs on torch's OpenMP runtime (the libgomp in torch's folder; other
+    packages may map their own) and adds no threads of its own: the task count never
+    exceeds what torch's pool already made."""
+    import os
+    import threading
+
+    mapped = {line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line}
+    assert _cpu_native._openmp in mapped
+    assert os.path.dirname(_cpu_native._openmp) == os.path.join(os.path.dirname(torch.__file__),
+                                                                "lib")
+    torch.set_num_threads(2)
+    try:
+        torch.mm(torch.randn(256, 256), torch.randn(256, 256))  # torch's pool is up
+        baseline = len(os.listdir("/proc/self/task")) + 1  # + the watcher below
+        x, w = torch.randn(8, 4000, 64), torch.randn(9, 64)
+        z = torch.empty(8, 4000, 64)
+        peak, done = [0], threading.Event()
+
+        def watch():
+            while not done.is_set():
+                peak[0] = max(peak[0], len(os.listdir("/proc/self/task")))
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            for _ in range(20):
+                _cpu_native.dw_forward(x, w, z, n=8, length=4000, out_len=4000, c=64, m=1,
+                                       k=9, stride=1, dilation=1, pad_left=4, threads=2)
+        finally:
+            done.set()
+            watcher.join()
+        assert 0 < peak[0] <= baseline
+    finally:
+        torch.set_num_threads(1)
+
+
+@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
+def test_pthreads_build_matches_openmp_build(tmp_path):
+    """The fallback build (pthreads, used where torch's libgomp is not found) computes the
+    same numbers as the loaded one."""
+    other = _cpu_native._open(str(tmp_path / "pthreads.so"), None)
+    x, w, g = torch.randn(3, 70, 24), torch.randn(5, 24), torch.randn(3, 70, 24)
+    outs = []
+    for lib in (_cpu_native.load(), other):
+        z, gw = torch.empty(3, 70, 24), torch.empty(5, 24)
+        lib.sepconv_dw_forward(x.data_ptr(), w.data_ptr(), z.data_ptr(), 3, 70, 70, 24, 1, 5,
+                               1, 1, 2, 2)
+        lib.sepconv_dw_grad_weight(x.data_ptr(), g.data_ptr(), gw.data_ptr(), 3, 70, 70, 24,
+                                   1, 5, 1, 1, 2, 2)
+        outs.append((z, gw))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("c,m,k,stride,dilation,pad,channels_last", [
+    (64, 1, 13, 1, 1, "same", True), (24, 1, 9, 1, 1, "same", False),
+    (17, 2, 4, 1, 1, "causal", True), (33, 1, 7, 2, 1, "valid", True),
+    (40, 3, 5, 1, 2, "same", False), (31, 1, 4, 1, 3, "causal", False),
+    (48, 1, 3, 3, 1, "same", True)])
+def test_two_threads_matches_reference(c, m, k, stride, dilation, pad, channels_last):
+    """Dispatcher-sized float32 shapes on two threads (the pool the C routine shares),
+    channel counts around the vector width, forward and every gradient."""
+    tensors, kwargs = _case(4, 96, c, m, 32, k, stride, dilation, pad, channels_last, True)
+    expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    torch.set_num_threads(2)
+    try:
+        got = _run(lambda *a, **kw: functional.separable_conv1d(
+            *a, strides=stride, padding=pad, dilation_rate=dilation,
+            data_format="channels_last" if channels_last else "channels_first"),
+            tensors, {}, torch.float32)
+    finally:
+        torch.set_num_threads(1)
+    _assert_close(expected, got, TOL[torch.float32], f"c={c} m={m}")
+
+
+class _FakeClock:
+    """A clock that a fake call advances by a cost depending on torch's thread count."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _policy_calls(policy, clock, cost_of_threads, calls, work=1000):
+    """Runs ``calls`` fake kernel calls; returns the thread count each one ran on."""
+    seen = []
+
+    def call():
+        threads = torch.get_num_threads()
+        seen.append(threads)
+        clock.now += cost_of_threads(threads)
+        return threads
+
+    for _ in range(calls):
+        assert policy.run("forward", work, call) == seen[-1]
+    return seen
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_thread_policy_learns_the_cheaper_count(busy):
+    """Idle cores (two threads cheaper): stays on two, re-trying one now and then; busy
+    cores (one thread cheaper): moves to one, re-trying two less and less often.  The
+    user's thread count is restored after every call."""
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    torch.set_num_threads(2)
+    try:
+        seen = _policy_calls(policy, clock, lambda t: (5.0 if t == 1 else 3.0) if not busy
+                             else (5.0 if t == 1 else 40.0), 300)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert seen[:2] == [2, 1]  # one probe of each
+    cheap, other = (2, 1) if not busy else (1, 2)
+    retries = [i for i, t in enumerate(seen[2:], start=2) if t == other]
+    assert seen.count(cheap) > 0.9 * len(seen)
+    if busy:  # losing re-tries are spaced out: 8, 16, 32, ... calls apart, at most 256
+        gaps = [b - a for a, b in zip(retries, retries[1:])]
+        assert gaps == sorted(gaps) and gaps[-1] > 8 and len(retries) <= 6
+    else:  # re-tries keep losing here too, but the cheap count stays the one picked
+        assert 1 <= len(retries) <= 6
+
+
+def test_thread_policy_follows_a_change_of_load():
+    """Busy, then idle: the policy moves back to two threads once a re-try wins."""
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    torch.set_num_threads(2)
+    try:
+        _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 40.0, 100)
+        seen = _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 2.0, 600)
+    finally:
+        torch.set_num_threads(1)
+    assert seen[-50:] == [2] * 50
+
+
+def test_thread_policy_restores_threads_on_error_and_leaves_one_thread_alone():
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    torch.set_num_threads(2)
+    try:
+        _policy_calls(policy, clock, lambda t: 1.0 if t == 1 else 9.0, 3)  # picks one now
+
+        def fail():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            policy.run("forward", 1000, fail)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    # on one thread (the user's choice) nothing is changed or timed
+    assert _policy_calls(policy, clock, lambda t: 1.0, 5, work=10**6) == [1] * 5
+    assert not any(key[1] == (10**6).bit_length() // 2 for key in policy.cost)

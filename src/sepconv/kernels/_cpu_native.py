@@ -7,9 +7,15 @@ machine, 20-30x slower than the forward convolution; torch has no other route (g
 "transposed" convolutions, FFT and unfolding were measured and are slower still).
 
 The source below is compiled once per machine with the system C compiler (no torch
-headers, no build-time torch: plain C with pthreads, loaded through ``ctypes``) into a
-per-user cache.  If there is no compiler or the build fails, :func:`load` returns
-``None`` and the kernel falls back to ``torch.ops.aten.convolution_backward``.
+headers, no build-time torch; ``-march=native``: 16-float vectors where the CPU has
+AVX-512, 8 otherwise) into a per-user cache and loaded through ``ctypes``.  It runs its
+threads on torch's own OpenMP runtime: built with ``-fopenmp`` and linked against the
+``libgomp`` torch mapped from its ``lib`` folder, so its parallel regions reuse torch's
+thread pool (no second set of threads competing with torch's spin-waiting ones); where
+that runtime is not found or the OpenMP build fails, a pthreads build.  If there is no
+compiler or the build fails, :func:`load` returns ``None`` and the kernel falls back to
+``torch.ops.aten.convolution_backward``.  ``SEPCONV_NATIVE_OPENMP=0`` forces the pthreads
+build.
 Set ``SEPCONV_NATIVE=0`` to disable it.
 """
 
@@ -32,10 +38,42 @@ SOURCE = r"""
 #include <stdlib.h>
 #include <string.h>
 
-#define VW 8     /* channels per vector: one 256-bit register of float */
+/* channels per vector: one register of float (512-bit where the machine has AVX-512) */
+#ifndef VW
+#ifdef __AVX512F__
+#define VW 16
+#else
+#define VW 8
+#endif
+#endif
 #define T 128    /* output steps per tile */
 
+typedef void *(*job_fn)(void *);
+
 typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(4)));
+typedef int32_t vi __attribute__((vector_size(VW * sizeof(int32_t)), aligned(4)));
+
+/* A tail chunk's rows (channels [cm0, cm), fewer than VW), lanes past the end zeroed: a
+   full vector read masked where it stays inside the tensor (ending at end), else lane by
+   lane.  dst: nrows rows of VW floats; row r from src0 + r * step, or zeros where
+   lo <= r < hi fails. */
+static void tail_rows(float *dst, const float *src0, int64_t step, int64_t nrows,
+                      int64_t lo, int64_t hi, int64_t lanes, const float *end) {
+    int32_t mk[VW];
+    for (int v = 0; v < VW; v++) mk[v] = v < lanes ? -1 : 0;
+    vi mask;
+    memcpy(&mask, mk, sizeof mask);
+    for (int64_t r = 0; r < nrows; r++) {
+        const float *src = src0 + r * step;
+        if (r < lo || r >= hi) {
+            *(vf *)(dst + r * VW) = (vf){0};
+        } else if (src + VW <= end) {
+            *(vf *)(dst + r * VW) = (vf)((vi)(*(const vf *)src) & mask);
+        } else {
+            for (int v = 0; v < VW; v++) dst[r * VW + v] = v < lanes ? src[v] : 0.0f;
+        }
+    }
+}
 
 typedef struct {
     const float *x, *g;
@@ -97,6 +135,11 @@ static void tile(const job_t *j, int64_t n, int64_t l0, int64_t tl, int64_t cm0,
         }
         for (int64_t l = 0; l < tl; l++)
             *(vf *)(gt + l * VW) = *(const vf *)(gn + (l0 + l) * cm + cm0);
+    } else if (j->m == 1) {
+        tail_rows(xt, xn + t0 * j->c + cm0, j->c, nrows, -t0, j->length - t0, cm - cm0,
+                  j->x + j->n * j->length * j->c);
+        tail_rows(gt, gn + l0 * cm + cm0, cm, tl, 0, tl, cm - cm0,
+                  j->g + j->n * j->out_len * cm);
     } else {
         int64_t idx[VW];  /* input channel of each lane, -1 past the end */
         for (int v = 0; v < VW; v++) idx[v] = cm0 + v < cm ? (cm0 + v) / j->m : -1;
@@ -148,6 +191,27 @@ static void *run(void *arg) {
     return NULL;
 }
 
+/* One job per thread.  Built with SEPCONV_OMP, the jobs run on the OpenMP runtime torch
+   itself loaded (its libgomp): the same thread pool as torch's GEMMs, whose threads would
+   otherwise still be spin-waiting after a GEMM while ours start (2 cores, 3-4 busy
+   threads).  Without it, plain pthreads. */
+static void dispatch(job_fn fn, job_t *jobs, int threads) {
+#ifdef SEPCONV_OMP
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+    for (int i = 0; i < threads; i++) fn(&jobs[i]);
+#else
+    pthread_t tid[64];
+    int spawned = 0;
+    for (int i = 1; i < threads; i++, spawned++)
+        if (pthread_create(&tid[i], NULL, fn, &jobs[i]) != 0) break;
+    fn(&jobs[0]);
+    for (int i = 1; i <= spawned; i++) pthread_join(tid[i], NULL);
+    for (int i = spawned + 1; i < threads; i++) fn(&jobs[i]);
+#endif
+}
+
+int sepconv_vector_width(void) { return VW; }
+
 /* x: (n, length, c) contiguous; g: (n, out_len, c*m) contiguous; out: (k, c*m). */
 int sepconv_dw_grad_weight(const float *x, const float *g, float *out, int64_t n,
                            int64_t length, int64_t out_len, int64_t c, int64_t m, int64_t k,
@@ -157,18 +221,12 @@ int sepconv_dw_grad_weight(const float *x, const float *g, float *out, int64_t n
     if (threads > chunks) threads = (int)chunks;
     if (threads > 64) threads = 64;
     job_t jobs[64];
-    pthread_t tid[64];
     for (int i = 0; i < threads; i++) {
         job_t j = {x, g, out, n, length, out_len, c, m, k, stride, dilation, pad_left,
                    chunks * i / threads, chunks * (i + 1) / threads};
         jobs[i] = j;
     }
-    int spawned = 0;
-    for (int i = 1; i < threads; i++, spawned++)
-        if (pthread_create(&tid[i], NULL, run, &jobs[i]) != 0) break;
-    run(&jobs[0]);
-    for (int i = 1; i <= spawned; i++) pthread_join(tid[i], NULL);
-    for (int i = spawned + 1; i < threads; i++) run(&jobs[i]);
+    dispatch(run, jobs, threads);
     return 0;
 }
 
@@ -208,6 +266,12 @@ static void fwd_tile(const job_t *j, int64_t n, int64_t l0, int64_t tl, int64_t 
         }
         for (int64_t kk = 0; kk < j->k; kk++)
             *(vf *)(wt + kk * VW) = *(const vf *)(j->g + kk * cm + cm0);
+    } else if (j->m == 1) {
+        tail_rows(xt, xn + t0 * j->c + cm0, j->c, nrows, -t0, j->length - t0, cm - cm0,
+                  j->x + j->n * j->length * j->c);
+        for (int64_t kk = 0; kk < j->k; kk++)
+            for (int v = 0; v < VW; v++)
+                wt[kk * VW + v] = cm0 + v < cm ? j->g[kk * cm + cm0 + v] : 0.0f;
     } else {
         int64_t idx[VW];
         for (int v = 0; v < VW; v++) idx[v] = cm0 + v < cm ? (cm0 + v) / j->m : -1;
@@ -255,26 +319,21 @@ int sepconv_dw_forward(const float *x, const float *w, float *z, int64_t n, int6
     if (threads > chunks) threads = (int)chunks;
     if (threads > 64) threads = 64;
     job_t jobs[64];
-    pthread_t tid[64];
     for (int i = 0; i < threads; i++) {
         job_t j = {x, w, z, n, length, out_len, c, m, k, stride, dilation, pad_left,
                    chunks * i / threads, chunks * (i + 1) / threads};
         jobs[i] = j;
     }
-    int spawned = 0;
-    for (int i = 1; i < threads; i++, spawned++)
-        if (pthread_create(&tid[i], NULL, run_fwd, &jobs[i]) != 0) break;
-    run_fwd(&jobs[0]);
-    for (int i = 1; i <= spawned; i++) pthread_join(tid[i], NULL);
-    for (int i = spawned + 1; i < threads; i++) run_fwd(&jobs[i]);
+    dispatch(run_fwd, jobs, threads);
     return 0;
 }
 """
 
-_FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-pthread", "-std=gnu11"]
+_FLAGS = ["-O3", "-march=native", "-fPIC", "-std=gnu11"]
 _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
 _tried = False
+_openmp: Optional[str] = None  # the OpenMP runtime the library runs on; None: pthreads
 
 
 def _cpu_flags() -> str:
@@ -293,24 +352,67 @@ def _cache_dir() -> str:
     return os.path.join(base, "sepconv")
 
 
-def _build(path: str) -> None:
+def _torch_openmp() -> Optional[str]:
+    """The path of the GNU OpenMP runtime torch runs on (mapped in this process from
+    torch's own ``lib`` folder), if any.  Other packages may map their own copies
+    (scikit-learn does): those are other thread pools."""
+    torch = sys.modules.get("torch")
+    if torch is None or not getattr(torch, "__file__", None):
+        return None
+    torch_lib = os.path.join(os.path.dirname(os.path.realpath(torch.__file__)), "lib")
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                name = os.path.basename(path)
+                if name.startswith("libgomp") and ".so" in name \
+                        and os.path.dirname(os.path.realpath(path)) == torch_lib:
+                    return path
+    except (OSError, IndexError):
+        pass
+    return None
+
+
+def _build(path: str, gomp: Optional[str]) -> None:
+    """Compile ``SOURCE`` to ``path``: on ``gomp`` (an OpenMP runtime's path) when given,
+    with pthreads otherwise."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         raise OSError("no C compiler")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
         src = os.path.join(tmp, "dw_grad.c")
+        obj = os.path.join(tmp, "dw_grad.o")
         out = os.path.join(tmp, "dw_grad.so")
         with open(src, "w") as f:
             f.write(SOURCE)
-        subprocess.run([compiler, *_FLAGS, src, "-o", out], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+        if gomp:
+            # compiled with -fopenmp, linked against torch's own libgomp (not the system's):
+            # one runtime, one thread pool in the process
+            steps = [[compiler, *_FLAGS, "-fopenmp", "-DSEPCONV_OMP", "-c", src, "-o", obj],
+                     [compiler, "-shared", "-pthread", obj, gomp,
+                      "-Wl,-rpath," + os.path.dirname(gomp), "-o", out]]
+        else:
+            steps = [[compiler, *_FLAGS, "-shared", "-pthread", src, "-o", out]]
+        for cmd in steps:
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           timeout=120)
         os.replace(out, path)  # atomic: concurrent builders never see half a file
+
+
+def _open(path: str, gomp: Optional[str]) -> ctypes.CDLL:
+    if not os.path.exists(path):
+        _build(path, gomp)
+    lib = ctypes.CDLL(path)
+    for fn in (lib.sepconv_dw_grad_weight, lib.sepconv_dw_forward):
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9 + [ctypes.c_int]
+    return lib
 
 
 def load() -> Optional[ctypes.CDLL]:
     """The compiled library, built on first use; ``None`` where it cannot be built."""
-    global _lib, _tried
+    global _lib, _tried, _openmp
     if _tried:
         return _lib
     with _lock:
@@ -320,19 +422,18 @@ def load() -> Optional[ctypes.CDLL]:
         if os.environ.get("SEPCONV_NATIVE", "1").strip() in ("0", "false", "no"):
             return None
         # -march=native: the CPU's flags belong in the key (a shared home across machines).
-        key = hashlib.sha256((SOURCE + " ".join(_FLAGS) + sys.platform + platform.machine()
-                              + _cpu_flags()).encode()).hexdigest()[:16]
-        path = os.path.join(_cache_dir(), f"dw_grad_{key}.so")
-        try:
-            if not os.path.exists(path):
-                _build(path)
-            lib = ctypes.CDLL(path)
-            for fn in (lib.sepconv_dw_grad_weight, lib.sepconv_dw_forward):
-                fn.restype = ctypes.c_int
-                fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9 + [ctypes.c_int]
-            _lib = lib
-        except (OSError, subprocess.SubprocessError, AttributeError):
-            _lib = None
+        key = SOURCE + " ".join(_FLAGS) + sys.platform + platform.machine() + _cpu_flags()
+        gomp = _torch_openmp() if os.environ.get("SEPCONV_NATIVE_OPENMP", "1").strip() \
+            not in ("0", "false", "no") else None
+        for runtime in ([gomp] if gomp else []) + [None]:
+            digest = hashlib.sha256((key + str(runtime)).encode()).hexdigest()[:16]
+            path = os.path.join(_cache_dir(), f"dw_grad_{digest}.so")
+            try:
+                _lib = _open(path, runtime)
+                _openmp = runtime
+                break
+            except (OSError, subprocess.SubprocessError, AttributeError):
+                _lib = None
     return _lib
 
 

@@ -5,7 +5,7 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
 
 - The depthwise convolution (and the input gradient, a depthwise convolution of the
   intermediate's gradient with the flipped kernel) runs in a small C routine
-  (:mod:`._cpu_native`): tiles of steps x 8 channels built in L1 with the zero padding and
+  (:mod:`._cpu_native`): tiles of steps x 8 (16 with AVX-512) channels built in L1 with the zero padding and
   the multiplier's channel repeat applied on the fly (no padded or repeated copies),
   8 output steps held in registers.  It is 1.2-3x faster than oneDNN's depthwise kernel
   here (6x with a multiplier, which oneDNN runs as a slow grouped convolution), and
@@ -24,6 +24,9 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
   intermediate, drops the intermediate as soon as the pointwise weight gradient is done
   and frees temporaries early: a training step's peak memory stays below the plain
   composition's.
+- Threads: each forward or backward pass runs on torch's thread count or on one thread,
+  whichever its own recent timings say is cheaper (:class:`_ThreadPolicy`): on busy cores a
+  two-thread pass waits for descheduled OpenMP threads and is many times slower.
 - Without a C compiler (or with ``SEPCONV_NATIVE=0``), and for float64 or native half
   precision, the depthwise parts go through oneDNN as a channels_last 2D convolution on
   ``(N, C, 1, L)`` (a view of the input): channels repeated for a multiplier, dilated
@@ -39,6 +42,8 @@ exercises.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import List, Optional, Tuple
 
 import torch
@@ -159,6 +164,12 @@ def _depthwise_4d(depthwise: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _forward(x, depthwise, pointwise, bias, geometry):
     """Returns ``(y, z2)``: the output and the ``(N*L_out, C*M)`` intermediate."""
+    k, _, m = depthwise.shape
+    return _threads.run("forward", x.numel() * m * (k + pointwise.shape[1]),
+                        lambda: _forward_pass(x, depthwise, pointwise, bias, geometry))
+
+
+def _forward_pass(x, depthwise, pointwise, bias, geometry):
     stride, dilation, pad_left, pad_right, channels_last = geometry
     cdt = compute_dtype(x.dtype)
     fmt = _memory_format(cdt)
@@ -205,6 +216,72 @@ def _native_depthwise(xs: torch.Tensor, w2: torch.Tensor, out_len: int, m: int, 
                            m=m, k=k, stride=stride, dilation=dilation, pad_left=pad_left,
                            threads=torch.get_num_threads())
     return z
+
+
+class _ThreadPolicy:
+    """How many threads one call of the kernel (a forward or a backward pass) runs on,
+    learnt from its own timings.
+
+    Measured on a 2-core machine (bench/README.md, issue 15): on idle cores torch's two
+    OpenMP threads (which the C routine shares) run a call up to ~2x faster than one; on
+    busy cores (other processes runnable) every parallel region of a two-thread call may
+    wait a scheduler time slice for its second thread, and the call runs 2-20x *slower*
+    than on one thread.  Neither count is right for every machine or every minute, and
+    users cannot be asked to set ``OMP_WAIT_POLICY``, so the kernel times itself: per pass
+    and size class (powers of 4 of multiply-adds) it keeps a running mean of the time per
+    multiply-add on one thread and on torch's thread count (``torch.get_num_threads()``,
+    the user's setting, never raised), runs the cheaper, and re-tries the other every 8th
+    call (spaced out to every 256th while the re-tries keep losing).  A one-thread call
+    lowers torch's thread count for its duration (``torch.set_num_threads``, 0.3 us; other
+    Python threads running torch ops meanwhile see it too).  Calls made while another is
+    under way (other threads, nested calls) run as they are, untimed.
+    """
+
+    def __init__(self, clock=time.perf_counter) -> None:
+        self.clock = clock
+        self.cost: dict = {}   # (pass, size class, threads) -> mean seconds/multiply-add
+        self.calls: dict = {}  # (pass, size class) -> [calls, re-try interval]
+        self.lock = threading.Lock()
+
+    def run(self, name: str, work: int, call):
+        """``call()`` on the thread count this policy picks for ``work`` multiply-adds."""
+        if torch.compiler.is_compiling() or not self.lock.acquire(blocking=False):
+            return call()
+        try:
+            threads = torch.get_num_threads()
+            if threads <= 1 or work <= 0:
+                return call()
+            key = (name, work.bit_length() // 2)
+            state = self.calls.setdefault(key, [0, 8])
+            state[0] += 1
+            one, many = self.cost.get(key + (1,)), self.cost.get(key + (threads,))
+            retry = one is not None and many is not None and state[0] % state[1] == 0
+            if many is None:
+                pick = threads
+            elif one is None:
+                pick = 1
+            else:
+                best, other = (threads, 1) if many <= one else (1, threads)
+                pick = other if retry else best
+            if pick != threads:
+                torch.set_num_threads(pick)
+            try:
+                start = self.clock()
+                result = call()
+                per = (self.clock() - start) / work
+            finally:
+                if pick != threads:
+                    torch.set_num_threads(threads)
+            old = self.cost.get(key + (pick,))
+            self.cost[key + (pick,)] = per if old is None else 0.75 * old + 0.25 * per
+            if retry:  # re-try often while re-tries win, less and less often while they lose
+                state[1] = 8 if per < (many if pick == 1 else one) else min(2 * state[1], 256)
+            return result
+        finally:
+            self.lock.release()
+
+
+_threads = _ThreadPolicy()
 
 
 def _layout_back(g4: torch.Tensor, m: int, channels_last: bool,
@@ -386,6 +463,15 @@ def _vmap(info, in_dims, x, depthwise, pointwise, bias, *geometry):
 
 
 def _hand_backward(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, geometry):
+    """Gradients of (x, depthwise, pointwise, bias): :func:`_backward_pass` on the thread
+    count :class:`_ThreadPolicy` picks."""
+    k, _, m = depthwise.shape
+    return _threads.run("backward", x.numel() * m * (k + pointwise.shape[1]),
+                        lambda: _backward_pass(grad_y, x, depthwise, pointwise, z2_box,
+                                               bias_dtype, needs, geometry))
+
+
+def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, geometry):
     """Gradients of (x, depthwise, pointwise, bias) (``None`` where ``needs`` says so): two
     GEMMs for the pointwise part, the C depthwise routines (or oneDNN) for the rest.
     ``z2_box`` is a one-element list holding the intermediate (or ``None`` after a first
