@@ -1,0 +1,78 @@
+"""``python -m sepconv bench --family``: the mechanism on tiny shapes (no timing assertions).
+
+Every peer's setup checks that the torch module it times computes the sepconv layer's
+numbers (weights copied, TensorFlow's padding rebuilt with torch's arguments), so this run
+fails if a counterpart does different work; the backward step fails if a shape's declared
+output shape is not the layer's.
+"""
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from sepconv import bench
+from sepconv.bench import family
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _run(tmp_path, *extra):
+    out = tmp_path / "out"
+    rc = bench.main("bench", ["--family", "--tiny", "--rounds", "1", "--reps", "1",
+                              "--threads", "1", "--no-memory", "--out", str(out), *extra])
+    assert rc == 0
+    with open(out / "bench.json") as f:
+        return json.load(f)
+
+
+def test_family_bench_runs_every_shape_on_tiny_inputs(tmp_path, restore_threads):
+    report = _run(tmp_path, "--skip", "tf-keras")
+    names = [r["shape"]["name"] for r in report["rows"]]
+    assert names == [s.name for s in family.SHAPES]
+    layers = {r["shape"]["layer"] for r in report["rows"]}
+    assert layers == {"DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv2D", "Conv1D",
+                      "Conv2DTranspose", "Conv3D"}
+    for row in report["rows"]:
+        for mode in ("fwd", "fb"):
+            for peer in ("sepconv", "torch", "torch-nc", "roofline"):
+                assert row["ms"][mode][peer] > 0 and math.isfinite(row["ms"][mode][peer])
+            assert "tf-keras" not in row["ms"][mode]
+    assert "tf-keras: skipped (--skip)" in report["meta"]["notes"]
+    assert report["meta"]["cpu"]["vector_extensions"] is not None
+    assert os.path.exists(tmp_path / "out" / "bench.txt")
+
+
+@pytest.mark.parametrize("s", family.SHAPES, ids=lambda s: s.name)
+def test_declared_shapes_are_the_layers(s):
+    # output_shape feeds the roofline's FLOPs and bytes: the layer's own, full size
+    import sepconv
+    layer = getattr(sepconv, s.layer)(**s.kwargs, input_shape=s.input_shape[1:])
+    assert tuple(layer.compute_output_shape(s.input_shape)) == s.output_shape
+    n_weights = sum(p.numel() for p in layer.parameters())
+    assert s.bytes(False) == 4.0 * (math.prod(s.input_shape) + math.prod(s.output_shape)
+                                    + n_weights)
+
+
+def test_tiny_without_family_is_refused(tmp_path, capsys):
+    assert bench.main("bench", ["--tiny", "--out", str(tmp_path)]) == 2
+    assert "--family" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_family_bench_tf_keras_worker_builds_any_layer(tmp_path, restore_threads):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tf_keras")
+    report = _run(tmp_path, "--only", "conformer_dw1d,xception_middle,unet_up_3x3_same")
+    assert [r["shape"]["name"] for r in report["rows"]] == [
+        "conformer_dw1d", "xception_middle", "unet_up_3x3_same"]
+    for row in report["rows"]:
+        for mode in ("fwd", "fb"):
+            assert row["ms"][mode]["tf-keras"] > 0
