@@ -76,3 +76,45 @@ def test_family_bench_tf_keras_worker_builds_any_layer(tmp_path, restore_threads
     for row in report["rows"]:
         for mode in ("fwd", "fb"):
             assert row["ms"][mode]["tf-keras"] > 0
+
+
+@pytest.mark.parametrize("geometry", [
+    # (rank, spatial, kernel, strides, padding): the family's depthwise layers at small
+    # sizes, where the convolution pads the equal part itself and copies only the rest
+    (2, (9, 9), 3, 1, "same"),      # MobileNet 3x3: (1, 1) per axis, no copy
+    (2, (8, 8), 3, 2, "same"),      # MobileNet 3x3 stride 2: (0, 1), the 1 copied
+    (2, (9, 7), 3, 2, "same"),      # (1, 1) and (0, 1) on different axes
+    (2, (7, 7), 5, 1, "same"),      # 5x5: (2, 2)
+    (2, (2, 1), 4, 2, "same"),      # even kernel, length-1 axis, strided length-1 output
+    (1, (12,), 31, 1, "same"),      # Conformer k31 over a short input: (15, 15)
+    (1, (6,), 3, 1, "causal"),      # causal: (2, 0), all of it copied
+])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_depthwise_cpu_matches_reference_on_the_family_geometries(geometry, dtype):
+    """``kernels/depthwise_cpu.py`` against the reference kernel, forward and gradients of
+    input, kernel and bias, at the padding splits the family's shapes use."""
+    from kernel_env import kernel_choice
+    import sepconv.functional as F
+    from sepconv.kernels import depthwise_cpu
+
+    rank, spatial, k, s, padding = geometry
+    g = torch.Generator().manual_seed(rank * 100 + sum(spatial) + k)
+    x = torch.randn((2, *spatial, 3), generator=g, dtype=dtype)
+    dw = torch.randn((k,) * rank + (3, 2), generator=g, dtype=dtype)
+    b = torch.randn(6, generator=g, dtype=dtype)
+    assert F._pick_conv_kernel(x, dw.reshape(*dw.shape[:-2], 1, 6), (s,) * rank,
+                               ((1, 1),) * rank, 3, True) is depthwise_cpu.conv
+
+    def run(force):
+        inputs = [t.clone().requires_grad_(True) for t in (x, dw, b)]
+        with kernel_choice(force):
+            y = F.depthwise_conv(*inputs, strides=s, padding=padding)
+        dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+        return [y] + list(torch.autograd.grad((y * dy).sum(), inputs))
+
+    tol = dict(atol=1e-12, rtol=1e-12) if dtype == torch.float64 else dict(atol=1e-5,
+                                                                           rtol=1e-5)
+    got, want = run(""), run("reference")
+    for a, e in zip(got, want):
+        assert a.shape == e.shape
+        torch.testing.assert_close(a, e, **tol)

@@ -56,9 +56,16 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
     rest = tuple((a - m, b - m) for (a, b), m in zip(pads, both))
     spatial = x.shape[1:3]
     if any(p for pair in rest for p in pair):
-        padded = x.new_zeros((x.shape[0],) + tuple(n + a + b for n, (a, b) in
-                                                   zip(spatial, rest)) + (x.shape[-1],))
-        padded[:, rest[0][0]:rest[0][0] + spatial[0], rest[1][0]:rest[1][0] + spatial[1]] = x
+        (top, bottom), (left, right) = rest
+        h, w = spatial
+        padded = x.new_empty((x.shape[0], h + top + bottom, w + left + right, x.shape[-1]))
+        # zeros in the border only (a whole zero fill cost as much as the copy)
+        rows = padded[:, top:top + h]
+        for part in (padded[:, :top], padded[:, top + h:], rows[:, :, :left],
+                     rows[:, :, left + w:]):
+            if part.numel():
+                part.zero_()
+        rows[:, :, left:left + w] = x
         x = padded
     else:
         x = x.contiguous()
