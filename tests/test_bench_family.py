@@ -48,6 +48,9 @@ def test_family_bench_runs_every_shape_on_tiny_inputs(tmp_path, restore_threads)
     assert "tf-keras: skipped (--skip)" in report["meta"]["notes"]
     assert report["meta"]["cpu"]["vector_extensions"] is not None
     assert os.path.exists(tmp_path / "out" / "bench.txt")
+    markdown = (tmp_path / "out" / "bench.md").read_text().splitlines()
+    assert len(markdown) == 2 + 2 * (len(family.SHAPES) + 1)  # header, rule, rows, geomeans
+    assert markdown[2].startswith("| mobilenet_dw3 | fwd | ")
 
 
 @pytest.mark.parametrize("s", family.SHAPES, ids=lambda s: s.name)

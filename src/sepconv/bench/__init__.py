@@ -40,8 +40,8 @@ on channels_first data, and the tf-keras layer.  ``--tiny`` shrinks the family's
 to a few steps per axis: a smoke run in seconds.
 
 Outputs (``--out``, default ``bench/results/``; ``bench/results/family/`` with
-``--family``): a table on the terminal, ``bench.json`` and ``bench.png`` (ratios per shape,
-log scale).
+``--family``): a table on the terminal, ``bench.json``, ``bench.txt``, ``bench.md`` (the
+tables in Markdown) and ``bench.png`` (ratios per shape, log scale).
 """
 
 from __future__ import annotations
@@ -416,6 +416,24 @@ def _print_table(rows: List[Dict], peers: List[str], geo: Dict, memory: Dict) ->
     return text
 
 
+def _markdown(rows: List[Dict], peers: List[str], geo: Dict) -> str:
+    """The forward and forward+backward tables as Markdown (``bench.md``), for READMEs."""
+    others = [p for p in peers if p != "sepconv"]
+    head = ("| shape | mode | " + " | ".join(f"{p} ms" for p in peers) + " | "
+            + " | ".join(f"sepconv / {p}" for p in others) + " |")
+    lines = [head, "|" + "---|" * (2 + len(peers) + len(others))]
+    for mode in MODES:
+        for r in rows:
+            ms, ratio = r["ms"][mode], r["ratios"][mode]
+            lines.append(f"| {r['shape']['name']} | {mode} | "
+                         + " | ".join(_fmt(ms.get(p), ".2f").strip() for p in peers) + " | "
+                         + " | ".join(_fmt(ratio.get(p), ".2f").strip() for p in others) + " |")
+        lines.append(f"| geomean | {mode} | " + " | ".join("" for _ in peers) + " | "
+                     + " | ".join(_fmt(geo[mode].get("sepconv/" + p), ".2f").strip()
+                                  for p in others) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _plot(rows: List[Dict], peers: List[str], path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -625,9 +643,11 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
         json.dump(report, f, indent=1)
     with open(os.path.join(args.out, "bench.txt"), "w") as f:
         f.write(text + "\n")
+    with open(os.path.join(args.out, "bench.md"), "w") as f:
+        f.write(_markdown(rows, names, geo))
     try:
         _plot(rows, names, os.path.join(args.out, "bench.png"))
     except Exception as exc:
         print(f"note: chart not drawn ({type(exc).__name__}: {exc})")
-    print(f"\nwrote {os.path.join(args.out, 'bench.json')}, bench.txt, bench.png")
+    print(f"\nwrote {os.path.join(args.out, 'bench.json')}, bench.txt, bench.md, bench.png")
     return 0
