@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import padding as _padding
+from . import _inference, _train_step, _TorchPeer  # imported after the package's __init__
 
 # The layer classes this suite knows how to give a torch counterpart.
 _CONV = ("Conv1D", "Conv2D", "Conv3D")
@@ -107,10 +108,6 @@ class FamilyShape:
         if backward:
             words += 2 * x + y + 2 * w
         return 4.0 * words
-
-    @property
-    def out_steps(self) -> Tuple[int, ...]:
-        return self.output_shape[1:-1]
 
     def as_dict(self) -> Dict:
         return {"name": self.name, "source": self.source, "layer": self.layer,
@@ -266,15 +263,7 @@ def torch_module(layer, s: FamilyShape):
     return modules, call_first
 
 
-def _peers_base():
-    from . import _TorchPeer, _inference, _train_step
-    return _TorchPeer, _inference, _train_step
-
-
-_TorchPeerBase, _inference, _train_step = _peers_base()
-
-
-class LayerPeer(_TorchPeerBase):
+class LayerPeer(_TorchPeer):
     """The sepconv layer on channels_last data."""
 
     name = "sepconv"
@@ -289,7 +278,7 @@ class LayerPeer(_TorchPeerBase):
                 "fb": _train_step(layer, xg, dy, list(layer.parameters()))}
 
 
-class TorchModulePeer(_TorchPeerBase):
+class TorchModulePeer(_TorchPeer):
     """The plain torch module: ``channels_first=False`` on the same channels_last tensor
     (``movedim`` in and out, counted), ``True`` on channels_first contiguous data."""
 
