@@ -32,8 +32,16 @@ process with ``MALLOC_MMAP_THRESHOLD_=16384`` (so every tensor is its own mappin
 freed memory leaves the process): peak resident set (``VmHWM``, reset through
 ``/proc/self/clear_refs``) minus the resident set before the step, after one warm-up step.
 
-Outputs (``--out``, default ``bench/results/``): a table on the terminal, ``bench.json``
-and ``bench.png`` (ratios per shape, log scale).
+``--family`` runs the Keras convolution family instead (:mod:`sepconv.bench.family`:
+MobileNet depthwise, Xception separable, WaveNet causal Conv1D, U-Net Conv2DTranspose, 3D
+Conv3D), with the same rounds, medians and roofline; its peers are the sepconv layer, the
+plain torch module on the same channels_last data (layout conversion counted), that module
+on channels_first data, and the tf-keras layer.  ``--tiny`` shrinks the family's shapes
+to a few steps per axis: a smoke run in seconds.
+
+Outputs (``--out``, default ``bench/results/``; ``bench/results/family/`` with
+``--family``): a table on the terminal, ``bench.json``, ``bench.txt``, ``bench.md`` (the
+tables in Markdown) and ``bench.png`` (ratios per shape, log scale).
 """
 
 from __future__ import annotations
@@ -301,20 +309,22 @@ def _status_bytes(key: str) -> int:
         return int(re.search(key + r":\s+(\d+)", f.read()).group(1)) * 1024
 
 
-def _memory_child(peer_name: str, names: List[str], threads: int) -> int:
+def _memory_child(peer_name: str, shapes: List, threads: int, family: bool = False) -> int:
     """Print ``{shape: peak extra bytes of one training step}`` as JSON."""
     import gc
     import torch
     torch.set_num_threads(threads)
-    peer = {"sepconv": SepconvPeer, "torch": TorchCompositionPeer,
-            "keras3": Keras3Peer}[peer_name]()
+    if family:
+        from . import family as _family
+        peer = _family.memory_peer(peer_name)
+    else:
+        peer = {"sepconv": SepconvPeer, "torch": TorchCompositionPeer,
+                "keras3": Keras3Peer}[peer_name]()
     if peer.available() is not None:
         print(json.dumps({}))
         return 0
     result = {}
-    for s in SHAPES:
-        if s.name not in names:
-            continue
+    for s in shapes:
         step = peer.setup(s)["fb"]
         step()
         gc.collect()
@@ -329,12 +339,13 @@ def _memory_child(peer_name: str, names: List[str], threads: int) -> int:
     return 0
 
 
-def _measure_memory(peers: List[str], names: List[str], threads: int) -> Dict[str, Dict]:
+def _measure_memory(peers: List[str], names: List[str], threads: int,
+                    extra: Tuple[str, ...] = ()) -> Dict[str, Dict]:
     out: Dict[str, Dict] = {}
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="16384")
     for peer in peers:
         cmd = [sys.executable, "-m", "sepconv", "bench", "--memory-child", peer,
-               "--only", ",".join(names), "--threads", str(threads)]
+               "--only", ",".join(names), "--threads", str(threads), *extra]
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
             out[peer] = json.loads(res.stdout.strip().splitlines()[-1])
@@ -405,6 +416,24 @@ def _print_table(rows: List[Dict], peers: List[str], geo: Dict, memory: Dict) ->
     return text
 
 
+def _markdown(rows: List[Dict], peers: List[str], geo: Dict) -> str:
+    """The forward and forward+backward tables as Markdown (``bench.md``), for READMEs."""
+    others = [p for p in peers if p != "sepconv"]
+    head = ("| shape | mode | " + " | ".join(f"{p} ms" for p in peers) + " | "
+            + " | ".join(f"sepconv / {p}" for p in others) + " |")
+    lines = [head, "|" + "---|" * (2 + len(peers) + len(others))]
+    for mode in MODES:
+        for r in rows:
+            ms, ratio = r["ms"][mode], r["ratios"][mode]
+            lines.append(f"| {r['shape']['name']} | {mode} | "
+                         + " | ".join(_fmt(ms.get(p), ".2f").strip() for p in peers) + " | "
+                         + " | ".join(_fmt(ratio.get(p), ".2f").strip() for p in others) + " |")
+        lines.append(f"| geomean | {mode} | " + " | ".join("" for _ in peers) + " | "
+                     + " | ".join(_fmt(geo[mode].get("sepconv/" + p), ".2f").strip()
+                                  for p in others) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _plot(rows: List[Dict], peers: List[str], path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -437,8 +466,14 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m sepconv bench",
                                  description="Benchmark sepconv against its peers.")
     ap.add_argument("--quick", action="store_true", help="4 shapes, fewer repetitions")
-    ap.add_argument("--out", default=os.path.join("bench", "results"),
-                    help="output folder (default: bench/results)")
+    ap.add_argument("--family", action="store_true",
+                    help="the Keras convolution family's suite (sepconv.bench.family) "
+                         "instead of SeparableConv1D's")
+    ap.add_argument("--tiny", action="store_true",
+                    help="with --family: every shape shrunk to a few steps (smoke run)")
+    ap.add_argument("--out", default=None,
+                    help="output folder (default: bench/results, bench/results/family "
+                         "with --family)")
     ap.add_argument("--threads", type=int, default=2, help="threads for every peer (2)")
     ap.add_argument("--rounds", type=int, default=None, help="alternating rounds per shape")
     ap.add_argument("--reps", type=int, default=None, help="timed calls per round")
@@ -474,17 +509,26 @@ def cpu_info() -> Dict[str, object]:
 
 def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
     args = _parse(list(sys.argv[1:] if argv is None else argv))
-    shapes = [s for s in SHAPES if (not args.quick or s.quick)]
+    if args.tiny and not args.family:
+        print("--tiny applies to --family only", file=sys.stderr)
+        return 2
+    suite = SHAPES
+    if args.family:
+        from . import family as _family
+        suite = [s.tiny() for s in _family.SHAPES] if args.tiny else _family.SHAPES
+    if args.out is None:
+        args.out = os.path.join("bench", "results", *(["family"] if args.family else []))
+    shapes = [s for s in suite if (not args.quick or s.quick)]
     if args.only:
         wanted = set(args.only.split(","))
-        unknown = wanted - {s.name for s in SHAPES}
+        unknown = wanted - {s.name for s in suite}
         if unknown:
             print(f"unknown shape(s): {', '.join(sorted(unknown))}; choose from "
-                  f"{', '.join(s.name for s in SHAPES)}", file=sys.stderr)
+                  f"{', '.join(s.name for s in suite)}", file=sys.stderr)
             return 2
-        shapes = [s for s in SHAPES if s.name in wanted]
+        shapes = [s for s in suite if s.name in wanted]
     if args.memory_child:
-        return _memory_child(args.memory_child, [s.name for s in shapes], args.threads)
+        return _memory_child(args.memory_child, shapes, args.threads, args.family)
     policy = args.omp_wait_policy.upper()
     if policy != "INHERIT" and os.environ.get("OMP_WAIT_POLICY", "").upper() != policy:
         # OpenMP reads it once, when torch loads: run again in a process that has it.
@@ -498,7 +542,11 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
     reps = args.reps or 2
     skip = set(filter(None, args.skip.split(",")))
 
-    candidates = [SepconvPeer(), TorchCompositionPeer(), Keras3Peer(), TfKerasPeer(args.threads)]
+    if args.family:
+        candidates = _family.peers() + [TfKerasPeer(args.threads)]
+    else:
+        candidates = [SepconvPeer(), TorchCompositionPeer(), Keras3Peer(),
+                      TfKerasPeer(args.threads)]
     peers, notes = [], []
     for p in candidates:
         if p.name in skip and p.name != "sepconv":
@@ -556,7 +604,9 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
     if not args.no_memory:
         print(f"[{time.time() - started:6.1f}s] peak memory of a training step", flush=True)
         memory = _measure_memory([n for n in names if n in ("sepconv", "torch")],
-                                 [s.name for s in shapes], args.threads)
+                                 [s.name for s in shapes], args.threads,
+                                 ("--family",) + (("--tiny",) if args.tiny else ())
+                                 if args.family else ())
         for r in rows:
             r["peak_bytes"] = {p: memory[p].get(r["shape"]["name"]) for p in memory}
 
@@ -593,9 +643,11 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
         json.dump(report, f, indent=1)
     with open(os.path.join(args.out, "bench.txt"), "w") as f:
         f.write(text + "\n")
+    with open(os.path.join(args.out, "bench.md"), "w") as f:
+        f.write(_markdown(rows, names, geo))
     try:
         _plot(rows, names, os.path.join(args.out, "bench.png"))
     except Exception as exc:
         print(f"note: chart not drawn ({type(exc).__name__}: {exc})")
-    print(f"\nwrote {os.path.join(args.out, 'bench.json')}, bench.txt, bench.png")
+    print(f"\nwrote {os.path.join(args.out, 'bench.json')}, bench.txt, bench.md, bench.png")
     return 0

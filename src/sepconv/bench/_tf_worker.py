@@ -1,10 +1,13 @@
-"""tf-keras SeparableConv1D timed in its own process (run as a script, never imported).
+"""tf-keras layers timed in their own process (run as a script, never imported).
 
 TensorFlow and torch each size their own thread pools; in one process they fight, and
 importing triton after TensorFlow crashes.  This script imports TensorFlow and numpy only,
 and answers JSON lines on stdin with ``@@``-prefixed JSON lines on stdout:
 
-- ``{"op": "setup", "shape": {...}}`` -> ``{"ok": true}`` (builds the layer, traces, warms up)
+- ``{"op": "setup", "shape": {...}}`` -> ``{"ok": true}`` (builds the layer, traces, warms up):
+  a ``SeparableConv1D`` from a :class:`sepconv.bench.shapes.Shape`, or, when the dict has
+  ``layer``, ``kwargs`` and ``input_shape`` (:class:`sepconv.bench.family.FamilyShape`),
+  that tf-keras layer
 - ``{"op": "time", "mode": "fwd" | "fb", "reps": n}`` -> ``{"times": [seconds, ...]}``
 - ``{"op": "quit"}``
 """
@@ -44,11 +47,16 @@ def main():
             if op == "setup":
                 s = msg["shape"]
                 rng = np.random.default_rng(0)
-                layer = tf_keras.layers.SeparableConv1D(
-                    s["filters"], s["kernel_size"], strides=s["strides"], padding=s["padding"],
-                    dilation_rate=s["dilation_rate"], depth_multiplier=s["depth_multiplier"])
-                x = tf.constant(rng.standard_normal(
-                    (s["batch"], s["steps"], s["channels"])).astype("float32"))
+                if "layer" in s:  # the family suite: any tf-keras layer, channels_last input
+                    layer = getattr(tf_keras.layers, s["layer"])(**s["kwargs"])
+                    x_shape = tuple(s["input_shape"])
+                else:
+                    layer = tf_keras.layers.SeparableConv1D(
+                        s["filters"], s["kernel_size"], strides=s["strides"],
+                        padding=s["padding"], dilation_rate=s["dilation_rate"],
+                        depth_multiplier=s["depth_multiplier"])
+                    x_shape = (s["batch"], s["steps"], s["channels"])
+                x = tf.constant(rng.standard_normal(x_shape).astype("float32"))
                 y = layer(x)
                 dy = tf.constant(rng.standard_normal(y.shape).astype("float32"))
 
