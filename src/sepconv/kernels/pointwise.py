@@ -6,7 +6,10 @@ It was one ``F.linear`` GEMM over the channel axis: the same forward numbers, bu
 ``addmm`` first broadcasts the bias into the whole output (a full extra write) and its
 backward is two plain GEMMs and a bias sum where oneDNN's 1x1 backward fuses them; on
 Xception's entry flow (4x74x74, 128 -> 256) forward+backward the GEMM cost 1.16x the torch
-module's time.  Rank 1 runs as rank 2 with one row (oneDNN's 2D path is faster than 1D).
+module's time.  Small outputs (fewer than ``LINEAR_BELOW`` elements) keep the GEMM: there
+the per-call cost rules, and ``F.linear`` is one op where the convolution needs a weight
+copy, two views and oneDNN's setup.  Rank 1 runs as rank 2 with one row (oneDNN's 2D path
+is faster than 1D).
 ``sepconv.functional.conv`` picks it; tested against the reference kernel and tf-keras.
 """
 
@@ -18,6 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from .reference import _plain_strides
+
+
+# Output elements below which the GEMM is faster (measured on a 2-core AVX-512 EPYC: tiny
+# shapes and 2x16^3x32 -> 32 faster as a GEMM; 8x250x256 -> 256 and larger as oneDNN's).
+LINEAR_BELOW = 2 ** 19
 
 
 def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
@@ -41,6 +49,8 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
                          "convolutions on channels_last data only")
     rank = kernel.dim() - 2
     channels, filters = kernel.shape[-2:]
+    if x.numel() // max(channels, 1) * filters < LINEAR_BELOW:
+        return F.linear(x, kernel.reshape(channels, filters).t(), bias)
     # (filters, channels, 1, ...): contiguous (a few KiB), or torch's non-oneDNN fallback
     # slow_conv2d, picked for some small shapes, fails in backward (see reference.conv).
     weight = kernel.reshape(channels, filters).t().contiguous()
