@@ -16,6 +16,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from . import padding as _padding
+from .kernels import depthwise_cpu as _depthwise_cpu
+from .kernels import pointwise as _pointwise
 from .kernels import reference as _reference
 
 IntOrTuple = Union[int, Sequence[int]]
@@ -512,17 +514,16 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
 
     Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
     """
-    forced = os.environ.get("SEPCONV_KERNEL", "").strip().lower()
-    if forced == "reference" or not channels_last or x.device.type != "cpu":
+    # x.is_cpu, not x.device.type: no device object per call (issue 9's per-call cost)
+    if not channels_last or not x.is_cpu \
+            or os.environ.get("SEPCONV_KERNEL", "").strip().lower() == "reference":
         return _reference.conv
     if kernel.dim() in (3, 4) and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
             and x.dtype in (torch.float32, torch.float64, torch.bfloat16):
-        from .kernels import depthwise_cpu
-        return depthwise_cpu.conv
+        return _depthwise_cpu.conv
     if groups == 1 and all(k == 1 for k in kernel.shape[:-2]) \
             and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair):
-        from .kernels import pointwise
-        return pointwise.conv
+        return _pointwise.conv
     return _reference.conv
 # -- cropping, zero padding, upsampling (Keras' Cropping/ZeroPadding/UpSampling 1D-3D) ----
 
