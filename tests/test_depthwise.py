@@ -561,6 +561,44 @@ def test_pointwise_kernel_matches_reference(rank, channels, filters, use_bias, d
         torch.testing.assert_close(a, w, **tol)
 
 
+@pytest.mark.parametrize("spatial, channels, filters, use_bias, dtype", [
+    ((3, 4), 3, 5, True, torch.float32), ((3, 4), 1, 4, False, torch.float64),
+    ((5,), 2, 3, True, torch.float64), ((2, 3, 2), 4, 2, True, torch.float32),
+    ((1, 1), 3, 2, True, torch.bfloat16)])
+def test_pointwise_kernel_convolution_branch(monkeypatch, spatial, channels, filters,
+                                             use_bias, dtype):
+    """``kernels/pointwise.py``'s oneDNN branch (taken for outputs of ``LINEAR_BELOW``
+    elements and more; forced here on small shapes) against the reference kernel,
+    forward and gradients, ranks 1-3, 1 channel included."""
+    from sepconv.kernels import pointwise
+
+    monkeypatch.setattr(pointwise, "LINEAR_BELOW", 0)
+    rng = np.random.default_rng(len(spatial) * 10 + channels)
+    x = torch.from_numpy(rng.standard_normal((2,) + spatial + (channels,))).to(dtype)
+    k = torch.from_numpy(rng.standard_normal((1,) * len(spatial) + (channels, filters)))
+    k = k.to(dtype)
+    b = torch.from_numpy(rng.standard_normal(filters)).to(dtype) if use_bias else None
+    g = torch.from_numpy(rng.standard_normal((2,) + spatial + (filters,))).to(dtype)
+    calls = []
+    real = torch.nn.functional.linear
+    monkeypatch.setattr(torch.nn.functional, "linear",
+                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
+
+    def run(force):
+        inputs = [t.clone().requires_grad_(True) for t in (x, k, b) if t is not None]
+        with kernel_choice(force):
+            y = F.conv(inputs[0], inputs[1], inputs[2] if use_bias else None)
+        return [y] + list(torch.autograd.grad((y * g).sum(), inputs))
+
+    got = run("")
+    assert not calls  # the convolution branch ran, not the GEMM
+    tol = dict(atol=1e-12, rtol=1e-12) if dtype == torch.float64 else \
+        dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=0.1, rtol=0.05)
+    for a, w in zip(got, run("reference")):
+        assert a.shape == w.shape and a.dtype == w.dtype
+        torch.testing.assert_close(a, w, **tol)
+
+
 @pytest.mark.parametrize("geometry", [((6, 5), (3, 2), (2, 1), "same"),
                                       ((7,), (3,), (1,), "same"),
                                       ((4, 4), (2, 2), (1, 1), "valid")])

@@ -7,6 +7,7 @@ kernel for debugging.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -15,6 +16,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from . import padding as _padding
+from .kernels import depthwise_cpu as _depthwise_cpu
+from .kernels import pointwise as _pointwise
 from .kernels import reference as _reference
 
 IntOrTuple = Union[int, Sequence[int]]
@@ -156,9 +159,8 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
         raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
                          f"Received strides={stride}, dilation_rate={dilation}")
     *ksize, in_per_group, filters = kernel.shape
-    layout = _layout_nd(rank, channels_last)
     if x.dim() != rank + 2:
-        raise ValueError(f"Input must be {rank + 2}D, {layout}. "
+        raise ValueError(f"Input must be {rank + 2}D, {_layout_nd(rank, channels_last)}. "
                          f"Received input of shape {tuple(x.shape)}")
     channels = x.shape[-1] if channels_last else x.shape[1]
     spatial = tuple(x.shape[1:-1] if channels_last else x.shape[2:])
@@ -168,16 +170,16 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
                          f"Received groups={groups}")
     if channels // groups != in_per_group:
         raise ValueError(f"Input has {channels} channels, the kernel expects "
-                         f"{in_per_group * groups} ({layout}, groups={groups}). "
+                         f"{in_per_group * groups} ({_layout_nd(rank, channels_last)}, "
+                         f"groups={groups}). "
                          f"Received input of shape {tuple(x.shape)}")
     if bias is not None and tuple(bias.shape) != (filters,):
         raise ValueError(f"bias must have shape ({filters},). Received {tuple(bias.shape)}")
-    out = _padding.conv_output_shape(spatial, ksize, stride, dilation, padding)
+    out, pads = _conv_geometry(spatial, tuple(ksize), stride, dilation, padding)
     if min(out) <= 0:
         raise ValueError(f"Input of shape {tuple(x.shape)} is too small for kernel_size="
                          f"{tuple(ksize)}, dilation_rate={dilation}, padding={padding!r}: "
                          f"the output would have shape {out}")
-    pads = _padding.padding_amounts_nd(spatial, ksize, stride, dilation, padding)
     kernel_fn = _pick_conv_kernel(x, kernel, stride, pads, groups, channels_last)
     return kernel_fn(x, kernel, bias, strides=stride, dilation=dilation, pads=pads,
                      groups=groups, channels_last=channels_last)
@@ -512,17 +514,16 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
 
     Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
     """
-    forced = os.environ.get("SEPCONV_KERNEL", "").strip().lower()
-    if forced == "reference" or not channels_last or x.device.type != "cpu":
+    # x.is_cpu, not x.device.type: no device object per call (issue 9's per-call cost)
+    if not channels_last or not x.is_cpu \
+            or os.environ.get("SEPCONV_KERNEL", "").strip().lower() == "reference":
         return _reference.conv
     if kernel.dim() in (3, 4) and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
             and x.dtype in (torch.float32, torch.float64, torch.bfloat16):
-        from .kernels import depthwise_cpu
-        return depthwise_cpu.conv
+        return _depthwise_cpu.conv
     if groups == 1 and all(k == 1 for k in kernel.shape[:-2]) \
             and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair):
-        from .kernels import pointwise
-        return pointwise.conv
+        return _pointwise.conv
     return _reference.conv
 # -- cropping, zero padding, upsampling (Keras' Cropping/ZeroPadding/UpSampling 1D-3D) ----
 
@@ -1035,3 +1036,25 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
     pads = _padding.padding_amounts_nd(out, ksize, stride, dilation, padding)
     return _reference.conv_transpose(x, kernel, bias, strides=stride, dilation=dilation,
                                      pads=pads, out_spatial=out, channels_last=channels_last)
+
+
+# -- per-call cost (issue 9) ---------------------------------------------------------------
+
+def _conv_geometry_uncached(spatial: tuple, ksize: tuple, stride: tuple, dilation: tuple,
+                            padding: str) -> tuple:
+    return (_padding.conv_output_shape(spatial, ksize, stride, dilation, padding),
+            _padding.padding_amounts_nd(spatial, ksize, stride, dilation, padding))
+
+
+_conv_geometry_cached = functools.lru_cache(maxsize=512)(_conv_geometry_uncached)
+
+
+def _conv_geometry(spatial: tuple, ksize: tuple, stride: tuple, dilation: tuple,
+                   padding: str) -> tuple:
+    """:func:`conv`'s ``(output spatial shape, pads)``, remembered: a layer calls it with
+    the same few shapes every step.  Symbolic sizes (``torch.export`` with dynamic shapes)
+    are not hashable and are computed afresh."""
+    try:
+        return _conv_geometry_cached(spatial, ksize, stride, dilation, padding)
+    except TypeError:
+        return _conv_geometry_uncached(spatial, ksize, stride, dilation, padding)

@@ -1,9 +1,15 @@
 """The pointwise (1x1, stride 1, unpadded, ungrouped) convolution on channels_last data:
-one GEMM over the channel axis (``F.linear``), no layout copies.
+oneDNN's 1x1 convolution read through a channels_last view (no copy of the data), what
+``nn.Conv2d(c, f, 1)`` runs on the same tensor.
 
-The reference kernel moves channels first, copies to row-major and runs a 1x1
-``F.convNd``; on channels_last data (the separable layers' second step, Keras' default
-layout) a matrix product on the last axis is the same sum without the copies.
+It was one ``F.linear`` GEMM over the channel axis: the same forward numbers, but
+``addmm`` first broadcasts the bias into the whole output (a full extra write) and its
+backward is two plain GEMMs and a bias sum where oneDNN's 1x1 backward fuses them; on
+Xception's entry flow (4x74x74, 128 -> 256) forward+backward the GEMM cost 1.16x the torch
+module's time.  Small outputs (fewer than ``LINEAR_BELOW`` elements) keep the GEMM: there
+the per-call cost rules, and ``F.linear`` is one op where the convolution needs a weight
+copy, two views and oneDNN's setup.  Rank 1 runs as rank 2 with one row (oneDNN's 2D path
+is faster than 1D).
 ``sepconv.functional.conv`` picks it; tested against the reference kernel and tf-keras.
 """
 
@@ -13,6 +19,13 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+
+from .reference import _plain_strides
+
+
+# Output elements below which the GEMM is faster (measured on a 2-core AVX-512 EPYC: tiny
+# shapes and 2x16^3x32 -> 32 faster as a GEMM; 8x250x256 -> 256 and larger as oneDNN's).
+LINEAR_BELOW = 2 ** 19
 
 
 def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
@@ -34,5 +47,21 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
             or any(s != 1 for s in strides) or any(p for pair in pads for p in pair):
         raise ValueError("pointwise.conv runs unpadded, stride-1, ungrouped 1x1 "
                          "convolutions on channels_last data only")
-    weight = kernel.reshape(kernel.shape[-2], kernel.shape[-1]).t()  # (filters, channels)
-    return F.linear(x, weight, bias)
+    rank = kernel.dim() - 2
+    channels, filters = kernel.shape[-2:]
+    if x.numel() // max(channels, 1) * filters < LINEAR_BELOW:
+        return F.linear(x, kernel.reshape(channels, filters).t(), bias)
+    # (filters, channels, 1, ...): contiguous (a few KiB), or torch's non-oneDNN fallback
+    # slow_conv2d, picked for some small shapes, fails in backward (see reference.conv).
+    weight = kernel.reshape(channels, filters).t().contiguous()
+    if rank == 1:
+        x = x.unsqueeze(1)
+    x = x.movedim(-1, 1)  # a view: oneDNN reads channels_last strides as they are
+    if channels == 1:
+        x = _plain_strides(x)  # the 1-channel oneDNN trap (see reference._plain_strides)
+    if rank == 3:
+        y = F.conv3d(x, weight.view(filters, channels, 1, 1, 1), bias)
+    else:
+        y = F.conv2d(x, weight.view(filters, channels, 1, 1), bias)
+    y = y.movedim(1, -1)
+    return y.squeeze(1) if rank == 1 else y

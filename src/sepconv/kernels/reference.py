@@ -103,10 +103,13 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
         x = x.movedim(-1, 1)  # a view: oneDNN reads channels_last strides as they are
     if x.shape[1] == 1:
         x = _plain_strides(x)
-    # (filters, in/groups, *k); contiguous, or torch 2.13's slow_conv2d (picked for some
-    # small shapes with a non-contiguous input) fails in backward ("grad_weight must be
-    # contiguous").
-    weight = kernel.permute(rank + 1, rank, *range(rank)).contiguous()
+    # (filters, in/groups, *k); contiguous where autograd will run, or torch 2.13's
+    # slow_conv2d (picked for some small shapes with a non-contiguous input) fails in
+    # backward ("grad_weight must be contiguous"). Without autograd torch copies it itself
+    # (oneDNN's reorder, slow_conv2d's contiguous()): a copy of ours would be a second one.
+    weight = kernel.permute(rank + 1, rank, *range(rank))
+    if torch.is_grad_enabled() and (kernel.requires_grad or x.requires_grad):
+        weight = weight.contiguous()
     conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
     y = conv_nd(x, weight, bias, stride=tuple(strides), padding=both,
                 dilation=tuple(dilation), groups=groups)
