@@ -295,6 +295,36 @@ class Layer(torch.nn.Module):
         """
         raise NotImplementedError
 
+    def _input_channels(self, input_shape, rank: int) -> int:
+        """The channel count of a build shape of ``rank`` axes, which must be defined (the
+        convolution layers' ``build``; they provide ``_layout`` and ``_channels_axis``)."""
+        if len(input_shape) != rank:
+            raise ValueError(f"Layer {self.name!r} expects input of rank {rank}, "
+                             f"{self._layout()}. Received input of shape "
+                             f"{tuple(input_shape)}")
+        channels = input_shape[self._channels_axis]
+        if channels is None:
+            raise ValueError(f"The channel dimension of the inputs of layer {self.name!r} "
+                             f"should be defined. Received input_shape={tuple(input_shape)}")
+        return check_count(channels, "input channels")
+
+    def _repr_tail(self, parts: List[str]) -> str:
+        """``extra_repr``'s common end: a non-default data_format, activation, use_bias and
+        dtype, then the name."""
+        from .. import activations as _activations
+        if getattr(self, "data_format", "channels_last") != "channels_last":
+            parts.append(f"data_format={self.data_format!r}")
+        if hasattr(self, "activation"):
+            act = _activations.serialize(self.activation)
+            if act != "linear":
+                parts.append(f"activation={act!r}")
+        if getattr(self, "use_bias", True) is False:
+            parts.append("use_bias=False")
+        if self.dtype_policy.name != "float32":
+            parts.append(f"dtype={self.dtype_policy.name!r}")
+        parts.append(f"name={self.name!r}")
+        return ", ".join(parts)
+
     def _apply(self, fn, recurse=True):
         # module.double() / .half() / .to(dtype) change the weights' dtype: the layer then
         # computes in that dtype, as a torch module would (its policy follows the weights).

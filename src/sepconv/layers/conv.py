@@ -141,15 +141,7 @@ class _Conv(Layer):
         return (*self.kernel_size, channels // self.groups, self.filters)
 
     def build(self, input_shape, device=None) -> None:
-        if len(input_shape) != self.RANK + 2:
-            raise ValueError(f"Layer {self.name!r} expects input of rank {self.RANK + 2}, "
-                             f"{self._layout()}. Received input of shape "
-                             f"{tuple(input_shape)}")
-        channels = input_shape[self._channels_axis]
-        if channels is None:
-            raise ValueError(f"The channel dimension of the inputs of layer {self.name!r} "
-                             f"should be defined. Received input_shape={tuple(input_shape)}")
-        channels = check_count(channels, "input channels")
+        channels = self._input_channels(input_shape, self.RANK + 2)
         if channels % self.groups:
             raise ValueError(f"The number of input channels must be evenly divisible by the "
                              f"number of groups. Received groups={self.groups}, but the input "
@@ -225,17 +217,7 @@ class _Conv(Layer):
             parts.append(f"dilation_rate={self.dilation_rate}")
         if self.groups != 1:
             parts.append(f"groups={self.groups}")
-        if self.data_format != "channels_last":
-            parts.append(f"data_format={self.data_format!r}")
-        act = _activations.serialize(self.activation)
-        if act != "linear":
-            parts.append(f"activation={act!r}")
-        if not self.use_bias:
-            parts.append("use_bias=False")
-        if self.dtype_policy.name != "float32":
-            parts.append(f"dtype={self.dtype_policy.name!r}")
-        parts.append(f"name={self.name!r}")
-        return ", ".join(parts)
+        return self._repr_tail(parts)
 
 
 _COMMON_DOC = """

@@ -202,15 +202,7 @@ class _ConvLSTM(Layer):
 
     # -- building --------------------------------------------------------------------------
     def build(self, input_shape, device=None) -> None:
-        if len(input_shape) != self.RANK + 3:
-            raise ValueError(f"Layer {self.name!r} expects input of rank {self.RANK + 3}, "
-                             f"{self._layout()}. Received input of shape "
-                             f"{tuple(input_shape)}")
-        channels = input_shape[self._channels_axis]
-        if channels is None:
-            raise ValueError(f"The channel dimension of the inputs of layer {self.name!r} "
-                             f"should be defined. Received input_shape={tuple(input_shape)}")
-        channels = check_count(channels, "input channels")
+        channels = self._input_channels(input_shape, self.RANK + 3)
         self.input_channels = channels
         f = self.filters
         self.add_weight("kernel", self.kernel_size + (channels, 4 * f),

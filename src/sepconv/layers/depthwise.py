@@ -155,15 +155,7 @@ class _DepthwiseConv(Layer):
 
     # -- building --------------------------------------------------------------------------
     def build(self, input_shape, device=None) -> None:
-        if len(input_shape) != self.RANK + 2:
-            raise ValueError(f"Layer {self.name!r} expects input of rank {self.RANK + 2}, "
-                             f"{self._layout()}. Received input of shape "
-                             f"{tuple(input_shape)}")
-        channels = input_shape[self._channels_axis]
-        if channels is None:
-            raise ValueError(f"The channel dimension of the inputs of layer {self.name!r} "
-                             f"should be defined. Received input_shape={tuple(input_shape)}")
-        channels = check_count(channels, "input channels")
+        channels = self._input_channels(input_shape, self.RANK + 2)
         self.input_channels = channels
         m = self.depth_multiplier
         self.add_weight("depthwise_kernel", self.kernel_size + (channels, m),
@@ -256,17 +248,7 @@ class _DepthwiseConv(Layer):
             parts.append(f"dilation_rate={self.dilation_rate}")
         if self.depth_multiplier != 1:
             parts.append(f"depth_multiplier={self.depth_multiplier}")
-        if self.data_format != "channels_last":
-            parts.append(f"data_format={self.data_format!r}")
-        act = _activations.serialize(self.activation)
-        if act != "linear":
-            parts.append(f"activation={act!r}")
-        if not self.use_bias:
-            parts.append("use_bias=False")
-        if self.dtype_policy.name != "float32":
-            parts.append(f"dtype={self.dtype_policy.name!r}")
-        parts.append(f"name={self.name!r}")
-        return ", ".join(parts)
+        return self._repr_tail(parts)
 
 
 _DOC = """Keras' depthwise {rank}D convolution: each input channel convolved with its own
