@@ -116,6 +116,17 @@ def _ints(value: IntOrTuple, rank: int, name: str) -> tuple:
     return values
 
 
+def _strides_and_dilation(strides: IntOrTuple, dilation_rate: IntOrTuple, rank: int) -> tuple:
+    """Both as ``rank``-tuples; TensorFlow refuses ``strides > 1`` on any axis together with
+    ``dilation_rate > 1`` on any axis."""
+    stride = _ints(strides, rank, "strides")
+    dilation = _ints(dilation_rate, rank, "dilation_rate")
+    if max(stride) > 1 and max(dilation) > 1:
+        raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                         f"Received strides={stride}, dilation_rate={dilation}")
+    return stride, dilation
+
+
 def _check_geometry(padding: str, data_format: str, rank: int):
     padding = str(padding).lower()
     allowed = _padding.PADDINGS if rank == 1 else ("valid", "same")
@@ -152,12 +163,8 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
     if rank not in (1, 2, 3):
         raise ValueError("Expected a kernel of shape (*kernel_size, channels // groups, "
                          f"filters) with 1 to 3 spatial axes. Received {tuple(kernel.shape)}")
-    stride = _ints(strides, rank, "strides")
-    dilation = _ints(dilation_rate, rank, "dilation_rate")
+    stride, dilation = _strides_and_dilation(strides, dilation_rate, rank)
     padding, channels_last = _check_geometry(padding, data_format, rank)
-    if max(stride) > 1 and max(dilation) > 1:
-        raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                         f"Received strides={stride}, dilation_rate={dilation}")
     *ksize, in_per_group, filters = kernel.shape
     if x.dim() != rank + 2:
         raise ValueError(f"Input must be {rank + 2}D, {_layout_nd(rank, channels_last)}. "
@@ -995,12 +1002,8 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
     if rank not in (1, 2, 3):
         raise ValueError("Expected a kernel of shape (*kernel_size, filters, channels) with "
                          f"1 to 3 spatial axes. Received {tuple(kernel.shape)}")
-    stride = _ints(strides, rank, "strides")
-    dilation = _ints(dilation_rate, rank, "dilation_rate")
+    stride, dilation = _strides_and_dilation(strides, dilation_rate, rank)
     padding, channels_last = _check_geometry(padding, data_format, 2)
-    if max(stride) > 1 and max(dilation) > 1:
-        raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                         f"Received strides={stride}, dilation_rate={dilation}")
     out_pad = None
     if output_padding is not None:
         out_pad = tuple(output_padding) if isinstance(output_padding, (tuple, list)) \
