@@ -1,0 +1,293 @@
+"""Where the fused Triton kernel's time goes on a GPU, and what CUDA graphs give the layer.
+
+    python bench/gpu_probe.py --out DIR          # on a CUDA machine, a few minutes
+    python bench/gpu_probe.py --dry-run          # anywhere: the interpreter, tiny shapes
+
+Issue 12, part 2.  Four measurements, each printed as a table and written to
+``DIR/probe.json`` (rewritten after every row, so a run cut short keeps what it measured):
+
+1. ``parts``: the forward kernel with fixed tile configs (no autotuning) and, in float32,
+   two dot precisions (``ieee``: plain float32 FMA; ``tf32x3``: three TF32 tensor-core
+   products, about float32's accuracy), against the pieces of the composition it
+   replaces: cuDNN's depthwise alone, cuBLAS' GEMM alone, and the whole composition
+   (``kernels/cuda.py``).  Error: max |y - y64| / max |y64| against a float64 reference.
+2. ``profile``: torch.profiler's per-kernel CUDA time of one forward + backward step, the
+   Triton kernels (fixed configs) and the composition side by side.
+3. ``graphs``: ``SeparableConv1D`` forward + backward eager and replayed from a CUDA graph
+   (``torch.cuda.make_graphed_callables``): the per-call host overhead a graph removes.
+4. ``compile``: ``torch.compile(layer, mode="reduce-overhead")`` runs through the layer
+   (one small shape; compile time reported, not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# (name, batch, steps, channels, filters, kernel, stride, dilation, multiplier, padding)
+SHAPES = [
+    ("quartznet_b5", 32, 1024, 512, 512, 75, 1, 1, 1, "same"),
+    ("matchboxnet_kws", 256, 100, 64, 64, 13, 1, 1, 1, "same"),
+    ("conformer_conv", 64, 250, 256, 256, 31, 1, 1, 1, "same"),
+    ("causal_stream_128", 64, 2048, 128, 128, 4, 1, 1, 1, "causal"),
+    ("causal_stream_1536", 16, 2048, 1536, 1536, 4, 1, 1, 1, "causal"),
+    ("long-256-k31", 64, 4096, 256, 256, 31, 1, 1, 1, "same"),
+]
+DRY_SHAPES = [("tiny", 2, 37, 8, 16, 5, 1, 1, 1, "same")]
+# (BLOCK_R, BLOCK_J, BLOCK_F, num_warps, num_stages)
+FWD_CONFIGS = [(64, 32, 64, 4, 3), (128, 32, 128, 8, 3), (64, 32, 256, 8, 2),
+               (128, 64, 128, 8, 2), (128, 16, 256, 8, 2)]
+DRY_FWD_CONFIGS = [(16, 16, 16, 4, 1)]
+
+
+class Fixed:
+    """Stands in for an autotuned kernel: ``kernel[grid](...)`` with one fixed config."""
+
+    def __init__(self, kernel, **config):
+        self.kernel, self.config = kernel, config
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.kernel[grid](*args, **kwargs, **self.config)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "probe"))
+    ap.add_argument("--only", default="", help="comma list of parts: parts,profile,graphs,compile")
+    args = ap.parse_args(argv)
+    if args.dry_run:
+        os.environ["TRITON_INTERPRET"] = "1"
+    import torch
+
+    from sepconv import padding
+    from sepconv.kernels import cuda, reference
+    from sepconv.kernels import triton_sepconv as T
+
+    dev = torch.device("cpu" if args.dry_run else "cuda")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    os.makedirs(args.out, exist_ok=True)
+    report = {"device": "interpreter" if args.dry_run else torch.cuda.get_device_name(),
+              "torch": torch.__version__, "triton": __import__("triton").__version__,
+              "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "parts": [], "profile": {}, "graphs": [], "compile": []}
+    parts = set((args.only or "parts,profile,graphs,compile").split(","))
+    shapes = DRY_SHAPES if args.dry_run else SHAPES
+    fwd_configs = DRY_FWD_CONFIGS if args.dry_run else FWD_CONFIGS
+
+    def save():
+        with open(os.path.join(args.out, "probe.json"), "w") as fh:
+            json.dump(report, fh, indent=1)
+
+    def bench(fn, reps=20):
+        if args.dry_run:
+            fn()
+            return float("nan")
+        import triton.testing
+        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+    def inputs(shape, dtype, grad=False):
+        _, b, l, c, f, k, s, d, m, pad = shape
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(b, l, c, generator=g)
+        w = torch.randn(k, c, m, generator=g) / math.sqrt(k)
+        p = torch.randn(c * m, f, generator=g) / math.sqrt(c * m)
+        bias = torch.randn(f, generator=g)
+        return [t.to(dev, dtype).requires_grad_(grad) for t in (x, w, p, bias)]
+
+    def geometry(shape):
+        _, b, l, c, f, k, s, d, m, pad = shape
+        left, right = padding.padding_amounts(l, k, s, d, pad)
+        return dict(stride=s, dilation=d, pad_left=left, pad_right=right, channels_last=True)
+
+    dtypes = [torch.float32, torch.bfloat16]
+
+    # 1. forward: Triton configs / precisions against the composition's pieces -------------
+    if "parts" in parts:
+        print("\n# forward, ms (median, triton.testing.do_bench); err = max|y-y64|/max|y64|")
+        print(f"{'shape':20s} {'dtype':9s} {'what':34s} {'ms':>8s} {'err':>9s}")
+        for shape in shapes:
+            kw = geometry(shape)
+            for dtype in dtypes:
+                x, w, p, bias = inputs(shape, dtype)
+                with torch.no_grad():
+                    y64 = reference.separable_conv1d(*(t.double() for t in (x, w, p, bias)),
+                                                     **kw)
+                scale = y64.abs().max().item()
+
+                def row(what, fn):
+                    try:
+                        with torch.no_grad():
+                            err = (fn().double() - y64).abs().max().item() / scale
+                            ms = bench(fn)
+                    except Exception as exc:  # a config that does not compile: say so, go on
+                        ms, err = float("nan"), float("nan")
+                        what += f" FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
+                    report["parts"].append({"shape": shape[0], "dtype": str(dtype)[6:],
+                                            "what": what, "ms": ms, "err": err})
+                    print(f"{shape[0]:20s} {str(dtype)[6:]:9s} {what:34s} {ms:8.3f} {err:9.1e}",
+                          flush=True)
+                    save()
+
+                row("composition (kernels/cuda.py)", lambda: cuda.separable_conv1d(x, w, p, bias,
+                                                                                   **kw))
+                _, b, l, c, f, k, s, d, m, pad = shape
+                x4 = x.transpose(1, 2).unsqueeze(2)
+                if kw["pad_left"] != kw["pad_right"]:
+                    x4 = torch.nn.functional.pad(x4, (kw["pad_left"], kw["pad_right"]))
+                    x4 = x4.contiguous(memory_format=torch.channels_last)
+                    padl = 0
+                else:
+                    padl = kw["pad_left"]
+                wt = w.permute(1, 2, 0).reshape(c * m, 1, 1, k)
+                if not args.dry_run:
+                    ms = bench(lambda: torch.nn.functional.conv2d(x4, wt, None, (1, s), (0, padl),
+                                                                  (1, d), c))
+                    z = torch.randn(b * l, c * m, device=dev, dtype=dtype)
+                    ms2 = bench(lambda: torch.addmm(bias, z, p))
+                    for what, t in (("cudnn depthwise alone", ms), ("cublas addmm alone", ms2)):
+                        report["parts"].append({"shape": shape[0], "dtype": str(dtype)[6:],
+                                                "what": what, "ms": t, "err": 0.0})
+                        print(f"{shape[0]:20s} {str(dtype)[6:]:9s} {what:34s} {t:8.3f}")
+                precisions = ["ieee", "tf32x3"] if dtype == torch.float32 else ["bf16"]
+                for prec in precisions:
+                    for cfg in fwd_configs:
+                        br, bj, bf, nw, ns = cfg
+                        T._fwd = Fixed(T._fwd_kernel, BLOCK_R=br, BLOCK_J=bj, BLOCK_F=bf,
+                                       num_warps=nw, num_stages=ns)
+                        T._precision = (lambda dt, prec=prec: prec if prec != "bf16" else "tf32")
+                        row(f"triton {prec} {cfg}",
+                            lambda: T._forward(x, w.reshape(w.shape[0], -1).contiguous(), p, bias,
+                                               kw["stride"], kw["dilation"], kw["pad_left"],
+                                               kw["pad_right"], True))
+
+    # 2. per-kernel profile of one forward + backward step -----------------------------------
+    if "profile" in parts and not args.dry_run:
+        from torch.profiler import ProfilerActivity, profile
+        T._fwd = Fixed(T._fwd_kernel, BLOCK_R=64, BLOCK_J=32, BLOCK_F=128, num_warps=8,
+                       num_stages=3)
+        T._bwd_dz_dw = Fixed(T._bwd_dz_dw_kernel, BLOCK_R=64, BLOCK_J=32, BLOCK_F=64,
+                             num_warps=4, num_stages=3)
+        T._bwd_dx = Fixed(T._bwd_dx_kernel, BLOCK_I=64, BLOCK_C=64, num_warps=4, num_stages=2)
+        T._bwd_dp = Fixed(T._bwd_dp_kernel, BLOCK_R=64, BLOCK_J=32, BLOCK_F=64, num_warps=8,
+                          num_stages=3)
+        T._precision = lambda dt: "ieee" if dt == torch.float32 else "tf32"
+        for shape in [shapes[0], shapes[3], shapes[4]]:
+            kw = geometry(shape)
+            for dtype in dtypes:
+                for name, fn in (("triton", T.separable_conv1d), ("composition",
+                                                                  cuda.separable_conv1d)):
+                    leaves = inputs(shape, dtype, grad=True)
+                    dy = torch.randn_like(fn(*leaves, **kw))
+
+                    def step():
+                        for t in leaves:
+                            t.grad = None
+                        fn(*leaves, **kw).backward(dy)
+
+                    for _ in range(3):
+                        step()
+                    torch.cuda.synchronize()
+                    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                        for _ in range(5):
+                            step()
+                        torch.cuda.synchronize()
+                    rows = []
+                    for e in prof.key_averages():
+                        t = getattr(e, "device_time_total", None) or e.cuda_time_total
+                        if t > 0:
+                            rows.append((e.key[:70], t / 5 / 1e3, e.count / 5))
+                    rows.sort(key=lambda r: -r[1])
+                    key = f"{shape[0]} {str(dtype)[6:]} {name}"
+                    report["profile"][key] = rows
+                    total = sum(r[1] for r in rows)
+                    print(f"\n# profile {key}: {total:.3f} ms of kernels per step, "
+                          f"{sum(r[2] for r in rows):.0f} launches")
+                    for r in rows[:8]:
+                        print(f"   {r[1]:8.3f} ms  x{r[2]:4.1f}  {r[0]}")
+                    save()
+
+    # 3. the layer eager vs replayed from a CUDA graph --------------------------------------
+    if "graphs" in parts and not args.dry_run:
+        import sepconv
+        print("\n# SeparableConv1D fwd+bwd, ms: eager layer / kernel call alone / CUDA graph")
+        for shape in shapes[:4]:
+            _, b, l, c, f, k, s, d, m, pad = shape
+            for dtype in dtypes:
+                try:
+                    layer = sepconv.SeparableConv1D(f, k, strides=s, padding=pad,
+                                                    dilation_rate=d, depth_multiplier=m,
+                                                    input_shape=(l, c),
+                                                    dtype=str(dtype)[6:]).to(dev)
+                    x = torch.randn(b, l, c, device=dev, dtype=dtype, requires_grad=True)
+                    dy = torch.randn_like(layer(x))
+
+                    def eager():
+                        layer(x).backward(dy)
+
+                    graphed = torch.cuda.make_graphed_callables(layer, (x,))
+
+                    def replay():
+                        graphed(x).backward(dy)
+
+                    with torch.no_grad():
+                        same = torch.equal(graphed(x), layer(x))
+                    t_e, t_g = bench(eager), bench(replay)
+                    kw = geometry(shape)
+                    args_k = [x, layer.depthwise_kernel, layer.pointwise_kernel, layer.bias]
+                    t_k = bench(lambda: cuda.separable_conv1d(*args_k, **kw).backward(dy))
+                    report["graphs"].append({"shape": shape[0], "dtype": str(dtype)[6:],
+                                             "eager_ms": t_e, "kernel_ms": t_k,
+                                             "graph_ms": t_g, "graph_equal": same})
+                    print(f"{shape[0]:20s} {str(dtype)[6:]:9s} {t_e:8.3f} {t_k:8.3f} {t_g:8.3f}"
+                          f"  graph output equal: {same}", flush=True)
+                except Exception:
+                    traceback.print_exc()
+                    report["graphs"].append({"shape": shape[0], "dtype": str(dtype)[6:],
+                                             "error": traceback.format_exc()[-500:]})
+                save()
+
+    # 4. torch.compile through the layer ------------------------------------------------------
+    if "compile" in parts and not args.dry_run:
+        import sepconv
+        shape = shapes[1]
+        _, b, l, c, f, k, s, d, m, pad = shape
+        try:
+            layer = sepconv.SeparableConv1D(f, k, padding=pad, input_shape=(l, c)).to(dev)
+            x = torch.randn(b, l, c, device=dev, requires_grad=True)
+            compiled = torch.compile(layer, mode="reduce-overhead")
+            t0 = time.perf_counter()
+            for _ in range(3):
+                y = compiled(x)
+                y.sum().backward()
+            torch.cuda.synchronize()
+            t_compile = time.perf_counter() - t0
+            with torch.no_grad():
+                err = (compiled(x) - layer(x)).abs().max().item()
+            t_c = bench(lambda: compiled(x).sum().backward())
+            t_e = bench(lambda: layer(x).sum().backward())
+            report["compile"].append({"shape": shape[0], "compile_s": t_compile, "err": err,
+                                      "compiled_ms": t_c, "eager_ms": t_e})
+            print(f"\n# torch.compile reduce-overhead {shape[0]} fp32 fwd+bwd: compiled "
+                  f"{t_c:.3f} ms, eager {t_e:.3f} ms, first 3 calls {t_compile:.1f} s, "
+                  f"max diff {err:.1e}")
+        except Exception:
+            traceback.print_exc()
+            report["compile"].append({"error": traceback.format_exc()[-800:]})
+        save()
+    print(f"\nwrote {os.path.join(args.out, 'probe.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+    sys.exit(main())
