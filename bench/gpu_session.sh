@@ -17,7 +17,7 @@ python -c "import torch, triton; print('torch', torch.__version__, 'triton', tri
 for part in "$@"; do
   case $part in
     tests) SEPCONV_TRITON_AUTOTUNE=0 timeout ${TESTS_TIMEOUT:-240} python -m pytest -q \
-             -p no:cacheprovider tests/test_kernel_cuda.py tests/test_kernel_triton.py \
+             -p no:cacheprovider tests/test_kernel_cuda.py tests/test_kernel_triton.py tests/test_layer.py \
              2>&1 | tail -n 25 | tee "$out/gpu_tests.txt" ;;
     bench) timeout ${BENCH_TIMEOUT:-300} python bench/gpu.py --reps 10 --warmup 3 \
              --out "$out/gpu" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu_bench.txt" ;;

@@ -1,5 +1,6 @@
 """The CUDA composition kernel (``sepconv.kernels.cuda``) against the reference kernel,
-forward and every gradient, on the CPU (it is pure torch) and on CUDA when there is one."""
+forward and every gradient, on the CPU (it is pure torch) and on CUDA when there is one:
+both variants (``nhwc_mm``, ``ncl``), the measured choice between them and its fallbacks."""
 
 from __future__ import annotations
 
@@ -43,16 +44,115 @@ def _forward_backward(kernel, tensors, kw):
     return [y] + [t.grad for t in leaves]
 
 
+def _variant(name):
+    """One composition with the kernel's signature (``nhwc_mm`` takes channels_last only)."""
+    def run(x, w, p, b, *, channels_last, **geometry):
+        if name == "nhwc_mm":
+            assert channels_last
+            return cuda.nhwc_mm(x, w, p, b, **geometry)
+        return cuda.ncl(x, w, p, b, channels_last=channels_last, **geometry)
+    return run
+
+
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", ["dispatched", "nhwc_mm", "ncl"])
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("geometry", GEOMETRY)
-def test_matches_reference(geometry, channels_last, device):
+def test_matches_reference(geometry, channels_last, variant, device):
+    if variant == "nhwc_mm" and not channels_last:
+        pytest.skip("nhwc_mm is the channels_last composition")
+    kernel = cuda.separable_conv1d if variant == "dispatched" else _variant(variant)
     for dtype, tol in [(torch.float64, 1e-12), (torch.float32, 1e-5)]:
         tensors, kw = _case(*geometry, channels_last, dtype, device)
-        got = _forward_backward(cuda.separable_conv1d, tensors, kw)
+        got = _forward_backward(kernel, tensors, kw)
         want = _forward_backward(reference.separable_conv1d, tensors, kw)
         for name, g, w in zip(["y", "dx", "ddepthwise", "dpointwise", "dbias"], got, want):
             torch.testing.assert_close(g, w, rtol=tol, atol=tol, msg=name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_contiguous_channels_last_input(device):
+    """The ``ncl`` variant returns a transposed view; the next layer gets it as input."""
+    tensors, kw = _case(4, 1, 1, 2, "causal", 12, True, torch.float64, device)
+    x = tensors[0].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+    assert not x.is_contiguous()
+    for variant in ("nhwc_mm", "ncl"):
+        got = _forward_backward(_variant(variant), [x] + tensors[1:], kw)
+        want = _forward_backward(reference.separable_conv1d, [x] + tensors[1:], kw)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
+def test_padded_nhwc_input_stays_channels_last():
+    """Asymmetric padding is applied to (B, L, C), so cuDNN gets an NHWC tensor (padding
+    the 4-D view gave NCHW, which cuDNN transposed on every call)."""
+    seen = []
+    real = torch.nn.functional.conv2d
+
+    def spy(x, *args, **kwargs):
+        seen.append(x.is_contiguous(memory_format=torch.channels_last))
+        return real(x, *args, **kwargs)
+
+    tensors, kw = _case(4, 1, 1, 1, "causal", 12, True, torch.float32, "cpu", channels=5)
+    x, w, p, b = tensors
+    geometry = {k: v for k, v in kw.items() if k != "channels_last"}
+    import unittest.mock
+    with unittest.mock.patch.object(cuda.F, "conv2d", spy):
+        cuda.nhwc_mm(x, w, p, b, **geometry)
+    assert seen == [True]
+
+
+def test_choice_is_measured_once_per_shape_class(monkeypatch):
+    monkeypatch.delenv("SEPCONV_CUDA_TUNE", raising=False)
+    monkeypatch.setattr(cuda, "_CHOICES", {})
+    calls = []
+
+    def fake_measure(x, w, p, b, geometry, grad):
+        calls.append(grad)
+        return {"nhwc_mm": 2.0, "ncl": 1.0} if grad else {"nhwc_mm": 1.0, "ncl": 2.0}
+
+    monkeypatch.setattr(cuda, "measure", fake_measure)
+    tensors, kw = _case(3, 1, 1, 1, "same", 30, True, torch.float32, "cpu")
+    x, w, p, b = tensors
+    geometry = {k: v for k, v in kw.items() if k != "channels_last"}
+    assert cuda.choose(x, w, p, b, channels_last=True, **geometry) == "ncl"  # training
+    with torch.no_grad():
+        assert cuda.choose(x, w, p, b, channels_last=True, **geometry) == "nhwc_mm"
+    # nearby lengths share the measurement (power-of-two buckets); others measure again
+    x2 = torch.randn(2, 31, 3, requires_grad=True)
+    assert cuda.choose(x2, w, p, b, channels_last=True, **geometry) == "ncl"
+    assert calls == [True, False]
+    x3 = torch.randn(2, 70, 3, requires_grad=True)
+    cuda.choose(x3, w, p, b, channels_last=True, **geometry)
+    assert calls == [True, False, True]
+    # channels_first data: ncl, nothing measured
+    assert cuda.choose(x.transpose(1, 2), w, p, b, channels_last=False, **geometry) == "ncl"
+    assert len(calls) == 3
+
+
+def test_measure_times_both_variants_and_leaves_inputs_alone():
+    tensors, kw = _case(3, 1, 1, 1, "causal", 30, True, torch.float32, "cpu")
+    geometry = {k: v for k, v in kw.items() if k != "channels_last"}
+    before = [t.detach().clone() for t in tensors]
+    for grad in (False, True):
+        times = cuda.measure(*tensors, geometry, grad)
+        assert set(times) == set(cuda.VARIANTS) and all(t > 0 for t in times.values())
+    for t, b in zip(tensors, before):
+        assert t.grad is None and torch.equal(t.detach(), b)
+
+
+def test_static_choice_without_measuring(monkeypatch):
+    monkeypatch.setenv("SEPCONV_CUDA_TUNE", "0")
+    monkeypatch.setattr(cuda, "measure", lambda *a: pytest.fail("measured"))
+    x = torch.randn(2, 40, 8)
+    kw = dict(stride=1, dilation=1, pad_left=1, pad_right=1, channels_last=True)
+    choose = lambda w, **over: cuda.choose(x, w, torch.randn(8 * w.shape[2], 4), None,
+                                           **{**kw, **over})
+    assert choose(torch.randn(3, 8, 1)) == "nhwc_mm"
+    assert choose(torch.randn(33, 8, 1), pad_left=16, pad_right=16) == "ncl"  # fp32, long
+    assert choose(torch.randn(3, 8, 2)) == "ncl"  # depth multiplier
+    assert choose(torch.randn(3, 8, 1), dilation=2, pad_left=2, pad_right=2) == "ncl"
+    assert cuda.static_choice(x.bfloat16(), torch.randn(33, 8, 1), 1, 1, True) == "nhwc_mm"
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -81,3 +181,18 @@ def test_functional_on_cuda_uses_the_composition(dtype, monkeypatch):
                                            data_format=fmt)
         tol = 1e-4 if dtype == torch.float32 else 5e-2
         torch.testing.assert_close(got.double().cpu(), want, rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_layer_in_a_cuda_graph():
+    """A CUDA graph captures the layer (forward and backward): the choice was measured in
+    the warm-up calls, no measuring happens while capturing."""
+    import sepconv
+    layer = sepconv.SeparableConv1D(16, 5, padding="causal", depth_multiplier=2,
+                                    input_shape=(64, 8)).cuda()
+    x = torch.randn(4, 64, 8, device="cuda", requires_grad=True)
+    graphed = torch.cuda.make_graphed_callables(layer, (x,))
+    y = graphed(x)
+    y.sum().backward()
+    want = layer(x)
+    torch.testing.assert_close(y, want)
