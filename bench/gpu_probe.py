@@ -265,26 +265,33 @@ def main(argv=None) -> int:
         try:
             layer = sepconv.SeparableConv1D(f, k, padding=pad, input_shape=(l, c)).to(dev)
             x = torch.randn(b, l, c, device=dev, requires_grad=True)
-            compiled = torch.compile(layer, mode="reduce-overhead")
-            def train_step():  # the training-loop protocol of mode="reduce-overhead"
-                torch.compiler.cudagraph_mark_step_begin()
-                compiled(x).sum().backward()
+            for mode in ("default", "reduce-overhead"):
+                compiled = torch.compile(layer, mode=mode)
+                if mode == "default":  # training: forward + backward
+                    step = lambda: compiled(x).sum().backward()
+                    eager = lambda: layer(x).sum().backward()
+                else:  # inference: CUDA graphs replayed by torch.compile
+                    def step():
+                        with torch.no_grad():
+                            return compiled(x).clone()
 
-            t0 = time.perf_counter()
-            for _ in range(3):
-                train_step()
-            torch.cuda.synchronize()
-            t_compile = time.perf_counter() - t0
-            with torch.no_grad():
-                torch.compiler.cudagraph_mark_step_begin()
-                err = (compiled(x) - layer(x)).abs().max().item()
-            t_c = bench(train_step)
-            t_e = bench(lambda: layer(x).sum().backward())
-            report["compile"].append({"shape": shape[0], "compile_s": t_compile, "err": err,
-                                      "compiled_ms": t_c, "eager_ms": t_e})
-            print(f"\n# torch.compile reduce-overhead {shape[0]} fp32 fwd+bwd: compiled "
-                  f"{t_c:.3f} ms, eager {t_e:.3f} ms, first 3 calls {t_compile:.1f} s, "
-                  f"max diff {err:.1e}")
+                    def eager():
+                        with torch.no_grad():
+                            return layer(x)
+                t0 = time.perf_counter()
+                for _ in range(3):
+                    step()
+                torch.cuda.synchronize()
+                t_compile = time.perf_counter() - t0
+                with torch.no_grad():
+                    err = (compiled(x).clone() - layer(x)).abs().max().item()
+                t_c, t_e = bench(step), bench(eager)
+                report["compile"].append({"shape": shape[0], "mode": mode, "err": err,
+                                          "compile_s": t_compile, "compiled_ms": t_c,
+                                          "eager_ms": t_e})
+                print(f"\n# torch.compile mode={mode} {shape[0]} fp32 "
+                      f"{'fwd+bwd' if mode == 'default' else 'fwd'}: compiled {t_c:.3f} ms, "
+                      f"eager {t_e:.3f} ms, first 3 calls {t_compile:.1f} s, max diff {err:.1e}")
         except Exception:
             traceback.print_exc()
             report["compile"].append({"error": traceback.format_exc()[-800:]})

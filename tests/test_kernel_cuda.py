@@ -102,67 +102,24 @@ def test_padded_nhwc_input_stays_channels_last():
     assert seen == [True]
 
 
-def test_choice_is_measured_once_per_shape_class(monkeypatch):
-    monkeypatch.delenv("SEPCONV_CUDA_TUNE", raising=False)
-    monkeypatch.setattr(cuda, "_CHOICES", {})
-    calls = []
+def test_choice():
+    """The H200 rule (kernels/cuda.py): every branch, and what it depends on."""
+    def pick(dtype=torch.float32, k=3, c=8, m=1, stride=1, dilation=1, grad=False,
+             channels_last=True):
+        x = torch.randn(2, 20, c, dtype=dtype, requires_grad=grad)
+        w = torch.randn(k, c, m, dtype=dtype)
+        return cuda.choice(x, w, torch.randn(c * m, 4, dtype=dtype), None, stride=stride,
+                           dilation=dilation, channels_last=channels_last)
 
-    def fake_measure(x, w, p, b, geometry, grad):
-        calls.append(grad)
-        return {"nhwc_mm": 2.0, "ncl": 1.0} if grad else {"nhwc_mm": 1.0, "ncl": 2.0}
-
-    monkeypatch.setattr(cuda, "measure", fake_measure)
-    tensors, kw = _case(3, 1, 1, 1, "same", 30, True, torch.float32, "cpu")
-    x, w, p, b = tensors
-    geometry = {k: v for k, v in kw.items() if k != "channels_last"}
-    assert cuda.choose(x, w, p, b, channels_last=True, **geometry) == "ncl"  # training
-    with torch.no_grad():
-        assert cuda.choose(x, w, p, b, channels_last=True, **geometry) == "nhwc_mm"
-    # nearby lengths share the measurement (power-of-two buckets); others measure again
-    x2 = torch.randn(2, 31, 3, requires_grad=True)
-    assert cuda.choose(x2, w, p, b, channels_last=True, **geometry) == "ncl"
-    assert calls == [True, False]
-    x3 = torch.randn(2, 70, 3, requires_grad=True)
-    cuda.choose(x3, w, p, b, channels_last=True, **geometry)
-    assert calls == [True, False, True]
-    # channels_first data: ncl, nothing measured
-    assert cuda.choose(x.transpose(1, 2), w, p, b, channels_last=False, **geometry) == "ncl"
-    assert len(calls) == 3
-
-
-def test_measure_times_both_variants_and_leaves_inputs_alone():
-    tensors, kw = _case(3, 1, 1, 1, "causal", 30, True, torch.float32, "cpu")
-    geometry = {k: v for k, v in kw.items() if k != "channels_last"}
-    before = [t.detach().clone() for t in tensors]
-    for grad in (False, True):
-        times = cuda.measure(*tensors, geometry, grad)
-        assert set(times) == set(cuda.VARIANTS) and all(t > 0 for t in times.values())
-    for t, b in zip(tensors, before):
-        assert t.grad is None and torch.equal(t.detach(), b)
-
-
-def test_static_choice_without_measuring(monkeypatch):
-    monkeypatch.setenv("SEPCONV_CUDA_TUNE", "0")
-    monkeypatch.setattr(cuda, "measure", lambda *a: pytest.fail("measured"))
-    x = torch.randn(2, 40, 8)
-    kw = dict(stride=1, dilation=1, pad_left=1, pad_right=1, channels_last=True)
-    choose = lambda w, **over: cuda.choose(x, w, torch.randn(8 * w.shape[2], 4), None,
-                                           **{**kw, **over})
-    assert choose(torch.randn(3, 8, 1)) == "nhwc_mm"
-    assert choose(torch.randn(33, 8, 1), pad_left=16, pad_right=16) == "ncl"  # fp32, long
-    assert choose(torch.randn(3, 8, 2)) == "ncl"  # depth multiplier
-    assert choose(torch.randn(3, 8, 1), dilation=2, pad_left=2, pad_right=2) == "ncl"
-    assert cuda.static_choice(x.bfloat16(), torch.randn(33, 8, 1), 1, 1, True) == "nhwc_mm"
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_no_bias_one_channel_and_gradcheck(device):
-    tensors, kw = _case(3, 1, 1, 2, "same", 6, True, torch.float64, device, channels=1,
-                        filters=2)
-    x, w, p, _ = tensors
-    torch.autograd.gradcheck(lambda *a: cuda.separable_conv1d(*a, None, **kw), (x, w, p))
-    torch.testing.assert_close(cuda.separable_conv1d(x, w, p, None, **kw),
-                               reference.separable_conv1d(x, w, p, None, **kw))
+    assert pick(channels_last=False) == "ncl"
+    assert pick(dilation=2) == pick(m=2) == pick(dtype=torch.bfloat16, m=2) == "ncl"
+    assert pick(dtype=torch.bfloat16, k=75, grad=True) == "nhwc_mm"
+    assert pick(dtype=torch.float16, k=75) == "nhwc_mm"
+    assert pick(k=33) == "nhwc_mm" and pick(k=75) == "ncl"  # float32 inference
+    assert pick(grad=True) == "ncl"  # float32 training
+    assert pick(grad=True, c=1024) == pick(grad=True, stride=2) == "nhwc_mm"
+    with torch.no_grad():  # gradients only count where autograd records them
+        assert pick(grad=True) == "nhwc_mm"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -185,8 +142,7 @@ def test_functional_on_cuda_uses_the_composition(dtype, monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_layer_in_a_cuda_graph():
-    """A CUDA graph captures the layer (forward and backward): the choice was measured in
-    the warm-up calls, no measuring happens while capturing."""
+    """A CUDA graph captures the layer, forward and backward, and replays it exactly."""
     import sepconv
     layer = sepconv.SeparableConv1D(16, 5, padding="causal", depth_multiplier=2,
                                     input_shape=(64, 8)).cuda()

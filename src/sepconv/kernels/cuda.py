@@ -15,27 +15,22 @@ cuBLAS' backward kernels):
   (the reference kernel's composition).  channels_last data costs one transposing copy
   of ``x`` (fused with the padding) and the result is returned as a transposed view.
 
-Which is faster depends on the GPU, the dtype and the shape: on an H200 (2026-11-26,
-``bench/gpu.py``, torch 2.11) cuDNN's NHWC depthwise kernels were fast in bfloat16 but,
-in float32, 3-11x slower than the NCL ones for long kernels (k >= 33), dilations and
-depth multipliers, while ``nhwc_mm`` won for short kernels on wide channels (k4, 1536
-channels) where the transposes cost more than the depthwise step.  No fixed rule held
-for forward + backward, so the choice is measured, like ``torch.backends.cudnn.benchmark``:
-the first call of each (shape class, dtype, layout, geometry, training or not) times both
-compositions on scratch copies of its inputs (forward, plus backward when gradients are
-needed) and remembers the faster.  Measuring is skipped, and :func:`static_choice` used
-instead, while a CUDA graph is being captured, under ``torch.compile`` tracing, for
-channels_first data (``ncl`` needs no copy there) and with ``SEPCONV_CUDA_TUNE=0``.
+Which is faster depends on the dtype, the shape and whether gradients are needed.  Two
+runs on an H200 (2026-11-26, ``bench/gpu.py --skip-triton``, torch 2.11, cuDNN 9) gave
+the rule in :func:`choice`: cuDNN's NHWC depthwise kernels are fast in bfloat16 but in
+float32 3-11x slower than the NCL ones for long kernels (k75, k87), and their float32
+weight gradient is slow for most shapes, while ``nhwc_mm`` wins where the transposes
+would cost more than the depthwise step (1536 channels, or a stride).  Dilations and
+depth multipliers are faster in NCL in every dtype.  (Measuring each shape's choice at its
+first call, as ``torch.backends.cudnn.benchmark`` does, was tried: timings of single calls
+of these sub-millisecond, launch-bound compositions were too noisy to choose by.)
 
-Pure torch, so it also runs (and is tested against the reference) on the CPU, where the
-measurement uses the host clock.
+Pure torch, so it also runs (and is tested against the reference) on the CPU.
 """
 
 from __future__ import annotations
 
-import os
-import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -79,111 +74,20 @@ def ncl(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_right,
     return y.transpose(1, 2) if channels_last else y
 
 
-def static_choice(x: torch.Tensor, depthwise: torch.Tensor, stride: int, dilation: int,
-                  channels_last: bool) -> str:
-    """The choice without measuring, from the H200 run above: ``ncl`` for channels_first
-    data, dilations, depth multipliers and, in float32, kernels longer than 16 steps;
-    else ``nhwc_mm``."""
+def choice(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
+           bias: Optional[torch.Tensor], *, stride: int, dilation: int,
+           channels_last: bool) -> str:
+    """``"nhwc_mm"`` or ``"ncl"`` for this call (the rule of the module doc)."""
     k, c, m = depthwise.shape
     if not channels_last or dilation > 1 or m > 1:
         return "ncl"
-    if x.dtype in (torch.float32, torch.float64) and k > 16:
-        return "ncl"
-    return "nhwc_mm"
-
-
-_CHOICES: Dict[Tuple, str] = {}
-
-
-def _bucket(n: int) -> int:
-    """Sizes rounded up to a power of two: one measurement serves nearby lengths."""
-    return 1 << max(0, int(n) - 1).bit_length()
-
-
-def _key(x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right, grad):
-    batch, steps = x.shape[0], x.shape[1]
-    return (x.device, x.dtype, _bucket(batch), _bucket(steps), tuple(depthwise.shape),
-            pointwise.shape[1], bias is not None, stride, dilation, pad_left, pad_right,
-            x.is_contiguous(), grad)
-
-
-def _tuning_allowed(x: torch.Tensor) -> bool:
-    if os.environ.get("SEPCONV_CUDA_TUNE", "1").strip() == "0":
-        return False
-    if torch.compiler.is_compiling():
-        return False
-    return not (x.is_cuda and torch.cuda.is_current_stream_capturing())
-
-
-def _time(fn: Callable[[], None], device: torch.device, reps: int = 5) -> float:
-    """Median seconds of ``fn`` after one untimed call (CUDA events on a GPU)."""
-    fn()
-    samples = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            start = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - t0)
-    return sorted(samples)[len(samples) // 2]
-
-
-def measure(x, depthwise, pointwise, bias, geometry: dict, grad: bool) -> Dict[str, float]:
-    """Seconds per call of each variant on scratch copies of the inputs (forward, and
-    backward when ``grad``)."""
-    tensors = [t.detach().clone() for t in (x, depthwise, pointwise)]
-    tensors.append(None if bias is None else bias.detach().clone())
-    if grad:
-        for t in tensors:
-            if t is not None:
-                t.requires_grad_(True)
-    dy = None
-    times = {}
-    for name in VARIANTS:
-        fn = nhwc_mm if name == "nhwc_mm" else ncl
-
-        def call():
-            if not grad:
-                with torch.no_grad():
-                    fn(*tensors, **geometry)
-                return
-            nonlocal dy
-            y = fn(*tensors, **geometry)
-            if dy is None:
-                dy = torch.randn_like(y)
-            y.backward(dy)
-            for t in tensors:
-                if t is not None:
-                    t.grad = None
-
-        times[name] = _time(call, x.device)
-    return times
-
-
-def choose(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_right,
-           channels_last) -> str:
-    """The variant this call runs: measured once per shape class (see the module doc)."""
-    if not channels_last:
-        return "ncl"
-    if not _tuning_allowed(x):
-        return static_choice(x, depthwise, stride, dilation, channels_last)
-    grad = torch.is_grad_enabled() and any(
+    if x.dtype not in (torch.float32, torch.float64):
+        return "nhwc_mm"
+    training = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, depthwise, pointwise, bias))
-    key = _key(x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right, grad)
-    choice = _CHOICES.get(key)
-    if choice is None:
-        geometry = dict(stride=stride, dilation=dilation, pad_left=pad_left,
-                        pad_right=pad_right)
-        times = measure(x, depthwise, pointwise, bias, geometry, grad)
-        choice = _CHOICES[key] = min(times, key=times.get)
-    return choice
+    if training:
+        return "nhwc_mm" if c >= 1024 or stride > 1 else "ncl"
+    return "ncl" if k > 40 else "nhwc_mm"
 
 
 def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
@@ -191,7 +95,8 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
                      pad_left: int, pad_right: int, channels_last: bool) -> torch.Tensor:
     """Same contract as :func:`sepconv.kernels.reference.separable_conv1d`."""
     geometry = dict(stride=stride, dilation=dilation, pad_left=pad_left, pad_right=pad_right)
-    variant = choose(x, depthwise, pointwise, bias, channels_last=channels_last, **geometry)
+    variant = choice(x, depthwise, pointwise, bias, stride=stride, dilation=dilation,
+                     channels_last=channels_last)
     if variant == "nhwc_mm":
         return nhwc_mm(x, depthwise, pointwise, bias, **geometry)
     return ncl(x, depthwise, pointwise, bias, channels_last=channels_last, **geometry)
