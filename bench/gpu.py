@@ -100,7 +100,8 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls first")
     parser.add_argument("--dtypes", default="float32,bfloat16",
                         help="comma list of float32, bfloat16, float16, tf32")
-    parser.add_argument("--only", default="", help="substring filter on shape names")
+    parser.add_argument("--only", default="",
+                        help="comma list of substrings: shapes whose name contains one")
     parser.add_argument("--skip-triton", action="store_true",
                         help="time the compositions only (no Triton compile / autotune time)")
     return parser.parse_args(argv)
@@ -276,7 +277,8 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
             sys.exit("bench/gpu.py needs a CUDA device (or --dry-run for a CPU logic check)")
         device = torch.device("cuda")
         suite = _suite()
-    suite = [s for s in suite if args.only in s.name]
+    wanted = [w for w in args.only.split(",") if w] or [""]
+    suite = [s for s in suite if any(w in s.name for w in wanted)]
     timer = Timer(torch, device, args.warmup, args.reps)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
 
@@ -328,6 +330,17 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                 y_ref = reference.separable_conv1d(*(t.double() for t in (x, w, p, b)), **kw)
                 err = (float("nan") if args.skip_triton
                        else (tri(x, w, p, b).double() - y_ref).abs().max().item())
+            grad_err = float("nan")
+            if not args.skip_triton:  # every gradient against the float64 reference
+                leaves = [t.detach().clone().requires_grad_() for t in (x, w, p, b)]
+                leaves64 = [t.detach().double().requires_grad_() for t in (x, w, p, b)]
+                y = tri(*leaves)
+                dy = torch.randn_like(y)
+                y.backward(dy)
+                reference.separable_conv1d(*leaves64, **kw).backward(dy.double())
+                grad_err = max((a.grad.double() - r.grad).abs().max().item()
+                               / max(r.grad.abs().max().item(), 1e-30)
+                               for a, r in zip(leaves, leaves64))
             tol = 1e-3 if dtype == torch.float32 and not tf32 else 0.1
             scale = max(1.0, y_ref.abs().max().item())
             for name, (inputs, fn, to_blf) in compositions(torch, shape, x, w, p, b,
@@ -362,7 +375,8 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                     "pct_copy_bw": 100 * nbytes[phase] / t_tri / 1e9 / machine["copy_GBps"],
                     "sepconv_pct_copy_bw": 100 * nbytes[phase] / results["sepconv"][phase]
                     / 1e9 / machine["copy_GBps"],
-                    "max_abs_err_vs_fp64": err, "shape_args": asdict(shape),
+                    "max_abs_err_vs_fp64": err, "max_rel_grad_err_vs_fp64": grad_err,
+                    "shape_args": asdict(shape),
                 })
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -375,7 +389,7 @@ def print_table(report: Dict) -> None:
           f"copy {m['copy_GBps']:.0f} GB/s  fp32 mm {m['matmul_TFLOPs_fp32']:.1f} TFLOP/s"
           + ("  (DRY RUN: interpreter on CPU, times mean nothing)" if m["dry_run"] else ""))
     head = (f"{'shape':28s} {'dtype':8s} {'phase':8s} {'triton':>9s} {'cudnn':>9s} "
-            f"{'(best)':9s} {'ref':>9s} {'sepconv':>9s} {'sc/best':>7s} {'x cudnn':>8s} {'x ref':>7s} {'%copy':>6s} {'err':>8s}")
+            f"{'(best)':9s} {'ref':>9s} {'sepconv':>9s} {'sc/best':>7s} {'x cudnn':>8s} {'x ref':>7s} {'%copy':>6s} {'err':>8s} {'grad err':>8s}")
     print(head)
     print("-" * len(head))
     for r in report["rows"]:
@@ -384,7 +398,7 @@ def print_table(report: Dict) -> None:
               f"{r['sepconv_ms']:9.3f} {r['sepconv_vs_cudnn']:7.2f} "
               f"{r['speedup_vs_cudnn']:8.2f} {r['speedup_vs_reference']:7.2f} "
               f"{r['pct_copy_bw']:5.0f}{'*' if r['memory_bound'] else ' '} "
-              f"{r['max_abs_err_vs_fp64']:8.1e}")
+              f"{r['max_abs_err_vs_fp64']:8.1e} {r.get('max_rel_grad_err_vs_fp64', float('nan')):8.1e}")
     print("times in ms (median); sepconv: what functional dispatches CUDA to (kernels/cuda.py), "
           "sc/best: best composition's time / sepconv's (>= 1: never slower);\n"
           "x = speedup of triton; %copy: min bytes / time vs measured "

@@ -48,9 +48,12 @@ dilation, depth multiplier, layout, bias or none, any length) runs here; when so
 offset can pass 2**31 the kernels are compiled with int64 offsets (``INT64``), else
 with int32 ones, which take fewer registers.
 
-Autotuning: a few configs per kernel on a GPU.  Under ``TRITON_INTERPRET=1`` or with
-``SEPCONV_TRITON_AUTOTUNE=0`` (both read when this module is imported) one fixed config
-is used.
+Configs: by default each launch takes one tile config picked from the dtype and the
+channel counts (``_pick_*``: the best fixed configs of an H200 probe, ``bench/gpu_probe.py``,
+2026-11-26), so a first call compiles four kernels and tunes nothing.
+``SEPCONV_TRITON_AUTOTUNE=1`` autotunes a few configs per kernel and shape instead (tens
+of seconds per new shape).  Under ``TRITON_INTERPRET=1`` one small config is used.  Both
+variables are read when this module is imported.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ import triton.language as tl
 from . import reference as _reference
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-AUTOTUNE = not INTERPRET and os.environ.get("SEPCONV_TRITON_AUTOTUNE", "1") != "0"
+AUTOTUNE = not INTERPRET and os.environ.get("SEPCONV_TRITON_AUTOTUNE", "0") == "1"
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -341,42 +344,91 @@ def _prune(configs, named_args, **kwargs):
     return ok or configs[:1]
 
 
+# (BLOCK_R, BLOCK_J, BLOCK_F, warps, stages) per kernel: tiles that compile for sm_90
+# without register spills in float32 and bfloat16 (ptxas -v).  Wide filter tiles (256,
+# 512) compute the depthwise tile once for all filters.
+_tiles = lambda *ts: [_cfg(w, st, BLOCK_R=r, BLOCK_J=j, BLOCK_F=f) for r, j, f, w, st in ts]
+_FWD_CONFIGS = _tiles((64, 32, 64, 4, 3), (64, 32, 128, 8, 3), (128, 32, 64, 8, 3),
+                      (128, 32, 128, 8, 3), (64, 64, 64, 8, 2), (32, 32, 64, 4, 3),
+                      (32, 16, 64, 4, 3), (64, 16, 32, 4, 3), (64, 32, 256, 8, 2),
+                      (32, 32, 256, 8, 2), (32, 32, 512, 8, 2), (128, 64, 128, 8, 2))
+_DZ_CONFIGS = _tiles((64, 32, 64, 4, 3), (64, 32, 128, 8, 3), (128, 32, 64, 8, 3),
+                     (64, 64, 64, 8, 2), (32, 32, 64, 4, 3), (32, 16, 64, 4, 3),
+                     (64, 16, 32, 4, 3), (32, 32, 256, 8, 2), (32, 32, 512, 8, 2))
+_DP_CONFIGS = _tiles((32, 32, 64, 4, 3), (64, 32, 64, 8, 3), (64, 32, 128, 8, 3),
+                     (128, 32, 64, 8, 3), (64, 64, 64, 8, 2), (32, 64, 128, 8, 2),
+                     (32, 16, 128, 4, 3), (32, 32, 256, 8, 2))
+_DX_CONFIGS = [
+    _cfg(4, 2, BLOCK_I=64, BLOCK_C=64),
+    _cfg(4, 2, BLOCK_I=32, BLOCK_C=128),
+    _cfg(8, 2, BLOCK_I=128, BLOCK_C=64),
+    _cfg(4, 2, BLOCK_I=128, BLOCK_C=32),
+    _cfg(4, 2, BLOCK_I=32, BLOCK_C=64),
+    _cfg(2, 2, BLOCK_I=32, BLOCK_C=32),
+]
+_INTERPRETER_ROWS = _cfg(4, 2, BLOCK_R=32, BLOCK_J=16, BLOCK_F=16)
+_INTERPRETER_DX = _cfg(4, 2, BLOCK_I=32, BLOCK_C=16)
+
+
+def _pick_fwd(args: dict) -> triton.Config:
+    """The forward's tile: on an H200 (probe of 2026-11-26) ``(128, 64, 128)`` with 8 warps
+    was fastest or within 10% for 16-bit data and for large float32 channel counts;
+    ``(64, 32, 64)`` with 4 warps for small float32 layers (64-128 channels)."""
+    if INTERPRET:
+        return _INTERPRETER_ROWS
+    half = args["x_ptr"].dtype != torch.float32
+    return _FWD_CONFIGS[-1] if half or args["CM"] * args["F"] > 256 * 256 else _FWD_CONFIGS[0]
+
+
+def _pick_dz(args: dict) -> triton.Config:
+    return _INTERPRETER_ROWS if INTERPRET else _DZ_CONFIGS[0]
+
+
+def _pick_dp(args: dict) -> triton.Config:
+    return _INTERPRETER_ROWS if INTERPRET else _DP_CONFIGS[1]
+
+
+def _pick_dx(args: dict) -> triton.Config:
+    return _INTERPRETER_DX if INTERPRET else _DX_CONFIGS[0]
+
+
+#: What a GPU launch without autotuning can run, per kernel (compiled for sm_90 in the tests).
+GPU_PICKS = {"_fwd_kernel": (_FWD_CONFIGS[0], _FWD_CONFIGS[-1]),
+             "_bwd_dz_dw_kernel": (_DZ_CONFIGS[0],), "_bwd_dp_kernel": (_DP_CONFIGS[1],),
+             "_bwd_dx_kernel": (_DX_CONFIGS[0],)}
+
+
+class _Fixed:
+    """Stands in for an autotuned kernel: ``kernel[grid](*args)`` with the one config
+    ``pick(named arguments)`` returns."""
+
+    def __init__(self, kernel, pick):
+        self.kernel, self.pick = kernel, pick
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            named = dict(zip(self.kernel.arg_names, args), **kwargs)
+            config = self.pick(named)
+            return self.kernel[grid](*args, **kwargs, **config.kwargs,
+                                     num_warps=config.num_warps, num_stages=config.num_stages)
+        return launch
+
+
 if AUTOTUNE:
-    # (BLOCK_R, BLOCK_J, BLOCK_F, warps, stages) per kernel: tiles that compile for sm_90
-    # without register spills in float32 and bfloat16 (ptxas -v; not timed: no GPU yet).
-    # Wide filter tiles (256, 512) compute the depthwise tile once for all filters.
-    _tiles = lambda *ts: [_cfg(w, st, BLOCK_R=r, BLOCK_J=j, BLOCK_F=f) for r, j, f, w, st in ts]
-    _FWD_CONFIGS = _tiles((64, 32, 64, 4, 3), (64, 32, 128, 8, 3), (128, 32, 64, 8, 3),
-                          (128, 32, 128, 8, 3), (64, 64, 64, 8, 2), (32, 32, 64, 4, 3),
-                          (32, 16, 64, 4, 3), (64, 16, 32, 4, 3), (64, 32, 256, 8, 2),
-                          (32, 32, 256, 8, 2), (32, 32, 512, 8, 2))
-    _DZ_CONFIGS = _tiles((64, 32, 64, 4, 3), (64, 32, 128, 8, 3), (128, 32, 64, 8, 3),
-                         (64, 64, 64, 8, 2), (32, 32, 64, 4, 3), (32, 16, 64, 4, 3),
-                         (64, 16, 32, 4, 3), (32, 32, 256, 8, 2), (32, 32, 512, 8, 2))
-    _DP_CONFIGS = _tiles((32, 32, 64, 4, 3), (64, 32, 64, 8, 3), (64, 32, 128, 8, 3),
-                         (128, 32, 64, 8, 3), (64, 64, 64, 8, 2), (32, 64, 128, 8, 2),
-                         (32, 16, 128, 4, 3), (32, 32, 256, 8, 2))
-    _DX_CONFIGS = [
-        _cfg(4, 2, BLOCK_I=64, BLOCK_C=64),
-        _cfg(4, 2, BLOCK_I=32, BLOCK_C=128),
-        _cfg(8, 2, BLOCK_I=128, BLOCK_C=64),
-        _cfg(4, 2, BLOCK_I=128, BLOCK_C=32),
-        _cfg(4, 2, BLOCK_I=32, BLOCK_C=64),
-        _cfg(2, 2, BLOCK_I=32, BLOCK_C=32),
-    ]
-else:  # the interpreter (or autotuning switched off): one fixed config each
-    _FWD_CONFIGS = _DZ_CONFIGS = _DP_CONFIGS = [_cfg(4, 2, BLOCK_R=32, BLOCK_J=16, BLOCK_F=16)]
-    _DX_CONFIGS = [_cfg(4, 2, BLOCK_I=32, BLOCK_C=16)]
-
-_PRUNE = {"early_config_prune": _prune, "perf_model": None, "top_k": None}
-_KEY = ["CM", "F", "K", "stride", "dilation"]
-
-_fwd = triton.autotune(_FWD_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_fwd_kernel)
-# The atomics accumulate into dw: restore it after every trial run of the autotuner.
-_bwd_dz_dw = triton.autotune(_DZ_CONFIGS, key=_KEY, prune_configs_by=_PRUNE,
-                             restore_value=["dw_ptr"])(_bwd_dz_dw_kernel)
-_bwd_dx = triton.autotune(_DX_CONFIGS, key=["C", "M", "K", "stride", "dilation"])(_bwd_dx_kernel)
-_bwd_dp = triton.autotune(_DP_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_bwd_dp_kernel)
+    _PRUNE = {"early_config_prune": _prune, "perf_model": None, "top_k": None}
+    _KEY = ["CM", "F", "K", "stride", "dilation"]
+    _fwd = triton.autotune(_FWD_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_fwd_kernel)
+    # The atomics accumulate into dw: restore it after every trial run of the autotuner.
+    _bwd_dz_dw = triton.autotune(_DZ_CONFIGS, key=_KEY, prune_configs_by=_PRUNE,
+                                 restore_value=["dw_ptr"])(_bwd_dz_dw_kernel)
+    _bwd_dx = triton.autotune(_DX_CONFIGS, key=["C", "M", "K", "stride", "dilation"])(
+        _bwd_dx_kernel)
+    _bwd_dp = triton.autotune(_DP_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(_bwd_dp_kernel)
+else:
+    _fwd = _Fixed(_fwd_kernel, _pick_fwd)
+    _bwd_dz_dw = _Fixed(_bwd_dz_dw_kernel, _pick_dz)
+    _bwd_dx = _Fixed(_bwd_dx_kernel, _pick_dx)
+    _bwd_dp = _Fixed(_bwd_dp_kernel, _pick_dp)
 
 
 # ------------------------------------------------------------------------- launchers
