@@ -375,19 +375,34 @@ else:
         for g, w in zip(*results):
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
-    def test_pick_kernel_routes_cuda_to_the_composition(monkeypatch):
-        # _pick_kernel looks at device and dtype only: a stand-in for a CUDA tensor.  The
-        # composition beat Triton on every shape of the only GPU run (issue 12).
+    def test_pick_kernel_routes_cuda(monkeypatch):
+        # _pick_kernel looks at device, dtype, shape and autograd: a stand-in for a CUDA
+        # tensor.  Triton only for the measured class (dilated, k <= 4, <= 128 channels and
+        # filters, channels_last float32 / bfloat16, no gradient); the composition elsewhere.
         from types import SimpleNamespace
         from sepconv.kernels import cuda
         monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
-        for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
-            fake = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype)
-            assert functional._pick_kernel(fake, None, None, 1, 1, 1) is \
-                cuda.separable_conv1d
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+        w, p = torch.randn(3, 64, 2), torch.randn(128, 128)
+
+        def pick(dtype=torch.float32, dilation=8, w=w, p=p, channels_last=True, grad=False):
+            fake = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype,
+                                   requires_grad=grad)
+            return functional._pick_kernel(fake, w, p, 1, dilation, 1, channels_last)
+
+        triton_kernel, composition = triton_sepconv.separable_conv1d, cuda.separable_conv1d
+        assert pick() is pick(torch.bfloat16) is triton_kernel
+        assert pick(grad=True) is composition
+        with torch.no_grad():
+            assert pick(grad=True) is triton_kernel
+        assert pick(dilation=1) is pick(channels_last=False) is composition
+        assert pick(torch.float16) is pick(torch.float64) is composition
+        assert pick(w=torch.randn(5, 64, 2)) is pick(w=torch.randn(3, 129, 1)) is composition
+        assert pick(p=torch.randn(128, 129)) is composition
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+        assert pick(torch.bfloat16) is composition and pick() is triton_kernel
         monkeypatch.setenv("SEPCONV_KERNEL", "triton")
-        assert functional._pick_kernel(fake, None, None, 1, 1, 1) is \
-            triton_sepconv.separable_conv1d
+        assert pick(dilation=1) is triton_kernel
 
     def test_available():
         assert triton_sepconv.available()

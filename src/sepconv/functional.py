@@ -8,6 +8,7 @@ kernel for debugging.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import numbers
 import os
@@ -98,7 +99,7 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
                          f"dilation_rate={dilation}, padding={padding!r}: the output would "
                          f"have {out_len} steps")
     pad_left, pad_right = _padding.padding_amounts(length, k, stride, dilation, padding)
-    kernel = _pick_kernel(x, depthwise, pointwise, stride, dilation, out_len)
+    kernel = _pick_kernel(x, depthwise, pointwise, stride, dilation, out_len, channels_last)
     return kernel(x, depthwise, pointwise, bias, stride=stride, dilation=dilation,
                   pad_left=pad_left, pad_right=pad_right, channels_last=channels_last)
 
@@ -204,7 +205,8 @@ def _layout(channels_last: bool) -> str:
 
 
 def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
-                 stride: int, dilation: int, out_len: int) -> Callable:
+                 stride: int, dilation: int, out_len: int,
+                 channels_last: bool = True) -> Callable:
     """The one place that chooses a kernel, from device, dtype and shape."""
     if _exporting():
         # torch.export, the ONNX exporter and torch.jit.trace record standard ops only:
@@ -216,10 +218,11 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
             raise ValueError(f"SEPCONV_KERNEL must be one of {KERNELS}. Received {forced!r}")
         return _load(forced)
     if x.is_cuda:
-        # The only GPU run so far (H200, 2026-11-26, bench/gpu.py, issue 12): the best cuDNN
-        # composition beat the fused Triton kernel on every shape and dtype (Triton /
-        # composition 0.26-0.85 fwd, 0.35-0.80 fwd+bwd), so CUDA gets the composition until
-        # a run shows Triton faster for a (shape class, dtype); SEPCONV_KERNEL=triton forces it.
+        # H200 runs of 2026-11-26 (bench/gpu.py, issue 12; table in bench/README.md): the
+        # cuDNN / cuBLAS compositions (kernels/cuda.py, which picks between two) beat the
+        # fused Triton kernel everywhere but in one class, see _triton_is_faster.
+        if _triton_is_faster(x, depthwise, pointwise, dilation, channels_last):
+            return _load("triton")
         return _load("cuda")
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
         # bench/README.md (python -m sepconv bench): cpu/composition geomean 0.40 fwd, 0.36
@@ -227,6 +230,27 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         # (the composition's half GEMMs are emulated here).  float64: a tie, reference.
         return _load("cpu")
     return _reference.separable_conv1d
+
+
+def _triton_is_faster(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
+                      dilation: int, channels_last: bool) -> bool:
+    """Where the fused Triton kernel beat every composition on an H200 (2026-11-26,
+    ``bench/gpu.py``, one fixed config per kernel): the forward pass (inference: no
+    gradient recorded) of dilated, short, narrow layers on channels_last float32 or
+    bfloat16 data, the TCN / WaveNet class (k3, dilation 8, 128 channels: 1.6-2.5x
+    faster than cuDNN's best, whose dilated depthwise kernels are slow).  With gradients
+    it was 0.83-1.11x there, and 0.3-1.0x on every other measured class."""
+    k, c, m = depthwise.shape
+    if dilation == 1 or k > 4 or c * m > 128 or pointwise.shape[1] > 128 or not channels_last:
+        return False
+    if x.dtype not in (torch.float32, torch.bfloat16):
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or depthwise.requires_grad
+                                    or pointwise.requires_grad):
+        return False
+    if torch.compiler.is_compiling() or importlib.util.find_spec("triton") is None:
+        return False
+    return x.dtype != torch.bfloat16 or torch.cuda.get_device_capability(x.device) >= (8, 0)
 
 
 def _exporting() -> bool:
