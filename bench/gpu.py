@@ -23,7 +23,8 @@ float32 runs with TF32 off everywhere (``torch.backends.cudnn.allow_tf32`` and
 ``torch.backends.cuda.matmul.allow_tf32`` False), as Keras' float32 numerics need;
 ``--dtypes float32,bfloat16,tf32`` adds rows that allow TF32 on both sides.  Timing:
 ``torch.cuda.Event`` pairs around batches of calls, median of ``--reps`` samples after
-``--warmup`` calls (which also run Triton's autotuning).  The same run measures
+``--warmup`` calls (which also compile Triton's kernels, and autotune them with
+``SEPCONV_TRITON_AUTOTUNE=1``).  The same run measures
 device-to-device copy bandwidth (``copy_`` between two 256 MiB tensors: bytes read +
 written per second) and matmul throughput, and reports for each shape the minimum bytes
 it must move divided by its time, as a % of the copy bandwidth (meaningful for
@@ -32,7 +33,7 @@ memory-bound shapes: arithmetic intensity below the measured matmul/copy balance
 
 Writes ``<out>.json`` (rewritten after each shape, so a run cut short keeps what it
 measured) and ``<out>.png``; prints a table.  The first call of each shape and dtype
-includes Triton's compilation and autotuning (in the warm-up, not in the timings), so a
+includes Triton's compilation (in the warm-up, not in the timings), so a
 full run takes minutes: ``--only`` and ``--dtypes`` split it into shorter ones.  No
 figure in this file or its docs was measured unless a JSON produced by this script says
 so.
