@@ -8,6 +8,7 @@ own Conv implementation, torch.library.opcheck's schema / fake / autograd / AOT 
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import warnings
 
@@ -210,17 +211,24 @@ def test_dispatcher_gives_way_only_while_exporting(monkeypatch):
 
 def test_dispatcher_gives_cuda_the_traceable_composition(monkeypatch):
     """On CUDA the composition (kernels/cuda.py: plain torch ops, which every tracer and
-    torch.func transform sees through), in eager mode, under compile and under torch.func."""
+    torch.func transform sees through) under compile and under torch.func, even for the
+    layers that eager inference sends to Triton (dilated, short, narrow)."""
     from types import SimpleNamespace
     from sepconv import functional
     monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
     monkeypatch.setattr(functional, "_load", lambda name: name)
-    cuda = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=torch.float32)
-    assert functional._pick_kernel(cuda, None, None, 1, 1, 1) == "cuda"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    cuda = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=torch.float32,
+                           requires_grad=False)
+    w, p = torch.randn(3, 8, 1), torch.randn(8, 8)
+    triton_available = importlib.util.find_spec("triton") is not None
+    assert functional._pick_kernel(cuda, w, p, 1, 1, 1) == "cuda"
+    assert functional._pick_kernel(cuda, w, p, 1, 8, 1) == ("triton" if triton_available
+                                                            else "cuda")
     monkeypatch.setattr(torch._C, "_are_functorch_transforms_active", lambda: True)
-    assert functional._pick_kernel(cuda, None, None, 1, 1, 1) == "cuda"
+    assert functional._pick_kernel(cuda, w, p, 1, 8, 1) == "cuda"
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert functional._pick_kernel(cuda, None, None, 1, 1, 1) == "cuda"
+    assert functional._pick_kernel(cuda, w, p, 1, 8, 1) == "cuda"
 
 
 def _model(seed=0):

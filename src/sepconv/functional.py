@@ -240,6 +240,8 @@ def _triton_is_faster(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch
     bfloat16 data, the TCN / WaveNet class (k3, dilation 8, 128 channels: 1.6-2.5x
     faster than cuDNN's best, whose dilated depthwise kernels are slow).  With gradients
     it was 0.83-1.11x there, and 0.3-1.0x on every other measured class."""
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        return False  # tracers and torch.func see through the composition, not Triton
     k, c, m = depthwise.shape
     if dilation == 1 or k > 4 or c * m > 128 or pointwise.shape[1] > 128 or not channels_last:
         return False
@@ -248,7 +250,7 @@ def _triton_is_faster(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch
     if torch.is_grad_enabled() and (x.requires_grad or depthwise.requires_grad
                                     or pointwise.requires_grad):
         return False
-    if torch.compiler.is_compiling() or importlib.util.find_spec("triton") is None:
+    if importlib.util.find_spec("triton") is None:
         return False
     return x.dtype != torch.bfloat16 or torch.cuda.get_device_capability(x.device) >= (8, 0)
 
