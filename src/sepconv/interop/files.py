@@ -81,16 +81,9 @@ class KerasFile:
             return {n: self.legacy_weights[n] for n in layer_names if n in self.legacy_weights}
         assert self.v3_weights is not None
         out: Dict[str, List[np.ndarray]] = {}
-        used: Dict[str, int] = {}
-        for name, cls in zip(layer_names, class_names):
-            if skip_inputs and cls == "InputLayer":
-                continue
-            key = snake_case(cls)
-            if key in used:
-                used[key] += 1
-                key = f"{key}_{used[key]}"
-            else:
-                used[key] = 0
+        keep = [(n, c) for n, c in zip(layer_names, class_names)
+                if not (skip_inputs and c == "InputLayer")]
+        for (name, cls), key in zip(keep, v3_keys([c for _, c in keep])):
             arrays, saved_name = self.v3_weights.get(key, ([], None))
             if saved_name is not None and saved_name != name and arrays:
                 raise KerasFileError(
@@ -98,6 +91,19 @@ class KerasFile:
                     f"{saved_name!r}, but the model's layer at that place is {name!r}")
             out[name] = arrays
         return out
+
+
+def v3_keys(class_names: List[str]) -> List[str]:
+    """The ``layers/<key>`` group of each layer in a Keras v3 weights file, given the
+    model's layer classes in its layer order: ``snake_case(class)``, then ``_1``, ``_2``,
+    ... for the next layers of the same class."""
+    used: Dict[str, int] = {}
+    keys = []
+    for cls in class_names:
+        key = snake_case(cls)
+        used[key] = used.get(key, -1) + 1
+        keys.append(f"{key}_{used[key]}" if used[key] else key)
+    return keys
 
 
 def read(path: Any) -> KerasFile:

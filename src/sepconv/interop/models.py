@@ -484,26 +484,55 @@ def _json_default(value: Any) -> Any:
                     f"config")
 
 
+#: File name endings ``save_keras_model`` writes: tf-keras 2's HDF5 model file, Keras 3's zip.
+SAVE_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
 def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None) -> None:
-    """Write a model of sepconv Keras layers as a tf-keras 2 ``.h5`` model file that
-    ``tf_keras.models.load_model`` (and R keras' ``load_model_hdf5``) reads and that
-    computes the same outputs.
+    """Write a model of sepconv Keras layers as a Keras model file that computes the same
+    outputs; the ending of ``path`` picks the format:
+
+    - ``.h5`` / ``.hdf5``: a tf-keras 2 HDF5 file for ``tf_keras.models.load_model`` and R
+      keras' ``load_model_hdf5``.  Layers computing Keras 3's ``hard_sigmoid`` are written
+      with a warning (tf-keras computes its own formula under that name).
+    - ``.keras``: a Keras 3 zip (``config.json``, ``metadata.json``, ``model.weights.h5``)
+      for ``keras.saving.load_model`` and R keras3's ``load_model``.  Layers whose Keras 3
+      config cannot say what they compute are refused (``ValueError`` naming the layer):
+      tf-keras' ``hard_sigmoid`` (Keras 3 computes ``relu6(x + 3) / 6`` under that name),
+      ``padding="causal"`` on ``SeparableConv1D`` (Keras 3 allows it on ``Conv1D`` only), and
+      tf-keras-only arguments away from their defaults (``Softmax(robust_masking=True)``,
+      ``Embedding(sparse=True)``).  Two tf-keras habits that change training, not outputs,
+      do not travel: Keras 3 does not divide activity penalties by the batch size, and its
+      ``BatchNormalization`` updates the moving variance with the biased batch variance.
 
     ``module``: a ``torch.nn.Sequential`` of sepconv layers, or a functional model from
-    :func:`load_keras_model` (its graph is written back).  ``input_shape``: a Sequential's
-    input shape without the batch, e.g. ``(None, 16)``; needed only when neither the first
-    layer's ``batch_input_shape`` nor the loader tells it.  Raises ``ValueError`` for
-    modules it cannot write; nothing is written then.
+    :func:`load_keras_model` (its graph is written back: several inputs and outputs, shared
+    layers).  ``input_shape``: a Sequential's input shape without the batch, e.g.
+    ``(None, 16)``; needed only when neither the first layer's ``batch_input_shape`` nor the
+    loader tells it.  Raises ``ValueError`` for other endings and for modules it cannot
+    write; nothing is written then.
     """
+    path = os.fspath(path)
+    suffix = next((s for s in SAVE_SUFFIXES if str(path).endswith(s)), None)
+    if suffix is None:
+        raise ValueError(f"save_keras_model writes {', '.join(SAVE_SUFFIXES)} files (the "
+                         f"ending picks tf-keras 2's HDF5 or Keras 3's zip). Received "
+                         f"path={path!r}")
     if isinstance(module, KerasFunctional):
         layers = [m for n, m in module.named_children()]
         _check_savable(layers)
+        if suffix == ".keras":
+            _write_keras3(path, module, _keras3_functional(module))
+            return
         model_config = _functional_config(module)
     elif isinstance(module, torch.nn.Sequential):
         layers = list(module.children())
         if not layers:
             raise ValueError("save_keras_model: the Sequential has no layers")
         _check_savable(layers)
+        if suffix == ".keras":
+            _write_keras3(path, module, _keras3_sequential(module, layers, input_shape))
+            return
         model_config = _sequential_config(module, layers, input_shape)
     else:
         raise TypeError(f"save_keras_model takes a torch.nn.Sequential of sepconv layers or a "
@@ -516,7 +545,7 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
         warnings.warn(f"save_keras_model: {', '.join(keras3_only)} use Keras 3's formula "
                       f"({', '.join(_activations.KERAS3_VARIANTS)}); tf-keras will compute "
                       f"its own formula under the same name", stacklevel=2)
-    _write_h5(os.fspath(path), json.dumps(model_config, default=_json_default),
+    _write_h5(path, json.dumps(model_config, default=_json_default),
               [m for m in layers if type(m).__name__ != _INPUT])
 
 
@@ -542,7 +571,7 @@ def _input_entry(name: str, batch_shape: Any, layer: Any = None) -> dict:
     return {"class_name": _INPUT, "config": config}
 
 
-def _sequential_config(module, layers, input_shape) -> dict:
+def _sequential_batch_shape(module, layers, input_shape) -> List[Any]:
     if input_shape is not None:
         batch_shape = (None,) + tuple(input_shape)
     else:
@@ -553,7 +582,11 @@ def _sequential_config(module, layers, input_shape) -> dict:
     if batch_shape is None:
         raise ValueError("save_keras_model: the model's input shape is unknown; pass "
                          "input_shape=(steps, channels) (without the batch)")
-    batch_shape = [None if v is None else int(v) for v in batch_shape]
+    return [None if v is None else int(v) for v in batch_shape]
+
+
+def _sequential_config(module, layers, input_shape) -> dict:
+    batch_shape = _sequential_batch_shape(module, layers, input_shape)
     first = layers[0]
     entries = []
     if type(first).__name__ != _INPUT:
@@ -628,6 +661,320 @@ def _write_h5(path: str, model_config: str, layers: List[Any]) -> None:
                     lg.create_dataset(w, data=a)
             g.create_group("top_level_model_weights").attrs["weight_names"] = \
                 np.array([], dtype="S1")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# -- saving Keras 3 .keras files -------------------------------------------------------
+#: The Keras whose ``.keras`` layout this writer follows (checked against its own files).
+_KERAS3_VERSION = "3.15.1"
+_ANY = object()
+#: tf-keras config keys Keras 3's class does not take -> the values that compute the same
+#: there (dropped); any other value is refused.
+_TF_KERAS_ONLY = {
+    "Embedding": {"input_length": _ANY, "sparse": (False, None)},
+    "Softmax": {"robust_masking": (False, None)},
+    "InputLayer": {"type_spec": _ANY, "input_tensor": (None,)},
+    "ConvLSTM1D": {"time_major": (False, None)}, "ConvLSTM2D": {"time_major": (False, None)},
+    "ConvLSTM3D": {"time_major": (False, None)},
+}
+for _cls in ("SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
+             "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
+    _TF_KERAS_ONLY[_cls] = {"groups": (1, None)}  # tf-keras writes groups=1 for every Conv
+#: Classes whose Keras 3 argument is the new name of a tf-keras one (:data:`_RENAMED_ARGS`).
+_KERAS3_NAMES = {"LeakyReLU": ("negative_slope",), "InputLayer": ("batch_shape",)}
+#: Classes whose Keras 3 form keeps the weights in a nested layer: the attribute it is
+#: saved under and that layer's name (``layers/<key>/<attribute>/vars``).
+_KERAS3_NESTED = {"ConvLSTM1D": ("cell", "conv_lstm_cell"),
+                  "ConvLSTM2D": ("cell", "conv_lstm_cell"),
+                  "ConvLSTM3D": ("cell", "conv_lstm_cell")}
+#: Keras 3 pads only ``"valid"`` / ``"same"`` here (tf-keras also ``"causal"``).
+_KERAS3_NO_CAUSAL = ("SeparableConv1D",)
+_OBJECT_MODULES = (("_initializer", "keras.initializers"),
+                   ("_regularizer", "keras.regularizers"),
+                   ("_constraint", "keras.constraints"))
+
+
+def _dtype_policy(name: str) -> dict:
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name},
+            "registered_name": None}
+
+
+def _keras3_value(key: str, value: Any) -> Any:
+    """A tf-keras config value in Keras 3's form: initializers, regularizers and
+    constraints with their ``module``; tuples as lists."""
+    if isinstance(value, dict) and "class_name" in value and "module" not in value:
+        module = next((m for end, m in _OBJECT_MODULES if key.endswith(end)), None)
+        if module is not None:
+            return {"module": module, "class_name": value["class_name"],
+                    "config": _keras3_value("", value.get("config") or {}),
+                    "registered_name": None}
+    if isinstance(value, dict):
+        return {k: _keras3_value(k, v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_keras3_value("", v) for v in value]
+    return value
+
+
+def _check_keras3_formulas(layer: torch.nn.Module) -> None:
+    """Refuse functions that compute another formula in Keras 3 under the same name."""
+    with _activations.keras_flavour("tf_keras"):
+        tf_only = {name: _activations.get(name) for name in _activations.KERAS3_VARIANTS}
+    for sub in layer.modules():
+        for attr, value in vars(sub).items():
+            for name, fn in tf_only.items():
+                if value is fn:
+                    raise ValueError(
+                        f"save_keras_model: layer {layer.name!r} ({type(layer).__name__}) "
+                        f"computes tf-keras' {name} in {attr}; Keras 3 computes another "
+                        f"formula under that name, so a .keras file cannot carry it. Save "
+                        f"as .h5, or set {attr} = sepconv.activations.KERAS3_VARIANTS"
+                        f"[{name!r}] (Keras 3's formula: different outputs) first")
+
+
+def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
+    """One layer's Keras 3 config entry (``module``, ``class_name``, ``config``,
+    ``registered_name``, ``build_config``); ``ValueError`` where Keras 3's config cannot
+    express what the layer computes."""
+    cls = type(layer).__name__
+    _check_keras3_formulas(layer)
+    config = dict(layer.get_config())
+    label = f"save_keras_model: layer {config.get('name', '?')!r} ({cls})"
+    if cls in _KERAS3_NO_CAUSAL and config.get("padding") == "causal":
+        raise ValueError(f"{label} has padding='causal', which Keras 3's {cls} does not "
+                         f"have (it pads 'valid' or 'same' only); save as .h5")
+    for key, values in _TF_KERAS_ONLY.get(cls, {}).items():
+        if key in config:
+            value = config.pop(key)
+            if values is not _ANY and value not in values:
+                raise ValueError(f"{label} has {key}={value!r}, which Keras 3's {cls} does "
+                                 f"not take; save as .h5")
+    for new in _KERAS3_NAMES.get(cls, ()):
+        old = _RENAMED_ARGS[new]
+        if old in config:
+            config[new] = config.pop(old)
+    config.pop("batch_input_shape", None)  # only Keras 3's InputLayer says the shape
+    if "dtype" in config and cls != _INPUT:
+        config["dtype"] = _dtype_policy(config["dtype"])
+    nested = getattr(layer, "layer", None)
+    out = {}
+    for key, value in config.items():
+        if key == "layer" and isinstance(nested, torch.nn.Module):
+            inner = None if input_shape is None else (input_shape[0],) + tuple(input_shape[2:])
+            out[key] = _keras3_entry(nested, inner)
+        else:
+            out[key] = _keras3_value(key, value)
+    entry = {"module": "keras.layers", "class_name": cls, "config": out,
+             "registered_name": None}
+    if input_shape is not None and cls != _INPUT:
+        entry["build_config"] = {"input_shape": _keras3_value("", input_shape)}
+    return entry
+
+
+def _keras3_input_entry(name: str, batch_shape: Any, layer: Any = None) -> dict:
+    if layer is not None:
+        entry = _keras3_entry(layer)
+        entry["config"]["batch_shape"] = list(batch_shape)
+        return entry
+    return {"module": "keras.layers", "class_name": _INPUT, "config": {
+        "batch_shape": list(batch_shape), "dtype": "float32", "sparse": False, "ragged": False,
+        "name": name, "optional": False}, "registered_name": None}
+
+
+def _keras3_sequential(module, layers, input_shape) -> Tuple[dict, list]:
+    """Keras 3's Sequential config and its layers in weight-numbering order (the input
+    layer is not counted)."""
+    batch_shape = _sequential_batch_shape(module, layers, input_shape)
+    first = layers[0]
+    has_input = type(first).__name__ == _INPUT
+    name = getattr(module, "keras_name", None) or "sequential"
+    entries = [_keras3_input_entry(first.name if has_input else f"{name}_input", batch_shape,
+                                   first if has_input else None)]
+    shape: Any = tuple(batch_shape)
+    body = layers[1:] if has_input else layers
+    for layer in body:
+        entries.append(_keras3_entry(layer, shape))
+        shape = _output_shape(layer, shape)
+    config = {"name": name, "trainable": True, "dtype": _dtype_policy("float32"),
+              "layers": entries, "build_input_shape": list(batch_shape)}
+    top = {"module": "keras", "class_name": "Sequential", "config": config,
+           "registered_name": None, "build_config": {"input_shape": list(batch_shape)},
+           "compile_config": None}
+    return top, [(layer.name, layer) for layer in body]
+
+
+def _keras3_order(module: KerasFunctional) -> Tuple[List[str], Dict[Tuple[str, int], int]]:
+    """The layers in the order Keras 3's ``Functional`` lists them (``map_graph``: depth
+    from the outputs, deepest first, ties in the order a depth-first walk from the outputs
+    first meets them), which numbers their weights in the file; and each node's index
+    among its layer's nodes there."""
+    parents: Dict[Tuple[str, int], List[Tuple[str, int]]] = {}
+    for r in module.input_refs:
+        parents[(r[0], r[1])] = []
+    for lname, node, args, kwargs in module.steps:
+        parents[(lname, node)] = [(r[0], r[1]) for r in _refs_in([args, kwargs])]
+    finished, in_progress, ordered, index = set(), set(), [], {}
+
+    def walk(node):
+        if node in finished:
+            return
+        if node in in_progress:
+            raise ValueError(f"save_keras_model: the graph has a cycle at {node[0]!r}")
+        index.setdefault(node[0], len(index))
+        in_progress.add(node)
+        for parent in parents[node]:
+            walk(parent)
+        finished.add(node)
+        in_progress.discard(node)
+        ordered.append(node)
+
+    for r in module.output_refs:
+        walk((r[0], r[1]))
+    node_depth: Dict[Tuple[str, int], int] = {}
+    layer_depth: Dict[str, int] = {}
+    for node in reversed(ordered):
+        depth = max(node_depth.setdefault(node, 0), layer_depth.get(node[0], 0))
+        layer_depth[node[0]] = node_depth[node] = depth
+        for parent in parents[node]:
+            node_depth[parent] = max(depth + 1, node_depth.get(parent, 0))
+    for r in module.input_refs:  # inputs no output reads: kept, at depth 0
+        if r[0] not in layer_depth:
+            layer_depth[r[0]], index[r[0]] = 0, -1
+    names = sorted(layer_depth, key=lambda n: (-layer_depth[n], index[n]))
+    renumber: Dict[Tuple[str, int], int] = {}
+    for lname in names:
+        nodes = sorted(n for n in finished if n[0] == lname) or [(lname, 0)]
+        for i, n in enumerate(nodes):
+            renumber[n] = i
+    return names, renumber
+
+
+def _keras3_functional(module: KerasFunctional) -> Tuple[dict, list]:
+    """Keras 3's functional config (layers in its own order, nodes as
+    ``{"args", "kwargs"}`` with ``__keras_tensor__`` entries) and the layers in order."""
+    children = dict(module.named_children())
+    names, renumber = _keras3_order(module)
+    unused = [n for n in children if n not in names]
+    if unused:
+        raise ValueError(f"save_keras_model: layer{'s' if len(unused) > 1 else ''} "
+                         f"{', '.join(map(repr, unused))} of model {module.keras_name!r} "
+                         f"feed no output; Keras 3 would drop them")
+    shapes: Dict[Ref, Any] = {}
+    dtypes: Dict[Ref, str] = {}
+    inputs = {r[0]: (r, s) for r, s in zip(module.input_refs, module.keras_input_shapes)}
+    entries: Dict[str, dict] = {}
+    for lname, (ref, shape) in inputs.items():
+        if shape is None:
+            raise ValueError(f"save_keras_model: the shape of input {lname!r} is unknown")
+        batch_shape = [None if v is None else int(v) for v in shape]
+        entry = _keras3_input_entry(lname, batch_shape, children.get(lname))
+        entry["config"]["name"] = lname
+        entries[lname] = dict(entry, name=lname, inbound_nodes=[])
+        shapes[ref] = tuple(batch_shape)
+        dtypes[ref] = entry["config"].get("dtype") or "float32"
+
+    def tensor(ref):
+        shape = shapes.get(ref)
+        return {"class_name": "__keras_tensor__", "config": {
+            "shape": None if shape is None else list(shape),
+            "dtype": dtypes.get(ref, "float32"),
+            "keras_history": [ref[0], renumber.get((ref[0], ref[1]), ref[1]), ref[2]]}}
+
+    def encode(value):
+        if isinstance(value, tuple) and value and value[0] == "__ref__":
+            return tensor(tuple(value[1:]))
+        if isinstance(value, (list, tuple)):
+            return [encode(v) for v in value]
+        if isinstance(value, dict):
+            return {k: encode(v) for k, v in value.items()}
+        return value
+
+    for lname, node, args, kwargs in module.steps:
+        layer = children[lname]
+        refs = _refs_in(args)
+        in_shapes = [shapes.get(r) for r in refs]
+        in_shape = None if not in_shapes or any(s is None for s in in_shapes) else (
+            in_shapes[0] if len(in_shapes) == 1 else in_shapes)
+        if lname not in entries:
+            entries[lname] = dict(_keras3_entry(layer, in_shape), name=lname,
+                                  inbound_nodes=[])
+        entries[lname]["inbound_nodes"].append(
+            (renumber[(lname, node)], {"args": encode(args), "kwargs": encode(kwargs)}))
+        out = _output_shape(layer, in_shape)
+        compute = str(getattr(layer, "compute_dtype", torch.float32)).replace("torch.", "")
+        for i, s in enumerate(out if isinstance(out, list) else [out]):
+            shapes[(lname, node, i)] = s
+            dtypes[(lname, node, i)] = compute
+    for lname in names:
+        if lname not in inputs:
+            entries[lname]["inbound_nodes"] = [n for _, n in sorted(
+                entries[lname]["inbound_nodes"], key=lambda n: n[0])]
+
+    def endpoints(refs):
+        out = [[r[0], renumber.get((r[0], r[1]), r[1]), r[2]] for r in refs]
+        return out[0] if len(out) == 1 else out
+
+    config = {"name": module.keras_name, "trainable": True,
+              "layers": [entries[n] for n in names],
+              "input_layers": endpoints(module.input_refs),
+              "output_layers": endpoints(module.output_refs)}
+    top = {"module": "keras.src.models.functional", "class_name": "Functional",
+           "config": config, "registered_name": "Functional",
+           "build_config": {"input_shape": None}, "compile_config": None}
+    return top, [(n, children.get(n)) for n in names]
+
+
+def _write_keras3_vars(group, layer: Any, name: str) -> None:
+    """``<group>/vars/0..k`` (attribute ``name``), or the nested layer's group Keras 3
+    keeps the weights in."""
+    cls = type(layer).__name__
+    own = group.create_group("vars")
+    own.attrs["name"] = name
+    if layer is None or not hasattr(layer, "get_weights") or not getattr(layer, "built", True):
+        return
+    if cls in _KERAS3_NESTED:
+        attr, inner_name = _KERAS3_NESTED[cls]
+        inner = group.create_group(attr).create_group("vars")
+        inner.attrs["name"] = inner_name
+        for i, a in enumerate(layer.get_weights()):
+            inner.create_dataset(str(i), data=a)
+        return
+    nested = getattr(layer, "layer", None)
+    if isinstance(nested, torch.nn.Module) and cls == "TimeDistributed":
+        _write_keras3_vars(group.create_group("layer"), nested, nested.name)
+        return
+    for i, a in enumerate(layer.get_weights()):
+        own.create_dataset(str(i), data=a)
+
+
+def _write_keras3(path: str, module: torch.nn.Module, config_and_layers) -> None:
+    """Keras 3's ``.keras`` zip, written atomically: ``metadata.json``, ``config.json`` and
+    ``model.weights.h5`` (``layers/<snake_case class>[_<n>]/vars/<i>``, numbered per class
+    in the model's layer order, as :mod:`sepconv.interop.files` reads them)."""
+    import datetime
+    import io
+    import zipfile
+
+    h5py = _files.h5py_module()
+    top, layers = config_and_layers
+    config_json = json.dumps(top, default=_json_default)
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        group = f.create_group("layers")
+        classes = [_INPUT if layer is None else type(layer).__name__ for _, layer in layers]
+        for (name, layer), key in zip(layers, _files.v3_keys(classes)):
+            _write_keras3_vars(group.create_group(key), layer, name)
+        f.create_group("vars").attrs["name"] = top["config"]["name"]
+    metadata = {"keras_version": _KERAS3_VERSION,
+                "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
+    tmp = path + ".tmp"
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("metadata.json", json.dumps(metadata))
+            z.writestr("config.json", config_json)
+            z.writestr("model.weights.h5", buffer.getvalue())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
