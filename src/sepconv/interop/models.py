@@ -496,14 +496,15 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
       keras' ``load_model_hdf5``.  Layers computing Keras 3's ``hard_sigmoid`` are written
       with a warning (tf-keras computes its own formula under that name).
     - ``.keras``: a Keras 3 zip (``config.json``, ``metadata.json``, ``model.weights.h5``)
-      for ``keras.saving.load_model`` and R keras3's ``load_model``.  Layers whose Keras 3
-      config cannot say what they compute are refused (``ValueError`` naming the layer):
-      tf-keras' ``hard_sigmoid`` (Keras 3 computes ``relu6(x + 3) / 6`` under that name),
-      ``padding="causal"`` on ``SeparableConv1D`` (Keras 3 allows it on ``Conv1D`` only), and
-      tf-keras-only arguments away from their defaults (``Softmax(robust_masking=True)``,
-      ``Embedding(sparse=True)``).  Two tf-keras habits that change training, not outputs,
-      do not travel: Keras 3 does not divide activity penalties by the batch size, and its
-      ``BatchNormalization`` updates the moving variance with the biased batch variance.
+      for ``keras.saving.load_model`` and R keras3's ``load_model``; sepconv reads it back
+      with Keras 3's formulas.  Layers whose Keras 3 config cannot say what they compute
+      are refused (``ValueError`` naming the layer): tf-keras' ``hard_sigmoid`` (Keras 3
+      computes ``relu6(x + 3) / 6`` under that name; R keras 2's ``ConvLSTM2D`` uses it by
+      default), ``padding="causal"`` on ``SeparableConv1D`` (Keras 3 has it on ``Conv1D``
+      only) and ``BatchNormalization`` over several axes.  Two tf-keras habits that change
+      training, not outputs, do not travel: Keras 3 does not divide activity penalties by
+      the batch size, and its ``BatchNormalization`` updates the moving variance with the
+      biased batch variance.
 
     ``module``: a ``torch.nn.Sequential`` of sepconv layers, or a functional model from
     :func:`load_keras_model` (its graph is written back: several inputs and outputs, shared
@@ -674,8 +675,8 @@ _ANY = object()
 #: tf-keras config keys Keras 3's class does not take -> the values that compute the same
 #: there (dropped); any other value is refused.
 _TF_KERAS_ONLY = {
-    "Embedding": {"input_length": _ANY, "sparse": (False, None)},
-    "Softmax": {"robust_masking": (False, None)},
+    "Embedding": {"input_length": _ANY},  # a shape check only
+    "Softmax": {"robust_masking": _ANY},  # masks only (sepconv takes none)
     "InputLayer": {"type_spec": _ANY, "input_tensor": (None,)},
     "ConvLSTM1D": {"time_major": (False, None)}, "ConvLSTM2D": {"time_major": (False, None)},
     "ConvLSTM3D": {"time_major": (False, None)},
@@ -755,6 +756,11 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
         old = _RENAMED_ARGS[new]
         if old in config:
             config[new] = config.pop(old)
+    if cls == "BatchNormalization" and isinstance(config.get("axis"), (list, tuple)):
+        if len(config["axis"]) != 1:  # tf-keras writes [3]; Keras 3 takes one int
+            raise ValueError(f"{label} normalises over axes {list(config['axis'])}; Keras "
+                             f"3's BatchNormalization takes one axis; save as .h5")
+        config["axis"] = int(config["axis"][0])
     config.pop("batch_input_shape", None)  # only Keras 3's InputLayer says the shape
     if "dtype" in config and cls != _INPUT:
         config["dtype"] = _dtype_policy(config["dtype"])

@@ -1,0 +1,247 @@
+"""``save_keras_model(module, "model.keras")``: Keras 3 ``.keras`` files.
+
+The family's real models (the builders of ``test_model_files_family.py``) are built with
+Keras 3 and with tf-keras, loaded by sepconv, written back as ``.keras`` and loaded by
+``keras.saving.load_model`` (Keras 3, torch backend): its ``predict`` must give the
+original model's outputs (1e-5 of scale), its layers the original names and classes,
+and the file Keras 3's own layout (the same weight paths and shapes as the file Keras 3
+wrote).  sepconv reads its own file back to the same numbers.  Layers whose Keras 3
+config cannot say what the sepconv layer computes are refused, with nothing written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import zipfile
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+tf = pytest.importorskip("tensorflow")
+tf_keras = pytest.importorskip("tf_keras")
+keras = pytest.importorskip("keras")
+h5py = pytest.importorskip("h5py")
+
+import sepconv  # noqa: E402
+from sepconv.interop import KerasFunctional, load_keras_model, save_keras_model  # noqa: E402
+from keras_files import outputs  # noqa: E402
+from test_model_files_family import MODELS, _inputs, _randomize  # noqa: E402
+
+
+def _build(K, name, seed, keras3=True):
+    """A family model at random weights, its inputs and its ``predict`` outputs."""
+    K.utils.set_random_seed(seed)
+    model = MODELS[name][0](K, keras3)
+    _randomize(model, seed=seed)
+    x = _inputs(model, seed=100 + seed)
+    return model, x, outputs(model.predict(x if len(x) > 1 else x[0], verbose=0))
+
+
+def _run(module, x):
+    with torch.no_grad():
+        out = module(*[torch.from_numpy(a) for a in x])
+    return [o.numpy() for o in (out if isinstance(out, list) else [out])]
+
+
+def _close(got, want):
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=1e-5 * max(1.0, float(np.abs(b).max())))
+
+
+def _keras3_predict(path, x):
+    theirs = keras.saving.load_model(path)
+    return theirs, outputs(theirs.predict(x if len(x) > 1 else x[0], verbose=0))
+
+
+def _weight_layout(path):
+    """``{dataset path: shape}`` of a ``.keras`` file's ``model.weights.h5``, plus the
+    ``name`` attributes of its ``vars`` groups."""
+    with zipfile.ZipFile(path) as z:
+        data = z.read("model.weights.h5")
+    out = {}
+    with h5py.File(io.BytesIO(data), "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj.shape
+            elif name.endswith("vars") and "name" in obj.attrs:
+                out[name + "@name"] = obj.attrs["name"]
+        f.visititems(visit)
+    return out
+
+
+@pytest.fixture(scope="module")
+def keras3_files(tmp_path_factory):
+    """Each family model built with Keras 3 and saved by Keras 3 as ``.keras``."""
+    root = tmp_path_factory.mktemp("keras3_save")
+    out = {}
+    for i, name in enumerate(MODELS):
+        model, x, y = _build(keras, name, seed=i)
+        path = root / f"{name}.keras"
+        model.save(path)
+        out[name] = (model, x, y, path)
+    return out
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_keras3_file_through_sepconv_back_to_keras3(keras3_files, name, tmp_path):
+    """Keras 3 .keras -> sepconv -> save_keras_model(.keras) -> keras.saving.load_model:
+    the original predictions, layer names and classes, Keras 3's own weight layout; and
+    sepconv reads its file back to the same numbers."""
+    model, x, y, path = keras3_files[name]
+    ours = load_keras_model(path)
+    out = tmp_path / "again.keras"
+    save_keras_model(ours, out)
+    with zipfile.ZipFile(out) as z:
+        assert sorted(z.namelist()) == ["config.json", "metadata.json", "model.weights.h5"]
+        assert json.loads(z.read("metadata.json"))["keras_version"].startswith("3.")
+        config = json.loads(z.read("config.json"))
+    assert config["class_name"] == type(model).__name__
+    for entry in config["config"]["layers"]:
+        assert set(entry) >= {"module", "class_name", "config", "registered_name"}
+    theirs, got = _keras3_predict(out, x)
+    _close(got, y)
+    assert [(a.name, type(a).__name__) for a in theirs.layers] == \
+        [(a.name, type(a).__name__) for a in model.layers]
+    assert _weight_layout(out) == _weight_layout(path)
+    back = load_keras_model(out)
+    assert back.keras_flavour == "keras3"
+    _close(_run(back, x), y)
+
+
+@pytest.mark.parametrize("name", ["causal_classifier", "mobilenet_block", "unet", "multi_io"])
+def test_tf_keras_file_through_sepconv_into_keras3(name, tmp_path):
+    """An R keras 2 / tf-keras .h5 -> sepconv -> .keras -> Keras 3: tf-keras' predictions
+    (the moving of argument names, dtype policies, BatchNormalization's axis list, layer
+    order).  The classifier is its "same"-padded variant (causal is refused below)."""
+    model, x, y = _build(tf_keras, name, seed=7, keras3=True)
+    model.save(tmp_path / "tf.h5")
+    ours = load_keras_model(tmp_path / "tf.h5")
+    save_keras_model(ours, tmp_path / "k3.keras")
+    theirs, got = _keras3_predict(tmp_path / "k3.keras", x)
+    _close(got, y)
+    assert [layer.name for layer in theirs.layers] == [layer.name for layer in model.layers]
+    _close(_run(load_keras_model(tmp_path / "k3.keras"), x), y)
+
+
+def _reversed_modules(model):
+    """The same functional model with its layer submodules in reverse order."""
+    children = list(model.named_children())
+    inputs = [c for c in children if type(c[1]).__name__ == "InputLayer"]
+    layers = OrderedDict(inputs + [c for c in children if c not in inputs][::-1])
+    return KerasFunctional(model.keras_name, layers, model.input_refs, model.output_refs,
+                           model.steps, model.keras_input_shapes)
+
+
+def test_weights_follow_keras3_layer_order_not_the_modules(keras3_files, tmp_path):
+    """Keras 3 numbers weights (layers/dense_1, ...) in the order its Functional lists the
+    layers, which it recomputes from the graph: a model whose submodules come in another
+    order must still put every weight where Keras 3 looks (dense_b and hidden have the same
+    shapes, so a wrong order would load silently and predict wrongly)."""
+    model, x, y, path = keras3_files["multi_io"]
+    module = _reversed_modules(load_keras_model(path))
+    _close(_run(module, x), y)
+    save_keras_model(module, tmp_path / "shuffled.keras")
+    _close(_keras3_predict(tmp_path / "shuffled.keras", x)[1], y)
+    _close(_run(load_keras_model(tmp_path / "shuffled.keras"), x), y)
+
+
+def test_shared_layer_at_two_depths(tmp_path):
+    """A layer called at two depths (Keras 3 lists a layer at its deepest call: here that
+    puts "shared" before "other", which the depth of its last-walked call alone would
+    not), three inputs, three outputs; the submodules reversed (see above)."""
+    L = keras.layers
+    keras.utils.set_random_seed(3)
+    a, b, c = (keras.Input((12, 3), name=n) for n in "abc")
+    shared = L.Conv1D(3, 3, padding="causal", activation="tanh", name="shared")
+    other = L.Conv1D(3, 2, padding="causal", name="other")
+    outs = [other(c), shared(b),
+            L.Conv1D(2, 1, name="post")(shared(L.Conv1D(3, 1, name="pre")(a)))]
+    model = keras.Model([a, b, c], outs, name="shared_twice")
+    _randomize(model, seed=3)
+    x = _inputs(model, seed=4)
+    y = outputs(model.predict(x, verbose=0))
+    model.save(tmp_path / "k3.keras")
+    ours = _reversed_modules(load_keras_model(tmp_path / "k3.keras"))
+    save_keras_model(ours, tmp_path / "again.keras")
+    theirs, got = _keras3_predict(tmp_path / "again.keras", x)
+    _close(got, y)
+    assert [layer.name for layer in theirs.layers] == [layer.name for layer in model.layers]
+    _close(_run(load_keras_model(tmp_path / "again.keras"), x), y)
+
+
+def test_hand_built_sequential_into_keras3(tmp_path):
+    """A Sequential built with sepconv (no file behind it): Keras 3's predictions, its
+    hard_sigmoid formula included, and sepconv's own reading of the file."""
+    torch.manual_seed(0)
+    hs3 = sepconv.activations.KERAS3_VARIANTS["hard_sigmoid"]
+    model = torch.nn.Sequential(
+        sepconv.Conv1D(4, 3, padding="causal", activation="relu",
+                       bias_initializer="random_normal", name="conv"),
+        sepconv.SeparableConv1D(6, 3, padding="same", depth_multiplier=2,
+                                activation=hs3, bias_initializer="random_normal",
+                                depthwise_regularizer="l2", name="sep"),
+        sepconv.LeakyReLU(0.1, name="leaky"),
+        sepconv.Dense(2, kernel_constraint="max_norm", name="head"))
+    x = [np.random.default_rng(5).standard_normal((3, 10, 2)).astype(np.float32)]
+    y = _run(model, x)  # builds the layers
+    with pytest.raises(ValueError, match="input shape is unknown"):
+        save_keras_model(model, tmp_path / "no_shape.keras")
+    save_keras_model(model, tmp_path / "hand.keras", input_shape=(None, 2))
+    theirs, got = _keras3_predict(tmp_path / "hand.keras", x)
+    _close(got, y)
+    assert theirs.get_layer("leaky").negative_slope == pytest.approx(0.1)
+    assert theirs.get_layer("conv").padding == "causal"
+    back = load_keras_model(tmp_path / "hand.keras")
+    _close(_run(back, x), y)
+    assert back.sep.activation is hs3
+
+
+def test_what_keras3_cannot_express_is_refused(tmp_path):
+    """tf-keras' hard_sigmoid (a ConvLSTM2D's default recurrent activation, an Activation
+    layer), a causal SeparableConv1D, BatchNormalization over two axes: ValueError naming
+    the layer and why; nothing written.  The .h5 writer still takes them."""
+    cases = [
+        (sepconv.ConvLSTM2D(2, 3, input_shape=(3, 6, 6, 1), name="lstm"),
+         r"'lstm' \(ConvLSTM2D\) computes tf-keras' hard_sigmoid in recurrent_activation"),
+        (sepconv.Activation("hard_sigmoid", input_shape=(4,), name="act"),
+         r"'act' \(Activation\) computes tf-keras' hard_sigmoid"),
+        (sepconv.SeparableConv1D(2, 3, padding="causal", input_shape=(8, 2), name="sc"),
+         r"'sc' \(SeparableConv1D\) has padding='causal'"),
+        (sepconv.BatchNormalization(axis=[1, 2], input_shape=(4, 3), name="bn"),
+         r"'bn' \(BatchNormalization\) normalises over axes \[1, 2\]"),
+    ]
+    for layer, message in cases:
+        with pytest.raises(ValueError, match=message):
+            save_keras_model(torch.nn.Sequential(layer), tmp_path / "refused.keras")
+        assert not any(tmp_path.iterdir()), "a refused save left a file behind"
+        save_keras_model(torch.nn.Sequential(layer), tmp_path / "ok.h5")
+        (tmp_path / "ok.h5").unlink()
+
+
+def test_other_endings_are_refused_naming_the_supported_ones(tmp_path):
+    model = torch.nn.Sequential(sepconv.Dense(2, input_shape=(3,), name="d"))
+    for name in ("model.pt", "model", "model.zip", "model.keras.bak"):
+        with pytest.raises(ValueError, match=r"writes \.h5, \.hdf5, \.keras files.*"
+                                             + name.replace(".", r"\.")):
+            save_keras_model(model, tmp_path / name)
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(TypeError, match="torch.nn.Sequential"):
+        save_keras_model(sepconv.Dense(2, input_shape=(3,)), tmp_path / "m.keras")
+    save_keras_model(model, tmp_path / "m.hdf5")  # HDF5 under Keras' other ending
+    np.testing.assert_allclose(
+        tf_keras.models.load_model(tmp_path / "m.hdf5").predict(np.ones((1, 3)), verbose=0),
+        _run(model, [np.ones((1, 3), np.float32)])[0], atol=1e-6)
+
+
+def test_without_h5py_the_one_line_error(tmp_path, monkeypatch):
+    model = torch.nn.Sequential(sepconv.Dense(2, input_shape=(3,), name="d"))
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(ImportError, match=r'pip install "sepconv\[h5\]"'):
+        save_keras_model(model, tmp_path / "m.keras")
+    assert not any(tmp_path.iterdir())
