@@ -27,6 +27,7 @@ keras = pytest.importorskip("keras")
 h5py = pytest.importorskip("h5py")
 
 import sepconv  # noqa: E402
+from sepconv.layers.base import KERAS_CLASSES  # noqa: E402
 from sepconv.interop import KerasFunctional, load_keras_model, save_keras_model  # noqa: E402
 from keras_files import outputs  # noqa: E402
 from test_model_files_family import MODELS, _inputs, _randomize  # noqa: E402
@@ -200,6 +201,98 @@ def test_hand_built_sequential_into_keras3(tmp_path):
     back = load_keras_model(tmp_path / "hand.keras")
     _close(_run(back, x), y)
     assert back.sep.activation is hs3
+
+
+# One sepconv layer per case (class, arguments, input shape without the batch): every
+# class sepconv maps, beyond the family models, goes through a .keras file into Keras 3.
+LAYER_CASES = [
+    ("Activation", dict(activation="gelu"), (5,)),
+    ("AveragePooling1D", dict(pool_size=3, padding="same"), (7, 2)),
+    ("AveragePooling2D", dict(pool_size=2, strides=1), (5, 5, 2)),
+    ("AveragePooling3D", dict(pool_size=2), (4, 4, 4, 2)),
+    ("Conv1DTranspose", dict(filters=3, kernel_size=3, strides=2, padding="same"), (6, 2)),
+    ("Conv2D", dict(filters=4, kernel_size=3, groups=2, padding="same"), (6, 6, 2)),
+    ("Conv2DTranspose", dict(filters=3, kernel_size=3, strides=2, output_padding=1),
+     (5, 5, 2)),
+    ("Conv3D", dict(filters=2, kernel_size=2), (4, 4, 4, 2)),
+    ("Conv3DTranspose", dict(filters=2, kernel_size=2, strides=2), (3, 3, 3, 2)),
+    ("ConvLSTM1D", dict(filters=2, kernel_size=3, return_sequences=True,
+                        recurrent_activation="keras3:hard_sigmoid"), (3, 6, 2)),
+    ("ConvLSTM3D", dict(filters=2, kernel_size=2, recurrent_activation="sigmoid",
+                        go_backwards=True), (3, 4, 4, 4, 1)),
+    ("Cropping1D", dict(cropping=(1, 2)), (8, 2)),
+    ("Cropping3D", dict(cropping=1), (4, 4, 4, 2)),
+    ("DepthwiseConv1D", dict(kernel_size=3, depth_multiplier=2), (7, 2)),
+    ("ELU", dict(alpha=0.5), (4,)),
+    ("GaussianNoise", dict(stddev=0.1), (4,)),
+    ("GlobalAveragePooling3D", dict(), (3, 3, 3, 2)),
+    ("GlobalMaxPooling2D", dict(), (5, 5, 2)),
+    ("GlobalMaxPooling3D", dict(), (3, 3, 3, 2)),
+    ("LayerNormalization", dict(axis=[1, 2]), (3, 4)),
+    ("MaxPooling2D", dict(pool_size=3, strides=2, padding="same"), (7, 7, 2)),
+    ("MaxPooling3D", dict(pool_size=2), (4, 4, 4, 2)),
+    ("PReLU", dict(shared_axes=[1]), (4, 3)),
+    ("Permute", dict(dims=(2, 1)), (4, 3)),
+    ("ReLU", dict(max_value=2.0, negative_slope=0.1, threshold=0.5), (4,)),
+    ("RepeatVector", dict(n=3), (4,)),
+    ("Reshape", dict(target_shape=(2, -1)), (4, 3)),
+    ("SeparableConv2D", dict(filters=3, kernel_size=3, dilation_rate=2, padding="same"),
+     (7, 7, 2)),
+    ("Softmax", dict(axis=1), (4, 3)),
+    ("SpatialDropout1D", dict(rate=0.3), (5, 2)),
+    ("SpatialDropout2D", dict(rate=0.3), (5, 5, 2)),
+    ("SpatialDropout3D", dict(rate=0.3), (3, 3, 3, 2)),
+    ("UpSampling1D", dict(size=2), (4, 2)),
+    ("UpSampling2D", dict(size=2, interpolation="bilinear"), (4, 4, 2)),
+    ("UpSampling3D", dict(size=2), (2, 2, 2, 2)),
+    ("ZeroPadding1D", dict(padding=(1, 2)), (4, 2)),
+    ("ZeroPadding3D", dict(padding=1), (2, 2, 2, 2)),
+    ("Dense", dict(units=3, dtype="mixed_float16"), (4,)),
+    ("Dense", dict(units=3, dtype="float64", trainable=False), (4,)),
+]
+MERGES = ["Average", "Maximum", "Minimum"]  # a functional model below
+
+
+def test_every_class_is_covered_here_or_by_the_family():
+    """A class added to sepconv must get a case above: its Keras 3 config may differ."""
+    covered = {c for c, _, _ in LAYER_CASES} | {c for _, cs in MODELS.values() for c in cs}
+    missing = sorted(set(KERAS_CLASSES) - covered - set(MERGES) - {"InputLayer"})
+    assert not missing, f"add .keras cases for {missing}"
+
+
+def test_each_layer_class_through_a_keras3_file(tmp_path):
+    """Each case as a one-layer Sequential at random weights -> .keras -> Keras 3's
+    predictions; sepconv's own reading of the file; and the merges Average / Maximum /
+    Minimum in a Keras 3 functional model -> sepconv -> .keras -> Keras 3."""
+    rng = np.random.default_rng(0)
+    hs3 = sepconv.activations.KERAS3_VARIANTS["hard_sigmoid"]
+    for i, (cls, kwargs, shape) in enumerate(LAYER_CASES):
+        kwargs = {k: hs3 if v == "keras3:hard_sigmoid" else v for k, v in kwargs.items()}
+        layer = KERAS_CLASSES[cls](**kwargs, input_shape=shape, name=f"l{i}")
+        if layer.get_weights():
+            layer.set_weights([(rng.standard_normal(w.shape) * 0.4).astype(w.dtype)
+                               for w in layer.get_weights()])
+        model = torch.nn.Sequential(layer).eval()
+        x = [rng.standard_normal((2,) + shape).astype(np.float32)]
+        y = [a.astype(np.float32) for a in _run(model, x)]
+        path = tmp_path / f"{i}.keras"
+        save_keras_model(model, path)
+        got = [a.astype(np.float32) for a in _keras3_predict(path, x)[1]]
+        try:
+            _close(got, y)
+            _close([a.astype(np.float32) for a in _run(load_keras_model(path), x)], y)
+        except AssertionError as err:
+            raise AssertionError(f"{cls} {kwargs}: {err}") from None
+    L = keras.layers
+    keras.utils.set_random_seed(1)
+    a, b = keras.Input((4, 3), name="a"), keras.Input((4, 3), name="b")
+    outs = [getattr(L, m)(name=m.lower())([a, b]) for m in MERGES]
+    model = keras.Model([a, b], outs, name="merges")
+    x = _inputs(model, seed=2)
+    y = outputs(model.predict(x, verbose=0))
+    model.save(tmp_path / "merges.keras")
+    save_keras_model(load_keras_model(tmp_path / "merges.keras"), tmp_path / "again.keras")
+    _close(_keras3_predict(tmp_path / "again.keras", x)[1], y)
 
 
 def test_what_keras3_cannot_express_is_refused(tmp_path):

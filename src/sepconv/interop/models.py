@@ -681,6 +681,8 @@ _TF_KERAS_ONLY = {
     "ConvLSTM1D": {"time_major": (False, None)}, "ConvLSTM2D": {"time_major": (False, None)},
     "ConvLSTM3D": {"time_major": (False, None)},
 }
+for _cls in ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"):
+    _TF_KERAS_ONLY[_cls] = {"trainable": _ANY, "noise_shape": (None,)}  # no weights
 for _cls in ("SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
              "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
     _TF_KERAS_ONLY[_cls] = {"groups": (1, None)}  # tf-keras writes groups=1 for every Conv
