@@ -4,7 +4,8 @@
 Every Keras class name is looked up in :data:`sepconv.layers.base.KERAS_CLASSES` (one
 table, filled by the layer classes themselves), each layer built with
 ``cls.from_config(config)`` and loaded with ``layer.set_weights(arrays)``: a layer added
-to the family is loadable with no change here.  Reading uses h5py, zipfile and json only.
+to the family is loadable with no change here.  Reading and writing use h5py, zipfile
+and json only (``.keras`` files are written in Keras 3's own layout).
 """
 
 from __future__ import annotations
