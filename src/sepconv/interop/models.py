@@ -502,10 +502,9 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
       are refused (``ValueError`` naming the layer): tf-keras' ``hard_sigmoid`` (Keras 3
       computes ``relu6(x + 3) / 6`` under that name; R keras 2's ``ConvLSTM2D`` uses it by
       default), ``padding="causal"`` on ``SeparableConv1D`` (Keras 3 has it on ``Conv1D``
-      only) and ``BatchNormalization`` over several axes.  Two tf-keras habits that change
-      training, not outputs, do not travel: Keras 3 does not divide activity penalties by
-      the batch size, and its ``BatchNormalization`` updates the moving variance with the
-      biased batch variance.
+      only) and ``BatchNormalization`` over several axes.  One tf-keras habit that changes
+      training, not outputs, does not travel: Keras 3's ``BatchNormalization`` updates the
+      moving variance with the biased batch variance (tf-keras' fused kernel, the unbiased).
 
     ``module``: a ``torch.nn.Sequential`` of sepconv layers, or a functional model from
     :func:`load_keras_model` (its graph is written back: several inputs and outputs, shared
