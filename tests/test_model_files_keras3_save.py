@@ -297,15 +297,14 @@ def test_each_layer_class_through_a_keras3_file(tmp_path):
 
 def test_what_keras3_cannot_express_is_refused(tmp_path):
     """tf-keras' hard_sigmoid (a ConvLSTM2D's default recurrent activation, an Activation
-    layer), a causal SeparableConv1D, BatchNormalization over two axes: ValueError naming
-    the layer and why; nothing written.  The .h5 writer still takes them."""
+    layer), BatchNormalization over two axes: ValueError naming the layer and why; nothing
+    written.  The .h5 writer still takes them.  (A causal SeparableConv1D is written as
+    ZeroPadding1D + "valid": see the causal tests.)"""
     cases = [
         (sepconv.ConvLSTM2D(2, 3, input_shape=(3, 6, 6, 1), name="lstm"),
          r"'lstm' \(ConvLSTM2D\) computes tf-keras' hard_sigmoid in recurrent_activation"),
         (sepconv.Activation("hard_sigmoid", input_shape=(4,), name="act"),
          r"'act' \(Activation\) computes tf-keras' hard_sigmoid"),
-        (sepconv.SeparableConv1D(2, 3, padding="causal", input_shape=(8, 2), name="sc"),
-         r"'sc' \(SeparableConv1D\) has padding='causal'"),
         (sepconv.BatchNormalization(axis=[1, 2], input_shape=(4, 3), name="bn"),
          r"'bn' \(BatchNormalization\) normalises over axes \[1, 2\]"),
     ]
@@ -338,3 +337,100 @@ def test_without_h5py_the_one_line_error(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r'pip install "sepconv\[h5\]"'):
         save_keras_model(model, tmp_path / "m.keras")
     assert not any(tmp_path.iterdir())
+
+
+# -- causal SeparableConv1D: ZeroPadding1D + padding="valid" in the .keras file ----------
+def _causal_sequential(K):
+    """Causal separable convolutions: strides 1 and 2, dilation 1 and 3, depth multiplier
+    2, a ZeroPadding1D of the user's own (the file numbers zero_padding1d per class) and a
+    layer already named like the first pad layer would be."""
+    L = K.layers
+    return K.Sequential([
+        K.Input((17, 3)),
+        L.SeparableConv1D(4, 3, padding="causal", depth_multiplier=2, name="sep_a"),
+        L.Activation("tanh", name="sep_a_causal_pad"),
+        L.SeparableConv1D(5, 3, padding="causal", dilation_rate=3, activation="relu",
+                          name="sep_b"),
+        L.ZeroPadding1D((1, 2), name="pad"),
+        L.SeparableConv1D(4, 2, padding="causal", strides=2, depth_multiplier=2,
+                          name="sep_c"),
+        L.SeparableConv1D(3, 4, padding="causal", strides=2, name="sep_d"),
+    ], name="causal_seq")
+
+
+def _causal_functional(K):
+    """A causal separable layer shared by two calls at different depths (strides 2, kernel
+    4, depth multiplier 2), a dilated one before its second call, Keras 3's own causal
+    Conv1D (kept as it is), two inputs, two outputs."""
+    L = K.layers
+    a, b = K.Input((16, 2), name="a"), K.Input((19, 2), name="b")
+    shared = L.SeparableConv1D(3, 4, padding="causal", strides=2, depth_multiplier=2,
+                               name="shared")
+    s1 = shared(a)
+    d = L.SeparableConv1D(2, 3, padding="causal", dilation_rate=3, name="sep_d")(b)
+    s2 = shared(L.Conv1D(2, 2, padding="causal", name="conv")(d))
+    return K.Model([a, b], [s1, L.Dense(2, name="head")(s2)], name="causal_fn")
+
+
+def test_causal_separable_written_as_zero_padding_then_valid(tmp_path):
+    """tf-keras' causal SeparableConv1D models (.h5) -> sepconv -> .keras -> Keras 3 and
+    back into sepconv: tf-keras' own predictions (its causal padding is those left zeros
+    then "valid", strides 2 included); each causal layer is preceded by its pad layer
+    (shared with it when it is shared), the pad amounts (k - 1) * d, the names unique."""
+    for build, pads in [(_causal_sequential, {"sep_a": ("sep_a_causal_pad_1", 2),
+                                              "sep_b": ("sep_b_causal_pad", 6),
+                                              "sep_c": ("sep_c_causal_pad", 1),
+                                              "sep_d": ("sep_d_causal_pad", 3)}),
+                        (_causal_functional, {"shared": ("shared_causal_pad", 3),
+                                              "sep_d": ("sep_d_causal_pad", 6)})]:
+        tf_keras.utils.set_random_seed(11)
+        model = build(tf_keras)
+        _randomize(model, seed=12)
+        x = _inputs(model, seed=13)
+        y = outputs(model.predict(x if len(x) > 1 else x[0], verbose=0))
+        h5 = tmp_path / f"{model.name}.h5"
+        model.save(h5)
+        ours = load_keras_model(h5)
+        _close(_run(ours, x), y)
+        path = tmp_path / f"{model.name}.keras"
+        save_keras_model(ours, path)
+        assert ours.get_submodule(next(iter(pads))).padding == "causal"  # left as it was
+        theirs, got = _keras3_predict(path, x)
+        _close(got, y)
+        want = []
+        for layer in model.layers:
+            if layer.name in pads:
+                want.append((pads[layer.name][0], "ZeroPadding1D"))
+            want.append((layer.name, type(layer).__name__))
+        assert [(a.name, type(a).__name__) for a in theirs.layers] == want
+        with zipfile.ZipFile(path) as z:
+            entries = {e["config"]["name"]: e
+                       for e in json.loads(z.read("config.json"))["config"]["layers"]}
+        for lname, (pname, left) in pads.items():
+            pad = theirs.get_layer(pname)
+            assert tuple(pad.padding) == (left, 0) and pad.data_format == "channels_last"
+            assert theirs.get_layer(lname).padding == "valid"
+            if isinstance(model, tf_keras.Sequential):
+                continue
+            calls = len(model.get_config()["layers"][[
+                e["name"] for e in model.get_config()["layers"]].index(lname)][
+                "inbound_nodes"])
+            pad_nodes = entries[pname]["inbound_nodes"]
+            assert len(pad_nodes) == len(entries[lname]["inbound_nodes"]) == calls
+            for i, node in enumerate(entries[lname]["inbound_nodes"]):  # node i reads pad i
+                assert node["args"][0]["config"]["keras_history"] == [pname, i, 0]
+        _close(_run(load_keras_model(path), x), y)
+
+
+def test_causal_family_h5_through_sepconv_into_keras3(tmp_path):
+    """The family's causal classifier as R keras 2 / tf-keras writes it (.h5) -> sepconv ->
+    .keras -> Keras 3: tf-keras' predictions."""
+    model, x, y = _build(tf_keras, "causal_classifier", seed=5, keras3=False)
+    assert model.get_layer("sep2").padding == "causal"
+    model.save(tmp_path / "tf.h5")
+    save_keras_model(load_keras_model(tmp_path / "tf.h5"), tmp_path / "k3.keras")
+    theirs, got = _keras3_predict(tmp_path / "k3.keras", x)
+    _close(got, y)
+    assert [a.name for a in theirs.layers][:4] == ["sep1_causal_pad", "sep1", "bn1",
+                                                   "sep2_causal_pad"]
+    _close(_run(load_keras_model(tmp_path / "k3.keras"), x), y)

@@ -693,8 +693,11 @@ _KERAS3_NAMES = {"LeakyReLU": ("negative_slope",), "InputLayer": ("batch_shape",
 _KERAS3_NESTED = {"ConvLSTM1D": ("cell", "conv_lstm_cell"),
                   "ConvLSTM2D": ("cell", "conv_lstm_cell"),
                   "ConvLSTM3D": ("cell", "conv_lstm_cell")}
-#: Keras 3 pads only ``"valid"`` / ``"same"`` here (tf-keras also ``"causal"``).
+#: Keras 3 pads only ``"valid"`` / ``"same"`` here (tf-keras also ``"causal"``): a causal
+#: layer is written as ``ZeroPadding1D(((k - 1) * d, 0))`` then itself with ``"valid"``,
+#: which is what tf-keras computes for ``"causal"`` (those zeros on the left, then valid).
 _KERAS3_NO_CAUSAL = ("SeparableConv1D",)
+_CAUSAL_PAD_SUFFIX = "_causal_pad"
 _OBJECT_MODULES = (("_initializer", "keras.initializers"),
                    ("_regularizer", "keras.regularizers"),
                    ("_constraint", "keras.constraints"))
@@ -763,6 +766,8 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
             raise ValueError(f"{label} normalises over axes {list(config['axis'])}; Keras "
                              f"3's BatchNormalization takes one axis; save as .h5")
         config["axis"] = int(config["axis"][0])
+    if cls == "ZeroPadding1D":  # Keras 3's also has data_format (default: the user's)
+        config["data_format"] = getattr(layer, "data_format", None) or "channels_last"
     config.pop("batch_input_shape", None)  # only Keras 3's InputLayer says the shape
     if "dtype" in config and cls != _INPUT:
         config["dtype"] = _dtype_policy(config["dtype"])
@@ -779,6 +784,70 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
     if input_shape is not None and cls != _INPUT:
         entry["build_config"] = {"input_shape": _keras3_value("", input_shape)}
     return entry
+
+
+def _is_causal_for_keras3(layer: Any) -> bool:
+    return type(layer).__name__ in _KERAS3_NO_CAUSAL and \
+        getattr(layer, "padding", None) == "causal"
+
+
+def _causal_as_pad_and_valid(layer: Any, taken: set) -> Tuple[Any, Any]:
+    """A causal ``layer`` as Keras 3 can write it: a ``ZeroPadding1D`` named
+    ``<name>_causal_pad`` (``_1``, ``_2``, ... if taken; the name is added to ``taken``)
+    padding ``(kernel_size - 1) * dilation_rate`` steps on the left, and a shallow copy of
+    ``layer`` (the same parameters and functions) with ``padding="valid"``."""
+    import copy
+
+    from ..layers.reshaping import ZeroPadding1D
+
+    name = base = f"{layer.name}{_CAUSAL_PAD_SUFFIX}"
+    i = 0
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}"
+    taken.add(name)
+    left = (int(layer.kernel_size[0]) - 1) * int(layer.dilation_rate[0])
+    pad = ZeroPadding1D(padding=(left, 0), name=name,
+                        dtype=layer.get_config().get("dtype"))
+    pad.data_format = layer.data_format  # Keras 3's ZeroPadding1D takes channels_first too
+    valid = copy.copy(layer)
+    valid.padding = "valid"
+    return pad, valid
+
+
+def _causal_expanded(layers: List[Any], taken: set) -> List[Any]:
+    """``layers`` with each causal layer Keras 3 lacks as its pad and valid pair."""
+    out = []
+    for layer in layers:
+        out.extend(_causal_as_pad_and_valid(layer, taken) if _is_causal_for_keras3(layer)
+                   else [layer])
+    return out
+
+
+def _causal_expanded_functional(module: KerasFunctional) -> KerasFunctional:
+    """The functional model with each causal layer Keras 3 lacks as a pad layer and the
+    layer with ``padding="valid"`` reading it; a shared causal layer gets one shared pad
+    layer, called at each of its calls (its node ``i`` feeds the layer's node ``i``)."""
+    children = OrderedDict(module.named_children())
+    if not any(_is_causal_for_keras3(layer) for layer in children.values()):
+        return module
+    taken = set(children)
+    layers: "OrderedDict[str, torch.nn.Module]" = OrderedDict()
+    pads: Dict[str, str] = {}
+    for lname, layer in children.items():
+        if _is_causal_for_keras3(layer):
+            pad, valid = _causal_as_pad_and_valid(layer, taken)
+            layers[pad.name], layers[lname], pads[lname] = pad, valid, pad.name
+        else:
+            layers[lname] = layer
+    steps = []
+    for lname, node, args, kwargs in module.steps:
+        if lname in pads:
+            steps.append((pads[lname], node, args, {}))
+            args = [("__ref__", pads[lname], node, 0)]
+        steps.append((lname, node, args, kwargs))
+    return KerasFunctional(module.keras_name, layers, module.input_refs, module.output_refs,
+                           steps, module.keras_input_shapes)
 
 
 def _keras3_input_entry(name: str, batch_shape: Any, layer: Any = None) -> dict:
@@ -801,7 +870,8 @@ def _keras3_sequential(module, layers, input_shape) -> Tuple[dict, list]:
     entries = [_keras3_input_entry(first.name if has_input else f"{name}_input", batch_shape,
                                    first if has_input else None)]
     shape: Any = tuple(batch_shape)
-    body = layers[1:] if has_input else layers
+    body = _causal_expanded(layers[1:] if has_input else layers,
+                            {layer.name for layer in layers})
     for layer in body:
         entries.append(_keras3_entry(layer, shape))
         shape = _output_shape(layer, shape)
@@ -862,6 +932,7 @@ def _keras3_order(module: KerasFunctional) -> Tuple[List[str], Dict[Tuple[str, i
 def _keras3_functional(module: KerasFunctional) -> Tuple[dict, list]:
     """Keras 3's functional config (layers in its own order, nodes as
     ``{"args", "kwargs"}`` with ``__keras_tensor__`` entries) and the layers in order."""
+    module = _causal_expanded_functional(module)
     children = dict(module.named_children())
     names, renumber = _keras3_order(module)
     unused = [n for n in children if n not in names]
