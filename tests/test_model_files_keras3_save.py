@@ -434,3 +434,44 @@ def test_causal_family_h5_through_sepconv_into_keras3(tmp_path):
     assert [a.name for a in theirs.layers][:4] == ["sep1_causal_pad", "sep1", "bn1",
                                                    "sep2_causal_pad"]
     _close(_run(load_keras_model(tmp_path / "k3.keras"), x), y)
+
+
+def test_channels_first_causal_separable_into_keras3(tmp_path):
+    """A channels_first causal SeparableConv1D (sepconv-built: tf-keras runs channels_first
+    separable convolutions on GPUs only): Keras 3's ZeroPadding1D takes data_format, so it
+    is written too; Keras 3 predicts tf-keras' channels_last causal layer given the same
+    weights on the transposed input; sepconv reads the file back (its ZeroPadding1D honours
+    Keras 3's channels_first) and writes it as .keras again, and refuses it as .h5
+    (tf-keras' ZeroPadding1D has no data_format)."""
+    torch.manual_seed(0)
+    args = dict(filters=4, kernel_size=3, strides=2, dilation_rate=1, depth_multiplier=2,
+                padding="causal", bias_initializer="random_normal")
+    model = torch.nn.Sequential(
+        sepconv.SeparableConv1D(**args, data_format="channels_first", input_shape=(3, 13),
+                                name="sc"),
+        sepconv.SeparableConv1D(2, 2, padding="causal", dilation_rate=3,
+                                data_format="channels_first", name="sc2"))
+    x = [np.random.default_rng(1).standard_normal((2, 3, 13)).astype(np.float32)]
+    y = _run(model, x)
+    ref = tf_keras.Sequential([
+        tf_keras.Input((13, 3)), tf_keras.layers.SeparableConv1D(**args),
+        tf_keras.layers.SeparableConv1D(2, 2, padding="causal", dilation_rate=3)])
+    for theirs_layer, ours_layer in zip(ref.layers, model):
+        theirs_layer.set_weights(ours_layer.get_weights())
+    want = ref.predict(x[0].transpose(0, 2, 1), verbose=0).transpose(0, 2, 1)
+    _close(y, [want])
+    save_keras_model(model, tmp_path / "cf.keras")
+    theirs, got = _keras3_predict(tmp_path / "cf.keras", x)
+    _close(got, [want])
+    assert [a.name for a in theirs.layers] == ["sc_causal_pad", "sc", "sc2_causal_pad", "sc2"]
+    assert theirs.get_layer("sc2_causal_pad").data_format == "channels_first"
+    assert tuple(theirs.get_layer("sc2_causal_pad").padding) == (3, 0)
+    back = load_keras_model(tmp_path / "cf.keras")
+    _close(_run(back, x), [want])
+    save_keras_model(back, tmp_path / "again.keras")
+    _close(_keras3_predict(tmp_path / "again.keras", x)[1], [want])
+    with pytest.raises(ValueError, match=r"'sc_causal_pad' \(ZeroPadding1D\) pads "
+                                         r"data_format='channels_first'.*save as \.keras"):
+        save_keras_model(back, tmp_path / "refused.h5")
+    assert not (tmp_path / "refused.h5").exists()
+    save_keras_model(model, tmp_path / "causal.h5")  # the original: causal, as tf-keras has

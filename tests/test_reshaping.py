@@ -294,15 +294,25 @@ def test_keras3_forward_gradient_and_config_keys(name, kwargs, shape):
     torch.testing.assert_close(again(x), grads[0][0])
 
 
-def test_keras3_channels_first_zero_padding_1d_config_is_refused():
-    """Keras 3's ZeroPadding1D has data_format; tf-keras' (and sepconv's) does not, so a
-    channels_first Keras 3 config cannot be honoured silently."""
+def test_keras3_channels_first_zero_padding_1d_config_is_honoured():
+    """Keras 3's ZeroPadding1D has data_format; tf-keras' (and sepconv's signature) does
+    not: a channels_first Keras 3 config pads the steps of (batch, channels, steps) as
+    Keras 3 does, and says so in get_config; a bad value is refused naming the argument."""
     keras = pytest.importorskip("keras")
-    config = keras.layers.ZeroPadding1D(2, data_format="channels_first").get_config()
+    theirs = keras.layers.ZeroPadding1D((2, 1), data_format="channels_first")
+    ours = sepconv.ZeroPadding1D.from_config(theirs.get_config())
+    x = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32)
+    want = keras.ops.convert_to_numpy(theirs(x))
+    assert want.shape == (2, 3, 8)
+    np.testing.assert_array_equal(ours(torch.from_numpy(x)).numpy(), want)
+    assert ours.get_config()["data_format"] == "channels_first"
+    assert "data_format='channels_first'" in repr(ours)
+    again = sepconv.ZeroPadding1D.from_config(ours.get_config())
+    assert again.data_format == "channels_first"
+    last = sepconv.ZeroPadding1D.from_config(keras.layers.ZeroPadding1D(2).get_config())
+    assert last.padding == (2, 2) and "data_format" not in last.get_config()
     with pytest.raises(ValueError, match="`data_format`"):
-        sepconv.ZeroPadding1D.from_config(config)
-    assert sepconv.ZeroPadding1D.from_config(
-        keras.layers.ZeroPadding1D(2).get_config()).padding == (2, 2)
+        sepconv.ZeroPadding1D.from_config(dict(theirs.get_config(), data_format="nchw"))
 
 
 def test_signatures_share_the_common_arguments():

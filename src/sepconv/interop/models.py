@@ -538,6 +538,11 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
     else:
         raise TypeError(f"save_keras_model takes a torch.nn.Sequential of sepconv layers or a "
                         f"model from load_keras_model. Received {type(module).__name__}")
+    for m in layers:
+        if type(m).__name__ == "ZeroPadding1D" and m.data_format != "channels_last":
+            raise ValueError(f"save_keras_model: layer {m.name!r} (ZeroPadding1D) pads "
+                             f"data_format={m.data_format!r}, which tf-keras' ZeroPadding1D "
+                             f"does not take (Keras 3's does); save as .keras")
     keras3_only = sorted({f"{getattr(m, 'name', '?')}.{attr}" for m in module.modules()
                           for attr, v in vars(m).items()
                           if any(v is f for f in _activations.KERAS3_VARIANTS.values())})

@@ -295,13 +295,24 @@ class ZeroPadding1D(_ZeroPadding):
     @classmethod
     def from_config(cls, config: Dict[str, Any]):
         """tf-keras' configs, and Keras 3's, whose ZeroPadding1D also has ``data_format``:
-        only its channels_last (tf-keras' layout) can be honoured."""
-        fmt = config.get("data_format")
-        if fmt is not None and check_data_format(fmt) != "channels_last":
-            raise ValueError(f"Invalid value for argument `data_format`: ZeroPadding1D pads "
-                             f"(batch, steps, channels) as tf-keras does. Received "
-                             f"data_format={fmt!r}")
-        return super().from_config(config)
+        a ``"channels_first"`` one pads the last axis of ``(batch, channels, steps)``, as
+        Keras 3 does (``save_keras_model`` writes such a layer before a channels_first
+        causal ``SeparableConv1D`` in ``.keras`` files); ``get_config`` then says so."""
+        fmt = check_data_format(config.get("data_format"))
+        layer = super().from_config(config)
+        layer.data_format = fmt
+        return layer
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        if self.data_format != "channels_last":  # Keras 3's argument (tf-keras has none)
+            config["data_format"] = self.data_format
+        return config
+
+    def extra_repr(self) -> str:
+        tail = "" if self.data_format == "channels_last" else \
+            f", data_format={self.data_format!r}"
+        return super().extra_repr().rstrip(", ") + tail
 
 
 class ZeroPadding2D(_ZeroPadding):
