@@ -119,7 +119,7 @@ def test_keras3_file_through_sepconv_back_to_keras3(keras3_files, name, tmp_path
 def test_tf_keras_file_through_sepconv_into_keras3(name, tmp_path):
     """An R keras 2 / tf-keras .h5 -> sepconv -> .keras -> Keras 3: tf-keras' predictions
     (the moving of argument names, dtype policies, BatchNormalization's axis list, layer
-    order).  The classifier is its "same"-padded variant (causal is refused below)."""
+    order).  The classifier is its "same"-padded variant (the causal one: see below)."""
     model, x, y = _build(tf_keras, name, seed=7, keras3=True)
     model.save(tmp_path / "tf.h5")
     ours = load_keras_model(tmp_path / "tf.h5")

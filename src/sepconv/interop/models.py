@@ -501,8 +501,11 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
       with Keras 3's formulas.  Layers whose Keras 3 config cannot say what they compute
       are refused (``ValueError`` naming the layer): tf-keras' ``hard_sigmoid`` (Keras 3
       computes ``relu6(x + 3) / 6`` under that name; R keras 2's ``ConvLSTM2D`` uses it by
-      default), ``padding="causal"`` on ``SeparableConv1D`` (Keras 3 has it on ``Conv1D``
-      only) and ``BatchNormalization`` over several axes.  One tf-keras habit that changes
+      default) and ``BatchNormalization`` over several axes.  A causal ``SeparableConv1D``
+      (Keras 3 has ``"causal"`` on ``Conv1D`` only) becomes a ``ZeroPadding1D`` layer
+      ``<name>_causal_pad`` padding ``(k - 1) * dilation`` steps on the left, then the layer
+      with ``padding="valid"`` (tf-keras' causal arithmetic; a shared layer shares its pad
+      layer; Keras 3 and sepconv see one more layer).  One tf-keras habit that changes
       training, not outputs, does not travel: Keras 3's ``BatchNormalization`` updates the
       moving variance with the biased batch variance (tf-keras' fused kernel, the unbiased).
 
@@ -836,7 +839,7 @@ def _causal_expanded_functional(module: KerasFunctional) -> KerasFunctional:
     children = OrderedDict(module.named_children())
     if not any(_is_causal_for_keras3(layer) for layer in children.values()):
         return module
-    taken = set(children)
+    taken = set(children) | {r[0] for r in module.input_refs}
     layers: "OrderedDict[str, torch.nn.Module]" = OrderedDict()
     pads: Dict[str, str] = {}
     for lname, layer in children.items():
