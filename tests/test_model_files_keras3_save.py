@@ -403,6 +403,9 @@ def test_causal_separable_written_as_zero_padding_then_valid(tmp_path):
                 want.append((pads[layer.name][0], "ZeroPadding1D"))
             want.append((layer.name, type(layer).__name__))
         assert [(a.name, type(a).__name__) for a in theirs.layers] == want
+        own = tmp_path / f"{model.name}_by_keras3.keras"
+        theirs.save(own)  # Keras 3's own layout: the pad layers numbered where it puts them
+        assert _weight_layout(path) == _weight_layout(own)
         with zipfile.ZipFile(path) as z:
             entries = {e["config"]["name"]: e
                        for e in json.loads(z.read("config.json"))["config"]["layers"]}
