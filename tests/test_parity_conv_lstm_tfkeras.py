@@ -26,6 +26,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
+from tf_keras_compare import strip_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -359,25 +360,13 @@ _FULL = dict(filters=3, kernel_size=2, strides=2, padding="same",
              dropout=0.25, recurrent_dropout=0.5, trainable=False, name="full_lstm_cfg")
 
 
-def _strip(config):
-    if isinstance(config, dict):
-        if "class_name" in config:
-            return {"class_name": config["class_name"], "config": _strip(config["config"])}
-        return {k: _strip(v) for k, v in config.items()}
-    if isinstance(config, list):
-        return tuple(config)
-    if isinstance(config, float):
-        return float(np.float32(config))
-    return config
-
-
 @pytest.mark.parametrize("rank", [1, 2, 3])
 def test_get_config_has_tf_keras_keys_and_values(rank):
     ours = CLASSES[rank](**dict(_FULL, name=f"cfg{rank}")).get_config()
     theirs = TF_CLASSES[rank](**dict(_FULL, name=f"cfg{rank}")).get_config()
     assert set(ours) == set(theirs)
     for key in theirs:
-        assert _strip(ours[key]) == _strip(theirs[key]), key
+        assert strip_config(ours[key]) == strip_config(theirs[key]), key
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
@@ -389,7 +378,7 @@ def test_from_tf_keras_config_builds_the_same_layer(rank):
     theirs = ref(x)
     ours = CLASSES[rank].from_config(ref.get_config())
     for key, value in ours.get_config().items():
-        assert _strip(value) == _strip(ref.get_config()[key]), key
+        assert strip_config(value) == strip_config(ref.get_config()[key]), key
     ours.set_weights(ref.get_weights())
     for a, b in zip(ours(torch.from_numpy(x)), theirs):
         np.testing.assert_allclose(a.detach().numpy(), b.numpy(), atol=1e-5)

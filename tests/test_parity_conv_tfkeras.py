@@ -33,6 +33,7 @@ tf_keras = pytest.importorskip("tf_keras")
 from tf_keras.src.utils import conv_utils  # noqa: E402
 
 import sepconv  # noqa: E402
+from tf_keras_compare import strip_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -448,20 +449,6 @@ _FULL = dict(filters=4, kernel_size=3, strides=2, padding="same", activation="re
              bias_constraint="unit_norm", trainable=False, data_format="channels_last")
 
 
-def _strip(config):
-    """Keras' nested {'class_name', 'config'} without tf-keras' bookkeeping; lists as
-    tuples; floats at float32 precision."""
-    if isinstance(config, dict):
-        if "class_name" in config:
-            return {"class_name": config["class_name"], "config": _strip(config["config"])}
-        return {k: _strip(v) for k, v in config.items()}
-    if isinstance(config, list):
-        return tuple(config)
-    if isinstance(config, float):
-        return float(np.float32(config))
-    return config
-
-
 @pytest.mark.parametrize("class_name", CONVS + TRANSPOSES)
 def test_get_config_has_tf_keras_keys_and_values(class_name):
     kw = dict(_FULL, name=f"cfg_{class_name.lower()}")
@@ -474,7 +461,7 @@ def test_get_config_has_tf_keras_keys_and_values(class_name):
     extra = {"dilation_rate"} if class_name == "Conv3DTranspose" else set()
     assert set(ours) == set(theirs) | extra
     for key in theirs:
-        assert _strip(ours[key]) == _strip(theirs[key]), key
+        assert strip_config(ours[key]) == strip_config(theirs[key]), key
 
 
 @pytest.mark.parametrize("class_name", CONVS + TRANSPOSES)
@@ -491,7 +478,7 @@ def test_from_tf_keras_config_and_weights(class_name):
     ours = getattr(sepconv, class_name).from_config(ref.get_config())
     ours.set_weights(ref.get_weights())
     for key, value in ref.get_config().items():
-        assert _strip(ours.get_config()[key]) == _strip(value), key
+        assert strip_config(ours.get_config()[key]) == strip_config(value), key
     np.testing.assert_allclose(ours(x).detach().numpy(), y_ref.numpy(), atol=1e-5)
     np.testing.assert_allclose([v.item() for v in ours.losses],
                                [float(v) for v in ref.losses], rtol=1e-5)

@@ -30,6 +30,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
+from tf_keras_compare import strip_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -305,18 +306,6 @@ def _full(cls_name):
     return args
 
 
-def _strip(config):
-    if isinstance(config, dict):
-        if "class_name" in config:
-            return {"class_name": config["class_name"], "config": _strip(config["config"])}
-        return {k: _strip(v) for k, v in config.items()}
-    if isinstance(config, list):
-        return tuple(config)
-    if isinstance(config, float):
-        return float(np.float32(config))
-    return config
-
-
 @pytest.mark.parametrize("cls_name", CLASSES)
 def test_get_config_has_tf_keras_keys_and_values(cls_name):
     ours = _ours(cls_name)(**_full(cls_name)).get_config()
@@ -324,14 +313,14 @@ def test_get_config_has_tf_keras_keys_and_values(cls_name):
     expected = set(theirs) - {"kernel_initializer", "kernel_regularizer", "kernel_constraint"}
     assert set(ours) == expected
     for key in expected:
-        assert _strip(ours[key]) == _strip(theirs[key]), key
+        assert strip_config(ours[key]) == strip_config(theirs[key]), key
     # Defaults too: tuples for strides / dilation_rate, data_format resolved.
     args = dict(filters=2) if cls_name == "SeparableConv2D" else {}
     d_ours = _ours(cls_name)(kernel_size=3, **args).get_config()
     d_theirs = _theirs(cls_name)(kernel_size=3, **args).get_config()
     for key in ["kernel_size", "strides", "dilation_rate", "data_format", "padding",
                 "depth_multiplier", "groups", "use_bias", "activation"]:
-        assert _strip(d_ours[key]) == _strip(d_theirs[key]), key
+        assert strip_config(d_ours[key]) == strip_config(d_theirs[key]), key
 
 
 @pytest.mark.parametrize("cls_name", CLASSES)
@@ -343,7 +332,7 @@ def test_from_tf_keras_config_weights_and_losses(cls_name):
     ours = _ours(cls_name).from_config(ref.get_config())
     for key, value in ours.get_config().items():
         if key != "name":
-            assert _strip(value) == _strip(ref.get_config()[key]), key
+            assert strip_config(value) == strip_config(ref.get_config()[key]), key
     ours.set_weights(ref.get_weights())  # builds from the weights' shapes
     assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in ref.weights]
     assert [p for p, _ in ours.named_parameters()] == \

@@ -25,6 +25,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
+from tf_keras_compare import strip_config  # noqa: E402
 from sepconv import activations  # noqa: E402
 from kernel_env import kernel_choice  # noqa: E402
 
@@ -175,20 +176,6 @@ _FULL = dict(filters=5, kernel_size=3, strides=2, padding="causal", data_format=
              trainable=False, name="full_layer_cfg")
 
 
-def _strip(config):
-    """Keras' nested {'class_name', 'config'} without tf-keras' 'module' bookkeeping,
-    floats at float32 precision."""
-    if isinstance(config, dict):
-        if "class_name" in config:
-            return {"class_name": config["class_name"], "config": _strip(config["config"])}
-        return {k: _strip(v) for k, v in config.items()}
-    if isinstance(config, list):
-        return tuple(config)
-    if isinstance(config, float):  # tf-keras keeps regularizer factors as float32
-        return float(np.float32(config))
-    return config
-
-
 def test_get_config_has_tf_keras_keys_and_values():
     ours = sepconv.SeparableConv1D(**_FULL).get_config()
     theirs = tf_keras.layers.SeparableConv1D(**_FULL).get_config()
@@ -196,7 +183,7 @@ def test_get_config_has_tf_keras_keys_and_values():
                                    "kernel_constraint"}
     assert set(ours) == expected_keys
     for key in expected_keys:
-        assert _strip(ours[key]) == _strip(theirs[key]), key
+        assert strip_config(ours[key]) == strip_config(theirs[key]), key
 
 
 def test_from_tf_keras_config_builds_the_same_layer():
@@ -205,7 +192,7 @@ def test_from_tf_keras_config_builds_the_same_layer():
     ours = sepconv.SeparableConv1D.from_config(ref.get_config())
     theirs = ref.get_config()
     for key, value in ours.get_config().items():
-        assert _strip(value) == _strip(theirs[key]), key
+        assert strip_config(value) == strip_config(theirs[key]), key
     ours.set_weights(ref.get_weights())
     x = np.random.default_rng(0).standard_normal((2, 11, 3)).astype(np.float32)
     np.testing.assert_allclose(ours(torch.from_numpy(x)).detach().numpy(), ref(x).numpy(),
