@@ -33,7 +33,7 @@ tf_keras = pytest.importorskip("tf_keras")
 from tf_keras.src.utils import conv_utils  # noqa: E402
 
 import sepconv  # noqa: E402
-from tf_keras_compare import strip_config  # noqa: E402
+from tf_keras_compare import check_sgd_step, strip_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -541,20 +541,8 @@ def test_optimizer_step_with_regularizers_and_constraints_matches_tf_keras(class
     ref.build(shape)
     ref.set_weights(ours.get_weights())
     x = rng.standard_normal(shape).astype(np.float32)
-    y = ours(torch.from_numpy(x))
-    target = rng.standard_normal(tuple(y.shape)).astype(np.float32)
-    opt = torch.optim.SGD(ours.parameters(), lr=0.5)
-    loss = torch.mean((y - torch.from_numpy(target)) ** 2) + sum(ours.losses)
-    loss.backward()
-    opt.step()
-    tf_opt = tf_keras.optimizers.SGD(learning_rate=0.5)
-    with tf.GradientTape() as tape:
-        tf_loss = tf.reduce_mean((ref(x) - target) ** 2) + tf.add_n(ref.losses)
-    tf_opt.apply_gradients(zip(tape.gradient(tf_loss, ref.trainable_weights),
-                               ref.trainable_weights))
-    np.testing.assert_allclose(loss.item(), float(tf_loss), rtol=1e-5)
-    for got, want in zip(ours.get_weights(), ref.get_weights()):
-        np.testing.assert_allclose(got, want, atol=1e-5)
+    target = rng.standard_normal(ours.compute_output_shape(x.shape)).astype(np.float32)
+    check_sgd_step(ours, ref, x, target)
 
 
 @pytest.mark.parametrize("class_name", CONVS + TRANSPOSES)

@@ -25,7 +25,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
-from tf_keras_compare import strip_config  # noqa: E402
+from tf_keras_compare import check_sgd_step, strip_config  # noqa: E402
 from sepconv import activations  # noqa: E402
 from kernel_env import kernel_choice  # noqa: E402
 
@@ -289,20 +289,7 @@ def test_optimizer_step_with_constraints_matches_tf_keras():
     ref.set_weights(ours.get_weights())
     x = rng.standard_normal((4, 7, 2)).astype(np.float32)
     target = rng.standard_normal((4, 7, 3)).astype(np.float32)
-
-    opt = torch.optim.SGD(ours.parameters(), lr=0.5)
-    loss = torch.mean((ours(torch.from_numpy(x)) - torch.from_numpy(target)) ** 2)
-    loss.backward()
-    opt.step()
-
-    tf_opt = tf_keras.optimizers.SGD(learning_rate=0.5)
-    with tf.GradientTape() as tape:
-        tf_loss = tf.reduce_mean((ref(x) - target) ** 2)
-    tf_opt.apply_gradients(zip(tape.gradient(tf_loss, ref.trainable_weights),
-                               ref.trainable_weights))
-    np.testing.assert_allclose(loss.item(), float(tf_loss), rtol=1e-5)
-    for got, want in zip(ours.get_weights(), ref.get_weights()):
-        np.testing.assert_allclose(got, want, atol=1e-5)
+    check_sgd_step(ours, ref, x, target)
     assert (ours.get_weights()[1] >= 0).all()
 
 

@@ -7,6 +7,7 @@ Import only from test modules that have already run ``pytest.importorskip("tenso
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def strip_config(config):
@@ -24,3 +25,25 @@ def strip_config(config):
         return float(np.float32(config))
     return config
 
+
+def check_sgd_step(ours, ref, x: np.ndarray, target: np.ndarray, lr: float = 0.5) -> None:
+    """One SGD step on ``mean((layer(x) - target) ** 2)`` plus the layer's losses, in torch
+    (``ours``) and in tf-keras (``ref``, same weights): the losses agree to 1e-5 relative,
+    the weights after the step (the constraints' projection included) to 1e-5."""
+    import tensorflow as tf
+    import tf_keras
+    opt = torch.optim.SGD(ours.parameters(), lr=lr)
+    loss = torch.mean((ours(torch.from_numpy(x)) - torch.from_numpy(target)) ** 2)
+    loss = loss + sum(ours.losses)
+    loss.backward()
+    opt.step()
+    tf_opt = tf_keras.optimizers.SGD(learning_rate=lr)
+    with tf.GradientTape() as tape:
+        tf_loss = tf.reduce_mean((ref(x) - target) ** 2)
+        if ref.losses:
+            tf_loss = tf_loss + tf.add_n(ref.losses)
+    tf_opt.apply_gradients(zip(tape.gradient(tf_loss, ref.trainable_weights),
+                               ref.trainable_weights))
+    np.testing.assert_allclose(loss.item(), float(tf_loss), rtol=1e-5)
+    for got, want in zip(ours.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(got, want, atol=1e-5)
