@@ -308,6 +308,21 @@ class Layer(torch.nn.Module):
                              f"should be defined. Received input_shape={tuple(input_shape)}")
         return check_count(channels, "input channels")
 
+    def _geometry_repr(self, parts: List[str]) -> List[str]:
+        """``extra_repr``'s convolution geometry, appended to ``parts`` where not the
+        default: strides, padding, output_padding (transposed convolutions), dilation_rate
+        (the layer provides ``RANK``, ``strides``, ``padding``, ``dilation_rate``)."""
+        ones = (1,) * self.RANK
+        if self.strides != ones:
+            parts.append(f"strides={self.strides}")
+        if self.padding != "valid":
+            parts.append(f"padding={self.padding!r}")
+        if getattr(self, "output_padding", None) is not None:
+            parts.append(f"output_padding={self.output_padding}")
+        if self.dilation_rate != ones:
+            parts.append(f"dilation_rate={self.dilation_rate}")
+        return parts
+
     def _repr_tail(self, parts: List[str]) -> str:
         """``extra_repr``'s common end: a non-default data_format, activation, use_bias and
         dtype, then the name."""

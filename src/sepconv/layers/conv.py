@@ -204,17 +204,8 @@ class _Conv(Layer):
         return config
 
     def extra_repr(self) -> str:
-        ones = (1,) * self.RANK
-        parts = [f"{self.input_channels if self.built else '?'}", f"{self.filters}",
-                 f"kernel_size={self.kernel_size}"]
-        if self.strides != ones:
-            parts.append(f"strides={self.strides}")
-        if self.padding != "valid":
-            parts.append(f"padding={self.padding!r}")
-        if self.output_padding is not None:
-            parts.append(f"output_padding={self.output_padding}")
-        if self.dilation_rate != ones:
-            parts.append(f"dilation_rate={self.dilation_rate}")
+        parts = self._geometry_repr([f"{self.input_channels if self.built else '?'}",
+                                     f"{self.filters}", f"kernel_size={self.kernel_size}"])
         if self.groups != 1:
             parts.append(f"groups={self.groups}")
         return self._repr_tail(parts)

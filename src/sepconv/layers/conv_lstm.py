@@ -390,15 +390,8 @@ class _ConvLSTM(Layer):
         return config
 
     def extra_repr(self) -> str:
-        ones = (1,) * self.RANK
-        parts = [f"{self.input_channels if self.built else '?'}", f"{self.filters}",
-                 f"kernel_size={self.kernel_size}"]
-        if self.strides != ones:
-            parts.append(f"strides={self.strides}")
-        if self.padding != "valid":
-            parts.append(f"padding={self.padding!r}")
-        if self.dilation_rate != ones:
-            parts.append(f"dilation_rate={self.dilation_rate}")
+        parts = self._geometry_repr([f"{self.input_channels if self.built else '?'}",
+                                     f"{self.filters}", f"kernel_size={self.kernel_size}"])
         if self.data_format != "channels_last":
             parts.append(f"data_format={self.data_format!r}")
         for arg, default in (("activation", "tanh"), ("recurrent_activation", "hard_sigmoid")):

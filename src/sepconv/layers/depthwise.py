@@ -239,13 +239,7 @@ class _DepthwiseConv(Layer):
         if self._SEPARABLE:
             parts.append(f"{self.filters}")
         parts.append(f"kernel_size={self.kernel_size}")
-        ones = (1,) * self.RANK
-        if self.strides != ones:
-            parts.append(f"strides={self.strides}")
-        if self.padding != "valid":
-            parts.append(f"padding={self.padding!r}")
-        if self.dilation_rate != ones:
-            parts.append(f"dilation_rate={self.dilation_rate}")
+        self._geometry_repr(parts)
         if self.depth_multiplier != 1:
             parts.append(f"depth_multiplier={self.depth_multiplier}")
         return self._repr_tail(parts)
