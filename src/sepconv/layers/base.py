@@ -308,6 +308,24 @@ class Layer(torch.nn.Module):
                              f"should be defined. Received input_shape={tuple(input_shape)}")
         return check_count(channels, "input channels")
 
+    def _check_shape_channels(self, check_output) -> None:
+        """Construction-time checks of ``input_shape`` / ``batch_input_shape`` beyond its
+        rank: at least one input channel where the channels are given, and an output that
+        ``check_output(batch_input_shape)`` accepts (its ``ValueError`` re-raised), each
+        message naming the argument the user passed (the layer provides
+        ``_channels_axis``)."""
+        arg, value = self._shape_argument
+        shape = self.batch_input_shape
+        channels = shape[self._channels_axis]
+        if channels is not None and channels < 1:
+            raise ValueError(f"Invalid value for argument `{arg}`. Expected at least one "
+                             f"input channel. Received {arg}={value}")
+        try:
+            check_output(shape)
+        except ValueError as err:
+            raise ValueError(f"Invalid value for argument `{arg}`: {err}. "
+                             f"Received {arg}={value}") from None
+
     def _geometry_repr(self, parts: List[str]) -> List[str]:
         """``extra_repr``'s convolution geometry, appended to ``parts`` where not the
         default: strides, padding, output_padding (transposed convolutions), dilation_rate
