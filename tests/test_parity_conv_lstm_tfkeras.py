@@ -14,8 +14,6 @@ computes on a device that supports NCHW.  The activations used there are element
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
@@ -26,7 +24,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
-from tf_keras_compare import strip_config  # noqa: E402
+from tf_keras_compare import check_signature, strip_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -386,19 +384,8 @@ def test_from_tf_keras_config_builds_the_same_layer(rank):
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
 def test_signature_is_tf_keras_then_r_keras_extras(rank):
-    theirs = [p for p in inspect.signature(TF_CLASSES[rank]).parameters.values()
-              if p.kind is not p.VAR_KEYWORD]
-    ours = list(inspect.signature(CLASSES[rank]).parameters.values())
-    assert [(p.name, p.default) for p in ours[:len(theirs)]] == \
-        [(p.name, p.default) for p in theirs]
-    assert [p.name for p in ours[len(theirs):]] == [
-        "input_shape", "batch_input_shape", "batch_size", "dtype", "name", "trainable",
-        "weights"]
-    assert all(p.default is None for p in ours[len(theirs):])
-    r = list(inspect.signature(getattr(sepconv, f"layer_conv_lstm_{rank}d"))
-             .parameters.values())
-    assert r[0].name == "object" and r[0].default is None
-    assert [(p.name, p.default) for p in r[3:]] == [(p.name, p.default) for p in ours[2:]]
+    check_signature(CLASSES[rank], TF_CLASSES[rank],
+                    getattr(sepconv, f"layer_conv_lstm_{rank}d"), required=2)
 
 
 @pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])

@@ -18,8 +18,6 @@ configuration, the reference is still TensorFlow, computed another way:
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
@@ -30,7 +28,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
-from tf_keras_compare import check_sgd_step, strip_config  # noqa: E402
+from tf_keras_compare import check_sgd_step, check_signature, strip_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -271,22 +269,9 @@ def test_one_channel_and_length_one_outputs_match_tf(cls_name, fmt):
 
 @pytest.mark.parametrize("cls_name", CLASSES)
 def test_signature_is_tf_keras_then_r_keras_extras(cls_name):
-    theirs = [p for p in inspect.signature(_theirs(cls_name)).parameters.values()
-              if p.kind is not p.VAR_KEYWORD]
-    ours = list(inspect.signature(_ours(cls_name)).parameters.values())
-    assert [(p.name, p.default) for p in ours[:len(theirs)]] == \
-        [(p.name, p.default) for p in theirs]
-    assert [p.name for p in ours[len(theirs):]] == [
-        "input_shape", "batch_input_shape", "batch_size", "dtype", "name", "trainable",
-        "weights"]
-    assert all(p.default is None for p in ours[len(theirs):])
-    r_function = getattr(sepconv, sepconv.r.r_name(cls_name))
-    r = list(inspect.signature(r_function).parameters.values())
-    assert r[0].name == "object" and r[0].default is None
-    required = 2 if cls_name == "SeparableConv2D" else 1
-    assert [p.name for p in r[1:1 + required]] == [p.name for p in ours[:required]]
-    assert [(p.name, p.default) for p in r[1 + required:]] == \
-        [(p.name, p.default) for p in ours[required:]]
+    check_signature(_ours(cls_name), _theirs(cls_name),
+                    getattr(sepconv, sepconv.r.r_name(cls_name)),
+                    required=2 if cls_name == "SeparableConv2D" else 1)
 
 
 def _full(cls_name):

@@ -25,7 +25,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
-from tf_keras_compare import check_sgd_step, strip_config  # noqa: E402
+from tf_keras_compare import check_sgd_step, check_signature, strip_config  # noqa: E402
 from sepconv import activations  # noqa: E402
 from kernel_env import kernel_choice  # noqa: E402
 
@@ -323,18 +323,5 @@ def test_dtype_policies_match_tf_keras(dtype, tol):
 def test_signature_is_tf_keras_then_r_keras_extras():
     """Names, order and defaults of tf-keras' arguments, then the R/Keras 2 base-layer
     arguments; the R-style function takes the same after ``object``."""
-    import inspect
-
-    theirs = [p for p in inspect.signature(tf_keras.layers.SeparableConv1D).parameters.values()
-              if p.kind is not p.VAR_KEYWORD]
-    ours = list(inspect.signature(sepconv.SeparableConv1D).parameters.values())
-    assert [(p.name, p.default) for p in ours[:len(theirs)]] == \
-        [(p.name, p.default) for p in theirs]
-    assert [p.name for p in ours[len(theirs):]] == [
-        "input_shape", "batch_input_shape", "batch_size", "dtype", "name", "trainable",
-        "weights"]
-    assert all(p.default is None for p in ours[len(theirs):])
-    r = list(inspect.signature(sepconv.layer_separable_conv_1d).parameters.values())
-    assert r[0].name == "object" and r[0].default is None
-    assert [(p.name, p.default) for p in r[3:]] == [(p.name, p.default) for p in ours[2:]]
-    assert [p.name for p in r[1:3]] == ["filters", "kernel_size"]
+    check_signature(sepconv.SeparableConv1D, tf_keras.layers.SeparableConv1D,
+                    sepconv.layer_separable_conv_1d, required=2)

@@ -47,3 +47,27 @@ def check_sgd_step(ours, ref, x: np.ndarray, target: np.ndarray, lr: float = 0.5
     np.testing.assert_allclose(loss.item(), float(tf_loss), rtol=1e-5)
     for got, want in zip(ours.get_weights(), ref.get_weights()):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+COMMON_ARGUMENTS = ("input_shape", "batch_input_shape", "batch_size", "dtype", "name",
+                    "trainable", "weights")
+
+
+def check_signature(ours, theirs, r_function, required: int) -> None:
+    """The layer class ``ours`` takes tf-keras' ``theirs`` arguments (names, order,
+    defaults), then the common Keras 2 / R ones (default None); the R-style ``r_function``
+    takes ``object=None``, then the same arguments, the first ``required`` by name (R makes
+    them required), the rest with their defaults."""
+    import inspect
+    their_params = [p for p in inspect.signature(theirs).parameters.values()
+                    if p.kind is not p.VAR_KEYWORD]
+    params = list(inspect.signature(ours).parameters.values())
+    assert [(p.name, p.default) for p in params[:len(their_params)]] == \
+        [(p.name, p.default) for p in their_params]
+    assert [(p.name, p.default) for p in params[len(their_params):]] == \
+        [(name, None) for name in COMMON_ARGUMENTS]
+    r = list(inspect.signature(r_function).parameters.values())
+    assert r[0].name == "object" and r[0].default is None
+    assert [p.name for p in r[1:1 + required]] == [p.name for p in params[:required]]
+    assert [(p.name, p.default) for p in r[1 + required:]] == \
+        [(p.name, p.default) for p in params[required:]]
