@@ -320,8 +320,14 @@ class Layer(torch.nn.Module):
         if channels is not None and channels < 1:
             raise ValueError(f"Invalid value for argument `{arg}`. Expected at least one "
                              f"input channel. Received {arg}={value}")
+        self._check_shape_output(check_output)
+
+    def _check_shape_output(self, check_output) -> None:
+        """``check_output(batch_input_shape)`` at construction, its ``ValueError`` re-raised
+        naming the shape argument the user passed."""
+        arg, value = self._shape_argument
         try:
-            check_output(shape)
+            check_output(self.batch_input_shape)
         except ValueError as err:
             raise ValueError(f"Invalid value for argument `{arg}`: {err}. "
                              f"Received {arg}={value}") from None

@@ -95,11 +95,7 @@ class _Conv(Layer):
             raise ValueError(f"Invalid value for argument `{arg}`. Expected a number of input "
                              f"channels that is a positive multiple of groups={self.groups}. "
                              f"Received {arg}={value}")
-        try:
-            self.compute_output_shape(shape)
-        except ValueError as err:
-            raise ValueError(f"Invalid value for argument `{arg}`: {err}. "
-                             f"Received {arg}={value}") from None
+        self._check_shape_output(self.compute_output_shape)
 
     # -- shapes ----------------------------------------------------------------------------
     @property
