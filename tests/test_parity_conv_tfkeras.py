@@ -32,6 +32,7 @@ tf_keras = pytest.importorskip("tf_keras")
 from tf_keras.src.utils import conv_utils  # noqa: E402
 
 import sepconv  # noqa: E402
+from numpy_reference import tf_pads  # noqa: E402
 from tf_keras_compare import check_sgd_step, check_signature, strip_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -93,8 +94,7 @@ def _same_pads(spatial, layer):
     """TensorFlow's documented "same" padding, [[before, after], ...] (channels_last)."""
     pads = [[0, 0]]
     for n, k, s, d in zip(spatial, layer.kernel_size, layer.strides, layer.dilation_rate):
-        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-        pads.append([total // 2, total - total // 2])
+        pads.append(list(tf_pads(n, k, s, d, "same")))
     return pads + [[0, 0]]
 
 
