@@ -13,8 +13,8 @@ weights):
 - ``torch loop``: the straightforward PyTorch version a user would write: NCHW, per step
   ``conv2d(x_t, W_x, b) + conv2d(h, W_h)``, chunk into the four gates, hard_sigmoid/tanh;
 - ``tf-keras``: ``tf_keras.layers.ConvLSTM2D`` inside ``tf.function``, in its own process
-  (TensorFlow and torch size their own thread pools and fight in one process), started
-  by this script with ``--tf-worker``;
+  (TensorFlow and torch size their own thread pools and fight in one process):
+  ``python -m sepconv bench``'s worker (:class:`sepconv.bench.TfKerasPeer`);
 - ``before`` (with ``--before DIR``): the ``sepconv`` package found in ``DIR`` (an older
   revision, e.g. ``git archive <rev> src | tar -x -C /tmp/old`` then ``--before
   /tmp/old/src``), imported as another package, same weights: before/after in one run.
@@ -30,84 +30,16 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 
-def _tf_worker(threads: int) -> None:
-    """Answer ``setup`` / ``time`` / ``quit`` JSON lines; TensorFlow only in here."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import numpy as np
-    import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    import tf_keras
+class _TfShape(dict):
+    """What :meth:`sepconv.bench.TfKerasPeer.setup` sends its worker: a tf-keras layer by
+    class name, its arguments and a channels_last input shape."""
 
-    def reply(obj):
-        sys.stdout.write("@@" + json.dumps(obj) + "\n")
-        sys.stdout.flush()
-
-    reply({"ok": True, "version": f"tf {tf.__version__}, tf-keras {tf_keras.__version__}"})
-    fns = {}
-    for line in sys.stdin:
-        msg = json.loads(line)
-        if msg["op"] == "quit":
-            break
-        if msg["op"] == "setup":
-            s = msg["shape"]
-            rng = np.random.default_rng(0)
-            layer = tf_keras.layers.ConvLSTM2D(s["filters"], 3, padding="same",
-                                               return_sequences=True)
-            x = tf.constant(rng.standard_normal(
-                (s["batch"], s["frames"], s["size"], s["size"], 1)).astype("float32"))
-            y = layer(x)
-            dy = tf.constant(rng.standard_normal(y.shape).astype("float32"))
-
-            @tf.function
-            def fwd(x):
-                return layer(x, training=False)
-
-            @tf.function
-            def fb(x, dy):
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    y = layer(x, training=True)
-                return tape.gradient(y, [x] + layer.trainable_variables, output_gradients=dy)
-
-            fns = {"fwd": lambda: fwd(x), "fb": lambda: fb(x, dy)}
-            for f in fns.values():
-                f(), f()
-            reply({"ok": True})
-        elif msg["op"] == "time":
-            t0 = time.perf_counter()
-            out = fns[msg["mode"]]()
-            _ = [np.asarray(o).shape for o in (out if isinstance(out, list) else [out])]
-            reply({"seconds": time.perf_counter() - t0})
-
-
-class _TF:
-    def __init__(self, threads: int):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--tf-worker",
-                                      "--threads", str(threads)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        self.version = self._read()["version"]
-
-    def _read(self):
-        for line in self.proc.stdout:
-            if line.startswith("@@"):
-                return json.loads(line[2:])
-        raise RuntimeError("the tf-keras worker ended")
-
-    def ask(self, **msg):
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def close(self):
-        self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
-        self.proc.stdin.flush()
-        self.proc.wait()
+    def as_dict(self):
+        return dict(self)
 
 
 def torch_loop(x, w_x, w_h, b):
@@ -141,14 +73,11 @@ def main(argv=None) -> int:
     parser.add_argument("--no-tf", action="store_true")
     parser.add_argument("--json")
     parser.add_argument("--before", metavar="DIR")
-    parser.add_argument("--tf-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.tf_worker:
-        _tf_worker(args.threads)
-        return 0
 
     import torch
     import sepconv
+    from sepconv.bench import TfKerasPeer
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     shape = dict(batch=args.batch, frames=args.frames, size=args.size, filters=args.filters)
@@ -201,9 +130,14 @@ def main(argv=None) -> int:
         fn()
         return time.perf_counter() - t0
 
-    tf = None if args.no_tf else _TF(args.threads)
+    tf = None if args.no_tf else TfKerasPeer(args.threads)
     if tf is not None:
-        tf.ask(op="setup", shape=shape)
+        problem = tf.available()
+        if problem:
+            sys.exit(problem)
+        tf.setup(_TfShape(layer="ConvLSTM2D", input_shape=[
+            args.batch, args.frames, args.size, args.size, 1], kwargs=dict(
+                filters=args.filters, kernel_size=3, padding="same", return_sequences=True)))
     runs = {("sepconv", "fwd"): run_sepconv_fwd, ("sepconv", "fb"): run_sepconv_fb,
             ("torch loop", "fwd"): run_loop_fwd, ("torch loop", "fb"): run_loop_fb}
     if before is not None:
@@ -224,7 +158,7 @@ def main(argv=None) -> int:
                     continue
                 if name == "tf-keras":
                     if tf is not None:
-                        times[(name, mode)].append(tf.ask(op="time", mode=mode)["seconds"])
+                        times[(name, mode)].append(tf.time(mode, 1)[0])
                 else:
                     times[(name, mode)].append(timed(runs[(name, mode)]))
     if tf is not None:

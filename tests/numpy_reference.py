@@ -22,15 +22,7 @@ def separable_conv1d(x, depthwise, pointwise, bias=None, strides=1, padding="val
     k, c, m = depthwise.shape
     batch, length, _ = x.shape
     span = (k - 1) * dilation_rate + 1
-    padding = padding.lower()
-    if padding == "valid":
-        left = right = 0
-    elif padding == "causal":
-        left, right = span - 1, 0
-    else:  # same: TensorFlow puts the odd element on the right
-        out = math.ceil(length / strides)
-        total = max((out - 1) * strides + span - length, 0)
-        left, right = total // 2, total - total // 2
+    left, right = tf_pads(length, k, strides, dilation_rate, padding.lower())
     xp = np.concatenate([np.zeros((batch, left, c)), x, np.zeros((batch, right, c))], axis=1)
     out_len = (xp.shape[1] - span) // strides + 1
     assert out_len > 0
@@ -48,7 +40,9 @@ def separable_conv1d(x, depthwise, pointwise, bias=None, strides=1, padding="val
     return y
 
 
-def _tf_pads(length, k, s, d, padding):
+def tf_pads(length, k, s, d, padding):
+    """TensorFlow's (left, right) padding of one axis: none for "valid", ``span - 1`` on
+    the left for "causal", for "same" the smaller half on the left."""
     span = (k - 1) * d + 1
     if padding == "valid":
         return 0, 0
@@ -74,7 +68,7 @@ def conv(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, grou
     s = (strides,) * rank if np.isscalar(strides) else tuple(strides)
     d = (dilation_rate,) * rank if np.isscalar(dilation_rate) else tuple(dilation_rate)
     ks, cin, filters = kernel.shape[:rank], kernel.shape[-2], kernel.shape[-1]
-    pads = [_tf_pads(n, k, si, di, padding.lower())
+    pads = [tf_pads(n, k, si, di, padding.lower())
             for n, k, si, di in zip(x.shape[1:-1], ks, s, d)]
     xp = np.pad(x, [(0, 0)] + pads + [(0, 0)])
     out = [(n - ((k - 1) * di + 1)) // si + 1

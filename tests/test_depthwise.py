@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import sepconv
 from sepconv import functional as F
 from kernel_env import kernel_choice
+from numpy_reference import tf_pads
 
 pytestmark = [pytest.mark.usefixtures("torch_single_thread"),
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
@@ -31,24 +32,13 @@ RANK = {"DepthwiseConv1D": 1, "DepthwiseConv2D": 2, "SeparableConv2D": 2}
 
 # -- numpy reference: loops over output positions, TensorFlow's padding written out ------
 
-def _pads(n, k, s, d, padding):
-    span = (k - 1) * d + 1
-    if padding == "valid":
-        return 0, 0
-    if padding == "causal":
-        return span - 1, 0
-    out = -(-n // s)
-    total = max((out - 1) * s + span - n, 0)
-    return total // 2, total - total // 2
-
-
 def np_depthwise(x, dw, bias, strides, padding, dilation, channels_last=True):
     """float64 loops; x channels_last ``(batch, *spatial, C)``, dw ``(*k, C, M)``."""
     if not channels_last:
         x = np.moveaxis(x, 1, -1)
     rank = dw.ndim - 2
     *ks, c, m = dw.shape
-    pads = [_pads(n, k, s, d, padding)
+    pads = [tf_pads(n, k, s, d, padding)
             for n, k, s, d in zip(x.shape[1:-1], ks, strides, dilation)]
     xp = np.pad(x.astype(np.float64), [(0, 0)] + pads + [(0, 0)])
     outs = [(xp.shape[1 + i] - ((ks[i] - 1) * dilation[i] + 1)) // strides[i] + 1

@@ -14,8 +14,6 @@ computes on a device that supports NCHW.  The activations used there are element
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
@@ -26,6 +24,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
+from tf_keras_compare import check_signature, strip_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -359,25 +358,13 @@ _FULL = dict(filters=3, kernel_size=2, strides=2, padding="same",
              dropout=0.25, recurrent_dropout=0.5, trainable=False, name="full_lstm_cfg")
 
 
-def _strip(config):
-    if isinstance(config, dict):
-        if "class_name" in config:
-            return {"class_name": config["class_name"], "config": _strip(config["config"])}
-        return {k: _strip(v) for k, v in config.items()}
-    if isinstance(config, list):
-        return tuple(config)
-    if isinstance(config, float):
-        return float(np.float32(config))
-    return config
-
-
 @pytest.mark.parametrize("rank", [1, 2, 3])
 def test_get_config_has_tf_keras_keys_and_values(rank):
     ours = CLASSES[rank](**dict(_FULL, name=f"cfg{rank}")).get_config()
     theirs = TF_CLASSES[rank](**dict(_FULL, name=f"cfg{rank}")).get_config()
     assert set(ours) == set(theirs)
     for key in theirs:
-        assert _strip(ours[key]) == _strip(theirs[key]), key
+        assert strip_config(ours[key]) == strip_config(theirs[key]), key
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
@@ -389,7 +376,7 @@ def test_from_tf_keras_config_builds_the_same_layer(rank):
     theirs = ref(x)
     ours = CLASSES[rank].from_config(ref.get_config())
     for key, value in ours.get_config().items():
-        assert _strip(value) == _strip(ref.get_config()[key]), key
+        assert strip_config(value) == strip_config(ref.get_config()[key]), key
     ours.set_weights(ref.get_weights())
     for a, b in zip(ours(torch.from_numpy(x)), theirs):
         np.testing.assert_allclose(a.detach().numpy(), b.numpy(), atol=1e-5)
@@ -397,19 +384,8 @@ def test_from_tf_keras_config_builds_the_same_layer(rank):
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
 def test_signature_is_tf_keras_then_r_keras_extras(rank):
-    theirs = [p for p in inspect.signature(TF_CLASSES[rank]).parameters.values()
-              if p.kind is not p.VAR_KEYWORD]
-    ours = list(inspect.signature(CLASSES[rank]).parameters.values())
-    assert [(p.name, p.default) for p in ours[:len(theirs)]] == \
-        [(p.name, p.default) for p in theirs]
-    assert [p.name for p in ours[len(theirs):]] == [
-        "input_shape", "batch_input_shape", "batch_size", "dtype", "name", "trainable",
-        "weights"]
-    assert all(p.default is None for p in ours[len(theirs):])
-    r = list(inspect.signature(getattr(sepconv, f"layer_conv_lstm_{rank}d"))
-             .parameters.values())
-    assert r[0].name == "object" and r[0].default is None
-    assert [(p.name, p.default) for p in r[3:]] == [(p.name, p.default) for p in ours[2:]]
+    check_signature(CLASSES[rank], TF_CLASSES[rank],
+                    getattr(sepconv, f"layer_conv_lstm_{rank}d"), required=2)
 
 
 @pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])

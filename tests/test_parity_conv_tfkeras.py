@@ -19,7 +19,6 @@ Where tf-keras cannot run a configuration on this CPU the reference is still Ten
 
 from __future__ import annotations
 
-import inspect
 import os
 
 import numpy as np
@@ -33,6 +32,8 @@ tf_keras = pytest.importorskip("tf_keras")
 from tf_keras.src.utils import conv_utils  # noqa: E402
 
 import sepconv  # noqa: E402
+from numpy_reference import tf_pads  # noqa: E402
+from tf_keras_compare import check_sgd_step, check_signature, strip_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -93,8 +94,7 @@ def _same_pads(spatial, layer):
     """TensorFlow's documented "same" padding, [[before, after], ...] (channels_last)."""
     pads = [[0, 0]]
     for n, k, s, d in zip(spatial, layer.kernel_size, layer.strides, layer.dilation_rate):
-        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-        pads.append([total // 2, total - total // 2])
+        pads.append(list(tf_pads(n, k, s, d, "same")))
     return pads + [[0, 0]]
 
 
@@ -448,20 +448,6 @@ _FULL = dict(filters=4, kernel_size=3, strides=2, padding="same", activation="re
              bias_constraint="unit_norm", trainable=False, data_format="channels_last")
 
 
-def _strip(config):
-    """Keras' nested {'class_name', 'config'} without tf-keras' bookkeeping; lists as
-    tuples; floats at float32 precision."""
-    if isinstance(config, dict):
-        if "class_name" in config:
-            return {"class_name": config["class_name"], "config": _strip(config["config"])}
-        return {k: _strip(v) for k, v in config.items()}
-    if isinstance(config, list):
-        return tuple(config)
-    if isinstance(config, float):
-        return float(np.float32(config))
-    return config
-
-
 @pytest.mark.parametrize("class_name", CONVS + TRANSPOSES)
 def test_get_config_has_tf_keras_keys_and_values(class_name):
     kw = dict(_FULL, name=f"cfg_{class_name.lower()}")
@@ -474,7 +460,7 @@ def test_get_config_has_tf_keras_keys_and_values(class_name):
     extra = {"dilation_rate"} if class_name == "Conv3DTranspose" else set()
     assert set(ours) == set(theirs) | extra
     for key in theirs:
-        assert _strip(ours[key]) == _strip(theirs[key]), key
+        assert strip_config(ours[key]) == strip_config(theirs[key]), key
 
 
 @pytest.mark.parametrize("class_name", CONVS + TRANSPOSES)
@@ -491,7 +477,7 @@ def test_from_tf_keras_config_and_weights(class_name):
     ours = getattr(sepconv, class_name).from_config(ref.get_config())
     ours.set_weights(ref.get_weights())
     for key, value in ref.get_config().items():
-        assert _strip(ours.get_config()[key]) == _strip(value), key
+        assert strip_config(ours.get_config()[key]) == strip_config(value), key
     np.testing.assert_allclose(ours(x).detach().numpy(), y_ref.numpy(), atol=1e-5)
     np.testing.assert_allclose([v.item() for v in ours.losses],
                                [float(v) for v in ref.losses], rtol=1e-5)
@@ -499,19 +485,8 @@ def test_from_tf_keras_config_and_weights(class_name):
 
 @pytest.mark.parametrize("class_name", CONVS + TRANSPOSES)
 def test_signature_is_tf_keras_then_r_keras_extras(class_name):
-    theirs = [p for p in inspect.signature(getattr(tf_keras.layers, class_name))
-              .parameters.values() if p.kind is not p.VAR_KEYWORD]
-    ours = list(inspect.signature(getattr(sepconv, class_name)).parameters.values())
-    assert [(p.name, p.default) for p in ours[:len(theirs)]] == \
-        [(p.name, p.default) for p in theirs]
-    assert [p.name for p in ours[len(theirs):]] == [
-        "input_shape", "batch_input_shape", "batch_size", "dtype", "name", "trainable",
-        "weights"]
-    assert all(p.default is None for p in ours[len(theirs):])
-    r = list(inspect.signature(getattr(sepconv, sepconv.r.r_name(class_name)))
-             .parameters.values())
-    assert r[0].name == "object" and r[0].default is None
-    assert [(p.name, p.default) for p in r[3:]] == [(p.name, p.default) for p in ours[2:]]
+    check_signature(getattr(sepconv, class_name), getattr(tf_keras.layers, class_name),
+                    getattr(sepconv, sepconv.r.r_name(class_name)), required=2)
 
 
 # -- initializer fans, regularizers, constraints, dtype policies ---------------------------
@@ -554,20 +529,8 @@ def test_optimizer_step_with_regularizers_and_constraints_matches_tf_keras(class
     ref.build(shape)
     ref.set_weights(ours.get_weights())
     x = rng.standard_normal(shape).astype(np.float32)
-    y = ours(torch.from_numpy(x))
-    target = rng.standard_normal(tuple(y.shape)).astype(np.float32)
-    opt = torch.optim.SGD(ours.parameters(), lr=0.5)
-    loss = torch.mean((y - torch.from_numpy(target)) ** 2) + sum(ours.losses)
-    loss.backward()
-    opt.step()
-    tf_opt = tf_keras.optimizers.SGD(learning_rate=0.5)
-    with tf.GradientTape() as tape:
-        tf_loss = tf.reduce_mean((ref(x) - target) ** 2) + tf.add_n(ref.losses)
-    tf_opt.apply_gradients(zip(tape.gradient(tf_loss, ref.trainable_weights),
-                               ref.trainable_weights))
-    np.testing.assert_allclose(loss.item(), float(tf_loss), rtol=1e-5)
-    for got, want in zip(ours.get_weights(), ref.get_weights()):
-        np.testing.assert_allclose(got, want, atol=1e-5)
+    target = rng.standard_normal(ours.compute_output_shape(x.shape)).astype(np.float32)
+    check_sgd_step(ours, ref, x, target)
 
 
 @pytest.mark.parametrize("class_name", CONVS + TRANSPOSES)

@@ -18,8 +18,6 @@ configuration, the reference is still TensorFlow, computed another way:
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
@@ -30,6 +28,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
+from tf_keras_compare import check_sgd_step, check_signature, strip_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -270,22 +269,9 @@ def test_one_channel_and_length_one_outputs_match_tf(cls_name, fmt):
 
 @pytest.mark.parametrize("cls_name", CLASSES)
 def test_signature_is_tf_keras_then_r_keras_extras(cls_name):
-    theirs = [p for p in inspect.signature(_theirs(cls_name)).parameters.values()
-              if p.kind is not p.VAR_KEYWORD]
-    ours = list(inspect.signature(_ours(cls_name)).parameters.values())
-    assert [(p.name, p.default) for p in ours[:len(theirs)]] == \
-        [(p.name, p.default) for p in theirs]
-    assert [p.name for p in ours[len(theirs):]] == [
-        "input_shape", "batch_input_shape", "batch_size", "dtype", "name", "trainable",
-        "weights"]
-    assert all(p.default is None for p in ours[len(theirs):])
-    r_function = getattr(sepconv, sepconv.r.r_name(cls_name))
-    r = list(inspect.signature(r_function).parameters.values())
-    assert r[0].name == "object" and r[0].default is None
-    required = 2 if cls_name == "SeparableConv2D" else 1
-    assert [p.name for p in r[1:1 + required]] == [p.name for p in ours[:required]]
-    assert [(p.name, p.default) for p in r[1 + required:]] == \
-        [(p.name, p.default) for p in ours[required:]]
+    check_signature(_ours(cls_name), _theirs(cls_name),
+                    getattr(sepconv, sepconv.r.r_name(cls_name)),
+                    required=2 if cls_name == "SeparableConv2D" else 1)
 
 
 def _full(cls_name):
@@ -305,18 +291,6 @@ def _full(cls_name):
     return args
 
 
-def _strip(config):
-    if isinstance(config, dict):
-        if "class_name" in config:
-            return {"class_name": config["class_name"], "config": _strip(config["config"])}
-        return {k: _strip(v) for k, v in config.items()}
-    if isinstance(config, list):
-        return tuple(config)
-    if isinstance(config, float):
-        return float(np.float32(config))
-    return config
-
-
 @pytest.mark.parametrize("cls_name", CLASSES)
 def test_get_config_has_tf_keras_keys_and_values(cls_name):
     ours = _ours(cls_name)(**_full(cls_name)).get_config()
@@ -324,14 +298,14 @@ def test_get_config_has_tf_keras_keys_and_values(cls_name):
     expected = set(theirs) - {"kernel_initializer", "kernel_regularizer", "kernel_constraint"}
     assert set(ours) == expected
     for key in expected:
-        assert _strip(ours[key]) == _strip(theirs[key]), key
+        assert strip_config(ours[key]) == strip_config(theirs[key]), key
     # Defaults too: tuples for strides / dilation_rate, data_format resolved.
     args = dict(filters=2) if cls_name == "SeparableConv2D" else {}
     d_ours = _ours(cls_name)(kernel_size=3, **args).get_config()
     d_theirs = _theirs(cls_name)(kernel_size=3, **args).get_config()
     for key in ["kernel_size", "strides", "dilation_rate", "data_format", "padding",
                 "depth_multiplier", "groups", "use_bias", "activation"]:
-        assert _strip(d_ours[key]) == _strip(d_theirs[key]), key
+        assert strip_config(d_ours[key]) == strip_config(d_theirs[key]), key
 
 
 @pytest.mark.parametrize("cls_name", CLASSES)
@@ -343,7 +317,7 @@ def test_from_tf_keras_config_weights_and_losses(cls_name):
     ours = _ours(cls_name).from_config(ref.get_config())
     for key, value in ours.get_config().items():
         if key != "name":
-            assert _strip(value) == _strip(ref.get_config()[key]), key
+            assert strip_config(value) == strip_config(ref.get_config()[key]), key
     ours.set_weights(ref.get_weights())  # builds from the weights' shapes
     assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in ref.weights]
     assert [p for p, _ in ours.named_parameters()] == \
@@ -460,21 +434,7 @@ def test_optimizer_step_with_constraints_and_losses_matches_tf_keras(cls_name):
     ref.set_weights(ours.get_weights())
     x = rng.standard_normal((4,) + (6,) * rank + (2,)).astype(np.float32)
     target = rng.standard_normal(ours.compute_output_shape(x.shape)).astype(np.float32)
-
-    opt = torch.optim.SGD(ours.parameters(), lr=0.5)
-    loss = torch.mean((ours(torch.from_numpy(x)) - torch.from_numpy(target)) ** 2)
-    loss = loss + sepconv.regularization_loss(ours)
-    loss.backward()
-    opt.step()
-
-    tf_opt = tf_keras.optimizers.SGD(learning_rate=0.5)
-    with tf.GradientTape() as tape:
-        tf_loss = tf.reduce_mean((ref(x) - target) ** 2) + tf.add_n(ref.losses)
-    tf_opt.apply_gradients(zip(tape.gradient(tf_loss, ref.trainable_weights),
-                               ref.trainable_weights))
-    np.testing.assert_allclose(loss.item(), float(tf_loss), rtol=1e-5)
-    for got, want in zip(ours.get_weights(), ref.get_weights()):
-        np.testing.assert_allclose(got, want, atol=1e-5)
+    check_sgd_step(ours, ref, x, target)
 
 
 @pytest.mark.parametrize("cls_name", CLASSES)

@@ -11,8 +11,6 @@ gradcheck in test_reshaping.py).
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
@@ -23,6 +21,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
+from tf_keras_compare import check_signature  # noqa: E402
 from sepconv.kernels import resize  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -227,17 +226,8 @@ def test_config_with_input_shape_matches_tf_keras():
 
 @pytest.mark.parametrize("name", CLASSES)
 def test_signature_is_tf_keras_then_r_keras_extras(name):
-    theirs = [p for p in inspect.signature(getattr(tf_keras.layers, name)).parameters.values()
-              if p.kind is not p.VAR_KEYWORD]
-    ours = list(inspect.signature(getattr(sepconv, name)).parameters.values())
-    assert [(p.name, p.default) for p in ours[:len(theirs)]] == \
-        [(p.name, p.default) for p in theirs]
-    assert [(p.name, p.default) for p in ours[len(theirs):]] == [
-        (n, None) for n in ("input_shape", "batch_input_shape", "batch_size", "dtype", "name",
-                            "trainable", "weights")]
-    r = list(inspect.signature(getattr(sepconv, sepconv.r.r_name(name))).parameters.values())
-    assert r[0].name == "object" and r[0].default is None
-    assert [(p.name, p.default) for p in r[1:]] == [(p.name, p.default) for p in ours]
+    check_signature(getattr(sepconv, name), getattr(tf_keras.layers, name),
+                    getattr(sepconv, sepconv.r.r_name(name)), required=0)
 
 
 # -- where tf-keras is silent, sepconv raises ---------------------------------------------

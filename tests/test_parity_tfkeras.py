@@ -25,6 +25,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
+from tf_keras_compare import check_sgd_step, check_signature, strip_config  # noqa: E402
 from sepconv import activations  # noqa: E402
 from kernel_env import kernel_choice  # noqa: E402
 
@@ -175,20 +176,6 @@ _FULL = dict(filters=5, kernel_size=3, strides=2, padding="causal", data_format=
              trainable=False, name="full_layer_cfg")
 
 
-def _strip(config):
-    """Keras' nested {'class_name', 'config'} without tf-keras' 'module' bookkeeping,
-    floats at float32 precision."""
-    if isinstance(config, dict):
-        if "class_name" in config:
-            return {"class_name": config["class_name"], "config": _strip(config["config"])}
-        return {k: _strip(v) for k, v in config.items()}
-    if isinstance(config, list):
-        return tuple(config)
-    if isinstance(config, float):  # tf-keras keeps regularizer factors as float32
-        return float(np.float32(config))
-    return config
-
-
 def test_get_config_has_tf_keras_keys_and_values():
     ours = sepconv.SeparableConv1D(**_FULL).get_config()
     theirs = tf_keras.layers.SeparableConv1D(**_FULL).get_config()
@@ -196,7 +183,7 @@ def test_get_config_has_tf_keras_keys_and_values():
                                    "kernel_constraint"}
     assert set(ours) == expected_keys
     for key in expected_keys:
-        assert _strip(ours[key]) == _strip(theirs[key]), key
+        assert strip_config(ours[key]) == strip_config(theirs[key]), key
 
 
 def test_from_tf_keras_config_builds_the_same_layer():
@@ -205,7 +192,7 @@ def test_from_tf_keras_config_builds_the_same_layer():
     ours = sepconv.SeparableConv1D.from_config(ref.get_config())
     theirs = ref.get_config()
     for key, value in ours.get_config().items():
-        assert _strip(value) == _strip(theirs[key]), key
+        assert strip_config(value) == strip_config(theirs[key]), key
     ours.set_weights(ref.get_weights())
     x = np.random.default_rng(0).standard_normal((2, 11, 3)).astype(np.float32)
     np.testing.assert_allclose(ours(torch.from_numpy(x)).detach().numpy(), ref(x).numpy(),
@@ -302,20 +289,7 @@ def test_optimizer_step_with_constraints_matches_tf_keras():
     ref.set_weights(ours.get_weights())
     x = rng.standard_normal((4, 7, 2)).astype(np.float32)
     target = rng.standard_normal((4, 7, 3)).astype(np.float32)
-
-    opt = torch.optim.SGD(ours.parameters(), lr=0.5)
-    loss = torch.mean((ours(torch.from_numpy(x)) - torch.from_numpy(target)) ** 2)
-    loss.backward()
-    opt.step()
-
-    tf_opt = tf_keras.optimizers.SGD(learning_rate=0.5)
-    with tf.GradientTape() as tape:
-        tf_loss = tf.reduce_mean((ref(x) - target) ** 2)
-    tf_opt.apply_gradients(zip(tape.gradient(tf_loss, ref.trainable_weights),
-                               ref.trainable_weights))
-    np.testing.assert_allclose(loss.item(), float(tf_loss), rtol=1e-5)
-    for got, want in zip(ours.get_weights(), ref.get_weights()):
-        np.testing.assert_allclose(got, want, atol=1e-5)
+    check_sgd_step(ours, ref, x, target)
     assert (ours.get_weights()[1] >= 0).all()
 
 
@@ -349,18 +323,5 @@ def test_dtype_policies_match_tf_keras(dtype, tol):
 def test_signature_is_tf_keras_then_r_keras_extras():
     """Names, order and defaults of tf-keras' arguments, then the R/Keras 2 base-layer
     arguments; the R-style function takes the same after ``object``."""
-    import inspect
-
-    theirs = [p for p in inspect.signature(tf_keras.layers.SeparableConv1D).parameters.values()
-              if p.kind is not p.VAR_KEYWORD]
-    ours = list(inspect.signature(sepconv.SeparableConv1D).parameters.values())
-    assert [(p.name, p.default) for p in ours[:len(theirs)]] == \
-        [(p.name, p.default) for p in theirs]
-    assert [p.name for p in ours[len(theirs):]] == [
-        "input_shape", "batch_input_shape", "batch_size", "dtype", "name", "trainable",
-        "weights"]
-    assert all(p.default is None for p in ours[len(theirs):])
-    r = list(inspect.signature(sepconv.layer_separable_conv_1d).parameters.values())
-    assert r[0].name == "object" and r[0].default is None
-    assert [(p.name, p.default) for p in r[3:]] == [(p.name, p.default) for p in ours[2:]]
-    assert [p.name for p in r[1:3]] == ["filters", "kernel_size"]
+    check_signature(sepconv.SeparableConv1D, tf_keras.layers.SeparableConv1D,
+                    sepconv.layer_separable_conv_1d, required=2)

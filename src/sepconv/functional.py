@@ -167,11 +167,7 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
     stride, dilation = _strides_and_dilation(strides, dilation_rate, rank)
     padding, channels_last = _check_geometry(padding, data_format, rank)
     *ksize, in_per_group, filters = kernel.shape
-    if x.dim() != rank + 2:
-        raise ValueError(f"Input must be {rank + 2}D, {_layout_nd(rank, channels_last)}. "
-                         f"Received input of shape {tuple(x.shape)}")
-    channels = x.shape[-1] if channels_last else x.shape[1]
-    spatial = tuple(x.shape[1:-1] if channels_last else x.shape[2:])
+    channels, spatial = _channels_and_spatial(x, rank, channels_last)
     if groups < 1 or channels % groups or filters % groups:
         raise ValueError(f"Invalid value for argument `groups`. Expected a divisor of the "
                          f"input channels ({channels}) and of filters ({filters}). "
@@ -181,8 +177,7 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
                          f"{in_per_group * groups} ({_layout_nd(rank, channels_last)}, "
                          f"groups={groups}). "
                          f"Received input of shape {tuple(x.shape)}")
-    if bias is not None and tuple(bias.shape) != (filters,):
-        raise ValueError(f"bias must have shape ({filters},). Received {tuple(bias.shape)}")
+    _check_bias(bias, filters)
     out, pads = _conv_geometry(spatial, tuple(ksize), stride, dilation, padding)
     if min(out) <= 0:
         raise ValueError(f"Input of shape {tuple(x.shape)} is too small for kernel_size="
@@ -198,6 +193,21 @@ def _layout_nd(rank: int, channels_last: bool) -> str:
         ("depth", "rows", "cols")
     return (f"(batch, {', '.join(axes)}, channels)" if channels_last
             else f"(batch, channels, {', '.join(axes)})")
+
+
+def _channels_and_spatial(x: torch.Tensor, rank: int, channels_last: bool) -> tuple:
+    """The channel count and the spatial shape of ``x``, which must have ``rank + 2`` axes
+    (the convolutions' input check)."""
+    if x.dim() != rank + 2:
+        raise ValueError(f"Input must be {rank + 2}D, {_layout_nd(rank, channels_last)}. "
+                         f"Received input of shape {tuple(x.shape)}")
+    channels = x.shape[-1] if channels_last else x.shape[1]
+    return channels, tuple(x.shape[1:-1] if channels_last else x.shape[2:])
+
+
+def _check_bias(bias: Optional[torch.Tensor], filters: int) -> None:
+    if bias is not None and tuple(bias.shape) != (filters,):
+        raise ValueError(f"bias must have shape ({filters},). Received {tuple(bias.shape)}")
 
 
 def _layout(channels_last: bool) -> str:
@@ -371,10 +381,7 @@ def _pool_geometry(x: torch.Tensor, pool_size: IntOrTuple, strides: Optional[Int
     if padding == "causal":
         raise ValueError(f"Invalid value for argument `padding`. Expected 'valid' or 'same'. "
                          f"Received padding={padding!r}")
-    layout = _layout_nd(rank, channels_last)
-    if x.dim() != rank + 2:
-        raise ValueError(f"Input must be {rank + 2}D, {layout}. "
-                         f"Received input of shape {tuple(x.shape)}")
+    _channels_and_spatial(x, rank, channels_last)  # the rank check
     if channels_last:
         x = x.permute(0, x.dim() - 1, *range(1, x.dim() - 1))
     spatial = tuple(x.shape[2:])
@@ -578,9 +585,7 @@ def _pairs(value, name: str) -> tuple:
 
 def _spatial(x: torch.Tensor, rank: int, data_format: str):
     _, channels_last = _check_geometry("valid", data_format, rank)
-    if x.dim() != rank + 2:
-        raise ValueError(f"Input must be {rank + 2}D, {_layout_nd(rank, channels_last)}. "
-                         f"Received input of shape {tuple(x.shape)}")
+    _channels_and_spatial(x, rank, channels_last)  # the rank check
     first = 1 if channels_last else 2
     return channels_last, first
 
@@ -1044,17 +1049,12 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
                              f"greater than output padding. Received strides={stride}, "
                              f"output_padding={out_pad}")
     *ksize, filters, in_channels = kernel.shape
-    layout = _layout_nd(rank, channels_last)
-    if x.dim() != rank + 2:
-        raise ValueError(f"Input must be {rank + 2}D, {layout}. "
-                         f"Received input of shape {tuple(x.shape)}")
-    channels = x.shape[-1] if channels_last else x.shape[1]
-    spatial = tuple(x.shape[1:-1] if channels_last else x.shape[2:])
+    channels, spatial = _channels_and_spatial(x, rank, channels_last)
     if channels != in_channels:
         raise ValueError(f"Input has {channels} channels, the kernel expects {in_channels} "
-                         f"({layout}). Received input of shape {tuple(x.shape)}")
-    if bias is not None and tuple(bias.shape) != (filters,):
-        raise ValueError(f"bias must have shape ({filters},). Received {tuple(bias.shape)}")
+                         f"({_layout_nd(rank, channels_last)}). "
+                         f"Received input of shape {tuple(x.shape)}")
+    _check_bias(bias, filters)
     problem = _padding.deconv_mismatch(spatial, ksize, stride, dilation, padding, out_pad)
     if problem is not None:
         raise ValueError(f"Input of shape {tuple(x.shape)} cannot be transposed-convolved "

@@ -308,6 +308,45 @@ class Layer(torch.nn.Module):
                              f"should be defined. Received input_shape={tuple(input_shape)}")
         return check_count(channels, "input channels")
 
+    def _check_shape_channels(self, check_output) -> None:
+        """Construction-time checks of ``input_shape`` / ``batch_input_shape`` beyond its
+        rank: at least one input channel where the channels are given, and an output that
+        ``check_output(batch_input_shape)`` accepts (its ``ValueError`` re-raised), each
+        message naming the argument the user passed (the layer provides
+        ``_channels_axis``)."""
+        arg, value = self._shape_argument
+        shape = self.batch_input_shape
+        channels = shape[self._channels_axis]
+        if channels is not None and channels < 1:
+            raise ValueError(f"Invalid value for argument `{arg}`. Expected at least one "
+                             f"input channel. Received {arg}={value}")
+        self._check_shape_output(check_output)
+
+    def _check_shape_output(self, check_output) -> None:
+        """``check_output(batch_input_shape)`` at construction, its ``ValueError`` re-raised
+        naming the shape argument the user passed."""
+        arg, value = self._shape_argument
+        try:
+            check_output(self.batch_input_shape)
+        except ValueError as err:
+            raise ValueError(f"Invalid value for argument `{arg}`: {err}. "
+                             f"Received {arg}={value}") from None
+
+    def _geometry_repr(self, parts: List[str]) -> List[str]:
+        """``extra_repr``'s convolution geometry, appended to ``parts`` where not the
+        default: strides, padding, output_padding (transposed convolutions), dilation_rate
+        (the layer provides ``RANK``, ``strides``, ``padding``, ``dilation_rate``)."""
+        ones = (1,) * self.RANK
+        if self.strides != ones:
+            parts.append(f"strides={self.strides}")
+        if self.padding != "valid":
+            parts.append(f"padding={self.padding!r}")
+        if getattr(self, "output_padding", None) is not None:
+            parts.append(f"output_padding={self.output_padding}")
+        if self.dilation_rate != ones:
+            parts.append(f"dilation_rate={self.dilation_rate}")
+        return parts
+
     def _repr_tail(self, parts: List[str]) -> str:
         """``extra_repr``'s common end: a non-default data_format, activation, use_bias and
         dtype, then the name."""

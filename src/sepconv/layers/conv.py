@@ -95,11 +95,7 @@ class _Conv(Layer):
             raise ValueError(f"Invalid value for argument `{arg}`. Expected a number of input "
                              f"channels that is a positive multiple of groups={self.groups}. "
                              f"Received {arg}={value}")
-        try:
-            self.compute_output_shape(shape)
-        except ValueError as err:
-            raise ValueError(f"Invalid value for argument `{arg}`: {err}. "
-                             f"Received {arg}={value}") from None
+        self._check_shape_output(self.compute_output_shape)
 
     # -- shapes ----------------------------------------------------------------------------
     @property
@@ -204,17 +200,8 @@ class _Conv(Layer):
         return config
 
     def extra_repr(self) -> str:
-        ones = (1,) * self.RANK
-        parts = [f"{self.input_channels if self.built else '?'}", f"{self.filters}",
-                 f"kernel_size={self.kernel_size}"]
-        if self.strides != ones:
-            parts.append(f"strides={self.strides}")
-        if self.padding != "valid":
-            parts.append(f"padding={self.padding!r}")
-        if self.output_padding is not None:
-            parts.append(f"output_padding={self.output_padding}")
-        if self.dilation_rate != ones:
-            parts.append(f"dilation_rate={self.dilation_rate}")
+        parts = self._geometry_repr([f"{self.input_channels if self.built else '?'}",
+                                     f"{self.filters}", f"kernel_size={self.kernel_size}"])
         if self.groups != 1:
             parts.append(f"groups={self.groups}")
         return self._repr_tail(parts)

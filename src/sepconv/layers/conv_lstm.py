@@ -142,22 +142,12 @@ class _ConvLSTM(Layer):
         self.register_buffer("state_h", None, persistent=False)
         self.register_buffer("state_c", None, persistent=False)
         if self.batch_input_shape is not None:
-            shape = self.batch_input_shape
-            given = ("batch_input_shape", shape) if batch_input_shape is not None \
-                else ("input_shape", shape[1:])
-            if len(shape) != rank + 3:
-                raise ValueError(f"Invalid value for argument `{given[0]}`. Expected the "
+            arg, value = self._shape_argument
+            if len(self.batch_input_shape) != rank + 3:
+                raise ValueError(f"Invalid value for argument `{arg}`. Expected the "
                                  f"shape of {self._layout()} for a {rank}D ConvLSTM (without "
-                                 f"batch for `input_shape`). Received {given[0]}={given[1]}")
-            channels = shape[self._channels_axis]
-            if channels is not None and channels < 1:
-                raise ValueError(f"Invalid value for argument `{given[0]}`. Expected at least "
-                                 f"one input channel. Received {given[0]}={given[1]}")
-            try:
-                self._output_spatial(shape)
-            except ValueError as err:
-                raise ValueError(f"Invalid value for argument `{given[0]}`: {err}. "
-                                 f"Received {given[0]}={given[1]}") from None
+                                 f"batch for `input_shape`). Received {arg}={value}")
+            self._check_shape_channels(self._output_spatial)
         self._finish_init()
 
     # -- shapes ----------------------------------------------------------------------------
@@ -390,15 +380,8 @@ class _ConvLSTM(Layer):
         return config
 
     def extra_repr(self) -> str:
-        ones = (1,) * self.RANK
-        parts = [f"{self.input_channels if self.built else '?'}", f"{self.filters}",
-                 f"kernel_size={self.kernel_size}"]
-        if self.strides != ones:
-            parts.append(f"strides={self.strides}")
-        if self.padding != "valid":
-            parts.append(f"padding={self.padding!r}")
-        if self.dilation_rate != ones:
-            parts.append(f"dilation_rate={self.dilation_rate}")
+        parts = self._geometry_repr([f"{self.input_channels if self.built else '?'}",
+                                     f"{self.filters}", f"kernel_size={self.kernel_size}"])
         if self.data_format != "channels_last":
             parts.append(f"data_format={self.data_format!r}")
         for arg, default in (("activation", "tanh"), ("recurrent_activation", "hard_sigmoid")):

@@ -80,10 +80,10 @@ class _DepthwiseConv(Layer):
             setattr(self, arg, _constraints.get(given[kind][2], arg))
         self.input_channels: Optional[int] = None
         if self.batch_input_shape is not None:
-            self._check_build_shape(batch_input_shape is not None)
+            self._check_build_shape()
         self._finish_init()
 
-    def _check_build_shape(self, batch_given: bool) -> None:
+    def _check_build_shape(self) -> None:
         """``input_shape`` / ``batch_input_shape`` checked at construction."""
         shape = self.batch_input_shape
         if len(shape) != self.RANK + 2:
@@ -91,16 +91,7 @@ class _DepthwiseConv(Layer):
             raise ValueError(f"Invalid value for argument `{arg}`. Expected "
                              f"{self._layout(batch=arg == 'batch_input_shape')} for a "
                              f"{self.RANK}D layer. Received {arg}={value}")
-        given = ("batch_input_shape", shape) if batch_given else ("input_shape", shape[1:])
-        channels = shape[self._channels_axis]
-        if channels is not None and channels < 1:
-            raise ValueError(f"Invalid value for argument `{given[0]}`. Expected at least "
-                             f"one input channel. Received {given[0]}={given[1]}")
-        try:
-            self._output_spatial(shape)
-        except ValueError as err:
-            raise ValueError(f"Invalid value for argument `{given[0]}`: {err}. "
-                             f"Received {given[0]}={given[1]}") from None
+        self._check_shape_channels(self._output_spatial)
 
     # -- shapes ----------------------------------------------------------------------------
     @property
@@ -239,13 +230,7 @@ class _DepthwiseConv(Layer):
         if self._SEPARABLE:
             parts.append(f"{self.filters}")
         parts.append(f"kernel_size={self.kernel_size}")
-        ones = (1,) * self.RANK
-        if self.strides != ones:
-            parts.append(f"strides={self.strides}")
-        if self.padding != "valid":
-            parts.append(f"padding={self.padding!r}")
-        if self.dilation_rate != ones:
-            parts.append(f"dilation_rate={self.dilation_rate}")
+        self._geometry_repr(parts)
         if self.depth_multiplier != 1:
             parts.append(f"depth_multiplier={self.depth_multiplier}")
         return self._repr_tail(parts)
