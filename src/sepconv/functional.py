@@ -1087,3 +1087,201 @@ def _conv_geometry(spatial: tuple, ksize: tuple, stride: tuple, dilation: tuple,
         return _conv_geometry_cached(spatial, ksize, stride, dilation, padding)
     except TypeError:
         return _conv_geometry_uncached(spatial, ksize, stride, dilation, padding)
+
+
+# -- recurrent layers (LSTM, GRU, SimpleRNN) ----------------------------------------------
+
+def _check_recurrent(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
+                     gates: int, what: str):
+    """``(batch, steps, units)`` after checking ``x`` ``(batch, time, features)``,
+    ``kernel`` ``(features, gates * units)``, ``recurrent_kernel`` ``(units, gates * units)``."""
+    if kernel.dim() != 2 or kernel.shape[1] % gates:
+        raise ValueError(f"{what}: expected kernel of shape (features, {gates} * units). "
+                         f"Received {tuple(kernel.shape)}")
+    units = kernel.shape[1] // gates
+    if tuple(recurrent_kernel.shape) != (units, gates * units):
+        raise ValueError(f"{what}: expected recurrent_kernel of shape ({units}, "
+                         f"{gates * units}) for a kernel with {gates * units} = {gates} * "
+                         f"units outputs. Received {tuple(recurrent_kernel.shape)}")
+    if x.dim() != 3 or x.shape[2] != kernel.shape[0]:
+        raise ValueError(f"{what}: input must be 3D, (batch, time, {kernel.shape[0]}). "
+                         f"Received input of shape {tuple(x.shape)}")
+    if x.shape[1] == 0:
+        raise ValueError(f"{what}: input of shape {tuple(x.shape)} has no time steps")
+    return x.shape[0], x.shape[1], units
+
+
+def _recurrent_masks(dropout_mask, recurrent_dropout_mask, gates, batch, features, units):
+    for arg, value, shape in (("dropout_mask", dropout_mask, (gates, batch, features)),
+                              ("recurrent_dropout_mask", recurrent_dropout_mask,
+                               (gates, batch, units))):
+        if value is not None and tuple(value.shape) != shape:
+            raise ValueError(f"Invalid value for argument `{arg}`. Expected shape {shape} "
+                             f"(one mask per gate). Received {tuple(value.shape)}")
+
+
+def _input_projection(x, kernel, bias, gates, dropout_mask):
+    """``x_t @ kernel + bias`` for every step at once: ``(batch, time, gates * units)``;
+    with ``dropout_mask`` ``(gates, batch, features)`` each gate sees its masked input."""
+    if dropout_mask is None:
+        z = torch.matmul(x, kernel)
+    else:
+        units = kernel.shape[1] // gates
+        xm = x.unsqueeze(0) * dropout_mask.unsqueeze(2)  # (gates, batch, time, features)
+        z = torch.einsum("gbtd,dgu->btgu", xm, kernel.view(kernel.shape[0], gates, units))
+        z = z.flatten(2)
+    return z if bias is None else z + bias
+
+
+def _recurrent_term(h, recurrent_kernel, gates, rmask):
+    """``h @ recurrent_kernel``, each gate's block with its own masked ``h`` when
+    ``rmask`` ``(gates, batch, units)`` is given."""
+    if rmask is None:
+        return torch.matmul(h, recurrent_kernel)
+    units = h.shape[-1]
+    return torch.einsum("gbu,ugv->bgv", h.unsqueeze(0) * rmask,
+                        recurrent_kernel.view(units, gates, units)).flatten(1)
+
+
+def _run_steps(z, step, state, go_backwards: bool, return_sequences: bool):
+    """Run ``state = step(z_t, state)`` (``state[0]`` is the output) over the steps of
+    ``z`` ``(batch, time, ...)``, last to first with ``go_backwards``; the outputs come in
+    processing order, as tf-keras' ``backend.rnn``."""
+    steps = z.shape[1]
+    order = range(steps - 1, -1, -1) if go_backwards else range(steps)
+    outputs = []
+    for t in order:
+        state = step(z[:, t], state)
+        if return_sequences:
+            outputs.append(state[0])
+    output = torch.stack(outputs, 1) if return_sequences else state[0]
+    return output, state
+
+
+def lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
+         bias: Optional[torch.Tensor] = None, activation: Callable = torch.tanh,
+         recurrent_activation: Callable = torch.sigmoid,
+         initial_state: Optional[Sequence[torch.Tensor]] = None, go_backwards: bool = False,
+         return_sequences: bool = False, dropout_mask: Optional[torch.Tensor] = None,
+         recurrent_dropout_mask: Optional[torch.Tensor] = None):
+    """Keras' LSTM recurrence (tf-keras 2.21 ``LSTMCell``), gates in Keras' order i, f, c, o.
+
+    Per step: ``z = x_t @ kernel + bias + h @ recurrent_kernel``, ``i, f, g, o =
+    split(z, 4)``, ``c = ra(f) * c + ra(i) * a(g)``, ``h = ra(o) * a(c)`` with
+    ``a = activation``, ``ra = recurrent_activation``.  The input projection of all steps
+    is one matrix product.
+
+    Args:
+        x: ``(batch, time, features)``.
+        kernel: ``(features, 4 * units)``; recurrent_kernel: ``(units, 4 * units)``;
+            bias: ``(4 * units,)`` or ``None``.
+        initial_state: ``[h, c]``, each ``(batch, units)``; zeros when ``None``.
+        go_backwards: process the steps last to first; outputs come in processing order.
+        return_sequences: return every step's ``h`` ``(batch, time, units)``, else the last.
+        dropout_mask / recurrent_dropout_mask: ``(4, batch, features)`` / ``(4, batch,
+            units)``, one mask per gate on the input / on ``h`` at every step (tf-keras'
+            ``implementation=1``).  tf-keras' other dropout forms multiply ``x`` before the
+            call.
+
+    Returns:
+        ``(output, h, c)``.
+    """
+    batch, _, units = _check_recurrent(x, kernel, recurrent_kernel, 4, "lstm")
+    _recurrent_masks(dropout_mask, recurrent_dropout_mask, 4, batch, x.shape[2], units)
+    if initial_state is None:
+        zeros = x.new_zeros((batch, units))
+        initial_state = [zeros, zeros]
+    z = _input_projection(x, kernel, bias, 4, dropout_mask)
+
+    def step(zx, state):
+        h, c = state
+        zt = zx + _recurrent_term(h, recurrent_kernel, 4, recurrent_dropout_mask)
+        i, f, g, o = zt.chunk(4, dim=1)
+        c = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
+        return recurrent_activation(o) * activation(c), c
+
+    output, (h, c) = _run_steps(z, step, tuple(initial_state), go_backwards, return_sequences)
+    return output, h, c
+
+
+def gru(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
+        bias: Optional[torch.Tensor] = None, activation: Callable = torch.tanh,
+        recurrent_activation: Callable = torch.sigmoid, reset_after: bool = True,
+        initial_state: Optional[torch.Tensor] = None, go_backwards: bool = False,
+        return_sequences: bool = False, dropout_mask: Optional[torch.Tensor] = None,
+        recurrent_dropout_mask: Optional[torch.Tensor] = None):
+    """Keras' GRU recurrence (tf-keras 2.21 ``GRUCell``), gates in Keras' order z, r, h.
+
+    ``x_z, x_r, x_h = split(x_t @ kernel + b_in, 3)``; with ``reset_after`` (TF2's default,
+    bias ``(2, 3 * units)``: input row, recurrent row) ``r_z, r_r, r_h = split(h @
+    recurrent_kernel + b_rec, 3)`` and ``hh = a(x_h + ra(x_r + r_r) * r_h)``; without
+    (bias ``(3 * units,)``) ``hh = a(x_h + (ra(x_r + r_r) * h) @ recurrent_kernel_h)``.
+    Then ``z = ra(x_z + r_z)`` and ``h = z * h + (1 - z) * hh``.
+
+    Args as :func:`lstm` (3 gates; ``initial_state`` is ``h`` ``(batch, units)`` or
+    ``[h]``).  Returns ``(output, h)``.
+    """
+    batch, _, units = _check_recurrent(x, kernel, recurrent_kernel, 3, "gru")
+    _recurrent_masks(dropout_mask, recurrent_dropout_mask, 3, batch, x.shape[2], units)
+    input_bias = recurrent_bias = None
+    if bias is not None:
+        expected = (2, 3 * units) if reset_after else (3 * units,)
+        if tuple(bias.shape) != expected:
+            raise ValueError(f"gru: expected bias of shape {expected} with "
+                             f"reset_after={reset_after}. Received {tuple(bias.shape)}")
+        input_bias, recurrent_bias = (bias[0], bias[1]) if reset_after else (bias, None)
+    if isinstance(initial_state, (list, tuple)):
+        initial_state = initial_state[0]
+    h0 = x.new_zeros((batch, units)) if initial_state is None else initial_state
+    z = _input_projection(x, kernel, input_bias, 3, dropout_mask)
+    rk_zr, rk_h = recurrent_kernel[:, :2 * units], recurrent_kernel[:, 2 * units:]
+    rmask = recurrent_dropout_mask
+
+    def step(zx, state):
+        (h,) = state
+        x_z, x_r, x_h = zx.split(units, dim=1)
+        if reset_after:
+            inner = _recurrent_term(h, recurrent_kernel, 3, rmask)
+            if recurrent_bias is not None:
+                inner = inner + recurrent_bias
+            r_z, r_r, r_h = inner.split(units, dim=1)
+            zg = recurrent_activation(x_z + r_z)
+            r = recurrent_activation(x_r + r_r)
+            hh = activation(x_h + r * r_h)
+        else:
+            inner = _recurrent_term(h, rk_zr, 2, None if rmask is None else rmask[:2])
+            r_z, r_r = inner.split(units, dim=1)
+            zg = recurrent_activation(x_z + r_z)
+            r = recurrent_activation(x_r + r_r)
+            hm = h if rmask is None else h * rmask[2]
+            hh = activation(x_h + torch.matmul(r * hm, rk_h))
+        return (zg * h + (1 - zg) * hh,)
+
+    output, (h,) = _run_steps(z, step, (h0,), go_backwards, return_sequences)
+    return output, h
+
+
+def simple_rnn(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
+               bias: Optional[torch.Tensor] = None, activation: Callable = torch.tanh,
+               initial_state: Optional[torch.Tensor] = None, go_backwards: bool = False,
+               return_sequences: bool = False, dropout_mask: Optional[torch.Tensor] = None,
+               recurrent_dropout_mask: Optional[torch.Tensor] = None):
+    """Keras' SimpleRNN recurrence: ``h = a(x_t @ kernel + bias + h @ recurrent_kernel)``.
+
+    Args as :func:`lstm` (one gate: masks ``(1, batch, features)`` / ``(1, batch,
+    units)``; ``initial_state`` is ``h`` or ``[h]``).  Returns ``(output, h)``.
+    """
+    batch, _, units = _check_recurrent(x, kernel, recurrent_kernel, 1, "simple_rnn")
+    _recurrent_masks(dropout_mask, recurrent_dropout_mask, 1, batch, x.shape[2], units)
+    if isinstance(initial_state, (list, tuple)):
+        initial_state = initial_state[0]
+    h0 = x.new_zeros((batch, units)) if initial_state is None else initial_state
+    z = _input_projection(x, kernel, bias, 1, dropout_mask)
+
+    def step(zx, state):
+        (h,) = state
+        return (activation(zx + _recurrent_term(h, recurrent_kernel, 1,
+                                                recurrent_dropout_mask)),)
+
+    output, (h,) = _run_steps(z, step, (h0,), go_backwards, return_sequences)
+    return output, h

@@ -234,3 +234,8 @@ layer_conv_3d_transpose = r_function(_layers.Conv3DTranspose)
 
 __all__ = sorted(name for name in list(globals())
                  if name.startswith("layer_") or name == "time_distributed")
+layer_lstm = r_function(_layers.LSTM)
+layer_gru = r_function(_layers.GRU)
+layer_simple_rnn = r_function(_layers.SimpleRNN)
+bidirectional = r_function(_layers.Bidirectional, "bidirectional")
+__all__ += ["layer_lstm", "layer_gru", "layer_simple_rnn", "bidirectional"]

@@ -13,6 +13,7 @@ from .depthwise import DepthwiseConv1D, DepthwiseConv2D
 from .reshaping import (Cropping1D, Cropping2D, Cropping3D, UpSampling1D, UpSampling2D,
                         UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
 from .conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 # The plain Keras layers a model file needs (core.py, normalization.py, pooling.py,
 # merging.py).
 from .core import (Activation, Dense, Dropout, ELU, Embedding, Flatten, GaussianNoise,

@@ -1,0 +1,735 @@
+"""Keras' recurrent layers: ``LSTM``, ``GRU``, ``SimpleRNN`` (R: ``layer_lstm``,
+``layer_gru``, ``layer_simple_rnn``) and the ``Bidirectional`` wrapper (R:
+``bidirectional``), with tf-keras 2.21's arguments and numbers; the recurrences are
+:func:`sepconv.functional.lstm`, :func:`~sepconv.functional.gru` and
+:func:`~sepconv.functional.simple_rnn`."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .. import activations as _activations
+from .. import constraints as _constraints
+from .. import functional as _functional
+from .. import initializers as _initializers
+from .. import regularizers as _regularizers
+from .._registry import serialize
+from .base import DTypePolicy, Layer, check_bool, check_count, get_layer_class
+from .conv_lstm import _arguments, _rate
+
+
+def _as_tensor(value, device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor)
+                           else value, device=device)
+
+
+class _RNN(Layer):
+    """Keras' recurrent layer over ``(batch, time, features)`` inputs (the public classes
+    set ``GATES``, ``STATES`` and the recurrence).
+
+    Output: the last step's ``h`` ``(batch, units)``, or with ``return_sequences=True``
+    every step's ``(batch, time, units)``; with ``go_backwards`` the steps run last to
+    first and the sequence comes in that processing order, as in tf-keras.  With
+    ``return_state=True`` the call returns ``[output, *states]`` (LSTM: ``h, c``; GRU and
+    SimpleRNN: ``h``).
+
+    Weights, Keras' shapes and ``get_weights()`` order: ``kernel``
+    ``(features, GATES * units)``, ``recurrent_kernel`` ``(units, GATES * units)``,
+    ``bias`` (absent when ``use_bias=False``), gates in Keras' order.
+
+    ``forward(inputs, mask=None, training=None, initial_state=None)`` (Keras' call
+    arguments): ``initial_state`` is the list of states (a single tensor is taken for a
+    one-state layer); ``mask`` is refused (sepconv loads no masking layers).
+    ``stateful=True`` keeps the last states (detached: truncated backpropagation through
+    time) as the next call's initial state; the batch size is fixed by
+    ``batch_input_shape`` / ``batch_size`` or the first call; ``reset_states(states=None)``
+    zeroes them or sets given values.
+
+    ``dropout`` / ``recurrent_dropout`` act in training mode (the module's ``train()`` /
+    ``eval()``, or ``training=`` in the call) and follow tf-keras 2.21's three code paths,
+    which draw different masks: (1) LSTM / GRU that tf-keras runs on its fused kernel
+    (``activation="tanh"``, ``recurrent_activation="sigmoid"``, ``use_bias``, no
+    ``recurrent_dropout``, not ``unroll``, GRU also ``reset_after``) drop input elements
+    independently at every step, one mask for all gates; (2) other layers without
+    ``recurrent_dropout`` draw one input mask per call shared by every step and gate;
+    (3) with ``recurrent_dropout`` (tf-keras then switches to ``implementation=1``) one
+    mask per gate per call, on the input and on ``h``.  SimpleRNN: one input and one
+    recurrent mask per call.  Rates must lie in [0, 1) (tf-keras clips others silently).
+    At inference dropout is the identity.
+
+    ``unroll`` is accepted and changes nothing (same numbers); ``time_major=True`` is
+    refused (transpose the input instead).  The activity regularizer applies to each
+    returned tensor, each penalty divided by the batch size, as in tf-keras.
+    """
+
+    GATES = 1
+    STATES = 1
+    WEIGHT_NAMES = ("kernel", "recurrent_kernel", "bias")
+    _DEFAULT_RECURRENT_ACTIVATION: Optional[str] = None
+
+    def __init__(self, units, activation="tanh", recurrent_activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=False, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None,
+                 dropout=0.0, recurrent_dropout=0.0, return_sequences=False,
+                 return_state=False, go_backwards=False, stateful=False, time_major=False,
+                 unroll=False, reset_after=True, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights, activity_regularizer=activity_regularizer)
+        self.units = check_count(units, "units")
+        self.activation = _activations.get(activation, "activation")
+        self.recurrent_activation = None if self._DEFAULT_RECURRENT_ACTIVATION is None else \
+            _activations.get(recurrent_activation, "recurrent_activation")
+        self.use_bias = check_bool(use_bias, "use_bias")
+        self.kernel_initializer = _initializers.get(kernel_initializer, "kernel_initializer")
+        self.recurrent_initializer = _initializers.get(recurrent_initializer,
+                                                       "recurrent_initializer")
+        self.bias_initializer = _initializers.get(bias_initializer, "bias_initializer")
+        for arg in ("kernel_initializer", "recurrent_initializer", "bias_initializer"):
+            if getattr(self, arg) is None:
+                raise ValueError(f"Invalid value for argument `{arg}`. Expected an "
+                                 f"initializer. Received {arg}=None")
+        self.unit_forget_bias = check_bool(unit_forget_bias, "unit_forget_bias")
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.recurrent_regularizer = _regularizers.get(recurrent_regularizer,
+                                                       "recurrent_regularizer")
+        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
+        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
+        self.recurrent_constraint = _constraints.get(recurrent_constraint,
+                                                     "recurrent_constraint")
+        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
+        self.dropout = _rate(dropout, "dropout")
+        self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
+        self.return_sequences = check_bool(return_sequences, "return_sequences")
+        self.return_state = check_bool(return_state, "return_state")
+        self.go_backwards = check_bool(go_backwards, "go_backwards")
+        self.stateful = check_bool(stateful, "stateful")
+        if check_bool(time_major, "time_major"):
+            raise ValueError(f"Invalid value for argument `time_major`. sepconv's "
+                             f"{type(self).__name__} takes (batch, time, features) inputs "
+                             f"only: transpose the input instead. Received time_major=True")
+        self.time_major = False
+        self.unroll = check_bool(unroll, "unroll")
+        self.reset_after = check_bool(reset_after, "reset_after")
+        self.input_dim: Optional[int] = None
+        self._activity_losses: List[torch.Tensor] = []
+        self._stateful_batch: Optional[int] = None
+        self._states: Optional[List[torch.Tensor]] = None
+        if self.batch_input_shape is not None:
+            arg, value = self._shape_argument
+            if len(self.batch_input_shape) != 3:
+                raise ValueError(f"Invalid value for argument `{arg}`. Expected the shape "
+                                 f"(time, features) of the inputs (without the batch axis). "
+                                 f"Received {arg}={value}")
+            features = self.batch_input_shape[2]
+            if features is not None and features < 1:
+                raise ValueError(f"Invalid value for argument `{arg}`. Expected at least one "
+                                 f"feature. Received {arg}={value}")
+            if self.stateful and self.batch_input_shape[0] is not None:
+                self._stateful_batch = self.batch_input_shape[0]
+        self._finish_init()
+
+    # -- building --------------------------------------------------------------------------
+    def _bias_shape(self) -> Tuple[int, ...]:
+        return (self.GATES * self.units,)
+
+    def _bias_initializer(self):
+        return self.bias_initializer
+
+    def build(self, input_shape, device=None) -> None:
+        if len(input_shape) != 3:
+            raise ValueError(f"Layer {self.name!r} expects input of rank 3, (batch, time, "
+                             f"features). Received input of shape {tuple(input_shape)}")
+        if input_shape[2] is None:
+            raise ValueError(f"The last dimension of the inputs of layer {self.name!r} "
+                             f"should be defined. Received input_shape={tuple(input_shape)}")
+        self.input_dim = check_count(input_shape[2], "input features")
+        n = self.GATES * self.units
+        self.add_weight("kernel", (self.input_dim, n), self.kernel_initializer,
+                        self.kernel_regularizer, self.kernel_constraint, device)
+        self.add_weight("recurrent_kernel", (self.units, n), self.recurrent_initializer,
+                        self.recurrent_regularizer, self.recurrent_constraint, device)
+        if self.use_bias:
+            self.add_weight("bias", self._bias_shape(), self._bias_initializer(),
+                            self.bias_regularizer, self.bias_constraint, device)
+
+    def _input_shape_from_weights(self, weights) -> Optional[Tuple]:
+        if not weights or len(getattr(weights[0], "shape", ())) != 2:
+            return None
+        return (None, None, int(weights[0].shape[0]))
+
+    def _check_input(self, shape) -> None:
+        if len(shape) != 3 or shape[2] != self.input_dim:
+            raise ValueError(f"Layer {self.name!r} expects input of rank 3, (batch, time, "
+                             f"features), with {self.input_dim} features. Received input "
+                             f"of shape {shape}")
+        if shape[1] == 0:
+            raise ValueError(f"Layer {self.name!r} received input of shape {shape} with no "
+                             f"time steps")
+        if self.stateful:
+            if self._stateful_batch is None:
+                self._stateful_batch = shape[0]
+            if shape[0] != self._stateful_batch:
+                raise ValueError(f"Layer {self.name!r} is stateful: its batch size is fixed "
+                                 f"to {self._stateful_batch} (batch_input_shape or the first "
+                                 f"call). Received input of shape {shape}")
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        out = (shape[0], shape[1], self.units) if self.return_sequences \
+            else (shape[0], self.units)
+        if self.return_state:
+            return [out] + [(shape[0], self.units)] * self.STATES
+        return out
+
+    # -- states ----------------------------------------------------------------------------
+    @property
+    def states(self) -> Optional[List[torch.Tensor]]:
+        """A stateful layer's states (None before any call or reset)."""
+        return None if self._states is None else list(self._states)
+
+    def reset_states(self, states=None) -> None:
+        """Zero a stateful layer's states, or set them to ``states`` (a list)."""
+        if not self.stateful:
+            raise AttributeError("Layer must be stateful.")
+        if self._stateful_batch is None:
+            raise ValueError("If a RNN is stateful, it needs to know its batch size. Specify "
+                             "the batch size of your input tensors with `batch_input_shape` "
+                             "(or `input_shape` and `batch_size`), or call the layer once.")
+        shape = (self._stateful_batch, self.units)
+        dtype = self.dtype_policy.compute
+        device = self.kernel.device if self.built else None
+        if states is None:
+            self._states = [torch.zeros(shape, dtype=dtype, device=device)
+                            for _ in range(self.STATES)]
+            return
+        if not isinstance(states, (list, tuple)):
+            states = [states]
+        if len(states) != self.STATES:
+            raise ValueError(f"Layer {self.name} expects {self.STATES} states, but it "
+                             f"received {len(states)} state values.")
+        values = []
+        for index, value in enumerate(states):
+            value = _as_tensor(value, device).detach()
+            if tuple(value.shape) != shape:
+                raise ValueError(f"State {index} is incompatible with layer {self.name}: "
+                                 f"expected shape={shape}, found shape={tuple(value.shape)}")
+            values.append(value.to(dtype=dtype).clone())
+        self._states = values
+
+    def _initial_state(self, initial_state, x: torch.Tensor) -> Optional[List[torch.Tensor]]:
+        shape = (x.shape[0], self.units)
+        if initial_state is None:
+            if self.stateful and self._states is not None:
+                return [s.to(x.dtype) for s in self._states]
+            return None
+        if isinstance(initial_state, (torch.Tensor, np.ndarray)) and self.STATES == 1:
+            initial_state = [initial_state]
+        if not isinstance(initial_state, (list, tuple)) or \
+                len(initial_state) != self.STATES:
+            raise ValueError(f"Invalid value for argument `initial_state`. Layer "
+                             f"{self.name!r} expects a list of {self.STATES} state "
+                             f"tensor(s) of shape {shape}.")
+        out = []
+        for s in initial_state:
+            s = _as_tensor(s, x.device)
+            if tuple(s.shape) != shape:
+                raise ValueError(f"Invalid value for argument `initial_state`. Expected "
+                                 f"states of shape {shape}. Received "
+                                 f"{[tuple(np.shape(t)) for t in initial_state]}")
+            out.append(s.to(x.dtype))
+        return out
+
+    # -- computing -------------------------------------------------------------------------
+    def _fused_path(self) -> bool:
+        """Whether tf-keras 2.21 runs this layer on its fused (cuDNN-compatible) kernel,
+        which draws its input dropout differently (see the class docstring)."""
+        return False
+
+    def _dropout_masks(self, x: torch.Tensor, training: bool):
+        """``(x, dropout_mask, recurrent_dropout_mask)`` as tf-keras draws them."""
+        if not training or (self.dropout == 0 and self.recurrent_dropout == 0):
+            return x, None, None
+
+        def draw(rate, shape):
+            keep = torch.full(shape, 1.0 - rate, dtype=x.dtype, device=x.device)
+            return torch.bernoulli(keep) / (1.0 - rate)
+
+        batch, _, features = x.shape
+        gates = self.GATES if self.recurrent_dropout > 0 else 1
+        mask = rmask = None
+        if self.dropout > 0:
+            if self._fused_path():
+                x = x * draw(self.dropout, tuple(x.shape))
+            elif gates == 1 and self.GATES > 1:  # implementation 2: one mask, all gates
+                x = x * draw(self.dropout, (batch, 1, features))
+            else:
+                mask = draw(self.dropout, (gates, batch, features))
+                if gates != self.GATES:  # SimpleRNN: GATES == 1 already
+                    mask = mask.expand(self.GATES, batch, features)
+        if self.recurrent_dropout > 0:
+            rmask = draw(self.recurrent_dropout, (self.GATES, batch, self.units))
+        return x, mask, rmask
+
+    def _recurrence(self, x, state, mask, rmask):
+        raise NotImplementedError
+
+    def forward(self, inputs, mask=None, training=None, initial_state=None):
+        """Keras' call arguments.  ``inputs``: ``(batch, time, features)``, a tensor or
+        numpy array; ``training`` overrides ``self.training``; ``initial_state``: the
+        list of states, each ``(batch, units)``."""
+        if mask is not None:
+            raise ValueError(f"Layer {self.name!r}: sepconv's recurrent layers take no "
+                             f"`mask` (Masking / Embedding(mask_zero=True) are not "
+                             f"supported); pass mask=None")
+        x = self._prepare_input(inputs)
+        training = self.training if training is None else bool(training)
+        state = self._initial_state(initial_state, x)
+        x, dmask, rmask = self._dropout_masks(x, training)
+        output, *states = self._recurrence(x, state, dmask, rmask)
+        if self.stateful:
+            self._states = [s.detach() for s in states]
+        outputs = [output] + list(states) if self.return_state else [output]
+        self._activity_losses = [] if self.activity_regularizer is None else \
+            [self.activity_regularizer(y) / y.shape[0] for y in outputs]
+        return outputs if self.return_state else output
+
+    def _args(self, state, mask, rmask) -> Dict[str, Any]:
+        return dict(activation=self.activation, initial_state=state,
+                    go_backwards=self.go_backwards, return_sequences=self.return_sequences,
+                    dropout_mask=mask, recurrent_dropout_mask=rmask)
+
+    def _weights(self):
+        return (self._weight("kernel"), self._weight("recurrent_kernel"),
+                self._weight("bias") if self.use_bias else None)
+
+    # -- Keras protocol --------------------------------------------------------------------
+    @property
+    def losses(self) -> List[torch.Tensor]:
+        """The last call's activity penalties (one per returned tensor), then the weight
+        penalties of the regularizers (tf-keras' order)."""
+        out = list(self._activity_losses)
+        out += [reg(getattr(self, name)) for name, reg in self._regularized.items()
+                if self.built]
+        return out
+
+    def _config_head(self) -> Dict[str, Any]:
+        config = self.base_config()
+        config.update({"return_sequences": self.return_sequences,
+                       "return_state": self.return_state, "go_backwards": self.go_backwards,
+                       "stateful": self.stateful, "unroll": self.unroll,
+                       "time_major": self.time_major, "units": self.units,
+                       "activation": _activations.serialize(self.activation)})
+        if self.recurrent_activation is not None:
+            config["recurrent_activation"] = _activations.serialize(
+                self.recurrent_activation)
+        config.update({
+            "use_bias": self.use_bias,
+            "kernel_initializer": serialize(self.kernel_initializer),
+            "recurrent_initializer": serialize(self.recurrent_initializer),
+            "bias_initializer": serialize(self.bias_initializer)})
+        return config
+
+    def _config_tail(self) -> Dict[str, Any]:
+        return {
+            "kernel_regularizer": serialize(self.kernel_regularizer),
+            "recurrent_regularizer": serialize(self.recurrent_regularizer),
+            "bias_regularizer": serialize(self.bias_regularizer),
+            "activity_regularizer": serialize(self.activity_regularizer),
+            "kernel_constraint": serialize(self.kernel_constraint),
+            "recurrent_constraint": serialize(self.recurrent_constraint),
+            "bias_constraint": serialize(self.bias_constraint),
+            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout}
+
+    def extra_repr(self) -> str:
+        parts = [f"{self.input_dim if self.built else '?'}", f"{self.units}"]
+        defaults = (("activation", "tanh"), ("recurrent_activation", "sigmoid"))
+        for arg, default in defaults:
+            if getattr(self, arg) is None:
+                continue
+            value = _activations.serialize(getattr(self, arg))
+            if value != default:
+                parts.append(f"{arg}={value!r}")
+        for arg in ("return_sequences", "return_state", "go_backwards", "stateful"):
+            if getattr(self, arg):
+                parts.append(f"{arg}=True")
+        if not self.use_bias:
+            parts.append("use_bias=False")
+        for arg in ("dropout", "recurrent_dropout"):
+            if getattr(self, arg):
+                parts.append(f"{arg}={getattr(self, arg)}")
+        if self.dtype_policy.name != "float32":
+            parts.append(f"dtype={self.dtype_policy.name!r}")
+        parts.append(f"name={self.name!r}")
+        return ", ".join(parts)
+
+
+def _is(fn, name: str) -> bool:
+    return fn is _activations.get(name)
+
+
+class LSTM(_RNN):
+    """Keras' ``LSTM`` (R: ``layer_lstm``): gates i, f, c, o; per step
+    ``c = ra(f) * c + ra(i) * a(g)``, ``h = ra(o) * a(c)`` (``a = activation``, tanh;
+    ``ra = recurrent_activation``, sigmoid in TF2).  ``bias`` ``(4 * units,)``;
+    ``unit_forget_bias`` sets its forget part to ones at creation.  States ``[h, c]``.
+    See :class:`sepconv.layers.recurrent._RNN` for the whole contract."""
+
+    GATES = 4
+    STATES = 2
+    _DEFAULT_RECURRENT_ACTIVATION = "sigmoid"
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, time_major=False, unroll=False,
+                 input_shape=None, batch_input_shape=None, batch_size=None, dtype=None,
+                 name=None, trainable=None, weights=None):
+        super().__init__(**_arguments(locals()))
+
+    def _bias_initializer(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        base, u = self.bias_initializer, self.units
+
+        def forget_ones(shape, dtype=None, device=None):
+            parts = [base((u,), dtype=dtype, device=device), torch.ones(u),
+                     base((2 * u,), dtype=dtype, device=device)]
+            return torch.cat([torch.as_tensor(p, dtype=dtype, device=device)
+                              for p in parts])
+        return forget_ones
+
+    def _fused_path(self) -> bool:
+        return (_is(self.activation, "tanh") and _is(self.recurrent_activation, "sigmoid")
+                and self.recurrent_dropout == 0 and not self.unroll and self.use_bias)
+
+    def _recurrence(self, x, state, mask, rmask):
+        return _functional.lstm(x, *self._weights(),
+                                recurrent_activation=self.recurrent_activation,
+                                **self._args(state, mask, rmask))
+
+    def get_config(self) -> Dict[str, Any]:
+        config = self._config_head()
+        config["unit_forget_bias"] = self.unit_forget_bias
+        config.update(self._config_tail())
+        config["implementation"] = 1 if self.recurrent_dropout else 2
+        return config
+
+
+class GRU(_RNN):
+    """Keras' ``GRU`` (R: ``layer_gru``): gates z, r, h; ``h = z * h + (1 - z) * hh``.
+    ``reset_after=True`` (TF2's default) applies the reset gate after the recurrent
+    product, with ``bias`` ``(2, 3 * units)`` (input row, recurrent row);
+    ``reset_after=False`` before it, with ``bias`` ``(3 * units,)``.  See
+    :func:`sepconv.functional.gru` and :class:`sepconv.layers.recurrent._RNN`."""
+
+    GATES = 3
+    STATES = 1
+    _DEFAULT_RECURRENT_ACTIVATION = "sigmoid"
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0,
+                 return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, unroll=False, time_major=False, reset_after=True,
+                 input_shape=None, batch_input_shape=None, batch_size=None, dtype=None,
+                 name=None, trainable=None, weights=None):
+        super().__init__(**_arguments(locals()))
+
+    def _bias_shape(self) -> Tuple[int, ...]:
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _fused_path(self) -> bool:
+        return (_is(self.activation, "tanh") and _is(self.recurrent_activation, "sigmoid")
+                and self.recurrent_dropout == 0 and not self.unroll and self.use_bias
+                and self.reset_after)
+
+    def _recurrence(self, x, state, mask, rmask):
+        return _functional.gru(x, *self._weights(),
+                               recurrent_activation=self.recurrent_activation,
+                               reset_after=self.reset_after,
+                               **self._args(state, mask, rmask))
+
+    def get_config(self) -> Dict[str, Any]:
+        config = self._config_head()
+        config.update(self._config_tail())
+        config["implementation"] = 1 if self.recurrent_dropout else 2
+        config["reset_after"] = self.reset_after
+        return config
+
+
+class SimpleRNN(_RNN):
+    """Keras' ``SimpleRNN`` (R: ``layer_simple_rnn``): ``h = a(x_t @ kernel + bias +
+    h @ recurrent_kernel)``, ``bias`` ``(units,)``.  See
+    :class:`sepconv.layers.recurrent._RNN` for the whole contract."""
+
+    GATES = 1
+    STATES = 1
+
+    def __init__(self, units, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_arguments(locals()))
+
+    def _recurrence(self, x, state, mask, rmask):
+        return _functional.simple_rnn(x, *self._weights(), **self._args(state, mask, rmask))
+
+    def get_config(self) -> Dict[str, Any]:
+        config = self._config_head()
+        config.update(self._config_tail())
+        return config
+
+
+_MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+def _as_layer(value: Any, arg: str) -> Layer:
+    if isinstance(value, dict):
+        if "class_name" not in value:
+            raise ValueError(f"Invalid value for argument `{arg}`. A config dict needs a "
+                             f"'class_name' key. Received {arg}={value!r}")
+        value = get_layer_class(value["class_name"]).from_config(value.get("config", {}))
+    if not isinstance(value, _RNN):
+        raise ValueError(f"Invalid value for argument `{arg}`. Expected a sepconv recurrent "
+                         f"layer (LSTM, GRU, SimpleRNN) or its config dict. Received "
+                         f"{arg}={value!r}")
+    return value
+
+
+def _prefixed(prefix: str, name: str) -> str:
+    return name if name.startswith(prefix) else prefix + name
+
+
+class Bidirectional(Layer):
+    """Keras' ``Bidirectional`` (R: ``bidirectional``): runs ``layer`` forwards and a
+    copy of it (or ``backward_layer``) with the other ``go_backwards`` over the same
+    input, then merges: ``merge_mode`` ``"concat"`` (last axis), ``"sum"``, ``"mul"``,
+    ``"ave"`` or ``None`` (the list ``[forward, backward]``).  With ``return_sequences``
+    the backward output is reversed in time first, so both align with the input steps.
+    With ``return_state`` the call returns ``[output(s), *forward_states,
+    *backward_states]``; ``initial_state`` is split the same way (first half forward).
+
+    The forward layer is ``layer`` itself deep-copied (tf-keras rebuilds it from its
+    config: a built ``layer``'s weights are kept here, as a torch user expects), named
+    ``forward_<name>``; without ``backward_layer`` the backward one is built from
+    ``layer``'s config with ``go_backwards`` flipped, named ``backward_<name>``.  Weights:
+    the forward layer's, then the backward layer's (Keras' order in files).  The
+    sublayers' penalties are in their own ``losses`` (and in
+    :func:`sepconv.regularization_loss`).
+    """
+
+    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
+                 input_shape=None, batch_input_shape=None, batch_size=None, dtype=None,
+                 name=None, trainable=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if isinstance(merge_mode, str):
+            merge_mode = merge_mode.lower()
+        if merge_mode not in _MERGE_MODES:
+            raise ValueError(f"Invalid value for argument `merge_mode`. Expected one of "
+                             f"{_MERGE_MODES}. Received merge_mode={merge_mode!r}")
+        self.merge_mode = merge_mode
+        layer = _as_layer(layer, "layer")
+        self._layer_config = {"class_name": type(layer).__name__,
+                              "config": layer.get_config()}
+        forward = copy.deepcopy(layer)
+        forward.name = _prefixed("forward_", layer.name)
+        if backward_layer is None:
+            config = dict(layer.get_config())
+            config["go_backwards"] = not layer.go_backwards
+            config["name"] = _prefixed("backward_", layer.name)
+            config.pop("batch_input_shape", None)
+            backward = type(layer).from_config(config)
+            self._backward_config = None
+        else:
+            backward = _as_layer(backward_layer, "backward_layer")
+            self._backward_config = {"class_name": type(backward).__name__,
+                                     "config": backward.get_config()}
+            backward.name = _prefixed("backward_", backward.name)
+        if forward.go_backwards == backward.go_backwards:
+            raise ValueError("Forward layer and backward layer should have different "
+                             f"`go_backwards` value. forward_layer.go_backwards = "
+                             f"{forward.go_backwards}, backward_layer.go_backwards = "
+                             f"{backward.go_backwards}")
+        for attr in ("stateful", "return_sequences", "return_state"):
+            if getattr(forward, attr) != getattr(backward, attr):
+                raise ValueError(f"Forward layer and backward layer are expected to have the "
+                                 f"same value for attribute {attr!r}, got "
+                                 f"{getattr(forward, attr)} for forward layer and "
+                                 f"{getattr(backward, attr)} for backward layer")
+        self.forward_layer = forward
+        self.backward_layer = backward
+        if dtype is None:
+            self.dtype_policy = DTypePolicy(forward.dtype_policy.name)
+        self.stateful = forward.stateful
+        self.return_sequences = forward.return_sequences
+        self.return_state = forward.return_state
+        if trainable is not None:
+            self.trainable = self._trainable
+        if self.batch_input_shape is None and forward.batch_input_shape is not None:
+            self.batch_input_shape = forward.batch_input_shape
+        self._finish_init()
+        if not self.built and forward.built and backward.built:
+            self.built = True
+
+    def build(self, input_shape, device=None) -> None:
+        if len(input_shape) != 3:
+            raise ValueError(f"Layer {self.name!r} expects input of rank 3, (batch, time, "
+                             f"features). Received input of shape {tuple(input_shape)}")
+        for sub in (self.forward_layer, self.backward_layer):
+            if not sub.built:
+                sub._build_checked(tuple(input_shape), device=device)
+
+    def _input_shape_from_weights(self, weights):
+        return self.forward_layer._input_shape_from_weights(weights)
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        """Freezing the wrapper freezes both layers, as in Keras."""
+        self._trainable = check_bool(value, "trainable")
+        for key in ("forward_layer", "backward_layer"):
+            if key in self._modules:
+                self._modules[key].trainable = self._trainable
+
+    @property
+    def weights(self):
+        return self.forward_layer.weights + self.backward_layer.weights
+
+    def get_weights(self):
+        return self.forward_layer.get_weights() + self.backward_layer.get_weights()
+
+    def set_weights(self, weights) -> None:
+        weights = list(weights)
+        if not self.built:
+            shape = self._input_shape_from_weights(weights)
+            if shape is None:
+                raise ValueError(f"Layer {self.name!r} is not built and its input shape "
+                                 f"cannot be told from the given weights")
+            self._build_checked(shape, device=None)
+        n = len(self.forward_layer.weights)
+        if len(weights) != n + len(self.backward_layer.weights):
+            raise ValueError(f"Layer {self.name!r} expects "
+                             f"{n + len(self.backward_layer.weights)} weights (forward "
+                             f"then backward), but received {len(weights)} weights")
+        self.forward_layer.set_weights(weights[:n])
+        self.backward_layer.set_weights(weights[n:])
+
+    def constrained_parameters(self):
+        return []
+
+    @property
+    def losses(self):
+        return []
+
+    @property
+    def states(self):
+        f, b = self.forward_layer.states, self.backward_layer.states
+        return None if f is None else f + b
+
+    def reset_states(self, states=None) -> None:
+        if not self.stateful:
+            raise AttributeError("Layer must be stateful.")
+        if states is None:
+            self.forward_layer.reset_states()
+            self.backward_layer.reset_states()
+            return
+        if not isinstance(states, (list, tuple)):
+            raise ValueError(f"Unrecognized value for `states`. Expected `states` to be "
+                             f"list or tuple. Received: {states!r}")
+        half = len(states) // 2
+        self.forward_layer.reset_states(states[:half])
+        self.backward_layer.reset_states(states[half:])
+
+    def compute_output_shape(self, input_shape):
+        out = self.forward_layer.compute_output_shape(input_shape)
+        states = []
+        if self.return_state:
+            out, states = out[0], out[1:]
+            states = states + self.backward_layer.compute_output_shape(input_shape)[1:]
+        bout = self.backward_layer.compute_output_shape(input_shape)
+        if self.return_state:
+            bout = bout[0]
+        if self.merge_mode == "concat":
+            out = tuple(out[:-1]) + (out[-1] + bout[-1],)
+        elif self.merge_mode is None:
+            out = [out, bout]
+        if self.return_state:
+            return (out if isinstance(out, list) else [out]) + list(states)
+        return out
+
+    def forward(self, inputs, mask=None, training=None, initial_state=None):
+        """``inputs``: ``(batch, time, features)``; ``training`` and ``initial_state`` (the
+        forward layer's states, then the backward layer's) as Keras' call arguments."""
+        # no cast here: each sublayer casts to its own compute dtype
+        x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
+        if not self.built:
+            self._build_checked(tuple(x.shape), device=x.device)
+        fstate = bstate = None
+        if initial_state is not None:
+            if not isinstance(initial_state, (list, tuple)) or len(initial_state) % 2:
+                raise ValueError("Invalid value for argument `initial_state`. Expected a "
+                                 "list of the forward layer's states then the backward "
+                                 f"layer's (an even count). Received {initial_state!r}")
+            half = len(initial_state) // 2
+            fstate, bstate = list(initial_state[:half]), list(initial_state[half:])
+        y = self.forward_layer(x, mask=mask, training=training, initial_state=fstate)
+        y_rev = self.backward_layer(x, mask=mask, training=training, initial_state=bstate)
+        states = []
+        if self.return_state:
+            states = list(y[1:]) + list(y_rev[1:])
+            y, y_rev = y[0], y_rev[0]
+        if self.return_sequences:
+            y_rev = torch.flip(y_rev, (1,))
+        if self.merge_mode == "concat":
+            output = torch.cat([y, y_rev], dim=-1)
+        elif self.merge_mode == "sum":
+            output = y + y_rev
+        elif self.merge_mode == "ave":
+            output = (y + y_rev) / 2
+        elif self.merge_mode == "mul":
+            output = y * y_rev
+        else:
+            output = [y, y_rev]
+        if self.return_state:
+            return (output if isinstance(output, list) else [output]) + states
+        return output
+
+    def get_config(self) -> Dict[str, Any]:
+        layer = dict(self._layer_config)
+        layer["config"] = {**self.forward_layer.get_config(),
+                           "name": self._layer_config["config"]["name"]}
+        config = {**self.base_config(), "layer": layer, "merge_mode": self.merge_mode}
+        if self._backward_config is not None:
+            config["backward_layer"] = {
+                "class_name": self._backward_config["class_name"],
+                "config": {**self.backward_layer.get_config(),
+                           "name": self._backward_config["config"]["name"]}}
+        return config
+
+    def extra_repr(self) -> str:
+        return f"merge_mode={self.merge_mode!r}, name={self.name!r}"
