@@ -249,6 +249,15 @@ LAYER_CASES = [
     ("ZeroPadding3D", dict(padding=1), (2, 2, 2, 2)),
     ("Dense", dict(units=3, dtype="mixed_float16"), (4,)),
     ("Dense", dict(units=3, dtype="float64", trainable=False), (4,)),
+    ("LSTM", dict(units=3, return_sequences=True, go_backwards=True), (5, 2)),
+    ("GRU", dict(units=3, reset_after=False, recurrent_activation="tanh"), (5, 2)),
+    ("GRU", dict(units=2, use_bias=False, reset_after=True), (5, 2)),
+    ("SimpleRNN", dict(units=3, activation="relu", return_sequences=True), (5, 2)),
+    ("Bidirectional", dict(layer={"class_name": "LSTM", "config": {
+        "units": 2, "return_sequences": True}}, merge_mode="mul"), (5, 2)),
+    ("Bidirectional", dict(layer={"class_name": "GRU", "config": {"units": 2}},
+                           backward_layer={"class_name": "SimpleRNN", "config": {
+                               "units": 2, "go_backwards": True}}), (5, 2)),
 ]
 MERGES = ["Average", "Maximum", "Minimum"]  # a functional model below
 

@@ -218,9 +218,12 @@ def _collect_vars(group) -> List[np.ndarray]:
     if "vars" in group:
         v = group["vars"]
         arrays += [np.asarray(v[k]) for k in sorted(v, key=int)]
-    for key in group:
-        if key != "vars" and hasattr(group[key], "keys"):
-            arrays += _collect_vars(group[key])
+    keys = [key for key in group if key != "vars" and hasattr(group[key], "keys")]
+    if "forward_layer" in keys and "backward_layer" in keys:  # Bidirectional: forward first
+        keys.remove("forward_layer")
+        keys.insert(0, "forward_layer")
+    for key in keys:
+        arrays += _collect_vars(group[key])
     return arrays
 
 

@@ -688,6 +688,11 @@ _TF_KERAS_ONLY = {
     "InputLayer": {"type_spec": _ANY, "input_tensor": (None,)},
     "ConvLSTM1D": {"time_major": (False, None)}, "ConvLSTM2D": {"time_major": (False, None)},
     "ConvLSTM3D": {"time_major": (False, None)},
+    # recurrent layers: Keras 3 has no time_major; implementation only picks tf-keras'
+    # kernel (and dropout masks: Keras 3 draws its own anyway)
+    "LSTM": {"time_major": (False, None), "implementation": _ANY},
+    "GRU": {"time_major": (False, None), "implementation": _ANY},
+    "SimpleRNN": {"time_major": (False, None)},
 }
 for _cls in ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"):
     _TF_KERAS_ONLY[_cls] = {"trainable": _ANY, "noise_shape": (None,)}  # no weights
@@ -700,7 +705,12 @@ _KERAS3_NAMES = {"LeakyReLU": ("negative_slope",), "InputLayer": ("batch_shape",
 #: saved under and that layer's name (``layers/<key>/<attribute>/vars``).
 _KERAS3_NESTED = {"ConvLSTM1D": ("cell", "conv_lstm_cell"),
                   "ConvLSTM2D": ("cell", "conv_lstm_cell"),
-                  "ConvLSTM3D": ("cell", "conv_lstm_cell")}
+                  "ConvLSTM3D": ("cell", "conv_lstm_cell"),
+                  "LSTM": ("cell", "lstm_cell"), "GRU": ("cell", "gru_cell"),
+                  "SimpleRNN": ("cell", "simple_rnn_cell")}
+#: Keras 3 wrappers of two layers: config key and weights group of each, in that order.
+_KERAS3_PAIRS = {"Bidirectional": (("layer", "forward_layer"),
+                                   ("backward_layer", "backward_layer"))}
 #: Keras 3 pads only ``"valid"`` / ``"same"`` here (tf-keras also ``"causal"``): a causal
 #: layer is written as ``ZeroPadding1D(((k - 1) * d, 0))`` then itself with ``"valid"``,
 #: which is what tf-keras computes for ``"causal"`` (those zeros on the left, then valid).
@@ -780,9 +790,14 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
     if "dtype" in config and cls != _INPUT:
         config["dtype"] = _dtype_policy(config["dtype"])
     nested = getattr(layer, "layer", None)
+    pairs = {key: getattr(layer, attr) for key, attr in _KERAS3_PAIRS.get(cls, ())}
+    if pairs:  # Keras 3 writes both sublayers' configs, always
+        config = {**config, **{key: None for key in pairs if key not in config}}
     out = {}
     for key, value in config.items():
-        if key == "layer" and isinstance(nested, torch.nn.Module):
+        if key in pairs:
+            out[key] = _keras3_entry(pairs[key], input_shape)
+        elif key == "layer" and isinstance(nested, torch.nn.Module):
             inner = None if input_shape is None else (input_shape[0],) + tuple(input_shape[2:])
             out[key] = _keras3_entry(nested, inner)
         else:
@@ -1027,6 +1042,11 @@ def _write_keras3_vars(group, layer: Any, name: str) -> None:
         inner.attrs["name"] = inner_name
         for i, a in enumerate(layer.get_weights()):
             inner.create_dataset(str(i), data=a)
+        return
+    if cls in _KERAS3_PAIRS:
+        for _, attr in _KERAS3_PAIRS[cls]:
+            sub = getattr(layer, attr)
+            _write_keras3_vars(group.create_group(attr), sub, sub.name)
         return
     nested = getattr(layer, "layer", None)
     if isinstance(nested, torch.nn.Module) and cls == "TimeDistributed":
