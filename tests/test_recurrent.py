@@ -1,0 +1,201 @@
+"""LSTM, GRU, SimpleRNN, Bidirectional: the layer protocol in torch alone (gradcheck,
+validation, R functions, state_dict, dtypes), and a CNN-LSTM model file written by
+tf-keras 2.21 (.h5) and Keras 3 (.keras), loaded by sepconv with TensorFlow and Keras
+blocked, then written back by sepconv and read by each Keras."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import sepconv
+from sepconv import functional as F
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
+def _weights64(layer, seed=0, scale=0.5):
+    rng = np.random.default_rng(seed)
+    layer.set_weights([rng.standard_normal(w.shape) * scale for w in layer.get_weights()])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: sepconv.LSTM(2, return_sequences=True, dtype="float64"),
+    lambda: sepconv.LSTM(2, go_backwards=True, use_bias=False, dtype="float64"),
+    lambda: sepconv.GRU(2, dtype="float64"),
+    lambda: sepconv.GRU(2, reset_after=False, return_sequences=True, dtype="float64"),
+    lambda: sepconv.SimpleRNN(2, dtype="float64"),
+    lambda: sepconv.Bidirectional(sepconv.GRU(2, return_sequences=True, dtype="float64")),
+])
+def test_gradcheck_input_and_weights(make):
+    layer = make()
+    layer.build((None, None, 3))
+    _weights64(layer)
+    x = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp: layer(inp), (x,))
+    params = {n: p.detach() for n, p in layer.named_parameters()}
+    assert len(params) == len(layer.get_weights())
+    for name, p in params.items():
+        def g(w, name=name):
+            return torch.func.functional_call(layer, {**params, name: w}, (x.detach(),))
+        assert torch.autograd.gradcheck(g, (p.clone().requires_grad_(True),)), name
+
+
+def test_functional_masks_one_per_gate_shared_by_steps():
+    """functional.lstm's per-gate masks equal running each gate on its masked input."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 3, dtype=torch.float64)
+    k = torch.randn(3, 8, dtype=torch.float64)
+    rk = torch.randn(2, 8, dtype=torch.float64)
+    mask = torch.bernoulli(torch.full((4, 2, 3), 0.5, dtype=torch.float64)) * 2
+    out, h, c = F.lstm(x, k, rk, dropout_mask=mask, return_sequences=True)
+    # reference: four separate LSTMs' input terms stitched together by hand
+    hs, cs, ref = torch.zeros(2, 2, dtype=torch.float64), torch.zeros(2, 2,
+                                                                      dtype=torch.float64), []
+    for t in range(4):
+        z = torch.cat([(x[:, t] * mask[g]) @ k[:, 2 * g:2 * g + 2] for g in range(4)], 1)
+        z = z + hs @ rk
+        i, f, g_, o = z.chunk(4, 1)
+        cs = torch.sigmoid(f) * cs + torch.sigmoid(i) * torch.tanh(g_)
+        hs = torch.sigmoid(o) * torch.tanh(cs)
+        ref.append(hs)
+    torch.testing.assert_close(out, torch.stack(ref, 1))
+    torch.testing.assert_close((h, c), (hs, cs))
+
+
+def test_validation_messages_name_the_argument():
+    with pytest.raises(ValueError, match="units"):
+        sepconv.LSTM(0)
+    with pytest.raises(ValueError, match="units"):
+        sepconv.GRU(2.5)
+    with pytest.raises(TypeError, match="return_sequences"):
+        sepconv.SimpleRNN(2, return_sequences="yes")
+    with pytest.raises(ValueError, match="dropout"):
+        sepconv.LSTM(2, dropout=1.0)
+    with pytest.raises(ValueError, match="time_major"):
+        sepconv.LSTM(2, time_major=True)
+    with pytest.raises(ValueError, match="merge_mode"):
+        sepconv.Bidirectional(sepconv.LSTM(2), merge_mode="max")
+    with pytest.raises(ValueError, match="go_backwards"):
+        sepconv.Bidirectional(sepconv.LSTM(2), backward_layer=sepconv.LSTM(2))
+    with pytest.raises(ValueError, match="return_sequences"):
+        sepconv.Bidirectional(sepconv.LSTM(2), backward_layer=sepconv.LSTM(
+            2, go_backwards=True, return_sequences=True))
+    with pytest.raises(ValueError, match="layer"):
+        sepconv.Bidirectional(sepconv.Dense(2))
+    layer = sepconv.LSTM(2, input_shape=(None, 3))
+    with pytest.raises(ValueError, match="3 features"):
+        layer(torch.zeros(1, 2, 4))
+    with pytest.raises(ValueError, match="initial_state"):
+        layer(torch.zeros(1, 2, 3), initial_state=[torch.zeros(1, 2)])
+    with pytest.raises(ValueError, match="mask"):
+        layer(torch.zeros(1, 2, 3), mask=torch.ones(1, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="expects 3 weights"):
+        layer.set_weights(layer.get_weights()[:2])
+    with pytest.raises(AttributeError, match="stateful"):
+        layer.reset_states()
+
+
+def test_r_functions_and_from_config_round_trip():
+    model = torch.nn.Sequential()
+    sepconv.layer_lstm(model, units=4.0, return_sequences=True, input_shape=(None, 3.0))
+    sepconv.bidirectional(model, sepconv.layer_gru(units=2, return_sequences=True),
+                          merge_mode="sum")
+    sepconv.layer_simple_rnn(model, units=3)
+    y = model(np.random.default_rng(0).standard_normal((2, 5, 3)))
+    assert tuple(y.shape) == (2, 3) and y.dtype == torch.float32  # numpy float64 cast
+    with pytest.raises(ValueError, match="units"):
+        sepconv.layer_lstm(units=None)
+    for layer in model:
+        again = type(layer).from_config(layer.get_config())
+        again.build((None, None, layer.get_weights()[0].shape[0]))
+        again.set_weights(layer.get_weights())
+        assert again.get_config() == layer.get_config()
+        torch.testing.assert_close(again(torch.ones(1, 2, again.get_weights()[0].shape[0])),
+                                   layer(torch.ones(1, 2, again.get_weights()[0].shape[0])))
+
+
+def test_state_dict_round_trip_and_dtypes():
+    a = sepconv.Bidirectional(sepconv.LSTM(3, return_sequences=True), input_shape=(None, 2))
+    b = sepconv.Bidirectional(sepconv.LSTM(3, return_sequences=True))
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 4, 2)
+    torch.testing.assert_close(a(x), b(x))
+    assert a.double()(x.double()).dtype == torch.float64
+    mixed = sepconv.GRU(3, dtype="mixed_bfloat16", input_shape=(None, 2))
+    assert mixed(x).dtype == torch.bfloat16 and mixed.kernel.dtype == torch.float32
+
+
+def test_stateful_and_initial_state_without_keras():
+    layer = sepconv.GRU(3, stateful=True, input_shape=(None, 2), batch_size=2)
+    x = torch.randn(2, 6, 2)
+    whole = sepconv.GRU(3, input_shape=(None, 2))
+    whole.set_weights(layer.get_weights())
+    first, second = layer(x[:, :3]), layer(x[:, 3:])
+    torch.testing.assert_close(second, whole(x))
+    torch.testing.assert_close(second, whole(x[:, 3:], initial_state=first))
+    layer.reset_states()
+    torch.testing.assert_close(layer(x), whole(x))
+
+
+def test_unroll_gives_the_same_numbers():
+    a = sepconv.LSTM(3, input_shape=(None, 2))
+    b = sepconv.LSTM(3, unroll=True, input_shape=(None, 2))
+    b.set_weights(a.get_weights())
+    x = torch.randn(2, 4, 2)
+    torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+
+
+# -- a CNN-LSTM model file from tf-keras and Keras 3 ----------------------------------------
+
+def _cnn_lstm(K, keras3):
+    L = K.layers
+    return K.Sequential([
+        K.Input((24, 3)),
+        L.Conv1D(6, 3, padding="same" if keras3 else "causal", activation="relu",
+                 name="conv"),
+        L.SeparableConv1D(8, 3, padding="same", name="sep"),
+        L.Bidirectional(L.LSTM(5, return_sequences=True), name="bilstm"),
+        L.Bidirectional(L.GRU(4), merge_mode="ave", name="bigru"),
+        L.Dense(3, activation="softmax", name="probs"),
+    ], name="cnn_lstm")
+
+
+@pytest.mark.slow
+def test_cnn_lstm_model_files_load_without_keras_and_save_back(tmp_path):
+    tf = pytest.importorskip("tensorflow")  # noqa: F841
+    tf_keras = pytest.importorskip("tf_keras")
+    keras = pytest.importorskip("keras")
+    from keras_files import Cases, check, outputs
+    cases, made = Cases(tmp_path), {}
+    for writer, ext in (("tf_keras", ".h5"), ("keras3", ".keras")):
+        K = tf_keras if writer == "tf_keras" else keras
+        K.utils.set_random_seed(3)
+        model = _cnn_lstm(K, writer == "keras3")
+        rng = np.random.default_rng(4)
+        for layer in model.layers:
+            layer.set_weights([(rng.standard_normal(w.shape) * 0.4).astype(w.dtype)
+                               for w in layer.get_weights()])
+        x = [rng.standard_normal((2, 24, 3)).astype(np.float32)]
+        y = outputs(model.predict(x[0], verbose=0))
+        path = os.path.join(tmp_path, f"cnn_lstm-{writer}{ext}")
+        model.save(path)
+        cases.add(f"{writer}{ext}", "model", path, x, y)
+        made[writer] = (path, x, y)
+    results = cases.run(timeout=300)
+    for name in results:
+        check(results[name])
+    # sepconv writes them back: each Keras reads sepconv's file and predicts the same
+    for writer, (path, x, y) in made.items():
+        ours = sepconv.load_keras_model(path)
+        assert [n for n, _ in ours.named_children()][-3:] == ["bilstm", "bigru", "probs"]
+        for ext, K in ((".h5", tf_keras), (".keras", keras)):
+            if writer == "keras3" and ext == ".h5":
+                continue
+            again = os.path.join(tmp_path, f"again-{writer}{ext}")
+            sepconv.save_keras_model(ours, again)
+            got = outputs(K.models.load_model(again).predict(x[0], verbose=0))
+            np.testing.assert_allclose(got[0], y[0], atol=1e-5)
