@@ -159,6 +159,7 @@ def _cnn_lstm(K, keras3):
                  name="conv"),
         L.SeparableConv1D(8, 3, padding="same", name="sep"),
         L.Bidirectional(L.LSTM(5, return_sequences=True), name="bilstm"),
+        L.SimpleRNN(4, return_sequences=True, go_backwards=True, name="rnn"),
         L.Bidirectional(L.GRU(4), merge_mode="ave", name="bigru"),
         L.Dense(3, activation="softmax", name="probs"),
     ], name="cnn_lstm")
@@ -191,7 +192,7 @@ def test_cnn_lstm_model_files_load_without_keras_and_save_back(tmp_path):
     # sepconv writes them back: each Keras reads sepconv's file and predicts the same
     for writer, (path, x, y) in made.items():
         ours = sepconv.load_keras_model(path)
-        assert [n for n, _ in ours.named_children()][-3:] == ["bilstm", "bigru", "probs"]
+        assert [n for n, _ in ours.named_children()][-4:] == ["bilstm", "rnn", "bigru", "probs"]
         for ext, K in ((".h5", tf_keras), (".keras", keras)):
             if writer == "keras3" and ext == ".h5":
                 continue
