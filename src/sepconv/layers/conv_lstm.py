@@ -39,7 +39,119 @@ def _rate(value: Any, name: str) -> float:
     return float(value)
 
 
-class _ConvLSTM(Layer):
+def draw_dropout_mask(rate: float, shape, like: torch.Tensor) -> torch.Tensor:
+    """Keras' dropout mask of ``shape``: 0 with probability ``rate``, else
+    ``1 / (1 - rate)``, in ``like``'s dtype and device."""
+    keep = torch.full(tuple(shape), 1.0 - rate, dtype=like.dtype, device=like.device)
+    return torch.bernoulli(keep) / (1.0 - rate)
+
+
+class _RecurrentStates:
+    """What Keras' recurrent layers share (ConvLSTM here; LSTM, GRU, SimpleRNN in
+    :mod:`sepconv.layers.recurrent`): the states a stateful layer keeps (non-persistent
+    buffers ``STATE_NAMES``), ``states`` / ``reset_states``, the check of a call's
+    ``initial_state``, ``return_state`` and one activity penalty per returned tensor.
+
+    The layer provides ``stateful``, ``return_state``, ``kernel``, ``_stateful_shape``
+    (the input shape a stateful layer is fixed to, or None) and ``_state_shape(shape)``
+    (a state's shape for inputs of ``shape``)."""
+
+    STATE_NAMES: Tuple[str, ...] = ("state_h", "state_c")
+    _STATE_LIST = "[h, c]"
+
+    def _init_states(self) -> None:
+        self._activity_losses: List[torch.Tensor] = []
+        #: the input shape a stateful layer is fixed to: (batch, None, ...)
+        self._stateful_shape: Optional[Tuple] = None
+        for name in self.STATE_NAMES:
+            self.register_buffer(name, None, persistent=False)
+
+    @property
+    def states(self) -> Optional[List[torch.Tensor]]:
+        """A stateful layer's states (None before any call or reset)."""
+        if getattr(self, self.STATE_NAMES[0]) is None:
+            return None
+        return [getattr(self, name) for name in self.STATE_NAMES]
+
+    def reset_states(self, states=None) -> None:
+        """Zero a stateful layer's states, or set them to ``states`` (a list)."""
+        if not self.stateful:
+            raise AttributeError("Layer must be stateful.")
+        if self._stateful_shape is None:
+            raise ValueError("If a RNN is stateful, it needs to know its batch size. Specify "
+                             "the batch size of your input tensors with `batch_input_shape` "
+                             "(or `input_shape` and `batch_size`), or call the layer once.")
+        shape = self._state_shape(self._stateful_shape)
+        dtype, device = self.dtype_policy.compute, self.kernel.device
+        count = len(self.STATE_NAMES)
+        if states is None:
+            for name in self.STATE_NAMES:
+                setattr(self, name, torch.zeros(shape, dtype=dtype, device=device))
+            return
+        if not isinstance(states, (list, tuple)):
+            states = [states]
+        if len(states) != count:
+            raise ValueError(f"Layer {self.name} expects {count} states, but it received "
+                             f"{len(states)} state values.")
+        values = []
+        for index, value in enumerate(states):
+            value = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor)
+                                    else value).detach()
+            if tuple(value.shape) != shape:
+                raise ValueError(f"State {index} is incompatible with layer {self.name}: "
+                                 f"expected shape={shape}, found shape={tuple(value.shape)}")
+            values.append(value.to(dtype=dtype, device=device).clone())
+        for name, value in zip(self.STATE_NAMES, values):
+            setattr(self, name, value)
+
+    def _call_state(self, initial_state, state_shape, x: torch.Tensor):
+        """The states a call starts from: ``initial_state`` checked against
+        ``state_shape``, else a stateful layer's kept states, else None (zeros)."""
+        count = len(self.STATE_NAMES)
+        if initial_state is None:
+            kept = self.states if self.stateful else None
+            return None if kept is None else [s.to(x.dtype) for s in kept]
+        if count == 1 and isinstance(initial_state, (torch.Tensor, np.ndarray)):
+            initial_state = [initial_state]
+        if isinstance(initial_state, (torch.Tensor, np.ndarray)) or \
+                not isinstance(initial_state, (list, tuple)) or len(initial_state) != count:
+            raise ValueError("Invalid value for argument `initial_state`. Expected a list "
+                             f"{self._STATE_LIST} of {count} tensor(s) of shape "
+                             f"{state_shape}.")
+        state = []
+        for s in initial_state:
+            s = torch.as_tensor(np.asarray(s) if not isinstance(s, torch.Tensor) else s,
+                                device=x.device)
+            if tuple(s.shape) != tuple(state_shape):
+                raise ValueError("Invalid value for argument `initial_state`. Expected "
+                                 f"states of shape {tuple(state_shape)}. Received "
+                                 f"{[tuple(np.shape(t)) for t in initial_state]}")
+            state.append(s.to(x.dtype))
+        return state
+
+    def _call_result(self, output: torch.Tensor, states):
+        """Keep a stateful layer's last states (detached: truncated backpropagation through
+        time), record the activity penalties and return ``output`` or, with
+        ``return_state``, ``[output, *states]``."""
+        if self.stateful:
+            for name, value in zip(self.STATE_NAMES, states):
+                setattr(self, name, value.detach())
+        outputs = [output] + list(states) if self.return_state else [output]
+        self._activity_losses = [] if self.activity_regularizer is None else \
+            [self.activity_regularizer(y) / y.shape[0] for y in outputs]
+        return outputs if self.return_state else output
+
+    @property
+    def losses(self) -> List[torch.Tensor]:
+        """The last call's activity penalties (one per returned tensor), then the weight
+        penalties of the regularizers (tf-keras' order)."""
+        out = list(self._activity_losses)
+        out += [reg(getattr(self, name)) for name, reg in self._regularized.items()
+                if self.built]
+        return out
+
+
+class _ConvLSTM(_RecurrentStates, Layer):
     """Keras' convolutional LSTM of rank ``RANK`` (the public classes set it).
 
     Input: ``(batch, time, *spatial, channels)`` for ``data_format="channels_last"`` (the
@@ -136,11 +248,7 @@ class _ConvLSTM(Layer):
         self.dropout = _rate(dropout, "dropout")
         self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
         self.input_channels: Optional[int] = None
-        self._activity_losses: List[torch.Tensor] = []
-        #: the input shape a stateful layer is fixed to: (batch, None, *spatial, channels)
-        self._stateful_shape: Optional[Tuple] = None
-        self.register_buffer("state_h", None, persistent=False)
-        self.register_buffer("state_c", None, persistent=False)
+        self._init_states()
         if self.batch_input_shape is not None:
             arg, value = self._shape_argument
             if len(self.batch_input_shape) != rank + 3:
@@ -245,50 +353,11 @@ class _ConvLSTM(Layer):
                                  f"to {expected} (batch_input_shape or the first call). "
                                  f"Received input of shape {shape}")
 
-    # -- states ----------------------------------------------------------------------------
-    @property
-    def states(self) -> Optional[List[torch.Tensor]]:
-        """A stateful layer's ``[h, c]`` (None before any call or reset)."""
-        if self.state_h is None:
-            return None
-        return [self.state_h, self.state_c]
-
-    def reset_states(self, states=None) -> None:
-        """Zero a stateful layer's states, or set them to ``states`` (``[h, c]``)."""
-        if not self.stateful:
-            raise AttributeError("Layer must be stateful.")
-        if self._stateful_shape is None:
-            raise ValueError("If a RNN is stateful, it needs to know its batch size. Specify "
-                             "the batch size of your input tensors with `batch_input_shape` "
-                             "(or `input_shape` and `batch_size`), or call the layer once.")
-        shape = self._state_shape(self._stateful_shape)
-        param = self.kernel
-        dtype, device = self.dtype_policy.compute, param.device
-        if states is None:
-            self.state_h = torch.zeros(shape, dtype=dtype, device=device)
-            self.state_c = torch.zeros(shape, dtype=dtype, device=device)
-            return
-        if not isinstance(states, (list, tuple)):
-            states = [states]
-        if len(states) != 2:
-            raise ValueError(f"Layer {self.name} expects 2 states, but it received "
-                             f"{len(states)} state values.")
-        values = []
-        for index, value in enumerate(states):
-            value = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor)
-                                    else value).detach()
-            if tuple(value.shape) != shape:
-                raise ValueError(f"State {index} is incompatible with layer {self.name}: "
-                                 f"expected shape={shape}, found shape={tuple(value.shape)}")
-            values.append(value.to(dtype=dtype, device=device).clone())
-        self.state_h, self.state_c = values
-
     # -- computing -------------------------------------------------------------------------
     def _masks(self, x: torch.Tensor, state_shape: Tuple[int, ...]):
         """Keras' dropout masks: 4 per call (one per gate), values 0 or 1 / (1 - rate)."""
         def draw(rate, shape):
-            keep = torch.full((4,) + tuple(shape), 1.0 - rate, dtype=x.dtype, device=x.device)
-            return torch.bernoulli(keep) / (1.0 - rate)
+            return draw_dropout_mask(rate, (4,) + tuple(shape), x)
         step_shape = (x.shape[0],) + tuple(x.shape[2:])
         mask = draw(self.dropout, step_shape) if self.dropout > 0 else None
         rmask = draw(self.recurrent_dropout, state_shape) if self.recurrent_dropout > 0 \
@@ -310,23 +379,7 @@ class _ConvLSTM(Layer):
                                  f"{tuple(mask.shape)}")
         training = self.training if training is None else bool(training)
         state_shape = self._state_shape(tuple(x.shape))
-        state = None
-        if initial_state is not None:
-            if isinstance(initial_state, (torch.Tensor, np.ndarray)) or \
-                    not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2:
-                raise ValueError("Invalid value for argument `initial_state`. Expected a list "
-                                 f"[h, c] of two tensors of shape {state_shape}.")
-            state = []
-            for s in initial_state:
-                s = torch.as_tensor(np.asarray(s) if not isinstance(s, torch.Tensor) else s,
-                                    device=x.device)
-                if tuple(s.shape) != state_shape:
-                    raise ValueError("Invalid value for argument `initial_state`. Expected "
-                                     f"states of shape {state_shape}. Received "
-                                     f"{[tuple(np.shape(t)) for t in initial_state]}")
-                state.append(s.to(x.dtype))
-        elif self.stateful and self.state_h is not None:
-            state = [self.state_h.to(x.dtype), self.state_c.to(x.dtype)]
+        state = self._call_state(initial_state, state_shape, x)
         dropout_mask, rmask = self._masks(x, state_shape) if training else (None, None)
         output, h, c = _functional.conv_lstm(
             x, self._weight("kernel"), self._weight("recurrent_kernel"),
@@ -336,23 +389,9 @@ class _ConvLSTM(Layer):
             recurrent_activation=self.recurrent_activation, initial_state=state,
             go_backwards=self.go_backwards, return_sequences=self.return_sequences,
             dropout_mask=dropout_mask, recurrent_dropout_mask=rmask, mask=mask)
-        if self.stateful:
-            self.state_h, self.state_c = h.detach(), c.detach()
-        outputs = [output, h, c] if self.return_state else [output]
-        self._activity_losses = [] if self.activity_regularizer is None else \
-            [self.activity_regularizer(y) / y.shape[0] for y in outputs]
-        return outputs if self.return_state else output
+        return self._call_result(output, [h, c])
 
     # -- Keras protocol --------------------------------------------------------------------
-    @property
-    def losses(self) -> List[torch.Tensor]:
-        """The last call's activity penalties (one per returned tensor), then the weight
-        penalties of the regularizers (tf-keras' order)."""
-        out = list(self._activity_losses)
-        out += [reg(getattr(self, name)) for name, reg in self._regularized.items()
-                if self.built]
-        return out
-
     def get_config(self) -> Dict[str, Any]:
         config = self.base_config()
         config.update({
