@@ -167,7 +167,7 @@ def _cnn_lstm(K, keras3):
 
 @pytest.mark.slow
 def test_cnn_lstm_model_files_load_without_keras_and_save_back(tmp_path):
-    tf = pytest.importorskip("tensorflow")  # noqa: F841
+    pytest.importorskip("tensorflow")
     tf_keras = pytest.importorskip("tf_keras")
     keras = pytest.importorskip("keras")
     from keras_files import Cases, check, outputs

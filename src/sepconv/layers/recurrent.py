@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,17 +19,12 @@ from .. import initializers as _initializers
 from .. import regularizers as _regularizers
 from .._registry import serialize
 from .base import DTypePolicy, Layer, check_bool, check_count, get_layer_class
-from .conv_lstm import _arguments, _rate
+from .conv_lstm import _arguments, _rate, _RecurrentStates, draw_dropout_mask
 
 
-def _as_tensor(value, device) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor)
-                           else value, device=device)
-
-
-class _RNN(Layer):
+class _RNN(_RecurrentStates, Layer):
     """Keras' recurrent layer over ``(batch, time, features)`` inputs (the public classes
-    set ``GATES``, ``STATES`` and the recurrence).
+    set ``GATES``, ``STATE_NAMES`` and the recurrence).
 
     Output: the last step's ``h`` ``(batch, units)``, or with ``return_sequences=True``
     every step's ``(batch, time, units)``; with ``go_backwards`` the steps run last to
@@ -67,7 +62,8 @@ class _RNN(Layer):
     """
 
     GATES = 1
-    STATES = 1
+    STATE_NAMES: Tuple[str, ...] = ("state_h",)
+    _STATE_LIST = "[h]"
     WEIGHT_NAMES = ("kernel", "recurrent_kernel", "bias")
     _DEFAULT_RECURRENT_ACTIVATION: Optional[str] = None
 
@@ -119,9 +115,7 @@ class _RNN(Layer):
         self.unroll = check_bool(unroll, "unroll")
         self.reset_after = check_bool(reset_after, "reset_after")
         self.input_dim: Optional[int] = None
-        self._activity_losses: List[torch.Tensor] = []
-        self._stateful_batch: Optional[int] = None
-        self._states: Optional[List[torch.Tensor]] = None
+        self._init_states()
         if self.batch_input_shape is not None:
             arg, value = self._shape_argument
             if len(self.batch_input_shape) != 3:
@@ -133,7 +127,8 @@ class _RNN(Layer):
                 raise ValueError(f"Invalid value for argument `{arg}`. Expected at least one "
                                  f"feature. Received {arg}={value}")
             if self.stateful and self.batch_input_shape[0] is not None:
-                self._stateful_batch = self.batch_input_shape[0]
+                self._stateful_shape = (self.batch_input_shape[0], None,
+                                        self.batch_input_shape[2])
         self._finish_init()
 
     # -- building --------------------------------------------------------------------------
@@ -174,77 +169,22 @@ class _RNN(Layer):
             raise ValueError(f"Layer {self.name!r} received input of shape {shape} with no "
                              f"time steps")
         if self.stateful:
-            if self._stateful_batch is None:
-                self._stateful_batch = shape[0]
-            if shape[0] != self._stateful_batch:
+            if self._stateful_shape is None:
+                self._stateful_shape = (shape[0], None, shape[2])
+            if shape[0] != self._stateful_shape[0]:
                 raise ValueError(f"Layer {self.name!r} is stateful: its batch size is fixed "
-                                 f"to {self._stateful_batch} (batch_input_shape or the first "
-                                 f"call). Received input of shape {shape}")
+                                 f"to {self._stateful_shape[0]} (batch_input_shape or the "
+                                 f"first call). Received input of shape {shape}")
+
+    def _state_shape(self, shape) -> Tuple[Optional[int], ...]:
+        return (shape[0], self.units)
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
         out = (shape[0], shape[1], self.units) if self.return_sequences \
             else (shape[0], self.units)
         if self.return_state:
-            return [out] + [(shape[0], self.units)] * self.STATES
-        return out
-
-    # -- states ----------------------------------------------------------------------------
-    @property
-    def states(self) -> Optional[List[torch.Tensor]]:
-        """A stateful layer's states (None before any call or reset)."""
-        return None if self._states is None else list(self._states)
-
-    def reset_states(self, states=None) -> None:
-        """Zero a stateful layer's states, or set them to ``states`` (a list)."""
-        if not self.stateful:
-            raise AttributeError("Layer must be stateful.")
-        if self._stateful_batch is None:
-            raise ValueError("If a RNN is stateful, it needs to know its batch size. Specify "
-                             "the batch size of your input tensors with `batch_input_shape` "
-                             "(or `input_shape` and `batch_size`), or call the layer once.")
-        shape = (self._stateful_batch, self.units)
-        dtype = self.dtype_policy.compute
-        device = self.kernel.device if self.built else None
-        if states is None:
-            self._states = [torch.zeros(shape, dtype=dtype, device=device)
-                            for _ in range(self.STATES)]
-            return
-        if not isinstance(states, (list, tuple)):
-            states = [states]
-        if len(states) != self.STATES:
-            raise ValueError(f"Layer {self.name} expects {self.STATES} states, but it "
-                             f"received {len(states)} state values.")
-        values = []
-        for index, value in enumerate(states):
-            value = _as_tensor(value, device).detach()
-            if tuple(value.shape) != shape:
-                raise ValueError(f"State {index} is incompatible with layer {self.name}: "
-                                 f"expected shape={shape}, found shape={tuple(value.shape)}")
-            values.append(value.to(dtype=dtype).clone())
-        self._states = values
-
-    def _initial_state(self, initial_state, x: torch.Tensor) -> Optional[List[torch.Tensor]]:
-        shape = (x.shape[0], self.units)
-        if initial_state is None:
-            if self.stateful and self._states is not None:
-                return [s.to(x.dtype) for s in self._states]
-            return None
-        if isinstance(initial_state, (torch.Tensor, np.ndarray)) and self.STATES == 1:
-            initial_state = [initial_state]
-        if not isinstance(initial_state, (list, tuple)) or \
-                len(initial_state) != self.STATES:
-            raise ValueError(f"Invalid value for argument `initial_state`. Layer "
-                             f"{self.name!r} expects a list of {self.STATES} state "
-                             f"tensor(s) of shape {shape}.")
-        out = []
-        for s in initial_state:
-            s = _as_tensor(s, x.device)
-            if tuple(s.shape) != shape:
-                raise ValueError(f"Invalid value for argument `initial_state`. Expected "
-                                 f"states of shape {shape}. Received "
-                                 f"{[tuple(np.shape(t)) for t in initial_state]}")
-            out.append(s.to(x.dtype))
+            return [out] + [(shape[0], self.units)] * len(self.STATE_NAMES)
         return out
 
     # -- computing -------------------------------------------------------------------------
@@ -259,8 +199,7 @@ class _RNN(Layer):
             return x, None, None
 
         def draw(rate, shape):
-            keep = torch.full(shape, 1.0 - rate, dtype=x.dtype, device=x.device)
-            return torch.bernoulli(keep) / (1.0 - rate)
+            return draw_dropout_mask(rate, shape, x)
 
         batch, _, features = x.shape
         gates = self.GATES if self.recurrent_dropout > 0 else 1
@@ -291,15 +230,10 @@ class _RNN(Layer):
                              f"supported); pass mask=None")
         x = self._prepare_input(inputs)
         training = self.training if training is None else bool(training)
-        state = self._initial_state(initial_state, x)
+        state = self._call_state(initial_state, self._state_shape(tuple(x.shape)), x)
         x, dmask, rmask = self._dropout_masks(x, training)
         output, *states = self._recurrence(x, state, dmask, rmask)
-        if self.stateful:
-            self._states = [s.detach() for s in states]
-        outputs = [output] + list(states) if self.return_state else [output]
-        self._activity_losses = [] if self.activity_regularizer is None else \
-            [self.activity_regularizer(y) / y.shape[0] for y in outputs]
-        return outputs if self.return_state else output
+        return self._call_result(output, states)
 
     def _args(self, state, mask, rmask) -> Dict[str, Any]:
         return dict(activation=self.activation, initial_state=state,
@@ -311,15 +245,6 @@ class _RNN(Layer):
                 self._weight("bias") if self.use_bias else None)
 
     # -- Keras protocol --------------------------------------------------------------------
-    @property
-    def losses(self) -> List[torch.Tensor]:
-        """The last call's activity penalties (one per returned tensor), then the weight
-        penalties of the regularizers (tf-keras' order)."""
-        out = list(self._activity_losses)
-        out += [reg(getattr(self, name)) for name, reg in self._regularized.items()
-                if self.built]
-        return out
-
     def _config_head(self) -> Dict[str, Any]:
         config = self.base_config()
         config.update({"return_sequences": self.return_sequences,
@@ -383,7 +308,8 @@ class LSTM(_RNN):
     See :class:`sepconv.layers.recurrent._RNN` for the whole contract."""
 
     GATES = 4
-    STATES = 2
+    STATE_NAMES = ("state_h", "state_c")
+    _STATE_LIST = "[h, c]"
     _DEFAULT_RECURRENT_ACTIVATION = "sigmoid"
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
@@ -435,7 +361,6 @@ class GRU(_RNN):
     :func:`sepconv.functional.gru` and :class:`sepconv.layers.recurrent._RNN`."""
 
     GATES = 3
-    STATES = 1
     _DEFAULT_RECURRENT_ACTIVATION = "sigmoid"
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
@@ -478,7 +403,6 @@ class SimpleRNN(_RNN):
     :class:`sepconv.layers.recurrent._RNN` for the whole contract."""
 
     GATES = 1
-    STATES = 1
 
     def __init__(self, units, activation="tanh", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
