@@ -23,7 +23,7 @@ from tf_keras_compare import check_signature, check_sgd_step, strip_config  # no
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=50, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 CLASSES = ("LSTM", "GRU", "SimpleRNN")
 R_FUNCTIONS = {"LSTM": "layer_lstm", "GRU": "layer_gru", "SimpleRNN": "layer_simple_rnn"}
