@@ -151,6 +151,10 @@ def test_unroll_gives_the_same_numbers():
 
 # -- a CNN-LSTM model file from tf-keras and Keras 3 ----------------------------------------
 
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _cnn_lstm(K, keras3):
     L = K.layers
     return K.Sequential([
@@ -198,5 +202,12 @@ def test_cnn_lstm_model_files_load_without_keras_and_save_back(tmp_path):
                 continue
             again = os.path.join(tmp_path, f"again-{writer}{ext}")
             sepconv.save_keras_model(ours, again)
+            if ext == ".h5":  # the weights' names too are tf-keras'
+                import h5py
+                with h5py.File(path) as f, h5py.File(again) as g:
+                    for name in ("bilstm", "rnn", "bigru"):
+                        want, got = (f["model_weights"][name].attrs["weight_names"],
+                                     g["model_weights"][name].attrs["weight_names"])
+                        assert [_text(w) for w in want] == [_text(w) for w in got]
             got = outputs(K.models.load_model(again).predict(x[0], verbose=0))
             np.testing.assert_allclose(got[0], y[0], atol=1e-5)

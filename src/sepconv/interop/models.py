@@ -660,7 +660,9 @@ def _write_h5(path: str, model_config: str, layers: List[Any]) -> None:
             for layer in layers:
                 lg = g.create_group(layer.name)
                 arrays = layer.get_weights()
-                order = list(getattr(layer, "_weight_order", []))
+                h5_names = getattr(layer, "h5_weight_names", None)  # nested weights' paths
+                order = list(h5_names() if callable(h5_names) else
+                             getattr(layer, "_weight_order", []))
                 if len(order) != len(arrays):
                     order = [f"weight_{i}" for i in range(len(arrays))]
                 wnames = [f"{layer.name}/{w}:0" for w in order]

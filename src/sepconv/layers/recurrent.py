@@ -19,6 +19,7 @@ from .. import initializers as _initializers
 from .. import regularizers as _regularizers
 from .._registry import serialize
 from .base import DTypePolicy, Layer, check_bool, check_count, get_layer_class
+from .base import snake_case as _snake
 from .conv_lstm import _arguments, _rate, _RecurrentStates, draw_dropout_mask
 
 
@@ -245,6 +246,12 @@ class _RNN(_RecurrentStates, Layer):
                 self._weight("bias") if self.use_bias else None)
 
     # -- Keras protocol --------------------------------------------------------------------
+    def h5_weight_names(self):
+        """The weights' paths under the layer in tf-keras' ``.h5`` files
+        (``lstm_cell/kernel``, ...): tf-keras keeps them in the layer's cell."""
+        cell = _snake(type(self).__name__) + "_cell"
+        return [f"{cell}/{name}" for name in self._weight_order]
+
     def _config_head(self) -> Dict[str, Any]:
         config = self.base_config()
         config.update({"return_sequences": self.return_sequences,
@@ -562,6 +569,12 @@ class Bidirectional(Layer):
                              f"then backward), but received {len(weights)} weights")
         self.forward_layer.set_weights(weights[:n])
         self.backward_layer.set_weights(weights[n:])
+
+    def h5_weight_names(self):
+        """``forward_<name>/lstm_cell/kernel``, ..., then the backward layer's, as tf-keras
+        names them in ``.h5`` files."""
+        return [f"{sub.name}/{n}" for sub in (self.forward_layer, self.backward_layer)
+                for n in sub.h5_weight_names()]
 
     def constrained_parameters(self):
         return []
