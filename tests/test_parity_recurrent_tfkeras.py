@@ -338,8 +338,9 @@ def test_bidirectional_signature_is_tf_keras_then_r_keras_extras():
     assert ours[len(theirs):] == [(n, None) for n in ("input_shape", "batch_input_shape",
                                                       "batch_size", "dtype", "name",
                                                       "trainable")]
-    r = list(inspect.signature(sepconv.bidirectional).parameters)
-    assert r[:3] == ["object", "layer", "merge_mode"]
+    for r_function in (sepconv.bidirectional, sepconv.layer_bidirectional):
+        r = [(p.name, p.default) for p in inspect.signature(r_function).parameters.values()]
+        assert r == [("object", None), ("layer", None)] + ours[1:]
 
 
 @pytest.mark.parametrize("cls", CLASSES)

@@ -237,5 +237,7 @@ __all__ = sorted(name for name in list(globals())
 layer_lstm = r_function(_layers.LSTM)
 layer_gru = r_function(_layers.GRU)
 layer_simple_rnn = r_function(_layers.SimpleRNN)
-bidirectional = r_function(_layers.Bidirectional, "bidirectional")
-__all__ += ["layer_lstm", "layer_gru", "layer_simple_rnn", "bidirectional"]
+bidirectional = r_function(_layers.Bidirectional, "bidirectional")  # R keras 2's name
+layer_bidirectional = r_function(_layers.Bidirectional)  # R keras3's (bidirectional: alias)
+__all__ += ["layer_lstm", "layer_gru", "layer_simple_rnn", "bidirectional",
+            "layer_bidirectional"]
