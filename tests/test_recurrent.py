@@ -211,3 +211,23 @@ def test_cnn_lstm_model_files_load_without_keras_and_save_back(tmp_path):
                         assert [_text(w) for w in want] == [_text(w) for w in got]
             got = outputs(K.models.load_model(again).predict(x[0], verbose=0))
             np.testing.assert_allclose(got[0], y[0], atol=1e-5)
+
+
+def test_functional_validates_shapes():
+    x = torch.randn(2, 3, 4)
+    k, rk = torch.randn(4, 8), torch.randn(2, 8)
+    with pytest.raises(ValueError, match="recurrent_kernel"):
+        F.lstm(x, k, torch.randn(3, 8))
+    with pytest.raises(ValueError, match=r"\(batch, time, 4\)"):
+        F.lstm(torch.randn(2, 3, 5), k, rk)
+    with pytest.raises(ValueError, match="initial_state"):
+        F.lstm(x, k, rk, initial_state=[torch.zeros(2, 2)])
+    with pytest.raises(ValueError, match="initial_state"):
+        F.gru(x, torch.randn(4, 6), torch.randn(2, 6), initial_state=torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="bias"):
+        F.gru(x, torch.randn(4, 6), torch.randn(2, 6), torch.randn(6), reset_after=True)
+    with pytest.raises(ValueError, match="dropout_mask"):
+        F.simple_rnn(x, torch.randn(4, 2), torch.randn(2, 2),
+                     dropout_mask=torch.ones(2, 2, 4))
+    with pytest.raises(ValueError, match="no time steps"):
+        F.simple_rnn(torch.randn(2, 0, 4), torch.randn(4, 2), torch.randn(2, 2))

@@ -1120,6 +1120,21 @@ def _recurrent_masks(dropout_mask, recurrent_dropout_mask, gates, batch, feature
                              f"(one mask per gate). Received {tuple(value.shape)}")
 
 
+def _recurrent_state(initial_state, count: int, batch: int, units: int, x, what: str):
+    """``initial_state`` (``count`` tensors of ``(batch, units)``; one may come bare) as a
+    tuple, zeros when ``None``."""
+    if initial_state is None:
+        return tuple(x.new_zeros((batch, units)) for _ in range(count))
+    if isinstance(initial_state, torch.Tensor):
+        initial_state = [initial_state]
+    states = tuple(initial_state)
+    if len(states) != count or any(tuple(s.shape) != (batch, units) for s in states):
+        raise ValueError(f"{what}: invalid value for argument `initial_state`. Expected "
+                         f"{count} tensor(s) of shape {(batch, units)}. Received "
+                         f"{[tuple(getattr(s, 'shape', ())) for s in states]}")
+    return states
+
+
 def _input_projection(x, kernel, bias, gates, dropout_mask):
     """``x_t @ kernel + bias`` for every step at once: ``(batch, time, gates * units)``;
     with ``dropout_mask`` ``(gates, batch, features)`` each gate sees its masked input."""
@@ -1188,9 +1203,7 @@ def lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
     """
     batch, _, units = _check_recurrent(x, kernel, recurrent_kernel, 4, "lstm")
     _recurrent_masks(dropout_mask, recurrent_dropout_mask, 4, batch, x.shape[2], units)
-    if initial_state is None:
-        zeros = x.new_zeros((batch, units))
-        initial_state = [zeros, zeros]
+    state = _recurrent_state(initial_state, 2, batch, units, x, "lstm")
     z = _input_projection(x, kernel, bias, 4, dropout_mask)
 
     def step(zx, state):
@@ -1200,7 +1213,7 @@ def lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
         c = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
         return recurrent_activation(o) * activation(c), c
 
-    output, (h, c) = _run_steps(z, step, tuple(initial_state), go_backwards, return_sequences)
+    output, (h, c) = _run_steps(z, step, state, go_backwards, return_sequences)
     return output, h, c
 
 
@@ -1230,9 +1243,7 @@ def gru(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
             raise ValueError(f"gru: expected bias of shape {expected} with "
                              f"reset_after={reset_after}. Received {tuple(bias.shape)}")
         input_bias, recurrent_bias = (bias[0], bias[1]) if reset_after else (bias, None)
-    if isinstance(initial_state, (list, tuple)):
-        initial_state = initial_state[0]
-    h0 = x.new_zeros((batch, units)) if initial_state is None else initial_state
+    h0 = _recurrent_state(initial_state, 1, batch, units, x, "gru")
     z = _input_projection(x, kernel, input_bias, 3, dropout_mask)
     rk_zr, rk_h = recurrent_kernel[:, :2 * units], recurrent_kernel[:, 2 * units:]
     rmask = recurrent_dropout_mask
@@ -1257,7 +1268,7 @@ def gru(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
             hh = activation(x_h + torch.matmul(r * hm, rk_h))
         return (zg * h + (1 - zg) * hh,)
 
-    output, (h,) = _run_steps(z, step, (h0,), go_backwards, return_sequences)
+    output, (h,) = _run_steps(z, step, h0, go_backwards, return_sequences)
     return output, h
 
 
@@ -1273,9 +1284,7 @@ def simple_rnn(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Te
     """
     batch, _, units = _check_recurrent(x, kernel, recurrent_kernel, 1, "simple_rnn")
     _recurrent_masks(dropout_mask, recurrent_dropout_mask, 1, batch, x.shape[2], units)
-    if isinstance(initial_state, (list, tuple)):
-        initial_state = initial_state[0]
-    h0 = x.new_zeros((batch, units)) if initial_state is None else initial_state
+    h0 = _recurrent_state(initial_state, 1, batch, units, x, "simple_rnn")
     z = _input_projection(x, kernel, bias, 1, dropout_mask)
 
     def step(zx, state):
@@ -1283,5 +1292,5 @@ def simple_rnn(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Te
         return (activation(zx + _recurrent_term(h, recurrent_kernel, 1,
                                                 recurrent_dropout_mask)),)
 
-    output, (h,) = _run_steps(z, step, (h0,), go_backwards, return_sequences)
+    output, (h,) = _run_steps(z, step, h0, go_backwards, return_sequences)
     return output, h
