@@ -210,10 +210,8 @@ class _RNN(_RecurrentStates, Layer):
                 x = x * draw(self.dropout, tuple(x.shape))
             elif gates == 1 and self.GATES > 1:  # implementation 2: one mask, all gates
                 x = x * draw(self.dropout, (batch, 1, features))
-            else:
+            else:  # implementation 1 (one mask per gate), or SimpleRNN's one mask
                 mask = draw(self.dropout, (gates, batch, features))
-                if gates != self.GATES:  # SimpleRNN: GATES == 1 already
-                    mask = mask.expand(self.GATES, batch, features)
         if self.recurrent_dropout > 0:
             rmask = draw(self.recurrent_dropout, (self.GATES, batch, self.units))
         return x, mask, rmask
