@@ -202,15 +202,17 @@ def _dropout_probe_weights(reset_after=True):
     return [kernel, rec, bias]
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_dropout_masks_have_tf_keras_structure_and_rate(fused):
+@pytest.mark.parametrize("cls, fused", [("GRU", True), ("GRU", False), ("SimpleRNN", False)])
+def test_dropout_masks_have_tf_keras_structure_and_rate(cls, fused):
     """tf-keras 2.21 fact: a GRU / LSTM on its fused path (tanh, sigmoid, use_bias, no
     recurrent_dropout, not unroll; GRU also reset_after) drops input elements afresh at
     every time step; otherwise one input mask per call is shared by all steps.  Both
     libraries agree on that structure and on the rate; at inference dropout does nothing."""
     kwargs = dict(dropout=0.5, return_sequences=True, unroll=not fused)
-    layer = sepconv.GRU(1, **kwargs, input_shape=(None, 1))
-    layer.set_weights(_dropout_probe_weights())
+    layer = getattr(sepconv, cls)(1, **kwargs, input_shape=(None, 1))
+    layer.set_weights(_dropout_probe_weights() if cls == "GRU" else
+                      [np.ones((1, 1), np.float32), np.zeros((1, 1), np.float32),
+                       np.zeros(1, np.float32)])
     ref = _tf_twin(layer)
     x = np.ones((400, 6, 1), np.float32)
     ours = layer(torch.from_numpy(x), training=True).detach().numpy()[..., 0]
