@@ -64,13 +64,16 @@ def main():
                 def fwd(x):
                     return layer(x, training=False)
 
+                # fb returns y beside the gradients: a training step needs y for its
+                # loss, and tf.function prunes what it does not return (a y-less fb
+                # skipped the pointwise GEMM, a third of a GEMM-bound step).
                 @tf.function
                 def fb(x, dy):
                     with tf.GradientTape() as tape:
                         tape.watch(x)
                         y = layer(x, training=True)
-                    return tape.gradient(y, [x] + layer.trainable_variables,
-                                         output_gradients=dy)
+                    return [y] + tape.gradient(y, [x] + layer.trainable_variables,
+                                               output_gradients=dy)
 
                 fns = {"fwd": lambda: fwd(x), "fb": lambda: fb(x, dy)}
                 for f in fns.values():
