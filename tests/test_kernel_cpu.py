@@ -395,6 +395,72 @@ def test_two_threads_matches_reference(c, m, k, stride, dilation, pad, channels_
     _assert_close(expected, got, TOL[torch.float32], f"c={c} m={m}")
 
 
+# -- the pointwise GEMMs on oneDNN (cpu._matmul) -----------------------------------------
+
+_onednn = pytest.mark.skipif(cpu._onednn_linear() is None,
+                             reason="torch without oneDNN's inner product")
+
+
+@_onednn
+@pytest.mark.parametrize("rows,inner,cols,b_layout,bias", [
+    (1, 1, 1, "plain", True), (7, 5, 3, "transposed", False), (300, 37, 19, "plain", True),
+    (2048, 64, 32, "transposed", False), (4096, 48, 16, "plain", True)])
+def test_matmul_matches_float64(rows, inner, cols, b_layout, bias, monkeypatch):
+    """Both routes of cpu._matmul (oneDNN forced on from one element, and torch.mm/addmm
+    below a threshold it never reaches) give the float64 product, for a weight read in
+    place or transposed (the forward and the input-gradient products)."""
+    g = torch.Generator().manual_seed(rows)
+    a = torch.randn(rows, inner, generator=g)
+    b = torch.randn(inner, cols, generator=g) if b_layout == "plain" \
+        else torch.randn(cols, inner, generator=g).t()
+    bvec = torch.randn(cols, generator=g) if bias else None
+    want = a.double() @ b.double() + (0 if bvec is None else bvec.double())
+    for start in (0, 10**12):
+        monkeypatch.setattr(cpu, "ONEDNN_GEMM_FROM", start)
+        got = cpu._matmul(a, b, bvec)
+        assert got.shape == (rows, cols) and got.is_contiguous()
+        err = ((got.double() - want).abs().max() / want.abs().max()).item()
+        assert err <= 1e-5, (start, err)
+
+
+@_onednn
+@pytest.mark.parametrize("case", _sampled_cases(16, seed=11))
+def test_onednn_gemm_route_matches_reference(case, monkeypatch):
+    """Every float32 product on oneDNN (threshold forced to 0): forward and gradients."""
+    monkeypatch.setattr(cpu, "ONEDNN_GEMM_FROM", 0)
+    k, stride, dilation, pad, m, channels_last, use_bias = case
+    length = 23
+    if padding.conv_output_length(length, k, stride, dilation, pad) <= 0:
+        pytest.skip("input too short for this geometry")
+    tensors, kwargs = _case(2, length, 5, m, 6, k, stride, dilation, pad, channels_last,
+                            use_bias)
+    expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    got = _run(cpu.separable_conv1d, tensors, kwargs, torch.float32)
+    _assert_close(expected, got, TOL[torch.float32], str(case))
+
+
+@_onednn
+@pytest.mark.parametrize("threads", [1, 2])
+def test_onednn_gemm_route_at_its_natural_size(threads, monkeypatch):
+    """A block above ONEDNN_GEMM_FROM (4 x 256 steps x 64 -> 64: 2^16 outputs) through the
+    dispatcher: the products do go to oneDNN (counted), and match the reference."""
+    monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
+    calls = []
+    op = cpu._onednn_linear()
+    monkeypatch.setattr(cpu, "_ONEDNN_LINEAR", [lambda *a: calls.append(a[0].shape) or op(*a)])
+    tensors, kwargs = _case(4, 256, 64, 1, 64, 9, 1, 1, "same", True, True)
+    assert 4 * 256 * 64 >= cpu.ONEDNN_GEMM_FROM
+    expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    torch.set_num_threads(threads)
+    try:
+        got = _run(lambda *a, **_: _functional(*a, "same", True), tensors, kwargs,
+                   torch.float32)
+    finally:
+        torch.set_num_threads(1)
+    _assert_close(expected, got, TOL[torch.float32], f"threads={threads}")
+    assert calls == [(4 * 256, 64), (4 * 256, 64)]  # the forward and the input gradient
+
+
 class _FakeClock:
     """A clock that a fake call advances by a cost depending on torch's thread count."""
 

@@ -11,8 +11,9 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
   here (6x with a multiplier, which oneDNN runs as a slow grouped convolution), and
   torch's ``F.conv1d(..., groups=C)`` on ``(N, C, L)`` is 5-10x slower still.
 - The pointwise convolution is one GEMM on the ``(batch * steps, channels * multiplier)``
-  view of the intermediate, with the bias folded in (``addmm``); its result already is
-  the ``(batch, steps, filters)`` output.  No transposes, no copies.
+  view of the intermediate, with the bias folded in (oneDNN's inner product from 2^16
+  output elements, ``addmm`` below: :func:`_matmul`); its result already is the
+  ``(batch, steps, filters)`` output.  No transposes, no copies.
 - Forward and backward are torch custom ops (``torch.ops.sepconv.separable_conv1d_cpu`` and
   ``..._backward``, registered with ``torch.library``: fake implementations, a vmap rule,
   an autograd formula), so torch.compile, torch.func and FakeTensor tracing see opaque,
@@ -191,13 +192,56 @@ def _forward_pass(x, depthwise, pointwise, bias, geometry):
         out_len = z4.shape[-1]
         # channels_last (N, CM, 1, Lout) is (N, Lout, CM) in memory: this reshape is a view.
         z2 = z4.permute(0, 2, 3, 1).reshape(n * out_len, c * m)
-    pw = pointwise.to(cdt)
-    if bias is None:
-        y2 = torch.mm(z2, pw)
-    else:
-        y2 = torch.addmm(bias.to(cdt), z2, pw)
-    y = y2.view(n, out_len, pw.shape[1]).to(x.dtype)
+    y2 = _matmul(z2, pointwise.to(cdt), None if bias is None else bias.to(cdt))
+    y = y2.view(n, out_len, pointwise.shape[1]).to(x.dtype)
     return (y if channels_last else y.transpose(1, 2)), z2
+
+
+# Output elements from which oneDNN's GEMM runs the pointwise products (measured on a
+# 2-core AMD EPYC with AVX-512, issue 15: below, its ~15 us set-up per call loses to MKL).
+ONEDNN_GEMM_FROM = 2 ** 16
+
+_ONEDNN_LINEAR: list = []
+
+
+def _onednn_linear():
+    """``torch.ops.mkldnn._linear_pointwise`` where this torch has it and it computes a
+    GEMM right (checked once on a small product), else ``None``."""
+    if not _ONEDNN_LINEAR:
+        op = None
+        try:
+            if torch.backends.mkldnn.is_available():
+                candidate = torch.ops.mkldnn._linear_pointwise
+                g = torch.Generator().manual_seed(0)
+                a, b = torch.randn(5, 7, generator=g), torch.randn(7, 3, generator=g)
+                bias = torch.randn(3, generator=g)
+                got = candidate(a, b.t(), bias, "none", [], "")
+                if torch.allclose(got, torch.addmm(bias, a, b), rtol=1e-5, atol=1e-5):
+                    op = candidate
+        except (AttributeError, RuntimeError):
+            op = None
+        _ONEDNN_LINEAR.append(op)
+    return _ONEDNN_LINEAR[0]
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor,
+            bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``a @ b (+ bias)`` for a contiguous ``(R, K)`` ``a`` and a ``(K, F)`` ``b`` of any
+    strides (a weight or its transpose, read in place).
+
+    float32 products of ``ONEDNN_GEMM_FROM`` output elements or more run on oneDNN's
+    inner-product (brgemm) kernel, the one torch's 1x1 convolutions and TensorFlow use:
+    on AMD CPUs MKL's SGEMM takes a slower path (oneDNN picks AVX-512 where the CPU has it,
+    MKL does not say), and ``addmm`` writes the broadcast bias into the output before the
+    GEMM where oneDNN adds it in the GEMM's epilogue.  Measured on a 2-core AMD EPYC with
+    AVX-512 (issue 15): 5-30% faster on the bench suite's products, slower below ~2^16
+    output elements (per-call set-up).  Elsewhere ``torch.mm`` / ``torch.addmm``.
+    """
+    if a.dtype == torch.float32 and a.shape[0] * b.shape[1] >= ONEDNN_GEMM_FROM:
+        op = _onednn_linear()
+        if op is not None:
+            return op(a, b.t(), bias, "none", [], "")
+    return torch.mm(a, b) if bias is None else torch.addmm(bias, a, b)
 
 
 def _use_native(cdt: torch.dtype) -> bool:
@@ -495,7 +539,7 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
         grad_pw = torch.mm(z2.to(cdt).t(), g2).to(pointwise.dtype)
     del z2
     if need_x or need_dw:
-        gz2 = torch.mm(g2, pointwise.to(cdt).t())  # (N*Lout, CM)
+        gz2 = _matmul(g2, pointwise.to(cdt).t())  # (N*Lout, CM)
         xs = _steps_major(x, channels_last, cdt) if need_dw else None
         if need_dw and cdt in (torch.float32, torch.bfloat16, torch.float16) \
                 and _cpu_native.load() is not None:
