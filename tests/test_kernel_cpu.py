@@ -112,7 +112,10 @@ def test_fallback_without_native_matches_reference(case, monkeypatch):
     (2, 300, 16, 1, 33, 1, 1, 16), (1, 40, 9, 1, 4, 3, 1, 3), (2, 150, 8, 2, 87, 1, 1, 86),
     # a full 16-wide chunk and a tail (masked reads), the tail at the tensor's end
     (2, 50, 24, 1, 5, 1, 1, 2), (3, 64, 40, 1, 7, 2, 1, 3), (2, 33, 17, 1, 3, 1, 3, 0),
-    (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5)])
+    (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5),
+    # tiles of 64 steps x 16 chunks of 16 channels: several channel groups (a tail group,
+    # a tail chunk), steps past a tile, a multiplier across groups
+    (2, 150, 300, 1, 5, 1, 1, 2), (1, 70, 130, 3, 4, 2, 1, 1), (3, 129, 272, 1, 3, 1, 4, 8)])
 def test_native_weight_gradient(n, length, c, m, k, stride, dilation, pad_left):
     """The C routine against a float64 sum over shifted slices."""
     span = (k - 1) * dilation + 1
@@ -137,7 +140,10 @@ def test_native_weight_gradient(n, length, c, m, k, stride, dilation, pad_left):
     (2, 300, 16, 1, 33, 1, 1, 16), (1, 40, 9, 1, 4, 3, 1, 3), (2, 150, 8, 2, 87, 1, 1, 86),
     # a full 16-wide chunk and a tail (masked reads), the tail at the tensor's end
     (2, 50, 24, 1, 5, 1, 1, 2), (3, 64, 40, 1, 7, 2, 1, 3), (2, 33, 17, 1, 3, 1, 3, 0),
-    (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5)])
+    (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5),
+    # tiles of 64 steps x 16 chunks of 16 channels: several channel groups (a tail group,
+    # a tail chunk), steps past a tile, a multiplier across groups
+    (2, 150, 300, 1, 5, 1, 1, 2), (1, 70, 130, 3, 4, 2, 1, 1), (3, 129, 272, 1, 3, 1, 4, 8)])
 def test_native_depthwise_forward(n, length, c, m, k, stride, dilation, pad_left):
     """The C depthwise convolution against torch's, in float64."""
     span = (k - 1) * dilation + 1
@@ -153,6 +159,32 @@ def test_native_depthwise_forward(n, length, c, m, k, stride, dilation, pad_left
         xp, w.double().permute(1, 2, 0).reshape(c * m, 1, k), stride=stride,
         dilation=dilation, groups=c).transpose(1, 2)
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
+@pytest.mark.parametrize("threads", [1, 3, 7, 200])
+def test_native_routines_on_any_thread_count(threads):
+    """Tiles shared out over 1, 3, 7 threads and more threads than tiles: the forward is
+    the one-thread result bit for bit, the weight gradient (per-thread partial sums) the
+    reference's."""
+    n, length, c, m, k, stride, dilation, pad_left = 3, 200, 290, 1, 7, 1, 2, 6
+    out_len = length
+    g = torch.Generator().manual_seed(threads)
+    x, w = torch.randn(n, length, c, generator=g), torch.randn(k, c * m, generator=g)
+    gz = torch.randn(n, out_len, c * m, generator=g)
+    outs = []
+    for t in (1, threads):
+        z, gw = torch.empty(n, out_len, c * m), torch.empty(k, c * m)
+        kw = dict(n=n, length=length, out_len=out_len, c=c, m=m, k=k, stride=stride,
+                  dilation=dilation, pad_left=pad_left, threads=t)
+        _cpu_native.dw_forward(x, w, z, **kw)
+        _cpu_native.dw_grad_weight(x, gz, gw, **kw)
+        outs.append((z, gw))
+    assert torch.equal(outs[0][0], outs[1][0])
+    xp = torch.nn.functional.pad(x.double(), (0, 0, pad_left, 6))
+    expected = torch.stack([(xp[:, i * dilation: i * dilation + out_len] * gz.double())
+                            .sum((0, 1)) for i in range(k)])
+    torch.testing.assert_close(outs[1][1].double(), expected, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("needs", [(True, False, False, False), (False, True, False, False),
