@@ -292,7 +292,8 @@ class Roofline:
         try:
             onednn = torch.ops.mkldnn._linear_pointwise
             onednn(self.a[:4, :4], self.b[:4, :4], None, "none", [], "")
-            self.gemms["onednn"] = lambda: onednn(self.a, self.b, None, "none", [], "")
+            # the same product a @ b (a linear layer's weight is the transpose, read in place)
+            self.gemms["onednn"] = lambda: onednn(self.a, self.b.t(), None, "none", [], "")
         except (AttributeError, RuntimeError):
             pass
         self.matmuls: Dict[str, List[float]] = {name: [] for name in self.gemms}
