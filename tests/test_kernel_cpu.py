@@ -532,15 +532,48 @@ def test_thread_policy_learns_the_cheaper_count(busy):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
-    assert seen[:2] == [2, 1]  # one probe of each
+    assert seen[:3] == [2, 2, 1]  # an untimed warm-up, then one probe of each
     cheap, other = (2, 1) if not busy else (1, 2)
-    retries = [i for i, t in enumerate(seen[2:], start=2) if t == other]
+    retries = [i for i, t in enumerate(seen[3:], start=3) if t == other]
     assert seen.count(cheap) > 0.9 * len(seen)
     if busy:  # losing re-tries are spaced out: 8, 16, 32, ... calls apart, at most 256
         gaps = [b - a for a, b in zip(retries, retries[1:])]
         assert gaps == sorted(gaps) and gaps[-1] > 8 and len(retries) <= 6
     else:  # re-tries keep losing here too, but the cheap count stays the one picked
         assert 1 <= len(retries) <= 6
+
+
+def test_thread_policy_ignores_the_cold_first_call():
+    """The first call of a size class (fresh memory, oneDNN's kernel creation) runs 2-4x
+    slower than the next; timed, it made two threads look dearer than one for hundreds of
+    calls.  It is not timed: two threads (cheaper once warm) win from the probes on."""
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    costs = iter([30.0])
+    torch.set_num_threads(2)
+    try:
+        seen = _policy_calls(policy, clock,
+                             lambda t: next(costs, 3.0) if t == 2 else 5.0, 40)
+    finally:
+        torch.set_num_threads(1)
+    assert seen[:3] == [2, 2, 1]
+    assert seen[3:].count(2) >= 0.8 * len(seen[3:])  # one thread only in spaced re-tries
+
+
+def test_thread_policy_retry_replaces_a_stale_mean():
+    """A winning re-try switches at once (its time replaces the other count's old mean):
+    one thread was cheaper while the machine was busy; once idle, the first re-try of two
+    threads moves the policy back."""
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    torch.set_num_threads(2)
+    try:
+        _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 400.0, 20)
+        seen = _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 2.0, 40)
+    finally:
+        torch.set_num_threads(1)
+    first = seen.index(2)
+    assert first < 16 and seen[first:].count(2) >= 0.8 * (len(seen) - first)
 
 
 def test_thread_policy_follows_a_change_of_load():

@@ -275,7 +275,12 @@ class _ThreadPolicy:
     and size class (powers of 4 of multiply-adds) it keeps a running mean of the time per
     multiply-add on one thread and on torch's thread count (``torch.get_num_threads()``,
     the user's setting, never raised), runs the cheaper, and re-tries the other every 8th
-    call (spaced out to every 256th while the re-tries keep losing).  A one-thread call
+    call (spaced out to every 256th while the re-tries keep losing).  The first call of a
+    size class runs on torch's count untimed: it pays for fresh memory (page faults) and
+    oneDNN's kernel creation, ran 2-4x slower than the next, and, recorded, made the
+    policy pick one thread for hundreds of calls (issue 15).  A re-try's time replaces the
+    other count's mean (the load may have changed since it was measured); the count in
+    use keeps a running mean.  A one-thread call
     lowers torch's thread count for its duration (``torch.set_num_threads``, 0.3 us; other
     Python threads running torch ops meanwhile see it too).  Calls made while another is
     under way (other threads, nested calls) run as they are, untimed.
@@ -298,6 +303,8 @@ class _ThreadPolicy:
             key = (name, work.bit_length() // 2)
             state = self.calls.setdefault(key, [0, 8])
             state[0] += 1
+            if state[0] == 1:  # warm-up, untimed
+                return call()
             one, many = self.cost.get(key + (1,)), self.cost.get(key + (threads,))
             retry = one is not None and many is not None and state[0] % state[1] == 0
             if many is None:
@@ -317,7 +324,7 @@ class _ThreadPolicy:
                 if pick != threads:
                     torch.set_num_threads(threads)
             old = self.cost.get(key + (pick,))
-            self.cost[key + (pick,)] = per if old is None else 0.75 * old + 0.25 * per
+            self.cost[key + (pick,)] = per if old is None or retry else 0.75 * old + 0.25 * per
             if retry:  # re-try often while re-tries win, less and less often while they lose
                 state[1] = 8 if per < (many if pick == 1 else one) else min(2 * state[1], 256)
             return result
