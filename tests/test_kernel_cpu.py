@@ -458,8 +458,10 @@ def test_matmul_matches_float64(rows, inner, cols, b_layout, bias, monkeypatch):
 @_onednn
 @pytest.mark.parametrize("case", _sampled_cases(16, seed=11))
 def test_onednn_gemm_route_matches_reference(case, monkeypatch):
-    """Every float32 product on oneDNN (threshold forced to 0): forward and gradients."""
+    """Every float32 product on oneDNN (thresholds forced): forward and gradients."""
     monkeypatch.setattr(cpu, "ONEDNN_GEMM_FROM", 0)
+    monkeypatch.setattr(cpu, "WEIGHT_GRAD_ONEDNN_ROWS", 0)
+    monkeypatch.setattr(cpu, "WEIGHT_GRAD_ONEDNN_MAX", 10**12)
     k, stride, dilation, pad, m, channels_last, use_bias = case
     length = 23
     if padding.conv_output_length(length, k, stride, dilation, pad) <= 0:
@@ -471,17 +473,42 @@ def test_onednn_gemm_route_matches_reference(case, monkeypatch):
     _assert_close(expected, got, TOL[torch.float32], str(case))
 
 
+@pytest.mark.parametrize("rows,cm,f", [(1, 1, 1), (37, 5, 3), (4096, 64, 48), (5000, 300, 7)])
+def test_weight_grad_matches_float64(rows, cm, f, monkeypatch):
+    """cpu._weight_grad on both routes (oneDNN's 1x1 backward-weights forced on, and
+    torch.mm): z2.t() @ g2, contiguous."""
+    g = torch.Generator().manual_seed(rows)
+    z2, g2 = torch.randn(rows, cm, generator=g), torch.randn(rows, f, generator=g)
+    want = z2.double().t() @ g2.double()
+    for lo, hi in ((0, 10**12), (10**12, 0)):
+        monkeypatch.setattr(cpu, "WEIGHT_GRAD_ONEDNN_ROWS", lo)
+        monkeypatch.setattr(cpu, "WEIGHT_GRAD_ONEDNN_MAX", hi)
+        got = cpu._weight_grad(z2, g2)
+        assert got.shape == (cm, f) and got.is_contiguous()
+        err = ((got.double() - want).abs().max() / want.abs().max()).item()
+        assert err <= 1e-5, (lo, err)
+
+
 @_onednn
 @pytest.mark.parametrize("threads", [1, 2])
 def test_onednn_gemm_route_at_its_natural_size(threads, monkeypatch):
-    """A block above ONEDNN_GEMM_FROM (4 x 256 steps x 64 -> 64: 2^16 outputs) through the
-    dispatcher: the products do go to oneDNN (counted), and match the reference."""
+    """A block above the oneDNN thresholds (8 x 512 steps x 64 -> 64: 2^18 outputs, 4096
+    rows into a 64 x 64 weight) through the dispatcher: the products do go to oneDNN
+    (counted), and match the reference."""
     monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
     calls = []
     op = cpu._onednn_linear()
     monkeypatch.setattr(cpu, "_ONEDNN_LINEAR", [lambda *a: calls.append(a[0].shape) or op(*a)])
-    tensors, kwargs = _case(4, 256, 64, 1, 64, 9, 1, 1, "same", True, True)
-    assert 4 * 256 * 64 >= cpu.ONEDNN_GEMM_FROM
+    backward_weights = []
+    conv_backward = cpu._conv_backward
+
+    def spy(*args):
+        backward_weights.append(args[-1])
+        return conv_backward(*args)
+    monkeypatch.setattr(cpu, "_conv_backward", spy)
+    tensors, kwargs = _case(8, 512, 64, 1, 64, 9, 1, 1, "same", True, True)
+    assert 8 * 512 * 64 >= cpu.ONEDNN_GEMM_FROM and 8 * 512 >= cpu.WEIGHT_GRAD_ONEDNN_ROWS
+    assert 64 * 64 <= cpu.WEIGHT_GRAD_ONEDNN_MAX
     expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
     torch.set_num_threads(threads)
     try:
@@ -490,7 +517,8 @@ def test_onednn_gemm_route_at_its_natural_size(threads, monkeypatch):
     finally:
         torch.set_num_threads(1)
     _assert_close(expected, got, TOL[torch.float32], f"threads={threads}")
-    assert calls == [(4 * 256, 64), (4 * 256, 64)]  # the forward and the input gradient
+    assert calls == [(8 * 512, 64), (8 * 512, 64)]  # the forward and the input gradient
+    assert backward_weights == [(False, True, False)]  # the pointwise weight's gradient
 
 
 class _FakeClock:
