@@ -20,12 +20,11 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
   differentiable ops; export takes the reference composition (see the op's comment).
 - The backward pass is written by hand: two GEMMs for the pointwise part (oneDNN's
   where faster: :func:`_matmul`, :func:`_weight_grad`), the C routine for the input
-  gradient (stride 1) and for the depthwise weight gradient (oneDNN's runs ~20x slower
-  than its forward).  Strided input gradients
-  use ``torch.ops.aten.convolution_backward``.  The function keeps the input and the
-  intermediate, drops the intermediate as soon as the pointwise weight gradient is done
-  and frees temporaries early: a training step's peak memory stays below the plain
-  composition's.
+  gradient (strided: on grad_z spread out with zeros) and for the depthwise weight
+  gradient (oneDNN's runs ~20x slower than its forward).  The function keeps the input
+  and the intermediate, drops the intermediate as soon as the pointwise weight gradient
+  is done and frees temporaries early: a training step's peak memory stays below the
+  plain composition's.
 - Threads: each forward or backward pass runs on torch's thread count or on one thread,
   whichever its own recent timings say is cheaper (:class:`_ThreadPolicy`): on busy cores a
   two-thread pass waits for descheduled OpenMP threads and is many times slower.
@@ -593,10 +592,10 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
             grad_dw = gw.view(k, c, m).to(depthwise.dtype)
             need_dw = False
         w4 = _depthwise_4d(depthwise, cdt)
-        flipped = need_x and stride == 1
+        flipped = need_x and (stride == 1 or _use_native(cdt))
         if need_dw or (need_x and not flipped):
             # oneDNN's backward: the weight gradient without the C routine (or in
-            # float64), the input gradient of a strided convolution.
+            # float64), the input gradient of a strided convolution without it.
             gz4 = gz2.view(n, 1, out_len, c * m).permute(0, 3, 1, 2).contiguous(
                 memory_format=fmt)
             if need_dw:
@@ -620,14 +619,20 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
                 grad_dw = gw4.reshape(c, m, k).permute(2, 0, 1).to(depthwise.dtype)
         if flipped and _use_native(cdt):
             # grad_x is a depthwise convolution of grad_z with the flipped kernel,
-            # summed over the multiplier
+            # summed over the multiplier; strided, of grad_z spread out with stride - 1
+            # zero steps between its steps (oneDNN's strided backward-data and the
+            # layout copies around it took 2x as long, issue 15)
             span = (k - 1) * dilation
             length = x.shape[1] if channels_last else x.shape[2]
+            gz3 = gz2.view(n, out_len, c * m)
+            if stride > 1:
+                spread = gz3.new_zeros(n, (out_len - 1) * stride + 1, c * m)
+                spread[:, ::stride] = gz3
+                gz2, gz3 = None, spread  # grad_z itself goes
             gx = _native_depthwise(
-                gz2.view(n, out_len, c * m),
-                depthwise.to(cdt).reshape(k, c * m).flip(0), length, 1, 1, dilation,
+                gz3, depthwise.to(cdt).reshape(k, c * m).flip(0), length, 1, 1, dilation,
                 span - pad_left)
-            del gz2, xs
+            del gz2, gz3, xs
             grad_x = _sum_multiplier(gx, m, channels_last, x.dtype)
         elif flipped:
             # the same through oneDNN's forward kernel, where its backward-data is slow
