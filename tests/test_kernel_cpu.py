@@ -519,6 +519,13 @@ def test_onednn_gemm_route_at_its_natural_size(threads, monkeypatch):
     _assert_close(expected, got, TOL[torch.float32], f"threads={threads}")
     assert calls == [(8 * 512, 64), (8 * 512, 64)]  # the forward and the input gradient
     assert backward_weights == [(False, True, False)]  # the pointwise weight's gradient
+    calls.clear()
+    backward_weights.clear()
+    with torch.backends.mkldnn.flags(enabled=False):  # the user's switch is obeyed
+        got = _run(lambda *a, **_: _functional(*a, "same", True), tensors, kwargs,
+                   torch.float32)
+    _assert_close(expected, got, TOL[torch.float32], "oneDNN off")
+    assert calls == [] and backward_weights == []
 
 
 class _FakeClock:

@@ -235,9 +235,11 @@ def _matmul(a: torch.Tensor, b: torch.Tensor,
     MKL does not say), and ``addmm`` writes the broadcast bias into the output before the
     GEMM where oneDNN adds it in the GEMM's epilogue.  Measured on a 2-core AMD EPYC with
     AVX-512 (issue 15): 5-30% faster on the bench suite's products, slower below ~2^16
-    output elements (per-call set-up).  Elsewhere ``torch.mm`` / ``torch.addmm``.
+    output elements (per-call set-up).  Elsewhere, and where the user switched oneDNN off
+    (``torch.backends.mkldnn.flags(enabled=False)``), ``torch.mm`` / ``torch.addmm``.
     """
-    if a.dtype == torch.float32 and a.shape[0] * b.shape[1] >= ONEDNN_GEMM_FROM:
+    if a.dtype == torch.float32 and a.shape[0] * b.shape[1] >= ONEDNN_GEMM_FROM \
+            and torch.backends.mkldnn.enabled:
         op = _onednn_linear()
         if op is not None:
             return op(a, b.t(), bias, "none", [], "")
@@ -263,7 +265,8 @@ def _weight_grad(z2: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
     rows, cm = z2.shape
     f = g2.shape[1]
     if z2.dtype == torch.float32 and rows >= WEIGHT_GRAD_ONEDNN_ROWS \
-            and cm * f <= WEIGHT_GRAD_ONEDNN_MAX and torch.backends.mkldnn.is_available():
+            and cm * f <= WEIGHT_GRAD_ONEDNN_MAX and torch.backends.mkldnn.is_available() \
+            and torch.backends.mkldnn.enabled:
         x4 = z2.view(1, 1, rows, cm).permute(0, 3, 1, 2)  # (1, CM, 1, R) channels_last
         g4 = g2.view(1, 1, rows, f).permute(0, 3, 1, 2)   # (1, F, 1, R) channels_last
         w4 = z2.new_empty(f, cm, 1, 1)                     # its shape only
