@@ -113,9 +113,11 @@ def test_fallback_without_native_matches_reference(case, monkeypatch):
     # a full 16-wide chunk and a tail (masked reads), the tail at the tensor's end
     (2, 50, 24, 1, 5, 1, 1, 2), (3, 64, 40, 1, 7, 2, 1, 3), (2, 33, 17, 1, 3, 1, 3, 0),
     (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5),
-    # tiles of 64 steps x 16 chunks of 16 channels: several channel groups (a tail group,
-    # a tail chunk), steps past a tile, a multiplier across groups
-    (2, 150, 300, 1, 5, 1, 1, 2), (1, 70, 130, 3, 4, 2, 1, 1), (3, 129, 272, 1, 3, 1, 4, 8)])
+    # tiles (cpu_native.T steps x G chunks of VW channels): several channel groups (a tail
+    # group, a tail chunk), steps past a tile, a multiplier across groups
+    (2, 150, 300, 1, 5, 1, 1, 2), (1, 70, 130, 3, 4, 2, 1, 1), (3, 129, 272, 1, 3, 1, 4, 8),
+    # stride 1, no dilation: the register windows (4 taps / 4 steps), with leftovers
+    (2, 131, 20, 2, 9, 1, 1, 4), (1, 259, 48, 1, 11, 1, 1, 10), (2, 7, 16, 1, 6, 1, 1, 0)])
 def test_native_weight_gradient(n, length, c, m, k, stride, dilation, pad_left):
     """The C routine against a float64 sum over shifted slices."""
     span = (k - 1) * dilation + 1
@@ -141,9 +143,11 @@ def test_native_weight_gradient(n, length, c, m, k, stride, dilation, pad_left):
     # a full 16-wide chunk and a tail (masked reads), the tail at the tensor's end
     (2, 50, 24, 1, 5, 1, 1, 2), (3, 64, 40, 1, 7, 2, 1, 3), (2, 33, 17, 1, 3, 1, 3, 0),
     (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5),
-    # tiles of 64 steps x 16 chunks of 16 channels: several channel groups (a tail group,
-    # a tail chunk), steps past a tile, a multiplier across groups
-    (2, 150, 300, 1, 5, 1, 1, 2), (1, 70, 130, 3, 4, 2, 1, 1), (3, 129, 272, 1, 3, 1, 4, 8)])
+    # tiles (cpu_native.T steps x G chunks of VW channels): several channel groups (a tail
+    # group, a tail chunk), steps past a tile, a multiplier across groups
+    (2, 150, 300, 1, 5, 1, 1, 2), (1, 70, 130, 3, 4, 2, 1, 1), (3, 129, 272, 1, 3, 1, 4, 8),
+    # stride 1, no dilation: the register windows (4 taps / 4 steps), with leftovers
+    (2, 131, 20, 2, 9, 1, 1, 4), (1, 259, 48, 1, 11, 1, 1, 10), (2, 7, 16, 1, 6, 1, 1, 0)])
 def test_native_depthwise_forward(n, length, c, m, k, stride, dilation, pad_left):
     """The C depthwise convolution against torch's, in float64."""
     span = (k - 1) * dilation + 1

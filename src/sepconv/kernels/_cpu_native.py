@@ -6,13 +6,15 @@ oneDNN's depthwise backward-weights (and TensorFlow's) runs at a few GFLOP/s on 
 machine, 20-30x slower than the forward convolution; torch has no other route (grouped
 "transposed" convolutions, FFT and unfolding were measured and are slower still).
 
-The work is cut into tiles of 64 output steps x 16 vectors of channels (issue 15): each
-tile copies its input rows into a buffer row by row (1 KiB contiguous runs of each row),
-and the threads share out tiles, not channels.  The earlier loops walked one vector of
-channels down the rows (64-byte reads C floats apart, each thread half of every row) and
-ran at 11-13 GB/s on a 2-core AMD EPYC with AVX-512 where a copy runs at 27-34; tiled,
-the forward and the weight gradient run 1.2-2.5x faster on the bench suite's shapes
-(``python bench/cpu_native.py``, alternating builds).
+The work is cut into tiles of 128 output steps x 8 vectors of channels (issue 15): each
+tile copies its input rows into a buffer row by row (512-byte contiguous runs of each
+row), and the threads share out tiles, not channels.  The earlier loops walked one vector
+of channels down the rows (64-byte reads C floats apart, each thread half of every row)
+and ran at 11-13 GB/s on a 2-core AMD EPYC with AVX-512 where a copy runs at 27-34.  With
+stride 1 and no dilation, 4 kernel taps (forward) or 4 steps (weight gradient) share one
+window of rows held in registers: ~0.5 vector loads per FMA instead of ~1.1.  Together
+1.2-2.8x faster on the bench suite's shapes on two threads, 1.1-2.1x on one (interleaved
+builds; figures in bench/README.md).  Tile sizes 32-192 steps x 2-16 vectors were tried.
 
 The source below is compiled once per machine with the system C compiler (no torch
 headers, no build-time torch; ``-march=native``: 16-float vectors where the CPU has
@@ -55,10 +57,10 @@ SOURCE = r"""
 #endif
 #endif
 #ifndef T
-#define T 64     /* output steps per tile */
+#define T 128    /* output steps per tile */
 #endif
 #ifndef G
-#define G 16     /* channel chunks (of VW channels) per tile */
+#define G 8      /* channel chunks (of VW channels) per tile */
 #endif
 
 typedef void *(*job_fn)(void *);
@@ -149,8 +151,19 @@ static void copy_x(const job_t *j, const tile_t *t, float *xt, int64_t cap) {
     for (; k0 + NB <= j->k; k0 += NB) {                                            \
         vf a[NB];                                                                  \
         for (int q = 0; q < NB; q++) a[q] = (vf){0};                               \
-        const float *xp = xt + k0 * xd;                                            \
-        for (int64_t l = 0; l < tl; l++, xp += xs) {                               \
+        int64_t l = 0;                                                             \
+        if (unit) /* rows l + k0 + q: 4 steps share a window of NB + 3 rows */     \
+            for (; l + 4 <= tl; l += 4) {                                          \
+                vf xw[NB + 3];                                                     \
+                for (int i = 0; i < NB + 3; i++)                                   \
+                    xw[i] = *(const vf *)(xt + (k0 + l + i) * VW);                 \
+                for (int p = 0; p < 4; p++) {                                      \
+                    const vf gv = *(const vf *)(gt + (l + p) * VW);                \
+                    for (int q = 0; q < NB; q++) a[q] += xw[q + p] * gv;           \
+                }                                                                  \
+            }                                                                      \
+        for (; l < tl; l++) {                                                      \
+            const float *xp = xt + k0 * xd + l * xs;                               \
             const vf gv = *(const vf *)(gt + l * VW);                              \
             for (int q = 0; q < NB; q++) a[q] += *(const vf *)(xp + q * xd) * gv;  \
         }                                                                          \
@@ -179,6 +192,7 @@ static void copy_x(const job_t *j, const tile_t *t, float *xt, int64_t cap) {
 
 static void taps(const job_t *j, const float *xt, const float *gt, int64_t tl, float *acc) {
     const int64_t xs = j->stride * VW, xd = j->dilation * VW;
+    const int unit = j->stride == 1 && j->dilation == 1;
     int64_t k0 = 0;
     TAPS(8)
     TAPS2(4)
@@ -289,7 +303,18 @@ int sepconv_dw_grad_weight(const float *x, const float *g, float *out, int64_t n
             for (int q = 0; q < NB; q++) a[q] = (vf){0};                           \
             const float *xp = xt + gi * cap * VW + l * xs;                         \
             const float *wg = wt + gi * j->k * VW;                                 \
-            for (int64_t kk = 0; kk < j->k; kk++) {                                \
+            int64_t kk = 0;                                                        \
+            if (unit) /* rows l + q + kk: 4 taps share a window of NB + 3 rows */  \
+                for (; kk + 4 <= j->k; kk += 4) {                                  \
+                    vf xw[NB + 3];                                                 \
+                    for (int i = 0; i < NB + 3; i++)                               \
+                        xw[i] = *(const vf *)(xp + (kk + i) * VW);                 \
+                    for (int p = 0; p < 4; p++) {                                  \
+                        const vf wv = *(const vf *)(wg + (kk + p) * VW);           \
+                        for (int q = 0; q < NB; q++) a[q] += xw[q + p] * wv;       \
+                    }                                                              \
+                }                                                                  \
+            for (; kk < j->k; kk++) {                                              \
                 const vf wv = *(const vf *)(wg + kk * VW);                         \
                 const float *xk = xp + kk * xd;                                    \
                 for (int q = 0; q < NB; q++) a[q] += *(const vf *)(xk + q * xs) * wv; \
@@ -306,6 +331,7 @@ static void *run_fwd(void *arg) {
     const job_t *j = (const job_t *)arg;
     const int64_t cm = j->c * j->m, cap = rows_cap(j);
     const int64_t xs = j->stride * VW, xd = j->dilation * VW;
+    const int unit = j->stride == 1 && j->dilation == 1;
     float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * cap + 63) / 64) * 64);
     float *wt = aligned_alloc(64, ((sizeof(float) * VW * G * j->k + 63) / 64) * 64);
     if (xt && wt)
