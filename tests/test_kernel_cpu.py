@@ -599,6 +599,34 @@ def test_thread_policy_ignores_the_cold_first_call():
     assert seen[3:].count(2) >= 0.8 * len(seen[3:])  # one thread only in spaced re-tries
 
 
+def test_thread_policy_warms_up_each_shape_of_a_size_class():
+    """Each new shape's first call (cold: 100 here) is left untimed, up to WARM_UP_SHAPES
+    shapes per size class; past that (variable lengths) every call is timed."""
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    key = ("forward", (1000).bit_length() // 2, 2)
+    torch.set_num_threads(2)
+    try:
+        def calls(shape, count, first_cost):
+            costs = iter([first_cost])
+
+            def call():
+                clock.now += next(costs, 3.0) if torch.get_num_threads() == 2 else 5.0
+            for _ in range(count):
+                policy.run("forward", 1000, call, shape)
+
+        calls("A", 20, 100.0)
+        warm = policy.cost[key]
+        assert warm == pytest.approx(3.0 / 1000)
+        for i in range(cpu.WARM_UP_SHAPES - 1):  # shapes B, C, ...: first calls untimed
+            calls(("shape", i), 1, 100.0)
+        assert policy.cost[key] == warm
+        calls("one too many", 1, 100.0)  # timed now
+        assert policy.cost[key] > warm
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_thread_policy_retry_replaces_a_stale_mean():
     """A winning re-try switches at once (its time replaces the other count's old mean):
     one thread was cheaper while the machine was busy; once idle, the first re-try of two

@@ -167,7 +167,8 @@ def _forward(x, depthwise, pointwise, bias, geometry):
     """Returns ``(y, z2)``: the output and the ``(N*L_out, C*M)`` intermediate."""
     k, _, m = depthwise.shape
     return _threads.run("forward", x.numel() * m * (k + pointwise.shape[1]),
-                        lambda: _forward_pass(x, depthwise, pointwise, bias, geometry))
+                        lambda: _forward_pass(x, depthwise, pointwise, bias, geometry),
+                        (x.shape, depthwise.shape, pointwise.shape, geometry))
 
 
 def _forward_pass(x, depthwise, pointwise, bias, geometry):
@@ -294,6 +295,10 @@ def _native_depthwise(xs: torch.Tensor, w2: torch.Tensor, out_len: int, m: int, 
     return z
 
 
+# Shapes per pass and size class whose first call :class:`_ThreadPolicy` leaves untimed.
+WARM_UP_SHAPES = 16
+
+
 class _ThreadPolicy:
     """How many threads one call of the kernel (a forward or a backward pass) runs on,
     learnt from its own timings.
@@ -307,10 +312,12 @@ class _ThreadPolicy:
     and size class (powers of 4 of multiply-adds) it keeps a running mean of the time per
     multiply-add on one thread and on torch's thread count (``torch.get_num_threads()``,
     the user's setting, never raised), runs the cheaper, and re-tries the other every 8th
-    call (spaced out to every 256th while the re-tries keep losing).  The first call of a
-    size class runs on torch's count untimed: it pays for fresh memory (page faults) and
-    oneDNN's kernel creation, ran 2-4x slower than the next, and, recorded, made the
-    policy pick one thread for hundreds of calls (issue 15).  A re-try's time replaces the
+    call (spaced out to every 256th while the re-tries keep losing).  The first call of
+    each shape (the first :data:`WARM_UP_SHAPES` shapes of a size class) runs on torch's
+    count untimed: it pays for fresh memory (page faults) and oneDNN's kernel creation,
+    ran 2-4x slower than the next, and, recorded, made the policy pick one thread for
+    hundreds of calls (issue 15); past that many shapes (variable lengths) every call is
+    timed.  A re-try's time replaces the
     other count's mean (the load may have changed since it was measured); the count in
     use keeps a running mean.  A one-thread call
     lowers torch's thread count for its duration (``torch.set_num_threads``, 0.3 us; other
@@ -322,10 +329,12 @@ class _ThreadPolicy:
         self.clock = clock
         self.cost: dict = {}   # (pass, size class, threads) -> mean seconds/multiply-add
         self.calls: dict = {}  # (pass, size class) -> [calls, re-try interval]
+        self.shapes: dict = {}  # (pass, size class) -> shapes seen (warm-ups run)
         self.lock = threading.Lock()
 
-    def run(self, name: str, work: int, call):
-        """``call()`` on the thread count this policy picks for ``work`` multiply-adds."""
+    def run(self, name: str, work: int, call, shape=()):
+        """``call()`` on the thread count this policy picks for ``work`` multiply-adds;
+        ``shape``: what makes a call a first one (the operands' shapes and geometry)."""
         if torch.compiler.is_compiling() or not self.lock.acquire(blocking=False):
             return call()
         try:
@@ -335,7 +344,9 @@ class _ThreadPolicy:
             key = (name, work.bit_length() // 2)
             state = self.calls.setdefault(key, [0, 8])
             state[0] += 1
-            if state[0] == 1:  # warm-up, untimed
+            seen = self.shapes.setdefault(key, set())
+            if shape not in seen and len(seen) < WARM_UP_SHAPES:  # warm-up, untimed
+                seen.add(shape)
                 return call()
             one, many = self.cost.get(key + (1,)), self.cost.get(key + (threads,))
             retry = one is not None and many is not None and state[0] % state[1] == 0
@@ -551,7 +562,8 @@ def _hand_backward(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
     k, _, m = depthwise.shape
     return _threads.run("backward", x.numel() * m * (k + pointwise.shape[1]),
                         lambda: _backward_pass(grad_y, x, depthwise, pointwise, z2_box,
-                                               bias_dtype, needs, geometry))
+                                               bias_dtype, needs, geometry),
+                        (x.shape, depthwise.shape, pointwise.shape, geometry, needs))
 
 
 def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, geometry):
