@@ -269,6 +269,13 @@ class TfKerasPeer:
         self.proc = None
 
 
+def _loadavg() -> Optional[float]:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
 # ----------------------------------------------------------------------------- roofline
 
 class Roofline:
@@ -587,6 +594,7 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
     names = [p.name for p in peers]
     roof = Roofline()
     started = time.time()
+    load_before = _loadavg()
     rows = []
     try:
         for s in shapes:
@@ -638,12 +646,15 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
     geo = _summaries(rows, names)
     gflops, gbs = roof.rates()
     cpu = cpu_info()
-    print(f"\nmachine: {cpu['model']} ({', '.join(cpu['vector_extensions']) or 'no AVX'}), "
-          f"{os.cpu_count()} cpus, threads {args.threads}; "
-          f"matmul {gflops:.0f} GFLOP/s ({roof.gemm()}; "
-          + ", ".join(f"{n} {statistics.median(v):.0f}" for n, v in roof.matmuls.items())
-          + f"), copy {gbs:.1f} GB/s (medians of this run); "
-          f"{time.time() - started:.0f} s")
+    load_after = _loadavg()
+    machine = (f"machine: {cpu['model']} ({', '.join(cpu['vector_extensions']) or 'no AVX'}), "
+               f"{os.cpu_count()} cpus, threads {args.threads}; "
+               f"matmul {gflops:.0f} GFLOP/s ({roof.gemm()}; "
+               + ", ".join(f"{n} {statistics.median(v):.0f}" for n, v in roof.matmuls.items())
+               + f"), copy {gbs:.1f} GB/s (medians of this run); load average "
+               + " -> ".join("?" if v is None else f"{v:.2f}" for v in (load_before, load_after))
+               + f"; {time.time() - started:.0f} s")
+    print("\n" + machine)
     text = _print_table(rows, names, geo, memory)
 
     os.makedirs(args.out, exist_ok=True)
@@ -663,6 +674,8 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
             "matmul_gflops_by_gemm": {n: statistics.median(v)
                                       for n, v in roof.matmuls.items()},
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+            # 1-minute load average before and after the timings: others' work on the cores
+            "load_average": [load_before, load_after],
             "notes": notes,
         },
         "geomeans": geo,
@@ -672,7 +685,7 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
     with open(os.path.join(args.out, "bench.json"), "w") as f:
         json.dump(report, f, indent=1)
     with open(os.path.join(args.out, "bench.txt"), "w") as f:
-        f.write(text + "\n")
+        f.write(f"{command_line.strip()}\n{machine}\n{text}\n")
     with open(os.path.join(args.out, "bench.md"), "w") as f:
         f.write(_markdown(rows, names, geo))
     try:
