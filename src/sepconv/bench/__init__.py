@@ -26,7 +26,8 @@ variables are left as they are (``--omp-wait-policy passive`` or ``active`` re-r
 bench with that setting, for comparison: on a shared, loaded machine OpenMP's spinning
 threads lost their time slices and slowed every torch implementation, sepconv included).
 The JSON records the CPU model and its vector extensions (AVX2, AVX-512, ...) beside the
-figures.
+figures, and the 1-minute load average before and after (others' work on the cores);
+``bench.txt`` opens with the command and that machine line.
 
 Peak memory of a training step (``fb``) is measured per implementation in a child
 process with ``MALLOC_MMAP_THRESHOLD_=16384`` (so every tensor is its own mapping and
