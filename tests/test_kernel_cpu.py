@@ -477,10 +477,12 @@ def test_onednn_gemm_route_matches_reference(case, monkeypatch):
     _assert_close(expected, got, TOL[torch.float32], str(case))
 
 
-@pytest.mark.parametrize("rows,cm,f", [(1, 1, 1), (37, 5, 3), (4096, 64, 48), (5000, 300, 7)])
+@pytest.mark.parametrize("rows,cm,f", [(1, 1, 1), (37, 5, 3), (4096, 64, 48), (5000, 300, 7),
+                                       (4099, 16, 16)])
 def test_weight_grad_matches_float64(rows, cm, f, monkeypatch):
     """cpu._weight_grad on both routes (oneDNN's 1x1 backward-weights forced on, and
-    torch.mm): z2.t() @ g2, contiguous."""
+    torch.mm): z2.t() @ g2, contiguous; rows split into a batch of 16-63 where they
+    divide (4096, 5000), else one (37, 4099 prime)."""
     g = torch.Generator().manual_seed(rows)
     z2, g2 = torch.randn(rows, cm, generator=g), torch.randn(rows, f, generator=g)
     want = z2.double().t() @ g2.double()
@@ -491,6 +493,19 @@ def test_weight_grad_matches_float64(rows, cm, f, monkeypatch):
         assert got.shape == (cm, f) and got.is_contiguous()
         err = ((got.double() - want).abs().max() / want.abs().max()).item()
         assert err <= 1e-5, (lo, err)
+
+
+def test_weight_grad_avoids_torchs_slow_single_thread_path():
+    """On one thread torch sends a 1x1 convolution of batch < 16 to its slow THNN kernel;
+    the weight gradient's views have a batch of 16 or more and stay on oneDNN."""
+    from torch.profiler import ProfilerActivity, profile
+    z2, g2 = torch.randn(4096, 64), torch.randn(4096, 32)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        got = cpu._weight_grad(z2, g2)
+    names = {e.key for e in prof.key_averages()}
+    assert "aten::convolution_backward" in names
+    assert not any("slow_conv" in name or "thnn" in name for name in names), names
+    torch.testing.assert_close(got, z2.t() @ g2, rtol=1e-4, atol=1e-3)
 
 
 @_onednn
