@@ -642,6 +642,20 @@ def test_thread_policy_warms_up_each_shape_of_a_size_class():
         torch.set_num_threads(1)
 
 
+@pytest.mark.parametrize("one_cost,expected", [(2.7, 2), (2.0, 1)])
+def test_thread_policy_needs_a_clear_win_for_one_thread(one_cost, expected):
+    """Torch's count (2) against one thread costing 0.9x (noise-sized: stay on two) and
+    0.67x (below ONE_THREAD_MARGIN: move to one)."""
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    torch.set_num_threads(2)
+    try:
+        seen = _policy_calls(policy, clock, lambda t: one_cost if t == 1 else 3.0, 60)
+    finally:
+        torch.set_num_threads(1)
+    assert seen[3:].count(expected) >= 0.8 * len(seen[3:])
+
+
 def test_thread_policy_retry_replaces_a_stale_mean():
     """A winning re-try switches at once (its time replaces the other count's old mean):
     one thread was cheaper while the machine was busy; once idle, the first re-try of two

@@ -301,6 +301,11 @@ def _native_depthwise(xs: torch.Tensor, w2: torch.Tensor, out_len: int, m: int, 
 
 # Shapes per pass and size class whose first call :class:`_ThreadPolicy` leaves untimed.
 WARM_UP_SHAPES = 16
+# One thread replaces torch's count only when its mean time is below this fraction of the
+# other's: on busy cores it wins by 2-20x, on idle ones timing noise alone (another
+# process's threads spinning for a moment) had it win by 10-40% in one process and lose in
+# the next, whole runs long (issue 15).
+ONE_THREAD_MARGIN = 0.75
 
 
 class _ThreadPolicy:
@@ -315,7 +320,8 @@ class _ThreadPolicy:
     users cannot be asked to set ``OMP_WAIT_POLICY``, so the kernel times itself: per pass
     and size class (powers of 4 of multiply-adds) it keeps a running mean of the time per
     multiply-add on one thread and on torch's thread count (``torch.get_num_threads()``,
-    the user's setting, never raised), runs the cheaper, and re-tries the other every 8th
+    the user's setting, never raised), runs the cheaper (one thread only when clearly so:
+    :data:`ONE_THREAD_MARGIN`), and re-tries the other every 8th
     call (spaced out to every 256th while the re-tries keep losing).  The first call of
     each shape (the first :data:`WARM_UP_SHAPES` shapes of a size class) runs on torch's
     count untimed: it pays for fresh memory (page faults) and oneDNN's kernel creation,
@@ -359,7 +365,7 @@ class _ThreadPolicy:
             elif one is None:
                 pick = 1
             else:
-                best, other = (threads, 1) if many <= one else (1, threads)
+                best, other = (1, threads) if one < ONE_THREAD_MARGIN * many else (threads, 1)
                 pick = other if retry else best
             if pick != threads:
                 torch.set_num_threads(pick)
@@ -373,7 +379,9 @@ class _ThreadPolicy:
             old = self.cost.get(key + (pick,))
             self.cost[key + (pick,)] = per if old is None or retry else 0.75 * old + 0.25 * per
             if retry:  # re-try often while re-tries win, less and less often while they lose
-                state[1] = 8 if per < (many if pick == 1 else one) else min(2 * state[1], 256)
+                one, many = self.cost[key + (1,)], self.cost[key + (threads,)]
+                won = (one < ONE_THREAD_MARGIN * many) == (pick == 1)
+                state[1] = 8 if won else min(2 * state[1], 256)
             return result
         finally:
             self.lock.release()
