@@ -495,6 +495,13 @@ def test_weight_grad_matches_float64(rows, cm, f, monkeypatch):
         assert err <= 1e-5, (lo, err)
 
 
+def test_weight_grad_of_a_non_contiguous_operand(monkeypatch):
+    """A strided z2 (no channels_last view of it exists) takes torch.mm."""
+    monkeypatch.setattr(cpu, "WEIGHT_GRAD_ONEDNN_ROWS", 0)
+    z2, g2 = torch.randn(64, 40)[:, :32], torch.randn(64, 16)
+    torch.testing.assert_close(cpu._weight_grad(z2, g2), z2.t() @ g2, rtol=1e-5, atol=1e-5)
+
+
 def test_weight_grad_avoids_torchs_slow_single_thread_path():
     """On one thread torch sends a 1x1 convolution of batch < 16 to its slow THNN kernel;
     the weight gradient's views have a batch of 16 or more and stay on oneDNN."""

@@ -266,6 +266,7 @@ def _weight_grad(z2: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
     rows, cm = z2.shape
     f = g2.shape[1]
     if z2.dtype == torch.float32 and rows >= WEIGHT_GRAD_ONEDNN_ROWS \
+            and z2.is_contiguous() and g2.is_contiguous() \
             and cm * f <= WEIGHT_GRAD_ONEDNN_MAX and torch.backends.mkldnn.is_available() \
             and torch.backends.mkldnn.enabled:
         # (B, CM, 1, R/B) and (B, F, 1, R/B) channels_last views: a batch of 16 or more,
