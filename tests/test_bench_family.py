@@ -48,6 +48,12 @@ def test_family_bench_runs_every_shape_on_tiny_inputs(tmp_path, restore_threads)
     assert "tf-keras: skipped (--skip)" in report["meta"]["notes"]
     assert report["meta"]["cpu"]["vector_extensions"] is not None
     assert os.path.exists(tmp_path / "out" / "bench.txt")
+    # the text table says what ran where: command, CPU and its vector extensions, load
+    head = (tmp_path / "out" / "bench.txt").read_text().splitlines()[:2]
+    assert head[0].startswith("python -m sepconv bench --family")
+    assert head[1].startswith("machine: ") and "load average" in head[1]
+    assert len(report["meta"]["load_average"]) == 2
+    assert report["meta"]["matmul_gemm"] in report["meta"]["matmul_gflops_by_gemm"]
     markdown = (tmp_path / "out" / "bench.md").read_text().splitlines()
     assert len(markdown) == 2 + 2 * (len(family.SHAPES) + 1)  # header, rule, rows, geomeans
     assert markdown[2].startswith("| mobilenet_dw3 | fwd | ")

@@ -112,7 +112,12 @@ def test_fallback_without_native_matches_reference(case, monkeypatch):
     (2, 300, 16, 1, 33, 1, 1, 16), (1, 40, 9, 1, 4, 3, 1, 3), (2, 150, 8, 2, 87, 1, 1, 86),
     # a full 16-wide chunk and a tail (masked reads), the tail at the tensor's end
     (2, 50, 24, 1, 5, 1, 1, 2), (3, 64, 40, 1, 7, 2, 1, 3), (2, 33, 17, 1, 3, 1, 3, 0),
-    (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5)])
+    (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5),
+    # tiles (cpu_native.T steps x G chunks of VW channels): several channel groups (a tail
+    # group, a tail chunk), steps past a tile, a multiplier across groups
+    (2, 150, 300, 1, 5, 1, 1, 2), (1, 70, 130, 3, 4, 2, 1, 1), (3, 129, 272, 1, 3, 1, 4, 8),
+    # stride 1, no dilation: the register windows (4 taps / 4 steps), with leftovers
+    (2, 131, 20, 2, 9, 1, 1, 4), (1, 259, 48, 1, 11, 1, 1, 10), (2, 7, 16, 1, 6, 1, 1, 0)])
 def test_native_weight_gradient(n, length, c, m, k, stride, dilation, pad_left):
     """The C routine against a float64 sum over shifted slices."""
     span = (k - 1) * dilation + 1
@@ -137,7 +142,12 @@ def test_native_weight_gradient(n, length, c, m, k, stride, dilation, pad_left):
     (2, 300, 16, 1, 33, 1, 1, 16), (1, 40, 9, 1, 4, 3, 1, 3), (2, 150, 8, 2, 87, 1, 1, 86),
     # a full 16-wide chunk and a tail (masked reads), the tail at the tensor's end
     (2, 50, 24, 1, 5, 1, 1, 2), (3, 64, 40, 1, 7, 2, 1, 3), (2, 33, 17, 1, 3, 1, 3, 0),
-    (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5)])
+    (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5),
+    # tiles (cpu_native.T steps x G chunks of VW channels): several channel groups (a tail
+    # group, a tail chunk), steps past a tile, a multiplier across groups
+    (2, 150, 300, 1, 5, 1, 1, 2), (1, 70, 130, 3, 4, 2, 1, 1), (3, 129, 272, 1, 3, 1, 4, 8),
+    # stride 1, no dilation: the register windows (4 taps / 4 steps), with leftovers
+    (2, 131, 20, 2, 9, 1, 1, 4), (1, 259, 48, 1, 11, 1, 1, 10), (2, 7, 16, 1, 6, 1, 1, 0)])
 def test_native_depthwise_forward(n, length, c, m, k, stride, dilation, pad_left):
     """The C depthwise convolution against torch's, in float64."""
     span = (k - 1) * dilation + 1
@@ -153,6 +163,32 @@ def test_native_depthwise_forward(n, length, c, m, k, stride, dilation, pad_left
         xp, w.double().permute(1, 2, 0).reshape(c * m, 1, k), stride=stride,
         dilation=dilation, groups=c).transpose(1, 2)
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
+@pytest.mark.parametrize("threads", [1, 3, 7, 200])
+def test_native_routines_on_any_thread_count(threads):
+    """Tiles shared out over 1, 3, 7 threads and more threads than tiles: the forward is
+    the one-thread result bit for bit, the weight gradient (per-thread partial sums) the
+    reference's."""
+    n, length, c, m, k, stride, dilation, pad_left = 3, 200, 290, 1, 7, 1, 2, 6
+    out_len = length
+    g = torch.Generator().manual_seed(threads)
+    x, w = torch.randn(n, length, c, generator=g), torch.randn(k, c * m, generator=g)
+    gz = torch.randn(n, out_len, c * m, generator=g)
+    outs = []
+    for t in (1, threads):
+        z, gw = torch.empty(n, out_len, c * m), torch.empty(k, c * m)
+        kw = dict(n=n, length=length, out_len=out_len, c=c, m=m, k=k, stride=stride,
+                  dilation=dilation, pad_left=pad_left, threads=t)
+        _cpu_native.dw_forward(x, w, z, **kw)
+        _cpu_native.dw_grad_weight(x, gz, gw, **kw)
+        outs.append((z, gw))
+    assert torch.equal(outs[0][0], outs[1][0])
+    xp = torch.nn.functional.pad(x.double(), (0, 0, pad_left, 6))
+    expected = torch.stack([(xp[:, i * dilation: i * dilation + out_len] * gz.double())
+                            .sum((0, 1)) for i in range(k)])
+    torch.testing.assert_close(outs[1][1].double(), expected, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("needs", [(True, False, False, False), (False, True, False, False),
@@ -395,6 +431,129 @@ def test_two_threads_matches_reference(c, m, k, stride, dilation, pad, channels_
     _assert_close(expected, got, TOL[torch.float32], f"c={c} m={m}")
 
 
+# -- the pointwise GEMMs on oneDNN (cpu._matmul) -----------------------------------------
+
+_onednn = pytest.mark.skipif(cpu._onednn_linear() is None,
+                             reason="torch without oneDNN's inner product")
+
+
+@_onednn
+@pytest.mark.parametrize("rows,inner,cols,b_layout,bias", [
+    (1, 1, 1, "plain", True), (7, 5, 3, "transposed", False), (300, 37, 19, "plain", True),
+    (2048, 64, 32, "transposed", False), (4096, 48, 16, "plain", True)])
+def test_matmul_matches_float64(rows, inner, cols, b_layout, bias, monkeypatch):
+    """Both routes of cpu._matmul (oneDNN forced on from one element, and torch.mm/addmm
+    below a threshold it never reaches) give the float64 product, for a weight read in
+    place or transposed (the forward and the input-gradient products)."""
+    g = torch.Generator().manual_seed(rows)
+    a = torch.randn(rows, inner, generator=g)
+    b = torch.randn(inner, cols, generator=g) if b_layout == "plain" \
+        else torch.randn(cols, inner, generator=g).t()
+    bvec = torch.randn(cols, generator=g) if bias else None
+    want = a.double() @ b.double() + (0 if bvec is None else bvec.double())
+    for start in (0, 10**12):
+        monkeypatch.setattr(cpu, "ONEDNN_GEMM_FROM", start)
+        got = cpu._matmul(a, b, bvec)
+        assert got.shape == (rows, cols) and got.is_contiguous()
+        err = ((got.double() - want).abs().max() / want.abs().max()).item()
+        assert err <= 1e-5, (start, err)
+
+
+@_onednn
+@pytest.mark.parametrize("case", _sampled_cases(16, seed=11))
+def test_onednn_gemm_route_matches_reference(case, monkeypatch):
+    """Every float32 product on oneDNN (thresholds forced): forward and gradients."""
+    monkeypatch.setattr(cpu, "ONEDNN_GEMM_FROM", 0)
+    monkeypatch.setattr(cpu, "WEIGHT_GRAD_ONEDNN_ROWS", 0)
+    monkeypatch.setattr(cpu, "WEIGHT_GRAD_ONEDNN_MAX", 10**12)
+    k, stride, dilation, pad, m, channels_last, use_bias = case
+    length = 23
+    if padding.conv_output_length(length, k, stride, dilation, pad) <= 0:
+        pytest.skip("input too short for this geometry")
+    tensors, kwargs = _case(2, length, 5, m, 6, k, stride, dilation, pad, channels_last,
+                            use_bias)
+    expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    got = _run(cpu.separable_conv1d, tensors, kwargs, torch.float32)
+    _assert_close(expected, got, TOL[torch.float32], str(case))
+
+
+@pytest.mark.parametrize("rows,cm,f", [(1, 1, 1), (37, 5, 3), (4096, 64, 48), (5000, 300, 7),
+                                       (4099, 16, 16)])
+def test_weight_grad_matches_float64(rows, cm, f, monkeypatch):
+    """cpu._weight_grad on both routes (oneDNN's 1x1 backward-weights forced on, and
+    torch.mm): z2.t() @ g2, contiguous; rows split into a batch of 16-63 where they
+    divide (4096, 5000), else one (37, 4099 prime)."""
+    g = torch.Generator().manual_seed(rows)
+    z2, g2 = torch.randn(rows, cm, generator=g), torch.randn(rows, f, generator=g)
+    want = z2.double().t() @ g2.double()
+    for lo, hi in ((0, 10**12), (10**12, 0)):
+        monkeypatch.setattr(cpu, "WEIGHT_GRAD_ONEDNN_ROWS", lo)
+        monkeypatch.setattr(cpu, "WEIGHT_GRAD_ONEDNN_MAX", hi)
+        got = cpu._weight_grad(z2, g2)
+        assert got.shape == (cm, f) and got.is_contiguous()
+        err = ((got.double() - want).abs().max() / want.abs().max()).item()
+        assert err <= 1e-5, (lo, err)
+
+
+def test_weight_grad_of_a_non_contiguous_operand(monkeypatch):
+    """A strided z2 (no channels_last view of it exists) takes torch.mm."""
+    monkeypatch.setattr(cpu, "WEIGHT_GRAD_ONEDNN_ROWS", 0)
+    z2, g2 = torch.randn(64, 40)[:, :32], torch.randn(64, 16)
+    torch.testing.assert_close(cpu._weight_grad(z2, g2), z2.t() @ g2, rtol=1e-5, atol=1e-5)
+
+
+def test_weight_grad_avoids_torchs_slow_single_thread_path():
+    """On one thread torch sends a 1x1 convolution of batch < 16 to its slow THNN kernel;
+    the weight gradient's views have a batch of 16 or more and stay on oneDNN."""
+    from torch.profiler import ProfilerActivity, profile
+    z2, g2 = torch.randn(4096, 64), torch.randn(4096, 32)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        got = cpu._weight_grad(z2, g2)
+    names = {e.key for e in prof.key_averages()}
+    assert "aten::convolution_backward" in names
+    assert not any("slow_conv" in name or "thnn" in name for name in names), names
+    torch.testing.assert_close(got, z2.t() @ g2, rtol=1e-4, atol=1e-3)
+
+
+@_onednn
+@pytest.mark.parametrize("threads", [1, 2])
+def test_onednn_gemm_route_at_its_natural_size(threads, monkeypatch):
+    """A block above the oneDNN thresholds (8 x 512 steps x 64 -> 64: 2^18 outputs, 4096
+    rows into a 64 x 64 weight) through the dispatcher: the products do go to oneDNN
+    (counted), and match the reference."""
+    monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
+    calls = []
+    op = cpu._onednn_linear()
+    monkeypatch.setattr(cpu, "_ONEDNN_LINEAR", [lambda *a: calls.append(a[0].shape) or op(*a)])
+    backward_weights = []
+    conv_backward = cpu._conv_backward
+
+    def spy(*args):
+        backward_weights.append(args[-1])
+        return conv_backward(*args)
+    monkeypatch.setattr(cpu, "_conv_backward", spy)
+    tensors, kwargs = _case(8, 512, 64, 1, 64, 9, 1, 1, "same", True, True)
+    assert 8 * 512 * 64 >= cpu.ONEDNN_GEMM_FROM and 8 * 512 >= cpu.WEIGHT_GRAD_ONEDNN_ROWS
+    assert 64 * 64 <= cpu.WEIGHT_GRAD_ONEDNN_MAX
+    expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    torch.set_num_threads(threads)
+    try:
+        got = _run(lambda *a, **_: _functional(*a, "same", True), tensors, kwargs,
+                   torch.float32)
+    finally:
+        torch.set_num_threads(1)
+    _assert_close(expected, got, TOL[torch.float32], f"threads={threads}")
+    assert calls == [(8 * 512, 64), (8 * 512, 64)]  # the forward and the input gradient
+    assert backward_weights == [(False, True, False)]  # the pointwise weight's gradient
+    calls.clear()
+    backward_weights.clear()
+    with torch.backends.mkldnn.flags(enabled=False):  # the user's switch is obeyed
+        got = _run(lambda *a, **_: _functional(*a, "same", True), tensors, kwargs,
+                   torch.float32)
+    _assert_close(expected, got, TOL[torch.float32], "oneDNN off")
+    assert calls == [] and backward_weights == []
+
+
 class _FakeClock:
     """A clock that a fake call advances by a cost depending on torch's thread count."""
 
@@ -434,15 +593,90 @@ def test_thread_policy_learns_the_cheaper_count(busy):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
-    assert seen[:2] == [2, 1]  # one probe of each
+    assert seen[:3] == [2, 2, 1]  # an untimed warm-up, then one probe of each
     cheap, other = (2, 1) if not busy else (1, 2)
-    retries = [i for i, t in enumerate(seen[2:], start=2) if t == other]
+    retries = [i for i, t in enumerate(seen[3:], start=3) if t == other]
     assert seen.count(cheap) > 0.9 * len(seen)
     if busy:  # losing re-tries are spaced out: 8, 16, 32, ... calls apart, at most 256
         gaps = [b - a for a, b in zip(retries, retries[1:])]
         assert gaps == sorted(gaps) and gaps[-1] > 8 and len(retries) <= 6
     else:  # re-tries keep losing here too, but the cheap count stays the one picked
         assert 1 <= len(retries) <= 6
+
+
+def test_thread_policy_ignores_the_cold_first_call():
+    """The first call of a size class (fresh memory, oneDNN's kernel creation) runs 2-4x
+    slower than the next; timed, it made two threads look dearer than one for hundreds of
+    calls.  It is not timed: two threads (cheaper once warm) win from the probes on."""
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    costs = iter([30.0])
+    torch.set_num_threads(2)
+    try:
+        seen = _policy_calls(policy, clock,
+                             lambda t: next(costs, 3.0) if t == 2 else 5.0, 40)
+    finally:
+        torch.set_num_threads(1)
+    assert seen[:3] == [2, 2, 1]
+    assert seen[3:].count(2) >= 0.8 * len(seen[3:])  # one thread only in spaced re-tries
+
+
+def test_thread_policy_warms_up_each_shape_of_a_size_class():
+    """Each new shape's first call (cold: 100 here) is left untimed, up to WARM_UP_SHAPES
+    shapes per size class; past that (variable lengths) every call is timed."""
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    key = ("forward", (1000).bit_length() // 2, 2)
+    torch.set_num_threads(2)
+    try:
+        def calls(shape, count, first_cost):
+            costs = iter([first_cost])
+
+            def call():
+                clock.now += next(costs, 3.0) if torch.get_num_threads() == 2 else 5.0
+            for _ in range(count):
+                policy.run("forward", 1000, call, shape)
+
+        calls("A", 20, 100.0)
+        warm = policy.cost[key]
+        assert warm == pytest.approx(3.0 / 1000)
+        for i in range(cpu.WARM_UP_SHAPES - 1):  # shapes B, C, ...: first calls untimed
+            calls(("shape", i), 1, 100.0)
+        assert policy.cost[key] == warm
+        calls("one too many", 1, 100.0)  # timed now
+        assert policy.cost[key] > warm
+    finally:
+        torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("one_cost,expected", [(2.7, 2), (2.0, 1)])
+def test_thread_policy_needs_a_clear_win_for_one_thread(one_cost, expected):
+    """Torch's count (2) against one thread costing 0.9x (noise-sized: stay on two) and
+    0.67x (below ONE_THREAD_MARGIN: move to one)."""
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    torch.set_num_threads(2)
+    try:
+        seen = _policy_calls(policy, clock, lambda t: one_cost if t == 1 else 3.0, 60)
+    finally:
+        torch.set_num_threads(1)
+    assert seen[3:].count(expected) >= 0.8 * len(seen[3:])
+
+
+def test_thread_policy_retry_replaces_a_stale_mean():
+    """A winning re-try switches at once (its time replaces the other count's old mean):
+    one thread was cheaper while the machine was busy; once idle, the first re-try of two
+    threads moves the policy back."""
+    clock = _FakeClock()
+    policy = cpu._ThreadPolicy(clock=clock)
+    torch.set_num_threads(2)
+    try:
+        _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 400.0, 20)
+        seen = _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 2.0, 40)
+    finally:
+        torch.set_num_threads(1)
+    first = seen.index(2)
+    assert first < 16 and seen[first:].count(2) >= 0.8 * (len(seen) - first)
 
 
 def test_thread_policy_follows_a_change_of_load():

@@ -11,7 +11,8 @@ For every shape of :mod:`sepconv.bench.shapes`, in one run, side by side:
 - ``tf-keras``: tf-keras ``SeparableConv1D`` in its own process (TensorFlow and torch
   thread pools must not fight), inside ``tf.function``; skipped if TensorFlow is missing;
 - ``roofline``: ``max(FLOPs / matmul rate, bytes / copy rate)``, both rates measured in
-  the same run (a 1024^3 float32 matmul, a 32 MiB copy), interleaved with the peers.
+  the same run (a 1024^3 float32 matmul, the faster of ``torch.mm`` and oneDNN's inner
+  product; a 32 MiB copy), interleaved with the peers.
 
 Modes: ``fwd`` (inference, no autograd) and ``fb`` (forward + backward: gradients of the
 input and all weights), float32.  Each shape runs ``--rounds`` rounds; in each round every
@@ -25,7 +26,8 @@ variables are left as they are (``--omp-wait-policy passive`` or ``active`` re-r
 bench with that setting, for comparison: on a shared, loaded machine OpenMP's spinning
 threads lost their time slices and slowed every torch implementation, sepconv included).
 The JSON records the CPU model and its vector extensions (AVX2, AVX-512, ...) beside the
-figures.
+figures, and the 1-minute load average before and after (others' work on the cores);
+``bench.txt`` opens with the command and that machine line.
 
 Peak memory of a training step (``fb``) is measured per implementation in a child
 process with ``MALLOC_MMAP_THRESHOLD_=16384`` (so every tensor is its own mapping and
@@ -268,10 +270,23 @@ class TfKerasPeer:
         self.proc = None
 
 
+def _loadavg() -> Optional[float]:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
 # ----------------------------------------------------------------------------- roofline
 
 class Roofline:
-    """Matmul GFLOP/s and copy GB/s, sampled between the peers' calls."""
+    """Matmul GFLOP/s and copy GB/s, sampled between the peers' calls.
+
+    The matmul rate is the faster of the GEMMs torch offers on the machine: ``torch.mm``
+    (MKL or OpenBLAS) and oneDNN's inner product (``torch.ops.mkldnn._linear_pointwise``,
+    what torch's 1x1 convolutions and TensorFlow run; on AMD CPUs it is the faster, MKL
+    taking a non-AVX-512 path), each a median over the run: a roofline that a peer
+    beats is no roofline."""
 
     def __init__(self):
         import torch
@@ -280,15 +295,33 @@ class Roofline:
         self.c = torch.empty(1024, 1024)
         self.src = torch.randn(8 * 1024 * 1024)
         self.dst = torch.zeros_like(self.src)  # touched: no page faults in the timing
-        self.matmul: List[float] = []
+        self.gemms: Dict[str, Callable[[], object]] = {
+            "torch.mm": lambda: torch.mm(self.a, self.b, out=self.c)}
+        try:
+            onednn = torch.ops.mkldnn._linear_pointwise
+            onednn(self.a[:4, :4], self.b[:4, :4], None, "none", [], "")
+            # the same product a @ b (a linear layer's weight is the transpose, read in place)
+            self.gemms["onednn"] = lambda: onednn(self.a, self.b.t(), None, "none", [], "")
+        except (AttributeError, RuntimeError):
+            pass
+        self.matmuls: Dict[str, List[float]] = {name: [] for name in self.gemms}
         self.copy: List[float] = []
 
+    @property
+    def matmul(self) -> List[float]:
+        """The samples of the faster GEMM."""
+        return self.matmuls[self.gemm()]
+
+    def gemm(self) -> str:
+        """The name of the faster GEMM (by median rate)."""
+        return max(self.matmuls, key=lambda n: statistics.median(self.matmuls[n] or [0.0]))
+
     def sample(self, reps: int = 3) -> None:
-        import torch
         for _ in range(reps):
-            t0 = time.perf_counter()
-            torch.mm(self.a, self.b, out=self.c)
-            self.matmul.append(2 * 1024 ** 3 / (time.perf_counter() - t0) / 1e9)
+            for name, gemm in self.gemms.items():
+                t0 = time.perf_counter()
+                gemm()
+                self.matmuls[name].append(2 * 1024 ** 3 / (time.perf_counter() - t0) / 1e9)
             t0 = time.perf_counter()
             self.dst.copy_(self.src)
             self.copy.append(2 * 4 * self.src.numel() / (time.perf_counter() - t0) / 1e9)
@@ -562,6 +595,7 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
     names = [p.name for p in peers]
     roof = Roofline()
     started = time.time()
+    load_before = _loadavg()
     rows = []
     try:
         for s in shapes:
@@ -613,10 +647,15 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
     geo = _summaries(rows, names)
     gflops, gbs = roof.rates()
     cpu = cpu_info()
-    print(f"\nmachine: {cpu['model']} ({', '.join(cpu['vector_extensions']) or 'no AVX'}), "
-          f"{os.cpu_count()} cpus, threads {args.threads}; "
-          f"matmul {gflops:.0f} GFLOP/s, copy {gbs:.1f} GB/s (medians of this run); "
-          f"{time.time() - started:.0f} s")
+    load_after = _loadavg()
+    machine = (f"machine: {cpu['model']} ({', '.join(cpu['vector_extensions']) or 'no AVX'}), "
+               f"{os.cpu_count()} cpus, threads {args.threads}; "
+               f"matmul {gflops:.0f} GFLOP/s ({roof.gemm()}; "
+               + ", ".join(f"{n} {statistics.median(v):.0f}" for n, v in roof.matmuls.items())
+               + f"), copy {gbs:.1f} GB/s (medians of this run); load average "
+               + " -> ".join("?" if v is None else f"{v:.2f}" for v in (load_before, load_after))
+               + f"; {time.time() - started:.0f} s")
+    print("\n" + machine)
     text = _print_table(rows, names, geo, memory)
 
     os.makedirs(args.out, exist_ok=True)
@@ -632,7 +671,12 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
             "rounds": rounds, "reps": reps,
             "matmul_gflops": gflops, "copy_gbs": gbs,
             "matmul_gflops_max": max(roof.matmul), "copy_gbs_max": max(roof.copy),
+            "matmul_gemm": roof.gemm(),
+            "matmul_gflops_by_gemm": {n: statistics.median(v)
+                                      for n, v in roof.matmuls.items()},
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+            # 1-minute load average before and after the timings: others' work on the cores
+            "load_average": [load_before, load_after],
             "notes": notes,
         },
         "geomeans": geo,
@@ -642,7 +686,7 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
     with open(os.path.join(args.out, "bench.json"), "w") as f:
         json.dump(report, f, indent=1)
     with open(os.path.join(args.out, "bench.txt"), "w") as f:
-        f.write(text + "\n")
+        f.write(f"{command_line.strip()}\n{machine}\n{text}\n")
     with open(os.path.join(args.out, "bench.md"), "w") as f:
         f.write(_markdown(rows, names, geo))
     try:

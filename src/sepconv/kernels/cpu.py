@@ -11,19 +11,20 @@ Why this shape of computation (measured on the project's 2-core AVX2 machine, se
   here (6x with a multiplier, which oneDNN runs as a slow grouped convolution), and
   torch's ``F.conv1d(..., groups=C)`` on ``(N, C, L)`` is 5-10x slower still.
 - The pointwise convolution is one GEMM on the ``(batch * steps, channels * multiplier)``
-  view of the intermediate, with the bias folded in (``addmm``); its result already is
-  the ``(batch, steps, filters)`` output.  No transposes, no copies.
+  view of the intermediate, with the bias folded in (oneDNN's inner product from 2^16
+  output elements, ``addmm`` below: :func:`_matmul`); its result already is the
+  ``(batch, steps, filters)`` output.  No transposes, no copies.
 - Forward and backward are torch custom ops (``torch.ops.sepconv.separable_conv1d_cpu`` and
   ``..._backward``, registered with ``torch.library``: fake implementations, a vmap rule,
   an autograd formula), so torch.compile, torch.func and FakeTensor tracing see opaque,
   differentiable ops; export takes the reference composition (see the op's comment).
-- The backward pass is written by hand: two GEMMs for the
-  pointwise part, the C routine for the input gradient (stride 1) and for the depthwise
-  weight gradient (oneDNN's runs ~20x slower than its forward).  Strided input gradients
-  use ``torch.ops.aten.convolution_backward``.  The function keeps the input and the
-  intermediate, drops the intermediate as soon as the pointwise weight gradient is done
-  and frees temporaries early: a training step's peak memory stays below the plain
-  composition's.
+- The backward pass is written by hand: two GEMMs for the pointwise part (oneDNN's
+  where faster: :func:`_matmul`, :func:`_weight_grad`), the C routine for the input
+  gradient (strided: on grad_z spread out with zeros) and for the depthwise weight
+  gradient (oneDNN's runs ~20x slower than its forward).  The function keeps the input
+  and the intermediate, drops the intermediate as soon as the pointwise weight gradient
+  is done and frees temporaries early: a training step's peak memory stays below the
+  plain composition's.
 - Threads: each forward or backward pass runs on torch's thread count or on one thread,
   whichever its own recent timings say is cheaper (:class:`_ThreadPolicy`): on busy cores a
   two-thread pass waits for descheduled OpenMP threads and is many times slower.
@@ -166,7 +167,8 @@ def _forward(x, depthwise, pointwise, bias, geometry):
     """Returns ``(y, z2)``: the output and the ``(N*L_out, C*M)`` intermediate."""
     k, _, m = depthwise.shape
     return _threads.run("forward", x.numel() * m * (k + pointwise.shape[1]),
-                        lambda: _forward_pass(x, depthwise, pointwise, bias, geometry))
+                        lambda: _forward_pass(x, depthwise, pointwise, bias, geometry),
+                        (x.shape, depthwise.shape, pointwise.shape, geometry))
 
 
 def _forward_pass(x, depthwise, pointwise, bias, geometry):
@@ -191,13 +193,93 @@ def _forward_pass(x, depthwise, pointwise, bias, geometry):
         out_len = z4.shape[-1]
         # channels_last (N, CM, 1, Lout) is (N, Lout, CM) in memory: this reshape is a view.
         z2 = z4.permute(0, 2, 3, 1).reshape(n * out_len, c * m)
-    pw = pointwise.to(cdt)
-    if bias is None:
-        y2 = torch.mm(z2, pw)
-    else:
-        y2 = torch.addmm(bias.to(cdt), z2, pw)
-    y = y2.view(n, out_len, pw.shape[1]).to(x.dtype)
+    y2 = _matmul(z2, pointwise.to(cdt), None if bias is None else bias.to(cdt))
+    y = y2.view(n, out_len, pointwise.shape[1]).to(x.dtype)
     return (y if channels_last else y.transpose(1, 2)), z2
+
+
+# Output elements from which oneDNN's GEMM runs the pointwise products (measured on a
+# 2-core AMD EPYC with AVX-512, issue 15: below, its ~15 us set-up per call loses to MKL).
+ONEDNN_GEMM_FROM = 2 ** 16
+
+_ONEDNN_LINEAR: list = []
+
+
+def _onednn_linear():
+    """``torch.ops.mkldnn._linear_pointwise`` where this torch has it and it computes a
+    GEMM right (checked once on a small product), else ``None``."""
+    if not _ONEDNN_LINEAR:
+        op = None
+        try:
+            if torch.backends.mkldnn.is_available():
+                candidate = torch.ops.mkldnn._linear_pointwise
+                g = torch.Generator().manual_seed(0)
+                a, b = torch.randn(5, 7, generator=g), torch.randn(7, 3, generator=g)
+                bias = torch.randn(3, generator=g)
+                got = candidate(a, b.t(), bias, "none", [], "")
+                if torch.allclose(got, torch.addmm(bias, a, b), rtol=1e-5, atol=1e-5):
+                    op = candidate
+        except (AttributeError, RuntimeError):
+            op = None
+        _ONEDNN_LINEAR.append(op)
+    return _ONEDNN_LINEAR[0]
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor,
+            bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``a @ b (+ bias)`` for a contiguous ``(R, K)`` ``a`` and a ``(K, F)`` ``b`` of any
+    strides (a weight or its transpose, read in place).
+
+    float32 products of ``ONEDNN_GEMM_FROM`` output elements or more run on oneDNN's
+    inner-product (brgemm) kernel, the one torch's 1x1 convolutions and TensorFlow use:
+    on AMD CPUs MKL's SGEMM takes a slower path (oneDNN picks AVX-512 where the CPU has it,
+    MKL does not say), and ``addmm`` writes the broadcast bias into the output before the
+    GEMM where oneDNN adds it in the GEMM's epilogue.  Measured on a 2-core AMD EPYC with
+    AVX-512 (issue 15): 5-30% faster on the bench suite's products, slower below ~2^16
+    output elements (per-call set-up).  Elsewhere, and where the user switched oneDNN off
+    (``torch.backends.mkldnn.flags(enabled=False)``), ``torch.mm`` / ``torch.addmm``.
+    """
+    if a.dtype == torch.float32 and a.shape[0] * b.shape[1] >= ONEDNN_GEMM_FROM \
+            and torch.backends.mkldnn.enabled:
+        op = _onednn_linear()
+        if op is not None:
+            return op(a, b.t(), bias, "none", [], "")
+    return torch.mm(a, b) if bias is None else torch.addmm(bias, a, b)
+
+
+# Where oneDNN's 1x1-convolution weight gradient runs the pointwise weight's gradient:
+# at least this many rows (batch x steps) ...
+WEIGHT_GRAD_ONEDNN_ROWS = 2 ** 12
+# ... into a weight of at most this many elements (channels x filters).
+WEIGHT_GRAD_ONEDNN_MAX = 2 ** 16
+
+
+def _weight_grad(z2: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
+    """``z2.t() @ g2``, contiguous: the pointwise weight's gradient, ``(C*M, F)``.
+
+    A long reduction (``R`` rows) into a small weight runs on oneDNN's 1x1-convolution
+    backward-weights kernel, both operands read in place as channels_last views: on a
+    2-core AMD EPYC with AVX-512 (issue 15) 10-35% faster than MKL's ``z2.t() @ g2`` from
+    4096 rows into weights of up to 256 x 256; into larger weights (1536 x 1536: 1.4x
+    slower) or from fewer rows, MKL's is as fast or faster.  oneDNN's inner product
+    (:func:`_matmul`) would copy the transposed operand first."""
+    rows, cm = z2.shape
+    f = g2.shape[1]
+    if z2.dtype == torch.float32 and rows >= WEIGHT_GRAD_ONEDNN_ROWS \
+            and z2.is_contiguous() and g2.is_contiguous() \
+            and cm * f <= WEIGHT_GRAD_ONEDNN_MAX and torch.backends.mkldnn.is_available() \
+            and torch.backends.mkldnn.enabled:
+        # (B, CM, 1, R/B) and (B, F, 1, R/B) channels_last views: a batch of 16 or more,
+        # or torch runs a single-threaded 1x1 convolution on its slow THNN path (15%
+        # slower than oneDNN's here, measured with the thread policy on one thread)
+        b = next((b for b in range(16, 64) if rows % b == 0), 1)
+        x4 = z2.view(b, 1, rows // b, cm).permute(0, 3, 1, 2)
+        g4 = g2.view(b, 1, rows // b, f).permute(0, 3, 1, 2)
+        w4 = z2.new_empty(f, cm, 1, 1)  # its shape only
+        gw = _conv_backward(g4, x4, w4, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1,
+                            (False, True, False))[1]
+        return gw.view(f, cm).t().contiguous()
+    return torch.mm(z2.t(), g2)
 
 
 def _use_native(cdt: torch.dtype) -> bool:
@@ -218,6 +300,15 @@ def _native_depthwise(xs: torch.Tensor, w2: torch.Tensor, out_len: int, m: int, 
     return z
 
 
+# Shapes per pass and size class whose first call :class:`_ThreadPolicy` leaves untimed.
+WARM_UP_SHAPES = 16
+# One thread replaces torch's count only when its mean time is below this fraction of the
+# other's: on busy cores it wins by 2-20x, on idle ones timing noise alone (another
+# process's threads spinning for a moment) had it win by 10-40% in one process and lose in
+# the next, whole runs long (issue 15).
+ONE_THREAD_MARGIN = 0.75
+
+
 class _ThreadPolicy:
     """How many threads one call of the kernel (a forward or a backward pass) runs on,
     learnt from its own timings.
@@ -230,8 +321,16 @@ class _ThreadPolicy:
     users cannot be asked to set ``OMP_WAIT_POLICY``, so the kernel times itself: per pass
     and size class (powers of 4 of multiply-adds) it keeps a running mean of the time per
     multiply-add on one thread and on torch's thread count (``torch.get_num_threads()``,
-    the user's setting, never raised), runs the cheaper, and re-tries the other every 8th
-    call (spaced out to every 256th while the re-tries keep losing).  A one-thread call
+    the user's setting, never raised), runs the cheaper (one thread only when clearly so:
+    :data:`ONE_THREAD_MARGIN`), and re-tries the other every 8th
+    call (spaced out to every 256th while the re-tries keep losing).  The first call of
+    each shape (the first :data:`WARM_UP_SHAPES` shapes of a size class) runs on torch's
+    count untimed: it pays for fresh memory (page faults) and oneDNN's kernel creation,
+    ran 2-4x slower than the next, and, recorded, made the policy pick one thread for
+    hundreds of calls (issue 15); past that many shapes (variable lengths) every call is
+    timed.  A re-try's time replaces the
+    other count's mean (the load may have changed since it was measured); the count in
+    use keeps a running mean.  A one-thread call
     lowers torch's thread count for its duration (``torch.set_num_threads``, 0.3 us; other
     Python threads running torch ops meanwhile see it too).  Calls made while another is
     under way (other threads, nested calls) run as they are, untimed.
@@ -241,10 +340,12 @@ class _ThreadPolicy:
         self.clock = clock
         self.cost: dict = {}   # (pass, size class, threads) -> mean seconds/multiply-add
         self.calls: dict = {}  # (pass, size class) -> [calls, re-try interval]
+        self.shapes: dict = {}  # (pass, size class) -> shapes seen (warm-ups run)
         self.lock = threading.Lock()
 
-    def run(self, name: str, work: int, call):
-        """``call()`` on the thread count this policy picks for ``work`` multiply-adds."""
+    def run(self, name: str, work: int, call, shape=()):
+        """``call()`` on the thread count this policy picks for ``work`` multiply-adds;
+        ``shape``: what makes a call a first one (the operands' shapes and geometry)."""
         if torch.compiler.is_compiling() or not self.lock.acquire(blocking=False):
             return call()
         try:
@@ -254,6 +355,10 @@ class _ThreadPolicy:
             key = (name, work.bit_length() // 2)
             state = self.calls.setdefault(key, [0, 8])
             state[0] += 1
+            seen = self.shapes.setdefault(key, set())
+            if shape not in seen and len(seen) < WARM_UP_SHAPES:  # warm-up, untimed
+                seen.add(shape)
+                return call()
             one, many = self.cost.get(key + (1,)), self.cost.get(key + (threads,))
             retry = one is not None and many is not None and state[0] % state[1] == 0
             if many is None:
@@ -261,7 +366,7 @@ class _ThreadPolicy:
             elif one is None:
                 pick = 1
             else:
-                best, other = (threads, 1) if many <= one else (1, threads)
+                best, other = (1, threads) if one < ONE_THREAD_MARGIN * many else (threads, 1)
                 pick = other if retry else best
             if pick != threads:
                 torch.set_num_threads(pick)
@@ -273,9 +378,11 @@ class _ThreadPolicy:
                 if pick != threads:
                     torch.set_num_threads(threads)
             old = self.cost.get(key + (pick,))
-            self.cost[key + (pick,)] = per if old is None else 0.75 * old + 0.25 * per
+            self.cost[key + (pick,)] = per if old is None or retry else 0.75 * old + 0.25 * per
             if retry:  # re-try often while re-tries win, less and less often while they lose
-                state[1] = 8 if per < (many if pick == 1 else one) else min(2 * state[1], 256)
+                one, many = self.cost[key + (1,)], self.cost[key + (threads,)]
+                won = (one < ONE_THREAD_MARGIN * many) == (pick == 1)
+                state[1] = 8 if won else min(2 * state[1], 256)
             return result
         finally:
             self.lock.release()
@@ -468,7 +575,8 @@ def _hand_backward(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
     k, _, m = depthwise.shape
     return _threads.run("backward", x.numel() * m * (k + pointwise.shape[1]),
                         lambda: _backward_pass(grad_y, x, depthwise, pointwise, z2_box,
-                                               bias_dtype, needs, geometry))
+                                               bias_dtype, needs, geometry),
+                        (x.shape, depthwise.shape, pointwise.shape, geometry, needs))
 
 
 def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, geometry):
@@ -492,10 +600,10 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
     if need_b:
         grad_b = g2.sum(0).to(bias_dtype)
     if need_pw:
-        grad_pw = torch.mm(z2.to(cdt).t(), g2).to(pointwise.dtype)
+        grad_pw = _weight_grad(z2.to(cdt), g2).to(pointwise.dtype)
     del z2
     if need_x or need_dw:
-        gz2 = torch.mm(g2, pointwise.to(cdt).t())  # (N*Lout, CM)
+        gz2 = _matmul(g2, pointwise.to(cdt).t())  # (N*Lout, CM)
         xs = _steps_major(x, channels_last, cdt) if need_dw else None
         if need_dw and cdt in (torch.float32, torch.bfloat16, torch.float16) \
                 and _cpu_native.load() is not None:
@@ -512,10 +620,10 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
             grad_dw = gw.view(k, c, m).to(depthwise.dtype)
             need_dw = False
         w4 = _depthwise_4d(depthwise, cdt)
-        flipped = need_x and stride == 1
+        flipped = need_x and (stride == 1 or _use_native(cdt))
         if need_dw or (need_x and not flipped):
             # oneDNN's backward: the weight gradient without the C routine (or in
-            # float64), the input gradient of a strided convolution.
+            # float64), the input gradient of a strided convolution without it.
             gz4 = gz2.view(n, 1, out_len, c * m).permute(0, 3, 1, 2).contiguous(
                 memory_format=fmt)
             if need_dw:
@@ -539,14 +647,20 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
                 grad_dw = gw4.reshape(c, m, k).permute(2, 0, 1).to(depthwise.dtype)
         if flipped and _use_native(cdt):
             # grad_x is a depthwise convolution of grad_z with the flipped kernel,
-            # summed over the multiplier
+            # summed over the multiplier; strided, of grad_z spread out with stride - 1
+            # zero steps between its steps (oneDNN's strided backward-data and the
+            # layout copies around it took 2x as long, issue 15)
             span = (k - 1) * dilation
             length = x.shape[1] if channels_last else x.shape[2]
+            gz3 = gz2.view(n, out_len, c * m)
+            if stride > 1:
+                spread = gz3.new_zeros(n, (out_len - 1) * stride + 1, c * m)
+                spread[:, ::stride] = gz3
+                gz2, gz3 = None, spread  # grad_z itself goes
             gx = _native_depthwise(
-                gz2.view(n, out_len, c * m),
-                depthwise.to(cdt).reshape(k, c * m).flip(0), length, 1, 1, dilation,
+                gz3, depthwise.to(cdt).reshape(k, c * m).flip(0), length, 1, 1, dilation,
                 span - pad_left)
-            del gz2, xs
+            del gz2, gz3, xs
             grad_x = _sum_multiplier(gx, m, channels_last, x.dtype)
         elif flipped:
             # the same through oneDNN's forward kernel, where its backward-data is slow

@@ -1,0 +1,65 @@
+"""``python -m sepconv bench``'s yardsticks (issue 15): what the tf-keras peer's timed
+training step computes, and the roofline's matmul rate (no timing assertions)."""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from sepconv import bench
+
+tf = pytest.importorskip("tensorflow")
+tf_keras = pytest.importorskip("tf_keras")
+
+
+def _worker():
+    path = os.path.join(os.path.dirname(bench.__file__), "_tf_worker.py")
+    spec = importlib.util.spec_from_file_location("_tf_worker", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # defines functions only; main() is not run
+    return module
+
+
+def test_tf_keras_training_step_computes_the_output_and_every_gradient():
+    """The timed ``fb`` returns y and the gradients of x and of every weight: a step that
+    does not return y lets tf.function prune the pointwise GEMM (a third of the work)."""
+    layer = tf_keras.layers.SeparableConv1D(6, 3, padding="causal")
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((2, 9, 4)).astype("float32"))
+    dy = tf.constant(rng.standard_normal((2, 9, 6)).astype("float32"))
+    out = _worker().steps(tf, layer, x, dy)["fb"]()
+    assert len(out) == 2 + len(layer.trainable_variables)
+    np.testing.assert_allclose(out[0].numpy(), layer(x).numpy(), rtol=1e-6, atol=1e-6)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+    want = tape.gradient(y, [x] + layer.trainable_variables, output_gradients=dy)
+    for got, expected in zip(out[1:], want):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    fwd = _worker().steps(tf, layer, x, dy)["fwd"]()
+    np.testing.assert_allclose(fwd.numpy(), layer(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_roofline_takes_the_faster_gemm():
+    """Both GEMMs are sampled; the rate is the faster one's median."""
+    roof = bench.Roofline()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        roof.sample(3)
+    finally:
+        torch.set_num_threads(threads)
+    assert "torch.mm" in roof.matmuls
+    if torch.backends.mkldnn.is_available():
+        assert "onednn" in roof.matmuls
+    assert all(len(v) == 3 and min(v) > 0 for v in roof.matmuls.values())
+    medians = {n: float(np.median(v)) for n, v in roof.matmuls.items()}
+    assert roof.gemm() == max(medians, key=medians.get)
+    gflops, gbs = roof.rates()
+    assert gflops == max(medians.values()) and gbs > 0
+    # the oneDNN GEMM computes the product
+    if "onednn" in roof.gemms:
+        torch.testing.assert_close(roof.gemms["onednn"](), roof.a @ roof.b,
+                                   rtol=1e-4, atol=1e-3)
