@@ -589,6 +589,37 @@ def test_pointwise_kernel_convolution_branch(monkeypatch, spatial, channels, fil
         torch.testing.assert_close(a, w, **tol)
 
 
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_pointwise_kernel_avoids_torchs_slow_single_thread_path(rank):
+    """On one thread torch runs a 1x1 convolution of batch < 16 on its slow THNN kernel;
+    the pointwise kernel re-splits the rows into a batch of 16 or more (oneDNN), forward
+    and backward, and computes the same numbers."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from sepconv.kernels import pointwise, reference
+    spatial = {1: (4096,), 2: (64, 64), 3: (16, 16, 16)}[rank]
+    x = torch.randn((2,) + spatial + (8,), requires_grad=True)
+    k = torch.randn((1,) * rank + (8, 64), requires_grad=True)
+    b = torch.randn(64, requires_grad=True)
+    kw = dict(strides=(1,) * rank, dilation=(1,) * rank, pads=((0, 0),) * rank, groups=1,
+              channels_last=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            y = pointwise.conv(x, k, b, **kw)
+            grads = torch.autograd.grad(y.square().sum(), (x, k, b))
+    finally:
+        torch.set_num_threads(threads)
+    names = {e.key for e in prof.key_averages()}
+    assert not any("slow_conv" in n or "thnn" in n for n in names), names
+    assert "aten::mkldnn_convolution" in names, names
+    want = reference.conv(x, k, b, **kw)
+    torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-4)
+    for g, w in zip(grads, torch.autograd.grad(want.square().sum(), (x, k, b))):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("geometry", [((6, 5), (3, 2), (2, 1), "same"),
                                       ((7,), (3,), (1,), "same"),
                                       ((4, 4), (2, 2), (1, 1), "valid")])

@@ -54,6 +54,16 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
     # (filters, channels, 1, ...): contiguous (a few KiB), or torch's non-oneDNN fallback
     # slow_conv2d, picked for some small shapes, fails in backward (see reference.conv).
     weight = kernel.reshape(channels, filters).t().contiguous()
+    shape = x.shape
+    rows = x.numel() // max(channels, 1)
+    if shape[0] < 16 and x.is_contiguous():
+        # A 1x1 convolution does not care how its rows are split into batch and space: a
+        # batch of 16 or more keeps torch on oneDNN, which otherwise sends a single-
+        # threaded 1x1 convolution of batch < 16 to its slow THNN kernel (issue 15).
+        b = next((b for b in range(16, 64) if rows % b == 0), None)
+        if b is not None:
+            x = x.view(b, 1, rows // b, channels)
+            rank = 2
     if rank == 1:
         x = x.unsqueeze(1)
     x = x.movedim(-1, 1)  # a view: oneDNN reads channels_last strides as they are
@@ -64,4 +74,4 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
     else:
         y = F.conv2d(x, weight.view(filters, channels, 1, 1), bias)
     y = y.movedim(1, -1)
-    return y.squeeze(1) if rank == 1 else y
+    return y.reshape(*shape[:-1], filters)
