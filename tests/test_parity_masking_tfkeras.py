@@ -199,6 +199,17 @@ def _model_dropped_mask(L, K):
     return K.Model(ids, L.LSTM(2, name="lstm")(c), name="dropped_mask")
 
 
+def _model_two_masks(L, K):
+    # merges of different masks: tf-keras ANDs them (Add) / concatenates then ANDs
+    # (Concatenate); Keras 3 writes its own rule (OR) into the file as operations
+    a, b = K.Input((6, 3), name="a"), K.Input((6, 3), name="b")
+    ma, mb = L.Masking(0.0, name="mask_a")(a), L.Masking(0.0, name="mask_b")(b)
+    s = L.LSTM(2, return_sequences=True, name="lstm")(L.Add(name="add")([ma, mb]))
+    c = L.GRU(2, name="gru")(L.Concatenate(name="cat")([ma, mb]))
+    t = L.SimpleRNN(2, name="rnn")(L.Concatenate(axis=1, name="cat_time")([ma, mb]))
+    return K.Model([a, b], [L.Dense(1, name="out")(s), c, t], name="two_masks")
+
+
 def _sequential(L, K):
     return K.Sequential([K.Input((6,), dtype="int32"),
                          L.Embedding(9, 3, mask_zero=True, name="embed"),
@@ -212,11 +223,15 @@ def _sequential(L, K):
 MODELS = {"embedding_rnns": (_model_embedding_rnns, "ids"),
           "masking_gru": (_model_masking_gru, "x"),
           "dropped_mask": (_model_dropped_mask, "ids"),
+          "two_masks": (_model_two_masks, "two"),
           "sequential": (_sequential, "ids")}
 
 
-def _model_input(kind, mask, dtype=np.float64):
-    return _ids(mask) if kind == "ids" else _features(mask, 3).astype(dtype)
+def _model_inputs(kind, mask, dtype=np.float64):
+    if kind == "two":
+        other = np.roll(mask, 2, axis=1)
+        return [_features(mask, 3).astype(dtype), _features(other, 3, seed=1).astype(dtype)]
+    return [_ids(mask) if kind == "ids" else _features(mask, 3).astype(dtype)]
 
 
 def _randomize(model, seed):
@@ -241,21 +256,24 @@ def test_tf_keras_model_file_outputs_and_gradients_float64(name, tmp_path):
     model.save(path)
     ours = sepconv.load_keras_model(path)
     mask = MASK[:4] if name == "embedding_rnns" else MASK  # 0/0 of an all-padding mean
-    x = _model_input(kind, mask)
-    probe = np.random.default_rng(2).standard_normal(
-        tuple(model.output_shape[1:]))
-    xt = torch.tensor(x, requires_grad=kind != "ids")
-    y = ours(xt)
-    loss = (y * torch.tensor(probe)).sum()
+    xs = _model_inputs(kind, mask)
+    xts = [torch.tensor(x, requires_grad=kind != "ids") for x in xs]
+    ys = ours(*xts)
+    ys = ys if isinstance(ys, list) else [ys]
+    rng = np.random.default_rng(2)
+    probes = [rng.standard_normal(tuple(y.shape)) for y in ys]
+    loss = sum((y * torch.tensor(p)).sum() for y, p in zip(ys, probes))
     params = [p for m in ours.children() for p in getattr(m, "weights", [])]
-    grads = torch.autograd.grad(loss, params + ([xt] if kind != "ids" else []))
-    x_tf = tf.Variable(x) if kind != "ids" else tf.constant(x)
+    grads = torch.autograd.grad(loss, params + (xts if kind != "ids" else []))
+    xs_tf = [tf.Variable(x) if kind != "ids" else tf.constant(x) for x in xs]
     with tf.GradientTape() as tape:
-        y_tf = model(x_tf, training=False)
-        tf_loss = tf.reduce_sum(y_tf * probe)
+        ys_tf = model(xs_tf if len(xs) > 1 else xs_tf[0], training=False)
+        ys_tf = ys_tf if isinstance(ys_tf, list) else [ys_tf]
+        tf_loss = tf.add_n([tf.reduce_sum(y * p) for y, p in zip(ys_tf, probes)])
     tf_params = [w for layer in model.layers for w in layer.trainable_weights]
-    tf_grads = tape.gradient(tf_loss, tf_params + ([x_tf] if kind != "ids" else []))
-    np.testing.assert_allclose(y.detach().numpy(), y_tf.numpy(), rtol=0, atol=1e-9)
+    tf_grads = tape.gradient(tf_loss, tf_params + (xs_tf if kind != "ids" else []))
+    for y, y_tf in zip(ys, ys_tf):
+        np.testing.assert_allclose(y.detach().numpy(), y_tf.numpy(), rtol=0, atol=1e-9)
     assert len(grads) == len(tf_grads)
     for a, b in zip(grads, tf_grads):  # (Embedding's gradient comes as IndexedSlices)
         np.testing.assert_allclose(a.numpy(), tf.convert_to_tensor(b).numpy(), rtol=0,
@@ -265,7 +283,9 @@ def test_tf_keras_model_file_outputs_and_gradients_float64(name, tmp_path):
         for layer in ours.modules():
             if isinstance(layer, (sepconv.Embedding, sepconv.Masking)):
                 layer.compute_mask = lambda inputs, mask=None: None
-        assert not np.allclose(ours(torch.tensor(x)).detach().numpy(), y.detach().numpy())
+        again = ours(*[torch.tensor(x) for x in xs])
+        again = again if isinstance(again, list) else [again]
+        assert not np.allclose(again[0].detach().numpy(), ys[0].detach().numpy())
 
 
 @pytest.fixture(scope="module")
@@ -278,12 +298,12 @@ def file_results(tmp_path_factory):
             model = build(K.layers, K)
             _randomize(model, 10 + i)
             mask = MASK[:4] if name == "embedding_rnns" else MASK
-            x = _model_input(kind, mask, np.float32)
-            y = outputs(model.predict(x, verbose=0))
+            x = _model_inputs(kind, mask, np.float32)
+            y = outputs(model.predict(x if len(x) > 1 else x[0], verbose=0))
             ext = ".h5" if writer == "tf_keras" else ".keras"
             path = os.path.join(root, f"{name}-{writer}{ext}")
             model.save(path)
-            cases.add(f"{name}-{writer}", "model", path, [x], y)
+            cases.add(f"{name}-{writer}", "model", path, x, y)
     return cases.run(timeout=300)
 
 
