@@ -564,8 +564,19 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
                          f"path={path!r}")
     if isinstance(module, KerasFunctional):
         layers = [m for n, m in module.named_children()]
+        ops = [n for n, m in module.named_children() if isinstance(m, _keras_ops.KerasOp)]
+        if ops:
+            raise ValueError(f"save_keras_model: the model holds Keras 3 mask operations "
+                             f"({', '.join(ops)}) from the .keras file it was loaded from; "
+                             f"sepconv does not write those back")
         _check_savable(layers)
         if suffix == ".keras":
+            merged = _merges_of_different_masks(module)
+            if merged:
+                raise ValueError(f"save_keras_model: layer {merged!r} merges inputs with "
+                                 f"different Keras masks, which tf-keras 2.21 combines with "
+                                 f"AND and Keras 3 with OR: a .keras file would compute "
+                                 f"other numbers in Keras 3; save as .h5")
             _write_keras3(path, module, _keras3_functional(module))
             return
         model_config = _functional_config(module)
@@ -596,6 +607,33 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
                       f"its own formula under the same name", stacklevel=2)
     _write_h5(path, json.dumps(model_config, default=_json_default),
               [m for m in layers if type(m).__name__ != _INPUT])
+
+
+def _merges_of_different_masks(module: "KerasFunctional") -> Optional[str]:
+    """The first merge layer whose inputs carry different masks (by the mask sources they
+    come from), where tf-keras and Keras 3 compute different masks; ``None`` if none."""
+    from ..layers.masking import Masking
+    from ..layers.merging import _Merge
+    children = dict(module.named_children())
+    origins: Dict[Ref, Any] = {}
+    for lname, node, args, kwargs in module.steps:
+        layer = children[lname]
+        ins = [origins.get(r) for r in _refs_in(args)]
+        first = ins[0] if ins else None
+        if isinstance(layer, Masking) or getattr(layer, "mask_zero", False):
+            out = (lname, node)
+        elif not getattr(layer, "supports_masking", False):
+            out = None
+        elif isinstance(layer, _Merge):
+            if any(i is not None for i in ins) and len(set(ins)) > 1:
+                return lname
+            out = first
+        elif hasattr(layer, "return_sequences"):
+            out = first if layer.return_sequences else None
+        else:
+            out = None if type(layer).__name__ == "GlobalAveragePooling1D" else first
+        origins[(lname, node, 0)] = out
+    return None
 
 
 def _check_savable(layers: List[torch.nn.Module]) -> None:
