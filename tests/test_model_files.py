@@ -39,7 +39,7 @@ ERROR_CASES = {
     "truncated_h5": ("truncated or corrupted",),
     "truncated_keras": ("truncated or corrupted",),
     "zip_not_keras": ("not a .keras model", "config.json"),
-    "unsupported": ("'Masking'", "'mask_x'", "SeparableConv1D", "does not map"),
+    "unsupported": ("'ThresholdedReLU'", "'thr_x'", "SeparableConv1D", "does not map"),
     "custom_layer": ("custom object", "Scale", "'scale_x'"),
     "custom_activation": ("'sc_custom'", "swishy"),
     "weights_only": ("weights only", "load_keras_weights"),
@@ -106,8 +106,8 @@ def _error_models(root):
     L = tf_keras.layers
     files = {}
     m = tf_keras.Sequential([L.SeparableConv1D(2, 3, input_shape=(8, 3), name="sc"),
-                             L.Masking(name="mask_x")])
-    files["unsupported"] = os.path.join(root, "masking.h5")
+                             L.ThresholdedReLU(name="thr_x")])  # (Masking is mapped now)
+    files["unsupported"] = os.path.join(root, "thresholded_relu.h5")
     m.save(files["unsupported"])
 
     @tf_keras.saving.register_keras_serializable(package="mypkg")

@@ -247,6 +247,7 @@ LAYER_CASES = [
     ("UpSampling3D", dict(size=2), (2, 2, 2, 2)),
     ("ZeroPadding1D", dict(padding=(1, 2)), (4, 2)),
     ("ZeroPadding3D", dict(padding=1), (2, 2, 2, 2)),
+    ("Masking", dict(mask_value=0.5), (5, 3)),
     ("Dense", dict(units=3, dtype="mixed_float16"), (4,)),
     ("Dense", dict(units=3, dtype="float64", trainable=False), (4,)),
     ("LSTM", dict(units=3, return_sequences=True, go_backwards=True), (5, 2)),

@@ -91,8 +91,8 @@ def test_validation_messages_name_the_argument():
         layer(torch.zeros(1, 2, 4))
     with pytest.raises(ValueError, match="initial_state"):
         layer(torch.zeros(1, 2, 3), initial_state=[torch.zeros(1, 2)])
-    with pytest.raises(ValueError, match="mask"):
-        layer(torch.zeros(1, 2, 3), mask=torch.ones(1, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="mask"):  # masks are (batch, time)
+        layer(torch.zeros(1, 2, 3), mask=torch.ones(1, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="expects 3 weights"):
         layer.set_weights(layer.get_weights()[:2])
     with pytest.raises(AttributeError, match="stateful"):

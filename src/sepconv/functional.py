@@ -1158,13 +1158,39 @@ def _recurrent_term(h, recurrent_kernel, gates, rmask):
                         recurrent_kernel.view(units, gates, units)).flatten(1)
 
 
-def _run_steps(z, step, state, go_backwards: bool, return_sequences: bool):
+def _timestep_mask(mask, batch: int, steps: int, what: str):
+    """``mask`` ``(batch, time)`` as booleans (nonzero: the step counts), or ``None``."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        mask = torch.as_tensor(mask)
+    if tuple(mask.shape) != (batch, steps):
+        raise ValueError(f"{what}: invalid value for argument `mask`. Expected shape "
+                         f"{(batch, steps)} (batch, time). Received {tuple(mask.shape)}")
+    return mask.to(torch.bool)
+
+
+def _run_steps(z, step, state, go_backwards: bool, return_sequences: bool, mask=None,
+               zero_output_for_mask: bool = False):
     """Run ``state = step(z_t, state)`` (``state[0]`` is the output) over the steps of
     ``z`` ``(batch, time, ...)``, last to first with ``go_backwards``; the outputs come in
-    processing order, as tf-keras' ``backend.rnn``."""
+    processing order, as tf-keras' ``backend.rnn``.  With ``mask`` ``(batch, time)``
+    booleans, a masked step keeps the states and outputs the previous step's output
+    (zeros before the first unmasked step), or zeros with ``zero_output_for_mask``."""
     steps = z.shape[1]
     order = range(steps - 1, -1, -1) if go_backwards else range(steps)
     outputs = []
+    if mask is not None:
+        keeps = mask.to(z.device).unsqueeze(-1).unbind(1)
+        out = zeros = torch.zeros_like(state[0])
+        for t in order:
+            new = step(z[:, t], state)
+            keep = keeps[t]
+            out = torch.where(keep, new[0], zeros if zero_output_for_mask else out)
+            state = tuple(torch.where(keep, n, s) for n, s in zip(new, state))
+            outputs.append(out)
+        output = torch.stack(outputs, 1) if return_sequences else out
+        return output, state
     for t in order:
         state = step(z[:, t], state)
         if return_sequences:
@@ -1178,7 +1204,8 @@ def lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
          recurrent_activation: Callable = torch.sigmoid,
          initial_state: Optional[Sequence[torch.Tensor]] = None, go_backwards: bool = False,
          return_sequences: bool = False, dropout_mask: Optional[torch.Tensor] = None,
-         recurrent_dropout_mask: Optional[torch.Tensor] = None):
+         recurrent_dropout_mask: Optional[torch.Tensor] = None,
+         mask: Optional[torch.Tensor] = None, zero_output_for_mask: bool = False):
     """Keras' LSTM recurrence (tf-keras 2.21 ``LSTMCell``), gates in Keras' order i, f, c, o.
 
     Per step: ``z = x_t @ kernel + bias + h @ recurrent_kernel``, ``i, f, g, o =
@@ -1197,6 +1224,11 @@ def lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
             units)``, one mask per gate on the input / on ``h`` at every step (tf-keras'
             ``implementation=1``).  tf-keras' other dropout forms multiply ``x`` before the
             call.
+        mask: ``(batch, time)`` booleans, Keras' timestep mask (``False``: padding): a
+            masked step keeps ``h`` and ``c`` and outputs the previous step's output (zeros
+            before the first unmasked step), as tf-keras' ``backend.rnn``.
+        zero_output_for_mask: output zeros at masked steps instead (tf-keras'
+            ``Bidirectional`` sets it on its layers when they return sequences).
 
     Returns:
         ``(output, h, c)``.
@@ -1213,7 +1245,9 @@ def lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
         c = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
         return recurrent_activation(o) * activation(c), c
 
-    output, (h, c) = _run_steps(z, step, state, go_backwards, return_sequences)
+    mask = _timestep_mask(mask, batch, x.shape[1], "lstm")
+    output, (h, c) = _run_steps(z, step, state, go_backwards, return_sequences, mask,
+                                zero_output_for_mask)
     return output, h, c
 
 
@@ -1222,7 +1256,8 @@ def gru(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
         recurrent_activation: Callable = torch.sigmoid, reset_after: bool = True,
         initial_state: Optional[torch.Tensor] = None, go_backwards: bool = False,
         return_sequences: bool = False, dropout_mask: Optional[torch.Tensor] = None,
-        recurrent_dropout_mask: Optional[torch.Tensor] = None):
+        recurrent_dropout_mask: Optional[torch.Tensor] = None,
+        mask: Optional[torch.Tensor] = None, zero_output_for_mask: bool = False):
     """Keras' GRU recurrence (tf-keras 2.21 ``GRUCell``), gates in Keras' order z, r, h.
 
     ``x_z, x_r, x_h = split(x_t @ kernel + b_in, 3)``; with ``reset_after`` (TF2's default,
@@ -1268,7 +1303,9 @@ def gru(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
             hh = activation(x_h + torch.matmul(r * hm, rk_h))
         return (zg * h + (1 - zg) * hh,)
 
-    output, (h,) = _run_steps(z, step, h0, go_backwards, return_sequences)
+    mask = _timestep_mask(mask, batch, x.shape[1], "gru")
+    output, (h,) = _run_steps(z, step, h0, go_backwards, return_sequences, mask,
+                              zero_output_for_mask)
     return output, h
 
 
@@ -1276,7 +1313,8 @@ def simple_rnn(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Te
                bias: Optional[torch.Tensor] = None, activation: Callable = torch.tanh,
                initial_state: Optional[torch.Tensor] = None, go_backwards: bool = False,
                return_sequences: bool = False, dropout_mask: Optional[torch.Tensor] = None,
-               recurrent_dropout_mask: Optional[torch.Tensor] = None):
+               recurrent_dropout_mask: Optional[torch.Tensor] = None,
+               mask: Optional[torch.Tensor] = None, zero_output_for_mask: bool = False):
     """Keras' SimpleRNN recurrence: ``h = a(x_t @ kernel + bias + h @ recurrent_kernel)``.
 
     Args as :func:`lstm` (one gate: masks ``(1, batch, features)`` / ``(1, batch,
@@ -1292,5 +1330,7 @@ def simple_rnn(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Te
         return (activation(zx + _recurrent_term(h, recurrent_kernel, 1,
                                                 recurrent_dropout_mask)),)
 
-    output, (h,) = _run_steps(z, step, h0, go_backwards, return_sequences)
+    mask = _timestep_mask(mask, batch, x.shape[1], "simple_rnn")
+    output, (h,) = _run_steps(z, step, h0, go_backwards, return_sequences, mask,
+                              zero_output_for_mask)
     return output, h

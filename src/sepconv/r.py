@@ -241,3 +241,5 @@ bidirectional = r_function(_layers.Bidirectional, "bidirectional")  # R keras 2'
 layer_bidirectional = r_function(_layers.Bidirectional)  # R keras3's (bidirectional: alias)
 __all__ += ["layer_lstm", "layer_gru", "layer_simple_rnn", "bidirectional",
             "layer_bidirectional"]
+layer_masking = r_function(_layers.Masking)
+__all__ += ["layer_masking"]

@@ -20,7 +20,9 @@ import torch
 
 from .. import activations as _activations
 from ..layers import base as _base
+from ..layers.masking import Sequential, call_with_mask
 from . import files as _files
+from . import keras_ops as _keras_ops
 from .files import KerasFileError
 
 _MODEL_CLASSES = ("Sequential", "Functional", "Model")
@@ -30,8 +32,7 @@ _RENAMED_ARGS = {"negative_slope": "alpha", "batch_shape": "batch_input_shape"}
 #: Config keys that change the numbers unless at these values: refused, if the sepconv
 #: class does not take them, rather than silently dropped.
 _MUST_BE_DEFAULT = {"groups": (1, None), "renorm": (False, None), "lora_rank": (None, 0),
-                    "quantization_config": (None,), "time_major": (False, None),
-                    "mask_zero": (False, None)}
+                    "quantization_config": (None,), "time_major": (False, None)}
 
 
 # -- configs ---------------------------------------------------------------------------
@@ -187,7 +188,11 @@ class KerasFunctional(torch.nn.Module):
 
     Submodules are the layers, named by their Keras names.  ``forward(*inputs)`` takes the
     inputs in the model's input order (or one list of them) and returns one tensor, or a
-    list for several outputs, in the model's output order.
+    list for several outputs, in the model's output order.  Keras masks (from ``Masking``,
+    ``Embedding(mask_zero=True)``) flow through the graph as tf-keras 2.21 passes them
+    (:func:`sepconv.layers.masking.call_with_mask`); a ``mask=`` a Keras 3 file gives a
+    layer explicitly (computed by Keras 3 operation nodes, see
+    :mod:`sepconv.interop.keras_ops`) takes precedence, as in Keras.
     """
 
     def __init__(self, name: str, layers: "OrderedDict[str, torch.nn.Module]",
@@ -229,11 +234,32 @@ class KerasFunctional(torch.nn.Module):
                 return {k: resolve(u) for k, u in v.items()}
             return v
 
+        masks: Dict[Ref, Any] = {}  # Keras masks of the values that have one
+
+        def input_mask(args):
+            # the implicit mask of a call's first argument (a tensor or a list of them)
+            first = args[0] if args else None
+            if isinstance(first, tuple) and first and first[0] == "__ref__":
+                return masks.get(tuple(first[1:]))
+            if isinstance(first, list):
+                found = [masks.get(tuple(v[1:])) if isinstance(v, tuple) and v and
+                         v[0] == "__ref__" else None for v in first]
+                return found if any(m is not None for m in found) else None
+            return None
+
         for lname, node, args, kwargs in self.steps:
-            out = modules[lname](*resolve(args), **resolve(kwargs))
+            out, out_mask = call_with_mask(modules[lname], resolve(args), resolve(kwargs),
+                                           input_mask(args))
             outs = out if isinstance(out, (list, tuple)) else [out]
-            for i, t in enumerate(outs):
+            if isinstance(out, (list, tuple)) and isinstance(out_mask, (list, tuple)) and \
+                    len(out_mask) == len(outs):
+                out_masks = list(out_mask)
+            else:
+                out_masks = [out_mask] + [None] * (len(outs) - 1)
+            for i, (t, m) in enumerate(zip(outs, out_masks)):
                 values[(lname, node, i)] = t
+                if m is not None:
+                    masks[(lname, node, i)] = m
         result = [values[r] for r in self.output_refs]
         return result[0] if len(result) == 1 else result
 
@@ -265,7 +291,14 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
             continue
         if "." in lname or not lname:
             raise KerasFileError(f"{label}: layer name {lname!r} cannot name a torch module")
-        layers[lname] = build_layer(e, flavour)
+        if _keras_ops.is_op(e):  # a Keras 3 operation (mask arithmetic)
+            op = _keras_ops.build_op(e)
+            if op is None:
+                raise KerasFileError(f"{label}: node {lname!r} is the Keras operation "
+                                     f"{cls!r}, which sepconv does not run")
+            layers[lname] = op
+        else:
+            layers[lname] = build_layer(e, flavour)
         for node_index, node in enumerate(e.get("inbound_nodes") or []):
             if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
                 args = _keras3_args(node.get("args") or [])
@@ -277,11 +310,14 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
                 if len(node) == 1 and len(node[0]) > 3 and isinstance(node[0][3], dict):
                     kwargs = {k: v for k, v in node[0][3].items() if not _refs_in(
                         _keras3_args(v))}
-            if _refs_in(kwargs):
+            if "mask" in kwargs and not _refs_in(kwargs["mask"]):
+                del kwargs["mask"]  # no tensor: the implicit mask applies
+            if _refs_in({k: v for k, v in kwargs.items() if k != "mask"}):
                 raise KerasFileError(f"{label}: layer {lname!r} is called with tensors as "
                                      f"keyword arguments, which sepconv does not run")
-            kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
-            pending.append((lname, node_index, args, kwargs, _refs_in(args)))
+            kwargs = {k: v for k, v in kwargs.items() if k != "training"}
+            pending.append((lname, node_index, args, kwargs,
+                            _refs_in(args) + _refs_in(kwargs)))
     input_shapes = [shapes.get(r) for r in inputs]
     for r in inputs:
         if r not in shapes:
@@ -299,7 +335,7 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
             pending.remove(p)
             lname, node_index, args, kwargs, refs = p
             layer = layers[lname]
-            in_shapes = [shapes.get(r) for r in refs]
+            in_shapes = [shapes.get(r) for r in _refs_in(args)]
             in_shape = None if not in_shapes or any(s is None for s in in_shapes) else (
                 in_shapes[0] if len(in_shapes) == 1 else in_shapes)
             if lname not in loaded:  # a shared layer's first call in this model
@@ -349,7 +385,7 @@ def _build_sequential(config: dict, flavour: str, weights: Any, label: str):
         shape = _output_shape(layer, shape)
         out_shapes[lname] = shape
         layers[lname] = layer
-    model = torch.nn.Sequential(layers)
+    model = Sequential(layers)
     model.keras_name = config.get("name", "sequential") if isinstance(config, dict) \
         else "sequential"
     model.keras_input_shapes = [input_shape]
@@ -362,6 +398,8 @@ def _layer_list(config: Any) -> Tuple[List[str], List[str]]:
     as the bare list of layers)."""
     names, classes = [], []
     for e in (config if isinstance(config, list) else config.get("layers") or []):
+        if _keras_ops.is_op(e):  # Keras 3 mask arithmetic: not a layer, no weights
+            continue
         c = e.get("config") or {}
         names.append(e.get("name") or c.get("name"))
         classes.append(e.get("class_name"))
@@ -373,8 +411,10 @@ def load_keras_model(path: Any) -> torch.nn.Module:
 
     ``path``: an HDF5 ``.h5`` file written by tf-keras 2 / R keras (``model.save("m.h5")``,
     ``save_model_hdf5(model, "m.h5")``) or Keras 3, or a ``.keras`` file written by
-    tf-keras 2.13+ or Keras 3.  A Sequential model becomes a ``torch.nn.Sequential``, a
-    functional one a :class:`KerasFunctional`; submodules carry the Keras layer names.
+    tf-keras 2.13+ or Keras 3.  A Sequential model becomes a :class:`sepconv.Sequential`
+    (a ``torch.nn.Sequential`` that carries Keras masks), a functional one a
+    :class:`KerasFunctional`; submodules carry the Keras layer names.  Masks from
+    ``Masking`` / ``Embedding(mask_zero=True)`` reach the layers after them as in Keras.
     Layers compute with the formulas of the Keras that wrote the file (Keras 3's
     ``hard_sigmoid`` for a Keras 3 file, tf-keras' for tf-keras and R files).  Raises
     ``KerasFileError`` (a ``ValueError``) with one line for files that are not Keras models,
@@ -524,8 +564,19 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
                          f"path={path!r}")
     if isinstance(module, KerasFunctional):
         layers = [m for n, m in module.named_children()]
+        ops = [n for n, m in module.named_children() if isinstance(m, _keras_ops.KerasOp)]
+        if ops:
+            raise ValueError(f"save_keras_model: the model holds Keras 3 mask operations "
+                             f"({', '.join(ops)}) from the .keras file it was loaded from; "
+                             f"sepconv does not write those back")
         _check_savable(layers)
         if suffix == ".keras":
+            merged = _merges_of_different_masks(module)
+            if merged:
+                raise ValueError(f"save_keras_model: layer {merged!r} merges inputs with "
+                                 f"different Keras masks, which tf-keras 2.21 combines with "
+                                 f"AND and Keras 3 with OR: a .keras file would compute "
+                                 f"other numbers in Keras 3; save as .h5")
             _write_keras3(path, module, _keras3_functional(module))
             return
         model_config = _functional_config(module)
@@ -556,6 +607,33 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
                       f"its own formula under the same name", stacklevel=2)
     _write_h5(path, json.dumps(model_config, default=_json_default),
               [m for m in layers if type(m).__name__ != _INPUT])
+
+
+def _merges_of_different_masks(module: "KerasFunctional") -> Optional[str]:
+    """The first merge layer whose inputs carry different masks (by the mask sources they
+    come from), where tf-keras and Keras 3 compute different masks; ``None`` if none."""
+    from ..layers.masking import Masking
+    from ..layers.merging import _Merge
+    children = dict(module.named_children())
+    origins: Dict[Ref, Any] = {}
+    for lname, node, args, kwargs in module.steps:
+        layer = children[lname]
+        ins = [origins.get(r) for r in _refs_in(args)]
+        first = ins[0] if ins else None
+        if isinstance(layer, Masking) or getattr(layer, "mask_zero", False):
+            out = (lname, node)
+        elif not getattr(layer, "supports_masking", False):
+            out = None
+        elif isinstance(layer, _Merge):
+            if any(i is not None for i in ins) and len(set(ins)) > 1:
+                return lname
+            out = first
+        elif hasattr(layer, "return_sequences"):
+            out = first if layer.return_sequences else None
+        else:
+            out = None if type(layer).__name__ == "GlobalAveragePooling1D" else first
+        origins[(lname, node, 0)] = out
+    return None
 
 
 def _check_savable(layers: List[torch.nn.Module]) -> None:

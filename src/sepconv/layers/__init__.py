@@ -25,6 +25,7 @@ from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D,
                       GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D,
                       MaxPooling2D, MaxPooling3D)
 from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from .masking import Masking, Sequential
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -37,3 +38,4 @@ CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU"
                "Minimum", "Concatenate"]
 
 __all__ = ["Layer"] + sorted(KERAS_CLASSES)
+__all__ += ["Sequential"]  # masking.py: a torch.nn.Sequential that carries masks

@@ -425,6 +425,26 @@ class Layer(torch.nn.Module):
             # tf-keras divides the activity penalty by the batch size.
             self._activity_loss = self.activity_regularizer(y) / y.shape[0]
 
+    # -- masks (Keras' timestep masks) --------------------------------------------------------
+    #: Whether the layer takes an incoming Keras mask (tf-keras' ``supports_masking``):
+    #: pass-through layers forward it, consumers (recurrent layers, Softmax,
+    #: GlobalAveragePooling1D) use it.  Where False, a model drops the mask at this layer
+    #: (tf-keras 2.21 does the same: it raises only when ``compute_mask`` is called).
+    supports_masking = False
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of the outputs, tf-keras' ``Layer.compute_mask``: the input mask where
+        the layer ``supports_masking``, else ``None`` (a mask given to a layer that does not
+        support masking is a ``TypeError``, as in tf-keras).  Sources (``Masking``,
+        ``Embedding(mask_zero=True)``) and consumers override it."""
+        if not self.supports_masking:
+            flat = mask if isinstance(mask, (list, tuple)) else [mask]
+            if any(m is not None for m in flat):
+                raise TypeError(f"Layer {self.name} does not support masking, but was "
+                                f"passed an input_mask: {mask}")
+            return None
+        return mask
+
     # -- Keras protocol ------------------------------------------------------------------
     @property
     def trainable(self) -> bool:

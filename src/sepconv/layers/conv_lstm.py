@@ -59,6 +59,23 @@ class _RecurrentStates:
     STATE_NAMES: Tuple[str, ...] = ("state_h", "state_c")
     _STATE_LIST = "[h, c]"
 
+    #: Keras' RNNs take a timestep mask (``forward(..., mask=)``).
+    supports_masking = True
+    #: tf-keras' ``zero_output_for_mask``: zeros (not the previous output) at masked
+    #: steps; ``Bidirectional`` sets it to ``return_sequences`` on its layers.
+    zero_output_for_mask = False
+
+    def compute_mask(self, inputs, mask=None):
+        """tf-keras' ``RNN.compute_mask``: the (first) input mask with
+        ``return_sequences``, else ``None``; with ``return_state`` a list that adds
+        ``None`` for each state."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None] * len(self.STATE_NAMES)
+        return output_mask
+
     def _init_states(self) -> None:
         self._activity_losses: List[torch.Tensor] = []
         #: the input shape a stateful layer is fixed to: (batch, None, ...)

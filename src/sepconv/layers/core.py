@@ -409,7 +409,10 @@ class ELU(_Weightless):
 
 class Softmax(_Weightless):
     """Keras' ``Softmax`` over ``axis`` (an int or a list of axes).  ``robust_masking``
-    is accepted for tf-keras' signature; masks are not supported."""
+    as in tf-keras.  ``forward(inputs, mask=None)``: where ``mask`` (broadcast against the
+    inputs from the right, as TensorFlow does) is False the inputs get tf-keras' large
+    negative added (``-1e9``; float16: its lowest value) before the softmax, or with
+    ``robust_masking`` are replaced by it."""
 
     def __init__(self, axis=-1, robust_masking=False, input_shape=None,
                  batch_input_shape=None, batch_size=None, dtype=None, name=None,
@@ -420,6 +423,21 @@ class Softmax(_Weightless):
         self.axis = _check_axis(axis, "axis")
         self.robust_masking = check_bool(robust_masking, "robust_masking")
         self._finish_init()
+
+    def forward(self, inputs, mask=None) -> torch.Tensor:
+        x = self._prepare_input(inputs)
+        if mask is not None:
+            if not isinstance(mask, torch.Tensor):
+                mask = torch.as_tensor(np.asarray(mask))
+            mask = mask.to(x.device)
+            negative = torch.finfo(torch.float16).min if x.dtype == torch.float16 else -1e9
+            if self.robust_masking:
+                keep = mask if mask.dtype == torch.bool else mask > 0.5
+                x = torch.where(keep, x, torch.full((), negative, dtype=x.dtype,
+                                                    device=x.device))
+            else:
+                x = x + (1.0 - mask.to(x.dtype)) * negative
+        return self.call(x)
 
     def call(self, x):
         return _functional.keras_softmax(x, self.axis)
@@ -744,8 +762,10 @@ class Embedding(Layer):
     ``(input_dim, output_dim)``: ``(batch, ..., output_dim)`` in the compute dtype.
 
     Float indices are truncated to integers, as tf-keras casts them; an index outside
-    ``[0, input_dim)`` is a ``ValueError``.  ``mask_zero`` is kept in the config (sepconv
-    layers do not propagate masks); ``input_length`` fixes the input shape
+    ``[0, input_dim)`` is a ``ValueError``.  With ``mask_zero=True``,
+    ``compute_mask(inputs)`` is ``inputs != 0`` (Keras' padding mask, which models pass on
+    to the layers after it; see :mod:`sepconv.layers.masking`); ``input_length`` fixes the
+    input shape
     ``(batch, input_length)``; ``sparse=True`` (sparse gradients) is accepted and computes
     the same numbers.  The default initializer is Keras' ``RandomUniform(-0.05, 0.05)``.
     """
@@ -787,6 +807,18 @@ class Embedding(Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
+
+    @property
+    def supports_masking(self) -> bool:
+        return self.mask_zero
+
+    def compute_mask(self, inputs, mask=None):
+        """tf-keras' ``Embedding.compute_mask``: ``inputs != 0`` with ``mask_zero``, else
+        ``None``."""
+        if not self.mask_zero:
+            return None
+        x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
+        return x != 0
 
     def forward(self, inputs) -> torch.Tensor:
         """``inputs``: integer indices of any shape (a tensor or array)."""
@@ -918,3 +950,10 @@ class TimeDistributed(Layer):
 
     def extra_repr(self):
         return f"name={self.name!r}"
+
+
+# Keras' masks (see masking.py): the layers tf-keras 2.21 marks ``supports_masking`` pass
+# an incoming mask on to their output unchanged.
+for _cls in (InputLayer, Dense, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, _Random,
+             TimeDistributed):
+    _cls.supports_masking = True

@@ -79,6 +79,29 @@ class _Merge(_Weightless):
     def get_config(self) -> Dict[str, Any]:
         return self.base_config()
 
+    supports_masking = True
+
+    def _check_masks(self, inputs, mask):
+        if not isinstance(mask, (tuple, list)):
+            raise ValueError(f"`mask` should be a list. Received: mask={mask}")
+        if not isinstance(inputs, (tuple, list)):
+            raise ValueError(f"`inputs` should be a list. Received: inputs={inputs}")
+        if len(mask) != len(inputs):
+            raise ValueError(f"The lists `inputs` and `mask` should have the same length. "
+                             f"Received: inputs of length {len(inputs)}, and mask of "
+                             f"length {len(mask)}")
+
+    def compute_mask(self, inputs, mask=None):
+        """tf-keras 2.21's merge mask: the logical AND of the inputs' masks that are
+        not ``None`` (``None`` when all are)."""
+        if mask is None:
+            return None
+        self._check_masks(inputs, mask)
+        masks = [torch.as_tensor(m).to(torch.bool) for m in mask if m is not None]
+        if not masks:
+            return None
+        return torch.all(torch.stack(masks, 0), dim=0)
+
 
 class Add(_Merge):
     """Keras' ``Add``: the elementwise sum of a list of tensors."""
@@ -182,6 +205,25 @@ class Concatenate(_Merge):
         sizes = [s[axis] for s in shapes]
         out[axis] = None if None in sizes else sum(sizes)
         return tuple(out)
+
+    def compute_mask(self, inputs, mask=None):
+        """tf-keras 2.21's ``Concatenate.compute_mask``: an unmasked input counts as all
+        True over its whole shape, a mask of lower rank gets a last axis of size 1; the
+        masks are concatenated along ``axis``, then reduced with AND over the last axis."""
+        if mask is None:
+            return None
+        self._check_masks(inputs, mask)
+        if all(m is None for m in mask):
+            return None
+        masks = []
+        for x, m in zip(inputs, mask):
+            x = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+            if m is None:
+                masks.append(torch.ones(x.shape, dtype=torch.bool, device=x.device))
+            else:
+                m = torch.as_tensor(m).to(torch.bool)
+                masks.append(m.unsqueeze(-1) if m.dim() < x.dim() else m)
+        return torch.all(torch.cat(masks, dim=self.axis), dim=-1)
 
     def get_config(self):
         return {**self.base_config(), "axis": self.axis}

@@ -326,3 +326,7 @@ class LayerNormalization(_Normalization):
         config = self.base_config()
         config.update(self._norm_config())
         return config
+
+
+# Keras' masks pass through the normalizations unchanged (tf-keras' supports_masking).
+_Normalization.supports_masking = True

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
+import numpy as np
+import torch
+
 from .. import functional as _functional
 from .. import padding as _padding
 from .base import check_bool, check_tuple
@@ -147,5 +150,32 @@ GlobalMaxPooling3D = _global_class("GlobalMaxPooling3D", 3, "max", None)
 # here it is a named argument after data_format.
 GlobalAveragePooling1D = _global_class("GlobalAveragePooling1D", 1, "average",
                                        "channels_last")
+
+
+def _masked_mean_forward(self, inputs, mask=None) -> torch.Tensor:
+    """``inputs`` ``(batch, steps, features)`` (channels_first: ``(batch, features,
+    steps)``); ``mask`` ``(batch, steps)``: the mean over the unmasked steps, tf-keras'
+    ``sum(x * mask) / sum(mask)`` (an all-masked row gives NaN, as there)."""
+    x = self._prepare_input(inputs)
+    if mask is None:
+        return self.call(x)
+    if not isinstance(mask, torch.Tensor):
+        mask = torch.as_tensor(np.asarray(mask))
+    m = mask.to(device=x.device, dtype=x.dtype)
+    m = m.unsqueeze(2 if self.data_format == "channels_last" else 1)
+    axis = 1 if self.data_format == "channels_last" else 2
+    return torch.sum(x * m, dim=axis, keepdim=self.keepdims) / \
+        torch.sum(m, dim=axis, keepdim=self.keepdims)
+
+
+def _no_output_mask(self, inputs, mask=None):
+    return None
+
+
+# tf-keras' GlobalAveragePooling1D alone among the pooling layers takes a mask (a masked
+# mean); its output has none.  The others drop a mask, as tf-keras does.
+GlobalAveragePooling1D.supports_masking = True
+GlobalAveragePooling1D.forward = _masked_mean_forward
+GlobalAveragePooling1D.compute_mask = _no_output_mask
 GlobalAveragePooling2D = _global_class("GlobalAveragePooling2D", 2, "average", None)
 GlobalAveragePooling3D = _global_class("GlobalAveragePooling3D", 3, "average", None)

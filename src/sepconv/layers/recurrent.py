@@ -39,7 +39,14 @@ class _RNN(_RecurrentStates, Layer):
 
     ``forward(inputs, mask=None, training=None, initial_state=None)`` (Keras' call
     arguments): ``initial_state`` is the list of states (a single tensor is taken for a
-    one-state layer); ``mask`` is refused (sepconv loads no masking layers).
+    one-state layer); ``mask`` is Keras' timestep mask ``(batch, time)`` booleans
+    (``False``: padding): a masked step keeps the states and outputs the previous step's
+    output (zeros before the first unmasked step; zeros at every masked step inside a
+    ``Bidirectional`` that returns sequences: tf-keras' ``zero_output_for_mask``), as
+    tf-keras 2.21 computes it.  ``compute_mask`` gives the output mask (the input mask
+    with ``return_sequences``, else ``None``); a model from :func:`sepconv.load_keras_model`
+    or :class:`sepconv.Sequential` passes masks from ``Masking`` /
+    ``Embedding(mask_zero=True)`` on its own.
     ``stateful=True`` keeps the last states (detached: truncated backpropagation through
     time) as the next call's initial state; the batch size is fixed by
     ``batch_input_shape`` / ``batch_size`` or the first call; ``reset_states(states=None)``
@@ -223,21 +230,32 @@ class _RNN(_RecurrentStates, Layer):
         """Keras' call arguments.  ``inputs``: ``(batch, time, features)``, a tensor or
         numpy array; ``training`` overrides ``self.training``; ``initial_state``: the
         list of states, each ``(batch, units)``."""
-        if mask is not None:
-            raise ValueError(f"Layer {self.name!r}: sepconv's recurrent layers take no "
-                             f"`mask` (Masking / Embedding(mask_zero=True) are not "
-                             f"supported); pass mask=None")
         x = self._prepare_input(inputs)
+        if isinstance(mask, (list, tuple)):  # tf-keras takes the first of a list
+            mask = mask[0] if mask else None
+        if mask is not None:
+            mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor)
+                                   else mask, device=x.device)
+            if tuple(mask.shape) != tuple(x.shape[:2]):
+                raise ValueError(f"Invalid value for argument `mask`. Expected shape "
+                                 f"{tuple(x.shape[:2])} (batch, time). Received "
+                                 f"{tuple(mask.shape)}")
         training = self.training if training is None else bool(training)
         state = self._call_state(initial_state, self._state_shape(tuple(x.shape)), x)
         x, dmask, rmask = self._dropout_masks(x, training)
-        output, *states = self._recurrence(x, state, dmask, rmask)
+        self._step_mask = mask
+        try:
+            output, *states = self._recurrence(x, state, dmask, rmask)
+        finally:
+            self._step_mask = None
         return self._call_result(output, states)
 
     def _args(self, state, mask, rmask) -> Dict[str, Any]:
         return dict(activation=self.activation, initial_state=state,
                     go_backwards=self.go_backwards, return_sequences=self.return_sequences,
-                    dropout_mask=mask, recurrent_dropout_mask=rmask)
+                    dropout_mask=mask, recurrent_dropout_mask=rmask,
+                    mask=self.__dict__.get("_step_mask"),
+                    zero_output_for_mask=self.zero_output_for_mask)
 
     def _weights(self):
         return (self._weight("kernel"), self._weight("recurrent_kernel"),
@@ -507,6 +525,9 @@ class Bidirectional(Layer):
                                  f"same value for attribute {attr!r}, got "
                                  f"{getattr(forward, attr)} for forward layer and "
                                  f"{getattr(backward, attr)} for backward layer")
+        # tf-keras forces zero_output_for_mask = return_sequences on both layers
+        forward.zero_output_for_mask = forward.return_sequences
+        backward.zero_output_for_mask = backward.return_sequences
         self.forward_layer = forward
         self.backward_layer = backward
         if dtype is None:
@@ -617,9 +638,28 @@ class Bidirectional(Layer):
             return (out if isinstance(out, list) else [out]) + list(states)
         return out
 
+    supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        """tf-keras' ``Bidirectional.compute_mask``: the input mask with
+        ``return_sequences`` (twice for ``merge_mode=None``), else ``None``; ``None`` for
+        each state with ``return_state``."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
+        if self.return_sequences:
+            output_mask = [mask, mask] if not self.merge_mode else mask
+        else:
+            output_mask = [None, None] if not self.merge_mode else None
+        if not self.return_state:
+            return output_mask
+        states = [None] * (len(self.forward_layer.STATE_NAMES) * 2)
+        return (output_mask if isinstance(output_mask, list) else [output_mask]) + states
+
     def forward(self, inputs, mask=None, training=None, initial_state=None):
-        """``inputs``: ``(batch, time, features)``; ``training`` and ``initial_state`` (the
-        forward layer's states, then the backward layer's) as Keras' call arguments."""
+        """``inputs``: ``(batch, time, features)``; ``mask`` ``(batch, time)`` (both layers
+        take it; at masked steps they output zeros when returning sequences, as tf-keras'
+        ``Bidirectional`` makes them); ``training`` and ``initial_state`` (the forward
+        layer's states, then the backward layer's) as Keras' call arguments."""
         # no cast here: each sublayer casts to its own compute dtype
         x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
         if not self.built:

@@ -1,0 +1,110 @@
+"""Keras' masks: the ``Masking`` layer (R: ``layer_masking``), how a mask flows from
+layer to layer (:func:`call_with_mask`, tf-keras 2.21's rules) and :class:`Sequential`,
+a ``torch.nn.Sequential`` that carries masks.
+
+A Keras mask is a ``(batch, time)`` boolean tensor (``False``: a padded step) made by
+``Masking`` or ``Embedding(mask_zero=True)``.  In a model, tf-keras hands it to the next
+layer: a layer whose ``supports_masking`` is True and whose call takes ``mask`` gets it
+(recurrent layers, ``Bidirectional``, ``GlobalAveragePooling1D``, ``Softmax``), and its
+``compute_mask(inputs, mask)`` gives the mask of its output (pass-through layers such as
+``Dense``, ``Activation``, ``Dropout``, the normalizations and ``TimeDistributed`` forward
+it, merges combine it, recurrent layers keep it only with ``return_sequences``).  A layer
+that does not support masking (convolutions, pooling, ``Flatten``, ``Reshape``, ...) drops
+it: tf-keras 2.21 raises nothing there either, the layers after it see no mask.
+
+Calling layers directly, pass the mask yourself: ``lstm(x, mask=embedding.compute_mask(ids))``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .base import Layer
+from .core import _Weightless, check_number
+
+
+def _flat(mask: Any) -> list:
+    return list(mask) if isinstance(mask, (list, tuple)) else [mask]
+
+
+def _takes_mask(module: torch.nn.Module) -> bool:
+    """Whether the module's ``forward`` has a ``mask`` argument (cached per class)."""
+    cls = type(module)
+    cached = cls.__dict__.get("_sepconv_takes_mask")
+    if cached is None:
+        try:
+            cached = "mask" in inspect.signature(cls.forward).parameters
+        except (TypeError, ValueError):
+            cached = False
+        setattr(cls, "_sepconv_takes_mask", cached)
+    return cached
+
+
+def call_with_mask(module: torch.nn.Module, args: Sequence[Any], kwargs: Dict[str, Any],
+                   mask: Any) -> Tuple[Any, Any]:
+    """Run ``module(*args, **kwargs)`` as a tf-keras 2.21 model runs a layer, given the
+    input ``mask`` (``None``, a tensor, or a list matching a list input): the layer gets
+    the mask where it ``supports_masking`` and its ``forward`` takes ``mask`` (unless
+    ``kwargs`` already names one, which then wins, as an explicit mask does in Keras).
+    Returns ``(outputs, output_mask)``; the output mask is ``compute_mask(inputs, mask)``
+    for layers that support masking, else ``None``."""
+    supports = bool(getattr(module, "supports_masking", False))
+    if "mask" in kwargs:
+        mask = kwargs["mask"]
+    elif supports and any(m is not None for m in _flat(mask)) and _takes_mask(module):
+        kwargs = {**kwargs, "mask": mask}
+    out = module(*args, **kwargs)
+    if not supports:
+        return out, None
+    inputs = args[0] if args else None
+    return out, module.compute_mask(inputs, mask)
+
+
+class Masking(_Weightless):
+    """Keras' ``Masking`` (R: ``layer_masking``): a step of ``(batch, time, ...)`` is
+    masked where every value on the last axis equals ``mask_value``; the output is the
+    input with masked steps multiplied by zero, and its mask (``compute_mask``) is
+    ``any(inputs != mask_value, axis=-1)``, as tf-keras 2.21 computes both."""
+
+    supports_masking = True
+
+    def __init__(self, mask_value=0.0, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.mask_value = check_number(mask_value, "mask_value")
+        self._finish_init()
+
+    def _check_input(self, shape) -> None:
+        if len(shape) < 2:
+            raise ValueError(f"Layer {self.name!r} expects input of rank >= 2, (batch, "
+                             f"time, ...). Received input of shape {shape}")
+
+    def compute_mask(self, inputs, mask=None):
+        return torch.any(self._prepare_input(inputs) != self.mask_value, dim=-1)
+
+    def call(self, x: torch.Tensor) -> torch.Tensor:
+        keep = torch.any(x != self.mask_value, dim=-1, keepdim=True)
+        return x * keep.to(x.dtype)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "mask_value": self.mask_value}
+
+
+class Sequential(torch.nn.Sequential):
+    """A ``torch.nn.Sequential`` that carries Keras masks from layer to layer as a
+    tf-keras ``Sequential`` model does (see :func:`call_with_mask`): build
+    ``Embedding(mask_zero=True)`` / ``Masking`` -> ``LSTM`` models with it.
+    :func:`sepconv.load_keras_model` returns one for Keras Sequential models.
+    ``forward(inputs, mask=None)``: ``mask`` is an optional mask of the inputs."""
+
+    def forward(self, inputs, mask: Optional[Any] = None):
+        x = inputs
+        for module in self:
+            x, mask = call_with_mask(module, (x,), {}, mask)
+        return x
