@@ -43,6 +43,7 @@ exercises.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from typing import List, Optional, Tuple
@@ -307,6 +308,12 @@ WARM_UP_SHAPES = 16
 # process's threads spinning for a moment) had it win by 10-40% in one process and lose in
 # the next, whole runs long (issue 15).
 ONE_THREAD_MARGIN = 0.75
+# Each count's cost is the fastest of its last few timed calls: contention only ever slows
+# a call down, so one slow sample (a neighbour's threads spinning for a moment, a page
+# fault) no longer moves a whole run to one thread, while a lasting load fills the window
+# within this many calls (issue 15: with running means, one process of the bench ran one
+# thread on an idle machine for whole shapes, 1.2-1.5x slower than torch there).
+COST_WINDOW = 4
 
 
 class _ThreadPolicy:
@@ -321,16 +328,16 @@ class _ThreadPolicy:
     users cannot be asked to set ``OMP_WAIT_POLICY``, so the kernel times itself: per pass
     and size class (powers of 4 of multiply-adds) it keeps a running mean of the time per
     multiply-add on one thread and on torch's thread count (``torch.get_num_threads()``,
-    the user's setting, never raised), runs the cheaper (one thread only when clearly so:
+    the user's setting, never raised): the fastest of its last :data:`COST_WINDOW` timed
+    calls.  It runs the cheaper (one thread only when clearly so:
     :data:`ONE_THREAD_MARGIN`), and re-tries the other every 8th
     call (spaced out to every 256th while the re-tries keep losing).  The first call of
     each shape (the first :data:`WARM_UP_SHAPES` shapes of a size class) runs on torch's
     count untimed: it pays for fresh memory (page faults) and oneDNN's kernel creation,
     ran 2-4x slower than the next, and, recorded, made the policy pick one thread for
     hundreds of calls (issue 15); past that many shapes (variable lengths) every call is
-    timed.  A re-try's time replaces the
-    other count's mean (the load may have changed since it was measured); the count in
-    use keeps a running mean.  A one-thread call
+    timed.  A winning re-try switches at once (its sample is the fastest of its window).
+    A one-thread call
     lowers torch's thread count for its duration (``torch.set_num_threads``, 0.3 us; other
     Python threads running torch ops meanwhile see it too).  Calls made while another is
     under way (other threads, nested calls) run as they are, untimed.
@@ -338,7 +345,8 @@ class _ThreadPolicy:
 
     def __init__(self, clock=time.perf_counter) -> None:
         self.clock = clock
-        self.cost: dict = {}   # (pass, size class, threads) -> mean seconds/multiply-add
+        self.cost: dict = {}   # (pass, size class, threads) -> seconds/multiply-add
+        self.samples: dict = {}  # the same keys -> the last COST_WINDOW timed calls
         self.calls: dict = {}  # (pass, size class) -> [calls, re-try interval]
         self.shapes: dict = {}  # (pass, size class) -> shapes seen (warm-ups run)
         self.lock = threading.Lock()
@@ -377,8 +385,10 @@ class _ThreadPolicy:
             finally:
                 if pick != threads:
                     torch.set_num_threads(threads)
-            old = self.cost.get(key + (pick,))
-            self.cost[key + (pick,)] = per if old is None or retry else 0.75 * old + 0.25 * per
+            window = self.samples.setdefault(key + (pick,),
+                                             collections.deque(maxlen=COST_WINDOW))
+            window.append(per)
+            self.cost[key + (pick,)] = min(window)
             if retry:  # re-try often while re-tries win, less and less often while they lose
                 one, many = self.cost[key + (1,)], self.cost[key + (threads,)]
                 won = (one < ONE_THREAD_MARGIN * many) == (pick == 1)
