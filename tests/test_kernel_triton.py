@@ -385,9 +385,11 @@ else:
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
         w, p = torch.randn(3, 64, 2), torch.randn(128, 128)
 
-        def pick(dtype=torch.float32, dilation=8, w=w, p=p, channels_last=True, grad=False):
+        def pick(dtype=torch.float32, dilation=8, w=w, p=p, channels_last=True, grad=False,
+                 weights_dtype=None):
             fake = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype,
                                    requires_grad=grad)
+            w, p = (t.to(weights_dtype or dtype) for t in (w, p))
             return functional._pick_kernel(fake, w, p, 1, dilation, 1, channels_last)
 
         triton_kernel, composition = triton_sepconv.separable_conv1d, cuda.separable_conv1d
@@ -399,6 +401,7 @@ else:
         assert pick(torch.float16) is pick(torch.float64) is composition
         assert pick(w=torch.randn(5, 64, 2)) is pick(w=torch.randn(3, 129, 1)) is composition
         assert pick(p=torch.randn(128, 129)) is composition
+        assert pick(torch.bfloat16, weights_dtype=torch.float32) is composition  # mixed
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
         assert pick(torch.bfloat16) is composition and pick() is triton_kernel
         monkeypatch.setenv("SEPCONV_KERNEL", "triton")

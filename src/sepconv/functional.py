@@ -255,8 +255,9 @@ def _triton_is_faster(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch
     k, c, m = depthwise.shape
     if dilation == 1 or k > 4 or c * m > 128 or pointwise.shape[1] > 128 or not channels_last:
         return False
-    if x.dtype not in (torch.float32, torch.bfloat16):
-        return False
+    if x.dtype not in (torch.float32, torch.bfloat16) or depthwise.dtype != x.dtype \
+            or pointwise.dtype != x.dtype:
+        return False  # (mixed dtypes would send the Triton module to its reference fallback)
     if torch.is_grad_enabled() and (x.requires_grad or depthwise.requires_grad
                                     or pointwise.requires_grad):
         return False
