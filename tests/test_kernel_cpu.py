@@ -166,6 +166,92 @@ def test_native_depthwise_forward(n, length, c, m, k, stride, dilation, pad_left
 
 
 @pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
+@pytest.mark.parametrize("out_step,out_off,pad_left", [(1, 0, 2), (2, 1, 0), (3, 2, -2),
+                                                        (4, 0, 5)])
+def test_native_depthwise_forward_rows(out_step, out_off, pad_left):
+    """The C convolution writing every ``out_step``-th row of a bigger output (the strided
+    input gradient's phases): those rows hold torch's convolution, the others are left
+    alone.  A negative ``pad_left`` starts inside the input."""
+    n, length, c, m, k, dilation = 2, 150, 37, 2, 5, 2
+    span = (k - 1) * dilation + 1
+    out_len = length + pad_left - span + 1 + 3  # three steps into the right padding
+    rows = (out_len - 1) * out_step + out_off + 2
+    x = torch.randn(n, length, c)
+    w = torch.randn(k, c, m)
+    out = torch.full((n, rows, c * m), 7.0)
+    _cpu_native.dw_forward_rows(x, w, out, n=n, length=length, out_len=out_len, c=c, m=m,
+                                k=k, stride=1, dilation=dilation, pad_left=pad_left,
+                                threads=2, out_step=out_step, out_off=out_off)
+    xp = torch.nn.functional.pad(x.double().transpose(1, 2), (max(pad_left, 0), 3 + span))
+    xp = xp[:, :, max(-pad_left, 0):]
+    expected = torch.nn.functional.conv1d(
+        xp, w.double().permute(1, 2, 0).reshape(c * m, 1, k), dilation=dilation,
+        groups=c).transpose(1, 2)[:, :out_len]
+    written = torch.zeros(rows, dtype=torch.bool)
+    written[out_off:out_off + (out_len - 1) * out_step + 1:out_step] = True
+    torch.testing.assert_close(out[:, written].double(), expected, rtol=1e-5, atol=1e-4)
+    assert (out[:, ~written] == 7.0).all()
+    with pytest.raises(ValueError, match="run past"):
+        _cpu_native.dw_forward_rows(x, w, out[:, :rows - 3], n=n, length=length,
+                                    out_len=out_len, c=c, m=m, k=k, stride=1,
+                                    dilation=dilation, pad_left=pad_left, threads=1,
+                                    out_step=out_step, out_off=out_off)
+
+
+@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_strided_input_gradient_polyphase(threads, monkeypatch):
+    """Strides 2-4 with dilations 1-3 (the kernel takes both; Keras' layers do not),
+    multipliers 1-2, odd and even lengths, every padding, both layouts: every gradient
+    against the reference, and the polyphase route taken each time."""
+    calls = []
+    polyphase = cpu._native_input_grad_strided
+    monkeypatch.setattr(cpu, "_native_input_grad_strided",
+                        lambda *a, **kw: calls.append(1) or polyphase(*a, **kw))
+    torch.set_num_threads(threads)
+    ran = 0
+    try:
+        for stride, dilation, m, length, pad, channels_last, k in itertools.product(
+                [2, 3, 4], [1, 2, 3], [1, 2], [17, 24], padding.PADDINGS, [True, False],
+                [1, 4, 5]):
+            if padding.conv_output_length(length, k, stride, dilation, pad) <= 0:
+                continue
+            case = (stride, dilation, m, length, pad, channels_last, k)
+            tensors, kwargs = _case(2, length, 5 if m == 1 else 9, m, 3, k, stride,
+                                    dilation, pad, channels_last, True, seed=ran)
+            expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+            got = _run(cpu.separable_conv1d, tensors, kwargs, torch.float32)
+            _assert_close(expected, got, TOL[torch.float32], str(case))
+            ran += 1
+    finally:
+        torch.set_num_threads(1)
+    assert ran > 300 and len(calls) == ran
+
+
+@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
+@pytest.mark.parametrize("stride,dilation,k,pad_left,length", [
+    (2, 1, 11, 5, 800), (3, 2, 7, 6, 301), (4, 3, 9, 0, 97), (2, 2, 6, 10, 64)])
+def test_polyphase_sums_equal_the_zero_spread_ones(stride, dilation, k, pad_left, length):
+    """The same sums in the same order as the convolution of grad_z spread out with zero
+    steps (the earlier route): bit for bit, the skipped taps only ever added zeros."""
+    n, cm = 2, 40
+    span = (k - 1) * dilation
+    steps = (length + pad_left - 1) // stride + 1
+    gz = torch.randn(n, steps, cm)
+    wf = torch.randn(k, cm)
+    spread = gz.new_zeros(n, (steps - 1) * stride + 1, cm)
+    spread[:, ::stride] = gz
+    torch.set_num_threads(2)
+    try:
+        old = cpu._native_depthwise(spread, wf, length, 1, 1, dilation, span - pad_left)
+        new = cpu._native_input_grad_strided(gz, wf, length, stride, dilation,
+                                             span - pad_left)
+    finally:
+        torch.set_num_threads(1)
+    assert torch.equal(old, new)
+
+
+@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
 @pytest.mark.parametrize("threads", [1, 3, 7, 200])
 def test_native_routines_on_any_thread_count(threads):
     """Tiles shared out over 1, 3, 7 threads and more threads than tiles: the forward is

@@ -79,6 +79,9 @@ typedef struct {
     float *out;
     int64_t n, length, out_len, c, m, k, stride, dilation, pad_left;
     int64_t tile_begin, tile_end;
+    /* forward only: output row l of batch item b goes to row l * out_step + out_off of
+       out's out_rows rows per item (the polyphase input gradient writes one phase's rows) */
+    int64_t out_rows, out_step, out_off;
 } job_t;
 
 typedef struct {
@@ -321,7 +324,7 @@ int sepconv_dw_grad_weight(const float *x, const float *g, float *out, int64_t n
             }                                                                      \
             const int64_t cm0 = (t.ch0 + gi) * VW;                                 \
             for (int q = 0; q < NB; q++) {                                         \
-                float *dst = zn + (t.l0 + l + q) * cm + cm0;                       \
+                float *dst = zn + ((t.l0 + l + q) * ostep + ooff) * cm + cm0;      \
                 if (cm0 + VW <= cm) *(vf *)dst = a[q];                             \
                 else for (int v = 0; v < cm - cm0; v++) dst[v] = a[q][v];          \
             }                                                                      \
@@ -344,7 +347,8 @@ static void *run_fwd(void *arg) {
                         const int64_t q = (t.ch0 + gi) * VW + v;
                         wt[(gi * j->k + kk) * VW + v] = q < cm ? j->g[kk * cm + q] : 0.0f;
                     }
-            float *zn = j->out + t.n * j->out_len * cm;
+            float *zn = j->out + t.n * j->out_rows * cm;
+            const int64_t ostep = j->out_step, ooff = j->out_off;
             int64_t l = 0;
             ROWS(8)
             ROWS(4)
@@ -355,15 +359,26 @@ static void *run_fwd(void *arg) {
     return NULL;
 }
 
-/* x: (n, length, c) contiguous; w: (k, c*m) contiguous; z: (n, out_len, c*m). */
-int sepconv_dw_forward(const float *x, const float *w, float *z, int64_t n, int64_t length,
-                       int64_t out_len, int64_t c, int64_t m, int64_t k, int64_t stride,
-                       int64_t dilation, int64_t pad_left, int threads) {
-    job_t base = {x, w, z, n, length, out_len, c, m, k, stride, dilation, pad_left, 0, 0};
+/* x: (n, length, c) contiguous; w: (k, c*m) contiguous; z: (n, out_rows, c*m), output
+   step l written to row l * out_step + out_off (out_len steps; the other rows untouched). */
+int sepconv_dw_forward_rows(const float *x, const float *w, float *z, int64_t n,
+                            int64_t length, int64_t out_len, int64_t c, int64_t m, int64_t k,
+                            int64_t stride, int64_t dilation, int64_t pad_left, int threads,
+                            int64_t out_rows, int64_t out_step, int64_t out_off) {
+    job_t base = {x, w, z, n, length, out_len, c, m, k, stride, dilation, pad_left, 0, 0,
+                  out_rows, out_step, out_off};
     job_t jobs[64];
     threads = split(&base, jobs, threads);
     dispatch(run_fwd, jobs, threads);
     return 0;
+}
+
+/* x: (n, length, c) contiguous; w: (k, c*m) contiguous; z: (n, out_len, c*m). */
+int sepconv_dw_forward(const float *x, const float *w, float *z, int64_t n, int64_t length,
+                       int64_t out_len, int64_t c, int64_t m, int64_t k, int64_t stride,
+                       int64_t dilation, int64_t pad_left, int threads) {
+    return sepconv_dw_forward_rows(x, w, z, n, length, out_len, c, m, k, stride, dilation,
+                                   pad_left, threads, out_len, 1, 0);
 }
 """
 
@@ -445,6 +460,9 @@ def _open(path: str, gomp: Optional[str]) -> ctypes.CDLL:
     for fn in (lib.sepconv_dw_grad_weight, lib.sepconv_dw_forward):
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9 + [ctypes.c_int]
+    lib.sepconv_dw_forward_rows.restype = ctypes.c_int
+    lib.sepconv_dw_forward_rows.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9
+                                            + [ctypes.c_int] + [ctypes.c_int64] * 3)
     return lib
 
 
@@ -491,3 +509,15 @@ def dw_forward(x, w, out, *, n, length, out_len, c, m, k, stride, dilation, pad_
     right; ``load()`` must have succeeded."""
     _lib.sepconv_dw_forward(x.data_ptr(), w.data_ptr(), out.data_ptr(), n, length, out_len,
                             c, m, k, stride, dilation, pad_left, threads)
+
+
+def dw_forward_rows(x, w, out, *, n, length, out_len, c, m, k, stride, dilation, pad_left,
+                    threads, out_step, out_off) -> None:
+    """:func:`dw_forward` writing output step ``l`` to row ``l * out_step + out_off`` of
+    ``out`` (``(n, R, c*m)`` float32, contiguous, any ``R`` holding those rows); its other
+    rows are left as they are."""
+    if out_len > 0 and (out_len - 1) * out_step + out_off >= out.shape[1]:
+        raise ValueError("dw_forward_rows: the output rows run past `out`")
+    _lib.sepconv_dw_forward_rows(x.data_ptr(), w.data_ptr(), out.data_ptr(), n, length,
+                                 out_len, c, m, k, stride, dilation, pad_left, threads,
+                                 out.shape[1], out_step, out_off)

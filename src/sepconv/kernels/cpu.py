@@ -44,6 +44,7 @@ exercises.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from typing import List, Optional, Tuple
@@ -299,6 +300,41 @@ def _native_depthwise(xs: torch.Tensor, w2: torch.Tensor, out_len: int, m: int, 
                            m=m, k=k, stride=stride, dilation=dilation, pad_left=pad_left,
                            threads=torch.get_num_threads())
     return z
+
+
+def _native_input_grad_strided(gz: torch.Tensor, wf: torch.Tensor, length: int, stride: int,
+                               dilation: int, pad: int) -> torch.Tensor:
+    """``(N, length, CM)``: the stride-1 depthwise convolution (flipped kernel ``wf``
+    ``(K, CM)``, dilation, ``pad`` on the left) of ``gz`` spread out with ``stride - 1``
+    zero steps between its steps, without the spread copy: polyphase (issue 15).
+
+    Output step ``i = r + stride*t`` reads spread step ``i - pad + j*dilation``, nonzero
+    only for the taps ``j`` with ``r - pad + j*dilation`` divisible by the stride: every
+    ``stride / g``-th tap from the first such ``j0`` (``g = gcd(stride, dilation)``), at
+    grad_z steps ``t + (r - pad + j0*dilation)/stride + u*(dilation/g)``.  So each phase
+    ``r`` is a stride-1 convolution of ``gz`` with that sub-kernel and dilation
+    ``dilation/g``, written by the C routine straight to rows ``r, r + stride, ...``; the
+    taps it skips only ever added zeros, so the sums are the same, in the same order."""
+    n, steps, cm = gz.shape
+    k = wf.shape[0]
+    g = math.gcd(stride, dilation)
+    tap_step, sub_dilation = stride // g, dilation // g
+    gx = torch.empty(n, length, cm, dtype=torch.float32)
+    threads = torch.get_num_threads()
+    for r in range(min(stride, length)):
+        rows = (length - r + stride - 1) // stride
+        j0 = next((j for j in range(min(tap_step, k)) if (r - pad + j * dilation) % stride == 0),
+                  None)
+        if j0 is None:  # no tap of this phase ever meets a grad_z step
+            gx[:, r::stride] = 0
+            continue
+        taps = wf[j0::tap_step].contiguous()
+        first = (r - pad + j0 * dilation) // stride
+        _cpu_native.dw_forward_rows(
+            gz, taps, gx, n=n, length=steps, out_len=rows, c=cm, m=1, k=taps.shape[0],
+            stride=1, dilation=sub_dilation, pad_left=-first, threads=threads,
+            out_step=stride, out_off=r)
+    return gx
 
 
 # Shapes per pass and size class whose first call :class:`_ThreadPolicy` leaves untimed.
@@ -657,20 +693,19 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
                 grad_dw = gw4.reshape(c, m, k).permute(2, 0, 1).to(depthwise.dtype)
         if flipped and _use_native(cdt):
             # grad_x is a depthwise convolution of grad_z with the flipped kernel,
-            # summed over the multiplier; strided, of grad_z spread out with stride - 1
-            # zero steps between its steps (oneDNN's strided backward-data and the
-            # layout copies around it took 2x as long, issue 15)
+            # summed over the multiplier (oneDNN's strided backward-data and the layout
+            # copies around it took 2x as long, issue 15); strided, one stride-1
+            # convolution per output phase (issue 15: no zero-spread copy of grad_z)
             span = (k - 1) * dilation
             length = x.shape[1] if channels_last else x.shape[2]
             gz3 = gz2.view(n, out_len, c * m)
+            wf = depthwise.to(cdt).reshape(k, c * m).flip(0)
             if stride > 1:
-                spread = gz3.new_zeros(n, (out_len - 1) * stride + 1, c * m)
-                spread[:, ::stride] = gz3
-                gz2, gz3 = None, spread  # grad_z itself goes
-            gx = _native_depthwise(
-                gz3, depthwise.to(cdt).reshape(k, c * m).flip(0), length, 1, 1, dilation,
-                span - pad_left)
-            del gz2, gz3, xs
+                gx = _native_input_grad_strided(gz3, wf, length, stride, dilation,
+                                                span - pad_left)
+            else:
+                gx = _native_depthwise(gz3, wf, length, 1, 1, dilation, span - pad_left)
+            del gz2, gz3, xs, wf
             grad_x = _sum_multiplier(gx, m, channels_last, x.dtype)
         elif flipped:
             # the same through oneDNN's forward kernel, where its backward-data is slow
