@@ -374,3 +374,111 @@ def test_masked_models_saved_back_read_in_tf_keras_and_keras3(tmp_path):
     with pytest.raises(ValueError, match="Keras 3 mask operations"):
         sepconv.save_keras_model(sepconv.load_keras_model(tmp_path / "k3.keras"),
                                  tmp_path / "k3-again.h5")
+
+
+# -- TimeDistributed hands the mask to its inner layer ----------------------------------------
+# (batch, sentences, words): padded words, a padded sentence, an all-padding row
+WORDS = np.array([[[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]],
+                  [[1, 0, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0]],
+                  [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
+                  [[0, 0, 1, 1], [1, 0, 0, 0], [1, 1, 1, 1]]], dtype=bool)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_time_distributed_passes_the_mask_to_its_inner_layer(return_sequences):
+    """tf-keras 2.21: TimeDistributed folds a (batch, time, ...) mask to (batch * time,
+    ...) and hands it to the inner layer's call when that takes ``mask``; its output mask
+    is the inner layer's, unfolded, or the input mask reduced with ``any`` to (batch,
+    time).  Outputs and gradients (input, weights) at 1e-9, output masks equal."""
+    layer = sepconv.TimeDistributed(sepconv.LSTM(3, return_sequences=return_sequences,
+                                                 dtype="float64"), dtype="float64")
+    layer.build((None, None, 4, 2))
+    _random_weights(layer, np.random.default_rng(5))
+    ref = tf_keras.layers.TimeDistributed(tf_keras.layers.LSTM.from_config(
+        layer.layer.get_config()), dtype="float64")
+    ref.build((None, 3, 4, 2))
+    ref.set_weights(layer.get_weights())
+    x = _features(WORDS, 2, seed=5)
+    ours = _direct(layer, ref, x, WORDS)[0]
+    unmasked = layer(torch.tensor(x)).detach().numpy()
+    assert not np.allclose(ours, unmasked)  # the mask was used
+    inner = layer.layer(torch.tensor(x.reshape(12, 4, 2)), mask=torch.tensor(
+        WORDS.reshape(12, 4))).detach().numpy()
+    np.testing.assert_array_equal(ours.reshape(inner.shape), inner)
+    theirs = ref.compute_mask(tf.constant(x), tf.constant(WORDS)).numpy()
+    got = layer.compute_mask(torch.tensor(x), torch.tensor(WORDS)).numpy()
+    np.testing.assert_array_equal(got, theirs)
+    np.testing.assert_array_equal(got, WORDS if return_sequences else WORDS.any(-1))
+
+
+def test_time_distributed_softmax_pooling_dense_and_refusals_match_tf_keras():
+    x = _features(WORDS, 5, seed=6)[..., 0]  # (batch, time, words)
+    for robust in (False, True):
+        ours = sepconv.TimeDistributed(sepconv.Softmax(robust_masking=robust,
+                                                       dtype="float64"), dtype="float64")
+        ref = tf_keras.layers.TimeDistributed(tf_keras.layers.Softmax(
+            robust_masking=robust, dtype="float64"), dtype="float64")
+        np.testing.assert_allclose(
+            ours(torch.tensor(x[:2]), mask=torch.tensor(WORDS[:2])).numpy(),
+            ref(x[:2], mask=tf.constant(WORDS[:2])).numpy(), rtol=0, atol=1e-12)
+    feats = _features(WORDS, 3, seed=7)
+    gap = sepconv.TimeDistributed(sepconv.GlobalAveragePooling1D(dtype="float64"))
+    ref = tf_keras.layers.TimeDistributed(tf_keras.layers.GlobalAveragePooling1D(
+        dtype="float64"))
+    rows = WORDS[[0, 1, 3]][:, :2]  # no all-padding sentence: 0/0 in both
+    got = gap(torch.tensor(feats[[0, 1, 3]][:, :2]), mask=torch.tensor(rows)).numpy()
+    np.testing.assert_allclose(got, ref(feats[[0, 1, 3]][:, :2], mask=tf.constant(rows)),
+                               rtol=0, atol=1e-12)
+    assert not np.allclose(got, feats[[0, 1, 3]][:, :2].mean(2))
+    # Dense takes no mask: passed through, (batch, time) reduced with any
+    steps = WORDS.any(-1)
+    dense = sepconv.TimeDistributed(sepconv.Dense(2))
+    ref = tf_keras.layers.TimeDistributed(tf_keras.layers.Dense(2))
+    xs = _features(steps, 3).astype(np.float32)
+    np.testing.assert_array_equal(dense.compute_mask(torch.tensor(xs), torch.tensor(steps)),
+                                  ref.compute_mask(xs, tf.constant(steps)).numpy())
+    assert dense.compute_mask(torch.tensor(xs)) is None
+    # an inner layer without mask support: TypeError in both (tf-keras at model building)
+    conv = sepconv.TimeDistributed(sepconv.Conv1D(2, 2))
+    with pytest.raises(TypeError, match="does not support masking"):
+        conv.compute_mask(torch.tensor(feats, dtype=torch.float32), torch.tensor(WORDS))
+    with pytest.raises(TypeError, match="does not support masking"):
+        inp = tf_keras.Input((3, 4, 3))
+        tf_keras.layers.TimeDistributed(tf_keras.layers.Conv1D(2, 2))(
+            tf_keras.layers.Masking()(inp))
+    with pytest.raises(ValueError, match=r"`mask`.*\(4, 3\).*\(4, 2\)"):
+        dense(torch.tensor(xs), mask=torch.ones(4, 2, dtype=torch.bool))
+
+
+def test_time_distributed_lstm_model_file_matches_tf_keras(tmp_path):
+    """Embedding(mask_zero) over (batch, sentences, words) ids -> TimeDistributed(LSTM)
+    (words masked per sentence) -> LSTM (padded sentences masked) -> Dense, saved by
+    tf-keras (float64) and loaded by sepconv: outputs and weight gradients at 1e-9."""
+    L = tf_keras.layers
+    tf_keras.backend.set_floatx("float64")
+    try:
+        tf_keras.utils.set_random_seed(0)
+        ids = tf_keras.Input((3, 4), dtype="int32")
+        h = L.Embedding(9, 3, mask_zero=True, name="embed")(ids)
+        h = L.TimeDistributed(L.LSTM(3), name="words")(h)
+        h = L.LSTM(2, name="sentences")(h)
+        model = tf_keras.Model(ids, L.Dense(1, name="out")(h))
+    finally:
+        tf_keras.backend.set_floatx("float32")
+    _randomize(model, 3)
+    model.save(tmp_path / "td.h5")
+    ours = sepconv.load_keras_model(tmp_path / "td.h5")
+    x = np.where(WORDS, np.random.default_rng(8).integers(1, 9, WORDS.shape), 0)
+    y = ours(torch.tensor(x))
+    params = [p for m in ours.modules() if isinstance(m, sepconv.layers.base.Layer)
+              for p in m.parameters(recurse=False)]
+    grads = torch.autograd.grad(y.sum(), params)
+    with tf.GradientTape() as tape:
+        y_tf = model(tf.constant(x), training=False)
+        loss = tf.reduce_sum(y_tf)
+    tf_grads = tape.gradient(loss, model.trainable_weights)
+    np.testing.assert_allclose(y.detach().numpy(), y_tf.numpy(), rtol=0, atol=1e-9)
+    assert len(grads) == len(tf_grads)
+    for a, b in zip(grads, tf_grads):  # Keras' weight order in both
+        np.testing.assert_allclose(a.numpy(), tf.convert_to_tensor(b).numpy(), rtol=0,
+                                   atol=1e-9)
