@@ -482,3 +482,89 @@ def test_time_distributed_lstm_model_file_matches_tf_keras(tmp_path):
     for a, b in zip(grads, tf_grads):  # Keras' weight order in both
         np.testing.assert_allclose(a.numpy(), tf.convert_to_tensor(b).numpy(), rtol=0,
                                    atol=1e-9)
+
+
+# -- ConvLSTM after Masking: a (batch, time, *spatial) mask, per output position -----------
+CONV_LSTM_CASES = [
+    ("ConvLSTM1D", (5,), dict(kernel_size=3, padding="same", return_sequences=True)),
+    ("ConvLSTM1D", (5,), dict(kernel_size=2, padding="same", go_backwards=True)),
+    ("ConvLSTM1D", (5,), dict(kernel_size=1, padding="valid", return_sequences=True)),
+    ("ConvLSTM2D", (3, 4), dict(kernel_size=(3, 2), padding="same", return_sequences=True)),
+    ("ConvLSTM2D", (3, 4), dict(kernel_size=3, padding="same", dilation_rate=2,
+                                return_sequences=True, go_backwards=True)),  # unfused path
+]
+
+
+def _spatial_mask(shape, seed):
+    """(batch 3, time 4, *spatial): a whole masked frame, single masked positions, an
+    all-padding position, a row starting with padding."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((3, 4) + shape) > 0.3
+    mask[0, 1] = False
+    mask[1, :, 0] = False
+    mask[2, 0] = False
+    return mask
+
+
+@pytest.mark.parametrize("cls,spatial,kwargs", CONV_LSTM_CASES)
+def test_conv_lstm_after_masking_matches_tf_keras_per_position(cls, spatial, kwargs):
+    """tf-keras 2.21's backend.rnn tiles Masking's (batch, time, *spatial) mask over the
+    filters: each output position keeps its own h, c and last output where masked.
+    Direct calls (outputs, input and weight gradients, float64 at 1e-9), the mask read
+    off the output, and a Masking -> ConvLSTM model file."""
+    mask = _spatial_mask(spatial, 9)
+    x = np.random.default_rng(10).standard_normal(mask.shape + (2,))
+    layer = getattr(sepconv, cls)(3, dtype="float64", **kwargs)
+    layer.build((None, None) + spatial + (2,))
+    _random_weights(layer, np.random.default_rng(11))
+    ref = getattr(tf_keras.layers, cls).from_config(layer.get_config())
+    ref.build((None, None) + spatial + (2,))
+    ref.set_weights(layer.get_weights())
+    ours = _direct(layer, ref, x, mask)[0]
+    assert not np.allclose(ours, layer(torch.tensor(x)).detach().numpy())
+    if kwargs.get("return_sequences"):  # processing order: a masked position repeats
+        order = mask[:, ::-1] if kwargs.get("go_backwards") else mask
+        for b, t, *pos in zip(*np.nonzero(~order)):
+            want = ours[(b, t - 1, *pos)] if t else 0.0
+            np.testing.assert_array_equal(ours[(b, t, *pos)], want)
+    # the whole model: Masking makes the mask from zeroed positions
+    L = tf_keras.layers
+    inp = tf_keras.Input((4,) + spatial + (2,), dtype="float64")
+    out = getattr(L, cls).from_config(layer.get_config())(L.Masking(dtype="float64")(inp))
+    model = tf_keras.Model(inp, out)
+    model.layers[-1].set_weights(layer.get_weights())
+    xm = np.where(mask[..., None], x, 0.0)
+    ours_model = sepconv.Sequential(sepconv.Masking(dtype="float64"), layer)
+    np.testing.assert_allclose(ours_model(torch.tensor(xm)).detach().numpy(),
+                               model(xm).numpy(), rtol=0, atol=1e-9)
+
+
+def test_conv_lstm_spatial_mask_shapes_and_channels_first():
+    """A mask must lead a step's output shape: 'valid' padding shrinks the output, so
+    Masking's mask is refused with a message naming `mask` (tf-keras fails there too, with
+    a broadcast error); channels_first takes the mask on its (filters, *spatial) output
+    layout, the same numbers as channels_last on the transposed mask."""
+    x = np.random.default_rng(12).standard_normal((2, 3, 5, 2))
+    mask = np.ones((2, 3, 5), bool)
+    layer = sepconv.ConvLSTM1D(3, 3, padding="valid", dtype="float64")
+    with pytest.raises(ValueError, match=r"`mask`.*\(2, 3\).*\(3, 3\).*padding='same'.*"
+                                         r"\(2, 3, 5\)"):
+        layer(torch.tensor(x), mask=torch.tensor(mask))
+    with pytest.raises(Exception, match="broadcastable|Incompatible|must be equal"):
+        ref = tf_keras.layers.ConvLSTM1D(3, 3, padding="valid", dtype="float64")
+        ref(x, mask=tf.constant(mask))
+    last = sepconv.ConvLSTM1D(3, 2, padding="same", return_sequences=True, dtype="float64")
+    last.build((None, None, 5, 2))
+    _random_weights(last, np.random.default_rng(13))
+    first = sepconv.ConvLSTM1D(3, 2, padding="same", return_sequences=True,
+                               data_format="channels_first", dtype="float64")
+    first.build((None, None, 2, 5))
+    first.set_weights(last.get_weights())
+    full = np.random.default_rng(14).random((2, 3, 5, 3)) > 0.4  # (b, t, L, filters)
+    xt = torch.tensor(x)
+    want = last(xt, mask=torch.tensor(full))
+    got = first(xt.transpose(2, 3), mask=torch.tensor(full).transpose(2, 3))
+    torch.testing.assert_close(got.transpose(2, 3), want)
+    steps = full[..., 0, 0]  # a (batch, time) mask is a mask constant over positions
+    torch.testing.assert_close(last(xt, mask=torch.tensor(steps)), last(
+        xt, mask=torch.tensor(np.broadcast_to(steps[..., None], (2, 3, 5)).copy())))
