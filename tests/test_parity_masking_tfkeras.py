@@ -374,3 +374,197 @@ def test_masked_models_saved_back_read_in_tf_keras_and_keras3(tmp_path):
     with pytest.raises(ValueError, match="Keras 3 mask operations"):
         sepconv.save_keras_model(sepconv.load_keras_model(tmp_path / "k3.keras"),
                                  tmp_path / "k3-again.h5")
+
+
+# -- TimeDistributed hands the mask to its inner layer ----------------------------------------
+# (batch, sentences, words): padded words, a padded sentence, an all-padding row
+WORDS = np.array([[[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]],
+                  [[1, 0, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0]],
+                  [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
+                  [[0, 0, 1, 1], [1, 0, 0, 0], [1, 1, 1, 1]]], dtype=bool)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_time_distributed_passes_the_mask_to_its_inner_layer(return_sequences):
+    """tf-keras 2.21: TimeDistributed folds a (batch, time, ...) mask to (batch * time,
+    ...) and hands it to the inner layer's call when that takes ``mask``; its output mask
+    is the inner layer's, unfolded, or the input mask reduced with ``any`` to (batch,
+    time).  Outputs and gradients (input, weights) at 1e-9, output masks equal."""
+    layer = sepconv.TimeDistributed(sepconv.LSTM(3, return_sequences=return_sequences,
+                                                 dtype="float64"), dtype="float64")
+    layer.build((None, None, 4, 2))
+    _random_weights(layer, np.random.default_rng(5))
+    ref = tf_keras.layers.TimeDistributed(tf_keras.layers.LSTM.from_config(
+        layer.layer.get_config()), dtype="float64")
+    ref.build((None, 3, 4, 2))
+    ref.set_weights(layer.get_weights())
+    x = _features(WORDS, 2, seed=5)
+    ours = _direct(layer, ref, x, WORDS)[0]
+    unmasked = layer(torch.tensor(x)).detach().numpy()
+    assert not np.allclose(ours, unmasked)  # the mask was used
+    inner = layer.layer(torch.tensor(x.reshape(12, 4, 2)), mask=torch.tensor(
+        WORDS.reshape(12, 4))).detach().numpy()
+    np.testing.assert_array_equal(ours.reshape(inner.shape), inner)
+    theirs = ref.compute_mask(tf.constant(x), tf.constant(WORDS)).numpy()
+    got = layer.compute_mask(torch.tensor(x), torch.tensor(WORDS)).numpy()
+    np.testing.assert_array_equal(got, theirs)
+    np.testing.assert_array_equal(got, WORDS if return_sequences else WORDS.any(-1))
+
+
+def test_time_distributed_softmax_pooling_dense_and_refusals_match_tf_keras():
+    x = _features(WORDS, 5, seed=6)[..., 0]  # (batch, time, words)
+    for robust in (False, True):
+        ours = sepconv.TimeDistributed(sepconv.Softmax(robust_masking=robust,
+                                                       dtype="float64"), dtype="float64")
+        ref = tf_keras.layers.TimeDistributed(tf_keras.layers.Softmax(
+            robust_masking=robust, dtype="float64"), dtype="float64")
+        np.testing.assert_allclose(
+            ours(torch.tensor(x[:2]), mask=torch.tensor(WORDS[:2])).numpy(),
+            ref(x[:2], mask=tf.constant(WORDS[:2])).numpy(), rtol=0, atol=1e-12)
+    feats = _features(WORDS, 3, seed=7)
+    gap = sepconv.TimeDistributed(sepconv.GlobalAveragePooling1D(dtype="float64"))
+    ref = tf_keras.layers.TimeDistributed(tf_keras.layers.GlobalAveragePooling1D(
+        dtype="float64"))
+    rows = WORDS[[0, 1, 3]][:, :2]  # no all-padding sentence: 0/0 in both
+    got = gap(torch.tensor(feats[[0, 1, 3]][:, :2]), mask=torch.tensor(rows)).numpy()
+    np.testing.assert_allclose(got, ref(feats[[0, 1, 3]][:, :2], mask=tf.constant(rows)),
+                               rtol=0, atol=1e-12)
+    assert not np.allclose(got, feats[[0, 1, 3]][:, :2].mean(2))
+    # Dense takes no mask: passed through, (batch, time) reduced with any
+    steps = WORDS.any(-1)
+    dense = sepconv.TimeDistributed(sepconv.Dense(2))
+    ref = tf_keras.layers.TimeDistributed(tf_keras.layers.Dense(2))
+    xs = _features(steps, 3).astype(np.float32)
+    np.testing.assert_array_equal(dense.compute_mask(torch.tensor(xs), torch.tensor(steps)),
+                                  ref.compute_mask(xs, tf.constant(steps)).numpy())
+    assert dense.compute_mask(torch.tensor(xs)) is None
+    # an inner layer without mask support: TypeError in both (tf-keras at model building)
+    conv = sepconv.TimeDistributed(sepconv.Conv1D(2, 2))
+    with pytest.raises(TypeError, match="does not support masking"):
+        conv.compute_mask(torch.tensor(feats, dtype=torch.float32), torch.tensor(WORDS))
+    with pytest.raises(TypeError, match="does not support masking"):
+        inp = tf_keras.Input((3, 4, 3))
+        tf_keras.layers.TimeDistributed(tf_keras.layers.Conv1D(2, 2))(
+            tf_keras.layers.Masking()(inp))
+    with pytest.raises(ValueError, match=r"`mask`.*\(4, 3\).*\(4, 2\)"):
+        dense(torch.tensor(xs), mask=torch.ones(4, 2, dtype=torch.bool))
+
+
+def test_time_distributed_lstm_model_file_matches_tf_keras(tmp_path):
+    """Embedding(mask_zero) over (batch, sentences, words) ids -> TimeDistributed(LSTM)
+    (words masked per sentence) -> LSTM (padded sentences masked) -> Dense, saved by
+    tf-keras (float64) and loaded by sepconv: outputs and weight gradients at 1e-9."""
+    L = tf_keras.layers
+    tf_keras.backend.set_floatx("float64")
+    try:
+        tf_keras.utils.set_random_seed(0)
+        ids = tf_keras.Input((3, 4), dtype="int32")
+        h = L.Embedding(9, 3, mask_zero=True, name="embed")(ids)
+        h = L.TimeDistributed(L.LSTM(3), name="words")(h)
+        h = L.LSTM(2, name="sentences")(h)
+        model = tf_keras.Model(ids, L.Dense(1, name="out")(h))
+    finally:
+        tf_keras.backend.set_floatx("float32")
+    _randomize(model, 3)
+    model.save(tmp_path / "td.h5")
+    ours = sepconv.load_keras_model(tmp_path / "td.h5")
+    x = np.where(WORDS, np.random.default_rng(8).integers(1, 9, WORDS.shape), 0)
+    y = ours(torch.tensor(x))
+    params = [p for m in ours.modules() if isinstance(m, sepconv.layers.base.Layer)
+              for p in m.parameters(recurse=False)]
+    grads = torch.autograd.grad(y.sum(), params)
+    with tf.GradientTape() as tape:
+        y_tf = model(tf.constant(x), training=False)
+        loss = tf.reduce_sum(y_tf)
+    tf_grads = tape.gradient(loss, model.trainable_weights)
+    np.testing.assert_allclose(y.detach().numpy(), y_tf.numpy(), rtol=0, atol=1e-9)
+    assert len(grads) == len(tf_grads)
+    for a, b in zip(grads, tf_grads):  # Keras' weight order in both
+        np.testing.assert_allclose(a.numpy(), tf.convert_to_tensor(b).numpy(), rtol=0,
+                                   atol=1e-9)
+
+
+# -- ConvLSTM after Masking: a (batch, time, *spatial) mask, per output position -----------
+CONV_LSTM_CASES = [
+    ("ConvLSTM1D", (5,), dict(kernel_size=3, padding="same", return_sequences=True)),
+    ("ConvLSTM1D", (5,), dict(kernel_size=2, padding="same", go_backwards=True)),
+    ("ConvLSTM1D", (5,), dict(kernel_size=1, padding="valid", return_sequences=True)),
+    ("ConvLSTM2D", (3, 4), dict(kernel_size=(3, 2), padding="same", return_sequences=True)),
+    ("ConvLSTM2D", (3, 4), dict(kernel_size=3, padding="same", dilation_rate=2,
+                                return_sequences=True, go_backwards=True)),  # unfused path
+]
+
+
+def _spatial_mask(shape, seed):
+    """(batch 3, time 4, *spatial): a whole masked frame, single masked positions, an
+    all-padding position, a row starting with padding."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((3, 4) + shape) > 0.3
+    mask[0, 1] = False
+    mask[1, :, 0] = False
+    mask[2, 0] = False
+    return mask
+
+
+@pytest.mark.parametrize("cls,spatial,kwargs", CONV_LSTM_CASES)
+def test_conv_lstm_after_masking_matches_tf_keras_per_position(cls, spatial, kwargs):
+    """tf-keras 2.21's backend.rnn tiles Masking's (batch, time, *spatial) mask over the
+    filters: each output position keeps its own h, c and last output where masked.
+    Direct calls (outputs, input and weight gradients, float64 at 1e-9), the mask read
+    off the output, and a Masking -> ConvLSTM model file."""
+    mask = _spatial_mask(spatial, 9)
+    x = np.random.default_rng(10).standard_normal(mask.shape + (2,))
+    layer = getattr(sepconv, cls)(3, dtype="float64", **kwargs)
+    layer.build((None, None) + spatial + (2,))
+    _random_weights(layer, np.random.default_rng(11))
+    ref = getattr(tf_keras.layers, cls).from_config(layer.get_config())
+    ref.build((None, None) + spatial + (2,))
+    ref.set_weights(layer.get_weights())
+    ours = _direct(layer, ref, x, mask)[0]
+    assert not np.allclose(ours, layer(torch.tensor(x)).detach().numpy())
+    if kwargs.get("return_sequences"):  # processing order: a masked position repeats
+        order = mask[:, ::-1] if kwargs.get("go_backwards") else mask
+        for b, t, *pos in zip(*np.nonzero(~order)):
+            want = ours[(b, t - 1, *pos)] if t else 0.0
+            np.testing.assert_array_equal(ours[(b, t, *pos)], want)
+    # the whole model: Masking makes the mask from zeroed positions
+    L = tf_keras.layers
+    inp = tf_keras.Input((4,) + spatial + (2,), dtype="float64")
+    out = getattr(L, cls).from_config(layer.get_config())(L.Masking(dtype="float64")(inp))
+    model = tf_keras.Model(inp, out)
+    model.layers[-1].set_weights(layer.get_weights())
+    xm = np.where(mask[..., None], x, 0.0)
+    ours_model = sepconv.Sequential(sepconv.Masking(dtype="float64"), layer)
+    np.testing.assert_allclose(ours_model(torch.tensor(xm)).detach().numpy(),
+                               model(xm).numpy(), rtol=0, atol=1e-9)
+
+
+def test_conv_lstm_spatial_mask_shapes_and_channels_first():
+    """A mask must lead a step's output shape: 'valid' padding shrinks the output, so
+    Masking's mask is refused with a message naming `mask` (tf-keras fails there too, with
+    a broadcast error); channels_first takes the mask on its (filters, *spatial) output
+    layout, the same numbers as channels_last on the transposed mask."""
+    x = np.random.default_rng(12).standard_normal((2, 3, 5, 2))
+    mask = np.ones((2, 3, 5), bool)
+    layer = sepconv.ConvLSTM1D(3, 3, padding="valid", dtype="float64")
+    with pytest.raises(ValueError, match=r"`mask`.*\(2, 3\).*\(3, 3\).*padding='same'.*"
+                                         r"\(2, 3, 5\)"):
+        layer(torch.tensor(x), mask=torch.tensor(mask))
+    with pytest.raises(Exception, match="broadcastable|Incompatible|must be equal"):
+        ref = tf_keras.layers.ConvLSTM1D(3, 3, padding="valid", dtype="float64")
+        ref(x, mask=tf.constant(mask))
+    last = sepconv.ConvLSTM1D(3, 2, padding="same", return_sequences=True, dtype="float64")
+    last.build((None, None, 5, 2))
+    _random_weights(last, np.random.default_rng(13))
+    first = sepconv.ConvLSTM1D(3, 2, padding="same", return_sequences=True,
+                               data_format="channels_first", dtype="float64")
+    first.build((None, None, 2, 5))
+    first.set_weights(last.get_weights())
+    full = np.random.default_rng(14).random((2, 3, 5, 3)) > 0.4  # (b, t, L, filters)
+    xt = torch.tensor(x)
+    want = last(xt, mask=torch.tensor(full))
+    got = first(xt.transpose(2, 3), mask=torch.tensor(full).transpose(2, 3))
+    torch.testing.assert_close(got.transpose(2, 3), want)
+    steps = full[..., 0, 0]  # a (batch, time) mask is a mask constant over positions
+    torch.testing.assert_close(last(xt, mask=torch.tensor(steps)), last(
+        xt, mask=torch.tensor(np.broadcast_to(steps[..., None], (2, 3, 5)).copy())))

@@ -38,12 +38,12 @@ def _streamed(model, x, sizes, time_axis):
     return torch.cat(outs, dim=time_axis), stream
 
 
-def _check(model, x, sizes, time_axis, dtype):
+def _check(model, x, sizes, time_axis, dtype, tol32=1e-5):
     with torch.no_grad():
         want = model(x)
         got, stream = _streamed(model, x, sizes, time_axis)
     assert got.shape == want.shape and got.dtype == want.dtype
-    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    tol = 1e-12 if dtype == torch.float64 else tol32
     scale = max(float(want.abs().max()), 1.0)
     torch.testing.assert_close(got, want, rtol=tol, atol=tol * scale)
     return stream
@@ -267,3 +267,159 @@ def test_keras_per_step_layers_stream():
         sepconv.stream(torch.nn.Sequential(
             _separable("channels_first", 3, 4, 3, 1, 1, None, True, None),
             KERAS_CLASSES["Dense"](4)))
+
+
+# -- recurrent layers -------------------------------------------------------------------------
+
+_RNNS = {"LSTM": sepconv.LSTM, "GRU": sepconv.GRU, "SimpleRNN": sepconv.SimpleRNN}
+
+
+def _rnn(kind, units, dtype, **kwargs):
+    if kind == "GRU_before":
+        return sepconv.GRU(units, reset_after=False, dtype=dtype,
+                           bias_initializer="random_normal", **kwargs)
+    return _RNNS[kind](units, dtype=dtype, bias_initializer="random_normal", **kwargs)
+
+
+def _prefix_outputs(model, x):
+    """The model on every prefix of ``x``: what a return_sequences=False stream gives after
+    each step (``None`` for the empty prefix)."""
+    return [model(x[:, :t]) for t in range(1, x.shape[1] + 1)]
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(kinds=st.lists(st.sampled_from(["LSTM", "GRU", "GRU_before", "SimpleRNN"]),
+                      min_size=1, max_size=2),
+       last_sequences=st.booleans(), length=st.integers(1, 25),
+       cuts=st.lists(st.integers(0, 25), max_size=6),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_recurrent_stack_streams_exactly(kinds, last_sequences, length, cuts, dtype):
+    """Causal Conv1D -> recurrent layers -> Dense, any chunking (one-step and empty chunks
+    too): with return_sequences=True the chunks' outputs concatenate to the whole
+    sequence's; with return_sequences=False each chunk gives the model's output on the
+    sequence seen so far, and the last chunk the whole sequence's."""
+    torch.manual_seed(7)
+    modules = [sepconv.Conv1D(4, 3, padding="causal", dilation_rate=2, dtype=dtype,
+                              input_shape=(None, 3))]
+    for index, kind in enumerate(kinds):
+        last = index == len(kinds) - 1
+        modules.append(_rnn(kind, 5, dtype, return_sequences=not last or last_sequences))
+    modules.append(sepconv.Dense(2, dtype=dtype))
+    model = torch.nn.Sequential(*modules).eval()
+    x = torch.randn(2, length, 3, dtype=dtype)
+    sizes = _split(length, cuts)
+    if last_sequences:
+        _check(model, x, sizes, 1, dtype, tol32=1e-6)
+        return
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    with torch.no_grad():
+        stream = sepconv.stream(model)
+        start = 0
+        for n in sizes:
+            got = stream(x[:, start:start + n])
+            start += n
+            want = model(x[:, :start]) if start else torch.zeros(2, 2, dtype=dtype) + \
+                modules[-1].bias  # Dense on the zero state
+            assert got.shape == want.shape == (2, 2) and got.dtype == dtype
+            torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+def test_recurrent_one_step_at_a_time_reset_and_batch(kind):
+    """One step per chunk equals the whole sequence at 1e-6 (float32) / 1e-12 (float64);
+    reset() starts a new stream (another batch size included); a new batch size without
+    reset is refused."""
+    torch.manual_seed(8)
+    for dtype in (torch.float32, torch.float64):
+        model = torch.nn.Sequential(
+            sepconv.Conv1D(6, 4, padding="causal", activation="relu", input_shape=(None, 3),
+                           dtype=dtype),
+            _rnn(kind, 8, dtype, return_sequences=True), sepconv.Dense(3, dtype=dtype)).eval()
+        x = torch.randn(3, 30, 3, dtype=dtype)
+        tol = 1e-12 if dtype == torch.float64 else 1e-6
+        with torch.no_grad():
+            want = model(x)
+            stream = sepconv.stream(model)
+            got = torch.cat([stream(x[:, t:t + 1]) for t in range(30)], dim=1)
+            torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+            with pytest.raises(ValueError, match="batch of 3.*stream.reset"):
+                stream(torch.randn(2, 1, 3, dtype=dtype))
+            stream.reset()
+            y = torch.randn(2, 11, 3, dtype=dtype)
+            got = torch.cat([stream(y[:, :4]), stream(y[:, 4:])], dim=1)
+            torch.testing.assert_close(got, model(y), rtol=tol, atol=tol)
+            # without reset the state carries on: the next chunk is not a fresh stream
+            assert not torch.allclose(stream(y[:, :4]), model(y[:, :4]))
+
+
+def test_recurrent_gradients_flow_within_a_chunk_and_stateful_untouched():
+    """States are detached between chunks (the past is a constant, as for convolutions);
+    a stateful layer's own states are neither read nor changed by the stream."""
+    torch.manual_seed(9)
+    lstm = sepconv.LSTM(4, return_sequences=True, stateful=True, dtype=torch.float64)
+    model = torch.nn.Sequential(lstm)
+    x = torch.randn(1, 12, 3, dtype=torch.float64)
+    stream = sepconv.stream(model)
+    with torch.no_grad():
+        head = stream(x[:, :7])
+    state = [s.clone() for s in stream.steps[0].state]  # h, c after the first chunk
+    assert not any(s.requires_grad for s in state)
+    tail = x[:, 7:].clone().requires_grad_()
+    out = stream(tail)
+    out.sum().backward()
+    tail2 = x[:, 7:].clone().requires_grad_()
+    ref = sepconv.functional.lstm(tail2, lstm.kernel, lstm.recurrent_kernel, lstm.bias,
+                                  initial_state=state, return_sequences=True)[0]
+    ref.sum().backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(tail.grad, tail2.grad)
+    assert head.shape == (1, 7, 4)
+    assert lstm.states is None  # the stream did not write the layer's states...
+    lstm.reset_states([torch.ones(1, 4), torch.ones(1, 4)])
+    stream.reset()
+    with torch.no_grad():  # ...nor reads them: a new stream starts from zeros
+        got = stream(x)
+        want = sepconv.functional.lstm(x, lstm.kernel, lstm.recurrent_kernel, lstm.bias,
+                                       return_sequences=True)[0]
+        torch.testing.assert_close(got, want)
+        assert not torch.allclose(got, lstm(x))  # the layer itself starts from its ones
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: torch.nn.Sequential(sepconv.LSTM(4, return_sequences=True, go_backwards=True,
+                                              name="back")),
+     r"layer '0' \(LSTM 'back'\) has go_backwards=True.*cannot stream causally"),
+    (lambda: sepconv.Bidirectional(sepconv.GRU(4, return_sequences=True), name="bi"),
+     r"layer 'Bidirectional' \(Bidirectional 'bi'\).*backwards.*cannot stream causally"),
+    (lambda: torch.nn.Sequential(sepconv.SimpleRNN(4, return_state=True)),
+     r"layer '0' \(SimpleRNN .*return_state=True"),
+    (lambda: torch.nn.Sequential(sepconv.LSTM(4, name="head"), sepconv.Conv1D(
+        2, 1, input_shape=(None, 4))),
+     r"layer '1' .*follows layer '0' \(LSTM 'head'\).*return_sequences=False"),
+    (lambda: torch.nn.Sequential(sepconv.GRU(4), sepconv.LSTM(2)),
+     r"layer '1' .*follows .*return_sequences=False"),
+    (lambda: torch.nn.Sequential(torch.nn.LSTM(3, 4)),
+     r"layer '0' \(LSTM\) does not stream.*not torch.nn"),
+    (lambda: torch.nn.Sequential(
+        sepconv.Conv1D(4, 3, padding="causal", data_format="channels_first",
+                       input_shape=(3, None)), sepconv.LSTM(4)),
+     r"layer '1' \(LSTM .*needs channels_last.*layer '0'.*channels_first"),
+])
+def test_recurrent_refused_with_the_layer_named(build, message):
+    with pytest.raises(ValueError, match=message):
+        sepconv.stream(build())
+
+
+def test_recurrent_dropout_refused_in_training_mode():
+    model = torch.nn.Sequential(sepconv.GRU(3, dropout=0.2, return_sequences=True))
+    stream = sepconv.stream(model)
+    with pytest.raises(ValueError, match=r"layer '0' \(GRU .*training mode with dropout"):
+        stream(torch.randn(1, 4, 2))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(stream(torch.ones(1, 4, 2)), model(torch.ones(1, 4, 2)))
+    # no dropout: training mode streams (nothing random)
+    plain = torch.nn.Sequential(sepconv.SimpleRNN(3, return_sequences=True))
+    with torch.no_grad():
+        x = torch.randn(2, 5, 2)
+        torch.testing.assert_close(sepconv.stream(plain)(x), plain(x))

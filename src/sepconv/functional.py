@@ -12,7 +12,7 @@ import importlib.util
 import math
 import numbers
 import os
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -706,7 +706,13 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
         recurrent_dropout_mask: ``(4, *state_shape)``, the same for ``h``.
         mask: ``(batch, time)`` booleans, Keras' timestep mask: at a masked step the
             states are kept and the output repeats the previous step's (zeros before the
-            first unmasked step), as tf-keras' ``backend.rnn``.
+            first unmasked step), as tf-keras' ``backend.rnn``.  Or ``(batch, time,
+            *m)`` with ``m`` the leading axes of a step's output ``(*out_spatial,
+            filters)`` (channels_first: ``(filters, *out_spatial)``), e.g. ``Masking``'s
+            ``(batch, time, *spatial)`` where the output keeps the input's spatial shape
+            (``padding="same"``, strides 1): the same per output position, as tf-keras
+            2.21's ``backend.rnn`` broadcasts it (each position keeps its own ``h``,
+            ``c`` and last output where masked).
 
     Returns:
         ``(output, h, c)``.
@@ -753,10 +759,8 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
             raise ValueError(f"Invalid value for argument `{arg}`. Expected shape {shape}. "
                              f"Received {tuple(value.shape)}")
     if mask is not None:
-        if tuple(mask.shape) != (batch, steps):
-            raise ValueError(f"Invalid value for argument `mask`. Expected shape "
-                             f"{(batch, steps)} (batch, time). Received {tuple(mask.shape)}")
-        step_masks = mask.to(device=x.device, dtype=torch.bool).unbind(1)
+        out_step = (out_spatial + (filters,)) if channels_last else (filters,) + out_spatial
+        step_masks = _conv_lstm_mask(mask, batch, steps, out_step).to(x.device).unbind(1)
         if go_backwards:
             step_masks = step_masks[::-1]
     input_mask = None
@@ -856,8 +860,8 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
         if mask is None:
             h, c = h_new, c_new
             out = h_new
-        else:
-            keep = step_masks[t].view((batch,) + (1,) * (rank + 1))
+        else:  # the mask in this loop's channels-first layout
+            keep = step_masks[t].movedim(-1, 1) if channels_last else step_masks[t]
             out = torch.where(keep, h_new, out)
             h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
         if return_sequences:
@@ -867,6 +871,24 @@ def conv_lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Ten
         output = output.movedim(2 if return_sequences else 1, -1)
         h, c = h.movedim(1, -1), c.movedim(1, -1)
     return output, h, c
+
+
+def _conv_lstm_mask(mask, batch: int, steps: int, out_step: Tuple[int, ...]):
+    """A ConvLSTM mask as booleans ``(batch, time, *m, 1, ...)`` broadcasting against the
+    steps' outputs ``(batch, time, *out_step)``; ``m`` must be ``out_step``'s leading axes
+    (tf-keras 2.21 tiles the mask over the remaining ones and fails on other shapes)."""
+    if not isinstance(mask, torch.Tensor):
+        mask = torch.as_tensor(mask)
+    m = tuple(mask.shape[2:])
+    if mask.dim() < 2 or tuple(mask.shape[:2]) != (batch, steps) or \
+            len(m) > len(out_step) or m != tuple(out_step[:len(m)]):
+        raise ValueError(f"Invalid value for argument `mask`. Expected a (batch, time) mask "
+                         f"{(batch, steps)}, or one per output position whose later axes "
+                         f"lead a step's output shape {tuple(out_step)} (Masking's (batch, "
+                         f"time, *spatial) mask fits where the output keeps the input's "
+                         f"spatial shape: padding='same', strides 1). Received a mask of "
+                         f"shape {tuple(mask.shape)}")
+    return mask.to(torch.bool).reshape((batch, steps) + m + (1,) * (len(out_step) - len(m)))
 
 
 def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, in_pads, pads, channels_last,
@@ -889,7 +911,8 @@ def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, in_pads, pads, channels_
             recurrent_kernel.unsqueeze(0), bias, ((0, 0),) + tuple(in_pads),
             ((0, 0),) + tuple(pads), channels_last,
             activation, recurrent_activation, h.unsqueeze(2), c.unsqueeze(2), go_backwards,
-            return_sequences, step_masks)
+            return_sequences, None if step_masks is None else
+            [k.unsqueeze(1 if channels_last else 2) for k in step_masks])
         return output.squeeze(axis), h.squeeze(axis), c.squeeze(axis)
     filters = recurrent_kernel.shape[-2]
     conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
@@ -965,8 +988,8 @@ def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, in_pads, pads, channels_
         if step_masks is None:
             h, c = h_new, c_new
             out = h_new
-        else:
-            keep = step_masks[t].view((batch,) + (1,) * (rank + 1))
+        else:  # the mask in this loop's channels-last layout
+            keep = step_masks[t] if channels_last else step_masks[t].movedim(1, -1)
             out = torch.where(keep, h_new, out)
             h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
         if return_sequences:

@@ -21,7 +21,20 @@ up by class name in :data:`STREAMERS`:
   element-wise activations (``ReLU``, ``GELU``, ``Tanh``, ...), ``Softmax`` /
   ``LogSoftmax`` / ``GLU`` over the channel axis, ``Identity``.
 
-Refused with a ``ValueError`` naming the layer: non-causal convolutions (``"valid"`` or
+- Keras' ``LSTM``, ``GRU`` and ``SimpleRNN`` (channels_last, as they take ``(batch,
+  time, features)``): each chunk runs the recurrence from the states the previous chunk
+  left (zeros at the start; ``reset()`` zeroes them).  With ``return_sequences=True``
+  a chunk gives its steps' outputs, exactly the whole sequence's; with
+  ``return_sequences=False`` (a classifier's last recurrent layer) a chunk gives the
+  last output so far, ``(batch, units)``: what the model up to that layer returns on
+  the whole sequence seen so far (a chunk of no steps repeats it; zeros before any
+  step).  Only per-step layers (a ``Dense`` head, ``Activation``, ...) may follow it.
+  The stream keeps its own states: a ``stateful=True`` layer's states are neither read
+  nor changed.  There is no mask in a stream.
+
+Refused with a ``ValueError`` naming the layer: recurrent layers with
+``go_backwards=True`` and ``Bidirectional`` (an output would read later steps),
+``return_state=True``, ``torch.nn.LSTM`` / ``GRU``; non-causal convolutions (``"valid"`` or
 ``"same"`` with ``kernel_size > 1``: an output would read later steps), strided ones (the
 state would need a phase too), layers that act across steps (``Linear`` on a
 ``channels_first`` model, softmax over the steps), any other module.  Batch
@@ -111,6 +124,70 @@ class _CausalConv(_Step):
         else:
             full = x
         return layer.activation(self.conv(layer, full))
+
+
+class _Recurrent(_Step):
+    """Keras' ``LSTM`` / ``GRU`` / ``SimpleRNN``: the recurrence run on each chunk from the
+    states the previous chunk left (zeros at the start).  ``return_sequences=True``: the
+    chunk's outputs; ``False``: the last output so far, ``(batch, units)``, which equals
+    the layer (and the model up to it) on the whole sequence seen so far."""
+
+    data_format = "channels_last"
+
+    def __init__(self, module, where):
+        super().__init__(module, where)
+        self.sequences = module.return_sequences
+        self.state: Optional[List[torch.Tensor]] = None
+        self.last: Optional[torch.Tensor] = None
+
+    def reset(self) -> None:
+        self.state = self.last = None
+
+    def __call__(self, x):
+        layer = self.module
+        if layer.training and (layer.dropout or layer.recurrent_dropout):
+            raise ValueError(f"{self.where} is in training mode with dropout: random masks "
+                             f"do not stream. Call model.eval() first")
+        if self.state is not None and self.state[0].shape[0] != x.shape[0]:
+            raise ValueError(f"{self.where} holds the state of a batch of "
+                             f"{self.state[0].shape[0]}; received a chunk of shape "
+                             f"{tuple(x.shape)}. Call stream.reset() to start new streams")
+        if x.dim() == 3 and x.shape[1] == 0:  # no step: nothing changes
+            if self.sequences:
+                return x.new_zeros((x.shape[0], 0, layer.units),
+                                   dtype=layer.dtype_policy.compute)
+            if self.last is not None:
+                return self.last
+            return x.new_zeros((x.shape[0], layer.units), dtype=layer.dtype_policy.compute)
+        x = layer._prepare_input(x)
+        output, *states = layer._stream_chunk(x, self.state)
+        # detached copies: truncated backpropagation, and no view keeping the chunk alive
+        self.state = [s.detach().clone() for s in states]
+        if self.sequences:
+            return output
+        self.last = output[:, -1].detach().clone()
+        return output[:, -1]
+
+
+def _recurrent(module, where):
+    if not isinstance(module, Layer):  # torch.nn.LSTM / GRU: (seq, batch) layout, tuples
+        raise ValueError(f"{where} does not stream: sepconv.stream takes Keras' recurrent "
+                         f"layers (sepconv.LSTM, GRU, SimpleRNN), not torch.nn's")
+    if module.go_backwards:
+        raise ValueError(f"{where} has go_backwards=True: it reads the sequence last to "
+                         f"first, so its first output needs the last step; it cannot stream "
+                         f"causally")
+    if module.return_state:
+        raise ValueError(f"{where} has return_state=True: its call returns a list [output, "
+                         f"*states]; a streamed model takes one tensor per layer (the "
+                         f"stream carries the states itself)")
+    return _Recurrent(module, where)
+
+
+def _bidirectional(module, where):
+    raise ValueError(f"{where} runs a layer backwards over the whole sequence: its "
+                     f"output at a step reads the later steps, so it cannot stream "
+                     f"causally. Use a forward-only LSTM / GRU / SimpleRNN")
 
 
 def _bias(layer) -> Optional[torch.Tensor]:
@@ -236,6 +313,8 @@ STREAMERS: Dict[str, Callable] = {
     "GaussianNoise": _per_step(eval_only=True),
     "GaussianDropout": _per_step(eval_only=True),
     "AlphaDropout": _per_step(eval_only=True),
+    "LSTM": _recurrent, "GRU": _recurrent, "SimpleRNN": _recurrent,
+    "Bidirectional": _bidirectional,
     "Softmax": _dim_layer, "LogSoftmax": _dim_layer, "Softmin": _dim_layer,
     "GLU": _dim_layer, "PReLU": _prelu,
     **{name: _per_step() for name in _ELEMENTWISE},
@@ -286,23 +365,34 @@ class Stream:
                             f"(a Sequential of causal layers). Received {type(model).__name__}")
         self.model = model
         self.steps: List[_Step] = []
-        fixed_by = None
+        fixed_by = collapsed_by = None
         self.data_format: Optional[str] = None
         for path, module in _flatten(model):
             where = _describe(path, module)
             make = _maker(module)
             if make is None:
                 raise ValueError(f"{where} does not stream: sepconv.stream takes causal "
-                                 f"SeparableConv1D / Conv1D layers and per-step layers "
+                                 f"SeparableConv1D / Conv1D layers, forward LSTM / GRU / "
+                                 f"SimpleRNN layers and per-step layers "
                                  f"({', '.join(sorted(STREAMERS))})")
             step = make(module, where)
-            if step.data_format is not None:
+            if collapsed_by is not None:
+                # (batch, units) per chunk: no steps axis left, any per-step layer applies
+                if type(step) is not _PerStep:
+                    raise ValueError(f"{where} follows {collapsed_by}, which has "
+                                     f"return_sequences=False: each chunk then gives the "
+                                     f"last output so far, (batch, units), and only "
+                                     f"per-step layers (Dense, Activation, ...) may follow. "
+                                     f"Set return_sequences=True on it")
+            elif step.data_format is not None:
                 if self.data_format is None:
                     self.data_format, fixed_by = step.data_format, where
                 elif step.data_format != self.data_format:
                     raise ValueError(f"{where} needs {step.data_format} input, but {fixed_by} "
                                      f"makes this a {self.data_format} model: a layer would "
                                      f"act across steps")
+            if isinstance(step, _Recurrent) and not step.sequences:
+                collapsed_by = where
             self.steps.append(step)
         if self.data_format is None:
             self.data_format = "channels_last"
@@ -310,7 +400,8 @@ class Stream:
     @property
     def state_steps(self) -> List[int]:
         """Steps of state each layer keeps: ``(kernel_size - 1) * dilation_rate`` for a
-        convolution, 0 for a per-step layer."""
+        convolution, 0 for a per-step layer and for a recurrent layer (which keeps its
+        states ``h`` (and ``c``), ``(batch, units)`` each, not past steps)."""
         return [getattr(step, "span", 0) for step in self.steps]
 
     def reset(self) -> None:

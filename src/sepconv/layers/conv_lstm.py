@@ -197,7 +197,10 @@ class _ConvLSTM(_RecurrentStates, Layer):
 
     ``forward(inputs, mask=None, training=None, initial_state=None)`` (Keras' call
     arguments): ``mask`` is ``(batch, time)`` booleans (a masked step keeps the states and
-    repeats the previous output, as tf-keras); ``initial_state`` is ``[h, c]`` in the state
+    repeats the previous output, as tf-keras), or ``Masking``'s ``(batch, time,
+    *spatial)``, applied per output position as tf-keras 2.21 does (it fits where the
+    output keeps the input's spatial shape, ``padding="same"`` with strides 1; other
+    shapes are refused, tf-keras fails on them too); ``initial_state`` is ``[h, c]`` in the state
     shape above.  ``stateful=True`` keeps the last states (detached from the
     graph: truncated backpropagation through time) as the next call's initial state; the
     batch size (and spatial shape) are fixed by ``batch_input_shape`` / ``batch_size`` or
@@ -384,16 +387,16 @@ class _ConvLSTM(_RecurrentStates, Layer):
     def forward(self, inputs, mask=None, training=None, initial_state=None):
         """Keras' call arguments.  ``inputs``: ``(batch, time, *spatial, channels)``
         (channels_last) or ``(batch, time, channels, *spatial)``; a tensor or numpy array.
-        ``mask``: ``(batch, time)`` booleans (False: skip the step, as Keras' masking);
+        ``mask``: ``(batch, time)`` booleans (False: skip the step, as Keras' masking),
+        or ``(batch, time, *spatial)`` as ``Masking`` makes it: per output position (see
+        :func:`sepconv.functional.conv_lstm`);
         ``training``: overrides ``self.training``; ``initial_state``: ``[h, c]``."""
         x = self._prepare_input(inputs)
-        if mask is not None:
+        if isinstance(mask, (list, tuple)):  # tf-keras takes the first of a list
+            mask = mask[0] if mask else None
+        if mask is not None:  # its shape is checked by functional.conv_lstm
             mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor)
                                    else mask, device=x.device)
-            if tuple(mask.shape) != tuple(x.shape[:2]):
-                raise ValueError(f"Invalid value for argument `mask`. Expected shape "
-                                 f"{tuple(x.shape[:2])} (batch, time). Received "
-                                 f"{tuple(mask.shape)}")
         training = self.training if training is None else bool(training)
         state_shape = self._state_shape(tuple(x.shape))
         state = self._call_state(initial_state, state_shape, x)

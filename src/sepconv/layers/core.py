@@ -929,9 +929,24 @@ class TimeDistributed(Layer):
         inner = self.layer.compute_output_shape((None,) + shape[2:])
         return shape[:2] + tuple(inner[1:])
 
-    def forward(self, inputs) -> torch.Tensor:
-        """``inputs``: ``(batch, time, ...)``; the output ``(batch, time, ...inner...)``."""
-        if isinstance(self.layer, Embedding):
+    def _inner_mask(self, mask, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """The mask ``(batch, time, ...)`` folded as the inputs are: ``(batch * time,
+        ...)`` (tf-keras' reshape)."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
+        if mask is None:
+            return None
+        if not isinstance(mask, torch.Tensor):
+            mask = torch.as_tensor(np.asarray(mask))
+        b, t = x.shape[:2]
+        if mask.dim() < 2 or tuple(mask.shape[:2]) != (b, t):
+            raise ValueError(f"Invalid value for argument `mask`. Expected a mask (batch, "
+                             f"time, ...) starting with {(b, t)}. Received a mask of shape "
+                             f"{tuple(mask.shape)}")
+        return mask.to(x.device).reshape((b * t,) + tuple(mask.shape[2:]))
+
+    def _inputs(self, inputs) -> torch.Tensor:
+        if isinstance(self.layer, Embedding):  # integer ids: no cast
             x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(
                 np.asarray(inputs))
             if not self.built:
@@ -939,8 +954,43 @@ class TimeDistributed(Layer):
         else:
             x = self._prepare_input(inputs)
         self._check_input(tuple(x.shape))
+        return x
+
+    def compute_mask(self, inputs, mask=None):
+        """tf-keras 2.21's ``TimeDistributed.compute_mask``: the inner layer's
+        ``compute_mask`` on the folded inputs and mask, unfolded to ``(batch, time,
+        ...)``; where it gives ``None``, the input mask reduced to ``(batch, time)`` with
+        ``any`` over its later axes (``None`` without an input mask).  An inner layer
+        that does not support masking raises ``TypeError`` given a mask, as in tf-keras
+        (which refuses ``Masking`` -> ``TimeDistributed(Conv1D)`` when building the
+        model)."""
+        x = self._inputs(inputs)
         b, t = x.shape[:2]
-        y = self.layer(x.reshape((b * t,) + tuple(x.shape[2:])))
+        inner = self._inner_mask(mask, x)
+        out = self.layer.compute_mask(x.reshape((b * t,) + tuple(x.shape[2:])), inner)
+        if out is None:
+            if inner is None:
+                return None
+            mask = inner.reshape((b, t) + tuple(inner.shape[1:]))
+            while mask.dim() > 2:
+                mask = mask.any(dim=-1)
+            return mask
+        return out.reshape((b, t) + tuple(out.shape[1:]))
+
+    def forward(self, inputs, mask=None) -> torch.Tensor:
+        """``inputs``: ``(batch, time, ...)``; the output ``(batch, time, ...inner...)``.
+        ``mask`` (Keras' ``(batch, time, ...)`` mask, optional) goes to the inner layer,
+        folded to ``(batch * time, ...)``, where its ``forward`` takes ``mask``
+        (recurrent layers, ``Softmax``, ``GlobalAveragePooling1D``, ...), as in tf-keras
+        2.21: ``TimeDistributed(LSTM(...))`` over ``Embedding(mask_zero=True)`` ids
+        ``(batch, sentences, words)`` masks the padded words of each sentence."""
+        from .masking import _takes_mask
+
+        x = self._inputs(inputs)
+        b, t = x.shape[:2]
+        inner = self._inner_mask(mask, x)
+        kwargs = {"mask": inner} if inner is not None and _takes_mask(self.layer) else {}
+        y = self.layer(x.reshape((b * t,) + tuple(x.shape[2:])), **kwargs)
         return y.reshape((b, t) + tuple(y.shape[1:]))
 
     def get_config(self):

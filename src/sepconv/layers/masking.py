@@ -7,8 +7,9 @@ A Keras mask is a ``(batch, time)`` boolean tensor (``False``: a padded step) ma
 layer: a layer whose ``supports_masking`` is True and whose call takes ``mask`` gets it
 (recurrent layers, ``Bidirectional``, ``GlobalAveragePooling1D``, ``Softmax``), and its
 ``compute_mask(inputs, mask)`` gives the mask of its output (pass-through layers such as
-``Dense``, ``Activation``, ``Dropout``, the normalizations and ``TimeDistributed`` forward
-it, merges combine it, recurrent layers keep it only with ``return_sequences``).  A layer
+``Dense``, ``Activation``, ``Dropout``, the normalizations forward it, merges combine
+it, recurrent layers keep it only with ``return_sequences``; ``TimeDistributed`` folds it
+to ``(batch * time, ...)`` for its inner layer, as tf-keras does).  A layer
 that does not support masking (convolutions, pooling, ``Flatten``, ``Reshape``, ...) drops
 it: tf-keras 2.21 raises nothing there either, the layers after it see no mask.
 

@@ -250,9 +250,20 @@ class _RNN(_RecurrentStates, Layer):
             self._step_mask = None
         return self._call_result(output, states)
 
+    def _stream_chunk(self, x: torch.Tensor, state):
+        """Every step's output ``(batch, time, units)`` and the last states, from ``state``
+        (None: zeros), without dropout or mask: ``(output, *states)``.  What
+        :func:`sepconv.stream` runs on each chunk, whatever ``return_sequences``."""
+        self._stream_sequences = True
+        try:
+            return self._recurrence(x, state, None, None)
+        finally:
+            self._stream_sequences = False
+
     def _args(self, state, mask, rmask) -> Dict[str, Any]:
+        sequences = self.return_sequences or self.__dict__.get("_stream_sequences", False)
         return dict(activation=self.activation, initial_state=state,
-                    go_backwards=self.go_backwards, return_sequences=self.return_sequences,
+                    go_backwards=self.go_backwards, return_sequences=sequences,
                     dropout_mask=mask, recurrent_dropout_mask=rmask,
                     mask=self.__dict__.get("_step_mask"),
                     zero_output_for_mask=self.zero_output_for_mask)
