@@ -362,7 +362,7 @@ class _ThreadPolicy:
     wait a scheduler time slice for its second thread, and the call runs 2-20x *slower*
     than on one thread.  Neither count is right for every machine or every minute, and
     users cannot be asked to set ``OMP_WAIT_POLICY``, so the kernel times itself: per pass
-    and size class (powers of 4 of multiply-adds) it keeps a running mean of the time per
+    and size class (powers of 4 of multiply-adds) it keeps the time per
     multiply-add on one thread and on torch's thread count (``torch.get_num_threads()``,
     the user's setting, never raised): the fastest of its last :data:`COST_WINDOW` timed
     calls.  It runs the cheaper (one thread only when clearly so:
@@ -381,11 +381,20 @@ class _ThreadPolicy:
 
     def __init__(self, clock=time.perf_counter) -> None:
         self.clock = clock
-        self.cost: dict = {}   # (pass, size class, threads) -> seconds/multiply-add
-        self.samples: dict = {}  # the same keys -> the last COST_WINDOW timed calls
+        self.samples: dict = {}  # (pass, size class, threads) -> the last COST_WINDOW
+        #                          timed calls' seconds per multiply-add
         self.calls: dict = {}  # (pass, size class) -> [calls, re-try interval]
         self.shapes: dict = {}  # (pass, size class) -> shapes seen (warm-ups run)
         self.lock = threading.Lock()
+
+    @property
+    def cost(self) -> dict:
+        """(pass, size class, threads) -> seconds per multiply-add: the fastest sample."""
+        return {key: min(window) for key, window in self.samples.items()}
+
+    def _cost(self, key):
+        window = self.samples.get(key)
+        return min(window) if window else None
 
     def run(self, name: str, work: int, call, shape=()):
         """``call()`` on the thread count this policy picks for ``work`` multiply-adds;
@@ -403,7 +412,7 @@ class _ThreadPolicy:
             if shape not in seen and len(seen) < WARM_UP_SHAPES:  # warm-up, untimed
                 seen.add(shape)
                 return call()
-            one, many = self.cost.get(key + (1,)), self.cost.get(key + (threads,))
+            one, many = self._cost(key + (1,)), self._cost(key + (threads,))
             retry = one is not None and many is not None and state[0] % state[1] == 0
             if many is None:
                 pick = threads
@@ -424,9 +433,8 @@ class _ThreadPolicy:
             window = self.samples.setdefault(key + (pick,),
                                              collections.deque(maxlen=COST_WINDOW))
             window.append(per)
-            self.cost[key + (pick,)] = min(window)
             if retry:  # re-try often while re-tries win, less and less often while they lose
-                one, many = self.cost[key + (1,)], self.cost[key + (threads,)]
+                one, many = self._cost(key + (1,)), self._cost(key + (threads,))
                 won = (one < ONE_THREAD_MARGIN * many) == (pick == 1)
                 state[1] = 8 if won else min(2 * state[1], 256)
             return result
