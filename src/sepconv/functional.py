@@ -234,7 +234,7 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         if _triton_is_faster(x, depthwise, pointwise, dilation, channels_last):
             return _load("triton")
         return _load("cuda")
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
+    if x.is_cpu and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
         # bench/README.md (python -m sepconv bench): cpu/composition geomean 0.40 fwd, 0.36
         # fwd+bwd, every shape faster (worst 0.97, GEMM-bound); half precision 10-20x faster
         # (the composition's half GEMMs are emulated here).  float64: a tie, reference.
@@ -261,9 +261,16 @@ def _triton_is_faster(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch
     if torch.is_grad_enabled() and (x.requires_grad or depthwise.requires_grad
                                     or pointwise.requires_grad):
         return False
-    if importlib.util.find_spec("triton") is None:
+    if not _triton_installed():
         return False
     return x.dtype != torch.bfloat16 or torch.cuda.get_device_capability(x.device) >= (8, 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_installed() -> bool:
+    """Whether Triton can be imported: looked up once (``find_spec`` walks ``sys.path``
+    while Triton is not yet imported, tens of microseconds on every inference call)."""
+    return importlib.util.find_spec("triton") is not None
 
 
 def _exporting() -> bool:
