@@ -59,7 +59,6 @@ variables are read when this module is imported.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 from typing import Optional
 
@@ -107,9 +106,8 @@ if INTERPRET:
 
 
 def available() -> bool:
-    """True when Triton is importable and can run: a CUDA device, or the interpreter."""
-    if importlib.util.find_spec("triton") is None:
-        return False
+    """True when Triton can run: a CUDA device, or the interpreter (this module imports
+    Triton, so it is installed)."""
     return INTERPRET or torch.cuda.is_available()
 
 
