@@ -7,6 +7,7 @@ choice itself is under test (a QuartzNet-sized block, kept affordable).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 
@@ -650,6 +651,17 @@ class _FakeClock:
         return self.now
 
 
+@contextlib.contextmanager
+def _two_threads():
+    """A fresh policy on a fake clock, with torch on two threads for the block (one after)."""
+    clock = _FakeClock()
+    torch.set_num_threads(2)
+    try:
+        yield cpu._ThreadPolicy(clock=clock), clock
+    finally:
+        torch.set_num_threads(1)
+
+
 def _policy_calls(policy, clock, cost_of_threads, calls, work=1000):
     """Runs ``calls`` fake kernel calls; returns the thread count each one ran on."""
     seen = []
@@ -670,15 +682,10 @@ def test_thread_policy_learns_the_cheaper_count(busy):
     """Idle cores (two threads cheaper): stays on two, re-trying one now and then; busy
     cores (one thread cheaper): moves to one, re-trying two less and less often.  The
     user's thread count is restored after every call."""
-    clock = _FakeClock()
-    policy = cpu._ThreadPolicy(clock=clock)
-    torch.set_num_threads(2)
-    try:
+    with _two_threads() as (policy, clock):
         seen = _policy_calls(policy, clock, lambda t: (5.0 if t == 1 else 3.0) if not busy
                              else (5.0 if t == 1 else 40.0), 300)
         assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(1)
     assert seen[:3] == [2, 2, 1]  # an untimed warm-up, then one probe of each
     cheap, other = (2, 1) if not busy else (1, 2)
     retries = [i for i, t in enumerate(seen[3:], start=3) if t == other]
@@ -694,15 +701,10 @@ def test_thread_policy_ignores_the_cold_first_call():
     """The first call of a size class (fresh memory, oneDNN's kernel creation) runs 2-4x
     slower than the next; timed, it made two threads look dearer than one for hundreds of
     calls.  It is not timed: two threads (cheaper once warm) win from the probes on."""
-    clock = _FakeClock()
-    policy = cpu._ThreadPolicy(clock=clock)
     costs = iter([30.0])
-    torch.set_num_threads(2)
-    try:
+    with _two_threads() as (policy, clock):
         seen = _policy_calls(policy, clock,
                              lambda t: next(costs, 3.0) if t == 2 else 5.0, 40)
-    finally:
-        torch.set_num_threads(1)
     assert seen[:3] == [2, 2, 1]
     assert seen[3:].count(2) >= 0.8 * len(seen[3:])  # one thread only in spaced re-tries
 
@@ -710,11 +712,8 @@ def test_thread_policy_ignores_the_cold_first_call():
 def test_thread_policy_warms_up_each_shape_of_a_size_class():
     """Each new shape's first call (cold: 100 here) is left untimed, up to WARM_UP_SHAPES
     shapes per size class; past that (variable lengths) every call is timed."""
-    clock = _FakeClock()
-    policy = cpu._ThreadPolicy(clock=clock)
     key = ("forward", (1000).bit_length() // 2, 2)
-    torch.set_num_threads(2)
-    try:
+    with _two_threads() as (policy, clock):
         def calls(shape, count, first_cost):
             costs = iter([first_cost])
 
@@ -731,21 +730,14 @@ def test_thread_policy_warms_up_each_shape_of_a_size_class():
         assert policy.cost[key] == warm
         calls("one too many", 1, 100.0)  # timed now
         assert policy.samples[key][-1] == pytest.approx(100.0 / 1000)
-    finally:
-        torch.set_num_threads(1)
 
 
 @pytest.mark.parametrize("one_cost,expected", [(2.7, 2), (2.0, 1)])
 def test_thread_policy_needs_a_clear_win_for_one_thread(one_cost, expected):
     """Torch's count (2) against one thread costing 0.9x (noise-sized: stay on two) and
     0.67x (below ONE_THREAD_MARGIN: move to one)."""
-    clock = _FakeClock()
-    policy = cpu._ThreadPolicy(clock=clock)
-    torch.set_num_threads(2)
-    try:
+    with _two_threads() as (policy, clock):
         seen = _policy_calls(policy, clock, lambda t: one_cost if t == 1 else 3.0, 60)
-    finally:
-        torch.set_num_threads(1)
     assert seen[3:].count(expected) >= 0.8 * len(seen[3:])
 
 
@@ -753,14 +745,9 @@ def test_thread_policy_retry_replaces_a_stale_mean():
     """A winning re-try switches at once (its time replaces the other count's old mean):
     one thread was cheaper while the machine was busy; once idle, the first re-try of two
     threads moves the policy back."""
-    clock = _FakeClock()
-    policy = cpu._ThreadPolicy(clock=clock)
-    torch.set_num_threads(2)
-    try:
+    with _two_threads() as (policy, clock):
         _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 400.0, 20)
         seen = _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 2.0, 40)
-    finally:
-        torch.set_num_threads(1)
     first = seen.index(2)
     assert first < 16 and seen[first:].count(2) >= 0.8 * (len(seen) - first)
 
@@ -769,32 +756,22 @@ def test_thread_policy_shrugs_off_one_slow_sample():
     """Contention only slows calls down: a single slow two-thread call (a neighbour's
     threads spinning, a page fault) leaves the policy on two threads; a lasting load
     moves it to one within COST_WINDOW calls."""
-    clock = _FakeClock()
-    policy = cpu._ThreadPolicy(clock=clock)
-    torch.set_num_threads(2)
-    try:
+    with _two_threads() as (policy, clock):
         _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 3.0, 20)
         spike = iter([60.0])
         seen = _policy_calls(policy, clock,
                              lambda t: 5.0 if t == 1 else next(spike, 3.0), 30)
         assert seen.count(1) <= 2  # at most a scheduled re-try
         busy = _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 60.0, 30)
-    finally:
-        torch.set_num_threads(1)
     first = busy.index(1)
     assert first <= cpu.COST_WINDOW and busy[first:].count(1) >= 0.8 * len(busy[first:])
 
 
 def test_thread_policy_follows_a_change_of_load():
     """Busy, then idle: the policy moves back to two threads once a re-try wins."""
-    clock = _FakeClock()
-    policy = cpu._ThreadPolicy(clock=clock)
-    torch.set_num_threads(2)
-    try:
+    with _two_threads() as (policy, clock):
         _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 40.0, 100)
         seen = _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 2.0, 600)
-    finally:
-        torch.set_num_threads(1)
     assert seen[-50:] == [2] * 50
 
 
