@@ -52,6 +52,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from . import _cpu_native
+from . import pointwise as _pointwise
 from . import reference as _reference
 
 _conv = torch.ops.aten.convolution
@@ -274,7 +275,7 @@ def _weight_grad(z2: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
         # (B, CM, 1, R/B) and (B, F, 1, R/B) channels_last views: a batch of 16 or more,
         # or torch runs a single-threaded 1x1 convolution on its slow THNN path (15%
         # slower than oneDNN's here, measured with the thread policy on one thread)
-        b = next((b for b in range(16, 64) if rows % b == 0), 1)
+        b = _pointwise.onednn_batch(rows) or 1
         x4 = z2.view(b, 1, rows // b, cm).permute(0, 3, 1, 2)
         g4 = g2.view(b, 1, rows // b, f).permute(0, 3, 1, 2)
         w4 = z2.new_empty(f, cm, 1, 1)  # its shape only

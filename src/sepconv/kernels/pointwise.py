@@ -28,6 +28,14 @@ from .reference import _plain_strides
 LINEAR_BELOW = 2 ** 19
 
 
+def onednn_batch(rows: int) -> Optional[int]:
+    """A batch of 16 to 63 that divides ``rows`` (``None`` if none does): a 1x1 convolution
+    does not care how its rows are split into batch and space, and torch sends a single-
+    threaded 1x1 convolution of batch < 16 to its slow THNN kernel instead of oneDNN's
+    (issue 15).  Used here and by ``cpu.py``'s pointwise weight gradient."""
+    return next((b for b in range(16, 64) if rows % b == 0), None)
+
+
 def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
          strides: tuple, dilation: tuple, pads: tuple, groups: int,
          channels_last: bool) -> torch.Tensor:
@@ -49,18 +57,15 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
                          "convolutions on channels_last data only")
     rank = kernel.dim() - 2
     channels, filters = kernel.shape[-2:]
-    if x.numel() // max(channels, 1) * filters < LINEAR_BELOW:
+    rows = x.numel() // max(channels, 1)
+    if rows * filters < LINEAR_BELOW:
         return F.linear(x, kernel.reshape(channels, filters).t(), bias)
     # (filters, channels, 1, ...): contiguous (a few KiB), or torch's non-oneDNN fallback
     # slow_conv2d, picked for some small shapes, fails in backward (see reference.conv).
     weight = kernel.reshape(channels, filters).t().contiguous()
     shape = x.shape
-    rows = x.numel() // max(channels, 1)
     if shape[0] < 16 and x.is_contiguous():
-        # A 1x1 convolution does not care how its rows are split into batch and space: a
-        # batch of 16 or more keeps torch on oneDNN, which otherwise sends a single-
-        # threaded 1x1 convolution of batch < 16 to its slow THNN kernel (issue 15).
-        b = next((b for b in range(16, 64) if rows % b == 0), None)
+        b = onednn_batch(rows)  # keeps torch on oneDNN
         if b is not None:
             x = x.view(b, 1, rows // b, channels)
             rank = 2
