@@ -222,7 +222,7 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         # torch.export, the ONNX exporter and torch.jit.trace record standard ops only:
         # the reference composition (F.pad + two F.conv1d), which every runtime knows.
         return _reference.separable_conv1d
-    forced = os.environ.get("SEPCONV_KERNEL", "").strip().lower()
+    forced = _forced_kernel()
     if forced:
         if forced not in KERNELS:
             raise ValueError(f"SEPCONV_KERNEL must be one of {KERNELS}. Received {forced!r}")
@@ -271,6 +271,11 @@ def _triton_installed() -> bool:
     """Whether Triton can be imported: looked up once (``find_spec`` walks ``sys.path``
     while Triton is not yet imported, tens of microseconds on every inference call)."""
     return importlib.util.find_spec("triton") is not None
+
+
+def _forced_kernel() -> str:
+    """``SEPCONV_KERNEL`` (the debugging override), normalised; ``""`` when unset."""
+    return os.environ.get("SEPCONV_KERNEL", "").strip().lower()
 
 
 def _exporting() -> bool:
@@ -563,8 +568,7 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
     Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
     """
     # x.is_cpu, not x.device.type: no device object per call (issue 9's per-call cost)
-    if not channels_last or not x.is_cpu \
-            or os.environ.get("SEPCONV_KERNEL", "").strip().lower() == "reference":
+    if not channels_last or not x.is_cpu or _forced_kernel() == "reference":
         return _reference.conv
     if kernel.dim() in (3, 4) and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
             and x.dtype in (torch.float32, torch.float64, torch.bfloat16):
