@@ -452,9 +452,14 @@ class Layer(torch.nn.Module):
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
+        """Freezing a layer freezes its own weights and every sub-layer (the wrapped layers
+        of ``Bidirectional`` and ``TimeDistributed``), as in Keras."""
         self._trainable = check_bool(value, "trainable")
         for p in self.parameters(recurse=False):
             p.requires_grad_(self._trainable)
+        for sub in self.children():
+            if isinstance(sub, Layer):
+                sub.trainable = self._trainable
 
     @property
     def dtype(self) -> str:

@@ -566,18 +566,6 @@ class Bidirectional(Layer):
         return self.forward_layer._input_shape_from_weights(weights)
 
     @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        """Freezing the wrapper freezes both layers, as in Keras."""
-        self._trainable = check_bool(value, "trainable")
-        for key in ("forward_layer", "backward_layer"):
-            if key in self._modules:
-                self._modules[key].trainable = self._trainable
-
-    @property
     def weights(self):
         return self.forward_layer.weights + self.backward_layer.weights
 
