@@ -21,8 +21,6 @@ from .._registry import serialize
 from .base import (Layer, check_bool, check_conv_geometry, check_count,
                    check_data_format, check_padding)
 
-_AXES = {1: ("steps",), 2: ("rows", "cols"), 3: ("depth", "rows", "cols")}
-
 
 class _Conv(Layer):
     """Keras' N-d convolution layer (N = ``RANK``); see ``Conv1D`` for the contract.
@@ -106,9 +104,7 @@ class _Conv(Layer):
         return tuple(shape[1:-1] if self.data_format == "channels_last" else shape[2:])
 
     def _layout(self) -> str:
-        axes = ", ".join(_AXES[self.RANK])
-        return (f"(batch, {axes}, channels)" if self.data_format == "channels_last"
-                else f"(batch, channels, {axes})")
+        return _functional._layout_nd(self.RANK, self.data_format == "channels_last")
 
     def _output_spatial(self, spatial, shape) -> Tuple[Optional[int], ...]:
         out = _padding.conv_output_shape(spatial, self.kernel_size, self.strides,

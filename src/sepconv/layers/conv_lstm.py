@@ -20,8 +20,6 @@ from .._registry import serialize
 from .base import (Layer, check_bool, check_conv_geometry, check_count,
                    check_data_format, check_padding)
 
-_AXES = {1: "steps", 2: "rows, cols", 3: "depth, rows, cols"}
-
 
 def _arguments(frame_locals: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in frame_locals.items() if k not in ("self", "__class__")}
@@ -283,9 +281,8 @@ class _ConvLSTM(_RecurrentStates, Layer):
         return tuple(shape[2:-1] if self.data_format == "channels_last" else shape[3:])
 
     def _layout(self) -> str:
-        axes = _AXES[self.RANK]
-        return (f"(batch, time, {axes}, channels)" if self.data_format == "channels_last"
-                else f"(batch, time, channels, {axes})")
+        layout = _functional._layout_nd(self.RANK, self.data_format == "channels_last")
+        return layout.replace("(batch, ", "(batch, time, ")
 
     def _output_spatial(self, shape) -> Tuple[Optional[int], ...]:
         out = _padding.conv_output_shape(self._spatial(shape), self.kernel_size,

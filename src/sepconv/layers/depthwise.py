@@ -22,8 +22,6 @@ from .._registry import serialize
 from .base import (Layer, check_bool, check_conv_geometry, check_count,
                    check_data_format, check_padding)
 
-_AXES = {1: ("steps",), 2: ("rows", "cols"), 3: ("depth", "rows", "cols")}
-
 
 class _DepthwiseConv(Layer):
     """The depthwise convolution of rank ``RANK`` (weights ``depthwise_kernel``
@@ -139,10 +137,8 @@ class _DepthwiseConv(Layer):
         return (shape[0], channels) + spatial
 
     def _layout(self, batch: bool = True) -> str:
-        axes = ", ".join(_AXES[self.RANK])
-        inner = (f"{axes}, channels" if self.data_format == "channels_last"
-                 else f"channels, {axes}")
-        return f"(batch, {inner})" if batch else f"({inner})"
+        layout = _functional._layout_nd(self.RANK, self.data_format == "channels_last")
+        return layout if batch else "(" + layout[len("(batch, "):]
 
     # -- building --------------------------------------------------------------------------
     def build(self, input_shape, device=None) -> None:
