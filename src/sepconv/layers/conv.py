@@ -81,14 +81,9 @@ class _Conv(Layer):
     def _check_shape_argument(self) -> None:
         """``input_shape`` / ``batch_input_shape`` checked at construction, the message
         naming the argument the user passed."""
+        self._check_shape_rank()
         arg, value = self._shape_argument
-        shape = self.batch_input_shape
-        if len(shape) != self.RANK + 2:
-            expected = self._layout() if arg == "batch_input_shape" else \
-                "(" + self._layout()[len("(batch, "):]
-            raise ValueError(f"Invalid value for argument `{arg}`. Expected {expected} for "
-                             f"a {self.RANK}D layer. Received {arg}={value}")
-        channels = shape[self._channels_axis]
+        channels = self.batch_input_shape[self._channels_axis]
         if channels is not None and (channels < 1 or channels % self.groups):
             raise ValueError(f"Invalid value for argument `{arg}`. Expected a number of input "
                              f"channels that is a positive multiple of groups={self.groups}. "

@@ -83,12 +83,7 @@ class _DepthwiseConv(Layer):
 
     def _check_build_shape(self) -> None:
         """``input_shape`` / ``batch_input_shape`` checked at construction."""
-        shape = self.batch_input_shape
-        if len(shape) != self.RANK + 2:
-            arg, value = self._shape_argument  # the argument the user passed
-            raise ValueError(f"Invalid value for argument `{arg}`. Expected "
-                             f"{self._layout(batch=arg == 'batch_input_shape')} for a "
-                             f"{self.RANK}D layer. Received {arg}={value}")
+        self._check_shape_rank()
         self._check_shape_channels(self._output_spatial)
 
     # -- shapes ----------------------------------------------------------------------------
@@ -136,9 +131,8 @@ class _DepthwiseConv(Layer):
             return (shape[0],) + spatial + (channels,)
         return (shape[0], channels) + spatial
 
-    def _layout(self, batch: bool = True) -> str:
-        layout = _functional._layout_nd(self.RANK, self.data_format == "channels_last")
-        return layout if batch else "(" + layout[len("(batch, "):]
+    def _layout(self) -> str:
+        return _functional._layout_nd(self.RANK, self.data_format == "channels_last")
 
     # -- building --------------------------------------------------------------------------
     def build(self, input_shape, device=None) -> None:
