@@ -24,7 +24,8 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
-from tf_keras_compare import check_signature, strip_config  # noqa: E402
+from tf_keras_compare import (check_signature,  # noqa: E402
+                              recurrent_outputs_and_gradients, strip_config)
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -77,32 +78,10 @@ def _run_both(layer, x, initial_state=None, seed=0):
     """Outputs (list) and gradients (input, then weights) of both libraries, in the
     layer's data format."""
     rank, first = layer.RANK, layer.data_format == "channels_first"
-    ref = _tf_layer(layer)
-    xt = torch.tensor(x, requires_grad=True)
-    st = None if initial_state is None else [torch.tensor(s) for s in initial_state]
-    ours = layer(xt, initial_state=st)
-    ours = list(ours) if isinstance(ours, (list, tuple)) else [ours]
-    rng = np.random.default_rng(seed)
-    probes = [rng.standard_normal(tuple(o.shape)) for o in ours]
-    loss = sum((o * torch.tensor(p, dtype=o.dtype)).sum() for o, p in zip(ours, probes))
-    grads = torch.autograd.grad(loss, [xt] + layer.weights)
-
-    x_tf = tf.Variable(_to_last(x, rank) if first else x)
-    st_tf = None if initial_state is None else \
-        [tf.constant(_to_last(s, rank) if first else s) for s in initial_state]
-    with tf.GradientTape() as tape:
-        theirs = ref(x_tf, initial_state=st_tf)
-        theirs = list(theirs) if isinstance(theirs, (list, tuple)) else [theirs]
-        probes_tf = [_to_last(p, rank) if first else p for p in probes]
-        tf_loss = tf.add_n([tf.reduce_sum(o * p) for o, p in zip(theirs, probes_tf)])
-    tf_grads = tape.gradient(tf_loss, [x_tf] + ref.trainable_weights)
-    theirs = [t.numpy() for t in theirs]
-    tf_grads = [np.asarray(g) for g in tf_grads]
-    if first:
-        theirs = [_to_first(t, rank) for t in theirs]
-        tf_grads[0] = _to_first(tf_grads[0], rank)
-    return ([o.detach().numpy() for o in ours], [g.numpy() for g in grads],
-            theirs, tf_grads, ref)
+    converters = dict(to_tf=lambda a: _to_last(a, rank),
+                      from_tf=lambda a: _to_first(a, rank)) if first else {}
+    return recurrent_outputs_and_gradients(layer, _tf_layer(layer), x, initial_state, seed,
+                                           **converters)
 
 
 def _assert_match(ours, grads, theirs, tf_grads, tol):
@@ -162,7 +141,7 @@ def test_outputs_states_and_gradients_match_tf_keras(case):
     if shape["initial_state"]:
         state_shape = layer._state_shape(x.shape)
         initial = [rng.standard_normal(state_shape) for _ in range(2)]
-    ours, grads, theirs, tf_grads, _ = _run_both(layer, x, initial, shape["seed"])
+    ours, grads, theirs, tf_grads = _run_both(layer, x, initial, shape["seed"])
     _assert_match(ours, grads, theirs, tf_grads, 1e-9)
     expected = layer.compute_output_shape(x.shape)
     expected = expected if layer.return_state else [expected]
@@ -176,7 +155,7 @@ def test_float32_defaults_match_tf_keras(rank):
     layer = CLASSES[rank](3, 2, return_sequences=True)
     x = rng.standard_normal((2, 4) + (4,) * rank + (2,)).astype(np.float32)
     layer(torch.from_numpy(x))
-    ours, grads, theirs, tf_grads, _ = _run_both(layer, x)
+    ours, grads, theirs, tf_grads = _run_both(layer, x)
     for a, b in zip(ours + grads, theirs + tf_grads):
         np.testing.assert_allclose(a, b, atol=1e-5 * max(1.0, np.abs(b).max()), rtol=1e-4)
 
@@ -225,7 +204,7 @@ def test_axis_activation_sees_the_channels_last_layout():
                                dtype="float64", input_shape=(None, 4, 5, 2))
     _random_weights(layer, rng)
     x = rng.standard_normal((2, 3, 4, 5, 2))
-    ours, grads, theirs, tf_grads, _ = _run_both(layer, x)
+    ours, grads, theirs, tf_grads = _run_both(layer, x)
     _assert_match(ours, grads, theirs, tf_grads, 1e-9)
 
 

@@ -19,7 +19,8 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
-from tf_keras_compare import check_signature, check_sgd_step, strip_config  # noqa: E402
+from tf_keras_compare import (check_sgd_step, check_signature,  # noqa: E402
+                              recurrent_outputs_and_gradients, strip_config)
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -53,27 +54,6 @@ def _tf_twin(layer, batch_shape=None):
     ref.build(batch_shape or (None, None, layer.get_weights()[0].shape[0]))
     ref.set_weights(layer.get_weights())
     return ref
-
-
-def _run_both(layer, ref, x, initial_state=None, seed=0):
-    xt = torch.tensor(x, requires_grad=True)
-    st_ = None if initial_state is None else [torch.tensor(s) for s in initial_state]
-    ours = layer(xt, initial_state=st_)
-    ours = list(ours) if isinstance(ours, (list, tuple)) else [ours]
-    rng = np.random.default_rng(seed)
-    probes = [rng.standard_normal(tuple(o.shape)) for o in ours]
-    loss = sum((o * torch.tensor(p, dtype=o.dtype)).sum() for o, p in zip(ours, probes))
-    grads = torch.autograd.grad(loss, [xt] + list(layer.weights))
-    x_tf = tf.Variable(x)
-    st_tf = None if initial_state is None else [tf.constant(s) for s in initial_state]
-    with tf.GradientTape() as tape:
-        theirs = ref(x_tf, initial_state=st_tf)
-        theirs = list(theirs) if isinstance(theirs, (list, tuple)) else [theirs]
-        tf_loss = tf.add_n([tf.reduce_sum(o * p.astype(x.dtype))
-                            for o, p in zip(theirs, probes)])
-    tf_grads = tape.gradient(tf_loss, [x_tf] + ref.trainable_weights)
-    return ([o.detach().numpy() for o in ours], [g.numpy() for g in grads],
-            [t.numpy() for t in theirs], [np.asarray(g) for g in tf_grads])
 
 
 def _assert_match(ours, grads, theirs, tf_grads, tol):
@@ -122,7 +102,7 @@ def test_outputs_states_and_gradients_match_tf_keras(case):
         n = (2 if cls == "LSTM" else 1) * (1 if wrap is None else 2)
         initial_state = [rng.standard_normal((shape[0], kwargs["units"])).astype(dtype)
                          for _ in range(n)]
-    _assert_match(*_run_both(layer, ref, x, initial_state),
+    _assert_match(*recurrent_outputs_and_gradients(layer, ref, x, initial_state),
                   1e-9 if dtype == "float64" else 1e-5)
 
 
@@ -137,7 +117,7 @@ def test_bidirectional_return_state_and_backward_layer_match_tf_keras(merge_mode
     _random_weights(layer, rng)
     ref = _tf_twin(layer)
     x = rng.standard_normal((2, 4, 2))
-    _assert_match(*_run_both(layer, ref, x), 1e-9)
+    _assert_match(*recurrent_outputs_and_gradients(layer, ref, x), 1e-9)
     assert layer.compute_output_shape((2, 4, 2)) == \
         [tuple(s) for s in ref.compute_output_shape((2, 4, 2))]
 
@@ -151,7 +131,7 @@ def test_float32_defaults_and_sgd_step_match_tf_keras():
         _random_weights(layer, rng)
         ref = _tf_twin(layer)
         x = rng.standard_normal((5, 6, 3)).astype(np.float32)
-        _assert_match(*_run_both(layer, ref, x), 1e-5)
+        _assert_match(*recurrent_outputs_and_gradients(layer, ref, x), 1e-5)
         check_sgd_step(layer, ref, x, rng.standard_normal((5, 4)).astype(np.float32))
 
 

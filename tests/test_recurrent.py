@@ -129,6 +129,18 @@ def test_state_dict_round_trip_and_dtypes():
     assert mixed(x).dtype == torch.bfloat16 and mixed.kernel.dtype == torch.float32
 
 
+def test_freezing_bidirectional_freezes_both_layers():
+    bi = sepconv.Bidirectional(sepconv.GRU(3), backward_layer=sepconv.GRU(3, go_backwards=True),
+                               input_shape=(None, 2))
+    bi.trainable = False
+    assert not bi.forward_layer.trainable and not bi.backward_layer.trainable
+    assert not any(p.requires_grad for p in bi.parameters())
+    bi.trainable = True
+    assert all(p.requires_grad for p in bi.parameters())
+    frozen = sepconv.Bidirectional(sepconv.LSTM(2), trainable=False, input_shape=(None, 2))
+    assert not any(p.requires_grad for p in frozen.parameters())
+
+
 def test_stateful_and_initial_state_without_keras():
     layer = sepconv.GRU(3, stateful=True, input_shape=(None, 2), batch_size=2)
     x = torch.randn(2, 6, 2)

@@ -49,6 +49,41 @@ def check_sgd_step(ours, ref, x: np.ndarray, target: np.ndarray, lr: float = 0.5
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+def _same(a):
+    return a
+
+
+def recurrent_outputs_and_gradients(layer, ref, x: np.ndarray, initial_state=None, seed=0,
+                                    to_tf=_same, from_tf=_same):
+    """Call sepconv's recurrent ``layer`` and tf-keras' ``ref`` (same weights) on ``x`` (and
+    ``initial_state``), and take the gradient of the sum of each output times a random probe
+    (drawn from ``seed``). Returns ``(ours, grads, theirs, tf_grads)`` as numpy arrays in
+    ``layer``'s layout: the outputs (a list, states included), then the gradients with respect
+    to the input and each weight. ``to_tf`` / ``from_tf`` move an array from ``layer``'s
+    layout to tf-keras' and back (ConvLSTM's channels_first, which tf-keras' CPU kernels
+    lack)."""
+    import tensorflow as tf
+    xt = torch.tensor(x, requires_grad=True)
+    st = None if initial_state is None else [torch.tensor(s) for s in initial_state]
+    ours = layer(xt, initial_state=st)
+    ours = list(ours) if isinstance(ours, (list, tuple)) else [ours]
+    rng = np.random.default_rng(seed)
+    probes = [rng.standard_normal(tuple(o.shape)) for o in ours]
+    loss = sum((o * torch.tensor(p, dtype=o.dtype)).sum() for o, p in zip(ours, probes))
+    grads = torch.autograd.grad(loss, [xt] + list(layer.weights))
+    x_tf = tf.Variable(to_tf(x))
+    st_tf = None if initial_state is None else [tf.constant(to_tf(s)) for s in initial_state]
+    with tf.GradientTape() as tape:
+        theirs = ref(x_tf, initial_state=st_tf)
+        theirs = list(theirs) if isinstance(theirs, (list, tuple)) else [theirs]
+        tf_loss = tf.add_n([tf.reduce_sum(o * to_tf(p.astype(x.dtype)))
+                            for o, p in zip(theirs, probes)])
+    tf_grads = [np.asarray(g) for g in tape.gradient(tf_loss, [x_tf] + ref.trainable_weights)]
+    tf_grads[0] = from_tf(tf_grads[0])
+    return ([o.detach().numpy() for o in ours], [g.numpy() for g in grads],
+            [from_tf(t.numpy()) for t in theirs], tf_grads)
+
+
 COMMON_ARGUMENTS = ("input_shape", "batch_input_shape", "batch_size", "dtype", "name",
                     "trainable", "weights")
 

@@ -231,15 +231,14 @@ layer_conv_1d_transpose = r_function(_layers.Conv1DTranspose)
 layer_conv_2d_transpose = r_function(_layers.Conv2DTranspose)
 layer_conv_3d_transpose = r_function(_layers.Conv3DTranspose)
 
-
-__all__ = sorted(name for name in list(globals())
-                 if name.startswith("layer_") or name == "time_distributed")
 layer_lstm = r_function(_layers.LSTM)
 layer_gru = r_function(_layers.GRU)
 layer_simple_rnn = r_function(_layers.SimpleRNN)
 bidirectional = r_function(_layers.Bidirectional, "bidirectional")  # R keras 2's name
 layer_bidirectional = r_function(_layers.Bidirectional)  # R keras3's (bidirectional: alias)
-__all__ += ["layer_lstm", "layer_gru", "layer_simple_rnn", "bidirectional",
-            "layer_bidirectional"]
 layer_masking = r_function(_layers.Masking)
-__all__ += ["layer_masking"]
+
+
+# every R-style function: the layer_* ones and R keras 2's wrapper names
+__all__ = sorted(name for name in list(globals()) if name.startswith("layer_")
+                 or name in ("time_distributed", "bidirectional"))

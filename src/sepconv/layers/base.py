@@ -308,6 +308,18 @@ class Layer(torch.nn.Module):
                              f"should be defined. Received input_shape={tuple(input_shape)}")
         return check_count(channels, "input channels")
 
+    def _check_shape_rank(self) -> None:
+        """Construction-time check that ``input_shape`` / ``batch_input_shape`` has the
+        ``RANK + 2`` axes of ``_layout()`` (shown without the batch for ``input_shape``),
+        the message naming the argument the user passed."""
+        arg, value = self._shape_argument
+        if len(self.batch_input_shape) != self.RANK + 2:
+            layout = self._layout()
+            expected = layout if arg == "batch_input_shape" else \
+                "(" + layout[len("(batch, "):]
+            raise ValueError(f"Invalid value for argument `{arg}`. Expected {expected} for "
+                             f"a {self.RANK}D layer. Received {arg}={value}")
+
     def _check_shape_channels(self, check_output) -> None:
         """Construction-time checks of ``input_shape`` / ``batch_input_shape`` beyond its
         rank: at least one input channel where the channels are given, and an output that
@@ -452,9 +464,14 @@ class Layer(torch.nn.Module):
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
+        """Freezing a layer freezes its own weights and every sub-layer (the wrapped layers
+        of ``Bidirectional`` and ``TimeDistributed``), as in Keras."""
         self._trainable = check_bool(value, "trainable")
         for p in self.parameters(recurse=False):
             p.requires_grad_(self._trainable)
+        for sub in self.children():
+            if isinstance(sub, Layer):
+                sub.trainable = self._trainable
 
     @property
     def dtype(self) -> str:

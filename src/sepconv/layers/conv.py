@@ -21,8 +21,6 @@ from .._registry import serialize
 from .base import (Layer, check_bool, check_conv_geometry, check_count,
                    check_data_format, check_padding)
 
-_AXES = {1: ("steps",), 2: ("rows", "cols"), 3: ("depth", "rows", "cols")}
-
 
 class _Conv(Layer):
     """Keras' N-d convolution layer (N = ``RANK``); see ``Conv1D`` for the contract.
@@ -83,14 +81,9 @@ class _Conv(Layer):
     def _check_shape_argument(self) -> None:
         """``input_shape`` / ``batch_input_shape`` checked at construction, the message
         naming the argument the user passed."""
+        self._check_shape_rank()
         arg, value = self._shape_argument
-        shape = self.batch_input_shape
-        if len(shape) != self.RANK + 2:
-            expected = self._layout() if arg == "batch_input_shape" else \
-                "(" + self._layout()[len("(batch, "):]
-            raise ValueError(f"Invalid value for argument `{arg}`. Expected {expected} for "
-                             f"a {self.RANK}D layer. Received {arg}={value}")
-        channels = shape[self._channels_axis]
+        channels = self.batch_input_shape[self._channels_axis]
         if channels is not None and (channels < 1 or channels % self.groups):
             raise ValueError(f"Invalid value for argument `{arg}`. Expected a number of input "
                              f"channels that is a positive multiple of groups={self.groups}. "
@@ -106,9 +99,7 @@ class _Conv(Layer):
         return tuple(shape[1:-1] if self.data_format == "channels_last" else shape[2:])
 
     def _layout(self) -> str:
-        axes = ", ".join(_AXES[self.RANK])
-        return (f"(batch, {axes}, channels)" if self.data_format == "channels_last"
-                else f"(batch, channels, {axes})")
+        return _functional._layout_nd(self.RANK, self.data_format == "channels_last")
 
     def _output_spatial(self, spatial, shape) -> Tuple[Optional[int], ...]:
         out = _padding.conv_output_shape(spatial, self.kernel_size, self.strides,

@@ -20,8 +20,6 @@ from .._registry import serialize
 from .base import (Layer, check_bool, check_conv_geometry, check_count,
                    check_data_format, check_padding)
 
-_AXES = {1: "steps", 2: "rows, cols", 3: "depth, rows, cols"}
-
 
 def _arguments(frame_locals: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in frame_locals.items() if k not in ("self", "__class__")}
@@ -48,7 +46,8 @@ def draw_dropout_mask(rate: float, shape, like: torch.Tensor) -> torch.Tensor:
 
 class _RecurrentStates:
     """What Keras' recurrent layers share (ConvLSTM here; LSTM, GRU, SimpleRNN in
-    :mod:`sepconv.layers.recurrent`): the states a stateful layer keeps (non-persistent
+    :mod:`sepconv.layers.recurrent`): the arguments they all take (``_init_recurrent``), the
+    states a stateful layer keeps (non-persistent
     buffers ``STATE_NAMES``), ``states`` / ``reset_states``, the check of a call's
     ``initial_state``, ``return_state`` and one activity penalty per returned tensor.
 
@@ -76,7 +75,26 @@ class _RecurrentStates:
             return [output_mask] + [None] * len(self.STATE_NAMES)
         return output_mask
 
-    def _init_states(self) -> None:
+    def _init_recurrent(self, args: Dict[str, Any]) -> None:
+        """Resolve and check the constructor arguments every Keras recurrent layer has (read
+        from the constructor's ``locals()``: the three initializers, regularizers and
+        constraints, ``use_bias``, ``unit_forget_bias``, the dropouts, ``return_sequences``,
+        ``return_state``, ``go_backwards``, ``stateful``) and set up the kept states."""
+        self.use_bias = check_bool(args["use_bias"], "use_bias")
+        for kind, module in (("initializer", _initializers), ("regularizer", _regularizers),
+                             ("constraint", _constraints)):
+            for weight in ("kernel", "recurrent", "bias"):
+                arg = f"{weight}_{kind}"
+                value = module.get(args[arg], arg)
+                if value is None and kind == "initializer":
+                    raise ValueError(f"Invalid value for argument `{arg}`. Expected an "
+                                     f"initializer. Received {arg}=None")
+                setattr(self, arg, value)
+        self.unit_forget_bias = check_bool(args["unit_forget_bias"], "unit_forget_bias")
+        self.dropout = _rate(args["dropout"], "dropout")
+        self.recurrent_dropout = _rate(args["recurrent_dropout"], "recurrent_dropout")
+        for arg in ("return_sequences", "return_state", "go_backwards", "stateful"):
+            setattr(self, arg, check_bool(args[arg], arg))
         self._activity_losses: List[torch.Tensor] = []
         #: the input shape a stateful layer is fixed to: (batch, None, ...)
         self._stateful_shape: Optional[Tuple] = None
@@ -243,32 +261,8 @@ class _ConvLSTM(_RecurrentStates, Layer):
         self.activation = _activations.get(activation, "activation")
         self.recurrent_activation = _activations.get(recurrent_activation,
                                                      "recurrent_activation")
-        self.use_bias = check_bool(use_bias, "use_bias")
-        self.kernel_initializer = _initializers.get(kernel_initializer, "kernel_initializer")
-        self.recurrent_initializer = _initializers.get(recurrent_initializer,
-                                                       "recurrent_initializer")
-        self.bias_initializer = _initializers.get(bias_initializer, "bias_initializer")
-        for arg in ("kernel_initializer", "recurrent_initializer", "bias_initializer"):
-            if getattr(self, arg) is None:
-                raise ValueError(f"Invalid value for argument `{arg}`. Expected an "
-                                 f"initializer. Received {arg}=None")
-        self.unit_forget_bias = check_bool(unit_forget_bias, "unit_forget_bias")
-        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
-        self.recurrent_regularizer = _regularizers.get(recurrent_regularizer,
-                                                       "recurrent_regularizer")
-        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
-        self.recurrent_constraint = _constraints.get(recurrent_constraint,
-                                                     "recurrent_constraint")
-        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
-        self.return_sequences = check_bool(return_sequences, "return_sequences")
-        self.return_state = check_bool(return_state, "return_state")
-        self.go_backwards = check_bool(go_backwards, "go_backwards")
-        self.stateful = check_bool(stateful, "stateful")
-        self.dropout = _rate(dropout, "dropout")
-        self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
+        self._init_recurrent(locals())
         self.input_channels: Optional[int] = None
-        self._init_states()
         if self.batch_input_shape is not None:
             arg, value = self._shape_argument
             if len(self.batch_input_shape) != rank + 3:
@@ -287,9 +281,8 @@ class _ConvLSTM(_RecurrentStates, Layer):
         return tuple(shape[2:-1] if self.data_format == "channels_last" else shape[3:])
 
     def _layout(self) -> str:
-        axes = _AXES[self.RANK]
-        return (f"(batch, time, {axes}, channels)" if self.data_format == "channels_last"
-                else f"(batch, time, channels, {axes})")
+        layout = _functional._layout_nd(self.RANK, self.data_format == "channels_last")
+        return layout.replace("(batch, ", "(batch, time, ")
 
     def _output_spatial(self, shape) -> Tuple[Optional[int], ...]:
         out = _padding.conv_output_shape(self._spatial(shape), self.kernel_size,

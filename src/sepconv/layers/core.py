@@ -891,17 +891,6 @@ class TimeDistributed(Layer):
             self.layer._build_checked((None,) + tuple(input_shape[2:]), device=device)
 
     @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        """Freezing the wrapper freezes the inner layer, as in Keras."""
-        self._trainable = check_bool(value, "trainable")
-        if "layer" in self._modules:
-            self.layer.trainable = self._trainable
-
-    @property
     def weights(self):
         return self.layer.weights
 

@@ -22,8 +22,6 @@ from .._registry import serialize
 from .base import (Layer, check_bool, check_conv_geometry, check_count,
                    check_data_format, check_padding)
 
-_AXES = {1: ("steps",), 2: ("rows", "cols"), 3: ("depth", "rows", "cols")}
-
 
 class _DepthwiseConv(Layer):
     """The depthwise convolution of rank ``RANK`` (weights ``depthwise_kernel``
@@ -85,12 +83,7 @@ class _DepthwiseConv(Layer):
 
     def _check_build_shape(self) -> None:
         """``input_shape`` / ``batch_input_shape`` checked at construction."""
-        shape = self.batch_input_shape
-        if len(shape) != self.RANK + 2:
-            arg, value = self._shape_argument  # the argument the user passed
-            raise ValueError(f"Invalid value for argument `{arg}`. Expected "
-                             f"{self._layout(batch=arg == 'batch_input_shape')} for a "
-                             f"{self.RANK}D layer. Received {arg}={value}")
+        self._check_shape_rank()
         self._check_shape_channels(self._output_spatial)
 
     # -- shapes ----------------------------------------------------------------------------
@@ -138,11 +131,8 @@ class _DepthwiseConv(Layer):
             return (shape[0],) + spatial + (channels,)
         return (shape[0], channels) + spatial
 
-    def _layout(self, batch: bool = True) -> str:
-        axes = ", ".join(_AXES[self.RANK])
-        inner = (f"{axes}, channels" if self.data_format == "channels_last"
-                 else f"channels, {axes}")
-        return f"(batch, {inner})" if batch else f"({inner})"
+    def _layout(self) -> str:
+        return _functional._layout_nd(self.RANK, self.data_format == "channels_last")
 
     # -- building --------------------------------------------------------------------------
     def build(self, input_shape, device=None) -> None:

@@ -13,14 +13,11 @@ import numpy as np
 import torch
 
 from .. import activations as _activations
-from .. import constraints as _constraints
 from .. import functional as _functional
-from .. import initializers as _initializers
-from .. import regularizers as _regularizers
 from .._registry import serialize
 from .base import DTypePolicy, Layer, check_bool, check_count, get_layer_class
 from .base import snake_case as _snake
-from .conv_lstm import _arguments, _rate, _RecurrentStates, draw_dropout_mask
+from .conv_lstm import _arguments, _RecurrentStates, draw_dropout_mask
 
 
 class _RNN(_RecurrentStates, Layer):
@@ -91,30 +88,7 @@ class _RNN(_RecurrentStates, Layer):
         self.activation = _activations.get(activation, "activation")
         self.recurrent_activation = None if self._DEFAULT_RECURRENT_ACTIVATION is None else \
             _activations.get(recurrent_activation, "recurrent_activation")
-        self.use_bias = check_bool(use_bias, "use_bias")
-        self.kernel_initializer = _initializers.get(kernel_initializer, "kernel_initializer")
-        self.recurrent_initializer = _initializers.get(recurrent_initializer,
-                                                       "recurrent_initializer")
-        self.bias_initializer = _initializers.get(bias_initializer, "bias_initializer")
-        for arg in ("kernel_initializer", "recurrent_initializer", "bias_initializer"):
-            if getattr(self, arg) is None:
-                raise ValueError(f"Invalid value for argument `{arg}`. Expected an "
-                                 f"initializer. Received {arg}=None")
-        self.unit_forget_bias = check_bool(unit_forget_bias, "unit_forget_bias")
-        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
-        self.recurrent_regularizer = _regularizers.get(recurrent_regularizer,
-                                                       "recurrent_regularizer")
-        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
-        self.recurrent_constraint = _constraints.get(recurrent_constraint,
-                                                     "recurrent_constraint")
-        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
-        self.dropout = _rate(dropout, "dropout")
-        self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
-        self.return_sequences = check_bool(return_sequences, "return_sequences")
-        self.return_state = check_bool(return_state, "return_state")
-        self.go_backwards = check_bool(go_backwards, "go_backwards")
-        self.stateful = check_bool(stateful, "stateful")
+        self._init_recurrent(locals())
         if check_bool(time_major, "time_major"):
             raise ValueError(f"Invalid value for argument `time_major`. sepconv's "
                              f"{type(self).__name__} takes (batch, time, features) inputs "
@@ -123,7 +97,6 @@ class _RNN(_RecurrentStates, Layer):
         self.unroll = check_bool(unroll, "unroll")
         self.reset_after = check_bool(reset_after, "reset_after")
         self.input_dim: Optional[int] = None
-        self._init_states()
         if self.batch_input_shape is not None:
             arg, value = self._shape_argument
             if len(self.batch_input_shape) != 3:
@@ -564,18 +537,6 @@ class Bidirectional(Layer):
 
     def _input_shape_from_weights(self, weights):
         return self.forward_layer._input_shape_from_weights(weights)
-
-    @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        """Freezing the wrapper freezes both layers, as in Keras."""
-        self._trainable = check_bool(value, "trainable")
-        for key in ("forward_layer", "backward_layer"):
-            if key in self._modules:
-                self._modules[key].trainable = self._trainable
 
     @property
     def weights(self):
