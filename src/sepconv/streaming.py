@@ -72,6 +72,14 @@ class _Step:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
 
+    def _check_batch(self, state: Optional[torch.Tensor], x: torch.Tensor) -> None:
+        """A held ``state`` (``(batch, ...)``) must be of ``x``'s batch."""
+        if state is not None and state.shape[0] != x.shape[0]:
+            raise ValueError(f"{self.where} holds the state of a batch of "
+                             f"{state.shape[0]}; received a chunk of shape "
+                             f"{tuple(x.shape)}. Call stream.reset() to start new "
+                             f"streams")
+
 
 class _PerStep(_Step):
     """A layer that maps each step on its own: the step is the layer itself."""
@@ -109,11 +117,7 @@ class _CausalConv(_Step):
             return x.new_zeros(shape, dtype=layer.compute_dtype)
         x = layer._prepare_input(x)
         if self.span:
-            if self.state is not None and self.state.shape[0] != x.shape[0]:
-                raise ValueError(f"{self.where} holds the state of a batch of "
-                                 f"{self.state.shape[0]}; received a chunk of shape "
-                                 f"{tuple(x.shape)}. Call stream.reset() to start new "
-                                 f"streams")
+            self._check_batch(self.state, x)
             if self.state is None:
                 shape = list(x.shape)
                 shape[t] = self.span
@@ -148,10 +152,7 @@ class _Recurrent(_Step):
         if layer.training and (layer.dropout or layer.recurrent_dropout):
             raise ValueError(f"{self.where} is in training mode with dropout: random masks "
                              f"do not stream. Call model.eval() first")
-        if self.state is not None and self.state[0].shape[0] != x.shape[0]:
-            raise ValueError(f"{self.where} holds the state of a batch of "
-                             f"{self.state[0].shape[0]}; received a chunk of shape "
-                             f"{tuple(x.shape)}. Call stream.reset() to start new streams")
+        self._check_batch(None if self.state is None else self.state[0], x)
         if x.dim() == 3 and x.shape[1] == 0:  # no step: nothing changes
             if self.sequences:
                 return x.new_zeros((x.shape[0], 0, layer.units),
