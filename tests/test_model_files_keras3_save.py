@@ -60,6 +60,16 @@ def _keras3_predict(path, x):
     return theirs, outputs(theirs.predict(x if len(x) > 1 else x[0], verbose=0))
 
 
+def _both_read(module, path, x, y):
+    """``save_keras_model(module, path)``; Keras 3's ``predict`` and sepconv's reading of
+    the file must both give ``y``.  Returns Keras 3's model."""
+    save_keras_model(module, path)
+    theirs, got = _keras3_predict(path, x)
+    _close(got, y)
+    _close(_run(load_keras_model(path), x), y)
+    return theirs
+
+
 def _weight_layout(path):
     """``{dataset path: shape}`` of a ``.keras`` file's ``model.weights.h5``, plus the
     ``name`` attributes of its ``vars`` groups."""
@@ -122,12 +132,8 @@ def test_tf_keras_file_through_sepconv_into_keras3(name, tmp_path):
     order).  The classifier is its "same"-padded variant (the causal one: see below)."""
     model, x, y = _build(tf_keras, name, seed=7, keras3=True)
     model.save(tmp_path / "tf.h5")
-    ours = load_keras_model(tmp_path / "tf.h5")
-    save_keras_model(ours, tmp_path / "k3.keras")
-    theirs, got = _keras3_predict(tmp_path / "k3.keras", x)
-    _close(got, y)
+    theirs = _both_read(load_keras_model(tmp_path / "tf.h5"), tmp_path / "k3.keras", x, y)
     assert [layer.name for layer in theirs.layers] == [layer.name for layer in model.layers]
-    _close(_run(load_keras_model(tmp_path / "k3.keras"), x), y)
 
 
 def _reversed_modules(model):
@@ -147,9 +153,7 @@ def test_weights_follow_keras3_layer_order_not_the_modules(keras3_files, tmp_pat
     model, x, y, path = keras3_files["multi_io"]
     module = _reversed_modules(load_keras_model(path))
     _close(_run(module, x), y)
-    save_keras_model(module, tmp_path / "shuffled.keras")
-    _close(_keras3_predict(tmp_path / "shuffled.keras", x)[1], y)
-    _close(_run(load_keras_model(tmp_path / "shuffled.keras"), x), y)
+    _both_read(module, tmp_path / "shuffled.keras", x, y)
 
 
 def test_shared_layer_at_two_depths(tmp_path):
@@ -169,11 +173,8 @@ def test_shared_layer_at_two_depths(tmp_path):
     y = outputs(model.predict(x, verbose=0))
     model.save(tmp_path / "k3.keras")
     ours = _reversed_modules(load_keras_model(tmp_path / "k3.keras"))
-    save_keras_model(ours, tmp_path / "again.keras")
-    theirs, got = _keras3_predict(tmp_path / "again.keras", x)
-    _close(got, y)
+    theirs = _both_read(ours, tmp_path / "again.keras", x, y)
     assert [layer.name for layer in theirs.layers] == [layer.name for layer in model.layers]
-    _close(_run(load_keras_model(tmp_path / "again.keras"), x), y)
 
 
 def test_hand_built_sequential_into_keras3(tmp_path):
@@ -441,12 +442,9 @@ def test_causal_family_h5_through_sepconv_into_keras3(tmp_path):
     model, x, y = _build(tf_keras, "causal_classifier", seed=5, keras3=False)
     assert model.get_layer("sep2").padding == "causal"
     model.save(tmp_path / "tf.h5")
-    save_keras_model(load_keras_model(tmp_path / "tf.h5"), tmp_path / "k3.keras")
-    theirs, got = _keras3_predict(tmp_path / "k3.keras", x)
-    _close(got, y)
+    theirs = _both_read(load_keras_model(tmp_path / "tf.h5"), tmp_path / "k3.keras", x, y)
     assert [a.name for a in theirs.layers][:4] == ["sep1_causal_pad", "sep1", "bn1",
                                                    "sep2_causal_pad"]
-    _close(_run(load_keras_model(tmp_path / "k3.keras"), x), y)
 
 
 def test_channels_first_causal_separable_into_keras3(tmp_path):
