@@ -128,6 +128,13 @@ def _as_shape(shape: Any) -> Any:
     return tuple(shape) if isinstance(shape, (list, tuple)) else shape
 
 
+def _batch_shape(config: dict) -> Optional[tuple]:
+    """A layer config's batch input shape (tf-keras' ``batch_input_shape``, Keras 3's
+    ``batch_shape``) as a tuple, or ``None``."""
+    shape = config.get("batch_input_shape", config.get("batch_shape"))
+    return None if shape is None else tuple(shape)
+
+
 def _output_shape(layer: Any, shape: Any) -> Any:
     if shape is None or not hasattr(layer, "compute_output_shape"):
         return None
@@ -284,8 +291,7 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
         cls = e.get("class_name")
         if cls == _INPUT:
             c = _plain(e.get("config") or {})
-            shape = c.get("batch_input_shape", c.get("batch_shape"))
-            shapes[(lname, 0, 0)] = None if shape is None else tuple(shape)
+            shapes[(lname, 0, 0)] = _batch_shape(c)
             if _INPUT in _base.KERAS_CLASSES:  # Keras' model.layers lists the inputs too
                 layers[lname] = build_layer(e, flavour)
             continue
@@ -370,16 +376,14 @@ def _build_sequential(config: dict, flavour: str, weights: Any, label: str):
         c = _plain(e.get("config") or {})
         lname = c.get("name") or e.get("name")
         if e.get("class_name") == _INPUT:
-            shape = c.get("batch_input_shape", c.get("batch_shape"))
-            shape = input_shape = None if shape is None else tuple(shape)
+            shape = input_shape = _batch_shape(c)
             if _INPUT not in _base.KERAS_CLASSES:
                 continue
         if "." in (lname or "."):
             raise KerasFileError(f"{label}: layer name {lname!r} cannot name a torch module")
         layer = build_layer(e, flavour)
         if shape is None:
-            shape = c.get("batch_input_shape", c.get("batch_shape"))
-            shape = None if shape is None else tuple(shape)
+            shape = _batch_shape(c)
             input_shape = input_shape or shape
         _load_layer_weights(layer, weights.get(lname, []), lname, shape, label)
         shape = _output_shape(layer, shape)
