@@ -239,16 +239,19 @@ def _keras_activation(module, where):
     return _PerStep(module, where, fmt)
 
 
+#: The channel axis of a 3D input -> the layout it makes the model.
+_AXIS_FORMATS = {-1: "channels_last", 2: "channels_last", 1: "channels_first",
+                 -2: "channels_first"}
+
+
 def _keras_batch_norm(module, where, eval_only=True):
     axis = module.axis
     axis = list(axis) if isinstance(axis, (list, tuple)) else [axis]
-    formats = {-1: "channels_last", 2: "channels_last", 1: "channels_first",
-               -2: "channels_first"}
-    if len(axis) != 1 or axis[0] not in formats:
+    if len(axis) != 1 or axis[0] not in _AXIS_FORMATS:
         raise ValueError(f"{where} normalises over axis={module.axis}: only one channel "
                          f"axis of a (batch, steps, channels) or (batch, channels, steps) "
                          f"input streams")
-    return _PerStep(module, where, formats[axis[0]], eval_only=eval_only)
+    return _PerStep(module, where, _AXIS_FORMATS[axis[0]], eval_only=eval_only)
 
 
 def _keras_layer_norm(module, where):
@@ -268,12 +271,10 @@ def _dim_layer(module, where):
     dim = module.axis if isinstance(module, Layer) else getattr(module, "dim", None)
     if isinstance(dim, (list, tuple)) and len(dim) == 1:
         dim = dim[0]
-    formats = {-1: "channels_last", 2: "channels_last", 1: "channels_first",
-               -2: "channels_first"}
-    if dim not in formats:
+    if dim not in _AXIS_FORMATS:
         raise ValueError(f"{where} acts over dim={dim}: give it the channel axis (1 or 2) "
                          f"of a 3D input to stream it")
-    return _PerStep(module, where, formats[dim])
+    return _PerStep(module, where, _AXIS_FORMATS[dim])
 
 
 def _prelu(module, where):
