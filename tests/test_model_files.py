@@ -68,17 +68,23 @@ def _tf_keras_models():
                           pointwise_constraint="max_norm", name="hs"),
         L.SeparableConv1D(2, 3, padding="same", dilation_rate=2, use_bias=False, name="out"),
     ], name="tk_seq")
-    a = tf_keras.Input((12, 3), name="a")
-    b = tf_keras.Input((12, 3), name="b")
+    return seq, _two_input_model(tf_keras, "tk_func", head1_padding="causal")
+
+
+def _two_input_model(K, name, head1_padding):
+    """Two inputs through one shared layer, a branch, an Add and two heads, built with
+    ``K`` (tf_keras or keras; Keras 3's SeparableConv1D has no "causal")."""
+    L = K.layers
+    a = K.Input((12, 3), name="a")
+    b = K.Input((12, 3), name="b")
     shared = L.SeparableConv1D(4, 3, padding="same", activation="tanh",
                                bias_initializer="random_normal", name="shared")
     ya, yb = shared(a), shared(b)  # one layer used twice
     branch = L.SeparableConv1D(4, 1, name="branch")(ya)
     total = L.Add(name="sum")([branch, yb])
-    out1 = L.SeparableConv1D(2, 3, padding="causal", name="head1")(total)
+    out1 = L.SeparableConv1D(2, 3, padding=head1_padding, name="head1")(total)
     out2 = L.SeparableConv1D(3, 2, name="head2")(yb)
-    func = tf_keras.Model([a, b], [out1, out2], name="tk_func")
-    return seq, func
+    return K.Model([a, b], [out1, out2], name=name)
 
 
 def _keras3_models():
@@ -89,17 +95,7 @@ def _keras3_models():
                           bias_initializer="random_normal", name="hs3"),
         L.SeparableConv1D(2, 2, strides=2, name="out3"),
     ], name="k3_seq")
-    a = keras.Input((12, 3), name="a")
-    b = keras.Input((12, 3), name="b")
-    shared = L.SeparableConv1D(4, 3, padding="same", activation="tanh",
-                               bias_initializer="random_normal", name="shared")
-    ya, yb = shared(a), shared(b)
-    branch = L.SeparableConv1D(4, 1, name="branch")(ya)
-    total = L.Add(name="sum")([branch, yb])
-    out1 = L.SeparableConv1D(2, 3, padding="same", name="head1")(total)
-    out2 = L.SeparableConv1D(3, 2, name="head2")(yb)
-    func = keras.Model([a, b], [out1, out2], name="k3_func")
-    return seq, func
+    return seq, _two_input_model(keras, "k3_func", head1_padding="same")
 
 
 def _error_models(root):

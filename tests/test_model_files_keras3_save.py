@@ -60,6 +60,16 @@ def _keras3_predict(path, x):
     return theirs, outputs(theirs.predict(x if len(x) > 1 else x[0], verbose=0))
 
 
+def _both_read(module, path, x, y):
+    """``save_keras_model(module, path)``; Keras 3's ``predict`` and sepconv's reading of
+    the file must both give ``y``.  Returns Keras 3's model."""
+    save_keras_model(module, path)
+    theirs, got = _keras3_predict(path, x)
+    _close(got, y)
+    _close(_run(load_keras_model(path), x), y)
+    return theirs
+
+
 def _weight_layout(path):
     """``{dataset path: shape}`` of a ``.keras`` file's ``model.weights.h5``, plus the
     ``name`` attributes of its ``vars`` groups."""
@@ -122,12 +132,8 @@ def test_tf_keras_file_through_sepconv_into_keras3(name, tmp_path):
     order).  The classifier is its "same"-padded variant (the causal one: see below)."""
     model, x, y = _build(tf_keras, name, seed=7, keras3=True)
     model.save(tmp_path / "tf.h5")
-    ours = load_keras_model(tmp_path / "tf.h5")
-    save_keras_model(ours, tmp_path / "k3.keras")
-    theirs, got = _keras3_predict(tmp_path / "k3.keras", x)
-    _close(got, y)
+    theirs = _both_read(load_keras_model(tmp_path / "tf.h5"), tmp_path / "k3.keras", x, y)
     assert [layer.name for layer in theirs.layers] == [layer.name for layer in model.layers]
-    _close(_run(load_keras_model(tmp_path / "k3.keras"), x), y)
 
 
 def _reversed_modules(model):
@@ -147,9 +153,7 @@ def test_weights_follow_keras3_layer_order_not_the_modules(keras3_files, tmp_pat
     model, x, y, path = keras3_files["multi_io"]
     module = _reversed_modules(load_keras_model(path))
     _close(_run(module, x), y)
-    save_keras_model(module, tmp_path / "shuffled.keras")
-    _close(_keras3_predict(tmp_path / "shuffled.keras", x)[1], y)
-    _close(_run(load_keras_model(tmp_path / "shuffled.keras"), x), y)
+    _both_read(module, tmp_path / "shuffled.keras", x, y)
 
 
 def test_shared_layer_at_two_depths(tmp_path):
@@ -169,11 +173,8 @@ def test_shared_layer_at_two_depths(tmp_path):
     y = outputs(model.predict(x, verbose=0))
     model.save(tmp_path / "k3.keras")
     ours = _reversed_modules(load_keras_model(tmp_path / "k3.keras"))
-    save_keras_model(ours, tmp_path / "again.keras")
-    theirs, got = _keras3_predict(tmp_path / "again.keras", x)
-    _close(got, y)
+    theirs = _both_read(ours, tmp_path / "again.keras", x, y)
     assert [layer.name for layer in theirs.layers] == [layer.name for layer in model.layers]
-    _close(_run(load_keras_model(tmp_path / "again.keras"), x), y)
 
 
 def test_hand_built_sequential_into_keras3(tmp_path):
@@ -204,7 +205,8 @@ def test_hand_built_sequential_into_keras3(tmp_path):
 
 
 # One sepconv layer per case (class, arguments, input shape without the batch): every
-# class sepconv maps, beyond the family models, goes through a .keras file into Keras 3.
+# class sepconv maps, beyond the family models, goes through a .keras file into Keras 3
+# (and, where tf-keras computes the same formula, through an .h5 file into tf-keras).
 LAYER_CASES = [
     ("Activation", dict(activation="gelu"), (5,)),
     ("AveragePooling1D", dict(pool_size=3, padding="same"), (7, 2)),
@@ -268,6 +270,34 @@ def test_every_class_is_covered_here_or_by_the_family():
     covered = {c for c, _, _ in LAYER_CASES} | {c for _, cs in MODELS.values() for c in cs}
     missing = sorted(set(KERAS_CLASSES) - covered - set(MERGES) - {"InputLayer"})
     assert not missing, f"add .keras cases for {missing}"
+
+
+def test_each_layer_class_through_a_tf_keras_h5_file(tmp_path):
+    """The same cases as one-layer Sequentials -> .h5 -> tf_keras.models.load_model: its
+    outputs (an eager call: tf-keras' own graph-mode LayerNormalization over axes [1, 2]
+    fails in predict) and sepconv's reading of the file.  Cases computing Keras 3's
+    hard_sigmoid are left out (tf-keras has another formula under that name)."""
+    rng = np.random.default_rng(0)
+    for i, (cls, kwargs, shape) in enumerate(LAYER_CASES):
+        if "keras3:hard_sigmoid" in kwargs.values():
+            continue
+        layer = KERAS_CLASSES[cls](**kwargs, input_shape=shape, name=f"l{i}")
+        if layer.get_weights():
+            layer.set_weights([(rng.standard_normal(w.shape) * 0.4).astype(w.dtype)
+                               for w in layer.get_weights()])
+        model = torch.nn.Sequential(layer).eval()
+        x = [rng.standard_normal((2,) + shape).astype(np.float32)]
+        y = [a.astype(np.float32) for a in _run(model, x)]
+        path = tmp_path / f"{i}.h5"
+        save_keras_model(model, path)
+        theirs = tf_keras.models.load_model(path)
+        got = [np.asarray(a, dtype=np.float32)
+               for a in outputs(theirs(tf.constant(x[0]), training=False))]
+        try:
+            _close(got, y)
+            _close([a.astype(np.float32) for a in _run(load_keras_model(path), x)], y)
+        except AssertionError as err:
+            raise AssertionError(f"{cls} {kwargs}: {err}") from None
 
 
 def test_each_layer_class_through_a_keras3_file(tmp_path):
@@ -441,12 +471,9 @@ def test_causal_family_h5_through_sepconv_into_keras3(tmp_path):
     model, x, y = _build(tf_keras, "causal_classifier", seed=5, keras3=False)
     assert model.get_layer("sep2").padding == "causal"
     model.save(tmp_path / "tf.h5")
-    save_keras_model(load_keras_model(tmp_path / "tf.h5"), tmp_path / "k3.keras")
-    theirs, got = _keras3_predict(tmp_path / "k3.keras", x)
-    _close(got, y)
+    theirs = _both_read(load_keras_model(tmp_path / "tf.h5"), tmp_path / "k3.keras", x, y)
     assert [a.name for a in theirs.layers][:4] == ["sep1_causal_pad", "sep1", "bn1",
                                                    "sep2_causal_pad"]
-    _close(_run(load_keras_model(tmp_path / "k3.keras"), x), y)
 
 
 def test_channels_first_causal_separable_into_keras3(tmp_path):

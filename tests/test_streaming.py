@@ -352,6 +352,20 @@ def test_recurrent_one_step_at_a_time_reset_and_batch(kind):
             assert not torch.allclose(stream(y[:, :4]), model(y[:, :4]))
 
 
+def test_recurrent_alone_refuses_another_batch():
+    """The recurrent step checks the batch itself (above, the convolution before it says
+    so first): a new batch size without reset is refused, after reset it streams."""
+    model = torch.nn.Sequential(_rnn("GRU", 4, torch.float32, return_sequences=True)).eval()
+    with torch.no_grad():
+        stream = sepconv.stream(model)
+        stream(torch.randn(3, 2, 3))
+        with pytest.raises(ValueError, match="batch of 3.*stream.reset"):
+            stream(torch.randn(2, 1, 3))
+        stream.reset()
+        x = torch.randn(2, 5, 3)
+        torch.testing.assert_close(stream(x), model(x))
+
+
 def test_recurrent_gradients_flow_within_a_chunk_and_stateful_untouched():
     """States are detached between chunks (the past is a constant, as for convolutions);
     a stateful layer's own states are neither read nor changed by the stream."""

@@ -72,6 +72,14 @@ class _Step:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
 
+    def _check_batch(self, state: Optional[torch.Tensor], x: torch.Tensor) -> None:
+        """A held ``state`` (``(batch, ...)``) must be of ``x``'s batch."""
+        if state is not None and state.shape[0] != x.shape[0]:
+            raise ValueError(f"{self.where} holds the state of a batch of "
+                             f"{state.shape[0]}; received a chunk of shape "
+                             f"{tuple(x.shape)}. Call stream.reset() to start new "
+                             f"streams")
+
 
 class _PerStep(_Step):
     """A layer that maps each step on its own: the step is the layer itself."""
@@ -109,11 +117,7 @@ class _CausalConv(_Step):
             return x.new_zeros(shape, dtype=layer.compute_dtype)
         x = layer._prepare_input(x)
         if self.span:
-            if self.state is not None and self.state.shape[0] != x.shape[0]:
-                raise ValueError(f"{self.where} holds the state of a batch of "
-                                 f"{self.state.shape[0]}; received a chunk of shape "
-                                 f"{tuple(x.shape)}. Call stream.reset() to start new "
-                                 f"streams")
+            self._check_batch(self.state, x)
             if self.state is None:
                 shape = list(x.shape)
                 shape[t] = self.span
@@ -148,10 +152,7 @@ class _Recurrent(_Step):
         if layer.training and (layer.dropout or layer.recurrent_dropout):
             raise ValueError(f"{self.where} is in training mode with dropout: random masks "
                              f"do not stream. Call model.eval() first")
-        if self.state is not None and self.state[0].shape[0] != x.shape[0]:
-            raise ValueError(f"{self.where} holds the state of a batch of "
-                             f"{self.state[0].shape[0]}; received a chunk of shape "
-                             f"{tuple(x.shape)}. Call stream.reset() to start new streams")
+        self._check_batch(None if self.state is None else self.state[0], x)
         if x.dim() == 3 and x.shape[1] == 0:  # no step: nothing changes
             if self.sequences:
                 return x.new_zeros((x.shape[0], 0, layer.units),
@@ -238,16 +239,19 @@ def _keras_activation(module, where):
     return _PerStep(module, where, fmt)
 
 
+#: The channel axis of a 3D input -> the layout it makes the model.
+_AXIS_FORMATS = {-1: "channels_last", 2: "channels_last", 1: "channels_first",
+                 -2: "channels_first"}
+
+
 def _keras_batch_norm(module, where, eval_only=True):
     axis = module.axis
     axis = list(axis) if isinstance(axis, (list, tuple)) else [axis]
-    formats = {-1: "channels_last", 2: "channels_last", 1: "channels_first",
-               -2: "channels_first"}
-    if len(axis) != 1 or axis[0] not in formats:
+    if len(axis) != 1 or axis[0] not in _AXIS_FORMATS:
         raise ValueError(f"{where} normalises over axis={module.axis}: only one channel "
                          f"axis of a (batch, steps, channels) or (batch, channels, steps) "
                          f"input streams")
-    return _PerStep(module, where, formats[axis[0]], eval_only=eval_only)
+    return _PerStep(module, where, _AXIS_FORMATS[axis[0]], eval_only=eval_only)
 
 
 def _keras_layer_norm(module, where):
@@ -267,12 +271,10 @@ def _dim_layer(module, where):
     dim = module.axis if isinstance(module, Layer) else getattr(module, "dim", None)
     if isinstance(dim, (list, tuple)) and len(dim) == 1:
         dim = dim[0]
-    formats = {-1: "channels_last", 2: "channels_last", 1: "channels_first",
-               -2: "channels_first"}
-    if dim not in formats:
+    if dim not in _AXIS_FORMATS:
         raise ValueError(f"{where} acts over dim={dim}: give it the channel axis (1 or 2) "
                          f"of a 3D input to stream it")
-    return _PerStep(module, where, formats[dim])
+    return _PerStep(module, where, _AXIS_FORMATS[dim])
 
 
 def _prelu(module, where):

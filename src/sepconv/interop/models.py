@@ -128,6 +128,29 @@ def _as_shape(shape: Any) -> Any:
     return tuple(shape) if isinstance(shape, (list, tuple)) else shape
 
 
+def _batch_shape(config: dict) -> Optional[tuple]:
+    """A layer config's batch input shape (tf-keras' ``batch_input_shape``, Keras 3's
+    ``batch_shape``) as a tuple, or ``None``."""
+    shape = config.get("batch_input_shape", config.get("batch_shape"))
+    return None if shape is None else tuple(shape)
+
+
+def _node_input_shape(shapes: Dict[Ref, Any], args: Any) -> Any:
+    """The input shape of a call with ``args`` (one shape, a list of them for several
+    tensors), or ``None`` if any is unknown."""
+    in_shapes = [shapes.get(r) for r in _refs_in(args)]
+    if not in_shapes or any(s is None for s in in_shapes):
+        return None
+    return in_shapes[0] if len(in_shapes) == 1 else in_shapes
+
+
+def _input_batch_shape(name: str, shape: Any) -> List[Any]:
+    """A model input's batch shape as a list for the config; ``ValueError`` if unknown."""
+    if shape is None:
+        raise ValueError(f"save_keras_model: the shape of input {name!r} is unknown")
+    return [None if v is None else int(v) for v in shape]
+
+
 def _output_shape(layer: Any, shape: Any) -> Any:
     if shape is None or not hasattr(layer, "compute_output_shape"):
         return None
@@ -284,8 +307,7 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
         cls = e.get("class_name")
         if cls == _INPUT:
             c = _plain(e.get("config") or {})
-            shape = c.get("batch_input_shape", c.get("batch_shape"))
-            shapes[(lname, 0, 0)] = None if shape is None else tuple(shape)
+            shapes[(lname, 0, 0)] = _batch_shape(c)
             if _INPUT in _base.KERAS_CLASSES:  # Keras' model.layers lists the inputs too
                 layers[lname] = build_layer(e, flavour)
             continue
@@ -335,9 +357,7 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
             pending.remove(p)
             lname, node_index, args, kwargs, refs = p
             layer = layers[lname]
-            in_shapes = [shapes.get(r) for r in _refs_in(args)]
-            in_shape = None if not in_shapes or any(s is None for s in in_shapes) else (
-                in_shapes[0] if len(in_shapes) == 1 else in_shapes)
+            in_shape = _node_input_shape(shapes, args)
             if lname not in loaded:  # a shared layer's first call in this model
                 _load_layer_weights(layer, weights.get(lname, []), lname, in_shape, label)
                 loaded.add(lname)
@@ -370,16 +390,14 @@ def _build_sequential(config: dict, flavour: str, weights: Any, label: str):
         c = _plain(e.get("config") or {})
         lname = c.get("name") or e.get("name")
         if e.get("class_name") == _INPUT:
-            shape = c.get("batch_input_shape", c.get("batch_shape"))
-            shape = input_shape = None if shape is None else tuple(shape)
+            shape = input_shape = _batch_shape(c)
             if _INPUT not in _base.KERAS_CLASSES:
                 continue
         if "." in (lname or "."):
             raise KerasFileError(f"{label}: layer name {lname!r} cannot name a torch module")
         layer = build_layer(e, flavour)
         if shape is None:
-            shape = c.get("batch_input_shape", c.get("batch_shape"))
-            shape = None if shape is None else tuple(shape)
+            shape = _batch_shape(c)
             input_shape = input_shape or shape
         _load_layer_weights(layer, weights.get(lname, []), lname, shape, label)
         shape = _output_shape(layer, shape)
@@ -696,9 +714,7 @@ def _functional_config(module: KerasFunctional) -> dict:
     children = dict(module.named_children())
     entries = []
     for ref, shape in zip(module.input_refs, module.keras_input_shapes):
-        if shape is None:
-            raise ValueError(f"save_keras_model: the shape of input {ref[0]!r} is unknown")
-        batch_shape = [None if v is None else int(v) for v in shape]
+        batch_shape = _input_batch_shape(ref[0], shape)
         entry = _input_entry(ref[0], batch_shape, children.get(ref[0]))
         entries.append(dict(entry, name=ref[0], inbound_nodes=[]))
     nodes: Dict[str, List[Tuple[int, Any]]] = {}
@@ -1048,9 +1064,7 @@ def _keras3_functional(module: KerasFunctional) -> Tuple[dict, list]:
     inputs = {r[0]: (r, s) for r, s in zip(module.input_refs, module.keras_input_shapes)}
     entries: Dict[str, dict] = {}
     for lname, (ref, shape) in inputs.items():
-        if shape is None:
-            raise ValueError(f"save_keras_model: the shape of input {lname!r} is unknown")
-        batch_shape = [None if v is None else int(v) for v in shape]
+        batch_shape = _input_batch_shape(lname, shape)
         entry = _keras3_input_entry(lname, batch_shape, children.get(lname))
         entry["config"]["name"] = lname
         entries[lname] = dict(entry, name=lname, inbound_nodes=[])
@@ -1075,10 +1089,7 @@ def _keras3_functional(module: KerasFunctional) -> Tuple[dict, list]:
 
     for lname, node, args, kwargs in module.steps:
         layer = children[lname]
-        refs = _refs_in(args)
-        in_shapes = [shapes.get(r) for r in refs]
-        in_shape = None if not in_shapes or any(s is None for s in in_shapes) else (
-            in_shapes[0] if len(in_shapes) == 1 else in_shapes)
+        in_shape = _node_input_shape(shapes, args)
         if lname not in entries:
             entries[lname] = dict(_keras3_entry(layer, in_shape), name=lname,
                                   inbound_nodes=[])
