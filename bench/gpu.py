@@ -14,7 +14,8 @@ forward + backward, on channels_last ``(batch, steps, channels)`` data as Keras 
   ``nhwc+mm`` (the same depthwise, pointwise as a matmul on ``(B*L, C*M)``);
 - ``reference``: ``sepconv.kernels.reference`` (transpose, pad, two ``conv1d``);
 - ``sepconv``: ``sepconv.kernels.cuda``, what ``functional`` dispatches CUDA tensors to
-  (the ``nhwc+mm`` composition on the data's own layout, padding included).
+  (``nhwc_mm`` or ``ncl`` as ``cuda.choice`` picks per shape, dtype and training,
+  layout conversion and padding included).
 
 The suite is the shared one (``sepconv.bench.shapes``) at 8x the CPU batch sizes, plus four
 long sequences (batch 64, 4096 steps).
@@ -179,38 +180,33 @@ def compositions(torch, shape: Shape, x, w, p, b, pad_left, pad_right):
 
     Returns ``{name: (inputs, fn, to_blf)}``; ``fn(*inputs)`` computes the output in that
     variant's layout and ``to_blf`` views it as ``(batch, steps, filters)``.  Weight
-    reshapes are part of ``fn`` (they are views or tiny).
+    reshapes are part of ``fn`` (they are views or tiny).  ``ncl`` and ``nhwc+mm`` are
+    ``kernels/cuda.py``'s own ``ncl`` (given NCL data) and ``nhwc_mm`` (whose NHWC input is
+    a view of ``x``); ``nhwc`` is cuda.py's NHWC depthwise followed by a 1x1 ``conv2d``.
     """
+    from sepconv.kernels import cuda
+
     F = torch.nn.functional
     k, c, m = w.shape
     s, d = shape.stride, shape.dilation
+    geometry = dict(stride=s, dilation=d, pad_left=pad_left, pad_right=pad_right)
     x_ncl = x.transpose(1, 2).contiguous()
     x_nhwc = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
     symmetric = pad_left == pad_right
 
-    def dw_weight(w):
-        return w.permute(1, 2, 0).reshape(c * m, 1, k)
-
     def ncl(x, w, p, b):
-        if symmetric:
-            z = F.conv1d(x, dw_weight(w), None, s, pad_left, d, c)
-        else:
-            z = F.conv1d(F.pad(x, (pad_left, pad_right)), dw_weight(w), None, s, 0, d, c)
-        return F.conv1d(z, p.t().unsqueeze(-1), b)
-
-    def depthwise_nhwc(x, w):
-        weight = dw_weight(w).unsqueeze(2)
-        if symmetric:
-            return F.conv2d(x, weight, None, (1, s), (0, pad_left), (1, d), c)
-        return F.conv2d(F.pad(x, (pad_left, pad_right)), weight, None, (1, s), 0, (1, d), c)
+        return cuda.ncl(x, w, p, b, channels_last=False, **geometry)
 
     def nhwc(x, w, p, b):
-        return F.conv2d(depthwise_nhwc(x, w), p.t()[:, :, None, None], b)
+        weight = cuda._depthwise_weight(w).unsqueeze(2)
+        if symmetric:
+            z = F.conv2d(x, weight, None, (1, s), (0, pad_left), (1, d), c)
+        else:
+            z = F.conv2d(F.pad(x, (pad_left, pad_right)), weight, None, (1, s), 0, (1, d), c)
+        return F.conv2d(z, p.t()[:, :, None, None], b)
 
     def nhwc_mm(x, w, p, b):
-        z = depthwise_nhwc(x, w)  # (B, CM, 1, Lo) stored NHWC: (B, Lo, CM) in memory
-        rows = z.permute(0, 2, 3, 1).reshape(-1, c * m)
-        return torch.addmm(b, rows, p).view(z.shape[0], z.shape[3], -1)
+        return cuda.nhwc_mm(x, w, p, b, **geometry)
 
     def from_ncl(y):
         return y.transpose(1, 2)
@@ -220,7 +216,7 @@ def compositions(torch, shape: Shape, x, w, p, b, pad_left, pad_right):
 
     return {"ncl": ([x_ncl, w, p, b], ncl, from_ncl),
             "nhwc": ([x_nhwc, w, p, b], nhwc, from_nhwc),
-            "nhwc+mm": ([x_nhwc, w, p, b], nhwc_mm, lambda y: y)}
+            "nhwc+mm": ([x, w, p, b], nhwc_mm, lambda y: y)}
 
 
 def timed_pair(torch, timer: Timer, fn: Callable, inputs) -> Dict[str, float]:

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import statistics
 import sys
 import time
 import traceback
+
+from gpu import Shape, make_inputs  # bench/gpu.py: the script's folder is on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         with open(os.path.join(args.out, "probe.json"), "w") as fh:
             json.dump(report, fh, indent=1)
 
-    def bench(fn, reps=20):
+    def bench(fn):
         if args.dry_run:
             fn()
             return float("nan")
@@ -96,13 +96,7 @@ def main(argv=None) -> int:
         return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
 
     def inputs(shape, dtype, grad=False):
-        _, b, l, c, f, k, s, d, m, pad = shape
-        g = torch.Generator().manual_seed(1)
-        x = torch.randn(b, l, c, generator=g)
-        w = torch.randn(k, c, m, generator=g) / math.sqrt(k)
-        p = torch.randn(c * m, f, generator=g) / math.sqrt(c * m)
-        bias = torch.randn(f, generator=g)
-        return [t.to(dev, dtype).requires_grad_(grad) for t in (x, w, p, bias)]
+        return [t.requires_grad_(grad) for t in make_inputs(torch, Shape(*shape), dtype, dev)]
 
     def geometry(shape):
         _, b, l, c, f, k, s, d, m, pad = shape
@@ -141,14 +135,13 @@ def main(argv=None) -> int:
                 row("composition (kernels/cuda.py)", lambda: cuda.separable_conv1d(x, w, p, bias,
                                                                                    **kw))
                 _, b, l, c, f, k, s, d, m, pad = shape
+                # the depthwise step of cuda.nhwc_mm: asymmetric padding pads the steps of x
                 x4 = x.transpose(1, 2).unsqueeze(2)
+                padl = kw["pad_left"]
                 if kw["pad_left"] != kw["pad_right"]:
-                    x4 = torch.nn.functional.pad(x4, (kw["pad_left"], kw["pad_right"]))
-                    x4 = x4.contiguous(memory_format=torch.channels_last)
-                    padl = 0
-                else:
-                    padl = kw["pad_left"]
-                wt = w.permute(1, 2, 0).reshape(c * m, 1, 1, k)
+                    x4 = torch.nn.functional.pad(x, (0, 0, padl, kw["pad_right"]))
+                    x4, padl = x4.transpose(1, 2).unsqueeze(2), 0
+                wt = cuda._depthwise_weight(w).unsqueeze(2)
                 if not args.dry_run:
                     ms = bench(lambda: torch.nn.functional.conv2d(x4, wt, None, (1, s), (0, padl),
                                                                   (1, d), c))

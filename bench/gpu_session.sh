@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Everything a short GPU window should run, in one go (issue 12).  Results under ${OUT:-bench/results}/.
 #   bash bench/gpu_session.sh tests bench probe      # any of the three parts, in that order
-# tests: the CUDA composition and the Triton kernel against the reference on the GPU,
-#        autotuning off (autotuning every random shape took more than 200 s);
+# tests: the CUDA composition, the Triton kernel and the layers against the reference on the
+#        GPU, autotuning off (the default, forced here in case SEPCONV_TRITON_AUTOTUNE=1 is
+#        exported: autotuning every random shape took more than 200 s);
 # bench: bench/gpu.py (JSON rewritten after every shape: a cut-short run keeps its rows);
 #        BENCH_ARGS adds options (e.g. "--skip-triton", "--only long");
 # probe: bench/gpu_probe.py (Triton configs and precisions vs the composition's parts,

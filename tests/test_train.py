@@ -592,3 +592,19 @@ def test_torchrun_two_processes_killed_and_resumed_bitwise(ddp_trained, tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from" in proc.stdout
     assert_same_final_run(reference, out)
+
+
+def test_resume_command_is_a_shell_command_that_gives_back_the_arguments():
+    """The printed ``--resume`` line, split by a POSIX shell's rules (shlex), is the run's
+    own arguments less --overwrite, with --out added when it came from the default."""
+    import shlex
+
+    from sepconv.train import PROG, resume_command
+
+    argv = ["--epochs", "2", "--out", "run's dir/a b", "--overwrite", "--note", "$x;*"]
+    want = ["--epochs", "2", "--out", "run's dir/a b", "--note", "$x;*"]
+    assert shlex.split(resume_command(argv, "ignored", 1)) == (
+        [*PROG.split(), "train", *want, "--resume"])
+    assert shlex.split(resume_command(["--epochs", "2"], "out dir", 2)) == [
+        "torchrun", "--standalone", "--nproc-per-node", "2", "-m", "sepconv", "train",
+        "--epochs", "2", "--out", "out dir", "--resume"]

@@ -43,6 +43,7 @@ import json
 import math
 import os
 import random
+import shlex
 import signal
 import sys
 import time
@@ -716,13 +717,7 @@ def resume_command(argv: Sequence[str], out: str, world: int) -> str:
         keep += ["--out", out]
     launcher = (f"torchrun --standalone --nproc-per-node {world} -m sepconv" if world > 1
                 else PROG)
-    return " ".join([launcher, "train", *map(_quote, keep), "--resume"])
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
+    return " ".join([launcher, "train", *map(shlex.quote, keep), "--resume"])
 
 
 # ---------------------------------------------------------------------------------------

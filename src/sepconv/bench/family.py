@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 from .. import padding as _padding
 from . import _inference, _train_step, _TorchPeer  # imported after the package's __init__
@@ -317,6 +317,3 @@ def memory_peer(name: str):
     return {"sepconv": LayerPeer, "torch": lambda: TorchModulePeer(False),
             "torch-nc": lambda: TorchModulePeer(True)}[name]()
 
-
-def find(name: str) -> Optional[FamilyShape]:
-    return next((s for s in SHAPES if s.name == name), None)
