@@ -21,10 +21,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
-from .base import Layer
 from .core import _Weightless, check_number
 
 
