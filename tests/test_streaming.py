@@ -164,9 +164,6 @@ def test_gradients_flow_within_a_chunk():
         sepconv.SeparableConv1D(4, 2, padding="causal", input_shape=(None, 3)),
         sepconv.SeparableConv1D(4, 3, padding="valid", input_shape=(None, 4))),
      r"layer '1' .*padding='valid'.*only causal layers stream"),
-    (lambda: sepconv.SeparableConv1D(4, 3, padding="causal", strides=2,
-                                     input_shape=(None, 3)),
-     r"strides=\(2,\).*phase"),
     (lambda: torch.nn.Sequential(
         sepconv.SeparableConv1D(4, 3, padding="causal", data_format="channels_first",
                                 input_shape=(3, None)), torch.nn.Linear(4, 4)),

@@ -96,25 +96,37 @@ class _PerStep(_Step):
 
 
 class _CausalConv(_Step):
-    """A causal convolution: ``conv(layer, [state, chunk])`` with ``"valid"`` padding."""
+    """A causal convolution: ``conv(layer, [state, chunk])`` with ``"valid"`` padding.
+
+    With ``strides=s``, Keras' causal output ``i`` reads the inputs ``i * s - span ..
+    i * s`` (tf-keras left-pads ``span`` zeros, then takes every ``s``-th window from the
+    first): the outputs fall on the input steps ``t`` with ``t % s == 0``.  ``phase`` is
+    the number of steps seen, modulo ``s``: the chunk's first output is at its step
+    ``(-phase) % s`` (none if the chunk is shorter)."""
 
     def __init__(self, module, where, conv: Callable):
         super().__init__(module, where)
         self.conv = conv
         self.data_format = module.data_format
         self.span = (module.kernel_size[0] - 1) * module.dilation_rate[0]
+        self.stride = module.strides[0]
         self.time_axis = 1 if module.data_format == "channels_last" else 2
         self.state: Optional[torch.Tensor] = None
+        self.phase = 0
 
     def reset(self) -> None:
-        self.state = None
+        self.state, self.phase = None, 0
+
+    def _no_steps(self, x):
+        shape = list(x.shape)
+        shape[self.time_axis], shape[3 - self.time_axis] = 0, self.module.filters
+        return x.new_zeros(shape, dtype=self.module.compute_dtype)
 
     def __call__(self, x):
         layer, t = self.module, self.time_axis
-        if x.shape[t] == 0:
-            shape = list(x.shape)
-            shape[3 - t] = layer.filters
-            return x.new_zeros(shape, dtype=layer.compute_dtype)
+        steps = x.shape[t]
+        if steps == 0:
+            return self._no_steps(x)
         x = layer._prepare_input(x)
         if self.span:
             self._check_batch(self.state, x)
@@ -127,20 +139,33 @@ class _CausalConv(_Step):
             self.state = full.narrow(t, full.shape[t] - self.span, self.span).detach().clone()
         else:
             full = x
+        first = (-self.phase) % self.stride  # the chunk's step of its first output
+        self.phase = (self.phase + steps) % self.stride
+        if first >= steps:
+            return self._no_steps(x)
+        if first:  # the window of that output starts `first` steps into [state, chunk]
+            full = full.narrow(t, first, full.shape[t] - first)
         return layer.activation(self.conv(layer, full))
 
 
 class _Recurrent(_Step):
-    """Keras' ``LSTM`` / ``GRU`` / ``SimpleRNN``: the recurrence run on each chunk from the
-    states the previous chunk left (zeros at the start).  ``return_sequences=True``: the
-    chunk's outputs; ``False``: the last output so far, ``(batch, units)``, which equals
-    the layer (and the model up to it) on the whole sequence seen so far."""
+    """Keras' ``LSTM`` / ``GRU`` / ``SimpleRNN`` / ``ConvLSTM1D`` / ``2D`` / ``3D``: the
+    recurrence (the layer's ``_stream_chunk``) run on each chunk from the states the
+    previous chunk left (zeros at the start).  ``return_sequences=True``: the chunk's
+    outputs; ``False``: the last output so far (``(batch, units)``, a ConvLSTM's
+    ``(batch, *out_spatial, filters)``), which equals the layer (and the model up to it)
+    on the whole sequence seen so far.
+
+    Keras puts time on axis 1 of every recurrent input, ConvLSTM's channels_first
+    included: in the stream's terms (where the steps are) they are all channels_last."""
 
     data_format = "channels_last"
 
     def __init__(self, module, where):
         super().__init__(module, where)
         self.sequences = module.return_sequences
+        #: the rank of the chunks it takes: (batch, time, *spatial, channels)
+        self.rank = getattr(module, "RANK", 0) + 3
         self.state: Optional[List[torch.Tensor]] = None
         self.last: Optional[torch.Tensor] = None
 
@@ -153,14 +178,21 @@ class _Recurrent(_Step):
             raise ValueError(f"{self.where} is in training mode with dropout: random masks "
                              f"do not stream. Call model.eval() first")
         self._check_batch(None if self.state is None else self.state[0], x)
-        if x.dim() == 3 and x.shape[1] == 0:  # no step: nothing changes
+        if x.shape[1] > 0:
+            x = layer._prepare_input(x)
+        state_shape = tuple(layer._state_shape(tuple(x.shape)))
+        if self.state is not None and tuple(self.state[0].shape) != state_shape:
+            raise ValueError(f"{self.where} holds states of shape "
+                             f"{tuple(self.state[0].shape)}; received a chunk of shape "
+                             f"{tuple(x.shape)}, whose states would be {state_shape}. "
+                             f"Call stream.reset() to start new streams")
+        dtype = layer.dtype_policy.compute
+        if x.shape[1] == 0:  # no step: nothing changes
             if self.sequences:
-                return x.new_zeros((x.shape[0], 0, layer.units),
-                                   dtype=layer.dtype_policy.compute)
+                return x.new_zeros((x.shape[0], 0) + state_shape[1:], dtype=dtype)
             if self.last is not None:
                 return self.last
-            return x.new_zeros((x.shape[0], layer.units), dtype=layer.dtype_policy.compute)
-        x = layer._prepare_input(x)
+            return x.new_zeros(state_shape, dtype=dtype)
         output, *states = layer._stream_chunk(x, self.state)
         # detached copies: truncated backpropagation, and no view keeping the chunk alive
         self.state = [s.detach().clone() for s in states]
@@ -173,7 +205,8 @@ class _Recurrent(_Step):
 def _recurrent(module, where):
     if not isinstance(module, Layer):  # torch.nn.LSTM / GRU: (seq, batch) layout, tuples
         raise ValueError(f"{where} does not stream: sepconv.stream takes Keras' recurrent "
-                         f"layers (sepconv.LSTM, GRU, SimpleRNN), not torch.nn's")
+                         f"layers (sepconv.LSTM, GRU, SimpleRNN, ConvLSTM1D/2D/3D), not "
+                         f"torch.nn's")
     if module.go_backwards:
         raise ValueError(f"{where} has go_backwards=True: it reads the sequence last to "
                          f"first, so its first output needs the last step; it cannot stream "
@@ -198,22 +231,19 @@ def _bias(layer) -> Optional[torch.Tensor]:
 def _separable_conv1d_step(layer, x):
     return _functional.separable_conv1d(
         x, layer._weight("depthwise_kernel"), layer._weight("pointwise_kernel"),
-        _bias(layer), strides=1, padding="valid", dilation_rate=layer.dilation_rate,
-        data_format=layer.data_format)
+        _bias(layer), strides=layer.strides, padding="valid",
+        dilation_rate=layer.dilation_rate, data_format=layer.data_format)
 
 
 def _conv1d_step(layer, x):
-    return _functional.conv(x, layer._weight("kernel"), _bias(layer), strides=1,
+    return _functional.conv(x, layer._weight("kernel"), _bias(layer), strides=layer.strides,
                             padding="valid", dilation_rate=layer.dilation_rate,
                             groups=layer.groups, data_format=layer.data_format)
 
 
 def _causal(conv: Callable) -> Callable:
     def make(module, where):
-        k, s = module.kernel_size[0], module.strides[0]
-        if s != 1:
-            raise ValueError(f"{where} has strides={module.strides}: strided layers do not "
-                             f"stream (their state would need a phase too)")
+        k = module.kernel_size[0]
         if module.padding != "causal" and k > 1:
             raise ValueError(f"{where} has padding={module.padding!r} with kernel_size="
                              f"{module.kernel_size}: only causal layers stream (an output "
@@ -316,6 +346,7 @@ STREAMERS: Dict[str, Callable] = {
     "GaussianDropout": _per_step(eval_only=True),
     "AlphaDropout": _per_step(eval_only=True),
     "LSTM": _recurrent, "GRU": _recurrent, "SimpleRNN": _recurrent,
+    "ConvLSTM1D": _recurrent, "ConvLSTM2D": _recurrent, "ConvLSTM3D": _recurrent,
     "Bidirectional": _bidirectional,
     "Softmax": _dim_layer, "LogSoftmax": _dim_layer, "Softmin": _dim_layer,
     "GLU": _dim_layer, "PReLU": _prelu,
@@ -369,13 +400,15 @@ class Stream:
         self.steps: List[_Step] = []
         fixed_by = collapsed_by = None
         self.data_format: Optional[str] = None
+        #: the first convolution or recurrent layer: it fixes the chunks' rank
+        self._rank_by: Optional[_Step] = None
         for path, module in _flatten(model):
             where = _describe(path, module)
             make = _maker(module)
             if make is None:
                 raise ValueError(f"{where} does not stream: sepconv.stream takes causal "
                                  f"SeparableConv1D / Conv1D layers, forward LSTM / GRU / "
-                                 f"SimpleRNN layers and per-step layers "
+                                 f"SimpleRNN / ConvLSTM layers and per-step layers "
                                  f"({', '.join(sorted(STREAMERS))})")
             step = make(module, where)
             if collapsed_by is not None:
@@ -390,11 +423,14 @@ class Stream:
                 if self.data_format is None:
                     self.data_format, fixed_by = step.data_format, where
                 elif step.data_format != self.data_format:
+                    axis = 1 if self.data_format == "channels_last" else 2
                     raise ValueError(f"{where} needs {step.data_format} input, but {fixed_by} "
-                                     f"makes this a {self.data_format} model: a layer would "
-                                     f"act across steps")
+                                     f"makes this a {self.data_format} model (steps on axis "
+                                     f"{axis}): a layer would act across steps")
             if isinstance(step, _Recurrent) and not step.sequences:
                 collapsed_by = where
+            if self._rank_by is None and isinstance(step, (_CausalConv, _Recurrent)):
+                self._rank_by = step
             self.steps.append(step)
         if self.data_format is None:
             self.data_format = "channels_last"
@@ -415,10 +451,15 @@ class Stream:
         x = chunk
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(np.asarray(x))
-        if x.dim() != 3:
-            layout = ("(batch, steps, channels)" if self.data_format == "channels_last"
-                      else "(batch, channels, steps)")
-            raise ValueError(f"A chunk must be 3D, {layout}. Received a chunk of shape "
+        rank = getattr(self._rank_by, "rank", 3)
+        if x.dim() != rank:
+            if rank > 3:  # a ConvLSTM: Keras' (batch, time, *spatial, channels) or alike
+                layout = self._rank_by.module._layout()
+                layout = f"{layout} for {self._rank_by.where}"
+            else:
+                layout = ("(batch, steps, channels)" if self.data_format == "channels_last"
+                          else "(batch, channels, steps)")
+            raise ValueError(f"A chunk must be {rank}D, {layout}. Received a chunk of shape "
                              f"{tuple(x.shape)}")
         for step in self.steps:
             x = step(x)

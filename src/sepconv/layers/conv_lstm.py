@@ -394,15 +394,29 @@ class _ConvLSTM(_RecurrentStates, Layer):
         state_shape = self._state_shape(tuple(x.shape))
         state = self._call_state(initial_state, state_shape, x)
         dropout_mask, rmask = self._masks(x, state_shape) if training else (None, None)
-        output, h, c = _functional.conv_lstm(
+        output, h, c = self._recurrence(x, state, self.return_sequences, dropout_mask,
+                                        rmask, mask)
+        return self._call_result(output, [h, c])
+
+    def _recurrence(self, x, state, return_sequences, dropout_mask=None, rmask=None,
+                    mask=None):
+        """:func:`sepconv.functional.conv_lstm` with this layer's weights and arguments:
+        ``(output, h, c)``."""
+        return _functional.conv_lstm(
             x, self._weight("kernel"), self._weight("recurrent_kernel"),
             self._weight("bias") if self.use_bias else None, strides=self.strides,
             padding=self.padding, dilation_rate=self.dilation_rate,
             data_format=self.data_format, activation=self.activation,
             recurrent_activation=self.recurrent_activation, initial_state=state,
-            go_backwards=self.go_backwards, return_sequences=self.return_sequences,
+            go_backwards=self.go_backwards, return_sequences=return_sequences,
             dropout_mask=dropout_mask, recurrent_dropout_mask=rmask, mask=mask)
-        return self._call_result(output, [h, c])
+
+    def _stream_chunk(self, x: torch.Tensor, state):
+        """Every step's output ``(batch, time, *out_spatial, filters)`` (channels_first
+        alike) and the last states, from ``state`` (None: zeros), without dropout or mask:
+        ``(output, h, c)``.  What :func:`sepconv.stream` runs on each chunk (as for
+        :class:`sepconv.LSTM`), whatever ``return_sequences``."""
+        return self._recurrence(x, state, True)
 
     # -- Keras protocol --------------------------------------------------------------------
     def get_config(self) -> Dict[str, Any]:
