@@ -434,3 +434,129 @@ def test_recurrent_dropout_refused_in_training_mode():
     with torch.no_grad():
         x = torch.randn(2, 5, 2)
         torch.testing.assert_close(sepconv.stream(plain)(x), plain(x))
+
+
+# -- strided causal convolutions --------------------------------------------------------------
+
+def _strided(kind, fmt, channels, filters, k, s, d, m, activation, dtype):
+    """A causal SeparableConv1D (multiplier ``m``) or Conv1D (``m`` groups, which must
+    divide ``channels`` and ``filters``); tf-keras refuses strides and dilation both > 1."""
+    shape = (None, channels) if fmt == "channels_last" else (channels, None)
+    common = dict(padding="causal", strides=s, dilation_rate=d, activation=activation,
+                  data_format=fmt, input_shape=shape, bias_initializer="random_normal",
+                  dtype=dtype)
+    if kind == "separable":
+        return sepconv.SeparableConv1D(filters, k, depth_multiplier=m, **common)
+    return sepconv.Conv1D(filters, k, groups=m, **common)
+
+
+@st.composite
+def _strided_layers(draw):
+    """(kind, k, s, d, m, filters, activation) per layer, channels 2 in, groups dividing."""
+    layers, channels = [], 2
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["separable", "conv"]))
+        k, s = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+        d = draw(st.integers(1, 3)) if s == 1 else 1
+        if kind == "separable":
+            m, filters = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+        else:
+            m = draw(st.sampled_from([g for g in (1, 2) if channels % g == 0]))
+            filters = m * draw(st.integers(1, 2))
+        layers.append((kind, k, s, d, m, filters,
+                       draw(st.sampled_from([None, "relu", "tanh"]))))
+        channels = filters
+    return layers
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(fmt=st.sampled_from(["channels_last", "channels_first"]), layers=_strided_layers(),
+       length=st.integers(1, 40), cuts=st.lists(st.integers(0, 40), max_size=8),
+       head=st.booleans(), dtype=st.sampled_from([torch.float64, torch.float64,
+                                                  torch.float32]))
+def test_strided_causal_stack_streams_exactly(fmt, layers, length, cuts, head, dtype):
+    """Strided causal SeparableConv1D / Conv1D stacks (any kernel size, stride, dilation
+    where tf-keras allows it, multiplier, groups, activation), then per-step layers: every
+    chunking (chunks shorter than the stride, empty ones, one-step ones) gives the whole
+    sequence's outputs, in order (float64 to 1e-12)."""
+    torch.manual_seed(10)
+    channels, modules = 2, []
+    for kind, k, s, d, m, filters, activation in layers:
+        modules.append(_strided(kind, fmt, channels, filters, k, s, d, m, activation, dtype))
+        channels = filters
+    if head:  # per-step layers after the strided ones, on the channel axis
+        modules += [torch.nn.Linear(channels, 3, dtype=dtype), torch.nn.Tanh()] \
+            if fmt == "channels_last" else [torch.nn.Softmax(dim=1)]
+    model = torch.nn.Sequential(*modules).eval()
+    x = torch.randn((2, length, 2) if fmt == "channels_last" else (2, 2, length),
+                    dtype=dtype)
+    time_axis = 1 if fmt == "channels_last" else 2
+    _check(model, x, _split(length, cuts), time_axis, dtype)
+    # one step at a time too: most chunks then give no output
+    _check(model, x, [1] * length, time_axis, dtype)
+
+
+def test_strided_output_steps_fall_on_multiples_of_the_stride():
+    """From first principles, not from the layer's own call: a causal kernel_size 1 Conv1D
+    of identity weights and strides s outputs the input steps 0, s, 2s, ...; with
+    kernel_size 2 and weights (1, 10), output i is x[i*s - 1] + 10 x[i*s] (x[-1] = 0)."""
+    x = torch.arange(1.0, 12.0, dtype=torch.float64).reshape(1, 11, 1)
+    for s in (2, 3, 5):
+        pick = sepconv.Conv1D(1, 1, strides=s, padding="causal", use_bias=False,
+                              kernel_initializer="ones", dtype="float64",
+                              input_shape=(None, 1))
+        pair = sepconv.Conv1D(1, 2, strides=s, padding="causal", use_bias=False,
+                              dtype="float64", input_shape=(None, 1))
+        pair.set_weights([np.array([1.0, 10.0]).reshape(2, 1, 1)])
+        padded = torch.cat([torch.zeros(1, 1, 1, dtype=torch.float64), x], dim=1)
+        want_pick = x[:, ::s]
+        want_pair = padded[:, 0:-1:s] + 10 * padded[:, 1::s]
+        for layer, want in ((pick, want_pick), (pair, want_pair)):
+            with torch.no_grad():
+                assert torch.equal(layer(x), want)
+                stream = sepconv.stream(layer)
+                got = torch.cat([stream(x[:, a:b]) for a, b in
+                                 ((0, 1), (1, 1), (1, 2), (2, 6), (6, 7), (7, 11))], dim=1)
+            assert torch.equal(got, want)
+
+
+def test_strided_phase_resets_and_kernel_size_one_any_padding():
+    """reset() zeroes the phase with the state; kernel_size 1 with 'valid' and 'same'
+    padding and strides also outputs at the multiples of the stride (TensorFlow's 'same'
+    pads nothing there), so it streams; state_steps counts the kept inputs."""
+    torch.manual_seed(11)
+    model = torch.nn.Sequential(
+        sepconv.SeparableConv1D(4, 3, strides=2, padding="causal", input_shape=(None, 3),
+                                dtype="float64"),
+        sepconv.Conv1D(4, 1, strides=3, padding="same", dtype="float64",
+                       input_shape=(None, 4)),
+        sepconv.Conv1D(2, 1, strides=2, padding="valid", dtype="float64",
+                       input_shape=(None, 4)),
+        sepconv.Conv1D(2, 4, strides=2, padding="causal", dtype="float64",
+                       input_shape=(None, 2))).eval()
+    x = torch.randn(2, 50, 3, dtype=torch.float64)
+    stream = _check(model, x, [3, 1, 0, 7, 2, 37], 1, torch.float64)
+    assert stream.state_steps == [2, 0, 0, 3]
+    with torch.no_grad():
+        stream(x[:, :5])  # mid-stride everywhere
+        stream.reset()
+        torch.testing.assert_close(stream(x), model(x), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"layer '0' .*padding='same'.*only causal"):
+        sepconv.stream(torch.nn.Sequential(sepconv.Conv1D(
+            2, 3, strides=2, padding="same", input_shape=(None, 3))))
+
+
+def test_strided_then_recurrent_and_keras_per_step():
+    """A strided causal front end (the usual subsampling before an RNN) then LSTM and
+    Keras per-step layers, return_sequences True."""
+    torch.manual_seed(12)
+    model = torch.nn.Sequential(
+        sepconv.Conv1D(6, 4, strides=2, padding="causal", activation="relu",
+                       dtype="float64", input_shape=(None, 3)),
+        sepconv.SeparableConv1D(6, 3, strides=2, padding="causal", dtype="float64",
+                                input_shape=(None, 6)),
+        sepconv.LayerNormalization(dtype="float64"),
+        sepconv.LSTM(5, return_sequences=True, dtype="float64"),
+        sepconv.Dense(2, dtype="float64"), sepconv.Activation("softmax")).eval()
+    x = torch.randn(2, 45, 3, dtype=torch.float64)
+    _check(model, x, [1, 2, 3, 0, 1, 1, 5, 32], 1, torch.float64)
