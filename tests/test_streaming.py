@@ -560,3 +560,145 @@ def test_strided_then_recurrent_and_keras_per_step():
         sepconv.Dense(2, dtype="float64"), sepconv.Activation("softmax")).eval()
     x = torch.randn(2, 45, 3, dtype=torch.float64)
     _check(model, x, [1, 2, 3, 0, 1, 1, 5, 32], 1, torch.float64)
+
+
+# -- ConvLSTM ---------------------------------------------------------------------------------
+
+_CONV_LSTMS = {1: sepconv.ConvLSTM1D, 2: sepconv.ConvLSTM2D, 3: sepconv.ConvLSTM3D}
+
+
+def _conv_lstm_input(rank, fmt, length, channels, size, dtype):
+    spatial = (size,) * rank
+    shape = (2, length) + (spatial + (channels,) if fmt == "channels_last"
+                           else (channels,) + spatial)
+    return torch.randn(shape, dtype=dtype)
+
+
+def _check_collapsed(model, x, sizes, dtype, zero):
+    """A return_sequences=False stream: after each chunk, the model on the sequence so far
+    (``zero``: what it gives before any step)."""
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    with torch.no_grad():
+        stream, start = sepconv.stream(model), 0
+        for n in sizes:
+            got = stream(x[:, start:start + n])
+            start += n
+            want = model(x[:, :start]) if start else zero
+            assert got.shape == want.shape and got.dtype == want.dtype
+            torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    return stream
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(fmt=st.sampled_from(["channels_last", "channels_first"]),
+       geometry=st.sampled_from([(3, 1, "same"), (2, 1, "valid"), (3, 2, "valid"),
+                                 (1, 1, "valid"), (3, 2, "same")]),
+       last_sequences=st.booleans(), length=st.integers(1, 12),
+       cuts=st.lists(st.integers(0, 12), max_size=5),
+       dtype=st.sampled_from([torch.float64, torch.float64, torch.float32]))
+def test_conv_lstm1d_stack_streams_exactly(fmt, geometry, last_sequences, length, cuts,
+                                           dtype):
+    """ConvLSTM1D -> ConvLSTM1D -> Dense, chunks along time (the steps axis whole): with
+    return_sequences=True the chunks' outputs concatenate to the whole sequence's; with
+    False each chunk gives the model on the sequence so far (float64 to 1e-12)."""
+    torch.manual_seed(13)
+    k, s, padding = geometry
+    first = sepconv.ConvLSTM1D(3, k, strides=s, padding=padding, data_format=fmt,
+                               return_sequences=True, bias_initializer="random_normal",
+                               dtype=dtype)
+    second = sepconv.ConvLSTM1D(2, 2, padding="same", data_format=fmt,
+                                return_sequences=last_sequences, dtype=dtype,
+                                bias_initializer="random_normal")
+    dense = sepconv.Dense(2, dtype=dtype)
+    model = torch.nn.Sequential(first, second, dense).eval()
+    x = _conv_lstm_input(1, fmt, length, 2, 7, dtype)
+    sizes = _split(length, cuts)
+    if last_sequences:
+        stream = _check(model, x, sizes, 1, dtype)
+    else:
+        with torch.no_grad():  # before any step: the Dense of zero states
+            zero = dense(torch.zeros_like(model[:2](x)))
+        stream = _check_collapsed(model, x, sizes, dtype, zero)
+    assert stream.data_format == "channels_last"  # time is axis 1 in Keras' ConvLSTMs
+    assert stream.state_steps == [0, 0, 0]
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+@pytest.mark.parametrize("sequences", [True, False])
+def test_conv_lstm2d_3d_stream(rank, sequences):
+    """ConvLSTM2D / 3D (the other axes whole), one step at a time and uneven chunks,
+    channels_first for 3D; a per-step layer after it."""
+    torch.manual_seed(14)
+    fmt = "channels_last" if rank == 2 else "channels_first"
+    layer = _CONV_LSTMS[rank](2, 2, padding="same" if rank == 2 else "valid",
+                              strides=2 if rank == 2 else 1, data_format=fmt,
+                              return_sequences=sequences, dtype="float64",
+                              bias_initializer="random_normal")
+    model = torch.nn.Sequential(layer, torch.nn.Tanh()).eval()
+    x = _conv_lstm_input(rank, fmt, 6, 3, 4, torch.float64)
+    for sizes in ([1] * 6, [2, 0, 4]):
+        if sequences:
+            _check(model, x, sizes, 1, torch.float64)
+        else:
+            _check_collapsed(model, x, sizes, torch.float64, None)
+
+
+def test_conv_lstm_reset_batch_spatial_and_chunk_rank():
+    """reset() starts a new stream; another batch or another spatial size without reset is
+    refused naming the layer; chunks of the wrong rank name the layout the model takes."""
+    torch.manual_seed(15)
+    layer = sepconv.ConvLSTM1D(3, 3, padding="same", return_sequences=True,
+                               dtype="float64", name="clstm")
+    model = torch.nn.Sequential(torch.nn.Identity(), layer).eval()
+    x = _conv_lstm_input(1, "channels_last", 8, 2, 5, torch.float64)
+    with torch.no_grad():
+        stream = sepconv.stream(model)
+        stream(x[:, :3])
+        with pytest.raises(ValueError, match=r"layer '1' \(ConvLSTM1D 'clstm'\) holds the "
+                                             r"state of a batch of 2.*reset"):
+            stream(x[:1, 3:])
+        with pytest.raises(ValueError, match=r"'clstm'\) holds states of shape \(2, 5, 3\)"
+                                             r".*\(2, 6, 3\).*reset"):
+            stream(torch.randn(2, 1, 6, 2, dtype=torch.float64))
+        with pytest.raises(ValueError, match=r"A chunk must be 4D, \(batch, time, steps, "
+                                             r"channels\) for layer '1' \(ConvLSTM1D"):
+            stream(x[:, 0])
+        stream.reset()
+        torch.testing.assert_close(torch.cat([stream(x[:, :5]), stream(x[:, 5:])], 1),
+                                   model(x), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"A chunk must be 5D, \(batch, time, channels, "
+                                         r"rows, cols\)"):
+        sepconv.stream(sepconv.ConvLSTM2D(2, 1, data_format="channels_first"))(x)
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: torch.nn.Sequential(sepconv.ConvLSTM1D(2, 3, go_backwards=True, name="b")),
+     r"layer '0' \(ConvLSTM1D 'b'\) has go_backwards=True.*cannot stream causally"),
+    (lambda: sepconv.ConvLSTM2D(2, 3, return_state=True, name="s"),
+     r"layer 'ConvLSTM2D' \(ConvLSTM2D 's'\) has return_state=True"),
+    (lambda: torch.nn.Sequential(sepconv.ConvLSTM1D(2, 3, name="head"),
+                                 sepconv.ConvLSTM1D(2, 1)),
+     r"layer '1' .*follows layer '0' \(ConvLSTM1D 'head'\).*return_sequences=False"),
+    (lambda: torch.nn.Sequential(sepconv.ConvLSTM1D(2, 3, return_sequences=True,
+                                                    data_format="channels_first",
+                                                    name="cf"), torch.nn.Softmax(dim=1)),
+     r"layer '1' \(Softmax\) needs channels_first input, but layer '0' \(ConvLSTM1D 'cf'\)"
+     r" makes this a channels_last model \(steps on axis 1\)"),
+])
+def test_conv_lstm_refused_with_the_layer_named(build, message):
+    with pytest.raises(ValueError, match=message):
+        sepconv.stream(build())
+
+
+def test_conv_lstm_dropout_refused_in_training_mode():
+    model = torch.nn.Sequential(sepconv.ConvLSTM1D(2, 1, recurrent_dropout=0.3,
+                                                   return_sequences=True))
+    stream = sepconv.stream(model)
+    with pytest.raises(ValueError, match=r"layer '0' \(ConvLSTM1D .*training mode with "
+                                         r"dropout"):
+        stream(torch.randn(1, 2, 3, 2))
+    model.eval()
+    x = torch.randn(1, 4, 3, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.cat([stream(x[:, :1]), stream(x[:, 1:])], 1),
+                                   model(x))
