@@ -702,3 +702,12 @@ def test_conv_lstm_dropout_refused_in_training_mode():
     with torch.no_grad():
         torch.testing.assert_close(torch.cat([stream(x[:, :1]), stream(x[:, 1:])], 1),
                                    model(x))
+
+
+def test_module_docstring_example_runs():
+    """The example in sepconv.streaming's docstring (strides, empty chunks) runs and
+    prints what it shows."""
+    import doctest
+    import sepconv.streaming
+    result = doctest.testmod(sepconv.streaming, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 5 and result.failed == 0

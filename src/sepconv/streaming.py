@@ -7,12 +7,20 @@ dilation_rate`` inputs it has seen (zeros at the start, the causal padding) and 
 ``"valid"`` convolution on ``[state, chunk]``, which gives exactly that chunk's outputs.
 Memory is the state plus one chunk, whatever the length of the stream.
 
+A strided causal convolution (``strides=s``) outputs at the input steps ``0, s, 2s, ...``
+(tf-keras left-pads ``(kernel_size - 1) * dilation_rate`` zeros, then takes every
+``s``-th window from the first), ``ceil(steps / s)`` outputs in all.  Beside its last
+inputs it keeps its phase, the steps seen modulo ``s``, so a chunk gives exactly the
+outputs whose step falls in it: none for a chunk that falls between two of them.
+
 What streams (a ``torch.nn.Sequential``, nested ones flattened, or a single layer), looked
 up by class name in :data:`STREAMERS`:
 
-- ``SeparableConv1D`` and ``Conv1D`` with ``padding="causal"`` and ``strides=1`` (any
-  ``kernel_size``, ``dilation_rate``, ``depth_multiplier`` / ``groups``, activation);
-  ``kernel_size=1`` layers with any padding (pointwise in time);
+- ``SeparableConv1D`` and ``Conv1D`` with ``padding="causal"`` (any ``kernel_size``,
+  ``strides``, ``dilation_rate``, ``depth_multiplier`` / ``groups``, activation; Keras
+  refuses strides and dilation both above 1); ``kernel_size=1`` layers with any padding
+  and strides (pointwise in time: ``"valid"`` and ``"same"`` then output at the same
+  steps as ``"causal"``);
 - per-step layers: Keras' ``Dense`` (last axis), ``BatchNormalization`` and
   ``LayerNormalization`` (over the channel axis), ``Activation``, ``ReLU``, ``ELU``,
   ``LeakyReLU``, ``Softmax`` and ``PReLU`` (channel axis; ``PReLU`` sharing the steps axis),
@@ -31,15 +39,36 @@ up by class name in :data:`STREAMERS`:
   step).  Only per-step layers (a ``Dense`` head, ``Activation``, ...) may follow it.
   The stream keeps its own states: a ``stateful=True`` layer's states are neither read
   nor changed.  There is no mask in a stream.
+- Keras' ``ConvLSTM1D`` / ``2D`` / ``3D``, the same way: recurrent over ``time``, axis 1
+  of their ``(batch, time, *spatial, channels)`` input (channels_first: ``(batch, time,
+  channels, *spatial)``), so chunks split ``time`` and keep the other axes whole, and
+  hold that rank (a model whose first convolution or recurrent layer is a ConvLSTM1D
+  takes 4D chunks).  ``return_sequences=False`` gives the last output so far, ``(batch,
+  *out_spatial, filters)``.  Since time is on axis 1, a ConvLSTM model is channels_last
+  in the stream's sense (where the steps are) whatever its ``data_format``: a per-step
+  layer over axis 1 after it is refused.
+
+Example (strides 2, chunks of any length, empty ones included)::
+
+    >>> import sepconv, torch
+    >>> model = torch.nn.Sequential(
+    ...     sepconv.Conv1D(8, 4, strides=2, padding="causal", input_shape=(None, 3)),
+    ...     sepconv.LSTM(5, return_sequences=True), sepconv.Dense(2)).eval()
+    >>> x = torch.randn(1, 11, 3)
+    >>> stream = sepconv.stream(model)
+    >>> with torch.no_grad():
+    ...     parts = [stream(x[:, a:b]) for a, b in ((0, 1), (1, 2), (2, 2), (2, 11))]
+    ...     [p.shape[1] for p in parts], torch.allclose(torch.cat(parts, 1), model(x))
+    ([1, 0, 0, 5], True)
 
 Refused with a ``ValueError`` naming the layer: recurrent layers with
 ``go_backwards=True`` and ``Bidirectional`` (an output would read later steps),
 ``return_state=True``, ``torch.nn.LSTM`` / ``GRU``; non-causal convolutions (``"valid"`` or
-``"same"`` with ``kernel_size > 1``: an output would read later steps), strided ones (the
-state would need a phase too), layers that act across steps (``Linear`` on a
-``channels_first`` model, softmax over the steps), any other module.  Batch
-normalisation and dropout must be in eval mode (batch statistics and random masks do not
-stream): the call says so otherwise.
+``"same"`` with ``kernel_size > 1``: an output would read later steps), layers that act
+across steps (``Linear`` on a ``channels_first`` model, softmax over the steps), any
+other module.  Batch normalisation and dropout must be in eval mode (batch statistics
+and random masks do not stream): the call says so otherwise.  A chunk of another rank
+than the model takes is an error naming the layout.
 """
 
 from __future__ import annotations
@@ -385,11 +414,13 @@ class Stream:
     """Chunk-by-chunk inference through a causal model; see :mod:`sepconv.streaming`.
 
     ``stream(chunk)``: ``chunk`` is ``(batch, steps, channels)`` for a channels_last model,
-    ``(batch, channels, steps)`` for a channels_first one, any number of steps (one
-    included); returns that chunk's outputs.  Concatenated over the chunks, they equal
-    ``model(whole_sequence)`` to float rounding.  ``reset()`` forgets the past (new
-    streams, or another batch size).  The state is detached from autograd: gradients flow
-    within a chunk, not into earlier chunks (truncated backpropagation).
+    ``(batch, channels, steps)`` for a channels_first one (a ConvLSTM model: its input
+    ``(batch, time, *spatial, channels)``), any number of steps (one and none included);
+    returns that chunk's outputs (a strided layer's: those whose steps fall in it).
+    Concatenated over the chunks, they equal ``model(whole_sequence)`` to float rounding.
+    ``reset()`` forgets the past (new streams, or another batch size).  The state is
+    detached from autograd: gradients flow within a chunk, not into earlier chunks
+    (truncated backpropagation).
     """
 
     def __init__(self, model: torch.nn.Module):
@@ -438,8 +469,9 @@ class Stream:
     @property
     def state_steps(self) -> List[int]:
         """Steps of state each layer keeps: ``(kernel_size - 1) * dilation_rate`` for a
-        convolution, 0 for a per-step layer and for a recurrent layer (which keeps its
-        states ``h`` (and ``c``), ``(batch, units)`` each, not past steps)."""
+        convolution (a strided one keeps its phase too), 0 for a per-step layer and for a
+        recurrent layer (which keeps its states ``h`` (and ``c``), ``(batch, units)``
+        each, a ConvLSTM's ``(batch, *out_spatial, filters)``, not past steps)."""
         return [getattr(step, "span", 0) for step in self.steps]
 
     def reset(self) -> None:
@@ -475,15 +507,18 @@ def stream(model: torch.nn.Module) -> Stream:
 
     Args:
         model: a ``torch.nn.Sequential`` (or one layer) of causal ``SeparableConv1D`` /
-            ``Conv1D`` layers and per-step layers (see :mod:`sepconv.streaming`), in eval
-            mode where it has batch normalisation or dropout.
+            ``Conv1D`` layers (strided ones too), forward recurrent layers (``LSTM``,
+            ``GRU``, ``SimpleRNN``, ``ConvLSTM1D/2D/3D``) and per-step layers (see
+            :mod:`sepconv.streaming`), in eval mode where it has batch normalisation or
+            dropout.
 
     Returns:
         A :class:`Stream`: call it on chunks ``(batch, steps, channels)`` (channels_first:
-        ``(batch, channels, steps)``); ``reset()`` starts over.
+        ``(batch, channels, steps)``; a ConvLSTM model: ``(batch, time, *spatial,
+        channels)``); ``reset()`` starts over.
 
     Raises:
-        ValueError: naming the first layer that cannot stream (non-causal, strided, acting
-            across steps, or unknown).
+        ValueError: naming the first layer that cannot stream (non-causal, reading the
+            sequence backwards, acting across steps, or unknown).
     """
     return Stream(model)
