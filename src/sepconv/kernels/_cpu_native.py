@@ -337,16 +337,22 @@ static void *run_fwd(void *arg) {
     const int unit = j->stride == 1 && j->dilation == 1;
     float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * cap + 63) / 64) * 64);
     float *wt = aligned_alloc(64, ((sizeof(float) * VW * G * j->k + 63) / 64) * 64);
+    int64_t prev_ch0 = -1;
     if (xt && wt)
         for (int64_t i = j->tile_begin; i < j->tile_end; i++) {
             const tile_t t = tile_at(j, i);
             copy_x(j, &t, xt, cap);
-            for (int64_t gi = 0; gi < t.gn; gi++)
-                for (int64_t kk = 0; kk < j->k; kk++)
-                    for (int v = 0; v < VW; v++) {
-                        const int64_t q = (t.ch0 + gi) * VW + v;
-                        wt[(gi * j->k + kk) * VW + v] = q < cm ? j->g[kk * cm + q] : 0.0f;
+            if (i == j->tile_begin || t.ch0 != prev_ch0)  /* the weights of these chunks */
+                for (int64_t gi = 0; gi < t.gn; gi++) {
+                    const int64_t q0 = (t.ch0 + gi) * VW;
+                    for (int64_t kk = 0; kk < j->k; kk++) {
+                        float *dst = wt + (gi * j->k + kk) * VW;
+                        if (q0 + VW <= cm) *(vf *)dst = *(const vf *)(j->g + kk * cm + q0);
+                        else for (int v = 0; v < VW; v++)
+                            dst[v] = q0 + v < cm ? j->g[kk * cm + q0 + v] : 0.0f;
                     }
+                }
+            prev_ch0 = t.ch0;
             float *zn = j->out + t.n * j->out_rows * cm;
             const int64_t ostep = j->out_step, ooff = j->out_off;
             int64_t l = 0;
