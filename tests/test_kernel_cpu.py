@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from sepconv import functional, padding
-from sepconv.kernels import _cpu_native, cpu, reference
+from sepconv.kernels import _cpu_native, cpu, reference, threads
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -725,7 +725,7 @@ def test_thread_policy_warms_up_each_shape_of_a_size_class():
         calls("A", 20, 100.0)
         warm = policy.cost[key]
         assert warm == pytest.approx(3.0 / 1000)
-        for i in range(cpu.WARM_UP_SHAPES - 1):  # shapes B, C, ...: first calls untimed
+        for i in range(threads.WARM_UP_SHAPES - 1):  # shapes B, C, ...: first calls untimed
             calls(("shape", i), 1, 100.0)
         assert policy.cost[key] == warm
         calls("one too many", 1, 100.0)  # timed now
@@ -764,7 +764,7 @@ def test_thread_policy_shrugs_off_one_slow_sample():
         assert seen.count(1) <= 2  # at most a scheduled re-try
         busy = _policy_calls(policy, clock, lambda t: 5.0 if t == 1 else 60.0, 30)
     first = busy.index(1)
-    assert first <= cpu.COST_WINDOW and busy[first:].count(1) >= 0.8 * len(busy[first:])
+    assert first <= threads.COST_WINDOW and busy[first:].count(1) >= 0.8 * len(busy[first:])
 
 
 def test_thread_policy_follows_a_change_of_load():

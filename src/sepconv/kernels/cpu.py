@@ -43,15 +43,13 @@ exercises.
 
 from __future__ import annotations
 
-import collections
 import math
-import threading
-import time
 from typing import List, Optional, Tuple
 
 import torch
 
 from . import _cpu_native
+from . import threads as _policy
 from . import pointwise as _pointwise
 from . import reference as _reference
 
@@ -338,112 +336,10 @@ def _native_input_grad_strided(gz: torch.Tensor, wf: torch.Tensor, length: int, 
     return gx
 
 
-# Shapes per pass and size class whose first call :class:`_ThreadPolicy` leaves untimed.
-WARM_UP_SHAPES = 16
-# One thread replaces torch's count only when its mean time is below this fraction of the
-# other's: on busy cores it wins by 2-20x, on idle ones timing noise alone (another
-# process's threads spinning for a moment) had it win by 10-40% in one process and lose in
-# the next, whole runs long (issue 15).
-ONE_THREAD_MARGIN = 0.75
-# Each count's cost is the fastest of its last few timed calls: contention only ever slows
-# a call down, so one slow sample (a neighbour's threads spinning for a moment, a page
-# fault) no longer moves a whole run to one thread, while a lasting load fills the window
-# within this many calls (issue 15: with running means, one process of the bench ran one
-# thread on an idle machine for whole shapes, 1.2-1.5x slower than torch there).
-COST_WINDOW = 4
+# The one thread policy every CPU kernel of the library shares (kernels/threads.py).
+_ThreadPolicy = _policy.ThreadPolicy
+_threads = _policy.THREADS
 
-
-class _ThreadPolicy:
-    """How many threads one call of the kernel (a forward or a backward pass) runs on,
-    learnt from its own timings.
-
-    Measured on a 2-core machine (bench/README.md, issue 15): on idle cores torch's two
-    OpenMP threads (which the C routine shares) run a call up to ~2x faster than one; on
-    busy cores (other processes runnable) every parallel region of a two-thread call may
-    wait a scheduler time slice for its second thread, and the call runs 2-20x *slower*
-    than on one thread.  Neither count is right for every machine or every minute, and
-    users cannot be asked to set ``OMP_WAIT_POLICY``, so the kernel times itself: per pass
-    and size class (powers of 4 of multiply-adds) it keeps the time per
-    multiply-add on one thread and on torch's thread count (``torch.get_num_threads()``,
-    the user's setting, never raised): the fastest of its last :data:`COST_WINDOW` timed
-    calls.  It runs the cheaper (one thread only when clearly so:
-    :data:`ONE_THREAD_MARGIN`), and re-tries the other every 8th
-    call (spaced out to every 256th while the re-tries keep losing).  The first call of
-    each shape (the first :data:`WARM_UP_SHAPES` shapes of a size class) runs on torch's
-    count untimed: it pays for fresh memory (page faults) and oneDNN's kernel creation,
-    ran 2-4x slower than the next, and, recorded, made the policy pick one thread for
-    hundreds of calls (issue 15); past that many shapes (variable lengths) every call is
-    timed.  A winning re-try switches at once (its sample is the fastest of its window).
-    A one-thread call
-    lowers torch's thread count for its duration (``torch.set_num_threads``, 0.3 us; other
-    Python threads running torch ops meanwhile see it too).  Calls made while another is
-    under way (other threads, nested calls) run as they are, untimed.
-    """
-
-    def __init__(self, clock=time.perf_counter) -> None:
-        self.clock = clock
-        self.samples: dict = {}  # (pass, size class, threads) -> the last COST_WINDOW
-        #                          timed calls' seconds per multiply-add
-        self.calls: dict = {}  # (pass, size class) -> [calls, re-try interval]
-        self.shapes: dict = {}  # (pass, size class) -> shapes seen (warm-ups run)
-        self.lock = threading.Lock()
-
-    @property
-    def cost(self) -> dict:
-        """(pass, size class, threads) -> seconds per multiply-add: the fastest sample."""
-        return {key: min(window) for key, window in self.samples.items()}
-
-    def _cost(self, key):
-        window = self.samples.get(key)
-        return min(window) if window else None
-
-    def run(self, name: str, work: int, call, shape=()):
-        """``call()`` on the thread count this policy picks for ``work`` multiply-adds;
-        ``shape``: what makes a call a first one (the operands' shapes and geometry)."""
-        if torch.compiler.is_compiling() or not self.lock.acquire(blocking=False):
-            return call()
-        try:
-            threads = torch.get_num_threads()
-            if threads <= 1 or work <= 0:
-                return call()
-            key = (name, work.bit_length() // 2)
-            state = self.calls.setdefault(key, [0, 8])
-            state[0] += 1
-            seen = self.shapes.setdefault(key, set())
-            if shape not in seen and len(seen) < WARM_UP_SHAPES:  # warm-up, untimed
-                seen.add(shape)
-                return call()
-            one, many = self._cost(key + (1,)), self._cost(key + (threads,))
-            retry = one is not None and many is not None and state[0] % state[1] == 0
-            if many is None:
-                pick = threads
-            elif one is None:
-                pick = 1
-            else:
-                best, other = (1, threads) if one < ONE_THREAD_MARGIN * many else (threads, 1)
-                pick = other if retry else best
-            if pick != threads:
-                torch.set_num_threads(pick)
-            try:
-                start = self.clock()
-                result = call()
-                per = (self.clock() - start) / work
-            finally:
-                if pick != threads:
-                    torch.set_num_threads(threads)
-            window = self.samples.setdefault(key + (pick,),
-                                             collections.deque(maxlen=COST_WINDOW))
-            window.append(per)
-            if retry:  # re-try often while re-tries win, less and less often while they lose
-                one, many = self._cost(key + (1,)), self._cost(key + (threads,))
-                won = (one < ONE_THREAD_MARGIN * many) == (pick == 1)
-                state[1] = 8 if won else min(2 * state[1], 256)
-            return result
-        finally:
-            self.lock.release()
-
-
-_threads = _ThreadPolicy()
 
 
 def _layout_back(g4: torch.Tensor, m: int, channels_last: bool,
