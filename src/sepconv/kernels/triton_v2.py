@@ -47,7 +47,8 @@ INTERPRET = _v1.INTERPRET
 
 #: Widest layer whose forward is one fused kernel (accumulators for every filter); wider
 #: layers run the depthwise kernel then cuBLAS.  ``SEPCONV_TRITON_V2_FUSED_MAX_F`` (read
-#: at import) changes it, so one GPU run can time both forwards on the same shape.
+#: at import; at most 512, the widest fused tile) changes it, so GPU runs can time both
+#: forwards on the same shape.
 FUSED_MAX_F = int(os.environ.get("SEPCONV_TRITON_V2_FUSED_MAX_F", "256"))
 
 
@@ -140,7 +141,7 @@ def _cfg(num_warps, num_stages, **blocks):
 PICKS = {
     "fused": {16: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32), 32: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32),
               64: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32), 128: _cfg(8, 3, BLOCK_R=128, BLOCK_J=32),
-              256: _cfg(8, 2, BLOCK_R=64, BLOCK_J=32)},
+              256: _cfg(8, 2, BLOCK_R=64, BLOCK_J=32), 512: _cfg(8, 2, BLOCK_R=32, BLOCK_J=32)},
     "depthwise": _cfg(4, 2, BLOCK_R=64, BLOCK_J=64),
     "dw": _cfg(4, 2, BLOCK_R=64, BLOCK_J=64, BLOCK_K=4),
 }
@@ -199,7 +200,7 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
     if rows == 0 or f == 0:
         shape = (batch, l_out, f) if channels_last else (batch, f, l_out)
         return torch.empty(shape, device=x.device, dtype=x.dtype)
-    if f <= FUSED_MAX_F:  # variant 1's fused kernel, one filter block: z computed once
+    if f <= min(FUSED_MAX_F, 512):  # variant 1's fused kernel, one filter block: z computed once
         if channels_last:
             y = torch.empty((batch, l_out, f), device=x.device, dtype=x.dtype)
             syb, syl, syf = y.stride()
