@@ -79,15 +79,22 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from sepconv.kernels import triton_sepconv as T
+from sepconv.kernels import triton_v2 as V
 
 pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr",
             "_bwd_dz_dw_kernel": "x_ptr p_ptr dy_ptr dz_ptr dw_ptr",
             "_bwd_dx_kernel": "dz_ptr w_ptr dx_ptr",
-            "_bwd_dp_kernel": "x_ptr w_ptr dy_ptr dp_ptr db_ptr"}
-scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr"}
+            "_bwd_dp_kernel": "x_ptr w_ptr dy_ptr dp_ptr db_ptr",
+            "_depthwise_kernel": "x_ptr w_ptr z_ptr",
+            "_dw_partials_kernel": "x_ptr dz_ptr part_ptr"}
+scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr", "part_ptr"}
+launches = [(getattr(T, name), config) for name, configs in T.GPU_PICKS.items()
+            for config in configs]
+# variant 2: its two kernels and the fused forward with each one-filter-block tile
+launches += [(V._depthwise_kernel, V.PICKS["depthwise"]), (V._dw_partials_kernel, V.PICKS["dw"])]
+launches += [(T._fwd_kernel, V._fused_config(f)) for f in sorted(V.PICKS["fused"])]
 for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
-    for fn, blocks in [(getattr(T, name), config) for name, configs in T.GPU_PICKS.items()
-                       for config in configs]:
+    for fn, blocks in launches:
         consts = dict(blocks.kwargs, HAS_BIAS=True, INT64=wide, SEQ_TILES=wide,
                       PRECISION="ieee" if dtype == "fp32" else "tf32", UPCAST=False)
         consts = {k: v for k, v in consts.items() if k in fn.arg_names}
@@ -117,7 +124,7 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
         proc = subprocess.run([sys.executable, "-c", _AOT], env=env, capture_output=True,
                               text=True, timeout=900)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
-        assert proc.stdout.count("compiled") == 10, proc.stdout
+        assert proc.stdout.count("compiled") == 2 * (5 + 2 + 6), proc.stdout
 
     def test_gpu_bench_dry_run(tmp_path):
         # bench/gpu.py's own logic (compositions checked against the reference, timing,

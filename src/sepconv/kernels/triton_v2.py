@@ -140,10 +140,10 @@ def _cfg(num_warps, num_stages, **blocks):
 #: ``F`` rounded up to a power of two.
 PICKS = {
     "fused": {16: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32), 32: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32),
-              64: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32), 128: _cfg(8, 3, BLOCK_R=128, BLOCK_J=32),
+              64: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32), 128: _cfg(8, 3, BLOCK_R=64, BLOCK_J=32),
               256: _cfg(8, 2, BLOCK_R=64, BLOCK_J=32), 512: _cfg(8, 2, BLOCK_R=32, BLOCK_J=32)},
-    "depthwise": _cfg(4, 2, BLOCK_R=64, BLOCK_J=64),
-    "dw": _cfg(4, 2, BLOCK_R=64, BLOCK_J=64, BLOCK_K=4),
+    "depthwise": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64),
+    "dw": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64, BLOCK_K=4),
 }
 _INTERPRETER = {"fused_rows": 32, "depthwise": _cfg(4, 1, BLOCK_R=32, BLOCK_J=16),
                 "dw": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2)}
