@@ -142,8 +142,14 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
         assert report["machine"]["dry_run"] is True
         assert {(r["dtype"], r["phase"]) for r in report["rows"]} == {
             (d, p) for d in ("float32", "bfloat16") for p in ("fwd", "fwd+bwd")}
+        assert report["machine"]["variants"] == ["triton", "triton_v2"]
         for row in report["rows"]:
-            assert row["max_abs_err_vs_fp64"] < (1e-4 if row["dtype"] == "float32" else 0.1)
+            tol = 1e-4 if row["dtype"] == "float32" else 0.1
+            for key in ("max_abs_err_vs_fp64", "v2_max_abs_err_vs_fp64"):
+                assert row[key] < tol, (row["shape"], key)
+            for key in ("max_rel_grad_err_vs_fp64", "v2_max_rel_grad_err_vs_fp64"):
+                assert row[key] < tol, (row["shape"], key)
+            assert row["triton_v2_ms"] > 0
         assert out.with_suffix(".png").stat().st_size > 0
 
 else:
