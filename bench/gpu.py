@@ -496,6 +496,9 @@ def main(argv=None) -> int:
 
     report = run(args, write_json)
     write_json(report)
+    if not report["rows"]:
+        print(f"no shape matched --only {args.only!r}; wrote {out}.json")
+        return 1
     plot(report, out + ".png")
     print_table(report)
     print(f"wrote {out}.json and {out}.png")

@@ -151,6 +151,17 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
                 assert row[key] < tol, (row["shape"], key)
             assert row["triton_v2_ms"] > 0
         assert out.with_suffix(".png").stat().st_size > 0
+        # bench/gpu_probe.py's variant 2 tiles (what the GPU session's `v2` part runs)
+        probe = os.path.join(os.path.dirname(bench), "gpu_probe.py")
+        proc = subprocess.run([sys.executable, probe, "--dry-run", "--only", "v2",
+                               "--out", str(tmp_path / "probe")],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
+        rows = json.loads((tmp_path / "probe" / "probe.json").read_text())["v2"]
+        assert len(rows) == 2 * 5 and not any("FAILED" in r["what"] for r in rows), rows
+        for row in rows:
+            if row["what"].startswith(("fused", "depthwise kernel")):
+                assert row["err"] < (1e-5 if row["dtype"] == "float32" else 2e-2), row
 
 else:
     import itertools
