@@ -10,6 +10,8 @@ forward + backward, on channels_last ``(batch, steps, channels)`` data as Keras 
 - ``triton_v2``: ``sepconv.kernels.triton_v2`` (``SEPCONV_TRITON_VARIANT=v2``: z once per
   row block, cuBLAS for the backward's GEMMs, d(depthwise) from deterministic partials),
   with the same forward and gradient checks against float64 as ``triton``;
+- ``triton_v2_savez``: the same with ``triton_v2.SAVE_Z`` (the forward keeps ``z`` for
+  d(pointwise); its forward rows are ``triton_v2``'s, as inference keeps nothing);
 - ``cudnn``: the best of torch's own two-kernel compositions, each on the layout it
   likes best and *without* the layout conversion counted (a lower bound for torch):
   ``ncl`` (grouped ``conv1d`` + 1x1 ``conv1d`` on ``(B, C, L)``), ``nhwc`` (grouped
@@ -110,9 +112,9 @@ def parse_args(argv=None):
                         help="comma list of substrings: shapes whose name contains one")
     parser.add_argument("--skip-triton", action="store_true",
                         help="time the compositions only (no Triton compile / autotune time)")
-    parser.add_argument("--variants", default="triton,triton_v2",
+    parser.add_argument("--variants", default="triton,triton_v2,triton_v2_savez",
                         help="comma list of the Triton kernels to time: triton (variant 1), "
-                             "triton_v2")
+                             "triton_v2, triton_v2_savez")
     parser.add_argument("--v2-fused-max-f", type=int, default=None,
                         help="triton_v2.FUSED_MAX_F for this run (widest fused forward; "
                              "default: the module's, 256)")
@@ -296,8 +298,15 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
     os.environ["SEPCONV_TRITON_VARIANT"] = "v1"
     if args.v2_fused_max_f is not None:
         triton_v2.FUSED_MAX_F = args.v2_fused_max_f
+    def v2_savez(*tensors, **kw):
+        saved, triton_v2.SAVE_Z = triton_v2.SAVE_Z, True
+        try:
+            return triton_v2.separable_conv1d(*tensors, **kw)
+        finally:
+            triton_v2.SAVE_Z = saved
+
     variants = {"triton": triton_sepconv.separable_conv1d,
-                "triton_v2": triton_v2.separable_conv1d}
+                "triton_v2": triton_v2.separable_conv1d, "triton_v2_savez": v2_savez}
     chosen = [] if args.skip_triton else [v for v in args.variants.split(",") if v]
     unknown = sorted(set(chosen) - set(variants))
     if unknown:
@@ -357,7 +366,7 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
             errors = {}  # variant: (forward error, gradient error) against float64
             with torch.no_grad():
                 y_ref = reference.separable_conv1d(*(t.double() for t in (x, w, p, b)), **kw)
-            for variant in ("triton", "triton_v2"):
+            for variant in variants:
                 if variant not in chosen:
                     results[variant] = nan
                     errors[variant] = (float("nan"), float("nan"))
@@ -389,6 +398,7 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                            key=lambda k: results[k][phase])
                 t_tri = results["triton"][phase]
                 t_v2 = results["triton_v2"][phase]
+                t_v2s = results["triton_v2_savez"][phase]
                 balance = peak * 1e12 / (machine["copy_GBps"] * 1e9) if peak else 0.0
                 rows.append({
                     "shape": shape.name, "dtype": dname, "phase": phase,
@@ -401,6 +411,8 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                     "v2_speedup_vs_cudnn": results[best][phase] / t_v2,
                     "v2_speedup_vs_triton": t_tri / t_v2,
                     "v2_pct_copy_bw": 100 * nbytes[phase] / t_v2 / 1e9 / machine["copy_GBps"],
+                    "triton_v2_savez_ms": t_v2s * 1e3,
+                    "v2s_speedup_vs_cudnn": results[best][phase] / t_v2s,
                     "sepconv_ms": results["sepconv"][phase] * 1e3,
                     "sepconv_vs_cudnn": results[best][phase] / results["sepconv"][phase],
                     "speedup_vs_reference": results["reference"][phase] / t_tri,
@@ -413,6 +425,8 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                     "max_rel_grad_err_vs_fp64": errors["triton"][1],
                     "v2_max_abs_err_vs_fp64": errors["triton_v2"][0],
                     "v2_max_rel_grad_err_vs_fp64": errors["triton_v2"][1],
+                    "v2s_max_abs_err_vs_fp64": errors["triton_v2_savez"][0],
+                    "v2s_max_rel_grad_err_vs_fp64": errors["triton_v2_savez"][1],
                     "shape_args": asdict(shape),
                 })
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -425,16 +439,16 @@ def print_table(report: Dict) -> None:
     print(f"# {m['device']}  torch {m['torch']}  triton {m['triton']}  "
           f"copy {m['copy_GBps']:.0f} GB/s  fp32 mm {m['matmul_TFLOPs_fp32']:.1f} TFLOP/s"
           + ("  (DRY RUN: interpreter on CPU, times mean nothing)" if m["dry_run"] else ""))
-    head = (f"{'shape':28s} {'dtype':8s} {'phase':8s} {'triton':>9s} {'v2':>9s} {'cudnn':>9s} "
+    head = (f"{'shape':28s} {'dtype':8s} {'phase':8s} {'triton':>9s} {'v2':>9s} {'v2 savez':>9s} {'cudnn':>9s} "
             f"{'(best)':9s} {'ref':>9s} {'sepconv':>9s} {'sc/best':>7s} {'x cudnn':>8s} "
             f"{'v2 x cd':>8s} {'x ref':>7s} {'%copy':>6s} {'err':>8s} {'grad err':>8s} "
-            f"{'v2 err':>8s} {'v2 grad':>8s}")
+            f"{'v2 err':>8s} {'v2 grad':>8s} {'v2s grad':>8s}")
     print(head)
     print("-" * len(head))
     for r in report["rows"]:
         nan = float("nan")
         print(f"{r['shape']:28s} {r['dtype']:8s} {r['phase']:8s} {r['triton_ms']:9.3f} "
-              f"{r.get('triton_v2_ms', nan):9.3f} "
+              f"{r.get('triton_v2_ms', nan):9.3f} {r.get('triton_v2_savez_ms', nan):9.3f} "
               f"{r['cudnn_ms']:9.3f} {r['cudnn_best']:9s} {r['reference_ms']:9.3f} "
               f"{r['sepconv_ms']:9.3f} {r['sepconv_vs_cudnn']:7.2f} "
               f"{r['speedup_vs_cudnn']:8.2f} {r.get('v2_speedup_vs_cudnn', nan):8.2f} "
@@ -442,7 +456,8 @@ def print_table(report: Dict) -> None:
               f"{r['pct_copy_bw']:5.0f}{'*' if r['memory_bound'] else ' '} "
               f"{r['max_abs_err_vs_fp64']:8.1e} {r.get('max_rel_grad_err_vs_fp64', nan):8.1e} "
               f"{r.get('v2_max_abs_err_vs_fp64', nan):8.1e} "
-              f"{r.get('v2_max_rel_grad_err_vs_fp64', nan):8.1e}")
+              f"{r.get('v2_max_rel_grad_err_vs_fp64', nan):8.1e} "
+              f"{r.get('v2s_max_rel_grad_err_vs_fp64', nan):8.1e}")
     print("times in ms (median); sepconv: what functional dispatches CUDA to (kernels/cuda.py), "
           "sc/best: best composition's time / sepconv's (>= 1: never slower);\n"
           "x = speedup of triton (v2 x cd: of triton_v2 over the best composition); "

@@ -358,7 +358,8 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
                       flush=True)
                 save()
 
-            forward = lambda: V._forward(x, w2, p, bias, s, d, left, right, True)
+            forward = lambda want_z=False: V._forward(x, w2, p, bias, s, d, left, right, True,
+                                                      want_z)[0]
             try:
                 block_f = max(16, triton.next_power_of_2(f))
                 if block_f <= 512:
@@ -366,6 +367,9 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
                     for br, bj, nw, ns in fused_tiles:
                         V.PICKS["fused"][block_f] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj)
                         row(f"fused BLOCK_F={block_f} {(br, bj, nw, ns)}", forward, True)
+                        if dtype != torch.float32:  # SAVE_Z: the fused kernel also stores z
+                            row(f"fused+z BLOCK_F={block_f} {(br, bj, nw, ns)}",
+                                lambda: forward(True), True)
                 V.FUSED_MAX_F = 0
                 row("depthwise kernel + cuBLAS", forward, True)
                 for br, bj, nw, ns in depthwise_tiles:

@@ -42,7 +42,7 @@ for part in "$@"; do
              tests/test_kernel_triton.py -k "v2 or variant" 2>&1 | tail -n 25 \
           | tee "$out/gpu_v2_tests.txt"
         timeout ${V2_BENCH_TIMEOUT:-240} python bench/gpu.py $dry --reps 10 --warmup 3 \
-             --variants triton,triton_v2 --out "$out/gpu-v2" \
+             --variants triton,triton_v2,triton_v2_savez --out "$out/gpu-v2" \
              --only "$v2_only" \
              2>&1 | tee "$out/gpu_v2_bench.txt"
         timeout ${V2_PROBE_TIMEOUT:-150} python bench/gpu_probe.py $dry --out "$out/probe-v2" \

@@ -86,16 +86,18 @@ pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr",
             "_bwd_dx_kernel": "dz_ptr w_ptr dx_ptr",
             "_bwd_dp_kernel": "x_ptr w_ptr dy_ptr dp_ptr db_ptr",
             "_depthwise_kernel": "x_ptr w_ptr z_ptr",
-            "_dw_partials_kernel": "x_ptr dz_ptr part_ptr"}
+            "_dw_partials_kernel": "x_ptr dz_ptr part_ptr",
+            "_fused_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr z_ptr"}
 scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr", "part_ptr"}
 launches = [(getattr(T, name), config) for name, configs in T.GPU_PICKS.items()
             for config in configs]
 # variant 2: its two kernels and the fused forward with each one-filter-block tile
 launches += [(V._depthwise_kernel, V.PICKS["depthwise"]), (V._dw_partials_kernel, V.PICKS["dw"])]
-launches += [(T._fwd_kernel, V._fused_config(f)) for f in sorted(V.PICKS["fused"])]
+launches += [(V._fused_kernel, V._fused_config(f)) for f in sorted(V.PICKS["fused"])]
 for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
     for fn, blocks in launches:
         consts = dict(blocks.kwargs, HAS_BIAS=True, INT64=wide, SEQ_TILES=wide,
+                      STORE_Z=not wide,  # variant 2 stores z from 16-bit forwards only
                       PRECISION="ieee" if dtype == "fp32" else "tf32", UPCAST=False)
         consts = {k: v for k, v in consts.items() if k in fn.arg_names}
         ptrs = pointers[fn.__name__].split()
@@ -142,14 +144,14 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
         assert report["machine"]["dry_run"] is True
         assert {(r["dtype"], r["phase"]) for r in report["rows"]} == {
             (d, p) for d in ("float32", "bfloat16") for p in ("fwd", "fwd+bwd")}
-        assert report["machine"]["variants"] == ["triton", "triton_v2"]
+        assert report["machine"]["variants"] == ["triton", "triton_v2", "triton_v2_savez"]
         for row in report["rows"]:
             tol = 1e-4 if row["dtype"] == "float32" else 0.1
-            for key in ("max_abs_err_vs_fp64", "v2_max_abs_err_vs_fp64"):
+            for key in ("max_abs_err_vs_fp64", "v2_max_abs_err_vs_fp64",
+                        "v2s_max_abs_err_vs_fp64", "max_rel_grad_err_vs_fp64",
+                        "v2_max_rel_grad_err_vs_fp64", "v2s_max_rel_grad_err_vs_fp64"):
                 assert row[key] < tol, (row["shape"], key)
-            for key in ("max_rel_grad_err_vs_fp64", "v2_max_rel_grad_err_vs_fp64"):
-                assert row[key] < tol, (row["shape"], key)
-            assert row["triton_v2_ms"] > 0
+            assert row["triton_v2_ms"] > 0 and row["triton_v2_savez_ms"] > 0
         assert out.with_suffix(".png").stat().st_size > 0
         # bench/gpu_probe.py's variant 2 tiles (what the GPU session's `v2` part runs)
         probe = os.path.join(os.path.dirname(bench), "gpu_probe.py")
@@ -158,7 +160,7 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
                               env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
         rows = json.loads((tmp_path / "probe" / "probe.json").read_text())["v2"]
-        assert len(rows) == 2 * 5 and not any("FAILED" in r["what"] for r in rows), rows
+        assert len(rows) == 2 * 5 + 1 and not any("FAILED" in r["what"] for r in rows), rows
         for row in rows:
             if row["what"].startswith(("fused", "depthwise kernel")):
                 assert row["err"] < (1e-5 if row["dtype"] == "float32" else 2e-2), row
@@ -450,6 +452,7 @@ else:
                             channels_last=i % 2 == 1, bias=i % 4 >= 2, seed=100 + i)
         _check_v2(tensors, kw)
 
+    @pytest.mark.parametrize("save_z", [False, True])
     @pytest.mark.parametrize("channels_last", [True, False])
     @pytest.mark.parametrize("filters,fused_max", [
         (300, 256),  # F > 256: the depthwise kernel then cuBLAS (addmm / baddbmm)
@@ -457,13 +460,21 @@ else:
         (300, 512),  # F not a power of two, fused with one 512-wide filter block
         (1, 256),    # one filter: a 16-wide block of which 15 columns are masked
     ])
-    def test_v2_forward_paths(monkeypatch, channels_last, filters, fused_max):
+    def test_v2_forward_paths(monkeypatch, channels_last, filters, fused_max, save_z):
+        # save_z: the forward keeps z for d(pointwise) (the fused kernel then writes it)
         monkeypatch.setattr(triton_v2, "FUSED_MAX_F", fused_max)
+        monkeypatch.setattr(triton_v2, "SAVE_Z", save_z)
+        calls = []
+        depthwise = triton_v2._depthwise
+        monkeypatch.setattr(triton_v2, "_depthwise", lambda *a: calls.append(1) or depthwise(*a))
         for pad, stride, dilation, bias in (("same", 1, 2, True), ("causal", 2, 1, False),
                                             ("valid", 3, 1, True)):
             tensors, kw = _case(2, 21, 3, 2, filters, 4, stride, dilation, pad,
                                 channels_last, bias, seed=filters + stride)
             _check_v2(tensors, kw)
+        # the depthwise kernel runs in the unfused forward (float32 keeping z takes it),
+        # and in the backward unless z was kept
+        assert len(calls) == 3 * (1 if save_z else (filters > fused_max) + 1)
 
     @pytest.mark.parametrize("shape", [
         (1, 1, 1, 1, 1, 1),     # batch, length, channels, multiplier, filters, kernel
@@ -508,6 +519,20 @@ else:
         tensors, kw = _case(2, 19, 4, multiplier, filters, 5, stride, dilation, pad,
                             channels_last, bias=True, dtype=dtype)
         _check(tensors, kw, rtol=tol, atol=tol, kernel=triton_v2.separable_conv1d)
+
+    @pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 3e-2), (torch.float16, 5e-3)])
+    def test_v2_half_precision_fused_forward_keeps_z(monkeypatch, dtype, tol):
+        # 16-bit: the fused kernel also stores z (STORE_Z); the backward uses it, so the
+        # depthwise kernel never runs.
+        monkeypatch.setattr(triton_v2, "SAVE_Z", True)
+        calls = []
+        depthwise = triton_v2._depthwise
+        monkeypatch.setattr(triton_v2, "_depthwise", lambda *a: calls.append(1) or depthwise(*a))
+        for pad, stride, channels_last in (("causal", 1, True), ("same", 2, False)):
+            tensors, kw = _case(2, 37, 4, 2, 18, 5, stride, 1, pad, channels_last, bias=True,
+                                dtype=dtype)
+            _check(tensors, kw, rtol=tol, atol=tol, kernel=triton_v2.separable_conv1d)
+        assert not calls
 
     def test_v2_float64_falls_back_to_reference():
         tensors, kw = _case(1, 9, 2, 2, 3, 3, 1, 1, "same", False, True, dtype=torch.float64)

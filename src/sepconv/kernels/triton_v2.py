@@ -7,9 +7,9 @@ why it exists and what a GPU window must measure.  The layout of ``x`` and the n
 variant 1's: ``w`` is the depthwise kernel as a contiguous ``(K, C*M)`` matrix, ``p`` the
 pointwise ``(C*M, F)``, rows ``r = b * L_out + t``.
 
-Forward.  ``F <= FUSED_MAX_F``: variant 1's fused kernel launched with one filter block
-covering every filter (``BLOCK_F = next_power_of_2(F)``), so each depthwise tile ``z`` is
-computed once per row block instead of once per filter block.  Wider layers: the
+Forward.  ``F <= FUSED_MAX_F``: ``_fused_kernel``, variant 1's fused forward with one
+filter block covering every filter (``BLOCK_F = next_power_of_2(F)``), so each depthwise
+tile ``z`` is computed once per row block instead of once per filter block.  Wider layers: the
 depthwise step alone (``_depthwise_kernel``, ``z`` written once in the input dtype) then
 cuBLAS (``addmm`` / ``baddbmm``), as the two-kernel composition but with no padded copy or
 layout change of ``x``.
@@ -21,7 +21,8 @@ Backward (no atomics; deterministic):
 2. ``d(depthwise)``: ``_dw_partials_kernel``, per (channel block, row range) float32 partial
    sums ``(splits, K, C*M)`` of ``x[shift_k(r), c_j] * dz[r, j]``, summed by torch;
 3. ``dx``: variant 1's transposed stencil ``_bwd_dx_kernel`` on that ``dz``;
-4. ``d(pointwise) = z^T @ dy`` by cuBLAS, ``z`` recomputed by ``_depthwise_kernel``;
+4. ``d(pointwise) = z^T @ dy`` by cuBLAS, ``z`` recomputed by ``_depthwise_kernel``
+   (or, with ``SAVE_Z``, kept from the forward, which then writes it);
    ``d(bias) = sum_r dy`` by torch, accumulated in float32.
 
 Configs are fixed (``PICKS``, chosen by reasoning about registers, not measured; the
@@ -41,7 +42,7 @@ import triton.language as tl
 
 from . import reference as _reference
 from . import triton_sepconv as _v1
-from .triton_sepconv import _depthwise_tile, _rows, _wide
+from .triton_sepconv import _depthwise_tile, _mma, _rows, _wide
 
 INTERPRET = _v1.INTERPRET
 
@@ -50,6 +51,14 @@ INTERPRET = _v1.INTERPRET
 #: at import; at most 512, the widest fused tile) changes it, so GPU runs can time both
 #: forwards on the same shape.
 FUSED_MAX_F = int(os.environ.get("SEPCONV_TRITON_V2_FUSED_MAX_F", "256"))
+
+#: Keep the forward's depthwise output ``z`` for the backward's ``d(pointwise)`` instead of
+#: recomputing it: ``R x C*M`` more memory held between forward and backward (what the
+#: two-kernel composition holds anyway), one depthwise pass less.  The fused kernel then
+#: stores ``z`` too (16-bit dtypes), or float32 takes the unfused forward.  Off by default
+#: (the fused kernel's point is that ``z`` never exists); ``SEPCONV_TRITON_V2_SAVE_Z=1``
+#: (read at import) or setting this attribute turns it on.
+SAVE_Z = os.environ.get("SEPCONV_TRITON_V2_SAVE_Z", "0") == "1"
 
 
 # --------------------------------------------------------------------------- kernels
@@ -75,6 +84,39 @@ def _depthwise_kernel(x_ptr, w_ptr, z_ptr,
     z_off = (b * szb + t * szl)[:, None] + _wide(j, INT64)[None, :] * szj
     tl.store(z_ptr + z_off, z.to(z_ptr.dtype.element_ty),
              mask=row_mask[:, None] & j_mask[None, :])
+
+
+@triton.jit
+def _fused_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr, z_ptr,
+                  R, L, L_out, M, CM, F, K, stride, dilation, pad_left,
+                  sxb, sxl, sxc, syb, syl, syf,
+                  HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr, PRECISION: tl.constexpr,
+                  UPCAST: tl.constexpr, INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
+                  BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
+    """Variant 1's ``_fwd_kernel`` for one filter block (``BLOCK_F >= F``: the grid has
+    one program per row block), which with ``STORE_Z`` also writes each ``z`` tile (in
+    ``z``'s dtype) to the ``(R, CM)`` rows of ``z`` for the backward."""
+    pid_r = tl.program_id(0)
+    b, t, row_mask = _rows(pid_r, R, L_out, INT64, SEQ_TILES, BLOCK_R)
+    f = tl.arange(0, BLOCK_F)
+    f_mask = f < F
+    acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=tl.float32)
+    for j0 in range(0, CM, BLOCK_J):
+        j = j0 + tl.arange(0, BLOCK_J)
+        j_mask = j < CM
+        z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
+                            stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
+        if STORE_Z:
+            tl.store(z_ptr + (b * L_out + t)[:, None] * CM + j[None, :],
+                     z.to(z_ptr.dtype.element_ty), mask=row_mask[:, None] & j_mask[None, :])
+        p = tl.load(p_ptr + j[:, None] * F + f[None, :],
+                    mask=j_mask[:, None] & f_mask[None, :], other=0.0)
+        acc = _mma(z.to(p.dtype), p, acc, PRECISION, UPCAST)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + f, mask=f_mask, other=0.0).to(tl.float32)[None, :]
+    y_off = (b * syb + t * syl)[:, None] + _wide(f, INT64)[None, :] * syf
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty),
+             mask=row_mask[:, None] & f_mask[None, :])
 
 
 @triton.jit
@@ -191,42 +233,53 @@ def _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last, z):
     return z
 
 
-def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last):
-    """``y`` in ``x``'s layout (contiguous).  ``w`` ``(K, C*M)`` and ``p`` contiguous."""
+def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last,
+             want_z=False):
+    """``(y, z)``: ``y`` in ``x``'s layout (contiguous); ``z`` the depthwise output as
+    ``(B, L_out, C*M)`` (a view) when ``want_z``, else ``None``.  ``w`` ``(K, C*M)`` and
+    ``p`` contiguous."""
     batch, length, channels, k, cm = _geometry(x, w, channels_last)
     f = p.shape[1]
     l_out = _v1._out_len(length, k, stride, dilation, pad_left, pad_right)
     rows = batch * l_out
     if rows == 0 or f == 0:
         shape = (batch, l_out, f) if channels_last else (batch, f, l_out)
-        return torch.empty(shape, device=x.device, dtype=x.dtype)
-    if f <= min(FUSED_MAX_F, 512):  # variant 1's fused kernel, one filter block: z computed once
+        return torch.empty(shape, device=x.device, dtype=x.dtype), None
+    # float32 tiles that also store z spill registers under triton 3.6 (ptxas -v for
+    # sm_90): a float32 forward that keeps z takes the unfused path, which writes z anyway.
+    fused = f <= min(FUSED_MAX_F, 512) and not (want_z and x.dtype == torch.float32)
+    if fused:  # one filter block: each z tile computed once
         if channels_last:
             y = torch.empty((batch, l_out, f), device=x.device, dtype=x.dtype)
             syb, syl, syf = y.stride()
         else:
             y = torch.empty((batch, f, l_out), device=x.device, dtype=x.dtype)
             syb, syf, syl = y.stride()
+        z = torch.empty((rows, cm), device=x.device, dtype=x.dtype) if want_z else None
         config = _fused_config(f)
         seq = _v1._seq_tiles(x, channels_last)
         grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq),)
-        _launch(_v1._fwd_kernel, config, grid, x, w, p, bias if bias is not None else p, y,
+        _launch(_fused_kernel, config, grid, x, w, p, bias if bias is not None else p, y,
+                z if want_z else p,
                 rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
                 *_v1._x_strides(x, channels_last), syb, syl, syf,
-                HAS_BIAS=bias is not None, PRECISION=_v1._precision(x.dtype),
-                UPCAST=_v1._upcast(x.dtype), INT64=_v1._needs_int64(x, y, p), SEQ_TILES=seq)
-        return y
+                HAS_BIAS=bias is not None, STORE_Z=want_z, PRECISION=_v1._precision(x.dtype),
+                UPCAST=_v1._upcast(x.dtype),
+                INT64=_v1._needs_int64(x, y, p, *([z] if want_z else [])), SEQ_TILES=seq)
+        return y, (z.view(batch, l_out, cm) if want_z else None)
     if channels_last:
         z = torch.empty((rows, cm), device=x.device, dtype=x.dtype)
         _depthwise(x, w, stride, dilation, pad_left, l_out, True, z.view(batch, l_out, cm))
         y = torch.addmm(bias, z, p) if bias is not None else torch.mm(z, p)
-        return y.view(batch, l_out, f)
+        return y.view(batch, l_out, f), (z.view(batch, l_out, cm) if want_z else None)
     z = torch.empty((batch, cm, l_out), device=x.device, dtype=x.dtype)
     _depthwise(x, w, stride, dilation, pad_left, l_out, False, z.transpose(1, 2))
     pt = p.t().expand(batch, f, cm)
     if bias is not None:
-        return torch.baddbmm(bias.view(1, f, 1).expand(batch, f, l_out), pt, z)
-    return torch.bmm(pt, z)
+        y = torch.baddbmm(bias.view(1, f, 1).expand(batch, f, l_out), pt, z)
+    else:
+        y = torch.bmm(pt, z)
+    return y, (z.transpose(1, 2) if want_z else None)
 
 
 def _dw_splits(num_blocks: int, cm: int, block_j: int, sms: int) -> int:
@@ -236,8 +289,10 @@ def _dw_splits(num_blocks: int, cm: int, block_j: int, sms: int) -> int:
 
 
 def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
-              need_dx, need_dw, need_dp, need_db):
-    """Gradients ``(dx, dw (K, C*M), dp (C*M, F), db)``; ``None`` where not needed."""
+              need_dx, need_dw, need_dp, need_db, z=None):
+    """Gradients ``(dx, dw (K, C*M), dp (C*M, F), db)``; ``None`` where not needed.
+    ``z``: the forward's depthwise output ``(B, L_out, C*M)`` if it was saved, else it is
+    recomputed for ``d(pointwise)``."""
     batch, length, channels, k, cm = _geometry(x, w, channels_last)
     m = cm // channels
     f = p.shape[1]
@@ -274,10 +329,11 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
                               stride, dilation, pad_left, *_v1._x_strides(dx, channels_last),
                               INT64=int64, SEQ_TILES=seq_x)
     if need_dp:
-        z = torch.empty((rows, cm), device=x.device, dtype=x.dtype)
-        _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last,
-                   z.view(batch, l_out, cm))
-        dp = torch.mm(z.t(), dy_rows).to(p.dtype)
+        if z is None:
+            z = torch.empty((rows, cm), device=x.device, dtype=x.dtype)
+            _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last,
+                       z.view(batch, l_out, cm))
+        dp = torch.mm(z.reshape(rows, cm).t(), dy_rows).to(p.dtype)
     if need_db and has_bias:
         db = dy_rows.sum(0, dtype=torch.float32).to(p.dtype)
     return dx, dw, dp, db
@@ -293,9 +349,13 @@ class _SeparableConv1d(torch.autograd.Function):
         k, c, m = depthwise.shape
         w = depthwise.reshape(k, c * m).contiguous()
         p = pointwise.contiguous()
+        want_z = SAVE_Z and ctx.needs_input_grad[2]  # d(pointwise) = z^T @ dy
         with _v1._on(x.device):
-            y = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last)
-        ctx.save_for_backward(x, depthwise, pointwise)
+            y, z = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right,
+                            channels_last, want_z)
+        # the inputs (double backward), and z when saved (an intermediate: fine here, as
+        # create_graph=True goes to the reference's differentiable gradients)
+        ctx.save_for_backward(x, depthwise, pointwise, *([z] if want_z else []))
         ctx.has_bias = bias is not None
         ctx.bias_dtype = None if bias is None else bias.dtype
         ctx.pad_right = pad_right
@@ -304,7 +364,7 @@ class _SeparableConv1d(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):
-        x, depthwise, pointwise = ctx.saved_tensors
+        x, depthwise, pointwise, *z = ctx.saved_tensors
         stride, dilation, pad_left, channels_last, dw_shape = ctx.args
         need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
@@ -317,7 +377,7 @@ class _SeparableConv1d(torch.autograd.Function):
         with _v1._on(x.device):
             dx, dw, dp, db = _backward(dy, x, w, p, ctx.has_bias, stride, dilation, pad_left,
                                        channels_last, need[0], need[1], need[2],
-                                       ctx.has_bias and need[3])
+                                       ctx.has_bias and need[3], z[0] if z else None)
         if dw is not None:
             dw = dw.reshape(dw_shape)
         return (dx if need[0] else None, dw if need[1] else None,
