@@ -88,14 +88,18 @@ pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr",
             "_depthwise_kernel": "x_ptr w_ptr z_ptr",
             "_dw_partials_kernel": "x_ptr dz_ptr part_ptr",
             "_fused_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr z_ptr"}
-scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr", "part_ptr"}
-launches = [(getattr(T, name), config) for name, configs in T.GPU_PICKS.items()
+scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr", "part_ptr"}  # float32 buffers
+v2_scratch = {"part_ptr"}  # variant 2's dz is in the input dtype (cuBLAS' output)
+launches = [(getattr(T, name), config, scratch) for name, configs in T.GPU_PICKS.items()
             for config in configs]
-# variant 2: its two kernels and the fused forward with each one-filter-block tile
-launches += [(V._depthwise_kernel, V.PICKS["depthwise"]), (V._dw_partials_kernel, V.PICKS["dw"])]
-launches += [(V._fused_kernel, V._fused_config(f)) for f in sorted(V.PICKS["fused"])]
+# variant 2: its two kernels, variant 1's dx kernel on its dz, and the fused forward with
+# each one-filter-block tile
+launches += [(V._depthwise_kernel, V.PICKS["depthwise"], v2_scratch),
+             (V._dw_partials_kernel, V.PICKS["dw"], v2_scratch),
+             (T._bwd_dx_kernel, T.GPU_PICKS["_bwd_dx_kernel"][0], v2_scratch)]
+launches += [(V._fused_kernel, V._fused_config(f), v2_scratch) for f in sorted(V.PICKS["fused"])]
 for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
-    for fn, blocks in launches:
+    for fn, blocks, scratch in launches:
         consts = dict(blocks.kwargs, HAS_BIAS=True, INT64=wide, SEQ_TILES=wide,
                       STORE_Z=not wide,  # variant 2 stores z from 16-bit forwards only
                       PRECISION="ieee" if dtype == "fp32" else "tf32", UPCAST=False)
@@ -126,7 +130,7 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
         proc = subprocess.run([sys.executable, "-c", _AOT], env=env, capture_output=True,
                               text=True, timeout=900)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
-        assert proc.stdout.count("compiled") == 2 * (5 + 2 + 6), proc.stdout
+        assert proc.stdout.count("compiled") == 2 * (5 + 3 + 6), proc.stdout
 
     def test_gpu_bench_dry_run(tmp_path):
         # bench/gpu.py's own logic (compositions checked against the reference, timing,
