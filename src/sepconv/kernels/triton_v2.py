@@ -157,8 +157,9 @@ def _dw_partials_kernel(x_ptr, dz_ptr, part_ptr,
             start = t * stride - pad_left
             for i in tl.static_range(BLOCK_K):
                 pos = start + (k0 + i) * dilation
-                # the tap bound as a vector: triton 3.9's interpreter turns a scalar
-                # comparison joined to a mask into an integer mask, which tl.load rejects
+                # taps past K (last group) are never stored: the mask only spares their
+                # loads.  A vector, as triton 3.9's interpreter turns a scalar comparison
+                # joined to a mask into an integer mask, which tl.load rejects
                 tap = tl.zeros((BLOCK_R,), dtype=tl.int32) + (k0 + i)
                 ok = row_mask & (pos >= 0) & (pos < L) & (tap < K)
                 xv = tl.load(x_ptr + (row + pos * sxl)[:, None] + col[None, :],
@@ -177,8 +178,8 @@ def _cfg(num_warps, num_stages, **blocks):
     return triton.Config(blocks, num_warps=num_warps, num_stages=num_stages)
 
 
-#: Fixed tiles per kernel and dtype class (not measured; ``bench/gpu_probe.py`` may
-#: override entries).  ``fused``: ``(BLOCK_R, BLOCK_J)`` by ``BLOCK_F``; ``BLOCK_F`` is
+#: Fixed tiles per kernel, every dtype (not measured; ``bench/gpu_probe.py --only v2``
+#: times alternatives by replacing entries).  ``fused``: ``(BLOCK_R, BLOCK_J)`` by ``BLOCK_F``; ``BLOCK_F`` is
 #: ``F`` rounded up to a power of two.
 PICKS = {
     "fused": {16: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32), 32: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32),
