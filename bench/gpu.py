@@ -439,8 +439,8 @@ def print_table(report: Dict) -> None:
     print(f"# {m['device']}  torch {m['torch']}  triton {m['triton']}  "
           f"copy {m['copy_GBps']:.0f} GB/s  fp32 mm {m['matmul_TFLOPs_fp32']:.1f} TFLOP/s"
           + ("  (DRY RUN: interpreter on CPU, times mean nothing)" if m["dry_run"] else ""))
-    head = (f"{'shape':28s} {'dtype':8s} {'phase':8s} {'triton':>9s} {'v2':>9s} {'v2 savez':>9s} {'cudnn':>9s} "
-            f"{'(best)':9s} {'ref':>9s} {'sepconv':>9s} {'sc/best':>7s} {'x cudnn':>8s} "
+    head = (f"{'shape':28s} {'dtype':8s} {'phase':8s} {'triton':>9s} {'v2':>9s} "
+            f"{'v2 savez':>9s} {'cudnn':>9s} {'(best)':9s} {'ref':>9s} {'sepconv':>9s} {'sc/best':>7s} {'x cudnn':>8s} "
             f"{'v2 x cd':>8s} {'x ref':>7s} {'%copy':>6s} {'err':>8s} {'grad err':>8s} "
             f"{'v2 err':>8s} {'v2 grad':>8s} {'v2s grad':>8s}")
     print(head)

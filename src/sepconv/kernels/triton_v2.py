@@ -179,8 +179,8 @@ def _cfg(num_warps, num_stages, **blocks):
 
 
 #: Fixed tiles per kernel, every dtype (not measured; ``bench/gpu_probe.py --only v2``
-#: times alternatives by replacing entries).  ``fused``: ``(BLOCK_R, BLOCK_J)`` by ``BLOCK_F``; ``BLOCK_F`` is
-#: ``F`` rounded up to a power of two.
+#: times alternatives by replacing entries).  ``fused``: ``(BLOCK_R, BLOCK_J)`` by
+#: ``BLOCK_F``, which is ``F`` rounded up to a power of two.
 PICKS = {
     "fused": {16: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32), 32: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32),
               64: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32), 128: _cfg(8, 3, BLOCK_R=64, BLOCK_J=32),
