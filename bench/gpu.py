@@ -6,7 +6,12 @@
 For every shape of the suite and for float32 and bfloat16 it times, forward and
 forward + backward, on channels_last ``(batch, steps, channels)`` data as Keras has it:
 
-- ``triton``: ``sepconv.kernels.triton_sepconv`` (the fused kernel);
+- ``triton``: ``sepconv.kernels.triton_sepconv`` (the fused kernel, variant 1);
+- ``triton_v2``: ``sepconv.kernels.triton_v2`` (``SEPCONV_TRITON_VARIANT=v2``: z once per
+  row block, cuBLAS for the backward's GEMMs, d(depthwise) from deterministic partials),
+  with the same forward and gradient checks against float64 as ``triton``;
+- ``triton_v2_savez``: the same with ``triton_v2.SAVE_Z`` (the forward keeps ``z`` for
+  d(pointwise); its forward rows are ``triton_v2``'s, as inference keeps nothing);
 - ``cudnn``: the best of torch's own two-kernel compositions, each on the layout it
   likes best and *without* the layout conversion counted (a lower bound for torch):
   ``ncl`` (grouped ``conv1d`` + 1x1 ``conv1d`` on ``(B, C, L)``), ``nhwc`` (grouped
@@ -89,6 +94,7 @@ def _suite() -> List[Shape]:
 DRY_SUITE = [
     Shape("tiny-same", 2, 19, 4, 8, 5),
     Shape("tiny-causal-m2-strided", 2, 23, 3, 5, 3, stride=2, multiplier=2, padding="causal"),
+    Shape("tiny-wide-300", 2, 9, 3, 300, 3),  # triton_v2's unfused forward (F > 256)
 ]
 
 
@@ -106,6 +112,12 @@ def parse_args(argv=None):
                         help="comma list of substrings: shapes whose name contains one")
     parser.add_argument("--skip-triton", action="store_true",
                         help="time the compositions only (no Triton compile / autotune time)")
+    parser.add_argument("--variants", default="triton,triton_v2,triton_v2_savez",
+                        help="comma list of the Triton kernels to time: triton (variant 1), "
+                             "triton_v2, triton_v2_savez")
+    parser.add_argument("--v2-fused-max-f", type=int, default=None,
+                        help="triton_v2.FUSED_MAX_F for this run (widest fused forward; "
+                             "default: the module's, 256)")
     return parser.parse_args(argv)
 
 
@@ -235,6 +247,23 @@ def timed_pair(torch, timer: Timer, fn: Callable, inputs) -> Dict[str, float]:
     return {"fwd": fwd, "fwd+bwd": timer(step)}
 
 
+def triton_errors(torch, reference, fn: Callable, inputs, y_ref, kw):
+    """``fn``'s forward error (max abs) and worst gradient error (max abs / max abs of the
+    float64 reference's gradient, over x, depthwise, pointwise, bias) for one random dy."""
+    with torch.no_grad():
+        err = (fn(*inputs).double() - y_ref).abs().max().item()
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    leaves64 = [t.detach().double().requires_grad_() for t in inputs]
+    y = fn(*leaves)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    reference.separable_conv1d(*leaves64, **kw).backward(dy.double())
+    grad_err = max((a.grad.double() - r.grad).abs().max().item()
+                   / max(r.grad.abs().max().item(), 1e-30)
+                   for a, r in zip(leaves, leaves64))
+    return err, grad_err
+
+
 def min_bytes(shape: Shape, out_steps: int, itemsize: int) -> Dict[str, int]:
     """Bytes a perfect kernel must move: x in, y out (+ weights); backward adds dy in,
     x in again and dx out."""
@@ -263,7 +292,25 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
     import torch
 
     from sepconv import padding
-    from sepconv.kernels import cuda, reference, triton_sepconv
+    from sepconv.kernels import cuda, reference, triton_sepconv, triton_v2
+
+    # the `triton` column is variant 1 whatever the environment says (read at each call)
+    os.environ["SEPCONV_TRITON_VARIANT"] = "v1"
+    if args.v2_fused_max_f is not None:
+        triton_v2.FUSED_MAX_F = args.v2_fused_max_f
+    def v2_savez(*tensors, **kw):
+        saved, triton_v2.SAVE_Z = triton_v2.SAVE_Z, True
+        try:
+            return triton_v2.separable_conv1d(*tensors, **kw)
+        finally:
+            triton_v2.SAVE_Z = saved
+
+    variants = {"triton": triton_sepconv.separable_conv1d,
+                "triton_v2": triton_v2.separable_conv1d, "triton_v2_savez": v2_savez}
+    chosen = [] if args.skip_triton else [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(chosen) - set(variants))
+    if unknown:
+        sys.exit(f"--variants: unknown {unknown}; expected some of {sorted(variants)}")
 
     if args.dry_run:
         device = torch.device("cpu")
@@ -285,6 +332,7 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
         "torch": torch.__version__, "triton": __import__("triton").__version__,
         "python": platform.python_version(), "dry_run": args.dry_run,
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "variants": chosen, "v2_fused_max_f": triton_v2.FUSED_MAX_F,
     }
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -314,30 +362,23 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
             torch.backends.cudnn.allow_tf32 = tf32
             x, w, p, b = make_inputs(torch, shape, dtype, device)
             results: Dict[str, Dict[str, float]] = {}
-            tri = lambda *t: triton_sepconv.separable_conv1d(*t, **kw)
-            ref = lambda *t: reference.separable_conv1d(*t, **kw)
             nan = {"fwd": float("nan"), "fwd+bwd": float("nan")}
-            results["triton"] = nan if args.skip_triton else timed_pair(torch, timer, tri,
-                                                                        [x, w, p, b])
+            errors = {}  # variant: (forward error, gradient error) against float64
+            with torch.no_grad():
+                y_ref = reference.separable_conv1d(*(t.double() for t in (x, w, p, b)), **kw)
+            for variant in variants:
+                if variant not in chosen:
+                    results[variant] = nan
+                    errors[variant] = (float("nan"), float("nan"))
+                    continue
+                tri = lambda *t, fn=variants[variant]: fn(*t, **kw)
+                results[variant] = timed_pair(torch, timer, tri, [x, w, p, b])
+                errors[variant] = triton_errors(torch, reference, tri, (x, w, p, b), y_ref, kw)
+            ref = lambda *t: reference.separable_conv1d(*t, **kw)
             results["reference"] = timed_pair(torch, timer, ref, [x, w, p, b])
             # what functional dispatches CUDA tensors to (kernels/cuda.py)
             results["sepconv"] = timed_pair(
                 torch, timer, lambda *t: cuda.separable_conv1d(*t, **kw), [x, w, p, b])
-            with torch.no_grad():  # how far the fused kernel is from the reference
-                y_ref = reference.separable_conv1d(*(t.double() for t in (x, w, p, b)), **kw)
-                err = (float("nan") if args.skip_triton
-                       else (tri(x, w, p, b).double() - y_ref).abs().max().item())
-            grad_err = float("nan")
-            if not args.skip_triton:  # every gradient against the float64 reference
-                leaves = [t.detach().clone().requires_grad_() for t in (x, w, p, b)]
-                leaves64 = [t.detach().double().requires_grad_() for t in (x, w, p, b)]
-                y = tri(*leaves)
-                dy = torch.randn_like(y)
-                y.backward(dy)
-                reference.separable_conv1d(*leaves64, **kw).backward(dy.double())
-                grad_err = max((a.grad.double() - r.grad).abs().max().item()
-                               / max(r.grad.abs().max().item(), 1e-30)
-                               for a, r in zip(leaves, leaves64))
             tol = 1e-3 if dtype == torch.float32 and not tf32 else 0.1
             scale = max(1.0, y_ref.abs().max().item())
             for name, (inputs, fn, to_blf) in compositions(torch, shape, x, w, p, b,
@@ -356,6 +397,8 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                 best = min((k for k in results if k.startswith("cudnn:")),
                            key=lambda k: results[k][phase])
                 t_tri = results["triton"][phase]
+                t_v2 = results["triton_v2"][phase]
+                t_v2s = results["triton_v2_savez"][phase]
                 balance = peak * 1e12 / (machine["copy_GBps"] * 1e9) if peak else 0.0
                 rows.append({
                     "shape": shape.name, "dtype": dname, "phase": phase,
@@ -364,6 +407,12 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                     "cudnn_all_ms": {k[len("cudnn:"):]: v[phase] * 1e3
                                      for k, v in results.items() if k.startswith("cudnn:")},
                     "speedup_vs_cudnn": results[best][phase] / t_tri,
+                    "triton_v2_ms": t_v2 * 1e3,
+                    "v2_speedup_vs_cudnn": results[best][phase] / t_v2,
+                    "v2_speedup_vs_triton": t_tri / t_v2,
+                    "v2_pct_copy_bw": 100 * nbytes[phase] / t_v2 / 1e9 / machine["copy_GBps"],
+                    "triton_v2_savez_ms": t_v2s * 1e3,
+                    "v2s_speedup_vs_cudnn": results[best][phase] / t_v2s,
                     "sepconv_ms": results["sepconv"][phase] * 1e3,
                     "sepconv_vs_cudnn": results[best][phase] / results["sepconv"][phase],
                     "speedup_vs_reference": results["reference"][phase] / t_tri,
@@ -372,7 +421,12 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                     "pct_copy_bw": 100 * nbytes[phase] / t_tri / 1e9 / machine["copy_GBps"],
                     "sepconv_pct_copy_bw": 100 * nbytes[phase] / results["sepconv"][phase]
                     / 1e9 / machine["copy_GBps"],
-                    "max_abs_err_vs_fp64": err, "max_rel_grad_err_vs_fp64": grad_err,
+                    "max_abs_err_vs_fp64": errors["triton"][0],
+                    "max_rel_grad_err_vs_fp64": errors["triton"][1],
+                    "v2_max_abs_err_vs_fp64": errors["triton_v2"][0],
+                    "v2_max_rel_grad_err_vs_fp64": errors["triton_v2"][1],
+                    "v2s_max_abs_err_vs_fp64": errors["triton_v2_savez"][0],
+                    "v2s_max_rel_grad_err_vs_fp64": errors["triton_v2_savez"][1],
                     "shape_args": asdict(shape),
                 })
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -385,20 +439,29 @@ def print_table(report: Dict) -> None:
     print(f"# {m['device']}  torch {m['torch']}  triton {m['triton']}  "
           f"copy {m['copy_GBps']:.0f} GB/s  fp32 mm {m['matmul_TFLOPs_fp32']:.1f} TFLOP/s"
           + ("  (DRY RUN: interpreter on CPU, times mean nothing)" if m["dry_run"] else ""))
-    head = (f"{'shape':28s} {'dtype':8s} {'phase':8s} {'triton':>9s} {'cudnn':>9s} "
-            f"{'(best)':9s} {'ref':>9s} {'sepconv':>9s} {'sc/best':>7s} {'x cudnn':>8s} {'x ref':>7s} {'%copy':>6s} {'err':>8s} {'grad err':>8s}")
+    head = (f"{'shape':28s} {'dtype':8s} {'phase':8s} {'triton':>9s} {'v2':>9s} "
+            f"{'v2 savez':>9s} {'cudnn':>9s} {'(best)':9s} {'ref':>9s} {'sepconv':>9s} {'sc/best':>7s} {'x cudnn':>8s} "
+            f"{'v2 x cd':>8s} {'x ref':>7s} {'%copy':>6s} {'err':>8s} {'grad err':>8s} "
+            f"{'v2 err':>8s} {'v2 grad':>8s} {'v2s grad':>8s}")
     print(head)
     print("-" * len(head))
     for r in report["rows"]:
+        nan = float("nan")
         print(f"{r['shape']:28s} {r['dtype']:8s} {r['phase']:8s} {r['triton_ms']:9.3f} "
+              f"{r.get('triton_v2_ms', nan):9.3f} {r.get('triton_v2_savez_ms', nan):9.3f} "
               f"{r['cudnn_ms']:9.3f} {r['cudnn_best']:9s} {r['reference_ms']:9.3f} "
               f"{r['sepconv_ms']:9.3f} {r['sepconv_vs_cudnn']:7.2f} "
-              f"{r['speedup_vs_cudnn']:8.2f} {r['speedup_vs_reference']:7.2f} "
+              f"{r['speedup_vs_cudnn']:8.2f} {r.get('v2_speedup_vs_cudnn', nan):8.2f} "
+              f"{r['speedup_vs_reference']:7.2f} "
               f"{r['pct_copy_bw']:5.0f}{'*' if r['memory_bound'] else ' '} "
-              f"{r['max_abs_err_vs_fp64']:8.1e} {r.get('max_rel_grad_err_vs_fp64', float('nan')):8.1e}")
+              f"{r['max_abs_err_vs_fp64']:8.1e} {r.get('max_rel_grad_err_vs_fp64', nan):8.1e} "
+              f"{r.get('v2_max_abs_err_vs_fp64', nan):8.1e} "
+              f"{r.get('v2_max_rel_grad_err_vs_fp64', nan):8.1e} "
+              f"{r.get('v2s_max_rel_grad_err_vs_fp64', nan):8.1e}")
     print("times in ms (median); sepconv: what functional dispatches CUDA to (kernels/cuda.py), "
           "sc/best: best composition's time / sepconv's (>= 1: never slower);\n"
-          "x = speedup of triton; %copy: min bytes / time vs measured "
+          "x = speedup of triton (v2 x cd: of triton_v2 over the best composition); "
+          "%copy (triton): min bytes / time vs measured "
           "copy bandwidth (* = memory-bound shape)")
 
 
@@ -414,15 +477,17 @@ def plot(report: Dict, path: str) -> None:
         sel = [r for r in rows if r["dtype"] == dtype and r["phase"] == phase]
         names = [r["shape"] for r in sel]
         xs = range(len(sel))
-        ax.bar([i - 0.2 for i in xs], [r["speedup_vs_cudnn"] for r in sel], 0.4,
-               label="vs best cuDNN composition")
-        ax.bar([i + 0.2 for i in xs], [r["speedup_vs_reference"] for r in sel], 0.4,
-               label="vs reference")
+        ax.bar([i - 0.27 for i in xs], [r["speedup_vs_cudnn"] for r in sel], 0.27,
+               label="v1 vs best cuDNN composition")
+        ax.bar(list(xs), [r.get("v2_speedup_vs_cudnn", float("nan")) for r in sel], 0.27,
+               label="v2 vs best cuDNN composition")
+        ax.bar([i + 0.27 for i in xs], [r["speedup_vs_reference"] for r in sel], 0.27,
+               label="v1 vs reference")
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xticks(list(xs))
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
         ax.set_ylabel("speedup (x)")
-        ax.set_title(f"Triton fused kernel, {dtype}, {phase}", fontsize=9)
+        ax.set_title(f"Triton kernels (v1 fused, v2), {dtype}, {phase}", fontsize=9)
         ax.legend(fontsize=7)
     title = report["machine"]["device"] + (" (DRY RUN)" if report["machine"]["dry_run"] else "")
     fig.suptitle(title)
@@ -446,6 +511,9 @@ def main(argv=None) -> int:
 
     report = run(args, write_json)
     write_json(report)
+    if not report["rows"]:
+        print(f"no shape matched --only {args.only!r}; wrote {out}.json")
+        return 1
     plot(report, out + ".png")
     print_table(report)
     print(f"wrote {out}.json and {out}.png")

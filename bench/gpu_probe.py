@@ -17,7 +17,12 @@ Issue 12, part 2.  Four measurements, each printed as a table and written to
    (``torch.cuda.make_graphed_callables``): the per-call host overhead a graph removes.
 4. ``compile``: ``torch.compile(layer, mode="reduce-overhead")`` runs through the layer
    (one small shape; compile time reported, not counted).
+5. ``v2``: ``kernels/triton_v2.py``'s tiles (its ``PICKS`` are not measured yet): the
+   forward fused with one filter block per tile against its unfused path (depthwise kernel
+   + cuBLAS), the depthwise kernel alone, and ``dz`` (cuBLAS) + the d(depthwise) partials
+   kernel, per tile.  ``profile`` also profiles variant 2 beside variant 1.
 """
+
 
 from __future__ import annotations
 
@@ -46,6 +51,12 @@ DRY_SHAPES = [("tiny", 2, 37, 8, 16, 5, 1, 1, 1, "same")]
 FWD_CONFIGS = [(64, 32, 64, 4, 3), (128, 32, 128, 8, 3), (64, 32, 256, 8, 2),
                (128, 64, 128, 8, 2), (128, 16, 256, 8, 2)]
 DRY_FWD_CONFIGS = [(16, 16, 16, 4, 1)]
+# variant 2 tiles: fused forward (BLOCK_R, BLOCK_J, warps, stages; BLOCK_F from F), the
+# depthwise kernel (BLOCK_R, BLOCK_J, warps, stages), d(depthwise) partials (+ BLOCK_K)
+V2_FUSED_TILES = [(64, 32, 8, 2), (128, 32, 8, 2), (32, 32, 4, 3), (64, 16, 4, 3)]
+V2_DEPTHWISE_TILES = [(64, 64, 8, 2), (128, 32, 4, 2), (32, 128, 8, 2)]
+V2_DW_TILES = [(64, 64, 8, 2, 4), (64, 32, 4, 2, 4), (128, 32, 8, 2, 8), (32, 64, 4, 2, 2)]
+DRY_V2 = ([(16, 16, 4, 1)], [(16, 16, 4, 1)], [(16, 16, 4, 1, 2)])
 
 
 class Fixed:
@@ -62,7 +73,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "probe"))
-    ap.add_argument("--only", default="", help="comma list of parts: parts,profile,graphs,compile")
+    ap.add_argument("--only", default="",
+                    help="comma list of parts: parts,profile,graphs,compile,v2")
+    ap.add_argument("--shapes", default="",
+                    help="comma list of substrings: shapes whose name contains one")
     args = ap.parse_args(argv)
     if args.dry_run:
         os.environ["TRITON_INTERPRET"] = "1"
@@ -80,8 +94,12 @@ def main(argv=None) -> int:
               "torch": torch.__version__, "triton": __import__("triton").__version__,
               "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "parts": [], "profile": {}, "graphs": [], "compile": []}
-    parts = set((args.only or "parts,profile,graphs,compile").split(","))
+    parts = set((args.only or "parts,profile,graphs,compile,v2").split(","))
     shapes = DRY_SHAPES if args.dry_run else SHAPES
+    wanted = [w for w in args.shapes.split(",") if w]
+    if wanted:
+        shapes = [sh for sh in shapes if any(w in sh[0] for w in wanted)]
+    report["v2"] = []
     fwd_configs = DRY_FWD_CONFIGS if args.dry_run else FWD_CONFIGS
 
     def save():
@@ -174,11 +192,13 @@ def main(argv=None) -> int:
         T._bwd_dp = Fixed(T._bwd_dp_kernel, BLOCK_R=64, BLOCK_J=32, BLOCK_F=64, num_warps=8,
                           num_stages=3)
         T._precision = lambda dt: "ieee" if dt == torch.float32 else "tf32"
-        for shape in [shapes[0], shapes[3], shapes[4]]:
+        from sepconv.kernels import triton_v2
+        for shape in (shapes if wanted else [shapes[0], shapes[3], shapes[4]]):
             kw = geometry(shape)
             for dtype in dtypes:
-                for name, fn in (("triton", T.separable_conv1d), ("composition",
-                                                                  cuda.separable_conv1d)):
+                for name, fn in (("triton", T.separable_conv1d),
+                                 ("triton_v2", triton_v2.separable_conv1d),
+                                 ("composition", cuda.separable_conv1d)):
                     leaves = inputs(shape, dtype, grad=True)
                     dy = torch.randn_like(fn(*leaves, **kw))
 
@@ -289,8 +309,81 @@ def main(argv=None) -> int:
             traceback.print_exc()
             report["compile"].append({"error": traceback.format_exc()[-800:]})
         save()
+    # 5. variant 2's tiles ------------------------------------------------------------------
+    if "v2" in parts:
+        probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
     print(f"\nwrote {os.path.join(args.out, 'probe.json')}")
     return 0
+
+
+def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save):
+    """Time variant 2's kernels per tile (``triton_v2.PICKS`` patched per row, restored)."""
+    import copy
+
+    import triton
+    from sepconv.kernels import reference
+    from sepconv.kernels import triton_v2 as V
+
+    fused_tiles, depthwise_tiles, dw_tiles = (DRY_V2 if args.dry_run else
+                                              (V2_FUSED_TILES, V2_DEPTHWISE_TILES, V2_DW_TILES))
+    print("\n# variant 2, ms (median); err = max|y-y64|/max|y64| (forward rows)")
+    for shape in shapes:
+        _, b, l, c, f, k, s, d, m, pad = shape
+        kw = geometry(shape)
+        left, right = kw["pad_left"], kw["pad_right"]
+        l_out = (l + left + right - (k - 1) * d - 1) // s + 1
+        for dtype in dtypes:
+            x, w, p, bias = inputs(shape, dtype)
+            w2 = w.reshape(k, -1).contiguous()
+            with torch.no_grad():
+                y64 = reference.separable_conv1d(*(t.double() for t in (x, w, p, bias)), **kw)
+            scale = y64.abs().max().item()
+            dy = torch.randn(b, l_out, f, device=x.device, dtype=dtype)
+            z = torch.empty(b, l_out, c * m, device=x.device, dtype=dtype)
+            saved = (V.FUSED_MAX_F, copy.deepcopy(V.PICKS))
+
+            def row(what, fn, check=False):
+                try:
+                    with torch.no_grad():
+                        out = fn()
+                        err = ((out.double() - y64).abs().max().item() / scale if check
+                               else float("nan"))
+                        ms = bench(fn)
+                except Exception as exc:  # a tile that does not compile: say so, go on
+                    ms, err = float("nan"), float("nan")
+                    what += f" FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
+                report["v2"].append({"shape": shape[0], "dtype": str(dtype)[6:],
+                                     "what": what, "ms": ms, "err": err})
+                print(f"{shape[0]:20s} {str(dtype)[6:]:9s} {what:44s} {ms:8.3f} {err:9.1e}",
+                      flush=True)
+                save()
+
+            forward = lambda want_z=False: V._forward(x, w2, p, bias, s, d, left, right, True,
+                                                      want_z)[0]
+            try:
+                block_f = max(16, triton.next_power_of_2(f))
+                if block_f <= 512:
+                    V.FUSED_MAX_F = 512
+                    for br, bj, nw, ns in fused_tiles:
+                        V.PICKS["fused"][block_f] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj)
+                        row(f"fused BLOCK_F={block_f} {(br, bj, nw, ns)}", forward, True)
+                        if dtype != torch.float32:  # SAVE_Z: the fused kernel also stores z
+                            row(f"fused+z BLOCK_F={block_f} {(br, bj, nw, ns)}",
+                                lambda: forward(True), True)
+                V.FUSED_MAX_F = 0
+                row("depthwise kernel + cuBLAS", forward, True)
+                for br, bj, nw, ns in depthwise_tiles:
+                    V.PICKS["depthwise"] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj)
+                    row(f"depthwise alone {(br, bj, nw, ns)}",
+                        lambda: V._depthwise(x, w2, s, d, left, l_out, True, z))
+                row("cuBLAS dz = dy @ p^T alone", lambda: torch.mm(dy.reshape(-1, f), p.t()))
+                for br, bj, nw, ns, bk in dw_tiles:
+                    V.PICKS["dw"] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj, BLOCK_K=bk)
+                    row(f"dz + d(depthwise) partials {(br, bj, nw, ns, bk)}",
+                        lambda: V._backward(dy, x, w2, p, True, s, d, left, True,
+                                            False, True, False, False)[1])
+            finally:
+                V.FUSED_MAX_F, V.PICKS = saved[0], saved[1]
 
 
 if __name__ == "__main__":

@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
 # Everything a short GPU window should run, in one go (issue 12).  Results under ${OUT:-bench/results}/.
-#   bash bench/gpu_session.sh tests bench probe      # any of the three parts, in that order
+#   bash bench/gpu_session.sh tests bench probe      # any of the parts, in the order given
+#   bash bench/gpu_session.sh v2                     # Triton variant 2 only (about 9 minutes)
 # tests: the CUDA composition, the Triton kernel and the layers against the reference on the
 #        GPU, autotuning off (the default, forced here in case SEPCONV_TRITON_AUTOTUNE=1 is
 #        exported: autotuning every random shape took more than 200 s);
 # bench: bench/gpu.py (JSON rewritten after every shape: a cut-short run keeps its rows);
 #        BENCH_ARGS adds options (e.g. "--skip-triton", "--only long");
 # probe: bench/gpu_probe.py (Triton configs and precisions vs the composition's parts,
-#        per-kernel profile, CUDA graphs and torch.compile through the layer).
+#        per-kernel profile, CUDA graphs and torch.compile through the layer);
+# v2:    Triton variant 2 (kernels/triton_v2.py, unmeasured until then) in one go, each step
+#        under its own timeout so a slow one leaves the next its time: its CUDA tests (the
+#        child role of tests/test_kernel_triton.py, no interpreter), bench/gpu.py with the
+#        triton and triton_v2 columns on V2_ONLY shapes (-> $out/gpu-v2.json), then the
+#        probe's v2 tiles and per-kernel profile (-> $out/probe-v2/probe.json).
+#        DRY=1 rehearses it on a CPU (Triton interpreter, tiny shapes, times meaningless).
 set -u
+dry=""
+v2_only=${V2_ONLY:-quartznet_b1,quartznet_b5,matchboxnet,conformer,causal_stream,timeseries,tcn,long-256}
+v2_probe_shapes=${V2_PROBE_SHAPES:-quartznet_b5,causal_stream_128,long-256}
+if [ "${DRY:-0}" = 1 ]; then
+  export TRITON_INTERPRET=1; dry=--dry-run; v2_only=tiny; v2_probe_shapes=tiny
+fi
 out=${OUT:-bench/results}; mkdir -p "$out"
 export PYTHONPATH=${PYTHONPATH:-src} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,temperature.gpu --format=csv \
@@ -24,6 +37,17 @@ for part in "$@"; do
              --out "$out/gpu" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu_bench.txt" ;;
     probe) timeout ${PROBE_TIMEOUT:-300} python bench/gpu_probe.py --out "$out" \
              ${PROBE_ARGS:-} 2>&1 | tee "$out/gpu_probe.txt" ;;
-    *) echo "unknown part $part (tests, bench, probe)"; exit 2 ;;
+    v2) SEPCONV_TRITON_CHILD=1 SEPCONV_KERNEL= SEPCONV_TRITON_AUTOTUNE=0 \
+          timeout ${V2_TESTS_TIMEOUT:-150} python -m pytest -q -p no:cacheprovider --noconftest \
+             tests/test_kernel_triton.py -k "v2 or variant" 2>&1 | tail -n 25 \
+          | tee "$out/gpu_v2_tests.txt"
+        timeout ${V2_BENCH_TIMEOUT:-240} python bench/gpu.py $dry --reps 10 --warmup 3 \
+             --variants triton,triton_v2,triton_v2_savez --out "$out/gpu-v2" \
+             --only "$v2_only" \
+             2>&1 | tee "$out/gpu_v2_bench.txt"
+        timeout ${V2_PROBE_TIMEOUT:-150} python bench/gpu_probe.py $dry --out "$out/probe-v2" \
+             --only v2,profile --shapes "$v2_probe_shapes" \
+             2>&1 | tee "$out/gpu_v2_probe.txt" ;;
+    *) echo "unknown part $part (tests, bench, probe, v2)"; exit 2 ;;
   esac
 done

@@ -79,16 +79,29 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from sepconv.kernels import triton_sepconv as T
+from sepconv.kernels import triton_v2 as V
 
 pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr",
             "_bwd_dz_dw_kernel": "x_ptr p_ptr dy_ptr dz_ptr dw_ptr",
             "_bwd_dx_kernel": "dz_ptr w_ptr dx_ptr",
-            "_bwd_dp_kernel": "x_ptr w_ptr dy_ptr dp_ptr db_ptr"}
-scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr"}
+            "_bwd_dp_kernel": "x_ptr w_ptr dy_ptr dp_ptr db_ptr",
+            "_depthwise_kernel": "x_ptr w_ptr z_ptr",
+            "_dw_partials_kernel": "x_ptr dz_ptr part_ptr",
+            "_fused_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr z_ptr"}
+scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr", "part_ptr"}  # float32 buffers
+v2_scratch = {"part_ptr"}  # variant 2's dz is in the input dtype (cuBLAS' output)
+launches = [(getattr(T, name), config, scratch) for name, configs in T.GPU_PICKS.items()
+            for config in configs]
+# variant 2: its two kernels, variant 1's dx kernel on its dz, and the fused forward with
+# each one-filter-block tile
+launches += [(V._depthwise_kernel, V.PICKS["depthwise"], v2_scratch),
+             (V._dw_partials_kernel, V.PICKS["dw"], v2_scratch),
+             (T._bwd_dx_kernel, T.GPU_PICKS["_bwd_dx_kernel"][0], v2_scratch)]
+launches += [(V._fused_kernel, V._fused_config(f), v2_scratch) for f in sorted(V.PICKS["fused"])]
 for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
-    for fn, blocks in [(getattr(T, name), config) for name, configs in T.GPU_PICKS.items()
-                       for config in configs]:
+    for fn, blocks, scratch in launches:
         consts = dict(blocks.kwargs, HAS_BIAS=True, INT64=wide, SEQ_TILES=wide,
+                      STORE_Z=not wide,  # variant 2 stores z from 16-bit forwards only
                       PRECISION="ieee" if dtype == "fp32" else "tf32", UPCAST=False)
         consts = {k: v for k, v in consts.items() if k in fn.arg_names}
         ptrs = pointers[fn.__name__].split()
@@ -117,7 +130,7 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
         proc = subprocess.run([sys.executable, "-c", _AOT], env=env, capture_output=True,
                               text=True, timeout=900)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
-        assert proc.stdout.count("compiled") == 10, proc.stdout
+        assert proc.stdout.count("compiled") == 2 * (5 + 3 + 6), proc.stdout
 
     def test_gpu_bench_dry_run(tmp_path):
         # bench/gpu.py's own logic (compositions checked against the reference, timing,
@@ -135,9 +148,26 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
         assert report["machine"]["dry_run"] is True
         assert {(r["dtype"], r["phase"]) for r in report["rows"]} == {
             (d, p) for d in ("float32", "bfloat16") for p in ("fwd", "fwd+bwd")}
+        assert report["machine"]["variants"] == ["triton", "triton_v2", "triton_v2_savez"]
         for row in report["rows"]:
-            assert row["max_abs_err_vs_fp64"] < (1e-4 if row["dtype"] == "float32" else 0.1)
+            tol = 1e-4 if row["dtype"] == "float32" else 0.1
+            for key in ("max_abs_err_vs_fp64", "v2_max_abs_err_vs_fp64",
+                        "v2s_max_abs_err_vs_fp64", "max_rel_grad_err_vs_fp64",
+                        "v2_max_rel_grad_err_vs_fp64", "v2s_max_rel_grad_err_vs_fp64"):
+                assert row[key] < tol, (row["shape"], key)
+            assert row["triton_v2_ms"] > 0 and row["triton_v2_savez_ms"] > 0
         assert out.with_suffix(".png").stat().st_size > 0
+        # bench/gpu_probe.py's variant 2 tiles (what the GPU session's `v2` part runs)
+        probe = os.path.join(os.path.dirname(bench), "gpu_probe.py")
+        proc = subprocess.run([sys.executable, probe, "--dry-run", "--only", "v2",
+                               "--out", str(tmp_path / "probe")],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
+        rows = json.loads((tmp_path / "probe" / "probe.json").read_text())["v2"]
+        assert len(rows) == 2 * 5 + 1 and not any("FAILED" in r["what"] for r in rows), rows
+        for row in rows:
+            if row["what"].startswith(("fused", "depthwise kernel")):
+                assert row["err"] < (1e-5 if row["dtype"] == "float32" else 2e-2), row
 
 else:
     import itertools
@@ -182,8 +212,8 @@ else:
         y.backward(dy)
         return [y.detach()] + [t.grad for t in leaves if t is not None]
 
-    def _check(tensors, kw, rtol, atol):
-        got = _run(triton_sepconv.separable_conv1d, tensors, kw)
+    def _check(tensors, kw, rtol, atol, kernel=None):
+        got = _run(kernel or triton_sepconv.separable_conv1d, tensors, kw)
         want = _run(reference.separable_conv1d, tensors, kw, dtype=torch.float64)
         names = ["y", "dx", "d_depthwise", "d_pointwise", "d_bias"]
         for name, g, w in zip(names, got, want):
@@ -409,3 +439,181 @@ else:
 
     def test_available():
         assert triton_sepconv.available()
+
+    # ------------------------------------------------------------------ variant 2
+    # kernels/triton_v2.py (SEPCONV_TRITON_VARIANT=v2): the same cases against the float64
+    # reference, forward and the four gradients.  Under the interpreter its tiles are small
+    # (16-32 rows, 16 channels, taps 2 at a time), so these shapes span several blocks.
+    from sepconv.kernels import triton_v2
+
+    def _check_v2(tensors, kw, rtol=1e-4, atol=1e-4):
+        _check(tensors, kw, rtol, atol, kernel=triton_v2.separable_conv1d)
+
+    @pytest.mark.parametrize("pad,stride,dilation,multiplier", GRID)
+    def test_v2_float32_matches_reference(pad, stride, dilation, multiplier):
+        i = GRID.index((pad, stride, dilation, multiplier))
+        tensors, kw = _case(2, 23, 5, multiplier, 20, 3 + i % 3, stride, dilation, pad,
+                            channels_last=i % 2 == 1, bias=i % 4 >= 2, seed=100 + i)
+        _check_v2(tensors, kw)
+
+    @pytest.mark.parametrize("save_z", [False, True])
+    @pytest.mark.parametrize("channels_last", [True, False])
+    @pytest.mark.parametrize("filters,fused_max", [
+        (300, 256),  # F > 256: the depthwise kernel then cuBLAS (addmm / baddbmm)
+        (20, 16),    # the same path on a small layer, 20 filters
+        (300, 512),  # F not a power of two, fused with one 512-wide filter block
+        (1, 256),    # one filter: a 16-wide block of which 15 columns are masked
+    ])
+    def test_v2_forward_paths(monkeypatch, channels_last, filters, fused_max, save_z):
+        # save_z: the forward keeps z for d(pointwise) (the fused kernel then writes it)
+        monkeypatch.setattr(triton_v2, "FUSED_MAX_F", fused_max)
+        monkeypatch.setattr(triton_v2, "SAVE_Z", save_z)
+        calls = []
+        depthwise = triton_v2._depthwise
+        monkeypatch.setattr(triton_v2, "_depthwise", lambda *a: calls.append(1) or depthwise(*a))
+        for pad, stride, dilation, bias in (("same", 1, 2, True), ("causal", 2, 1, False),
+                                            ("valid", 3, 1, True)):
+            tensors, kw = _case(2, 21, 3, 2, filters, 4, stride, dilation, pad,
+                                channels_last, bias, seed=filters + stride)
+            _check_v2(tensors, kw)
+        # the depthwise kernel runs in the unfused forward (float32 keeping z takes it),
+        # and in the backward unless z was kept
+        assert len(calls) == 3 * (1 if save_z else (filters > fused_max) + 1)
+
+    @pytest.mark.parametrize("shape", [
+        (1, 1, 1, 1, 1, 1),     # batch, length, channels, multiplier, filters, kernel
+        (1, 7, 1, 3, 1, 7),     # one channel, kernel as long as the input (odd K, 2 taps a time)
+        (3, 5, 2, 1, 3, 2),     # more sequences than steps
+        (1, 67, 3, 2, 40, 9),   # rows and filters over several blocks
+    ])
+    def test_v2_edge_shapes(shape):
+        batch, length, channels, m, filters, k = shape
+        for i, pad in enumerate(("valid", "same", "causal")):
+            tensors, kw = _case(batch, length, channels, m, filters, k, 1, 1, pad,
+                                channels_last=i != 1, bias=i != 2)
+            _check_v2(tensors, kw)
+
+    def test_v2_strided_and_dilated_together():
+        tensors, kw = _case(2, 29, 3, 2, 6, 3, 2, 3, "same", True, True)
+        _check_v2(tensors, kw)
+
+    @pytest.mark.parametrize("channels_last", [True, False])
+    @pytest.mark.parametrize("sms", [1, 64])
+    def test_v2_depthwise_partials(monkeypatch, channels_last, sms):
+        # d(depthwise) is summed from float32 partials of row ranges: with 64 SMs one range
+        # per 16-row block; with 1 SM, 4 ranges of 2 blocks, the last one empty (zeros) in
+        # channels_first (2 sequences x 3 blocks).  Deterministic: equal run to run.
+        monkeypatch.setattr(triton_v2._v1, "_num_sms", lambda device: sms)
+        blocks = 5 if channels_last else 6
+        splits = triton_v2._dw_splits(blocks, 6, 16, sms)
+        assert splits == (blocks if sms == 64 else 4)
+        assert sms == 64 or channels_last or -(-blocks // splits) * (splits - 1) >= blocks
+        tensors, kw = _case(2, 40, 3, 2, 5, 5, 1, 1, "same", channels_last, True)
+        _check_v2(tensors, kw)
+        a = _run(triton_v2.separable_conv1d, tensors, kw)
+        b = _run(triton_v2.separable_conv1d, tensors, kw)
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
+
+    @pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 3e-2), (torch.float16, 5e-3)])
+    @pytest.mark.parametrize("pad,stride,dilation,multiplier,channels_last,filters", [
+        ("same", 1, 1, 1, True, 18), ("causal", 1, 2, 2, False, 18),
+        ("valid", 2, 1, 3, True, 270), ("same", 3, 1, 2, False, 270)])
+    def test_v2_half_precision(dtype, tol, pad, stride, dilation, multiplier, channels_last,
+                               filters):
+        tensors, kw = _case(2, 19, 4, multiplier, filters, 5, stride, dilation, pad,
+                            channels_last, bias=True, dtype=dtype)
+        _check(tensors, kw, rtol=tol, atol=tol, kernel=triton_v2.separable_conv1d)
+
+    @pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 3e-2), (torch.float16, 5e-3)])
+    def test_v2_half_precision_fused_forward_keeps_z(monkeypatch, dtype, tol):
+        # 16-bit: the fused kernel also stores z (STORE_Z); the backward uses it, so the
+        # depthwise kernel never runs.
+        monkeypatch.setattr(triton_v2, "SAVE_Z", True)
+        calls = []
+        depthwise = triton_v2._depthwise
+        monkeypatch.setattr(triton_v2, "_depthwise", lambda *a: calls.append(1) or depthwise(*a))
+        for pad, stride, channels_last in (("causal", 1, True), ("same", 2, False)):
+            tensors, kw = _case(2, 37, 4, 2, 18, 5, stride, 1, pad, channels_last, bias=True,
+                                dtype=dtype)
+            _check(tensors, kw, rtol=tol, atol=tol, kernel=triton_v2.separable_conv1d)
+        assert not calls
+
+    def test_v2_float64_falls_back_to_reference():
+        tensors, kw = _case(1, 9, 2, 2, 3, 3, 1, 1, "same", False, True, dtype=torch.float64)
+        got = triton_v2.separable_conv1d(*tensors, **kw)
+        want = reference.separable_conv1d(*tensors, **kw)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+    def test_v2_strided_views_partial_grad_and_int64(monkeypatch):
+        # channels_first given as a transposed channels_last slice, a non-contiguous dy.
+        tensors, kw = _case(4, 21, 6, 2, 10, 3, 1, 1, "same", False, True)
+        x = tensors[0].transpose(1, 2).contiguous()[::2].transpose(1, 2)
+        assert not x.is_contiguous()
+        leaves = [t.detach().clone().requires_grad_() for t in (x, *tensors[1:])]
+        ref_leaves = [t.detach().clone().double().requires_grad_() for t in (x, *tensors[1:])]
+        y = triton_v2.separable_conv1d(*leaves, **kw)
+        y_ref = reference.separable_conv1d(*ref_leaves, **kw)
+        dy = torch.randn(y.shape[0], y.shape[2], y.shape[1]).to(y).transpose(1, 2)
+        y.backward(dy)
+        y_ref.backward(dy.double())
+        torch.testing.assert_close(y.double(), y_ref, rtol=1e-4, atol=1e-4)
+        for a, b in zip(leaves, ref_leaves):
+            torch.testing.assert_close(a.grad.double(), b.grad, rtol=1e-4, atol=1e-4)
+        # only one input requires grad: the others' kernels are skipped
+        tensors, kw = _case(2, 13, 3, 2, 5, 3, 1, 1, "causal", True, True)
+        want = _run(reference.separable_conv1d, tensors, kw, dtype=torch.float64)
+        for which in range(4):
+            leaves = [t.detach().clone() for t in tensors]
+            leaves[which].requires_grad_()
+            y = triton_v2.separable_conv1d(*leaves, **kw)
+            y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y))
+            torch.testing.assert_close(leaves[which].grad, want[1 + which].float(),
+                                       rtol=1e-4, atol=1e-4)
+        # int64 offsets (what tensors past 2**30 elements get), both forward paths
+        monkeypatch.setattr(triton_v2._v1, "_needs_int64", lambda *tensors: True)
+        for filters in (18, 300):
+            tensors, kw = _case(2, 21, 3, 2, filters, 4, 2, 1, "same", filters == 18, True)
+            _check_v2(tensors, kw)
+
+    def test_v2_empty_batch_and_double_backward():
+        tensors, kw = _case(2, 9, 3, 2, 4, 3, 1, 1, "same", True, True)
+        empty = [tensors[0][:0]] + tensors[1:]
+        got = _run(triton_v2.separable_conv1d, empty, kw)
+        want = _run(reference.separable_conv1d, empty, kw)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w)
+        tensors, kw = _case(2, 9, 3, 2, 4, 3, 1, 2, "causal", False, True)
+        results = []
+        for kernel in (triton_v2.separable_conv1d, reference.separable_conv1d):
+            leaves = [t.detach().clone().requires_grad_() for t in tensors]
+            y = kernel(*leaves, **kw)
+            gx, gdw = torch.autograd.grad((y * y).sum(), leaves[:2], create_graph=True)
+            (gx.square().sum() + gdw.square().sum()).backward()
+            results.append([gx, gdw] + [t.grad for t in leaves])
+        for g, w in zip(*results):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+    def test_variant_switch(monkeypatch):
+        # SEPCONV_TRITON_VARIANT=v2 sends triton_sepconv's (and so functional's) calls to
+        # variant 2; unset or v1 keeps variant 1; anything else is an error naming it.
+        tensors, kw = _case(2, 11, 3, 1, 4, 3, 1, 1, "same", True, True)
+        calls = []
+        original = triton_v2._SeparableConv1d.apply
+        monkeypatch.setattr(triton_v2._SeparableConv1d, "apply",
+                            lambda *a: calls.append(1) or original(*a))
+        monkeypatch.delenv("SEPCONV_TRITON_VARIANT", raising=False)
+        want = triton_sepconv.separable_conv1d(*tensors, **kw)
+        monkeypatch.setenv("SEPCONV_TRITON_VARIANT", "v1")
+        triton_sepconv.separable_conv1d(*tensors, **kw)
+        assert not calls
+        monkeypatch.setenv("SEPCONV_TRITON_VARIANT", "v2")
+        got = triton_sepconv.separable_conv1d(*tensors, **kw)
+        assert calls == [1]
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        monkeypatch.setenv("SEPCONV_KERNEL", "triton")
+        x, w, p, b = tensors
+        functional.separable_conv1d(x, w, p.unsqueeze(0), b, padding="same")
+        assert calls == [1, 1]
+        monkeypatch.setenv("SEPCONV_TRITON_VARIANT", "v3")
+        with pytest.raises(ValueError, match="SEPCONV_TRITON_VARIANT='v3'"):
+            triton_sepconv.separable_conv1d(*tensors, **kw)

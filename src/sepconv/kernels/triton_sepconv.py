@@ -648,7 +648,19 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     and weights of another dtype or device than ``x``.  Under ``create_graph=True``
     (double backward) the backward returns the reference composition's differentiable
     gradients instead of running the fused kernels.
+
+    ``SEPCONV_TRITON_VARIANT=v2`` (read at each call; default ``v1``, this module's
+    kernels) runs ``triton_v2`` instead: same signature and results, not yet measured.
     """
+    variant = os.environ.get("SEPCONV_TRITON_VARIANT", "") or "v1"
+    if variant == "v2":
+        from . import triton_v2
+        return triton_v2.separable_conv1d(x, depthwise, pointwise, bias, stride=stride,
+                                          dilation=dilation, pad_left=pad_left,
+                                          pad_right=pad_right, channels_last=channels_last)
+    if variant != "v1":
+        raise ValueError("Invalid value for environment variable `SEPCONV_TRITON_VARIANT`. "
+                         f"Expected 'v1' or 'v2'. Received SEPCONV_TRITON_VARIANT={variant!r}.")
     if not _supported(x, depthwise, pointwise, bias):
         from . import reference
         return reference.separable_conv1d(x, depthwise, pointwise, bias, stride=stride,

@@ -1,0 +1,399 @@
+"""Variant 2 of the Triton separable 1D convolution: Triton for the stencils, cuBLAS for the
+GEMMs (issue 12; unmeasured, selected with ``SEPCONV_TRITON_VARIANT=v2``).
+
+Same signature, results, fallbacks and autograd behaviour as ``triton_sepconv`` (variant 1,
+whose helpers and transposed-stencil kernel it reuses); ``TRITON.md`` beside this file says
+why it exists and what a GPU window must measure.  The layout of ``x`` and the notation are
+variant 1's: ``w`` is the depthwise kernel as a contiguous ``(K, C*M)`` matrix, ``p`` the
+pointwise ``(C*M, F)``, rows ``r = b * L_out + t``.
+
+Forward.  ``F <= FUSED_MAX_F``: ``_fused_kernel``, variant 1's fused forward with one
+filter block covering every filter (``BLOCK_F = next_power_of_2(F)``), so each depthwise
+tile ``z`` is computed once per row block instead of once per filter block.  Wider layers: the
+depthwise step alone (``_depthwise_kernel``, ``z`` written once in the input dtype) then
+cuBLAS (``addmm`` / ``baddbmm``), as the two-kernel composition but with no padded copy or
+layout change of ``x``.
+
+Backward (no atomics; deterministic):
+
+1. ``dz = dy @ p^T`` by cuBLAS, ``(R, C*M)`` in the input dtype (the composition rounds its
+   intermediate gradient the same way);
+2. ``d(depthwise)``: ``_dw_partials_kernel``, per (channel block, row range) float32 partial
+   sums ``(splits, K, C*M)`` of ``x[shift_k(r), c_j] * dz[r, j]``, summed by torch;
+3. ``dx``: variant 1's transposed stencil ``_bwd_dx_kernel`` on that ``dz``;
+4. ``d(pointwise) = z^T @ dy`` by cuBLAS, ``z`` recomputed by ``_depthwise_kernel``
+   (or, with ``SAVE_Z``, kept from the forward, which then writes it);
+   ``d(bias) = sum_r dy`` by torch, accumulated in float32.
+
+Configs are fixed (``PICKS``, chosen by reasoning about registers, not measured; the
+autotuner is not used here even with ``SEPCONV_TRITON_AUTOTUNE=1``).  Under
+``TRITON_INTERPRET=1`` small tiles are used so that tests cover several blocks.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+
+import triton
+import triton.language as tl
+
+from . import reference as _reference
+from . import triton_sepconv as _v1
+from .triton_sepconv import _depthwise_tile, _mma, _rows, _wide
+
+INTERPRET = _v1.INTERPRET
+
+#: Widest layer whose forward is one fused kernel (accumulators for every filter); wider
+#: layers run the depthwise kernel then cuBLAS.  ``SEPCONV_TRITON_V2_FUSED_MAX_F`` (read
+#: at import; at most 512, the widest fused tile) changes it, so GPU runs can time both
+#: forwards on the same shape.
+FUSED_MAX_F = int(os.environ.get("SEPCONV_TRITON_V2_FUSED_MAX_F", "256"))
+
+#: Keep the forward's depthwise output ``z`` for the backward's ``d(pointwise)`` instead of
+#: recomputing it: ``R x C*M`` more memory held between forward and backward (what the
+#: two-kernel composition holds anyway), one depthwise pass less.  The fused kernel then
+#: stores ``z`` too (16-bit dtypes), or float32 takes the unfused forward.  Off by default
+#: (the fused kernel's point is that ``z`` never exists); ``SEPCONV_TRITON_V2_SAVE_Z=1``
+#: (read at import) or setting this attribute turns it on.
+SAVE_Z = os.environ.get("SEPCONV_TRITON_V2_SAVE_Z", "0") == "1"
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@triton.jit
+def _depthwise_kernel(x_ptr, w_ptr, z_ptr,
+                      R, L, L_out, M, CM, K, stride, dilation, pad_left,
+                      sxb, sxl, sxc, szb, szl, szj,
+                      INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
+                      BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr):
+    """``z[b, t, j] = sum_k x[b, t*stride + k*dilation - pad_left, j // M] * w[k, j]``,
+    written through ``z``'s strides in ``z``'s dtype (float32 accumulation)."""
+    pid = tl.program_id(0)
+    num_j = tl.cdiv(CM, BLOCK_J)
+    pid_r = pid // num_j
+    pid_j = pid % num_j
+    b, t, row_mask = _rows(pid_r, R, L_out, INT64, SEQ_TILES, BLOCK_R)
+    j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
+    j_mask = j < CM
+    z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
+                        stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
+    z_off = (b * szb + t * szl)[:, None] + _wide(j, INT64)[None, :] * szj
+    tl.store(z_ptr + z_off, z.to(z_ptr.dtype.element_ty),
+             mask=row_mask[:, None] & j_mask[None, :])
+
+
+@triton.jit
+def _fused_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr, z_ptr,
+                  R, L, L_out, M, CM, F, K, stride, dilation, pad_left,
+                  sxb, sxl, sxc, syb, syl, syf,
+                  HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr, PRECISION: tl.constexpr,
+                  UPCAST: tl.constexpr, INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
+                  BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
+    """Variant 1's ``_fwd_kernel`` for one filter block (``BLOCK_F >= F``: the grid has
+    one program per row block), which with ``STORE_Z`` also writes each ``z`` tile (in
+    ``z``'s dtype) to the ``(R, CM)`` rows of ``z`` for the backward."""
+    pid_r = tl.program_id(0)
+    b, t, row_mask = _rows(pid_r, R, L_out, INT64, SEQ_TILES, BLOCK_R)
+    f = tl.arange(0, BLOCK_F)
+    f_mask = f < F
+    acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=tl.float32)
+    for j0 in range(0, CM, BLOCK_J):
+        j = j0 + tl.arange(0, BLOCK_J)
+        j_mask = j < CM
+        z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
+                            stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
+        if STORE_Z:
+            tl.store(z_ptr + (b * L_out + t)[:, None] * CM + j[None, :],
+                     z.to(z_ptr.dtype.element_ty), mask=row_mask[:, None] & j_mask[None, :])
+        p = tl.load(p_ptr + j[:, None] * F + f[None, :],
+                    mask=j_mask[:, None] & f_mask[None, :], other=0.0)
+        acc = _mma(z.to(p.dtype), p, acc, PRECISION, UPCAST)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + f, mask=f_mask, other=0.0).to(tl.float32)[None, :]
+    y_off = (b * syb + t * syl)[:, None] + _wide(f, INT64)[None, :] * syf
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty),
+             mask=row_mask[:, None] & f_mask[None, :])
+
+
+@triton.jit
+def _dw_partials_kernel(x_ptr, dz_ptr, part_ptr,
+                        R, B, NUM_SPLITS, L, L_out, M, CM, K, stride, dilation, pad_left,
+                        sxb, sxl, sxc,
+                        INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
+                        BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_K: tl.constexpr):
+    """``part[s, k, j] = sum over the rows r of split s of x[shift_k(r), j // M] * dz[r, j]``.
+
+    ``dz`` is ``(R, CM)`` contiguous.  The row blocks of ``_rows`` are dealt out to
+    ``NUM_SPLITS`` contiguous ranges (an empty range stores zeros).  Taps go ``BLOCK_K`` at
+    a time, so each ``dz`` tile is loaded ``ceil(K / BLOCK_K)`` times; the ``BLOCK_K``
+    column sums land in a ``(BLOCK_K, BLOCK_J)`` accumulator.
+    """
+    pid_j = tl.program_id(0)
+    split = tl.program_id(1)
+    j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
+    j_mask = j < CM
+    col = _wide(j // M, INT64) * sxc
+    if SEQ_TILES:
+        num_blocks = B * tl.cdiv(L_out, BLOCK_R)
+    else:
+        num_blocks = tl.cdiv(R, BLOCK_R)
+    per_split = tl.cdiv(num_blocks, NUM_SPLITS)
+    lo = split * per_split
+    hi = tl.minimum(lo + per_split, num_blocks)
+    kk = tl.arange(0, BLOCK_K)
+    base = _wide(split, INT64) * K * CM
+    for k0 in range(0, K, BLOCK_K):
+        acc = tl.zeros((BLOCK_K, BLOCK_J), dtype=tl.float32)
+        for block in range(lo, hi):
+            b, t, row_mask = _rows(block, R, L_out, INT64, SEQ_TILES, BLOCK_R)
+            r = b * L_out + t
+            dz = tl.load(dz_ptr + r[:, None] * CM + j[None, :],
+                         mask=row_mask[:, None] & j_mask[None, :], other=0.0).to(tl.float32)
+            row = b * sxb
+            start = t * stride - pad_left
+            for i in tl.static_range(BLOCK_K):
+                pos = start + (k0 + i) * dilation
+                # taps past K (last group) are never stored: the mask only spares their
+                # loads.  A vector, as triton 3.9's interpreter turns a scalar comparison
+                # joined to a mask into an integer mask, which tl.load rejects
+                tap = tl.zeros((BLOCK_R,), dtype=tl.int32) + (k0 + i)
+                ok = row_mask & (pos >= 0) & (pos < L) & (tap < K)
+                xv = tl.load(x_ptr + (row + pos * sxl)[:, None] + col[None, :],
+                             mask=ok[:, None] & j_mask[None, :], other=0.0)
+                s = tl.sum(xv.to(tl.float32) * dz, axis=0)
+                acc += tl.where(kk[:, None] == i, s[None, :], 0.0)
+        k = k0 + kk
+        tl.store(part_ptr + base + k[:, None] * CM + j[None, :], acc,
+                 mask=(k < K)[:, None] & j_mask[None, :])
+
+
+# ------------------------------------------------------------------------- configs
+
+
+def _cfg(num_warps, num_stages, **blocks):
+    return triton.Config(blocks, num_warps=num_warps, num_stages=num_stages)
+
+
+#: Fixed tiles per kernel, every dtype (not measured; ``bench/gpu_probe.py --only v2``
+#: times alternatives by replacing entries).  ``fused``: ``(BLOCK_R, BLOCK_J)`` by
+#: ``BLOCK_F``, which is ``F`` rounded up to a power of two.
+PICKS = {
+    "fused": {16: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32), 32: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32),
+              64: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32), 128: _cfg(8, 3, BLOCK_R=64, BLOCK_J=32),
+              256: _cfg(8, 2, BLOCK_R=64, BLOCK_J=32), 512: _cfg(8, 2, BLOCK_R=32, BLOCK_J=32)},
+    "depthwise": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64),
+    "dw": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64, BLOCK_K=4),
+}
+_INTERPRETER = {"fused_rows": 32, "depthwise": _cfg(4, 1, BLOCK_R=32, BLOCK_J=16),
+                "dw": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2)}
+
+
+def _fused_config(f: int) -> triton.Config:
+    block_f = max(16, triton.next_power_of_2(f))
+    if INTERPRET:
+        return _cfg(4, 1, BLOCK_R=_INTERPRETER["fused_rows"], BLOCK_J=16, BLOCK_F=block_f)
+    tile = PICKS["fused"][block_f]
+    return _cfg(tile.num_warps, tile.num_stages, **tile.kwargs, BLOCK_F=block_f)
+
+
+def _config(name: str) -> triton.Config:
+    return (_INTERPRETER if INTERPRET else PICKS)[name]
+
+
+def _launch(kernel, config: triton.Config, grid, *args, **kwargs):
+    return kernel[grid](*args, **kwargs, **config.kwargs, num_warps=config.num_warps,
+                        num_stages=config.num_stages)
+
+
+# ------------------------------------------------------------------------ launchers
+
+
+def _geometry(x, w, channels_last):
+    batch = x.shape[0]
+    length, channels = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[1])
+    k, cm = w.shape
+    return batch, length, channels, k, cm
+
+
+def _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last, z):
+    """Fill ``z`` (``(B, L_out, CM)`` strides given as a tensor) with the depthwise step."""
+    batch, length, channels, k, cm = _geometry(x, w, channels_last)
+    szb, szl, szj = z.stride()
+    config = _config("depthwise")
+    seq = _v1._seq_tiles(x, channels_last)
+    grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq)
+            * triton.cdiv(cm, config.kwargs["BLOCK_J"]),)
+    _launch(_depthwise_kernel, config, grid, x, w, z,
+            batch * l_out, length, l_out, cm // channels, cm, k, stride, dilation, pad_left,
+            *_v1._x_strides(x, channels_last), szb, szl, szj,
+            INT64=_v1._needs_int64(x, z), SEQ_TILES=seq)
+    return z
+
+
+def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last,
+             want_z=False):
+    """``(y, z)``: ``y`` in ``x``'s layout (contiguous); ``z`` the depthwise output as
+    ``(B, L_out, C*M)`` (a view) when ``want_z``, else ``None``.  ``w`` ``(K, C*M)`` and
+    ``p`` contiguous."""
+    batch, length, channels, k, cm = _geometry(x, w, channels_last)
+    f = p.shape[1]
+    l_out = _v1._out_len(length, k, stride, dilation, pad_left, pad_right)
+    rows = batch * l_out
+    if rows == 0 or f == 0:
+        shape = (batch, l_out, f) if channels_last else (batch, f, l_out)
+        return torch.empty(shape, device=x.device, dtype=x.dtype), None
+    # float32 tiles that also store z spill registers under triton 3.6 (ptxas -v for
+    # sm_90): a float32 forward that keeps z takes the unfused path, which writes z anyway.
+    fused = f <= min(FUSED_MAX_F, 512) and not (want_z and x.dtype == torch.float32)
+    if fused:  # one filter block: each z tile computed once
+        if channels_last:
+            y = torch.empty((batch, l_out, f), device=x.device, dtype=x.dtype)
+            syb, syl, syf = y.stride()
+        else:
+            y = torch.empty((batch, f, l_out), device=x.device, dtype=x.dtype)
+            syb, syf, syl = y.stride()
+        z = torch.empty((rows, cm), device=x.device, dtype=x.dtype) if want_z else None
+        config = _fused_config(f)
+        seq = _v1._seq_tiles(x, channels_last)
+        grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq),)
+        _launch(_fused_kernel, config, grid, x, w, p, bias if bias is not None else p, y,
+                z if want_z else p,
+                rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
+                *_v1._x_strides(x, channels_last), syb, syl, syf,
+                HAS_BIAS=bias is not None, STORE_Z=want_z, PRECISION=_v1._precision(x.dtype),
+                UPCAST=_v1._upcast(x.dtype),
+                INT64=_v1._needs_int64(x, y, p, *([z] if want_z else [])), SEQ_TILES=seq)
+        return y, (z.view(batch, l_out, cm) if want_z else None)
+    if channels_last:
+        z = torch.empty((rows, cm), device=x.device, dtype=x.dtype)
+        _depthwise(x, w, stride, dilation, pad_left, l_out, True, z.view(batch, l_out, cm))
+        y = torch.addmm(bias, z, p) if bias is not None else torch.mm(z, p)
+        return y.view(batch, l_out, f), (z.view(batch, l_out, cm) if want_z else None)
+    z = torch.empty((batch, cm, l_out), device=x.device, dtype=x.dtype)
+    _depthwise(x, w, stride, dilation, pad_left, l_out, False, z.transpose(1, 2))
+    pt = p.t().expand(batch, f, cm)
+    if bias is not None:
+        y = torch.baddbmm(bias.view(1, f, 1).expand(batch, f, l_out), pt, z)
+    else:
+        y = torch.bmm(pt, z)
+    return y, (z.transpose(1, 2) if want_z else None)
+
+
+def _dw_splits(num_blocks: int, cm: int, block_j: int, sms: int) -> int:
+    """Row ranges of ``_dw_partials_kernel``: about 4 programs per SM, at most one range per
+    row block (its float32 partials, ``(splits, K, CM)``, are summed by torch)."""
+    return max(1, min(triton.cdiv(4 * sms, triton.cdiv(cm, block_j)), num_blocks))
+
+
+def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
+              need_dx, need_dw, need_dp, need_db, z=None):
+    """Gradients ``(dx, dw (K, C*M), dp (C*M, F), db)``; ``None`` where not needed.
+    ``z``: the forward's depthwise output ``(B, L_out, C*M)`` if it was saved, else it is
+    recomputed for ``d(pointwise)``."""
+    batch, length, channels, k, cm = _geometry(x, w, channels_last)
+    m = cm // channels
+    f = p.shape[1]
+    l_out = dy.shape[1] if channels_last else dy.shape[2]
+    rows = batch * l_out
+    if rows == 0:  # an empty batch: every gradient is zero, no kernel to launch
+        return (torch.zeros_like(x) if need_dx else None, torch.zeros_like(w),
+                torch.zeros_like(p), torch.zeros((f,), device=x.device, dtype=p.dtype))
+    # dy as (R, F) rows: a view for channels_last, a transposing copy for channels_first.
+    dy_rows = (dy if channels_last else dy.transpose(1, 2)).reshape(rows, f)
+    dx = dw = dp = db = None
+    seq = _v1._seq_tiles(x, channels_last)
+    if need_dx or need_dw:
+        dz = torch.mm(dy_rows, p.t())  # (R, CM) contiguous, x's dtype
+        if need_dw:
+            config = _config("dw")
+            block_r, block_j = config.kwargs["BLOCK_R"], config.kwargs["BLOCK_J"]
+            num_blocks = _v1._row_blocks(batch, l_out, block_r, seq)
+            splits = _dw_splits(num_blocks, cm, block_j, _v1._num_sms(x.device))
+            part = torch.empty((splits, k, cm), device=x.device, dtype=torch.float32)
+            int64 = _v1._needs_int64(x, dz) or part.numel() >= 2 ** 30
+            _launch(_dw_partials_kernel, config, (triton.cdiv(cm, block_j), splits),
+                    x, dz, part, rows, batch, splits, length, l_out, m, cm, k, stride,
+                    dilation, pad_left, *_v1._x_strides(x, channels_last),
+                    INT64=int64, SEQ_TILES=seq)
+            dw = part.sum(0).to(w.dtype)
+        if need_dx:
+            dx = torch.empty_like(x, memory_format=torch.contiguous_format)
+            seq_x = _v1._seq_tiles(dx, channels_last)
+            int64 = _v1._needs_int64(x, dy, dz) or x.numel() >= 2 ** 30
+            grid = lambda meta: (_v1._row_blocks(batch, length, meta["BLOCK_I"], seq_x)
+                                 * triton.cdiv(channels, meta["BLOCK_C"]),)
+            _v1._bwd_dx[grid](dz, w, dx, batch * length, length, l_out, channels, m, cm, k,
+                              stride, dilation, pad_left, *_v1._x_strides(dx, channels_last),
+                              INT64=int64, SEQ_TILES=seq_x)
+    if need_dp:
+        if z is None:
+            z = torch.empty((rows, cm), device=x.device, dtype=x.dtype)
+            _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last,
+                       z.view(batch, l_out, cm))
+        dp = torch.mm(z.reshape(rows, cm).t(), dy_rows).to(p.dtype)
+    if need_db and has_bias:
+        db = dy_rows.sum(0, dtype=torch.float32).to(p.dtype)
+    return dx, dw, dp, db
+
+
+class _SeparableConv1d(torch.autograd.Function):
+    """Variant 2's forward and backward; double backward as variant 1 (the reference's
+    differentiable gradients under ``create_graph=True``)."""
+
+    @staticmethod
+    def forward(ctx, x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
+                channels_last):
+        k, c, m = depthwise.shape
+        w = depthwise.reshape(k, c * m).contiguous()
+        p = pointwise.contiguous()
+        want_z = SAVE_Z and ctx.needs_input_grad[2]  # d(pointwise) = z^T @ dy
+        with _v1._on(x.device):
+            y, z = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right,
+                            channels_last, want_z)
+        # the inputs (double backward), and z when saved (an intermediate: fine here, as
+        # create_graph=True goes to the reference's differentiable gradients)
+        ctx.save_for_backward(x, depthwise, pointwise, *([z] if want_z else []))
+        ctx.has_bias = bias is not None
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        ctx.pad_right = pad_right
+        ctx.args = (stride, dilation, pad_left, channels_last, tuple(depthwise.shape))
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, depthwise, pointwise, *z = ctx.saved_tensors
+        stride, dilation, pad_left, channels_last, dw_shape = ctx.args
+        need = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
+            return _reference.differentiable_backward(
+                dy, x, depthwise, pointwise, ctx.bias_dtype, need[:4], stride=stride,
+                dilation=dilation, pad_left=pad_left, pad_right=ctx.pad_right,
+                channels_last=channels_last) + (None,) * 5
+        w = depthwise.reshape(dw_shape[0], -1).contiguous()
+        p = pointwise.contiguous()
+        with _v1._on(x.device):
+            dx, dw, dp, db = _backward(dy, x, w, p, ctx.has_bias, stride, dilation, pad_left,
+                                       channels_last, need[0], need[1], need[2],
+                                       ctx.has_bias and need[3], z[0] if z else None)
+        if dw is not None:
+            dw = dw.reshape(dw_shape)
+        return (dx if need[0] else None, dw if need[1] else None,
+                dp if need[2] else None, db,
+                None, None, None, None, None)
+
+
+def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
+                     bias: Optional[torch.Tensor], *, stride: int, dilation: int,
+                     pad_left: int, pad_right: int, channels_last: bool) -> torch.Tensor:
+    """Variant 2 of :func:`sepconv.kernels.triton_sepconv.separable_conv1d`: same
+    signature, result and fallbacks (the reference kernel for what Triton cannot run)."""
+    if not _v1._supported(x, depthwise, pointwise, bias):
+        return _reference.separable_conv1d(x, depthwise, pointwise, bias, stride=stride,
+                                           dilation=dilation, pad_left=pad_left,
+                                           pad_right=pad_right, channels_last=channels_last)
+    return _SeparableConv1d.apply(x, depthwise, pointwise, bias, stride, dilation,
+                                  pad_left, pad_right, channels_last)
