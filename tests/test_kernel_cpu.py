@@ -686,9 +686,10 @@ def test_thread_policy_learns_the_cheaper_count(busy):
         seen = _policy_calls(policy, clock, lambda t: (5.0 if t == 1 else 3.0) if not busy
                              else (5.0 if t == 1 else 40.0), 300)
         assert torch.get_num_threads() == 2
-    assert seen[:3] == [2, 2, 1]  # an untimed warm-up, then one probe of each
+    # an untimed warm-up, two samples of two threads, then one thread's probe
+    assert seen[:4] == [2, 2, 2, 1]
     cheap, other = (2, 1) if not busy else (1, 2)
-    retries = [i for i, t in enumerate(seen[3:], start=3) if t == other]
+    retries = [i for i, t in enumerate(seen[4:], start=4) if t == other]
     assert seen.count(cheap) > 0.9 * len(seen)
     if busy:  # losing re-tries are spaced out: 8, 16, 32, ... calls apart, at most 256
         gaps = [b - a for a, b in zip(retries, retries[1:])]
@@ -705,8 +706,20 @@ def test_thread_policy_ignores_the_cold_first_call():
     with _two_threads() as (policy, clock):
         seen = _policy_calls(policy, clock,
                              lambda t: next(costs, 3.0) if t == 2 else 5.0, 40)
-    assert seen[:3] == [2, 2, 1]
-    assert seen[3:].count(2) >= 0.8 * len(seen[3:])  # one thread only in spaced re-tries
+    assert seen[:4] == [2, 2, 2, 1]
+    assert seen[4:].count(2) >= 0.8 * len(seen[4:])  # one thread only in spaced re-tries
+
+
+def test_thread_policy_one_slow_sample_does_not_move_an_idle_machine_to_one_thread():
+    """The first timed call of a new size can be slow (fresh memory): with two samples of
+    torch's count before the one-thread probe, one slow sample no longer hands the probe
+    the win on an idle machine."""
+    costs = iter([30.0])  # the first timed two-thread call: cold
+    with _two_threads() as (policy, clock):
+        seen = _policy_calls(policy, clock,
+                             lambda t: next(costs, 3.0) if t == 2 else 5.0, 40, work=7)
+    assert seen[:4] == [2, 2, 2, 1] and seen[4:7] == [2, 2, 2]
+    assert seen[4:].count(1) <= 3  # re-tries only, spaced out
 
 
 def test_thread_policy_warms_up_each_shape_of_a_size_class():

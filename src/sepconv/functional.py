@@ -190,7 +190,13 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
     if not x.is_cpu:
         return call()
     work = x.shape[0] * math.prod(out) * math.prod(ksize) * in_per_group * filters
-    return _on_cpu_policy(f"conv{rank}d", work, call,
+    # one policy key per kind of convolution (its kernel geometry and grouping; the
+    # data's size goes in the policy's size class): a depthwise convolution's time per
+    # multiply-add is many times a dense one's, and one key for both had the policy
+    # compare one kind's one-thread calls with the other's two-thread calls
+    kind = f"conv{rank}d k{tuple(ksize)} s{stride} d{dilation} " + (
+        "depthwise" if in_per_group == 1 and groups > 1 else f"g{groups}")
+    return _on_cpu_policy(kind, work, call,
                           (x.shape, kernel.shape, stride, dilation, pads, groups))
 
 
@@ -1131,8 +1137,9 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
     if not x.is_cpu:
         return call()
     work = x.numel() * math.prod(ksize) * filters
-    return _on_cpu_policy(f"conv{rank}d-transpose", work, call,
-                          (x.shape, kernel.shape, stride, dilation, pads, out))
+    kind = f"conv{rank}d-transpose k{tuple(ksize)} s{stride} d{dilation}"
+    return _on_cpu_policy(kind, work, call, (x.shape, kernel.shape, stride, dilation, pads,
+                                             out))
 
 
 # -- per-call cost (issue 9) ---------------------------------------------------------------

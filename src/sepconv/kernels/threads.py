@@ -41,7 +41,8 @@ class ThreadPolicy:
     and size class (powers of 4 of multiply-adds) it keeps the time per
     multiply-add on one thread and on torch's thread count (``torch.get_num_threads()``,
     the user's setting, never raised): the fastest of its last :data:`COST_WINDOW` timed
-    calls.  It runs the cheaper (one thread only when clearly so:
+    calls (two of torch's count are taken before one thread is first tried).  It runs
+    the cheaper (one thread only when clearly so:
     :data:`ONE_THREAD_MARGIN`), and re-tries the other every 8th
     call (spaced out to every 256th while the re-tries keep losing).  The first call of
     each shape (the first :data:`WARM_UP_SHAPES` shapes of a size class) runs on torch's
@@ -102,7 +103,10 @@ class ThreadPolicy:
             return None
         one, many = self._cost(key + (1,)), self._cost(key + (threads,))
         retry = one is not None and many is not None and state[0] % state[1] == 0
-        if many is None:
+        if len(self.samples.get(key + (threads,), ())) < 2:
+            # two samples of torch's count before one thread is tried: a single slow one
+            # (the first timed call of a new tensor size) had one thread win its probe on
+            # an idle machine and run until the next re-try
             pick = threads
         elif one is None:
             pick = 1
