@@ -25,6 +25,7 @@ def policy(monkeypatch):
     clock = _Clock()
     fresh = threads.ThreadPolicy(clock=clock)
     monkeypatch.setattr(threads, "THREADS", fresh)
+    monkeypatch.setattr(threads, "MIN_WORK", 0)  # these tensors are tiny
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield fresh, clock
@@ -149,3 +150,13 @@ def test_no_hooks_without_gradients_or_off_cpu(policy):
     y = functional.conv(x, k)
     assert y.grad_fn is None
     assert threads._find_node(None, ("ConvolutionBackward0",)) is None
+
+
+def test_tiny_calls_skip_the_policy(policy, monkeypatch):
+    """Below MIN_WORK multiply-adds (one thread anyway) no policy call, no hook."""
+    pol, clock = policy
+    monkeypatch.setattr(threads, "MIN_WORK", 10 ** 9)
+    k = torch.randn(3, 3, 2, 2, requires_grad=True)
+    y = functional.conv(torch.randn(1, 6, 6, 2), k, padding="same")
+    y.sum().backward()
+    assert pol.calls == {} and k.grad is not None

@@ -113,11 +113,17 @@ def _memory_format(dtype: torch.dtype) -> torch.memory_format:
     return torch.contiguous_format if dtype == torch.float64 else torch.channels_last
 
 
+def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)`` without the call where it is one already (a no-op ``to`` costs ~1 us
+    of dispatch, six per call: a one-step streaming call is ~50 us in all)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def _steps_major(x: torch.Tensor, channels_last: bool, dtype: torch.dtype) -> torch.Tensor:
     """``x`` as a contiguous ``(batch, steps, channels)`` tensor of ``dtype``."""
     if not channels_last:
         x = x.transpose(1, 2)
-    return x.to(dtype).contiguous()
+    return _as(x, dtype).contiguous()
 
 
 def _as_4d(xs: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
@@ -167,7 +173,10 @@ def _depthwise_4d(depthwise: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def _forward(x, depthwise, pointwise, bias, geometry):
     """Returns ``(y, z2)``: the output and the ``(N*L_out, C*M)`` intermediate."""
     k, _, m = depthwise.shape
-    return _threads.run("forward", x.numel() * m * (k + pointwise.shape[1]),
+    work = x.numel() * m * (k + pointwise.shape[1])
+    if work < _policy.MIN_WORK:  # runs on one thread anyway: no policy, no timing
+        return _forward_pass(x, depthwise, pointwise, bias, geometry)
+    return _threads.run("forward", work,
                         lambda: _forward_pass(x, depthwise, pointwise, bias, geometry),
                         (x.shape, depthwise.shape, pointwise.shape, geometry))
 
@@ -182,7 +191,7 @@ def _forward_pass(x, depthwise, pointwise, bias, geometry):
     if _use_native(cdt):
         length = xs.shape[1]
         out_len = (length + pad_left + pad_right - (k - 1) * dilation - 1) // stride + 1
-        z2 = _native_depthwise(xs, depthwise.to(cdt).reshape(k, c * m), out_len, m,
+        z2 = _native_depthwise(xs, _as(depthwise, cdt).reshape(k, c * m), out_len, m,
                                stride, dilation, pad_left).view(n * out_len, c * m)
     else:
         # Each channel repeated M times (channel c*M + m): oneDNN's grouped convolution
@@ -194,8 +203,8 @@ def _forward_pass(x, depthwise, pointwise, bias, geometry):
         out_len = z4.shape[-1]
         # channels_last (N, CM, 1, Lout) is (N, Lout, CM) in memory: this reshape is a view.
         z2 = z4.permute(0, 2, 3, 1).reshape(n * out_len, c * m)
-    y2 = _matmul(z2, pointwise.to(cdt), None if bias is None else bias.to(cdt))
-    y = y2.view(n, out_len, pointwise.shape[1]).to(x.dtype)
+    y2 = _matmul(z2, _as(pointwise, cdt), None if bias is None else _as(bias, cdt))
+    y = _as(y2.view(n, out_len, pointwise.shape[1]), x.dtype)
     return (y if channels_last else y.transpose(1, 2)), z2
 
 
@@ -524,7 +533,11 @@ def _hand_backward(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
     """Gradients of (x, depthwise, pointwise, bias): :func:`_backward_pass` on the thread
     count :class:`_ThreadPolicy` picks."""
     k, _, m = depthwise.shape
-    return _threads.run("backward", x.numel() * m * (k + pointwise.shape[1]),
+    work = x.numel() * m * (k + pointwise.shape[1])
+    if work < _policy.MIN_WORK:
+        return _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs,
+                              geometry)
+    return _threads.run("backward", work,
                         lambda: _backward_pass(grad_y, x, depthwise, pointwise, z2_box,
                                                bias_dtype, needs, geometry),
                         (x.shape, depthwise.shape, pointwise.shape, geometry, needs))
@@ -549,12 +562,12 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
     g2 = g2.view(n * out_len, g2.shape[2])
     grad_x = grad_dw = grad_pw = grad_b = None
     if need_b:
-        grad_b = g2.sum(0).to(bias_dtype)
+        grad_b = _as(g2.sum(0), bias_dtype)
     if need_pw:
-        grad_pw = _weight_grad(z2.to(cdt), g2).to(pointwise.dtype)
+        grad_pw = _as(_weight_grad(_as(z2, cdt), g2), pointwise.dtype)
     del z2
     if need_x or need_dw:
-        gz2 = _matmul(g2, pointwise.to(cdt).t())  # (N*Lout, CM)
+        gz2 = _matmul(g2, _as(pointwise, cdt).t())  # (N*Lout, CM)
         xs = _steps_major(x, channels_last, cdt) if need_dw else None
         if need_dw and cdt in (torch.float32, torch.bfloat16, torch.float16) \
                 and _cpu_native.load() is not None:
@@ -568,7 +581,7 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
                 stride=stride, dilation=dilation, pad_left=pad_left,
                 threads=torch.get_num_threads())
             del xs32, gz32
-            grad_dw = gw.view(k, c, m).to(depthwise.dtype)
+            grad_dw = _as(gw.view(k, c, m), depthwise.dtype)
             need_dw = False
         w4 = _depthwise_4d(depthwise, cdt)
         flipped = need_x and (stride == 1 or _use_native(cdt))
@@ -604,7 +617,7 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
             span = (k - 1) * dilation
             length = x.shape[1] if channels_last else x.shape[2]
             gz3 = gz2.view(n, out_len, c * m)
-            wf = depthwise.to(cdt).reshape(k, c * m).flip(0)
+            wf = _as(depthwise, cdt).reshape(k, c * m).flip(0)
             if stride > 1:
                 gx = _native_input_grad_strided(gz3, wf, length, stride, dilation,
                                                 span - pad_left)

@@ -207,6 +207,11 @@ def _find_node(node, names: Tuple[str, ...], depth: int = 4):
     return None
 
 
+#: Calls of fewer multiply-adds skip the policy (callers check): torch's and oneDNN's
+#: kernels and the C routines run them on one thread anyway (one tile, below the
+#: parallel grain), and the policy's ~3 us would be a tenth of a one-step streaming call.
+MIN_WORK = 2 ** 16
+
 #: The policy every CPU kernel of the library shares.
 THREADS = ThreadPolicy()
 
