@@ -243,3 +243,87 @@ def test_functional_validates_shapes():
                      dropout_mask=torch.ones(2, 2, 4))
     with pytest.raises(ValueError, match="no time steps"):
         F.simple_rnn(torch.randn(2, 0, 4), torch.randn(4, 2), torch.randn(2, 2))
+
+
+def _loop_tanh(t):  # not the registry's tanh: the functional's Python step loop runs
+    return torch.tanh(t)
+
+
+def _loop_sigmoid(t):
+    return torch.sigmoid(t)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("go_backwards,return_sequences,use_bias,initial",
+                         [(False, True, True, False), (True, True, False, True),
+                          (True, False, True, True), (False, False, False, False)])
+def test_fused_recurrence_matches_the_step_loop(kind, dtype, tol, go_backwards,
+                                                return_sequences, use_bias, initial):
+    """With the default activations and no masks the functional runs torch's fused
+    recurrence (torch.lstm / gru / rnn_tanh); forced onto the Python step loop (other
+    activation objects, the same math) it must give the same outputs, states and every
+    gradient."""
+    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[kind]
+    g = torch.Generator().manual_seed(3)
+    batch, steps, features, units = 3, 7, 5, 4
+    x = torch.randn(batch, steps, features, generator=g, dtype=dtype)
+    k = torch.randn(features, gates * units, generator=g, dtype=dtype) * 0.5
+    rk = torch.randn(units, gates * units, generator=g, dtype=dtype) * 0.5
+    b = None
+    if use_bias:
+        b = torch.randn((2, 3 * units) if kind == "gru" else (gates * units,), generator=g,
+                        dtype=dtype)
+    count = 2 if kind == "lstm" else 1
+    init = [torch.randn(batch, units, generator=g, dtype=dtype) for _ in range(count)] \
+        if initial else None
+    fn = getattr(F, kind)
+
+    def run(loop):
+        leaves = [t.clone().requires_grad_() for t in [x, k, rk] + ([b] if use_bias else [])]
+        state = None if init is None else [s.clone().requires_grad_() for s in init]
+        kw = dict(go_backwards=go_backwards, return_sequences=return_sequences,
+                  initial_state=state)
+        if loop:
+            kw["activation"] = _loop_tanh
+            if kind != "simple_rnn":
+                kw["recurrent_activation"] = _loop_sigmoid
+        outs = fn(*leaves[:3], leaves[3] if use_bias else None, **kw)
+        weight = torch.Generator().manual_seed(9)
+        loss = sum((o * torch.randn(o.shape, generator=weight, dtype=dtype)).sum()
+                   for o in outs)
+        grads = torch.autograd.grad(loss, leaves + (state or []))
+        return [o.detach() for o in outs] + list(grads)
+
+    fused, loop = run(False), run(True)
+    assert len(fused) == len(loop)
+    for a, e in zip(fused, loop):
+        assert a.shape == e.shape
+        err = ((a - e).abs().max() / e.abs().max().clamp_min(1e-30)).item()
+        assert err <= tol, err
+
+
+def test_fused_recurrence_is_the_path_taken(monkeypatch):
+    """The defaults run torch's fused op; masks, dropout masks and other activations the
+    loop (hard_sigmoid, tf-keras 1's default, included)."""
+    calls = []
+    real = torch.lstm
+
+    def spy(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(torch, "lstm", spy)
+    x = torch.randn(2, 6, 3)
+    k, rk, b = torch.randn(3, 8), torch.randn(2, 8), torch.randn(8)
+    F.lstm(x, k, rk, b)
+    assert calls == [1]
+    F.lstm(x, k, rk, b, mask=torch.ones(2, 6, dtype=torch.bool))
+    F.lstm(x, k, rk, b, recurrent_activation=sepconv.activations.hard_sigmoid)
+    F.lstm(x, k, rk, b, dropout_mask=torch.ones(4, 2, 3))
+    F.lstm(x.to(torch.bfloat16), k.to(torch.bfloat16), rk.to(torch.bfloat16),
+           b.to(torch.bfloat16))
+    assert calls == [1]
+    layer = sepconv.LSTM(2, return_sequences=True)
+    layer(x)
+    assert calls == [1, 1]
