@@ -318,12 +318,61 @@ def test_fused_recurrence_is_the_path_taken(monkeypatch):
     k, rk, b = torch.randn(3, 8), torch.randn(2, 8), torch.randn(8)
     F.lstm(x, k, rk, b)
     assert calls == [1]
-    F.lstm(x, k, rk, b, mask=torch.ones(2, 6, dtype=torch.bool))
+    F.lstm(x, k, rk, b, mask=torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]))
+    assert calls == [1, 1]  # right padding: packed
+    F.lstm(x, k, rk, b, mask=torch.tensor([[1, 1, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0]]))  # a hole
+    F.lstm(x, k, rk, b, mask=torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]))  # left
+    F.lstm(x, k, rk, b, mask=torch.tensor([[0, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]]))  # empty
     F.lstm(x, k, rk, b, recurrent_activation=sepconv.activations.hard_sigmoid)
     F.lstm(x, k, rk, b, dropout_mask=torch.ones(4, 2, 3))
     F.lstm(x.to(torch.bfloat16), k.to(torch.bfloat16), rk.to(torch.bfloat16),
            b.to(torch.bfloat16))
-    assert calls == [1]
+    assert calls == [1, 1]
     layer = sepconv.LSTM(2, return_sequences=True)
     layer(x)
-    assert calls == [1, 1]
+    assert calls == [1, 1, 1]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("return_sequences,zero_output,lengths", [
+    (True, False, (7, 3, 1, 5)), (True, True, (7, 3, 1, 5)), (False, False, (7, 3, 1, 5)),
+    (True, False, (7, 7, 7, 7))])
+def test_fused_recurrence_with_right_padding_matches_the_step_loop(
+        kind, go_backwards, return_sequences, zero_output, lengths):
+    """Right-padded timestep masks (a padded batch: lengths 7, 3, 1, 5) run as a packed
+    sequence; Keras' masked-step semantics (states kept, the previous output repeated or
+    zeros, zeros before the first step) must equal the step loop's, gradients included."""
+    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[kind]
+    g = torch.Generator().manual_seed(5)
+    batch, steps, features, units = 4, 7, 3, 5
+    dtype = torch.float64
+    x = torch.randn(batch, steps, features, generator=g, dtype=dtype)
+    k = torch.randn(features, gates * units, generator=g, dtype=dtype) * 0.5
+    rk = torch.randn(units, gates * units, generator=g, dtype=dtype) * 0.5
+    b = torch.randn((2, 3 * units) if kind == "gru" else (gates * units,), generator=g,
+                    dtype=dtype)
+    mask = torch.arange(steps)[None, :] < torch.tensor(lengths)[:, None]
+    init = [torch.randn(batch, units, generator=g, dtype=dtype)
+            for _ in range(2 if kind == "lstm" else 1)]
+    fn = getattr(F, kind)
+
+    def run(loop):
+        leaves = [t.clone().requires_grad_() for t in (x, k, rk, b)]
+        state = [s.clone().requires_grad_() for s in init]
+        kw = dict(go_backwards=go_backwards, return_sequences=return_sequences,
+                  initial_state=state, mask=mask, zero_output_for_mask=zero_output)
+        if loop:
+            kw["activation"] = _loop_tanh
+            if kind != "simple_rnn":
+                kw["recurrent_activation"] = _loop_sigmoid
+        outs = fn(*leaves, **kw)
+        weight = torch.Generator().manual_seed(11)
+        loss = sum((o * torch.randn(o.shape, generator=weight, dtype=dtype)).sum()
+                   for o in outs)
+        return [o.detach() for o in outs] + list(torch.autograd.grad(loss, leaves + state))
+
+    fused, loop = run(False), run(True)
+    for a, e in zip(fused, loop):
+        assert a.shape == e.shape
+        assert ((a - e).abs().max() / e.abs().max().clamp_min(1e-30)).item() <= 1e-12

@@ -1284,12 +1284,17 @@ def _is_act(fn: Callable, name: str) -> bool:
 
 
 def _fused_rnn(kind: str, x: torch.Tensor, hx, weights: list, go_backwards: bool,
-               return_sequences: bool):
+               return_sequences: bool, mask: Optional[torch.Tensor] = None,
+               zero_output_for_mask: bool = False):
     """torch's fused recurrence (``torch.lstm`` / ``gru`` / ``rnn_tanh``: ATen's loop, one
     input projection for all steps) on ``(batch, time, features)``; ``weights``:
     ``[w_ih, w_hh, b_ih, b_hh]`` in torch's layout and gate order, or the first two
     (no bias).  ``go_backwards``: the steps last to first, outputs in processing order
-    (Keras').  Returns ``(output, *last states)``, each state ``(batch, units)``.
+    (Keras').  ``mask``: ``(batch, time)`` booleans that are right padding (each row some
+    ``True`` then ``False``, at least one ``True``; :func:`_right_padded`): the valid steps
+    run as a packed sequence, and the padded ones are Keras' masked steps (states kept;
+    output the previous output, or zeros with ``zero_output_for_mask``; zeros before the
+    first valid step).  Returns ``(output, *last states)``, each state ``(batch, units)``.
 
     The same operations in the same order as the step loop of :func:`lstm` / :func:`gru`
     / :func:`simple_rnn` (the input projection ``x @ W + b`` once, then per step ``+ h @
@@ -1299,19 +1304,60 @@ def _fused_rnn(kind: str, x: torch.Tensor, hx, weights: list, go_backwards: bool
     3.0 / 14.2 -> 3.0 / 10.2 (torch.nn's modules: 4.0 / 13.5, 7.1 / 28.4, 2.7 / 10.1;
     tf-keras 2.21: 11.1 / 33.3, 9.8 / 26.8, 3.8 / 9.0).  The loop's numbers up to
     rounding (tests/test_recurrent.py: 1e-12 in float64, 2e-6 in float32)."""
-    xs = x.flip(1) if go_backwards else x
     fn = {"lstm": torch.lstm, "gru": torch.gru, "rnn": torch.rnn_tanh}[kind]
     has_biases = len(weights) == 4
-    hx = tuple(h.unsqueeze(0) for h in hx)
-    result = fn(xs, hx if kind == "lstm" else hx[0], weights, has_biases, 1, 0.0, False,
-                False, True)
-    output, states = result[0], [s[0] for s in result[1:]]
-    return (output if return_sequences else states[0]), *states
+    if mask is not None and bool(mask.all()):
+        mask = None  # no padding: the unpacked op (oneDNN's kernel; packed runs ATen's)
+    if mask is None:
+        xs = x.flip(1) if go_backwards else x
+        hx = tuple(h.unsqueeze(0) for h in hx)
+        result = fn(xs, hx if kind == "lstm" else hx[0], weights, has_biases, 1, 0.0, False,
+                    False, True)
+        output, states = result[0], [s[0] for s in result[1:]]
+        return (output if return_sequences else states[0]), *states
+    from torch.nn.utils import rnn as _rnn
+    steps = x.shape[1]
+    lengths = mask.sum(1)
+    ar = torch.arange(steps, device=x.device)
+    valid = ar[None, :] < lengths[:, None]  # == mask
+    xs = x
+    if go_backwards:  # each sequence's valid steps last to first (the padding runs first
+        #               in Keras' order, keeping the initial states: no effect)
+        rev = torch.where(valid, lengths[:, None] - 1 - ar[None, :], ar[None, :])
+        xs = x.gather(1, rev[:, :, None].expand(-1, -1, x.shape[2]))
+    packed = _rnn.pack_padded_sequence(xs, lengths.cpu(), batch_first=True,
+                                       enforce_sorted=False)
+    hx = tuple(h.index_select(0, packed.sorted_indices).unsqueeze(0) for h in hx)
+    result = fn(packed.data, packed.batch_sizes, hx if kind == "lstm" else hx[0], weights,
+                has_biases, 1, 0.0, False, False)
+    states = [s[0].index_select(0, packed.unsorted_indices) for s in result[1:]]
+    seq, _ = _rnn.pad_packed_sequence(
+        _rnn.PackedSequence(result[0], packed.batch_sizes, packed.sorted_indices,
+                            packed.unsorted_indices), batch_first=True, total_length=steps)
+    if go_backwards:  # the valid outputs come last in processing order, zeros before
+        first = steps - lengths
+        idx = (ar[None, :] - first[:, None]).clamp_min(0)
+        seq = seq.gather(1, idx[:, :, None].expand(-1, -1, seq.shape[2]))
+        seq = torch.where((ar[None, :] >= first[:, None])[:, :, None], seq,
+                          torch.zeros((), dtype=seq.dtype, device=seq.device))
+    elif not zero_output_for_mask:  # a padded step repeats the last valid output
+        seq = torch.where(valid[:, :, None], seq, states[0][:, None, :])
+    return (seq if return_sequences else seq[:, -1]), *states
+
+
+def _right_padded(mask: Optional[torch.Tensor]) -> bool:
+    """``mask`` ``(batch, time)`` is right padding with at least one valid step a row (what
+    :func:`_fused_rnn` packs); holes, left padding and empty rows take the step loop."""
+    if mask is None:
+        return True
+    lengths = mask.sum(1)
+    ar = torch.arange(mask.shape[1], device=mask.device)
+    return bool((lengths > 0).all()) and torch.equal(mask, ar[None, :] < lengths[:, None])
 
 
 def _fused_ok(x: torch.Tensor, masks) -> bool:
-    """torch's fused recurrence computes the step loop's numbers: no masks (timestep or
-    dropout), float32 / float64, eager (``torch.compile`` fails on its oneDNN op,
+    """torch's fused recurrence computes the step loop's numbers: no dropout masks,
+    float32 / float64, eager (``torch.compile`` fails on its oneDNN op,
     ``torch.func.vmap`` has no batching rule for it, exporters want the loop's ops)."""
     return all(m is None for m in masks) and x.dtype in (torch.float32, torch.float64) \
         and not torch.jit.is_tracing() and not torch.compiler.is_compiling() \
@@ -1360,13 +1406,15 @@ def lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
     batch, _, units = _check_recurrent(x, kernel, recurrent_kernel, 4, "lstm")
     _recurrent_masks(dropout_mask, recurrent_dropout_mask, 4, batch, x.shape[2], units)
     state = _recurrent_state(initial_state, 2, batch, units, x, "lstm")
-    if _fused_ok(x, (mask, dropout_mask, recurrent_dropout_mask)) \
+    mask = _timestep_mask(mask, batch, x.shape[1], "lstm")
+    if _fused_ok(x, (dropout_mask, recurrent_dropout_mask)) and _right_padded(mask) \
             and _is_act(activation, "tanh") and _is_act(recurrent_activation, "sigmoid"):
         # Keras' gate order i, f, c, o is torch's i, f, g, o
         weights = [kernel.t(), recurrent_kernel.t()]
         if bias is not None:
             weights += [bias, torch.zeros_like(bias)]
-        return _fused_rnn("lstm", x, state, weights, go_backwards, return_sequences)
+        return _fused_rnn("lstm", x, state, weights, go_backwards, return_sequences,
+                          mask, zero_output_for_mask)
     z = _input_projection(x, kernel, bias, 4, dropout_mask)
 
     def step(zx, state):
@@ -1376,7 +1424,6 @@ def lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
         c = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
         return recurrent_activation(o) * activation(c), c
 
-    mask = _timestep_mask(mask, batch, x.shape[1], "lstm")
     output, (h, c) = _run_steps(z, step, state, go_backwards, return_sequences, mask,
                                 zero_output_for_mask)
     return output, h, c
@@ -1410,7 +1457,9 @@ def gru(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
                              f"reset_after={reset_after}. Received {tuple(bias.shape)}")
         input_bias, recurrent_bias = (bias[0], bias[1]) if reset_after else (bias, None)
     h0 = _recurrent_state(initial_state, 1, batch, units, x, "gru")
-    if reset_after and _fused_ok(x, (mask, dropout_mask, recurrent_dropout_mask)) \
+    mask = _timestep_mask(mask, batch, x.shape[1], "gru")
+    if reset_after and _fused_ok(x, (dropout_mask, recurrent_dropout_mask)) \
+            and _right_padded(mask) \
             and _is_act(activation, "tanh") and _is_act(recurrent_activation, "sigmoid"):
         # Keras' gates z, r, h -> torch's r, z, n (torch's GRU is reset_after's)
         order = (1, 0, 2)
@@ -1419,7 +1468,8 @@ def gru(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
         if bias is not None:
             weights += [_gates(input_bias, order, units, 0),
                         _gates(recurrent_bias, order, units, 0)]
-        return _fused_rnn("gru", x, h0, weights, go_backwards, return_sequences)
+        return _fused_rnn("gru", x, h0, weights, go_backwards, return_sequences,
+                          mask, zero_output_for_mask)
     z = _input_projection(x, kernel, input_bias, 3, dropout_mask)
     rk_zr, rk_h = recurrent_kernel[:, :2 * units], recurrent_kernel[:, 2 * units:]
     rmask = recurrent_dropout_mask
@@ -1444,7 +1494,6 @@ def gru(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
             hh = activation(x_h + torch.matmul(r * hm, rk_h))
         return (zg * h + (1 - zg) * hh,)
 
-    mask = _timestep_mask(mask, batch, x.shape[1], "gru")
     output, (h,) = _run_steps(z, step, h0, go_backwards, return_sequences, mask,
                               zero_output_for_mask)
     return output, h
@@ -1464,12 +1513,14 @@ def simple_rnn(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Te
     batch, _, units = _check_recurrent(x, kernel, recurrent_kernel, 1, "simple_rnn")
     _recurrent_masks(dropout_mask, recurrent_dropout_mask, 1, batch, x.shape[2], units)
     h0 = _recurrent_state(initial_state, 1, batch, units, x, "simple_rnn")
-    if _fused_ok(x, (mask, dropout_mask, recurrent_dropout_mask)) \
+    mask = _timestep_mask(mask, batch, x.shape[1], "simple_rnn")
+    if _fused_ok(x, (dropout_mask, recurrent_dropout_mask)) and _right_padded(mask) \
             and _is_act(activation, "tanh"):
         weights = [kernel.t(), recurrent_kernel.t()]
         if bias is not None:
             weights += [bias, torch.zeros_like(bias)]
-        return _fused_rnn("rnn", x, h0, weights, go_backwards, return_sequences)
+        return _fused_rnn("rnn", x, h0, weights, go_backwards, return_sequences,
+                          mask, zero_output_for_mask)
     z = _input_projection(x, kernel, bias, 1, dropout_mask)
 
     def step(zx, state):
@@ -1477,7 +1528,6 @@ def simple_rnn(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Te
         return (activation(zx + _recurrent_term(h, recurrent_kernel, 1,
                                                 recurrent_dropout_mask)),)
 
-    mask = _timestep_mask(mask, batch, x.shape[1], "simple_rnn")
     output, (h,) = _run_steps(z, step, h0, go_backwards, return_sequences, mask,
                               zero_output_for_mask)
     return output, h
