@@ -13,7 +13,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-# Shapes per pass and size class whose first call :class:`_ThreadPolicy` leaves untimed.
+# Shapes per pass and size class whose first call :class:`ThreadPolicy` leaves untimed.
 WARM_UP_SHAPES = 16
 # One thread replaces torch's count only when its mean time is below this fraction of the
 # other's: on busy cores it wins by 2-20x, on idle ones timing noise alone (another
