@@ -254,16 +254,18 @@ def _loop_sigmoid(t):
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
-@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn", "simple_rnn_relu"])
 @pytest.mark.parametrize("go_backwards,return_sequences,use_bias,initial",
                          [(False, True, True, False), (True, True, False, True),
                           (True, False, True, True), (False, False, False, False)])
 def test_fused_recurrence_matches_the_step_loop(kind, dtype, tol, go_backwards,
                                                 return_sequences, use_bias, initial):
     """With the default activations and no masks the functional runs torch's fused
-    recurrence (torch.lstm / gru / rnn_tanh); forced onto the Python step loop (other
-    activation objects, the same math) it must give the same outputs, states and every
-    gradient."""
+    recurrence (torch.lstm / gru / rnn_tanh; SimpleRNN with relu: rnn_relu); forced onto
+    the Python step loop (other activation objects, the same math) it must give the same
+    outputs, states and every gradient."""
+    relu = kind == "simple_rnn_relu"
+    kind = "simple_rnn" if relu else kind
     gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[kind]
     g = torch.Generator().manual_seed(3)
     batch, steps, features, units = 3, 7, 5, 4
@@ -284,7 +286,9 @@ def test_fused_recurrence_matches_the_step_loop(kind, dtype, tol, go_backwards,
         state = None if init is None else [s.clone().requires_grad_() for s in init]
         kw = dict(go_backwards=go_backwards, return_sequences=return_sequences,
                   initial_state=state)
-        if loop:
+        if relu:
+            kw["activation"] = (lambda t: torch.relu(t)) if loop else sepconv.activations.relu
+        elif loop:
             kw["activation"] = _loop_tanh
             if kind != "simple_rnn":
                 kw["recurrent_activation"] = _loop_sigmoid
@@ -376,3 +380,15 @@ def test_fused_recurrence_with_right_padding_matches_the_step_loop(
     for a, e in zip(fused, loop):
         assert a.shape == e.shape
         assert ((a - e).abs().max() / e.abs().max().clamp_min(1e-30)).item() <= 1e-12
+
+
+def test_simple_rnn_relu_runs_torchs_relu_recurrence(monkeypatch):
+    calls = []
+    real = torch.rnn_relu
+    monkeypatch.setattr(torch, "rnn_relu", lambda *a: calls.append(1) or real(*a))
+    x, k, rk = torch.randn(2, 4, 3), torch.randn(3, 5), torch.randn(5, 5)
+    out, h = F.simple_rnn(x, k, rk, activation=sepconv.activations.relu)
+    assert calls == [1] and bool((out >= 0).all())
+    layer = sepconv.SimpleRNN(5, activation="relu")
+    layer(x)
+    assert calls == [1, 1]

@@ -1286,8 +1286,9 @@ def _is_act(fn: Callable, name: str) -> bool:
 def _fused_rnn(kind: str, x: torch.Tensor, hx, weights: list, go_backwards: bool,
                return_sequences: bool, mask: Optional[torch.Tensor] = None,
                zero_output_for_mask: bool = False):
-    """torch's fused recurrence (``torch.lstm`` / ``gru`` / ``rnn_tanh``: ATen's loop, one
-    input projection for all steps) on ``(batch, time, features)``; ``weights``:
+    """torch's fused recurrence (``torch.lstm`` / ``gru`` / ``rnn_tanh`` / ``rnn_relu``:
+    ATen's loop, one input projection for all steps) on ``(batch, time, features)``;
+    ``weights``:
     ``[w_ih, w_hh, b_ih, b_hh]`` in torch's layout and gate order, or the first two
     (no bias).  ``go_backwards``: the steps last to first, outputs in processing order
     (Keras').  ``mask``: ``(batch, time)`` booleans that are right padding (each row some
@@ -1304,7 +1305,8 @@ def _fused_rnn(kind: str, x: torch.Tensor, hx, weights: list, go_backwards: bool
     3.0 / 14.2 -> 3.0 / 10.2 (torch.nn's modules: 4.0 / 13.5, 7.1 / 28.4, 2.7 / 10.1;
     tf-keras 2.21: 11.1 / 33.3, 9.8 / 26.8, 3.8 / 9.0).  The loop's numbers up to
     rounding (tests/test_recurrent.py: 1e-12 in float64, 2e-6 in float32)."""
-    fn = {"lstm": torch.lstm, "gru": torch.gru, "rnn": torch.rnn_tanh}[kind]
+    fn = {"lstm": torch.lstm, "gru": torch.gru, "rnn": torch.rnn_tanh,
+          "rnn_relu": torch.rnn_relu}[kind]
     has_biases = len(weights) == 4
     if mask is not None and bool(mask.all()):
         mask = None  # no padding: the unpacked op (oneDNN's kernel; packed runs ATen's)
@@ -1514,12 +1516,14 @@ def simple_rnn(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Te
     _recurrent_masks(dropout_mask, recurrent_dropout_mask, 1, batch, x.shape[2], units)
     h0 = _recurrent_state(initial_state, 1, batch, units, x, "simple_rnn")
     mask = _timestep_mask(mask, batch, x.shape[1], "simple_rnn")
+    relu = _is_act(activation, "relu")
     if _fused_ok(x, (dropout_mask, recurrent_dropout_mask)) and _right_padded(mask) \
-            and _is_act(activation, "tanh"):
+            and (_is_act(activation, "tanh") or relu):
         weights = [kernel.t(), recurrent_kernel.t()]
         if bias is not None:
             weights += [bias, torch.zeros_like(bias)]
-        return _fused_rnn("rnn", x, h0, weights, go_backwards, return_sequences,
+        return _fused_rnn("rnn_relu" if relu else "rnn", x, h0, weights, go_backwards,
+                          return_sequences,
                           mask, zero_output_for_mask)
     z = _input_projection(x, kernel, bias, 1, dropout_mask)
 
