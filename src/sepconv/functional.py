@@ -1359,9 +1359,11 @@ def _right_padded(mask: Optional[torch.Tensor]) -> bool:
 
 def _fused_ok(x: torch.Tensor, masks) -> bool:
     """torch's fused recurrence computes the step loop's numbers: no dropout masks,
-    float32 / float64, eager (``torch.compile`` fails on its oneDNN op,
+    float32 / float64, on CPU (CUDA's is cuDNN's, whose float32 products may run in TF32
+    by default: not measured here), eager (``torch.compile`` fails on its oneDNN op,
     ``torch.func.vmap`` has no batching rule for it, exporters want the loop's ops)."""
     return all(m is None for m in masks) and x.dtype in (torch.float32, torch.float64) \
+        and x.is_cpu \
         and not torch.jit.is_tracing() and not torch.compiler.is_compiling() \
         and not torch._C._are_functorch_transforms_active()
 
