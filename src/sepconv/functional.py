@@ -1327,24 +1327,54 @@ def _fused_rnn(kind: str, x: torch.Tensor, hx, weights: list, go_backwards: bool
         #               in Keras' order, keeping the initial states: no effect)
         rev = torch.where(valid, lengths[:, None] - 1 - ar[None, :], ar[None, :])
         xs = x.gather(1, rev[:, :, None].expand(-1, -1, x.shape[2]))
-    packed = _rnn.pack_padded_sequence(xs, lengths.cpu(), batch_first=True,
-                                       enforce_sorted=False)
-    hx = tuple(h.index_select(0, packed.sorted_indices).unsqueeze(0) for h in hx)
-    result = fn(packed.data, packed.batch_sizes, hx if kind == "lstm" else hx[0], weights,
-                has_biases, 1, 0.0, False, False)
-    states = [s[0].index_select(0, packed.unsorted_indices) for s in result[1:]]
-    seq, _ = _rnn.pad_packed_sequence(
-        _rnn.PackedSequence(result[0], packed.batch_sizes, packed.sorted_indices,
-                            packed.unsorted_indices), batch_first=True, total_length=steps)
+    if kind == "lstm":
+        # The padded steps run too, with their forget gate saturated open (exactly 1) and
+        # their input gate shut (exactly 0) by an extra input feature, 1 at padded steps,
+        # whose kernel row is +-_SATURATE on those gates: c' = 1 * c + 0 * g = c, so the
+        # cell state leaves the padding as it entered it (and its gradient goes back
+        # through it unchanged; the saturated gates' derivatives are exactly 0).  The
+        # last valid h comes from the outputs.  One unpacked call: oneDNN's kernel in
+        # float32 (a packed sequence runs ATen's per-step loop, 4x slower here).
+        units = weights[1].shape[1]
+        flag = (~valid).to(x.dtype)[:, :, None]
+        row = x.new_zeros(4 * units, 1)
+        row[:units] = -_SATURATE
+        row[units:2 * units] = _SATURATE
+        aug = [torch.cat([weights[0], row], 1)] + list(weights[1:])
+        result = fn(torch.cat([xs, flag], -1), tuple(h.unsqueeze(0) for h in hx), aug,
+                    has_biases, 1, 0.0, False, False, True)
+        seq = result[0]
+        last = seq.gather(1, (lengths - 1)[:, None, None].expand(-1, 1, units))[:, 0]
+        states = [last, result[2][0]]
+        if not go_backwards:
+            seq = torch.where(valid[:, :, None], seq,
+                              torch.zeros((), dtype=seq.dtype, device=seq.device)
+                              if zero_output_for_mask else last[:, None, :])
+    else:
+        packed = _rnn.pack_padded_sequence(xs, lengths.cpu(), batch_first=True,
+                                           enforce_sorted=False)
+        hx = tuple(h.index_select(0, packed.sorted_indices).unsqueeze(0) for h in hx)
+        result = fn(packed.data, packed.batch_sizes, hx[0], weights, has_biases, 1, 0.0,
+                    False, False)
+        states = [s[0].index_select(0, packed.unsorted_indices) for s in result[1:]]
+        seq, _ = _rnn.pad_packed_sequence(
+            _rnn.PackedSequence(result[0], packed.batch_sizes, packed.sorted_indices,
+                                packed.unsorted_indices), batch_first=True,
+            total_length=steps)
+        if not go_backwards and not zero_output_for_mask:  # repeat the last valid output
+            seq = torch.where(valid[:, :, None], seq, states[0][:, None, :])
     if go_backwards:  # the valid outputs come last in processing order, zeros before
         first = steps - lengths
         idx = (ar[None, :] - first[:, None]).clamp_min(0)
         seq = seq.gather(1, idx[:, :, None].expand(-1, -1, seq.shape[2]))
         seq = torch.where((ar[None, :] >= first[:, None])[:, :, None], seq,
                           torch.zeros((), dtype=seq.dtype, device=seq.device))
-    elif not zero_output_for_mask:  # a padded step repeats the last valid output
-        seq = torch.where(valid[:, :, None], seq, states[0][:, None, :])
     return (seq if return_sequences else seq[:, -1]), *states
+
+
+# The pre-activation that saturates a gate exactly (sigmoid(+-1e6) is 1.0 / 0.0 in float32
+# and float64, its derivative 0.0): the masked LSTM's padded steps (see _fused_rnn).
+_SATURATE = 1e6
 
 
 def _right_padded(mask: Optional[torch.Tensor]) -> bool:
