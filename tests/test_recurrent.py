@@ -394,3 +394,28 @@ def test_simple_rnn_relu_runs_torchs_relu_recurrence(monkeypatch):
     layer = sepconv.SimpleRNN(5, activation="relu")
     layer(x)
     assert calls == [1, 1]
+
+
+def test_masked_lstm_ignores_non_finite_padding():
+    """Padded steps may hold anything (NaN, inf): as in tf-keras' masked loop, nothing of
+    them reaches the outputs, the states or the gradients."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 6, 4, generator=g, dtype=torch.float64)
+    mask = torch.arange(6)[None, :] < torch.tensor([6, 4, 2])[:, None]
+    k, rk, b = (torch.randn(4, 12, generator=g, dtype=torch.float64),
+                torch.randn(3, 12, generator=g, dtype=torch.float64),
+                torch.randn(12, generator=g, dtype=torch.float64))
+    dirty = x.clone()
+    dirty[1, 4:] = float("nan")
+    dirty[2, 2:] = float("inf")
+    for go_backwards in (False, True):
+        clean = F.lstm(x, k, rk, b, mask=mask, return_sequences=True,
+                       go_backwards=go_backwards)
+        leaf = dirty.clone().requires_grad_()
+        got = F.lstm(leaf, k, rk, b, mask=mask, return_sequences=True,
+                     go_backwards=go_backwards)
+        for a, e in zip(got, clean):
+            torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+        sum(o.sum() for o in got).backward()
+        assert bool(torch.isfinite(leaf.grad).all())
+        assert bool((leaf.grad[~mask] == 0).all())

@@ -1337,6 +1337,9 @@ def _fused_rnn(kind: str, x: torch.Tensor, hx, weights: list, go_backwards: bool
         # float32 (a packed sequence runs ATen's per-step loop, 4x slower here).
         units = weights[1].shape[1]
         flag = (~valid).to(x.dtype)[:, :, None]
+        # the padding's values never reach the gates (a NaN or inf there would, times 0)
+        xs = torch.where(valid[:, :, None], xs, torch.zeros((), dtype=x.dtype,
+                                                            device=x.device))
         row = x.new_zeros(4 * units, 1)
         row[:units] = -_SATURATE
         row[units:2 * units] = _SATURATE
