@@ -81,13 +81,12 @@ from triton.compiler import ASTSource
 from sepconv.kernels import triton_sepconv as T
 from sepconv.kernels import triton_v2 as V
 
-pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr",
+pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr z_ptr",
             "_bwd_dz_dw_kernel": "x_ptr p_ptr dy_ptr dz_ptr dw_ptr",
             "_bwd_dx_kernel": "dz_ptr w_ptr dx_ptr",
             "_bwd_dp_kernel": "x_ptr w_ptr dy_ptr dp_ptr db_ptr",
             "_depthwise_kernel": "x_ptr w_ptr z_ptr",
-            "_dw_partials_kernel": "x_ptr dz_ptr part_ptr",
-            "_fused_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr z_ptr"}
+            "_dw_partials_kernel": "x_ptr dz_ptr part_ptr"}
 scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr", "part_ptr"}  # float32 buffers
 v2_scratch = {"part_ptr"}  # variant 2's dz is in the input dtype (cuBLAS' output)
 launches = [(getattr(T, name), config, scratch) for name, configs in T.GPU_PICKS.items()
@@ -97,7 +96,7 @@ launches = [(getattr(T, name), config, scratch) for name, configs in T.GPU_PICKS
 launches += [(V._depthwise_kernel, V.PICKS["depthwise"], v2_scratch),
              (V._dw_partials_kernel, V.PICKS["dw"], v2_scratch),
              (T._bwd_dx_kernel, T.GPU_PICKS["_bwd_dx_kernel"][0], v2_scratch)]
-launches += [(V._fused_kernel, V._fused_config(f), v2_scratch) for f in sorted(V.PICKS["fused"])]
+launches += [(T._fwd_kernel, V._fused_config(f), v2_scratch) for f in sorted(V.PICKS["fused"])]
 for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
     for fn, blocks, scratch in launches:
         consts = dict(blocks.kwargs, HAS_BIAS=True, INT64=wide, SEQ_TILES=wide,

@@ -180,13 +180,16 @@ def _mma(a, b, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr,
+def _fwd_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr, z_ptr,
                 R, L, L_out, M, CM, F, K, stride, dilation, pad_left,
                 sxb, sxl, sxc, syb, syl, syf,
-                HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
+                HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr, PRECISION: tl.constexpr,
+                UPCAST: tl.constexpr, INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
                 BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
-    """``y[r, f] = sum_j z[r, j] * p[j, f] + bias[f]`` with ``z`` kept in registers."""
+    """``y[r, f] = sum_j z[r, j] * p[j, f] + bias[f]`` with ``z`` kept in registers.
+    ``STORE_Z`` (variant 2, ``triton_v2.py``, which launches one filter block): the first
+    filter block also writes each ``z`` tile (in ``z``'s dtype) to the ``(R, CM)`` rows
+    of ``z``; off, the store is compiled out."""
     pid = tl.program_id(0)
     num_f = tl.cdiv(F, BLOCK_F)
     pid_r = pid // num_f  # filter blocks of one row block run side by side: x stays in L2
@@ -200,6 +203,11 @@ def _fwd_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr,
         j_mask = j < CM
         z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
                             stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
+        if STORE_Z:
+            if pid_f == 0:
+                tl.store(z_ptr + (b * L_out + t)[:, None] * CM + j[None, :],
+                         z.to(z_ptr.dtype.element_ty),
+                         mask=row_mask[:, None] & j_mask[None, :])
         p = tl.load(p_ptr + j[:, None] * F + f[None, :],
                     mask=j_mask[:, None] & f_mask[None, :], other=0.0)
         acc = _mma(z.to(p.dtype), p, acc, PRECISION, UPCAST)
@@ -510,10 +518,11 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
     seq = _seq_tiles(x, channels_last)
     grid = lambda meta: (_row_blocks(batch, l_out, meta["BLOCK_R"], seq)
                          * triton.cdiv(f, meta["BLOCK_F"]),)
-    _fwd[grid](x, w, p, bias if bias is not None else p, y,
+    _fwd[grid](x, w, p, bias if bias is not None else p, y, y,
                rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
                *_x_strides(x, channels_last), syb, syl, syf,
-               HAS_BIAS=bias is not None, PRECISION=_precision(x.dtype), UPCAST=_upcast(x.dtype),
+               HAS_BIAS=bias is not None, STORE_Z=False, PRECISION=_precision(x.dtype),
+               UPCAST=_upcast(x.dtype),
                INT64=_needs_int64(x, y, p), SEQ_TILES=seq)
     return y
 

@@ -7,7 +7,7 @@ why it exists and what a GPU window must measure.  The layout of ``x`` and the n
 variant 1's: ``w`` is the depthwise kernel as a contiguous ``(K, C*M)`` matrix, ``p`` the
 pointwise ``(C*M, F)``, rows ``r = b * L_out + t``.
 
-Forward.  ``F <= FUSED_MAX_F``: ``_fused_kernel``, variant 1's fused forward with one
+Forward.  ``F <= FUSED_MAX_F``: variant 1's fused ``_fwd_kernel`` launched with one
 filter block covering every filter (``BLOCK_F = next_power_of_2(F)``), so each depthwise
 tile ``z`` is computed once per row block instead of once per filter block.  Wider layers: the
 depthwise step alone (``_depthwise_kernel``, ``z`` written once in the input dtype) then
@@ -42,7 +42,7 @@ import triton.language as tl
 
 from . import reference as _reference
 from . import triton_sepconv as _v1
-from .triton_sepconv import _depthwise_tile, _mma, _rows, _wide
+from .triton_sepconv import _depthwise_tile, _rows, _wide
 
 INTERPRET = _v1.INTERPRET
 
@@ -84,39 +84,6 @@ def _depthwise_kernel(x_ptr, w_ptr, z_ptr,
     z_off = (b * szb + t * szl)[:, None] + _wide(j, INT64)[None, :] * szj
     tl.store(z_ptr + z_off, z.to(z_ptr.dtype.element_ty),
              mask=row_mask[:, None] & j_mask[None, :])
-
-
-@triton.jit
-def _fused_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr, z_ptr,
-                  R, L, L_out, M, CM, F, K, stride, dilation, pad_left,
-                  sxb, sxl, sxc, syb, syl, syf,
-                  HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr, PRECISION: tl.constexpr,
-                  UPCAST: tl.constexpr, INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
-                  BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
-    """Variant 1's ``_fwd_kernel`` for one filter block (``BLOCK_F >= F``: the grid has
-    one program per row block), which with ``STORE_Z`` also writes each ``z`` tile (in
-    ``z``'s dtype) to the ``(R, CM)`` rows of ``z`` for the backward."""
-    pid_r = tl.program_id(0)
-    b, t, row_mask = _rows(pid_r, R, L_out, INT64, SEQ_TILES, BLOCK_R)
-    f = tl.arange(0, BLOCK_F)
-    f_mask = f < F
-    acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=tl.float32)
-    for j0 in range(0, CM, BLOCK_J):
-        j = j0 + tl.arange(0, BLOCK_J)
-        j_mask = j < CM
-        z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
-                            stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
-        if STORE_Z:
-            tl.store(z_ptr + (b * L_out + t)[:, None] * CM + j[None, :],
-                     z.to(z_ptr.dtype.element_ty), mask=row_mask[:, None] & j_mask[None, :])
-        p = tl.load(p_ptr + j[:, None] * F + f[None, :],
-                    mask=j_mask[:, None] & f_mask[None, :], other=0.0)
-        acc = _mma(z.to(p.dtype), p, acc, PRECISION, UPCAST)
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + f, mask=f_mask, other=0.0).to(tl.float32)[None, :]
-    y_off = (b * syb + t * syl)[:, None] + _wide(f, INT64)[None, :] * syf
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty),
-             mask=row_mask[:, None] & f_mask[None, :])
 
 
 @triton.jit
@@ -260,7 +227,7 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
         config = _fused_config(f)
         seq = _v1._seq_tiles(x, channels_last)
         grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq),)
-        _launch(_fused_kernel, config, grid, x, w, p, bias if bias is not None else p, y,
+        _launch(_v1._fwd_kernel, config, grid, x, w, p, bias if bias is not None else p, y,
                 z if want_z else p,
                 rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
                 *_v1._x_strides(x, channels_last), syb, syl, syf,
