@@ -69,6 +69,26 @@ class Fixed:
         return lambda *args, **kwargs: self.kernel[grid](*args, **kwargs, **self.config)
 
 
+def _record(rows, save, bench, shape_name, dtype, what, fn, y64, scale, check, width):
+    """Time ``fn`` (and, with ``check``, its error against ``y64`` relative to ``scale``),
+    append the row to ``rows``, print it and save the report; a config or tile that does
+    not compile is recorded as FAILED and the probe goes on."""
+    import torch
+    try:
+        with torch.no_grad():
+            out = fn()
+            err = (out.double() - y64).abs().max().item() / scale if check else float("nan")
+            ms = bench(fn)
+    except Exception as exc:
+        ms, err = float("nan"), float("nan")
+        what += f" FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
+    rows.append({"shape": shape_name, "dtype": str(dtype)[6:], "what": what, "ms": ms,
+                 "err": err})
+    print(f"{shape_name:20s} {str(dtype)[6:]:9s} {what:{width}s} {ms:8.3f} {err:9.1e}",
+          flush=True)
+    save()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dry-run", action="store_true")
@@ -137,18 +157,8 @@ def main(argv=None) -> int:
                 scale = y64.abs().max().item()
 
                 def row(what, fn):
-                    try:
-                        with torch.no_grad():
-                            err = (fn().double() - y64).abs().max().item() / scale
-                            ms = bench(fn)
-                    except Exception as exc:  # a config that does not compile: say so, go on
-                        ms, err = float("nan"), float("nan")
-                        what += f" FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
-                    report["parts"].append({"shape": shape[0], "dtype": str(dtype)[6:],
-                                            "what": what, "ms": ms, "err": err})
-                    print(f"{shape[0]:20s} {str(dtype)[6:]:9s} {what:34s} {ms:8.3f} {err:9.1e}",
-                          flush=True)
-                    save()
+                    _record(report["parts"], save, bench, shape[0], dtype, what, fn, y64,
+                            scale, check=True, width=34)
 
                 row("composition (kernels/cuda.py)", lambda: cuda.separable_conv1d(x, w, p, bias,
                                                                                    **kw))
@@ -343,20 +353,8 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
             saved = (V.FUSED_MAX_F, copy.deepcopy(V.PICKS))
 
             def row(what, fn, check=False):
-                try:
-                    with torch.no_grad():
-                        out = fn()
-                        err = ((out.double() - y64).abs().max().item() / scale if check
-                               else float("nan"))
-                        ms = bench(fn)
-                except Exception as exc:  # a tile that does not compile: say so, go on
-                    ms, err = float("nan"), float("nan")
-                    what += f" FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
-                report["v2"].append({"shape": shape[0], "dtype": str(dtype)[6:],
-                                     "what": what, "ms": ms, "err": err})
-                print(f"{shape[0]:20s} {str(dtype)[6:]:9s} {what:44s} {ms:8.3f} {err:9.1e}",
-                      flush=True)
-                save()
+                _record(report["v2"], save, bench, shape[0], dtype, what, fn, y64, scale,
+                        check=check, width=44)
 
             forward = lambda want_z=False: V._forward(x, w2, p, bias, s, d, left, right, True,
                                                       want_z)[0]

@@ -382,27 +382,33 @@ else:
         want = functional.separable_conv1d(x, w, p, b, strides=2, padding="same")
         torch.testing.assert_close(y, want, rtol=1e-4, atol=1e-4)
 
-    def test_empty_batch():
+    def _check_empty_batch(kernel):
         tensors, kw = _case(2, 9, 3, 2, 4, 3, 1, 1, "same", True, True)
         tensors[0] = tensors[0][:0]
-        got = _run(triton_sepconv.separable_conv1d, tensors, kw)
+        got = _run(kernel, tensors, kw)
         want = _run(reference.separable_conv1d, tensors, kw)
         for g, w in zip(got, want):
             torch.testing.assert_close(g, w)
 
-    def test_double_backward_matches_reference():
+    def _check_double_backward(kernel, channels_last):
         # create_graph=True: the first-order gradients stay differentiable (gradient
         # penalties), with the reference's second-order gradients.
-        tensors, kw = _case(2, 9, 3, 2, 4, 3, 1, 2, "causal", True, True)
+        tensors, kw = _case(2, 9, 3, 2, 4, 3, 1, 2, "causal", channels_last, True)
         results = []
-        for kernel in (triton_sepconv.separable_conv1d, reference.separable_conv1d):
+        for fn in (kernel, reference.separable_conv1d):
             leaves = [t.detach().clone().requires_grad_() for t in tensors]
-            y = kernel(*leaves, **kw)
+            y = fn(*leaves, **kw)
             gx, gdw = torch.autograd.grad((y * y).sum(), leaves[:2], create_graph=True)
             (gx.square().sum() + gdw.square().sum()).backward()
             results.append([gx, gdw] + [t.grad for t in leaves])
         for g, w in zip(*results):
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+    def test_empty_batch():
+        _check_empty_batch(triton_sepconv.separable_conv1d)
+
+    def test_double_backward_matches_reference():
+        _check_double_backward(triton_sepconv.separable_conv1d, True)
 
     def test_pick_kernel_routes_cuda(monkeypatch):
         # _pick_kernel looks at device, dtype, shape and autograd: a stand-in for a CUDA
@@ -575,22 +581,8 @@ else:
             _check_v2(tensors, kw)
 
     def test_v2_empty_batch_and_double_backward():
-        tensors, kw = _case(2, 9, 3, 2, 4, 3, 1, 1, "same", True, True)
-        empty = [tensors[0][:0]] + tensors[1:]
-        got = _run(triton_v2.separable_conv1d, empty, kw)
-        want = _run(reference.separable_conv1d, empty, kw)
-        for g, w in zip(got, want):
-            torch.testing.assert_close(g, w)
-        tensors, kw = _case(2, 9, 3, 2, 4, 3, 1, 2, "causal", False, True)
-        results = []
-        for kernel in (triton_v2.separable_conv1d, reference.separable_conv1d):
-            leaves = [t.detach().clone().requires_grad_() for t in tensors]
-            y = kernel(*leaves, **kw)
-            gx, gdw = torch.autograd.grad((y * y).sum(), leaves[:2], create_graph=True)
-            (gx.square().sum() + gdw.square().sum()).backward()
-            results.append([gx, gdw] + [t.grad for t in leaves])
-        for g, w in zip(*results):
-            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+        _check_empty_batch(triton_v2.separable_conv1d)
+        _check_double_backward(triton_v2.separable_conv1d, False)
 
     def test_variant_switch(monkeypatch):
         # SEPCONV_TRITON_VARIANT=v2 sends triton_sepconv's (and so functional's) calls to
