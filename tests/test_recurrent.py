@@ -253,6 +253,52 @@ def _loop_sigmoid(t):
     return torch.sigmoid(t)
 
 
+def _recurrence_case(kind, dtype, seed, batch, steps, features, units, use_bias, initial):
+    """Inputs, weights (Keras' layouts) and initial states of a drawn recurrence."""
+    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[kind]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, steps, features, generator=g, dtype=dtype)
+    k = torch.randn(features, gates * units, generator=g, dtype=dtype) * 0.5
+    rk = torch.randn(units, gates * units, generator=g, dtype=dtype) * 0.5
+    b = None
+    if use_bias:
+        b = torch.randn((2, 3 * units) if kind == "gru" else (gates * units,), generator=g,
+                        dtype=dtype)
+    init = [torch.randn(batch, units, generator=g, dtype=dtype)
+            for _ in range(2 if kind == "lstm" else 1)] if initial else None
+    return x, k, rk, b, init
+
+
+def _assert_fused_matches_loop(kind, case, tol, relu=False, **kw):
+    """The functional's fused path (the registry's activations) against its Python step
+    loop (other activation objects, the same math): outputs, states, every gradient."""
+    x, k, rk, b, init = case
+    fn = getattr(F, kind)
+
+    def run(loop):
+        leaves = [t.clone().requires_grad_() for t in [x, k, rk] + ([] if b is None else [b])]
+        state = None if init is None else [s.clone().requires_grad_() for s in init]
+        args = dict(kw, initial_state=state)
+        if relu:
+            args["activation"] = (lambda t: torch.relu(t)) if loop else sepconv.activations.relu
+        elif loop:
+            args["activation"] = _loop_tanh
+            if kind != "simple_rnn":
+                args["recurrent_activation"] = _loop_sigmoid
+        outs = fn(*leaves[:3], leaves[3] if b is not None else None, **args)
+        weight = torch.Generator().manual_seed(9)
+        loss = sum((o * torch.randn(o.shape, generator=weight, dtype=x.dtype)).sum()
+                   for o in outs)
+        return [o.detach() for o in outs] + list(torch.autograd.grad(loss, leaves + (state or [])))
+
+    fused, loop = run(False), run(True)
+    assert len(fused) == len(loop)
+    for a, e in zip(fused, loop):
+        assert a.shape == e.shape
+        err = ((a - e).abs().max() / e.abs().max().clamp_min(1e-30)).item()
+        assert err <= tol, err
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn", "simple_rnn_relu"])
 @pytest.mark.parametrize("go_backwards,return_sequences,use_bias,initial",
@@ -266,45 +312,9 @@ def test_fused_recurrence_matches_the_step_loop(kind, dtype, tol, go_backwards,
     outputs, states and every gradient."""
     relu = kind == "simple_rnn_relu"
     kind = "simple_rnn" if relu else kind
-    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[kind]
-    g = torch.Generator().manual_seed(3)
-    batch, steps, features, units = 3, 7, 5, 4
-    x = torch.randn(batch, steps, features, generator=g, dtype=dtype)
-    k = torch.randn(features, gates * units, generator=g, dtype=dtype) * 0.5
-    rk = torch.randn(units, gates * units, generator=g, dtype=dtype) * 0.5
-    b = None
-    if use_bias:
-        b = torch.randn((2, 3 * units) if kind == "gru" else (gates * units,), generator=g,
-                        dtype=dtype)
-    count = 2 if kind == "lstm" else 1
-    init = [torch.randn(batch, units, generator=g, dtype=dtype) for _ in range(count)] \
-        if initial else None
-    fn = getattr(F, kind)
-
-    def run(loop):
-        leaves = [t.clone().requires_grad_() for t in [x, k, rk] + ([b] if use_bias else [])]
-        state = None if init is None else [s.clone().requires_grad_() for s in init]
-        kw = dict(go_backwards=go_backwards, return_sequences=return_sequences,
-                  initial_state=state)
-        if relu:
-            kw["activation"] = (lambda t: torch.relu(t)) if loop else sepconv.activations.relu
-        elif loop:
-            kw["activation"] = _loop_tanh
-            if kind != "simple_rnn":
-                kw["recurrent_activation"] = _loop_sigmoid
-        outs = fn(*leaves[:3], leaves[3] if use_bias else None, **kw)
-        weight = torch.Generator().manual_seed(9)
-        loss = sum((o * torch.randn(o.shape, generator=weight, dtype=dtype)).sum()
-                   for o in outs)
-        grads = torch.autograd.grad(loss, leaves + (state or []))
-        return [o.detach() for o in outs] + list(grads)
-
-    fused, loop = run(False), run(True)
-    assert len(fused) == len(loop)
-    for a, e in zip(fused, loop):
-        assert a.shape == e.shape
-        err = ((a - e).abs().max() / e.abs().max().clamp_min(1e-30)).item()
-        assert err <= tol, err
+    case = _recurrence_case(kind, dtype, 3, 3, 7, 5, 4, use_bias, initial)
+    _assert_fused_matches_loop(kind, case, tol, relu, go_backwards=go_backwards,
+                               return_sequences=return_sequences)
 
 
 def test_fused_recurrence_is_the_path_taken(monkeypatch):
@@ -323,7 +333,7 @@ def test_fused_recurrence_is_the_path_taken(monkeypatch):
     F.lstm(x, k, rk, b)
     assert calls == [1]
     F.lstm(x, k, rk, b, mask=torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]))
-    assert calls == [1, 1]  # right padding: packed
+    assert calls == [1, 1]  # right padding: fused too
     F.lstm(x, k, rk, b, mask=torch.tensor([[1, 1, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0]]))  # a hole
     F.lstm(x, k, rk, b, mask=torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]))  # left
     F.lstm(x, k, rk, b, mask=torch.tensor([[0, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]]))  # empty
@@ -350,38 +360,11 @@ def test_fused_recurrence_with_right_padding_matches_the_step_loop(
     masked-step semantics (states kept, the previous output repeated or zeros, zeros
     before the first step) must equal the step loop's, gradients included, in float64
     (ATen) and float32 (oneDNN's LSTM kernel)."""
-    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[kind]
-    g = torch.Generator().manual_seed(5)
-    batch, steps, features, units = 4, 7, 3, 5
-    x = torch.randn(batch, steps, features, generator=g, dtype=dtype)
-    k = torch.randn(features, gates * units, generator=g, dtype=dtype) * 0.5
-    rk = torch.randn(units, gates * units, generator=g, dtype=dtype) * 0.5
-    b = torch.randn((2, 3 * units) if kind == "gru" else (gates * units,), generator=g,
-                    dtype=dtype)
-    mask = torch.arange(steps)[None, :] < torch.tensor(lengths)[:, None]
-    init = [torch.randn(batch, units, generator=g, dtype=dtype)
-            for _ in range(2 if kind == "lstm" else 1)]
-    fn = getattr(F, kind)
-
-    def run(loop):
-        leaves = [t.clone().requires_grad_() for t in (x, k, rk, b)]
-        state = [s.clone().requires_grad_() for s in init]
-        kw = dict(go_backwards=go_backwards, return_sequences=return_sequences,
-                  initial_state=state, mask=mask, zero_output_for_mask=zero_output)
-        if loop:
-            kw["activation"] = _loop_tanh
-            if kind != "simple_rnn":
-                kw["recurrent_activation"] = _loop_sigmoid
-        outs = fn(*leaves, **kw)
-        weight = torch.Generator().manual_seed(11)
-        loss = sum((o * torch.randn(o.shape, generator=weight, dtype=dtype)).sum()
-                   for o in outs)
-        return [o.detach() for o in outs] + list(torch.autograd.grad(loss, leaves + state))
-
-    fused, loop = run(False), run(True)
-    for a, e in zip(fused, loop):
-        assert a.shape == e.shape
-        assert ((a - e).abs().max() / e.abs().max().clamp_min(1e-30)).item() <= tol
+    case = _recurrence_case(kind, dtype, 5, 4, 7, 3, 5, True, True)
+    mask = torch.arange(7)[None, :] < torch.tensor(lengths)[:, None]
+    _assert_fused_matches_loop(kind, case, tol, go_backwards=go_backwards,
+                               return_sequences=return_sequences, mask=mask,
+                               zero_output_for_mask=zero_output)
 
 
 def test_simple_rnn_relu_runs_torchs_relu_recurrence(monkeypatch):

@@ -187,6 +187,18 @@ def get_layer_class(class_name: str) -> type:
                          f"{', '.join(sorted(KERAS_CLASSES))}") from None
 
 
+def layer_from_config(value: Any, arg: str) -> Any:
+    """``value``, or the layer a Keras config dict ``{"class_name": ..., "config": ...}``
+    describes (wrappers' ``layer`` / ``backward_layer`` arguments); ``ValueError`` naming
+    ``arg`` for a dict without ``class_name``."""
+    if isinstance(value, dict):
+        if "class_name" not in value:
+            raise ValueError(f"Invalid value for argument `{arg}`. A config dict needs a "
+                             f"'class_name' key. Received {arg}={value!r}")
+        value = get_layer_class(value["class_name"]).from_config(value.get("config", {}))
+    return value
+
+
 def _building(build):
     """Wrap a subclass' ``build``: see ``Layer.build``."""
 
@@ -503,15 +515,19 @@ class Layer(torch.nn.Module):
         return [w.detach().cpu().float().numpy() if w.dtype == torch.bfloat16
                 else w.detach().cpu().numpy() for w in self.weights]
 
-    def set_weights(self, weights: Sequence[Any]) -> None:
-        """Load Keras-ordered, Keras-shaped arrays; ``ValueError`` on count/shape mismatch."""
-        weights = list(weights)
+    def _build_from_weights(self, weights: List[Any]) -> None:
+        """Build an unbuilt layer for the input shape its weights tell."""
         if not self.built:
             shape = self._input_shape_from_weights(weights)
             if shape is None:
                 raise ValueError(f"Layer {self.name!r} is not built and its input shape "
                                  f"cannot be told from the given weights")
             self._build_checked(shape, device=None)
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Load Keras-ordered, Keras-shaped arrays; ``ValueError`` on count/shape mismatch."""
+        weights = list(weights)
+        self._build_from_weights(weights)
         expected = self.weights
         if len(weights) != len(expected):
             raise ValueError(f"Layer {self.name!r} expects {len(expected)} weights "

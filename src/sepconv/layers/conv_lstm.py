@@ -176,6 +176,30 @@ class _RecurrentStates:
             [self.activity_regularizer(y) / y.shape[0] for y in outputs]
         return outputs if self.return_state else output
 
+    def _recurrent_repr(self, parts: List[str], recurrent_default: str) -> str:
+        """``extra_repr`` from ``parts`` (the layer's own leading items) and the arguments
+        every recurrent layer shows when not at their defaults."""
+        for arg, default in (("activation", "tanh"),
+                             ("recurrent_activation", recurrent_default)):
+            fn = getattr(self, arg, None)
+            if fn is None:  # SimpleRNN has no recurrent activation
+                continue
+            value = _activations.serialize(fn)
+            if value != default:
+                parts.append(f"{arg}={value!r}")
+        for arg in ("return_sequences", "return_state", "go_backwards", "stateful"):
+            if getattr(self, arg):
+                parts.append(f"{arg}=True")
+        if not self.use_bias:
+            parts.append("use_bias=False")
+        for arg in ("dropout", "recurrent_dropout"):
+            if getattr(self, arg):
+                parts.append(f"{arg}={getattr(self, arg)}")
+        if self.dtype_policy.name != "float32":
+            parts.append(f"dtype={self.dtype_policy.name!r}")
+        parts.append(f"name={self.name!r}")
+        return ", ".join(parts)
+
     @property
     def losses(self) -> List[torch.Tensor]:
         """The last call's activity penalties (one per returned tensor), then the weight
@@ -450,22 +474,7 @@ class _ConvLSTM(_RecurrentStates, Layer):
                                      f"{self.filters}", f"kernel_size={self.kernel_size}"])
         if self.data_format != "channels_last":
             parts.append(f"data_format={self.data_format!r}")
-        for arg, default in (("activation", "tanh"), ("recurrent_activation", "hard_sigmoid")):
-            value = _activations.serialize(getattr(self, arg))
-            if value != default:
-                parts.append(f"{arg}={value!r}")
-        for arg in ("return_sequences", "return_state", "go_backwards", "stateful"):
-            if getattr(self, arg):
-                parts.append(f"{arg}=True")
-        if not self.use_bias:
-            parts.append("use_bias=False")
-        for arg in ("dropout", "recurrent_dropout"):
-            if getattr(self, arg):
-                parts.append(f"{arg}={getattr(self, arg)}")
-        if self.dtype_policy.name != "float32":
-            parts.append(f"dtype={self.dtype_policy.name!r}")
-        parts.append(f"name={self.name!r}")
-        return ", ".join(parts)
+        return self._recurrent_repr(parts, "hard_sigmoid")
 
 
 class ConvLSTM1D(_ConvLSTM):

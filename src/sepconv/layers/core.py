@@ -26,6 +26,7 @@ from .. import initializers as _initializers
 from .. import regularizers as _regularizers
 from .._registry import serialize
 from .base import Layer, _used_names, check_bool, check_count, check_data_format
+from .base import layer_from_config
 
 
 def check_number(value: Any, name: str, minimum: Optional[float] = None,
@@ -869,12 +870,7 @@ class TimeDistributed(Layer):
         super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
                          batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
                          weights=weights)
-        if isinstance(layer, dict):
-            from .base import get_layer_class
-            if "class_name" not in layer:
-                raise ValueError(f"Invalid value for argument `layer`. A config dict needs a "
-                                 f"'class_name' key. Received layer={layer!r}")
-            layer = get_layer_class(layer["class_name"]).from_config(layer.get("config", {}))
+        layer = layer_from_config(layer, "layer")
         if not isinstance(layer, Layer):
             raise ValueError(f"Invalid value for argument `layer`. Expected a sepconv Keras "
                              f"layer (or its config dict). Received layer={layer!r}")

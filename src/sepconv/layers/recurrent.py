@@ -15,7 +15,7 @@ import torch
 from .. import activations as _activations
 from .. import functional as _functional
 from .._registry import serialize
-from .base import DTypePolicy, Layer, check_bool, check_count, get_layer_class
+from .base import DTypePolicy, Layer, check_bool, check_count, layer_from_config
 from .base import snake_case as _snake
 from .conv_lstm import _arguments, _RecurrentStates, draw_dropout_mask
 
@@ -281,26 +281,8 @@ class _RNN(_RecurrentStates, Layer):
             "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout}
 
     def extra_repr(self) -> str:
-        parts = [f"{self.input_dim if self.built else '?'}", f"{self.units}"]
-        defaults = (("activation", "tanh"), ("recurrent_activation", "sigmoid"))
-        for arg, default in defaults:
-            if getattr(self, arg) is None:
-                continue
-            value = _activations.serialize(getattr(self, arg))
-            if value != default:
-                parts.append(f"{arg}={value!r}")
-        for arg in ("return_sequences", "return_state", "go_backwards", "stateful"):
-            if getattr(self, arg):
-                parts.append(f"{arg}=True")
-        if not self.use_bias:
-            parts.append("use_bias=False")
-        for arg in ("dropout", "recurrent_dropout"):
-            if getattr(self, arg):
-                parts.append(f"{arg}={getattr(self, arg)}")
-        if self.dtype_policy.name != "float32":
-            parts.append(f"dtype={self.dtype_policy.name!r}")
-        parts.append(f"name={self.name!r}")
-        return ", ".join(parts)
+        return self._recurrent_repr([f"{self.input_dim if self.built else '?'}",
+                                     f"{self.units}"], "sigmoid")
 
 
 def _is(fn, name: str) -> bool:
@@ -435,11 +417,7 @@ _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
 def _as_layer(value: Any, arg: str) -> Layer:
-    if isinstance(value, dict):
-        if "class_name" not in value:
-            raise ValueError(f"Invalid value for argument `{arg}`. A config dict needs a "
-                             f"'class_name' key. Received {arg}={value!r}")
-        value = get_layer_class(value["class_name"]).from_config(value.get("config", {}))
+    value = layer_from_config(value, arg)
     if not isinstance(value, _RNN):
         raise ValueError(f"Invalid value for argument `{arg}`. Expected a sepconv recurrent "
                          f"layer (LSTM, GRU, SimpleRNN) or its config dict. Received "
@@ -547,12 +525,7 @@ class Bidirectional(Layer):
 
     def set_weights(self, weights) -> None:
         weights = list(weights)
-        if not self.built:
-            shape = self._input_shape_from_weights(weights)
-            if shape is None:
-                raise ValueError(f"Layer {self.name!r} is not built and its input shape "
-                                 f"cannot be told from the given weights")
-            self._build_checked(shape, device=None)
+        self._build_from_weights(weights)
         n = len(self.forward_layer.weights)
         if len(weights) != n + len(self.backward_layer.weights):
             raise ValueError(f"Layer {self.name!r} expects "
