@@ -272,6 +272,18 @@ def test_every_class_is_covered_here_or_by_the_family():
     assert not missing, f"add .keras cases for {missing}"
 
 
+def _one_layer_model(rng, i, cls, kwargs, shape):
+    """Case ``i`` as a one-layer Sequential at random weights, an input batch and its
+    outputs."""
+    layer = KERAS_CLASSES[cls](**kwargs, input_shape=shape, name=f"l{i}")
+    if layer.get_weights():
+        layer.set_weights([(rng.standard_normal(w.shape) * 0.4).astype(w.dtype)
+                           for w in layer.get_weights()])
+    model = torch.nn.Sequential(layer).eval()
+    x = [rng.standard_normal((2,) + shape).astype(np.float32)]
+    return model, x, [a.astype(np.float32) for a in _run(model, x)]
+
+
 def test_each_layer_class_through_a_tf_keras_h5_file(tmp_path):
     """The same cases as one-layer Sequentials -> .h5 -> tf_keras.models.load_model: its
     outputs (an eager call: tf-keras' own graph-mode LayerNormalization over axes [1, 2]
@@ -281,13 +293,7 @@ def test_each_layer_class_through_a_tf_keras_h5_file(tmp_path):
     for i, (cls, kwargs, shape) in enumerate(LAYER_CASES):
         if "keras3:hard_sigmoid" in kwargs.values():
             continue
-        layer = KERAS_CLASSES[cls](**kwargs, input_shape=shape, name=f"l{i}")
-        if layer.get_weights():
-            layer.set_weights([(rng.standard_normal(w.shape) * 0.4).astype(w.dtype)
-                               for w in layer.get_weights()])
-        model = torch.nn.Sequential(layer).eval()
-        x = [rng.standard_normal((2,) + shape).astype(np.float32)]
-        y = [a.astype(np.float32) for a in _run(model, x)]
+        model, x, y = _one_layer_model(rng, i, cls, kwargs, shape)
         path = tmp_path / f"{i}.h5"
         save_keras_model(model, path)
         theirs = tf_keras.models.load_model(path)
@@ -308,13 +314,7 @@ def test_each_layer_class_through_a_keras3_file(tmp_path):
     hs3 = sepconv.activations.KERAS3_VARIANTS["hard_sigmoid"]
     for i, (cls, kwargs, shape) in enumerate(LAYER_CASES):
         kwargs = {k: hs3 if v == "keras3:hard_sigmoid" else v for k, v in kwargs.items()}
-        layer = KERAS_CLASSES[cls](**kwargs, input_shape=shape, name=f"l{i}")
-        if layer.get_weights():
-            layer.set_weights([(rng.standard_normal(w.shape) * 0.4).astype(w.dtype)
-                               for w in layer.get_weights()])
-        model = torch.nn.Sequential(layer).eval()
-        x = [rng.standard_normal((2,) + shape).astype(np.float32)]
-        y = [a.astype(np.float32) for a in _run(model, x)]
+        model, x, y = _one_layer_model(rng, i, cls, kwargs, shape)
         path = tmp_path / f"{i}.keras"
         save_keras_model(model, path)
         got = [a.astype(np.float32) for a in _keras3_predict(path, x)[1]]
