@@ -657,7 +657,7 @@ def _two_threads():
     clock = _FakeClock()
     torch.set_num_threads(2)
     try:
-        yield cpu._ThreadPolicy(clock=clock), clock
+        yield cpu._ThreadPolicy(clock=clock, min_work=0), clock
     finally:
         torch.set_num_threads(1)
 
@@ -790,7 +790,7 @@ def test_thread_policy_follows_a_change_of_load():
 
 def test_thread_policy_restores_threads_on_error_and_leaves_one_thread_alone():
     clock = _FakeClock()
-    policy = cpu._ThreadPolicy(clock=clock)
+    policy = cpu._ThreadPolicy(clock=clock, min_work=0)
     torch.set_num_threads(2)
     try:
         _policy_calls(policy, clock, lambda t: 1.0 if t == 1 else 9.0, 3)  # picks one now

@@ -23,9 +23,8 @@ class _Clock:
 def policy(monkeypatch):
     """A fresh policy with a fake clock as the library's, torch on two threads."""
     clock = _Clock()
-    fresh = threads.ThreadPolicy(clock=clock)
+    fresh = threads.ThreadPolicy(clock=clock, min_work=0)  # these tensors are tiny
     monkeypatch.setattr(threads, "THREADS", fresh)
-    monkeypatch.setattr(threads, "MIN_WORK", 0)  # these tensors are tiny
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield fresh, clock
@@ -153,9 +152,9 @@ def test_no_hooks_without_gradients_or_off_cpu(policy):
 
 
 def test_tiny_calls_skip_the_policy(policy, monkeypatch):
-    """Below MIN_WORK multiply-adds (one thread anyway) no policy call, no hook."""
+    """Below min_work multiply-adds (one thread anyway) no policy call, no hook."""
     pol, clock = policy
-    monkeypatch.setattr(threads, "MIN_WORK", 10 ** 9)
+    monkeypatch.setattr(pol, "min_work", 10 ** 9)
     k = torch.randn(3, 3, 2, 2, requires_grad=True)
     y = functional.conv(torch.randn(1, 6, 6, 2), k, padding="same")
     y.sum().backward()

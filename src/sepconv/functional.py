@@ -214,8 +214,6 @@ def _on_cpu_policy(name: str, work: int, call: Callable, shape: tuple) -> torch.
     the family bench's layers ran 1.5-23x faster on one thread than on two (MobileNet
     depthwise fwd+bwd 8.7 vs 48 ms, Conv3D stride 2 35 vs 138 ms); idle, two threads win
     and the policy keeps them."""
-    if work < _threads.MIN_WORK:
-        return call()
     y = _threads.run(name, work, call, shape)
     if y.requires_grad and not torch.compiler.is_compiling() \
             and not torch._C._functorch.is_functorch_wrapped_tensor(y):

@@ -173,10 +173,7 @@ def _depthwise_4d(depthwise: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def _forward(x, depthwise, pointwise, bias, geometry):
     """Returns ``(y, z2)``: the output and the ``(N*L_out, C*M)`` intermediate."""
     k, _, m = depthwise.shape
-    work = x.numel() * m * (k + pointwise.shape[1])
-    if work < _policy.MIN_WORK:  # runs on one thread anyway: no policy, no timing
-        return _forward_pass(x, depthwise, pointwise, bias, geometry)
-    return _threads.run("forward", work,
+    return _threads.run("forward", x.numel() * m * (k + pointwise.shape[1]),
                         lambda: _forward_pass(x, depthwise, pointwise, bias, geometry),
                         (x.shape, depthwise.shape, pointwise.shape, geometry))
 
@@ -533,11 +530,7 @@ def _hand_backward(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
     """Gradients of (x, depthwise, pointwise, bias): :func:`_backward_pass` on the thread
     count :class:`_ThreadPolicy` picks."""
     k, _, m = depthwise.shape
-    work = x.numel() * m * (k + pointwise.shape[1])
-    if work < _policy.MIN_WORK:
-        return _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs,
-                              geometry)
-    return _threads.run("backward", work,
+    return _threads.run("backward", x.numel() * m * (k + pointwise.shape[1]),
                         lambda: _backward_pass(grad_y, x, depthwise, pointwise, z2_box,
                                                bias_dtype, needs, geometry),
                         (x.shape, depthwise.shape, pointwise.shape, geometry, needs))

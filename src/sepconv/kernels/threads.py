@@ -63,8 +63,10 @@ class ThreadPolicy:
     autograd node before it runs and restored by another after.
     """
 
-    def __init__(self, clock=time.perf_counter) -> None:
+    def __init__(self, clock=time.perf_counter, min_work: Optional[int] = None) -> None:
         self.clock = clock
+        # calls of fewer multiply-adds run as they are (see MIN_WORK)
+        self.min_work = MIN_WORK if min_work is None else min_work
         self.samples: dict = {}  # (pass, size class, threads) -> the last COST_WINDOW
         #                          timed calls' seconds per multiply-add
         self.calls: dict = {}  # (pass, size class) -> [calls, re-try interval]
@@ -143,6 +145,8 @@ class ThreadPolicy:
     def run(self, name: str, work: int, call: Callable, shape=()):
         """``call()`` on the thread count this policy picks for ``work`` multiply-adds;
         ``shape``: what makes a call a first one (the operands' shapes and geometry)."""
+        if work < self.min_work:
+            return call()
         token = self.begin(name, work, shape)
         try:
             result = call()
@@ -159,6 +163,8 @@ class ThreadPolicy:
         a pre-hook calls :meth:`begin`, a hook :meth:`end`.  Returns ``y``.  If the node
         raises, its hook never runs: the next :meth:`begin` on this thread finds the stale
         call and ends it (the thread count restored)."""
+        if work < self.min_work:
+            return y
         node = _find_node(y.grad_fn, node_names)
         if node is None:
             return y
@@ -207,7 +213,7 @@ def _find_node(node, names: Tuple[str, ...], depth: int = 4):
     return None
 
 
-#: Calls of fewer multiply-adds skip the policy (callers check): torch's and oneDNN's
+#: Calls of fewer multiply-adds skip the policy (``ThreadPolicy.min_work``): torch's and oneDNN's
 #: kernels and the C routines run them on one thread anyway (one tile, below the
 #: parallel grain), and the policy's ~3 us would be a tenth of a one-step streaming call.
 MIN_WORK = 2 ** 16
