@@ -142,12 +142,21 @@ def test_a_node_that_raises_leaves_no_thread_count_behind(policy):
     assert not pol.lock.locked()
 
 
-def test_no_hooks_without_gradients_or_off_cpu(policy):
+def test_hooks_only_where_a_backward_will_run(policy, monkeypatch):
+    """The forward call is always the policy's; its backward node is hooked only when
+    the result records a graph (not under no_grad, not for tensors without grad)."""
     pol, clock = policy
+    hooked = []
+    real = pol.hook_backward
+    monkeypatch.setattr(pol, "hook_backward", lambda y, *a: hooked.append(1) or real(y, *a))
     x = torch.randn(1, 6, 6, 2)
     k = torch.randn(3, 3, 2, 2)
-    y = functional.conv(x, k)
-    assert y.grad_fn is None
+    functional.conv(x, k)
+    with torch.no_grad():
+        functional.conv(x, k.requires_grad_())
+    assert hooked == [] and pol.calls  # the forwards went through the policy
+    functional.conv(x, k).sum().backward()
+    assert hooked == [1]
     assert threads._find_node(None, ("ConvolutionBackward0",)) is None
 
 
