@@ -107,8 +107,8 @@ def test_fallback_without_native_matches_reference(case, monkeypatch):
     _assert_close(expected, got, TOL[torch.float32], str(case))
 
 
-@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
-@pytest.mark.parametrize("n,length,c,m,k,stride,dilation,pad_left", [
+# (n, length, c, m, k, stride, dilation, pad_left) for the C routines' tests
+_NATIVE_CASES = [
     (1, 5, 1, 1, 1, 1, 1, 0), (2, 70, 3, 2, 9, 1, 2, 8), (3, 200, 20, 3, 13, 2, 1, 6),
     (2, 300, 16, 1, 33, 1, 1, 16), (1, 40, 9, 1, 4, 3, 1, 3), (2, 150, 8, 2, 87, 1, 1, 86),
     # a full 16-wide chunk and a tail (masked reads), the tail at the tensor's end
@@ -118,7 +118,17 @@ def test_fallback_without_native_matches_reference(case, monkeypatch):
     # group, a tail chunk), steps past a tile, a multiplier across groups
     (2, 150, 300, 1, 5, 1, 1, 2), (1, 70, 130, 3, 4, 2, 1, 1), (3, 129, 272, 1, 3, 1, 4, 8),
     # stride 1, no dilation: the register windows (4 taps / 4 steps), with leftovers
-    (2, 131, 20, 2, 9, 1, 1, 4), (1, 259, 48, 1, 11, 1, 1, 10), (2, 7, 16, 1, 6, 1, 1, 0)])
+    (2, 131, 20, 2, 9, 1, 1, 4), (1, 259, 48, 1, 11, 1, 1, 10), (2, 7, 16, 1, 6, 1, 1, 0),
+    # strided, not dilated: the tile's rows kept phase by phase, each phase's taps in the
+    # register windows: fewer taps than the stride (phases with no taps), as many, more
+    # (windows with leftovers in each phase), several tiles of steps, tail chunks, a multiplier
+    (2, 600, 272, 1, 11, 2, 1, 5), (1, 700, 40, 2, 3, 4, 1, 1), (2, 400, 33, 1, 5, 5, 1, 0),
+    (3, 530, 20, 1, 21, 3, 1, 10), (2, 1030, 16, 1, 9, 2, 1, 8), (1, 90, 17, 3, 2, 2, 1, 0),
+    (2, 333, 48, 1, 33, 2, 1, 16), (1, 260, 24, 1, 1, 2, 1, 0)]
+
+
+@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
+@pytest.mark.parametrize("n,length,c,m,k,stride,dilation,pad_left", _NATIVE_CASES)
 def test_native_weight_gradient(n, length, c, m, k, stride, dilation, pad_left):
     """The C routine against a float64 sum over shifted slices."""
     span = (k - 1) * dilation + 1
@@ -138,17 +148,7 @@ def test_native_weight_gradient(n, length, c, m, k, stride, dilation, pad_left):
 
 
 @pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
-@pytest.mark.parametrize("n,length,c,m,k,stride,dilation,pad_left", [
-    (1, 5, 1, 1, 1, 1, 1, 0), (2, 70, 3, 2, 9, 1, 2, 8), (3, 200, 20, 3, 13, 2, 1, 6),
-    (2, 300, 16, 1, 33, 1, 1, 16), (1, 40, 9, 1, 4, 3, 1, 3), (2, 150, 8, 2, 87, 1, 1, 86),
-    # a full 16-wide chunk and a tail (masked reads), the tail at the tensor's end
-    (2, 50, 24, 1, 5, 1, 1, 2), (3, 64, 40, 1, 7, 2, 1, 3), (2, 33, 17, 1, 3, 1, 3, 0),
-    (1, 20, 33, 2, 4, 1, 1, 3), (2, 41, 31, 1, 6, 3, 1, 5),
-    # tiles (cpu_native.T steps x G chunks of VW channels): several channel groups (a tail
-    # group, a tail chunk), steps past a tile, a multiplier across groups
-    (2, 150, 300, 1, 5, 1, 1, 2), (1, 70, 130, 3, 4, 2, 1, 1), (3, 129, 272, 1, 3, 1, 4, 8),
-    # stride 1, no dilation: the register windows (4 taps / 4 steps), with leftovers
-    (2, 131, 20, 2, 9, 1, 1, 4), (1, 259, 48, 1, 11, 1, 1, 10), (2, 7, 16, 1, 6, 1, 1, 0)])
+@pytest.mark.parametrize("n,length,c,m,k,stride,dilation,pad_left", _NATIVE_CASES)
 def test_native_depthwise_forward(n, length, c, m, k, stride, dilation, pad_left):
     """The C depthwise convolution against torch's, in float64."""
     span = (k - 1) * dilation + 1
@@ -378,6 +378,53 @@ def test_native_bfloat16_path(case, monkeypatch):
     expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
     got = _run(cpu.separable_conv1d, tensors, kwargs, torch.bfloat16)
     _assert_close(expected, got, TOL[torch.bfloat16], str(case))
+
+
+def test_eager_training_call_skips_the_op_and_vmap_goes_through_it(monkeypatch):
+    """Eager training calls run the autograd Function straight (no custom-op dispatch, no
+    ``Function.apply`` argument binding: ~65 us a call); under vmap the Function's
+    forward meets batched tensors and runs the op (its vmap rule).  All give the
+    reference's numbers, torch.func.grad too."""
+    calls = []
+    op = cpu._separable_conv1d_op
+
+    def counted(*args):
+        calls.append(1)
+        return op(*args)
+
+    monkeypatch.setattr(cpu, "_separable_conv1d_op", counted)
+    tensors, kwargs = _case(2, 17, 3, 2, 4, 5, 1, 1, "same", True, True)
+    expected = _run(reference.separable_conv1d, tensors, kwargs, torch.float64)
+    got = _run(cpu.separable_conv1d, tensors, kwargs, torch.float64)
+    assert calls == []
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)
+
+    x, dw, pw, b = tensors
+
+    def loss(x, dw, pw, b, kernel):
+        return (kernel(x, dw, pw, b, **kwargs) ** 2).sum()
+
+    grads = torch.func.grad(loss, argnums=(0, 1, 2, 3))(x, dw, pw, b, cpu.separable_conv1d)
+    want = torch.func.grad(loss, argnums=(0, 1, 2, 3))(x, dw, pw, b,
+                                                        reference.separable_conv1d)
+    for g, e in zip(grads, want):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)
+    # a batch of inputs under vmap, weights to train (the backward op's vmap rule)
+    xs = torch.stack([x, x.flip(1)]).requires_grad_()
+    dw = dw.clone().requires_grad_()
+    ys = torch.func.vmap(lambda xi: cpu.separable_conv1d(xi, dw, pw, b, **kwargs))(xs)
+    assert calls  # the op, under the transform
+    for xi, yi in zip(xs, ys):
+        torch.testing.assert_close(
+            yi, reference.separable_conv1d(xi, dw, pw, b, **kwargs), rtol=1e-10, atol=1e-10)
+    ys.sum().backward()
+    dw_ref = dw.detach().clone().requires_grad_()
+    xs_ref = xs.detach().clone().requires_grad_()
+    sum(reference.separable_conv1d(xi, dw_ref, pw, b, **kwargs).sum()
+        for xi in xs_ref).backward()
+    torch.testing.assert_close(dw.grad, dw_ref.grad, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(xs.grad, xs_ref.grad, rtol=1e-10, atol=1e-10)
 
 
 def test_second_backward_with_retained_graph():

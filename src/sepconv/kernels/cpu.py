@@ -82,6 +82,8 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
         if _plain(x, depthwise, pointwise):  # eager inference: skip the op's dispatch (~8 us)
             return _forward(x, depthwise, pointwise, bias, geometry)[0]
         return _separable_conv1d_op(x, depthwise, pointwise, bias, *geometry)[0]
+    if _plain(x, depthwise, pointwise) and not torch._C._are_functorch_transforms_active():
+        return _apply_eager(x, depthwise, pointwise, bias, geometry)[0]
     return _SeparableConv1d.apply(x, depthwise, pointwise, bias, geometry)[0]
 
 
@@ -382,8 +384,13 @@ def _separable_conv1d_op(x: torch.Tensor, depthwise: torch.Tensor, pointwise: to
                          bias: Optional[torch.Tensor], stride: int, dilation: int,
                          pad_left: int, pad_right: int,
                          channels_last: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    y, z2 = _forward(x, depthwise, pointwise, bias,
-                     (stride, dilation, pad_left, pad_right, channels_last))
+    return _op_forward(x, depthwise, pointwise, bias,
+                       (stride, dilation, pad_left, pad_right, channels_last))
+
+
+def _op_forward(x, depthwise, pointwise, bias, geometry):
+    """The op's results: the output and the intermediate in the input's dtype."""
+    y, z2 = _forward(x, depthwise, pointwise, bias, geometry)
     if z2.dtype != x.dtype:
         z2 = z2.to(x.dtype)  # keep no more than a same-dtype composition would
     return y, z2
@@ -457,6 +464,8 @@ class _SeparableConv1d(torch.autograd.Function):
 
     @staticmethod
     def forward(x, depthwise, pointwise, bias, geometry):
+        if _plain(x, depthwise, pointwise):  # eager: skip the op's Python dispatch
+            return _op_forward(x, depthwise, pointwise, bias, geometry)
         return _separable_conv1d_op(x, depthwise, pointwise, bias, *geometry)
 
     @staticmethod
@@ -467,6 +476,13 @@ class _SeparableConv1d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y, _grad_z2):
         return _grads(ctx, grad_y) + (None,)
+
+
+# What ``_SeparableConv1d.apply`` ends in, in eager mode without torch.func transforms:
+# torch's C ``apply``.  The Python ``Function.apply`` first binds the arguments to
+# ``forward``'s signature (``inspect.signature``, ~15 us a call: a quarter of a small
+# training call's overhead), which binds nothing here (no defaults, no keywords).
+_apply_eager = super(torch.autograd.Function, _SeparableConv1d).apply
 
 
 def _plain(*tensors: torch.Tensor) -> bool:
@@ -504,6 +520,19 @@ def _backward_fake(grad_y, x, depthwise, pointwise, z2, bias_dtype, needs, *geom
         else:
             out.append(torch.empty_like(t, memory_format=torch.contiguous_format))
     return out
+
+
+@_backward_op.register_vmap
+def _backward_vmap(info, in_dims, grad_y, x, depthwise, pointwise, z2, bias_dtype, needs,
+                   *geometry):
+    """The backward pass of a call made under vmap: one call per member (the gradients of
+    weights shared by the members are summed by autograd afterwards)."""
+    tensors = (grad_y, x, depthwise, pointwise, z2)
+    outs = [_backward_op(*[t if d is None else t.select(d, i)
+                           for t, d in zip(tensors, in_dims[:5])],
+                         bias_dtype, needs, *geometry)
+            for i in range(info.batch_size)]
+    return [torch.stack(list(g)) for g in zip(*outs)], [0] * len(outs[0])
 
 
 @_separable_conv1d_op.register_vmap
