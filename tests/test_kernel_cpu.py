@@ -704,7 +704,7 @@ def _two_threads():
     clock = _FakeClock()
     torch.set_num_threads(2)
     try:
-        yield cpu._ThreadPolicy(clock=clock, min_work=0), clock
+        yield cpu._ThreadPolicy(clock=clock, min_work=0, cpu_clock=None), clock
     finally:
         torch.set_num_threads(1)
 
@@ -835,9 +835,49 @@ def test_thread_policy_follows_a_change_of_load():
     assert seen[-50:] == [2] * 50
 
 
+def _starving_calls(policy, clock, cpu_clock, phases):
+    """Fake calls in ``phases`` of ``(calls, cost_of_threads, cpu_share)``: each call
+    advances the wall clock by its cost and the calling thread's CPU clock by
+    ``cpu_share(threads)`` of it (1.0: it had a core all along)."""
+    seen = []
+    for calls, cost, share in phases:
+        def call():
+            threads = torch.get_num_threads()
+            seen.append(threads)
+            clock.now += cost(threads)
+            cpu_clock.now += cost(threads) * share(threads)
+        for _ in range(calls):
+            policy.run("forward", 1000, call)
+    return seen
+
+
+def test_thread_policy_tries_one_thread_only_on_a_busy_machine():
+    """Idle (the calling thread on a core for its whole wall time): two threads all along,
+    no call slowed down by a one-thread probe.  Busy (two-thread calls starved: half their
+    wall time off a core): one thread is tried, and kept while cheaper.  Idle again: the
+    re-try of two threads wins, and one thread is no longer tried once the starved calls
+    have left the window."""
+    cpu_clock = _FakeClock()
+    with _two_threads() as (policy, clock):
+        policy = cpu._ThreadPolicy(clock=clock, min_work=0, cpu_clock=cpu_clock)
+        idle_cost = lambda t: 5.0 if t == 1 else 3.0  # noqa: E731
+        busy_cost = lambda t: 5.0 if t == 1 else 40.0  # noqa: E731
+        idle = _starving_calls(policy, clock, cpu_clock, [(200, idle_cost, lambda t: 1.0)])
+        assert idle == [2] * 200
+        busy = _starving_calls(policy, clock, cpu_clock,
+                               [(100, busy_cost, lambda t: 1.0 if t == 1 else 0.5)])
+        assert busy[:2] == [2, 1]  # the first starved call has one thread tried next
+        assert busy[2:].count(1) > 0.9 * len(busy[2:])
+        again = _starving_calls(policy, clock, cpu_clock, [(300, idle_cost, lambda t: 1.0)])
+        back = again.index(2)
+        assert back <= 256 and again[back:back + 20] == [2] * 20
+        assert again[back + threads.STARVED_WINDOW:].count(1) == 0
+        assert torch.get_num_threads() == 2
+
+
 def test_thread_policy_restores_threads_on_error_and_leaves_one_thread_alone():
     clock = _FakeClock()
-    policy = cpu._ThreadPolicy(clock=clock, min_work=0)
+    policy = cpu._ThreadPolicy(clock=clock, min_work=0, cpu_clock=None)
     torch.set_num_threads(2)
     try:
         _policy_calls(policy, clock, lambda t: 1.0 if t == 1 else 9.0, 3)  # picks one now

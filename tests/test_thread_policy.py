@@ -23,7 +23,7 @@ class _Clock:
 def policy(monkeypatch):
     """A fresh policy with a fake clock as the library's, torch on two threads."""
     clock = _Clock()
-    fresh = threads.ThreadPolicy(clock=clock, min_work=0)  # these tensors are tiny
+    fresh = threads.ThreadPolicy(clock=clock, min_work=0, cpu_clock=None)  # tiny tensors
     monkeypatch.setattr(threads, "THREADS", fresh)
     before = torch.get_num_threads()
     torch.set_num_threads(2)

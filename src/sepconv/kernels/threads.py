@@ -26,6 +26,16 @@ ONE_THREAD_MARGIN = 0.75
 # within this many calls (issue 15: with running means, one process of the bench ran one
 # thread on an idle machine for whole shapes, 1.2-1.5x slower than torch there).
 COST_WINDOW = 4
+# A call on torch's thread count whose calling thread got less than this fraction of its
+# wall time on a core (CPU time / wall time, ``time.thread_time``) waited for one: the
+# machine is busy.  Measured (2-core AMD EPYC, a 4x400x256 k33 training step, 40 calls
+# each): idle 0.96-1.00; another process spinning at the same priority 0.38-1.00, median
+# 0.55-0.59; a spinner at nice 10 or 19 median 1.00 (and two threads stay as fast as idle).
+STARVED = 0.8
+# One thread is tried only while one of the last this-many timed calls on torch's count
+# was starved: on an idle machine each one-thread probe was a call at half speed (every
+# 8th call at first), which is what the policy cost there (issue 15).
+STARVED_WINDOW = 8
 
 
 class ThreadPolicy:
@@ -44,7 +54,10 @@ class ThreadPolicy:
     calls (two of torch's count are taken before one thread is first tried).  It runs
     the cheaper (one thread only when clearly so:
     :data:`ONE_THREAD_MARGIN`), and re-tries the other every 8th
-    call (spaced out to every 256th while the re-tries keep losing).  The first call of
+    call (spaced out to every 256th while the re-tries keep losing).  One thread is
+    tried only while the machine looks busy: a recent call on torch's count whose calling
+    thread ran less than :data:`STARVED` of its wall time (its threads waited for cores);
+    on an idle machine the policy never slows a call down to find that out.  The first call of
     each shape (the first :data:`WARM_UP_SHAPES` shapes of a size class) runs on torch's
     count untimed: it pays for fresh memory (page faults) and oneDNN's kernel creation,
     ran 2-4x slower than the next, and, recorded, made the policy pick one thread for
@@ -63,8 +76,14 @@ class ThreadPolicy:
     autograd node before it runs and restored by another after.
     """
 
-    def __init__(self, clock=time.perf_counter, min_work: Optional[int] = None) -> None:
+    def __init__(self, clock=time.perf_counter, min_work: Optional[int] = None,
+                 cpu_clock: Optional[Callable[[], float]] = time.thread_time) -> None:
         self.clock = clock
+        # the calling thread's CPU time (``None``: every machine counts as busy, one thread
+        # is tried as the timings alone say)
+        self.cpu_clock = cpu_clock
+        self.starved: collections.deque = collections.deque(maxlen=STARVED_WINDOW)
+        #     CPU time / wall time of the last timed calls on torch's count
         # calls of fewer multiply-adds run as they are (see MIN_WORK)
         self.min_work = MIN_WORK if min_work is None else min_work
         self.samples: dict = {}  # (pass, size class, threads) -> the last COST_WINDOW
@@ -77,6 +96,10 @@ class ThreadPolicy:
     def cost(self) -> dict:
         """(pass, size class, threads) -> seconds per multiply-add: the fastest sample."""
         return {key: min(window) for key, window in self.samples.items()}
+
+    def busy(self) -> bool:
+        """Whether one of the last timed calls on torch's count waited for cores."""
+        return self.cpu_clock is None or any(r < STARVED for r in self.starved)
 
     def _cost(self, key):
         window = self.samples.get(key)
@@ -111,26 +134,32 @@ class ThreadPolicy:
             # an idle machine and run until the next re-try
             pick = threads
         elif one is None:
-            pick = 1
+            pick = 1 if self.busy() else threads
         else:
             best, other = (1, threads) if one < ONE_THREAD_MARGIN * many else (threads, 1)
+            if retry and other == 1 and not self.busy():
+                retry = False  # an idle machine: no call slowed down to one thread
             pick = other if retry else best
         if pick != threads:
             torch.set_num_threads(pick)
-        return (key, threads, pick, retry, work, self.clock())
+        cpu = self.cpu_clock() if self.cpu_clock is not None and pick == threads else None
+        return (key, threads, pick, retry, work, self.clock(), cpu)
 
     def end(self, token: Optional[tuple], failed: bool = False) -> None:
         """Ends the call :meth:`begin` started: restores the thread count and records the
         time (not of a call that ``failed``)."""
         if token is None:
             return
-        key, threads, pick, retry, work, start = token
+        key, threads, pick, retry, work, start, cpu = token
         try:
-            per = (self.clock() - start) / work
+            wall = self.clock() - start
+            per = wall / work
             if pick != threads:
                 torch.set_num_threads(threads)
             if failed:
                 return
+            if cpu is not None and wall > 0:
+                self.starved.append((self.cpu_clock() - cpu) / wall)
             state = self.calls[key]
             window = self.samples.setdefault(key + (pick,),
                                              collections.deque(maxlen=COST_WINDOW))
