@@ -167,6 +167,42 @@ def test_native_depthwise_forward(n, length, c, m, k, stride, dilation, pad_left
 
 
 @pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
+@pytest.mark.parametrize("n,length,c,m,k,stride,dilation,pad_left",
+                         [case for case in _NATIVE_CASES if case[5] == 1] + [
+                             # steps past the gradient's rows on either side (valid, causal,
+                             # a pad wider than a tile), a Mamba-wide layer
+                             (2, 300, 20, 1, 9, 1, 1, 0), (1, 700, 24, 2, 4, 1, 1, 3),
+                             (2, 260, 40, 1, 31, 1, 6, 180), (1, 64, 1536, 1, 4, 1, 1, 3)])
+def test_native_fused_backward(n, length, c, m, k, stride, dilation, pad_left):
+    """Both depthwise gradients in one pass, against float64 sums: the weight gradient
+    (sums over shifted slices) and the input gradient before the multiplier's sum (the
+    transposed convolution, torch's, in float64), on 1-3 threads."""
+    span = (k - 1) * dilation
+    pad_right = max(span - pad_left, 0)
+    out_len = length + pad_left + pad_right - span
+    x = torch.randn(n, length, c)
+    gz = torch.randn(n, out_len, c * m)
+    w = torch.randn(k, c * m)
+    xp = torch.nn.functional.pad(x.double(), (0, 0, pad_left, pad_right))
+    xp = xp.repeat_interleave(m, dim=2)
+    gw_expected = torch.stack([
+        (xp[:, i * dilation: i * dilation + out_len] * gz.double()).sum((0, 1))
+        for i in range(k)])
+    gx_padded = torch.nn.functional.conv_transpose1d(
+        gz.double().transpose(1, 2), w.double().t().unsqueeze(1), dilation=dilation,
+        groups=c * m).transpose(1, 2)  # (n, out_len + span, c*m): padded input steps
+    gx_expected = gx_padded[:, pad_left:pad_left + length]
+    for threads in (1, 2, 3):
+        gw = torch.empty(k, c * m)
+        gx = torch.full((n, length, c * m), float("nan"))
+        _cpu_native.dw_backward(x, gz, w.flip(0).contiguous(), gw, gx, n=n, length=length,
+                                out_len=out_len, c=c, m=m, k=k, dilation=dilation,
+                                pad_left=pad_left, threads=threads)
+        torch.testing.assert_close(gw.double(), gw_expected, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(gx.double(), gx_expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
 @pytest.mark.parametrize("out_step,out_off,pad_left", [(1, 0, 2), (2, 1, 0), (3, 2, -2),
                                                         (4, 0, 5)])
 def test_native_depthwise_forward_rows(out_step, out_off, pad_left):

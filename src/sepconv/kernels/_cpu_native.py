@@ -82,6 +82,9 @@ typedef struct {
     /* forward only: output row l of batch item b goes to row l * out_step + out_off of
        out's out_rows rows per item (the polyphase input gradient writes one phase's rows) */
     int64_t out_rows, out_step, out_off;
+    /* the fused backward only: the flipped kernel (k, c*m) and the input gradient */
+    const float *w;
+    float *out2;
 } job_t;
 
 typedef struct {
@@ -254,8 +257,7 @@ static void dispatch(job_fn fn, job_t *jobs, int threads) {
 }
 
 /* threads jobs over tiles_of(base) tiles (at most one job per tile, at most 64) */
-static int split(const job_t *base, job_t *jobs, int threads) {
-    const int64_t tiles = tiles_of(base);
+static int split_tiles(const job_t *base, job_t *jobs, int threads, int64_t tiles) {
     if (threads < 1) threads = 1;
     if (threads > tiles) threads = tiles > 0 ? (int)tiles : 1;
     if (threads > 64) threads = 64;
@@ -265,6 +267,10 @@ static int split(const job_t *base, job_t *jobs, int threads) {
         jobs[i].tile_end = tiles * (i + 1) / threads;
     }
     return threads;
+}
+
+static int split(const job_t *base, job_t *jobs, int threads) {
+    return split_tiles(base, jobs, threads, tiles_of(base));
 }
 
 int sepconv_vector_width(void) { return VW; }
@@ -363,6 +369,125 @@ static void *run_fwd(void *arg) {
         }
     free(xt); free(wt);
     return NULL;
+}
+
+/* ---- backward, stride 1: the weight gradient and the input gradient in one pass ---------
+   gw[kk, q]    = sum_{n, l} x[n, l + kk*d - pad_left, q / m] * gz[n, l, q]
+   gxf[n, i, q] = sum_jj gz[n, i + pad_left - span + jj*d, q] * wf[jj, q]
+   (wf the kernel flipped, span = (k - 1) * d, gz zero outside its out_len rows).  Tile
+   (batch item, step tile s, channel group): the rows l0 - span .. l0 + T - 1 of gz
+   (l0 = s * T) are copied once; the weight gradient reads the last T of them (gz rows
+   l0 .. l0 + T - 1, with the input rows from l0 - pad_left), the input gradient all of
+   them for its rows l0 - pad_left .. l0 - pad_left + T - 1.  The step tiles cover both
+   gz's rows and the input's (issue 15: two passes over gz were one too many). */
+static int64_t bwd_steps(const job_t *j) {
+    const int64_t rows = j->out_len > j->length + j->pad_left ? j->out_len
+                                                               : j->length + j->pad_left;
+    return (rows + T - 1) / T;
+}
+
+static void *run_bwd(void *arg) {
+    const job_t *j = (const job_t *)arg;
+    const int64_t cm = j->c * j->m, span = (j->k - 1) * j->dilation;
+    const int64_t capx = rows_cap(j), cap = T + span;  /* cap: gz rows per chunk */
+    const int64_t steps = bwd_steps(j), groups = groups_of(j), chunks = chunks_of(j);
+    const int64_t xs = VW, xd = j->dilation * VW;
+    const int unit = j->dilation == 1;
+    float *acc = j->out;
+    float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * capx + 63) / 64) * 64);
+    float *gtb = aligned_alloc(64, ((sizeof(float) * VW * G * cap + 63) / 64) * 64);
+    float *wt = aligned_alloc(64, ((sizeof(float) * VW * G * j->k + 63) / 64) * 64);
+    int64_t prev_ch0 = -1;
+    if (xt && gtb && wt)
+        for (int64_t i = j->tile_begin; i < j->tile_end; i++) {
+            const int64_t n = i / (steps * groups), l0 = (i / groups) % steps * T;
+            const int64_t ch0 = (i % groups) * G;
+            const int64_t gn = chunks - ch0 < G ? chunks - ch0 : G;
+            const int64_t full = (cm - ch0 * VW) / VW < gn ? (cm - ch0 * VW) / VW : gn;
+            const float *gzn = j->g + n * j->out_len * cm;
+            for (int64_t r = 0; r < cap; r++) {  /* gz rows l0 - span + r */
+                const int64_t row = l0 - span + r;
+                if (row < 0 || row >= j->out_len) {
+                    for (int64_t gi = 0; gi < gn; gi++) *(vf *)(gtb + (gi * cap + r) * VW) = (vf){0};
+                    continue;
+                }
+                const float *src = gzn + row * cm + ch0 * VW;
+                for (int64_t gi = 0; gi < full; gi++)
+                    *(vf *)(gtb + (gi * cap + r) * VW) = *(const vf *)(src + gi * VW);
+                for (int64_t gi = full; gi < gn; gi++)
+                    for (int v = 0; v < VW; v++)
+                        gtb[(gi * cap + r) * VW + v] =
+                            (ch0 + gi) * VW + v < cm ? src[gi * VW + v] : 0.0f;
+            }
+            /* the weight gradient: gz rows l0 .. l0 + tg - 1 */
+            const int64_t tg = j->out_len - l0 < T ? j->out_len - l0 : T;
+            if (tg > 0) {
+                tile_t t = {n, l0, tg, ch0, gn, l0 - j->pad_left, tg + span};
+                copy_x(j, &t, xt, capx);
+                for (int64_t gi = 0; gi < gn; gi++)
+                    taps(j, xt + gi * capx * VW, gtb + (gi * cap + span) * VW, tg,
+                         acc + (ch0 + gi) * j->k * VW);
+            }
+            /* the input gradient: rows i0 .. i1 - 1 */
+            const int64_t first = l0 - j->pad_left;
+            const int64_t i0 = first > 0 ? first : 0;
+            const int64_t i1 = first + T < j->length ? first + T : j->length;
+            if (i1 <= i0) continue;
+            if (ch0 != prev_ch0)  /* the flipped kernel of these chunks */
+                for (int64_t gi = 0; gi < gn; gi++) {
+                    const int64_t q0 = (ch0 + gi) * VW;
+                    for (int64_t kk = 0; kk < j->k; kk++) {
+                        float *dst = wt + (gi * j->k + kk) * VW;
+                        if (q0 + VW <= cm) *(vf *)dst = *(const vf *)(j->w + kk * cm + q0);
+                        else for (int v = 0; v < VW; v++)
+                            dst[v] = q0 + v < cm ? j->w[kk * cm + q0 + v] : 0.0f;
+                    }
+                }
+            prev_ch0 = ch0;
+            {   /* ROWS reads xt + gi * cap * VW + l * xs: output row i0 + l is gz row
+                   i0 + l - first of the buffer, plus the taps */
+                const tile_t t = {n, i0, i1 - i0, ch0, gn, 0, 0};
+                const float *xt = gtb + (i0 - first) * VW;
+                float *zn = j->out2 + n * j->length * cm;
+                const int64_t ostep = 1, ooff = 0;
+                int64_t l = 0;
+                ROWS(8)
+                ROWS(4)
+                ROWS(2)
+                ROWS(1)
+            }
+        }
+    free(xt); free(gtb); free(wt);
+    return NULL;
+}
+
+/* x: (n, length, c); gz: (n, out_len, c*m); wf: (k, c*m), the kernel flipped along k;
+   gw: (k, c*m); gxf: (n, length, c*m), all contiguous; stride 1, pad_left >= 0. */
+int sepconv_dw_backward(const float *x, const float *gz, const float *wf, float *gw,
+                        float *gxf, int64_t n, int64_t length, int64_t out_len, int64_t c,
+                        int64_t m, int64_t k, int64_t dilation, int64_t pad_left,
+                        int threads) {
+    job_t base = {x, gz, NULL, n, length, out_len, c, m, k, 1, dilation, pad_left, 0, 0,
+                  0, 1, 0, wf, gxf};
+    job_t jobs[64];
+    threads = split_tiles(&base, jobs, threads, n * bwd_steps(&base) * groups_of(&base));
+    const int64_t cm = c * m, chunks = chunks_of(&base), per = chunks * k * VW;
+    float *acc = aligned_alloc(64, ((sizeof(float) * per * threads + 63) / 64) * 64);
+    if (!acc) return -1;
+    memset(acc, 0, sizeof(float) * per * threads);
+    for (int i = 0; i < threads; i++) jobs[i].out = acc + per * i;
+    dispatch(run_bwd, jobs, threads);
+    for (int64_t ch = 0; ch < chunks; ch++)
+        for (int64_t kk = 0; kk < k; kk++)
+            for (int v = 0; v < VW; v++) {
+                const int64_t q = ch * VW + v;
+                if (q >= cm) continue;
+                float s = 0.0f;
+                for (int i = 0; i < threads; i++) s += acc[per * i + (ch * k + kk) * VW + v];
+                gw[kk * cm + q] = s;
+            }
+    free(acc);
+    return 0;
 }
 
 /* x: (n, length, c) contiguous; w: (k, c*m) contiguous; z: (n, out_rows, c*m), output
@@ -466,6 +591,9 @@ def _open(path: str, gomp: Optional[str]) -> ctypes.CDLL:
     for fn in (lib.sepconv_dw_grad_weight, lib.sepconv_dw_forward):
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9 + [ctypes.c_int]
+    lib.sepconv_dw_backward.restype = ctypes.c_int
+    lib.sepconv_dw_backward.argtypes = ([ctypes.c_void_p] * 5 + [ctypes.c_int64] * 8
+                                        + [ctypes.c_int])
     lib.sepconv_dw_forward_rows.restype = ctypes.c_int
     lib.sepconv_dw_forward_rows.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9
                                             + [ctypes.c_int] + [ctypes.c_int64] * 3)
@@ -527,3 +655,16 @@ def dw_forward_rows(x, w, out, *, n, length, out_len, c, m, k, stride, dilation,
     _lib.sepconv_dw_forward_rows(x.data_ptr(), w.data_ptr(), out.data_ptr(), n, length,
                                  out_len, c, m, k, stride, dilation, pad_left, threads,
                                  out.shape[1], out_step, out_off)
+
+
+def dw_backward(x, gz, wf, gw, gxf, *, n, length, out_len, c, m, k, dilation, pad_left,
+                threads) -> None:
+    """The stride-1 depthwise backward in one pass over ``gz``: fills ``gw`` (``(k, c*m)``,
+    the weight gradient, as :func:`dw_grad_weight`) and ``gxf`` (``(n, length, c*m)``, the
+    input gradient before the sum over the multiplier, as :func:`dw_forward` of ``gz`` by
+    the flipped kernel ``wf``), all contiguous float32; ``pad_left >= 0``."""
+    if pad_left < 0:
+        raise ValueError("dw_backward: pad_left must be >= 0")
+    _lib.sepconv_dw_backward(x.data_ptr(), gz.data_ptr(), wf.data_ptr(), gw.data_ptr(),
+                             gxf.data_ptr(), n, length, out_len, c, m, k, dilation, pad_left,
+                             threads)
