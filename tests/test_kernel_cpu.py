@@ -192,12 +192,12 @@ def test_native_fused_backward(n, length, c, m, k, stride, dilation, pad_left):
         gz.double().transpose(1, 2), w.double().t().unsqueeze(1), dilation=dilation,
         groups=c * m).transpose(1, 2)  # (n, out_len + span, c*m): padded input steps
     gx_expected = gx_padded[:, pad_left:pad_left + length]
-    for threads in (1, 2, 3):
+    for count in (1, 2, 3):
         gw = torch.empty(k, c * m)
         gx = torch.full((n, length, c * m), float("nan"))
         _cpu_native.dw_backward(x, gz, w.flip(0).contiguous(), gw, gx, n=n, length=length,
                                 out_len=out_len, c=c, m=m, k=k, dilation=dilation,
-                                pad_left=pad_left, threads=threads)
+                                pad_left=pad_left, threads=count)
         torch.testing.assert_close(gw.double(), gw_expected, rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(gx.double(), gx_expected, rtol=1e-5, atol=1e-4)
 
