@@ -18,6 +18,7 @@ import torch
 
 from . import padding as _padding
 from .kernels import depthwise_cpu as _depthwise_cpu
+from .kernels import memory as _memory
 from .kernels import pointwise as _pointwise
 from .kernels import reference as _reference
 from .kernels import threads as _threads
@@ -213,7 +214,10 @@ def _on_cpu_policy(name: str, work: int, call: Callable, shape: tuple) -> torch.
     Measured on the project's 2-core AVX-512 EPYC with one core busy (another process):
     the family bench's layers ran 1.5-23x faster on one thread than on two (MobileNet
     depthwise fwd+bwd 8.7 vs 48 ms, Conv3D stride 2 35 vs 138 ms); idle, two threads win
-    and the policy keeps them."""
+    and the policy keeps them.  Its first call keeps glibc's malloc from handing the
+    steps' buffers back to the system (``kernels/memory.py``)."""
+    if not _memory._done:
+        _memory.keep_freed_memory()
     y = _threads.run(name, work, call, shape)
     if y.requires_grad and not torch.compiler.is_compiling() \
             and not torch._C._functorch.is_functorch_wrapped_tensor(y):

@@ -49,6 +49,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from . import _cpu_native
+from . import memory as _memory
 from . import threads as _policy
 from . import pointwise as _pointwise
 from . import reference as _reference
@@ -174,6 +175,8 @@ def _depthwise_4d(depthwise: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _forward(x, depthwise, pointwise, bias, geometry):
     """Returns ``(y, z2)``: the output and the ``(N*L_out, C*M)`` intermediate."""
+    if not _memory._done:
+        _memory.keep_freed_memory()
     k, _, m = depthwise.shape
     return _threads.run("forward", x.numel() * m * (k + pointwise.shape[1]),
                         lambda: _forward_pass(x, depthwise, pointwise, bias, geometry),
