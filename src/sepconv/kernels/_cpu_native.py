@@ -150,6 +150,53 @@ static void copy_x(const job_t *j, const tile_t *t, float *xt, int64_t cap) {
     }
 }
 
+/* buf[gi][r] (gi < gn, r < rows, rows cap apart) = src[row0 + r, (ch0 + gi) * VW + v] of
+   a (rows_total, cm) array, zero outside its rows and past its cm channels. */
+static void copy_rows(const float *src, int64_t rows_total, int64_t cm, int64_t row0,
+                      int64_t rows, int64_t ch0, int64_t gn, float *buf, int64_t cap) {
+    const int64_t full = (cm - ch0 * VW) / VW < gn ? (cm - ch0 * VW) / VW : gn;
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t row = row0 + r;
+        if (row < 0 || row >= rows_total) {
+            for (int64_t gi = 0; gi < gn; gi++) *(vf *)(buf + (gi * cap + r) * VW) = (vf){0};
+            continue;
+        }
+        const float *s = src + row * cm + ch0 * VW;
+        for (int64_t gi = 0; gi < full; gi++)
+            *(vf *)(buf + (gi * cap + r) * VW) = *(const vf *)(s + gi * VW);
+        for (int64_t gi = full; gi < gn; gi++)
+            for (int v = 0; v < VW; v++)
+                buf[(gi * cap + r) * VW + v] = (ch0 + gi) * VW + v < cm ? s[gi * VW + v] : 0.0f;
+    }
+}
+
+/* wt[gi][kk] (gi < gn) = the k taps of w (k, cm) for chunk ch0 + gi, zero past cm. */
+static void load_weights(const float *w, int64_t k, int64_t cm, int64_t ch0, int64_t gn,
+                         float *wt) {
+    for (int64_t gi = 0; gi < gn; gi++) {
+        const int64_t q0 = (ch0 + gi) * VW;
+        for (int64_t kk = 0; kk < k; kk++) {
+            float *dst = wt + (gi * k + kk) * VW;
+            if (q0 + VW <= cm) *(vf *)dst = *(const vf *)(w + kk * cm + q0);
+            else for (int v = 0; v < VW; v++) dst[v] = q0 + v < cm ? w[kk * cm + q0 + v] : 0.0f;
+        }
+    }
+}
+
+/* out[kk, q] = the threads' partial sums acc[i][chunk][kk][VW], added in thread order. */
+static void reduce_partials(const float *acc, int threads, int64_t per, int64_t chunks,
+                            int64_t k, int64_t cm, float *out) {
+    for (int64_t ch = 0; ch < chunks; ch++)
+        for (int64_t kk = 0; kk < k; kk++)
+            for (int v = 0; v < VW; v++) {
+                const int64_t q = ch * VW + v;
+                if (q >= cm) continue;
+                float s = 0.0f;
+                for (int i = 0; i < threads; i++) s += acc[per * i + (ch * k + kk) * VW + v];
+                out[kk * cm + q] = s;
+            }
+}
+
 /* acc[kk] += sum_l xt[l*xs + kk*xd] * gt[l] for NB taps held in registers.  Fewer than 8
    taps would leave the FMA latency exposed, so those blocks keep two partial sums (even
    and odd steps). */
@@ -217,17 +264,8 @@ static void *run(void *arg) {
         for (int64_t i = j->tile_begin; i < j->tile_end; i++) {
             const tile_t t = tile_at(j, i);
             copy_x(j, &t, xt, cap);
-            const float *gn = j->g + t.n * j->out_len * cm;
-            const int64_t full = (cm - t.ch0 * VW) / VW < t.gn ? (cm - t.ch0 * VW) / VW : t.gn;
-            for (int64_t l = 0; l < t.tl; l++) {
-                const float *src = gn + (t.l0 + l) * cm + t.ch0 * VW;
-                for (int64_t gi = 0; gi < full; gi++)
-                    *(vf *)(gt + (gi * T + l) * VW) = *(const vf *)(src + gi * VW);
-                for (int64_t gi = full; gi < t.gn; gi++)
-                    for (int v = 0; v < VW; v++)
-                        gt[(gi * T + l) * VW + v] =
-                            (t.ch0 + gi) * VW + v < cm ? src[gi * VW + v] : 0.0f;
-            }
+            copy_rows(j->g + t.n * j->out_len * cm, j->out_len, cm, t.l0, t.tl, t.ch0, t.gn,
+                      gt, T);
             for (int64_t gi = 0; gi < t.gn; gi++)
                 taps(j, xt + gi * cap * VW, gt + gi * T * VW, t.tl,
                      acc + (t.ch0 + gi) * j->k * VW);
@@ -288,16 +326,7 @@ int sepconv_dw_grad_weight(const float *x, const float *g, float *out, int64_t n
     memset(acc, 0, sizeof(float) * per * threads);
     for (int i = 0; i < threads; i++) jobs[i].out = acc + per * i;
     dispatch(run, jobs, threads);
-    /* the threads' partial sums, in thread order */
-    for (int64_t ch = 0; ch < chunks; ch++)
-        for (int64_t kk = 0; kk < k; kk++)
-            for (int v = 0; v < VW; v++) {
-                const int64_t q = ch * VW + v;
-                if (q >= cm) continue;
-                float s = 0.0f;
-                for (int i = 0; i < threads; i++) s += acc[per * i + (ch * k + kk) * VW + v];
-                out[kk * cm + q] = s;
-            }
+    reduce_partials(acc, threads, per, chunks, k, cm, out);
     free(acc);
     return 0;
 }
@@ -349,15 +378,7 @@ static void *run_fwd(void *arg) {
             const tile_t t = tile_at(j, i);
             copy_x(j, &t, xt, cap);
             if (i == j->tile_begin || t.ch0 != prev_ch0)  /* the weights of these chunks */
-                for (int64_t gi = 0; gi < t.gn; gi++) {
-                    const int64_t q0 = (t.ch0 + gi) * VW;
-                    for (int64_t kk = 0; kk < j->k; kk++) {
-                        float *dst = wt + (gi * j->k + kk) * VW;
-                        if (q0 + VW <= cm) *(vf *)dst = *(const vf *)(j->g + kk * cm + q0);
-                        else for (int v = 0; v < VW; v++)
-                            dst[v] = q0 + v < cm ? j->g[kk * cm + q0 + v] : 0.0f;
-                    }
-                }
+                load_weights(j->g, j->k, cm, t.ch0, t.gn, wt);
             prev_ch0 = t.ch0;
             float *zn = j->out + t.n * j->out_rows * cm;
             const int64_t ostep = j->out_step, ooff = j->out_off;
@@ -403,22 +424,8 @@ static void *run_bwd(void *arg) {
             const int64_t n = i / (steps * groups), l0 = (i / groups) % steps * T;
             const int64_t ch0 = (i % groups) * G;
             const int64_t gn = chunks - ch0 < G ? chunks - ch0 : G;
-            const int64_t full = (cm - ch0 * VW) / VW < gn ? (cm - ch0 * VW) / VW : gn;
-            const float *gzn = j->g + n * j->out_len * cm;
-            for (int64_t r = 0; r < cap; r++) {  /* gz rows l0 - span + r */
-                const int64_t row = l0 - span + r;
-                if (row < 0 || row >= j->out_len) {
-                    for (int64_t gi = 0; gi < gn; gi++) *(vf *)(gtb + (gi * cap + r) * VW) = (vf){0};
-                    continue;
-                }
-                const float *src = gzn + row * cm + ch0 * VW;
-                for (int64_t gi = 0; gi < full; gi++)
-                    *(vf *)(gtb + (gi * cap + r) * VW) = *(const vf *)(src + gi * VW);
-                for (int64_t gi = full; gi < gn; gi++)
-                    for (int v = 0; v < VW; v++)
-                        gtb[(gi * cap + r) * VW + v] =
-                            (ch0 + gi) * VW + v < cm ? src[gi * VW + v] : 0.0f;
-            }
+            copy_rows(j->g + n * j->out_len * cm, j->out_len, cm, l0 - span, cap, ch0, gn,
+                      gtb, cap);  /* gz rows l0 - span .. l0 + T - 1 */
             /* the weight gradient: gz rows l0 .. l0 + tg - 1 */
             const int64_t tg = j->out_len - l0 < T ? j->out_len - l0 : T;
             if (tg > 0) {
@@ -434,15 +441,7 @@ static void *run_bwd(void *arg) {
             const int64_t i1 = first + T < j->length ? first + T : j->length;
             if (i1 <= i0) continue;
             if (ch0 != prev_ch0)  /* the flipped kernel of these chunks */
-                for (int64_t gi = 0; gi < gn; gi++) {
-                    const int64_t q0 = (ch0 + gi) * VW;
-                    for (int64_t kk = 0; kk < j->k; kk++) {
-                        float *dst = wt + (gi * j->k + kk) * VW;
-                        if (q0 + VW <= cm) *(vf *)dst = *(const vf *)(j->w + kk * cm + q0);
-                        else for (int v = 0; v < VW; v++)
-                            dst[v] = q0 + v < cm ? j->w[kk * cm + q0 + v] : 0.0f;
-                    }
-                }
+                load_weights(j->w, j->k, cm, ch0, gn, wt);
             prev_ch0 = ch0;
             {   /* ROWS reads xt + gi * cap * VW + l * xs: output row i0 + l is gz row
                    i0 + l - first of the buffer, plus the taps */
@@ -477,15 +476,7 @@ int sepconv_dw_backward(const float *x, const float *gz, const float *wf, float 
     memset(acc, 0, sizeof(float) * per * threads);
     for (int i = 0; i < threads; i++) jobs[i].out = acc + per * i;
     dispatch(run_bwd, jobs, threads);
-    for (int64_t ch = 0; ch < chunks; ch++)
-        for (int64_t kk = 0; kk < k; kk++)
-            for (int v = 0; v < VW; v++) {
-                const int64_t q = ch * VW + v;
-                if (q >= cm) continue;
-                float s = 0.0f;
-                for (int i = 0; i < threads; i++) s += acc[per * i + (ch * k + kk) * VW + v];
-                gw[kk * cm + q] = s;
-            }
+    reduce_partials(acc, threads, per, chunks, k, cm, gw);
     free(acc);
     return 0;
 }
