@@ -63,3 +63,20 @@ def test_roofline_takes_the_faster_gemm():
     if "onednn" in roof.gemms:
         torch.testing.assert_close(roof.gemms["onednn"](), roof.a @ roof.b,
                                    rtol=1e-4, atol=1e-3)
+
+
+def test_round_median_is_the_median_of_round_means():
+    """Two calls a round, a cold first and a warm second: the figure is the median of the
+    rounds' means (numpy's), so one stray call moves it by a fraction of a round, not across
+    the gap between cold and warm calls as the median of all calls does."""
+
+    cold_warm = [1.0, 0.5] * 8
+    stray = list(cold_warm)
+    stray[3] = 1.9  # one warm call of one round runs slow
+    for samples in (cold_warm, stray):
+        means = np.asarray(samples).reshape(-1, 2).mean(axis=1)
+        assert bench._round_median(samples, 2) == pytest.approx(float(np.median(means)))
+    assert bench._round_median(cold_warm, 2) == pytest.approx(0.75)
+    assert bench._round_median(stray, 2) == pytest.approx(0.75)
+    assert float(np.median(stray)) == pytest.approx(1.0)  # the median of calls jumps
+    assert bench._round_median([3.0, 1.0, 2.0], 1) == 2.0

@@ -17,7 +17,9 @@ For every shape of :mod:`sepconv.bench.shapes`, in one run, side by side:
 Modes: ``fwd`` (inference, no autograd) and ``fb`` (forward + backward: gradients of the
 input and all weights), float32.  Each shape runs ``--rounds`` rounds; in each round every
 implementation runs ``--reps`` timed calls, implementations alternating (the order rotates
-per round) so machine noise spreads evenly; the figure is the median over all calls after
+per round) so machine noise spreads evenly; the figure is the median over rounds of each
+round's mean call time (the first call of a round follows the other implementations, the
+next ones its own: see ``_round_median``), after
 two warm-up calls.  Threads: ``torch.set_num_threads(--threads)`` and TensorFlow's
 intra- and inter-op pools set to the same number.
 
@@ -390,6 +392,20 @@ def _measure_memory(peers: List[str], names: List[str], threads: int,
 
 # ----------------------------------------------------------------------------- report
 
+def _round_median(samples: List[float], reps: int) -> float:
+    """The median over rounds of each round's mean call time (``reps`` calls a round).
+
+    The calls of a round are not alike: the first follows the other implementations' runs
+    (caches holding their data, this process's OpenMP threads asleep while TensorFlow's
+    process ran: up to ~0.7 ms more on the project's VM), the next ones follow its own.
+    With two calls a round the times fall in two clusters and the median of all calls
+    lands in the gap between them, where one stray sample moves it across the whole gap
+    (matchboxnet_kws: 0.83 <-> 1.01 ms between runs of the same code, issue 15); the
+    rounds' means weigh both kinds of call alike in every run."""
+    means = [statistics.fmean(samples[i:i + reps]) for i in range(0, len(samples), reps)]
+    return statistics.median(means)
+
+
 def _geomean(values: List[float]) -> Optional[float]:
     values = [v for v in values if v and v > 0 and math.isfinite(v)]
     if not values:
@@ -617,7 +633,8 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
                         arg = mode if isinstance(p, TfKerasPeer) else fns[p.name][mode]
                         times[p.name][mode] += p.time(arg, reps)
             del fns
-            ms = {m: {n: 1e3 * statistics.median(times[n][m]) for n in names} for m in MODES}
+            ms = {m: {n: 1e3 * _round_median(times[n][m], reps) for n in names}
+                  for m in MODES}
             for m in MODES:
                 ms[m]["roofline"] = 1e3 * roof.seconds(s, m)
             ratios = {m: {c: ms[m]["sepconv"] / v for c, v in ms[m].items() if c != "sepconv"}
