@@ -80,3 +80,19 @@ def test_round_median_is_the_median_of_round_means():
     assert bench._round_median(stray, 2) == pytest.approx(0.75)
     assert float(np.median(stray)) == pytest.approx(1.0)  # the median of calls jumps
     assert bench._round_median([3.0, 1.0, 2.0], 1) == 2.0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
+def test_orders_put_each_implementation_after_each_other_equally_often(n):
+    """Over a full cycle of rounds every order is a permutation and every ordered pair
+    (one right after the other, within a round) occurs equally often."""
+    rows = 2 * n if n % 2 else n
+    pairs = {}
+    for r in range(rows):
+        order = bench._order(n, r)
+        assert sorted(order) == list(range(n))
+        for a, b in zip(order, order[1:]):
+            pairs[(a, b)] = pairs.get((a, b), 0) + 1
+    assert bench._order(n, rows) == bench._order(n, 0)
+    if n > 1:
+        assert len(pairs) == n * (n - 1) and len(set(pairs.values())) == 1

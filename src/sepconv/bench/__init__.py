@@ -16,8 +16,9 @@ For every shape of :mod:`sepconv.bench.shapes`, in one run, side by side:
 
 Modes: ``fwd`` (inference, no autograd) and ``fb`` (forward + backward: gradients of the
 input and all weights), float32.  Each shape runs ``--rounds`` rounds; in each round every
-implementation runs ``--reps`` timed calls, implementations alternating (the order rotates
-per round) so machine noise spreads evenly; the figure is the median over rounds of each
+implementation runs ``--reps`` timed calls, implementations alternating (in the orders of
+a Williams design, ``_order``: each runs right after each other one equally often) so
+machine noise and each one's effect on the next spread evenly; the figure is the median over rounds of each
 round's mean call time (the first call of a round follows the other implementations, the
 next ones its own: see ``_round_median``), after
 two warm-up calls.  Threads: ``torch.set_num_threads(--threads)`` and TensorFlow's
@@ -392,6 +393,30 @@ def _measure_memory(peers: List[str], names: List[str], threads: int,
 
 # ----------------------------------------------------------------------------- report
 
+def _order(n: int, r: int) -> List[int]:
+    """The implementations' order in round ``r``: the rows of a Williams design, in turn,
+    so that over ``n`` rounds (``2n`` for an odd ``n``) each implementation runs right
+    after each other one equally often.
+
+    Which implementation runs just before matters: the first call after tf-keras' process
+    (whose threads ran while this process's OpenMP threads fell asleep) ran 0.5-0.7 ms
+    slower than after a peer in this process (issue 15).  The rotations of one list that
+    the bench used before keep every implementation behind the same predecessor (sepconv
+    always followed tf-keras; the torch composition never did)."""
+    first = [0]
+    lo, hi = 1, n - 1
+    while len(first) < n:  # 0, 1, n-1, 2, n-2, ...
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    rows = [[(i + k) % n for i in first] for k in range(n)]
+    if n % 2:
+        rows += [row[::-1] for row in rows]
+    return rows[r % len(rows)]
+
+
 def _round_median(samples: List[float], reps: int) -> float:
     """The median over rounds of each round's mean call time (``reps`` calls a round).
 
@@ -626,7 +651,7 @@ def main(command: str = "bench", argv: Optional[List[str]] = None) -> int:
                         p.time(fns[p.name][mode], 2)
             times = {p.name: {m: [] for m in MODES} for p in peers}
             for r in range(rounds):
-                order = peers[r % len(peers):] + peers[:r % len(peers)]
+                order = [peers[i] for i in _order(len(peers), r)]
                 roof.sample(1)
                 for mode in MODES:
                     for p in order:
