@@ -167,37 +167,41 @@ def test_native_depthwise_forward(n, length, c, m, k, stride, dilation, pad_left
 
 
 @pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
-@pytest.mark.parametrize("n,length,c,m,k,stride,dilation,pad_left",
-                         [case for case in _NATIVE_CASES if case[5] == 1] + [
-                             # steps past the gradient's rows on either side (valid, causal,
-                             # a pad wider than a tile), a Mamba-wide layer
-                             (2, 300, 20, 1, 9, 1, 1, 0), (1, 700, 24, 2, 4, 1, 1, 3),
-                             (2, 260, 40, 1, 31, 1, 6, 180), (1, 64, 1536, 1, 4, 1, 1, 3)])
+@pytest.mark.parametrize("n,length,c,m,k,stride,dilation,pad_left", _NATIVE_CASES + [
+    # steps past the gradient's rows on either side (valid, causal, a pad wider than a
+    # tile), a Mamba-wide layer; strided: phases without taps (k < stride), strided and
+    # dilated (phases of taps gcd(stride, dilation) apart), a stride above the kernel
+    (2, 300, 20, 1, 9, 1, 1, 0), (1, 700, 24, 2, 4, 1, 1, 3), (2, 260, 40, 1, 31, 1, 6, 180),
+    (1, 64, 1536, 1, 4, 1, 1, 3), (2, 100, 18, 1, 7, 2, 3, 9), (2, 101, 17, 2, 5, 4, 2, 8),
+    (1, 300, 20, 1, 9, 3, 3, 0), (2, 64, 16, 1, 2, 6, 1, 1)])
 def test_native_fused_backward(n, length, c, m, k, stride, dilation, pad_left):
-    """Both depthwise gradients in one pass, against float64 sums: the weight gradient
-    (sums over shifted slices) and the input gradient before the multiplier's sum (the
-    transposed convolution, torch's, in float64), on 1-3 threads."""
+    """Both depthwise gradients in one pass, against float64: the weight gradient (sums
+    over shifted strided slices) and the input gradient before the multiplier's sum
+    (torch's transposed convolution), on 1-3 threads; every output row is written."""
     span = (k - 1) * dilation
     pad_right = max(span - pad_left, 0)
-    out_len = length + pad_left + pad_right - span
+    total = length + pad_left + pad_right
+    out_len = (total - span - 1) // stride + 1
     x = torch.randn(n, length, c)
     gz = torch.randn(n, out_len, c * m)
     w = torch.randn(k, c * m)
     xp = torch.nn.functional.pad(x.double(), (0, 0, pad_left, pad_right))
     xp = xp.repeat_interleave(m, dim=2)
     gw_expected = torch.stack([
-        (xp[:, i * dilation: i * dilation + out_len] * gz.double()).sum((0, 1))
-        for i in range(k)])
-    gx_padded = torch.nn.functional.conv_transpose1d(
-        gz.double().transpose(1, 2), w.double().t().unsqueeze(1), dilation=dilation,
-        groups=c * m).transpose(1, 2)  # (n, out_len + span, c*m): padded input steps
+        (xp[:, i * dilation: i * dilation + (out_len - 1) * stride + 1: stride]
+         * gz.double()).sum((0, 1)) for i in range(k)])
+    gx_padded = torch.zeros(n, total, c * m, dtype=torch.float64)
+    spread = torch.nn.functional.conv_transpose1d(
+        gz.double().transpose(1, 2), w.double().t().unsqueeze(1), stride=stride,
+        dilation=dilation, groups=c * m).transpose(1, 2)  # the padded input's first steps
+    gx_padded[:, :spread.shape[1]] = spread
     gx_expected = gx_padded[:, pad_left:pad_left + length]
     for count in (1, 2, 3):
         gw = torch.empty(k, c * m)
         gx = torch.full((n, length, c * m), float("nan"))
         _cpu_native.dw_backward(x, gz, w.flip(0).contiguous(), gw, gx, n=n, length=length,
-                                out_len=out_len, c=c, m=m, k=k, dilation=dilation,
-                                pad_left=pad_left, threads=count)
+                                out_len=out_len, c=c, m=m, k=k, stride=stride,
+                                dilation=dilation, pad_left=pad_left, threads=count)
         torch.testing.assert_close(gw.double(), gw_expected, rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(gx.double(), gx_expected, rtol=1e-5, atol=1e-4)
 
@@ -237,14 +241,15 @@ def test_native_depthwise_forward_rows(out_step, out_off, pad_left):
 
 @pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
 @pytest.mark.parametrize("threads", [1, 2])
-def test_strided_input_gradient_polyphase(threads, monkeypatch):
+def test_strided_gradients_in_one_pass(threads, monkeypatch):
     """Strides 2-4 with dilations 1-3 (the kernel takes both; Keras' layers do not),
     multipliers 1-2, odd and even lengths, every padding, both layouts: every gradient
-    against the reference, and the polyphase route taken each time."""
+    against the reference, and the fused backward (both depthwise gradients, the input's
+    by phases, in one C pass) taken each time."""
     calls = []
-    polyphase = cpu._native_input_grad_strided
-    monkeypatch.setattr(cpu, "_native_input_grad_strided",
-                        lambda *a, **kw: calls.append(1) or polyphase(*a, **kw))
+    fused = _cpu_native.dw_backward
+    monkeypatch.setattr(_cpu_native, "dw_backward",
+                        lambda *a, **kw: calls.append(1) or fused(*a, **kw))
     torch.set_num_threads(threads)
     ran = 0
     try:
@@ -263,6 +268,30 @@ def test_strided_input_gradient_polyphase(threads, monkeypatch):
     finally:
         torch.set_num_threads(1)
     assert ran > 300 and len(calls) == ran
+
+
+@pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")
+def test_strided_input_gradient_alone_runs_by_phase(monkeypatch):
+    """A frozen depthwise kernel: the input gradient alone, one stride-1 pass per phase of
+    the stride (no zero-spread copy), against the reference."""
+    calls = []
+    polyphase = cpu._native_input_grad_strided
+    monkeypatch.setattr(cpu, "_native_input_grad_strided",
+                        lambda *a, **kw: calls.append(1) or polyphase(*a, **kw))
+    ran = 0
+    for stride, dilation, m, pad, k in itertools.product(
+            [2, 3], [1, 2], [1, 2], padding.PADDINGS, [1, 4, 5]):
+        tensors, kwargs = _case(2, 23, 5, m, 3, k, stride, dilation, pad, True, True, seed=ran)
+        grads = []
+        for kernel, dtype in ((reference.separable_conv1d, torch.float64),
+                              (cpu.separable_conv1d, torch.float32)):
+            x, dw, pw, b = [t.detach().to(dtype).clone() for t in tensors]
+            x.requires_grad_()
+            kernel(x, dw, pw, b, **kwargs).square().sum().backward()
+            grads.append(x.grad.double())
+        torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4)
+        ran += 1
+    assert len(calls) == ran
 
 
 @pytest.mark.skipif(_cpu_native.load() is None, reason="no C compiler: native routine absent")

@@ -170,15 +170,17 @@ static void copy_rows(const float *src, int64_t rows_total, int64_t cm, int64_t 
     }
 }
 
-/* wt[gi][kk] (gi < gn) = the k taps of w (k, cm) for chunk ch0 + gi, zero past cm. */
-static void load_weights(const float *w, int64_t k, int64_t cm, int64_t ch0, int64_t gn,
-                         float *wt) {
+/* wt[gi][u] (gi < gn, u < k) = tap rows[u] of w (., cm) (tap u where rows is NULL) for
+   chunk ch0 + gi, zero past cm. */
+static void load_weights(const float *w, const int64_t *rows, int64_t k, int64_t cm,
+                         int64_t ch0, int64_t gn, float *wt) {
     for (int64_t gi = 0; gi < gn; gi++) {
         const int64_t q0 = (ch0 + gi) * VW;
         for (int64_t kk = 0; kk < k; kk++) {
+            const float *src = w + (rows ? rows[kk] : kk) * cm + q0;
             float *dst = wt + (gi * k + kk) * VW;
-            if (q0 + VW <= cm) *(vf *)dst = *(const vf *)(w + kk * cm + q0);
-            else for (int v = 0; v < VW; v++) dst[v] = q0 + v < cm ? w[kk * cm + q0 + v] : 0.0f;
+            if (q0 + VW <= cm) *(vf *)dst = *(const vf *)src;
+            else for (int v = 0; v < VW; v++) dst[v] = q0 + v < cm ? src[v] : 0.0f;
         }
     }
 }
@@ -378,7 +380,7 @@ static void *run_fwd(void *arg) {
             const tile_t t = tile_at(j, i);
             copy_x(j, &t, xt, cap);
             if (i == j->tile_begin || t.ch0 != prev_ch0)  /* the weights of these chunks */
-                load_weights(j->g, j->k, cm, t.ch0, t.gn, wt);
+                load_weights(j->g, NULL, j->k, cm, t.ch0, t.gn, wt);
             prev_ch0 = t.ch0;
             float *zn = j->out + t.n * j->out_rows * cm;
             const int64_t ostep = j->out_step, ooff = j->out_off;
@@ -392,81 +394,125 @@ static void *run_fwd(void *arg) {
     return NULL;
 }
 
-/* ---- backward, stride 1: the weight gradient and the input gradient in one pass ---------
-   gw[kk, q]    = sum_{n, l} x[n, l + kk*d - pad_left, q / m] * gz[n, l, q]
-   gxf[n, i, q] = sum_jj gz[n, i + pad_left - span + jj*d, q] * wf[jj, q]
-   (wf the kernel flipped, span = (k - 1) * d, gz zero outside its out_len rows).  Tile
-   (batch item, step tile s, channel group): the rows l0 - span .. l0 + T - 1 of gz
-   (l0 = s * T) are copied once; the weight gradient reads the last T of them (gz rows
-   l0 .. l0 + T - 1, with the input rows from l0 - pad_left), the input gradient all of
-   them for its rows l0 - pad_left .. l0 - pad_left + T - 1.  The step tiles cover both
-   gz's rows and the input's (issue 15: two passes over gz were one too many). */
+/* ---- backward: the weight gradient and the input gradient in one pass over gz ----------
+   gw[kk, q]    = sum_{n, l} x[n, l*s + kk*d - pad_left, q / m] * gz[n, l, q]
+   gxf[n, i, q] = sum over (l, kk) with l*s + kk*d - pad_left = i of gz[n, l, q] * w[kk, q]
+   Tile (batch item, step tile, channel group): gz rows l0 - H .. l0 + T - 1 (l0 = step
+   tile * T, H = ceil(span / s), span = (k - 1) * d; zero outside gz) are copied once.  The
+   weight gradient reads the last T of them with the input rows from l0*s - pad_left; the
+   input gradient's rows l0*s - pad_left .. (l0 + T)*s - pad_left - 1 read all of them, by
+   phase: rows r, r + s, ... of the tile (r < s) are a stride-1 convolution of the buffer
+   with the flipped kernel's taps jj = j0, j0 + s/g, ... (those with r - span + jj*d a
+   multiple of s; g = gcd(s, d)) at dilation d/g.  The step tiles cover gz's rows and the
+   input's (issue 15: two passes over gz, and one per phase when strided, were too many). */
+static int64_t gcd64(int64_t a, int64_t b) { while (b) { const int64_t t = a % b; a = b; b = t; } return a; }
+
+static int64_t bwd_halo(const job_t *j) {
+    return ((j->k - 1) * j->dilation + j->stride - 1) / j->stride;
+}
+
 static int64_t bwd_steps(const job_t *j) {
-    const int64_t rows = j->out_len > j->length + j->pad_left ? j->out_len
-                                                               : j->length + j->pad_left;
+    const int64_t in_steps = (j->length + j->pad_left + j->stride - 1) / j->stride;
+    const int64_t rows = j->out_len > in_steps ? j->out_len : in_steps;
     return (rows + T - 1) / T;
 }
 
 static void *run_bwd(void *arg) {
     const job_t *j = (const job_t *)arg;
-    const int64_t cm = j->c * j->m, span = (j->k - 1) * j->dilation;
-    const int64_t capx = rows_cap(j), cap = T + span;  /* cap: gz rows per chunk */
+    const int64_t cm = j->c * j->m, span = (j->k - 1) * j->dilation, s = j->stride;
+    const int64_t halo = bwd_halo(j), g = gcd64(s, j->dilation), q = s / g;
+    const int64_t capx = rows_cap(j), cap = T + halo;  /* cap: gz rows per chunk */
     const int64_t steps = bwd_steps(j), groups = groups_of(j), chunks = chunks_of(j);
-    const int64_t xs = VW, xd = j->dilation * VW;
-    const int unit = j->dilation == 1;
+    const int64_t xs = VW, xd = j->dilation / g * VW;
+    const int unit = j->dilation / g == 1;
     float *acc = j->out;
     float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * capx + 63) / 64) * 64);
     float *gtb = aligned_alloc(64, ((sizeof(float) * VW * G * cap + 63) / 64) * 64);
     float *wt = aligned_alloc(64, ((sizeof(float) * VW * G * j->k + 63) / 64) * 64);
+    /* phase r: taps[first[r] ..] (nk[r] of them), reading buffer rows from off[r] on */
+    int64_t *taps_of_phase = malloc(sizeof(int64_t) * (j->k + 3 * s + 1));
     int64_t prev_ch0 = -1;
-    if (xt && gtb && wt)
+    if (xt && gtb && wt && taps_of_phase) {
+        int64_t *first = taps_of_phase + j->k, *nk = first + s + 1, *off = nk + s;
+        first[0] = 0;
+        for (int64_t r = 0; r < s; r++) {
+            int64_t j0 = -1;
+            for (int64_t jj = 0; jj < q && jj < j->k; jj++)
+                if ((r - span + jj * j->dilation) % s == 0) { j0 = jj; break; }
+            nk[r] = 0;
+            if (j0 >= 0)
+                for (int64_t jj = j0; jj < j->k; jj += q) taps_of_phase[first[r] + nk[r]++] = jj;
+            off[r] = j0 >= 0 ? halo + (r - span + j0 * j->dilation) / s : 0;
+            first[r + 1] = first[r] + nk[r];
+        }
         for (int64_t i = j->tile_begin; i < j->tile_end; i++) {
             const int64_t n = i / (steps * groups), l0 = (i / groups) % steps * T;
             const int64_t ch0 = (i % groups) * G;
             const int64_t gn = chunks - ch0 < G ? chunks - ch0 : G;
-            copy_rows(j->g + n * j->out_len * cm, j->out_len, cm, l0 - span, cap, ch0, gn,
-                      gtb, cap);  /* gz rows l0 - span .. l0 + T - 1 */
+            copy_rows(j->g + n * j->out_len * cm, j->out_len, cm, l0 - halo, cap, ch0, gn,
+                      gtb, cap);  /* gz rows l0 - halo .. l0 + T - 1 */
             /* the weight gradient: gz rows l0 .. l0 + tg - 1 */
             const int64_t tg = j->out_len - l0 < T ? j->out_len - l0 : T;
             if (tg > 0) {
-                tile_t t = {n, l0, tg, ch0, gn, l0 - j->pad_left, tg + span};
+                tile_t t = {n, l0, tg, ch0, gn, l0 * s - j->pad_left, (tg - 1) * s + span + 1};
                 copy_x(j, &t, xt, capx);
                 for (int64_t gi = 0; gi < gn; gi++)
-                    taps(j, xt + gi * capx * VW, gtb + (gi * cap + span) * VW, tg,
+                    taps(j, xt + gi * capx * VW, gtb + (gi * cap + halo) * VW, tg,
                          acc + (ch0 + gi) * j->k * VW);
             }
-            /* the input gradient: rows i0 .. i1 - 1 */
-            const int64_t first = l0 - j->pad_left;
-            const int64_t i0 = first > 0 ? first : 0;
-            const int64_t i1 = first + T < j->length ? first + T : j->length;
-            if (i1 <= i0) continue;
-            if (ch0 != prev_ch0)  /* the flipped kernel of these chunks */
-                load_weights(j->w, j->k, cm, ch0, gn, wt);
+            if (ch0 != prev_ch0)  /* the flipped kernel of these chunks, phase by phase */
+                for (int64_t r = 0; r < s; r++)
+                    load_weights(j->w, taps_of_phase + first[r], nk[r], cm, ch0, gn,
+                                 wt + G * first[r] * VW);
             prev_ch0 = ch0;
-            {   /* ROWS reads xt + gi * cap * VW + l * xs: output row i0 + l is gz row
-                   i0 + l - first of the buffer, plus the taps */
-                const tile_t t = {n, i0, i1 - i0, ch0, gn, 0, 0};
-                const float *xt = gtb + (i0 - first) * VW;
-                float *zn = j->out2 + n * j->length * cm;
-                const int64_t ostep = 1, ooff = 0;
+            float *zn = j->out2 + n * j->length * cm;
+            for (int64_t r = 0; r < s; r++) {
+                /* the tile's rows of phase r: base + t*s, t in [t_lo, t_hi) */
+                const int64_t base = l0 * s - j->pad_left + r;
+                const int64_t t_lo = base >= 0 ? 0 : (-base + s - 1) / s;
+                const int64_t left = j->length - base;
+                const int64_t t_hi = left <= 0 ? 0 : ((left + s - 1) / s < T ? (left + s - 1) / s : T);
+                if (t_hi <= t_lo) continue;
+                if (nk[r] == 0) {  /* no tap ever reaches these rows */
+                    for (int64_t tt = t_lo; tt < t_hi; tt++)
+                        for (int64_t gi = 0; gi < gn; gi++) {
+                            const int64_t cm0 = (ch0 + gi) * VW;
+                            float *dst = zn + (base + tt * s) * cm + cm0;
+                            for (int v = 0; v < VW && cm0 + v < cm; v++) dst[v] = 0.0f;
+                        }
+                    continue;
+                }
+                /* ROWS reads xt + gi * cap * VW + l * xs and the taps j->k of wt (its own
+                   weights: gi * j->k apart), writes rows (t.l0 + l) * ostep + ooff */
+                job_t phase = *j;
+                phase.k = nk[r];
+                const job_t *j = &phase;
+                const tile_t t = {n, t_lo, t_hi - t_lo, ch0, gn, 0, 0};
+                const float *xt = gtb + (off[r] + t_lo) * VW;
+                const float *wt_ = wt + G * first[r] * VW;
+                const int64_t ostep = s, ooff = base;
                 int64_t l = 0;
-                ROWS(8)
-                ROWS(4)
-                ROWS(2)
-                ROWS(1)
+                {
+                    const float *wt = wt_;
+                    ROWS(8)
+                    ROWS(4)
+                    ROWS(2)
+                    ROWS(1)
+                }
             }
         }
-    free(xt); free(gtb); free(wt);
+    }
+    free(xt); free(gtb); free(wt); free(taps_of_phase);
     return NULL;
 }
 
 /* x: (n, length, c); gz: (n, out_len, c*m); wf: (k, c*m), the kernel flipped along k;
-   gw: (k, c*m); gxf: (n, length, c*m), all contiguous; stride 1, pad_left >= 0. */
+   gw: (k, c*m); gxf: (n, length, c*m), all contiguous; pad_left >= 0. */
 int sepconv_dw_backward(const float *x, const float *gz, const float *wf, float *gw,
                         float *gxf, int64_t n, int64_t length, int64_t out_len, int64_t c,
-                        int64_t m, int64_t k, int64_t dilation, int64_t pad_left,
-                        int threads) {
-    job_t base = {x, gz, NULL, n, length, out_len, c, m, k, 1, dilation, pad_left, 0, 0,
+                        int64_t m, int64_t k, int64_t stride, int64_t dilation,
+                        int64_t pad_left, int threads) {
+    job_t base = {x, gz, NULL, n, length, out_len, c, m, k, stride, dilation, pad_left, 0, 0,
                   0, 1, 0, wf, gxf};
     job_t jobs[64];
     threads = split_tiles(&base, jobs, threads, n * bwd_steps(&base) * groups_of(&base));
@@ -583,7 +629,7 @@ def _open(path: str, gomp: Optional[str]) -> ctypes.CDLL:
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9 + [ctypes.c_int]
     lib.sepconv_dw_backward.restype = ctypes.c_int
-    lib.sepconv_dw_backward.argtypes = ([ctypes.c_void_p] * 5 + [ctypes.c_int64] * 8
+    lib.sepconv_dw_backward.argtypes = ([ctypes.c_void_p] * 5 + [ctypes.c_int64] * 9
                                         + [ctypes.c_int])
     lib.sepconv_dw_forward_rows.restype = ctypes.c_int
     lib.sepconv_dw_forward_rows.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9
@@ -648,14 +694,15 @@ def dw_forward_rows(x, w, out, *, n, length, out_len, c, m, k, stride, dilation,
                                  out.shape[1], out_step, out_off)
 
 
-def dw_backward(x, gz, wf, gw, gxf, *, n, length, out_len, c, m, k, dilation, pad_left,
-                threads) -> None:
-    """The stride-1 depthwise backward in one pass over ``gz``: fills ``gw`` (``(k, c*m)``,
-    the weight gradient, as :func:`dw_grad_weight`) and ``gxf`` (``(n, length, c*m)``, the
-    input gradient before the sum over the multiplier, as :func:`dw_forward` of ``gz`` by
-    the flipped kernel ``wf``), all contiguous float32; ``pad_left >= 0``."""
+def dw_backward(x, gz, wf, gw, gxf, *, n, length, out_len, c, m, k, stride, dilation,
+                pad_left, threads) -> None:
+    """The depthwise backward in one pass over ``gz``: fills ``gw`` (``(k, c*m)``, the
+    weight gradient, as :func:`dw_grad_weight`) and ``gxf`` (``(n, length, c*m)``, the input
+    gradient before the sum over the multiplier: the transposed strided convolution of
+    ``gz`` by the kernel, given flipped as ``wf``), all contiguous float32;
+    ``pad_left >= 0``."""
     if pad_left < 0:
         raise ValueError("dw_backward: pad_left must be >= 0")
     _lib.sepconv_dw_backward(x.data_ptr(), gz.data_ptr(), wf.data_ptr(), gw.data_ptr(),
-                             gxf.data_ptr(), n, length, out_len, c, m, k, dilation, pad_left,
-                             threads)
+                             gxf.data_ptr(), n, length, out_len, c, m, k, stride, dilation,
+                             pad_left, threads)

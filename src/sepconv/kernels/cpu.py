@@ -594,16 +594,18 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
     if need_x or need_dw:
         gz2 = _matmul(g2, _as(pointwise, cdt).t())  # (N*Lout, CM)
         xs = _steps_major(x, channels_last, cdt) if need_dw else None
-        if need_x and need_dw and stride == 1 and pad_left >= 0 and _use_native(cdt):
+        if need_x and need_dw and pad_left >= 0 and _use_native(cdt):
             # both depthwise gradients in one pass over grad_z (issue 15: 0.72-0.98x the
-            # time of the two passes below on the bench suite's shapes)
+            # time of the two passes below on the bench suite's shapes, strided: of the
+            # weight gradient's pass and one pass per phase)
             length = xs.shape[1]
             gw = torch.empty(k, c * m, dtype=torch.float32)
             gx = torch.empty(n, length, c * m, dtype=torch.float32)
             wf = _as(depthwise, cdt).reshape(k, c * m).flip(0).contiguous()
             _cpu_native.dw_backward(xs, gz2.contiguous(), wf, gw, gx, n=n, length=length,
-                                    out_len=out_len, c=c, m=m, k=k, dilation=dilation,
-                                    pad_left=pad_left, threads=torch.get_num_threads())
+                                    out_len=out_len, c=c, m=m, k=k, stride=stride,
+                                    dilation=dilation, pad_left=pad_left,
+                                    threads=torch.get_num_threads())
             del gz2, xs, wf
             return (_sum_multiplier(gx, m, channels_last, x.dtype),
                     _as(gw.view(k, c, m), depthwise.dtype), grad_pw, grad_b)
