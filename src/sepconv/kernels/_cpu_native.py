@@ -313,6 +313,21 @@ static int split(const job_t *base, job_t *jobs, int threads) {
     return split_tiles(base, jobs, threads, tiles_of(base));
 }
 
+/* Runs fn on the jobs, each summing the weight gradient into its own zeroed
+   acc[chunk][k][VW]; out (k, c*m) gets their sums, in thread order. */
+static int run_summed(job_fn fn, job_t *jobs, int threads, float *out) {
+    const job_t *j = &jobs[0];
+    const int64_t cm = j->c * j->m, chunks = chunks_of(j), per = chunks * j->k * VW;
+    float *acc = aligned_alloc(64, ((sizeof(float) * per * threads + 63) / 64) * 64);
+    if (!acc) return -1;
+    memset(acc, 0, sizeof(float) * per * threads);
+    for (int i = 0; i < threads; i++) jobs[i].out = acc + per * i;
+    dispatch(fn, jobs, threads);
+    reduce_partials(acc, threads, per, chunks, j->k, cm, out);
+    free(acc);
+    return 0;
+}
+
 int sepconv_vector_width(void) { return VW; }
 
 /* x: (n, length, c) contiguous; g: (n, out_len, c*m) contiguous; out: (k, c*m). */
@@ -322,15 +337,7 @@ int sepconv_dw_grad_weight(const float *x, const float *g, float *out, int64_t n
     job_t base = {x, g, NULL, n, length, out_len, c, m, k, stride, dilation, pad_left, 0, 0};
     job_t jobs[64];
     threads = split(&base, jobs, threads);
-    const int64_t cm = c * m, chunks = chunks_of(&base), per = chunks * k * VW;
-    float *acc = aligned_alloc(64, ((sizeof(float) * per * threads + 63) / 64) * 64);
-    if (!acc) return -1;
-    memset(acc, 0, sizeof(float) * per * threads);
-    for (int i = 0; i < threads; i++) jobs[i].out = acc + per * i;
-    dispatch(run, jobs, threads);
-    reduce_partials(acc, threads, per, chunks, k, cm, out);
-    free(acc);
-    return 0;
+    return run_summed(run, jobs, threads, out);
 }
 
 /* ---- forward: z[n, l, q] = sum_k x[n, l*s + k*d - pad_left, q / m] * w[k, q] ----------
@@ -516,15 +523,7 @@ int sepconv_dw_backward(const float *x, const float *gz, const float *wf, float 
                   0, 1, 0, wf, gxf};
     job_t jobs[64];
     threads = split_tiles(&base, jobs, threads, n * bwd_steps(&base) * groups_of(&base));
-    const int64_t cm = c * m, chunks = chunks_of(&base), per = chunks * k * VW;
-    float *acc = aligned_alloc(64, ((sizeof(float) * per * threads + 63) / 64) * 64);
-    if (!acc) return -1;
-    memset(acc, 0, sizeof(float) * per * threads);
-    for (int i = 0; i < threads; i++) jobs[i].out = acc + per * i;
-    dispatch(run_bwd, jobs, threads);
-    reduce_partials(acc, threads, per, chunks, k, cm, gw);
-    free(acc);
-    return 0;
+    return run_summed(run_bwd, jobs, threads, gw);
 }
 
 /* x: (n, length, c) contiguous; w: (k, c*m) contiguous; z: (n, out_rows, c*m), output
