@@ -87,5 +87,7 @@ def test_a_freed_buffer_is_reused_without_page_faults():
         out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True,
                              text=True, check=True, env=env)
         return int(out.stdout.split()[-1])
-    assert faults("default") > 1000
+    default = faults("default")
+    if default < 1000:  # e.g. transparent huge pages always on: a few faults for 8 MiB
+        pytest.skip(f"with glibc's defaults the buffer faulted {default} pages only here")
     assert faults("tuned") < 100
