@@ -121,6 +121,24 @@ def test_torch_layers_channels_last():
         torch.testing.assert_close(torch.cat([a, b], dim=1), model(x), rtol=1e-5, atol=1e-6)
 
 
+def test_torch_norms_over_the_channels_stream():
+    """torch.nn.LayerNorm (and RMSNorm where torch has it) over the channel axis of a
+    channels_last model: per step, so chunks give the whole sequence's numbers."""
+    torch.manual_seed(5)
+    norms = [torch.nn.LayerNorm(6)]
+    if hasattr(torch.nn, "RMSNorm"):
+        norms.append(torch.nn.RMSNorm(6))
+    for norm in norms:
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 2)
+            if getattr(norm, "bias", None) is not None:
+                norm.bias.uniform_(-1, 1)
+    model = torch.nn.Sequential(
+        _separable("channels_last", 3, 6, 4, 2, 1, "relu", True, None), *norms,
+        _separable("channels_last", 6, 4, 3, 1, 2, None, True, None)).eval()
+    _check(model, torch.randn(2, 31, 3), [5, 1, 0, 12, 13], 1, torch.float32)
+
+
 def test_torch_layers_channels_first():
     """BatchNorm1d (eval, running statistics), PReLU per channel, Softmax over the
     channels, Dropout1d in a channels_first model."""
@@ -183,6 +201,14 @@ def test_gradients_flow_within_a_chunk():
      r"layer '0' \(Conv1d\) does not stream.*SeparableConv1D"),
     (lambda: torch.nn.BatchNorm1d(3, track_running_stats=False),
      r"no running statistics"),
+    (lambda: torch.nn.Sequential(
+        sepconv.SeparableConv1D(4, 3, padding="causal", input_shape=(None, 3)),
+        torch.nn.LayerNorm((5, 4))),
+     r"layer '1' \(LayerNorm\) normalises over its last 2 axes.*only the channel axis"),
+    (lambda: torch.nn.Sequential(
+        sepconv.SeparableConv1D(4, 3, padding="causal", data_format="channels_first",
+                                input_shape=(3, None)), torch.nn.LayerNorm(4)),
+     r"layer '1' \(LayerNorm\) needs channels_last input.*layer '0'.*channels_first"),
 ])
 def test_refused_with_the_layer_named(build, message):
     with pytest.raises(ValueError, match=message):

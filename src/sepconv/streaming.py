@@ -24,7 +24,8 @@ up by class name in :data:`STREAMERS`:
 - per-step layers: Keras' ``Dense`` (last axis), ``BatchNormalization`` and
   ``LayerNormalization`` (over the channel axis), ``Activation``, ``ReLU``, ``ELU``,
   ``LeakyReLU``, ``Softmax`` and ``PReLU`` (channel axis; ``PReLU`` sharing the steps axis),
-  ``Dropout``, ``SpatialDropout1D``, ``GaussianNoise``; ``torch.nn.Linear`` (last axis), ``torch.nn.BatchNorm1d``
+  ``Dropout``, ``SpatialDropout1D``, ``GaussianNoise``; ``torch.nn.Linear`` and
+  ``LayerNorm`` / ``RMSNorm`` over the channels (last axis), ``torch.nn.BatchNorm1d``
   (axis 1, running statistics), ``torch.nn.Dropout`` / ``Dropout1d`` / ``AlphaDropout``,
   element-wise activations (``ReLU``, ``GELU``, ``Tanh``, ...), ``Softmax`` /
   ``LogSoftmax`` / ``GLU`` over the channel axis, ``Identity``.
@@ -324,6 +325,18 @@ def _torch_batch_norm(module, where):
     return _PerStep(module, where, "channels_first", eval_only=True)
 
 
+def _torch_layer_norm(module, where):
+    """``torch.nn.LayerNorm`` / ``RMSNorm`` normalise over their last
+    ``len(normalized_shape)`` axes: one is the channels of a channels_last model (each step
+    on its own); more take the steps in, which do not stream."""
+    shape = tuple(module.normalized_shape)
+    if len(shape) != 1:
+        raise ValueError(f"{where} normalises over its last {len(shape)} axes "
+                         f"(normalized_shape={shape}): only the channel axis of a "
+                         f"(batch, steps, channels) input streams")
+    return _PerStep(module, where, "channels_last")
+
+
 def _dim_layer(module, where):
     """Softmax-like modules (torch's ``dim``, Keras' ``axis``): fine over the channel axis,
     refused over the steps."""
@@ -369,6 +382,7 @@ STREAMERS: Dict[str, Callable] = {
     "Dropout": _per_step(eval_only=True),
     "Linear": _per_step("channels_last"),
     "BatchNorm1d": _torch_batch_norm,
+    "LayerNorm": _torch_layer_norm, "RMSNorm": _torch_layer_norm,
     "Dropout1d": _per_step(eval_only=True),
     "SpatialDropout1D": _per_step(eval_only=True),
     "GaussianNoise": _per_step(eval_only=True),
