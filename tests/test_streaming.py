@@ -389,6 +389,23 @@ def test_recurrent_alone_refuses_another_batch():
         torch.testing.assert_close(stream(x), model(x))
 
 
+def test_strided_pointwise_layer_refuses_another_batch():
+    """A kernel_size-1 strided layer keeps no inputs but a position in its stride: a new
+    batch size without reset is refused (it would carry the old streams' position on),
+    after reset the new streams start at step 0."""
+    model = sepconv.SeparableConv1D(4, 1, strides=3, padding="causal", input_shape=(None, 3))
+    model.eval()
+    with torch.no_grad():
+        stream = sepconv.stream(model)
+        stream(torch.randn(3, 2, 3))
+        with pytest.raises(ValueError, match=r"batch of 3.*stream.reset"):
+            stream(torch.randn(2, 1, 3))
+        stream.reset()
+        x = torch.randn(2, 8, 3)
+        torch.testing.assert_close(torch.cat([stream(x[:, :5]), stream(x[:, 5:])], dim=1),
+                                   model(x))
+
+
 def test_recurrent_gradients_flow_within_a_chunk_and_stateful_untouched():
     """States are detached between chunks (the past is a constant, as for convolutions);
     a stateful layer's own states are neither read nor changed by the stream."""

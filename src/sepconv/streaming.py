@@ -102,13 +102,12 @@ class _Step:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
 
-    def _check_batch(self, state: Optional[torch.Tensor], x: torch.Tensor) -> None:
-        """A held ``state`` (``(batch, ...)``) must be of ``x``'s batch."""
-        if state is not None and state.shape[0] != x.shape[0]:
-            raise ValueError(f"{self.where} holds the state of a batch of "
-                             f"{state.shape[0]}; received a chunk of shape "
-                             f"{tuple(x.shape)}. Call stream.reset() to start new "
-                             f"streams")
+    def _check_batch(self, batch: Optional[int], x: torch.Tensor) -> None:
+        """The batch size of a held state (``None``: none held) must be ``x``'s."""
+        if batch is not None and batch != x.shape[0]:
+            raise ValueError(f"{self.where} holds the state of a batch of {batch}; "
+                             f"received a chunk of shape {tuple(x.shape)}. Call "
+                             f"stream.reset() to start new streams")
 
 
 class _PerStep(_Step):
@@ -143,9 +142,10 @@ class _CausalConv(_Step):
         self.time_axis = 1 if module.data_format == "channels_last" else 2
         self.state: Optional[torch.Tensor] = None
         self.phase = 0
+        self.batch: Optional[int] = None  # of the streams whose state or phase it holds
 
     def reset(self) -> None:
-        self.state, self.phase = None, 0
+        self.state, self.phase, self.batch = None, 0, None
 
     def _no_steps(self, x):
         shape = list(x.shape)
@@ -158,8 +158,10 @@ class _CausalConv(_Step):
         if steps == 0:
             return self._no_steps(x)
         x = layer._prepare_input(x)
+        if self.span or self.stride > 1:  # a state, or a phase (kernel_size 1, strided)
+            self._check_batch(self.batch, x)
+            self.batch = x.shape[0]
         if self.span:
-            self._check_batch(self.state, x)
             if self.state is None:
                 shape = list(x.shape)
                 shape[t] = self.span
@@ -207,7 +209,7 @@ class _Recurrent(_Step):
         if layer.training and (layer.dropout or layer.recurrent_dropout):
             raise ValueError(f"{self.where} is in training mode with dropout: random masks "
                              f"do not stream. Call model.eval() first")
-        self._check_batch(None if self.state is None else self.state[0], x)
+        self._check_batch(None if self.state is None else self.state[0].shape[0], x)
         if x.shape[1] > 0:
             x = layer._prepare_input(x)
         state_shape = tuple(layer._state_shape(tuple(x.shape)))
