@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -589,27 +589,41 @@ def _on(device: torch.device):
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
+def _weights(depthwise: torch.Tensor, pointwise: torch.Tensor):
+    """The kernels' weights: ``(K, C*M)`` and ``(C*M, F)``, contiguous."""
+    return depthwise.reshape(depthwise.shape[0], -1).contiguous(), pointwise.contiguous()
+
+
+def _save(ctx, x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
+          channels_last, backward: Callable, *extra: torch.Tensor) -> None:
+    """What :meth:`_SeparableConv1d.backward` needs: the inputs (double backward goes to
+    the reference with them), ``backward`` (a variant's ``_backward``) and the tensors
+    ``extra`` it takes after its own arguments (variant 2's saved intermediate)."""
+    ctx.save_for_backward(x, depthwise, pointwise, *extra)
+    ctx.backward_kernel = backward
+    ctx.has_bias = bias is not None
+    ctx.bias_dtype = None if bias is None else bias.dtype
+    ctx.pad_right = pad_right
+    ctx.args = (stride, dilation, pad_left, channels_last, tuple(depthwise.shape))
+
+
 class _SeparableConv1d(torch.autograd.Function):
-    """Fused forward; backward recomputes the depthwise tile instead of saving it."""
+    """Fused forward; backward recomputes the depthwise tile instead of saving it.  Its
+    backward serves variant 2 too (``triton_v2._SeparableConv1d`` subclasses it)."""
 
     @staticmethod
     def forward(ctx, x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
                 channels_last):
-        k, c, m = depthwise.shape
-        w = depthwise.reshape(k, c * m).contiguous()
-        p = pointwise.contiguous()
+        w, p = _weights(depthwise, pointwise)
         with _on(x.device):
             y = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last)
-        ctx.save_for_backward(x, depthwise, pointwise)  # the inputs: double backward
-        ctx.has_bias = bias is not None
-        ctx.bias_dtype = None if bias is None else bias.dtype
-        ctx.pad_right = pad_right
-        ctx.args = (stride, dilation, pad_left, channels_last, tuple(depthwise.shape))
+        _save(ctx, x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
+              channels_last, _backward)
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        x, depthwise, pointwise = ctx.saved_tensors
+        x, depthwise, pointwise, *extra = ctx.saved_tensors
         stride, dilation, pad_left, channels_last, dw_shape = ctx.args
         need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
@@ -617,12 +631,11 @@ class _SeparableConv1d(torch.autograd.Function):
                 dy, x, depthwise, pointwise, ctx.bias_dtype, need[:4], stride=stride,
                 dilation=dilation, pad_left=pad_left, pad_right=ctx.pad_right,
                 channels_last=channels_last) + (None,) * 5
-        w = depthwise.reshape(dw_shape[0], -1).contiguous()
-        p = pointwise.contiguous()
+        w, p = _weights(depthwise, pointwise)
         with _on(x.device):
-            dx, dw, dp, db = _backward(dy, x, w, p, ctx.has_bias, stride, dilation, pad_left,
-                                       channels_last, need[0], need[1], need[2],
-                                       ctx.has_bias and need[3])
+            dx, dw, dp, db = ctx.backward_kernel(
+                dy, x, w, p, ctx.has_bias, stride, dilation, pad_left, channels_last,
+                need[0], need[1], need[2], ctx.has_bias and need[3], *extra)
         if dw is not None:
             dw = dw.reshape(dw_shape)
         return (dx if need[0] else None, dw if need[1] else None,

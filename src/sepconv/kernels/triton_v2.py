@@ -307,50 +307,24 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
     return dx, dw, dp, db
 
 
-class _SeparableConv1d(torch.autograd.Function):
-    """Variant 2's forward and backward; double backward as variant 1 (the reference's
-    differentiable gradients under ``create_graph=True``)."""
+class _SeparableConv1d(_v1._SeparableConv1d):
+    """Variant 2's forward (the intermediate saved for d(pointwise) under ``SAVE_Z``);
+    variant 1's backward, with variant 2's kernels; double backward as variant 1 (the
+    reference's differentiable gradients under ``create_graph=True``)."""
 
     @staticmethod
     def forward(ctx, x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
                 channels_last):
-        k, c, m = depthwise.shape
-        w = depthwise.reshape(k, c * m).contiguous()
-        p = pointwise.contiguous()
+        w, p = _v1._weights(depthwise, pointwise)
         want_z = SAVE_Z and ctx.needs_input_grad[2]  # d(pointwise) = z^T @ dy
         with _v1._on(x.device):
             y, z = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right,
                             channels_last, want_z)
-        # the inputs (double backward), and z when saved (an intermediate: fine here, as
-        # create_graph=True goes to the reference's differentiable gradients)
-        ctx.save_for_backward(x, depthwise, pointwise, *([z] if want_z else []))
-        ctx.has_bias = bias is not None
-        ctx.bias_dtype = None if bias is None else bias.dtype
-        ctx.pad_right = pad_right
-        ctx.args = (stride, dilation, pad_left, channels_last, tuple(depthwise.shape))
+        # z when saved is an intermediate: fine here, as create_graph=True goes to the
+        # reference's differentiable gradients
+        _v1._save(ctx, x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
+                  channels_last, _backward, *([z] if want_z else []))
         return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, depthwise, pointwise, *z = ctx.saved_tensors
-        stride, dilation, pad_left, channels_last, dw_shape = ctx.args
-        need = ctx.needs_input_grad
-        if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
-            return _reference.differentiable_backward(
-                dy, x, depthwise, pointwise, ctx.bias_dtype, need[:4], stride=stride,
-                dilation=dilation, pad_left=pad_left, pad_right=ctx.pad_right,
-                channels_last=channels_last) + (None,) * 5
-        w = depthwise.reshape(dw_shape[0], -1).contiguous()
-        p = pointwise.contiguous()
-        with _v1._on(x.device):
-            dx, dw, dp, db = _backward(dy, x, w, p, ctx.has_bias, stride, dilation, pad_left,
-                                       channels_last, need[0], need[1], need[2],
-                                       ctx.has_bias and need[3], z[0] if z else None)
-        if dw is not None:
-            dw = dw.reshape(dw_shape)
-        return (dx if need[0] else None, dw if need[1] else None,
-                dp if need[2] else None, db,
-                None, None, None, None, None)
 
 
 def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
