@@ -295,16 +295,15 @@ else:
                             channels_last, bias=True, dtype=dtype)
         _check(tensors, kw, rtol=tol, atol=tol)
 
-    def test_strided_views_are_read_in_place():
+    def _check_strided_views(kernel):
         # channels_first given as a transposed channels_last tensor, a sliced batch, and a
         # non-contiguous output gradient: the kernels take strides, nothing is copied.
         tensors, kw = _case(4, 21, 6, 2, 10, 3, 1, 1, "same", False, True)
-        x_cl = tensors[0].transpose(1, 2).contiguous()[::2]
-        x = x_cl.transpose(1, 2)
+        x = tensors[0].transpose(1, 2).contiguous()[::2].transpose(1, 2)
         assert not x.is_contiguous()
         leaves = [t.detach().clone().requires_grad_() for t in (x, *tensors[1:])]
         ref_leaves = [t.detach().clone().double().requires_grad_() for t in (x, *tensors[1:])]
-        y = triton_sepconv.separable_conv1d(*leaves, **kw)
+        y = kernel(*leaves, **kw)
         y_ref = reference.separable_conv1d(*ref_leaves, **kw)
         dy = torch.randn(y.shape[0], y.shape[2], y.shape[1]).to(y).transpose(1, 2)
         y.backward(dy)
@@ -312,6 +311,29 @@ else:
         torch.testing.assert_close(y.double(), y_ref, rtol=1e-4, atol=1e-4)
         for a, b in zip(leaves, ref_leaves):
             torch.testing.assert_close(a.grad.double(), b.grad, rtol=1e-4, atol=1e-4)
+
+    def _check_partial_requires_grad(kernel):
+        # only one input requires grad: the others' kernels are skipped
+        tensors, kw = _case(2, 13, 3, 2, 5, 3, 1, 1, "causal", True, True)
+        want = _run(reference.separable_conv1d, tensors, kw, dtype=torch.float64)
+        for which in range(4):
+            leaves = [t.detach().clone() for t in tensors]
+            leaves[which].requires_grad_()
+            y = kernel(*leaves, **kw)
+            y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y))
+            torch.testing.assert_close(leaves[which].grad, want[1 + which].float(),
+                                       rtol=1e-4, atol=1e-4)
+
+    def _check_float64_fallback(kernel, channels_last):
+        # float64 is not a Triton dtype here: the launcher hands it to the reference.
+        tensors, kw = _case(1, 9, 2, 2, 3, 3, 1, 1, "same", channels_last, True,
+                            dtype=torch.float64)
+        got = kernel(*tensors, **kw)
+        want = reference.separable_conv1d(*tensors, **kw)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+    def test_strided_views_are_read_in_place():
+        _check_strided_views(triton_sepconv.separable_conv1d)
 
     @pytest.mark.parametrize("channels_last", [True, False])
     def test_row_splits(monkeypatch, channels_last):
@@ -347,22 +369,10 @@ else:
         assert not triton_sepconv._needs_int64(torch.empty(1).expand(2 ** 31))  # stride 0
 
     def test_partial_requires_grad():
-        tensors, kw = _case(2, 13, 3, 2, 5, 3, 1, 1, "causal", True, True)
-        want = _run(reference.separable_conv1d, tensors, kw, dtype=torch.float64)
-        for which in range(4):  # only one input requires grad
-            leaves = [t.detach().clone() for t in tensors]
-            leaves[which].requires_grad_()
-            y = triton_sepconv.separable_conv1d(*leaves, **kw)
-            y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y))
-            torch.testing.assert_close(leaves[which].grad, want[1 + which],
-                                       rtol=1e-4, atol=1e-4)
+        _check_partial_requires_grad(triton_sepconv.separable_conv1d)
 
     def test_float64_falls_back_to_reference():
-        # float64 is not a Triton dtype here: the launcher hands it to the reference.
-        tensors, kw = _case(1, 9, 2, 2, 3, 3, 1, 1, "same", True, True, dtype=torch.float64)
-        got = triton_sepconv.separable_conv1d(*tensors, **kw)
-        want = reference.separable_conv1d(*tensors, **kw)
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        _check_float64_fallback(triton_sepconv.separable_conv1d, True)
 
     def test_functional_dispatches_to_triton(monkeypatch):
         monkeypatch.setenv("SEPCONV_KERNEL", "triton")
@@ -544,36 +554,11 @@ else:
         assert not calls
 
     def test_v2_float64_falls_back_to_reference():
-        tensors, kw = _case(1, 9, 2, 2, 3, 3, 1, 1, "same", False, True, dtype=torch.float64)
-        got = triton_v2.separable_conv1d(*tensors, **kw)
-        want = reference.separable_conv1d(*tensors, **kw)
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        _check_float64_fallback(triton_v2.separable_conv1d, False)
 
     def test_v2_strided_views_partial_grad_and_int64(monkeypatch):
-        # channels_first given as a transposed channels_last slice, a non-contiguous dy.
-        tensors, kw = _case(4, 21, 6, 2, 10, 3, 1, 1, "same", False, True)
-        x = tensors[0].transpose(1, 2).contiguous()[::2].transpose(1, 2)
-        assert not x.is_contiguous()
-        leaves = [t.detach().clone().requires_grad_() for t in (x, *tensors[1:])]
-        ref_leaves = [t.detach().clone().double().requires_grad_() for t in (x, *tensors[1:])]
-        y = triton_v2.separable_conv1d(*leaves, **kw)
-        y_ref = reference.separable_conv1d(*ref_leaves, **kw)
-        dy = torch.randn(y.shape[0], y.shape[2], y.shape[1]).to(y).transpose(1, 2)
-        y.backward(dy)
-        y_ref.backward(dy.double())
-        torch.testing.assert_close(y.double(), y_ref, rtol=1e-4, atol=1e-4)
-        for a, b in zip(leaves, ref_leaves):
-            torch.testing.assert_close(a.grad.double(), b.grad, rtol=1e-4, atol=1e-4)
-        # only one input requires grad: the others' kernels are skipped
-        tensors, kw = _case(2, 13, 3, 2, 5, 3, 1, 1, "causal", True, True)
-        want = _run(reference.separable_conv1d, tensors, kw, dtype=torch.float64)
-        for which in range(4):
-            leaves = [t.detach().clone() for t in tensors]
-            leaves[which].requires_grad_()
-            y = triton_v2.separable_conv1d(*leaves, **kw)
-            y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y))
-            torch.testing.assert_close(leaves[which].grad, want[1 + which].float(),
-                                       rtol=1e-4, atol=1e-4)
+        _check_strided_views(triton_v2.separable_conv1d)
+        _check_partial_requires_grad(triton_v2.separable_conv1d)
         # int64 offsets (what tensors past 2**30 elements get), both forward paths
         monkeypatch.setattr(triton_v2._v1, "_needs_int64", lambda *tensors: True)
         for filters in (18, 300):
