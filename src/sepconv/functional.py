@@ -216,8 +216,7 @@ def _on_cpu_policy(name: str, work: int, call: Callable, shape: tuple) -> torch.
     depthwise fwd+bwd 8.7 vs 48 ms, Conv3D stride 2 35 vs 138 ms); idle, two threads win
     and the policy keeps them.  Its first call keeps glibc's malloc from handing the
     steps' buffers back to the system (``kernels/memory.py``)."""
-    if not _memory._done:
-        _memory.keep_freed_memory()
+    _memory.keep_freed_memory()
     y = _threads.run(name, work, call, shape)
     if y.requires_grad and not torch.compiler.is_compiling() \
             and not torch._C._functorch.is_functorch_wrapped_tensor(y):
@@ -1560,8 +1559,7 @@ def simple_rnn(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Te
         if bias is not None:
             weights += [bias, torch.zeros_like(bias)]
         return _fused_rnn("rnn_relu" if relu else "rnn", x, h0, weights, go_backwards,
-                          return_sequences,
-                          mask, zero_output_for_mask)
+                          return_sequences, mask, zero_output_for_mask)
     z = _input_projection(x, kernel, bias, 1, dropout_mask)
 
     def step(zx, state):

@@ -386,7 +386,7 @@ static void *run_fwd(void *arg) {
         for (int64_t i = j->tile_begin; i < j->tile_end; i++) {
             const tile_t t = tile_at(j, i);
             copy_x(j, &t, xt, cap);
-            if (i == j->tile_begin || t.ch0 != prev_ch0)  /* the weights of these chunks */
+            if (t.ch0 != prev_ch0)  /* the weights of these chunks */
                 load_weights(j->g, NULL, j->k, cm, t.ch0, t.gn, wt);
             prev_ch0 = t.ch0;
             float *zn = j->out + t.n * j->out_rows * cm;

@@ -175,8 +175,7 @@ def _depthwise_4d(depthwise: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _forward(x, depthwise, pointwise, bias, geometry):
     """Returns ``(y, z2)``: the output and the ``(N*L_out, C*M)`` intermediate."""
-    if not _memory._done:
-        _memory.keep_freed_memory()
+    _memory.keep_freed_memory()
     k, _, m = depthwise.shape
     return _threads.run("forward", x.numel() * m * (k + pointwise.shape[1]),
                         lambda: _forward_pass(x, depthwise, pointwise, bias, geometry),
@@ -601,7 +600,7 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
             length = xs.shape[1]
             gw = torch.empty(k, c * m, dtype=torch.float32)
             gx = torch.empty(n, length, c * m, dtype=torch.float32)
-            wf = _as(depthwise, cdt).reshape(k, c * m).flip(0).contiguous()
+            wf = _as(depthwise, cdt).reshape(k, c * m).flip(0)  # a contiguous copy
             _cpu_native.dw_backward(xs, gz2.contiguous(), wf, gw, gx, n=n, length=length,
                                     out_len=out_len, c=c, m=m, k=k, stride=stride,
                                     dilation=dilation, pad_left=pad_left,
