@@ -144,6 +144,20 @@ def _rows(pid, R, L_out, INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
 
 
 @triton.jit
+def _split_blocks(split, NUM_SPLITS, R, B, L_out, SEQ_TILES: tl.constexpr,
+                  BLOCK_R: tl.constexpr):
+    """Row blocks ``lo .. hi - 1`` of ``_rows``'s blocks dealt out to ``NUM_SPLITS``
+    contiguous ranges: split ``split``'s (empty past the last block)."""
+    if SEQ_TILES:
+        num_blocks = B * tl.cdiv(L_out, BLOCK_R)
+    else:
+        num_blocks = tl.cdiv(R, BLOCK_R)
+    per_split = tl.cdiv(num_blocks, NUM_SPLITS)
+    lo = split * per_split
+    return lo, tl.minimum(lo + per_split, num_blocks)
+
+
+@triton.jit
 def _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
                     stride, dilation, pad_left, sxb, sxl, sxc, INT64: tl.constexpr,
                     BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr):
@@ -308,13 +322,7 @@ def _bwd_dp_kernel(x_ptr, w_ptr, dy_ptr, dp_ptr, db_ptr,
     j_mask = j < CM
     f = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
     f_mask = f < F
-    if SEQ_TILES:
-        num_blocks = B * tl.cdiv(L_out, BLOCK_R)
-    else:
-        num_blocks = tl.cdiv(R, BLOCK_R)
-    per_split = tl.cdiv(num_blocks, NUM_SPLITS)
-    lo = split * per_split
-    hi = tl.minimum(lo + per_split, num_blocks)
+    lo, hi = _split_blocks(split, NUM_SPLITS, R, B, L_out, SEQ_TILES, BLOCK_R)
     acc = tl.zeros((BLOCK_J, BLOCK_F), dtype=tl.float32)
     db = tl.zeros((BLOCK_F,), dtype=tl.float32)
     for block in range(lo, hi):  # an empty range leaves zeros: every split stores

@@ -42,7 +42,7 @@ import triton.language as tl
 
 from . import reference as _reference
 from . import triton_sepconv as _v1
-from .triton_sepconv import _depthwise_tile, _rows, _wide
+from .triton_sepconv import _depthwise_tile, _rows, _split_blocks, _wide
 
 INTERPRET = _v1.INTERPRET
 
@@ -104,13 +104,7 @@ def _dw_partials_kernel(x_ptr, dz_ptr, part_ptr,
     j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
     j_mask = j < CM
     col = _wide(j // M, INT64) * sxc
-    if SEQ_TILES:
-        num_blocks = B * tl.cdiv(L_out, BLOCK_R)
-    else:
-        num_blocks = tl.cdiv(R, BLOCK_R)
-    per_split = tl.cdiv(num_blocks, NUM_SPLITS)
-    lo = split * per_split
-    hi = tl.minimum(lo + per_split, num_blocks)
+    lo, hi = _split_blocks(split, NUM_SPLITS, R, B, L_out, SEQ_TILES, BLOCK_R)
     kk = tl.arange(0, BLOCK_K)
     base = _wide(split, INT64) * K * CM
     for k0 in range(0, K, BLOCK_K):
