@@ -507,6 +507,17 @@ def _row_splits(rows: int, cm: int, f: int, sms: int) -> int:
     return max(1, min(triton.cdiv(4 * sms, tiles), triton.cdiv(rows, 64)))
 
 
+def _output(x, batch: int, l_out: int, f: int, channels_last: bool):
+    """The output in ``x``'s layout and dtype, and its strides as (batch, step, filter)."""
+    if channels_last:
+        y = torch.empty((batch, l_out, f), device=x.device, dtype=x.dtype)
+        syb, syl, syf = y.stride()
+    else:
+        y = torch.empty((batch, f, l_out), device=x.device, dtype=x.dtype)
+        syb, syf, syl = y.stride()
+    return y, (syb, syl, syf)
+
+
 def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last):
     """Launch the forward kernel.  ``w`` is ``(K, C*M)`` contiguous, ``p`` ``(C*M, F)``."""
     batch = x.shape[0]
@@ -514,12 +525,7 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
     k, cm = w.shape
     f = p.shape[1]
     l_out = _out_len(length, k, stride, dilation, pad_left, pad_right)
-    if channels_last:
-        y = torch.empty((batch, l_out, f), device=x.device, dtype=x.dtype)
-        syb, syl, syf = y.stride()
-    else:
-        y = torch.empty((batch, f, l_out), device=x.device, dtype=x.dtype)
-        syb, syf, syl = y.stride()
+    y, (syb, syl, syf) = _output(x, batch, l_out, f, channels_last)
     rows = batch * l_out
     if rows == 0 or f == 0:
         return y

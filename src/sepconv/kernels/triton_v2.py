@@ -211,12 +211,7 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
     # sm_90): a float32 forward that keeps z takes the unfused path, which writes z anyway.
     fused = f <= min(FUSED_MAX_F, 512) and not (want_z and x.dtype == torch.float32)
     if fused:  # one filter block: each z tile computed once
-        if channels_last:
-            y = torch.empty((batch, l_out, f), device=x.device, dtype=x.dtype)
-            syb, syl, syf = y.stride()
-        else:
-            y = torch.empty((batch, f, l_out), device=x.device, dtype=x.dtype)
-            syb, syf, syl = y.stride()
+        y, (syb, syl, syf) = _v1._output(x, batch, l_out, f, channels_last)
         z = torch.empty((rows, cm), device=x.device, dtype=x.dtype) if want_z else None
         config = _fused_config(f)
         seq = _v1._seq_tiles(x, channels_last)
