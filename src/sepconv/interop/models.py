@@ -10,6 +10,7 @@ and json only (``.keras`` files are written in Keras 3's own layout).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections import OrderedDict
@@ -291,6 +292,89 @@ class KerasFunctional(torch.nn.Module):
                 f"outputs={[r[0] for r in self.output_refs]}")
 
 
+#: tf-keras layers called with their input's structure as saved (a one-element list stays
+#: a list): the wrappers of TensorFlow functions.
+_KEEPS_STRUCTURE = ("TFOpLambda", "SlicingOpLambda")
+
+
+def _is_node_data(value: Any) -> bool:
+    """tf-keras' test for a saved tensor: ``[layer, node, index]`` (``+ [kwargs]``)."""
+    return isinstance(value, list) and len(value) in (3, 4) and isinstance(value[0], str)
+
+
+def _tf_keras_value(value: Any) -> Any:
+    """A tf-keras call keyword's value with its tensors as ref markers."""
+    if _is_node_data(value):
+        return ("__ref__", str(value[0]), int(value[1]), int(value[2]))
+    if isinstance(value, list):
+        return [_tf_keras_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _tf_keras_value(v) for k, v in value.items()}
+    return value
+
+
+def _tf_keras_node(node: list, keep_structure: bool) -> Tuple[list, dict]:
+    """``(args, kwargs)`` of one tf-keras inbound node: a list of
+    ``[layer, node, index, kwargs]`` (one per input tensor, each with the call's keywords,
+    tensors among them saved the same way), or one such entry for a lone input."""
+    single = _is_node_data(node)
+    entries = [node] if single else list(node)
+    refs = [("__ref__", str(n[0]), int(n[1]), int(n[2])) for n in entries]
+    first = refs[0] if refs and (single or (len(refs) == 1 and not keep_structure)) \
+        else refs
+    kwargs = entries[0][3] if entries and len(entries[0]) > 3 and \
+        isinstance(entries[0][3], dict) else {}
+    return [first], _tf_keras_value(dict(kwargs))
+
+
+def _module_names(entries: Dict[str, dict], label: str) -> Dict[str, str]:
+    """Keras layer name -> submodule name: the same, but with ``.`` (which torch module
+    names cannot hold: tf-keras names its TensorFlow-function nodes ``tf.math.add``) as
+    ``_``, made unique."""
+    taken = {n for n in entries if n and "." not in n}
+    out = {}
+    for name in entries:
+        if not name:
+            raise KerasFileError(f"{label}: a layer has no name")
+        new = name
+        if "." in name:
+            base = new = name.replace(".", "_")
+            i = 1
+            while new in taken:
+                new, i = f"{base}_{i}", i + 1
+            taken.add(new)
+        out[name] = new
+    return out
+
+
+def _renamed(value: Any, rename: Dict[str, str]) -> Any:
+    if isinstance(value, tuple) and value and value[0] == "__ref__":
+        return ("__ref__", rename.get(value[1], value[1])) + tuple(value[2:])
+    if isinstance(value, list):
+        return [_renamed(v, rename) for v in value]
+    if isinstance(value, dict):
+        return {k: _renamed(v, rename) for k, v in value.items()}
+    return value
+
+
+def _check_call_keywords(layer: torch.nn.Module, kwargs: dict, name: str,
+                         label: str) -> None:
+    """A node's call keywords must be arguments of the module's ``forward``."""
+    if not kwargs:
+        return
+    try:
+        params = inspect.signature(layer.forward).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(k for k in kwargs if k not in params)
+    if unknown:
+        raise KerasFileError(f"{label}: layer {name!r} ({type(layer).__name__}) is called "
+                             f"with {', '.join(map(repr, unknown))}, which sepconv's "
+                             f"{type(layer).__name__} does not take")
+
+
 def _build_functional(config: dict, flavour: str, weights: Any, label: str):
     entries = config.get("layers") or []
     by_name = {}
@@ -303,47 +387,44 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
     shapes: Dict[Ref, Any] = {}
     input_shapes = []
     pending = []  # (layer name, node index, args, kwargs, refs)
+    rename = _module_names(by_name, label)
+    inputs = [(rename[r[0]],) + r[1:] if r[0] in rename else r for r in inputs]
+    outputs = [(rename[r[0]],) + r[1:] if r[0] in rename else r for r in outputs]
     for lname, e in by_name.items():
         cls = e.get("class_name")
+        mname = rename[lname]
         if cls == _INPUT:
             c = _plain(e.get("config") or {})
-            shapes[(lname, 0, 0)] = _batch_shape(c)
+            shapes[(mname, 0, 0)] = _batch_shape(c)
             if _INPUT in _base.KERAS_CLASSES:  # Keras' model.layers lists the inputs too
-                layers[lname] = build_layer(e, flavour)
+                layers[mname] = build_layer(e, flavour)
             continue
-        if "." in lname or not lname:
-            raise KerasFileError(f"{label}: layer name {lname!r} cannot name a torch module")
         if _keras_ops.is_op(e):  # a Keras 3 operation (mask arithmetic)
             op = _keras_ops.build_op(e)
             if op is None:
                 raise KerasFileError(f"{label}: node {lname!r} is the Keras operation "
                                      f"{cls!r}, which sepconv does not run")
-            layers[lname] = op
+            layers[mname] = op
         else:
-            layers[lname] = build_layer(e, flavour)
+            layers[mname] = build_layer(e, flavour)
         for node_index, node in enumerate(e.get("inbound_nodes") or []):
             if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
                 args = _keras3_args(node.get("args") or [])
                 kwargs = _keras3_args(node.get("kwargs") or {})
-            else:  # tf-keras: [[name, node, index, kwargs], ...]
-                refs = [("__ref__", str(n[0]), int(n[1]), int(n[2])) for n in node]
-                args = [refs[0] if len(refs) == 1 else refs]
-                kwargs = {}
-                if len(node) == 1 and len(node[0]) > 3 and isinstance(node[0][3], dict):
-                    kwargs = {k: v for k, v in node[0][3].items() if not _refs_in(
-                        _keras3_args(v))}
+            else:  # tf-keras: [[name, node, index, kwargs], ...] or one such entry
+                args, kwargs = _tf_keras_node(node, cls in _KEEPS_STRUCTURE)
+            args, kwargs = _renamed(args, rename), _renamed(kwargs, rename)
             if "mask" in kwargs and not _refs_in(kwargs["mask"]):
                 del kwargs["mask"]  # no tensor: the implicit mask applies
-            if _refs_in({k: v for k, v in kwargs.items() if k != "mask"}):
-                raise KerasFileError(f"{label}: layer {lname!r} is called with tensors as "
-                                     f"keyword arguments, which sepconv does not run")
             kwargs = {k: v for k, v in kwargs.items() if k != "training"}
-            pending.append((lname, node_index, args, kwargs,
+            _check_call_keywords(layers[mname], kwargs, lname, label)
+            pending.append((mname, node_index, args, kwargs,
                             _refs_in(args) + _refs_in(kwargs)))
     input_shapes = [shapes.get(r) for r in inputs]
     for r in inputs:
         if r not in shapes:
             raise KerasFileError(f"{label}: model input {r[0]!r} is not an InputLayer")
+    keras_name = {m: k for k, m in rename.items()}
     # Run order: a node runs once every node it reads from has run.
     done = {(r[0], r[1]) for r in shapes}
     steps, loaded = [], set()
@@ -359,7 +440,8 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
             layer = layers[lname]
             in_shape = _node_input_shape(shapes, args)
             if lname not in loaded:  # a shared layer's first call in this model
-                _load_layer_weights(layer, weights.get(lname, []), lname, in_shape, label)
+                _load_layer_weights(layer, weights.get(keras_name[lname], []),
+                                    keras_name[lname], in_shape, label)
                 loaded.add(lname)
             out = _output_shape(layer, in_shape)
             for i, s in enumerate(out if isinstance(out, list) else [out]):
@@ -374,7 +456,8 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
     model.keras_output_shapes = {n: shapes.get((n, 0, 0)) for n in layers}
     for lname, layer in layers.items():  # layers no node reached still get weights
         if lname not in loaded and (lname, 0, 0) not in shapes:
-            _load_layer_weights(layer, weights.get(lname, []), lname, None, label)
+            _load_layer_weights(layer, weights.get(keras_name[lname], []),
+                                keras_name[lname], None, label)
     return model
 
 
