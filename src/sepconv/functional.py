@@ -355,6 +355,96 @@ def dense(x: torch.Tensor, kernel: torch.Tensor,
     return y if bias is None else y + bias
 
 
+def einsum_dense(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor],
+                 bound: int) -> torch.Tensor:
+    """Keras' ``EinsumDense`` as ``MultiHeadAttention`` uses it: the last ``bound`` axes of
+    ``x`` contracted with the first ``bound`` axes of ``kernel``.
+
+    Args:
+        x: ``(batch, ..., *kernel.shape[:bound])``.
+        kernel: ``(*contracted, *out)``.
+        bias: ``out``-shaped or ``None``.
+
+    Returns:
+        ``(batch, ..., *out)``.
+    """
+    inner = tuple(kernel.shape[:bound])
+    if tuple(x.shape[x.dim() - bound:]) != inner:
+        raise ValueError(f"Input of shape {tuple(x.shape)} does not end in {inner}, the axes "
+                         f"the kernel of shape {tuple(kernel.shape)} contracts")
+    out = tuple(kernel.shape[bound:])
+    lead = tuple(x.shape[:x.dim() - bound])
+    y = torch.matmul(x.reshape(lead + (-1,)), kernel.reshape(math.prod(inner), -1))
+    y = y.reshape(lead + out)
+    return y if bias is None else y + bias
+
+
+def dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                          attention_axes: Sequence[int], mask: Optional[torch.Tensor] = None,
+                          dropout_rate: float = 0.0, masking: str = "add") -> tuple:
+    """Keras' multi-head scaled dot-product attention on projected tensors.
+
+    Args:
+        query: ``(batch, ..., heads, key_dim)``: the axes in ``attention_axes`` are the
+            query steps ``T...``, the others (with the heads) batch-like.
+        key: ``(batch, ..., heads, key_dim)``, the same batch-like axes, steps ``S...``.
+        value: like ``key`` with ``value_dim`` features.
+        attention_axes: axes of the inputs (between batch and heads) attended over.
+        mask: boolean, broadcastable to the scores after Keras' expansion (singleton axes
+            inserted before the query steps: ``(batch, T, S)`` for one attention axis);
+            False keeps a query step from a key step.
+        dropout_rate: of the dropout on the attention probabilities (0: none).
+        masking: whose masked softmax: ``"add"`` (tf-keras: ``-1e9`` times ``1 - mask``
+            added to the scores; float16: its lowest value), ``"where"`` (tf-keras'
+            robust masking: masked scores replaced by it), ``"keras3"`` (Keras 3's
+            ``Softmax``: replaced by ``-1e9``, float16 ``-3e4``, and masked probabilities
+            zeroed, so a query step with every key masked gets zeros) or
+            ``"keras3_fused"`` (Keras 3's ``dot_product_attention`` route: ``-0.7`` times
+            the dtype's largest value added; such a step gets the mean of the values).
+
+    Returns:
+        ``(output, scores)``: output like ``query`` with ``value_dim`` features, the
+        probabilities ``(batch-like axes..., T..., S...)``.
+    """
+    rank = query.dim()
+    attn = tuple(attention_axes)
+    batch_axes = tuple(a for a in range(rank - 1) if a not in attn)
+    perm = batch_axes + attn + (rank - 1,)
+    q = query * (1.0 / math.sqrt(float(query.shape[-1])))  # Keras scales the query
+    q, k, v = q.permute(perm), key.permute(perm), value.permute(perm)
+    nb = len(batch_axes)
+    lead, steps_q, steps_k = q.shape[:nb], q.shape[nb:-1], k.shape[nb:-1]
+    t, s = math.prod(steps_q), math.prod(steps_k)
+    scores = torch.matmul(q.reshape(-1, t, q.shape[-1]),
+                          k.reshape(-1, s, k.shape[-1]).transpose(1, 2))
+    scores = scores.reshape(tuple(lead) + tuple(steps_q) + tuple(steps_k))
+    if mask is not None:
+        at = -2 * len(attn) - 1
+        while mask.dim() < scores.dim():
+            mask = mask.unsqueeze(at)
+        half = scores.dtype == torch.float16
+        if masking in ("where", "keras3"):
+            negative = -3e4 if masking == "keras3" and half else \
+                torch.finfo(torch.float16).min if half else -1e9
+            scores = torch.where(mask, scores, torch.full((), negative, dtype=scores.dtype,
+                                                          device=scores.device))
+        elif masking == "keras3_fused":
+            negative = -0.7 * (65500.0 if half else 3.38953e38)
+            scores = scores + torch.where(mask, 0.0, negative).to(scores.dtype)
+        else:
+            negative = torch.finfo(torch.float16).min if half else -1e9
+            scores = scores + (1.0 - mask.to(scores.dtype)) * negative
+    norm = tuple(range(scores.dim() - len(attn), scores.dim()))
+    scores = keras_softmax(scores, norm if len(norm) > 1 else norm[0])
+    if mask is not None and masking == "keras3":
+        scores = torch.where(mask, scores, torch.zeros((), dtype=scores.dtype,
+                                                       device=scores.device))
+    probs = dropout(scores, dropout_rate) if dropout_rate > 0 else scores
+    out = torch.matmul(probs.reshape(-1, t, s), v.reshape(-1, s, v.shape[-1]))
+    out = out.reshape(tuple(lead) + tuple(steps_q) + (v.shape[-1],))
+    return out.permute(tuple(sorted(range(rank), key=perm.__getitem__))), scores
+
+
 def keras_relu(x: torch.Tensor, negative_slope: float = 0.0, max_value: Optional[float] = None,
                threshold: float = 0.0) -> torch.Tensor:
     """tf-keras' ``backend.relu``: ``x`` above ``threshold`` (else 0), clipped at
@@ -380,10 +470,16 @@ def prelu(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 
 
 def keras_softmax(x: torch.Tensor, axis: Union[int, Sequence[int]] = -1) -> torch.Tensor:
-    """Keras' softmax over one axis or several (then ``exp(x - logsumexp(x, axes))``)."""
+    """Keras' softmax over one axis or several (then ``exp(x - logsumexp(x, axes))``,
+    with TensorFlow's ``reduce_logsumexp``: ``log(sum(exp(x - m))) + m`` for the largest
+    ``m``, held constant for the gradient; at tf-keras' ``-1e9`` mask offsets its rounding
+    and gradient differ from ``torch.logsumexp``'s)."""
     if isinstance(axis, (tuple, list)):
         axes = tuple(int(a) for a in axis)
-        return torch.exp(x - torch.logsumexp(x, dim=axes, keepdim=True))
+        m = torch.amax(x.detach(), dim=axes, keepdim=True)
+        m = torch.where(torch.isfinite(m), m, torch.zeros((), dtype=m.dtype, device=m.device))
+        lse = torch.log(torch.sum(torch.exp(x - m), dim=axes, keepdim=True)) + m
+        return torch.exp(x - lse)
     return torch.softmax(x, dim=int(axis))
 
 

@@ -239,6 +239,42 @@ layer_bidirectional = r_function(_layers.Bidirectional)  # R keras3's (bidirecti
 layer_masking = r_function(_layers.Masking)
 
 
+def layer_multi_head_attention(inputs=None, num_heads=None, key_dim=None, value_dim=None,
+                               dropout=0.0, use_bias=True, output_shape=None,
+                               attention_axes=None, kernel_initializer="glorot_uniform",
+                               bias_initializer="zeros", kernel_regularizer=None,
+                               bias_regularizer=None, activity_regularizer=None,
+                               kernel_constraint=None, bias_constraint=None, **kwargs):
+    """R keras' ``layer_multi_head_attention(inputs, num_heads, key_dim, ...)``; see
+    :class:`sepconv.MultiHeadAttention`.
+
+    ``inputs``: ``list(query, value)`` or ``list(query, value, key)`` returns the
+    attention output; ``None`` returns the layer.  Whole-number doubles become ints, as
+    R keras' wrapper does; other keywords (``name``, ``dtype``, ...) go to the layer."""
+    arguments = dict(num_heads=num_heads, key_dim=key_dim, value_dim=value_dim,
+                     dropout=dropout, use_bias=use_bias, output_shape=output_shape,
+                     attention_axes=attention_axes, kernel_initializer=kernel_initializer,
+                     bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                     bias_regularizer=bias_regularizer,
+                     activity_regularizer=activity_regularizer,
+                     kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+                     **kwargs)
+    for key in ("num_heads", "key_dim"):
+        if arguments[key] is None:
+            raise ValueError(f"Argument `{key}` is required. Received {key}=None")
+    for key in ("num_heads", "key_dim", "value_dim", "output_shape", "attention_axes") + \
+            _SHAPE_ARGS:
+        if key in arguments:
+            arguments[key] = _as_int(arguments[key])
+    layer = _layers.MultiHeadAttention(**arguments)
+    if inputs is None:
+        return layer
+    if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
+        raise TypeError(f"`inputs` must be a list of 2 or 3 tensors (query, value, key) or "
+                        f"None. Received inputs of type {type(inputs).__name__}")
+    return layer(*inputs)
+
+
 # every R-style function: the layer_* ones and R keras 2's wrapper names
 __all__ = sorted(name for name in list(globals()) if name.startswith("layer_")
                  or name in ("time_distributed", "bidirectional"))

@@ -211,17 +211,25 @@ def _v3_weights(f) -> Dict[str, Tuple[List[np.ndarray], Optional[str]]]:
     return out
 
 
+#: Nested layers whose weights come in ``get_weights`` order other than by name:
+#: Bidirectional's forward layer first; MultiHeadAttention's query, key, value, output
+#: (tf-keras names its sublayers with a leading underscore, Keras 3 without).
+_NESTED_ORDER = ("forward_layer", "backward_layer", "query_dense", "key_dense",
+                 "value_dense", "output_dense")
+
+
 def _collect_vars(group) -> List[np.ndarray]:
     """A layer's own variables (``vars/0..k``), then its nested layers' in name order
-    (Keras walks attributes sorted by name; h5py lists groups sorted by name)."""
+    (Keras walks attributes sorted by name; h5py lists groups sorted by name), except the
+    pairs and quartets of :data:`_NESTED_ORDER`, which come in their ``get_weights``
+    order."""
     arrays = []
     if "vars" in group:
         v = group["vars"]
         arrays += [np.asarray(v[k]) for k in sorted(v, key=int)]
     keys = [key for key in group if key != "vars" and hasattr(group[key], "keys")]
-    if "forward_layer" in keys and "backward_layer" in keys:  # Bidirectional: forward first
-        keys.remove("forward_layer")
-        keys.insert(0, "forward_layer")
+    rank = {n: i for i, n in enumerate(_NESTED_ORDER)}
+    keys.sort(key=lambda k: (rank.get(k.lstrip("_"), len(rank)), k))
     for key in keys:
         arrays += _collect_vars(group[key])
     return arrays

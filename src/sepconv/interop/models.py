@@ -33,7 +33,11 @@ _RENAMED_ARGS = {"negative_slope": "alpha", "batch_shape": "batch_input_shape"}
 #: Config keys that change the numbers unless at these values: refused, if the sepconv
 #: class does not take them, rather than silently dropped.
 _MUST_BE_DEFAULT = {"groups": (1, None), "renorm": (False, None), "lora_rank": (None, 0),
-                    "quantization_config": (None,), "time_major": (False, None)}
+                    "quantization_config": (None,), "time_major": (False, None),
+                    "use_gate": (False, None), "sliding_window": (None,)}
+#: ``build_config`` keys (Keras 3) that a class also takes as arguments, merged into its
+#: config so that the layer builds from them (``MultiHeadAttention``'s input shapes).
+_BUILD_ARGS = ("query_shape", "value_shape", "key_shape")
 
 
 # -- configs ---------------------------------------------------------------------------
@@ -85,6 +89,9 @@ def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
     for new, old in _RENAMED_ARGS.items():
         if new in config and new not in known and old in known and old not in config:
             config[old] = config.pop(new)
+    for key, value in (entry.get("build_config") or {}).items():
+        if key in _BUILD_ARGS and key in known and config.get(key) is None:
+            config[key] = value
     for key, defaults in _MUST_BE_DEFAULT.items():
         if key in config and key not in known and config[key] not in defaults:
             raise KerasFileError(f"Layer {name!r} ({entry.get('class_name')}) has "
@@ -271,8 +278,21 @@ class KerasFunctional(torch.nn.Module):
                 return found if any(m is not None for m in found) else None
             return None
 
+        def argument_masks(module, args, kwargs):
+            # the masks of the arguments a layer takes as `<name>_mask` (attention's query,
+            # value, key), from the values the call passes by position or by name
+            out = {}
+            for i, name in enumerate(getattr(module, "MASKED_ARGUMENTS", ())):
+                v = args[i] if i < len(args) else kwargs.get(name)
+                if isinstance(v, tuple) and v and v[0] == "__ref__" and \
+                        tuple(v[1:]) in masks and f"{name}_mask" not in kwargs:
+                    out[f"{name}_mask"] = masks[tuple(v[1:])]
+            return out
+
         for lname, node, args, kwargs in self.steps:
-            out, out_mask = call_with_mask(modules[lname], resolve(args), resolve(kwargs),
+            module = modules[lname]
+            call_kwargs = {**resolve(kwargs), **argument_masks(module, args, kwargs)}
+            out, out_mask = call_with_mask(module, resolve(args), call_kwargs,
                                            input_mask(args))
             outs = out if isinstance(out, (list, tuple)) else [out]
             if isinstance(out, (list, tuple)) and isinstance(out_mask, (list, tuple)) and \
@@ -706,6 +726,13 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
         warnings.warn(f"save_keras_model: {', '.join(keras3_only)} use Keras 3's formula "
                       f"({', '.join(_activations.KERAS3_VARIANTS)}); tf-keras will compute "
                       f"its own formula under the same name", stacklevel=2)
+    keras3_softmax = sorted(m.name for m in module.modules() if getattr(m, "_keras3", False))
+    if keras3_softmax:
+        import warnings
+        warnings.warn(f"save_keras_model: {', '.join(keras3_softmax)} came from a Keras 3 "
+                      f"file and mask their attention as Keras 3 does; tf-keras gives a "
+                      f"query step whose keys are all masked the mean of the values instead "
+                      f"of zeros", stacklevel=2)
     _write_h5(path, json.dumps(model_config, default=_json_default),
               [m for m in layers if type(m).__name__ != _INPUT])
 
@@ -792,6 +819,33 @@ def _sequential_config(module, layers, input_shape) -> dict:
         "name": getattr(module, "keras_name", None) or "sequential", "layers": entries}}
 
 
+def _first_and_keywords(layer: torch.nn.Module, name: str, args: list,
+                        kwargs: dict) -> Tuple[Any, dict]:
+    """A call as tf-keras saves it: the first argument (the node's inputs), every other
+    one as a keyword named after the call's parameters (a Keras 3 file's
+    ``MultiHeadAttention(query, value)``)."""
+    kwargs = dict(kwargs)
+    if len(args) > 1:
+        params = [p for p in inspect.signature(layer.forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(params) < len(args):
+            raise ValueError(f"save_keras_model: layer {name!r} is called with "
+                             f"{len(args)} arguments, more than its call takes")
+        kwargs.update({p.name: a for p, a in zip(params[1:], args[1:])})
+    return (args[0] if args else []), kwargs
+
+
+def _tf_keras_keywords(value: Any) -> Any:
+    """Call keywords in tf-keras' node format: tensors as ``[layer, node, index]``."""
+    if isinstance(value, tuple) and value and value[0] == "__ref__":
+        return [value[1], value[2], value[3]]
+    if isinstance(value, (list, tuple)):
+        return [_tf_keras_keywords(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _tf_keras_keywords(v) for k, v in value.items()}
+    return value
+
+
 def _functional_config(module: KerasFunctional) -> dict:
     """tf-keras' functional config: layers with ``inbound_nodes`` in its list format."""
     children = dict(module.named_children())
@@ -800,18 +854,16 @@ def _functional_config(module: KerasFunctional) -> dict:
         batch_shape = _input_batch_shape(ref[0], shape)
         entry = _input_entry(ref[0], batch_shape, children.get(ref[0]))
         entries.append(dict(entry, name=ref[0], inbound_nodes=[]))
-    nodes: Dict[str, List[Tuple[int, Any]]] = {}
+    nodes: Dict[str, List[Tuple[int, Any, dict]]] = {}
     for lname, node, args, kwargs in module.steps:
-        if kwargs:
-            raise ValueError(f"save_keras_model: layer {lname!r} is called with keyword "
-                             f"arguments {sorted(kwargs)}, which this writer does not write")
-        nodes.setdefault(lname, []).append((node, args))
+        first, kwargs = _first_and_keywords(children[lname], lname, args, kwargs)
+        nodes.setdefault(lname, []).append((node, first, kwargs))
     inputs = {r[0] for r in module.input_refs}
     for lname, layer in children.items():
         if lname in inputs:
             continue
-        inbound = [[[r[0], r[1], r[2], {}] for r in _refs_in(args)]
-                   for _, args in sorted(nodes.get(lname, []), key=lambda n: n[0])]
+        inbound = [[[r[0], r[1], r[2], _tf_keras_keywords(kwargs)] for r in _refs_in(first)]
+                   for _, first, kwargs in sorted(nodes.get(lname, []), key=lambda n: n[0])]
         entries.append({"class_name": type(layer).__name__, "config": layer.get_config(),
                         "name": lname, "inbound_nodes": inbound})
     return {"class_name": "Functional", "config": {

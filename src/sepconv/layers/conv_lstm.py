@@ -44,6 +44,27 @@ def draw_dropout_mask(rate: float, shape, like: torch.Tensor) -> torch.Tensor:
     return torch.bernoulli(keep) / (1.0 - rate)
 
 
+def split_state_inputs(name: str, inputs: Any, initial_state: Any) -> Tuple[Any, Any]:
+    """``(inputs, initial_state)`` of a recurrent layer's call: tf-keras calls a layer given
+    ``initial_state`` on one list ``[inputs, *states]`` (what a saved model's node holds),
+    which is split here; a tensor passes through."""
+    if not isinstance(inputs, (list, tuple)):
+        return inputs, initial_state
+    if not inputs or initial_state is not None:
+        raise ValueError(f"Layer {name!r} takes its input tensor, or one list [inputs, "
+                         f"*initial_state] (then no initial_state argument). Received a "
+                         f"list of {len(inputs)}"
+                         f"{' and initial_state' if initial_state is not None else ''}")
+    return inputs[0], (list(inputs[1:]) or None)
+
+
+def first_shape(shape: Any) -> Any:
+    """The input's shape from a build or output-shape query on ``[inputs, *states]``."""
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+        return tuple(shape[0])
+    return shape
+
+
 class _RecurrentStates:
     """What Keras' recurrent layers share (ConvLSTM here; LSTM, GRU, SimpleRNN in
     :mod:`sepconv.layers.recurrent`): the arguments they all take (``_init_recurrent``), the
@@ -63,6 +84,9 @@ class _RecurrentStates:
     #: tf-keras' ``zero_output_for_mask``: zeros (not the previous output) at masked
     #: steps; ``Bidirectional`` sets it to ``return_sequences`` on its layers.
     zero_output_for_mask = False
+
+    def _build_checked(self, input_shape, device) -> None:
+        super()._build_checked(first_shape(input_shape), device)
 
     def compute_mask(self, inputs, mask=None):
         """tf-keras' ``RNN.compute_mask``: the (first) input mask with
@@ -327,7 +351,7 @@ class _ConvLSTM(_RecurrentStates, Layer):
     def compute_output_shape(self, input_shape):
         """``(batch, time, *spatial, channels)`` -> the output shape (channels_first alike);
         a list ``[output, h, c]`` of shapes with ``return_state``.  Entries may be None."""
-        shape = tuple(input_shape)
+        shape = tuple(first_shape(input_shape))
         if len(shape) != self.RANK + 3:
             raise ValueError(f"Expected an input shape of rank {self.RANK + 3}, "
                              f"{self._layout()}. Received input_shape={shape}")
@@ -407,7 +431,9 @@ class _ConvLSTM(_RecurrentStates, Layer):
         ``mask``: ``(batch, time)`` booleans (False: skip the step, as Keras' masking),
         or ``(batch, time, *spatial)`` as ``Masking`` makes it: per output position (see
         :func:`sepconv.functional.conv_lstm`);
-        ``training``: overrides ``self.training``; ``initial_state``: ``[h, c]``."""
+        ``training``: overrides ``self.training``; ``initial_state``: ``[h, c]`` (or
+        ``inputs`` the list ``[inputs, h, c]``, as tf-keras calls it)."""
+        inputs, initial_state = split_state_inputs(self.name, inputs, initial_state)
         x = self._prepare_input(inputs)
         if isinstance(mask, (list, tuple)):  # tf-keras takes the first of a list
             mask = mask[0] if mask else None

@@ -17,7 +17,8 @@ from .. import functional as _functional
 from .._registry import serialize
 from .base import DTypePolicy, Layer, check_bool, check_count, layer_from_config
 from .base import snake_case as _snake
-from .conv_lstm import _arguments, _RecurrentStates, draw_dropout_mask
+from .conv_lstm import (_arguments, _RecurrentStates, draw_dropout_mask, first_shape,
+                        split_state_inputs)
 
 
 class _RNN(_RecurrentStates, Layer):
@@ -161,7 +162,7 @@ class _RNN(_RecurrentStates, Layer):
         return (shape[0], self.units)
 
     def compute_output_shape(self, input_shape):
-        shape = tuple(input_shape)
+        shape = tuple(first_shape(input_shape))
         out = (shape[0], shape[1], self.units) if self.return_sequences \
             else (shape[0], self.units)
         if self.return_state:
@@ -202,7 +203,9 @@ class _RNN(_RecurrentStates, Layer):
     def forward(self, inputs, mask=None, training=None, initial_state=None):
         """Keras' call arguments.  ``inputs``: ``(batch, time, features)``, a tensor or
         numpy array; ``training`` overrides ``self.training``; ``initial_state``: the
-        list of states, each ``(batch, units)``."""
+        list of states, each ``(batch, units)`` (or ``inputs`` the list ``[inputs,
+        *states]``, as tf-keras calls it)."""
+        inputs, initial_state = split_state_inputs(self.name, inputs, initial_state)
         x = self._prepare_input(inputs)
         if isinstance(mask, (list, tuple)):  # tf-keras takes the first of a list
             mask = mask[0] if mask else None
@@ -566,7 +569,11 @@ class Bidirectional(Layer):
         self.forward_layer.reset_states(states[:half])
         self.backward_layer.reset_states(states[half:])
 
+    def _build_checked(self, input_shape, device) -> None:
+        super()._build_checked(first_shape(input_shape), device)
+
     def compute_output_shape(self, input_shape):
+        input_shape = first_shape(input_shape)
         out = self.forward_layer.compute_output_shape(input_shape)
         states = []
         if self.return_state:
@@ -605,6 +612,7 @@ class Bidirectional(Layer):
         take it; at masked steps they output zeros when returning sequences, as tf-keras'
         ``Bidirectional`` makes them); ``training`` and ``initial_state`` (the forward
         layer's states, then the backward layer's) as Keras' call arguments."""
+        inputs, initial_state = split_state_inputs(self.name, inputs, initial_state)
         # no cast here: each sublayer casts to its own compute dtype
         x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
         if not self.built:

@@ -1,0 +1,310 @@
+"""Keras' ``MultiHeadAttention`` (R: ``layer_multi_head_attention``).
+
+The attention blocks of the sequence models our users port (Transformer encoders for time
+series and text, Conformer blocks between convolutions) load with the same numbers as
+tf-keras 2.21: the projections, the scaling of the query, the masked softmax (tf-keras adds
+``-1e9`` where the mask is False, so a query step with every key masked attends to all of
+them equally) and the combination, over any ``attention_axes``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .. import activations as _activations
+from .. import constraints as _constraints
+from .. import functional as _functional
+from .. import regularizers as _regularizers
+from ..initializers import serialize
+from .base import Layer, check_bool, check_count
+from .core import check_initializer, check_number
+
+def _shape_or_none(value: Any, name: str) -> Optional[Tuple[Optional[int], ...]]:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) < 3:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected a shape (batch, "
+                         f"..., features) of rank >= 3. Received {name}={value!r}")
+    return tuple(None if v is None else int(v) for v in value)
+
+
+class MultiHeadAttention(Layer):
+    """Keras' ``MultiHeadAttention``: scaled dot-product attention of ``num_heads`` heads.
+
+    ``forward(query, value, key=None, attention_mask=None, return_attention_scores=False,
+    training=None, use_causal_mask=False, query_mask=None, value_mask=None, key_mask=None)``:
+
+    - ``query`` ``(batch, T..., query_features)``, ``value`` ``(batch, S..., value_features)``,
+      ``key`` like ``value`` (default: ``value``); the axes between the batch and the
+      features other than ``attention_axes`` (default: all of them) must agree.
+    - ``attention_mask`` boolean ``(batch, T..., S...)``: False keeps a query step from
+      attending to a key step; ``use_causal_mask`` adds the lower-triangular mask.
+    - ``query_mask`` ``(batch, T)``, ``value_mask`` / ``key_mask`` ``(batch, S)``: the Keras
+      masks of the inputs (a loaded model hands them over from ``Masking`` /
+      ``Embedding(mask_zero=True)``), combined with ``attention_mask`` as tf-keras does.
+    - Returns ``(batch, T..., output_shape or query_features)``, and with
+      ``return_attention_scores`` also the scores ``(batch, heads, T..., S...)``.
+
+    A layer built from a Keras 3 file computes Keras 3's masked softmax (where every key
+    of a query step is masked, tf-keras and Keras 3 give different numbers).  Weights in
+    Keras' order and shapes: ``query_kernel`` ``(query_features, heads,
+    key_dim)``, ``query_bias`` ``(heads, key_dim)``, the same for ``key``, ``value``
+    (``value_dim``), then ``output_kernel`` ``(heads, value_dim, *output_shape)`` and
+    ``output_bias`` ``(*output_shape,)``; no biases with ``use_bias=False``.  Dropout
+    (on the attention probabilities) runs in training mode only.  The layer is built at its
+    first call, from ``query_shape`` / ``value_shape`` / ``key_shape`` (tf-keras' config
+    keys), or from a list of shapes given to ``build``.
+    """
+
+    WEIGHT_NAMES = ("query_kernel", "query_bias", "key_kernel", "key_bias", "value_kernel",
+                    "value_bias", "output_kernel", "output_bias")
+    supports_masking = True
+    #: The call arguments whose Keras masks a model hands over (as ``<name>_mask``).
+    MASKED_ARGUMENTS = ("query", "value", "key")
+
+    def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
+                 output_shape=None, attention_axes=None, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 softmax_robust_masking=False, query_shape=None, value_shape=None,
+                 key_shape=None, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights, activity_regularizer=activity_regularizer)
+        self.num_heads = check_count(num_heads, "num_heads")
+        self.key_dim = check_count(key_dim, "key_dim")
+        self.value_dim = self.key_dim if value_dim in (None, 0) else \
+            check_count(value_dim, "value_dim")
+        self.dropout = check_number(dropout, "dropout", 0.0, 1.0)
+        self.use_bias = check_bool(use_bias, "use_bias")
+        if output_shape is None or output_shape == []:
+            self.output_shape = None
+        else:
+            dims = output_shape if isinstance(output_shape, (list, tuple)) else [output_shape]
+            self.output_shape = tuple(check_count(d, "output_shape") for d in dims)
+        if attention_axes is None:
+            self.attention_axes = None
+        else:
+            axes = attention_axes if isinstance(attention_axes, (list, tuple)) \
+                else [attention_axes]
+            if not axes or any(isinstance(a, bool) or not isinstance(a, (int, np.integer))
+                               for a in axes):
+                raise ValueError(f"Invalid value for argument `attention_axes`. Expected "
+                                 f"an int or a list of ints. Received "
+                                 f"attention_axes={attention_axes!r}")
+            self.attention_axes = tuple(int(a) for a in axes)
+        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
+        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
+        self.softmax_robust_masking = check_bool(softmax_robust_masking,
+                                                 "softmax_robust_masking")
+        self.query_shape = _shape_or_none(query_shape, "query_shape")
+        self.value_shape = _shape_or_none(value_shape, "value_shape")
+        self.key_shape = _shape_or_none(key_shape, "key_shape")
+        # Keras 3 files: Keras 3's masked softmax (see ``_masking``)
+        self._keras3 = _activations.current_flavour() == "keras3"
+        self.input_dims: Optional[Tuple[int, int, int]] = None
+        if self.query_shape is not None and self.value_shape is not None and \
+                self.batch_input_shape is None:
+            self._build_checked([self.query_shape, self.value_shape,
+                                 self.key_shape or self.value_shape], device=None)
+        self._finish_init()
+
+    # -- building ----------------------------------------------------------------------
+    def build(self, input_shape, device=None) -> None:
+        """``input_shape``: the query's shape (self-attention: value and key alike) or a
+        list ``[query_shape, value_shape]`` / ``[query_shape, value_shape, key_shape]``."""
+        shapes = list(input_shape) if input_shape and isinstance(
+            input_shape[0], (list, tuple)) else [tuple(input_shape)]
+        if not 1 <= len(shapes) <= 3:
+            raise ValueError(f"Layer {self.name!r} is built from the query, value and key "
+                             f"shapes. Received {len(shapes)} shapes")
+        shapes += [shapes[-1]] * (3 - len(shapes))  # value = query, key = value
+        q, v, k = (tuple(s) for s in shapes)
+        for what, s in (("query", q), ("value", v), ("key", k)):
+            if len(s) < 3 or s[-1] is None:
+                raise ValueError(f"Layer {self.name!r} expects a {what} of rank >= 3 "
+                                 f"(batch, ..., features) with known features. Received "
+                                 f"{what} shape {s}")
+        self.query_shape, self.value_shape, self.key_shape = q, v, k
+        dq, dv, dk = (check_count(s[-1], f"{w} features") for w, s in
+                      (("query", q), ("value", v), ("key", k)))
+        self.input_dims = (dq, dv, dk)
+        out = self.output_shape or (dq,)
+        h = self.num_heads
+        for prefix, features, size in (("query", dq, self.key_dim), ("key", dk, self.key_dim),
+                                       ("value", dv, self.value_dim)):
+            self.add_weight(f"{prefix}_kernel", (features, h, size), self.kernel_initializer,
+                            self.kernel_regularizer, self.kernel_constraint, device)
+            if self.use_bias:
+                self.add_weight(f"{prefix}_bias", (h, size), self.bias_initializer,
+                                self.bias_regularizer, self.bias_constraint, device)
+        self.add_weight("output_kernel", (h, self.value_dim) + out, self.kernel_initializer,
+                        self.kernel_regularizer, self.kernel_constraint, device)
+        if self.use_bias:
+            self.add_weight("output_bias", out, self.bias_initializer, self.bias_regularizer,
+                            self.bias_constraint, device)
+
+    def _input_shape_from_weights(self, weights):
+        if len(weights) < 3:
+            return None
+        stride = 2 if self.use_bias else 1
+        try:
+            dq, dk, dv = (int(weights[i * stride].shape[0]) for i in range(3))
+        except (AttributeError, IndexError, TypeError):
+            return None
+        return [(None, None, dq), (None, None, dv), (None, None, dk)]
+
+    # -- the call ----------------------------------------------------------------------
+    def forward(self, query, value, key=None, attention_mask=None,
+                return_attention_scores=False, training=None, use_causal_mask=False,
+                query_mask=None, value_mask=None, key_mask=None):
+        if not self.built:
+            q0 = self._as_tensor(query)
+            v0 = self._as_tensor(value)
+            k0 = v0 if key is None else self._as_tensor(key)
+            self._build_checked([tuple(q0.shape), tuple(v0.shape), tuple(k0.shape)],
+                                device=q0.device)
+        if key is None:
+            key, key_mask = value, value_mask if key_mask is None else key_mask
+        q, v, k = (self._prepare_input(t) for t in (query, value, key))
+        self._check_inputs(q, v, k)
+        mask = self._attention_mask(q, v, attention_mask, use_causal_mask, query_mask,
+                                    value_mask, key_mask)
+        qp = _functional.einsum_dense(q, self._weight("query_kernel"),
+                                      self._bias("query_bias"), 1)
+        kp = _functional.einsum_dense(k, self._weight("key_kernel"),
+                                      self._bias("key_bias"), 1)
+        vp = _functional.einsum_dense(v, self._weight("value_kernel"),
+                                      self._bias("value_bias"), 1)
+        out, scores = _functional.dot_product_attention(
+            qp, kp, vp, self._axes(q.dim()), mask=mask,
+            dropout_rate=self.dropout if (self.training if training is None else training)
+            else 0.0, masking=self._masking(q.dim(), return_attention_scores))
+        out = _functional.einsum_dense(out, self._weight("output_kernel"),
+                                       self._bias("output_bias"), 2)
+        self._record_activity(out)
+        return (out, scores) if return_attention_scores else out
+
+    def _masking(self, rank: int, return_scores: bool) -> str:
+        """The masked softmax of the Keras that wrote the model (see
+        :func:`sepconv.functional.dot_product_attention`): tf-keras adds ``-1e9``
+        (``softmax_robust_masking``: replaces by it); Keras 3 runs its fused
+        ``dot_product_attention`` where it has no dropout, returns no scores and the inputs
+        have rank 3, and elsewhere its ``Softmax``, which zeroes masked probabilities."""
+        if not self._keras3:
+            return "where" if self.softmax_robust_masking else "add"
+        fused = self.dropout == 0 and not return_scores and rank == 3
+        return "keras3_fused" if fused else "keras3"
+
+    def _as_tensor(self, x) -> torch.Tensor:
+        return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+    def _bias(self, name: str) -> Optional[torch.Tensor]:
+        return self._weight(name) if self.use_bias else None
+
+    def _axes(self, rank: int) -> Tuple[int, ...]:
+        """The attention axes of the projected tensors (rank + 1: the heads' axis is added
+        before the features), as Keras normalises them."""
+        if self.attention_axes is None:
+            return tuple(range(1, rank - 1))
+        axes = []
+        for a in self.attention_axes:
+            b = a % (rank + 1) if a < 0 else a
+            if not 1 <= b <= rank - 2:
+                raise ValueError(f"Layer {self.name!r}: attention_axes={self.attention_axes} "
+                                 f"do not fit inputs of rank {rank} (allowed: axes 1 to "
+                                 f"{rank - 2}, the axes between batch and features)")
+            axes.append(b)
+        return tuple(sorted(set(axes)))
+
+    def _check_inputs(self, q, v, k) -> None:
+        dq, dv, dk = self.input_dims
+        for what, t, d in (("query", q, dq), ("value", v, dv), ("key", k, dk)):
+            if t.dim() < 3 or t.shape[-1] != d:
+                raise ValueError(f"Layer {self.name!r} expects a {what} of shape (batch, ..., "
+                                 f"{d}). Received {what} of shape {tuple(t.shape)}")
+        if v.shape[:-1] != k.shape[:-1]:
+            raise ValueError(f"All dimensions of `value` and `key`, except the last one, "
+                             f"must be equal. Received {tuple(v.shape)} and "
+                             f"{tuple(k.shape)}")
+        if q.dim() != v.dim() or q.shape[0] != v.shape[0]:
+            raise ValueError(f"Layer {self.name!r}: query {tuple(q.shape)} and value "
+                             f"{tuple(v.shape)} need the same rank and batch size")
+
+    def _attention_mask(self, q, v, attention_mask, use_causal_mask, query_mask, value_mask,
+                        key_mask) -> Optional[torch.Tensor]:
+        """tf-keras' ``_compute_attention_mask``: the input masks and the causal mask
+        AND-ed with ``attention_mask``, shape ``(batch or 1, T, S)`` for one attention
+        axis."""
+        auto = None
+
+        def both(a, b):
+            return b if a is None else a & b
+
+        def as_bool(m):
+            m = self._as_tensor(m).to(q.device)
+            return m if m.dtype == torch.bool else m != 0
+
+        if query_mask is not None:
+            auto = as_bool(query_mask)[:, :, None]
+        if value_mask is not None:
+            auto = both(auto, as_bool(value_mask)[:, None, :])
+        if key_mask is not None:
+            auto = both(auto, as_bool(key_mask)[:, None, :])
+        if use_causal_mask:
+            t, s = q.shape[1], v.shape[1]
+            auto = both(auto, torch.ones((1, t, s), dtype=torch.bool,
+                                         device=q.device).tril())
+        if auto is None:
+            return None if attention_mask is None else as_bool(attention_mask)
+        return auto if attention_mask is None else as_bool(attention_mask) & auto
+
+    # -- Keras protocol ----------------------------------------------------------------
+    def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
+        if isinstance(query_shape, list) and query_shape and \
+                isinstance(query_shape[0], (list, tuple)):
+            query_shape = query_shape[0]
+        q = tuple(query_shape)
+        return q[:-1] + (self.output_shape or (q[-1],))
+
+    def get_config(self) -> Dict[str, Any]:
+        config = self.base_config()
+        config.update({
+            "num_heads": self.num_heads, "key_dim": self.key_dim,
+            "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias,
+            "output_shape": None if self.output_shape is None else list(self.output_shape),
+            "attention_axes": None if self.attention_axes is None
+            else list(self.attention_axes),
+            "kernel_initializer": serialize(self.kernel_initializer),
+            "bias_initializer": serialize(self.bias_initializer),
+            "kernel_regularizer": serialize(self.kernel_regularizer),
+            "bias_regularizer": serialize(self.bias_regularizer),
+            "activity_regularizer": serialize(self.activity_regularizer),
+            "kernel_constraint": serialize(self.kernel_constraint),
+            "bias_constraint": serialize(self.bias_constraint),
+            "query_shape": None if self.query_shape is None else list(self.query_shape),
+            "key_shape": None if self.key_shape is None else list(self.key_shape),
+            "value_shape": None if self.value_shape is None else list(self.value_shape),
+            "softmax_robust_masking": self.softmax_robust_masking,
+        })
+        return config
+
+    def extra_repr(self) -> str:
+        parts = [f"num_heads={self.num_heads}", f"key_dim={self.key_dim}"]
+        if self.value_dim != self.key_dim:
+            parts.append(f"value_dim={self.value_dim}")
+        if self.dropout:
+            parts.append(f"dropout={self.dropout}")
+        if self.output_shape is not None:
+            parts.append(f"output_shape={self.output_shape}")
+        if self.attention_axes is not None:
+            parts.append(f"attention_axes={self.attention_axes}")
+        return self._repr_tail(parts)

@@ -1,0 +1,351 @@
+"""``MultiHeadAttention`` against tf-keras 2.21 (what R keras wraps) and Keras 3.15.
+
+Layer cases copy tf-keras' (randomly initialised) weights into sepconv with
+``set_weights(get_weights())`` and compare outputs, attention scores and gradients (inputs
+and every weight, through ``tf.GradientTape``) over the argument space: head counts, key
+and value sizes, ``output_shape``, ``attention_axes`` on rank-4 inputs, cross-attention with
+a separate key, ``attention_mask``, ``use_causal_mask``, both masking formulas, no biases,
+masks of fully masked query steps.  Model files (a Transformer encoder with an
+``Embedding(mask_zero=True)``, a decoder with causal self-attention and cross-attention, a
+model returning its attention scores) are saved by tf-keras and Keras 3 and loaded by
+sepconv in a child process without TensorFlow (tests/keras_files.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+tf = pytest.importorskip("tensorflow")
+tf_keras = pytest.importorskip("tf_keras")
+keras = pytest.importorskip("keras")
+
+import sepconv  # noqa: E402
+from keras_files import Cases, check, outputs  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+rng = np.random.default_rng(7)
+
+# (constructor kwargs, query shape, value shape, key shape or None, call kwargs)
+CASES = [
+    (dict(num_heads=2, key_dim=3), (2, 5, 6), (2, 7, 6), None, {}),
+    (dict(num_heads=1, key_dim=4), (3, 4, 5), (3, 4, 5), None, {}),
+    (dict(num_heads=3, key_dim=2, value_dim=5, output_shape=(2, 3)),
+     (2, 5, 6), (2, 7, 4), (2, 7, 3), {}),
+    (dict(num_heads=2, key_dim=3, output_shape=4, use_bias=False), (2, 5, 6), (2, 6, 6),
+     None, {}),
+    (dict(num_heads=2, key_dim=3), (2, 4, 5, 6), (2, 4, 3, 6), None, {}),
+    (dict(num_heads=2, key_dim=3, attention_axes=(1, 2)), (2, 4, 5, 6), (2, 3, 2, 6), None,
+     {}),
+    (dict(num_heads=2, key_dim=3, attention_axes=1), (2, 4, 5, 6), (2, 3, 5, 6), None, {}),
+    (dict(num_heads=2, key_dim=3, attention_axes=-3), (2, 4, 5, 6), (2, 4, 3, 6), None, {}),
+    (dict(num_heads=2, key_dim=3), (2, 5, 6), (2, 7, 6), None, {"mask": (2, 5, 7)}),
+    (dict(num_heads=2, key_dim=3), (2, 5, 6), (2, 5, 6), None, {"use_causal_mask": True}),
+    (dict(num_heads=2, key_dim=3), (2, 5, 6), (2, 4, 6), None, {"use_causal_mask": True}),
+    (dict(num_heads=4, key_dim=2, softmax_robust_masking=True), (2, 5, 6), (2, 5, 6), None,
+     {"mask": (2, 5, 5), "use_causal_mask": True}),
+    (dict(num_heads=2, key_dim=3, attention_axes=(1, 2)), (2, 3, 4, 6), (2, 2, 5, 6), None,
+     {"mask": (2, 3, 4, 2, 5)}),
+]
+
+
+def _mask(shape):
+    m = rng.random(shape) > 0.4
+    m[0, 1] = False  # a query step that sees no key: tf-keras' -1e9 makes it uniform
+    return m
+
+
+def _tf_call(ref, q, v, k, call, mask):
+    kw = {"use_causal_mask": call.get("use_causal_mask", False)}
+    if mask is not None:
+        kw["attention_mask"] = tf.constant(mask)
+    return ref(q, v, k, return_attention_scores=True, **kw)
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_forward_scores_and_gradients_match_tf_keras(case):
+    kwargs, qs, vs, ks, call = CASES[case]
+    ref = tf_keras.layers.MultiHeadAttention(**kwargs, bias_initializer="random_normal")
+    q, v = (rng.standard_normal(s).astype(np.float32) for s in (qs, vs))
+    k = None if ks is None else rng.standard_normal(ks).astype(np.float32)
+    mask = _mask(call["mask"]) if "mask" in call else None
+    tq, tv = tf.Variable(q), tf.Variable(v)
+    tk = None if k is None else tf.Variable(k)
+    with tf.GradientTape() as tape:
+        out, scores = _tf_call(ref, tq, tv, tk, call, mask)
+        loss = tf.reduce_sum(out * out) + tf.reduce_sum(scores * scores)
+    sources = [tq, tv] + ([tk] if tk is not None else []) + ref.trainable_weights
+    grads = tape.gradient(loss, sources)
+
+    ours = sepconv.MultiHeadAttention(**kwargs)
+    ours.build([qs, vs, ks or vs])
+    ours.set_weights(ref.get_weights())
+    pq, pv = (torch.tensor(a, requires_grad=True) for a in (q, v))
+    pk = None if k is None else torch.tensor(k, requires_grad=True)
+    o, s = ours(pq, pv, pk, attention_mask=None if mask is None else torch.from_numpy(mask),
+                use_causal_mask=call.get("use_causal_mask", False),
+                return_attention_scores=True)
+    assert tuple(o.shape) == tuple(out.shape) == ours.compute_output_shape(qs)
+    assert tuple(s.shape) == tuple(scores.shape)
+    np.testing.assert_allclose(o.detach().numpy(), out.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s.detach().numpy(), scores.numpy(), rtol=1e-5, atol=1e-6)
+    ((o * o).sum() + (s * s).sum()).backward()
+    mine = [pq.grad, pv.grad] + ([pk.grad] if pk is not None else []) + \
+        [w.grad for w in ours.weights]
+    assert len(mine) == len(grads)
+    for a, b in zip(mine, grads):
+        np.testing.assert_allclose(a.numpy(), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dropout, scores", [(0.0, False), (0.0, True), (0.2, False)])
+def test_keras3_masked_softmax_under_the_keras3_flavour(dropout, scores):
+    """Keras 3 (torch backend) zeroes the probabilities of a fully masked query step in its
+    Softmax, but its fused route (no dropout, no scores returned) gives them the mean of the
+    values; tf-keras gives the mean everywhere.  A layer built under the Keras 3 flavour (as
+    the loader builds a Keras 3 file's) follows Keras 3 on each route."""
+    from sepconv.activations import keras_flavour
+    ref = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3, dropout=dropout,
+                                          bias_initializer="random_normal")
+    q, v = (rng.standard_normal(s).astype(np.float32) for s in ((2, 5, 6), (2, 7, 6)))
+    mask = _mask((2, 5, 7))
+    want = ref(q, v, attention_mask=mask, return_attention_scores=scores, training=False)
+    want = want[0] if scores else want
+    with keras_flavour("keras3"):
+        ours = sepconv.MultiHeadAttention(num_heads=2, key_dim=3, dropout=dropout)
+    ours.build([(2, 5, 6), (2, 7, 6)])
+    ours.set_weights([np.asarray(w) for w in ref.get_weights()])
+    ours.eval()
+    got = ours(torch.from_numpy(q), torch.from_numpy(v),
+               attention_mask=torch.from_numpy(mask), return_attention_scores=scores)
+    got = got[0] if scores else got
+    np.testing.assert_allclose(got.detach().numpy(), np.asarray(want.detach()), atol=1e-5)
+    plain = sepconv.MultiHeadAttention(num_heads=2, key_dim=3, dropout=dropout)
+    plain.build([(2, 5, 6), (2, 7, 6)])
+    plain.set_weights(ours.get_weights())
+    plain.eval()
+    differs = not np.allclose(plain(torch.from_numpy(q), torch.from_numpy(v),
+                                    attention_mask=torch.from_numpy(mask)).detach().numpy(),
+                              got.detach().numpy(), atol=1e-5)
+    assert differs == (scores or dropout > 0)  # only the zeroed step differs
+
+
+def test_weights_names_shapes_and_config_follow_tf_keras():
+    kwargs = dict(num_heads=3, key_dim=2, value_dim=5, output_shape=(2, 3), dropout=0.1,
+                  attention_axes=[1], kernel_regularizer="l2", bias_constraint="non_neg")
+    ref = tf_keras.layers.MultiHeadAttention(**kwargs)
+    ref(np.zeros((1, 4, 6), np.float32), np.zeros((1, 5, 4), np.float32),
+        np.zeros((1, 5, 3), np.float32))
+    ours = sepconv.MultiHeadAttention(**kwargs, query_shape=(None, 4, 6),
+                                      value_shape=(None, 5, 4), key_shape=(None, 5, 3))
+    assert ours.built  # tf-keras' config keys build the layer, as its from_config does
+    assert [tuple(w.shape) for w in ours.weights] == \
+        [tuple(w.shape) for w in ref.get_weights()]
+    theirs, mine = ref.get_config(), ours.get_config()
+    for key in theirs:
+        if key in ("name", "dtype"):
+            continue
+        a, b = theirs[key], mine[key]
+        if key.endswith("_shape") or key == "attention_axes":  # (batch sizes: 1 vs None)
+            cut = 1 if key in ("query_shape", "value_shape", "key_shape") else 0
+            a = None if a is None else list(a)[cut:]
+            b = None if b is None else list(b)[cut:]
+        if isinstance(a, dict):
+            assert a["class_name"] == b["class_name"], key
+        else:
+            assert a == b, key
+    again = sepconv.MultiHeadAttention.from_config(mine)
+    assert again.built and [tuple(w.shape) for w in again.weights] == \
+        [tuple(w.shape) for w in ours.weights]
+    assert len(ours.losses) == 4  # the four kernels' L2 penalties
+
+
+def test_gradcheck_float64_with_masks():
+    layer = sepconv.MultiHeadAttention(2, 3, value_dim=2, dtype="float64",
+                                       bias_initializer="random_normal")
+    q = torch.randn(2, 4, 5, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    layer.build([tuple(q.shape), tuple(v.shape)])
+    # every query step sees a key: at a fully masked step the -1e9 offset leaves float64
+    # too few digits for finite differences (the last test compares those with tf-keras)
+    mask = torch.tensor(_mask((2, 4, 3)))
+    mask[:, :, 0] = True
+    assert torch.autograd.gradcheck(
+        lambda a, b: layer(a, b, attention_mask=mask, value_mask=torch.tensor(
+            [[True, True, False], [True] * 3])), (q, v))
+
+
+def test_input_masks_combine_as_tf_keras_computes_them():
+    """tf-keras ANDs the query's mask (B, T, 1), the value's and key's (B, 1, S), the
+    causal mask and ``attention_mask``: compare with the same layer given that product as
+    ``attention_mask`` (computed here with numpy)."""
+    layer = sepconv.MultiHeadAttention(2, 3)
+    q, v = torch.randn(2, 5, 4), torch.randn(2, 5, 4)
+    qm, vm = _mask((2, 5)), _mask((2, 5))
+    am = _mask((2, 5, 5))
+    want = qm[:, :, None] & vm[:, None, :] & np.tril(np.ones((5, 5), bool))[None] & am
+    got = layer(q, v, attention_mask=torch.from_numpy(am), use_causal_mask=True,
+                query_mask=torch.from_numpy(qm), value_mask=torch.from_numpy(vm))
+    expected = layer(q, v, attention_mask=torch.from_numpy(want))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    other = layer(q, v, attention_mask=torch.from_numpy(am))
+    assert not torch.allclose(got, other)
+
+
+def test_dropout_only_in_training():
+    layer = sepconv.MultiHeadAttention(2, 3, dropout=0.5)
+    q = torch.randn(2, 5, 4)
+    layer.eval()
+    torch.testing.assert_close(layer(q, q), layer(q, q))
+    layer.train()
+    torch.manual_seed(0)
+    a = layer(q, q)
+    assert not torch.allclose(a, layer(q, q, training=False))
+
+
+def test_r_function_takes_the_inputs_list():
+    q, v = torch.randn(2, 5, 4), torch.randn(2, 6, 4)
+    layer = sepconv.layer_multi_head_attention(num_heads=2.0, key_dim=3.0)
+    assert isinstance(layer, sepconv.MultiHeadAttention) and layer.num_heads == 2
+    out = sepconv.layer_multi_head_attention([q, v], num_heads=2, key_dim=3, name="r_mha")
+    assert tuple(out.shape) == (2, 5, 4)
+    with pytest.raises(ValueError, match="key_dim"):
+        sepconv.layer_multi_head_attention([q, v], num_heads=2, key_dim=2.5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(num_heads=0, key_dim=2), "num_heads"),
+    (dict(num_heads=2, key_dim=-1), "key_dim"),
+    (dict(num_heads=2, key_dim=2, dropout=1.5), "dropout"),
+    (dict(num_heads=2, key_dim=2, attention_axes="time"), "attention_axes"),
+])
+def test_bad_arguments_name_themselves(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        sepconv.MultiHeadAttention(**kwargs)
+
+
+def test_bad_inputs_say_what_was_expected():
+    layer = sepconv.MultiHeadAttention(2, 3)
+    layer(torch.randn(2, 5, 4), torch.randn(2, 6, 4))
+    with pytest.raises(ValueError, match=r"value of shape \(batch, \.\.\., 4\)"):
+        layer(torch.randn(2, 5, 4), torch.randn(2, 6, 3))
+    with pytest.raises(ValueError, match="`value` and `key`"):
+        layer(torch.randn(2, 5, 4), torch.randn(2, 6, 4), torch.randn(2, 5, 4))
+    with pytest.raises(ValueError, match="attention_axes"):
+        sepconv.MultiHeadAttention(2, 3, attention_axes=3)(torch.randn(2, 5, 4),
+                                                            torch.randn(2, 5, 4))
+
+
+# -- model files ---------------------------------------------------------------------------
+def _encoder(K, name):
+    """Keras' time-series Transformer example's encoder block over token ids."""
+    L = K.layers
+    ids = K.Input((9,), dtype="int32", name="ids")
+    x = L.Embedding(20, 8, mask_zero=True, name="emb")(ids)
+    a = L.MultiHeadAttention(num_heads=2, key_dim=4, dropout=0.1, name="mha")(x, x)
+    x = L.LayerNormalization(epsilon=1e-6, name="ln1")(L.Add(name="res1")([x, a]))
+    y = L.Dense(16, activation="relu", name="ff1")(x)
+    y = L.Dense(8, name="ff2")(y)
+    x = L.LayerNormalization(epsilon=1e-6, name="ln2")(L.Add(name="res2")([x, y]))
+    x = L.GlobalAveragePooling1D(name="gap")(x)
+    return K.Model(ids, L.Dense(3, activation="softmax", name="head")(x), name=name)
+
+
+def _decoder(K, name):
+    """Causal self-attention, then cross-attention to a memory under an explicit mask;
+    the second output is the cross-attention's scores."""
+    L = K.layers
+    tgt = K.Input((6, 5), name="tgt")
+    mem = K.Input((7, 4), name="mem")
+    allowed = K.Input((6, 7), dtype="bool", name="allowed")
+    s = L.MultiHeadAttention(num_heads=2, key_dim=3, name="self_att")(
+        tgt, tgt, use_causal_mask=True)
+    x = L.Add(name="res")([tgt, s])
+    c, scores = L.MultiHeadAttention(num_heads=3, key_dim=2, value_dim=4, output_shape=6,
+                                     name="cross_att")(
+        x, mem, attention_mask=allowed, return_attention_scores=True)
+    return K.Model([tgt, mem, allowed], [c, scores], name=name)
+
+
+def _seq2seq(K, name):
+    """An LSTM decoder started from the encoder's states (``initial_state=`` tensors)."""
+    L = K.layers
+    src = K.Input((5, 3), name="src")
+    dst = K.Input((4, 2), name="dst")
+    _, h, c = L.LSTM(6, return_state=True, name="enc")(src)
+    y = L.LSTM(6, return_sequences=True, name="dec")(dst, initial_state=[h, c])
+    return K.Model([src, dst], L.Dense(2, name="proj")(y), name=name)
+
+
+def _inputs(model, seed):
+    r = np.random.default_rng(seed)
+    out = []
+    for t in model.inputs:
+        shape = (3,) + tuple(t.shape[1:])
+        dtype = str(getattr(t.dtype, "name", t.dtype))
+        if "int" in dtype:
+            ids = r.integers(1, 20, shape)
+            ids[0, 5:] = 0  # padding: masked steps
+            ids[1, 2:] = 0
+            out.append(ids.astype(np.int32))
+        elif "bool" in dtype:
+            m = r.random(shape) > 0.3
+            m[0, 2] = False
+            out.append(m)
+        else:
+            out.append(r.standard_normal(shape).astype(np.float32))
+    return out
+
+
+MODELS = {"encoder": _encoder, "decoder": _decoder, "seq2seq": _seq2seq}
+FILES = [(m, w, ext) for m in MODELS for w, exts in (("tk", (".h5", ".keras")),
+                                                     ("k3", (".keras",))) for ext in exts]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("attention_files"))
+    cases = Cases(root)
+    tf_keras.utils.set_random_seed(3)
+    keras.utils.set_random_seed(3)
+    for model_name, build in MODELS.items():
+        for writer, K in (("tk", tf_keras), ("k3", keras)):
+            model = build(K, f"{writer}_{model_name}")
+            x = _inputs(model, seed=len(model_name))
+            y = outputs(model.predict(x if len(x) > 1 else x[0], verbose=0))
+            for ext in (".h5", ".keras") if writer == "tk" else (".keras",):
+                path = os.path.join(root, f"{writer}_{model_name}{ext}")
+                model.save(path)
+                cases.add(f"{model_name}-{writer}{ext}", "model", path, x, y)
+    return cases.run()
+
+
+@pytest.mark.parametrize("model, writer, ext", FILES)
+def test_model_file_with_attention_gives_keras_outputs(saved, model, writer, ext):
+    check(saved[f"{model}-{writer}{ext}"])
+
+
+@pytest.mark.parametrize("build", [_encoder, _decoder, _seq2seq])
+def test_loaded_model_saved_back_reads_in_tf_keras(tmp_path, build):
+    """Attention's value / key / mask and the LSTM's states as call keywords in tf-keras'
+    node format: the file sepconv writes rebuilds in tf-keras with the same outputs."""
+    model = build(tf_keras, "m")
+    x = _inputs(model, seed=2)
+    want = outputs(model.predict(x, verbose=0))
+    model.save(tmp_path / "a.h5")
+    loaded = sepconv.load_keras_model(tmp_path / "a.h5")
+    sepconv.save_keras_model(loaded, tmp_path / "b.h5")
+    back = tf_keras.models.load_model(tmp_path / "b.h5")
+    for a, b in zip(outputs(back.predict(x, verbose=0)), want):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_keras3_attention_saved_for_tf_keras_warns(tmp_path):
+    model = _decoder(keras, "m")
+    model.save(tmp_path / "a.keras")
+    loaded = sepconv.load_keras_model(tmp_path / "a.keras")
+    with pytest.warns(UserWarning, match="self_att, cross_att|cross_att, self_att"):
+        sepconv.save_keras_model(loaded, tmp_path / "b.h5")
