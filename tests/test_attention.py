@@ -349,3 +349,21 @@ def test_keras3_attention_saved_for_tf_keras_warns(tmp_path):
     loaded = sepconv.load_keras_model(tmp_path / "a.keras")
     with pytest.warns(UserWarning, match="self_att, cross_att|cross_att, self_att"):
         sepconv.save_keras_model(loaded, tmp_path / "b.h5")
+
+
+def test_loaded_encoder_exports_and_compiles(tmp_path):
+    """torch.export of a loaded Transformer encoder (Embedding with mask_zero, masks
+    through attention and pooling) and torch.compile(fullgraph=True) of the layer give the
+    eager numbers."""
+    model = _encoder(tf_keras, "m")
+    model.save(tmp_path / "e.h5")
+    loaded = sepconv.load_keras_model(tmp_path / "e.h5")
+    ids = torch.from_numpy(_inputs(model, seed=4)[0]).long()
+    program = torch.export.export(loaded, (ids,))
+    torch.testing.assert_close(program.module()(ids), loaded(ids), rtol=0, atol=1e-6)
+    att = sepconv.MultiHeadAttention(2, 4)
+    q = torch.randn(2, 6, 8)
+    att(q, q)
+    compiled = torch.compile(att, fullgraph=True)
+    torch.testing.assert_close(compiled(q, q, use_causal_mask=True),
+                               att(q, q, use_causal_mask=True), rtol=1e-5, atol=1e-6)

@@ -828,7 +828,10 @@ class Embedding(Layer):
             x = x.to(torch.int64)  # tf-keras casts float indices to int32 (truncation)
         elif x.dtype not in (torch.int64, torch.int32):
             x = x.to(torch.int64)
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.input_dim):
+        # (a data-dependent check: not in a graph being compiled or exported, where the
+        # lookup itself checks the range)
+        if x.numel() and not torch.compiler.is_compiling() and \
+                (int(x.min()) < 0 or int(x.max()) >= self.input_dim):
             raise ValueError(f"Layer {self.name!r}: indices must be in [0, {self.input_dim}) "
                              f"(input_dim={self.input_dim}). Received indices in "
                              f"[{int(x.min())}, {int(x.max())}]")
