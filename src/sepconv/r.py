@@ -237,6 +237,21 @@ layer_simple_rnn = r_function(_layers.SimpleRNN)
 bidirectional = r_function(_layers.Bidirectional, "bidirectional")  # R keras 2's name
 layer_bidirectional = r_function(_layers.Bidirectional)  # R keras3's (bidirectional: alias)
 layer_masking = r_function(_layers.Masking)
+layer_normalization = r_function(_layers.Normalization, integer_args=_CORE_INTS)
+
+
+def adapt(object, data, batch_size=None, steps=None):
+    """R keras' ``adapt(object, data, batch_size = NULL, steps = NULL)``: fit a
+    preprocessing layer's state (``Normalization``: mean and variance) to ``data`` (an
+    array, a tensor or an iterable of batches); returns the layer.  ``steps`` (how many
+    batches to take from an iterable) as in R."""
+    if not hasattr(object, "adapt"):
+        raise TypeError(f"`object` must be a preprocessing layer with adapt() "
+                        f"(Normalization). Received {type(object).__name__}")
+    if steps is not None:
+        import itertools
+        data = list(itertools.islice(iter(data), int(steps)))
+    return object.adapt(data, batch_size=None if batch_size is None else int(batch_size))
 
 
 def layer_multi_head_attention(inputs=None, num_heads=None, key_dim=None, value_dim=None,
@@ -277,4 +292,4 @@ def layer_multi_head_attention(inputs=None, num_heads=None, key_dim=None, value_
 
 # every R-style function: the layer_* ones and R keras 2's wrapper names
 __all__ = sorted(name for name in list(globals()) if name.startswith("layer_")
-                 or name in ("time_distributed", "bidirectional"))
+                 or name in ("time_distributed", "bidirectional", "adapt"))

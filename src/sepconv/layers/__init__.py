@@ -19,7 +19,7 @@ from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from .core import (Activation, Dense, Dropout, ELU, Embedding, Flatten, GaussianNoise,
                    InputLayer, LeakyReLU, Permute, PReLU, ReLU, RepeatVector, Reshape, Softmax,
                    SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, TimeDistributed)
-from .normalization import BatchNormalization, LayerNormalization
+from .normalization import BatchNormalization, LayerNormalization, Normalization
 from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D,
                       GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
                       GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D,

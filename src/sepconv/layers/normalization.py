@@ -330,3 +330,160 @@ class LayerNormalization(_Normalization):
 
 # Keras' masks pass through the normalizations unchanged (tf-keras' supports_masking).
 _Normalization.supports_masking = True
+
+
+class Normalization(Layer):
+    """Keras' preprocessing ``Normalization`` (R: ``layer_normalization``): ``(x - mean) /
+    max(sqrt(variance), 1e-7)`` (``invert=True``: ``mean + x * max(sqrt(variance),
+    1e-7)``), with one mean and variance per index of the kept ``axis`` (default -1, the
+    features; ``None``: one scalar for everything) broadcast over the other axes.
+
+    ``mean`` / ``variance`` given: constants (no weights), as in Keras.  Otherwise the
+    layer holds Keras' non-trainable weights ``mean``, ``variance`` (shape: the input's
+    sizes on the kept axes) and ``count`` (int64 scalar), set from a model file or by
+    :meth:`adapt` on data, which computes them as tf-keras' ``adapt`` does (batches
+    folded in with its running formula).  Input ``(batch, ...)`` of any rank that has the
+    kept axes; the output has the input's shape.
+    """
+
+    WEIGHT_NAMES = ("mean", "variance", "count")
+
+    def __init__(self, axis=-1, mean=None, variance=None, invert=False, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if axis is None:
+            axis = []
+        self.axis = _check_axis(axis, "axis")
+        if (mean is None) != (variance is None):
+            raise ValueError(f"When setting values directly, both `mean` and `variance` "
+                             f"must be set. Received mean={mean!r} and variance={variance!r}")
+        self.input_mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+        self.input_variance = None if variance is None else np.asarray(variance,
+                                                                       dtype=np.float64)
+        self.invert = check_bool(invert, "invert")
+        self._keep: Optional[List[int]] = None
+        self._broadcast: Optional[List[int]] = None
+        shape = self.batch_input_shape
+        if shape is not None and all(shape[a % len(shape)] is not None for a in self._axes()
+                                     if -len(shape) <= a < len(shape)):
+            self._finish_init()  # (tf-keras writes unknown sizes after adapt on a dataset)
+
+    def _axes(self) -> List[int]:
+        return self.axis if isinstance(self.axis, list) else [self.axis]
+
+    def build(self, input_shape, device=None) -> None:
+        rank = len(input_shape)
+        keep = []
+        for a in self._axes():
+            if not -rank <= a < rank:
+                raise ValueError(f"All `axis` values must be in the range [-ndim, ndim). "
+                                 f"Received axis={self.axis} and an input of shape "
+                                 f"{tuple(input_shape)}")
+            keep.append(a % rank)
+        keep = sorted(set(keep))
+        for a in keep:
+            if input_shape[a] is None:
+                raise ValueError(f"All `axis` values to be kept must have a known size. "
+                                 f"Received axis={self.axis} and input shape "
+                                 f"{tuple(input_shape)}")
+        self._keep = keep
+        self._broadcast = [int(input_shape[a]) if a in keep else 1 for a in range(rank)]
+        shape = tuple(int(input_shape[a]) for a in keep)
+        if self.input_mean is None:
+            for wname, init in (("mean", torch.zeros), ("variance", torch.ones)):
+                self.register_buffer(wname, init(shape, dtype=self.dtype_policy.variable,
+                                                 device=device))
+                self._weight_order.append(wname)
+            self.register_buffer("count", torch.zeros((), dtype=torch.int64, device=device))
+            self._weight_order.append("count")
+        else:
+            try:
+                for value, what in ((self.input_mean, "mean"),
+                                    (self.input_variance, "variance")):
+                    np.broadcast_to(value, shape)
+            except ValueError:
+                raise ValueError(f"Layer {self.name!r}: `{what}` of shape "
+                                 f"{np.shape(value)} does not broadcast to {shape}, the "
+                                 f"input's sizes on axis={self.axis}") from None
+
+    def _check_input(self, shape) -> None:
+        if len(shape) != len(self._broadcast) or \
+                any(shape[a] != self._broadcast[a] for a in self._keep):
+            raise ValueError(f"Layer {self.name!r} expects input of rank "
+                             f"{len(self._broadcast)} with sizes "
+                             f"{[self._broadcast[a] for a in self._keep]} on axis="
+                             f"{self.axis}. Received input of shape {shape}")
+
+    def _statistics(self, dtype, device) -> Tuple[torch.Tensor, torch.Tensor]:
+        shape = tuple(self._broadcast[a] for a in self._keep)
+        if self.input_mean is None:
+            mean, variance = self.mean, self.variance
+        else:
+            mean = torch.as_tensor(np.broadcast_to(self.input_mean, shape).copy())
+            variance = torch.as_tensor(np.broadcast_to(self.input_variance, shape).copy())
+        return (mean.to(dtype=dtype, device=device).reshape(self._broadcast),
+                variance.to(dtype=dtype, device=device).reshape(self._broadcast))
+
+    def forward(self, inputs) -> torch.Tensor:
+        """``inputs``: ``(batch, ...)``, floats or integers (cast to the compute dtype)."""
+        x = self._prepare_input(inputs)
+        mean, variance = self._statistics(x.dtype, x.device)
+        scale = torch.clamp(torch.sqrt(variance), min=1e-7)
+        return mean + x * scale if self.invert else (x - mean) / scale
+
+    @torch.no_grad()
+    def adapt(self, data, batch_size: Optional[int] = None) -> "Normalization":
+        """Set ``mean``, ``variance`` and ``count`` from ``data`` (a tensor, an array, or an
+        iterable of batches), as tf-keras' ``adapt``: per batch ``tf.nn.moments`` over the
+        reduced axes, folded into the running values by counts.  ``batch_size`` splits one
+        array into batches (tf-keras' default: 32).  Returns the layer."""
+        if self.input_mean is not None:
+            raise ValueError(f"Cannot adapt a Normalization layer that is initialized with "
+                             f"static `mean` and `variance`. Received mean="
+                             f"{self.input_mean.tolist()}")
+        if isinstance(data, (torch.Tensor, np.ndarray)):
+            data = torch.as_tensor(np.asarray(data) if isinstance(data, np.ndarray) else data)
+            step = batch_size or 32
+            batches = [data[i:i + step] for i in range(0, data.shape[0], step)]
+        else:
+            batches = [torch.as_tensor(np.asarray(b)) for b in data]
+        if not batches:
+            raise ValueError(f"Layer {self.name!r}: adapt() received no data")
+        if not self.built:
+            self._build_checked(tuple(batches[0].shape), device=None)
+        self.count.zero_()
+        self.mean.zero_()
+        self.variance.fill_(1.0)
+        dtype = self.mean.dtype
+        for b in batches:
+            b = b.to(dtype)
+            self._check_input(tuple(b.shape))
+            reduce = [a for a in range(b.dim()) if a not in self._keep]
+            if reduce:
+                bmean, bvar = (m.reshape(self.mean.shape) for m in
+                               _functional.moments(b, reduce))
+                bcount = int(np.prod([b.shape[a] for a in reduce]))
+            else:
+                bmean, bvar, bcount = b, torch.zeros_like(b), 1
+            total = bcount + int(self.count)
+            w = torch.tensor(bcount, dtype=dtype) / torch.tensor(total, dtype=dtype)
+            keep = 1.0 - w
+            mean = self.mean * keep + bmean * w
+            var = (self.variance + (self.mean - mean) ** 2) * keep + \
+                (bvar + (bmean - mean) ** 2) * w
+            self.mean.copy_(mean)
+            self.variance.copy_(var)
+            self.count.fill_(total)
+        return self
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "axis": self.axis, "invert": self.invert,
+                "mean": None if self.input_mean is None else self.input_mean.tolist(),
+                "variance": None if self.input_variance is None
+                else self.input_variance.tolist()}
