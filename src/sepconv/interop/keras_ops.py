@@ -118,6 +118,10 @@ def _t(x: Any) -> torch.Tensor:
     (torch's promotion then treats a 0-d constant as Keras treats a weak Python number)."""
     if isinstance(x, torch.Tensor):
         return x
+    if isinstance(x, dict) and x.get("class_name") in ("__numpy__", "__tensor__"):
+        # an array constant (ops.matmul(x, np.ones(...))): its own dtype, not weak
+        c = x.get("config") or {}
+        return torch.as_tensor(c.get("value"), dtype=torch_dtype(c.get("dtype", "float32")))
     t = torch.as_tensor(x)
     return t.to(torch.int32) if t.dtype == torch.int64 else t
 
@@ -334,7 +338,7 @@ _OPS: Dict[str, Callable[[Dict[str, Any]], Callable]] = {
     "TrueDivide": _binary(torch.true_divide), "FloorDivide": lambda c: _floor_divide,
     "Mod": _binary(torch.remainder), "Power": _binary(torch.pow),
     "Maximum": _binary(torch.maximum), "Minimum": _binary(torch.minimum),
-    "Negative": _unary(torch.neg), "Absolute": _unary(torch.abs), "Abs": _unary(torch.abs),
+    "Negative": _unary(torch.neg), "Absolute": _unary(torch.abs),
     "Square": _unary(torch.square), "Sqrt": _unary(torch.sqrt, True),
     "Rsqrt": _unary(torch.rsqrt, True), "Exp": _unary(torch.exp, True),
     "Log": _unary(torch.log, True), "Log1p": _unary(torch.log1p, True),

@@ -256,10 +256,6 @@ def _expand_dims(input, axis, name=None):  # noqa: A002 - TensorFlow's argument 
     return _tensor(input).unsqueeze(int(axis))
 
 
-def _expand_dims_v1(input, axis=None, name=None, dim=None):  # noqa: A002
-    return _expand_dims(input, dim if axis is None else axis)
-
-
 def _squeeze(input, axis=None, name=None):  # noqa: A002
     """The axes of size 1 removed (``axis``: only those, each of which must be 1)."""
     x = _tensor(input)
@@ -329,6 +325,10 @@ def _shape(input, out_type=None, name=None):  # noqa: A002
     return torch.tensor(list(x.shape), dtype=dtype, device=x.device)
 
 
+def _shape_v1(input, name=None, out_type=None):  # noqa: A002
+    return _shape(input, out_type)
+
+
 def _identity(input, name=None):  # noqa: A002
     return _tensor(input)
 
@@ -372,12 +372,15 @@ _SIGMOID, _TANH = _unary(torch.sigmoid), _unary(torch.tanh)
 _SOFTPLUS = _unary(F.softplus, "features")
 
 #: TensorFlow function (its name in a tf-keras file) -> the same function on torch tensors.
+#: The names are those tf-keras 2.21 writes: some TensorFlow 2 functions dispatch through
+#: another (``tf.transpose``, ``tf.squeeze`` and ``tf.shape`` are written as their
+#: ``compat.v1`` versions, ``tf.divide`` as ``math.truediv``, ``x // y`` and
+#: ``tf.math.floordiv`` as ``compat.v1.floor_div``).
 FUNCTIONS: Dict[str, Callable] = {
     # arithmetic: the operators on Keras tensors, and their tf.math names
     "__operators__.add": _ADD, "math.add": _ADD,
     "math.subtract": _SUB, "math.multiply": _MUL,
-    "math.truediv": _truediv, "math.divide": _truediv,
-    "math.floordiv": _floordiv, "compat.v1.floor_div": _floordiv, "math.floormod": _FLOORMOD,
+    "math.truediv": _truediv, "compat.v1.floor_div": _floordiv, "math.floormod": _FLOORMOD,
     "math.pow": _pow, "math.negative": _unary(torch.neg), "math.abs": _unary(torch.abs),
     "math.square": _unary(lambda x: x * x), "math.sqrt": _unary(torch.sqrt),
     "math.rsqrt": _unary(torch.rsqrt), "math.exp": _unary(torch.exp),
@@ -405,10 +408,9 @@ FUNCTIONS: Dict[str, Callable] = {
     "math.reduce_any": _reduce(_any), "math.reduce_all": _reduce(_all),
     # shapes and structure
     "concat": _concat, "stack": _stack, "unstack": _unstack, "split": _split,
-    "reshape": _reshape, "transpose": _transpose, "compat.v1.transpose": _transpose_v1,
-    "expand_dims": _expand_dims, "compat.v1.expand_dims": _expand_dims_v1,
-    "squeeze": _squeeze, "compat.v1.squeeze": _squeeze_v1, "tile": _tile,
-    "shape": _shape, "identity": _identity,
+    "reshape": _reshape, "compat.v1.transpose": _transpose_v1, "expand_dims": _expand_dims,
+    "compat.v1.squeeze": _squeeze_v1, "tile": _tile, "compat.v1.shape": _shape_v1,
+    "identity": _identity,
     "zeros_like": _like(0), "ones_like": _like(1),
     "__operators__.getitem": _getitem_op,
     # linear algebra, dtypes, selection
