@@ -1,17 +1,111 @@
-"""The Keras 3 operations a ``.keras`` file's functional graph holds to compute masks.
+"""The Keras 3 operations a ``.keras`` file's functional graph holds between its layers.
 
-Keras 3 writes the mask of ``Embedding(mask_zero=True)`` / ``Masking`` and of the merges as
-graph nodes of ``keras.ops`` (``NotEqual``, ``Any``, ``LogicalOr``, ``ExpandDims``,
-``ZerosLike``, ``Concatenate``, ...) and hands the result to the layers that use it as an
-explicit ``mask=`` argument.  These small modules run those nodes; they are not Keras
-layers (no weights, not in ``KERAS_CLASSES``).
+Keras 3 writes every ``keras.ops`` call on Keras tensors as a graph node (module
+``keras.src.ops.numpy`` / ``.nn`` / ``.core`` / ``.math``, class ``Add``, ``Multiply``,
+``GetItem``, ``Reshape``, ``Mean``, ...): the operators (``x + y``, ``2.0 * x``, ``-x``,
+``x[:, -1]``, ``a @ b``), the functions users call (``ops.concatenate``, ``ops.tanh``,
+``ops.softmax``, ...), and the mask arithmetic of ``Embedding(mask_zero=True)`` /
+``Masking`` and the merges (``NotEqual``, ``Any``, ``LogicalOr``, ...), whose result reaches
+the layers as an explicit ``mask=`` argument.  A node's static arguments (``axis``,
+``newshape``, ``approximate``) are in its config; its tensors and constants are its call's
+positional arguments.  :class:`KerasOp` runs one node with Keras 3's semantics (those of
+its torch backend, which the tests compare with): Python floats are float32 and ints int32
+(weak: ``x_float16 * 2.0`` stays float16, ``x_int32 * 2.0`` is float32), ``true_divide`` of
+integers is float32, ``mean`` of integers float32, ``sum`` of integers keeps int32/int64,
+``gelu`` is the tanh approximation unless ``approximate=False``, ``axis=None`` reduces
+every axis, indexing follows NumPy.  These modules are not Keras layers (no weights, not
+in ``KERAS_CLASSES``).
+
+:func:`getitem` (NumPy indexing from a saved key) and :func:`torch_dtype` (dtype names)
+serve tf-keras' TensorFlow-function nodes too (:mod:`sepconv.interop.tf_ops`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+import inspect
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
+import torch.nn.functional as F
+
+_DTYPE_NAMES = ("bool", "float16", "bfloat16", "float32", "float64", "int8", "int16",
+                "int32", "int64", "uint8", "uint16", "uint32", "uint64", "complex64",
+                "complex128")
+
+
+def torch_dtype(name: Any) -> torch.dtype:
+    """The torch dtype of a Keras / TensorFlow dtype name (``"float32"``, ``"int32"``,
+    ``"bool"``, ...); ``ValueError`` for others."""
+    if isinstance(name, torch.dtype):
+        return name
+    key = str(name).lower()
+    if key not in _DTYPE_NAMES:
+        raise ValueError(f"unsupported dtype {name!r} (sepconv knows "
+                         f"{', '.join(_DTYPE_NAMES)})")
+    return getattr(torch, key)
+
+
+def _index_bound(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        return int(value.reshape(()).item())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"a slice bound must be an integer; received {value!r}")
+    return value
+
+
+def _index_item(item: Any) -> Any:
+    """One saved index: a slice (tf-keras' ``{"start", "stop", "step"}``, Keras 3's
+    ``{"class_name": "__slice__", "config": {...}}``), the ellipsis
+    (``{"class_name": "__ellipsis__"}``), ``None`` (a new axis) or an integer."""
+    if isinstance(item, dict):
+        cls = item.get("class_name")
+        if cls == "__ellipsis__":
+            return Ellipsis
+        bounds = item.get("config") if cls == "__slice__" else item
+        if isinstance(bounds, dict) and set(bounds) == {"start", "stop", "step"}:
+            return slice(*(_index_bound(bounds[k]) for k in ("start", "stop", "step")))
+        raise ValueError(f"unsupported index {item!r}")
+    if item is None or item is Ellipsis or isinstance(item, slice):
+        return item
+    if isinstance(item, torch.Tensor) and item.dim() == 0 and not item.is_floating_point() \
+            and item.dtype != torch.bool:
+        return int(item.item())
+    if isinstance(item, int) and not isinstance(item, bool):
+        return item
+    raise ValueError(f"unsupported index {item!r} (sepconv slices with integers, slices, "
+                     f"... and None)")
+
+
+def getitem(x: torch.Tensor, key: Any) -> torch.Tensor:
+    """``x[key]`` with NumPy's (and TensorFlow's strided-slice) rules: ``key`` is one saved
+    index or a list of them (a tuple in Python); negative indices count from the end,
+    slices clamp to the axis and may step backwards, ``...`` stands for the axes not
+    named, ``None`` inserts an axis of size 1, an integer removes its axis."""
+    items = [_index_item(k) for k in (key if isinstance(key, (list, tuple)) else [key])]
+    ellipses = [i for i, k in enumerate(items) if k is Ellipsis]
+    if len(ellipses) > 1:
+        raise ValueError("an index can hold only one ellipsis (...)")
+    named = sum(1 for k in items if k is not None and k is not Ellipsis)
+    if named > x.dim():
+        raise ValueError(f"too many indices ({named}) for a tensor of shape "
+                         f"{tuple(x.shape)}")
+    if ellipses:
+        at = ellipses[0]
+        items[at:at + 1] = [slice(None)] * (x.dim() - named)
+    out: List[Any] = []
+    dim = 0
+    for k in items:  # torch slices step forwards only: reversed steps as a selection
+        if isinstance(k, slice) and k.step is not None and k.step <= 0:
+            if k.step == 0:
+                raise ValueError("a slice step cannot be zero")
+            picked = list(range(x.shape[dim]))[k]
+            x = x.index_select(dim, torch.tensor(picked, dtype=torch.long, device=x.device))
+            k = slice(None)
+        dim += k is not None
+        out.append(k)
+    return x[tuple(out)]
 
 
 def is_op(entry: dict) -> bool:
@@ -20,10 +114,33 @@ def is_op(entry: dict) -> bool:
 
 
 def _t(x: Any) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+    """A tensor, or a constant as Keras 3 converts it: Python floats float32, ints int32
+    (torch's promotion then treats a 0-d constant as Keras treats a weak Python number)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, dict) and x.get("class_name") in ("__numpy__", "__tensor__"):
+        # an array constant (ops.matmul(x, np.ones(...))): its own dtype, not weak
+        c = x.get("config") or {}
+        return torch.as_tensor(c.get("value"), dtype=torch_dtype(c.get("dtype", "float32")))
+    t = torch.as_tensor(x)
+    return t.to(torch.int32) if t.dtype == torch.int64 else t
+
+
+def _float(x: torch.Tensor) -> torch.Tensor:
+    """Integers and booleans as float32 (Keras' ``result_type(dtype, float)``)."""
+    return x if x.is_floating_point() else x.to(torch.float32)
+
+
+def _axes(x: torch.Tensor, axis: Any) -> Optional[tuple]:
+    """``axis`` (an int, a list of them, or ``None``: every axis) as sorted dims."""
+    if axis is None:
+        return None
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    return tuple(sorted({int(a) % max(x.dim(), 1) for a in axes}))
 
 
 def _reduce(fn: Callable) -> Callable:
+    """Boolean reductions of the mask arithmetic (``Any``, ``All``)."""
     def run(config: Dict[str, Any]) -> Callable:
         axis, keepdims = config.get("axis"), bool(config.get("keepdims", False))
 
@@ -41,6 +158,48 @@ def _reduce(fn: Callable) -> Callable:
     return run
 
 
+def _numeric_reduce(fn: Callable, result: str = "same") -> Callable:
+    """``Mean`` / ``Sum`` / ``Max`` / ... over ``axis`` (``None``: all, ``[]``: none) with
+    ``keepdims``; ``result``: ``"float"`` (integers reduce as float32), ``"sum"`` (bool and
+    8/16-bit integers give int32, other integers keep their dtype) or ``"same"``."""
+    def run(config: Dict[str, Any]) -> Callable:
+        axis, keepdims = config.get("axis"), bool(config.get("keepdims", False))
+        initial = config.get("initial")
+
+        def op(x):
+            x = _t(x)
+            dims = _axes(x, axis)
+            if dims == ():
+                return x
+            dims = tuple(range(x.dim())) if dims is None else dims
+            if result == "float":
+                x = _float(x)
+            out = fn(x, dims, keepdims)
+            if result == "sum" and not x.is_floating_point():
+                small = x.dtype in (torch.bool, torch.uint8, torch.int8, torch.int16)
+                out = out.to(torch.int32 if small else x.dtype)
+            if initial is not None:
+                limit = torch.as_tensor(initial, dtype=out.dtype, device=out.device)
+                out = torch.maximum(out, limit) if fn is _max else torch.minimum(out, limit)
+            return out
+        return op
+    return run
+
+
+def _max(x, dims, keepdim):
+    return torch.amax(x, dim=dims, keepdim=keepdim)
+
+
+def _min(x, dims, keepdim):
+    return torch.amin(x, dim=dims, keepdim=keepdim)
+
+
+def _prod(x, dims, keepdim):
+    for d in sorted(dims, reverse=True):
+        x = torch.prod(x, dim=d, keepdim=keepdim)
+    return x
+
+
 _DTYPES = {"bool": torch.bool, "float32": torch.float32, "float64": torch.float64,
            "int32": torch.int32, "int64": torch.int64}
 
@@ -56,19 +215,174 @@ def _like(value: int) -> Callable:
     return run
 
 
+def _binary(fn: Callable) -> Callable:
+    return lambda c: lambda a, b: fn(_t(a), _t(b))
+
+
+def _unary(fn: Callable, to_float: bool = False) -> Callable:
+    if to_float:
+        return lambda c: lambda x: fn(_float(_t(x)))
+    return lambda c: lambda x: fn(_t(x))
+
+
+def _softmax(log: bool) -> Callable:
+    """Keras 3's ``softmax`` / ``log_softmax``: over ``axis`` (an int, a tuple, or
+    ``None``: every axis at once)."""
+    def run(config: Dict[str, Any]) -> Callable:
+        axis = config.get("axis", -1)
+
+        def op(x):
+            x = _float(_t(x))
+            dims = _axes(x, axis)
+            dims = tuple(range(x.dim())) if dims is None else dims
+            if len(dims) == 1:
+                return (torch.log_softmax if log else torch.softmax)(x, dim=dims[0])
+            out = x - torch.logsumexp(x, dim=dims, keepdim=True)
+            return out if log else torch.exp(out)
+        return op
+    return run
+
+
+def _expand_dims(config: Dict[str, Any]) -> Callable:
+    """``ExpandDims``: new axes of size 1 at ``axis`` (an int or several, positions in
+    the output)."""
+    axis = config.get("axis", -1)
+
+    def op(x):
+        x = _t(x)
+        axes = axis if isinstance(axis, (list, tuple)) else [axis]
+        rank = x.dim() + len(axes)
+        for a in sorted(int(a) % rank for a in axes):
+            x = x.unsqueeze(a)
+        return x
+    return op
+
+
+def _transpose(config: Dict[str, Any]) -> Callable:
+    axes = config.get("axes")
+    return lambda x: _t(x).permute(list(range(_t(x).dim()))[::-1] if axes is None
+                                   else [int(a) for a in axes])
+
+
+def _squeeze(config: Dict[str, Any]) -> Callable:
+    """``Squeeze``: the axes of size 1 (``axis``: only those named, each of size 1)."""
+    axis = config.get("axis")
+
+    def op(x):
+        x = _t(x)
+        if axis is None:
+            return x.squeeze()
+        dims = _axes(x, axis)
+        bad = [d for d in dims if x.shape[d] != 1]
+        if bad:
+            raise ValueError(f"squeeze: axis {bad[0]} of shape {tuple(x.shape)} is not 1")
+        return x.squeeze(dims)
+    return op
+
+
+def _split(config: Dict[str, Any]) -> Callable:
+    """``Split``: ``indices_or_sections`` equal sections (an int) or cuts at these
+    indices (a list), as NumPy's ``split``."""
+    parts, axis = config.get("indices_or_sections"), int(config.get("axis", 0))
+
+    def op(x):
+        x = _t(x)
+        if isinstance(parts, (list, tuple)):
+            return list(torch.tensor_split(x, [int(i) for i in parts], dim=axis))
+        if x.shape[axis] % int(parts):
+            raise ValueError(f"split: axis {axis} of size {x.shape[axis]} does not split "
+                             f"into {parts} equal sections")
+        return list(torch.chunk(x, int(parts), dim=axis))
+    return op
+
+
+def _where(c: Dict[str, Any]) -> Callable:
+    def op(condition, x1=None, x2=None):
+        if x1 is None or x2 is None:
+            raise ValueError("where with only a condition has a data-dependent shape; "
+                             "sepconv runs where(condition, x1, x2) only")
+        return torch.where(_t(condition).to(torch.bool), _t(x1), _t(x2))
+    return op
+
+
+def _floor_divide(a, b):
+    a, b = _t(a), _t(b)
+    return torch.floor_divide(a, b).to(torch.result_type(a, b))
+
+
+def _clip(c: Dict[str, Any]) -> Callable:
+    return lambda x: torch.clip(_t(x), min=c.get("x_min"), max=c.get("x_max"))
+
+
+def _matmul(a, b):
+    return torch.matmul(_t(a), _t(b))
+
+
 _OPS: Dict[str, Callable[[Dict[str, Any]], Callable]] = {
+    # mask arithmetic and comparisons
     "NotEqual": lambda c: lambda a, b: torch.ne(_t(a), b if not isinstance(b, list) else
                                                 _t(b)),
     "Equal": lambda c: lambda a, b: torch.eq(_t(a), b if not isinstance(b, list) else _t(b)),
+    "Greater": _binary(torch.gt), "GreaterEqual": _binary(torch.ge),
+    "Less": _binary(torch.lt), "LessEqual": _binary(torch.le),
     "LogicalOr": lambda c: lambda a, b: torch.logical_or(_t(a), _t(b)),
     "LogicalAnd": lambda c: lambda a, b: torch.logical_and(_t(a), _t(b)),
     "LogicalNot": lambda c: lambda a: torch.logical_not(_t(a)),
     "Any": _reduce(torch.any),
     "All": _reduce(torch.all),
-    "ExpandDims": lambda c: lambda x: _t(x).unsqueeze(c.get("axis", -1)),
     "ZerosLike": _like(0),
     "OnesLike": _like(1),
+    # arithmetic (the operators on Keras tensors) and elementwise functions
+    "Add": _binary(torch.add), "Subtract": _binary(torch.sub),
+    "Multiply": _binary(torch.mul), "Divide": _binary(torch.true_divide),
+    "TrueDivide": _binary(torch.true_divide), "FloorDivide": lambda c: _floor_divide,
+    "Mod": _binary(torch.remainder), "Power": _binary(torch.pow),
+    "Maximum": _binary(torch.maximum), "Minimum": _binary(torch.minimum),
+    "Negative": _unary(torch.neg), "Absolute": _unary(torch.abs),
+    "Square": _unary(torch.square), "Sqrt": _unary(torch.sqrt, True),
+    "Rsqrt": _unary(torch.rsqrt, True), "Exp": _unary(torch.exp, True),
+    "Log": _unary(torch.log, True), "Log1p": _unary(torch.log1p, True),
+    "Reciprocal": _unary(torch.reciprocal, True), "Sign": _unary(torch.sign),
+    "Floor": _unary(torch.floor), "Ceil": _unary(torch.ceil),
+    "Round": lambda c: lambda x: torch.round(_t(x), decimals=int(c.get("decimals", 0))),
+    "Erf": _unary(torch.erf, True), "Tanh": _unary(torch.tanh, True),
+    "Clip": _clip, "Where": _where,
+    # activations (keras.ops.nn)
+    "Relu": _unary(torch.relu), "Relu6": _unary(F.relu6), "Sigmoid": _unary(torch.sigmoid, True),
+    "Silu": _unary(F.silu, True), "Selu": _unary(F.selu, True),
+    "Softplus": _unary(F.softplus, True), "Softsign": _unary(F.softsign, True),
+    "HardSigmoid": _unary(F.hardsigmoid, True), "HardSilu": _unary(F.hardswish, True),
+    "Elu": lambda c: lambda x: F.elu(_float(_t(x)), alpha=float(c.get("alpha", 1.0))),
+    "LeakyRelu": lambda c: lambda x: F.leaky_relu(
+        _float(_t(x)), negative_slope=float(c.get("negative_slope", 0.2))),
+    "Gelu": lambda c: lambda x: F.gelu(
+        _float(_t(x)), approximate="tanh" if c.get("approximate", True) else "none"),
+    "Softmax": _softmax(log=False), "LogSoftmax": _softmax(log=True),
+    # reductions
+    "Mean": _numeric_reduce(lambda x, d, k: torch.mean(x, dim=d, keepdim=k), "float"),
+    "Sum": _numeric_reduce(lambda x, d, k: torch.sum(x, dim=d, keepdim=k), "sum"),
+    "Max": _numeric_reduce(_max), "Min": _numeric_reduce(_min),
+    "Prod": _numeric_reduce(_prod, "sum"),
+    "Std": _numeric_reduce(lambda x, d, k: torch.std(x, dim=d, keepdim=k, correction=0),
+                           "float"),
+    "Var": _numeric_reduce(lambda x, d, k: torch.var(x, dim=d, keepdim=k, correction=0),
+                           "float"),
+    "Logsumexp": _numeric_reduce(lambda x, d, k: torch.logsumexp(x, dim=d, keepdim=k),
+                                 "float"),
+    # shapes and structure
     "Concatenate": lambda c: lambda xs: torch.cat([_t(x) for x in xs], dim=c.get("axis", 0)),
+    "Stack": lambda c: lambda xs: torch.stack([_t(x) for x in xs], dim=c.get("axis", 0)),
+    "Split": _split,
+    "Reshape": lambda c: lambda x: _t(x).reshape([int(v) for v in c["newshape"]]),
+    "Transpose": _transpose,
+    "Swapaxes": lambda c: lambda x: _t(x).transpose(int(c["axis1"]), int(c["axis2"])),
+    "ExpandDims": _expand_dims, "Squeeze": _squeeze,
+    "Tile": lambda c: lambda x: torch.tile(_t(x), tuple(
+        c["repeats"] if isinstance(c["repeats"], (list, tuple)) else [c["repeats"]])),
+    "GetItem": lambda c: lambda x, key: getitem(_t(x), key),
+    # linear algebra and dtypes
+    "Matmul": lambda c: _matmul,
+    "Cast": lambda c: lambda x: _t(x).to(torch_dtype(c["dtype"])),
 }
 
 
@@ -81,8 +395,20 @@ class KerasOp(torch.nn.Module):
         self.name = config.get("name", class_name)
         self.config = dict(config)
 
-    def forward(self, *args):
-        return _OPS[self.class_name](self.config)(*args)
+    def check_call(self, args: List[Any], kwargs: Dict[str, Any]) -> None:
+        """``ValueError`` unless a node's arguments (tensors as any placeholder) fit the
+        operation's call."""
+        try:
+            inspect.signature(_OPS[self.class_name](self.config)).bind(*args, **kwargs)
+        except TypeError as err:
+            raise ValueError(f"the Keras operation {self.class_name} is called with "
+                             f"arguments sepconv does not know ({err})") from None
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"the Keras operation {self.class_name} has a config sepconv "
+                             f"cannot read ({type(err).__name__}: {err})") from None
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return _OPS[self.class_name](self.config)(*args, **kwargs)
 
     def extra_repr(self) -> str:
         return f"{self.class_name}, name={self.name!r}"

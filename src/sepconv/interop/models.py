@@ -24,6 +24,7 @@ from ..layers import base as _base
 from ..layers.masking import Sequential, call_with_mask
 from . import files as _files
 from . import keras_ops as _keras_ops
+from . import tf_ops as _tf_ops
 from .files import KerasFileError
 
 _MODEL_CLASSES = ("Sequential", "Functional", "Model")
@@ -333,13 +334,20 @@ def _tf_keras_value(value: Any) -> Any:
     return value
 
 
+#: tf-keras' mark for a call's first argument that is a constant, not a tensor
+#: (``2.0 - x`` calls ``tf.math.subtract(2.0, x)``): ``[mark, -1, value, kwargs]``.
+_CONSTANT_VALUE = "_CONSTANT_VALUE"
+
+
 def _tf_keras_node(node: list, keep_structure: bool) -> Tuple[list, dict]:
     """``(args, kwargs)`` of one tf-keras inbound node: a list of
     ``[layer, node, index, kwargs]`` (one per input tensor, each with the call's keywords,
-    tensors among them saved the same way), or one such entry for a lone input."""
+    tensors among them saved the same way; a constant as ``[_CONSTANT_VALUE, -1, value,
+    kwargs]``), or one such entry for a lone input."""
     single = _is_node_data(node)
     entries = [node] if single else list(node)
-    refs = [("__ref__", str(n[0]), int(n[1]), int(n[2])) for n in entries]
+    refs = [n[2] if n[0] == _CONSTANT_VALUE else ("__ref__", str(n[0]), int(n[1]), int(n[2]))
+            for n in entries]
     first = refs[0] if refs and (single or (len(refs) == 1 and not keep_structure)) \
         else refs
     kwargs = entries[0][3] if entries and len(entries[0]) > 3 and \
@@ -377,9 +385,16 @@ def _renamed(value: Any, rename: Dict[str, str]) -> Any:
     return value
 
 
-def _check_call_keywords(layer: torch.nn.Module, kwargs: dict, name: str,
+def _check_call_keywords(layer: torch.nn.Module, args: list, kwargs: dict, name: str,
                          label: str) -> None:
-    """A node's call keywords must be arguments of the module's ``forward``."""
+    """A node's call keywords must be arguments of the module's ``forward`` (of the
+    TensorFlow function, for a module that checks its calls itself)."""
+    if hasattr(layer, "check_call"):
+        try:
+            layer.check_call(args, kwargs)
+        except ValueError as err:
+            raise KerasFileError(f"{label}: node {name!r}: {_one_line(err)}") from None
+        return
     if not kwargs:
         return
     try:
@@ -419,7 +434,14 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
             if _INPUT in _base.KERAS_CLASSES:  # Keras' model.layers lists the inputs too
                 layers[mname] = build_layer(e, flavour)
             continue
-        if _keras_ops.is_op(e):  # a Keras 3 operation (mask arithmetic)
+        if _tf_ops.is_tf_op(e):  # a TensorFlow function tf-keras wrapped (x + y, tf.concat)
+            op = _tf_ops.build_tf_op(e)
+            if op is None:
+                raise KerasFileError(f"{label}: node {lname!r} calls the TensorFlow function "
+                                     f"tf.{_tf_ops.function_of(e)}, which sepconv does not "
+                                     f"run (it runs {len(_tf_ops.FUNCTIONS)} of them)")
+            layers[mname] = op
+        elif _keras_ops.is_op(e):  # a Keras 3 operation (x + y, ops.concatenate, masks)
             op = _keras_ops.build_op(e)
             if op is None:
                 raise KerasFileError(f"{label}: node {lname!r} is the Keras operation "
@@ -437,7 +459,7 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
             if "mask" in kwargs and not _refs_in(kwargs["mask"]):
                 del kwargs["mask"]  # no tensor: the implicit mask applies
             kwargs = {k: v for k, v in kwargs.items() if k != "training"}
-            _check_call_keywords(layers[mname], kwargs, lname, label)
+            _check_call_keywords(layers[mname], args, kwargs, lname, label)
             pending.append((mname, node_index, args, kwargs,
                             _refs_in(args) + _refs_in(kwargs)))
     input_shapes = [shapes.get(r) for r in inputs]
@@ -685,11 +707,15 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
                          f"path={path!r}")
     if isinstance(module, KerasFunctional):
         layers = [m for n, m in module.named_children()]
-        ops = [n for n, m in module.named_children() if isinstance(m, _keras_ops.KerasOp)]
+        ops = [f"{m.name!r} ({m.class_name})" for m in module.children()
+               if isinstance(m, _keras_ops.KerasOp)]
+        ops += [f"{m.name!r} (tf.{m.function})" for m in module.children()
+                if isinstance(m, _tf_ops.TFOp)]
         if ops:
-            raise ValueError(f"save_keras_model: the model holds Keras 3 mask operations "
-                             f"({', '.join(ops)}) from the .keras file it was loaded from; "
-                             f"sepconv does not write those back")
+            raise ValueError(f"save_keras_model: the model holds operation nodes that are "
+                             f"not Keras layers (Keras 3 mask operations and tensor "
+                             f"operations, TensorFlow functions): {', '.join(ops)}, from the "
+                             f"file it was loaded from; sepconv does not write those back")
         _check_savable(layers)
         if suffix == ".keras":
             merged = _merges_of_different_masks(module)
