@@ -239,6 +239,74 @@ def test_bad_inputs_say_what_was_expected():
                                                             torch.randn(2, 5, 4))
 
 
+# -- Attention and AdditiveAttention -------------------------------------------------------
+DENSE_CASES = [
+    ("Attention", dict(), (2, 5, 4), (2, 6, 4), None),
+    ("Attention", dict(use_scale=True), (2, 5, 4), (2, 6, 3), (2, 6, 4)),
+    ("Attention", dict(score_mode="concat"), (2, 5, 4), (2, 6, 4), None),
+    ("Attention", dict(score_mode="concat", use_scale=True), (2, 5, 4), (2, 6, 4), None),
+    ("AdditiveAttention", dict(), (2, 5, 4), (2, 6, 4), None),
+    ("AdditiveAttention", dict(use_scale=False), (2, 5, 4), (2, 6, 3), (2, 6, 4)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(DENSE_CASES)))
+@pytest.mark.parametrize("masks", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_dense_attention_matches_tf_keras(case, masks, causal):
+    name, kwargs, qs, vs, ks = DENSE_CASES[case]
+    ref = getattr(tf_keras.layers, name)(**kwargs)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in (qs, vs, ks) if s]
+    mask = None
+    if masks:
+        mask = [rng.random(qs[:2]) > 0.3, rng.random(vs[:2]) > 0.3]
+        mask[1][:, 0] = True  # tf-keras needs one value step per row
+    ref.build([tf.TensorShape(a.shape) for a in arrays])
+    if ref.weights:  # off the initial ones, so a missing scale would show
+        ref.set_weights([w + rng.standard_normal(w.shape).astype(np.float32) * 0.5
+                         for w in ref.get_weights()])
+    tvars = [tf.Variable(a) for a in arrays]
+    with tf.GradientTape() as tape:
+        out, scores = ref(tvars, mask=None if mask is None else [tf.constant(m) for m in mask],
+                          return_attention_scores=True, use_causal_mask=causal)
+        loss = tf.reduce_sum(out * out) + tf.reduce_sum(scores * scores)
+    grads = tape.gradient(loss, tvars + ref.trainable_weights)
+
+    ours = getattr(sepconv, name)(**kwargs)
+    ours.build([a.shape for a in arrays])
+    ours.set_weights(ref.get_weights())
+    pvars = [torch.tensor(a, requires_grad=True) for a in arrays]
+    o, s = ours(pvars, mask=None if mask is None else [torch.from_numpy(m) for m in mask],
+                return_attention_scores=True, use_causal_mask=causal)
+    np.testing.assert_allclose(o.detach().numpy(), out.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s.detach().numpy(), scores.numpy(), rtol=1e-5, atol=1e-6)
+    ((o * o).sum() + (s * s).sum()).backward()
+    mine = [p.grad for p in pvars] + [w.grad for w in ours.weights]
+    assert len(mine) == len(grads)
+    for a, b in zip(mine, grads):
+        np.testing.assert_allclose(a.numpy(), np.asarray(b), rtol=1e-4, atol=1e-4)
+    theirs = ref.get_config()
+    for key, value in ours.get_config().items():
+        if key not in ("name", "dtype", "causal"):
+            assert theirs[key] == value, key
+
+
+def test_dense_attention_r_functions_and_errors():
+    q, v = torch.randn(2, 5, 4), torch.randn(2, 6, 4)
+    out = sepconv.layer_attention([q, v], use_scale=True)
+    assert tuple(out.shape) == (2, 5, 4)
+    layer = sepconv.layer_additive_attention(use_scale=False)
+    assert isinstance(layer, sepconv.AdditiveAttention)
+    with pytest.raises(ValueError, match="list of inputs"):
+        layer(q)
+    with pytest.raises(ValueError, match="length 2 or 3"):
+        layer([q])
+    with pytest.raises(ValueError, match="score_mode"):
+        sepconv.Attention(score_mode="cosine")
+    with pytest.raises(ValueError, match="expects query"):
+        sepconv.Attention()([q, torch.randn(2, 6, 3), torch.randn(2, 6, 5)])
+
+
 # -- model files ---------------------------------------------------------------------------
 def _encoder(K, name):
     """Keras' time-series Transformer example's encoder block over token ids."""
@@ -300,7 +368,23 @@ def _inputs(model, seed):
     return out
 
 
-MODELS = {"encoder": _encoder, "decoder": _decoder, "seq2seq": _seq2seq}
+def _luong(K, name):
+    """A text classifier: a BiLSTM over padded ids, dot-product attention of the states to
+    themselves (the Embedding's mask hides the padding), additive attention to a second
+    input, pooled."""
+    L = K.layers
+    ids = K.Input((8,), dtype="int32", name="ids")
+    ctx = K.Input((5, 6), name="ctx")
+    x = L.Embedding(20, 6, mask_zero=True, name="emb")(ids)
+    h = L.Bidirectional(L.LSTM(3, return_sequences=True), name="bilstm")(x)
+    a = L.Attention(use_scale=True, name="self_dot")([h, h])
+    b = L.AdditiveAttention(name="to_ctx")([h, ctx])
+    y = L.Concatenate(name="cat")([a, b])
+    y = L.GlobalAveragePooling1D(name="gap")(y)
+    return K.Model([ids, ctx], L.Dense(2, name="head")(y), name=name)
+
+
+MODELS = {"encoder": _encoder, "decoder": _decoder, "seq2seq": _seq2seq, "luong": _luong}
 FILES = [(m, w, ext) for m in MODELS for w, exts in (("tk", (".h5", ".keras")),
                                                      ("k3", (".keras",))) for ext in exts]
 
@@ -328,7 +412,7 @@ def test_model_file_with_attention_gives_keras_outputs(saved, model, writer, ext
     check(saved[f"{model}-{writer}{ext}"])
 
 
-@pytest.mark.parametrize("build", [_encoder, _decoder, _seq2seq])
+@pytest.mark.parametrize("build", [_encoder, _decoder, _seq2seq, _luong])
 def test_loaded_model_saved_back_reads_in_tf_keras(tmp_path, build):
     """Attention's value / key / mask and the LSTM's states as call keywords in tf-keras'
     node format: the file sepconv writes rebuilds in tf-keras with the same outputs."""

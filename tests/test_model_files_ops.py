@@ -216,7 +216,8 @@ def _k3_dtypes(x, p):
             ops.cast(ops.logical_or(x > 1, p > 1.5), "float32"),
             ops.cast(ops.not_equal(xi, 0), "float32"),
             ops.cast(ops.any(x > 1, axis=1), "float32"),
-            ops.cast(ops.all(x > -1, axis=(1, 2), keepdims=True), "float32")]
+            ops.cast(ops.all(x > -1, axis=(1, 2), keepdims=True), "float32"),
+            ops.convert_to_tensor(x) * 2.0, ops.convert_to_tensor(xi, dtype="float32")]
 
 
 def _k3_transformer():

@@ -445,6 +445,30 @@ def dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
     return out.permute(tuple(sorted(range(rank), key=perm.__getitem__))), scores
 
 
+def dense_attention(scores: torch.Tensor, value: torch.Tensor,
+                    mask: Optional[torch.Tensor] = None,
+                    dropout_rate: float = 0.0) -> tuple:
+    """Keras' ``Attention`` / ``AdditiveAttention`` after the scores: ``1e9`` (float16:
+    65504) subtracted where ``mask`` is False, softmax over the value steps, dropout,
+    then the weighted sum of the values.
+
+    Args:
+        scores: ``(batch, Tq, Tv)``.
+        value: ``(batch, Tv, dim)``.
+        mask: boolean, broadcastable to ``scores``, or ``None``.
+        dropout_rate: of the dropout on the probabilities (0: none).
+
+    Returns:
+        ``(output (batch, Tq, dim), probabilities (batch, Tq, Tv))``.
+    """
+    if mask is not None:
+        big = 65504.0 if scores.dtype == torch.float16 else 1.0e9
+        scores = scores - big * torch.logical_not(mask).to(scores.dtype)
+    probs = torch.softmax(scores, dim=-1)
+    weights = dropout(probs, dropout_rate) if dropout_rate > 0 else probs
+    return torch.matmul(weights, value), probs
+
+
 def keras_relu(x: torch.Tensor, negative_slope: float = 0.0, max_value: Optional[float] = None,
                threshold: float = 0.0) -> torch.Tensor:
     """tf-keras' ``backend.relu``: ``x`` above ``threshold`` (else 0), clipped at

@@ -238,6 +238,8 @@ bidirectional = r_function(_layers.Bidirectional, "bidirectional")  # R keras 2'
 layer_bidirectional = r_function(_layers.Bidirectional)  # R keras3's (bidirectional: alias)
 layer_masking = r_function(_layers.Masking)
 layer_normalization = r_function(_layers.Normalization, integer_args=_CORE_INTS)
+layer_attention = r_merge_function(_layers.Attention)
+layer_additive_attention = r_merge_function(_layers.AdditiveAttention)
 
 
 def adapt(object, data, batch_size=None, steps=None):

@@ -383,6 +383,9 @@ _OPS: Dict[str, Callable[[Dict[str, Any]], Callable]] = {
     # linear algebra and dtypes
     "Matmul": lambda c: _matmul,
     "Cast": lambda c: lambda x: _t(x).to(torch_dtype(c["dtype"])),
+    # (Keras 3's Attention hands its query mask on through this)
+    "ConvertToTensor": lambda c: lambda x: _t(x) if not c.get("dtype") else
+    _t(x).to(torch_dtype(c["dtype"])),
 }
 
 

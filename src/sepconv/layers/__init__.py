@@ -26,7 +26,7 @@ from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D,
                       MaxPooling2D, MaxPooling3D)
 from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from .masking import Masking, Sequential
-from .attention import MultiHeadAttention
+from .attention import AdditiveAttention, Attention, MultiHeadAttention
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",

@@ -17,6 +17,7 @@ import torch
 from .. import activations as _activations
 from .. import constraints as _constraints
 from .. import functional as _functional
+from .. import initializers as _initializers
 from .. import regularizers as _regularizers
 from ..initializers import serialize
 from .base import Layer, check_bool, check_count
@@ -308,3 +309,183 @@ class MultiHeadAttention(Layer):
         if self.attention_axes is not None:
             parts.append(f"attention_axes={self.attention_axes}")
         return self._repr_tail(parts)
+
+
+class _DenseAttention(Layer):
+    """Keras' ``Attention`` and ``AdditiveAttention`` (tf-keras' ``BaseDenseAttention``):
+    ``forward([query, value(, key)], mask=None, training=None,
+    return_attention_scores=False, use_causal_mask=False)``.
+
+    ``query`` ``(batch, Tq, dim)``, ``value`` ``(batch, Tv, dim)``, ``key`` (default:
+    ``value``) ``(batch, Tv, dim)``; ``mask`` ``[query_mask (batch, Tq), value_mask
+    (batch, Tv)]`` (a model hands the inputs' Keras masks over): masked value steps get
+    ``1e9`` subtracted from their scores (float16: 65504), masked query steps output zeros;
+    ``use_causal_mask`` (or the old ``causal=True`` argument) masks later value steps.
+    Returns ``(batch, Tq, dim)`` (and the probabilities ``(batch, Tq, Tv)``).  Dropout on
+    the probabilities in training only.
+    """
+
+    supports_masking = True
+
+    def _init_dense_attention(self, dropout, causal) -> None:
+        self.dropout = check_number(dropout, "dropout", 0.0, 1.0)
+        self.causal = check_bool(causal, "causal")
+
+    def _shapes(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or not input_shape or \
+                not isinstance(input_shape[0], (list, tuple)) or \
+                not 2 <= len(input_shape) <= 3:
+            raise ValueError(f"{type(self).__name__} layer {self.name!r} is built from the "
+                             f"shapes [query, value] or [query, value, key]. Received "
+                             f"input_shape={input_shape!r}")
+        return [tuple(s) for s in input_shape]
+
+    def _inputs(self, inputs) -> list:
+        if not isinstance(inputs, (list, tuple)):
+            raise ValueError(f"{type(self).__name__} layer must be called on a list of "
+                             f"inputs, namely [query, value] or [query, value, key]. "
+                             f"Received: {type(inputs).__name__}")
+        if not 2 <= len(inputs) <= 3:
+            raise ValueError(f"{type(self).__name__} layer accepts inputs list of length 2 "
+                             f"or 3, namely [query, value] or [query, value, key]. "
+                             f"Received length: {len(inputs)}")
+        tensors = [x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+                   for x in inputs]
+        if not self.built:
+            self._build_checked([tuple(t.shape) for t in tensors], device=tensors[0].device)
+        out = [self._prepare_input(t) for t in tensors]
+        q, v = out[0], out[1]
+        k = out[2] if len(out) > 2 else v
+        if q.dim() < 3 or v.dim() != q.dim() or k.shape[:-1] != v.shape[:-1] or \
+                q.shape[-1] != k.shape[-1] or q.shape[:-2] != v.shape[:-2]:
+            raise ValueError(f"{type(self).__name__} layer {self.name!r} expects query "
+                             f"(batch, Tq, dim), value (batch, Tv, dim_v) and key (batch, "
+                             f"Tv, dim). Received shapes "
+                             f"{[tuple(t.shape) for t in out]}")
+        return [q, v, k]
+
+    def forward(self, inputs, mask=None, training=None, return_attention_scores=False,
+                use_causal_mask=False):
+        q, v, k = self._inputs(inputs)
+        if mask is not None and (not isinstance(mask, (list, tuple)) or
+                                 not 2 <= len(mask) <= len(inputs)):
+            raise ValueError(f"{type(self).__name__} layer mask must be a list, namely "
+                             f"[query_mask, value_mask]. Received: {mask!r}")
+        q_mask, v_mask = (mask[0], mask[1]) if mask else (None, None)
+        scores = self._scores(q, k)
+        scores_mask = None
+        if v_mask is not None:
+            scores_mask = torch.as_tensor(v_mask, device=q.device).to(torch.bool)
+            scores_mask = scores_mask.unsqueeze(-2)
+        if self.causal or use_causal_mask:
+            causal = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).tril()
+            scores_mask = causal if scores_mask is None else scores_mask & causal
+        training = self.training if training is None else bool(training)
+        out, probs = _functional.dense_attention(scores, v, scores_mask,
+                                                 self.dropout if training else 0.0)
+        if q_mask is not None:
+            q_mask = torch.as_tensor(q_mask, device=q.device)
+            out = out * q_mask.unsqueeze(-1).to(out.dtype)
+        self._record_activity(out)
+        return (out, probs) if return_attention_scores else out
+
+    def compute_mask(self, inputs, mask=None):
+        """tf-keras': the query's mask."""
+        return mask[0] if mask else None
+
+    def compute_output_shape(self, input_shape):
+        shapes = self._shapes(input_shape)
+        return shapes[0][:-1] + (shapes[1][-1],)
+
+    def _dense_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "dropout": self.dropout}
+
+
+class Attention(_DenseAttention):
+    """Keras' ``Attention`` (Luong-style dot-product attention; R: ``layer_attention``):
+    scores ``query @ key^T`` (times the trainable scalar ``scale`` with ``use_scale``), or
+    with ``score_mode="concat"`` ``concat_score_weight * sum(tanh(scale * (query +
+    key)))`` over the features.  Weights: ``scale`` ``()``, ``concat_score_weight`` ``()``
+    where used.  See the base for the call."""
+
+    WEIGHT_NAMES = ("scale", "concat_score_weight")
+
+    def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, causal=False,
+                 input_shape=None, batch_input_shape=None, batch_size=None, dtype=None,
+                 name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.use_scale = check_bool(use_scale, "use_scale")
+        if not isinstance(score_mode, str) or score_mode.lower() not in ("dot", "concat"):
+            raise ValueError(f"Invalid value for argument `score_mode`. Expected one of "
+                             f"'dot', 'concat'. Received score_mode={score_mode!r}")
+        self.score_mode = score_mode.lower()
+        self._init_dense_attention(dropout, causal)
+        self._finish_init()
+
+    def build(self, input_shape, device=None) -> None:
+        self._shapes(input_shape)
+        ones = _initializers.get("ones", "scale")
+        if self.use_scale:
+            self.add_weight("scale", (), ones, device=device)
+        if self.score_mode == "concat":
+            self.add_weight("concat_score_weight", (), ones, device=device)
+
+    def _input_shape_from_weights(self, weights):
+        return [(None, None, None), (None, None, None)]
+
+    def _scores(self, q, k):
+        scale = self._weight("scale") if self.use_scale else None
+        if self.score_mode == "dot":
+            scores = torch.matmul(q, k.transpose(-1, -2))
+            return scores if scale is None else scores * scale
+        s = q.unsqueeze(-2) + k.unsqueeze(-3)
+        if scale is not None:
+            s = scale * s
+        return self._weight("concat_score_weight") * torch.tanh(s).sum(-1)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self._dense_config(), "use_scale": self.use_scale,
+                "score_mode": self.score_mode}
+
+
+class AdditiveAttention(_DenseAttention):
+    """Keras' ``AdditiveAttention`` (Bahdanau-style; R: ``layer_additive_attention``):
+    scores ``sum(scale * tanh(query + key))`` over the features, ``scale`` ``(dim,)``
+    (Glorot-uniform; absent with ``use_scale=False``).  See the base for the call."""
+
+    WEIGHT_NAMES = ("scale",)
+
+    def __init__(self, use_scale=True, dropout=0.0, causal=False, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.use_scale = check_bool(use_scale, "use_scale")
+        self._init_dense_attention(dropout, causal)
+        self._finish_init()
+
+    def build(self, input_shape, device=None) -> None:
+        shapes = self._shapes(input_shape)
+        if self.use_scale:
+            dim = shapes[1][-1]
+            if dim is None:
+                raise ValueError(f"Layer {self.name!r}: the value's last axis must be "
+                                 f"known. Received input_shape={input_shape!r}")
+            self.add_weight("scale", (check_count(dim, "value features"),),
+                            _initializers.get("glorot_uniform", "scale"), device=device)
+
+    def _input_shape_from_weights(self, weights):
+        if not weights:
+            return [(None, None, None), (None, None, None)]
+        dim = int(weights[0].shape[0])
+        return [(None, None, dim), (None, None, dim)]
+
+    def _scores(self, q, k):
+        t = torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))
+        return (self._weight("scale") * t if self.use_scale else t).sum(-1)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self._dense_config(), "use_scale": self.use_scale}
