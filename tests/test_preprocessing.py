@@ -127,3 +127,20 @@ def saved(tmp_path_factory):
 @pytest.mark.parametrize("case", ["tk.h5", "tk.keras", "k3.keras"])
 def test_model_file_with_adapted_normalization(saved, case):
     check(saved[case])
+
+
+def test_adapted_layer_saved_for_both_kerases(tmp_path):
+    """An adapted Normalization (its mean, variance and int64 count) in a hand-built
+    Sequential -> .keras -> Keras 3, and -> .h5 -> tf-keras: the same outputs."""
+    norm = sepconv.Normalization(input_shape=(6, 3), name="norm")
+    norm.adapt(DATA)
+    model = torch.nn.Sequential(norm, sepconv.Dense(2, name="out")).eval()
+    x = rng.standard_normal((4, 6, 3)).astype(np.float32)
+    want = model(torch.from_numpy(x)).detach().numpy()
+    sepconv.save_keras_model(model, tmp_path / "m.keras")
+    theirs = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(theirs(x).detach()), want, rtol=1e-5, atol=1e-5)
+    assert int(np.asarray(theirs.layers[0].count.value.detach())) == int(norm.count)
+    sepconv.save_keras_model(model, tmp_path / "m.h5")
+    back = tf_keras.models.load_model(tmp_path / "m.h5")
+    np.testing.assert_allclose(back(x).numpy(), want, rtol=1e-5, atol=1e-5)

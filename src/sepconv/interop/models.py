@@ -90,7 +90,9 @@ def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
     for new, old in _RENAMED_ARGS.items():
         if new in config and new not in known and old in known and old not in config:
             config[old] = config.pop(new)
-    for key, value in (entry.get("build_config") or {}).items():
+    build_config = entry.get("build_config") or {}
+    build_config = build_config.get("shapes_dict") or build_config  # Keras 3 nests them
+    for key, value in build_config.items():
         if key in _BUILD_ARGS and key in known and config.get(key) is None:
             config[key] = value
     for key, defaults in _MUST_BE_DEFAULT.items():
@@ -724,6 +726,7 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
                                  f"different Keras masks, which tf-keras 2.21 combines with "
                                  f"AND and Keras 3 with OR: a .keras file would compute "
                                  f"other numbers in Keras 3; save as .h5")
+            _warn_tf_keras_attention(module)
             _write_keras3(path, module, _keras3_functional(module))
             return
         model_config = _functional_config(module)
@@ -761,6 +764,18 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
                       f"of zeros", stacklevel=2)
     _write_h5(path, json.dumps(model_config, default=_json_default),
               [m for m in layers if type(m).__name__ != _INPUT])
+
+
+def _warn_tf_keras_attention(module: torch.nn.Module) -> None:
+    """Attention layers masking as tf-keras does, written for Keras 3 (whose masked softmax
+    differs where every key of a query step is masked): a warning naming them."""
+    names = sorted(m.name for m in module.modules()
+                   if type(m).__name__ == "MultiHeadAttention" and not m._keras3)
+    if names:
+        import warnings
+        warnings.warn(f"save_keras_model: {', '.join(names)} mask their attention as "
+                      f"tf-keras does; Keras 3 gives a query step whose keys are all masked "
+                      f"zeros instead of the mean of the values", stacklevel=3)
 
 
 def _merges_of_different_masks(module: "KerasFunctional") -> Optional[str]:
@@ -956,6 +971,11 @@ for _cls in ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"):
 for _cls in ("SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
              "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
     _TF_KERAS_ONLY[_cls] = {"groups": (1, None)}  # tf-keras writes groups=1 for every Conv
+# attention: Keras 3 keeps the input shapes in build_config (see _keras3_entry) and has no
+# robust masking
+_TF_KERAS_ONLY["MultiHeadAttention"] = {"query_shape": _ANY, "value_shape": _ANY,
+                                        "key_shape": _ANY,
+                                        "softmax_robust_masking": (False, None)}
 #: Classes whose Keras 3 argument is the new name of a tf-keras one (:data:`_RENAMED_ARGS`).
 _KERAS3_NAMES = {"LeakyReLU": ("negative_slope",), "InputLayer": ("batch_shape",)}
 #: Classes whose Keras 3 form keeps the weights in a nested layer: the attribute it is
@@ -1061,7 +1081,11 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
             out[key] = _keras3_value(key, value)
     entry = {"module": "keras.layers", "class_name": cls, "config": out,
              "registered_name": None}
-    if input_shape is not None and cls != _INPUT:
+    if cls == "MultiHeadAttention" and getattr(layer, "built", False):
+        entry["build_config"] = {"shapes_dict": {
+            f"{k}_shape": _keras3_value("", list(getattr(layer, f"{k}_shape")))
+            for k in ("query", "value", "key")}}
+    elif input_shape is not None and cls != _INPUT:
         entry["build_config"] = {"input_shape": _keras3_value("", input_shape)}
     return entry
 
@@ -1294,6 +1318,15 @@ def _write_keras3_vars(group, layer: Any, name: str) -> None:
         inner.attrs["name"] = inner_name
         for i, a in enumerate(layer.get_weights()):
             inner.create_dataset(str(i), data=a)
+        return
+    if cls == "MultiHeadAttention":  # four nested dense layers: kernel (and bias) each
+        per = 2 if layer.use_bias else 1
+        weights = layer.get_weights()
+        for i, sub in enumerate(("query_dense", "key_dense", "value_dense", "output_dense")):
+            inner = group.create_group(sub).create_group("vars")
+            inner.attrs["name"] = sub
+            for j, a in enumerate(weights[i * per:(i + 1) * per]):
+                inner.create_dataset(str(j), data=a)
         return
     if cls in _KERAS3_PAIRS:
         for _, attr in _KERAS3_PAIRS[cls]:

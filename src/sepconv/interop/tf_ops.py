@@ -29,6 +29,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from .keras_ops import _max as _amax
+from .keras_ops import _min as _amin
+from .keras_ops import _prod
 from .keras_ops import getitem as _numpy_getitem
 from .keras_ops import torch_dtype as _torch_dtype
 
@@ -122,7 +125,7 @@ def _reduce(fn: Callable, keep_int: bool = False, integer_mean: bool = False) ->
             n = math.prod(x.shape[d] for d in dims)
             total = torch.sum(x, dim=dims, keepdim=bool(keepdims))
             return torch.div(total, n, rounding_mode="trunc").to(x.dtype)
-        out = fn(x, dim=dims, keepdim=bool(keepdims))
+        out = fn(x, dims, bool(keepdims))
         return out.to(x.dtype) if keep_int and not x.is_floating_point() else out
     return op
 
@@ -133,20 +136,6 @@ def _variance(x, dim, keepdim):
 
 def _std(x, dim, keepdim):
     return torch.std(x, dim=dim, keepdim=keepdim, correction=0)
-
-
-def _amax(x, dim, keepdim):
-    return torch.amax(x, dim=dim, keepdim=keepdim)
-
-
-def _amin(x, dim, keepdim):
-    return torch.amin(x, dim=dim, keepdim=keepdim)
-
-
-def _prod(x, dim, keepdim):
-    for d in sorted(dim, reverse=True):
-        x = torch.prod(x, dim=d, keepdim=keepdim)
-    return x
 
 
 def _any(x, dim, keepdim):
