@@ -133,6 +133,54 @@ def test_keras3_masked_softmax_under_the_keras3_flavour(dropout, scores):
     assert differs == (scores or dropout > 0)  # only the zeroed step differs
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("shapes", [((2, 5, 6), (2, 7, 6)), ((3, 9, 4), (3, 9, 4)),
+                                    ((1, 40, 8), (1, 33, 8))])
+def test_fused_route_matches_tf_keras_and_the_explicit_one(shapes, causal):
+    """Without scores, masks or dropout the output comes from torch's fused attention:
+    tf-keras' numbers, and the explicit route's gradients."""
+    qs, vs = shapes
+    ref = tf_keras.layers.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=4,
+                                             bias_initializer="random_normal")
+    q, v = (rng.standard_normal(s).astype(np.float32) for s in (qs, vs))
+    want = ref(q, v, use_causal_mask=causal).numpy()
+    ours = sepconv.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=4)
+    ours.build([qs, vs])
+    ours.set_weights(ref.get_weights())
+    got = []
+    for scores in (False, True):
+        pq, pv = (torch.tensor(a, requires_grad=True) for a in (q, v))
+        o = ours(pq, pv, use_causal_mask=causal, return_attention_scores=scores)
+        o = o[0] if scores else o
+        (o * o).sum().backward()
+        got.append((o.detach(), pq.grad, pv.grad, [w.grad.clone() for w in ours.weights]))
+        ours.zero_grad()
+    np.testing.assert_allclose(got[0][0].numpy(), want, rtol=1e-5, atol=1e-5)
+    for a, b in zip(got[0][:3], got[1][:3]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(got[0][3], got[1][3]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_route_is_taken_only_where_it_gives_the_same_numbers(monkeypatch):
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(k) or real(*a, **k))
+    layer = sepconv.MultiHeadAttention(2, 3, dropout=0.5)
+    q = torch.randn(2, 5, 4)
+    layer.eval()
+    layer(q, q, use_causal_mask=True)
+    assert calls == [{"is_causal": True}]
+    layer(q, q, return_attention_scores=True)
+    layer(q, q, attention_mask=torch.ones(2, 5, 5, dtype=torch.bool))
+    layer(q, q, query_mask=torch.ones(2, 5, dtype=torch.bool))
+    layer(torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4))  # two attention axes
+    layer.train()
+    layer(q, q)  # dropout
+    assert len(calls) == 1
+
+
 def test_weights_names_shapes_and_config_follow_tf_keras():
     kwargs = dict(num_heads=3, key_dim=2, value_dim=5, output_shape=(2, 3), dropout=0.1,
                   attention_axes=[1], kernel_regularizer="l2", bias_constraint="non_neg")

@@ -381,7 +381,8 @@ def einsum_dense(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Ten
 
 def dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                           attention_axes: Sequence[int], mask: Optional[torch.Tensor] = None,
-                          dropout_rate: float = 0.0, masking: str = "add") -> tuple:
+                          dropout_rate: float = 0.0, masking: str = "add",
+                          causal: bool = False, need_scores: bool = True) -> tuple:
     """Keras' multi-head scaled dot-product attention on projected tensors.
 
     Args:
@@ -401,12 +402,31 @@ def dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
             zeroed, so a query step with every key masked gets zeros) or
             ``"keras3_fused"`` (Keras 3's ``dot_product_attention`` route: ``-0.7`` times
             the dtype's largest value added; such a step gets the mean of the values).
+        causal: AND the lower-triangular mask ``(T, S)`` (one attention axis) into ``mask``.
+        need_scores: ``False`` where the caller drops the probabilities: with one attention
+            axis, no dropout and no mask but ``causal`` (no query step then sees no key, so
+            every masking formula gives the same numbers) the output comes from torch's
+            fused ``scaled_dot_product_attention``, which never stores the ``(T, S)``
+            probabilities (same math; float32 rounding differs, ~1e-7 relative).
 
     Returns:
         ``(output, scores)``: output like ``query`` with ``value_dim`` features, the
-        probabilities ``(batch-like axes..., T..., S...)``.
+        probabilities ``(batch-like axes..., T..., S...)`` (``None`` from the fused route).
     """
     rank = query.dim()
+    if len(attention_axes) == 1 and rank == 4 and tuple(attention_axes) == (1,) and \
+            not need_scores and mask is None and dropout_rate == 0:
+        # (batch, T, heads, d) -> (batch, heads, T, d)
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
+            is_causal=causal)
+        return out.transpose(1, 2), None
+    if causal:
+        if len(attention_axes) != 1:
+            raise ValueError("A causal mask needs one attention axis")
+        t, s = query.shape[attention_axes[0]], key.shape[attention_axes[0]]
+        tri = torch.ones((t, s), dtype=torch.bool, device=query.device).tril()
+        mask = tri if mask is None else mask & tri
     attn = tuple(attention_axes)
     batch_axes = tuple(a for a in range(rank - 1) if a not in attn)
     perm = batch_axes + attn + (rank - 1,)

@@ -177,18 +177,22 @@ class MultiHeadAttention(Layer):
             key, key_mask = value, value_mask if key_mask is None else key_mask
         q, v, k = (self._prepare_input(t) for t in (query, value, key))
         self._check_inputs(q, v, k)
-        mask = self._attention_mask(q, v, attention_mask, use_causal_mask, query_mask,
-                                    value_mask, key_mask)
+        mask = self._attention_mask(q, v, attention_mask, query_mask, value_mask, key_mask)
         qp = _functional.einsum_dense(q, self._weight("query_kernel"),
                                       self._bias("query_bias"), 1)
         kp = _functional.einsum_dense(k, self._weight("key_kernel"),
                                       self._bias("key_bias"), 1)
         vp = _functional.einsum_dense(v, self._weight("value_kernel"),
                                       self._bias("value_bias"), 1)
+        if use_causal_mask and q.dim() != 3:
+            raise ValueError(f"Layer {self.name!r}: use_causal_mask needs inputs of rank 3 "
+                             f"(batch, steps, features). Received query of shape "
+                             f"{tuple(q.shape)}")
         out, scores = _functional.dot_product_attention(
             qp, kp, vp, self._axes(q.dim()), mask=mask,
             dropout_rate=self.dropout if (self.training if training is None else training)
-            else 0.0, masking=self._masking(q.dim(), return_attention_scores))
+            else 0.0, masking=self._masking(q.dim(), return_attention_scores),
+            causal=bool(use_causal_mask), need_scores=bool(return_attention_scores))
         out = _functional.einsum_dense(out, self._weight("output_kernel"),
                                        self._bias("output_bias"), 2)
         self._record_activity(out)
@@ -240,11 +244,11 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"Layer {self.name!r}: query {tuple(q.shape)} and value "
                              f"{tuple(v.shape)} need the same rank and batch size")
 
-    def _attention_mask(self, q, v, attention_mask, use_causal_mask, query_mask, value_mask,
+    def _attention_mask(self, q, v, attention_mask, query_mask, value_mask,
                         key_mask) -> Optional[torch.Tensor]:
-        """tf-keras' ``_compute_attention_mask``: the input masks and the causal mask
-        AND-ed with ``attention_mask``, shape ``(batch or 1, T, S)`` for one attention
-        axis."""
+        """tf-keras' ``_compute_attention_mask`` but the causal mask (the attention op
+        adds that): the input masks AND-ed with ``attention_mask``, shape ``(batch, T,
+        S)`` for one attention axis."""
         auto = None
 
         def both(a, b):
@@ -260,10 +264,6 @@ class MultiHeadAttention(Layer):
             auto = both(auto, as_bool(value_mask)[:, None, :])
         if key_mask is not None:
             auto = both(auto, as_bool(key_mask)[:, None, :])
-        if use_causal_mask:
-            t, s = q.shape[1], v.shape[1]
-            auto = both(auto, torch.ones((1, t, s), dtype=torch.bool,
-                                         device=q.device).tril())
         if auto is None:
             return None if attention_mask is None else as_bool(attention_mask)
         return auto if attention_mask is None else as_bool(attention_mask) & auto
