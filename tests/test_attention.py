@@ -133,24 +133,29 @@ def test_keras3_masked_softmax_under_the_keras3_flavour(dropout, scores):
     assert differs == (scores or dropout > 0)  # only the zeroed step differs
 
 
+@pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("shapes", [((2, 5, 6), (2, 7, 6)), ((3, 9, 4), (3, 9, 4)),
                                     ((1, 40, 8), (1, 33, 8))])
-def test_fused_route_matches_tf_keras_and_the_explicit_one(shapes, causal):
-    """Without scores, masks or dropout the output comes from torch's fused attention:
-    tf-keras' numbers, and the explicit route's gradients."""
+def test_fused_route_matches_tf_keras_and_the_explicit_one(shapes, causal, masked):
+    """Without scores or dropout the output comes from torch's fused attention (tf-keras'
+    -1e9 offsets as its float mask, query steps that see no key included): tf-keras'
+    numbers, and the explicit route's gradients."""
     qs, vs = shapes
     ref = tf_keras.layers.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=4,
                                              bias_initializer="random_normal")
     q, v = (rng.standard_normal(s).astype(np.float32) for s in (qs, vs))
-    want = ref(q, v, use_causal_mask=causal).numpy()
+    mask = _mask((qs[0], qs[1], vs[1])) if masked else None
+    want = ref(q, v, use_causal_mask=causal,
+               attention_mask=None if mask is None else tf.constant(mask)).numpy()
     ours = sepconv.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=4)
     ours.build([qs, vs])
     ours.set_weights(ref.get_weights())
     got = []
     for scores in (False, True):
         pq, pv = (torch.tensor(a, requires_grad=True) for a in (q, v))
-        o = ours(pq, pv, use_causal_mask=causal, return_attention_scores=scores)
+        o = ours(pq, pv, use_causal_mask=causal, return_attention_scores=scores,
+                 attention_mask=None if mask is None else torch.from_numpy(mask))
         o = o[0] if scores else o
         (o * o).sum().backward()
         got.append((o.detach(), pq.grad, pv.grad, [w.grad.clone() for w in ours.weights]))
@@ -169,16 +174,25 @@ def test_fused_route_is_taken_only_where_it_gives_the_same_numbers(monkeypatch):
                         lambda *a, **k: calls.append(k) or real(*a, **k))
     layer = sepconv.MultiHeadAttention(2, 3, dropout=0.5)
     q = torch.randn(2, 5, 4)
+    mask = torch.ones(2, 5, 5, dtype=torch.bool)
     layer.eval()
     layer(q, q, use_causal_mask=True)
-    assert calls == [{"is_causal": True}]
-    layer(q, q, return_attention_scores=True)
-    layer(q, q, attention_mask=torch.ones(2, 5, 5, dtype=torch.bool))
+    assert len(calls) == 1 and calls[0]["attn_mask"] is None and calls[0]["is_causal"]
+    layer(q, q, attention_mask=mask, use_causal_mask=True)  # tf-keras' additive offsets
+    assert calls[1]["attn_mask"].shape == (2, 1, 5, 5) and not calls[1]["is_causal"]
     layer(q, q, query_mask=torch.ones(2, 5, dtype=torch.bool))
+    assert len(calls) == 3
+    layer(q, q, return_attention_scores=True)
     layer(torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4))  # two attention axes
+    robust = sepconv.MultiHeadAttention(2, 3, softmax_robust_masking=True).eval()
+    robust(q, q, attention_mask=mask)  # replaced, not added: not SDPA's formula
+    from sepconv.activations import keras_flavour
+    with keras_flavour("keras3"):
+        k3 = sepconv.MultiHeadAttention(2, 3, dropout=0.1).eval()
+    k3(q, q, attention_mask=mask)  # Keras 3's Softmax zeroes masked probabilities
     layer.train()
     layer(q, q)  # dropout
-    assert len(calls) == 1
+    assert len(calls) == 3
 
 
 def test_weights_names_shapes_and_config_follow_tf_keras():

@@ -404,29 +404,39 @@ def dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
             the dtype's largest value added; such a step gets the mean of the values).
         causal: AND the lower-triangular mask ``(T, S)`` (one attention axis) into ``mask``.
         need_scores: ``False`` where the caller drops the probabilities: with one attention
-            axis, no dropout and no mask but ``causal`` (no query step then sees no key, so
-            every masking formula gives the same numbers) the output comes from torch's
-            fused ``scaled_dot_product_attention``, which never stores the ``(T, S)``
-            probabilities (same math; float32 rounding differs, ~1e-7 relative).
+            axis and no dropout the output comes from torch's fused
+            ``scaled_dot_product_attention``, which never stores the ``(batch, heads, T,
+            S)`` probabilities, where it computes the same formula: no mask but
+            ``causal`` (no query step then sees no key), or an additive masking
+            (``"add"``, ``"keras3_fused"``: the offsets become its float ``attn_mask``).
+            Same math; float32 rounding differs (~1e-7 relative).
 
     Returns:
         ``(output, scores)``: output like ``query`` with ``value_dim`` features, the
         probabilities ``(batch-like axes..., T..., S...)`` (``None`` from the fused route).
     """
     rank = query.dim()
-    if len(attention_axes) == 1 and rank == 4 and tuple(attention_axes) == (1,) and \
-            not need_scores and mask is None and dropout_rate == 0:
-        # (batch, T, heads, d) -> (batch, heads, T, d)
-        out = torch.nn.functional.scaled_dot_product_attention(
-            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
-            is_causal=causal)
-        return out.transpose(1, 2), None
     if causal:
         if len(attention_axes) != 1:
             raise ValueError("A causal mask needs one attention axis")
         t, s = query.shape[attention_axes[0]], key.shape[attention_axes[0]]
         tri = torch.ones((t, s), dtype=torch.bool, device=query.device).tril()
-        mask = tri if mask is None else mask & tri
+        mask = None if mask is None else mask & tri
+    fused = rank == 4 and tuple(attention_axes) == (1,) and not need_scores and \
+        dropout_rate == 0 and (mask is None or masking in ("add", "keras3_fused"))
+    if fused:
+        bias = None
+        if mask is not None:  # (batch, T, S) -> (batch, 1, T, S): the same for every head
+            while mask.dim() < 3:
+                mask = mask.unsqueeze(0)
+            bias = _additive_mask(mask.unsqueeze(1), query.dtype, masking)
+        # (batch, T, heads, d) -> (batch, heads, T, d)
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
+            attn_mask=bias, is_causal=causal and mask is None)
+        return out.transpose(1, 2), None
+    if causal:
+        mask = tri if mask is None else mask
     attn = tuple(attention_axes)
     batch_axes = tuple(a for a in range(rank - 1) if a not in attn)
     perm = batch_axes + attn + (rank - 1,)
@@ -442,18 +452,14 @@ def dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
         at = -2 * len(attn) - 1
         while mask.dim() < scores.dim():
             mask = mask.unsqueeze(at)
-        half = scores.dtype == torch.float16
         if masking in ("where", "keras3"):
+            half = scores.dtype == torch.float16
             negative = -3e4 if masking == "keras3" and half else \
                 torch.finfo(torch.float16).min if half else -1e9
             scores = torch.where(mask, scores, torch.full((), negative, dtype=scores.dtype,
                                                           device=scores.device))
-        elif masking == "keras3_fused":
-            negative = -0.7 * (65500.0 if half else 3.38953e38)
-            scores = scores + torch.where(mask, 0.0, negative).to(scores.dtype)
         else:
-            negative = torch.finfo(torch.float16).min if half else -1e9
-            scores = scores + (1.0 - mask.to(scores.dtype)) * negative
+            scores = scores + _additive_mask(mask, scores.dtype, masking)
     norm = tuple(range(scores.dim() - len(attn), scores.dim()))
     scores = keras_softmax(scores, norm if len(norm) > 1 else norm[0])
     if mask is not None and masking == "keras3":
@@ -463,6 +469,17 @@ def dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
     out = torch.matmul(probs.reshape(-1, t, s), v.reshape(-1, s, v.shape[-1]))
     out = out.reshape(tuple(lead) + tuple(steps_q) + (v.shape[-1],))
     return out.permute(tuple(sorted(range(rank), key=perm.__getitem__))), scores
+
+
+def _additive_mask(mask: torch.Tensor, dtype: torch.dtype, masking: str) -> torch.Tensor:
+    """The offsets an additive masking adds to the scores where ``mask`` is False:
+    tf-keras' ``(1 - mask) * -1e9`` (float16: its lowest value), Keras 3's fused route's
+    ``-0.7`` times the dtype's largest value."""
+    half = dtype == torch.float16
+    if masking == "keras3_fused":
+        return torch.where(mask, 0.0, -0.7 * (65500.0 if half else 3.38953e38)).to(dtype)
+    negative = torch.finfo(torch.float16).min if half else -1e9
+    return (1.0 - mask.to(dtype)) * negative
 
 
 def dense_attention(scores: torch.Tensor, value: torch.Tensor,
