@@ -250,8 +250,11 @@ class EinsumDense(Layer):
     output (tf-keras' ``_analyze_einsum_string``, see
     :func:`sepconv.functional.einsum_dense_shapes`); with ``bias_axes`` (output letters)
     a ``bias`` of the output's sizes from the first bias letter on, 1 on the others.
-    Weights in Keras' order: ``kernel``, ``bias``.  The activity penalty in ``losses`` is
-    divided by the batch size, as tf-keras does.
+    Weights in Keras' order: ``kernel``, ``bias``.
+
+    ``activity_regularizer`` is checked and then ignored, as tf-keras 2.21 does (its
+    ``EinsumDense`` never hands it to the base layer: no penalty, ``None`` in the config);
+    Keras 3 applies it.
     """
 
     WEIGHT_NAMES = ("kernel", "bias")
@@ -264,7 +267,8 @@ class EinsumDense(Layer):
                  trainable=None, weights=None):
         super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
                          batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
-                         weights=weights, activity_regularizer=activity_regularizer)
+                         weights=weights)
+        _regularizers.get(activity_regularizer, "activity_regularizer")  # (see above)
         if not isinstance(equation, str) or not any(
                 p.match(equation.replace("...", "0")) for p, _ in _functional._EINSUM_FORMS):
             raise ValueError(f"Invalid value for argument `equation`. Equations must be in "
@@ -342,7 +346,7 @@ class EinsumDense(Layer):
             "bias_initializer": serialize(self.bias_initializer),
             "kernel_regularizer": serialize(self.kernel_regularizer),
             "bias_regularizer": serialize(self.bias_regularizer),
-            "activity_regularizer": serialize(self.activity_regularizer),
+            "activity_regularizer": None,
             "kernel_constraint": serialize(self.kernel_constraint),
             "bias_constraint": serialize(self.bias_constraint),
         })
@@ -790,7 +794,7 @@ class ActivityRegularization(_Weightless):
     """Keras' ``ActivityRegularization``: the identity, which puts ``l1 * sum(|x|) + l2 *
     sum(x**2)`` of its input, divided by the batch size (``x.shape[0]``) as tf-keras
     divides every activity penalty, in ``losses`` at each call (in training and in
-    ``eval()`` alike, as tf-keras does).  Keras 3 does not divide by the batch size."""
+    ``eval()`` alike, as tf-keras does; Keras 3.15 divides too)."""
 
     def __init__(self, l1=0.0, l2=0.0, input_shape=None, batch_input_shape=None,
                  batch_size=None, dtype=None, name=None, trainable=None, weights=None):
