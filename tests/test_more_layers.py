@@ -209,6 +209,9 @@ FORWARD_CASES = [
     ("AlphaDropout", dict(rate=0.4), [(3, 4)]),
     ("Dot", dict(axes=1), [(3, 4), (3, 4)]),
     ("Dot", dict(axes=(1, 2), normalize=True), [(2, 4, 3), (2, 5, 4)]),
+    ("Dot", dict(axes=[2, 3]), [(2, 3, 4, 5), (2, 2, 6, 4)]),
+    ("Dot", dict(axes=[-3, 1]), [(2, 3, 4, 5), (2, 3, 2)]),
+    ("Dot", dict(axes=-1), [(2, 3), (2, 4, 3)]),
 ]
 
 
@@ -235,7 +238,7 @@ def dot_cases(draw):
     return dict(axes=axes, normalize=draw(st.booleans())), [tuple(s1), tuple(s2)]
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=30)
 @given(dot_cases())
 def test_dot_matches_tf_keras_batch_dot(case):
     """Every rank pair 2..4, axes as an int or a list, negative axes, normalize."""
