@@ -291,6 +291,12 @@ def test_group_normalization_mask_weights_the_moments_as_tf_keras():
     want = ref(x, mask=tf.constant(mask)).numpy()
     np.testing.assert_allclose(got, want, atol=2e-5)
     assert np.abs(got - ours(x).detach().numpy()).max() > 1e-3  # the mask mattered
+    # a (batch, time) mask does not broadcast to (batch, time, channels) from the right:
+    # tf-keras fails there too (so Masking -> GroupNormalization fails in both)
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 5\) does not broadcast"):
+        ours(x, mask=torch.from_numpy(mask[..., 0]))
+    with pytest.raises(Exception):
+        ref(x, mask=tf.constant(mask[..., 0]))
 
 
 EINSUM_CASES = [

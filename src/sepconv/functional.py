@@ -457,7 +457,12 @@ def group_normalization(x: torch.Tensor, groups: int, axis: int,
     if mask is None:
         weights = torch.ones_like(xg)
     else:
-        weights = torch.broadcast_to(mask.to(x.dtype), shape).reshape(grouped)
+        try:
+            weights = torch.broadcast_to(mask.to(x.dtype), shape).reshape(grouped)
+        except RuntimeError:  # (tf-keras' tf.broadcast_to fails there too)
+            raise ValueError(f"A mask of shape {tuple(mask.shape)} does not broadcast to "
+                             f"the input of shape {shape} (right-aligned, as "
+                             f"tf.broadcast_to)") from None
     divisor = torch.sum(weights, dim=reduce, keepdim=True)
     divisor = torch.where(divisor == 0, torch.zeros_like(divisor), 1.0 / divisor)
     mean = torch.sum(weights * xg, dim=reduce, keepdim=True) * divisor
