@@ -39,7 +39,7 @@ ERROR_CASES = {
     "truncated_h5": ("truncated or corrupted",),
     "truncated_keras": ("truncated or corrupted",),
     "zip_not_keras": ("not a .keras model", "config.json"),
-    "unsupported": ("'ThresholdedReLU'", "'thr_x'", "SeparableConv1D", "does not map"),
+    "unsupported": ("'LocallyConnected1D'", "'local_x'", "SeparableConv1D", "does not map"),
     "custom_layer": ("custom object", "Scale", "'scale_x'"),
     "custom_activation": ("'sc_custom'", "swishy"),
     "weights_only": ("weights only", "load_keras_weights"),
@@ -101,9 +101,10 @@ def _keras3_models():
 def _error_models(root):
     L = tf_keras.layers
     files = {}
+    # a class sepconv does not map (Masking, then ThresholdedReLU, are mapped now)
     m = tf_keras.Sequential([L.SeparableConv1D(2, 3, input_shape=(8, 3), name="sc"),
-                             L.ThresholdedReLU(name="thr_x")])  # (Masking is mapped now)
-    files["unsupported"] = os.path.join(root, "thresholded_relu.h5")
+                             L.LocallyConnected1D(2, 3, name="local_x")])
+    files["unsupported"] = os.path.join(root, "locally_connected.h5")
     m.save(files["unsupported"])
 
     @tf_keras.saving.register_keras_serializable(package="mypkg")

@@ -262,8 +262,17 @@ LAYER_CASES = [
     ("Bidirectional", dict(layer={"class_name": "GRU", "config": {"units": 2}},
                            backward_layer={"class_name": "SimpleRNN", "config": {
                                "units": 2, "go_backwards": True}}), (5, 2)),
+    ("ActivityRegularization", dict(l1=0.1), (4,)),
+    ("AlphaDropout", dict(rate=0.2), (4,)),
+    ("GaussianDropout", dict(rate=0.2), (4,)),
+    ("Identity", dict(), (4,)),
+    ("Rescaling", dict(scale=0.5, offset=1.0), (4,)),
+    ("UnitNormalization", dict(axis=[1, 2]), (3, 4)),
+    ("GroupNormalization", dict(groups=2, epsilon=1e-5), (3, 4)),
+    ("EinsumDense", dict(equation="abc,cd->abd", output_shape=(3, 5), bias_axes="d"),
+     (3, 4)),
 ]
-MERGES = ["Average", "Maximum", "Minimum"]  # a functional model below
+MERGES = ["Average", "Maximum", "Minimum"]  # a functional model below (with Dot)
 #: Classes whose .keras round trip into Keras 3 is tested in another file (several inputs,
 #: or adapted state): class -> the test.
 ELSEWHERE = {
@@ -278,7 +287,8 @@ def test_every_class_is_covered_here_or_by_the_family():
     """A class added to sepconv must get a case above: its Keras 3 config may differ."""
     covered = {c for c, _, _ in LAYER_CASES} | {c for _, cs in MODELS.values() for c in cs}
     missing = sorted(set(KERAS_CLASSES) - covered - set(MERGES) - set(ELSEWHERE)
-                     - {"InputLayer"})
+                     - {"InputLayer", "Dot", "ThresholdedReLU"})  # Dot: the merges model;
+    # ThresholdedReLU: Keras 3 has no such class
     assert not missing, f"add .keras cases for {missing}"
 
 
@@ -337,6 +347,7 @@ def test_each_layer_class_through_a_keras3_file(tmp_path):
     keras.utils.set_random_seed(1)
     a, b = keras.Input((4, 3), name="a"), keras.Input((4, 3), name="b")
     outs = [getattr(L, m)(name=m.lower())([a, b]) for m in MERGES]
+    outs.append(L.Dot(axes=[2, 2], normalize=True, name="dot")([a, b]))
     model = keras.Model([a, b], outs, name="merges")
     x = _inputs(model, seed=2)
     y = outputs(model.predict(x, verbose=0))
@@ -357,6 +368,8 @@ def test_what_keras3_cannot_express_is_refused(tmp_path):
          r"'act' \(Activation\) computes tf-keras' hard_sigmoid"),
         (sepconv.BatchNormalization(axis=[1, 2], input_shape=(4, 3), name="bn"),
          r"'bn' \(BatchNormalization\) normalises over axes \[1, 2\]"),
+        (sepconv.ThresholdedReLU(0.5, input_shape=(4,), name="thr"),
+         r"'thr' \(ThresholdedReLU\): Keras 3 has no ThresholdedReLU layer"),
     ]
     for layer, message in cases:
         with pytest.raises(ValueError, match=message):

@@ -12,6 +12,7 @@ import importlib.util
 import math
 import numbers
 import os
+import re
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
@@ -377,6 +378,225 @@ def einsum_dense(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Ten
     y = torch.matmul(x.reshape(lead + (-1,)), kernel.reshape(math.prod(inner), -1))
     y = y.reshape(lead + out)
     return y if bias is None else y + bias
+
+
+# -- Dot, UnitNormalization, GroupNormalization, EinsumDense, the SELU-aware dropouts -------
+
+def l2_normalize(x: torch.Tensor, axis: Union[int, Sequence[int]] = -1,
+                 epsilon: float = 1e-12) -> torch.Tensor:
+    """TensorFlow's ``tf.math.l2_normalize``: ``x * rsqrt(max(sum(x**2, axis), epsilon))``
+    (the sum over ``axis``, an int or several, kept for broadcasting)."""
+    axes = tuple(int(a) for a in axis) if isinstance(axis, (list, tuple)) else (int(axis),)
+    square_sum = torch.sum(x * x, dim=axes, keepdim=True)
+    return x * torch.rsqrt(torch.clamp(square_sum, min=epsilon))
+
+
+def batch_dot(x: torch.Tensor, y: torch.Tensor, axes: Sequence[int]) -> torch.Tensor:
+    """tf-keras' ``backend.batch_dot``: for each sample, the dot product of ``x`` and
+    ``y`` over ``x``'s axis ``axes[0]`` and ``y``'s axis ``axes[1]`` (both non-negative,
+    neither the batch axis).
+
+    Args:
+        x: ``(batch, *a)`` of rank >= 2.
+        y: ``(batch, *b)`` of rank >= 2, ``y.shape[axes[1]] == x.shape[axes[0]]``.
+
+    Returns:
+        ``(batch, *a_rest, *b_rest)``: ``x``'s other axes, then ``y``'s other non-batch
+        axes, in order; two rank-2 inputs give ``(batch, 1)``.  Computed as TensorFlow
+        does: the contracted axis moved last in ``x`` and first (after the batch) in
+        ``y``, the others flattened, one batched matmul.
+    """
+    if x.dim() < 2 or y.dim() < 2:
+        raise ValueError(f"Cannot do batch_dot on inputs with rank < 2. Received inputs "
+                         f"with shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    a0, a1 = int(axes[0]), int(axes[1])
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"Cannot do batch_dot on inputs with different batch sizes. "
+                         f"Received inputs with shapes {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    if not (0 < a0 < x.dim() and 0 < a1 < y.dim()):
+        raise ValueError(f"Cannot perform batch_dot over axes {[a0, a1]} of inputs of "
+                         f"shapes {tuple(x.shape)} and {tuple(y.shape)} (axis 0 is the "
+                         f"batch)")
+    if x.shape[a0] != y.shape[a1]:
+        raise ValueError(f"Cannot do batch_dot on inputs with shapes {tuple(x.shape)} and "
+                         f"{tuple(y.shape)} with axes={[a0, a1]}. x.shape[{a0}] != "
+                         f"y.shape[{a1}] ({x.shape[a0]} != {y.shape[a1]})")
+    xm = x.movedim(a0, -1)
+    ym = y.movedim(a1, 1)
+    x_mid, y_trail = tuple(xm.shape[1:-1]), tuple(ym.shape[2:])
+    out = torch.matmul(xm.reshape(x.shape[0], -1, xm.shape[-1]),
+                       ym.reshape(y.shape[0], ym.shape[1], -1))
+    if x.dim() == 2 and y.dim() == 2:
+        return out.reshape(x.shape[0], 1)
+    return out.reshape((x.shape[0],) + x_mid + y_trail)
+
+
+def group_normalization(x: torch.Tensor, groups: int, axis: int,
+                        gamma: Optional[torch.Tensor], beta: Optional[torch.Tensor],
+                        epsilon: float, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """tf-keras 2.21's ``GroupNormalization``: the ``channels`` of ``axis`` (a non-negative
+    axis of ``x``) split into ``groups`` consecutive groups; each sample's group
+    normalised over its channels and every non-batch axis with ``tf.nn.weighted_moments``
+    (weights: ``mask`` broadcast to ``x``, else ones: ``mean = sum(w x) * (1 / sum(w))``,
+    ``var = sum(w (x - mean)**2) * (1 / sum(w))``, no stop-gradient), then
+    ``tf.nn.batch_normalization`` with ``gamma`` / ``beta`` of shape ``(channels,)``.
+
+    Args:
+        x: ``(batch, ...)`` with ``x.shape[axis] % groups == 0``.
+        mask: optional, broadcastable to ``x`` (right-aligned, as ``tf.broadcast_to``).
+
+    Returns:
+        ``x``'s shape.
+    """
+    shape = tuple(x.shape)
+    channels = shape[axis]
+    grouped = shape[:axis] + (groups, channels // groups) + shape[axis + 1:]
+    xg = x.reshape(grouped)
+    reduce = tuple(a for a in range(1, xg.dim()) if a != axis)
+    if mask is None:
+        weights = torch.ones_like(xg)
+    else:
+        try:
+            weights = torch.broadcast_to(mask.to(x.dtype), shape).reshape(grouped)
+        except RuntimeError:  # (tf-keras' tf.broadcast_to fails there too)
+            raise ValueError(f"A mask of shape {tuple(mask.shape)} does not broadcast to "
+                             f"the input of shape {shape} (right-aligned, as "
+                             f"tf.broadcast_to)") from None
+    divisor = torch.sum(weights, dim=reduce, keepdim=True)
+    divisor = torch.where(divisor == 0, torch.zeros_like(divisor), 1.0 / divisor)
+    mean = torch.sum(weights * xg, dim=reduce, keepdim=True) * divisor
+    variance = torch.sum(weights * torch.square(xg - mean), dim=reduce, keepdim=True) * divisor
+    bshape = [1] * len(grouped)
+    bshape[axis], bshape[axis + 1] = groups, channels // groups
+    gamma = None if gamma is None else gamma.reshape(bshape)
+    beta = None if beta is None else beta.reshape(bshape)
+    return batch_normalization(xg, mean, variance, beta, gamma, epsilon).reshape(shape)
+
+
+_EINSUM_FORMS = (
+    (re.compile(r"^([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)$"), False),
+    (re.compile(r"^0([a-zA-Z]+),([a-zA-Z]+)->0([a-zA-Z]+)$"), True),
+    (re.compile(r"^([a-zA-Z]{2,})0,([a-zA-Z]+)->([a-zA-Z]+)0$"), False),
+)
+
+
+def einsum_dense_shapes(equation: str, bias_axes: Optional[str],
+                        input_shape: Sequence[Optional[int]],
+                        output_shape: Sequence[Optional[int]]) -> tuple:
+    """tf-keras 2.21's ``_analyze_einsum_string`` for ``EinsumDense``: from the equation
+    (``"ab,bc->ac"``, ``"...b,bc->...c"`` or ``"ab...,bc->ac..."``), the input shape
+    (batch included) and the layer's partial ``output_shape`` (batch excluded, ``None``
+    for sizes taken from the input), returns ``(kernel_shape, bias_shape or None,
+    full_output_shape)``; a ``ValueError`` as tf-keras' for an equation it refuses."""
+    replaced = equation.replace("...", "0")
+    for pattern, left_elided in _EINSUM_FORMS:
+        match = pattern.match(replaced)
+        if match:
+            break
+    else:
+        raise ValueError(f"Invalid einsum equation '{equation}'. Equations must be in the "
+                         f"form [X],[Y]->[Z], ...[X],[Y]->...[Z], or [X]...,[Y]->[Z]....")
+    input_spec, weight_spec, output_spec = match.groups()
+    input_shape = list(input_shape)
+    elided = len(input_shape) - len(input_spec)
+    output_shape = [input_shape[0]] + list(output_shape)
+    if elided > 0 and left_elided:
+        for i in range(1, elided):  # tf-keras' loop, kept as it is
+            output_shape.insert(1, input_shape[i])
+    elif elided > 0:
+        output_shape.extend(input_shape[len(input_shape) - elided:])
+    if left_elided:
+        input_map = {d: i + elided - len(input_shape) for i, d in enumerate(input_spec)}
+        output_map = {d: i + elided for i, d in enumerate(output_spec)}
+    else:
+        input_map = {d: i for i, d in enumerate(input_spec)}
+        output_map = {d: i for i, d in enumerate(output_spec)}
+    for d in input_spec:
+        if d in output_map:
+            out_size = output_shape[output_map[d]]
+            if out_size is not None and out_size != input_shape[input_map[d]]:
+                raise ValueError(f"Input shape and output shape do not match at shared "
+                                 f"dimension '{d}'. Input shape is "
+                                 f"{input_shape[input_map[d]]}, and output shape is "
+                                 f"{out_size}.")
+    for d in output_spec:
+        if d not in input_spec and d not in weight_spec:
+            raise ValueError(f"Dimension '{d}' was specified in the output '{output_spec}' "
+                             f"but has no corresponding dim in the input spec "
+                             f"'{input_spec}' or weight spec '{weight_spec}'")
+    kernel_shape = []
+    for d in weight_spec:
+        if d in input_map:
+            kernel_shape.append(input_shape[input_map[d]])
+        elif d in output_map:
+            kernel_shape.append(output_shape[output_map[d]])
+        else:
+            raise ValueError(f"Weight dimension '{d}' did not have a match in either the "
+                             f"input spec '{input_spec}' or the output spec "
+                             f"'{output_spec}'. For this layer, the weight must be fully "
+                             f"specified.")
+    bias_shape = None
+    if bias_axes is not None:
+        shift = elided if left_elided else 0
+        sizes = {c: output_shape[i + shift] for i, c in enumerate(output_spec)}
+        for c in bias_axes:
+            if c not in output_spec:
+                raise ValueError(f"Bias dimension '{c}' was requested, but is not part of "
+                                 f"the output spec '{output_spec}'")
+        first = min(output_spec.find(c) for c in bias_axes)
+        bias_shape = [sizes[c] if c in bias_axes else 1 for c in output_spec[first:]]
+        if not left_elided:
+            bias_shape.extend([1] * max(elided, 0))
+    return kernel_shape, bias_shape, output_shape
+
+
+def einsum_dense_equation(x: torch.Tensor, equation: str, kernel: torch.Tensor,
+                          bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Keras' ``EinsumDense`` in its general form (no activation):
+    ``einsum(equation, x, kernel) + bias``.
+
+    Args:
+        x: the input, its axes as ``equation``'s first operand (``...`` for the others).
+        kernel: as ``equation``'s second operand
+            (see :func:`einsum_dense_shapes`).
+        bias: broadcastable against the output from the right, or ``None``.
+
+    Returns:
+        the output, its axes as ``equation``'s result.
+    """
+    y = torch.einsum(equation, x, kernel)
+    return y if bias is None else y + bias
+
+
+#: SELU's constants as tf-keras' ``AlphaDropout`` writes them.
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def alpha_dropout(x: torch.Tensor, rate: float, noise_shape: Optional[Sequence[int]] = None,
+                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """tf-keras' training-time ``AlphaDropout`` (``0 < rate < 1``): with ``kept`` a draw of
+    ``uniform >= rate`` per element of ``noise_shape`` (broadcast against ``x``; by
+    default ``x.shape``), ``a * (x * kept + alpha_p * (1 - kept)) + b`` where
+    ``alpha_p = -SELU_ALPHA * SELU_SCALE``, ``a = ((1 - rate) * (1 + rate * alpha_p**2))
+    ** -0.5``, ``b = -a * alpha_p * rate``: keeps zero mean and unit variance."""
+    shape = tuple(x.shape) if noise_shape is None else tuple(noise_shape)
+    alpha_p = -SELU_ALPHA * SELU_SCALE
+    kept = (torch.rand(shape, dtype=torch.float32, device=x.device,
+                       generator=generator) >= rate).to(x.dtype)
+    a = ((1 - rate) * (1 + rate * alpha_p ** 2)) ** -0.5
+    b = -a * alpha_p * rate
+    return a * (x * kept + alpha_p * (1 - kept)) + b
+
+
+def gaussian_dropout(x: torch.Tensor, rate: float,
+                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """tf-keras' training-time ``GaussianDropout`` (``0 < rate < 1``): ``x`` times
+    ``N(1, rate / (1 - rate))`` noise, one draw per element."""
+    stddev = math.sqrt(rate / (1.0 - rate))
+    noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    return x * (1.0 + stddev * noise)
 
 
 def dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

@@ -107,22 +107,28 @@ layer_separable_conv_1d = r_function(_layers.SeparableConv1D)
 
 
 # -- core layers (Dense, activations, dropout, reshaping, normalization, pooling, merging) --
-_CORE_INTS = INTEGER_ARGS + ("seed", "input_length", "shared_axes")
+_CORE_INTS = INTEGER_ARGS + ("seed", "input_length", "shared_axes", "axes", "output_shape")
 
 
 def r_merge_function(cls: type, name: Optional[str] = None):
     """R keras' ``layer_add(inputs, ...)``: ``inputs`` a list of tensors (or arrays) returns
     the merged tensor; ``None`` returns the layer."""
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    required = [p.name for p in params if p.default is inspect.Parameter.empty]
     sig = inspect.Signature(
         [inspect.Parameter("inputs", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)]
-        + [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params])
+        + [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                     default=None if p.default is inspect.Parameter.empty else p.default)
+           for p in params])
 
     def merge_function(*args, **kwargs):
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
         arguments = dict(bound.arguments)
         inputs = arguments.pop("inputs")
+        for key in required:  # (Dot's axes) required, checked as R keras' wrappers do
+            if arguments[key] is None:
+                raise ValueError(f"Argument `{key}` is required. Received {key}=None")
         for key in set(_CORE_INTS + _SHAPE_ARGS) & set(arguments):
             arguments[key] = _as_int(arguments[key])
         layer = cls(**arguments)
@@ -240,6 +246,21 @@ layer_masking = r_function(_layers.Masking)
 layer_normalization = r_function(_layers.Normalization, integer_args=_CORE_INTS)
 layer_attention = r_merge_function(_layers.Attention)
 layer_additive_attention = r_merge_function(_layers.AdditiveAttention)
+
+# the layers sequence models' files hold beyond the above (R keras 2's names)
+layer_dot = r_merge_function(_layers.Dot)
+layer_gaussian_dropout = r_function(_layers.GaussianDropout, integer_args=_CORE_INTS)
+layer_alpha_dropout = r_function(_layers.AlphaDropout, integer_args=_CORE_INTS)
+layer_activity_regularization = r_function(_layers.ActivityRegularization,
+                                           integer_args=_CORE_INTS)
+layer_identity = r_function(_layers.Identity, integer_args=_CORE_INTS)
+layer_activation_thresholded_relu = r_function(_layers.ThresholdedReLU,
+                                               "layer_activation_thresholded_relu", _CORE_INTS)
+layer_thresholded_re_lu = r_function(_layers.ThresholdedReLU, integer_args=_CORE_INTS)
+layer_unit_normalization = r_function(_layers.UnitNormalization, integer_args=_CORE_INTS)
+layer_rescaling = r_function(_layers.Rescaling, integer_args=_CORE_INTS)
+layer_group_normalization = r_function(_layers.GroupNormalization, integer_args=_CORE_INTS)
+layer_einsum_dense = r_function(_layers.EinsumDense, integer_args=_CORE_INTS)
 
 
 def adapt(object, data, batch_size=None, steps=None):

@@ -16,15 +16,18 @@ from .conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 # The plain Keras layers a model file needs (core.py, normalization.py, pooling.py,
 # merging.py).
-from .core import (Activation, Dense, Dropout, ELU, Embedding, Flatten, GaussianNoise,
-                   InputLayer, LeakyReLU, Permute, PReLU, ReLU, RepeatVector, Reshape, Softmax,
-                   SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, TimeDistributed)
-from .normalization import BatchNormalization, LayerNormalization, Normalization
+from .core import (Activation, ActivityRegularization, AlphaDropout, Dense, Dropout, ELU,
+                   EinsumDense, Embedding, Flatten, GaussianDropout, GaussianNoise, Identity,
+                   InputLayer, LeakyReLU, Permute, PReLU, ReLU, RepeatVector, Rescaling,
+                   Reshape, Softmax, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D,
+                   ThresholdedReLU, TimeDistributed)
+from .normalization import (BatchNormalization, GroupNormalization, LayerNormalization,
+                            Normalization, UnitNormalization)
 from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D,
                       GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
                       GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D,
                       MaxPooling2D, MaxPooling3D)
-from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from .merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from .masking import Masking, Sequential
 from .attention import AdditiveAttention, Attention, MultiHeadAttention
 

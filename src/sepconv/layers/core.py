@@ -1,6 +1,7 @@
-"""Keras' core layers a model file needs: ``InputLayer``, ``Dense``, the activation layers,
-dropout and noise, and the reshaping layers (``Flatten``, ``Reshape``, ``Permute``,
-``RepeatVector``).
+"""Keras' core layers a model file needs: ``InputLayer``, ``Dense``, ``EinsumDense``, the
+activation layers (``ThresholdedReLU`` among them), dropout and noise (``GaussianDropout``,
+``AlphaDropout`` too), ``ActivityRegularization``, ``Identity``, ``Rescaling`` and the
+reshaping layers (``Flatten``, ``Reshape``, ``Permute``, ``RepeatVector``).
 
 Each follows tf-keras 2.21 (what R keras wraps) by class name, arguments and defaults, and
 computes what tf-keras computes (see ``tests/test_parity_core_tfkeras.py``).  Layers that
@@ -236,6 +237,124 @@ class Dense(Layer):
         if not self.use_bias:
             parts.append("use_bias=False")
         return ", ".join(parts + [f"name={self.name!r}"])
+
+
+class EinsumDense(Layer):
+    """Keras' ``EinsumDense``: ``activation(einsum(equation, inputs, kernel) + bias)``.
+
+    ``equation`` is ``"<in>,<kernel>-><out>"`` with letters per axis (``"ab,bc->ac"`` is
+    ``Dense``), optionally ``...`` at the start of ``<in>`` and ``<out>`` or at their end
+    (tf-keras' three forms).  ``output_shape`` (an int or a list; batch and ``...`` axes
+    excluded; ``None`` takes the size from the input) fixes the sizes of the output's
+    letters.  The ``kernel`` has one axis per kernel letter, sized from the input or the
+    output (tf-keras' ``_analyze_einsum_string``, see
+    :func:`sepconv.functional.einsum_dense_shapes`); with ``bias_axes`` (output letters)
+    a ``bias`` of the output's sizes from the first bias letter on, 1 on the others.
+    Weights in Keras' order: ``kernel``, ``bias``.
+
+    ``activity_regularizer`` is checked and then ignored, as tf-keras 2.21 does (its
+    ``EinsumDense`` never hands it to the base layer: no penalty, ``None`` in the config);
+    Keras 3 applies it.
+    """
+
+    WEIGHT_NAMES = ("kernel", "bias")
+
+    def __init__(self, equation, output_shape, activation=None, bias_axes=None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        _regularizers.get(activity_regularizer, "activity_regularizer")  # (see above)
+        if not isinstance(equation, str) or not any(
+                p.match(equation.replace("...", "0")) for p, _ in _functional._EINSUM_FORMS):
+            raise ValueError(f"Invalid value for argument `equation`. Equations must be in "
+                             f"the form [X],[Y]->[Z], ...[X],[Y]->...[Z], or "
+                             f"[X]...,[Y]->[Z].... Received equation={equation!r}")
+        self.equation = equation
+        shape = [output_shape] if not isinstance(output_shape, (list, tuple)) else \
+            list(output_shape)
+        self.partial_output_shape = [None if v is None else check_count(v, "output_shape")
+                                     for v in shape]
+        if bias_axes is not None and not isinstance(bias_axes, str):
+            raise TypeError(f"Invalid type for argument `bias_axes`. Expected a string of "
+                            f"output letters. Received bias_axes={bias_axes!r}")
+        self.bias_axes = bias_axes
+        self.activation = _activations.get(activation, "activation")
+        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
+        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
+        self.full_output_shape: Optional[list] = None
+        self._input_rank: Optional[int] = None
+        self._finish_init()
+
+    def _shapes(self, input_shape):
+        return _functional.einsum_dense_shapes(self.equation, self.bias_axes,
+                                               tuple(input_shape), self.partial_output_shape)
+
+    def build(self, input_shape, device=None) -> None:
+        kernel_shape, bias_shape, self.full_output_shape = self._shapes(input_shape)
+        if any(s is None for s in kernel_shape + (bias_shape or [])):
+            raise ValueError(f"Layer {self.name!r} (equation={self.equation!r}) needs every "
+                             f"input axis its kernel uses known. Received input_shape="
+                             f"{tuple(input_shape)}")
+        self._input_rank = len(input_shape)
+        self.add_weight("kernel", tuple(kernel_shape), self.kernel_initializer,
+                        self.kernel_regularizer, self.kernel_constraint, device)
+        if bias_shape is not None:
+            self.add_weight("bias", tuple(bias_shape), self.bias_initializer,
+                            self.bias_regularizer, self.bias_constraint, device)
+
+    def _check_input(self, shape) -> None:
+        try:
+            kernel_shape, _, _ = self._shapes(shape)
+        except ValueError as err:
+            raise ValueError(f"Layer {self.name!r}: {err} Received input of shape "
+                             f"{shape}") from None
+        if "..." not in self.equation and len(shape) != self._input_rank or \
+                tuple(kernel_shape) != tuple(self.kernel.shape):
+            raise ValueError(f"Layer {self.name!r} (equation={self.equation!r}) has a "
+                             f"kernel of shape {tuple(self.kernel.shape)}; an input of "
+                             f"shape {shape} needs one of shape {tuple(kernel_shape)}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(self._shapes(input_shape)[2])
+
+    def forward(self, inputs) -> torch.Tensor:
+        """``inputs``: the equation's first operand, a tensor or numpy array."""
+        x = self._prepare_input(inputs)
+        y = _functional.einsum_dense_equation(
+            x, self.equation, self._weight("kernel"),
+            self._weight("bias") if "bias" in self._weight_order else None)
+        y = self.activation(y)
+        self._record_activity(y)
+        return y
+
+    def get_config(self) -> Dict[str, Any]:
+        config = self.base_config()
+        config.update({
+            "output_shape": list(self.partial_output_shape), "equation": self.equation,
+            "activation": _activations.serialize(self.activation),
+            "bias_axes": self.bias_axes,
+            "kernel_initializer": serialize(self.kernel_initializer),
+            "bias_initializer": serialize(self.bias_initializer),
+            "kernel_regularizer": serialize(self.kernel_regularizer),
+            "bias_regularizer": serialize(self.bias_regularizer),
+            "activity_regularizer": None,
+            "kernel_constraint": serialize(self.kernel_constraint),
+            "bias_constraint": serialize(self.bias_constraint),
+        })
+        return config
+
+    def extra_repr(self) -> str:
+        return f"{self.equation!r}, output_shape={self.partial_output_shape}, " \
+               f"name={self.name!r}"
 
 
 # -- activation layers ---------------------------------------------------------------------
@@ -605,6 +724,186 @@ class GaussianNoise(_Random):
 
     def get_config(self):
         return {**self.base_config(), "stddev": self.stddev, "seed": self.seed}
+
+
+class GaussianDropout(_Random):
+    """Keras' ``GaussianDropout``: in training (``0 < rate < 1``) multiplies ``x`` by
+    ``N(1, rate / (1 - rate))`` noise, one draw per element (tf-keras' formula; the draws
+    themselves are torch's, not TensorFlow's); the identity in ``eval()`` and for
+    ``rate`` 0 or 1.  Input of any shape; the output has the same shape."""
+
+    def __init__(self, rate, seed=None, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.rate = check_number(rate, "rate", 0.0, 1.0)
+        self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
+        self._finish_init()
+
+    def call(self, x):
+        if not self.training or not 0 < self.rate < 1:
+            return x
+        return _functional.gaussian_dropout(x, self.rate, self._generator(x.device))
+
+    def get_config(self):
+        return {**self.base_config(), "rate": self.rate, "seed": self.seed}
+
+
+class AlphaDropout(_Random):
+    """Keras' ``AlphaDropout`` (for SELU networks): in training (``0 < rate < 1``) each
+    element (or each slice of ``noise_shape``, ``None`` entries taken from the input) is
+    set to SELU's negative saturation ``alpha_p = -1.6732632... * 1.0507009...`` with
+    probability ``rate``, then ``a * x + b`` with tf-keras' ``a = ((1 - rate) * (1 + rate
+    * alpha_p**2)) ** -0.5`` and ``b = -a * alpha_p * rate``, which keeps a standard
+    normal input's mean and variance (see :func:`sepconv.functional.alpha_dropout`); the
+    identity in ``eval()``.  tf-keras leaves ``noise_shape`` out of its config (a
+    reloaded layer loses it); sepconv writes it, as Keras 3 does."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.rate = check_number(rate, "rate", 0.0, 1.0)
+        if noise_shape is not None:
+            if not isinstance(noise_shape, (list, tuple)):
+                raise TypeError(f"Invalid type for argument `noise_shape`. Expected a tuple. "
+                                f"Received noise_shape={noise_shape!r}")
+            noise_shape = tuple(None if v is None else check_count(v, "noise_shape")
+                                for v in noise_shape)
+        self.noise_shape = noise_shape
+        self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
+        self._finish_init()
+
+    _noise_shape = Dropout._noise_shape
+
+    def call(self, x):
+        if not self.training or not 0 < self.rate < 1:
+            return x
+        return _functional.alpha_dropout(x, self.rate, self._noise_shape(x),
+                                         self._generator(x.device))
+
+    def get_config(self):
+        return {**self.base_config(), "rate": self.rate, "noise_shape": self.noise_shape,
+                "seed": self.seed}
+
+
+class ActivityRegularization(_Weightless):
+    """Keras' ``ActivityRegularization``: the identity, which puts ``l1 * sum(|x|) + l2 *
+    sum(x**2)`` of its input, divided by the batch size (``x.shape[0]``) as tf-keras
+    divides every activity penalty, in ``losses`` at each call (in training and in
+    ``eval()`` alike, as tf-keras does; Keras 3.15 divides too)."""
+
+    def __init__(self, l1=0.0, l2=0.0, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        l1, l2 = check_number(l1, "l1", 0.0), check_number(l2, "l2", 0.0)
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights, activity_regularizer=_regularizers.L1L2(l1, l2))
+        self.l1, self.l2 = l1, l2
+        self._finish_init()
+
+    def call(self, x):
+        self._record_activity(x)
+        return x
+
+    def get_config(self):
+        return {**self.base_config(), "l1": self.l1, "l2": self.l2}
+
+
+class Identity(_Weightless):
+    """Keras' ``Identity``: returns its input (a tensor, or a list / tuple of them)
+    unchanged, floating ones cast to the compute dtype as every tf-keras layer casts its
+    inputs (integer ones kept).  As in tf-keras 2.21, it does not
+    support masking: a model drops an incoming mask here."""
+
+    def __init__(self, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self._finish_init()
+
+    def forward(self, inputs):
+        """``inputs``: a tensor (array) or a nested list / tuple of them."""
+        if isinstance(inputs, (list, tuple)):
+            return type(inputs)(self.forward(x) for x in inputs)
+        if isinstance(inputs, dict):
+            return {k: self.forward(v) for k, v in inputs.items()}
+        x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
+        return self._prepare_input(x) if x.is_floating_point() else x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return self.base_config()
+
+
+class ThresholdedReLU(_Weightless):
+    """Keras' ``ThresholdedReLU`` (tf-keras only; Keras 3 dropped it): ``x * (x >
+    theta)``, ``theta`` kept as float32 (``backend.cast_to_floatx``) as tf-keras does."""
+
+    def __init__(self, theta=1.0, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if theta is None:
+            raise ValueError("Invalid value for argument `theta`. Theta of a Thresholded "
+                             "ReLU layer cannot be None, expecting a float. Received "
+                             "theta=None")
+        self.theta = _floatx(check_number(theta, "theta", 0.0))
+        self._finish_init()
+
+    def call(self, x):
+        return x * (x > self.theta).to(x.dtype)
+
+    def get_config(self):
+        return {**self.base_config(), "theta": self.theta}
+
+
+def _check_scale(value: Any, name: str):
+    """A number or a (nested) list of numbers: ``Rescaling``'s ``scale`` / ``offset``."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"Invalid value for argument `{name}`. Expected a number or a "
+                             f"non-empty list of numbers. Received {name}={value!r}")
+        return [_check_scale(v, name) for v in value]
+    return check_number(value, name)
+
+
+class Rescaling(_Weightless):
+    """Keras' ``Rescaling``: ``inputs * scale + offset``, the inputs (integer images
+    too) cast to the layer's compute dtype first.  ``scale`` and ``offset`` are numbers or
+    lists of numbers (broadcast against the input from the right, per channel say); as
+    tf-keras' ``tf.cast`` of a Python number, they are rounded to float32 first, then
+    cast to the compute dtype.  Does not support masking, as in tf-keras."""
+
+    def __init__(self, scale, offset=0.0, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.scale = _check_scale(scale, "scale")
+        self.offset = _check_scale(offset, "offset")
+        self._finish_init()
+
+    def _constant(self, value, x):
+        return torch.as_tensor(np.asarray(value, dtype=np.float32)).to(x.device, x.dtype)
+
+    def call(self, x):
+        return x * self._constant(self.scale, x) + self._constant(self.offset, x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**self.base_config(), "scale": self.scale, "offset": self.offset}
 
 
 # -- reshaping -----------------------------------------------------------------------------
@@ -993,5 +1292,5 @@ class TimeDistributed(Layer):
 # Keras' masks (see masking.py): the layers tf-keras 2.21 marks ``supports_masking`` pass
 # an incoming mask on to their output unchanged.
 for _cls in (InputLayer, Dense, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, _Random,
-             TimeDistributed):
+             TimeDistributed, ActivityRegularization, ThresholdedReLU):
     _cls.supports_masking = True

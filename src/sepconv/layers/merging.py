@@ -1,5 +1,5 @@
 """Keras' merging layers: ``Add``, ``Subtract``, ``Multiply``, ``Average``, ``Maximum``,
-``Minimum`` and ``Concatenate``.
+``Minimum``, ``Concatenate`` and ``Dot``.
 
 ``forward`` takes a list (or tuple) of tensors, as a Keras merge layer is called.  The
 elementwise ones broadcast as tf-keras does: an input of lower rank gets size-1 axes
@@ -8,10 +8,13 @@ inserted after the batch axis until the ranks agree, then sizes must be equal or
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Dict, List, Sequence
 
 import torch
 
+from .. import functional as _functional
+from .base import check_bool
 from .core import _Weightless, _check_axis
 
 
@@ -227,3 +230,86 @@ class Concatenate(_Merge):
 
     def get_config(self):
         return {**self.base_config(), "axis": self.axis}
+
+
+class Dot(_Merge):
+    """Keras' ``Dot``: for each sample, the dot product of two tensors along ``axes``
+    (tf-keras' ``backend.batch_dot``; see :func:`sepconv.functional.batch_dot`).
+
+    ``axes``: an int (the same axis of both inputs) or a list of two (one per input);
+    negative axes count from each input's own rank; the batch axis 0 cannot be one.
+    With ``normalize=True`` each input is first L2-normalised along its axis
+    (``tf.math.l2_normalize``, epsilon 1e-12), so the output is the cosine similarity.
+    Inputs ``(batch, *a)`` and ``(batch, *b)``; output ``(batch, *a_rest, *b_rest)``
+    (``(batch, 1)`` for two rank-2 inputs).  ``compute_mask`` gives ``None``, as in
+    tf-keras: the mask stops here.
+    """
+
+    _MIN_INPUTS = 2
+
+    def __init__(self, axes, normalize=False, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        if isinstance(axes, (list, tuple)):
+            if len(axes) != 2:
+                raise ValueError(f"Invalid format for argument `axes`: it should contain two "
+                                 f"elements. Received: axes={axes}")
+            if any(isinstance(a, bool) or not isinstance(a, numbers.Integral) for a in axes):
+                raise ValueError(f"Invalid format for argument `axes`: list elements should "
+                                 f"be integers. Received: axes={axes}")
+            checked = [int(a) for a in axes]
+        elif isinstance(axes, numbers.Integral) and not isinstance(axes, bool):
+            checked = int(axes)
+        else:
+            raise TypeError(f"Invalid type for argument `axes`: it should be a list or an "
+                            f"int. Received: axes={axes!r}")
+        if 0 in (checked if isinstance(checked, list) else [checked]):
+            raise ValueError(f"Invalid value for argument `axes`. Cannot perform batch_dot "
+                             f"over axis 0 (the batch axis). Received: axes={axes}")
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.axes = checked
+        self.normalize = check_bool(normalize, "normalize")
+
+    def _axes(self, rank1: int, rank2: int) -> List[int]:
+        axes = self.axes if isinstance(self.axes, list) else [self.axes] * 2
+        return [a % r if a < 0 else a for a, r in zip(axes, (rank1, rank2))]
+
+    def forward(self, inputs) -> torch.Tensor:
+        """``inputs``: a list of two tensors (or arrays), ``(batch, *a)`` and
+        ``(batch, *b)``."""
+        xs = self._inputs(inputs)
+        if len(xs) != 2:
+            raise ValueError(f"A `Dot` layer should be called on exactly 2 inputs. "
+                             f"Received: inputs with {len(xs)} tensors")
+        x1, x2 = xs
+        a1, a2 = self._axes(x1.dim(), x2.dim())
+        for x, a in ((x1, a1), (x2, a2)):
+            if not 0 < a < x.dim():
+                raise ValueError(f"Layer {self.name!r} with axes={self.axes} cannot reduce "
+                                 f"axis {a} of an input of shape {tuple(x.shape)}")
+        if x1.shape[a1] != x2.shape[a2]:
+            raise ValueError(f"Incompatible input shapes: axis values {x1.shape[a1]} (at "
+                             f"axis {a1}) != {x2.shape[a2]} (at axis {a2}). Full input "
+                             f"shapes: {tuple(x1.shape)}, {tuple(x2.shape)}")
+        if self.normalize:
+            x1 = _functional.l2_normalize(x1, a1)
+            x2 = _functional.l2_normalize(x2, a2)
+        return _functional.batch_dot(x1, x2, (a1, a2))
+
+    def compute_output_shape(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+            raise ValueError(f"A `Dot` layer should be called on a list of 2 inputs. "
+                             f"Received: input_shape={input_shape}")
+        shape1, shape2 = list(input_shape[0]), list(input_shape[1])
+        a1, a2 = self._axes(len(shape1), len(shape2))
+        shape1.pop(a1)
+        shape2.pop(a2)
+        out = shape1 + shape2[1:]
+        return tuple(out + [1] if len(out) == 1 else out)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "axes": self.axes, "normalize": self.normalize}

@@ -1,6 +1,7 @@
-"""Keras' normalization layers: ``BatchNormalization`` and ``LayerNormalization``.
+"""Keras' normalization layers: ``BatchNormalization``, ``LayerNormalization``,
+``GroupNormalization``, ``UnitNormalization`` and the preprocessing ``Normalization``.
 
-Both follow tf-keras 2.21 (what R keras wraps) to float rounding; the facts that matter
+The first two follow tf-keras 2.21 (what R keras wraps) to float rounding; the facts that matter
 when moving a trained model (tested against tf-keras in
 ``tests/test_parity_core_tfkeras.py``):
 
@@ -21,6 +22,7 @@ when moving a trained model (tested against tf-keras in
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -30,8 +32,8 @@ from .. import constraints as _constraints
 from .. import functional as _functional
 from .. import regularizers as _regularizers
 from .._registry import serialize
-from .base import Layer, check_bool
-from .core import _check_axis, check_initializer, check_number
+from .base import Layer, check_bool, check_count
+from .core import _Weightless, _check_axis, check_initializer, check_number
 
 _FUSED_MIN_EPSILON = 1.001e-5
 
@@ -326,6 +328,131 @@ class LayerNormalization(_Normalization):
         config = self.base_config()
         config.update(self._norm_config())
         return config
+
+
+class GroupNormalization(_Normalization):
+    """Keras' ``GroupNormalization``: the ``channels`` of ``axis`` (an int, default the
+    last) split into ``groups`` consecutive groups (``-1``: one per channel, set at build
+    as tf-keras does); each sample's group is normalised over its channels and every other
+    non-batch axis, ``gamma * (x - mean) / sqrt(var + epsilon) + beta`` with the biased
+    variance, in tf-keras 2.21's order of operations (``tf.nn.weighted_moments`` with
+    weights one, or the mask, then ``tf.nn.batch_normalization``; see
+    :func:`sepconv.functional.group_normalization`).  Input ``(batch, ...)`` of the rank
+    it was built for, ``channels % groups == 0``; the output has the input's shape.
+    Weights in Keras' order: ``gamma``, ``beta``, each ``(channels,)``.
+
+    ``forward(inputs, mask=None)``: a mask (broadcast to the input from the right, as
+    ``tf.broadcast_to``) weights the moments, as tf-keras' ``call(inputs, mask)``.
+    """
+
+    WEIGHT_NAMES = ("gamma", "beta")
+
+    def __init__(self, groups=32, axis=-1, epsilon=0.001, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
+                 input_shape=None, batch_input_shape=None, batch_size=None, dtype=None,
+                 name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if isinstance(groups, numbers.Integral) and not isinstance(groups, bool) and \
+                int(groups) == -1:
+            self.groups = -1
+        else:
+            self.groups = check_count(groups, "groups")
+        if isinstance(axis, (list, tuple)):
+            raise TypeError(f"Invalid type for argument `axis`. GroupNormalization takes one "
+                            f"axis (an int). Received axis={axis!r}")
+        self._common(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                     beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint)
+        self._rank: Optional[int] = None
+        self._finish_init()
+
+    def build(self, input_shape, device=None) -> None:
+        rank = len(input_shape)
+        if not -rank <= self.axis < rank or self.axis % rank == 0:
+            raise ValueError(f"Invalid value for argument `axis`. Expected a non-batch axis "
+                             f"of the input of shape {tuple(input_shape)}. Received "
+                             f"axis={self.axis}")
+        dim = input_shape[self.axis]
+        if dim is None:
+            raise ValueError(f"Axis {self.axis} of input tensor should have a defined "
+                             f"dimension but the layer received an input with shape "
+                             f"{tuple(input_shape)}.")
+        if self.groups == -1:
+            self.groups = int(dim)
+        if dim < self.groups:
+            raise ValueError(f"Number of groups ({self.groups}) cannot be more than the "
+                             f"number of channels ({dim}).")
+        if dim % self.groups:
+            raise ValueError(f"Number of groups ({self.groups}) must be a multiple of the "
+                             f"number of channels ({dim}).")
+        self._rank = rank
+        self._input_dims = (int(dim),)
+        if self.scale:
+            self.add_weight("gamma", (dim,), self.gamma_initializer, self.gamma_regularizer,
+                            self.gamma_constraint, device)
+        if self.center:
+            self.add_weight("beta", (dim,), self.beta_initializer, self.beta_regularizer,
+                            self.beta_constraint, device)
+
+    def _check_input(self, shape) -> None:
+        if len(shape) != self._rank or shape[self.axis] != self._input_dims[0]:
+            raise ValueError(f"Layer {self.name!r} expects input of rank {self._rank} with "
+                             f"{self._input_dims[0]} channels on axis {self.axis}. Received "
+                             f"input of shape {shape}")
+
+    def forward(self, inputs, mask=None) -> torch.Tensor:
+        """``inputs``: ``(batch, ...)``; ``mask``: optional, broadcastable to it."""
+        x = self._prepare_input(inputs)
+        if mask is not None and not isinstance(mask, torch.Tensor):
+            mask = torch.as_tensor(np.asarray(mask))
+        xc = self._compute(x)
+        y = _functional.group_normalization(
+            xc, self.groups, self.axis % x.dim(),
+            self._param(self.gamma, xc.dtype, (-1,)) if self.scale else None,
+            self._param(self.beta, xc.dtype, (-1,)) if self.center else None,
+            self.epsilon, None if mask is None else mask.to(x.device))
+        return y.to(x.dtype)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = self.base_config()
+        config["groups"] = self.groups
+        config.update(self._norm_config())
+        return config
+
+
+class UnitNormalization(_Weightless):
+    """Keras' ``UnitNormalization``: each sample scaled to unit L2 norm over ``axis`` (an
+    int or a list), tf-keras' ``tf.math.l2_normalize``: ``x * rsqrt(max(sum(x**2, axis),
+    1e-12))``.  Input of any rank that has ``axis``; the output has its shape."""
+
+    supports_masking = True
+
+    def __init__(self, axis=-1, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if not isinstance(axis, (list, tuple, numbers.Integral)) or isinstance(axis, bool):
+            raise TypeError(f"Invalid value for `axis` argument: expected an int or a "
+                            f"list/tuple of ints. Received: axis={axis!r}")
+        self.axis = _check_axis(list(axis) if isinstance(axis, tuple) else axis, "axis")
+        self._finish_init()
+
+    def _check_input(self, shape) -> None:
+        rank = len(shape)
+        for a in self.axis if isinstance(self.axis, list) else [self.axis]:
+            if not -rank <= a < rank:
+                raise ValueError(f"Invalid value for argument `axis`. Expected axes of an "
+                                 f"input of rank {rank}. Received axis={self.axis} and an "
+                                 f"input of shape {shape}")
+
+    def call(self, x):
+        return _functional.l2_normalize(x, self.axis, 1e-12)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "axis": self.axis}
 
 
 # Keras' masks pass through the normalizations unchanged (tf-keras' supports_masking).
