@@ -598,6 +598,20 @@ class _Random(_Weightless):
             gens[key] = gen
         return gens[key]
 
+    def _init_dropout(self, rate, noise_shape, seed) -> None:
+        """The dropout layers' ``rate``, ``noise_shape`` and ``seed``, checked; then
+        ``_finish_init``."""
+        self.rate = check_number(rate, "rate", 0.0, 1.0)
+        if noise_shape is not None:
+            if not isinstance(noise_shape, (list, tuple)):
+                raise TypeError(f"Invalid type for argument `noise_shape`. Expected a tuple. "
+                                f"Received noise_shape={noise_shape!r}")
+            noise_shape = tuple(None if v is None else check_count(v, "noise_shape")
+                                for v in noise_shape)
+        self.noise_shape = noise_shape
+        self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
+        self._finish_init()
+
     def __getstate__(self):
         state = super().__getstate__()
         state = dict(state)
@@ -616,16 +630,7 @@ class Dropout(_Random):
         super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
                          batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
                          weights=weights)
-        self.rate = check_number(rate, "rate", 0.0, 1.0)
-        if noise_shape is not None:
-            if not isinstance(noise_shape, (list, tuple)):
-                raise TypeError(f"Invalid type for argument `noise_shape`. Expected a tuple. "
-                                f"Received noise_shape={noise_shape!r}")
-            noise_shape = tuple(None if v is None else check_count(v, "noise_shape")
-                                for v in noise_shape)
-        self.noise_shape = noise_shape
-        self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
-        self._finish_init()
+        self._init_dropout(rate, noise_shape, seed)
 
     def _noise_shape(self, x) -> Optional[Tuple[int, ...]]:
         if self.noise_shape is None:
@@ -766,16 +771,7 @@ class AlphaDropout(_Random):
         super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
                          batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
                          weights=weights)
-        self.rate = check_number(rate, "rate", 0.0, 1.0)
-        if noise_shape is not None:
-            if not isinstance(noise_shape, (list, tuple)):
-                raise TypeError(f"Invalid type for argument `noise_shape`. Expected a tuple. "
-                                f"Received noise_shape={noise_shape!r}")
-            noise_shape = tuple(None if v is None else check_count(v, "noise_shape")
-                                for v in noise_shape)
-        self.noise_shape = noise_shape
-        self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
-        self._finish_init()
+        self._init_dropout(rate, noise_shape, seed)
 
     _noise_shape = Dropout._noise_shape
 
