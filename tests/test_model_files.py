@@ -47,6 +47,7 @@ ERROR_CASES = {
     "weights_other_shapes": ("'causal_1'", "shapes"),
     "missing": ("No such Keras file",),
     "nested": ("'inner'", "nested Sequential"),
+    "lambda": ("'double_it'", "Lambda layer", "tensor operations"),
     "bad_json": ("model_config is not valid JSON",),
 }
 
@@ -129,6 +130,11 @@ def _error_models(root):
     inner = tf_keras.Sequential([L.SeparableConv1D(2, 3, input_shape=(8, 3))], name="inner")
     files["nested"] = os.path.join(root, "nested.h5")
     tf_keras.Sequential([inner, L.SeparableConv1D(2, 1)]).save(files["nested"])
+
+    m = tf_keras.Sequential([L.SeparableConv1D(2, 3, input_shape=(8, 3), name="sc"),
+                             L.Lambda(lambda t: 2 * t, name="double_it")])
+    files["lambda"] = os.path.join(root, "lambda.h5")
+    m.save(files["lambda"])
 
     import h5py
     files["bad_json"] = os.path.join(root, "bad_json.h5")

@@ -73,6 +73,12 @@ def _unsupported(entry: dict, name: str) -> KerasFileError:
     if cls in _MODEL_CLASSES:
         return KerasFileError(f"Layer {name!r} is a nested {cls} model, which sepconv does "
                               f"not load: flatten it into one model before saving")
+    if cls == "Lambda":
+        return KerasFileError(f"Layer {name!r} is a Lambda layer: its function is Python "
+                              f"bytecode, which sepconv does not run. Write the expression "
+                              f"with tensor operations on the Keras tensors (x + y, "
+                              f"tf.concat, keras.ops.*: sepconv runs those) or a Keras "
+                              f"layer, then save again")
     return KerasFileError(
         f"Layer {name!r} has class {cls!r}, {what}which sepconv does not map. Supported "
         f"layers: {', '.join(sorted(_base.KERAS_CLASSES))}")
