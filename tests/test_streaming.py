@@ -292,6 +292,33 @@ def test_keras_per_step_layers_stream():
             KERAS_CLASSES["Dense"](4)))
 
 
+def test_more_keras_per_step_layers_stream():
+    """An input Normalization (adapted), Rescaling by channel, ThresholdedReLU,
+    UnitNormalization over the channels, Identity, ActivityRegularization and the dropout
+    layers (eval) around causal convolutions stream exactly; statistics over the steps do
+    not."""
+    torch.manual_seed(7)
+    norm = sepconv.Normalization()
+    norm.adapt(torch.randn(64, 10, 3) * 3 + 1)
+    model = torch.nn.Sequential(
+        norm, sepconv.Rescaling([0.5, 2.0, -1.0], offset=0.1),
+        _separable("channels_last", 3, 6, 3, 2, 1, None, True, None),
+        sepconv.ThresholdedReLU(0.1), sepconv.UnitNormalization(), sepconv.Identity(),
+        sepconv.ActivityRegularization(l2=0.01), sepconv.GaussianDropout(0.3),
+        sepconv.AlphaDropout(0.2),
+        _separable("channels_last", 6, 4, 2, 1, 3, None, True, None)).eval()
+    x = torch.randn(2, 25, 3)
+    _check(model, x, [4, 1, 0, 13, 7], 1, torch.float32)
+    with pytest.raises(ValueError, match="only one channel axis"):
+        sepconv.stream(torch.nn.Sequential(sepconv.Normalization(axis=(1, 2)),
+                                           _separable("channels_last", 3, 2, 2, 1, 1, None,
+                                                      True, None)))
+    with pytest.raises(ValueError, match="GroupNormalization"):
+        sepconv.stream(torch.nn.Sequential(
+            _separable("channels_last", 3, 4, 2, 1, 1, None, True, None),
+            sepconv.GroupNormalization(groups=2)))
+
+
 # -- recurrent layers -------------------------------------------------------------------------
 
 _RNNS = {"LSTM": sepconv.LSTM, "GRU": sepconv.GRU, "SimpleRNN": sepconv.SimpleRNN}

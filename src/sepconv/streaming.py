@@ -24,7 +24,10 @@ up by class name in :data:`STREAMERS`:
 - per-step layers: Keras' ``Dense`` (last axis), ``BatchNormalization`` and
   ``LayerNormalization`` (over the channel axis), ``Activation``, ``ReLU``, ``ELU``,
   ``LeakyReLU``, ``Softmax`` and ``PReLU`` (channel axis; ``PReLU`` sharing the steps axis),
-  ``Dropout``, ``SpatialDropout1D``, ``GaussianNoise``; ``torch.nn.Linear`` and
+  ``Dropout``, ``SpatialDropout1D``, ``GaussianNoise``, ``GaussianDropout``,
+  ``AlphaDropout``, ``Identity``, ``ThresholdedReLU``, ``ActivityRegularization``,
+  ``Rescaling``, ``Normalization`` and ``UnitNormalization`` (over the channel axis);
+  ``torch.nn.Linear`` and
   ``LayerNorm`` / ``RMSNorm`` over the channels (last axis), ``torch.nn.BatchNorm1d``
   (axis 1, running statistics), ``torch.nn.Dropout`` / ``Dropout1d`` / ``AlphaDropout``,
   element-wise activations (``ReLU``, ``GELU``, ``Tanh``, ...), ``Softmax`` /
@@ -320,6 +323,21 @@ def _keras_layer_norm(module, where):
     return _keras_batch_norm(module, where, eval_only=False)
 
 
+def _keras_normalization(module, where):
+    """Keras' ``Normalization``: statistics per index of its kept axes, which must be the
+    channel axis (or none: one mean for everything)."""
+    axis = module.axis if isinstance(module.axis, list) else [module.axis]
+    if not axis:
+        return _PerStep(module, where, None)
+    return _keras_batch_norm(module, where, eval_only=False)
+
+
+def _rescaling(module, where):
+    """``Rescaling``: numbers act on every element; lists broadcast over the last axis."""
+    lists = isinstance(module.scale, list) or isinstance(module.offset, list)
+    return _PerStep(module, where, "channels_last" if lists else None)
+
+
 def _torch_batch_norm(module, where):
     if not module.track_running_stats or module.running_mean is None:
         raise ValueError(f"{where} has no running statistics (track_running_stats=False): "
@@ -390,6 +408,9 @@ STREAMERS: Dict[str, Callable] = {
     "GaussianNoise": _per_step(eval_only=True),
     "GaussianDropout": _per_step(eval_only=True),
     "AlphaDropout": _per_step(eval_only=True),
+    "Normalization": _keras_normalization, "UnitNormalization": _keras_layer_norm,
+    "Rescaling": _rescaling, "ThresholdedReLU": _per_step(),
+    "ActivityRegularization": _per_step(),
     "LSTM": _recurrent, "GRU": _recurrent, "SimpleRNN": _recurrent,
     "ConvLSTM1D": _recurrent, "ConvLSTM2D": _recurrent, "ConvLSTM3D": _recurrent,
     "Bidirectional": _bidirectional,
