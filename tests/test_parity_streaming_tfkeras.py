@@ -115,3 +115,107 @@ def test_conv_lstm1d_stream_matches_tf_keras(padding, strides):
                     _assert_close(got, ref(x[:, :b]).numpy())
     first = torch.nn.Sequential(ours[0]).eval()
     _assert_close(_stream_chunks(first, x, [1, 4]), ref.layers[0](x).numpy())
+
+
+# -- functional models: residual / gated / attention blocks --------------------------------
+def _wavenet(K, ops=None):
+    """A WaveNet / TCN: causal dilated convolutions, gated units (tanh * sigmoid, through
+    layers, or tensor operations when ``ops`` is given), residual and skip sums."""
+    L = K.layers
+    x = K.Input((None, 3), name="x")
+    h = L.Conv1D(8, 1, name="inp")(x)
+    skips = []
+    for i, d in enumerate((1, 2, 4)):
+        a = L.Conv1D(8, 2, dilation_rate=d, padding="causal", name=f"filt{i}")(h)
+        # (Keras 3's SeparableConv1D has no causal padding)
+        gate = L.SeparableConv1D if K is tf_keras else L.Conv1D
+        b = gate(8, 2, dilation_rate=d, padding="causal", name=f"gate{i}")(h)
+        if ops is None:
+            g = L.Multiply(name=f"mul{i}")([L.Activation("tanh", name=f"tanh{i}")(a),
+                                            L.Activation("sigmoid", name=f"sig{i}")(b)])
+        else:
+            g = ops.tanh(a) * ops.sigmoid(b)
+        skips.append(L.Conv1D(6, 1, name=f"skip{i}")(g))
+        r = L.Conv1D(8, 1, name=f"res{i}")(g)
+        h = L.Add(name=f"resadd{i}")([h, r]) if ops is None else h + r
+    s = L.Add(name="skips")(skips)
+    y = L.Dense(4, name="head")(L.Activation("relu", name="relu")(s))
+    both = L.Concatenate(axis=-1, name="cat")([y, s])
+    return K.Model(x, both, name="wavenet")
+
+
+def _causal_transformer(K):
+    """A causal Conv1D front end, then a decoder block (causal self-attention, residual,
+    LayerNormalization, feed-forward), and an LSTM."""
+    L = K.layers
+    x = K.Input((None, 3), name="x")
+    h = L.Conv1D(8, 3, padding="causal", activation="relu", name="front")(x)
+    a = L.MultiHeadAttention(num_heads=2, key_dim=4, name="att")(h, h, use_causal_mask=True)
+    h = L.LayerNormalization(name="ln1")(L.Add(name="res1")([h, a]))
+    f = L.Dense(8, name="ff2")(L.Dense(16, activation="gelu", name="ff1")(h))
+    h = L.LayerNormalization(name="ln2")(L.Add(name="res2")([h, f]))
+    y = L.LSTM(5, return_sequences=True, name="lstm")(h)
+    return K.Model(x, [y, h], name="decoder")
+
+
+def _streamed_graph(model, x, cuts):
+    bounds = sorted({min(c, x.shape[1]) for c in cuts} | {0, x.shape[1]})
+    stream, outs = sepconv.stream(model), []
+    with torch.no_grad():
+        for a, b in zip(bounds, bounds[1:]):
+            out = stream(torch.from_numpy(x[:, a:b]))
+            outs.append(out if isinstance(out, list) else [out])
+    return [torch.cat(parts, dim=1).numpy() for parts in zip(*outs)]
+
+
+@pytest.mark.parametrize("build", ["wavenet", "wavenet_ops", "transformer", "k3_wavenet_ops",
+                                   "k3_transformer"])
+def test_functional_models_stream_as_tf_keras_computes_them(tmp_path, build):
+    """Loaded functional models (residual and skip connections, gated units as layers or
+    as tensor operations, causal self-attention with a key/value cache) from tf-keras and
+    Keras 3 stream: the chunks' outputs, concatenated, equal Keras' whole-sequence
+    outputs."""
+    import keras
+    tf_keras.utils.set_random_seed(2)
+    keras.utils.set_random_seed(2)
+    model = {"wavenet": lambda: _wavenet(tf_keras),
+             "wavenet_ops": lambda: _wavenet(tf_keras, ops=tf.math),
+             "transformer": lambda: _causal_transformer(tf_keras),
+             "k3_wavenet_ops": lambda: _wavenet(keras, ops=keras.ops),
+             "k3_transformer": lambda: _causal_transformer(keras)}[build]()
+    x = np.random.default_rng(3).standard_normal((2, 23, 3)).astype(np.float32)
+    want = model.predict(x, verbose=0)
+    want = [np.asarray(w) for w in (want if isinstance(want, list) else [want])]
+    path = tmp_path / ("m.keras" if build.startswith("k3") else "m.h5")
+    model.save(path)
+    loaded = sepconv.load_keras_model(path)
+    for cuts in ([1, 1, 4, 9, 17], [23], [0, 5, 6, 7, 8, 20]):
+        got = _streamed_graph(loaded, x, cuts)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_functional_streams_refuse_what_reads_later_steps(tmp_path):
+    L = tf_keras.layers
+    x = tf_keras.Input((None, 4), name="x")
+    cases = {
+        "not causal": L.MultiHeadAttention(2, 2, name="att")(x, x),
+        "cross": L.MultiHeadAttention(2, 2, name="att")(x, L.Dense(4, name="d")(x),
+                                                        use_causal_mask=True),
+        "mean over steps": tf.reduce_mean(x, axis=1, keepdims=True) + x,
+        "concat steps": L.Concatenate(axis=1, name="cat")([L.Dense(4, name="d")(x), x]),
+        "rates": L.Add(name="add")([L.Conv1D(4, 2, strides=2, padding="causal",
+                                             name="down")(x),
+                                    L.Conv1D(4, 1, name="same")(x)]),
+        "slicing": x[:, ::2] + x[:, 1::2],
+    }
+    messages = {"not causal": "causal self-attention only", "cross": "self-attention only",
+                "mean over steps": "elementwise operations only",
+                "concat steps": "needs channels_first input",
+                "rates": "different step rates", "slicing": "getitem"}
+    for name, out in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.h5"
+        tf_keras.Model(x, out).save(path)
+        with pytest.raises(ValueError, match=messages[name]):
+            sepconv.stream(sepconv.load_keras_model(path))

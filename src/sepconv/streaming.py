@@ -52,6 +52,15 @@ up by class name in :data:`STREAMERS`:
   in the stream's sense (where the steps are) whatever its ``data_format``: a per-step
   layer over axis 1 after it is refused.
 
+A functional model (``sepconv.load_keras_model``'s ``KerasFunctional``) streams node by
+node in its run order: residual and skip connections (merges ``Add``, ``Multiply``, ...,
+``Concatenate`` over the channels; elementwise TensorFlow / Keras 3 operations) combine
+chunks of the same steps, so their inputs must come at the same step rate (the same
+strides before them).  ``MultiHeadAttention`` streams as causal self-attention
+(``layer(x, x, use_causal_mask=True)``, no other mask): it keeps the projected keys and
+values of every step seen, a cache that grows with the stream.  Several inputs take one
+chunk each per call; several outputs come as a list.
+
 Example (strides 2, chunks of any length, empty ones included)::
 
     >>> import sepconv, torch
@@ -420,6 +429,62 @@ STREAMERS: Dict[str, Callable] = {
 }
 
 
+class _CausalAttention(_Step):
+    """``MultiHeadAttention`` as causal self-attention (``layer(x, x,
+    use_causal_mask=True)``): each chunk's queries attend to every step seen so far and
+    to the chunk's earlier steps.  The projected keys and values of the steps seen are
+    kept (a cache that grows with the stream: ``(batch, steps, heads, key_dim +
+    value_dim)``); the output equals the layer's on the whole sequence."""
+
+    data_format = "channels_last"
+
+    def __init__(self, module, where):
+        super().__init__(module, where)
+        self.keys: Optional[torch.Tensor] = None
+        self.values: Optional[torch.Tensor] = None
+
+    def reset(self) -> None:
+        self.keys = self.values = None
+
+    def __call__(self, x):
+        layer = self.module
+        if layer.training and layer.dropout:
+            raise ValueError(f"{self.where} is in training mode with dropout: random masks "
+                             f"do not stream. Call model.eval() first")
+        self._check_batch(None if self.keys is None else self.keys.shape[0], x)
+        if x.dim() != 3:
+            raise ValueError(f"{self.where} streams (batch, steps, features) chunks. "
+                             f"Received a chunk of shape {tuple(x.shape)}")
+        x = layer._as_tensor(x)
+        if not layer.built:
+            layer._build_checked([tuple(x.shape)] * 3, device=x.device)
+        x = layer._prepare_input(x)
+        layer._check_inputs(x, x, x)
+        out_features = layer.output_shape or (layer.input_dims[0],)
+        steps = x.shape[1]
+        if steps == 0:
+            return x.new_zeros((x.shape[0], 0) + tuple(out_features))
+
+        def project(name, t):
+            return _functional.einsum_dense(t, layer._weight(f"{name}_kernel"),
+                                            layer._bias(f"{name}_bias"), 1)
+
+        q, k, v = project("query", x), project("key", x), project("value", x)
+        seen = 0 if self.keys is None else self.keys.shape[1]
+        if seen:
+            k = torch.cat([self.keys.to(k), k], dim=1)
+            v = torch.cat([self.values.to(v), v], dim=1)
+        # query i of the chunk is step seen + i: it sees keys 0 .. seen + i
+        mask = torch.ones((steps, seen + steps), dtype=torch.bool, device=x.device)
+        mask = mask.tril(diagonal=seen)
+        out, _ = _functional.dot_product_attention(
+            q, k, v, (1,), mask=mask.unsqueeze(0), masking=layer._masking(3, False),
+            need_scores=False)
+        self.keys, self.values = k.detach().clone(), v.detach().clone()
+        return _functional.einsum_dense(out, layer._weight("output_kernel"),
+                                        layer._bias("output_bias"), 2)
+
+
 def _maker(module: torch.nn.Module) -> Optional[Callable]:
     """The table entry for ``module``: its class or the nearest sepconv / torch.nn base."""
     for cls in type(module).__mro__:
@@ -466,10 +531,19 @@ class Stream:
                             f"(a Sequential of causal layers). Received {type(model).__name__}")
         self.model = model
         self.steps: List[_Step] = []
-        fixed_by = collapsed_by = None
+        collapsed_by = None
         self.data_format: Optional[str] = None
+        self._fixed_by: Optional[str] = None
         #: the first convolution or recurrent layer: it fixes the chunks' rank
         self._rank_by: Optional[_Step] = None
+        #: a functional model (sepconv.load_keras_model's): its graph, run node by node
+        self._graph: Optional[_GraphStream] = None
+        if hasattr(model, "input_refs") and hasattr(model, "steps"):
+            self._graph = _GraphStream(model, self)
+            self.steps = self._graph.steps
+            if self.data_format is None:
+                self.data_format = "channels_last"
+            return
         for path, module in _flatten(model):
             where = _describe(path, module)
             make = _maker(module)
@@ -487,14 +561,8 @@ class Stream:
                                      f"last output so far, (batch, units), and only "
                                      f"per-step layers (Dense, Activation, ...) may follow. "
                                      f"Set return_sequences=True on it")
-            elif step.data_format is not None:
-                if self.data_format is None:
-                    self.data_format, fixed_by = step.data_format, where
-                elif step.data_format != self.data_format:
-                    axis = 1 if self.data_format == "channels_last" else 2
-                    raise ValueError(f"{where} needs {step.data_format} input, but {fixed_by} "
-                                     f"makes this a {self.data_format} model (steps on axis "
-                                     f"{axis}): a layer would act across steps")
+            else:
+                self._fix_format(step, where)
             if isinstance(step, _Recurrent) and not step.sequences:
                 collapsed_by = where
             if self._rank_by is None and isinstance(step, (_CausalConv, _Recurrent)):
@@ -502,6 +570,19 @@ class Stream:
             self.steps.append(step)
         if self.data_format is None:
             self.data_format = "channels_last"
+
+    def _fix_format(self, step: _Step, where: str) -> None:
+        """The model's layout is the first layout a layer needs; a layer that needs the
+        other one would act across steps."""
+        if step.data_format is None:
+            return
+        if self.data_format is None:
+            self.data_format, self._fixed_by = step.data_format, where
+        elif step.data_format != self.data_format:
+            axis = 1 if self.data_format == "channels_last" else 2
+            raise ValueError(f"{where} needs {step.data_format} input, but {self._fixed_by} "
+                             f"makes this a {self.data_format} model (steps on axis "
+                             f"{axis}): a layer would act across steps")
 
     @property
     def state_steps(self) -> List[int]:
@@ -516,7 +597,27 @@ class Stream:
         for step in self.steps:
             step.reset()
 
-    def __call__(self, chunk) -> torch.Tensor:
+    def __call__(self, *chunks):
+        """One chunk (a functional model with several inputs: one per input, in its
+        input order, or one list of them); returns the chunk's outputs (a list for
+        several outputs)."""
+        if len(chunks) == 1 and isinstance(chunks[0], (list, tuple)) and \
+                self._graph is not None:
+            chunks = tuple(chunks[0])
+        n_inputs = len(self._graph.model.input_refs) if self._graph is not None else 1
+        if len(chunks) != n_inputs:
+            raise ValueError(f"The streamed model takes {n_inputs} chunk"
+                             f"{'s' if n_inputs != 1 else ''} per call (one per input). "
+                             f"Received {len(chunks)}")
+        xs = [self._checked(c) for c in chunks]
+        if self._graph is not None:
+            return self._graph(xs)
+        x = xs[0]
+        for step in self.steps:
+            x = step(x)
+        return x
+
+    def _checked(self, chunk) -> torch.Tensor:
         x = chunk
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(np.asarray(x))
@@ -530,13 +631,198 @@ class Stream:
                           else "(batch, channels, steps)")
             raise ValueError(f"A chunk must be {rank}D, {layout}. Received a chunk of shape "
                              f"{tuple(x.shape)}")
-        for step in self.steps:
-            x = step(x)
         return x
 
     def __repr__(self) -> str:
         return (f"Stream({self.data_format}, state_steps={self.state_steps}, "
                 f"model={type(self.model).__name__})")
+
+
+# -- functional models (residual and skip connections, attention blocks) --------------------
+#: Keras 3 operations and TensorFlow functions that act on each element (or each step's
+#: channels): they stream like per-step layers.
+_ELEMENTWISE_KERAS_OPS = (
+    "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Negative", "Absolute", "Square",
+    "Sqrt", "Rsqrt", "Exp", "Log", "Log1p", "Tanh", "Sigmoid", "Relu", "Relu6", "Silu", "Selu",
+    "Softplus", "Softsign", "HardSigmoid", "HardSilu", "Elu", "LeakyRelu", "Gelu", "Maximum",
+    "Minimum", "Power", "Clip", "Erf", "Sign", "Floor", "Ceil", "Round", "Reciprocal", "Cast",
+    "ConvertToTensor")
+_ELEMENTWISE_TF = (
+    "__operators__.add", "math.add", "math.subtract", "math.multiply", "math.truediv",
+    "math.negative", "math.abs", "math.square", "math.sqrt", "math.rsqrt", "math.exp",
+    "math.log", "math.log1p", "math.sigmoid", "math.tanh", "math.softplus", "nn.relu",
+    "nn.relu6", "nn.elu", "nn.selu", "nn.leaky_relu", "nn.gelu", "nn.silu", "nn.softsign",
+    "math.maximum", "math.minimum", "math.pow", "clip_by_value", "math.erf", "math.sign",
+    "math.floor", "math.ceil", "math.round", "math.reciprocal", "identity", "cast")
+#: Merging layers that combine aligned steps (Concatenate: over the channel axis only).
+_MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
+
+
+def _ref(v) -> Optional[tuple]:
+    return tuple(v[1:]) if isinstance(v, tuple) and v and v[0] == "__ref__" else None
+
+
+def _refs(v) -> list:
+    r = _ref(v)
+    if r is not None:
+        return [r]
+    if isinstance(v, (list, tuple)):
+        return [x for u in v for x in _refs(u)]
+    if isinstance(v, dict):
+        return [x for u in v.values() for x in _refs(u)]
+    return []
+
+
+class _GraphNode:
+    """One node of a streamed functional model: its step, or a multi-input per-step call
+    (merges, elementwise operations) whose tensors must cover the same steps."""
+
+    def __init__(self, name, node, args, kwargs, step: Optional[_Step], module, where,
+                 multi: bool):
+        self.name, self.node, self.args, self.kwargs = name, node, args, kwargs
+        self.step, self.module, self.where, self.multi = step, module, where, multi
+
+
+class _GraphStream:
+    """The functional-model part of :class:`Stream`: nodes in the model's run order."""
+
+    def __init__(self, model, owner: "Stream"):
+        modules = dict(model.named_children())
+        self.model, self.owner = model, owner
+        self.nodes: List[_GraphNode] = []
+        stride = {tuple(r): 1 for r in model.input_refs}  # cumulative stride per tensor
+        collapsed: Dict[tuple, str] = {}
+        for lname, node, args, kwargs in model.steps:
+            module = modules[lname]
+            where = _describe(lname, module)
+            cls = type(module).__name__
+            ins = _refs(args) + _refs(kwargs)
+            strides = {stride.get(r, 1) for r in ins}
+            rate = max(strides) if strides else 1
+            gone = [collapsed[r] for r in ins if r in collapsed]
+            if cls == "MultiHeadAttention":
+                step, multi = self._attention(module, where, args, kwargs), False
+                args, kwargs = [args[0]], {}
+            elif cls in _MERGES or cls == "KerasOp" or cls == "TFOp":
+                step, multi = None, True
+                self._check_multi(module, where, cls, kwargs)
+                if len(strides) > 1:
+                    raise ValueError(f"{where} combines tensors of different step rates "
+                                     f"(strides {sorted(strides)} before it): their chunks' "
+                                     f"steps do not line up")
+            else:
+                if len(ins) != 1 or _ref(args[0] if args else None) is None or \
+                        _refs(kwargs):
+                    raise ValueError(f"{where} is called on {len(ins)} tensors: in a "
+                                     f"streamed model only merges, attention and elementwise "
+                                     f"operations take several")
+                make = _maker(module) if cls != "InputLayer" else _per_step()
+                if make is None:
+                    raise ValueError(f"{where} does not stream: sepconv.stream takes causal "
+                                     f"SeparableConv1D / Conv1D layers, forward LSTM / GRU / "
+                                     f"SimpleRNN / ConvLSTM layers, causal self-attention, "
+                                     f"merges, elementwise operations and per-step layers "
+                                     f"({', '.join(sorted(STREAMERS))})")
+                step, multi = make(module, where), False
+                rate *= getattr(step, "stride", 1)
+            if gone and (not multi and type(step) is not _PerStep):
+                raise ValueError(f"{where} follows {gone[0]}, which has "
+                                 f"return_sequences=False: only per-step layers may follow")
+            if step is not None:
+                owner._fix_format(step, where)
+            if step is not None and owner._rank_by is None and \
+                    isinstance(step, (_CausalConv, _Recurrent)):
+                owner._rank_by = step
+            self.nodes.append(_GraphNode(lname, node, args, kwargs, step, module, where,
+                                         multi))
+            out = (lname, node, 0)
+            stride[out] = rate
+            if gone:
+                collapsed[out] = gone[0]
+            if isinstance(step, _Recurrent) and not step.sequences:
+                collapsed[out] = where
+
+    def _attention(self, module, where, args, kwargs):
+        query = _ref(args[0]) if args else None
+        value = _ref(args[1]) if len(args) > 1 else _ref(kwargs.get("value"))
+        key = _ref(args[2]) if len(args) > 2 else _ref(kwargs.get("key"))
+        other = sorted(k for k, v in kwargs.items() if k not in ("value", "key",
+                                                                 "use_causal_mask")
+                       and v not in (None, False))
+        if not kwargs.get("use_causal_mask") or query is None or value != query or \
+                key not in (None, query) or other:
+            raise ValueError(f"{where} streams as causal self-attention only "
+                             f"(layer(x, x, use_causal_mask=True), no mask or scores): a "
+                             f"query would read later steps otherwise")
+        if module.attention_axes not in (None, (1,)):
+            raise ValueError(f"{where} attends over axes {module.attention_axes}: only the "
+                             f"steps (axis 1) stream")
+        return _CausalAttention(module, where)
+
+    def _check_multi(self, module, where, cls, kwargs):
+        if cls == "KerasOp" and module.class_name not in _ELEMENTWISE_KERAS_OPS or \
+                cls == "TFOp" and module.function not in _ELEMENTWISE_TF:
+            what = module.class_name if cls == "KerasOp" else f"tf.{module.function}"
+            raise ValueError(f"{where} runs {what}, which may act across steps: a streamed "
+                             f"model takes elementwise operations only")
+        if cls == "Concatenate":
+            if module.axis not in _AXIS_FORMATS:
+                raise ValueError(f"{where} concatenates over axis {module.axis}: only the "
+                                 f"channel axis (1 or 2 of a 3D input) streams")
+            # the channel axis: axis 1 makes the model channels_first
+            self.owner._fix_format(_PerStep(module, where, _AXIS_FORMATS[module.axis]), where)
+
+    def reset(self) -> None:
+        for n in self.nodes:
+            if n.step is not None:
+                n.step.reset()
+
+    def __call__(self, chunks: List[torch.Tensor]):
+        values: Dict[tuple, torch.Tensor] = {}
+        for ref, x in zip(self.model.input_refs, chunks):
+            values[tuple(ref)] = x
+
+        def resolve(v):
+            r = _ref(v)
+            if r is not None:
+                return values[r]
+            if isinstance(v, list):
+                return [resolve(u) for u in v]
+            if isinstance(v, dict):
+                return {k: resolve(u) for k, u in v.items()}
+            return v
+
+        fmt = self.owner.data_format
+        for n in self.nodes:
+            if n.step is not None:
+                out = n.step(resolve(n.args[0]))
+            else:
+                args, kwargs = resolve(n.args), resolve(n.kwargs)
+                tensors = [t for t in _flat_tensors(args) + _flat_tensors(kwargs)
+                           if t.dim() >= 2]
+                axis = 1 if fmt == "channels_last" else 2
+                sizes = {t.shape[axis] for t in tensors if t.dim() == 3}
+                if len(sizes) > 1:
+                    raise ValueError(f"{n.where} received chunks of {sorted(sizes)} steps: "
+                                     f"its inputs' steps do not line up")
+                out = n.module(*args, **kwargs)
+            values[(n.name, n.node, 0)] = out
+        result = [values[tuple(r)] for r in self.model.output_refs]
+        return result[0] if len(result) == 1 else result
+
+    @property
+    def steps(self) -> List[_Step]:
+        return [n.step for n in self.nodes if n.step is not None]
+
+
+def _flat_tensors(v) -> List[torch.Tensor]:
+    if isinstance(v, torch.Tensor):
+        return [v]
+    if isinstance(v, (list, tuple)):
+        return [t for u in v for t in _flat_tensors(u)]
+    if isinstance(v, dict):
+        return [t for u in v.values() for t in _flat_tensors(u)]
+    return []
 
 
 def stream(model: torch.nn.Module) -> Stream:
