@@ -832,8 +832,10 @@ def stream(model: torch.nn.Module) -> Stream:
         model: a ``torch.nn.Sequential`` (or one layer) of causal ``SeparableConv1D`` /
             ``Conv1D`` layers (strided ones too), forward recurrent layers (``LSTM``,
             ``GRU``, ``SimpleRNN``, ``ConvLSTM1D/2D/3D``) and per-step layers (see
-            :mod:`sepconv.streaming`), in eval mode where it has batch normalisation or
-            dropout.
+            :mod:`sepconv.streaming`), or a functional model from
+            :func:`sepconv.load_keras_model` of those plus merges, elementwise
+            operations and causal self-attention; in eval mode where it has batch
+            normalisation or dropout.
 
     Returns:
         A :class:`Stream`: call it on chunks ``(batch, steps, channels)`` (channels_first:
