@@ -428,7 +428,12 @@ class TFOp(torch.nn.Module):
             raise ValueError(f"unsupported TensorFlow function {function!r}")
         self.function = function
         self.name = name
-        self._fn = FUNCTIONS[function]
+
+    @property
+    def _fn(self) -> Callable:
+        # looked up on each call, not kept: the table's closures do not pickle
+        # (torch.save of a whole loaded model)
+        return FUNCTIONS[self.function]
 
     def check_call(self, args: Sequence[Any], kwargs: Dict[str, Any]) -> None:
         """``ValueError`` unless ``args`` and ``kwargs`` (tensors as any placeholder) fit
