@@ -998,8 +998,6 @@ _KERAS3_PAIRS = {"Bidirectional": (("layer", "forward_layer"),
 #: layer is written as ``ZeroPadding1D(((k - 1) * d, 0))`` then itself with ``"valid"``,
 #: which is what tf-keras computes for ``"causal"`` (those zeros on the left, then valid).
 _KERAS3_NO_CAUSAL = ("SeparableConv1D",)
-# tf-keras classes Keras 3 dropped, with what a Keras 3 model would use instead
-_KERAS3_ABSENT = {"ThresholdedReLU": "ReLU(threshold=theta) computes x * (x > theta) too"}
 _CAUSAL_PAD_SUFFIX = "_causal_pad"
 _OBJECT_MODULES = (("_initializer", "keras.initializers"),
                    ("_regularizer", "keras.regularizers"),
@@ -1051,9 +1049,10 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
     _check_keras3_formulas(layer)
     config = dict(layer.get_config())
     label = f"save_keras_model: layer {config.get('name', '?')!r} ({cls})"
-    if cls in _KERAS3_ABSENT:
-        raise ValueError(f"{label}: Keras 3 has no {cls} layer ({_KERAS3_ABSENT[cls]}); "
-                         f"save as .h5")
+    if cls == "ThresholdedReLU":  # Keras 3 dropped it: its ReLU(threshold) computes the same
+        cls = "ReLU"
+        config = {**{k: config[k] for k in ("name", "trainable", "dtype") if k in config},
+                  "max_value": None, "negative_slope": 0.0, "threshold": config["theta"]}
     if cls in _KERAS3_NO_CAUSAL and config.get("padding") == "causal":
         raise ValueError(f"{label} has padding='causal', which Keras 3's {cls} does not "
                          f"have (it pads 'valid' or 'same' only); save as .h5")

@@ -839,7 +839,8 @@ class Identity(_Weightless):
 
 
 class ThresholdedReLU(_Weightless):
-    """Keras' ``ThresholdedReLU`` (tf-keras only; Keras 3 dropped it): ``x * (x >
+    """Keras' ``ThresholdedReLU`` (tf-keras only; Keras 3 dropped it, and a ``.keras`` file
+    gets Keras 3's ``ReLU(threshold=theta)``, which computes the same): ``x * (x >
     theta)``, ``theta`` kept as float32 (``backend.cast_to_floatx``) as tf-keras does."""
 
     def __init__(self, theta=1.0, input_shape=None, batch_input_shape=None, batch_size=None,
