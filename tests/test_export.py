@@ -167,6 +167,44 @@ def test_onnx_conv1d_every_geometry_matches_onnxruntime():
     _onnx_check(Branches(_conv_layers()).eval(), torch.randn(2, 17, 4))
 
 
+class _AttentionBlock(torch.nn.Module):
+    """Causal self-attention (the fused route), masked cross-attention (fused, tf-keras'
+    additive offsets as the float mask) and attention returning its scores (explicit)."""
+
+    def __init__(self):
+        super().__init__()
+        self.causal = sepconv.MultiHeadAttention(2, 4, name="causal_att")
+        self.cross = sepconv.MultiHeadAttention(2, 3, value_dim=5, name="cross_att")
+        self.scored = sepconv.MultiHeadAttention(1, 4, name="scored_att")
+
+    def forward(self, x, memory, mask):
+        h = x + self.causal(x, x, use_causal_mask=True)
+        c = self.cross(h, memory, attention_mask=mask)
+        s, scores = self.scored(c, memory, return_attention_scores=True)
+        return s, scores
+
+
+def test_onnx_attention_matches_onnxruntime():
+    """MultiHeadAttention through torch.onnx.export (dynamo) on all three routes, a query
+    step that sees no key included: onnxruntime's outputs equal sepconv's."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    model = _AttentionBlock().eval()
+    x, memory = torch.randn(2, 6, 8), torch.randn(2, 7, 8)
+    mask = torch.rand(2, 6, 7) > 0.3
+    mask[0, 2] = False
+    with torch.no_grad():
+        want = model(x, memory, mask)
+    program = torch.onnx.export(model, (x, memory, mask), dynamo=True, verbose=False)
+    session = ort.InferenceSession(program.model_proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    feeds = {i.name: v.numpy() for i, v in zip(session.get_inputs(), (x, memory, mask))}
+    got = session.run(None, feeds)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_jit_trace_matches_and_records_standard_ops():
     """torch.jit.trace (what the legacy ONNX exporter runs): standard aten ops, no Python
     callbacks, same outputs at the traced length."""
