@@ -319,6 +319,22 @@ def test_more_keras_per_step_layers_stream():
             sepconv.GroupNormalization(groups=2)))
 
 
+def test_token_models_stream_from_an_embedding():
+    """A token model (Embedding, causal convolution, LSTM, Dense): chunks of (batch,
+    steps) ids stream; mask_zero (padding) does not."""
+    torch.manual_seed(8)
+    model = torch.nn.Sequential(
+        sepconv.Embedding(30, 6), _separable("channels_last", 6, 8, 3, 2, 1, "relu", True,
+                                             None),
+        sepconv.LSTM(5, return_sequences=True), sepconv.Dense(30)).eval()
+    ids = torch.randint(0, 30, (2, 19))
+    _check(model, ids, [1, 0, 4, 9, 5], 1, torch.float32)
+    with pytest.raises(ValueError, match=r"\(batch, steps\) ids"):
+        sepconv.stream(model)(torch.randn(2, 4, 6))
+    with pytest.raises(ValueError, match="mask_zero=True"):
+        sepconv.stream(torch.nn.Sequential(sepconv.Embedding(30, 6, mask_zero=True)))
+
+
 # -- recurrent layers -------------------------------------------------------------------------
 
 _RNNS = {"LSTM": sepconv.LSTM, "GRU": sepconv.GRU, "SimpleRNN": sepconv.SimpleRNN}

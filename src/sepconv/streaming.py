@@ -26,7 +26,9 @@ up by class name in :data:`STREAMERS`:
   ``LeakyReLU``, ``Softmax`` and ``PReLU`` (channel axis; ``PReLU`` sharing the steps axis),
   ``Dropout``, ``SpatialDropout1D``, ``GaussianNoise``, ``GaussianDropout``,
   ``AlphaDropout``, ``Identity``, ``ThresholdedReLU``, ``ActivityRegularization``,
-  ``Rescaling``, ``Normalization`` and ``UnitNormalization`` (over the channel axis);
+  ``Rescaling``, ``Normalization`` and ``UnitNormalization`` (over the channel axis),
+  ``Embedding`` (first: the chunks are then ``(batch, steps)`` ids; not with
+  ``mask_zero``);
   ``torch.nn.Linear`` and
   ``LayerNorm`` / ``RMSNorm`` over the channels (last axis), ``torch.nn.BatchNorm1d``
   (axis 1, running statistics), ``torch.nn.Dropout`` / ``Dropout1d`` / ``AlphaDropout``,
@@ -347,6 +349,17 @@ def _rescaling(module, where):
     return _PerStep(module, where, "channels_last" if lists else None)
 
 
+def _embedding(module, where):
+    """Keras' ``Embedding`` looks each step's id up on its own: a token model's chunks are
+    ``(batch, steps)`` ids.  Its mask (``mask_zero=True``) does not stream."""
+    if module.mask_zero:
+        raise ValueError(f"{where} has mask_zero=True: masks (padding) do not stream; a "
+                         f"live stream has no padding. Load it with mask_zero=False")
+    step = _PerStep(module, where, "channels_last")
+    step.rank = 2  # it fixes the chunks' rank: (batch, steps) ids
+    return step
+
+
 def _torch_batch_norm(module, where):
     if not module.track_running_stats or module.running_mean is None:
         raise ValueError(f"{where} has no running statistics (track_running_stats=False): "
@@ -419,7 +432,7 @@ STREAMERS: Dict[str, Callable] = {
     "AlphaDropout": _per_step(eval_only=True),
     "Normalization": _keras_normalization, "UnitNormalization": _keras_layer_norm,
     "Rescaling": _rescaling, "ThresholdedReLU": _per_step(),
-    "ActivityRegularization": _per_step(),
+    "ActivityRegularization": _per_step(), "Embedding": _embedding,
     "LSTM": _recurrent, "GRU": _recurrent, "SimpleRNN": _recurrent,
     "ConvLSTM1D": _recurrent, "ConvLSTM2D": _recurrent, "ConvLSTM3D": _recurrent,
     "Bidirectional": _bidirectional,
@@ -565,7 +578,8 @@ class Stream:
                 self._fix_format(step, where)
             if isinstance(step, _Recurrent) and not step.sequences:
                 collapsed_by = where
-            if self._rank_by is None and isinstance(step, (_CausalConv, _Recurrent)):
+            if self._rank_by is None and (isinstance(step, (_CausalConv, _Recurrent)) or
+                                          hasattr(step, "rank")):
                 self._rank_by = step
             self.steps.append(step)
         if self.data_format is None:
@@ -626,6 +640,8 @@ class Stream:
             if rank > 3:  # a ConvLSTM: Keras' (batch, time, *spatial, channels) or alike
                 layout = self._rank_by.module._layout()
                 layout = f"{layout} for {self._rank_by.where}"
+            elif rank == 2:
+                layout = f"(batch, steps) ids for {self._rank_by.where}"
             else:
                 layout = ("(batch, steps, channels)" if self.data_format == "channels_last"
                           else "(batch, channels, steps)")
@@ -731,7 +747,7 @@ class _GraphStream:
             if step is not None:
                 owner._fix_format(step, where)
             if step is not None and owner._rank_by is None and \
-                    isinstance(step, (_CausalConv, _Recurrent)):
+                    (isinstance(step, (_CausalConv, _Recurrent)) or hasattr(step, "rank")):
                 owner._rank_by = step
             self.nodes.append(_GraphNode(lname, node, args, kwargs, step, module, where,
                                          multi))
