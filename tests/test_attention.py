@@ -299,6 +299,9 @@ def test_bad_inputs_say_what_was_expected():
     with pytest.raises(ValueError, match="attention_axes"):
         sepconv.MultiHeadAttention(2, 3, attention_axes=3)(torch.randn(2, 5, 4),
                                                             torch.randn(2, 5, 4))
+    with pytest.raises(ValueError, match="use_causal_mask needs inputs of rank 3"):
+        x = torch.randn(2, 3, 5, 4)
+        sepconv.MultiHeadAttention(2, 3)(x, x, use_causal_mask=True)
 
 
 # -- Attention and AdditiveAttention -------------------------------------------------------

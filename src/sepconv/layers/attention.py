@@ -177,6 +177,10 @@ class MultiHeadAttention(Layer):
             key, key_mask = value, value_mask if key_mask is None else key_mask
         q, v, k = (self._prepare_input(t) for t in (query, value, key))
         self._check_inputs(q, v, k)
+        if use_causal_mask and q.dim() != 3:
+            raise ValueError(f"Layer {self.name!r}: use_causal_mask needs inputs of rank 3 "
+                             f"(batch, steps, features). Received query of shape "
+                             f"{tuple(q.shape)}")
         mask = self._attention_mask(q, v, attention_mask, query_mask, value_mask, key_mask)
         qp = _functional.einsum_dense(q, self._weight("query_kernel"),
                                       self._bias("query_bias"), 1)
@@ -184,10 +188,6 @@ class MultiHeadAttention(Layer):
                                       self._bias("key_bias"), 1)
         vp = _functional.einsum_dense(v, self._weight("value_kernel"),
                                       self._bias("value_bias"), 1)
-        if use_causal_mask and q.dim() != 3:
-            raise ValueError(f"Layer {self.name!r}: use_causal_mask needs inputs of rank 3 "
-                             f"(batch, steps, features). Received query of shape "
-                             f"{tuple(q.shape)}")
         out, scores = _functional.dot_product_attention(
             qp, kp, vp, self._axes(q.dim()), mask=mask,
             dropout_rate=self.dropout if (self.training if training is None else training)
