@@ -18,6 +18,8 @@ import os
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
@@ -193,6 +195,37 @@ def test_fused_route_is_taken_only_where_it_gives_the_same_numbers(monkeypatch):
     layer.train()
     layer(q, q)  # dropout
     assert len(calls) == 3
+
+
+@settings(max_examples=15, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(heads=st.integers(1, 3), key_dim=st.integers(1, 5), value_dim=st.integers(1, 5),
+       out=st.one_of(st.none(), st.integers(1, 4)), use_bias=st.booleans(),
+       t=st.integers(1, 7), s=st.integers(1, 7), dq=st.integers(1, 5),
+       dv=st.integers(1, 5), masked=st.booleans(), causal=st.booleans(),
+       scores=st.booleans())
+def test_drawn_attention_matches_tf_keras(heads, key_dim, value_dim, out, use_bias, t, s, dq,
+                                          dv, masked, causal, scores):
+    """Drawn arguments, shapes and masks (fully masked query steps included), both routes:
+    sepconv's output equals tf-keras' (the scores too where asked for)."""
+    r = np.random.default_rng(heads * 100 + t * 10 + s)
+    kwargs = dict(num_heads=heads, key_dim=key_dim, value_dim=value_dim, output_shape=out,
+                  use_bias=use_bias)
+    ref = tf_keras.layers.MultiHeadAttention(**kwargs, bias_initializer="random_normal")
+    q = r.standard_normal((2, t, dq)).astype(np.float32)
+    v = r.standard_normal((2, s, dv)).astype(np.float32)
+    mask = (r.random((2, t, s)) > 0.4) if masked else None
+    call = dict(use_causal_mask=causal, return_attention_scores=scores)
+    want = ref(q, v, attention_mask=None if mask is None else tf.constant(mask), **call)
+    ours = sepconv.MultiHeadAttention(**kwargs)
+    ours.build([q.shape, v.shape])
+    ours.set_weights(ref.get_weights())
+    got = ours(torch.from_numpy(q), torch.from_numpy(v),
+               attention_mask=None if mask is None else torch.from_numpy(mask), **call)
+    want = want if scores else [want]
+    got = got if scores else [got]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.detach().numpy(), np.asarray(w), rtol=1e-5, atol=1e-5)
 
 
 def test_weights_names_shapes_and_config_follow_tf_keras():
