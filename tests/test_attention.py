@@ -483,9 +483,9 @@ def _luong(K, name):
 
 
 MODELS = {"encoder": _encoder, "decoder": _decoder, "seq2seq": _seq2seq, "luong": _luong}
-#: Keras 3's legacy .h5 too where the model holds no Keras 3 mask operations (its .h5
-#: writer drops what marks them as operations)
-K3_H5 = ("decoder", "seq2seq")
+#: Keras 3's legacy .h5 too (its writer drops every entry's module: the mask operations
+#: of the Embedding models are told by their configs)
+K3_H5 = ("encoder", "decoder", "seq2seq", "luong")
 FILES = [(m, w, ext) for m in MODELS for w, exts in (
     ("tk", (".h5", ".keras")), ("k3", (".keras", ".h5") if m in K3_H5 else (".keras",)))
     for ext in exts]

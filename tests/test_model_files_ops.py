@@ -258,7 +258,9 @@ K3_FAMILIES = {"arithmetic": _k3_arithmetic, "activations": _k3_activations,
 #: What each writer saves: tf-keras' .keras writer cannot serialise an ellipsis index.
 TK_FORMATS = {name: (".h5",) if name == "ellipsis" else (".h5", ".keras")
               for name in list(TK_FAMILIES) + ["transformer", "wavenet"]}
-K3_FORMATS = (".keras",)
+# (Keras 3's legacy .h5 writer drops the module of every entry: operations are told by
+# their configs there, see keras_ops.is_op)
+K3_FORMATS = (".keras", ".h5")
 
 MODEL_CASES = [f"tk_{n}{ext}" for n, exts in TK_FORMATS.items() for ext in exts] + \
     [f"k3_{n}{ext}" for n in list(K3_FAMILIES) + ["transformer", "wavenet"]

@@ -109,8 +109,15 @@ def getitem(x: torch.Tensor, key: Any) -> torch.Tensor:
 
 
 def is_op(entry: dict) -> bool:
-    """Whether a functional config entry is a Keras 3 operation (not a layer)."""
-    return str(entry.get("module") or "").startswith("keras.src.ops")
+    """Whether a functional config entry is a Keras 3 operation (not a layer): its module
+    says so; Keras 3's legacy ``.h5`` writer drops every entry's module, and there an
+    operation is told by its config, which has no ``trainable`` (every layer's has)."""
+    module = entry.get("module")
+    if module is not None:
+        return str(module).startswith("keras.src.ops")
+    config = entry.get("config")
+    return entry.get("class_name") in _OPS and isinstance(config, dict) and \
+        "trainable" not in config and "name" in config
 
 
 def _t(x: Any) -> torch.Tensor:
