@@ -65,7 +65,9 @@ class KerasFile:
 
     def __init__(self, path: str, kind: str, config: Optional[dict], keras_version: Optional[str],
                  legacy_weights: Optional[Dict[str, List[np.ndarray]]] = None,
-                 v3_weights: Optional[Dict[str, Tuple[List[np.ndarray], Optional[str]]]] = None):
+                 v3_weights: Optional[Dict[str, Tuple[List[np.ndarray], Optional[str]]]] = None,
+                 legacy_names: Optional[Dict[str, List[str]]] = None,
+                 v3_nested: Optional[Dict[str, Any]] = None):
         self.path = path
         self.kind = kind  # "h5", "keras", "weights_h5", "weights_v3"
         self.config = config
@@ -73,6 +75,43 @@ class KerasFile:
         self.flavour = flavour_of(keras_version)
         self.legacy_weights = legacy_weights
         self.v3_weights = v3_weights
+        #: each layer's weight names (legacy HDF5): a nested model's start with its layers'
+        self.legacy_names = legacy_names or {}
+        #: a nested model's ``layers/<key>/layers`` tree (Keras v3 weights), by its key
+        self.v3_nested = v3_nested or {}
+
+    def _keys(self, layer_names: List[str], class_names: List[str],
+              skip_inputs: bool) -> List[Tuple[str, str]]:
+        keep = [(n, c) for n, c in zip(layer_names, class_names)
+                if not (skip_inputs and c == "InputLayer")]
+        return [(n, key) for (n, _), key in zip(keep, v3_keys([c for _, c in keep]))]
+
+    def nested(self, name: str, layer_names: List[str], class_names: List[str],
+               skip_inputs: bool) -> "KerasFile":
+        """The weights of the nested model ``name`` (a layer of the model whose layers are
+        ``layer_names`` / ``class_names``), as a file of their own."""
+        if self.legacy_weights is not None:
+            if name not in self.legacy_names:
+                # tf-keras names a nested model's weights by their innermost layers
+                # (``inner_dense/kernel:0``): a model nested deeper finds them here too
+                return self
+            # one group per layer of the nested model: tf-keras writes
+            # ``<layer>/<weight>``, Keras 3 ``<model>/<layer>/<weight>``
+            grouped: Dict[str, List[np.ndarray]] = {}
+            names: Dict[str, List[str]] = {}
+            for wname, array in zip(self.legacy_names[name],
+                                    self.legacy_weights.get(name, [])):
+                if wname.startswith(name + "/"):
+                    wname = wname[len(name) + 1:]
+                layer, _, rest = wname.partition("/")
+                grouped.setdefault(layer, []).append(array)
+                names.setdefault(layer, []).append(rest)
+            return KerasFile(self.path, "nested", None, self.keras_version,
+                             legacy_weights=grouped, legacy_names=names)
+        key = dict(self._keys(layer_names, class_names, skip_inputs)).get(name)
+        weights, nested = self.v3_nested.get(key, ({}, {}))
+        return KerasFile(self.path, "nested", None, self.keras_version, v3_weights=weights,
+                         v3_nested=nested)
 
     def weights_for(self, layer_names: List[str], class_names: List[str],
                     skip_inputs: bool) -> Dict[str, List[np.ndarray]]:
@@ -81,9 +120,7 @@ class KerasFile:
             return {n: self.legacy_weights[n] for n in layer_names if n in self.legacy_weights}
         assert self.v3_weights is not None
         out: Dict[str, List[np.ndarray]] = {}
-        keep = [(n, c) for n, c in zip(layer_names, class_names)
-                if not (skip_inputs and c == "InputLayer")]
-        for (name, cls), key in zip(keep, v3_keys([c for _, c in keep])):
+        for name, key in self._keys(layer_names, class_names, skip_inputs):
             arrays, saved_name = self.v3_weights.get(key, ([], None))
             if saved_name is not None and saved_name != name and arrays:
                 raise KerasFileError(
@@ -163,13 +200,15 @@ def _read_h5(path: str, f, label: Optional[str] = None) -> KerasFile:
                 version = version or (_text(group.attrs["keras_version"])
                                       if "keras_version" in group.attrs else None)
                 return KerasFile(path, "h5", config, version,
-                                 legacy_weights=_legacy_weights(group, label))
+                                 legacy_weights=_legacy_weights(group, label),
+                                 legacy_names=_legacy_names(group))
             if "layer_names" in attrs:
                 return KerasFile(path, "weights_h5", None, version,
                                  legacy_weights=_legacy_weights(f, label))
             if "layers" in f or "vars" in f:
-                return KerasFile(path, "weights_v3", None, version,
-                                 v3_weights=_v3_weights(f))
+                weights, nested = _v3_tree(f)
+                return KerasFile(path, "weights_v3", None, version, v3_weights=weights,
+                                 v3_nested=nested)
             raise KerasFileError(f"{label} is an HDF5 file but not a Keras model or weights "
                                  f"file (no 'model_config', 'layer_names' or 'layers')")
     except KerasFileError:
@@ -198,9 +237,15 @@ def _legacy_weights(group, label: str) -> Dict[str, List[np.ndarray]]:
     return out
 
 
-def _v3_weights(f) -> Dict[str, Tuple[List[np.ndarray], Optional[str]]]:
-    """``layers/<key>`` -> (arrays in get_weights order, the saved layer name or None)."""
-    out = {}
+def _legacy_names(group) -> Dict[str, List[str]]:
+    return {name: [w for w in _names(group[name].attrs.get("weight_names")) if w]
+            for name in _names(group.attrs.get("layer_names"))}
+
+
+def _v3_tree(f) -> Tuple[Dict[str, Tuple[List[np.ndarray], Optional[str]]], Dict[str, Any]]:
+    """``layers/<key>`` -> (arrays in get_weights order, the saved layer name or None), and
+    for a nested model's key (its own ``layers`` group) the same pair for its layers."""
+    out, nested = {}, {}
     layers = f["layers"] if "layers" in f else {}
     for key in layers:
         group = layers[key]
@@ -208,7 +253,9 @@ def _v3_weights(f) -> Dict[str, Tuple[List[np.ndarray], Optional[str]]]:
         if "vars" in group and "name" in group["vars"].attrs:
             saved = _text(group["vars"].attrs["name"])
         out[key] = (_collect_vars(group), saved)
-    return out
+        if "layers" in group and hasattr(group["layers"], "keys"):
+            nested[key] = _v3_tree(group)
+    return out, nested
 
 
 #: Nested layers whose weights come in ``get_weights`` order other than by name:
@@ -256,7 +303,8 @@ def _read_keras_zip(path: str) -> KerasFile:
     if inner.v3_weights is None and inner.legacy_weights is None:
         raise KerasFileError(f"{label} holds no weights")
     return KerasFile(path, "keras", config, version, legacy_weights=inner.legacy_weights,
-                     v3_weights=inner.v3_weights)
+                     v3_weights=inner.v3_weights, legacy_names=inner.legacy_names,
+                     v3_nested=inner.v3_nested)
 
 
 def _read_keras_dir(path: str) -> KerasFile:
@@ -271,4 +319,5 @@ def _read_keras_dir(path: str) -> KerasFile:
     weights = os.path.join(path, "model.weights.h5")
     inner = _read_h5(weights, _open_h5(weights, weights))
     return KerasFile(path, "keras", config, version, legacy_weights=inner.legacy_weights,
-                     v3_weights=inner.v3_weights)
+                     v3_weights=inner.v3_weights, legacy_names=inner.legacy_names,
+                     v3_nested=inner.v3_nested)

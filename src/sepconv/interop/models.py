@@ -122,6 +122,18 @@ def _load_layer_weights(layer: torch.nn.Module, arrays: List[np.ndarray], name: 
             raise KerasFileError(f"{label}: layer {name!r} cannot take weights")
         return
     built = getattr(layer, "built", True)
+    if not arrays and not built and input_shape is not None and \
+            getattr(layer, "WEIGHT_NAMES", ()):
+        try:  # the graph's shape tells whether the layer has weights
+            layer._build_checked(_as_shape(input_shape), device=None)
+            built = True
+        except Exception:  # noqa: BLE001 - then it builds at its first call, as before
+            pass
+    if not arrays and built and getattr(layer, "weights", None):
+        raise KerasFileError(f"{label}: the file holds no weights for layer {name!r} "
+                             f"({type(layer).__name__}), which has "
+                             f"{len(layer.weights)}: a model whose weights were not saved "
+                             f"with it, or a layout sepconv does not read")
     if not arrays and not built:
         return  # a layer without weights (or built at its first call)
     try:
@@ -418,7 +430,7 @@ def _check_call_keywords(layer: torch.nn.Module, args: list, kwargs: dict, name:
                              f"{type(layer).__name__} does not take")
 
 
-def _build_functional(config: dict, flavour: str, weights: Any, label: str):
+def _build_functional(config: dict, flavour: str, weights: Any, label: str, nested=None):
     entries = config.get("layers") or []
     by_name = {}
     for e in entries:
@@ -431,6 +443,7 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
     input_shapes = []
     pending = []  # (layer name, node index, args, kwargs, refs)
     rename = _module_names(by_name, label)
+    built_nested = set()  # nested models: their weights came with them
     inputs = [(rename[r[0]],) + r[1:] if r[0] in rename else r for r in inputs]
     outputs = [(rename[r[0]],) + r[1:] if r[0] in rename else r for r in outputs]
     for lname, e in by_name.items():
@@ -455,9 +468,13 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
                 raise KerasFileError(f"{label}: node {lname!r} is the Keras operation "
                                      f"{cls!r}, which sepconv does not run")
             layers[mname] = op
+        elif cls in _MODEL_CLASSES and nested is not None and not _is_custom(e):
+            layers[mname] = nested(e)  # a model used as a layer: built with its weights
+            built_nested.add(mname)
         else:
             layers[mname] = build_layer(e, flavour)
-        for node_index, node in enumerate(e.get("inbound_nodes") or []):
+        first = 1 if _skips_first_node(e, flavour) else 0
+        for node_index, node in enumerate(e.get("inbound_nodes") or [], start=first):
             if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
                 args = _keras3_args(node.get("args") or [])
                 kwargs = _keras3_args(node.get("kwargs") or {})
@@ -489,8 +506,8 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
             lname, node_index, args, kwargs, refs = p
             layer = layers[lname]
             in_shape = _node_input_shape(shapes, args)
-            if lname not in loaded:  # a shared layer's first call in this model
-                _load_layer_weights(layer, weights.get(keras_name[lname], []),
+            if lname not in loaded and lname not in built_nested:  # a shared layer's first
+                _load_layer_weights(layer, weights.get(keras_name[lname], []),  # call
                                     keras_name[lname], in_shape, label)
                 loaded.add(lname)
             out = _output_shape(layer, in_shape)
@@ -505,13 +522,13 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str):
                             input_shapes)
     model.keras_output_shapes = {n: shapes.get((n, 0, 0)) for n in layers}
     for lname, layer in layers.items():  # layers no node reached still get weights
-        if lname not in loaded and (lname, 0, 0) not in shapes:
+        if lname not in loaded and lname not in built_nested and (lname, 0, 0) not in shapes:
             _load_layer_weights(layer, weights.get(keras_name[lname], []),
                                 keras_name[lname], None, label)
     return model
 
 
-def _build_sequential(config: dict, flavour: str, weights: Any, label: str):
+def _build_sequential(config: dict, flavour: str, weights: Any, label: str, nested=None):
     entries = config["layers"] if isinstance(config, dict) else config
     layers: "OrderedDict[str, torch.nn.Module]" = OrderedDict()
     shape = config.get("build_input_shape") if isinstance(config, dict) else None
@@ -528,11 +545,19 @@ def _build_sequential(config: dict, flavour: str, weights: Any, label: str):
                 continue
         if "." in (lname or "."):
             raise KerasFileError(f"{label}: layer name {lname!r} cannot name a torch module")
-        layer = build_layer(e, flavour)
-        if shape is None:
-            shape = _batch_shape(c)
-            input_shape = input_shape or shape
-        _load_layer_weights(layer, weights.get(lname, []), lname, shape, label)
+        if e.get("class_name") in _MODEL_CLASSES and nested is not None and \
+                not _is_custom(e):
+            layer = nested(e)  # a model used as a layer: built with its weights
+            shape = _nested_output_shape(layer)
+            out_shapes[lname] = shape
+            layers[lname] = layer
+            continue
+        else:
+            layer = build_layer(e, flavour)
+            if shape is None:
+                shape = _batch_shape(c)
+                input_shape = input_shape or shape
+            _load_layer_weights(layer, weights.get(lname, []), lname, shape, label)
         shape = _output_shape(layer, shape)
         out_shapes[lname] = shape
         layers[lname] = layer
@@ -542,6 +567,44 @@ def _build_sequential(config: dict, flavour: str, weights: Any, label: str):
     model.keras_input_shapes = [input_shape]
     model.keras_output_shapes = out_shapes
     return model
+
+
+def _build_model(cls: str, config: Any, kf: Any, label: str) -> torch.nn.Module:
+    """A Sequential or functional model from its config and the file's weights (``kf``,
+    or a nested model's part of them)."""
+    names, classes = _layer_list(config)
+    skip = cls == "Sequential"
+    weights = kf.weights_for(names, classes, skip_inputs=skip)
+
+    def nested(entry: dict) -> torch.nn.Module:
+        name = entry.get("name") or (entry.get("config") or {}).get("name")
+        return _build_model(entry.get("class_name"), entry.get("config") or {},
+                            kf.nested(name, names, classes, skip), label)
+
+    if cls == "Sequential":
+        return _build_sequential(config, kf.flavour, weights, label, nested)
+    return _build_functional(config, kf.flavour, weights, label, nested)
+
+
+def _nested_output_shape(model: torch.nn.Module) -> Any:
+    """A loaded model's output shape as its config tells it (one output), else ``None``."""
+    shapes = getattr(model, "keras_output_shapes", None) or {}
+    refs = getattr(model, "output_refs", None)
+    if refs is not None:  # functional: the layer making its only output
+        return shapes.get(refs[0][0]) if len(refs) == 1 and refs[0][1] == 0 else None
+    return list(shapes.values())[-1] if shapes else None
+
+
+def _skips_first_node(entry: dict, flavour: str) -> bool:
+    """tf-keras numbers a nested model's calls from 1 where its first node is its own
+    (built from its Input layers: a functional model, a Sequential whose layers start with
+    an InputLayer); Keras 3 from 0."""
+    if flavour != "tf_keras" or entry.get("class_name") not in _MODEL_CLASSES:
+        return False
+    if entry.get("class_name") != "Sequential":
+        return True
+    layers = (entry.get("config") or {}).get("layers") or []
+    return bool(layers) and layers[0].get("class_name") == _INPUT
 
 
 def _layer_list(config: Any) -> Tuple[List[str], List[str]]:
@@ -585,12 +648,7 @@ def load_keras_model(path: Any) -> torch.nn.Module:
         raise KerasFileError(f"{label}: the model has class {cls!r}, a custom model class "
                              f"sepconv cannot rebuild (supported: Sequential and functional "
                              f"models)")
-    names, classes = _layer_list(config)
-    weights = kf.weights_for(names, classes, skip_inputs=cls == "Sequential")
-    if cls == "Sequential":
-        model = _build_sequential(config, kf.flavour, weights, label)
-    else:
-        model = _build_functional(config, kf.flavour, weights, label)
+    model = _build_model(cls, config, kf, label)
     model.keras_version = kf.keras_version
     model.keras_flavour = kf.flavour
     return model.eval()
@@ -813,6 +871,12 @@ def _merges_of_different_masks(module: "KerasFunctional") -> Optional[str]:
 
 def _check_savable(layers: List[torch.nn.Module]) -> None:
     for i, layer in enumerate(layers):
+        if isinstance(layer, (KerasFunctional, Sequential)) and \
+                hasattr(layer, "keras_name"):
+            raise ValueError(f"save_keras_model: {layer.keras_name!r} is a model nested in "
+                             f"the model (loaded from its file), which sepconv does not "
+                             f"write back: save the nested model on its own, or rebuild "
+                             f"the model flat")
         if not isinstance(layer, _base.Layer) or not hasattr(layer, "get_config"):
             raise ValueError(f"save_keras_model: module {i} ({type(layer).__name__}) is not "
                              f"a sepconv Keras layer; Keras can only rebuild those "
