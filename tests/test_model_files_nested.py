@@ -55,8 +55,22 @@ def _two_levels(K):
     return K.Model(y, L.Activation("tanh", name="act")(middle(y)), name="outer")
 
 
+def _masked(K):
+    """Padded ids through Embedding(mask_zero=True) into a nested encoder (masked LSTM)
+    and a nested Sequential (masked GRU): the mask goes into the nested models, and out
+    of them to the pooling, as tf-keras hands it over."""
+    L = K.layers
+    e_in = K.Input((None, 4), name="e_in")
+    enc = K.Model(e_in, L.LSTM(3, return_sequences=True, name="e_lstm")(e_in), name="enc")
+    seq = K.Sequential([K.Input((None, 3)), L.GRU(2, return_sequences=True, name="s_gru")],
+                       name="seq")
+    ids = K.Input((7,), dtype="int32", name="ids")
+    h = seq(enc(L.Embedding(10, 4, mask_zero=True, name="emb")(ids)))
+    return K.Model(ids, L.GlobalAveragePooling1D(name="gap")(h), name="masked")
+
+
 MODELS = {"siamese": _shared_and_sequential, "seq_of_seq": _sequential_of_sequential,
-          "two_levels": _two_levels}
+          "two_levels": _two_levels, "masked": _masked}
 WRITERS = {"tk": (tf_keras, (".h5", ".keras")), "k3": (keras, (".keras", ".h5"))}
 FILES = [f"{w}_{m}{ext}" for m in MODELS for w, (_, exts) in WRITERS.items() for ext in exts]
 
@@ -70,8 +84,14 @@ def results(tmp_path_factory):
         for name, build in MODELS.items():
             model = build(K)
             rng = np.random.default_rng(len(name))
-            x = [rng.standard_normal((2,) + tuple(t.shape[1:])).astype(np.float32)
-                 for t in model.inputs]
+            if name == "masked":  # padded ids
+                ids = rng.integers(1, 10, (3, 7))
+                ids[0, 4:] = 0
+                ids[1, 2:] = 0
+                x = [ids.astype(np.int32)]
+            else:
+                x = [rng.standard_normal((2,) + tuple(t.shape[1:])).astype(np.float32)
+                     for t in model.inputs]
             y = outputs(model.predict(x if len(x) > 1 else x[0], verbose=0))
             for ext in exts:
                 path = os.path.join(root, f"{writer}_{name}{ext}")

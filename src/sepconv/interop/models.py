@@ -259,7 +259,18 @@ class KerasFunctional(torch.nn.Module):
         self.steps = list(steps)  # (layer name, node index, args, kwargs) in run order
         self.keras_input_shapes = list(input_shapes)
 
-    def forward(self, *inputs):
+    #: A model used as a layer takes its inputs' Keras masks and gives its outputs' (as
+    #: tf-keras' functional models do): ``forward(..., mask=...)``, ``compute_mask``.
+    supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        """The masks of the outputs of the last call (``None`` where none)."""
+        return self.__dict__.get("_output_mask")
+
+    def forward(self, *inputs, mask=None):
+        """``inputs`` in the model's input order (or one list of them); ``mask``: the
+        inputs' Keras masks (one, or a list in the same order), as a model that uses this
+        one as a layer hands them over."""
         if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)) and \
                 len(self.input_refs) > 1:
             inputs = tuple(inputs[0])
@@ -287,6 +298,10 @@ class KerasFunctional(torch.nn.Module):
             return v
 
         masks: Dict[Ref, Any] = {}  # Keras masks of the values that have one
+        given = mask if isinstance(mask, (list, tuple)) else [mask]
+        for ref, m in zip(self.input_refs, given):
+            if m is not None:
+                masks[ref] = m
 
         def input_mask(args):
             # the implicit mask of a call's first argument (a tensor or a list of them)
@@ -326,6 +341,9 @@ class KerasFunctional(torch.nn.Module):
                 if m is not None:
                     masks[(lname, node, i)] = m
         result = [values[r] for r in self.output_refs]
+        out_masks = [masks.get(r) for r in self.output_refs]
+        self._output_mask = out_masks[0] if len(out_masks) == 1 else \
+            (out_masks if any(m is not None for m in out_masks) else None)
         return result[0] if len(result) == 1 else result
 
     def extra_repr(self) -> str:

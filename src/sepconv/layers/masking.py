@@ -100,10 +100,19 @@ class Sequential(torch.nn.Sequential):
     tf-keras ``Sequential`` model does (see :func:`call_with_mask`): build
     ``Embedding(mask_zero=True)`` / ``Masking`` -> ``LSTM`` models with it.
     :func:`sepconv.load_keras_model` returns one for Keras Sequential models.
-    ``forward(inputs, mask=None)``: ``mask`` is an optional mask of the inputs."""
+    ``forward(inputs, mask=None)``: ``mask`` is an optional mask of the inputs; the
+    outputs' mask of the last call is ``compute_mask`` (a model using this one as a layer
+    carries it on, as tf-keras does)."""
+
+    supports_masking = True
 
     def forward(self, inputs, mask: Optional[Any] = None):
         x = inputs
         for module in self:
             x, mask = call_with_mask(module, (x,), {}, mask)
+        self._output_mask = mask
         return x
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of the outputs of the last call (``None`` where none)."""
+        return self.__dict__.get("_output_mask")
