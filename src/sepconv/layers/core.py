@@ -598,20 +598,6 @@ class _Random(_Weightless):
             gens[key] = gen
         return gens[key]
 
-    def _init_dropout(self, rate, noise_shape, seed) -> None:
-        """The dropout layers' ``rate``, ``noise_shape`` and ``seed``, checked; then
-        ``_finish_init``."""
-        self.rate = check_number(rate, "rate", 0.0, 1.0)
-        if noise_shape is not None:
-            if not isinstance(noise_shape, (list, tuple)):
-                raise TypeError(f"Invalid type for argument `noise_shape`. Expected a tuple. "
-                                f"Received noise_shape={noise_shape!r}")
-            noise_shape = tuple(None if v is None else check_count(v, "noise_shape")
-                                for v in noise_shape)
-        self.noise_shape = noise_shape
-        self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
-        self._finish_init()
-
     def __getstate__(self):
         state = super().__getstate__()
         state = dict(state)
@@ -630,7 +616,16 @@ class Dropout(_Random):
         super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
                          batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
                          weights=weights)
-        self._init_dropout(rate, noise_shape, seed)
+        self.rate = check_number(rate, "rate", 0.0, 1.0)
+        if noise_shape is not None:
+            if not isinstance(noise_shape, (list, tuple)):
+                raise TypeError(f"Invalid type for argument `noise_shape`. Expected a tuple. "
+                                f"Received noise_shape={noise_shape!r}")
+            noise_shape = tuple(None if v is None else check_count(v, "noise_shape")
+                                for v in noise_shape)
+        self.noise_shape = noise_shape
+        self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
+        self._finish_init()
 
     def _noise_shape(self, x) -> Optional[Tuple[int, ...]]:
         if self.noise_shape is None:
@@ -755,7 +750,7 @@ class GaussianDropout(_Random):
         return {**self.base_config(), "rate": self.rate, "seed": self.seed}
 
 
-class AlphaDropout(_Random):
+class AlphaDropout(Dropout):
     """Keras' ``AlphaDropout`` (for SELU networks): in training (``0 < rate < 1``) each
     element (or each slice of ``noise_shape``, ``None`` entries taken from the input) is
     set to SELU's negative saturation ``alpha_p = -1.6732632... * 1.0507009...`` with
@@ -765,25 +760,11 @@ class AlphaDropout(_Random):
     identity in ``eval()``.  tf-keras leaves ``noise_shape`` out of its config (a
     reloaded layer loses it); sepconv writes it, as Keras 3 does."""
 
-    def __init__(self, rate, noise_shape=None, seed=None, input_shape=None,
-                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
-                 trainable=None, weights=None):
-        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
-                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
-                         weights=weights)
-        self._init_dropout(rate, noise_shape, seed)
-
-    _noise_shape = Dropout._noise_shape
-
     def call(self, x):
         if not self.training or not 0 < self.rate < 1:
             return x
         return _functional.alpha_dropout(x, self.rate, self._noise_shape(x),
                                          self._generator(x.device))
-
-    def get_config(self):
-        return {**self.base_config(), "rate": self.rate, "noise_shape": self.noise_shape,
-                "seed": self.seed}
 
 
 class ActivityRegularization(_Weightless):
