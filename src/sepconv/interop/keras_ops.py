@@ -277,14 +277,20 @@ def _squeeze(config: Dict[str, Any]) -> Callable:
 
     def op(x):
         x = _t(x)
-        if axis is None:
-            return x.squeeze()
-        dims = _axes(x, axis)
-        bad = [d for d in dims if x.shape[d] != 1]
-        if bad:
-            raise ValueError(f"squeeze: axis {bad[0]} of shape {tuple(x.shape)} is not 1")
-        return x.squeeze(dims)
+        return squeeze(x, _axes(x, axis), "squeeze")
     return op
+
+
+def squeeze(x: torch.Tensor, dims: Optional[tuple], what: str) -> torch.Tensor:
+    """``x`` without its axes of size 1 (``dims``: only those, each of which must be 1;
+    ``ValueError`` naming ``what`` otherwise).  Keras 3's ``Squeeze`` and TensorFlow's
+    ``squeeze``."""
+    if dims is None:
+        return x.squeeze()
+    bad = [d for d in dims if x.shape[d] != 1]
+    if bad:
+        raise ValueError(f"{what}: axis {bad[0]} of shape {tuple(x.shape)} is not 1")
+    return x.squeeze(dims)
 
 
 def _split(config: Dict[str, Any]) -> Callable:

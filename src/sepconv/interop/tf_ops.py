@@ -33,6 +33,7 @@ from .keras_ops import _max as _amax
 from .keras_ops import _min as _amin
 from .keras_ops import _prod
 from .keras_ops import getitem as _numpy_getitem
+from .keras_ops import squeeze as _numpy_squeeze
 from .keras_ops import torch_dtype as _torch_dtype
 
 #: tf-keras' layer classes for TensorFlow functions.
@@ -248,13 +249,7 @@ def _expand_dims(input, axis, name=None):  # noqa: A002 - TensorFlow's argument 
 def _squeeze(input, axis=None, name=None):  # noqa: A002
     """The axes of size 1 removed (``axis``: only those, each of which must be 1)."""
     x = _tensor(input)
-    if axis is None:
-        return x.squeeze()
-    dims = _dims(x, axis)
-    bad = [d for d in dims if x.shape[d] != 1]
-    if bad:
-        raise ValueError(f"tf.squeeze: axis {bad[0]} of shape {tuple(x.shape)} is not 1")
-    return x.squeeze(dims)
+    return _numpy_squeeze(x, _dims(x, axis), "tf.squeeze")
 
 
 def _squeeze_v1(input, axis=None, name=None, squeeze_dims=None):  # noqa: A002
