@@ -19,7 +19,6 @@ from .. import constraints as _constraints
 from .. import functional as _functional
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
-from ..initializers import serialize
 from .base import Layer, check_bool, check_count
 from .core import check_initializer, check_number
 
@@ -284,13 +283,7 @@ class MultiHeadAttention(Layer):
             "output_shape": None if self.output_shape is None else list(self.output_shape),
             "attention_axes": None if self.attention_axes is None
             else list(self.attention_axes),
-            "kernel_initializer": serialize(self.kernel_initializer),
-            "bias_initializer": serialize(self.bias_initializer),
-            "kernel_regularizer": serialize(self.kernel_regularizer),
-            "bias_regularizer": serialize(self.bias_regularizer),
-            "activity_regularizer": serialize(self.activity_regularizer),
-            "kernel_constraint": serialize(self.kernel_constraint),
-            "bias_constraint": serialize(self.bias_constraint),
+            **self.objects_config(),
             "query_shape": None if self.query_shape is None else list(self.query_shape),
             "key_shape": None if self.key_shape is None else list(self.key_shape),
             "value_shape": None if self.value_shape is None else list(self.value_shape),

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import constraints as _constraints
+from .._registry import serialize as _serialize
 from .. import regularizers as _regularizers
 
 _name_counters: Dict[str, itertools.count] = {}
@@ -565,6 +566,16 @@ class Layer(torch.nn.Module):
                 self._build_checked(shape, device=None)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
                                       missing_keys, unexpected_keys, error_msgs)
+
+    #: A kernel-and-bias layer's Keras objects, in Keras' config order.
+    KERNEL_OBJECTS = ("kernel_initializer", "bias_initializer", "kernel_regularizer",
+                      "bias_regularizer", "activity_regularizer", "kernel_constraint",
+                      "bias_constraint")
+
+    def objects_config(self, names: Sequence[str] = KERNEL_OBJECTS) -> Dict[str, Any]:
+        """``{name: Keras config}`` of the layer's initializers, regularizers and
+        constraints ``names`` (the attributes of those names)."""
+        return {name: _serialize(getattr(self, name)) for name in names}
 
     def base_config(self) -> Dict[str, Any]:
         config: Dict[str, Any] = {"name": self.name, "trainable": self.trainable,

@@ -17,7 +17,6 @@ from .. import functional as _functional
 from .. import initializers as _initializers
 from .. import padding as _padding
 from .. import regularizers as _regularizers
-from .._registry import serialize
 from .base import (Layer, check_bool, check_conv_geometry, check_count,
                    check_data_format, check_padding)
 
@@ -180,13 +179,7 @@ class _Conv(Layer):
             "padding": self.padding, "data_format": self.data_format,
             "dilation_rate": self.dilation_rate, "groups": self.groups,
             "activation": _activations.serialize(self.activation), "use_bias": self.use_bias,
-            "kernel_initializer": serialize(self.kernel_initializer),
-            "bias_initializer": serialize(self.bias_initializer),
-            "kernel_regularizer": serialize(self.kernel_regularizer),
-            "bias_regularizer": serialize(self.bias_regularizer),
-            "activity_regularizer": serialize(self.activity_regularizer),
-            "kernel_constraint": serialize(self.kernel_constraint),
-            "bias_constraint": serialize(self.bias_constraint),
+            **self.objects_config(),
         })
         return config
 

@@ -219,13 +219,7 @@ class Dense(Layer):
         config.update({
             "units": self.units, "activation": _activations.serialize(self.activation),
             "use_bias": self.use_bias,
-            "kernel_initializer": serialize(self.kernel_initializer),
-            "bias_initializer": serialize(self.bias_initializer),
-            "kernel_regularizer": serialize(self.kernel_regularizer),
-            "bias_regularizer": serialize(self.bias_regularizer),
-            "activity_regularizer": serialize(self.activity_regularizer),
-            "kernel_constraint": serialize(self.kernel_constraint),
-            "bias_constraint": serialize(self.bias_constraint),
+            **self.objects_config(),
         })
         return config
 
@@ -342,13 +336,7 @@ class EinsumDense(Layer):
             "output_shape": list(self.partial_output_shape), "equation": self.equation,
             "activation": _activations.serialize(self.activation),
             "bias_axes": self.bias_axes,
-            "kernel_initializer": serialize(self.kernel_initializer),
-            "bias_initializer": serialize(self.bias_initializer),
-            "kernel_regularizer": serialize(self.kernel_regularizer),
-            "bias_regularizer": serialize(self.bias_regularizer),
-            "activity_regularizer": None,
-            "kernel_constraint": serialize(self.kernel_constraint),
-            "bias_constraint": serialize(self.bias_constraint),
+            **self.objects_config(), "activity_regularizer": None,  # (tf-keras ignores it)
         })
         return config
 
