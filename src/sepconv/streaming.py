@@ -674,21 +674,6 @@ _ELEMENTWISE_TF = (
 _MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
 
 
-def _ref(v) -> Optional[tuple]:
-    return tuple(v[1:]) if isinstance(v, tuple) and v and v[0] == "__ref__" else None
-
-
-def _refs(v) -> list:
-    r = _ref(v)
-    if r is not None:
-        return [r]
-    if isinstance(v, (list, tuple)):
-        return [x for u in v for x in _refs(u)]
-    if isinstance(v, dict):
-        return [x for u in v.values() for x in _refs(u)]
-    return []
-
-
 class _GraphNode:
     """One node of a streamed functional model: its step, or a multi-input per-step call
     (merges, elementwise operations) whose tensors must cover the same steps."""
@@ -703,6 +688,7 @@ class _GraphStream:
     """The functional-model part of :class:`Stream`: nodes in the model's run order."""
 
     def __init__(self, model, owner: "Stream"):
+        from .interop.models import _refs_in, ref_of  # (interop loads on first use)
         modules = dict(model.named_children())
         self.model, self.owner = model, owner
         self.nodes: List[_GraphNode] = []
@@ -712,7 +698,7 @@ class _GraphStream:
             module = modules[lname]
             where = _describe(lname, module)
             cls = type(module).__name__
-            ins = _refs(args) + _refs(kwargs)
+            ins = _refs_in(args) + _refs_in(kwargs)
             strides = {stride.get(r, 1) for r in ins}
             rate = max(strides) if strides else 1
             gone = [collapsed[r] for r in ins if r in collapsed]
@@ -727,8 +713,8 @@ class _GraphStream:
                                      f"(strides {sorted(strides)} before it): their chunks' "
                                      f"steps do not line up")
             else:
-                if len(ins) != 1 or _ref(args[0] if args else None) is None or \
-                        _refs(kwargs):
+                if len(ins) != 1 or ref_of(args[0] if args else None) is None or \
+                        _refs_in(kwargs):
                     raise ValueError(f"{where} is called on {len(ins)} tensors: in a "
                                      f"streamed model only merges, attention and elementwise "
                                      f"operations take several")
@@ -759,9 +745,10 @@ class _GraphStream:
                 collapsed[out] = where
 
     def _attention(self, module, where, args, kwargs):
-        query = _ref(args[0]) if args else None
-        value = _ref(args[1]) if len(args) > 1 else _ref(kwargs.get("value"))
-        key = _ref(args[2]) if len(args) > 2 else _ref(kwargs.get("key"))
+        from .interop.models import ref_of  # (interop loads on first use)
+        query = ref_of(args[0]) if args else None
+        value = ref_of(args[1]) if len(args) > 1 else ref_of(kwargs.get("value"))
+        key = ref_of(args[2]) if len(args) > 2 else ref_of(kwargs.get("key"))
         other = sorted(k for k, v in kwargs.items() if k not in ("value", "key",
                                                                  "use_causal_mask")
                        and v not in (None, False))
@@ -794,26 +781,17 @@ class _GraphStream:
                 n.step.reset()
 
     def __call__(self, chunks: List[torch.Tensor]):
+        from .interop.models import resolve
         values: Dict[tuple, torch.Tensor] = {}
         for ref, x in zip(self.model.input_refs, chunks):
             values[tuple(ref)] = x
 
-        def resolve(v):
-            r = _ref(v)
-            if r is not None:
-                return values[r]
-            if isinstance(v, list):
-                return [resolve(u) for u in v]
-            if isinstance(v, dict):
-                return {k: resolve(u) for k, u in v.items()}
-            return v
-
         fmt = self.owner.data_format
         for n in self.nodes:
             if n.step is not None:
-                out = n.step(resolve(n.args[0]))
+                out = n.step(resolve(n.args[0], values))
             else:
-                args, kwargs = resolve(n.args), resolve(n.kwargs)
+                args, kwargs = resolve(n.args, values), resolve(n.kwargs, values)
                 tensors = [t for t in _flat_tensors(args) + _flat_tensors(kwargs)
                            if t.dim() >= 2]
                 axis = 1 if fmt == "channels_last" else 2

@@ -215,9 +215,28 @@ def _keras3_args(value: Any) -> Any:
     return value
 
 
-def _refs_in(value: Any) -> List[Ref]:
+def ref_of(value: Any) -> Optional[Ref]:
+    """The tensor a ``("__ref__", layer, node, index)`` marker names, else ``None``."""
     if isinstance(value, tuple) and value and value[0] == "__ref__":
-        return [tuple(value[1:])]
+        return tuple(value[1:])
+    return None
+
+
+def resolve(value: Any, values: Dict[Ref, Any]) -> Any:
+    """A node's arguments with each marker replaced by its tensor in ``values``."""
+    ref = ref_of(value)
+    if ref is not None:
+        return values[ref]
+    if isinstance(value, list):
+        return [resolve(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve(v, values) for k, v in value.items()}
+    return value
+
+
+def _refs_in(value: Any) -> List[Ref]:
+    if ref_of(value) is not None:
+        return [ref_of(value)]
     if isinstance(value, (list, tuple)):
         return [r for v in value for r in _refs_in(v)]
     if isinstance(value, dict):
@@ -288,15 +307,6 @@ class KerasFunctional(torch.nn.Module):
                 x = modules[ref[0]](x)
             values[ref] = x
 
-        def resolve(v):
-            if isinstance(v, tuple) and v and v[0] == "__ref__":
-                return values[tuple(v[1:])]
-            if isinstance(v, list):
-                return [resolve(u) for u in v]
-            if isinstance(v, dict):
-                return {k: resolve(u) for k, u in v.items()}
-            return v
-
         masks: Dict[Ref, Any] = {}  # Keras masks of the values that have one
         given = mask if isinstance(mask, (list, tuple)) else [mask]
         for ref, m in zip(self.input_refs, given):
@@ -327,8 +337,8 @@ class KerasFunctional(torch.nn.Module):
 
         for lname, node, args, kwargs in self.steps:
             module = modules[lname]
-            call_kwargs = {**resolve(kwargs), **argument_masks(module, args, kwargs)}
-            out, out_mask = call_with_mask(module, resolve(args), call_kwargs,
+            call_kwargs = {**resolve(kwargs, values), **argument_masks(module, args, kwargs)}
+            out, out_mask = call_with_mask(module, resolve(args, values), call_kwargs,
                                            input_mask(args))
             outs = out if isinstance(out, (list, tuple)) else [out]
             if isinstance(out, (list, tuple)) and isinstance(out_mask, (list, tuple)) and \
