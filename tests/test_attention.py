@@ -256,6 +256,9 @@ def test_weights_names_shapes_and_config_follow_tf_keras():
     assert again.built and [tuple(w.shape) for w in again.weights] == \
         [tuple(w.shape) for w in ours.weights]
     assert len(ours.losses) == 4  # the four kernels' L2 penalties
+    ours.set_weights(ref.get_weights())
+    np.testing.assert_allclose(float(sum(ours.losses)),
+                               float(tf.add_n(ref.losses)), rtol=1e-6)
 
 
 def test_gradcheck_float64_with_masks():
@@ -387,6 +390,20 @@ def test_dense_attention_matches_tf_keras(case, masks, causal):
     for key, value in ours.get_config().items():
         if key not in ("name", "dtype", "causal"):
             assert theirs[key] == value, key
+
+
+@pytest.mark.parametrize("name", ["Attention", "AdditiveAttention"])
+def test_dense_attention_old_causal_argument_matches_tf_keras(name):
+    """tf-keras still takes the deprecated ``causal=True`` constructor argument (older
+    files hold it): the same numbers as ``use_causal_mask=True``."""
+    q, v = (rng.standard_normal(s).astype(np.float32) for s in ((2, 5, 4), (2, 5, 4)))
+    ref = getattr(tf_keras.layers, name)(causal=True)
+    want = ref([q, v]).numpy()
+    ours = getattr(sepconv, name)(causal=True)
+    ours.build([q.shape, v.shape])
+    ours.set_weights(ref.get_weights())
+    np.testing.assert_allclose(ours([torch.from_numpy(q), torch.from_numpy(v)]).detach().numpy(),
+                               want, rtol=1e-5, atol=1e-6)
 
 
 def test_dense_attention_r_functions_and_errors():
