@@ -38,6 +38,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
+from tf_keras_compare import config_without_names as _strip  # noqa: E402
 from keras_files import Cases, check, outputs  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -133,18 +134,6 @@ CONFIG_CASES = [
                          kernel_regularizer="l1", activity_regularizer="l2")),
     ("EinsumDense", dict(equation="...b,bc->...c", output_shape=4)),
 ]
-
-
-def _strip(config):
-    if isinstance(config, dict):
-        if "class_name" in config:
-            return {"class_name": config["class_name"], "config": _strip(config["config"])}
-        return {k: _strip(v) for k, v in config.items() if k != "name"}
-    if isinstance(config, (list, tuple)):
-        return tuple(_strip(v) for v in config)
-    if isinstance(config, (float, np.floating)):
-        return float(np.float32(config))
-    return config
 
 
 @pytest.mark.parametrize("name,kwargs", CONFIG_CASES,

@@ -25,6 +25,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
+from tf_keras_compare import config_without_names as _strip  # noqa: E402
 from sepconv.layers import CORE_LAYERS  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -120,18 +121,6 @@ CONFIG_CASES = [
     ("Embedding", dict(input_dim=10, output_dim=3, mask_zero=True, input_length=5)),
     ("InputLayer", dict(input_shape=(4, 3), dtype="float64")),
 ]
-
-
-def _strip(config):
-    if isinstance(config, dict):
-        if "class_name" in config:
-            return {"class_name": config["class_name"], "config": _strip(config["config"])}
-        return {k: _strip(v) for k, v in config.items() if k != "name"}
-    if isinstance(config, (list, tuple)):
-        return tuple(_strip(v) for v in config)
-    if isinstance(config, (float, np.floating, np.ndarray)):
-        return float(np.float32(config))
-    return config
 
 
 @pytest.mark.parametrize("name,kwargs", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])

@@ -26,6 +26,22 @@ def strip_config(config):
     return config
 
 
+def config_without_names(config):
+    """A config to compare across the two libraries: nested ``{'class_name', 'config'}``
+    kept bare, every ``name`` dropped, lists and tuples as tuples (recursively), floats
+    (and 0-d arrays) at float32 precision."""
+    if isinstance(config, dict):
+        if "class_name" in config:
+            return {"class_name": config["class_name"],
+                    "config": config_without_names(config["config"])}
+        return {k: config_without_names(v) for k, v in config.items() if k != "name"}
+    if isinstance(config, (list, tuple)):
+        return tuple(config_without_names(v) for v in config)
+    if isinstance(config, (float, np.floating, np.ndarray)):
+        return float(np.float32(config))
+    return config
+
+
 def check_sgd_step(ours, ref, x: np.ndarray, target: np.ndarray, lr: float = 0.5) -> None:
     """One SGD step on ``mean((layer(x) - target) ** 2)`` plus the layer's losses, in torch
     (``ours``) and in tf-keras (``ref``, same weights): the losses agree to 1e-5 relative,
