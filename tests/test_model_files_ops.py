@@ -362,21 +362,58 @@ def test_output_dtypes_follow_the_writer(saved, stem):
     assert [str(g.dtype).replace("torch.", "") for g in got] == [str(e.dtype) for e in y]
 
 
-@pytest.mark.parametrize("stem", ["tk_transformer", "k3_transformer"])
-def test_saving_a_model_with_operations_is_refused_naming_them(saved, stem, tmp_path):
-    ext = ".h5" if stem.startswith("tk_") else ".keras"
+# Each model goes back to the format of the Keras that wrote it: tf-keras' files (.h5 and
+# .keras, both read by tf-keras as TFOpLambda nodes) to .h5, Keras 3's (.keras, and its
+# legacy .h5 whose entries lost their modules) to .keras.
+WRITE_BACK = [(f"tk_{n}", ext, ".h5") for n, exts in TK_FORMATS.items() for ext in exts] + \
+    [(f"k3_{n}", ext, ".keras") for n in list(K3_FAMILIES) + ["transformer", "wavenet"]
+     for ext in K3_FORMATS]
+
+
+@pytest.mark.parametrize("stem,ext,out", WRITE_BACK,
+                         ids=[f"{s}{e}->{o}" for s, e, o in WRITE_BACK])
+def test_operations_are_written_back_and_read_by_their_keras(saved, stem, ext, out,
+                                                              tmp_path):
+    """Loaded, saved by sepconv, loaded by the Keras that wrote the file: the same outputs
+    (the operation nodes, their constants, keywords and node names are written as that
+    Keras writes them)."""
+    model, x, y = saved["data"][stem]
     loaded = sepconv.load_keras_model(os.path.join(saved["root"], stem + ext))
-    for out in ("back.h5", "back.keras"):
-        with pytest.raises(ValueError) as err:
-            sepconv.save_keras_model(loaded, str(tmp_path / out))
-        msg = str(err.value)
-        assert "\n" not in msg and "does not write those back" in msg
-        nodes = [m.name for m in loaded.children()
-                 if isinstance(m, (tf_ops.TFOp, keras_ops.KerasOp))]
-        assert len(nodes) == (9 if ext == ".h5" else 10)  # matmul, softmax, +, [], concat...
-        assert all(repr(n) in msg for n in nodes)
-        assert ("(tf.math.truediv)" if ext == ".h5" else "(TrueDivide)") in msg
-        assert not (tmp_path / out).exists()
+    path = str(tmp_path / ("back" + out))
+    sepconv.save_keras_model(loaded, path)
+    back = tf_keras.models.load_model(path) if out == ".h5" else \
+        keras.saving.load_model(path)
+    got = outputs(back.predict(x if len(x) > 1 else x[0], verbose=0))
+    assert len(got) == len(y)
+    for g, e in zip(got, y):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        np.testing.assert_allclose(g, e, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("stem", ["tk_transformer", "k3_transformer"])
+def test_operations_for_the_other_keras_are_refused_naming_them(saved, stem, tmp_path):
+    """TensorFlow functions mean nothing to Keras 3, Keras 3 operations nothing to
+    tf-keras: the other format is refused in one line naming every such node."""
+    ext, other = (".h5", ".keras") if stem.startswith("tk_") else (".keras", ".h5")
+    loaded = sepconv.load_keras_model(os.path.join(saved["root"], stem + ext))
+    with pytest.raises(ValueError) as err:
+        sepconv.save_keras_model(loaded, str(tmp_path / ("back" + other)))
+    msg = str(err.value)
+    assert "\n" not in msg and f"save as {ext}" in msg
+    nodes = [m.name for m in loaded.children()
+             if isinstance(m, (tf_ops.TFOp, keras_ops.KerasOp))]
+    assert len(nodes) == (9 if ext == ".h5" else 10)  # matmul, softmax, +, [], concat...
+    assert all(repr(n) in msg for n in nodes)
+    assert ("(tf.math.truediv)" if ext == ".h5" else "(TrueDivide)") in msg
+    assert not (tmp_path / ("back" + other)).exists()
+
+
+def test_each_keras3_operation_is_written_with_its_module():
+    """The module a written operation names holds its class (Keras 3 finds it there)."""
+    import importlib
+    for cls in keras_ops._OPS:
+        module = keras_ops.KerasOp(cls, {"name": "x"}).keras3_entry()["module"]
+        assert isinstance(getattr(importlib.import_module(module), cls), type), cls
 
 
 def test_every_tf_function_in_the_table_is_exercised(saved):

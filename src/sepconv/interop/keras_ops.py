@@ -402,14 +402,28 @@ _OPS: Dict[str, Callable[[Dict[str, Any]], Callable]] = {
 }
 
 
+#: The Keras 3 module of each operation outside ``keras.src.ops.numpy`` (Keras 3 finds an
+#: operation of a ``.keras`` file by its module; its legacy ``.h5`` writer drops it).
+_MODULES = {"Cast": "core", "ConvertToTensor": "core", "Erf": "math", "Logsumexp": "math",
+            "Rsqrt": "math", "Elu": "nn", "Gelu": "nn", "HardSigmoid": "nn", "HardSilu": "nn",
+            "LeakyRelu": "nn", "LogSoftmax": "nn", "Relu": "nn", "Relu6": "nn", "Selu": "nn",
+            "Sigmoid": "nn", "Silu": "nn", "Softmax": "nn", "Softplus": "nn", "Softsign": "nn"}
+
+
 class KerasOp(torch.nn.Module):
-    """One Keras 3 operation node (``class_name`` and its config), run on tensors."""
+    """One Keras 3 operation node (``class_name`` and its config), run on tensors;
+    :meth:`keras3_entry` is its entry as Keras 3 writes it (``save_keras_model``)."""
 
     def __init__(self, class_name: str, config: Dict[str, Any]):
         super().__init__()
         self.class_name = class_name
         self.name = config.get("name", class_name)
         self.config = dict(config)
+
+    def keras3_entry(self) -> Dict[str, Any]:
+        module = f"keras.src.ops.{_MODULES.get(self.class_name, 'numpy')}"
+        return {"module": module, "class_name": self.class_name, "config": dict(self.config),
+                "registered_name": self.class_name}
 
     def check_call(self, args: List[Any], kwargs: Dict[str, Any]) -> None:
         """``ValueError`` unless a node's arguments (tensors as any placeholder) fit the

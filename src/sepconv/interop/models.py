@@ -788,7 +788,9 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
 
     ``module``: a ``torch.nn.Sequential`` of sepconv layers, or a functional model from
     :func:`load_keras_model` (its graph is written back: several inputs and outputs, shared
-    layers).  ``input_shape``: a Sequential's input shape without the batch, e.g.
+    layers, and the tensor operations between layers in the format of the Keras that wrote
+    them: tf-keras' TensorFlow-function nodes to ``.h5``, Keras 3 operations to ``.keras``;
+    the other format is refused, naming them).  ``input_shape``: a Sequential's input shape without the batch, e.g.
     ``(None, 16)``; needed only when neither the first layer's ``batch_input_shape`` nor the
     loader tells it.  Raises ``ValueError`` for other endings and for modules it cannot
     write; nothing is written then.
@@ -801,16 +803,20 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
                          f"path={path!r}")
     if isinstance(module, KerasFunctional):
         layers = [m for n, m in module.named_children()]
-        ops = [f"{m.name!r} ({m.class_name})" for m in module.children()
-               if isinstance(m, _keras_ops.KerasOp)]
-        ops += [f"{m.name!r} (tf.{m.function})" for m in module.children()
-                if isinstance(m, _tf_ops.TFOp)]
-        if ops:
-            raise ValueError(f"save_keras_model: the model holds operation nodes that are "
-                             f"not Keras layers (Keras 3 mask operations and tensor "
-                             f"operations, TensorFlow functions): {', '.join(ops)}, from the "
-                             f"file it was loaded from; sepconv does not write those back")
-        _check_savable(layers)
+        # operation nodes go back to the format of the Keras that wrote them
+        if suffix == ".keras":
+            foreign = [f"{m.name!r} (tf.{m.function})" for m in layers
+                       if isinstance(m, _tf_ops.TFOp)]
+            what, other = "TensorFlow functions tf-keras wrapped", "save as .h5"
+        else:
+            foreign = [f"{m.name!r} ({m.class_name})" for m in layers
+                       if isinstance(m, _keras_ops.KerasOp)]
+            what, other = "Keras 3 operations", "save as .keras"
+        if foreign:
+            raise ValueError(f"save_keras_model: the model holds {what} "
+                             f"({', '.join(foreign)}), which the other Keras does not "
+                             f"read; {other}")
+        _check_savable([m for m in layers if not _is_op(m)])
         if suffix == ".keras":
             merged = _merges_of_different_masks(module)
             if merged:
@@ -895,6 +901,11 @@ def _merges_of_different_masks(module: "KerasFunctional") -> Optional[str]:
             out = None if type(layer).__name__ == "GlobalAveragePooling1D" else first
         origins[(lname, node, 0)] = out
     return None
+
+
+def _is_op(module: Any) -> bool:
+    """An operation node between layers (a TensorFlow function, a Keras 3 operation)."""
+    return isinstance(module, (_tf_ops.TFOp, _keras_ops.KerasOp))
 
 
 def _check_savable(layers: List[torch.nn.Module]) -> None:
@@ -993,22 +1004,45 @@ def _functional_config(module: KerasFunctional) -> dict:
         batch_shape = _input_batch_shape(ref[0], shape)
         entry = _input_entry(ref[0], batch_shape, children.get(ref[0]))
         entries.append(dict(entry, name=ref[0], inbound_nodes=[]))
+    # TensorFlow-function nodes get their file names back (``tf.math.add``: the module
+    # name has ``_`` for the dots)
+    names = {n: m.name for n, m in children.items() if isinstance(m, _tf_ops.TFOp)}
     nodes: Dict[str, List[Tuple[int, Any, dict]]] = {}
     for lname, node, args, kwargs in module.steps:
-        first, kwargs = _first_and_keywords(children[lname], lname, args, kwargs)
+        args, kwargs = _renamed(args, names), _renamed(kwargs, names)
+        if isinstance(children[lname], _tf_ops.TFOp):
+            first, kwargs = args[0], dict(kwargs)
+        else:
+            first, kwargs = _first_and_keywords(children[lname], lname, args, kwargs)
         nodes.setdefault(lname, []).append((node, first, kwargs))
     inputs = {r[0] for r in module.input_refs}
     for lname, layer in children.items():
         if lname in inputs:
             continue
-        inbound = [[[r[0], r[1], r[2], _tf_keras_keywords(kwargs)] for r in _refs_in(first)]
-                   for _, first, kwargs in sorted(nodes.get(lname, []), key=lambda n: n[0])]
-        entries.append({"class_name": type(layer).__name__, "config": layer.get_config(),
-                        "name": lname, "inbound_nodes": inbound})
+        calls = sorted(nodes.get(lname, []), key=lambda n: n[0])
+        if isinstance(layer, _tf_ops.TFOp):
+            inbound = [_tf_op_node(first, _tf_keras_keywords(kwargs))
+                       for _, first, kwargs in calls]
+        else:
+            inbound = [[[r[0], r[1], r[2], _tf_keras_keywords(kwargs)]
+                        for r in _refs_in(first)] for _, first, kwargs in calls]
+        entries.append({"class_name": layer.class_name if _is_op(layer) else
+                        type(layer).__name__, "config": layer.get_config(),
+                        "name": names.get(lname, lname), "inbound_nodes": inbound})
     return {"class_name": "Functional", "config": {
         "name": module.keras_name, "layers": entries,
-        "input_layers": [list(r) for r in module.input_refs],
-        "output_layers": [list(r) for r in module.output_refs]}}
+        "input_layers": [[names.get(r[0], r[0])] + list(r[1:]) for r in module.input_refs],
+        "output_layers": [[names.get(r[0], r[0])] + list(r[1:]) for r in module.output_refs]}}
+
+
+def _tf_op_node(first: Any, kwargs: dict) -> list:
+    """A TensorFlow-function node as tf-keras writes it: its first argument's structure
+    with each tensor as ``[layer, node, index, kwargs]`` and a constant as
+    ``[_CONSTANT_VALUE, -1, value, kwargs]`` (what :func:`_tf_keras_node` reads)."""
+    if isinstance(first, list):
+        return [_tf_op_node(v, kwargs) for v in first]
+    ref = ref_of(first)
+    return [_CONSTANT_VALUE, -1, first, kwargs] if ref is None else [*ref, kwargs]
 
 
 def _write_h5(path: str, model_config: str, layers: List[Any]) -> None:
@@ -1027,7 +1061,7 @@ def _write_h5(path: str, model_config: str, layers: List[Any]) -> None:
             g.attrs["layer_names"] = np.array([m.name.encode("utf8") for m in layers])
             for layer in layers:
                 lg = g.create_group(layer.name)
-                arrays = layer.get_weights()
+                arrays = layer.get_weights() if hasattr(layer, "get_weights") else []
                 h5_names = getattr(layer, "h5_weight_names", None)  # nested weights' paths
                 order = list(h5_names() if callable(h5_names) else
                              getattr(layer, "_weight_order", []))
@@ -1374,19 +1408,24 @@ def _keras3_functional(module: KerasFunctional) -> Tuple[dict, list]:
             return {k: encode(v) for k, v in value.items()}
         return value
 
+    traced = _traced_shapes(module, dtypes) if any(map(_is_op, children.values())) else {}
     for lname, node, args, kwargs in module.steps:
         layer = children[lname]
         in_shape = _node_input_shape(shapes, args)
         if lname not in entries:
-            entries[lname] = dict(_keras3_entry(layer, in_shape), name=lname,
-                                  inbound_nodes=[])
+            entry = layer.keras3_entry() if isinstance(layer, _keras_ops.KerasOp) else \
+                _keras3_entry(layer, in_shape)
+            entries[lname] = dict(entry, name=lname, inbound_nodes=[])
         entries[lname]["inbound_nodes"].append(
             (renumber[(lname, node)], {"args": encode(args), "kwargs": encode(kwargs)}))
         out = _output_shape(layer, in_shape)
         compute = str(getattr(layer, "compute_dtype", torch.float32)).replace("torch.", "")
+        if out is None and (lname, node, 0) in traced:  # an operation, or after one
+            found = [traced[r] for r in traced if r[:2] == (lname, node)]
+            out, compute = [s for s, _ in found], [d for _, d in found]
         for i, s in enumerate(out if isinstance(out, list) else [out]):
             shapes[(lname, node, i)] = s
-            dtypes[(lname, node, i)] = compute
+            dtypes[(lname, node, i)] = compute[i] if isinstance(compute, list) else compute
     for lname in names:
         if lname not in inputs:
             entries[lname]["inbound_nodes"] = [n for _, n in sorted(
@@ -1404,6 +1443,40 @@ def _keras3_functional(module: KerasFunctional) -> Tuple[dict, list]:
            "config": config, "registered_name": "Functional",
            "build_config": {"input_shape": None}, "compile_config": None}
     return top, [(n, children.get(n)) for n in names]
+
+
+def _traced_shapes(module: KerasFunctional, dtypes: Dict[Ref, str]) -> Dict[Ref, tuple]:
+    """Each node output's ``(shape, dtype)``, found by running the model, for the nodes no
+    ``compute_output_shape`` answers (operations, and the layers after them): the model
+    runs twice on zeros, the unknown sizes of its inputs ``2`` / ``3`` (batch) and ``24`` /
+    ``40`` (other axes); a size that differs between the runs is unknown (``None``)."""
+    children = dict(module.named_children())
+    runs: List[Dict[Ref, tuple]] = []
+    for batch, size in ((2, 24), (3, 40)):
+        seen: Dict[str, List[Any]] = {}
+        hooks = [m.register_forward_hook(lambda m, a, out, n=n: seen.setdefault(n, []).append(
+                 [(tuple(t.shape), str(t.dtype).replace("torch.", "")) for t in
+                  (out if isinstance(out, (list, tuple)) else [out])]))
+                 for n, m in children.items()]
+        try:
+            xs = [torch.zeros([batch if i == 0 and v is None else size if v is None else v
+                               for i, v in enumerate(shape)],
+                              dtype=_keras_ops.torch_dtype(dtypes.get(ref, "float32")))
+                  for ref, shape in zip(module.input_refs, module.keras_input_shapes)]
+            with torch.no_grad():
+                module(*xs)
+        except Exception as err:  # noqa: BLE001 - said in one line
+            raise ValueError(f"save_keras_model: the model's tensor shapes are needed for "
+                             f"Keras 3's config of its operation nodes, and running it on "
+                             f"zeros failed ({_one_line(err)})") from None
+        finally:
+            for h in hooks:
+                h.remove()
+        calls = {n: iter(v) for n, v in seen.items()}
+        runs.append({(n, node, i): out for n, node, _, _ in module.steps
+                     for i, out in enumerate(next(calls[n]))})
+    return {ref: (tuple(a if a == b else None for a, b in zip(sa, sb)), da)
+            for ref, (sa, da) in runs[0].items() for sb, _ in [runs[1][ref]]}
 
 
 def _write_keras3_vars(group, layer: Any, name: str) -> None:
@@ -1457,6 +1530,7 @@ def _write_keras3(path: str, module: torch.nn.Module, config_and_layers) -> None
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
         group = f.create_group("layers")
+        layers = [(n, layer) for n, layer in layers if not _is_op(layer)]  # no weights
         classes = [_INPUT if layer is None else type(layer).__name__ for _, layer in layers]
         for (name, layer), key in zip(layers, _files.v3_keys(classes)):
             _write_keras3_vars(group.create_group(key), layer, name)

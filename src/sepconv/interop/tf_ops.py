@@ -415,14 +415,25 @@ class TFOp(torch.nn.Module):
 
     ``forward(first, **keywords)`` takes the call's first argument (a tensor, a list of
     tensors, or a constant) and its other arguments by TensorFlow's names, as the node
-    saved them.  No weights; not a Keras layer."""
+    saved them.  No weights; not a Keras layer.  :meth:`get_config` is the node's config
+    as tf-keras writes it (``save_keras_model`` writes it back to ``.h5``)."""
 
-    def __init__(self, function: str, name: str):
+    def __init__(self, function: str, name: str, dtype: str = "float32"):
         super().__init__()
         if function not in FUNCTIONS:
             raise ValueError(f"unsupported TensorFlow function {function!r}")
         self.function = function
         self.name = name
+        self.dtype = dtype
+
+    @property
+    def class_name(self) -> str:
+        """tf-keras' wrapper class: ``SlicingOpLambda`` for indexing, else ``TFOpLambda``."""
+        return CLASSES[1] if self.function == "__operators__.getitem" else CLASSES[0]
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"name": self.name, "trainable": True, "dtype": self.dtype,
+                "function": self.function}
 
     @property
     def _fn(self) -> Callable:
@@ -453,7 +464,9 @@ def build_tf_op(entry: dict) -> Optional[TFOp]:
     function = config.get("function")
     if not isinstance(function, str) or function not in FUNCTIONS:
         return None
-    return TFOp(function, str(config.get("name") or entry.get("name") or function))
+    dtype = config.get("dtype")
+    return TFOp(function, str(config.get("name") or entry.get("name") or function),
+                dtype if isinstance(dtype, str) else "float32")
 
 
 def function_of(entry: dict) -> str:
