@@ -151,10 +151,14 @@ def read(path: Any) -> KerasFile:
     if os.path.isdir(path) and all(os.path.isfile(os.path.join(path, n))
                                    for n in ("config.json", "model.weights.h5")):
         return _read_keras_dir(path)  # Keras 3's save_model(..., zipped=False)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
+        from .saved_model import read_saved_model  # tf-keras' model.save("dir")
+        return read_saved_model(path)
     if os.path.isdir(path):
-        raise KerasFileError(f"{path} is a directory (a TensorFlow SavedModel?); sepconv "
-                             f"reads Keras .h5 and .keras files: in Keras, save with "
-                             f"model.save('model.h5') or model.save('model.keras')")
+        raise KerasFileError(f"{path} is a directory but not a Keras model (no "
+                             f"saved_model.pb, or config.json and model.weights.h5); "
+                             f"sepconv reads Keras .h5 and .keras files and tf-keras "
+                             f"SavedModel directories")
     with open(path, "rb") as f:
         head = f.read(8)
     if head.startswith(b"PK"):

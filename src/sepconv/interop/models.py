@@ -653,7 +653,9 @@ def load_keras_model(path: Any) -> torch.nn.Module:
 
     ``path``: an HDF5 ``.h5`` file written by tf-keras 2 / R keras (``model.save("m.h5")``,
     ``save_model_hdf5(model, "m.h5")``) or Keras 3, or a ``.keras`` file written by
-    tf-keras 2.13+ or Keras 3.  A Sequential model becomes a :class:`sepconv.Sequential`
+    tf-keras 2.13+ or Keras 3, or a SavedModel directory written by tf-keras
+    (``model.save("dir")`` in TensorFlow 2.5-2.15, R keras' ``save_model_tf``; read
+    without TensorFlow, see :mod:`sepconv.interop.saved_model`).  A Sequential model becomes a :class:`sepconv.Sequential`
     (a ``torch.nn.Sequential`` that carries Keras masks), a functional one a
     :class:`KerasFunctional`; submodules carry the Keras layer names.  Masks from
     ``Masking`` / ``Embedding(mask_zero=True)`` reach the layers after them as in Keras.
