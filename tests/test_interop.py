@@ -93,3 +93,25 @@ def test_from_keras_carries_any_family_layer(case):
         ours = from_keras(theirs).eval()
         assert type(ours).__name__ == name
         np.testing.assert_allclose(ours(x).detach().numpy(), expected, atol=1e-5)
+
+
+def test_saving_builds_a_sequential_from_its_input_shape(tmp_path):
+    """Keras builds a Sequential whose first layer has an ``input_shape`` at once; sepconv
+    builds the layers not called yet when it saves such a model (the file then holds
+    their weights, and the model computes with them)."""
+    pytest.importorskip("h5py")
+    model = torch.nn.Sequential(
+        sepconv.SeparableConv1D(4, 3, padding="causal", input_shape=(None, 12)),
+        sepconv.Bidirectional(sepconv.LSTM(3, return_sequences=True)),
+        sepconv.GRU(2), sepconv.Dense(5, activation="softmax")).eval()
+    assert not model[1].built
+    for ext in (".h5", ".keras"):
+        sepconv.save_keras_model(model, tmp_path / f"m{ext}")
+        assert all(layer.built for layer in model)
+        x = torch.randn(2, 9, 12)
+        with torch.no_grad():
+            torch.testing.assert_close(sepconv.load_keras_model(tmp_path / f"m{ext}")(x),
+                                       model(x))
+    unknown = torch.nn.Sequential(sepconv.Dense(3), sepconv.Dense(2))
+    with pytest.raises(ValueError, match="has no weights yet"):
+        sepconv.save_keras_model(unknown, tmp_path / "u.h5")

@@ -797,3 +797,25 @@ def test_module_docstring_example_runs():
     import sepconv.streaming
     result = doctest.testmod(sepconv.streaming, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_a_loaded_sequential_streams_through_its_input_layer(tmp_path):
+    """``load_keras_model`` gives a Sequential whose first module is the file's
+    ``InputLayer`` (its dtype cast): it streams as a per-step layer, and the stream
+    equals the whole sequence (float64 chunks cast as the model's input would be)."""
+    pytest.importorskip("h5py")
+    model = torch.nn.Sequential(
+        sepconv.SeparableConv1D(6, 3, padding="causal", activation="relu",
+                                input_shape=(None, 3)),
+        sepconv.Conv1D(2, 2, padding="causal", dilation_rate=2))
+    model(torch.zeros(1, 4, 3))
+    sepconv.save_keras_model(model, tmp_path / "m.h5")
+    loaded = sepconv.load_keras_model(tmp_path / "m.h5")
+    assert type(next(iter(loaded.children()))).__name__ == "InputLayer"
+    x = torch.randn(2, 13, 3, dtype=torch.float64)
+    stream = sepconv.stream(loaded)
+    with torch.no_grad():
+        got = torch.cat([stream(x[:, a:b]) for a, b in ((0, 1), (1, 6), (6, 6), (6, 13))], 1)
+        want = loaded(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

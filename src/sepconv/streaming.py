@@ -433,6 +433,7 @@ STREAMERS: Dict[str, Callable] = {
     "Normalization": _keras_normalization, "UnitNormalization": _keras_layer_norm,
     "Rescaling": _rescaling, "ThresholdedReLU": _per_step(),
     "ActivityRegularization": _per_step(), "Embedding": _embedding,
+    "InputLayer": _per_step(),  # a loaded Sequential's first module: the dtype cast
     "LSTM": _recurrent, "GRU": _recurrent, "SimpleRNN": _recurrent,
     "ConvLSTM1D": _recurrent, "ConvLSTM2D": _recurrent, "ConvLSTM3D": _recurrent,
     "Bidirectional": _bidirectional,
@@ -718,7 +719,7 @@ class _GraphStream:
                     raise ValueError(f"{where} is called on {len(ins)} tensors: in a "
                                      f"streamed model only merges, attention and elementwise "
                                      f"operations take several")
-                make = _maker(module) if cls != "InputLayer" else _per_step()
+                make = _maker(module)
                 if make is None:
                     raise ValueError(f"{where} does not stream: sepconv.stream takes causal "
                                      f"SeparableConv1D / Conv1D layers, forward LSTM / GRU / "

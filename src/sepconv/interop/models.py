@@ -834,6 +834,7 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
         layers = list(module.children())
         if not layers:
             raise ValueError("save_keras_model: the Sequential has no layers")
+        _build_in_order(module, layers, input_shape)
         _check_savable(layers)
         if suffix == ".keras":
             _write_keras3(path, module, _keras3_sequential(module, layers, input_shape))
@@ -903,6 +904,29 @@ def _merges_of_different_masks(module: "KerasFunctional") -> Optional[str]:
             out = None if type(layer).__name__ == "GlobalAveragePooling1D" else first
         origins[(lname, node, 0)] = out
     return None
+
+
+def _build_in_order(module, layers: List[Any], input_shape: Any) -> None:
+    """Builds the layers of a Sequential that have no weights yet from the model's input
+    shape, layer after layer, as Keras builds a Sequential whose first layer has an
+    ``input_shape`` (their weights initialised then, as there).  Nothing happens when the
+    input shape is unknown or a layer cannot tell its output shape."""
+    if all(getattr(layer, "built", True) for layer in layers):
+        return
+    try:
+        shape: Any = tuple(_sequential_batch_shape(module, layers, input_shape))
+    except ValueError:
+        return
+    device = next((p.device for p in module.parameters()), None)
+    for layer in layers:
+        if not getattr(layer, "built", True) and hasattr(layer, "_build_checked"):
+            try:
+                layer._build_checked(shape, device=device)
+            except Exception:  # noqa: BLE001 - _check_savable then says what is missing
+                return
+        shape = _output_shape(layer, shape)
+        if shape is None:
+            return
 
 
 def _is_op(module: Any) -> bool:
