@@ -113,3 +113,17 @@ def test_readme_example_runs(line, code, tmp_path, monkeypatch):
         pytest.skip("torch.compile is missing")
     torch.manual_seed(0)
     exec(compile(code, f"README.md:{line}", "exec"), ns)  # noqa: S102 - the README's code
+
+
+@pytest.mark.parametrize("script", sorted(
+    f for f in os.listdir(os.path.join(os.path.dirname(README), "examples"))
+    if f.endswith(".py")))
+def test_examples_run(script, tmp_path):
+    """Each script of ``examples/`` runs to the end as the README says to run it."""
+    import subprocess
+    import sys
+    pytest.importorskip("sktime")  # the bundled data sets come with the train extra
+    path = os.path.join(os.path.dirname(README), "examples", script)
+    proc = subprocess.run([sys.executable, path], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
