@@ -312,6 +312,8 @@ def layer_multi_head_attention(inputs=None, num_heads=None, key_dim=None, value_
                         f"None. Received inputs of type {type(inputs).__name__}")
     return layer(*inputs)
 
+layer_cudnn_lstm = r_function(_layers.CuDNNLSTM, "layer_cudnn_lstm")
+layer_cudnn_gru = r_function(_layers.CuDNNGRU, "layer_cudnn_gru")
 
 # every R-style function: the layer_* ones and R keras 2's wrapper names
 __all__ = sorted(name for name in list(globals()) if name.startswith("layer_")

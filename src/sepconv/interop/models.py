@@ -1205,6 +1205,8 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
         cls = "ReLU"
         config = {**{k: config[k] for k in ("name", "trainable", "dtype") if k in config},
                   "max_value": None, "negative_slope": 0.0, "threshold": config["theta"]}
+    if cls in ("CuDNNLSTM", "CuDNNGRU"):
+        raise ValueError(f"{label}: Keras 3 has no {cls}; save as .h5 (tf-keras, R keras)")
     if cls in _KERAS3_NO_CAUSAL and config.get("padding") == "causal":
         raise ValueError(f"{label} has padding='causal', which Keras 3's {cls} does not "
                          f"have (it pads 'valid' or 'same' only); save as .h5")
