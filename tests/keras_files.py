@@ -87,8 +87,13 @@ CHILD = BLOCKER + textwrap.dedent("""
         try:
             inputs = [np.load(p) for p in case.get("inputs", [])]
             expected = [np.load(p) for p in case.get("expected", [])]
+            custom = {}
+            if case.get("custom"):  # a test module's CUSTOM_OBJECTS
+                import importlib
+                custom = {"custom_objects": importlib.import_module(
+                    case["custom"]).CUSTOM_OBJECTS}
             if case["how"] == "model":
-                model = sepconv.load_keras_model(case["file"])
+                model = sepconv.load_keras_model(case["file"], **custom)
                 r["training"] = model.training
                 r["names"] = [n for n, _ in model.named_children()]
                 r["has_input_layer_class"] = "InputLayer" in KERAS_CLASSES
@@ -139,7 +144,7 @@ CHILD = BLOCKER + textwrap.dedent("""
                         model = sepconv.load_keras_model(case["into_model_file"])
                         sepconv.load_keras_weights(model, case["file"])
                     else:
-                        sepconv.load_keras_model(case["file"])
+                        sepconv.load_keras_model(case["file"], **custom)
                     r["error"] = None
                 except (KerasFileError, ValueError, FileNotFoundError) as e:
                     r["error"] = str(e)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import textwrap
 from typing import Callable, Dict, List, Tuple
 
 import numpy as np
@@ -29,8 +30,8 @@ def _blocks() -> List[Tuple[int, str]]:
     with open(README, encoding="utf8") as f:
         text = f.read()
     out = []
-    for m in re.finditer(r"^```python\n(.*?)^```", text, flags=re.S | re.M):
-        out.append((text.count("\n", 0, m.start()) + 1, m.group(1)))
+    for m in re.finditer(r"^( *)```python\n(.*?)^\1```", text, flags=re.S | re.M):
+        out.append((text.count("\n", 0, m.start()) + 1, textwrap.dedent(m.group(2))))
     return out
 
 
@@ -65,6 +66,34 @@ def _func_setup(ns: Dict) -> None:
     ns.update(model=model, x=x, loss=loss, stacked=stacked)
 
 
+def _custom_file(path: str) -> None:
+    """A Keras model holding a custom ``TransformerBlock`` with the README's attributes."""
+    tf_keras = pytest.importorskip("tf_keras")
+    L = tf_keras.layers
+
+    class TransformerBlock(L.Layer):
+        def __init__(self, embed_dim, num_heads, ff_dim, rate=0.1, **kw):
+            super().__init__(**kw)
+            self.args = dict(embed_dim=embed_dim, num_heads=num_heads, ff_dim=ff_dim,
+                             rate=rate)
+            self.att = L.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim)
+            self.ffn = tf_keras.Sequential([L.Dense(ff_dim, activation="relu"),
+                                            L.Dense(embed_dim)])
+            self.layernorm1 = L.LayerNormalization(epsilon=1e-6)
+            self.layernorm2 = L.LayerNormalization(epsilon=1e-6)
+
+        def call(self, x):
+            x = self.layernorm1(x + self.att(x, x))
+            return self.layernorm2(x + self.ffn(x))
+
+        def get_config(self):
+            return {**super().get_config(), **self.args}
+
+    tf_keras.saving.register_keras_serializable("Readme")(TransformerBlock)
+    x = L.Input((6, 8))
+    tf_keras.Model(x, TransformerBlock(8, 2, 16)(x)).save(path)
+
+
 #: What a block needs before it runs, by a piece of its text.
 SETUPS: Dict[str, Callable[[Dict], None]] = {
     'load_keras_model("model.h5")': lambda ns: _causal_file("model.h5", 16),
@@ -91,6 +120,7 @@ SETUPS: Dict[str, Callable[[Dict], None]] = {
         keras_layer=pytest.importorskip("tf_keras").layers.SeparableConv1D(
             4, 3, input_shape=(None, 2))),
     "x = torch.randn(2, 16, 16, 3)": lambda ns: None,  # defines its own
+    '"transformer_classifier.keras"': lambda ns: _custom_file("transformer_classifier.keras"),
 }
 
 BLOCKS = _blocks()

@@ -9,7 +9,43 @@ their own backends' tensors.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+import contextlib
+import contextvars
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional
+
+#: The user's objects for the names a Keras file uses that sepconv does not know
+#: (``load_keras_model(path, custom_objects=...)``): set by :func:`custom_object_scope`.
+_CUSTOM: contextvars.ContextVar[Dict[str, Any]] = contextvars.ContextVar(
+    "sepconv_custom_objects", default={})
+
+
+@contextlib.contextmanager
+def custom_object_scope(objects: Optional[Mapping[str, Any]]) -> Iterator[None]:
+    """Within the block, names in ``objects`` resolve to their values (Keras'
+    ``custom_objects``): layer classes for the model loader, functions and classes for
+    the activation, initializer, regularizer and constraint registries."""
+    if objects is not None and not isinstance(objects, Mapping):
+        raise TypeError(f"Invalid type for argument `custom_objects`. Expected a dict of "
+                        f"name -> object. Received {type(objects).__name__}")
+    token = _CUSTOM.set(dict(objects or {}))
+    try:
+        yield
+    finally:
+        _CUSTOM.reset(token)
+
+
+def custom_object(*names: Any) -> Optional[Any]:
+    """The object of the current :func:`custom_object_scope` under the first of ``names``
+    it holds, also as the part after ``>`` (Keras 3 registers ``"Custom>Name"``)."""
+    objects = _CUSTOM.get()
+    if not objects:
+        return None
+    for name in names:
+        if isinstance(name, str):
+            for key in (name, name.split(">")[-1]):
+                if key in objects:
+                    return objects[key]
+    return None
 
 
 class Registry:
@@ -44,6 +80,15 @@ class Registry:
         """Resolve ``identifier`` for the layer argument named ``argument``."""
         if identifier is None:
             return None
+        custom = custom_object(identifier) if isinstance(identifier, str) else \
+            custom_object(identifier.get("registered_name"), identifier.get("class_name")) \
+            if isinstance(identifier, dict) else None
+        if custom is not None:
+            if isinstance(custom, type):
+                inner = dict(identifier.get("config") or {}) if isinstance(identifier, dict) \
+                    else {}
+                return custom(**inner)
+            return custom
         if isinstance(identifier, str):
             factory = self.factories.get(identifier.lower())
             if factory is None:

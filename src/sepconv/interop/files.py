@@ -246,6 +246,27 @@ def _legacy_names(group) -> Dict[str, List[str]]:
             for name in _names(group.attrs.get("layer_names"))}
 
 
+class Arrays(list):
+    """A layer's weight arrays (a list, in ``get_weights`` order) that also keep ``tree``,
+    the layer's group of a Keras v3 weights file as :func:`group_tree` reads it (``None``
+    for other files): a custom layer's weights are found there by attribute name."""
+
+    def __init__(self, arrays=(), tree: Optional[Dict[str, Any]] = None):
+        super().__init__(arrays)
+        self.tree = tree
+
+
+def group_tree(group) -> Dict[str, Any]:
+    """A v3 weights group as ``{"vars": [arrays in order], "groups": {name: tree}}``."""
+    arrays = []
+    if "vars" in group:
+        v = group["vars"]
+        arrays = [np.asarray(v[k]) for k in sorted(v, key=int)]
+    return {"vars": arrays,
+            "groups": {k: group_tree(group[k]) for k in group
+                       if k != "vars" and hasattr(group[k], "keys")}}
+
+
 def _v3_tree(f) -> Tuple[Dict[str, Tuple[List[np.ndarray], Optional[str]]], Dict[str, Any]]:
     """``layers/<key>`` -> (arrays in get_weights order, the saved layer name or None), and
     for a nested model's key (its own ``layers`` group) the same pair for its layers."""
@@ -256,7 +277,8 @@ def _v3_tree(f) -> Tuple[Dict[str, Tuple[List[np.ndarray], Optional[str]]], Dict
         saved = None
         if "vars" in group and "name" in group["vars"].attrs:
             saved = _text(group["vars"].attrs["name"])
-        out[key] = (_collect_vars(group), saved)
+        tree = group_tree(group)
+        out[key] = (Arrays(collect_tree(tree), tree), saved)
         if "layers" in group and hasattr(group["layers"], "keys"):
             nested[key] = _v3_tree(group)
     return out, nested
@@ -269,20 +291,15 @@ _NESTED_ORDER = ("forward_layer", "backward_layer", "query_dense", "key_dense",
                  "value_dense", "output_dense")
 
 
-def _collect_vars(group) -> List[np.ndarray]:
+def collect_tree(tree: Dict[str, Any]) -> List[np.ndarray]:
     """A layer's own variables (``vars/0..k``), then its nested layers' in name order
     (Keras walks attributes sorted by name; h5py lists groups sorted by name), except the
     pairs and quartets of :data:`_NESTED_ORDER`, which come in their ``get_weights``
     order."""
-    arrays = []
-    if "vars" in group:
-        v = group["vars"]
-        arrays += [np.asarray(v[k]) for k in sorted(v, key=int)]
-    keys = [key for key in group if key != "vars" and hasattr(group[key], "keys")]
+    arrays = list(tree["vars"])
     rank = {n: i for i, n in enumerate(_NESTED_ORDER)}
-    keys.sort(key=lambda k: (rank.get(k.lstrip("_"), len(rank)), k))
-    for key in keys:
-        arrays += _collect_vars(group[key])
+    for key in sorted(tree["groups"], key=lambda k: (rank.get(k.lstrip("_"), len(rank)), k)):
+        arrays += collect_tree(tree["groups"][key])
     return arrays
 
 

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from .. import _registry
 from .. import activations as _activations
 from ..layers import base as _base
 from ..layers.masking import Sequential, call_with_mask
@@ -80,8 +81,9 @@ def _unsupported(entry: dict, name: str) -> KerasFileError:
                               f"tf.concat, keras.ops.*: sepconv runs those) or a Keras "
                               f"layer, then save again")
     return KerasFileError(
-        f"Layer {name!r} has class {cls!r}, {what}which sepconv does not map. Supported "
-        f"layers: {', '.join(sorted(_base.KERAS_CLASSES))}")
+        f"Layer {name!r} has class {cls!r}, {what}which sepconv does not map: pass "
+        f"custom_objects={{{cls!r}: YourModule}} to load_keras_model with a torch module "
+        f"that computes it. Supported layers: {', '.join(sorted(_base.KERAS_CLASSES))}")
 
 
 def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
@@ -89,6 +91,9 @@ def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
     with ``flavour``'s formulas; ``KerasFileError`` naming the layer on any failure."""
     config = _plain(dict(entry.get("config") or {}))
     name = config.get("name") or entry.get("name") or "?"
+    custom = _registry.custom_object(entry.get("registered_name"), entry.get("class_name"))
+    if custom is not None:
+        return _build_custom(custom, config, name, entry.get("class_name"))
     cls = _base.KERAS_CLASSES.get(entry.get("class_name"))
     if cls is None or _is_custom(entry):  # a custom "Dense" is not Keras' Dense
         raise _unsupported(entry, name)
@@ -115,8 +120,135 @@ def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
     return layer
 
 
+_KERAS_BASE_KEYS = ("name", "trainable", "dtype")
+
+
+def _build_custom(obj: Any, config: dict, name: str, cls: Any) -> torch.nn.Module:
+    """The user's module for a custom layer (``custom_objects``): ``obj.from_config(config)``
+    if it has one, else ``obj(**config)`` with the keys its constructor takes (Keras'
+    ``name``, ``trainable`` and ``dtype`` only if it names them)."""
+    try:
+        if hasattr(obj, "from_config"):
+            module = obj.from_config(config)
+        else:
+            params = inspect.signature(obj).parameters.values()
+            named = {p.name for p in params}
+            rest = any(p.kind is p.VAR_KEYWORD for p in params)
+            # Keras' own keys (name, trainable, dtype) only where the constructor names them
+            config = {k: v for k, v in config.items()
+                      if k in named or rest and k not in _KERAS_BASE_KEYS}
+            module = obj(**config)
+    except Exception as err:  # noqa: BLE001 - the user's code: said in one line
+        raise KerasFileError(f"Layer {name!r} ({cls}): custom_objects[{cls!r}] could not be "
+                             f"built from the file's config ({_one_line(err)})") from None
+    if not isinstance(module, torch.nn.Module):
+        raise KerasFileError(f"Layer {name!r} ({cls}): custom_objects[{cls!r}] gave "
+                             f"{type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+def _keras_slots(module: torch.nn.Module, path: str) -> List[Tuple[Any, int, bool, str]]:
+    """The Keras weights of a custom layer's module, ``(owner, index, trainable, path)``
+    each, in Keras' order for a layer's own weights then its sublayers' (attribute order):
+    own parameters, then each child's (a sepconv layer: its ``get_weights``)."""
+    if isinstance(module, _base.Layer):
+        if not getattr(module, "built", True) and getattr(module, "WEIGHT_NAMES", ()):
+            raise KerasFileError(f"{path} ({type(module).__name__}) has no weights yet: "
+                                 f"give it an input_shape (or build it) in the custom "
+                                 f"module's constructor")
+        names = list(getattr(module, "_weight_order", []))
+        count = len(module.get_weights())
+        tensors = [getattr(module, n, None) for n in names] if len(names) == count else []
+        flags = [isinstance(t, torch.nn.Parameter) and t.requires_grad for t in tensors] \
+            or [True] * count
+        return [(module, i, f, path) for i, f in enumerate(flags)]
+    slots = [(p, -1, p.requires_grad, f"{path}.{n}")
+             for n, p in module.named_parameters(recurse=False)]
+    for n, child in module.named_children():
+        slots += _keras_slots(child, f"{path}.{n}")
+    return slots
+
+
+def _set_slots(slots: List[Tuple[Any, int, bool, str]], arrays: List[np.ndarray],
+               where: str) -> None:
+    """Copies ``arrays`` into ``slots`` (a sepconv layer's get their ``set_weights``)."""
+    if len(slots) != len(arrays):
+        raise KerasFileError(f"{where}: the file holds {len(arrays)} weights, the module "
+                             f"{len(slots)} ({', '.join(s[3] for s in slots) or 'none'})")
+    layers: Dict[int, Tuple[Any, Dict[int, np.ndarray]]] = {}
+    for (owner, index, _, path), array in zip(slots, arrays):
+        if index < 0:
+            if tuple(owner.shape) != tuple(array.shape):
+                raise KerasFileError(f"{where}: {path} has shape {tuple(owner.shape)}, the "
+                                     f"file's weight {tuple(array.shape)}")
+            with torch.no_grad():
+                owner.copy_(torch.as_tensor(np.asarray(array), dtype=owner.dtype))
+        else:
+            layers.setdefault(id(owner), (owner, {}))[1][index] = array
+    for owner, found in layers.values():
+        try:
+            owner.set_weights([found[i] for i in range(len(found))])
+        except ValueError as err:
+            raise KerasFileError(f"{where}: {_one_line(err)}") from None
+
+
+def _load_tree(module: torch.nn.Module, tree: Dict[str, Any], path: str, label: str) -> None:
+    """A Keras v3 weights group into a custom layer's module, by attribute name: the
+    group's own ``vars`` into the module's own parameters, each sub-group into the child
+    of that name (a Sequential's ``layers/<key>`` by class and position, as Keras keys
+    them)."""
+    _set_slots([(p, -1, True, f"{path}.{n}") for n, p in
+                module.named_parameters(recurse=False)], tree["vars"], f"{label}: {path}")
+    for key, sub in tree["groups"].items():
+        if not _files.collect_tree(sub):
+            continue  # a sublayer without weights (dropout, softmax)
+        if key == "layers" and isinstance(module, torch.nn.Sequential):
+            children = list(module.children())
+            keys = _files.v3_keys([type(c).__name__ for c in children])
+            for child_key, child in zip(keys, children):
+                if child_key in sub["groups"]:
+                    _load_child(child, sub["groups"][child_key], f"{path}[{child_key}]",
+                                label)
+            continue
+        child = getattr(module, key, None)
+        if not isinstance(child, torch.nn.Module):
+            child = getattr(module, key.lstrip("_"), None)
+        if not isinstance(child, torch.nn.Module):
+            names = [n for n, _ in module.named_children()]
+            raise KerasFileError(f"{label}: the file holds weights for {path}.{key}, which "
+                                 f"{type(module).__name__} does not have (its submodules: "
+                                 f"{', '.join(names) or 'none'}): name the submodules as the "
+                                 f"Keras layer's attributes")
+        _load_child(child, sub, f"{path}.{key}", label)
+
+
+def _load_child(child: torch.nn.Module, tree: Dict[str, Any], path: str, label: str) -> None:
+    if isinstance(child, _base.Layer):
+        _set_slots(_keras_slots(child, path), _files.collect_tree(tree), f"{label}: {path}")
+    else:
+        _load_tree(child, tree, path, label)
+
+
+def _load_custom_weights(module: torch.nn.Module, arrays: List[np.ndarray], name: str,
+                         label: str) -> None:
+    """A custom layer's weights into the user's module: by attribute name from a Keras v3
+    weights file; else its ``set_weights`` if it has one; else in Keras' order (the
+    trainable weights, then the others; see :func:`_keras_slots`)."""
+    tree = getattr(arrays, "tree", None)
+    if tree is not None:
+        _load_tree(module, tree, name, label)
+    elif hasattr(module, "set_weights"):
+        module.set_weights(list(arrays))
+    else:
+        slots = _keras_slots(module, name)
+        _set_slots([s for s in slots if s[2]] + [s for s in slots if not s[2]], arrays,
+                   f"{label}: layer {name!r}")
+
+
 def _load_layer_weights(layer: torch.nn.Module, arrays: List[np.ndarray], name: str,
                         input_shape: Any, label: str) -> None:
+    if not isinstance(layer, _base.Layer) and (arrays or getattr(arrays, "tree", None)):
+        return _load_custom_weights(layer, arrays, name, label)
     if not hasattr(layer, "set_weights"):
         if arrays:
             raise KerasFileError(f"{label}: layer {name!r} cannot take weights")
@@ -648,22 +780,42 @@ def _layer_list(config: Any) -> Tuple[List[str], List[str]]:
     return names, classes
 
 
-def load_keras_model(path: Any) -> torch.nn.Module:
+def load_keras_model(path: Any, custom_objects: Optional[Dict[str, Any]] = None
+                     ) -> torch.nn.Module:
     """A Keras model file as a torch module, in eval mode.
 
     ``path``: an HDF5 ``.h5`` file written by tf-keras 2 / R keras (``model.save("m.h5")``,
     ``save_model_hdf5(model, "m.h5")``) or Keras 3, or a ``.keras`` file written by
     tf-keras 2.13+ or Keras 3, or a SavedModel directory written by tf-keras
     (``model.save("dir")`` in TensorFlow 2.5-2.15, R keras' ``save_model_tf``; read
-    without TensorFlow, see :mod:`sepconv.interop.saved_model`).  A Sequential model becomes a :class:`sepconv.Sequential`
-    (a ``torch.nn.Sequential`` that carries Keras masks), a functional one a
+    without TensorFlow, see :mod:`sepconv.interop.saved_model`).  A Sequential model
+    becomes a :class:`sepconv.Sequential` (a ``torch.nn.Sequential`` that carries Keras
+    masks), a functional one a
     :class:`KerasFunctional`; submodules carry the Keras layer names.  Masks from
     ``Masking`` / ``Embedding(mask_zero=True)`` reach the layers after them as in Keras.
     Layers compute with the formulas of the Keras that wrote the file (Keras 3's
     ``hard_sigmoid`` for a Keras 3 file, tf-keras' for tf-keras and R files).  Raises
     ``KerasFileError`` (a ``ValueError``) with one line for files that are not Keras models,
     truncated or corrupted files, layers sepconv does not map and custom objects.
+
+    ``custom_objects``: as Keras' argument, names the file uses for your own code ->
+    objects computing them in torch.  A custom layer (by its class name, or Keras 3's
+    ``"package>Name"``) -> a ``torch.nn.Module`` class (or factory), built with
+    ``from_config(config)`` if it has one, else with the config's keys its constructor
+    takes.  Its weights go in by attribute name from a Keras v3 weights file (``.keras``:
+    name the submodules as the Keras layer's attributes, ``self.att``, ``self.ffn``, ...;
+    a Keras ``Sequential`` attribute is a ``torch.nn.Sequential``); from an ``.h5`` file
+    through its ``set_weights(arrays)`` if it has one, else in Keras' order: the module's
+    own parameters, then its submodules' in registration order (a sepconv layer's as its
+    ``get_weights``), the trainable ones first.  Sepconv layers inside must have their
+    weights at construction (give them ``input_shape``).  A custom activation,
+    initializer, regularizer or constraint name -> a function or class.
     """
+    with _registry.custom_object_scope(custom_objects):
+        return _load_keras_model(path)
+
+
+def _load_keras_model(path: Any) -> torch.nn.Module:
     kf = _files.read(path)
     label = os.fspath(path)
     if kf.config is None:
