@@ -185,3 +185,22 @@ def test_a_module_without_the_keras_attribute_is_refused_naming_it(tmp_path):
         sepconv.load_keras_model(tmp_path / "m.h5", custom_objects=objects)
     with pytest.raises(TypeError, match="custom_objects"):
         sepconv.load_keras_model(tmp_path / "m.h5", custom_objects=[Short])
+
+
+def test_convert_takes_the_custom_objects_module(tmp_path):
+    """``python -m sepconv convert m.h5 m.pt --custom custom_layers``: the module's
+    CUSTOM_OBJECTS; the saved module loads back and computes the same."""
+    import torch
+    from sepconv import cli
+    model = _norm_block(tf_keras)
+    model.save(tmp_path / "m.h5")
+    x = np.random.default_rng(2).standard_normal((2, 10, 3)).astype(np.float32)
+    assert cli.main(["convert", str(tmp_path / "m.h5"), str(tmp_path / "m.pt")]) == 2
+    assert cli.main(["convert", str(tmp_path / "m.h5"), str(tmp_path / "m.pt"),
+                     "--custom", "custom_layers"]) == 0
+    again = torch.load(tmp_path / "m.pt", weights_only=False)
+    with torch.no_grad():
+        np.testing.assert_allclose(again(torch.from_numpy(x)).numpy(),
+                                   model.predict(x, verbose=0), rtol=0, atol=1e-5)
+    assert cli.main(["convert", str(tmp_path / "m.h5"), str(tmp_path / "m.pt"),
+                     "--custom", str(tmp_path / "nothing.py")]) == 2

@@ -1,4 +1,4 @@
-"""``python -m sepconv convert MODEL.h5|MODEL.keras OUT.pt``.
+"""``python -m sepconv convert MODEL.h5|MODEL.keras|SAVEDMODEL_DIR OUT.pt [--custom MODULE]``.
 
 Writes the whole loaded module with ``torch.save`` (read it back with
 ``torch.load(OUT.pt, weights_only=False)`` where sepconv is installed) and prints the
@@ -19,7 +19,36 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a Keras model file: .h5 (tf-keras 2, R keras, Keras 3) "
                                  "or .keras (tf-keras 2.13+, Keras 3)")
     p.add_argument("out", help="where to write the torch module (.pt)")
+    p.add_argument("--custom", metavar="MODULE", action="append", default=[],
+                   help="an importable Python module (or a .py file) whose CUSTOM_OBJECTS "
+                        "dict maps the file's custom layer / function names to torch "
+                        "modules and functions (load_keras_model's custom_objects); "
+                        "may be given several times")
     return p
+
+
+def _custom_objects(names: List[str]) -> dict:
+    """The ``CUSTOM_OBJECTS`` of each module named (a dotted name or a ``.py`` path)."""
+    import importlib
+    import importlib.util
+    import os
+    objects: dict = {}
+    for name in names:
+        if name.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(
+                os.path.splitext(os.path.basename(name))[0], name)
+            if spec is None or not os.path.isfile(name):
+                raise ValueError(f"--custom {name}: no such file")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # torch.save pickles its classes by module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(name)
+        found = getattr(module, "CUSTOM_OBJECTS", None)
+        if not isinstance(found, dict):
+            raise ValueError(f"--custom {name}: the module has no CUSTOM_OBJECTS dict")
+        objects.update(found)
+    return objects
 
 
 def main(command: str = "convert", argv: Optional[List[str]] = None) -> int:
@@ -30,8 +59,8 @@ def main(command: str = "convert", argv: Optional[List[str]] = None) -> int:
     from .models import load_keras_model, summary
 
     try:
-        model = load_keras_model(args.model)
-    except (KerasFileError, FileNotFoundError) as err:
+        model = load_keras_model(args.model, custom_objects=_custom_objects(args.custom))
+    except (KerasFileError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     torch.save(model, args.out)
