@@ -105,7 +105,9 @@ class STFTSpectrogram(Layer):
     Keras 3 builds the weights at the first call; they do not depend on the input, so
     sepconv creates them at construction (an optimizer can be made at once).  ``dtype``:
     float16, float32, float64 (Keras refuses bfloat16 inputs; so does sepconv, at
-    construction).  Arguments are checked at construction, each error naming the argument;
+    construction); float64 stays float64 throughout (Keras 3.15's ``"log"``,
+    ``"magnitude"`` and ``"angle"`` return float32 for float64 input: its
+    ``ops.maximum(power, 1e-7)`` and ``ops.arctan2`` promote to float32).  Arguments are checked at construction, each error naming the argument;
     strings are case-sensitive, as in Keras.
     """
 
