@@ -488,3 +488,6 @@ def test_keras3_models_load_without_tensorflow_and_save_back(tmp_path):
         _close(_np(theirs.predict(x, verbose=0)), y[0])
         assert [type(layer).__name__ for layer in theirs.layers] == \
             [type(layer).__name__ for layer in keras.saving.load_model(str(path)).layers]
+        with pytest.raises(ValueError, match=f"layer '{name}' .* Keras 3 only"):
+            sepconv.save_keras_model(ours, str(tmp_path / f"{name}.h5"))
+        assert not (tmp_path / f"{name}.h5").exists()

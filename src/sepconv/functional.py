@@ -2080,8 +2080,22 @@ def stft_spectrogram(x: torch.Tensor, real_kernel: Optional[torch.Tensor],
                          f"{'real' if real_kernel is None else 'imaginary'} kernel")
     kernel = needed[0] if len(needed) == 1 else torch.cat(needed, dim=-1)
     freq = needed[0].shape[-1]
-    frames = conv(signal, kernel.to(x.dtype), None, strides=frame_step, padding=padding,
-                  data_format="channels_first")  # (batch * channels, freq [* 2], frames)
+    frame_length = kernel.shape[0]
+    left, right = _padding.padding_amounts(signal.shape[-1], frame_length, frame_step, 1,
+                                           padding)
+    if signal.shape[-1] + left + right < frame_length:
+        raise ValueError(f"Input of shape {tuple(x.shape)} is shorter than frame_length="
+                         f"{frame_length} (padding={padding!r}): no frame")
+    # one convolution of one input channel with the 1 or 2 * freq DFT filters, as Keras 3
+    # computes it (its torch backend: torch's conv1d, symmetric pads inside it); Keras'
+    # kernel layout (frame_length, 1, filters) -> torch's (filters, 1, frame_length)
+    weight = kernel.to(x.dtype).permute(2, 1, 0)
+    if left == right:
+        frames = torch.nn.functional.conv1d(signal, weight, stride=frame_step, padding=left)
+    else:
+        frames = torch.nn.functional.conv1d(torch.nn.functional.pad(signal, (left, right)),
+                                            weight, stride=frame_step)
+    # (batch * channels, freq [* 2], frames)
     frames = frames.reshape(batch, channels, -1, frames.shape[-1])
     if mode in ("real", "imag", "stft"):
         out = frames
@@ -2138,6 +2152,15 @@ def mel_weight_matrix(num_mel_bins: int = 20, num_spectrogram_bins: int = 129,
     return torch.nn.functional.pad(weights, (0, 0, 1, 0))
 
 
+@functools.lru_cache(maxsize=32)
+def _mel_matrix_cached(num_mel_bins: int, bins: int, sampling_rate: float, low: float,
+                       high: float, device: torch.device) -> torch.Tensor:
+    """:func:`mel_weight_matrix` in float32 (what Keras' layer uses), made once per
+    setting and device (Keras remakes it at every call); read-only."""
+    return mel_weight_matrix(num_mel_bins, bins, sampling_rate, low, high,
+                             dtype=torch.float32, device=device)
+
+
 def mel_spectrogram(x: torch.Tensor, fft_length: int = 2048, sequence_stride: int = 512,
                     sequence_length: Optional[int] = None, window_: object = "hann",
                     sampling_rate: float = 16000, num_mel_bins: int = 128,
@@ -2182,8 +2205,8 @@ def mel_spectrogram(x: torch.Tensor, fft_length: int = 2048, sequence_stride: in
     spec = spec.transpose(-2, -1)  # (..., frames, bins)
     real, imag = spec.real, spec.imag
     power = torch.pow(torch.sqrt(real * real + imag * imag), mag_exp)
-    matrix = mel_weight_matrix(num_mel_bins, power.shape[-1], sampling_rate, min_freq,
-                               max_freq, dtype=torch.float32, device=x.device)
+    matrix = _mel_matrix_cached(num_mel_bins, power.shape[-1], float(sampling_rate),
+                                float(min_freq), float(max_freq), x.device)
     out = torch.tensordot(power, matrix.to(power.dtype), dims=1)
     if power_to_db:
         out = 10.0 * torch.log10(torch.clamp_min(out, min_power))

@@ -111,6 +111,8 @@ class STFTSpectrogram(Layer):
     strings are case-sensitive, as in Keras.
     """
 
+    #: tf-keras 2 has no such layer: ``save_keras_model`` writes it to ``.keras`` only.
+    KERAS3_ONLY = True
     WEIGHT_NAMES = ("real_kernel", "imag_kernel")
     MODES = ("log", "magnitude", "psd", "real", "imag", "angle", "stft")
 
@@ -298,6 +300,8 @@ class MelSpectrogram(Layer):
     Keras' does.
     """
 
+    #: tf-keras 2 has no such layer: ``save_keras_model`` writes it to ``.keras`` only.
+    KERAS3_ONLY = True
     def __init__(self, fft_length=2048, sequence_stride=512, sequence_length=None,
                  window="hann", sampling_rate=16000, num_mel_bins=128, min_freq=20.0,
                  max_freq=None, power_to_db=True, top_db=80.0, mag_exp=2.0, min_power=1e-10,
