@@ -423,12 +423,45 @@ def test_r_functions():
         sepconv.layer_stft_spectrogram(frame_length=64.5)
 
 
-def test_stream_refuses_them_naming_the_layer():
-    for layer in (sepconv.STFTSpectrogram(frame_length=32, name="stft_front"),
-                  sepconv.MelSpectrogram(fft_length=64, name="mel_front")):
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("frame_length,frame_step", [(16, 5), (16, 16), (7, 1), (32, None)])
+def test_valid_stft_streams_chunk_by_chunk_like_the_whole_signal(data_format, frame_length,
+                                                                 frame_step):
+    """Chunks of random lengths (empty ones and ones that complete no frame included)
+    give, concatenated, the model's output on the whole signal."""
+    first = data_format == "channels_last"
+    model = sepconv.Sequential(
+        sepconv.STFTSpectrogram(mode="log", frame_length=frame_length,
+                                frame_step=frame_step, data_format=data_format),
+        sepconv.Conv1D(4, 3, padding="causal", data_format=data_format),
+        sepconv.Activation("relu")).eval()
+    rng = np.random.default_rng(frame_length)
+    x = torch.from_numpy(rng.standard_normal((2, 300, 3) if first else (2, 3, 300))
+                         .astype(np.float32))
+    axis = 1 if first else 2
+    stream = sepconv.stream(model)
+    assert stream.state_steps[0] == frame_length - 1
+    with torch.no_grad():
+        whole = model(x)
+        outs, start = [], 0
+        while start < 300:
+            n = int(rng.integers(0, 40))
+            outs.append(stream(x.narrow(axis, start, min(n, 300 - start))))
+            start += n
+    torch.testing.assert_close(torch.cat(outs, dim=axis), whole, rtol=1e-6, atol=1e-6)
+
+
+def test_stream_refuses_what_reads_ahead_naming_the_layer():
+    cases = [(sepconv.STFTSpectrogram(frame_length=32, padding="same", name="stft_same"),
+              "padding='same'"),
+             (sepconv.STFTSpectrogram(frame_length=32, expand_dims=True, name="stft_img"),
+              "expand_dims=True"),
+             (sepconv.MelSpectrogram(fft_length=64, name="mel_front"), "centred")]
+    for layer, why in cases:
         model = sepconv.Sequential(layer, sepconv.Dense(4))
-        with pytest.raises(ValueError, match=layer.name):
+        with pytest.raises(ValueError, match=layer.name) as err:
             sepconv.stream(model)
+        assert why in str(err.value)
 
 
 # -- model files ----------------------------------------------------------------------------
