@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16000)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default=None, help="also write the medians here")
     args = parser.parse_args()
 
     import keras
@@ -52,6 +53,7 @@ def main() -> None:
           f"{args.threads} threads; input {args.batch} x {args.samples} samples float32")
     print(f"{'layer':16s} {'setting':28s} {'sepconv ms':>11s} {'keras3 ms':>10s} "
           f"{'ratio':>6s}")
+    rows = []
     for cls, label, kw in CASES:
         x = torch.from_numpy(signal if cls == "MelSpectrogram" else signal[..., None])
         ours = getattr(sepconv, cls)(**kw)
@@ -73,6 +75,13 @@ def main() -> None:
                     times[key].append((time.perf_counter() - start) * 1e3)
         a, b = statistics.median(times["ours"]), statistics.median(times["theirs"])
         print(f"{cls:16s} {label:28s} {a:11.2f} {b:10.2f} {a / b:6.2f}")
+        rows.append(dict(layer=cls, setting=label, sepconv_ms=a, keras3_ms=b, ratio=a / b))
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump(dict(batch=args.batch, samples=args.samples, threads=args.threads,
+                           repeats=args.repeats, torch=torch.__version__,
+                           keras=keras.__version__, rows=rows), f, indent=1)
 
 
 if __name__ == "__main__":
