@@ -366,6 +366,7 @@ def test_state_dict_numpy_input_and_weights_argument():
     ("STFTSpectrogram", dict(frame_length=1), "frame_step"),
     ("STFTSpectrogram", dict(fft_length=100), "fft_length"),
     ("STFTSpectrogram", dict(window="nosuchwindow"), "window"),
+    ("STFTSpectrogram", dict(window="HANN"), "window"),
     ("STFTSpectrogram", dict(window=np.ones(5)), "window"),
     ("STFTSpectrogram", dict(window=[[1.0]]), "window"),
     ("STFTSpectrogram", dict(periodic="yes"), "periodic"),

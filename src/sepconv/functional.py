@@ -1966,7 +1966,7 @@ def window(name: str, length: int, periodic: bool = False) -> "np.ndarray":
     ``"bartlett"`` here, any other SciPy window name through SciPy where installed.
     ``periodic`` drops the last point of a ``length + 1`` symmetric window."""
     import numpy as np
-    key = name.lower() if isinstance(name, str) else name
+    key = name  # case-sensitive, as SciPy's names (and so Keras')
     if key not in _WINDOW_NAMES:
         try:
             from scipy.signal import get_window
