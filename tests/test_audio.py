@@ -525,3 +525,25 @@ def test_keras3_models_load_without_tensorflow_and_save_back(tmp_path):
         with pytest.raises(ValueError, match=f"layer '{name}' .* Keras 3 only"):
             sepconv.save_keras_model(ours, str(tmp_path / f"{name}.h5"))
         assert not (tmp_path / f"{name}.h5").exists()
+
+
+def test_keras3_functional_model_streams_from_its_stft_front_end(tmp_path):
+    """A Keras 3 file (STFT front end, then a causal Conv1D branch and a Dense branch
+    added): sepconv's stream of it, chunk by chunk, gives Keras' predict."""
+    inp = keras.Input((None, 1))
+    spec = keras.layers.STFTSpectrogram(mode="log", frame_length=64, frame_step=32,
+                                        name="stft")(inp)
+    out = keras.layers.Add(name="add")([
+        keras.layers.Conv1D(8, 3, padding="causal", name="conv")(spec),
+        keras.layers.Dense(8, name="dense")(spec)])
+    model = keras.Model(inp, out)
+    path = tmp_path / "stream.keras"
+    model.save(path)
+    x = np.random.default_rng(9).standard_normal((2, 1000, 1)).astype(np.float32)
+    expected = _np(model.predict(x, verbose=0))
+    stream = sepconv.stream(sepconv.load_keras_model(str(path)))
+    with torch.no_grad():
+        got = torch.cat([stream(torch.from_numpy(x[:, i:i + 37]))
+                         for i in range(0, 1000, 37)], dim=1)
+    assert got.shape == expected.shape
+    _close(got.numpy(), expected)
