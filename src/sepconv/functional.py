@@ -1947,3 +1947,272 @@ def simple_rnn(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Te
     output, (h,) = _run_steps(z, step, h0, go_backwards, return_sequences, mask,
                               zero_output_for_mask)
     return output, h
+
+
+# -- audio front ends (Keras 3's STFTSpectrogram and MelSpectrogram) ------------------------
+
+#: Window names computed here (SciPy's formulas, ``scipy.signal.get_window``'s names);
+#: another SciPy window name works where SciPy is installed.
+_COSINE_WINDOWS = {"hann": (0.5, 0.5), "hamming": (0.54, 0.46),
+                   "blackman": (0.42, 0.50, 0.08)}
+_WINDOW_NAMES = tuple(_COSINE_WINDOWS) + ("boxcar", "bartlett")
+#: Keras' ``backend.epsilon()``, the floor of STFTSpectrogram's magnitude and log.
+KERAS_EPSILON = 1e-7
+
+
+def window(name: str, length: int, periodic: bool = False) -> "np.ndarray":
+    """``scipy.signal.get_window(name, length, fftbins=periodic)`` in float64 (Keras'
+    ``STFTSpectrogram`` window): ``"hann"``, ``"hamming"``, ``"blackman"``, ``"boxcar"``,
+    ``"bartlett"`` here, any other SciPy window name through SciPy where installed.
+    ``periodic`` drops the last point of a ``length + 1`` symmetric window."""
+    import numpy as np
+    key = name  # case-sensitive, as SciPy's names (and so Keras')
+    if key not in _WINDOW_NAMES:
+        try:
+            from scipy.signal import get_window
+        except ImportError:
+            raise ValueError(f"Invalid value for argument `window`. Expected one of "
+                             f"{_WINDOW_NAMES}, an array or None (other SciPy window names "
+                             f"need SciPy). Received window={name!r}") from None
+        try:
+            return np.asarray(get_window(name, length, bool(periodic)), dtype=np.float64)
+        except ValueError as err:
+            raise ValueError(f"Invalid value for argument `window`: {err}. "
+                             f"Received window={name!r}") from None
+    if length == 1:
+        return np.ones(1)
+    m = length + 1 if periodic else length
+    if key in _COSINE_WINDOWS:
+        fac = np.linspace(-np.pi, np.pi, m)
+        w = np.zeros(m)
+        for k, a in enumerate(_COSINE_WINDOWS[key]):
+            w += a * np.cos(k * fac)
+    elif key == "boxcar":
+        w = np.ones(m)
+    else:  # bartlett
+        n = np.arange(m)
+        w = np.where(n <= (m - 1) / 2.0, 2.0 * n / (m - 1), 2.0 - 2.0 * n / (m - 1))
+    return w[:length]
+
+
+def stft_kernel(side: str, frame_length: int, freq_bins: int, window_: object = "hann",
+                scaling: Optional[str] = "density", periodic: bool = False,
+                dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """Keras 3's ``initializers.STFT``: the ``(frame_length, 1, freq_bins)`` DFT kernel of
+    ``side`` ``"real"`` (cosines) or ``"imag"`` (minus sines), windowed and scaled.
+
+    Bin ``k`` at time ``t`` is ``cos(-2 pi t k / n)`` (``sin`` for ``"imag"``) with
+    ``n = 2 * (freq_bins - 1)`` (Keras' rule: an odd ``fft_length`` uses ``fft_length -
+    1`` here), computed in ``dtype`` in Keras' order of operations.  ``window_``: a SciPy
+    window name, a ``(frame_length,)`` array, or ``None`` (no window, no scaling);
+    ``scaling`` ``"density"`` divides by the window's L2 norm, ``"spectrum"`` by its L1
+    norm."""
+    if window_ is not None:
+        if isinstance(window_, str):
+            win = window(window_, frame_length, periodic)
+        else:
+            win = window_.detach().cpu() if isinstance(window_, torch.Tensor) else window_
+        win = torch.as_tensor(win, dtype=dtype, device=device)
+        if win.dim() != 1 or win.shape[0] != frame_length:
+            raise ValueError(f"Invalid value for argument `window`. Expected a window of "
+                             f"shape ({frame_length},) (frame_length). Received a window "
+                             f"of shape {tuple(win.shape)}")
+        win = win.reshape(frame_length, 1, 1)
+    n = (freq_bins - 1) * 2
+    freq = torch.arange(freq_bins, dtype=dtype, device=device).reshape(1, 1, -1) / n
+    time = torch.arange(frame_length, dtype=dtype, device=device).reshape(-1, 1, 1)
+    pi = torch.arccos(torch.tensor(-1.0, dtype=dtype, device=device))
+    args = (-2 * time) * freq * pi
+    kernel = torch.cos(args) if side == "real" else torch.sin(args)
+    if window_ is not None:
+        if scaling == "density":
+            kernel = kernel * win / torch.sqrt(torch.sum(torch.square(win)))
+        elif scaling == "spectrum":
+            kernel = kernel * win / torch.sum(torch.abs(win))
+        else:
+            kernel = kernel * win
+    return kernel
+
+
+_STFT_MODES = ("log", "magnitude", "psd", "real", "imag", "angle", "stft")
+
+
+def stft_spectrogram(x: torch.Tensor, real_kernel: Optional[torch.Tensor],
+                     imag_kernel: Optional[torch.Tensor], mode: str = "log",
+                     frame_step: int = 128, padding: str = "valid", expand_dims: bool = False,
+                     data_format: str = "channels_last") -> torch.Tensor:
+    """Keras 3's ``STFTSpectrogram``: every channel framed by a strided convolution with
+    the DFT kernels ``(frame_length, 1, freq)`` (:func:`stft_kernel`), then ``mode``.
+
+    Args:
+        x: ``(batch, steps, channels)`` (``"channels_last"``) or ``(batch, channels,
+            steps)``.
+        real_kernel, imag_kernel: the kernels; ``mode="real"`` needs only the first,
+            ``"imag"`` only the second.
+        mode: ``"real"``, ``"imag"``, ``"angle"`` (``atan2(imag, real)``), ``"stft"`` (real
+            bins then imaginary ones), ``"psd"`` (power, the bins between the first and the
+            last doubled), ``"magnitude"`` (``sqrt(max(power, 1e-7))``), ``"log"`` (its log,
+            floored at 1e-7).
+        frame_step: the hop; padding ``"valid"`` or ``"same"`` (TensorFlow's arithmetic).
+
+    Returns:
+        ``(batch, frames, channels * freq)`` (channel-major), or with ``expand_dims``
+        ``(batch, frames, freq, channels)``; channels first: ``(batch, channels * freq,
+        frames)`` or ``(batch, channels, frames, freq)``.  ``freq`` is doubled for
+        ``"stft"``.
+    """
+    if mode not in _STFT_MODES:
+        raise ValueError(f"Invalid value for argument `mode`. Expected one of {_STFT_MODES}. "
+                         f"Received mode={mode!r}")
+    channels_last = data_format == "channels_last"
+    if x.dim() != 3:
+        raise ValueError(f"Expected input of rank 3, "
+                         f"{'(batch, steps, channels)' if channels_last else '(batch, channels, steps)'}"
+                         f". Received input of shape {tuple(x.shape)}")
+    batch = x.shape[0]
+    channels = x.shape[2] if channels_last else x.shape[1]
+    signal = (x.transpose(1, 2) if channels_last else x).reshape(-1, 1, x.shape[1 if
+                                                                            channels_last else 2])
+    needed = [k for k, used in ((real_kernel, mode != "imag"), (imag_kernel, mode != "real"))
+              if used]
+    if any(k is None for k in needed):
+        raise ValueError(f"mode={mode!r} needs the "
+                         f"{'real' if real_kernel is None else 'imaginary'} kernel")
+    kernel = needed[0] if len(needed) == 1 else torch.cat(needed, dim=-1)
+    freq = needed[0].shape[-1]
+    frame_length = kernel.shape[0]
+    left, right = _padding.padding_amounts(signal.shape[-1], frame_length, frame_step, 1,
+                                           padding)
+    if signal.shape[-1] + left + right < frame_length:
+        raise ValueError(f"Input of shape {tuple(x.shape)} is shorter than frame_length="
+                         f"{frame_length} (padding={padding!r}): no frame")
+    # one convolution of one input channel with the 1 or 2 * freq DFT filters, as Keras 3
+    # computes it (its torch backend: torch's conv1d, symmetric pads inside it); Keras'
+    # kernel layout (frame_length, 1, filters) -> torch's (filters, 1, frame_length)
+    weight = kernel.to(x.dtype).permute(2, 1, 0)
+    if left == right:
+        frames = torch.nn.functional.conv1d(signal, weight, stride=frame_step, padding=left)
+    else:
+        frames = torch.nn.functional.conv1d(torch.nn.functional.pad(signal, (left, right)),
+                                            weight, stride=frame_step)
+    # (batch * channels, freq [* 2], frames)
+    frames = frames.reshape(batch, channels, -1, frames.shape[-1])
+    if mode in ("real", "imag", "stft"):
+        out = frames
+    else:
+        real, imag = frames[:, :, :freq], frames[:, :, freq:]
+        if mode == "angle":
+            out = torch.atan2(imag, real)
+        else:
+            power = real * real + imag * imag
+            if mode == "psd":
+                out = power.clone()
+                out[:, :, 1:-1] = out[:, :, 1:-1] + power[:, :, 1:-1]
+            else:
+                out = torch.sqrt(torch.clamp_min(power, KERAS_EPSILON))
+                if mode == "log":
+                    out = torch.log(torch.clamp_min(out, KERAS_EPSILON))
+    # out: (batch, channels, freq, frames)
+    if expand_dims:
+        return out.permute(0, 3, 2, 1) if channels_last else out.transpose(2, 3)
+    out = out.reshape(batch, -1, out.shape[-1])
+    return out.transpose(1, 2) if channels_last else out
+
+
+def hertz_to_mel(frequencies: torch.Tensor) -> torch.Tensor:
+    """HTK's mel scale (Keras'): ``1127 * log(1 + f / 700)``."""
+    return 1127.0 * torch.log(1.0 + frequencies / 700.0)
+
+
+def mel_weight_matrix(num_mel_bins: int = 20, num_spectrogram_bins: int = 129,
+                      sampling_rate: float = 8000, lower_edge_hertz: float = 125.0,
+                      upper_edge_hertz: float = 3800.0,
+                      dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """Keras 3's ``linear_to_mel_weight_matrix`` (TensorFlow's): the
+    ``(num_spectrogram_bins, num_mel_bins)`` matrix of triangular HTK mel filters of peak
+    1 between ``lower_edge_hertz`` and ``upper_edge_hertz``, for bins linearly spaced over
+    ``[0, sampling_rate / 2]``; the DC bin gets no weight.  Computed in ``dtype`` in Keras'
+    order of operations (Keras' ``MelSpectrogram`` uses float32 whatever its dtype)."""
+    def tensor(v):
+        return torch.as_tensor(v, dtype=dtype, device=device)
+
+    def linspace(start, stop, num):  # Keras' torch linspace for tensor endpoints
+        steps = torch.arange(num, dtype=dtype, device=device) / (num - 1)
+        return start[None] + steps * (stop - start)[None]
+
+    nyquist = tensor(sampling_rate) / 2.0
+    linear = linspace(tensor(0.0), nyquist, num_spectrogram_bins)[1:]
+    bins_mel = hertz_to_mel(linear)[:, None]
+    edges = linspace(hertz_to_mel(tensor(lower_edge_hertz)),
+                     hertz_to_mel(tensor(upper_edge_hertz)), num_mel_bins + 2)
+    lower, center, upper = edges[:-2][None], edges[1:-1][None], edges[2:][None]
+    lower_slopes = (bins_mel - lower) / (center - lower)
+    upper_slopes = (upper - bins_mel) / (upper - center)
+    weights = torch.maximum(tensor(0.0), torch.minimum(lower_slopes, upper_slopes))
+    return torch.nn.functional.pad(weights, (0, 0, 1, 0))
+
+
+@functools.lru_cache(maxsize=32)
+def _mel_matrix_cached(num_mel_bins: int, bins: int, sampling_rate: float, low: float,
+                       high: float, device: torch.device) -> torch.Tensor:
+    """:func:`mel_weight_matrix` in float32 (what Keras' layer uses), made once per
+    setting and device (Keras remakes it at every call); read-only."""
+    return mel_weight_matrix(num_mel_bins, bins, sampling_rate, low, high,
+                             dtype=torch.float32, device=device)
+
+
+def mel_spectrogram(x: torch.Tensor, fft_length: int = 2048, sequence_stride: int = 512,
+                    sequence_length: Optional[int] = None, window_: object = "hann",
+                    sampling_rate: float = 16000, num_mel_bins: int = 128,
+                    min_freq: float = 20.0, max_freq: Optional[float] = None,
+                    power_to_db: bool = True, top_db: Optional[float] = 80.0,
+                    mag_exp: float = 2.0, min_power: float = 1e-10,
+                    ref_power: float = 1.0) -> torch.Tensor:
+    """Keras 3's ``MelSpectrogram``: ``|stft|^mag_exp`` (``torch.stft``, centred with
+    reflected edges, periodic ``"hann"`` / ``"hamming"`` window of ``sequence_length``
+    centred in ``fft_length``, an array, or ``None`` for none) through
+    :func:`mel_weight_matrix` (float32, as Keras), then, with ``power_to_db``,
+    ``10 log10(max(S, min_power) / max(|ref_power|, min_power))`` floored at the largest
+    value **of the whole batch** minus ``top_db`` (Keras' rule; ``top_db=None``: no floor).
+
+    Args:
+        x: ``(..., samples)``, float32 or float64 (computed in float32 otherwise).
+
+    Returns:
+        ``(..., num_mel_bins, 1 + samples // sequence_stride)`` for even ``fft_length``.
+    """
+    sequence_length = sequence_length or fft_length
+    max_freq = max_freq or int(sampling_rate / 2)
+    if x.shape[-1] <= fft_length // 2:
+        raise ValueError(f"Input of {x.shape[-1]} samples is too short for fft_length="
+                         f"{fft_length}: the centred STFT reflects fft_length // 2 = "
+                         f"{fft_length // 2} samples at each end and needs more samples "
+                         f"than that. Received input of shape {tuple(x.shape)}")
+    if window_ is None:
+        win = torch.ones(sequence_length, dtype=x.dtype, device=x.device)
+    elif isinstance(window_, str):
+        make = torch.hann_window if window_ == "hann" else torch.hamming_window
+        win = make(sequence_length, periodic=True, dtype=x.dtype, device=x.device)
+    else:
+        win = torch.as_tensor(window_, dtype=x.dtype, device=x.device)
+    *batch_shape, samples = x.shape
+    flat = x.reshape(-1, samples) if x.dim() > 2 else x
+    spec = torch.stft(flat, n_fft=fft_length, hop_length=sequence_stride,
+                      win_length=sequence_length, window=win, center=True,
+                      return_complex=True)
+    if x.dim() > 2:
+        spec = spec.reshape(*batch_shape, *spec.shape[-2:])
+    spec = spec.transpose(-2, -1)  # (..., frames, bins)
+    real, imag = spec.real, spec.imag
+    power = torch.pow(torch.sqrt(real * real + imag * imag), mag_exp)
+    matrix = _mel_matrix_cached(num_mel_bins, power.shape[-1], float(sampling_rate),
+                                float(min_freq), float(max_freq), x.device)
+    out = torch.tensordot(power, matrix.to(power.dtype), dims=1)
+    if power_to_db:
+        out = 10.0 * torch.log10(torch.clamp_min(out, min_power))
+        # Keras makes ``ref_power`` a float32 tensor whatever the signal's dtype
+        ref = torch.abs(torch.as_tensor(ref_power, dtype=torch.float32, device=out.device))
+        out = out - 10.0 * torch.log10(torch.clamp_min(ref, min_power))
+        if top_db is not None:
+            out = torch.maximum(out, torch.max(out) - top_db)
+    return out.transpose(-1, -2)

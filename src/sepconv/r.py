@@ -318,3 +318,10 @@ layer_cudnn_gru = r_function(_layers.CuDNNGRU, "layer_cudnn_gru")
 # every R-style function: the layer_* ones and R keras 2's wrapper names
 __all__ = sorted(name for name in list(globals()) if name.startswith("layer_")
                  or name in ("time_distributed", "bidirectional", "adapt"))
+
+# Keras 3's audio front ends (R keras3's layer_stft_spectrogram / layer_mel_spectrogram)
+_AUDIO_INTS = INTEGER_ARGS + ("frame_length", "frame_step", "fft_length", "sequence_stride",
+                              "sequence_length", "num_mel_bins")
+layer_stft_spectrogram = r_function(_layers.STFTSpectrogram, integer_args=_AUDIO_INTS)
+layer_mel_spectrogram = r_function(_layers.MelSpectrogram, integer_args=_AUDIO_INTS)
+__all__ += ["layer_stft_spectrogram", "layer_mel_spectrogram"]

@@ -35,6 +35,9 @@ up by class name in :data:`STREAMERS`:
   element-wise activations (``ReLU``, ``GELU``, ``Tanh``, ...), ``Softmax`` /
   ``LogSoftmax`` / ``GLU`` over the channel axis, ``Identity``.
 
+- Keras 3's ``STFTSpectrogram`` with ``padding="valid"`` (and ``expand_dims=False``): a
+  frame is output once its last step has come (no zeros before the signal: valid framing);
+  ``MelSpectrogram`` (centred frames, a batch-wide dB floor) is refused.
 - Keras' ``LSTM``, ``GRU`` and ``SimpleRNN`` (channels_last, as they take ``(batch,
   time, features)``): each chunk runs the recurrence from the states the previous chunk
   left (zeros at the start; ``reset()`` zeroes them).  With ``return_sequences=True``
@@ -842,3 +845,70 @@ def stream(model: torch.nn.Module) -> Stream:
             sequence backwards, acting across steps, or unknown).
     """
     return Stream(model)
+
+
+# -- audio front ends (Keras 3's STFTSpectrogram; MelSpectrogram refused) -------------------
+
+class _Framing(_Step):
+    """``STFTSpectrogram`` with ``padding="valid"``: frame ``i`` reads the input steps ``i *
+    frame_step .. i * frame_step + frame_length - 1``, so it is known once its last step has
+    come.  The step keeps the inputs from the next frame's first step on (fewer than
+    ``frame_length``; none are zeros: valid framing pads nothing) and runs the layer on
+    ``[kept, chunk]``, which gives exactly the frames that end in the chunk (none for a
+    chunk that completes no frame)."""
+
+    def __init__(self, module, where):
+        super().__init__(module, where)
+        self.data_format = module.data_format
+        self.time_axis = 1 if module.data_format == "channels_last" else 2
+        self.span = module.frame_length - 1
+        self.stride = module._frame_step
+        self.kept: Optional[torch.Tensor] = None
+        self.batch: Optional[int] = None
+
+    def reset(self) -> None:
+        self.kept, self.batch = None, None
+
+    def __call__(self, x):
+        layer, t = self.module, self.time_axis
+        x = layer._prepare_input(x) if x.shape[t] >= layer.frame_length else \
+            torch.as_tensor(x).to(layer.compute_dtype)
+        self._check_batch(self.batch, x)
+        self.batch = x.shape[0]
+        full = x if self.kept is None else torch.cat([self.kept.to(x), x], dim=t)
+        frames = 0 if full.shape[t] < layer.frame_length else \
+            (full.shape[t] - layer.frame_length) // self.stride + 1
+        used = frames * self.stride
+        # a detached copy: a view would keep the whole chunk (and its graph) alive
+        self.kept = full.narrow(t, used, full.shape[t] - used).detach().clone()
+        if frames == 0:
+            shape = list(layer.compute_output_shape(
+                (x.shape[0], None, x.shape[2]) if t == 1 else (x.shape[0], x.shape[1], None)))
+            shape[t] = 0
+            return x.new_zeros(shape)
+        return layer(full.narrow(t, 0, used - self.stride + layer.frame_length))
+
+
+def _stft_framing(module, where):
+    if module.padding != "valid":
+        raise ValueError(f"{where} has padding={module.padding!r}: its first frame is "
+                         f"centred on zeros before the signal and its last reads past the "
+                         f"end, which a live stream does not know yet. Only "
+                         f"padding='valid' STFTSpectrogram layers stream")
+    if module.expand_dims:
+        raise ValueError(f"{where} has expand_dims=True: its output (batch, frames, freq, "
+                         f"channels) is an image, not (batch, steps, features) chunks. Use "
+                         f"expand_dims=False to stream")
+    return _Framing(module, where)
+
+
+def _mel_spectrogram(module, where):
+    raise ValueError(f"{where} does not stream: its frames are centred (each reads "
+                     f"fft_length // 2 samples ahead, and the signal's ends are reflected), "
+                     f"its output puts time on the last axis, and power_to_db's floor "
+                     f"follows the loudest value of the whole input. Stream an "
+                     f"STFTSpectrogram(padding='valid') front end instead")
+
+
+STREAMERS["STFTSpectrogram"] = _stft_framing
+STREAMERS["MelSpectrogram"] = _mel_spectrogram

@@ -1000,6 +1000,11 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
             raise ValueError(f"save_keras_model: layer {m.name!r} (ZeroPadding1D) pads "
                              f"data_format={m.data_format!r}, which tf-keras' ZeroPadding1D "
                              f"does not take (Keras 3's does); save as .keras")
+    for m in module.modules():  # layers tf-keras 2 does not have (a class attribute says)
+        if getattr(m, "KERAS3_ONLY", False):
+            raise ValueError(f"save_keras_model: layer {m.name!r} ({type(m).__name__}) "
+                             f"exists in Keras 3 only; tf-keras 2 (and R keras 2) cannot "
+                             f"load it from .h5; save as .keras")
     keras3_only = sorted({f"{getattr(m, 'name', '?')}.{attr}" for m in module.modules()
                           for attr, v in vars(m).items()
                           if any(v is f for f in _activations.KERAS3_VARIANTS.values())})

@@ -31,6 +31,7 @@ from .merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
 from .masking import Masking, Sequential
 from .attention import AdditiveAttention, Attention, MultiHeadAttention
 from .cudnn import CuDNNGRU, CuDNNLSTM
+from .audio import MelSpectrogram, STFTSpectrogram
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
