@@ -1183,7 +1183,8 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
             out[key] = _keras3_value(key, value)
     entry = {"module": "keras.layers", "class_name": cls, "config": out,
              "registered_name": None}
-    if cls == "MultiHeadAttention" and getattr(layer, "built", False):
+    if cls in ("MultiHeadAttention", "GroupQueryAttention") and \
+            getattr(layer, "built", False):
         entry["build_config"] = {"shapes_dict": {
             f"{k}_shape": _keras3_value("", list(getattr(layer, f"{k}_shape")))
             for k in ("query", "value", "key")}}
@@ -1427,6 +1428,16 @@ def _write_keras3_vars(group, layer: Any, name: str) -> None:
         for i, sub in enumerate(("query_dense", "key_dense", "value_dense", "output_dense")):
             inner = group.create_group(sub).create_group("vars")
             inner.attrs["name"] = sub
+            for j, a in enumerate(weights[i * per:(i + 1) * per]):
+                inner.create_dataset(str(j), data=a)
+        return
+    if cls == "GroupQueryAttention":  # Keras 3's attribute names, underscored
+        per = 2 if layer.use_bias else 1
+        weights = layer.get_weights()
+        subs = ("query", "key") + (("gate",) if layer.use_gate else ()) + ("value", "output")
+        for i, sub in enumerate(subs):
+            inner = group.create_group(f"_{sub}_dense").create_group("vars")
+            inner.attrs["name"] = "attention_output" if sub == "output" else sub
             for j, a in enumerate(weights[i * per:(i + 1) * per]):
                 inner.create_dataset(str(j), data=a)
         return

@@ -20,7 +20,7 @@ from .. import constraints as _constraints
 from .. import functional as _functional
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
-from .base import Layer, check_bool, check_count
+from .base import Layer, check_bool, check_count, unique_name
 from .core import check_initializer, check_number
 
 def _shape_or_none(value: Any, name: str) -> Optional[Tuple[Optional[int], ...]]:
@@ -375,6 +375,8 @@ class GroupQueryAttention(_Heads, Layer):
                  query_shape=None, value_shape=None, key_shape=None, input_shape=None,
                  batch_input_shape=None, batch_size=None, dtype=None, name=None,
                  trainable=None, weights=None):
+        if name is None:  # Keras 3's default (its class is GroupedQueryAttention)
+            name = unique_name("grouped_query_attention")
         super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
                          batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
                          weights=weights, activity_regularizer=activity_regularizer)
