@@ -283,6 +283,8 @@ ELSEWHERE = {
     "AdditiveAttention": "test_attention.py::test_keras3_file_through_sepconv_back_to_keras3",
     "Normalization": "test_preprocessing.py::test_adapted_layer_saved_for_both_kerases",
 }
+ELSEWHERE["GroupQueryAttention"] = \
+    "test_group_query_attention.py::test_keras3_file_through_sepconv_back_to_keras3"
 
 
 def test_every_class_is_covered_here_or_by_the_family():
