@@ -196,9 +196,7 @@ def test_fused_route_equals_the_explicit_one(kv, causal, masked):
     q, v = torch.randn(2, 9, 5), torch.randn(2, 9, 5)
     mask = None
     if masked:
-        mask = torch.rand(2, 9, 9) > 0.5
-        mask[..., 0] = mask[..., 0] | ~causal  # every step sees a key
-        mask = mask | torch.eye(9, dtype=torch.bool)
+        mask = (torch.rand(2, 9, 9) > 0.5) | torch.eye(9, dtype=torch.bool)  # sees itself
     got = []
     for scores in (False, True):
         a, b = q.clone().requires_grad_(), v.clone().requires_grad_()
@@ -318,8 +316,8 @@ def test_weights_names_and_config_follow_keras3():
     for scores in (False, True):
         ref(q, v, k, return_attention_scores=scores)
         ours(q, v, k, return_attention_scores=scores)
-        np.testing.assert_allclose(float(sum(ours.losses).detach()),
-                                   float(sum(float(x.detach()) for x in ref.losses)), rtol=1e-5)
+        want = sum(float(x.detach()) for x in ref.losses)
+        np.testing.assert_allclose(float(sum(ours.losses).detach()), want, rtol=1e-5)
 
 
 def test_signature_is_keras3s_then_the_common_arguments():
@@ -534,9 +532,9 @@ def test_causal_sliding_window_streams_with_a_bounded_cache(tmp_path):
 
 
 def test_gqa_without_window_streams_with_the_growing_cache():
-    """Built in sepconv (no file): causal GQA self-attention in a functional model from
-    a Keras 3 file streams like MultiHeadAttention; the stream equals the layer's own
-    whole-sequence output (multi-query, no window)."""
+    """Causal multi-query self-attention without a window (from a Keras 3 file) streams
+    like MultiHeadAttention, its cache holding every step seen; the stream equals the
+    loaded model's whole-sequence output."""
     keras.utils.set_random_seed(7)
     L = keras.layers
     x = keras.Input((None, 4), name="x")
