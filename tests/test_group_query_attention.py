@@ -480,15 +480,19 @@ def saved(tmp_path_factory):
                                for w in layer.get_weights()])
         x = _inputs(model, seed=len(model_name))
         y = outputs(model.predict(x if len(x) > 1 else x[0], verbose=0))
-        path = os.path.join(root, f"{model_name}.keras")
-        model.save(path)
-        cases.add(model_name, "model", path, x, y)
+        for ext in (".keras", ".h5"):
+            path = os.path.join(root, f"{model_name}{ext}")
+            model.save(path)
+            cases.add(model_name + ext, "model", path, x, y)
     return cases.run()
 
 
+@pytest.mark.parametrize("ext", [".keras", ".h5"])
 @pytest.mark.parametrize("model", list(MODELS))
-def test_keras3_file_loads_without_tensorflow_and_gives_keras_outputs(saved, model):
-    check(saved[model])
+def test_keras3_file_loads_without_tensorflow_and_gives_keras_outputs(saved, model, ext):
+    """Keras 3's .keras and legacy .h5 (which names the class by its Python name,
+    ``GroupedQueryAttention``)."""
+    check(saved[model + ext])
 
 
 def test_keras3_file_through_sepconv_back_to_keras3(tmp_path):

@@ -36,6 +36,9 @@ _RENAMED_ARGS = {"negative_slope": "alpha", "batch_shape": "batch_input_shape"}
 _MUST_BE_DEFAULT = {"groups": (1, None), "renorm": (False, None), "lora_rank": (None, 0),
                     "quantization_config": (None,), "time_major": (False, None),
                     "use_gate": (False, None), "sliding_window": (None,)}
+#: Keras 3's legacy .h5 writer names a class by its Python name where its export name
+#: differs (the name its .keras configs and sepconv use).
+_CLASS_ALIASES = {"GroupedQueryAttention": "GroupQueryAttention"}
 #: ``build_config`` keys (Keras 3) that a class also takes as arguments, merged into its
 #: config so that the layer builds from them (``MultiHeadAttention``'s input shapes).
 _BUILD_ARGS = ("query_shape", "value_shape", "key_shape")
@@ -89,7 +92,8 @@ def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
     with ``flavour``'s formulas; ``KerasFileError`` naming the layer on any failure."""
     config = _plain(dict(entry.get("config") or {}))
     name = config.get("name") or entry.get("name") or "?"
-    cls = _base.KERAS_CLASSES.get(entry.get("class_name"))
+    class_name = entry.get("class_name")
+    cls = _base.KERAS_CLASSES.get(_CLASS_ALIASES.get(class_name, class_name))
     if cls is None or _is_custom(entry):  # a custom "Dense" is not Keras' Dense
         raise _unsupported(entry, name)
     known = cls._config_keys() if hasattr(cls, "_config_keys") else set(config)
