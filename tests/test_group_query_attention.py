@@ -347,6 +347,20 @@ def test_dtype_policies_numpy_inputs_state_dict_and_repr():
     assert half(x, x).dtype == torch.float16
 
 
+def test_exports_and_compiles():
+    """torch.export and torch.compile(fullgraph=True) of a gated sliding-window layer
+    (the fused route with enable_gqa) give the eager numbers."""
+    att = GQA(4, 4, 2, use_gate=True, sliding_window=3)
+    q = torch.randn(2, 6, 8)
+    want = att(q, q, use_causal_mask=True)
+    program = torch.export.export(att, (q, q), {"use_causal_mask": True})
+    torch.testing.assert_close(program.module()(q, q, use_causal_mask=True), want,
+                               rtol=0, atol=1e-6)
+    compiled = torch.compile(att, fullgraph=True)
+    torch.testing.assert_close(compiled(q, q, use_causal_mask=True), want, rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_r_function_and_default_name():
     q, v = torch.randn(2, 5, 4), torch.randn(2, 6, 4)
     layer = sepconv.layer_group_query_attention(head_dim=2.0, num_query_heads=4.0,
