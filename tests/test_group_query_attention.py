@@ -252,6 +252,30 @@ def test_flash_attention_choices_give_the_same_numbers(flash):
 
 
 @pytest.mark.parametrize("scores", [False, True])
+def test_float64_and_keras3s_float32_fused_route(scores):
+    """float64: Keras 3's explicit route computes in float64 (sepconv's equals it to
+    1e-12); its fused route goes through ``ops.dot_product_attention``, whose torch
+    backend returns float32 there (~1e-7 off), where sepconv stays in float64 (equal to
+    a float64 einsum reference written here)."""
+    ref, ours = _pair(dict(head_dim=3, num_query_heads=4, num_key_value_heads=2),
+                      [(2, 5, 6), (2, 5, 6)], dtype="float64")
+    x = torch.randn(2, 5, 6, dtype=torch.float64)
+    want = ref(x, x, return_attention_scores=scores)
+    got = ours(x, x, return_attention_scores=scores)
+    want, got = (want[0], got[0]) if scores else (want, got)
+    qk, qb, kk, kb, vk, vb, ok, ob = ours.weights
+    q = torch.einsum("bqm,muh->bquh", x, qk) + qb
+    k = (torch.einsum("bkm,mvh->bkvh", x, kk) + kb).repeat_interleave(2, 2)
+    v = (torch.einsum("bkm,mvh->bkvh", x, vk) + vb).repeat_interleave(2, 2)
+    p = torch.einsum("bquh,bkuh->buqk", q / 3 ** 0.5, k).softmax(-1)
+    exact = torch.einsum("bquh,uhm->bqm", torch.einsum("buqk,bkuh->bquh", p, v), ok) + ob
+    torch.testing.assert_close(got, exact, rtol=1e-12, atol=1e-12)
+    close = torch.allclose(want.detach(), exact, rtol=1e-12, atol=1e-12)
+    assert close == scores
+    torch.testing.assert_close(want.detach(), exact, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("scores", [False, True])
 def test_gradcheck_float64(scores):
     layer = GQA(2, 4, 2, use_gate=True, sliding_window=3, dtype="float64",
                 bias_initializer="random_normal")

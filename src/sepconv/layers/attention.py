@@ -338,7 +338,10 @@ class GroupQueryAttention(_Heads, Layer):
     ``scaled_dot_product_attention`` (``enable_gqa``: no copies of the key and value
     heads) with Keras 3's ``-0.7 * float32 max`` offsets, so a query step whose keys are
     all masked gets the mean of the values; returning scores or with ``dropout > 0`` (in
-    training or not) Keras 3 runs its ``Softmax``, which gives such a step zeros.
+    training or not) Keras 3 runs its ``Softmax``, which gives such a step zeros.  (In
+    float64 Keras 3's fused route computes in float32: its torch ``dot_product_attention``
+    casts to ``backend.result_type("float64", "float64")``, which is float32; sepconv
+    stays in float64.)
     ``flash_attention``, in torch terms: ``None`` lets torch pick the
     ``scaled_dot_product_attention`` kernel (flash, memory-efficient, cuDNN or math);
     ``True`` allows only ``SDPBackend.FLASH_ATTENTION`` (torch raises where it cannot run:
