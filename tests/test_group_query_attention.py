@@ -344,6 +344,22 @@ def test_weights_names_and_config_follow_keras3():
         np.testing.assert_allclose(float(sum(ours.losses).detach()), want, rtol=1e-5)
 
 
+def test_constraints_project_every_kernel_and_bias():
+    """Keras 3 hands the constraints to every projection (the gate's too)."""
+    layer = GQA(2, 4, 2, use_gate=True, bias_initializer="random_normal",
+                kernel_constraint={"class_name": "MaxNorm",
+                                   "config": {"max_value": 0.5, "axis": 0}},
+                bias_constraint="non_neg")
+    layer.build([(None, None, 4)] * 2)
+    sepconv.apply_constraints(layer)
+    for name in layer.WEIGHT_NAMES:
+        w = getattr(layer, name)
+        if name.endswith("_bias"):
+            assert bool((w >= 0).all()), name
+        else:
+            assert float(w.detach().square().sum(0).sqrt().max()) <= 0.5 + 1e-6, name
+
+
 def test_signature_is_keras3s_then_the_common_arguments():
     ref = inspect.signature(keras.layers.GroupQueryAttention.__init__).parameters
     mine = inspect.signature(GQA.__init__).parameters
