@@ -335,8 +335,8 @@ class GroupQueryAttention(_Heads, Layer):
       gate_bias)`` before the output projection.
 
     The numbers are Keras 3's: without dropout and scores the output comes from torch's
-    ``scaled_dot_product_attention`` (``enable_gqa``: no copies of the key and value
-    heads) with Keras 3's ``-0.7 * float32 max`` offsets, so a query step whose keys are
+    ``scaled_dot_product_attention`` (``enable_gqa``: sepconv hands it the shared key
+    and value heads uncopied; torch's kernels do the grouping) with Keras 3's ``-0.7 * float32 max`` offsets, so a query step whose keys are
     all masked gets the mean of the values; returning scores or with ``dropout > 0`` (in
     training or not) Keras 3 runs its ``Softmax``, which gives such a step zeros.  (In
     float64 Keras 3's fused route computes in float32: its torch ``dot_product_attention``
