@@ -288,6 +288,8 @@ ELSEWHERE = {
 }
 ELSEWHERE["STFTSpectrogram"] = ELSEWHERE["MelSpectrogram"] = \
     "test_audio.py::test_keras3_models_load_without_tensorflow_and_save_back"
+ELSEWHERE["GroupQueryAttention"] = \
+    "test_group_query_attention.py::test_keras3_file_through_sepconv_back_to_keras3"
 
 
 def test_every_class_is_covered_here_or_by_the_family():

@@ -602,14 +602,18 @@ def gaussian_dropout(x: torch.Tensor, rate: float,
 def dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                           attention_axes: Sequence[int], mask: Optional[torch.Tensor] = None,
                           dropout_rate: float = 0.0, masking: str = "add",
-                          causal: bool = False, need_scores: bool = True) -> tuple:
+                          causal: bool = False, need_scores: bool = True,
+                          generator: Optional[torch.Generator] = None) -> tuple:
     """Keras' multi-head scaled dot-product attention on projected tensors.
 
     Args:
         query: ``(batch, ..., heads, key_dim)``: the axes in ``attention_axes`` are the
             query steps ``T...``, the others (with the heads) batch-like.
-        key: ``(batch, ..., heads, key_dim)``, the same batch-like axes, steps ``S...``.
-        value: like ``key`` with ``value_dim`` features.
+        key: ``(batch, ..., heads, key_dim)``, the same batch-like axes, steps ``S...``;
+            fewer heads than the query (a divisor: grouped-query attention) stand for each
+            head repeated ``query heads / key heads`` times in place (Keras'
+            ``ops.repeat(key, n, axis=2)``, torch's ``repeat_interleave``).
+        value: like ``key`` with ``value_dim`` features (``key``'s head count).
         attention_axes: axes of the inputs (between batch and heads) attended over.
         mask: boolean, broadcastable to the scores after Keras' expansion (singleton axes
             inserted before the query steps: ``(batch, T, S)`` for one attention axis);
@@ -630,12 +634,17 @@ def dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
             ``causal`` (no query step then sees no key), or an additive masking
             (``"add"``, ``"keras3_fused"``: the offsets become its float ``attn_mask``).
             Same math; float32 rounding differs (~1e-7 relative).
+        generator: of the dropout's random numbers (``None``: torch's global one).
 
     Returns:
         ``(output, scores)``: output like ``query`` with ``value_dim`` features, the
         probabilities ``(batch-like axes..., T..., S...)`` (``None`` from the fused route).
     """
     rank = query.dim()
+    groups = query.shape[-2] // key.shape[-2]
+    if groups * key.shape[-2] != query.shape[-2] or value.shape[-2] != key.shape[-2]:
+        raise ValueError(f"The key and value heads ({key.shape[-2]}, {value.shape[-2]}) "
+                         f"must be equal and divide the query heads ({query.shape[-2]})")
     if causal:
         if len(attention_axes) != 1:
             raise ValueError("A causal mask needs one attention axis")
@@ -651,10 +660,14 @@ def dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
                 mask = mask.unsqueeze(0)
             bias = _additive_mask(mask.unsqueeze(1), query.dtype, masking)
         # (batch, T, heads, d) -> (batch, heads, T, d)
+        extra = {"enable_gqa": True} if groups > 1 else {}  # (torch repeats in place)
         out = torch.nn.functional.scaled_dot_product_attention(
             query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
-            attn_mask=bias, is_causal=causal and mask is None)
+            attn_mask=bias, is_causal=causal and mask is None, **extra)
         return out.transpose(1, 2), None
+    if groups > 1:
+        key = key.repeat_interleave(groups, dim=-2)
+        value = value.repeat_interleave(groups, dim=-2)
     if causal:
         mask = tri if mask is None else mask
     attn = tuple(attention_axes)
@@ -685,7 +698,8 @@ def dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
     if mask is not None and masking == "keras3":
         scores = torch.where(mask, scores, torch.zeros((), dtype=scores.dtype,
                                                        device=scores.device))
-    probs = dropout(scores, dropout_rate) if dropout_rate > 0 else scores
+    probs = dropout(scores, dropout_rate, generator=generator) if dropout_rate > 0 \
+        else scores
     out = torch.matmul(probs.reshape(-1, t, s), v.reshape(-1, s, v.shape[-1]))
     out = out.reshape(tuple(lead) + tuple(steps_q) + (v.shape[-1],))
     return out.permute(tuple(sorted(range(rank), key=perm.__getitem__))), scores

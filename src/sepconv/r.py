@@ -315,6 +315,43 @@ def layer_multi_head_attention(inputs=None, num_heads=None, key_dim=None, value_
 layer_cudnn_lstm = r_function(_layers.CuDNNLSTM, "layer_cudnn_lstm")
 layer_cudnn_gru = r_function(_layers.CuDNNGRU, "layer_cudnn_gru")
 
+def layer_group_query_attention(inputs=None, head_dim=None, num_query_heads=None,
+                                num_key_value_heads=None, dropout=0.0, use_bias=True,
+                                sliding_window=None, flash_attention=None,
+                                kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                                kernel_regularizer=None, bias_regularizer=None,
+                                activity_regularizer=None, kernel_constraint=None,
+                                bias_constraint=None, use_gate=False, seed=None, **kwargs):
+    """R keras3's ``layer_group_query_attention(inputs, head_dim, num_query_heads,
+    num_key_value_heads, ...)``; see :class:`sepconv.GroupQueryAttention`.
+
+    ``inputs``: ``list(query, value)`` or ``list(query, value, key)`` returns the
+    attention output; ``None`` returns the layer.  Whole-number doubles become ints."""
+    arguments = dict(head_dim=head_dim, num_query_heads=num_query_heads,
+                     num_key_value_heads=num_key_value_heads, dropout=dropout,
+                     use_bias=use_bias, sliding_window=sliding_window,
+                     flash_attention=flash_attention, kernel_initializer=kernel_initializer,
+                     bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                     bias_regularizer=bias_regularizer,
+                     activity_regularizer=activity_regularizer,
+                     kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+                     use_gate=use_gate, seed=seed, **kwargs)
+    for key in ("head_dim", "num_query_heads", "num_key_value_heads"):
+        if arguments[key] is None:
+            raise ValueError(f"Argument `{key}` is required. Received {key}=None")
+    for key in ("head_dim", "num_query_heads", "num_key_value_heads", "sliding_window",
+                "seed") + _SHAPE_ARGS:
+        if key in arguments:
+            arguments[key] = _as_int(arguments[key])
+    layer = _layers.GroupQueryAttention(**arguments)
+    if inputs is None:
+        return layer
+    if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
+        raise TypeError(f"`inputs` must be a list of 2 or 3 tensors (query, value, key) or "
+                        f"None. Received inputs of type {type(inputs).__name__}")
+    return layer(*inputs)
+
+
 # every R-style function: the layer_* ones and R keras 2's wrapper names
 __all__ = sorted(name for name in list(globals()) if name.startswith("layer_")
                  or name in ("time_distributed", "bidirectional", "adapt"))

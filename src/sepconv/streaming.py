@@ -97,6 +97,7 @@ import numpy as np
 import torch
 
 from . import functional as _functional
+from .layers.attention import GroupQueryAttention as _GroupQueryAttention
 from .layers.base import Layer
 
 #: Keras activations that act on the last axis (not per element).
@@ -447,11 +448,13 @@ STREAMERS: Dict[str, Callable] = {
 
 
 class _CausalAttention(_Step):
-    """``MultiHeadAttention`` as causal self-attention (``layer(x, x,
-    use_causal_mask=True)``): each chunk's queries attend to every step seen so far and
-    to the chunk's earlier steps.  The projected keys and values of the steps seen are
-    kept (a cache that grows with the stream: ``(batch, steps, heads, key_dim +
-    value_dim)``); the output equals the layer's on the whole sequence."""
+    """``MultiHeadAttention`` / ``GroupQueryAttention`` as causal self-attention
+    (``layer(x, x, use_causal_mask=True)``): each chunk's queries attend to every step
+    seen so far and to the chunk's earlier steps.  The projected keys and values of the
+    steps seen are kept (a cache that grows with the stream: ``(batch, steps, heads,
+    key_dim + value_dim)``, ``GroupQueryAttention``: its key / value heads only; with a
+    ``sliding_window`` of ``w`` only the last ``w - 1`` steps, all a later step sees);
+    the output equals the layer's on the whole sequence."""
 
     data_format = "channels_last"
 
@@ -477,7 +480,7 @@ class _CausalAttention(_Step):
             layer._build_checked([tuple(x.shape)] * 3, device=x.device)
         x = layer._prepare_input(x)
         layer._check_inputs(x, x, x)
-        out_features = layer.output_shape or (layer.input_dims[0],)
+        out_features = getattr(layer, "output_shape", None) or (layer.input_dims[0],)
         steps = x.shape[1]
         if steps == 0:
             return x.new_zeros((x.shape[0], 0) + tuple(out_features))
@@ -487,19 +490,31 @@ class _CausalAttention(_Step):
                                             layer._bias(f"{name}_bias"), 1)
 
         q, k, v = project("query", x), project("key", x), project("value", x)
-        seen = 0 if self.keys is None else self.keys.shape[1]
+        seen = 0 if self.keys is None else self.keys.shape[1]  # (cached steps)
         if seen:
             k = torch.cat([self.keys.to(k), k], dim=1)
             v = torch.cat([self.values.to(v), v], dim=1)
-        # query i of the chunk is step seen + i: it sees keys 0 .. seen + i
+        # query i of the chunk is cached step seen + i: it sees keys 0 .. seen + i
         mask = torch.ones((steps, seen + steps), dtype=torch.bool, device=x.device)
         mask = mask.tril(diagonal=seen)
-        out, _ = _functional.dot_product_attention(
-            q, k, v, (1,), mask=mask.unsqueeze(0), masking=layer._masking(3, False),
-            need_scores=False)
+        window = getattr(layer, "sliding_window", None)
+        if window is not None:  # ... and of those the last `window` only
+            mask = mask.triu(diagonal=seen - window + 1)
+        if isinstance(layer, _GroupQueryAttention):
+            out, _ = layer._attend(q, k, v, mask.unsqueeze(0), False, False, False)
+            gate = torch.sigmoid(project("gate", x)) if layer.use_gate else None
+            out = layer._output(out, gate)
+        else:
+            out, _ = _functional.dot_product_attention(
+                q, k, v, (1,), mask=mask.unsqueeze(0), masking=layer._masking(3, False),
+                need_scores=False)
+            out = _functional.einsum_dense(out, layer._weight("output_kernel"),
+                                           layer._bias("output_bias"), 2)
+        if window is not None:
+            keep = max(k.shape[1] - window + 1, 0)  # the last window - 1 steps
+            k, v = k[:, keep:], v[:, keep:]
         self.keys, self.values = k.detach().clone(), v.detach().clone()
-        return _functional.einsum_dense(out, layer._weight("output_kernel"),
-                                        layer._bias("output_bias"), 2)
+        return out
 
 
 def _maker(module: torch.nn.Module) -> Optional[Callable]:
@@ -706,7 +721,7 @@ class _GraphStream:
             strides = {stride.get(r, 1) for r in ins}
             rate = max(strides) if strides else 1
             gone = [collapsed[r] for r in ins if r in collapsed]
-            if cls == "MultiHeadAttention":
+            if cls in ("MultiHeadAttention", "GroupQueryAttention"):
                 step, multi = self._attention(module, where, args, kwargs), False
                 args, kwargs = [args[0]], {}
             elif cls in _MERGES or cls == "KerasOp" or cls == "TFOp":
@@ -761,7 +776,7 @@ class _GraphStream:
             raise ValueError(f"{where} streams as causal self-attention only "
                              f"(layer(x, x, use_causal_mask=True), no mask or scores): a "
                              f"query would read later steps otherwise")
-        if module.attention_axes not in (None, (1,)):
+        if getattr(module, "attention_axes", None) not in (None, (1,)):
             raise ValueError(f"{where} attends over axes {module.attention_axes}: only the "
                              f"steps (axis 1) stream")
         return _CausalAttention(module, where)

@@ -130,14 +130,20 @@ class KerasFile:
         return out
 
 
+#: Keras 3 classes whose Python name (which names their weights' group) is not the name
+#: their config is saved under.
+_V3_PYTHON_NAMES = {"GroupQueryAttention": "GroupedQueryAttention"}
+
+
 def v3_keys(class_names: List[str]) -> List[str]:
     """The ``layers/<key>`` group of each layer in a Keras v3 weights file, given the
-    model's layer classes in its layer order: ``snake_case(class)``, then ``_1``, ``_2``,
-    ... for the next layers of the same class."""
+    model's layer classes in its layer order: ``snake_case(class)`` (of the Python class:
+    :data:`_V3_PYTHON_NAMES`), then ``_1``, ``_2``, ... for the next layers of the same
+    class."""
     used: Dict[str, int] = {}
     keys = []
     for cls in class_names:
-        key = snake_case(cls)
+        key = snake_case(_V3_PYTHON_NAMES.get(cls, cls))
         used[key] = used.get(key, -1) + 1
         keys.append(f"{key}_{used[key]}" if used[key] else key)
     return keys
@@ -286,9 +292,10 @@ def _v3_tree(f) -> Tuple[Dict[str, Tuple[List[np.ndarray], Optional[str]]], Dict
 
 #: Nested layers whose weights come in ``get_weights`` order other than by name:
 #: Bidirectional's forward layer first; MultiHeadAttention's query, key, value, output
-#: (tf-keras names its sublayers with a leading underscore, Keras 3 without).
+#: (tf-keras names its sublayers with a leading underscore, Keras 3 without);
+#: GroupQueryAttention's query, key, gate, value, output (underscored).
 _NESTED_ORDER = ("forward_layer", "backward_layer", "query_dense", "key_dense",
-                 "value_dense", "output_dense")
+                 "gate_dense", "value_dense", "output_dense")
 
 
 def collect_tree(tree: Dict[str, Any]) -> List[np.ndarray]:

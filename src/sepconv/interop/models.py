@@ -37,6 +37,9 @@ _RENAMED_ARGS = {"negative_slope": "alpha", "batch_shape": "batch_input_shape"}
 _MUST_BE_DEFAULT = {"groups": (1, None), "renorm": (False, None), "lora_rank": (None, 0),
                     "quantization_config": (None,), "time_major": (False, None),
                     "use_gate": (False, None), "sliding_window": (None,)}
+#: Keras 3's legacy .h5 writer names a class by its Python name where its export name
+#: differs (the name its .keras configs and sepconv use).
+_CLASS_ALIASES = {"GroupedQueryAttention": "GroupQueryAttention"}
 #: ``build_config`` keys (Keras 3) that a class also takes as arguments, merged into its
 #: config so that the layer builds from them (``MultiHeadAttention``'s input shapes).
 _BUILD_ARGS = ("query_shape", "value_shape", "key_shape")
@@ -94,7 +97,8 @@ def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
     custom = _registry.custom_object(entry.get("registered_name"), entry.get("class_name"))
     if custom is not None:
         return _build_custom(custom, config, name, entry.get("class_name"))
-    cls = _base.KERAS_CLASSES.get(entry.get("class_name"))
+    class_name = entry.get("class_name")
+    cls = _base.KERAS_CLASSES.get(_CLASS_ALIASES.get(class_name, class_name))
     if cls is None or _is_custom(entry):  # a custom "Dense" is not Keras' Dense
         raise _unsupported(entry, name)
     known = cls._config_keys() if hasattr(cls, "_config_keys") else set(config)
@@ -1402,7 +1406,8 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
             out[key] = _keras3_value(key, value)
     entry = {"module": "keras.layers", "class_name": cls, "config": out,
              "registered_name": None}
-    if cls == "MultiHeadAttention" and getattr(layer, "built", False):
+    if cls in ("MultiHeadAttention", "GroupQueryAttention") and \
+            getattr(layer, "built", False):
         entry["build_config"] = {"shapes_dict": {
             f"{k}_shape": _keras3_value("", list(getattr(layer, f"{k}_shape")))
             for k in ("query", "value", "key")}}
@@ -1685,6 +1690,16 @@ def _write_keras3_vars(group, layer: Any, name: str) -> None:
         for i, sub in enumerate(("query_dense", "key_dense", "value_dense", "output_dense")):
             inner = group.create_group(sub).create_group("vars")
             inner.attrs["name"] = sub
+            for j, a in enumerate(weights[i * per:(i + 1) * per]):
+                inner.create_dataset(str(j), data=a)
+        return
+    if cls == "GroupQueryAttention":  # Keras 3's attribute names, underscored
+        per = 2 if layer.use_bias else 1
+        weights = layer.get_weights()
+        subs = ("query", "key") + (("gate",) if layer.use_gate else ()) + ("value", "output")
+        for i, sub in enumerate(subs):
+            inner = group.create_group(f"_{sub}_dense").create_group("vars")
+            inner.attrs["name"] = "attention_output" if sub == "output" else sub
             for j, a in enumerate(weights[i * per:(i + 1) * per]):
                 inner.create_dataset(str(j), data=a)
         return

@@ -32,6 +32,7 @@ from .masking import Masking, Sequential
 from .attention import AdditiveAttention, Attention, MultiHeadAttention
 from .cudnn import CuDNNGRU, CuDNNLSTM
 from .audio import MelSpectrogram, STFTSpectrogram
+from .attention import GroupQueryAttention  # noqa: F401  (Keras 3 only)
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",

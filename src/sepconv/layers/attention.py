@@ -1,4 +1,5 @@
-"""Keras' ``MultiHeadAttention`` (R: ``layer_multi_head_attention``).
+"""Keras' ``MultiHeadAttention`` (R: ``layer_multi_head_attention``) and Keras 3's
+``GroupQueryAttention`` (R keras3: ``layer_group_query_attention``).
 
 The attention blocks of the sequence models our users port (Transformer encoders for time
 series and text, Conformer blocks between convolutions) load with the same numbers as
@@ -19,7 +20,7 @@ from .. import constraints as _constraints
 from .. import functional as _functional
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
-from .base import Layer, check_bool, check_count
+from .base import Layer, check_bool, check_count, unique_name
 from .core import check_initializer, check_number
 
 def _shape_or_none(value: Any, name: str) -> Optional[Tuple[Optional[int], ...]]:
@@ -31,7 +32,42 @@ def _shape_or_none(value: Any, name: str) -> Optional[Tuple[Optional[int], ...]]
     return tuple(None if v is None else int(v) for v in value)
 
 
-class MultiHeadAttention(Layer):
+class _Heads:
+    """What ``MultiHeadAttention`` and ``GroupQueryAttention`` share: inputs as tensors,
+    optional biases, and the Keras masks of the inputs combined with ``attention_mask``."""
+
+    def _as_tensor(self, x) -> torch.Tensor:
+        return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+    def _bias(self, name: str) -> Optional[torch.Tensor]:
+        return self._weight(name) if self.use_bias else None
+
+    def _attention_mask(self, q, v, attention_mask, query_mask, value_mask,
+                        key_mask) -> Optional[torch.Tensor]:
+        """Keras' ``_compute_attention_mask`` but the causal mask (the attention op
+        adds that): the input masks AND-ed with ``attention_mask``, shape ``(batch, T,
+        S)`` for one attention axis."""
+        auto = None
+
+        def both(a, b):
+            return b if a is None else a & b
+
+        def as_bool(m):
+            m = self._as_tensor(m).to(q.device)
+            return m if m.dtype == torch.bool else m != 0
+
+        if query_mask is not None:
+            auto = as_bool(query_mask)[:, :, None]
+        if value_mask is not None:
+            auto = both(auto, as_bool(value_mask)[:, None, :])
+        if key_mask is not None:
+            auto = both(auto, as_bool(key_mask)[:, None, :])
+        if auto is None:
+            return None if attention_mask is None else as_bool(attention_mask)
+        return auto if attention_mask is None else as_bool(attention_mask) & auto
+
+
+class MultiHeadAttention(_Heads, Layer):
     """Keras' ``MultiHeadAttention``: scaled dot-product attention of ``num_heads`` heads.
 
     ``forward(query, value, key=None, attention_mask=None, return_attention_scores=False,
@@ -208,12 +244,6 @@ class MultiHeadAttention(Layer):
         fused = self.dropout == 0 and not return_scores and rank == 3
         return "keras3_fused" if fused else "keras3"
 
-    def _as_tensor(self, x) -> torch.Tensor:
-        return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-
-    def _bias(self, name: str) -> Optional[torch.Tensor]:
-        return self._weight(name) if self.use_bias else None
-
     def _axes(self, rank: int) -> Tuple[int, ...]:
         """The attention axes of the projected tensors (rank + 1: the heads' axis is added
         before the features), as Keras normalises them."""
@@ -242,30 +272,6 @@ class MultiHeadAttention(Layer):
         if q.dim() != v.dim() or q.shape[0] != v.shape[0]:
             raise ValueError(f"Layer {self.name!r}: query {tuple(q.shape)} and value "
                              f"{tuple(v.shape)} need the same rank and batch size")
-
-    def _attention_mask(self, q, v, attention_mask, query_mask, value_mask,
-                        key_mask) -> Optional[torch.Tensor]:
-        """tf-keras' ``_compute_attention_mask`` but the causal mask (the attention op
-        adds that): the input masks AND-ed with ``attention_mask``, shape ``(batch, T,
-        S)`` for one attention axis."""
-        auto = None
-
-        def both(a, b):
-            return b if a is None else a & b
-
-        def as_bool(m):
-            m = self._as_tensor(m).to(q.device)
-            return m if m.dtype == torch.bool else m != 0
-
-        if query_mask is not None:
-            auto = as_bool(query_mask)[:, :, None]
-        if value_mask is not None:
-            auto = both(auto, as_bool(value_mask)[:, None, :])
-        if key_mask is not None:
-            auto = both(auto, as_bool(key_mask)[:, None, :])
-        if auto is None:
-            return None if attention_mask is None else as_bool(attention_mask)
-        return auto if attention_mask is None else as_bool(attention_mask) & auto
 
     # -- Keras protocol ----------------------------------------------------------------
     def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
@@ -301,6 +307,299 @@ class MultiHeadAttention(Layer):
             parts.append(f"output_shape={self.output_shape}")
         if self.attention_axes is not None:
             parts.append(f"attention_axes={self.attention_axes}")
+        return self._repr_tail(parts)
+
+
+class GroupQueryAttention(_Heads, Layer):
+    """Keras 3's ``GroupQueryAttention`` (grouped-query attention, Ainslie et al. 2023;
+    R keras3: ``layer_group_query_attention``): ``num_query_heads`` query heads share
+    ``num_key_value_heads`` key / value heads (1: multi-query attention; equal:
+    multi-head attention), each key / value head serving ``num_query_heads /
+    num_key_value_heads`` consecutive query heads.
+
+    ``forward(query, value, key=None, query_mask=None, value_mask=None, key_mask=None,
+    attention_mask=None, return_attention_scores=False, training=None,
+    use_causal_mask=False)`` (Keras 3's order):
+
+    - ``query`` ``(batch, T, features)``, ``value`` ``(batch, S, value_features)``, ``key``
+      like ``value`` (default: ``value``).  Returns ``(batch, T, features)``, with
+      ``return_attention_scores`` also the probabilities ``(batch, num_query_heads, T,
+      S)``.
+    - ``attention_mask`` boolean ``(batch, T, S)`` (False: no attention), AND-ed with the
+      inputs' Keras masks (``query_mask`` ``(batch, T)``, ``value_mask`` / ``key_mask``
+      ``(batch, S)``), the causal mask (``use_causal_mask``) and, with
+      ``sliding_window=w``, Keras' band ``|t - s| < w`` (symmetric: with
+      ``use_causal_mask`` it is the causal sliding window of Mistral and Phi-3, each step
+      seeing itself and the ``w - 1`` steps before).
+    - ``use_gate=True``: the attention output times ``sigmoid(query @ gate_kernel +
+      gate_bias)`` before the output projection.
+
+    The numbers are Keras 3's: without dropout and scores the output comes from torch's
+    ``scaled_dot_product_attention`` (``enable_gqa``: sepconv hands it the shared key
+    and value heads uncopied; torch's kernels do the grouping) with Keras 3's ``-0.7 * float32 max`` offsets, so a query step whose keys are
+    all masked gets the mean of the values; returning scores or with ``dropout > 0`` (in
+    training or not) Keras 3 runs its ``Softmax``, which gives such a step zeros.  (In
+    float64 Keras 3's fused route computes in float32: its torch ``dot_product_attention``
+    casts to ``backend.result_type("float64", "float64")``, which is float32; sepconv
+    stays in float64.)
+    ``flash_attention``, in torch terms: ``None`` lets torch pick the
+    ``scaled_dot_product_attention`` kernel (flash, memory-efficient, cuDNN or math);
+    ``True`` allows only ``SDPBackend.FLASH_ATTENTION`` (torch raises where it cannot run:
+    float32 on CUDA, for example) and, as Keras, refuses ``dropout`` and scores; ``False``
+    excludes the flash kernel (Keras 3.15 reads ``False`` as ``None``, as its ``False or
+    is_flash_attention_enabled()`` does; the numbers agree within rounding either way).
+    Keras 3 does not save it in the config, nor does this layer.  Dropout (on the
+    probabilities, training only) draws from a generator seeded with ``seed`` (not
+    Keras' random numbers).  ``activity_regularizer`` penalises, as Keras 3 passes it on
+    to its projections, each projection's output, the output and the scores returned,
+    each divided by the batch size.
+
+    Weights in Keras 3's order: ``query_kernel`` ``(features, num_query_heads,
+    head_dim)``, ``query_bias`` ``(num_query_heads, head_dim)``, ``key_kernel``
+    ``(key_features, num_key_value_heads, head_dim)``, ``key_bias``, ``gate_kernel`` /
+    ``gate_bias`` (query's shapes, with ``use_gate``), ``value_kernel`` / ``value_bias``
+    (key's shapes), ``output_kernel`` ``(num_query_heads, head_dim, features)`` (Keras'
+    ``attention_output``), ``output_bias`` ``(features,)``; no biases with
+    ``use_bias=False``.  Built at the first call, from ``query_shape`` / ``value_shape``
+    / ``key_shape`` (Keras 3 keeps them in the file's ``build_config``) or from a list of
+    shapes given to ``build``.
+    """
+
+    WEIGHT_NAMES = ("query_kernel", "query_bias", "key_kernel", "key_bias", "gate_kernel",
+                    "gate_bias", "value_kernel", "value_bias", "output_kernel", "output_bias")
+    supports_masking = True
+    MASKED_ARGUMENTS = ("query", "value", "key")
+
+    def __init__(self, head_dim, num_query_heads, num_key_value_heads, dropout=0.0,
+                 use_bias=True, sliding_window=None, flash_attention=None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, use_gate=False, seed=None,
+                 query_shape=None, value_shape=None, key_shape=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        if name is None:  # Keras 3's default (its class is GroupedQueryAttention)
+            name = unique_name("grouped_query_attention")
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights, activity_regularizer=activity_regularizer)
+        self.head_dim = check_count(head_dim, "head_dim")
+        self.num_query_heads = check_count(num_query_heads, "num_query_heads")
+        self.num_key_value_heads = check_count(num_key_value_heads, "num_key_value_heads")
+        if self.num_query_heads % self.num_key_value_heads:
+            raise ValueError(f"`num_query_heads` must be divisible by "
+                             f"`num_key_value_heads`. Received "
+                             f"num_query_heads={num_query_heads}, "
+                             f"num_key_value_heads={num_key_value_heads}")
+        self.num_repeats = self.num_query_heads // self.num_key_value_heads
+        self.dropout = check_number(dropout, "dropout", 0.0, 1.0)
+        self.use_bias = check_bool(use_bias, "use_bias")
+        if sliding_window is not None and (
+                isinstance(sliding_window, bool) or
+                not isinstance(sliding_window, (int, np.integer)) or sliding_window <= 0):
+            raise ValueError(f"`sliding_window` must be `None` or a positive integer. "
+                             f"Received: sliding_window={sliding_window!r}")
+        self.sliding_window = None if sliding_window is None else int(sliding_window)
+        if flash_attention is not None and not isinstance(flash_attention, bool):
+            raise TypeError(f"Invalid type for argument `flash_attention`. Expected None, "
+                            f"True or False. Received flash_attention={flash_attention!r}")
+        self.flash_attention = flash_attention
+        if flash_attention and self.dropout > 0:
+            raise ValueError("Dropout is not supported when flash attention is enabled. "
+                             "Please set dropout to 0.0 to use flash attention.")
+        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
+        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
+        self.use_gate = check_bool(use_gate, "use_gate")
+        self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
+        self.query_shape = _shape_or_none(query_shape, "query_shape")
+        self.value_shape = _shape_or_none(value_shape, "value_shape")
+        self.key_shape = _shape_or_none(key_shape, "key_shape")
+        self.input_dims: Optional[Tuple[int, int, int]] = None
+        if self.query_shape is not None and self.value_shape is not None and \
+                self.batch_input_shape is None:
+            self._build_checked([self.query_shape, self.value_shape,
+                                 self.key_shape or self.value_shape], device=None)
+        self._finish_init()
+
+    # -- building ----------------------------------------------------------------------
+    def build(self, input_shape, device=None) -> None:
+        """``input_shape``: the query's shape (self-attention) or a list ``[query_shape,
+        value_shape(, key_shape)]``."""
+        shapes = list(input_shape) if input_shape and isinstance(
+            input_shape[0], (list, tuple)) else [tuple(input_shape)]
+        if not 1 <= len(shapes) <= 3:
+            raise ValueError(f"Layer {self.name!r} is built from the query, value and key "
+                             f"shapes. Received {len(shapes)} shapes")
+        shapes += [shapes[-1]] * (3 - len(shapes))
+        q, v, k = (tuple(s) for s in shapes)
+        for what, s in (("query", q), ("value", v), ("key", k)):
+            if len(s) != 3 or s[-1] is None:
+                raise ValueError(f"Layer {self.name!r} expects a {what} of shape (batch, "
+                                 f"steps, features) with known features. Received {what} "
+                                 f"shape {s}")
+        self.query_shape, self.value_shape, self.key_shape = q, v, k
+        dq, dv, dk = (check_count(s[-1], f"{w} features") for w, s in
+                      (("query", q), ("value", v), ("key", k)))
+        self.input_dims = (dq, dv, dk)
+        u, kv, h = self.num_query_heads, self.num_key_value_heads, self.head_dim
+        projections = [("query", dq, u), ("key", dk, kv)] + \
+            ([("gate", dq, u)] if self.use_gate else []) + [("value", dv, kv)]
+        for prefix, features, heads in projections:
+            self.add_weight(f"{prefix}_kernel", (features, heads, h), self.kernel_initializer,
+                            self.kernel_regularizer, self.kernel_constraint, device)
+            if self.use_bias:
+                self.add_weight(f"{prefix}_bias", (heads, h), self.bias_initializer,
+                                self.bias_regularizer, self.bias_constraint, device)
+        self.add_weight("output_kernel", (u, h, dq), self.kernel_initializer,
+                        self.kernel_regularizer, self.kernel_constraint, device)
+        if self.use_bias:
+            self.add_weight("output_bias", (dq,), self.bias_initializer,
+                            self.bias_regularizer, self.bias_constraint, device)
+
+    def _input_shape_from_weights(self, weights):
+        stride = 2 if self.use_bias else 1
+        value_at = (3 if self.use_gate else 2) * stride
+        try:
+            dq, dk, dv = (int(weights[i].shape[0]) for i in (0, stride, value_at))
+        except (AttributeError, IndexError, TypeError):
+            return None
+        return [(None, None, dq), (None, None, dv), (None, None, dk)]
+
+    # -- the call ----------------------------------------------------------------------
+    def forward(self, query, value, key=None, query_mask=None, value_mask=None,
+                key_mask=None, attention_mask=None, return_attention_scores=False,
+                training=None, use_causal_mask=False):
+        if not self.built:
+            q0, v0 = self._as_tensor(query), self._as_tensor(value)
+            k0 = v0 if key is None else self._as_tensor(key)
+            self._build_checked([tuple(q0.shape), tuple(v0.shape), tuple(k0.shape)],
+                                device=q0.device)
+        if key is None:
+            key = value
+        q, v, k = (self._prepare_input(t) for t in (query, value, key))
+        self._check_inputs(q, v, k)
+        if self.flash_attention and return_attention_scores:
+            raise ValueError("Returning attention scores is not supported when flash "
+                             "attention is enabled. Please disable flash attention to "
+                             "access attention scores.")
+        mask = self._attention_mask(q, v, attention_mask, query_mask, value_mask, key_mask)
+        if self.sliding_window is not None:
+            band = self._band(q.shape[1], v.shape[1], q.device)
+            mask = band.unsqueeze(0) if mask is None else mask & band
+        projected = [self._project(name, t) for name, t in
+                     (("query", q), ("key", k), ("value", v))]
+        training = self.training if training is None else bool(training)
+        out, scores = self._attend(*projected, mask, bool(use_causal_mask),
+                                   bool(return_attention_scores), training)
+        gate = torch.sigmoid(self._project("gate", q)) if self.use_gate else None
+        out = self._output(out, gate)
+        if self.activity_regularizer is not None:
+            # Keras 3 hands the regularizer to every projection too
+            tensors = projected + ([gate] if gate is not None else []) + [out, out] + \
+                ([scores] if return_attention_scores else [])
+            self._activity_loss = sum(self.activity_regularizer(t) / q.shape[0]
+                                      for t in tensors)
+        return (out, scores) if return_attention_scores else out
+
+    def _project(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return _functional.einsum_dense(x, self._weight(f"{name}_kernel"),
+                                        self._bias(f"{name}_bias"), 1)
+
+    def _band(self, t: int, s: int, device) -> torch.Tensor:
+        """Keras' sliding-window mask ``(T, S)``: ``|t - s| < sliding_window``."""
+        rows = torch.arange(t, device=device)[:, None]
+        cols = torch.arange(s, device=device)[None, :]
+        return (rows - cols).abs() < self.sliding_window
+
+    def _attend(self, q, k, v, mask, causal: bool, need_scores: bool, training: bool):
+        """Attention of the projected ``(batch, steps, heads, head_dim)`` tensors (``k``,
+        ``v`` with the key / value heads), on Keras 3's route (see :meth:`_masking`);
+        ``mask`` ``(batch or 1, T, S)``."""
+        rate = self.dropout if training else 0.0
+        generator = None
+        if rate and self.seed is not None:  # one generator per device, seeded once
+            gens = self.__dict__.setdefault("_generators", {})
+            generator = gens.get(str(q.device))
+            if generator is None:
+                generator = gens[str(q.device)] = torch.Generator(device=q.device)
+                generator.manual_seed(self.seed)
+        kwargs = dict(mask=mask, dropout_rate=rate, causal=causal,
+                      masking=self._masking(need_scores), need_scores=need_scores)
+        if generator is not None:
+            kwargs["generator"] = generator
+        if self.flash_attention is None:
+            return _functional.dot_product_attention(q, k, v, (1,), **kwargs)
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        backends = [SDPBackend.FLASH_ATTENTION] if self.flash_attention else \
+            [b for b in (SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
+                         SDPBackend.MATH)]
+        with sdpa_kernel(backends):
+            return _functional.dot_product_attention(q, k, v, (1,), **kwargs)
+
+    def _output(self, out: torch.Tensor, gate: Optional[torch.Tensor]) -> torch.Tensor:
+        """The attention output ``(batch, T, heads, head_dim)`` times the gate (with
+        ``use_gate``), through the output projection."""
+        if gate is not None:
+            out = out * gate
+        return _functional.einsum_dense(out, self._weight("output_kernel"),
+                                        self._bias("output_bias"), 2)
+
+    def _masking(self, need_scores: bool) -> str:
+        """Keras 3's two routes: its fused ``dot_product_attention`` without dropout
+        (whatever the training mode) and scores, its ``Softmax`` otherwise."""
+        return "keras3_fused" if self.dropout == 0 and not need_scores else "keras3"
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_generators", None)
+        return state
+
+    def _check_inputs(self, q, v, k) -> None:
+        dq, dv, dk = self.input_dims
+        for what, t, d in (("query", q, dq), ("value", v, dv), ("key", k, dk)):
+            if t.dim() != 3 or t.shape[-1] != d:
+                raise ValueError(f"Layer {self.name!r} expects a {what} of shape (batch, "
+                                 f"steps, {d}). Received {what} of shape {tuple(t.shape)}")
+        if v.shape[:-1] != k.shape[:-1]:
+            raise ValueError(f"All dimensions of `value` and `key`, except the last one, "
+                             f"must be equal. Received {tuple(v.shape)} and "
+                             f"{tuple(k.shape)}")
+        if q.shape[0] != v.shape[0]:
+            raise ValueError(f"Layer {self.name!r}: query {tuple(q.shape)} and value "
+                             f"{tuple(v.shape)} need the same batch size")
+
+    # -- Keras protocol ----------------------------------------------------------------
+    def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
+        if isinstance(query_shape, list) and query_shape and \
+                isinstance(query_shape[0], (list, tuple)):
+            query_shape = query_shape[0]
+        return tuple(query_shape)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = self.base_config()
+        config.update({
+            "head_dim": self.head_dim, "num_query_heads": self.num_query_heads,
+            "num_key_value_heads": self.num_key_value_heads, "use_bias": self.use_bias,
+            "use_gate": self.use_gate, "sliding_window": self.sliding_window,
+            "dropout": self.dropout, **self.objects_config(), "seed": self.seed,
+        })
+        return config
+
+    def extra_repr(self) -> str:
+        parts = [f"head_dim={self.head_dim}", f"num_query_heads={self.num_query_heads}",
+                 f"num_key_value_heads={self.num_key_value_heads}"]
+        if self.dropout:
+            parts.append(f"dropout={self.dropout}")
+        if self.sliding_window is not None:
+            parts.append(f"sliding_window={self.sliding_window}")
+        if self.use_gate:
+            parts.append("use_gate=True")
+        if self.flash_attention is not None:
+            parts.append(f"flash_attention={self.flash_attention}")
         return self._repr_tail(parts)
 
 
