@@ -120,6 +120,7 @@ SETUPS: Dict[str, Callable[[Dict], None]] = {
         keras_layer=pytest.importorskip("tf_keras").layers.SeparableConv1D(
             4, 3, input_shape=(None, 2))),
     "x = torch.randn(2, 16, 16, 3)": lambda ns: None,  # defines its own
+    "sepconv.GroupQueryAttention(head_dim=64": lambda ns: ns.update(x=torch.randn(2, 12, 32)),
     '"transformer_classifier.keras"': lambda ns: _custom_file("transformer_classifier.keras"),
 }
 
