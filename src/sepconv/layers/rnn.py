@@ -626,6 +626,11 @@ class RNN(Layer):
         return self._sizes[0] if out is None else int(_flat_sizes(out)[0])
 
     @property
+    def STATE_NAMES(self) -> Tuple[str, ...]:  # noqa: N802 - the recurrent layers' name
+        """One name per state (what ``Bidirectional`` counts)."""
+        return tuple(f"state_{i}" for i in range(len(self._sizes)))
+
+    @property
     def dropout(self) -> float:
         """The largest input dropout of the cells (0 for other cells): what
         :func:`sepconv.stream` checks."""
