@@ -126,8 +126,16 @@ class KerasFile:
                 raise KerasFileError(
                     f"{self.path}: the weights stored at layers/{key} belong to layer "
                     f"{saved_name!r}, but the model's layer at that place is {name!r}")
-            out[name] = arrays
+            out[name] = Keras3Arrays(arrays)
         return out
+
+
+class Keras3Arrays(list):
+    """A layer's arrays from a Keras v3 weights file: nested layers in the order of their
+    group names (a ``StackedRNNCells``' cells by class name), which the loader puts back in
+    ``get_weights`` order (:func:`sepconv.layers.rnn.keras3_saved_order`)."""
+
+    keras3 = True
 
 
 def v3_keys(class_names: List[str]) -> List[str]:
