@@ -426,6 +426,20 @@ class StackedRNNCells(Layer):
             self.built = True
 
     @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        """Freezing the stack freezes every cell (they sit in a ModuleList)."""
+        Layer.trainable.fset(self, value)
+        for cell in self.cells:
+            if isinstance(cell, Layer):
+                cell.trainable = self._trainable
+            else:
+                cell.requires_grad_(self._trainable)
+
+    @property
     def state_size(self):
         return [c.state_size for c in self.cells]
 
@@ -618,6 +632,17 @@ class RNN(Layer):
         self._finish_init()
         if not self.built and getattr(self.cell, "built", False):
             self.built = True
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        """Freezing the layer freezes its cell (a user's torch module too)."""
+        Layer.trainable.fset(self, value)
+        if not isinstance(self.cell, Layer):
+            self.cell.requires_grad_(self._trainable)
 
     # -- cell facts --------------------------------------------------------------------------
     @property
