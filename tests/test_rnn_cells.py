@@ -202,3 +202,15 @@ def test_cell_dropout_in_training_is_random_and_eval_is_not():
     a, _ = cell(x, state)
     b, _ = cell(x, state)
     assert torch.equal(a, b)
+
+
+def test_module_dtype_changes_reach_the_layer():
+    """``.double()`` casts the cells' weights; the layer then computes in float64 (a torch
+    user's expectation), stacks and Bidirectional included."""
+    for layer in (sepconv.RNN(sepconv.LSTMCell(3)),
+                  sepconv.RNN([sepconv.GRUCell(2), sepconv.SimpleRNNCell(3)]),
+                  sepconv.Bidirectional(sepconv.RNN(sepconv.GRUCell(2)))):
+        layer(torch.randn(2, 4, 5))
+        layer.double()
+        y = layer(torch.randn(2, 4, 5))
+        assert y.dtype == torch.float64

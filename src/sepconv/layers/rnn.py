@@ -439,6 +439,12 @@ class StackedRNNCells(Layer):
             else:
                 cell.requires_grad_(self._trainable)
 
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        if isinstance(self.cells[0], Layer):
+            self.dtype_policy = DTypePolicy(self.cells[0].dtype_policy.name)
+        return out
+
     @property
     def state_size(self):
         return [c.state_size for c in self.cells]
@@ -643,6 +649,14 @@ class RNN(Layer):
         Layer.trainable.fset(self, value)
         if not isinstance(self.cell, Layer):
             self.cell.requires_grad_(self._trainable)
+
+    def _apply(self, fn, recurse=True):
+        # .double() / .half() / .to(dtype) change the cell's weights and policy: the layer
+        # then casts its inputs to the cell's compute dtype
+        out = super()._apply(fn, recurse)
+        if isinstance(self.cell, Layer):
+            self.dtype_policy = DTypePolicy(self.cell.dtype_policy.name)
+        return out
 
     # -- cell facts --------------------------------------------------------------------------
     @property
