@@ -14,7 +14,6 @@ keras = pytest.importorskip("keras")
 if keras.backend.backend() != "torch":  # pragma: no cover - conftest sets it
     pytest.skip("Keras 3 must run on the torch backend", allow_module_level=True)
 
-import sepconv  # noqa: E402
 from sepconv.interop.models import build_layer  # noqa: E402
 
 pytestmark = [pytest.mark.usefixtures("torch_single_thread"),
