@@ -811,7 +811,7 @@ class RNN(Layer):
     def _call_state(self, initial_state, x: torch.Tensor, batch: int):
         if initial_state is None:
             if self.stateful and self._kept is not None:
-                return [s.to(x.dtype) for s in self._kept]
+                return [s.to(device=x.device, dtype=x.dtype) for s in self._kept]
             return [x.new_zeros((batch, n)) for n in self._sizes]
         flat = _flatten(initial_state)
         shapes = [(batch, n) for n in self._sizes]
