@@ -34,7 +34,12 @@ def _model(K):
     c = L.RNN([L.LSTMCell(2, name="l3"), L.SimpleRNNCell(3, name="s3"),
                L.GRUCell(2, reset_after=False, name="g3")], go_backwards=True,
               name="rnn_unsorted")(e)
-    return K.Model(ids, [a, b, c], name="cells")
+    # return_state over a stack: tf-keras returns [output, h_gru, [h_lstm, c_lstm]]
+    d, h_gru, lstm_states = L.RNN([L.GRUCell(2, name="g4"), L.LSTMCell(3, name="l4")],
+                                  return_state=True, name="rnn_states")(e)
+    c_lstm = lstm_states[1]
+    return K.Model(ids, [a, b, c, L.Concatenate(name="cat")([d, h_gru, c_lstm])],
+                   name="cells")
 
 
 def _ids():

@@ -80,6 +80,8 @@ def _compare(layer, ref, x, mask=None, initial_state=None, tol=1e-9, seed=0):
     mt = None if mask is None else torch.tensor(mask)
     ours = layer(xt, mask=mt, initial_state=st_)
     ours = list(ours) if isinstance(ours, (list, tuple)) else [ours]
+    structure = [len(o) if isinstance(o, list) else None for o in ours]
+    ours = [t for o in ours for t in (o if isinstance(o, list) else [o])]
     rng = np.random.default_rng(seed)
     probes = [rng.standard_normal(tuple(o.shape)) for o in ours]
     loss = sum((o * torch.tensor(p, dtype=o.dtype)).sum() for o, p in zip(ours, probes))
@@ -90,6 +92,10 @@ def _compare(layer, ref, x, mask=None, initial_state=None, tol=1e-9, seed=0):
     m_tf = None if mask is None else tf.constant(mask)
     with tf.GradientTape() as tape:
         theirs = ref(x_tf, mask=m_tf, initial_state=st_tf)
+        theirs = list(theirs) if isinstance(theirs, (list, tuple)) else [theirs]
+        # the states nested as tf-keras returns them (a stack: per cell)
+        assert structure == [len(t) if isinstance(t, (list, tuple)) else None
+                             for t in theirs]
         theirs = tf.nest.flatten(theirs)
         tf_loss = tf.add_n([tf.reduce_sum(o * p.astype(x.dtype))
                             for o, p in zip(theirs, probes)])

@@ -344,6 +344,8 @@ class KerasFunctional(torch.nn.Module):
             out, out_mask = call_with_mask(module, resolve(args, values), call_kwargs,
                                            input_mask(args))
             outs = out if isinstance(out, (list, tuple)) else [out]
+            if any(isinstance(o, (list, tuple)) for o in outs):  # a stack's states, nested
+                outs = _flat_outputs(outs)  # per cell (RNN): Keras indexes them flat
             if isinstance(out, (list, tuple)) and isinstance(out_mask, (list, tuple)) and \
                     len(out_mask) == len(outs):
                 out_masks = list(out_mask)
@@ -367,6 +369,12 @@ class KerasFunctional(torch.nn.Module):
 #: tf-keras layers called with their input's structure as saved (a one-element list stays
 #: a list): the wrappers of TensorFlow functions.
 _KEEPS_STRUCTURE = ("TFOpLambda", "SlicingOpLambda")
+
+
+def _flat_outputs(value: Any) -> List[Any]:
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _flat_outputs(v)]
+    return [value]
 
 
 def _is_node_data(value: Any) -> bool:

@@ -593,10 +593,13 @@ class RNN(Layer):
 
     Output: the last step's output, or every step's with ``return_sequences``
     (``go_backwards``: in processing order, as tf-keras); ``return_state`` adds the final
-    states, flat (a stack's: each cell's in order).  ``forward(inputs, mask=None,
-    training=None, initial_state=None, constants=None)``: ``mask`` ``(batch, time)``
-    booleans: a masked step keeps every state and outputs the previous output (zeros with
-    ``zero_output_for_mask``); ``initial_state`` the flat list of states; ``constants``
+    states as tf-keras nests them (``[output, h, c]`` for an LSTMCell; a stack: one entry
+    per cell, a tensor for a one-state cell, a list for LSTM: ``[output, h_gru, [h_lstm,
+    c_lstm]]``; ``compute_output_shape`` / ``compute_mask`` list them flat, as tf-keras'
+    shapes do).  ``forward(inputs, mask=None, training=None, initial_state=None,
+    constants=None)``: ``mask`` ``(batch, time)`` booleans: a masked step keeps every
+    state and outputs the previous output (zeros with ``zero_output_for_mask``);
+    ``initial_state`` the states, flat or nested per cell as tf-keras takes them; ``constants``
     (tf-keras) are passed to the cell's ``forward(..., constants=)`` at every step, for
     cells that take them (Keras' cells do not: ``ValueError``).  ``stateful=True`` keeps the
     final states (detached) for the next call; ``reset_states(states=None)``.  ``unroll``
@@ -858,7 +861,22 @@ class RNN(Layer):
             output = output.transpose(0, 1)
         if self.stateful:
             self._kept = [s.detach() for s in states]
-        return [output] + list(states) if self.return_state else output
+        return [output] + self._nested_states(states) if self.return_state else output
+
+    def _nested_states(self, states: List[torch.Tensor]) -> List[Any]:
+        """The final states as tf-keras' RNN returns them: one entry per top-level
+        ``state_size`` entry (LSTMCell: ``h, c``; a stack: each cell's, a tensor for a
+        one-state cell, a list for LSTM: ``h_gru, [h_lstm, c_lstm]``)."""
+        structure = self.cell.state_size
+        if not isinstance(structure, (list, tuple)):
+            return list(states)
+        it = iter(states)
+
+        def pack(s):
+            if isinstance(s, (list, tuple)):
+                return [pack(v) for v in s]
+            return next(it)
+        return [pack(s) for s in structure]
 
     def _run(self, x, state, mask, training, return_sequences, constants=None):
         """``(output, flat final states)`` of the cell over ``x`` ``(batch, time, ...)``."""
