@@ -1847,11 +1847,8 @@ def lstm(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
     z = _input_projection(x, kernel, bias, 4, dropout_mask)
 
     def step(zx, state):
-        h, c = state
-        zt = zx + _recurrent_term(h, recurrent_kernel, 4, recurrent_dropout_mask)
-        i, f, g, o = zt.chunk(4, dim=1)
-        c = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
-        return recurrent_activation(o) * activation(c), c
+        return lstm_step(zx, state, recurrent_kernel, activation, recurrent_activation,
+                         recurrent_dropout_mask)
 
     output, (h, c) = _run_steps(z, step, state, go_backwards, return_sequences, mask,
                                 zero_output_for_mask)
@@ -1900,28 +1897,10 @@ def gru(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
         return _fused_rnn("gru", x, h0, weights, go_backwards, return_sequences,
                           mask, zero_output_for_mask)
     z = _input_projection(x, kernel, input_bias, 3, dropout_mask)
-    rk_zr, rk_h = recurrent_kernel[:, :2 * units], recurrent_kernel[:, 2 * units:]
-    rmask = recurrent_dropout_mask
 
     def step(zx, state):
-        (h,) = state
-        x_z, x_r, x_h = zx.split(units, dim=1)
-        if reset_after:
-            inner = _recurrent_term(h, recurrent_kernel, 3, rmask)
-            if recurrent_bias is not None:
-                inner = inner + recurrent_bias
-            r_z, r_r, r_h = inner.split(units, dim=1)
-            zg = recurrent_activation(x_z + r_z)
-            r = recurrent_activation(x_r + r_r)
-            hh = activation(x_h + r * r_h)
-        else:
-            inner = _recurrent_term(h, rk_zr, 2, None if rmask is None else rmask[:2])
-            r_z, r_r = inner.split(units, dim=1)
-            zg = recurrent_activation(x_z + r_z)
-            r = recurrent_activation(x_r + r_r)
-            hm = h if rmask is None else h * rmask[2]
-            hh = activation(x_h + torch.matmul(r * hm, rk_h))
-        return (zg * h + (1 - zg) * hh,)
+        return gru_step(zx, state, recurrent_kernel, recurrent_bias, activation,
+                        recurrent_activation, reset_after, recurrent_dropout_mask)
 
     output, (h,) = _run_steps(z, step, h0, go_backwards, return_sequences, mask,
                               zero_output_for_mask)
@@ -1954,9 +1933,8 @@ def simple_rnn(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Te
     z = _input_projection(x, kernel, bias, 1, dropout_mask)
 
     def step(zx, state):
-        (h,) = state
-        return (activation(zx + _recurrent_term(h, recurrent_kernel, 1,
-                                                recurrent_dropout_mask)),)
+        return simple_rnn_step(zx, state, recurrent_kernel, activation,
+                               recurrent_dropout_mask)
 
     output, (h,) = _run_steps(z, step, h0, go_backwards, return_sequences, mask,
                               zero_output_for_mask)
@@ -2230,3 +2208,68 @@ def mel_spectrogram(x: torch.Tensor, fft_length: int = 2048, sequence_stride: in
         if top_db is not None:
             out = torch.maximum(out, torch.max(out) - top_db)
     return out.transpose(-1, -2)
+# -- one step of Keras' recurrent cells: the layers' recurrences and the cells share these --
+
+def lstm_step(zx: torch.Tensor, state: Sequence[torch.Tensor], recurrent_kernel: torch.Tensor,
+              activation: Callable = torch.tanh, recurrent_activation: Callable = torch.sigmoid,
+              recurrent_dropout_mask: Optional[torch.Tensor] = None):
+    """One step of Keras' LSTM (tf-keras' ``LSTMCell``) from the step's input projection
+    ``zx = x_t @ kernel + bias`` ``(batch, 4 * units)`` and ``state`` ``(h, c)``:
+    returns ``(h, c)``.  ``recurrent_dropout_mask`` ``(4, batch, units)``: each gate's mask
+    on ``h``.  :func:`lstm` runs it at every step (off its fused path)."""
+    h, c = state
+    zt = zx + _recurrent_term(h, recurrent_kernel, 4, recurrent_dropout_mask)
+    i, f, g, o = zt.chunk(4, dim=1)
+    c = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
+    return recurrent_activation(o) * activation(c), c
+
+
+def gru_step(zx: torch.Tensor, state: Sequence[torch.Tensor], recurrent_kernel: torch.Tensor,
+             recurrent_bias: Optional[torch.Tensor] = None, activation: Callable = torch.tanh,
+             recurrent_activation: Callable = torch.sigmoid, reset_after: bool = True,
+             recurrent_dropout_mask: Optional[torch.Tensor] = None):
+    """One step of Keras' GRU (tf-keras' ``GRUCell``) from ``zx = x_t @ kernel + b_in``
+    ``(batch, 3 * units)`` and ``state`` ``(h,)``; ``recurrent_bias`` is the bias' second
+    row with ``reset_after`` (else None).  Returns ``(h,)``.  See :func:`gru`."""
+    (h,) = state
+    units = h.shape[-1]
+    rmask = recurrent_dropout_mask
+    x_z, x_r, x_h = zx.split(units, dim=1)
+    if reset_after:
+        inner = _recurrent_term(h, recurrent_kernel, 3, rmask)
+        if recurrent_bias is not None:
+            inner = inner + recurrent_bias
+        r_z, r_r, r_h = inner.split(units, dim=1)
+        zg = recurrent_activation(x_z + r_z)
+        r = recurrent_activation(x_r + r_r)
+        hh = activation(x_h + r * r_h)
+    else:
+        rk_zr, rk_h = recurrent_kernel[:, :2 * units], recurrent_kernel[:, 2 * units:]
+        inner = _recurrent_term(h, rk_zr, 2, None if rmask is None else rmask[:2])
+        r_z, r_r = inner.split(units, dim=1)
+        zg = recurrent_activation(x_z + r_z)
+        r = recurrent_activation(x_r + r_r)
+        hm = h if rmask is None else h * rmask[2]
+        hh = activation(x_h + torch.matmul(r * hm, rk_h))
+    return (zg * h + (1 - zg) * hh,)
+
+
+def simple_rnn_step(zx: torch.Tensor, state: Sequence[torch.Tensor],
+                    recurrent_kernel: torch.Tensor, activation: Callable = torch.tanh,
+                    recurrent_dropout_mask: Optional[torch.Tensor] = None):
+    """One step of Keras' SimpleRNN (``SimpleRNNCell``): ``(a(zx + h @ recurrent_kernel),)``
+    from ``zx = x_t @ kernel + bias`` and ``state`` ``(h,)``.  See :func:`simple_rnn`."""
+    (h,) = state
+    return (activation(zx + _recurrent_term(h, recurrent_kernel, 1, recurrent_dropout_mask)),)
+
+
+def recurrent_input_projection(x: torch.Tensor, kernel: torch.Tensor,
+                               bias: Optional[torch.Tensor], gates: int,
+                               dropout_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``x @ kernel + bias`` of one step ``x`` ``(batch, features)`` (or of every step,
+    ``(batch, time, features)``), each gate's input masked by ``dropout_mask``
+    ``(gates, batch, features)``: the input half of :func:`lstm_step` / :func:`gru_step` /
+    :func:`simple_rnn_step`, as the whole-sequence functions compute it."""
+    if x.dim() == 2:
+        return _input_projection(x.unsqueeze(1), kernel, bias, gates, dropout_mask)[:, 0]
+    return _input_projection(x, kernel, bias, gates, dropout_mask)

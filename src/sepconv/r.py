@@ -362,3 +362,31 @@ _AUDIO_INTS = INTEGER_ARGS + ("frame_length", "frame_step", "fft_length", "seque
 layer_stft_spectrogram = r_function(_layers.STFTSpectrogram, integer_args=_AUDIO_INTS)
 layer_mel_spectrogram = r_function(_layers.MelSpectrogram, integer_args=_AUDIO_INTS)
 __all__ += ["layer_stft_spectrogram", "layer_mel_spectrogram"]
+
+# -- Keras' generic recurrent layer and its cells (layers/rnn.py) --
+def r_cell_function(cls: type, name: Optional[str] = None):
+    """R keras' ``layer_<cell>(...)`` for a recurrent cell: no ``object`` (R keras' cell
+    functions return the cell, to give to ``layer_rnn``); the class' arguments by the same
+    names and defaults, whole-number doubles coerced as :func:`r_function` does."""
+    full = r_function(cls, name)
+    params = list(inspect.signature(full).parameters.values())[1:]
+    sig = inspect.Signature(params)
+
+    def cell_function(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        return full(None, **bound.arguments)
+
+    cell_function.__name__ = cell_function.__qualname__ = full.__name__
+    cell_function.__signature__ = sig
+    cell_function.__doc__ = (f"R keras' ``{full.__name__}(...)``: returns a "
+                             f":class:`sepconv.{cls.__name__}` for ``layer_rnn``.")
+    return cell_function
+
+
+layer_rnn = r_function(_layers.RNN)
+layer_simple_rnn_cell = r_cell_function(_layers.SimpleRNNCell)
+layer_lstm_cell = r_cell_function(_layers.LSTMCell)
+layer_gru_cell = r_cell_function(_layers.GRUCell)
+layer_stacked_rnn_cells = r_cell_function(_layers.StackedRNNCells)
+__all__ += ["layer_rnn", "layer_simple_rnn_cell", "layer_lstm_cell", "layer_gru_cell",
+            "layer_stacked_rnn_cells"]

@@ -268,6 +268,15 @@ def _recurrent(module, where):
     return _Recurrent(module, where)
 
 
+def _generic_rnn(module, where):
+    """Keras' ``RNN`` over any cell streams as the recurrent layers do (its
+    ``_stream_chunk``); time-major inputs do not (the steps are not on axis 1)."""
+    if module.time_major:
+        raise ValueError(f"{where} has time_major=True: its steps are on axis 0; a stream "
+                         f"takes (batch, time, features) chunks. Use time_major=False")
+    return _recurrent(module, where)
+
+
 def _bidirectional(module, where):
     raise ValueError(f"{where} runs a layer backwards over the whole sequence: its "
                      f"output at a step reads the later steps, so it cannot stream "
@@ -439,6 +448,7 @@ STREAMERS: Dict[str, Callable] = {
     "ActivityRegularization": _per_step(), "Embedding": _embedding,
     "InputLayer": _per_step(),  # a loaded Sequential's first module: the dtype cast
     "LSTM": _recurrent, "GRU": _recurrent, "SimpleRNN": _recurrent,
+    "RNN": _generic_rnn,
     "ConvLSTM1D": _recurrent, "ConvLSTM2D": _recurrent, "ConvLSTM3D": _recurrent,
     "Bidirectional": _bidirectional,
     "Softmax": _dim_layer, "LogSoftmax": _dim_layer, "Softmin": _dim_layer,

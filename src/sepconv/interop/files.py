@@ -255,11 +255,19 @@ def _legacy_names(group) -> Dict[str, List[str]]:
 class Arrays(list):
     """A layer's weight arrays (a list, in ``get_weights`` order) that also keep ``tree``,
     the layer's group of a Keras v3 weights file as :func:`group_tree` reads it (``None``
-    for other files): a custom layer's weights are found there by attribute name."""
+    for other files): a custom layer's weights are found there by attribute name, and
+    nested layers come in the order of their group names (a ``StackedRNNCells``' cells
+    by class name), which the loader puts back in ``get_weights`` order
+    (:func:`sepconv.layers.rnn.keras3_saved_order`)."""
 
     def __init__(self, arrays=(), tree: Optional[Dict[str, Any]] = None):
         super().__init__(arrays)
         self.tree = tree
+
+    @property
+    def keras3(self) -> bool:
+        """Whether the arrays come from a Keras v3 weights file."""
+        return self.tree is not None
 
 
 def group_tree(group) -> Dict[str, Any]:

@@ -276,6 +276,9 @@ def _load_layer_weights(layer: torch.nn.Module, arrays: List[np.ndarray], name: 
         if arrays and not built and input_shape is not None:
             # the graph's shape is exact; the weights alone may not tell every axis
             layer._build_checked(_as_shape(input_shape), device=None)
+        if getattr(arrays, "keras3", False):  # a stack's cells: back in get_weights order
+            from ..layers.rnn import keras3_saved_order
+            arrays = keras3_saved_order(layer, arrays)
         layer.set_weights(arrays)
     except Exception as err:  # noqa: BLE001
         raise KerasFileError(f"{label}: weights of layer {name!r} "
@@ -477,6 +480,8 @@ class KerasFunctional(torch.nn.Module):
             out, out_mask = call_with_mask(module, resolve(args, values), call_kwargs,
                                            input_mask(args))
             outs = out if isinstance(out, (list, tuple)) else [out]
+            if any(isinstance(o, (list, tuple)) for o in outs):  # a stack's states, nested
+                outs = _flat_outputs(outs)  # per cell (RNN): Keras indexes them flat
             if isinstance(out, (list, tuple)) and isinstance(out_mask, (list, tuple)) and \
                     len(out_mask) == len(outs):
                 out_masks = list(out_mask)
@@ -500,6 +505,12 @@ class KerasFunctional(torch.nn.Module):
 #: tf-keras layers called with their input's structure as saved (a one-element list stays
 #: a list): the wrappers of TensorFlow functions.
 _KEEPS_STRUCTURE = ("TFOpLambda", "SlicingOpLambda")
+
+
+def _flat_outputs(value: Any) -> List[Any]:
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _flat_outputs(v)]
+    return [value]
 
 
 def _is_node_data(value: Any) -> bool:
@@ -1284,6 +1295,7 @@ _TF_KERAS_ONLY = {
     "LSTM": {"time_major": (False, None), "implementation": _ANY},
     "GRU": {"time_major": (False, None), "implementation": _ANY},
     "SimpleRNN": {"time_major": (False, None)},
+    "RNN": {"time_major": (False, None)},  # layers/rnn.py: its cells are entries of their own
 }
 for _cls in ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"):
     _TF_KERAS_ONLY[_cls] = {"trainable": _ANY, "noise_shape": (None,)}  # no weights
@@ -1399,6 +1411,10 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
     for key, value in config.items():
         if key in pairs:
             out[key] = _keras3_entry(pairs[key], input_shape)
+        elif key == "cell" and cls == "RNN":  # Keras 3 nests the cell's full entry
+            out[key] = _keras3_entry(layer.cell)
+        elif key == "cells" and cls == "StackedRNNCells":
+            out[key] = [_keras3_entry(cell) for cell in layer.cells]
         elif key == "layer" and isinstance(nested, torch.nn.Module):
             inner = None if input_shape is None else (input_shape[0],) + tuple(input_shape[2:])
             out[key] = _keras3_entry(nested, inner)
@@ -1683,6 +1699,15 @@ def _write_keras3_vars(group, layer: Any, name: str) -> None:
         inner.attrs["name"] = inner_name
         for i, a in enumerate(layer.get_weights()):
             inner.create_dataset(str(i), data=a)
+        return
+    if cls == "RNN":  # layers/<key>/cell/vars (a stack: cell/cells/<class key>/vars)
+        _write_keras3_vars(group.create_group("cell"), layer.cell, layer.cell.name)
+        return
+    if cls == "StackedRNNCells":
+        from ..layers.rnn import keras3_cell_keys
+        cells = group.create_group("cells")
+        for key, cell in zip(keras3_cell_keys(layer.cells), layer.cells):
+            _write_keras3_vars(cells.create_group(key), cell, cell.name)
         return
     if cls == "MultiHeadAttention":  # four nested dense layers: kernel (and bias) each
         per = 2 if layer.use_bias else 1

@@ -14,6 +14,7 @@ from .reshaping import (Cropping1D, Cropping2D, Cropping3D, UpSampling1D, UpSamp
                         UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
 from .conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from .rnn import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 # The plain Keras layers a model file needs (core.py, normalization.py, pooling.py,
 # merging.py).
 from .core import (Activation, ActivityRegularization, AlphaDropout, Dense, Dropout, ELU,

@@ -421,9 +421,9 @@ _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 def _as_layer(value: Any, arg: str) -> Layer:
     value = layer_from_config(value, arg)
-    if not isinstance(value, _RNN):
+    if not isinstance(value, _RNN) and type(value).__name__ != "RNN":  # layers/rnn.py's
         raise ValueError(f"Invalid value for argument `{arg}`. Expected a sepconv recurrent "
-                         f"layer (LSTM, GRU, SimpleRNN) or its config dict. Received "
+                         f"layer (LSTM, GRU, SimpleRNN, RNN) or its config dict. Received "
                          f"{arg}={value!r}")
     return value
 
