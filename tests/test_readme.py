@@ -121,6 +121,10 @@ SETUPS: Dict[str, Callable[[Dict], None]] = {
             4, 3, input_shape=(None, 2))),
     "x = torch.randn(2, 16, 16, 3)": lambda ns: None,  # defines its own
     "sepconv.GroupQueryAttention(head_dim=64": lambda ns: ns.update(x=torch.randn(2, 12, 32)),
+    "h, (h, c) = cell(x_t, [h, c])": lambda ns: ns.update(
+        x_t=torch.randn(2, 5), h=torch.zeros(2, 32), c=torch.zeros(2, 32),
+        x=torch.randn(2, 7, 5), ids=torch.tensor([[1, 2, 3, 0, 0, 0, 0],
+                                                  [4, 5, 6, 7, 8, 9, 1]])),
     '"transformer_classifier.keras"': lambda ns: _custom_file("transformer_classifier.keras"),
 }
 
