@@ -30,6 +30,8 @@ from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D,
 from .merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from .masking import Masking, Sequential
 from .attention import AdditiveAttention, Attention, MultiHeadAttention
+from .aliases import *  # noqa: F401,F403  (Keras' alias names: Convolution1D, MaxPool2D, ...)
+from .aliases import __all__ as _aliases
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -43,3 +45,4 @@ CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU"
 
 __all__ = ["Layer"] + sorted(KERAS_CLASSES)
 __all__ += ["Sequential"]  # masking.py: a torch.nn.Sequential that carries masks
+__all__ += _aliases  # aliases.py: Keras' other names of the same classes
