@@ -283,6 +283,9 @@ ELSEWHERE = {
     "AdditiveAttention": "test_attention.py::test_keras3_file_through_sepconv_back_to_keras3",
     "Normalization": "test_preprocessing.py::test_adapted_layer_saved_for_both_kerases",
 }
+# Keras 3-only layers (no tf-keras .h5 to write for them):
+ELSEWHERE["RMSNormalization"] = \
+    "test_rms_normalization.py::test_keras3_files_load_without_tensorflow_and_go_back"
 
 
 def test_every_class_is_covered_here_or_by_the_family():

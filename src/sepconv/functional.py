@@ -1947,3 +1947,36 @@ def simple_rnn(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.Te
     output, (h,) = _run_steps(z, step, h0, go_backwards, return_sequences, mask,
                               zero_output_for_mask)
     return output, h
+
+
+def rms_normalization(x: torch.Tensor, axes: Sequence[int], scale: Optional[torch.Tensor] = None,
+                      epsilon: float = 1e-6) -> torch.Tensor:
+    """Keras 3's ``ops.rms_normalization``: ``x * rsqrt(mean(x ** 2 over axes) + epsilon)
+    * scale``.  ``x`` any shape; ``axes`` distinct axes of ``x``; ``scale`` ``None`` or of
+    the sizes of ``x`` on the sorted ``axes`` (Keras' weight shape), broadcast on those
+    axes.  16-bit inputs compute in float32 and return their dtype, as Keras 3 does.
+    Trailing axes run ``torch.nn.functional.rms_norm`` (what Keras 3's torch backend
+    calls); others the formula (Keras 3's torch backend refuses those)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"rms_normalization expects a floating tensor. Received "
+                        f"{type(x).__name__ if not isinstance(x, torch.Tensor) else x.dtype}")
+    rank = x.dim()
+    norm = sorted(int(a) % rank for a in axes if rank and -rank <= int(a) < rank)
+    if len(norm) != len(tuple(axes)) or len(set(norm)) != len(norm) or not norm:
+        raise ValueError(f"Invalid value for argument `axis`. Expected distinct axes of an "
+                         f"input of rank {rank}. Received axis={list(axes)}")
+    sizes = tuple(x.shape[a] for a in norm)
+    if scale is not None and tuple(scale.shape) != sizes:
+        raise ValueError(f"`scale` must have the input's sizes {sizes} on axes {norm}. "
+                         f"Received scale of shape {tuple(scale.shape)}")
+    dtype = x.dtype
+    xc = x.float() if dtype in (torch.float16, torch.bfloat16) else x
+    if scale is not None:
+        scale = scale.to(xc.dtype)
+    if norm == list(range(rank - len(norm), rank)):
+        y = torch.nn.functional.rms_norm(xc, sizes, scale, epsilon)
+    else:
+        y = xc * torch.rsqrt(torch.mean(torch.square(xc), dim=norm, keepdim=True) + epsilon)
+        if scale is not None:
+            y = y * scale.reshape([x.shape[a] if a in norm else 1 for a in range(rank)])
+    return y.to(dtype)

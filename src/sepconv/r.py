@@ -313,6 +313,9 @@ def layer_multi_head_attention(inputs=None, num_heads=None, key_dim=None, value_
     return layer(*inputs)
 
 
+# Keras 3's RMSNormalization (R keras3)
+layer_rms_normalization = r_function(_layers.RMSNormalization)
+
 # every R-style function: the layer_* ones and R keras 2's wrapper names
 __all__ = sorted(name for name in list(globals()) if name.startswith("layer_")
                  or name in ("time_distributed", "bidirectional", "adapt"))

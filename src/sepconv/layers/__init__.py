@@ -30,6 +30,7 @@ from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D,
 from .merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from .masking import Masking, Sequential
 from .attention import AdditiveAttention, Attention, MultiHeadAttention
+from .normalization import RMSNormalization  # noqa: F401  (Keras 3's)
 from .aliases import *  # noqa: F401,F403  (Keras' alias names: Convolution1D, MaxPool2D, ...)
 from .aliases import __all__ as _aliases
 
