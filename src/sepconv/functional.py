@@ -1980,3 +1980,37 @@ def rms_normalization(x: torch.Tensor, axes: Sequence[int], scale: Optional[torc
         if scale is not None:
             y = y * scale.reshape([x.shape[a] if a in norm else 1 for a in range(rank)])
     return y.to(dtype)
+
+
+def adaptive_pool(x: torch.Tensor, output_size: Sequence[int], op: str = "average",
+                  data_format: str = "channels_last") -> torch.Tensor:
+    """Keras 3's ``ops.adaptive_average_pool`` / ``adaptive_max_pool``: ``x`` ``(batch,
+    *spatial, channels)`` (channels_first: ``(batch, channels, *spatial)``) with
+    ``len(output_size)`` spatial axes (1 to 3) pooled to ``output_size``: output ``i`` of
+    an axis of length ``L`` pools the inputs ``floor(i * L / n) .. ceil((i + 1) * L / n)
+    - 1`` (``n = output_size``; the windows overlap where ``n`` does not divide ``L``, and
+    repeat inputs where ``n > L``).  These are torch's adaptive pooling bins, which Keras
+    3's torch backend calls and its other backends compute too."""
+    rank = len(tuple(output_size))
+    if rank not in (1, 2, 3):
+        raise ValueError(f"Invalid value for argument `output_size`. Expected 1 to 3 sizes. "
+                         f"Received output_size={tuple(output_size)}")
+    size = _ints(output_size, rank, "output_size")
+    if op not in ("average", "max"):
+        raise ValueError(f"Invalid value for argument `op`. Expected 'average' or 'max'. "
+                         f"Received op={op!r}")
+    _, channels_last = _check_geometry("valid", data_format, rank)
+    _channels_and_spatial(x, rank, channels_last)  # the rank check
+    if min(x.shape[1:]) == 0:
+        raise ValueError(f"Adaptive pooling needs a non-empty input. Received input of "
+                         f"shape {tuple(x.shape)}")
+    if channels_last:
+        x = x.movedim(-1, 1)
+    fn = {("average", 1): torch.nn.functional.adaptive_avg_pool1d,
+          ("average", 2): torch.nn.functional.adaptive_avg_pool2d,
+          ("average", 3): torch.nn.functional.adaptive_avg_pool3d,
+          ("max", 1): torch.nn.functional.adaptive_max_pool1d,
+          ("max", 2): torch.nn.functional.adaptive_max_pool2d,
+          ("max", 3): torch.nn.functional.adaptive_max_pool3d}[op, rank]
+    y = fn(x, size)
+    return y.movedim(1, -1) if channels_last else y

@@ -315,6 +315,19 @@ def layer_multi_head_attention(inputs=None, num_heads=None, key_dim=None, value_
 
 # Keras 3's RMSNormalization (R keras3)
 layer_rms_normalization = r_function(_layers.RMSNormalization)
+# Keras 3's adaptive pooling (R keras3)
+layer_adaptive_average_pooling_1d = r_function(_layers.AdaptiveAveragePooling1D,
+                                               integer_args=("output_size",))
+layer_adaptive_average_pooling_2d = r_function(_layers.AdaptiveAveragePooling2D,
+                                               integer_args=("output_size",))
+layer_adaptive_average_pooling_3d = r_function(_layers.AdaptiveAveragePooling3D,
+                                               integer_args=("output_size",))
+layer_adaptive_max_pooling_1d = r_function(_layers.AdaptiveMaxPooling1D,
+                                           integer_args=("output_size",))
+layer_adaptive_max_pooling_2d = r_function(_layers.AdaptiveMaxPooling2D,
+                                           integer_args=("output_size",))
+layer_adaptive_max_pooling_3d = r_function(_layers.AdaptiveMaxPooling3D,
+                                           integer_args=("output_size",))
 
 # every R-style function: the layer_* ones and R keras 2's wrapper names
 __all__ = sorted(name for name in list(globals()) if name.startswith("layer_")
