@@ -2014,3 +2014,160 @@ def adaptive_pool(x: torch.Tensor, output_size: Sequence[int], op: str = "averag
           ("max", 3): torch.nn.functional.adaptive_max_pool3d}[op, rank]
     y = fn(x, size)
     return y.movedim(1, -1) if channels_last else y
+
+
+# -- locally connected (unshared) convolutions: tf-keras 2.21's LocallyConnected1D/2D -----
+
+import numpy as np  # noqa: E402  (the connectivity masks are built once, at build)
+
+def locally_connected_output_shape(spatial: Sequence[int], kernel_size: Sequence[int],
+                                   strides: Sequence[int], padding: str) -> Tuple[int, ...]:
+    """tf-keras' ``conv_output_length`` per axis: ``ceil(L / s)`` for ``"same"``,
+    ``ceil((L - k + 1) / s)`` for ``"valid"``."""
+    return tuple((L + s - 1) // s if padding == "same" else (L - k + s) // s
+                 for L, k, s in zip(spatial, kernel_size, strides))
+
+
+def _lc_axis_mask(length: int, out: int, k: int, s: int, padding: str) -> np.ndarray:
+    """``(length, out)`` booleans: input ``i`` feeds output ``o`` (tf-keras'
+    ``conv_connected_inputs``: the window around ``o * s`` (``"same"``) or ``o * s + k //
+    2`` (``"valid"``), ``k // 2`` before it and ``k - k // 2`` from it on, clipped)."""
+    o = np.arange(out)
+    center = o * s + (k // 2 if padding == "valid" else 0)
+    start = np.maximum(0, center - k // 2)
+    end = np.minimum(length, center + k - k // 2)
+    i = np.arange(length)[:, None]
+    return (i >= start[None, :]) & (i < end[None, :])
+
+
+def locally_connected_mask(spatial: Sequence[int], channels: int, filters: int,
+                           kernel_size: Sequence[int], strides: Sequence[int], padding: str,
+                           data_format: str) -> np.ndarray:
+    """The connectivity of a locally connected layer as a boolean matrix ``(in_total,
+    out_total)``: rows the input elements, columns the outputs, each raveled in the
+    data format's order (``(*spatial, channels)`` or ``(channels, *spatial)``).  tf-keras'
+    ``implementation=2`` kernel is ``kernel * mask`` in this layout; ``implementation=3``
+    stores the weights of the ``True`` entries of its transpose, in row-major order (its
+    sorted ``conv_kernel_idxs``)."""
+    out = locally_connected_output_shape(spatial, kernel_size, strides, padding)
+    rank = len(spatial)
+    mask = np.ones((1,) * (2 * rank), dtype=bool)
+    for d in range(rank):
+        m = _lc_axis_mask(spatial[d], out[d], kernel_size[d], strides[d], padding)
+        shape = [1] * (2 * rank)
+        shape[d], shape[rank + d] = m.shape
+        mask = mask & m.reshape(shape)
+    if data_format == "channels_last":
+        mask = mask.reshape(tuple(spatial) + (1,) + tuple(out) + (1,))
+        full = np.broadcast_to(mask, tuple(spatial) + (channels,) + tuple(out) + (filters,))
+    else:
+        mask = mask.reshape((1,) + tuple(spatial) + (1,) + tuple(out))
+        full = np.broadcast_to(mask, (channels,) + tuple(spatial) + (filters,) + tuple(out))
+    size_in = channels * int(np.prod(spatial))
+    return np.ascontiguousarray(full).reshape(size_in, -1)
+
+
+def locally_connected(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor],
+                      kernel_size: Sequence[int], strides: Sequence[int],
+                      padding: str = "valid", data_format: str = "channels_last",
+                      implementation: int = 1,
+                      mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """tf-keras 2.21's unshared convolution (``LocallyConnected1D/2D``; any rank here):
+    each output position has its own weights.  ``x`` ``(batch, *spatial, channels)`` (or
+    channels_first); the output ``(batch, *out, filters)`` (or channels_first), ``out``
+    from :func:`locally_connected_output_shape`.  ``kernel`` in tf-keras' layout for
+    ``implementation``:
+
+    - ``1`` (``padding="valid"`` only): ``(prod(out), prod(kernel_size) * channels,
+      filters)``, each window flattened as ``(*kernel_size, channels)`` (channels_first:
+      ``(channels, *kernel_size)``);
+    - ``2``: dense ``(*spatial, channels, *out, filters)`` (channels_first: ``(channels,
+      *spatial, filters, *out)``), multiplied by the connectivity ``mask`` (a ``(in_total,
+      out_total)`` tensor from :func:`locally_connected_mask`, built here when ``None``);
+    - ``3``: ``(nnz,)``, the weights of the connected (output, input) pairs in sorted order.
+
+    ``bias`` has tf-keras' shape ``(*out, filters)``; under channels_first tf-keras adds it
+    *reshaped* (not transposed) to ``(filters, *out)``, and so does this function."""
+    rank = len(tuple(kernel_size))
+    padding, channels_last = _check_geometry(padding, data_format, rank)
+    if implementation not in (1, 2, 3):
+        raise ValueError(f"Invalid value for argument `implementation`. Expected 1, 2 or 3. "
+                         f"Received implementation={implementation!r}")
+    if implementation == 1 and padding != "valid":
+        raise ValueError(f"Invalid value for argument `padding`: implementation=1 supports "
+                         f"only 'valid'. Received padding={padding!r}")
+    channels, spatial = _channels_and_spatial(x, rank, channels_last)
+    ksize, stride = _ints(kernel_size, rank, "kernel_size"), _ints(strides, rank, "strides")
+    out = locally_connected_output_shape(spatial, ksize, stride, padding)
+    if min(out) <= 0:
+        raise ValueError(f"Input of shape {tuple(x.shape)} is too small for kernel_size="
+                         f"{ksize}, strides={stride}, padding={padding!r}: the output would "
+                         f"have spatial shape {out}")
+    filters = kernel.shape[-1] if implementation == 1 or (implementation == 2 and
+                                                          channels_last) else None
+    batch = x.shape[0]
+    if implementation == 1:
+        want = (int(np.prod(out)), int(np.prod(ksize)) * channels, kernel.shape[-1])
+        if tuple(kernel.shape) != want:
+            raise ValueError(f"kernel must have shape {want} for this input (implementation"
+                             f"=1). Received kernel of shape {tuple(kernel.shape)}")
+        patches = x
+        first = 1 if channels_last else 2
+        for d in range(rank):
+            patches = patches.unfold(first + d, ksize[d], stride[d])
+        # channels_last: (B, *out, C, *k) -> (B, *out, *k, C); channels_first: (B, C, *out,
+        # *k) -> (B, *out, C, *k)
+        if channels_last:
+            order = [0, *range(1, rank + 1), *range(rank + 2, 2 * rank + 2), rank + 1]
+        else:
+            order = [0, *range(2, rank + 2), 1, *range(rank + 2, 2 * rank + 2)]
+        patches = patches.permute(order).reshape(batch, want[0], want[1])
+        y = torch.einsum("bpi,pif->bpf", patches, kernel)
+        y = y.reshape((batch,) + out + (want[2],))
+        if not channels_last:
+            y = y.movedim(-1, 1)
+    else:
+        if implementation == 2:
+            filters = kernel.shape[-1] if channels_last else kernel.shape[rank + 1]
+            want = ((*spatial, channels, *out, filters) if channels_last
+                    else (channels, *spatial, filters, *out))
+        else:
+            want = None
+        if mask is None:
+            if implementation == 3:
+                raise ValueError("implementation=3 needs the connectivity mask (the layer "
+                                 "keeps it)")
+            mask = torch.as_tensor(locally_connected_mask(
+                spatial, channels, filters, ksize, stride, padding,
+                "channels_last" if channels_last else "channels_first"), device=x.device)
+        size_in = channels * int(np.prod(spatial))
+        if mask.shape[0] != size_in:
+            raise ValueError(f"The layer was built for inputs of {mask.shape[0]} elements "
+                             f"per sample. Received input of shape {tuple(x.shape)}")
+        flat = x.reshape(batch, size_in)
+        if implementation == 2:
+            if tuple(kernel.shape) != want:
+                raise ValueError(f"kernel must have shape {want} for this input "
+                                 f"(implementation=2). Received kernel of shape "
+                                 f"{tuple(kernel.shape)}")
+            dense = kernel.reshape(size_in, -1) * mask.to(kernel.dtype)
+        else:
+            rows, cols = torch.nonzero(mask, as_tuple=True)  # (input, output), input-major
+            if kernel.shape != (rows.numel(),):
+                raise ValueError(f"kernel must have shape ({rows.numel()},) for this input "
+                                 f"(implementation=3). Received kernel of shape "
+                                 f"{tuple(kernel.shape)}")
+            # the kernel is in (output, input) order: sort the pairs that way
+            order = torch.argsort(cols * size_in + rows)
+            dense = torch.zeros(mask.shape, dtype=kernel.dtype, device=kernel.device)
+            dense = dense.index_put((rows[order], cols[order]), kernel)
+        y = flat @ dense
+        y = y.reshape((batch,) + ((*out, -1) if channels_last else (-1, *out)))
+        filters = y.shape[-1] if channels_last else y.shape[1]
+    if bias is not None:
+        if tuple(bias.shape) != (*out, filters):
+            raise ValueError(f"bias must have shape {(*out, filters)}. Received "
+                             f"{tuple(bias.shape)}")
+        y = y + (bias.reshape((1,) + tuple(bias.shape)) if channels_last
+                 else bias.reshape((1, filters) + out))
+    return y

@@ -328,6 +328,11 @@ layer_adaptive_max_pooling_2d = r_function(_layers.AdaptiveMaxPooling2D,
                                            integer_args=("output_size",))
 layer_adaptive_max_pooling_3d = r_function(_layers.AdaptiveMaxPooling3D,
                                            integer_args=("output_size",))
+# tf-keras' locally connected layers (R keras)
+layer_locally_connected_1d = r_function(_layers.LocallyConnected1D,
+                                        integer_args=INTEGER_ARGS + ("implementation",))
+layer_locally_connected_2d = r_function(_layers.LocallyConnected2D,
+                                        integer_args=INTEGER_ARGS + ("implementation",))
 
 # every R-style function: the layer_* ones and R keras 2's wrapper names
 __all__ = sorted(name for name in list(globals()) if name.startswith("layer_")

@@ -34,6 +34,7 @@ from .normalization import RMSNormalization  # noqa: F401  (Keras 3's)
 from .pooling import (AdaptiveAveragePooling1D, AdaptiveAveragePooling2D,  # noqa: F401
                       AdaptiveAveragePooling3D, AdaptiveMaxPooling1D, AdaptiveMaxPooling2D,
                       AdaptiveMaxPooling3D)  # Keras 3's
+from .locally_connected import LocallyConnected1D, LocallyConnected2D  # tf-keras'
 from .aliases import *  # noqa: F401,F403  (Keras' alias names: Convolution1D, MaxPool2D, ...)
 from .aliases import __all__ as _aliases
 
