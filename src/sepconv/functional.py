@@ -2067,11 +2067,25 @@ def locally_connected_mask(spatial: Sequence[int], channels: int, filters: int,
     return np.ascontiguousarray(full).reshape(size_in, -1)
 
 
+def locally_connected_pairs(spatial: Sequence[int], channels: int, filters: int,
+                            kernel_size: Sequence[int], strides: Sequence[int], padding: str,
+                            data_format: str) -> torch.Tensor:
+    """``(2, nnz)`` int64: the connected (output index, input index) pairs of
+    :func:`locally_connected_mask`, sorted by output then input (tf-keras' sorted
+    ``conv_kernel_idxs``): ``implementation=3``'s ``kernel[p]`` joins input
+    ``pairs[1, p]`` to output ``pairs[0, p]``, each raveled in the data format's order."""
+    mask = locally_connected_mask(spatial, channels, filters, kernel_size, strides, padding,
+                                  data_format)
+    outs, ins = np.nonzero(mask.T)  # row-major: sorted by output, then input
+    return torch.as_tensor(np.stack([outs, ins]).astype(np.int64))
+
+
 def locally_connected(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor],
                       kernel_size: Sequence[int], strides: Sequence[int],
                       padding: str = "valid", data_format: str = "channels_last",
-                      implementation: int = 1,
-                      mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      implementation: int = 1, mask: Optional[torch.Tensor] = None,
+                      pairs: Optional[torch.Tensor] = None,
+                      filters: Optional[int] = None) -> torch.Tensor:
     """tf-keras 2.21's unshared convolution (``LocallyConnected1D/2D``; any rank here):
     each output position has its own weights.  ``x`` ``(batch, *spatial, channels)`` (or
     channels_first); the output ``(batch, *out, filters)`` (or channels_first), ``out``
@@ -2084,7 +2098,9 @@ def locally_connected(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torc
     - ``2``: dense ``(*spatial, channels, *out, filters)`` (channels_first: ``(channels,
       *spatial, filters, *out)``), multiplied by the connectivity ``mask`` (a ``(in_total,
       out_total)`` tensor from :func:`locally_connected_mask`, built here when ``None``);
-    - ``3``: ``(nnz,)``, the weights of the connected (output, input) pairs in sorted order.
+    - ``3``: ``(nnz,)``, the weights of the connected (output, input) pairs in sorted order;
+      ``pairs`` (from :func:`locally_connected_pairs`) says which, ``filters`` how many
+      outputs per position.
 
     ``bias`` has tf-keras' shape ``(*out, filters)``; under channels_first tf-keras adds it
     *reshaped* (not transposed) to ``(filters, *out)``, and so does this function."""
@@ -2103,8 +2119,6 @@ def locally_connected(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torc
         raise ValueError(f"Input of shape {tuple(x.shape)} is too small for kernel_size="
                          f"{ksize}, strides={stride}, padding={padding!r}: the output would "
                          f"have spatial shape {out}")
-    filters = kernel.shape[-1] if implementation == 1 or (implementation == 2 and
-                                                          channels_last) else None
     batch = x.shape[0]
     if implementation == 1:
         want = (int(np.prod(out)), int(np.prod(ksize)) * channels, kernel.shape[-1])
@@ -2133,35 +2147,39 @@ def locally_connected(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torc
                     else (channels, *spatial, filters, *out))
         else:
             want = None
-        if mask is None:
-            if implementation == 3:
-                raise ValueError("implementation=3 needs the connectivity mask (the layer "
-                                 "keeps it)")
-            mask = torch.as_tensor(locally_connected_mask(
-                spatial, channels, filters, ksize, stride, padding,
-                "channels_last" if channels_last else "channels_first"), device=x.device)
         size_in = channels * int(np.prod(spatial))
-        if mask.shape[0] != size_in:
-            raise ValueError(f"The layer was built for inputs of {mask.shape[0]} elements "
-                             f"per sample. Received input of shape {tuple(x.shape)}")
-        flat = x.reshape(batch, size_in)
+        fmt = "channels_last" if channels_last else "channels_first"
         if implementation == 2:
+            if mask is None:
+                mask = torch.as_tensor(locally_connected_mask(
+                    spatial, channels, filters, ksize, stride, padding, fmt),
+                    device=x.device)
             if tuple(kernel.shape) != want:
                 raise ValueError(f"kernel must have shape {want} for this input "
                                  f"(implementation=2). Received kernel of shape "
                                  f"{tuple(kernel.shape)}")
-            dense = kernel.reshape(size_in, -1) * mask.to(kernel.dtype)
+            if mask.shape[0] != size_in:
+                raise ValueError(f"The mask is for inputs of {mask.shape[0]} elements per "
+                                 f"sample. Received input of shape {tuple(x.shape)}")
+            y = x.reshape(batch, size_in) @ (kernel.reshape(size_in, -1) *
+                                              mask.to(kernel.dtype))
         else:
-            rows, cols = torch.nonzero(mask, as_tuple=True)  # (input, output), input-major
-            if kernel.shape != (rows.numel(),):
-                raise ValueError(f"kernel must have shape ({rows.numel()},) for this input "
+            if pairs is None:
+                raise ValueError("implementation=3 needs `pairs`, the connected (output, "
+                                 "input) indices (locally_connected_pairs; the layer keeps "
+                                 "them)")
+            if kernel.shape != (pairs.shape[1],):
+                raise ValueError(f"kernel must have shape ({pairs.shape[1]},) for this input "
                                  f"(implementation=3). Received kernel of shape "
                                  f"{tuple(kernel.shape)}")
-            # the kernel is in (output, input) order: sort the pairs that way
-            order = torch.argsort(cols * size_in + rows)
-            dense = torch.zeros(mask.shape, dtype=kernel.dtype, device=kernel.device)
-            dense = dense.index_put((rows[order], cols[order]), kernel)
-        y = flat @ dense
+            if filters is None:
+                raise ValueError("implementation=3 needs `filters` (its kernel does not tell)")
+            # y[:, o] = sum of kernel[p] * x[:, i] over the pairs p = (o, i): a gather and
+            # a scatter-add, nothing dense (tf-keras: a sparse matmul)
+            out_total = int(np.prod(out)) * int(filters)
+            contrib = x.reshape(batch, size_in)[:, pairs[1]] * kernel
+            y = torch.zeros((batch, out_total), dtype=contrib.dtype, device=x.device)
+            y = y.index_add(1, pairs[0], contrib)
         y = y.reshape((batch,) + ((*out, -1) if channels_last else (-1, *out)))
         filters = y.shape[-1] if channels_last else y.shape[1]
     if bias is not None:

@@ -132,18 +132,22 @@ class _LocallyConnected(Layer):
         k = int(np.prod(self.kernel_size))
         if self.implementation == 1:
             shape = (int(np.prod(out)), k * channels, self.filters)
-        else:
+        elif self.implementation == 2:
             mask = _functional.locally_connected_mask(
                 spatial, channels, self.filters, self.kernel_size, self.strides,
                 self.padding, self.data_format)
+            # the connectivity: derived from the geometry, so not in the state_dict
             self.register_buffer("kernel_mask", torch.tensor(mask, device=device),
                                  persistent=False)
-            if self.implementation == 2:
-                shape = ((*spatial, channels, *out, self.filters)
-                         if self.data_format == "channels_last"
-                         else (channels, *spatial, self.filters, *out))
-            else:
-                shape = (int(mask.sum()),)
+            shape = ((*spatial, channels, *out, self.filters)
+                     if self.data_format == "channels_last"
+                     else (channels, *spatial, self.filters, *out))
+        else:
+            pairs = _functional.locally_connected_pairs(
+                spatial, channels, self.filters, self.kernel_size, self.strides,
+                self.padding, self.data_format)
+            self.register_buffer("kernel_pairs", pairs.to(device), persistent=False)
+            shape = (pairs.shape[1],)
         self.add_weight("kernel", shape, self.kernel_initializer, self.kernel_regularizer,
                         self.kernel_constraint, device)
         if self.use_bias:
@@ -156,10 +160,8 @@ class _LocallyConnected(Layer):
         if self.implementation != 2 or not weights or \
                 len(getattr(weights[0], "shape", ())) != 2 * self.RANK + 2:
             return None
-        shape = tuple(int(n) for n in weights[0].shape)
-        if self.data_format == "channels_last":
-            return (None,) + shape[:self.RANK + 1]
-        return (None,) + shape[:self.RANK + 1]  # (channels, *spatial)
+        # (*spatial, channels, ...) or (channels, *spatial, ...): the input's own order
+        return (None,) + tuple(int(n) for n in weights[0].shape[:self.RANK + 1])
 
     def _check_input(self, shape) -> None:
         expected = [None] * (self.RANK + 2)
@@ -180,7 +182,8 @@ class _LocallyConnected(Layer):
         y = _functional.locally_connected(
             x, self._weight("kernel"), self._weight("bias") if self.use_bias else None,
             self.kernel_size, self.strides, self.padding, self.data_format,
-            self.implementation, getattr(self, "kernel_mask", None))
+            self.implementation, getattr(self, "kernel_mask", None),
+            getattr(self, "kernel_pairs", None), self.filters)
         y = self.activation(y)
         self._record_activity(y)
         return y
