@@ -130,7 +130,8 @@ def test_the_three_layouts_compute_the_same(name, fmt):
     ref2 = getattr(tf_keras.layers, name)(**{k: v for k, v in kw.items()
                                              if k != "input_shape"}, implementation=2)
     ref2.build(shape)
-    mask = two.kernel_mask.numpy()
+    mask = sepconv.functional.locally_connected_mask(
+        spatial, 3, 2, one.kernel_size, one.strides, "valid", fmt)
     k1 = one.get_weights()[0]
     # dense (in, out) from implementation 1 by probing it with one-hot inputs
     size_in = mask.shape[0]
@@ -141,7 +142,9 @@ def test_the_three_layouts_compute_the_same(name, fmt):
     assert not np.any(dense[~mask]), "implementation 1 reaches outside the mask"
     two.set_weights([dense.reshape(two.get_weights()[0].shape), one.get_weights()[1]])
     rows, cols = np.nonzero(mask.T)
-    np.testing.assert_array_equal(three.kernel_pairs.numpy(), np.stack([rows, cols]))
+    np.testing.assert_array_equal(sepconv.functional.locally_connected_pairs(
+        spatial, 3, 2, one.kernel_size, one.strides, "valid", fmt).numpy(),
+        np.stack([rows, cols]))
     three.set_weights([dense.T[rows, cols], one.get_weights()[1]])
     ref2.set_weights(two.get_weights())
     for layer in (two, three):
@@ -159,15 +162,23 @@ def test_gradcheck_every_implementation():
             x = torch.randn((2,) + layer.batch_input_shape[1:], dtype=torch.float64,
                             requires_grad=True)
             params = [w.detach().clone().requires_grad_() for w in layer.weights]
-            mask = getattr(layer, "kernel_mask", None)
-            pairs = getattr(layer, "kernel_pairs", None)
+            spatial = layer.input_spatial
+            geometry = (spatial, 2, 2, layer.kernel_size, layer.strides, layer.padding, fmt)
+            mask = torch.as_tensor(sepconv.functional.locally_connected_mask(*geometry))
+            pairs = sepconv.functional.locally_connected_pairs(*geometry)
+            index = getattr(layer, "kernel_index", None)
 
-            def fn(a, k, b, layer=layer, mask=mask, pairs=pairs):
+            def fn(a, k, b, layer=layer, mask=mask, pairs=pairs, index=None):
                 return sepconv.functional.locally_connected(
                     a, k, b, layer.kernel_size, layer.strides, layer.padding,
-                    layer.data_format, layer.implementation, mask, pairs, 2)
+                    layer.data_format, layer.implementation, mask, pairs, 2, index)
 
+            # tf-keras' formulas (dense mask, pairs) and the windows' gather
             assert torch.autograd.gradcheck(fn, (x, *params))
+            if index is not None:
+                assert torch.autograd.gradcheck(
+                    lambda a, k, b: fn(a, k, b, index=index), (x, *params))
+                torch.testing.assert_close(fn(x, *params, index=index), fn(x, *params))
 
 
 def test_masked_entries_of_implementation_2_get_no_gradient_as_in_tf_keras():
@@ -176,7 +187,8 @@ def test_masked_entries_of_implementation_2_get_no_gradient_as_in_tf_keras():
                                                  implementation=2), (2, 6, 2), rng)
     x = rng.standard_normal((2, 6, 2)).astype(np.float32)
     _, _, grads, tf_grads = _outputs_and_gradients(ours, ref, x, rng)
-    unmasked = ours.kernel_mask.numpy().reshape(grads[1].shape)
+    unmasked = sepconv.functional.locally_connected_mask(
+        (6,), 2, 2, (3,), (1,), "same", "channels_last").reshape(grads[1].shape)
     assert np.all(grads[1][~unmasked] == 0) and np.all(tf_grads[1][~unmasked] == 0)
     assert np.any(grads[1][unmasked] != 0)
 
@@ -298,7 +310,7 @@ def test_state_dict_numpy_inputs_and_r_function():
     fresh = sepconv.LocallyConnected1D(2, 3, strides=2, padding="same", implementation=2)
     fresh.load_state_dict(layer.state_dict())
     torch.testing.assert_close(fresh(x), y)
-    assert "kernel_mask" not in layer.state_dict()
+    assert list(layer.state_dict()) == ["kernel", "bias"]
     one = sepconv.LocallyConnected1D(2, 3, input_shape=(8, 3))
     again = sepconv.LocallyConnected1D(2, 3, input_shape=(8, 3))
     again.load_state_dict(one.state_dict())

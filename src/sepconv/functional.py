@@ -2080,12 +2080,60 @@ def locally_connected_pairs(spatial: Sequence[int], channels: int, filters: int,
     return torch.as_tensor(np.stack([outs, ins]).astype(np.int64))
 
 
+def locally_connected_window_index(spatial: Sequence[int], channels: int, filters: int,
+                                   kernel_size: Sequence[int], strides: Sequence[int],
+                                   padding: str, data_format: str,
+                                   implementation: int) -> torch.Tensor:
+    """``(prod(out), prod(kernel_size) * channels, filters)`` int64: where each weight of
+    every output's window sits in ``implementation`` 2's or 3's kernel, flattened, with one
+    zero appended (index ``kernel.numel()``) for the window positions that fall in the
+    ``"same"`` padding.  ``cat([kernel.flatten(), 0])[index]`` is then an
+    ``implementation=1``-style kernel over the zero-padded input (windows ``(*kernel_size,
+    channels)``), so every layout computes as one batched matmul."""
+    rank = len(spatial)
+    out = locally_connected_output_shape(spatial, kernel_size, strides, padding)
+    grids = np.meshgrid(*[np.arange(n) for n in out], *[np.arange(k) for k in kernel_size],
+                        np.arange(channels), np.arange(filters), indexing="ij")
+    o, j = grids[:rank], grids[rank:2 * rank]
+    c, f = grids[2 * rank], grids[2 * rank + 1]
+    pos = [o[d] * strides[d] - (kernel_size[d] // 2 if padding == "same" else 0) + j[d]
+           for d in range(rank)]
+    inside = np.ones(c.shape, dtype=bool)
+    for d in range(rank):
+        inside &= (pos[d] >= 0) & (pos[d] < spatial[d])
+    pos = [np.clip(p, 0, L - 1) for p, L in zip(pos, spatial)]
+    last = data_format == "channels_last"
+    if implementation == 2:
+        dims = ((*spatial, channels, *out, filters) if last
+                else (channels, *spatial, filters, *out))
+        where = (*pos, c, *o, f) if last else (c, *pos, f, *o)
+        index = np.ravel_multi_index(where, dims)
+        size = int(np.prod(dims))
+    else:
+        in_dims = (*spatial, channels) if last else (channels, *spatial)
+        out_dims = (*out, filters) if last else (filters, *out)
+        in_idx = np.ravel_multi_index((*pos, c) if last else (c, *pos), in_dims)
+        out_idx = np.ravel_multi_index((*o, f) if last else (f, *o), out_dims)
+        pairs = locally_connected_pairs(spatial, channels, filters, kernel_size, strides,
+                                        padding, data_format).numpy()
+        size_in = int(np.prod(in_dims))
+        keys = pairs[0] * size_in + pairs[1]  # sorted
+        index = np.searchsorted(keys, out_idx * size_in + in_idx)
+        size = pairs.shape[1]
+        index = np.minimum(index, size - 1) if size else index
+    index = np.where(inside, index, size)
+    k = int(np.prod(kernel_size))
+    return torch.as_tensor(index.reshape(int(np.prod(out)), k * channels, filters)
+                           .astype(np.int64))
+
+
 def locally_connected(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor],
                       kernel_size: Sequence[int], strides: Sequence[int],
                       padding: str = "valid", data_format: str = "channels_last",
                       implementation: int = 1, mask: Optional[torch.Tensor] = None,
                       pairs: Optional[torch.Tensor] = None,
-                      filters: Optional[int] = None) -> torch.Tensor:
+                      filters: Optional[int] = None,
+                      index: Optional[torch.Tensor] = None) -> torch.Tensor:
     """tf-keras 2.21's unshared convolution (``LocallyConnected1D/2D``; any rank here):
     each output position has its own weights.  ``x`` ``(batch, *spatial, channels)`` (or
     channels_first); the output ``(batch, *out, filters)`` (or channels_first), ``out``
@@ -2101,6 +2149,11 @@ def locally_connected(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torc
     - ``3``: ``(nnz,)``, the weights of the connected (output, input) pairs in sorted order;
       ``pairs`` (from :func:`locally_connected_pairs`) says which, ``filters`` how many
       outputs per position.
+
+    With ``index`` (:func:`locally_connected_window_index`, which a layer keeps)
+    implementations 2 and 3 gather their windows' weights and compute as 1 does (one
+    batched matmul); without it, 2 multiplies by the dense masked kernel and 3 gathers
+    and scatter-adds over ``pairs``, as tf-keras' own formulas do.
 
     ``bias`` has tf-keras' shape ``(*out, filters)``; under channels_first tf-keras adds it
     *reshaped* (not transposed) to ``(filters, *out)``, and so does this function."""
@@ -2138,6 +2191,30 @@ def locally_connected(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torc
         patches = patches.permute(order).reshape(batch, want[0], want[1])
         y = torch.einsum("bpi,pif->bpf", patches, kernel)
         y = y.reshape((batch,) + out + (want[2],))
+        if not channels_last:
+            y = y.movedim(-1, 1)
+    elif index is not None:
+        k = int(np.prod(ksize))
+        if index.shape[:2] != (int(np.prod(out)), k * channels):
+            raise ValueError(f"`index` is for another input size: shape {tuple(index.shape)}"
+                             f", expected ({int(np.prod(out))}, {k * channels}, filters)")
+        weights = torch.cat([kernel.reshape(-1), kernel.new_zeros(1)])[index]
+        xl = x if channels_last else x.movedim(1, -1)
+        pads = []
+        for d in reversed(range(rank)):  # F.pad's order: last axis first
+            left = ksize[d] // 2 if padding == "same" else 0
+            right = max(0, (out[d] - 1) * stride[d] - left + ksize[d] - spatial[d])
+            pads += [left, right]
+        xl = torch.nn.functional.pad(xl, [0, 0] + pads)
+        patches = xl
+        for d in range(rank):
+            patches = patches.unfold(1 + d, ksize[d], stride[d]).narrow(1 + d, 0, out[d])
+        # (B, *out, C, *k) -> (B, *out, *k, C), windows as the index orders them
+        order = [0, *range(1, rank + 1), *range(rank + 2, 2 * rank + 2), rank + 1]
+        patches = patches.permute(order).reshape(batch, -1, k * channels)
+        filters = weights.shape[-1]
+        y = torch.einsum("bpi,pif->bpf", patches, weights).reshape((batch,) + out +
+                                                                   (filters,))
         if not channels_last:
             y = y.movedim(-1, 1)
     else:

@@ -132,22 +132,21 @@ class _LocallyConnected(Layer):
         k = int(np.prod(self.kernel_size))
         if self.implementation == 1:
             shape = (int(np.prod(out)), k * channels, self.filters)
-        elif self.implementation == 2:
-            mask = _functional.locally_connected_mask(
-                spatial, channels, self.filters, self.kernel_size, self.strides,
-                self.padding, self.data_format)
-            # the connectivity: derived from the geometry, so not in the state_dict
-            self.register_buffer("kernel_mask", torch.tensor(mask, device=device),
-                                 persistent=False)
-            shape = ((*spatial, channels, *out, self.filters)
-                     if self.data_format == "channels_last"
-                     else (channels, *spatial, self.filters, *out))
         else:
-            pairs = _functional.locally_connected_pairs(
+            if self.implementation == 2:
+                shape = ((*spatial, channels, *out, self.filters)
+                         if self.data_format == "channels_last"
+                         else (channels, *spatial, self.filters, *out))
+            else:
+                shape = (int(_functional.locally_connected_mask(
+                    spatial, channels, self.filters, self.kernel_size, self.strides,
+                    self.padding, self.data_format).sum()),)
+            # where each window's weights sit in the kernel: derived from the geometry,
+            # so not in the state_dict
+            index = _functional.locally_connected_window_index(
                 spatial, channels, self.filters, self.kernel_size, self.strides,
-                self.padding, self.data_format)
-            self.register_buffer("kernel_pairs", pairs.to(device), persistent=False)
-            shape = (pairs.shape[1],)
+                self.padding, self.data_format, self.implementation)
+            self.register_buffer("kernel_index", index.to(device), persistent=False)
         self.add_weight("kernel", shape, self.kernel_initializer, self.kernel_regularizer,
                         self.kernel_constraint, device)
         if self.use_bias:
@@ -182,8 +181,8 @@ class _LocallyConnected(Layer):
         y = _functional.locally_connected(
             x, self._weight("kernel"), self._weight("bias") if self.use_bias else None,
             self.kernel_size, self.strides, self.padding, self.data_format,
-            self.implementation, getattr(self, "kernel_mask", None),
-            getattr(self, "kernel_pairs", None), self.filters)
+            self.implementation, filters=self.filters,
+            index=getattr(self, "kernel_index", None))
         y = self.activation(y)
         self._record_activity(y)
         return y
