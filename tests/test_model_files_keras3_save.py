@@ -290,9 +290,8 @@ ELSEWHERE.update({f"Adaptive{op}Pooling{r}D":
                   "test_adaptive_pooling.py::test_keras3_files_load_without_tensorflow_and_go_back"
                   for op in ("Average", "Max") for r in (1, 2, 3)})
 # tf-keras-only layers (Keras 3 has no LocallyConnected*: their files are tf-keras')
-ELSEWHERE.update({f"LocallyConnected{r}D":
-                  "test_locally_connected.py::test_tf_keras_files_load_without_tensorflow_and_go_back"
-                  for r in (1, 2)})
+ELSEWHERE.update({f"LocallyConnected{r}D": "test_locally_connected.py::"
+                  "test_tf_keras_files_load_without_tensorflow_and_go_back" for r in (1, 2)})
 
 
 def test_every_class_is_covered_here_or_by_the_family():
