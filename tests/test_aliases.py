@@ -5,13 +5,13 @@ configs write the canonical name (as both Kerases do); files whose configs name 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
 
 import numpy as np
 import pytest
+import torch
 
 tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
@@ -171,7 +171,7 @@ def test_every_alias_was_written_into_a_file(results):
 
 
 def test_layer_built_by_alias_is_written_with_the_canonical_name(tmp_path):
-    model = __import__("torch").nn.Sequential(
+    model = torch.nn.Sequential(
         sepconv.Convolution1D(2, 3, input_shape=(6, 2)), sepconv.GlobalAvgPool1D())
     sepconv.save_keras_model(model, tmp_path / "m.h5")
     with h5py.File(tmp_path / "m.h5", "r") as f:
@@ -182,5 +182,5 @@ def test_layer_built_by_alias_is_written_with_the_canonical_name(tmp_path):
     theirs = tf_keras.models.load_model(tmp_path / "m.h5")
     x = np.random.default_rng(0).standard_normal((2, 6, 2)).astype(np.float32)
     np.testing.assert_allclose(theirs.predict(x, verbose=0),
-                               model(__import__("torch").from_numpy(x)).detach().numpy(),
+                               model(torch.from_numpy(x)).detach().numpy(),
                                atol=1e-5)
