@@ -39,7 +39,7 @@ ERROR_CASES = {
     "truncated_h5": ("truncated or corrupted",),
     "truncated_keras": ("truncated or corrupted",),
     "zip_not_keras": ("not a .keras model", "config.json"),
-    "unsupported": ("'LocallyConnected1D'", "'local_x'", "SeparableConv1D", "does not map"),
+    "unsupported": ("'RandomFlip'", "'local_x'", "SeparableConv1D", "does not map"),
     "custom_layer": ("custom object", "Scale", "'scale_x'"),
     "custom_activation": ("'sc_custom'", "swishy"),
     "weights_only": ("weights only", "load_keras_weights"),
@@ -104,10 +104,11 @@ def _keras3_models():
 def _error_models(root):
     L = tf_keras.layers
     files = {}
-    # a class sepconv does not map (Masking, then ThresholdedReLU, are mapped now)
-    m = tf_keras.Sequential([L.SeparableConv1D(2, 3, input_shape=(8, 3), name="sc"),
-                             L.LocallyConnected1D(2, 3, name="local_x")])
-    files["unsupported"] = os.path.join(root, "locally_connected.h5")
+    # a class sepconv does not map (Masking, ThresholdedReLU, then LocallyConnected1D are
+    # mapped now)
+    m = tf_keras.Sequential([L.SeparableConv2D(2, 3, input_shape=(8, 8, 3), name="sc"),
+                             L.RandomFlip(name="local_x")])
+    files["unsupported"] = os.path.join(root, "unsupported.h5")
     m.save(files["unsupported"])
 
     @tf_keras.saving.register_keras_serializable(package="mypkg")

@@ -2273,3 +2273,320 @@ def recurrent_input_projection(x: torch.Tensor, kernel: torch.Tensor,
     if x.dim() == 2:
         return _input_projection(x.unsqueeze(1), kernel, bias, gates, dropout_mask)[:, 0]
     return _input_projection(x, kernel, bias, gates, dropout_mask)
+def rms_normalization(x: torch.Tensor, axes: Sequence[int], scale: Optional[torch.Tensor] = None,
+                      epsilon: float = 1e-6) -> torch.Tensor:
+    """Keras 3's ``ops.rms_normalization``: ``x * rsqrt(mean(x ** 2 over axes) + epsilon)
+    * scale``.  ``x`` any shape; ``axes`` distinct axes of ``x``; ``scale`` ``None`` or of
+    the sizes of ``x`` on the sorted ``axes`` (Keras' weight shape), broadcast on those
+    axes.  16-bit inputs compute in float32 and return their dtype, as Keras 3 does.
+    Trailing axes run ``torch.nn.functional.rms_norm`` (what Keras 3's torch backend
+    calls); others the formula (Keras 3's torch backend refuses those)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"rms_normalization expects a floating tensor. Received "
+                        f"{type(x).__name__ if not isinstance(x, torch.Tensor) else x.dtype}")
+    rank = x.dim()
+    norm = sorted(int(a) % rank for a in axes if rank and -rank <= int(a) < rank)
+    if len(norm) != len(tuple(axes)) or len(set(norm)) != len(norm) or not norm:
+        raise ValueError(f"Invalid value for argument `axis`. Expected distinct axes of an "
+                         f"input of rank {rank}. Received axis={list(axes)}")
+    sizes = tuple(x.shape[a] for a in norm)
+    if scale is not None and tuple(scale.shape) != sizes:
+        raise ValueError(f"`scale` must have the input's sizes {sizes} on axes {norm}. "
+                         f"Received scale of shape {tuple(scale.shape)}")
+    dtype = x.dtype
+    xc = x.float() if dtype in (torch.float16, torch.bfloat16) else x
+    if scale is not None:
+        scale = scale.to(xc.dtype)
+    if norm == list(range(rank - len(norm), rank)):
+        y = torch.nn.functional.rms_norm(xc, sizes, scale, epsilon)
+    else:
+        y = xc * torch.rsqrt(torch.mean(torch.square(xc), dim=norm, keepdim=True) + epsilon)
+        if scale is not None:
+            y = y * scale.reshape([x.shape[a] if a in norm else 1 for a in range(rank)])
+    return y.to(dtype)
+
+
+def adaptive_pool(x: torch.Tensor, output_size: Sequence[int], op: str = "average",
+                  data_format: str = "channels_last") -> torch.Tensor:
+    """Keras 3's ``ops.adaptive_average_pool`` / ``adaptive_max_pool``: ``x`` ``(batch,
+    *spatial, channels)`` (channels_first: ``(batch, channels, *spatial)``) with
+    ``len(output_size)`` spatial axes (1 to 3) pooled to ``output_size``: output ``i`` of
+    an axis of length ``L`` pools the inputs ``floor(i * L / n) .. ceil((i + 1) * L / n)
+    - 1`` (``n = output_size``; the windows overlap where ``n`` does not divide ``L``, and
+    repeat inputs where ``n > L``).  These are torch's adaptive pooling bins, which Keras
+    3's torch backend calls and its other backends compute too."""
+    rank = len(tuple(output_size))
+    if rank not in (1, 2, 3):
+        raise ValueError(f"Invalid value for argument `output_size`. Expected 1 to 3 sizes. "
+                         f"Received output_size={tuple(output_size)}")
+    size = _ints(output_size, rank, "output_size")
+    if op not in ("average", "max"):
+        raise ValueError(f"Invalid value for argument `op`. Expected 'average' or 'max'. "
+                         f"Received op={op!r}")
+    _, channels_last = _check_geometry("valid", data_format, rank)
+    _channels_and_spatial(x, rank, channels_last)  # the rank check
+    if min(x.shape[1:]) == 0:
+        raise ValueError(f"Adaptive pooling needs a non-empty input. Received input of "
+                         f"shape {tuple(x.shape)}")
+    if channels_last:
+        x = x.movedim(-1, 1)
+    fn = {("average", 1): torch.nn.functional.adaptive_avg_pool1d,
+          ("average", 2): torch.nn.functional.adaptive_avg_pool2d,
+          ("average", 3): torch.nn.functional.adaptive_avg_pool3d,
+          ("max", 1): torch.nn.functional.adaptive_max_pool1d,
+          ("max", 2): torch.nn.functional.adaptive_max_pool2d,
+          ("max", 3): torch.nn.functional.adaptive_max_pool3d}[op, rank]
+    y = fn(x, size)
+    return y.movedim(1, -1) if channels_last else y
+
+
+# -- locally connected (unshared) convolutions: tf-keras 2.21's LocallyConnected1D/2D -----
+
+import numpy as np  # noqa: E402  (the connectivity masks are built once, at build)
+
+def locally_connected_output_shape(spatial: Sequence[int], kernel_size: Sequence[int],
+                                   strides: Sequence[int], padding: str) -> Tuple[int, ...]:
+    """tf-keras' ``conv_output_length`` per axis: ``ceil(L / s)`` for ``"same"``,
+    ``ceil((L - k + 1) / s)`` for ``"valid"``."""
+    return tuple((L + s - 1) // s if padding == "same" else (L - k + s) // s
+                 for L, k, s in zip(spatial, kernel_size, strides))
+
+
+def _lc_axis_mask(length: int, out: int, k: int, s: int, padding: str) -> np.ndarray:
+    """``(length, out)`` booleans: input ``i`` feeds output ``o`` (tf-keras'
+    ``conv_connected_inputs``: the window around ``o * s`` (``"same"``) or ``o * s + k //
+    2`` (``"valid"``), ``k // 2`` before it and ``k - k // 2`` from it on, clipped)."""
+    o = np.arange(out)
+    center = o * s + (k // 2 if padding == "valid" else 0)
+    start = np.maximum(0, center - k // 2)
+    end = np.minimum(length, center + k - k // 2)
+    i = np.arange(length)[:, None]
+    return (i >= start[None, :]) & (i < end[None, :])
+
+
+def locally_connected_mask(spatial: Sequence[int], channels: int, filters: int,
+                           kernel_size: Sequence[int], strides: Sequence[int], padding: str,
+                           data_format: str) -> np.ndarray:
+    """The connectivity of a locally connected layer as a boolean matrix ``(in_total,
+    out_total)``: rows the input elements, columns the outputs, each raveled in the
+    data format's order (``(*spatial, channels)`` or ``(channels, *spatial)``).  tf-keras'
+    ``implementation=2`` kernel is ``kernel * mask`` in this layout; ``implementation=3``
+    stores the weights of the ``True`` entries of its transpose, in row-major order (its
+    sorted ``conv_kernel_idxs``)."""
+    out = locally_connected_output_shape(spatial, kernel_size, strides, padding)
+    rank = len(spatial)
+    mask = np.ones((1,) * (2 * rank), dtype=bool)
+    for d in range(rank):
+        m = _lc_axis_mask(spatial[d], out[d], kernel_size[d], strides[d], padding)
+        shape = [1] * (2 * rank)
+        shape[d], shape[rank + d] = m.shape
+        mask = mask & m.reshape(shape)
+    if data_format == "channels_last":
+        mask = mask.reshape(tuple(spatial) + (1,) + tuple(out) + (1,))
+        full = np.broadcast_to(mask, tuple(spatial) + (channels,) + tuple(out) + (filters,))
+    else:
+        mask = mask.reshape((1,) + tuple(spatial) + (1,) + tuple(out))
+        full = np.broadcast_to(mask, (channels,) + tuple(spatial) + (filters,) + tuple(out))
+    size_in = channels * int(np.prod(spatial))
+    return np.ascontiguousarray(full).reshape(size_in, -1)
+
+
+def locally_connected_pairs(spatial: Sequence[int], channels: int, filters: int,
+                            kernel_size: Sequence[int], strides: Sequence[int], padding: str,
+                            data_format: str) -> torch.Tensor:
+    """``(2, nnz)`` int64: the connected (output index, input index) pairs of
+    :func:`locally_connected_mask`, sorted by output then input (tf-keras' sorted
+    ``conv_kernel_idxs``): ``implementation=3``'s ``kernel[p]`` joins input
+    ``pairs[1, p]`` to output ``pairs[0, p]``, each raveled in the data format's order."""
+    mask = locally_connected_mask(spatial, channels, filters, kernel_size, strides, padding,
+                                  data_format)
+    outs, ins = np.nonzero(mask.T)  # row-major: sorted by output, then input
+    return torch.as_tensor(np.stack([outs, ins]).astype(np.int64))
+
+
+def locally_connected_window_index(spatial: Sequence[int], channels: int, filters: int,
+                                   kernel_size: Sequence[int], strides: Sequence[int],
+                                   padding: str, data_format: str,
+                                   implementation: int) -> torch.Tensor:
+    """``(prod(out), prod(kernel_size) * channels, filters)`` int64: where each weight of
+    every output's window sits in ``implementation`` 2's or 3's kernel, flattened, with one
+    zero appended (index ``kernel.numel()``) for the window positions that fall in the
+    ``"same"`` padding.  ``cat([kernel.flatten(), 0])[index]`` is then an
+    ``implementation=1``-style kernel over the zero-padded input (windows ``(*kernel_size,
+    channels)``), so every layout computes as one batched matmul."""
+    rank = len(spatial)
+    out = locally_connected_output_shape(spatial, kernel_size, strides, padding)
+    grids = np.meshgrid(*[np.arange(n) for n in out], *[np.arange(k) for k in kernel_size],
+                        np.arange(channels), np.arange(filters), indexing="ij")
+    o, j = grids[:rank], grids[rank:2 * rank]
+    c, f = grids[2 * rank], grids[2 * rank + 1]
+    pos = [o[d] * strides[d] - (kernel_size[d] // 2 if padding == "same" else 0) + j[d]
+           for d in range(rank)]
+    inside = np.ones(c.shape, dtype=bool)
+    for d in range(rank):
+        inside &= (pos[d] >= 0) & (pos[d] < spatial[d])
+    pos = [np.clip(p, 0, L - 1) for p, L in zip(pos, spatial)]
+    last = data_format == "channels_last"
+    if implementation == 2:
+        dims = ((*spatial, channels, *out, filters) if last
+                else (channels, *spatial, filters, *out))
+        where = (*pos, c, *o, f) if last else (c, *pos, f, *o)
+        index = np.ravel_multi_index(where, dims)
+        size = int(np.prod(dims))
+    else:
+        in_dims = (*spatial, channels) if last else (channels, *spatial)
+        out_dims = (*out, filters) if last else (filters, *out)
+        in_idx = np.ravel_multi_index((*pos, c) if last else (c, *pos), in_dims)
+        out_idx = np.ravel_multi_index((*o, f) if last else (f, *o), out_dims)
+        pairs = locally_connected_pairs(spatial, channels, filters, kernel_size, strides,
+                                        padding, data_format).numpy()
+        size_in = int(np.prod(in_dims))
+        keys = pairs[0] * size_in + pairs[1]  # sorted
+        index = np.searchsorted(keys, out_idx * size_in + in_idx)
+        size = pairs.shape[1]
+        index = np.minimum(index, size - 1) if size else index
+    index = np.where(inside, index, size)
+    k = int(np.prod(kernel_size))
+    return torch.as_tensor(index.reshape(int(np.prod(out)), k * channels, filters)
+                           .astype(np.int64))
+
+
+def locally_connected(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor],
+                      kernel_size: Sequence[int], strides: Sequence[int],
+                      padding: str = "valid", data_format: str = "channels_last",
+                      implementation: int = 1, mask: Optional[torch.Tensor] = None,
+                      pairs: Optional[torch.Tensor] = None,
+                      filters: Optional[int] = None,
+                      index: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """tf-keras 2.21's unshared convolution (``LocallyConnected1D/2D``; any rank here):
+    each output position has its own weights.  ``x`` ``(batch, *spatial, channels)`` (or
+    channels_first); the output ``(batch, *out, filters)`` (or channels_first), ``out``
+    from :func:`locally_connected_output_shape`.  ``kernel`` in tf-keras' layout for
+    ``implementation``:
+
+    - ``1`` (``padding="valid"`` only): ``(prod(out), prod(kernel_size) * channels,
+      filters)``, each window flattened as ``(*kernel_size, channels)`` (channels_first:
+      ``(channels, *kernel_size)``);
+    - ``2``: dense ``(*spatial, channels, *out, filters)`` (channels_first: ``(channels,
+      *spatial, filters, *out)``), multiplied by the connectivity ``mask`` (a ``(in_total,
+      out_total)`` tensor from :func:`locally_connected_mask`, built here when ``None``);
+    - ``3``: ``(nnz,)``, the weights of the connected (output, input) pairs in sorted order;
+      ``pairs`` (from :func:`locally_connected_pairs`) says which, ``filters`` how many
+      outputs per position.
+
+    With ``index`` (:func:`locally_connected_window_index`, which a layer keeps)
+    implementations 2 and 3 gather their windows' weights and compute as 1 does (one
+    batched matmul); without it, 2 multiplies by the dense masked kernel and 3 gathers
+    and scatter-adds over ``pairs``, as tf-keras' own formulas do.
+
+    ``bias`` has tf-keras' shape ``(*out, filters)``; under channels_first tf-keras adds it
+    *reshaped* (not transposed) to ``(filters, *out)``, and so does this function."""
+    rank = len(tuple(kernel_size))
+    padding, channels_last = _check_geometry(padding, data_format, rank)
+    if implementation not in (1, 2, 3):
+        raise ValueError(f"Invalid value for argument `implementation`. Expected 1, 2 or 3. "
+                         f"Received implementation={implementation!r}")
+    if implementation == 1 and padding != "valid":
+        raise ValueError(f"Invalid value for argument `padding`: implementation=1 supports "
+                         f"only 'valid'. Received padding={padding!r}")
+    channels, spatial = _channels_and_spatial(x, rank, channels_last)
+    ksize, stride = _ints(kernel_size, rank, "kernel_size"), _ints(strides, rank, "strides")
+    out = locally_connected_output_shape(spatial, ksize, stride, padding)
+    if min(out) <= 0:
+        raise ValueError(f"Input of shape {tuple(x.shape)} is too small for kernel_size="
+                         f"{ksize}, strides={stride}, padding={padding!r}: the output would "
+                         f"have spatial shape {out}")
+    batch = x.shape[0]
+    if implementation == 1:
+        want = (int(np.prod(out)), int(np.prod(ksize)) * channels, kernel.shape[-1])
+        if tuple(kernel.shape) != want:
+            raise ValueError(f"kernel must have shape {want} for this input (implementation"
+                             f"=1). Received kernel of shape {tuple(kernel.shape)}")
+        patches = x
+        first = 1 if channels_last else 2
+        for d in range(rank):
+            patches = patches.unfold(first + d, ksize[d], stride[d])
+        # channels_last: (B, *out, C, *k) -> (B, *out, *k, C); channels_first: (B, C, *out,
+        # *k) -> (B, *out, C, *k)
+        if channels_last:
+            order = [0, *range(1, rank + 1), *range(rank + 2, 2 * rank + 2), rank + 1]
+        else:
+            order = [0, *range(2, rank + 2), 1, *range(rank + 2, 2 * rank + 2)]
+        patches = patches.permute(order).reshape(batch, want[0], want[1])
+        y = torch.einsum("bpi,pif->bpf", patches, kernel)
+        y = y.reshape((batch,) + out + (want[2],))
+        if not channels_last:
+            y = y.movedim(-1, 1)
+    elif index is not None:
+        k = int(np.prod(ksize))
+        if index.shape[:2] != (int(np.prod(out)), k * channels):
+            raise ValueError(f"`index` is for another input size: shape {tuple(index.shape)}"
+                             f", expected ({int(np.prod(out))}, {k * channels}, filters)")
+        weights = torch.cat([kernel.reshape(-1), kernel.new_zeros(1)])[index]
+        xl = x if channels_last else x.movedim(1, -1)
+        pads = []
+        for d in reversed(range(rank)):  # F.pad's order: last axis first
+            left = ksize[d] // 2 if padding == "same" else 0
+            right = max(0, (out[d] - 1) * stride[d] - left + ksize[d] - spatial[d])
+            pads += [left, right]
+        xl = torch.nn.functional.pad(xl, [0, 0] + pads)
+        patches = xl
+        for d in range(rank):
+            patches = patches.unfold(1 + d, ksize[d], stride[d]).narrow(1 + d, 0, out[d])
+        # (B, *out, C, *k) -> (B, *out, *k, C), windows as the index orders them
+        order = [0, *range(1, rank + 1), *range(rank + 2, 2 * rank + 2), rank + 1]
+        patches = patches.permute(order).reshape(batch, -1, k * channels)
+        filters = weights.shape[-1]
+        y = torch.einsum("bpi,pif->bpf", patches, weights).reshape((batch,) + out +
+                                                                   (filters,))
+        if not channels_last:
+            y = y.movedim(-1, 1)
+    else:
+        if implementation == 2:
+            filters = kernel.shape[-1] if channels_last else kernel.shape[rank + 1]
+            want = ((*spatial, channels, *out, filters) if channels_last
+                    else (channels, *spatial, filters, *out))
+        else:
+            want = None
+        size_in = channels * int(np.prod(spatial))
+        fmt = "channels_last" if channels_last else "channels_first"
+        if implementation == 2:
+            if mask is None:
+                mask = torch.as_tensor(locally_connected_mask(
+                    spatial, channels, filters, ksize, stride, padding, fmt),
+                    device=x.device)
+            if tuple(kernel.shape) != want:
+                raise ValueError(f"kernel must have shape {want} for this input "
+                                 f"(implementation=2). Received kernel of shape "
+                                 f"{tuple(kernel.shape)}")
+            if mask.shape[0] != size_in:
+                raise ValueError(f"The mask is for inputs of {mask.shape[0]} elements per "
+                                 f"sample. Received input of shape {tuple(x.shape)}")
+            y = x.reshape(batch, size_in) @ (kernel.reshape(size_in, -1) *
+                                              mask.to(kernel.dtype))
+        else:
+            if pairs is None:
+                raise ValueError("implementation=3 needs `pairs`, the connected (output, "
+                                 "input) indices (locally_connected_pairs; the layer keeps "
+                                 "them)")
+            if kernel.shape != (pairs.shape[1],):
+                raise ValueError(f"kernel must have shape ({pairs.shape[1]},) for this input "
+                                 f"(implementation=3). Received kernel of shape "
+                                 f"{tuple(kernel.shape)}")
+            if filters is None:
+                raise ValueError("implementation=3 needs `filters` (its kernel does not tell)")
+            # y[:, o] = sum of kernel[p] * x[:, i] over the pairs p = (o, i): a gather and
+            # a scatter-add, nothing dense (tf-keras: a sparse matmul)
+            out_total = int(np.prod(out)) * int(filters)
+            contrib = x.reshape(batch, size_in)[:, pairs[1]] * kernel
+            y = torch.zeros((batch, out_total), dtype=contrib.dtype, device=x.device)
+            y = y.index_add(1, pairs[0], contrib)
+        y = y.reshape((batch,) + ((*out, -1) if channels_last else (-1, *out)))
+        filters = y.shape[-1] if channels_last else y.shape[1]
+    if bias is not None:
+        if tuple(bias.shape) != (*out, filters):
+            raise ValueError(f"bias must have shape {(*out, filters)}. Received "
+                             f"{tuple(bias.shape)}")
+        y = y + (bias.reshape((1,) + tuple(bias.shape)) if channels_last
+                 else bias.reshape((1, filters) + out))
+    return y

@@ -352,6 +352,27 @@ def layer_group_query_attention(inputs=None, head_dim=None, num_query_heads=None
     return layer(*inputs)
 
 
+# Keras 3's RMSNormalization (R keras3)
+layer_rms_normalization = r_function(_layers.RMSNormalization)
+# Keras 3's adaptive pooling (R keras3)
+layer_adaptive_average_pooling_1d = r_function(_layers.AdaptiveAveragePooling1D,
+                                               integer_args=("output_size",))
+layer_adaptive_average_pooling_2d = r_function(_layers.AdaptiveAveragePooling2D,
+                                               integer_args=("output_size",))
+layer_adaptive_average_pooling_3d = r_function(_layers.AdaptiveAveragePooling3D,
+                                               integer_args=("output_size",))
+layer_adaptive_max_pooling_1d = r_function(_layers.AdaptiveMaxPooling1D,
+                                           integer_args=("output_size",))
+layer_adaptive_max_pooling_2d = r_function(_layers.AdaptiveMaxPooling2D,
+                                           integer_args=("output_size",))
+layer_adaptive_max_pooling_3d = r_function(_layers.AdaptiveMaxPooling3D,
+                                           integer_args=("output_size",))
+# tf-keras' locally connected layers (R keras)
+layer_locally_connected_1d = r_function(_layers.LocallyConnected1D,
+                                        integer_args=INTEGER_ARGS + ("implementation",))
+layer_locally_connected_2d = r_function(_layers.LocallyConnected2D,
+                                        integer_args=INTEGER_ARGS + ("implementation",))
+
 # every R-style function: the layer_* ones and R keras 2's wrapper names
 __all__ = sorted(name for name in list(globals()) if name.startswith("layer_")
                  or name in ("time_distributed", "bidirectional", "adapt"))

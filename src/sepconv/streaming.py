@@ -26,7 +26,8 @@ up by class name in :data:`STREAMERS`:
   ``LeakyReLU``, ``Softmax`` and ``PReLU`` (channel axis; ``PReLU`` sharing the steps axis),
   ``Dropout``, ``SpatialDropout1D``, ``GaussianNoise``, ``GaussianDropout``,
   ``AlphaDropout``, ``Identity``, ``ThresholdedReLU``, ``ActivityRegularization``,
-  ``Rescaling``, ``Normalization`` and ``UnitNormalization`` (over the channel axis),
+  ``Rescaling``, ``Normalization``, ``UnitNormalization`` and ``RMSNormalization`` (over
+  the channel axis),
   ``Embedding`` (first: the chunks are then ``(batch, steps)`` ids; not with
   ``mask_zero``);
   ``torch.nn.Linear`` and
@@ -444,6 +445,7 @@ STREAMERS: Dict[str, Callable] = {
     "GaussianDropout": _per_step(eval_only=True),
     "AlphaDropout": _per_step(eval_only=True),
     "Normalization": _keras_normalization, "UnitNormalization": _keras_layer_norm,
+    "RMSNormalization": _keras_layer_norm,
     "Rescaling": _rescaling, "ThresholdedReLU": _per_step(),
     "ActivityRegularization": _per_step(), "Embedding": _embedding,
     "InputLayer": _per_step(),  # a loaded Sequential's first module: the dtype cast

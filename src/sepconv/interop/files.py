@@ -139,10 +139,13 @@ def v3_keys(class_names: List[str]) -> List[str]:
     """The ``layers/<key>`` group of each layer in a Keras v3 weights file, given the
     model's layer classes in its layer order: ``snake_case(class)`` (of the Python class:
     :data:`_V3_PYTHON_NAMES`), then ``_1``, ``_2``, ... for the next layers of the same
-    class."""
+    class.  An alias (``Convolution1D``) counts as its class (``Conv1D``): the writer
+    named the weights after the object's class."""
+    from ..layers.base import KERAS_CLASSES
     used: Dict[str, int] = {}
     keys = []
     for cls in class_names:
+        cls = KERAS_CLASSES.aliases.get(cls, cls)
         key = snake_case(_V3_PYTHON_NAMES.get(cls, cls))
         used[key] = used.get(key, -1) + 1
         keys.append(f"{key}_{used[key]}" if used[key] else key)

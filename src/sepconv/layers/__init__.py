@@ -34,6 +34,13 @@ from .attention import AdditiveAttention, Attention, MultiHeadAttention
 from .cudnn import CuDNNGRU, CuDNNLSTM
 from .audio import MelSpectrogram, STFTSpectrogram
 from .attention import GroupQueryAttention  # noqa: F401  (Keras 3 only)
+from .normalization import RMSNormalization  # noqa: F401  (Keras 3's)
+from .pooling import (AdaptiveAveragePooling1D, AdaptiveAveragePooling2D,  # noqa: F401
+                      AdaptiveAveragePooling3D, AdaptiveMaxPooling1D, AdaptiveMaxPooling2D,
+                      AdaptiveMaxPooling3D)  # Keras 3's
+from .locally_connected import LocallyConnected1D, LocallyConnected2D  # tf-keras'
+from .aliases import *  # noqa: F401,F403  (Keras' alias names: Convolution1D, MaxPool2D, ...)
+from .aliases import __all__ as _aliases
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -47,3 +54,4 @@ CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU"
 
 __all__ = ["Layer"] + sorted(KERAS_CLASSES)
 __all__ += ["Sequential"]  # masking.py: a torch.nn.Sequential that carries masks
+__all__ += _aliases  # aliases.py: Keras' other names of the same classes

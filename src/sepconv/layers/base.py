@@ -176,7 +176,32 @@ class DTypePolicy:
 
 #: Keras class name -> sepconv class, filled as classes are defined (``Layer`` subclasses
 #: whose names do not start with ``_``).  The one table that config- and file-loading use.
-KERAS_CLASSES: Dict[str, type] = {}
+class _ClassTable(dict):
+    """Keras class name -> class.  ``aliases`` (Keras' other public names of a class,
+    ``Convolution1D`` for ``Conv1D``) resolve on lookup (``[]``, ``get``, ``in``), as
+    tf-keras resolves them in a config; iteration, ``len`` and ``sorted`` see the
+    canonical names only (the names Keras writes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.aliases: Dict[str, str] = {}
+
+    def __missing__(self, key):
+        if key in self.aliases:
+            return dict.__getitem__(self, self.aliases[key])
+        raise KeyError(key)
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except (KeyError, TypeError):
+            return default
+
+    def __contains__(self, key):
+        return dict.__contains__(self, key) or key in self.aliases
+
+
+KERAS_CLASSES: Dict[str, type] = _ClassTable()
 
 
 def get_layer_class(class_name: str) -> type:

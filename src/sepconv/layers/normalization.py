@@ -614,3 +614,58 @@ class Normalization(Layer):
                 "mean": None if self.input_mean is None else self.input_mean.tolist(),
                 "variance": None if self.input_variance is None
                 else self.input_variance.tolist()}
+
+
+class RMSNormalization(_Normalization):
+    """Keras 3's ``RMSNormalization`` (R keras3: ``layer_rms_normalization``; tf-keras 2.21
+    has none): each sample scaled by the root mean square of its values over ``axis``,
+    ``x * rsqrt(mean(x ** 2 over axis) + epsilon) * scale``, no centring.  ``axis`` an int
+    or a list of ints; ``scale`` (initialised to ones) has the input's sizes on the sorted
+    axes.  Input of any rank holding ``axis``; the output has the input's shape.
+
+    As in Keras 3, building turns ``axis`` into a sorted list (``get_config`` then writes
+    ``[-1]``), and 16-bit inputs compute in float32 (under ``mixed_float16`` the scale is
+    rounded to float16 first, as Keras' autocast does).  Keras 3.15 computes only trailing
+    axes right: its torch backend hands ``axis`` to ``torch.nn.functional.rms_norm``, which
+    normalises the last axes (an error for ``axis=1`` of a 3D input), and its other
+    backends broadcast ``scale`` against the last axes.  sepconv normalises over the axes
+    given with ``scale`` on those axes, as ``LayerNormalization`` does.  Keras 3.15's torch
+    backend also computes float64 inputs in float32 (its ``result_type`` of a torch
+    float64 and float32 is float32); sepconv computes float64 in float64.
+
+    In a stream (``sepconv.stream``) it is a per-step layer when ``axis`` is the channel
+    axis alone (``-1`` / ``2`` channels_last, ``1`` channels_first).
+    """
+
+    WEIGHT_NAMES = ("scale",)
+
+    def __init__(self, axis=-1, epsilon=1e-6, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.axis = _check_axis(axis, "axis")
+        if isinstance(self.axis, list) and not self.axis:
+            raise ValueError("Invalid value for argument `axis`. Expected an int or a "
+                             "non-empty list of ints. Received axis=[]")
+        self.epsilon = check_number(epsilon, "epsilon", 0.0)
+        self._input_dims = None
+        self._finish_init()
+
+    def build(self, input_shape, device=None) -> None:
+        self._build_dims(input_shape)
+        self.add_weight("scale", self._input_dims, check_initializer("ones", "scale"),
+                        device=device)
+        # Keras 3: build sorts a list axis and wraps an int one
+        self.axis = sorted(self.axis) if isinstance(self.axis, list) else [self.axis]
+
+    def _input_shape_from_weights(self, weights):
+        return self._shape_for_weights(weights)
+
+    def forward(self, inputs) -> torch.Tensor:
+        x = self._prepare_input(inputs)
+        axes, _ = self._geometry(tuple(x.shape))
+        return _functional.rms_normalization(x, axes, self._weight("scale"), self.epsilon)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "axis": self.axis, "epsilon": self.epsilon}

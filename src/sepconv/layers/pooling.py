@@ -15,7 +15,7 @@ import torch
 
 from .. import functional as _functional
 from .. import padding as _padding
-from .base import check_bool, check_tuple
+from .base import check_bool, check_tuple, snake_case
 from .core import _Weightless, check_data_format
 
 
@@ -179,3 +179,77 @@ GlobalAveragePooling1D.forward = _masked_mean_forward
 GlobalAveragePooling1D.compute_mask = _no_output_mask
 GlobalAveragePooling2D = _global_class("GlobalAveragePooling2D", 2, "average", None)
 GlobalAveragePooling3D = _global_class("GlobalAveragePooling3D", 3, "average", None)
+
+
+class _AdaptivePooling(_Weightless):
+    """Keras 3's adaptive pooling: ``output_size`` fixed, windows from the input's size."""
+
+    _RANK = 1
+    _OP = "average"
+
+    def __init__(self, output_size, data_format, input_shape, batch_input_shape,
+                 batch_size, dtype, name, trainable, weights):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        if output_size is None:
+            raise ValueError("Argument `output_size` is required. Received output_size=None")
+        self.output_size = check_tuple(output_size, "output_size", self._RANK)
+        self.data_format = check_data_format(data_format)
+        if self.batch_input_shape is not None and \
+                len(self.batch_input_shape) != self._RANK + 2:
+            arg, value = self._shape_argument
+            layout = _functional._layout_nd(self._RANK, self.data_format == "channels_last")
+            raise ValueError(f"Invalid value for argument `{arg}`. Expected {layout} "
+                             f"(without the batch for input_shape). Received {arg}={value}")
+        self._finish_init()
+
+    def _check_input(self, shape) -> None:
+        if len(shape) != self._RANK + 2:
+            layout = _functional._layout_nd(self._RANK, self.data_format == "channels_last")
+            raise ValueError(f"Layer {self.name!r} expects input of rank {self._RANK + 2}, "
+                             f"{layout}. Received input of shape {shape}")
+
+    def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
+        shape = tuple(input_shape)
+        if self.data_format == "channels_last":
+            return (shape[0],) + self.output_size + (shape[-1],)
+        return (shape[0], shape[1]) + self.output_size
+
+    def call(self, x):
+        return _functional.adaptive_pool(x, self.output_size, self._OP, self.data_format)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "output_size": self.output_size,
+                "data_format": self.data_format}
+
+
+def _adaptive_class(name: str, rank: int, op: str):
+    def __init__(self, output_size=None, data_format=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        _AdaptivePooling.__init__(self, output_size, data_format, input_shape,
+                                  batch_input_shape, batch_size, dtype, name, trainable,
+                                  weights)
+
+    axes = "steps" if rank == 1 else "rows, cols" if rank == 2 else "depth, rows, cols"
+    doc = (f"Keras 3's ``{name}`` (R keras3: ``layer_{snake_case(name[:-2])}_{rank}d``; "
+           f"tf-keras 2.21 has none): the {'maximum' if op == 'max' else 'mean'} over "
+           f"windows chosen so that ``(batch, {axes}, channels)`` (or channels_first) "
+           f"becomes ``(batch, *output_size, channels)`` whatever its size.  Output ``i`` "
+           f"of an axis of length ``L`` pools inputs ``floor(i * L / n)`` to "
+           f"``ceil((i + 1) * L / n) - 1`` (``n`` its output size): torch's adaptive "
+           f"pooling bins, which Keras 3 computes on every backend (its torch backend "
+           f"calls torch's).  ``output_size``: an int or a tuple of {rank} ints (required; "
+           f"Keras 3 has no default); ``data_format`` None means 'channels_last'.")
+    return type(name, (_AdaptivePooling,), {"__init__": __init__, "__doc__": doc,
+                                            "_RANK": rank, "_OP": op,
+                                            "__module__": __name__})
+
+
+AdaptiveAveragePooling1D = _adaptive_class("AdaptiveAveragePooling1D", 1, "average")
+AdaptiveAveragePooling2D = _adaptive_class("AdaptiveAveragePooling2D", 2, "average")
+AdaptiveAveragePooling3D = _adaptive_class("AdaptiveAveragePooling3D", 3, "average")
+AdaptiveMaxPooling1D = _adaptive_class("AdaptiveMaxPooling1D", 1, "max")
+AdaptiveMaxPooling2D = _adaptive_class("AdaptiveMaxPooling2D", 2, "max")
+AdaptiveMaxPooling3D = _adaptive_class("AdaptiveMaxPooling3D", 3, "max")
