@@ -1661,8 +1661,8 @@ def _traced_shapes(module: KerasFunctional, dtypes: Dict[Ref, str]) -> Dict[Ref,
     for batch, size in ((2, 24), (3, 40)):
         seen: Dict[str, List[Any]] = {}
         hooks = [m.register_forward_hook(lambda m, a, out, n=n: seen.setdefault(n, []).append(
-                 [(tuple(t.shape), str(t.dtype).replace("torch.", "")) for t in
-                  (out if isinstance(out, (list, tuple)) else [out])]))
+                 [(tuple(t.shape), str(t.dtype).replace("torch.", ""))
+                  for t in _flat_outputs(out)]))
                  for n, m in children.items()]
         try:
             xs = [torch.zeros([batch if i == 0 and v is None else size if v is None else v
