@@ -22,15 +22,17 @@ from .base import Layer, check_bool, check_count, check_data_format
 
 
 def _check_real(value: Any, name: str, minimum: Optional[float] = None,
-                strict: bool = False, allow_none: bool = False) -> Optional[float]:
-    """A real number (``> minimum`` if ``strict``, else ``>= minimum``), or ``None`` where
-    allowed; ``TypeError`` / ``ValueError`` naming the argument."""
+                strict: bool = False, allow_none: bool = False,
+                allow_inf: bool = False) -> Optional[float]:
+    """A finite real number (``> minimum`` if ``strict``, else ``>= minimum``; ``inf``
+    too where ``allow_inf``), or ``None`` where allowed; ``TypeError`` / ``ValueError``
+    naming the argument."""
     if value is None and allow_none:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"Invalid type for argument `{name}`. Expected a number"
                         f"{' or None' if allow_none else ''}. Received {name}={value!r}")
-    if not math.isfinite(float(value)) and not (name == "top_db" and value == math.inf):
+    if not math.isfinite(float(value)) and not (allow_inf and value == math.inf):
         raise ValueError(f"Invalid value for argument `{name}`. Expected a finite number. "
                          f"Received {name}={value!r}")
     if minimum is not None and (value <= minimum if strict else value < minimum):
@@ -334,7 +336,7 @@ class MelSpectrogram(Layer):
                              f"greater than `min_freq`. Received max_freq={self.max_freq}, "
                              f"min_freq={self.min_freq}")
         self.power_to_db = check_bool(power_to_db, "power_to_db")
-        self.top_db = _check_real(top_db, "top_db", 0, allow_none=True)
+        self.top_db = _check_real(top_db, "top_db", 0, allow_none=True, allow_inf=True)
         self.mag_exp = _check_real(mag_exp, "mag_exp", 0, strict=True)
         self.min_power = _check_real(min_power, "min_power", 0, strict=True)
         self.ref_power = _check_real(ref_power, "ref_power")
