@@ -109,14 +109,15 @@ class STFTSpectrogram(Layer):
     float16, float32, float64 (Keras refuses bfloat16 inputs; so does sepconv, at
     construction); float64 stays float64 throughout (Keras 3.15's ``"log"``,
     ``"magnitude"`` and ``"angle"`` return float32 for float64 input: its
-    ``ops.maximum(power, 1e-7)`` and ``ops.arctan2`` promote to float32).  Arguments are checked at construction, each error naming the argument;
-    strings are case-sensitive, as in Keras.
+    ``ops.maximum(power, 1e-7)`` and ``ops.arctan2`` promote to float32).  Arguments are
+    checked at construction, each error naming the argument; strings are case-sensitive,
+    as in Keras.
     """
 
     #: tf-keras 2 has no such layer: ``save_keras_model`` writes it to ``.keras`` only.
     KERAS3_ONLY = True
     WEIGHT_NAMES = ("real_kernel", "imag_kernel")
-    MODES = ("log", "magnitude", "psd", "real", "imag", "angle", "stft")
+    MODES = _functional._STFT_MODES
 
     def __init__(self, mode="log", frame_length=256, frame_step=None, fft_length=None,
                  window="hann", periodic=False, scaling="density", padding="valid",
@@ -166,9 +167,6 @@ class STFTSpectrogram(Layer):
         self.window = window
         self.periodic = check_bool(periodic, "periodic")
         self.scaling = _check_choice(scaling, "scaling", ("density", "spectrum"), none_ok=True)
-        if not isinstance(padding, str):
-            raise TypeError(f"Invalid type for argument `padding`. Expected 'valid' or "
-                            f"'same'. Received padding={padding!r}")
         self.padding = _check_choice(padding, "padding", ("valid", "same"))
         self.expand_dims = check_bool(expand_dims, "expand_dims")
         self.data_format = check_data_format(data_format)
@@ -293,7 +291,8 @@ class MelSpectrogram(Layer):
     No weights.  ``dtype`` float16 / bfloat16 compute in float32 and cast the result, as
     Keras does.  float64 stays float64 throughout (Keras 3.15 rounds the spectrogram to
     float32 for the mel projection, its float32 filter bank winning the type promotion, so
-    the two agree to float32 rounding there).  ``compute_output_shape`` gives the real frame count (Keras 3.15's says
+    the two agree to float32 rounding there).  ``compute_output_shape`` gives the real
+    frame count (Keras 3.15's says
     ``(samples + sequence_stride + 1) // sequence_stride``, one too many when
     ``samples + 1`` is a multiple of ``sequence_stride``).  Arguments are checked at
     construction (Keras 3.15 checks only ``fft_length >= sequence_length``), each error
@@ -304,6 +303,7 @@ class MelSpectrogram(Layer):
 
     #: tf-keras 2 has no such layer: ``save_keras_model`` writes it to ``.keras`` only.
     KERAS3_ONLY = True
+
     def __init__(self, fft_length=2048, sequence_stride=512, sequence_length=None,
                  window="hann", sampling_rate=16000, num_mel_bins=128, min_freq=20.0,
                  max_freq=None, power_to_db=True, top_db=80.0, mag_exp=2.0, min_power=1e-10,
