@@ -336,8 +336,9 @@ class GroupQueryAttention(_Heads, Layer):
 
     The numbers are Keras 3's: without dropout and scores the output comes from torch's
     ``scaled_dot_product_attention`` (``enable_gqa``: sepconv hands it the shared key
-    and value heads uncopied; torch's kernels do the grouping) with Keras 3's ``-0.7 * float32 max`` offsets, so a query step whose keys are
-    all masked gets the mean of the values; returning scores or with ``dropout > 0`` (in
+    and value heads uncopied; torch's kernels do the grouping) with Keras 3's ``-0.7 *
+    float32 max`` offsets, so a query step whose keys are all masked gets the mean of the
+    values; returning scores or with ``dropout > 0`` (in
     training or not) Keras 3 runs its ``Softmax``, which gives such a step zeros.  (In
     float64 Keras 3's fused route computes in float32: its torch ``dot_product_attention``
     casts to ``backend.result_type("float64", "float64")``, which is float32; sepconv
@@ -535,8 +536,7 @@ class GroupQueryAttention(_Heads, Layer):
             return _functional.dot_product_attention(q, k, v, (1,), **kwargs)
         from torch.nn.attention import SDPBackend, sdpa_kernel
         backends = [SDPBackend.FLASH_ATTENTION] if self.flash_attention else \
-            [b for b in (SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
-                         SDPBackend.MATH)]
+            [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
         with sdpa_kernel(backends):
             return _functional.dot_product_attention(q, k, v, (1,), **kwargs)
 
