@@ -116,6 +116,21 @@ class _Heads:
     def _bias(self, name: str) -> Optional[torch.Tensor]:
         return self._weight(name) if self.use_bias else None
 
+    def _project(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(batch, ..., features)`` through the ``<name>_kernel`` / ``_bias``
+        projection: ``(batch, ..., heads, size)``."""
+        return _functional.einsum_dense(x, self._weight(f"{name}_kernel"),
+                                        self._bias(f"{name}_bias"), 1)
+
+    def _output(self, out: torch.Tensor,
+                gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The attention output ``(batch, T..., heads, size)`` times ``gate`` (if any:
+        ``GroupQueryAttention(use_gate=True)``), through the output projection."""
+        if gate is not None:
+            out = out * gate
+        return _functional.einsum_dense(out, self._weight("output_kernel"),
+                                        self._bias("output_bias"), 2)
+
     def _attention_mask(self, q, v, attention_mask, query_mask, value_mask,
                         key_mask) -> Optional[torch.Tensor]:
         """Keras' ``_compute_attention_mask`` but the causal mask (the attention op
@@ -265,19 +280,14 @@ class MultiHeadAttention(_Heads, Layer):
                              f"(batch, steps, features). Received query of shape "
                              f"{tuple(q.shape)}")
         mask = self._attention_mask(q, v, attention_mask, query_mask, value_mask, key_mask)
-        qp = _functional.einsum_dense(q, self._weight("query_kernel"),
-                                      self._bias("query_bias"), 1)
-        kp = _functional.einsum_dense(k, self._weight("key_kernel"),
-                                      self._bias("key_bias"), 1)
-        vp = _functional.einsum_dense(v, self._weight("value_kernel"),
-                                      self._bias("value_bias"), 1)
+        qp, kp, vp = self._project("query", q), self._project("key", k), \
+            self._project("value", v)
         out, scores = _functional.dot_product_attention(
             qp, kp, vp, self._axes(q.dim()), mask=mask,
             dropout_rate=self.dropout if (self.training if training is None else training)
             else 0.0, masking=self._masking(q.dim(), return_attention_scores),
             causal=bool(use_causal_mask), need_scores=bool(return_attention_scores))
-        out = _functional.einsum_dense(out, self._weight("output_kernel"),
-                                       self._bias("output_bias"), 2)
+        out = self._output(out)
         self._record_activity(out)
         return (out, scores) if return_attention_scores else out
 
@@ -513,10 +523,6 @@ class GroupQueryAttention(_Heads, Layer):
                                       for t in tensors)
         return (out, scores) if return_attention_scores else out
 
-    def _project(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        return _functional.einsum_dense(x, self._weight(f"{name}_kernel"),
-                                        self._bias(f"{name}_bias"), 1)
-
     def _band(self, t: int, s: int, device) -> torch.Tensor:
         """Keras' sliding-window mask ``(T, S)``: ``|t - s| < sliding_window``."""
         rows = torch.arange(t, device=device)[:, None]
@@ -546,14 +552,6 @@ class GroupQueryAttention(_Heads, Layer):
             [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
         with sdpa_kernel(backends):
             return _functional.dot_product_attention(q, k, v, (1,), **kwargs)
-
-    def _output(self, out: torch.Tensor, gate: Optional[torch.Tensor]) -> torch.Tensor:
-        """The attention output ``(batch, T, heads, head_dim)`` times the gate (with
-        ``use_gate``), through the output projection."""
-        if gate is not None:
-            out = out * gate
-        return _functional.einsum_dense(out, self._weight("output_kernel"),
-                                        self._bias("output_bias"), 2)
 
     def _masking(self, need_scores: bool) -> str:
         """Keras 3's two routes: its fused ``dot_product_attention`` without dropout
