@@ -10,7 +10,6 @@ weights and numbers (its torch backend); tf-keras 2 has neither.  The math is in
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from typing import Any, Dict, Optional, Tuple
 
@@ -19,26 +18,25 @@ import torch
 
 from .. import functional as _functional
 from .base import Layer, check_bool, check_count, check_data_format
+from .core import check_number
 
 
 def _check_real(value: Any, name: str, minimum: Optional[float] = None,
                 strict: bool = False, allow_none: bool = False,
                 allow_inf: bool = False) -> Optional[float]:
-    """A finite real number (``> minimum`` if ``strict``, else ``>= minimum``; ``inf``
-    too where ``allow_inf``), or ``None`` where allowed; ``TypeError`` / ``ValueError``
-    naming the argument."""
-    if value is None and allow_none:
+    """:func:`~sepconv.layers.core.check_number` (a real number ``>= minimum``, or ``None``
+    where allowed), also finite (``inf`` too where ``allow_inf``) and ``> minimum`` if
+    ``strict``; the value is returned as given (Keras' configs keep ``sampling_rate=16000``
+    an int)."""
+    if check_number(value, name, minimum, allow_none=allow_none) is None:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"Invalid type for argument `{name}`. Expected a number"
-                        f"{' or None' if allow_none else ''}. Received {name}={value!r}")
-    if not math.isfinite(float(value)) and not (allow_inf and value == math.inf):
+    value = value.item() if isinstance(value, np.ndarray) else value
+    if not math.isfinite(value) and not (allow_inf and value == math.inf):
         raise ValueError(f"Invalid value for argument `{name}`. Expected a finite number. "
                          f"Received {name}={value!r}")
-    if minimum is not None and (value <= minimum if strict else value < minimum):
-        rule = f"> {minimum}" if strict else f">= {minimum}"
-        raise ValueError(f"Invalid value for argument `{name}`. Expected a value {rule}. "
-                         f"Received {name}={value!r}")
+    if strict and value == minimum:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected a value > "
+                         f"{minimum}. Received {name}={value!r}")
     return value
 
 
