@@ -204,3 +204,39 @@ def test_convert_takes_the_custom_objects_module(tmp_path):
                                    model.predict(x, verbose=0), rtol=0, atol=1e-5)
     assert cli.main(["convert", str(tmp_path / "m.h5"), str(tmp_path / "m.pt"),
                      "--custom", str(tmp_path / "nothing.py")]) == 2
+
+
+def test_custom_registry_entries_resolve_as_in_tf_keras():
+    """In ``custom_object_scope`` a name or a Keras config dict (by ``class_name`` or
+    Keras 3's ``"package>Name"``) resolves to the user's object as tf-keras' own
+    ``custom_object_scope`` + ``regularizers.get`` / ``activations.get`` resolve it: a
+    class built from the dict's config, a function returned as it is."""
+    import sepconv
+    from sepconv._registry import custom_object_scope
+
+    class Scaled:  # a regularizer class with a config
+        def __init__(self, factor=1.0):
+            self.factor = factor
+
+        def __call__(self, x):
+            return self.factor * (x ** 2).sum()
+
+        def get_config(self):
+            return {"factor": self.factor}
+
+    def doubled(x):
+        return 2.0 * x
+
+    objects = {"Scaled": Scaled, "doubled": doubled}
+    entry = {"class_name": "Scaled", "config": {"factor": 0.25}}
+    with tf_keras.utils.custom_object_scope(objects):
+        want = tf_keras.regularizers.get(entry)
+        want_fn = tf_keras.activations.get("doubled")
+    for ident in (entry, dict(entry, class_name="Other", registered_name="Custom>Scaled")):
+        with custom_object_scope(objects):
+            got = sepconv.regularizers.get(ident, "kernel_regularizer")
+        assert type(got) is type(want) is Scaled and got.factor == want.factor == 0.25
+    with custom_object_scope(objects):
+        assert sepconv.activations.get("doubled", "activation") is want_fn is doubled
+    with pytest.raises(ValueError, match="kernel_regularizer"):  # the scope has ended
+        sepconv.regularizers.get(entry, "kernel_regularizer")

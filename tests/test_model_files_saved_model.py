@@ -179,3 +179,20 @@ def test_snappy_blocks_are_read():
     assert _snappy(bytes([100, 60 << 2, 99]) + text) == text
     with pytest.raises(ValueError):
         _snappy(bytes([5, 1, 9]))  # a copy before any data
+
+
+def test_convert_takes_a_saved_model_directory(saved, tmp_path):
+    """``python -m sepconv convert DIR OUT.pt``: the written module computes what tf-keras
+    computes from the same directory."""
+    import torch
+    from sepconv import cli
+    path = os.path.join(saved["root"], "stack")
+    out = tmp_path / "stack.pt"
+    assert cli.main(["convert", path, str(out)]) == 0
+    module = torch.load(out, weights_only=False)
+    ref = tf_keras.models.load_model(path)
+    x = _inputs(ref, seed=3)[0]
+    want = ref.predict(x, verbose=0)
+    with torch.no_grad():
+        np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), want, rtol=0,
+                                   atol=1e-5)

@@ -80,14 +80,14 @@ class Registry:
         """Resolve ``identifier`` for the layer argument named ``argument``."""
         if identifier is None:
             return None
-        custom = custom_object(identifier) if isinstance(identifier, str) else \
-            custom_object(identifier.get("registered_name"), identifier.get("class_name")) \
-            if isinstance(identifier, dict) else None
+        is_dict = isinstance(identifier, dict)
+        custom = custom_object(identifier.get("registered_name"),
+                               identifier.get("class_name")) if is_dict else \
+            custom_object(identifier)  # (a name; custom_object skips other values)
+        if isinstance(custom, type):  # a class: built from the dict's config
+            config = identifier.get("config") if is_dict else None
+            return custom(**(config or {}))
         if custom is not None:
-            if isinstance(custom, type):
-                inner = dict(identifier.get("config") or {}) if isinstance(identifier, dict) \
-                    else {}
-                return custom(**inner)
             return custom
         if isinstance(identifier, str):
             factory = self.factories.get(identifier.lower())

@@ -17,7 +17,8 @@ PROG = "python -m sepconv convert"
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[1].strip())
     p.add_argument("model", help="a Keras model file: .h5 (tf-keras 2, R keras, Keras 3) "
-                                 "or .keras (tf-keras 2.13+, Keras 3)")
+                                 "or .keras (tf-keras 2.13+, Keras 3), or a tf-keras "
+                                 "SavedModel directory")
     p.add_argument("out", help="where to write the torch module (.pt)")
     p.add_argument("--custom", metavar="MODULE", action="append", default=[],
                    help="an importable Python module (or a .py file) whose CUSTOM_OBJECTS "

@@ -33,14 +33,103 @@ def _shape_or_none(value: Any, name: str) -> Optional[Tuple[Optional[int], ...]]
 
 
 class _Heads:
-    """What ``MultiHeadAttention`` and ``GroupQueryAttention`` share: inputs as tensors,
-    optional biases, and the Keras masks of the inputs combined with ``attention_mask``."""
+    """What ``MultiHeadAttention`` and ``GroupQueryAttention`` share: the query, value and
+    key shapes (from the arguments, ``build`` or the first call) and their checks, inputs
+    as tensors, optional biases, and the Keras masks of the inputs combined with
+    ``attention_mask``."""
+
+    #: ``True``: inputs ``(batch, steps, features)`` only; else ``(batch, ..., features)``.
+    RANK_3_ONLY = False
+
+    def _layout(self, features: Any = "features") -> str:
+        return (f"(batch, steps, {features})" if self.RANK_3_ONLY
+                else f"(batch, ..., {features})")
+
+    def _init_shapes(self, query_shape, value_shape, key_shape) -> None:
+        """The ``query_shape`` / ``value_shape`` / ``key_shape`` arguments; built now where
+        the first two are known (and no ``input_shape`` was given)."""
+        self.query_shape = _shape_or_none(query_shape, "query_shape")
+        self.value_shape = _shape_or_none(value_shape, "value_shape")
+        self.key_shape = _shape_or_none(key_shape, "key_shape")
+        self.input_dims: Optional[Tuple[int, int, int]] = None
+        if self.query_shape is not None and self.value_shape is not None and \
+                self.batch_input_shape is None:
+            self._build_checked([self.query_shape, self.value_shape,
+                                 self.key_shape or self.value_shape], device=None)
+
+    def _build_shapes(self, input_shape) -> Tuple[int, int, int]:
+        """``build``'s ``input_shape`` (the query's shape, self-attention: value and key
+        alike, or a list ``[query_shape, value_shape(, key_shape)]``) checked and kept;
+        returns the features ``(query, value, key)``."""
+        shapes = list(input_shape) if input_shape and isinstance(
+            input_shape[0], (list, tuple)) else [tuple(input_shape)]
+        if not 1 <= len(shapes) <= 3:
+            raise ValueError(f"Layer {self.name!r} is built from the query, value and key "
+                             f"shapes. Received {len(shapes)} shapes")
+        shapes += [shapes[-1]] * (3 - len(shapes))  # value = query, key = value
+        q, v, k = (tuple(s) for s in shapes)
+        for what, s in (("query", q), ("value", v), ("key", k)):
+            if (len(s) != 3 if self.RANK_3_ONLY else len(s) < 3) or s[-1] is None:
+                layout = "of shape " + self._layout() if self.RANK_3_ONLY else \
+                    "of rank >= 3 " + self._layout()
+                raise ValueError(f"Layer {self.name!r} expects a {what} {layout} with "
+                                 f"known features. Received {what} shape {s}")
+        self.query_shape, self.value_shape, self.key_shape = q, v, k
+        self.input_dims = tuple(check_count(s[-1], f"{w} features") for w, s in
+                                (("query", q), ("value", v), ("key", k)))
+        return self.input_dims
+
+    def _build_from_inputs(self, query, value, key) -> None:
+        """Build at the first call from the inputs' shapes (``key`` default: ``value``)."""
+        q0, v0 = self._as_tensor(query), self._as_tensor(value)
+        k0 = v0 if key is None else self._as_tensor(key)
+        self._build_checked([tuple(q0.shape), tuple(v0.shape), tuple(k0.shape)],
+                            device=q0.device)
+
+    def _check_inputs(self, q, v, k) -> None:
+        dq, dv, dk = self.input_dims
+        for what, t, d in (("query", q, dq), ("value", v, dv), ("key", k, dk)):
+            if (t.dim() != 3 if self.RANK_3_ONLY else t.dim() < 3) or t.shape[-1] != d:
+                raise ValueError(f"Layer {self.name!r} expects a {what} of shape "
+                                 f"{self._layout(d)}. Received {what} of shape "
+                                 f"{tuple(t.shape)}")
+        if v.shape[:-1] != k.shape[:-1]:
+            raise ValueError(f"All dimensions of `value` and `key`, except the last one, "
+                             f"must be equal. Received {tuple(v.shape)} and "
+                             f"{tuple(k.shape)}")
+        if q.dim() != v.dim() or q.shape[0] != v.shape[0]:
+            what = "batch size" if self.RANK_3_ONLY else "rank and batch size"
+            raise ValueError(f"Layer {self.name!r}: query {tuple(q.shape)} and value "
+                             f"{tuple(v.shape)} need the same {what}")
+
+    @staticmethod
+    def _query_shape(query_shape) -> Tuple[Optional[int], ...]:
+        """``compute_output_shape``'s query shape (alone or first of a list of shapes)."""
+        if isinstance(query_shape, list) and query_shape and \
+                isinstance(query_shape[0], (list, tuple)):
+            query_shape = query_shape[0]
+        return tuple(query_shape)
 
     def _as_tensor(self, x) -> torch.Tensor:
         return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
     def _bias(self, name: str) -> Optional[torch.Tensor]:
         return self._weight(name) if self.use_bias else None
+
+    def _project(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(batch, ..., features)`` through the ``<name>_kernel`` / ``_bias``
+        projection: ``(batch, ..., heads, size)``."""
+        return _functional.einsum_dense(x, self._weight(f"{name}_kernel"),
+                                        self._bias(f"{name}_bias"), 1)
+
+    def _output(self, out: torch.Tensor,
+                gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The attention output ``(batch, T..., heads, size)`` times ``gate`` (if any:
+        ``GroupQueryAttention(use_gate=True)``), through the output projection."""
+        if gate is not None:
+            out = out * gate
+        return _functional.einsum_dense(out, self._weight("output_kernel"),
+                                        self._bias("output_bias"), 2)
 
     def _attention_mask(self, q, v, attention_mask, query_mask, value_mask,
                         key_mask) -> Optional[torch.Tensor]:
@@ -141,38 +230,16 @@ class MultiHeadAttention(_Heads, Layer):
         self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
         self.softmax_robust_masking = check_bool(softmax_robust_masking,
                                                  "softmax_robust_masking")
-        self.query_shape = _shape_or_none(query_shape, "query_shape")
-        self.value_shape = _shape_or_none(value_shape, "value_shape")
-        self.key_shape = _shape_or_none(key_shape, "key_shape")
         # Keras 3 files: Keras 3's masked softmax (see ``_masking``)
         self._keras3 = _activations.current_flavour() == "keras3"
-        self.input_dims: Optional[Tuple[int, int, int]] = None
-        if self.query_shape is not None and self.value_shape is not None and \
-                self.batch_input_shape is None:
-            self._build_checked([self.query_shape, self.value_shape,
-                                 self.key_shape or self.value_shape], device=None)
+        self._init_shapes(query_shape, value_shape, key_shape)
         self._finish_init()
 
     # -- building ----------------------------------------------------------------------
     def build(self, input_shape, device=None) -> None:
         """``input_shape``: the query's shape (self-attention: value and key alike) or a
         list ``[query_shape, value_shape]`` / ``[query_shape, value_shape, key_shape]``."""
-        shapes = list(input_shape) if input_shape and isinstance(
-            input_shape[0], (list, tuple)) else [tuple(input_shape)]
-        if not 1 <= len(shapes) <= 3:
-            raise ValueError(f"Layer {self.name!r} is built from the query, value and key "
-                             f"shapes. Received {len(shapes)} shapes")
-        shapes += [shapes[-1]] * (3 - len(shapes))  # value = query, key = value
-        q, v, k = (tuple(s) for s in shapes)
-        for what, s in (("query", q), ("value", v), ("key", k)):
-            if len(s) < 3 or s[-1] is None:
-                raise ValueError(f"Layer {self.name!r} expects a {what} of rank >= 3 "
-                                 f"(batch, ..., features) with known features. Received "
-                                 f"{what} shape {s}")
-        self.query_shape, self.value_shape, self.key_shape = q, v, k
-        dq, dv, dk = (check_count(s[-1], f"{w} features") for w, s in
-                      (("query", q), ("value", v), ("key", k)))
-        self.input_dims = (dq, dv, dk)
+        dq, dv, dk = self._build_shapes(input_shape)
         out = self.output_shape or (dq,)
         h = self.num_heads
         for prefix, features, size in (("query", dq, self.key_dim), ("key", dk, self.key_dim),
@@ -203,11 +270,7 @@ class MultiHeadAttention(_Heads, Layer):
                 return_attention_scores=False, training=None, use_causal_mask=False,
                 query_mask=None, value_mask=None, key_mask=None):
         if not self.built:
-            q0 = self._as_tensor(query)
-            v0 = self._as_tensor(value)
-            k0 = v0 if key is None else self._as_tensor(key)
-            self._build_checked([tuple(q0.shape), tuple(v0.shape), tuple(k0.shape)],
-                                device=q0.device)
+            self._build_from_inputs(query, value, key)
         if key is None:
             key, key_mask = value, value_mask if key_mask is None else key_mask
         q, v, k = (self._prepare_input(t) for t in (query, value, key))
@@ -217,19 +280,14 @@ class MultiHeadAttention(_Heads, Layer):
                              f"(batch, steps, features). Received query of shape "
                              f"{tuple(q.shape)}")
         mask = self._attention_mask(q, v, attention_mask, query_mask, value_mask, key_mask)
-        qp = _functional.einsum_dense(q, self._weight("query_kernel"),
-                                      self._bias("query_bias"), 1)
-        kp = _functional.einsum_dense(k, self._weight("key_kernel"),
-                                      self._bias("key_bias"), 1)
-        vp = _functional.einsum_dense(v, self._weight("value_kernel"),
-                                      self._bias("value_bias"), 1)
+        qp, kp, vp = self._project("query", q), self._project("key", k), \
+            self._project("value", v)
         out, scores = _functional.dot_product_attention(
             qp, kp, vp, self._axes(q.dim()), mask=mask,
             dropout_rate=self.dropout if (self.training if training is None else training)
             else 0.0, masking=self._masking(q.dim(), return_attention_scores),
             causal=bool(use_causal_mask), need_scores=bool(return_attention_scores))
-        out = _functional.einsum_dense(out, self._weight("output_kernel"),
-                                       self._bias("output_bias"), 2)
+        out = self._output(out)
         self._record_activity(out)
         return (out, scores) if return_attention_scores else out
 
@@ -259,26 +317,9 @@ class MultiHeadAttention(_Heads, Layer):
             axes.append(b)
         return tuple(sorted(set(axes)))
 
-    def _check_inputs(self, q, v, k) -> None:
-        dq, dv, dk = self.input_dims
-        for what, t, d in (("query", q, dq), ("value", v, dv), ("key", k, dk)):
-            if t.dim() < 3 or t.shape[-1] != d:
-                raise ValueError(f"Layer {self.name!r} expects a {what} of shape (batch, ..., "
-                                 f"{d}). Received {what} of shape {tuple(t.shape)}")
-        if v.shape[:-1] != k.shape[:-1]:
-            raise ValueError(f"All dimensions of `value` and `key`, except the last one, "
-                             f"must be equal. Received {tuple(v.shape)} and "
-                             f"{tuple(k.shape)}")
-        if q.dim() != v.dim() or q.shape[0] != v.shape[0]:
-            raise ValueError(f"Layer {self.name!r}: query {tuple(q.shape)} and value "
-                             f"{tuple(v.shape)} need the same rank and batch size")
-
     # -- Keras protocol ----------------------------------------------------------------
     def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
-        if isinstance(query_shape, list) and query_shape and \
-                isinstance(query_shape[0], (list, tuple)):
-            query_shape = query_shape[0]
-        q = tuple(query_shape)
+        q = self._query_shape(query_shape)
         return q[:-1] + (self.output_shape or (q[-1],))
 
     def get_config(self) -> Dict[str, Any]:
@@ -336,8 +377,9 @@ class GroupQueryAttention(_Heads, Layer):
 
     The numbers are Keras 3's: without dropout and scores the output comes from torch's
     ``scaled_dot_product_attention`` (``enable_gqa``: sepconv hands it the shared key
-    and value heads uncopied; torch's kernels do the grouping) with Keras 3's ``-0.7 * float32 max`` offsets, so a query step whose keys are
-    all masked gets the mean of the values; returning scores or with ``dropout > 0`` (in
+    and value heads uncopied; torch's kernels do the grouping) with Keras 3's ``-0.7 *
+    float32 max`` offsets, so a query step whose keys are all masked gets the mean of the
+    values; returning scores or with ``dropout > 0`` (in
     training or not) Keras 3 runs its ``Softmax``, which gives such a step zeros.  (In
     float64 Keras 3's fused route computes in float32: its torch ``dot_product_attention``
     casts to ``backend.result_type("float64", "float64")``, which is float32; sepconv
@@ -369,6 +411,7 @@ class GroupQueryAttention(_Heads, Layer):
                     "gate_bias", "value_kernel", "value_bias", "output_kernel", "output_bias")
     supports_masking = True
     MASKED_ARGUMENTS = ("query", "value", "key")
+    RANK_3_ONLY = True
 
     def __init__(self, head_dim, num_query_heads, num_key_value_heads, dropout=0.0,
                  use_bias=True, sliding_window=None, flash_attention=None,
@@ -415,36 +458,14 @@ class GroupQueryAttention(_Heads, Layer):
         self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
         self.use_gate = check_bool(use_gate, "use_gate")
         self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
-        self.query_shape = _shape_or_none(query_shape, "query_shape")
-        self.value_shape = _shape_or_none(value_shape, "value_shape")
-        self.key_shape = _shape_or_none(key_shape, "key_shape")
-        self.input_dims: Optional[Tuple[int, int, int]] = None
-        if self.query_shape is not None and self.value_shape is not None and \
-                self.batch_input_shape is None:
-            self._build_checked([self.query_shape, self.value_shape,
-                                 self.key_shape or self.value_shape], device=None)
+        self._init_shapes(query_shape, value_shape, key_shape)
         self._finish_init()
 
     # -- building ----------------------------------------------------------------------
     def build(self, input_shape, device=None) -> None:
         """``input_shape``: the query's shape (self-attention) or a list ``[query_shape,
         value_shape(, key_shape)]``."""
-        shapes = list(input_shape) if input_shape and isinstance(
-            input_shape[0], (list, tuple)) else [tuple(input_shape)]
-        if not 1 <= len(shapes) <= 3:
-            raise ValueError(f"Layer {self.name!r} is built from the query, value and key "
-                             f"shapes. Received {len(shapes)} shapes")
-        shapes += [shapes[-1]] * (3 - len(shapes))
-        q, v, k = (tuple(s) for s in shapes)
-        for what, s in (("query", q), ("value", v), ("key", k)):
-            if len(s) != 3 or s[-1] is None:
-                raise ValueError(f"Layer {self.name!r} expects a {what} of shape (batch, "
-                                 f"steps, features) with known features. Received {what} "
-                                 f"shape {s}")
-        self.query_shape, self.value_shape, self.key_shape = q, v, k
-        dq, dv, dk = (check_count(s[-1], f"{w} features") for w, s in
-                      (("query", q), ("value", v), ("key", k)))
-        self.input_dims = (dq, dv, dk)
+        dq, dv, dk = self._build_shapes(input_shape)
         u, kv, h = self.num_query_heads, self.num_key_value_heads, self.head_dim
         projections = [("query", dq, u), ("key", dk, kv)] + \
             ([("gate", dq, u)] if self.use_gate else []) + [("value", dv, kv)]
@@ -474,10 +495,7 @@ class GroupQueryAttention(_Heads, Layer):
                 key_mask=None, attention_mask=None, return_attention_scores=False,
                 training=None, use_causal_mask=False):
         if not self.built:
-            q0, v0 = self._as_tensor(query), self._as_tensor(value)
-            k0 = v0 if key is None else self._as_tensor(key)
-            self._build_checked([tuple(q0.shape), tuple(v0.shape), tuple(k0.shape)],
-                                device=q0.device)
+            self._build_from_inputs(query, value, key)
         if key is None:
             key = value
         q, v, k = (self._prepare_input(t) for t in (query, value, key))
@@ -505,10 +523,6 @@ class GroupQueryAttention(_Heads, Layer):
                                       for t in tensors)
         return (out, scores) if return_attention_scores else out
 
-    def _project(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        return _functional.einsum_dense(x, self._weight(f"{name}_kernel"),
-                                        self._bias(f"{name}_bias"), 1)
-
     def _band(self, t: int, s: int, device) -> torch.Tensor:
         """Keras' sliding-window mask ``(T, S)``: ``|t - s| < sliding_window``."""
         rows = torch.arange(t, device=device)[:, None]
@@ -535,18 +549,9 @@ class GroupQueryAttention(_Heads, Layer):
             return _functional.dot_product_attention(q, k, v, (1,), **kwargs)
         from torch.nn.attention import SDPBackend, sdpa_kernel
         backends = [SDPBackend.FLASH_ATTENTION] if self.flash_attention else \
-            [b for b in (SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
-                         SDPBackend.MATH)]
+            [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
         with sdpa_kernel(backends):
             return _functional.dot_product_attention(q, k, v, (1,), **kwargs)
-
-    def _output(self, out: torch.Tensor, gate: Optional[torch.Tensor]) -> torch.Tensor:
-        """The attention output ``(batch, T, heads, head_dim)`` times the gate (with
-        ``use_gate``), through the output projection."""
-        if gate is not None:
-            out = out * gate
-        return _functional.einsum_dense(out, self._weight("output_kernel"),
-                                        self._bias("output_bias"), 2)
 
     def _masking(self, need_scores: bool) -> str:
         """Keras 3's two routes: its fused ``dot_product_attention`` without dropout
@@ -558,26 +563,9 @@ class GroupQueryAttention(_Heads, Layer):
         state.pop("_generators", None)
         return state
 
-    def _check_inputs(self, q, v, k) -> None:
-        dq, dv, dk = self.input_dims
-        for what, t, d in (("query", q, dq), ("value", v, dv), ("key", k, dk)):
-            if t.dim() != 3 or t.shape[-1] != d:
-                raise ValueError(f"Layer {self.name!r} expects a {what} of shape (batch, "
-                                 f"steps, {d}). Received {what} of shape {tuple(t.shape)}")
-        if v.shape[:-1] != k.shape[:-1]:
-            raise ValueError(f"All dimensions of `value` and `key`, except the last one, "
-                             f"must be equal. Received {tuple(v.shape)} and "
-                             f"{tuple(k.shape)}")
-        if q.shape[0] != v.shape[0]:
-            raise ValueError(f"Layer {self.name!r}: query {tuple(q.shape)} and value "
-                             f"{tuple(v.shape)} need the same batch size")
-
     # -- Keras protocol ----------------------------------------------------------------
     def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
-        if isinstance(query_shape, list) and query_shape and \
-                isinstance(query_shape[0], (list, tuple)):
-            query_shape = query_shape[0]
-        return tuple(query_shape)
+        return self._query_shape(query_shape)
 
     def get_config(self) -> Dict[str, Any]:
         config = self.base_config()

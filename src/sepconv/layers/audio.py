@@ -10,7 +10,6 @@ weights and numbers (its torch backend); tf-keras 2 has neither.  The math is in
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from typing import Any, Dict, Optional, Tuple
 
@@ -19,24 +18,25 @@ import torch
 
 from .. import functional as _functional
 from .base import Layer, check_bool, check_count, check_data_format
+from .core import check_number
 
 
 def _check_real(value: Any, name: str, minimum: Optional[float] = None,
-                strict: bool = False, allow_none: bool = False) -> Optional[float]:
-    """A real number (``> minimum`` if ``strict``, else ``>= minimum``), or ``None`` where
-    allowed; ``TypeError`` / ``ValueError`` naming the argument."""
-    if value is None and allow_none:
+                strict: bool = False, allow_none: bool = False,
+                allow_inf: bool = False) -> Optional[float]:
+    """:func:`~sepconv.layers.core.check_number` (a real number ``>= minimum``, or ``None``
+    where allowed), also finite (``inf`` too where ``allow_inf``) and ``> minimum`` if
+    ``strict``; the value is returned as given (Keras' configs keep ``sampling_rate=16000``
+    an int)."""
+    if check_number(value, name, minimum, allow_none=allow_none) is None:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"Invalid type for argument `{name}`. Expected a number"
-                        f"{' or None' if allow_none else ''}. Received {name}={value!r}")
-    if not math.isfinite(float(value)) and not (name == "top_db" and value == math.inf):
+    value = value.item() if isinstance(value, np.ndarray) else value
+    if not math.isfinite(value) and not (allow_inf and value == math.inf):
         raise ValueError(f"Invalid value for argument `{name}`. Expected a finite number. "
                          f"Received {name}={value!r}")
-    if minimum is not None and (value <= minimum if strict else value < minimum):
-        rule = f"> {minimum}" if strict else f">= {minimum}"
-        raise ValueError(f"Invalid value for argument `{name}`. Expected a value {rule}. "
-                         f"Received {name}={value!r}")
+    if strict and value == minimum:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected a value > "
+                         f"{minimum}. Received {name}={value!r}")
     return value
 
 
@@ -107,14 +107,15 @@ class STFTSpectrogram(Layer):
     float16, float32, float64 (Keras refuses bfloat16 inputs; so does sepconv, at
     construction); float64 stays float64 throughout (Keras 3.15's ``"log"``,
     ``"magnitude"`` and ``"angle"`` return float32 for float64 input: its
-    ``ops.maximum(power, 1e-7)`` and ``ops.arctan2`` promote to float32).  Arguments are checked at construction, each error naming the argument;
-    strings are case-sensitive, as in Keras.
+    ``ops.maximum(power, 1e-7)`` and ``ops.arctan2`` promote to float32).  Arguments are
+    checked at construction, each error naming the argument; strings are case-sensitive,
+    as in Keras.
     """
 
     #: tf-keras 2 has no such layer: ``save_keras_model`` writes it to ``.keras`` only.
     KERAS3_ONLY = True
     WEIGHT_NAMES = ("real_kernel", "imag_kernel")
-    MODES = ("log", "magnitude", "psd", "real", "imag", "angle", "stft")
+    MODES = _functional._STFT_MODES
 
     def __init__(self, mode="log", frame_length=256, frame_step=None, fft_length=None,
                  window="hann", periodic=False, scaling="density", padding="valid",
@@ -164,9 +165,6 @@ class STFTSpectrogram(Layer):
         self.window = window
         self.periodic = check_bool(periodic, "periodic")
         self.scaling = _check_choice(scaling, "scaling", ("density", "spectrum"), none_ok=True)
-        if not isinstance(padding, str):
-            raise TypeError(f"Invalid type for argument `padding`. Expected 'valid' or "
-                            f"'same'. Received padding={padding!r}")
         self.padding = _check_choice(padding, "padding", ("valid", "same"))
         self.expand_dims = check_bool(expand_dims, "expand_dims")
         self.data_format = check_data_format(data_format)
@@ -291,7 +289,8 @@ class MelSpectrogram(Layer):
     No weights.  ``dtype`` float16 / bfloat16 compute in float32 and cast the result, as
     Keras does.  float64 stays float64 throughout (Keras 3.15 rounds the spectrogram to
     float32 for the mel projection, its float32 filter bank winning the type promotion, so
-    the two agree to float32 rounding there).  ``compute_output_shape`` gives the real frame count (Keras 3.15's says
+    the two agree to float32 rounding there).  ``compute_output_shape`` gives the real
+    frame count (Keras 3.15's says
     ``(samples + sequence_stride + 1) // sequence_stride``, one too many when
     ``samples + 1`` is a multiple of ``sequence_stride``).  Arguments are checked at
     construction (Keras 3.15 checks only ``fft_length >= sequence_length``), each error
@@ -302,6 +301,7 @@ class MelSpectrogram(Layer):
 
     #: tf-keras 2 has no such layer: ``save_keras_model`` writes it to ``.keras`` only.
     KERAS3_ONLY = True
+
     def __init__(self, fft_length=2048, sequence_stride=512, sequence_length=None,
                  window="hann", sampling_rate=16000, num_mel_bins=128, min_freq=20.0,
                  max_freq=None, power_to_db=True, top_db=80.0, mag_exp=2.0, min_power=1e-10,
@@ -334,7 +334,7 @@ class MelSpectrogram(Layer):
                              f"greater than `min_freq`. Received max_freq={self.max_freq}, "
                              f"min_freq={self.min_freq}")
         self.power_to_db = check_bool(power_to_db, "power_to_db")
-        self.top_db = _check_real(top_db, "top_db", 0, allow_none=True)
+        self.top_db = _check_real(top_db, "top_db", 0, allow_none=True, allow_inf=True)
         self.mag_exp = _check_real(mag_exp, "mag_exp", 0, strict=True)
         self.min_power = _check_real(min_power, "min_power", 0, strict=True)
         self.ref_power = _check_real(ref_power, "ref_power")
