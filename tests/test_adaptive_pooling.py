@@ -104,14 +104,16 @@ def test_forward_and_gradients_match_keras3_and_the_definition(case):
     assert tuple(y.shape) == tuple(yr.shape) == ours.compute_output_shape(shape) == \
         tuple(ref.compute_output_shape(shape))
     assert y.dtype == yr.dtype
-    torch.testing.assert_close(y, yr.detach(), atol=0, rtol=0)
+    # Keras 3 pools with torch too: equal up to the order of a sum (which threads change)
+    tol = dict(atol=1e-6, rtol=1e-6) if dtype == "float32" else dict(atol=1e-15, rtol=1e-13)
+    torch.testing.assert_close(y, yr.detach(), **tol)
     np.testing.assert_allclose(y.detach().numpy(), _definition(x, out, op,
                                                                fmt == "channels_last"),
                                rtol=1e-6, atol=1e-6 if dtype == "float32" else 1e-12)
     r = torch.from_numpy(rng.standard_normal(tuple(y.shape)).astype(dtype))
     (y * r).sum().backward()
     (yr * r).sum().backward()
-    torch.testing.assert_close(xt.grad, xr.grad, atol=0, rtol=0)
+    torch.testing.assert_close(xt.grad, xr.grad, **tol)
 
 
 @pytest.mark.parametrize("op", ["Average", "Max"])

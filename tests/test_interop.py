@@ -115,3 +115,20 @@ def test_saving_builds_a_sequential_from_its_input_shape(tmp_path):
     unknown = torch.nn.Sequential(sepconv.Dense(3), sepconv.Dense(2))
     with pytest.raises(ValueError, match="has no weights yet"):
         sepconv.save_keras_model(unknown, tmp_path / "u.h5")
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (lambda: sepconv.RMSNormalization(), (5, 4)),
+    (lambda: sepconv.AdaptiveAveragePooling1D(2), (6, 3)),
+    (lambda: sepconv.GroupQueryAttention(4, 2, 1, query_shape=(None, 5, 4),
+                                         value_shape=(None, 5, 4)), None)])
+def test_keras3_only_layers_are_not_written_to_h5(layer, shape, tmp_path):
+    """tf-keras 2 (and R keras 2) has no such class: an .h5 file would load nowhere."""
+    pytest.importorskip("h5py")
+    layer = layer()
+    if shape is not None:
+        layer(torch.zeros((1,) + shape))
+    model = torch.nn.Sequential(layer)
+    with pytest.raises(ValueError, match="exists in Keras 3 only.*save as .keras"):
+        sepconv.save_keras_model(model, tmp_path / "m.h5", input_shape=shape or (5, 4))
+    assert not (tmp_path / "m.h5").exists()

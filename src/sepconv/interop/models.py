@@ -38,8 +38,8 @@ _MUST_BE_DEFAULT = {"groups": (1, None), "renorm": (False, None), "lora_rank": (
                     "quantization_config": (None,), "time_major": (False, None),
                     "use_gate": (False, None), "sliding_window": (None,)}
 #: Keras 3's legacy .h5 writer names a class by its Python name where its export name
-#: differs (the name its .keras configs and sepconv use).
-_CLASS_ALIASES = {"GroupedQueryAttention": "GroupQueryAttention"}
+#: differs (the name its .keras configs and sepconv use): files.py's table, inverted.
+_CLASS_ALIASES = {python: cls for cls, python in _files._V3_PYTHON_NAMES.items()}
 #: ``build_config`` keys (Keras 3) that a class also takes as arguments, merged into its
 #: config so that the layer builds from them (``MultiHeadAttention``'s input shapes).
 _BUILD_ARGS = ("query_shape", "value_shape", "key_shape")
@@ -1378,7 +1378,7 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
         cls = "ReLU"
         config = {**{k: config[k] for k in ("name", "trainable", "dtype") if k in config},
                   "max_value": None, "negative_slope": 0.0, "threshold": config["theta"]}
-    if cls in ("CuDNNLSTM", "CuDNNGRU"):
+    if getattr(layer, "TF_KERAS_ONLY", False):  # a class attribute says
         raise ValueError(f"{label}: Keras 3 has no {cls}; save as .h5 (tf-keras, R keras)")
     if cls in _KERAS3_NO_CAUSAL and config.get("padding") == "causal":
         raise ValueError(f"{label} has padding='causal', which Keras 3's {cls} does not "

@@ -407,6 +407,8 @@ class GroupQueryAttention(_Heads, Layer):
     shapes given to ``build``.
     """
 
+    KERAS3_ONLY = True  # tf-keras 2 has no such class: .keras files only
+
     WEIGHT_NAMES = ("query_kernel", "query_bias", "key_kernel", "key_bias", "gate_kernel",
                     "gate_bias", "value_kernel", "value_bias", "output_kernel", "output_bias")
     supports_masking = True

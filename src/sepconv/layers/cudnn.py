@@ -36,6 +36,8 @@ from .recurrent import GRU, LSTM
 class _CuDNN:
     """What the two layers share: the fixed arguments, no masks, tf-keras' config."""
 
+    TF_KERAS_ONLY = True  # Keras 3 has no such classes: .h5 files only
+
     supports_masking = False
 
     def forward(self, inputs, mask=None, training=None, initial_state=None):

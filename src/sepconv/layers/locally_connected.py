@@ -41,6 +41,8 @@ from .base import Layer, check_bool, check_count, check_data_format, check_paddi
 class _LocallyConnected(Layer):
     """The shared part of ``LocallyConnected1D`` / ``2D`` (``RANK`` spatial axes)."""
 
+    TF_KERAS_ONLY = True  # Keras 3 has no such classes: .h5 files only
+
     RANK = 1
     WEIGHT_NAMES = ("kernel", "bias")
 

@@ -637,6 +637,8 @@ class RMSNormalization(_Normalization):
     axis alone (``-1`` / ``2`` channels_last, ``1`` channels_first).
     """
 
+    KERAS3_ONLY = True  # tf-keras 2 has no such class: .keras files only
+
     WEIGHT_NAMES = ("scale",)
 
     def __init__(self, axis=-1, epsilon=1e-6, input_shape=None, batch_input_shape=None,

@@ -184,6 +184,8 @@ GlobalAveragePooling3D = _global_class("GlobalAveragePooling3D", 3, "average", N
 class _AdaptivePooling(_Weightless):
     """Keras 3's adaptive pooling: ``output_size`` fixed, windows from the input's size."""
 
+    KERAS3_ONLY = True  # tf-keras 2 has no such classes: .keras files only
+
     _RANK = 1
     _OP = "average"
 
