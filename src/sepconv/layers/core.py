@@ -43,8 +43,9 @@ def check_number(value: Any, name: str, minimum: Optional[float] = None,
     value = float(value)
     if math.isnan(value) or (minimum is not None and value < minimum) or \
             (maximum is not None and value > maximum):
-        rule = (f"a value in [{minimum}, {maximum}]" if maximum is not None
-                else f"a value >= {minimum}")
+        rule = (f"a value in [{minimum}, {maximum}]" if maximum is not None and
+                minimum is not None else f"a value <= {maximum}" if maximum is not None
+                else f"a value >= {minimum}" if minimum is not None else "a number, not NaN")
         raise ValueError(f"Invalid value for argument `{name}`. Expected {rule}. "
                          f"Received {name}={value}")
     return value
