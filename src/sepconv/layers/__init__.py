@@ -30,6 +30,8 @@ from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D,
 from .merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from .masking import Masking, Sequential
 from .attention import AdditiveAttention, Attention, MultiHeadAttention
+from .preprocessing import (CategoryEncoding, Discretization, Hashing, IntegerLookup,
+                            StringLookup, TextVectorization)
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
