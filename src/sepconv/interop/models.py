@@ -610,8 +610,19 @@ def _build_model(cls: str, config: Any, kf: Any, label: str) -> torch.nn.Module:
                             kf.nested(name, names, classes, skip), label)
 
     if cls == "Sequential":
-        return _build_sequential(config, kf.flavour, weights, label, nested)
-    return _build_functional(config, kf.flavour, weights, label, nested)
+        model = _build_sequential(config, kf.flavour, weights, label, nested)
+    else:
+        model = _build_functional(config, kf.flavour, weights, label, nested)
+    assets = kf.assets_for(names, classes, skip) if hasattr(kf, "assets_for") else {}
+    for lname, layer in _keras_layers(model).items():  # lookup layers' vocabularies
+        if lname in assets and hasattr(layer, "load_assets"):
+            try:
+                layer.load_assets(assets[lname])
+            except Exception as err:  # noqa: BLE001
+                raise KerasFileError(f"{label}: the assets of layer {lname!r} "
+                                     f"({type(layer).__name__}) do not fit: "
+                                     f"{_one_line(err)}") from None
+    return model
 
 
 def _nested_output_shape(model: torch.nn.Module) -> Any:

@@ -271,7 +271,7 @@ def encode_categorical(indices: torch.Tensor, output_mode: str, depth: int,
     valid = (rows >= 0) & (rows < depth)
     idx = torch.where(valid, rows, torch.zeros_like(rows))
     if output_mode in (MULTI_HOT, ONE_HOT):
-        out.scatter_(1, idx, valid.to(dtype))
+        out.scatter_add_(1, idx, valid.to(dtype))  # (dropped ids add 0 at index 0)
         out = (out > 0).to(dtype)
     else:
         w = valid.to(dtype) if count_weights is None else \
@@ -392,8 +392,9 @@ class _IndexLookup(Layer):
         return lines if self._IS_STRING else [int(ln) for ln in lines]
 
     def set_vocabulary(self, vocabulary, idf_weights=None) -> None:
-        """tf-keras' ``set_vocabulary``: a list / array of tokens or a text file (one token a
-        line); the mask and OOV tokens may lead it in the layer's order; ``idf_weights``
+        """tf-keras' ``set_vocabulary``: a list / array of tokens (the mask and OOV tokens
+        may lead it, in the layer's order) or a text file (one token a line, each a token:
+        tf-keras reads a file without looking for the special tokens); ``idf_weights``
         with ``output_mode="tf_idf"`` (the special tokens get their mean when the
         vocabulary has none)."""
         if self.output_mode == TF_IDF:
@@ -407,7 +408,10 @@ class _IndexLookup(Layer):
             if self.output_mode == TF_IDF and idf_weights is not False:
                 raise ValueError("output_mode `'tf_idf'` does not support loading a "
                                  "vocabulary from file.")
-            vocabulary = self._read_vocabulary_file(os.fspath(vocabulary))
+            # tf-keras' TextFileInitializer: every line a token from the first token
+            # index on (no special-token detection, no checks)
+            self._set_tokens(self._read_vocabulary_file(os.fspath(vocabulary)))
+            return
         if isinstance(vocabulary, torch.Tensor):
             vocabulary = vocabulary.tolist()
         vocabulary = [self._token(v, "vocabulary") for v in np.asarray(
