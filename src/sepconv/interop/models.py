@@ -302,7 +302,9 @@ class KerasFunctional(torch.nn.Module):
         modules = dict(self.named_children())
         for ref, x in zip(self.input_refs, inputs):
             if not isinstance(x, torch.Tensor):
-                x = torch.as_tensor(np.asarray(x))
+                x = np.asarray(x)
+                if x.dtype.kind not in "USO":  # text stays an array (torch has no strings)
+                    x = torch.as_tensor(x)
             if ref[0] in modules:  # an InputLayer: Keras' cast to the input's dtype
                 x = modules[ref[0]](x)
             values[ref] = x
