@@ -434,3 +434,82 @@ def saved(tmp_path_factory):
                                   "tk_tab_given.h5", "k3_text.keras", "k3_tab.keras"])
 def test_model_files_with_preprocessing(saved, case):
     check(saved[case])
+
+
+def _save_cases():
+    """(name, layers of a Sequential, input) for the save round trips: adapted state of
+    every kind (vocabulary, idf weights, learned bins) and a fixed one."""
+    corpus = CORPUS[:, None]
+    tv = sepconv.TextVectorization(max_tokens=20, output_sequence_length=5,
+                                   batch_input_shape=(None, 1), name="tv")
+    tv.adapt(CORPUS)
+    idf = sepconv.TextVectorization(output_mode="tf_idf", ngrams=2,
+                                    batch_input_shape=(None, 1), name="tv_idf")
+    idf.adapt(CORPUS)
+    sl = sepconv.StringLookup(num_oov_indices=2, mask_token="", batch_input_shape=(None, 3),
+                              name="sl")
+    sl.adapt(np.asarray(["a", "b", "b", "c", "", "日本"]))
+    il = sepconv.IntegerLookup(output_mode="multi_hot", batch_input_shape=(None, 3), name="il")
+    il.adapt(np.asarray([3, 4, 4, 9]))
+    di = sepconv.Discretization(num_bins=4, batch_input_shape=(None, 3), name="di")
+    di.adapt(np.random.default_rng(0).standard_normal(100))
+    return [
+        ("text", [tv, sepconv.Embedding(20, 3, name="emb")], corpus),
+        ("tf_idf", [idf, sepconv.Dense(2, name="d")], corpus),
+        ("strings", [sl, sepconv.Embedding(10, 3, name="emb")],
+         np.asarray([["a", "b", "zz"], ["", "c", "日本"]])),
+        ("ids", [il, sepconv.Dense(2, name="d")], torch.tensor([[3, 4, 7], [9, 9, 1]])),
+        ("bins", [di, sepconv.CategoryEncoding(4, output_mode="count", name="ce"),
+                  sepconv.Dense(2, name="d")], torch.randn(4, 3, generator=torch.manual_seed(0))),
+        ("hashing", [sepconv.Hashing(num_bins=5, batch_input_shape=(None, 2), name="hs")],
+         np.asarray([["a", "b"], ["c", "日本"]])),
+    ]
+
+
+@pytest.mark.parametrize("ext", [".h5", ".keras"])
+def test_saved_by_sepconv_for_both_kerases(tmp_path, ext):
+    """A Sequential starting with an adapted preprocessing layer -> save_keras_model ->
+    tf-keras (.h5: an InputLayer of dtype string, the vocabulary / bins in the config) and
+    Keras 3 (.keras; tf_idf weights stored by name as Keras 3 does) -> the same outputs, and
+    back into sepconv."""
+    for name, layers, x in _save_cases():
+        model = torch.nn.Sequential(*layers).eval()
+        with torch.no_grad():
+            want = _np(model(x))
+        path = tmp_path / f"{name}{ext}"
+        sepconv.save_keras_model(model, path)
+        if ext == ".h5":
+            theirs = tf_keras.models.load_model(path)
+            got = theirs(tf.constant(x) if isinstance(x, np.ndarray) else x.numpy()).numpy()
+        else:
+            theirs = keras.saving.load_model(path)
+            got = x
+            for layer in theirs.layers:  # (Keras 3 on torch cannot predict on strings)
+                got = layer(got)
+            got = _k3(got)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+        with torch.no_grad():
+            again = _np(sepconv.load_keras_model(path)(x))
+        np.testing.assert_allclose(again, want, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_keras3_tf_idf_file_with_named_variables(tmp_path):
+    """Keras 3 stores a tf_idf layer's idf_weights as vars/idf_weights, in the layer and in
+    its inner StringLookup: read once."""
+    tv = keras.layers.TextVectorization(output_mode="tf_idf", name="tv")
+    tv.adapt(CORPUS)
+    model = keras.Sequential([keras.Input((1,), dtype="string"), tv])
+    model.save(tmp_path / "k3.keras")
+    ours = sepconv.load_keras_model(tmp_path / "k3.keras")
+    _same(ours(QUERY[:, None]), _k3(tv(QUERY[:, None])))
+
+
+def test_config_round_trip_keeps_adapted_state():
+    """Unlike tf-keras (None after adapt), get_config holds the learned vocabulary / bins,
+    so from_config rebuilds the same layer."""
+    tv = sepconv.TextVectorization(output_mode="tf_idf").adapt(CORPUS)
+    again = sepconv.TextVectorization.from_config(tv.get_config())
+    _same(again(QUERY), tv(QUERY))
+    di = sepconv.Discretization(num_bins=3).adapt(np.arange(50.0))
+    _same(sepconv.Discretization.from_config(di.get_config())(torch.arange(50.0)),
+          di(torch.arange(50.0)))

@@ -291,7 +291,9 @@ def _collect_vars(group) -> List[np.ndarray]:
     arrays = []
     if "vars" in group:
         v = group["vars"]
-        arrays += [np.asarray(v[k]) for k in sorted(v, key=int)]
+        # 0..k, then named ones (Keras 3's lookup layers store "idf_weights")
+        arrays += [np.asarray(v[k]) for k in sorted(
+            v, key=lambda k: (0, int(k), "") if k.isdigit() else (1, 0, k))]
     keys = [key for key in group if key != "vars" and hasattr(group[key], "keys")]
     rank = {n: i for i, n in enumerate(_NESTED_ORDER)}
     keys.sort(key=lambda k: (rank.get(k.lstrip("_"), len(rank)), k))

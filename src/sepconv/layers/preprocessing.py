@@ -288,6 +288,9 @@ def encode_categorical(indices: torch.Tensor, output_mode: str, depth: int,
 class _IndexLookup(Layer):
     """What ``StringLookup`` and ``IntegerLookup`` share (tf-keras' ``IndexLookup``)."""
 
+    #: The dtype of the InputLayer a saved Sequential starting with this layer gets.
+    KERAS_INPUT_DTYPE: Optional[str] = None
+
     _IS_STRING = True
 
     def _setup(self, max_tokens, num_oov_indices, mask_token, oov_token, vocabulary,
@@ -488,6 +491,10 @@ class _IndexLookup(Layer):
 
     # -- weights: tf_idf's idf_weights (tf-keras' and Keras 3's one variable) -------------
     @property
+    def KERAS3_VAR_NAMES(self):  # noqa: N802 (Keras 3 stores the variable by this name)
+        return ("idf_weights",) if self.output_mode == TF_IDF else None
+
+    @property
     def weights(self):
         return [self.idf] if self.output_mode == TF_IDF and self.idf is not None else []
 
@@ -675,14 +682,21 @@ class _IndexLookup(Layer):
         return layer
 
     def _lookup_config(self) -> Dict[str, Any]:
-        vocab = self.input_vocabulary
+        # The vocabulary the layer holds (special tokens first) and its idf weights, also
+        # after adapt or a file's assets, where tf-keras writes None (its model files keep
+        # them as assets): from_config then rebuilds the same layer, and a model saved by
+        # save_keras_model carries them to tf-keras (.h5) and Keras 3 (.keras).
+        vocab, idf = self.input_vocabulary, self.input_idf_weights
+        if self._tokens:
+            vocab = self.get_vocabulary(include_special_tokens=True)
+            if self.output_mode == TF_IDF and self.idf is not None:
+                idf = self.idf[:len(vocab)]
         if isinstance(vocab, (np.ndarray, torch.Tensor)):
             vocab = vocab.tolist()
         if isinstance(vocab, (list, tuple)):
             vocab = [v.decode("utf-8") if isinstance(v, bytes) else v for v in vocab]
-        idf = self.input_idf_weights
         if isinstance(idf, (np.ndarray, torch.Tensor)):
-            idf = idf.tolist()
+            idf = [float(v) for v in idf.tolist()]
         return {"invert": self.invert, "max_tokens": self.max_tokens,
                 "num_oov_indices": self.num_oov_indices,
                 "oov_token": self._shown(self.oov_token),
@@ -712,6 +726,10 @@ class StringLookup(_IndexLookup):
     and tf-keras' rules."""
 
     _IS_STRING = True
+
+    @property
+    def KERAS_INPUT_DTYPE(self) -> str:  # noqa: N802 (the attribute the saver reads)
+        return "int64" if self.invert else "string"
 
     def __init__(self, max_tokens=None, num_oov_indices=1, mask_token=None, oov_token="[UNK]",
                  vocabulary=None, idf_weights=None, encoding="utf-8", invert=False,
@@ -743,6 +761,7 @@ class IntegerLookup(_IndexLookup):
     ``invert=True`` returns int64 ids."""
 
     _IS_STRING = False
+    KERAS_INPUT_DTYPE = "int64"
 
     def __init__(self, max_tokens=None, num_oov_indices=1, mask_token=None, oov_token=-1,
                  vocabulary=None, vocabulary_dtype="int64", idf_weights=None, invert=False,
@@ -804,6 +823,8 @@ class TextVectorization(Layer):
     ``ragged=True`` returns a list of int64 tensors, one per row.  See the module docstring
     for TensorFlow's ASCII-only lowercasing and whitespace.
     """
+
+    KERAS_INPUT_DTYPE = "string"
 
     def __init__(self, max_tokens=None, standardize="lower_and_strip_punctuation",
                  split="whitespace", ngrams=None, output_mode="int",
@@ -898,7 +919,19 @@ class TextVectorization(Layer):
     def weights(self):
         return self._lookup_layer.weights
 
+    @property
+    def KERAS3_VAR_NAMES(self):  # noqa: N802
+        return self._lookup_layer.KERAS3_VAR_NAMES
+
+    @property
+    def KERAS3_COPIES(self):  # noqa: N802 (Keras 3 stores idf_weights in both layers)
+        return (("_lookup_layer", "string_lookup"),) if self.output_mode == TF_IDF else ()
+
     def set_weights(self, weights) -> None:
+        weights = list(weights)
+        if len(weights) == 2 and self.output_mode == TF_IDF and \
+                np.array_equal(np.asarray(weights[0]), np.asarray(weights[1])):
+            weights = weights[:1]  # a Keras 3 file: the layer's and its StringLookup's
         self._lookup_layer.set_weights(weights)
 
     def _standardized(self, text: bytes) -> bytes:
@@ -1115,7 +1148,10 @@ class Discretization(Layer):
     ``len(bin_boundaries) + 1``.  ``bin_boundaries`` given, or ``num_bins`` and
     :meth:`adapt` (tf-keras' approximate quantiles with ``epsilon``; ``keras_version = 3``
     gives Keras 3's, which differ slightly).  tf-keras holds the adapt summary as its one
-    weight (``(2, n)``); ``set_weights([summary])`` recomputes the boundaries from it."""
+    weight (``(2, n)``); ``set_weights([summary])`` (a tf-keras file) recomputes the
+    boundaries from it.  Unlike tf-keras, ``get_weights()`` is empty and ``get_config()``
+    holds learned boundaries (``num_bins`` None), so that from_config and a file written by
+    ``save_keras_model`` rebuild the same bins in tf-keras, Keras 3 and sepconv."""
 
     def __init__(self, bin_boundaries=None, num_bins=None, epsilon=0.01, output_mode="int",
                  sparse=False, input_shape=None, batch_input_shape=None, batch_size=None,
@@ -1150,6 +1186,7 @@ class Discretization(Layer):
         self.input_bin_boundaries = bin_boundaries
         self.bin_boundaries = [] if bin_boundaries is None else list(bin_boundaries)
         self.summary: Optional[np.ndarray] = None
+        self._learned = False  # boundaries from adapt, a summary or a Keras 3 config
         #: 2: tf-keras' adapt (the default); 3: Keras 3's.
         self.keras_version = 2
         self.built = True
@@ -1158,15 +1195,16 @@ class Discretization(Layer):
 
     @property
     def weights(self):
-        if self.input_bin_boundaries is not None or self.summary is None:
-            return []
-        return [torch.as_tensor(self.summary)]
+        # none: get_config carries the boundaries (also learned ones), which a model file
+        # written by save_keras_model must pair with no weights for tf-keras and Keras 3
+        return []
 
     def set_weights(self, weights) -> None:
         weights = list(weights)
         if not weights:
             return
-        if len(weights) != 1 or self.input_bin_boundaries is not None:
+        if len(weights) != 1 or self.input_bin_boundaries is not None or \
+                self.num_bins is None:
             raise ValueError(f"Layer {self.name!r} expects "
                              f"{0 if self.input_bin_boundaries is not None else 1} weights "
                              f"(summary), but received {len(weights)} weights")
@@ -1181,6 +1219,7 @@ class Discretization(Layer):
         if self.num_bins is None or self.summary is None:
             return
         self.bin_boundaries = _compress(self.summary, 1.0 / self.num_bins)[0, :-1].tolist()
+        self._learned = True
 
     def adapt(self, data, batch_size: Optional[int] = None, steps: Optional[int] = None):
         """Bin boundaries from ``data``'s approximate quantiles, as tf-keras' ``adapt``
@@ -1242,6 +1281,7 @@ class Discretization(Layer):
             boundaries = config.pop("bin_boundaries")  # Keras 3 after adapt: both set
             layer = super().from_config(config)
             layer.bin_boundaries = [float(v) for v in boundaries]
+            layer._learned = True
             return layer
         return super().from_config(config)
 
@@ -1249,7 +1289,12 @@ class Discretization(Layer):
         config = self.base_config()
         if self._out_dtype is not None:
             config["dtype"] = self._out_dtype
-        config.update({"bin_boundaries": self.input_bin_boundaries, "num_bins": self.num_bins,
+        # learned boundaries too (tf-keras writes None and keeps its adapt summary as a
+        # weight; Keras 3 writes both): the layer from_config computes the same
+        learned = self.input_bin_boundaries is None and self._learned
+        config.update({"bin_boundaries": self.bin_boundaries if learned
+                       else self.input_bin_boundaries,
+                       "num_bins": None if learned else self.num_bins,
                        "epsilon": self.epsilon, "output_mode": self.output_mode,
                        "sparse": self.sparse})
         return config
@@ -1330,6 +1375,8 @@ class Hashing(Layer):
     or ``one_hot`` / ``multi_hot`` / ``count`` rows.  With ``mask_value`` that value maps
     to 0 and the others to ``1 + hash % (num_bins - 1)``.  ``salt`` (TensorFlow's keyed
     SipHash) is refused: sepconv does not implement it."""
+
+    KERAS_INPUT_DTYPE = "string"
 
     def __init__(self, num_bins, mask_value=None, salt=None, output_mode="int", sparse=False,
                  input_shape=None, batch_input_shape=None, batch_size=None, dtype=None,
