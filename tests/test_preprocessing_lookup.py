@@ -513,3 +513,52 @@ def test_config_round_trip_keeps_adapted_state():
     di = sepconv.Discretization(num_bins=3).adapt(np.arange(50.0))
     _same(sepconv.Discretization.from_config(di.get_config())(torch.arange(50.0)),
           di(torch.arange(50.0)))
+
+
+def test_state_dict_carries_vocabulary_and_bins():
+    """torch's state_dict holds the adapted state (extra state), so a fresh layer with the
+    same arguments computes the same after load_state_dict."""
+    for make, data, x in (
+            (lambda: sepconv.TextVectorization(output_mode="tf_idf"), CORPUS, QUERY),
+            (lambda: sepconv.StringLookup(mask_token="", num_oov_indices=2),
+             np.asarray(["a", "b", "b", ""]), np.asarray([["a", "b", "q", ""]])),
+            (lambda: sepconv.IntegerLookup(), np.asarray([5, 6, 6]),
+             torch.tensor([[5, 6, 7]])),
+            (lambda: sepconv.Discretization(num_bins=3), np.arange(40.0),
+             torch.arange(40.0).reshape(4, 10))):
+        layer = make().adapt(data)
+        fresh = make()
+        fresh.load_state_dict(layer.state_dict())
+        _same(fresh(x), layer(x))
+
+
+def test_output_shapes_dtypes_sparse_and_r_functions():
+    ref = tf_keras.layers.StringLookup(vocabulary=["a", "b"], output_mode="count")
+    ours = sepconv.StringLookup(vocabulary=["a", "b"], output_mode="count")
+    assert ours.compute_output_shape((None, 4)) == tuple(ref.compute_output_shape((None, 4)))
+    for kwargs, shape in ((dict(num_tokens=4, output_mode="one_hot"), (None, 3)),
+                          (dict(num_tokens=4, output_mode="multi_hot"), (None, 3))):
+        assert sepconv.CategoryEncoding(**kwargs).compute_output_shape(shape) == tuple(
+            tf_keras.layers.CategoryEncoding(**kwargs).compute_output_shape(shape))
+    tv = sepconv.TextVectorization(vocabulary=["a"], output_sequence_length=6)
+    assert tv.compute_output_shape((None, 1)) == tuple(
+        tf_keras.layers.TextVectorization(vocabulary=["a"], output_sequence_length=6)
+        .compute_output_shape((None, 1)))
+    # int mode gives int64 (or the integer dtype asked for); the others float32
+    assert ours(["a", "q"]).dtype == torch.float32
+    assert sepconv.StringLookup(vocabulary=["a"], dtype="int32")(["a"]).dtype == torch.int32
+    # Keras 3 writes dtype float32 for an int-mode lookup (tf-keras would refuse it): int64
+    assert sepconv.StringLookup(vocabulary=["a"], dtype="float32")(["a"]).dtype == torch.int64
+    with pytest.raises(ValueError, match="dtype"):
+        sepconv.TextVectorization(dtype="int32")
+    # sparse=True: the same numbers, dense
+    sparse = tf_keras.layers.StringLookup(vocabulary=["a", "b"], output_mode="multi_hot",
+                                          sparse=True)
+    x = np.asarray([["a", "q"], ["b", "b"]])
+    _same(sepconv.StringLookup(vocabulary=["a", "b"], output_mode="multi_hot",
+                               sparse=True)(x), tf.sparse.to_dense(sparse(x)))
+    # R: layer_*(object, ...) applies the new layer to object
+    out = sepconv.layer_string_lookup(np.asarray(["a", "b"]), vocabulary=["a", "b"])
+    _same(out, torch.tensor([1, 2]))
+    layer = sepconv.layer_text_vectorization(max_tokens=10.0, output_sequence_length=3.0)
+    assert layer.max_tokens == 10 and layer.output_sequence_length == 3

@@ -29,6 +29,14 @@ They follow tf-keras 2.21 (what R keras wraps), checked against it and Keras 3.1
   its boundaries from the saved summary, as tf-keras does.  Boundaries are rounded to float32
   (TensorFlow's ``Bucketize`` takes a float list).
 - ``sparse=True`` is accepted (files carry it) and the output is a dense tensor.
+- Output dtypes: int64 for ``output_mode="int"`` (an integer ``dtype`` is honoured; a float
+  one, which Keras 3 writes into its configs, gives int64), float32 (the compute dtype)
+  otherwise.
+- Where tf-keras forgets adapted state, sepconv keeps it: ``get_config()`` holds the learned
+  vocabulary (special tokens first), idf weights and bin boundaries (tf-keras writes None and
+  keeps them as ``.keras`` assets or weights), and ``state_dict()`` carries them as torch's
+  extra state; ``save_keras_model`` writes them where tf-keras (.h5) and Keras 3 (.keras)
+  read them.
 """
 
 from __future__ import annotations
@@ -489,6 +497,16 @@ class _IndexLookup(Layer):
         else:
             self.set_vocabulary(values)
 
+    # -- state_dict: the vocabulary and idf weights travel as torch's extra state ---------
+    def get_extra_state(self):
+        return {"vocabulary": self.get_vocabulary(include_special_tokens=False),
+                "idf_weights": None if self.idf is None else self.idf.clone()}
+
+    def set_extra_state(self, state) -> None:
+        tokens = [self._token(t, "vocabulary") for t in state["vocabulary"]]
+        self._set_tokens(tokens)
+        self.idf = state.get("idf_weights")
+
     # -- weights: tf_idf's idf_weights (tf-keras' and Keras 3's one variable) -------------
     @property
     def KERAS3_VAR_NAMES(self):  # noqa: N802 (Keras 3 stores the variable by this name)
@@ -923,6 +941,12 @@ class TextVectorization(Layer):
     def KERAS3_VAR_NAMES(self):  # noqa: N802
         return self._lookup_layer.KERAS3_VAR_NAMES
 
+    def get_extra_state(self):
+        return self._lookup_layer.get_extra_state()
+
+    def set_extra_state(self, state) -> None:
+        self._lookup_layer.set_extra_state(state)
+
     @property
     def KERAS3_COPIES(self):  # noqa: N802 (Keras 3 stores idf_weights in both layers)
         return (("_lookup_layer", "string_lookup"),) if self.output_mode == TF_IDF else ()
@@ -1214,6 +1238,13 @@ class Discretization(Layer):
                              f"received a value of shape {summary.shape}")
         self.summary = summary
         self._finalize()
+
+    def get_extra_state(self):  # state_dict carries the bins
+        return {"bin_boundaries": list(self.bin_boundaries), "learned": self._learned}
+
+    def set_extra_state(self, state) -> None:
+        self.bin_boundaries = [float(v) for v in state["bin_boundaries"]]
+        self._learned = bool(state.get("learned", False))
 
     def _finalize(self) -> None:
         if self.num_bins is None or self.summary is None:
