@@ -1388,6 +1388,9 @@ class CategoryEncoding(Layer):
             return input_shape + (self.num_tokens,)
         return input_shape[:-1] + (self.num_tokens,)
 
+    def extra_repr(self) -> str:
+        return f"{self.num_tokens}, output_mode={self.output_mode!r}, name={self.name!r}"
+
     def get_config(self) -> Dict[str, Any]:
         config = self.base_config()
         if self._out_dtype is not None:
@@ -1473,6 +1476,9 @@ class Hashing(Layer):
         if self.output_mode == ONE_HOT and (not input_shape or input_shape[-1] != 1):
             return input_shape + (self.num_bins,)
         return input_shape[:-1] + (self.num_bins,)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_bins}, output_mode={self.output_mode!r}, name={self.name!r}"
 
     def get_config(self) -> Dict[str, Any]:
         config = self.base_config()
