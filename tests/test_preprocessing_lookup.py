@@ -561,3 +561,15 @@ def test_output_shapes_dtypes_sparse_and_r_functions():
     _same(out, torch.tensor([1, 2]))
     layer = sepconv.layer_text_vectorization(max_tokens=10.0, output_sequence_length=3.0)
     assert layer.max_tokens == 10 and layer.output_sequence_length == 3
+
+
+def test_text_vectorization_ragged_and_scalar_inputs():
+    vocab = ["a", "b", "日本"]
+    ref = tf_keras.layers.TextVectorization(vocabulary=vocab, ragged=True)
+    ours = sepconv.TextVectorization(vocabulary=vocab, ragged=True)
+    x = np.asarray(["a b zz 日本", "", "B!"])
+    assert [p.tolist() for p in ours(x)] == ref(x).to_list()
+    for mode in ("int", "count"):
+        ref = tf_keras.layers.TextVectorization(vocabulary=vocab, output_mode=mode)
+        ours = sepconv.TextVectorization(vocabulary=vocab, output_mode=mode)
+        _same(ours("a b a q"), ref(tf.constant("a b a q")))

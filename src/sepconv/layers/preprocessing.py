@@ -42,6 +42,7 @@ They follow tf-keras 2.21 (what R keras wraps), checked against it and Keras 3.1
 from __future__ import annotations
 
 import collections
+import itertools
 import numbers
 import os
 import re
@@ -606,8 +607,8 @@ class _IndexLookup(Layer):
         default = -1 if self.num_oov_indices != 1 else self._oov_start_index()
         if self._IS_STRING:
             flat = x.reshape(-1).tolist()
-            idx = np.fromiter((self._index.get(t, default) for t in flat), dtype=np.int64,
-                              count=len(flat)).reshape(x.shape)
+            idx = np.fromiter(map(self._index.get, flat, itertools.repeat(default, len(flat))),
+                              dtype=np.int64, count=len(flat)).reshape(x.shape)
         else:
             idx = np.full(x.shape, default, dtype=np.int64)
             if len(self._tokens):
@@ -1021,34 +1022,37 @@ class TextVectorization(Layer):
                 if out.shape[-1] < n:
                     out = torch.nn.functional.pad(out, (0, n - out.shape[-1]))
             return out
-        flat = [t for row in data for t in row]
+        flat = list(itertools.chain.from_iterable(data))
         arr = np.empty(len(flat), dtype=object)
         arr[:] = flat
         idx = lookup._lookup(arr)
-        lengths = [len(r) for r in data]
+        n = len(data)
+        lengths = np.fromiter(map(len, data), dtype=np.int64, count=n)
+        rows = np.repeat(np.arange(n), lengths)  # each token's row and place in it
+        pos = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         if self.output_mode != INT:
+            # tf.math.bincount per row (ids outside [0, depth), the mask, dropped) in float32
             depth = lookup._depth()
-            rows = []
-            start = 0
-            for n in lengths:
-                rows.append(lookup._encode(idx[start:start + n]) if n else
-                            torch.zeros(depth, dtype=self.dtype_policy.compute))
-                start += n
-            out = torch.stack(rows) if rows else torch.zeros((0, depth))
+            keep = (idx >= 0) & (idx < depth)
+            counts = np.zeros((n, depth), dtype=np.float32)
+            np.add.at(counts, (rows[keep], idx[keep]), np.float32(1.0))
+            if self.output_mode == MULTI_HOT:
+                counts = (counts > 0).astype(np.float32)
+            out = torch.from_numpy(counts).to(self.dtype_policy.compute)
+            if self.output_mode == TF_IDF:
+                out = out * lookup.idf.to(out.dtype)
             return out[0] if single else out
-        pieces, start = [], 0
-        for n in lengths:
-            pieces.append(torch.as_tensor(idx[start:start + n], dtype=torch.int64))
-            start += n
         if self.ragged:
+            pieces = [torch.from_numpy(p.copy()) for p in
+                      np.split(idx, np.cumsum(lengths)[:-1])] if n else []
             return pieces[0] if single else pieces
         width = self.output_sequence_length
         if width is None:
-            width = max(lengths) if lengths else 0
-        out = torch.zeros((len(pieces), width), dtype=torch.int64)
-        for i, p in enumerate(pieces):
-            p = p[:width]
-            out[i, :len(p)] = p
+            width = int(lengths.max()) if n else 0
+        out = np.zeros((n, width), dtype=np.int64)
+        keep = pos < width
+        out[rows[keep], pos[keep]] = idx[keep]
+        out = torch.from_numpy(out)
         return out[0] if single else out
 
     def adapt(self, data, batch_size: Optional[int] = None, steps: Optional[int] = None):
