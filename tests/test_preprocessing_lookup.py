@@ -20,7 +20,7 @@ keras = pytest.importorskip("keras")
 
 import sepconv  # noqa: E402
 from keras_files import Cases, check, outputs  # noqa: E402
-from sepconv.layers.preprocessing import fingerprint64  # noqa: E402
+from sepconv.layers.preprocessing import fingerprint64, siphash64  # noqa: E402
 from tf_keras_compare import check_signature  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -341,8 +341,30 @@ def test_hashing_matches_tf_keras(mask):
     _same(ours(ints), ref(ints)) if mask is None else None
     mh = sepconv.Hashing(num_bins=5, output_mode="multi_hot")
     _same(mh(x), tf_keras.layers.Hashing(num_bins=5, output_mode="multi_hot")(x))
+    # salt: TensorFlow's keyed SipHash-2-4 (an int k is the key [k, k])
+    for salt in (133, [133, 137]):
+        _same(sepconv.Hashing(num_bins=7, salt=salt, mask_value=mask)(x),
+              tf_keras.layers.Hashing(num_bins=7, salt=salt, mask_value=mask)(x))
     with pytest.raises(ValueError, match="salt"):
-        sepconv.Hashing(num_bins=3, salt=1)
+        sepconv.Hashing(num_bins=3, salt="pepper")
+
+
+def test_siphash_and_keras3_salted_oov_buckets():
+    rng = np.random.default_rng(4)
+    blobs = [bytes(rng.integers(0, 256, n, dtype=np.uint8)) for n in range(0, 70, 3)]
+    key = [12345678901, 98765]
+    theirs = tf.strings.to_hash_bucket_strong(blobs, 2 ** 62, key=key).numpy()
+    assert [siphash64(b, *key) % 2 ** 62 for b in blobs] == theirs.tolist()
+    x = np.asarray(["a", "zz", "日本", "never seen", "x" * 70])
+    k3 = keras.layers.StringLookup(vocabulary=["a"], num_oov_indices=5, salt=[7, 11])
+    ours = sepconv.StringLookup.from_config(k3.get_config())
+    _same(ours(x), _k3(k3(x)))
+    k3 = keras.layers.IntegerLookup(vocabulary=[1], num_oov_indices=4, oov_method="farmhash",
+                                    salt=99)
+    ours = sepconv.IntegerLookup.from_config(k3.get_config())
+    ids = np.asarray([1, 2, 3, -50, 10 ** 12], dtype=np.int64)
+    _same(ours(ids), _k3(k3(ids)))
+    assert ours.get_config()["salt"] == [99, 99]
 
 
 # -- model files -----------------------------------------------------------------------------------

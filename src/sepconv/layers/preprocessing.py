@@ -23,7 +23,8 @@ They follow tf-keras 2.21 (what R keras wraps), checked against it and Keras 3.1
 - An out-of-vocabulary token with ``num_oov_indices > 1`` goes to OOV index
   ``FarmHash Fingerprint64(token) % num_oov_indices`` (strings; TensorFlow's
   ``to_hash_bucket_fast``) or ``token % num_oov_indices`` (integers); ``Hashing`` uses the
-  same Fingerprint64 (pure Python here, :func:`fingerprint64`).
+  same Fingerprint64 (pure Python here, :func:`fingerprint64`); a ``salt`` selects
+  TensorFlow's keyed SipHash-2-4 (:func:`siphash64`).
 - ``Discretization.adapt`` reproduces tf-keras' approximate quantiles (its summaries of
   batches of 32, merged and compressed); a layer loaded from a tf-keras ``.keras`` file gets
   its boundaries from the saved summary, as tf-keras does.  Boundaries are rounded to float32
@@ -180,6 +181,48 @@ def fingerprint64(data: bytes) -> int:
     z, x = x, z
     return _h16((_h16(v0, w0, mul) + _smix(y) * _K0 + z) & _M64,
                 (_h16(v1, w1, mul) + x) & _M64, mul)
+
+
+def _rotl(v: int, s: int) -> int:
+    return ((v << s) | (v >> (64 - s))) & _M64
+
+
+def siphash64(data: bytes, k0: int, k1: int) -> int:
+    """SipHash-2-4 of ``data`` with the 128-bit key ``(k0, k1)``: TensorFlow's
+    ``to_hash_bucket_strong(key=[k0, k1])`` (``Hashing(salt=...)``)."""
+    k0, k1 = int(k0) & _M64, int(k1) & _M64
+    v0, v1 = k0 ^ 0x736f6d6570736575, k1 ^ 0x646f72616e646f6d
+    v2, v3 = k0 ^ 0x6c7967656e657261, k1 ^ 0x7465646279746573
+
+    def rounds(n, v0, v1, v2, v3):
+        for _ in range(n):
+            v0 = (v0 + v1) & _M64
+            v1 = _rotl(v1, 13) ^ v0
+            v0 = _rotl(v0, 32)
+            v2 = (v2 + v3) & _M64
+            v3 = _rotl(v3, 16) ^ v2
+            v0 = (v0 + v3) & _M64
+            v3 = _rotl(v3, 21) ^ v0
+            v2 = (v2 + v1) & _M64
+            v1 = _rotl(v1, 17) ^ v2
+            v2 = _rotl(v2, 32)
+        return v0, v1, v2, v3
+
+    data = bytes(data)
+    n = len(data)
+    full = n - n % 8
+    for i in range(0, full, 8):
+        m = int.from_bytes(data[i:i + 8], "little")
+        v3 ^= m
+        v0, v1, v2, v3 = rounds(2, v0, v1, v2, v3)
+        v0 ^= m
+    last = int.from_bytes(data[full:], "little") | ((n & 0xff) << 56)
+    v3 ^= last
+    v0, v1, v2, v3 = rounds(2, v0, v1, v2, v3)
+    v0 ^= last
+    v2 ^= 0xff
+    v0, v1, v2, v3 = rounds(4, v0, v1, v2, v3)
+    return v0 ^ v1 ^ v2 ^ v3
 
 
 # -- inputs -------------------------------------------------------------------------------
@@ -345,7 +388,8 @@ class _IndexLookup(Layer):
         self._tokens: List[Any] = []          # learned tokens (keys), in index order
         self._index: Dict[Any, int] = {}
         self.idf: Optional[torch.Tensor] = None
-        #: Keras 3's IntegerLookup ``oov_method`` / the ``salt`` of a Keras 3 config.
+        #: Keras 3's IntegerLookup ``oov_method`` / the ``salt`` of a Keras 3 config (its
+        #: OOV buckets by SipHash with that key).
         self.oov_method = "floormod"
         self.salt = None
         self.built = True
@@ -596,10 +640,10 @@ class _IndexLookup(Layer):
             _as_int_array(inputs, self.name)
 
     def _oov_hash(self, token) -> int:
-        if self._IS_STRING:
-            return fingerprint64(token) % self.num_oov_indices
-        if self.oov_method == "farmhash":
-            return fingerprint64(str(int(token)).encode()) % self.num_oov_indices
+        if self._IS_STRING or self.oov_method == "farmhash":
+            data = token if self._IS_STRING else str(int(token)).encode()
+            h = fingerprint64(data) if self.salt is None else siphash64(data, *self.salt)
+            return h % self.num_oov_indices
         return int(token) % self.num_oov_indices  # floormod (Python's % is floored)
 
     def _lookup(self, x: np.ndarray) -> np.ndarray:
@@ -695,9 +739,9 @@ class _IndexLookup(Layer):
         if layer._frozen_vocab_size is None and size is not None:
             layer._frozen_vocab_size = int(size)
         layer.oov_method = oov_method or "floormod"
-        if salt is not None:
-            raise ValueError(f"Layer {layer.name!r}: `salt` (SipHash OOV buckets, Keras "
-                             f"3) is not supported by sepconv. Received salt={salt!r}")
+        if salt is not None:  # Keras 3: OOV buckets by keyed SipHash ([k, k] for an int)
+            layer.salt = [int(salt), int(salt)] if isinstance(salt, numbers.Integral) \
+                else [int(k) for k in salt]
         return layer
 
     def _lookup_config(self) -> Dict[str, Any]:
@@ -722,7 +766,11 @@ class _IndexLookup(Layer):
                 "mask_token": self._shown(self.mask_token), "output_mode": self.output_mode,
                 "sparse": self.sparse, "pad_to_max_tokens": self.pad_to_max_tokens,
                 "idf_weights": idf, "vocabulary": vocab,
-                "vocabulary_size": self._frozen_vocab_size}
+                "vocabulary_size": self._frozen_vocab_size,
+                # Keras 3's OOV hashing, only where it is not tf-keras' (which has no keys
+                # for it: a tf-keras file of such a layer is refused there, rightly)
+                **({"oov_method": self.oov_method} if self.oov_method != "floormod" else {}),
+                **({"salt": self.salt} if self.salt is not None else {})}
 
     def base_config(self) -> Dict[str, Any]:
         config = super().base_config()
@@ -1411,8 +1459,9 @@ class Hashing(Layer):
     ``Fingerprint64(value) % num_bins`` (TensorFlow's ``to_hash_bucket_fast``; integers
     hashed as their decimal text, as ``tf.strings.as_string``), int64 of the input's shape,
     or ``one_hot`` / ``multi_hot`` / ``count`` rows.  With ``mask_value`` that value maps
-    to 0 and the others to ``1 + hash % (num_bins - 1)``.  ``salt`` (TensorFlow's keyed
-    SipHash) is refused: sepconv does not implement it."""
+    to 0 and the others to ``1 + hash % (num_bins - 1)``.  ``salt`` (an int ``k``, the key
+    ``[k, k]``, or two ints) selects TensorFlow's keyed SipHash-2-4
+    (``to_hash_bucket_strong``, :func:`siphash64`) instead."""
 
     KERAS_INPUT_DTYPE = "string"
 
@@ -1430,11 +1479,17 @@ class Hashing(Layer):
             raise ValueError(f"`sparse` may only be true if `output_mode` is `'one_hot'`, "
                              f"`'multi_hot'`, or `'count'`. Received: sparse={sparse} and "
                              f"output_mode={self.output_mode}")
-        if salt is not None:
-            raise ValueError(f"Invalid value for argument `salt`: sepconv's Hashing "
-                             f"implements TensorFlow's FarmHash (no salt), not the keyed "
-                             f"SipHash a salt selects. Received salt={salt!r}")
-        self.salt = None
+        if salt is not None:  # tf-keras: an int k means the key [k, k]
+            if isinstance(salt, (tuple, list)) and len(salt) == 2 and \
+                    all(isinstance(k, numbers.Integral) for k in salt):
+                salt = [int(k) for k in salt]
+            elif isinstance(salt, numbers.Integral) and not isinstance(salt, bool):
+                salt = [int(salt), int(salt)]
+            else:
+                raise ValueError(f"The `salt` argument for `Hashing` can only be a tuple of "
+                                 f"size 2 integers, or a single integer. Received: "
+                                 f"salt={salt}.")
+        self.salt = salt
         self.mask_value = mask_value
         self._out_dtype = (out_dtype if out_dtype in _INT_DTYPES else "int64") \
             if self.output_mode == INT else None
@@ -1462,11 +1517,15 @@ class Hashing(Layer):
         mask = None if self.mask_value is None else _to_bytes(
             str(self.mask_value) if isinstance(self.mask_value, numbers.Integral)
             else self.mask_value)
-        if mask is None:
-            ids = [fingerprint64(k) % self.num_bins for k in flat]
+        if self.salt is None:
+            hashed = map(fingerprint64, flat)
         else:
-            ids = [0 if k == mask else 1 + fingerprint64(k) % (self.num_bins - 1)
-                   for k in flat]
+            hashed = (siphash64(k, *self.salt) for k in flat)
+        if mask is None or self.num_bins == 1:  # (tf-keras: no mask bin with one bin)
+            ids = [h % self.num_bins for h in hashed]
+        else:
+            ids = [0 if k == mask else 1 + h % (self.num_bins - 1)
+                   for k, h in zip(flat, hashed)]
         idx = torch.as_tensor(np.asarray(ids, dtype=np.int64).reshape(keys.shape))
         if self.output_mode == INT:
             return idx.to(getattr(torch, self._out_dtype))
