@@ -373,6 +373,17 @@ layer_locally_connected_1d = r_function(_layers.LocallyConnected1D,
 layer_locally_connected_2d = r_function(_layers.LocallyConnected2D,
                                         integer_args=INTEGER_ARGS + ("implementation",))
 
+# preprocessing layers (preprocessing.py)
+_PREP_INTS = _CORE_INTS + ("num_bins", "num_tokens", "max_tokens", "num_oov_indices",
+                           "output_sequence_length", "ngrams")
+layer_string_lookup = r_function(_layers.StringLookup, integer_args=_PREP_INTS)
+layer_integer_lookup = r_function(_layers.IntegerLookup, integer_args=_PREP_INTS)
+layer_text_vectorization = r_function(_layers.TextVectorization, integer_args=_PREP_INTS)
+layer_discretization = r_function(_layers.Discretization, integer_args=_PREP_INTS)
+layer_category_encoding = r_function(_layers.CategoryEncoding, integer_args=_PREP_INTS)
+layer_hashing = r_function(_layers.Hashing, integer_args=_PREP_INTS)
+
+
 # every R-style function: the layer_* ones and R keras 2's wrapper names
 __all__ = sorted(name for name in list(globals()) if name.startswith("layer_")
                  or name in ("time_distributed", "bidirectional", "adapt"))

@@ -79,6 +79,24 @@ class KerasFile:
         self.legacy_names = legacy_names or {}
         #: a nested model's ``layers/<key>/layers`` tree (Keras v3 weights), by its key
         self.v3_nested = v3_nested or {}
+        #: a ``.keras`` file's ``assets/`` entries (the lookup layers' vocabulary.txt), by
+        #: their path under ``assets/``
+        self.assets: Dict[str, bytes] = {}
+
+    def assets_for(self, layer_names: List[str], class_names: List[str],
+                   skip_inputs: bool) -> Dict[str, Dict[str, bytes]]:
+        """Each top-level layer's asset files (``assets/layers/<key>/<file>``), by layer
+        name, keyed by file name (a preprocessing layer's ``vocabulary.txt``)."""
+        out: Dict[str, Dict[str, bytes]] = {}
+        if not self.assets:
+            return out
+        for name, key in self._keys(layer_names, class_names, skip_inputs):
+            prefix = f"layers/{key}/"
+            files = {p[len(prefix):]: data for p, data in self.assets.items()
+                     if p.startswith(prefix) and "/" not in p[len(prefix):]}
+            if files:
+                out[name] = files
+        return out
 
     def _keys(self, layer_names: List[str], class_names: List[str],
               skip_inputs: bool) -> List[Tuple[str, str]]:
@@ -278,7 +296,9 @@ def group_tree(group) -> Dict[str, Any]:
     arrays = []
     if "vars" in group:
         v = group["vars"]
-        arrays = [np.asarray(v[k]) for k in sorted(v, key=int)]
+        # 0..k, then named ones (Keras 3's lookup layers store "idf_weights")
+        arrays = [np.asarray(v[k]) for k in sorted(
+            v, key=lambda k: (0, int(k), "") if k.isdigit() else (1, 0, k))]
     return {"vars": arrays,
             "groups": {k: group_tree(group[k]) for k in group
                        if k != "vars" and hasattr(group[k], "keys")}}
@@ -335,15 +355,19 @@ def _read_keras_zip(path: str) -> KerasFile:
                 version = _json(z.read("metadata.json"), path,
                                 "metadata.json").get("keras_version")
             data = z.read("model.weights.h5")
+            assets = {n[len("assets/"):]: z.read(n) for n in names
+                      if n.startswith("assets/") and not n.endswith("/")}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as err:
         raise KerasFileError(f"{path} is truncated or corrupted: {err}") from None
     label = f"{path} (model.weights.h5)"
     inner = _read_h5(path, _open_h5(io.BytesIO(data), label), label)
     if inner.v3_weights is None and inner.legacy_weights is None:
         raise KerasFileError(f"{label} holds no weights")
-    return KerasFile(path, "keras", config, version, legacy_weights=inner.legacy_weights,
-                     v3_weights=inner.v3_weights, legacy_names=inner.legacy_names,
-                     v3_nested=inner.v3_nested)
+    kf = KerasFile(path, "keras", config, version, legacy_weights=inner.legacy_weights,
+                   v3_weights=inner.v3_weights, legacy_names=inner.legacy_names,
+                   v3_nested=inner.v3_nested)
+    kf.assets = assets
+    return kf
 
 
 def _read_keras_dir(path: str) -> KerasFile:

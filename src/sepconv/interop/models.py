@@ -441,7 +441,9 @@ class KerasFunctional(torch.nn.Module):
         modules = dict(self.named_children())
         for ref, x in zip(self.input_refs, inputs):
             if not isinstance(x, torch.Tensor):
-                x = torch.as_tensor(np.asarray(x))
+                x = np.asarray(x)
+                if x.dtype.kind not in "USO":  # text stays an array (torch has no strings)
+                    x = torch.as_tensor(x)
             if ref[0] in modules:  # an InputLayer: Keras' cast to the input's dtype
                 x = modules[ref[0]](x)
             values[ref] = x
@@ -757,8 +759,19 @@ def _build_model(cls: str, config: Any, kf: Any, label: str) -> torch.nn.Module:
                             kf.nested(name, names, classes, skip), label)
 
     if cls == "Sequential":
-        return _build_sequential(config, kf.flavour, weights, label, nested)
-    return _build_functional(config, kf.flavour, weights, label, nested)
+        model = _build_sequential(config, kf.flavour, weights, label, nested)
+    else:
+        model = _build_functional(config, kf.flavour, weights, label, nested)
+    assets = kf.assets_for(names, classes, skip) if hasattr(kf, "assets_for") else {}
+    for lname, layer in _keras_layers(model).items():  # lookup layers' vocabularies
+        if lname in assets and hasattr(layer, "load_assets"):
+            try:
+                layer.load_assets(assets[lname])
+            except Exception as err:  # noqa: BLE001
+                raise KerasFileError(f"{label}: the assets of layer {lname!r} "
+                                     f"({type(layer).__name__}) do not fit: "
+                                     f"{_one_line(err)}") from None
+    return model
 
 
 def _nested_output_shape(model: torch.nn.Module) -> Any:
@@ -1123,13 +1136,20 @@ def _check_savable(layers: List[torch.nn.Module]) -> None:
                              f"(call the model once, or give the layer an input_shape)")
 
 
-def _input_entry(name: str, batch_shape: Any, layer: Any = None) -> dict:
+def _input_dtype(first: Any) -> str:
+    """The dtype of the InputLayer written before a Sequential's first layer: "string"
+    before the text preprocessing layers (their ``KERAS_INPUT_DTYPE``), else float32."""
+    return getattr(first, "KERAS_INPUT_DTYPE", None) or "float32"
+
+
+def _input_entry(name: str, batch_shape: Any, layer: Any = None,
+                 dtype: str = "float32") -> dict:
     if layer is not None:
         config = dict(layer.get_config())
         config["batch_input_shape"] = batch_shape
         config.pop("batch_shape", None)
     else:
-        config = {"batch_input_shape": batch_shape, "dtype": "float32", "sparse": False,
+        config = {"batch_input_shape": batch_shape, "dtype": dtype, "sparse": False,
                   "ragged": False, "name": name}
     return {"class_name": _INPUT, "config": config}
 
@@ -1153,7 +1173,8 @@ def _sequential_config(module, layers, input_shape) -> dict:
     first = layers[0]
     entries = []
     if type(first).__name__ != _INPUT:
-        entries.append(_input_entry(f"{first.name}_input", batch_shape))
+        entries.append(_input_entry(f"{first.name}_input", batch_shape,
+                                    dtype=_input_dtype(first)))
     for layer in layers:
         if layer is first and type(layer).__name__ == _INPUT:
             entries.append(_input_entry(layer.name, batch_shape, layer))
@@ -1296,6 +1317,8 @@ _TF_KERAS_ONLY = {
     "GRU": {"time_major": (False, None), "implementation": _ANY},
     "SimpleRNN": {"time_major": (False, None)},
     "RNN": {"time_major": (False, None)},  # layers/rnn.py: its cells are entries of their own
+    # Keras 3's Discretization takes no `trainable` (it has no weights to train)
+    "Discretization": {"trainable": _ANY},
 }
 for _cls in ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"):
     _TF_KERAS_ONLY[_cls] = {"trainable": _ANY, "noise_shape": (None,)}  # no weights
@@ -1496,13 +1519,14 @@ def _causal_expanded_functional(module: KerasFunctional) -> KerasFunctional:
                            steps, module.keras_input_shapes)
 
 
-def _keras3_input_entry(name: str, batch_shape: Any, layer: Any = None) -> dict:
+def _keras3_input_entry(name: str, batch_shape: Any, layer: Any = None,
+                        dtype: str = "float32") -> dict:
     if layer is not None:
         entry = _keras3_entry(layer)
         entry["config"]["batch_shape"] = list(batch_shape)
         return entry
     return {"module": "keras.layers", "class_name": _INPUT, "config": {
-        "batch_shape": list(batch_shape), "dtype": "float32", "sparse": False, "ragged": False,
+        "batch_shape": list(batch_shape), "dtype": dtype, "sparse": False, "ragged": False,
         "name": name, "optional": False}, "registered_name": None}
 
 
@@ -1514,7 +1538,7 @@ def _keras3_sequential(module, layers, input_shape) -> Tuple[dict, list]:
     has_input = type(first).__name__ == _INPUT
     name = getattr(module, "keras_name", None) or "sequential"
     entries = [_keras3_input_entry(first.name if has_input else f"{name}_input", batch_shape,
-                                   first if has_input else None)]
+                                   first if has_input else None, _input_dtype(first))]
     shape: Any = tuple(batch_shape)
     body = _causal_expanded(layers[1:] if has_input else layers,
                             {layer.name for layer in layers})
@@ -1737,8 +1761,14 @@ def _write_keras3_vars(group, layer: Any, name: str) -> None:
     if isinstance(nested, torch.nn.Module) and cls == "TimeDistributed":
         _write_keras3_vars(group.create_group("layer"), nested, nested.name)
         return
+    names = getattr(layer, "KERAS3_VAR_NAMES", None)  # named variables (tf_idf lookups)
     for i, a in enumerate(layer.get_weights()):
-        own.create_dataset(str(i), data=a)
+        own.create_dataset(names[i] if names else str(i), data=a)
+    for attr, inner_name in getattr(layer, "KERAS3_COPIES", ()):  # the same variables
+        inner = group.create_group(attr).create_group("vars")    # in a sublayer too
+        inner.attrs["name"] = inner_name                          # (TextVectorization)
+        for i, a in enumerate(layer.get_weights()):
+            inner.create_dataset(names[i] if names else str(i), data=a)
 
 
 def _write_keras3(path: str, module: torch.nn.Module, config_and_layers) -> None:

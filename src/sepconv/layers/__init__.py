@@ -41,6 +41,8 @@ from .pooling import (AdaptiveAveragePooling1D, AdaptiveAveragePooling2D,  # noq
 from .locally_connected import LocallyConnected1D, LocallyConnected2D  # tf-keras'
 from .aliases import *  # noqa: F401,F403  (Keras' alias names: Convolution1D, MaxPool2D, ...)
 from .aliases import __all__ as _aliases
+from .preprocessing import (CategoryEncoding, Discretization, Hashing, IntegerLookup,
+                            StringLookup, TextVectorization)
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",

@@ -112,6 +112,10 @@ class InputLayer(_Weightless):
             dtype = (dtype.get("config") or {}).get("name", dtype)
         if isinstance(dtype, str) and dtype.lower() in self._INT_DTYPES:
             int_dtype, dtype = dtype.lower(), None
+        elif isinstance(dtype, str) and dtype.lower() == "string":
+            # text in: Python str / numpy arrays of str, passed on as they are
+            # (torch has no strings; the preprocessing layers take them)
+            int_dtype, dtype = "string", None
         elif isinstance(dtype, torch.dtype) and not dtype.is_floating_point:
             int_dtype, dtype = str(dtype).replace("torch.", ""), None
         super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
@@ -135,6 +139,8 @@ class InputLayer(_Weightless):
     def forward(self, inputs) -> torch.Tensor:
         if self._int_dtype is None:
             return self._prepare_input(inputs)
+        if self._int_dtype == "string":
+            return inputs
         x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
         return x.to(getattr(torch, self._int_dtype))
 
