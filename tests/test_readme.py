@@ -94,6 +94,17 @@ def _custom_file(path: str) -> None:
     tf_keras.Model(x, TransformerBlock(8, 2, 16)(x)).save(path)
 
 
+def _text_classifier(path: str) -> None:
+    """A tf-keras text classifier that starts with an adapted TextVectorization."""
+    tf_keras = pytest.importorskip("tf_keras")
+    L = tf_keras.layers
+    tv = L.TextVectorization(max_tokens=50, output_sequence_length=6)
+    tv.adapt(["a great film", "a bad film", "great acting"])
+    x = L.Input((1,), dtype="string")
+    h = L.GlobalAveragePooling1D()(L.Embedding(50, 4)(tv(x)))
+    tf_keras.Model(x, L.Dense(1, activation="sigmoid")(h)).save(path)
+
+
 #: What a block needs before it runs, by a piece of its text.
 SETUPS: Dict[str, Callable[[Dict], None]] = {
     'load_keras_model("model.h5")': lambda ns: _causal_file("model.h5", 16),
@@ -125,6 +136,9 @@ SETUPS: Dict[str, Callable[[Dict], None]] = {
         x_t=torch.randn(2, 5), h=torch.zeros(2, 32), c=torch.zeros(2, 32),
         x=torch.randn(2, 7, 5), ids=torch.tensor([[1, 2, 3, 0, 0, 0, 0],
                                                   [4, 5, 6, 7, 8, 9, 1]])),
+    "sepconv.adapt(tv, texts)": lambda ns: (
+        _text_classifier("text_classifier.keras"),
+        ns.update(texts=["the cat sat", "the dog ran!", "a cat and a dog"])),
     '"transformer_classifier.keras"': lambda ns: _custom_file("transformer_classifier.keras"),
 }
 
