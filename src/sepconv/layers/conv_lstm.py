@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -42,6 +42,18 @@ def draw_dropout_mask(rate: float, shape, like: torch.Tensor) -> torch.Tensor:
     ``1 / (1 - rate)``, in ``like``'s dtype and device."""
     keep = torch.full(tuple(shape), 1.0 - rate, dtype=like.dtype, device=like.device)
     return torch.bernoulli(keep) / (1.0 - rate)
+
+
+def forget_bias_ones(base: Callable, units: int, before: int) -> Callable:
+    """Keras' ``unit_forget_bias`` initializer: ``base`` everywhere but ones for the
+    ``units`` forget-gate entries that follow the first ``before`` (an LSTM's bias
+    ``(4 * units,)``: ``before = units``; CuDNNLSTM's ``(8 * units,)``: ``5 * units``)."""
+    def forget_ones(shape, dtype=None, device=None):
+        after = int(np.prod(shape)) - before - units
+        parts = [base((before,), dtype=dtype, device=device), torch.ones(units),
+                 base((after,), dtype=dtype, device=device)]
+        return torch.cat([torch.as_tensor(p, dtype=dtype, device=device) for p in parts])
+    return forget_ones
 
 
 def split_state_inputs(name: str, inputs: Any, initial_state: Any) -> Tuple[Any, Any]:
@@ -371,12 +383,8 @@ class _ConvLSTM(_RecurrentStates, Layer):
                         self.recurrent_initializer, self.recurrent_regularizer,
                         self.recurrent_constraint, device)
         if self.use_bias:
-            def forget_ones(shape, dtype=None, device=None, base=self.bias_initializer):
-                parts = [base((f,), dtype=dtype, device=device), torch.ones(f),
-                         base((2 * f,), dtype=dtype, device=device)]
-                return torch.cat([torch.as_tensor(p, dtype=dtype, device=device)
-                                  for p in parts])
-            init = forget_ones if self.unit_forget_bias else self.bias_initializer
+            init = forget_bias_ones(self.bias_initializer, f, f) if self.unit_forget_bias \
+                else self.bias_initializer
             self.add_weight("bias", (4 * f,), init, self.bias_regularizer,
                             self.bias_constraint, device)
         if self.stateful and input_shape[0] is not None and \

@@ -30,6 +30,7 @@ from typing import Any, Dict, Tuple
 import torch
 
 from .._registry import serialize
+from .conv_lstm import forget_bias_ones
 from .recurrent import GRU, LSTM
 
 
@@ -110,14 +111,7 @@ class CuDNNLSTM(_CuDNN, LSTM):
     def _bias_initializer(self):
         if not self.unit_forget_bias:
             return self.bias_initializer
-        base, u = self.bias_initializer, self.units
-
-        def recurrent_forget_ones(shape, dtype=None, device=None):
-            parts = [base((5 * u,), dtype=dtype, device=device), torch.ones(u),
-                     base((2 * u,), dtype=dtype, device=device)]
-            return torch.cat([torch.as_tensor(p, dtype=dtype, device=device)
-                              for p in parts])
-        return recurrent_forget_ones
+        return forget_bias_ones(self.bias_initializer, self.units, 5 * self.units)
 
     def _weights(self):
         kernel, recurrent, bias = super()._weights()

@@ -18,10 +18,119 @@ from .._registry import serialize
 from .base import DTypePolicy, Layer, check_bool, check_count, layer_from_config
 from .base import snake_case as _snake
 from .conv_lstm import (_arguments, _RecurrentStates, draw_dropout_mask, first_shape,
-                        split_state_inputs)
+                        forget_bias_ones, split_state_inputs)
 
 
-class _RNN(_RecurrentStates, Layer):
+class _RecurrentWeights:
+    """What Keras' recurrent layers (:class:`_RNN`) and their cells
+    (:class:`sepconv.layers.rnn._Cell`) share: the weights ``kernel`` ``(features, GATES *
+    units)``, ``recurrent_kernel`` ``(units, GATES * units)``, ``bias`` (``_bias_shape``,
+    ``_bias_initializer``), the dropout masks as tf-keras draws them, and the config entries
+    of the step (``units`` to ``recurrent_dropout``).  ``_INPUT_RANK``: the rank of the
+    input (layers ``(batch, time, features)``, cells ``(batch, features)``)."""
+
+    GATES = 1
+    WEIGHT_NAMES = ("kernel", "recurrent_kernel", "bias")
+    _DEFAULT_RECURRENT_ACTIVATION: Optional[str] = None
+    _INPUT_RANK = 3
+
+    # -- building --------------------------------------------------------------------------
+    def _bias_shape(self) -> Tuple[int, ...]:
+        return (self.GATES * self.units,)
+
+    def _bias_initializer(self):
+        if not self.unit_forget_bias:  # True only where LSTM / LSTMCell take it
+            return self.bias_initializer
+        return forget_bias_ones(self.bias_initializer, self.units, self.units)
+
+    def _build_weights(self, device) -> None:
+        """The weights for ``self.input_dim`` features."""
+        n = self.GATES * self.units
+        self.add_weight("kernel", (self.input_dim, n), self.kernel_initializer,
+                        self.kernel_regularizer, self.kernel_constraint, device)
+        self.add_weight("recurrent_kernel", (self.units, n), self.recurrent_initializer,
+                        self.recurrent_regularizer, self.recurrent_constraint, device)
+        if self.use_bias:
+            self.add_weight("bias", self._bias_shape(), self._bias_initializer(),
+                            self.bias_regularizer, self.bias_constraint, device)
+
+    def _input_shape_from_weights(self, weights) -> Optional[Tuple]:
+        if not weights or len(getattr(weights[0], "shape", ())) != 2:
+            return None
+        return (None,) * (self._INPUT_RANK - 1) + (int(weights[0].shape[0]),)
+
+    def _weights(self):
+        return (self._weight("kernel"), self._weight("recurrent_kernel"),
+                self._weight("bias") if self.use_bias else None)
+
+    # -- computing -------------------------------------------------------------------------
+    def _fused_path(self) -> bool:
+        """Whether tf-keras 2.21 runs this layer on its fused (cuDNN-compatible) kernel,
+        which draws its input dropout differently (see :class:`_RNN`); cells never do."""
+        return False
+
+    def _dropout_masks(self, x: torch.Tensor, training: bool):
+        """``(x, dropout_mask, recurrent_dropout_mask)`` for ``x`` ``(batch, time,
+        features)`` as tf-keras draws them."""
+        if not training or (self.dropout == 0 and self.recurrent_dropout == 0):
+            return x, None, None
+
+        def draw(rate, shape):
+            return draw_dropout_mask(rate, shape, x)
+
+        batch, _, features = x.shape
+        gates = self.GATES if self.recurrent_dropout > 0 else 1
+        mask = rmask = None
+        if self.dropout > 0:
+            if self._fused_path():
+                x = x * draw(self.dropout, tuple(x.shape))
+            elif gates == 1 and self.GATES > 1:  # implementation 2: one mask, all gates
+                x = x * draw(self.dropout, (batch, 1, features))
+            else:  # implementation 1 (one mask per gate), or SimpleRNN's one mask
+                mask = draw(self.dropout, (gates, batch, features))
+        if self.recurrent_dropout > 0:
+            rmask = draw(self.recurrent_dropout, (self.GATES, batch, self.units))
+        return x, mask, rmask
+
+    # -- Keras protocol --------------------------------------------------------------------
+    def _step_config(self) -> Dict[str, Any]:
+        """tf-keras' config entries from ``units`` to ``recurrent_dropout`` (a layer's
+        ``activity_regularizer`` among them), ``_config_middle``'s and ``_config_end``'s
+        in their places."""
+        config = {"units": self.units, "activation": _activations.serialize(self.activation)}
+        if self.recurrent_activation is not None:
+            config["recurrent_activation"] = _activations.serialize(
+                self.recurrent_activation)
+        config.update({
+            "use_bias": self.use_bias,
+            "kernel_initializer": serialize(self.kernel_initializer),
+            "recurrent_initializer": serialize(self.recurrent_initializer),
+            "bias_initializer": serialize(self.bias_initializer)})
+        config.update(self._config_middle())
+        config.update({
+            "kernel_regularizer": serialize(self.kernel_regularizer),
+            "recurrent_regularizer": serialize(self.recurrent_regularizer),
+            "bias_regularizer": serialize(self.bias_regularizer)})
+        if self._INPUT_RANK == 3:  # layers; cells have no activity regularizer
+            config["activity_regularizer"] = serialize(self.activity_regularizer)
+        config.update({
+            "kernel_constraint": serialize(self.kernel_constraint),
+            "recurrent_constraint": serialize(self.recurrent_constraint),
+            "bias_constraint": serialize(self.bias_constraint),
+            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout})
+        config.update(self._config_end())
+        return config
+
+    def _config_middle(self) -> Dict[str, Any]:
+        """Entries between the initializers and the regularizers (LSTM's)."""
+        return {}
+
+    def _config_end(self) -> Dict[str, Any]:
+        """Entries after ``recurrent_dropout`` (LSTM's, GRU's)."""
+        return {}
+
+
+class _RNN(_RecurrentWeights, _RecurrentStates, Layer):
     """Keras' recurrent layer over ``(batch, time, features)`` inputs (the public classes
     set ``GATES``, ``STATE_NAMES`` and the recurrence).
 
@@ -67,11 +176,8 @@ class _RNN(_RecurrentStates, Layer):
     returned tensor, each penalty divided by the batch size, as in tf-keras.
     """
 
-    GATES = 1
     STATE_NAMES: Tuple[str, ...] = ("state_h",)
     _STATE_LIST = "[h]"
-    WEIGHT_NAMES = ("kernel", "recurrent_kernel", "bias")
-    _DEFAULT_RECURRENT_ACTIVATION: Optional[str] = None
 
     def __init__(self, units, activation="tanh", recurrent_activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -114,12 +220,6 @@ class _RNN(_RecurrentStates, Layer):
         self._finish_init()
 
     # -- building --------------------------------------------------------------------------
-    def _bias_shape(self) -> Tuple[int, ...]:
-        return (self.GATES * self.units,)
-
-    def _bias_initializer(self):
-        return self.bias_initializer
-
     def build(self, input_shape, device=None) -> None:
         if len(input_shape) != 3:
             raise ValueError(f"Layer {self.name!r} expects input of rank 3, (batch, time, "
@@ -128,19 +228,7 @@ class _RNN(_RecurrentStates, Layer):
             raise ValueError(f"The last dimension of the inputs of layer {self.name!r} "
                              f"should be defined. Received input_shape={tuple(input_shape)}")
         self.input_dim = check_count(input_shape[2], "input features")
-        n = self.GATES * self.units
-        self.add_weight("kernel", (self.input_dim, n), self.kernel_initializer,
-                        self.kernel_regularizer, self.kernel_constraint, device)
-        self.add_weight("recurrent_kernel", (self.units, n), self.recurrent_initializer,
-                        self.recurrent_regularizer, self.recurrent_constraint, device)
-        if self.use_bias:
-            self.add_weight("bias", self._bias_shape(), self._bias_initializer(),
-                            self.bias_regularizer, self.bias_constraint, device)
-
-    def _input_shape_from_weights(self, weights) -> Optional[Tuple]:
-        if not weights or len(getattr(weights[0], "shape", ())) != 2:
-            return None
-        return (None, None, int(weights[0].shape[0]))
+        self._build_weights(device)
 
     def _check_input(self, shape) -> None:
         if len(shape) != 3 or shape[2] != self.input_dim:
@@ -170,33 +258,6 @@ class _RNN(_RecurrentStates, Layer):
         return out
 
     # -- computing -------------------------------------------------------------------------
-    def _fused_path(self) -> bool:
-        """Whether tf-keras 2.21 runs this layer on its fused (cuDNN-compatible) kernel,
-        which draws its input dropout differently (see the class docstring)."""
-        return False
-
-    def _dropout_masks(self, x: torch.Tensor, training: bool):
-        """``(x, dropout_mask, recurrent_dropout_mask)`` as tf-keras draws them."""
-        if not training or (self.dropout == 0 and self.recurrent_dropout == 0):
-            return x, None, None
-
-        def draw(rate, shape):
-            return draw_dropout_mask(rate, shape, x)
-
-        batch, _, features = x.shape
-        gates = self.GATES if self.recurrent_dropout > 0 else 1
-        mask = rmask = None
-        if self.dropout > 0:
-            if self._fused_path():
-                x = x * draw(self.dropout, tuple(x.shape))
-            elif gates == 1 and self.GATES > 1:  # implementation 2: one mask, all gates
-                x = x * draw(self.dropout, (batch, 1, features))
-            else:  # implementation 1 (one mask per gate), or SimpleRNN's one mask
-                mask = draw(self.dropout, (gates, batch, features))
-        if self.recurrent_dropout > 0:
-            rmask = draw(self.recurrent_dropout, (self.GATES, batch, self.units))
-        return x, mask, rmask
-
     def _recurrence(self, x, state, mask, rmask):
         raise NotImplementedError
 
@@ -244,10 +305,6 @@ class _RNN(_RecurrentStates, Layer):
                     mask=self.__dict__.get("_step_mask"),
                     zero_output_for_mask=self.zero_output_for_mask)
 
-    def _weights(self):
-        return (self._weight("kernel"), self._weight("recurrent_kernel"),
-                self._weight("bias") if self.use_bias else None)
-
     # -- Keras protocol --------------------------------------------------------------------
     def h5_weight_names(self):
         """The weights' paths under the layer in tf-keras' ``.h5`` files
@@ -255,33 +312,14 @@ class _RNN(_RecurrentStates, Layer):
         cell = _snake(type(self).__name__) + "_cell"
         return [f"{cell}/{name}" for name in self._weight_order]
 
-    def _config_head(self) -> Dict[str, Any]:
+    def get_config(self) -> Dict[str, Any]:
         config = self.base_config()
         config.update({"return_sequences": self.return_sequences,
                        "return_state": self.return_state, "go_backwards": self.go_backwards,
                        "stateful": self.stateful, "unroll": self.unroll,
-                       "time_major": self.time_major, "units": self.units,
-                       "activation": _activations.serialize(self.activation)})
-        if self.recurrent_activation is not None:
-            config["recurrent_activation"] = _activations.serialize(
-                self.recurrent_activation)
-        config.update({
-            "use_bias": self.use_bias,
-            "kernel_initializer": serialize(self.kernel_initializer),
-            "recurrent_initializer": serialize(self.recurrent_initializer),
-            "bias_initializer": serialize(self.bias_initializer)})
+                       "time_major": self.time_major})
+        config.update(self._step_config())
         return config
-
-    def _config_tail(self) -> Dict[str, Any]:
-        return {
-            "kernel_regularizer": serialize(self.kernel_regularizer),
-            "recurrent_regularizer": serialize(self.recurrent_regularizer),
-            "bias_regularizer": serialize(self.bias_regularizer),
-            "activity_regularizer": serialize(self.activity_regularizer),
-            "kernel_constraint": serialize(self.kernel_constraint),
-            "recurrent_constraint": serialize(self.recurrent_constraint),
-            "bias_constraint": serialize(self.bias_constraint),
-            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout}
 
     def extra_repr(self) -> str:
         return self._recurrent_repr([f"{self.input_dim if self.built else '?'}",
@@ -316,18 +354,6 @@ class LSTM(_RNN):
                  name=None, trainable=None, weights=None):
         super().__init__(**_arguments(locals()))
 
-    def _bias_initializer(self):
-        if not self.unit_forget_bias:
-            return self.bias_initializer
-        base, u = self.bias_initializer, self.units
-
-        def forget_ones(shape, dtype=None, device=None):
-            parts = [base((u,), dtype=dtype, device=device), torch.ones(u),
-                     base((2 * u,), dtype=dtype, device=device)]
-            return torch.cat([torch.as_tensor(p, dtype=dtype, device=device)
-                              for p in parts])
-        return forget_ones
-
     def _fused_path(self) -> bool:
         return (_is(self.activation, "tanh") and _is(self.recurrent_activation, "sigmoid")
                 and self.recurrent_dropout == 0 and not self.unroll and self.use_bias)
@@ -337,12 +363,11 @@ class LSTM(_RNN):
                                 recurrent_activation=self.recurrent_activation,
                                 **self._args(state, mask, rmask))
 
-    def get_config(self) -> Dict[str, Any]:
-        config = self._config_head()
-        config["unit_forget_bias"] = self.unit_forget_bias
-        config.update(self._config_tail())
-        config["implementation"] = 1 if self.recurrent_dropout else 2
-        return config
+    def _config_middle(self) -> Dict[str, Any]:
+        return {"unit_forget_bias": self.unit_forget_bias}
+
+    def _config_end(self) -> Dict[str, Any]:
+        return {"implementation": 1 if self.recurrent_dropout else 2}
 
 
 class GRU(_RNN):
@@ -381,12 +406,9 @@ class GRU(_RNN):
                                reset_after=self.reset_after,
                                **self._args(state, mask, rmask))
 
-    def get_config(self) -> Dict[str, Any]:
-        config = self._config_head()
-        config.update(self._config_tail())
-        config["implementation"] = 1 if self.recurrent_dropout else 2
-        config["reset_after"] = self.reset_after
-        return config
+    def _config_end(self) -> Dict[str, Any]:
+        return {"implementation": 1 if self.recurrent_dropout else 2,
+                "reset_after": self.reset_after}
 
 
 class SimpleRNN(_RNN):
@@ -409,11 +431,6 @@ class SimpleRNN(_RNN):
 
     def _recurrence(self, x, state, mask, rmask):
         return _functional.simple_rnn(x, *self._weights(), **self._args(state, mask, rmask))
-
-    def get_config(self) -> Dict[str, Any]:
-        config = self._config_head()
-        config.update(self._config_tail())
-        return config
 
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)

@@ -25,10 +25,9 @@ from .. import constraints as _constraints
 from .. import functional as _functional
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
-from .._registry import serialize
 from .base import DTypePolicy, Layer, check_bool, check_count, layer_from_config
 from .conv_lstm import _arguments, _rate, draw_dropout_mask, first_shape, split_state_inputs
-from .recurrent import GRU, LSTM, _RNN
+from .recurrent import GRU, LSTM, _RecurrentWeights
 
 
 def _keras_entry(layer: torch.nn.Module) -> Dict[str, Any]:
@@ -38,7 +37,7 @@ def _keras_entry(layer: torch.nn.Module) -> Dict[str, Any]:
 
 
 # -- the cells ---------------------------------------------------------------------------------
-class _Cell(Layer):
+class _Cell(_RecurrentWeights, Layer):
     """Keras' recurrent cells: one step ``output, new_states = cell(x_t, states)``.
 
     ``x_t`` ``(batch, features)``; ``states`` the list of states (``[h]``, LSTM ``[h, c]``)
@@ -56,14 +55,8 @@ class _Cell(Layer):
     with it, one mask per gate on the input and on ``h``, ``implementation=1``).
     """
 
-    GATES = 1
     STATE_COUNT = 1
-    WEIGHT_NAMES = ("kernel", "recurrent_kernel", "bias")
-    _DEFAULT_RECURRENT_ACTIVATION: Optional[str] = None
-    _fused_path = staticmethod(lambda: False)  # for _RNN._dropout_masks: cells never fuse
-    _dropout_masks = _RNN._dropout_masks
-    _bias_shape = _RNN._bias_shape
-    _bias_initializer = _RNN._bias_initializer
+    _INPUT_RANK = 2
 
     def __init__(self, units, activation="tanh", recurrent_activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -130,28 +123,12 @@ class _Cell(Layer):
             raise ValueError(f"The last dimension of the inputs of cell {self.name!r} should "
                              f"be defined. Received input_shape={tuple(input_shape)}")
         self.input_dim = check_count(input_shape[-1], "input features")
-        n = self.GATES * self.units
-        self.add_weight("kernel", (self.input_dim, n), self.kernel_initializer,
-                        self.kernel_regularizer, self.kernel_constraint, device)
-        self.add_weight("recurrent_kernel", (self.units, n), self.recurrent_initializer,
-                        self.recurrent_regularizer, self.recurrent_constraint, device)
-        if self.use_bias:
-            self.add_weight("bias", self._bias_shape(), self._bias_initializer(),
-                            self.bias_regularizer, self.bias_constraint, device)
-
-    def _input_shape_from_weights(self, weights) -> Optional[Tuple]:
-        if not weights or len(getattr(weights[0], "shape", ())) != 2:
-            return None
-        return (None, int(weights[0].shape[0]))
+        self._build_weights(device)
 
     def _check_input(self, shape) -> None:
         if len(shape) != 2 or shape[1] != self.input_dim:
             raise ValueError(f"Cell {self.name!r} expects one step's input of shape (batch, "
                              f"{self.input_dim}). Received input of shape {shape}")
-
-    def _weights(self):
-        return (self._weight("kernel"), self._weight("recurrent_kernel"),
-                self._weight("bias") if self.use_bias else None)
 
     # -- computing ---------------------------------------------------------------------------
     def _step_masks(self, x: torch.Tensor, training: bool):
@@ -213,33 +190,8 @@ class _Cell(Layer):
     # -- Keras protocol ----------------------------------------------------------------------
     def get_config(self) -> Dict[str, Any]:
         config = self.base_config()
-        config.update({"units": self.units,
-                       "activation": _activations.serialize(self.activation)})
-        if self.recurrent_activation is not None:
-            config["recurrent_activation"] = _activations.serialize(
-                self.recurrent_activation)
-        config.update({
-            "use_bias": self.use_bias,
-            "kernel_initializer": serialize(self.kernel_initializer),
-            "recurrent_initializer": serialize(self.recurrent_initializer),
-            "bias_initializer": serialize(self.bias_initializer)})
-        config.update(self._config_middle())
-        config.update({
-            "kernel_regularizer": serialize(self.kernel_regularizer),
-            "recurrent_regularizer": serialize(self.recurrent_regularizer),
-            "bias_regularizer": serialize(self.bias_regularizer),
-            "kernel_constraint": serialize(self.kernel_constraint),
-            "recurrent_constraint": serialize(self.recurrent_constraint),
-            "bias_constraint": serialize(self.bias_constraint),
-            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout})
-        config.update(self._config_end())
+        config.update(self._step_config())
         return config
-
-    def _config_middle(self) -> Dict[str, Any]:
-        return {}
-
-    def _config_end(self) -> Dict[str, Any]:
-        return {}
 
     def extra_repr(self) -> str:
         parts = [f"{self.input_dim if self.built else '?'}", f"{self.units}"]
@@ -288,7 +240,8 @@ class LSTMCell(_Cell):
     GATES = 4
     STATE_COUNT = 2
     _DEFAULT_RECURRENT_ACTIVATION = "sigmoid"
-    _bias_initializer = LSTM._bias_initializer
+    _config_middle = LSTM._config_middle
+    _config_end = LSTM._config_end
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
@@ -308,12 +261,6 @@ class LSTMCell(_Cell):
         return _functional.lstm(x, kernel, recurrent_kernel, bias, activation=self.activation,
                                 recurrent_activation=self.recurrent_activation, **kwargs)
 
-    def _config_middle(self) -> Dict[str, Any]:
-        return {"unit_forget_bias": self.unit_forget_bias}
-
-    def _config_end(self) -> Dict[str, Any]:
-        return {"implementation": 1 if self.recurrent_dropout else 2}
-
 
 class GRUCell(_Cell):
     """Keras' ``GRUCell`` (R: ``layer_gru_cell``): the step of :class:`sepconv.GRU`
@@ -323,6 +270,7 @@ class GRUCell(_Cell):
     GATES = 3
     _DEFAULT_RECURRENT_ACTIVATION = "sigmoid"
     _bias_shape = GRU._bias_shape
+    _config_end = GRU._config_end
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
@@ -347,10 +295,6 @@ class GRUCell(_Cell):
         return _functional.gru(x, kernel, recurrent_kernel, bias, activation=self.activation,
                                recurrent_activation=self.recurrent_activation,
                                reset_after=self.reset_after, **kwargs)
-
-    def _config_end(self) -> Dict[str, Any]:
-        return {"implementation": 1 if self.recurrent_dropout else 2,
-                "reset_after": self.reset_after}
 
 
 _KERAS_CELLS = (SimpleRNNCell, LSTMCell, GRUCell)
