@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -54,6 +54,82 @@ def forget_bias_ones(base: Callable, units: int, before: int) -> Callable:
                  base((after,), dtype=dtype, device=device)]
         return torch.cat([torch.as_tensor(p, dtype=dtype, device=device) for p in parts])
     return forget_ones
+
+
+def init_weight_arguments(layer: torch.nn.Module, args: Dict[str, Any]) -> None:
+    """Resolve, check and set on ``layer`` the arguments of the weights and dropouts that
+    Keras' recurrent layers and cells all take (read from the constructor's ``locals()``):
+    ``use_bias``, the three initializers, regularizers and constraints,
+    ``unit_forget_bias``, ``dropout``, ``recurrent_dropout``."""
+    layer.use_bias = check_bool(args["use_bias"], "use_bias")
+    for kind, module in (("initializer", _initializers), ("regularizer", _regularizers),
+                         ("constraint", _constraints)):
+        for weight in ("kernel", "recurrent", "bias"):
+            arg = f"{weight}_{kind}"
+            value = module.get(args[arg], arg)
+            if value is None and kind == "initializer":
+                raise ValueError(f"Invalid value for argument `{arg}`. Expected an "
+                                 f"initializer. Received {arg}=None")
+            setattr(layer, arg, value)
+    layer.unit_forget_bias = check_bool(args["unit_forget_bias"], "unit_forget_bias")
+    layer.dropout = _rate(args["dropout"], "dropout")
+    layer.recurrent_dropout = _rate(args["recurrent_dropout"], "recurrent_dropout")
+
+
+def recurrent_repr(layer: torch.nn.Module, parts: List[str], activations: Dict[str, str],
+                   flags: Sequence[str] = ()) -> str:
+    """``extra_repr`` of a recurrent layer or cell: ``parts`` (its own leading items), the
+    ``activations`` not at their defaults (name: default; an absent one is skipped), the
+    ``flags`` that are set, then ``use_bias``, the dropouts and the dtype when not at
+    their defaults, and the name."""
+    for arg, default in activations.items():
+        fn = getattr(layer, arg, None)
+        if fn is None:  # SimpleRNN has no recurrent activation
+            continue
+        value = _activations.serialize(fn)
+        if value != default:
+            parts.append(f"{arg}={value!r}")
+    for arg in flags:
+        if getattr(layer, arg):
+            parts.append(f"{arg}=True")
+    if not getattr(layer, "use_bias", True):
+        parts.append("use_bias=False")
+    for arg in ("dropout", "recurrent_dropout"):
+        if getattr(layer, arg, 0):
+            parts.append(f"{arg}={getattr(layer, arg)}")
+    if layer.dtype_policy.name != "float32":
+        parts.append(f"dtype={layer.dtype_policy.name!r}")
+    parts.append(f"name={layer.name!r}")
+    return ", ".join(parts)
+
+
+def check_resettable(layer: torch.nn.Module, batch_known: bool) -> None:
+    """``reset_states``' checks: a stateful layer whose batch size is known."""
+    if not layer.stateful:
+        raise AttributeError("Layer must be stateful.")
+    if not batch_known:
+        raise ValueError("If a RNN is stateful, it needs to know its batch size. Specify "
+                         "the batch size of your input tensors with `batch_input_shape` "
+                         "(or `input_shape` and `batch_size`), or call the layer once.")
+
+
+def reset_state_values(layer: torch.nn.Module, states: Sequence[Any],
+                       shapes: Sequence[Tuple[int, ...]], dtype, device) -> List[torch.Tensor]:
+    """``reset_states(states)``' values: each of ``states`` checked against ``shapes``,
+    detached copies in ``dtype`` on ``device``."""
+    if len(states) != len(shapes):
+        raise ValueError(f"Layer {layer.name} expects {len(shapes)} states, but it "
+                         f"received {len(states)} state values.")
+    values = []
+    for index, (value, shape) in enumerate(zip(states, shapes)):
+        value = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor)
+                                else value).detach()
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(f"State {index} is incompatible with layer {layer.name}: "
+                             f"expected shape={tuple(shape)}, found shape="
+                             f"{tuple(value.shape)}")
+        values.append(value.to(dtype=dtype, device=device).clone())
+    return values
 
 
 def split_state_inputs(name: str, inputs: Any, initial_state: Any) -> Tuple[Any, Any]:
@@ -116,19 +192,7 @@ class _RecurrentStates:
         from the constructor's ``locals()``: the three initializers, regularizers and
         constraints, ``use_bias``, ``unit_forget_bias``, the dropouts, ``return_sequences``,
         ``return_state``, ``go_backwards``, ``stateful``) and set up the kept states."""
-        self.use_bias = check_bool(args["use_bias"], "use_bias")
-        for kind, module in (("initializer", _initializers), ("regularizer", _regularizers),
-                             ("constraint", _constraints)):
-            for weight in ("kernel", "recurrent", "bias"):
-                arg = f"{weight}_{kind}"
-                value = module.get(args[arg], arg)
-                if value is None and kind == "initializer":
-                    raise ValueError(f"Invalid value for argument `{arg}`. Expected an "
-                                     f"initializer. Received {arg}=None")
-                setattr(self, arg, value)
-        self.unit_forget_bias = check_bool(args["unit_forget_bias"], "unit_forget_bias")
-        self.dropout = _rate(args["dropout"], "dropout")
-        self.recurrent_dropout = _rate(args["recurrent_dropout"], "recurrent_dropout")
+        init_weight_arguments(self, args)
         for arg in ("return_sequences", "return_state", "go_backwards", "stateful"):
             setattr(self, arg, check_bool(args[arg], arg))
         self._activity_losses: List[torch.Tensor] = []
@@ -146,12 +210,7 @@ class _RecurrentStates:
 
     def reset_states(self, states=None) -> None:
         """Zero a stateful layer's states, or set them to ``states`` (a list)."""
-        if not self.stateful:
-            raise AttributeError("Layer must be stateful.")
-        if self._stateful_shape is None:
-            raise ValueError("If a RNN is stateful, it needs to know its batch size. Specify "
-                             "the batch size of your input tensors with `batch_input_shape` "
-                             "(or `input_shape` and `batch_size`), or call the layer once.")
+        check_resettable(self, self._stateful_shape is not None)
         shape = self._state_shape(self._stateful_shape)
         dtype, device = self.dtype_policy.compute, self.kernel.device
         count = len(self.STATE_NAMES)
@@ -161,17 +220,7 @@ class _RecurrentStates:
             return
         if not isinstance(states, (list, tuple)):
             states = [states]
-        if len(states) != count:
-            raise ValueError(f"Layer {self.name} expects {count} states, but it received "
-                             f"{len(states)} state values.")
-        values = []
-        for index, value in enumerate(states):
-            value = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor)
-                                    else value).detach()
-            if tuple(value.shape) != shape:
-                raise ValueError(f"State {index} is incompatible with layer {self.name}: "
-                                 f"expected shape={shape}, found shape={tuple(value.shape)}")
-            values.append(value.to(dtype=dtype, device=device).clone())
+        values = reset_state_values(self, states, [shape] * count, dtype, device)
         for name, value in zip(self.STATE_NAMES, values):
             setattr(self, name, value)
 
@@ -215,26 +264,10 @@ class _RecurrentStates:
     def _recurrent_repr(self, parts: List[str], recurrent_default: str) -> str:
         """``extra_repr`` from ``parts`` (the layer's own leading items) and the arguments
         every recurrent layer shows when not at their defaults."""
-        for arg, default in (("activation", "tanh"),
-                             ("recurrent_activation", recurrent_default)):
-            fn = getattr(self, arg, None)
-            if fn is None:  # SimpleRNN has no recurrent activation
-                continue
-            value = _activations.serialize(fn)
-            if value != default:
-                parts.append(f"{arg}={value!r}")
-        for arg in ("return_sequences", "return_state", "go_backwards", "stateful"):
-            if getattr(self, arg):
-                parts.append(f"{arg}=True")
-        if not self.use_bias:
-            parts.append("use_bias=False")
-        for arg in ("dropout", "recurrent_dropout"):
-            if getattr(self, arg):
-                parts.append(f"{arg}={getattr(self, arg)}")
-        if self.dtype_policy.name != "float32":
-            parts.append(f"dtype={self.dtype_policy.name!r}")
-        parts.append(f"name={self.name!r}")
-        return ", ".join(parts)
+        return recurrent_repr(self, parts, {"activation": "tanh",
+                                            "recurrent_activation": recurrent_default},
+                              ("return_sequences", "return_state", "go_backwards",
+                               "stateful"))
 
     @property
     def losses(self) -> List[torch.Tensor]:

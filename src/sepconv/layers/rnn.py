@@ -21,12 +21,11 @@ import numpy as np
 import torch
 
 from .. import activations as _activations
-from .. import constraints as _constraints
 from .. import functional as _functional
-from .. import initializers as _initializers
-from .. import regularizers as _regularizers
 from .base import DTypePolicy, Layer, check_bool, check_count, layer_from_config
-from .conv_lstm import _arguments, _rate, draw_dropout_mask, first_shape, split_state_inputs
+from .conv_lstm import (_arguments, check_resettable, draw_dropout_mask, first_shape,
+                        init_weight_arguments, recurrent_repr, reset_state_values,
+                        split_state_inputs)
 from .recurrent import GRU, LSTM, _RecurrentWeights
 
 
@@ -73,20 +72,7 @@ class _Cell(_RecurrentWeights, Layer):
         self.activation = _activations.get(activation, "activation")
         self.recurrent_activation = None if self._DEFAULT_RECURRENT_ACTIVATION is None else \
             _activations.get(recurrent_activation, "recurrent_activation")
-        self.use_bias = check_bool(use_bias, "use_bias")
-        args = locals()
-        for kind, module in (("initializer", _initializers), ("regularizer", _regularizers),
-                             ("constraint", _constraints)):
-            for weight in ("kernel", "recurrent", "bias"):
-                arg = f"{weight}_{kind}"
-                value = module.get(args[arg], arg)
-                if value is None and kind == "initializer":
-                    raise ValueError(f"Invalid value for argument `{arg}`. Expected an "
-                                     f"initializer. Received {arg}=None")
-                setattr(self, arg, value)
-        self.unit_forget_bias = check_bool(unit_forget_bias, "unit_forget_bias")
-        self.dropout = _rate(dropout, "dropout")
-        self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
+        init_weight_arguments(self, locals())
         self.reset_after = check_bool(reset_after, "reset_after")
         self.input_dim: Optional[int] = None
         if self.batch_input_shape is not None and len(self.batch_input_shape) != 2:
@@ -194,19 +180,8 @@ class _Cell(_RecurrentWeights, Layer):
         return config
 
     def extra_repr(self) -> str:
-        parts = [f"{self.input_dim if self.built else '?'}", f"{self.units}"]
-        act = _activations.serialize(self.activation)
-        if act != "tanh":
-            parts.append(f"activation={act!r}")
-        if not self.use_bias:
-            parts.append("use_bias=False")
-        for arg in ("dropout", "recurrent_dropout"):
-            if getattr(self, arg):
-                parts.append(f"{arg}={getattr(self, arg)}")
-        if self.dtype_policy.name != "float32":
-            parts.append(f"dtype={self.dtype_policy.name!r}")
-        parts.append(f"name={self.name!r}")
-        return ", ".join(parts)
+        return recurrent_repr(self, [f"{self.input_dim if self.built else '?'}",
+                                     f"{self.units}"], {"activation": "tanh"})
 
 
 class SimpleRNNCell(_Cell):
@@ -717,12 +692,7 @@ class RNN(Layer):
 
     def reset_states(self, states=None) -> None:
         """Zero a stateful layer's states, or set them to ``states`` (a flat list)."""
-        if not self.stateful:
-            raise AttributeError("Layer must be stateful.")
-        if self._stateful_batch is None:
-            raise ValueError("If a RNN is stateful, it needs to know its batch size. Specify "
-                             "the batch size of your input tensors with `batch_input_shape` "
-                             "(or `input_shape` and `batch_size`), or call the layer once.")
+        check_resettable(self, self._stateful_batch is not None)
         dtype = self.dtype_policy.compute
         params = list(self.cell.parameters())
         device = params[0].device if params else None
@@ -730,19 +700,7 @@ class RNN(Layer):
         if states is None:
             self._kept = [torch.zeros(s, dtype=dtype, device=device) for s in shapes]
             return
-        states = _flatten(states)
-        if len(states) != len(shapes):
-            raise ValueError(f"Layer {self.name} expects {len(shapes)} states, but it "
-                             f"received {len(states)} state values.")
-        kept = []
-        for index, (value, shape) in enumerate(zip(states, shapes)):
-            value = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor)
-                                    else value).detach()
-            if tuple(value.shape) != shape:
-                raise ValueError(f"State {index} is incompatible with layer {self.name}: "
-                                 f"expected shape={shape}, found shape={tuple(value.shape)}")
-            kept.append(value.to(dtype=dtype, device=device).clone())
-        self._kept = kept
+        self._kept = reset_state_values(self, _flatten(states), shapes, dtype, device)
 
     def get_initial_state(self, inputs):
         """Zero states for ``inputs`` (flat list), as the call starts from."""
