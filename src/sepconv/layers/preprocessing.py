@@ -47,7 +47,7 @@ import itertools
 import numbers
 import os
 import re
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -335,9 +335,38 @@ def encode_categorical(indices: torch.Tensor, output_mode: str, depth: int,
     return out.reshape(depth) if x.dim() == 1 else out
 
 
+def encoded_shape(input_shape, output_mode: str, depth: int) -> Tuple:
+    """The shape :func:`encode_categorical` gives for indices of ``input_shape`` (``int``:
+    that shape)."""
+    input_shape = tuple(input_shape)
+    if output_mode == INT:
+        return input_shape
+    if output_mode == ONE_HOT and (not input_shape or input_shape[-1] != 1):
+        return input_shape + (depth,)
+    return input_shape[:-1] + (depth,)
+
+
+class _OutputDtype:
+    """The categorical layers' output dtype ``_out_dtype`` (None: the dtype policy's), which
+    their config writes as ``dtype``, as tf-keras does."""
+
+    def base_config(self) -> Dict[str, Any]:
+        config = super().base_config()
+        if self._out_dtype is not None:
+            config["dtype"] = self._out_dtype
+        return config
+
+    def _encoded(self, indices: torch.Tensor, depth: int) -> torch.Tensor:
+        """``indices`` in ``_out_dtype`` (``int``), else :func:`encode_categorical`'s rows of
+        ``depth`` in the compute dtype."""
+        if self.output_mode == INT:
+            return indices.to(getattr(torch, self._out_dtype))
+        return encode_categorical(indices, self.output_mode, depth, self.dtype_policy.compute)
+
+
 # -- lookups -------------------------------------------------------------------------------
 
-class _IndexLookup(Layer):
+class _IndexLookup(_OutputDtype, Layer):
     """What ``StringLookup`` and ``IntegerLookup`` share (tf-keras' ``IndexLookup``)."""
 
     #: The dtype of the InputLayer a saved Sequential starting with this layer gets.
@@ -771,12 +800,6 @@ class _IndexLookup(Layer):
                 # for it: a tf-keras file of such a layer is refused there, rightly)
                 **({"oov_method": self.oov_method} if self.oov_method != "floormod" else {}),
                 **({"salt": self.salt} if self.salt is not None else {})}
-
-    def base_config(self) -> Dict[str, Any]:
-        config = super().base_config()
-        if self._out_dtype is not None:
-            config["dtype"] = self._out_dtype
-        return config
 
     def extra_repr(self) -> str:
         return (f"vocabulary_size={self.vocabulary_size()}, output_mode={self.output_mode!r}"
@@ -1217,7 +1240,7 @@ def _merge(prev: np.ndarray, nxt: np.ndarray, epsilon: float) -> np.ndarray:
     return _compress(merged, epsilon)
 
 
-class Discretization(Layer):
+class Discretization(_OutputDtype, Layer):
     """Keras' ``Discretization`` (R: ``layer_discretization``): each value to the index of
     its bin, ``i`` where ``boundaries[i-1] <= x < boundaries[i]`` (int64, the input's
     shape), or ``one_hot`` / ``multi_hot`` / ``count`` float32 rows of
@@ -1345,17 +1368,10 @@ class Discretization(Layer):
                          dtype=torch.float64 if x.dtype == torch.float64 else torch.float32,
                          device=x.device)
         idx = torch.bucketize(x.to(b.dtype), b, right=True)
-        if self.output_mode == INT:
-            return idx.to(getattr(torch, self._out_dtype))
-        return encode_categorical(idx, self.output_mode, len(self.bin_boundaries) + 1,
-                                  self.dtype_policy.compute)
+        return self._encoded(idx, len(self.bin_boundaries) + 1)
 
     def compute_output_shape(self, input_shape):
-        if self.output_mode == INT:
-            return tuple(input_shape)
-        depth = len(self.bin_boundaries) + 1
-        return tuple(input_shape[:-1]) + (depth,) if self.output_mode != ONE_HOT or \
-            (input_shape and input_shape[-1] == 1) else tuple(input_shape) + (depth,)
+        return encoded_shape(input_shape, self.output_mode, len(self.bin_boundaries) + 1)
 
     @classmethod
     def from_config(cls, config):
@@ -1370,8 +1386,6 @@ class Discretization(Layer):
 
     def get_config(self) -> Dict[str, Any]:
         config = self.base_config()
-        if self._out_dtype is not None:
-            config["dtype"] = self._out_dtype
         # learned boundaries too (tf-keras writes None and keeps its adapt summary as a
         # weight; Keras 3 writes both): the layer from_config computes the same
         learned = self.input_bin_boundaries is None and self._learned
@@ -1389,7 +1403,7 @@ class Discretization(Layer):
 
 # -- CategoryEncoding -------------------------------------------------------------------------
 
-class CategoryEncoding(Layer):
+class CategoryEncoding(_OutputDtype, Layer):
     """Keras' ``CategoryEncoding`` (R: ``layer_category_encoding``): integer ids in
     ``[0, num_tokens)`` to ``one_hot`` / ``multi_hot`` / ``count`` float32 rows of
     ``num_tokens`` (inputs of rank <= 2, a 1-D input one sample for multi_hot / count, as
@@ -1433,20 +1447,13 @@ class CategoryEncoding(Layer):
                                   count_weights=count_weights)
 
     def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        if not input_shape:
-            return (self.num_tokens,)
-        if self.output_mode == ONE_HOT and input_shape[-1] != 1:
-            return input_shape + (self.num_tokens,)
-        return input_shape[:-1] + (self.num_tokens,)
+        return encoded_shape(input_shape, self.output_mode, self.num_tokens)
 
     def extra_repr(self) -> str:
         return f"{self.num_tokens}, output_mode={self.output_mode!r}, name={self.name!r}"
 
     def get_config(self) -> Dict[str, Any]:
         config = self.base_config()
-        if self._out_dtype is not None:
-            config["dtype"] = self._out_dtype
         config.update({"num_tokens": self.num_tokens, "output_mode": self.output_mode,
                        "sparse": self.sparse})
         return config
@@ -1454,7 +1461,7 @@ class CategoryEncoding(Layer):
 
 # -- Hashing ------------------------------------------------------------------------------------
 
-class Hashing(Layer):
+class Hashing(_OutputDtype, Layer):
     """Keras' ``Hashing`` (R: ``layer_hashing``): strings or integers to
     ``Fingerprint64(value) % num_bins`` (TensorFlow's ``to_hash_bucket_fast``; integers
     hashed as their decimal text, as ``tf.strings.as_string``), int64 of the input's shape,
@@ -1527,26 +1534,16 @@ class Hashing(Layer):
             ids = [0 if k == mask else 1 + h % (self.num_bins - 1)
                    for k, h in zip(flat, hashed)]
         idx = torch.as_tensor(np.asarray(ids, dtype=np.int64).reshape(keys.shape))
-        if self.output_mode == INT:
-            return idx.to(getattr(torch, self._out_dtype))
-        return encode_categorical(idx, self.output_mode, self.num_bins,
-                                  self.dtype_policy.compute)
+        return self._encoded(idx, self.num_bins)
 
     def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        if self.output_mode == INT:
-            return input_shape
-        if self.output_mode == ONE_HOT and (not input_shape or input_shape[-1] != 1):
-            return input_shape + (self.num_bins,)
-        return input_shape[:-1] + (self.num_bins,)
+        return encoded_shape(input_shape, self.output_mode, self.num_bins)
 
     def extra_repr(self) -> str:
         return f"{self.num_bins}, output_mode={self.output_mode!r}, name={self.name!r}"
 
     def get_config(self) -> Dict[str, Any]:
         config = self.base_config()
-        if self._out_dtype is not None:
-            config["dtype"] = self._out_dtype
         config.update({"num_bins": self.num_bins, "salt": self.salt,
                        "mask_value": self.mask_value, "output_mode": self.output_mode,
                        "sparse": self.sparse})
