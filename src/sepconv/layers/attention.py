@@ -16,12 +16,10 @@ import numpy as np
 import torch
 
 from .. import activations as _activations
-from .. import constraints as _constraints
 from .. import functional as _functional
 from .. import initializers as _initializers
-from .. import regularizers as _regularizers
 from .base import Layer, check_bool, check_count, unique_name
-from .core import check_initializer, check_number
+from .core import check_number, init_kernel_objects
 
 def _shape_or_none(value: Any, name: str) -> Optional[Tuple[Optional[int], ...]]:
     if value is None:
@@ -222,12 +220,7 @@ class MultiHeadAttention(_Heads, Layer):
                                  f"an int or a list of ints. Received "
                                  f"attention_axes={attention_axes!r}")
             self.attention_axes = tuple(int(a) for a in axes)
-        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")
-        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
-        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
+        init_kernel_objects(self, locals())
         self.softmax_robust_masking = check_bool(softmax_robust_masking,
                                                  "softmax_robust_masking")
         # Keras 3 files: Keras 3's masked softmax (see ``_masking``)
@@ -452,12 +445,7 @@ class GroupQueryAttention(_Heads, Layer):
         if flash_attention and self.dropout > 0:
             raise ValueError("Dropout is not supported when flash attention is enabled. "
                              "Please set dropout to 0.0 to use flash attention.")
-        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")
-        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
-        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
+        init_kernel_objects(self, locals())
         self.use_gate = check_bool(use_gate, "use_gate")
         self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
         self._init_shapes(query_shape, value_shape, key_shape)

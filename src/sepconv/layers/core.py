@@ -64,6 +64,19 @@ def check_initializer(value: Any, name: str):
     return init
 
 
+def init_kernel_objects(layer: Layer, args: Dict[str, Any]) -> None:
+    """Resolve, check and set on ``layer`` a kernel-and-bias layer's initializers,
+    regularizers and constraints (``Layer.KERNEL_OBJECTS`` but the activity regularizer),
+    read from the constructor's ``locals()``."""
+    for name in ("kernel_initializer", "bias_initializer"):
+        setattr(layer, name, check_initializer(args[name], name))
+    for name, module in (("kernel_regularizer", _regularizers),
+                         ("bias_regularizer", _regularizers),
+                         ("kernel_constraint", _constraints),
+                         ("bias_constraint", _constraints)):
+        setattr(layer, name, module.get(args[name], name))
+
+
 class _Weightless(Layer):
     """A layer without weights: ``build`` only records the input shape."""
 
@@ -175,12 +188,7 @@ class Dense(Layer):
         self.units = check_count(units, "units")
         self.activation = _activations.get(activation, "activation")
         self.use_bias = check_bool(use_bias, "use_bias")
-        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")
-        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
-        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
+        init_kernel_objects(self, locals())
         self.input_dim: Optional[int] = None
         if self.batch_input_shape is not None and len(self.batch_input_shape) < 2:
             raise ValueError(f"Invalid value for argument `input_shape`. Dense expects at "
@@ -285,12 +293,7 @@ class EinsumDense(Layer):
                             f"output letters. Received bias_axes={bias_axes!r}")
         self.bias_axes = bias_axes
         self.activation = _activations.get(activation, "activation")
-        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")
-        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
-        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
+        init_kernel_objects(self, locals())
         self.full_output_shape: Optional[list] = None
         self._input_rank: Optional[int] = None
         self._finish_init()

@@ -30,12 +30,10 @@ import numpy as np
 import torch
 
 from .. import activations as _activations
-from .. import constraints as _constraints
 from .. import functional as _functional
-from .. import initializers as _initializers
-from .. import regularizers as _regularizers
 from .base import Layer, check_bool, check_count, check_data_format, check_padding, \
     check_tuple
+from .core import init_kernel_objects
 
 
 class _LocallyConnected(Layer):
@@ -70,17 +68,7 @@ class _LocallyConnected(Layer):
                              f"'same'). Received padding={padding!r}")
         self.activation = _activations.get(activation, "activation")
         self.use_bias = check_bool(use_bias, "use_bias")
-        self.kernel_initializer = _initializers.get(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = _initializers.get(bias_initializer, "bias_initializer")
-        for arg, value in (("kernel_initializer", self.kernel_initializer),
-                           ("bias_initializer", self.bias_initializer)):
-            if value is None:
-                raise ValueError(f"Invalid value for argument `{arg}`. Expected an "
-                                 f"initializer. Received {arg}=None")
-        self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
-        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
+        init_kernel_objects(self, locals())
         self.input_spatial: Optional[Tuple[int, ...]] = None
         self.input_channels: Optional[int] = None
         if self.batch_input_shape is not None:

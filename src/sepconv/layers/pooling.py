@@ -188,6 +188,7 @@ class _AdaptivePooling(_Weightless):
 
     _RANK = 1
     _OP = "average"
+    _check_input = _Pooling._check_input
 
     def __init__(self, output_size, data_format, input_shape, batch_input_shape,
                  batch_size, dtype, name, trainable, weights):
@@ -205,12 +206,6 @@ class _AdaptivePooling(_Weightless):
             raise ValueError(f"Invalid value for argument `{arg}`. Expected {layout} "
                              f"(without the batch for input_shape). Received {arg}={value}")
         self._finish_init()
-
-    def _check_input(self, shape) -> None:
-        if len(shape) != self._RANK + 2:
-            layout = _functional._layout_nd(self._RANK, self.data_format == "channels_last")
-            raise ValueError(f"Layer {self.name!r} expects input of rank {self._RANK + 2}, "
-                             f"{layout}. Received input of shape {shape}")
 
     def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
         shape = tuple(input_shape)
