@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import numbers
 import re
-from typing import Any, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -277,6 +277,27 @@ def adapt(object, data, batch_size=None, steps=None):
     return object.adapt(data, batch_size=None if batch_size is None else int(batch_size))
 
 
+def _attention_layer(cls, inputs, arguments: Dict[str, Any], required: Tuple[str, ...],
+                     integer: Tuple[str, ...]):
+    """The R attention functions' tail: the ``required`` arguments present, whole-number
+    doubles of ``required + integer`` (and the shape arguments) made ints, the layer, and
+    called on ``inputs`` (``list(query, value)`` or ``list(query, value, key)``) unless
+    ``inputs`` is None."""
+    for key in required:
+        if arguments[key] is None:
+            raise ValueError(f"Argument `{key}` is required. Received {key}=None")
+    for key in required + integer + _SHAPE_ARGS:
+        if key in arguments:
+            arguments[key] = _as_int(arguments[key])
+    layer = cls(**arguments)
+    if inputs is None:
+        return layer
+    if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
+        raise TypeError(f"`inputs` must be a list of 2 or 3 tensors (query, value, key) or "
+                        f"None. Received inputs of type {type(inputs).__name__}")
+    return layer(*inputs)
+
+
 def layer_multi_head_attention(inputs=None, num_heads=None, key_dim=None, value_dim=None,
                                dropout=0.0, use_bias=True, output_shape=None,
                                attention_axes=None, kernel_initializer="glorot_uniform",
@@ -297,20 +318,9 @@ def layer_multi_head_attention(inputs=None, num_heads=None, key_dim=None, value_
                      activity_regularizer=activity_regularizer,
                      kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
                      **kwargs)
-    for key in ("num_heads", "key_dim"):
-        if arguments[key] is None:
-            raise ValueError(f"Argument `{key}` is required. Received {key}=None")
-    for key in ("num_heads", "key_dim", "value_dim", "output_shape", "attention_axes") + \
-            _SHAPE_ARGS:
-        if key in arguments:
-            arguments[key] = _as_int(arguments[key])
-    layer = _layers.MultiHeadAttention(**arguments)
-    if inputs is None:
-        return layer
-    if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
-        raise TypeError(f"`inputs` must be a list of 2 or 3 tensors (query, value, key) or "
-                        f"None. Received inputs of type {type(inputs).__name__}")
-    return layer(*inputs)
+    return _attention_layer(_layers.MultiHeadAttention, inputs, arguments,
+                            ("num_heads", "key_dim"),
+                            ("value_dim", "output_shape", "attention_axes"))
 
 layer_cudnn_lstm = r_function(_layers.CuDNNLSTM, "layer_cudnn_lstm")
 layer_cudnn_gru = r_function(_layers.CuDNNGRU, "layer_cudnn_gru")
@@ -336,20 +346,9 @@ def layer_group_query_attention(inputs=None, head_dim=None, num_query_heads=None
                      activity_regularizer=activity_regularizer,
                      kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
                      use_gate=use_gate, seed=seed, **kwargs)
-    for key in ("head_dim", "num_query_heads", "num_key_value_heads"):
-        if arguments[key] is None:
-            raise ValueError(f"Argument `{key}` is required. Received {key}=None")
-    for key in ("head_dim", "num_query_heads", "num_key_value_heads", "sliding_window",
-                "seed") + _SHAPE_ARGS:
-        if key in arguments:
-            arguments[key] = _as_int(arguments[key])
-    layer = _layers.GroupQueryAttention(**arguments)
-    if inputs is None:
-        return layer
-    if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
-        raise TypeError(f"`inputs` must be a list of 2 or 3 tensors (query, value, key) or "
-                        f"None. Received inputs of type {type(inputs).__name__}")
-    return layer(*inputs)
+    return _attention_layer(_layers.GroupQueryAttention, inputs, arguments,
+                            ("head_dim", "num_query_heads", "num_key_value_heads"),
+                            ("sliding_window", "seed"))
 
 
 # Keras 3's RMSNormalization (R keras3)
