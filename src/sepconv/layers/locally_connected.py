@@ -33,6 +33,7 @@ from .. import activations as _activations
 from .. import functional as _functional
 from .base import Layer, check_bool, check_count, check_data_format, check_padding, \
     check_tuple
+from .conv import _Conv
 from .core import init_kernel_objects
 
 
@@ -76,16 +77,10 @@ class _LocallyConnected(Layer):
             self._check_shape_output(self.compute_output_shape)
         self._finish_init()
 
-    # -- shapes ----------------------------------------------------------------------------
-    @property
-    def _channels_axis(self) -> int:
-        return -1 if self.data_format == "channels_last" else 1
-
-    def _spatial(self, shape) -> Tuple:
-        return tuple(shape[1:-1] if self.data_format == "channels_last" else shape[2:])
-
-    def _layout(self) -> str:
-        return _functional._layout_nd(self.RANK, self.data_format == "channels_last")
+    # -- shapes: the convolutions' layout ---------------------------------------------------
+    _channels_axis = _Conv._channels_axis
+    _spatial = _Conv._spatial
+    _layout = _Conv._layout
 
     def _output_spatial(self, spatial, shape) -> Tuple[Optional[int], ...]:
         out = tuple(None if L is None else _functional.locally_connected_output_shape(
