@@ -290,6 +290,8 @@ ELSEWHERE["STFTSpectrogram"] = ELSEWHERE["MelSpectrogram"] = \
     "test_audio.py::test_keras3_models_load_without_tensorflow_and_save_back"
 ELSEWHERE["GroupQueryAttention"] = \
     "test_group_query_attention.py::test_keras3_file_through_sepconv_back_to_keras3"
+ELSEWHERE["Resizing"] = \
+    "test_resizing.py::test_speech_commands_tutorial_model_files_both_ways"
 ELSEWHERE.update({cls: "test_model_files_rnn_cells.py::test_written_back_files_read_by_keras_"
                        "give_the_same_outputs"  # RNN over (stacked) cells, cells nested
                   for cls in ("RNN", "SimpleRNNCell", "LSTMCell", "GRUCell",

@@ -2590,3 +2590,50 @@ def locally_connected(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torc
         y = y + (bias.reshape((1,) + tuple(bias.shape)) if channels_last
                  else bias.reshape((1, filters) + out))
     return y
+
+
+# -- image resizing (tf-keras' Resizing: tf.image.resize v2) -------------------------------
+#: ``tf.image.resize`` methods :func:`resize` computes (``area`` only upsamples by whole
+#: factors here: ``UpSampling2D``).
+RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5", "gaussian",
+                  "mitchellcubic")
+
+
+def resize(x: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear",
+           crop_to_aspect_ratio: bool = False) -> torch.Tensor:
+    """``tf.image.resize(x, size, method=interpolation)`` (v2: half-pixel centres, no
+    antialiasing) of images ``(batch, rows, cols, channels)`` or ``(rows, cols,
+    channels)``, as tf-keras' ``Resizing`` calls it; ``crop_to_aspect_ratio`` first crops
+    the centred window of the target's aspect ratio (tf-keras' ``smart_resize``: sizes in
+    float32, truncated).  The weights are TensorFlow's for every method
+    (:mod:`sepconv.kernels.resize`); the interpolating methods compute in float32 (as
+    ``tf.image.resize`` does whatever the input) and return float32, ``nearest`` keeps the
+    input's dtype."""
+    import numpy as np
+    from .kernels import resize as _resize
+    if interpolation not in RESIZE_METHODS:
+        raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
+                         f"{RESIZE_METHODS}. Received interpolation={interpolation!r}")
+    if x.dim() not in (3, 4):
+        raise ValueError(f"resize expects images of rank 4, (batch, rows, cols, channels), "
+                         f"or 3. Received input of shape {tuple(x.shape)}")
+    height, width = (int(v) for v in size)
+    first = x.dim() - 3
+    rows, cols = int(x.shape[first]), int(x.shape[first + 1])
+    if crop_to_aspect_ratio:
+        crop_h = min(rows, int(np.float32(cols * height) / np.float32(width)))
+        crop_w = min(cols, int(np.float32(rows * width) / np.float32(height)))
+        if crop_h == 0 or crop_w == 0:  # TensorFlow fails there too
+            raise ValueError(f"crop_to_aspect_ratio: a {rows}x{cols} image has no "
+                             f"non-empty window of the aspect ratio {height}:{width}")
+        x = x.narrow(first, int(np.float32(rows - crop_h) / np.float32(2)), crop_h)
+        x = x.narrow(first + 1, int(np.float32(cols - crop_w) / np.float32(2)), crop_w)
+    if interpolation == "nearest":  # a gather: any dtype
+        for axis, n_out in ((first, height), (first + 1, width)):
+            index = _resize.band(int(x.shape[axis]), n_out, "nearest")[0][:, 0]
+            x = x.index_select(axis, torch.as_tensor(index, device=x.device))
+        return x
+    x = x.float()
+    for axis, n_out in ((first, height), (first + 1, width)):
+        x = _resize.apply_axis(x, axis, n_out, interpolation)
+    return x.contiguous()

@@ -382,6 +382,7 @@ layer_discretization = r_function(_layers.Discretization, integer_args=_PREP_INT
 layer_category_encoding = r_function(_layers.CategoryEncoding, integer_args=_PREP_INTS)
 layer_hashing = r_function(_layers.Hashing, integer_args=_PREP_INTS)
 
+layer_resizing = r_function(_layers.Resizing, integer_args=INTEGER_ARGS + ("height", "width"))
 
 # every R-style function: the layer_* ones and R keras 2's wrapper names
 __all__ = sorted(name for name in list(globals()) if name.startswith("layer_")

@@ -36,7 +36,9 @@ _RENAMED_ARGS = {"negative_slope": "alpha", "batch_shape": "batch_input_shape"}
 #: class does not take them, rather than silently dropped.
 _MUST_BE_DEFAULT = {"groups": (1, None), "renorm": (False, None), "lora_rank": (None, 0),
                     "quantization_config": (None,), "time_major": (False, None),
-                    "use_gate": (False, None), "sliding_window": (None,)}
+                    "use_gate": (False, None), "sliding_window": (None,),
+                    # Keras 3's Resizing: sepconv's (tf-keras') has none of these
+                    "pad_to_aspect_ratio": (False, None), "antialias": (False, None)}
 #: Keras 3's legacy .h5 writer names a class by its Python name where its export name
 #: differs (the name its .keras configs and sepconv use): files.py's table, inverted.
 _CLASS_ALIASES = {python: cls for cls, python in _files._V3_PYTHON_NAMES.items()}

@@ -56,20 +56,24 @@ def _cubic_table(a: float) -> np.ndarray:
     return table
 
 
-def _nearest(n_in: int, factor: int) -> Band:
-    out = np.arange(n_in * factor)
-    return (out // factor)[:, None], np.ones((n_in * factor, 1), _F)
+def _nearest(n_in: int, n_out: int) -> Band:
+    """``ResizeNearestNeighbor`` with half-pixel centres: source ``floor((i + 0.5) *
+    scale)`` (float32 ``scale = in / out``), at most ``in - 1``; ``i // factor`` at a
+    whole factor."""
+    scale = _F(n_in) / _F(n_out)
+    src = np.floor((np.arange(n_out, dtype=_F) + _F(0.5)) * scale).astype(np.int64)
+    return np.clip(src, 0, n_in - 1)[:, None], np.ones((n_out, 1), _F)
 
 
-def _source(n_in: int, factor: int) -> np.ndarray:
+def _source(n_in: int, n_out: int) -> np.ndarray:
     """TensorFlow's ``HalfPixelScaler``: ``(i + 0.5) * scale - 0.5`` in float32,
     ``scale = in / out``."""
-    scale = _F(n_in) / _F(n_in * factor)
-    return (np.arange(n_in * factor, dtype=_F) + _F(0.5)) * scale - _F(0.5)
+    scale = _F(n_in) / _F(n_out)
+    return (np.arange(n_out, dtype=_F) + _F(0.5)) * scale - _F(0.5)
 
 
-def _bilinear(n_in: int, factor: int) -> Band:
-    src = _source(n_in, factor)
+def _bilinear(n_in: int, n_out: int) -> Band:
+    src = _source(n_in, n_out)
     floor = np.floor(src)
     lerp = (src - floor).astype(_F)
     lower = np.maximum(floor.astype(np.int64), 0)
@@ -77,8 +81,8 @@ def _bilinear(n_in: int, factor: int) -> Band:
     return np.stack([lower, upper], 1), np.stack([_F(1) - lerp, lerp], 1)
 
 
-def _bicubic(n_in: int, factor: int) -> Band:
-    src = _source(n_in, factor)
+def _bicubic(n_in: int, n_out: int) -> Band:
+    src = _source(n_in, n_out)
     floor_f = np.floor(src)
     floor = floor_f.astype(np.int64)
     delta = (src - floor_f).astype(_F)
@@ -126,11 +130,10 @@ _SCALE_AND_TRANSLATE = {"lanczos3": lambda: _lanczos(3.0), "lanczos5": lambda: _
                         "gaussian": _gaussian, "mitchellcubic": _mitchell}
 
 
-def _scale_and_translate(n_in: int, factor: int, method: str) -> Band:
-    """TensorFlow's ``ComputeSpansCore`` (no antialiasing: upsampling keeps the kernel
-    unscaled)."""
+def _scale_and_translate(n_in: int, n_out: int, method: str) -> Band:
+    """TensorFlow's ``ComputeSpansCore`` without antialiasing (``tf.image.resize``'s
+    default: the kernel keeps its width when downsampling too)."""
     kernel, radius = _SCALE_AND_TRANSLATE[method]()
-    n_out = n_in * factor
     scale = _F(n_out) / _F(n_in)
     inv_scale = _F(1.0 / float(scale))
     span = min(2 * math.ceil(radius) + 1, n_in)
@@ -152,26 +155,27 @@ def _scale_and_translate(n_in: int, factor: int, method: str) -> Band:
 
 
 @functools.lru_cache(maxsize=256)
-def band(n_in: int, factor: int, method: str) -> Band:
-    """TensorFlow's weights for one axis of length ``n_in`` upsampled by ``factor``, as
-    ``(index, weight)``, both ``(n_in * factor, taps)``: output ``i`` is
-    ``sum_k weight[i, k] * input[index[i, k]]`` (float32 weights)."""
+def band(n_in: int, n_out: int, method: str) -> Band:
+    """TensorFlow's weights for one axis of length ``n_in`` resized to ``n_out``, as
+    ``(index, weight)``, both ``(n_out, taps)``: output ``i`` is
+    ``sum_k weight[i, k] * input[index[i, k]]`` (float32 weights).  ``area`` is
+    ``nearest`` (what it computes at whole upsampling factors only)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if method in ("nearest", "area"):
-            return _nearest(n_in, factor)
+            return _nearest(n_in, n_out)
         if method == "bilinear":
-            return _bilinear(n_in, factor)
+            return _bilinear(n_in, n_out)
         if method == "bicubic":
-            return _bicubic(n_in, factor)
-        return _scale_and_translate(n_in, factor, method)
+            return _bicubic(n_in, n_out)
+        return _scale_and_translate(n_in, n_out, method)
 
 
 @functools.lru_cache(maxsize=256)
-def weight_matrix(n_in: int, factor: int, method: str) -> np.ndarray:
-    """The same weights as a dense ``(n_in * factor, n_in)`` float32 matrix."""
-    index, weight = band(n_in, factor, method)
-    w = np.zeros((n_in * factor, n_in), _F)
-    np.add.at(w, (np.arange(n_in * factor)[:, None].repeat(index.shape[1], 1), index), weight)
+def weight_matrix(n_in: int, n_out: int, method: str) -> np.ndarray:
+    """The same weights as a dense ``(n_out, n_in)`` float32 matrix."""
+    index, weight = band(n_in, n_out, method)
+    w = np.zeros((n_out, n_in), _F)
+    np.add.at(w, (np.arange(n_out)[:, None].repeat(index.shape[1], 1), index), weight)
     return w
 
 
@@ -190,20 +194,20 @@ def upsample(x: torch.Tensor, size: Sequence[int], method: str,
     for axis, factor in enumerate(size, start=first):
         if factor == 1 and method in ("bilinear", "bicubic"):
             continue  # the identity at factor 1 (TF's bicubic table too: weights 0, 1, 0, 0)
-        x = _apply_axis(x, axis, factor, method)
+        x = apply_axis(x, axis, int(x.shape[axis]) * factor, method)
     return x.contiguous()
 
 
-def _apply_axis(x: torch.Tensor, axis: int, factor: int, method: str) -> torch.Tensor:
+def apply_axis(x: torch.Tensor, axis: int, n_out: int, method: str) -> torch.Tensor:
     """``W`` applied along ``axis`` as one 2-D matmul (the axis moved last): TensorFlow's
-    weights in a dense ``(n * factor, n)`` matrix, mostly zeros.  It costs ``n``
+    weights in a dense ``(n_out, n)`` matrix, mostly zeros.  It costs ``n``
     multiply-adds per output where TensorFlow's loops cost 2 to 11, traded for one BLAS
     call; a broadcast batched matmul was 100x slower in its backward here."""
     n = int(x.shape[axis])
-    w = torch.from_numpy(weight_matrix(n, factor, method)).to(device=x.device, dtype=x.dtype)
+    w = torch.from_numpy(weight_matrix(n, n_out, method)).to(device=x.device, dtype=x.dtype)
     moved = torch.movedim(x, axis, -1)
     y = moved.reshape(-1, n) @ w.t()
-    return torch.movedim(y.reshape(*moved.shape[:-1], n * factor), -1, axis)
+    return torch.movedim(y.reshape(*moved.shape[:-1], n_out), -1, axis)
 
 
 def repeat(x: torch.Tensor, size: Sequence[int], first: int) -> torch.Tensor:

@@ -10,8 +10,9 @@ from .separable import SeparableConv1D, SeparableConv2D
 from .conv import Conv1D, Conv2D, Conv3D
 from .conv_transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
 from .depthwise import DepthwiseConv1D, DepthwiseConv2D
-from .reshaping import (Cropping1D, Cropping2D, Cropping3D, UpSampling1D, UpSampling2D,
-                        UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
+from .reshaping import (Cropping1D, Cropping2D, Cropping3D, Resizing, UpSampling1D,
+                        UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D,
+                        ZeroPadding3D)
 from .conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from .rnn import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells

@@ -447,3 +447,86 @@ class UpSampling3D(_UpSampling):
                  batch_input_shape=None, batch_size=None, dtype=None, name=None,
                  trainable=None, weights=None):
         super().__init__(size, data_format, "nearest", _common(locals()))
+
+
+class Resizing(Layer):
+    """Keras' ``Resizing`` (R: ``layer_resizing``): images ``(batch, rows, cols,
+    channels)`` (or one ``(rows, cols, channels)``) resized to ``(height, width)`` as
+    tf-keras' layer calls ``tf.image.resize`` (half-pixel centres, no antialiasing; see
+    :func:`sepconv.functional.resize`), ``crop_to_aspect_ratio`` cropping the centred
+    window of the target's aspect ratio first.  Interpolations: ``bilinear``, ``nearest``,
+    ``bicubic``, ``lanczos3``, ``lanczos5``, ``gaussian``, ``mitchellcubic``; TensorFlow's
+    ``area`` (box averaging) is refused.  Gradients are TensorFlow's (the adjoint of the
+    same weights).  Keras 3 files load where Keras 3's extra arguments keep their defaults
+    (no ``pad_to_aspect_ratio``, no ``antialias``, channels_last)."""
+
+    def __init__(self, height, width, interpolation="bilinear", crop_to_aspect_ratio=False,
+                 input_shape=None, batch_input_shape=None, batch_size=None, dtype=None,
+                 name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self.height = check_count(height, "height")
+        self.width = check_count(width, "width")
+        if not isinstance(interpolation, str):
+            raise TypeError(f"Invalid type for argument `interpolation`. Expected a string. "
+                            f"Received interpolation={interpolation!r}")
+        self.interpolation = interpolation.lower()
+        if self.interpolation not in _functional.RESIZE_METHODS:
+            raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
+                             f"{', '.join(_functional.RESIZE_METHODS)} (TensorFlow's 'area' "
+                             f"resizing is not implemented). Received "
+                             f"interpolation={interpolation!r}")
+        if not isinstance(crop_to_aspect_ratio, (bool, np.bool_)):
+            raise TypeError(f"Invalid type for argument `crop_to_aspect_ratio`. Expected a "
+                            f"bool. Received crop_to_aspect_ratio={crop_to_aspect_ratio!r}")
+        self.crop_to_aspect_ratio = bool(crop_to_aspect_ratio)
+        self._finish_init()
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "Resizing":
+        """Also Keras 3's config, whose ``data_format`` must be channels_last."""
+        config = dict(config)
+        if config.pop("data_format", None) not in (None, "channels_last"):
+            raise ValueError("sepconv's Resizing takes channels_last images (tf-keras' "
+                             "layer); this Keras 3 config has data_format='channels_first'")
+        return super().from_config(config)
+
+    def build(self, input_shape, device=None) -> None:
+        self._check_input(tuple(input_shape))
+
+    def _check_input(self, shape) -> None:
+        if len(shape) not in (3, 4):
+            raise ValueError(f"Layer {self.name!r} expects images of rank 4, (batch, rows, "
+                             f"cols, channels), or 3. Received input of shape {shape}")
+
+    def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
+        shape = list(input_shape)
+        self._check_input(tuple(shape))
+        shape[-3:-1] = [self.height, self.width]
+        return tuple(shape)
+
+    def forward(self, inputs) -> torch.Tensor:
+        """``inputs``: images, any real dtype (``uint8`` too): cast to the compute dtype
+        first, the result to it last, as tf-keras does."""
+        x = self._prepare_input(inputs)
+        y = _functional.resize(x, (self.height, self.width), self.interpolation,
+                               self.crop_to_aspect_ratio)
+        return y.to(self.compute_dtype)
+
+    def set_weights(self, weights) -> None:
+        """No weights: only ``[]`` is accepted."""
+        if list(weights):
+            raise ValueError(f"Layer {self.name!r} expects 0 weights, but received "
+                             f"{len(list(weights))} weights")
+
+    def get_config(self) -> Dict[str, Any]:
+        config = self.base_config()
+        config.update(height=self.height, width=self.width,
+                      interpolation=self.interpolation,
+                      crop_to_aspect_ratio=self.crop_to_aspect_ratio)
+        return config
+
+    def extra_repr(self) -> str:
+        return f"height={self.height}, width={self.width}, " \
+            f"interpolation={self.interpolation!r}"
