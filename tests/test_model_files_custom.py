@@ -3,7 +3,7 @@
 Keras' "Text classification with Transformer" example defines two layers in Python
 (``TokenAndPositionEmbedding``, ``TransformerBlock``); a second model holds a custom block
 with batch normalisation before a dense layer and a custom activation function.  Each is
-saved by tf-keras (``.h5``, ``.keras``) and Keras 3 (``.keras``), then loaded in the
+saved by tf-keras (``.h5``, ``.keras``, SavedModel) and Keras 3 (``.keras``), then loaded in the
 TF-free child with the torch modules of tests/custom_layers.py as ``custom_objects``: the
 outputs equal ``model.predict``.
 """
@@ -114,7 +114,8 @@ def _norm_block(K):
 
 
 MODELS = {"transformer": _transformer, "norm_block": _norm_block}
-WRITERS = {"tk": (tf_keras, (".h5", ".keras")), "k3": (keras, (".keras",))}
+# ("" : tf-keras' SavedModel directory, model.save(path, save_format="tf"))
+WRITERS = {"tk": (tf_keras, (".h5", ".keras", "")), "k3": (keras, (".keras",))}
 FILES = [f"{w}_{m}{ext}" for m in MODELS for w, (_, exts) in WRITERS.items() for ext in exts]
 
 
@@ -132,7 +133,7 @@ def results(tmp_path_factory):
             y = outputs(model.predict(x[0], verbose=0))
             for ext in exts:
                 path = os.path.join(root, f"{writer}_{name}{ext}")
-                model.save(path)
+                model.save(path, **({} if ext else {"save_format": "tf"}))
                 cases.add(f"{writer}_{name}{ext}", "model", path, x, y,
                           custom="custom_layers")
         cases.add(f"{writer}_missing", "error",

@@ -87,8 +87,9 @@ def _unsupported(entry: dict, name: str) -> KerasFileError:
                               f"layer, then save again")
     return KerasFileError(
         f"Layer {name!r} has class {cls!r}, {what}which sepconv does not map: pass "
-        f"custom_objects={{{cls!r}: YourModule}} to load_keras_model with a torch module "
-        f"that computes it. Supported layers: {', '.join(sorted(_base.KERAS_CLASSES))}")
+        f"custom_objects={{{str(cls).split('>')[-1]!r}: YourModule}} to load_keras_model "
+        f"with a torch module that computes it. Supported layers: "
+        f"{', '.join(sorted(_base.KERAS_CLASSES))}")
 
 
 def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
