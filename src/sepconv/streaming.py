@@ -497,11 +497,7 @@ class _CausalAttention(_Step):
         if steps == 0:
             return x.new_zeros((x.shape[0], 0) + tuple(out_features))
 
-        def project(name, t):
-            return _functional.einsum_dense(t, layer._weight(f"{name}_kernel"),
-                                            layer._bias(f"{name}_bias"), 1)
-
-        q, k, v = project("query", x), project("key", x), project("value", x)
+        q, k, v = (layer._project(name, x) for name in ("query", "key", "value"))
         seen = 0 if self.keys is None else self.keys.shape[1]  # (cached steps)
         if seen:
             k = torch.cat([self.keys.to(k), k], dim=1)
@@ -512,16 +508,16 @@ class _CausalAttention(_Step):
         window = getattr(layer, "sliding_window", None)
         if window is not None:  # ... and of those the last `window` only
             mask = mask.triu(diagonal=seen - window + 1)
+        gate = None
         if isinstance(layer, _GroupQueryAttention):
             out, _ = layer._attend(q, k, v, mask.unsqueeze(0), False, False, False)
-            gate = torch.sigmoid(project("gate", x)) if layer.use_gate else None
-            out = layer._output(out, gate)
+            if layer.use_gate:
+                gate = torch.sigmoid(layer._project("gate", x))
         else:
             out, _ = _functional.dot_product_attention(
                 q, k, v, (1,), mask=mask.unsqueeze(0), masking=layer._masking(3, False),
                 need_scores=False)
-            out = _functional.einsum_dense(out, layer._weight("output_kernel"),
-                                           layer._bias("output_bias"), 2)
+        out = layer._output(out, gate)
         if window is not None:
             keep = max(k.shape[1] - window + 1, 0)  # the last window - 1 steps
             k, v = k[:, keep:], v[:, keep:]
