@@ -75,8 +75,8 @@ def test_validation_messages_name_the_argument():
         sepconv.SimpleRNN(2, return_sequences="yes")
     with pytest.raises(ValueError, match="dropout"):
         sepconv.LSTM(2, dropout=1.0)
-    with pytest.raises(ValueError, match="time_major"):
-        sepconv.LSTM(2, time_major=True)
+    with pytest.raises(TypeError, match="time_major"):
+        sepconv.LSTM(2, time_major="yes")
     with pytest.raises(ValueError, match="merge_mode"):
         sepconv.Bidirectional(sepconv.LSTM(2), merge_mode="max")
     with pytest.raises(ValueError, match="go_backwards"):
@@ -397,3 +397,27 @@ def test_masked_lstm_ignores_non_finite_padding():
         sum(o.sum() for o in got).backward()
         assert bool(torch.isfinite(leaf.grad).all())
         assert bool((leaf.grad[~mask] == 0).all())
+
+
+@pytest.mark.parametrize("cls", [sepconv.LSTM, sepconv.GRU])
+def test_time_major_is_the_transposed_batch_major_layer(cls):
+    """``time_major=True``: (time, batch, features) in, (time, batch, units) sequences out,
+    masks (time, batch); the numbers of the batch-major layer (tf-keras parity:
+    tests/test_fuzz_tfkeras.py)."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 4)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    plain = cls(5, return_sequences=True, return_state=True)
+    major = cls(5, return_sequences=True, return_state=True, time_major=True)
+    plain(x)
+    major(x.transpose(0, 1))
+    major.set_weights(plain.get_weights())
+    want = plain(x, mask=mask)
+    got = major(x.transpose(0, 1), mask=mask.T)
+    torch.testing.assert_close(got[0], want[0].transpose(0, 1))
+    for a, b in zip(got[1:], want[1:]):
+        torch.testing.assert_close(a, b)
+    assert major.compute_output_shape((7, None, 4))[0] == (7, None, 5)
+    with pytest.raises(ValueError, match="time, batch"):
+        major(x.transpose(0, 1), mask=mask)

@@ -44,8 +44,14 @@ def elu(x):
     return F.elu(x)
 
 
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+
 def selu(x):
-    return F.selu(x)
+    # TensorFlow's: scale * elu(x, alpha), whose gradient at exactly 0 is scale (the linear
+    # side; torch's F.selu takes scale * alpha there: zero-padded steps would differ)
+    negative = _SELU_ALPHA * torch.expm1(torch.clamp(x, max=0))
+    return _SELU_SCALE * torch.where(x >= 0, x, negative)
 
 
 def sigmoid(x):

@@ -512,6 +512,12 @@ def einsum_dense_shapes(equation: str, bias_axes: Optional[str],
     else:
         input_map = {d: i for i, d in enumerate(input_spec)}
         output_map = {d: i for i, d in enumerate(output_spec)}
+    if any(not -len(output_shape) <= i < len(output_shape) for i in output_map.values()):
+        # tf-keras fails here with an IndexError; say what is wrong instead
+        raise ValueError(f"Invalid value for argument `output_shape`. The equation's output "
+                         f"'{output_spec}' has {len(output_spec)} axes, the batch axis "
+                         f"included; output_shape gives {len(output_shape) - 1} after the "
+                         f"batch axis. Received output_shape={tuple(output_shape[1:])}")
     for d in input_spec:
         if d in output_map:
             out_size = output_shape[output_map[d]]

@@ -266,6 +266,9 @@ def _recurrent(module, where):
         raise ValueError(f"{where} has return_state=True: its call returns a list [output, "
                          f"*states]; a streamed model takes one tensor per layer (the "
                          f"stream carries the states itself)")
+    if getattr(module, "time_major", False):
+        raise ValueError(f"{where} has time_major=True: its steps are on axis 0, and a "
+                         f"stream's chunks are (batch, time, features)")
     return _Recurrent(module, where)
 
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from .. import activations as _activations
 from .keras_ops import _max as _amax
 from .keras_ops import _min as _amin
 from .keras_ops import _prod
@@ -377,7 +378,7 @@ FUNCTIONS: Dict[str, Callable] = {
     # activations
     "math.sigmoid": _SIGMOID, "math.tanh": _TANH, "nn.relu": _unary(torch.relu, "features"),
     "nn.relu6": _relu6, "nn.elu": _unary(F.elu, "features"),
-    "nn.selu": _unary(F.selu, "features"), "nn.leaky_relu": _leaky_relu,
+    "nn.selu": _unary(_activations.selu, "features"), "nn.leaky_relu": _leaky_relu,
     "nn.gelu": _gelu, "nn.silu": _silu, "math.softplus": _SOFTPLUS,
     "nn.softsign": _unary(F.softsign, "features"),
     "nn.softmax": _softmax, "nn.log_softmax": _log_softmax,

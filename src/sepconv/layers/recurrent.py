@@ -171,8 +171,9 @@ class _RNN(_RecurrentWeights, _RecurrentStates, Layer):
     recurrent mask per call.  Rates must lie in [0, 1) (tf-keras clips others silently).
     At inference dropout is the identity.
 
-    ``unroll`` is accepted and changes nothing (same numbers); ``time_major=True`` is
-    refused (transpose the input instead).  The activity regularizer applies to each
+    ``unroll`` is accepted and changes nothing (same numbers); ``time_major=True`` takes
+    ``(time, batch, features)`` inputs and masks ``(time, batch)`` and returns sequences
+    ``(time, batch, units)``, as tf-keras does (not streamed).  The activity regularizer applies to each
     returned tensor, each penalty divided by the batch size, as in tf-keras.
     """
 
@@ -196,11 +197,7 @@ class _RNN(_RecurrentWeights, _RecurrentStates, Layer):
         self.recurrent_activation = None if self._DEFAULT_RECURRENT_ACTIVATION is None else \
             _activations.get(recurrent_activation, "recurrent_activation")
         self._init_recurrent(locals())
-        if check_bool(time_major, "time_major"):
-            raise ValueError(f"Invalid value for argument `time_major`. sepconv's "
-                             f"{type(self).__name__} takes (batch, time, features) inputs "
-                             f"only: transpose the input instead. Received time_major=True")
-        self.time_major = False
+        self.time_major = check_bool(time_major, "time_major")
         self.unroll = check_bool(unroll, "unroll")
         self.reset_after = check_bool(reset_after, "reset_after")
         self.input_dim: Optional[int] = None
@@ -214,9 +211,9 @@ class _RNN(_RecurrentWeights, _RecurrentStates, Layer):
             if features is not None and features < 1:
                 raise ValueError(f"Invalid value for argument `{arg}`. Expected at least one "
                                  f"feature. Received {arg}={value}")
-            if self.stateful and self.batch_input_shape[0] is not None:
-                self._stateful_shape = (self.batch_input_shape[0], None,
-                                        self.batch_input_shape[2])
+            batch = self.batch_input_shape[1 if self.time_major else 0]
+            if self.stateful and batch is not None:
+                self._stateful_shape = (batch, None, self.batch_input_shape[2])
         self._finish_init()
 
     # -- building --------------------------------------------------------------------------
@@ -232,9 +229,11 @@ class _RNN(_RecurrentWeights, _RecurrentStates, Layer):
 
     def _check_input(self, shape) -> None:
         if len(shape) != 3 or shape[2] != self.input_dim:
-            raise ValueError(f"Layer {self.name!r} expects input of rank 3, (batch, time, "
-                             f"features), with {self.input_dim} features. Received input "
-                             f"of shape {shape}")
+            raise ValueError(f"Layer {self.name!r} expects input of rank 3, "
+                             f"{self._layout()}, with {self.input_dim} features. Received "
+                             f"input of shape {shape}")
+        if self.time_major:
+            shape = (shape[1], shape[0], shape[2])
         if shape[1] == 0:
             raise ValueError(f"Layer {self.name!r} received input of shape {shape} with no "
                              f"time steps")
@@ -249,10 +248,17 @@ class _RNN(_RecurrentWeights, _RecurrentStates, Layer):
     def _state_shape(self, shape) -> Tuple[Optional[int], ...]:
         return (shape[0], self.units)
 
+    def _layout(self) -> str:
+        return "(time, batch, features)" if self.time_major else "(batch, time, features)"
+
     def compute_output_shape(self, input_shape):
         shape = tuple(first_shape(input_shape))
+        if self.time_major:
+            shape = (shape[1], shape[0]) + shape[2:]
         out = (shape[0], shape[1], self.units) if self.return_sequences \
             else (shape[0], self.units)
+        if self.time_major and self.return_sequences:
+            out = (out[1], out[0], out[2])
         if self.return_state:
             return [out] + [(shape[0], self.units)] * len(self.STATE_NAMES)
         return out
@@ -275,8 +281,12 @@ class _RNN(_RecurrentWeights, _RecurrentStates, Layer):
                                    else mask, device=x.device)
             if tuple(mask.shape) != tuple(x.shape[:2]):
                 raise ValueError(f"Invalid value for argument `mask`. Expected shape "
-                                 f"{tuple(x.shape[:2])} (batch, time). Received "
-                                 f"{tuple(mask.shape)}")
+                                 f"{tuple(x.shape[:2])} "
+                                 f"({'time, batch' if self.time_major else 'batch, time'}). "
+                                 f"Received {tuple(mask.shape)}")
+        if self.time_major:  # tf-keras' time_major: inputs, masks and sequences (time, batch)
+            x = x.transpose(0, 1)
+            mask = None if mask is None else mask.transpose(0, 1)
         training = self.training if training is None else bool(training)
         state = self._call_state(initial_state, self._state_shape(tuple(x.shape)), x)
         x, dmask, rmask = self._dropout_masks(x, training)
@@ -285,6 +295,8 @@ class _RNN(_RecurrentWeights, _RecurrentStates, Layer):
             output, *states = self._recurrence(x, state, dmask, rmask)
         finally:
             self._step_mask = None
+        if self.time_major and self.return_sequences:
+            output = output.transpose(0, 1)
         return self._call_result(output, states)
 
     def _stream_chunk(self, x: torch.Tensor, state):
