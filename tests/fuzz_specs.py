@@ -1,0 +1,167 @@
+"""The argument space of every layer class sepconv shares with Keras, for the fuzz tests
+(tests/test_fuzz_tfkeras.py, tests/test_fuzz_keras3.py): per class, the kind of input it
+takes and, per argument, the values drawn (the everyday ones and the rare ones)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+ACTS = ["linear", "relu", "tanh", "sigmoid", "hard_sigmoid", "softplus", "softsign", "elu",
+        "selu", "swish", "gelu", "exponential", "relu6", "mish", "softmax", "log_softmax"]
+B = [True, False]
+FMT = ["channels_last", "channels_first"]
+INIT = ["glorot_uniform", "he_normal", "orthogonal", "zeros", "ones", "lecun_uniform"]
+REG = [None, "l1", "l2", "l1_l2"]
+CON = [None, "non_neg", "unit_norm", "max_norm"]
+
+# rank -> a channels_last input shape (batch 2, 4 channels)
+SHAPES = {1: (2, 11, 4), 2: (2, 8, 7, 4), 3: (2, 6, 5, 7, 4)}
+
+
+def _conv(rank, transpose=False):
+    spec = dict(filters=[1, 2, 4], kernel_size=[1, 2, 3, 5], strides=[1, 2, 3],
+                padding=["valid", "same"] + (["causal"] if rank == 1 and not transpose else []),
+                dilation_rate=[1, 2], activation=ACTS, use_bias=B, data_format=FMT,
+                kernel_regularizer=REG, bias_constraint=CON)
+    if transpose:
+        spec["output_padding"] = [None, 0, 1, 2]
+    else:
+        spec["groups"] = [1, 2, 4]
+    return ("nd", rank, spec)
+
+
+def _depthwise(rank):
+    return ("nd", rank, dict(kernel_size=[1, 2, 3, 4], strides=[1, 2], padding=["valid", "same"]
+                             + (["causal"] if rank == 1 else []),
+                             depth_multiplier=[1, 2, 3], dilation_rate=[1, 2],
+                             activation=ACTS, use_bias=B, data_format=FMT))
+
+
+def _separable(rank):
+    spec = dict(_depthwise(rank)[2], filters=[1, 3, 5])
+    return ("nd", rank, spec)
+
+
+def _pool(rank):
+    return ("nd", rank, dict(pool_size=[1, 2, 3], strides=[None, 1, 2, 3],
+                             padding=["valid", "same"], data_format=FMT))
+
+
+def _rnn():
+    return dict(units=[1, 3], activation=["tanh", "relu", "sigmoid", "linear"],
+                use_bias=B, return_sequences=B, return_state=B, go_backwards=B,
+                unroll=B, kernel_initializer=INIT,
+                recurrent_initializer=["orthogonal", "glorot_uniform"],
+                bias_initializer=["zeros", "ones"])
+
+
+SPECS = {
+    **{f"Conv{r}D": _conv(r) for r in (1, 2, 3)},
+    **{f"Conv{r}DTranspose": _conv(r, True) for r in (1, 2, 3)},
+    "DepthwiseConv1D": _depthwise(1), "DepthwiseConv2D": _depthwise(2),
+    "SeparableConv1D": _separable(1), "SeparableConv2D": _separable(2),
+    **{f"{kind}Pooling{r}D": _pool(r) for kind in ("Max", "Average") for r in (1, 2, 3)},
+    **{f"Global{kind}Pooling{r}D": ("nd", r, dict(data_format=FMT, keepdims=B))
+       for kind in ("Max", "Average") for r in (1, 2, 3)},
+    "Cropping1D": ("nd", 1, dict(cropping=[0, 1, (2, 3), (0, 4)])),
+    "Cropping2D": ("nd", 2, dict(cropping=[0, 1, ((1, 2), (0, 3))], data_format=FMT)),
+    "Cropping3D": ("nd", 3, dict(cropping=[0, 1, ((1, 0), (0, 2), (2, 1))], data_format=FMT)),
+    "ZeroPadding1D": ("nd", 1, dict(padding=[0, 1, (2, 3)])),
+    "ZeroPadding2D": ("nd", 2, dict(padding=[0, 2, ((1, 2), (0, 3))], data_format=FMT)),
+    "ZeroPadding3D": ("nd", 3, dict(padding=[1, ((1, 0), (0, 2), (2, 1))], data_format=FMT)),
+    "UpSampling1D": ("nd", 1, dict(size=[1, 2, 3])),
+    "UpSampling2D": ("nd", 2, dict(size=[1, 2, (2, 3)], data_format=FMT,
+                                   interpolation=["nearest", "bilinear", "bicubic", "area",
+                                                  "gaussian", "lanczos3", "lanczos5",
+                                                  "mitchellcubic"])),
+    "UpSampling3D": ("nd", 3, dict(size=[1, 2, (1, 2, 3)], data_format=FMT)),
+    "Resizing": ("nd", 2, dict(height=[3, 8, 12], width=[2, 7, 9],
+                               interpolation=["bilinear", "nearest", "bicubic", "gaussian",
+                                              "lanczos3", "lanczos5", "mitchellcubic"],
+                               crop_to_aspect_ratio=B)),
+    "LocallyConnected1D": ("nd", 1, dict(filters=[1, 3], kernel_size=[1, 2, 3], strides=[1, 2],
+                                         padding=["valid", "same"], data_format=FMT,
+                                         activation=ACTS, use_bias=B,
+                                         implementation=[1, 2, 3])),
+    "LocallyConnected2D": ("nd", 2, dict(filters=[1, 3], kernel_size=[1, 2, 3], strides=[1, 2],
+                                         padding=["valid", "same"], data_format=FMT,
+                                         activation=ACTS, use_bias=B,
+                                         implementation=[1, 2, 3])),
+    "ConvLSTM1D": ("time", 1, dict(filters=[1, 3], kernel_size=[1, 2, 3], strides=[1, 2],
+                                   padding=["valid", "same"], dilation_rate=[1, 2],
+                                   data_format=FMT, activation=["tanh", "relu", "linear"],
+                                   recurrent_activation=["hard_sigmoid", "sigmoid"],
+                                   use_bias=B, unit_forget_bias=B, return_sequences=B,
+                                   return_state=B, go_backwards=B)),
+    "ConvLSTM2D": ("time", 2, dict(filters=[1, 3], kernel_size=[1, 2, 3], strides=[1, 2],
+                                   padding=["valid", "same"], data_format=FMT,
+                                   return_sequences=B, return_state=B, go_backwards=B)),
+    "ConvLSTM3D": ("time", 3, dict(filters=[2], kernel_size=[1, 2], padding=["valid", "same"],
+                                   return_sequences=B)),
+    "Dense": ("nd", 1, dict(units=[1, 3, 6], activation=ACTS, use_bias=B,
+                            kernel_regularizer=REG, activity_regularizer=REG,
+                            kernel_constraint=CON)),
+    "Activation": ("nd", 1, dict(activation=ACTS)),
+    "ReLU": ("nd", 1, dict(max_value=[None, 0.5, 6.0], negative_slope=[0.0, 0.1, 1.0],
+                           threshold=[0.0, -0.3, 0.4])),
+    "LeakyReLU": ("nd", 1, dict(alpha=[0.0, 0.3, 1.5])),
+    "ELU": ("nd", 1, dict(alpha=[0.0, 1.0, 2.5])),
+    "ThresholdedReLU": ("nd", 1, dict(theta=[0.0, 0.3, 1.0])),
+    "PReLU": ("nd", 2, dict(shared_axes=[None, [1], [1, 2], [2]],
+                            alpha_initializer=["zeros", "ones"])),
+    "Softmax": ("nd", 2, dict(axis=[-1, 1, 2, [1, 2]])),
+    "BatchNormalization": ("nd", 2, dict(axis=[-1, 1, 2, 3, [1, 3]], momentum=[0.99, 0.5],
+                                         epsilon=[1e-3, 0.5], center=B, scale=B,
+                                         renorm=[False], synchronized=B)),
+    "LayerNormalization": ("nd", 2, dict(axis=[-1, 1, 2, [1, 2], [1, 2, 3]],
+                                         epsilon=[1e-3, 0.5], center=B, scale=B)),
+    "GroupNormalization": ("nd", 2, dict(groups=[1, 2, 4, -1], axis=[-1, 3, 1],
+                                         epsilon=[1e-3, 0.5], center=B, scale=B)),
+    "UnitNormalization": ("nd", 2, dict(axis=[-1, 1, 2, [1, 2]])),
+    "Rescaling": ("nd", 2, dict(scale=[1.0, 1 / 255, -2.0], offset=[0.0, -1.0, 0.5])),
+    "Dropout": ("nd", 1, dict(rate=[0.0, 0.5, 0.9], noise_shape=[None, (None, 1, 4)])),
+    "SpatialDropout1D": ("nd", 1, dict(rate=[0.0, 0.5])),
+    "SpatialDropout2D": ("nd", 2, dict(rate=[0.5], data_format=FMT)),
+    "SpatialDropout3D": ("nd", 3, dict(rate=[0.5], data_format=FMT)),
+    "GaussianNoise": ("nd", 1, dict(stddev=[0.1, 1.0])),
+    "GaussianDropout": ("nd", 1, dict(rate=[0.1, 0.5])),
+    "AlphaDropout": ("nd", 1, dict(rate=[0.1, 0.5])),
+    "ActivityRegularization": ("nd", 1, dict(l1=[0.0, 0.1], l2=[0.0, 0.2])),
+    "Identity": ("nd", 1, {}),
+    "Flatten": ("nd", 2, dict(data_format=FMT)),
+    "Reshape": ("nd", 2, dict(target_shape=[(56, 4), (-1, 8), (4, 14, 4), (-1,)])),
+    "Permute": ("nd", 2, dict(dims=[(1, 2, 3), (3, 1, 2), (2, 1, 3), (2, 3, 1)])),
+    "RepeatVector": ("vec", 0, dict(n=[1, 3])),
+    "SimpleRNN": ("nd", 1, _rnn()),
+    "GRU": ("nd", 1, dict(_rnn(), reset_after=B, time_major=B,
+                          recurrent_activation=["sigmoid", "hard_sigmoid"])),
+    "LSTM": ("nd", 1, dict(_rnn(), unit_forget_bias=B, time_major=B,
+                           recurrent_activation=["sigmoid", "hard_sigmoid"])),
+    "EinsumDense": ("nd", 1, dict(equation=["abc,cd->abd", "abc,cde->abde", "abc,cd->ad"],
+                                  output_shape=[(11, 3), (3, 2), 3, (3,)],
+                                  bias_axes=[None, "d"], activation=ACTS)),
+    "Embedding": ("int", 0, dict(input_dim=[5, 9], output_dim=[1, 3],
+                                 mask_zero=B, input_length=[None])),
+    "Masking": ("nd", 1, dict(mask_value=[0.0, 1.0])),
+}
+
+
+def draw_kwargs(data, spec):
+    return {key: data.draw(st.sampled_from(choices), label=key)
+            for key, choices in spec.items()}
+
+
+def make_input(kind, rank, rng):
+    if kind == "nd":
+        shape = SHAPES[rank]
+    elif kind == "time":
+        shape = (2, 3) + SHAPES[rank][1:]
+    elif kind == "vec":
+        shape = (2, 5)
+    else:  # "int": token ids with zeros in them
+        return rng.integers(0, 5, size=(2, 7)).astype(np.int64)
+    x = rng.normal(size=shape).astype(np.float32)
+    if kind == "nd" and rank == 1:
+        x[0, -3:] = 0.0  # masked steps for Masking / mask-aware layers
+    return x
