@@ -8,7 +8,8 @@ tf-keras' own serialized config), with the same random weights.  Then:
 - what tf-keras refuses (at construction or at the call), sepconv refuses too, and the other
   way round (a ``ValueError`` / ``TypeError`` naming the problem, never a wrong number);
 - the outputs agree (inference) to 1e-4 of their scale, every output for multi-output layers;
-- the gradient of a random probe of the output with respect to the input agrees;
+- the gradients of a random probe of the outputs with respect to the input and to every
+  trainable weight agree;
 - sepconv's ``get_config()`` equals tf-keras' (names aside).
 
 ``data_format="channels_first"``: tf-keras' CPU kernels lack most of it, so where tf-keras
@@ -55,9 +56,10 @@ def _to_first(a: np.ndarray) -> np.ndarray:
     return np.moveaxis(a, -1, 1)
 
 
-def _call_tf(layer, x, probe_seed):
+def _call_tf(layer, x, probe_seed, variables=()):
     """``layer`` (a tf-keras layer or a callable on tensors) at ``x``: the outputs, the
-    gradient of the outputs times random probes with respect to ``x``, the probes."""
+    gradients of the outputs times random probes with respect to ``x`` and to each of
+    ``variables`` (None where TensorFlow has none), the probes."""
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
         if x.dtype.kind == "f":
@@ -68,11 +70,15 @@ def _call_tf(layer, x, probe_seed):
         probes = [rng.normal(size=o.shape).astype(np.float32) for o in outs]
         total = tf.add_n([tf.reduce_sum(tf.cast(o, tf.float32) * p)
                           for o, p in zip(outs, probes)])
+    sources = ([xt] if x.dtype.kind == "f" else []) + list(variables)
     try:
-        grad = tape.gradient(total, xt) if x.dtype.kind == "f" else None
+        grads = tape.gradient(total, sources) if sources else []
     except LookupError:  # an op without a gradient in TensorFlow (ResizeArea): forward only
-        grad = None
-    return [o.numpy() for o in outs], (None if grad is None else grad.numpy()), probes
+        grads = [None] * len(sources)
+    grads = [None if g is None else tf.convert_to_tensor(g).numpy() for g in grads]
+    if x.dtype.kind != "f":
+        grads = [None] + grads
+    return [o.numpy() for o in outs], grads, probes
 
 
 def _nhwc_only(err: Exception) -> bool:
@@ -141,9 +147,10 @@ def check_class(name, data):
     tf_err = None
     try:
         theirs = getattr(tf_keras.layers, name)(**kwargs)
-        tf_out, tf_grad, probes = _call_tf(theirs, x, 1)
+        _call_tf(theirs, x, 1)
         _randomize(theirs, rng)
-        tf_out, tf_grad, probes = _call_tf(theirs, x, 1)
+        variables = theirs.weights
+        tf_out, tf_grads, probes = _call_tf(theirs, x, 1, variables)
         weights = theirs.get_weights()
     except Exception as err:  # noqa: BLE001 - what tf-keras refuses, sepconv must refuse
         tf_err = err
@@ -152,7 +159,8 @@ def check_class(name, data):
         _call_tf(call, x, 1)
         _randomize(twin, rng)
         weights = twin.get_weights()
-        tf_out, tf_grad, probes = _call_tf(call, x, 1)
+        variables = twin.weights
+        tf_out, tf_grads, probes = _call_tf(call, x, 1, variables)
         tf_err = None
     if tf_err is not None:
         if "do not yet support dilation rates larger than 1" in str(tf_err):
@@ -188,14 +196,23 @@ def check_class(name, data):
         scale = max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
         np.testing.assert_allclose(got, want, atol=1e-4 * scale, rtol=1e-4,
                                    err_msg=f"{name}({kwargs}) output {i}")
-    if tf_grad is not None:
-        total = sum((o.float() * torch.from_numpy(p)).sum() for o, p in zip(outs, probes)
-                    if o.requires_grad)
-        if torch.is_tensor(total) and total.requires_grad:
-            (grad,) = torch.autograd.grad(total, [xt])
-            scale = max(1.0, float(np.max(np.abs(tf_grad))))
-            np.testing.assert_allclose(grad.numpy(), tf_grad, atol=1e-4 * scale, rtol=1e-4,
-                                       err_msg=f"{name}({kwargs}) input gradient")
+    # gradients: the input's, then each trainable weight's (Keras' order on both sides)
+    sources, wanted, what = [], [], []
+    if tf_grads[0] is not None:
+        sources.append(xt), wanted.append(tf_grads[0]), what.append("input")
+    for i, (w, v) in enumerate(zip(ours.weights, variables)):
+        if v.trainable and tf_grads[1 + i] is not None:
+            assert w.requires_grad, (name, kwargs, v.name)
+            sources.append(w), wanted.append(tf_grads[1 + i]), what.append(v.name)
+    total = sum((o.float() * torch.from_numpy(p)).sum() for o, p in zip(outs, probes)
+                if o.requires_grad)
+    if sources and torch.is_tensor(total) and total.requires_grad:
+        grads = torch.autograd.grad(total, sources, allow_unused=True)
+        for g, want, label in zip(grads, wanted, what):
+            got = np.zeros_like(want) if g is None else g.numpy()
+            scale = max(1.0, float(np.max(np.abs(want))))
+            np.testing.assert_allclose(got, want, atol=1e-4 * scale, rtol=1e-4,
+                                       err_msg=f"{name}({kwargs}) gradient of {label}")
     mine = config_without_names(ours.get_config())
     want = config_without_names(theirs.get_config())
     for key in CONFIG_ONLY_SEPCONV.get(name, ()):
