@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from sepconv.interop.models import build_layer  # noqa: E402
 from sepconv.layers.base import KERAS_CLASSES  # noqa: E402
-from fuzz_specs import SPECS, draw_kwargs, make_input  # noqa: E402
+from fuzz_specs import SHAPES, SPECS, draw_kwargs, make_input  # noqa: E402
 from tf_keras_compare import config_without_names  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -398,3 +398,40 @@ def check_call(name, data):
 @given(data=st.data())
 def test_layer_of_several_inputs_matches_tf_keras(name, data, torch_single_thread):
     check_call(name, data)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_batch_normalization_training_matches_tf_keras(data, torch_single_thread):
+    """A training call: batch statistics in the output and in its gradients, the moving
+    statistics after it (two calls), for every axis / momentum / epsilon / center / scale."""
+    kwargs = draw_kwargs(data, SPECS["BatchNormalization"][2])
+    kwargs.pop("synchronized")
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=SHAPES[2]) * 3 + 1).astype(np.float32)
+    theirs = tf_keras.layers.BatchNormalization(**kwargs)
+    theirs(x)
+    _randomize(theirs, rng)
+    ours = build_layer(tf_keras.layers.serialize(theirs))
+    ours(torch.from_numpy(x))
+    ours.set_weights(theirs.get_weights())
+    ours.train()
+    probe = rng.normal(size=x.shape).astype(np.float32)
+    for step in range(2):
+        xt = tf.constant(x * (step + 1))
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            total = tf.reduce_sum(theirs(xt, training=True) * probe)
+        want = tape.gradient(total, [xt] + theirs.trainable_weights)
+        xo = torch.from_numpy(x * (step + 1)).requires_grad_(True)
+        y = ours(xo)
+        params = [w for w in ours.weights if w.requires_grad]
+        got = torch.autograd.grad((y * torch.from_numpy(probe)).sum(), [xo] + params)
+        for g, w in zip(got, want):
+            scale = max(1.0, float(np.max(np.abs(w.numpy()))))
+            np.testing.assert_allclose(g.numpy(), w.numpy(), atol=1e-4 * scale, rtol=1e-4,
+                                       err_msg=f"BatchNormalization({kwargs}) gradient")
+        for g, w in zip(ours.get_weights(), theirs.get_weights()):
+            np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4,
+                                       err_msg=f"BatchNormalization({kwargs}) weights")
