@@ -2637,3 +2637,136 @@ def resize(x: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear"
     for axis, n_out in ((first, height), (first + 1, width)):
         x = _resize.apply_axis(x, axis, n_out, interpolation)
     return x.contiguous()
+
+
+# -- image augmentation (tf-keras' RandomRotation / RandomTranslation / RandomZoom, ...) ----
+#: ``fill_mode`` values of :func:`image_transform` (TensorFlow's ``ImageProjectiveTransformV3``).
+FILL_MODES = ("reflect", "wrap", "constant", "nearest")
+#: ``interpolation`` values of :func:`image_transform`.
+TRANSFORM_INTERPOLATIONS = ("nearest", "bilinear")
+
+
+def _map_coordinate(c: torch.Tensor, length: int, fill_mode: str) -> torch.Tensor:
+    """TensorFlow's ``MapCoordinate<fill_mode>`` (``image_ops.h``), in float32: an input
+    coordinate outside ``[0, length - 1]`` mapped back inside (``constant`` leaves it)."""
+    if fill_mode == "constant":
+        return c
+    if fill_mode == "nearest" or length <= 1:
+        return c.clamp(0.0, float(length - 1)) if length > 1 else torch.zeros_like(c)
+    if fill_mode == "reflect":
+        sz2 = 2 * length
+        low = sz2 * torch.trunc(-c / sz2) + c
+        low = torch.where(low < -length, low + sz2, -low - 1)
+        high = c - sz2 * torch.trunc(c / sz2)
+        high = torch.where(high >= length, sz2 - high - 1, high)
+    else:  # wrap (TensorFlow divides by length - 1 and steps by length, as written)
+        sz = length - 1
+        low = c + length * (torch.trunc(-c / sz) + 1)
+        high = c - length * torch.trunc(c / sz)
+    c = torch.where(c < 0, low, torch.where(c > length - 1, high, c))
+    return c.clamp(0.0, float(length - 1))
+
+
+def image_transform(images: torch.Tensor, transforms, fill_mode: str = "reflect",
+                    interpolation: str = "bilinear", fill_value: float = 0.0,
+                    output_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """TensorFlow's ``ImageProjectiveTransformV3`` (tf-keras' ``transform``): images
+    ``(batch, rows, cols, channels)`` sampled at projectively mapped points.
+
+    ``transforms``: ``(8,)``, ``(1, 8)`` (one for all images) or ``(batch, 8)``; a row
+    ``[a0, a1, a2, b0, b1, b2, c0, c1]`` maps the *output* point ``(x, y)`` to the *input*
+    point ``((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k)``, ``k = c0 x + c1 y + 1``
+    (``k == 0`` gives ``fill_value``).  ``fill_mode``: ``reflect`` (``d c b a | a b c d |
+    d c b a``), ``wrap``, ``constant`` (``fill_value`` outside, blended at the edges by
+    bilinear), ``nearest``; ``interpolation``: ``bilinear`` or ``nearest`` (rounding half
+    away from zero).  The coordinates and the bilinear blend are computed in float32 as
+    TensorFlow's kernel does (a float64 image is read as float32 there too); the result
+    has the images' dtype.  Differentiable with respect to ``images`` (TensorFlow's op
+    has no gradient for the transforms, nor has this one).  Output ``(batch, *output_shape,
+    channels)``, ``output_shape`` defaulting to ``(rows, cols)``."""
+    if fill_mode not in FILL_MODES:
+        raise ValueError(f"Invalid value for argument `fill_mode`. Expected one of "
+                         f"{FILL_MODES}. Received fill_mode={fill_mode!r}")
+    if interpolation not in TRANSFORM_INTERPOLATIONS:
+        raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
+                         f"{TRANSFORM_INTERPOLATIONS}. Received interpolation={interpolation!r}")
+    if images.dim() != 4:
+        raise ValueError(f"image_transform expects images of rank 4, (batch, rows, cols, "
+                         f"channels). Received input of shape {tuple(images.shape)}")
+    batch, rows, cols, channels = (int(s) for s in images.shape)
+    t = torch.as_tensor(transforms, dtype=torch.float32, device=images.device).detach()
+    if t.dim() == 1:
+        t = t.unsqueeze(0)
+    if t.dim() != 2 or t.shape[1] != 8 or t.shape[0] not in (1, batch):
+        raise ValueError(f"Invalid value for argument `transforms`. Expected shape (8,), "
+                         f"(1, 8) or ({batch}, 8). Received transforms of shape "
+                         f"{tuple(t.shape)}")
+    out_h, out_w = (rows, cols) if output_shape is None else (int(v) for v in output_shape)
+    t = t.expand(batch, 8)[:, :, None, None]
+    ox = torch.arange(out_w, dtype=torch.float32, device=images.device)[None, None, :]
+    oy = torch.arange(out_h, dtype=torch.float32, device=images.device)[None, :, None]
+    a0, a1, a2, b0, b1, b2, c0, c1 = (t[:, i] for i in range(8))
+    projection = c0 * ox + c1 * oy + 1.0
+    infinite = projection == 0
+    projection = torch.where(infinite, torch.ones_like(projection), projection)
+    x = _map_coordinate((a0 * ox + a1 * oy + a2) / projection, cols, fill_mode)
+    y = _map_coordinate((b0 * ox + b1 * oy + b2) / projection, rows, fill_mode)
+    fill = torch.tensor(float(fill_value), dtype=torch.float32).to(images.dtype)
+    flat = images.reshape(batch, rows * cols, channels)
+    bidx = torch.arange(batch, device=images.device)[:, None, None]
+
+    def read(iy: torch.Tensor, ix: torch.Tensor) -> torch.Tensor:
+        inside = (iy >= 0) & (iy < rows) & (ix >= 0) & (ix < cols)
+        index = (iy.clamp(0, max(rows - 1, 0)) * cols + ix.clamp(0, max(cols - 1, 0)))
+        values = flat[bidx, index]  # (batch, out_h, out_w, channels)
+        return torch.where(inside[..., None], values, fill.to(values.device))
+
+    if interpolation == "nearest":
+        def half_away(v):  # std::round
+            return (torch.sign(v) * torch.floor(torch.abs(v) + 0.5)).to(torch.int64)
+        out = read(half_away(y), half_away(x))
+    else:
+        y0, x0 = torch.floor(y), torch.floor(x)
+        y1, x1 = y0 + 1, x0 + 1
+        iy0, ix0, iy1, ix1 = (v.to(torch.int64) for v in (y0, x0, y1, x1))
+        wx0, wx1 = (x1 - x)[..., None], (x - x0)[..., None]
+        wy0, wy1 = (y1 - y)[..., None], (y - y0)[..., None]
+        top = wx0 * read(iy0, ix0).float() + wx1 * read(iy0, ix1).float()
+        bottom = wx0 * read(iy1, ix0).float() + wx1 * read(iy1, ix1).float()
+        out = (wy0 * top + wy1 * bottom).to(images.dtype)
+    if bool(infinite.any()):
+        out = torch.where(infinite[..., None], fill.to(out.device), out)
+    return out
+
+
+def rotation_matrix(angles: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """tf-keras' ``get_rotation_matrix``: ``(batch, 8)`` transforms (for
+    :func:`image_transform`) rotating each image by ``angles`` (radians, counter-clockwise)
+    about its centre, in float32."""
+    a = torch.as_tensor(angles, dtype=torch.float32)
+    h, w = torch.tensor(float(rows)), torch.tensor(float(cols))
+    cos, sin = torch.cos(a), torch.sin(a)
+    x_offset = ((w - 1) - (cos * (w - 1) - sin * (h - 1))) / 2.0
+    y_offset = ((h - 1) - (sin * (w - 1) + cos * (h - 1))) / 2.0
+    zeros = torch.zeros_like(a)
+    return torch.stack([cos, -sin, x_offset, sin, cos, y_offset, zeros, zeros], dim=1)
+
+
+def translation_matrix(translations: torch.Tensor) -> torch.Tensor:
+    """tf-keras' ``get_translation_matrix``: ``(batch, 8)`` transforms shifting each image
+    by ``translations[:, 0]`` pixels right and ``translations[:, 1]`` down."""
+    d = torch.as_tensor(translations, dtype=torch.float32)
+    ones, zeros = torch.ones_like(d[:, 0]), torch.zeros_like(d[:, 0])
+    return torch.stack([ones, zeros, -d[:, 0], zeros, ones, -d[:, 1], zeros, zeros], dim=1)
+
+
+def zoom_matrix(zooms: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """tf-keras' ``get_zoom_matrix``: ``(batch, 8)`` transforms scaling the sampling grid
+    of each image by ``zooms[:, 0]`` horizontally and ``zooms[:, 1]`` vertically about its
+    centre (a factor above 1 zooms out)."""
+    z = torch.as_tensor(zooms, dtype=torch.float32)
+    x_offset = ((torch.tensor(float(cols)) - 1.0) / 2.0) * (1.0 - z[:, 0])
+    y_offset = ((torch.tensor(float(rows)) - 1.0) / 2.0) * (1.0 - z[:, 1])
+    zeros = torch.zeros_like(z[:, 0])
+    return torch.stack([z[:, 0], zeros, x_offset, zeros, z[:, 1], y_offset, zeros, zeros],
+                       dim=1)

@@ -1,0 +1,295 @@
+"""Keras' image preprocessing and augmentation layers (tf-keras 2.21, Keras 3.15).
+
+Images are ``(batch, rows, cols, channels)`` or one ``(rows, cols, channels)``
+(channels_last, as tf-keras' layers take them; a Keras 3 config with
+``data_format="channels_first"`` is refused).  ``CenterCrop`` computes the same in training
+and inference.  The random layers draw only in ``train()`` mode (a torch module's
+``training`` flag stands for Keras' ``training`` argument; a model file loads in
+``eval()``): in ``eval()`` they are the identity (``RandomCrop`` excepted, see there), which
+is what ``model.predict`` computes in both Kerases.  (Called directly, outside a model and
+with no ``training`` argument, both Kerases' layers augment; sepconv's follow the module's
+mode instead.)
+
+The random draws are torch's (``seed``: a ``torch.Generator`` of that seed per device, so a
+seeded layer repeats its sequence; unseeded: torch's global generator).  The distributions
+and the transforms are Keras', but the streams are not TensorFlow's: equal random outputs
+to tf-keras' are not a goal.  The geometric layers sample through
+:func:`sepconv.functional.image_transform`, TensorFlow's ``ImageProjectiveTransformV3``
+(tested equal, bit for bit, for every ``fill_mode`` and ``interpolation``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .. import activations as _activations
+from .. import functional as _functional
+from .base import check_count
+from .core import _Random, _Weightless, check_number
+
+_FILL_MODES = _functional.FILL_MODES
+_INTERPOLATIONS = _functional.TRANSFORM_INTERPOLATIONS
+
+
+def _check_choice(value: Any, name: str, allowed: Sequence[str]) -> str:
+    """A string among ``allowed`` (any case), lower-cased."""
+    if not isinstance(value, str):
+        raise TypeError(f"Invalid type for argument `{name}`. Expected a string. "
+                        f"Received {name}={value!r}")
+    if value.lower() not in allowed:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected one of "
+                         f"{', '.join(allowed)}. Received {name}={value!r}")
+    return value.lower()
+
+
+def _bounds(value: Any, name: str, symmetric: bool = True) -> Tuple[float, float]:
+    """tf-keras' factor arguments: a number ``f`` -> ``(-f, f)`` (``(f, f)`` where not
+    ``symmetric``), a pair -> ``(lower, upper)``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"Invalid value for argument `{name}`. Expected a number or a "
+                             f"pair of numbers. Received {name}={value!r}")
+        return check_number(value[0], name), check_number(value[1], name)
+    f = check_number(value, name)
+    return (-f, f) if symmetric else (f, f)
+
+
+def _factor_config(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _uniform(shape, low: float, high: float, generator, device) -> torch.Tensor:
+    """float32 draws in ``[low, high)`` (TensorFlow's ``random_uniform``)."""
+    u = torch.rand(shape, dtype=torch.float32, generator=generator, device=device)
+    return np.float32(low) + u * (np.float32(high) - np.float32(low))
+
+
+class _Image(_Weightless):
+    """Images of rank 4 or 3, channels_last; Keras 3 configs' ``data_format`` read."""
+
+    def __init__(self, **common):
+        super().__init__(**common)
+        #: Built from a Keras 3 config (a Keras 3 file): inference follows Keras 3 where
+        #: the two Kerases differ.
+        self._keras3 = _activations.current_flavour() == "keras3"
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]):
+        """tf-keras' and Keras 3's configs; Keras 3's ``data_format`` must be
+        channels_last."""
+        config = dict(config)
+        if config.pop("data_format", None) not in (None, "channels_last"):
+            raise ValueError(f"sepconv's {cls.__name__} takes channels_last images "
+                             f"(tf-keras' layer); this Keras 3 config has "
+                             f"data_format='channels_first'")
+        return super().from_config(config)
+
+    def _check_input(self, shape) -> None:
+        if len(shape) not in (3, 4):
+            raise ValueError(f"Layer {self.name!r} expects images of rank 4, (batch, rows, "
+                             f"cols, channels), or 3. Received input of shape {shape}")
+
+    def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
+        self._check_input(tuple(input_shape))
+        return tuple(input_shape)
+
+    def call(self, x: torch.Tensor) -> torch.Tensor:
+        unbatched = x.dim() == 3
+        y = self._images(x.unsqueeze(0) if unbatched else x)
+        return y.squeeze(0) if unbatched else y
+
+    def _images(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(batch, rows, cols, channels)`` in the compute dtype."""
+        return self._augment(x) if self.training else x
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _RandomImage(_Image, _Random):
+    """A random augmentation: ``seed`` checked, draws from ``_generator``."""
+
+    def _seed(self, seed) -> None:
+        self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
+
+    def _rand(self, shape, low: float, high: float, x: torch.Tensor) -> torch.Tensor:
+        return _uniform(shape, low, high, self._generator(x.device), x.device)
+
+
+# -- crops -------------------------------------------------------------------------------
+
+class _Crop(_Image):
+    def _sizes(self, height, width) -> None:
+        self.height = check_count(height, "height")
+        self.width = check_count(width, "width")
+
+    def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
+        shape = list(input_shape)
+        self._check_input(tuple(shape))
+        shape[-3:-1] = [self.height, self.width]
+        return tuple(shape)
+
+    def _center_or_resize(self, x: torch.Tensor) -> torch.Tensor:
+        """tf-keras' ``CenterCrop``: the centred ``height x width`` window (start
+        ``(rows - height) // 2``) where the image is at least that large on both axes,
+        else ``smart_resize`` (the centred window of the target's aspect ratio, resized
+        bilinearly)."""
+        rows, cols = int(x.shape[1]), int(x.shape[2])
+        if rows >= self.height and cols >= self.width:
+            return x[:, (rows - self.height) // 2:(rows - self.height) // 2 + self.height,
+                     (cols - self.width) // 2:(cols - self.width) // 2 + self.width]
+        return self._smart_resize(x)
+
+    def _smart_resize(self, x: torch.Tensor) -> torch.Tensor:
+        y = _functional.resize(x, (self.height, self.width), "bilinear", True)
+        return y.to(self.compute_dtype)
+
+
+class CenterCrop(_Crop):
+    """Keras' ``CenterCrop`` (R: ``layer_center_crop``): the central ``(height, width)``
+    window of each image, ``(batch, rows, cols, channels)`` -> ``(batch, height, width,
+    channels)`` (or unbatched), in training and inference alike.  The window starts at
+    ``(rows - height) // 2``, ``(cols - width) // 2``.  An image smaller than the target
+    on either axis is instead resized as both Kerases do (``smart_resize``: the largest
+    centred window of the target's aspect ratio, resized bilinearly to ``(height,
+    width)``; see :func:`sepconv.functional.resize`).  Integer images are cast to the
+    compute dtype first."""
+
+    def __init__(self, height, width, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self._sizes(height, width)
+        self._finish_init()
+
+    def _images(self, x):
+        return self._center_or_resize(x)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "height": self.height, "width": self.width}
+
+
+class RandomCrop(_Crop, _RandomImage):
+    """Keras' ``RandomCrop`` (R: ``layer_random_crop``): in training, one random
+    ``(height, width)`` window (the same for the whole batch, as tf-keras draws it) of
+    images at least that large; smaller images are resized as ``CenterCrop`` resizes them.
+
+    In inference the two Kerases differ, and each file gets its own: tf-keras (and R keras)
+    always ``smart_resize`` to ``(height, width)`` (the centred window of the target's
+    aspect ratio, resized bilinearly, even for larger images); Keras 3 returns the images
+    unchanged (its ``predict`` output keeps the input size, whatever its
+    ``compute_output_shape`` says).  A layer built from a Keras 3 config (a Keras 3 file)
+    does the latter, any other the former.  In training, a layer from a Keras 3 file crops
+    as tf-keras does (Keras 3 resizes a partial window of images not larger than the
+    target)."""
+
+    def __init__(self, height, width, seed=None, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self._sizes(height, width)
+        self._seed(seed)
+        self._finish_init()
+
+    def _images(self, x):
+        if self.training:
+            return self._augment(x)
+        return x if self._keras3 else self._smart_resize(x)
+
+    def _augment(self, x):
+        rows, cols = int(x.shape[1]), int(x.shape[2])
+        if rows < self.height or cols < self.width:
+            return self._smart_resize(x)
+        gen = self._generator(x.device)
+        top = int(torch.randint(0, rows - self.height + 1, (), generator=gen))
+        left = int(torch.randint(0, cols - self.width + 1, (), generator=gen))
+        return x[:, top:top + self.height, left:left + self.width]
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "height": self.height, "width": self.width,
+                "seed": self.seed}
+
+
+class _RandomSize(_RandomImage):
+    """tf-keras' ``RandomHeight`` / ``RandomWidth``: in training, one factor for the batch
+    drawn uniformly in ``[1 + lower, 1 + upper)``, the axis' new length
+    ``int(factor * length)`` (float32, at least 1: TensorFlow fails on 0), the images
+    resized with ``interpolation`` (:func:`sepconv.functional.resize`, TensorFlow's
+    weights; ``area`` is refused); the identity in inference."""
+
+    TF_KERAS_ONLY = True  # Keras 3 has no RandomHeight / RandomWidth
+    AXIS = 1
+
+    def __init__(self, factor, interpolation, seed, common):
+        super().__init__(**common)
+        self.factor = _factor_config(factor)
+        self.lower, self.upper = _bounds(factor, "factor")
+        if self.upper < self.lower:
+            raise ValueError(f"Invalid value for argument `factor`. Expected an upper "
+                             f"bound no less than the lower bound. Received factor={factor}")
+        if self.lower < -1.0 or self.upper < -1.0:
+            raise ValueError(f"Invalid value for argument `factor`. Expected values larger "
+                             f"than -1. Received factor={factor}")
+        if not isinstance(interpolation, str):
+            raise TypeError(f"Invalid type for argument `interpolation`. Expected a string. "
+                            f"Received interpolation={interpolation!r}")
+        self.interpolation = interpolation.lower()
+        if self.interpolation not in _functional.RESIZE_METHODS:
+            raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
+                             f"{', '.join(_functional.RESIZE_METHODS)} (TensorFlow's 'area' "
+                             f"resizing is not implemented). Received "
+                             f"interpolation={interpolation!r}")
+        self._seed(seed)
+        self._finish_init()
+
+    def _augment(self, x):
+        factor = self._rand((), 1.0 + self.lower, 1.0 + self.upper, x)
+        size = [int(x.shape[1]), int(x.shape[2])]
+        length = size[self.AXIS - 1]
+        size[self.AXIS - 1] = max(int(np.float32(factor.item()) * np.float32(length)), 1)
+        return _functional.resize(x, size, self.interpolation).to(self.compute_dtype)
+
+    def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
+        shape = list(super().compute_output_shape(input_shape))
+        shape[-4 + self.AXIS] = None  # tf-keras' (the length is drawn in training)
+        return tuple(shape)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "factor": self.factor,
+                "interpolation": self.interpolation, "seed": self.seed}
+
+
+def _common(values: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: values[k] for k in ("input_shape", "batch_input_shape", "batch_size", "dtype",
+                                   "name", "trainable", "weights")}
+
+
+class RandomHeight(_RandomSize):
+    """tf-keras' ``RandomHeight`` (R: ``layer_random_height``): in training the images'
+    height scaled by a random factor (see the base class); inference: the identity.
+    ``factor``: ``f`` for ``[-f, f]`` or ``(lower, upper)``, each > -1."""
+
+    AXIS = 1
+
+    def __init__(self, factor, interpolation="bilinear", seed=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(factor, interpolation, seed, _common(locals()))
+
+
+class RandomWidth(_RandomSize):
+    """tf-keras' ``RandomWidth`` (R: ``layer_random_width``): in training the images'
+    width scaled by a random factor (see ``RandomHeight``); inference: the identity."""
+
+    AXIS = 2
+
+    def __init__(self, factor, interpolation="bilinear", seed=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(factor, interpolation, seed, _common(locals()))
