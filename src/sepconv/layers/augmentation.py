@@ -293,3 +293,257 @@ class RandomWidth(_RandomSize):
                  batch_input_shape=None, batch_size=None, dtype=None, name=None,
                  trainable=None, weights=None):
         super().__init__(factor, interpolation, seed, _common(locals()))
+
+
+# -- flips, geometric transforms, colour ----------------------------------------------------
+
+_FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+
+class RandomFlip(_RandomImage):
+    """Keras' ``RandomFlip`` (R: ``layer_random_flip``): in training each image is
+    flipped left-right (``mode`` ``"horizontal"``), top-bottom (``"vertical"``) or each
+    independently (``"horizontal_and_vertical"``, the default), each flip with
+    probability 1/2, drawn per image; the identity in inference."""
+
+    def __init__(self, mode="horizontal_and_vertical", seed=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.mode = _check_choice(mode, "mode", _FLIP_MODES)
+        self._seed(seed)
+        self._finish_init()
+
+    def _augment(self, x):
+        for axis, on in ((2, self.mode != "vertical"), (1, self.mode != "horizontal")):
+            if on:
+                flip = self._rand((x.shape[0], 1, 1, 1), 0.0, 1.0, x) < 0.5
+                x = torch.where(flip, x.flip(axis), x)
+        return x
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "mode": self.mode, "seed": self.seed}
+
+
+class _Transform(_RandomImage):
+    """The layers that resample through :func:`sepconv.functional.image_transform`, one
+    random transform per image: ``fill_mode`` (``reflect``, ``wrap``, ``constant``,
+    ``nearest``), ``interpolation`` (``bilinear``, ``nearest``), ``fill_value`` (for
+    ``constant``)."""
+
+    def _sampling(self, fill_mode, interpolation, seed, fill_value) -> None:
+        self.fill_mode = _check_choice(fill_mode, "fill_mode", _FILL_MODES)
+        self.interpolation = _check_choice(interpolation, "interpolation", _INTERPOLATIONS)
+        self.fill_value = check_number(fill_value, "fill_value")
+        self._seed(seed)
+
+    def _augment(self, x):
+        matrices = self._matrices(x).to(x.device)
+        return _functional.image_transform(x, matrices, self.fill_mode, self.interpolation,
+                                           self.fill_value)
+
+    def _matrices(self, x) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _sampling_config(self) -> Dict[str, Any]:
+        return {"fill_mode": self.fill_mode, "fill_value": self.fill_value,
+                "interpolation": self.interpolation, "seed": self.seed}
+
+
+class RandomRotation(_Transform):
+    """Keras' ``RandomRotation`` (R: ``layer_random_rotation``): in training each image is
+    rotated about its centre by an angle drawn uniformly in ``[lower * 2 pi, upper * 2
+    pi)`` (``factor``: ``f`` for ``[-f, f]`` or ``(lower, upper)``; positive:
+    counter-clockwise), tf-keras' ``get_rotation_matrix``; the identity in inference."""
+
+    def __init__(self, factor, fill_mode="reflect", interpolation="bilinear", seed=None,
+                 fill_value=0.0, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.factor = _factor_config(factor)
+        self.lower, self.upper = _bounds(factor, "factor")
+        if self.upper < self.lower:
+            raise ValueError(f"Invalid value for argument `factor`. Expected an upper "
+                             f"bound no less than the lower bound. Received factor={factor}")
+        self._sampling(fill_mode, interpolation, seed, fill_value)
+        self._finish_init()
+
+    def _matrices(self, x):
+        angles = self._rand((x.shape[0],), self.lower * 2.0 * math.pi,
+                            self.upper * 2.0 * math.pi, x)
+        return _functional.rotation_matrix(angles, int(x.shape[1]), int(x.shape[2]))
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "factor": self.factor, **self._sampling_config()}
+
+
+def _check_unit(lower: float, upper: float, value: Any, name: str) -> None:
+    if upper < lower:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected an upper bound no "
+                         f"less than the lower bound. Received {name}={value}")
+    if abs(lower) > 1.0 or abs(upper) > 1.0:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected values between "
+                         f"[-1, 1]. Received {name}={value}")
+
+
+class RandomTranslation(_Transform):
+    """Keras' ``RandomTranslation`` (R: ``layer_random_translation``): in training each
+    image is shifted by fractions drawn uniformly in ``height_factor``'s and
+    ``width_factor``'s ranges (``f`` for ``[-f, f]`` or ``(lower, upper)``, within [-1, 1];
+    positive: down / right) of its height and width; the identity in inference."""
+
+    def __init__(self, height_factor, width_factor, fill_mode="reflect",
+                 interpolation="bilinear", seed=None, fill_value=0.0, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.height_factor = _factor_config(height_factor)
+        self.height_lower, self.height_upper = _bounds(height_factor, "height_factor")
+        _check_unit(self.height_lower, self.height_upper, height_factor, "height_factor")
+        self.width_factor = _factor_config(width_factor)
+        self.width_lower, self.width_upper = _bounds(width_factor, "width_factor")
+        _check_unit(self.width_lower, self.width_upper, width_factor, "width_factor")
+        self._sampling(fill_mode, interpolation, seed, fill_value)
+        self._finish_init()
+
+    def _matrices(self, x):
+        n = x.shape[0]
+        dy = self._rand((n,), self.height_lower, self.height_upper, x) * \
+            np.float32(x.shape[1])
+        dx = self._rand((n,), self.width_lower, self.width_upper, x) * np.float32(x.shape[2])
+        return _functional.translation_matrix(torch.stack([dx, dy], dim=1))
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "height_factor": self.height_factor,
+                "width_factor": self.width_factor, **self._sampling_config()}
+
+
+class RandomZoom(_Transform):
+    """Keras' ``RandomZoom`` (R: ``layer_random_zoom``): in training each image is zoomed
+    about its centre by ``1 + z``, ``z`` drawn uniformly in ``height_factor``'s range
+    vertically (``f`` for ``[-f, f]`` or ``(lower, upper)``, within [-1, 1]; positive:
+    zoom out) and in ``width_factor``'s horizontally (``None``: the vertical draw, keeping
+    the aspect ratio), tf-keras' ``get_zoom_matrix``; the identity in inference."""
+
+    def __init__(self, height_factor, width_factor=None, fill_mode="reflect",
+                 interpolation="bilinear", seed=None, fill_value=0.0, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.height_factor = _factor_config(height_factor)
+        self.height_lower, self.height_upper = _bounds(height_factor, "height_factor")
+        if abs(self.height_lower) > 1.0 or abs(self.height_upper) > 1.0:
+            raise ValueError(f"Invalid value for argument `height_factor`. Expected values "
+                             f"between [-1, 1]. Received height_factor={height_factor}")
+        self.width_factor = _factor_config(width_factor)
+        if width_factor is not None:
+            self.width_lower, self.width_upper = _bounds(width_factor, "width_factor")
+            if self.width_lower < -1.0 or self.width_upper < -1.0:
+                raise ValueError(f"Invalid value for argument `width_factor`. Expected "
+                                 f"values larger than -1. Received width_factor="
+                                 f"{width_factor}")
+        self._sampling(fill_mode, interpolation, seed, fill_value)
+        self._finish_init()
+
+    def _matrices(self, x):
+        n = x.shape[0]
+        zy = self._rand((n,), 1.0 + self.height_lower, 1.0 + self.height_upper, x)
+        zx = zy if self.width_factor is None else \
+            self._rand((n,), 1.0 + self.width_lower, 1.0 + self.width_upper, x)
+        return _functional.zoom_matrix(torch.stack([zx, zy], dim=1), int(x.shape[1]),
+                                       int(x.shape[2]))
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "height_factor": self.height_factor,
+                "width_factor": self.width_factor, **self._sampling_config()}
+
+
+def _value_range(value: Any) -> list:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"Invalid value for argument `value_range`. Expected a list of two "
+                         f"numbers. Received value_range={value!r}")
+    for v in value:
+        check_number(v, "value_range")
+    return sorted(value)
+
+
+class RandomContrast(_RandomImage):
+    """Keras' ``RandomContrast`` (R: ``layer_random_contrast``): in training each
+    channel's pixels move away from (or towards) the channel's mean over the image,
+    ``(x - mean) * c + mean``, ``c`` drawn uniformly in ``[1 - lower, 1 + upper)``
+    (``factor``: ``f`` for ``lower = upper = f`` or ``(lower, upper)``, ``lower`` in
+    [0, 1]), then clipped to [0, 255]; the identity in inference.  tf-keras draws one
+    ``c`` for the batch, Keras 3 one per image and clips to its ``value_range`` (read from
+    its configs): a layer from a Keras 3 file does the same.  (Keras 3 stores a number
+    ``f`` as ``factor = (0, f)``, contrast in ``[1, 1 + f)`` only; its files say so and
+    load with that range.)"""
+
+    def __init__(self, factor, seed=None, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.factor = _factor_config(factor)
+        self.lower, self.upper = _bounds(factor, "factor", symmetric=False)
+        if self.lower < 0.0 or self.upper < 0.0 or self.lower > 1.0:
+            raise ValueError(f"Invalid value for argument `factor`. Expected values in "
+                             f"[0, 1] (the upper bound may exceed 1). Received "
+                             f"factor={factor}")
+        self.value_range = [0, 255]
+        self._seed(seed)
+        self._finish_init()
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "RandomContrast":
+        """Also Keras 3's ``value_range``."""
+        config = dict(config)
+        value_range = _value_range(config.pop("value_range", [0, 255]))
+        layer = super().from_config(config)
+        layer.value_range = value_range
+        return layer
+
+    def _augment(self, x):
+        shape = (x.shape[0], 1, 1, 1) if self._keras3 else (1, 1, 1, 1)
+        c = self._rand(shape, 1.0 - self.lower, 1.0 + self.upper, x).to(x.dtype)
+        mean = x.mean(dim=(1, 2), keepdim=True)
+        return ((x - mean) * c + mean).clamp(*self.value_range)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = {**self.base_config(), "factor": self.factor, "seed": self.seed}
+        if self.value_range != [0, 255]:  # Keras 3's (tf-keras has none)
+            config["value_range"] = list(self.value_range)
+        return config
+
+
+class RandomBrightness(_RandomImage):
+    """Keras' ``RandomBrightness`` (R: ``layer_random_brightness``): in training each
+    image gets ``delta * (high - low)`` added, ``delta`` drawn uniformly in ``factor``'s
+    range (``f`` for ``[-f, f]`` or a pair, within [-1, 1]), then clipped to
+    ``value_range = (low, high)`` (default ``(0, 255)``); the identity in inference.
+    The config holds the sorted ``[lower, upper]`` factor and range, as tf-keras'."""
+
+    def __init__(self, factor, value_range=(0, 255), seed=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        if isinstance(factor, (tuple, list)):
+            if len(factor) != 2:
+                raise ValueError(f"Invalid value for argument `factor`. Expected a number "
+                                 f"or a list of two numbers in [-1, 1]. Received "
+                                 f"factor={factor!r}")
+            bounds = sorted(check_number(f, "factor", -1.0, 1.0) for f in factor)
+        else:
+            f = abs(check_number(factor, "factor", -1.0, 1.0))
+            bounds = [-f, f]
+        self.factor = bounds
+        self.value_range = _value_range(value_range)
+        self._seed(seed)
+        self._finish_init()
+
+    def _augment(self, x):
+        low, high = self.value_range
+        delta = self._rand((x.shape[0], 1, 1, 1), *self.factor, x) * \
+            np.float32(high - low)
+        return (x + delta.to(x.dtype)).clamp(low, high)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "factor": list(self.factor),
+                "value_range": list(self.value_range), "seed": self.seed}
