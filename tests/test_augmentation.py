@@ -464,3 +464,95 @@ def test_random_layer_errors_and_r():
     assert (layer.seed, layer.fill_mode) == (2, "constant")
     assert isinstance(sepconv.layer_random_flip(torch.nn.Sequential(), "horizontal")[0],
                       sepconv.RandomFlip)
+
+
+# -- model files -------------------------------------------------------------------------
+
+import os  # noqa: E402
+
+from keras_files import Cases, check, outputs  # noqa: E402
+
+
+def _augmented_classifier(K, tf_keras_only, nested):
+    """Keras' image-classification tutorial shape: a ``data_augmentation`` Sequential
+    (``nested``; else its layers inline) in front of ``Rescaling`` and a Conv2D stack, with
+    every layer of this file inside."""
+    L = K.layers
+    augment = [L.RandomFlip("horizontal", seed=1), L.RandomRotation(0.1, seed=2),
+               L.RandomZoom(0.1, seed=3), L.RandomTranslation(0.1, 0.2, seed=4),
+               L.RandomContrast(0.2, seed=5), L.RandomBrightness(0.1, seed=6)]
+    if tf_keras_only:
+        augment += [L.RandomHeight(0.2, seed=7), L.RandomWidth(0.2, seed=8)]
+    x = K.Input((18, 20, 3))
+    if nested:
+        h = K.Sequential(augment, name="data_augmentation")(x)
+    else:
+        h = x
+        for layer in augment:
+            h = layer(h)
+    h = L.CenterCrop(16, 18)(h)
+    h = L.RandomCrop(14, 14, seed=9)(h)
+    h = L.Rescaling(1.0 / 255)(h)
+    h = L.Conv2D(6, 3, activation="relu")(h)
+    h = L.MaxPooling2D()(h)
+    h = L.Conv2D(8, 3, activation="relu", padding="same")(h)
+    h = L.GlobalAveragePooling2D()(h)
+    return K.Model(x, L.Dense(4)(h))
+
+
+def test_augmented_model_files_from_both_kerases_load_and_go_back(tmp_path):
+    """tf-keras' .h5 and .keras and Keras 3's .keras (the tutorial's nested
+    ``data_augmentation`` model, and the same layers inline) load in a child without
+    TensorFlow and give ``predict``'s numbers (Keras 3's RandomCrop passes the 16 x 18
+    images through there, tf-keras' resizes them); sepconv writes the inline ones back
+    and each Keras reads the same numbers and the same layers; in ``train()`` the loaded
+    layers augment."""
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0, 255, (3, 18, 20, 3)).astype(np.float32)
+    cases = Cases(tmp_path)
+    names = []
+    for tag, K, exts in (("tk", tf_keras, (".h5", ".keras")), ("k3", keras, (".keras",))):
+        for nested in (True, False):
+            K.utils.set_random_seed(4)
+            model = _augmented_classifier(K, tag == "tk", nested)
+            y = outputs(model.predict(x, verbose=0))
+            for ext in exts:
+                name = f"{tag}_{'nested' if nested else 'flat'}{ext}"
+                model.save(os.path.join(tmp_path, name))
+                cases.add(name, "model", os.path.join(tmp_path, name), [x], y)
+                names.append(name)
+    results = cases.run()
+    for name in names:
+        check(results[name])
+    # (sepconv writes .keras files as Keras 3's, which has no RandomHeight / RandomWidth)
+    for name, load in (("tk_flat.h5", tf_keras.models.load_model),
+                       ("k3_flat.keras", keras.saving.load_model)):
+        ours = sepconv.load_keras_model(os.path.join(tmp_path, name))
+        with torch.no_grad():
+            want = ours(torch.from_numpy(x)).numpy()
+        kinds = sorted(type(m).__name__ for m in ours.modules()
+                       if type(m).__module__.endswith("augmentation"))
+        assert len(kinds) == (10 if name.startswith("tk") else 8)
+        back = os.path.join(tmp_path, "back_" + name)
+        sepconv.save_keras_model(ours, back)
+        again = load(back)
+        np.testing.assert_allclose(again.predict(x, verbose=0), want, rtol=1e-5, atol=1e-5)
+        assert sorted(type(m).__name__ for m in again.layers if type(m).__name__ in kinds) \
+            == kinds
+        ours.train()
+        with torch.no_grad():
+            assert not np.allclose(ours(torch.from_numpy(x)).numpy(), want)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def test_keras3_files_refuse_tf_keras_only_layers(tmp_path):
+    model = torch.nn.Sequential(sepconv.RandomHeight(0.2, input_shape=(8, 8, 1)),
+                                sepconv.Conv2D(2, 3))
+    with pytest.raises(ValueError, match="RandomHeight"):
+        sepconv.save_keras_model(model, os.path.join(tmp_path, "m.keras"))
