@@ -207,8 +207,10 @@ class RandomCrop(_Crop, _RandomImage):
         if rows < self.height or cols < self.width:
             return self._smart_resize(x)
         gen = self._generator(x.device)
-        top = int(torch.randint(0, rows - self.height + 1, (), generator=gen))
-        left = int(torch.randint(0, cols - self.width + 1, (), generator=gen))
+        top = int(torch.randint(0, rows - self.height + 1, (), generator=gen,
+                                device=x.device))
+        left = int(torch.randint(0, cols - self.width + 1, (), generator=gen,
+                                 device=x.device))
         return x[:, top:top + self.height, left:left + self.width]
 
     def get_config(self) -> Dict[str, Any]:
