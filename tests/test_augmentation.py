@@ -286,6 +286,10 @@ def test_random_layers_are_the_identity_in_inference(name):
     np.testing.assert_array_equal(got, np.asarray(getattr(keras.layers, name)(
         *args, **kwargs)(x, training=False)))
     np.testing.assert_array_equal(ours(torch.from_numpy(x[0])).numpy(), x[0])
+    assert not np.array_equal(ours(torch.from_numpy(x), training=True).numpy(), x)
+    assert not ours.training  # Keras' argument, the module's mode unchanged
+    np.testing.assert_array_equal(ours.train()(torch.from_numpy(x), training=False).numpy(),
+                                  x)
     # in training: changed, the same shape, and a seed repeats the sequence
     a = getattr(sepconv, name)(*args, seed=4, **kwargs).train()
     b = getattr(sepconv, name)(*args, seed=4, **kwargs).train()

@@ -8,7 +8,7 @@ and inference.  The random layers draw only in ``train()`` mode (a torch module'
 ``eval()``): in ``eval()`` they are the identity (``RandomCrop`` excepted, see there), which
 is what ``model.predict`` computes in both Kerases.  (Called directly, outside a model and
 with no ``training`` argument, both Kerases' layers augment; sepconv's follow the module's
-mode instead.)
+mode, or a ``training=True`` / ``False`` argument as Keras' do.)
 
 The random draws are torch's (``seed``: a ``torch.Generator`` of that seed per device, so a
 seeded layer repeats its sequence; unseeded: torch's global generator).  The distributions
@@ -97,14 +97,22 @@ class _Image(_Weightless):
         self._check_input(tuple(input_shape))
         return tuple(input_shape)
 
-    def call(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs, training: Optional[bool] = None) -> torch.Tensor:
+        """``inputs``: images, any real dtype (cast to the compute dtype first).
+        ``training``: Keras' argument, ``None`` for the module's mode (``train()`` /
+        ``eval()``)."""
+        x = self._prepare_input(inputs)
+        training = self.training if training is None else bool(training)
         unbatched = x.dim() == 3
-        y = self._images(x.unsqueeze(0) if unbatched else x)
+        y = self._images(x.unsqueeze(0) if unbatched else x, training)
         return y.squeeze(0) if unbatched else y
 
-    def _images(self, x: torch.Tensor) -> torch.Tensor:
+    def call(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    def _images(self, x: torch.Tensor, training: bool) -> torch.Tensor:
         """``x``: ``(batch, rows, cols, channels)`` in the compute dtype."""
-        return self._augment(x) if self.training else x
+        return self._augment(x) if training else x
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -167,7 +175,7 @@ class CenterCrop(_Crop):
         self._sizes(height, width)
         self._finish_init()
 
-    def _images(self, x):
+    def _images(self, x, training):
         return self._center_or_resize(x)
 
     def get_config(self) -> Dict[str, Any]:
@@ -197,8 +205,8 @@ class RandomCrop(_Crop, _RandomImage):
         self._seed(seed)
         self._finish_init()
 
-    def _images(self, x):
-        if self.training:
+    def _images(self, x, training):
+        if training:
             return self._augment(x)
         return x if self._keras3 else self._smart_resize(x)
 
