@@ -253,6 +253,21 @@ def test_image_transform_output_shape_gradients_and_errors(torch_single_thread):
             want = torch.stack(cols, 1).T @ r.reshape(-1)
             np.testing.assert_allclose(xs.grad.reshape(-1).numpy(), want.numpy(),
                                        rtol=1e-5, atol=1e-5)
+    # TensorFlow's gradient (the inverse transform of the output gradient) agrees only
+    # where the sampling is a permutation: a whole-pixel shift with a constant fill
+    for m_, mode, same in ((m, "constant", False),
+                           (np.array([1, 0, -1, 0, 1, 2, 0, 0], np.float32), "constant",
+                            True)):
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            total = tf.reduce_sum(_tfk_image.transform(xt, tf.constant(m_[None]) if
+                                                       m_.ndim == 1 else tf.constant(m_),
+                                                       fill_mode=mode) * r.numpy())
+        xs = torch.from_numpy(x).requires_grad_()
+        (F.image_transform(xs, m_, mode) * r).sum().backward()
+        assert np.allclose(tape.gradient(total, xt).numpy(), xs.grad.numpy(),
+                           atol=1e-5) == same
     with pytest.raises(ValueError, match="fill_mode"):
         F.image_transform(torch.from_numpy(x), m, "mirror")
     with pytest.raises(ValueError, match="interpolation"):
