@@ -2706,35 +2706,58 @@ def image_transform(images: torch.Tensor, transforms, fill_mode: str = "reflect"
     ox = torch.arange(out_w, dtype=torch.float32, device=images.device)[None, None, :]
     oy = torch.arange(out_h, dtype=torch.float32, device=images.device)[None, :, None]
     a0, a1, a2, b0, b1, b2, c0, c1 = (t[:, i] for i in range(8))
-    projection = c0 * ox + c1 * oy + 1.0
-    infinite = projection == 0
-    projection = torch.where(infinite, torch.ones_like(projection), projection)
-    x = _map_coordinate((a0 * ox + a1 * oy + a2) / projection, cols, fill_mode)
-    y = _map_coordinate((b0 * ox + b1 * oy + b2) / projection, rows, fill_mode)
+    infinite = None
+    if bool((t[:, 1] == 0).all() and (t[:, 3] == 0).all() and (t[:, 6:] == 0).all()):
+        # each axis on its own (translations, zooms): the coordinates stay (batch, 1, out_w)
+        # and (batch, out_h, 1), the same numbers (0 * y and / 1 change nothing)
+        x = a0 * ox + a2
+        y = b1 * oy + b2
+    elif bool((t[:, 6:] == 0).all()):  # affine (rotations): k = 1, no division
+        x = a0 * ox + a1 * oy + a2
+        y = b0 * ox + b1 * oy + b2
+    else:
+        projection = c0 * ox + c1 * oy + 1.0
+        infinite = projection == 0
+        projection = torch.where(infinite, torch.ones_like(projection), projection)
+        x = (a0 * ox + a1 * oy + a2) / projection
+        y = (b0 * ox + b1 * oy + b2) / projection
+    x = _map_coordinate(x, cols, fill_mode)
+    y = _map_coordinate(y, rows, fill_mode)
     fill = torch.tensor(float(fill_value), dtype=torch.float32).to(images.dtype)
-    flat = images.reshape(batch, rows * cols, channels)
-    bidx = torch.arange(batch, device=images.device)[:, None, None]
+    # one gather per corner from the pixels as rows, a last row of fill_value for every
+    # point outside the image
+    table = torch.cat([images.reshape(-1, channels),
+                       fill.to(images.device).expand(1, channels)])
+    outside = batch * rows * cols
+    first = (torch.arange(batch, device=images.device) * (rows * cols))[:, None, None]
 
-    def read(iy: torch.Tensor, ix: torch.Tensor) -> torch.Tensor:
-        inside = (iy >= 0) & (iy < rows) & (ix >= 0) & (ix < cols)
-        index = (iy.clamp(0, max(rows - 1, 0)) * cols + ix.clamp(0, max(cols - 1, 0)))
-        values = flat[bidx, index]  # (batch, out_h, out_w, channels)
-        return torch.where(inside[..., None], values, fill.to(values.device))
+    def offsets(c: torch.Tensor, length: int, stride: int):
+        """Whole coordinates ``c`` (float): their offsets in the table, and where they
+        fall inside ``[0, length)``."""
+        inside = (c >= 0) & (c < length)
+        return torch.where(inside, c, 0).to(torch.int64) * stride, inside
+
+    def read(row, col) -> torch.Tensor:
+        index = torch.where(row[1] & col[1], first + row[0] + col[0], outside)
+        index = index.expand(batch, out_h, out_w)
+        return table.index_select(0, index.reshape(-1)).reshape(batch, out_h, out_w,
+                                                                channels)
 
     if interpolation == "nearest":
         def half_away(v):  # std::round
-            return (torch.sign(v) * torch.floor(torch.abs(v) + 0.5)).to(torch.int64)
-        out = read(half_away(y), half_away(x))
+            return torch.sign(v) * torch.floor(torch.abs(v) + 0.5)
+        out = read(offsets(half_away(y), rows, cols), offsets(half_away(x), cols, 1))
     else:
         y0, x0 = torch.floor(y), torch.floor(x)
         y1, x1 = y0 + 1, x0 + 1
-        iy0, ix0, iy1, ix1 = (v.to(torch.int64) for v in (y0, x0, y1, x1))
+        r0, r1 = offsets(y0, rows, cols), offsets(y1, rows, cols)
+        k0, k1 = offsets(x0, cols, 1), offsets(x1, cols, 1)
         wx0, wx1 = (x1 - x)[..., None], (x - x0)[..., None]
         wy0, wy1 = (y1 - y)[..., None], (y - y0)[..., None]
-        top = wx0 * read(iy0, ix0).float() + wx1 * read(iy0, ix1).float()
-        bottom = wx0 * read(iy1, ix0).float() + wx1 * read(iy1, ix1).float()
+        top = wx0 * read(r0, k0).float() + wx1 * read(r0, k1).float()
+        bottom = wx0 * read(r1, k0).float() + wx1 * read(r1, k1).float()
         out = (wy0 * top + wy1 * bottom).to(images.dtype)
-    if bool(infinite.any()):
+    if infinite is not None and bool(infinite.any()):
         out = torch.where(infinite[..., None], fill.to(out.device), out)
     return out
 
