@@ -66,7 +66,7 @@ def test_center_crop_and_random_crop_inference_match_both_kerases(rows, cols, he
     np.testing.assert_allclose(ours(torch.from_numpy(x)).numpy(), want, rtol=1e-5, atol=1e-4)
     ref3 = keras.layers.RandomCrop(height, width, seed=1)
     ours3 = _keras3_layer(sepconv.RandomCrop, ref3).eval()
-    assert ours3._keras3 and not ours._keras3
+    assert ours3._keras3_file and not ours._keras3_file
     np.testing.assert_array_equal(ours3(torch.from_numpy(x)).numpy(),
                                   np.asarray(ref3(x, training=False)))
 
@@ -439,7 +439,7 @@ def test_random_layer_signature_config_and_keras3_config(name):
     assert type(ours).from_config(ref.get_config()).get_config() == ours.get_config()
     k3 = getattr(keras.layers, name)(*args, seed=3, name="a", **kwargs)
     ours3 = _keras3_layer(type(ours), k3)
-    assert ours3._keras3
+    assert ours3._keras3_file
     mine = strip_config(ours3.get_config())
     theirs = strip_config({k: v for k, v in k3.get_config().items()
                            if k in ours3.get_config()})
@@ -570,8 +570,33 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
-def test_keras3_files_refuse_tf_keras_only_layers(tmp_path):
-    model = torch.nn.Sequential(sepconv.RandomHeight(0.2, input_shape=(8, 8, 1)),
-                                sepconv.Conv2D(2, 3))
+def test_writers_refuse_what_the_other_keras_computes_otherwise(tmp_path):
+    """RandomHeight / RandomWidth: no Keras 3 class; RandomCrop: inference differs (a
+    tf-keras one to .keras, a Keras 3 one to .h5 refused); RandomContrast: Keras 3 gets
+    its factor as the pair (it reads a number f as (0, f)), tf-keras no value_range."""
+    def model(*layers):
+        return torch.nn.Sequential(*layers, sepconv.Conv2D(2, 3)).eval()
+
+    shape = {"input_shape": (8, 8, 1)}
     with pytest.raises(ValueError, match="RandomHeight"):
-        sepconv.save_keras_model(model, os.path.join(tmp_path, "m.keras"))
+        sepconv.save_keras_model(model(sepconv.RandomHeight(0.2, **shape)),
+                                 os.path.join(tmp_path, "a.keras"))
+    with pytest.raises(ValueError, match="RandomCrop.*save as .h5"):
+        sepconv.save_keras_model(model(sepconv.RandomCrop(6, 6, **shape)),
+                                 os.path.join(tmp_path, "b.keras"))
+    k3 = _keras3_layer(sepconv.RandomCrop, keras.layers.RandomCrop(6, 6))
+    k3.build((None, 8, 8, 1))
+    with pytest.raises(ValueError, match="RandomCrop.*save as .keras"):
+        sepconv.save_keras_model(model(sepconv.InputLayer((8, 8, 1)), k3),
+                                 os.path.join(tmp_path, "c.h5"))
+    path = os.path.join(tmp_path, "d.keras")
+    sepconv.save_keras_model(model(sepconv.RandomContrast(0.3, **shape)), path)
+    back = [m for m in keras.saving.load_model(path).layers
+            if type(m).__name__ == "RandomContrast"][0]
+    assert tuple(back.factor) == (0.3, 0.3)  # Keras 3 then draws in [0.7, 1.3), as tf-keras
+    k3 = _keras3_layer(sepconv.RandomContrast,
+                       keras.layers.RandomContrast(0.3, value_range=(0, 1)))
+    k3.build((None, 8, 8, 1))
+    with pytest.raises(ValueError, match="value_range"):
+        sepconv.save_keras_model(model(sepconv.InputLayer((8, 8, 1)), k3),
+                                 os.path.join(tmp_path, "e.h5"))

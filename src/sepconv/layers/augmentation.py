@@ -75,7 +75,7 @@ class _Image(_Weightless):
         super().__init__(**common)
         #: Built from a Keras 3 config (a Keras 3 file): inference follows Keras 3 where
         #: the two Kerases differ.
-        self._keras3 = _activations.current_flavour() == "keras3"
+        self._keras3_file = _activations.current_flavour() == "keras3"
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]):
@@ -208,7 +208,7 @@ class RandomCrop(_Crop, _RandomImage):
     def _images(self, x, training):
         if training:
             return self._augment(x)
-        return x if self._keras3 else self._smart_resize(x)
+        return x if self._keras3_file else self._smart_resize(x)
 
     def _augment(self, x):
         rows, cols = int(x.shape[1]), int(x.shape[2])
@@ -224,6 +224,25 @@ class RandomCrop(_Crop, _RandomImage):
     def get_config(self) -> Dict[str, Any]:
         return {**self.base_config(), "height": self.height, "width": self.width,
                 "seed": self.seed}
+
+    def keras3_config(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        """For ``save_keras_model``'s Keras 3 writer: refused unless the layer came from
+        a Keras 3 file (Keras 3 would pass images through where this one resizes)."""
+        if not self._keras3_file:
+            raise ValueError(f"save_keras_model: layer {self.name!r} (RandomCrop) resizes "
+                             f"images at inference as tf-keras does; Keras 3's passes them "
+                             f"through, so a .keras file would predict other numbers; save "
+                             f"as .h5")
+        return config
+
+    def check_tf_keras_file(self) -> None:
+        """For ``save_keras_model``'s .h5 writer: refused for a layer from a Keras 3
+        file (tf-keras would resize images this one passes through)."""
+        if self._keras3_file:
+            raise ValueError(f"save_keras_model: layer {self.name!r} (RandomCrop) came from "
+                             f"a Keras 3 file and passes images through at inference; "
+                             f"tf-keras' resizes them, so an .h5 file would predict other "
+                             f"numbers; save as .keras")
 
 
 class _RandomSize(_RandomImage):
@@ -511,7 +530,7 @@ class RandomContrast(_RandomImage):
         return layer
 
     def _augment(self, x):
-        shape = (x.shape[0], 1, 1, 1) if self._keras3 else (1, 1, 1, 1)
+        shape = (x.shape[0], 1, 1, 1) if self._keras3_file else (1, 1, 1, 1)
         c = self._rand(shape, 1.0 - self.lower, 1.0 + self.upper, x).to(x.dtype)
         mean = x.mean(dim=(1, 2), keepdim=True)
         return ((x - mean) * c + mean).clamp(*self.value_range)
@@ -521,6 +540,27 @@ class RandomContrast(_RandomImage):
         if self.value_range != [0, 255]:  # Keras 3's (tf-keras has none)
             config["value_range"] = list(self.value_range)
         return config
+
+    def keras3_config(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        """For ``save_keras_model``'s Keras 3 writer: ``factor`` as ``[lower, upper]``
+        (Keras 3 reads a number ``f`` as ``(0, f)``); Keras 3 sorts the pair, so a lower
+        bound above the upper one changes the training range (a warning says so)."""
+        if self.lower > self.upper:
+            import warnings
+            warnings.warn(f"save_keras_model: layer {self.name!r} (RandomContrast) has "
+                          f"factor={self.factor}; Keras 3 sorts the pair and will draw "
+                          f"contrast in [{1 - self.upper}, {1 + self.lower}) in training",
+                          stacklevel=3)
+        return {**config, "factor": [self.lower, self.upper],
+                "value_range": list(self.value_range)}
+
+    def check_tf_keras_file(self) -> None:
+        """For the .h5 writer: tf-keras' layer clips to [0, 255] and has no
+        ``value_range``."""
+        if self.value_range != [0, 255]:
+            raise ValueError(f"save_keras_model: layer {self.name!r} (RandomContrast) clips "
+                             f"to value_range={self.value_range} (Keras 3's); tf-keras' "
+                             f"layer clips to [0, 255]; save as .keras")
 
 
 class RandomBrightness(_RandomImage):
