@@ -16,6 +16,7 @@ keras = pytest.importorskip("keras")
 
 import sepconv  # noqa: E402
 from sepconv import functional as F  # noqa: E402
+from sepconv.interop import from_keras  # noqa: E402
 from tf_keras_compare import check_signature, strip_config  # noqa: E402
 
 
@@ -67,6 +68,7 @@ def test_center_crop_and_random_crop_inference_match_both_kerases(rows, cols, he
     ref3 = keras.layers.RandomCrop(height, width, seed=1)
     ours3 = _keras3_layer(sepconv.RandomCrop, ref3).eval()
     assert ours3._keras3_file and not ours._keras3_file
+    assert from_keras(ref3)._keras3_file  # a live Keras 3 layer too
     np.testing.assert_array_equal(ours3(torch.from_numpy(x)).numpy(),
                                   np.asarray(ref3(x, training=False)))
 
