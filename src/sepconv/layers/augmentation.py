@@ -65,7 +65,7 @@ def _factor_config(value: Any) -> Any:
 def _uniform(shape, low: float, high: float, generator, device) -> torch.Tensor:
     """float32 draws in ``[low, high)`` (TensorFlow's ``random_uniform``)."""
     u = torch.rand(shape, dtype=torch.float32, generator=generator, device=device)
-    return np.float32(low) + u * (np.float32(high) - np.float32(low))
+    return u * float(np.float32(high) - np.float32(low)) + float(np.float32(low))
 
 
 class _Image(_Weightless):
@@ -437,9 +437,8 @@ class RandomTranslation(_Transform):
 
     def _matrices(self, x):
         n = x.shape[0]
-        dy = self._rand((n,), self.height_lower, self.height_upper, x) * \
-            np.float32(x.shape[1])
-        dx = self._rand((n,), self.width_lower, self.width_upper, x) * np.float32(x.shape[2])
+        dy = self._rand((n,), self.height_lower, self.height_upper, x) * float(x.shape[1])
+        dx = self._rand((n,), self.width_lower, self.width_upper, x) * float(x.shape[2])
         return _functional.translation_matrix(torch.stack([dx, dy], dim=1))
 
     def get_config(self) -> Dict[str, Any]:
@@ -590,8 +589,7 @@ class RandomBrightness(_RandomImage):
 
     def _augment(self, x):
         low, high = self.value_range
-        delta = self._rand((x.shape[0], 1, 1, 1), *self.factor, x) * \
-            np.float32(high - low)
+        delta = self._rand((x.shape[0], 1, 1, 1), *self.factor, x) * float(high - low)
         return (x + delta.to(x.dtype)).clamp(low, high)
 
     def get_config(self) -> Dict[str, Any]:
