@@ -2681,9 +2681,11 @@ def image_transform(images: torch.Tensor, transforms, fill_mode: str = "reflect"
     bilinear), ``nearest``; ``interpolation``: ``bilinear`` or ``nearest`` (rounding half
     away from zero).  The coordinates and the bilinear blend are computed in float32 as
     TensorFlow's kernel does (a float64 image is read as float32 there too); the result
-    has the images' dtype.  Differentiable with respect to ``images`` (TensorFlow's op
-    has no gradient for the transforms, nor has this one).  Output ``(batch, *output_shape,
-    channels)``, ``output_shape`` defaulting to ``(rows, cols)``."""
+    has the images' dtype.  The gradient with respect to ``images`` is the exact adjoint
+    of the sampling (TensorFlow's registered one samples the output gradient through the
+    inverse transform instead, which agrees only for whole-pixel shifts); none for the
+    transforms, as in TensorFlow.  Output ``(batch, *output_shape, channels)``,
+    ``output_shape`` defaulting to ``(rows, cols)``."""
     if fill_mode not in FILL_MODES:
         raise ValueError(f"Invalid value for argument `fill_mode`. Expected one of "
                          f"{FILL_MODES}. Received fill_mode={fill_mode!r}")
