@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
@@ -43,34 +43,43 @@ def _config(layer):
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(rows=st.integers(1, 12), cols=st.integers(1, 12), height=st.integers(1, 12),
        width=st.integers(1, 12), unbatched=st.booleans(), seed=st.integers(0, 2 ** 16))
+@example(rows=1, cols=12, height=12, width=1, unbatched=False, seed=0)  # an empty window
 def test_center_crop_and_random_crop_inference_match_both_kerases(rows, cols, height, width,
                                                                  unbatched, seed):
     """Larger images are cropped, smaller ones (on either axis) resized: tf-keras'
-    CenterCrop and RandomCrop(training=False), Keras 3's CenterCrop; Keras 3's
-    RandomCrop(training=False) returns its input."""
+    CenterCrop and RandomCrop(training=False), Keras 3's CenterCrop (its window at least
+    one pixel where tf-keras' is empty and fails); Keras 3's RandomCrop(training=False)
+    returns its input."""
     smaller = rows < height or cols < width
-    assume(not _aspect_window_empty(rows, cols, height, width))
     x = np.random.default_rng(seed).uniform(0, 255, (2, rows, cols, 3)).astype(np.float32)
     if unbatched:
         x = x[0]
+    ref3 = keras.layers.CenterCrop(height, width)
+    got3 = _keras3_layer(sepconv.CenterCrop, ref3)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got3, np.asarray(ref3(x)), rtol=1e-5, atol=1e-4)
+    ref3 = keras.layers.RandomCrop(height, width, seed=1)
+    ours3 = _keras3_layer(sepconv.RandomCrop, ref3).eval()
+    assert ours3._keras3_file
+    assert from_keras(ref3)._keras3_file  # a live Keras 3 layer too
+    np.testing.assert_array_equal(ours3(torch.from_numpy(x)).numpy(),
+                                  np.asarray(ref3(x, training=False)))
+    ours = sepconv.CenterCrop(height, width)
+    ours_random = sepconv.RandomCrop(height, width, seed=1).eval()
+    if _aspect_window_empty(rows, cols, height, width):
+        with pytest.raises(ValueError, match="no non-empty window"):
+            ours_random(torch.from_numpy(x))
+        return
     want = tf_keras.layers.CenterCrop(height, width)(x).numpy()
-    got = sepconv.CenterCrop(height, width)(torch.from_numpy(x)).numpy()
+    got = ours(torch.from_numpy(x)).numpy()
     assert got.shape == want.shape == x.shape[:-3] + (height, width, 3)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     if not smaller:
         assert np.array_equal(got, want)
-    k3 = np.asarray(keras.layers.CenterCrop(height, width)(x))
-    np.testing.assert_allclose(got, k3, rtol=1e-5, atol=1e-4)
     # RandomCrop at inference: tf-keras always resizes (the aspect-ratio window)
-    ours = sepconv.RandomCrop(height, width, seed=1).eval()
     want = tf_keras.layers.RandomCrop(height, width, seed=1)(x, training=False).numpy()
-    np.testing.assert_allclose(ours(torch.from_numpy(x)).numpy(), want, rtol=1e-5, atol=1e-4)
-    ref3 = keras.layers.RandomCrop(height, width, seed=1)
-    ours3 = _keras3_layer(sepconv.RandomCrop, ref3).eval()
-    assert ours3._keras3_file and not ours._keras3_file
-    assert from_keras(ref3)._keras3_file  # a live Keras 3 layer too
-    np.testing.assert_array_equal(ours3(torch.from_numpy(x)).numpy(),
-                                  np.asarray(ref3(x, training=False)))
+    np.testing.assert_allclose(ours_random(torch.from_numpy(x)).numpy(), want, rtol=1e-5,
+                               atol=1e-4)
+    assert not ours_random._keras3_file
 
 
 def test_center_crop_dtypes():

@@ -153,8 +153,19 @@ class _Crop(_Image):
         return self._smart_resize(x)
 
     def _smart_resize(self, x: torch.Tensor) -> torch.Tensor:
-        y = _functional.resize(x, (self.height, self.width), "bilinear", True)
-        return y.to(self.compute_dtype)
+        """tf-keras' ``smart_resize`` (window sizes in float32; none for an empty window,
+        where TensorFlow fails too), or Keras 3's for a layer from a Keras 3 file (in
+        float64, at least one pixel)."""
+        if not self._keras3_file:
+            y = _functional.resize(x, (self.height, self.width), "bilinear", True)
+            return y.to(self.compute_dtype)
+        rows, cols = int(x.shape[1]), int(x.shape[2])
+        crop_h = max(min(rows, int(float(cols * self.height) / self.width)), 1)
+        crop_w = max(min(cols, int(float(rows * self.width) / self.height)), 1)
+        top, left = int(float(rows - crop_h) / 2), int(float(cols - crop_w) / 2)
+        x = x[:, top:top + crop_h, left:left + crop_w]
+        return _functional.resize(x, (self.height, self.width), "bilinear").to(
+            self.compute_dtype)
 
 
 class CenterCrop(_Crop):
@@ -164,8 +175,9 @@ class CenterCrop(_Crop):
     ``(rows - height) // 2``, ``(cols - width) // 2``.  An image smaller than the target
     on either axis is instead resized as both Kerases do (``smart_resize``: the largest
     centred window of the target's aspect ratio, resized bilinearly to ``(height,
-    width)``; see :func:`sepconv.functional.resize`).  Integer images are cast to the
-    compute dtype first."""
+    width)``; see :func:`sepconv.functional.resize`): where that window is empty
+    tf-keras fails (sepconv raises), Keras 3 keeps one pixel (a layer from a Keras 3 file
+    does the same).  Integer images are cast to the compute dtype first."""
 
     def __init__(self, height, width, input_shape=None, batch_input_shape=None,
                  batch_size=None, dtype=None, name=None, trainable=None, weights=None):
