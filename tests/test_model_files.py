@@ -39,7 +39,7 @@ ERROR_CASES = {
     "truncated_h5": ("truncated or corrupted",),
     "truncated_keras": ("truncated or corrupted",),
     "zip_not_keras": ("not a .keras model", "config.json"),
-    "unsupported": ("'RandomFlip'", "'local_x'", "SeparableConv1D", "does not map"),
+    "unsupported": ("'RandomInvert'", "'local_x'", "SeparableConv1D", "does not map"),
     "custom_layer": ("custom object", "Scale", "'scale_x'"),
     "custom_activation": ("'sc_custom'", "swishy"),
     "weights_only": ("weights only", "load_keras_weights"),
@@ -104,12 +104,17 @@ def _keras3_models():
 def _error_models(root):
     L = tf_keras.layers
     files = {}
-    # a class sepconv does not map (Masking, ThresholdedReLU, then LocallyConnected1D are
-    # mapped now)
+    # a class sepconv does not map (Masking, ThresholdedReLU, LocallyConnected1D, then
+    # RandomFlip are mapped now): the file's RandomFlip renamed RandomInvert (Keras 3's)
     m = tf_keras.Sequential([L.SeparableConv2D(2, 3, input_shape=(8, 8, 3), name="sc"),
                              L.RandomFlip(name="local_x")])
     files["unsupported"] = os.path.join(root, "unsupported.h5")
     m.save(files["unsupported"])
+    import h5py
+    with h5py.File(files["unsupported"], "r+") as f:
+        config = f.attrs["model_config"]
+        config = config.decode() if isinstance(config, bytes) else config
+        f.attrs["model_config"] = config.replace('"RandomFlip"', '"RandomInvert"')
 
     @tf_keras.saving.register_keras_serializable(package="mypkg")
     class Scale(L.Layer):

@@ -2643,3 +2643,161 @@ def resize(x: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear"
     for axis, n_out in ((first, height), (first + 1, width)):
         x = _resize.apply_axis(x, axis, n_out, interpolation)
     return x.contiguous()
+
+
+# -- image augmentation (tf-keras' RandomRotation / RandomTranslation / RandomZoom, ...) ----
+#: ``fill_mode`` values of :func:`image_transform` (TensorFlow's ``ImageProjectiveTransformV3``).
+FILL_MODES = ("reflect", "wrap", "constant", "nearest")
+#: ``interpolation`` values of :func:`image_transform`.
+TRANSFORM_INTERPOLATIONS = ("nearest", "bilinear")
+
+
+def _map_coordinate(c: torch.Tensor, length: int, fill_mode: str) -> torch.Tensor:
+    """TensorFlow's ``MapCoordinate<fill_mode>`` (``image_ops.h``), in float32: an input
+    coordinate outside ``[0, length - 1]`` mapped back inside (``constant`` leaves it)."""
+    if fill_mode == "constant":
+        return c
+    if fill_mode == "nearest" or length <= 1:
+        return c.clamp(0.0, float(length - 1)) if length > 1 else torch.zeros_like(c)
+    if fill_mode == "reflect":
+        sz2 = 2 * length
+        low = sz2 * torch.trunc(-c / sz2) + c
+        low = torch.where(low < -length, low + sz2, -low - 1)
+        high = c - sz2 * torch.trunc(c / sz2)
+        high = torch.where(high >= length, sz2 - high - 1, high)
+    else:  # wrap (TensorFlow divides by length - 1 and steps by length, as written)
+        sz = length - 1
+        low = c + length * (torch.trunc(-c / sz) + 1)
+        high = c - length * torch.trunc(c / sz)
+    c = torch.where(c < 0, low, torch.where(c > length - 1, high, c))
+    return c.clamp(0.0, float(length - 1))
+
+
+def image_transform(images: torch.Tensor, transforms, fill_mode: str = "reflect",
+                    interpolation: str = "bilinear", fill_value: float = 0.0,
+                    output_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """TensorFlow's ``ImageProjectiveTransformV3`` (tf-keras' ``transform``): images
+    ``(batch, rows, cols, channels)`` sampled at projectively mapped points.
+
+    ``transforms``: ``(8,)``, ``(1, 8)`` (one for all images) or ``(batch, 8)``; a row
+    ``[a0, a1, a2, b0, b1, b2, c0, c1]`` maps the *output* point ``(x, y)`` to the *input*
+    point ``((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k)``, ``k = c0 x + c1 y + 1``
+    (``k == 0`` gives ``fill_value``).  ``fill_mode``: ``reflect`` (``d c b a | a b c d |
+    d c b a``), ``wrap``, ``constant`` (``fill_value`` outside, blended at the edges by
+    bilinear), ``nearest``; ``interpolation``: ``bilinear`` or ``nearest`` (rounding half
+    away from zero).  The coordinates and the bilinear blend are computed in float32 as
+    TensorFlow's kernel does (a float64 image is read as float32 there too); the result
+    has the images' dtype.  The gradient with respect to ``images`` is the exact adjoint
+    of the sampling (TensorFlow's registered one samples the output gradient through the
+    inverse transform instead, which agrees only for whole-pixel shifts); none for the
+    transforms, as in TensorFlow.  Output ``(batch, *output_shape, channels)``,
+    ``output_shape`` defaulting to ``(rows, cols)``."""
+    if fill_mode not in FILL_MODES:
+        raise ValueError(f"Invalid value for argument `fill_mode`. Expected one of "
+                         f"{FILL_MODES}. Received fill_mode={fill_mode!r}")
+    if interpolation not in TRANSFORM_INTERPOLATIONS:
+        raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
+                         f"{TRANSFORM_INTERPOLATIONS}. Received interpolation={interpolation!r}")
+    if images.dim() != 4:
+        raise ValueError(f"image_transform expects images of rank 4, (batch, rows, cols, "
+                         f"channels). Received input of shape {tuple(images.shape)}")
+    batch, rows, cols, channels = (int(s) for s in images.shape)
+    t = torch.as_tensor(transforms, dtype=torch.float32, device=images.device).detach()
+    if t.dim() == 1:
+        t = t.unsqueeze(0)
+    if t.dim() != 2 or t.shape[1] != 8 or t.shape[0] not in (1, batch):
+        raise ValueError(f"Invalid value for argument `transforms`. Expected shape (8,), "
+                         f"(1, 8) or ({batch}, 8). Received transforms of shape "
+                         f"{tuple(t.shape)}")
+    out_h, out_w = (rows, cols) if output_shape is None else (int(v) for v in output_shape)
+    t = t.expand(batch, 8)[:, :, None, None]
+    ox = torch.arange(out_w, dtype=torch.float32, device=images.device)[None, None, :]
+    oy = torch.arange(out_h, dtype=torch.float32, device=images.device)[None, :, None]
+    a0, a1, a2, b0, b1, b2, c0, c1 = (t[:, i] for i in range(8))
+    infinite = None
+    if bool((t[:, 1] == 0).all() and (t[:, 3] == 0).all() and (t[:, 6:] == 0).all()):
+        # each axis on its own (translations, zooms): the coordinates stay (batch, 1, out_w)
+        # and (batch, out_h, 1), the same numbers (0 * y and / 1 change nothing)
+        x = a0 * ox + a2
+        y = b1 * oy + b2
+    elif bool((t[:, 6:] == 0).all()):  # affine (rotations): k = 1, no division
+        x = a0 * ox + a1 * oy + a2
+        y = b0 * ox + b1 * oy + b2
+    else:
+        projection = c0 * ox + c1 * oy + 1.0
+        infinite = projection == 0
+        projection = torch.where(infinite, torch.ones_like(projection), projection)
+        x = (a0 * ox + a1 * oy + a2) / projection
+        y = (b0 * ox + b1 * oy + b2) / projection
+    x = _map_coordinate(x, cols, fill_mode)
+    y = _map_coordinate(y, rows, fill_mode)
+    fill = torch.tensor(float(fill_value), dtype=torch.float32).to(images.dtype)
+    # one gather per corner from the pixels as rows, a last row of fill_value for every
+    # point outside the image
+    table = torch.cat([images.reshape(-1, channels),
+                       fill.to(images.device).expand(1, channels)])
+    outside = batch * rows * cols
+    first = (torch.arange(batch, device=images.device) * (rows * cols))[:, None, None]
+
+    def offsets(c: torch.Tensor, length: int, stride: int):
+        """Whole coordinates ``c`` (float): their offsets in the table, and where they
+        fall inside ``[0, length)``."""
+        inside = (c >= 0) & (c < length)
+        return torch.where(inside, c, 0).to(torch.int64) * stride, inside
+
+    def read(row, col) -> torch.Tensor:
+        index = torch.where(row[1] & col[1], first + row[0] + col[0], outside)
+        index = index.expand(batch, out_h, out_w)
+        return table.index_select(0, index.reshape(-1)).reshape(batch, out_h, out_w,
+                                                                channels)
+
+    if interpolation == "nearest":
+        def half_away(v):  # std::round
+            return torch.sign(v) * torch.floor(torch.abs(v) + 0.5)
+        out = read(offsets(half_away(y), rows, cols), offsets(half_away(x), cols, 1))
+    else:
+        y0, x0 = torch.floor(y), torch.floor(x)
+        y1, x1 = y0 + 1, x0 + 1
+        r0, r1 = offsets(y0, rows, cols), offsets(y1, rows, cols)
+        k0, k1 = offsets(x0, cols, 1), offsets(x1, cols, 1)
+        wx0, wx1 = (x1 - x)[..., None], (x - x0)[..., None]
+        wy0, wy1 = (y1 - y)[..., None], (y - y0)[..., None]
+        top = wx0 * read(r0, k0).float() + wx1 * read(r0, k1).float()
+        bottom = wx0 * read(r1, k0).float() + wx1 * read(r1, k1).float()
+        out = (wy0 * top + wy1 * bottom).to(images.dtype)
+    if infinite is not None and bool(infinite.any()):
+        out = torch.where(infinite[..., None], fill.to(out.device), out)
+    return out
+
+
+def rotation_matrix(angles: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """tf-keras' ``get_rotation_matrix``: ``(batch, 8)`` transforms (for
+    :func:`image_transform`) rotating each image by ``angles`` (radians, counter-clockwise)
+    about its centre, in float32."""
+    a = torch.as_tensor(angles, dtype=torch.float32)
+    h, w = torch.tensor(float(rows)), torch.tensor(float(cols))
+    cos, sin = torch.cos(a), torch.sin(a)
+    x_offset = ((w - 1) - (cos * (w - 1) - sin * (h - 1))) / 2.0
+    y_offset = ((h - 1) - (sin * (w - 1) + cos * (h - 1))) / 2.0
+    zeros = torch.zeros_like(a)
+    return torch.stack([cos, -sin, x_offset, sin, cos, y_offset, zeros, zeros], dim=1)
+
+
+def translation_matrix(translations: torch.Tensor) -> torch.Tensor:
+    """tf-keras' ``get_translation_matrix``: ``(batch, 8)`` transforms shifting each image
+    by ``translations[:, 0]`` pixels right and ``translations[:, 1]`` down."""
+    d = torch.as_tensor(translations, dtype=torch.float32)
+    ones, zeros = torch.ones_like(d[:, 0]), torch.zeros_like(d[:, 0])
+    return torch.stack([ones, zeros, -d[:, 0], zeros, ones, -d[:, 1], zeros, zeros], dim=1)
+
+
+def zoom_matrix(zooms: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """tf-keras' ``get_zoom_matrix``: ``(batch, 8)`` transforms scaling the sampling grid
+    of each image by ``zooms[:, 0]`` horizontally and ``zooms[:, 1]`` vertically about its
+    centre (a factor above 1 zooms out)."""
+    z = torch.as_tensor(zooms, dtype=torch.float32)
+    x_offset = ((torch.tensor(float(cols)) - 1.0) / 2.0) * (1.0 - z[:, 0])
+    y_offset = ((torch.tensor(float(rows)) - 1.0) / 2.0) * (1.0 - z[:, 1])
+    zeros = torch.zeros_like(z[:, 0])
+    return torch.stack([z[:, 0], zeros, x_offset, zeros, z[:, 1], y_offset, zeros, zeros],
+                       dim=1)

@@ -422,3 +422,20 @@ layer_gru_cell = r_cell_function(_layers.GRUCell)
 layer_stacked_rnn_cells = r_cell_function(_layers.StackedRNNCells)
 __all__ += ["layer_rnn", "layer_simple_rnn_cell", "layer_lstm_cell", "layer_gru_cell",
             "layer_stacked_rnn_cells"]
+
+# -- image preprocessing and augmentation (layers/augmentation.py) --
+_AUGMENT_INTS = INTEGER_ARGS + ("height", "width", "seed")
+layer_center_crop = r_function(_layers.CenterCrop, integer_args=_AUGMENT_INTS)
+layer_random_crop = r_function(_layers.RandomCrop, integer_args=_AUGMENT_INTS)
+layer_random_height = r_function(_layers.RandomHeight, integer_args=_AUGMENT_INTS)
+layer_random_width = r_function(_layers.RandomWidth, integer_args=_AUGMENT_INTS)
+__all__ += ["layer_center_crop", "layer_random_crop", "layer_random_height",
+            "layer_random_width"]
+layer_random_flip = r_function(_layers.RandomFlip, integer_args=_AUGMENT_INTS)
+layer_random_rotation = r_function(_layers.RandomRotation, integer_args=_AUGMENT_INTS)
+layer_random_translation = r_function(_layers.RandomTranslation, integer_args=_AUGMENT_INTS)
+layer_random_zoom = r_function(_layers.RandomZoom, integer_args=_AUGMENT_INTS)
+layer_random_contrast = r_function(_layers.RandomContrast, integer_args=_AUGMENT_INTS)
+layer_random_brightness = r_function(_layers.RandomBrightness, integer_args=_AUGMENT_INTS)
+__all__ += ["layer_random_flip", "layer_random_rotation", "layer_random_translation",
+            "layer_random_zoom", "layer_random_contrast", "layer_random_brightness"]

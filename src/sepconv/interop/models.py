@@ -1032,6 +1032,8 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
                              f"data_format={m.data_format!r}, which tf-keras' ZeroPadding1D "
                              f"does not take (Keras 3's does); save as .keras")
     for m in module.modules():  # layers tf-keras 2 does not have (a class attribute says)
+        if hasattr(m, "check_tf_keras_file"):  # a layer tf-keras would compute otherwise
+            m.check_tf_keras_file()
         if getattr(m, "KERAS3_ONLY", False):
             raise ValueError(f"save_keras_model: layer {m.name!r} ({type(m).__name__}) "
                              f"exists in Keras 3 only; tf-keras 2 (and R keras 2) cannot "
@@ -1399,6 +1401,8 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
     cls = type(layer).__name__
     _check_keras3_formulas(layer)
     config = dict(layer.get_config())
+    if hasattr(layer, "keras3_config"):  # a layer whose Keras 3 config differs (or cannot be)
+        config = layer.keras3_config(config)
     label = f"save_keras_model: layer {config.get('name', '?')!r} ({cls})"
     if cls == "ThresholdedReLU":  # Keras 3 dropped it: its ReLU(threshold) computes the same
         cls = "ReLU"

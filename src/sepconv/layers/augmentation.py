@@ -1,0 +1,609 @@
+"""Keras' image preprocessing and augmentation layers (tf-keras 2.21, Keras 3.15).
+
+Images are ``(batch, rows, cols, channels)`` or one ``(rows, cols, channels)``
+(channels_last, as tf-keras' layers take them; a Keras 3 config with
+``data_format="channels_first"`` is refused).  ``CenterCrop`` computes the same in training
+and inference.  The random layers draw only in ``train()`` mode (a torch module's
+``training`` flag stands for Keras' ``training`` argument; a model file loads in
+``eval()``): in ``eval()`` they are the identity (``RandomCrop`` excepted, see there), which
+is what ``model.predict`` computes in both Kerases.  (Called directly, outside a model and
+with no ``training`` argument, both Kerases' layers augment; sepconv's follow the module's
+mode, or a ``training=True`` / ``False`` argument as Keras' do.)
+
+The random draws are torch's (``seed``: a ``torch.Generator`` of that seed per device, so a
+seeded layer repeats its sequence; unseeded: torch's global generator).  The distributions
+and the transforms are Keras', but the streams are not TensorFlow's: equal random outputs
+to tf-keras' are not a goal.  The geometric layers sample through
+:func:`sepconv.functional.image_transform`, TensorFlow's ``ImageProjectiveTransformV3``
+(tested equal, bit for bit, for every ``fill_mode`` and ``interpolation``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .. import activations as _activations
+from .. import functional as _functional
+from .base import check_count
+from .core import _Random, _Weightless, check_number
+
+_FILL_MODES = _functional.FILL_MODES
+_INTERPOLATIONS = _functional.TRANSFORM_INTERPOLATIONS
+
+
+def _check_choice(value: Any, name: str, allowed: Sequence[str]) -> str:
+    """A string among ``allowed`` (any case), lower-cased."""
+    if not isinstance(value, str):
+        raise TypeError(f"Invalid type for argument `{name}`. Expected a string. "
+                        f"Received {name}={value!r}")
+    if value.lower() not in allowed:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected one of "
+                         f"{', '.join(allowed)}. Received {name}={value!r}")
+    return value.lower()
+
+
+def _bounds(value: Any, name: str, symmetric: bool = True) -> Tuple[float, float]:
+    """tf-keras' factor arguments: a number ``f`` -> ``(-f, f)`` (``(f, f)`` where not
+    ``symmetric``), a pair -> ``(lower, upper)``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"Invalid value for argument `{name}`. Expected a number or a "
+                             f"pair of numbers. Received {name}={value!r}")
+        return check_number(value[0], name), check_number(value[1], name)
+    f = check_number(value, name)
+    return (-f, f) if symmetric else (f, f)
+
+
+def _factor_config(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _uniform(shape, low: float, high: float, generator, device) -> torch.Tensor:
+    """float32 draws in ``[low, high)`` (TensorFlow's ``random_uniform``)."""
+    u = torch.rand(shape, dtype=torch.float32, generator=generator, device=device)
+    return u * float(np.float32(high) - np.float32(low)) + float(np.float32(low))
+
+
+class _Image(_Weightless):
+    """Images of rank 4 or 3, channels_last; Keras 3 configs' ``data_format`` read."""
+
+    def __init__(self, **common):
+        super().__init__(**common)
+        #: Built from a Keras 3 config (a Keras 3 file): inference follows Keras 3 where
+        #: the two Kerases differ.
+        self._keras3_file = _activations.current_flavour() == "keras3"
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]):
+        """tf-keras' and Keras 3's configs; Keras 3's ``data_format`` must be
+        channels_last."""
+        config = dict(config)
+        if config.pop("data_format", None) not in (None, "channels_last"):
+            raise ValueError(f"sepconv's {cls.__name__} takes channels_last images "
+                             f"(tf-keras' layer); this Keras 3 config has "
+                             f"data_format='channels_first'")
+        return super().from_config(config)
+
+    def _check_input(self, shape) -> None:
+        if len(shape) not in (3, 4):
+            raise ValueError(f"Layer {self.name!r} expects images of rank 4, (batch, rows, "
+                             f"cols, channels), or 3. Received input of shape {shape}")
+
+    def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
+        self._check_input(tuple(input_shape))
+        return tuple(input_shape)
+
+    def forward(self, inputs, training: Optional[bool] = None) -> torch.Tensor:
+        """``inputs``: images, any real dtype (cast to the compute dtype first).
+        ``training``: Keras' argument, ``None`` for the module's mode (``train()`` /
+        ``eval()``)."""
+        x = self._prepare_input(inputs)
+        training = self.training if training is None else bool(training)
+        unbatched = x.dim() == 3
+        y = self._images(x.unsqueeze(0) if unbatched else x, training)
+        return y.squeeze(0) if unbatched else y
+
+    def call(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    def _images(self, x: torch.Tensor, training: bool) -> torch.Tensor:
+        """``x``: ``(batch, rows, cols, channels)`` in the compute dtype."""
+        return self._augment(x) if training else x
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _RandomImage(_Image, _Random):
+    """A random augmentation: ``seed`` checked, draws from ``_generator``."""
+
+    def _seed(self, seed) -> None:
+        self.seed = None if seed is None else check_count(seed, "seed", minimum=0)
+
+    def _rand(self, shape, low: float, high: float, x: torch.Tensor) -> torch.Tensor:
+        return _uniform(shape, low, high, self._generator(x.device), x.device)
+
+
+# -- crops -------------------------------------------------------------------------------
+
+class _Crop(_Image):
+    def _sizes(self, height, width) -> None:
+        self.height = check_count(height, "height")
+        self.width = check_count(width, "width")
+
+    def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
+        shape = list(input_shape)
+        self._check_input(tuple(shape))
+        shape[-3:-1] = [self.height, self.width]
+        return tuple(shape)
+
+    def _center_or_resize(self, x: torch.Tensor) -> torch.Tensor:
+        """tf-keras' ``CenterCrop``: the centred ``height x width`` window (start
+        ``(rows - height) // 2``) where the image is at least that large on both axes,
+        else ``smart_resize`` (the centred window of the target's aspect ratio, resized
+        bilinearly)."""
+        rows, cols = int(x.shape[1]), int(x.shape[2])
+        if rows >= self.height and cols >= self.width:
+            return x[:, (rows - self.height) // 2:(rows - self.height) // 2 + self.height,
+                     (cols - self.width) // 2:(cols - self.width) // 2 + self.width]
+        return self._smart_resize(x)
+
+    def _smart_resize(self, x: torch.Tensor) -> torch.Tensor:
+        """tf-keras' ``smart_resize`` (window sizes in float32; none for an empty window,
+        where TensorFlow fails too), or Keras 3's for a layer from a Keras 3 file (in
+        float64, at least one pixel)."""
+        if not self._keras3_file:
+            y = _functional.resize(x, (self.height, self.width), "bilinear", True)
+            return y.to(self.compute_dtype)
+        rows, cols = int(x.shape[1]), int(x.shape[2])
+        crop_h = max(min(rows, int(float(cols * self.height) / self.width)), 1)
+        crop_w = max(min(cols, int(float(rows * self.width) / self.height)), 1)
+        top, left = int(float(rows - crop_h) / 2), int(float(cols - crop_w) / 2)
+        x = x[:, top:top + crop_h, left:left + crop_w]
+        return _functional.resize(x, (self.height, self.width), "bilinear").to(
+            self.compute_dtype)
+
+
+class CenterCrop(_Crop):
+    """Keras' ``CenterCrop`` (R: ``layer_center_crop``): the central ``(height, width)``
+    window of each image, ``(batch, rows, cols, channels)`` -> ``(batch, height, width,
+    channels)`` (or unbatched), in training and inference alike.  The window starts at
+    ``(rows - height) // 2``, ``(cols - width) // 2``.  An image smaller than the target
+    on either axis is instead resized as both Kerases do (``smart_resize``: the largest
+    centred window of the target's aspect ratio, resized bilinearly to ``(height,
+    width)``; see :func:`sepconv.functional.resize`): where that window is empty
+    tf-keras fails (sepconv raises), Keras 3 keeps one pixel (a layer from a Keras 3 file
+    does the same).  Integer images are cast to the compute dtype first."""
+
+    def __init__(self, height, width, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self._sizes(height, width)
+        self._finish_init()
+
+    def _images(self, x, training):
+        return self._center_or_resize(x)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "height": self.height, "width": self.width}
+
+
+class RandomCrop(_Crop, _RandomImage):
+    """Keras' ``RandomCrop`` (R: ``layer_random_crop``): in training, one random
+    ``(height, width)`` window (the same for the whole batch, as tf-keras draws it) of
+    images at least that large; smaller images are resized as ``CenterCrop`` resizes them.
+
+    In inference the two Kerases differ, and each file gets its own: tf-keras (and R keras)
+    always ``smart_resize`` to ``(height, width)`` (the centred window of the target's
+    aspect ratio, resized bilinearly, even for larger images); Keras 3 returns the images
+    unchanged (its ``predict`` output keeps the input size, whatever its
+    ``compute_output_shape`` says).  A layer built from a Keras 3 config (a Keras 3 file)
+    does the latter, any other the former.  In training, a layer from a Keras 3 file crops
+    as tf-keras does (Keras 3 resizes a partial window of images not larger than the
+    target)."""
+
+    def __init__(self, height, width, seed=None, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
+                         weights=weights)
+        self._sizes(height, width)
+        self._seed(seed)
+        self._finish_init()
+
+    def _images(self, x, training):
+        if training:
+            return self._augment(x)
+        return x if self._keras3_file else self._smart_resize(x)
+
+    def _augment(self, x):
+        rows, cols = int(x.shape[1]), int(x.shape[2])
+        if rows < self.height or cols < self.width:
+            return self._smart_resize(x)
+        gen = self._generator(x.device)
+        top = int(torch.randint(0, rows - self.height + 1, (), generator=gen,
+                                device=x.device))
+        left = int(torch.randint(0, cols - self.width + 1, (), generator=gen,
+                                 device=x.device))
+        return x[:, top:top + self.height, left:left + self.width]
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "height": self.height, "width": self.width,
+                "seed": self.seed}
+
+    def keras3_config(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        """For ``save_keras_model``'s Keras 3 writer: refused unless the layer came from
+        a Keras 3 file (Keras 3 would pass images through where this one resizes)."""
+        if not self._keras3_file:
+            raise ValueError(f"save_keras_model: layer {self.name!r} (RandomCrop) resizes "
+                             f"images at inference as tf-keras does; Keras 3's passes them "
+                             f"through, so a .keras file would predict other numbers; save "
+                             f"as .h5")
+        return config
+
+    def check_tf_keras_file(self) -> None:
+        """For ``save_keras_model``'s .h5 writer: refused for a layer from a Keras 3
+        file (tf-keras would resize images this one passes through)."""
+        if self._keras3_file:
+            raise ValueError(f"save_keras_model: layer {self.name!r} (RandomCrop) came from "
+                             f"a Keras 3 file and passes images through at inference; "
+                             f"tf-keras' resizes them, so an .h5 file would predict other "
+                             f"numbers; save as .keras")
+
+
+class _RandomSize(_RandomImage):
+    """tf-keras' ``RandomHeight`` / ``RandomWidth``: in training, one factor for the batch
+    drawn uniformly in ``[1 + lower, 1 + upper)``, the axis' new length
+    ``int(factor * length)`` (float32, at least 1: TensorFlow fails on 0), the images
+    resized with ``interpolation`` (:func:`sepconv.functional.resize`, TensorFlow's
+    weights; ``area`` is refused); the identity in inference."""
+
+    TF_KERAS_ONLY = True  # Keras 3 has no RandomHeight / RandomWidth
+    AXIS = 1
+
+    def __init__(self, factor, interpolation, seed, common):
+        super().__init__(**common)
+        self.factor = _factor_config(factor)
+        self.lower, self.upper = _bounds(factor, "factor")
+        if self.upper < self.lower:
+            raise ValueError(f"Invalid value for argument `factor`. Expected an upper "
+                             f"bound no less than the lower bound. Received factor={factor}")
+        if self.lower < -1.0 or self.upper < -1.0:
+            raise ValueError(f"Invalid value for argument `factor`. Expected values larger "
+                             f"than -1. Received factor={factor}")
+        if not isinstance(interpolation, str):
+            raise TypeError(f"Invalid type for argument `interpolation`. Expected a string. "
+                            f"Received interpolation={interpolation!r}")
+        self.interpolation = interpolation.lower()
+        if self.interpolation not in _functional.RESIZE_METHODS:
+            raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
+                             f"{', '.join(_functional.RESIZE_METHODS)} (TensorFlow's 'area' "
+                             f"resizing is not implemented). Received "
+                             f"interpolation={interpolation!r}")
+        self._seed(seed)
+        self._finish_init()
+
+    def _augment(self, x):
+        factor = self._rand((), 1.0 + self.lower, 1.0 + self.upper, x)
+        size = [int(x.shape[1]), int(x.shape[2])]
+        length = size[self.AXIS - 1]
+        size[self.AXIS - 1] = max(int(np.float32(factor.item()) * np.float32(length)), 1)
+        return _functional.resize(x, size, self.interpolation).to(self.compute_dtype)
+
+    def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
+        shape = list(super().compute_output_shape(input_shape))
+        shape[-4 + self.AXIS] = None  # tf-keras' (the length is drawn in training)
+        return tuple(shape)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "factor": self.factor,
+                "interpolation": self.interpolation, "seed": self.seed}
+
+
+def _common(values: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: values[k] for k in ("input_shape", "batch_input_shape", "batch_size", "dtype",
+                                   "name", "trainable", "weights")}
+
+
+class RandomHeight(_RandomSize):
+    """tf-keras' ``RandomHeight`` (R: ``layer_random_height``): in training the images'
+    height scaled by a random factor (see the base class); inference: the identity.
+    ``factor``: ``f`` for ``[-f, f]`` or ``(lower, upper)``, each > -1."""
+
+    AXIS = 1
+
+    def __init__(self, factor, interpolation="bilinear", seed=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(factor, interpolation, seed, _common(locals()))
+
+
+class RandomWidth(_RandomSize):
+    """tf-keras' ``RandomWidth`` (R: ``layer_random_width``): in training the images'
+    width scaled by a random factor (see ``RandomHeight``); inference: the identity."""
+
+    AXIS = 2
+
+    def __init__(self, factor, interpolation="bilinear", seed=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(factor, interpolation, seed, _common(locals()))
+
+
+# -- flips, geometric transforms, colour ----------------------------------------------------
+
+_FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+
+class RandomFlip(_RandomImage):
+    """Keras' ``RandomFlip`` (R: ``layer_random_flip``): in training each image is
+    flipped left-right (``mode`` ``"horizontal"``), top-bottom (``"vertical"``) or each
+    independently (``"horizontal_and_vertical"``, the default), each flip with
+    probability 1/2, drawn per image; the identity in inference."""
+
+    def __init__(self, mode="horizontal_and_vertical", seed=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.mode = _check_choice(mode, "mode", _FLIP_MODES)
+        self._seed(seed)
+        self._finish_init()
+
+    def _augment(self, x):
+        for axis, on in ((2, self.mode != "vertical"), (1, self.mode != "horizontal")):
+            if on:
+                flip = self._rand((x.shape[0], 1, 1, 1), 0.0, 1.0, x) < 0.5
+                x = torch.where(flip, x.flip(axis), x)
+        return x
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "mode": self.mode, "seed": self.seed}
+
+
+class _Transform(_RandomImage):
+    """The layers that resample through :func:`sepconv.functional.image_transform`, one
+    random transform per image: ``fill_mode`` (``reflect``, ``wrap``, ``constant``,
+    ``nearest``), ``interpolation`` (``bilinear``, ``nearest``), ``fill_value`` (for
+    ``constant``)."""
+
+    def _sampling(self, fill_mode, interpolation, seed, fill_value) -> None:
+        self.fill_mode = _check_choice(fill_mode, "fill_mode", _FILL_MODES)
+        self.interpolation = _check_choice(interpolation, "interpolation", _INTERPOLATIONS)
+        self.fill_value = check_number(fill_value, "fill_value")
+        self._seed(seed)
+
+    def _augment(self, x):
+        matrices = self._matrices(x).to(x.device)
+        return _functional.image_transform(x, matrices, self.fill_mode, self.interpolation,
+                                           self.fill_value)
+
+    def _matrices(self, x) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _sampling_config(self) -> Dict[str, Any]:
+        return {"fill_mode": self.fill_mode, "fill_value": self.fill_value,
+                "interpolation": self.interpolation, "seed": self.seed}
+
+
+class RandomRotation(_Transform):
+    """Keras' ``RandomRotation`` (R: ``layer_random_rotation``): in training each image is
+    rotated about its centre by an angle drawn uniformly in ``[lower * 2 pi, upper * 2
+    pi)`` (``factor``: ``f`` for ``[-f, f]`` or ``(lower, upper)``; positive:
+    counter-clockwise), tf-keras' ``get_rotation_matrix``; the identity in inference."""
+
+    def __init__(self, factor, fill_mode="reflect", interpolation="bilinear", seed=None,
+                 fill_value=0.0, input_shape=None, batch_input_shape=None, batch_size=None,
+                 dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.factor = _factor_config(factor)
+        self.lower, self.upper = _bounds(factor, "factor")
+        if self.upper < self.lower:
+            raise ValueError(f"Invalid value for argument `factor`. Expected an upper "
+                             f"bound no less than the lower bound. Received factor={factor}")
+        self._sampling(fill_mode, interpolation, seed, fill_value)
+        self._finish_init()
+
+    def _matrices(self, x):
+        angles = self._rand((x.shape[0],), self.lower * 2.0 * math.pi,
+                            self.upper * 2.0 * math.pi, x)
+        return _functional.rotation_matrix(angles, int(x.shape[1]), int(x.shape[2]))
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "factor": self.factor, **self._sampling_config()}
+
+
+def _check_unit(lower: float, upper: float, value: Any, name: str) -> None:
+    if upper < lower:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected an upper bound no "
+                         f"less than the lower bound. Received {name}={value}")
+    if abs(lower) > 1.0 or abs(upper) > 1.0:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected values between "
+                         f"[-1, 1]. Received {name}={value}")
+
+
+class RandomTranslation(_Transform):
+    """Keras' ``RandomTranslation`` (R: ``layer_random_translation``): in training each
+    image is shifted by fractions drawn uniformly in ``height_factor``'s and
+    ``width_factor``'s ranges (``f`` for ``[-f, f]`` or ``(lower, upper)``, within [-1, 1];
+    positive: down / right) of its height and width; the identity in inference."""
+
+    def __init__(self, height_factor, width_factor, fill_mode="reflect",
+                 interpolation="bilinear", seed=None, fill_value=0.0, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.height_factor = _factor_config(height_factor)
+        self.height_lower, self.height_upper = _bounds(height_factor, "height_factor")
+        _check_unit(self.height_lower, self.height_upper, height_factor, "height_factor")
+        self.width_factor = _factor_config(width_factor)
+        self.width_lower, self.width_upper = _bounds(width_factor, "width_factor")
+        _check_unit(self.width_lower, self.width_upper, width_factor, "width_factor")
+        self._sampling(fill_mode, interpolation, seed, fill_value)
+        self._finish_init()
+
+    def _matrices(self, x):
+        n = x.shape[0]
+        dy = self._rand((n,), self.height_lower, self.height_upper, x) * float(x.shape[1])
+        dx = self._rand((n,), self.width_lower, self.width_upper, x) * float(x.shape[2])
+        return _functional.translation_matrix(torch.stack([dx, dy], dim=1))
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "height_factor": self.height_factor,
+                "width_factor": self.width_factor, **self._sampling_config()}
+
+
+class RandomZoom(_Transform):
+    """Keras' ``RandomZoom`` (R: ``layer_random_zoom``): in training each image is zoomed
+    about its centre by ``1 + z``, ``z`` drawn uniformly in ``height_factor``'s range
+    vertically (``f`` for ``[-f, f]`` or ``(lower, upper)``, within [-1, 1]; positive:
+    zoom out) and in ``width_factor``'s horizontally (``None``: the vertical draw, keeping
+    the aspect ratio), tf-keras' ``get_zoom_matrix``; the identity in inference."""
+
+    def __init__(self, height_factor, width_factor=None, fill_mode="reflect",
+                 interpolation="bilinear", seed=None, fill_value=0.0, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.height_factor = _factor_config(height_factor)
+        self.height_lower, self.height_upper = _bounds(height_factor, "height_factor")
+        if abs(self.height_lower) > 1.0 or abs(self.height_upper) > 1.0:
+            raise ValueError(f"Invalid value for argument `height_factor`. Expected values "
+                             f"between [-1, 1]. Received height_factor={height_factor}")
+        self.width_factor = _factor_config(width_factor)
+        if width_factor is not None:
+            self.width_lower, self.width_upper = _bounds(width_factor, "width_factor")
+            if self.width_lower < -1.0 or self.width_upper < -1.0:
+                raise ValueError(f"Invalid value for argument `width_factor`. Expected "
+                                 f"values larger than -1. Received width_factor="
+                                 f"{width_factor}")
+        self._sampling(fill_mode, interpolation, seed, fill_value)
+        self._finish_init()
+
+    def _matrices(self, x):
+        n = x.shape[0]
+        zy = self._rand((n,), 1.0 + self.height_lower, 1.0 + self.height_upper, x)
+        zx = zy if self.width_factor is None else \
+            self._rand((n,), 1.0 + self.width_lower, 1.0 + self.width_upper, x)
+        return _functional.zoom_matrix(torch.stack([zx, zy], dim=1), int(x.shape[1]),
+                                       int(x.shape[2]))
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "height_factor": self.height_factor,
+                "width_factor": self.width_factor, **self._sampling_config()}
+
+
+def _value_range(value: Any) -> list:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"Invalid value for argument `value_range`. Expected a list of two "
+                         f"numbers. Received value_range={value!r}")
+    for v in value:
+        check_number(v, "value_range")
+    return sorted(value)
+
+
+class RandomContrast(_RandomImage):
+    """Keras' ``RandomContrast`` (R: ``layer_random_contrast``): in training each
+    channel's pixels move away from (or towards) the channel's mean over the image,
+    ``(x - mean) * c + mean``, ``c`` drawn uniformly in ``[1 - lower, 1 + upper)``
+    (``factor``: ``f`` for ``lower = upper = f`` or ``(lower, upper)``, ``lower`` in
+    [0, 1]), then clipped to [0, 255]; the identity in inference.  tf-keras draws one
+    ``c`` for the batch, Keras 3 one per image and clips to its ``value_range`` (read from
+    its configs): a layer from a Keras 3 file does the same.  (Keras 3 stores a number
+    ``f`` as ``factor = (0, f)``, contrast in ``[1, 1 + f)`` only; its files say so and
+    load with that range.)"""
+
+    def __init__(self, factor, seed=None, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.factor = _factor_config(factor)
+        self.lower, self.upper = _bounds(factor, "factor", symmetric=False)
+        if self.lower < 0.0 or self.upper < 0.0 or self.lower > 1.0:
+            raise ValueError(f"Invalid value for argument `factor`. Expected values in "
+                             f"[0, 1] (the upper bound may exceed 1). Received "
+                             f"factor={factor}")
+        self.value_range = [0, 255]
+        self._seed(seed)
+        self._finish_init()
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "RandomContrast":
+        """Also Keras 3's ``value_range``."""
+        config = dict(config)
+        value_range = _value_range(config.pop("value_range", [0, 255]))
+        layer = super().from_config(config)
+        layer.value_range = value_range
+        return layer
+
+    def _augment(self, x):
+        shape = (x.shape[0], 1, 1, 1) if self._keras3_file else (1, 1, 1, 1)
+        c = self._rand(shape, 1.0 - self.lower, 1.0 + self.upper, x).to(x.dtype)
+        mean = x.mean(dim=(1, 2), keepdim=True)
+        return ((x - mean) * c + mean).clamp(*self.value_range)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = {**self.base_config(), "factor": self.factor, "seed": self.seed}
+        if self.value_range != [0, 255]:  # Keras 3's (tf-keras has none)
+            config["value_range"] = list(self.value_range)
+        return config
+
+    def keras3_config(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        """For ``save_keras_model``'s Keras 3 writer: ``factor`` as ``[lower, upper]``
+        (Keras 3 reads a number ``f`` as ``(0, f)``); Keras 3 sorts the pair, so a lower
+        bound above the upper one changes the training range (a warning says so)."""
+        if self.lower > self.upper:
+            import warnings
+            warnings.warn(f"save_keras_model: layer {self.name!r} (RandomContrast) has "
+                          f"factor={self.factor}; Keras 3 sorts the pair and will draw "
+                          f"contrast in [{1 - self.upper}, {1 + self.lower}) in training",
+                          stacklevel=3)
+        return {**config, "factor": [self.lower, self.upper],
+                "value_range": list(self.value_range)}
+
+    def check_tf_keras_file(self) -> None:
+        """For the .h5 writer: tf-keras' layer clips to [0, 255] and has no
+        ``value_range``."""
+        if self.value_range != [0, 255]:
+            raise ValueError(f"save_keras_model: layer {self.name!r} (RandomContrast) clips "
+                             f"to value_range={self.value_range} (Keras 3's); tf-keras' "
+                             f"layer clips to [0, 255]; save as .keras")
+
+
+class RandomBrightness(_RandomImage):
+    """Keras' ``RandomBrightness`` (R: ``layer_random_brightness``): in training each
+    image gets ``delta * (high - low)`` added, ``delta`` drawn uniformly in ``factor``'s
+    range (``f`` for ``[-f, f]`` or a pair, within [-1, 1]), then clipped to
+    ``value_range = (low, high)`` (default ``(0, 255)``); the identity in inference.
+    The config holds the sorted ``[lower, upper]`` factor and range, as tf-keras'."""
+
+    def __init__(self, factor, value_range=(0, 255), seed=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        if isinstance(factor, (tuple, list)):
+            if len(factor) != 2:
+                raise ValueError(f"Invalid value for argument `factor`. Expected a number "
+                                 f"or a list of two numbers in [-1, 1]. Received "
+                                 f"factor={factor!r}")
+            bounds = sorted(check_number(f, "factor", -1.0, 1.0) for f in factor)
+        else:
+            f = abs(check_number(factor, "factor", -1.0, 1.0))
+            bounds = [-f, f]
+        self.factor = bounds
+        self.value_range = _value_range(value_range)
+        self._seed(seed)
+        self._finish_init()
+
+    def _augment(self, x):
+        low, high = self.value_range
+        delta = self._rand((x.shape[0], 1, 1, 1), *self.factor, x) * float(high - low)
+        return (x + delta.to(x.dtype)).clamp(low, high)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**self.base_config(), "factor": list(self.factor),
+                "value_range": list(self.value_range), "seed": self.seed}
