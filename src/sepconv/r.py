@@ -422,3 +422,7 @@ layer_gru_cell = r_cell_function(_layers.GRUCell)
 layer_stacked_rnn_cells = r_cell_function(_layers.StackedRNNCells)
 __all__ += ["layer_rnn", "layer_simple_rnn_cell", "layer_lstm_cell", "layer_gru_cell",
             "layer_stacked_rnn_cells"]
+
+# -- Lambda (layers/lambda_layer.py) --
+layer_lambda = r_function(_layers.Lambda)
+__all__ += ["layer_lambda"]

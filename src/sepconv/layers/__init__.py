@@ -44,6 +44,7 @@ from .aliases import *  # noqa: F401,F403  (Keras' alias names: Convolution1D, M
 from .aliases import __all__ as _aliases
 from .preprocessing import (CategoryEncoding, Discretization, Hashing, IntegerLookup,
                             StringLookup, TextVectorization)
+from .lambda_layer import Lambda  # noqa: F401
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
