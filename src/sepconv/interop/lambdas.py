@@ -311,7 +311,8 @@ def _check_bytecode(code: types.CodeType, layer: str) -> None:
     """``KerasFileError`` unless ``code`` (and the code objects it holds) is bytecode of
     this Python: every opcode one this interpreter defines, followed by its inline caches
     (zeros).  Another Python's code object can unmarshal here and then crash it."""
-    raw = code.co_code
+    # the bytes as unmarshalled (``co_code`` would map unknown opcodes to known ones)
+    raw = getattr(code, "_co_code_adaptive", code.co_code)
     caches = getattr(dis, "_inline_cache_entries", None)
     cache_op = dis.opmap.get("CACHE", 0)
     i = 0
@@ -462,12 +463,35 @@ def _from_bytecode(dump: Any, layer: str, what: str) -> Callable:
     custom = _registry._CUSTOM.get()
     if code.co_name != "<lambda>" and code.co_name in custom:  # a named function: Keras' rule
         return custom[code.co_name]
-    globs = {**namespace(layer), **custom}
-    _check_names(code, globs, layer)
-    defaults = _value(defaults)
-    return types.FunctionType(code, globs, code.co_name,
-                              tuple(defaults) if defaults else None,
-                              _cells(closure, code, layer))
+    used = {name.split(".")[0] for name in _global_names(code)}
+    return FileFunction(text, _value(defaults), _value(closure), layer,
+                        {k: v for k, v in custom.items() if k in used})
+
+
+class FileFunction:
+    """A function of a model file's ``Lambda``, its bytecode run with :func:`namespace`
+    and the ``custom_objects`` it names (``extra``).  Pickles as its bytecode
+    (``torch.save`` of a loaded model; ``torch.load`` runs it again)."""
+
+    def __init__(self, text: str, defaults: Any, closure: Any, layer: str,
+                 extra: Dict[str, Any]):
+        code = _unmarshal(text, layer)
+        globs = {**namespace(layer), **extra}
+        _check_names(code, globs, layer)
+        self._state = (text, defaults, closure, layer, extra)
+        self.__wrapped__ = types.FunctionType(code, globs, code.co_name,
+                                              tuple(defaults) if defaults else None,
+                                              _cells(closure, code, layer))
+        self.__name__ = code.co_name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__wrapped__(*args, **kwargs)
+
+    def __reduce__(self):
+        return (FileFunction, self._state)
+
+    def __repr__(self) -> str:
+        return f"<{self.__name__} from the file's bytecode, layer {self._state[3]!r}>"
 
 
 def _from_name(name: Any, module: Any, layer: str, what: str) -> Callable:

@@ -39,10 +39,11 @@ def _first_shape(value: Any) -> tuple:
 
 
 def _arg_names(function: Any) -> set:
-    try:
-        return set(inspect.getfullargspec(function).args)
-    except TypeError:
+    try:  # (follows __wrapped__: a file's function, functools.wraps)
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
         return set()
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 class Lambda(Layer):
