@@ -308,6 +308,7 @@ ELSEWHERE.update({f"LocallyConnected{r}D": "test_locally_connected.py::"
 ELSEWHERE.update({cls: "test_preprocessing_lookup.py::test_saved_by_sepconv_for_both_kerases"
                   for cls in ("StringLookup", "IntegerLookup", "TextVectorization",
                               "Discretization", "CategoryEncoding", "Hashing")})
+ELSEWHERE["Lambda"] = "test_lambda.py::test_saved_back_with_the_file_config"
 
 
 def test_every_class_is_covered_here_or_by_the_family():
