@@ -440,7 +440,7 @@ def _value(value: Any) -> Any:
     return value
 
 
-def _from_bytecode(dump: Any, layer: str, what: str) -> Callable:
+def _from_bytecode(dump: Any, layer: str, what: str, module: Any = None) -> Callable:
     """A function from ``[code, defaults, closure]`` (tf-keras) or ``{"code", "defaults",
     "closure"}`` (Keras 3), run with :func:`namespace` and the ``custom_objects``."""
     if _SAFE_MODE.get():
@@ -463,6 +463,13 @@ def _from_bytecode(dump: Any, layer: str, what: str) -> Callable:
     custom = _registry._CUSTOM.get()
     if code.co_name != "<lambda>" and code.co_name in custom:  # a named function: Keras' rule
         return custom[code.co_name]
+    if isinstance(module, str) and module.split(".")[0] in ("tensorflow", "tf_keras") \
+            and code.co_name != "<lambda>":
+        # a TensorFlow / tf-keras backend function itself (Lambda(tf.nn.relu)): its
+        # bytecode calls TensorFlow's internals; sepconv's function of that name
+        path = f"{'K' if module.startswith('tf_keras') else 'tf'}.{code.co_name}"
+        if _resolve(path) is not None:
+            return NamedFunction(path)
     used = {name.split(".")[0] for name in _global_names(code)}
     return FileFunction(text, _value(defaults), _value(closure), layer,
                         {k: v for k, v in custom.items() if k in used})
@@ -494,6 +501,25 @@ class FileFunction:
         return f"<{self.__name__} from the file's bytecode, layer {self._state[3]!r}>"
 
 
+class NamedFunction:
+    """The function sepconv runs for a Keras / TensorFlow function's dotted name
+    (``"tf.relu"``, ``"keras.ops.relu"``); pickles as the name."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.__name__ = path.rpartition(".")[2]
+        self.__wrapped__ = _resolve(path)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__wrapped__(*args, **kwargs)
+
+    def __reduce__(self):
+        return (NamedFunction, (self.path,))
+
+    def __repr__(self) -> str:
+        return f"<sepconv's {self.path}>"
+
+
 def _from_name(name: Any, module: Any, layer: str, what: str) -> Callable:
     """A function a file names (Keras 3's named functions, tf-keras' ``"function"`` type):
     from ``custom_objects`` by its name, else a Keras function sepconv runs on torch."""
@@ -501,8 +527,8 @@ def _from_name(name: Any, module: Any, layer: str, what: str) -> Callable:
     if fn is None and isinstance(module, str) and module.split(".")[0] == "keras":
         area = "ops" if ".ops" in module else "activations" if "activations" in module \
             else None
-        if area is not None:
-            fn = _resolve(f"keras.{area}.{name}")
+        if area is not None and _resolve(f"keras.{area}.{name}") is not None:
+            fn = NamedFunction(f"keras.{area}.{name}")
     if fn is None:
         raise KerasFileError(f"Layer {layer!r} (Lambda): its {what} is the Python function "
                              f"{name!r}{f' of module {module}' if module else ''}: pass "
@@ -525,7 +551,7 @@ def _function(config: dict, key: str, layer: str, what: str) -> Any:
     if kind == "raw":
         return _value(value)
     if kind == "lambda":
-        return _from_bytecode(value, layer, what)
+        return _from_bytecode(value, layer, what, module)
     if kind == "function":
         return _from_name(value, module, layer, what)
     if isinstance(value, dict) and value.get("class_name") == "__lambda__":  # Keras 3
@@ -569,13 +595,16 @@ def build_lambda(entry: dict, flavour: str) -> Lambda:
     mask = _function(config, "mask", layer, "mask")
     arguments = _value(config.get("arguments") or {})
     try:
+        shape = config.get("batch_input_shape", config.get("batch_shape"))
         module = Lambda(function, output_shape=_shape(output_shape), mask=mask,
                         arguments=arguments, name=layer,
+                        batch_input_shape=None if shape is None else tuple(shape),
                         trainable=config.get("trainable", True),
                         dtype=_plain(config.get("dtype")))
     except (TypeError, ValueError) as err:
         raise KerasFileError(f"Layer {layer!r} (Lambda): {err}") from None
     module.file_config = {k: v for k, v in config.items()
-                          if k not in ("name", "trainable", "dtype")}
+                          if k not in ("name", "trainable", "dtype", "batch_input_shape",
+                                       "batch_shape")}
     module.file_flavour = flavour
     return module
