@@ -242,7 +242,8 @@ def _by_layer_name():
     return tf_keras.Model(x, y)
 
 
-FILES = ["tk.h5", "tk.keras", "k3.keras", "k3.h5", "tk_seq.h5", "tk_seq.keras"]
+# ("tk": tf-keras' SavedModel directory, model.save(path, save_format="tf"))
+FILES = ["tk.h5", "tk.keras", "tk", "k3.keras", "k3.h5", "tk_seq.h5", "tk_seq.keras"]
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +252,7 @@ def saved(tmp_path_factory):
     cases = Cases(root)
     x = np.random.default_rng(3).standard_normal((4, 5, 3)).astype(np.float32)
     models = {}
-    for writer, build, exts in (("tk", _tf_keras_model, (".h5", ".keras")),
+    for writer, build, exts in (("tk", _tf_keras_model, (".h5", ".keras", "")),
                                 ("k3", _keras3_model, (".keras", ".h5")),
                                 ("tk_seq", _tf_keras_sequential, (".h5", ".keras"))):
         (keras if writer == "k3" else tf_keras).utils.set_random_seed(5)
@@ -259,7 +260,7 @@ def saved(tmp_path_factory):
         y = outputs(model.predict(x, verbose=0))
         for ext in exts:
             path = os.path.join(root, f"{writer}{ext}")
-            model.save(path)
+            model.save(path, **({} if ext else {"save_format": "tf"}))
             cases.add(f"{writer}{ext}", "model", path, [x], y, unsafe=True,
                       custom="lambda_functions")
             if writer != "tk_seq":
@@ -287,7 +288,7 @@ def test_lambda_models_load_with_safe_mode_false_and_equal_predict(saved, case):
         assert r["convert_rc"] == 0 and r["convert_err"] <= 1e-5
 
 
-@pytest.mark.parametrize("case", FILES[:4])
+@pytest.mark.parametrize("case", FILES[:5])
 def test_by_default_bytecode_is_refused_saying_why_and_how(saved, case):
     r = saved[3][f"{case}_safe"]
     assert "crash" not in r, r.get("crash")
