@@ -419,3 +419,74 @@ def test_convert_without_unsafe_refuses(saved, tmp_path, capsys):
     assert cli.main(["convert", os.path.join(saved[0], "tk.h5"),
                      str(tmp_path / "m.pt")]) == 2
     assert "--unsafe" in capsys.readouterr().err
+
+
+# -- the names Keras code uses, against the real ones -----------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_REDUCTIONS = ("mean", "sum", "max", "min", "prod", "std", "var", "logsumexp")
+
+
+@st.composite
+def _calls(draw):
+    """A tensor, a function name and its arguments (positional or by keyword)."""
+    rank = draw(st.integers(2, 4))
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=rank, max_size=rank)))
+    axis = draw(st.integers(-rank, rank - 1))
+    keepdims = draw(st.booleans())
+    name = draw(st.sampled_from(_REDUCTIONS + ("expand_dims", "concatenate", "softmax",
+                                               "l2_normalize", "sqrt", "relu", "clip",
+                                               "transpose", "square", "cumsum")))
+    seed = draw(st.integers(0, 2 ** 16))
+    return shape, axis, keepdims, name, seed, draw(st.booleans())
+
+
+def _args(name, axis, keepdims, positional, backend):
+    """``(args, kwargs)`` of a call after the tensor, as Keras code writes it."""
+    if name in _REDUCTIONS:
+        return ((axis, keepdims), {}) if positional else ((), {"axis": axis,
+                                                               "keepdims": keepdims})
+    if name in ("expand_dims", "softmax", "l2_normalize", "cumsum"):
+        return ((axis,), {}) if positional else ((), {"axis": axis})
+    if name == "relu" and backend:
+        return (0.1, 0.8), {}
+    if name == "clip":
+        return (-0.5, 0.4), {}
+    return (), {}
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(_calls())
+def test_backend_and_ops_functions_equal_tf_keras_and_keras3(call):
+    """``K.<f>`` (tf-keras' backend) and ``ops.<f>`` (Keras 3) as a Lambda's bytecode
+    finds them: the same numbers as the real functions, K's own defaults (axis -1 for
+    ``concatenate`` / ``expand_dims``) and argument order, and Keras 3's static arguments
+    given by position or by name."""
+    from sepconv.interop.lambdas import namespace
+    shape, axis, keepdims, name, seed, positional = call
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    ns = namespace("probe")
+    for backend in (True, False):
+        fname = "permute_dimensions" if backend and name == "transpose" else name
+        if not hasattr(K if backend else keras.ops, fname) or \
+                (not backend and name == "cumsum"):
+            continue  # (Keras 3 has no l2_normalize; sepconv's ops has no cumsum)
+        ours_fn = getattr(ns["K"] if backend else ns["ops"], fname)
+        theirs_fn = getattr(K if backend else keras.ops, fname)
+        args, kwargs = _args(name, axis, keepdims, positional, backend)
+        if name == "concatenate":
+            got = ours_fn([torch.from_numpy(x), torch.from_numpy(x * 2)], *args, **kwargs)
+            want = theirs_fn([x, x * 2] if not backend else [tf.constant(x),
+                                                             tf.constant(x * 2)],
+                             *args, **kwargs)
+        elif name == "transpose" and backend:
+            perm = list(range(len(shape)))[::-1]
+            got, want = ours_fn(torch.from_numpy(x), perm), theirs_fn(tf.constant(x), perm)
+        else:
+            got = ours_fn(torch.from_numpy(x), *args, **kwargs)
+            want = theirs_fn(tf.constant(x) if backend else torch.from_numpy(x),
+                             *args, **kwargs)
+        want = np.asarray(want.cpu() if isinstance(want, torch.Tensor) else want)
+        assert tuple(got.shape) == want.shape, (backend, name)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5,
+                                   err_msg=f"{'K' if backend else 'ops'}.{name}")
