@@ -17,7 +17,6 @@ import base64
 import json
 import marshal
 import os
-import types
 
 import numpy as np
 import pytest
@@ -38,8 +37,26 @@ ops = keras.ops
 
 # -- the layer -------------------------------------------------------------------------
 def test_signature_is_tf_keras_then_r_keras_extras():
-    check_signature(sepconv.Lambda, tf_keras.layers.Lambda, sepconv.layer_lambda,
-                    required=1)
+    """tf-keras' arguments, then the common ones; R's ``layer_lambda`` names the function
+    ``f`` (R keras 2 and keras3 do) and takes R's doubles in ``output_shape``."""
+    import inspect
+    r_params = inspect.signature(sepconv.layer_lambda).parameters
+    assert list(r_params)[:2] == ["object", "f"]
+
+    def renamed(object=None, function=None, **kw):
+        return sepconv.layer_lambda(object, function, **kw)
+    renamed.__signature__ = inspect.Signature(
+        [p.replace(name="function") if p.name == "f" else p for p in r_params.values()])
+    check_signature(sepconv.Lambda, tf_keras.layers.Lambda, renamed, required=1)
+    layer = sepconv.layer_lambda(f=lambda x: x[:, :2], output_shape=[2.0],
+                                 input_shape=[3.0])
+    assert layer.compute_output_shape((None, 3)) == (None, 2)
+    model = sepconv.layer_lambda(torch.nn.Sequential(), lambda x: x * 2)
+    assert isinstance(model[0], sepconv.Lambda)
+    np.testing.assert_array_equal(sepconv.layer_lambda(np.ones((1, 2)), lambda x: x * 2),
+                                  [[2.0, 2.0]])
+    with pytest.raises(TypeError, match="output_shape"):
+        sepconv.layer_lambda(f=lambda x: x, output_shape=[2.5])
 
 
 def test_forward_and_gradients_equal_tf_keras(torch_single_thread):
@@ -270,6 +287,12 @@ def saved(tmp_path_factory):
               custom="lambda_functions", convert=os.path.join(root, "tk.pt"),
               convert_args=["--unsafe", "--custom", "lambda_functions"])
     cases.add("k3_named_missing", "error", os.path.join(root, "k3.keras"), unsafe=True)
+    inp = keras.layers.Input((5, 3))  # a named function alone: no bytecode in the file
+    only_named = keras.Model(inp, keras.layers.Lambda(rescale, name="named")(inp))
+    path = os.path.join(root, "k3_named.keras")
+    only_named.save(path)
+    cases.add("k3_named_safe", "model", path, [x], outputs(only_named.predict(x, verbose=0)),
+              custom="lambda_functions")
     by_name = _by_layer_name()
     x2 = np.random.default_rng(4).standard_normal((4, 3)).astype(np.float32)
     path = os.path.join(root, "by_name.h5")
@@ -301,6 +324,10 @@ def test_by_default_bytecode_is_refused_saying_why_and_how(saved, case):
 
 def test_a_lambda_layer_is_given_by_its_name_in_safe_mode(saved):
     check(saved[3]["by_name_safe"])
+
+
+def test_a_keras3_named_function_is_given_by_its_name_in_safe_mode(saved):
+    check(saved[3]["k3_named_safe"])
 
 
 def test_unknown_functions_and_named_functions_are_named(saved):

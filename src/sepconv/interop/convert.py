@@ -1,4 +1,5 @@
-"""``python -m sepconv convert MODEL.h5|MODEL.keras|SAVEDMODEL_DIR OUT.pt [--custom MODULE] [--unsafe]``.
+"""``python -m sepconv convert MODEL.h5|MODEL.keras|SAVEDMODEL_DIR OUT.pt [--custom MODULE]
+[--unsafe]``.
 
 Writes the whole loaded module with ``torch.save`` (read it back with
 ``torch.load(OUT.pt, weights_only=False)`` where sepconv is installed) and prints the
