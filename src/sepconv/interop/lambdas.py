@@ -142,6 +142,8 @@ def _tf_function(path: str) -> Optional[Callable]:
     if path in table:
         return table[path]
     head, _, name = path.rpartition(".")
+    if head not in ("", "math", "nn", "linalg", "compat.v1"):  # tf.sparse, tf.image, ...
+        return None
     if name in _TF_ALIASES:
         return table[_TF_ALIASES[name]]
     for prefix in _TF_PREFIXES:  # tf.reduce_mean is tf.math.reduce_mean, ...
@@ -193,6 +195,12 @@ def _keras_op(name: str) -> Optional[Callable]:
     return op
 
 
+def _unknown(layer: str, dotted: str) -> str:
+    return (f"Layer {layer!r} (Lambda): its function calls {dotted}, which sepconv does "
+            f"not run on torch tensors; pass custom_objects={{{layer!r}: torch_fn}} with a "
+            f"torch function computing the layer")
+
+
 #: ``tf.newaxis`` (``None``, which :func:`_resolve` uses for "unknown").
 _NEWAXIS = object()
 
@@ -213,10 +221,7 @@ class Namespace:
         if value is _NEWAXIS:
             return None
         if value is None:
-            raise LambdaFunctionError(
-                f"Layer {self._layer!r} (Lambda): its function calls {dotted}, which "
-                f"sepconv does not run on torch tensors; pass custom_objects="
-                f"{{{self._layer!r}: torch_fn}} with a torch function computing the layer")
+            raise LambdaFunctionError(_unknown(self._layer, dotted))
         if isinstance(value, str) and value == "namespace":
             return Namespace(dotted, self._resolve, self._layer)
         return value
@@ -240,7 +245,7 @@ def _resolve(dotted: str) -> Any:
     if root == "tf" and (rest == "keras" or rest.startswith("keras.")):
         root, rest = "keras", rest[6:]
     if root == "keras":
-        if rest in ("backend", "ops", "activations", "ops.nn", "ops.numpy", "ops.math",
+        if rest in ("", "backend", "ops", "activations", "ops.nn", "ops.numpy", "ops.math",
                     "ops.core"):
             return "namespace"
         area, _, name = rest.rpartition(".")
@@ -249,7 +254,10 @@ def _resolve(dotted: str) -> Any:
         if area.startswith("ops"):
             return _keras_op(name)
         if area == "activations":
-            return _activations.get(name, "activation")
+            try:
+                return _activations.get(name, "activation")
+            except (ValueError, TypeError):
+                return None
         return None
     if root == "tf":
         if rest in _TF_SUBMODULES:
@@ -405,8 +413,8 @@ def _check_names(code: types.CodeType, globs: Dict[str, Any], layer: str) -> Non
                 break
             try:
                 value = getattr(value, attr)
-            except LambdaFunctionError as err:
-                raise KerasFileError(str(err)) from None
+            except LambdaFunctionError:  # named in full: tf.image.resize, not tf.image
+                raise KerasFileError(_unknown(layer, dotted)) from None
             except AttributeError:
                 raise KerasFileError(
                     f"Layer {layer!r} (Lambda): its function uses {dotted}, which does "
