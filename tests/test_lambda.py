@@ -398,6 +398,13 @@ def test_names_and_bytecode_the_loader_cannot_run_are_refused_naming_them(saved,
             assert "saved by another Python version" in str(err.value)
     with pytest.raises(TypeError, match="safe_mode"):
         sepconv.load_keras_model(src, safe_mode="no")
+    # Lambda(tf.nn.l2_normalize): tf-keras' .h5 holds TensorFlow's dispatch wrapper
+    x = tf_keras.Input((3,))
+    path = str(tmp_path / "tf_function.h5")
+    tf_keras.Model(x, tf_keras.layers.Lambda(tf.nn.l2_normalize, name="l2n")(x)).save(path)
+    with pytest.raises(KerasFileError, match="Layer 'l2n' \\(Lambda\\): its function is "
+                       "tensorflow.python.ops.nn_impl's own 'error_handler'"):
+        sepconv.load_keras_model(path, safe_mode=False)
 
 
 def test_numpy_is_for_constants_only():

@@ -478,6 +478,11 @@ def _from_bytecode(dump: Any, layer: str, what: str, module: Any = None) -> Call
         path = f"{'K' if module.startswith('tf_keras') else 'tf'}.{code.co_name}"
         if _resolve(path) is not None:
             return NamedFunction(path)
+        raise KerasFileError(
+            f"Layer {layer!r} (Lambda): its {what} is {module}'s own {code.co_name!r} (the "
+            f"bytecode of TensorFlow's internals, a dispatch wrapper for most functions), "
+            f"which sepconv cannot tell by name; pass custom_objects={{{layer!r}: "
+            f"torch_fn}} with a torch function computing the layer")
     used = {name.split(".")[0] for name in _global_names(code)}
     return FileFunction(text, _value(defaults), _value(closure), layer,
                         {k: v for k, v in custom.items() if k in used})
