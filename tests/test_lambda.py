@@ -190,6 +190,14 @@ def antirectifier(x):
     return K.concatenate([pos, neg], axis=1)
 
 
+def sub_mean(t):
+    """Augmented assignment: on TensorFlow's immutable tensors a new tensor (on torch it
+    would change the input, which another layer reads too)."""
+    t -= K.mean(t, axis=1, keepdims=True)
+    t *= 2.0
+    return t
+
+
 def lgamma_of_square(x):  # noqa: F811 - tf-keras' twin of lambda_functions.py's
     return tf.math.lgamma(x * x + 1.0)
 
@@ -215,7 +223,9 @@ def _tf_keras_model():
     named = L.Lambda(lgamma_of_square, name="named")(soft)
     flat = L.Lambda(lambda t: tf.reshape(t, (-1, 5 * 4)), name="reshape")(s)
     relu = L.Lambda(tf.nn.relu, name="tf_relu")(flat)  # TensorFlow's own function
-    return tf_keras.Model(x, [named, relu, total])
+    centred = L.Lambda(sub_mean, name="centred")(h)
+    shared = L.Lambda(lambda ab: ab[0] + ab[1], name="shared")([centred, h])
+    return tf_keras.Model(x, [named, relu, total, shared])
 
 
 def _tf_keras_sequential():
@@ -527,3 +537,25 @@ def test_backend_and_ops_functions_equal_tf_keras_and_keras3(call):
         assert tuple(got.shape) == want.shape, (backend, name)
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5,
                                    err_msg=f"{'K' if backend else 'ops'}.{name}")
+
+
+def test_a_file_function_has_tf_keras_gradients(torch_single_thread):
+    """tf-keras' documented ``antirectifier`` (K.mean, K.l2_normalize, K.relu,
+    K.concatenate) from its bytecode, in float64: gradcheck, and the input gradient equals
+    TensorFlow's."""
+    from sepconv.interop.lambdas import FileFunction
+    text = base64.b64encode(marshal.dumps(antirectifier.__code__)).decode("ascii")
+    fn = FileFunction(text, None, None, "anti", {})
+    x = np.random.default_rng(9).standard_normal((3, 5))
+    xt = torch.tensor(x, requires_grad=True)
+    assert torch.autograd.gradcheck(fn, (xt,))
+    weights = np.random.default_rng(10).standard_normal((3, 10))
+    (fn(xt) * torch.from_numpy(weights)).sum().backward()
+    xv = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xv)
+        loss = tf.reduce_sum(antirectifier(xv) * weights)
+    np.testing.assert_allclose(xt.grad.numpy(), tape.gradient(loss, xv).numpy(),
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(fn(xt).detach().numpy(), antirectifier(xv).numpy(),
+                               rtol=1e-12, atol=1e-12)

@@ -371,6 +371,24 @@ def _unmarshal(text: Any, layer: str) -> types.CodeType:
     return code
 
 
+def _without_inplace(code: types.CodeType) -> types.CodeType:
+    """``code`` with its augmented assignments (``x -= m``) computing a new value, as they
+    do on TensorFlow's immutable tensors: on a torch tensor they would write into the
+    layer's input (another layer's output; a leaf that autograd refuses to change)."""
+    raw = bytearray(code.co_code)
+    nb_ops = getattr(dis, "_nb_ops", None)  # Python 3.11+: BINARY_OP's argument
+    plain = {sym: i for i, (_, sym) in enumerate(nb_ops or ()) if not sym.endswith("=")}
+    for ins in dis.get_instructions(code):
+        if ins.opname == "BINARY_OP" and nb_ops and ins.arg is not None and \
+                ins.arg < len(nb_ops) and nb_ops[ins.arg][1].endswith("="):
+            raw[ins.offset + 1] = plain[nb_ops[ins.arg][1][:-1]]
+        elif ins.opname.startswith("INPLACE_"):  # Python <= 3.10
+            raw[ins.offset] = dis.opmap["BINARY_" + ins.opname[len("INPLACE_"):]]
+    consts = tuple(_without_inplace(c) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    return code.replace(co_code=bytes(raw), co_consts=consts)
+
+
 def _global_names(code: types.CodeType) -> Iterator[str]:
     """The dotted global names ``code`` reads (``"tf.math.reduce_mean"``, ``"K"``,
     ``"len"``): a global followed by its attribute loads, nested code objects too."""
@@ -495,7 +513,7 @@ class FileFunction:
 
     def __init__(self, text: str, defaults: Any, closure: Any, layer: str,
                  extra: Dict[str, Any]):
-        code = _unmarshal(text, layer)
+        code = _without_inplace(_unmarshal(text, layer))
         globs = {**namespace(layer), **extra}
         _check_names(code, globs, layer)
         self._state = (text, defaults, closure, layer, extra)
