@@ -90,8 +90,7 @@ _BACKEND_DEFAULTS = {"concatenate": {"axis": -1}, "expand_dims": {"axis": -1},
                      "softmax": {"axis": -1}, "cumsum": {"axis": 0}}
 #: TensorFlow 2 names that dispatch to another function of the table.
 _TF_ALIASES = {"divide": "math.truediv", "floordiv": "compat.v1.floor_div",
-               "floor_div": "compat.v1.floor_div", "mod": "math.floormod",
-               "norm_l2": "math.l2_normalize"}
+               "floor_div": "compat.v1.floor_div", "mod": "math.floormod"}
 _TF_PREFIXES = ("", "math.", "nn.", "linalg.", "compat.v1.")
 _DTYPES = ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
            "uint8", "bool")
