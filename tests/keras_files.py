@@ -95,6 +95,8 @@ CHILD = BLOCKER + textwrap.dedent("""
                 import importlib
                 custom = {"custom_objects": importlib.import_module(
                     case["custom"]).CUSTOM_OBJECTS}
+            if case.get("unsafe"):  # Lambda layers' bytecode runs
+                custom["safe_mode"] = False
             if case["how"] == "model":
                 model = sepconv.load_keras_model(case["file"], **custom)
                 r["training"] = model.training
@@ -128,7 +130,8 @@ CHILD = BLOCKER + textwrap.dedent("""
                     from sepconv import cli
                     buf = io.StringIO()
                     with contextlib.redirect_stdout(buf):
-                        rc = cli.main(["convert", case["file"], case["convert"]])
+                        rc = cli.main(["convert", case["file"], case["convert"]] +
+                                      case.get("convert_args", []))
                     r["convert_rc"] = rc
                     r["convert_text"] = buf.getvalue()
                     again = torch.load(case["convert"], weights_only=False)

@@ -49,7 +49,7 @@ ERROR_CASES = {
     # (nested models load now: tests/test_model_files_nested.py) a layer whose weights
     # the file lacks is an error, not a layer left at its initial weights
     "weights_missing": ("no weights for layer 'sc2'", "SeparableConv1D"),
-    "lambda": ("'double_it'", "Lambda layer", "tensor operations"),
+    "lambda": ("'double_it' (Lambda)", "Python bytecode", "safe_mode=False"),
     "bad_json": ("model_config is not valid JSON",),
 }
 

@@ -313,6 +313,7 @@ ELSEWHERE.update({cls: "test_augmentation.py::test_augmented_model_files_from_bo
                   for cls in ("CenterCrop", "RandomCrop", "RandomFlip", "RandomRotation",
                               "RandomTranslation", "RandomZoom", "RandomContrast",
                               "RandomBrightness", "RandomHeight", "RandomWidth")})
+ELSEWHERE["Lambda"] = "test_lambda.py::test_saved_back_with_the_file_config"
 
 
 def test_every_class_is_covered_here_or_by_the_family():

@@ -105,6 +105,24 @@ def _text_classifier(path: str) -> None:
     tf_keras.Model(x, L.Dense(1, activation="sigmoid")(h)).save(path)
 
 
+def _lambda_file(path: str) -> None:
+    """A tf-keras .h5 whose Lambda ``"mean_over_time"`` holds its function as tf-keras
+    stores one (``[base64 of the marshalled code, defaults, closure]``), written by
+    sepconv (no Keras needed): ``lambda t: K.mean(t, axis=1)``."""
+    import base64
+    import marshal
+    code = eval("lambda t: K.mean(t, axis=1)", {}).__code__  # noqa: S307 - a literal
+    lam = sepconv.Lambda(lambda t: t.mean(dim=1), name="mean_over_time")
+    lam.file_config = {"function": [base64.b64encode(marshal.dumps(code)).decode("ascii"),
+                                    None, None],
+                       "function_type": "lambda", "module": "__main__", "output_shape": None,
+                       "output_shape_type": "raw", "output_shape_module": None,
+                       "arguments": {}}
+    lam.file_flavour = "tf_keras"
+    sepconv.save_keras_model(torch.nn.Sequential(
+        sepconv.Conv1D(8, 3, input_shape=(None, 16)), lam, sepconv.Dense(2)), path)
+
+
 #: What a block needs before it runs, by a piece of its text.
 SETUPS: Dict[str, Callable[[Dict], None]] = {
     'load_keras_model("model.h5")': lambda ns: _causal_file("model.h5", 16),
@@ -140,6 +158,8 @@ SETUPS: Dict[str, Callable[[Dict], None]] = {
         _text_classifier("text_classifier.keras"),
         ns.update(texts=["the cat sat", "the dog ran!", "a cat and a dog"])),
     '"transformer_classifier.keras"': lambda ns: _custom_file("transformer_classifier.keras"),
+    '"lambda_model.h5"': lambda ns: (_lambda_file("lambda_model.h5"),
+                                     ns.update(x=torch.randn(4, 20, 16))),
 }
 
 BLOCKS = _blocks()

@@ -439,3 +439,28 @@ layer_random_contrast = r_function(_layers.RandomContrast, integer_args=_AUGMENT
 layer_random_brightness = r_function(_layers.RandomBrightness, integer_args=_AUGMENT_INTS)
 __all__ += ["layer_random_flip", "layer_random_rotation", "layer_random_translation",
             "layer_random_zoom", "layer_random_contrast", "layer_random_brightness"]
+# -- Lambda (layers/lambda_layer.py) --
+def _r_lambda():
+    """R keras' ``layer_lambda(object, f, output_shape = NULL, ...)``: the function is
+    ``f`` in R (``function`` in Python); whole-number doubles in ``output_shape`` become
+    ints (R's ``normalize_shape``)."""
+    full = r_function(_layers.Lambda, integer_args=INTEGER_ARGS + ("output_shape",))
+    params = list(inspect.signature(full).parameters.values())
+    sig = inspect.Signature([p.replace(name="f") if p.name == "function" else p
+                             for p in params])
+
+    def layer_lambda(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        arguments = dict(bound.arguments)
+        if "f" in arguments:
+            arguments["function"] = arguments.pop("f")
+        return full(**arguments)
+
+    layer_lambda.__signature__ = sig
+    layer_lambda.__doc__ = full.__doc__.replace("``layer_lambda(object, ...)``",
+                                                "``layer_lambda(object, f, ...)``")
+    return layer_lambda
+
+
+layer_lambda = _r_lambda()
+__all__ += ["layer_lambda"]

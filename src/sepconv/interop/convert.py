@@ -1,4 +1,5 @@
-"""``python -m sepconv convert MODEL.h5|MODEL.keras|SAVEDMODEL_DIR OUT.pt [--custom MODULE]``.
+"""``python -m sepconv convert MODEL.h5|MODEL.keras|SAVEDMODEL_DIR OUT.pt [--custom MODULE]
+[--unsafe]``.
 
 Writes the whole loaded module with ``torch.save`` (read it back with
 ``torch.load(OUT.pt, weights_only=False)`` where sepconv is installed) and prints the
@@ -25,6 +26,9 @@ def parser() -> argparse.ArgumentParser:
                         "dict maps the file's custom layer / function names to torch "
                         "modules and functions (load_keras_model's custom_objects); "
                         "may be given several times")
+    p.add_argument("--unsafe", action="store_true",
+                   help="run the Python bytecode of the file's Lambda layers "
+                        "(load_keras_model's safe_mode=False): only for files you trust")
     return p
 
 
@@ -60,7 +64,8 @@ def main(command: str = "convert", argv: Optional[List[str]] = None) -> int:
     from .models import load_keras_model, summary
 
     try:
-        model = load_keras_model(args.model, custom_objects=_custom_objects(args.custom))
+        model = load_keras_model(args.model, custom_objects=_custom_objects(args.custom),
+                                 safe_mode=not args.unsafe)
     except (KerasFileError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2

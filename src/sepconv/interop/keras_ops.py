@@ -450,3 +450,20 @@ def build_op(entry: dict) -> Optional[KerasOp]:
     if cls not in _OPS:
         return None
     return KerasOp(cls, entry.get("config") or {})
+
+
+#: The arguments of a ``keras.ops`` function after its tensors, in Keras 3.15's order:
+#: the node's config (a ``Lambda``'s bytecode calls the functions, see
+#: :mod:`sepconv.interop.lambdas`).
+STATIC_ARGS: Dict[str, tuple] = {
+    **{cls: ("axis", "keepdims") for cls in ("Mean", "Sum", "Std", "Var", "Logsumexp",
+                                             "Any", "All")},
+    "Max": ("axis", "keepdims", "initial"), "Min": ("axis", "keepdims", "initial"),
+    "Prod": ("axis", "keepdims", "dtype"), "ExpandDims": ("axis",), "Squeeze": ("axis",),
+    "Concatenate": ("axis",), "Stack": ("axis",), "Reshape": ("newshape",),
+    "Transpose": ("axes",), "Split": ("indices_or_sections", "axis"), "Tile": ("repeats",),
+    "Clip": ("x_min", "x_max"), "Round": ("decimals",), "Swapaxes": ("axis1", "axis2"),
+    "Cast": ("dtype",), "Softmax": ("axis",), "LogSoftmax": ("axis",),
+    "Gelu": ("approximate",), "Elu": ("alpha",), "LeakyRelu": ("negative_slope",),
+    "ZerosLike": ("dtype",), "OnesLike": ("dtype",), "ConvertToTensor": ("dtype",),
+}

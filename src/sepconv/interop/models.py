@@ -79,12 +79,6 @@ def _unsupported(entry: dict, name: str) -> KerasFileError:
     if cls in _MODEL_CLASSES:
         return KerasFileError(f"Layer {name!r} is a nested {cls} model, which sepconv does "
                               f"not load: flatten it into one model before saving")
-    if cls == "Lambda":
-        return KerasFileError(f"Layer {name!r} is a Lambda layer: its function is Python "
-                              f"bytecode, which sepconv does not run. Write the expression "
-                              f"with tensor operations on the Keras tensors (x + y, "
-                              f"tf.concat, keras.ops.*: sepconv runs those) or a Keras "
-                              f"layer, then save again")
     return KerasFileError(
         f"Layer {name!r} has class {cls!r}, {what}which sepconv does not map: pass "
         f"custom_objects={{{str(cls).split('>')[-1]!r}: YourModule}} to load_keras_model "
@@ -101,6 +95,9 @@ def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
     if custom is not None:
         return _build_custom(custom, config, name, entry.get("class_name"))
     class_name = entry.get("class_name")
+    if class_name == "Lambda" and not _is_custom(entry):
+        from . import lambdas as _lambdas
+        return _lambdas.build_lambda(entry, flavour)
     cls = _base.KERAS_CLASSES.get(_CLASS_ALIASES.get(class_name, class_name))
     if cls is None or _is_custom(entry):  # a custom "Dense" is not Keras' Dense
         raise _unsupported(entry, name)
@@ -811,8 +808,8 @@ def _layer_list(config: Any) -> Tuple[List[str], List[str]]:
     return names, classes
 
 
-def load_keras_model(path: Any, custom_objects: Optional[Dict[str, Any]] = None
-                     ) -> torch.nn.Module:
+def load_keras_model(path: Any, custom_objects: Optional[Dict[str, Any]] = None,
+                     safe_mode: bool = True) -> torch.nn.Module:
     """A Keras model file as a torch module, in eval mode.
 
     ``path``: an HDF5 ``.h5`` file written by tf-keras 2 / R keras (``model.save("m.h5")``,
@@ -840,9 +837,20 @@ def load_keras_model(path: Any, custom_objects: Optional[Dict[str, Any]] = None
     own parameters, then its submodules' in registration order (a sepconv layer's as its
     ``get_weights``), the trainable ones first.  Sepconv layers inside must have their
     weights at construction (give them ``input_shape``).  A custom activation,
-    initializer, regularizer or constraint name -> a function or class.
+    initializer, regularizer or constraint name -> a function or class.  A ``Lambda``
+    layer's name -> a torch function computing the layer (its ``function(inputs,
+    **arguments)``); a Lambda's function name (a named ``def`` in the file) -> the same.
+
+    ``safe_mode``: Keras 3's argument.  A ``Lambda`` layer whose function is Python
+    bytecode (every ``lambda``; tf-keras' named functions too) is refused unless
+    ``safe_mode=False``, since running it runs code from the file; then the bytecode runs
+    (on the Python version that wrote it only) with ``tf``, ``K`` / ``backend``,
+    ``keras``, ``ops`` / ``keras.ops`` and ``np`` (constants only) computing on torch
+    tensors, as the tensor-operation nodes of the graph do (``KerasFileError`` naming the
+    layer and the function sepconv does not run).
     """
-    with _registry.custom_object_scope(custom_objects):
+    from . import lambdas as _lambdas
+    with _registry.custom_object_scope(custom_objects), _lambdas.safe_mode_scope(safe_mode):
         return _load_keras_model(path)
 
 
@@ -986,6 +994,7 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
         raise ValueError(f"save_keras_model writes {', '.join(SAVE_SUFFIXES)} files (the "
                          f"ending picks tf-keras 2's HDF5 or Keras 3's zip). Received "
                          f"path={path!r}")
+    _check_lambdas(module, suffix)
     if isinstance(module, KerasFunctional):
         layers = [m for n, m in module.named_children()]
         # operation nodes go back to the format of the Keras that wrote them
@@ -1055,6 +1064,29 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
                       f"of zeros", stacklevel=2)
     _write_h5(path, json.dumps(model_config, default=_json_default),
               [m for m in layers if type(m).__name__ != _INPUT])
+
+
+def _check_lambdas(module: torch.nn.Module, suffix: str) -> None:
+    """``Lambda`` layers go to a file only with the config the same Keras' file gave
+    them: a torch callable has no Keras form (Keras stores Python bytecode of Keras code),
+    and tf-keras' bytecode config is not Keras 3's."""
+    from ..layers.lambda_layer import Lambda
+    flavour = "keras3" if suffix == ".keras" else "tf_keras"
+    for m in module.modules():
+        if not isinstance(m, Lambda):
+            continue
+        if m.file_config is None:
+            raise ValueError(f"save_keras_model: layer {m.name!r} (Lambda) computes a torch "
+                             f"callable, which a Keras file cannot hold (Keras stores the "
+                             f"Python bytecode of a function on Keras tensors); write a "
+                             f"Keras layer or operation nodes instead, or keep the model "
+                             f"with torch.save")
+        if m.file_flavour != flavour:
+            other = ".keras" if suffix != ".keras" else ".h5"
+            raise ValueError(f"save_keras_model: layer {m.name!r} (Lambda) came from a "
+                             f"{'Keras 3' if m.file_flavour == 'keras3' else 'tf-keras'} "
+                             f"file, whose Lambda config the other Keras does not read; "
+                             f"save as {other}")
 
 
 def _warn_tf_keras_attention(module: torch.nn.Module) -> None:

@@ -47,6 +47,7 @@ from .preprocessing import (CategoryEncoding, Discretization, Hashing, IntegerLo
 from .augmentation import (CenterCrop, RandomBrightness, RandomContrast,  # noqa: F401
                            RandomCrop, RandomFlip, RandomHeight, RandomRotation,
                            RandomTranslation, RandomWidth, RandomZoom)
+from .lambda_layer import Lambda  # noqa: F401
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
