@@ -422,3 +422,8 @@ layer_gru_cell = r_cell_function(_layers.GRUCell)
 layer_stacked_rnn_cells = r_cell_function(_layers.StackedRNNCells)
 __all__ += ["layer_rnn", "layer_simple_rnn_cell", "layer_lstm_cell", "layer_gru_cell",
             "layer_stacked_rnn_cells"]
+
+# SpectralNormalization (layers/spectral.py)
+layer_spectral_normalization = r_function(_layers.SpectralNormalization,
+                                          integer_args=INTEGER_ARGS + ("power_iterations",))
+__all__ += ["layer_spectral_normalization"]

@@ -44,6 +44,7 @@ from .aliases import *  # noqa: F401,F403  (Keras' alias names: Convolution1D, M
 from .aliases import __all__ as _aliases
 from .preprocessing import (CategoryEncoding, Discretization, Hashing, IntegerLookup,
                             StringLookup, TextVectorization)
+from .spectral import SpectralNormalization  # wrapper (spectral.py)
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
