@@ -427,3 +427,7 @@ __all__ += ["layer_rnn", "layer_simple_rnn_cell", "layer_lstm_cell", "layer_gru_
 layer_spectral_normalization = r_function(_layers.SpectralNormalization,
                                           integer_args=INTEGER_ARGS + ("power_iterations",))
 __all__ += ["layer_spectral_normalization"]
+
+# HashedCrossing (layers/hashed_crossing.py)
+layer_hashed_crossing = r_function(_layers.HashedCrossing, integer_args=_PREP_INTS)
+__all__ += ["layer_hashed_crossing"]

@@ -45,6 +45,7 @@ from .aliases import __all__ as _aliases
 from .preprocessing import (CategoryEncoding, Discretization, Hashing, IntegerLookup,
                             StringLookup, TextVectorization)
 from .spectral import SpectralNormalization  # wrapper (spectral.py)
+from .hashed_crossing import HashedCrossing  # hashed_crossing.py
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
