@@ -369,3 +369,42 @@ def test_tf_keras_facts(tmp_path, monkeypatch):
         layer = tf_keras.layers.SpectralNormalization(tf_keras.layers.Dense(2))
         with pytest.raises(TypeError, match="InputSpec"):
             layer(np.zeros((1, 3), np.float32))
+
+
+def test_streams_as_the_wrapped_causal_conv():
+    """A causal discriminator trunk streams chunk by chunk in eval mode: the chunks'
+    outputs are tf-keras' whole-sequence inference outputs (same weights); training
+    mode, and a wrapped layer that does not stream, are refused naming the layer."""
+    torch.manual_seed(3)
+    layers = [sepconv.SpectralNormalization(sepconv.Conv1D(8, 4, strides=2, padding="causal"),
+                                            input_shape=(None, 3)),
+              sepconv.LeakyReLU(0.2),
+              sepconv.SpectralNormalization(sepconv.Conv1D(4, 3, dilation_rate=2,
+                                                           padding="causal"),
+                                            power_iterations=2),
+              sepconv.SpectralNormalization(sepconv.Dense(2))]
+    model = torch.nn.Sequential(*layers)
+    x = np.random.default_rng(4).standard_normal((2, 23, 3)).astype(np.float32)
+    for _ in range(2):
+        model(torch.from_numpy(x))  # training calls: normalized kernels, vector_u moved
+    model.eval()
+    L, SN = tf_keras.layers, tf_keras.layers.SpectralNormalization
+    ref = tf_keras.Sequential([
+        tf_keras.Input((None, 3)), SN(L.Conv1D(8, 4, strides=2, padding="causal")),
+        L.LeakyReLU(0.2), SN(L.Conv1D(4, 3, dilation_rate=2, padding="causal"),
+                             power_iterations=2), SN(L.Dense(2))])
+    for ours, theirs in zip(layers, ref.layers):
+        theirs.set_weights(ours.get_weights())
+    want = ref(x, training=False).numpy()
+    stream = sepconv.stream(model)
+    with torch.no_grad():
+        parts = [stream(torch.from_numpy(x[:, a:b]))
+                 for a, b in ((0, 1), (1, 2), (2, 2), (2, 9), (9, 23))]
+    np.testing.assert_allclose(torch.cat(parts, 1).numpy(), want, rtol=1e-5, atol=1e-5)
+    model.train()
+    with pytest.raises(ValueError, match="spectral_normalization.*training mode"):
+        stream(torch.from_numpy(x[:, :2]))
+    valid = torch.nn.Sequential(sepconv.SpectralNormalization(
+        sepconv.Conv1D(2, 3, input_shape=(None, 3)))).eval()
+    with pytest.raises(ValueError, match="layer 'conv1d.*padding='valid'"):
+        sepconv.stream(valid)
