@@ -308,6 +308,9 @@ ELSEWHERE.update({f"LocallyConnected{r}D": "test_locally_connected.py::"
 ELSEWHERE.update({cls: "test_preprocessing_lookup.py::test_saved_by_sepconv_for_both_kerases"
                   for cls in ("StringLookup", "IntegerLookup", "TextVectorization",
                               "Discretization", "CategoryEncoding", "Hashing")})
+ELSEWHERE["SpectralNormalization"] = \
+    "test_spectral_normalization.py::test_discriminator_model_files_both_ways"
+ELSEWHERE["HashedCrossing"] = "test_hashed_crossing.py::test_crossing_model_files_both_ways"
 
 
 def test_every_class_is_covered_here_or_by_the_family():
