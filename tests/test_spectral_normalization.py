@@ -408,3 +408,40 @@ def test_streams_as_the_wrapped_causal_conv():
         sepconv.Conv1D(2, 3, input_shape=(None, 3)))).eval()
     with pytest.raises(ValueError, match="layer 'conv1d.*padding='valid'"):
         sepconv.stream(valid)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("kind", ["dense", "conv1d_causal"])
+def test_mixed_precision_matches_tf_keras(policy, kind):
+    """Under a mixed policy tf-keras runs the power method on the float32 variables read
+    in float16 / bfloat16 (autocast) and assigns the results back in float32: the same
+    kernels and vector_u here (half-precision values, to the half type's rounding of a
+    sum), and the outputs to that rounding."""
+    rng = np.random.default_rng(11)
+    make = KINDS[kind][0]
+    ours = sepconv.SpectralNormalization(make(sepconv, policy), power_iterations=2)
+    ref = tf_keras.layers.SpectralNormalization(make(tf_keras, policy), power_iterations=2,
+                                                dtype=policy)
+    x = _inputs(kind, rng, "float32")
+    ours.eval()(x)
+    ref(x)
+    ours.train()
+    ref.set_weights(ours.get_weights())
+    for step in range(3):
+        x = _inputs(kind, rng, "float32")
+        y, want = ours(x, training=True), ref(x, training=True)
+        assert str(y.dtype).endswith(want.dtype.name)
+        # the layer's own half-precision matmul may round differently: two units in the
+        # last place of the output's scale
+        a, b = y.detach().float().numpy(), tf.cast(want, tf.float32).numpy()
+        ulp = 2.0 ** (-10 if policy == "mixed_float16" else -7)
+        assert np.max(np.abs(a - b)) <= 2 * ulp * max(1.0, np.max(np.abs(b))), step
+        half = getattr(torch, policy[len("mixed_"):])
+        for i, (a, b) in enumerate(zip(ours.get_weights(), ref.get_weights())):
+            # float32 variables holding half-precision results (float32 arithmetic would
+            # leave the half type's grid), a rounding of a sum apart at most
+            assert a.dtype == b.dtype == np.float32
+            for w in (a, b):
+                assert np.array_equal(torch.from_numpy(w).to(half).float().numpy(), w)
+            # (each step starts from the kernel the last one overwrote: differences add up)
+            assert np.max(np.abs(a - b)) <= 2 * (step + 1) * ulp * max(1.0, np.max(np.abs(b)))

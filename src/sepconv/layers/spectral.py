@@ -78,7 +78,9 @@ class SpectralNormalization(Layer):
     The wrapped layer's penalties and constraints are its own (``self.layer.losses``,
     :func:`sepconv.regularization_loss`); ``trainable`` freezes it too.  ``dtype``:
     ``None`` takes the wrapped layer's.  Under a ``mixed_*`` policy the power method runs
-    in the kernel's float32 (tf-keras would run it on the float16 reads).  tf-keras 2.21's
+    in the compute dtype (float16 / bfloat16) on the float32 kernel and ``vector_u`` read
+    in it, and its results are stored in float32, as tf-keras' autocast variables do
+    (tested: half-precision values, a rounding of a sum from tf-keras').  tf-keras 2.21's
     own class builds only where ``tf.keras`` is tf-keras (``TF_USE_LEGACY_KERAS=1``):
     otherwise it fails at build on Keras 3's ``InputSpec``.
     """
@@ -199,8 +201,20 @@ class SpectralNormalization(Layer):
     # -- computing -------------------------------------------------------------------------
     def normalize_weights(self):
         """``(kernel / sigma, new vector_u)`` from the current kernel and ``vector_u``, as
-        tf-keras' ``normalize_weights`` (nothing is assigned)."""
-        return spectral_normalize(self.kernel, self.vector_u, self.power_iterations)
+        tf-keras' ``normalize_weights`` (nothing is assigned).  Under a ``mixed_*`` policy
+        it runs in the compute dtype, on the kernel and ``vector_u`` read in it, as
+        tf-keras' autocast variables are read in the call; the results are stored back in
+        the variables' dtype (where both the wrapper's and the layer's policies are
+        ``mixed_*``: tf-keras' autocast kernel)."""
+        kernel, u = self.kernel, self.vector_u
+        compute = self.dtype_policy.compute
+        mixed = self.dtype_policy.name.startswith("mixed_") and \
+            self.layer.dtype_policy.name.startswith("mixed_")  # autocast variables
+        if mixed and compute != kernel.dtype:
+            k, new_u = spectral_normalize(kernel.detach().to(compute), u.to(compute),
+                                          self.power_iterations)
+            return k.to(kernel.dtype), new_u.to(u.dtype)
+        return spectral_normalize(kernel, u, self.power_iterations)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
