@@ -153,8 +153,9 @@ def test_training_and_inference_match_tf_keras(kind, power, dtype, calls, seed):
        power=st.integers(1, 3), seed=st.integers(0, 2 ** 16))
 def test_training_matches_keras3(kind, power, seed):
     """Keras 3 (torch backend): its ``get_weights`` puts ``vector_u`` second; the same
-    kernels and ``vector_u`` after the same updates, the same outputs (except around an
-    ``Embedding``: Keras 3 casts the output to the ids' integer dtype)."""
+    kernels and ``vector_u`` after the same updates, the same outputs and input and kernel
+    gradients (except around an ``Embedding``: Keras 3 casts the output to the ids'
+    integer dtype)."""
     rng = np.random.default_rng(seed)
     make = KINDS[kind][0]
     ours = sepconv.SpectralNormalization(make(sepconv, "float32"), power_iterations=power)
@@ -167,12 +168,24 @@ def test_training_matches_keras3(kind, power, seed):
     ref.set_weights([w[0], w[-1]] + w[1:-1])  # Keras 3's order: kernel, vector_u, bias
     for step in range(3):
         x = _inputs(kind, rng, "float32")
-        y = ours(x, training=True)
-        want = keras.ops.convert_to_numpy(ref(x, training=True))
         if kind == "embedding":  # Keras 3 casts the output to the inputs' dtype: ids
+            y = ours(x, training=True)
+            want = keras.ops.convert_to_numpy(ref(x, training=True))
             assert want.dtype.kind == "i" and y.dtype == torch.float32
-        else:
-            _close(y.detach().numpy(), want, "float32", f"step {step} output")
+        else:  # outputs, and gradients (torch autograd through both) of a weighted sum
+            t = torch.from_numpy(rng.standard_normal(tuple(
+                ref.compute_output_shape(x.shape))).astype(np.float32))
+            xo, xr = (torch.tensor(x, requires_grad=True) for _ in range(2))
+            y, want = ours(xo, training=True), ref(xr, training=True)
+            (y * t).sum().backward()
+            (want * t).sum().backward()
+            _close(y.detach().numpy(), want.detach().cpu().numpy(), "float32",
+                   f"step {step} output")
+            _close(xo.grad.numpy(), xr.grad.cpu().numpy(), "float32", "input gradient")
+            kernel = ref.layer.kernel.value
+            _close(ours.layer.kernel.grad.numpy(), kernel.grad.cpu().numpy(), "float32",
+                   "kernel gradient")
+            ours.layer.kernel.grad, kernel.grad = None, None
         theirs = ref.get_weights()
         for i, (a, b) in enumerate(zip(ours.get_weights(), [theirs[0]] + theirs[2:] +
                                        [theirs[1]])):
