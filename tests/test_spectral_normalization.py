@@ -251,7 +251,10 @@ def test_signature_config_and_protocol():
     assert list(ours.get_config()["layer"]["config"]) == \
         list(strip_config(ref.get_config()["layer"])["config"])
     # from tf-keras' config dict (nested layer as Keras writes it), and our own round trip
-    for config in (ref.get_config(), ours.get_config()):
+    k3 = keras.layers.SpectralNormalization(keras.layers.Conv1D(4, 3, padding="causal"),
+                                            power_iterations=2)
+    k3.build((None, None, 3))
+    for config in (ref.get_config(), ours.get_config(), k3.get_config()):
         again = sepconv.SpectralNormalization.from_config(config)
         assert isinstance(again.layer, sepconv.Conv1D) and again.power_iterations == 2
         assert again.layer.padding == "causal"
@@ -323,13 +326,15 @@ def _discriminator(K):
 
 def test_discriminator_model_files_both_ways(tmp_path):
     """A discriminator trained a few steps (so the kernels are normalized and vector_u
-    moved) in each Keras, saved, loaded without TensorFlow; and sepconv's files back."""
+    moved) in each Keras, saved (tf-keras: .h5, .keras, SavedModel directory; Keras 3:
+    .keras, .h5), loaded without TensorFlow; and sepconv's files back."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((4, 64, 1)).astype(np.float32)
     targets = [rng.standard_normal((4, 16, 1)).astype(np.float32),
                rng.standard_normal((4, 1)).astype(np.float32)]
     cases, names = Cases(tmp_path), []
-    for tag, K, exts in (("tk", tf_keras, (".h5", ".keras")), ("k3", keras, (".keras", ".h5"))):
+    for tag, K, exts in (("tk", tf_keras, (".h5", ".keras", "_savedmodel")),
+                         ("k3", keras, (".keras", ".h5"))):
         K.utils.set_random_seed(6)
         model = _discriminator(K)
         model.compile(optimizer=K.optimizers.SGD(0.05), loss="mse")
@@ -340,6 +345,11 @@ def test_discriminator_model_files_both_ways(tmp_path):
             model.save(path)
             cases.add(tag + ext, "model", path, [x], y)
             names.append(tag + ext)
+        weights = os.path.join(tmp_path, f"{tag}.weights.h5")  # into the loaded .keras model
+        model.save_weights(weights)
+        cases.add(tag + ".weights.h5", "weights", weights, [x], y,
+                  model_file=os.path.join(tmp_path, f"{tag}.keras"))
+        names.append(tag + ".weights.h5")
     results = cases.run()
     for name in names:
         check(results[name])
