@@ -301,6 +301,12 @@ def test_errors_name_the_argument():
         sepconv.SpectralNormalization(sepconv.DepthwiseConv1D(3))
     with pytest.raises(ValueError, match="`layer`"):
         sepconv.SpectralNormalization(torch.nn.Linear(2, 2))
+    for lstm in (sepconv.LSTM(3), tf_keras.layers.LSTM(3)):  # Keras: the cell's kernel
+        with pytest.raises(ValueError, match="no attribute 'kernel' nor 'embeddings'"):
+            if isinstance(lstm, torch.nn.Module):
+                sepconv.SpectralNormalization(lstm)
+            else:
+                tf_keras.layers.SpectralNormalization(lstm)(np.zeros((1, 4, 2), np.float32))
     # tf-keras refuses the same, at build
     ref = tf_keras.layers.SpectralNormalization(tf_keras.layers.DepthwiseConv1D(3))
     with pytest.raises(ValueError, match="no attribute 'kernel' nor 'embeddings'"):

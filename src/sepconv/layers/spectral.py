@@ -18,6 +18,9 @@ from .base import DTypePolicy, Layer, check_count, layer_from_config
 
 #: The weight a wrapped layer must have, in tf-keras' order of preference.
 _KERNEL_NAMES = ("kernel", "embeddings")
+#: Layers whose weights sepconv keeps on the layer but Keras on its cell: Keras' layer has
+#: no ``kernel`` attribute, so tf-keras and Keras 3 refuse to wrap it (their cells pass).
+_KERNEL_ON_CELL = ("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
 
 def _l2_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +99,7 @@ class SpectralNormalization(Layer):
                              f"layer (or its config dict). Received layer={layer!r}")
         names = set(layer.WEIGHT_NAMES) | set(layer._weight_order)
         kernel = next((n for n in _KERNEL_NAMES if n in names), None)
-        if kernel is None:
+        if kernel is None or type(layer).__name__ in _KERNEL_ON_CELL:
             raise ValueError(f"Invalid value for argument `layer`: {type(layer).__name__} "
                              f"object has no attribute 'kernel' nor 'embeddings'. Received "
                              f"layer={layer.name!r}")
