@@ -386,8 +386,8 @@ def test_tf_keras_facts(tmp_path, monkeypatch):
     ``custom_objects`` (its deserializer table lacks SpectralNormalization), and where
     ``tf.keras`` is Keras 3 (no ``TF_USE_LEGACY_KERAS``) its build fails on Keras 3's
     ``InputSpec``."""
-    model = tf_keras.Sequential([tf_keras.Input((3,)),
-                                 tf_keras.layers.SpectralNormalization(tf_keras.layers.Dense(2))])
+    wrapped = tf_keras.layers.SpectralNormalization(tf_keras.layers.Dense(2))
+    model = tf_keras.Sequential([tf_keras.Input((3,)), wrapped])
     model.save(tmp_path / "m.h5")
     with pytest.raises(ValueError, match="Unknown layer: 'SpectralNormalization'"):
         tf_keras.models.load_model(tmp_path / "m.h5")
