@@ -106,10 +106,10 @@ CHILD = BLOCKER + textwrap.dedent("""
                 r["err"] = compare(run(model, inputs), expected)
                 if r["type"] == "KerasFunctional" and len(inputs) > 1:
                     with torch.no_grad():  # one list instead of positional tensors
-                        out = model([torch.from_numpy(x) for x in inputs])
+                        out = model([as_input(x) for x in inputs])
                     r["list_err"] = compare([o.numpy() for o in out], expected)
                     try:
-                        model(torch.from_numpy(inputs[0]))
+                        model(as_input(inputs[0]))
                         r["count_error"] = None
                     except ValueError as e:
                         r["count_error"] = str(e)

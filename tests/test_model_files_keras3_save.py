@@ -314,6 +314,9 @@ ELSEWHERE.update({cls: "test_augmentation.py::test_augmented_model_files_from_bo
                               "RandomTranslation", "RandomZoom", "RandomContrast",
                               "RandomBrightness", "RandomHeight", "RandomWidth")})
 ELSEWHERE["Lambda"] = "test_lambda.py::test_saved_back_with_the_file_config"
+ELSEWHERE["SpectralNormalization"] = \
+    "test_spectral_normalization.py::test_discriminator_model_files_both_ways"
+ELSEWHERE["HashedCrossing"] = "test_hashed_crossing.py::test_crossing_model_files_both_ways"
 
 
 def test_every_class_is_covered_here_or_by_the_family():

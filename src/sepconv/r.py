@@ -464,3 +464,11 @@ def _r_lambda():
 
 layer_lambda = _r_lambda()
 __all__ += ["layer_lambda"]
+# SpectralNormalization (layers/spectral.py)
+layer_spectral_normalization = r_function(_layers.SpectralNormalization,
+                                          integer_args=INTEGER_ARGS + ("power_iterations",))
+__all__ += ["layer_spectral_normalization"]
+
+# HashedCrossing (layers/hashed_crossing.py)
+layer_hashed_crossing = r_function(_layers.HashedCrossing, integer_args=_PREP_INTS)
+__all__ += ["layer_hashed_crossing"]

@@ -36,6 +36,8 @@ up by class name in :data:`STREAMERS`:
   element-wise activations (``ReLU``, ``GELU``, ``Tanh``, ...), ``Softmax`` /
   ``LogSoftmax`` / ``GLU`` over the channel axis, ``Identity``.
 
+- Keras' ``SpectralNormalization`` as the layer it wraps (a causal ``Conv1D``, ``Dense``,
+  ...), in eval mode: inference computes that layer on the kernel as stored.
 - Keras 3's ``STFTSpectrogram`` with ``padding="valid"`` (and ``expand_dims=False``): a
   frame is output once its last step has come (no zeros before the signal: valid framing);
   ``MelSpectrogram`` (centred frames, a batch-wide dB floor) is refused.
@@ -938,3 +940,45 @@ def _mel_spectrogram(module, where):
 
 STREAMERS["STFTSpectrogram"] = _stft_framing
 STREAMERS["MelSpectrogram"] = _mel_spectrogram
+
+
+# -- Keras' SpectralNormalization (layers/spectral.py) ------------------------------------
+class _EvalOnlyWrapper:
+    """Mixed into the step of a wrapped layer: refuses chunks while the wrapper is in
+    training mode (where each call would normalize and overwrite the kernel)."""
+
+    wrapper: torch.nn.Module
+    wrapper_where: str
+
+    def __call__(self, x):
+        if self.wrapper.training:
+            raise ValueError(f"{self.wrapper_where} is in training mode: each call "
+                             f"normalizes and overwrites its layer's kernel, which a stream "
+                             f"does not do. Call model.eval() first")
+        return super().__call__(x)
+
+
+_WRAPPED_STEPS: Dict[type, type] = {}
+
+
+def _spectral_normalization(module, where):
+    """``SpectralNormalization`` streams as its wrapped layer (a causal ``Conv1D``, a
+    ``Dense``, ...) in inference, where it computes the wrapped layer on the kernel as
+    stored (the one the last training call normalized); in training mode it is refused."""
+    inner = module.layer
+    maker = _maker(inner)
+    inner_where = f"{where}'s layer {inner.name!r} ({type(inner).__name__})"
+    if maker is None:
+        raise ValueError(f"{inner_where} does not stream (supported: "
+                         f"{', '.join(sorted(STREAMERS))})")
+    step = maker(inner, inner_where)
+    cls = type(step)
+    if cls not in _WRAPPED_STEPS:  # the step's own class stays a base: isinstance holds
+        _WRAPPED_STEPS[cls] = type(f"_SpectralNormalized{cls.__name__.lstrip('_')}",
+                                   (_EvalOnlyWrapper, cls), {})
+    step.__class__ = _WRAPPED_STEPS[cls]
+    step.wrapper, step.wrapper_where = module, where
+    return step
+
+
+STREAMERS["SpectralNormalization"] = _spectral_normalization

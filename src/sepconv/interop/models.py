@@ -278,7 +278,8 @@ def _load_layer_weights(layer: torch.nn.Module, arrays: List[np.ndarray], name: 
             layer._build_checked(_as_shape(input_shape), device=None)
         if getattr(arrays, "keras3", False):  # a stack's cells: back in get_weights order
             from ..layers.rnn import keras3_saved_order
-            arrays = keras3_saved_order(layer, arrays)
+            own = getattr(layer, "keras3_arrays", None)  # a layer's own .keras layout
+            arrays = own(arrays.tree) if own else keras3_saved_order(layer, arrays)
         layer.set_weights(arrays)
     except Exception as err:  # noqa: BLE001
         raise KerasFileError(f"{label}: weights of layer {name!r} "
@@ -923,6 +924,8 @@ def load_keras_weights(module: torch.nn.Module, path: Any) -> torch.nn.Module:
     plan = []
     for lname, layer in layers.items():
         arrays = weights.get(lname, [])
+        if getattr(arrays, "keras3", False) and hasattr(layer, "keras3_arrays"):
+            arrays = layer.keras3_arrays(arrays.tree)  # the layer's own .keras layout
         have = layer.get_weights() if hasattr(layer, "get_weights") and getattr(
             layer, "built", True) else None
         if have is not None:
@@ -1479,6 +1482,8 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
             out[key] = [_keras3_entry(cell) for cell in layer.cells]
         elif key == "layer" and isinstance(nested, torch.nn.Module):
             inner = None if input_shape is None else (input_shape[0],) + tuple(input_shape[2:])
+            if cls == "SpectralNormalization":  # the wrapped layer takes the same inputs
+                inner = input_shape
             out[key] = _keras3_entry(nested, inner)
         else:
             out[key] = _keras3_value(key, value)
@@ -1798,6 +1803,11 @@ def _write_keras3_vars(group, layer: Any, name: str) -> None:
         return
     nested = getattr(layer, "layer", None)
     if isinstance(nested, torch.nn.Module) and cls == "TimeDistributed":
+        _write_keras3_vars(group.create_group("layer"), nested, nested.name)
+        return
+    if cls == "SpectralNormalization":  # own vars [kernel, vector_u], then the layer's
+        own.create_dataset("0", data=layer.kernel.detach().cpu().numpy())
+        own.create_dataset("1", data=layer.vector_u.detach().cpu().numpy())
         _write_keras3_vars(group.create_group("layer"), nested, nested.name)
         return
     names = getattr(layer, "KERAS3_VAR_NAMES", None)  # named variables (tf_idf lookups)

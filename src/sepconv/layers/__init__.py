@@ -48,6 +48,8 @@ from .augmentation import (CenterCrop, RandomBrightness, RandomContrast,  # noqa
                            RandomCrop, RandomFlip, RandomHeight, RandomRotation,
                            RandomTranslation, RandomWidth, RandomZoom)
 from .lambda_layer import Lambda  # noqa: F401
+from .spectral import SpectralNormalization  # wrapper (spectral.py)
+from .hashed_crossing import HashedCrossing  # hashed_crossing.py
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
