@@ -144,6 +144,8 @@ SPECS = {
     "Embedding": ("int", 0, dict(input_dim=[5, 9], output_dim=[1, 3],
                                  mask_zero=B, input_length=[None])),
     "Masking": ("nd", 1, dict(mask_value=[0.0, 1.0])),
+    "CenterCrop": ("nd", 2, dict(height=[1, 3, 8, 10], width=[2, 7, 9])),
+    "RandomCrop": ("nd", 2, dict(height=[1, 3, 8, 10], width=[2, 7, 9])),  # inference
 }
 
 
