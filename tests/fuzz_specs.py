@@ -167,3 +167,15 @@ def make_input(kind, rank, rng):
     if kind == "nd" and rank == 1:
         x[0, -3:] = 0.0  # masked steps for Masking / mask-aware layers
     return x
+
+
+def randomize(layer, rng):
+    """Random weights (scale 0.5) for a Keras layer of either Keras, positive where the
+    weight is a variance (batch normalization's moving variance, Normalization's)."""
+    weights = []
+    for w, v in zip(layer.get_weights(), layer.weights):
+        new = (rng.normal(size=w.shape) * 0.5).astype(w.dtype)
+        if "variance" in (getattr(v, "path", None) or v.name):
+            new = np.abs(new) + 0.5
+        weights.append(new)
+    layer.set_weights(weights)

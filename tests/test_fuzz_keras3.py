@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 import torch  # noqa: E402
 
-from fuzz_specs import SPECS, draw_kwargs, make_input  # noqa: E402
+from fuzz_specs import SPECS, draw_kwargs, make_input, randomize  # noqa: E402
 from sepconv.interop.models import build_layer  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -64,16 +64,6 @@ def keras3_kwargs(name, kwargs):
     return out
 
 
-def _randomize(layer, rng):
-    weights = []
-    for w, v in zip(layer.get_weights(), layer.weights):
-        new = (rng.normal(size=w.shape) * 0.5).astype(w.dtype)
-        if "variance" in v.path:
-            new = np.abs(new) + 0.5
-        weights.append(new)
-    layer.set_weights(weights)
-
-
 def _outputs(out):
     return list(out) if isinstance(out, (list, tuple)) else [out]
 
@@ -107,7 +97,7 @@ def check_class(name, data):
     try:
         theirs = getattr(keras.layers, name)(**keras3_kwargs(name, kwargs))
         _run(theirs, x, 1, True)
-        _randomize(theirs, rng)
+        randomize(theirs, rng)
         want, want_grad = _run(theirs, x, 1, True)
     except Exception:  # noqa: BLE001 - Keras 3 refuses: tf-keras' argument space rules
         return

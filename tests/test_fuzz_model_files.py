@@ -20,7 +20,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 keras = pytest.importorskip("keras")
 
-from fuzz_specs import SPECS, make_input  # noqa: E402
+from fuzz_specs import SPECS, make_input, randomize  # noqa: E402
 from keras_files import Cases, check, outputs  # noqa: E402
 from test_fuzz_keras3 import ABSENT, _torch_backend_only, keras3_kwargs  # noqa: E402
 
@@ -63,17 +63,6 @@ def _branches(K, name, inp, x, seed):
     return outs
 
 
-def _randomize(model, rng):
-    for layer in model.layers:
-        weights = []
-        for w, v in zip(layer.get_weights(), layer.weights):
-            new = (rng.normal(size=w.shape) * 0.5).astype(w.dtype)
-            if "variance" in v.name:
-                new = np.abs(new) + 0.5
-            weights.append(new)
-        layer.set_weights(weights)
-
-
 def _model(K, name, seed):
     kind, rank, _ = SPECS[name]
     rng = np.random.default_rng(seed)
@@ -83,7 +72,8 @@ def _model(K, name, seed):
     if not outs:
         return None
     model = K.Model(inp, outs)
-    _randomize(model, rng)
+    for layer in model.layers:
+        randomize(layer, rng)
     return model, x
 
 

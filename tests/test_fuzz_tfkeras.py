@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from sepconv.interop.models import build_layer  # noqa: E402
 from sepconv.layers.base import KERAS_CLASSES  # noqa: E402
-from fuzz_specs import SHAPES, SPECS, draw_kwargs, make_input  # noqa: E402
+from fuzz_specs import SHAPES, SPECS, draw_kwargs, make_input, randomize  # noqa: E402
 from tf_keras_compare import config_without_names  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -111,16 +111,6 @@ def _channels_last_twin(name, kwargs):
     return twin, call
 
 
-def _randomize(layer, rng):
-    weights = []
-    for w, v in zip(layer.get_weights(), layer.weights):
-        new = (rng.normal(size=w.shape) * 0.5).astype(w.dtype)
-        if "variance" in v.name:
-            new = np.abs(new) + 0.5
-        weights.append(new)
-    layer.set_weights(weights)
-
-
 def _refused(fn):
     try:
         fn()
@@ -150,7 +140,7 @@ def check_class(name, data):
     try:
         theirs = getattr(tf_keras.layers, name)(**kwargs)
         _call_tf(theirs, x, 1)
-        _randomize(theirs, rng)
+        randomize(theirs, rng)
         variables = theirs.weights
         tf_out, tf_grads, probes = _call_tf(theirs, x, 1, variables)
         weights = theirs.get_weights()
@@ -159,7 +149,7 @@ def check_class(name, data):
     if tf_err is not None and first and theirs is not None and _nhwc_only(tf_err):
         twin, call = _channels_last_twin(name, kwargs)
         _call_tf(call, x, 1)
-        _randomize(twin, rng)
+        randomize(twin, rng)
         weights = twin.get_weights()
         variables = twin.weights
         tf_out, tf_grads, probes = _call_tf(call, x, 1, variables)
@@ -366,7 +356,7 @@ def check_call(name, data):
             assert _refused(lambda: _ours_apply(ours, [torch.from_numpy(x) for x in xs],
                                                 call)) is not None, (name, err)
         return
-    _randomize(theirs, rng)
+    randomize(theirs, rng)
     with tf.GradientTape() as tape:
         tape.watch(tensors)
         outs = _flat(_tf_apply(theirs, tensors, call))
@@ -420,7 +410,7 @@ def test_batch_normalization_training_matches_tf_keras(data, torch_single_thread
     x = (rng.normal(size=SHAPES[2]) * 3 + 1).astype(np.float32)
     theirs = tf_keras.layers.BatchNormalization(**kwargs)
     theirs(x)
-    _randomize(theirs, rng)
+    randomize(theirs, rng)
     ours = build_layer(tf_keras.layers.serialize(theirs))
     ours(torch.from_numpy(x))
     ours.set_weights(theirs.get_weights())
