@@ -179,3 +179,104 @@ def randomize(layer, rng):
             new = np.abs(new) + 0.5
         weights.append(new)
     layer.set_weights(weights)
+
+
+# -- layers of several inputs, call arguments, wrapped layers: makers taking the Keras module
+# and hypothesis' data, returning (Keras layer, input shapes, call arguments) --------------
+
+def _merge(cls, n_inputs):
+    def make(K, data):
+        n = n_inputs or data.draw(st.integers(2, 3), label="inputs")
+        return getattr(K.layers, cls)(), [(2, 5, 4)] * n, {}
+    return make
+
+
+def _concatenate(K, data):
+    axis = data.draw(st.sampled_from([-1, 1, 2]), label="axis")
+    shapes = [(2, 5, 4), (2, 5, 4), (2, 5, 4)]
+    shapes[1] = tuple(3 if i == axis % 3 else n for i, n in enumerate(shapes[1]))
+    return K.layers.Concatenate(axis=axis), shapes, {}
+
+
+def _dot(K, data):
+    axes = data.draw(st.sampled_from([1, 2, -1, (1, 1), (2, 2), (1, 2), (2, 1)]), label="axes")
+    normalize = data.draw(st.booleans(), label="normalize")
+    a, b = (axes, axes) if isinstance(axes, int) else axes
+    shape_a = (2, 4, 4) if (a % 3) == (b % 3) else (2, 4, 4)
+    return K.layers.Dot(axes=axes, normalize=normalize), [shape_a, (2, 4, 4)], {}
+
+
+def _attention(cls):
+    def make(K, data):
+        kwargs = dict(use_scale=data.draw(st.booleans(), label="use_scale"))
+        if cls == "Attention":
+            kwargs["score_mode"] = data.draw(st.sampled_from(["dot", "concat"]), label="score")
+        with_key = data.draw(st.booleans(), label="key")
+        call = dict(return_attention_scores=data.draw(st.booleans(), label="scores"),
+                    use_causal_mask=data.draw(st.booleans(), label="causal"))
+        shapes = [(2, 5, 4), (2, 6, 4)] + ([(2, 6, 4)] if with_key else [])
+        return getattr(K.layers, cls)(**kwargs), shapes, call
+    return make
+
+
+def _mha(K, data):
+    kwargs = dict(num_heads=data.draw(st.sampled_from([1, 2, 3]), label="heads"),
+                  key_dim=data.draw(st.sampled_from([1, 2, 4]), label="key_dim"),
+                  value_dim=data.draw(st.sampled_from([None, 3]), label="value_dim"),
+                  use_bias=data.draw(st.booleans(), label="use_bias"),
+                  output_shape=data.draw(st.sampled_from([None, 5, (2, 3)]), label="out"))
+    axes = data.draw(st.sampled_from([None, 1, (1, 2)]), label="attention_axes")
+    call = dict(return_attention_scores=data.draw(st.booleans(), label="scores"),
+                use_causal_mask=data.draw(st.booleans(), label="causal"))
+    if axes is None:
+        shapes = [(2, 5, 4), (2, 6, 4)]
+    else:
+        kwargs["attention_axes"] = axes
+        call.pop("use_causal_mask")
+        shapes = [(2, 3, 5, 4), (2, 3, 5, 4)]
+    if data.draw(st.booleans(), label="key"):
+        shapes.append(shapes[1])
+    return K.layers.MultiHeadAttention(**kwargs), shapes, call
+
+
+def _bidirectional(K, data):
+    rnn = data.draw(st.sampled_from(["LSTM", "GRU", "SimpleRNN"]), label="rnn")
+    inner = dict(units=data.draw(st.sampled_from([1, 3]), label="units"),
+                 return_sequences=data.draw(st.booleans(), label="return_sequences"),
+                 return_state=data.draw(st.booleans(), label="return_state"))
+    mode = data.draw(st.sampled_from(["concat", "sum", "mul", "ave", None]), label="merge")
+    return K.layers.Bidirectional(getattr(K.layers, rnn)(**inner), merge_mode=mode), \
+        [(2, 6, 4)], {}
+
+
+def _time_distributed(K, data):
+    inner = data.draw(st.sampled_from(["Dense", "Conv1D", "BatchNormalization"]), label="in")
+    layer = {"Dense": lambda: K.layers.Dense(3, activation="tanh"),
+             "Conv1D": lambda: K.layers.Conv1D(2, 3, padding="same"),
+             "BatchNormalization": lambda: K.layers.BatchNormalization()}[inner]()
+    return K.layers.TimeDistributed(layer), [(2, 3, 6, 4) if inner != "Dense" else (2, 3, 4)], {}
+
+
+CALLS = {
+    **{cls: _merge(cls, None) for cls in ("Add", "Multiply", "Average", "Maximum", "Minimum")},
+    "Subtract": _merge("Subtract", 2), "Concatenate": _concatenate, "Dot": _dot,
+    "Attention": _attention("Attention"), "AdditiveAttention": _attention("AdditiveAttention"),
+    "MultiHeadAttention": _mha, "Bidirectional": _bidirectional,
+    "TimeDistributed": _time_distributed,
+}
+
+
+def apply(layer, xs, call, keras_layer):
+    """``layer`` on the inputs ``xs`` with the call arguments ``call`` (Keras' convention:
+    MultiHeadAttention takes query, value, key; the others one tensor or a list);
+    ``training=False`` for a Keras layer (sepconv's take eval mode)."""
+    extra = {"training": False} if keras_layer else {}
+    if type(layer).__name__ == "MultiHeadAttention":
+        return layer(*xs, **extra, **call)
+    return layer(xs if len(xs) > 1 else xs[0], **extra, **call)
+
+
+def flat(out):
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in flat(o)]
+    return [out]

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 import torch  # noqa: E402
 
-from fuzz_specs import SPECS, draw_kwargs, make_input, randomize  # noqa: E402
+from fuzz_specs import (CALLS, SPECS, apply, draw_kwargs, flat, make_input,  # noqa: E402
+                        randomize)
 from sepconv.interop.models import build_layer  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -129,3 +130,54 @@ def check_class(name, data):
 @given(data=st.data())
 def test_layer_matches_keras3_over_its_arguments(name, data, torch_single_thread):
     check_class(name, data)
+
+
+def check_call(name, data):
+    """tests/fuzz_specs.py's CALLS makers with Keras 3: merges, attention, wrappers."""
+    theirs, shapes, call = CALLS[name](keras, data)
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    try:
+        apply(theirs, [torch.from_numpy(x) for x in xs], call, True)
+    except Exception:  # noqa: BLE001 - Keras 3 refuses: tf-keras' argument space rules
+        return
+    randomize(theirs, rng)
+    keras_in = [torch.from_numpy(x).requires_grad_(True) for x in xs]
+    want = flat(apply(theirs, keras_in, call, True))
+    probes = [torch.from_numpy(rng.normal(size=tuple(o.shape)).astype(np.float32))
+              for o in want]
+    trainable = [v for v in theirs.weights if v.trainable]
+    want_grads = torch.autograd.grad(sum((o * p).sum() for o, p in zip(want, probes)),
+                                     keras_in + [v.value for v in trainable],
+                                     allow_unused=True)
+    ours = build_layer(keras.saving.serialize_keras_object(theirs), "keras3").eval()
+    apply(ours, [torch.from_numpy(x) for x in xs], call, False)
+    ours.set_weights(theirs.get_weights())
+    ours_in = [torch.from_numpy(x).requires_grad_(True) for x in xs]
+    got = flat(apply(ours, ours_in, call, False))
+    assert len(got) == len(want), (name, len(got), len(want))
+    for i, (g, w) in enumerate(zip(got, want)):
+        w = w.detach().numpy()
+        scale = max(1.0, float(np.max(np.abs(w))))
+        np.testing.assert_allclose(g.detach().numpy(), w, atol=1e-4 * scale, rtol=1e-4,
+                                   err_msg=f"{name} output {i}")
+    by_path = {v.path: i for i, v in enumerate(theirs.weights)}
+    sources = ours_in + [ours.weights[by_path[v.path]] for v in trainable]
+    grads = torch.autograd.grad(sum((o * p).sum() for o, p in zip(got, probes)), sources,
+                                allow_unused=True)
+    labels = [f"input {i}" for i in range(len(xs))] + [v.path for v in trainable]
+    for g, w, label in zip(grads, want_grads, labels):
+        if w is None:
+            continue
+        g = torch.zeros_like(w) if g is None else g
+        scale = max(1.0, float(w.abs().max()))
+        np.testing.assert_allclose(g.numpy(), w.numpy(), atol=1e-4 * scale, rtol=1e-4,
+                                   err_msg=f"{name} gradient of {label}")
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_layer_of_several_inputs_matches_keras3(name, data, torch_single_thread):
+    check_call(name, data)
