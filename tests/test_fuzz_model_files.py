@@ -20,7 +20,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 keras = pytest.importorskip("keras")
 
-from fuzz_specs import SPECS, make_input, randomize  # noqa: E402
+from fuzz_specs import SPECS, eigen_3d_bug, make_input, randomize  # noqa: E402
 from keras_files import Cases, check, outputs  # noqa: E402
 from test_fuzz_keras3 import ABSENT, _torch_backend_only, keras3_kwargs  # noqa: E402
 
@@ -28,13 +28,8 @@ pytestmark = pytest.mark.slow
 
 BRANCHES = 6
 # Not in a model: a channels_first layer tf-keras cannot run on this CPU is dropped by the
-# acceptance call below; TensorFlow's Eigen Pool3D bug is left out as in test_fuzz_tfkeras.
+# acceptance call below; TensorFlow's Eigen 3D bug is left out (fuzz_specs.eigen_3d_bug).
 WRITERS = (("tf_keras", ".h5"), ("tf_keras", ".keras"), ("keras3", ".keras"))
-
-
-def _eigen_pool3d_bug(name, kwargs):
-    return name.endswith("Pooling3D") and kwargs.get("padding") == "same" and \
-        kwargs.get("strides") is not None and kwargs["pool_size"] < kwargs["strides"]
 
 
 def _branches(K, name, inp, x, seed):
@@ -45,7 +40,7 @@ def _branches(K, name, inp, x, seed):
     outs, count = [], 0
     for attempt in range(BRANCHES * 4):
         kwargs = {key: rnd.choice(choices) for key, choices in spec.items()}
-        if kwargs.get("data_format") == "channels_first" or _eigen_pool3d_bug(name, kwargs):
+        if kwargs.get("data_format") == "channels_first" or eigen_3d_bug(name, kwargs):
             continue  # (channels_first: tf-keras' CPU kernels; the fuzz tests cover it)
         if K is keras:
             if _torch_backend_only(name, kwargs):
