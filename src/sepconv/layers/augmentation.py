@@ -30,6 +30,7 @@ from .. import activations as _activations
 from .. import functional as _functional
 from .base import check_count
 from .core import _Random, _Weightless, check_number
+from .reshaping import check_resize_method
 
 _FILL_MODES = _functional.FILL_MODES
 _INTERPOLATIONS = _functional.TRANSFORM_INTERPOLATIONS
@@ -277,15 +278,7 @@ class _RandomSize(_RandomImage):
         if self.lower < -1.0 or self.upper < -1.0:
             raise ValueError(f"Invalid value for argument `factor`. Expected values larger "
                              f"than -1. Received factor={factor}")
-        if not isinstance(interpolation, str):
-            raise TypeError(f"Invalid type for argument `interpolation`. Expected a string. "
-                            f"Received interpolation={interpolation!r}")
-        self.interpolation = interpolation.lower()
-        if self.interpolation not in _functional.RESIZE_METHODS:
-            raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
-                             f"{', '.join(_functional.RESIZE_METHODS)} (TensorFlow's 'area' "
-                             f"resizing is not implemented). Received "
-                             f"interpolation={interpolation!r}")
+        self.interpolation = check_resize_method(interpolation)
         self._seed(seed)
         self._finish_init()
 

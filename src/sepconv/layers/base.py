@@ -225,6 +225,16 @@ def layer_from_config(value: Any, arg: str) -> Any:
     return value
 
 
+def wrapped_layer(value: Any, arg: str = "layer") -> "Layer":
+    """A wrapper's sepconv layer from ``value`` (a layer or its Keras config dict, see
+    :func:`layer_from_config`); ``ValueError`` naming ``arg`` for anything else."""
+    layer = layer_from_config(value, arg)
+    if not isinstance(layer, Layer):
+        raise ValueError(f"Invalid value for argument `{arg}`. Expected a sepconv Keras "
+                         f"layer (or its config dict). Received {arg}={layer!r}")
+    return layer
+
+
 def _building(build):
     """Wrap a subclass' ``build``: see ``Layer.build``."""
 

@@ -27,7 +27,7 @@ from .. import initializers as _initializers
 from .. import regularizers as _regularizers
 from .._registry import serialize
 from .base import Layer, _used_names, check_bool, check_count, check_data_format
-from .base import layer_from_config
+from .base import wrapped_layer
 
 
 def check_number(value: Any, name: str, minimum: Optional[float] = None,
@@ -1148,10 +1148,7 @@ class TimeDistributed(Layer):
         super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
                          batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
                          weights=weights)
-        layer = layer_from_config(layer, "layer")
-        if not isinstance(layer, Layer):
-            raise ValueError(f"Invalid value for argument `layer`. Expected a sepconv Keras "
-                             f"layer (or its config dict). Received layer={layer!r}")
+        layer = wrapped_layer(layer)
         self.layer = layer
         if trainable is not None:
             self.layer.trainable = self.trainable

@@ -85,6 +85,22 @@ def _factors(value: Any, rank: int) -> Tuple[int, ...]:
     return (check_count(value, "size"),) * rank
 
 
+
+def check_resize_method(interpolation) -> str:
+    """``tf.image.resize``'s method name, lower-cased; Keras' errors otherwise (``area``
+    is refused: not implemented)."""
+    if not isinstance(interpolation, str):
+        raise TypeError(f"Invalid type for argument `interpolation`. Expected a string. "
+                        f"Received interpolation={interpolation!r}")
+    method = interpolation.lower()
+    if method not in _functional.RESIZE_METHODS:
+        raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
+                         f"{', '.join(_functional.RESIZE_METHODS)} (TensorFlow's 'area' "
+                         f"resizing is not implemented). Received "
+                         f"interpolation={interpolation!r}")
+    return method
+
+
 class _Reshaping(Layer):
     """Shared protocol of the weightless reshaping layers of spatial rank ``RANK``."""
 
@@ -468,15 +484,7 @@ class Resizing(Layer):
                          weights=weights)
         self.height = check_count(height, "height")
         self.width = check_count(width, "width")
-        if not isinstance(interpolation, str):
-            raise TypeError(f"Invalid type for argument `interpolation`. Expected a string. "
-                            f"Received interpolation={interpolation!r}")
-        self.interpolation = interpolation.lower()
-        if self.interpolation not in _functional.RESIZE_METHODS:
-            raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
-                             f"{', '.join(_functional.RESIZE_METHODS)} (TensorFlow's 'area' "
-                             f"resizing is not implemented). Received "
-                             f"interpolation={interpolation!r}")
+        self.interpolation = check_resize_method(interpolation)
         if not isinstance(crop_to_aspect_ratio, (bool, np.bool_)):
             raise TypeError(f"Invalid type for argument `crop_to_aspect_ratio`. Expected a "
                             f"bool. Received crop_to_aspect_ratio={crop_to_aspect_ratio!r}")

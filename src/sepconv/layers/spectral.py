@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from .. import initializers as _initializers
-from .base import DTypePolicy, Layer, check_count, layer_from_config
+from .base import DTypePolicy, Layer, check_count, wrapped_layer
 
 #: The weight a wrapped layer must have, in tf-keras' order of preference.
 _KERNEL_NAMES = ("kernel", "embeddings")
@@ -93,10 +93,7 @@ class SpectralNormalization(Layer):
         super().__init__(input_shape=input_shape, batch_input_shape=batch_input_shape,
                          batch_size=batch_size, dtype=dtype, name=name, trainable=trainable,
                          weights=weights)
-        layer = layer_from_config(layer, "layer")
-        if not isinstance(layer, Layer):
-            raise ValueError(f"Invalid value for argument `layer`. Expected a sepconv Keras "
-                             f"layer (or its config dict). Received layer={layer!r}")
+        layer = wrapped_layer(layer)
         names = set(layer.WEIGHT_NAMES) | set(layer._weight_order)
         kernel = next((n for n in _KERNEL_NAMES if n in names), None)
         if kernel is None or type(layer).__name__ in _KERNEL_ON_CELL:
