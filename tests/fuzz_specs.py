@@ -133,7 +133,7 @@ SPECS = {
     "Reshape": ("nd", 2, dict(target_shape=[(56, 4), (-1, 8), (4, 14, 4), (-1,)])),
     "Permute": ("nd", 2, dict(dims=[(1, 2, 3), (3, 1, 2), (2, 1, 3), (2, 3, 1)])),
     "RepeatVector": ("vec", 0, dict(n=[1, 3])),
-    "SimpleRNN": ("nd", 1, _rnn()),
+    "SimpleRNN": ("nd", 1, dict(_rnn(), time_major=B)),
     "GRU": ("nd", 1, dict(_rnn(), reset_after=B, time_major=B,
                           recurrent_activation=["sigmoid", "hard_sigmoid"])),
     "LSTM": ("nd", 1, dict(_rnn(), unit_forget_bias=B, time_major=B,

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.slow
 
 # tf-keras names -> Keras 3 names; None drops the argument (Keras 3 has no such argument)
 RENAMED = {"LeakyReLU": {"alpha": "negative_slope"}, "LSTM": {"time_major": None},
-           "GRU": {"time_major": None}, "Embedding": {"input_length": None},
+           "GRU": {"time_major": None}, "SimpleRNN": {"time_major": None},
+           "Embedding": {"input_length": None},
            "BatchNormalization": {"renorm": None}}
 # Classes Keras 3 does not have
 ABSENT = {"ThresholdedReLU", "LocallyConnected1D", "LocallyConnected2D"}

@@ -421,3 +421,20 @@ def test_time_major_is_the_transposed_batch_major_layer(cls):
     assert major.compute_output_shape((7, None, 4))[0] == (7, None, 5)
     with pytest.raises(ValueError, match="time, batch"):
         major(x.transpose(0, 1), mask=mask)
+
+
+def test_simple_rnn_time_major_from_a_config():
+    """tf-keras' SimpleRNN takes time_major through **kwargs: not an argument of sepconv's
+    (its signature is tf-keras'), but a file's config that sets it is honoured."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 4)
+    plain = sepconv.SimpleRNN(5, return_sequences=True)
+    plain(x)
+    config = dict(plain.get_config(), time_major=True)
+    major = sepconv.SimpleRNN.from_config(config)
+    assert major.time_major and major.get_config()["time_major"] is True
+    major(x.transpose(0, 1))
+    major.set_weights(plain.get_weights())
+    torch.testing.assert_close(major(x.transpose(0, 1)), plain(x).transpose(0, 1))
+    with pytest.raises(TypeError):
+        sepconv.SimpleRNN(5, time_major=True)

@@ -111,7 +111,8 @@ def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
         if key in _BUILD_ARGS and key in known and config.get(key) is None:
             config[key] = value
     for key, defaults in _MUST_BE_DEFAULT.items():
-        if key in config and key not in known and config[key] not in defaults:
+        if key in config and key not in known and config[key] not in defaults \
+                and key not in getattr(cls, "CONFIG_ONLY_ARGS", ()):
             raise KerasFileError(f"Layer {name!r} ({entry.get('class_name')}) has "
                                  f"{key}={config[key]!r}, which sepconv's "
                                  f"{cls.__name__} does not support")

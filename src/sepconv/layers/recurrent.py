@@ -441,6 +441,22 @@ class SimpleRNN(_RNN):
                  trainable=None, weights=None):
         super().__init__(**_arguments(locals()))
 
+    CONFIG_ONLY_ARGS = ("time_major",)  # read by from_config, not a constructor argument
+
+    @classmethod
+    def from_config(cls, config):
+        """tf-keras' ``SimpleRNN`` takes ``time_major`` through its ``**kwargs`` (not in its
+        signature, so not in sepconv's): a config that sets it gets it, as a file needs."""
+        config = dict(config)
+        time_major = config.pop("time_major", False)
+        layer = super().from_config(config)
+        if time_major:
+            layer.time_major = check_bool(time_major, "time_major")
+            if layer.batch_input_shape is not None and layer.stateful:
+                layer._stateful_shape = (layer.batch_input_shape[1], None,
+                                         layer.batch_input_shape[2])
+        return layer
+
     def _recurrence(self, x, state, mask, rmask):
         return _functional.simple_rnn(x, *self._weights(), **self._args(state, mask, rmask))
 
