@@ -71,6 +71,9 @@ MODELS = {
 }
 
 
+SLOW_TO_INDUCT = ("bi_rnn", "masked_rnn", "cudnn", "conv_lstm")
+
+
 def _inputs(model, seed, steps=None):
     rng = np.random.default_rng(seed)
     xs = []
@@ -194,12 +197,17 @@ def test_onnx_runs_in_onnxruntime(saved, name, torch_single_thread):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_compile_fullgraph_and_jit_trace(saved, name, torch_single_thread):
-    """torch.compile(fullgraph=True) and torch.jit.trace give sepconv eager's outputs."""
+    """torch.compile(fullgraph=True) and torch.jit.trace give sepconv eager's outputs
+    (Inductor for the convolutional models; the recurrent ones, whose step loops
+    Inductor takes minutes over on two cores, through AOTAutograd's eager backend: the
+    same one whole graph from Dynamo, the same decomposed ops)."""
     model, x, y, _ = _load(saved, name)
     want = _eager(model, x)
     torch._dynamo.reset()
+    backend = "aot_eager" if name in SLOW_TO_INDUCT else "inductor"
     with torch.no_grad():
-        _close(torch.compile(model, fullgraph=True)(*x), want, what="torch.compile")
+        _close(torch.compile(model, fullgraph=True, backend=backend)(*x), want,
+               what="torch.compile")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, tuple(x), strict=False, check_trace=False)

@@ -1393,6 +1393,7 @@ def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, in_pads, pads, channels_
     outputs = []
     act_, rec_act_ = _in_place(activation), _in_place(recurrent_activation)
     if step_masks is None and act_ is not None and rec_act_ is not None and \
+            not torch.compiler.is_compiling() and not torch.jit.is_tracing() and \
             not (torch.is_grad_enabled() and any(
                 t is not None and t.requires_grad
                 for t in (x, kernel, recurrent_kernel, bias, h, c))):
