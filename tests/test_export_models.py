@@ -213,3 +213,79 @@ def test_compile_fullgraph_and_jit_trace(saved, name, torch_single_thread):
         traced = torch.jit.trace(model, tuple(x), strict=False, check_trace=False)
     with torch.no_grad():
         _close(traced(*x), want, what="torch.jit.trace")
+
+
+# -- python -m sepconv convert MODEL OUT.pt2 / OUT.onnx --------------------------------------
+
+def _convert(capsys, *argv):
+    from sepconv import cli
+    capsys.readouterr()  # (what came before: Keras' warnings)
+    rc = cli.main(["convert", *[str(a) for a in argv]])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_convert_to_pt2_defaults_to_the_models_free_axes(saved, tmp_path, capsys):
+    """Without --input-shape: the model's input shape, its free batch dynamic; the
+    program runs at another batch size with Keras' outputs."""
+    path, x, y, _ = saved["cnn"]
+    out = tmp_path / "cnn.pt2"
+    rc, text, err = _convert(capsys, path, out)
+    assert rc == 0, err
+    assert "(2, 32, 4)" in text and "dynamic axes [0]" in text, text
+    program = torch.export.load(str(out))
+    _close(program.module()(torch.from_numpy(x[0])), y, what=".pt2 vs Keras")
+    x3 = torch.randn(3, 32, 4)
+    model = sepconv.load_keras_model(path)
+    _close(program.module()(x3), _eager(model, [x3]), what=".pt2 at batch 3")
+
+
+@pytest.mark.slow
+def test_convert_to_onnx_with_shape_and_dynamic_steps(saved, tmp_path, capsys):
+    """--input-shape 1,24,3 --dynamic 1 on the bidirectional recurrent model: one ONNX
+    Scan per recurrence, run by onnxruntime at other lengths with sepconv's outputs."""
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    path = saved["bi_rnn"][0]
+    out = tmp_path / "bi.onnx"
+    rc, text, err = _convert(capsys, path, out, "--input-shape", "1,24,3", "--dynamic", "1")
+    assert rc == 0, err
+    assert "(1, 24, 3)" in text and "dynamic axes [1]" in text, text
+    kinds = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "Scan" in kinds or "Loop" in kinds, kinds
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    model = sepconv.load_keras_model(path)
+    for steps in (5, 40):
+        x = torch.randn(1, steps, 3)
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        _close(got, _eager(model, [x]), tol=1e-4, what=f"onnxruntime, {steps} steps")
+
+
+def test_convert_refuses_what_cannot_export_in_one_line(saved, tmp_path, capsys):
+    """Text inputs and stateful layers: exit status 2, one line naming the input or
+    layer; a wrong --input-shape, --dynamic axis or ending likewise."""
+    L = tf_keras.layers
+    text = tf_keras.Sequential([tf_keras.Input((1,), dtype="string", name="words"),
+                                L.StringLookup(vocabulary=["a", "b"], name="lookup"),
+                                L.Embedding(4, 2, name="emb"), L.Flatten(name="flat")])
+    text_path = tmp_path / "text.keras"
+    text.save(text_path)
+    stateful = tf_keras.Sequential([L.LSTM(3, stateful=True, batch_input_shape=(2, None, 4),
+                                           name="memory")])
+    stateful_path = tmp_path / "stateful.h5"
+    stateful.save(stateful_path)
+    cnn = saved["cnn"][0]
+    cases = [((text_path, tmp_path / "t.onnx"), ("'words'", "text", "StringLookup")),
+             ((stateful_path, tmp_path / "s.pt2"), ("'memory'", "stateful", "initial_state")),
+             ((cnn, tmp_path / "c.pt2", "--input-shape", "2,30,4"), ("(2, 30, 4)", "(None, 32, 4)")),
+             ((cnn, tmp_path / "c.pt2", "--input-shape", "2,x"), ("--input-shape", "'2,x'")),
+             ((cnn, tmp_path / "c.pt2", "--dynamic", "5"), ("axis 5",)),
+             ((cnn, tmp_path / "c.tflite"), (".pt2", ".onnx"))]
+    for argv, pieces in cases:
+        rc, _, err = _convert(capsys, *argv)
+        assert rc == 2, (argv, err)
+        assert err.count("\n") == 1 and all(p in err for p in pieces), (argv, err)
+    # the user's own torch.export call names the stateful layer too
+    with pytest.raises(ValueError, match="'memory'.*stateful"):
+        torch.export.export(sepconv.load_keras_model(stateful_path).eval(),
+                            (torch.randn(2, 5, 4),))

@@ -1683,7 +1683,9 @@ def _scan_steps(z, step, state, go_backwards: bool, return_sequences: bool, mask
     records when the number of steps is dynamic (a Python loop would fix it to the
     example's; the ONNX exporter writes a ``Scan``).  The same step, the same numbers."""
     from torch._higher_order_ops.scan import scan
-    zs = z.transpose(0, 1)  # (time, batch, ...): scan runs over the first axis
+    # (time, batch, ...): scan runs over the first axis; a copy, not a view (scan's
+    # guards on a view's base fail at batch 1, where the transpose is contiguous)
+    zs = z.transpose(0, 1).clone(memory_format=torch.contiguous_format)
     if go_backwards:
         zs = zs.flip(0)
     state = tuple(state)
@@ -1694,7 +1696,8 @@ def _scan_steps(z, step, state, go_backwards: bool, return_sequences: bool, mask
 
         state, ys = scan(body, state, zs)
         return (ys.transpose(0, 1) if return_sequences else state[0]), state
-    keeps = mask.to(z.device).unsqueeze(-1).transpose(0, 1)
+    keeps = mask.to(z.device).unsqueeze(-1).transpose(0, 1).clone(
+        memory_format=torch.contiguous_format)
     if go_backwards:
         keeps = keeps.flip(0)
 

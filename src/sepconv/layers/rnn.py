@@ -23,9 +23,9 @@ import torch
 from .. import activations as _activations
 from .. import functional as _functional
 from .base import DTypePolicy, Layer, check_bool, check_count, layer_from_config
-from .conv_lstm import (_arguments, check_resettable, draw_dropout_mask, first_shape,
-                        init_weight_arguments, recurrent_repr, reset_state_values,
-                        split_state_inputs)
+from .conv_lstm import (_arguments, check_resettable, check_state_kept_eagerly,
+                        draw_dropout_mask, first_shape, init_weight_arguments, recurrent_repr,
+                        reset_state_values, split_state_inputs)
 from .recurrent import GRU, LSTM, _RecurrentWeights
 
 
@@ -762,6 +762,7 @@ class RNN(Layer):
         if self.time_major and self.return_sequences:
             output = output.transpose(0, 1)
         if self.stateful:
+            check_state_kept_eagerly(self)
             self._kept = [s.detach() for s in states]
         return [output] + self._nested_states(states) if self.return_state else output
 
