@@ -215,6 +215,30 @@ def test_compile_fullgraph_and_jit_trace(saved, name, torch_single_thread):
         _close(traced(*x), want, what="torch.jit.trace")
 
 
+@pytest.mark.slow
+def test_operation_node_families_export_with_a_dynamic_batch(tmp_path, torch_single_thread):
+    """Every family of TensorFlow functions / Keras 3 operations the loader runs
+    (tests/test_model_files_ops.py, ``tf.reshape(x, [tf.shape(x)[0], -1])`` included):
+    torch.export with a dynamic batch, Keras' outputs, and another batch size."""
+    failures = []
+    for stem, model in ops_files._models().items():
+        path = str(tmp_path / (stem + (".keras" if stem.startswith("k3_") else ".h5")))
+        model.save(path)
+        x = ops_files._inputs(model, 1)
+        y = outputs(model.predict(x if len(x) > 1 else x[0], verbose=0))
+        loaded = sepconv.load_keras_model(path).eval()
+        xs = [torch.from_numpy(v) for v in x]
+        try:
+            program = torch.export.export(loaded, tuple(xs), dynamic_shapes=(
+                tuple({0: torch.export.Dim.DYNAMIC} for _ in xs),))
+            _close(program.module()(*xs), y, what=stem)
+            x5 = [torch.cat([v, v[:2]]) for v in xs]
+            _close(program.module()(*x5), _eager(loaded, x5), what=stem + " batch 5")
+        except Exception as err:  # every family is reported, not only the first
+            failures.append(f"{stem}: {type(err).__name__}: {str(err)[:300]}")
+    assert not failures, "\n".join(failures)
+
+
 # -- python -m sepconv convert MODEL OUT.pt2 / OUT.onnx --------------------------------------
 
 def _convert(capsys, *argv):
