@@ -29,6 +29,7 @@ import test_group_query_attention as test_gqa  # noqa: E402
 import test_model_files_family as family  # noqa: E402
 import test_model_files_nested as nested  # noqa: E402
 import test_model_files_ops as ops_files  # noqa: E402
+import test_model_files_rnn_cells as rnn_cells  # noqa: E402
 import test_recurrent  # noqa: E402
 import test_resizing  # noqa: E402
 from keras_files import outputs  # noqa: E402
@@ -61,6 +62,7 @@ MODELS = {
     "k3_wavenet": (ops_files._k3_wavenet, ".keras", 1, 29),
     "bi_rnn": (lambda: test_recurrent._cnn_lstm(tf_keras, False), ".h5", 1, 17),
     "masked_rnn": (lambda: nested._masked(tf_keras), ".h5", 1, 11),
+    "rnn_cells": (lambda: rnn_cells._model(tf_keras), ".h5", 1, 11),
     "transformer": (lambda: _mha_encoder(tf_keras), ".h5", 1, 13),
     "conv_lstm": (lambda: family.video(tf_keras, False), ".h5", None, None),
     "unet": (lambda: family.unet(tf_keras, False), ".h5", None, None),
@@ -71,7 +73,7 @@ MODELS = {
 }
 
 
-SLOW_TO_INDUCT = ("bi_rnn", "masked_rnn", "cudnn", "conv_lstm")
+SLOW_TO_INDUCT = ("bi_rnn", "masked_rnn", "rnn_cells", "cudnn", "conv_lstm")
 
 
 def _inputs(model, seed, steps=None):
@@ -313,3 +315,17 @@ def test_convert_refuses_what_cannot_export_in_one_line(saved, tmp_path, capsys)
     with pytest.raises(ValueError, match="'memory'.*stateful"):
         torch.export.export(sepconv.load_keras_model(stateful_path).eval(),
                             (torch.randn(2, 5, 4),))
+
+
+def test_custom_cell_exports_at_a_fixed_length_and_refuses_a_dynamic_one(torch_single_thread):
+    """RNN over a user's cell runs it step by step in Python: torch.export unrolls it at
+    a fixed length (eager's outputs); a dynamic one is refused naming the layer."""
+    from test_rnn_cells import _UserCell
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(sepconv.RNN(_UserCell(sepconv.GRUCell(3)), name="custom",
+                                            return_sequences=True)).eval()
+    x = torch.randn(2, 6, 4)
+    want = _eager(model, [x])
+    _close(torch.export.export(model, (x,)).module()(x), want, what="fixed length")
+    with pytest.raises(ValueError, match="'custom' runs its cell .*_UserCell.*fixed"):
+        torch.export.export(model, (x,), dynamic_shapes=({1: torch.export.Dim.DYNAMIC},))

@@ -809,6 +809,11 @@ class RNN(Layer):
 
     def _run_steps(self, x, state, mask, training, return_sequences, constants):
         steps = x.shape[1]
+        if isinstance(steps, torch.SymInt) and torch.compiler.is_exporting():
+            raise ValueError(f"Layer {self.name!r} runs its cell "
+                             f"({type(self.cell).__name__}) step by step in Python: export "
+                             "it with a fixed number of steps (Keras' own cells take a "
+                             "dynamic one)")
         order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
         structure = self.cell.state_size
         outputs, previous = [], None
