@@ -303,7 +303,8 @@ def test_convert_refuses_what_cannot_export_in_one_line(saved, tmp_path, capsys)
     cnn = saved["cnn"][0]
     cases = [((text_path, tmp_path / "t.onnx"), ("'words'", "text", "StringLookup")),
              ((stateful_path, tmp_path / "s.pt2"), ("'memory'", "stateful", "initial_state")),
-             ((cnn, tmp_path / "c.pt2", "--input-shape", "2,30,4"), ("(2, 30, 4)", "(None, 32, 4)")),
+             ((cnn, tmp_path / "c.pt2", "--input-shape", "2,30,4"),
+              ("(2, 30, 4)", "(None, 32, 4)")),
              ((cnn, tmp_path / "c.pt2", "--input-shape", "2,x"), ("--input-shape", "'2,x'")),
              ((cnn, tmp_path / "c.pt2", "--dynamic", "5"), ("axis 5",)),
              ((cnn, tmp_path / "c.tflite"), (".pt2", ".onnx"))]
