@@ -212,7 +212,7 @@ def test_compile_fullgraph_and_jit_trace(saved, name, torch_single_thread):
                what="torch.compile")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, tuple(x), strict=False, check_trace=False)
+        traced = torch.jit.trace(model, tuple(x))  # (several outputs: a tuple)
     with torch.no_grad():
         _close(traced(*x), want, what="torch.jit.trace")
 
