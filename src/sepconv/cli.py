@@ -16,7 +16,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "train": ("sepconv.train", "train a separable-conv network on a bundled data set"),
         "evaluate": ("sepconv.train", "evaluate a saved model on its test split"),
         "bench": ("sepconv.bench", "benchmark sepconv against its peers"),
-        "convert": ("sepconv.interop.convert", "convert a Keras .h5/.keras model to torch"),
+        "convert": ("sepconv.interop.convert", "convert a Keras .h5/.keras model to "
+                    "torch (.pt), a torch.export program (.pt2) or ONNX (.onnx)"),
     }
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         parser = argparse.ArgumentParser(prog="python -m sepconv")

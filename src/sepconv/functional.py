@@ -866,6 +866,11 @@ def max_pool(x: torch.Tensor, pool_size: IntOrTuple, strides: Optional[IntOrTupl
                                                           data_format, rank)
     if any(pads):
         x = torch.nn.functional.pad(x, pads, value=float("-inf"))
+    if rank == 1 and torch.compiler.is_exporting():
+        # aten's max_pool1d specialises a dynamic length to the example's under
+        # torch.export; max_pool2d over a unit width keeps it symbolic (same numbers)
+        y = torch.nn.functional.max_pool2d(x.unsqueeze(-1), (pool[0], 1), (stride[0], 1))
+        return _restore(y.squeeze(-1), channels_last)
     return _restore(_MAX_POOL[rank](x, pool, stride), channels_last)
 
 
@@ -1394,6 +1399,7 @@ def _conv_lstm_fused(x, kernel, recurrent_kernel, bias, in_pads, pads, channels_
     outputs = []
     act_, rec_act_ = _in_place(activation), _in_place(recurrent_activation)
     if step_masks is None and act_ is not None and rec_act_ is not None and \
+            not torch.compiler.is_compiling() and not torch.jit.is_tracing() and \
             not (torch.is_grad_enabled() and any(
                 t is not None and t.requires_grad
                 for t in (x, kernel, recurrent_kernel, bias, h, c))):
@@ -1653,6 +1659,9 @@ def _run_steps(z, step, state, go_backwards: bool, return_sequences: bool, mask=
     booleans, a masked step keeps the states and outputs the previous step's output
     (zeros before the first unmasked step), or zeros with ``zero_output_for_mask``."""
     steps = z.shape[1]
+    if isinstance(steps, torch.SymInt) and torch.compiler.is_exporting():
+        return _scan_steps(z, step, state, go_backwards, return_sequences, mask,
+                           zero_output_for_mask)
     order = range(steps - 1, -1, -1) if go_backwards else range(steps)
     outputs = []
     if mask is not None:
@@ -1672,6 +1681,42 @@ def _run_steps(z, step, state, go_backwards: bool, return_sequences: bool, mask=
             outputs.append(state[0])
     output = torch.stack(outputs, 1) if return_sequences else state[0]
     return output, state
+
+
+def _scan_steps(z, step, state, go_backwards: bool, return_sequences: bool, mask=None,
+                zero_output_for_mask: bool = False):
+    """:func:`_run_steps` as one ``scan`` (torch's higher-order op): what ``torch.export``
+    records when the number of steps is dynamic (a Python loop would fix it to the
+    example's; the ONNX exporter writes a ``Scan``).  The same step, the same numbers."""
+    from torch._higher_order_ops.scan import scan
+    # (time, batch, ...): scan runs over the first axis; a copy, not a view (scan's
+    # guards on a view's base fail at batch 1, where the transpose is contiguous)
+    zs = z.transpose(0, 1).clone(memory_format=torch.contiguous_format)
+    if go_backwards:
+        zs = zs.flip(0)
+    state = tuple(state)
+    if mask is None:
+        def body(carry, zt):
+            new = tuple(step(zt, carry))
+            return new, new[0].clone()
+
+        state, ys = scan(body, state, zs)
+        return (ys.transpose(0, 1) if return_sequences else state[0]), state
+    keeps = mask.to(z.device).unsqueeze(-1).transpose(0, 1).clone(
+        memory_format=torch.contiguous_format)
+    if go_backwards:
+        keeps = keeps.flip(0)
+
+    def masked_body(carry, inputs):
+        out, old = carry[0], carry[1:]
+        zt, keep = inputs
+        new = tuple(step(zt, old))
+        out = torch.where(keep, new[0], torch.zeros_like(out) if zero_output_for_mask
+                          else out)
+        return (out,) + tuple(torch.where(keep, n, s) for n, s in zip(new, old)), out.clone()
+
+    carry, ys = scan(masked_body, (torch.zeros_like(state[0]),) + state, (zs, keeps))
+    return (ys.transpose(0, 1) if return_sequences else carry[0]), carry[1:]
 
 
 # -- torch's fused recurrences for the standard cells ------------------------------------

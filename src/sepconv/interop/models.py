@@ -499,7 +499,10 @@ class KerasFunctional(torch.nn.Module):
         out_masks = [masks.get(r) for r in self.output_refs]
         self._output_mask = out_masks[0] if len(out_masks) == 1 else \
             (out_masks if any(m is not None for m in out_masks) else None)
-        return result[0] if len(result) == 1 else result
+        if len(result) == 1:
+            return result[0]
+        # torch.jit.trace refuses a list output (strict): a tuple while tracing
+        return tuple(result) if torch.jit.is_tracing() else result
 
     def extra_repr(self) -> str:
         return (f"name={self.keras_name!r}, inputs={[r[0] for r in self.input_refs]}, "

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import activations as _activations
+from .keras_ops import _index_item
 from .keras_ops import _max as _amax
 from .keras_ops import _min as _amin
 from .keras_ops import _prod
@@ -218,12 +219,28 @@ def _split(value, num_or_size_splits, axis=0, num=None, name="split"):
     return list(torch.chunk(x, n, dim=axis))
 
 
+#: the Python sizes a ``tf.shape`` result (or an index of one) holds, kept on the tensor:
+#: under torch.export they are the symbolic sizes themselves, where reading the tensor's
+#: values back (``.tolist()``) would be data-dependent
+_SIZES = "_sepconv_sizes"
+
+
+def _size(v: Any) -> Any:
+    sizes = getattr(v, _SIZES, None)
+    if sizes is not None and not isinstance(sizes, list):
+        return sizes
+    return int(v)
+
+
 def _shape_list(shape: Any) -> List[int]:
     if isinstance(shape, torch.Tensor):
+        sizes = getattr(shape, _SIZES, None)
+        if sizes is not None:
+            return list(sizes) if isinstance(sizes, list) else [sizes]
         return [int(v) for v in shape.reshape(-1).tolist()]
     if isinstance(shape, (list, tuple)):
-        return [int(v) for v in shape]
-    return [int(shape)]
+        return [_size(v) for v in shape]
+    return [_size(shape)]
 
 
 def _reshape(tensor, shape, name=None):
@@ -307,7 +324,9 @@ def _shape(input, out_type=None, name=None):  # noqa: A002
     """The shape as a 1-D int32 tensor (``out_type``: another integer dtype)."""
     x = _tensor(input)
     dtype = torch.int32 if out_type is None else _torch_dtype(out_type)
-    return torch.tensor(list(x.shape), dtype=dtype, device=x.device)
+    out = torch.tensor(list(x.shape), dtype=dtype, device=x.device)
+    setattr(out, _SIZES, list(x.shape))
+    return out
 
 
 def _shape_v1(input, name=None, out_type=None):  # noqa: A002
@@ -320,7 +339,18 @@ def _identity(input, name=None):  # noqa: A002
 
 def _getitem_op(tensor, slice_spec, var=None):
     """``tensor[slice_spec]`` with NumPy's rules (see :func:`keras_ops.getitem`)."""
-    return _numpy_getitem(_tensor(tensor), slice_spec)
+    out = _numpy_getitem(_tensor(tensor), slice_spec)
+    sizes = getattr(tensor, _SIZES, None)
+    if sizes is not None and out.dim() <= 1:  # tf.shape(x)[i], tf.shape(x)[i:j]
+        spec = slice_spec if isinstance(slice_spec, (list, tuple)) else [slice_spec]
+        try:  # the same index on the Python list (one integer or one slice)
+            item = _index_item(spec[0]) if len(spec) == 1 else None
+        except ValueError:
+            item = None
+        if isinstance(item, (int, slice)):
+            setattr(out, _SIZES, sizes[item] if isinstance(item, int) else
+                    list(sizes[item]))
+    return out
 
 
 def _cumsum(x, axis=0, exclusive=False, reverse=False, name=None):

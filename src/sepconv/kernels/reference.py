@@ -108,7 +108,9 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
     # backward ("grad_weight must be contiguous"). Without autograd torch copies it itself
     # (oneDNN's reorder, slow_conv2d's contiguous()): a copy of ours would be a second one.
     weight = kernel.permute(rank + 1, rank, *range(rank))
-    if torch.is_grad_enabled() and (kernel.requires_grad or x.requires_grad):
+    # (torch.jit.trace records one graph whatever the grad mode: its check reruns it)
+    if torch.jit.is_tracing() or (torch.is_grad_enabled() and
+                                  (kernel.requires_grad or x.requires_grad)):
         weight = weight.contiguous()
     conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
     y = conv_nd(x, weight, bias, stride=tuple(strides), padding=both,

@@ -198,13 +198,34 @@ def upsample(x: torch.Tensor, size: Sequence[int], method: str,
     return x.contiguous()
 
 
+@torch.library.custom_op("sepconv::resize_weights", mutates_args=())
+def _weights_op(n_in: int, n_out: int, method: str) -> torch.Tensor:
+    """:func:`weight_matrix` as an op torch.compile does not trace into (numpy's calls
+    cannot be traced): it runs when the compiled graph runs."""
+    return torch.from_numpy(weight_matrix(n_in, n_out, method)).clone()
+
+
+@_weights_op.register_fake
+def _(n_in: int, n_out: int, method: str) -> torch.Tensor:
+    return torch.empty((n_out, n_in), dtype=torch.float32)
+
+
+def _weights(n_in: int, n_out: int, method: str) -> torch.Tensor:
+    """TensorFlow's weights as a ``(n_out, n_in)`` float32 tensor: numpy's (cached) in
+    eager mode and under torch.export (a constant of the exported graph), the op under
+    torch.compile."""
+    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+        return _weights_op(n_in, n_out, method)
+    return torch.from_numpy(weight_matrix(n_in, n_out, method))
+
+
 def apply_axis(x: torch.Tensor, axis: int, n_out: int, method: str) -> torch.Tensor:
     """``W`` applied along ``axis`` as one 2-D matmul (the axis moved last): TensorFlow's
     weights in a dense ``(n_out, n)`` matrix, mostly zeros.  It costs ``n``
     multiply-adds per output where TensorFlow's loops cost 2 to 11, traded for one BLAS
     call; a broadcast batched matmul was 100x slower in its backward here."""
     n = int(x.shape[axis])
-    w = torch.from_numpy(weight_matrix(n, n_out, method)).to(device=x.device, dtype=x.dtype)
+    w = _weights(n, n_out, method).to(device=x.device, dtype=x.dtype)
     moved = torch.movedim(x, axis, -1)
     y = moved.reshape(-1, n) @ w.t()
     return torch.movedim(y.reshape(*moved.shape[:-1], n_out), -1, axis)

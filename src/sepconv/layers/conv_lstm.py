@@ -103,6 +103,17 @@ def recurrent_repr(layer: torch.nn.Module, parts: List[str], activations: Dict[s
     return ", ".join(parts)
 
 
+def check_state_kept_eagerly(layer: torch.nn.Module) -> None:
+    """A stateful layer keeps its last states between calls: a graph being exported
+    (``torch.export``, the ONNX exporters, ``torch.jit.trace``) would freeze the example's
+    states into it, so it is refused, naming the layer."""
+    if torch.compiler.is_exporting() or torch.jit.is_tracing():
+        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) is stateful: its "
+                         "states carry over between calls, which an exported graph does "
+                         "not keep; export the model with stateful=False and pass the "
+                         "states as initial_state")
+
+
 def check_resettable(layer: torch.nn.Module, batch_known: bool) -> None:
     """``reset_states``' checks: a stateful layer whose batch size is known."""
     if not layer.stateful:
@@ -254,6 +265,7 @@ class _RecurrentStates:
         time), record the activity penalties and return ``output`` or, with
         ``return_state``, ``[output, *states]``."""
         if self.stateful:
+            check_state_kept_eagerly(self)
             for name, value in zip(self.STATE_NAMES, states):
                 setattr(self, name, value.detach())
         outputs = [output] + list(states) if self.return_state else [output]

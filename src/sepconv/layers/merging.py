@@ -55,8 +55,9 @@ class _Merge(_Weightless):
                 x = x.unsqueeze(1)
             out.append(x)
         for axis in range(rank):
-            sizes = {x.shape[axis] for x in out} - {1}
-            if len(sizes) > 1:
+            # (a list, not a set: symbolic sizes under torch.export do not hash)
+            sizes = [x.shape[axis] for x in out if x.shape[axis] != 1]
+            if any(size != sizes[0] for size in sizes[1:]):
                 raise ValueError(f"Inputs of {type(self).__name__} {self.name!r} have "
                                  f"incompatible shapes: "
                                  f"{[tuple(x.shape) for x in xs]}")

@@ -23,9 +23,9 @@ import torch
 from .. import activations as _activations
 from .. import functional as _functional
 from .base import DTypePolicy, Layer, check_bool, check_count, layer_from_config
-from .conv_lstm import (_arguments, check_resettable, draw_dropout_mask, first_shape,
-                        init_weight_arguments, recurrent_repr, reset_state_values,
-                        split_state_inputs)
+from .conv_lstm import (_arguments, check_resettable, check_state_kept_eagerly,
+                        draw_dropout_mask, first_shape, init_weight_arguments, recurrent_repr,
+                        reset_state_values, split_state_inputs)
 from .recurrent import GRU, LSTM, _RecurrentWeights
 
 
@@ -762,6 +762,7 @@ class RNN(Layer):
         if self.time_major and self.return_sequences:
             output = output.transpose(0, 1)
         if self.stateful:
+            check_state_kept_eagerly(self)
             self._kept = [s.detach() for s in states]
         return [output] + self._nested_states(states) if self.return_state else output
 
@@ -808,6 +809,11 @@ class RNN(Layer):
 
     def _run_steps(self, x, state, mask, training, return_sequences, constants):
         steps = x.shape[1]
+        if isinstance(steps, torch.SymInt) and torch.compiler.is_exporting():
+            raise ValueError(f"Layer {self.name!r} runs its cell "
+                             f"({type(self.cell).__name__}) step by step in Python: export "
+                             "it with a fixed number of steps (Keras' own cells take a "
+                             "dynamic one)")
         order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
         structure = self.cell.state_size
         outputs, previous = [], None
