@@ -145,6 +145,20 @@ SPECS = {
                                  mask_zero=B, input_length=[None])),
     "Masking": ("nd", 1, dict(mask_value=[0.0, 1.0])),
     "CenterCrop": ("nd", 2, dict(height=[1, 3, 8, 10], width=[2, 7, 9])),
+    # preprocessing with its state given as arguments (adapt: tests/test_preprocessing*.py)
+    "Normalization": ("nd", 1, dict(axis=[-1, None, 1, (1, 2)], mean=[0.5, -1.0],
+                                    variance=[2.0, 0.25], invert=B)),
+    "Discretization": ("nd", 1, dict(bin_boundaries=[[0.0], [-1.0, 0.0, 1.0]],
+                                     output_mode=["int", "one_hot", "multi_hot", "count"])),
+    "CategoryEncoding": ("int", 0, dict(num_tokens=[5, 8],
+                                        output_mode=["one_hot", "multi_hot", "count"])),
+    "Hashing": ("int", 0, dict(num_bins=[1, 3, 7], mask_value=[None, 0],
+                               salt=[None, 7, [1, 2]],
+                               output_mode=["int", "one_hot", "multi_hot", "count"])),
+    "IntegerLookup": ("int", 0, dict(vocabulary=[[1, 2, 3], [4, 3, 2, 1]],
+                                     num_oov_indices=[0, 1, 2], mask_token=[None, 0],
+                                     output_mode=["int", "one_hot", "multi_hot", "count"],
+                                     invert=B)),
     "RandomCrop": ("nd", 2, dict(height=[1, 3, 8, 10], width=[2, 7, 9])),  # inference
 }
 
@@ -257,12 +271,35 @@ def _time_distributed(K, data):
     return K.layers.TimeDistributed(layer), [(2, 3, 6, 4) if inner != "Dense" else (2, 3, 4)], {}
 
 
+def _rnn_cells(K, data):
+    kinds = data.draw(st.lists(st.sampled_from(["SimpleRNNCell", "LSTMCell", "GRUCell"]),
+                               min_size=1, max_size=3), label="cells")
+    cells = []
+    for i, kind in enumerate(kinds):
+        kw = dict(units=data.draw(st.sampled_from([1, 3]), label=f"units {i}"),
+                  activation=data.draw(st.sampled_from(["tanh", "relu", "linear"]),
+                                       label=f"activation {i}"),
+                  use_bias=data.draw(st.booleans(), label=f"use_bias {i}"))
+        if kind != "SimpleRNNCell":
+            kw["recurrent_activation"] = data.draw(
+                st.sampled_from(["sigmoid", "tanh"]), label=f"recurrent_activation {i}")
+        if kind == "GRUCell":
+            kw["reset_after"] = data.draw(st.booleans(), label=f"reset_after {i}")
+        if kind == "LSTMCell":
+            kw["unit_forget_bias"] = data.draw(st.booleans(), label=f"unit_forget_bias {i}")
+        cells.append(getattr(K.layers, kind)(**kw))
+    cell = cells[0] if len(cells) == 1 else K.layers.StackedRNNCells(cells)
+    kw = {key: data.draw(st.booleans(), label=key)
+          for key in ("return_sequences", "return_state", "go_backwards", "unroll")}
+    return K.layers.RNN(cell, **kw), [(2, 6, 4)], {}
+
+
 CALLS = {
     **{cls: _merge(cls, None) for cls in ("Add", "Multiply", "Average", "Maximum", "Minimum")},
     "Subtract": _merge("Subtract", 2), "Concatenate": _concatenate, "Dot": _dot,
     "Attention": _attention("Attention"), "AdditiveAttention": _attention("AdditiveAttention"),
     "MultiHeadAttention": _mha, "Bidirectional": _bidirectional,
-    "TimeDistributed": _time_distributed,
+    "TimeDistributed": _time_distributed, "RNN": _rnn_cells,
 }
 
 

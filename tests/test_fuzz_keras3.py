@@ -48,6 +48,10 @@ TORCH_BACKEND_ONLY = {"interpolation": ("bicubic",), "activation": ("selu",)}
 def _torch_backend_only(name, kwargs):
     if any(kwargs.get(k) in v for k, v in TORCH_BACKEND_ONLY.items()):
         return True
+    if name == "Discretization" and kwargs.get("output_mode") != "int":
+        # Keras 3 encodes a rank-3 input along axis 1 here (its other encoders: the last
+        # axis); sepconv refuses such ranks as tf-keras does (the input here is rank 3)
+        return True
     if name.startswith("AveragePooling") and kwargs.get("padding") == "same":
         return True
     strides, dilation = kwargs.get("strides") or 1, kwargs.get("dilation_rate", 1)

@@ -52,6 +52,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .. import activations as _activations
 from .base import Layer, check_bool, check_count
 
 INT, ONE_HOT, MULTI_HOT, COUNT, TF_IDF = "int", "one_hot", "multi_hot", "count", "tf_idf"
@@ -300,12 +301,14 @@ def _split_dtype(dtype: Any):
 def encode_categorical(indices: torch.Tensor, output_mode: str, depth: int,
                        dtype: torch.dtype = torch.float32,
                        count_weights: Optional[torch.Tensor] = None,
-                       idf_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+                       idf_weights: Optional[torch.Tensor] = None,
+                       any_rank: bool = False) -> torch.Tensor:
     """tf-keras' ``encode_categorical_inputs``: ``indices`` (int64) to ``one_hot`` /
     ``multi_hot`` / ``count`` / ``tf_idf`` rows of ``depth`` (bincount over the last axis;
     indices outside ``[0, depth)`` are dropped, as ``tf.math.bincount(maxlength=depth)``
     drops them).  A scalar is one sample; ``one_hot`` adds an axis unless the last one has
-    size 1; at most rank 2 after that (tf-keras' rule)."""
+    size 1; at most rank 2 after that (tf-keras' rule), any rank with ``any_rank`` (Keras
+    3's: the leading axes kept, ``(..., depth)``)."""
     if output_mode == INT:
         return indices.to(dtype)
     x = indices
@@ -313,6 +316,12 @@ def encode_categorical(indices: torch.Tensor, output_mode: str, depth: int,
         x = x.reshape(1)
     if output_mode == ONE_HOT and x.shape[-1] != 1:
         x = x.unsqueeze(-1)
+    if x.dim() > 2 and any_rank:
+        lead = x.shape[:-1]
+        out = encode_categorical(x.reshape(-1, x.shape[-1]), output_mode, depth, dtype,
+                                 None if count_weights is None else
+                                 count_weights.reshape(-1, x.shape[-1]), idf_weights)
+        return out.reshape(*lead, depth)
     if x.dim() > 2:
         raise ValueError(f"When output_mode is not `'int'`, maximum supported output rank "
                          f"is 2. Received output_mode {output_mode} and input shape "
@@ -348,7 +357,21 @@ def encoded_shape(input_shape, output_mode: str, depth: int) -> Tuple:
 
 class _OutputDtype:
     """The categorical layers' output dtype ``_out_dtype`` (None: the dtype policy's), which
-    their config writes as ``dtype``, as tf-keras does."""
+    their config writes as ``dtype``, as tf-keras does; built from a Keras 3 file's config
+    (``from_config`` under ``keras_flavour("keras3")``), their encodings take inputs of any
+    rank as Keras 3's do (tf-keras: at most rank 2 out)."""
+
+    _ANY_RANK_IN_KERAS3 = True
+
+    @classmethod
+    def from_config(cls, config):
+        layer = super().from_config(config)
+        layer._any_rank = cls._ANY_RANK_IN_KERAS3 and \
+            _activations.current_flavour() == "keras3"
+        return layer
+
+    def _rank_free(self) -> bool:
+        return self.__dict__.get("_any_rank", False)
 
     def base_config(self) -> Dict[str, Any]:
         config = super().base_config()
@@ -361,7 +384,8 @@ class _OutputDtype:
         ``depth`` in the compute dtype."""
         if self.output_mode == INT:
             return indices.to(getattr(torch, self._out_dtype))
-        return encode_categorical(indices, self.output_mode, depth, self.dtype_policy.compute)
+        return encode_categorical(indices, self.output_mode, depth, self.dtype_policy.compute,
+                                  any_rank=self._rank_free())
 
 
 # -- lookups -------------------------------------------------------------------------------
@@ -742,7 +766,7 @@ class _IndexLookup(_OutputDtype, Layer):
                                    f"them with the vocabulary, or adapt)")
             idf = self.idf
         return encode_categorical(t, self.output_mode, self._depth(), dtype,
-                                  idf_weights=idf)
+                                  idf_weights=idf, any_rank=self._rank_free())
 
     def forward(self, inputs):
         """Tokens (any shape) to indices of the same shape (``int``), or to encoded rows
@@ -1252,6 +1276,10 @@ class Discretization(_OutputDtype, Layer):
     holds learned boundaries (``num_bins`` None), so that from_config and a file written by
     ``save_keras_model`` rebuild the same bins in tf-keras, Keras 3 and sepconv."""
 
+    # Keras 3 bins a rank-3 input's multi_hot / count along axis 1, not the last axis as
+    # its other encoders do: sepconv keeps tf-keras' refusal of those ranks
+    _ANY_RANK_IN_KERAS3 = False
+
     def __init__(self, bin_boundaries=None, num_bins=None, epsilon=0.01, output_mode="int",
                  sparse=False, input_shape=None, batch_input_shape=None, batch_size=None,
                  dtype=None, name=None, trainable=None, weights=None):
@@ -1444,7 +1472,7 @@ class CategoryEncoding(_OutputDtype, Layer):
         dtype = getattr(torch, self._out_dtype) if self._out_dtype else \
             self.dtype_policy.compute
         return encode_categorical(x, self.output_mode, self.num_tokens, dtype,
-                                  count_weights=count_weights)
+                                  count_weights=count_weights, any_rank=self._rank_free())
 
     def compute_output_shape(self, input_shape):
         return encoded_shape(input_shape, self.output_mode, self.num_tokens)
