@@ -312,3 +312,19 @@ def test_models_deepcopy_and_pickle():
     for twin in (copy.deepcopy(model), torch.load(buf, weights_only=False)):
         torch.testing.assert_close(twin.eval()(x), model.eval()(x), rtol=0, atol=0)
         assert [type(m).__name__ for m in twin] == [type(m).__name__ for m in model]
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_average_pooling_3d_in_half_precision(policy, padding):
+    """torch 2.13 has no CPU avg_pool3d for float16 / bfloat16 (found by
+    tests/test_fuzz_tfkeras.py): the layer computes in float32 and rounds."""
+    x = torch.randn(2, 5, 4, 6, 3, requires_grad=True)
+    half = sepconv.AveragePooling3D(2, padding=padding, dtype=policy)
+    full = sepconv.AveragePooling3D(2, padding=padding)
+    y = half(x)
+    assert y.dtype == getattr(torch, policy.split("_")[1])
+    # the policy casts the input to the half type first
+    torch.testing.assert_close(y, full(x.to(y.dtype).float()).to(y.dtype))
+    y.float().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -880,6 +880,11 @@ def average_pool(x: torch.Tensor, pool_size: IntOrTuple, strides: Optional[IntOr
     """Keras' ``AveragePooling1D/2D/3D`` (TensorFlow's ``same``: each window's mean over
     its real elements only, the pads are not counted)."""
     rank = x.dim() - 2 if rank is None else rank
+    if rank == 3 and x.is_cpu and x.dtype in (torch.float16, torch.bfloat16):
+        # torch 2.13 has no CPU avg_pool3d for half types (mixed precision policies):
+        # computed in float32 and rounded, as TensorFlow's kernel accumulates
+        return average_pool(x.float(), pool_size, strides, padding, data_format,
+                            rank).to(x.dtype)
     x, pool, stride, pads, channels_last = _pool_geometry(x, pool_size, strides, padding,
                                                           data_format, rank)
     if not any(pads):
