@@ -96,6 +96,12 @@ def check_class(name, data):
     kwargs = draw_kwargs(data, spec)
     if _torch_backend_only(name, kwargs):
         return
+    policy = data.draw(st.sampled_from([None, None, "float64", "mixed_float16"]),
+                       label="dtype")
+    if policy is not None:
+        kwargs["dtype"] = policy
+    # half precision: its rounding (a recurrence's input gradient sums it over the steps)
+    tol = 1e-4 if policy != "mixed_float16" else 5e-2 if "LSTM" in name else 1e-2
     rng = np.random.default_rng(0)
     x = make_input(kind, rank, rng)
     if kwargs.get("data_format") == "channels_first":
@@ -120,13 +126,15 @@ def check_class(name, data):
     for i, (g, w) in enumerate(zip(got, want)):
         assert g.shape == w.shape, (name, kwargs, i, g.shape, w.shape)
         scale = max(1.0, float(np.max(np.abs(w))) if w.size else 1.0)
-        np.testing.assert_allclose(g, w, atol=1e-4 * scale, rtol=1e-4,
+        np.testing.assert_allclose(g.astype(np.float32), w.astype(np.float32),
+                                   atol=tol * scale, rtol=tol,
                                    err_msg=f"{name}({kwargs}) output {i}")
     if want_grad is not None:
         assert grad is not None, (name, kwargs)
         scale = max(1.0, float(want_grad.abs().max()))
-        np.testing.assert_allclose(grad.numpy(), want_grad.numpy(), atol=1e-4 * scale,
-                                   rtol=1e-4, err_msg=f"{name}({kwargs}) input gradient")
+        np.testing.assert_allclose(grad.float().numpy(), want_grad.float().numpy(),
+                                   atol=tol * scale, rtol=tol,
+                                   err_msg=f"{name}({kwargs}) input gradient")
 
 
 @pytest.mark.parametrize("name", sorted(set(SPECS) - ABSENT))

@@ -4,8 +4,9 @@ drawn from its lists (those the writing Keras accepts), random weights, saved by
 2.21 (.h5 and .keras) and Keras 3.15 (.keras), loaded by sepconv in the TF-free child
 (tests/keras_files.py): every branch's output equals Keras' ``predict``.  The tf-keras .h5
 models then go back through ``save_keras_model`` and tf-keras reads them to the same
-outputs, and to .keras for Keras 3.  This is the loader's and the writer's path (weight names and order per format,
-configs of the rare arguments), which the in-process fuzz tests do not take.
+outputs, and to .keras for Keras 3.  This is the loader's and the writer's path (weight
+names and order per format, configs of the rare arguments), which the in-process fuzz
+tests do not take.
 """
 
 from __future__ import annotations
