@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 import torch  # noqa: E402
 
-from fuzz_specs import (CALLS, SPECS, apply, draw_kwargs, flat, make_input,  # noqa: E402
-                        randomize)
+from fuzz_specs import (CALLS, SPECS, apply, draw_kwargs, draw_policy, flat,  # noqa: E402
+                        make_input, randomize)
 from sepconv.interop.models import build_layer  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -96,12 +96,7 @@ def check_class(name, data):
     kwargs = draw_kwargs(data, spec)
     if _torch_backend_only(name, kwargs):
         return
-    policy = data.draw(st.sampled_from([None, None, "float64", "mixed_float16"]),
-                       label="dtype")
-    if policy is not None:
-        kwargs["dtype"] = policy
-    # half precision: its rounding (a recurrence's input gradient sums it over the steps)
-    tol = 1e-4 if policy != "mixed_float16" else 5e-2 if "LSTM" in name else 1e-2
+    tol = draw_policy(data, name, kwargs)
     rng = np.random.default_rng(0)
     x = make_input(kind, rank, rng)
     if kwargs.get("data_format") == "channels_first":

@@ -30,8 +30,8 @@ import torch  # noqa: E402
 
 from sepconv.interop.models import build_layer  # noqa: E402
 from sepconv.layers.base import KERAS_CLASSES  # noqa: E402
-from fuzz_specs import (CALLS, SHAPES, SPECS, apply, draw_kwargs, eigen_3d_bug,  # noqa: E402
-                        flat, make_input, randomize)
+from fuzz_specs import (CALLS, SHAPES, SPECS, apply, draw_kwargs, draw_policy,  # noqa: E402
+                        eigen_3d_bug, flat, make_input, randomize)
 from tf_keras_compare import config_without_names  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -134,12 +134,8 @@ def check_class(name, data):
     kwargs = draw_kwargs(data, spec)
     if eigen_3d_bug(name, kwargs):
         return
-    policy = data.draw(st.sampled_from([None, None, "float64", "mixed_float16"]),
-                       label="dtype")
-    if policy is not None:
-        kwargs["dtype"] = policy
-    # half precision: its rounding (a recurrence's input gradient sums it over the steps)
-    tol = 1e-4 if policy != "mixed_float16" else 5e-2 if "LSTM" in name else 1e-2
+    tol = draw_policy(data, name, kwargs)
+    policy = kwargs.get("dtype")
     rng = np.random.default_rng(0)
     x = make_input(kind, rank, rng)
     first = kwargs.get("data_format") == "channels_first"

@@ -362,6 +362,7 @@ class _OutputDtype:
     rank as Keras 3's do (tf-keras: at most rank 2 out)."""
 
     _ANY_RANK_IN_KERAS3 = True
+    _any_rank = False  # set by from_config for a Keras 3 file's layer
 
     @classmethod
     def from_config(cls, config):
@@ -369,9 +370,6 @@ class _OutputDtype:
         layer._any_rank = cls._ANY_RANK_IN_KERAS3 and \
             _activations.current_flavour() == "keras3"
         return layer
-
-    def _rank_free(self) -> bool:
-        return self.__dict__.get("_any_rank", False)
 
     def base_config(self) -> Dict[str, Any]:
         config = super().base_config()
@@ -385,7 +383,7 @@ class _OutputDtype:
         if self.output_mode == INT:
             return indices.to(getattr(torch, self._out_dtype))
         return encode_categorical(indices, self.output_mode, depth, self.dtype_policy.compute,
-                                  any_rank=self._rank_free())
+                                  any_rank=self._any_rank)
 
 
 # -- lookups -------------------------------------------------------------------------------
@@ -766,7 +764,7 @@ class _IndexLookup(_OutputDtype, Layer):
                                    f"them with the vocabulary, or adapt)")
             idf = self.idf
         return encode_categorical(t, self.output_mode, self._depth(), dtype,
-                                  idf_weights=idf, any_rank=self._rank_free())
+                                  idf_weights=idf, any_rank=self._any_rank)
 
     def forward(self, inputs):
         """Tokens (any shape) to indices of the same shape (``int``), or to encoded rows
@@ -1472,7 +1470,7 @@ class CategoryEncoding(_OutputDtype, Layer):
         dtype = getattr(torch, self._out_dtype) if self._out_dtype else \
             self.dtype_policy.compute
         return encode_categorical(x, self.output_mode, self.num_tokens, dtype,
-                                  count_weights=count_weights, any_rank=self._rank_free())
+                                  count_weights=count_weights, any_rank=self._any_rank)
 
     def compute_output_shape(self, input_shape):
         return encoded_shape(input_shape, self.output_mode, self.num_tokens)
