@@ -127,6 +127,34 @@ def test_forward_matches_numpy_loops(case, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("cls,kw,spatial", [
+    (sepconv.Conv2DTranspose, dict(kernel_size=3, strides=2, padding="same"), (9, 8)),
+    (sepconv.Conv2DTranspose, dict(kernel_size=(3, 2), strides=2), (5, 6)),
+    (sepconv.Conv1DTranspose, dict(kernel_size=4, strides=3, output_padding=2), (7,)),
+    (sepconv.Conv1DTranspose, dict(kernel_size=2, strides=2, dilation_rate=1), (7,)),
+    (sepconv.Conv3DTranspose, dict(kernel_size=3, strides=(2, 1, 2), padding="same"),
+     (3, 4, 5)),
+])
+def test_late_bias_path_equals_the_fused_bias(cls, kw, spatial, fmt, monkeypatch):
+    """The CPU rule that adds a transposed convolution's bias after the convolution (where
+    oneDNN is slow with it fused) gives the fused path's output and gradients, on the
+    shapes the rule picks and one it leaves (kernel == stride)."""
+    from sepconv.kernels import reference
+    torch.manual_seed(0)
+    layer = cls(filters=5, data_format=fmt, bias_initializer="random_normal", **kw)
+    x = torch.randn(2, *spatial, 3) if fmt == "channels_last" else torch.randn(2, 3, *spatial)
+    x.requires_grad_(True)
+    results = []
+    for late in (True, False):
+        monkeypatch.setattr(reference, "LATE_BIAS", late)
+        y = layer(x)
+        grads = torch.autograd.grad(y, [x, *layer.weights], torch.cos(y))
+        results.append((y, *grads))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("case", NUMERIC_CASES, ids=_case_id)
 def test_gradcheck_float64(case, fmt):
     cls, kw, spatial, channels = case

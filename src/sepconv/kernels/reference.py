@@ -134,6 +134,9 @@ def _plain_strides(x: torch.Tensor) -> torch.Tensor:
     return torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x)
 
 
+LATE_BIAS = True
+
+
 def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
                    strides: tuple, dilation: tuple, pads: tuple, out_spatial: tuple,
                    channels_last: bool) -> torch.Tensor:
@@ -187,7 +190,15 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
     conv_nd = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[rank - 1]
     if x.shape[1] == 1:
         x = _plain_strides(x)
-    y = conv_nd(x, weight, None if grow else bias, stride=tuple(strides),
+    # torch 2.13's CPU (oneDNN) transposed convolution costs ~2x more with the bias fused
+    # when the kernel overlaps (extent > stride) and torch crops nothing: the "same" 3x3
+    # stride-2 upsamplers of U-Nets.  The bias is added afterwards there (bench/README.md,
+    # "Transposed convolutions: the bias").
+    overlaps = any((k - 1) * d + 1 > s
+                   for k, s, d in zip(kernel.shape[:rank], strides, dilation))
+    late_bias = grow or (LATE_BIAS and x.device.type == "cpu" and max(strides) > 1
+                         and overlaps and not any(torch_pad))
+    y = conv_nd(x, weight, None if late_bias else bias, stride=tuple(strides),
                 padding=tuple(torch_pad), output_padding=tuple(torch_out_pad),
                 dilation=tuple(dilation))
     for axis, cut in enumerate(cuts):
@@ -199,7 +210,7 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
         if have < length:
             pad = [0, 0] * (rank - 1 - axis) + [0, length - have]
             y = F.pad(y, pad)
-    if grow and bias is not None:
+    if late_bias and bias is not None:
         y = y + bias.view(-1, *([1] * rank))
     return y.movedim(1, -1) if channels_last else y
 
