@@ -201,15 +201,15 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
     y = conv_nd(x, weight, None if late_bias else bias, stride=tuple(strides),
                 padding=tuple(torch_pad), output_padding=tuple(torch_out_pad),
                 dilation=tuple(dilation))
-    for axis, cut in enumerate(cuts):
-        if cut is None:
-            continue
-        start, length = cut
-        have = min(length, y.shape[2 + axis] - start)
-        y = y.narrow(2 + axis, start, have)
-        if have < length:
-            pad = [0, 0] * (rank - 1 - axis) + [0, length - have]
-            y = F.pad(y, pad)
+    if any(cut is not None for cut in cuts):
+        # One pad with negative amounts crops (and zero-extends where torch's output is
+        # short): its backward is one copy, where a narrow per axis costs a zero fill and a
+        # layout-changing copy each (20% of a 3x3 stride-2 forward+backward on CPU).
+        amounts = []
+        for axis in reversed(range(rank)):
+            start, length = cuts[axis] or (0, y.shape[2 + axis])
+            amounts += [-start, start + length - y.shape[2 + axis]]
+        y = F.pad(y, amounts)
     if late_bias and bias is not None:
         y = y + bias.view(-1, *([1] * rank))
     return y.movedim(1, -1) if channels_last else y
