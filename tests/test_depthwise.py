@@ -499,6 +499,62 @@ def test_channels_last_depthwise_kernel_matches_reference(case, dtype, strided_v
     assert reference.conv is not depthwise_cpu.conv
 
 
+@SETTINGS
+@given(op_cases(ranks=(1, 2)), st.sampled_from(["float32", "float64", "bfloat16"]))
+def test_inference_zero_taps_match_the_reference(case, dtype):
+    """Without autograd the CPU depthwise kernel turns unequal padding into zero taps (no
+    padded copy) where that is cheaper: its outputs equal the reference kernel's."""
+    from sepconv.kernels import depthwise_cpu
+
+    case = dict(case, channels=max(2, case["channels"]), channels_last=True)
+    x, dw, _, b, _ = _op_inputs(case)
+    dtype = getattr(torch, dtype)
+    x, dw = torch.from_numpy(x).to(dtype), torch.from_numpy(dw).to(dtype)
+    b = None if b is None else torch.from_numpy(b).to(dtype)
+    kw = dict(strides=case["strides"], padding=case["padding"],
+              dilation_rate=case["dilation"])
+    with torch.no_grad():
+        got = F.depthwise_conv(x, dw, b, **kw)
+        with kernel_choice("reference"):
+            want = F.depthwise_conv(x, dw, b, **kw)
+    tol = dict(atol=1e-12, rtol=1e-12) if dtype == torch.float64 else \
+        dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=0.1, rtol=0.05)
+    torch.testing.assert_close(got, want, **tol)
+    assert depthwise_cpu.ZERO_TAPS
+
+
+@pytest.mark.parametrize("shape,kw,chosen", [
+    ((2, 12, 12, 8), dict(kernel_size=3, strides=2, padding="same"), True),  # MobileNet's
+    ((2, 11, 6), dict(kernel_size=4, padding="same", depth_multiplier=2), True),
+    ((2, 10, 10, 8), dict(kernel_size=5, strides=2, padding="same"), True),  # EfficientNet
+    ((2, 8, 8, 8), dict(kernel_size=4, padding="same"), False),  # 9 taps per input: copy
+    ((2, 11, 6), dict(kernel_size=4, padding="same", dilation_rate=3), False),  # rest 1, dilation 3
+])
+def test_zero_taps_where_they_are_cheaper(shape, kw, chosen, monkeypatch):
+    """Which layers take the zero taps (inference, rest a multiple of the dilation, at most
+    3 extra multiply-adds per input element), and that those give the padded path's
+    numbers; with autograd the padded copy stays (its backward is faster)."""
+    from sepconv.kernels import depthwise_cpu
+
+    calls = []
+    real = depthwise_cpu._rest_as_zero_taps
+    monkeypatch.setattr(depthwise_cpu, "_rest_as_zero_taps",
+                        lambda kernel, *a: calls.append(real(kernel, *a)[0] is not kernel)
+                        or real(kernel, *a))
+    cls = sepconv.DepthwiseConv2D if len(shape) == 4 else sepconv.DepthwiseConv1D
+    layer = cls(bias_initializer="random_normal", **kw)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        y = layer(x)
+    assert calls == [chosen] or (not chosen and calls in ([], [False]))
+    monkeypatch.setattr(depthwise_cpu, "ZERO_TAPS", False)
+    with torch.no_grad():
+        torch.testing.assert_close(y, layer(x), rtol=1e-6, atol=1e-6)
+    calls.clear()
+    layer(x.requires_grad_(True)).sum().backward()
+    assert calls == []
+
+
 def test_dispatch_keeps_one_channel_channels_first_and_float16_on_the_reference():
     from sepconv.kernels import reference
 

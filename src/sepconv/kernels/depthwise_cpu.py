@@ -22,6 +22,58 @@ import torch
 import torch.nn.functional as F
 
 
+ZERO_TAPS = True
+
+
+def _rest_as_zero_taps(kernel: torch.Tensor, spatial: tuple, channels: int, strides: tuple,
+                       dilation: tuple, both: tuple, rest: tuple) -> tuple:
+    """Unequal padding without a padded copy, for inference: an axis padded ``(L, L + r)``
+    (TensorFlow's "same" with an odd total) is padded ``(L + r, L + r)`` by the
+    convolution itself and the kernel gets ``r / dilation`` zero taps in front, which
+    re-aligns every window; ``(L + r, L)`` gets them behind.  The windows then read exactly
+    TensorFlow's elements with nonzero weights.
+
+    A depthwise convolution is memory-bound, so the extra taps cost less than the padded
+    copy of the input while they add at most 3 multiply-adds per input element (MobileNet's
+    3x3 stride-2 layer: 1.75): forward 0.75x, a 1D k4 "same" layer 0.67x on one CPU thread
+    (bench/README.md).  Above that (a 4x4 stride-1 layer: 9) the copy is cheaper.  Their
+    backward is slower than the copy's (oneDNN's depthwise weight gradient), so ``conv``
+    takes this only without autograd.  Axes where ``r`` is not a multiple of the dilation
+    keep their rest for ``F.pad``.
+
+    The zero taps multiply real inputs, so an infinite input next to a window gives NaN
+    there where TensorFlow gives +-inf; finite inputs give TensorFlow's numbers.
+    """
+    widen, new_both, new_rest = [], [], []
+    for (a, b), m, d in zip(rest, both, dilation):
+        r = a + b
+        if r and min(a, b) == 0 and r % d == 0:
+            widen.append((r // d, 0) if b else (0, r // d))
+            new_both.append(m + r)
+            new_rest.append((0, 0))
+        else:
+            widen.append((0, 0))
+            new_both.append(m)
+            new_rest.append((a, b))
+    if not any(t for pair in widen for t in pair):
+        return kernel, both, rest
+    taps = new_taps = 1
+    outputs = inputs = 1
+    for k, (front, back), n, (a, b), m, s, d in zip(kernel.shape[:2], widen, spatial, rest,
+                                                    both, strides, dilation):
+        taps, new_taps = taps * k, new_taps * (k + front + back)
+        outputs *= (n + a + b + 2 * m - (k - 1) * d - 1) // s + 1
+        inputs *= n
+    outputs *= kernel.shape[-1]  # channels * depth_multiplier
+    inputs *= channels
+    if (new_taps - taps) * outputs > 3 * inputs:
+        return kernel, both, rest
+    amounts = [0, 0, 0, 0]  # kernel (kh, kw, 1, C*M): its first two axes, last one first
+    for front, back in reversed(widen):
+        amounts += [front, back]
+    return F.pad(kernel, amounts), tuple(new_both), tuple(new_rest)
+
+
 def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
          strides: tuple, dilation: tuple, pads: tuple, groups: int,
          channels_last: bool) -> torch.Tensor:
@@ -54,6 +106,10 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
     # the convolution); only the rest (TensorFlow's odd element after) is copied in.
     both = tuple(min(pair) for pair in pads)
     rest = tuple((a - m, b - m) for (a, b), m in zip(pads, both))
+    if ZERO_TAPS and any(p for pair in rest for p in pair) and not (
+            torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)):
+        kernel, both, rest = _rest_as_zero_taps(kernel, x.shape[1:-1], groups, strides,
+                                                dilation, both, rest)
     if any(p for pair in rest for p in pair):
         (top, bottom), (left, right) = rest
         # one op (as nn.Conv2d users pad): on a loaded machine each extra pass (zeroing
