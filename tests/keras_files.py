@@ -104,6 +104,13 @@ CHILD = BLOCKER + textwrap.dedent("""
                 r["has_input_layer_class"] = "InputLayer" in KERAS_CLASSES
                 r["type"] = type(model).__name__
                 r["err"] = compare(run(model, inputs), expected)
+                if case.get("stream"):  # chunks through sepconv.stream vs Keras' outputs
+                    stream, got, bounds = sepconv.stream(model), [], case["stream"]
+                    with torch.no_grad():
+                        for a, b in zip(bounds, bounds[1:]):
+                            got.append(stream(torch.from_numpy(inputs[0][:, a:b])).numpy())
+                    r["stream_err"] = compare(got, [np.load(p) for p in
+                                                    case["stream_expected"]])
                 if r["type"] == "KerasFunctional" and len(inputs) > 1:
                     with torch.no_grad():  # one list instead of positional tensors
                         out = model([as_input(x) for x in inputs])
