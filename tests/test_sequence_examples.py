@@ -440,3 +440,38 @@ def test_pad_is_numpys_and_tensorflows_on_any_axis(torch_single_thread):
         tf_ops.FUNCTIONS["compat.v1.pad"](torch.from_numpy(x), widths, "WRAP")
     with pytest.raises(ValueError, match="ops.pad: mode 'wrap'"):
         keras_ops.KerasOp("Pad", {"pad_width": widths, "mode": "wrap"})(torch.from_numpy(x))
+
+
+def test_custom_modules_need_no_input_shapes(tmp_path, torch_single_thread):
+    """A user's module for a custom layer, written as the Keras layer is (sepconv layers
+    without input shapes), is built by one call on zeros of the layer's input shape from
+    the graph, and a custom layer's output shape is probed for the layers after it: the
+    text classifier equals tf-keras' predict.  A module that cannot run on zeros is
+    refused in one line naming the layer and what to do."""
+    import torch
+    import sepconv
+    import sequence_custom_layers
+    from sepconv.interop import KerasFileError
+    tf_keras.utils.set_random_seed(1)
+    model, shapes = text_transformer(tf_keras)
+    x = _inputs("text_transformer", shapes, np.random.default_rng(0))[0]
+    model.save(tmp_path / "m.h5")
+    ours = sepconv.load_keras_model(tmp_path / "m.h5",
+                                    custom_objects=sequence_custom_layers.CUSTOM_OBJECTS)
+    assert ours.transformer_block.att.built and ours.transformer_block.ffn[1].built
+    with torch.no_grad():
+        got = ours(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=0, atol=1e-5)
+
+    class Fussy(sequence_custom_layers.TransformerBlock):
+        def forward(self, inputs):
+            if not inputs.any():
+                raise ValueError("all zeros")
+            return super().forward(inputs)
+
+    objects = dict(sequence_custom_layers.CUSTOM_OBJECTS, TransformerBlock=Fussy)
+    with pytest.raises(KerasFileError, match=r"layer 'transformer_block' \(Fussy\) has "
+                       r"sepconv layers without weights yet, and a call on zeros of its "
+                       r"input shape \(None, 16, 8\) to build them failed \(all zeros\): "
+                       r"give them an input_shape$"):
+        sepconv.load_keras_model(tmp_path / "m.h5", custom_objects=objects)
