@@ -529,3 +529,34 @@ def test_custom_modules_need_no_input_shapes(tmp_path, torch_single_thread):
                        r"input shape \(None, 16, 8\) to build them failed \(all zeros\): "
                        r"give them an input_shape$"):
         sepconv.load_keras_model(tmp_path / "m.h5", custom_objects=objects)
+
+
+def test_ctc_greedy_decode_is_both_kerases(torch_single_thread):
+    """The speech-recognition example's decoding (outside its model), in torch:
+    ``functional.ctc_greedy_decode`` equals tf-keras' ``backend.ctc_decode(greedy=True)``
+    (on ``log(y + 1e-7)``, TensorFlow's blank the last class) and Keras 3's
+    ``ops.ctc_decode`` (blank 0 by default, and another ``mask_index``, without merging),
+    on softmax outputs with few classes (many repeats and blanks) and varied lengths."""
+    import torch
+    from sepconv.functional import ctc_greedy_decode
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((6, 13, 4)).astype(np.float32) * 2
+    y = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    lengths = np.array([13, 1, 7, 0, 12, 13])
+    (want,), want_scores = tf_keras.backend.ctc_decode(y, lengths, greedy=True)
+    got, scores = ctc_greedy_decode(torch.log(torch.from_numpy(y) + 1e-7),
+                                    torch.from_numpy(lengths))
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    np.testing.assert_allclose(scores.numpy(), want_scores.numpy(), rtol=1e-6)
+    assert (got.numpy() >= 0).sum() > 10 and (got.numpy() == 3).sum() == 0  # not trivial
+    for kw in ({}, {"mask_index": 2, "merge_repeated": False}):
+        want, want_scores = (keras.ops.convert_to_numpy(v) for v in
+                             keras.ops.ctc_decode(y, lengths, **kw))
+        got, scores = ctc_greedy_decode(torch.from_numpy(y), torch.from_numpy(lengths),
+                                        **{"mask_index": 0, **kw})
+        np.testing.assert_array_equal(got.numpy(), want[0])
+        np.testing.assert_allclose(scores.numpy(), want_scores, rtol=1e-6)
+    with pytest.raises(ValueError, match="mask_index=4"):
+        ctc_greedy_decode(torch.from_numpy(y), torch.from_numpy(lengths), mask_index=4)
+    with pytest.raises(ValueError, match="sequence_lengths"):
+        ctc_greedy_decode(torch.from_numpy(y), torch.tensor([3, 4]))
