@@ -4,7 +4,9 @@ load them with sepconv in ONE child process where TensorFlow and Keras cannot be
 The parent (a test module with TensorFlow) calls :func:`add_case` for every saved file,
 then :func:`run_child` once; the child loads each file with sepconv, runs it on the saved
 inputs and reports the largest error against the saved ``model.predict`` outputs, or the
-one-line error message, per case.
+one-line error message, per case.  A case with ``stream`` (chunk bounds along axis 1) also
+runs its first input through ``sepconv.stream(model)`` chunk by chunk and compares each
+chunk's output with ``stream_expected``.
 """
 
 from __future__ import annotations

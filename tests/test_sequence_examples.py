@@ -224,6 +224,8 @@ def _text_classes(K):
         def get_config(self):
             return {**super().get_config(), **self.config_}
 
+    if K is keras:  # as the Keras 3 example: the config Keras records from the arguments
+        del TransformerBlock.get_config, TokenAndPositionEmbedding.get_config
     return TokenAndPositionEmbedding, TransformerBlock
 
 
