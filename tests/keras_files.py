@@ -4,7 +4,9 @@ load them with sepconv in ONE child process where TensorFlow and Keras cannot be
 The parent (a test module with TensorFlow) calls :func:`add_case` for every saved file,
 then :func:`run_child` once; the child loads each file with sepconv, runs it on the saved
 inputs and reports the largest error against the saved ``model.predict`` outputs, or the
-one-line error message, per case.
+one-line error message, per case.  A case with ``stream`` (chunk bounds along axis 1) also
+runs its first input through ``sepconv.stream(model)`` chunk by chunk and compares each
+chunk's output with ``stream_expected``.
 """
 
 from __future__ import annotations
@@ -104,6 +106,13 @@ CHILD = BLOCKER + textwrap.dedent("""
                 r["has_input_layer_class"] = "InputLayer" in KERAS_CLASSES
                 r["type"] = type(model).__name__
                 r["err"] = compare(run(model, inputs), expected)
+                if case.get("stream"):  # chunks through sepconv.stream vs Keras' outputs
+                    stream, got, bounds = sepconv.stream(model), [], case["stream"]
+                    with torch.no_grad():
+                        for a, b in zip(bounds, bounds[1:]):
+                            got.append(stream(torch.from_numpy(inputs[0][:, a:b])).numpy())
+                    r["stream_err"] = compare(got, [np.load(p) for p in
+                                                    case["stream_expected"]])
                 if r["type"] == "KerasFunctional" and len(inputs) > 1:
                     with torch.no_grad():  # one list instead of positional tensors
                         out = model([as_input(x) for x in inputs])

@@ -68,7 +68,10 @@ def _tk_shapes(x, p):
             tf.transpose(x), tf.transpose(x, perm=[0, 2, 1]), tf.expand_dims(x, 1),
             tf.expand_dims(x, -1), tf.squeeze(tf.expand_dims(x, 2), axis=2),
             tf.squeeze(x[:, :1, :]), tf.tile(x, [1, 2, 1]), tf.identity(x),
-            tf.ones_like(x) * 3.0 + x, tf.zeros_like(p) - x]
+            tf.ones_like(x) * 3.0 + x, tf.zeros_like(p) - x,
+            tf.pad(x, [[0, 0], [3, 2], [1, 0]], mode="REFLECT"),  # MelGAN's padding
+            tf.pad(x, [[0, 0], [6, 1], [0, 4]], mode="symmetric"),
+            tf.pad(x, [[0, 0], [1, 2], [0, 1]], constant_values=-1.5)]
 
 
 def _tk_reductions(x, p):
@@ -182,7 +185,9 @@ def _k3_shapes(x, p):
             ops.transpose(x, axes=(0, 2, 1)), ops.swapaxes(x, 1, 2),
             ops.expand_dims(x, 1), ops.expand_dims(x, (1, -1)),
             ops.squeeze(ops.expand_dims(x, 2), axis=2), ops.tile(x, (1, 2, 1)),
-            ops.ones_like(x) * 3.0 + x, ops.zeros_like(p) - x]
+            ops.ones_like(x) * 3.0 + x, ops.zeros_like(p) - x,
+            ops.pad(x, [[0, 0], [3, 2], [1, 0]], mode="reflect"),  # MelGAN's padding
+            ops.pad(x, [[0, 0], [1, 2], [0, 1]], constant_values=-1.5)]
 
 
 def _k3_reductions(x, p):

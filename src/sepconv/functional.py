@@ -2851,3 +2851,50 @@ def zoom_matrix(zooms: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     zeros = torch.zeros_like(z[:, 0])
     return torch.stack([z[:, 0], zeros, x_offset, zeros, z[:, 1], y_offset, zeros, zeros],
                        dim=1)
+
+
+def ctc_greedy_decode(inputs: torch.Tensor, sequence_lengths: torch.Tensor,
+                      merge_repeated: bool = True,
+                      mask_index: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Greedy (best-path) CTC decoding of a speech model's per-step scores, as Keras 3's
+    ``ops.ctc_decode(strategy="greedy")`` and TensorFlow's ``ctc_greedy_decoder`` (under
+    tf-keras' ``backend.ctc_decode(greedy=True)``) compute it.
+
+    ``inputs`` ``(batch, steps, classes)`` (probabilities or their logs),
+    ``sequence_lengths`` ``(batch,)``: the valid steps of each row.  At each valid step the
+    best class (the first of equal ones); with ``merge_repeated`` a class repeated at
+    consecutive steps counts once (before the blanks go: ``a, blank, a`` keeps both);
+    then the blank ``mask_index`` is removed (``None``: the last class, TensorFlow's
+    blank; Keras 3's ``ops.ctc_decode`` defaults to ``0``).  Returns ``(decoded,
+    scores)``: ``decoded`` ``(batch, steps)`` int64, each row's labels first, then
+    ``-1``; ``scores`` ``(batch, 1)``, minus the sum of the best scores of the valid
+    steps.  tf-keras' ``ctc_decode(y_pred, input_length)`` is
+    ``ctc_greedy_decode(torch.log(y_pred + 1e-7), input_length)`` (its ``log_prob`` the
+    scores); Keras 3's ``ops.ctc_decode(x, lengths)`` is ``ctc_greedy_decode(x, lengths,
+    mask_index=0)`` with a leading axis of 1 (``top_paths``)."""
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
+        raise ValueError(f"Invalid value for argument `inputs`. Expected a tensor of shape "
+                         f"(batch, steps, classes). Received inputs with shape "
+                         f"{tuple(getattr(inputs, 'shape', ()))}")
+    batch, steps, classes = inputs.shape
+    blank = classes - 1 if mask_index is None else int(mask_index)
+    if not 0 <= blank < classes:
+        raise ValueError(f"Invalid value for argument `mask_index`. Expected a class in "
+                         f"[0, {classes}). Received mask_index={mask_index}")
+    lengths = torch.as_tensor(sequence_lengths, device=inputs.device).reshape(-1).long()
+    if lengths.shape[0] != batch:
+        raise ValueError(f"Invalid value for argument `sequence_lengths`. Expected "
+                         f"{batch} lengths (one per row). Received {lengths.shape[0]}")
+    scores, best = inputs.max(dim=-1)
+    padded = torch.arange(steps, device=inputs.device)[None, :] >= lengths[:, None]
+    best = torch.where(padded, blank, best)
+    scores = torch.where(padded, torch.zeros_like(scores), scores)
+    if merge_repeated:
+        repeat = torch.zeros_like(padded)
+        repeat[:, 1:] = best[:, 1:] == best[:, :-1]
+        best = torch.where(repeat, blank, best)
+    dropped = best == blank
+    best = torch.where(dropped, -1, best)
+    order = torch.where(dropped, steps, torch.arange(steps, device=inputs.device)[None, :])
+    decoded = torch.gather(best, 1, torch.argsort(order, dim=1, stable=True))
+    return decoded, -scores.sum(dim=1, keepdim=True)

@@ -331,7 +331,57 @@ def _matmul(a, b):
     return torch.matmul(_t(a), _t(b))
 
 
+def pad(x: torch.Tensor, pad_width: Any, mode: str = "constant", constant_values: Any = 0,
+        where: str = "pad") -> torch.Tensor:
+    """NumPy's ``pad`` of any axes: ``pad_width`` a ``(before, after)`` pair per axis (one
+    pair, or one number, for every axis); ``mode`` ``"constant"``, ``"reflect"`` (the edge
+    not repeated), ``"symmetric"`` (repeated) or ``"edge"``.  Any rank (torch's reflect
+    pads at most the last three axes); ``ValueError`` naming ``where`` for a reflection
+    longer than the axis allows or an unknown mode."""
+    x = _t(x)
+    if isinstance(pad_width, torch.Tensor):
+        pad_width = pad_width.tolist()
+    if isinstance(pad_width, int) or (isinstance(pad_width, (list, tuple)) and pad_width
+                                      and isinstance(pad_width[0], int)):
+        pad_width = [pad_width]
+    pairs = [(int(p[0]), int(p[-1])) if isinstance(p, (list, tuple)) else (int(p), int(p))
+             for p in pad_width]
+    if len(pairs) == 1:
+        pairs = pairs * x.dim()
+    if len(pairs) != x.dim() or any(a < 0 or b < 0 for a, b in pairs):
+        raise ValueError(f"{where}: padding {pairs} for a tensor of rank {x.dim()} (one "
+                         f"non-negative (before, after) pair per axis)")
+    if mode == "constant":
+        value = 0 if constant_values is None else constant_values
+        if isinstance(value, torch.Tensor):
+            value = value.item()
+        flat = [v for a, b in reversed(pairs) for v in (a, b)]
+        return F.pad(x, flat, mode="constant", value=value)
+    if mode not in ("reflect", "symmetric", "edge"):
+        raise ValueError(f"{where}: mode {mode!r} is not one sepconv runs (constant, "
+                         f"reflect, symmetric, edge)")
+    for axis, (a, b) in enumerate(pairs):
+        if not a and not b:
+            continue
+        n = x.shape[axis]
+        limit = n - 1 if mode == "reflect" else n
+        if n == 0 or max(a, b) > limit:
+            raise ValueError(f"{where}: {mode} padding of ({a}, {b}) on axis {axis} of size "
+                             f"{n} (at most {limit})")
+        i = torch.arange(-a, n + b, device=x.device)
+        if mode == "reflect":
+            i = torch.where(i < 0, -i, torch.where(i >= n, 2 * (n - 1) - i, i))
+        elif mode == "symmetric":
+            i = torch.where(i < 0, -i - 1, torch.where(i >= n, 2 * n - 1 - i, i))
+        else:
+            i = i.clamp(0, n - 1)
+        x = torch.index_select(x, axis, i)
+    return x
+
+
 _OPS: Dict[str, Callable[[Dict[str, Any]], Callable]] = {
+    "Pad": lambda c: lambda x, *, constant_values=None: pad(
+        x, c["pad_width"], c.get("mode", "constant"), constant_values, "ops.pad"),
     # mask arithmetic and comparisons
     "NotEqual": lambda c: lambda a, b: torch.ne(_t(a), b if not isinstance(b, list) else
                                                 _t(b)),
@@ -466,4 +516,5 @@ STATIC_ARGS: Dict[str, tuple] = {
     "Cast": ("dtype",), "Softmax": ("axis",), "LogSoftmax": ("axis",),
     "Gelu": ("approximate",), "Elu": ("alpha",), "LeakyRelu": ("negative_slope",),
     "ZerosLike": ("dtype",), "OnesLike": ("dtype",), "ConvertToTensor": ("dtype",),
+    "Pad": ("pad_width", "mode"),
 }

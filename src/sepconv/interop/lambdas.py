@@ -92,6 +92,9 @@ _BACKEND_DEFAULTS = {"concatenate": {"axis": -1}, "expand_dims": {"axis": -1},
 _TF_ALIASES = {"divide": "math.truediv", "floordiv": "compat.v1.floor_div",
                "floor_div": "compat.v1.floor_div", "mod": "math.floormod"}
 _TF_PREFIXES = ("", "math.", "nn.", "linalg.", "compat.v1.")
+#: TensorFlow 2 functions whose table entry (the node tf-keras saves) is the TF1 function
+#: with another argument order.
+_TF_V2 = {"pad": _tf_ops._pad}
 _DTYPES = ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
            "uint8", "bool")
 
@@ -138,6 +141,8 @@ def _tf_function(path: str) -> Optional[Callable]:
     """The TensorFlow function ``tf.<path>`` (``"reduce_mean"``, ``"math.reduce_mean"``,
     ``"nn.relu"``) from :data:`tf_ops.FUNCTIONS`, or ``None``."""
     table = _tf_ops.FUNCTIONS
+    if path in _TF_V2:
+        return _TF_V2[path]
     if path in table:
         return table[path]
     head, _, name = path.rpartition(".")

@@ -234,11 +234,43 @@ def _load_child(child: torch.nn.Module, tree: Dict[str, Any], path: str, label: 
         _load_tree(child, tree, path, label)
 
 
+def _build_by_a_call(module: torch.nn.Module, input_shape: Any, name: str,
+                     label: str) -> None:
+    """Builds the sepconv layers of a custom layer's module that were made without an
+    input shape (as the Keras layer makes its sublayers): the module runs once, in eval
+    mode and without gradients, on zeros of the node's input shape (unknown axes 1), as
+    Keras builds a layer by calling it.  Nothing happens when every layer is built or the
+    shape is unknown (then :func:`_keras_slots` says which layer to give a shape)."""
+    if input_shape is None or not any(
+            isinstance(m, _base.Layer) and not getattr(m, "built", True) and
+            getattr(m, "WEIGHT_NAMES", ()) for m in module.modules()):
+        return
+    shape = _as_shape(input_shape)
+
+    def zeros(s):
+        return torch.zeros([1 if d is None else int(d) for d in s])
+    modes = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        with torch.no_grad():
+            module([zeros(s) for s in shape] if isinstance(shape, list) else zeros(shape))
+    except Exception as err:  # noqa: BLE001 - the user's code: said in one line
+        raise KerasFileError(f"{label}: layer {name!r} ({type(module).__name__}) has sepconv "
+                             f"layers without weights yet, and a call on zeros of its "
+                             f"input shape {shape} to build them failed "
+                             f"({_one_line(err)}): give them an input_shape") from None
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
 def _load_custom_weights(module: torch.nn.Module, arrays: List[np.ndarray], name: str,
-                         label: str) -> None:
+                         label: str, input_shape: Any = None) -> None:
     """A custom layer's weights into the user's module: by attribute name from a Keras v3
     weights file; else its ``set_weights`` if it has one; else in Keras' order (the
-    trainable weights, then the others; see :func:`_keras_slots`)."""
+    trainable weights, then the others; see :func:`_keras_slots`).  Its sepconv layers
+    made without an input shape are built first (:func:`_build_by_a_call`)."""
+    _build_by_a_call(module, input_shape, name, label)
     tree = getattr(arrays, "tree", None)
     if tree is not None:
         _load_tree(module, tree, name, label)
@@ -253,7 +285,7 @@ def _load_custom_weights(module: torch.nn.Module, arrays: List[np.ndarray], name
 def _load_layer_weights(layer: torch.nn.Module, arrays: List[np.ndarray], name: str,
                         input_shape: Any, label: str) -> None:
     if not isinstance(layer, _base.Layer) and (arrays or getattr(arrays, "tree", None)):
-        return _load_custom_weights(layer, arrays, name, label)
+        return _load_custom_weights(layer, arrays, name, label, input_shape)
     if not hasattr(layer, "set_weights"):
         if arrays:
             raise KerasFileError(f"{label}: layer {name!r} cannot take weights")
@@ -321,7 +353,39 @@ def _input_batch_shape(name: str, shape: Any) -> List[Any]:
     return [None if v is None else int(v) for v in shape]
 
 
+def _probed_output_shape(module: torch.nn.Module, shape: Any) -> Any:
+    """A custom layer's module's output shape, found as :func:`_traced_shapes` finds an
+    operation's: two runs on zeros (unknown sizes ``2`` / ``3`` for the batch, ``24`` /
+    ``40`` for other axes), a size that differs between them unknown; ``None`` if a run
+    fails.  The layers after it then know their input shape (and build from it)."""
+    shape = _as_shape(shape)
+    runs = []
+    modes = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        for batch, size in ((2, 24), (3, 40)):
+            def zeros(s):
+                return torch.zeros([batch if i == 0 and v is None else size if v is None
+                                    else int(v) for i, v in enumerate(s)])
+            with torch.no_grad():
+                out = module([zeros(s) for s in shape] if isinstance(shape, list)
+                             else zeros(shape))
+            runs.append([tuple(t.shape) for t in _flat_outputs(out)])
+    except Exception:  # noqa: BLE001 - a shape table entry is optional
+        return None
+    finally:
+        for m, training in modes.items():
+            m.training = training
+    shapes = [tuple(a if a == b else None for a, b in zip(sa, sb))
+              for sa, sb in zip(*runs)]
+    return shapes[0] if len(shapes) == 1 else shapes
+
+
 def _output_shape(layer: Any, shape: Any) -> Any:
+    if shape is not None and not hasattr(layer, "compute_output_shape") and \
+            isinstance(layer, torch.nn.Module) and \
+            not type(layer).__module__.startswith("sepconv."):  # a custom layer's module
+        return _probed_output_shape(layer, shape)
     if shape is None or not hasattr(layer, "compute_output_shape"):
         return None
     try:

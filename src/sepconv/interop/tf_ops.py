@@ -35,6 +35,7 @@ from .keras_ops import _max as _amax
 from .keras_ops import _min as _amin
 from .keras_ops import _prod
 from .keras_ops import getitem as _numpy_getitem
+from .keras_ops import pad as _keras_pad
 from .keras_ops import squeeze as _numpy_squeeze
 from .keras_ops import torch_dtype as _torch_dtype
 
@@ -297,6 +298,28 @@ def _cast(x, dtype, name=None):
     return _tensor(x).to(_torch_dtype(dtype))
 
 
+def _pad(tensor, paddings, mode="CONSTANT", constant_values=0, name=None):
+    """``tf.pad``: ``paddings`` a ``[before, after]`` pair per axis; ``mode``
+    ``"CONSTANT"``, ``"REFLECT"`` (at most ``size - 1`` per side) or ``"SYMMETRIC"`` (at
+    most ``size``), in any case; a constant takes the tensor's dtype."""
+    modes = {"CONSTANT": "constant", "REFLECT": "reflect", "SYMMETRIC": "symmetric"}
+    if str(mode).upper() not in modes:
+        raise ValueError(f"tf.pad: mode {mode!r} is not CONSTANT, REFLECT or SYMMETRIC")
+    x = _tensor(tensor)
+    if isinstance(paddings, torch.Tensor):
+        paddings = paddings.tolist()
+    pairs = [[_size(v) for v in p] for p in paddings]
+    if len(pairs) != x.dim() or any(len(p) != 2 for p in pairs):
+        raise ValueError(f"tf.pad: paddings {pairs} for a tensor of rank {x.dim()} (one "
+                         f"[before, after] pair per axis)")
+    return _keras_pad(x, pairs,
+                      modes[str(mode).upper()], constant_values, "tf.pad")
+
+
+def _pad_v1(tensor, paddings, mode="CONSTANT", name=None, constant_values=0):
+    return _pad(tensor, paddings, mode, constant_values)
+
+
 def _clip_by_value(t, clip_value_min, clip_value_max, name=None):
     x = _tensor(t)
     lo, hi = (torch.as_tensor(v, dtype=x.dtype, device=x.device)
@@ -427,6 +450,7 @@ FUNCTIONS: Dict[str, Callable] = {
     "compat.v1.squeeze": _squeeze_v1, "tile": _tile, "compat.v1.shape": _shape_v1,
     "identity": _identity,
     "zeros_like": _like(0), "ones_like": _like(1),
+    "compat.v1.pad": _pad_v1,  # tf.pad's node (a Lambda's tf.pad: lambdas._TF_V2)
     "__operators__.getitem": _getitem_op,
     # linear algebra, dtypes, selection
     "linalg.matmul": _matmul, "cast": _cast, "where": _where,
