@@ -50,8 +50,10 @@ from . import threads as _policy
 
 #: The switch :func:`takes` reads (benchmarks alternate it; ``False``: today's kernel).
 ENABLED = True
-#: The forward pass through the C routine (float32) instead of oneDNN's depthwise kernel.
-NATIVE_FORWARD = False
+#: The forward pass through the C routine (float32) instead of oneDNN's depthwise kernel:
+#: ``None`` (the default) where :func:`_native_forward` says it is faster, else always
+#: (``True``) or never (``False``).
+NATIVE_FORWARD = None
 
 _DTYPES = (torch.float32, torch.bfloat16)
 
@@ -121,7 +123,8 @@ def _forward(x: torch.Tensor, w2: torch.Tensor, bias: Optional[torch.Tensor],
     stride, dilation, pad_left, pad_right = geometry
     n, length, c = x.shape
     k, cm = w2.shape
-    if NATIVE_FORWARD and x.dtype == torch.float32 and w2.dtype == torch.float32:
+    if x.dtype == torch.float32 and w2.dtype == torch.float32 \
+            and _native_forward(cm // c, dilation):
         y = _cpu._native_depthwise(x.contiguous(), w2, _out_len(length, k, *geometry),
                                    cm // c, stride, dilation, pad_left)
         return y if bias is None else y.add_(bias)
@@ -130,6 +133,17 @@ def _forward(x: torch.Tensor, w2: torch.Tensor, bias: Optional[torch.Tensor],
                                 dilation=(dilation,), pads=((pad_left, pad_right),),
                                 groups=c, channels_last=True)
     return y.contiguous()
+
+
+def _native_forward(m: int, dilation: int) -> bool:
+    """Whether the C forward runs (float32): with a depth multiplier (oneDNN runs a
+    grouped convolution, not its depthwise kernel) or a dilation (oneDNN's padded dilated
+    convolution takes a slow generic path; a padded copy costs a pass).  Measured in
+    bench/README.md (bench/depthwise_train.py): elsewhere oneDNN's forward is as fast or
+    faster (k9, k31 "same" on one thread: 0.6-0.9x the C routine's time)."""
+    if NATIVE_FORWARD is None:
+        return m > 1 or dilation > 1
+    return NATIVE_FORWARD
 
 
 # -- the custom ops (as kernels/cpu.py: opaque to torch.compile, a fake for shapes) ---------
