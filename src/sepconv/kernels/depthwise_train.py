@@ -9,7 +9,9 @@ kernel (``kernels/cpu.py``) computes the same gradients with the C routines of
 ``DepthwiseConv2D`` with a kernel one row high, which is a 1D convolution of each row):
 
 - forward: oneDNN's, through ``depthwise_cpu.conv`` (with autograd off there, so it takes
-  that kernel's inference paths), unless :data:`NATIVE_FORWARD` (the C forward, float32);
+  that kernel's inference paths: TensorFlow's odd "same" element as zero taps), except in
+  float32 with a depth multiplier or a dilation, where the C forward is faster
+  (:func:`_native_forward`; oneDNN runs a grouped or a generic dilated convolution there);
 - backward, written by hand: both depthwise gradients in one C pass over grad_y
   (``cpu.native_depthwise_backward``), or either alone (``cpu.native_depthwise_grad_weight``,
   ``cpu.native_depthwise_input_grad``: strided input gradients by phases), the bias'
