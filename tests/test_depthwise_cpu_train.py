@@ -170,7 +170,8 @@ def test_depthwise_conv2d_one_row_high(kw, takes, backward_calls):
 def test_dispatch_picks_it_only_for_training_rank1_float32_bfloat16(monkeypatch):
     """The new kernel where autograd records a CPU channels_last depthwise call (rank 1,
     float32 / bfloat16, several channels); today's kernel without autograd, for float64,
-    for a 2D kernel more than one row high, with ENABLED off and without the C routines."""
+    under CPU autocast, for a 2D kernel more than one row high, with ENABLED off and
+    without the C routines."""
     def pick(shape=(2, 9, 4), kernel=(3, 1, 4), dtype=torch.float32, grad=True,
              pads=((1, 1),)):
         x = torch.zeros(shape, dtype=dtype, requires_grad=grad)
@@ -185,6 +186,8 @@ def test_dispatch_picks_it_only_for_training_rank1_float32_bfloat16(monkeypatch)
     with torch.no_grad():
         assert pick() is depthwise_cpu.conv
     assert pick(dtype=torch.float64) is depthwise_cpu.conv
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert pick() is depthwise_cpu.conv
     assert pick(shape=(2, 3, 9, 4), kernel=(3, 3, 1, 4), pads=((1, 1), (1, 1))) \
         is depthwise_cpu.conv
     monkeypatch.setattr(depthwise_train, "ENABLED", False)

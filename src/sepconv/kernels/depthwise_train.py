@@ -33,7 +33,8 @@ op's Python dispatch (as ``kernels/cpu.py`` does).
 float32 / bfloat16 data with several channels when autograd records the call and the C
 routines could be built; not while exporting or tracing (``torch.export``,
 ``torch.jit.trace``: the graph must hold standard ops), nor under torch.func transforms
-(``grad``, ``vmap``: the op has no vmap rule; today's kernel runs there), nor for float64
+(``grad``, ``vmap``: the op has no vmap rule; today's kernel runs there), nor under
+``torch.autocast("cpu")`` (which casts torch's convolution, not this op), nor for float64
 (the gradient checks' dtype) or without a C compiler: there ``depthwise_cpu.conv`` as
 before.  Tested against the reference kernel in tests/test_depthwise_cpu_train.py.
 """
@@ -64,7 +65,7 @@ def takes(x: torch.Tensor, kernel: torch.Tensor, pads: tuple) -> bool:
     """Whether this kernel runs a depthwise convolution that ``depthwise_cpu.conv`` would
     (CPU channels_last, several channels, Keras' grouped kernel ``(*k, 1, C*M)``): rank 1,
     or rank 2 with a kernel one row high; float32 or bfloat16; autograd recording; not
-    exporting, not under torch.func transforms; the C routines built."""
+    exporting, not under torch.func transforms or CPU autocast; the C routines built."""
     if not ENABLED or x.dtype not in _DTYPES or kernel.dtype != x.dtype:
         return False
     if kernel.dim() == 4 and (kernel.shape[0] != 1 or tuple(pads[0]) != (0, 0)):
@@ -72,6 +73,8 @@ def takes(x: torch.Tensor, kernel: torch.Tensor, pads: tuple) -> bool:
     if not (torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)):
         return False
     if torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return False
+    if torch.is_autocast_enabled("cpu"):  # torch's autocast picks the convolution's dtype
         return False
     if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
         return False
