@@ -19,6 +19,7 @@ import torch
 
 from . import padding as _padding
 from .kernels import depthwise_cpu as _depthwise_cpu
+from .kernels import depthwise_train as _depthwise_train
 from .kernels import memory as _memory
 from .kernels import pointwise as _pointwise
 from .kernels import reference as _reference
@@ -199,7 +200,8 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
     kind = f"conv{rank}d k{tuple(ksize)} s{stride} d{dilation} " + (
         "depthwise" if in_per_group == 1 and groups > 1 else f"g{groups}")
     return _on_cpu_policy(kind, work, call,
-                          (x.shape, kernel.shape, stride, dilation, pads, groups))
+                          (x.shape, kernel.shape, stride, dilation, pads, groups),
+                          hook=kernel_fn is not _depthwise_train.conv)
 
 
 # The autograd nodes of the CPU kernels' expensive step (the convolution; the small
@@ -207,7 +209,8 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
 _POLICY_NODES = ("ConvolutionBackward0", "AddmmBackward0", "MmBackward0")
 
 
-def _on_cpu_policy(name: str, work: int, call: Callable, shape: tuple) -> torch.Tensor:
+def _on_cpu_policy(name: str, work: int, call: Callable, shape: tuple,
+                   hook: bool = True) -> torch.Tensor:
     """``call()`` (a CPU kernel) on the thread count the library's thread policy picks
     (``kernels/threads.py``: one thread where the cores are busy, measured per call),
     and its backward's convolution node too, through hooks on the node.
@@ -219,7 +222,7 @@ def _on_cpu_policy(name: str, work: int, call: Callable, shape: tuple) -> torch.
     steps' buffers back to the system (``kernels/memory.py``)."""
     _memory.keep_freed_memory()
     y = _threads.run(name, work, call, shape)
-    if y.requires_grad and not torch.compiler.is_compiling() \
+    if hook and y.requires_grad and not torch.compiler.is_compiling() \
             and not torch._C._functorch.is_functorch_wrapped_tensor(y):
         _threads.hook_backward(y, _POLICY_NODES, name + "-backward", work, shape)
     return y
@@ -1006,6 +1009,9 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
     - depthwise (one input channel per group, several channels), rank 1-2, float32/64 or
       bfloat16: ``kernels/depthwise_cpu.py`` (keeps the data channels_last, where torch's
       depthwise convolution is fast; 1 channel stays on the reference: the oneDNN trap);
+      when autograd records a rank-1 one (or one with a kernel one row high) in float32 or
+      bfloat16, ``kernels/depthwise_train.py`` (the same forward, the C routines'
+      backward: oneDNN's depthwise weight gradient is ~20x slower than its forward);
     - 1x1, stride 1, unpadded, ungrouped: ``kernels/pointwise.py`` (one GEMM, no copies).
 
     Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
@@ -1015,6 +1021,8 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
         return _reference.conv
     if kernel.dim() in (3, 4) and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
             and x.dtype in (torch.float32, torch.float64, torch.bfloat16):
+        if _depthwise_train.takes(x, kernel, pads):  # training: the C routines' backward
+            return _depthwise_train.conv
         return _depthwise_cpu.conv
     if groups == 1 and all(k == 1 for k in kernel.shape[:-2]) \
             and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair):

@@ -346,6 +346,55 @@ def _native_input_grad_strided(gz: torch.Tensor, wf: torch.Tensor, length: int, 
     return gx
 
 
+def native_depthwise_backward(xs: torch.Tensor, gz: torch.Tensor, w2: torch.Tensor, m: int,
+                              stride: int, dilation: int,
+                              pad_left: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Both gradients of the C depthwise convolution (:func:`_native_depthwise`'s
+    geometry) in one pass over ``gz`` (``_cpu_native.dw_backward``): float32 ``xs``
+    ``(N, L, C)``, ``gz`` ``(N, L_out, C*M)``, ``w2`` ``(K, C*M)``; ``pad_left >= 0``.
+    Returns the input gradient before the sum over the multiplier, ``(N, L, C*M)``, and
+    the weight gradient ``(K, C*M)``.  Shared by this kernel and
+    ``kernels/depthwise_train.py``."""
+    n, length, c = xs.shape
+    k = w2.shape[0]
+    gw = torch.empty(k, c * m, dtype=torch.float32)
+    gx = torch.empty(n, length, c * m, dtype=torch.float32)
+    wf = w2.flip(0)  # a contiguous copy
+    _cpu_native.dw_backward(xs.contiguous(), gz.contiguous(), wf, gw, gx, n=n, length=length,
+                            out_len=gz.shape[1], c=c, m=m, k=k, stride=stride,
+                            dilation=dilation, pad_left=pad_left,
+                            threads=torch.get_num_threads())
+    return gx, gw
+
+
+def native_depthwise_grad_weight(xs: torch.Tensor, gz: torch.Tensor, k: int, m: int,
+                                 stride: int, dilation: int, pad_left: int) -> torch.Tensor:
+    """The weight gradient alone, ``(K, C*M)`` float32 (``_cpu_native.dw_grad_weight``),
+    from ``xs`` ``(N, L, C)`` and ``gz`` ``(N, L_out, C*M)`` of float32 or a half-precision
+    dtype (widened exactly; the sums run in float32 as oneDNN's do)."""
+    n, length, c = xs.shape
+    xs32 = xs.float().contiguous()
+    gz32 = gz.float().contiguous()
+    gw = torch.empty(k, c * m, dtype=torch.float32)
+    _cpu_native.dw_grad_weight(xs32, gz32, gw, n=n, length=length, out_len=gz.shape[1], c=c,
+                               m=m, k=k, stride=stride, dilation=dilation, pad_left=pad_left,
+                               threads=torch.get_num_threads())
+    return gw
+
+
+def native_depthwise_input_grad(gz: torch.Tensor, w2: torch.Tensor, length: int, stride: int,
+                                dilation: int, pad_left: int) -> torch.Tensor:
+    """The input gradient alone, before the sum over the multiplier, ``(N, length, C*M)``:
+    a depthwise convolution of float32 ``gz`` ``(N, L_out, C*M)`` with the flipped kernel
+    (``w2``: ``(K, C*M)``), strided by phases (:func:`_native_input_grad_strided`)."""
+    span = (w2.shape[0] - 1) * dilation
+    wf = w2.flip(0)
+    gz = gz.contiguous()
+    if stride > 1:
+        return _native_input_grad_strided(gz, wf, length, stride, dilation, span - pad_left)
+    return _native_depthwise(gz, wf, length, 1, 1, dilation, span - pad_left)
+
+
 # The one thread policy every CPU kernel of the library shares (kernels/threads.py).
 _ThreadPolicy = _policy.ThreadPolicy
 _threads = _policy.THREADS
@@ -597,29 +646,18 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
             # both depthwise gradients in one pass over grad_z (issue 15: 0.72-0.98x the
             # time of the two passes below on the bench suite's shapes, strided: of the
             # weight gradient's pass and one pass per phase)
-            length = xs.shape[1]
-            gw = torch.empty(k, c * m, dtype=torch.float32)
-            gx = torch.empty(n, length, c * m, dtype=torch.float32)
-            wf = _as(depthwise, cdt).reshape(k, c * m).flip(0)  # a contiguous copy
-            _cpu_native.dw_backward(xs, gz2.contiguous(), wf, gw, gx, n=n, length=length,
-                                    out_len=out_len, c=c, m=m, k=k, stride=stride,
-                                    dilation=dilation, pad_left=pad_left,
-                                    threads=torch.get_num_threads())
-            del gz2, xs, wf
+            gx, gw = native_depthwise_backward(xs, gz2.view(n, out_len, c * m),
+                                               _as(depthwise, cdt).reshape(k, c * m), m,
+                                               stride, dilation, pad_left)
+            del gz2, xs
             return (_sum_multiplier(gx, m, channels_last, x.dtype),
                     _as(gw.view(k, c, m), depthwise.dtype), grad_pw, grad_b)
         if need_dw and cdt in (torch.float32, torch.bfloat16, torch.float16) \
                 and _cpu_native.load() is not None:
             # a float32 routine: half-precision operands widen exactly, and it
             # accumulates in float32 as oneDNN does
-            xs32 = xs.float().contiguous()
-            gz32 = gz2.float().contiguous()
-            gw = torch.empty(k, c * m, dtype=torch.float32)
-            _cpu_native.dw_grad_weight(
-                xs32, gz32, gw, n=n, length=xs.shape[1], out_len=out_len, c=c, m=m, k=k,
-                stride=stride, dilation=dilation, pad_left=pad_left,
-                threads=torch.get_num_threads())
-            del xs32, gz32
+            gw = native_depthwise_grad_weight(xs, gz2.view(n, out_len, c * m), k, m, stride,
+                                              dilation, pad_left)
             grad_dw = _as(gw.view(k, c, m), depthwise.dtype)
             need_dw = False
         w4 = _depthwise_4d(depthwise, cdt)
@@ -653,16 +691,11 @@ def _backward_pass(grad_y, x, depthwise, pointwise, z2_box, bias_dtype, needs, g
             # summed over the multiplier (oneDNN's strided backward-data and the layout
             # copies around it took 2x as long, issue 15); strided, one stride-1
             # convolution per output phase (issue 15: no zero-spread copy of grad_z)
-            span = (k - 1) * dilation
             length = x.shape[1] if channels_last else x.shape[2]
-            gz3 = gz2.view(n, out_len, c * m)
-            wf = _as(depthwise, cdt).reshape(k, c * m).flip(0)
-            if stride > 1:
-                gx = _native_input_grad_strided(gz3, wf, length, stride, dilation,
-                                                span - pad_left)
-            else:
-                gx = _native_depthwise(gz3, wf, length, 1, 1, dilation, span - pad_left)
-            del gz2, gz3, xs, wf
+            gx = native_depthwise_input_grad(gz2.view(n, out_len, c * m),
+                                             _as(depthwise, cdt).reshape(k, c * m), length,
+                                             stride, dilation, pad_left)
+            del gz2, xs
             grad_x = _sum_multiplier(gx, m, channels_last, x.dtype)
         elif flipped:
             # the same through oneDNN's forward kernel, where its backward-data is slow

@@ -7,7 +7,7 @@ channel ``c * depth_multiplier + m`` comes from input channel ``c``.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -53,14 +53,29 @@ def differentiable_backward(grad_y: torch.Tensor, x: torch.Tensor, depthwise: to
     ``bias_dtype`` is ``None`` when there is no bias (its gradient does not depend on its
     value, so a zero stands in for it).
     """
-    bias = None
-    if bias_dtype is not None:
-        bias = torch.zeros(pointwise.shape[-1], dtype=bias_dtype, device=x.device,
-                           requires_grad=True)
-    inputs = (x, depthwise, pointwise, bias)
+    bias = stand_in_bias(bias_dtype, pointwise.shape[-1], x.device)
+    return differentiable_grads(
+        lambda *inputs: separable_conv1d(*inputs, **geometry), grad_y,
+        (x, depthwise, pointwise, bias), needs)
+
+
+def stand_in_bias(bias_dtype: Optional[torch.dtype], size: int,
+                  device: torch.device) -> Optional[torch.Tensor]:
+    """A zero bias requiring grad (``None`` for ``bias_dtype=None``): a bias' gradient does
+    not depend on its value, so a fast kernel's differentiable backward need not save it."""
+    if bias_dtype is None:
+        return None
+    return torch.zeros(size, dtype=bias_dtype, device=device, requires_grad=True)
+
+
+def differentiable_grads(fn: Callable, grad_y: torch.Tensor, inputs: tuple,
+                         needs) -> tuple:
+    """The gradients of ``fn(*inputs)`` (weighted by ``grad_y``) with respect to the
+    ``inputs`` that ``needs`` asks for (``None`` for the others and for ``None`` inputs),
+    recorded with ``create_graph=True``: a fast kernel's backward under double backward."""
     wanted = [t for t, need in zip(inputs, needs) if need and t is not None]
     with torch.enable_grad():
-        y = separable_conv1d(x, depthwise, pointwise, bias, **geometry)
+        y = fn(*inputs)
         grads = iter(torch.autograd.grad(y, wanted, grad_y, create_graph=True,
                                          allow_unused=True))
     return tuple(next(grads) if need and t is not None else None

@@ -1,0 +1,98 @@
+"""DepthwiseConv1D training on CPU: today's kernel (oneDNN forward, oneDNN's backward through
+autograd) against ``kernels/depthwise_train.py`` (the C routines' backward), side by side.
+
+One process; the variants alternate call by call (``depthwise_train.ENABLED`` /
+``NATIVE_FORWARD``, the module switches the dispatcher reads): forward (autograd
+recording, as in training) and forward+backward of ``sepconv.functional.depthwise_conv``
+with input, kernel and bias requiring grad.  Medians of ``--calls`` calls each: one thread
+CPU time (``time.process_time``: robust to a loaded machine) and two-thread wall-clock.
+The library's thread policy is switched off here (every call on the thread count set), so
+each figure is the kernels' own.
+
+Usage: ``PYTHONPATH=src python bench/depthwise_train.py [--calls 9] [--only k9,k31]``
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from sepconv import functional as F
+from sepconv.kernels import depthwise_train, threads
+
+# name, (batch, steps, channels), kernel size, depth multiplier, stride, dilation, padding
+SHAPES = [
+    ("k9 same", (8, 4000, 128), 9, 1, 1, 1, "same"),
+    ("k3 d4 causal", (8, 4000, 128), 3, 1, 1, 4, "causal"),
+    ("k5 m2 same", (8, 4000, 64), 5, 2, 1, 1, "same"),
+    ("k31 same (Conformer)", (8, 1000, 256), 31, 1, 1, 1, "same"),
+    ("k9 s2 same", (8, 4000, 128), 9, 1, 2, 1, "same"),
+]
+# ENABLED, NATIVE_FORWARD: today's kernel; the new one (its own forward rule); the new one
+# with the C forward always; with oneDNN's forward always
+VARIANTS = {"old": (False, None), "new": (True, None), "C fwd": (True, True),
+            "oneDNN fwd": (True, False)}
+
+
+def _calls(shape, k, m, stride, dilation, padding):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g).requires_grad_(True)
+    w = (torch.randn(k, shape[-1], m, generator=g) * 0.1).requires_grad_(True)
+    b = torch.zeros(shape[-1] * m).requires_grad_(True)
+
+    def fwd():
+        return F.depthwise_conv(x, w, b, strides=stride, padding=padding,
+                                dilation_rate=dilation)
+
+    def fb():
+        y = fwd()
+        y.backward(torch.ones_like(y))
+        x.grad = w.grad = b.grad = None
+
+    return {"fwd": fwd, "fb": fb}
+
+
+def _measure(fns, variants, calls, clock):
+    times = {(v, p): [] for v in variants for p in fns}
+    for r in range(calls):
+        order = variants if r % 2 else variants[::-1]
+        for v in order:
+            depthwise_train.ENABLED, depthwise_train.NATIVE_FORWARD = VARIANTS[v]
+            for p, fn in fns.items():
+                t0 = clock()
+                fn()
+                times[v, p].append(clock() - t0)
+    return {key: statistics.median(t) * 1e3 for key, t in times.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=9)
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+    threads.THREADS.min_work = float("inf")  # the policy off: the thread count set below
+    variants = list(VARIANTS)
+    print(f"{'shape':22} {'clock':16} " + " ".join(f"{v + ' ' + p:>16}" for v in variants
+                                                   for p in ("fwd", "fwd+bwd"))
+          + "   /old: " + ", ".join(f"{v} {p}" for v in variants[1:] for p in ("fwd", "fb")))
+    for name, shape, k, m, stride, dilation, padding in SHAPES:
+        if args.only and not any(o in name for o in args.only.split(",")):
+            continue
+        fns = _calls(shape, k, m, stride, dilation, padding)
+        for n_threads, clock, label in ((1, time.process_time, "1 thread CPU"),
+                                        (2, time.perf_counter, "2 threads wall")):
+            torch.set_num_threads(n_threads)
+            for v in variants:  # warm-up: first-call page faults, oneDNN set-up
+                depthwise_train.ENABLED, depthwise_train.NATIVE_FORWARD = VARIANTS[v]
+                fns["fb"]()
+            med = _measure(fns, variants, args.calls, clock)
+            cells = " ".join(f"{med[v, p]:16.2f}" for v in variants for p in ("fwd", "fb"))
+            ratio = ", ".join(f"{med[v, p] / med['old', p]:.2f}" for v in variants[1:]
+                              for p in ("fwd", "fb"))
+            print(f"{name:22} {label:16} {cells}   {ratio}", flush=True)
+    depthwise_train.ENABLED, depthwise_train.NATIVE_FORWARD = True, None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""Depthwise 1D convolution on CPU for training: the C depthwise routines' backward.
+
+``kernels/depthwise_cpu.py`` runs the forward pass through oneDNN's depthwise kernel and
+leaves the backward to autograd, i.e. to oneDNN's depthwise backward, whose weight
+gradient runs ~20x slower than its forward: measured on one thread, (8, 4000, 128)
+float32, kernel 9 "same", forward 3.0 ms and forward+backward 41.7 ms.  The separable
+kernel (``kernels/cpu.py``) computes the same gradients with the C routines of
+``kernels/_cpu_native.py``; this module gives them to ``DepthwiseConv1D`` (and to
+``DepthwiseConv2D`` with a kernel one row high, which is a 1D convolution of each row):
+
+- forward: oneDNN's, through ``depthwise_cpu.conv`` (with autograd off there, so it takes
+  that kernel's inference paths: TensorFlow's odd "same" element as zero taps), except in
+  float32 with a depth multiplier or a dilation, where the C forward is faster
+  (:func:`_native_forward`; oneDNN runs a grouped or a generic dilated convolution there);
+- backward, written by hand: both depthwise gradients in one C pass over grad_y
+  (``cpu.native_depthwise_backward``), or either alone (``cpu.native_depthwise_grad_weight``,
+  ``cpu.native_depthwise_input_grad``: strided input gradients by phases), the bias'
+  gradient a sum, the multiplier's input gradients summed by ``cpu._sum_multiplier``; on the
+  thread count of the library's thread policy (``kernels/threads.py``).
+
+bfloat16 (float16) data: forward as today (oneDNN in bfloat16); the backward widens the
+operands to float32 (exactly), runs the C routines and rounds the gradients, as the
+separable kernel does for its weight gradient: its sums run in float32, as oneDNN's do.
+
+The kernel is an opaque torch custom op, ``torch.ops.sepconv.depthwise_conv1d_cpu``, with a
+fake implementation and an autograd formula whose backward is a second op
+(``..._backward``), so torch.compile(fullgraph=True) sees two opaque ops; under
+``create_graph=True`` the formula returns the reference composition's differentiable
+gradients (double backward).  Eager calls go through an autograd.Function that skips the
+op's Python dispatch (as ``kernels/cpu.py`` does).
+
+``sepconv.functional._pick_conv_kernel`` picks it (:func:`takes`) for CPU channels_last
+float32 / bfloat16 data with several channels when autograd records the call and the C
+routines could be built; not while exporting or tracing (``torch.export``,
+``torch.jit.trace``: the graph must hold standard ops), nor under torch.func transforms
+(``grad``, ``vmap``: the op has no vmap rule; today's kernel runs there), nor under
+``torch.autocast("cpu")`` (which casts torch's convolution, not this op), nor for float64
+(the gradient checks' dtype) or without a C compiler: there ``depthwise_cpu.conv`` as
+before.  Tested against the reference kernel in tests/test_depthwise_cpu_train.py.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+
+from . import _cpu_native
+from . import cpu as _cpu
+from . import depthwise_cpu as _depthwise_cpu
+from . import reference as _reference
+from . import threads as _policy
+
+#: The switch :func:`takes` reads (benchmarks alternate it; ``False``: today's kernel).
+ENABLED = True
+#: The forward pass through the C routine (float32) instead of oneDNN's depthwise kernel:
+#: ``None`` (the default) where :func:`_native_forward` says it is faster, else always
+#: (``True``) or never (``False``).
+NATIVE_FORWARD = None
+
+_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def takes(x: torch.Tensor, kernel: torch.Tensor, pads: tuple) -> bool:
+    """Whether this kernel runs a depthwise convolution that ``depthwise_cpu.conv`` would
+    (CPU channels_last, several channels, Keras' grouped kernel ``(*k, 1, C*M)``): rank 1,
+    or rank 2 with a kernel one row high; float32 or bfloat16; autograd recording; not
+    exporting, not under torch.func transforms or CPU autocast; the C routines built."""
+    if not ENABLED or x.dtype not in _DTYPES or kernel.dtype != x.dtype:
+        return False
+    if kernel.dim() == 4 and (kernel.shape[0] != 1 or tuple(pads[0]) != (0, 0)):
+        return False
+    if not (torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)):
+        return False
+    if torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return False
+    if torch.is_autocast_enabled("cpu"):  # torch's autocast picks the convolution's dtype
+        return False
+    if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
+        return False
+    return _cpu_native.load() is not None
+
+
+def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
+         strides: tuple, dilation: tuple, pads: tuple, groups: int,
+         channels_last: bool) -> torch.Tensor:
+    """``depthwise_cpu.conv``'s contract (the reference kernel's signature) for what
+    :func:`takes` accepts.
+
+    Args:
+        x: ``(batch, steps, channels)`` or ``(batch, rows, cols, channels)``.
+        kernel: ``(k, 1, channels * M)`` or ``(1, k, 1, channels * M)``.
+        bias: ``(channels * M,)`` or ``None``.
+        strides, dilation, pads: per spatial axis; a 2D kernel's row axis unpadded.
+        groups: the number of channels.
+        channels_last: must be True.
+
+    Returns:
+        ``(batch, out_steps, channels * M)`` or ``(batch, out_rows, out_cols, channels * M)``.
+    """
+    if not channels_last or kernel.shape[-2] != 1 or x.shape[-1] != groups:
+        raise ValueError("depthwise_train.conv runs depthwise convolutions on channels_last "
+                         "data only")
+    if kernel.dim() == 4:  # one row high: each (strided) row of x is a 1D convolution
+        if kernel.shape[0] != 1 or tuple(pads[0]) != (0, 0):
+            raise ValueError("depthwise_train.conv takes 2D kernels one row high, rows "
+                             "unpadded")
+        rows = x[:, ::strides[0]]
+        n, h, w, c = rows.shape
+        y = conv(rows.reshape(n * h, w, c), kernel[0], bias, strides=strides[1:],
+                 dilation=dilation[1:], pads=pads[1:], groups=groups, channels_last=True)
+        return y.view(n, h, *y.shape[1:])
+    k, _, cm = kernel.shape
+    w2 = kernel.reshape(k, cm)
+    geometry = (strides[0], dilation[0], pads[0][0], pads[0][1])
+    if _cpu._plain(x, w2) and (bias is None or _cpu._plain(bias)):
+        return _apply_eager(x, w2, bias, geometry)
+    return _DepthwiseConv1d.apply(x, w2, bias, geometry)
+
+
+def _out_len(length, k: int, stride: int, dilation: int, pad_left: int, pad_right: int):
+    return (length + pad_left + pad_right - (k - 1) * dilation - 1) // stride + 1
+
+
+def _forward(x: torch.Tensor, w2: torch.Tensor, bias: Optional[torch.Tensor],
+             geometry: tuple) -> torch.Tensor:
+    """The output ``(N, L_out, C*M)``, contiguous (what the fake promises)."""
+    stride, dilation, pad_left, pad_right = geometry
+    n, length, c = x.shape
+    k, cm = w2.shape
+    if x.dtype == torch.float32 and w2.dtype == torch.float32 \
+            and _native_forward(cm // c, dilation):
+        y = _cpu._native_depthwise(x.contiguous(), w2, _out_len(length, k, *geometry),
+                                   cm // c, stride, dilation, pad_left)
+        return y if bias is None else y.add_(bias)
+    with torch.no_grad():
+        y = _depthwise_cpu.conv(x, w2.view(k, 1, cm), bias, strides=(stride,),
+                                dilation=(dilation,), pads=((pad_left, pad_right),),
+                                groups=c, channels_last=True)
+    return y.contiguous()
+
+
+def _native_forward(m: int, dilation: int) -> bool:
+    """Whether the C forward runs (float32): with a depth multiplier (oneDNN runs a
+    grouped convolution, not its depthwise kernel) or a dilation (oneDNN's padded dilated
+    convolution takes a slow generic path; a padded copy costs a pass).  Measured in
+    bench/README.md (bench/depthwise_train.py): elsewhere oneDNN's forward is as fast or
+    faster (k9, k31 "same" on one thread: 0.6-0.9x the C routine's time)."""
+    if NATIVE_FORWARD is None:
+        return m > 1 or dilation > 1
+    return NATIVE_FORWARD
+
+
+# -- the custom ops (as kernels/cpu.py: opaque to torch.compile, a fake for shapes) ---------
+
+@torch.library.custom_op("sepconv::depthwise_conv1d_cpu", mutates_args=(), device_types="cpu")
+def _op(x: torch.Tensor, w2: torch.Tensor, bias: Optional[torch.Tensor], stride: int,
+        dilation: int, pad_left: int, pad_right: int) -> torch.Tensor:
+    return _forward(x, w2, bias, (stride, dilation, pad_left, pad_right))
+
+
+@_op.register_fake
+def _fake(x, w2, bias, stride, dilation, pad_left, pad_right):
+    k, cm = w2.shape
+    return x.new_empty(x.shape[0], _out_len(x.shape[1], k, stride, dilation, pad_left,
+                                            pad_right), cm)
+
+
+def _setup_context(ctx, inputs, output):
+    x, w2, bias, *geometry = inputs
+    ctx.geometry = tuple(geometry)
+    ctx.bias_dtype = None if bias is None else bias.dtype
+    ctx.save_for_backward(x, w2)
+
+
+def _grads(ctx, grad_y):
+    """Gradients of (x, w2, bias)."""
+    if grad_y is None:
+        return None, None, None
+    x, w2 = ctx.saved_tensors
+    needs = tuple(ctx.needs_input_grad[:3])
+    stride, dilation, pad_left, pad_right = ctx.geometry
+    if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
+        bias = _reference.stand_in_bias(ctx.bias_dtype, w2.shape[1], x.device)
+        return _reference.differentiable_grads(
+            lambda x, w2, bias: _reference.conv(
+                x, w2.unsqueeze(1), bias, strides=(stride,), dilation=(dilation,),
+                pads=((pad_left, pad_right),), groups=x.shape[-1], channels_last=True),
+            grad_y, (x, w2, bias), needs)
+    if _cpu._plain(grad_y, x, w2):
+        return _hand_backward(grad_y, x, w2, ctx.bias_dtype, needs, ctx.geometry)
+    grads = _backward_op(grad_y, x, w2, ctx.bias_dtype, list(needs), *ctx.geometry)
+    return tuple(g if need else None for g, need in zip(grads, needs))
+
+
+_op.register_autograd(lambda ctx, grad_y: _grads(ctx, grad_y) + (None,) * 4,
+                      setup_context=_setup_context)
+
+
+class _DepthwiseConv1d(torch.autograd.Function):
+    """The op's autograd formula as an autograd.Function: eager calls skip the op's
+    Python dispatch; traced ones (torch.compile) record the op."""
+
+    @staticmethod
+    def forward(x, w2, bias, geometry):
+        if _cpu._plain(x, w2):
+            return _forward(x, w2, bias, geometry)
+        return _op(x, w2, bias, *geometry)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, w2, bias, geometry = inputs
+        _setup_context(ctx, (x, w2, bias, *geometry), output)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        return _grads(ctx, grad_y) + (None,)
+
+
+# torch's C ``apply`` (kernels/cpu.py's ``_apply_eager``: no signature binding per call)
+_apply_eager = super(torch.autograd.Function, _DepthwiseConv1d).apply
+
+
+@torch.library.custom_op("sepconv::depthwise_conv1d_cpu_backward", mutates_args=(),
+                         device_types="cpu")
+def _backward_op(grad_y: torch.Tensor, x: torch.Tensor, w2: torch.Tensor,
+                 bias_dtype: Optional[torch.dtype], needs: List[bool], stride: int,
+                 dilation: int, pad_left: int, pad_right: int) -> List[torch.Tensor]:
+    """The backward pass as one opaque op (torch.compile's graphs call it).  Gradients not
+    asked for come back as empty tensors; all are contiguous (as the fake promises)."""
+    grads = _hand_backward(grad_y, x, w2, bias_dtype, tuple(needs),
+                           (stride, dilation, pad_left, pad_right))
+    return [x.new_empty(0) if g is None else g.contiguous() for g in grads]
+
+
+@_backward_op.register_fake
+def _backward_fake(grad_y, x, w2, bias_dtype, needs, *geometry):
+    out = []
+    for need, like in zip(needs, (x, w2, None)):
+        if not need:
+            out.append(x.new_empty(0))
+        elif like is None:
+            out.append(x.new_empty(w2.shape[1], dtype=bias_dtype))
+        else:
+            out.append(torch.empty_like(like, memory_format=torch.contiguous_format))
+    return out
+
+
+def _hand_backward(grad_y, x, w2, bias_dtype, needs, geometry):
+    """:func:`_backward_pass` on the thread count the library's policy picks."""
+    k, cm = w2.shape
+    stride, dilation = geometry[:2]
+    return _policy.run(f"depthwise1d k{k} s{stride} d{dilation} backward",
+                       x.shape[0] * x.shape[1] * cm * k,
+                       lambda: _backward_pass(grad_y, x, w2, bias_dtype, needs, geometry),
+                       (x.shape, w2.shape, geometry, needs))
+
+
+def _backward_pass(grad_y, x, w2, bias_dtype, needs, geometry):
+    """Gradients of (x, w2, bias), ``None`` where ``needs`` says so: the C routines on
+    float32 (half precision widened)."""
+    stride, dilation, pad_left, _ = geometry
+    need_x, need_w, need_b = needs
+    n, length, c = x.shape
+    k, cm = w2.shape
+    m = cm // c
+    gz = _cpu._as(grad_y, torch.float32).contiguous()  # (N, L_out, C*M)
+    grad_x = grad_w = grad_b = None
+    if need_b:
+        grad_b = _cpu._as(gz.sum((0, 1)), bias_dtype)
+    w32 = _cpu._as(w2, torch.float32)
+    gx = gw = None
+    if need_x and need_w:
+        gx, gw = _cpu.native_depthwise_backward(_cpu._as(x, torch.float32), gz, w32, m,
+                                                stride, dilation, pad_left)
+    elif need_w:
+        gw = _cpu.native_depthwise_grad_weight(x, gz, k, m, stride, dilation, pad_left)
+    elif need_x:
+        gx = _cpu.native_depthwise_input_grad(gz, w32, length, stride, dilation, pad_left)
+    del gz
+    if gx is not None:
+        grad_x = _cpu._sum_multiplier(gx, m, True, x.dtype)
+    if gw is not None:
+        grad_w = _cpu._as(gw, w2.dtype)
+    return grad_x, grad_w, grad_b

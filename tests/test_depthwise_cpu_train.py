@@ -1,0 +1,359 @@
+"""``kernels/depthwise_train.py``: DepthwiseConv1D (and one-row DepthwiseConv2D) training on
+CPU, oneDNN's forward and the C routines' backward, against the reference kernel
+(``SEPCONV_KERNEL=reference``: F.pad + torch's F.conv2d and autograd, no sepconv kernel
+code) over drawn geometries, dtypes and thread counts; float32 gradcheck (the convolution
+is linear in each input: central differences are exact up to rounding); float64
+gradgradcheck of its double backward; torch.library.opcheck of its ops; torch.compile
+(fullgraph), torch.func.grad, torch.export and torch.jit.trace through the dispatcher.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sepconv
+from sepconv import functional as F
+from sepconv import padding as _padding
+from sepconv.kernels import _cpu_native, depthwise_cpu, depthwise_train
+from kernel_env import kernel_choice
+
+pytestmark = [
+    pytest.mark.skipif(_cpu_native.load() is None,
+                       reason="no C compiler: the C routines (and this kernel) are absent"),
+    pytest.mark.usefixtures("torch_single_thread")]
+
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture
+def backward_calls(monkeypatch):
+    """The shapes of x the new backward ran on (it counts the calls of its C pass)."""
+    calls = []
+    real = depthwise_train._backward_pass
+    monkeypatch.setattr(depthwise_train, "_backward_pass",
+                        lambda grad_y, x, *a: calls.append(tuple(x.shape))
+                        or real(grad_y, x, *a))
+    return calls
+
+
+@st.composite
+def cases(draw):
+    k = draw(st.integers(1, 9))
+    if draw(st.booleans()):
+        stride, dilation = draw(st.integers(1, 4)), 1
+    else:
+        stride, dilation = 1, draw(st.integers(1, 4))
+    padding = draw(st.sampled_from(["valid", "same", "causal"]))
+    span = (k - 1) * dilation + 1
+    short = draw(st.booleans())  # length 1 and short inputs, else up to a few tiles
+    low = span if padding == "valid" else 1
+    length = draw(st.integers(low, low + 4) if short else st.integers(low, 300))
+    return dict(k=k, stride=stride, dilation=dilation, padding=padding, length=length,
+                channels=draw(st.sampled_from([2, 3, 5, 16, 17, 40, 136])),
+                m=draw(st.integers(1, 3)), batch=draw(st.integers(1, 3)),
+                bias=draw(st.booleans()), strided_view=draw(st.booleans()),
+                needs=draw(st.sampled_from(["all", "x", "kernel"])),
+                seed=draw(st.integers(0, 2 ** 31 - 1)))
+
+
+def _tensors(case, dtype):
+    g = torch.Generator().manual_seed(case["seed"])
+    c, m = case["channels"], case["m"]
+    x = torch.randn(case["batch"], case["length"], c, generator=g)
+    if case["strided_view"]:  # a non-contiguous view of the same values
+        x = torch.stack([x, x], dim=-1)[..., 0]
+    w = torch.randn(case["k"], c, m, generator=g)
+    b = torch.randn(c * m, generator=g) if case["bias"] else None
+    return [None if t is None else t.to(dtype) for t in (x, w, b)]
+
+
+def _run(case, x, w, b, kernel, grad_seed=1):
+    """Output and gradients (of the inputs the case asks for) of F.depthwise_conv."""
+    need_x, need_w = case["needs"] in ("all", "x"), case["needs"] in ("all", "kernel")
+    x, w = x.clone().requires_grad_(need_x), w.clone().requires_grad_(need_w)
+    b = None if b is None else b.clone().requires_grad_(need_w)
+    with kernel_choice(kernel):
+        y = F.depthwise_conv(x, w, b, strides=case["stride"], padding=case["padding"],
+                             dilation_rate=case["dilation"])
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(grad_seed)).to(y.dtype)
+    wanted = [t for t in (x, w, b) if t is not None and t.requires_grad]
+    return [y] + list(torch.autograd.grad(y, wanted, gy))
+
+
+@SETTINGS
+@given(cases(), st.sampled_from(["float32", "bfloat16"]), st.sampled_from([1, 2]))
+def test_forward_and_gradients_match_the_reference(case, dtype, threads):
+    """Every drawn stride, dilation, padding, multiplier, length (1 to a few C tiles),
+    channel count (partial and several vector groups), batch, bias, non-contiguous input
+    and asked-for gradients: the new kernel ran (its backward counted) and equals the
+    reference kernel (float32: same dtype; bfloat16: the reference in float32 from the
+    same bfloat16 values, within bfloat16's rounding)."""
+    out_len = _padding.conv_output_length(case["length"], case["k"], case["stride"],
+                                          case["dilation"], case["padding"])
+    if out_len <= 0:
+        return
+    dtype = getattr(torch, dtype)
+    x, w, b = _tensors(case, dtype)
+    calls = []
+    real = depthwise_train._backward_pass
+    depthwise_train._backward_pass = lambda gy, xx, *a: calls.append(1) or real(gy, xx, *a)
+    torch.set_num_threads(threads)
+    try:
+        got = _run(case, x, w, b, "")
+    finally:
+        depthwise_train._backward_pass = real
+        torch.set_num_threads(1)
+    assert calls == [1]
+    if dtype == torch.float32:
+        want = _run(case, x, w, b, "reference")
+        tol = dict(rtol=1e-4, atol=1e-4)
+    else:
+        want = [t.to(dtype) for t in _run(case, x.float(), w.float(),
+                                          None if b is None else b.float(), "reference")]
+        tol = dict(rtol=2e-2, atol=0.1)
+    assert len(got) == len(want)
+    for g, r in zip(got, want):
+        assert g.shape == r.shape and g.dtype == r.dtype == dtype
+        scale = max(1.0, r.float().abs().max().item())
+        torch.testing.assert_close(g.float() / scale, r.float() / scale, **tol)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("geometry", [
+    dict(k=9, stride=1, dilation=1, padding="same", m=1),
+    dict(k=3, stride=1, dilation=4, padding="causal", m=1),
+    dict(k=5, stride=1, dilation=1, padding="same", m=2),
+    dict(k=31, stride=1, dilation=1, padding="same", m=1),
+    dict(k=9, stride=2, dilation=1, padding="same", m=1),
+    dict(k=4, stride=3, dilation=1, padding="valid", m=3)])
+def test_bench_geometries_at_size_against_float64(geometry, threads):
+    """The bench's layer geometries on a few thousand steps and 136 channels: output and
+    every gradient within float32 rounding of the reference kernel run in float64."""
+    case = dict(geometry, length=1500, channels=136, batch=2, bias=True, strided_view=False,
+                needs="all", seed=7)
+    x, w, b = _tensors(case, torch.float32)
+    torch.set_num_threads(threads)
+    try:
+        got = _run(case, x, w, b, "")
+    finally:
+        torch.set_num_threads(1)
+    want = _run(case, x.double(), w.double(), b.double(), "reference")
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g.double(), r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+
+
+@pytest.mark.parametrize("kw,takes", [
+    (dict(kernel_size=(1, 5), padding="same", depth_multiplier=2), True),
+    (dict(kernel_size=(1, 3), strides=(2, 1), padding="valid"), True),
+    (dict(kernel_size=(1, 3), strides=(3, 2), padding="same"), True),
+    (dict(kernel_size=(3, 3), padding="same"), False)])
+def test_depthwise_conv2d_one_row_high(kw, takes, backward_calls):
+    """DepthwiseConv2D with a one-row kernel: each (strided) row a 1D convolution on the
+    new kernel; a taller kernel keeps today's; both equal the reference."""
+    layer = sepconv.DepthwiseConv2D(bias_initializer="random_normal", **kw)
+    x = torch.randn(2, 7, 11, 4, requires_grad=True)
+    grads = []
+    for kernel in ("", "reference"):
+        with kernel_choice(kernel):
+            y = layer(x)
+        grads.append([y] + list(torch.autograd.grad(y.square().sum(), [x] + layer.weights)))
+    assert backward_calls == ([(2 * grads[0][0].shape[1], 11, 4)] if takes else [])
+    for g, r in zip(*grads):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-5)
+
+
+def test_dispatch_picks_it_only_for_training_rank1_float32_bfloat16(monkeypatch):
+    """The new kernel where autograd records a CPU channels_last depthwise call (rank 1,
+    float32 / bfloat16, several channels); today's kernel without autograd, for float64,
+    under CPU autocast, for a 2D kernel more than one row high, with ENABLED off and
+    without the C routines."""
+    def pick(shape=(2, 9, 4), kernel=(3, 1, 4), dtype=torch.float32, grad=True,
+             pads=((1, 1),)):
+        x = torch.zeros(shape, dtype=dtype, requires_grad=grad)
+        k = torch.zeros(kernel, dtype=dtype)
+        return F._pick_conv_kernel(x, k, (1,) * (k.dim() - 2), pads, shape[-1], True)
+
+    assert pick() is depthwise_train.conv
+    assert pick(dtype=torch.bfloat16) is depthwise_train.conv
+    assert pick(shape=(2, 3, 9, 4), kernel=(1, 3, 1, 4), pads=((0, 0), (1, 1))) \
+        is depthwise_train.conv
+    assert pick(grad=False) is depthwise_cpu.conv
+    with torch.no_grad():
+        assert pick() is depthwise_cpu.conv
+    assert pick(dtype=torch.float64) is depthwise_cpu.conv
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert pick() is depthwise_cpu.conv
+    assert pick(shape=(2, 3, 9, 4), kernel=(3, 3, 1, 4), pads=((1, 1), (1, 1))) \
+        is depthwise_cpu.conv
+    monkeypatch.setattr(depthwise_train, "ENABLED", False)
+    assert pick() is depthwise_cpu.conv
+    monkeypatch.setattr(depthwise_train, "ENABLED", True)
+    monkeypatch.setattr(_cpu_native, "load", lambda: None)  # no compiler / SEPCONV_NATIVE=0
+    assert pick() is depthwise_cpu.conv
+
+
+@pytest.mark.parametrize("native_forward", [None, True, False])
+def test_both_forwards_and_the_rule_between_them(native_forward, monkeypatch):
+    """The C forward and oneDNN's give the reference's numbers; by default the C one runs
+    with a multiplier or a dilation only."""
+    monkeypatch.setattr(depthwise_train, "NATIVE_FORWARD", native_forward)
+    ran = []
+    real = depthwise_train._cpu._native_depthwise
+    monkeypatch.setattr(depthwise_train._cpu, "_native_depthwise",
+                        lambda *a: ran.append(1) or real(*a))
+    for m, dilation in ((1, 1), (2, 1), (1, 3)):
+        case = dict(k=4, stride=1, dilation=dilation, padding="same", m=m, length=40,
+                    channels=5, batch=2, bias=True, strided_view=True, needs="x", seed=m)
+        ran.clear()
+        got = _run(case, *_tensors(case, torch.float32), "")[0]
+        want = _run(case, *_tensors(case, torch.float32), "reference")[0]
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        # (the input gradient alone, stride 1, is a C forward pass of its own)
+        fwd = native_forward if native_forward is not None else (m > 1 or dilation > 1)
+        assert len(ran) == 1 + fwd
+
+
+def _direct(x, w, b, stride, dilation, pads):
+    k, c, m = w.shape
+    return depthwise_train.conv(x, w.reshape(k, 1, c * m), b, strides=(stride,),
+                                dilation=(dilation,), pads=(pads,), groups=c,
+                                channels_last=True)
+
+
+@pytest.mark.parametrize("stride,dilation,pads,m", [(1, 1, (1, 1), 1), (2, 1, (1, 2), 2),
+                                                    (1, 2, (4, 0), 1), (3, 1, (0, 0), 2)])
+def test_gradcheck_float32_and_gradgradcheck_float64(stride, dilation, pads, m):
+    """gradcheck of the hand-written backward in float32 (linear in each input: central
+    differences with eps 1e-2 are exact up to float32 rounding), and gradgradcheck in
+    float64 of the double backward (the reference's differentiable gradients)."""
+    g = torch.Generator().manual_seed(0)
+
+    def param(*shape, dtype):
+        return torch.randn(*shape, generator=g, dtype=dtype).requires_grad_(True)
+
+    x, w, b = param(2, 9, 3, dtype=torch.float32), param(3, 3, m, dtype=torch.float32), \
+        param(3 * m, dtype=torch.float32)
+    assert torch.autograd.gradcheck(lambda *a: _direct(*a, stride, dilation, pads),
+                                    (x, w, b), eps=1e-2, atol=2e-3, rtol=2e-3)
+    x, w, b = (t.detach().double().requires_grad_(True) for t in (x, w, b))
+    assert torch.autograd.gradgradcheck(lambda *a: _direct(*a, stride, dilation, pads),
+                                        (x, w, b))
+
+
+def test_double_backward_float32_through_the_dispatcher(backward_calls):
+    """A gradient penalty (create_graph=True) on the default dispatch equals the
+    reference's; the first-order backward passes ran the new kernel."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 30, 6, generator=g, requires_grad=True)
+    w = torch.randn(5, 6, 2, generator=g, requires_grad=True)
+    results = []
+    for kernel in ("", "reference"):
+        with kernel_choice(kernel):
+            y = F.depthwise_conv(x, w, None, strides=2, padding="same")
+        gx, = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        results.append(torch.autograd.grad(gx.square().sum(), (x, w)))
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    # the penalty's gradient reaches x through grad_y = 2y too: a first-order backward
+    assert backward_calls == [(2, 30, 6)]
+    F.depthwise_conv(x, w, None, padding="same").sum().backward()
+    assert backward_calls == [(2, 30, 6)] * 2
+
+
+def test_custom_ops_pass_opcheck():
+    """torch.library.opcheck: schema, fake vs real, autograd registration and AOT dispatch
+    (dynamic shapes) of the forward and backward ops."""
+    op = torch.ops.sepconv.depthwise_conv1d_cpu.default
+    for m, geometry in ((1, (1, 1, 1, 1)), (2, (2, 2, 2, 2))):
+        x = torch.randn(2, 11, 3, requires_grad=True)
+        w = torch.randn(3, 3 * m, requires_grad=True)
+        b = torch.randn(3 * m, requires_grad=True)
+        torch.library.opcheck(op, (x, w, b, *geometry))
+        y = op(x.detach(), w.detach(), None, *geometry)
+        torch.library.opcheck(torch.ops.sepconv.depthwise_conv1d_cpu_backward.default,
+                              (torch.randn_like(y), x.detach(), w.detach(), torch.float32,
+                               [True, True, True], *geometry))
+
+
+def test_torch_compile_fullgraph_forward_and_gradients(backward_calls):
+    """torch.compile(fullgraph=True) of a training step: the opaque ops run (the new
+    backward counted) and give the reference's output and gradients."""
+    layer = sepconv.DepthwiseConv1D(5, padding="same", depth_multiplier=2,
+                                    bias_initializer="random_normal", input_shape=(None, 6))
+    x = torch.randn(2, 40, 6, requires_grad=True)
+
+    def step(x):
+        return layer(x).square().sum()
+
+    loss = torch.compile(step, fullgraph=True, backend="aot_eager")(x)
+    got = [loss] + list(torch.autograd.grad(loss, [x] + layer.weights))
+    assert backward_calls, "the compiled backward did not run the new kernel"
+    with kernel_choice("reference"):
+        loss = step(x)
+    want = [loss] + list(torch.autograd.grad(loss, [x] + layer.weights))
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_torch_func_grad_and_vmap():
+    """torch.func.grad and vmap run (today's kernel under the transforms) and give the
+    reference's gradients."""
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(2, 20, 4, generator=g), torch.randn(3, 4, 1, generator=g)
+
+    def loss(x, w):
+        return F.depthwise_conv(x, w, None, padding="same", dilation_rate=2).square().sum()
+
+    got = torch.func.grad(loss, argnums=(0, 1))(x, w)
+    per_item = torch.func.vmap(torch.func.grad(loss, argnums=1), in_dims=(0, None))(
+        x.unsqueeze(1), w)
+    with kernel_choice("reference"):
+        want = torch.func.grad(loss, argnums=(0, 1))(x, w)
+    for a, r in zip(got, want):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(per_item.sum(0), want[1], rtol=1e-4, atol=1e-4)
+
+
+def test_export_and_trace_record_standard_ops():
+    """torch.export and torch.jit.trace of a layer whose weights require grad: standard
+    aten ops only (no sepconv op), the eager model's numbers."""
+    layer = sepconv.DepthwiseConv1D(3, padding="same", bias_initializer="random_normal",
+                                    input_shape=(None, 4))
+    x = torch.randn(2, 12, 4)
+    program = torch.export.export(layer, (x,))
+    ops = {str(n.target) for n in program.graph_module.graph.nodes if n.op == "call_function"}
+    assert all(op.startswith("aten.") for op in ops) and any("conv" in op for op in ops), ops
+    torch.testing.assert_close(program.module()(x), layer(x))
+    traced = torch.jit.trace(layer, (x,), check_trace=False)
+    assert "sepconv::" not in str(traced.inlined_graph)
+    torch.testing.assert_close(traced(x), layer(x))
+
+
+def test_layer_training_step_matches_the_reference_kernel(backward_calls):
+    """A DepthwiseConv1D layer's training step (loss, SGD update) on the default dispatch
+    equals the reference kernel's, and ran the new backward."""
+    torch.manual_seed(4)
+    layer = sepconv.DepthwiseConv1D(7, padding="same", bias_initializer="random_normal",
+                                    input_shape=(None, 8))
+    start = [p.detach().clone() for p in layer.weights]
+    x = torch.randn(3, 50, 8)
+    after = []
+    for kernel in ("", "reference"):
+        with torch.no_grad():
+            for p, s in zip(layer.weights, start):
+                p.copy_(s)
+        opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+        with kernel_choice(kernel):
+            layer(x).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+        after.append([p.detach().clone() for p in layer.weights])
+    assert len(backward_calls) == 1
+    for a, r in zip(*after):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(after[0][0].numpy(), start[0].numpy())
