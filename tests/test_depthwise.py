@@ -528,7 +528,7 @@ def test_inference_zero_taps_match_the_reference(case, dtype):
     ((2, 11, 6), dict(kernel_size=4, padding="same", depth_multiplier=2), True),
     ((2, 10, 10, 8), dict(kernel_size=5, strides=2, padding="same"), True),  # EfficientNet
     ((2, 8, 8, 8), dict(kernel_size=4, padding="same"), False),  # 9 taps per input: copy
-    ((2, 11, 6), dict(kernel_size=4, padding="same", dilation_rate=3), False),  # rest 1, dilation 3
+    ((2, 11, 6), dict(kernel_size=4, padding="same", dilation_rate=3), False),  # dilated: the copy
 ])
 def test_zero_taps_where_they_are_cheaper(shape, kw, chosen, monkeypatch):
     """Which layers take the zero taps (inference, rest a multiple of the dilation, at most
