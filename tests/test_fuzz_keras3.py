@@ -39,9 +39,10 @@ ABSENT = {"ThresholdedReLU", "LocallyConnected1D", "LocallyConnected2D"}
 # - "bicubic" resizing: torch's kernel (a = -0.75), TensorFlow's a = -0.5;
 # - selu's gradient at exactly 0: torch's scale * alpha, TensorFlow's scale;
 # - "same" average pooling: tests/test_fuzz_tfkeras.py checks TensorFlow's divisor;
-# - what TensorFlow refuses and torch computes: strides > 1 with dilation_rate > 1,
-#   "same" transposed convolutions whose output does not convolve back (output_padding=0
-#   with an even kernel): sepconv refuses them as tf-keras does.
+# - what TensorFlow refuses and torch computes: strides > 1 with dilation_rate > 1 (but
+#   in the depthwise and separable layers, whose Keras 3 configs sepconv computes as Keras 3
+#   does: drawn here), "same" transposed convolutions whose output does not convolve back
+#   (output_padding=0 with an even kernel): sepconv refuses them as tf-keras does.
 TORCH_BACKEND_ONLY = {"interpolation": ("bicubic",), "activation": ("selu",)}
 
 
@@ -55,7 +56,8 @@ def _torch_backend_only(name, kwargs):
     if name.startswith("AveragePooling") and kwargs.get("padding") == "same":
         return True
     strides, dilation = kwargs.get("strides") or 1, kwargs.get("dilation_rate", 1)
-    if max(np.ravel(strides)) > 1 and max(np.ravel(dilation)) > 1:
+    if max(np.ravel(strides)) > 1 and max(np.ravel(dilation)) > 1 \
+            and not name.startswith(("Depthwise", "Separable")):
         return True
     return "Transpose" in name and kwargs.get("padding") == "same" \
         and kwargs.get("output_padding") is not None
