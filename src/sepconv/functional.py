@@ -2666,10 +2666,9 @@ def locally_connected(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torc
 
 
 # -- image resizing (tf-keras' Resizing: tf.image.resize v2) -------------------------------
-#: ``tf.image.resize`` methods :func:`resize` computes (``area`` only upsamples by whole
-#: factors here: ``UpSampling2D``).
+#: ``tf.image.resize`` methods :func:`resize` computes.
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5", "gaussian",
-                  "mitchellcubic")
+                  "mitchellcubic", "area")
 
 
 def resize(x: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear",
@@ -2679,9 +2678,10 @@ def resize(x: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear"
     channels)``, as tf-keras' ``Resizing`` calls it; ``crop_to_aspect_ratio`` first crops
     the centred window of the target's aspect ratio (tf-keras' ``smart_resize``: sizes in
     float32, truncated).  The weights are TensorFlow's for every method
-    (:mod:`sepconv.kernels.resize`); the interpolating methods compute in float32 (as
-    ``tf.image.resize`` does whatever the input) and return float32, ``nearest`` keeps the
-    input's dtype."""
+    (:mod:`sepconv.kernels.resize`; ``area`` is ``ResizeArea``, box averaging over the
+    overlapped input pixels, which ``antialias`` does not change in TensorFlow); the
+    interpolating methods compute in float32 (as ``tf.image.resize`` does whatever the
+    input) and return float32, ``nearest`` keeps the input's dtype."""
     import numpy as np
     from .kernels import resize as _resize
     if interpolation not in RESIZE_METHODS:

@@ -263,7 +263,7 @@ class _RandomSize(_RandomImage):
     drawn uniformly in ``[1 + lower, 1 + upper)``, the axis' new length
     ``int(factor * length)`` (float32, at least 1: TensorFlow fails on 0), the images
     resized with ``interpolation`` (:func:`sepconv.functional.resize`, TensorFlow's
-    weights; ``area`` is refused); the identity in inference."""
+    weights, ``area`` included); the identity in inference."""
 
     TF_KERAS_ONLY = True  # Keras 3 has no RandomHeight / RandomWidth
     AXIS = 1

@@ -87,16 +87,14 @@ def _factors(value: Any, rank: int) -> Tuple[int, ...]:
 
 
 def check_resize_method(interpolation) -> str:
-    """``tf.image.resize``'s method name, lower-cased; Keras' errors otherwise (``area``
-    is refused: not implemented)."""
+    """``tf.image.resize``'s method name, lower-cased; Keras' errors otherwise."""
     if not isinstance(interpolation, str):
         raise TypeError(f"Invalid type for argument `interpolation`. Expected a string. "
                         f"Received interpolation={interpolation!r}")
     method = interpolation.lower()
     if method not in _functional.RESIZE_METHODS:
         raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
-                         f"{', '.join(_functional.RESIZE_METHODS)} (TensorFlow's 'area' "
-                         f"resizing is not implemented). Received "
+                         f"{', '.join(_functional.RESIZE_METHODS)}. Received "
                          f"interpolation={interpolation!r}")
     return method
 
@@ -471,10 +469,15 @@ class Resizing(Layer):
     tf-keras' layer calls ``tf.image.resize`` (half-pixel centres, no antialiasing; see
     :func:`sepconv.functional.resize`), ``crop_to_aspect_ratio`` cropping the centred
     window of the target's aspect ratio first.  Interpolations: ``bilinear``, ``nearest``,
-    ``bicubic``, ``lanczos3``, ``lanczos5``, ``gaussian``, ``mitchellcubic``; TensorFlow's
-    ``area`` (box averaging) is refused.  Gradients are TensorFlow's (the adjoint of the
-    same weights).  Keras 3 files load where Keras 3's extra arguments keep their defaults
-    (no ``pad_to_aspect_ratio``, no ``antialias``, channels_last)."""
+    ``bicubic``, ``lanczos3``, ``lanczos5``, ``gaussian``, ``mitchellcubic``, ``area``
+    (TensorFlow's ``ResizeArea``: each output pixel the overlap-weighted mean of the input
+    pixels its box covers, up or down, any ratio).  Gradients are TensorFlow's (the
+    adjoint of the same weights; TensorFlow has none for ``area``: the adjoint there too).
+    Keras 3 files load where Keras 3's extra arguments keep their defaults (no
+    ``pad_to_aspect_ratio``, channels_last) and ``antialias`` where TensorFlow ignores it
+    (``nearest``, ``area``)."""
+
+    CONFIG_ONLY_ARGS = ("antialias",)  # Keras 3's, read by from_config
 
     def __init__(self, height, width, interpolation="bilinear", crop_to_aspect_ratio=False,
                  input_shape=None, batch_input_shape=None, batch_size=None, dtype=None,
@@ -498,6 +501,12 @@ class Resizing(Layer):
         if config.pop("data_format", None) not in (None, "channels_last"):
             raise ValueError("sepconv's Resizing takes channels_last images (tf-keras' "
                              "layer); this Keras 3 config has data_format='channels_first'")
+        method = str(config.get("interpolation", "bilinear")).lower()
+        if config.pop("antialias", False) and method not in ("nearest", "area"):
+            raise ValueError(f"Resizing: antialias=True with interpolation={method!r} "
+                             f"(TensorFlow's antialiased resampling) is not supported; "
+                             f"tf.image.resize ignores antialias for 'nearest' and 'area' "
+                             f"only")
         return super().from_config(config)
 
     def build(self, input_shape, device=None) -> None:
