@@ -159,9 +159,8 @@ def test_signature_config_and_errors():
         sepconv.Resizing.from_config(dict(k3, interpolation="bilinear"))
     with pytest.raises(ValueError, match="height"):
         sepconv.Resizing(0, 5)
-    with pytest.raises(ValueError, match="channels_first"):
-        sepconv.Resizing.from_config({"height": 2, "width": 2,
-                                      "data_format": "channels_first"})
+    with pytest.raises(ValueError, match="data_format='NCHW'"):
+        sepconv.Resizing.from_config({"height": 2, "width": 2, "data_format": "NCHW"})
     with pytest.raises(ValueError, match="rank 4"):
         sepconv.Resizing(2, 2)(torch.zeros(3, 4))
     assert sepconv.layer_resizing(height=4.0, width=5.0).height == 4
