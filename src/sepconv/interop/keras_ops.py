@@ -556,7 +556,15 @@ def _take_along_axis(c: Dict[str, Any]) -> Callable:
         x, indices = _t(x), _t(indices).long()
         n = x.shape[axis] if axis is not None else x.shape[0]
         indices = torch.where(indices < 0, indices + n, indices)
-        return torch.take_along_dim(x, indices, dim=axis)
+        if axis is None or indices.dim() != x.dim():
+            return torch.take_along_dim(x, indices, dim=axis)
+        # gather on the broadcast shapes (take_along_dim fixed the batch under torch.export)
+        ax = int(axis) % x.dim()
+        rest = torch.broadcast_shapes(x.shape[:ax] + (1,) + x.shape[ax + 1:],
+                                      indices.shape[:ax] + (1,) + indices.shape[ax + 1:])
+        x = x.expand(rest[:ax] + (x.shape[ax],) + rest[ax + 1:])
+        indices = indices.expand(rest[:ax] + (indices.shape[ax],) + rest[ax + 1:])
+        return torch.gather(x, ax, indices)
     return op
 
 
