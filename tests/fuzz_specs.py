@@ -78,7 +78,8 @@ SPECS = {
     "UpSampling3D": ("nd", 3, dict(size=[1, 2, (1, 2, 3)], data_format=FMT)),
     "Resizing": ("nd", 2, dict(height=[3, 8, 12], width=[2, 7, 9],
                                interpolation=["bilinear", "nearest", "bicubic", "gaussian",
-                                              "lanczos3", "lanczos5", "mitchellcubic"],
+                                              "lanczos3", "lanczos5", "mitchellcubic",
+                                              "area"],
                                crop_to_aspect_ratio=B)),
     "LocallyConnected1D": ("nd", 1, dict(filters=[1, 3], kernel_size=[1, 2, 3], strides=[1, 2],
                                          padding=["valid", "same"], data_format=FMT,
@@ -160,7 +161,15 @@ SPECS = {
                                      output_mode=["int", "one_hot", "multi_hot", "count"],
                                      invert=B)),
     "RandomCrop": ("nd", 2, dict(height=[1, 3, 8, 10], width=[2, 7, 9])),  # inference
+    # string inputs ("str": numpy arrays of str, rank 1 to 3, with "" and unknown words)
+    "StringLookup": ("str", 0, dict(vocabulary=[["a", "b", "c"], ["zz", "é", "a", "b"]],
+                                    num_oov_indices=[0, 1, 2], mask_token=[None, ""],
+                                    output_mode=["int", "one_hot", "multi_hot", "count"])),
 }
+#: The string kind's shapes (drawn per example: any rank is the point of the draw).
+STR_SHAPES = [(5,), (2, 4), (2, 3, 4), (2, 4, 1)]
+#: The string kind's words: those of the vocabularies above, the mask and unknown ones.
+WORDS = np.array(["a", "b", "c", "zz", "é", "", "unknown", "A"])
 
 
 def draw_kwargs(data, spec):
@@ -168,7 +177,22 @@ def draw_kwargs(data, spec):
             for key, choices in spec.items()}
 
 
-def make_input(kind, rank, rng):
+def draw_input(data, kind, rank, rng):
+    """:func:`make_input`, the ``"str"`` kind's shape drawn from :data:`STR_SHAPES`."""
+    shape = data.draw(st.sampled_from(STR_SHAPES), label="shape") if kind == "str" else None
+    return make_input(kind, rank, rng, shape)
+
+
+def as_torch(x):
+    """A drawn input as sepconv takes it: a tensor, or the numpy array of strings."""
+    import torch
+    return x if x.dtype.kind in "USO" else torch.from_numpy(x)
+
+
+def make_input(kind, rank, rng, shape=None):
+    """A random input of ``kind`` (``shape``: the ``"str"`` kind's, drawn by the caller)."""
+    if kind == "str":
+        return WORDS[rng.integers(0, len(WORDS), size=shape or STR_SHAPES[1])]
     if kind == "nd":
         shape = SHAPES[rank]
     elif kind == "time":

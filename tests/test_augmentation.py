@@ -121,7 +121,7 @@ def test_random_crop_training_draws_windows():
 
 
 @pytest.mark.parametrize("cls,axis", [("RandomHeight", 1), ("RandomWidth", 2)])
-@pytest.mark.parametrize("interpolation", ["bilinear", "nearest", "bicubic"])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest", "bicubic", "area"])
 def test_random_height_and_width(cls, axis, interpolation):
     """Inference: the identity (tf-keras' too).  Training: the length drawn within
     ``[int((1 + lower) * n), int((1 + upper) * n)]``, the images resized to it exactly as
@@ -174,15 +174,14 @@ def test_crop_errors_and_r():
         sepconv.RandomCrop(3, 2, seed=-1)
     with pytest.raises(ValueError, match="rank 4"):
         sepconv.CenterCrop(2, 2)(torch.zeros(3, 4))
-    with pytest.raises(ValueError, match="channels_first"):
-        sepconv.CenterCrop.from_config({"height": 2, "width": 2,
-                                        "data_format": "channels_first"})
+    with pytest.raises(ValueError, match="data_format='NCHW'"):
+        sepconv.CenterCrop.from_config({"height": 2, "width": 2, "data_format": "NCHW"})
     with pytest.raises(ValueError, match="factor"):
         sepconv.RandomHeight((0.5, 0.1))
     with pytest.raises(ValueError, match="factor"):
         sepconv.RandomWidth(-1.5)
-    with pytest.raises(ValueError, match="area"):
-        sepconv.RandomWidth(0.2, interpolation="area")
+    with pytest.raises(ValueError, match="interpolation='box'"):
+        sepconv.RandomWidth(0.2, interpolation="box")
     layer = sepconv.layer_random_crop(height=4.0, width=5.0, seed=7.0)
     assert (layer.height, layer.width, layer.seed) == (4, 5, 7)
     model = sepconv.layer_center_crop(torch.nn.Sequential(), height=2, width=2)
@@ -611,3 +610,75 @@ def test_writers_refuse_what_the_other_keras_computes_otherwise(tmp_path):
     with pytest.raises(ValueError, match="value_range"):
         sepconv.save_keras_model(model(sepconv.InputLayer((8, 8, 1)), k3),
                                  os.path.join(tmp_path, "e.h5"))
+
+
+# -- Keras 3 configs with data_format="channels_first" -------------------------------------
+def _channels_first_layers(L):
+    return {"resize": L.Resizing(11, 8, data_format="channels_first"),  # bilinear (bicubic:
+            # Keras 3 on torch runs torch's kernel, not TensorFlow's)
+            "center": L.CenterCrop(9, 6, data_format="channels_first"),
+            "crop": L.RandomCrop(5, 4, data_format="channels_first"),
+            "flip": L.RandomFlip("horizontal", data_format="channels_first"),
+            # fixed draws (equal bounds): the transform itself is compared
+            "rotation": L.RandomRotation((0.1, 0.1), fill_mode="reflect",
+                                         data_format="channels_first"),
+            "translation": L.RandomTranslation((0.2, 0.2), (-0.3, -0.3), fill_mode="constant",
+                                               data_format="channels_first"),
+            "zoom": L.RandomZoom((0.3, 0.3), (-0.2, -0.2), fill_mode="nearest",
+                                 data_format="channels_first"),
+            "contrast": L.RandomContrast((0.0, 0.0), data_format="channels_first"),
+            "brightness": L.RandomBrightness((0.0, 0.0), data_format="channels_first")}
+
+
+def test_keras3_channels_first_layers_compute_what_keras3_computes():
+    """Built from Keras 3 configs with ``data_format="channels_first"``: inference equals
+    Keras 3's, and so does training where the draw is fixed (equal factor bounds); a random
+    flip gives each image flipped along its columns or not, a random crop a window."""
+    from sepconv.interop.models import build_layer
+    x = np.random.default_rng(4).uniform(0, 255, (2, 3, 10, 7)).astype(np.float32)
+    for name, theirs in _channels_first_layers(keras.layers).items():
+        ours = build_layer(keras.saving.serialize_keras_object(theirs), "keras3").eval()
+        want = keras.ops.convert_to_numpy(theirs(x, training=False))
+        got = ours(torch.from_numpy(x)).numpy()
+        assert got.shape == want.shape, name
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3, err_msg=name)
+        if name in ("resize", "center"):
+            assert ours.compute_output_shape(x.shape) == want.shape
+            continue
+        got = ours(torch.from_numpy(x), training=True).numpy()
+        if name == "flip":
+            for g, image in zip(got, x):
+                assert np.array_equal(g, image) or np.array_equal(g, image[:, :, ::-1])
+        elif name == "crop":
+            assert got.shape == (2, 3, 5, 4)
+            assert any(np.array_equal(got, x[:, :, i:i + 5, j:j + 4])
+                       for i in range(6) for j in range(4))
+        else:
+            want = keras.ops.convert_to_numpy(theirs(x, training=True))
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3, err_msg=name)
+
+
+def test_keras3_channels_first_file_loads_and_goes_back(tmp_path):
+    L = keras.layers
+    layers = _channels_first_layers(L)
+    inp = keras.Input((3, 10, 7))
+    h = layers["resize"](inp)
+    for name in ("center", "flip", "rotation", "translation", "zoom", "contrast",
+                 "brightness", "crop"):
+        h = layers[name](h)
+    out = L.Conv2D(2, 3, data_format="channels_first")(h)
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(5).uniform(0, 255, (2, 3, 10, 7)).astype(np.float32)
+    want = keras.ops.convert_to_numpy(model.predict(x, verbose=0))
+    path = str(tmp_path / "cf.keras")
+    model.save(path)
+    ours = sepconv.load_keras_model(path)
+    with torch.no_grad():
+        got = ours(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3 * np.abs(want).max())
+    back = str(tmp_path / "back.keras")
+    sepconv.save_keras_model(ours, back)
+    again = keras.saving.load_model(back).predict(x, verbose=0)
+    np.testing.assert_allclose(again, want, rtol=1e-5, atol=1e-3 * np.abs(want).max())
+    with pytest.raises(ValueError, match="channels_first"):
+        sepconv.save_keras_model(ours, str(tmp_path / "cf.h5"))

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 import torch  # noqa: E402
 
-from fuzz_specs import (CALLS, SPECS, apply, draw_kwargs, draw_policy, flat,  # noqa: E402
-                        make_input, randomize)
+from fuzz_specs import (CALLS, SPECS, apply, as_torch, draw_input, draw_kwargs,  # noqa: E402
+                        draw_policy, flat, randomize)
 from sepconv.interop.models import build_layer  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -39,23 +39,21 @@ ABSENT = {"ThresholdedReLU", "LocallyConnected1D", "LocallyConnected2D"}
 # - "bicubic" resizing: torch's kernel (a = -0.75), TensorFlow's a = -0.5;
 # - selu's gradient at exactly 0: torch's scale * alpha, TensorFlow's scale;
 # - "same" average pooling: tests/test_fuzz_tfkeras.py checks TensorFlow's divisor;
-# - what TensorFlow refuses and torch computes: strides > 1 with dilation_rate > 1,
-#   "same" transposed convolutions whose output does not convolve back (output_padding=0
-#   with an even kernel): sepconv refuses them as tf-keras does.
+# - what TensorFlow refuses and torch computes: strides > 1 with dilation_rate > 1 (but
+#   in the depthwise and separable layers, whose Keras 3 configs sepconv computes as Keras 3
+#   does: drawn here), "same" transposed convolutions whose output does not convolve back
+#   (output_padding=0 with an even kernel): sepconv refuses them as tf-keras does.
 TORCH_BACKEND_ONLY = {"interpolation": ("bicubic",), "activation": ("selu",)}
 
 
 def _torch_backend_only(name, kwargs):
     if any(kwargs.get(k) in v for k, v in TORCH_BACKEND_ONLY.items()):
         return True
-    if name == "Discretization" and kwargs.get("output_mode") != "int":
-        # Keras 3 encodes a rank-3 input along axis 1 here (its other encoders: the last
-        # axis); sepconv refuses such ranks as tf-keras does (the input here is rank 3)
-        return True
     if name.startswith("AveragePooling") and kwargs.get("padding") == "same":
         return True
     strides, dilation = kwargs.get("strides") or 1, kwargs.get("dilation_rate", 1)
-    if max(np.ravel(strides)) > 1 and max(np.ravel(dilation)) > 1:
+    if max(np.ravel(strides)) > 1 and max(np.ravel(dilation)) > 1 \
+            and not name.startswith(("Depthwise", "Separable")):
         return True
     return "Transpose" in name and kwargs.get("padding") == "same" \
         and kwargs.get("output_padding") is not None
@@ -75,7 +73,7 @@ def _outputs(out):
 
 
 def _run(layer, x, probes_seed, keras_layer):
-    xt = torch.from_numpy(x)
+    xt = as_torch(x)
     if x.dtype.kind == "f":
         xt.requires_grad_(True)
     out = layer(xt, training=False) if keras_layer else layer(xt)
@@ -98,7 +96,7 @@ def check_class(name, data):
         return
     tol = draw_policy(data, name, kwargs)
     rng = np.random.default_rng(0)
-    x = make_input(kind, rank, rng)
+    x = draw_input(data, kind, rank, rng)
     if kwargs.get("data_format") == "channels_first":
         x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
     try:
@@ -111,7 +109,7 @@ def check_class(name, data):
     entry = keras.saving.serialize_keras_object(theirs)
     try:
         ours = build_layer(entry, "keras3").eval()
-        ours(torch.from_numpy(x))
+        ours(as_torch(x))
         ours.set_weights(theirs.get_weights())
         got, grad = _run(ours, x, 1, False)
     except (ValueError, TypeError) as err:

@@ -73,7 +73,8 @@ def _model(K, name, seed):
     return model, x
 
 
-NAMES = sorted(SPECS)
+# (string inputs: tests/test_preprocessing_lookup.py's model files)
+NAMES = sorted(n for n in SPECS if SPECS[n][0] != "str")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ keras = pytest.importorskip("keras")
 
 import sepconv  # noqa: E402
 from keras_files import Cases, check, outputs  # noqa: E402
+from sepconv.interop.models import build_layer  # noqa: E402
 from tf_keras_compare import check_signature  # noqa: E402
 
 _INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32")
@@ -58,10 +59,13 @@ def test_bins_match_tf_keras_and_keras3(features, num_bins, one_hot):
         [_tf_feature(f) for f in features]).numpy()
     assert got.dtype == (torch.int64 if mode == "int" else torch.float32)
     np.testing.assert_array_equal(got.numpy(), want)
-    k3 = keras.layers.HashedCrossing(num_bins, output_mode=mode)(
-        [_tf_feature(f) for f in features])
-    k3 = keras.ops.convert_to_numpy(k3)
-    if mode == "one_hot" and features[0].shape == ():  # Keras 3: a row (1, num_bins)
+    k3_layer = keras.layers.HashedCrossing(num_bins, output_mode=mode)
+    k3 = keras.ops.convert_to_numpy(k3_layer([_tf_feature(f) for f in features]))
+    # built from Keras 3's config (a .keras file's layer): Keras 3's numbers and shapes
+    from_k3 = build_layer(keras.saving.serialize_keras_object(k3_layer), "keras3")
+    np.testing.assert_array_equal(from_k3(features).numpy(), k3)
+    assert tuple(from_k3.compute_output_shape([f.shape for f in features])) == k3.shape
+    if mode == "one_hot" and features[0].shape in ((), (1,)):  # Keras 3: (1, num_bins)
         assert k3.shape == (1, num_bins)
         k3 = k3.reshape(num_bins)
     np.testing.assert_array_equal(got.numpy(), k3)

@@ -595,3 +595,54 @@ def test_text_vectorization_ragged_and_scalar_inputs():
         ref = tf_keras.layers.TextVectorization(vocabulary=vocab, output_mode=mode)
         ours = sepconv.TextVectorization(vocabulary=vocab, output_mode=mode)
         _same(ours("a b a q"), ref(tf.constant("a b a q")))
+
+
+# -- Keras 3 files' encoders: any rank, as Keras 3 computes (strings included) ------------
+def _keras3_twin(layer):
+    from sepconv.interop.models import build_layer
+    return build_layer(keras.saving.serialize_keras_object(layer), "keras3")
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (5,), (3, 1), (2, 5), (2, 3, 4), (2, 3, 2, 2)])
+def test_keras3_encoders_of_any_rank_compute_what_keras3_computes(shape):
+    """StringLookup on strings, IntegerLookup, Hashing, CategoryEncoding and Discretization
+    built from Keras 3 configs: Keras 3's values, shapes and lookup dtypes (int64 counts)
+    for every output mode.  Keras 3 bins a rank >= 3 input's multi_hot / count / tf_idf
+    along axis 1 (its reduction axis), ``(batch, steps, f) -> (batch, f, depth)``, and
+    one-hot encodes a scalar or a ``(1,)`` input as ``(1, depth)``."""
+    rng = np.random.default_rng(len(shape))
+    words = np.array(["a", "b", "c", "zz", "é", "", "?"])[rng.integers(0, 7, shape)]
+    ids = rng.integers(0, 5, shape)
+    L = keras.layers
+    for mode in ("one_hot", "multi_hot", "count", "tf_idf"):
+        idf = dict(idf_weights=[0.5, 1.0, 2.0, 3.0]) if mode == "tf_idf" else {}
+        layers = [(L.StringLookup(vocabulary=["a", "b", "é", ""], output_mode=mode, **idf),
+                   words),
+                  (L.IntegerLookup(vocabulary=[1, 2, 3, 4], output_mode=mode, **idf), ids)]
+        if mode != "tf_idf":
+            layers += [(L.Hashing(num_bins=4, output_mode=mode), words),
+                       (L.CategoryEncoding(num_tokens=5, output_mode=mode), ids),
+                       (L.Discretization(bin_boundaries=[1.0, 2.5], output_mode=mode),
+                        ids.astype(np.float32))]
+        for theirs, x in layers:
+            if shape == () and isinstance(theirs, L.Hashing):
+                continue  # Keras 3's Hashing fails on a scalar string (IndexError)
+            want = keras.ops.convert_to_numpy(theirs(x))
+            ours = _keras3_twin(theirs)
+            got = ours(x if x.dtype.kind in "USO" else torch.from_numpy(x))
+            label = f"{type(theirs).__name__}({mode}) of shape {shape}"
+            assert tuple(got.shape) == want.shape, label
+            assert ours.compute_output_shape(shape) == want.shape, label
+            np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, err_msg=label)
+            if "Lookup" in type(theirs).__name__:
+                assert str(got.dtype).replace("torch.", "") == str(want.dtype), label
+
+
+def test_keras3_count_weights_follow_the_binned_axis():
+    x = np.random.default_rng(0).integers(0, 4, (2, 3, 5))
+    w = np.random.default_rng(1).standard_normal((2, 3, 5)).astype(np.float32)
+    theirs = keras.layers.CategoryEncoding(num_tokens=4, output_mode="count")
+    want = keras.ops.convert_to_numpy(theirs(x, count_weights=w))
+    got = _keras3_twin(theirs)(torch.from_numpy(x), count_weights=torch.from_numpy(w))
+    assert want.shape == (2, 5, 4)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-6)

@@ -46,7 +46,7 @@ def test_forward_and_gradients_match_tf_keras(method, rows, cols, height, width,
         yr = ref(xt)
         r = tf.constant(rng.standard_normal(yr.shape).astype(np.float32))
         total = tf.reduce_sum(yr * r)
-    gr = tape.gradient(total, xt)
+    gr = tape.gradient(total, xt) if method != "area" else _adjoint_by_basis(ref, x, r)
     xs = torch.from_numpy(x).requires_grad_()
     y = ours(xs)
     assert tuple(y.shape) == tuple(yr.shape) == ours.compute_output_shape(x.shape)
@@ -55,7 +55,35 @@ def test_forward_and_gradients_match_tf_keras(method, rows, cols, height, width,
     np.testing.assert_allclose(xs.grad.numpy(), gr.numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["bilinear", "nearest", "bicubic"])
+@pytest.mark.parametrize("rows,cols,height,width", [
+    (13, 10, 5, 7), (5, 4, 13, 11), (100, 3, 33, 7), (7, 9, 7, 9), (1, 1000, 3, 1),
+    (37, 64, 99, 301), (8, 8, 3, 3)])
+def test_area_is_tensorflow_resize_area(rows, cols, height, width):
+    """``area`` against ``tf.image.resize`` itself, down and up by non-integer ratios (and
+    long axes, where TensorFlow's float32 window ends pass the last pixel); ``antialias``
+    changes nothing in TensorFlow for it."""
+    x = np.random.default_rng(rows * cols).standard_normal((2, rows, cols, 3))
+    want = tf.image.resize(x.astype(np.float32), (height, width), method="area").numpy()
+    assert np.array_equal(want, tf.image.resize(x.astype(np.float32), (height, width),
+                                                method="area", antialias=True).numpy())
+    got = sepconv.functional.resize(torch.from_numpy(x), (height, width), "area")
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def _adjoint_by_basis(ref, x, r):
+    """TensorFlow has no gradient for ResizeArea: the adjoint of its forward (a linear map
+    of each image channel), from tf-keras' layer on every one-pixel image, applied to
+    ``r``."""
+    _, rows, cols, _ = x.shape
+    basis = np.eye(rows * cols, dtype=np.float32).reshape(rows * cols, rows, cols, 1)
+    columns = ref(basis).numpy().reshape(rows * cols, -1)  # (pixel in, pixel out)
+    r = r.numpy()
+    flat = r.reshape(r.shape[0], -1, r.shape[-1])  # (batch, pixel out, channel)
+    return np.einsum("io,boc->bic", columns, flat).reshape(x.shape)
+
+
+@pytest.mark.parametrize("method", ["bilinear", "nearest", "bicubic", "area"])
 def test_images_of_other_dtypes_and_ranks(method):
     """uint8 images and one unbatched image, as tf-keras takes them."""
     rng = np.random.default_rng(1)
@@ -78,6 +106,41 @@ def test_keras3_computes_the_same(method):
     np.testing.assert_allclose(y.numpy(), np.asarray(ref(x)), rtol=1e-5, atol=1e-5)
 
 
+KERAS3_TF_AREA = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import numpy as np, keras
+L = keras.layers
+x = np.random.default_rng(6).standard_normal((2, 13, 10, 2)).astype(np.float32)
+inp = keras.Input((13, 10, 2))
+outs = [L.Resizing(5, 7, interpolation="area", antialias=True)(inp),
+        L.Resizing(20, 23, interpolation="area")(inp),
+        L.Resizing(6, 6, interpolation="area", crop_to_aspect_ratio=True)(inp),
+        L.Resizing(9, 4, interpolation="nearest", antialias=True)(inp)]
+model = keras.Model(inp, outs)
+model.save(os.path.join(sys.argv[1], "area.keras"))
+np.savez(os.path.join(sys.argv[1], "area.npz"), x, *model.predict(x, verbose=0))
+"""
+
+
+def test_keras3_tensorflow_backend_area_file(tmp_path):
+    """Keras 3's torch backend refuses ``area``; its TensorFlow backend (R keras3's)
+    resizes with ``tf.image.resize``, passing ``antialias`` (ignored for area and nearest):
+    a .keras file it wrote loads in sepconv to its ``predict``."""
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, "-c", KERAS3_TF_AREA, str(tmp_path)], check=True,
+                   capture_output=True)
+    saved = np.load(tmp_path / "area.npz")
+    x, want = saved["arr_0"], [saved[f"arr_{i}"] for i in range(1, len(saved.files))]
+    ours = sepconv.load_keras_model(str(tmp_path / "area.keras"))
+    with torch.no_grad():
+        got = ours(torch.from_numpy(x))
+    assert len(got) == len(want) == 4
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w, rtol=1e-5, atol=1e-5)
+
+
 def test_signature_config_and_errors():
     check_signature(sepconv.Resizing, tf_keras.layers.Resizing, sepconv.layer_resizing,
                     required=2)
@@ -87,13 +150,17 @@ def test_signature_config_and_errors():
                                    name="r")
     assert strip_config(ours.get_config()) == strip_config(ref.get_config())
     assert sepconv.Resizing.from_config(ours.get_config()).get_config() == ours.get_config()
-    with pytest.raises(ValueError, match="area"):
-        sepconv.Resizing(4, 5, interpolation="area")
+    with pytest.raises(ValueError, match="interpolation='box'"):
+        sepconv.Resizing(4, 5, interpolation="box")
+    # Keras 3's antialias: read where TensorFlow ignores it (nearest, area), else refused
+    k3 = keras.layers.Resizing(4, 5, interpolation="area", antialias=True).get_config()
+    assert sepconv.Resizing.from_config(k3).interpolation == "area"
+    with pytest.raises(ValueError, match="antialias=True with interpolation='bilinear'"):
+        sepconv.Resizing.from_config(dict(k3, interpolation="bilinear"))
     with pytest.raises(ValueError, match="height"):
         sepconv.Resizing(0, 5)
-    with pytest.raises(ValueError, match="channels_first"):
-        sepconv.Resizing.from_config({"height": 2, "width": 2,
-                                      "data_format": "channels_first"})
+    with pytest.raises(ValueError, match="data_format='NCHW'"):
+        sepconv.Resizing.from_config({"height": 2, "width": 2, "data_format": "NCHW"})
     with pytest.raises(ValueError, match="rank 4"):
         sepconv.Resizing(2, 2)(torch.zeros(3, 4))
     assert sepconv.layer_resizing(height=4.0, width=5.0).height == 4

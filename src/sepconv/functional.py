@@ -42,7 +42,8 @@ def _single(value: IntOrTuple, name: str) -> int:
 def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
                      bias: Optional[torch.Tensor] = None, strides: IntOrTuple = 1,
                      padding: str = "valid", dilation_rate: IntOrTuple = 1,
-                     data_format: str = "channels_last") -> torch.Tensor:
+                     data_format: str = "channels_last", *,
+                     strided_dilation: bool = False) -> torch.Tensor:
     """Keras' separable 1D convolution (no activation).
 
     Args:
@@ -52,9 +53,12 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
         pointwise: ``(1, channels * depth_multiplier, filters)`` or
             ``(channels * depth_multiplier, filters)``.
         bias: ``(filters,)`` or ``None``.
-        strides, dilation_rate: ints (or 1-tuples); not both greater than 1.
+        strides, dilation_rate: ints (or 1-tuples); not both greater than 1 (TensorFlow's
+            rule) unless ``strided_dilation``.
         padding: ``"valid"``, ``"same"`` or ``"causal"`` (TensorFlow's arithmetic).
         data_format: ``"channels_last"`` or ``"channels_first"``.
+        strided_dilation: compute ``strides > 1`` with ``dilation_rate > 1`` as Keras 3's
+            torch and JAX backends do (TensorFlow refuses them).
 
     Returns:
         ``(batch, out_steps, filters)`` or ``(batch, filters, out_steps)``.
@@ -72,7 +76,7 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     if stride < 1 or dilation < 1:
         raise ValueError(f"`strides` and `dilation_rate` must be >= 1. Received "
                          f"strides={stride}, dilation_rate={dilation}")
-    if stride > 1 and dilation > 1:
+    if stride > 1 and dilation > 1 and not strided_dilation:
         raise ValueError("`strides > 1` is incompatible with `dilation_rate > 1`. "
                          f"Received strides={stride}, dilation_rate={dilation}")
     if pointwise.dim() == 3:
@@ -121,12 +125,14 @@ def _ints(value: IntOrTuple, rank: int, name: str) -> tuple:
     return values
 
 
-def _strides_and_dilation(strides: IntOrTuple, dilation_rate: IntOrTuple, rank: int) -> tuple:
+def _strides_and_dilation(strides: IntOrTuple, dilation_rate: IntOrTuple, rank: int,
+                          strided_dilation: bool = False) -> tuple:
     """Both as ``rank``-tuples; TensorFlow refuses ``strides > 1`` on any axis together with
-    ``dilation_rate > 1`` on any axis."""
+    ``dilation_rate > 1`` on any axis (computed with ``strided_dilation``, as Keras 3's
+    torch and JAX backends compute them)."""
     stride = _ints(strides, rank, "strides")
     dilation = _ints(dilation_rate, rank, "dilation_rate")
-    if max(stride) > 1 and max(dilation) > 1:
+    if max(stride) > 1 and max(dilation) > 1 and not strided_dilation:
         raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
                          f"Received strides={stride}, dilation_rate={dilation}")
     return stride, dilation
@@ -147,7 +153,8 @@ def _check_geometry(padding: str, data_format: str, rank: int):
 
 def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = None,
          strides: IntOrTuple = 1, padding: str = "valid", dilation_rate: IntOrTuple = 1,
-         groups: int = 1, data_format: str = "channels_last") -> torch.Tensor:
+         groups: int = 1, data_format: str = "channels_last", *,
+         strided_dilation: bool = False) -> torch.Tensor:
     """Keras' ``Conv1D`` / ``Conv2D`` / ``Conv3D`` (no activation); the rank is the kernel's.
 
     Args:
@@ -160,6 +167,9 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
         padding: ``"valid"``, ``"same"``, or ``"causal"`` (1D only); TensorFlow's arithmetic.
         groups: channel groups; must divide both the channels and ``filters``.
         data_format: ``"channels_last"`` or ``"channels_first"``.
+        strided_dilation: compute ``strides > 1`` with ``dilation_rate > 1`` (what Keras
+            3's torch and JAX backends compute for its depthwise and separable layers)
+            instead of refusing them as TensorFlow does.
 
     Returns:
         ``(batch, *out_spatial, filters)`` or ``(batch, filters, *out_spatial)``.
@@ -168,7 +178,7 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
     if rank not in (1, 2, 3):
         raise ValueError("Expected a kernel of shape (*kernel_size, channels // groups, "
                          f"filters) with 1 to 3 spatial axes. Received {tuple(kernel.shape)}")
-    stride, dilation = _strides_and_dilation(strides, dilation_rate, rank)
+    stride, dilation = _strides_and_dilation(strides, dilation_rate, rank, strided_dilation)
     padding, channels_last = _check_geometry(padding, data_format, rank)
     *ksize, in_per_group, filters = kernel.shape
     channels, spatial = _channels_and_spatial(x, rank, channels_last)
@@ -926,7 +936,8 @@ def dropout(x: torch.Tensor, rate: float, noise_shape: Optional[Sequence[int]] =
 def depthwise_conv(x: torch.Tensor, depthwise_kernel: torch.Tensor,
                    bias: Optional[torch.Tensor] = None, strides: IntOrTuple = 1,
                    padding: str = "valid", dilation_rate: IntOrTuple = 1,
-                   data_format: str = "channels_last") -> torch.Tensor:
+                   data_format: str = "channels_last", *,
+                   strided_dilation: bool = False) -> torch.Tensor:
     """Keras' ``DepthwiseConv1D`` / ``DepthwiseConv2D`` (no activation); rank from the kernel.
 
     Each input channel ``c`` is convolved with its own ``depth_multiplier`` kernels; output
@@ -939,10 +950,13 @@ def depthwise_conv(x: torch.Tensor, depthwise_kernel: torch.Tensor,
         depthwise_kernel: ``(*kernel_size, channels, depth_multiplier)``, Keras' layout.
         bias: ``(channels * depth_multiplier,)`` or ``None``.
         strides, dilation_rate: an int or one per spatial axis; not ``strides > 1`` on any
-            axis with ``dilation_rate > 1`` on any axis (TensorFlow's rule).
+            axis with ``dilation_rate > 1`` on any axis (TensorFlow's rule) unless
+            ``strided_dilation``.
         padding: ``"valid"`` or ``"same"`` (``"causal"`` too for rank 1); TensorFlow's
             arithmetic.
         data_format: ``"channels_last"`` or ``"channels_first"``.
+        strided_dilation: compute ``strides > 1`` with ``dilation_rate > 1`` as Keras 3's
+            torch and JAX backends do (TensorFlow refuses them).
 
     Returns:
         ``(batch, *out_spatial, channels * depth_multiplier)`` or
@@ -964,14 +978,16 @@ def depthwise_conv(x: torch.Tensor, depthwise_kernel: torch.Tensor,
     # (*k, C, M) -> (*k, 1, C*M): a grouped kernel whose group c holds filters c*M .. c*M+M-1.
     kernel = depthwise_kernel.reshape(*ksize, 1, c * m)
     return conv(x, kernel, bias, strides=strides, padding=padding,
-                dilation_rate=dilation_rate, groups=c, data_format=data_format)
+                dilation_rate=dilation_rate, groups=c, data_format=data_format,
+                strided_dilation=strided_dilation)
 
 
 def separable_conv2d(x: torch.Tensor, depthwise_kernel: torch.Tensor,
                      pointwise_kernel: torch.Tensor, bias: Optional[torch.Tensor] = None,
                      strides: IntOrTuple = 1, padding: str = "valid",
                      dilation_rate: IntOrTuple = 1,
-                     data_format: str = "channels_last") -> torch.Tensor:
+                     data_format: str = "channels_last", *,
+                     strided_dilation: bool = False) -> torch.Tensor:
     """Keras' separable 2D convolution (no activation): :func:`depthwise_conv`, then a 1x1
     :func:`conv`.
 
@@ -980,8 +996,8 @@ def separable_conv2d(x: torch.Tensor, depthwise_kernel: torch.Tensor,
         depthwise_kernel: ``(kernel_rows, kernel_cols, channels, depth_multiplier)``.
         pointwise_kernel: ``(1, 1, channels * depth_multiplier, filters)``.
         bias: ``(filters,)`` or ``None``.
-        strides, dilation_rate, padding, data_format: as :func:`depthwise_conv` (of the
-            depthwise step; the pointwise step has stride 1).
+        strides, dilation_rate, padding, data_format, strided_dilation: as
+            :func:`depthwise_conv` (of the depthwise step; the pointwise step has stride 1).
 
     Returns:
         ``(batch, out_rows, out_cols, filters)`` or ``(batch, filters, out_rows, out_cols)``.
@@ -998,7 +1014,8 @@ def separable_conv2d(x: torch.Tensor, depthwise_kernel: torch.Tensor,
         raise ValueError(f"pointwise_kernel has {pointwise_kernel.shape[2]} input channels, "
                          f"expected channels * depth_multiplier = {c * m}")
     z = depthwise_conv(x, depthwise_kernel, None, strides=strides, padding=padding,
-                       dilation_rate=dilation_rate, data_format=data_format)
+                       dilation_rate=dilation_rate, data_format=data_format,
+                       strided_dilation=strided_dilation)
     return conv(z, pointwise_kernel, bias, data_format=data_format)
 
 
@@ -2657,10 +2674,9 @@ def locally_connected(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torc
 
 
 # -- image resizing (tf-keras' Resizing: tf.image.resize v2) -------------------------------
-#: ``tf.image.resize`` methods :func:`resize` computes (``area`` only upsamples by whole
-#: factors here: ``UpSampling2D``).
+#: ``tf.image.resize`` methods :func:`resize` computes.
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5", "gaussian",
-                  "mitchellcubic")
+                  "mitchellcubic", "area")
 
 
 def resize(x: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear",
@@ -2670,9 +2686,10 @@ def resize(x: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear"
     channels)``, as tf-keras' ``Resizing`` calls it; ``crop_to_aspect_ratio`` first crops
     the centred window of the target's aspect ratio (tf-keras' ``smart_resize``: sizes in
     float32, truncated).  The weights are TensorFlow's for every method
-    (:mod:`sepconv.kernels.resize`); the interpolating methods compute in float32 (as
-    ``tf.image.resize`` does whatever the input) and return float32, ``nearest`` keeps the
-    input's dtype."""
+    (:mod:`sepconv.kernels.resize`; ``area`` is ``ResizeArea``, box averaging over the
+    overlapped input pixels, which ``antialias`` does not change in TensorFlow); the
+    interpolating methods compute in float32 (as ``tf.image.resize`` does whatever the
+    input) and return float32, ``nearest`` keeps the input's dtype."""
     import numpy as np
     from .kernels import resize as _resize
     if interpolation not in RESIZE_METHODS:

@@ -452,12 +452,204 @@ _OPS: Dict[str, Callable[[Dict[str, Any]], Callable]] = {
 }
 
 
+# -- what sequence models add (cumulative sums, flips, shifts, differences, top-k, one-hot,
+# padding, triangles, einsum, ...), as Keras 3.15's torch backend computes them ------------
+
+def _cumulative(fn: Callable) -> Callable:
+    """``Cumsum`` / ``Cumprod``: ``axis=None`` runs over the flattened tensor; ``dtype``
+    (else the input's; booleans count as int32); float16 computed in float32 on CPU."""
+    def run(config: Dict[str, Any]) -> Callable:
+        axis, dtype = config.get("axis"), config.get("dtype")
+
+        def op(x):
+            x = _t(x)
+            dim = 0 if axis is None else int(axis)
+            x = x.reshape(-1) if axis is None else x
+            out = torch_dtype(dtype) if dtype else x.dtype
+            out = torch.int32 if out == torch.bool else out
+            if out == torch.float16 and x.device.type == "cpu":
+                return fn(x, dim=dim, dtype=torch.float32).to(torch.float16)
+            return fn(x, dim=dim, dtype=out)
+        return op
+    return run
+
+
+def _dims(axis: Any) -> Optional[tuple]:
+    return None if axis is None else tuple(axis) if isinstance(axis, (list, tuple)) \
+        else (int(axis),)
+
+
+def _flip(c: Dict[str, Any]) -> Callable:
+    axis = _dims(c.get("axis"))
+    return lambda x: torch.flip(_t(x), dims=axis if axis is not None
+                                else tuple(range(_t(x).dim())))
+
+
+def _roll(c: Dict[str, Any]) -> Callable:
+    shift, axis = c.get("shift", 0), c.get("axis")
+    shift = tuple(shift) if isinstance(shift, (list, tuple)) else int(shift)
+    return lambda x: torch.roll(_t(x), shift, dims=_dims(axis))
+
+
+def _normalize(c: Dict[str, Any]) -> Callable:
+    """``ops.normalize``: ``x / ||x||_order`` along ``axis``; order 2 as Keras computes it,
+    ``x * min(rsqrt(sum(x^2)), 1 / epsilon)`` (``epsilon`` None: 1e-7)."""
+    axis, order = c.get("axis", -1), c.get("order", 2)
+    epsilon = 1e-7 if c.get("epsilon") is None else float(c["epsilon"])
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ValueError(f"normalize: order must be an int >= 1. Received order={order!r}")
+
+    def op(x):
+        x = _float(_t(x))
+        x = x.reshape(1) if x.dim() == 0 else x
+        dims = _dims(axis) if axis is not None else tuple(range(x.dim()))
+        if order == 2:
+            inv = torch.rsqrt(torch.sum(torch.square(x), dim=dims, keepdim=True))
+            return x * torch.minimum(inv, torch.as_tensor(1.0 / epsilon, dtype=x.dtype))
+        if len(dims) > 1:  # Keras' linalg.norm of two axes is a matrix norm
+            raise ValueError(f"normalize: order={order} over axes {axis} (a matrix norm) "
+                             f"is not supported")
+        norm = torch.linalg.vector_norm(x, ord=order, dim=dims, keepdim=True)
+        return x / torch.maximum(norm, torch.as_tensor(epsilon, dtype=x.dtype))
+    return op
+
+
+def _top_k(c: Dict[str, Any]) -> Callable:
+    """``TopK``: ``[values, indices]`` of the ``k`` largest along the last axis (torch's
+    int64 indices, as Keras 3's torch backend returns them)."""
+    k, ordered = int(c.get("k", 1)), bool(c.get("sorted", True))
+
+    def op(x):
+        values, indices = torch.topk(_t(x), k, sorted=ordered)
+        return [values, indices]
+    return op
+
+
+def _arg(fn: Callable) -> Callable:
+    """``Argmax`` / ``Argmin`` (int32; ``axis=None``: of the flattened tensor)."""
+    def run(c: Dict[str, Any]) -> Callable:
+        axis, keepdims = c.get("axis"), bool(c.get("keepdims", False))
+
+        def op(x):
+            x = _t(x)
+            x = x.to(torch.uint8) if x.dtype == torch.bool else x
+            return fn(x, dim=axis, keepdim=keepdims).to(torch.int32)
+        return op
+    return run
+
+
+def _sort(indices: bool) -> Callable:
+    """``Sort`` / ``Argsort`` (stable, int32 indices; ``axis=None``: flattened)."""
+    def run(c: Dict[str, Any]) -> Callable:
+        axis = c.get("axis", -1)
+
+        def op(x):
+            x = _t(x)
+            dim = -1 if axis is None else int(axis)
+            x = x.reshape(-1) if axis is None else x
+            if indices:
+                x = x.to(torch.uint8) if x.dtype == torch.bool else x
+                return torch.argsort(x, dim=dim, stable=True).to(torch.int32)
+            return torch.sort(x, dim=dim).values
+        return op
+    return run
+
+
+def _one_hot(c: Dict[str, Any]) -> Callable:
+    """``OneHot``: a new axis ``axis`` of ``num_classes``; negative ids give zeros."""
+    classes, axis = int(c.get("num_classes", 1)), int(c.get("axis", -1))
+    dtype = torch_dtype(c.get("dtype") or "float32")
+    if c.get("sparse"):
+        raise ValueError("one_hot: sparse=True has no dense torch form")
+
+    def op(x):
+        x = _t(x).long()
+        out = F.one_hot(torch.clamp(x, min=0), classes)
+        out = torch.where(x.unsqueeze(-1) >= 0, out, 0).to(dtype)
+        return out if axis in (-1, out.dim() - 1) else torch.movedim(out, -1, axis)
+    return op
+
+
+def _pad(c: Dict[str, Any]) -> Callable:
+    """``Pad``: ``pad_width`` ``(before, after)`` per axis, ``mode="constant"`` (the value
+    ``constant_values``, 0 by default); the other modes are refused."""
+    widths = [tuple(int(v) for v in (w if isinstance(w, (list, tuple)) else (w, w)))
+              for w in c.get("pad_width", ())]
+    if str(c.get("mode", "constant")) != "constant":
+        raise ValueError(f"pad: sepconv pads with mode='constant' only. Received "
+                         f"mode={c.get('mode')!r}")
+
+    def op(x, *, constant_values=None):  # (keyword: ops.pad's third argument is static)
+        x = _t(x)
+        flat = [v for w in reversed(widths) for v in w]
+        value = 0 if constant_values is None else _t(constant_values).item()
+        return F.pad(x, flat, value=value)
+    return op
+
+
+def _repeat(c: Dict[str, Any]) -> Callable:
+    repeats, axis = c.get("repeats", 1), c.get("axis")
+
+    def op(x):
+        x = _t(x)
+        r = torch.as_tensor(repeats) if isinstance(repeats, (list, tuple)) else int(repeats)
+        if axis is None:
+            return torch.repeat_interleave(x.reshape(-1), r)
+        return torch.repeat_interleave(x, r, dim=int(axis))
+    return op
+
+
+def _take_along_axis(c: Dict[str, Any]) -> Callable:
+    axis = c.get("axis")
+
+    def op(x, indices):
+        x, indices = _t(x), _t(indices).long()
+        n = x.shape[axis] if axis is not None else x.shape[0]
+        indices = torch.where(indices < 0, indices + n, indices)
+        if axis is None or indices.dim() != x.dim():
+            return torch.take_along_dim(x, indices, dim=axis)
+        # gather on the broadcast shapes (take_along_dim fixed the batch under torch.export)
+        ax = int(axis) % x.dim()
+        rest = torch.broadcast_shapes(x.shape[:ax] + (1,) + x.shape[ax + 1:],
+                                      indices.shape[:ax] + (1,) + indices.shape[ax + 1:])
+        x = x.expand(rest[:ax] + (x.shape[ax],) + rest[ax + 1:])
+        indices = indices.expand(rest[:ax] + (indices.shape[ax],) + rest[ax + 1:])
+        return torch.gather(x, ax, indices)
+    return op
+
+
+_OPS.update({
+    "Cumsum": _cumulative(torch.cumsum), "Cumprod": _cumulative(torch.cumprod),
+    "Flip": _flip, "Roll": _roll,
+    "Diff": lambda c: lambda x: torch.diff(_t(x), n=int(c.get("n", 1)),
+                                           dim=int(c.get("axis", -1))),
+    "Normalize": _normalize, "TopK": _top_k,
+    "Argmax": _arg(torch.argmax), "Argmin": _arg(torch.argmin),
+    "Sort": _sort(False), "Argsort": _sort(True),
+    "Amax": _numeric_reduce(_max), "Amin": _numeric_reduce(_min),
+    "OneHot": _one_hot, "Pad": _pad, "Repeat": _repeat,
+    "Moveaxis": lambda c: lambda x: torch.movedim(_t(x), c["source"], c["destination"]),
+    "Einsum": lambda c: lambda *xs: torch.einsum(c["subscripts"], *[_t(x) for x in xs]),
+    "Triu": lambda c: lambda x: torch.triu(_t(x), diagonal=int(c.get("k", 0))),
+    "Tril": lambda c: lambda x: torch.tril(_t(x), diagonal=int(c.get("k", 0))),
+    "TakeAlongAxis": _take_along_axis,
+    "Sin": _unary(torch.sin, True), "Cos": _unary(torch.cos, True),
+    "Expm1": _unary(torch.expm1, True), "Log2": _unary(torch.log2, True),
+    "Log10": _unary(torch.log10, True),
+    "Glu": lambda c: lambda x: F.glu(_float(_t(x)), dim=int(c.get("axis", -1))),
+    "LogSigmoid": _unary(F.logsigmoid, True),
+    "HardTanh": lambda c: lambda x: F.hardtanh(_float(_t(x)), -1.0, 1.0),
+})
+
+
 #: The Keras 3 module of each operation outside ``keras.src.ops.numpy`` (Keras 3 finds an
 #: operation of a ``.keras`` file by its module; its legacy ``.h5`` writer drops it).
 _MODULES = {"Cast": "core", "ConvertToTensor": "core", "Erf": "math", "Logsumexp": "math",
             "Rsqrt": "math", "Elu": "nn", "Gelu": "nn", "HardSigmoid": "nn", "HardSilu": "nn",
             "LeakyRelu": "nn", "LogSoftmax": "nn", "Relu": "nn", "Relu6": "nn", "Selu": "nn",
             "Sigmoid": "nn", "Silu": "nn", "Softmax": "nn", "Softplus": "nn", "Softsign": "nn"}
+_MODULES.update({"Normalize": "nn", "OneHot": "nn", "Glu": "nn", "LogSigmoid": "nn",
+                 "HardTanh": "nn", "TopK": "math"})
 
 
 class KerasOp(torch.nn.Module):
@@ -518,3 +710,13 @@ STATIC_ARGS: Dict[str, tuple] = {
     "ZerosLike": ("dtype",), "OnesLike": ("dtype",), "ConvertToTensor": ("dtype",),
     "Pad": ("pad_width", "mode"),
 }
+STATIC_ARGS.update({
+    "Cumsum": ("axis", "dtype"), "Cumprod": ("axis", "dtype"), "Flip": ("axis",),
+    "Roll": ("shift", "axis"), "Diff": ("n", "axis"), "Normalize": ("axis", "order", "epsilon"),
+    "TopK": ("k", "sorted"), "Argmax": ("axis", "keepdims"), "Argmin": ("axis", "keepdims"),
+    "Sort": ("axis",), "Argsort": ("axis",), "Amax": ("axis", "keepdims"),
+    "Amin": ("axis", "keepdims"), "OneHot": ("num_classes", "axis", "dtype", "sparse"),
+    "Pad": ("pad_width", "mode"), "Repeat": ("repeats", "axis"),
+    "Moveaxis": ("source", "destination"), "Triu": ("k",),
+    "Tril": ("k",), "TakeAlongAxis": ("axis",), "Glu": ("axis",),
+})

@@ -177,6 +177,8 @@ def _keras_op(name: str) -> Optional[Callable]:
     if cls not in _keras_ops._OPS:
         return None
     run = _keras_ops._OPS[cls]
+    if cls == "Einsum":  # ops.einsum(subscripts, *operands): the static argument first
+        return lambda subscripts, *operands: run({"subscripts": subscripts})(*operands)
     tensors = [p for p in inspect.signature(run({})).parameters.values()
                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     static = _keras_ops.STATIC_ARGS.get(cls, ())

@@ -10,9 +10,14 @@ TensorFlow's gradients too.
 
 - ``nearest``: ``ResizeNearestNeighbor`` with half-pixel centres: source
   ``floor((i + 0.5) / factor) = i // factor``, i.e. each element repeated ``factor`` times.
-- ``area``: ``ResizeArea``; at whole upsampling factors each output pixel lies inside one
-  input pixel, so it equals ``nearest``.  TensorFlow has no gradient for it; nearest's is
-  used.
+- ``area``: ``ResizeArea`` (``tf.image.resize`` ignores ``antialias`` for it): output pixel
+  ``i`` averages the input over ``[i * scale, (i + 1) * scale)`` (float32 ``scale = in /
+  out``, no half-pixel shift), each input pixel ``j`` from ``floor`` to ``ceil`` of that
+  window weighted by its overlap (TensorFlow's float32 arithmetic; an index past the edge,
+  which float rounding can reach, reads the last pixel), divided by ``scale``.  At whole
+  upsampling factors each output pixel lies inside one input pixel: ``UpSampling2D``
+  repeats (``nearest``, equal to float rounding).  TensorFlow has no gradient for it; the
+  adjoint of the same weights is used.
 - ``bilinear``: ``ResizeBilinear``: source ``(i + 0.5) * scale - 0.5`` (float32
   ``scale = in / out``), the two neighbours clamped to the edge.
 - ``bicubic``: ``ResizeBicubic`` with half-pixel centres: Keys' cubic with coefficient
@@ -126,6 +131,27 @@ def _mitchell():
     return kernel, 2.0
 
 
+def _area(n_in: int, n_out: int) -> Band:
+    """``ResizeArea``'s weights (``resize_area_op.cc``): output ``i`` covers ``[i * scale,
+    (i + 1) * scale)``; input ``j`` in ``[floor(start), ceil(end))`` weighs
+    ``min(j + 1, end) - max(j, start)`` as TensorFlow computes it in float32, the whole
+    divided by ``scale`` (TensorFlow divides by ``rows_scale * cols_scale`` once)."""
+    scale = _F(n_in) / _F(n_out)
+    start = np.arange(n_out, dtype=_F) * scale
+    end = np.arange(1, n_out + 1, dtype=_F) * scale
+    first = np.floor(start).astype(np.int64)
+    span = int((np.ceil(end).astype(np.int64) - first).max())
+    index = first[:, None] + np.arange(span)
+    inside = index < np.ceil(end).astype(np.int64)[:, None]
+    j = index.astype(_F)
+    before = j < start[:, None]
+    past = j + _F(1) > end[:, None]
+    taps = np.where(before, np.where(past, scale, (j + _F(1)) - start[:, None]),
+                    np.where(past, end[:, None] - j, _F(1))).astype(_F)
+    taps = np.where(inside, taps, _F(0)).astype(_F)
+    return np.minimum(index, n_in - 1), (taps / scale).astype(_F)
+
+
 _SCALE_AND_TRANSLATE = {"lanczos3": lambda: _lanczos(3.0), "lanczos5": lambda: _lanczos(5.0),
                         "gaussian": _gaussian, "mitchellcubic": _mitchell}
 
@@ -158,11 +184,12 @@ def _scale_and_translate(n_in: int, n_out: int, method: str) -> Band:
 def band(n_in: int, n_out: int, method: str) -> Band:
     """TensorFlow's weights for one axis of length ``n_in`` resized to ``n_out``, as
     ``(index, weight)``, both ``(n_out, taps)``: output ``i`` is
-    ``sum_k weight[i, k] * input[index[i, k]]`` (float32 weights).  ``area`` is
-    ``nearest`` (what it computes at whole upsampling factors only)."""
+    ``sum_k weight[i, k] * input[index[i, k]]`` (float32 weights)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if method in ("nearest", "area"):
+        if method == "nearest":
             return _nearest(n_in, n_out)
+        if method == "area":
+            return _area(n_in, n_out)
         if method == "bilinear":
             return _bilinear(n_in, n_out)
         if method == "bicubic":

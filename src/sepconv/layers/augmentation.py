@@ -1,8 +1,10 @@
 """Keras' image preprocessing and augmentation layers (tf-keras 2.21, Keras 3.15).
 
 Images are ``(batch, rows, cols, channels)`` or one ``(rows, cols, channels)``
-(channels_last, as tf-keras' layers take them; a Keras 3 config with
-``data_format="channels_first"`` is refused).  ``CenterCrop`` computes the same in training
+(channels_last, as tf-keras' layers take them; a layer built from a Keras 3 config with
+``data_format="channels_first"`` takes ``(batch, channels, rows, cols)`` / ``(channels,
+rows, cols)``, computing what the channels_last layer computes on the moved axes, as Keras
+3 does).  ``CenterCrop`` computes the same in training
 and inference.  The random layers draw only in ``train()`` mode (a torch module's
 ``training`` flag stands for Keras' ``training`` argument; a model file loads in
 ``eval()``): in ``eval()`` they are the identity (``RandomCrop`` excepted, see there), which
@@ -72,6 +74,10 @@ def _uniform(shape, low: float, high: float, generator, device) -> torch.Tensor:
 class _Image(_Weightless):
     """Images of rank 4 or 3, channels_last; Keras 3 configs' ``data_format`` read."""
 
+    #: A Keras 3 config's ``data_format="channels_first"``: the channels axis is moved
+    #: last for the computation and back (tf-keras' layers have no such argument).
+    _channels_first = False
+
     def __init__(self, **common):
         super().__init__(**common)
         #: Built from a Keras 3 config (a Keras 3 file): inference follows Keras 3 where
@@ -80,14 +86,31 @@ class _Image(_Weightless):
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]):
-        """tf-keras' and Keras 3's configs; Keras 3's ``data_format`` must be
-        channels_last."""
+        """tf-keras' and Keras 3's configs (Keras 3's ``data_format`` too)."""
         config = dict(config)
-        if config.pop("data_format", None) not in (None, "channels_last"):
-            raise ValueError(f"sepconv's {cls.__name__} takes channels_last images "
-                             f"(tf-keras' layer); this Keras 3 config has "
-                             f"data_format='channels_first'")
-        return super().from_config(config)
+        fmt = config.pop("data_format", None)
+        if fmt not in (None, "channels_last", "channels_first"):
+            raise ValueError(f"Invalid value for argument `data_format`. Expected "
+                             f"'channels_last' or 'channels_first'. Received "
+                             f"data_format={fmt!r}")
+        layer = super().from_config(config)
+        layer._channels_first = fmt == "channels_first"
+        return layer
+
+    def base_config(self) -> Dict[str, Any]:
+        config = super().base_config()
+        if self._channels_first:
+            config["data_format"] = "channels_first"
+        return config
+
+    def check_tf_keras_file(self) -> None:
+        """For ``save_keras_model``'s .h5 writer: tf-keras' layer takes channels_last
+        images only."""
+        if self._channels_first:
+            raise ValueError(f"save_keras_model: layer {self.name!r} "
+                             f"({type(self).__name__}) takes channels_first images (a Keras "
+                             f"3 config's data_format); tf-keras' layer has no data_format; "
+                             f"save as .keras")
 
     def _check_input(self, shape) -> None:
         if len(shape) not in (3, 4):
@@ -104,9 +127,12 @@ class _Image(_Weightless):
         ``eval()``)."""
         x = self._prepare_input(inputs)
         training = self.training if training is None else bool(training)
+        if self._channels_first and x.dim() in (3, 4):
+            x = x.movedim(-3, -1)
         unbatched = x.dim() == 3
         y = self._images(x.unsqueeze(0) if unbatched else x, training)
-        return y.squeeze(0) if unbatched else y
+        y = y.squeeze(0) if unbatched else y
+        return y.movedim(-1, -3) if self._channels_first else y
 
     def call(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
@@ -139,7 +165,10 @@ class _Crop(_Image):
     def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
         shape = list(input_shape)
         self._check_input(tuple(shape))
-        shape[-3:-1] = [self.height, self.width]
+        if self._channels_first:
+            shape[-2:] = [self.height, self.width]
+        else:
+            shape[-3:-1] = [self.height, self.width]
         return tuple(shape)
 
     def _center_or_resize(self, x: torch.Tensor) -> torch.Tensor:
@@ -251,6 +280,7 @@ class RandomCrop(_Crop, _RandomImage):
     def check_tf_keras_file(self) -> None:
         """For ``save_keras_model``'s .h5 writer: refused for a layer from a Keras 3
         file (tf-keras would resize images this one passes through)."""
+        super().check_tf_keras_file()
         if self._keras3_file:
             raise ValueError(f"save_keras_model: layer {self.name!r} (RandomCrop) came from "
                              f"a Keras 3 file and passes images through at inference; "
@@ -263,7 +293,7 @@ class _RandomSize(_RandomImage):
     drawn uniformly in ``[1 + lower, 1 + upper)``, the axis' new length
     ``int(factor * length)`` (float32, at least 1: TensorFlow fails on 0), the images
     resized with ``interpolation`` (:func:`sepconv.functional.resize`, TensorFlow's
-    weights; ``area`` is refused); the identity in inference."""
+    weights, ``area`` included); the identity in inference."""
 
     TF_KERAS_ONLY = True  # Keras 3 has no RandomHeight / RandomWidth
     AXIS = 1
@@ -561,6 +591,7 @@ class RandomContrast(_RandomImage):
     def check_tf_keras_file(self) -> None:
         """For the .h5 writer: tf-keras' layer clips to [0, 255] and has no
         ``value_range``."""
+        super().check_tf_keras_file()
         if self.value_range != [0, 255]:
             raise ValueError(f"save_keras_model: layer {self.name!r} (RandomContrast) clips "
                              f"to value_range={self.value_range} (Keras 3's); tf-keras' "

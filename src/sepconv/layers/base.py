@@ -114,14 +114,16 @@ def check_padding(value: Any, allowed: Tuple[str, ...], why: str = "") -> str:
 
 
 def check_conv_geometry(kernel_size: Any, strides: Any, dilation_rate: Any,
-                        rank: int) -> Tuple[Tuple[int, ...], ...]:
+                        rank: int, strided_dilation: bool = False
+                        ) -> Tuple[Tuple[int, ...], ...]:
     """``kernel_size``, ``strides``, ``dilation_rate`` as ``rank``-tuples, with tf-keras'
     rule for every convolution: no ``strides > 1`` on any axis together with
-    ``dilation_rate > 1`` on any axis (even on different axes)."""
+    ``dilation_rate > 1`` on any axis (even on different axes), unless ``strided_dilation``
+    (Keras 3's depthwise and separable layers, which compute them)."""
     kernel_size = check_tuple(kernel_size, "kernel_size", rank)
     strides = check_tuple(strides, "strides", rank)
     dilation_rate = check_tuple(dilation_rate, "dilation_rate", rank)
-    if max(strides) > 1 and max(dilation_rate) > 1:
+    if max(strides) > 1 and max(dilation_rate) > 1 and not strided_dilation:
         raise ValueError("`strides > 1` not supported in conjunction with "
                          f"`dilation_rate > 1`. Received: strides={strides} and "
                          f"dilation_rate={dilation_rate}")

@@ -46,8 +46,11 @@ class _DepthwiseConv(Layer):
         rank = self.RANK
         if self._SEPARABLE:
             self.filters = check_count(filters, "filters")
+        # built from a Keras 3 file's config (under keras_flavour("keras3")): strides > 1
+        # with dilation_rate > 1 computed, as Keras 3's torch and JAX backends do
+        self._strided_dilation = _activations.current_flavour() == "keras3"
         self.kernel_size, self.strides, self.dilation_rate = check_conv_geometry(
-            kernel_size, strides, dilation_rate, rank)
+            kernel_size, strides, dilation_rate, rank, self._strided_dilation)
         self.padding = check_padding(padding, _padding.PADDINGS if self._CAUSAL
                                      else ("valid", "same"))
         self.data_format = check_data_format(data_format)
@@ -186,7 +189,16 @@ class _DepthwiseConv(Layer):
         return _functional.depthwise_conv(
             x, self._weight("depthwise_kernel"), self._weight("bias") if self.use_bias else None,
             strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate,
-            data_format=self.data_format)
+            data_format=self.data_format, strided_dilation=self._strided_dilation)
+
+    def check_tf_keras_file(self) -> None:
+        """For ``save_keras_model``'s .h5 writer: tf-keras refuses ``strides > 1`` with
+        ``dilation_rate > 1`` (a Keras 3 file's layer computes them)."""
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"save_keras_model: layer {self.name!r} ({type(self).__name__}) "
+                             f"has strides={self.strides} with dilation_rate="
+                             f"{self.dilation_rate} (from a Keras 3 file), which tf-keras "
+                             f"refuses; save as .keras")
 
     # -- Keras protocol --------------------------------------------------------------------
     def get_config(self) -> Dict[str, Any]:
@@ -243,7 +255,8 @@ _DOC = """Keras' depthwise {rank}D convolution: each input channel convolved wit
     the common ``input_shape, batch_input_shape, batch_size, dtype, name, trainable,
     weights``.  As in tf-keras: ``padding`` is ``"valid"`` or ``"same"`` (``"causal"`` is
     refused), and ``strides > 1`` on any axis with ``dilation_rate > 1`` on any axis is
-    refused.  Where tf-keras is narrower, sepconv does what it should: {better}an input too
+    refused (a layer built from a Keras 3 file's config computes them, as Keras 3 does on
+    torch and JAX).  Where tf-keras is narrower, sepconv does what it should: {better}an input too
     short for the kernel raises ``ValueError`` (TensorFlow fails deep inside its kernel);
     ``depth_multiplier=0`` is refused (tf-keras builds an empty layer).  The layer protocol
     (dtype policies incl. ``mixed_*``, lazy build, regularizer ``losses`` with the activity

@@ -49,7 +49,13 @@ def cross_hashed(features: List[np.ndarray], num_bins: int) -> np.ndarray:
     out = np.full(features[0].shape, CROSS_HASH_KEY, dtype=np.uint64)
     for f in features:
         if f.dtype == object:
-            h = np.fromiter((fingerprint64(v) for v in f.reshape(-1)), dtype=np.uint64,
+            # FarmHash runs in Python: once per distinct string (a batch of categorical
+            # features repeats few values), the rest a dict lookup
+            flat = f.reshape(-1).tolist()
+            distinct = set(flat)
+            hash_of = {v: fingerprint64(v) for v in distinct}.__getitem__ \
+                if 2 * len(distinct) <= len(flat) else fingerprint64
+            h = np.fromiter(map(hash_of, flat), dtype=np.uint64,
                             count=f.size).reshape(f.shape)
         else:
             h = f.astype(np.int64).view(np.uint64)
@@ -69,9 +75,10 @@ class HashedCrossing(_OutputDtype, Layer):
     them: torch has no string tensors).  Output: int64 bins of that shape
     (``output_mode="int"``; an integer ``dtype`` is honoured), or ``"one_hot"`` rows
     ``(..., num_bins)`` in float32 (the compute dtype; a ``(batch, 1)`` input gives
-    ``(batch, num_bins)``; a scalar gives ``(num_bins,)`` as in tf-keras, where Keras 3
-    gives ``(1, num_bins)``).  ``sparse=True`` is accepted (files carry it) and the output
-    is dense.  The layer has no weights.
+    ``(batch, num_bins)``; a scalar or a ``(1,)`` input gives ``(num_bins,)`` as in
+    tf-keras, where Keras 3, and a layer built from a Keras 3 file, gives ``(1,
+    num_bins)``).  ``sparse=True`` is accepted (files carry it) and the output is dense.
+    The layer has no weights.  Strings are hashed once per distinct value in a call.
     """
 
     def __init__(self, num_bins, output_mode="int", sparse=False, input_shape=None,
@@ -139,7 +146,8 @@ class HashedCrossing(_OutputDtype, Layer):
             raise ValueError(f"`HashedCrossing` should be called on at least two inputs: "
                              f"expected a list of their shapes. Received: "
                              f"input_shape={input_shape}")
-        return encoded_shape(tuple(input_shape[0]), self.output_mode, self.num_bins)
+        return encoded_shape(tuple(input_shape[0]), self.output_mode, self.num_bins,
+                             any_rank=self._any_rank)
 
     def extra_repr(self) -> str:
         return f"{self.num_bins}, output_mode={self.output_mode!r}, name={self.name!r}"

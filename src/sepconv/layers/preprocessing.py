@@ -307,15 +307,23 @@ def encode_categorical(indices: torch.Tensor, output_mode: str, depth: int,
     ``multi_hot`` / ``count`` / ``tf_idf`` rows of ``depth`` (bincount over the last axis;
     indices outside ``[0, depth)`` are dropped, as ``tf.math.bincount(maxlength=depth)``
     drops them).  A scalar is one sample; ``one_hot`` adds an axis unless the last one has
-    size 1; at most rank 2 after that (tf-keras' rule), any rank with ``any_rank`` (Keras
-    3's: the leading axes kept, ``(..., depth)``)."""
+    size 1; at most rank 2 after that (tf-keras' rule).  With ``any_rank``, Keras 3's
+    ``encode_categorical_inputs`` (every backend): any rank; ``one_hot`` keeps the leading
+    axes, ``(..., depth)`` (a scalar gives ``(1, depth)``); ``multi_hot`` / ``count`` /
+    ``tf_idf`` of a rank >= 3 input bin along axis 1 (Keras 3's reduction axis), not the
+    last: ``(batch, steps, features)`` gives ``(batch, features, depth)``; a scalar or a
+    ``(1,)`` input's ``one_hot`` is ``(1, depth)``."""
     if output_mode == INT:
         return indices.to(dtype)
     x = indices
     if x.dim() == 0:
         x = x.reshape(1)
-    if output_mode == ONE_HOT and x.shape[-1] != 1:
-        x = x.unsqueeze(-1)
+    if any_rank and output_mode != ONE_HOT and x.dim() > 2:
+        x = torch.movedim(x, 1, -1)
+        if count_weights is not None:
+            count_weights = torch.movedim(count_weights, 1, -1)
+    if output_mode == ONE_HOT and (x.shape[-1] != 1 or (any_rank and x.dim() == 1)):
+        x = x.unsqueeze(-1)  # (Keras 3 squeezes a last axis of 1 from rank 2 on only)
     if x.dim() > 2 and any_rank:
         lead = x.shape[:-1]
         out = encode_categorical(x.reshape(-1, x.shape[-1]), output_mode, depth, dtype,
@@ -344,12 +352,16 @@ def encode_categorical(indices: torch.Tensor, output_mode: str, depth: int,
     return out.reshape(depth) if x.dim() == 1 else out
 
 
-def encoded_shape(input_shape, output_mode: str, depth: int) -> Tuple:
+def encoded_shape(input_shape, output_mode: str, depth: int, any_rank: bool = False) -> Tuple:
     """The shape :func:`encode_categorical` gives for indices of ``input_shape`` (``int``:
     that shape)."""
     input_shape = tuple(input_shape)
     if output_mode == INT:
         return input_shape
+    if any_rank and output_mode == ONE_HOT and len(input_shape) <= 1:
+        return (input_shape or (1,)) + (depth,)
+    if any_rank and output_mode != ONE_HOT and len(input_shape) > 2:
+        return input_shape[:1] + input_shape[2:] + (depth,)
     if output_mode == ONE_HOT and (not input_shape or input_shape[-1] != 1):
         return input_shape + (depth,)
     return input_shape[:-1] + (depth,)
@@ -763,8 +775,11 @@ class _IndexLookup(_OutputDtype, Layer):
                 raise RuntimeError(f"Layer {self.name!r}: tf_idf needs idf_weights (pass "
                                    f"them with the vocabulary, or adapt)")
             idf = self.idf
-        return encode_categorical(t, self.output_mode, self._depth(), dtype,
-                                  idf_weights=idf, any_rank=self._any_rank)
+        out = encode_categorical(t, self.output_mode, self._depth(), dtype,
+                                 idf_weights=idf, any_rank=self._any_rank)
+        if self._any_rank and self.output_mode != TF_IDF:
+            return out.to(torch.int64)  # Keras 3's lookups count in int64 (tf-keras: float)
+        return out
 
     def forward(self, inputs):
         """Tokens (any shape) to indices of the same shape (``int``), or to encoded rows
@@ -777,6 +792,8 @@ class _IndexLookup(_OutputDtype, Layer):
         if self.output_mode == INT:
             return tuple(input_shape)
         depth = self.max_tokens if self.pad_to_max_tokens else self._frozen_vocab_size
+        if self._any_rank:  # a Keras 3 file's: Keras 3's shapes
+            return encoded_shape(input_shape, self.output_mode, depth, any_rank=True)
         return (input_shape[0] if len(input_shape) else None, depth)
 
     @classmethod
@@ -1274,10 +1291,6 @@ class Discretization(_OutputDtype, Layer):
     holds learned boundaries (``num_bins`` None), so that from_config and a file written by
     ``save_keras_model`` rebuild the same bins in tf-keras, Keras 3 and sepconv."""
 
-    # Keras 3 bins a rank-3 input's multi_hot / count along axis 1, not the last axis as
-    # its other encoders do: sepconv keeps tf-keras' refusal of those ranks
-    _ANY_RANK_IN_KERAS3 = False
-
     def __init__(self, bin_boundaries=None, num_bins=None, epsilon=0.01, output_mode="int",
                  sparse=False, input_shape=None, batch_input_shape=None, batch_size=None,
                  dtype=None, name=None, trainable=None, weights=None):
@@ -1397,7 +1410,8 @@ class Discretization(_OutputDtype, Layer):
         return self._encoded(idx, len(self.bin_boundaries) + 1)
 
     def compute_output_shape(self, input_shape):
-        return encoded_shape(input_shape, self.output_mode, len(self.bin_boundaries) + 1)
+        return encoded_shape(input_shape, self.output_mode, len(self.bin_boundaries) + 1,
+                             any_rank=self._any_rank)
 
     @classmethod
     def from_config(cls, config):
@@ -1473,7 +1487,8 @@ class CategoryEncoding(_OutputDtype, Layer):
                                   count_weights=count_weights, any_rank=self._any_rank)
 
     def compute_output_shape(self, input_shape):
-        return encoded_shape(input_shape, self.output_mode, self.num_tokens)
+        return encoded_shape(input_shape, self.output_mode, self.num_tokens,
+                             any_rank=self._any_rank)
 
     def extra_repr(self) -> str:
         return f"{self.num_tokens}, output_mode={self.output_mode!r}, name={self.name!r}"
@@ -1563,7 +1578,8 @@ class Hashing(_OutputDtype, Layer):
         return self._encoded(idx, self.num_bins)
 
     def compute_output_shape(self, input_shape):
-        return encoded_shape(input_shape, self.output_mode, self.num_bins)
+        return encoded_shape(input_shape, self.output_mode, self.num_bins,
+                             any_rank=self._any_rank)
 
     def extra_repr(self) -> str:
         return f"{self.num_bins}, output_mode={self.output_mode!r}, name={self.name!r}"

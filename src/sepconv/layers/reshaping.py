@@ -87,16 +87,14 @@ def _factors(value: Any, rank: int) -> Tuple[int, ...]:
 
 
 def check_resize_method(interpolation) -> str:
-    """``tf.image.resize``'s method name, lower-cased; Keras' errors otherwise (``area``
-    is refused: not implemented)."""
+    """``tf.image.resize``'s method name, lower-cased; Keras' errors otherwise."""
     if not isinstance(interpolation, str):
         raise TypeError(f"Invalid type for argument `interpolation`. Expected a string. "
                         f"Received interpolation={interpolation!r}")
     method = interpolation.lower()
     if method not in _functional.RESIZE_METHODS:
         raise ValueError(f"Invalid value for argument `interpolation`. Expected one of "
-                         f"{', '.join(_functional.RESIZE_METHODS)} (TensorFlow's 'area' "
-                         f"resizing is not implemented). Received "
+                         f"{', '.join(_functional.RESIZE_METHODS)}. Received "
                          f"interpolation={interpolation!r}")
     return method
 
@@ -471,10 +469,18 @@ class Resizing(Layer):
     tf-keras' layer calls ``tf.image.resize`` (half-pixel centres, no antialiasing; see
     :func:`sepconv.functional.resize`), ``crop_to_aspect_ratio`` cropping the centred
     window of the target's aspect ratio first.  Interpolations: ``bilinear``, ``nearest``,
-    ``bicubic``, ``lanczos3``, ``lanczos5``, ``gaussian``, ``mitchellcubic``; TensorFlow's
-    ``area`` (box averaging) is refused.  Gradients are TensorFlow's (the adjoint of the
-    same weights).  Keras 3 files load where Keras 3's extra arguments keep their defaults
-    (no ``pad_to_aspect_ratio``, no ``antialias``, channels_last)."""
+    ``bicubic``, ``lanczos3``, ``lanczos5``, ``gaussian``, ``mitchellcubic``, ``area``
+    (TensorFlow's ``ResizeArea``: each output pixel the overlap-weighted mean of the input
+    pixels its box covers, up or down, any ratio).  Gradients are TensorFlow's (the
+    adjoint of the same weights; TensorFlow has none for ``area``: the adjoint there too).
+    Keras 3 files load where Keras 3's extra arguments keep their defaults (no
+    ``pad_to_aspect_ratio``), ``antialias`` where TensorFlow ignores it (``nearest``,
+    ``area``), and ``data_format="channels_first"``: such a layer takes ``(batch, channels,
+    rows, cols)`` images, resized as the channels_last ones (tf-keras has no such
+    argument: saved to .keras only)."""
+
+    CONFIG_ONLY_ARGS = ("antialias",)  # Keras 3's, read by from_config
+    _channels_first = False  # a Keras 3 config's data_format="channels_first"
 
     def __init__(self, height, width, interpolation="bilinear", crop_to_aspect_ratio=False,
                  input_shape=None, batch_input_shape=None, batch_size=None, dtype=None,
@@ -493,12 +499,31 @@ class Resizing(Layer):
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "Resizing":
-        """Also Keras 3's config, whose ``data_format`` must be channels_last."""
+        """Also Keras 3's config (its ``data_format`` and, where it changes nothing,
+        ``antialias``)."""
         config = dict(config)
-        if config.pop("data_format", None) not in (None, "channels_last"):
-            raise ValueError("sepconv's Resizing takes channels_last images (tf-keras' "
-                             "layer); this Keras 3 config has data_format='channels_first'")
-        return super().from_config(config)
+        fmt = config.pop("data_format", None)
+        if fmt not in (None, "channels_last", "channels_first"):
+            raise ValueError(f"Invalid value for argument `data_format`. Expected "
+                             f"'channels_last' or 'channels_first'. Received "
+                             f"data_format={fmt!r}")
+        method = str(config.get("interpolation", "bilinear")).lower()
+        if config.pop("antialias", False) and method not in ("nearest", "area"):
+            raise ValueError(f"Resizing: antialias=True with interpolation={method!r} "
+                             f"(TensorFlow's antialiased resampling) is not supported; "
+                             f"tf.image.resize ignores antialias for 'nearest' and 'area' "
+                             f"only")
+        layer = super().from_config(config)
+        layer._channels_first = fmt == "channels_first"
+        return layer
+
+    def check_tf_keras_file(self) -> None:
+        """For ``save_keras_model``'s .h5 writer: tf-keras' Resizing has no
+        ``data_format``."""
+        if self._channels_first:
+            raise ValueError(f"save_keras_model: layer {self.name!r} (Resizing) takes "
+                             f"channels_first images (a Keras 3 config's data_format), "
+                             f"which tf-keras' layer cannot; save as .keras")
 
     def build(self, input_shape, device=None) -> None:
         self._check_input(tuple(input_shape))
@@ -511,15 +536,21 @@ class Resizing(Layer):
     def compute_output_shape(self, input_shape) -> Tuple[Optional[int], ...]:
         shape = list(input_shape)
         self._check_input(tuple(shape))
-        shape[-3:-1] = [self.height, self.width]
+        if self._channels_first:
+            shape[-2:] = [self.height, self.width]
+        else:
+            shape[-3:-1] = [self.height, self.width]
         return tuple(shape)
 
     def forward(self, inputs) -> torch.Tensor:
         """``inputs``: images, any real dtype (``uint8`` too): cast to the compute dtype
         first, the result to it last, as tf-keras does."""
         x = self._prepare_input(inputs)
+        if self._channels_first and x.dim() in (3, 4):
+            x = x.movedim(-3, -1)
         y = _functional.resize(x, (self.height, self.width), self.interpolation,
                                self.crop_to_aspect_ratio)
+        y = y.movedim(-1, -3) if self._channels_first else y
         return y.to(self.compute_dtype)
 
     def set_weights(self, weights) -> None:
@@ -533,6 +564,8 @@ class Resizing(Layer):
         config.update(height=self.height, width=self.width,
                       interpolation=self.interpolation,
                       crop_to_aspect_ratio=self.crop_to_aspect_ratio)
+        if self._channels_first:
+            config["data_format"] = "channels_first"
         return config
 
     def extra_repr(self) -> str:

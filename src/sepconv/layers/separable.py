@@ -59,7 +59,9 @@ class SeparableConv1D(_SeparableConv):
     Arguments follow Keras 2 / R keras by name and default.  Where tf-keras (what R keras
     wraps) and Keras 3 differ, sepconv follows tf-keras: ``padding="causal"``, the
     ``hard_sigmoid`` formula, ``"l1_l2"`` meaning 0.01 each, and the activity penalty
-    (``layer.losses``) divided by the batch size.  ``dtype`` takes float16, bfloat16,
+    (``layer.losses``) divided by the batch size; ``strides > 1`` with ``dilation_rate > 1``
+    is refused (a layer built from a Keras 3 file's config computes it, as Keras 3 does on
+    torch and JAX).  ``dtype`` takes float16, bfloat16,
     float32, float64 (names or torch dtypes) and Keras' ``mixed_float16`` /
     ``mixed_bfloat16`` (float32 weights, half-precision compute).  Inputs of another dtype,
     numpy arrays included, are cast to the compute dtype.
@@ -94,7 +96,7 @@ class SeparableConv1D(_SeparableConv):
             x, self._weight("depthwise_kernel"), self._weight("pointwise_kernel"),
             self._weight("bias") if self.use_bias else None, strides=self.strides,
             padding=self.padding, dilation_rate=self.dilation_rate,
-            data_format=self.data_format)
+            data_format=self.data_format, strided_dilation=self._strided_dilation)
 
 
 class SeparableConv2D(_SeparableConv):
@@ -120,7 +122,8 @@ class SeparableConv2D(_SeparableConv):
     the common ``input_shape, batch_input_shape, batch_size, dtype, name, trainable,
     weights``.  As in tf-keras, ``padding`` is ``"valid"`` or ``"same"`` (``"causal"`` is
     refused) and ``strides > 1`` on any axis with ``dilation_rate > 1`` on any axis is
-    refused.  Where tf-keras is narrower, sepconv does what it should: unequal strides
+    refused (a layer built from a Keras 3 file's config computes them, as Keras 3 does on
+    torch and JAX).  Where tf-keras is narrower, sepconv does what it should: unequal strides
     such as ``strides=(1, 2)`` work and ``channels_first`` runs on CPU (TensorFlow's CPU
     depthwise kernel refuses both at call); an input too short for the kernel raises
     ``ValueError``.  The layer protocol is :class:`SeparableConv1D`'s.
@@ -150,4 +153,4 @@ class SeparableConv2D(_SeparableConv):
             x, self._weight("depthwise_kernel"), self._weight("pointwise_kernel"),
             self._weight("bias") if self.use_bias else None, strides=self.strides,
             padding=self.padding, dilation_rate=self.dilation_rate,
-            data_format=self.data_format)
+            data_format=self.data_format, strided_dilation=self._strided_dilation)
