@@ -570,23 +570,6 @@ def _one_hot(c: Dict[str, Any]) -> Callable:
     return op
 
 
-def _pad(c: Dict[str, Any]) -> Callable:
-    """``Pad``: ``pad_width`` ``(before, after)`` per axis, ``mode="constant"`` (the value
-    ``constant_values``, 0 by default); the other modes are refused."""
-    widths = [tuple(int(v) for v in (w if isinstance(w, (list, tuple)) else (w, w)))
-              for w in c.get("pad_width", ())]
-    if str(c.get("mode", "constant")) != "constant":
-        raise ValueError(f"pad: sepconv pads with mode='constant' only. Received "
-                         f"mode={c.get('mode')!r}")
-
-    def op(x, *, constant_values=None):  # (keyword: ops.pad's third argument is static)
-        x = _t(x)
-        flat = [v for w in reversed(widths) for v in w]
-        value = 0 if constant_values is None else _t(constant_values).item()
-        return F.pad(x, flat, value=value)
-    return op
-
-
 def _repeat(c: Dict[str, Any]) -> Callable:
     repeats, axis = c.get("repeats", 1), c.get("axis")
 
@@ -627,7 +610,7 @@ _OPS.update({
     "Argmax": _arg(torch.argmax), "Argmin": _arg(torch.argmin),
     "Sort": _sort(False), "Argsort": _sort(True),
     "Amax": _numeric_reduce(_max), "Amin": _numeric_reduce(_min),
-    "OneHot": _one_hot, "Pad": _pad, "Repeat": _repeat,
+    "OneHot": _one_hot, "Repeat": _repeat,
     "Moveaxis": lambda c: lambda x: torch.movedim(_t(x), c["source"], c["destination"]),
     "Einsum": lambda c: lambda *xs: torch.einsum(c["subscripts"], *[_t(x) for x in xs]),
     "Triu": lambda c: lambda x: torch.triu(_t(x), diagonal=int(c.get("k", 0))),
@@ -716,7 +699,7 @@ STATIC_ARGS.update({
     "TopK": ("k", "sorted"), "Argmax": ("axis", "keepdims"), "Argmin": ("axis", "keepdims"),
     "Sort": ("axis",), "Argsort": ("axis",), "Amax": ("axis", "keepdims"),
     "Amin": ("axis", "keepdims"), "OneHot": ("num_classes", "axis", "dtype", "sparse"),
-    "Pad": ("pad_width", "mode"), "Repeat": ("repeats", "axis"),
+    "Repeat": ("repeats", "axis"),
     "Moveaxis": ("source", "destination"), "Triu": ("k",),
     "Tril": ("k",), "TakeAlongAxis": ("axis",), "Glu": ("axis",),
 })
