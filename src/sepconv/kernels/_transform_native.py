@@ -93,7 +93,7 @@ static inline float map_wrap(float in, int64_t len) {
 }
 
 /* fill modes: 0 reflect, 1 wrap, 2 constant, 3 nearest */
-static inline float map_coord(float c, int64_t len, int mode) {
+static inline __attribute__((always_inline)) float map_coord(float c, int64_t len, int mode) {
     switch (mode) {
         case 0: return map_reflect(c, len);
         case 1: return map_wrap(c, len);
@@ -102,22 +102,27 @@ static inline float map_coord(float c, int64_t len, int mode) {
     }
 }
 
+/* std::round (half away from zero) inline: y - truncf(y) is exact */
+static inline float round_half_away(float y) {
+    const float t = truncf(y);
+    return fabsf(y - t) >= 0.5f ? t + copysignf(1.0f, y) : t;
+}
+
 /* whole coordinate (a float holding an integer, or inf / nan) inside [0, len)?  The same
    as TensorFlow's DenseIndex(c) in [0, len) for every c that converts. */
 #define INSIDE(c, len) ((c) >= 0.0f && (c) < (float)(len))
 
 /* images (batch, rows, cols, channels) of T, contiguous; transforms (ntr, 8) float32,
-   ntr 1 or batch; out (batch, out_h, out_w, channels) of T; interp 0 nearest, 1 bilinear;
-   fill: the fill value as the kernel reads it (T(fill_value) as float). */
-#define DEFINE_TRANSFORM(NAME, T)                                                          \
-void NAME(const T *img, const float *tr, int64_t ntr, T *out, int64_t batch,               \
-          int64_t rows, int64_t cols, int64_t ch, int64_t out_h, int64_t out_w,            \
-          int mode, int interp, float fill, int threads) {                                 \
-    const int64_t lines = batch * out_h;                                                   \
+   ntr 1 or batch; out (batch, out_h, out_w, channels) of T; output lines [l0, l1);
+   interp 0 nearest, 1 bilinear; fill: the fill value as the kernel reads it (T(fill_value)
+   as float).  MODE and INTERP are constants at each call (the loop is built 8 times). */
+#define DEFINE_LINES(NAME, T)                                                              \
+static inline __attribute__((always_inline)) void NAME(                                    \
+        const T *img, const float *tr, int64_t ntr, T *out, int64_t rows, int64_t cols,    \
+        int64_t ch, int64_t out_h, int64_t out_w, const int mode, const int interp,        \
+        float fill, int64_t l0, int64_t l1) {                                              \
     const T fill_t = (T)fill;                                                              \
-    (void)threads;                                                                         \
-    _Pragma("omp parallel for schedule(static) num_threads(threads)")                      \
-    for (int64_t line = 0; line < lines; line++) {                                         \
+    for (int64_t line = l0; line < l1; line++) {                                           \
         const int64_t b = line / out_h, oy = line % out_h;                                 \
         const float *t = tr + (ntr == 1 ? 0 : 8 * b);                                      \
         const T *im = img + b * rows * cols * ch;                                          \
@@ -134,7 +139,7 @@ void NAME(const T *img, const float *tr, int64_t ntr, T *out, int64_t batch,    
             const float x = map_coord(input_x, cols, mode);                                \
             const float y = map_coord(input_y, rows, mode);                                \
             if (interp == 0) {                                                             \
-                const float ry = roundf(y), rx = roundf(x);                                \
+                const float ry = round_half_away(y), rx = round_half_away(x);              \
                 if (INSIDE(ry, rows) && INSIDE(rx, cols)) {                                \
                     const T *p = im + ((int64_t)ry * cols + (int64_t)rx) * ch;             \
                     for (int64_t c = 0; c < ch; c++) o[c] = p[c];                          \
@@ -168,8 +173,33 @@ void NAME(const T *img, const float *tr, int64_t ntr, T *out, int64_t batch,    
     }                                                                                      \
 }
 
-DEFINE_TRANSFORM(sepconv_image_transform_f32, float)
-DEFINE_TRANSFORM(sepconv_image_transform_f64, double)
+#define CASE(LINES, M, I)                                                                 \
+    case 2 * M + I:                                                                       \
+        LINES(img, tr, ntr, out, rows, cols, ch, out_h, out_w, M, I, fill, l0, l1);       \
+        break;
+
+/* the exported routine: output lines shared out between threads in contiguous blocks */
+#define DEFINE_TRANSFORM(NAME, LINES, T)                                                   \
+void NAME(const T *img, const float *tr, int64_t ntr, T *out, int64_t batch,               \
+          int64_t rows, int64_t cols, int64_t ch, int64_t out_h, int64_t out_w,            \
+          int mode, int interp, float fill, int threads) {                                 \
+    const int64_t lines = batch * out_h;                                                   \
+    if (threads > lines) threads = lines > 0 ? (int)lines : 1;                             \
+    (void)threads;                                                                         \
+    _Pragma("omp parallel for schedule(static, 1) num_threads(threads)")                   \
+    for (int i = 0; i < threads; i++) {                                                    \
+        const int64_t l0 = lines * i / threads, l1 = lines * (i + 1) / threads;            \
+        switch (2 * mode + interp) {                                                       \
+            CASE(LINES, 0, 0) CASE(LINES, 0, 1) CASE(LINES, 1, 0) CASE(LINES, 1, 1)        \
+            CASE(LINES, 2, 0) CASE(LINES, 2, 1) CASE(LINES, 3, 0) CASE(LINES, 3, 1)        \
+        }                                                                                  \
+    }                                                                                      \
+}
+
+DEFINE_LINES(lines_f32, float)
+DEFINE_LINES(lines_f64, double)
+DEFINE_TRANSFORM(sepconv_image_transform_f32, lines_f32, float)
+DEFINE_TRANSFORM(sepconv_image_transform_f64, lines_f64, double)
 """
 
 # -ffp-contract=off: no FMAs (TensorFlow's expressions round after each product);
