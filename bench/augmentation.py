@@ -50,6 +50,7 @@ def _worker(peer: str, threads: int, src: str) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import tensorflow as tf
         import tf_keras
+        tf.get_logger().setLevel("ERROR")  # one tf.function per layer: no retracing notes
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     else:

@@ -270,3 +270,55 @@ def test_half_precision_equals_tensorflow(native, rows, cols, batch, kind, fill_
                                interpolation=interpolation, output_shape=output_shape)
     got = F.image_transform(x, m, fill_mode, interpolation, -1.3, output_shape)
     np.testing.assert_array_equal(got.float().numpy(), tf.cast(want, "float32").numpy())
+
+
+# -- the other augmentations' training path, against their previous formulations -----------
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(mode=st.sampled_from(["horizontal", "vertical", "horizontal_and_vertical"]),
+       batch=st.integers(0, 9), seed=st.integers(0, 1000), unbatched=st.booleans())
+def test_flip_contrast_brightness_equal_their_previous_formulations(mode, batch, seed,
+                                                                    unbatched):
+    """RandomFlip's grouped copies (one torch.where per axis before), RandomContrast's
+    and RandomBrightness' in-place arithmetic: the same numbers and input gradients from
+    the same draws (the previous formulation runs on a twin layer's generator)."""
+    import sepconv
+    x = torch.from_numpy(np.random.default_rng(seed).uniform(-20, 280, (batch, 5, 6, 2)))
+    x = (x[0] if unbatched and batch else x).requires_grad_()
+
+    def previous_flip(layer, v):
+        for axis, on in ((2, mode != "vertical"), (1, mode != "horizontal")):
+            if on:
+                flip = layer._rand((v.shape[0], 1, 1, 1), 0.0, 1.0, v) < 0.5
+                v = torch.where(flip, v.flip(axis), v)
+        return v
+
+    def previous_contrast(layer, v):
+        c = layer._rand((1, 1, 1, 1), 1.0 - layer.lower, 1.0 + layer.upper, v).to(v.dtype)
+        mean = v.mean(dim=(1, 2), keepdim=True)
+        return ((v - mean) * c + mean).clamp(*layer.value_range)
+
+    def previous_brightness(layer, v):
+        low, high = layer.value_range
+        delta = layer._rand((v.shape[0], 1, 1, 1), *layer.factor, v) * float(high - low)
+        return (v + delta.to(v.dtype)).clamp(low, high)
+
+    for make, previous in ((lambda: sepconv.RandomFlip(mode, seed=seed, dtype="float64"),
+                            previous_flip),
+                           (lambda: sepconv.RandomContrast(0.7, seed=seed, dtype="float64"),
+                            previous_contrast),
+                           (lambda: sepconv.RandomBrightness(0.4, seed=seed,
+                                                             dtype="float64"),
+                            previous_brightness)):
+        layer, twin = make().train(), make().train()
+        for _ in range(2):  # the second call: the generators moved on alike
+            y = layer(x)
+            v = x[None] if x.dim() == 3 else x
+            want = previous(twin, v)
+            want = want[0] if x.dim() == 3 else want
+            assert y.shape == x.shape and torch.equal(y, want)
+            assert y.data_ptr() != x.data_ptr() or x.numel() == 0
+            if x.numel():
+                r = torch.randn_like(y)
+                assert torch.equal(torch.autograd.grad((y * r).sum(), x)[0],
+                                   torch.autograd.grad((want * r).sum(), x)[0])

@@ -349,11 +349,23 @@ class RandomFlip(_RandomImage):
         self._finish_init()
 
     def _augment(self, x):
-        for axis, on in ((2, self.mode != "vertical"), (1, self.mode != "horizontal")):
+        # one draw per image and axis, horizontal first (as the flips were once applied
+        # one axis at a time); then the images of each combination of flips copied once
+        # into one new tensor (a torch.where per axis made four image-sized tensors)
+        code = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+        for bit, on in ((1, self.mode != "vertical"), (2, self.mode != "horizontal")):
             if on:
-                flip = self._rand((x.shape[0], 1, 1, 1), 0.0, 1.0, x) < 0.5
-                x = torch.where(flip, x.flip(axis), x)
-        return x
+                code += bit * (self._rand((x.shape[0], 1, 1, 1), 0.0, 1.0, x) < 0.5).view(-1)
+        out = None
+        for k, dims in enumerate(((), (2,), (1,), (1, 2))):
+            index = (code == k).nonzero().view(-1)
+            if index.numel() == x.shape[0]:  # one combination for the whole batch
+                return x.flip(dims) if dims else x.clone()
+            if index.numel():
+                out = torch.empty_like(x) if out is None else out
+                part = x.index_select(0, index)
+                out.index_copy_(0, index, part.flip(dims) if dims else part)
+        return out
 
     def get_config(self) -> Dict[str, Any]:
         return {**self.base_config(), "mode": self.mode, "seed": self.seed}
