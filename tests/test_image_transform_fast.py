@@ -280,8 +280,9 @@ def test_half_precision_equals_tensorflow(native, rows, cols, batch, kind, fill_
 def test_flip_contrast_brightness_equal_their_previous_formulations(mode, batch, seed,
                                                                     unbatched):
     """RandomFlip's grouped copies (one torch.where per axis before), RandomContrast's
-    and RandomBrightness' in-place arithmetic: the same numbers and input gradients from
-    the same draws (the previous formulation runs on a twin layer's generator)."""
+    and RandomBrightness' in-place arithmetic: the same numbers (and input gradients, to
+    rounding) from the same draws (the previous formulation runs on a twin layer's
+    generator)."""
     import sepconv
     x = torch.from_numpy(np.random.default_rng(seed).uniform(-20, 280, (batch, 5, 6, 2)))
     x = (x[0] if unbatched and batch else x).requires_grad_()
@@ -320,5 +321,8 @@ def test_flip_contrast_brightness_equal_their_previous_formulations(mode, batch,
             assert y.data_ptr() != x.data_ptr() or x.numel() == 0
             if x.numel():
                 r = torch.randn_like(y)
-                assert torch.equal(torch.autograd.grad((y * r).sum(), x)[0],
-                                   torch.autograd.grad((want * r).sum(), x)[0])
+                # the gradient through the contrast's mean sums in another order: float64
+                # rounding apart
+                torch.testing.assert_close(torch.autograd.grad((y * r).sum(), x)[0],
+                                           torch.autograd.grad((want * r).sum(), x)[0],
+                                           rtol=1e-13, atol=1e-11)
