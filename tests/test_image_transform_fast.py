@@ -206,6 +206,11 @@ def test_fast_path_layout_threads_and_fallbacks(native, monkeypatch):
     assert not F._native_transform_applies(xi, 1)
     assert torch.equal(F.image_transform(xi, m, "constant"),
                        old_image_transform(xi, m, "constant"))
+    # vmap and tracing take the torch route (no data pointer; a graph to record)
+    assert torch.equal(torch.func.vmap(lambda v: F.image_transform(v, m))(x[None])[0], want)
+    with pytest.warns(torch.jit.TracerWarning):
+        traced = torch.jit.trace(lambda v: F.image_transform(v, m), (x,), check_trace=False)
+    assert torch.equal(traced(x.flip(1)), old_image_transform(x.flip(1), m))
     # no compiler / SEPCONV_NATIVE=0: load() gives None and the torch route runs
     monkeypatch.setattr(_transform_native, "_lib", None)
     assert not F._native_transform_applies(x, 1)
