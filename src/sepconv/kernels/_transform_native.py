@@ -125,6 +125,7 @@ static inline __attribute__((always_inline)) void NAME(                         
     for (int64_t line = l0; line < l1; line++) {                                           \
         const int64_t b = line / out_h, oy = line % out_h;                                 \
         const float *t = tr + (ntr == 1 ? 0 : 8 * b);                                      \
+        const int affine = t[6] == 0 && t[7] == 0;                                         \
         const T *im = img + b * rows * cols * ch;                                          \
         T *o = out + line * out_w * ch;                                                    \
         for (int64_t ox = 0; ox < out_w; ox++, o += ch) {                                  \
@@ -134,8 +135,11 @@ static inline __attribute__((always_inline)) void NAME(                         
                 for (int64_t c = 0; c < ch; c++) o[c] = fill_t;                            \
                 continue;                                                                  \
             }                                                                              \
-            const float input_x = (t[0] * fx + t[1] * fy + t[2]) / projection;             \
-            const float input_y = (t[3] * fx + t[4] * fy + t[5]) / projection;             \
+            /* affine rows (c0 = c1 = 0): projection is 1, and v / 1 == v */               \
+            const float input_x = affine ? t[0] * fx + t[1] * fy + t[2]                    \
+                : (t[0] * fx + t[1] * fy + t[2]) / projection;                             \
+            const float input_y = affine ? t[3] * fx + t[4] * fy + t[5]                    \
+                : (t[3] * fx + t[4] * fy + t[5]) / projection;                             \
             const float x = map_coord(input_x, cols, mode);                                \
             const float y = map_coord(input_y, rows, mode);                                \
             if (interp == 0) {                                                             \
