@@ -71,6 +71,14 @@ def _uniform(shape, low: float, high: float, generator, device) -> torch.Tensor:
     return u * float(np.float32(high) - np.float32(low)) + float(np.float32(low))
 
 
+#: Augmentations of fewer elements run on one thread, without the thread policy's
+#: measurements: their few elementwise passes gain tens of microseconds from a second
+#: thread on idle cores, and on busy ones each two-thread pass can wait a scheduler slice
+#: (8x64x64x3 RandomContrast on the loaded 2-core machine: 90-125 ms a call on two
+#: threads, 0.1 ms on one; the policy, which learns per call, had half a bench run slow).
+_ONE_THREAD_BELOW = 2 ** 18
+
+
 class _Image(_Weightless):
     """Images of rank 4 or 3, channels_last; Keras 3 configs' ``data_format`` read."""
 
@@ -122,10 +130,19 @@ class _Image(_Weightless):
         (``kernels/threads.py``: one thread while the cores are busy, measured per call;
         on the loaded 2-core machine two-thread calls waited 10-70 ms for their second
         thread), with freed memory kept for the next call (``kernels/memory.py``: no page
-        faults on each call's fresh image-sized tensors)."""
+        faults on each call's fresh image-sized tensors); below
+        :data:`_ONE_THREAD_BELOW` elements on one thread."""
         if x.device.type != "cpu":
             return self._augment(x)
         _memory.keep_freed_memory()
+        threads = torch.get_num_threads()
+        if x.numel() < _ONE_THREAD_BELOW and threads > 1 \
+                and not torch.compiler.is_compiling():
+            torch.set_num_threads(1)
+            try:
+                return self._augment(x)
+            finally:
+                torch.set_num_threads(threads)
         return _threads.run("augment-" + type(self).__name__, x.numel(),
                             lambda: self._augment(x), tuple(x.shape))
 
