@@ -331,3 +331,29 @@ def test_flip_contrast_brightness_equal_their_previous_formulations(mode, batch,
                 torch.testing.assert_close(torch.autograd.grad((y * r).sum(), x)[0],
                                            torch.autograd.grad((want * r).sum(), x)[0],
                                            rtol=1e-13, atol=1e-11)
+
+
+def test_small_augmentations_run_on_one_thread_and_restore_the_count(monkeypatch):
+    import sepconv
+    threads = torch.get_num_threads()
+    seen = []
+    layer = sepconv.RandomBrightness(0.2, seed=0).train()
+    augment = type(layer)._augment
+
+    def spy(self, x):
+        seen.append(torch.get_num_threads())
+        if x.shape[0] == 3:
+            raise RuntimeError("boom")
+        return augment(self, x)
+
+    monkeypatch.setattr(type(layer), "_augment", spy)
+    try:
+        torch.set_num_threads(2)
+        layer(torch.rand(2, 8, 8, 3))
+        with pytest.raises(RuntimeError, match="boom"):
+            layer(torch.rand(3, 8, 8, 3))
+        assert torch.get_num_threads() == 2
+        layer(torch.rand(1, 300, 300, 3))  # 270000 elements: the thread policy's choice
+        assert seen[:2] == [1, 1] and len(seen) == 3
+    finally:
+        torch.set_num_threads(threads)
