@@ -128,8 +128,8 @@ class _Image(_Weightless):
     def _augment_on_policy(self, x: torch.Tensor) -> torch.Tensor:
         """``_augment`` on CPU on the thread count the library's thread policy picks
         (``kernels/threads.py``: one thread while the cores are busy, measured per call;
-        on the loaded 2-core machine two-thread calls waited 10-70 ms for their second
-        thread), with freed memory kept for the next call (``kernels/memory.py``: no page
+        on the loaded 2-core machine two-thread calls waited up to 125 ms for their
+        second thread), with freed memory kept for the next call (``kernels/memory.py``: no page
         faults on each call's fresh image-sized tensors); below
         :data:`_ONE_THREAD_BELOW` elements on one thread."""
         if x.device.type != "cpu":
@@ -580,7 +580,8 @@ class RandomContrast(_RandomImage):
         shape = (x.shape[0], 1, 1, 1) if self._keras3_file else (1, 1, 1, 1)
         c = self._rand(shape, 1.0 - self.lower, 1.0 + self.upper, x).to(x.dtype)
         batch, rows, cols, channels = x.shape
-        # ((x - mean) * c + mean).clamp(...), the same numbers and gradients: in place on
+        # ((x - mean) * c + mean).clamp(...), the same numbers (the gradient through the
+        # mean summed in another order, to rounding): in place on
         # the one new tensor, over (batch, rows, cols * channels) rows against the mean
         # repeated along a row (broadcast over (batch, 1, 1, channels), the loops ran
         # `channels` elements long: twice the time)
