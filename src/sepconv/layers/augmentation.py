@@ -581,10 +581,10 @@ class RandomContrast(_RandomImage):
         c = self._rand(shape, 1.0 - self.lower, 1.0 + self.upper, x).to(x.dtype)
         batch, rows, cols, channels = x.shape
         # ((x - mean) * c + mean).clamp(...), the same numbers (the gradient through the
-        # mean summed in another order, to rounding): in place on
-        # the one new tensor, over (batch, rows, cols * channels) rows against the mean
-        # repeated along a row (broadcast over (batch, 1, 1, channels), the loops ran
-        # `channels` elements long: twice the time)
+        # mean sums in another order: equal to rounding): in place on the one new tensor,
+        # over (batch, rows, cols * channels) rows against the mean repeated along a row
+        # (broadcast over (batch, 1, 1, channels), the loops ran `channels` elements
+        # long: twice the time)
         mean = x.mean(dim=(1, 2), keepdim=True).expand(batch, 1, cols, channels)
         mean = mean.reshape(batch, 1, cols * channels)
         y = x.reshape(batch, rows, cols * channels) - mean
