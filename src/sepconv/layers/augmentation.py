@@ -30,6 +30,8 @@ import torch
 
 from .. import activations as _activations
 from .. import functional as _functional
+from ..kernels import memory as _memory
+from ..kernels import threads as _threads
 from .base import check_count
 from .core import _Random, _Weightless, check_number
 from .reshaping import check_resize_method
@@ -69,6 +71,14 @@ def _uniform(shape, low: float, high: float, generator, device) -> torch.Tensor:
     """float32 draws in ``[low, high)`` (TensorFlow's ``random_uniform``)."""
     u = torch.rand(shape, dtype=torch.float32, generator=generator, device=device)
     return u * float(np.float32(high) - np.float32(low)) + float(np.float32(low))
+
+
+#: Augmentations of fewer elements run on one thread, without the thread policy's
+#: measurements: their few elementwise passes gain tens of microseconds from a second
+#: thread on idle cores, and on busy ones each two-thread pass can wait a scheduler slice
+#: (8x64x64x3 RandomContrast on the loaded 2-core machine: 90-125 ms a call on two
+#: threads, 0.1 ms on one; the policy, which learns per call, had half a bench run slow).
+_ONE_THREAD_BELOW = 2 ** 18
 
 
 class _Image(_Weightless):
@@ -139,7 +149,28 @@ class _Image(_Weightless):
 
     def _images(self, x: torch.Tensor, training: bool) -> torch.Tensor:
         """``x``: ``(batch, rows, cols, channels)`` in the compute dtype."""
-        return self._augment(x) if training else x
+        return self._augment_on_policy(x) if training else x
+
+    def _augment_on_policy(self, x: torch.Tensor) -> torch.Tensor:
+        """``_augment`` on CPU on the thread count the library's thread policy picks
+        (``kernels/threads.py``: one thread while the cores are busy, measured per call;
+        on the loaded 2-core machine two-thread calls waited up to 125 ms for their
+        second thread), with freed memory kept for the next call (``kernels/memory.py``: no page
+        faults on each call's fresh image-sized tensors); below
+        :data:`_ONE_THREAD_BELOW` elements on one thread."""
+        if x.device.type != "cpu":
+            return self._augment(x)
+        _memory.keep_freed_memory()
+        threads = torch.get_num_threads()
+        if x.numel() < _ONE_THREAD_BELOW and threads > 1 \
+                and not torch.compiler.is_compiling():
+            torch.set_num_threads(1)
+            try:
+                return self._augment(x)
+            finally:
+                torch.set_num_threads(threads)
+        return _threads.run("augment-" + type(self).__name__, x.numel(),
+                            lambda: self._augment(x), tuple(x.shape))
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -249,7 +280,7 @@ class RandomCrop(_Crop, _RandomImage):
 
     def _images(self, x, training):
         if training:
-            return self._augment(x)
+            return self._augment_on_policy(x)
         return x if self._keras3_file else self._smart_resize(x)
 
     def _augment(self, x):
@@ -379,11 +410,23 @@ class RandomFlip(_RandomImage):
         self._finish_init()
 
     def _augment(self, x):
-        for axis, on in ((2, self.mode != "vertical"), (1, self.mode != "horizontal")):
+        # one draw per image and axis, horizontal first (as the flips were once applied
+        # one axis at a time); then the images of each combination of flips copied once
+        # into one new tensor (a torch.where per axis made four image-sized tensors)
+        code = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+        for bit, on in ((1, self.mode != "vertical"), (2, self.mode != "horizontal")):
             if on:
-                flip = self._rand((x.shape[0], 1, 1, 1), 0.0, 1.0, x) < 0.5
-                x = torch.where(flip, x.flip(axis), x)
-        return x
+                code += bit * (self._rand((x.shape[0], 1, 1, 1), 0.0, 1.0, x) < 0.5).view(-1)
+        out = None
+        for k, dims in enumerate(((), (2,), (1,), (1, 2))):
+            index = (code == k).nonzero().view(-1)
+            if index.numel() == x.shape[0]:  # one combination for the whole batch
+                return x.flip(dims) if dims else x.clone()
+            if index.numel():
+                out = torch.empty_like(x) if out is None else out
+                part = x.index_select(0, index)
+                out.index_copy_(0, index, part.flip(dims) if dims else part)
+        return out
 
     def get_config(self) -> Dict[str, Any]:
         return {**self.base_config(), "mode": self.mode, "seed": self.seed}
@@ -566,8 +609,17 @@ class RandomContrast(_RandomImage):
     def _augment(self, x):
         shape = (x.shape[0], 1, 1, 1) if self._keras3_file else (1, 1, 1, 1)
         c = self._rand(shape, 1.0 - self.lower, 1.0 + self.upper, x).to(x.dtype)
-        mean = x.mean(dim=(1, 2), keepdim=True)
-        return ((x - mean) * c + mean).clamp(*self.value_range)
+        batch, rows, cols, channels = x.shape
+        # ((x - mean) * c + mean).clamp(...), the same numbers (the gradient through the
+        # mean sums in another order: equal to rounding): in place on the one new tensor,
+        # over (batch, rows, cols * channels) rows against the mean repeated along a row
+        # (broadcast over (batch, 1, 1, channels), the loops ran `channels` elements
+        # long: twice the time)
+        mean = x.mean(dim=(1, 2), keepdim=True).expand(batch, 1, cols, channels)
+        mean = mean.reshape(batch, 1, cols * channels)
+        y = x.reshape(batch, rows, cols * channels) - mean
+        y = y.mul_(c.view(-1, 1, 1)).add_(mean).clamp_(*self.value_range)
+        return y.view(batch, rows, cols, channels)
 
     def get_config(self) -> Dict[str, Any]:
         config = {**self.base_config(), "factor": self.factor, "seed": self.seed}
@@ -626,7 +678,7 @@ class RandomBrightness(_RandomImage):
     def _augment(self, x):
         low, high = self.value_range
         delta = self._rand((x.shape[0], 1, 1, 1), *self.factor, x) * float(high - low)
-        return (x + delta.to(x.dtype)).clamp(low, high)
+        return (x + delta.to(x.dtype)).clamp_(low, high)  # in place: one allocation
 
     def get_config(self) -> Dict[str, Any]:
         return {**self.base_config(), "factor": list(self.factor),
