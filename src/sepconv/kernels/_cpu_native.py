@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 SOURCE = r"""
 #include <pthread.h>
@@ -593,37 +593,71 @@ def _torch_openmp() -> Optional[str]:
     return None
 
 
-def _build(path: str, gomp: Optional[str]) -> None:
-    """Compile ``SOURCE`` to ``path``: on ``gomp`` (an OpenMP runtime's path) when given,
+def _compile(path: str, source: str, flags: list, gomp: Optional[str],
+             openmp_args: tuple, plain_args: tuple, libs: tuple) -> None:
+    """Compile ``source`` to ``path``: on ``gomp`` (an OpenMP runtime's path) when given,
     with pthreads otherwise."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         raise OSError("no C compiler")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
-        src = os.path.join(tmp, "dw_grad.c")
-        obj = os.path.join(tmp, "dw_grad.o")
-        out = os.path.join(tmp, "dw_grad.so")
+        src = os.path.join(tmp, "routine.c")
+        obj = os.path.join(tmp, "routine.o")
+        out = os.path.join(tmp, "routine.so")
         with open(src, "w") as f:
-            f.write(SOURCE)
+            f.write(source)
         if gomp:
             # compiled with -fopenmp, linked against torch's own libgomp (not the system's):
             # one runtime, one thread pool in the process
-            steps = [[compiler, *_FLAGS, "-fopenmp", "-DSEPCONV_OMP", "-c", src, "-o", obj],
-                     [compiler, "-shared", "-pthread", obj, gomp,
+            steps = [[compiler, *flags, *openmp_args, "-c", src, "-o", obj],
+                     [compiler, "-shared", "-pthread", obj, gomp, *libs,
                       "-Wl,-rpath," + os.path.dirname(gomp), "-o", out]]
         else:
-            steps = [[compiler, *_FLAGS, "-shared", "-pthread", src, "-o", out]]
+            steps = [[compiler, *flags, *plain_args, "-shared", "-pthread", src, *libs,
+                      "-o", out]]
         for cmd in steps:
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            timeout=120)
         os.replace(out, path)  # atomic: concurrent builders never see half a file
 
 
-def _open(path: str, gomp: Optional[str]) -> ctypes.CDLL:
+def open_library(path: str, source: str, flags: list, gomp: Optional[str],
+                 declare: Callable[[ctypes.CDLL], None], *, openmp_args: tuple = ("-fopenmp",),
+                 plain_args: tuple = (), libs: tuple = ()) -> ctypes.CDLL:
+    """The library at ``path``, compiled there first if absent; ``declare`` sets its
+    functions' ctypes signatures."""
     if not os.path.exists(path):
-        _build(path, gomp)
+        _compile(path, source, flags, gomp, openmp_args, plain_args, libs)
     lib = ctypes.CDLL(path)
+    declare(lib)
+    return lib
+
+
+def build(name: str, source: str, flags: list, declare: Callable[[ctypes.CDLL], None],
+          **options) -> Tuple[Optional[ctypes.CDLL], Optional[str]]:
+    """One of the library's C routines, built once per machine into the cache and loaded:
+    ``(library, OpenMP runtime or None)``, on torch's own OpenMP runtime when it is found
+    (``SEPCONV_NATIVE_OPENMP=0``: pthreads), ``(None, None)`` where nothing can be built or
+    under ``SEPCONV_NATIVE=0``.  The cache key holds the source, the flags and the CPU's
+    flags (``-march=native``: a home shared across machines gets one build per CPU).
+    ``options``: :func:`open_library`'s compile options."""
+    if os.environ.get("SEPCONV_NATIVE", "1").strip() in ("0", "false", "no"):
+        return None, None
+    key = source + " ".join(flags) + sys.platform + platform.machine() + _cpu_flags()
+    gomp = _torch_openmp() if os.environ.get("SEPCONV_NATIVE_OPENMP", "1").strip() \
+        not in ("0", "false", "no") else None
+    for runtime in ([gomp] if gomp else []) + [None]:
+        digest = hashlib.sha256((key + str(runtime)).encode()).hexdigest()[:16]
+        path = os.path.join(_cache_dir(), f"{name}_{digest}.so")
+        try:
+            return open_library(path, source, flags, runtime, declare, **options), runtime
+        except (OSError, subprocess.SubprocessError, AttributeError):
+            continue
+    return None, None
+
+
+def _declare(lib: ctypes.CDLL) -> None:
     for fn in (lib.sepconv_dw_grad_weight, lib.sepconv_dw_forward):
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9 + [ctypes.c_int]
@@ -633,7 +667,14 @@ def _open(path: str, gomp: Optional[str]) -> ctypes.CDLL:
     lib.sepconv_dw_forward_rows.restype = ctypes.c_int
     lib.sepconv_dw_forward_rows.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9
                                             + [ctypes.c_int] + [ctypes.c_int64] * 3)
-    return lib
+
+
+_OPTIONS = dict(openmp_args=("-fopenmp", "-DSEPCONV_OMP"))
+
+
+def _open(path: str, gomp: Optional[str]) -> ctypes.CDLL:
+    """This module's library at ``path`` (built there if absent) on ``gomp`` or pthreads."""
+    return open_library(path, SOURCE, _FLAGS, gomp, _declare, **_OPTIONS)
 
 
 def load() -> Optional[ctypes.CDLL]:
@@ -645,21 +686,7 @@ def load() -> Optional[ctypes.CDLL]:
         if _tried:
             return _lib
         _tried = True
-        if os.environ.get("SEPCONV_NATIVE", "1").strip() in ("0", "false", "no"):
-            return None
-        # -march=native: the CPU's flags belong in the key (a shared home across machines).
-        key = SOURCE + " ".join(_FLAGS) + sys.platform + platform.machine() + _cpu_flags()
-        gomp = _torch_openmp() if os.environ.get("SEPCONV_NATIVE_OPENMP", "1").strip() \
-            not in ("0", "false", "no") else None
-        for runtime in ([gomp] if gomp else []) + [None]:
-            digest = hashlib.sha256((key + str(runtime)).encode()).hexdigest()[:16]
-            path = os.path.join(_cache_dir(), f"dw_grad_{digest}.so")
-            try:
-                _lib = _open(path, runtime)
-                _openmp = runtime
-                break
-            except (OSError, subprocess.SubprocessError, AttributeError):
-                _lib = None
+        _lib, _openmp = build("dw_grad", SOURCE, _FLAGS, _declare, **_OPTIONS)
     return _lib
 
 

@@ -31,14 +31,7 @@ there is no compiler or the build fails (``image_transform`` then takes the torc
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import subprocess
-import sys
-import tempfile
 import threading
-import shutil
 from typing import Optional
 
 from . import _cpu_native
@@ -285,41 +278,15 @@ _ARGS = ([ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] + [ctypes.
          + [ctypes.c_int] * 2 + [ctypes.c_float, ctypes.c_int])
 
 
-def _build(path: str, gomp: Optional[str]) -> None:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not compiler:
-        raise OSError("no C compiler")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
-        src, out = os.path.join(tmp, "transform.c"), os.path.join(tmp, "transform.so")
-        with open(src, "w") as f:
-            f.write(SOURCE)
-        if gomp:  # on torch's own libgomp, as _cpu_native links it: one thread pool
-            obj = os.path.join(tmp, "transform.o")
-            steps = [[compiler, *_FLAGS, "-fopenmp", "-c", src, "-o", obj],
-                     [compiler, "-shared", obj, gomp, "-lm",
-                      "-Wl,-rpath," + os.path.dirname(gomp), "-o", out]]
-        else:  # the pragma is ignored: one thread
-            steps = [[compiler, *_FLAGS, "-Wno-unknown-pragmas", "-shared", src, "-lm",
-                      "-o", out]]
-        for cmd in steps:
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           timeout=120)
-        os.replace(out, path)  # atomic: concurrent builders never see half a file
-
-
-def _open(path: str, gomp: Optional[str]) -> ctypes.CDLL:
-    if not os.path.exists(path):
-        _build(path, gomp)
-    lib = ctypes.CDLL(path)
+def _declare(lib: ctypes.CDLL) -> None:
     for fn in (lib.sepconv_image_transform_f32, lib.sepconv_image_transform_f64):
         fn.restype = None
         fn.argtypes = _ARGS
-    return lib
 
 
 def load() -> Optional[ctypes.CDLL]:
-    """The compiled library, built on first use; ``None`` where it cannot be built."""
+    """The compiled library, built on first use (as ``_cpu_native``'s, same cache and
+    OpenMP runtime); ``None`` where it cannot be built."""
     global _lib, _tried
     if _tried:
         return _lib
@@ -327,20 +294,9 @@ def load() -> Optional[ctypes.CDLL]:
         if _tried:
             return _lib
         _tried = True
-        if os.environ.get("SEPCONV_NATIVE", "1").strip() in ("0", "false", "no"):
-            return None
-        key = (SOURCE + " ".join(_FLAGS) + sys.platform + platform.machine()
-               + _cpu_native._cpu_flags())
-        gomp = _cpu_native._torch_openmp() if os.environ.get(
-            "SEPCONV_NATIVE_OPENMP", "1").strip() not in ("0", "false", "no") else None
-        for runtime in ([gomp] if gomp else []) + [None]:
-            digest = hashlib.sha256((key + str(runtime)).encode()).hexdigest()[:16]
-            path = os.path.join(_cpu_native._cache_dir(), f"transform_{digest}.so")
-            try:
-                _lib = _open(path, runtime)
-                break
-            except (OSError, subprocess.SubprocessError, AttributeError):
-                _lib = None
+        # without OpenMP the pragma is ignored: one thread
+        _lib = _cpu_native.build("transform", SOURCE, _FLAGS, _declare,
+                                 plain_args=("-Wno-unknown-pragmas",), libs=("-lm",))[0]
     return _lib
 
 
