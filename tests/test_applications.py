@@ -43,10 +43,12 @@ S = (32, 32, 3)  # the smallest input most families take
 def _convnext_small(K, **kwargs):
     """ConvNeXt at depth 1 per stage with ``drop_path_rate`` > 0: the only way the
     applications write ``StochasticDepth`` (``ConvNeXtTiny`` takes no such argument)."""
-    module = (tf_keras.src.applications.convnext if K is tf_keras
-              else keras.src.applications.convnext)
+    if K is tf_keras:
+        module, name = tf_keras.src.applications.convnext, "model_name"
+    else:
+        module, name = keras.src.applications.convnext, "name"  # Keras 3's argument
     return module.ConvNeXt(depths=[1, 1, 1, 2], projection_dims=[8, 16, 24, 32],
-                           drop_path_rate=0.5, model_name="convnext_depth1", weights=None,
+                           drop_path_rate=0.5, weights=None, **{name: "convnext_depth1"},
                            **kwargs)
 
 
@@ -250,3 +252,15 @@ def tf_keras_results(tmp_path_factory):
 @pytest.mark.parametrize("name", _marked(TF_KERAS_FILES))
 def test_tf_keras_application_loads_with_keras_numbers(tf_keras_results, name):
     check_result(tf_keras_results[name])
+
+
+@pytest.fixture(scope="module")
+def keras3_results(tmp_path_factory):
+    return write_and_load(keras, KERAS3_CASES, (".keras",),
+                          str(tmp_path_factory.mktemp("apps_keras3")))
+
+
+@pytest.mark.parametrize("name", _marked([f"{c}.keras" for c in KERAS3_CASES]))
+def test_keras3_application_loads_with_keras_numbers(keras3_results, name):
+    """The same cases from Keras 3.15 (torch backend): its ``.keras`` files."""
+    check_result(keras3_results[name])
