@@ -98,10 +98,7 @@ KERAS3_CASES = [c for c in CASES if not c.startswith(("RegNet", "ResNetRS", "NAS
 TF_KERAS_FILES = [f"{c}{ext}" for c in CASES for ext in (".h5", ".keras")]
 
 # Cases sepconv cannot load yet: id prefix -> reason (xfail, strict).
-KNOWN_FAILURES = {
-    "InceptionResNetV2": "CustomScaleLayer (the applications' own layer) is not mapped",
-    "ConvNeXt": "LayerScale / StochasticDepth (ConvNeXt's own layers) are not mapped",
-}
+KNOWN_FAILURES = {}
 
 
 def _marked(ids):
