@@ -214,18 +214,19 @@ def write_and_load(K, case_ids, exts, root):
             model.save(path)
             cases.append(dict(name=case + ext, file=path, x=xp, y=yp))
         meta[case] = dict(write_s=time.perf_counter() - t, layers=len(model.layers),
-                          outputs=ys, file=path, x=x)
+                          outputs=ys, x=x)
     results = run_child(root, cases)
     for name, r in results.items():
         case = name.rsplit(".", 1)[0]
-        r.update(case=case, **{k: v for k, v in meta[case].items()})
+        r.update(case=case, file=os.path.join(root, name), **meta[case])
     print(f"\n{K.__name__} {K.__version__}: seconds per model (writer: build, predict, "
           f"save {'+'.join(exts)}; sepconv child: load + forward, 1 thread)")
     for case in case_ids:
         child = [results[case + ext] for ext in exts]
         print(f"  {case:36s} {meta[case]['layers']:4d} layers  writer "
               f"{meta[case]['write_s']:5.1f}  sepconv " +
-              " ".join(f"{r.get('load_s', 0) + r.get('run_s', 0):4.1f}" for r in child))
+              " ".join(f"{r.get('load_s', 0) + r.get('run_s', 0):4.1f}" for r in child) +
+              "  error/scale " + " ".join(f"{r.get('err', float('nan')):.1e}" for r in child))
     return results
 
 
@@ -261,3 +262,35 @@ def keras3_results(tmp_path_factory):
 def test_keras3_application_loads_with_keras_numbers(keras3_results, name):
     """The same cases from Keras 3.15 (torch backend): its ``.keras`` files."""
     check_result(keras3_results[name])
+
+
+def _close_to(got, want):
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=RTOL * float(np.max(np.abs(b))))
+
+
+@pytest.mark.parametrize("case", ["EfficientNetB0", "MobileNetV3Large"])
+def test_tf_keras_application_written_back_reads_in_tf_keras(tf_keras_results, case,
+                                                             tmp_path):
+    """tf-keras .h5 -> sepconv -> ``save_keras_model`` (.h5) -> ``tf_keras.models.
+    load_model``: its ``predict`` gives the original model's outputs."""
+    r = tf_keras_results[f"{case}.h5"]
+    out = str(tmp_path / "again.h5")
+    sepconv.save_keras_model(sepconv.load_keras_model(r["file"]), out)
+    theirs = tf_keras.models.load_model(out)
+    assert len(theirs.layers) == r["layers"]
+    _close_to(outputs(theirs.predict(r["x"], verbose=0)), r["outputs"])
+
+
+@pytest.mark.parametrize("case", ["ConvNeXt-drop_path", "MobileNetV3Small-minimalistic"])
+def test_keras3_application_written_back_reads_in_keras3(keras3_results, case, tmp_path):
+    """Keras 3 .keras -> sepconv -> ``save_keras_model`` (.keras) -> ``keras.saving.
+    load_model``: the original outputs (ConvNeXt's LayerScale / StochasticDepth found in
+    their applications module)."""
+    r = keras3_results[f"{case}.keras"]
+    out = str(tmp_path / "again.keras")
+    sepconv.save_keras_model(sepconv.load_keras_model(r["file"]), out)
+    theirs = keras.saving.load_model(out)
+    assert len(theirs.layers) == r["layers"]
+    _close_to(outputs(theirs.predict(r["x"], verbose=0)), r["outputs"])
