@@ -169,6 +169,7 @@ CHILD = BLOCKER + textwrap.dedent("""
             r["outputs"] = len(out)
             r["err"] = max(errs)
             r["training"] = model.training
+            r["names"] = [n for n, _ in model.named_children()]
         except Exception as e:
             r["error"] = f"{type(e).__name__}: {str(e)[:600]}"
         results[case["name"]] = r
@@ -214,7 +215,8 @@ def write_and_load(K, case_ids, exts, root):
             model.save(path)
             cases.append(dict(name=case + ext, file=path, x=xp, y=yp))
         meta[case] = dict(write_s=time.perf_counter() - t, layers=len(model.layers),
-                          outputs=ys, x=x)
+                          keras_names=[layer.name for layer in model.layers], outputs=ys,
+                          x=x)
     results = run_child(root, cases)
     for name, r in results.items():
         case = name.rsplit(".", 1)[0]
@@ -233,6 +235,9 @@ def write_and_load(K, case_ids, exts, root):
 def check_result(r):
     assert "error" not in r, r["error"]
     assert r["training"] is False
+    # Keras' layer names name the modules (a TensorFlow-op node's dots as "_")
+    missing = {n.replace(".", "_") for n in r["keras_names"]} - set(r["names"])
+    assert not missing, f"layers missing or renamed: {sorted(missing)[:5]}"
     for y in r["outputs"]:
         # the comparison means something: outputs vary, no saturated probability
         assert np.std(y) > 1e-3 * np.max(np.abs(y)), "degenerate outputs"

@@ -8,7 +8,6 @@ files and back (the whole applications: tests/test_applications.py)."""
 from __future__ import annotations
 
 import inspect
-import os
 
 import numpy as np
 import pytest

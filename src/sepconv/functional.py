@@ -2851,3 +2851,15 @@ def zoom_matrix(zooms: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     zeros = torch.zeros_like(z[:, 0])
     return torch.stack([z[:, 0], zeros, x_offset, zeros, z[:, 1], y_offset, zeros, zeros],
                        dim=1)
+
+
+def stochastic_depth(x: torch.Tensor, rate: float,
+                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Keras Applications' (ConvNeXt's) training-time stochastic depth: ``(x / keep) *
+    floor(keep + u)``, ``keep = 1 - rate``, one uniform ``u`` per sample (axis 0), so each
+    sample of ``x`` (``(batch, ...)``) is kept whole, scaled by ``1 / keep``, or zeroed.
+    ``rate`` in ``[0, 1)``."""
+    keep = 1.0 - rate
+    u = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device,
+                   generator=generator)
+    return (x / keep) * torch.floor(keep + u)

@@ -21,6 +21,7 @@ from typing import Any, Dict
 
 import torch
 
+from .. import functional as _functional
 from .. import initializers as _initializers
 from .base import Layer, check_count
 from .core import _Weightless, check_number
@@ -139,9 +140,7 @@ class StochasticDepth(_Weightless):
     def call(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.drop_path_rate == 0:
             return x
-        keep = 1.0 - self.drop_path_rate
-        u = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
-        return (x / keep) * torch.floor(keep + u)
+        return _functional.stochastic_depth(x, self.drop_path_rate)
 
     def get_config(self) -> Dict[str, Any]:
         return {**self.base_config(), "drop_path_rate": self.drop_path_rate}
