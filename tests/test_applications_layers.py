@@ -309,3 +309,32 @@ def test_small_models_from_both_kerases_load_and_go_back(tmp_path):
         with torch.no_grad():  # and sepconv reads its own file back
             again = load_keras_model(out)(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(again, y[0], rtol=1e-6, atol=1e-6)
+
+
+def test_h5_with_layer_names_that_are_paths_goes_back_to_tf_keras(tmp_path):
+    """MobileNetV3 names layers like paths ("expanded_conv_1/depthwise/pad" before
+    "expanded_conv_1/depthwise"): the .h5 writer creates the layers' groups in name order,
+    as tf-keras does (it failed with "name already exists" in model order)."""
+    L = tf_keras.layers
+    inp = tf_keras.Input((5, 5, 2), name="image")
+    x = L.ZeroPadding2D(1, name="block/conv/pad")(inp)
+    x = L.Conv2D(3, 3, name="block/conv")(x)
+    x = L.BatchNormalization(name="block/conv/BatchNorm")(x)
+    out = L.Conv2D(2, 1, name="block")(x)
+    model = tf_keras.Model(inp, out)
+    rng = np.random.default_rng(0)
+    _randomize(model, rng)
+    model.layers[3].set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+                                 for w in model.layers[3].get_weights()])
+    x = rng.standard_normal((2, 5, 5, 2)).astype(np.float32)
+    y = model.predict(x, verbose=0)
+    path = str(tmp_path / "paths.h5")
+    model.save(path)
+    out = str(tmp_path / "again.h5")
+    save_keras_model(load_keras_model(path), out)
+    theirs = tf_keras.models.load_model(out)
+    assert [a.name for a in theirs.layers] == [a.name for a in model.layers]
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), y, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():
+        np.testing.assert_allclose(load_keras_model(out)(torch.from_numpy(x)).numpy(), y,
+                                   rtol=1e-6, atol=1e-6)

@@ -1343,7 +1343,9 @@ def _write_h5(path: str, model_config: str, layers: List[Any]) -> None:
             g.attrs["keras_version"] = "2.21.0"
             g.attrs["backend"] = "tensorflow"
             g.attrs["layer_names"] = np.array([m.name.encode("utf8") for m in layers])
-            for layer in layers:
+            # (by name, as tf-keras writes them: "conv/pad" would otherwise create
+            # "conv" as its parent group before the layer "conv" (MobileNetV3's names))
+            for layer in sorted(layers, key=lambda m: m.name):
                 lg = g.create_group(layer.name)
                 arrays = layer.get_weights() if hasattr(layer, "get_weights") else []
                 h5_names = getattr(layer, "h5_weight_names", None)  # nested weights' paths
