@@ -177,7 +177,7 @@ def test_forward_and_gradients_match_both_kerases(rank, dim, scale, broadcast, d
     np.testing.assert_allclose(got, got3, **tol)
 
 
-def test_layer_scale_under_mixed_float16_matches_tf_keras():
+def test_mixed_float16_matches_tf_keras():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 5, 4)).astype(np.float32)
     gamma = rng.standard_normal(4).astype(np.float32)
@@ -189,6 +189,13 @@ def test_layer_scale_under_mixed_float16_matches_tf_keras():
     assert ours.gamma.dtype == torch.float32 and got.dtype == torch.float16
     assert want.dtype == np.float16
     np.testing.assert_array_equal(got.detach().numpy(), want)
+    for scale in (0.17, 0.1, 1 / 3):  # scale rounded to float16 first, as TensorFlow does
+        ours = sepconv.CustomScaleLayer(scale, dtype="mixed_float16")
+        theirs = _tk_irv2.CustomScaleLayer(scale, dtype="mixed_float16")
+        got = ours([torch.from_numpy(x), torch.from_numpy(x[::-1].copy())])
+        want = theirs([tf.constant(x), tf.constant(x[::-1].copy())]).numpy()
+        assert got.dtype == torch.float16
+        np.testing.assert_array_equal(got.numpy(), want)
 
 
 def test_stochastic_depth_keeps_or_drops_whole_samples_as_keras():

@@ -51,7 +51,8 @@ class CustomScaleLayer(_Weightless):
             raise ValueError(f"Layer {self.name!r} (CustomScaleLayer) should be called on a "
                              f"list of 2 inputs. Received inputs={inputs!r}")
         x, r = (self._prepare_input(v) for v in inputs)
-        return x + r * self.scale
+        # scale in the compute dtype first, as TensorFlow converts the Python number
+        return x + r * torch.tensor(self.scale, dtype=r.dtype, device=r.device)
 
     def compute_output_shape(self, input_shape):
         a, b = (tuple(s) for s in input_shape)
