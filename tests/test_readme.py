@@ -160,6 +160,7 @@ SETUPS: Dict[str, Callable[[Dict], None]] = {
     '"transformer_classifier.keras"': lambda ns: _custom_file("transformer_classifier.keras"),
     '"lambda_model.h5"': lambda ns: (_lambda_file("lambda_model.h5"),
                                      ns.update(x=torch.randn(4, 20, 16))),
+    "tf_keras.applications": lambda ns: pytest.importorskip("tf_keras"),  # builds one
 }
 
 BLOCKS = _blocks()

@@ -2972,3 +2972,15 @@ def ctc_greedy_decode(inputs: torch.Tensor, sequence_lengths: torch.Tensor,
     order = torch.where(dropped, steps, torch.arange(steps, device=inputs.device)[None, :])
     decoded = torch.gather(best, 1, torch.argsort(order, dim=1, stable=True))
     return decoded, -scores.sum(dim=1, keepdim=True)
+
+
+def stochastic_depth(x: torch.Tensor, rate: float,
+                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Keras Applications' (ConvNeXt's) training-time stochastic depth: ``(x / keep) *
+    floor(keep + u)``, ``keep = 1 - rate``, one uniform ``u`` per sample (axis 0), so each
+    sample of ``x`` (``(batch, ...)``) is kept whole, scaled by ``1 / keep``, or zeroed.
+    ``rate`` in ``[0, 1)``."""
+    keep = 1.0 - rate
+    u = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device,
+                   generator=generator)
+    return (x / keep) * torch.floor(keep + u)

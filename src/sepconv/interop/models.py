@@ -45,6 +45,11 @@ _CLASS_ALIASES = {python: cls for cls, python in _files._V3_PYTHON_NAMES.items()
 #: ``build_config`` keys (Keras 3) that a class also takes as arguments, merged into its
 #: config so that the layer builds from them (``MultiHeadAttention``'s input shapes).
 _BUILD_ARGS = ("query_shape", "value_shape", "key_shape")
+#: Registered names tf-keras' applications give their own layers (InceptionResNetV2's
+#: ``CustomScaleLayer`` under the default package ``Custom``; layers/applications.py):
+#: Keras' own classes, not a user's custom objects, where the entry's module (if any) is
+#: an applications module.
+_APPLICATION_NAMES = {"Custom>CustomScaleLayer": "CustomScaleLayer"}
 
 
 # -- configs ---------------------------------------------------------------------------
@@ -66,9 +71,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _is_application_layer(entry: dict) -> bool:
+    module = entry.get("module") or ""
+    return (entry.get("class_name") in _APPLICATION_NAMES or
+            entry.get("registered_name") in _APPLICATION_NAMES) and \
+        (not module or ".applications." in module)
+
+
 def _is_custom(entry: dict) -> bool:
     registered = entry.get("registered_name") or ""
     module = entry.get("module") or ""
+    if _is_application_layer(entry):
+        return False
     return ">" in registered or ">" in str(entry.get("class_name", "")) or \
         (bool(module) and not module.split(".")[0] in ("keras", "tf_keras", "tensorflow"))
 
@@ -98,6 +112,7 @@ def build_layer(entry: dict, flavour: str = "tf_keras") -> torch.nn.Module:
     if class_name == "Lambda" and not _is_custom(entry):
         from . import lambdas as _lambdas
         return _lambdas.build_lambda(entry, flavour)
+    class_name = _APPLICATION_NAMES.get(class_name, class_name)
     cls = _base.KERAS_CLASSES.get(_CLASS_ALIASES.get(class_name, class_name))
     if cls is None or _is_custom(entry):  # a custom "Dense" is not Keras' Dense
         raise _unsupported(entry, name)
@@ -1276,6 +1291,12 @@ def _sequential_batch_shape(module, layers, input_shape) -> List[Any]:
     return [None if v is None else int(v) for v in batch_shape]
 
 
+def _tf_keras_class(layer: torch.nn.Module) -> str:
+    """The class name tf-keras writes for ``layer`` (its registered name where a class says
+    one: the applications' ``Custom>CustomScaleLayer``)."""
+    return getattr(layer, "TF_KERAS_REGISTERED_NAME", None) or type(layer).__name__
+
+
 def _sequential_config(module, layers, input_shape) -> dict:
     batch_shape = _sequential_batch_shape(module, layers, input_shape)
     first = layers[0]
@@ -1291,7 +1312,7 @@ def _sequential_config(module, layers, input_shape) -> dict:
         if layer is first:
             config["batch_input_shape"] = batch_shape
             config.pop("batch_shape", None)
-        entries.append({"class_name": type(layer).__name__, "config": config})
+        entries.append({"class_name": _tf_keras_class(layer), "config": config})
     return {"class_name": "Sequential", "config": {
         "name": getattr(module, "keras_name", None) or "sequential", "layers": entries}}
 
@@ -1354,7 +1375,7 @@ def _functional_config(module: KerasFunctional) -> dict:
             inbound = [[[r[0], r[1], r[2], _tf_keras_keywords(kwargs)]
                         for r in _refs_in(first)] for _, first, kwargs in calls]
         entries.append({"class_name": layer.class_name if _is_op(layer) else
-                        type(layer).__name__, "config": layer.get_config(),
+                        _tf_keras_class(layer), "config": layer.get_config(),
                         "name": names.get(lname, lname), "inbound_nodes": inbound})
     return {"class_name": "Functional", "config": {
         "name": module.keras_name, "layers": entries,
@@ -1386,7 +1407,9 @@ def _write_h5(path: str, model_config: str, layers: List[Any]) -> None:
             g.attrs["keras_version"] = "2.21.0"
             g.attrs["backend"] = "tensorflow"
             g.attrs["layer_names"] = np.array([m.name.encode("utf8") for m in layers])
-            for layer in layers:
+            # (by name, as tf-keras writes them: "conv/pad" would otherwise create
+            # "conv" as its parent group before the layer "conv" (MobileNetV3's names))
+            for layer in sorted(layers, key=lambda m: m.name):
                 lg = g.create_group(layer.name)
                 arrays = layer.get_weights() if hasattr(layer, "get_weights") else []
                 h5_names = getattr(layer, "h5_weight_names", None)  # nested weights' paths
@@ -1557,6 +1580,8 @@ def _keras3_entry(layer: torch.nn.Module, input_shape: Any = None) -> dict:
             out[key] = _keras3_value(key, value)
     entry = {"module": "keras.layers", "class_name": cls, "config": out,
              "registered_name": None}
+    if getattr(layer, "KERAS3_MODULE", None):  # a class outside keras.layers (applications)
+        entry.update(module=layer.KERAS3_MODULE, registered_name=cls)
     if cls in ("MultiHeadAttention", "GroupQueryAttention") and \
             getattr(layer, "built", False):
         entry["build_config"] = {"shapes_dict": {

@@ -50,6 +50,7 @@ from .augmentation import (CenterCrop, RandomBrightness, RandomContrast,  # noqa
 from .lambda_layer import Lambda  # noqa: F401
 from .spectral import SpectralNormalization  # wrapper (spectral.py)
 from .hashed_crossing import HashedCrossing  # hashed_crossing.py
+from .applications import CustomScaleLayer, LayerScale, StochasticDepth  # noqa: F401
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
