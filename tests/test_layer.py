@@ -529,3 +529,28 @@ def test_module_dtype_casts_set_the_compute_dtype():
     np.testing.assert_allclose(y.detach().numpy(), _expected(layer, x), atol=1e-12)
     model.to(torch.bfloat16)
     assert model(x).dtype == torch.bfloat16
+
+
+def test_deferred_initialization_draws_what_nothing_wrote():
+    """The loader's deferred initialization: weights written inside the context keep their
+    values; weights nothing wrote get their initializer's values on leaving it (never NaN);
+    integer weights and nested contexts behave."""
+    from sepconv.layers import base
+
+    with base.deferred_initialization():
+        written = sepconv.Dense(3, input_shape=(4,), bias_initializer="ones")
+        left = sepconv.Dense(3, input_shape=(4,), kernel_initializer="ones",
+                             bias_initializer=sepconv.initializers.Constant(0.5))
+        assert torch.isnan(left.kernel).all()
+        with base.deferred_initialization():  # nested: drawn by the outer one
+            inner = sepconv.Dense(2, input_shape=(3,), kernel_initializer="ones")
+        assert torch.isnan(inner.kernel).all()
+        values = [np.full((4, 3), 2.0, np.float32), np.full((3,), -1.0, np.float32)]
+        written.set_weights(values)
+    for got, want in zip(written.get_weights(), values):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(left.get_weights()[0], np.ones((4, 3), np.float32))
+    np.testing.assert_array_equal(left.get_weights()[1], np.full((3,), 0.5, np.float32))
+    np.testing.assert_array_equal(inner.get_weights()[0], np.ones((3, 2), np.float32))
+    fresh = sepconv.Dense(3, input_shape=(4,))  # outside: drawn at once
+    assert not torch.isnan(fresh.kernel).any()

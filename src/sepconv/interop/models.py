@@ -934,7 +934,8 @@ def load_keras_model(path: Any, custom_objects: Optional[Dict[str, Any]] = None,
     layer and the function sepconv does not run).
     """
     from . import lambdas as _lambdas
-    with _registry.custom_object_scope(custom_objects), _lambdas.safe_mode_scope(safe_mode):
+    with _registry.custom_object_scope(custom_objects), _lambdas.safe_mode_scope(safe_mode), \
+            _base.deferred_initialization():  # the file overwrites the initial draws
         return _load_keras_model(path)
 
 
