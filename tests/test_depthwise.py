@@ -654,6 +654,7 @@ def test_pointwise_kernel_avoids_torchs_slow_single_thread_path(rank):
 
     from sepconv.kernels import pointwise, reference
     spatial = {1: (4096,), 2: (64, 64), 3: (16, 16, 16)}[rank]
+    torch.manual_seed(rank)
     x = torch.randn((2,) + spatial + (8,), requires_grad=True)
     k = torch.randn((1,) * rank + (8, 64), requires_grad=True)
     b = torch.randn(64, requires_grad=True)
@@ -673,7 +674,8 @@ def test_pointwise_kernel_avoids_torchs_slow_single_thread_path(rank):
     want = reference.conv(x, k, b, **kw)
     torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-4)
     for g, w in zip(grads, torch.autograd.grad(want.square().sum(), (x, k, b))):
-        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-3)
+        # sums of 8192 products in another order: float32 rounding of their scale
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-3 + 1e-5 * w.abs().max().item())
 
 
 @pytest.mark.parametrize("geometry", [((6, 5), (3, 2), (2, 1), "same"),
