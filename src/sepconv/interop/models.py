@@ -261,19 +261,28 @@ def _build_by_a_call(module: torch.nn.Module, input_shape: Any, name: str,
             getattr(m, "WEIGHT_NAMES", ()) for m in module.modules()):
         return
     shape = _as_shape(input_shape)
-
-    def zeros(s):
-        return torch.zeros([1 if d is None else int(d) for d in s])
-    modes = {m: m.training for m in module.modules()}
-    module.eval()
     try:
-        with torch.no_grad():
-            module([zeros(s) for s in shape] if isinstance(shape, list) else zeros(shape))
+        _call_on_zeros(module, shape, 1, 1)
     except Exception as err:  # noqa: BLE001 - the user's code: said in one line
         raise KerasFileError(f"{label}: layer {name!r} ({type(module).__name__}) has sepconv "
                              f"layers without weights yet, and a call on zeros of its "
                              f"input shape {shape} to build them failed "
                              f"({_one_line(err)}): give them an input_shape") from None
+
+
+def _call_on_zeros(module: torch.nn.Module, shape: Any, batch: int, size: int) -> Any:
+    """``module``'s output on zeros of ``shape`` (a shape, or a list of them; unknown sizes
+    ``batch`` on the first axis, ``size`` on the others), in eval mode and without
+    gradients; the submodules' training modes are restored."""
+    def zeros(s):
+        return torch.zeros([batch if i == 0 and v is None else size if v is None else int(v)
+                            for i, v in enumerate(s)])
+    modes = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        with torch.no_grad():
+            return module([zeros(s) for s in shape] if isinstance(shape, list)
+                          else zeros(shape))
     finally:
         for m, training in modes.items():
             m.training = training
@@ -374,23 +383,11 @@ def _probed_output_shape(module: torch.nn.Module, shape: Any) -> Any:
     ``40`` for other axes), a size that differs between them unknown; ``None`` if a run
     fails.  The layers after it then know their input shape (and build from it)."""
     shape = _as_shape(shape)
-    runs = []
-    modes = {m: m.training for m in module.modules()}
-    module.eval()
     try:
-        for batch, size in ((2, 24), (3, 40)):
-            def zeros(s):
-                return torch.zeros([batch if i == 0 and v is None else size if v is None
-                                    else int(v) for i, v in enumerate(s)])
-            with torch.no_grad():
-                out = module([zeros(s) for s in shape] if isinstance(shape, list)
-                             else zeros(shape))
-            runs.append([tuple(t.shape) for t in _flat_outputs(out)])
+        runs = [[tuple(t.shape) for t in _flat_outputs(_call_on_zeros(module, shape, *sizes))]
+                for sizes in ((2, 24), (3, 40))]
     except Exception:  # noqa: BLE001 - a shape table entry is optional
         return None
-    finally:
-        for m, training in modes.items():
-            m.training = training
     shapes = [tuple(a if a == b else None for a, b in zip(sa, sb))
               for sa, sb in zip(*runs)]
     return shapes[0] if len(shapes) == 1 else shapes

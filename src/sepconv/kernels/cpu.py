@@ -561,15 +561,23 @@ def _backward_op(grad_y: torch.Tensor, x: torch.Tensor, depthwise: torch.Tensor,
 
 @_backward_op.register_fake
 def _backward_fake(grad_y, x, depthwise, pointwise, z2, bias_dtype, needs, *geometry):
-    like = (x, depthwise, pointwise, None)
+    return fake_grads(x, needs, (x, depthwise, pointwise, None), pointwise.shape[1],
+                      bias_dtype)
+
+
+def fake_grads(x: torch.Tensor, needs, likes: tuple, bias_size, bias_dtype) -> list:
+    """A backward op's fake (shape-only) result: an empty tensor for each gradient not
+    asked for, the bias' ``(bias_size,)`` in ``bias_dtype`` where ``likes`` holds ``None``,
+    else a contiguous tensor like the input in ``likes`` (shared with
+    ``kernels/depthwise_train.py``)."""
     out = []
-    for need, t in zip(needs, like):
+    for need, like in zip(needs, likes):
         if not need:
             out.append(x.new_empty(0))
-        elif t is None:
-            out.append(x.new_empty(pointwise.shape[1], dtype=bias_dtype))
+        elif like is None:
+            out.append(x.new_empty(bias_size, dtype=bias_dtype))
         else:
-            out.append(torch.empty_like(t, memory_format=torch.contiguous_format))
+            out.append(torch.empty_like(like, memory_format=torch.contiguous_format))
     return out
 
 

@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 
 
+#: Inference turns TensorFlow's unequal padding into zero kernel taps where cheaper
+#: (:func:`_rest_as_zero_taps`; ``False``: always the padded copy; benchmarks and tests
+#: alternate it).
 ZERO_TAPS = True
 
 

@@ -235,15 +235,7 @@ def _backward_op(grad_y: torch.Tensor, x: torch.Tensor, w2: torch.Tensor,
 
 @_backward_op.register_fake
 def _backward_fake(grad_y, x, w2, bias_dtype, needs, *geometry):
-    out = []
-    for need, like in zip(needs, (x, w2, None)):
-        if not need:
-            out.append(x.new_empty(0))
-        elif like is None:
-            out.append(x.new_empty(w2.shape[1], dtype=bias_dtype))
-        else:
-            out.append(torch.empty_like(like, memory_format=torch.contiguous_format))
-    return out
+    return _cpu.fake_grads(x, needs, (x, w2, None), w2.shape[1], bias_dtype)
 
 
 def _hand_backward(grad_y, x, w2, bias_dtype, needs, geometry):

@@ -149,6 +149,8 @@ def _plain_strides(x: torch.Tensor) -> torch.Tensor:
     return torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x)
 
 
+#: :func:`conv_transpose` adds the bias after torch's call where that is faster on CPU
+#: (``False``: always fused, as before; benchmarks and tests alternate it).
 LATE_BIAS = True
 
 
@@ -211,7 +213,7 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
     # "Transposed convolutions: the bias").
     overlaps = any((k - 1) * d + 1 > s
                    for k, s, d in zip(kernel.shape[:rank], strides, dilation))
-    late_bias = grow or (LATE_BIAS and x.device.type == "cpu" and max(strides) > 1
+    late_bias = grow or (LATE_BIAS and x.is_cpu and max(strides) > 1
                          and overlaps and not any(torch_pad))
     y = conv_nd(x, weight, None if late_bias else bias, stride=tuple(strides),
                 padding=tuple(torch_pad), output_padding=tuple(torch_out_pad),

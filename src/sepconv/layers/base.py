@@ -267,7 +267,6 @@ def _building(build):
     return wrapper
 
 
-
 _DEFERRED = threading.local()
 
 
