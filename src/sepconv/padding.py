@@ -55,6 +55,14 @@ def conv_output_length(length: Optional[int], kernel_size: int, stride: int,
     return (padded - span) // stride + 1
 
 
+def padded_output_length(length, kernel_size: int, stride: int, dilation: int,
+                         pad_left: int, pad_right: int):
+    """Output steps of a convolution over ``length`` steps with explicit padding (the
+    kernels' arithmetic once the padding is known; ``length`` may be a symbolic size)."""
+    return (length + pad_left + pad_right - effective_kernel_size(kernel_size, dilation)) \
+        // stride + 1
+
+
 def padding_amounts_nd(spatial: Sequence[int], kernel_size: Sequence[int],
                        strides: Sequence[int], dilation: Sequence[int],
                        padding: str) -> Tuple[Tuple[int, int], ...]:

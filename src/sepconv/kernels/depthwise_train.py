@@ -45,6 +45,7 @@ from typing import List, Optional
 
 import torch
 
+from .. import padding as _padding
 from . import _cpu_native
 from . import cpu as _cpu
 from . import depthwise_cpu as _depthwise_cpu
@@ -118,10 +119,6 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
     return _DepthwiseConv1d.apply(x, w2, bias, geometry)
 
 
-def _out_len(length, k: int, stride: int, dilation: int, pad_left: int, pad_right: int):
-    return (length + pad_left + pad_right - (k - 1) * dilation - 1) // stride + 1
-
-
 def _forward(x: torch.Tensor, w2: torch.Tensor, bias: Optional[torch.Tensor],
              geometry: tuple) -> torch.Tensor:
     """The output ``(N, L_out, C*M)``, contiguous (what the fake promises)."""
@@ -130,8 +127,9 @@ def _forward(x: torch.Tensor, w2: torch.Tensor, bias: Optional[torch.Tensor],
     k, cm = w2.shape
     if x.dtype == torch.float32 and w2.dtype == torch.float32 \
             and _native_forward(cm // c, dilation):
-        y = _cpu._native_depthwise(x.contiguous(), w2, _out_len(length, k, *geometry),
-                                   cm // c, stride, dilation, pad_left)
+        out_len = _padding.padded_output_length(length, k, *geometry)
+        y = _cpu._native_depthwise(x.contiguous(), w2, out_len, cm // c, stride, dilation,
+                                   pad_left)
         return y if bias is None else y.add_(bias)
     with torch.no_grad():
         y = _depthwise_cpu.conv(x, w2.view(k, 1, cm), bias, strides=(stride,),
@@ -162,8 +160,8 @@ def _op(x: torch.Tensor, w2: torch.Tensor, bias: Optional[torch.Tensor], stride:
 @_op.register_fake
 def _fake(x, w2, bias, stride, dilation, pad_left, pad_right):
     k, cm = w2.shape
-    return x.new_empty(x.shape[0], _out_len(x.shape[1], k, stride, dilation, pad_left,
-                                            pad_right), cm)
+    return x.new_empty(x.shape[0], _padding.padded_output_length(
+        x.shape[1], k, stride, dilation, pad_left, pad_right), cm)
 
 
 def _setup_context(ctx, inputs, output):

@@ -67,6 +67,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import padding as _padding
 from . import reference as _reference
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -476,11 +477,6 @@ def _upcast(dtype: torch.dtype) -> bool:
     return INTERPRET and dtype == torch.bfloat16
 
 
-def _out_len(length: int, k: int, stride: int, dilation: int, pad_left: int,
-             pad_right: int) -> int:
-    return (length + pad_left + pad_right - (k - 1) * dilation - 1) // stride + 1
-
-
 def _seq_tiles(t: torch.Tensor, channels_last: bool) -> bool:
     """One sequence per row block when steps are the unit-stride axis (``channels_first``):
     then the kernels can prove consecutive rows contiguous and coalesce along them."""
@@ -524,7 +520,8 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
     length, channels = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[1])
     k, cm = w.shape
     f = p.shape[1]
-    l_out = _out_len(length, k, stride, dilation, pad_left, pad_right)
+    l_out = _padding.padded_output_length(length, k, stride, dilation, pad_left,
+                                          pad_right)
     y, (syb, syl, syf) = _output(x, batch, l_out, f, channels_last)
     rows = batch * l_out
     if rows == 0 or f == 0:

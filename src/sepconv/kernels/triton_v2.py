@@ -40,6 +40,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import padding as _padding
 from . import reference as _reference
 from . import triton_sepconv as _v1
 from .triton_sepconv import _depthwise_tile, _rows, _split_blocks, _wide
@@ -202,7 +203,8 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
     ``p`` contiguous."""
     batch, length, channels, k, cm = _geometry(x, w, channels_last)
     f = p.shape[1]
-    l_out = _v1._out_len(length, k, stride, dilation, pad_left, pad_right)
+    l_out = _padding.padded_output_length(length, k, stride, dilation, pad_left,
+                                          pad_right)
     rows = batch * l_out
     if rows == 0 or f == 0:
         shape = (batch, l_out, f) if channels_last else (batch, f, l_out)
