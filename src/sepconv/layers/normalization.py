@@ -230,8 +230,7 @@ class BatchNormalization(_Normalization):
         beta = self._param(self.beta, dtype, broadcast) if self.center else None
         if self.training and self.trainable:
             reduce = [a for a in range(x.dim()) if a not in axes]
-            mean, variance = _functional.moments(xc, reduce)
-            y = _functional.batch_normalization(xc, mean, variance, beta, gamma, epsilon)
+            y, mean, variance = _functional.normalize(xc, reduce, gamma, beta, epsilon)
             count = 1
             for a in reduce:
                 count *= x.shape[a]
@@ -318,10 +317,9 @@ class LayerNormalization(_Normalization):
         x = self._prepare_input(inputs)
         axes, broadcast = self._geometry(tuple(x.shape))
         xc = self._compute(x)
-        mean, variance = _functional.moments(xc, axes)
         gamma = self._param(self.gamma, xc.dtype, broadcast) if self.scale else None
         beta = self._param(self.beta, xc.dtype, broadcast) if self.center else None
-        y = _functional.batch_normalization(xc, mean, variance, beta, gamma, self.epsilon)
+        y = _functional.normalize(xc, axes, gamma, beta, self.epsilon)[0]
         return y.to(x.dtype)
 
     def get_config(self) -> Dict[str, Any]:

@@ -1,0 +1,132 @@
+"""``functional.normalize``'s one-node backward (batch and layer normalization in training)
+against the composition it replaces (``moments`` + ``batch_normalization`` under autograd)
+and float64 finite differences; the layers take it; the tools that need standard ops
+(tracing, torch.func) get the composition."""
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import sepconv
+from sepconv import functional as F
+
+
+def _composition(x, axes, gamma, beta, epsilon):
+    mean, variance = F.moments(x, axes)
+    return F.batch_normalization(x, mean, variance, beta, gamma, epsilon)
+
+
+def _draw_case(draw):
+    rank = draw(st.integers(2, 4))
+    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=rank, max_size=rank)))
+    axes = tuple(sorted(draw(st.sets(st.integers(0, rank - 1), min_size=1, max_size=rank))))
+    if draw(st.booleans()):  # batch norm: parameters over the kept axes
+        pshape = tuple(1 if a in axes else n for a, n in enumerate(shape))
+    else:                    # layer norm: parameters over the normalised axes
+        pshape = tuple(n if a in axes else 1 for a, n in enumerate(shape))
+    return shape, axes, pshape, draw(st.booleans()), draw(st.booleans())
+
+
+def _tensors(shape, pshape, scale, center, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(shape, generator=g, dtype=dtype) * 3 + 2).requires_grad_()
+    gamma = (torch.rand(pshape, generator=g, dtype=dtype) + 0.5).requires_grad_() \
+        if scale else None
+    beta = torch.randn(pshape, generator=g, dtype=dtype).requires_grad_() if center else None
+    return x, gamma, beta
+
+
+def _grads(y, inputs, dy, **kw):
+    return torch.autograd.grad(y, [t for t in inputs if t is not None], dy, allow_unused=True,
+                               **kw)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.data())
+def test_gradients_equal_the_composition_float64(data):
+    shape, axes, pshape, scale, center = _draw_case(data.draw)
+    x, gamma, beta = _tensors(shape, pshape, scale, center, torch.float64, 0)
+    y, mean, variance = F.normalize(x, axes, gamma, beta, 1e-3)
+    assert type(y.grad_fn).__name__ == "_NormalizeBackward"
+    ref = _composition(x, axes, gamma, beta, 1e-3)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    ref_mean, ref_var = F.moments(x, axes)
+    torch.testing.assert_close(mean, ref_mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(variance, ref_var, rtol=1e-12, atol=1e-12)
+    assert not mean.requires_grad and not variance.requires_grad
+    dy = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for got, want in zip(_grads(y, (x, gamma, beta), dy), _grads(ref, (x, gamma, beta), dy)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("axes,pshape", [((0, 1), (1, 1, 4)), ((2,), (1, 1, 4)),
+                                         ((1, 2), (1, 3, 4)), ((0, 2), (1, 3, 1))])
+def test_gradcheck_and_double_backward(axes, pshape):
+    x, gamma, beta = _tensors((5, 3, 4), pshape, True, True, torch.float64, 2)
+
+    def fn(x, gamma, beta):
+        return F.normalize(x, axes, gamma, beta, 1e-3)[0]
+    assert torch.autograd.gradcheck(fn, (x, gamma, beta))
+    # create_graph=True gives the composition's differentiable gradients (TensorFlow's
+    # stop_gradient on the mean inside the variance included), so double backward agrees
+    dy = torch.randn(5, 3, 4, dtype=torch.float64)
+    totals = []
+    for f in (fn, lambda x, g, b: _composition(x, axes, g, b, 1e-3)):
+        first = _grads(f(x, gamma, beta), (x, gamma, beta), dy, create_graph=True)
+        totals.append(_grads(sum((t * t).sum() for t in first), (x, gamma, beta), None))
+    for got, want in zip(*totals):
+        if want is None:
+            assert got is None or not got.any()
+        else:
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_float32_is_as_close_to_float64_as_the_composition():
+    x, gamma, beta = _tensors((8, 50, 50, 16), (1, 1, 1, 16), True, True, torch.float32, 3)
+    x64, g64, b64 = (t.detach().double().requires_grad_() for t in (x, gamma, beta))
+    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(4))
+    axes = (0, 1, 2)
+    exact = _grads(_composition(x64, axes, g64, b64, 1e-3), (x64, g64, b64), dy.double())
+    errors = []
+    for f in (lambda *a: F.normalize(*a)[0], _composition):
+        got = _grads(f(x, axes, gamma, beta, 1e-3), (x, gamma, beta), dy)
+        errors.append(max(float((a.double() - b).abs().max() / b.abs().max())
+                          for a, b in zip(got, exact)))
+    assert errors[0] <= 2 * errors[1] + 1e-7, errors
+
+
+def test_only_what_is_asked_is_computed():
+    x, gamma, beta = _tensors((4, 6, 3), (1, 1, 3), True, True, torch.float32, 5)
+    y = F.normalize(x.detach(), (0, 1), gamma, beta, 1e-3)[0]
+    dg, db = torch.autograd.grad(y.sum() * 0 + (y * y).sum(), (gamma, beta))
+    ref = _composition(x.detach(), (0, 1), gamma, beta, 1e-3)
+    rg, rb = torch.autograd.grad((ref * ref).sum(), (gamma, beta))
+    torch.testing.assert_close(dg, rg, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(db, rb, rtol=1e-5, atol=1e-5)
+
+
+def test_the_layers_train_through_the_node():
+    torch.manual_seed(0)
+    bn = sepconv.BatchNormalization(input_shape=(None, 6)).train()
+    ln = sepconv.LayerNormalization(input_shape=(None, 6)).train()
+    x = torch.randn(4, 9, 6, requires_grad=True)
+    for layer in (bn, ln):
+        assert type(layer(x).grad_fn).__name__ == "_NormalizeBackward"
+        with torch.no_grad():  # no graph: the composition's forward, the same numbers
+            torch.testing.assert_close(layer(x), layer(x.detach()), rtol=0, atol=0)
+    before = bn.moving_mean.clone()
+    bn(x)
+    assert not torch.equal(before, bn.moving_mean)  # the moving statistics still move
+
+
+def test_tools_that_need_standard_ops_get_the_composition():
+    x, gamma, beta = _tensors((3, 4, 5), (1, 1, 5), True, True, torch.float64, 6)
+
+    def loss(x):
+        return F.normalize(x, (0, 1), gamma, beta, 1e-3)[0].square().sum()
+    got = torch.func.grad(loss)(x.detach())  # an old-style Function would raise here
+    want, = torch.autograd.grad(_composition(x, (0, 1), gamma, beta, 1e-3).square().sum(), x)
+    torch.testing.assert_close(got, want)
+    g, b = gamma.detach(), beta.detach()  # a traced graph's constants must not need grads
+    traced = torch.jit.trace(lambda x: F.normalize(x, (0, 1), g, b, 1e-3)[0], x)
+    assert "_Normalize" not in str(traced.graph)
