@@ -130,3 +130,22 @@ def test_tools_that_need_standard_ops_get_the_composition():
     g, b = gamma.detach(), beta.detach()  # a traced graph's constants must not need grads
     traced = torch.jit.trace(lambda x: F.normalize(x, (0, 1), g, b, 1e-3)[0], x)
     assert "_Normalize" not in str(traced.graph)
+
+
+@pytest.mark.parametrize("shape", [(4, 64, 512, 8), (3, 50000, 16), (2, 1 << 19, 3),
+                                   (2, 1 << 19, 1)])
+def test_few_channels_are_folded_into_wide_rows(shape):
+    x, gamma, beta = _tensors(shape, (1,) * (len(shape) - 1) + (shape[-1],), True, True,
+                              torch.float64, 7)
+    axes = tuple(range(len(shape) - 1))
+    assert F._Folding(x, axes, gamma, beta).k > 1
+    assert F._Folding(x, axes[1:], gamma, beta).k == 1      # the batch axis kept: as is
+    assert F._Folding(x.transpose(0, 1), axes, gamma, beta).k == 1  # not contiguous
+    assert F._Folding(x[:1, :8], axes, gamma, beta).k == 1  # small: as is
+    y, mean, variance = F.normalize(x, axes, gamma, beta, 1e-3)
+    ref = _composition(x, axes, gamma, beta, 1e-3)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(variance, F.moments(x, axes)[1], rtol=1e-12, atol=1e-12)
+    dy = torch.randn(shape, dtype=torch.float64)
+    for got, want in zip(_grads(y, (x, gamma, beta), dy), _grads(ref, (x, gamma, beta), dy)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
