@@ -132,20 +132,69 @@ def test_tools_that_need_standard_ops_get_the_composition():
     assert "_Normalize" not in str(traced.graph)
 
 
-@pytest.mark.parametrize("shape", [(4, 64, 512, 8), (3, 50000, 16), (2, 1 << 19, 3),
-                                   (2, 1 << 19, 1)])
-def test_few_channels_are_folded_into_wide_rows(shape):
+def _float32_against_float64(shape, threads, seed):
     x, gamma, beta = _tensors(shape, (1,) * (len(shape) - 1) + (shape[-1],), True, True,
-                              torch.float64, 7)
+                              torch.float32, seed)
     axes = tuple(range(len(shape) - 1))
-    assert F._Folding(x, axes, gamma, beta).k > 1
-    assert F._Folding(x, axes[1:], gamma, beta).k == 1      # the batch axis kept: as is
-    assert F._Folding(x.transpose(0, 1), axes, gamma, beta).k == 1  # not contiguous
-    assert F._Folding(x[:1, :8], axes, gamma, beta).k == 1  # small: as is
-    y, mean, variance = F.normalize(x, axes, gamma, beta, 1e-3)
-    ref = _composition(x, axes, gamma, beta, 1e-3)
-    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(variance, F.moments(x, axes)[1], rtol=1e-12, atol=1e-12)
-    dy = torch.randn(shape, dtype=torch.float64)
-    for got, want in zip(_grads(y, (x, gamma, beta), dy), _grads(ref, (x, gamma, beta), dy)):
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    x64, g64, b64 = (t.detach().double().requires_grad_() for t in (x, gamma, beta))
+    dy = torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1))
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y, mean, variance = F.normalize(x, axes, gamma, beta, 1e-3)
+        got = _grads(y, (x, gamma, beta), dy)
+    finally:
+        torch.set_num_threads(old)
+    ref = _composition(x64, axes, g64, b64, 1e-3)
+    want = _grads(ref, (x64, g64, b64), dy.double())
+    # the float32 formula's own rounding: y = x * (gamma * rstd) + offset and dx's three
+    # terms are each as large as |x| or |dy| times gamma * rstd, whatever y's or dx's size
+    mean64, var64 = F.moments(x64, axes)
+    terms = float((g64 * torch.rsqrt(var64 + 1e-3)).abs().max())
+    bounds = [float(ref.abs().max()) + terms * float(x64.abs().max()),
+              float(mean64.abs().max()), float(var64.abs().max()),
+              terms * float(dy.abs().max()), float(want[1].abs().max()),
+              float(want[2].abs().max())]
+    for a, b, bound in zip((y, mean, variance) + got, (ref, mean64, var64) + want, bounds):
+        assert float((a.double() - b).abs().max()) <= 2e-6 * bound, (shape, a.shape)
+
+
+def test_the_c_routine_against_float64(monkeypatch):
+    from sepconv.kernels import _norm_native
+    if _norm_native.load() is None:
+        pytest.skip("no C compiler")
+    calls = []
+    monkeypatch.setattr(_norm_native, "MIN_PARALLEL", 1)  # threads even on small inputs
+    real = _norm_native.stats
+    monkeypatch.setattr(_norm_native, "stats", lambda x: calls.append(1) or real(x))
+
+    @settings(max_examples=40, deadline=None, derandomize=True)
+    @given(rows=st.integers(2, 300), lead=st.integers(1, 3), channels=st.integers(1, 70),
+           threads=st.sampled_from([1, 2]))
+    def check(rows, lead, channels, threads):
+        calls.clear()
+        # (two rows at least: one row has variance 0, where x * rstd and the offset cancel
+        # to float32 rounding of x / sqrt(epsilon), in any float32 implementation)
+        _float32_against_float64((lead, rows, channels), threads, rows + channels)
+        assert calls  # the C routine ran
+    check()
+
+
+@pytest.mark.parametrize("shape", [(32, 64, 128, 8), (8, 56, 56, 128), (16, 150, 32)])
+def test_the_c_routine_at_model_sizes(shape):
+    _float32_against_float64(shape, 2, 11)
+
+
+def test_the_c_routine_is_taken_only_where_it_applies():
+    from sepconv.kernels import _norm_native
+    if _norm_native.load() is None:
+        pytest.skip("no C compiler")
+    x = torch.randn(4, 5, 6)
+    per_channel = torch.ones(1, 1, 6)
+    assert _norm_native.takes(x, (0, 1), per_channel, None)
+    assert _norm_native.takes(x, (1, 0), None, None)
+    assert not _norm_native.takes(x, (0, 2), None, None)                # not the last axis kept
+    assert not _norm_native.takes(x, (1,), None, None)                  # batch axis kept
+    assert not _norm_native.takes(x.transpose(0, 1), (0, 1), None, None)  # not contiguous
+    assert not _norm_native.takes(x.double(), (0, 1), None, None)
+    assert not _norm_native.takes(x, (0, 1), torch.ones(1, 5, 6), None)  # not per channel
