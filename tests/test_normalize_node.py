@@ -185,6 +185,18 @@ def test_the_c_routine_at_model_sizes(shape):
     _float32_against_float64(shape, 2, 11)
 
 
+def test_a_strided_input_is_read_contiguous():
+    # a convolution of one input channel returns NCHW memory seen channels_last
+    x = torch.randn(4, 3, 5, 6).permute(0, 2, 3, 1).requires_grad_()
+    gamma = torch.rand(1, 1, 1, 3, requires_grad=True)
+    y, _, _ = F.normalize(x, (0, 1, 2), gamma, None, 1e-3)
+    ref = _composition(x, (0, 1, 2), gamma, None, 1e-3)
+    torch.testing.assert_close(y, ref)
+    dy = torch.randn(y.shape).permute(0, 1, 2, 3)
+    for got, want in zip(_grads(y, (x, gamma), dy), _grads(ref, (x, gamma), dy)):
+        torch.testing.assert_close(got, want)
+
+
 def test_the_c_routine_is_taken_only_where_it_applies():
     from sepconv.kernels import _norm_native
     if _norm_native.load() is None:
@@ -195,6 +207,6 @@ def test_the_c_routine_is_taken_only_where_it_applies():
     assert _norm_native.takes(x, (1, 0), None, None)
     assert not _norm_native.takes(x, (0, 2), None, None)                # not the last axis kept
     assert not _norm_native.takes(x, (1,), None, None)                  # batch axis kept
-    assert not _norm_native.takes(x.transpose(0, 1), (0, 1), None, None)  # not contiguous
+    assert _norm_native.takes(x.transpose(0, 1), (0, 1), None, None)  # copied contiguous
     assert not _norm_native.takes(x.double(), (0, 1), None, None)
     assert not _norm_native.takes(x, (0, 1), torch.ones(1, 5, 6), None)  # not per channel

@@ -875,6 +875,7 @@ class _Normalize(torch.autograd.Function):
     def forward(ctx, x, gamma, beta, epsilon, axes):
         native = _norm_native.takes(x, axes, gamma, beta)
         if native:
+            x = x.contiguous()
             keep = (1,) * (x.dim() - 1) + (x.shape[-1],)
             mean, variance = (t.view(keep) for t in _norm_native.stats(x))
             centered = mean  # backward takes x - mean inside the C routine
