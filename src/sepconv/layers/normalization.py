@@ -319,7 +319,7 @@ class LayerNormalization(_Normalization):
         xc = self._compute(x)
         gamma = self._param(self.gamma, xc.dtype, broadcast) if self.scale else None
         beta = self._param(self.beta, xc.dtype, broadcast) if self.center else None
-        y = _functional.normalize(xc, axes, gamma, beta, self.epsilon)[0]
+        y = _functional.layer_normalization(xc, axes, gamma, beta, self.epsilon)
         return y.to(x.dtype)
 
     def get_config(self) -> Dict[str, Any]:
