@@ -1038,7 +1038,7 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
         return _reference.conv
     if kernel.dim() in (3, 4) and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
             and x.dtype in (torch.float32, torch.float64, torch.bfloat16):
-        if _depthwise_train.takes(x, kernel, pads):  # training: the C routines' backward
+        if _depthwise_train.takes(x, kernel, pads, strides):  # training: C backward
             return _depthwise_train.conv
         return _depthwise_cpu.conv
     if groups == 1 and all(k == 1 for k in kernel.shape[:-2]) \

@@ -85,6 +85,12 @@ typedef struct {
     /* the fused backward only: the flipped kernel (k, c*m) and the input gradient */
     const float *w;
     float *out2;
+    /* 2D only (zero in 1D jobs): a 2D job is a 1D job over the columns (k, stride,
+       dilation, pad_left, length = width, out_len = out_w the columns') whose n "batch
+       items" are the output lines (batch item b, output row i), n = batch * out_h; the rows'
+       geometry: kh taps, stride sh, dilation dh, pad_top pt, height input rows.  The
+       forward writes output line (b, i) to row i * rstep + roff of rows_total rows. */
+    int64_t kh, sh, dh, pt, height, out_h, rows_total, rstep, roff;
 } job_t;
 
 typedef struct {
@@ -317,13 +323,14 @@ static int split(const job_t *base, job_t *jobs, int threads) {
    acc[chunk][k][VW]; out (k, c*m) gets their sums, in thread order. */
 static int run_summed(job_fn fn, job_t *jobs, int threads, float *out) {
     const job_t *j = &jobs[0];
-    const int64_t cm = j->c * j->m, chunks = chunks_of(j), per = chunks * j->k * VW;
+    const int64_t kt = j->k * (j->kh > 0 ? j->kh : 1);  /* taps: 2D jobs kh * k */
+    const int64_t cm = j->c * j->m, chunks = chunks_of(j), per = chunks * kt * VW;
     float *acc = aligned_alloc(64, ((sizeof(float) * per * threads + 63) / 64) * 64);
     if (!acc) return -1;
     memset(acc, 0, sizeof(float) * per * threads);
     for (int i = 0; i < threads; i++) jobs[i].out = acc + per * i;
     dispatch(fn, jobs, threads);
-    reduce_partials(acc, threads, per, chunks, j->k, cm, out);
+    reduce_partials(acc, threads, per, chunks, kt, cm, out);
     free(acc);
     return 0;
 }
@@ -547,6 +554,178 @@ int sepconv_dw_forward(const float *x, const float *w, float *z, int64_t n, int6
     return sepconv_dw_forward_rows(x, w, z, n, length, out_len, c, m, k, stride, dilation,
                                    pad_left, threads, out_len, 1, 0);
 }
+
+/* ---- 2D depthwise (channels_last (n, height, width, c)): a 2D job (job_t's 2D fields) ----
+   Tiles: (output line (b, i), T output columns, G chunks); each tile reads the input rows
+   r = i*sh + kh*dh - pt inside the input (the others are zero padding: skipped), each row
+   copied by copy_x as a 1D sequence of width steps. */
+
+/* the tile's output line: batch item *b, output row *i; the valid taps [*kh0, *kh1) */
+static void line_of(const job_t *j, const tile_t *t, int64_t *b, int64_t *i, int64_t *kh0,
+                    int64_t *kh1) {
+    *b = t->n / j->out_h;
+    *i = t->n % j->out_h;
+    const int64_t r0 = *i * j->sh - j->pt;
+    int64_t lo = 0, hi = j->kh;
+    while (lo < hi && r0 + lo * j->dh < 0) lo++;
+    while (hi > lo && r0 + (hi - 1) * j->dh >= j->height) hi--;
+    *kh0 = lo;
+    *kh1 = hi;
+}
+
+/* copy_x of input row r of batch item b (the tile's columns) into xt */
+static void copy_row2d(const job_t *j, const tile_t *t, int64_t b, int64_t r, float *xt,
+                       int64_t cap) {
+    job_t jr = *j;
+    jr.x = j->x + (b * j->height + r) * j->length * j->c;
+    jr.n = 1;
+    tile_t tr = *t;
+    tr.n = 0;
+    copy_x(&jr, &tr, xt, cap);
+}
+
+/* The forward's NB output columns in registers, summed over the valid kernel rows (nv of
+   them, from kh0; buffer rows xt[kx][gi][cap]) and their taps. */
+#define ROWS2D(NB)                                                                 \
+    for (; l + NB <= t.tl; l += NB)                                                \
+        for (int64_t gi = 0; gi < t.gn; gi++) {                                    \
+            vf a[NB];                                                              \
+            for (int q = 0; q < NB; q++) a[q] = (vf){0};                           \
+            for (int64_t kx = 0; kx < nv; kx++) {                                  \
+                const float *xp = xt + (kx * G + gi) * cap * VW + l * xs;          \
+                const float *wg = wt + (gi * j->kh + kh0 + kx) * j->k * VW;        \
+                int64_t kk = 0;                                                    \
+                if (unit)                                                          \
+                    for (; kk + 4 <= j->k; kk += 4) {                              \
+                        vf xw[NB + 3];                                             \
+                        for (int i = 0; i < NB + 3; i++)                           \
+                            xw[i] = *(const vf *)(xp + (kk + i) * VW);             \
+                        for (int p = 0; p < 4; p++) {                              \
+                            const vf wv = *(const vf *)(wg + (kk + p) * VW);       \
+                            for (int q = 0; q < NB; q++) a[q] += xw[q + p] * wv;   \
+                        }                                                          \
+                    }                                                              \
+                for (; kk < j->k; kk++) {                                          \
+                    const vf wv = *(const vf *)(wg + kk * VW);                     \
+                    const float *xk = xp + kk * xd;                                \
+                    for (int q = 0; q < NB; q++) a[q] += *(const vf *)(xk + q * xs) * wv; \
+                }                                                                  \
+            }                                                                      \
+            const int64_t cm0 = (t.ch0 + gi) * VW;                                 \
+            for (int q = 0; q < NB; q++) {                                         \
+                float *dst = zrow + ((t.l0 + l + q) * ostep + ooff) * cm + cm0;    \
+                if (cm0 + VW <= cm) *(vf *)dst = a[q];                             \
+                else for (int v = 0; v < cm - cm0; v++) dst[v] = a[q][v];          \
+            }                                                                      \
+        }
+
+static void *run_fwd2d(void *arg) {
+    const job_t *j = (const job_t *)arg;
+    const int64_t cm = j->c * j->m, cap = rows_cap(j);
+    const int64_t xs = j->stride * VW, xd = j->dilation * VW;
+    const int unit = j->stride == 1 && j->dilation == 1;
+    const int64_t ostep = j->out_step, ooff = j->out_off;
+    float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * cap * j->kh + 63) / 64) * 64);
+    float *wt = aligned_alloc(64, ((sizeof(float) * VW * G * j->k * j->kh + 63) / 64) * 64);
+    int64_t prev_ch0 = -1;
+    if (xt && wt)
+        for (int64_t ti = j->tile_begin; ti < j->tile_end; ti++) {
+            const tile_t t = tile_at(j, ti);
+            int64_t b, i, kh0, kh1;
+            line_of(j, &t, &b, &i, &kh0, &kh1);
+            const int64_t nv = kh1 - kh0;
+            for (int64_t kx = 0; kx < nv; kx++)
+                copy_row2d(j, &t, b, i * j->sh + (kh0 + kx) * j->dh - j->pt,
+                           xt + kx * G * cap * VW, cap);
+            if (t.ch0 != prev_ch0)  /* the weights of these chunks: wt[gi][kh][kw] */
+                load_weights(j->g, NULL, j->kh * j->k, cm, t.ch0, t.gn, wt);
+            prev_ch0 = t.ch0;
+            float *zrow = j->out + (b * j->rows_total + i * j->rstep + j->roff) * j->out_rows * cm;
+            int64_t l = 0;
+            ROWS2D(8)
+            ROWS2D(4)
+            ROWS2D(2)
+            ROWS2D(1)
+        }
+    free(xt); free(wt);
+    return NULL;
+}
+
+/* One thread's tiles of the 2D weight gradient, summed into its acc[chunk][kh][kw][VW]. */
+static void *run_gw2d(void *arg) {
+    const job_t *j = (const job_t *)arg;
+    const int64_t cm = j->c * j->m, cap = rows_cap(j);
+    float *acc = j->out;
+    float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * cap + 63) / 64) * 64);
+    float *gt = aligned_alloc(64, sizeof(float) * VW * G * T);
+    if (xt && gt)
+        for (int64_t ti = j->tile_begin; ti < j->tile_end; ti++) {
+            const tile_t t = tile_at(j, ti);
+            int64_t b, i, kh0, kh1;
+            line_of(j, &t, &b, &i, &kh0, &kh1);
+            if (kh1 <= kh0) continue;
+            copy_rows(j->g + t.n * j->out_len * cm, j->out_len, cm, t.l0, t.tl, t.ch0, t.gn,
+                      gt, T);
+            for (int64_t kr = kh0; kr < kh1; kr++) {
+                copy_row2d(j, &t, b, i * j->sh + kr * j->dh - j->pt, xt, cap);
+                for (int64_t gi = 0; gi < t.gn; gi++)
+                    taps(j, xt + gi * cap * VW, gt + gi * T * VW, t.tl,
+                         acc + ((t.ch0 + gi) * j->kh + kr) * j->k * VW);
+            }
+        }
+    free(xt); free(gt);
+    return NULL;
+}
+
+static job_t job2d(const float *x, const float *g, float *out, int64_t n, int64_t height,
+                   int64_t width, int64_t out_h, int64_t out_w, int64_t c, int64_t m,
+                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                   int64_t pt, int64_t pl) {
+    job_t j;
+    memset(&j, 0, sizeof j);
+    j.x = x; j.g = g; j.out = out;
+    j.n = n * out_h; j.length = width; j.out_len = out_w; j.c = c; j.m = m;
+    j.k = kw; j.stride = sw; j.dilation = dw; j.pad_left = pl;
+    j.kh = kh; j.sh = sh; j.dh = dh; j.pt = pt; j.height = height; j.out_h = out_h;
+    j.out_rows = out_w; j.out_step = 1; j.rows_total = out_h; j.rstep = 1;
+    return j;
+}
+
+/* x: (n, height, width, c); w: (kh, kw, c*m); z: (n, rows_total, cols_total, c*m), all
+   contiguous float32: output (i, l) written to row i*rstep + roff, column l*cstep + coff
+   (the other rows and columns untouched).  Any pt, pl (negative: the window starts inside
+   the input).  Returns 0, -1 where memory ran out. */
+int sepconv_dw2d_forward(const float *x, const float *w, float *z, int64_t n, int64_t height,
+                         int64_t width, int64_t out_h, int64_t out_w, int64_t c, int64_t m,
+                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh,
+                         int64_t dw, int64_t pt, int64_t pl, int64_t rows_total,
+                         int64_t rstep, int64_t roff, int64_t cols_total, int64_t cstep,
+                         int64_t coff, int threads) {
+    job_t base = job2d(x, w, z, n, height, width, out_h, out_w, c, m, kh, kw, sh, sw, dh, dw,
+                       pt, pl);
+    base.rows_total = rows_total; base.rstep = rstep; base.roff = roff;
+    base.out_rows = cols_total; base.out_step = cstep; base.out_off = coff;
+    if (kh < 1 || kw < 1) return -1;
+    job_t jobs[64];
+    threads = split(&base, jobs, threads);
+    dispatch(run_fwd2d, jobs, threads);
+    return 0;
+}
+
+/* x: (n, height, width, c); g: (n, out_h, out_w, c*m); out: (kh, kw, c*m): the weight
+   gradient, all contiguous float32. */
+int sepconv_dw2d_grad_weight(const float *x, const float *g, float *out, int64_t n,
+                             int64_t height, int64_t width, int64_t out_h, int64_t out_w,
+                             int64_t c, int64_t m, int64_t kh, int64_t kw, int64_t sh,
+                             int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl,
+                             int threads) {
+    job_t base = job2d(x, g, NULL, n, height, width, out_h, out_w, c, m, kh, kw, sh, sw, dh,
+                       dw, pt, pl);
+    if (kh < 1 || kw < 1) return -1;
+    job_t jobs[64];
+    threads = split(&base, jobs, threads);
+    return run_summed(run_gw2d, jobs, threads, out);
+}
 """
 
 _FLAGS = ["-O3", "-march=native", "-fPIC", "-std=gnu11"]
@@ -667,6 +846,12 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sepconv_dw_forward_rows.restype = ctypes.c_int
     lib.sepconv_dw_forward_rows.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9
                                             + [ctypes.c_int] + [ctypes.c_int64] * 3)
+    lib.sepconv_dw2d_forward.restype = ctypes.c_int
+    lib.sepconv_dw2d_forward.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 21
+                                         + [ctypes.c_int])
+    lib.sepconv_dw2d_grad_weight.restype = ctypes.c_int
+    lib.sepconv_dw2d_grad_weight.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 15
+                                             + [ctypes.c_int])
 
 
 _OPTIONS = dict(openmp_args=("-fopenmp", "-DSEPCONV_OMP"))
@@ -732,3 +917,46 @@ def dw_backward(x, gz, wf, gw, gxf, *, n, length, out_len, c, m, k, stride, dila
     _lib.sepconv_dw_backward(x.data_ptr(), gz.data_ptr(), wf.data_ptr(), gw.data_ptr(),
                              gxf.data_ptr(), n, length, out_len, c, m, k, stride, dilation,
                              pad_left, threads)
+
+
+def dw2d_forward(x, w, out, *, kernel, strides, dilation, pad_top, pad_left, out_size,
+                 threads, row_step=1, row_off=0, col_step=1, col_off=0) -> None:
+    """Fill ``out`` (``(n, R, S, c*m)`` float32, contiguous) with the 2D depthwise
+    convolution of contiguous float32 ``x`` ``(n, height, width, c)`` by ``w``
+    (``(kh, kw, c*m)``, contiguous): output ``(i, l)`` (``i < out_size[0]``,
+    ``l < out_size[1]``) goes to row ``i * row_step + row_off``, column
+    ``l * col_step + col_off`` of ``out``, whose other elements are left as they are; zero
+    padding ``pad_top`` / ``pad_left`` before (negative: the windows start inside) and as
+    needed after; ``load()`` must have succeeded."""
+    n, height, width, c = x.shape
+    kh, kw, cm = w.shape
+    out_h, out_w = out_size
+    if out_h > 0 and out_w > 0 and (
+            (out_h - 1) * row_step + row_off >= out.shape[1]
+            or (out_w - 1) * col_step + col_off >= out.shape[2] or min(row_off, col_off) < 0
+            or tuple(kernel) != (kh, kw) or out.shape[-1] != cm or cm % c
+            or not (x.is_contiguous() and w.is_contiguous() and out.is_contiguous())):
+        raise ValueError("dw2d_forward: inconsistent shapes or output rows past `out`")
+    if _lib.sepconv_dw2d_forward(x.data_ptr(), w.data_ptr(), out.data_ptr(), n, height, width,
+                                 out_h, out_w, c, cm // c, kh, kw, strides[0], strides[1],
+                                 dilation[0], dilation[1], pad_top, pad_left, out.shape[1],
+                                 row_step, row_off, out.shape[2], col_step, col_off,
+                                 threads) != 0:
+        raise MemoryError("dw2d_forward: out of memory")
+
+
+def dw2d_grad_weight(x, g, out, *, strides, dilation, pad_top, pad_left, threads) -> None:
+    """Fill ``out`` (``(kh, kw, c*m)`` float32, contiguous) with the 2D depthwise weight
+    gradient from contiguous float32 ``x`` ``(n, height, width, c)`` and ``g``
+    ``(n, out_h, out_w, c*m)``; ``load()`` must have succeeded."""
+    n, height, width, c = x.shape
+    _, out_h, out_w, cm = g.shape
+    kh, kw, _ = out.shape
+    if g.shape[0] != n or out.shape[-1] != cm or cm % c or not (
+            x.is_contiguous() and g.is_contiguous() and out.is_contiguous()):
+        raise ValueError("dw2d_grad_weight: inconsistent shapes")
+    if _lib.sepconv_dw2d_grad_weight(x.data_ptr(), g.data_ptr(), out.data_ptr(), n, height,
+                                     width, out_h, out_w, c, cm // c, kh, kw, strides[0],
+                                     strides[1], dilation[0], dilation[1], pad_top, pad_left,
+                                     threads) != 0:
+        raise MemoryError("dw2d_grad_weight: out of memory")
