@@ -92,10 +92,17 @@ def takes(x: torch.Tensor, kernel: torch.Tensor, pads: tuple, strides: tuple = (
 
 def takes_2d(x: torch.Tensor, kernel: torch.Tensor, strides: tuple,
              dilation: tuple = (1, 1)) -> bool:
-    """Whether a 2D kernel more than one row high runs here: see :data:`TAKES_2D`."""
+    """Whether a 2D kernel more than one row high runs here (:data:`TAKES_2D` unset): where
+    bench/depthwise_train.py measured the C backward faster than today's kernel (oneDNN's
+    depthwise backward), one-thread CPU time of forward+backward, new / old (bench/README.md,
+    "DepthwiseConv2D training on CPU"): dilated (3x3 d2: 0.27) and 5x5 or larger kernels
+    (MobileNetV3 5x5: 0.42, 7x7: 0.33).  Elsewhere oneDNN's backward is as fast or faster:
+    3x3 stride 1 (MobileNet 112x112x32: 1.28, Xception 74x74x128: 1.02), a single tall
+    column (EEGNet's (64, 1): 0.99-1.2); 3x3 stride 2 is even (0.90-0.98)."""
     if TAKES_2D is not None:
         return TAKES_2D
-    return True
+    kh, kw = kernel.shape[:2]
+    return max(dilation) > 1 or (kh * kw >= 25 and kw > 1)
 
 
 def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
@@ -186,16 +193,24 @@ def _forward_2d(x, w2, bias, geometry):
     strides, dilation, pads = _unpack(geometry)
     n, height, width, c = x.shape
     kh, kw, cm = w2.shape
-    if x.dtype == torch.float32 and w2.dtype == torch.float32 \
-            and _native_forward_2d(cm // c, strides, dilation):
+    # bfloat16 with a multiplier: torch 2.13's channels_last bfloat16 grouped convolution
+    # (oneDNN) returns wrong numbers on some small strided inputs (x (1, 3, 4, 16), kernel
+    # 1x3, multiplier 2, stride (1, 2): errors of 7 on outputs of ~3, one thread), so the C
+    # forward runs there, widened to float32 and rounded once (as oneDNN accumulates)
+    if (x.dtype == torch.float32 and w2.dtype == torch.float32
+            and _native_forward_2d(cm // c, strides, dilation)) \
+            or (x.dtype == torch.bfloat16 and cm > c):
         out = _out_shape(x, w2, geometry)
         y = torch.empty(out, dtype=torch.float32)
         # (on the thread count sepconv.functional.conv's policy set)
-        _cpu_native.dw2d_forward(x.contiguous(), w2.contiguous(), y, kernel=(kh, kw),
-                                 strides=strides, dilation=dilation, pad_top=pads[0][0],
-                                 pad_left=pads[1][0], out_size=out[1:3],
+        _cpu_native.dw2d_forward(_cpu._as(x, torch.float32).contiguous(),
+                                 _cpu._as(w2, torch.float32).contiguous(), y,
+                                 kernel=(kh, kw), strides=strides, dilation=dilation,
+                                 pad_top=pads[0][0], pad_left=pads[1][0], out_size=out[1:3],
                                  threads=torch.get_num_threads())
-        return y if bias is None else y.add_(bias)
+        if bias is not None:
+            y.add_(bias)
+        return _cpu._as(y, x.dtype)
     with torch.no_grad():
         y = _depthwise_cpu.conv(x, w2.unsqueeze(-2), bias, strides=strides,
                                 dilation=dilation, pads=pads, groups=c, channels_last=True)
@@ -203,10 +218,13 @@ def _forward_2d(x, w2, bias, geometry):
 
 
 def _native_forward_2d(m: int, strides: tuple, dilation: tuple) -> bool:
-    """Whether the 2D C forward runs (float32): see :data:`NATIVE_FORWARD_2D`."""
+    """Whether the 2D C forward runs (float32; :data:`NATIVE_FORWARD` unset: never).
+    bench/depthwise_train.py, one thread: oneDNN's forward was faster on every 2D shape,
+    with a multiplier (EEGNet's m2: C 1.49 against 1.14 ms) and dilated (3x3 d2: 3.48
+    against 2.52 ms) too; the C routine serves the input gradient."""
     if NATIVE_FORWARD is not None:
         return NATIVE_FORWARD
-    return m > 1 or max(dilation) > 1
+    return False
 
 
 # -- the custom ops (as kernels/cpu.py: opaque to torch.compile, a fake for shapes) ---------
