@@ -584,6 +584,42 @@ static void copy_row2d(const job_t *j, const tile_t *t, int64_t b, int64_t r, fl
     copy_x(&jr, &tr, xt, cap);
 }
 
+/* 2D tiles run line by line: tile ti is (batch item, channel group, column tile, output
+   row), rows innermost, so a thread's consecutive tiles are consecutive output rows of
+   the same columns and channels, which share kh - sh input rows (held_row). */
+static tile_t tile2d_at(const job_t *j, int64_t ti) {
+    const int64_t steps = (j->out_len + T - 1) / T, groups = groups_of(j);
+    const int64_t line = ti % j->out_h, rest = ti / j->out_h;
+    const int64_t step = rest % steps, group = rest / steps % groups;
+    const int64_t b = rest / (steps * groups);
+    return tile_at(j, ((b * j->out_h + line) * steps + step) * groups + group);
+}
+
+typedef struct { int64_t b, r, l0, ch0; } rowtag_t;
+
+/* The buffer (of slots nslots, G * cap * VW floats apart) holding input row r of batch
+   item b for the tile's columns and channels: copied into a slot unless one holds it
+   already; the slot taken holds none of the line's rows need[0 .. nneed - 1] (nneed <=
+   nslots, so one exists). */
+static float *held_row(const job_t *j, const tile_t *t, int64_t b, int64_t r, float *xt,
+                       int64_t cap, rowtag_t *tags, int64_t nslots, const int64_t *need,
+                       int64_t nneed) {
+    const int64_t size = G * cap * VW;
+    for (int64_t s = 0; s < nslots; s++)
+        if (tags[s].b == b && tags[s].r == r && tags[s].l0 == t->l0 && tags[s].ch0 == t->ch0)
+            return xt + s * size;
+    int64_t s = 0;
+    for (; s < nslots; s++) {
+        int used = 0;
+        if (tags[s].b == b && tags[s].l0 == t->l0 && tags[s].ch0 == t->ch0)
+            for (int64_t q = 0; q < nneed; q++) used |= need[q] == tags[s].r;
+        if (!used) break;
+    }
+    copy_row2d(j, t, b, r, xt + s * size, cap);
+    tags[s].b = b; tags[s].r = r; tags[s].l0 = t->l0; tags[s].ch0 = t->ch0;
+    return xt + s * size;
+}
+
 /* The forward's NB output columns in registers, summed over the valid kernel rows (nv of
    them, from kh0; buffer rows xt[kx][gi][cap]) and their taps. */
 #define ROWS2D(NB)                                                                 \
@@ -592,10 +628,10 @@ static void copy_row2d(const job_t *j, const tile_t *t, int64_t b, int64_t r, fl
             vf a[NB];                                                              \
             for (int q = 0; q < NB; q++) a[q] = (vf){0};                           \
             for (int64_t kx = 0; kx < nv; kx++) {                                  \
-                const float *xp = xt + (kx * G + gi) * cap * VW + l * xs;          \
+                const float *xp = rowp[kx] + gi * cap * VW + l * xs;               \
                 const float *wg = wt + (gi * j->kh + kh0 + kx) * j->k * VW;        \
                 int64_t kk = 0;                                                    \
-                if (unit)                                                          \
+                if (unit) {                                                        \
                     for (; kk + 4 <= j->k; kk += 4) {                              \
                         vf xw[NB + 3];                                             \
                         for (int i = 0; i < NB + 3; i++)                           \
@@ -605,6 +641,17 @@ static void copy_row2d(const job_t *j, const tile_t *t, int64_t b, int64_t r, fl
                             for (int q = 0; q < NB; q++) a[q] += xw[q + p] * wv;   \
                         }                                                          \
                     }                                                              \
+                    if (j->k - kk == 3) { /* 3 taps share a window of NB + 2 */    \
+                        vf xw[NB + 2];                                             \
+                        for (int i = 0; i < NB + 2; i++)                           \
+                            xw[i] = *(const vf *)(xp + (kk + i) * VW);             \
+                        for (int p = 0; p < 3; p++) {                              \
+                            const vf wv = *(const vf *)(wg + (kk + p) * VW);       \
+                            for (int q = 0; q < NB; q++) a[q] += xw[q + p] * wv;   \
+                        }                                                          \
+                        kk += 3;                                                   \
+                    }                                                              \
+                }                                                                  \
                 for (; kk < j->k; kk++) {                                          \
                     const vf wv = *(const vf *)(wg + kk * VW);                     \
                     const float *xk = xp + kk * xd;                                \
@@ -628,15 +675,19 @@ static void *run_fwd2d(void *arg) {
     float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * cap * j->kh + 63) / 64) * 64);
     float *wt = aligned_alloc(64, ((sizeof(float) * VW * G * j->k * j->kh + 63) / 64) * 64);
     int64_t prev_ch0 = -1;
-    if (xt && wt)
+    rowtag_t *tags = malloc(sizeof(rowtag_t) * j->kh);
+    int64_t *need = malloc(sizeof(int64_t) * j->kh);
+    const float **rowp = malloc(sizeof(float *) * j->kh);
+    if (xt && wt && tags && need && rowp) {
+        for (int64_t s = 0; s < j->kh; s++) tags[s].b = -1;
         for (int64_t ti = j->tile_begin; ti < j->tile_end; ti++) {
-            const tile_t t = tile_at(j, ti);
+            const tile_t t = tile2d_at(j, ti);
             int64_t b, i, kh0, kh1;
             line_of(j, &t, &b, &i, &kh0, &kh1);
             const int64_t nv = kh1 - kh0;
+            for (int64_t kx = 0; kx < nv; kx++) need[kx] = i * j->sh + (kh0 + kx) * j->dh - j->pt;
             for (int64_t kx = 0; kx < nv; kx++)
-                copy_row2d(j, &t, b, i * j->sh + (kh0 + kx) * j->dh - j->pt,
-                           xt + kx * G * cap * VW, cap);
+                rowp[kx] = held_row(j, &t, b, need[kx], xt, cap, tags, j->kh, need, nv);
             if (t.ch0 != prev_ch0)  /* the weights of these chunks: wt[gi][kh][kw] */
                 load_weights(j->g, NULL, j->kh * j->k, cm, t.ch0, t.gn, wt);
             prev_ch0 = t.ch0;
@@ -647,7 +698,8 @@ static void *run_fwd2d(void *arg) {
             ROWS2D(2)
             ROWS2D(1)
         }
-    free(xt); free(wt);
+    }
+    free(xt); free(wt); free(tags); free(need); free(rowp);
     return NULL;
 }
 
@@ -656,24 +708,30 @@ static void *run_gw2d(void *arg) {
     const job_t *j = (const job_t *)arg;
     const int64_t cm = j->c * j->m, cap = rows_cap(j);
     float *acc = j->out;
-    float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * cap + 63) / 64) * 64);
+    float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * cap * j->kh + 63) / 64) * 64);
     float *gt = aligned_alloc(64, sizeof(float) * VW * G * T);
-    if (xt && gt)
+    rowtag_t *tags = malloc(sizeof(rowtag_t) * j->kh);
+    int64_t *need = malloc(sizeof(int64_t) * j->kh);
+    if (xt && gt && tags && need) {
+        for (int64_t s = 0; s < j->kh; s++) tags[s].b = -1;
         for (int64_t ti = j->tile_begin; ti < j->tile_end; ti++) {
-            const tile_t t = tile_at(j, ti);
+            const tile_t t = tile2d_at(j, ti);
             int64_t b, i, kh0, kh1;
             line_of(j, &t, &b, &i, &kh0, &kh1);
             if (kh1 <= kh0) continue;
             copy_rows(j->g + t.n * j->out_len * cm, j->out_len, cm, t.l0, t.tl, t.ch0, t.gn,
                       gt, T);
+            for (int64_t kr = kh0; kr < kh1; kr++) need[kr - kh0] = i * j->sh + kr * j->dh - j->pt;
             for (int64_t kr = kh0; kr < kh1; kr++) {
-                copy_row2d(j, &t, b, i * j->sh + kr * j->dh - j->pt, xt, cap);
+                const float *row = held_row(j, &t, b, need[kr - kh0], xt, cap, tags, j->kh,
+                                            need, kh1 - kh0);
                 for (int64_t gi = 0; gi < t.gn; gi++)
-                    taps(j, xt + gi * cap * VW, gt + gi * T * VW, t.tl,
+                    taps(j, row + gi * cap * VW, gt + gi * T * VW, t.tl,
                          acc + ((t.ch0 + gi) * j->kh + kr) * j->k * VW);
             }
         }
-    free(xt); free(gt);
+    }
+    free(xt); free(gt); free(tags); free(need);
     return NULL;
 }
 
