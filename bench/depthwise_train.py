@@ -38,10 +38,16 @@ SHAPES = [
     ("2d 3x3 d2 same", (4, 64, 64, 128), (3, 3), 1, 1, 2, "same"),
     ("2d 7x7 same", (8, 56, 56, 96), (7, 7), 1, 1, 1, "same"),
 ]
-# ENABLED, NATIVE_FORWARD: today's kernel; the new one (its own forward rule); the new one
-# with the C forward always; with oneDNN's forward always
-VARIANTS = {"old": (False, None), "new": (True, None), "C fwd": (True, True),
-            "oneDNN fwd": (True, False)}
+# ENABLED, NATIVE_FORWARD, TAKES_2D: today's kernel; the new one (its own forward rule and,
+# in 2D, its rule for which geometries it takes); the new one with the C forward always;
+# with oneDNN's forward always (both taking every 2D geometry)
+VARIANTS = {"old": (False, None, None), "new": (True, None, None),
+            "C fwd": (True, True, True), "oneDNN fwd": (True, False, True)}
+
+
+def _switch(variant):
+    (depthwise_train.ENABLED, depthwise_train.NATIVE_FORWARD,
+     depthwise_train.TAKES_2D) = VARIANTS[variant]
 
 
 def _calls(shape, k, m, stride, dilation, padding):
@@ -68,7 +74,7 @@ def _measure(fns, variants, calls, clock):
     for r in range(calls):
         order = variants if r % 2 else variants[::-1]
         for v in order:
-            depthwise_train.ENABLED, depthwise_train.NATIVE_FORWARD = VARIANTS[v]
+            _switch(v)
             for p, fn in fns.items():
                 t0 = clock()
                 fn()
@@ -97,14 +103,14 @@ def main() -> None:
                 continue
             torch.set_num_threads(n_threads)
             for v in variants:  # warm-up: first-call page faults, oneDNN set-up
-                depthwise_train.ENABLED, depthwise_train.NATIVE_FORWARD = VARIANTS[v]
+                _switch(v)
                 fns["fb"]()
             med = _measure(fns, variants, args.calls, clock)
             cells = " ".join(f"{med[v, p]:16.2f}" for v in variants for p in ("fwd", "fb"))
             ratio = ", ".join(f"{med[v, p] / med['old', p]:.2f}" for v in variants[1:]
                               for p in ("fwd", "fb"))
             print(f"{name:22} {label:16} {cells}   {ratio}", flush=True)
-    depthwise_train.ENABLED, depthwise_train.NATIVE_FORWARD = True, None
+    _switch("new")
 
 
 if __name__ == "__main__":

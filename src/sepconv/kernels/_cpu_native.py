@@ -784,6 +784,130 @@ int sepconv_dw2d_grad_weight(const float *x, const float *g, float *out, int64_t
     threads = split(&base, jobs, threads);
     return run_summed(run_gw2d, jobs, threads, out);
 }
+/* ---- 2D input gradient in one pass (strided or not) ------------------------------------
+   gx[b, ri, ci, q] = sum of gz[b, i, l, q] * w[kh, kw, q] over i*sh + kh*dh - pt = ri and
+   l*sw + kw*dw - pl = ci (the transposed convolution; q < cm, the multiplier's sum is the
+   caller's).  The job is over gz (x = gz, height = oh rows, length = ow columns, c = cm,
+   m = 1; k, stride, dilation, pad_left the columns'; kh, sh, dh, pt the rows'), out = gx
+   (n, out_h = H, out_len = W, cm).  Tiles (b, channel group, T*sw gx columns, gx row),
+   rows innermost: the gz rows of a gx row's taps (those kh with ri + pt - kh*dh a multiple
+   of sh) come from a ring of row buffers (held_row), each copied once; column phase r
+   (columns c0 + r + sw*t) sums its taps kw (c0 + r + pl - kw*dw a multiple of sw) at
+   buffer offsets (c0 + r + pl - kw*dw)/sw - lmin + t: no zero-spread copy, every
+   multiply-add a real one. */
+static int64_t floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+#define GXROWS(NB)                                                                 \
+    for (; tb + NB <= count; tb += NB)                                             \
+        for (int64_t gi = 0; gi < gn; gi++) {                                      \
+            vf a[NB];                                                              \
+            for (int q = 0; q < NB; q++) a[q] = (vf){0};                           \
+            for (int64_t u = 0; u < nv; u++) {                                     \
+                const float *xp = rowp[u] + (gi * cap + tb) * VW;                  \
+                const float *wg = wt + (gi * j->kh + khs[u]) * j->k * VW;          \
+                for (int64_t v = 0; v < nk; v++) {                                 \
+                    const vf wv = *(const vf *)(wg + kws[v] * VW);                 \
+                    const float *xk = xp + offs[v] * VW;                           \
+                    for (int q = 0; q < NB; q++) a[q] += *(const vf *)(xk + q * VW) * wv; \
+                }                                                                  \
+            }                                                                      \
+            const int64_t cm0 = (ch0 + gi) * VW;                                   \
+            for (int q = 0; q < NB; q++) {                                         \
+                float *dst = grow + (ci0 + (tb + q) * sw) * cm + cm0;              \
+                if (cm0 + VW <= cm) *(vf *)dst = a[q];                             \
+                else for (int v = 0; v < cm - cm0; v++) dst[v] = a[q][v];          \
+            }                                                                      \
+        }
+
+static int64_t gx2d_cap(const job_t *j) {
+    return T + ((j->k - 1) * j->dilation + j->stride - 1) / j->stride + 2;
+}
+
+static int64_t gx2d_tiles(const job_t *j) {
+    const int64_t tw = T * j->stride;
+    return j->n * j->out_h * ((j->out_len + tw - 1) / tw) * groups_of(j);
+}
+
+static void *run_gx2d(void *arg) {
+    const job_t *j = (const job_t *)arg;
+    const int64_t cm = j->c, cap = gx2d_cap(j), sw = j->stride, tw = T * sw;
+    const int64_t width = j->out_len, height = j->out_h;
+    const int64_t colsteps = (width + tw - 1) / tw, groups = groups_of(j), chunks = chunks_of(j);
+    float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * cap * j->kh + 63) / 64) * 64);
+    float *wt = aligned_alloc(64, ((sizeof(float) * VW * G * j->k * j->kh + 63) / 64) * 64);
+    rowtag_t *tags = malloc(sizeof(rowtag_t) * j->kh);
+    int64_t *need = malloc(sizeof(int64_t) * j->kh * 2 + sizeof(int64_t) * j->k * 2);
+    const float **rowp = malloc(sizeof(float *) * j->kh);
+    int64_t prev_ch0 = -1;
+    if (xt && wt && tags && need && rowp) {
+        int64_t *khs = need + j->kh, *offs = khs + j->kh, *kws = offs + j->k;
+        for (int64_t s = 0; s < j->kh; s++) tags[s].b = -1;
+        for (int64_t ti = j->tile_begin; ti < j->tile_end; ti++) {
+            const int64_t ri = ti % height, rest = ti / height;
+            const int64_t c0 = rest % colsteps * tw, ch0 = rest / colsteps % groups * G;
+            const int64_t b = rest / (colsteps * groups);
+            const int64_t gn = chunks - ch0 < G ? chunks - ch0 : G;
+            int64_t nv = 0;
+            for (int64_t kr = 0; kr < j->kh; kr++) {
+                const int64_t num = ri + j->pt - kr * j->dh;
+                if (num >= 0 && num % j->sh == 0 && num / j->sh < j->height) {
+                    khs[nv] = kr;
+                    need[nv++] = num / j->sh;
+                }
+            }
+            const int64_t lmin = floordiv(c0 + j->pad_left - (j->k - 1) * j->dilation, sw);
+            const int64_t lmax = floordiv(c0 + tw - 1 + j->pad_left, sw);
+            tile_t t = {0, c0, 0, ch0, gn, lmin, lmax - lmin + 1};
+            for (int64_t u = 0; u < nv; u++)
+                rowp[u] = held_row(j, &t, b, need[u], xt, cap, tags, j->kh, need, nv);
+            if (ch0 != prev_ch0)
+                load_weights(j->g, NULL, j->kh * j->k, cm, ch0, gn, wt);
+            prev_ch0 = ch0;
+            float *grow = j->out + (b * height + ri) * width * cm;
+            for (int64_t r = 0; r < sw; r++) {
+                const int64_t ci0 = c0 + r;
+                if (ci0 >= width) break;
+                const int64_t end = c0 + tw < width ? c0 + tw : width;
+                const int64_t count = (end - ci0 + sw - 1) / sw;
+                int64_t nk = 0;
+                for (int64_t kc = 0; kc < j->k; kc++) {
+                    const int64_t num = ci0 + j->pad_left - kc * j->dilation;
+                    if (((num % sw) + sw) % sw == 0) {
+                        kws[nk] = kc;
+                        offs[nk++] = floordiv(num, sw) - lmin;
+                    }
+                }
+                int64_t tb = 0;
+                GXROWS(8)
+                GXROWS(4)
+                GXROWS(2)
+                GXROWS(1)
+            }
+        }
+    }
+    free(xt); free(wt); free(tags); free(need); free(rowp);
+    return NULL;
+}
+
+/* gz: (n, out_h, out_w, cm); w: (kh, kw, cm); gx: (n, height, width, cm): the input
+   gradient before the multiplier's sum, all contiguous float32. */
+int sepconv_dw2d_input_grad(const float *gz, const float *w, float *gx, int64_t n,
+                            int64_t height, int64_t width, int64_t out_h, int64_t out_w,
+                            int64_t cm, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                            int64_t dh, int64_t dw, int64_t pt, int64_t pl, int threads) {
+    job_t base;
+    memset(&base, 0, sizeof base);
+    base.x = gz; base.g = w; base.out = gx;
+    base.n = n; base.length = out_w; base.c = cm; base.m = 1;
+    base.k = kw; base.stride = sw; base.dilation = dw; base.pad_left = pl;
+    base.kh = kh; base.sh = sh; base.dh = dh; base.pt = pt; base.height = out_h;
+    base.out_h = height; base.out_len = width;
+    if (kh < 1 || kw < 1 || sh < 1 || sw < 1) return -1;
+    job_t jobs[64];
+    threads = split_tiles(&base, jobs, threads, gx2d_tiles(&base));
+    dispatch(run_gx2d, jobs, threads);
+    return 0;
+}
 """
 
 _FLAGS = ["-O3", "-march=native", "-fPIC", "-std=gnu11"]
@@ -907,6 +1031,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sepconv_dw2d_forward.restype = ctypes.c_int
     lib.sepconv_dw2d_forward.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 21
                                          + [ctypes.c_int])
+    lib.sepconv_dw2d_input_grad.restype = ctypes.c_int
+    lib.sepconv_dw2d_input_grad.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 14
+                                            + [ctypes.c_int])
     lib.sepconv_dw2d_grad_weight.restype = ctypes.c_int
     lib.sepconv_dw2d_grad_weight.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 15
                                              + [ctypes.c_int])
@@ -978,14 +1105,14 @@ def dw_backward(x, gz, wf, gw, gxf, *, n, length, out_len, c, m, k, stride, dila
 
 
 def dw2d_forward(x, w, out, *, kernel, strides, dilation, pad_top, pad_left, out_size,
-                 threads, row_step=1, row_off=0, col_step=1, col_off=0) -> None:
-    """Fill ``out`` (``(n, R, S, c*m)`` float32, contiguous) with the 2D depthwise
-    convolution of contiguous float32 ``x`` ``(n, height, width, c)`` by ``w``
-    (``(kh, kw, c*m)``, contiguous): output ``(i, l)`` (``i < out_size[0]``,
-    ``l < out_size[1]``) goes to row ``i * row_step + row_off``, column
-    ``l * col_step + col_off`` of ``out``, whose other elements are left as they are; zero
-    padding ``pad_top`` / ``pad_left`` before (negative: the windows start inside) and as
-    needed after; ``load()`` must have succeeded."""
+                 threads) -> None:
+    """Fill ``out`` (``(n, out_h, out_w, c*m)`` float32, contiguous; ``out_size`` its
+    ``(out_h, out_w)``) with the 2D depthwise convolution of contiguous float32 ``x``
+    ``(n, height, width, c)`` by ``w`` (``(kh, kw, c*m)``, contiguous), zero padding
+    ``pad_top`` / ``pad_left`` before (negative: the windows start inside) and as needed
+    after; ``load()`` must have succeeded.  (The C routine can also write output rows and
+    columns with a step and an offset: unused.)"""
+    row_step, row_off, col_step, col_off = 1, 0, 1, 0
     n, height, width, c = x.shape
     kh, kw, cm = w.shape
     out_h, out_w = out_size
@@ -1018,3 +1145,22 @@ def dw2d_grad_weight(x, g, out, *, strides, dilation, pad_top, pad_left, threads
                                      strides[1], dilation[0], dilation[1], pad_top, pad_left,
                                      threads) != 0:
         raise MemoryError("dw2d_grad_weight: out of memory")
+
+
+def dw2d_input_grad(gz, w, gx, *, strides, dilation, pad_top, pad_left, threads) -> None:
+    """Fill ``gx`` (``(n, height, width, c*m)`` float32, contiguous) with the input
+    gradient, before the sum over the multiplier, of the 2D depthwise convolution whose
+    output gradient is ``gz`` (``(n, out_h, out_w, c*m)``) and kernel ``w``
+    (``(kh, kw, c*m)``), both contiguous float32: the transposed convolution, strided axes
+    by phases in one pass; ``load()`` must have succeeded."""
+    n, height, width, cm = gx.shape
+    _, out_h, out_w, _ = gz.shape
+    kh, kw, _ = w.shape
+    if gz.shape[0] != n or gz.shape[-1] != cm or w.shape[-1] != cm or not (
+            gz.is_contiguous() and w.is_contiguous() and gx.is_contiguous()):
+        raise ValueError("dw2d_input_grad: inconsistent shapes")
+    if _lib.sepconv_dw2d_input_grad(gz.data_ptr(), w.data_ptr(), gx.data_ptr(), n, height,
+                                    width, out_h, out_w, cm, kh, kw, strides[0], strides[1],
+                                    dilation[0], dilation[1], pad_top, pad_left,
+                                    threads) != 0:
+        raise MemoryError("dw2d_input_grad: out of memory")

@@ -41,7 +41,6 @@ before.  Tested against the reference kernel in tests/test_depthwise_cpu_train.p
 
 from __future__ import annotations
 
-import math
 from typing import List, Optional
 
 import torch
@@ -426,53 +425,17 @@ def _backward_pass_2d(grad_y, x, w2, bias_dtype, needs, geometry):
     return grad_x, grad_w, grad_b
 
 
-def _phases(size: int, k: int, stride: int, dilation: int, pad: int) -> list:
-    """One axis of the input gradient by phases (``cpu._native_input_grad_strided``'s
-    polyphase, per axis): for each phase ``r < stride`` (input positions ``r, r + stride,
-    ...``), ``None`` where no tap ever reaches them, else ``(taps, first, count)``: the
-    flipped kernel's taps ``slice`` of the phase, the grad_y position its first output
-    reads (the padding, negated) and the number of positions.  ``pad``: the padding before
-    (``(k - 1) * dilation`` - the forward's)."""
-    g = math.gcd(stride, dilation)
-    tap_step = stride // g
-    out = []
-    for r in range(min(stride, size)):
-        j0 = next((j for j in range(min(tap_step, k)) if (r - pad + j * dilation) % stride == 0),
-                  None)
-        if j0 is None:
-            out.append(None)
-            continue
-        out.append((slice(j0, None, tap_step), (r - pad + j0 * dilation) // stride,
-                    (size - r + stride - 1) // stride))
-    return out
-
-
 def _input_grad_2d(gz: torch.Tensor, w32: torch.Tensor, size: tuple, strides: tuple,
                    dilation: tuple, pads_before: tuple, threads: int) -> torch.Tensor:
     """``(N, H, W, C*M)`` float32: the input gradient before the sum over the multiplier,
     the transposed convolution of ``gz`` ``(N, H_out, W_out, C*M)`` by ``w32``
-    ``(kh, kw, C*M)``: a stride-1 depthwise convolution of ``gz`` by the flipped kernel,
-    strided axes by phases (each phase pair one C call with its sub-kernel and dilation
-    ``dilation / gcd(stride, dilation)``, written straight to its rows and columns: no
-    zero-spread copy of ``gz``; the taps it skips only ever added zeros)."""
+    ``(kh, kw, C*M)`` in one C pass (``_cpu_native.dw2d_input_grad``: strided axes by
+    phases inside, no zero-spread copy of ``gz``).  A first version ran one C forward
+    pass per phase pair (4 for stride 2): 3x3 stride 2 on (8, 56, 56, 128), one thread,
+    5.4 ms against 2.6 ms for the one pass."""
     n, _, _, cm = gz.shape
-    kh, kw, _ = w32.shape
-    wf = w32.flip(0, 1)
     gx = torch.empty(n, *size, cm, dtype=torch.float32)
-    rows = _phases(size[0], kh, strides[0], dilation[0],
-                   (kh - 1) * dilation[0] - pads_before[0])
-    cols = _phases(size[1], kw, strides[1], dilation[1],
-                   (kw - 1) * dilation[1] - pads_before[1])
-    sub_dilation = tuple(d // math.gcd(s, d) for s, d in zip(strides, dilation))
-    for rr, row in enumerate(rows):
-        for r, col in enumerate(cols):
-            if row is None or col is None:
-                gx[:, rr::strides[0], r::strides[1]] = 0
-                continue
-            taps = wf[row[0], col[0]].contiguous()
-            _cpu_native.dw2d_forward(
-                gz, taps, gx, kernel=taps.shape[:2], strides=(1, 1), dilation=sub_dilation,
-                pad_top=-row[1], pad_left=-col[1], out_size=(row[2], col[2]),
-                threads=threads, row_step=strides[0], row_off=rr, col_step=strides[1],
-                col_off=r)
+    _cpu_native.dw2d_input_grad(gz, w32.contiguous(), gx, strides=strides, dilation=dilation,
+                                pad_top=pads_before[0], pad_left=pads_before[1],
+                                threads=threads)
     return gx
