@@ -513,7 +513,8 @@ def test_2d_gradcheck_float32_and_gradgradcheck_float64(strides, dilation, pads,
 
 
 # geometries the 2D rule leaves to today's kernel (kernel, strides, dilation)
-RULE_REFUSES_2D = [((3, 3), (1, 1), (1, 1)), ((64, 1), (1, 1), (1, 1))]
+RULE_REFUSES_2D = [((3, 3), (1, 1), (1, 1)), ((64, 1), (1, 1), (1, 1)),
+                   ((3, 3), (1, 2), (1, 1)), ((2, 2), (2, 2), (1, 1))]
 
 
 def test_2d_dispatch_rule(monkeypatch):
@@ -526,7 +527,8 @@ def test_2d_dispatch_rule(monkeypatch):
                                    dilation)
 
     for kernel, strides, dilation in [((5, 5), (1, 1), (1, 1)), ((7, 7), (1, 1), (1, 1)),
-                                      ((3, 3), (1, 1), (2, 2))]:
+                                      ((3, 3), (1, 1), (2, 2)), ((3, 3), (2, 2), (1, 1)),
+                                      ((7, 5), (1, 1), (1, 1))]:
         assert pick(kernel, strides, dilation) is depthwise_train.conv, (kernel, dilation)
     for kernel, strides, dilation in RULE_REFUSES_2D:
         assert pick(kernel, strides, dilation) is depthwise_cpu.conv, (kernel, strides)

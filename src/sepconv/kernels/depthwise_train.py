@@ -92,16 +92,21 @@ def takes(x: torch.Tensor, kernel: torch.Tensor, pads: tuple, strides: tuple = (
 def takes_2d(x: torch.Tensor, kernel: torch.Tensor, strides: tuple,
              dilation: tuple = (1, 1)) -> bool:
     """Whether a 2D kernel more than one row high runs here (:data:`TAKES_2D` unset): where
-    bench/depthwise_train.py measured the C backward faster than today's kernel (oneDNN's
-    depthwise backward), one-thread CPU time of forward+backward, new / old (bench/README.md,
-    "DepthwiseConv2D training on CPU"): dilated (3x3 d2: 0.27) and 5x5 or larger kernels
-    (MobileNetV3 5x5: 0.42, 7x7: 0.33).  Elsewhere oneDNN's backward is as fast or faster:
-    3x3 stride 1 (MobileNet 112x112x32: 1.28, Xception 74x74x128: 1.02), a single tall
-    column (EEGNet's (64, 1): 0.99-1.2); 3x3 stride 2 is even (0.90-0.98)."""
+    bench/depthwise_train.py measured the new kernel faster than today's (oneDNN's
+    depthwise backward, which autograd runs on a padded copy for TensorFlow's odd "same"
+    element).  One-thread CPU time of forward+backward, new / old, one process, alternated
+    (bench/README.md, "DepthwiseConv2D training on CPU"): dilated (3x3 dilation 2:
+    0.26), 5x5 and larger (MobileNetV3 5x5: 0.36, 7x7: 0.30), strided in both axes
+    (MobileNet 3x3 stride 2: 0.79).  Left to today's kernel, where oneDNN's 3x3 backward
+    is as fast or faster: 3x3 stride 1 (MobileNet 112x112x32: 1.18, Xception 74x74x128:
+    1.10), a single tall column (EEGNet's (64, 1) with multiplier 2: 1.05), and the
+    geometries not measured (small kernels with one axis strided)."""
     if TAKES_2D is not None:
         return TAKES_2D
     kh, kw = kernel.shape[:2]
-    return max(dilation) > 1 or (kh * kw >= 25 and kw > 1)
+    if kw == 1:
+        return False
+    return max(dilation) > 1 or kh * kw >= 25 or (min(strides) > 1 and min(kh, kw) >= 3)
 
 
 def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
