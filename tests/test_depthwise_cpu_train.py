@@ -626,3 +626,28 @@ def test_2d_gradients_match_tf_keras(cls, args, backward_calls):
     for g, r in zip(got, want):
         scale = max(1.0, float(np.abs(r).max()))
         np.testing.assert_allclose(g, r, atol=1e-5 * scale, rtol=1e-5)
+
+
+@pytest.mark.parametrize("native_forward", [None, True, False])
+def test_2d_both_forwards_and_the_rule_between_them(native_forward, monkeypatch):
+    """The 2D C forward and oneDNN's give the reference's numbers (float32; bfloat16 with
+    a multiplier); by default the C one runs for bfloat16 with a multiplier only."""
+    monkeypatch.setattr(depthwise_train, "NATIVE_FORWARD", native_forward)
+    monkeypatch.setattr(depthwise_train, "TAKES_2D", True)
+    ran = []
+    real = depthwise_train._cpu_native.dw2d_forward
+    monkeypatch.setattr(depthwise_train._cpu_native, "dw2d_forward",
+                        lambda *a, **k: ran.append(1) or real(*a, **k))
+    for dtype, m, dilation in ((torch.float32, 1, (1, 1)), (torch.float32, 2, (1, 1)),
+                               (torch.float32, 1, (2, 3)), (torch.bfloat16, 2, (1, 1))):
+        case = dict(k=(3, 4), stride=(1, 1), dilation=dilation, padding="same", m=m,
+                    size=(9, 20), channels=5, batch=2, bias=True, strided_view=True,
+                    needs="x", seed=m)
+        ran.clear()
+        x, w, b = _tensors_2d(case, dtype)
+        got = _run(case, x, w, b, "")[:1]
+        want = _run(case, x.float(), w.float(), b.float(), "reference")[:1]
+        _compare(got, want, dtype)
+        c_forward = (native_forward if native_forward is not None else False) \
+            if dtype == torch.float32 else True
+        assert len(ran) == c_forward
