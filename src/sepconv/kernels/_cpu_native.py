@@ -27,6 +27,11 @@ compiler or the build fails, :func:`load` returns ``None`` and the kernel falls 
 ``torch.ops.aten.convolution_backward``.  ``SEPCONV_NATIVE_OPENMP=0`` forces the pthreads
 build.
 Set ``SEPCONV_NATIVE=0`` to disable it.
+
+The same source holds the 2D depthwise routines of ``kernels/depthwise_train.py``
+(``sepconv_dw2d_forward``, ``sepconv_dw2d_grad_weight``, ``sepconv_dw2d_input_grad``):
+channels_last ``(n, height, width, c)``, the same tiles over the columns of one output
+row, the kernel's input rows kept in a ring of row buffers.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Depthwise 1D convolution on CPU for training: the C depthwise routines' backward.
+"""Depthwise 1D and 2D convolution on CPU for training: the C depthwise routines' backward.
 
 ``kernels/depthwise_cpu.py`` runs the forward pass through oneDNN's depthwise kernel and
 leaves the backward to autograd, i.e. to oneDNN's depthwise backward, whose weight
@@ -37,6 +37,15 @@ routines could be built; not while exporting or tracing (``torch.export``,
 ``torch.autocast("cpu")`` (which casts torch's convolution, not this op), nor for float64
 (the gradient checks' dtype) or without a C compiler: there ``depthwise_cpu.conv`` as
 before.  Tested against the reference kernel in tests/test_depthwise_cpu_train.py.
+
+Rank 2 (``DepthwiseConv2D`` and ``SeparableConv2D``'s depthwise step with a kernel more than
+one row high) has its own pair of ops, ``sepconv::depthwise_conv2d_cpu`` and
+``..._backward`` (geometry: strides, dilations and pads of both axes), behind the same
+autograd formula: forward oneDNN's through ``depthwise_cpu.conv`` without autograd (the C
+forward ``_cpu_native.dw2d_forward`` only for bfloat16 with a multiplier, see
+:func:`_forward_2d`), backward the 2D C routines (``_cpu_native.dw2d_grad_weight``,
+``dw2d_input_grad``; bfloat16 widened, as in 1D).  The dispatcher takes it only where
+:func:`takes_2d`'s measured rule says it is faster than today's kernel.
 """
 
 from __future__ import annotations
