@@ -465,8 +465,9 @@ BENCH_2D = [
 def test_2d_bench_geometries_at_size_against_float64(geometry, monkeypatch):
     """The bench's DepthwiseConv2D geometries at their sizes on the default dispatch: the
     2D C backward ran where the rule (:func:`depthwise_train.takes_2d`) takes the
-    geometry, today's kernel elsewhere; output and every gradient within float32
-    rounding of the reference kernel run in float64, on two threads."""
+    geometry, today's kernel elsewhere (and then the 2D C backward forced,
+    ``TAKES_2D``); output and every gradient within float32 rounding of the reference
+    kernel run in float64, on two threads."""
     case = dict(geometry, batch=1, bias=True, strided_view=False, needs="all", seed=11)
     x, w, b = _tensors_2d(case, torch.float32)
     kernel = w.reshape(*case["k"], 1, -1)
@@ -481,9 +482,36 @@ def test_2d_bench_geometries_at_size_against_float64(geometry, monkeypatch):
     finally:
         torch.set_num_threads(1)
     assert calls == ([tuple(x.shape)] if takes else [])
+    runs = [got]
+    if not takes:
+        monkeypatch.setattr(depthwise_train, "TAKES_2D", True)
+        torch.set_num_threads(2)
+        try:
+            runs.append(_run(case, x, w, b, ""))
+        finally:
+            torch.set_num_threads(1)
+        assert len(calls) == 1
     want = _run(case, x.double(), w.double(), b.double(), "reference")
-    for g, r in zip(got, want):
-        torch.testing.assert_close(g.double(), r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+    for got in runs:
+        for g, r in zip(got, want):
+            torch.testing.assert_close(g.double(), r, rtol=1e-4,
+                                       atol=1e-4 * r.abs().max().item())
+
+
+@pytest.mark.parametrize("k,stride,dilation,size", [
+    ((3, 3), (1, 1), (1, 1), (9, 40)), ((2, 3), (2, 1), (1, 1), (8, 37)),
+    ((3, 3), (1, 1), (2, 1), (11, 21)), ((3, 3), (3, 1), (1, 1), (10, 150))])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_2d_three_wide_unit_column_paths(k, stride, dilation, size, padding, monkeypatch):
+    """The weight gradient's 3-wide path (3 columns, unit column stride and dilation, up
+    to 3 rows: nine sums in registers) on several steps and column tiles, forced on
+    (``TAKES_2D``), against the reference kernel."""
+    monkeypatch.setattr(depthwise_train, "TAKES_2D", True)
+    case = dict(k=k, stride=stride, dilation=dilation, padding=padding, size=size,
+                channels=40, m=2, batch=2, bias=True, strided_view=False, needs="all",
+                seed=sum(size))
+    x, w, b = _tensors_2d(case, torch.float32)
+    _compare(_run(case, x, w, b, ""), _run(case, x, w, b, "reference"), torch.float32)
 
 
 def _direct_2d(x, w, b, strides, dilation, pads):

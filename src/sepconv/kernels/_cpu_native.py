@@ -708,6 +708,48 @@ static void *run_fwd2d(void *arg) {
     return NULL;
 }
 
+#ifndef SEPCONV_TAPS3
+#define SEPCONV_TAPS3 1
+#endif
+
+/* The weight gradient of a 3-wide kernel at unit column stride and dilation over nv <= 3
+   input rows at once (rows[u]: the tile's buffered row of kernel row kh0 + u): nine
+   partial sums in registers, each input row read through a window of 6 vectors per 4
+   steps, grad_y once (the row-by-row taps read grad_y once per row and keep 3 sums). */
+static void taps3x3(const job_t *j, const float *const *rows, int64_t nv, int64_t kh0,
+                    const float *gt, int64_t tl, int64_t cap, int64_t ch0, int64_t gn,
+                    float *acc) {
+    for (int64_t gi = 0; gi < gn; gi++) {
+        vf a[3][3];
+        for (int u = 0; u < 3; u++) for (int q = 0; q < 3; q++) a[u][q] = (vf){0};
+        const float *g = gt + gi * T * VW;
+        int64_t l = 0;
+        for (; l + 4 <= tl; l += 4) {
+            const vf g0 = *(const vf *)(g + l * VW), g1 = *(const vf *)(g + (l + 1) * VW);
+            const vf g2 = *(const vf *)(g + (l + 2) * VW), g3 = *(const vf *)(g + (l + 3) * VW);
+            for (int u = 0; u < 3; u++) {
+                if (u >= nv) break;
+                const float *xr = rows[u] + (gi * cap + l) * VW;
+                vf xw[6];
+                for (int i = 0; i < 6; i++) xw[i] = *(const vf *)(xr + i * VW);
+                for (int q = 0; q < 3; q++)
+                    a[u][q] += xw[q] * g0 + xw[q + 1] * g1 + xw[q + 2] * g2 + xw[q + 3] * g3;
+            }
+        }
+        for (; l < tl; l++) {
+            const vf g0 = *(const vf *)(g + l * VW);
+            for (int u = 0; u < 3; u++) {
+                if (u >= nv) break;
+                const float *xr = rows[u] + (gi * cap + l) * VW;
+                for (int q = 0; q < 3; q++) a[u][q] += *(const vf *)(xr + q * VW) * g0;
+            }
+        }
+        for (int u = 0; u < nv; u++)
+            for (int q = 0; q < 3; q++)
+                *(vf *)(acc + (((ch0 + gi) * j->kh + kh0 + u) * 3 + q) * VW) += a[u][q];
+    }
+}
+
 /* One thread's tiles of the 2D weight gradient, summed into its acc[chunk][kh][kw][VW]. */
 static void *run_gw2d(void *arg) {
     const job_t *j = (const job_t *)arg;
@@ -717,6 +759,8 @@ static void *run_gw2d(void *arg) {
     float *gt = aligned_alloc(64, sizeof(float) * VW * G * T);
     rowtag_t *tags = malloc(sizeof(rowtag_t) * j->kh);
     int64_t *need = malloc(sizeof(int64_t) * j->kh);
+    const int fused3 = SEPCONV_TAPS3 && j->k == 3 && j->kh <= 3 && j->stride == 1
+        && j->dilation == 1;
     if (xt && gt && tags && need) {
         for (int64_t s = 0; s < j->kh; s++) tags[s].b = -1;
         for (int64_t ti = j->tile_begin; ti < j->tile_end; ti++) {
@@ -727,6 +771,13 @@ static void *run_gw2d(void *arg) {
             copy_rows(j->g + t.n * j->out_len * cm, j->out_len, cm, t.l0, t.tl, t.ch0, t.gn,
                       gt, T);
             for (int64_t kr = kh0; kr < kh1; kr++) need[kr - kh0] = i * j->sh + kr * j->dh - j->pt;
+            if (fused3) {
+                const float *rows[3];
+                for (int64_t u = 0; u < kh1 - kh0; u++)
+                    rows[u] = held_row(j, &t, b, need[u], xt, cap, tags, j->kh, need, kh1 - kh0);
+                taps3x3(j, rows, kh1 - kh0, kh0, gt, t.tl, cap, t.ch0, t.gn, acc);
+                continue;
+            }
             for (int64_t kr = kh0; kr < kh1; kr++) {
                 const float *row = held_row(j, &t, b, need[kr - kh0], xt, cap, tags, j->kh,
                                             need, kh1 - kh0);
