@@ -9,6 +9,7 @@ one intra-op and one inter-op thread, ``tf.function``), median ``time.process_ti
 gradients).  Ratios below 1: sepconv costs less.
 
     python bench/family_cpu_time.py          # ~2 min on 2 cores
+    FAMILY_ONLY=dw python bench/family_cpu_time.py   # the rows whose name holds "dw"
 """
 
 from __future__ import annotations
@@ -36,9 +37,15 @@ SHAPES = [
     ("mobilenet_dw3_s2", "DepthwiseConv2D", dict(kernel_size=3, strides=2, padding="same"),
      (8, 56, 56, 128)),
     ("mobilenet_dw5", "DepthwiseConv2D", dict(kernel_size=5, padding="same"), (8, 28, 28, 240)),
+    ("mobilenet_dw3", "DepthwiseConv2D", dict(kernel_size=3, padding="same"), (8, 112, 112, 32)),
+    ("convnext_dw7", "DepthwiseConv2D", dict(kernel_size=7, padding="same"), (8, 56, 56, 96)),
+    ("deeplab_dw3_d2", "DepthwiseConv2D", dict(kernel_size=3, padding="same", dilation_rate=2),
+     (4, 64, 64, 128)),
     ("melgan_up_k16_s8", "Conv1DTranspose",
      dict(filters=256, kernel_size=16, strides=8, padding="same"), (4, 250, 512)),
 ]
+
+SHAPES = [s for s in SHAPES if any(o in s[0] for o in os.environ.get("FAMILY_ONLY", "").split(","))]
 
 
 def _median(fn, n=5, warmup=2):

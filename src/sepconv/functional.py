@@ -198,7 +198,7 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
         raise ValueError(f"Input of shape {tuple(x.shape)} is too small for kernel_size="
                          f"{tuple(ksize)}, dilation_rate={dilation}, padding={padding!r}: "
                          f"the output would have shape {out}")
-    kernel_fn = _pick_conv_kernel(x, kernel, stride, pads, groups, channels_last)
+    kernel_fn = _pick_conv_kernel(x, kernel, stride, pads, groups, channels_last, dilation)
     call = functools.partial(kernel_fn, x, kernel, bias, strides=stride, dilation=dilation,
                              pads=pads, groups=groups, channels_last=channels_last)
     if not x.is_cpu:
@@ -1196,15 +1196,17 @@ def separable_conv2d(x: torch.Tensor, depthwise_kernel: torch.Tensor,
 
 
 def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pads: tuple,
-                      groups: int, channels_last: bool) -> Callable:
+                      groups: int, channels_last: bool,
+                      dilation: Optional[tuple] = None) -> Callable:
     """:func:`conv`'s kernel, on CPU channels_last data (Keras' default layout):
 
     - depthwise (one input channel per group, several channels), rank 1-2, float32/64 or
       bfloat16: ``kernels/depthwise_cpu.py`` (keeps the data channels_last, where torch's
       depthwise convolution is fast; 1 channel stays on the reference: the oneDNN trap);
-      when autograd records a rank-1 one (or one with a kernel one row high) in float32 or
-      bfloat16, ``kernels/depthwise_train.py`` (the same forward, the C routines'
-      backward: oneDNN's depthwise weight gradient is ~20x slower than its forward);
+      when autograd records a rank-1 one (or one with a kernel one row high, or a 2D one
+      where ``depthwise_train.takes_2d``'s measured rule says so) in float32 or bfloat16,
+      ``kernels/depthwise_train.py`` (the C routines' backward: oneDNN's depthwise weight
+      gradient is ~20x slower than its forward);
     - 1x1, stride 1, unpadded, ungrouped: ``kernels/pointwise.py`` (one GEMM, no copies).
 
     Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
@@ -1214,7 +1216,8 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
         return _reference.conv
     if kernel.dim() in (3, 4) and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
             and x.dtype in (torch.float32, torch.float64, torch.bfloat16):
-        if _depthwise_train.takes(x, kernel, pads):  # training: the C routines' backward
+        if _depthwise_train.takes(x, kernel, pads, strides,
+                                  dilation or (1,) * len(strides)):  # training: C backward
             return _depthwise_train.conv
         return _depthwise_cpu.conv
     if groups == 1 and all(k == 1 for k in kernel.shape[:-2]) \

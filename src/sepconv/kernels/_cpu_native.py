@@ -27,6 +27,11 @@ compiler or the build fails, :func:`load` returns ``None`` and the kernel falls 
 ``torch.ops.aten.convolution_backward``.  ``SEPCONV_NATIVE_OPENMP=0`` forces the pthreads
 build.
 Set ``SEPCONV_NATIVE=0`` to disable it.
+
+The same source holds the 2D depthwise routines of ``kernels/depthwise_train.py``
+(``sepconv_dw2d_forward``, ``sepconv_dw2d_grad_weight``, ``sepconv_dw2d_input_grad``):
+channels_last ``(n, height, width, c)``, the same tiles over the columns of one output
+row, the kernel's input rows kept in a ring of row buffers.
 """
 
 from __future__ import annotations
@@ -85,6 +90,12 @@ typedef struct {
     /* the fused backward only: the flipped kernel (k, c*m) and the input gradient */
     const float *w;
     float *out2;
+    /* 2D only (zero in 1D jobs): a 2D job is a 1D job over the columns (k, stride,
+       dilation, pad_left, length = width, out_len = out_w the columns') whose n "batch
+       items" are the output lines (batch item b, output row i), n = batch * out_h; the rows'
+       geometry: kh taps, stride sh, dilation dh, pad_top pt, height input rows.  The
+       forward writes output line (b, i) to row i * rstep + roff of rows_total rows. */
+    int64_t kh, sh, dh, pt, height, out_h, rows_total, rstep, roff;
 } job_t;
 
 typedef struct {
@@ -317,13 +328,14 @@ static int split(const job_t *base, job_t *jobs, int threads) {
    acc[chunk][k][VW]; out (k, c*m) gets their sums, in thread order. */
 static int run_summed(job_fn fn, job_t *jobs, int threads, float *out) {
     const job_t *j = &jobs[0];
-    const int64_t cm = j->c * j->m, chunks = chunks_of(j), per = chunks * j->k * VW;
+    const int64_t kt = j->k * (j->kh > 0 ? j->kh : 1);  /* taps: 2D jobs kh * k */
+    const int64_t cm = j->c * j->m, chunks = chunks_of(j), per = chunks * kt * VW;
     float *acc = aligned_alloc(64, ((sizeof(float) * per * threads + 63) / 64) * 64);
     if (!acc) return -1;
     memset(acc, 0, sizeof(float) * per * threads);
     for (int i = 0; i < threads; i++) jobs[i].out = acc + per * i;
     dispatch(fn, jobs, threads);
-    reduce_partials(acc, threads, per, chunks, j->k, cm, out);
+    reduce_partials(acc, threads, per, chunks, kt, cm, out);
     free(acc);
     return 0;
 }
@@ -547,6 +559,411 @@ int sepconv_dw_forward(const float *x, const float *w, float *z, int64_t n, int6
     return sepconv_dw_forward_rows(x, w, z, n, length, out_len, c, m, k, stride, dilation,
                                    pad_left, threads, out_len, 1, 0);
 }
+
+/* ---- 2D depthwise (channels_last (n, height, width, c)): a 2D job (job_t's 2D fields) ----
+   Tiles: (output line (b, i), T output columns, G chunks); each tile reads the input rows
+   r = i*sh + kh*dh - pt inside the input (the others are zero padding: skipped), each row
+   copied by copy_x as a 1D sequence of width steps. */
+
+/* the tile's output line: batch item *b, output row *i; the valid taps [*kh0, *kh1) */
+static void line_of(const job_t *j, const tile_t *t, int64_t *b, int64_t *i, int64_t *kh0,
+                    int64_t *kh1) {
+    *b = t->n / j->out_h;
+    *i = t->n % j->out_h;
+    const int64_t r0 = *i * j->sh - j->pt;
+    int64_t lo = 0, hi = j->kh;
+    while (lo < hi && r0 + lo * j->dh < 0) lo++;
+    while (hi > lo && r0 + (hi - 1) * j->dh >= j->height) hi--;
+    *kh0 = lo;
+    *kh1 = hi;
+}
+
+/* copy_x of input row r of batch item b (the tile's columns) into xt */
+static void copy_row2d(const job_t *j, const tile_t *t, int64_t b, int64_t r, float *xt,
+                       int64_t cap) {
+    job_t jr = *j;
+    jr.x = j->x + (b * j->height + r) * j->length * j->c;
+    jr.n = 1;
+    tile_t tr = *t;
+    tr.n = 0;
+    copy_x(&jr, &tr, xt, cap);
+}
+
+/* 2D tiles run line by line: tile ti is (batch item, channel group, column tile, output
+   row), rows innermost, so a thread's consecutive tiles are consecutive output rows of
+   the same columns and channels, which share kh - sh input rows (held_row). */
+static tile_t tile2d_at(const job_t *j, int64_t ti) {
+    const int64_t steps = (j->out_len + T - 1) / T, groups = groups_of(j);
+    const int64_t line = ti % j->out_h, rest = ti / j->out_h;
+    const int64_t step = rest % steps, group = rest / steps % groups;
+    const int64_t b = rest / (steps * groups);
+    return tile_at(j, ((b * j->out_h + line) * steps + step) * groups + group);
+}
+
+typedef struct { int64_t b, r, l0, ch0; } rowtag_t;
+
+/* The buffer (of slots nslots, G * cap * VW floats apart) holding input row r of batch
+   item b for the tile's columns and channels: copied into a slot unless one holds it
+   already; the slot taken holds none of the line's rows need[0 .. nneed - 1] (nneed <=
+   nslots, so one exists). */
+static float *held_row(const job_t *j, const tile_t *t, int64_t b, int64_t r, float *xt,
+                       int64_t cap, rowtag_t *tags, int64_t nslots, const int64_t *need,
+                       int64_t nneed) {
+    const int64_t size = G * cap * VW;
+    for (int64_t s = 0; s < nslots; s++)
+        if (tags[s].b == b && tags[s].r == r && tags[s].l0 == t->l0 && tags[s].ch0 == t->ch0)
+            return xt + s * size;
+    int64_t s = 0;
+    for (; s < nslots; s++) {
+        int used = 0;
+        if (tags[s].b == b && tags[s].l0 == t->l0 && tags[s].ch0 == t->ch0)
+            for (int64_t q = 0; q < nneed; q++) used |= need[q] == tags[s].r;
+        if (!used) break;
+    }
+    copy_row2d(j, t, b, r, xt + s * size, cap);
+    tags[s].b = b; tags[s].r = r; tags[s].l0 = t->l0; tags[s].ch0 = t->ch0;
+    return xt + s * size;
+}
+
+/* The forward's NB output columns in registers, summed over the valid kernel rows (nv of
+   them, from kh0; buffer rows xt[kx][gi][cap]) and their taps. */
+#define ROWS2D(NB)                                                                 \
+    for (; l + NB <= t.tl; l += NB)                                                \
+        for (int64_t gi = 0; gi < t.gn; gi++) {                                    \
+            vf a[NB];                                                              \
+            for (int q = 0; q < NB; q++) a[q] = (vf){0};                           \
+            for (int64_t kx = 0; kx < nv; kx++) {                                  \
+                const float *xp = rowp[kx] + gi * cap * VW + l * xs;               \
+                const float *wg = wt + (gi * j->kh + kh0 + kx) * j->k * VW;        \
+                int64_t kk = 0;                                                    \
+                if (unit) {                                                        \
+                    for (; kk + 4 <= j->k; kk += 4) {                              \
+                        vf xw[NB + 3];                                             \
+                        for (int i = 0; i < NB + 3; i++)                           \
+                            xw[i] = *(const vf *)(xp + (kk + i) * VW);             \
+                        for (int p = 0; p < 4; p++) {                              \
+                            const vf wv = *(const vf *)(wg + (kk + p) * VW);       \
+                            for (int q = 0; q < NB; q++) a[q] += xw[q + p] * wv;   \
+                        }                                                          \
+                    }                                                              \
+                    if (j->k - kk == 3) { /* 3 taps share a window of NB + 2 */    \
+                        vf xw[NB + 2];                                             \
+                        for (int i = 0; i < NB + 2; i++)                           \
+                            xw[i] = *(const vf *)(xp + (kk + i) * VW);             \
+                        for (int p = 0; p < 3; p++) {                              \
+                            const vf wv = *(const vf *)(wg + (kk + p) * VW);       \
+                            for (int q = 0; q < NB; q++) a[q] += xw[q + p] * wv;   \
+                        }                                                          \
+                        kk += 3;                                                   \
+                    }                                                              \
+                }                                                                  \
+                for (; kk < j->k; kk++) {                                          \
+                    const vf wv = *(const vf *)(wg + kk * VW);                     \
+                    const float *xk = xp + kk * xd;                                \
+                    for (int q = 0; q < NB; q++) a[q] += *(const vf *)(xk + q * xs) * wv; \
+                }                                                                  \
+            }                                                                      \
+            const int64_t cm0 = (t.ch0 + gi) * VW;                                 \
+            for (int q = 0; q < NB; q++) {                                         \
+                float *dst = zrow + ((t.l0 + l + q) * ostep + ooff) * cm + cm0;    \
+                if (cm0 + VW <= cm) *(vf *)dst = a[q];                             \
+                else for (int v = 0; v < cm - cm0; v++) dst[v] = a[q][v];          \
+            }                                                                      \
+        }
+
+static void *run_fwd2d(void *arg) {
+    const job_t *j = (const job_t *)arg;
+    const int64_t cm = j->c * j->m, cap = rows_cap(j);
+    const int64_t xs = j->stride * VW, xd = j->dilation * VW;
+    const int unit = j->stride == 1 && j->dilation == 1;
+    const int64_t ostep = j->out_step, ooff = j->out_off;
+    float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * cap * j->kh + 63) / 64) * 64);
+    float *wt = aligned_alloc(64, ((sizeof(float) * VW * G * j->k * j->kh + 63) / 64) * 64);
+    int64_t prev_ch0 = -1;
+    rowtag_t *tags = malloc(sizeof(rowtag_t) * j->kh);
+    int64_t *need = malloc(sizeof(int64_t) * j->kh);
+    const float **rowp = malloc(sizeof(float *) * j->kh);
+    if (xt && wt && tags && need && rowp) {
+        for (int64_t s = 0; s < j->kh; s++) tags[s].b = -1;
+        for (int64_t ti = j->tile_begin; ti < j->tile_end; ti++) {
+            const tile_t t = tile2d_at(j, ti);
+            int64_t b, i, kh0, kh1;
+            line_of(j, &t, &b, &i, &kh0, &kh1);
+            const int64_t nv = kh1 - kh0;
+            for (int64_t kx = 0; kx < nv; kx++) need[kx] = i * j->sh + (kh0 + kx) * j->dh - j->pt;
+            for (int64_t kx = 0; kx < nv; kx++)
+                rowp[kx] = held_row(j, &t, b, need[kx], xt, cap, tags, j->kh, need, nv);
+            if (t.ch0 != prev_ch0)  /* the weights of these chunks: wt[gi][kh][kw] */
+                load_weights(j->g, NULL, j->kh * j->k, cm, t.ch0, t.gn, wt);
+            prev_ch0 = t.ch0;
+            float *zrow = j->out + (b * j->rows_total + i * j->rstep + j->roff) * j->out_rows * cm;
+            int64_t l = 0;
+            ROWS2D(8)
+            ROWS2D(4)
+            ROWS2D(2)
+            ROWS2D(1)
+        }
+    }
+    free(xt); free(wt); free(tags); free(need); free(rowp);
+    return NULL;
+}
+
+#ifndef SEPCONV_TAPS3
+#define SEPCONV_TAPS3 1
+#endif
+
+/* The weight gradient of a 3-wide kernel at unit column stride and dilation over nv <= 3
+   input rows at once (rows[u]: the tile's buffered row of kernel row kh0 + u): nine
+   partial sums in registers, each input row read through a window of 6 vectors per 4
+   steps, grad_y once (the row-by-row taps read grad_y once per row and keep 3 sums). */
+static void taps3x3(const job_t *j, const float *const *rows, int64_t nv, int64_t kh0,
+                    const float *gt, int64_t tl, int64_t cap, int64_t ch0, int64_t gn,
+                    float *acc) {
+    for (int64_t gi = 0; gi < gn; gi++) {
+        vf a[3][3];
+        for (int u = 0; u < 3; u++) for (int q = 0; q < 3; q++) a[u][q] = (vf){0};
+        const float *g = gt + gi * T * VW;
+        int64_t l = 0;
+        for (; l + 4 <= tl; l += 4) {
+            const vf g0 = *(const vf *)(g + l * VW), g1 = *(const vf *)(g + (l + 1) * VW);
+            const vf g2 = *(const vf *)(g + (l + 2) * VW), g3 = *(const vf *)(g + (l + 3) * VW);
+            for (int u = 0; u < 3; u++) {
+                if (u >= nv) break;
+                const float *xr = rows[u] + (gi * cap + l) * VW;
+                vf xw[6];
+                for (int i = 0; i < 6; i++) xw[i] = *(const vf *)(xr + i * VW);
+                for (int q = 0; q < 3; q++)
+                    a[u][q] += xw[q] * g0 + xw[q + 1] * g1 + xw[q + 2] * g2 + xw[q + 3] * g3;
+            }
+        }
+        for (; l < tl; l++) {
+            const vf g0 = *(const vf *)(g + l * VW);
+            for (int u = 0; u < 3; u++) {
+                if (u >= nv) break;
+                const float *xr = rows[u] + (gi * cap + l) * VW;
+                for (int q = 0; q < 3; q++) a[u][q] += *(const vf *)(xr + q * VW) * g0;
+            }
+        }
+        for (int u = 0; u < nv; u++)
+            for (int q = 0; q < 3; q++)
+                *(vf *)(acc + (((ch0 + gi) * j->kh + kh0 + u) * 3 + q) * VW) += a[u][q];
+    }
+}
+
+/* One thread's tiles of the 2D weight gradient, summed into its acc[chunk][kh][kw][VW]. */
+static void *run_gw2d(void *arg) {
+    const job_t *j = (const job_t *)arg;
+    const int64_t cm = j->c * j->m, cap = rows_cap(j);
+    float *acc = j->out;
+    float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * cap * j->kh + 63) / 64) * 64);
+    float *gt = aligned_alloc(64, sizeof(float) * VW * G * T);
+    rowtag_t *tags = malloc(sizeof(rowtag_t) * j->kh);
+    int64_t *need = malloc(sizeof(int64_t) * j->kh);
+    const int fused3 = SEPCONV_TAPS3 && j->k == 3 && j->kh <= 3 && j->stride == 1
+        && j->dilation == 1;
+    if (xt && gt && tags && need) {
+        for (int64_t s = 0; s < j->kh; s++) tags[s].b = -1;
+        for (int64_t ti = j->tile_begin; ti < j->tile_end; ti++) {
+            const tile_t t = tile2d_at(j, ti);
+            int64_t b, i, kh0, kh1;
+            line_of(j, &t, &b, &i, &kh0, &kh1);
+            if (kh1 <= kh0) continue;
+            copy_rows(j->g + t.n * j->out_len * cm, j->out_len, cm, t.l0, t.tl, t.ch0, t.gn,
+                      gt, T);
+            for (int64_t kr = kh0; kr < kh1; kr++) need[kr - kh0] = i * j->sh + kr * j->dh - j->pt;
+            if (fused3) {
+                const float *rows[3];
+                for (int64_t u = 0; u < kh1 - kh0; u++)
+                    rows[u] = held_row(j, &t, b, need[u], xt, cap, tags, j->kh, need, kh1 - kh0);
+                taps3x3(j, rows, kh1 - kh0, kh0, gt, t.tl, cap, t.ch0, t.gn, acc);
+                continue;
+            }
+            for (int64_t kr = kh0; kr < kh1; kr++) {
+                const float *row = held_row(j, &t, b, need[kr - kh0], xt, cap, tags, j->kh,
+                                            need, kh1 - kh0);
+                for (int64_t gi = 0; gi < t.gn; gi++)
+                    taps(j, row + gi * cap * VW, gt + gi * T * VW, t.tl,
+                         acc + ((t.ch0 + gi) * j->kh + kr) * j->k * VW);
+            }
+        }
+    }
+    free(xt); free(gt); free(tags); free(need);
+    return NULL;
+}
+
+static job_t job2d(const float *x, const float *g, float *out, int64_t n, int64_t height,
+                   int64_t width, int64_t out_h, int64_t out_w, int64_t c, int64_t m,
+                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                   int64_t pt, int64_t pl) {
+    job_t j;
+    memset(&j, 0, sizeof j);
+    j.x = x; j.g = g; j.out = out;
+    j.n = n * out_h; j.length = width; j.out_len = out_w; j.c = c; j.m = m;
+    j.k = kw; j.stride = sw; j.dilation = dw; j.pad_left = pl;
+    j.kh = kh; j.sh = sh; j.dh = dh; j.pt = pt; j.height = height; j.out_h = out_h;
+    j.out_rows = out_w; j.out_step = 1; j.rows_total = out_h; j.rstep = 1;
+    return j;
+}
+
+/* x: (n, height, width, c); w: (kh, kw, c*m); z: (n, rows_total, cols_total, c*m), all
+   contiguous float32: output (i, l) written to row i*rstep + roff, column l*cstep + coff
+   (the other rows and columns untouched).  Any pt, pl (negative: the window starts inside
+   the input).  Returns 0, -1 where memory ran out. */
+int sepconv_dw2d_forward(const float *x, const float *w, float *z, int64_t n, int64_t height,
+                         int64_t width, int64_t out_h, int64_t out_w, int64_t c, int64_t m,
+                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh,
+                         int64_t dw, int64_t pt, int64_t pl, int64_t rows_total,
+                         int64_t rstep, int64_t roff, int64_t cols_total, int64_t cstep,
+                         int64_t coff, int threads) {
+    job_t base = job2d(x, w, z, n, height, width, out_h, out_w, c, m, kh, kw, sh, sw, dh, dw,
+                       pt, pl);
+    base.rows_total = rows_total; base.rstep = rstep; base.roff = roff;
+    base.out_rows = cols_total; base.out_step = cstep; base.out_off = coff;
+    if (kh < 1 || kw < 1) return -1;
+    job_t jobs[64];
+    threads = split(&base, jobs, threads);
+    dispatch(run_fwd2d, jobs, threads);
+    return 0;
+}
+
+/* x: (n, height, width, c); g: (n, out_h, out_w, c*m); out: (kh, kw, c*m): the weight
+   gradient, all contiguous float32. */
+int sepconv_dw2d_grad_weight(const float *x, const float *g, float *out, int64_t n,
+                             int64_t height, int64_t width, int64_t out_h, int64_t out_w,
+                             int64_t c, int64_t m, int64_t kh, int64_t kw, int64_t sh,
+                             int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl,
+                             int threads) {
+    job_t base = job2d(x, g, NULL, n, height, width, out_h, out_w, c, m, kh, kw, sh, sw, dh,
+                       dw, pt, pl);
+    if (kh < 1 || kw < 1) return -1;
+    job_t jobs[64];
+    threads = split(&base, jobs, threads);
+    return run_summed(run_gw2d, jobs, threads, out);
+}
+/* ---- 2D input gradient in one pass (strided or not) ------------------------------------
+   gx[b, ri, ci, q] = sum of gz[b, i, l, q] * w[kh, kw, q] over i*sh + kh*dh - pt = ri and
+   l*sw + kw*dw - pl = ci (the transposed convolution; q < cm, the multiplier's sum is the
+   caller's).  The job is over gz (x = gz, height = oh rows, length = ow columns, c = cm,
+   m = 1; k, stride, dilation, pad_left the columns'; kh, sh, dh, pt the rows'), out = gx
+   (n, out_h = H, out_len = W, cm).  Tiles (b, channel group, T*sw gx columns, gx row),
+   rows innermost: the gz rows of a gx row's taps (those kh with ri + pt - kh*dh a multiple
+   of sh) come from a ring of row buffers (held_row), each copied once; column phase r
+   (columns c0 + r + sw*t) sums its taps kw (c0 + r + pl - kw*dw a multiple of sw) at
+   buffer offsets (c0 + r + pl - kw*dw)/sw - lmin + t: no zero-spread copy, every
+   multiply-add a real one. */
+static int64_t floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+#define GXROWS(NB)                                                                 \
+    for (; tb + NB <= count; tb += NB)                                             \
+        for (int64_t gi = 0; gi < gn; gi++) {                                      \
+            vf a[NB];                                                              \
+            for (int q = 0; q < NB; q++) a[q] = (vf){0};                           \
+            for (int64_t u = 0; u < nv; u++) {                                     \
+                const float *xp = rowp[u] + (gi * cap + tb) * VW;                  \
+                const float *wg = wt + (gi * j->kh + khs[u]) * j->k * VW;          \
+                for (int64_t v = 0; v < nk; v++) {                                 \
+                    const vf wv = *(const vf *)(wg + kws[v] * VW);                 \
+                    const float *xk = xp + offs[v] * VW;                           \
+                    for (int q = 0; q < NB; q++) a[q] += *(const vf *)(xk + q * VW) * wv; \
+                }                                                                  \
+            }                                                                      \
+            const int64_t cm0 = (ch0 + gi) * VW;                                   \
+            for (int q = 0; q < NB; q++) {                                         \
+                float *dst = grow + (ci0 + (tb + q) * sw) * cm + cm0;              \
+                if (cm0 + VW <= cm) *(vf *)dst = a[q];                             \
+                else for (int v = 0; v < cm - cm0; v++) dst[v] = a[q][v];          \
+            }                                                                      \
+        }
+
+static int64_t gx2d_cap(const job_t *j) {
+    return T + ((j->k - 1) * j->dilation + j->stride - 1) / j->stride + 2;
+}
+
+static int64_t gx2d_tiles(const job_t *j) {
+    const int64_t tw = T * j->stride;
+    return j->n * j->out_h * ((j->out_len + tw - 1) / tw) * groups_of(j);
+}
+
+static void *run_gx2d(void *arg) {
+    const job_t *j = (const job_t *)arg;
+    const int64_t cm = j->c, cap = gx2d_cap(j), sw = j->stride, tw = T * sw;
+    const int64_t width = j->out_len, height = j->out_h;
+    const int64_t colsteps = (width + tw - 1) / tw, groups = groups_of(j), chunks = chunks_of(j);
+    float *xt = aligned_alloc(64, ((sizeof(float) * VW * G * cap * j->kh + 63) / 64) * 64);
+    float *wt = aligned_alloc(64, ((sizeof(float) * VW * G * j->k * j->kh + 63) / 64) * 64);
+    rowtag_t *tags = malloc(sizeof(rowtag_t) * j->kh);
+    int64_t *need = malloc(sizeof(int64_t) * j->kh * 2 + sizeof(int64_t) * j->k * 2);
+    const float **rowp = malloc(sizeof(float *) * j->kh);
+    int64_t prev_ch0 = -1;
+    if (xt && wt && tags && need && rowp) {
+        int64_t *khs = need + j->kh, *offs = khs + j->kh, *kws = offs + j->k;
+        for (int64_t s = 0; s < j->kh; s++) tags[s].b = -1;
+        for (int64_t ti = j->tile_begin; ti < j->tile_end; ti++) {
+            const int64_t ri = ti % height, rest = ti / height;
+            const int64_t c0 = rest % colsteps * tw, ch0 = rest / colsteps % groups * G;
+            const int64_t b = rest / (colsteps * groups);
+            const int64_t gn = chunks - ch0 < G ? chunks - ch0 : G;
+            int64_t nv = 0;
+            for (int64_t kr = 0; kr < j->kh; kr++) {
+                const int64_t num = ri + j->pt - kr * j->dh;
+                if (num >= 0 && num % j->sh == 0 && num / j->sh < j->height) {
+                    khs[nv] = kr;
+                    need[nv++] = num / j->sh;
+                }
+            }
+            const int64_t lmin = floordiv(c0 + j->pad_left - (j->k - 1) * j->dilation, sw);
+            const int64_t lmax = floordiv(c0 + tw - 1 + j->pad_left, sw);
+            tile_t t = {0, c0, 0, ch0, gn, lmin, lmax - lmin + 1};
+            for (int64_t u = 0; u < nv; u++)
+                rowp[u] = held_row(j, &t, b, need[u], xt, cap, tags, j->kh, need, nv);
+            if (ch0 != prev_ch0)
+                load_weights(j->g, NULL, j->kh * j->k, cm, ch0, gn, wt);
+            prev_ch0 = ch0;
+            float *grow = j->out + (b * height + ri) * width * cm;
+            for (int64_t r = 0; r < sw; r++) {
+                const int64_t ci0 = c0 + r;
+                if (ci0 >= width) break;
+                const int64_t end = c0 + tw < width ? c0 + tw : width;
+                const int64_t count = (end - ci0 + sw - 1) / sw;
+                int64_t nk = 0;
+                for (int64_t kc = 0; kc < j->k; kc++) {
+                    const int64_t num = ci0 + j->pad_left - kc * j->dilation;
+                    if (((num % sw) + sw) % sw == 0) {
+                        kws[nk] = kc;
+                        offs[nk++] = floordiv(num, sw) - lmin;
+                    }
+                }
+                int64_t tb = 0;
+                GXROWS(8)
+                GXROWS(4)
+                GXROWS(2)
+                GXROWS(1)
+            }
+        }
+    }
+    free(xt); free(wt); free(tags); free(need); free(rowp);
+    return NULL;
+}
+
+/* gz: (n, out_h, out_w, cm); w: (kh, kw, cm); gx: (n, height, width, cm): the input
+   gradient before the multiplier's sum, all contiguous float32. */
+int sepconv_dw2d_input_grad(const float *gz, const float *w, float *gx, int64_t n,
+                            int64_t height, int64_t width, int64_t out_h, int64_t out_w,
+                            int64_t cm, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                            int64_t dh, int64_t dw, int64_t pt, int64_t pl, int threads) {
+    job_t base;
+    memset(&base, 0, sizeof base);
+    base.x = gz; base.g = w; base.out = gx;
+    base.n = n; base.length = out_w; base.c = cm; base.m = 1;
+    base.k = kw; base.stride = sw; base.dilation = dw; base.pad_left = pl;
+    base.kh = kh; base.sh = sh; base.dh = dh; base.pt = pt; base.height = out_h;
+    base.out_h = height; base.out_len = width;
+    if (kh < 1 || kw < 1 || sh < 1 || sw < 1) return -1;
+    job_t jobs[64];
+    threads = split_tiles(&base, jobs, threads, gx2d_tiles(&base));
+    dispatch(run_gx2d, jobs, threads);
+    return 0;
+}
 """
 
 _FLAGS = ["-O3", "-march=native", "-fPIC", "-std=gnu11"]
@@ -667,6 +1084,15 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sepconv_dw_forward_rows.restype = ctypes.c_int
     lib.sepconv_dw_forward_rows.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 9
                                             + [ctypes.c_int] + [ctypes.c_int64] * 3)
+    lib.sepconv_dw2d_forward.restype = ctypes.c_int
+    lib.sepconv_dw2d_forward.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 21
+                                         + [ctypes.c_int])
+    lib.sepconv_dw2d_input_grad.restype = ctypes.c_int
+    lib.sepconv_dw2d_input_grad.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 14
+                                            + [ctypes.c_int])
+    lib.sepconv_dw2d_grad_weight.restype = ctypes.c_int
+    lib.sepconv_dw2d_grad_weight.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 15
+                                             + [ctypes.c_int])
 
 
 _OPTIONS = dict(openmp_args=("-fopenmp", "-DSEPCONV_OMP"))
@@ -732,3 +1158,65 @@ def dw_backward(x, gz, wf, gw, gxf, *, n, length, out_len, c, m, k, stride, dila
     _lib.sepconv_dw_backward(x.data_ptr(), gz.data_ptr(), wf.data_ptr(), gw.data_ptr(),
                              gxf.data_ptr(), n, length, out_len, c, m, k, stride, dilation,
                              pad_left, threads)
+
+
+def dw2d_forward(x, w, out, *, kernel, strides, dilation, pad_top, pad_left, out_size,
+                 threads) -> None:
+    """Fill ``out`` (``(n, out_h, out_w, c*m)`` float32, contiguous; ``out_size`` its
+    ``(out_h, out_w)``) with the 2D depthwise convolution of contiguous float32 ``x``
+    ``(n, height, width, c)`` by ``w`` (``(kh, kw, c*m)``, contiguous), zero padding
+    ``pad_top`` / ``pad_left`` before (negative: the windows start inside) and as needed
+    after; ``load()`` must have succeeded.  (The C routine can also write output rows and
+    columns with a step and an offset: unused.)"""
+    row_step, row_off, col_step, col_off = 1, 0, 1, 0
+    n, height, width, c = x.shape
+    kh, kw, cm = w.shape
+    out_h, out_w = out_size
+    if out_h > 0 and out_w > 0 and (
+            (out_h - 1) * row_step + row_off >= out.shape[1]
+            or (out_w - 1) * col_step + col_off >= out.shape[2] or min(row_off, col_off) < 0
+            or tuple(kernel) != (kh, kw) or out.shape[-1] != cm or cm % c
+            or not (x.is_contiguous() and w.is_contiguous() and out.is_contiguous())):
+        raise ValueError("dw2d_forward: inconsistent shapes or output rows past `out`")
+    if _lib.sepconv_dw2d_forward(x.data_ptr(), w.data_ptr(), out.data_ptr(), n, height, width,
+                                 out_h, out_w, c, cm // c, kh, kw, strides[0], strides[1],
+                                 dilation[0], dilation[1], pad_top, pad_left, out.shape[1],
+                                 row_step, row_off, out.shape[2], col_step, col_off,
+                                 threads) != 0:
+        raise MemoryError("dw2d_forward: out of memory")
+
+
+def dw2d_grad_weight(x, g, out, *, strides, dilation, pad_top, pad_left, threads) -> None:
+    """Fill ``out`` (``(kh, kw, c*m)`` float32, contiguous) with the 2D depthwise weight
+    gradient from contiguous float32 ``x`` ``(n, height, width, c)`` and ``g``
+    ``(n, out_h, out_w, c*m)``; ``load()`` must have succeeded."""
+    n, height, width, c = x.shape
+    _, out_h, out_w, cm = g.shape
+    kh, kw, _ = out.shape
+    if g.shape[0] != n or out.shape[-1] != cm or cm % c or not (
+            x.is_contiguous() and g.is_contiguous() and out.is_contiguous()):
+        raise ValueError("dw2d_grad_weight: inconsistent shapes")
+    if _lib.sepconv_dw2d_grad_weight(x.data_ptr(), g.data_ptr(), out.data_ptr(), n, height,
+                                     width, out_h, out_w, c, cm // c, kh, kw, strides[0],
+                                     strides[1], dilation[0], dilation[1], pad_top, pad_left,
+                                     threads) != 0:
+        raise MemoryError("dw2d_grad_weight: out of memory")
+
+
+def dw2d_input_grad(gz, w, gx, *, strides, dilation, pad_top, pad_left, threads) -> None:
+    """Fill ``gx`` (``(n, height, width, c*m)`` float32, contiguous) with the input
+    gradient, before the sum over the multiplier, of the 2D depthwise convolution whose
+    output gradient is ``gz`` (``(n, out_h, out_w, c*m)``) and kernel ``w``
+    (``(kh, kw, c*m)``), both contiguous float32: the transposed convolution, strided axes
+    by phases in one pass; ``load()`` must have succeeded."""
+    n, height, width, cm = gx.shape
+    _, out_h, out_w, _ = gz.shape
+    kh, kw, _ = w.shape
+    if gz.shape[0] != n or gz.shape[-1] != cm or w.shape[-1] != cm or not (
+            gz.is_contiguous() and w.is_contiguous() and gx.is_contiguous()):
+        raise ValueError("dw2d_input_grad: inconsistent shapes")
+    if _lib.sepconv_dw2d_input_grad(gz.data_ptr(), w.data_ptr(), gx.data_ptr(), n, height,
+                                    width, out_h, out_w, cm, kh, kw, strides[0], strides[1],
+                                    dilation[0], dilation[1], pad_top, pad_left,
+                                    threads) != 0:
+        raise MemoryError("dw2d_input_grad: out of memory")
