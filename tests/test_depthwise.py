@@ -697,3 +697,21 @@ def test_double_backward_through_the_cpu_kernels(geometry):
         pw = param(1, 1, 4, 3)
         assert torch.autograd.gradgradcheck(lambda *a: F.separable_conv2d(*a, **kw),
                                             (x, dw, pw, param(3)))
+
+
+@pytest.mark.parametrize("width,kw,multiplier", [(3, 2, 2), (4, 3, 2), (4, 3, 3), (7, 3, 2)])
+def test_bfloat16_strided_multiplier_on_narrow_inputs(width, kw, multiplier):
+    # torch 2.13's CPU channels_last bfloat16 grouped convolution read garbage here (6e27);
+    # the layer's bfloat16 output must be the float32 result rounded, as for other shapes
+    torch.manual_seed(0)
+    layer = sepconv.DepthwiseConv2D((3, kw), strides=(1, 2), depth_multiplier=multiplier,
+                                    input_shape=(4, width, 16))
+    x = torch.randn(2, 4, width, 16).bfloat16()
+    low = sepconv.DepthwiseConv2D((3, kw), strides=(1, 2), depth_multiplier=multiplier,
+                                  input_shape=(4, width, 16), dtype="bfloat16")
+    low.set_weights([w.astype("float32") for w in layer.get_weights()])
+    with torch.no_grad():
+        want = layer(x.float())
+        got = low(x).float()
+    assert got.dtype == torch.float32 and torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=1e-2, atol=2e-2)

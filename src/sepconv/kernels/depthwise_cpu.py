@@ -124,6 +124,15 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
     else:
         x = x.contiguous()
     weight = kernel.permute(3, 2, 0, 1)  # (C*M, 1, kh, kw)
+    dtype = x.dtype
+    if dtype in (torch.bfloat16, torch.float16) and kernel.shape[-1] != groups and \
+            any(s > 1 for s in strides):
+        # torch 2.13's CPU channels_last 16-bit grouped convolution with a multiplier and
+        # a stride reads garbage on narrow inputs (a (1, 3, 4, 16) bfloat16 input, kernel
+        # 1x3, multiplier 2, strides (1, 2): outputs of 6e27): computed in float32 and
+        # rounded once, which is what oneDNN's 16-bit kernel does (float32 sums)
+        x, weight = x.float(), weight.float()
+        bias = bias.float() if bias is not None else None
     y = F.conv2d(x.movedim(-1, 1), weight, bias, stride=tuple(strides), padding=both,
-                 dilation=tuple(dilation), groups=groups).movedim(1, -1)
+                 dilation=tuple(dilation), groups=groups).movedim(1, -1).to(dtype)
     return y.squeeze(1) if rank == 1 else y
