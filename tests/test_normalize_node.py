@@ -253,3 +253,29 @@ def test_layer_normalization_float32_is_as_close_to_float64():
         assert float((a.double() - b).abs().max()) <= 5e-7 * float(b.abs().max())
     layer = sepconv.LayerNormalization(input_shape=(None, 64))
     assert type(layer(x).grad_fn).__name__ == "_LayerNormBackward"
+
+
+def test_batch_norm_inference_runs_one_c_pass(monkeypatch):
+    from sepconv.kernels import _norm_native
+    if _norm_native.load() is None:
+        pytest.skip("no C compiler")
+    calls = []
+    real = _norm_native.affine
+    monkeypatch.setattr(_norm_native, "affine", lambda *a: calls.append(1) or real(*a))
+    bn = sepconv.BatchNormalization(input_shape=(None, 5, 3))
+    with torch.no_grad():
+        for w in (bn.moving_mean, bn.moving_variance, bn.gamma, bn.beta):
+            w.copy_(torch.rand(3) + 0.5)
+    bn.eval()
+    for x in (torch.randn(4, 7, 5, 3), torch.randn(4, 5, 7, 3).transpose(1, 2)):
+        calls.clear()
+        with torch.no_grad():
+            got = bn(x)
+        assert calls
+        x64 = x.double()
+        inv = torch.rsqrt(bn.moving_variance.double() + 1e-3) * bn.gamma.double()
+        want = x64 * inv + (bn.beta.double() - bn.moving_mean.double() * inv)
+        torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-6)
+    calls.clear()
+    bn(torch.randn(2, 3, 5, 3, requires_grad=True)).sum().backward()  # autograd: torch ops
+    assert not calls

@@ -819,6 +819,13 @@ def batch_normalization(x: torch.Tensor, mean: torch.Tensor, variance: torch.Ten
     offset = -mean * inv
     if beta is not None:
         offset = offset + beta
+    if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) \
+            and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in
+                                                     (x, mean, variance, beta, gamma))) \
+            and _norm_native.takes(x, range(x.dim() - 1), inv, offset):
+        # inference with per-channel statistics (a batch norm in eval mode): one pass in C,
+        # where x * inv + offset is two (and slow broadcasts over a few channels)
+        return _norm_native.affine(x.contiguous(), inv, offset)
     return x * inv + offset
 
 
@@ -870,15 +877,16 @@ def layer_normalization(x: torch.Tensor, axes: Sequence[int], gamma: Optional[to
     formula, float32 rounding apart): forward+backward one thread 0.32-0.56x the
     composition's CPU time on (8, 250, 256), (32, 100, 64), (4, 1000, 144), as close to
     float64 (1-2e-7 of scale)."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or \
+            torch._C._are_functorch_transforms_active():
+        return normalize(x, axes, gamma, beta, epsilon)[0]
     rank, axes = x.dim(), sorted(a % max(x.dim(), 1) for a in axes)
     shape = tuple(x.shape[rank - len(axes):])
     params = [p for p in (gamma, beta) if p is not None]
     if axes and axes == list(range(rank - len(axes), rank)) and \
             x.dtype in (torch.float32, torch.float64) and all(
                 p.dtype == x.dtype and p.numel() == math.prod(shape) and
-                tuple(p.shape[p.dim() - len(axes):]) == shape for p in params) \
-            and not (torch.jit.is_tracing() or torch.compiler.is_compiling()
-                     or torch._C._are_functorch_transforms_active()):
+                tuple(p.shape[p.dim() - len(axes):]) == shape for p in params):
         return _LayerNorm.apply(x, None if gamma is None else gamma.reshape(shape),
                                 None if beta is None else beta.reshape(shape), epsilon, shape)
     return normalize(x, axes, gamma, beta, epsilon)[0]
