@@ -75,12 +75,22 @@ static inline float tanh_eigen(float a) {
     return p / q;
 }
 
+/* floorf(v) for |v| < 2^22 (round to nearest by adding and taking away 1.5 * 2^23, then
+   one down where that went up); v itself elsewhere (whole numbers, +-inf, NaN: the lanes
+   whose m matters have |v| < 80).  floorf and float-to-int conversions do not vectorise
+   under GCC's default -ftrapping-math. */
+static inline float floor_near(float v) {
+    const float r = (v + 12582912.0f) - 12582912.0f;
+    const float f = r - ((r > v) ? 1.0f : 0.0f);
+    return fabsf(v) < 4194304.0f ? f : v;
+}
+
 /* scalar_logistic_op<float>::packetOp without FMA */
 static inline float sigmoid_packet(float x0) {
     const int zero = x0 < -104.f;
     float x = mini(x0, 16.6355324f);
     x = x * 0.5f;
-    const float m = floorf(x * 1.44269504088896341f + 0.5f);
+    const float m = floor_near(x * 1.44269504088896341f + 0.5f);
     float r = m * -0.693359375f + x;
     r = m * 2.12194440e-4f + r;
     const float r2 = r * r;
@@ -94,7 +104,10 @@ static inline float sigmoid_packet(float x0) {
     float b = m + 127.f;
     b = (b > 0.f) ? b : 0.f;
     b = (b < 255.f) ? b : 255.f;
-    const uint32_t bits = (uint32_t)(int32_t)b << 23;
+    const float biased = b + 8388608.0f;  /* 2^23 + b: b in the low mantissa bits */
+    uint32_t bits;
+    memcpy(&bits, &biased, sizeof bits);
+    bits = (bits - 0x4B000000u) << 23;
     float s;
     memcpy(&s, &bits, sizeof s);
     float e = p * s;
@@ -141,8 +154,13 @@ int sepconv_activation(int op, const float *a, const float *b, float *out, int64
     const int64_t tail = n - n % 8;
     const int64_t blocks = (n + 1023) / 1024;
     if (threads > blocks) threads = blocks > 0 ? (int)blocks : 1;
-    if (threads < 1) threads = 1;
-    (void)threads;
+    if (threads <= 1) {  /* no parallel region (a microsecond) for small tensors */
+        const unsigned csr = _mm_getcsr();
+        _mm_setcsr(csr | FLUSH_BITS);
+        run_range(op, a, b, out, 0, n, tail);
+        _mm_setcsr(csr);
+        return 0;
+    }
     #pragma omp parallel for schedule(static, 1) num_threads(threads)
     for (int t = 0; t < threads; t++) {
         const unsigned csr = _mm_getcsr();
