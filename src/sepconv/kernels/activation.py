@@ -96,7 +96,7 @@ def _compute(op: int, a: torch.Tensor, b=None) -> torch.Tensor:
     a = a.contiguous()
     if b is not None:
         b = b.contiguous()
-    out = torch.empty(a.shape)
+    out = torch.empty_like(a)  # a is contiguous: so is out
     n = a.numel()
     CALLS += 1
     if n < _policy.MIN_WORK:  # one thread: the routine runs one block
