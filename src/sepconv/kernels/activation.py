@@ -21,11 +21,11 @@ Threads: calls of 2^16 elements and more go through the library's thread policy
 (:mod:`.threads`); the routine shares the elements out between torch's OpenMP threads.
 
 What TensorFlow does not compute with these: a ``Dense`` layer's ``MatMul + BiasAdd +
-Tanh/Sigmoid`` inside a ``tf.function`` (``model.fit``'s train step, ``tf.function(model)``;
+Tanh/Sigmoid`` on 2D inputs inside a ``tf.function`` (``model.fit``'s train step, ``tf.function(model)``;
 not ``predict`` nor eager calls) is fused by Grappler's oneDNN remapper into
 ``_MklFusedMatMul`` with oneDNN's eltwise tanh / logistic, which differ from Eigen's in
-~45-60% of elements (up to 4 ulp).  Convolutions (``Conv1D``'s ``Squeeze`` sits between
-its ``Conv2D`` and ``BiasAdd``) keep Eigen's ops.
+~45-60% of elements (up to 4 ulp).  ``Conv1D``, ``Conv2D`` and ``Dense`` on 3D inputs
+(``Tensordot``) keep Eigen's ops there (checked).
 """
 
 from __future__ import annotations
