@@ -145,6 +145,28 @@ def test_torch_compile_runs_the_routine():
         _same_bits(g.numpy(), ge.numpy(), "compiled gradient")
 
 
+@pytest.mark.slow
+def test_torch_compile_as_the_first_call_builds_the_routine():
+    """A fresh process whose first call is compiled (fullgraph): the library is loaded
+    outside the trace (its build lock cannot be traced), and the routine runs."""
+    import os
+    import subprocess
+    import sys
+    code = ("import torch\n"
+            "from sepconv import activations\n"
+            "from sepconv.kernels import activation\n"
+            "f = torch.compile(lambda t: activations.tanh(t) + activations.sigmoid(t), "
+            "fullgraph=True)\n"
+            "x = torch.randn(100, requires_grad=True)\n"
+            "f(x).sum().backward()\n"
+            "assert activation.CALLS == 4, activation.CALLS\n")
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_export_trace_vmap_and_other_dtypes_take_torchs_ops(torch_single_thread):
     class Net(torch.nn.Module):
         def forward(self, t):

@@ -52,6 +52,13 @@ def takes(x: torch.Tensor) -> bool:
         return False
     if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
         return False
+    return _available()
+
+
+@torch.compiler.assume_constant_result
+def _available() -> bool:
+    """Whether the routine is built (building it on the first call: torch.compile runs
+    this eagerly, where tracing the build's lock would fail)."""
     return _native.load() is not None
 
 
