@@ -88,6 +88,23 @@ def test_forward_and_gradient_are_tensorflows_bit_for_bit(name, ours, theirs):
         _same_bits(gx.numpy(), gv.numpy(), f"{name} gradient, n={n}")
 
 
+def test_thread_blocks_do_not_change_the_numbers():
+    """The routine's split between threads (blocks of 1024 elements) leaves every element's
+    result as one thread computes it, sigmoid's scalar tail included."""
+    a = torch.from_numpy(_draw(60_000, 8)[:100_003].copy())
+    b = torch.from_numpy(np.random.default_rng(9).normal(0, 1, a.numel()).astype(np.float32))
+    y = torch.tanh(a)
+    for op, args in ((native.TANH, (a, None)), (native.SIGMOID, (a, None)),
+                     (native.TANH_GRAD, (y, b)), (native.SIGMOID_GRAD, (y, b))):
+        outs = []
+        for threads in (1, 2, 3):
+            out = torch.empty_like(a)
+            native.compute(op, *args, out, threads)
+            outs.append(out.numpy())
+        _same_bits(outs[1], outs[0], f"op {op}, 2 threads")
+        _same_bits(outs[2], outs[0], f"op {op}, 3 threads")
+
+
 @pytest.mark.parametrize("name,ours,theirs", FUNCTIONS)
 def test_graph_mode_and_shapes(name, ours, theirs):
     """tf.function (TF_ENABLE_ONEDNN_OPTS off in the tests: no oneDNN rewrite) and
