@@ -1,0 +1,220 @@
+"""``tanh`` and ``sigmoid`` with TensorFlow's float32 CPU numbers, for
+:func:`sepconv.activations.tanh` / :func:`~sepconv.activations.sigmoid`.
+
+torch's CPU ``tanh`` (Sleef, 1.0 ulp) differs from TensorFlow's in about half the
+elements of a normal draw (up to 5 ulp), ``sigmoid`` in about 60% (up to 7 ulp), and
+torch's float32 ``tanh`` is slow on one thread (1.4 ms for 512k elements where TensorFlow's
+rational approximation takes 0.2).  Here both run through :mod:`._activation_native`, the
+C routine that computes what TensorFlow 2.21 computes (Eigen's approximations, see that
+module), forward and backward (``TanhGrad`` ``dy * (1 - y * y)``, ``SigmoidGrad``, from
+the saved output, as TensorFlow's gradients do).
+
+Where: contiguous-able CPU float32 tensors in eager mode and under torch.compile (the
+operations are opaque torch custom ops, ``torch.ops.sepconv.tanh_cpu`` /
+``sigmoid_cpu`` with fake implementations and their ``..._backward`` ops); torch's own
+``tanh`` / ``sigmoid`` everywhere else: other devices and dtypes, ``torch.jit.trace`` and
+``torch.export`` (graphs of standard ops), torch.func transforms (no vmap rule), CPU
+autocast, no C compiler, ``ENABLED = False``.  Under ``create_graph=True`` the backward is
+the same formula in differentiable torch operations (double backward).
+
+Threads: calls of 2^16 elements and more go through the library's thread policy
+(:mod:`.threads`); the routine shares the elements out between torch's OpenMP threads.
+
+What TensorFlow does not compute with these: a ``Dense`` layer's ``MatMul + BiasAdd +
+Tanh/Sigmoid`` on 2D inputs inside a ``tf.function`` (``model.fit``'s train step, ``tf.function(model)``;
+not ``predict`` nor eager calls) is fused by Grappler's oneDNN remapper into
+``_MklFusedMatMul`` with oneDNN's eltwise tanh / logistic, which differ from Eigen's in
+~45-60% of elements (up to 4 ulp).  ``Conv1D``, ``Conv2D`` and ``Dense`` on 3D inputs
+(``Tensordot``) keep Eigen's ops there (checked).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _activation_native as _native
+from . import threads as _policy
+
+#: The switch :func:`takes` reads (tests and benchmarks alternate it).
+ENABLED = True
+#: How many times the C routine ran (tests assert it did).
+CALLS = 0
+
+
+def takes(x: torch.Tensor) -> bool:
+    """Whether the C routine runs ``x``: a CPU float32 tensor, eager or compiled, not
+    traced / exported, no torch.func transform or CPU autocast, the routine built."""
+    if not ENABLED or x.dtype != torch.float32 or not x.is_cpu:
+        return False
+    if torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return False
+    if torch.is_autocast_enabled("cpu"):
+        return False
+    if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
+        return False
+    return _available()
+
+
+@torch.compiler.assume_constant_result
+def _available() -> bool:
+    """Whether the routine is built (building it on the first call: torch.compile runs
+    this eagerly, where tracing the build's lock would fail)."""
+    return _native.load() is not None
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """``tanh(x)``: TensorFlow's numbers on CPU float32 (see the module), torch's elsewhere."""
+    if not takes(x):
+        return torch.tanh(x)
+    if _plain(x):
+        if x.requires_grad and torch.is_grad_enabled():
+            return _apply_tanh(x)
+        return _compute(_native.TANH, x)
+    return _tanh_op(x)
+
+
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """``sigmoid(x)``: TensorFlow's numbers on CPU float32 (see the module), torch's
+    elsewhere."""
+    if not takes(x):
+        return torch.sigmoid(x)
+    if _plain(x):
+        if x.requires_grad and torch.is_grad_enabled():
+            return _apply_sigmoid(x)
+        return _compute(_native.SIGMOID, x)
+    return _sigmoid_op(x)
+
+
+def _plain(*tensors: torch.Tensor) -> bool:
+    """Eager real tensors: no tracer, fake tensor or functorch wrapper."""
+    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
+        return False
+    for t in tensors:
+        if type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter:
+            return False
+        if torch._C._functorch.is_functorch_wrapped_tensor(t):
+            return False
+    return True
+
+
+def _compute(op: int, a: torch.Tensor, b=None) -> torch.Tensor:
+    """The routine's ``op`` on ``a`` (and ``b``): a new contiguous tensor of ``a``'s shape."""
+    global CALLS
+    a = a.contiguous()
+    if b is not None:
+        b = b.contiguous()
+    out = torch.empty_like(a)  # a is contiguous: so is out
+    n = a.numel()
+    CALLS += 1
+    if n < _policy.MIN_WORK:  # one thread: the routine runs one block
+        _native.compute(op, a, b, out, 1)
+    else:
+        _policy.run(_NAMES[op], n,
+                    lambda: _native.compute(op, a, b, out, torch.get_num_threads()),
+                    (n.bit_length(),))
+    return out
+
+
+_NAMES = {_native.TANH: "tanh", _native.SIGMOID: "sigmoid", _native.TANH_GRAD: "tanh grad",
+          _native.SIGMOID_GRAD: "sigmoid grad"}
+
+
+def _grad_formula(op: int, y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """The backward in differentiable torch operations (double backward)."""
+    if op == _native.TANH:
+        return dy * (1 - y * y)
+    return dy * (y * (1 - y))
+
+
+def _backward(op: int, y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    if dy is None:
+        return None
+    if torch.is_grad_enabled():  # create_graph=True
+        return _grad_formula(op, y, dy)
+    if dy.dtype != torch.float32 or dy.shape != y.shape:
+        return _grad_formula(op, y, dy)
+    grad_op = _native.TANH_GRAD if op == _native.TANH else _native.SIGMOID_GRAD
+    if _plain(y, dy):
+        return _compute(grad_op, y, dy)
+    return _BACKWARD_OPS[op](y, dy)
+
+
+# -- the custom ops: opaque to torch.compile, a fake for shapes -----------------------------
+
+@torch.library.custom_op("sepconv::tanh_cpu", mutates_args=(), device_types="cpu")
+def _tanh_op(x: torch.Tensor) -> torch.Tensor:
+    return _compute(_native.TANH, x)
+
+
+@torch.library.custom_op("sepconv::sigmoid_cpu", mutates_args=(), device_types="cpu")
+def _sigmoid_op(x: torch.Tensor) -> torch.Tensor:
+    return _compute(_native.SIGMOID, x)
+
+
+@torch.library.custom_op("sepconv::tanh_cpu_backward", mutates_args=(), device_types="cpu")
+def _tanh_backward_op(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    return _compute(_native.TANH_GRAD, y, dy)
+
+
+@torch.library.custom_op("sepconv::sigmoid_cpu_backward", mutates_args=(), device_types="cpu")
+def _sigmoid_backward_op(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    return _compute(_native.SIGMOID_GRAD, y, dy)
+
+
+_BACKWARD_OPS = {_native.TANH: _tanh_backward_op, _native.SIGMOID: _sigmoid_backward_op}
+
+
+def _fake(x, *rest):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+for _op in (_tanh_op, _sigmoid_op, _tanh_backward_op, _sigmoid_backward_op):
+    _op.register_fake(_fake)
+
+
+def _save_output(ctx, inputs, output):
+    ctx.save_for_backward(output)
+
+
+_tanh_op.register_autograd(lambda ctx, dy: _backward(_native.TANH, ctx.saved_tensors[0], dy),
+                           setup_context=_save_output)
+_sigmoid_op.register_autograd(
+    lambda ctx, dy: _backward(_native.SIGMOID, ctx.saved_tensors[0], dy),
+    setup_context=_save_output)
+
+
+class _Tanh(torch.autograd.Function):
+    """The op's autograd formula for eager calls (no custom-op dispatch per call)."""
+
+    @staticmethod
+    def forward(x):
+        return _compute(_native.TANH, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return _backward(_native.TANH, ctx.saved_tensors[0], dy)
+
+
+class _Sigmoid(torch.autograd.Function):
+    """The op's autograd formula for eager calls (no custom-op dispatch per call)."""
+
+    @staticmethod
+    def forward(x):
+        return _compute(_native.SIGMOID, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return _backward(_native.SIGMOID, ctx.saved_tensors[0], dy)
+
+
+# torch's C ``apply`` (as kernels/cpu.py's ``_apply_eager``: no signature binding per call)
+_apply_tanh = super(torch.autograd.Function, _Tanh).apply
+_apply_sigmoid = super(torch.autograd.Function, _Sigmoid).apply
