@@ -628,9 +628,14 @@ class ContrastLimitedAdaptiveHistogramEqualization(_Keras3Image):
     tile's 256-bin histogram of the truncated values clipped at ``clip_limit * tile pixels
     / 256`` with the excess spread evenly, its CDF mapped to [0, 255], and each pixel
     interpolated bilinearly between the four nearest tiles' mappings; the result is cast to
-    the compute dtype.  The padding is numpy's ``"symmetric"`` (Keras' TensorFlow and JAX
-    backends; its torch backend replicates the edge instead, which changes images whose
-    size is not a multiple of the grid)."""
+    the compute dtype.  sepconv computes what Keras' TensorFlow and JAX backends compute
+    (R keras3's): float histograms, and numpy's ``"symmetric"`` padding.  Keras 3.15's
+    torch backend departs twice: its ``one_hot`` histograms are int64, so the clip limit
+    is truncated to an integer (below 1 every count is clipped to 0 and the mapping
+    becomes the identity on the truncated values), and it pads by replicating the edge
+    (images whose size is not a multiple of the grid).  Where neither applies (an integer
+    clip limit, or 0; sizes multiples of the grid) the tests compare with that backend
+    directly, and elsewhere with it patched to float histograms and symmetric padding."""
 
     _AT_INFERENCE = True
 
