@@ -1058,12 +1058,10 @@ class Pipeline(Layer):
 
     def forward(self, inputs, training: Optional[bool] = None):
         x = inputs
+        import inspect
         for layer in self.pipeline_layers:
-            takes_training = "training" in getattr(layer.forward, "__code__",
-                                                   type(None).__init__.__code__).co_varnames \
-                if hasattr(layer.forward, "__code__") else False
-            x = layer(x, training=training) if (training is not None and takes_training) \
-                else layer(x)
+            takes = "training" in inspect.signature(layer.forward).parameters
+            x = layer(x, training=training) if (training is not None and takes) else layer(x)
         return x
 
     def get_config(self) -> Dict[str, Any]:
