@@ -433,3 +433,29 @@ def test_keras3_models_load_without_tensorflow(tmp_path):
     check(results["text"])
     ours = sepconv.load_keras_model(str(tmp_path / "text.keras"))
     assert type(ours.emb).__name__ == "ReversibleEmbedding"
+
+
+def test_save_keras_model_writes_them_for_keras3(tmp_path):
+    """sepconv's layers written to ``.keras`` (a Pipeline's layers nested as Keras 3 nests
+    them) load in Keras 3.15 and predict sepconv's numbers; ``.h5`` is refused."""
+    import warnings
+    model = torch.nn.Sequential(
+        sepconv.AutoContrast(input_shape=(16, 16, 3)),
+        sepconv.ContrastLimitedAdaptiveHistogramEqualization(tile_grid_size=(2, 2),
+                                                             clip_limit=0.0),
+        sepconv.Pipeline([sepconv.RandomHue(0.3), sepconv.Solarization(0.2, 0.5)]),
+        sepconv.MixUp(), sepconv.RandomShear(), sepconv.Conv2D(4, 3)).eval()
+    x = torch.from_numpy(_images(np.random.default_rng(2), (2, 16, 16, 3)))
+    with torch.no_grad():
+        want = model(x).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sepconv.save_keras_model(model, str(tmp_path / "m.keras"))
+        theirs = keras.saving.load_model(str(tmp_path / "m.keras"))
+    assert [type(layer).__name__ for layer in theirs.layers] == [
+        "AutoContrast", "ContrastLimitedAdaptiveHistogramEqualization", "Pipeline", "MixUp",
+        "RandomShear", "Conv2D"]
+    np.testing.assert_allclose(_np(theirs.predict(x.numpy(), verbose=0)), want, rtol=1e-5,
+                               atol=1e-4)
+    with pytest.raises(ValueError, match="Keras 3 only"):
+        sepconv.save_keras_model(model, str(tmp_path / "m.h5"))

@@ -1068,5 +1068,11 @@ class Pipeline(Layer):
         return {"layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
                            for layer in self.pipeline_layers], "name": self.name}
 
+    def keras3_config(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        """For ``save_keras_model``'s Keras 3 writer: each layer's full Keras 3 entry, as
+        Keras 3's ``Pipeline`` serializes them."""
+        from ..interop.models import _keras3_entry
+        return {**config, "layers": [_keras3_entry(layer) for layer in self.pipeline_layers]}
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
