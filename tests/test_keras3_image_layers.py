@@ -55,8 +55,9 @@ CASES = {
     "RandomColorJitter": [{}, {"brightness_factor": 0.2, "contrast_factor": (0.1, 0.3),
                                "saturation_factor": 0.4, "hue_factor": 0.2}],
     "RandomElasticTransform": [{}, {"factor": 0.5, "scale": (0.2, 0.4), "fill_mode": "wrap"}],
-    "RandomErasing": [{}, {"factor": 0.5, "scale": 0.3, "fill_value": 1.0}],
-    "RandomGaussianBlur": [{}, {"kernel_size": (3, 5), "sigma": (0.2, 0.8)}],
+    "RandomErasing": [{}, {"factor": 0.5, "scale": 0.3, "fill_value": 1.0},
+                      {"fill_value": [0.5, 0.2, 0.9], "value_range": (0, 1)}],
+    "RandomGaussianBlur": [{}, {"kernel_size": 5, "sigma": (0.2, 0.8), "factor": 0.7}],
     "RandomPerspective": [{}, {"factor": 0.5, "scale": 0.5, "interpolation": "nearest"}],
     "RandomShear": [{}, {"x_factor": 0.3, "y_factor": (0.1, 0.2), "fill_mode": "constant"}],
 }
@@ -65,7 +66,7 @@ CASES = {
 TRAINED = ["AutoContrast", "Equalization", "Solarization", "RandomGrayscale", "RandomInvert",
            "RandomColorDegeneration", "RandomPosterization", "RandomSaturation", "RandomHue",
            "RandomSharpness", "ContrastLimitedAdaptiveHistogramEqualization",
-           "MaxNumBoundingBoxes"]
+           "MaxNumBoundingBoxes", "CutMix", "MixUp", "RandomErasing", "RandomGaussianBlur"]
 REFUSED = sorted(set(CASES) - set(TRAINED))
 NAMES = sorted(CASES) + ["Pipeline", "ReversibleEmbedding"]
 
@@ -154,10 +155,13 @@ def test_config_inference_and_transform_match_keras3(name):
                     ours(torch.from_numpy(x), training=True)
                 continue
             for trial in range(3):
-                t = theirs.get_random_transformation(keras.ops.convert_to_tensor(x),
-                                                     training=True)
-                want = _np(theirs.transform_images(keras.ops.convert_to_tensor(x), t,
-                                                   training=True))
+                try:
+                    t = theirs.get_random_transformation(keras.ops.convert_to_tensor(x),
+                                                         training=True)
+                    want = _np(theirs.transform_images(keras.ops.convert_to_tensor(x), t,
+                                                       training=True))
+                except RuntimeError:  # Keras 3.15 fails (RandomErasing's 3-number
+                    break  # fill_value on channels_first images): nothing to compare
                 tt = ({k: _np(v) for k, v in t.items()} if isinstance(t, dict)
                       else ({} if t is None else {"should_apply": _np(t)}))
                 got = ours.transform_images(torch.from_numpy(x), tt).numpy()
@@ -233,6 +237,20 @@ def test_training_draws_stay_in_keras_ranges_and_repeat_with_a_seed():
         assert torch.equal(again(x), y1)  # the same seed, the same draws
         assert y1.shape == x.shape and float(y1.min()) >= 0.0 and float(y1.max()) <= 255.0
         assert torch.equal(layer.eval()(x), x)  # inference: the identity
+    # mixing: convex combinations of two images of the batch / pixels of the batch
+    mixed = sepconv.MixUp(alpha=0.5, seed=4).train()(x)
+    lo = torch.minimum(x, x.amin(0, keepdim=True))
+    assert bool((mixed >= lo - 1e-3).all() and (mixed <= x.amax(0) + 1e-3).all())
+    cut = sepconv.CutMix(seed=4).train()(x)
+    same_pixel = (cut[:, None] == x[None]).all(-1).any(1)
+    assert bool(same_pixel.all()) and not torch.equal(cut, x)
+    assert torch.equal(sepconv.CutMix().train()(x[0]), x[0])  # one image: nothing to mix
+    erased = sepconv.RandomErasing(factor=(1.0, 1.0), scale=(0.25, 0.25), fill_value=7.0,
+                                   seed=2).train()(x)
+    assert bool(((erased == 7.0).all(-1).sum((1, 2)) >= 4).all())  # a 3 x 2.5 box
+    assert torch.equal(sepconv.RandomGaussianBlur(factor=0.0).train()(x), x)
+    with pytest.raises(NotImplementedError, match="square"):
+        sepconv.RandomGaussianBlur(factor=1.0, kernel_size=(3, 5)).train()(x)
     # probability 1 / 0: every image changed / none
     assert torch.equal(sepconv.RandomGrayscale(factor=0.0).train()(x), x)
     g = sepconv.RandomGrayscale(factor=1.0).train()(x)

@@ -162,6 +162,8 @@ class _Keras3Image(_RandomImage):
     _AT_INFERENCE = False
     #: sepconv implements the training transform.
     _TRAINING = True
+    #: Transformation entries shaped like the images (in the layer's layout in Keras').
+    _LAYOUT_KEYS: Tuple[str, ...] = ()
 
     def _start(self, data_format, seed=None) -> None:
         self.data_format = check_data_format(data_format)
@@ -206,6 +208,11 @@ class _Keras3Image(_RandomImage):
             transformation = {k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v)
                                                  else v)
                               for k, v in transformation.items()}
+            for key in self._LAYOUT_KEYS:  # image-shaped entries: channels last, batched
+                v = transformation.get(key)
+                if v is not None and v.dim() in (3, 4):
+                    v = v.unsqueeze(0) if v.dim() == 3 else v
+                    transformation[key] = v.movedim(1, -1) if self._channels_first else v
         y = self._transform(x, transformation)
         y = y.movedim(-1, 1) if self._channels_first else y
         return y.squeeze(0) if unbatched else y
@@ -227,6 +234,35 @@ class _Keras3Image(_RandomImage):
 
     def _uniform(self, shape, low, high, x) -> torch.Tensor:
         return self._rand(shape, float(low), float(high), x)
+
+    def _beta(self, n: int, alpha: float, x) -> torch.Tensor:
+        """``n`` draws of Beta(alpha, alpha) (NumPy's sampler, seeded from the layer's
+        torch generator: torch's Beta takes no generator)."""
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=self._generator(torch.device(
+            "cpu")) if self.seed is not None else None))
+        draws = np.random.default_rng(seed).beta(alpha, alpha, size=n)
+        return torch.as_tensor(draws, dtype=torch.float32, device=x.device)
+
+    def _box_masks(self, x, width_ratio, height_ratio) -> torch.Tensor:
+        """Keras 3's ``_compute_crop_bounds`` / ``_generate_batch_mask`` (CutMix,
+        RandomErasing): per image a box of ``ratio * length`` on each axis at a uniform
+        position; ``(batch, rows, cols, channels)`` booleans."""
+        n, rows, cols, channels = x.shape
+        dt = self.compute_dtype
+
+        def bounds(length, ratio):
+            crop = (ratio * length).to(dt)
+            start = self._uniform((n,), 0, 1, x).to(dt) * (length - crop)
+            return start, start + crop
+
+        x0, x1 = bounds(cols, width_ratio)
+        y0, y1 = bounds(rows, height_ratio)
+        gy, gx = torch.meshgrid(torch.arange(rows, dtype=dt, device=x.device),
+                                torch.arange(cols, dtype=dt, device=x.device), indexing="ij")
+        gx, gy = gx[None, :, :, None], gy[None, :, :, None]
+        v = [b.view(-1, 1, 1, 1) for b in (x0, x1, y0, y1)]
+        masks = (gx >= v[0]) & (gx < v[1]) & (gy >= v[2]) & (gy < v[3])
+        return masks.expand(n, rows, cols, channels), (x0, x1, y0, y1)
 
 
 def _with(config: Dict[str, Any], **values) -> Dict[str, Any]:
@@ -731,6 +767,204 @@ class MaxNumBoundingBoxes(_Keras3Image):
         return _with(self.base_config(), max_number=self.max_number)
 
 
+# -- mixing, erasing, blurring ------------------------------------------------------------
+
+class CutMix(_Keras3Image):
+    """Keras 3's ``CutMix`` (R keras3: ``layer_cut_mix``): in training each image gets a
+    box pasted from another image of the batch (a random permutation): ``alpha`` drawn in
+    ``factor``'s range (plus 1e-6), a mixing weight ``w ~ Beta(alpha, alpha)`` per image,
+    a box of ``sqrt(1 - w)`` of each side at a uniform position; the identity in
+    inference and for an unbatched image, as Keras 3.  Images only (Keras' dict inputs,
+    which also mix labels by the box's area, are not taken)."""
+
+    _LAYOUT_KEYS = ("batch_masks",)
+
+    def __init__(self, factor=1.0, seed=None, data_format=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.factor = _keras_factor(factor, "factor", (0, 1))
+        self._start(data_format, seed)
+        self._finish_init()
+
+    def forward(self, inputs, training: Optional[bool] = None) -> torch.Tensor:
+        if np.ndim(inputs) == 3:  # one image: nothing to mix with (Keras' None transform)
+            return super().forward(inputs, training=False)
+        return super().forward(inputs, training)
+
+    def _draw(self, x):
+        n = x.shape[0]
+        alpha = float(self._uniform((), *self.factor, x)) + 1e-6
+        w = self._beta(n, alpha, x).to(self.compute_dtype)
+        ratio = torch.sqrt(1.0 - w)
+        masks, (x0, x1, y0, y1) = self._box_masks(x, ratio, ratio)
+        perm = torch.randperm(n, generator=self._generator(torch.device("cpu"))
+                              if self.seed is not None else None).to(x.device)
+        area = (x1 - x0) * (y1 - y0) / (x.shape[2] * x.shape[1])
+        return {"permutation_order": perm, "batch_masks": masks, "mix_weight": 1.0 - area}
+
+    def _transform(self, x, t):
+        if t is None:
+            return x
+        perm = t["permutation_order"].long().to(x.device)
+        return torch.where(t["batch_masks"].to(x.device), x.index_select(0, perm), x)
+
+    def get_config(self):
+        return _with(self.base_config(), factor=self.factor, seed=self.seed)
+
+
+class MixUp(_Keras3Image):
+    """Keras 3's ``MixUp`` (R keras3: ``layer_mix_up``): in training each image becomes
+    ``w x + (1 - w) x[perm]``, ``w ~ Beta(alpha, alpha)`` per image, ``perm`` a random
+    permutation of the batch; the identity in inference.  Images only (Keras' dict inputs,
+    which also mix labels, are not taken)."""
+
+    def __init__(self, alpha=0.2, data_format=None, seed=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.alpha = check_number(alpha, "alpha")
+        if self.alpha <= 0:
+            raise ValueError(f"Invalid value for argument `alpha`. Expected a positive "
+                             f"number (the Beta distribution's). Received alpha={alpha}")
+        self._start(data_format, seed)
+        self._finish_init()
+
+    def _draw(self, x):
+        n = x.shape[0]
+        perm = torch.randperm(n, generator=self._generator(torch.device("cpu"))
+                              if self.seed is not None else None).to(x.device)
+        return {"mix_weight": self._beta(n, self.alpha, x), "permutation_order": perm}
+
+    def _transform(self, x, t):
+        if t is None:
+            return x
+        w = t["mix_weight"].reshape(-1, 1, 1, 1).to(x.device, self.compute_dtype)
+        other = x.index_select(0, t["permutation_order"].long().to(x.device))
+        return w * x + (1.0 - w) * other
+
+    def get_config(self):
+        return _with(self.base_config(), alpha=self.alpha, seed=self.seed)
+
+
+class RandomErasing(_Keras3Image):
+    """Keras 3's ``RandomErasing`` (R keras3: ``layer_random_erasing``): in training each
+    image, with probability ``p`` drawn in ``factor``'s range, gets a box (sides
+    ``sqrt(s)`` of the image's, ``s`` drawn per side in ``scale``'s range, at a uniform
+    position) filled with ``fill_value`` (a number or 3 numbers; ``None``: Gaussian noise
+    times ``value_range[1]``), clipped to ``value_range``; the identity in inference."""
+
+    _LAYOUT_KEYS = ("batch_masks", "fill_value")
+
+    def __init__(self, factor=1.0, scale=(0.02, 0.33), fill_value=None,
+                 value_range=(0, 255), seed=None, data_format=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.factor = _keras_factor(factor, "factor", (0, 1))
+        self.scale = _keras_factor(scale, "scale", (0, 1))
+        if isinstance(fill_value, (tuple, list)):
+            if len(fill_value) != 3:
+                raise ValueError(f"Invalid value for argument `fill_value`. Expected a "
+                                 f"number or a list of three numbers. Received "
+                                 f"fill_value={fill_value!r}")
+            for v in fill_value:
+                check_number(v, "fill_value")
+        else:
+            check_number(fill_value, "fill_value", allow_none=True)
+        self.fill_value = fill_value
+        self.value_range = _value_range(value_range, sort=False)
+        self._start(data_format, seed)
+        self._finish_init()
+
+    def _draw(self, x):
+        n = x.shape[0]
+        w = torch.sqrt(self._uniform((n, 2), *self.scale, x).to(self.compute_dtype))
+        masks, _ = self._box_masks(x, w[:, 0], w[:, 1])
+        p = self._uniform((n,), *self.factor, x)
+        apply = self._uniform((n,), 0, 1, x) < p
+        if self.fill_value is None:
+            fill = torch.randn(x.shape, generator=self._generator(x.device),
+                               dtype=self.compute_dtype, device=x.device) * \
+                self.value_range[1]
+        else:
+            fill = torch.ones(x.shape, dtype=self.compute_dtype, device=x.device) * \
+                torch.as_tensor(self.fill_value, dtype=self.compute_dtype, device=x.device)
+        fill = torch.clip(fill, self.value_range[0], self.value_range[1])
+        return {"apply_erasing": apply, "batch_masks": masks, "fill_value": fill}
+
+    def _transform(self, x, t):
+        if t is None:
+            return x
+        erased = torch.where(t["batch_masks"].to(x.device),
+                             t["fill_value"].to(x.device, x.dtype), x)
+        return torch.where(t["apply_erasing"].reshape(-1, 1, 1, 1).to(x.device), erased, x)
+
+    def get_config(self):
+        return _with(self.base_config(), factor=self.factor, scale=self.scale,
+                     fill_value=self.fill_value, value_range=self.value_range,
+                     seed=self.seed)
+
+
+class RandomGaussianBlur(_Keras3Image):
+    """Keras 3's ``RandomGaussianBlur`` (R keras3: ``layer_random_gaussian_blur``): in
+    training each image, with probability ``p`` drawn in ``factor``'s range, is blurred by
+    a ``kernel_size`` Gaussian (one pair of sigmas per batch drawn in ``sigma``'s range,
+    plus 1e-6: horizontal, vertical; zero-padded "same"), clipped to ``value_range``; the
+    identity in inference.  Training takes square kernels only (Keras 3.15's torch backend
+    reshapes a non-square kernel wrongly): others raise ``NotImplementedError``."""
+
+    def __init__(self, factor=1.0, kernel_size=3, sigma=1.0, value_range=(0, 255),
+                 data_format=None, seed=None, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.factor = _keras_factor(factor, "factor", (0, 1))
+        sizes = kernel_size if isinstance(kernel_size, (tuple, list)) else \
+            (kernel_size, kernel_size)
+        if len(sizes) != 2 or any(check_count(k, "kernel_size") % 2 == 0 for k in sizes):
+            raise ValueError(f"Invalid value for argument `kernel_size`. Expected an odd "
+                             f"number or a pair of odd numbers. Received "
+                             f"kernel_size={kernel_size!r}")
+        self.kernel_size = tuple(int(k) for k in sizes)
+        self.sigma = _keras_factor(sigma, "sigma", (0, 1))
+        self.value_range = _value_range(value_range, sort=False)
+        self._start(data_format, seed)
+        self._finish_init()
+
+    def _draw(self, x):
+        n = x.shape[0]
+        p = self._uniform((n,), *self.factor, x)
+        apply = self._uniform((n,), 0, 1, x) < p
+        sig = self._uniform((2,), *self.sigma, x).to(self.compute_dtype) + 1e-6
+        return {"should_apply_blur": apply, "blur_factor": sig}
+
+    def _transform(self, x, t):
+        if t is None:
+            return x
+        k0, k1 = self.kernel_size
+        if k0 != k1:
+            raise NotImplementedError(f"Layer {self.name!r}: sepconv's RandomGaussianBlur "
+                                      f"trains with square kernels only. Received "
+                                      f"kernel_size={self.kernel_size}")
+        sigma = t["blur_factor"].to(x.device, x.dtype)
+
+        def kernel1d(size, s):
+            r = torch.arange(size, dtype=x.dtype, device=x.device) - (size - 1) / 2
+            k = torch.exp(-0.5 * (r / s) ** 2)
+            return k / torch.sum(k)
+
+        k = torch.outer(kernel1d(k1, sigma[1]), kernel1d(k0, sigma[0])).view(1, 1, k0, k1)
+        c = x.shape[-1]
+        blurred = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), k.expand(c, 1, k0, k1),
+                                             padding=k0 // 2, groups=c).permute(0, 2, 3, 1)
+        y = torch.where(t["should_apply_blur"].reshape(-1, 1, 1, 1).to(x.device), blurred, x)
+        return torch.clip(y, self.value_range[0], self.value_range[1])
+
+    def get_config(self):
+        return _with(self.base_config(), factor=self.factor, kernel_size=self.kernel_size,
+                     sigma=self.sigma, value_range=self.value_range, seed=self.seed)
+
+
 # -- the layers whose training transform sepconv does not implement -------------------------
 
 class _InferenceOnly(_Keras3Image):
@@ -775,38 +1009,6 @@ class AugMix(_InferenceOnly):
                      num_chains=self.num_chains, chain_depth=self.chain_depth,
                      factor=self.factor, alpha=self.alpha, all_ops=self.all_ops,
                      interpolation=self.interpolation, seed=self.seed)
-
-
-class CutMix(_InferenceOnly):
-    """Keras 3's ``CutMix`` (R keras3: ``layer_cut_mix``): the identity in inference, as
-    Keras 3; training raises ``NotImplementedError`` (not implemented in sepconv)."""
-
-    def __init__(self, factor=1.0, seed=None, data_format=None, input_shape=None,
-                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
-                 trainable=None, weights=None):
-        super().__init__(**_common(locals()))
-        self.factor = _keras_factor(factor, "factor", (0, 1))
-        self._start(data_format, seed)
-        self._finish_init()
-
-    def get_config(self):
-        return _with(self.base_config(), factor=self.factor, seed=self.seed)
-
-
-class MixUp(_InferenceOnly):
-    """Keras 3's ``MixUp`` (R keras3: ``layer_mix_up``): the identity in inference, as
-    Keras 3; training raises ``NotImplementedError`` (not implemented in sepconv)."""
-
-    def __init__(self, alpha=0.2, data_format=None, seed=None, input_shape=None,
-                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
-                 trainable=None, weights=None):
-        super().__init__(**_common(locals()))
-        self.alpha = check_number(alpha, "alpha")
-        self._start(data_format, seed)
-        self._finish_init()
-
-    def get_config(self):
-        return _with(self.base_config(), alpha=self.alpha, seed=self.seed)
 
 
 class RandAugment(_InferenceOnly):
@@ -888,56 +1090,6 @@ class RandomElasticTransform(_InferenceOnly):
                      interpolation=self.interpolation, fill_mode=self.fill_mode,
                      fill_value=self.fill_value, value_range=self.value_range,
                      seed=self.seed)
-
-
-class RandomErasing(_InferenceOnly):
-    """Keras 3's ``RandomErasing`` (R keras3: ``layer_random_erasing``): the identity in
-    inference, as Keras 3; training raises ``NotImplementedError`` (not implemented in
-    sepconv)."""
-
-    def __init__(self, factor=1.0, scale=(0.02, 0.33), fill_value=None,
-                 value_range=(0, 255), seed=None, data_format=None, input_shape=None,
-                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
-                 trainable=None, weights=None):
-        super().__init__(**_common(locals()))
-        self.factor = _keras_factor(factor, "factor", (0, 1))
-        self.scale = _keras_factor(scale, "scale", (0, 1))
-        self.fill_value = check_number(fill_value, "fill_value", allow_none=True)
-        self.value_range = _value_range(value_range, sort=False)
-        self._start(data_format, seed)
-        self._finish_init()
-
-    def get_config(self):
-        return _with(self.base_config(), factor=self.factor, scale=self.scale,
-                     fill_value=self.fill_value, value_range=self.value_range,
-                     seed=self.seed)
-
-
-class RandomGaussianBlur(_InferenceOnly):
-    """Keras 3's ``RandomGaussianBlur`` (R keras3: ``layer_random_gaussian_blur``): the
-    identity in inference, as Keras 3; training raises ``NotImplementedError`` (not
-    implemented in sepconv)."""
-
-    def __init__(self, factor=1.0, kernel_size=3, sigma=1.0, value_range=(0, 255),
-                 data_format=None, seed=None, input_shape=None, batch_input_shape=None,
-                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
-        super().__init__(**_common(locals()))
-        self.factor = _keras_factor(factor, "factor", (0, 1))
-        sizes = kernel_size if isinstance(kernel_size, (tuple, list)) else \
-            (kernel_size, kernel_size)
-        if len(sizes) != 2 or any(check_count(k, "kernel_size") % 2 == 0 for k in sizes):
-            raise ValueError(f"Invalid value for argument `kernel_size`. Expected an odd "
-                             f"number or a pair of odd numbers. Received "
-                             f"kernel_size={kernel_size!r}")
-        self.kernel_size = tuple(int(k) for k in sizes)
-        self.sigma = _keras_factor(sigma, "sigma", (0, 1))
-        self.value_range = _value_range(value_range, sort=False)
-        self._start(data_format, seed)
-        self._finish_init()
-
-    def get_config(self):
-        return _with(self.base_config(), factor=self.factor, kernel_size=self.kernel_size,
-                     sigma=self.sigma, value_range=self.value_range, seed=self.seed)
 
 
 class RandomPerspective(_InferenceOnly):
