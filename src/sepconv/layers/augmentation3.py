@@ -1146,10 +1146,16 @@ class RandomPerspective(_InferenceOnly):
                      seed=self.seed)
 
 
-class RandomShear(_InferenceOnly):
-    """Keras 3's ``RandomShear`` (R keras3: ``layer_random_shear``): the identity in
-    inference, as Keras 3; training raises ``NotImplementedError`` (not implemented in
-    sepconv)."""
+class RandomShear(_Keras3Image):
+    """Keras 3's ``RandomShear`` (R keras3: ``layer_random_shear``): in training each
+    image is sheared, ``x_in = x + s_x y``, ``y_in = s_y x + y`` (``s_x``, ``s_y`` drawn
+    per image in ``x_factor``'s / ``y_factor``'s range, both negated with probability
+    1/2), sampled with ``interpolation`` and ``fill_mode`` / ``fill_value`` through
+    :func:`sepconv.functional.image_transform` (TensorFlow's ``ImageProjectiveTransformV3``,
+    what Keras 3's TensorFlow backend runs); the identity in inference.  Equal to Keras
+    3.15's torch backend for every ``fill_mode`` but ``"wrap"``, where that backend wraps
+    otherwise than TensorFlow.  A number ``f`` means ``(-|f|, |f|)`` (Keras 3.15 then
+    cannot read back its own config: it refuses the negative bound; sepconv reads it)."""
 
     def __init__(self, x_factor=0.0, y_factor=0.0, interpolation="bilinear",
                  fill_mode="reflect", fill_value=0.0, data_format=None, seed=None,
@@ -1163,6 +1169,23 @@ class RandomShear(_InferenceOnly):
         self.fill_value = check_number(fill_value, "fill_value")
         self._start(data_format, seed)
         self._finish_init()
+
+    def _draw(self, x):
+        n = x.shape[0]
+        invert = torch.where(self._uniform((n, 1), 0, 1, x) > 0.5, -1.0, 1.0)
+        sy = self._uniform((n, 1), *self.y_factor, x)
+        sx = self._uniform((n, 1), *self.x_factor, x)
+        return {"shear_factor": torch.cat([sx, sy], dim=1) * invert}
+
+    def _transform(self, x, t):
+        if t is None:
+            return x
+        from .. import functional as _functional
+        sf = t["shear_factor"].to(torch.float32).reshape(-1, 2)
+        one, zero = torch.ones(sf.shape[0]), torch.zeros(sf.shape[0])
+        matrices = torch.stack([one, sf[:, 0], zero, sf[:, 1], one, zero, zero, zero], 1)
+        return _functional.image_transform(x, matrices.to(x.device), self.fill_mode,
+                                           self.interpolation, self.fill_value)
 
     def get_config(self):
         return _with(self.base_config(), x_factor=self.x_factor, y_factor=self.y_factor,
