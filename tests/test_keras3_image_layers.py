@@ -58,7 +58,8 @@ CASES = {
     "RandomErasing": [{}, {"factor": 0.5, "scale": 0.3, "fill_value": 1.0},
                       {"fill_value": [0.5, 0.2, 0.9], "value_range": (0, 1)}],
     "RandomGaussianBlur": [{}, {"kernel_size": 5, "sigma": (0.2, 0.8), "factor": 0.7}],
-    "RandomPerspective": [{}, {"factor": 0.5, "scale": 0.5, "interpolation": "nearest"}],
+    "RandomPerspective": [{}, {"factor": 0.5, "scale": 0.5, "interpolation": "nearest"},
+                          {"scale": 0.3, "fill_value": 5.0}],
     # ("wrap": Keras' torch backend wraps otherwise than TensorFlow: not compared)
     "RandomShear": [{}, {"x_factor": 0.3, "y_factor": (0.1, 0.2), "fill_mode": "constant",
                          "fill_value": 9.0},
@@ -70,7 +71,7 @@ CASES = {
 TRAINED = ["AutoContrast", "Equalization", "Solarization", "RandomGrayscale", "RandomInvert",
            "RandomColorDegeneration", "RandomPosterization", "RandomSaturation", "RandomHue",
            "RandomSharpness", "ContrastLimitedAdaptiveHistogramEqualization",
-           "MaxNumBoundingBoxes", "CutMix", "MixUp", "RandomErasing", "RandomGaussianBlur", "RandomShear"]
+           "MaxNumBoundingBoxes", "CutMix", "MixUp", "RandomErasing", "RandomGaussianBlur", "RandomShear", "RandomPerspective"]
 #: Trained, but Keras draws inside ``transform_images`` (its transformation fixes nothing):
 #: test_color_jitter_with_collapsed_factors_is_keras3.
 DRAWS_INSIDE = ["RandomColorJitter"]

@@ -1123,10 +1123,31 @@ class RandomElasticTransform(_InferenceOnly):
                      seed=self.seed)
 
 
-class RandomPerspective(_InferenceOnly):
-    """Keras 3's ``RandomPerspective`` (R keras3: ``layer_random_perspective``): the
-    identity in inference, as Keras 3; training raises ``NotImplementedError`` (not
-    implemented in sepconv)."""
+def homography(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """Keras 3's ``compute_homography_matrix``: the ``(batch, 8)`` projective transforms
+    mapping each of ``end``'s four points ``(batch, 4, 2)`` onto ``start``'s (solved in
+    float32 or wider, as Keras solves)."""
+    dtype = start.dtype
+    solve_dtype = torch.promote_types(dtype, torch.float32)
+    rows = []
+    for k in range(4):
+        sx, sy = start[:, k, 0], start[:, k, 1]
+        ex, ey = end[:, k, 0], end[:, k, 1]
+        one, zero = torch.ones_like(ex), torch.zeros_like(ex)
+        rows.append(torch.stack([ex, ey, one, zero, zero, zero, -sx * ex, -sx * ey], -1))
+        rows.append(torch.stack([zero, zero, zero, ex, ey, one, -sy * ex, -sy * ey], -1))
+    a = torch.stack(rows, dim=1).to(solve_dtype)
+    b = start.reshape(start.shape[0], 8, 1).to(solve_dtype)
+    return torch.linalg.solve(a, b).reshape(-1, 8).to(dtype)
+
+
+class RandomPerspective(_Keras3Image):
+    """Keras 3's ``RandomPerspective`` (R keras3: ``layer_random_perspective``): in
+    training each image, with probability ``p`` drawn in ``factor``'s range, is warped by
+    the homography moving its corners by ``corner * u``, ``u`` drawn per corner and axis in
+    ``[-scale / 2, scale / 2)``, sampled with ``interpolation`` and ``fill_value`` outside
+    (:func:`sepconv.functional.image_transform`, ``"constant"``); the identity in
+    inference."""
 
     def __init__(self, factor=1.0, scale=1.0, interpolation="bilinear", fill_value=0.0,
                  seed=None, data_format=None, input_shape=None, batch_input_shape=None,
@@ -1139,6 +1160,30 @@ class RandomPerspective(_InferenceOnly):
         self.fill_value = check_number(fill_value, "fill_value")
         self._start(data_format, seed)
         self._finish_init()
+
+    def _draw(self, x):
+        n, rows, cols = x.shape[0], x.shape[1], x.shape[2]
+        p = self._uniform((n,), *self.factor, x)
+        apply = self._uniform((n,), 0, 1, x) < p
+        f = self._uniform((n, 4, 2), -0.5 * self.scale, 0.5 * self.scale, x).to(
+            self.compute_dtype)
+        start = torch.tensor([[[0.0, 0.0], [cols - 1, 0.0], [0.0, rows - 1],
+                               [cols - 1, rows - 1]]], dtype=self.compute_dtype,
+                             device=x.device).repeat(n, 1, 1)
+        return {"apply_perspective": apply, "start_points": start,
+                "end_points": start + start * f}
+
+    def _transform(self, x, t):
+        if t is None:
+            return x
+        from .. import functional as _functional
+        dt = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+        matrices = homography(t["start_points"].to(x.device, dt),
+                              t["end_points"].to(x.device, dt))
+        warped = _functional.image_transform(x, matrices.to(torch.float32), "constant",
+                                             self.interpolation, self.fill_value)
+        return torch.where(t["apply_perspective"].reshape(-1, 1, 1, 1).to(x.device),
+                           warped, x)
 
     def get_config(self):
         return _with(self.base_config(), factor=self.factor, scale=self._scale_arg,
