@@ -17,11 +17,10 @@ Training (``train()`` or ``training=True``): where sepconv implements the layer'
 3.15's numbers on its torch backend, tested) the layer draws a transformation from Keras'
 distributions with torch's generator (``seed``: a ``torch.Generator`` of that seed; the
 streams are not Keras', so equal random outputs are not a goal) and applies it.  The layers
-whose training transform sepconv does not implement (``AugMix``, ``CutMix``, ``MixUp``,
-``RandAugment``, ``RandomColorJitter``, ``RandomElasticTransform``, ``RandomErasing``,
-``RandomGaussianBlur``, ``RandomPerspective``, ``RandomShear``) raise
-``NotImplementedError`` in training rather than compute something else; their inference
-(the identity) is Keras'.
+whose training transform sepconv does not implement (``AugMix``, ``RandAugment``,
+``RandomElasticTransform``) raise ``NotImplementedError`` in training rather than compute
+something else; their inference (the identity) is Keras'.  Keras' dict inputs (labels,
+bounding boxes, segmentation masks) are not taken: images only.
 """
 
 from __future__ import annotations
