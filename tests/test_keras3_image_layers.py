@@ -51,6 +51,7 @@ CASES = {
     "AugMix": [{}, {"num_chains": 2, "chain_depth": 1, "factor": 0.5, "all_ops": False}],
     "CutMix": [{}, {"factor": 0.5, "seed": 1}],
     "MixUp": [{}, {"alpha": 0.5}],
+    # (longer chains: test_rand_augment_every_pair_of_ops_is_keras3)
     "RandAugment": [{}, {"num_ops": 3, "factor": (0.1, 0.4), "interpolation": "nearest"}],
     "RandomColorJitter": [{}, {"brightness_factor": 0.2, "contrast_factor": (0.1, 0.3),
                                "saturation_factor": 0.4, "hue_factor": 0.2}],
@@ -71,7 +72,7 @@ CASES = {
 TRAINED = ["AutoContrast", "Equalization", "Solarization", "RandomGrayscale", "RandomInvert",
            "RandomColorDegeneration", "RandomPosterization", "RandomSaturation", "RandomHue",
            "RandomSharpness", "ContrastLimitedAdaptiveHistogramEqualization",
-           "MaxNumBoundingBoxes", "CutMix", "MixUp", "RandomErasing", "RandomGaussianBlur", "RandomShear", "RandomPerspective"]
+           "MaxNumBoundingBoxes", "CutMix", "MixUp", "RandomErasing", "RandomGaussianBlur", "RandomShear", "RandomPerspective", "RandAugment"]
 #: Trained, but Keras draws inside ``transform_images`` (its transformation fixes nothing):
 #: test_color_jitter_with_collapsed_factors_is_keras3.
 DRAWS_INSIDE = ["RandomColorJitter"]
@@ -131,11 +132,43 @@ def test_signature_is_keras3_then_the_common_arguments(name):
     assert getattr(sepconv, name).KERAS3_ONLY is True
 
 
+def _brightness_out_of_place(monkeypatch):
+    """Keras 3.15's torch backend mutates its inputs twice where RandAugment notices.
+    ``RandomBrightness.transform_images`` adds its delta in place
+    (``images += rgb_delta``): on the torch backend ``RandAugment``, which calls every
+    augmentation on the same tensor and keeps the chosen one, then brightens the images
+    whichever augmentation was chosen (TensorFlow and JAX tensors are immutable).  The
+    comparison patches in the out-of-place sum those backends compute."""
+    from keras.src.layers.preprocessing.image_preprocessing import random_brightness as rb
+
+    def transform_images(self, images, transformation, training=True):
+        if training:
+            images = images + self.backend.cast(transformation["rgb_delta"], images.dtype)
+            return self.backend.numpy.clip(images, self.value_range[0],
+                                           self.value_range[1])
+        return images
+
+    monkeypatch.setattr(rb.RandomBrightness, "transform_images", transform_images)
+    # and its torch affine_transform swaps entries of the transform in place (RandAugment
+    # calls the rotation's transform once per op: every other op it would rotate by the
+    # swapped matrix); TensorFlow's does not
+    from keras.src.backend.torch import image as kimage
+    affine = kimage.affine_transform
+
+    def affine_transform(images, transform, *args, **kwargs):
+        return affine(images, transform.clone(), *args, **kwargs)
+
+    monkeypatch.setattr(kimage, "affine_transform", affine_transform)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_config_inference_and_transform_match_keras3(name):
+def test_config_inference_and_transform_match_keras3(name, monkeypatch):
     """For each argument set and both data formats: Keras' config back, inference equal,
     and (for the implemented ones) Keras' ``transform_images`` given its own random
     transformation."""
+    if name == "RandAugment":
+        _brightness_out_of_place(monkeypatch)
+    keras.utils.set_random_seed(sorted(CASES).index(name))  # Keras' draws: repeatable
     rng = np.random.default_rng(abs(hash(name)) % 2 ** 32)
     for kwargs in CASES[name]:
         for fmt in ("channels_last", "channels_first"):
@@ -165,16 +198,19 @@ def test_config_inference_and_transform_match_keras3(name):
                     ours(torch.from_numpy(x), training=True)
                 continue
             for trial in range(3):
+                t = theirs.get_random_transformation(keras.ops.convert_to_tensor(x),
+                                                     training=True)
+                tt = (t if name == "RandAugment"  # nested: Keras' tensors as they are
+                      else {k: _np(v) for k, v in t.items()} if isinstance(t, dict)
+                      else ({} if t is None else {"should_apply": _np(t)}))
                 try:
-                    t = theirs.get_random_transformation(keras.ops.convert_to_tensor(x),
-                                                         training=True)
+                    # (sepconv's first: Keras' torch affine_transform swaps entries of
+                    # the transform it is given in place)
+                    got = ours.transform_images(torch.from_numpy(x), tt).numpy()
                     want = _np(theirs.transform_images(keras.ops.convert_to_tensor(x), t,
                                                        training=True))
                 except RuntimeError:  # Keras 3.15 fails (RandomErasing's 3-number
                     break  # fill_value on channels_first images): nothing to compare
-                tt = ({k: _np(v) for k, v in t.items()} if isinstance(t, dict)
-                      else ({} if t is None else {"should_apply": _np(t)}))
-                got = ours.transform_images(torch.from_numpy(x), tt).numpy()
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5 * max(vr),
                                            err_msg=f"{name}({kwargs}, {fmt}) training")
 
@@ -261,6 +297,11 @@ def test_training_draws_stay_in_keras_ranges_and_repeat_with_a_seed():
     assert torch.equal(sepconv.RandomGaussianBlur(factor=0.0).train()(x), x)
     with pytest.raises(NotImplementedError, match="square"):
         sepconv.RandomGaussianBlur(factor=1.0, kernel_size=(3, 5)).train()(x)
+    for num_ops in (1, 4):  # RandAugment: its own draws, any chain of its eleven ops
+        make = lambda: sepconv.RandAugment(num_ops=num_ops, factor=0.5, seed=5).train()
+        ra = make()(x)
+        assert ra.shape == x.shape and torch.equal(make()(x), ra)
+        assert float(ra.min()) >= 0.0 and float(ra.max()) <= 255.0
     # probability 1 / 0: every image changed / none
     assert torch.equal(sepconv.RandomGrayscale(factor=0.0).train()(x), x)
     g = sepconv.RandomGrayscale(factor=1.0).train()(x)
@@ -506,3 +547,28 @@ def test_color_jitter_with_collapsed_factors_is_keras3(fmt):
         want = _np(theirs(x, training=True))
         got = ours(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3, err_msg=str(kwargs))
+
+
+def test_rand_augment_every_pair_of_ops_is_keras3(monkeypatch):
+    """Each of the 121 ordered pairs of RandAugment's augmentations, given Keras' own
+    transformation, for both value ranges and data formats.  (Longer chains agree too,
+    but a discrete op late in a chain turns the last-bit differences of a geometric one
+    before it into a level's difference now and then: posterization, equalization.)"""
+    _brightness_out_of_place(monkeypatch)
+    keras.utils.set_random_seed(3)
+    rng = np.random.default_rng(3)
+    for vr, fmt in (((0, 1), "channels_last"), ((0, 255), "channels_first")):
+        theirs = keras.layers.RandAugment(num_ops=2, factor=0.4, value_range=vr,
+                                          data_format=fmt)
+        ours = _ours_from_keras(theirs)
+        x = _images(rng, (2, 6, 7, 3), vr)
+        if fmt == "channels_first":
+            x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+        t = theirs.get_random_transformation(keras.ops.convert_to_tensor(x), training=True)
+        for i in range(11):
+            for j in range(11):
+                t["layer_idxes"] = torch.tensor([i, j])
+                got = ours.transform_images(torch.from_numpy(x), t).numpy()
+                want = _np(theirs.transform_images(keras.ops.convert_to_tensor(x), t))
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5 * vr[1],
+                                           err_msg=f"{ours._OPS[i]}, {ours._OPS[j]}")

@@ -17,7 +17,7 @@ Training (``train()`` or ``training=True``): where sepconv implements the layer'
 3.15's numbers on its torch backend, tested) the layer draws a transformation from Keras'
 distributions with torch's generator (``seed``: a ``torch.Generator`` of that seed; the
 streams are not Keras', so equal random outputs are not a goal) and applies it.  The layers
-whose training transform sepconv does not implement (``AugMix``, ``RandAugment``,
+whose training transform sepconv does not implement (``AugMix``,
 ``RandomElasticTransform``) raise ``NotImplementedError`` in training rather than compute
 something else; their inference (the identity) is Keras'.  Keras' dict inputs (labels,
 bounding boxes, segmentation masks) are not taken: images only.
@@ -1073,29 +1073,6 @@ class AugMix(_InferenceOnly):
                      interpolation=self.interpolation, seed=self.seed)
 
 
-class RandAugment(_InferenceOnly):
-    """Keras 3's ``RandAugment`` (R keras3: ``layer_rand_augment``): the identity in
-    inference, as Keras 3; training raises ``NotImplementedError`` (not implemented in
-    sepconv)."""
-
-    def __init__(self, value_range=(0, 255), num_ops=2, factor=0.5,
-                 interpolation="bilinear", seed=None, data_format=None, input_shape=None,
-                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
-                 trainable=None, weights=None):
-        super().__init__(**_common(locals()))
-        self.value_range = _value_range(value_range, sort=False)
-        self.num_ops = check_count(num_ops, "num_ops", minimum=0)
-        self.factor = _keras_factor(factor, "factor", (0, 1))
-        self.interpolation = _choice(interpolation, "interpolation", _INTERPOLATIONS)
-        self._start(data_format, seed)
-        self._finish_init()
-
-    def get_config(self):
-        return _with(self.base_config(), value_range=self.value_range,
-                     num_ops=self.num_ops, factor=self.factor,
-                     interpolation=self.interpolation, seed=self.seed)
-
-
 class RandomElasticTransform(_InferenceOnly):
     """Keras 3's ``RandomElasticTransform`` (R keras3:
     ``layer_random_elastic_transform``): the identity in inference, as Keras 3; training
@@ -1235,6 +1212,147 @@ class RandomShear(_Keras3Image):
         return _with(self.base_config(), x_factor=self.x_factor, y_factor=self.y_factor,
                      fill_mode=self.fill_mode, interpolation=self.interpolation,
                      seed=self.seed, fill_value=self.fill_value)
+
+
+def affine_matrix(angle, translate_x, translate_y, scale, shear_x, shear_y, height: int,
+                  width: int, center_x: float = 0.5, center_y: float = 0.5) -> torch.Tensor:
+    """Keras 3's ``BaseImagePreprocessingLayer._compute_affine_matrix`` (angles and
+    shears in degrees, about the point ``(center_x, center_y)`` of the image): ``(batch,
+    8)`` transforms for :func:`sepconv.functional.image_transform`."""
+    rad = torch.tensor(np.pi / 180.0, dtype=torch.float32)
+    angle, shear_x, shear_y = angle * rad, shear_x * rad, shear_y * rad
+    dt = angle.dtype
+    cx = center_x * (torch.tensor(width, dtype=dt) - 1)
+    cy = center_y * (torch.tensor(height, dtype=dt) - 1)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    shear_x, shear_y = torch.tan(shear_x), torch.tan(shear_y)
+    a0 = scale * (cos + shear_x * sin)
+    a1 = scale * (-sin + shear_x * cos)
+    a2 = translate_x + cx - cx * a0 - cy * a1
+    b0 = scale * (shear_y * cos + sin)
+    b1 = scale * (shear_y * -sin + cos)
+    b2 = translate_y + cy - cx * b0 - cy * b1
+    zeros = torch.zeros(angle.shape[0], 2, dtype=dt, device=angle.device)
+    return torch.cat([a0[:, None], a1[:, None], a2[:, None], b0[:, None], b1[:, None],
+                      b2[:, None], zeros], dim=1)
+
+
+def _as_tensors(value):
+    """A Keras transformation (nested dicts of tensors / arrays) as torch tensors."""
+    if isinstance(value, dict):
+        return {k: _as_tensors(v) for k, v in value.items()}
+    if value is None or isinstance(value, (int, float, tuple, list)):
+        return value
+    return value if torch.is_tensor(value) else torch.as_tensor(np.asarray(value))
+
+
+class RandAugment(_Keras3Image):
+    """Keras 3's ``RandAugment`` (R keras3: ``layer_rand_augment``): in training,
+    ``num_ops`` times, one of eleven augmentations drawn uniformly (the same for the whole
+    batch), each at Keras 3's strength ``factor``: shear (``x_factor = y_factor =
+    factor``), translation (``factor`` of the height and width), rotation (``factor``
+    turns), brightness, colour degeneration, contrast, sharpness, posterization
+    (``max(1, int(8 * factor[1]))`` bits), solarization, auto-contrast, equalization, all
+    on ``value_range``; the identity in inference.  ``transform_images(images,
+    transformation)`` given Keras' nested transformation dict is Keras 3.15's numbers
+    on its torch backend patched where that backend mutates its inputs (its
+    ``RandomBrightness`` adds in place and its ``affine_transform`` swaps entries of the
+    given matrix in place, so Keras' torch RandAugment brightens images whatever op was
+    chosen and rotates by a swapped matrix every other op; TensorFlow's tensors are
+    immutable).  The geometric ops sample with ``fill_mode="reflect"``, as Keras'."""
+
+    _OPS = ("random_shear", "random_translation", "random_rotation", "random_brightness",
+            "random_color_degeneration", "random_contrast", "random_sharpness",
+            "random_posterization", "solarization", "auto_contrast", "equalization")
+
+    def __init__(self, value_range=(0, 255), num_ops=2, factor=0.5,
+                 interpolation="bilinear", seed=None, data_format=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.value_range = _value_range(value_range, sort=False)
+        self.num_ops = check_count(num_ops, "num_ops", minimum=0)
+        self.factor = _keras_factor(factor, "factor", (0, 1))
+        self.interpolation = _choice(interpolation, "interpolation", _INTERPOLATIONS)
+        self._start(data_format, seed)
+        f, vr, policy = self.factor, list(value_range), self.dtype_policy.name
+        fmt = self.data_format  # (AutoContrast's channels_first axes, as Keras')
+        sub = dict(seed=seed, dtype=policy, data_format=fmt)
+        self.ops = torch.nn.ModuleDict({
+            "random_shear": RandomShear(x_factor=f, y_factor=f,
+                                        interpolation=interpolation, **sub),
+            "random_color_degeneration": RandomColorDegeneration(f, value_range=vr, **sub),
+            "random_sharpness": RandomSharpness(f, value_range=vr, **sub),
+            "random_posterization": RandomPosterization(max(1, int(8 * f[1])),
+                                                        value_range=vr, **sub),
+            "solarization": Solarization(f, f, value_range=vr, **sub),
+            "auto_contrast": AutoContrast(value_range=vr, dtype=policy, data_format=fmt),
+            "equalization": Equalization(value_range=vr, dtype=policy, data_format=fmt)})
+        self._finish_init()
+
+    def _draw(self, x):
+        n, rows, cols = x.shape[0], x.shape[1], x.shape[2]
+        lo, hi = self.factor
+        gen = self._generator(torch.device("cpu")) if self.seed is not None else None
+        idx = torch.randint(0, len(self._OPS), (self.num_ops,), generator=gen)
+        t = {name: self.ops[name]._draw(x) for name in self.ops}
+        th = self._uniform((n, 1), lo, hi, x) * rows
+        tw = self._uniform((n, 1), lo, hi, x) * cols
+        t["random_translation"] = {"translations": torch.cat([tw, th], 1)}
+        angle = self._uniform((n,), lo * 360.0, hi * 360.0, x)
+        zeros, ones = torch.zeros(n), torch.ones(n)
+        t["random_rotation"] = {"rotation_matrix": affine_matrix(
+            angle, zeros, zeros, ones, zeros, zeros, rows, cols)}
+        low, high = self.value_range
+        t["random_brightness"] = {"rgb_delta": self._uniform((n, 1, 1, 1), lo, hi, x) *
+                                  (high - low)}
+        t["random_contrast"] = {"contrast_factor": self._uniform(
+            (n, 1, 1, 1), 1.0 - lo, 1.0 + hi, x).to(self.compute_dtype)}
+        return {"transforms": t, "layer_idxes": idx}
+
+    def transform_images(self, images, transformation=None) -> torch.Tensor:
+        """Keras 3's ``transform_images(images, transformation, training=True)`` given
+        its nested transformation dict."""
+        x = self._nhwc(images)
+        y = self._transform(x, None if transformation is None else
+                            _as_tensors(transformation))
+        y = y.movedim(-1, 1) if self._channels_first else y
+        return y.squeeze(0) if np.ndim(images) == 3 else y
+
+    def _op(self, name, x, t):
+        from .. import functional as _functional
+        if name in self.ops:
+            return self.ops[name]._transform(x, {} if t is None else t)
+        if name == "random_translation":
+            tr = t["translations"].to(torch.float32).reshape(-1, 2)
+            one, zero = torch.ones(tr.shape[0]), torch.zeros(tr.shape[0])
+            m = torch.stack([one, zero, -tr[:, 0], zero, one, -tr[:, 1], zero, zero], 1)
+            return _functional.image_transform(x, m.to(x.device), "reflect",
+                                               self.interpolation, 0.0)
+        if name == "random_rotation":
+            m = t["rotation_matrix"].to(torch.float32).reshape(-1, 8)
+            return _functional.image_transform(x, m.to(x.device), "reflect",
+                                               self.interpolation, 0.0)
+        low, high = self.value_range
+        if name == "random_brightness":
+            return torch.clip(x + t["rgb_delta"].to(x.device, x.dtype), low, high)
+        c = t["contrast_factor"].to(x.device, x.dtype)  # random_contrast
+        mean = x.mean(dim=1, keepdim=True).mean(dim=2, keepdim=True)
+        return torch.clip((x - mean) * c + mean, low, high)
+
+    def _transform(self, x, t):
+        if t is None:
+            return x
+        idx = [int(i) for i in torch.as_tensor(t["layer_idxes"]).reshape(-1)]
+        for i in idx[:self.num_ops]:
+            name = self._OPS[i]
+            x = self._op(name, x, t["transforms"].get(name))
+        return x.to(self.compute_dtype)
+
+    def get_config(self):
+        return _with(self.base_config(), value_range=self.value_range,
+                     num_ops=self.num_ops, factor=self.factor,
+                     interpolation=self.interpolation, seed=self.seed)
 
 
 # -- Pipeline ------------------------------------------------------------------------------
