@@ -17,8 +17,7 @@ Training (``train()`` or ``training=True``): where sepconv implements the layer'
 3.15's numbers on its torch backend, tested) the layer draws a transformation from Keras'
 distributions with torch's generator (``seed``: a ``torch.Generator`` of that seed; the
 streams are not Keras', so equal random outputs are not a goal) and applies it.  The layers
-whose training transform sepconv does not implement (``AugMix``,
-``RandomElasticTransform``) raise ``NotImplementedError`` in training rather than compute
+whose training transform sepconv does not implement (``RandomElasticTransform``) raise ``NotImplementedError`` in training rather than compute
 something else; their inference (the identity) is Keras'.  Keras' dict inputs (labels,
 bounding boxes, segmentation masks) are not taken: images only.
 """
@@ -1047,32 +1046,6 @@ def _choice(value, name, allowed):
     return value
 
 
-class AugMix(_InferenceOnly):
-    """Keras 3's ``AugMix`` (R keras3: ``layer_aug_mix``): the identity in inference, as
-    Keras 3; training raises ``NotImplementedError`` (not implemented in sepconv)."""
-
-    def __init__(self, value_range=(0, 255), num_chains=3, chain_depth=3, factor=0.3,
-                 alpha=1.0, all_ops=True, interpolation="bilinear", seed=None,
-                 data_format=None, input_shape=None, batch_input_shape=None,
-                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
-        super().__init__(**_common(locals()))
-        self.value_range = _value_range(value_range, sort=False)
-        self.num_chains = check_count(num_chains, "num_chains")
-        self.chain_depth = check_count(chain_depth, "chain_depth")
-        self.factor = _keras_factor(factor, "factor", (0, 1))
-        self.alpha = check_number(alpha, "alpha", 0.0)
-        self.all_ops = check_bool(all_ops, "all_ops")
-        self.interpolation = _choice(interpolation, "interpolation", _INTERPOLATIONS)
-        self._start(data_format, seed)
-        self._finish_init()
-
-    def get_config(self):
-        return _with(self.base_config(), value_range=self.value_range,
-                     num_chains=self.num_chains, chain_depth=self.chain_depth,
-                     factor=self.factor, alpha=self.alpha, all_ops=self.all_ops,
-                     interpolation=self.interpolation, seed=self.seed)
-
-
 class RandomElasticTransform(_InferenceOnly):
     """Keras 3's ``RandomElasticTransform`` (R keras3:
     ``layer_random_elastic_transform``): the identity in inference, as Keras 3; training
@@ -1241,46 +1214,28 @@ def _as_tensors(value):
     """A Keras transformation (nested dicts of tensors / arrays) as torch tensors."""
     if isinstance(value, dict):
         return {k: _as_tensors(v) for k, v in value.items()}
-    if value is None or isinstance(value, (int, float, tuple, list)):
+    if isinstance(value, (tuple, list)):
+        return [_as_tensors(v) for v in value]
+    if value is None or isinstance(value, (int, float, str, torch.Size)):
         return value
     return value if torch.is_tensor(value) else torch.as_tensor(np.asarray(value))
 
 
-class RandAugment(_Keras3Image):
-    """Keras 3's ``RandAugment`` (R keras3: ``layer_rand_augment``): in training,
-    ``num_ops`` times, one of eleven augmentations drawn uniformly (the same for the whole
-    batch), each at Keras 3's strength ``factor``: shear (``x_factor = y_factor =
-    factor``), translation (``factor`` of the height and width), rotation (``factor``
-    turns), brightness, colour degeneration, contrast, sharpness, posterization
-    (``max(1, int(8 * factor[1]))`` bits), solarization, auto-contrast, equalization, all
-    on ``value_range``; the identity in inference.  ``transform_images(images,
-    transformation)`` given Keras' nested transformation dict is Keras 3.15's numbers
-    on its torch backend patched where that backend mutates its inputs (its
-    ``RandomBrightness`` adds in place and its ``affine_transform`` swaps entries of the
-    given matrix in place, so Keras' torch RandAugment brightens images whatever op was
-    chosen and rotates by a swapped matrix every other op; TensorFlow's tensors are
-    immutable).  The geometric ops sample with ``fill_mode="reflect"``, as Keras'."""
+class _AugmentOps(_Keras3Image):
+    """RandAugment's and AugMix's augmentations at Keras 3's strength ``factor``: shear
+    (``x_factor = y_factor = factor``), translation (``factor`` of the height and width),
+    rotation (``factor`` turns), posterization (``max(1, int(8 * factor[1]))`` bits),
+    solarization, auto-contrast, equalization, brightness, colour degeneration, contrast,
+    sharpness, all on ``value_range``; the geometric ones sample with
+    ``fill_mode="reflect"``, as Keras'."""
 
-    _OPS = ("random_shear", "random_translation", "random_rotation", "random_brightness",
-            "random_color_degeneration", "random_contrast", "random_sharpness",
-            "random_posterization", "solarization", "auto_contrast", "equalization")
-
-    def __init__(self, value_range=(0, 255), num_ops=2, factor=0.5,
-                 interpolation="bilinear", seed=None, data_format=None, input_shape=None,
-                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
-                 trainable=None, weights=None):
-        super().__init__(**_common(locals()))
-        self.value_range = _value_range(value_range, sort=False)
-        self.num_ops = check_count(num_ops, "num_ops", minimum=0)
-        self.factor = _keras_factor(factor, "factor", (0, 1))
-        self.interpolation = _choice(interpolation, "interpolation", _INTERPOLATIONS)
-        self._start(data_format, seed)
+    def _build_ops(self, value_range, seed) -> None:
         f, vr, policy = self.factor, list(value_range), self.dtype_policy.name
         fmt = self.data_format  # (AutoContrast's channels_first axes, as Keras')
         sub = dict(seed=seed, dtype=policy, data_format=fmt)
         self.ops = torch.nn.ModuleDict({
             "random_shear": RandomShear(x_factor=f, y_factor=f,
-                                        interpolation=interpolation, **sub),
+                                        interpolation=self.interpolation, **sub),
             "random_color_degeneration": RandomColorDegeneration(f, value_range=vr, **sub),
             "random_sharpness": RandomSharpness(f, value_range=vr, **sub),
             "random_posterization": RandomPosterization(max(1, int(8 * f[1])),
@@ -1288,27 +1243,27 @@ class RandAugment(_Keras3Image):
             "solarization": Solarization(f, f, value_range=vr, **sub),
             "auto_contrast": AutoContrast(value_range=vr, dtype=policy, data_format=fmt),
             "equalization": Equalization(value_range=vr, dtype=policy, data_format=fmt)})
-        self._finish_init()
 
-    def _draw(self, x):
+    def _draw_op(self, name: str, x) -> Optional[Dict[str, Any]]:
+        """One augmentation's transformation, Keras 3's distributions."""
+        if name in self.ops:
+            return self.ops[name]._draw(x)
         n, rows, cols = x.shape[0], x.shape[1], x.shape[2]
         lo, hi = self.factor
-        gen = self._generator(torch.device("cpu")) if self.seed is not None else None
-        idx = torch.randint(0, len(self._OPS), (self.num_ops,), generator=gen)
-        t = {name: self.ops[name]._draw(x) for name in self.ops}
-        th = self._uniform((n, 1), lo, hi, x) * rows
-        tw = self._uniform((n, 1), lo, hi, x) * cols
-        t["random_translation"] = {"translations": torch.cat([tw, th], 1)}
-        angle = self._uniform((n,), lo * 360.0, hi * 360.0, x)
-        zeros, ones = torch.zeros(n), torch.ones(n)
-        t["random_rotation"] = {"rotation_matrix": affine_matrix(
-            angle, zeros, zeros, ones, zeros, zeros, rows, cols)}
-        low, high = self.value_range
-        t["random_brightness"] = {"rgb_delta": self._uniform((n, 1, 1, 1), lo, hi, x) *
-                                  (high - low)}
-        t["random_contrast"] = {"contrast_factor": self._uniform(
+        if name == "random_translation":
+            th = self._uniform((n, 1), lo, hi, x) * rows
+            tw = self._uniform((n, 1), lo, hi, x) * cols
+            return {"translations": torch.cat([tw, th], 1)}
+        if name == "random_rotation":
+            angle = self._uniform((n,), lo * 360.0, hi * 360.0, x)
+            zeros, ones = torch.zeros(n), torch.ones(n)
+            return {"rotation_matrix": affine_matrix(angle, zeros, zeros, ones, zeros,
+                                                     zeros, rows, cols)}
+        if name == "random_brightness":
+            low, high = self.value_range
+            return {"rgb_delta": self._uniform((n, 1, 1, 1), lo, hi, x) * (high - low)}
+        return {"contrast_factor": self._uniform(  # random_contrast
             (n, 1, 1, 1), 1.0 - lo, 1.0 + hi, x).to(self.compute_dtype)}
-        return {"transforms": t, "layer_idxes": idx}
 
     def transform_images(self, images, transformation=None) -> torch.Tensor:
         """Keras 3's ``transform_images(images, transformation, training=True)`` given
@@ -1340,6 +1295,43 @@ class RandAugment(_Keras3Image):
         mean = x.mean(dim=1, keepdim=True).mean(dim=2, keepdim=True)
         return torch.clip((x - mean) * c + mean, low, high)
 
+
+class RandAugment(_AugmentOps):
+    """Keras 3's ``RandAugment`` (R keras3: ``layer_rand_augment``): in training,
+    ``num_ops`` times, one of eleven augmentations drawn uniformly (the same for the whole
+    batch), each at Keras 3's strength ``factor`` (see ``_AugmentOps``: shear,
+    translation, rotation, brightness, colour degeneration, contrast, sharpness,
+    posterization, solarization, auto-contrast, equalization); the identity in inference.
+    ``transform_images(images, transformation)`` given Keras' nested transformation dict is
+    Keras 3.15's numbers on its torch backend patched where that backend mutates its
+    inputs (its ``RandomBrightness`` adds in place and its ``affine_transform`` swaps
+    entries of the given matrix in place, so Keras' torch RandAugment brightens images
+    whatever op was chosen and rotates by a swapped matrix every other op; TensorFlow's
+    tensors are immutable)."""
+
+    _OPS = ("random_shear", "random_translation", "random_rotation", "random_brightness",
+            "random_color_degeneration", "random_contrast", "random_sharpness",
+            "random_posterization", "solarization", "auto_contrast", "equalization")
+
+    def __init__(self, value_range=(0, 255), num_ops=2, factor=0.5,
+                 interpolation="bilinear", seed=None, data_format=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, dtype=None, name=None,
+                 trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.value_range = _value_range(value_range, sort=False)
+        self.num_ops = check_count(num_ops, "num_ops", minimum=0)
+        self.factor = _keras_factor(factor, "factor", (0, 1))
+        self.interpolation = _choice(interpolation, "interpolation", _INTERPOLATIONS)
+        self._start(data_format, seed)
+        self._build_ops(value_range, seed)
+        self._finish_init()
+
+    def _draw(self, x):
+        gen = self._generator(torch.device("cpu")) if self.seed is not None else None
+        idx = torch.randint(0, len(self._OPS), (self.num_ops,), generator=gen)
+        return {"transforms": {name: self._draw_op(name, x) for name in self._OPS},
+                "layer_idxes": idx}
+
     def _transform(self, x, t):
         if t is None:
             return x
@@ -1352,6 +1344,83 @@ class RandAugment(_Keras3Image):
     def get_config(self):
         return _with(self.base_config(), value_range=self.value_range,
                      num_ops=self.num_ops, factor=self.factor,
+                     interpolation=self.interpolation, seed=self.seed)
+
+
+class AugMix(_AugmentOps):
+    """Keras 3's ``AugMix`` (R keras3: ``layer_aug_mix``): in training, ``num_chains``
+    chains of up to ``chain_depth`` augmentations (each step one of seven, or of eleven
+    with ``all_ops``, or none, drawn uniformly; the same for the whole batch; Keras 3's
+    strengths, see ``_AugmentOps``) are applied to copies of the images, mixed with
+    Dirichlet(``alpha``) weights, and mixed with the images by ``w ~ Beta(alpha, alpha)``:
+    ``w x + (1 - w) sum_k m_k chain_k(x)``, clipped to ``value_range``; the identity in
+    inference.  ``transform_images(images, transformation)`` given Keras' transformation
+    dict (its ``chain_transforms`` list of ``{"layer_name", "transformation"}``) is Keras
+    3.15's numbers."""
+
+    _OPS_FEW = ("random_shear", "random_translation", "random_rotation",
+                "random_posterization", "solarization", "auto_contrast", "equalization")
+    _OPS_ALL = _OPS_FEW + ("random_brightness", "random_color_degeneration",
+                           "random_contrast", "random_sharpness")
+
+    def __init__(self, value_range=(0, 255), num_chains=3, chain_depth=3, factor=0.3,
+                 alpha=1.0, all_ops=True, interpolation="bilinear", seed=None,
+                 data_format=None, input_shape=None, batch_input_shape=None,
+                 batch_size=None, dtype=None, name=None, trainable=None, weights=None):
+        super().__init__(**_common(locals()))
+        self.value_range = _value_range(value_range, sort=False)
+        self.num_chains = check_count(num_chains, "num_chains")
+        self.chain_depth = check_count(chain_depth, "chain_depth")
+        self.factor = _keras_factor(factor, "factor", (0, 1))
+        self.alpha = check_number(alpha, "alpha", 0.0)
+        if self.alpha <= 0:
+            raise ValueError(f"Invalid value for argument `alpha`. Expected a positive "
+                             f"number. Received alpha={alpha}")
+        self.all_ops = check_bool(all_ops, "all_ops")
+        self.interpolation = _choice(interpolation, "interpolation", _INTERPOLATIONS)
+        self._start(data_format, seed)
+        self._build_ops(value_range, seed)
+        self._finish_init()
+
+    def _draw(self, x):
+        names = self._OPS_ALL if self.all_ops else self._OPS_FEW
+        gen = self._generator(torch.device("cpu")) if self.seed is not None else None
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=gen))
+        rng = np.random.default_rng(seed)
+        gamma = rng.gamma(self.alpha, size=self.num_chains)
+        chains = []
+        for _ in range(self.num_chains):
+            steps = []
+            for _ in range(self.chain_depth):
+                k = int(torch.randint(0, len(names) + 1, (1,), generator=gen))
+                if k < len(names):
+                    steps.append({"layer_name": names[k],
+                                  "transformation": self._draw_op(names[k], x)})
+            chains.append(steps)
+        return {"chain_mixing_weights": torch.as_tensor(gamma / gamma.sum(),
+                                                        dtype=torch.float32),
+                "weight_sample": torch.tensor(rng.beta(self.alpha, self.alpha),
+                                              dtype=torch.float32),
+                "chain_transforms": chains}
+
+    def _transform(self, x, t):
+        if t is None:
+            return x
+        weights = torch.as_tensor(t["chain_mixing_weights"]).to(x.device, x.dtype)
+        w = torch.as_tensor(t["weight_sample"]).to(x.device, x.dtype)
+        mixed = torch.zeros_like(x)
+        for k, chain in enumerate(t["chain_transforms"]):
+            y = x.clone()
+            for step in chain:
+                y = self._op(step["layer_name"], y, step["transformation"])
+            mixed += y * weights[k]
+        out = w * x + (1 - w) * mixed
+        return torch.clip(out, self.value_range[0], self.value_range[1])
+
+    def get_config(self):
+        return _with(self.base_config(), value_range=self.value_range,
+                     num_chains=self.num_chains, chain_depth=self.chain_depth,
+                     factor=self.factor, alpha=self.alpha, all_ops=self.all_ops,
                      interpolation=self.interpolation, seed=self.seed)
 
 
