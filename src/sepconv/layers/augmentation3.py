@@ -16,15 +16,17 @@ Training (``train()`` or ``training=True``): where sepconv implements the layer'
 (``transform_images(images, transformation)``, given Keras' transformation dict, is Keras
 3.15's numbers on its torch backend, tested) the layer draws a transformation from Keras'
 distributions with torch's generator (``seed``: a ``torch.Generator`` of that seed; the
-streams are not Keras', so equal random outputs are not a goal) and applies it.  The layers
-whose training transform sepconv does not implement (``RandomElasticTransform``) raise ``NotImplementedError`` in training rather than compute
-something else; their inference (the identity) is Keras'.  Keras' dict inputs (labels,
+streams are not Keras', so equal random outputs are not a goal) and applies it.
+``RandomElasticTransform``, whose displacement fields Keras draws inside its backend (from
+torch's global stream there), is not implemented in training: it raises
+``NotImplementedError`` rather than compute something else; its inference (the identity)
+is Keras'.  Keras' dict inputs (labels,
 bounding boxes, segmentation masks) are not taken: images only.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
