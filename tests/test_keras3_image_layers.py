@@ -66,7 +66,8 @@ CASES = {
     # ("wrap": Keras' torch backend wraps otherwise than TensorFlow: not compared)
     "RandomShear": [{}, {"x_factor": 0.3, "y_factor": (0.1, 0.2), "fill_mode": "constant",
                          "fill_value": 9.0},
-                    {"x_factor": (0.2, 0.5), "fill_mode": "nearest", "interpolation": "nearest"},
+                    {"x_factor": (0.2, 0.5), "fill_mode": "nearest",
+                     "interpolation": "nearest"},
                     {"y_factor": 0.6, "fill_mode": "reflect"}],
 }
 #: The layers whose training transform sepconv implements (Keras' numbers, given Keras'
@@ -74,7 +75,8 @@ CASES = {
 TRAINED = ["AutoContrast", "Equalization", "Solarization", "RandomGrayscale", "RandomInvert",
            "RandomColorDegeneration", "RandomPosterization", "RandomSaturation", "RandomHue",
            "RandomSharpness", "ContrastLimitedAdaptiveHistogramEqualization",
-           "MaxNumBoundingBoxes", "CutMix", "MixUp", "RandomErasing", "RandomGaussianBlur", "RandomShear", "RandomPerspective", "RandAugment", "AugMix"]
+           "MaxNumBoundingBoxes", "CutMix", "MixUp", "RandomErasing", "RandomGaussianBlur",
+           "RandomShear", "RandomPerspective", "RandAugment", "AugMix"]
 #: Trained, but Keras draws inside ``transform_images`` (its transformation fixes nothing):
 #: test_color_jitter_with_collapsed_factors_is_keras3.
 DRAWS_INSIDE = ["RandomColorJitter"]
@@ -193,7 +195,8 @@ def test_config_inference_and_transform_match_keras3(name, monkeypatch):
             got1 = ours(torch.from_numpy(x[0])).numpy()
             np.testing.assert_allclose(got1, _np(theirs(x[0], training=False)), rtol=1e-5,
                                        atol=2e-5 * max(vr))
-            if name in DRAWS_INSIDE or (name == "AugMix" and kwargs.get("chain_depth", 3) > 1):
+            if name in DRAWS_INSIDE or (name == "AugMix" and
+                                        kwargs.get("chain_depth", 3) > 1):
                 continue  # (deeper AugMix chains: test_aug_mix_deep_chains_are_keras3)
             if name not in TRAINED:
                 with pytest.raises(NotImplementedError, match="not implemented"):
@@ -490,7 +493,8 @@ def test_keras3_models_load_without_tensorflow(tmp_path):
     x = _images(rng, (2, 16, 16, 3))
     path = tmp_path / "images.keras"
     images.save(path)
-    cases.add("images", "model", path, inputs=[x], expected=outputs(images.predict(x, verbose=0)))
+    cases.add("images", "model", path, inputs=[x],
+              expected=outputs(images.predict(x, verbose=0)))
     ids_in = keras.Input((7,), dtype="int32")
     emb = keras.layers.ReversibleEmbedding(12, 8, mask_zero=True, logit_soft_cap=4.0,
                                            tie_weights=False, name="emb")

@@ -62,8 +62,9 @@ class ReversibleEmbedding(Embedding):
     ``reverse_dtype`` and any ``logit_soft_cap``; sepconv takes float dtypes and a
     nonzero number (0 divides by zero).  ``reverse_dtype="float64"`` gives float64 logits
     (Keras 3.15's matmul rounds a float64 product to float32, its ``result_type`` rule;
-    the values agree to that rounding); a ``dtype="float64"`` layer likewise.  ``activity_regularizer`` (Keras' ``**kwargs``)
-    applies to the forward (embedding) output, as Keras' ``Embedding``'s.
+    the values agree to that rounding); a ``dtype="float64"`` layer likewise.
+    ``activity_regularizer`` (Keras' ``**kwargs``) applies to the forward (embedding)
+    output, as Keras' ``Embedding``'s.
     """
 
     #: tf-keras 2 has no such layer: ``save_keras_model`` writes it to ``.keras`` only.
