@@ -52,8 +52,10 @@ class ReversibleEmbedding(Embedding):
     ``embeddings_initializer`` too, Keras' order: ``embeddings``, then
     ``reverse_embeddings``).  ``reverse_dtype`` (a float dtype name) casts the hidden
     states and the kernel before the product, as Keras does (the logits then have that
-    dtype; else the compute dtype); ``logit_soft_cap`` ``c`` gives ``tanh(logits / c) *
-    c``.  No bias.  Gradients flow to the hidden states and to the (tied) kernel, as in
+    dtype); without it the logits have the promotion of the hidden states' dtype and the
+    compute dtype, as Keras 3's (float32 states of a ``mixed_float16`` layer give float32
+    logits of the float16-rounded kernel: Keras does not cast this layer's float inputs);
+    ``logit_soft_cap`` ``c`` gives ``tanh(logits / c) * c``.  No bias.  Gradients flow to the hidden states and to the (tied) kernel, as in
     Keras.  The reverse call gives no mask.
 
     Keras 3.15's numbers, forward and gradients (tested against it on the torch backend).
@@ -140,13 +142,28 @@ class ReversibleEmbedding(Embedding):
                              f"(..., {self.output_dim}). Received input of shape "
                              f"{tuple(x.shape)}")
         compute = self.dtype_policy.compute
-        x = x.to(compute)
+        if not x.is_floating_point():
+            x = x.to(compute)
         kernel = self._weight("embeddings").t() if self.tie_weights else \
             self._weight("reverse_embeddings")
         if self.reverse_dtype is not None:
             rdtype = DTypePolicy(self.reverse_dtype).compute
             x, kernel = x.to(rdtype), kernel.to(rdtype)
-        logits = torch.matmul(x.to(kernel.device), kernel)
+        else:
+            # Keras' dtype: the hidden states' and the compute dtype's promotion (float32
+            # states under mixed_float16 give float32 logits: Keras does not cast a
+            # ReversibleEmbedding's float inputs); a float64 input to a narrower layer
+            # gives the compute dtype (Keras' result_type demotes float64)
+            target = torch.promote_types(x.dtype, compute)
+            if target == torch.float64 and compute != torch.float64:
+                target = compute
+            x, kernel = x.to(target), kernel.to(target)
+        x = x.to(kernel.device)
+        if kernel.dtype == torch.float16 and kernel.device.type == "cpu":
+            # Keras' torch matmul: float16 on CPU multiplies in float32, then rounds
+            logits = torch.matmul(x.float(), kernel.float()).to(torch.float16)
+        else:
+            logits = torch.matmul(x, kernel)
         if self.logit_soft_cap is not None:
             cap = self.logit_soft_cap
             logits = torch.tanh(logits / cap) * cap
