@@ -166,6 +166,64 @@ SPECS = {
                                     num_oov_indices=[0, 1, 2], mask_token=[None, ""],
                                     output_mode=["int", "one_hot", "multi_hot", "count"])),
 }
+#: Keras 3's classes that tf-keras 2 lacks (tests/test_fuzz_keras3.py only).  The image
+#: layers at inference (the identity, AutoContrast's and CLAHE's transforms; their training
+#: transforms: tests/test_keras3_image_layers.py).  CLAHE's grids divide the 8 x 7 images
+#: and its clip limits times the tile sizes / 256 are whole (where Keras' torch backend,
+#: this test's reference, truncates the limit and pads otherwise than its TensorFlow one).
+VR = [(0, 255), (0, 1), (-1, 1)]
+KERAS3_SPECS = {
+    "AutoContrast": ("nd", 2, dict(value_range=VR, data_format=FMT)),
+    "ContrastLimitedAdaptiveHistogramEqualization": (
+        "nd", 2, dict(value_range=[(0, 255), (0, 1)], clip_limit=[0.0, 64.0],
+                      tile_grid_size=[(1, 1), (2, 7), (2, 1)], data_format=FMT)),
+    "Equalization": ("nd", 2, dict(value_range=VR, bins=[256, 16], data_format=FMT)),
+    "Solarization": ("nd", 2, dict(addition_factor=[0.0, 0.5, (0.1, 0.3)],
+                                   threshold_factor=[0.0, 1.0, (0.2, 0.4)], value_range=VR,
+                                   seed=[None, 3], data_format=FMT)),
+    "RandomGrayscale": ("nd", 2, dict(factor=[0.0, 0.5, 1.0], seed=[None, 1],
+                                      data_format=FMT)),
+    "RandomInvert": ("nd", 2, dict(factor=[0.5, 1.0, (0.2, 0.6)], value_range=VR,
+                                   data_format=FMT)),
+    "RandomColorDegeneration": ("nd", 2, dict(factor=[0.5, (0.1, 0.9)], value_range=VR,
+                                              data_format=FMT)),
+    "RandomPosterization": ("nd", 2, dict(factor=[4, (2, 7), (8, 8)], value_range=VR,
+                                          data_format=FMT)),
+    "RandomSaturation": ("nd", 2, dict(factor=[0.5, (0.1, 0.9)], value_range=VR,
+                                       data_format=FMT)),
+    "RandomHue": ("nd", 2, dict(factor=[0.5, (0.2, 1.0)], value_range=VR, data_format=FMT)),
+    "RandomSharpness": ("nd", 2, dict(factor=[0.5, (0.1, 0.9)], value_range=VR,
+                                      data_format=FMT)),
+    "MaxNumBoundingBoxes": ("nd", 2, dict(max_number=[1, 5], fill_value=[-1, 0])),
+    "AugMix": ("nd", 2, dict(num_chains=[1, 3], chain_depth=[1, 3], factor=[0.3, (0.1, 0.2)],
+                             alpha=[1.0, 0.5], all_ops=B, interpolation=["bilinear", "nearest"],
+                             data_format=FMT)),
+    "CutMix": ("nd", 2, dict(factor=[1.0, 0.5, (0.2, 0.4)], seed=[None, 2], data_format=FMT)),
+    "MixUp": ("nd", 2, dict(alpha=[0.2, 1.0], data_format=FMT)),
+    "RandAugment": ("nd", 2, dict(value_range=VR, num_ops=[1, 2, 3], factor=[0.5, (0.1, 0.3)],
+                                  interpolation=["bilinear", "nearest"], data_format=FMT)),
+    "RandomColorJitter": ("nd", 2, dict(value_range=VR, brightness_factor=[None, 0.2],
+                                        contrast_factor=[None, (0.1, 0.3)],
+                                        saturation_factor=[None, 0.5],
+                                        hue_factor=[None, 0.2], data_format=FMT)),
+    "RandomElasticTransform": ("nd", 2, dict(factor=[1.0, 0.5], scale=[1.0, (0.1, 0.4)],
+                                             interpolation=["bilinear", "nearest"],
+                                             fill_mode=["reflect", "constant", "mirror"],
+                                             data_format=FMT)),
+    "RandomErasing": ("nd", 2, dict(factor=[1.0, 0.5], scale=[(0.02, 0.33), 0.3],
+                                    fill_value=[None, 1.0], data_format=FMT)),
+    "RandomGaussianBlur": ("nd", 2, dict(factor=[1.0, 0.5], kernel_size=[3, (3, 5)],
+                                         sigma=[1.0, (0.2, 0.8)], data_format=FMT)),
+    "RandomPerspective": ("nd", 2, dict(factor=[1.0, 0.5], scale=[1.0, 0.3],
+                                        interpolation=["bilinear", "nearest"],
+                                        data_format=FMT)),
+    "RandomShear": ("nd", 2, dict(x_factor=[0.0, 0.3, (0.1, 0.2)], y_factor=[0.0, 0.5],
+                                  fill_mode=["reflect", "wrap", "constant", "nearest"],
+                                  interpolation=["bilinear", "nearest"], data_format=FMT)),
+    "ReversibleEmbedding": ("int", 0, dict(input_dim=[5, 9], output_dim=[1, 3],
+                                           tie_weights=B, mask_zero=B,
+                                           logit_soft_cap=[None, 2.0])),
+}
 #: The string kind's shapes (drawn per example: any rank is the point of the draw).
 STR_SHAPES = [(5,), (2, 4), (2, 3, 4), (2, 4, 1)]
 #: The string kind's words: those of the vocabularies above, the mask and unknown ones.

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 import torch  # noqa: E402
 
-from fuzz_specs import (CALLS, SPECS, apply, as_torch, draw_input, draw_kwargs,  # noqa: E402
+from fuzz_specs import (CALLS, KERAS3_SPECS, SPECS, apply, as_torch,  # noqa: E402
+                        draw_input, draw_kwargs,
                         draw_policy, flat, randomize)
 from sepconv.interop.models import build_layer  # noqa: E402
 
@@ -90,7 +91,7 @@ def _run(layer, x, probes_seed, keras_layer):
 
 
 def check_class(name, data):
-    kind, rank, spec = SPECS[name]
+    kind, rank, spec = {**SPECS, **KERAS3_SPECS}[name]
     kwargs = draw_kwargs(data, spec)
     if _torch_backend_only(name, kwargs):
         return
@@ -130,7 +131,7 @@ def check_class(name, data):
                                    err_msg=f"{name}({kwargs}) input gradient")
 
 
-@pytest.mark.parametrize("name", sorted(set(SPECS) - ABSENT))
+@pytest.mark.parametrize("name", sorted((set(SPECS) | set(KERAS3_SPECS)) - ABSENT))
 @settings(max_examples=20, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 @given(data=st.data())

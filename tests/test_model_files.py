@@ -39,7 +39,7 @@ ERROR_CASES = {
     "truncated_h5": ("truncated or corrupted",),
     "truncated_keras": ("truncated or corrupted",),
     "zip_not_keras": ("not a .keras model", "config.json"),
-    "unsupported": ("'RandomInvert'", "'local_x'", "SeparableConv1D", "does not map"),
+    "unsupported": ("'TFSMLayer'", "'local_x'", "SeparableConv1D", "does not map"),
     "custom_layer": ("custom object", "Scale", "'scale_x'"),
     "custom_activation": ("'sc_custom'", "swishy"),
     "weights_only": ("weights only", "load_keras_weights"),
@@ -105,7 +105,8 @@ def _error_models(root):
     L = tf_keras.layers
     files = {}
     # a class sepconv does not map (Masking, ThresholdedReLU, LocallyConnected1D, then
-    # RandomFlip are mapped now): the file's RandomFlip renamed RandomInvert (Keras 3's)
+    # RandomFlip, then RandomInvert are mapped now): the file's RandomFlip renamed
+    # TFSMLayer (Keras 3's SavedModel wrapper)
     m = tf_keras.Sequential([L.SeparableConv2D(2, 3, input_shape=(8, 8, 3), name="sc"),
                              L.RandomFlip(name="local_x")])
     files["unsupported"] = os.path.join(root, "unsupported.h5")
@@ -114,7 +115,7 @@ def _error_models(root):
     with h5py.File(files["unsupported"], "r+") as f:
         config = f.attrs["model_config"]
         config = config.decode() if isinstance(config, bytes) else config
-        f.attrs["model_config"] = config.replace('"RandomFlip"', '"RandomInvert"')
+        f.attrs["model_config"] = config.replace('"RandomFlip"', '"TFSMLayer"')
 
     @tf_keras.saving.register_keras_serializable(package="mypkg")
     class Scale(L.Layer):

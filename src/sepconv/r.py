@@ -472,3 +472,21 @@ __all__ += ["layer_spectral_normalization"]
 # HashedCrossing (layers/hashed_crossing.py)
 layer_hashed_crossing = r_function(_layers.HashedCrossing, integer_args=_PREP_INTS)
 __all__ += ["layer_hashed_crossing"]
+
+# Keras 3's image preprocessing layers (layers/augmentation3.py) and ReversibleEmbedding
+# (layers/reversible_embedding.py), R keras3's layer_* names
+_K3_IMAGE_INTS = INTEGER_ARGS + ("bins", "max_number", "num_chains", "chain_depth",
+                                 "num_ops", "tile_grid_size", "seed")
+for _cls in (_layers.AugMix, _layers.AutoContrast,
+             _layers.ContrastLimitedAdaptiveHistogramEqualization, _layers.CutMix,
+             _layers.Equalization, _layers.MaxNumBoundingBoxes, _layers.MixUp,
+             _layers.Pipeline, _layers.RandAugment, _layers.RandomColorDegeneration,
+             _layers.RandomColorJitter, _layers.RandomElasticTransform,
+             _layers.RandomErasing, _layers.RandomGaussianBlur, _layers.RandomGrayscale,
+             _layers.RandomHue, _layers.RandomInvert, _layers.RandomPerspective,
+             _layers.RandomPosterization, _layers.RandomSaturation, _layers.RandomSharpness,
+             _layers.RandomShear, _layers.Solarization, _layers.ReversibleEmbedding):
+    _fn = r_function(_cls, integer_args=_K3_IMAGE_INTS)
+    globals()[_fn.__name__] = _fn
+    __all__ += [_fn.__name__]
+del _cls, _fn

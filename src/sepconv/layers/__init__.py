@@ -51,6 +51,8 @@ from .lambda_layer import Lambda  # noqa: F401
 from .spectral import SpectralNormalization  # wrapper (spectral.py)
 from .hashed_crossing import HashedCrossing  # hashed_crossing.py
 from .applications import CustomScaleLayer, LayerScale, StochasticDepth  # noqa: F401
+from .reversible_embedding import ReversibleEmbedding  # noqa: F401  (Keras 3's)
+from .augmentation3 import *  # noqa: F401,F403  (Keras 3's image preprocessing layers)
 
 CORE_LAYERS = ["InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
