@@ -447,3 +447,27 @@ def test_float32_gradients_on_tiny_shapes(cls, filters, channels):
         for g64, g32 in zip(*grads):
             np.testing.assert_allclose(g32.double().numpy(), g64.numpy(), atol=1e-5,
                                        rtol=1e-5)
+
+
+def test_one_input_channel_keeps_the_fast_layout_and_the_right_numbers():
+    # oneDNN misreads a 1-channel input's channels_last strides only where a strided axis
+    # has one output: only there the reference kernel copies it row-major (3-12x slower
+    # elsewhere). Both sides of the rule against a row-major float64 computation.
+    from sepconv.kernels import reference
+    torch.manual_seed(0)
+    for h, w, k, s, p in [(5, 4, (3, 3), (1, 2), (1, 0)), (6, 9, (3, 3), (2, 2), (1, 1)),
+                          (1, 40, (1, 10), (1, 5), (0, 0)), (4, 1, (3, 1), (1, 3), (1, 0)),
+                          (32, 64, (1, 16), (1, 1), (0, 7))]:
+        x = torch.randn(2, h, w, 1, requires_grad=True)
+        kernel = torch.randn(*k, 1, 3, requires_grad=True)
+        y = reference.conv(x, kernel, None, strides=s, dilation=(1, 1),
+                           pads=((p[0], p[0]), (p[1], p[1])), groups=1, channels_last=True)
+        x64 = x.detach().double().movedim(-1, 1).contiguous().requires_grad_()
+        w64 = kernel.detach().double().permute(3, 2, 0, 1).contiguous().requires_grad_()
+        want = torch.nn.functional.conv2d(x64, w64, stride=s, padding=p).movedim(1, -1)
+        torch.testing.assert_close(y.double(), want, rtol=1e-4, atol=1e-4)
+        dy = torch.randn(y.shape)
+        gx, gw = torch.autograd.grad(y, (x, kernel), dy)
+        wx, ww = torch.autograd.grad(want, (x64, w64), dy.double())
+        torch.testing.assert_close(gx.double(), wx.movedim(1, -1), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(gw.double(), ww.permute(2, 3, 1, 0), rtol=1e-4, atol=2e-4)
