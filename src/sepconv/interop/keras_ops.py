@@ -639,6 +639,11 @@ class KerasOp(torch.nn.Module):
     """One Keras 3 operation node (``class_name`` and its config), run on tensors;
     :meth:`keras3_entry` is its entry as Keras 3 writes it (``save_keras_model``)."""
 
+    #: A Keras mask passes on only where the operation returns its input tensor itself
+    #: (``ops.cast`` to the same dtype, ``ops.convert_to_tensor``), as in Keras 3
+    #: (:func:`sepconv.layers.masking.call_with_mask`).
+    keeps_mask_of_returned_input = True
+
     def __init__(self, class_name: str, config: Dict[str, Any]):
         super().__init__()
         self.class_name = class_name
