@@ -275,6 +275,12 @@ def _squeeze_v1(input, axis=None, name=None, squeeze_dims=None):  # noqa: A002
     return _squeeze(input, squeeze_dims if axis is None else axis)
 
 
+def _broadcast_to(input, shape, name=None):  # noqa: A002
+    """``tf.broadcast_to``: NumPy's broadcast of ``input`` to ``shape`` (a list, or a
+    tensor such as ``tf.shape(x)``)."""
+    return torch.broadcast_to(_tensor(input), _shape_list(shape))
+
+
 def _tile(input, multiples, name=None):  # noqa: A002
     return _tensor(input).repeat(_shape_list(multiples))
 
@@ -466,6 +472,8 @@ FUNCTIONS: Dict[str, Callable] = {
     "reshape": _reshape, "compat.v1.transpose": _transpose_v1, "expand_dims": _expand_dims,
     "compat.v1.squeeze": _squeeze_v1, "tile": _tile, "compat.v1.shape": _shape_v1,
     "identity": _identity, "convert_to_tensor": _convert_to_tensor,
+    "broadcast_to": _broadcast_to,
+    "stop_gradient": lambda input, name=None: _tensor(input).detach(),  # noqa: A002
     "zeros_like": _like(0), "ones_like": _like(1),
     "compat.v1.pad": _pad_v1,  # tf.pad's node (a Lambda's tf.pad: lambdas._TF_V2)
     "__operators__.getitem": _getitem_op,
