@@ -288,12 +288,8 @@ def test_tf_keras_application_written_back_reads_in_tf_keras(tf_keras_results, c
     _close_to(outputs(theirs.predict(r["x"], verbose=0)), r["outputs"])
 
 
-NESTED = "ConvNeXt's stem is a nested Sequential, which save_keras_model does not write"
-
-
 @pytest.mark.parametrize("case", ["EfficientNetB0", "MobileNetV3Small-minimalistic",
-                                  pytest.param("ConvNeXt-drop_path", marks=pytest.mark.xfail(
-                                      reason=NESTED, strict=True, raises=ValueError))])
+                                  "ConvNeXt-drop_path"])  # (ConvNeXt's stem: a Sequential)
 def test_keras3_application_written_back_reads_in_keras3(keras3_results, case, tmp_path):
     """Keras 3 .keras -> sepconv -> ``save_keras_model`` (.keras) -> ``keras.saving.
     load_model``: the original outputs.  (ConvNeXt's own layers go back to Keras 3 in
