@@ -267,9 +267,9 @@ def _keras3_model():
     top = L.Lambda(lambda t: ops.top_k(ops.cumsum(t, axis=1), 2)[0] + ops.roll(t, 1, 1)[
         ..., :2], name="topk_cumsum")(h)
     # broadcasts and gathers (ops.shape is the run's concrete sizes)
-    spread = L.Lambda(lambda t: ops.broadcast_to(ops.mean(t, axis=1, keepdims=True),
-                                                 ops.shape(t)) - ops.take(t, [3, -4], axis=2)[
-        ..., :1] + ops.stop_gradient(t), name="broadcast_take")(h)
+    spread = L.Lambda(lambda t: ops.broadcast_to(
+        ops.mean(t, axis=1, keepdims=True), ops.shape(t)) - ops.take(
+            t, [3, -4], axis=2)[..., :1] + ops.stop_gradient(t), name="broadcast_take")(h)
     return keras.Model(x, [soft, total, seq, top, spread])
 
 

@@ -705,7 +705,8 @@ def _full_like(c: Dict[str, Any]) -> Callable:
 
 
 def _slice(c: Dict[str, Any]) -> Callable:
-    """``Slice`` (``ops.slice(x, start_indices, shape)``): ``shape`` items from each start."""
+    """``Slice`` (``ops.slice(x, start_indices, shape)``): ``shape`` items from each
+    start."""
     shape = c.get("shape")
 
     def op(x, start_indices):

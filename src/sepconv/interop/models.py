@@ -1439,7 +1439,8 @@ def _functional_config(module: KerasFunctional) -> dict:
         entries.append({"class_name": layer.class_name if _is_op(layer) else
                         _tf_keras_class(layer), "config": layer.get_config(),
                         "name": names.get(lname, lname), "inbound_nodes": inbound})
-    outputs = [_renumbered(("__ref__",) + tuple(r), numbers)[1:] for r in module.output_refs]
+    outputs = [_renumbered(("__ref__",) + tuple(r), numbers)[1:]
+               for r in module.output_refs]
     return {"class_name": "Functional", "config": {
         "name": module.keras_name, "layers": entries,
         "input_layers": [[names.get(r[0], r[0])] + list(r[1:]) for r in module.input_refs],
@@ -1511,7 +1512,8 @@ def _write_h5(path: str, model_config: str, layers: List[Any]) -> None:
             g = f.create_group("model_weights")
             g.attrs["keras_version"] = "2.21.0"
             g.attrs["backend"] = "tensorflow"
-            g.attrs["layer_names"] = np.array([_layer_name(m).encode("utf8") for m in layers])
+            g.attrs["layer_names"] = np.array([_layer_name(m).encode("utf8")
+                                               for m in layers])
             # (by name, as tf-keras writes them: "conv/pad" would otherwise create
             # "conv" as its parent group before the layer "conv" (MobileNetV3's names))
             for layer in sorted(layers, key=_layer_name):
