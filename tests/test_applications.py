@@ -281,12 +281,14 @@ def test_tf_keras_application_written_back_reads_in_tf_keras(tf_keras_results, c
                                                              tmp_path):
     """tf-keras .h5 -> sepconv -> ``save_keras_model`` (.h5) -> ``tf_keras.models.
     load_model``: its ``predict`` gives the original model's outputs.  (tf-keras needs
-    ConvNeXt's ``LayerScale`` in ``custom_objects``, for its own files too.)"""
+    ConvNeXt's ``LayerScale`` and ``StochasticDepth`` in ``custom_objects``, for its own
+    files too.)"""
     r = tf_keras_results[f"{case}.h5"]
     out = str(tmp_path / "again.h5")
     sepconv.save_keras_model(sepconv.load_keras_model(r["file"]), out)
-    from tf_keras.src.applications.convnext import LayerScale
-    theirs = tf_keras.models.load_model(out, custom_objects={"LayerScale": LayerScale})
+    from tf_keras.src.applications import convnext
+    theirs = tf_keras.models.load_model(out, custom_objects={
+        "LayerScale": convnext.LayerScale, "StochasticDepth": convnext.StochasticDepth})
     assert len(theirs.layers) == r["layers"]
     _close_to(outputs(theirs.predict(r["x"], verbose=0)), r["outputs"])
 

@@ -81,9 +81,14 @@ def tf_row(x: np.ndarray, length: int, beam_width: int, top_paths: int, blank: i
     labels = [c for c in range(x.shape[1]) if c != blank]
     shift = x.dtype.type(0)  # the steps' maxima, added back at the end
 
+    bottom = [None]  # the worst leaf while the beam is full (TopN's peek_bottom)
+
+    def rebottom() -> None:
+        bottom[0] = min(leaves, key=lambda e: e.new[0]) if len(leaves) >= beam_width \
+            else None
+
     def candidate(total) -> bool:
-        return total > _NEG and (len(leaves) < beam_width or
-                                 total > min(e.new[0] for e in leaves))
+        return total > _NEG and (bottom[0] is None or total > bottom[0].new[0])
 
     for t in range(length):
         row = x[t]
@@ -103,6 +108,7 @@ def tf_row(x: np.ndarray, length: int, beam_width: int, top_paths: int, blank: i
             b.new[1] = b.old[0] + row[blank] - top
             b.new[0] = _lse(b.new[1], b.new[2])
             leaves.append(b)
+        rebottom()
         for b in branches:
             if not candidate(b.old[0]):
                 continue
@@ -114,10 +120,11 @@ def tf_row(x: np.ndarray, length: int, beam_width: int, top_paths: int, blank: i
                 c.new = [row[label] - top + prev, zero, row[label] - top + prev]
                 if candidate(c.new[0]):
                     if len(leaves) == beam_width:  # the worst leaves the beam
-                        bottom = min(leaves, key=lambda e: e.new[0])
-                        bottom.new = [zero, zero, zero]
-                        leaves.remove(bottom)
+                        out = bottom[0]
+                        out.new = [zero, zero, zero]
+                        leaves.remove(out)
                     leaves.append(c)
+                    rebottom()
                 else:
                     c.old = [zero, zero, zero]
                     c.new = [zero, zero, zero]
