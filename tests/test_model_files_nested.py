@@ -132,7 +132,8 @@ def test_nested_models_are_written_back_and_read_by_each_keras(results, case, ou
     model = sepconv.load_keras_model(path)
     again = str(tmp_path / f"again{out}")
     if case.startswith("k3_masked") and out == ".h5":  # Keras 3's mask operations
-        with pytest.raises(ValueError, match=r"Keras 3 operations \('not_equal'"):
+        with pytest.raises(ValueError,  # (the node's name counts Keras' earlier ones)
+                           match=r"Keras 3 operations \('not_equal(_\d+)?' \(NotEqual\)"):
             sepconv.save_keras_model(model, again)
         return
     sepconv.save_keras_model(model, again)
