@@ -225,7 +225,9 @@ def _tf_keras_model():
     relu = L.Lambda(tf.nn.relu, name="tf_relu")(flat)  # TensorFlow's own function
     centred = L.Lambda(sub_mean, name="centred")(h)
     shared = L.Lambda(lambda ab: ab[0] + ab[1], name="shared")([centred, h])
-    return tf_keras.Model(x, [named, relu, total, shared])
+    spread = L.Lambda(lambda t: tf.broadcast_to(K.mean(t, axis=1, keepdims=True),
+                                                tf.shape(t)) - t, name="broadcast")(h)
+    return tf_keras.Model(x, [named, relu, total, shared, spread])
 
 
 def _tf_keras_sequential():
@@ -264,7 +266,11 @@ def _keras3_model():
                    name="pad_einsum")(h)
     top = L.Lambda(lambda t: ops.top_k(ops.cumsum(t, axis=1), 2)[0] + ops.roll(t, 1, 1)[
         ..., :2], name="topk_cumsum")(h)
-    return keras.Model(x, [soft, total, seq, top])
+    # broadcasts and gathers (ops.shape is the run's concrete sizes)
+    spread = L.Lambda(lambda t: ops.broadcast_to(
+        ops.mean(t, axis=1, keepdims=True), ops.shape(t)) - ops.take(
+            t, [3, -4], axis=2)[..., :1] + ops.stop_gradient(t), name="broadcast_take")(h)
+    return keras.Model(x, [soft, total, seq, top, spread])
 
 
 def _by_layer_name():

@@ -114,6 +114,14 @@ def _tk_dtypes(x, p):
             tf.cast(tf.reduce_all(x > -1, axis=[1, 2], keepdims=True), "float32")]
 
 
+def _tk_broadcasts(x, p):
+    """``tf.broadcast_to`` (to a list and to ``tf.shape(x)``), ``tf.stop_gradient``,
+    ``tf.convert_to_tensor`` and ``tf.identity`` between layers."""
+    return [tf.broadcast_to(x[:, :1, :], tf.shape(x)) + p,
+            tf.broadcast_to(tf.reduce_mean(x, axis=[0, 1]), [6, 4]) + p,
+            tf.stop_gradient(x) * 2.0, tf.convert_to_tensor(x) - p, tf.identity(x) + 1.0]
+
+
 def _tk_transformer(K=tf_keras):
     """Keras' time-series Transformer encoder: attention as matmul and softmax, the
     residual ``x + inputs`` (read twice), LayerNormalization, a pooled and a last-step
@@ -152,7 +160,8 @@ def _tk_wavenet(K=tf_keras):
 
 TK_FAMILIES = {"arithmetic": _tk_arithmetic, "activations": _tk_activations,
                "shapes": _tk_shapes, "reductions": _tk_reductions, "slicing": _tk_slicing,
-               "ellipsis": _tk_ellipsis, "matmul": _tk_matmul, "dtypes": _tk_dtypes}
+               "ellipsis": _tk_ellipsis, "matmul": _tk_matmul, "dtypes": _tk_dtypes,
+               "broadcasts": _tk_broadcasts}
 
 
 # -- Keras 3: keras.ops on Keras tensors -----------------------------------------------
@@ -249,6 +258,29 @@ def _k3_sequence(x, p):
             ops.glu(x), ops.log_sigmoid(x), ops.hard_tanh(x * 2.0)]
 
 
+def _k3_gathers(x, p):
+    """Broadcasts, gathers, products, slices and frames (Keras 3 ops added for sequence
+    models; none fixes the batch: save_keras_model runs the model on zeros)."""
+    parts = ops.unstack(x, axis=1)
+    return [ops.broadcast_to(ops.mean(x, axis=(0, 1)), (6, 4)) + p,
+            ops.broadcast_to(ops.mean(x, axis=(0, 2))[:, None], (6, 4)) * p,
+            ops.stop_gradient(x) * 2.0, ops.copy(x) - p,
+            ops.take(x, [0, 2, 5], axis=1), ops.take(x, [[0, -1], [2, 3]], axis=1),
+            ops.take(x, [1, 7]), ops.take(p, ops.cast(ops.floor(p * 2.0), "int32"), axis=2),
+            ops.dot(x, np.linspace(-1, 1, 12).reshape(4, 3).astype("float32")),
+            ops.dot(x, ops.transpose(p, (0, 2, 1))),
+            ops.tensordot(x, np.ones((4, 2), "float32"), axes=1),
+            ops.tensordot(x, p, axes=[[1, 2], [1, 2]]),
+            parts[0], parts[5] * 2.0, ops.full_like(x, 3.0),
+            ops.full_like(x, 2, dtype="int32"),
+            ops.slice(ops.mean(x, axis=0), (1, 0), (2, 4)) + p[:, :2],
+            ops.cast(ops.logical_xor(x > 0, p > 1), "float32"), ops.tan(x * 0.5),
+            ops.divide_no_nan(x, ops.floor(p)), ops.nan_to_num(ops.log(x)),
+            ops.nan_to_num(ops.log(x), nan=-1.0, neginf=-5.0),
+            ops.logaddexp(x, p), ops.average(x, axis=1), ops.average(x, axis=-1, weights=p),
+            ops.extract_sequences(x[:, :, 0], 3, 2)]
+
+
 def _k3_transformer():
     L = keras.layers
     x = keras.Input((8, 16), name="x")
@@ -282,7 +314,8 @@ def _k3_wavenet():
 
 K3_FAMILIES = {"arithmetic": _k3_arithmetic, "activations": _k3_activations,
                "shapes": _k3_shapes, "reductions": _k3_reductions, "slicing": _k3_slicing,
-               "matmul": _k3_matmul, "dtypes": _k3_dtypes, "sequence": _k3_sequence}
+               "matmul": _k3_matmul, "dtypes": _k3_dtypes, "sequence": _k3_sequence,
+               "gathers": _k3_gathers}
 
 #: What each writer saves: tf-keras' .keras writer cannot serialise an ellipsis index.
 TK_FORMATS = {name: (".h5",) if name == "ellipsis" else (".h5", ".keras")
@@ -474,3 +507,15 @@ def test_every_keras3_operation_in_the_table_is_exercised(saved):
             seen |= {e["class_name"] for e in config["config"]["layers"]}
     missing = sorted(set(keras_ops._OPS) - seen)
     assert missing == [], f"not exercised: {missing}"
+
+
+def test_broadcast_to_a_saved_none_takes_the_input_size():
+    """``ops.broadcast_to(t, ops.shape(x))`` stores the unknown batch as ``None`` (Keras
+    3.15 then fails at run time: torch's broadcast_to takes no None); sepconv takes the
+    input's size there, and refuses a None on an axis the input lacks, naming it."""
+    import torch
+    op = keras_ops.KerasOp("BroadcastTo", {"name": "b", "shape": [None, 6, 4]})
+    t = torch.randn(3, 1, 4)
+    np.testing.assert_array_equal(op(t).numpy(), np.broadcast_to(t.numpy(), (3, 6, 4)))
+    with pytest.raises(ValueError, match="broadcast_to: shape .* None on axis 0"):
+        op(torch.randn(1, 4))

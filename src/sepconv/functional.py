@@ -3189,3 +3189,78 @@ def _step_fn(fn: Callable) -> Callable:
     if fn is activations.sigmoid:
         return torch.sigmoid
     return fn
+
+
+def ctc_beam_decode(inputs: torch.Tensor, sequence_lengths: torch.Tensor,
+                    beam_width: int = 100, top_paths: int = 1,
+                    mask_index: Optional[int] = None, merge_repeated: bool = True,
+                    like: str = "tf_keras") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Beam-search CTC decoding of a speech model's per-step scores, the companion of
+    :func:`ctc_greedy_decode`, as one of the two Kerases computes it (``like``):
+
+    - ``"tf_keras"``: TensorFlow's ``ctc_beam_search_decoder`` (v1, what tf-keras'
+      ``backend.ctc_decode(y_pred, input_length, greedy=False, beam_width, top_paths)``
+      runs on ``log(y_pred + 1e-7)``): ``inputs`` taken as log scores as they are (each
+      step's largest subtracted, no softmax); with ``merge_repeated`` equal consecutive
+      labels of a decoded path are merged (``a, blank, a`` gives ``a``, as TensorFlow's
+      v1 decoder does).  tf-keras' call is ``ctc_beam_decode(torch.log(y_pred + 1e-7),
+      input_length, beam_width, top_paths)``.
+    - ``"keras3"``: Keras 3.15's ``ops.ctc_decode(inputs, sequence_lengths,
+      strategy="beam_search", beam_width, top_paths, mask_index=0)``: a log-softmax of
+      ``inputs`` first; ``merge_repeated`` is ignored, as Keras 3 ignores it in beam
+      search.  Keras 3's call is ``ctc_beam_decode(inputs, lengths, beam_width,
+      top_paths, mask_index=0, like="keras3")`` (Keras 3 starts every row from its first
+      step, even a row of length 0).
+
+    ``inputs`` ``(batch, steps, classes)``, ``sequence_lengths`` ``(batch,)``; the blank
+    is class ``mask_index`` (``None``: the last class, TensorFlow's only blank).
+    Returns ``(decoded, log_probs)``: ``decoded`` ``(top_paths, batch, steps)`` int64,
+    each path's labels first, then ``-1`` (tf-keras returns the ``top_paths`` tensors
+    as a list, Keras 3 this stack, as int32); ``log_probs`` ``(batch, top_paths)``, best
+    first.  Runs on the CPU in Python, one row at a time (a reference speed: about
+    ``steps * beam_width * classes`` small operations a row); no gradients."""
+    if like not in ("tf_keras", "keras3"):
+        raise ValueError(f"Invalid value for argument `like`. Expected 'tf_keras' or "
+                         f"'keras3'. Received like={like!r}")
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
+        raise ValueError(f"Invalid value for argument `inputs`. Expected a tensor of shape "
+                         f"(batch, steps, classes). Received inputs with shape "
+                         f"{tuple(getattr(inputs, 'shape', ()))}")
+    for name, value in (("beam_width", beam_width), ("top_paths", top_paths)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"Invalid value for argument `{name}`. Expected an int >= 1. "
+                             f"Received {name}={value!r}")
+    if top_paths > beam_width:
+        raise ValueError(f"Invalid value for argument `top_paths`. Expected at most "
+                         f"beam_width={beam_width} paths. Received top_paths={top_paths}")
+    batch, steps, classes = inputs.shape
+    blank = classes - 1 if mask_index is None else int(mask_index)
+    if not 0 <= blank < classes:
+        raise ValueError(f"Invalid value for argument `mask_index`. Expected a class in "
+                         f"[0, {classes}). Received mask_index={mask_index}")
+    lengths = torch.as_tensor(sequence_lengths).reshape(-1).long().tolist()
+    if len(lengths) != batch or any(not 0 <= n <= steps for n in lengths):
+        raise ValueError(f"Invalid value for argument `sequence_lengths`. Expected "
+                         f"{batch} lengths in [0, {steps}]. Received {lengths}")
+    from . import _ctc_beam
+
+    x = inputs.detach()
+    if not x.is_floating_point():
+        x = x.float()
+    if like == "keras3":
+        x = torch.log_softmax(x, dim=-1)
+    x = x.cpu().numpy()
+    decoded = torch.full((top_paths, batch, steps), -1, dtype=torch.int64)
+    log_probs = torch.empty((batch, top_paths), dtype=inputs.dtype if
+                            inputs.is_floating_point() else torch.float32)
+    for b in range(batch):
+        if like == "tf_keras":
+            paths, scores = _ctc_beam.tf_row(x[b], lengths[b], beam_width, top_paths,
+                                             blank, merge_repeated)
+        else:
+            paths, scores = _ctc_beam.keras3_row(x[b], lengths[b], beam_width, top_paths,
+                                                 blank)
+        for i, path in enumerate(paths):
+            decoded[i, b, :len(path)] = torch.as_tensor(path, dtype=torch.int64)
+        log_probs[b] = torch.as_tensor(scores)
+    return decoded.to(inputs.device), log_probs.to(inputs.device)

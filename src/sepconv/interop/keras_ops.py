@@ -625,6 +625,153 @@ _OPS.update({
 })
 
 
+# -- more of what sequence models use (broadcasts, gathers, products, frames), as Keras
+# 3.15's torch backend computes them ------------------------------------------------------
+
+def _broadcast_to(c: Dict[str, Any]) -> Callable:
+    """``BroadcastTo``: NumPy's broadcast to ``shape``.  A ``None`` in the saved shape
+    (``ops.broadcast_to(t, ops.shape(x))`` in a functional model stores the unknown batch
+    as ``None``; Keras 3.15 itself then fails at run time) takes the input's size on that
+    axis (axes aligned from the right); on an axis the input lacks it is refused."""
+    shape = list(c.get("shape") or [])
+
+    def op(x):
+        x = _t(x)
+        lead = len(shape) - x.dim()
+        want = []
+        for i, n in enumerate(shape):
+            if n is None:
+                if i < lead:
+                    raise ValueError(f"broadcast_to: shape {shape} has None on axis {i}, "
+                                     f"which the input of shape {tuple(x.shape)} lacks")
+                n = x.shape[i - lead]
+            want.append(int(n))
+        return torch.broadcast_to(x, want)
+    return op
+
+
+def _take(c: Dict[str, Any]) -> Callable:
+    """``Take``: ``x`` gathered at ``indices`` along ``axis`` (``None``: the flattened
+    ``x``); negative indices count from the end; the indices' shape replaces the axis."""
+    axis = c.get("axis")
+
+    def op(x, indices):
+        x, indices = _t(x), _t(indices).long()
+        if axis is None:
+            x, ax = x.reshape(-1), 0
+        else:
+            ax = int(axis) % x.dim()
+        n = x.shape[ax]
+        indices = torch.where(indices < 0, indices + n, indices)
+        out = torch.index_select(x, ax, indices.reshape(-1))
+        return out.reshape(x.shape[:ax] + indices.shape + x.shape[ax + 1:])
+    return op
+
+
+def _products(fn: Callable) -> Callable:
+    """``Dot`` / ``Tensordot``: computed in floating point, the result in the operands'
+    result dtype (Keras' ``result_type``)."""
+    def op(a, b, **kw):
+        a, b = _t(a), _t(b)
+        dtype = torch.result_type(a, b)
+        work = dtype if dtype.is_floating_point else torch.float32
+        work = torch.float32 if work == torch.float16 and a.device.type == "cpu" else work
+        return fn(a.to(work), b.to(work), **kw).to(dtype)
+    return op
+
+
+def _dot(a, b):
+    return a * b if a.dim() == 0 or b.dim() == 0 else torch.matmul(a, b)
+
+
+def _tensordot(c: Dict[str, Any]) -> Callable:
+    axes = c.get("axes", 2)
+    if isinstance(axes, (list, tuple)):
+        axes = tuple(tuple(a) if isinstance(a, (list, tuple)) else (a,) for a in axes)
+    return lambda a, b: _products(lambda x, y: torch.tensordot(x, y, dims=axes))(a, b)
+
+
+def _full_like(c: Dict[str, Any]) -> Callable:
+    """``FullLike``: ``x``'s shape filled with ``fill_value`` (a number, or an array
+    broadcast over the leading axes) in ``dtype`` (else ``x``'s)."""
+    dtype = c.get("dtype")
+
+    def op(x, fill_value):
+        x = _t(x)
+        out = torch_dtype(dtype) if dtype else x.dtype
+        value = torch.as_tensor(fill_value, dtype=out, device=x.device)
+        return torch.broadcast_to(value, x.shape).clone()
+    return op
+
+
+def _slice(c: Dict[str, Any]) -> Callable:
+    """``Slice`` (``ops.slice(x, start_indices, shape)``): ``shape`` items from each
+    start."""
+    shape = c.get("shape")
+
+    def op(x, start_indices):
+        x = _t(x)
+        starts = start_indices.tolist() if isinstance(start_indices, torch.Tensor) \
+            else list(start_indices)
+        return x[tuple(slice(int(a), int(a) + int(n)) for a, n in zip(starts, shape))]
+    return op
+
+
+def _divide_no_nan(a, b):
+    """``a / b``, and 0 where ``b == 0`` (computed in floating point)."""
+    a, b = _t(a), _t(b)
+    dtype = torch.result_type(a, b)
+    dtype = dtype if dtype.is_floating_point else torch.float32
+    a, b = a.to(dtype), b.to(dtype)
+    return torch.where(b == 0, torch.zeros((), dtype=dtype),
+                       a / torch.where(b == 0, torch.ones_like(b), b))
+
+
+def _logaddexp(a, b):
+    a, b = _float(_t(a)), _float(_t(b))
+    dtype = torch.result_type(a, b)
+    return torch.logaddexp(a.to(dtype), b.to(dtype))
+
+
+def _average(c: Dict[str, Any]) -> Callable:
+    """``Average`` over ``axis`` (``weights``: along the last axis, as Keras 3.15's torch
+    backend divides by their sum)."""
+    axis = c.get("axis")
+
+    def op(x, *, weights=None):
+        x = _float(_t(x))
+        if axis == () or axis == []:
+            return x
+        dims = tuple(range(x.dim())) if axis is None else _dims(axis)
+        if weights is None:
+            return torch.mean(x, dim=dims)
+        w = _t(weights).to(x.dtype)
+        return torch.sum(x * w, dim=dims) / torch.sum(w, dim=-1)
+    return op
+
+
+def _extract_sequences(c: Dict[str, Any]) -> Callable:
+    """``ExtractSequences``: frames of ``sequence_length`` every ``sequence_stride`` along
+    the last axis (a new axis of frames before it)."""
+    length, stride = int(c["sequence_length"]), int(c["sequence_stride"])
+    return lambda x: _t(x).unfold(-1, length, stride).contiguous()
+
+
+_OPS.update({
+    "BroadcastTo": _broadcast_to, "Take": _take,
+    "StopGradient": lambda c: lambda x: _t(x).detach(),
+    "Copy": lambda c: lambda x: torch.clone(_t(x)),
+    "Dot": lambda c: _products(_dot), "Tensordot": _tensordot,
+    "Unstack": lambda c: lambda x: list(_t(x).unbind(int(c.get("axis", 0)))),
+    "FullLike": _full_like, "Slice": _slice,
+    "LogicalXor": lambda c: lambda a, b: torch.logical_xor(_t(a), _t(b)),
+    "Tan": _unary(torch.tan, True), "DivideNoNan": lambda c: _divide_no_nan,
+    "NanToNum": lambda c: lambda x: torch.nan_to_num(
+        _t(x), nan=c.get("nan", 0.0), posinf=c.get("posinf"), neginf=c.get("neginf")),
+    "Logaddexp": lambda c: _logaddexp, "Average": _average,
+    "ExtractSequences": _extract_sequences,
+})
+
 #: The Keras 3 module of each operation outside ``keras.src.ops.numpy`` (Keras 3 finds an
 #: operation of a ``.keras`` file by its module; its legacy ``.h5`` writer drops it).
 _MODULES = {"Cast": "core", "ConvertToTensor": "core", "Erf": "math", "Logsumexp": "math",
@@ -633,11 +780,18 @@ _MODULES = {"Cast": "core", "ConvertToTensor": "core", "Erf": "math", "Logsumexp
             "Sigmoid": "nn", "Silu": "nn", "Softmax": "nn", "Softplus": "nn", "Softsign": "nn"}
 _MODULES.update({"Normalize": "nn", "OneHot": "nn", "Glu": "nn", "LogSigmoid": "nn",
                  "HardTanh": "nn", "TopK": "math"})
+_MODULES.update({"StopGradient": "core", "Unstack": "core", "Slice": "core",
+                 "ExtractSequences": "math"})
 
 
 class KerasOp(torch.nn.Module):
     """One Keras 3 operation node (``class_name`` and its config), run on tensors;
     :meth:`keras3_entry` is its entry as Keras 3 writes it (``save_keras_model``)."""
+
+    #: A Keras mask passes on only where the operation returns its input tensor itself
+    #: (``ops.cast`` to the same dtype, ``ops.convert_to_tensor``), as in Keras 3
+    #: (:func:`sepconv.layers.masking.call_with_mask`).
+    keeps_mask_of_returned_input = True
 
     def __init__(self, class_name: str, config: Dict[str, Any]):
         super().__init__()
@@ -702,4 +856,10 @@ STATIC_ARGS.update({
     "Repeat": ("repeats", "axis"),
     "Moveaxis": ("source", "destination"), "Triu": ("k",),
     "Tril": ("k",), "TakeAlongAxis": ("axis",), "Glu": ("axis",),
+})
+STATIC_ARGS.update({
+    "BroadcastTo": ("shape",), "Take": ("axis",), "Tensordot": ("axes",),
+    "Unstack": ("num", "axis"), "FullLike": ("dtype",), "Slice": ("shape",),
+    "NanToNum": ("nan", "posinf", "neginf"), "Average": ("axis",),
+    "ExtractSequences": ("sequence_length", "sequence_stride"),
 })

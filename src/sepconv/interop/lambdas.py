@@ -173,6 +173,8 @@ def _keras_op(name: str) -> Optional[Callable]:
     """``keras.ops.<name>`` as a function: the operation node of that class in
     :mod:`keras_ops`, its call's tensors positional, the rest (Keras 3's static
     arguments, :data:`keras_ops.STATIC_ARGS`) into the node's config."""
+    if name == "shape":  # Keras 3's ops.shape: the sizes as a tuple of ints
+        return lambda x: tuple(_keras_ops._t(x).shape)
     cls = _camel(name)
     if cls not in _keras_ops._OPS:
         return None

@@ -768,7 +768,8 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str, nest
                 _load_layer_weights(layer, weights.get(keras_name[lname], []),  # call
                                     keras_name[lname], in_shape, label)
                 loaded.add(lname)
-            out = _output_shape(layer, in_shape)
+            out = _nested_output_shape(layer) if lname in built_nested else \
+                _output_shape(layer, in_shape)
             for i, s in enumerate(out if isinstance(out, list) else [out]):
                 shapes[(lname, node_index, i)] = s
             done.add((lname, node_index))
@@ -1082,12 +1083,12 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
     if isinstance(module, KerasFunctional):
         layers = [m for n, m in module.named_children()]
         # operation nodes go back to the format of the Keras that wrote them
-        if suffix == ".keras":
-            foreign = [f"{m.name!r} (tf.{m.function})" for m in layers
+        if suffix == ".keras":  # (nested models' too)
+            foreign = [f"{m.name!r} (tf.{m.function})" for m in module.modules()
                        if isinstance(m, _tf_ops.TFOp)]
             what, other = "TensorFlow functions tf-keras wrapped", "save as .h5"
         else:
-            foreign = [f"{m.name!r} ({m.class_name})" for m in layers
+            foreign = [f"{m.name!r} ({m.class_name})" for m in module.modules()
                        if isinstance(m, _keras_ops.KerasOp)]
             what, other = "Keras 3 operations", "save as .keras"
         if foreign:
@@ -1230,9 +1231,17 @@ def _build_in_order(module, layers: List[Any], input_shape: Any) -> None:
                 layer._build_checked(shape, device=device)
             except Exception:  # noqa: BLE001 - _check_savable then says what is missing
                 return
-        shape = _output_shape(layer, shape)
+        shape = _written_output_shape(layer, shape)
         if shape is None:
             return
+
+
+def _written_output_shape(layer: Any, shape: Any) -> Any:
+    """The output shape the writers give a layer's tensors: a nested model's from its
+    config (loaded models remember theirs), else :func:`_output_shape`."""
+    if _is_model(layer):
+        return _nested_output_shape(layer)
+    return _output_shape(layer, shape)
 
 
 def _is_op(module: Any) -> bool:
@@ -1240,14 +1249,28 @@ def _is_op(module: Any) -> bool:
     return isinstance(module, (_tf_ops.TFOp, _keras_ops.KerasOp))
 
 
+def _is_model(module: Any) -> bool:
+    """A model used as a layer: a loaded functional model or a :class:`Sequential`."""
+    return isinstance(module, (KerasFunctional, Sequential))
+
+
+def _model_layers(model: torch.nn.Module) -> List[torch.nn.Module]:
+    """A nested model's layers (a functional model's without its operation nodes)."""
+    return [m for m in model.children() if not _is_op(m)]
+
+
 def _check_savable(layers: List[torch.nn.Module]) -> None:
     for i, layer in enumerate(layers):
-        if isinstance(layer, (KerasFunctional, Sequential)) and \
-                hasattr(layer, "keras_name"):
-            raise ValueError(f"save_keras_model: {layer.keras_name!r} is a model nested in "
-                             f"the model (loaded from its file), which sepconv does not "
-                             f"write back: save the nested model on its own, or rebuild "
-                             f"the model flat")
+        if _is_model(layer):  # a model used as a layer: written as Keras nests it
+            if not getattr(layer, "keras_name", None):
+                raise ValueError(f"save_keras_model: module {i} is a Sequential used as a "
+                                 f"layer without a Keras name; set its keras_name "
+                                 f"(e.g. model[{i}].keras_name = 'stem')")
+            if not list(layer.children()):
+                raise ValueError(f"save_keras_model: model {layer.keras_name!r} nested in "
+                                 f"the model has no layers")
+            _check_savable(_model_layers(layer))
+            continue
         if not isinstance(layer, _base.Layer) or not hasattr(layer, "get_config"):
             raise ValueError(f"save_keras_model: module {i} ({type(layer).__name__}) is not "
                              f"a sepconv Keras layer; Keras can only rebuild those "
@@ -1300,11 +1323,14 @@ def _sequential_config(module, layers, input_shape) -> dict:
     first = layers[0]
     entries = []
     if type(first).__name__ != _INPUT:
-        entries.append(_input_entry(f"{first.name}_input", batch_shape,
+        entries.append(_input_entry(f"{_layer_name(first)}_input", batch_shape,
                                     dtype=_input_dtype(first)))
     for layer in layers:
         if layer is first and type(layer).__name__ == _INPUT:
             entries.append(_input_entry(layer.name, batch_shape, layer))
+            continue
+        if _is_model(layer):  # a model used as a layer: its own config, nested
+            entries.append(_h5_model_config(layer))
             continue
         config = dict(layer.get_config())
         if layer is first:
@@ -1313,6 +1339,37 @@ def _sequential_config(module, layers, input_shape) -> dict:
         entries.append({"class_name": _tf_keras_class(layer), "config": config})
     return {"class_name": "Sequential", "config": {
         "name": getattr(module, "keras_name", None) or "sequential", "layers": entries}}
+
+
+def _h5_model_config(model: torch.nn.Module) -> dict:
+    """A model's tf-keras config entry (``class_name`` ``Sequential`` or
+    ``Functional``, its ``config``), as tf-keras nests a model used as a layer."""
+    if isinstance(model, KerasFunctional):
+        return _functional_config(model)
+    return _sequential_config(model, list(model.children()), None)
+
+
+def _nested_node_numbers(module: KerasFunctional, first: int) -> Dict[Tuple[str, int], int]:
+    """The nodes of the models used as layers of ``module``, numbered from ``first`` in
+    call order: tf-keras counts a nested model's own construction as its node 0 (so its
+    calls from 1), Keras 3 does not (0); a loaded model keeps its file's numbers."""
+    children = dict(module.named_children())
+    out: Dict[Tuple[str, int], int] = {}
+    for lname in children:
+        if _is_model(children[lname]):
+            nodes = sorted({node for n, node, _, _ in module.steps if n == lname})
+            out.update({(lname, node): first + i for i, node in enumerate(nodes)})
+    return out
+
+
+def _renumbered(value: Any, numbers: Dict[Tuple[str, int], int]) -> Any:
+    if isinstance(value, tuple) and value and value[0] == "__ref__":
+        return ("__ref__", value[1], numbers.get((value[1], value[2]), value[2]), value[3])
+    if isinstance(value, list):
+        return [_renumbered(v, numbers) for v in value]
+    if isinstance(value, dict):
+        return {k: _renumbered(v, numbers) for k, v in value.items()}
+    return value
 
 
 def _first_and_keywords(layer: torch.nn.Module, name: str, args: list,
@@ -1353,8 +1410,11 @@ def _functional_config(module: KerasFunctional) -> dict:
     # TensorFlow-function nodes get their file names back (``tf.math.add``: the module
     # name has ``_`` for the dots)
     names = {n: m.name for n, m in children.items() if isinstance(m, _tf_ops.TFOp)}
+    numbers = _nested_node_numbers(module, 1)  # models used as layers: calls from 1
     nodes: Dict[str, List[Tuple[int, Any, dict]]] = {}
     for lname, node, args, kwargs in module.steps:
+        node = numbers.get((lname, node), node)
+        args, kwargs = _renumbered(args, numbers), _renumbered(kwargs, numbers)
         args, kwargs = _renamed(args, names), _renamed(kwargs, names)
         if isinstance(children[lname], _tf_ops.TFOp):
             first, kwargs = args[0], dict(kwargs)
@@ -1372,13 +1432,19 @@ def _functional_config(module: KerasFunctional) -> dict:
         else:
             inbound = [[[r[0], r[1], r[2], _tf_keras_keywords(kwargs)]
                         for r in _refs_in(first)] for _, first, kwargs in calls]
+        if _is_model(layer):
+            entries.append({**_h5_model_config(layer), "name": lname,
+                            "inbound_nodes": inbound})
+            continue
         entries.append({"class_name": layer.class_name if _is_op(layer) else
                         _tf_keras_class(layer), "config": layer.get_config(),
                         "name": names.get(lname, lname), "inbound_nodes": inbound})
+    outputs = [_renumbered(("__ref__",) + tuple(r), numbers)[1:]
+               for r in module.output_refs]
     return {"class_name": "Functional", "config": {
         "name": module.keras_name, "layers": entries,
         "input_layers": [[names.get(r[0], r[0])] + list(r[1:]) for r in module.input_refs],
-        "output_layers": [[names.get(r[0], r[0])] + list(r[1:]) for r in module.output_refs]}}
+        "output_layers": [[names.get(r[0], r[0])] + list(r[1:]) for r in outputs]}}
 
 
 def _tf_op_node(first: Any, kwargs: dict) -> list:
@@ -1389,6 +1455,48 @@ def _tf_op_node(first: Any, kwargs: dict) -> list:
         return [_tf_op_node(v, kwargs) for v in first]
     ref = ref_of(first)
     return [_CONSTANT_VALUE, -1, first, kwargs] if ref is None else [*ref, kwargs]
+
+
+def _layer_name(layer: Any) -> str:
+    return layer.keras_name if _is_model(layer) else layer.name
+
+
+def _h5_layer_weights(layer: Any) -> Tuple[List[str], List[np.ndarray]]:
+    """A layer's weight names (``<layer>/<weight>:0``) and arrays, in Keras' order."""
+    arrays = layer.get_weights() if hasattr(layer, "get_weights") else []
+    h5_names = getattr(layer, "h5_weight_names", None)  # nested weights' paths
+    order = list(h5_names() if callable(h5_names) else getattr(layer, "_weight_order", []))
+    if len(order) != len(arrays):
+        order = [f"weight_{i}" for i in range(len(arrays))]
+    return [f"{layer.name}/{w}:0" for w in order], arrays
+
+
+def _h5_model_weights(model: Any) -> Tuple[List[str], List[np.ndarray]]:
+    """A nested model's weights as tf-keras writes them in its group (its
+    ``model.weights``): every trainable weight of its layers (models nested deeper
+    included) in layer order, then every non-trainable one (moving statistics, frozen
+    layers), each named by its innermost layer (``<layer>/<weight>:0``)."""
+    parts: List[Tuple[bool, str, np.ndarray]] = []
+
+    def collect(m):
+        for layer in _model_layers(m):
+            if _is_model(layer):
+                collect(layer)
+                continue
+            if type(layer).__name__ == _INPUT:
+                continue
+            names, arrays = _h5_layer_weights(layer)
+            tensors = list(getattr(layer, "weights", []) or [])
+            if len(tensors) != len(arrays):
+                tensors = [None] * len(arrays)
+            for n, a, t in zip(names, arrays, tensors):
+                trainable = t is None or (isinstance(t, torch.nn.Parameter) and
+                                          t.requires_grad)
+                parts.append((trainable, n, a))
+
+    collect(model)
+    ordered = [p for p in parts if p[0]] + [p for p in parts if not p[0]]
+    return [n for _, n, _ in ordered], [a for _, _, a in ordered]
 
 
 def _write_h5(path: str, model_config: str, layers: List[Any]) -> None:
@@ -1404,18 +1512,16 @@ def _write_h5(path: str, model_config: str, layers: List[Any]) -> None:
             g = f.create_group("model_weights")
             g.attrs["keras_version"] = "2.21.0"
             g.attrs["backend"] = "tensorflow"
-            g.attrs["layer_names"] = np.array([m.name.encode("utf8") for m in layers])
+            g.attrs["layer_names"] = np.array([_layer_name(m).encode("utf8")
+                                               for m in layers])
             # (by name, as tf-keras writes them: "conv/pad" would otherwise create
             # "conv" as its parent group before the layer "conv" (MobileNetV3's names))
-            for layer in sorted(layers, key=lambda m: m.name):
-                lg = g.create_group(layer.name)
-                arrays = layer.get_weights() if hasattr(layer, "get_weights") else []
-                h5_names = getattr(layer, "h5_weight_names", None)  # nested weights' paths
-                order = list(h5_names() if callable(h5_names) else
-                             getattr(layer, "_weight_order", []))
-                if len(order) != len(arrays):
-                    order = [f"weight_{i}" for i in range(len(arrays))]
-                wnames = [f"{layer.name}/{w}:0" for w in order]
+            for layer in sorted(layers, key=_layer_name):
+                lg = g.create_group(_layer_name(layer))
+                if _is_model(layer):  # a nested model: its layers' weights, trainable first
+                    wnames, arrays = _h5_model_weights(layer)
+                else:
+                    wnames, arrays = _h5_layer_weights(layer)
                 lg.attrs["weight_names"] = np.array([w.encode("utf8") for w in wnames],
                                                     dtype="S" if wnames else "S1")
                 for w, a in zip(wnames, arrays):
@@ -1676,16 +1782,17 @@ def _keras3_sequential(module, layers, input_shape) -> Tuple[dict, list]:
                                    first if has_input else None, _input_dtype(first))]
     shape: Any = tuple(batch_shape)
     body = _causal_expanded(layers[1:] if has_input else layers,
-                            {layer.name for layer in layers})
+                            {_layer_name(layer) for layer in layers})
     for layer in body:
-        entries.append(_keras3_entry(layer, shape))
-        shape = _output_shape(layer, shape)
+        entries.append(_keras3_model_config(layer)[0] if _is_model(layer) else
+                       _keras3_entry(layer, shape))
+        shape = _written_output_shape(layer, shape)
     config = {"name": name, "trainable": True, "dtype": _dtype_policy("float32"),
               "layers": entries, "build_input_shape": list(batch_shape)}
     top = {"module": "keras", "class_name": "Sequential", "config": config,
            "registered_name": None, "build_config": {"input_shape": list(batch_shape)},
            "compile_config": None}
-    return top, [(layer.name, layer) for layer in body]
+    return top, [(_layer_name(layer), layer) for layer in body]
 
 
 def _keras3_order(module: KerasFunctional) -> Tuple[List[str], Dict[Tuple[str, int], int]]:
@@ -1779,11 +1886,12 @@ def _keras3_functional(module: KerasFunctional) -> Tuple[dict, list]:
         in_shape = _node_input_shape(shapes, args)
         if lname not in entries:
             entry = layer.keras3_entry() if isinstance(layer, _keras_ops.KerasOp) else \
+                _keras3_model_config(layer)[0] if _is_model(layer) else \
                 _keras3_entry(layer, in_shape)
             entries[lname] = dict(entry, name=lname, inbound_nodes=[])
         entries[lname]["inbound_nodes"].append(
             (renumber[(lname, node)], {"args": encode(args), "kwargs": encode(kwargs)}))
-        out = _output_shape(layer, in_shape)
+        out = _written_output_shape(layer, in_shape)
         compute = str(getattr(layer, "compute_dtype", torch.float32)).replace("torch.", "")
         if out is None and (lname, node, 0) in traced:  # an operation, or after one
             found = [traced[r] for r in traced if r[:2] == (lname, node)]
@@ -1808,6 +1916,14 @@ def _keras3_functional(module: KerasFunctional) -> Tuple[dict, list]:
            "config": config, "registered_name": "Functional",
            "build_config": {"input_shape": None}, "compile_config": None}
     return top, [(n, children.get(n)) for n in names]
+
+
+def _keras3_model_config(model: torch.nn.Module) -> Tuple[dict, list]:
+    """A model's Keras 3 config and its layers in weight-numbering order (a model used as
+    a layer is nested with both, as Keras 3 nests it)."""
+    if isinstance(model, KerasFunctional):
+        return _keras3_functional(model)
+    return _keras3_sequential(model, list(model.children()), None)
 
 
 def _traced_shapes(module: KerasFunctional, dtypes: Dict[Ref, str]) -> Dict[Ref, tuple]:
@@ -1850,6 +1966,9 @@ def _write_keras3_vars(group, layer: Any, name: str) -> None:
     cls = type(layer).__name__
     own = group.create_group("vars")
     own.attrs["name"] = name
+    if _is_model(layer):  # layers/<key>/layers/<its layers' keys>/vars
+        _write_keras3_layers(group.create_group("layers"), _keras3_model_config(layer)[1])
+        return
     if layer is None or not hasattr(layer, "get_weights") or not getattr(layer, "built", True):
         return
     if cls in _KERAS3_NESTED:
@@ -1911,6 +2030,17 @@ def _write_keras3_vars(group, layer: Any, name: str) -> None:
             inner.create_dataset(names[i] if names else str(i), data=a)
 
 
+def _write_keras3_layers(group, layers: List[Tuple[str, Any]]) -> None:
+    """Each layer's group ``<snake_case class>[_<n>]`` under ``group`` (operations have no
+    weights; a nested model's key is ``functional`` / ``sequential``)."""
+    layers = [(n, layer) for n, layer in layers if not _is_op(layer)]
+    classes = [_INPUT if layer is None else
+               ("Functional" if isinstance(layer, KerasFunctional) else "Sequential")
+               if _is_model(layer) else type(layer).__name__ for _, layer in layers]
+    for (name, layer), key in zip(layers, _files.v3_keys(classes)):
+        _write_keras3_vars(group.create_group(key), layer, name)
+
+
 def _write_keras3(path: str, module: torch.nn.Module, config_and_layers) -> None:
     """Keras 3's ``.keras`` zip, written atomically: ``metadata.json``, ``config.json`` and
     ``model.weights.h5`` (``layers/<snake_case class>[_<n>]/vars/<i>``, numbered per class
@@ -1924,11 +2054,7 @@ def _write_keras3(path: str, module: torch.nn.Module, config_and_layers) -> None
     config_json = json.dumps(top, default=_json_default)
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
-        group = f.create_group("layers")
-        layers = [(n, layer) for n, layer in layers if not _is_op(layer)]  # no weights
-        classes = [_INPUT if layer is None else type(layer).__name__ for _, layer in layers]
-        for (name, layer), key in zip(layers, _files.v3_keys(classes)):
-            _write_keras3_vars(group.create_group(key), layer, name)
+        _write_keras3_layers(f.create_group("layers"), layers)
         f.create_group("vars").attrs["name"] = top["config"]["name"]
     metadata = {"keras_version": _KERAS3_VERSION,
                 "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}

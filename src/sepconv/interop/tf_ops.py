@@ -121,8 +121,8 @@ def _reduce(fn: Callable, keep_int: bool = False, integer_mean: bool = False) ->
     def op(input_tensor, axis=None, keepdims=False, name=None):
         x = _tensor(input_tensor)
         dims = _dims(x, axis)
-        if dims == ():  # axis=[]: reduce over no axis
-            return x
+        if dims == ():  # axis=[]: reduce over no axis (a new tensor, as TensorFlow's)
+            return x.view_as(x)
         if dims is None:
             dims = tuple(range(x.dim()))
         if integer_mean and not x.is_floating_point():
@@ -275,6 +275,12 @@ def _squeeze_v1(input, axis=None, name=None, squeeze_dims=None):  # noqa: A002
     return _squeeze(input, squeeze_dims if axis is None else axis)
 
 
+def _broadcast_to(input, shape, name=None):  # noqa: A002
+    """``tf.broadcast_to``: NumPy's broadcast of ``input`` to ``shape`` (a list, or a
+    tensor such as ``tf.shape(x)``)."""
+    return torch.broadcast_to(_tensor(input), _shape_list(shape))
+
+
 def _tile(input, multiples, name=None):  # noqa: A002
     return _tensor(input).repeat(_shape_list(multiples))
 
@@ -357,7 +363,24 @@ def _shape_v1(input, name=None, out_type=None):  # noqa: A002
 
 
 def _identity(input, name=None):  # noqa: A002
-    return _tensor(input)
+    """A new tensor with the same values (as TensorFlow's: a Keras mask the input carries
+    stays behind, unlike :func:`_convert_to_tensor`'s)."""
+    x = _tensor(input)
+    return x.view_as(x)
+
+
+def _convert_to_tensor(value, dtype=None, dtype_hint=None, name=None):
+    """``value`` itself when it is a tensor (so a Keras mask it carries passes on, as in
+    TensorFlow); a constant as TensorFlow converts it (``dtype``, else ``dtype_hint``).
+    A tensor of another ``dtype`` is refused, as TensorFlow refuses it."""
+    if isinstance(value, torch.Tensor):
+        if dtype is not None and _torch_dtype(dtype) != value.dtype:
+            raise ValueError(f"tf.convert_to_tensor: a {value.dtype} tensor is not "
+                             f"converted to dtype={dtype!r} (TensorFlow refuses it too)")
+        return value
+    want = dtype if dtype is not None else dtype_hint
+    return _tensor(value) if want is None else torch.as_tensor(value,
+                                                                dtype=_torch_dtype(want))
 
 
 def _getitem_op(tensor, slice_spec, var=None):
@@ -448,7 +471,9 @@ FUNCTIONS: Dict[str, Callable] = {
     "concat": _concat, "stack": _stack, "unstack": _unstack, "split": _split,
     "reshape": _reshape, "compat.v1.transpose": _transpose_v1, "expand_dims": _expand_dims,
     "compat.v1.squeeze": _squeeze_v1, "tile": _tile, "compat.v1.shape": _shape_v1,
-    "identity": _identity,
+    "identity": _identity, "convert_to_tensor": _convert_to_tensor,
+    "broadcast_to": _broadcast_to,
+    "stop_gradient": lambda input, name=None: _tensor(input).detach(),  # noqa: A002
     "zeros_like": _like(0), "ones_like": _like(1),
     "compat.v1.pad": _pad_v1,  # tf.pad's node (a Lambda's tf.pad: lambdas._TF_V2)
     "__operators__.getitem": _getitem_op,
@@ -472,6 +497,11 @@ class TFOp(torch.nn.Module):
     tensors, or a constant) and its other arguments by TensorFlow's names, as the node
     saved them.  No weights; not a Keras layer.  :meth:`get_config` is the node's config
     as tf-keras writes it (``save_keras_model`` writes it back to ``.h5``)."""
+
+    #: A Keras mask passes on only where the function returns its input tensor itself
+    #: (``tf.cast`` to the same dtype, ``tf.convert_to_tensor``), as in tf-keras
+    #: (:func:`sepconv.layers.masking.call_with_mask`).
+    keeps_mask_of_returned_input = True
 
     def __init__(self, function: str, name: str, dtype: str = "float32"):
         super().__init__()

@@ -94,8 +94,11 @@ class Lambda(Layer):
         self.arguments = dict(arguments)
         self.mask = mask
         self._output_shape = output_shape
-        #: Keras' rule: a layer with a ``mask`` argument supports masking.
+        #: Keras' rule: a layer with a ``mask`` argument supports masking.  Without one,
+        #: a function returning its input tensor itself (``lambda t: t``) still hands on
+        #: that tensor's mask, as both Kerases do (they keep it on the tensor object).
         self.supports_masking = mask is not None
+        self.keeps_mask_of_returned_input = mask is None
         names = _arg_names(function)
         self._fn_expects_mask_arg = "mask" in names
         self._fn_expects_training_arg = "training" in names

@@ -58,9 +58,29 @@ def call_with_mask(module: torch.nn.Module, args: Sequence[Any], kwargs: Dict[st
         kwargs = {**kwargs, "mask": mask}
     out = module(*args, **kwargs)
     if not supports:
-        return out, None
+        return out, _mask_of_returned_input(module, args, out, mask)
     inputs = args[0] if args else None
     return out, module.compute_mask(inputs, mask)
+
+
+def _mask_of_returned_input(module: torch.nn.Module, args: Sequence[Any], out: Any,
+                            mask: Any) -> Any:
+    """Both Kerases keep a mask on the tensor object (``_keras_mask``), so an operation
+    node or a ``Lambda`` without ``mask=`` drops it, unless it returns its input tensor
+    itself (``tf.cast`` / ``ops.cast`` to the same dtype, ``convert_to_tensor``,
+    ``lambda t: t``), which still carries it (tf-keras 2.21 and Keras 3.15 alike).  For
+    modules marked ``keeps_mask_of_returned_input``: the mask of each output that *is* an
+    input tensor of the first argument, else ``None``."""
+    if not getattr(module, "keeps_mask_of_returned_input", False) or not args or \
+            all(m is None for m in _flat(mask)):
+        return None
+    firsts = args[0] if isinstance(args[0], (list, tuple)) else [args[0]]
+    masks = _flat(mask) if isinstance(args[0], (list, tuple)) else [mask]
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    found = [next((m for x, m in zip(firsts, masks) if o is x), None) for o in outs]
+    if all(m is None for m in found):
+        return None
+    return found if isinstance(out, (list, tuple)) else found[0]
 
 
 class Masking(_Weightless):

@@ -1,0 +1,195 @@
+"""Beam-search CTC decoding as TensorFlow's ``CTCBeamSearchDecoder`` (under tf-keras'
+``backend.ctc_decode(greedy=False)``) and Keras 3.15's ``ops.ctc_decode(strategy=
+"beam_search")`` compute it (see :func:`sepconv.functional.ctc_beam_decode`).
+
+Both are prefix beam searches (a prefix's probability split into "ends in a blank" and
+"ends in its last label"; a label repeated right after itself extends the prefix only
+through the blank-ending part), written here one row at a time on NumPy scalars of the
+input's dtype.  They differ where this module follows each:
+
+- TensorFlow: the inputs as given (no softmax; each step's largest value is subtracted
+  while searching and added back to the result); one beam
+  list of ``beam_width`` prefixes filled in order (the old prefixes first, then their
+  one-label extensions from the best prefix down, each taking the place of the worst
+  when better): a prefix pushed out and then reached again as an extension restarts from
+  that extension alone; ``merge_repeated`` also merges equal consecutive labels of the
+  output (``a, blank, a`` gives ``a``).
+- Keras 3: a log-softmax first; the first step keeps the ``min(classes, beam_width)``
+  best classes; every step extends every kept prefix, merges equal prefixes (sums of
+  ``exp(score - largest score)``, in the input's dtype, as Keras does) and keeps the
+  ``beam_width`` best; ``merge_repeated`` does not apply.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+_NEG = -np.inf
+
+
+def _lse(a, b):
+    """TensorFlow's ``LogSumExp`` of two log probabilities."""
+    if a == _NEG:
+        return b
+    if b == _NEG:
+        return a
+    if a > b:
+        return a + np.log1p(np.exp(b - a))
+    return b + np.log1p(np.exp(a - b))
+
+
+class _Entry:
+    """One prefix of TensorFlow's beam trie: the old and new (total, blank, label) log
+    probabilities; active while its new total is above zero probability."""
+
+    __slots__ = ("parent", "label", "children", "old", "new")
+
+    def __init__(self, parent: Optional["_Entry"], label: int, zero):
+        self.parent, self.label, self.children = parent, label, {}
+        self.old = [zero, zero, zero]
+        self.new = [zero, zero, zero]
+
+    def active(self) -> bool:
+        return self.new[0] != _NEG
+
+    def child(self, label: int, zero) -> "_Entry":
+        c = self.children.get(label)
+        if c is None:
+            c = self.children[label] = _Entry(self, label, zero)
+        return c
+
+    def labels(self, merge_repeated: bool) -> List[int]:
+        out, prev, e = [], -1, self
+        while e.parent is not None:
+            if not merge_repeated or e.label != prev:
+                out.append(e.label)
+            prev, e = e.label, e.parent
+        return out[::-1]
+
+
+def tf_row(x: np.ndarray, length: int, beam_width: int, top_paths: int, blank: int,
+           merge_repeated: bool) -> Tuple[List[List[int]], List[float]]:
+    """TensorFlow's beam search of one row ``x`` ``(steps, classes)``: the ``top_paths``
+    best label sequences and their log probabilities (searched with each step's maximum
+    subtracted, which TensorFlow 2.21 gives back in the result)."""
+    zero = x.dtype.type(_NEG)
+    root = _Entry(None, -1, zero)
+    root.new = [x.dtype.type(0), x.dtype.type(0), zero]
+    leaves = [root]
+    labels = [c for c in range(x.shape[1]) if c != blank]
+    shift = x.dtype.type(0)  # the steps' maxima, added back at the end
+
+    bottom = [None]  # the worst leaf while the beam is full (TopN's peek_bottom)
+
+    def rebottom() -> None:
+        bottom[0] = min(leaves, key=lambda e: e.new[0]) if len(leaves) >= beam_width \
+            else None
+
+    def candidate(total) -> bool:
+        return total > _NEG and (bottom[0] is None or total > bottom[0].new[0])
+
+    for t in range(length):
+        row = x[t]
+        top = row.max()
+        shift = shift + top
+        branches = sorted(leaves, key=lambda e: -e.new[0])  # TopN's Extract: best first
+        leaves = []
+        for b in branches:
+            b.old = list(b.new)
+        for b in branches:
+            if b.parent is not None:
+                if b.parent.active():
+                    p = b.parent
+                    prev = p.old[1] if b.label == p.label else p.old[0]
+                    b.new[2] = _lse(b.new[2], prev)
+                b.new[2] = b.new[2] + row[b.label] - top
+            b.new[1] = b.old[0] + row[blank] - top
+            b.new[0] = _lse(b.new[1], b.new[2])
+            leaves.append(b)
+        rebottom()
+        for b in branches:
+            if not candidate(b.old[0]):
+                continue
+            for label in labels:
+                c = b.child(label, zero)
+                if c.active():
+                    continue
+                prev = b.old[1] if label == b.label else b.old[0]
+                c.new = [row[label] - top + prev, zero, row[label] - top + prev]
+                if candidate(c.new[0]):
+                    if len(leaves) == beam_width:  # the worst leaves the beam
+                        out = bottom[0]
+                        out.new = [zero, zero, zero]
+                        leaves.remove(out)
+                    leaves.append(c)
+                    rebottom()
+                else:
+                    c.old = [zero, zero, zero]
+                    c.new = [zero, zero, zero]
+    if top_paths > len(leaves):
+        raise ValueError(f"Invalid value for argument `top_paths`. The beam holds "
+                         f"{len(leaves)} paths after {length} steps (TensorFlow: \"Less "
+                         f"leaves in the beam search than requested\"). Received "
+                         f"top_paths={top_paths}")
+    best = sorted(leaves, key=lambda e: -e.new[0])[:top_paths]
+    return [e.labels(merge_repeated) for e in best], [float(e.new[0] + shift)
+                                                      for e in best]
+
+
+def _merge(groups: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    """Keras 3's log-space sums of ``scores`` by group: ``log(sum(exp(s - m))) + m``
+    with ``m`` the largest score of all (scores far below it underflow to -inf)."""
+    m = scores.max()
+    out = np.zeros(n, dtype=scores.dtype)
+    np.add.at(out, groups, np.exp(scores - m))
+    with np.errstate(divide="ignore"):
+        return np.log(out) + m
+
+
+def _unique(paths: List[tuple]) -> Tuple[List[tuple], np.ndarray]:
+    index, groups = {}, []
+    for p in paths:
+        groups.append(index.setdefault(p, len(index)))
+    return list(index), np.asarray(groups, dtype=np.int64)
+
+
+def keras3_row(x: np.ndarray, length: int, beam_width: int, top_paths: int,
+               blank: int) -> Tuple[List[List[int]], List[float]]:
+    """Keras 3.15's beam search of one row of log-softmax scores ``x``."""
+    classes = x.shape[1]
+    first = np.argsort(x[0], kind="stable")[::-1][:min(classes, beam_width)]
+    paths = [() if c == blank else (int(c),) for c in first]
+    scores = x[0, first].astype(x.dtype)
+    masked = np.array([c == blank for c in first])
+    for t in range(1, length):
+        new_paths, new_masked = [], []
+        for p, m in zip(paths, masked):
+            for c in range(classes):
+                if c == blank:
+                    new_paths.append(p)
+                    new_masked.append(True)
+                elif not m and p and p[-1] == c:  # a repeat without a blank between
+                    new_paths.append(p)
+                    new_masked.append(False)
+                else:
+                    new_paths.append(p + (c,))
+                    new_masked.append(False)
+        new_scores = (scores[:, None] + x[t][None, :]).reshape(-1)
+        new_masked = np.asarray(new_masked)
+        unique, groups = _unique(new_paths)
+        emit = _merge(groups, np.where(new_masked, _NEG, new_scores).astype(x.dtype),
+                      len(unique))
+        blanks = _merge(groups, np.where(new_masked, new_scores, _NEG).astype(x.dtype),
+                        len(unique))
+        total = np.logaddexp(emit, blanks)
+        keep = np.argsort(-total, kind="stable")[:beam_width]
+        paths = [unique[i] for i in keep] * 2
+        scores = np.concatenate([emit[keep], blanks[keep]])
+        masked = np.array([False] * len(keep) + [True] * len(keep))
+    unique, groups = _unique(paths)
+    total = _merge(groups, scores, len(unique))
+    order = np.argsort(-total, kind="stable")[:top_paths]
+    out = [list(unique[i]) for i in order] + [[]] * (top_paths - len(order))
+    return out, [float(total[i]) for i in order] + [float(_NEG)] * (top_paths - len(order))
