@@ -6,11 +6,12 @@ float32 view, the mean and biased variance, then ``y = x * scale + offset``; its
 the sums of ``dy`` and ``dy * (x - mean)``, then ``dx = dy * scale + (x - mean) * k1 +
 k0``.  In torch ops those are ~8 full passes over the data forward and ~10 backward
 (temporaries included), and elementwise loops over a broadcast of a few channels run 3-4x
-slower than over wide rows; here forward reads ``x`` three times and writes ``y`` once,
-backward reads ``dy`` and ``x`` twice and writes ``dx`` once.  Sums run in double (8
-doubles per AVX-512 vector; the torch ops summed in float32), over chunks of whole rows at
-least 64 floats long so that any channel count vectorises; threads share rows and add
-their partial sums at the end (one order per thread count: deterministic).
+slower than over wide rows; here forward reads ``x`` twice and writes ``y`` once, backward
+reads ``dy`` and ``x`` twice and writes ``dx`` once.  Sums run in double (8 doubles per
+AVX-512 vector; the torch ops summed in float32; each pass takes both sums of its
+column, the variance as ``E[x^2] - mean^2``), over chunks of whole rows at least 64 floats
+long so that any channel count vectorises; threads share rows and add their partial sums
+at the end (one order per thread count: deterministic).
 """
 
 from __future__ import annotations
@@ -35,72 +36,69 @@ SOURCE = r"""
 /* whole rows per chunk: chunks of at least 64 contiguous floats */
 static int64_t rows_per_chunk(int64_t c) { return c >= 64 ? 1 : (64 + c - 1) / c; }
 
-/* out[j] = sum over rows of a[:, j] (b == NULL), of (a[:, j] - mean[j])^2 (b == NULL,
-   square != 0), or of a[:, j] * (b[:, j] - mean[j]) (b != NULL); in double. */
-static void column_sums(const float *a, const float *b, const float *mean, int square,
-                        int64_t m, int64_t c, double *out, int threads) {
+/* s1[j] = sum over rows of a[:, j] and s2[j] = sum of a[:, j] * b[:, j] (b == NULL: of
+   a[:, j]^2), both in double, in one pass over the data. */
+static void column_sums(const float *a, const float *b, int64_t m, int64_t c, double *s1,
+                        double *s2, int threads) {
     const int64_t u = rows_per_chunk(c), len = u * c, chunks = m / u;
-    memset(out, 0, (size_t)c * sizeof(double));
+    memset(s1, 0, (size_t)c * sizeof(double));
+    memset(s2, 0, (size_t)c * sizeof(double));
 #ifdef SEPCONV_OMP
     #pragma omp parallel num_threads(threads)
 #endif
     {
-        double *acc = calloc((size_t)len, sizeof(double));
-        float *mrep = malloc((size_t)len * sizeof(float));
-        for (int64_t i = 0; i < len; ++i) mrep[i] = mean ? mean[i % c] : 0.0f;
+        double *acc = calloc((size_t)len * 2, sizeof(double)), *acc2 = acc + len;
 #ifdef SEPCONV_OMP
         #pragma omp for schedule(static)
 #endif
         for (int64_t q = 0; q < chunks; ++q) {
-            const float *pa = a + q * len;
-            if (b) {
-                const float *pb = b + q * len;
-                for (int64_t i = 0; i < len; ++i)
-                    acc[i] += (double)pa[i] * (double)(pb[i] - mrep[i]);
-            } else if (square) {
-                for (int64_t i = 0; i < len; ++i) {
-                    const float d = pa[i] - mrep[i];
-                    acc[i] += (double)d * (double)d;
-                }
-            } else {
-                for (int64_t i = 0; i < len; ++i) acc[i] += pa[i];
+            const float *pa = a + q * len, *pb = (b ? b : a) + q * len;
+            for (int64_t i = 0; i < len; ++i) {
+                const double va = pa[i];
+                acc[i] += va;
+                acc2[i] += va * (double)pb[i];
             }
         }
 #ifdef SEPCONV_OMP
         #pragma omp critical
 #endif
-        for (int64_t i = 0; i < len; ++i) out[i % c] += acc[i];
-        free(acc);
-        free(mrep);
-    }
-    for (int64_t r = chunks * u; r < m; ++r)  /* the rows after the last whole chunk */
-        for (int64_t j = 0; j < c; ++j) {
-            const float va = a[r * c + j];
-            if (b) out[j] += (double)va * (double)(b[r * c + j] - mean[j]);
-            else if (square) { const float d = va - mean[j]; out[j] += (double)d * d; }
-            else out[j] += va;
+        for (int64_t i = 0; i < len; ++i) {
+            s1[i % c] += acc[i];
+            s2[i % c] += acc2[i];
         }
+        free(acc);
+    }
+    for (int64_t i = chunks * len; i < m * c; ++i) {  /* the rows after the last chunk */
+        const double va = a[i];
+        s1[i % c] += va;
+        s2[i % c] += va * (double)(b ? b : a)[i];
+    }
 }
 
-/* mean and biased variance of each column of x (m, c) */
+/* mean and biased variance of each column of x (m, c): E[x^2] - mean^2 in double (float32
+   data: exact products, 53-bit sums; the cancellation costs accuracy only where
+   |mean| / std is beyond ~1e5) */
 void sepconv_bn_stats(const float *x, int64_t m, int64_t c, float *mean, float *var,
                       int threads) {
-    double *s = malloc((size_t)c * sizeof(double));
-    column_sums(x, NULL, NULL, 0, m, c, s, threads);
-    for (int64_t j = 0; j < c; ++j) mean[j] = (float)(s[j] / (double)m);
-    column_sums(x, NULL, mean, 1, m, c, s, threads);
-    for (int64_t j = 0; j < c; ++j) var[j] = (float)(s[j] / (double)m);
+    double *s = malloc((size_t)c * 2 * sizeof(double)), *s2 = s + c;
+    column_sums(x, NULL, m, c, s, s2, threads);
+    for (int64_t j = 0; j < c; ++j) {
+        const double mu = s[j] / (double)m, v = s2[j] / (double)m - mu * mu;
+        mean[j] = (float)mu;
+        var[j] = (float)(v > 0.0 ? v : 0.0);
+    }
     free(s);
 }
 
 /* the backward's sums: dsum[j] = sum dy[:, j], dot[j] = sum dy[:, j] * (x[:, j] - mean[j]) */
 void sepconv_bn_grad_sums(const float *dy, const float *x, const float *mean, int64_t m,
                           int64_t c, float *dsum, float *dot, int threads) {
-    double *s = malloc((size_t)c * sizeof(double));
-    column_sums(dy, NULL, NULL, 0, m, c, s, threads);
-    for (int64_t j = 0; j < c; ++j) dsum[j] = (float)s[j];
-    column_sums(dy, x, mean, 0, m, c, s, threads);
-    for (int64_t j = 0; j < c; ++j) dot[j] = (float)s[j];
+    double *s = malloc((size_t)c * 2 * sizeof(double)), *s2 = s + c;
+    column_sums(dy, x, m, c, s, s2, threads);
+    for (int64_t j = 0; j < c; ++j) {
+        dsum[j] = (float)s[j];
+        dot[j] = (float)(s2[j] - (double)mean[j] * s[j]);
+    }
     free(s);
 }
 
