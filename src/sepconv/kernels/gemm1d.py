@@ -1,0 +1,382 @@
+"""1D convolutions as shifted GEMMs on CPU, where torch's oneDNN convolution costs more.
+
+A 1D convolution is a sum over its taps of one matrix product each: tap ``k`` of
+``Conv1D`` multiplies the input rows ``t * stride + k * dilation - pad_left`` by
+``kernel[k]`` (``(channels, filters)``), and a row-strided slice of the
+``(batch, steps, channels)`` data is a matrix BLAS reads in place (leading dimension
+``stride * channels``).  So each gradient is a few GEMMs into views of one buffer
+(``addmm_`` accumulates with beta = 1, no copies, no padded input):
+
+- ``Conv1D`` (:func:`conv`): the forward pass stays oneDNN's (the reference kernel's:
+  its numbers are unchanged), the backward is written by hand: input gradient
+  ``dX[rows_k] += dY @ kernel[k]^T`` per tap, weight gradient
+  ``dW[k] = X[rows_k]^T @ dY``, bias gradient a sum.  Measured on one thread (bench/README.md,
+  "1D convolutions as GEMMs"): oneDNN's backward of WaveNet's k2 causal layers costs
+  ~1.3x these GEMMs.
+- ``Conv1DTranspose`` (:func:`conv_transpose`), ``dilation_rate`` 1: the taps, zero-padded
+  to ``J * stride`` (``J = ceil(kernel / stride)``), make ``J`` phase matrices
+  ``W_j`` (``(channels, stride * filters)``: taps ``j * stride .. j * stride + stride - 1``
+  side by side); the full output viewed as ``(batch, steps + J - 1, stride * filters)``
+  is ``sum_j shift_j(X @ W_j)`` (row ``t + j`` of the view gets ``X[t] @ W_j``), then
+  cropped to Keras' output (one pass that also adds the bias).  Backward: the output
+  gradient zero-extended to that view, ``dX = sum_j dY_j @ W_j^T``,
+  ``dW_j = X^T @ dY_j``.  TensorFlow's own CPU form is one GEMM into per-tap columns and
+  an overlap-add; this one writes the overlap-add as beta = 1 GEMMs.
+
+Both are autograd.Functions over plain torch ops; :func:`takes_conv` /
+:func:`takes_transpose` say where ``sepconv.functional`` picks them: CPU channels_last
+float32 / float64 data, the shape classes measured faster (their docstrings), not while
+exporting or tracing (``torch.export``, ``torch.jit.trace``: the graph must hold standard
+ops), compiling, under torch.func transforms or CPU autocast.  Under
+``create_graph=True`` the backward returns the reference composition's differentiable
+gradients (double backward).  ``ENABLED = False`` (benchmarks and tests alternate it)
+restores the reference kernel everywhere.  bfloat16 / float16 data run the GEMMs widened
+to float32 (when a caller forces this kernel: the rule leaves them on oneDNN, unmeasured).
+Tested against the reference kernel and tf-keras in tests/test_gemm1d.py.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from . import reference as _reference
+
+#: The switch :func:`takes_conv` and :func:`takes_transpose` read (``False``: the
+#: reference kernel everywhere, as before).
+ENABLED = True
+
+_DTYPES = (torch.float32, torch.float64)
+_WIDE = (torch.float32, torch.float64)
+
+
+# -- the rule --------------------------------------------------------------------------------
+
+def _standard_graph_wanted() -> bool:
+    """Exporting, tracing, compiling, a torch.func transform or CPU autocast: the kernels'
+    hand backward must not be recorded there (nor their in-place GEMMs)."""
+    if torch.jit.is_tracing() or torch.compiler.is_exporting() \
+            or torch.compiler.is_compiling():
+        return True
+    if torch.is_autocast_enabled("cpu"):
+        return True
+    return torch._C._are_functorch_transforms_active()
+
+
+def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tuple,
+               pads: tuple, groups: int) -> bool:
+    """Whether :func:`conv` runs this convolution (``sepconv.functional._pick_conv_kernel``
+    asks, for CPU channels_last data): rank 1, ungrouped, float32 / float64, autograd
+    recording (the forward is the reference's either way: only the backward changes),
+    at most 4 taps, stride 1, at least 1024 output steps per sequence and 16 channels in
+    and out (each GEMM long enough that BLAS runs at speed; the one-thread A/B in
+    bench/README.md, "1D convolutions as GEMMs", measured these classes)."""
+    if not ENABLED or kernel.dim() != 3 or groups != 1 or x.dtype not in _DTYPES \
+            or kernel.dtype != x.dtype:
+        return False
+    if not (torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)):
+        return False
+    k, c, f = kernel.shape
+    if k > 4 or strides[0] != 1 or c < 16 or f < 16:
+        return False
+    (left, right), = pads
+    if x.shape[1] + left + right - (k - 1) * dilation[0] < 1024:
+        return False
+    return not _standard_graph_wanted()
+
+
+def takes_transpose(x: torch.Tensor, kernel: torch.Tensor, strides: tuple,
+                    dilation: tuple) -> bool:
+    """Whether :func:`conv_transpose` runs this transposed convolution (CPU channels_last
+    data): rank 1, float32 / float64, dilation 1, a kernel longer than the stride and a
+    whole multiple of it (no zero taps), stride >= 2, at least 64 channels in and out and
+    128 input steps (the classes the one-thread A/B measured faster; kernel == stride and
+    stride 1 stay on oneDNN)."""
+    if not ENABLED or kernel.dim() != 3 or x.dtype not in _DTYPES \
+            or kernel.dtype != x.dtype:
+        return False
+    k, f, c = kernel.shape
+    s = strides[0]
+    if dilation[0] != 1 or s < 2 or k <= s or k % s or c < 64 or f < 64 or x.shape[1] < 128:
+        return False
+    return not _standard_graph_wanted()
+
+
+# -- Conv1D ----------------------------------------------------------------------------------
+
+def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
+         strides: tuple, dilation: tuple, pads: tuple, groups: int,
+         channels_last: bool) -> torch.Tensor:
+    """The reference kernel's ``conv`` for rank-1, ungrouped, channels_last convolutions:
+    its forward, this module's backward.
+
+    Args:
+        x: ``(batch, steps, channels)``.
+        kernel: ``(kernel_size, channels, filters)``.
+        bias: ``(filters,)`` or ``None``.
+        strides, dilation, pads: one entry each (``pads``: ``((left, right),)``).
+        groups: must be 1.
+        channels_last: must be True.
+
+    Returns:
+        ``(batch, out_steps, filters)``.
+    """
+    if not channels_last or kernel.dim() != 3 or groups != 1 or x.dim() != 3:
+        raise ValueError("gemm1d.conv runs ungrouped 1D convolutions on channels_last data "
+                         "only")
+    (left, right), = pads
+    return _Conv1dGemm.apply(x, kernel, bias, (strides[0], dilation[0], left, right))
+
+
+def _tap_rows(k: int, stride: int, dilation: int, left: int, steps: int,
+              out_steps: int) -> Optional[tuple]:
+    """``(t0, t1, start)``: the output steps ``t0 <= t < t1`` that tap ``k`` reads inside
+    the input, from input row ``start`` on (``None``: only padding)."""
+    offset = k * dilation - left
+    t0 = max(0, -(offset // stride))  # ceil(-offset / stride)
+    t1 = min(out_steps, (steps - 1 - offset) // stride + 1)
+    if t1 <= t0:
+        return None
+    return t0, t1, t0 * stride + offset
+
+
+def _rows(x: torch.Tensor, start: int, count: int, stride: int) -> torch.Tensor:
+    """Rows ``start, start + stride, ...`` (``count`` of them) of a 2D tensor, a view."""
+    return x[start:start + (count - 1) * stride + 1:stride]
+
+
+class _Conv1dGemm(torch.autograd.Function):
+    """The reference forward, the backward as shifted GEMMs."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, bias, geometry):
+        stride, dilation, left, right = geometry
+        ctx.geometry = geometry
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        ctx.save_for_backward(x, kernel)
+        return _reference.conv(x, kernel, bias, strides=(stride,), dilation=(dilation,),
+                               pads=((left, right),), groups=1, channels_last=True)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, kernel = ctx.saved_tensors
+        needs = tuple(ctx.needs_input_grad[:3])
+        stride, dilation, left, right = ctx.geometry
+        if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
+            bias = _reference.stand_in_bias(ctx.bias_dtype, kernel.shape[-1], x.device)
+            return _reference.differentiable_grads(
+                lambda x, kernel, bias: _reference.conv(
+                    x, kernel, bias, strides=(stride,), dilation=(dilation,),
+                    pads=((left, right),), groups=1, channels_last=True),
+                grad_y, (x, kernel, bias), needs) + (None,)
+        return conv_backward(grad_y, x, kernel, ctx.bias_dtype, needs, ctx.geometry) + (None,)
+
+
+def conv_backward(grad_y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor,
+                  bias_dtype: Optional[torch.dtype], needs: tuple, geometry: tuple) -> tuple:
+    """Gradients of ``(x, kernel, bias)`` of the channels_last Conv1D, ``None`` where
+    ``needs`` says so.
+
+    Args:
+        grad_y: ``(batch, out_steps, filters)``.
+        x: ``(batch, steps, channels)``.
+        kernel: ``(kernel_size, channels, filters)``.
+        bias_dtype: the bias' dtype, ``None`` without a bias.
+        needs: three booleans.
+        geometry: ``(stride, dilation, pad_left, pad_right)``.
+    """
+    need_x, need_w, need_b = needs
+    stride, dilation, left, _ = geometry
+    out_dtype = x.dtype
+    work = x.dtype if x.dtype in _WIDE else torch.float32
+    gy = grad_y.to(work).contiguous()
+    xc = x.to(work).contiguous()
+    w = kernel.to(work)
+    n, steps, c = xc.shape
+    k, _, f = w.shape
+    out_steps = gy.shape[1]
+    taps = [(j, _tap_rows(j, stride, dilation, left, steps, out_steps)) for j in range(k)]
+    # a tap reading every input row once, in order (stride 1, offset 0, as many outputs as
+    # inputs): one GEMM over all sequences at once writes (or starts) its gradient
+    whole = next((j for j, rows in taps if stride == 1 and rows == (0, steps, 0)
+                  and out_steps == steps), None)
+    grad_x = grad_w = grad_b = None
+    if need_x:
+        if whole is not None:
+            grad_x = torch.mm(gy.view(n * steps, f), w[whole].t()).view(n, steps, c)
+        else:
+            grad_x = xc.new_zeros(n, steps, c)
+        for j, rows in taps:
+            if rows is None or j == whole:
+                continue
+            t0, t1, start = rows
+            for b in range(n):
+                _rows(grad_x[b], start, t1 - t0, stride).addmm_(gy[b, t0:t1], w[j].t())
+        grad_x = grad_x.to(out_dtype)
+    if need_w:
+        grad_w = w.new_empty(k, c, f)
+        for j, rows in taps:
+            if rows is None:
+                grad_w[j].zero_()
+            elif j == whole:
+                torch.mm(xc.view(n * steps, c).t(), gy.view(n * steps, f), out=grad_w[j])
+            else:
+                t0, t1, start = rows
+                for b in range(n):
+                    a = _rows(xc[b], start, t1 - t0, stride).t()
+                    if b == 0:
+                        torch.mm(a, gy[b, t0:t1], out=grad_w[j])
+                    else:
+                        grad_w[j].addmm_(a, gy[b, t0:t1])
+        grad_w = grad_w.to(kernel.dtype)
+    if need_b:
+        grad_b = gy.sum((0, 1)).to(bias_dtype)
+    return grad_x, grad_w, grad_b
+
+
+# -- Conv1DTranspose -------------------------------------------------------------------------
+
+def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
+                   strides: tuple, dilation: tuple, pads: tuple, out_spatial: tuple,
+                   channels_last: bool) -> torch.Tensor:
+    """The reference kernel's ``conv_transpose`` for rank-1, channels_last, undilated
+    transposed convolutions, as phase GEMMs.
+
+    Args:
+        x: ``(batch, steps, channels)``.
+        kernel: ``(kernel_size, filters, channels)`` (Keras' layout).
+        bias: ``(filters,)`` or ``None``.
+        strides, dilation: one entry each; dilation must be 1.
+        pads: ``((left, right),)`` of the convolution from ``out_spatial``.
+        out_spatial: ``(out_steps,)``.
+        channels_last: must be True.
+
+    Returns:
+        ``(batch, out_steps, filters)``.
+    """
+    if not channels_last or kernel.dim() != 3 or x.dim() != 3 or dilation[0] != 1:
+        raise ValueError("gemm1d.conv_transpose runs undilated 1D transposed convolutions "
+                         "on channels_last data only")
+    (left, right), = pads
+    return _ConvTranspose1dGemm.apply(x, kernel, bias, (strides[0], left, right,
+                                                         out_spatial[0]))
+
+
+def _phases(kernel: torch.Tensor, stride: int) -> torch.Tensor:
+    """``(J, channels, stride * filters)``: phase ``j``'s column block ``r`` is tap
+    ``j * stride + r`` transposed (zeros past the kernel)."""
+    k, f, c = kernel.shape
+    j = -(-k // stride)
+    if j * stride != k:
+        kernel = F.pad(kernel, (0, 0, 0, 0, 0, j * stride - k))
+    return kernel.reshape(j, stride, f, c).permute(0, 3, 1, 2).reshape(j, c, stride * f)
+
+
+def transpose_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor],
+                      geometry: tuple) -> torch.Tensor:
+    """The transposed convolution's output ``(batch, out_steps, filters)``, contiguous.
+
+    Args:
+        geometry: ``(stride, pad_left, pad_right, out_steps)``.
+    """
+    stride, left, _, out_steps = geometry
+    out_dtype = x.dtype
+    work = x.dtype if x.dtype in _WIDE else torch.float32
+    xc = x.to(work).contiguous()
+    n, steps, c = xc.shape
+    k, f, _ = kernel.shape
+    wj = _phases(kernel.to(work), stride)
+    j = wj.shape[0]
+    rows = steps + j - 1
+    full = xc.new_empty(n, rows, stride * f)
+    for b in range(n):
+        torch.mm(xc[b], wj[0], out=full[b, :steps])
+        full[b, steps:].zero_()
+        for p in range(1, j):
+            full[b, p:p + steps].addmm_(xc[b], wj[p])
+    full = full.view(n, rows * stride, f)
+    y = xc.new_empty(n, out_steps, f)
+    kept = min(out_steps, rows * stride - left)  # the rest (if any): zeros, plus the bias
+    if bias is None:
+        y[:, :kept] = full[:, left:left + kept]
+        y[:, kept:] = 0
+    else:
+        b32 = bias.to(work)
+        torch.add(full[:, left:left + kept], b32, out=y[:, :kept])
+        y[:, kept:] = b32
+    return y.to(out_dtype)
+
+
+def transpose_backward(grad_y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor,
+                       bias_dtype: Optional[torch.dtype], needs: tuple,
+                       geometry: tuple) -> tuple:
+    """Gradients of ``(x, kernel, bias)``, ``None`` where ``needs`` says so.
+
+    Args:
+        grad_y: ``(batch, out_steps, filters)``.
+        x: ``(batch, steps, channels)``.
+        kernel: ``(kernel_size, filters, channels)``.
+        bias_dtype: the bias' dtype, ``None`` without a bias.
+        needs: three booleans.
+        geometry: ``(stride, pad_left, pad_right, out_steps)``.
+    """
+    need_x, need_w, need_b = needs
+    stride, left, _, out_steps = geometry
+    work = x.dtype if x.dtype in _WIDE else torch.float32
+    gy = grad_y.to(work)
+    xc = x.to(work).contiguous()
+    n, steps, c = xc.shape
+    k, f, _ = kernel.shape
+    wj = _phases(kernel.to(work), stride)
+    j = wj.shape[0]
+    rows = steps + j - 1
+    # the output gradient on the full output's rows (zeros where Keras' output is cropped)
+    g = F.pad(gy, (0, 0, left, rows * stride - left - out_steps)).contiguous()
+    g = g.view(n, rows, stride * f)
+    grad_x = grad_w = grad_b = None
+    if need_x:
+        grad_x = xc.new_empty(n, steps, c)
+        for b in range(n):
+            torch.mm(g[b, :steps], wj[0].t(), out=grad_x[b])
+            for p in range(1, j):
+                grad_x[b].addmm_(g[b, p:p + steps], wj[p].t())
+        grad_x = grad_x.to(x.dtype)
+    if need_w:
+        gw = xc.new_empty(j, c, stride * f)
+        for p in range(j):
+            torch.mm(xc[0].t(), g[0, p:p + steps], out=gw[p])
+            for b in range(1, n):
+                gw[p].addmm_(xc[b].t(), g[b, p:p + steps])
+        grad_w = gw.view(j, c, stride, f).permute(0, 2, 3, 1).reshape(j * stride, f, c)[:k]
+        grad_w = grad_w.to(kernel.dtype)
+    if need_b:
+        grad_b = gy.sum((0, 1)).to(bias_dtype)
+    return grad_x, grad_w, grad_b
+
+
+class _ConvTranspose1dGemm(torch.autograd.Function):
+    """Phase GEMMs forward and backward."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, bias, geometry):
+        ctx.geometry = geometry
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        ctx.save_for_backward(x, kernel)
+        return transpose_forward(x, kernel, bias, geometry)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, kernel = ctx.saved_tensors
+        needs = tuple(ctx.needs_input_grad[:3])
+        if torch.is_grad_enabled():  # create_graph=True: differentiable gradients
+            stride, left, right, out_steps = ctx.geometry
+            bias = _reference.stand_in_bias(ctx.bias_dtype, kernel.shape[1], x.device)
+            return _reference.differentiable_grads(
+                lambda x, kernel, bias: _reference.conv_transpose(
+                    x, kernel, bias, strides=(stride,), dilation=(1,),
+                    pads=((left, right),), out_spatial=(out_steps,), channels_last=True),
+                grad_y, (x, kernel, bias), needs) + (None,)
+        return transpose_backward(grad_y, x, kernel, ctx.bias_dtype, needs,
+                                  ctx.geometry) + (None,)
