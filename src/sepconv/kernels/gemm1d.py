@@ -10,18 +10,20 @@ A 1D convolution is a sum over its taps of one matrix product each: tap ``k`` of
 - ``Conv1D`` (:func:`conv`): the forward pass stays oneDNN's (the reference kernel's:
   its numbers are unchanged), the backward is written by hand: input gradient
   ``dX[rows_k] += dY @ kernel[k]^T`` per tap, weight gradient
-  ``dW[k] = X[rows_k]^T @ dY``, bias gradient a sum.  Measured on one thread (bench/README.md,
-  "1D convolutions as GEMMs"): oneDNN's backward of WaveNet's k2 causal layers costs
-  ~1.3x these GEMMs.
-- ``Conv1DTranspose`` (:func:`conv_transpose`), ``dilation_rate`` 1: the taps, zero-padded
-  to ``J * stride`` (``J = ceil(kernel / stride)``), make ``J`` phase matrices
-  ``W_j`` (``(channels, stride * filters)``: taps ``j * stride .. j * stride + stride - 1``
-  side by side); the full output viewed as ``(batch, steps + J - 1, stride * filters)``
-  is ``sum_j shift_j(X @ W_j)`` (row ``t + j`` of the view gets ``X[t] @ W_j``), then
-  cropped to Keras' output (one pass that also adds the bias).  Backward: the output
-  gradient zero-extended to that view, ``dX = sum_j dY_j @ W_j^T``,
-  ``dW_j = X^T @ dY_j``.  TensorFlow's own CPU form is one GEMM into per-tap columns and
-  an overlap-add; this one writes the overlap-add as beta = 1 GEMMs.
+  ``dW[k] = X[rows_k]^T @ dY``, bias gradient a sum.  Measured on one thread
+  (bench/README.md, "1D convolutions as GEMMs"): for WaveNet's k2 causal layers with large
+  dilations oneDNN's backward costs ~1.2-1.3x these GEMMs (whole forward+backward:
+  0.84-0.93).
+- ``Conv1DTranspose`` (:func:`conv_transpose`), ``dilation_rate`` 1: the forward pass
+  stays oneDNN's too; the backward sees the taps, zero-padded to ``J * stride``
+  (``J = ceil(kernel / stride)``), as ``J`` phase matrices ``W_j``
+  (``(channels, stride * filters)``: taps ``j * stride .. j * stride + stride - 1`` side by
+  side): the full output viewed as ``(batch, steps + J - 1, stride * filters)`` is
+  ``sum_j shift_j(X @ W_j)``, so with the output gradient zero-extended to that view
+  (one pad), ``dX = sum_j dY_j @ W_j^T`` and ``dW_j = X^T @ dY_j``: GEMMs whose inner
+  dimension is ``stride * filters`` or the steps.  The same phases as a forward pass (the
+  overlap-add as beta = 1 GEMMs, then a crop) measured 1.0-1.25x oneDNN's forward, so the
+  forward is not done this way.
 
 Both are autograd.Functions over plain torch ops; :func:`takes_conv` /
 :func:`takes_transpose` say where ``sepconv.functional`` picks them: CPU channels_last
@@ -69,39 +71,45 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
                pads: tuple, groups: int) -> bool:
     """Whether :func:`conv` runs this convolution (``sepconv.functional._pick_conv_kernel``
     asks, for CPU channels_last data): rank 1, ungrouped, float32 / float64, autograd
-    recording (the forward is the reference's either way: only the backward changes),
-    at most 4 taps, stride 1, at least 1024 output steps per sequence and 16 channels in
-    and out (each GEMM long enough that BLAS runs at speed; the one-thread A/B in
-    bench/README.md, "1D convolutions as GEMMs", measured these classes)."""
+    recording (the forward is the reference's either way: only the backward changes);
+    WaveNet's shape class: 2 taps, stride 1, dilation >= 64, at least 64 channels in and
+    out and 1024 output steps per sequence.  The one-thread A/B (``bench/gemm1d_ab.py``,
+    bench/README.md "1D convolutions as GEMMs") measured there 0.84-0.97 of oneDNN's
+    forward+backward; at dilation 8 1.00, with 32 channels 1.12-1.22, with 3 or more taps
+    or a stride 1.1-1.5 (oneDNN's backward reuses each input row across taps; the GEMMs
+    read it once per tap)."""
     if not ENABLED or kernel.dim() != 3 or groups != 1 or x.dtype not in _DTYPES \
             or kernel.dtype != x.dtype:
         return False
-    if not (torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)):
+    if not (torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)) \
+            or _standard_graph_wanted():
         return False
     k, c, f = kernel.shape
-    if k > 4 or strides[0] != 1 or c < 16 or f < 16:
+    if k != 2 or strides[0] != 1 or dilation[0] < 64 or c < 64 or f < 64:
         return False
     (left, right), = pads
-    if x.shape[1] + left + right - (k - 1) * dilation[0] < 1024:
-        return False
-    return not _standard_graph_wanted()
+    return x.shape[1] + left + right - dilation[0] >= 1024
 
 
 def takes_transpose(x: torch.Tensor, kernel: torch.Tensor, strides: tuple,
                     dilation: tuple) -> bool:
     """Whether :func:`conv_transpose` runs this transposed convolution (CPU channels_last
-    data): rank 1, float32 / float64, dilation 1, a kernel longer than the stride and a
-    whole multiple of it (no zero taps), stride >= 2, at least 64 channels in and out and
-    128 input steps (the classes the one-thread A/B measured faster; kernel == stride and
-    stride 1 stay on oneDNN)."""
+    data): rank 1, float32 / float64, autograd recording (the forward is the reference's);
+    dilation 1, stride >= 2, a kernel a whole multiple of the stride (no zero taps), at
+    least 64 channels in and out and 128 input steps, and 2^26 multiply-adds per sequence.
+    The one-thread A/B measured there 0.71-0.85 of oneDNN's forward+backward (MelGAN's
+    k16 s8 and k4 s2 upsamplers, k8 s4, k2 s2); k3 s2 (zero taps) 1.3, stride 1 1.3,
+    and small calls ((16, 64, 64) k4 s2) 1.2."""
     if not ENABLED or kernel.dim() != 3 or x.dtype not in _DTYPES \
             or kernel.dtype != x.dtype:
         return False
-    k, f, c = kernel.shape
-    s = strides[0]
-    if dilation[0] != 1 or s < 2 or k <= s or k % s or c < 64 or f < 64 or x.shape[1] < 128:
+    if not (torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)) \
+            or _standard_graph_wanted():
         return False
-    return not _standard_graph_wanted()
+    k, f, c = kernel.shape
+    s, steps = strides[0], x.shape[1]
+    return not (dilation[0] != 1 or s < 2 or k % s or c < 64 or f < 64 or steps < 128
+                or steps * c * k * f < 2 ** 26)
 
 
 # -- Conv1D ----------------------------------------------------------------------------------
@@ -274,41 +282,6 @@ def _phases(kernel: torch.Tensor, stride: int) -> torch.Tensor:
     return kernel.reshape(j, stride, f, c).permute(0, 3, 1, 2).reshape(j, c, stride * f)
 
 
-def transpose_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor],
-                      geometry: tuple) -> torch.Tensor:
-    """The transposed convolution's output ``(batch, out_steps, filters)``, contiguous.
-
-    Args:
-        geometry: ``(stride, pad_left, pad_right, out_steps)``.
-    """
-    stride, left, _, out_steps = geometry
-    out_dtype = x.dtype
-    work = x.dtype if x.dtype in _WIDE else torch.float32
-    xc = x.to(work).contiguous()
-    n, steps, c = xc.shape
-    k, f, _ = kernel.shape
-    wj = _phases(kernel.to(work), stride)
-    j = wj.shape[0]
-    rows = steps + j - 1
-    full = xc.new_empty(n, rows, stride * f)
-    for b in range(n):
-        torch.mm(xc[b], wj[0], out=full[b, :steps])
-        full[b, steps:].zero_()
-        for p in range(1, j):
-            full[b, p:p + steps].addmm_(xc[b], wj[p])
-    full = full.view(n, rows * stride, f)
-    y = xc.new_empty(n, out_steps, f)
-    kept = min(out_steps, rows * stride - left)  # the rest (if any): zeros, plus the bias
-    if bias is None:
-        y[:, :kept] = full[:, left:left + kept]
-        y[:, kept:] = 0
-    else:
-        b32 = bias.to(work)
-        torch.add(full[:, left:left + kept], b32, out=y[:, :kept])
-        y[:, kept:] = b32
-    return y.to(out_dtype)
-
-
 def transpose_backward(grad_y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor,
                        bias_dtype: Optional[torch.dtype], needs: tuple,
                        geometry: tuple) -> tuple:
@@ -357,14 +330,17 @@ def transpose_backward(grad_y: torch.Tensor, x: torch.Tensor, kernel: torch.Tens
 
 
 class _ConvTranspose1dGemm(torch.autograd.Function):
-    """Phase GEMMs forward and backward."""
+    """The reference forward, the backward as phase GEMMs."""
 
     @staticmethod
     def forward(ctx, x, kernel, bias, geometry):
         ctx.geometry = geometry
         ctx.bias_dtype = None if bias is None else bias.dtype
         ctx.save_for_backward(x, kernel)
-        return transpose_forward(x, kernel, bias, geometry)
+        stride, left, right, out_steps = geometry
+        return _reference.conv_transpose(x, kernel, bias, strides=(stride,), dilation=(1,),
+                                         pads=((left, right),), out_spatial=(out_steps,),
+                                         channels_last=True)
 
     @staticmethod
     def backward(ctx, grad_y):

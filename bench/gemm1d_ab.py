@@ -1,0 +1,115 @@
+"""One-thread A/B of ``kernels/gemm1d.py`` against the reference kernel (oneDNN), per shape.
+
+Both kernels are called directly (the rule in ``gemm1d.takes_conv`` / ``takes_transpose``
+is what this measures), alternated call by call in ONE process on one thread
+(``torch.set_num_threads(1)``), median ``time.process_time()`` of ``--calls`` calls each:
+CPU time, which moves little with the other processes on a shared machine.  Ratios below
+1: the GEMM form costs less.  Rows time forward+backward: the GEMM kernels' forward is the
+reference's (oneDNN's), only their backward differs.  The process keeps freed memory
+(``kernels/memory.py``), as the library's CPU calls do.
+
+    python bench/gemm1d_ab.py                 # ~3 min on one core
+    python bench/gemm1d_ab.py --only wavenet  # rows whose name contains the word
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from sepconv import padding as _padding
+from sepconv.kernels import gemm1d, memory, reference
+
+# name, kind, (batch, steps, channels), kernel_size, filters, stride, dilation, padding
+SHAPES = [
+    ("wavenet_d512", "conv", (4, 16000, 64), 2, 128, 1, 512, "causal"),
+    ("wavenet_d8", "conv", (4, 16000, 64), 2, 128, 1, 8, "causal"),
+    ("wavenet_d256", "conv", (4, 16000, 64), 2, 128, 1, 256, "causal"),
+    ("wavenet_d128", "conv", (4, 16000, 64), 2, 128, 1, 128, "causal"),
+    ("wavenet_d64", "conv", (4, 16000, 64), 2, 128, 1, 64, "causal"),
+    ("wavenet_d1", "conv", (4, 16000, 64), 2, 128, 1, 1, "causal"),
+    ("wavenet_narrow_d64", "conv", (4, 16000, 32), 2, 32, 1, 64, "causal"),
+    ("tcn_k3_d4", "conv", (8, 4000, 128), 3, 128, 1, 4, "causal"),
+    ("k3_same", "conv", (8, 4000, 128), 3, 128, 1, 1, "same"),
+    ("k4_same", "conv", (8, 4000, 128), 4, 128, 1, 1, "same"),
+    ("k5_same", "conv", (8, 4000, 64), 5, 64, 1, 1, "same"),
+    ("k9_same", "conv", (8, 4000, 64), 9, 64, 1, 1, "same"),
+    ("k4_s2_same", "conv", (8, 4000, 128), 4, 128, 2, 1, "same"),
+    ("short_k3", "conv", (64, 256, 128), 3, 128, 1, 1, "same"),
+    ("melgan_k16_s8", "transpose", (4, 250, 512), 16, 256, 8, 1, "same"),
+    ("melgan2_k16_s8", "transpose", (4, 2000, 256), 16, 128, 8, 1, "same"),
+    ("melgan3_k4_s2", "transpose", (4, 16000, 128), 4, 64, 2, 1, "same"),
+    ("k8_s4_valid", "transpose", (4, 1000, 128), 8, 128, 4, 1, "valid"),
+    ("k8_s4_long", "transpose", (4, 4000, 128), 8, 128, 4, 1, "same"),
+    ("k8_s4_wide", "transpose", (4, 1000, 512), 8, 256, 4, 1, "same"),
+    ("k4_s2_wide", "transpose", (4, 4000, 256), 4, 128, 2, 1, "same"),
+    ("k16_s8_narrow", "transpose", (4, 1000, 128), 16, 64, 8, 1, "same"),
+    ("k2_s2 (kernel == stride)", "transpose", (4, 4000, 128), 2, 64, 2, 1, "valid"),
+    ("k3_s2_same", "transpose", (4, 4000, 128), 3, 64, 2, 1, "same"),
+    ("k3_s1_same", "transpose", (4, 4000, 128), 3, 64, 1, 1, "same"),
+    ("small_k4_s2", "transpose", (16, 64, 64), 4, 64, 2, 1, "same"),
+]
+
+
+def _calls(kind, shape, k, filters, stride, dilation, padding):
+    n, steps, c = shape
+    x = torch.randn(n, steps, c, requires_grad=True)
+    if kind == "conv":
+        w = torch.randn(k, c, filters, requires_grad=True)
+        pads = _padding.padding_amounts_nd((steps,), (k,), (stride,), (dilation,), padding)
+        geometry = dict(strides=(stride,), dilation=(dilation,), pads=pads, groups=1,
+                        channels_last=True)
+        kernels = (reference.conv, gemm1d.conv)
+    else:
+        w = torch.randn(k, filters, c, requires_grad=True)
+        out = _padding.deconv_output_shape((steps,), (k,), (stride,), (1,), padding, None)
+        pads = _padding.padding_amounts_nd(out, (k,), (stride,), (1,), padding)
+        geometry = dict(strides=(stride,), dilation=(1,), pads=pads, out_spatial=out,
+                        channels_last=True)
+        kernels = (reference.conv_transpose, gemm1d.conv_transpose)
+    b = torch.randn(filters, requires_grad=True)
+    dy = torch.randn_like(kernels[0](x, w, b, **geometry))
+
+    def fb(kernel):
+        x.grad = w.grad = b.grad = None
+        kernel(x, w, b, **geometry).backward(dy)
+
+    return kernels, fb
+
+
+def _ab(step, kernels, calls):
+    times = ([], [])
+    for i in range(calls + 2):
+        for j, kernel in enumerate(kernels):
+            t0 = time.process_time()
+            step(kernel)
+            if i >= 2:  # two warm-up calls each
+                times[j].append(time.process_time() - t0)
+    old, new = (statistics.median(t) * 1e3 for t in times)
+    return old, new
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=9)
+    parser.add_argument("--only", default="")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    memory.keep_freed_memory()
+    print(f"{'shape':26s} {'kind':9s} {'fb oneDNN':>9s} {'GEMM':>7s} {'ratio':>6s}  "
+          "(forward+backward, CPU ms, one thread)")
+    for name, kind, *spec in SHAPES:
+        if args.only not in name:
+            continue
+        kernels, fb = _calls(kind, *spec)
+        a, b = _ab(fb, kernels, args.calls)
+        print(f"{name:26s} {kind:9s} {a:9.1f} {b:7.1f} {b / a:6.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
