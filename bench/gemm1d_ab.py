@@ -4,12 +4,16 @@ Both kernels are called directly (the rule in ``gemm1d.takes_conv`` / ``takes_tr
 is what this measures), alternated call by call in ONE process on one thread
 (``torch.set_num_threads(1)``), median ``time.process_time()`` of ``--calls`` calls each:
 CPU time, which moves little with the other processes on a shared machine.  Ratios below
-1: the GEMM form costs less.  Rows time forward+backward: the GEMM kernels' forward is the
-reference's (oneDNN's), only their backward differs.  The process keeps freed memory
+1: the GEMM form costs less.  Conv1D rows time the forward (inference: shifted GEMMs where
+the kernel can: with ``--forward-from 1``, the default, at every dilation, so this measures
+the form; ``gemm1d.FORWARD_DILATION`` is the rule) and forward+backward; Conv1DTranspose rows
+forward+backward (that kernel's forward is the reference's).  The process keeps freed memory
 (``kernels/memory.py``), as the library's CPU calls do.
 
     python bench/gemm1d_ab.py                 # ~3 min on one core
     python bench/gemm1d_ab.py --only wavenet  # rows whose name contains the word
+    python bench/gemm1d_ab.py --layers        # the family bench's layers, through the
+                                              # dispatch, gemm1d.ENABLED toggled
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 
 import torch
 
+import sepconv
 from sepconv import padding as _padding
 from sepconv.kernels import gemm1d, memory, reference
 
@@ -77,7 +82,11 @@ def _calls(kind, shape, k, filters, stride, dilation, padding):
         x.grad = w.grad = b.grad = None
         kernel(x, w, b, **geometry).backward(dy)
 
-    return kernels, fb
+    def fwd(kernel):
+        with torch.no_grad():
+            kernel(x, w, b, **geometry)
+
+    return kernels, fwd, fb
 
 
 def _ab(step, kernels, calls):
@@ -92,22 +101,65 @@ def _ab(step, kernels, calls):
     return old, new
 
 
+# the family bench's (bench/family_cpu_time.py) 1D rows: name, class, arguments, input shape
+LAYERS = [
+    ("wavenet_d512", "Conv1D",
+     dict(filters=128, kernel_size=2, padding="causal", dilation_rate=512), (4, 16000, 64)),
+    ("wavenet_d8 (not picked)", "Conv1D",
+     dict(filters=128, kernel_size=2, padding="causal", dilation_rate=8), (4, 16000, 64)),
+    ("melgan_up_k16_s8", "Conv1DTranspose",
+     dict(filters=256, kernel_size=16, strides=8, padding="same"), (4, 250, 512)),
+]
+
+
+def _layers(calls: int) -> None:
+    print(f"{'layer':26s} {'fb before':>9s} {'now':>7s} {'ratio':>6s}  "
+          "(forward+backward, gemm1d.ENABLED off / on, CPU ms, one thread)")
+    for name, cls, kwargs, shape in LAYERS:
+        layer = getattr(sepconv, cls)(**kwargs)
+        x = torch.randn(*shape, requires_grad=True)
+        dy = torch.randn_like(layer(x))
+
+        def fb(enabled):
+            gemm1d.ENABLED = enabled
+            x.grad = None
+            for p in layer.parameters():
+                p.grad = None
+            layer(x).backward(dy)
+
+        old, new = _ab(fb, (False, True), calls)
+        gemm1d.ENABLED = True
+        print(f"{name:26s} {old:9.1f} {new:7.1f} {new / old:6.2f}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=9)
     parser.add_argument("--only", default="")
+    parser.add_argument("--layers", action="store_true")
+    parser.add_argument("--forward-from", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     memory.keep_freed_memory()
-    print(f"{'shape':26s} {'kind':9s} {'fb oneDNN':>9s} {'GEMM':>7s} {'ratio':>6s}  "
-          "(forward+backward, CPU ms, one thread)")
+    if args.layers:
+        _layers(args.calls)
+        return 0
+    gemm1d.FORWARD_DILATION = args.forward_from
+    print(f"{'shape':26s} {'kind':9s} {'fwd oneDNN':>10s} {'GEMM':>7s} {'ratio':>6s}  "
+          f"{'fb oneDNN':>9s} {'GEMM':>7s} {'ratio':>6s}  (CPU ms, one thread)")
     for name, kind, *spec in SHAPES:
         if args.only not in name:
             continue
-        kernels, fb = _calls(kind, *spec)
+        kernels, fwd, fb = _calls(kind, *spec)
+        line = f"{name:26s} {kind:9s} "
+        if kind == "conv":
+            a, b = _ab(fwd, kernels, args.calls)
+            line += f"{a:10.1f} {b:7.1f} {b / a:6.2f}  "
+        else:
+            line += f"{'(same)':>10s} {'':7s} {'':6s}  "
         a, b = _ab(fb, kernels, args.calls)
-        print(f"{name:26s} {kind:9s} {a:9.1f} {b:7.1f} {b / a:6.2f}", flush=True)
+        print(line + f"{a:9.1f} {b:7.1f} {b / a:6.2f}", flush=True)
     return 0
 
 

@@ -121,10 +121,11 @@ def _compare(case, new_fn, ref_fn, kernel_shape, dtype, node, **geometry):
 
 
 @SETTINGS
-@given(conv_cases(), st.sampled_from(["float64", "float32", "bfloat16"]))
-def test_conv_kernel_matches_the_reference(case, dtype):
-    """gemm1d.conv (its forward is the reference's; its backward the shifted GEMMs) against
-    the reference kernel and autograd, on every drawn geometry, forced."""
+@given(conv_cases(), st.sampled_from(["float64", "float32", "bfloat16"]), st.booleans())
+def test_conv_kernel_matches_the_reference(case, dtype, gemm_forward):
+    """gemm1d.conv (its backward the shifted GEMMs; its forward too where it can, at every
+    dilation with ``gemm_forward``, else the reference's) against the reference kernel and
+    autograd, on every drawn geometry, forced; the inference forward likewise."""
     (out,), pads = (_padding.conv_output_shape((case["length"],), (case["k"],),
                                                (case["stride"],), (case["dilation"],),
                                                case["padding"]),
@@ -133,9 +134,21 @@ def test_conv_kernel_matches_the_reference(case, dtype):
                                                 case["padding"]))
     if out <= 0:
         return
-    _compare(case, gemm1d.conv, reference.conv, (case["k"], case["channels"], case["filters"]),
-             dtype, CONV_NODE, strides=(case["stride"],), dilation=(case["dilation"],),
-             pads=pads, groups=1, channels_last=True)
+    geometry = dict(strides=(case["stride"],), dilation=(case["dilation"],), pads=pads,
+                    groups=1, channels_last=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gemm1d, "FORWARD_DILATION", 1 if gemm_forward else None)
+        _compare(case, gemm1d.conv, reference.conv,
+                 (case["k"], case["channels"], case["filters"]), dtype, CONV_NODE,
+                 **geometry)
+        x, w, b = _tensors(case, (case["k"], case["channels"], case["filters"]),
+                           getattr(torch, dtype))
+        with torch.no_grad():
+            got, want = gemm1d.conv(x, w, b, **geometry), reference.conv(x, w, b, **geometry)
+        tol = {"float64": 1e-12, "float32": 1e-5, "bfloat16": 0}[dtype]
+        scale = max(1.0, want.double().abs().max().item())
+        torch.testing.assert_close(got.double() / scale, want.double() / scale, rtol=tol,
+                                   atol=tol)
 
 
 @SETTINGS
@@ -305,10 +318,14 @@ def _conv_kernel(shape=(2, 1100, 64), k=2, filters=64, stride=1, dilation=64,
 
 def test_conv_rule(monkeypatch):
     """Conv1D: the GEMM backward for k2, stride 1, dilation >= 64, 64+ channels in and out,
-    1024+ output steps, float32 / float64, autograd recording; the reference elsewhere."""
+    1024+ output steps, float32 / float64, autograd recording; without autograd (the GEMM
+    forward) from dilation 256 on; the reference elsewhere."""
     assert _conv_kernel() is gemm1d.conv
     assert _conv_kernel(dtype=torch.float64) is gemm1d.conv
     assert _conv_kernel(dilation=512, pads=((256, 256),)) is gemm1d.conv
+    assert _conv_kernel(dilation=256, pads=((256, 0),), grad=False) is gemm1d.conv
+    with torch.no_grad():
+        assert _conv_kernel(dilation=256, pads=((256, 0),)) is gemm1d.conv
     for kw in (dict(grad=False), dict(dtype=torch.bfloat16), dict(k=3, pads=((128, 0),)),
                dict(dilation=8, pads=((8, 0),)), dict(shape=(2, 1100, 32)),
                dict(filters=32), dict(shape=(2, 1000, 64)),
@@ -369,3 +386,20 @@ def test_tracing_and_export_record_standard_ops():
     targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
     assert not any("Gemm" in t or "higher_order" in t for t in targets), targets
     torch.testing.assert_close(exported.module()(x), model(x))
+
+
+def test_torch_func_grad_runs_the_reference():
+    """Under torch.func transforms (which an autograd.Function without a vmap rule cannot
+    join) the rule steps aside: torch.func.grad equals autograd through the new kernel."""
+    x = torch.randn(1, 1100, 64, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 64, 64, dtype=torch.float64, requires_grad=True)
+
+    def loss(x, w):
+        return F.conv(x, w, None, padding="causal", dilation_rate=64).square().sum()
+
+    y = F.conv(x, w, None, padding="causal", dilation_rate=64)
+    assert y.grad_fn.name() == CONV_NODE
+    want = torch.autograd.grad(y.square().sum(), (x, w))
+    got = torch.func.grad(loss, argnums=(0, 1))(x.detach(), w.detach())
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10)

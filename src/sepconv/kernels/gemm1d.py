@@ -7,8 +7,10 @@ A 1D convolution is a sum over its taps of one matrix product each: tap ``k`` of
 ``stride * channels``).  So each gradient is a few GEMMs into views of one buffer
 (``addmm_`` accumulates with beta = 1, no copies, no padded input):
 
-- ``Conv1D`` (:func:`conv`): the forward pass stays oneDNN's (the reference kernel's:
-  its numbers are unchanged), the backward is written by hand: input gradient
+- ``Conv1D`` (:func:`conv`): the forward pass is oneDNN's (the reference kernel's) but
+  from dilation 256 on, where oneDNN's costs ~1.2x one GEMM over all rows for the tap
+  reading every row (oneDNN's matmul, into the output with the bias) plus one ``addmm_``
+  per other tap and sequence; the backward is written by hand: input gradient
   ``dX[rows_k] += dY @ kernel[k]^T`` per tap, weight gradient
   ``dW[k] = X[rows_k]^T @ dY``, bias gradient a sum.  Measured on one thread
   (bench/README.md, "1D convolutions as GEMMs"): for WaveNet's k2 causal layers with large
@@ -49,6 +51,12 @@ from . import reference as _reference
 #: The switch :func:`takes_conv` and :func:`takes_transpose` read (``False``: the
 #: reference kernel everywhere, as before).
 ENABLED = True
+#: Conv1D's forward as shifted GEMMs from this dilation on (oneDNN's forward costs ~25%
+#: more from dilation 256 on, none below 128: bench/README.md); ``None``: never.
+FORWARD_DILATION = 256
+
+_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() \
+    and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 _DTYPES = (torch.float32, torch.float64)
 _WIDE = (torch.float32, torch.float64)
@@ -70,22 +78,24 @@ def _standard_graph_wanted() -> bool:
 def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tuple,
                pads: tuple, groups: int) -> bool:
     """Whether :func:`conv` runs this convolution (``sepconv.functional._pick_conv_kernel``
-    asks, for CPU channels_last data): rank 1, ungrouped, float32 / float64, autograd
-    recording (the forward is the reference's either way: only the backward changes);
-    WaveNet's shape class: 2 taps, stride 1, dilation >= 64, at least 64 channels in and
-    out and 1024 output steps per sequence.  The one-thread A/B (``bench/gemm1d_ab.py``,
-    bench/README.md "1D convolutions as GEMMs") measured there 0.84-0.97 of oneDNN's
-    forward+backward; at dilation 8 1.00, with 32 channels 1.12-1.22, with 3 or more taps
-    or a stride 1.1-1.5 (oneDNN's backward reuses each input row across taps; the GEMMs
-    read it once per tap)."""
+    asks, for CPU channels_last data): rank 1, ungrouped, float32 / float64; WaveNet's
+    shape class: 2 taps, stride 1, at least 64 channels in and out and 1024 output steps
+    per sequence, and dilation >= 64 where autograd records (the GEMM backward), >= 256
+    in inference (the GEMM forward, :data:`FORWARD_DILATION`).  The one-thread A/B
+    (``bench/gemm1d_ab.py``, bench/README.md "1D convolutions as GEMMs") measured there
+    0.76-0.91 of oneDNN's forward+backward and 0.85 of its forward; at dilation 8 1.00 /
+    1.07, with 32 channels 1.2, with 3 or more taps or a stride 1.1-1.3 (oneDNN reuses each
+    input row across taps; the GEMMs read it once per tap)."""
     if not ENABLED or kernel.dim() != 3 or groups != 1 or x.dtype not in _DTYPES \
             or kernel.dtype != x.dtype:
         return False
-    if not (torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)) \
-            or _standard_graph_wanted():
+    if _standard_graph_wanted():
         return False
+    recording = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
+    least = 64 if recording else FORWARD_DILATION
     k, c, f = kernel.shape
-    if k != 2 or strides[0] != 1 or dilation[0] < 64 or c < 64 or f < 64:
+    if least is None or k != 2 or strides[0] != 1 or dilation[0] < least or c < 64 \
+            or f < 64:
         return False
     (left, right), = pads
     return x.shape[1] + left + right - dilation[0] >= 1024
@@ -135,7 +145,49 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
         raise ValueError("gemm1d.conv runs ungrouped 1D convolutions on channels_last data "
                          "only")
     (left, right), = pads
-    return _Conv1dGemm.apply(x, kernel, bias, (strides[0], dilation[0], left, right))
+    geometry = (strides[0], dilation[0], left, right)
+    if torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return _Conv1dGemm.apply(x, kernel, bias, geometry)
+    return _conv_forward(x, kernel, bias, geometry)
+
+
+def _conv_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor],
+                  geometry: tuple) -> torch.Tensor:
+    """The output ``(batch, out_steps, filters)``: shifted GEMMs (float32 / float64, stride
+    1, a tap reading every input row: ``causal`` and odd ``same``, dilation at least
+    :data:`FORWARD_DILATION`), else the reference kernel's oneDNN convolution."""
+    stride, dilation, left, right = geometry
+    n, steps, c = x.shape
+    k, _, f = kernel.shape
+    out_steps = steps + left + right - (k - 1) * dilation
+    whole = next((j for j in range(k) if j * dilation == left), None)
+    if FORWARD_DILATION is None or dilation < FORWARD_DILATION or stride != 1 or out_steps != steps or whole is None \
+            or x.dtype not in _WIDE or kernel.dtype != x.dtype \
+            or (bias is not None and bias.dtype != x.dtype):
+        return _reference.conv(x, kernel, bias, strides=(stride,), dilation=(dilation,),
+                               pads=((left, right),), groups=1, channels_last=True)
+    xc = x.contiguous()
+    y = _linear(xc.view(n * steps, c), kernel[whole], bias).view(n, steps, f)
+    for j in range(k):
+        rows = _tap_rows(j, stride, dilation, left, steps, out_steps)
+        if rows is None or j == whole:
+            continue
+        t0, t1, start = rows
+        for b in range(n):
+            y[b, t0:t1].addmm_(xc[b, start:start + t1 - t0], kernel[j])
+    return y
+
+
+def _linear(a: torch.Tensor, w: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """``a @ w (+ bias)`` into a new ``(rows, w.shape[1])`` tensor: oneDNN's matmul for
+    float32 (``torch.ops.mkldnn._linear_pointwise``, what torch.compile's CPU code calls:
+    0.75-0.85x MKL's time for WaveNet's (64000, 64) @ (64, 128) on this Zen 4, where MKL
+    runs its AVX2 code), else ``torch.addmm`` (MKL)."""
+    if a.dtype == torch.float32 and _ONEDNN_LINEAR:
+        return torch.ops.mkldnn._linear_pointwise(a, w.t().contiguous(), bias, "none",
+                                                  [None], "")
+    return torch.mm(a, w) if bias is None else torch.addmm(bias, a, w)
 
 
 def _tap_rows(k: int, stride: int, dilation: int, left: int, steps: int,
@@ -160,12 +212,10 @@ class _Conv1dGemm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, kernel, bias, geometry):
-        stride, dilation, left, right = geometry
         ctx.geometry = geometry
         ctx.bias_dtype = None if bias is None else bias.dtype
         ctx.save_for_backward(x, kernel)
-        return _reference.conv(x, kernel, bias, strides=(stride,), dilation=(dilation,),
-                               pads=((left, right),), groups=1, channels_last=True)
+        return _conv_forward(x, kernel, bias, geometry)
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -213,7 +263,7 @@ def conv_backward(grad_y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor,
     grad_x = grad_w = grad_b = None
     if need_x:
         if whole is not None:
-            grad_x = torch.mm(gy.view(n * steps, f), w[whole].t()).view(n, steps, c)
+            grad_x = _linear(gy.view(n * steps, f), w[whole].t(), None).view(n, steps, c)
         else:
             grad_x = xc.new_zeros(n, steps, c)
         for j, rows in taps:
