@@ -152,20 +152,33 @@ def test_conv_kernel_matches_the_reference(case, dtype, gemm_forward):
 
 
 @SETTINGS
-@given(transpose_cases(), st.sampled_from(["float64", "float32", "bfloat16"]))
-def test_transpose_kernel_matches_the_reference(case, dtype):
-    """gemm1d.conv_transpose (the reference forward, the phase-GEMM backward) against the
-    reference kernel and autograd: any kernel / stride ratio (zero-padded phases), "valid"
-    and "same", output_padding (outputs longer than the full one: zero-extended)."""
+@given(transpose_cases(), st.sampled_from(["float64", "float32", "bfloat16"]), st.booleans())
+def test_transpose_kernel_matches_the_reference(case, dtype, gemm_forward):
+    """gemm1d.conv_transpose (the phase-GEMM backward; the one-GEMM forward on every shape
+    with ``gemm_forward``, else the reference's) against the reference kernel and autograd:
+    any kernel / stride ratio (zero-padded phases), "valid" and "same", output_padding
+    (outputs longer than the full one: zero-extended); the inference forward likewise."""
     out_pad = None if case["out_pad"] is None else (case["out_pad"],)
     out = _padding.deconv_output_shape((case["length"],), (case["k"],), (case["stride"],),
                                        (1,), case["padding"], out_pad)
     pads = _padding.padding_amounts_nd(out, (case["k"],), (case["stride"],), (1,),
                                        case["padding"])
-    _compare(case, gemm1d.conv_transpose, reference.conv_transpose,
-             (case["k"], case["filters"], case["channels"]), dtype, TRANSPOSE_NODE,
-             strides=(case["stride"],), dilation=(1,), pads=pads, out_spatial=out,
-             channels_last=True)
+    geometry = dict(strides=(case["stride"],), dilation=(1,), pads=pads, out_spatial=out,
+                    channels_last=True)
+    shape = (case["k"], case["filters"], case["channels"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gemm1d, "TRANSPOSE_FORWARD_CHANNELS", 1 if gemm_forward else None)
+        mp.setattr(gemm1d, "TRANSPOSE_FORWARD_BYTES", 2 ** 40)
+        _compare(case, gemm1d.conv_transpose, reference.conv_transpose, shape, dtype,
+                 TRANSPOSE_NODE, **geometry)
+        x, w, b = _tensors(case, shape, getattr(torch, dtype))
+        with torch.no_grad():
+            got = gemm1d.conv_transpose(x, w, b, **geometry)
+            want = reference.conv_transpose(x, w, b, **geometry)
+        tol = {"float64": 1e-12, "float32": 1e-5, "bfloat16": 0}[dtype]
+        scale = max(1.0, want.double().abs().max().item())
+        torch.testing.assert_close(got.double() / scale, want.double() / scale, rtol=tol,
+                                   atol=tol)
 
 
 def test_gradcheck_and_gradgradcheck_float64():
@@ -265,19 +278,24 @@ def test_conv1d_at_the_rules_sizes_matches_tf_keras(padding, dilation, use_bias,
 @given(kernel_stride=st.sampled_from([(16, 8), (8, 4), (4, 2), (2, 2)]),
        padding=st.sampled_from(["same", "valid"]), use_bias=st.booleans(),
        dtype=st.sampled_from(["float32", "float64"]), out_pad=st.booleans(),
-       extra=st.integers(0, 100))
+       wide=st.booleans(), extra=st.integers(0, 100))
 def test_conv1d_transpose_at_the_rules_sizes_matches_tf_keras(kernel_stride, padding,
-                                                              use_bias, dtype, out_pad, extra):
+                                                              use_bias, dtype, out_pad, wide,
+                                                              extra):
     """MelGAN-like upsamplers (kernel a multiple of the stride, 64+ channels, >= 2^26
-    multiply-adds per sequence): the rule picks the phase-GEMM backward, and output and all
+    multiply-adds per sequence; ``wide``: 512 input channels, where the forward is the
+    one-GEMM form too): the rule picks the phase-GEMM backward, and output and all
     gradients equal tf-keras' and today's path."""
     k, s = kernel_stride
+    channels = 512 if wide else 64
     with pytest.MonkeyPatch.context() as mp:
         layer = sepconv.Conv1DTranspose(64, k, strides=s, padding=padding,
                                         output_padding=s - 1 if out_pad else None,
                                         use_bias=use_bias, dtype=dtype)
-        steps = max(128, 2 ** 26 // (64 * 64 * k)) + extra
-        x = np.random.default_rng(extra).standard_normal((2, steps, 64)).astype(dtype)
+        steps = max(128, 2 ** 26 // (channels * 64 * k)) + extra
+        x = np.random.default_rng(extra).standard_normal((2, steps, channels)).astype(dtype)
+        assert gemm1d._gemm_forward_fits(torch.from_numpy(x), torch.zeros(
+            k, 64, channels, dtype=getattr(torch, dtype)), s) == wide
         _check_against_tf_keras_and_old_path(layer, x, TRANSPOSE_NODE, mp)
 
 
@@ -353,7 +371,8 @@ def _transpose_node(shape=(2, 1100, 64), k=16, filters=64, stride=8, dtype=torch
 def test_transpose_rule(monkeypatch):
     """Conv1DTranspose: the phase-GEMM backward for a kernel a multiple of the stride (>= 2),
     dilation 1, 64+ channels in and out, 2^26+ multiply-adds per sequence, float32 /
-    float64, autograd recording; the reference elsewhere."""
+    float64, autograd recording; without autograd (the one-GEMM forward) for 512+ input
+    channels and at most 32 MiB of columns; the reference elsewhere."""
     assert _transpose_node() == TRANSPOSE_NODE
     assert _transpose_node(dtype=torch.float64) == TRANSPOSE_NODE
     assert _transpose_node(k=2, stride=2, shape=(2, 8200, 64)) == TRANSPOSE_NODE
@@ -361,6 +380,11 @@ def test_transpose_rule(monkeypatch):
                dict(k=3, stride=1), dict(shape=(2, 1100, 32)), dict(filters=32),
                dict(shape=(2, 1000, 64)), dict(k=2, stride=2, shape=(2, 8000, 64))):
         assert _transpose_node(**kw) != TRANSPOSE_NODE, kw
+    x = torch.zeros(4, 250, 512)
+    assert gemm1d.takes_transpose(x, torch.zeros(16, 256, 512), (8,), (1,))  # inference
+    assert not gemm1d.takes_transpose(x[..., :256], torch.zeros(16, 256, 256), (8,), (1,))
+    assert not gemm1d.takes_transpose(torch.zeros(16, 250, 512), torch.zeros(16, 256, 512),
+                                      (8,), (1,))  # 64 MiB of columns
     x = torch.zeros(2, 1100, 64, requires_grad=True)
     assert gemm1d.takes_transpose(x, torch.zeros(16, 64, 64), (8,), (1,))
     assert not gemm1d.takes_transpose(x, torch.zeros(16, 64, 64), (8,), (2,))

@@ -23,9 +23,13 @@ A 1D convolution is a sum over its taps of one matrix product each: tap ``k`` of
   side): the full output viewed as ``(batch, steps + J - 1, stride * filters)`` is
   ``sum_j shift_j(X @ W_j)``, so with the output gradient zero-extended to that view
   (one pad), ``dX = sum_j dY_j @ W_j^T`` and ``dW_j = X^T @ dY_j``: GEMMs whose inner
-  dimension is ``stride * filters`` or the steps.  The same phases as a forward pass (the
-  overlap-add as beta = 1 GEMMs, then a crop) measured 1.0-1.25x oneDNN's forward, so the
-  forward is not done this way.
+  dimension is ``stride * filters`` or the steps.  The forward pass: oneDNN's, but for
+  wide inputs (512+ channels) whose phase columns fit in 32 MiB (MelGAN's first
+  upsampler), where TensorFlow's own form is cheaper: one GEMM of all rows into the
+  columns ``(batch * steps, J * stride * filters)`` (oneDNN's matmul), an overlap-add,
+  the crop with the bias.  The phases as ``addmm_`` into the output measured 1.0-1.25x
+  oneDNN's forward everywhere, and the one-GEMM form 1.0-1.2x for narrower or longer
+  inputs.
 
 Both are autograd.Functions over plain torch ops; :func:`takes_conv` /
 :func:`takes_transpose` say where ``sepconv.functional`` picks them: CPU channels_last
@@ -54,6 +58,13 @@ ENABLED = True
 #: Conv1D's forward as shifted GEMMs from this dilation on (oneDNN's forward costs ~25%
 #: more from dilation 256 on, none below 128: bench/README.md); ``None``: never.
 FORWARD_DILATION = 256
+
+#: Conv1DTranspose's forward as one GEMM into per-phase columns plus an overlap-add
+#: (TensorFlow's form) for at least this many input channels and at most this many bytes
+#: of columns (MelGAN's first upsampler: 0.56-0.8 of oneDNN's time; more rows, whose
+#: columns leave the caches, or fewer channels: 1.0-1.2, bench/README.md); ``None``: never.
+TRANSPOSE_FORWARD_CHANNELS = 512
+TRANSPOSE_FORWARD_BYTES = 32 * 2 ** 20
 
 _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() \
     and hasattr(torch.ops.mkldnn, "_linear_pointwise")
@@ -104,22 +115,35 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
 def takes_transpose(x: torch.Tensor, kernel: torch.Tensor, strides: tuple,
                     dilation: tuple) -> bool:
     """Whether :func:`conv_transpose` runs this transposed convolution (CPU channels_last
-    data): rank 1, float32 / float64, autograd recording (the forward is the reference's);
-    dilation 1, stride >= 2, a kernel a whole multiple of the stride (no zero taps), at
-    least 64 channels in and out and 128 input steps, and 2^26 multiply-adds per sequence.
-    The one-thread A/B measured there 0.71-0.85 of oneDNN's forward+backward (MelGAN's
-    k16 s8 and k4 s2 upsamplers, k8 s4, k2 s2); k3 s2 (zero taps) 1.3, stride 1 1.3,
-    and small calls ((16, 64, 64) k4 s2) 1.2."""
+    data): rank 1, float32 / float64, dilation 1, stride >= 2, a kernel a whole multiple of
+    the stride (no zero taps), and either autograd recording with at least 64 channels in
+    and out, 128 input steps and 2^26 multiply-adds per sequence (the phase-GEMM backward:
+    the one-thread A/B measured 0.71-0.85 of oneDNN's forward+backward for MelGAN's k16 s8
+    and k4 s2 upsamplers, k8 s4, k2 s2; k3 s2 (zero taps) 1.3, stride 1 1.3, small calls
+    ((16, 64, 64) k4 s2) 1.2), or the forward's class (:func:`_gemm_forward_fits`)."""
     if not ENABLED or kernel.dim() != 3 or x.dtype not in _DTYPES \
-            or kernel.dtype != x.dtype:
-        return False
-    if not (torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)) \
-            or _standard_graph_wanted():
+            or kernel.dtype != x.dtype or _standard_graph_wanted():
         return False
     k, f, c = kernel.shape
     s, steps = strides[0], x.shape[1]
-    return not (dilation[0] != 1 or s < 2 or k % s or c < 64 or f < 64 or steps < 128
-                or steps * c * k * f < 2 ** 26)
+    if dilation[0] != 1 or s < 2 or k % s:
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad):
+        return c >= 64 and f >= 64 and steps >= 128 and steps * c * k * f >= 2 ** 26
+    return _gemm_forward_fits(x, kernel, s)
+
+
+def _gemm_forward_fits(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> bool:
+    """Whether :func:`_transpose_forward` runs the GEMM form: float32 / float64, at least
+    :data:`TRANSPOSE_FORWARD_CHANNELS` input channels, the columns at most
+    :data:`TRANSPOSE_FORWARD_BYTES`."""
+    k, f, c = kernel.shape
+    if TRANSPOSE_FORWARD_CHANNELS is None or c < TRANSPOSE_FORWARD_CHANNELS \
+            or x.dtype not in _WIDE or kernel.dtype != x.dtype:
+        return False
+    phases = -(-k // stride)
+    columns = x.shape[0] * x.shape[1] * phases * stride * f * x.element_size()
+    return columns <= TRANSPOSE_FORWARD_BYTES
 
 
 # -- Conv1D ----------------------------------------------------------------------------------
@@ -318,8 +342,54 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
         raise ValueError("gemm1d.conv_transpose runs undilated 1D transposed convolutions "
                          "on channels_last data only")
     (left, right), = pads
-    return _ConvTranspose1dGemm.apply(x, kernel, bias, (strides[0], left, right,
-                                                         out_spatial[0]))
+    geometry = (strides[0], left, right, out_spatial[0])
+    if torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return _ConvTranspose1dGemm.apply(x, kernel, bias, geometry)
+    return _transpose_forward(x, kernel, bias, geometry)
+
+
+def _transpose_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor],
+                       geometry: tuple) -> torch.Tensor:
+    """The output ``(batch, out_steps, filters)``: where :func:`_gemm_forward_fits`, one GEMM
+    of all rows into the phases' columns ``(batch, steps, J, stride * filters)`` (the
+    kernel, zero-padded to ``J * stride`` taps, is that GEMM's ``(J * stride * filters,
+    channels)`` weight as it lies), their overlap-add into the full output, then the crop
+    to Keras' output with the bias in one pass; else the reference kernel's."""
+    stride, left, right, out_steps = geometry
+    if (bias is not None and bias.dtype != x.dtype) or not _gemm_forward_fits(x, kernel,
+                                                                              stride):
+        return _reference.conv_transpose(x, kernel, bias, strides=(stride,), dilation=(1,),
+                                         pads=((left, right),), out_spatial=(out_steps,),
+                                         channels_last=True)
+    n, steps, c = x.shape
+    k, f, _ = kernel.shape
+    j = -(-k // stride)
+    if j * stride != k:
+        kernel = F.pad(kernel, (0, 0, 0, 0, 0, j * stride - k))
+    z = _linear(x.reshape(n * steps, c), kernel.reshape(j * stride * f, c).t(), None)
+    z = z.view(n, steps, j, stride * f)
+    rows = steps + j - 1
+    if j == 1:
+        full = z[:, :, 0]
+    else:
+        full = z.new_empty(n, rows, stride * f)
+        torch.add(z[:, 1:, 0], z[:, :-1, 1], out=full[:, 1:steps])
+        full[:, 0] = z[:, 0, 0]
+        full[:, steps] = z[:, steps - 1, 1]
+        full[:, steps + 1:] = 0
+        for p in range(2, j):
+            full[:, p:p + steps] += z[:, :, p]
+    full = full.reshape(n, rows * stride, f)
+    kept = min(out_steps, rows * stride - left)  # the rest (if any): zeros, plus the bias
+    y = z.new_empty(n, out_steps, f)
+    if bias is None:
+        y[:, :kept] = full[:, left:left + kept]
+        y[:, kept:] = 0
+    else:
+        torch.add(full[:, left:left + kept], bias, out=y[:, :kept])
+        y[:, kept:] = bias
+    return y
 
 
 def _phases(kernel: torch.Tensor, stride: int) -> torch.Tensor:
@@ -387,10 +457,7 @@ class _ConvTranspose1dGemm(torch.autograd.Function):
         ctx.geometry = geometry
         ctx.bias_dtype = None if bias is None else bias.dtype
         ctx.save_for_backward(x, kernel)
-        stride, left, right, out_steps = geometry
-        return _reference.conv_transpose(x, kernel, bias, strides=(stride,), dilation=(1,),
-                                         pads=((left, right),), out_spatial=(out_steps,),
-                                         channels_last=True)
+        return _transpose_forward(x, kernel, bias, geometry)
 
     @staticmethod
     def backward(ctx, grad_y):
