@@ -113,12 +113,18 @@ LAYERS = [
 
 
 def _layers(calls: int) -> None:
-    print(f"{'layer':26s} {'fb before':>9s} {'now':>7s} {'ratio':>6s}  "
-          "(forward+backward, gemm1d.ENABLED off / on, CPU ms, one thread)")
+    print(f"{'layer':26s} {'fwd before':>10s} {'now':>7s} {'ratio':>6s}  "
+          f"{'fb before':>9s} {'now':>7s} {'ratio':>6s}  "
+          "(gemm1d.ENABLED off / on, CPU ms, one thread)")
     for name, cls, kwargs, shape in LAYERS:
         layer = getattr(sepconv, cls)(**kwargs)
         x = torch.randn(*shape, requires_grad=True)
         dy = torch.randn_like(layer(x))
+
+        def fwd(enabled):
+            gemm1d.ENABLED = enabled
+            with torch.no_grad():
+                layer(x)
 
         def fb(enabled):
             gemm1d.ENABLED = enabled
@@ -127,9 +133,11 @@ def _layers(calls: int) -> None:
                 p.grad = None
             layer(x).backward(dy)
 
-        old, new = _ab(fb, (False, True), calls)
+        a, b = _ab(fwd, (False, True), calls)
+        c, d = _ab(fb, (False, True), calls)
         gemm1d.ENABLED = True
-        print(f"{name:26s} {old:9.1f} {new:7.1f} {new / old:6.2f}", flush=True)
+        print(f"{name:26s} {a:10.1f} {b:7.1f} {b / a:6.2f}  {c:9.1f} {d:7.1f} {d / c:6.2f}",
+              flush=True)
 
 
 def main() -> int:
