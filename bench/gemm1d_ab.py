@@ -4,11 +4,11 @@ Both kernels are called directly (the rule in ``gemm1d.takes_conv`` / ``takes_tr
 is what this measures), alternated call by call in ONE process on one thread
 (``torch.set_num_threads(1)``), median ``time.process_time()`` of ``--calls`` calls each:
 CPU time, which moves little with the other processes on a shared machine.  Ratios below
-1: the GEMM form costs less.  Conv1D rows time the forward (inference: shifted GEMMs where
-the kernel can: with ``--forward-from 1``, the default, at every dilation, so this measures
-the form; ``gemm1d.FORWARD_DILATION`` is the rule) and forward+backward; Conv1DTranspose rows
-forward+backward (that kernel's forward is the reference's).  The process keeps freed memory
-(``kernels/memory.py``), as the library's CPU calls do.
+1: the GEMM form costs less.  Rows time the forward (inference) and forward+backward, with
+the GEMM forwards on every shape the kernels can run them on (``gemm1d.FORWARD_DILATION``
+and ``gemm1d.TRANSPOSE_FORWARD_*`` opened up: this measures the forms, the rule is made
+from it); ``--rule`` keeps the library's rule for the forwards.  The process keeps freed
+memory (``kernels/memory.py``), as the library's CPU calls do.
 
     python bench/gemm1d_ab.py                 # ~3 min on one core
     python bench/gemm1d_ab.py --only wavenet  # rows whose name contains the word
@@ -145,7 +145,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=9)
     parser.add_argument("--only", default="")
     parser.add_argument("--layers", action="store_true")
-    parser.add_argument("--forward-from", type=int, default=1)
+    parser.add_argument("--rule", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -153,19 +153,18 @@ def main() -> int:
     if args.layers:
         _layers(args.calls)
         return 0
-    gemm1d.FORWARD_DILATION = args.forward_from
+    if not args.rule:
+        gemm1d.FORWARD_DILATION = 1
+        gemm1d.TRANSPOSE_FORWARD_CHANNELS = 1
+        gemm1d.TRANSPOSE_FORWARD_BYTES = 2 ** 62
     print(f"{'shape':26s} {'kind':9s} {'fwd oneDNN':>10s} {'GEMM':>7s} {'ratio':>6s}  "
           f"{'fb oneDNN':>9s} {'GEMM':>7s} {'ratio':>6s}  (CPU ms, one thread)")
     for name, kind, *spec in SHAPES:
         if args.only not in name:
             continue
         kernels, fwd, fb = _calls(kind, *spec)
-        line = f"{name:26s} {kind:9s} "
-        if kind == "conv":
-            a, b = _ab(fwd, kernels, args.calls)
-            line += f"{a:10.1f} {b:7.1f} {b / a:6.2f}  "
-        else:
-            line += f"{'(same)':>10s} {'':7s} {'':6s}  "
+        a, b = _ab(fwd, kernels, args.calls)
+        line = f"{name:26s} {kind:9s} {a:10.1f} {b:7.1f} {b / a:6.2f}  "
         a, b = _ab(fb, kernels, args.calls)
         print(line + f"{a:9.1f} {b:7.1f} {b / a:6.2f}", flush=True)
     return 0

@@ -1034,8 +1034,9 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
       bfloat16, ``kernels/depthwise_train.py`` (the same forward, the C routines'
       backward: oneDNN's depthwise weight gradient is ~20x slower than its forward);
     - 1x1, stride 1, unpadded, ungrouped: ``kernels/pointwise.py`` (one GEMM, no copies);
-    - rank 1 where ``kernels/gemm1d.py``'s rule says its backward (shifted GEMMs) costs less
-      than oneDNN's (``gemm1d.takes_conv``: large dilations, autograd recording).
+    - rank 1 where ``kernels/gemm1d.py``'s rule says shifted GEMMs cost less than oneDNN
+      (``gemm1d.takes_conv``: WaveNet's k2 layers, dilation >= 64 under autograd: the
+      backward; >= 256: the forward too).
 
     Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
     """
@@ -1050,7 +1051,8 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
     if groups == 1 and all(k == 1 for k in kernel.shape[:-2]) \
             and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair):
         return _pointwise.conv
-    if kernel.dim() == 3 and _gemm1d.takes_conv(x, kernel, strides, dilation, pads, groups):
+    if kernel.dim() == 3 and _gemm1d.takes_conv(x, kernel, strides, dilation or (1,), pads,
+                                                groups):
         return _gemm1d.conv
     return _reference.conv
 # -- cropping, zero padding, upsampling (Keras' Cropping/ZeroPadding/UpSampling 1D-3D) ----

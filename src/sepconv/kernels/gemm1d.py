@@ -152,7 +152,8 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
          strides: tuple, dilation: tuple, pads: tuple, groups: int,
          channels_last: bool) -> torch.Tensor:
     """The reference kernel's ``conv`` for rank-1, ungrouped, channels_last convolutions:
-    its forward, this module's backward.
+    the forward as shifted GEMMs where :func:`_conv_forward` can (else the reference's),
+    the backward by hand (:func:`conv_backward`) where autograd records.
 
     Args:
         x: ``(batch, steps, channels)``.
@@ -186,9 +187,9 @@ def _conv_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Te
     k, _, f = kernel.shape
     out_steps = steps + left + right - (k - 1) * dilation
     whole = next((j for j in range(k) if j * dilation == left), None)
-    if FORWARD_DILATION is None or dilation < FORWARD_DILATION or stride != 1 or out_steps != steps or whole is None \
-            or x.dtype not in _WIDE or kernel.dtype != x.dtype \
-            or (bias is not None and bias.dtype != x.dtype):
+    if FORWARD_DILATION is None or dilation < FORWARD_DILATION or stride != 1 \
+            or out_steps != steps or whole is None or x.dtype not in _WIDE \
+            or kernel.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
         return _reference.conv(x, kernel, bias, strides=(stride,), dilation=(dilation,),
                                pads=((left, right),), groups=1, channels_last=True)
     xc = x.contiguous()
@@ -232,7 +233,7 @@ def _rows(x: torch.Tensor, start: int, count: int, stride: int) -> torch.Tensor:
 
 
 class _Conv1dGemm(torch.autograd.Function):
-    """The reference forward, the backward as shifted GEMMs."""
+    """:func:`_conv_forward`, the backward as shifted GEMMs."""
 
     @staticmethod
     def forward(ctx, x, kernel, bias, geometry):
@@ -324,7 +325,9 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
                    strides: tuple, dilation: tuple, pads: tuple, out_spatial: tuple,
                    channels_last: bool) -> torch.Tensor:
     """The reference kernel's ``conv_transpose`` for rank-1, channels_last, undilated
-    transposed convolutions, as phase GEMMs.
+    transposed convolutions: the forward as one GEMM and an overlap-add where
+    :func:`_transpose_forward` takes it (else the reference's), the backward as phase GEMMs
+    (:func:`transpose_backward`) where autograd records.
 
     Args:
         x: ``(batch, steps, channels)``.
@@ -450,7 +453,7 @@ def transpose_backward(grad_y: torch.Tensor, x: torch.Tensor, kernel: torch.Tens
 
 
 class _ConvTranspose1dGemm(torch.autograd.Function):
-    """The reference forward, the backward as phase GEMMs."""
+    """:func:`_transpose_forward`, the backward as phase GEMMs."""
 
     @staticmethod
     def forward(ctx, x, kernel, bias, geometry):
