@@ -13,11 +13,10 @@ A 1D convolution is a sum over its taps of one matrix product each: tap ``k`` of
   per other tap and sequence; the backward is written by hand: input gradient
   ``dX[rows_k] += dY @ kernel[k]^T`` per tap, weight gradient
   ``dW[k] = X[rows_k]^T @ dY``, bias gradient a sum.  Measured on one thread
-  (bench/README.md, "1D convolutions as GEMMs"): for WaveNet's k2 causal layers with large
-  dilations oneDNN's backward costs ~1.2-1.3x these GEMMs (whole forward+backward:
-  0.84-0.93).
-- ``Conv1DTranspose`` (:func:`conv_transpose`), ``dilation_rate`` 1: the forward pass
-  stays oneDNN's too; the backward sees the taps, zero-padded to ``J * stride``
+  (bench/README.md, "1D convolutions as GEMMs"), WaveNet's k2 causal layers at dilation
+  64-512: forward+backward 0.74-0.91 of oneDNN's.
+- ``Conv1DTranspose`` (:func:`conv_transpose`), ``dilation_rate`` 1: the backward sees
+  the taps, zero-padded to ``J * stride``
   (``J = ceil(kernel / stride)``), as ``J`` phase matrices ``W_j``
   (``(channels, stride * filters)``: taps ``j * stride .. j * stride + stride - 1`` side by
   side): the full output viewed as ``(batch, steps + J - 1, stride * filters)`` is
@@ -28,18 +27,20 @@ A 1D convolution is a sum over its taps of one matrix product each: tap ``k`` of
   upsampler), where TensorFlow's own form is cheaper: one GEMM of all rows into the
   columns ``(batch * steps, J * stride * filters)`` (oneDNN's matmul), an overlap-add,
   the crop with the bias.  The phases as ``addmm_`` into the output measured 1.0-1.25x
-  oneDNN's forward everywhere, and the one-GEMM form 1.0-1.2x for narrower or longer
+  oneDNN's forward everywhere, and the one-GEMM form 1.0-2.0x for narrower or longer
   inputs.
 
-Both are autograd.Functions over plain torch ops; :func:`takes_conv` /
+Both are autograd.Functions over torch ops (aten GEMMs and oneDNN's matmul op,
+``torch.ops.mkldnn._linear_pointwise``, where available); :func:`takes_conv` /
 :func:`takes_transpose` say where ``sepconv.functional`` picks them: CPU channels_last
 float32 / float64 data, the shape classes measured faster (their docstrings), not while
 exporting or tracing (``torch.export``, ``torch.jit.trace``: the graph must hold standard
 ops), compiling, under torch.func transforms or CPU autocast.  Under
 ``create_graph=True`` the backward returns the reference composition's differentiable
 gradients (double backward).  ``ENABLED = False`` (benchmarks and tests alternate it)
-restores the reference kernel everywhere.  bfloat16 / float16 data run the GEMMs widened
-to float32 (when a caller forces this kernel: the rule leaves them on oneDNN, unmeasured).
+restores the reference kernel everywhere.  bfloat16 / float16 data (only when a caller
+forces this kernel: the rule leaves them on oneDNN, unmeasured) run the reference forward
+and the backward GEMMs widened to float32, one rounding per gradient.
 Tested against the reference kernel and tf-keras in tests/test_gemm1d.py.
 """
 
