@@ -14,6 +14,7 @@ memory (``kernels/memory.py``), as the library's CPU calls do.
     python bench/gemm1d_ab.py --only wavenet  # rows whose name contains the word
     python bench/gemm1d_ab.py --layers        # the family bench's layers, through the
                                               # dispatch, gemm1d.ENABLED toggled
+    python bench/gemm1d_ab.py --layers --threads 2   # the same, wall clock on 2 threads
 """
 
 from __future__ import annotations
@@ -89,14 +90,18 @@ def _calls(kind, shape, k, filters, stride, dilation, padding):
     return kernels, fwd, fb
 
 
+#: CPU time on one thread; wall clock with ``--threads`` > 1 (set in main)
+_clock = time.process_time
+
+
 def _ab(step, kernels, calls):
     times = ([], [])
     for i in range(calls + 2):
         for j, kernel in enumerate(kernels):
-            t0 = time.process_time()
+            t0 = _clock()
             step(kernel)
             if i >= 2:  # two warm-up calls each
-                times[j].append(time.process_time() - t0)
+                times[j].append(_clock() - t0)
     old, new = (statistics.median(t) * 1e3 for t in times)
     return old, new
 
@@ -115,7 +120,8 @@ LAYERS = [
 def _layers(calls: int) -> None:
     print(f"{'layer':26s} {'fwd before':>10s} {'now':>7s} {'ratio':>6s}  "
           f"{'fb before':>9s} {'now':>7s} {'ratio':>6s}  "
-          "(gemm1d.ENABLED off / on, CPU ms, one thread)")
+          f"(gemm1d.ENABLED off / on, {torch.get_num_threads()} thread(s), "
+          f"{'CPU' if _clock is time.process_time else 'wall-clock'} ms)")
     for name, cls, kwargs, shape in LAYERS:
         layer = getattr(sepconv, cls)(**kwargs)
         x = torch.randn(*shape, requires_grad=True)
@@ -146,8 +152,12 @@ def main() -> int:
     parser.add_argument("--only", default="")
     parser.add_argument("--layers", action="store_true")
     parser.add_argument("--rule", action="store_true")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    global _clock
+    if args.threads > 1:
+        _clock = time.perf_counter
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     memory.keep_freed_memory()
     if args.layers:
