@@ -21,6 +21,7 @@ from . import padding as _padding
 from .kernels import depthwise_cpu as _depthwise_cpu
 from .kernels import depthwise_train as _depthwise_train
 from .kernels import _norm_native
+from .kernels import gemm1d as _gemm1d
 from .kernels import memory as _memory
 from .kernels import pointwise as _pointwise
 from .kernels import reference as _reference
@@ -218,6 +219,8 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
 # The autograd nodes of the CPU kernels' expensive step (the convolution; the small
 # pointwise GEMM).
 _POLICY_NODES = ("ConvolutionBackward0", "AddmmBackward0", "MmBackward0")
+# (kernels/gemm1d.py's backward nodes: their GEMMs)
+_POLICY_NODES += ("_Conv1dGemmBackward", "_ConvTranspose1dGemmBackward")
 
 
 def _on_cpu_policy(name: str, work: int, call: Callable, shape: tuple,
@@ -1215,7 +1218,10 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
       where ``depthwise_train.takes_2d``'s measured rule says so) in float32 or bfloat16,
       ``kernels/depthwise_train.py`` (the C routines' backward: oneDNN's depthwise weight
       gradient is ~20x slower than its forward);
-    - 1x1, stride 1, unpadded, ungrouped: ``kernels/pointwise.py`` (one GEMM, no copies).
+    - 1x1, stride 1, unpadded, ungrouped: ``kernels/pointwise.py`` (one GEMM, no copies);
+    - rank 1 where ``kernels/gemm1d.py``'s rule says shifted GEMMs cost less than oneDNN
+      (``gemm1d.takes_conv``: WaveNet's k2 layers, dilation >= 64 under autograd: the
+      backward; >= 256: the forward too).
 
     Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
     """
@@ -1231,7 +1237,12 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
     if groups == 1 and all(k == 1 for k in kernel.shape[:-2]) \
             and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair):
         return _pointwise.conv
+    if kernel.dim() == 3 and _gemm1d.takes_conv(x, kernel, strides, dilation or (1,), pads,
+                                                groups):
+        return _gemm1d.conv
     return _reference.conv
+
+
 # -- cropping, zero padding, upsampling (Keras' Cropping/ZeroPadding/UpSampling 1D-3D) ----
 
 def _pairs(value, name: str) -> tuple:
@@ -1754,7 +1765,11 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
                          f"{problem}")
     out = _padding.deconv_output_shape(spatial, ksize, stride, dilation, padding, out_pad)
     pads = _padding.padding_amounts_nd(out, ksize, stride, dilation, padding)
-    call = functools.partial(_reference.conv_transpose, x, kernel, bias, strides=stride,
+    transpose_fn = _reference.conv_transpose
+    if rank == 1 and channels_last and x.is_cpu and _forced_kernel() != "reference" \
+            and _gemm1d.takes_transpose(x, kernel, stride, dilation):
+        transpose_fn = _gemm1d.conv_transpose  # phase GEMMs (kernels/gemm1d.py's rule)
+    call = functools.partial(transpose_fn, x, kernel, bias, strides=stride,
                              dilation=dilation, pads=pads, out_spatial=out,
                              channels_last=channels_last)
     if not x.is_cpu:
