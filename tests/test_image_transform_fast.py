@@ -212,7 +212,7 @@ def test_fast_path_layout_threads_and_fallbacks(native, monkeypatch):
         traced = torch.jit.trace(lambda v: F.image_transform(v, m), (x,), check_trace=False)
     assert torch.equal(traced(x.flip(1)), old_image_transform(x.flip(1), m))
     # no compiler / SEPCONV_NATIVE=0: load() gives None and the torch route runs
-    monkeypatch.setattr(_transform_native, "_lib", None)
+    monkeypatch.setattr(_transform_native._LIBRARY, "lib", None)
     assert not F._native_transform_applies(x, 1)
     assert torch.equal(F.image_transform(x, m, "reflect"), want)
 

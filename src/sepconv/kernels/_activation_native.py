@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import ctypes
 import platform
-import threading
 from typing import Optional
 
 from . import _cpu_native
@@ -177,9 +176,7 @@ int sepconv_activation(int op, const float *a, const float *b, float *out, int64
 # -fno-math-errno: floorf inlines (vectorises); the C library's expf stays a call
 _FLAGS = ["-O3", "-march=native", "-fPIC", "-std=gnu11", "-ffp-contract=off",
           "-fno-math-errno"]
-_lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
-_tried = False
 
 #: The routine's operations.
 TANH, SIGMOID, TANH_GRAD, SIGMOID_GRAD = 0, 1, 2, 3
@@ -191,20 +188,16 @@ def _declare(lib: ctypes.CDLL) -> None:
                                        + [ctypes.c_int64, ctypes.c_int])
 
 
+_LIBRARY = _cpu_native.Library("activation", SOURCE, _FLAGS, _declare,
+                               plain_args=("-Wno-unknown-pragmas",), libs=("-lm",),
+                               available=lambda: platform.machine().lower() in ("x86_64", "amd64"))
+
+
 def load() -> Optional[ctypes.CDLL]:
     """The compiled library, built on first use; ``None`` where it cannot be built or the
     machine is not x86-64."""
-    global _lib, _tried
-    if _tried:
-        return _lib
-    with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        if platform.machine().lower() not in ("x86_64", "amd64"):
-            return None
-        _lib = _cpu_native.build("activation", SOURCE, _FLAGS, _declare,
-                                 plain_args=("-Wno-unknown-pragmas",), libs=("-lm",))[0]
+    global _lib
+    _lib = _LIBRARY.load()
     return _lib
 
 

@@ -967,9 +967,7 @@ int sepconv_dw2d_input_grad(const float *gz, const float *w, float *gx, int64_t 
 """
 
 _FLAGS = ["-O3", "-march=native", "-fPIC", "-std=gnu11"]
-_lock = threading.Lock()
-_lib: Optional[ctypes.CDLL] = None
-_tried = False
+_lib: Optional[ctypes.CDLL] = None  # LIBRARY.lib once load() ran
 _openmp: Optional[str] = None  # the OpenMP runtime the library runs on; None: pthreads
 
 
@@ -1074,6 +1072,35 @@ def build(name: str, source: str, flags: list, declare: Callable[[ctypes.CDLL], 
     return None, None
 
 
+
+class Library:
+    """One C routine's library (:func:`build`'s arguments), built and loaded once, on the
+    first :meth:`load` of any thread: ``lib`` (``None`` until then, or where nothing can be
+    built or ``available()`` says no) and ``runtime`` (its OpenMP runtime, ``None``:
+    pthreads).  Every C module of the library holds one."""
+
+    def __init__(self, name: str, source: str, flags: list,
+                 declare: Callable[[ctypes.CDLL], None],
+                 available: Callable[[], bool] = lambda: True, **options):
+        self.name, self.source, self.flags, self.declare = name, source, flags, declare
+        self.available, self.options = available, options
+        self.lib: Optional[ctypes.CDLL] = None
+        self.runtime: Optional[str] = None
+        self._tried = False
+        self._lock = threading.Lock()
+
+    def load(self) -> Optional[ctypes.CDLL]:
+        """The compiled library, built on first use; ``None`` where it cannot be built."""
+        if self._tried:
+            return self.lib
+        with self._lock:
+            if not self._tried:
+                if self.available():
+                    self.lib, self.runtime = build(self.name, self.source, self.flags,
+                                                   self.declare, **self.options)
+                self._tried = True
+        return self.lib
+
 def _declare(lib: ctypes.CDLL) -> None:
     for fn in (lib.sepconv_dw_grad_weight, lib.sepconv_dw_forward):
         fn.restype = ctypes.c_int
@@ -1096,6 +1123,7 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 
 _OPTIONS = dict(openmp_args=("-fopenmp", "-DSEPCONV_OMP"))
+LIBRARY = Library("dw_grad", SOURCE, _FLAGS, _declare, **_OPTIONS)
 
 
 def _open(path: str, gomp: Optional[str]) -> ctypes.CDLL:
@@ -1105,14 +1133,9 @@ def _open(path: str, gomp: Optional[str]) -> ctypes.CDLL:
 
 def load() -> Optional[ctypes.CDLL]:
     """The compiled library, built on first use; ``None`` where it cannot be built."""
-    global _lib, _tried, _openmp
-    if _tried:
-        return _lib
-    with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        _lib, _openmp = build("dw_grad", SOURCE, _FLAGS, _declare, **_OPTIONS)
+    global _lib, _openmp
+    _lib = LIBRARY.load()
+    _openmp = LIBRARY.runtime
     return _lib
 
 

@@ -17,7 +17,6 @@ at the end (one order per thread count: deterministic).
 from __future__ import annotations
 
 import ctypes
-import threading
 from typing import Optional
 
 import torch
@@ -140,9 +139,7 @@ void sepconv_bn_affine(const float *a, const float *b, const float *mean, const 
 """
 
 _FLAGS = ["-O3", "-march=native", "-fPIC", "-std=gnu11"]
-_lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
-_tried = False
 _P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 
 #: The switch :func:`takes` reads (benchmarks alternate it; ``False``: the torch ops).
@@ -159,17 +156,14 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.restype = None
 
 
+_LIBRARY = _cpu_native.Library("batchnorm", SOURCE, _FLAGS, _declare,
+                               openmp_args=("-fopenmp", "-DSEPCONV_OMP"))
+
+
 def load() -> Optional[ctypes.CDLL]:
     """The compiled library, built on first use; ``None`` where it cannot be built."""
-    global _lib, _tried
-    if _tried:
-        return _lib
-    with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        _lib = _cpu_native.build("batchnorm", SOURCE, _FLAGS, _declare,
-                                 openmp_args=("-fopenmp", "-DSEPCONV_OMP"))[0]
+    global _lib
+    _lib = _LIBRARY.load()
     return _lib
 
 

@@ -31,7 +31,6 @@ there is no compiler or the build fails (``image_transform`` then takes the torc
 from __future__ import annotations
 
 import ctypes
-import threading
 from typing import Optional
 
 from . import _cpu_native
@@ -271,9 +270,7 @@ DEFINE_TRANSFORM(sepconv_image_transform_f64, lines_f64, double)
 # -fno-math-errno lets floorf / roundf inline (their results do not change)
 _FLAGS = ["-O3", "-march=native", "-fPIC", "-std=gnu11", "-ffp-contract=off",
           "-fno-math-errno"]
-_lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
-_tried = False
 _ARGS = ([ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] + [ctypes.c_int64] * 6
          + [ctypes.c_int] * 2 + [ctypes.c_float, ctypes.c_int])
 
@@ -284,19 +281,15 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.argtypes = _ARGS
 
 
+_LIBRARY = _cpu_native.Library("transform", SOURCE, _FLAGS, _declare,
+                               plain_args=("-Wno-unknown-pragmas",), libs=("-lm",))
+
+
 def load() -> Optional[ctypes.CDLL]:
     """The compiled library, built on first use (as ``_cpu_native``'s, same cache and
     OpenMP runtime); ``None`` where it cannot be built."""
-    global _lib, _tried
-    if _tried:
-        return _lib
-    with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        # without OpenMP the pragma is ignored: one thread
-        _lib = _cpu_native.build("transform", SOURCE, _FLAGS, _declare,
-                                 plain_args=("-Wno-unknown-pragmas",), libs=("-lm",))[0]
+    global _lib
+    _lib = _LIBRARY.load()
     return _lib
 
 
