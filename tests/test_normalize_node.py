@@ -210,6 +210,12 @@ def test_the_c_routine_is_taken_only_where_it_applies():
     assert _norm_native.takes(x.transpose(0, 1), (0, 1), None, None)  # copied contiguous
     assert not _norm_native.takes(x.double(), (0, 1), None, None)
     assert not _norm_native.takes(x, (0, 1), torch.ones(1, 5, 6), None)  # not per channel
+    assert not _norm_native.takes(x, (0, 1), torch.ones(1, 1, 1), None)  # broadcast (groups)
+    g = sepconv.GroupNormalization(groups=1, axis=1, center=False, scale=False,
+                                   input_shape=(2,))
+    with torch.no_grad():  # group statistics broadcast over the channels: torch ops
+        torch.testing.assert_close(g(torch.tensor([[1.0, 3.0]])),
+                                   torch.tensor([[-1.0, 1.0]]) / (1 + 1e-3) ** 0.5)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)

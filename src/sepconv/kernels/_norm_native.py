@@ -180,6 +180,7 @@ def takes(x: torch.Tensor, axes: tuple, *params: Optional[torch.Tensor]) -> bool
         return False
     for p in params:
         if p is not None and (p.dtype != torch.float32 or not p.is_cpu or p.dim() != rank
+                              or p.shape[-1] != x.shape[-1]
                               or any(p.shape[a] != 1 for a in range(rank - 1))):
             return False
     return load() is not None
