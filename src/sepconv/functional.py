@@ -22,6 +22,7 @@ from .kernels import depthwise_cpu as _depthwise_cpu
 from .kernels import depthwise_train as _depthwise_train
 from .kernels import _norm_native
 from .kernels import gemm1d as _gemm1d
+from .kernels import graphs as _graphs
 from .kernels import memory as _memory
 from .kernels import pointwise as _pointwise
 from .kernels import reference as _reference
@@ -272,7 +273,7 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
                  stride: int, dilation: int, out_len: int,
                  channels_last: bool = True) -> Callable:
     """The one place that chooses a kernel, from device, dtype and shape."""
-    if _exporting():
+    if _graphs.recording():
         # torch.export, the ONNX exporter and torch.jit.trace record standard ops only:
         # the reference composition (F.pad + two F.conv1d), which every runtime knows.
         return _reference.separable_conv1d
@@ -304,7 +305,7 @@ def _triton_is_faster(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch
     bfloat16 data, the TCN / WaveNet class (k3, dilation 8, 128 channels: 1.6-2.5x
     faster than cuDNN's best, whose dilated depthwise kernels are slow).  With gradients
     it was 0.83-1.11x there, and 0.3-1.0x on every other measured class."""
-    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+    if _graphs.standard_ops_wanted():
         return False  # tracers and torch.func see through the composition, not Triton
     k, c, m = depthwise.shape
     if dilation == 1 or k > 4 or c * m > 128 or pointwise.shape[1] > 128 or not channels_last:
@@ -330,12 +331,6 @@ def _triton_installed() -> bool:
 def _forced_kernel() -> str:
     """``SEPCONV_KERNEL`` (the debugging override), normalised; ``""`` when unset."""
     return os.environ.get("SEPCONV_KERNEL", "").strip().lower()
-
-
-def _exporting() -> bool:
-    """A graph is being recorded for export: ``torch.export`` (the ONNX exporter's path
-    too) or ``torch.jit.trace`` (the legacy ONNX exporter)."""
-    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 def _load(name: str) -> Callable:
@@ -822,7 +817,7 @@ def batch_normalization(x: torch.Tensor, mean: torch.Tensor, variance: torch.Ten
     offset = -mean * inv
     if beta is not None:
         offset = offset + beta
-    if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) \
+    if not _graphs.standard_ops_wanted() and _graphs.plain(x, inv, offset) \
             and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in
                                                      (x, mean, variance, beta, gamma))) \
             and _norm_native.takes(x, range(x.dim() - 1), inv, offset):
@@ -863,8 +858,7 @@ def normalize(x: torch.Tensor, axes: Sequence[int], gamma: Optional[torch.Tensor
     axes = tuple(axes)
     if torch.is_grad_enabled() and x.dtype in (torch.float32, torch.float64) and (
             x.requires_grad or any(t is not None and t.requires_grad for t in (gamma, beta))) \
-            and not (torch.jit.is_tracing() or torch.compiler.is_compiling()
-                     or torch._C._are_functorch_transforms_active()):
+            and not _graphs.standard_ops_wanted():
         # (traced, exported, compiled and torch.func graphs keep the composition: standard
         # ops that those tools differentiate and fuse themselves)
         return _Normalize.apply(x, gamma, beta, epsilon, axes)
@@ -880,8 +874,7 @@ def layer_normalization(x: torch.Tensor, axes: Sequence[int], gamma: Optional[to
     formula, float32 rounding apart): forward+backward one thread 0.32-0.56x the
     composition's CPU time on (8, 250, 256), (32, 100, 64), (4, 1000, 144), as close to
     float64 (1-2e-7 of scale)."""
-    if torch.jit.is_tracing() or torch.compiler.is_compiling() or \
-            torch._C._are_functorch_transforms_active():
+    if _graphs.standard_ops_wanted():
         return normalize(x, axes, gamma, beta, epsilon)[0]
     rank, axes = x.dim(), sorted(a % max(x.dim(), 1) for a in axes)
     shape = tuple(x.shape[rank - len(axes):])
@@ -945,7 +938,7 @@ class _Normalize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, gamma, beta, epsilon, axes):
-        native = _norm_native.takes(x, axes, gamma, beta)
+        native = _graphs.plain(x, gamma, beta) and _norm_native.takes(x, axes, gamma, beta)
         if native:
             x = x.contiguous()
             keep = (1,) * (x.dim() - 1) + (x.shape[-1],)
@@ -2071,9 +2064,7 @@ def _fused_ok(x: torch.Tensor, masks) -> bool:
     by default: not measured here), eager (``torch.compile`` fails on its oneDNN op,
     ``torch.func.vmap`` has no batching rule for it, exporters want the loop's ops)."""
     return all(m is None for m in masks) and x.dtype in (torch.float32, torch.float64) \
-        and x.is_cpu \
-        and not torch.jit.is_tracing() and not torch.compiler.is_compiling() \
-        and not torch._C._are_functorch_transforms_active()
+        and x.is_cpu and not _graphs.standard_ops_wanted()
 
 
 def _gates(t: torch.Tensor, order, units: int, dim: int) -> torch.Tensor:

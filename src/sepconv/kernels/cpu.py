@@ -49,6 +49,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from . import _cpu_native
+from . import graphs as _graphs
 from . import memory as _memory
 from . import threads as _policy
 from . import pointwise as _pointwise
@@ -80,10 +81,10 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
         x.requires_grad or depthwise.requires_grad or pointwise.requires_grad
         or (bias is not None and bias.requires_grad))
     if not needs_grad:
-        if _plain(x, depthwise, pointwise):  # eager inference: skip the op's dispatch (~8 us)
+        if _graphs.plain(x, depthwise, pointwise):  # eager inference: skip the op's dispatch (~8 us)
             return _forward(x, depthwise, pointwise, bias, geometry)[0]
         return _separable_conv1d_op(x, depthwise, pointwise, bias, *geometry)[0]
-    if _plain(x, depthwise, pointwise) and not torch._C._are_functorch_transforms_active():
+    if _graphs.plain(x, depthwise, pointwise) and not torch._C._are_functorch_transforms_active():
         return _apply_eager(x, depthwise, pointwise, bias, geometry)[0]
     return _SeparableConv1d.apply(x, depthwise, pointwise, bias, geometry)[0]
 
@@ -467,7 +468,7 @@ def _setup_context(ctx, inputs, output):
     ctx.bias_dtype = None if bias is None else bias.dtype
     ctx.mark_non_differentiable(z2)
     ctx.set_materialize_grads(False)  # no zero-filled gradient for the intermediate
-    if _plain(x, z2):
+    if _graphs.plain(x, z2):
         # Eager: the intermediate is held on ctx, not saved, so the backward pass can drop
         # it as soon as the pointwise weight gradient is done: it never coexists with
         # grad_z and grad_x (the composition holds all three).  A non-differentiable
@@ -515,7 +516,7 @@ class _SeparableConv1d(torch.autograd.Function):
 
     @staticmethod
     def forward(x, depthwise, pointwise, bias, geometry):
-        if _plain(x, depthwise, pointwise):  # eager: skip the op's Python dispatch
+        if _graphs.plain(x, depthwise, pointwise):  # eager: skip the op's Python dispatch
             return _op_forward(x, depthwise, pointwise, bias, geometry)
         return _separable_conv1d_op(x, depthwise, pointwise, bias, *geometry)
 
@@ -534,15 +535,6 @@ class _SeparableConv1d(torch.autograd.Function):
 # ``forward``'s signature (``inspect.signature``, ~15 us a call: a quarter of a small
 # training call's overhead), which binds nothing here (no defaults, no keywords).
 _apply_eager = super(torch.autograd.Function, _SeparableConv1d).apply
-
-
-def _plain(*tensors: torch.Tensor) -> bool:
-    """True in eager mode on real tensors: no tracer, fake tensor or functorch wrapper."""
-    if torch.compiler.is_compiling():
-        return False
-    return torch._C._len_torch_dispatch_stack() == 0 and all(
-        type(t) in (torch.Tensor, torch.nn.Parameter)
-        and not torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
 
 
 @torch.library.custom_op("sepconv::separable_conv1d_cpu_backward", mutates_args=(),

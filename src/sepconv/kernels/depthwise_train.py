@@ -58,6 +58,7 @@ from .. import padding as _padding
 from . import _cpu_native
 from . import cpu as _cpu
 from . import depthwise_cpu as _depthwise_cpu
+from . import graphs as _graphs
 from . import reference as _reference
 from . import threads as _policy
 
@@ -89,11 +90,7 @@ def takes(x: torch.Tensor, kernel: torch.Tensor, pads: tuple, strides: tuple = (
         return False
     if not (torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)):
         return False
-    if torch.jit.is_tracing() or torch.compiler.is_exporting():
-        return False
-    if torch.is_autocast_enabled("cpu"):  # torch's autocast picks the convolution's dtype
-        return False
-    if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
+    if _graphs.standard_ops_wanted(compiled=True):  # (a custom op: it compiles)
         return False
     return _cpu_native.load() is not None
 
@@ -148,7 +145,7 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
     w2 = kernel.squeeze(-2)  # (k, C*M) or (kh, kw, C*M)
     geometry = (*strides, *dilation, *(p for pair in pads for p in pair)) \
         if kernel.dim() == 4 else (strides[0], dilation[0], pads[0][0], pads[0][1])
-    if _cpu._plain(x, w2) and (bias is None or _cpu._plain(bias)):
+    if _graphs.plain(x, w2, bias):
         return _apply_eager(x, w2, bias, geometry)
     return _DepthwiseConv.apply(x, w2, bias, geometry)
 
@@ -287,7 +284,7 @@ def _grads(ctx, grad_y):
                 x, w2.unsqueeze(-2), bias, strides=strides, dilation=dilation, pads=pads,
                 groups=x.shape[-1], channels_last=True),
             grad_y, (x, w2, bias), needs)
-    if _cpu._plain(grad_y, x, w2):
+    if _graphs.plain(grad_y, x, w2):
         return _hand_backward(grad_y, x, w2, ctx.bias_dtype, needs, ctx.geometry)
     grads = _BACKWARD_OPS[len(ctx.geometry)](grad_y, x, w2, ctx.bias_dtype, list(needs),
                                              *ctx.geometry)
@@ -306,7 +303,7 @@ class _DepthwiseConv(torch.autograd.Function):
 
     @staticmethod
     def forward(x, w2, bias, geometry):
-        if _cpu._plain(x, w2):
+        if _graphs.plain(x, w2):
             return _forward(x, w2, bias, geometry)
         return _OPS[len(geometry)](x, w2, bias, *geometry)
 

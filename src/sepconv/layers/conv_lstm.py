@@ -17,6 +17,7 @@ from .. import initializers as _initializers
 from .. import padding as _padding
 from .. import regularizers as _regularizers
 from .._registry import serialize
+from ..kernels import graphs as _graphs
 from .base import (Layer, check_bool, check_conv_geometry, check_count,
                    check_data_format, check_padding)
 
@@ -107,7 +108,7 @@ def check_state_kept_eagerly(layer: torch.nn.Module) -> None:
     """A stateful layer keeps its last states between calls: a graph being exported
     (``torch.export``, the ONNX exporters, ``torch.jit.trace``) would freeze the example's
     states into it, so it is refused, naming the layer."""
-    if torch.compiler.is_exporting() or torch.jit.is_tracing():
+    if _graphs.recording():
         raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) is stateful: its "
                          "states carry over between calls, which an exported graph does "
                          "not keep; export the model with stateful=False and pass the "
