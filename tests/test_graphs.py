@@ -64,6 +64,17 @@ def test_func_grad_matches_autograd(torch_single_thread):
             torch.testing.assert_close(per_sample[name][i], p.grad, rtol=1e-5, atol=1e-5)
 
 
+def test_vmap_of_embedding_lookups():
+    # (Embedding's range check reads the ids: on real eager tensors only)
+    layer = sepconv.Embedding(10, 4)
+    ids = torch.randint(0, 10, (3, 2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.func.vmap(layer)(ids),
+                                   torch.stack([layer(i) for i in ids]))
+    with pytest.raises(ValueError, match="indices must be in"):
+        layer(torch.tensor([[10]]))
+
+
 def test_fake_tensors_give_shapes():
     from torch._subclasses.fake_tensor import FakeTensorMode
     model = _model(False)

@@ -26,6 +26,7 @@ from .. import functional as _functional
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
 from .._registry import serialize
+from ..kernels import graphs as _graphs
 from .base import Layer, _used_names, check_bool, check_count, check_data_format
 from .base import wrapped_layer
 
@@ -1103,9 +1104,9 @@ class Embedding(Layer):
             x = x.to(torch.int64)  # tf-keras casts float indices to int32 (truncation)
         elif x.dtype not in (torch.int64, torch.int32):
             x = x.to(torch.int64)
-        # (a data-dependent check: not in a graph being compiled or exported, where the
-        # lookup itself checks the range)
-        if x.numel() and not torch.compiler.is_compiling() and \
+        # (a data-dependent check: on real eager tensors only, not in a graph being compiled
+        # or exported nor under torch.func's vmap, where the lookup itself checks the range)
+        if x.numel() and _graphs.plain(x) and \
                 (int(x.min()) < 0 or int(x.max()) >= self.input_dim):
             raise ValueError(f"Layer {self.name!r}: indices must be in [0, {self.input_dim}) "
                              f"(input_dim={self.input_dim}). Received indices in "
