@@ -475,16 +475,21 @@ class _CausalAttention(_Step):
 
     data_format = "channels_last"
 
-    def __init__(self, module, where):
+    def __init__(self, module, where, owner: Optional["Stream"] = None):
         super().__init__(module, where)
+        self.owner = owner
         self.keys: Optional[torch.Tensor] = None
         self.values: Optional[torch.Tensor] = None
+        #: steps seen (a bounded cache keeps fewer)
+        self.seen = 0
 
     def reset(self) -> None:
         self.keys = self.values = None
+        self.seen = 0
 
     def __call__(self, x):
         layer = self.module
+        bound = getattr(self.owner, "max_attention_steps", None)
         if layer.training and layer.dropout:
             raise ValueError(f"{self.where} is in training mode with dropout: random masks "
                              f"do not stream. Call model.eval() first")
@@ -502,6 +507,15 @@ class _CausalAttention(_Step):
         if steps == 0:
             return x.new_zeros((x.shape[0], 0) + tuple(out_features))
 
+        if bound is not None and self.owner.attention_overflow == "error" and \
+                self.seen + steps > bound and not self.owner._probing:
+            raise ValueError(
+                f"{self.where} has seen {self.seen} steps and the chunk brings {steps}: "
+                f"over max_attention_steps={bound}, a query would no longer attend to every "
+                f"earlier step as the model does on the whole sequence (Keras' attention "
+                f"has no window). Call stream.reset(), or pass attention_overflow='slide' "
+                f"to keep the last {bound} steps (other numbers, unless the model was "
+                f"trained with that window)")
         q, k, v = (layer._project(name, x) for name in ("query", "key", "value"))
         seen = 0 if self.keys is None else self.keys.shape[1]  # (cached steps)
         if seen:
@@ -511,6 +525,8 @@ class _CausalAttention(_Step):
         mask = torch.ones((steps, seen + steps), dtype=torch.bool, device=x.device)
         mask = mask.tril(diagonal=seen)
         window = getattr(layer, "sliding_window", None)
+        if bound is not None:  # the stream's own window: each query's last `bound` steps
+            window = bound if window is None else min(window, bound)
         if window is not None:  # ... and of those the last `window` only
             mask = mask.triu(diagonal=seen - window + 1)
         gate = None
@@ -527,6 +543,7 @@ class _CausalAttention(_Step):
             keep = max(k.shape[1] - window + 1, 0)  # the last window - 1 steps
             k, v = k[:, keep:], v[:, keep:]
         self.keys, self.values = k.detach().clone(), v.detach().clone()
+        self.seen += steps
         return out
 
 
@@ -570,7 +587,25 @@ class Stream:
     (truncated backpropagation).
     """
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, max_attention_steps: Optional[int] = None,
+                 attention_overflow: str = "slide"):
+        if max_attention_steps is not None and (
+                isinstance(max_attention_steps, bool) or
+                not isinstance(max_attention_steps, (int, np.integer)) or
+                max_attention_steps < 1):
+            raise ValueError(f"Invalid value for argument `max_attention_steps`. Expected "
+                             f"None or a positive integer. Received "
+                             f"max_attention_steps={max_attention_steps!r}")
+        if attention_overflow not in ("slide", "error"):
+            raise ValueError(f"Invalid value for argument `attention_overflow`. Expected "
+                             f"'slide' or 'error'. Received "
+                             f"attention_overflow={attention_overflow!r}")
+        self.max_attention_steps = None if max_attention_steps is None else \
+            int(max_attention_steps)
+        self.attention_overflow = attention_overflow
+        #: time-locality of the operation / Lambda nodes: checked on the first chunk
+        self._probed = False
+        self._probing = False
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"Invalid type for argument `model`. Expected a torch.nn.Module "
                             f"(a Sequential of causal layers). Received {type(model).__name__}")
@@ -656,11 +691,36 @@ class Stream:
                              f"{'s' if n_inputs != 1 else ''} per call (one per input). "
                              f"Received {len(chunks)}")
         xs = [self._checked(c) for c in chunks]
+        if not self._probed and self._needs_probe():
+            if not any(_steps_of(x, self._time_axis(x)) for x in xs):
+                return self._run(xs)  # (no step to build a probe from: at the next chunk)
+            _check_time_locality(self, xs)
+        self._probed = True
+        return self._run(xs)
+
+    def _needs_probe(self) -> bool:
         if self._graph is not None:
-            return self._graph(xs)
+            return any(n.probed for n in self._graph.nodes)
+        return any(isinstance(step, _Probed) for step in self.steps)
+
+    def _time_axis(self, x: torch.Tensor) -> int:
+        """Where the steps are in ``x``: axis 2 of a channels_first tensor of rank 3 or
+        more, else axis 1."""
+        return 2 if self.data_format == "channels_first" and x.dim() >= 3 else 1
+
+    def _run(self, xs: List[torch.Tensor], record: Optional["_Record"] = None):
+        if self._graph is not None:
+            return self._graph(xs, record)
         x = xs[0]
-        for step in self.steps:
-            x = step(x)
+        if record is not None:
+            record.values[("input", 0, 0)] = x
+        for i, step in enumerate(self.steps):
+            if record is not None and isinstance(step, _Probed):
+                x = record.run(("step", i, 0), step, [x], {})
+            else:
+                x = step(x)
+            if record is not None:
+                record.values[("step", i, 0)] = x
         return x
 
     def _checked(self, chunk) -> torch.Tensor:
@@ -714,6 +774,7 @@ class _GraphNode:
                  multi: bool):
         self.name, self.node, self.args, self.kwargs = name, node, args, kwargs
         self.step, self.module, self.where, self.multi = step, module, where, multi
+        self.probed = False  # checked for time-locality on the first chunk
 
 
 class _GraphStream:
@@ -737,7 +798,7 @@ class _GraphStream:
             if cls in ("MultiHeadAttention", "GroupQueryAttention"):
                 step, multi = self._attention(module, where, args, kwargs), False
                 args, kwargs = [args[0]], {}
-            elif cls in _MERGES or cls == "KerasOp" or cls == "TFOp":
+            elif cls in _MERGES or cls in _OPERATIONS:
                 step, multi = None, True
                 self._check_multi(module, where, cls, kwargs)
                 if len(strides) > 1:
@@ -769,6 +830,9 @@ class _GraphStream:
                 owner._rank_by = step
             self.nodes.append(_GraphNode(lname, node, args, kwargs, step, module, where,
                                          multi))
+            # every merge and operation is checked on the first chunk; one that follows
+            # a collapsed recurrent layer acts on (batch, units), which has no steps
+            self.nodes[-1].probed = multi and not gone
             out = (lname, node, 0)
             stride[out] = rate
             if gone:
@@ -792,14 +856,11 @@ class _GraphStream:
         if getattr(module, "attention_axes", None) not in (None, (1,)):
             raise ValueError(f"{where} attends over axes {module.attention_axes}: only the "
                              f"steps (axis 1) stream")
-        return _CausalAttention(module, where)
+        return _CausalAttention(module, where, self.owner)
 
     def _check_multi(self, module, where, cls, kwargs):
-        if cls == "KerasOp" and module.class_name not in _ELEMENTWISE_KERAS_OPS or \
-                cls == "TFOp" and module.function not in _ELEMENTWISE_TF:
-            what = module.class_name if cls == "KerasOp" else f"tf.{module.function}"
-            raise ValueError(f"{where} runs {what}, which may act across steps: a streamed "
-                             f"model takes elementwise operations only")
+        # operations and Lambdas: their time-locality is probed on the first chunk
+        # (_check_time_locality); a merge's layout is known here
         if cls == "Concatenate":
             if module.axis not in _AXIS_FORMATS:
                 raise ValueError(f"{where} concatenates over axis {module.axis}: only the "
@@ -812,27 +873,25 @@ class _GraphStream:
             if n.step is not None:
                 n.step.reset()
 
-    def __call__(self, chunks: List[torch.Tensor]):
+    def __call__(self, chunks: List[torch.Tensor], record: Optional["_Record"] = None):
         from .interop.models import resolve
-        values: Dict[tuple, torch.Tensor] = {}
+        values: Dict[tuple, torch.Tensor] = {} if record is None else record.values
         for ref, x in zip(self.model.input_refs, chunks):
             values[tuple(ref)] = x
 
-        fmt = self.owner.data_format
         for n in self.nodes:
             if n.step is not None:
                 out = n.step(resolve(n.args[0], values))
             else:
                 args, kwargs = resolve(n.args, values), resolve(n.kwargs, values)
-                tensors = [t for t in _flat_tensors(args) + _flat_tensors(kwargs)
-                           if t.dim() >= 2]
-                axis = 1 if fmt == "channels_last" else 2
-                sizes = {t.shape[axis] for t in tensors if t.dim() == 3}
-                if len(sizes) > 1:
-                    raise ValueError(f"{n.where} received chunks of {sorted(sizes)} steps: "
-                                     f"its inputs' steps do not line up")
-                out = n.module(*args, **kwargs)
-            values[(n.name, n.node, 0)] = out
+                if record is not None and n.probed:
+                    out = record.run((n.name, n.node, 0), _Call(n, self.owner), args, kwargs)
+                else:
+                    out = _Call(n, self.owner)(*args, **kwargs)
+            # several outputs (tf.split, tf.unstack, ...): indexed as the model does
+            outs = list(out) if n.multi and isinstance(out, (list, tuple)) else [out]
+            for i, o in enumerate(outs):
+                values[(n.name, n.node, i)] = o
         result = [values[tuple(r)] for r in self.model.output_refs]
         return result[0] if len(result) == 1 else result
 
@@ -851,7 +910,27 @@ def _flat_tensors(v) -> List[torch.Tensor]:
     return []
 
 
-def stream(model: torch.nn.Module) -> Stream:
+class _Call:
+    """A merge or operation node called on resolved arguments: its tensors (of rank 3)
+    must cover the same steps."""
+
+    def __init__(self, node: "_GraphNode", owner: "Stream"):
+        self.node, self.owner = node, owner
+        self.where = node.where
+
+    def __call__(self, *args, **kwargs):
+        n = self.node
+        tensors = [t for t in _flat_tensors(args) + _flat_tensors(kwargs) if t.dim() >= 2]
+        axis = 1 if self.owner.data_format == "channels_last" else 2
+        sizes = {t.shape[axis] for t in tensors if t.dim() == 3}
+        if len(sizes) > 1:
+            raise ValueError(f"{n.where} received chunks of {sorted(sizes)} steps: "
+                             f"its inputs' steps do not line up")
+        return n.module(*args, **kwargs)
+
+
+def stream(model: torch.nn.Module, max_attention_steps: Optional[int] = None,
+           attention_overflow: str = "slide") -> Stream:
     """Wrap a causal model for chunk-by-chunk inference: ``stream(model)(chunk)``.
 
     Args:
@@ -872,7 +951,8 @@ def stream(model: torch.nn.Module) -> Stream:
         ValueError: naming the first layer that cannot stream (non-causal, reading the
             sequence backwards, acting across steps, or unknown).
     """
-    return Stream(model)
+    return Stream(model, max_attention_steps=max_attention_steps,
+                  attention_overflow=attention_overflow)
 
 
 # -- audio front ends (Keras 3's STFTSpectrogram; MelSpectrogram refused) -------------------
@@ -982,3 +1062,277 @@ def _spectral_normalization(module, where):
 
 
 STREAMERS["SpectralNormalization"] = _spectral_normalization
+
+
+# -- time-locality of operation nodes and Lambdas ------------------------------------------
+#: Nodes whose time-locality is probed: tf-keras' TensorFlow-function nodes, Keras 3's
+#: operation nodes, Lambda layers (merging layers are probed too, see _GraphStream).
+_OPERATIONS = ("TFOp", "KerasOp", "Lambda")
+
+#: The probe: ``_PROBE_STEPS`` steps (times the largest stride of the model), cut after
+#: ``_PROBE_CUT``: lengths no layer is likely to have as another axis.
+_PROBE_STEPS, _PROBE_CUT = 78, 37
+
+
+class _Probed(_PerStep):
+    """A ``Lambda`` of a ``Sequential``: per step, once the first chunk's probe has shown
+    that it acts on each step on its own (:func:`_check_time_locality`)."""
+
+
+STREAMERS["Lambda"] = lambda module, where: _Probed(module, where)
+
+
+def _steps_of(x, axis: int) -> int:
+    return x.shape[axis] if isinstance(x, torch.Tensor) and x.dim() > axis else 0
+
+
+class _IndexWatch(torch.overrides.TorchFunctionMode):
+    """Records every ``tensor[index]`` a node makes: ``(shape, index)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: List[Tuple[tuple, object]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.__getitem__ and args and isinstance(args[0], torch.Tensor):
+            self.calls.append((tuple(args[0].shape), args[1]))
+        return func(*args, **(kwargs or {}))
+
+
+def _cut_axis(shape: tuple, key, lengths: set) -> Optional[int]:
+    """The first axis (not the batch) of size in ``lengths`` that ``key`` does not take
+    whole (``[:]``, ``[0:]``), else ``None``."""
+    items = list(key) if isinstance(key, tuple) else [key]
+
+    def width(item):  # axes an index item takes
+        if item is None or item is Ellipsis:
+            return 0
+        if isinstance(item, torch.Tensor) and item.dtype == torch.bool:
+            return max(item.dim(), 1)
+        return 1
+
+    named = sum(width(i) for i in items)
+    dim = 0
+    for item in items:
+        if item is Ellipsis:
+            dim += len(shape) - named
+            continue
+        for d in range(dim, dim + width(item)):
+            whole = isinstance(item, slice) and item.start in (None, 0) and \
+                item.stop is None and item.step in (None, 1)
+            if 0 < d < len(shape) and shape[d] in lengths and not whole:
+                return d
+        dim += width(item)
+    return None
+
+
+class _Record:
+    """One probe run of a stream: every tensor's value, each probed node's indexing, and
+    the first probed node that failed (with its error)."""
+
+    def __init__(self):
+        self.values: Dict[tuple, object] = {}
+        self.index: Dict[tuple, list] = {}
+        self.failed: Optional[Tuple[tuple, object, BaseException]] = None
+
+    def run(self, ref, call, args, kwargs):
+        watch = _IndexWatch()
+        try:
+            with watch:
+                return call(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - reported as the node's refusal
+            self.failed = (ref, call, err)
+            raise _ProbeStopped() from err
+        finally:
+            self.index[ref] = watch.calls
+
+
+class _ProbeStopped(Exception):
+    pass
+
+
+def _probe_input(x: torch.Tensor, axis: int, steps: int, gen: torch.Generator):
+    shape = list(x.shape)
+    shape[axis] = steps
+    if x.is_floating_point() or x.is_complex():
+        scale = float(x.detach().abs().max()) if x.numel() else 1.0
+        return (torch.randn(shape, generator=gen, dtype=torch.float64) *
+                (scale if scale > 0 else 1.0)).to(x)
+    if x.dtype == torch.bool:
+        return torch.randint(0, 2, shape, generator=gen).to(torch.bool)
+    top = int(x.max()) if x.numel() else 1
+    return torch.randint(0, max(top, 1) + 1, shape, generator=gen).to(x)
+
+
+def _leaves(v) -> list:
+    if isinstance(v, (list, tuple)):
+        return [t for u in v for t in _leaves(u)]
+    return [v]
+
+
+def _tolerance(t: torch.Tensor) -> float:
+    return {torch.float64: 1e-10, torch.float32: 1e-5, torch.complex128: 1e-10,
+            torch.complex64: 1e-5}.get(t.dtype, 1e-2)
+
+
+def _check_time_locality(owner: "Stream", xs: List[torch.Tensor]) -> None:
+    """Decide, on the first chunk, that every operation node and ``Lambda`` (and merge)
+    of the model acts on each step on its own, or refuse it naming the node.
+
+    The rule: the stream runs on a probe sequence of random values of the chunk's shape
+    (integer ids: in ``[0, max id]``), ``78 * s`` steps long (``s``: the model's largest
+    stride), once whole and once as two chunks (cut after ``37 * s`` steps), from fresh
+    states.  A node is time-local when
+
+    - on every tensor it outputs with a steps axis (one whose sizes on the two chunks add
+      up to the whole's), the two chunks' outputs, concatenated, equal the whole
+      sequence's output (1e-5 of the output's scale in float32, 1e-10 in float64):
+      so a cumulative sum, a reversal, a shift, a padding, a reduction over the steps
+      or a ``tf.shape``-dependent scaling is refused;
+    - it indexes (``tensor[...]``, Keras' slicing nodes) no axis of the size of its
+      chunk's steps other than whole (``x[:, :, :64]`` on channels streams, ``x[:, 1:]``
+      and ``x[:, :100]`` do not: a bound beyond the probe's length would otherwise pass);
+    - an output without a steps axis (``tf.shape(x)``, a mean over the steps) feeds
+      only other probed nodes, whose outputs are checked in turn: a layer or a model
+      output fed by it is refused;
+    - it runs on a chunk at all (a reshape to a fixed number of steps does not).
+
+    Nodes after a ``return_sequences=False`` recurrent layer act on ``(batch, units)``,
+    which has no steps: they are not probed.  The states are reset afterwards; the chunk
+    then runs as usual.  A node whose Python code branches on the number of steps it is
+    given beyond the probe's lengths is beyond this rule."""
+    # the strides' product bounds every path's cumulative stride
+    rate = min(int(np.prod([getattr(st, "stride", 1) for st in owner.steps])), 64)
+    total, cut = _PROBE_STEPS * rate, _PROBE_CUT * rate
+    gen = torch.Generator().manual_seed(0)
+    axes = [owner._time_axis(x) for x in xs]
+    probe = [_probe_input(x, a, total, gen) for x, a in zip(xs, axes)]
+    records = []
+    owner._probing = True
+    try:
+        with torch.no_grad():
+            for parts in ([(0, total)], [(0, cut), (cut, total)]):
+                owner.reset()
+                for a, b in parts:
+                    rec = _Record()
+                    records.append(rec)
+                    try:
+                        owner._run([p.narrow(ax, a, b - a) for p, ax in zip(probe, axes)],
+                                   rec)
+                    except _ProbeStopped:
+                        pass
+                    except ValueError:
+                        if rec.failed is None:
+                            raise
+    finally:
+        owner._probing = False
+        owner.reset()
+    whole, first, second = records
+    _judge(owner, whole, first, second)
+
+
+def _judge(owner: "Stream", whole: _Record, first: _Record, second: _Record) -> None:
+    if owner._graph is not None:
+        from .interop.models import _refs_in
+        nodes = [((n.name, n.node), n.where, _refs_in(n.args) + _refs_in(n.kwargs), n.probed,
+                  n) for n in owner._graph.nodes]
+        outputs = [tuple(r) for r in owner._graph.model.output_refs]
+    else:
+        nodes, previous = [], ("input", 0, 0)
+        for i, step in enumerate(owner.steps):
+            nodes.append((("step", i), step.where, [previous], isinstance(step, _Probed),
+                          step))
+            previous = ("step", i, 0)
+        outputs = [previous]
+
+    def timed(ref) -> Optional[int]:  # the steps axis of a value, if it has one
+        vals = [r.values.get(ref) for r in (whole, first, second)]
+        if not all(isinstance(v, torch.Tensor) for v in vals):
+            return None
+        axis = owner._time_axis(vals[0])
+        if vals[0].dim() <= axis or any(v.dim() != vals[0].dim() for v in vals):
+            return None
+        if vals[0].shape[axis] != vals[1].shape[axis] + vals[2].shape[axis]:
+            return None
+        return axis
+
+    stepless: Dict[tuple, str] = {}  # a probed node's output without steps -> its node
+    for key, where, ins, probed, _ in nodes:
+        for ref in ins:
+            if ref in stepless and not probed:
+                raise ValueError(f"{stepless[ref]} gives a tensor without a steps axis (it "
+                                 f"reduces over the steps or reads their number) to "
+                                 f"{where}: each chunk would give its own. It does not "
+                                 f"stream")
+        if not probed:
+            continue
+        for rec, what in ((whole, None), (first, 0), (second, 1)):
+            ref = key + (0,)
+            if rec.failed is not None and rec.failed[0][:2] == key:
+                err = rec.failed[2]
+                for r in ins:
+                    if r in stepless:
+                        raise ValueError(f"{stepless[r]} gives a tensor without a steps "
+                                         f"axis (it reduces over the steps or reads their "
+                                         f"number) to {where}, which then fails on a chunk "
+                                         f"({type(err).__name__}: {err}). It does not "
+                                         f"stream") from err
+                steps = sorted({_steps_of(rec.values.get(r), owner._time_axis(
+                    rec.values[r])) for r in ins if isinstance(rec.values.get(r),
+                                                               torch.Tensor)})
+                raise ValueError(f"{where} does not run on a chunk of {steps} steps "
+                                 f"({type(err).__name__}: {err}): it does not stream "
+                                 f"(it needs a fixed number of steps, or its inputs' "
+                                 f"steps do not line up)") from err
+            if ref not in rec.values:  # an earlier node stopped this run
+                return _judge_tail(rec, where)
+            if what is None:
+                continue
+            lengths = {rec.values[r].shape[timed(r)] for r in ins if timed(r) is not None}
+            for shape, index in rec.index.get(ref, []):
+                axis = _cut_axis(shape, index, lengths)
+                if axis is not None:
+                    raise ValueError(f"{where} indexes axis {axis} of a tensor of shape "
+                                     f"{shape} (the steps of its chunk: {sorted(lengths)}) "
+                                     f"with {index!r}: slicing or picking steps reads "
+                                     f"other steps than its own. It does not stream")
+        i = 0
+        while key + (i,) in whole.values:
+            ref = key + (i,)
+            axis = timed(ref)
+            if axis is None:
+                stepless[ref] = where
+            else:
+                w = whole.values[ref]
+                got = torch.cat([first.values[ref], second.values[ref]], dim=axis)
+                if got.shape != w.shape or not _close(got, w):
+                    raise ValueError(f"{where} mixes steps: run on a probe sequence in two "
+                                     f"chunks, its outputs differ from the whole "
+                                     f"sequence's (an output at a step reads other steps: "
+                                     f"a cumulative sum, reversal, shift, padding or "
+                                     f"reduction over the steps). It does not stream")
+            i += 1
+    for ref in outputs:
+        if ref in stepless:
+            raise ValueError(f"{stepless[ref]} gives the model an output without a steps "
+                             f"axis (it reduces over the steps or reads their number): "
+                             f"each chunk would give its own. It does not stream")
+
+
+def _judge_tail(rec: _Record, where: str) -> None:
+    if rec.failed is not None:  # (a failure in a node the caller could not name)
+        raise ValueError(f"{where}: the first chunk's probe stopped ({rec.failed[2]})")
+
+
+def _close(got: torch.Tensor, want: torch.Tensor) -> bool:
+    if not (want.is_floating_point() or want.is_complex()):
+        return bool(torch.equal(got, want))
+    g, w = got.detach().to(torch.complex128 if want.is_complex() else torch.float64), \
+        want.detach().to(torch.complex128 if want.is_complex() else torch.float64)
+    finite = torch.isfinite(w)
+    if not torch.equal(finite, torch.isfinite(g)):
+        return False
+    if not finite.any():
+        return True
+    scale = float(w[finite].abs().max()) or 1.0
+    return bool(((g - w)[finite].abs() <= _tolerance(want) * scale).all())
