@@ -154,9 +154,13 @@ class _CausalConv(_Step):
     the number of steps seen, modulo ``s``: the chunk's first output is at its step
     ``(-phase) % s`` (none if the chunk is shorter)."""
 
-    def __init__(self, module, where, conv: Callable):
+    def __init__(self, module, where, conv: Callable, valid: bool = False):
         super().__init__(module, where)
         self.conv = conv
+        #: a "valid" layer (stride 1): the causal outputs of its first `span` steps,
+        #: which read the zeros before the signal, are not its outputs
+        self.valid = valid
+        self.skip = 0
         self.data_format = module.data_format
         self.span = (module.kernel_size[0] - 1) * module.dilation_rate[0]
         self.stride = module.strides[0]
@@ -167,18 +171,39 @@ class _CausalConv(_Step):
 
     def reset(self) -> None:
         self.state, self.phase, self.batch = None, 0, None
+        self.skip = 0
 
     def _no_steps(self, x):
         shape = list(x.shape)
-        shape[self.time_axis], shape[3 - self.time_axis] = 0, self.module.filters
+        filters = getattr(self.module, "filters", None) or \
+            x.shape[3 - self.time_axis] * self.module.depth_multiplier  # (depthwise)
+        shape[self.time_axis], shape[3 - self.time_axis] = 0, filters
         return x.new_zeros(shape, dtype=self.module.compute_dtype)
 
     def __call__(self, x):
+        if self.valid and self.state is None:
+            self.skip = self.span
+        out = self._causal(x)
+        if self.skip and out.shape[self.time_axis]:
+            drop = min(self.skip, out.shape[self.time_axis])
+            self.skip -= drop
+            out = out.narrow(self.time_axis, drop, out.shape[self.time_axis] - drop)
+        return out
+
+    def _causal(self, x):
         layer, t = self.module, self.time_axis
         steps = x.shape[t]
         if steps == 0:
             return self._no_steps(x)
-        x = layer._prepare_input(x)
+        if self.valid:  # (its input check counts the steps: a chunk with the state's)
+            if not isinstance(x, torch.Tensor):
+                x = torch.as_tensor(np.asarray(x))
+            pad = list(x.shape)
+            pad[t] = self.span
+            x = layer._prepare_input(torch.cat([x.new_zeros(pad), x], dim=t))
+            x = x.narrow(t, self.span, steps)
+        else:
+            x = layer._prepare_input(x)
         if self.span or self.stride > 1:  # a state, or a phase (kernel_size 1, strided)
             self._check_batch(self.batch, x)
             self.batch = x.shape[0]
@@ -306,16 +331,106 @@ def _conv1d_step(layer, x):
                             groups=layer.groups, data_format=layer.data_format)
 
 
+def _depthwise_conv1d_step(layer, x):
+    return _functional.depthwise_conv(
+        x, layer._weight("depthwise_kernel"), _bias(layer), strides=layer.strides,
+        padding="valid", dilation_rate=layer.dilation_rate, data_format=layer.data_format)
+
+
 def _causal(conv: Callable) -> Callable:
+    """A causal convolution streams; a ``"valid"`` one of stride 1 too (its output ``i``
+    reads the steps ``i .. i + span``: the causal output at step ``i + span``), so a
+    ``ZeroPadding1D((span, 0))`` before it, the causal convolution Keras writes for
+    ``DepthwiseConv1D``, streams as one; ``"same"`` reads later steps."""
     def make(module, where):
         k = module.kernel_size[0]
-        if module.padding != "causal" and k > 1:
+        valid = module.padding == "valid" and k > 1
+        if valid and module.strides[0] > 1:
+            raise ValueError(f"{where} has padding='valid' with strides={module.strides} "
+                             f"and kernel_size={module.kernel_size}: only stride-1 'valid' "
+                             f"layers stream. Use padding='causal'")
+        if module.padding not in ("causal", "valid") and k > 1:
             raise ValueError(f"{where} has padding={module.padding!r} with kernel_size="
-                             f"{module.kernel_size}: only causal layers stream (an output "
-                             f"would read later steps). Use padding='causal'")
+                             f"{module.kernel_size}: only causal (and stride-1 'valid') "
+                             f"layers stream (an output would read later steps). Use "
+                             f"padding='causal'")
         _check_activation(module.activation, module.data_format, where)
-        return _CausalConv(module, where, conv)
+        return _CausalConv(module, where, conv, valid=valid)
     return make
+
+
+class _LeftPad(_Step):
+    """``ZeroPadding1D((begin, 0))``: ``begin`` zero steps before the first chunk."""
+
+    def __init__(self, module, where):
+        super().__init__(module, where)
+        self.data_format = module.data_format
+        self.time_axis = 1 if module.data_format == "channels_last" else 2
+        self.begin = module.padding[0]
+        self.started = False
+
+    def reset(self) -> None:
+        self.started = False
+
+    def __call__(self, x):
+        x = self.module._prepare_input(x) if x.shape[self.time_axis] else x
+        if self.started or not self.begin:
+            return x
+        self.started = True
+        shape = list(x.shape)
+        shape[self.time_axis] = self.begin
+        return torch.cat([x.new_zeros(shape), x], dim=self.time_axis)
+
+
+def _zero_padding1d(module, where):
+    if module.padding[1]:
+        raise ValueError(f"{where} has padding={module.padding}: it pads "
+                         f"{module.padding[1]} steps after the end of the sequence, which a "
+                         f"live stream does not know. Only ZeroPadding1D((begin, 0)) streams")
+    return _LeftPad(module, where)
+
+
+class _RunningPool(_Step):
+    """``GlobalAveragePooling1D`` / ``GlobalMaxPooling1D``: the mean (the maximum) of the
+    steps seen so far, ``(batch, channels)`` per chunk (with ``keepdims``: ``(batch, 1,
+    channels)``), as a ``return_sequences=False`` recurrent layer gives its last output:
+    what the model returns on the whole sequence seen so far.  The mean keeps a float64
+    sum and the count; zeros before any step."""
+
+    def __init__(self, module, where):
+        super().__init__(module, where)
+        self.data_format = module.data_format
+        self.time_axis = 1 if module.data_format == "channels_last" else 2
+        self.mean = type(module).__name__.startswith("GlobalAverage")
+        self.total: Optional[torch.Tensor] = None
+        self.count = 0
+
+    def reset(self) -> None:
+        self.total, self.count = None, 0
+
+    def __call__(self, x):
+        layer, t = self.module, self.time_axis
+        x = torch.as_tensor(x)
+        if x.is_floating_point():
+            x = x.to(layer.compute_dtype)
+        self._check_batch(None if self.total is None else self.total.shape[0], x)
+        if x.shape[t]:
+            part = x.sum(dim=t, dtype=torch.float64) if self.mean else x.amax(dim=t)
+            self.total = part if self.total is None else \
+                (self.total + part if self.mean else torch.maximum(self.total, part))
+            self.total = self.total.detach()
+            self.count += x.shape[t]
+        if self.total is None:
+            out = x.new_zeros((x.shape[0], x.shape[3 - t]))
+        else:
+            out = (self.total / self.count).to(x.dtype) if self.mean else self.total
+        return out.unsqueeze(t) if layer.keepdims else out
+
+
+def _collapses(step) -> bool:
+    """Whether a step gives one value per chunk, no steps (a classifier's head)."""
+    return isinstance(step, _RunningPool) or \
+        isinstance(step, _Recurrent) and not step.sequences
 
 
 def _check_activation(fn, data_format, where) -> Optional[str]:
@@ -436,6 +551,10 @@ _ELEMENTWISE = ("Identity", "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU",
 STREAMERS: Dict[str, Callable] = {
     "SeparableConv1D": _causal(_separable_conv1d_step),
     "Conv1D": _causal(_conv1d_step),
+    "DepthwiseConv1D": _causal(_depthwise_conv1d_step),
+    "ZeroPadding1D": _zero_padding1d,
+    "GlobalAveragePooling1D": lambda module, where: _RunningPool(module, where),
+    "GlobalMaxPooling1D": lambda module, where: _RunningPool(module, where),
     "Dense": _per_step("channels_last"),
     "BatchNormalization": _keras_batch_norm,
     "LayerNormalization": _keras_layer_norm,
@@ -606,6 +725,8 @@ class Stream:
         #: time-locality of the operation / Lambda nodes: checked on the first chunk
         self._probed = False
         self._probing = False
+        #: (a Sequential) the index of the step that collapses the steps, if any
+        self._collapsed_at: Optional[int] = None
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"Invalid type for argument `model`. Expected a torch.nn.Module "
                             f"(a Sequential of causal layers). Received {type(model).__name__}")
@@ -635,7 +756,7 @@ class Stream:
             step = make(module, where)
             if collapsed_by is not None:
                 # (batch, units) per chunk: no steps axis left, any per-step layer applies
-                if type(step) is not _PerStep:
+                if not isinstance(step, _PerStep):
                     raise ValueError(f"{where} follows {collapsed_by}, which has "
                                      f"return_sequences=False: each chunk then gives the "
                                      f"last output so far, (batch, units), and only "
@@ -643,8 +764,9 @@ class Stream:
                                      f"Set return_sequences=True on it")
             else:
                 self._fix_format(step, where)
-            if isinstance(step, _Recurrent) and not step.sequences:
+            if _collapses(step) and collapsed_by is None:
                 collapsed_by = where
+                self._collapsed_at = len(self.steps)
             if self._rank_by is None and (isinstance(step, (_CausalConv, _Recurrent)) or
                                           hasattr(step, "rank")):
                 self._rank_by = step
@@ -701,7 +823,12 @@ class Stream:
     def _needs_probe(self) -> bool:
         if self._graph is not None:
             return any(n.probed for n in self._graph.nodes)
-        return any(isinstance(step, _Probed) for step in self.steps)
+        return any(self._probes_step(i) for i in range(len(self.steps)))
+
+    def _probes_step(self, i: int) -> bool:
+        """(a Sequential) step ``i`` is probed: a Lambda before any collapse."""
+        return isinstance(self.steps[i], _Probed) and \
+            (self._collapsed_at is None or i < self._collapsed_at)
 
     def _time_axis(self, x: torch.Tensor) -> int:
         """Where the steps are in ``x``: axis 2 of a channels_first tensor of rank 3 or
@@ -715,7 +842,7 @@ class Stream:
         if record is not None:
             record.values[("input", 0, 0)] = x
         for i, step in enumerate(self.steps):
-            if record is not None and isinstance(step, _Probed):
+            if record is not None and self._probes_step(i):
                 x = record.run(("step", i, 0), step, [x], {})
             else:
                 x = step(x)
@@ -820,7 +947,7 @@ class _GraphStream:
                                      f"({', '.join(sorted(STREAMERS))})")
                 step, multi = make(module, where), False
                 rate *= getattr(step, "stride", 1)
-            if gone and (not multi and type(step) is not _PerStep):
+            if gone and (not multi and not isinstance(step, _PerStep)):
                 raise ValueError(f"{where} follows {gone[0]}, which has "
                                  f"return_sequences=False: only per-step layers may follow")
             if step is not None:
@@ -837,7 +964,7 @@ class _GraphStream:
             stride[out] = rate
             if gone:
                 collapsed[out] = gone[0]
-            if isinstance(step, _Recurrent) and not step.sequences:
+            if _collapses(step):
                 collapsed[out] = where
 
     def _attention(self, module, where, args, kwargs):
@@ -1067,7 +1194,7 @@ STREAMERS["SpectralNormalization"] = _spectral_normalization
 # -- time-locality of operation nodes and Lambdas ------------------------------------------
 #: Nodes whose time-locality is probed: tf-keras' TensorFlow-function nodes, Keras 3's
 #: operation nodes, Lambda layers (merging layers are probed too, see _GraphStream).
-_OPERATIONS = ("TFOp", "KerasOp", "Lambda")
+_OPERATIONS = ("TFOp", "KerasOp", "Lambda", "Reshape", "Permute")
 
 #: The probe: ``_PROBE_STEPS`` steps (times the largest stride of the model), cut after
 #: ``_PROBE_CUT``: lengths no layer is likely to have as another axis.
@@ -1079,7 +1206,8 @@ class _Probed(_PerStep):
     that it acts on each step on its own (:func:`_check_time_locality`)."""
 
 
-STREAMERS["Lambda"] = lambda module, where: _Probed(module, where)
+for _name in ("Lambda", "Reshape", "Permute"):
+    STREAMERS[_name] = lambda module, where: _Probed(module, where)
 
 
 def _steps_of(x, axis: int) -> int:
@@ -1240,7 +1368,7 @@ def _judge(owner: "Stream", whole: _Record, first: _Record, second: _Record) -> 
     else:
         nodes, previous = [], ("input", 0, 0)
         for i, step in enumerate(owner.steps):
-            nodes.append((("step", i), step.where, [previous], isinstance(step, _Probed),
+            nodes.append((("step", i), step.where, [previous], owner._probes_step(i),
                           step))
             previous = ("step", i, 0)
         outputs = [previous]
