@@ -818,7 +818,15 @@ class Stream:
                 return self._run(xs)  # (no step to build a probe from: at the next chunk)
             _check_time_locality(self, xs)
         self._probed = True
-        return self._run(xs)
+        # a chunk refused on the way (attention over its bound, ...) leaves every state as
+        # it was: the states are replaced on each call, never changed in place
+        saved = [dict(step.__dict__) for step in self.steps]
+        try:
+            return self._run(xs)
+        except ValueError:
+            for step, state in zip(self.steps, saved):
+                step.__dict__.update(state)
+            raise
 
     def _needs_probe(self) -> bool:
         if self._graph is not None:
@@ -1053,7 +1061,21 @@ class _Call:
         if len(sizes) > 1:
             raise ValueError(f"{n.where} received chunks of {sorted(sizes)} steps: "
                              f"its inputs' steps do not line up")
-        return n.module(*args, **kwargs)
+        return _or_empty(n, tensors, axis, lambda: n.module(*args, **kwargs))
+
+
+def _or_empty(holder, tensors, axis: int, call: Callable):
+    """``call()``; where it fails on a chunk of no steps (``reshape`` to ``-1`` of nothing,
+    ...), the output of no steps the probe saw the node give (``holder.empty``)."""
+    try:
+        return call()
+    except Exception:  # noqa: BLE001 - re-raised unless a chunk of no steps explains it
+        empty = getattr(holder, "empty", None)
+        if empty is None or not tensors or any(t.dim() > axis and t.shape[axis] for t in
+                                               tensors):
+            raise
+        shape, dtype = empty
+        return tensors[0].new_zeros((tensors[0].shape[0],) + shape[1:], dtype=dtype)
 
 
 def stream(model: torch.nn.Module, max_attention_steps: Optional[int] = None,
@@ -1204,6 +1226,10 @@ _PROBE_STEPS, _PROBE_CUT = 78, 37
 class _Probed(_PerStep):
     """A ``Lambda`` of a ``Sequential``: per step, once the first chunk's probe has shown
     that it acts on each step on its own (:func:`_check_time_locality`)."""
+
+    def __call__(self, x):
+        return _or_empty(self, [x] if isinstance(x, torch.Tensor) else [], 1,
+                         lambda: super(_Probed, self).__call__(x))
 
 
 for _name in ("Lambda", "Reshape", "Permute"):
@@ -1385,7 +1411,7 @@ def _judge(owner: "Stream", whole: _Record, first: _Record, second: _Record) -> 
         return axis
 
     stepless: Dict[tuple, str] = {}  # a probed node's output without steps -> its node
-    for key, where, ins, probed, _ in nodes:
+    for key, where, ins, probed, holder in nodes:
         for ref in ins:
             if ref in stepless and not probed:
                 raise ValueError(f"{stepless[ref]} gives a tensor without a steps axis (it "
@@ -1439,6 +1465,9 @@ def _judge(owner: "Stream", whole: _Record, first: _Record, second: _Record) -> 
                                      f"sequence's (an output at a step reads other steps: "
                                      f"a cumulative sum, reversal, shift, padding or "
                                      f"reduction over the steps). It does not stream")
+                if i == 0 and (key + (1,)) not in whole.values:  # a chunk of no steps
+                    holder.empty = (tuple(w.shape[:axis]) + (0,) + tuple(w.shape[axis + 1:]),
+                                    w.dtype)
             i += 1
     for ref in outputs:
         if ref in stepless:
