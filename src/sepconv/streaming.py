@@ -20,7 +20,18 @@ up by class name in :data:`STREAMERS`:
   ``strides``, ``dilation_rate``, ``depth_multiplier`` / ``groups``, activation; Keras
   refuses strides and dilation both above 1); ``kernel_size=1`` layers with any padding
   and strides (pointwise in time: ``"valid"`` and ``"same"`` then output at the same
-  steps as ``"causal"``);
+  steps as ``"causal"``); ``"valid"`` ones (and ``DepthwiseConv1D``) of stride 1: output
+  ``i`` reads the steps ``i .. i + span``, the causal output at step ``i + span``, so the
+  first ``span`` causal outputs are dropped; with ``ZeroPadding1D((span, 0))`` before it
+  (``begin`` zeros before the first chunk: Keras' way to a causal ``DepthwiseConv1D``)
+  the pair is a causal convolution;
+- ``GlobalAveragePooling1D`` / ``GlobalMaxPooling1D``: the mean (maximum) of the steps
+  seen so far, one ``(batch, channels)`` per chunk, as a ``return_sequences=False``
+  recurrent layer gives its last output (only per-step layers may follow);
+- ``Lambda``, ``Reshape`` and ``Permute`` (and in functional models TensorFlow-function
+  and Keras 3 operation nodes, and merges): run on the chunk as they are, once the first
+  chunk's probe (:func:`_check_time_locality`) has shown that they act on each step on
+  its own;
 - per-step layers: Keras' ``Dense`` (last axis), ``BatchNormalization`` and
   ``LayerNormalization`` (over the channel axis), ``Activation``, ``ReLU``, ``ELU``,
   ``LeakyReLU``, ``Softmax`` and ``PReLU`` (channel axis; ``PReLU`` sharing the steps axis),
@@ -62,12 +73,31 @@ up by class name in :data:`STREAMERS`:
 
 A functional model (``sepconv.load_keras_model``'s ``KerasFunctional``) streams node by
 node in its run order: residual and skip connections (merges ``Add``, ``Multiply``, ...,
-``Concatenate`` over the channels; elementwise TensorFlow / Keras 3 operations) combine
-chunks of the same steps, so their inputs must come at the same step rate (the same
-strides before them).  ``MultiHeadAttention`` streams as causal self-attention
-(``layer(x, x, use_causal_mask=True)``, no other mask): it keeps the projected keys and
-values of every step seen, a cache that grows with the stream.  Several inputs take one
-chunk each per call; several outputs come as a list.
+``Concatenate`` over the channels; TensorFlow / Keras 3 operations, ``Lambda`` layers)
+combine chunks of the same steps, so their inputs must come at the same step rate (the
+same strides before them).  Operation nodes, ``Lambda`` / ``Reshape`` / ``Permute`` layers
+and merges stream when they are time-local: their output at a step depends on that step
+only (elementwise functions, ``x * 0.5``, gates ``tanh(a) * sigmoid(b)``, reductions,
+softmax, reshapes, slices and concatenations over the channels, ``matmul`` over the
+features); those that mix steps (a cumulative sum, a reduction or padding over the
+steps, slicing or reversing the steps) are refused, naming the node.  The rule is
+empirical and on the model itself, not a table of functions: on the first chunk the
+stream runs a random probe sequence whole and in two chunks and compares each such
+node's outputs, and refuses indexing that cuts the steps axis (see
+:func:`_check_time_locality`); so the refusal comes from the first call, not from
+``stream()``.
+
+``MultiHeadAttention`` streams as causal self-attention (``layer(x, x,
+use_causal_mask=True)``, no other mask): it keeps the projected keys and values of every
+step seen, a cache that grows with the stream.  ``stream(model,
+max_attention_steps=N)`` bounds it: each query attends to its last ``N`` steps (itself
+included), the cache keeps ``N - 1``, whatever the chunking.  Keras' attention has no
+window, so past ``N`` steps the numbers differ from the model's on the whole sequence
+(unless the model was trained with that window); ``attention_overflow="error"`` refuses
+instead the chunk that would go past ``N`` steps (the stream is left as it was: reset it).
+Several inputs take one chunk each per call; several outputs come as a list.  A chunk
+refused on the way (training mode, attention's bound, a bad shape) leaves every state as
+it was.
 
 Example (strides 2, chunks of any length, empty ones included)::
 
@@ -84,8 +114,10 @@ Example (strides 2, chunks of any length, empty ones included)::
 
 Refused with a ``ValueError`` naming the layer: recurrent layers with
 ``go_backwards=True`` and ``Bidirectional`` (an output would read later steps),
-``return_state=True``, ``torch.nn.LSTM`` / ``GRU``; non-causal convolutions (``"valid"`` or
-``"same"`` with ``kernel_size > 1``: an output would read later steps), layers that act
+``return_state=True``, ``torch.nn.LSTM`` / ``GRU``; non-causal convolutions (``"same"``
+with ``kernel_size > 1``, strided ``"valid"``: an output would read later steps or the
+steps would not fall in the stream's order), ``ZeroPadding1D`` with an end padding,
+operations and Lambdas that mix steps (on the first chunk), layers that act
 across steps (``Linear`` on a ``channels_first`` model, softmax over the steps), any
 other module.  Batch normalisation and dropout must be in eval mode (batch statistics
 and random masks do not stream): the call says so otherwise.  A chunk of another rank
@@ -882,28 +914,13 @@ class Stream:
 
 
 # -- functional models (residual and skip connections, attention blocks) --------------------
-#: Keras 3 operations and TensorFlow functions that act on each element (or each step's
-#: channels): they stream like per-step layers.
-_ELEMENTWISE_KERAS_OPS = (
-    "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Negative", "Absolute", "Square",
-    "Sqrt", "Rsqrt", "Exp", "Log", "Log1p", "Tanh", "Sigmoid", "Relu", "Relu6", "Silu", "Selu",
-    "Softplus", "Softsign", "HardSigmoid", "HardSilu", "Elu", "LeakyRelu", "Gelu", "Maximum",
-    "Minimum", "Power", "Clip", "Erf", "Sign", "Floor", "Ceil", "Round", "Reciprocal", "Cast",
-    "ConvertToTensor")
-_ELEMENTWISE_TF = (
-    "__operators__.add", "math.add", "math.subtract", "math.multiply", "math.truediv",
-    "math.negative", "math.abs", "math.square", "math.sqrt", "math.rsqrt", "math.exp",
-    "math.log", "math.log1p", "math.sigmoid", "math.tanh", "math.softplus", "nn.relu",
-    "nn.relu6", "nn.elu", "nn.selu", "nn.leaky_relu", "nn.gelu", "nn.silu", "nn.softsign",
-    "math.maximum", "math.minimum", "math.pow", "clip_by_value", "math.erf", "math.sign",
-    "math.floor", "math.ceil", "math.round", "math.reciprocal", "identity", "cast")
 #: Merging layers that combine aligned steps (Concatenate: over the channel axis only).
 _MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
 
 
 class _GraphNode:
     """One node of a streamed functional model: its step, or a multi-input per-step call
-    (merges, elementwise operations) whose tensors must cover the same steps."""
+    (merges, operations, Lambdas) whose tensors must cover the same steps."""
 
     def __init__(self, name, node, args, kwargs, step: Optional[_Step], module, where,
                  multi: bool):
@@ -951,7 +968,7 @@ class _GraphStream:
                     raise ValueError(f"{where} does not stream: sepconv.stream takes causal "
                                      f"SeparableConv1D / Conv1D layers, forward LSTM / GRU / "
                                      f"SimpleRNN / ConvLSTM layers, causal self-attention, "
-                                     f"merges, elementwise operations and per-step layers "
+                                     f"merges, per-step operations and Lambdas, per-step layers "
                                      f"({', '.join(sorted(STREAMERS))})")
                 step, multi = make(module, where), False
                 rate *= getattr(step, "stride", 1)
@@ -1084,12 +1101,20 @@ def stream(model: torch.nn.Module, max_attention_steps: Optional[int] = None,
 
     Args:
         model: a ``torch.nn.Sequential`` (or one layer) of causal ``SeparableConv1D`` /
-            ``Conv1D`` layers (strided ones too), forward recurrent layers (``LSTM``,
-            ``GRU``, ``SimpleRNN``, ``ConvLSTM1D/2D/3D``) and per-step layers (see
-            :mod:`sepconv.streaming`), or a functional model from
-            :func:`sepconv.load_keras_model` of those plus merges, elementwise
-            operations and causal self-attention; in eval mode where it has batch
-            normalisation or dropout.
+            ``Conv1D`` / ``DepthwiseConv1D`` layers (strided ones too), forward recurrent
+            layers (``LSTM``, ``GRU``, ``SimpleRNN``, ``ConvLSTM1D/2D/3D``), per-step
+            layers and time-local ``Lambda`` layers (see :mod:`sepconv.streaming`), or a
+            functional model from :func:`sepconv.load_keras_model` of those plus merges,
+            time-local operation nodes and causal self-attention; in eval mode where it
+            has batch normalisation or dropout.
+        max_attention_steps: ``None`` (default: causal self-attention attends to every
+            step seen, a cache that grows with the stream) or ``N``: each query attends
+            to its last ``N`` steps only, a bounded cache; other numbers than the model's
+            on the whole sequence once the stream is longer than ``N`` (Keras' attention
+            has no window), unless the model was trained with that window.
+        attention_overflow: ``"slide"`` (default: keep the last ``N`` steps) or
+            ``"error"``: a chunk that would take the stream past ``N`` steps is refused
+            (``ValueError``), so the numbers stay Keras' exactly.
 
     Returns:
         A :class:`Stream`: call it on chunks ``(batch, steps, channels)`` (channels_first:
@@ -1098,7 +1123,8 @@ def stream(model: torch.nn.Module, max_attention_steps: Optional[int] = None,
 
     Raises:
         ValueError: naming the first layer that cannot stream (non-causal, reading the
-            sequence backwards, acting across steps, or unknown).
+            sequence backwards, acting across steps, or unknown); for operation nodes and
+            Lambdas that mix steps, on the first chunk.
     """
     return Stream(model, max_attention_steps=max_attention_steps,
                   attention_overflow=attention_overflow)
