@@ -99,6 +99,8 @@ def _models(flavour):
         "mean_channels": m(lambda x: x - o.mean(x, axis=-1, keepdims=True)),
         "concat_channels": m(lambda x: o.concatenate([x, x * 2.0], axis=-1)),
         "matmul_features": m(lambda x: o.matmul(x, np.eye(8, dtype="float32") * 3.0)),
+        "time_distributed": m(lambda x: L.TimeDistributed(L.Dense(3))(
+            L.Reshape((-1, 4, 2))(x))),
         "norm_dense_gru": m(lambda x: L.GRU(5, return_sequences=True)(
             L.Dense(6)(L.LayerNormalization()(x)))),
         "attention_block": m(lambda x: L.LayerNormalization()(L.Add()([

@@ -40,7 +40,7 @@ up by class name in :data:`STREAMERS`:
   ``Rescaling``, ``Normalization``, ``UnitNormalization`` and ``RMSNormalization`` (over
   the channel axis),
   ``Embedding`` (first: the chunks are then ``(batch, steps)`` ids; not with
-  ``mask_zero``);
+  ``mask_zero``); ``TimeDistributed`` (any layer, run on each step on its own);
   ``torch.nn.Linear`` and
   ``LayerNorm`` / ``RMSNorm`` over the channels (last axis), ``torch.nn.BatchNorm1d``
   (axis 1, running statistics), ``torch.nn.Dropout`` / ``Dropout1d`` / ``AlphaDropout``,
@@ -1257,6 +1257,22 @@ class _Probed(_PerStep):
         return _or_empty(self, [x] if isinstance(x, torch.Tensor) else [], 1,
                          lambda: super(_Probed, self).__call__(x))
 
+
+#: Layers whose output in training mode is random or uses the batch's statistics.
+_TRAINING_DEPENDENT = ("BatchNormalization", "Dropout", "SpatialDropout1D",
+                       "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                       "GaussianDropout", "AlphaDropout")
+
+
+def _time_distributed(module, where):
+    """``TimeDistributed(layer)`` runs ``layer`` on each step of ``(batch, time, ...)`` on
+    its own: per step whatever the layer (in eval mode where it normalizes with batch
+    statistics or drops at random)."""
+    eval_only = any(type(m).__name__ in _TRAINING_DEPENDENT for m in module.modules())
+    return _PerStep(module, where, "channels_last", eval_only=eval_only)
+
+
+STREAMERS["TimeDistributed"] = _time_distributed
 
 for _name in ("Lambda", "Reshape", "Permute"):
     STREAMERS[_name] = lambda module, where: _Probed(module, where)
