@@ -405,3 +405,57 @@ def test_bounded_attention_error_mode_refuses_what_changes_the_numbers(tmp_path)
                             ({"attention_overflow": "drop"}, "attention_overflow='drop'")):
         with pytest.raises(ValueError, match=rf"Invalid value for argument .*{message}"):
             sepconv.stream(loaded, **kwargs)
+
+
+# -- the probe's rule on drawn compositions (torch Lambdas: no Keras needed) ---------------
+_W = torch.linspace(-1, 1, 36).reshape(6, 6)
+_LOCAL = {  # output at a step from that step only
+    "tanh": lambda t: torch.tanh(t), "half": lambda t: t * 0.5,
+    "gate": lambda t: torch.cat([torch.tanh(t[..., :3]) * torch.sigmoid(t[..., 3:])] * 2, -1),
+    "center": lambda t: t - t.mean(dim=-1, keepdim=True),
+    "softmax": lambda t: torch.softmax(t, dim=-1),
+    "reshape": lambda t: (t.reshape(t.shape[0], t.shape[1], 3, 2) * 2).reshape(t.shape),
+    "matmul": lambda t: t @ _W, "leaky": lambda t: torch.where(t > 0, t, 0.1 * t),
+    "flip_channels": lambda t: t.flip(-1), "sign": lambda t: torch.sign(t) + t,
+}
+_MIXING = {  # output at a step reads other steps, and the message that says so
+    "cumsum": (lambda t: t.cumsum(1), "mixes steps"),
+    "reverse": (lambda t: t.flip(1), "mixes steps"),
+    "roll": (lambda t: t.roll(1, dims=1), "mixes steps"),
+    "demean_time": (lambda t: t - t.mean(1, keepdim=True), "mixes steps"),
+    "shift": (lambda t: torch.cat([torch.zeros_like(t[:, :1]), t[:, :-1]], 1),
+              "indexes axis 1"),
+    "position": (lambda t: t * torch.arange(t.shape[1], dtype=t.dtype)[:, None],
+                 "mixes steps"),
+    "cummax": (lambda t: t.cummax(1).values, "mixes steps"),
+    "last": (lambda t: t[:, -1], "indexes axis 1"),
+}
+
+
+def test_drawn_compositions_stream_or_are_refused_at_the_first_mixer(torch_single_thread):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    names = st.sampled_from(sorted(_LOCAL) + sorted(_MIXING))
+
+    @settings(max_examples=40, deadline=None, derandomize=True, database=None)
+    @given(st.lists(names, min_size=1, max_size=4), st.integers(1, 9), st.integers(0, 3))
+    def check(chain, chunk, seed):
+        torch.manual_seed(seed)
+        layers = [sepconv.Conv1D(6, 3, padding="causal", input_shape=(None, 4))]
+        layers += [sepconv.Lambda(_LOCAL[n] if n in _LOCAL else _MIXING[n][0])
+                   for n in chain]
+        model = torch.nn.Sequential(*layers).eval()
+        x = torch.randn(2, 19, 4) * (seed + 1)
+        stream = sepconv.stream(model)
+        mixers = [i for i, n in enumerate(chain) if n in _MIXING]
+        with torch.no_grad():
+            if mixers:
+                first = chain[mixers[0]]
+                with pytest.raises(ValueError, match=rf"layer '{mixers[0] + 1}' \(Lambda .*"
+                                                     rf"{_MIXING[first][1]}"):
+                    stream(x[:, :chunk])
+                return
+            got = torch.cat([stream(x[:, a:a + chunk]) for a in range(0, 19, chunk)], 1)
+            torch.testing.assert_close(got, model(x), rtol=0,
+                                       atol=1e-5 * max(1.0, float(model(x).abs().max())))
+    check()
