@@ -96,8 +96,8 @@ window, so past ``N`` steps the numbers differ from the model's on the whole seq
 (unless the model was trained with that window); ``attention_overflow="error"`` refuses
 instead the chunk that would go past ``N`` steps (the stream is left as it was: reset it).
 Several inputs take one chunk each per call; several outputs come as a list.  A chunk
-refused on the way (training mode, attention's bound, a bad shape) leaves every state as
-it was.
+refused on the way with a ``ValueError`` (training mode, attention's bound, another batch
+size) leaves every state as it was.
 
 Example (strides 2, chunks of any length, empty ones included)::
 
@@ -447,16 +447,17 @@ class _RunningPool(_Step):
         if x.is_floating_point():
             x = x.to(layer.compute_dtype)
         self._check_batch(None if self.total is None else self.total.shape[0], x)
+        total = self.total
         if x.shape[t]:
             part = x.sum(dim=t, dtype=torch.float64) if self.mean else x.amax(dim=t)
-            self.total = part if self.total is None else \
-                (self.total + part if self.mean else torch.maximum(self.total, part))
-            self.total = self.total.detach()
+            total = part if total is None else \
+                (total + part if self.mean else torch.maximum(total, part))
+            self.total = total.detach()  # (gradients flow within the chunk only)
             self.count += x.shape[t]
-        if self.total is None:
+        if total is None:
             out = x.new_zeros((x.shape[0], x.shape[3 - t]))
         else:
-            out = (self.total / self.count).to(x.dtype) if self.mean else self.total
+            out = (total / self.count).to(x.dtype) if self.mean else total
         return out.unsqueeze(t) if layer.keepdims else out
 
 
