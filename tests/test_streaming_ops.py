@@ -405,6 +405,7 @@ def test_bounded_attention_error_mode_refuses_what_changes_the_numbers(tmp_path)
                             ({"attention_overflow": "drop"}, "attention_overflow='drop'")):
         with pytest.raises(ValueError, match=rf"Invalid value for argument .*{message}"):
             sepconv.stream(loaded, **kwargs)
+    assert sepconv.stream(loaded, max_attention_steps=512.0).max_attention_steps == 512  # R
 
 
 # -- the probe's rule on drawn compositions (torch Lambdas: no Keras needed) ---------------

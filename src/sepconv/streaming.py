@@ -742,6 +742,8 @@ class Stream:
 
     def __init__(self, model: torch.nn.Module, max_attention_steps: Optional[int] = None,
                  attention_overflow: str = "slide"):
+        if isinstance(max_attention_steps, float) and max_attention_steps.is_integer():
+            max_attention_steps = int(max_attention_steps)  # (R's numbers are doubles)
         if max_attention_steps is not None and (
                 isinstance(max_attention_steps, bool) or
                 not isinstance(max_attention_steps, (int, np.integer)) or
