@@ -39,7 +39,7 @@ def _tf_ops():
     class O:  # tf as the operations' namespace
         tanh, sigmoid, relu, cumsum = tf.tanh, tf.sigmoid, tf.nn.relu, tf.cumsum
         squeeze, expand_dims, reshape, shape = tf.squeeze, tf.expand_dims, tf.reshape, tf.shape
-        matmul = tf.matmul
+        matmul, split = tf.matmul, tf.split
 
         @staticmethod
         def mean(x, axis, keepdims):
@@ -89,6 +89,8 @@ def _models(flavour):
         "gate_lambda": m(lambda x: L.Lambda(GATE_TF if tfk else GATE_K3)(causal(8, 3)(x))),
         "gate_lambda_list": m(lambda x: L.Lambda(GATE2_TF if tfk else GATE2_K3)(
             [L.Dense(4)(x), L.Dense(4)(x)])),
+        "split_gate": m(lambda x: (lambda ab: o.tanh(ab[0]) * o.sigmoid(ab[1]))(
+            o.split(causal(8, 3)(x), 2, axis=-1))),
         "half_relu_ops": m(lambda x: o.relu(L.Dense(4)(x)) * 0.5),
         "half_relu_lambda": m(lambda x: L.Lambda(HALF_TF if tfk else HALF_K3)(x)),
         "separable_residual": m(sep),
