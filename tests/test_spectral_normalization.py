@@ -434,8 +434,8 @@ def test_streams_as_the_wrapped_causal_conv():
     with pytest.raises(ValueError, match="spectral_normalization.*training mode"):
         stream(torch.from_numpy(x[:, :2]))
     valid = torch.nn.Sequential(sepconv.SpectralNormalization(
-        sepconv.Conv1D(2, 3, input_shape=(None, 3)))).eval()
-    with pytest.raises(ValueError, match="layer 'conv1d.*padding='valid'"):
+        sepconv.Conv1D(2, 3, padding="same", input_shape=(None, 3)))).eval()
+    with pytest.raises(ValueError, match="layer 'conv1d.*padding='same'"):  # ('valid': streams)
         sepconv.stream(valid)
 
 

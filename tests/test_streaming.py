@@ -180,8 +180,8 @@ def test_gradients_flow_within_a_chunk():
      r"layer 'SeparableConv1D' \(SeparableConv1D 'separable.*padding='same'.*causal"),
     (lambda: torch.nn.Sequential(
         sepconv.SeparableConv1D(4, 2, padding="causal", input_shape=(None, 3)),
-        sepconv.SeparableConv1D(4, 3, padding="valid", input_shape=(None, 4))),
-     r"layer '1' .*padding='valid'.*only causal layers stream"),
+        sepconv.SeparableConv1D(4, 3, strides=2, padding="valid", input_shape=(None, 4))),
+     r"layer '1' .*padding='valid' with strides=\(2,\).*only stride-1 'valid' layers"),
     (lambda: torch.nn.Sequential(
         sepconv.SeparableConv1D(4, 3, padding="causal", data_format="channels_first",
                                 input_shape=(3, None)), torch.nn.Linear(4, 4)),

@@ -20,7 +20,18 @@ up by class name in :data:`STREAMERS`:
   ``strides``, ``dilation_rate``, ``depth_multiplier`` / ``groups``, activation; Keras
   refuses strides and dilation both above 1); ``kernel_size=1`` layers with any padding
   and strides (pointwise in time: ``"valid"`` and ``"same"`` then output at the same
-  steps as ``"causal"``);
+  steps as ``"causal"``); ``"valid"`` ones (and ``DepthwiseConv1D``) of stride 1: output
+  ``i`` reads the steps ``i .. i + span``, the causal output at step ``i + span``, so the
+  first ``span`` causal outputs are dropped; with ``ZeroPadding1D((span, 0))`` before it
+  (``begin`` zeros before the first chunk: Keras' way to a causal ``DepthwiseConv1D``)
+  the pair is a causal convolution;
+- ``GlobalAveragePooling1D`` / ``GlobalMaxPooling1D``: the mean (maximum) of the steps
+  seen so far, one ``(batch, channels)`` per chunk, as a ``return_sequences=False``
+  recurrent layer gives its last output (only per-step layers may follow);
+- ``Lambda``, ``Reshape`` and ``Permute`` (and in functional models TensorFlow-function
+  and Keras 3 operation nodes, and merges): run on the chunk as they are, once the first
+  chunk's probe (:func:`_check_time_locality`) has shown that they act on each step on
+  its own;
 - per-step layers: Keras' ``Dense`` (last axis), ``BatchNormalization`` and
   ``LayerNormalization`` (over the channel axis), ``Activation``, ``ReLU``, ``ELU``,
   ``LeakyReLU``, ``Softmax`` and ``PReLU`` (channel axis; ``PReLU`` sharing the steps axis),
@@ -29,7 +40,7 @@ up by class name in :data:`STREAMERS`:
   ``Rescaling``, ``Normalization``, ``UnitNormalization`` and ``RMSNormalization`` (over
   the channel axis),
   ``Embedding`` (first: the chunks are then ``(batch, steps)`` ids; not with
-  ``mask_zero``);
+  ``mask_zero``); ``TimeDistributed`` (any layer, run on each step on its own);
   ``torch.nn.Linear`` and
   ``LayerNorm`` / ``RMSNorm`` over the channels (last axis), ``torch.nn.BatchNorm1d``
   (axis 1, running statistics), ``torch.nn.Dropout`` / ``Dropout1d`` / ``AlphaDropout``,
@@ -62,12 +73,31 @@ up by class name in :data:`STREAMERS`:
 
 A functional model (``sepconv.load_keras_model``'s ``KerasFunctional``) streams node by
 node in its run order: residual and skip connections (merges ``Add``, ``Multiply``, ...,
-``Concatenate`` over the channels; elementwise TensorFlow / Keras 3 operations) combine
-chunks of the same steps, so their inputs must come at the same step rate (the same
-strides before them).  ``MultiHeadAttention`` streams as causal self-attention
-(``layer(x, x, use_causal_mask=True)``, no other mask): it keeps the projected keys and
-values of every step seen, a cache that grows with the stream.  Several inputs take one
-chunk each per call; several outputs come as a list.
+``Concatenate`` over the channels; TensorFlow / Keras 3 operations, ``Lambda`` layers)
+combine chunks of the same steps, so their inputs must come at the same step rate (the
+same strides before them).  Operation nodes, ``Lambda`` / ``Reshape`` / ``Permute`` layers
+and merges stream when they are time-local: their output at a step depends on that step
+only (elementwise functions, ``x * 0.5``, gates ``tanh(a) * sigmoid(b)``, reductions,
+softmax, reshapes, slices and concatenations over the channels, ``matmul`` over the
+features); those that mix steps (a cumulative sum, a reduction or padding over the
+steps, slicing or reversing the steps) are refused, naming the node.  The rule is
+empirical and on the model itself, not a table of functions: on the first chunk the
+stream runs a random probe sequence whole and in two chunks and compares each such
+node's outputs, and refuses indexing that cuts the steps axis (see
+:func:`_check_time_locality`); so the refusal comes from the first call, not from
+``stream()``.
+
+``MultiHeadAttention`` streams as causal self-attention (``layer(x, x,
+use_causal_mask=True)``, no other mask): it keeps the projected keys and values of every
+step seen, a cache that grows with the stream.  ``stream(model,
+max_attention_steps=N)`` bounds it: each query attends to its last ``N`` steps (itself
+included), the cache keeps ``N - 1``, whatever the chunking.  Keras' attention has no
+window, so past ``N`` steps the numbers differ from the model's on the whole sequence
+(unless the model was trained with that window); ``attention_overflow="error"`` refuses
+instead the chunk that would go past ``N`` steps (the stream is left as it was: reset it).
+Several inputs take one chunk each per call; several outputs come as a list.  A chunk
+refused on the way with a ``ValueError`` (training mode, attention's bound, another batch
+size) leaves every state as it was.
 
 Example (strides 2, chunks of any length, empty ones included)::
 
@@ -84,8 +114,10 @@ Example (strides 2, chunks of any length, empty ones included)::
 
 Refused with a ``ValueError`` naming the layer: recurrent layers with
 ``go_backwards=True`` and ``Bidirectional`` (an output would read later steps),
-``return_state=True``, ``torch.nn.LSTM`` / ``GRU``; non-causal convolutions (``"valid"`` or
-``"same"`` with ``kernel_size > 1``: an output would read later steps), layers that act
+``return_state=True``, ``torch.nn.LSTM`` / ``GRU``; non-causal convolutions (``"same"``
+with ``kernel_size > 1``, strided ``"valid"``: an output would read later steps or the
+steps would not fall in the stream's order), ``ZeroPadding1D`` with an end padding,
+operations and Lambdas that mix steps (on the first chunk), layers that act
 across steps (``Linear`` on a ``channels_first`` model, softmax over the steps), any
 other module.  Batch normalisation and dropout must be in eval mode (batch statistics
 and random masks do not stream): the call says so otherwise.  A chunk of another rank
@@ -94,6 +126,7 @@ than the model takes is an error naming the layout.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -154,9 +187,13 @@ class _CausalConv(_Step):
     the number of steps seen, modulo ``s``: the chunk's first output is at its step
     ``(-phase) % s`` (none if the chunk is shorter)."""
 
-    def __init__(self, module, where, conv: Callable):
+    def __init__(self, module, where, conv: Callable, valid: bool = False):
         super().__init__(module, where)
         self.conv = conv
+        #: a "valid" layer (stride 1): the causal outputs of its first `span` steps,
+        #: which read the zeros before the signal, are not its outputs
+        self.valid = valid
+        self.skip = 0
         self.data_format = module.data_format
         self.span = (module.kernel_size[0] - 1) * module.dilation_rate[0]
         self.stride = module.strides[0]
@@ -167,18 +204,39 @@ class _CausalConv(_Step):
 
     def reset(self) -> None:
         self.state, self.phase, self.batch = None, 0, None
+        self.skip = 0
 
     def _no_steps(self, x):
         shape = list(x.shape)
-        shape[self.time_axis], shape[3 - self.time_axis] = 0, self.module.filters
+        filters = getattr(self.module, "filters", None) or \
+            x.shape[3 - self.time_axis] * self.module.depth_multiplier  # (depthwise)
+        shape[self.time_axis], shape[3 - self.time_axis] = 0, filters
         return x.new_zeros(shape, dtype=self.module.compute_dtype)
 
     def __call__(self, x):
+        if self.valid and self.state is None:
+            self.skip = self.span
+        out = self._causal(x)
+        if self.skip and out.shape[self.time_axis]:
+            drop = min(self.skip, out.shape[self.time_axis])
+            self.skip -= drop
+            out = out.narrow(self.time_axis, drop, out.shape[self.time_axis] - drop)
+        return out
+
+    def _causal(self, x):
         layer, t = self.module, self.time_axis
         steps = x.shape[t]
         if steps == 0:
             return self._no_steps(x)
-        x = layer._prepare_input(x)
+        if self.valid:  # (its input check counts the steps: a chunk with the state's)
+            if not isinstance(x, torch.Tensor):
+                x = torch.as_tensor(np.asarray(x))
+            pad = list(x.shape)
+            pad[t] = self.span
+            x = layer._prepare_input(torch.cat([x.new_zeros(pad), x], dim=t))
+            x = x.narrow(t, self.span, steps)
+        else:
+            x = layer._prepare_input(x)
         if self.span or self.stride > 1:  # a state, or a phase (kernel_size 1, strided)
             self._check_batch(self.batch, x)
             self.batch = x.shape[0]
@@ -306,16 +364,107 @@ def _conv1d_step(layer, x):
                             groups=layer.groups, data_format=layer.data_format)
 
 
+def _depthwise_conv1d_step(layer, x):
+    return _functional.depthwise_conv(
+        x, layer._weight("depthwise_kernel"), _bias(layer), strides=layer.strides,
+        padding="valid", dilation_rate=layer.dilation_rate, data_format=layer.data_format)
+
+
 def _causal(conv: Callable) -> Callable:
+    """A causal convolution streams; a ``"valid"`` one of stride 1 too (its output ``i``
+    reads the steps ``i .. i + span``: the causal output at step ``i + span``), so a
+    ``ZeroPadding1D((span, 0))`` before it, the causal convolution Keras writes for
+    ``DepthwiseConv1D``, streams as one; ``"same"`` reads later steps."""
     def make(module, where):
         k = module.kernel_size[0]
-        if module.padding != "causal" and k > 1:
+        valid = module.padding == "valid" and k > 1
+        if valid and module.strides[0] > 1:
+            raise ValueError(f"{where} has padding='valid' with strides={module.strides} "
+                             f"and kernel_size={module.kernel_size}: only stride-1 'valid' "
+                             f"layers stream. Use padding='causal'")
+        if module.padding not in ("causal", "valid") and k > 1:
             raise ValueError(f"{where} has padding={module.padding!r} with kernel_size="
-                             f"{module.kernel_size}: only causal layers stream (an output "
-                             f"would read later steps). Use padding='causal'")
+                             f"{module.kernel_size}: only causal (and stride-1 'valid') "
+                             f"layers stream (an output would read later steps). Use "
+                             f"padding='causal'")
         _check_activation(module.activation, module.data_format, where)
-        return _CausalConv(module, where, conv)
+        return _CausalConv(module, where, conv, valid=valid)
     return make
+
+
+class _LeftPad(_Step):
+    """``ZeroPadding1D((begin, 0))``: ``begin`` zero steps before the first chunk."""
+
+    def __init__(self, module, where):
+        super().__init__(module, where)
+        self.data_format = module.data_format
+        self.time_axis = 1 if module.data_format == "channels_last" else 2
+        self.begin = module.padding[0]
+        self.started = False
+
+    def reset(self) -> None:
+        self.started = False
+
+    def __call__(self, x):
+        x = self.module._prepare_input(x) if x.shape[self.time_axis] else x
+        if self.started or not self.begin:
+            return x
+        self.started = True
+        shape = list(x.shape)
+        shape[self.time_axis] = self.begin
+        return torch.cat([x.new_zeros(shape), x], dim=self.time_axis)
+
+
+def _zero_padding1d(module, where):
+    if module.padding[1]:
+        raise ValueError(f"{where} has padding={module.padding}: it pads "
+                         f"{module.padding[1]} steps after the end of the sequence, which a "
+                         f"live stream does not know. Only ZeroPadding1D((begin, 0)) streams")
+    return _LeftPad(module, where)
+
+
+class _RunningPool(_Step):
+    """``GlobalAveragePooling1D`` / ``GlobalMaxPooling1D``: the mean (the maximum) of the
+    steps seen so far, ``(batch, channels)`` per chunk (with ``keepdims``: ``(batch, 1,
+    channels)``), as a ``return_sequences=False`` recurrent layer gives its last output:
+    what the model returns on the whole sequence seen so far.  The mean keeps a float64
+    sum and the count; zeros before any step."""
+
+    def __init__(self, module, where):
+        super().__init__(module, where)
+        self.data_format = module.data_format
+        self.time_axis = 1 if module.data_format == "channels_last" else 2
+        self.mean = type(module).__name__.startswith("GlobalAverage")
+        self.total: Optional[torch.Tensor] = None
+        self.count = 0
+
+    def reset(self) -> None:
+        self.total, self.count = None, 0
+
+    def __call__(self, x):
+        layer, t = self.module, self.time_axis
+        x = torch.as_tensor(x)
+        if x.is_floating_point():
+            x = x.to(layer.compute_dtype)
+        self._check_batch(None if self.total is None else self.total.shape[0], x)
+        total = self.total
+        if x.shape[t]:
+            part = x.sum(dim=t, dtype=torch.float64) if self.mean else x.amax(dim=t)
+            total = part if total is None else \
+                (total + part if self.mean else torch.maximum(total, part))
+            self.total = total.detach()  # (gradients flow within the chunk only)
+            self.count += x.shape[t]
+        if total is None:
+            out = x.new_zeros((x.shape[0], x.shape[3 - t]))
+        else:
+            out = (total / self.count).to(x.dtype) if self.mean else total
+        return out.unsqueeze(t) if layer.keepdims else out
+
+
+def _collapses(step) -> bool:
+    """Whether a step gives one value per chunk, no steps (a classifier's head)."""
+    return isinstance(step, _RunningPool) or \
+        isinstance(step, _Recurrent) and not step.sequences
 
 
 def _check_activation(fn, data_format, where) -> Optional[str]:
@@ -436,6 +585,10 @@ _ELEMENTWISE = ("Identity", "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU",
 STREAMERS: Dict[str, Callable] = {
     "SeparableConv1D": _causal(_separable_conv1d_step),
     "Conv1D": _causal(_conv1d_step),
+    "DepthwiseConv1D": _causal(_depthwise_conv1d_step),
+    "ZeroPadding1D": _zero_padding1d,
+    "GlobalAveragePooling1D": lambda module, where: _RunningPool(module, where),
+    "GlobalMaxPooling1D": lambda module, where: _RunningPool(module, where),
     "Dense": _per_step("channels_last"),
     "BatchNormalization": _keras_batch_norm,
     "LayerNormalization": _keras_layer_norm,
@@ -475,16 +628,21 @@ class _CausalAttention(_Step):
 
     data_format = "channels_last"
 
-    def __init__(self, module, where):
+    def __init__(self, module, where, owner: Optional["Stream"] = None):
         super().__init__(module, where)
+        self.owner = owner
         self.keys: Optional[torch.Tensor] = None
         self.values: Optional[torch.Tensor] = None
+        #: steps seen (a bounded cache keeps fewer)
+        self.seen = 0
 
     def reset(self) -> None:
         self.keys = self.values = None
+        self.seen = 0
 
     def __call__(self, x):
         layer = self.module
+        bound = getattr(self.owner, "max_attention_steps", None)
         if layer.training and layer.dropout:
             raise ValueError(f"{self.where} is in training mode with dropout: random masks "
                              f"do not stream. Call model.eval() first")
@@ -502,6 +660,15 @@ class _CausalAttention(_Step):
         if steps == 0:
             return x.new_zeros((x.shape[0], 0) + tuple(out_features))
 
+        if bound is not None and self.owner.attention_overflow == "error" and \
+                self.seen + steps > bound and not self.owner._probing:
+            raise ValueError(
+                f"{self.where} has seen {self.seen} steps and the chunk brings {steps}: "
+                f"over max_attention_steps={bound}, a query would no longer attend to every "
+                f"earlier step as the model does on the whole sequence (Keras' attention "
+                f"has no window). Call stream.reset(), or pass attention_overflow='slide' "
+                f"to keep the last {bound} steps (other numbers, unless the model was "
+                f"trained with that window)")
         q, k, v = (layer._project(name, x) for name in ("query", "key", "value"))
         seen = 0 if self.keys is None else self.keys.shape[1]  # (cached steps)
         if seen:
@@ -511,6 +678,8 @@ class _CausalAttention(_Step):
         mask = torch.ones((steps, seen + steps), dtype=torch.bool, device=x.device)
         mask = mask.tril(diagonal=seen)
         window = getattr(layer, "sliding_window", None)
+        if bound is not None:  # the stream's own window: each query's last `bound` steps
+            window = bound if window is None else min(window, bound)
         if window is not None:  # ... and of those the last `window` only
             mask = mask.triu(diagonal=seen - window + 1)
         gate = None
@@ -527,6 +696,7 @@ class _CausalAttention(_Step):
             keep = max(k.shape[1] - window + 1, 0)  # the last window - 1 steps
             k, v = k[:, keep:], v[:, keep:]
         self.keys, self.values = k.detach().clone(), v.detach().clone()
+        self.seen += steps
         return out
 
 
@@ -570,7 +740,29 @@ class Stream:
     (truncated backpropagation).
     """
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, max_attention_steps: Optional[int] = None,
+                 attention_overflow: str = "slide"):
+        if isinstance(max_attention_steps, float) and max_attention_steps.is_integer():
+            max_attention_steps = int(max_attention_steps)  # (R's numbers are doubles)
+        if max_attention_steps is not None and (
+                isinstance(max_attention_steps, bool) or
+                not isinstance(max_attention_steps, (int, np.integer)) or
+                max_attention_steps < 1):
+            raise ValueError(f"Invalid value for argument `max_attention_steps`. Expected "
+                             f"None or a positive integer. Received "
+                             f"max_attention_steps={max_attention_steps!r}")
+        if attention_overflow not in ("slide", "error"):
+            raise ValueError(f"Invalid value for argument `attention_overflow`. Expected "
+                             f"'slide' or 'error'. Received "
+                             f"attention_overflow={attention_overflow!r}")
+        self.max_attention_steps = None if max_attention_steps is None else \
+            int(max_attention_steps)
+        self.attention_overflow = attention_overflow
+        #: time-locality of the operation / Lambda nodes: checked on the first chunk
+        self._probed = False
+        self._probing = False
+        #: (a Sequential) the index of the step that collapses the steps, if any
+        self._collapsed_at: Optional[int] = None
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"Invalid type for argument `model`. Expected a torch.nn.Module "
                             f"(a Sequential of causal layers). Received {type(model).__name__}")
@@ -600,7 +792,7 @@ class Stream:
             step = make(module, where)
             if collapsed_by is not None:
                 # (batch, units) per chunk: no steps axis left, any per-step layer applies
-                if type(step) is not _PerStep:
+                if not isinstance(step, _PerStep):
                     raise ValueError(f"{where} follows {collapsed_by}, which has "
                                      f"return_sequences=False: each chunk then gives the "
                                      f"last output so far, (batch, units), and only "
@@ -608,8 +800,9 @@ class Stream:
                                      f"Set return_sequences=True on it")
             else:
                 self._fix_format(step, where)
-            if isinstance(step, _Recurrent) and not step.sequences:
+            if _collapses(step) and collapsed_by is None:
                 collapsed_by = where
+                self._collapsed_at = len(self.steps)
             if self._rank_by is None and (isinstance(step, (_CausalConv, _Recurrent)) or
                                           hasattr(step, "rank")):
                 self._rank_by = step
@@ -656,11 +849,50 @@ class Stream:
                              f"{'s' if n_inputs != 1 else ''} per call (one per input). "
                              f"Received {len(chunks)}")
         xs = [self._checked(c) for c in chunks]
+        if not self._probed and self._needs_probe():
+            if not any(_steps_of(x, self._time_axis(x)) for x in xs):
+                return self._run(xs)  # (no step to build a probe from: at the next chunk)
+            _check_time_locality(self, xs)
+        self._probed = True
+        # a chunk refused on the way (attention over its bound, ...) leaves every state as
+        # it was: the states are replaced on each call, never changed in place
+        saved = [dict(step.__dict__) for step in self.steps]
+        try:
+            return self._run(xs)
+        except ValueError:
+            for step, state in zip(self.steps, saved):
+                step.__dict__.update(state)
+            raise
+
+    def _needs_probe(self) -> bool:
         if self._graph is not None:
-            return self._graph(xs)
+            return any(n.probed for n in self._graph.nodes)
+        return any(self._probes_step(i) for i in range(len(self.steps)))
+
+    def _probes_step(self, i: int) -> bool:
+        """(a Sequential) step ``i`` is probed: a Lambda before any collapse."""
+        return isinstance(self.steps[i], _Probed) and \
+            (self._collapsed_at is None or i < self._collapsed_at)
+
+    def _time_axis(self, x: torch.Tensor) -> int:
+        """Where the steps are in ``x``: axis 2 of a channels_first tensor of rank 3 or
+        more, else axis 1."""
+        return 2 if self.data_format == "channels_first" and x.dim() >= 3 else 1
+
+    def _run(self, xs: List[torch.Tensor], record: Optional["_Record"] = None):
+        if self._graph is not None:
+            return self._graph(xs, record)
         x = xs[0]
-        for step in self.steps:
-            x = step(x)
+        if record is not None:
+            record.values[("input", 0, 0)] = x
+        for i, step in enumerate(self.steps):
+            if record is not None and self._probes_step(i):
+                x = record.exact(("step", i - 1, 0) if i else ("input", 0, 0), x)
+                x = record.run(("step", i, 0), step, [x], {})
+            else:
+                x = step(x)
+            if record is not None:
+                record.values[("step", i, 0)] = x
         return x
 
     def _checked(self, chunk) -> torch.Tensor:
@@ -687,33 +919,19 @@ class Stream:
 
 
 # -- functional models (residual and skip connections, attention blocks) --------------------
-#: Keras 3 operations and TensorFlow functions that act on each element (or each step's
-#: channels): they stream like per-step layers.
-_ELEMENTWISE_KERAS_OPS = (
-    "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Negative", "Absolute", "Square",
-    "Sqrt", "Rsqrt", "Exp", "Log", "Log1p", "Tanh", "Sigmoid", "Relu", "Relu6", "Silu", "Selu",
-    "Softplus", "Softsign", "HardSigmoid", "HardSilu", "Elu", "LeakyRelu", "Gelu", "Maximum",
-    "Minimum", "Power", "Clip", "Erf", "Sign", "Floor", "Ceil", "Round", "Reciprocal", "Cast",
-    "ConvertToTensor")
-_ELEMENTWISE_TF = (
-    "__operators__.add", "math.add", "math.subtract", "math.multiply", "math.truediv",
-    "math.negative", "math.abs", "math.square", "math.sqrt", "math.rsqrt", "math.exp",
-    "math.log", "math.log1p", "math.sigmoid", "math.tanh", "math.softplus", "nn.relu",
-    "nn.relu6", "nn.elu", "nn.selu", "nn.leaky_relu", "nn.gelu", "nn.silu", "nn.softsign",
-    "math.maximum", "math.minimum", "math.pow", "clip_by_value", "math.erf", "math.sign",
-    "math.floor", "math.ceil", "math.round", "math.reciprocal", "identity", "cast")
 #: Merging layers that combine aligned steps (Concatenate: over the channel axis only).
 _MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
 
 
 class _GraphNode:
     """One node of a streamed functional model: its step, or a multi-input per-step call
-    (merges, elementwise operations) whose tensors must cover the same steps."""
+    (merges, operations, Lambdas) whose tensors must cover the same steps."""
 
     def __init__(self, name, node, args, kwargs, step: Optional[_Step], module, where,
                  multi: bool):
         self.name, self.node, self.args, self.kwargs = name, node, args, kwargs
         self.step, self.module, self.where, self.multi = step, module, where, multi
+        self.probed = False  # checked for time-locality on the first chunk
 
 
 class _GraphStream:
@@ -737,7 +955,7 @@ class _GraphStream:
             if cls in ("MultiHeadAttention", "GroupQueryAttention"):
                 step, multi = self._attention(module, where, args, kwargs), False
                 args, kwargs = [args[0]], {}
-            elif cls in _MERGES or cls == "KerasOp" or cls == "TFOp":
+            elif cls in _MERGES or cls in _OPERATIONS:
                 step, multi = None, True
                 self._check_multi(module, where, cls, kwargs)
                 if len(strides) > 1:
@@ -755,11 +973,11 @@ class _GraphStream:
                     raise ValueError(f"{where} does not stream: sepconv.stream takes causal "
                                      f"SeparableConv1D / Conv1D layers, forward LSTM / GRU / "
                                      f"SimpleRNN / ConvLSTM layers, causal self-attention, "
-                                     f"merges, elementwise operations and per-step layers "
+                                     f"merges, per-step operations and Lambdas, per-step layers "
                                      f"({', '.join(sorted(STREAMERS))})")
                 step, multi = make(module, where), False
                 rate *= getattr(step, "stride", 1)
-            if gone and (not multi and type(step) is not _PerStep):
+            if gone and (not multi and not isinstance(step, _PerStep)):
                 raise ValueError(f"{where} follows {gone[0]}, which has "
                                  f"return_sequences=False: only per-step layers may follow")
             if step is not None:
@@ -769,11 +987,15 @@ class _GraphStream:
                 owner._rank_by = step
             self.nodes.append(_GraphNode(lname, node, args, kwargs, step, module, where,
                                          multi))
+            self.nodes[-1].inputs = [tuple(r) for r in ins]
+            # every merge and operation is checked on the first chunk; one that follows
+            # a collapsed recurrent layer acts on (batch, units), which has no steps
+            self.nodes[-1].probed = multi and not gone
             out = (lname, node, 0)
             stride[out] = rate
             if gone:
                 collapsed[out] = gone[0]
-            if isinstance(step, _Recurrent) and not step.sequences:
+            if _collapses(step):
                 collapsed[out] = where
 
     def _attention(self, module, where, args, kwargs):
@@ -792,14 +1014,11 @@ class _GraphStream:
         if getattr(module, "attention_axes", None) not in (None, (1,)):
             raise ValueError(f"{where} attends over axes {module.attention_axes}: only the "
                              f"steps (axis 1) stream")
-        return _CausalAttention(module, where)
+        return _CausalAttention(module, where, self.owner)
 
     def _check_multi(self, module, where, cls, kwargs):
-        if cls == "KerasOp" and module.class_name not in _ELEMENTWISE_KERAS_OPS or \
-                cls == "TFOp" and module.function not in _ELEMENTWISE_TF:
-            what = module.class_name if cls == "KerasOp" else f"tf.{module.function}"
-            raise ValueError(f"{where} runs {what}, which may act across steps: a streamed "
-                             f"model takes elementwise operations only")
+        # operations and Lambdas: their time-locality is probed on the first chunk
+        # (_check_time_locality); a merge's layout is known here
         if cls == "Concatenate":
             if module.axis not in _AXIS_FORMATS:
                 raise ValueError(f"{where} concatenates over axis {module.axis}: only the "
@@ -812,27 +1031,26 @@ class _GraphStream:
             if n.step is not None:
                 n.step.reset()
 
-    def __call__(self, chunks: List[torch.Tensor]):
+    def __call__(self, chunks: List[torch.Tensor], record: Optional["_Record"] = None):
         from .interop.models import resolve
-        values: Dict[tuple, torch.Tensor] = {}
+        values: Dict[tuple, torch.Tensor] = {} if record is None else record.values
         for ref, x in zip(self.model.input_refs, chunks):
             values[tuple(ref)] = x
 
-        fmt = self.owner.data_format
         for n in self.nodes:
             if n.step is not None:
                 out = n.step(resolve(n.args[0], values))
+            elif record is not None and n.probed:
+                exact = ChainMap({r: record.exact(r, values[r]) for r in n.inputs}, values)
+                args, kwargs = resolve(n.args, exact), resolve(n.kwargs, exact)
+                out = record.run((n.name, n.node, 0), _Call(n, self.owner), args, kwargs)
             else:
                 args, kwargs = resolve(n.args, values), resolve(n.kwargs, values)
-                tensors = [t for t in _flat_tensors(args) + _flat_tensors(kwargs)
-                           if t.dim() >= 2]
-                axis = 1 if fmt == "channels_last" else 2
-                sizes = {t.shape[axis] for t in tensors if t.dim() == 3}
-                if len(sizes) > 1:
-                    raise ValueError(f"{n.where} received chunks of {sorted(sizes)} steps: "
-                                     f"its inputs' steps do not line up")
-                out = n.module(*args, **kwargs)
-            values[(n.name, n.node, 0)] = out
+                out = _Call(n, self.owner)(*args, **kwargs)
+            # several outputs (tf.split, tf.unstack, ...): indexed as the model does
+            outs = list(out) if n.multi and isinstance(out, (list, tuple)) else [out]
+            for i, o in enumerate(outs):
+                values[(n.name, n.node, i)] = o
         result = [values[tuple(r)] for r in self.model.output_refs]
         return result[0] if len(result) == 1 else result
 
@@ -851,17 +1069,59 @@ def _flat_tensors(v) -> List[torch.Tensor]:
     return []
 
 
-def stream(model: torch.nn.Module) -> Stream:
+class _Call:
+    """A merge or operation node called on resolved arguments: its tensors (of rank 3)
+    must cover the same steps."""
+
+    def __init__(self, node: "_GraphNode", owner: "Stream"):
+        self.node, self.owner = node, owner
+        self.where = node.where
+
+    def __call__(self, *args, **kwargs):
+        n = self.node
+        tensors = [t for t in _flat_tensors(args) + _flat_tensors(kwargs) if t.dim() >= 2]
+        axis = 1 if self.owner.data_format == "channels_last" else 2
+        sizes = {t.shape[axis] for t in tensors if t.dim() == 3}
+        if len(sizes) > 1:
+            raise ValueError(f"{n.where} received chunks of {sorted(sizes)} steps: "
+                             f"its inputs' steps do not line up")
+        return _or_empty(n, tensors, axis, lambda: n.module(*args, **kwargs))
+
+
+def _or_empty(holder, tensors, axis: int, call: Callable):
+    """``call()``; where it fails on a chunk of no steps (``reshape`` to ``-1`` of nothing,
+    ...), the output of no steps the probe saw the node give (``holder.empty``)."""
+    try:
+        return call()
+    except Exception:  # noqa: BLE001 - re-raised unless a chunk of no steps explains it
+        empty = getattr(holder, "empty", None)
+        if empty is None or not tensors or any(t.dim() > axis and t.shape[axis] for t in
+                                               tensors):
+            raise
+        shape, dtype = empty
+        return tensors[0].new_zeros((tensors[0].shape[0],) + shape[1:], dtype=dtype)
+
+
+def stream(model: torch.nn.Module, max_attention_steps: Optional[int] = None,
+           attention_overflow: str = "slide") -> Stream:
     """Wrap a causal model for chunk-by-chunk inference: ``stream(model)(chunk)``.
 
     Args:
         model: a ``torch.nn.Sequential`` (or one layer) of causal ``SeparableConv1D`` /
-            ``Conv1D`` layers (strided ones too), forward recurrent layers (``LSTM``,
-            ``GRU``, ``SimpleRNN``, ``ConvLSTM1D/2D/3D``) and per-step layers (see
-            :mod:`sepconv.streaming`), or a functional model from
-            :func:`sepconv.load_keras_model` of those plus merges, elementwise
-            operations and causal self-attention; in eval mode where it has batch
-            normalisation or dropout.
+            ``Conv1D`` / ``DepthwiseConv1D`` layers (strided ones too), forward recurrent
+            layers (``LSTM``, ``GRU``, ``SimpleRNN``, ``ConvLSTM1D/2D/3D``), per-step
+            layers and time-local ``Lambda`` layers (see :mod:`sepconv.streaming`), or a
+            functional model from :func:`sepconv.load_keras_model` of those plus merges,
+            time-local operation nodes and causal self-attention; in eval mode where it
+            has batch normalisation or dropout.
+        max_attention_steps: ``None`` (default: causal self-attention attends to every
+            step seen, a cache that grows with the stream) or ``N``: each query attends
+            to its last ``N`` steps only, a bounded cache; other numbers than the model's
+            on the whole sequence once the stream is longer than ``N`` (Keras' attention
+            has no window), unless the model was trained with that window.
+        attention_overflow: ``"slide"`` (default: keep the last ``N`` steps) or
+            ``"error"``: a chunk that would take the stream past ``N`` steps is refused
+            (``ValueError``), so the numbers stay Keras' exactly.
 
     Returns:
         A :class:`Stream`: call it on chunks ``(batch, steps, channels)`` (channels_first:
@@ -870,9 +1130,11 @@ def stream(model: torch.nn.Module) -> Stream:
 
     Raises:
         ValueError: naming the first layer that cannot stream (non-causal, reading the
-            sequence backwards, acting across steps, or unknown).
+            sequence backwards, acting across steps, or unknown); for operation nodes and
+            Lambdas that mix steps, on the first chunk.
     """
-    return Stream(model)
+    return Stream(model, max_attention_steps=max_attention_steps,
+                  attention_overflow=attention_overflow)
 
 
 # -- audio front ends (Keras 3's STFTSpectrogram; MelSpectrogram refused) -------------------
@@ -982,3 +1244,331 @@ def _spectral_normalization(module, where):
 
 
 STREAMERS["SpectralNormalization"] = _spectral_normalization
+
+
+# -- time-locality of operation nodes and Lambdas ------------------------------------------
+#: Nodes whose time-locality is probed: tf-keras' TensorFlow-function nodes, Keras 3's
+#: operation nodes, Lambda layers (merging layers are probed too, see _GraphStream).
+_OPERATIONS = ("TFOp", "KerasOp", "Lambda", "Reshape", "Permute")
+
+#: The probe: ``_PROBE_STEPS`` steps (times the largest stride of the model), cut after
+#: ``_PROBE_CUT``: lengths no layer is likely to have as another axis.
+_PROBE_STEPS, _PROBE_CUT = 78, 37
+
+
+class _Probed(_PerStep):
+    """A ``Lambda`` of a ``Sequential``: per step, once the first chunk's probe has shown
+    that it acts on each step on its own (:func:`_check_time_locality`)."""
+
+    def __call__(self, x):
+        return _or_empty(self, [x] if isinstance(x, torch.Tensor) else [], 1,
+                         lambda: super(_Probed, self).__call__(x))
+
+
+#: Layers whose output in training mode is random or uses the batch's statistics.
+_TRAINING_DEPENDENT = ("BatchNormalization", "Dropout", "SpatialDropout1D",
+                       "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                       "GaussianDropout", "AlphaDropout")
+
+
+def _time_distributed(module, where):
+    """``TimeDistributed(layer)`` runs ``layer`` on each step of ``(batch, time, ...)`` on
+    its own: per step whatever the layer (in eval mode where it normalizes with batch
+    statistics or drops at random)."""
+    eval_only = any(type(m).__name__ in _TRAINING_DEPENDENT for m in module.modules())
+    return _PerStep(module, where, "channels_last", eval_only=eval_only)
+
+
+STREAMERS["TimeDistributed"] = _time_distributed
+
+for _name in ("Lambda", "Reshape", "Permute"):
+    STREAMERS[_name] = lambda module, where: _Probed(module, where)
+
+
+def _steps_of(x, axis: int) -> int:
+    return x.shape[axis] if isinstance(x, torch.Tensor) and x.dim() > axis else 0
+
+
+class _IndexWatch(torch.overrides.TorchFunctionMode):
+    """Records every ``tensor[index]`` a node makes: ``(shape, index)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: List[Tuple[tuple, object]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.__getitem__ and args and isinstance(args[0], torch.Tensor):
+            self.calls.append((tuple(args[0].shape), args[1]))
+        return func(*args, **(kwargs or {}))
+
+
+def _cut_axis(shape: tuple, key, lengths: set) -> Optional[int]:
+    """The first axis (not the batch) of size in ``lengths`` that ``key`` does not take
+    whole (``[:]``, ``[0:]``), else ``None``."""
+    items = list(key) if isinstance(key, tuple) else [key]
+
+    def width(item):  # axes an index item takes
+        if item is None or item is Ellipsis:
+            return 0
+        if isinstance(item, torch.Tensor) and item.dtype == torch.bool:
+            return max(item.dim(), 1)
+        return 1
+
+    named = sum(width(i) for i in items)
+    dim = 0
+    for item in items:
+        if item is Ellipsis:
+            dim += len(shape) - named
+            continue
+        for d in range(dim, dim + width(item)):
+            whole = isinstance(item, slice) and item.start in (None, 0) and \
+                item.stop is None and item.step in (None, 1)
+            if 0 < d < len(shape) and shape[d] in lengths and not whole:
+                return d
+        dim += width(item)
+    return None
+
+
+class _Record:
+    """One probe run of a stream: every tensor's value, each probed node's indexing, and
+    the first probed node that failed (with its error)."""
+
+    def __init__(self, owner: "Stream", whole: Optional["_Record"] = None,
+                 before: Optional["_Record"] = None):
+        self.owner, self.whole, self.before = owner, whole, before
+        self.values: Dict[tuple, object] = {}
+        self.index: Dict[tuple, list] = {}
+        self.failed: Optional[Tuple[tuple, object, BaseException]] = None
+
+    def exact(self, ref, value):
+        """A probed node's input on a chunk: the slice of the whole run's value where it
+        has the chunk's steps (so rounding differences of the layers before it, which a
+        sign or a comparison could turn into a mismatch, do not reach the node)."""
+        w = None if self.whole is None else self.whole.values.get(ref)
+        if not (isinstance(value, torch.Tensor) and isinstance(w, torch.Tensor)) or \
+                value.dim() != w.dim():
+            return value
+        axis = self.owner._time_axis(value)
+        if value.dim() <= axis or value.shape[:axis] != w.shape[:axis] or \
+                value.shape[axis + 1:] != w.shape[axis + 1:]:
+            return value
+        steps, total = value.shape[axis], w.shape[axis]
+        if self.before is None:  # the first chunk: a prefix, shorter than the whole
+            start = 0
+            if steps >= total:
+                return value
+        else:  # the second: the rest (a tensor without steps has the same size in each)
+            prior = self.before.values.get(ref)
+            if not isinstance(prior, torch.Tensor) or prior.dim() != w.dim() or \
+                    prior.shape[axis] + steps != total:
+                return value
+            start = prior.shape[axis]
+        return w.narrow(axis, start, steps)
+
+    def run(self, ref, call, args, kwargs):
+        watch = _IndexWatch()
+        try:
+            with watch:
+                return call(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - reported as the node's refusal
+            self.failed = (ref, call, err)
+            raise _ProbeStopped() from err
+        finally:
+            self.index[ref] = watch.calls
+
+
+class _ProbeStopped(Exception):
+    pass
+
+
+def _probe_input(x: torch.Tensor, axis: int, steps: int, gen: torch.Generator):
+    shape = list(x.shape)
+    shape[axis] = steps
+    if x.is_floating_point() or x.is_complex():
+        scale = float(x.detach().abs().max()) if x.numel() else 1.0
+        return (torch.randn(shape, generator=gen, dtype=torch.float64) *
+                (scale if scale > 0 else 1.0)).to(x)
+    if x.dtype == torch.bool:
+        return torch.randint(0, 2, shape, generator=gen).to(torch.bool)
+    top = int(x.max()) if x.numel() else 1
+    return torch.randint(0, max(top, 1) + 1, shape, generator=gen).to(x)
+
+
+def _leaves(v) -> list:
+    if isinstance(v, (list, tuple)):
+        return [t for u in v for t in _leaves(u)]
+    return [v]
+
+
+def _tolerance(t: torch.Tensor) -> float:
+    return {torch.float64: 1e-10, torch.float32: 1e-5, torch.complex128: 1e-10,
+            torch.complex64: 1e-5}.get(t.dtype, 1e-2)
+
+
+def _check_time_locality(owner: "Stream", xs: List[torch.Tensor]) -> None:
+    """Decide, on the first chunk, that every operation node and ``Lambda`` (and merge)
+    of the model acts on each step on its own, or refuse it naming the node.
+
+    The rule: the stream runs on a probe sequence of random values of the chunk's shape
+    (integer ids: in ``[0, max id]``), ``78 * s`` steps long (``s``: the model's largest
+    stride), once whole and once as two chunks (cut after ``37 * s`` steps), from fresh
+    states; on the chunks, a node is given the slices of the whole run's inputs (so the
+    rounding of the layers before it, which a sign or a comparison could amplify, does
+    not count).  A node is time-local when
+
+    - on every tensor it outputs with a steps axis (one whose sizes on the two chunks add
+      up to the whole's), the two chunks' outputs, concatenated, equal the whole
+      sequence's output (1e-5 of the output's scale in float32, 1e-10 in float64):
+      so a cumulative sum, a reversal, a shift, a padding, a reduction over the steps
+      or a ``tf.shape``-dependent scaling is refused;
+    - it indexes (``tensor[...]``, Keras' slicing nodes) no axis of the size of its
+      chunk's steps other than whole (``x[:, :, :64]`` on channels streams, ``x[:, 1:]``
+      and ``x[:, :100]`` do not: a bound beyond the probe's length would otherwise pass);
+    - an output without a steps axis (``tf.shape(x)``, a mean over the steps) feeds
+      only other probed nodes, whose outputs are checked in turn: a layer or a model
+      output fed by it is refused;
+    - it runs on a chunk at all (a reshape to a fixed number of steps does not).
+
+    Nodes after a ``return_sequences=False`` recurrent layer act on ``(batch, units)``,
+    which has no steps: they are not probed.  The states are reset afterwards; the chunk
+    then runs as usual.  A node whose Python code branches on the number of steps it is
+    given beyond the probe's lengths is beyond this rule."""
+    # the strides' product bounds every path's cumulative stride
+    rate = min(int(np.prod([getattr(st, "stride", 1) for st in owner.steps])), 64)
+    total, cut = _PROBE_STEPS * rate, _PROBE_CUT * rate
+    gen = torch.Generator().manual_seed(0)
+    axes = [owner._time_axis(x) for x in xs]
+    probe = [_probe_input(x, a, total, gen) for x, a in zip(xs, axes)]
+    records = []
+    owner._probing = True
+    try:
+        with torch.no_grad():
+            for parts in ([(0, total)], [(0, cut), (cut, total)]):
+                owner.reset()
+                for a, b in parts:
+                    rec = _Record(owner, records[0] if records else None,
+                                  records[1] if len(records) == 2 else None)
+                    records.append(rec)
+                    try:
+                        owner._run([p.narrow(ax, a, b - a) for p, ax in zip(probe, axes)],
+                                   rec)
+                    except _ProbeStopped:
+                        pass
+                    except ValueError:
+                        if rec.failed is None:
+                            raise
+    finally:
+        owner._probing = False
+        owner.reset()
+    whole, first, second = records
+    _judge(owner, whole, first, second)
+
+
+def _judge(owner: "Stream", whole: _Record, first: _Record, second: _Record) -> None:
+    if owner._graph is not None:
+        from .interop.models import _refs_in
+        nodes = [((n.name, n.node), n.where, _refs_in(n.args) + _refs_in(n.kwargs), n.probed,
+                  n) for n in owner._graph.nodes]
+        outputs = [tuple(r) for r in owner._graph.model.output_refs]
+    else:
+        nodes, previous = [], ("input", 0, 0)
+        for i, step in enumerate(owner.steps):
+            nodes.append((("step", i), step.where, [previous], owner._probes_step(i),
+                          step))
+            previous = ("step", i, 0)
+        outputs = [previous]
+
+    def timed(ref) -> Optional[int]:  # the steps axis of a value, if it has one
+        vals = [r.values.get(ref) for r in (whole, first, second)]
+        if not all(isinstance(v, torch.Tensor) for v in vals):
+            return None
+        axis = owner._time_axis(vals[0])
+        if vals[0].dim() <= axis or any(v.dim() != vals[0].dim() for v in vals):
+            return None
+        if vals[0].shape[axis] != vals[1].shape[axis] + vals[2].shape[axis]:
+            return None
+        return axis
+
+    stepless: Dict[tuple, str] = {}  # a probed node's output without steps -> its node
+    for key, where, ins, probed, holder in nodes:
+        for ref in ins:
+            if ref in stepless and not probed:
+                raise ValueError(f"{stepless[ref]} gives a tensor without a steps axis (it "
+                                 f"reduces over the steps or reads their number) to "
+                                 f"{where}: each chunk would give its own. It does not "
+                                 f"stream")
+        if not probed:
+            continue
+        for rec, what in ((whole, None), (first, 0), (second, 1)):
+            ref = key + (0,)
+            if rec.failed is not None and rec.failed[0][:2] == key:
+                err = rec.failed[2]
+                for r in ins:
+                    if r in stepless:
+                        raise ValueError(f"{stepless[r]} gives a tensor without a steps "
+                                         f"axis (it reduces over the steps or reads their "
+                                         f"number) to {where}, which then fails on a chunk "
+                                         f"({type(err).__name__}: {err}). It does not "
+                                         f"stream") from err
+                steps = sorted({_steps_of(rec.values.get(r), owner._time_axis(
+                    rec.values[r])) for r in ins if isinstance(rec.values.get(r),
+                                                               torch.Tensor)})
+                raise ValueError(f"{where} does not run on a chunk of {steps} steps "
+                                 f"({type(err).__name__}: {err}): it does not stream "
+                                 f"(it needs a fixed number of steps, or its inputs' "
+                                 f"steps do not line up)") from err
+            if ref not in rec.values:  # an earlier node stopped this run
+                return _judge_tail(rec, where)
+            if what is None:
+                continue
+            lengths = {rec.values[r].shape[timed(r)] for r in ins if timed(r) is not None}
+            for shape, index in rec.index.get(ref, []):
+                axis = _cut_axis(shape, index, lengths)
+                if axis is not None:
+                    raise ValueError(f"{where} indexes axis {axis} of a tensor of shape "
+                                     f"{shape} (the steps of its chunk: {sorted(lengths)}) "
+                                     f"with {index!r}: slicing or picking steps reads "
+                                     f"other steps than its own. It does not stream")
+        i = 0
+        while key + (i,) in whole.values:
+            ref = key + (i,)
+            axis = timed(ref)
+            if axis is None:
+                stepless[ref] = where
+            else:
+                w = whole.values[ref]
+                got = torch.cat([first.values[ref], second.values[ref]], dim=axis)
+                if got.shape != w.shape or not _close(got, w):
+                    raise ValueError(f"{where} mixes steps: run on a probe sequence in two "
+                                     f"chunks, its outputs differ from the whole "
+                                     f"sequence's (an output at a step reads other steps: "
+                                     f"a cumulative sum, reversal, shift, padding or "
+                                     f"reduction over the steps). It does not stream")
+                if i == 0 and (key + (1,)) not in whole.values:  # a chunk of no steps
+                    holder.empty = (tuple(w.shape[:axis]) + (0,) + tuple(w.shape[axis + 1:]),
+                                    w.dtype)
+            i += 1
+    for ref in outputs:
+        if ref in stepless:
+            raise ValueError(f"{stepless[ref]} gives the model an output without a steps "
+                             f"axis (it reduces over the steps or reads their number): "
+                             f"each chunk would give its own. It does not stream")
+
+
+def _judge_tail(rec: _Record, where: str) -> None:
+    if rec.failed is not None:  # (a failure in a node the caller could not name)
+        raise ValueError(f"{where}: the first chunk's probe stopped ({rec.failed[2]})")
+
+
+def _close(got: torch.Tensor, want: torch.Tensor) -> bool:
+    if not (want.is_floating_point() or want.is_complex()):
+        return bool(torch.equal(got, want))
+    g, w = got.detach().to(torch.complex128 if want.is_complex() else torch.float64), \
+        want.detach().to(torch.complex128 if want.is_complex() else torch.float64)
+    finite = torch.isfinite(w)
+    if not torch.equal(finite, torch.isfinite(g)):
+        return False
+    if not finite.any():
+        return True
+    scale = float(w[finite].abs().max()) or 1.0
+    return bool(((g - w)[finite].abs() <= _tolerance(want) * scale).all())
