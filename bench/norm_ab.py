@@ -7,7 +7,8 @@ Both builds of the C routine are loaded in ONE process (the baseline's source re
 ``git show COMMIT:src/sepconv/kernels/_norm_native.py``) and swapped call by call; torch
 on one thread, TensorFlow on one intra-op and one inter-op thread (``tf.function``, the
 output returned with the gradients, so that TensorFlow cannot drop the forward);
-median ``time.process_time()`` of ``--calls`` alternated calls.
+median ``time.process_time()`` of ``--calls`` alternated calls (old and new take turns
+going first).
 
     python bench/norm_ab.py                      # baseline: 5306e8a (before this session)
     python bench/norm_ab.py --baseline HEAD~3
@@ -95,8 +96,8 @@ def main() -> None:
                     fn()
         for name, fn in rows.items():
             times = {"old": [], "new": [], "tf": []}
-            for _ in range(args.calls):
-                for which in ("old", "new"):
+            for i in range(args.calls):
+                for which in ("old", "new") if i % 2 else ("new", "old"):  # no order bias
                     _norm_native._lib = libs[which]
                     t0 = time.process_time()
                     fn()
