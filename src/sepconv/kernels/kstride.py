@@ -12,10 +12,14 @@ gradient unshuffled into ``G`` (``(pixels, kh * kw * filters)``, one copy), then
 ``dX = G @ W`` and ``dW = G^T @ X`` (already Keras' kernel layout), the bias gradient a
 column sum.  channels_first data run the same products per sample (``W @ X[n]``).
 
-oneDNN's transposed convolution (the reference kernel) costs more here: it is a general
-deconvolution.  :func:`takes` says where ``sepconv.functional.conv_transpose`` picks this
-path (measured faster, one thread, bench/README.md "kernel == stride transposed
-convolutions"); ``ENABLED = False`` restores the reference kernel everywhere.  Under
+oneDNN's transposed convolution (the reference kernel) costs more here in training: the
+one-thread A/B (``bench/kstride_ab.py``, bench/README.md "Transposed convolutions with
+kernel == stride") measured forward+backward 0.64-0.90 of oneDNN's for U-Net's 2x2 and a
+4x4 (channels_last, 0.85-0.96 of tf-keras 2.21's where oneDNN was 1.03-1.41) and
+0.48-0.83 for 1D k = s = 2, 4, 8 (0.80-0.91 of tf-keras'; also below kernels/gemm1d.py's
+phase GEMMs), and the channels_first forward 0.76-0.94.  :func:`takes` says where
+``sepconv.functional.conv_transpose`` picks it (before gemm1d); ``ENABLED = False``
+restores the reference kernel everywhere.  Under
 ``create_graph=True`` the backward returns the reference composition's differentiable
 gradients (double backward).  Tested against the reference kernel and tf-keras in
 tests/test_kstride.py.
@@ -71,9 +75,9 @@ def takes(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tuple
     if not ENABLED or not x.is_cpu or x.dtype not in _DTYPES or kernel.dtype != x.dtype \
             or (rank, channels_last) not in layouts or min(strides) < 2:
         return False
-    if not fits(x, kernel, strides, dilation, pads, out_spatial, channels_last):
+    if _standard_graph_wanted():  # (first: export's symbolic sizes are not compared)
         return False
-    return not _standard_graph_wanted()
+    return fits(x, kernel, strides, dilation, pads, out_spatial, channels_last)
 
 
 def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
