@@ -35,6 +35,9 @@ SHAPES = [
     ("1d 16x1000x128->64 k4s4", (16, 1000, 128), 4, 64, True),
     ("1d 16x1000x128->64 k8s8", (16, 1000, 128), 8, 64, True),
     ("1d NCW 16x1000x128->64 k4s4", (16, 1000, 128), 4, 64, False),
+    ("3d 2x16x16x16x64->32 k2s2", (2, 16, 16, 16, 64), 2, 32, True),
+    ("3d 2x32x32x32x32->16 k2s2", (2, 32, 32, 32, 32), 2, 16, True),
+    ("3d NCDHW 2x16x16x16x64->32 k2s2", (2, 16, 16, 16, 64), 2, 32, False),
 ]
 
 
@@ -76,7 +79,8 @@ def _peers(shape, k, filters, channels_last, train):
     peers["kstride"] = torch_call(kstride.conv_transpose)
     if rank == 1 and channels_last and train:
         peers["gemm1d"] = torch_call(gemm1d.conv_transpose)
-    cls = tf_keras.layers.Conv1DTranspose if rank == 1 else tf_keras.layers.Conv2DTranspose
+    cls = (tf_keras.layers.Conv1DTranspose, tf_keras.layers.Conv2DTranspose,
+           tf_keras.layers.Conv3DTranspose)[rank - 1]
     layer = cls(filters, k, strides=k,
                 data_format="channels_last" if channels_last else "channels_first")
     tx = tf.constant(x.numpy())
