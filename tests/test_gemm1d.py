@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import sepconv
 from sepconv import functional as F
 from sepconv import padding as _padding
-from sepconv.kernels import gemm1d, reference
+from sepconv.kernels import gemm1d, kstride, reference
 from kernel_env import kernel_choice
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -289,6 +289,7 @@ def test_conv1d_transpose_at_the_rules_sizes_matches_tf_keras(kernel_stride, pad
     k, s = kernel_stride
     channels = 512 if wide else 64
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kstride, "ENABLED", False)  # kernel == stride: kernels/kstride.py's first
         layer = sepconv.Conv1DTranspose(64, k, strides=s, padding=padding,
                                         output_padding=s - 1 if out_pad else None,
                                         use_bias=use_bias, dtype=dtype)
@@ -375,7 +376,10 @@ def test_transpose_rule(monkeypatch):
     channels and at most 32 MiB of columns; the reference elsewhere."""
     assert _transpose_node() == TRANSPOSE_NODE
     assert _transpose_node(dtype=torch.float64) == TRANSPOSE_NODE
-    assert _transpose_node(k=2, stride=2, shape=(2, 8200, 64)) == TRANSPOSE_NODE
+    assert _transpose_node(k=2, stride=2, shape=(2, 8200, 64)) != TRANSPOSE_NODE  # kstride's
+    with monkeypatch.context() as mp:  # kernel == stride is kernels/kstride.py's first
+        mp.setattr(kstride, "ENABLED", False)
+        assert _transpose_node(k=2, stride=2, shape=(2, 8200, 64)) == TRANSPOSE_NODE
     for kw in (dict(grad=False), dict(dtype=torch.bfloat16), dict(k=12),
                dict(k=3, stride=1), dict(shape=(2, 1100, 32)), dict(filters=32),
                dict(shape=(2, 1000, 64)), dict(k=2, stride=2, shape=(2, 8000, 64))):

@@ -23,6 +23,7 @@ from .kernels import depthwise_train as _depthwise_train
 from .kernels import _norm_native
 from .kernels import gemm1d as _gemm1d
 from .kernels import graphs as _graphs
+from .kernels import kstride as _kstride
 from .kernels import memory as _memory
 from .kernels import pointwise as _pointwise
 from .kernels import reference as _reference
@@ -1759,7 +1760,10 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
     out = _padding.deconv_output_shape(spatial, ksize, stride, dilation, padding, out_pad)
     pads = _padding.padding_amounts_nd(out, ksize, stride, dilation, padding)
     transpose_fn = _reference.conv_transpose
-    if rank == 1 and channels_last and x.is_cpu and _forced_kernel() != "reference" \
+    if x.is_cpu and _forced_kernel() != "reference" \
+            and _kstride.takes(x, kernel, stride, dilation, pads, out, channels_last):
+        transpose_fn = _kstride.conv_transpose  # kernel == stride: one GEMM (kstride.py)
+    elif rank == 1 and channels_last and x.is_cpu and _forced_kernel() != "reference" \
             and _gemm1d.takes_transpose(x, kernel, stride, dilation):
         transpose_fn = _gemm1d.conv_transpose  # phase GEMMs (kernels/gemm1d.py's rule)
     call = functools.partial(transpose_fn, x, kernel, bias, strides=stride,
