@@ -80,7 +80,9 @@ def softsign(x):
 
 
 def swish(x):
-    return F.silu(x)
+    # tf.nn.silu: x * sigmoid(x) with TensorFlow's sigmoid, and its custom gradient, on CPU
+    # float32 (kernels/activation.py); torch's silu elsewhere
+    return _activation_kernel.swish(x)
 
 
 def gelu(x):

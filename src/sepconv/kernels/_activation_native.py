@@ -23,6 +23,9 @@ tests/test_activation_native.py):
 - TensorFlow runs its CPU kernels with denormals flushed (FTZ and DAZ set in MXCSR, in
   eager mode and in graphs): ``tanh(1e-40)`` is 0 there.  The routine sets both bits for
   its duration (on each of its threads) and restores them.
+- ``tf.nn.silu`` (tf-keras' ``swish``): ``features * sigmoid(features)``, two ops, and its
+  ``custom_gradient``: ``dy * (s * (1 + x * (1 - s)))`` with ``s`` the sigmoid recomputed
+  from ``x``; each a separate TensorFlow op (one rounding each), here in one pass.
 - ``std::min``/``std::max`` NaN semantics (Eigen's ``pmin``/``pmax`` on x86): NaN in, NaN
   out; +-inf give +-1 (tanh) and 1 / 0 (sigmoid).
 
@@ -123,7 +126,14 @@ static inline float sigmoid_scalar(float x) {
 
 #define FLUSH_BITS 0x8040u  /* FTZ | DAZ */
 
-/* op: 0 tanh, 1 sigmoid (x -> y); 2 tanh grad, 3 sigmoid grad ((y, dy) -> out).
+/* tf.nn.silu's gradient (its custom_gradient, beta 1): s = sigmoid(x) recomputed,
+   dy * (s * (1 + x * (1 - s))), each operation a TensorFlow op (rounded) */
+static inline float swish_grad(float x, float s, float dy) {
+    return dy * (s * (1.0f + x * (1.0f - s)));
+}
+
+/* op: 0 tanh, 1 sigmoid, 4 swish (x -> y); 2 tanh grad, 3 sigmoid grad ((y, dy) -> out);
+   5 swish grad ((x, dy) -> out).
    Elements [begin, end) of n; tail: where TensorFlow's scalar path starts (n - n % 8). */
 static void run_range(int op, const float *a, const float *b, float *out, int64_t begin,
                       int64_t end, int64_t tail) {
@@ -139,6 +149,15 @@ static void run_range(int op, const float *a, const float *b, float *out, int64_
         return;
     case 2:
         for (i = begin; i < end; i++) out[i] = b[i] * (1.0f - a[i] * a[i]);
+        return;
+    case 4:  /* tf.nn.silu: features * sigmoid(features), the sigmoid's scalar tail too */
+        for (i = begin; i < vend; i++) out[i] = a[i] * sigmoid_packet(a[i]);
+        for (i = i > begin ? i : begin; i < end; i++) out[i] = a[i] * sigmoid_scalar(a[i]);
+        return;
+    case 5:
+        for (i = begin; i < vend; i++) out[i] = swish_grad(a[i], sigmoid_packet(a[i]), b[i]);
+        for (i = i > begin ? i : begin; i < end; i++)
+            out[i] = swish_grad(a[i], sigmoid_scalar(a[i]), b[i]);
         return;
     default:
         for (i = begin; i < vend; i++) out[i] = b[i] * (a[i] * (1.0f - a[i]));
@@ -180,6 +199,8 @@ _lib: Optional[ctypes.CDLL] = None
 
 #: The routine's operations.
 TANH, SIGMOID, TANH_GRAD, SIGMOID_GRAD = 0, 1, 2, 3
+#: ``tf.nn.silu`` (``x * sigmoid(x)``) and its custom gradient from ``(x, dy)``.
+SWISH, SWISH_GRAD = 4, 5
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -202,8 +223,8 @@ def load() -> Optional[ctypes.CDLL]:
 
 
 def compute(op: int, a, b, out, threads: int) -> None:
-    """``out = op(a)`` (``TANH``, ``SIGMOID``) or ``op(y=a, dy=b)`` (``TANH_GRAD``,
-    ``SIGMOID_GRAD``), all contiguous CPU float32 of ``a``'s number of elements (``b``
+    """``out = op(a)`` (``TANH``, ``SIGMOID``, ``SWISH``) or ``op(y=a, dy=b)``
+    (``TANH_GRAD``, ``SIGMOID_GRAD``; ``SWISH_GRAD``: ``a`` is ``x``), all contiguous CPU float32 of ``a``'s number of elements (``b``
     ignored for the forward ops); ``load()`` must have succeeded."""
     _lib.sepconv_activation(op, a.data_ptr(), 0 if b is None else b.data_ptr(),
                             out.data_ptr(), a.numel(), max(1, int(threads)))

@@ -85,6 +85,19 @@ def sigmoid(x: torch.Tensor) -> torch.Tensor:
     return _sigmoid_op(x)
 
 
+def swish(x: torch.Tensor) -> torch.Tensor:
+    """``x * sigmoid(x)`` as ``tf.nn.silu`` (tf-keras' ``swish``): TensorFlow's numbers on
+    CPU float32, forward and its custom gradient (see the module); torch's ``silu``
+    elsewhere."""
+    if not takes(x):
+        return torch.nn.functional.silu(x)
+    if _plain(x):
+        if x.requires_grad and torch.is_grad_enabled():
+            return _apply_swish(x)
+        return _compute(_native.SWISH, x)
+    return _swish_op(x)
+
+
 def _plain(*tensors: torch.Tensor) -> bool:
     """Eager real tensors: no tracer, fake tensor or functorch wrapper."""
     if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
@@ -116,13 +129,17 @@ def _compute(op: int, a: torch.Tensor, b=None) -> torch.Tensor:
 
 
 _NAMES = {_native.TANH: "tanh", _native.SIGMOID: "sigmoid", _native.TANH_GRAD: "tanh grad",
-          _native.SIGMOID_GRAD: "sigmoid grad"}
+          _native.SIGMOID_GRAD: "sigmoid grad", _native.SWISH: "swish",
+          _native.SWISH_GRAD: "swish grad"}
 
 
 def _grad_formula(op: int, y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """The backward in differentiable torch operations (double backward)."""
     if op == _native.TANH:
         return dy * (1 - y * y)
+    if op == _native.SWISH:  # y is the input x here
+        s = torch.sigmoid(y)
+        return dy * (s * (1 + y * (1 - s)))
     return dy * (y * (1 - y))
 
 
@@ -133,7 +150,8 @@ def _backward(op: int, y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
         return _grad_formula(op, y, dy)
     if dy.dtype != torch.float32 or dy.shape != y.shape:
         return _grad_formula(op, y, dy)
-    grad_op = _native.TANH_GRAD if op == _native.TANH else _native.SIGMOID_GRAD
+    grad_op = {_native.TANH: _native.TANH_GRAD, _native.SIGMOID: _native.SIGMOID_GRAD,
+               _native.SWISH: _native.SWISH_GRAD}[op]
     if _plain(y, dy):
         return _compute(grad_op, y, dy)
     return _BACKWARD_OPS[op](y, dy)
@@ -161,14 +179,26 @@ def _sigmoid_backward_op(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     return _compute(_native.SIGMOID_GRAD, y, dy)
 
 
-_BACKWARD_OPS = {_native.TANH: _tanh_backward_op, _native.SIGMOID: _sigmoid_backward_op}
+@torch.library.custom_op("sepconv::swish_cpu", mutates_args=(), device_types="cpu")
+def _swish_op(x: torch.Tensor) -> torch.Tensor:
+    return _compute(_native.SWISH, x)
+
+
+@torch.library.custom_op("sepconv::swish_cpu_backward", mutates_args=(), device_types="cpu")
+def _swish_backward_op(x: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    return _compute(_native.SWISH_GRAD, x, dy)
+
+
+_BACKWARD_OPS = {_native.TANH: _tanh_backward_op, _native.SIGMOID: _sigmoid_backward_op,
+                 _native.SWISH: _swish_backward_op}
 
 
 def _fake(x, *rest):
     return torch.empty(x.shape, dtype=x.dtype, device=x.device)
 
 
-for _op in (_tanh_op, _sigmoid_op, _tanh_backward_op, _sigmoid_backward_op):
+for _op in (_tanh_op, _sigmoid_op, _tanh_backward_op, _sigmoid_backward_op, _swish_op,
+            _swish_backward_op):
     _op.register_fake(_fake)
 
 
@@ -181,6 +211,14 @@ _tanh_op.register_autograd(lambda ctx, dy: _backward(_native.TANH, ctx.saved_ten
 _sigmoid_op.register_autograd(
     lambda ctx, dy: _backward(_native.SIGMOID, ctx.saved_tensors[0], dy),
     setup_context=_save_output)
+
+
+def _save_input(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0])
+
+
+_swish_op.register_autograd(lambda ctx, dy: _backward(_native.SWISH, ctx.saved_tensors[0], dy),
+                            setup_context=_save_input)
 
 
 class _Tanh(torch.autograd.Function):
@@ -215,6 +253,24 @@ class _Sigmoid(torch.autograd.Function):
         return _backward(_native.SIGMOID, ctx.saved_tensors[0], dy)
 
 
+class _Swish(torch.autograd.Function):
+    """The op's autograd formula for eager calls; saves the input (TensorFlow recomputes
+    the sigmoid in the backward)."""
+
+    @staticmethod
+    def forward(x):
+        return _compute(_native.SWISH, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, dy):
+        return _backward(_native.SWISH, ctx.saved_tensors[0], dy)
+
+
 # torch's C ``apply`` (as kernels/cpu.py's ``_apply_eager``: no signature binding per call)
 _apply_tanh = super(torch.autograd.Function, _Tanh).apply
 _apply_sigmoid = super(torch.autograd.Function, _Sigmoid).apply
+_apply_swish = super(torch.autograd.Function, _Swish).apply
