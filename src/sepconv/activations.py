@@ -42,13 +42,21 @@ def relu6(x):
 
 
 def elu(x):
-    return F.elu(x)
+    # tf.nn.elu: exp(x) - 1 with TensorFlow's exp (not expm1), EluGrad, on CPU float32
+    # (kernels/activation.py); torch's elu elsewhere
+    return _activation_kernel.elu(x)
 
 
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 
 
 def selu(x):
+    # tf.nn.selu's numbers and SeluGrad on CPU float32 (kernels/activation.py); elsewhere
+    # _selu_torch
+    return _activation_kernel.selu(x, _selu_torch)
+
+
+def _selu_torch(x):
     # TensorFlow's: scale * elu(x, alpha), whose gradient at exactly 0 is scale (the linear
     # side; torch's F.selu takes scale * alpha there: zero-padded steps would differ)
     negative = _SELU_ALPHA * torch.expm1(torch.clamp(x, max=0))
@@ -90,7 +98,8 @@ def gelu(x):
 
 
 def exponential(x):
-    return torch.exp(x)
+    # TensorFlow's Exp on CPU float32 (kernels/activation.py); torch's exp elsewhere
+    return _activation_kernel.exp(x)
 
 
 def leaky_relu(x):

@@ -124,6 +124,61 @@ static inline float sigmoid_scalar(float x) {
     return e / (1.0f + e);
 }
 
+/* 2^(b - 127) for a whole-number float b in [1, 254], by exponent bits */
+static inline float pow2_biased(float b) {
+    const float biased = b + 8388608.0f;
+    uint32_t bits;
+    memcpy(&bits, &biased, sizeof bits);
+    bits = (bits - 0x4B000000u) << 23;
+    float s;
+    memcpy(&s, &bits, sizeof s);
+    return s;
+}
+
+/* Eigen's pexp_float without FMA (TensorFlow's Exp packets): clamp above at 88.723,
+   m = floor(x log2(e) + 1/2), r by Cephes' two-part ln 2, a degree-6 polynomial, then
+   2^m by pldexp_fast where the packet's |x| <= 87 and pldexp_generic (four factors, zero
+   below -104) where not (the two agree on lanes with |x| <= 87, so per element), and
+   max(result, x) (exp(+inf) = +inf; NaN gives the result). */
+static inline float exp_packet(float x0) {
+    const int zero = x0 < -104.f;
+    const float x = mini(x0, 88.723f);
+    const float m = floor_near(x * 1.44269504088896341f + 0.5f);
+    float r = m * -0.693359375f + x;
+    r = m * 2.12194440e-4f + r;
+    const float r2 = r * r;
+    float p_even = r2 * 1.37449637986719608306884765625e-3f + 4.166965186595916748046875e-2f;
+    const float p_odd = r2 * 8.36894474923610687255859375e-3f + 0.16666518151760101318359375f;
+    p_even = r2 * p_even + 0.49999988079071044921875f;
+    const float p_low = r + 1.0f;
+    float y = r * p_odd + p_even;
+    y = r2 * y + p_low;
+    /* pldexp_fast: biased exponent m + 127 clamped to [0, 255] (|x| <= 87: in [2, 253]) */
+    float bf = m + 127.f;
+    bf = (bf > 0.f) ? bf : 0.f;
+    bf = (bf < 254.f) ? bf : 254.f;
+    const float fast = y * pow2_biased(bf);
+    /* pldexp_generic: e = clamp(m, -278, 278), b = floor(e / 4),
+       y * 2^b * 2^b * 2^b * 2^(e - 3b) (each biased exponent in [57, 198]) */
+    const float e = mini(maxi(m, -278.f), 278.f);
+    const float b = floor_near(e * 0.25f);
+    const float c = pow2_biased(b + 127.f);
+    float slow = ((y * c) * c) * c;
+    slow = slow * pow2_biased((e - 3.f * b) + 127.f);
+    slow = zero ? 0.0f : slow;
+    const float out = (fabsf(x) > 87.0f) ? slow : fast;
+    return maxi(out, x0);
+}
+
+#define SELU_SCALE 1.0507009873554804934193349852946f
+#define SELU_SCALE_ALPHA 1.7580993408473768599402175208123f
+
+/* Elu / Selu as TensorFlow's functors: exp(x) - 1 (not expm1) where x < 0 */
+static inline float elu_of(float x, float ex) { return (x < 0.f) ? ex - 1.0f : x; }
+static inline float selu_of(float x, float ex) {
+    return (x < 0.f) ? SELU_SCALE_ALPHA * (ex - 1.0f) : SELU_SCALE * x;
+}
+
 #define FLUSH_BITS 0x8040u  /* FTZ | DAZ */
 
 /* tf.nn.silu's gradient (its custom_gradient, beta 1): s = sigmoid(x) recomputed,
@@ -159,7 +214,29 @@ static void run_range(int op, const float *a, const float *b, float *out, int64_
         for (i = i > begin ? i : begin; i < end; i++)
             out[i] = swish_grad(a[i], sigmoid_scalar(a[i]), b[i]);
         return;
-    default:
+    case 6:  /* Exp: packets, then the C library's expf for the scalar tail */
+        for (i = begin; i < vend; i++) out[i] = exp_packet(a[i]);
+        for (i = i > begin ? i : begin; i < end; i++) out[i] = expf(a[i]);
+        return;
+    case 7:  /* Elu */
+        for (i = begin; i < vend; i++) out[i] = elu_of(a[i], exp_packet(a[i]));
+        for (i = i > begin ? i : begin; i < end; i++) out[i] = elu_of(a[i], expf(a[i]));
+        return;
+    case 8:  /* Selu */
+        for (i = begin; i < vend; i++) out[i] = selu_of(a[i], exp_packet(a[i]));
+        for (i = i > begin ? i : begin; i < end; i++) out[i] = selu_of(a[i], expf(a[i]));
+        return;
+    case 9:  /* Exp's gradient: dy * y */
+        for (i = begin; i < end; i++) out[i] = b[i] * a[i];
+        return;
+    case 10:  /* EluGrad (y, dy) */
+        for (i = begin; i < end; i++) out[i] = (a[i] < 0.f) ? (a[i] + 1.0f) * b[i] : b[i];
+        return;
+    case 11:  /* SeluGrad (y, dy) */
+        for (i = begin; i < end; i++)
+            out[i] = (a[i] < 0.f) ? b[i] * (a[i] + SELU_SCALE_ALPHA) : b[i] * SELU_SCALE;
+        return;
+    case 3:
         for (i = begin; i < vend; i++) out[i] = b[i] * (a[i] * (1.0f - a[i]));
         for (i = i > begin ? i : begin; i < end; i++) out[i] = (b[i] * a[i]) * (1.0f - a[i]);
         return;
@@ -201,6 +278,8 @@ _lib: Optional[ctypes.CDLL] = None
 TANH, SIGMOID, TANH_GRAD, SIGMOID_GRAD = 0, 1, 2, 3
 #: ``tf.nn.silu`` (``x * sigmoid(x)``) and its custom gradient from ``(x, dy)``.
 SWISH, SWISH_GRAD = 4, 5
+#: ``Exp``, ``Elu``, ``Selu`` (x -> y) and their gradients from ``(y, dy)``.
+EXP, ELU, SELU, EXP_GRAD, ELU_GRAD, SELU_GRAD = 6, 7, 8, 9, 10, 11
 
 
 def _declare(lib: ctypes.CDLL) -> None:

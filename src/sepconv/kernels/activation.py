@@ -98,6 +98,37 @@ def swish(x: torch.Tensor) -> torch.Tensor:
     return _swish_op(x)
 
 
+def exp(x: torch.Tensor) -> torch.Tensor:
+    """``exp(x)`` as TensorFlow's ``Exp`` (Eigen's ``pexp_float``, the C library's
+    ``expf`` for the scalar tail) on CPU float32; torch's ``exp`` elsewhere."""
+    return _unary(_native.EXP, x, torch.exp)
+
+
+def elu(x: torch.Tensor) -> torch.Tensor:
+    """``tf.nn.elu``: ``exp(x) - 1`` (TensorFlow's exp, not ``expm1``) where ``x < 0``, and
+    ``EluGrad`` from the output, on CPU float32; torch's ``elu`` elsewhere."""
+    return _unary(_native.ELU, x, torch.nn.functional.elu)
+
+
+def selu(x: torch.Tensor, fallback) -> torch.Tensor:
+    """``tf.nn.selu`` (``scale_alpha * (exp(x) - 1)`` where ``x < 0``, ``scale * x``
+    elsewhere, float32 constants) and ``SeluGrad`` on CPU float32; ``fallback(x)``
+    elsewhere."""
+    return _unary(_native.SELU, x, fallback)
+
+
+def _unary(op: int, x: torch.Tensor, fallback) -> torch.Tensor:
+    """The routine's ``op`` (its gradient from the saved output) where :func:`takes`,
+    ``fallback(x)`` elsewhere."""
+    if not takes(x):
+        return fallback(x)
+    if _plain(x):
+        if x.requires_grad and torch.is_grad_enabled():
+            return _APPLY[op](x)
+        return _compute(op, x)
+    return _OPS[op](x)
+
+
 def _plain(*tensors: torch.Tensor) -> bool:
     """Eager real tensors: no tracer, fake tensor or functorch wrapper."""
     if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
@@ -130,13 +161,23 @@ def _compute(op: int, a: torch.Tensor, b=None) -> torch.Tensor:
 
 _NAMES = {_native.TANH: "tanh", _native.SIGMOID: "sigmoid", _native.TANH_GRAD: "tanh grad",
           _native.SIGMOID_GRAD: "sigmoid grad", _native.SWISH: "swish",
-          _native.SWISH_GRAD: "swish grad"}
+          _native.SWISH_GRAD: "swish grad", _native.EXP: "exp", _native.ELU: "elu",
+          _native.SELU: "selu", _native.EXP_GRAD: "exp grad", _native.ELU_GRAD: "elu grad",
+          _native.SELU_GRAD: "selu grad"}
+_SELU_SCALE, _SELU_SCALE_ALPHA = 1.0507009873554804934193349852946, \
+    1.7580993408473768599402175208123
 
 
 def _grad_formula(op: int, y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """The backward in differentiable torch operations (double backward)."""
     if op == _native.TANH:
         return dy * (1 - y * y)
+    if op == _native.EXP:
+        return dy * y
+    if op == _native.ELU:
+        return torch.where(y < 0, (y + 1) * dy, dy)
+    if op == _native.SELU:
+        return torch.where(y < 0, dy * (y + _SELU_SCALE_ALPHA), dy * _SELU_SCALE)
     if op == _native.SWISH:  # y is the input x here
         s = torch.sigmoid(y)
         return dy * (s * (1 + y * (1 - s)))
@@ -151,7 +192,8 @@ def _backward(op: int, y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     if dy.dtype != torch.float32 or dy.shape != y.shape:
         return _grad_formula(op, y, dy)
     grad_op = {_native.TANH: _native.TANH_GRAD, _native.SIGMOID: _native.SIGMOID_GRAD,
-               _native.SWISH: _native.SWISH_GRAD}[op]
+               _native.SWISH: _native.SWISH_GRAD, _native.EXP: _native.EXP_GRAD,
+               _native.ELU: _native.ELU_GRAD, _native.SELU: _native.SELU_GRAD}[op]
     if _plain(y, dy):
         return _compute(grad_op, y, dy)
     return _BACKWARD_OPS[op](y, dy)
@@ -274,3 +316,45 @@ class _Swish(torch.autograd.Function):
 _apply_tanh = super(torch.autograd.Function, _Tanh).apply
 _apply_sigmoid = super(torch.autograd.Function, _Sigmoid).apply
 _apply_swish = super(torch.autograd.Function, _Swish).apply
+
+
+def _output_saving(name: str, op: int, grad_op: int):
+    """The custom ops (forward, backward) and the eager autograd ``apply`` of a routine
+    operation whose gradient is computed from its output."""
+    def forward_impl(x: torch.Tensor) -> torch.Tensor:
+        return _compute(op, x)
+
+    def backward_impl(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+        return _compute(grad_op, y, dy)
+
+    forward_op = torch.library.custom_op(f"sepconv::{name}_cpu", forward_impl,
+                                         mutates_args=(), device_types="cpu")
+    backward_op = torch.library.custom_op(f"sepconv::{name}_cpu_backward", backward_impl,
+                                          mutates_args=(), device_types="cpu")
+    forward_op.register_fake(_fake)
+    backward_op.register_fake(_fake)
+    forward_op.register_autograd(lambda ctx, dy: _backward(op, ctx.saved_tensors[0], dy),
+                                 setup_context=_save_output)
+
+    class _Function(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return _compute(op, x)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(output)
+
+        @staticmethod
+        def backward(ctx, dy):
+            return _backward(op, ctx.saved_tensors[0], dy)
+
+    _Function.__name__ = _Function.__qualname__ = f"_{name.capitalize()}"
+    _OPS[op], _BACKWARD_OPS[op] = forward_op, backward_op
+    _APPLY[op] = super(torch.autograd.Function, _Function).apply
+
+
+_OPS, _APPLY = {}, {}
+_output_saving("exp", _native.EXP, _native.EXP_GRAD)
+_output_saving("elu", _native.ELU, _native.ELU_GRAD)
+_output_saving("selu", _native.SELU, _native.SELU_GRAD)
