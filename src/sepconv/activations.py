@@ -80,7 +80,9 @@ def tanh(x):
 
 
 def softplus(x):
-    return F.softplus(x)
+    # TensorFlow's Softplus (Eigen's exp and log1p) and its gradient on CPU float32
+    # (kernels/activation.py); torch's softplus elsewhere
+    return _activation_kernel.softplus(x)
 
 
 def softsign(x):
@@ -107,7 +109,8 @@ def leaky_relu(x):
 
 
 def mish(x):
-    return F.mish(x)
+    # tf-keras': x * tanh(softplus(x)) of TensorFlow's ops on CPU float32; torch's elsewhere
+    return _activation_kernel.mish(x)
 
 
 def softmax(x):

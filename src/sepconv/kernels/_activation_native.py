@@ -170,6 +170,49 @@ static inline float exp_packet(float x0) {
     return maxi(out, x0);
 }
 
+/* Eigen's plog_float (Cephes, TensorFlow's Log packets) for v >= 1, +inf or NaN: frexp by
+   bits, shift into [sqrt(1/2), sqrt(2)) and take 1 away, the [2/3] rational, e ln 2 + x */
+static inline float log_packet(float v) {
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    float e = (float)((bits >> 23) & 0xffu) - 126.f;
+    bits = (bits & 0x807fffffu) | 0x3f000000u;
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    const int below = x < 0.707106781186547524f;
+    const float tmp = below ? x : 0.f;
+    x = x - 1.0f;
+    e = e - (below ? 1.0f : 0.f);
+    x = x + tmp;
+    float p = 0.18256296349849254f;
+    p = p * x + 1.0000000190281063f;
+    p = p * x + 1.0000000190281136f;
+    p = x * p;
+    float q = 0.049616247954120038f;
+    q = q * x + 0.59923249590823520f;
+    q = q * x + 1.4999999999999927f;
+    q = q * x + 1.0f;
+    x = p / q;
+    x = e * 0.693147180559945309417232121458176568f + x;
+    if (v == INFINITY) return INFINITY;
+    return (v == v) ? x : v;
+}
+
+/* Eigen's generic_log1p (Kahan's formula) on exp's output (>= 0) */
+static inline float log1p_packet(float u) {
+    const float xp1 = u + 1.0f;
+    const float log1 = log_packet(xp1);
+    const float large = u * (log1 / (xp1 - 1.0f));
+    return (xp1 == 1.0f || xp1 == log1) ? u : large;
+}
+
+/* TensorFlow's Softplus functor: x above -threshold, exp(x) below threshold, else
+   log1p(exp(x)); threshold = logf(FLT_EPSILON) + 2 */
+#define SOFTPLUS_THRESHOLD -13.942385f
+static inline float softplus_of(float x, float ex, float lp) {
+    return (x > -SOFTPLUS_THRESHOLD) ? x : ((x < SOFTPLUS_THRESHOLD) ? ex : lp);
+}
+
 #define SELU_SCALE 1.0507009873554804934193349852946f
 #define SELU_SCALE_ALPHA 1.7580993408473768599402175208123f
 
@@ -236,6 +279,20 @@ static void run_range(int op, const float *a, const float *b, float *out, int64_
         for (i = begin; i < end; i++)
             out[i] = (a[i] < 0.f) ? b[i] * (a[i] + SELU_SCALE_ALPHA) : b[i] * SELU_SCALE;
         return;
+    case 12:  /* Softplus: packets (pexp, generic_log1p), then expf and log1pf */
+        for (i = begin; i < vend; i++) {
+            const float ex = exp_packet(a[i]);
+            out[i] = softplus_of(a[i], ex, log1p_packet(ex));
+        }
+        for (i = i > begin ? i : begin; i < end; i++) {
+            const float ex = expf(a[i]);
+            out[i] = softplus_of(a[i], ex, log1pf(ex));
+        }
+        return;
+    case 13:  /* Softplus' gradient in TensorFlow's Python (x, dy): dy * sigmoid(x) */
+        for (i = begin; i < vend; i++) out[i] = b[i] * sigmoid_packet(a[i]);
+        for (i = i > begin ? i : begin; i < end; i++) out[i] = b[i] * sigmoid_scalar(a[i]);
+        return;
     case 3:
         for (i = begin; i < vend; i++) out[i] = b[i] * (a[i] * (1.0f - a[i]));
         for (i = i > begin ? i : begin; i < end; i++) out[i] = (b[i] * a[i]) * (1.0f - a[i]);
@@ -280,6 +337,8 @@ TANH, SIGMOID, TANH_GRAD, SIGMOID_GRAD = 0, 1, 2, 3
 SWISH, SWISH_GRAD = 4, 5
 #: ``Exp``, ``Elu``, ``Selu`` (x -> y) and their gradients from ``(y, dy)``.
 EXP, ELU, SELU, EXP_GRAD, ELU_GRAD, SELU_GRAD = 6, 7, 8, 9, 10, 11
+#: ``Softplus`` and its gradient (TensorFlow's ``dy * sigmoid(x)``) from ``(x, dy)``.
+SOFTPLUS, SOFTPLUS_GRAD = 12, 13
 
 
 def _declare(lib: ctypes.CDLL) -> None:

@@ -117,6 +117,22 @@ def selu(x: torch.Tensor, fallback) -> torch.Tensor:
     return _unary(_native.SELU, x, fallback)
 
 
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    """``tf.math.softplus``: TensorFlow's ``Softplus`` functor (``x`` above 13.942385,
+    ``exp(x)`` below -13.942385, ``log1p(exp(x))`` between, with Eigen's ``exp`` and
+    ``log1p``) and its gradient ``dy * sigmoid(x)`` on CPU float32; torch's ``softplus``
+    elsewhere."""
+    return _unary(_native.SOFTPLUS, x, torch.nn.functional.softplus)
+
+
+def mish(x: torch.Tensor) -> torch.Tensor:
+    """tf-keras' ``mish``: ``x * tanh(softplus(x))`` of TensorFlow's ops (so its gradient
+    is theirs, composed) on CPU float32; torch's ``mish`` elsewhere."""
+    if not takes(x):
+        return torch.nn.functional.mish(x)
+    return x * tanh(softplus(x))
+
+
 def _unary(op: int, x: torch.Tensor, fallback) -> torch.Tensor:
     """The routine's ``op`` (its gradient from the saved output) where :func:`takes`,
     ``fallback(x)`` elsewhere."""
@@ -163,7 +179,8 @@ _NAMES = {_native.TANH: "tanh", _native.SIGMOID: "sigmoid", _native.TANH_GRAD: "
           _native.SIGMOID_GRAD: "sigmoid grad", _native.SWISH: "swish",
           _native.SWISH_GRAD: "swish grad", _native.EXP: "exp", _native.ELU: "elu",
           _native.SELU: "selu", _native.EXP_GRAD: "exp grad", _native.ELU_GRAD: "elu grad",
-          _native.SELU_GRAD: "selu grad"}
+          _native.SELU_GRAD: "selu grad", _native.SOFTPLUS: "softplus",
+          _native.SOFTPLUS_GRAD: "softplus grad"}
 _SELU_SCALE, _SELU_SCALE_ALPHA = 1.0507009873554804934193349852946, \
     1.7580993408473768599402175208123
 
@@ -178,6 +195,8 @@ def _grad_formula(op: int, y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
         return torch.where(y < 0, (y + 1) * dy, dy)
     if op == _native.SELU:
         return torch.where(y < 0, dy * (y + _SELU_SCALE_ALPHA), dy * _SELU_SCALE)
+    if op == _native.SOFTPLUS:  # y is the input x here
+        return dy * torch.sigmoid(y)
     if op == _native.SWISH:  # y is the input x here
         s = torch.sigmoid(y)
         return dy * (s * (1 + y * (1 - s)))
@@ -193,7 +212,8 @@ def _backward(op: int, y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
         return _grad_formula(op, y, dy)
     grad_op = {_native.TANH: _native.TANH_GRAD, _native.SIGMOID: _native.SIGMOID_GRAD,
                _native.SWISH: _native.SWISH_GRAD, _native.EXP: _native.EXP_GRAD,
-               _native.ELU: _native.ELU_GRAD, _native.SELU: _native.SELU_GRAD}[op]
+               _native.ELU: _native.ELU_GRAD, _native.SELU: _native.SELU_GRAD,
+               _native.SOFTPLUS: _native.SOFTPLUS_GRAD}[op]
     if _plain(y, dy):
         return _compute(grad_op, y, dy)
     return _BACKWARD_OPS[op](y, dy)
@@ -318,9 +338,10 @@ _apply_sigmoid = super(torch.autograd.Function, _Sigmoid).apply
 _apply_swish = super(torch.autograd.Function, _Swish).apply
 
 
-def _output_saving(name: str, op: int, grad_op: int):
+def _output_saving(name: str, op: int, grad_op: int, save_input: bool = False):
     """The custom ops (forward, backward) and the eager autograd ``apply`` of a routine
-    operation whose gradient is computed from its output."""
+    operation whose gradient is computed from its output (``save_input``: its input)."""
+    save = _save_input if save_input else _save_output
     def forward_impl(x: torch.Tensor) -> torch.Tensor:
         return _compute(op, x)
 
@@ -334,7 +355,7 @@ def _output_saving(name: str, op: int, grad_op: int):
     forward_op.register_fake(_fake)
     backward_op.register_fake(_fake)
     forward_op.register_autograd(lambda ctx, dy: _backward(op, ctx.saved_tensors[0], dy),
-                                 setup_context=_save_output)
+                                 setup_context=save)
 
     class _Function(torch.autograd.Function):
         @staticmethod
@@ -343,7 +364,7 @@ def _output_saving(name: str, op: int, grad_op: int):
 
         @staticmethod
         def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(output)
+            save(ctx, inputs, output)
 
         @staticmethod
         def backward(ctx, dy):
@@ -358,3 +379,4 @@ _OPS, _APPLY = {}, {}
 _output_saving("exp", _native.EXP, _native.EXP_GRAD)
 _output_saving("elu", _native.ELU, _native.ELU_GRAD)
 _output_saving("selu", _native.SELU, _native.SELU_GRAD)
+_output_saving("softplus", _native.SOFTPLUS, _native.SOFTPLUS_GRAD, save_input=True)
