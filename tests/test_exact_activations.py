@@ -141,6 +141,132 @@ def test_swish_differs_from_torchs_silu():
     np.testing.assert_allclose(ours, torchs, rtol=2e-6, atol=1e-30)
 
 
+# -- exp-based: exponential, elu, selu, softplus, mish -----------------------------------
+
+EXP_BASED = [("exponential", "exponential"), ("elu", "elu"), ("selu", "selu"),
+             ("softplus", "softplus")]
+
+
+@needs_routine
+@pytest.mark.parametrize("name,tf_name", EXP_BASED)
+def test_exp_based_are_tensorflows_forward_and_gradient(name, tf_name):
+    """Eigen's ``pexp_float`` (both ldexp paths: |x| > 87 and the -104 cut; ``expf`` for
+    the scalar tail), ``exp(x) - 1`` for Elu / Selu, Eigen's ``log1p`` and TensorFlow's
+    thresholds for Softplus; gradients ``dy * y``, ``EluGrad``, ``SeluGrad``,
+    ``dy * sigmoid(x)``."""
+    ours = activations.get(name)
+    theirs = tf_keras.activations.get(tf_name)
+    edges = np.float32([88.0, 88.72, 88.723, 88.8, 100.0, -87.0, -87.2, -87.33, -87.5, -90.0,
+                        -103.9, -104.0001, 87.0, 87.01, 13.942385, -13.942385, 13.9424,
+                        -13.9424, 15.0, -15.0])
+    x_all = np.concatenate([edges, _draw(50_000, 21)])
+    rng = np.random.default_rng(22)
+    for n in (1, 5, 8, 21, 1029, x_all.size):
+        x = x_all[:n]
+        xt = torch.from_numpy(x.copy()).requires_grad_(True)
+        before = kernel.CALLS
+        y = ours(xt)
+        dy = rng.normal(0, 1, n).astype(np.float32)
+        (gx,) = torch.autograd.grad(y, xt, torch.from_numpy(dy))
+        assert kernel.CALLS == before + 2
+        xv = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xv)
+            yv = theirs(xv)
+        gv = tape.gradient(yv, xv, output_gradients=tf.constant(dy))
+        _same_bits(y.detach().numpy(), yv.numpy(), f"{name} forward, n={n}")
+        _same_bits(gx.numpy(), gv.numpy(), f"{name} gradient, n={n}")
+    # in a layer's predict (a graph) and multi-dimensional, non-contiguous
+    x = _draw(4_000, 23)[:3 * 5 * 7 * 11].reshape(3, 5, 7, 11)
+    model = tf_keras.Sequential([tf_keras.layers.Activation(tf_name)])
+    xt = torch.from_numpy(x.copy()).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    _same_bits(sepconv.Activation(name)(xt).numpy(), model.predict(x, verbose=0), name)
+
+
+@needs_routine
+def test_mish_is_tf_keras_but_for_flushed_denormals():
+    """tf-keras' ``x * tanh(softplus(x))``: TensorFlow's ops composed, so bit for bit
+    except where a product is below 2^-126 (TensorFlow flushes it to 0, torch's multiply
+    keeps the denormal): differences of at most 1.2e-38."""
+    x = _draw(50_000, 24)
+    dy = np.random.default_rng(25).normal(0, 1, x.size).astype(np.float32)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    y = activations.mish(xt)
+    (gx,) = torch.autograd.grad(y, xt, torch.from_numpy(dy))
+    xv = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xv)
+        yv = tf_keras.activations.mish(xv)
+    gv = tape.gradient(yv, xv, output_gradients=tf.constant(dy)).numpy()
+    for what, a, b in (("forward", y.detach().numpy(), yv.numpy()), ("gradient", gx.numpy(), gv)):
+        nan = np.isnan(a) & np.isnan(b)
+        bad = (a.view(np.uint32) != b.view(np.uint32)) & ~nan
+        assert bad.mean() < 1e-2, what
+        assert np.abs(a[bad] - b[bad]).max(initial=0) < 1.2e-38, what
+    ours = y.detach().numpy()
+    torchs = torch.nn.functional.mish(torch.from_numpy(x)).numpy()
+    assert ((ours != torchs) & ~np.isnan(ours)).mean() > 0.2  # not torch's numbers
+
+
+@needs_routine
+@pytest.mark.parametrize("alpha", [1.0, 0.3])
+def test_elu_layer_is_tf_keras(alpha):
+    x = _draw(3_000, 26)[:2 * 1500].reshape(2, 1500)
+    # (alpha != 1 selects with ``x > 0`` in TensorFlow, where denormals compare as 0: not
+    # copied, denormal inputs are left out)
+    x[np.abs(x) < np.finfo(np.float32).tiny] = 0.0
+    theirs = tf_keras.layers.ELU(alpha=alpha)
+    ours = sepconv.ELU(alpha=alpha)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    y = ours(xt)
+    dy = np.random.default_rng(27).normal(0, 1, x.shape).astype(np.float32)
+    (gx,) = torch.autograd.grad(y, xt, torch.from_numpy(dy))
+    xv = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xv)
+        yv = theirs(xv)
+    gv = tape.gradient(yv, xv, output_gradients=tf.constant(dy))
+    _same_bits(y.detach().numpy(), yv.numpy(), f"ELU({alpha})")
+    _same_bits(gx.numpy(), gv.numpy(), f"ELU({alpha}) gradient")
+
+
+@needs_routine
+def test_exp_based_gradcheck_compile_and_fallbacks(torch_single_thread):
+    fns = [activations.exponential, activations.elu, activations.selu, activations.softplus,
+           activations.mish]
+    x64 = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    for fn in fns:  # float64: torch's operations
+        assert torch.autograd.gradcheck(fn, (x64,))
+        assert torch.autograd.gradgradcheck(fn, (x64,))
+    x = torch.linspace(-5, 3, 89).requires_grad_(True)
+    for fn, exact in zip(fns, [torch.exp, torch.nn.functional.elu, torch.nn.functional.selu,
+                               torch.nn.functional.softplus, torch.nn.functional.mish]):
+        (g,) = torch.autograd.grad(fn(x).sum(), x, create_graph=True)
+        x64 = x.detach().double().requires_grad_(True)
+        (g64,) = torch.autograd.grad(exact(x64).sum(), x64, create_graph=True)
+        torch.testing.assert_close(g.detach(), g64.detach().float(), atol=2e-5, rtol=1e-5)
+        (gg,) = torch.autograd.grad(g.sum(), x)
+        (gg64,) = torch.autograd.grad(g64.sum(), x64)
+        keep = x.detach().abs() > 1e-3  # elu / selu: the second derivative jumps at 0
+        torch.testing.assert_close(gg[keep], gg64.float()[keep], atol=2e-5, rtol=1e-4)
+    xc = torch.from_numpy(_draw(2_000, 28)).requires_grad_(True)
+    for fn in fns:
+        compiled = torch.compile(lambda t: fn(t) * 2, fullgraph=True)
+        before = kernel.CALLS
+        y = compiled(xc)
+        (gc,) = torch.autograd.grad(y.sum(), xc)
+        assert kernel.CALLS >= before + 2
+        ye = fn(xc) * 2
+        (ge,) = torch.autograd.grad(ye.sum(), xc)
+        _same_bits(y.detach().numpy(), ye.detach().numpy(), "compiled forward")
+        _same_bits(gc.numpy(), ge.numpy(), "compiled gradient")
+    xb = torch.randn(50, dtype=torch.bfloat16)
+    before = kernel.CALLS
+    for fn in fns:
+        fn(xb)
+    assert kernel.CALLS == before
+
+
 # -- attention scores -------------------------------------------------------------------
 
 @needs_routine
