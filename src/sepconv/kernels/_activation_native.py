@@ -137,13 +137,13 @@ static inline float pow2_biased(float b) {
 
 /* Eigen's pexp_float without FMA (TensorFlow's Exp packets): clamp above at 88.723,
    m = floor(x log2(e) + 1/2), r by Cephes' two-part ln 2, a degree-6 polynomial, then
-   2^m by pldexp_fast where the packet's |x| <= 87 and pldexp_generic (four factors, zero
-   below -104) where not (the two agree on lanes with |x| <= 87, so per element), and
-   max(result, x) (exp(+inf) = +inf; NaN gives the result). */
-static inline float exp_packet(float x0) {
-    const int zero = x0 < -104.f;
-    const float x = mini(x0, 88.723f);
-    const float m = floor_near(x * 1.44269504088896341f + 0.5f);
+   2^m by pldexp_fast where the packet's |x| <= 87 (exp_fast) and by pldexp_generic (four
+   factors, zero below -104; exp_slow) where not: the two agree on lanes with |x| <= 87,
+   so the choice is per element (EXP_SLOW), made in a second pass (fix_up) over the few
+   elements that need it; then max(result, x) (exp(+inf) = +inf; NaN gives the result). */
+#define EXP_SLOW(x0) (fabsf(mini((x0), 88.723f)) > 87.0f)
+
+static inline float exp_poly(float x, float m) {
     float r = m * -0.693359375f + x;
     r = m * 2.12194440e-4f + r;
     const float r2 = r * r;
@@ -151,22 +151,34 @@ static inline float exp_packet(float x0) {
     const float p_odd = r2 * 8.36894474923610687255859375e-3f + 0.16666518151760101318359375f;
     p_even = r2 * p_even + 0.49999988079071044921875f;
     const float p_low = r + 1.0f;
-    float y = r * p_odd + p_even;
-    y = r2 * y + p_low;
+    const float y = r * p_odd + p_even;
+    return r2 * y + p_low;
+}
+
+static inline float exp_fast(float x0) {
+    const float x = mini(x0, 88.723f);
+    const float m = floor_near(x * 1.44269504088896341f + 0.5f);
+    const float y = exp_poly(x, m);
     /* pldexp_fast: biased exponent m + 127 clamped to [0, 255] (|x| <= 87: in [2, 253]) */
     float bf = m + 127.f;
     bf = (bf > 0.f) ? bf : 0.f;
     bf = (bf < 254.f) ? bf : 254.f;
-    const float fast = y * pow2_biased(bf);
+    return maxi(y * pow2_biased(bf), x0);
+}
+
+static inline float exp_slow(float x0) {
+    const int zero = x0 < -104.f;
+    const float x = mini(x0, 88.723f);
+    const float m = floor_near(x * 1.44269504088896341f + 0.5f);
+    const float y = exp_poly(x, m);
     /* pldexp_generic: e = clamp(m, -278, 278), b = floor(e / 4),
        y * 2^b * 2^b * 2^b * 2^(e - 3b) (each biased exponent in [57, 198]) */
     const float e = mini(maxi(m, -278.f), 278.f);
     const float b = floor_near(e * 0.25f);
     const float c = pow2_biased(b + 127.f);
-    float slow = ((y * c) * c) * c;
-    slow = slow * pow2_biased((e - 3.f * b) + 127.f);
-    slow = zero ? 0.0f : slow;
-    const float out = (fabsf(x) > 87.0f) ? slow : fast;
+    float out = ((y * c) * c) * c;
+    out = out * pow2_biased((e - 3.f * b) + 127.f);
+    out = zero ? 0.0f : out;
     return maxi(out, x0);
 }
 
@@ -258,15 +270,20 @@ static void run_range(int op, const float *a, const float *b, float *out, int64_
             out[i] = swish_grad(a[i], sigmoid_scalar(a[i]), b[i]);
         return;
     case 6:  /* Exp: packets, then the C library's expf for the scalar tail */
-        for (i = begin; i < vend; i++) out[i] = exp_packet(a[i]);
+        for (i = begin; i < vend; i++) out[i] = exp_fast(a[i]);
+        for (i = begin; i < vend; i++) if (EXP_SLOW(a[i])) out[i] = exp_slow(a[i]);
         for (i = i > begin ? i : begin; i < end; i++) out[i] = expf(a[i]);
         return;
     case 7:  /* Elu */
-        for (i = begin; i < vend; i++) out[i] = elu_of(a[i], exp_packet(a[i]));
+        for (i = begin; i < vend; i++) out[i] = elu_of(a[i], exp_fast(a[i]));
+        for (i = begin; i < vend; i++)
+            if (EXP_SLOW(a[i])) out[i] = elu_of(a[i], exp_slow(a[i]));
         for (i = i > begin ? i : begin; i < end; i++) out[i] = elu_of(a[i], expf(a[i]));
         return;
     case 8:  /* Selu */
-        for (i = begin; i < vend; i++) out[i] = selu_of(a[i], exp_packet(a[i]));
+        for (i = begin; i < vend; i++) out[i] = selu_of(a[i], exp_fast(a[i]));
+        for (i = begin; i < vend; i++)
+            if (EXP_SLOW(a[i])) out[i] = selu_of(a[i], exp_slow(a[i]));
         for (i = i > begin ? i : begin; i < end; i++) out[i] = selu_of(a[i], expf(a[i]));
         return;
     case 9:  /* Exp's gradient: dy * y */
@@ -281,9 +298,14 @@ static void run_range(int op, const float *a, const float *b, float *out, int64_
         return;
     case 12:  /* Softplus: packets (pexp, generic_log1p), then expf and log1pf */
         for (i = begin; i < vend; i++) {
-            const float ex = exp_packet(a[i]);
+            const float ex = exp_fast(a[i]);
             out[i] = softplus_of(a[i], ex, log1p_packet(ex));
         }
+        for (i = begin; i < vend; i++)
+            if (EXP_SLOW(a[i])) {
+                const float ex = exp_slow(a[i]);
+                out[i] = softplus_of(a[i], ex, log1p_packet(ex));
+            }
         for (i = i > begin ? i : begin; i < end; i++) {
             const float ex = expf(a[i]);
             out[i] = softplus_of(a[i], ex, log1pf(ex));
