@@ -86,7 +86,8 @@ def softplus(x):
 
 
 def softsign(x):
-    return F.softsign(x)
+    # TensorFlow's gradient (SoftsignGrad) on CPU float32 (kernels/activation.py)
+    return _activation_kernel.softsign(x)
 
 
 def swish(x):

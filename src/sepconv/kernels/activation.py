@@ -133,6 +133,32 @@ def mish(x: torch.Tensor) -> torch.Tensor:
     return x * tanh(softplus(x))
 
 
+def softsign(x: torch.Tensor) -> torch.Tensor:
+    """``tf.nn.softsign``: ``x / (|x| + 1)`` with TensorFlow's gradient ``SoftsignGrad``
+    (``dy / (|x| + 1)^2``, one division; torch's autograd of the quotient rounds otherwise)
+    where :func:`takes` ``x``, torch's ``softsign`` elsewhere.  Torch operations both ways
+    (denormals are not flushed)."""
+    if not takes(x) or not (x.requires_grad and torch.is_grad_enabled()):
+        return torch.nn.functional.softsign(x)
+    return _Softsign.apply(x)
+
+
+class _Softsign(torch.autograd.Function):
+    @staticmethod
+    def forward(x):
+        return x / (x.abs() + 1)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved_tensors
+        d = x.abs() + 1
+        return dy / (d * d)
+
+
 def _unary(op: int, x: torch.Tensor, fallback) -> torch.Tensor:
     """The routine's ``op`` (its gradient from the saved output) where :func:`takes`,
     ``fallback(x)`` elsewhere."""
