@@ -1,5 +1,9 @@
 """``tanh`` and ``sigmoid`` with TensorFlow's float32 CPU numbers, for
-:func:`sepconv.activations.tanh` / :func:`~sepconv.activations.sigmoid`.
+:func:`sepconv.activations.tanh` / :func:`~sepconv.activations.sigmoid`; and on them
+``swish`` / ``silu`` (``tf.nn.silu`` and its custom gradient), ``exp``, ``elu``, ``selu``,
+``softplus`` (TensorFlow's ``Exp`` / ``Elu`` / ``Selu`` / ``Softplus`` functors on Eigen's
+``pexp_float`` and ``log1p``, gradients as TensorFlow's), ``mish`` (tf-keras'
+``x * tanh(softplus(x))`` of those) and ``softsign`` (its ``SoftsignGrad``).
 
 torch's CPU ``tanh`` (Sleef, 1.0 ulp) differs from TensorFlow's in about half the
 elements of a normal draw (up to 5 ulp), ``sigmoid`` in about 60% (up to 7 ulp), and
@@ -19,6 +23,12 @@ the same formula in differentiable torch operations (double backward).
 
 Threads: calls of 2^16 elements and more go through the library's thread policy
 (:mod:`.threads`); the routine shares the elements out between torch's OpenMP threads.
+
+The swish, softplus and mish gradients need the input (saved), the others the output.
+Like sigmoid, the exp-based results of the last ``n % 8`` elements come from the C
+library (``expf``, ``log1pf``), as TensorFlow's executor computes them.  Differences
+left (denormals): ``mish``'s and ``softsign``'s torch multiplications / divisions keep
+results below 2^-126 that TensorFlow flushes to 0.
 
 What TensorFlow does not compute with these: a ``Dense`` layer's ``MatMul + BiasAdd +
 Tanh/Sigmoid`` on 2D inputs inside a ``tf.function`` (``model.fit``'s train step, ``tf.function(model)``;
