@@ -18,7 +18,8 @@ import torch
 import sepconv
 from sepconv.kernels import activation as kernel
 
-NAMES = ["swish", "elu", "selu", "exponential", "softplus", "mish"]
+NAMES = ["swish", "elu", "selu", "exponential", "softplus", "mish", "softsign",
+         "attention"]
 
 
 def _timer(fn, inner):
@@ -30,7 +31,24 @@ def _timer(fn, inner):
     return run
 
 
+def attention_cases():
+    q = torch.randn(8, 64, 32, requires_grad=True)
+    v = torch.randn(8, 64, 32, requires_grad=True)
+    out = {}
+    for label, layer in (("AdditiveAttention (8,64,32)^2 fwd+bwd", sepconv.AdditiveAttention()),
+                         ("Attention(concat) (8,64,32)^2 fwd+bwd",
+                          sepconv.Attention(score_mode="concat"))):
+        layer([q, v])
+
+        def go(layer=layer):
+            layer([q, v]).sum().backward()
+        out[label] = (go, 3)
+    return out
+
+
 def cases(name):
+    if name == "attention":
+        return attention_cases()
     x = torch.randn(512 * 1024)
     xg = x.clone().requires_grad_(True)
     act = sepconv.activations.get(name)
