@@ -42,13 +42,21 @@ def relu6(x):
 
 
 def elu(x):
-    return F.elu(x)
+    # tf.nn.elu: exp(x) - 1 with TensorFlow's exp (not expm1), EluGrad, on CPU float32
+    # (kernels/activation.py); torch's elu elsewhere
+    return _activation_kernel.elu(x)
 
 
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 
 
 def selu(x):
+    # tf.nn.selu's numbers and SeluGrad on CPU float32 (kernels/activation.py); elsewhere
+    # _selu_torch
+    return _activation_kernel.selu(x, _selu_torch)
+
+
+def _selu_torch(x):
     # TensorFlow's: scale * elu(x, alpha), whose gradient at exactly 0 is scale (the linear
     # side; torch's F.selu takes scale * alpha there: zero-padded steps would differ)
     negative = _SELU_ALPHA * torch.expm1(torch.clamp(x, max=0))
@@ -72,15 +80,20 @@ def tanh(x):
 
 
 def softplus(x):
-    return F.softplus(x)
+    # TensorFlow's Softplus (Eigen's exp and log1p) and its gradient on CPU float32
+    # (kernels/activation.py); torch's softplus elsewhere
+    return _activation_kernel.softplus(x)
 
 
 def softsign(x):
-    return F.softsign(x)
+    # TensorFlow's gradient (SoftsignGrad) on CPU float32 (kernels/activation.py)
+    return _activation_kernel.softsign(x)
 
 
 def swish(x):
-    return F.silu(x)
+    # tf.nn.silu: x * sigmoid(x) with TensorFlow's sigmoid, and its custom gradient, on CPU
+    # float32 (kernels/activation.py); torch's silu elsewhere
+    return _activation_kernel.swish(x)
 
 
 def gelu(x):
@@ -88,7 +101,8 @@ def gelu(x):
 
 
 def exponential(x):
-    return torch.exp(x)
+    # TensorFlow's Exp on CPU float32 (kernels/activation.py); torch's exp elsewhere
+    return _activation_kernel.exp(x)
 
 
 def leaky_relu(x):
@@ -96,7 +110,8 @@ def leaky_relu(x):
 
 
 def mish(x):
-    return F.mish(x)
+    # tf-keras': x * tanh(softplus(x)) of TensorFlow's ops on CPU float32; torch's elsewhere
+    return _activation_kernel.mish(x)
 
 
 def softmax(x):

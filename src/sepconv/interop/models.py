@@ -557,8 +557,11 @@ class KerasFunctional(torch.nn.Module):
         for lname, node, args, kwargs in self.steps:
             module = modules[lname]
             call_kwargs = {**resolve(kwargs, values), **argument_masks(module, args, kwargs)}
+            stripped = _keras3_mask_stripping(module, args, kwargs, call_kwargs, masks)
             out, out_mask = call_with_mask(module, resolve(args, values), call_kwargs,
                                            input_mask(args))
+            for ref in stripped:  # (after the call: the output's mask is the query's)
+                masks.pop(ref, None)
             outs = out if isinstance(out, (list, tuple)) else [out]
             if any(isinstance(o, (list, tuple)) for o in outs):  # a stack's states, nested
                 outs = _flat_outputs(outs)  # per cell (RNN): Keras indexes them flat
@@ -583,6 +586,78 @@ class KerasFunctional(torch.nn.Module):
     def extra_repr(self) -> str:
         return (f"name={self.keras_name!r}, inputs={[r[0] for r in self.input_refs]}, "
                 f"outputs={[r[0] for r in self.output_refs]}")
+
+
+def _keras3_run_order(steps: list, outputs: List[Ref]) -> list:
+    """``steps`` in the order Keras 3.15's functional model runs its nodes
+    (``keras.src.ops.function.map_graph``: a depth-first walk from the outputs through
+    each node's tensors, args then kwargs by sorted key; nodes by decreasing depth, in the
+    order the walk first gave each a depth).  Any topological order gives the same
+    numbers, except where a layer changes the Keras masks of tensors others read
+    (Keras 3's ``MultiHeadAttention``).  Nodes the outputs do not need run last."""
+    by_key = {(s[0], s[1]): s for s in steps}
+
+    def parents(key):
+        if key not in by_key:
+            return []
+        _, _, args, kwargs = by_key[key]
+        refs = _refs_in(args) + [r for k in sorted(kwargs) for r in _refs_in(kwargs[k])]
+        return [(r[0], r[1]) for r in refs]
+
+    post, finished, seen = [], set(), set()
+
+    def walk(key):  # iterative post-order (deep graphs)
+        stack = [(key, iter(parents(key)))]
+        seen.add(key)
+        while stack:
+            node, it = stack[-1]
+            nxt = next((p for p in it if p not in finished and p not in seen), None)
+            if nxt is None:
+                stack.pop()
+                finished.add(node)
+                post.append(node)
+            else:
+                seen.add(nxt)
+                stack.append((nxt, iter(parents(nxt))))
+
+    for r in outputs:
+        if (r[0], r[1]) not in finished:
+            walk((r[0], r[1]))
+    in_graph = set(post)
+    depths: Dict[Any, int] = {}
+    layer_depths: Dict[str, int] = {}
+    for node in reversed(post):
+        depth = max(depths.setdefault(node, 0), layer_depths.get(node[0], 0))
+        layer_depths[node[0]] = depth
+        depths[node] = depth
+        for dep in parents(node):
+            if dep in in_graph:
+                depths[dep] = max(depth + 1, depths.get(dep, 0))
+    ranked = sorted(depths, key=lambda k: -depths[k])  # stable: walk order within a depth
+    ordered = [by_key[k] for k in ranked if k in by_key]
+    return ordered + [s for s in steps if (s[0], s[1]) not in in_graph]
+
+
+def _keras3_mask_stripping(module, args, kwargs, call_kwargs, masks) -> List[Ref]:
+    """Keras 3.15's ``MultiHeadAttention.call`` (for layers built from a Keras 3 file):
+    its ``query_mask`` is the query tensor's own Keras mask (an explicit ``query_mask``
+    is ignored), ``value_mask`` / ``key_mask`` are the tensors' masks unless given (not
+    ``None``), and it then removes the masks from its query, value and key tensor objects,
+    so layers that run later and read those tensors' masks (another attention layer on
+    the same tensor) see none.  Sets ``call_kwargs``; returns the refs whose masks the
+    call removes."""
+    if not getattr(module, "keras3_strips_input_masks", False):
+        return []
+    refs = {}
+    for i, name in enumerate(getattr(module, "MASKED_ARGUMENTS", ())):
+        v = args[i] if i < len(args) else kwargs.get(name)
+        if isinstance(v, tuple) and v and v[0] == "__ref__":
+            refs[name] = tuple(v[1:])
+    call_kwargs["query_mask"] = masks.get(refs.get("query"))
+    for name in ("value", "key"):
+        if call_kwargs.get(f"{name}_mask") is None and name in refs:
+            call_kwargs[f"{name}_mask"] = masks.get(refs[name])
+    return list(refs.values())
 
 
 #: tf-keras layers called with their input's structure as saved (a one-element list stays
@@ -777,6 +852,8 @@ def _build_functional(config: dict, flavour: str, weights: Any, label: str, nest
     for r in outputs:
         if (r[0], r[1]) not in done:
             raise KerasFileError(f"{label}: model output {r[0]!r} is not made by the graph")
+    if any(getattr(m, "keras3_strips_input_masks", False) for m in layers.values()):
+        steps = _keras3_run_order(steps, outputs)  # the masks it removes: Keras' order
     model = KerasFunctional(config.get("name", "model"), layers, inputs, outputs, steps,
                             input_shapes)
     model.keras_output_shapes = {n: shapes.get((n, 0, 0)) for n in layers}

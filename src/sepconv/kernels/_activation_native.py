@@ -23,6 +23,9 @@ tests/test_activation_native.py):
 - TensorFlow runs its CPU kernels with denormals flushed (FTZ and DAZ set in MXCSR, in
   eager mode and in graphs): ``tanh(1e-40)`` is 0 there.  The routine sets both bits for
   its duration (on each of its threads) and restores them.
+- ``tf.nn.silu`` (tf-keras' ``swish``): ``features * sigmoid(features)``, two ops, and its
+  ``custom_gradient``: ``dy * (s * (1 + x * (1 - s)))`` with ``s`` the sigmoid recomputed
+  from ``x``; each a separate TensorFlow op (one rounding each), here in one pass.
 - ``std::min``/``std::max`` NaN semantics (Eigen's ``pmin``/``pmax`` on x86): NaN in, NaN
   out; +-inf give +-1 (tanh) and 1 / 0 (sigmoid).
 
@@ -121,9 +124,126 @@ static inline float sigmoid_scalar(float x) {
     return e / (1.0f + e);
 }
 
+/* 2^(b - 127) for a whole-number float b in [1, 254], by exponent bits */
+static inline float pow2_biased(float b) {
+    const float biased = b + 8388608.0f;
+    uint32_t bits;
+    memcpy(&bits, &biased, sizeof bits);
+    bits = (bits - 0x4B000000u) << 23;
+    float s;
+    memcpy(&s, &bits, sizeof s);
+    return s;
+}
+
+/* Eigen's pexp_float without FMA (TensorFlow's Exp packets): clamp above at 88.723,
+   m = floor(x log2(e) + 1/2), r by Cephes' two-part ln 2, a degree-6 polynomial, then
+   2^m by pldexp_fast where the packet's |x| <= 87 (exp_fast) and by pldexp_generic (four
+   factors, zero below -104; exp_slow) where not: the two agree on lanes with |x| <= 87,
+   so the choice is per element (EXP_SLOW), made in a second pass (fix_up) over the few
+   elements that need it; then max(result, x) (exp(+inf) = +inf; NaN gives the result). */
+#define EXP_SLOW(x0) (fabsf(mini((x0), 88.723f)) > 87.0f)
+
+static inline float exp_poly(float x, float m) {
+    float r = m * -0.693359375f + x;
+    r = m * 2.12194440e-4f + r;
+    const float r2 = r * r;
+    float p_even = r2 * 1.37449637986719608306884765625e-3f + 4.166965186595916748046875e-2f;
+    const float p_odd = r2 * 8.36894474923610687255859375e-3f + 0.16666518151760101318359375f;
+    p_even = r2 * p_even + 0.49999988079071044921875f;
+    const float p_low = r + 1.0f;
+    const float y = r * p_odd + p_even;
+    return r2 * y + p_low;
+}
+
+static inline float exp_fast(float x0) {
+    const float x = mini(x0, 88.723f);
+    const float m = floor_near(x * 1.44269504088896341f + 0.5f);
+    const float y = exp_poly(x, m);
+    /* pldexp_fast: biased exponent m + 127 clamped to [0, 255] (|x| <= 87: in [2, 253]) */
+    float bf = m + 127.f;
+    bf = (bf > 0.f) ? bf : 0.f;
+    bf = (bf < 254.f) ? bf : 254.f;
+    return maxi(y * pow2_biased(bf), x0);
+}
+
+static inline float exp_slow(float x0) {
+    const int zero = x0 < -104.f;
+    const float x = mini(x0, 88.723f);
+    const float m = floor_near(x * 1.44269504088896341f + 0.5f);
+    const float y = exp_poly(x, m);
+    /* pldexp_generic: e = clamp(m, -278, 278), b = floor(e / 4),
+       y * 2^b * 2^b * 2^b * 2^(e - 3b) (each biased exponent in [57, 198]) */
+    const float e = mini(maxi(m, -278.f), 278.f);
+    const float b = floor_near(e * 0.25f);
+    const float c = pow2_biased(b + 127.f);
+    float out = ((y * c) * c) * c;
+    out = out * pow2_biased((e - 3.f * b) + 127.f);
+    out = zero ? 0.0f : out;
+    return maxi(out, x0);
+}
+
+/* Eigen's plog_float (Cephes, TensorFlow's Log packets) for v >= 1, +inf or NaN: frexp by
+   bits, shift into [sqrt(1/2), sqrt(2)) and take 1 away, the [2/3] rational, e ln 2 + x */
+static inline float log_packet(float v) {
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    float e = (float)((bits >> 23) & 0xffu) - 126.f;
+    bits = (bits & 0x807fffffu) | 0x3f000000u;
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    const int below = x < 0.707106781186547524f;
+    const float tmp = below ? x : 0.f;
+    x = x - 1.0f;
+    e = e - (below ? 1.0f : 0.f);
+    x = x + tmp;
+    float p = 0.18256296349849254f;
+    p = p * x + 1.0000000190281063f;
+    p = p * x + 1.0000000190281136f;
+    p = x * p;
+    float q = 0.049616247954120038f;
+    q = q * x + 0.59923249590823520f;
+    q = q * x + 1.4999999999999927f;
+    q = q * x + 1.0f;
+    x = p / q;
+    x = e * 0.693147180559945309417232121458176568f + x;
+    if (v == INFINITY) return INFINITY;
+    return (v == v) ? x : v;
+}
+
+/* Eigen's generic_log1p (Kahan's formula) on exp's output (>= 0) */
+static inline float log1p_packet(float u) {
+    const float xp1 = u + 1.0f;
+    const float log1 = log_packet(xp1);
+    const float large = u * (log1 / (xp1 - 1.0f));
+    return (xp1 == 1.0f || xp1 == log1) ? u : large;
+}
+
+/* TensorFlow's Softplus functor: x above -threshold, exp(x) below threshold, else
+   log1p(exp(x)); threshold = logf(FLT_EPSILON) + 2 */
+#define SOFTPLUS_THRESHOLD -13.942385f
+static inline float softplus_of(float x, float ex, float lp) {
+    return (x > -SOFTPLUS_THRESHOLD) ? x : ((x < SOFTPLUS_THRESHOLD) ? ex : lp);
+}
+
+#define SELU_SCALE 1.0507009873554804934193349852946f
+#define SELU_SCALE_ALPHA 1.7580993408473768599402175208123f
+
+/* Elu / Selu as TensorFlow's functors: exp(x) - 1 (not expm1) where x < 0 */
+static inline float elu_of(float x, float ex) { return (x < 0.f) ? ex - 1.0f : x; }
+static inline float selu_of(float x, float ex) {
+    return (x < 0.f) ? SELU_SCALE_ALPHA * (ex - 1.0f) : SELU_SCALE * x;
+}
+
 #define FLUSH_BITS 0x8040u  /* FTZ | DAZ */
 
-/* op: 0 tanh, 1 sigmoid (x -> y); 2 tanh grad, 3 sigmoid grad ((y, dy) -> out).
+/* tf.nn.silu's gradient (its custom_gradient, beta 1): s = sigmoid(x) recomputed,
+   dy * (s * (1 + x * (1 - s))), each operation a TensorFlow op (rounded) */
+static inline float swish_grad(float x, float s, float dy) {
+    return dy * (s * (1.0f + x * (1.0f - s)));
+}
+
+/* op: 0 tanh, 1 sigmoid, 4 swish (x -> y); 2 tanh grad, 3 sigmoid grad ((y, dy) -> out);
+   5 swish grad ((x, dy) -> out).
    Elements [begin, end) of n; tail: where TensorFlow's scalar path starts (n - n % 8). */
 static void run_range(int op, const float *a, const float *b, float *out, int64_t begin,
                       int64_t end, int64_t tail) {
@@ -140,7 +260,62 @@ static void run_range(int op, const float *a, const float *b, float *out, int64_
     case 2:
         for (i = begin; i < end; i++) out[i] = b[i] * (1.0f - a[i] * a[i]);
         return;
-    default:
+    case 4:  /* tf.nn.silu: features * sigmoid(features), the sigmoid's scalar tail too */
+        for (i = begin; i < vend; i++) out[i] = a[i] * sigmoid_packet(a[i]);
+        for (i = i > begin ? i : begin; i < end; i++) out[i] = a[i] * sigmoid_scalar(a[i]);
+        return;
+    case 5:
+        for (i = begin; i < vend; i++) out[i] = swish_grad(a[i], sigmoid_packet(a[i]), b[i]);
+        for (i = i > begin ? i : begin; i < end; i++)
+            out[i] = swish_grad(a[i], sigmoid_scalar(a[i]), b[i]);
+        return;
+    case 6:  /* Exp: packets, then the C library's expf for the scalar tail */
+        for (i = begin; i < vend; i++) out[i] = exp_fast(a[i]);
+        for (i = begin; i < vend; i++) if (EXP_SLOW(a[i])) out[i] = exp_slow(a[i]);
+        for (i = i > begin ? i : begin; i < end; i++) out[i] = expf(a[i]);
+        return;
+    case 7:  /* Elu */
+        for (i = begin; i < vend; i++) out[i] = elu_of(a[i], exp_fast(a[i]));
+        for (i = begin; i < vend; i++)
+            if (EXP_SLOW(a[i])) out[i] = elu_of(a[i], exp_slow(a[i]));
+        for (i = i > begin ? i : begin; i < end; i++) out[i] = elu_of(a[i], expf(a[i]));
+        return;
+    case 8:  /* Selu */
+        for (i = begin; i < vend; i++) out[i] = selu_of(a[i], exp_fast(a[i]));
+        for (i = begin; i < vend; i++)
+            if (EXP_SLOW(a[i])) out[i] = selu_of(a[i], exp_slow(a[i]));
+        for (i = i > begin ? i : begin; i < end; i++) out[i] = selu_of(a[i], expf(a[i]));
+        return;
+    case 9:  /* Exp's gradient: dy * y */
+        for (i = begin; i < end; i++) out[i] = b[i] * a[i];
+        return;
+    case 10:  /* EluGrad (y, dy) */
+        for (i = begin; i < end; i++) out[i] = (a[i] < 0.f) ? (a[i] + 1.0f) * b[i] : b[i];
+        return;
+    case 11:  /* SeluGrad (y, dy) */
+        for (i = begin; i < end; i++)
+            out[i] = (a[i] < 0.f) ? b[i] * (a[i] + SELU_SCALE_ALPHA) : b[i] * SELU_SCALE;
+        return;
+    case 12:  /* Softplus: packets (pexp, generic_log1p), then expf and log1pf */
+        for (i = begin; i < vend; i++) {
+            const float ex = exp_fast(a[i]);
+            out[i] = softplus_of(a[i], ex, log1p_packet(ex));
+        }
+        for (i = begin; i < vend; i++)
+            if (EXP_SLOW(a[i])) {
+                const float ex = exp_slow(a[i]);
+                out[i] = softplus_of(a[i], ex, log1p_packet(ex));
+            }
+        for (i = i > begin ? i : begin; i < end; i++) {
+            const float ex = expf(a[i]);
+            out[i] = softplus_of(a[i], ex, log1pf(ex));
+        }
+        return;
+    case 13:  /* Softplus' gradient in TensorFlow's Python (x, dy): dy * sigmoid(x) */
+        for (i = begin; i < vend; i++) out[i] = b[i] * sigmoid_packet(a[i]);
+        for (i = i > begin ? i : begin; i < end; i++) out[i] = b[i] * sigmoid_scalar(a[i]);
+        return;
+    case 3:
         for (i = begin; i < vend; i++) out[i] = b[i] * (a[i] * (1.0f - a[i]));
         for (i = i > begin ? i : begin; i < end; i++) out[i] = (b[i] * a[i]) * (1.0f - a[i]);
         return;
@@ -180,6 +355,12 @@ _lib: Optional[ctypes.CDLL] = None
 
 #: The routine's operations.
 TANH, SIGMOID, TANH_GRAD, SIGMOID_GRAD = 0, 1, 2, 3
+#: ``tf.nn.silu`` (``x * sigmoid(x)``) and its custom gradient from ``(x, dy)``.
+SWISH, SWISH_GRAD = 4, 5
+#: ``Exp``, ``Elu``, ``Selu`` (x -> y) and their gradients from ``(y, dy)``.
+EXP, ELU, SELU, EXP_GRAD, ELU_GRAD, SELU_GRAD = 6, 7, 8, 9, 10, 11
+#: ``Softplus`` and its gradient (TensorFlow's ``dy * sigmoid(x)``) from ``(x, dy)``.
+SOFTPLUS, SOFTPLUS_GRAD = 12, 13
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -202,8 +383,8 @@ def load() -> Optional[ctypes.CDLL]:
 
 
 def compute(op: int, a, b, out, threads: int) -> None:
-    """``out = op(a)`` (``TANH``, ``SIGMOID``) or ``op(y=a, dy=b)`` (``TANH_GRAD``,
-    ``SIGMOID_GRAD``), all contiguous CPU float32 of ``a``'s number of elements (``b``
+    """``out = op(a)`` (``TANH``, ``SIGMOID``, ``SWISH``) or ``op(y=a, dy=b)``
+    (``TANH_GRAD``, ``SIGMOID_GRAD``; ``SWISH_GRAD``: ``a`` is ``x``), all contiguous CPU float32 of ``a``'s number of elements (``b``
     ignored for the forward ops); ``load()`` must have succeeded."""
     _lib.sepconv_activation(op, a.data_ptr(), 0 if b is None else b.data_ptr(),
                             out.data_ptr(), a.numel(), max(1, int(threads)))

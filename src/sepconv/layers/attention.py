@@ -284,6 +284,13 @@ class MultiHeadAttention(_Heads, Layer):
         self._record_activity(out)
         return (out, scores) if return_attention_scores else out
 
+    @property
+    def keras3_strips_input_masks(self) -> bool:
+        """Whether a model runs this layer as Keras 3.15 does (built from a Keras 3 file):
+        the query's mask is its tensor's, and the call removes the masks of its query,
+        value and key tensors (see ``sepconv.interop.models``)."""
+        return self._keras3
+
     def _masking(self, rank: int, return_scores: bool) -> str:
         """The masked softmax of the Keras that wrote the model (see
         :func:`sepconv.functional.dot_product_attention`): tf-keras adds ``-1e9``
@@ -713,7 +720,7 @@ class Attention(_DenseAttention):
         s = q.unsqueeze(-2) + k.unsqueeze(-3)
         if scale is not None:
             s = scale * s
-        return self._weight("concat_score_weight") * torch.tanh(s).sum(-1)
+        return self._weight("concat_score_weight") * _activations.tanh(s).sum(-1)
 
     def get_config(self) -> Dict[str, Any]:
         return {**self._dense_config(), "use_scale": self.use_scale,
@@ -754,7 +761,7 @@ class AdditiveAttention(_DenseAttention):
         return [(None, None, dim), (None, None, dim)]
 
     def _scores(self, q, k):
-        t = torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))
+        t = _activations.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))
         return (self._weight("scale") * t if self.use_scale else t).sum(-1)
 
     def get_config(self) -> Dict[str, Any]:

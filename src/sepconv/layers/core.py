@@ -519,7 +519,7 @@ class ELU(_Weightless):
         self._finish_init()
 
     def call(self, x):
-        y = torch.nn.functional.elu(x)
+        y = _activations.elu(x)  # tf.nn.elu (TensorFlow's numbers on CPU float32)
         return y if self.alpha == 1 else torch.where(x > 0, y, self.alpha * y)
 
     def get_config(self):
