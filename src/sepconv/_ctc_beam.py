@@ -69,6 +69,14 @@ class _Entry:
         return out[::-1]
 
 
+def too_few_leaves(leaves: int, length: int, top_paths: int) -> None:
+    """TensorFlow's error where a row's beam ends with fewer paths than asked for."""
+    raise ValueError(f"Invalid value for argument `top_paths`. The beam holds "
+                     f"{leaves} paths after {length} steps (TensorFlow: \"Less "
+                     f"leaves in the beam search than requested\"). Received "
+                     f"top_paths={top_paths}")
+
+
 def tf_row(x: np.ndarray, length: int, beam_width: int, top_paths: int, blank: int,
            merge_repeated: bool) -> Tuple[List[List[int]], List[float]]:
     """TensorFlow's beam search of one row ``x`` ``(steps, classes)``: the ``top_paths``
@@ -129,10 +137,7 @@ def tf_row(x: np.ndarray, length: int, beam_width: int, top_paths: int, blank: i
                     c.old = [zero, zero, zero]
                     c.new = [zero, zero, zero]
     if top_paths > len(leaves):
-        raise ValueError(f"Invalid value for argument `top_paths`. The beam holds "
-                         f"{len(leaves)} paths after {length} steps (TensorFlow: \"Less "
-                         f"leaves in the beam search than requested\"). Received "
-                         f"top_paths={top_paths}")
+        too_few_leaves(len(leaves), length, top_paths)
     best = sorted(leaves, key=lambda e: -e.new[0])[:top_paths]
     return [e.labels(merge_repeated) for e in best], [float(e.new[0] + shift)
                                                       for e in best]

@@ -3264,6 +3264,20 @@ def ctc_beam_decode(inputs: torch.Tensor, sequence_lengths: torch.Tensor,
         x = x.float()
     if like == "keras3":
         x = torch.log_softmax(x, dim=-1)
+    if like == "tf_keras":
+        from .kernels import _ctc_native
+        if _ctc_native.load() is not None:
+            if x.dtype not in (torch.float32, torch.float64):
+                x = x.float()
+            paths, scores, leaves = _ctc_native.tf_decode(
+                x.cpu().contiguous(), torch.as_tensor(lengths, dtype=torch.int64),
+                beam_width, top_paths, blank, merge_repeated)
+            for b in range(batch):
+                if leaves[b] < top_paths:
+                    _ctc_beam.too_few_leaves(int(leaves[b]), lengths[b], top_paths)
+            return paths.to(inputs.device), scores.to(
+                inputs.dtype if inputs.is_floating_point() else torch.float32).to(
+                inputs.device)
     x = x.cpu().numpy()
     decoded = torch.full((top_paths, batch, steps), -1, dtype=torch.int64)
     log_probs = torch.empty((batch, top_paths), dtype=inputs.dtype if
