@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 import numpy as np
+import torch
 
 _NEG = -np.inf
 
@@ -198,3 +199,131 @@ def keras3_row(x: np.ndarray, length: int, beam_width: int, top_paths: int,
     order = np.argsort(-total, kind="stable")[:top_paths]
     out = [list(unique[i]) for i in order] + [[]] * (top_paths - len(order))
     return out, [float(total[i]) for i in order] + [float(_NEG)] * (top_paths - len(order))
+
+
+# Keras 3's row hash (keras/src/backend/torch/nn.py ``_unique_padded``): a path of classes
+# (flipped, see keras3_batch) l_0..l_{n-1} hashes to sum((l_i + 1) * K**i) in wrapping int64
+_KNUTH = 2654435769
+
+
+def keras3_batch(x: torch.Tensor, lengths: List[int], beam_width: int, top_paths: int,
+                 blank: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Keras 3.15's beam search (torch backend) of log-softmax scores ``x`` ``(batch,
+    steps, classes)``, all rows at once: ``(paths (top, batch, steps) int64, scores
+    (batch, top))``, equal to Keras' to the bit, its order of equal scores included.
+
+    Keras extends each of its ``2 * beam_width`` rows (a prefix's label-ending and
+    blank-ending halves) by every class, finds the equal paths among the
+    ``2 * beam_width * classes`` by sorting their integer hashes, merges each path's two
+    halves' probabilities (``log(sum(exp(s - max))) + max``, summed in row order) and keeps
+    the ``beam_width`` best by a stable ascending sort, the later (larger hash) of equal
+    totals first.  Here the same tensor operations run on the hashes (updated by the one
+    label a row appends) rather than on the padded paths themselves, for every row of the
+    batch together; the paths are read back through each step's parent rows at the end.
+    A hash collision between two different paths (Keras then compares the rows) is
+    taken as equality."""
+    batch, steps, classes = x.shape
+    dtype, dev = x.dtype, x.device
+    x = torch.flip(x, dims=[2])  # Keras flips the classes for its argsort's ties
+    blank = classes - blank - 1
+    rows, n = 2 * beam_width, 2 * beam_width * classes
+    ninf = float("-inf")
+    powers = _KNUTH ** torch.arange(max(steps, 1) + 1, dtype=torch.int64, device=dev)
+    cls = torch.arange(classes, device=dev)
+    is_blank = cls == blank  # the rows a step's blank extends ("masked")
+    arange_b = torch.arange(batch, device=dev)[:, None]
+
+    # first step: the min(classes, beam_width) best classes, ascending, then padding rows
+    init = min(classes, beam_width)
+    first = torch.argsort(x[:, 0], dim=1, stable=True)[:, -init:]
+    pad_rows = torch.full((batch, rows - init), -1, dtype=torch.int64, device=dev)
+    label = torch.cat([torch.where(first == blank, -1, first), pad_rows], 1)  # (b, rows)
+    scores = torch.cat([torch.gather(x[:, 0], 1, first),
+                        torch.full((batch, rows - init), ninf, dtype=dtype, device=dev)], 1)
+    masked = label < 0
+    nonempty = label >= 0
+    hashes = torch.where(nonempty, label + 1, 0)
+    length = nonempty.long()
+    tail = label.clone()
+    history = [(None, label)]  # per step: (parent row of each row, label it appended or -1)
+    lengths_t = torch.as_tensor(lengths, device=dev)
+    for t in range(1, max(lengths, default=0)):
+        # extend: row r = slot * classes + c
+        repeat = (~masked)[:, :, None] & (tail[:, :, None] == cls)
+        append = ~is_blank & ~repeat  # (b, rows, classes)
+        ext_hash = hashes[:, :, None] + torch.where(
+            append, (cls + 1) * powers[length][:, :, None], 0)
+        ext_scores = (scores[:, :, None] + x[:, t, None, :]).reshape(batch, n)
+        ext_hash = ext_hash.reshape(batch, n)
+        ext_masked = is_blank.repeat(rows)  # (n,)
+        # Keras' _unique_padded: sort by hash (stable), first of equal ones, inverse
+        order = torch.argsort(ext_hash, dim=1, stable=True)
+        sorted_hash = torch.gather(ext_hash, 1, order)
+        is_first = torch.ones_like(sorted_hash, dtype=torch.bool)
+        is_first[:, 1:] = sorted_hash[:, 1:] != sorted_hash[:, :-1]
+        uid = torch.cumsum(is_first.long(), dim=1) - 1
+        inverse = torch.empty_like(uid).scatter_(1, order, uid)
+        n_unique = uid[:, -1:] + 1
+        rep = torch.zeros_like(uid).scatter_(1, uid, order)  # a row of each unique path
+        # Keras' _merge_scores of the label-ending and blank-ending parts
+        emit = _merge_rows(inverse, torch.where(ext_masked, ninf, ext_scores), n)
+        blanks = _merge_rows(inverse, torch.where(ext_masked, ext_scores, ninf), n)
+        total = torch.logaddexp(emit, blanks)
+        top = torch.argsort(total, dim=1, stable=True)[:, -beam_width:]
+        real = top < n_unique  # past the unique paths: Keras' padding rows (empty paths)
+        r = torch.gather(rep, 1, top)
+        parent = torch.where(real, r // classes, -1)
+        c = r % classes
+        app = real & torch.gather(append.reshape(batch, n), 1, r)
+        new_label = torch.where(app, c, -1)
+        new_hash = torch.where(real, torch.gather(ext_hash, 1, r), 0)
+        new_length = torch.where(real, torch.gather(length, 1, parent.clamp(min=0))
+                                 + app.long(), 0)
+        new_tail = torch.where(app, c, torch.where(real, torch.gather(
+            tail, 1, parent.clamp(min=0)), -1))
+        new_scores = torch.cat([torch.gather(emit, 1, top), torch.gather(blanks, 1, top)], 1)
+        live = (t < lengths_t)[:, None]  # rows past their length keep their beam
+        keep = torch.arange(rows, device=dev).expand(batch, rows)
+        history.append((torch.where(live, parent.repeat(1, 2), keep),
+                        torch.where(live, new_label.repeat(1, 2), -1)))
+        scores = torch.where(live, new_scores, scores)
+        masked = torch.where(live, torch.arange(rows, device=dev) >= beam_width, masked)
+        hashes = torch.where(live, new_hash.repeat(1, 2), hashes)
+        length = torch.where(live, new_length.repeat(1, 2), length)
+        tail = torch.where(live, new_tail.repeat(1, 2), tail)
+    # final: merge equal paths of the 2 * beam_width rows, the top_paths best
+    order = torch.argsort(hashes, dim=1, stable=True)
+    sorted_hash = torch.gather(hashes, 1, order)
+    is_first = torch.ones_like(sorted_hash, dtype=torch.bool)
+    is_first[:, 1:] = sorted_hash[:, 1:] != sorted_hash[:, :-1]
+    uid = torch.cumsum(is_first.long(), dim=1) - 1
+    inverse = torch.empty_like(uid).scatter_(1, order, uid)
+    rep = torch.zeros((batch, n), dtype=torch.int64, device=dev).scatter_(1, uid, order)
+    total = _merge_rows(inverse, scores, n)
+    top = torch.argsort(total, dim=1, stable=True)[:, -top_paths:].flip(1)
+    best = torch.gather(total, 1, top)
+    slot = torch.where(top < uid[:, -1:] + 1, torch.gather(rep, 1, top), -1)  # (b, top)
+    paths = torch.full((batch, top_paths, steps + 1), -1, dtype=torch.int64, device=dev)
+    pos = torch.gather(length, 1, slot.clamp(min=0))
+    pos = torch.where(slot >= 0, pos, 0) - 1  # where each row's next label (backwards) goes
+    for parent, appended in reversed(history):
+        live = slot >= 0
+        lab = torch.gather(appended, 1, slot.clamp(min=0))
+        put = live & (lab >= 0)
+        paths[arange_b, torch.arange(top_paths, device=dev)[None, :],
+              torch.where(put, pos, steps)] = torch.where(put, lab, -1)
+        pos = pos - put.long()
+        if parent is not None:
+            slot = torch.where(live, torch.gather(parent, 1, slot.clamp(min=0)), -1)
+    paths = paths[:, :, :steps]
+    paths = torch.where(paths >= 0, classes - paths - 1, -1)
+    return paths.permute(1, 0, 2).contiguous(), best
+
+
+def _merge_rows(inverse: torch.Tensor, scores: torch.Tensor, n: int) -> torch.Tensor:
+    """Keras 3's ``_merge_scores`` of each row: ``log(out) + max``, ``out`` the sums (in
+    row order) of ``exp(scores - max)`` by ``inverse``'s groups, ``n`` groups."""
+    m = scores.max(dim=1, keepdim=True).values
+    out = torch.zeros((scores.shape[0], n), dtype=scores.dtype, device=scores.device)
+    out.scatter_add_(1, inverse, torch.exp(scores - m))
+    return torch.log(out) + m

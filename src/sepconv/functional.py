@@ -3263,7 +3263,10 @@ def ctc_beam_decode(inputs: torch.Tensor, sequence_lengths: torch.Tensor,
     if not x.is_floating_point():
         x = x.float()
     if like == "keras3":
-        x = torch.log_softmax(x, dim=-1)
+        # Keras 3.15 casts to result_type(inputs.dtype, "float32"), float32 even for
+        # float64 inputs (its promotion of a float64 tensor with the "float32" name)
+        return _ctc_beam.keras3_batch(torch.log_softmax(x.float(), dim=-1), lengths,
+                                      beam_width, top_paths, blank)
     if like == "tf_keras":
         from .kernels import _ctc_native
         if _ctc_native.load() is not None:
