@@ -4,20 +4,22 @@
 
 Both are prefix beam searches (a prefix's probability split into "ends in a blank" and
 "ends in its last label"; a label repeated right after itself extends the prefix only
-through the blank-ending part), written here one row at a time on NumPy scalars of the
-input's dtype.  They differ where this module follows each:
+through the blank-ending part).  They differ where this module follows each:
 
-- TensorFlow: the inputs as given (no softmax; each step's largest value is subtracted
-  while searching and added back to the result); one beam
-  list of ``beam_width`` prefixes filled in order (the old prefixes first, then their
-  one-label extensions from the best prefix down, each taking the place of the worst
-  when better): a prefix pushed out and then reached again as an extension restarts from
-  that extension alone; ``merge_repeated`` also merges equal consecutive labels of the
-  output (``a, blank, a`` gives ``a``).
-- Keras 3: a log-softmax first; the first step keeps the ``min(classes, beam_width)``
-  best classes; every step extends every kept prefix, merges equal prefixes (sums of
-  ``exp(score - largest score)``, in the input's dtype, as Keras does) and keeps the
-  ``beam_width`` best; ``merge_repeated`` does not apply.
+- TensorFlow (``tf_row``, the Python fallback of ``kernels/_ctc_native.py``'s C++
+  routine, used where nothing can be compiled): the inputs as given, each step's
+  log-softmax offset ``max + log(sum(exp(x - max)))`` subtracted (TensorFlow 2.21); one
+  beam list of ``beam_width`` prefixes filled in order (the old prefixes first, then
+  their one-label extensions from the best prefix down, each taking the place of the
+  worst when better); ``merge_repeated`` also merges equal consecutive labels of the
+  output (``a, blank, a`` gives ``a``).  Written one row at a time on NumPy scalars: it
+  orders equal scores by Python's stable sort, not as TensorFlow's ``gtl::TopN`` and
+  libstdc++'s introsort do (the C++ routine does), and its ``exp`` / ``log1p`` are
+  NumPy's, not the C library's.
+- Keras 3 (``keras3_batch``): a log-softmax first; the first step keeps the
+  ``min(classes, beam_width)`` best classes; every step extends every kept prefix, merges
+  equal prefixes (sums of ``exp(score - largest score)``, in float32, as Keras does) and
+  keeps the ``beam_width`` best; ``merge_repeated`` does not apply.
 """
 
 from __future__ import annotations
@@ -81,14 +83,12 @@ def too_few_leaves(leaves: int, length: int, top_paths: int) -> None:
 def tf_row(x: np.ndarray, length: int, beam_width: int, top_paths: int, blank: int,
            merge_repeated: bool) -> Tuple[List[List[int]], List[float]]:
     """TensorFlow's beam search of one row ``x`` ``(steps, classes)``: the ``top_paths``
-    best label sequences and their log probabilities (searched with each step's maximum
-    subtracted, which TensorFlow 2.21 gives back in the result)."""
+    best label sequences and their log probabilities."""
     zero = x.dtype.type(_NEG)
     root = _Entry(None, -1, zero)
     root.new = [x.dtype.type(0), x.dtype.type(0), zero]
     leaves = [root]
     labels = [c for c in range(x.shape[1]) if c != blank]
-    shift = x.dtype.type(0)  # the steps' maxima, added back at the end
 
     bottom = [None]  # the worst leaf while the beam is full (TopN's peek_bottom)
 
@@ -101,8 +101,8 @@ def tf_row(x: np.ndarray, length: int, beam_width: int, top_paths: int, blank: i
 
     for t in range(length):
         row = x[t]
-        top = row.max()
-        shift = shift + top
+        # TensorFlow 2.21 subtracts a log-softmax's offset: max + log(sum(exp(x - max)))
+        top = row.max() + np.log(np.cumsum(np.exp(row - row.max()))[-1])
         branches = sorted(leaves, key=lambda e: -e.new[0])  # TopN's Extract: best first
         leaves = []
         for b in branches:
@@ -140,65 +140,7 @@ def tf_row(x: np.ndarray, length: int, beam_width: int, top_paths: int, blank: i
     if top_paths > len(leaves):
         too_few_leaves(len(leaves), length, top_paths)
     best = sorted(leaves, key=lambda e: -e.new[0])[:top_paths]
-    return [e.labels(merge_repeated) for e in best], [float(e.new[0] + shift)
-                                                      for e in best]
-
-
-def _merge(groups: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
-    """Keras 3's log-space sums of ``scores`` by group: ``log(sum(exp(s - m))) + m``
-    with ``m`` the largest score of all (scores far below it underflow to -inf)."""
-    m = scores.max()
-    out = np.zeros(n, dtype=scores.dtype)
-    np.add.at(out, groups, np.exp(scores - m))
-    with np.errstate(divide="ignore"):
-        return np.log(out) + m
-
-
-def _unique(paths: List[tuple]) -> Tuple[List[tuple], np.ndarray]:
-    index, groups = {}, []
-    for p in paths:
-        groups.append(index.setdefault(p, len(index)))
-    return list(index), np.asarray(groups, dtype=np.int64)
-
-
-def keras3_row(x: np.ndarray, length: int, beam_width: int, top_paths: int,
-               blank: int) -> Tuple[List[List[int]], List[float]]:
-    """Keras 3.15's beam search of one row of log-softmax scores ``x``."""
-    classes = x.shape[1]
-    first = np.argsort(x[0], kind="stable")[::-1][:min(classes, beam_width)]
-    paths = [() if c == blank else (int(c),) for c in first]
-    scores = x[0, first].astype(x.dtype)
-    masked = np.array([c == blank for c in first])
-    for t in range(1, length):
-        new_paths, new_masked = [], []
-        for p, m in zip(paths, masked):
-            for c in range(classes):
-                if c == blank:
-                    new_paths.append(p)
-                    new_masked.append(True)
-                elif not m and p and p[-1] == c:  # a repeat without a blank between
-                    new_paths.append(p)
-                    new_masked.append(False)
-                else:
-                    new_paths.append(p + (c,))
-                    new_masked.append(False)
-        new_scores = (scores[:, None] + x[t][None, :]).reshape(-1)
-        new_masked = np.asarray(new_masked)
-        unique, groups = _unique(new_paths)
-        emit = _merge(groups, np.where(new_masked, _NEG, new_scores).astype(x.dtype),
-                      len(unique))
-        blanks = _merge(groups, np.where(new_masked, new_scores, _NEG).astype(x.dtype),
-                        len(unique))
-        total = np.logaddexp(emit, blanks)
-        keep = np.argsort(-total, kind="stable")[:beam_width]
-        paths = [unique[i] for i in keep] * 2
-        scores = np.concatenate([emit[keep], blanks[keep]])
-        masked = np.array([False] * len(keep) + [True] * len(keep))
-    unique, groups = _unique(paths)
-    total = _merge(groups, scores, len(unique))
-    order = np.argsort(-total, kind="stable")[:top_paths]
-    out = [list(unique[i]) for i in order] + [[]] * (top_paths - len(order))
-    return out, [float(total[i]) for i in order] + [float(_NEG)] * (top_paths - len(order))
+    return [e.labels(merge_repeated) for e in best], [float(e.new[0]) for e in best]
 
 
 # Keras 3's row hash (keras/src/backend/torch/nn.py ``_unique_padded``): a path of classes
