@@ -266,3 +266,20 @@ def test_python_fallback_without_a_compiler(monkeypatch):
         np.testing.assert_allclose(lp.numpy(), want_lp, rtol=1e-5, atol=1e-5)
         for i, w in enumerate(want):
             np.testing.assert_array_equal(got[i, :, :w.shape[1]].numpy(), w)
+
+
+@pytest.mark.slow
+def test_keras3_structured_search_is_keras_ops_port_at_word_piece_sizes():
+    """At sizes where Keras 3 itself takes minutes (it copies every candidate path at
+    every step), the structured search (``_ctc_beam.keras3_fast``, what ctc_beam_decode
+    runs) equals the direct port of Keras' tensor operations (``keras3_batch``, checked
+    against Keras above) to the bit, with ties and rows of length 0."""
+    from sepconv import _ctc_beam
+    for seed, (batch, steps, classes, beam, ties) in enumerate(
+            [(2, 40, 1000, 100, False), (4, 80, 29, 100, True), (2, 50, 300, 40, True)]):
+        x, lengths = _logits(seed, batch, steps, classes, 2.0, ties, np.float32)
+        x = torch.log_softmax(torch.from_numpy(x), dim=-1)
+        n = lengths.tolist()
+        got = _ctc_beam.keras3_fast(x, n, beam, 3, 0)
+        want = _ctc_beam.keras3_batch(x, n, beam, 3, 0)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

@@ -24,7 +24,7 @@ through the blank-ending part).  They differ where this module follows each:
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -269,3 +269,166 @@ def _merge_rows(inverse: torch.Tensor, scores: torch.Tensor, n: int) -> torch.Te
     out = torch.zeros((scores.shape[0], n), dtype=scores.dtype, device=scores.device)
     out.scatter_add_(1, inverse, torch.exp(scores - m))
     return torch.log(out) + m
+
+
+def _select(total: torch.Tensor, hash_of: Callable[[torch.Tensor], torch.Tensor],
+            k: int) -> torch.Tensor:
+    """Keras 3's choice of the ``k`` best of each row: ``argsort(total, stable)[-k:]``
+    over its unique paths in hash order followed by padding rows of total ``-inf``, i.e.
+    the ``k`` largest (total, hash) pairs in ascending order, padding (``-1``) first where
+    fewer than ``k`` totals are finite.  ``hash_of(indices)``: the hashes of those entries.
+    ``topk`` finds the candidates; only where the ``k``-th total ties with the next (or
+    is ``-inf``) are all entries at or above it gathered."""
+    batch, n = total.shape
+    ninf = float("-inf")
+    if n > k:
+        vals, idx = torch.topk(total, min(n, k + 16), dim=1)
+        kth = vals[:, k - 1:k]
+        clean = bool(((vals[:, -1:] < kth) & (kth > ninf)).all())
+    else:
+        clean = False
+    if clean:  # every entry at or above the k-th total is among the topk's
+        cand = torch.where(vals >= kth, idx, -1)
+    else:
+        finite = total > ninf
+        if n > k:
+            finite = finite & (total >= kth)
+        count = finite.sum(dim=1, keepdim=True)
+        width = max(int(count.max()), k)
+        pos = torch.where(finite, torch.cumsum(finite.long(), dim=1) - 1, width)
+        cand = torch.full((batch, width + 1), -1, dtype=torch.int64, device=total.device)
+        cand.scatter_(1, pos, torch.arange(n, device=total.device).expand(batch, n))
+        cand = cand[:, :width]
+    real = cand >= 0
+    t = torch.where(real, torch.gather(total, 1, cand.clamp(min=0)), ninf)
+    h = torch.where(real, hash_of(cand.clamp(min=0)), torch.iinfo(torch.int64).min)
+    order = torch.argsort(h, dim=1, stable=True)  # (total, hash) ascending: hash first,
+    order = torch.gather(order, 1, torch.argsort(torch.gather(t, 1, order), dim=1,
+                                                 stable=True))  # then total, stable
+    return torch.gather(cand, 1, order[:, -k:])
+
+
+def keras3_fast(x: torch.Tensor, lengths: List[int], beam_width: int, top_paths: int,
+                blank: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`keras3_batch`'s results from the structure of Keras' candidate rows rather
+    than by sorting all ``2 * beam_width * classes`` of them at every step.
+
+    Keras' rows at a step are the two halves (label-ending, blank-ending) of each kept
+    path ``q`` extended by every class.  The rows that give one path are known: ``q``
+    itself gets its label-ending half's repeat of its last label and the two halves of
+    its parent ``p`` (when ``p`` is kept) extended by that label (label-ending part), and
+    its own halves extended by the blank (blank-ending part); every other path ``q + c``
+    gets ``q``'s two halves extended by ``c`` (the label-ending half only when ``c`` is
+    not ``q``'s last label).  Keras sums the ``exp(score - max)`` of a path's rows in row
+    order, the blank-ending halves after all label-ending ones: at most ``(a + b) + c``,
+    which is what is computed here, with the same torch operations on the same values.
+    Paths of total ``-inf`` never enter the beam (Keras' padding rows, empty paths of
+    total ``-inf``, come after them in its stable sort and outnumber the beam), and the
+    maxima subtracted are the rows' (``max(scores) + max(x)``: rounding is monotone)."""
+    batch, steps, classes = x.shape
+    dtype, dev = x.dtype, x.device
+    x = torch.flip(x, dims=[2])
+    blank = classes - blank - 1
+    beam, ninf = beam_width, float("-inf")
+    powers = _KNUTH ** torch.arange(max(steps, 1) + 1, dtype=torch.int64, device=dev)
+    cls = torch.arange(classes, device=dev)
+    bidx = torch.arange(batch, device=dev)[:, None]
+
+    # the first step's kept paths (padded to beam entries): a class, or the empty path for
+    # the blank (its score blank-ending); padding entries empty with -inf
+    init = min(classes, beam)
+    first = torch.argsort(x[:, 0], dim=1, stable=True)[:, -init:]
+    fill = torch.full((batch, beam - init), -1, dtype=torch.int64, device=dev)
+    tail = torch.cat([torch.where(first == blank, -1, first), fill], 1)
+    score = torch.cat([torch.gather(x[:, 0], 1, first),
+                       torch.full((batch, beam - init), ninf, dtype=dtype, device=dev)], 1)
+    nonempty = tail >= 0
+    e = torch.where(nonempty, score, ninf)
+    m = torch.where(nonempty, ninf, score)
+    h = torch.where(nonempty, tail + 1, 0)
+    length = nonempty.long()
+    history = [(None, tail)]
+    lengths_t = torch.as_tensor(lengths, device=dev)
+    not_blank = cls != blank
+    keep = torch.arange(beam, device=dev).expand(batch, beam)
+    for t in range(1, max(lengths, default=0)):
+        xs = x[:, t]  # (b, classes)
+        top = torch.maximum(e.max(dim=1, keepdim=True).values,
+                            m.max(dim=1, keepdim=True).values)
+        me = top + torch.where(not_blank, xs, ninf).max(dim=1, keepdim=True).values
+        mm = top + xs[:, blank:blank + 1]
+        ea = torch.exp((e[:, :, None] + xs[:, None, :]) - me[:, :, None])  # (b, k, c)
+        ma = torch.exp((m[:, :, None] + xs[:, None, :]) - me[:, :, None])
+        # q + c for every kept q and class c: label-ending only, so its total is this
+        # (Keras' logaddexp with the -inf blank-ending part returns it unchanged)
+        ext_emit = torch.log(torch.where(cls == tail[:, :, None], 0.0, ea) + ma) \
+            + me[:, :, None]
+        # each kept q's parent among the kept paths (by hash), -1 where none
+        live_q = (e > ninf) | (m > ninf)
+        last = tail.clamp(min=0)
+        parent_hash = h - (tail + 1) * powers[(length - 1).clamp(min=0)]
+        match = (parent_hash[:, :, None] == h[:, None, :]) & live_q[:, None, :] \
+            & (live_q & (length > 0))[:, :, None]
+        has_parent = match.any(dim=2)
+        p = torch.where(has_parent, match.long().argmax(dim=2), 0)
+        flat_ea, flat_ma = ea.reshape(batch, -1), ma.reshape(batch, -1)
+        a = torch.where(tail >= 0, torch.gather(flat_ea, 1, keep * classes + last), 0.0)
+        b_ = torch.where(has_parent & (torch.gather(tail, 1, p) != tail),
+                         torch.gather(flat_ea, 1, p * classes + last), 0.0)
+        c_ = torch.where(has_parent, torch.gather(flat_ma, 1, p * classes + last), 0.0)
+        emit = torch.log((a + b_) + c_) + me
+        blanks = torch.log(torch.exp((e + xs[:, blank:blank + 1]) - mm)
+                           + torch.exp((m + xs[:, blank:blank + 1]) - mm)) + mm
+        total = torch.logaddexp(emit, blanks)
+        # q + c that is a kept path is merged there; the blank extends nothing
+        ext_total = ext_emit.clone()
+        ext_total[:, :, blank] = ninf
+        ext_total = ext_total.reshape(batch, -1)
+        ext_total[bidx.expand(batch, beam)[has_parent],
+                  (p * classes + last)[has_parent]] = ninf
+
+        def hash_of(i: torch.Tensor, h=h, length=length) -> torch.Tensor:
+            q = torch.where(i < beam, i, (i - beam) // classes)
+            hq = torch.gather(h, 1, q)
+            step = (((i - beam) % classes) + 1) * powers[torch.gather(length, 1, q)]
+            return torch.where(i < beam, hq, hq + step)
+
+        pick = _select(torch.cat([total, ext_total], 1), hash_of, beam)
+        pad = pick < 0
+        kept = (pick >= 0) & (pick < beam)
+        j = (pick - beam).clamp(min=0)
+        src = torch.where(kept, pick, j // classes).clamp(min=0)  # the parent entry
+        c = j % classes
+        new_e = torch.where(kept, torch.gather(emit, 1, src),
+                            torch.gather(ext_emit.reshape(batch, -1), 1, j))
+        new_m = torch.where(kept, torch.gather(blanks, 1, src), ninf)
+        new_h = hash_of(pick.clamp(min=0))
+        new_len = torch.gather(length, 1, src) + (~kept).long()
+        new_tail = torch.where(kept, torch.gather(tail, 1, src), c)
+        live = (t < lengths_t)[:, None]
+        history.append((torch.where(live, torch.where(pad, -1, src), keep),
+                        torch.where(live & ~kept & ~pad, c, -1)))
+        e = torch.where(live, torch.where(pad, ninf, new_e), e)
+        m = torch.where(live, torch.where(pad, ninf, new_m), m)
+        h = torch.where(live, torch.where(pad, 0, new_h), h)
+        length = torch.where(live, torch.where(pad, 0, new_len), length)
+        tail = torch.where(live, torch.where(pad, -1, new_tail), tail)
+    # the end: each path's two halves merged, the top_paths best
+    top = torch.maximum(e.max(dim=1, keepdim=True).values, m.max(dim=1, keepdim=True).values)
+    total = torch.log(torch.exp(e - top) + torch.exp(m - top)) + top
+    slot = _select(total, lambda i: torch.gather(h, 1, i), top_paths).flip(1)
+    best = torch.where(slot >= 0, torch.gather(total, 1, slot.clamp(min=0)), ninf)
+    paths = torch.full((batch, top_paths, steps + 1), -1, dtype=torch.int64, device=dev)
+    pos = torch.where(slot >= 0, torch.gather(length, 1, slot.clamp(min=0)), 0) - 1
+    tops = torch.arange(top_paths, device=dev)[None, :]
+    for parent, appended in reversed(history):
+        alive = slot >= 0
+        lab = torch.gather(appended, 1, slot.clamp(min=0))
+        put = alive & (lab >= 0)
+        paths[bidx, tops, torch.where(put, pos, steps)] = torch.where(put, lab, -1)
+        pos = pos - put.long()
+        if parent is not None:
+            slot = torch.where(alive, torch.gather(parent, 1, slot.clamp(min=0)), -1)
+    paths = paths[:, :, :steps]
+    paths = torch.where(paths >= 0, classes - paths - 1, -1)
+    return paths.permute(1, 0, 2).contiguous(), best

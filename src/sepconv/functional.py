@@ -3271,7 +3271,7 @@ def ctc_beam_decode(inputs: torch.Tensor, sequence_lengths: torch.Tensor,
     if like == "keras3":
         # Keras 3.15 casts to result_type(inputs.dtype, "float32"), float32 even for
         # float64 inputs (its promotion of a float64 tensor with the "float32" name)
-        return _ctc_beam.keras3_batch(torch.log_softmax(x.float(), dim=-1), lengths,
+        return _ctc_beam.keras3_fast(torch.log_softmax(x.float(), dim=-1), lengths,
                                       beam_width, top_paths, blank)
     from .kernels import _ctc_native
 
