@@ -13,7 +13,7 @@ size (``batch * steps * classes * beam``, steps squared for Keras 3 and the old 
 port, which copy whole paths), predicts more than ``--budget`` seconds.
 
 Usage: ``PYTHONPATH=src python bench/ctc_beam.py [--reps 3] [--budget 30] [--before]
-[--quick] [--json out.json]``
+[--quick] [--only "sepconv tf_keras,sepconv keras3"] [--json out.json]``
 """
 
 import argparse
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=30.0)
     parser.add_argument("--before", action="store_true")
     parser.add_argument("--quick", action="store_true", help="batch 8, steps 50/200")
+    parser.add_argument("--only", help="comma-separated column names to run")
     parser.add_argument("--json")
     args = parser.parse_args()
     import keras  # noqa: F401  (before TensorFlow, see tests/conftest.py)
@@ -80,6 +81,8 @@ def main() -> None:
     names = ["sepconv tf_keras", "tf-keras", "sepconv keras3", "Keras 3"]
     if before is not None:
         names += ["before tf_keras", "before keras3"]
+    if args.only:
+        names = [k for k in names if k in args.only.split(",")]
     measured = {k: [] for k in names}
     quadratic = ("Keras 3", "before keras3")  # they copy whole paths: steps^2
 
