@@ -16,7 +16,8 @@ through the blank-ending part).  They differ where this module follows each:
   orders equal scores by Python's stable sort, not as TensorFlow's ``gtl::TopN`` and
   libstdc++'s introsort do (the C++ routine does), and its ``exp`` / ``log1p`` are
   NumPy's, not the C library's.
-- Keras 3 (``keras3_batch``): a log-softmax first; the first step keeps the
+- Keras 3 (``keras3_fast``; ``keras3_batch`` the direct port of its tensor operations):
+  a log-softmax first; the first step keeps the
   ``min(classes, beam_width)`` best classes; every step extends every kept prefix, merges
   equal prefixes (sums of ``exp(score - largest score)``, in float32, as Keras does) and
   keeps the ``beam_width`` best; ``merge_repeated`` does not apply.
@@ -153,6 +154,8 @@ def keras3_batch(x: torch.Tensor, lengths: List[int], beam_width: int, top_paths
     """Keras 3.15's beam search (torch backend) of log-softmax scores ``x`` ``(batch,
     steps, classes)``, all rows at once: ``(paths (top, batch, steps) int64, scores
     (batch, top))``, equal to Keras' to the bit, its order of equal scores included.
+    The reference of :func:`keras3_fast` (what ``ctc_beam_decode`` runs) in the tests,
+    at sizes where Keras itself takes minutes.
 
     Keras extends each of its ``2 * beam_width`` rows (a prefix's label-ending and
     blank-ending halves) by every class, finds the equal paths among the

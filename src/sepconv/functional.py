@@ -3231,9 +3231,10 @@ def ctc_beam_decode(inputs: torch.Tensor, sequence_lengths: torch.Tensor,
       top_paths, mask_index=0, like="keras3")`` (Keras 3 starts every row from its first
       step, even a row of length 0; it decodes in float32, float64 inputs included, and
       pads with empty paths of log probability ``-inf`` where fewer than ``top_paths``
-      paths are found).  Keras' own tensor operations, on integer hashes of the paths
-      and every row of the batch at once: equal to Keras' results to the bit, its order
-      of equal scores included.
+      paths are found).  Batched torch operations over the rows, the beam and the
+      classes (``_ctc_beam.keras3_fast``: Keras' sums, maxima and order by path hash,
+      without materialising its candidate paths): equal to Keras' results to the bit,
+      its order of equal scores included.
 
     ``inputs`` ``(batch, steps, classes)``, ``sequence_lengths`` ``(batch,)``; the blank
     is class ``mask_index`` (``None``: the last class, TensorFlow's only blank).
