@@ -3210,25 +3210,34 @@ def ctc_beam_decode(inputs: torch.Tensor, sequence_lengths: torch.Tensor,
 
     - ``"tf_keras"``: TensorFlow's ``ctc_beam_search_decoder`` (v1, what tf-keras'
       ``backend.ctc_decode(y_pred, input_length, greedy=False, beam_width, top_paths)``
-      runs on ``log(y_pred + 1e-7)``): ``inputs`` taken as log scores as they are (each
-      step's largest subtracted, no softmax); with ``merge_repeated`` equal consecutive
-      labels of a decoded path are merged (``a, blank, a`` gives ``a``, as TensorFlow's
-      v1 decoder does).  tf-keras' call is ``ctc_beam_decode(torch.log(y_pred + 1e-7),
-      input_length, beam_width, top_paths)``.
+      runs on ``log(y_pred + 1e-7)``): each step of ``inputs`` normalised as a
+      log-softmax (TensorFlow 2.21 subtracts ``max + log(sum(exp(x - max)))``); with
+      ``merge_repeated`` equal consecutive labels of a decoded path are merged (``a,
+      blank, a`` gives ``a``, as TensorFlow's v1 decoder does).  tf-keras' call is
+      ``ctc_beam_decode(torch.log(y_pred + 1e-7), input_length, beam_width,
+      top_paths)``.  A C++ routine (``kernels/_ctc_native.py``) that is TensorFlow's
+      decoder step for step, equal scores ordered as TensorFlow orders them, float64
+      inputs decoded in float64 as TensorFlow does; a slower Python fallback
+      (``_ctc_beam.tf_row``) where no C++ compiler is found.
     - ``"keras3"``: Keras 3.15's ``ops.ctc_decode(inputs, sequence_lengths,
       strategy="beam_search", beam_width, top_paths, mask_index=0)``: a log-softmax of
       ``inputs`` first; ``merge_repeated`` is ignored, as Keras 3 ignores it in beam
       search.  Keras 3's call is ``ctc_beam_decode(inputs, lengths, beam_width,
       top_paths, mask_index=0, like="keras3")`` (Keras 3 starts every row from its first
-      step, even a row of length 0).
+      step, even a row of length 0; it decodes in float32, float64 inputs included, and
+      pads with empty paths of log probability ``-inf`` where fewer than ``top_paths``
+      paths are found).  Batched torch operations over the rows, the beam and the
+      classes (``_ctc_beam.keras3_fast``: Keras' sums, maxima and order by path hash,
+      without materialising its candidate paths): equal to Keras' results to the bit,
+      its order of equal scores included.
 
     ``inputs`` ``(batch, steps, classes)``, ``sequence_lengths`` ``(batch,)``; the blank
     is class ``mask_index`` (``None``: the last class, TensorFlow's only blank).
     Returns ``(decoded, log_probs)``: ``decoded`` ``(top_paths, batch, steps)`` int64,
     each path's labels first, then ``-1`` (tf-keras returns the ``top_paths`` tensors
     as a list, Keras 3 this stack, as int32); ``log_probs`` ``(batch, top_paths)``, best
-    first.  Runs on the CPU in Python, one row at a time (a reference speed: about
-    ``steps * beam_width * classes`` small operations a row); no gradients."""
+    first (float32 for ``"keras3"``; the input's floating dtype for ``"tf_keras"``); no
+    gradients."""
     if like not in ("tf_keras", "keras3"):
         raise ValueError(f"Invalid value for argument `like`. Expected 'tf_keras' or "
                          f"'keras3'. Received like={like!r}")
@@ -3255,21 +3264,30 @@ def ctc_beam_decode(inputs: torch.Tensor, sequence_lengths: torch.Tensor,
     from . import _ctc_beam
 
     x = inputs.detach()
-    if not x.is_floating_point():
-        x = x.float()
     if like == "keras3":
-        x = torch.log_softmax(x, dim=-1)
+        # Keras 3.15 casts to result_type(inputs.dtype, "float32"), float32 even for
+        # float64 inputs (its promotion of a float64 tensor with the "float32" name)
+        return _ctc_beam.keras3_fast(torch.log_softmax(x.float(), dim=-1), lengths,
+                                      beam_width, top_paths, blank)
+    from .kernels import _ctc_native
+
+    if x.dtype != torch.float64:
+        x = x.float()  # TensorFlow's decoder: float32 or float64
+    out_dtype = inputs.dtype if inputs.is_floating_point() else torch.float32
+    if _ctc_native.load() is not None:
+        decoded, log_probs, leaves = _ctc_native.tf_decode(
+            x.cpu().contiguous(), torch.as_tensor(lengths, dtype=torch.int64), beam_width,
+            top_paths, blank, merge_repeated)
+        for b in range(batch):
+            if leaves[b] < top_paths:
+                _ctc_beam.too_few_leaves(int(leaves[b]), lengths[b], top_paths)
+        return decoded.to(inputs.device), log_probs.to(out_dtype).to(inputs.device)
     x = x.cpu().numpy()
     decoded = torch.full((top_paths, batch, steps), -1, dtype=torch.int64)
-    log_probs = torch.empty((batch, top_paths), dtype=inputs.dtype if
-                            inputs.is_floating_point() else torch.float32)
+    log_probs = torch.empty((batch, top_paths), dtype=out_dtype)
     for b in range(batch):
-        if like == "tf_keras":
-            paths, scores = _ctc_beam.tf_row(x[b], lengths[b], beam_width, top_paths,
-                                             blank, merge_repeated)
-        else:
-            paths, scores = _ctc_beam.keras3_row(x[b], lengths[b], beam_width, top_paths,
-                                                 blank)
+        paths, scores = _ctc_beam.tf_row(x[b], lengths[b], beam_width, top_paths, blank,
+                                         merge_repeated)
         for i, path in enumerate(paths):
             decoded[i, b, :len(path)] = torch.as_tensor(path, dtype=torch.int64)
         log_probs[b] = torch.as_tensor(scores)
