@@ -43,6 +43,7 @@ from __future__ import annotations
 import torch
 
 from . import _activation_native as _native
+from . import graphs as _graphs
 from . import threads as _policy
 
 #: The switch :func:`takes` reads (tests and benchmarks alternate it).
@@ -56,11 +57,7 @@ def takes(x: torch.Tensor) -> bool:
     traced / exported, no torch.func transform or CPU autocast, the routine built."""
     if not ENABLED or x.dtype != torch.float32 or not x.is_cpu:
         return False
-    if torch.jit.is_tracing() or torch.compiler.is_exporting():
-        return False
-    if torch.is_autocast_enabled("cpu"):
-        return False
-    if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
+    if _graphs.standard_ops_wanted(compiled=True):  # (custom ops: they compile)
         return False
     return _available()
 
@@ -76,7 +73,7 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     """``tanh(x)``: TensorFlow's numbers on CPU float32 (see the module), torch's elsewhere."""
     if not takes(x):
         return torch.tanh(x)
-    if _plain(x):
+    if _graphs.plain(x):
         if x.requires_grad and torch.is_grad_enabled():
             return _apply_tanh(x)
         return _compute(_native.TANH, x)
@@ -88,7 +85,7 @@ def sigmoid(x: torch.Tensor) -> torch.Tensor:
     elsewhere."""
     if not takes(x):
         return torch.sigmoid(x)
-    if _plain(x):
+    if _graphs.plain(x):
         if x.requires_grad and torch.is_grad_enabled():
             return _apply_sigmoid(x)
         return _compute(_native.SIGMOID, x)
@@ -101,7 +98,7 @@ def swish(x: torch.Tensor) -> torch.Tensor:
     elsewhere."""
     if not takes(x):
         return torch.nn.functional.silu(x)
-    if _plain(x):
+    if _graphs.plain(x):
         if x.requires_grad and torch.is_grad_enabled():
             return _apply_swish(x)
         return _compute(_native.SWISH, x)
@@ -174,23 +171,11 @@ def _unary(op: int, x: torch.Tensor, fallback) -> torch.Tensor:
     ``fallback(x)`` elsewhere."""
     if not takes(x):
         return fallback(x)
-    if _plain(x):
+    if _graphs.plain(x):
         if x.requires_grad and torch.is_grad_enabled():
             return _APPLY[op](x)
         return _compute(op, x)
     return _OPS[op](x)
-
-
-def _plain(*tensors: torch.Tensor) -> bool:
-    """Eager real tensors: no tracer, fake tensor or functorch wrapper."""
-    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
-        return False
-    for t in tensors:
-        if type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter:
-            return False
-        if torch._C._functorch.is_functorch_wrapped_tensor(t):
-            return False
-    return True
 
 
 def _compute(op: int, a: torch.Tensor, b=None) -> torch.Tensor:
@@ -250,7 +235,7 @@ def _backward(op: int, y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
                _native.SWISH: _native.SWISH_GRAD, _native.EXP: _native.EXP_GRAD,
                _native.ELU: _native.ELU_GRAD, _native.SELU: _native.SELU_GRAD,
                _native.SOFTPLUS: _native.SOFTPLUS_GRAD}[op]
-    if _plain(y, dy):
+    if _graphs.plain(y, dy):
         return _compute(grad_op, y, dy)
     return _BACKWARD_OPS[op](y, dy)
 
