@@ -65,6 +65,28 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     Returns:
         ``(batch, out_steps, filters)`` or ``(batch, filters, out_steps)``.
     """
+    if pointwise.dim() == 3:
+        pointwise = pointwise[0]
+    key = (tuple(x.shape), tuple(depthwise.shape), tuple(pointwise.shape),
+           None if bias is None else tuple(bias.shape),
+           tuple(strides) if isinstance(strides, list) else strides, padding,
+           tuple(dilation_rate) if isinstance(dilation_rate, list) else dilation_rate,
+           data_format, strided_dilation)
+    try:  # (remembered per shapes and arguments, as conv's: see _conv_plan)
+        plan = _separable_plan_cached(*key)
+    except TypeError:
+        plan = _separable_plan(*key)
+    stride, dilation, out_len, pad_left, pad_right, channels_last = plan
+    kernel = _pick_kernel(x, depthwise, pointwise, stride, dilation, out_len, channels_last)
+    return kernel(x, depthwise, pointwise, bias, stride=stride, dilation=dilation,
+                  pad_left=pad_left, pad_right=pad_right, channels_last=channels_last)
+
+
+def _separable_plan(x_shape: tuple, depthwise_shape: tuple, pointwise_shape: tuple,
+                    bias_shape: Optional[tuple], strides, padding, dilation_rate,
+                    data_format, strided_dilation) -> tuple:
+    """:func:`separable_conv1d`'s checks: ``(stride, dilation, out_len, pad_left,
+    pad_right, channels_last)``."""
     stride = _single(strides, "strides")
     dilation = _single(dilation_rate, "dilation_rate")
     padding = str(padding).lower()
@@ -81,37 +103,36 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     if stride > 1 and dilation > 1 and not strided_dilation:
         raise ValueError("`strides > 1` is incompatible with `dilation_rate > 1`. "
                          f"Received strides={stride}, dilation_rate={dilation}")
-    if pointwise.dim() == 3:
-        pointwise = pointwise[0]
-    if depthwise.dim() != 3 or pointwise.dim() != 2:
+    if len(depthwise_shape) != 3 or len(pointwise_shape) != 2:
         raise ValueError("Expected depthwise of shape (kernel_size, channels, depth_multiplier) "
                          "and pointwise of shape (1, channels * depth_multiplier, filters). "
-                         f"Received {tuple(depthwise.shape)} and {tuple(pointwise.shape)}")
-    k, c, m = depthwise.shape
-    if pointwise.shape[0] != c * m:
-        raise ValueError(f"pointwise has {pointwise.shape[0]} input channels, expected "
+                         f"Received {depthwise_shape} and {pointwise_shape}")
+    k, c, m = depthwise_shape
+    if pointwise_shape[0] != c * m:
+        raise ValueError(f"pointwise has {pointwise_shape[0]} input channels, expected "
                          f"channels * depth_multiplier = {c * m}")
-    if bias is not None and tuple(bias.shape) != (pointwise.shape[1],):
-        raise ValueError(f"bias must have shape ({pointwise.shape[1]},). "
-                         f"Received {tuple(bias.shape)}")
+    if bias_shape is not None and bias_shape != (pointwise_shape[1],):
+        raise ValueError(f"bias must have shape ({pointwise_shape[1]},). "
+                         f"Received {bias_shape}")
     channels_last = data_format == "channels_last"
-    if x.dim() != 3:
+    if len(x_shape) != 3:
         raise ValueError(f"Input must be 3D, {_layout(channels_last)}. "
-                         f"Received input of shape {tuple(x.shape)}")
-    length = x.shape[1] if channels_last else x.shape[2]
-    channels = x.shape[2] if channels_last else x.shape[1]
+                         f"Received input of shape {x_shape}")
+    length = x_shape[1] if channels_last else x_shape[2]
+    channels = x_shape[2] if channels_last else x_shape[1]
     if channels != c:
         raise ValueError(f"Input has {channels} channels, expected {c} "
-                         f"({_layout(channels_last)}). Received input of shape {tuple(x.shape)}")
+                         f"({_layout(channels_last)}). Received input of shape {x_shape}")
     out_len = _padding.conv_output_length(length, k, stride, dilation, padding)
     if out_len <= 0:
-        raise ValueError(f"Input of shape {tuple(x.shape)} is too short for kernel_size={k}, "
+        raise ValueError(f"Input of shape {x_shape} is too short for kernel_size={k}, "
                          f"dilation_rate={dilation}, padding={padding!r}: the output would "
                          f"have {out_len} steps")
     pad_left, pad_right = _padding.padding_amounts(length, k, stride, dilation, padding)
-    kernel = _pick_kernel(x, depthwise, pointwise, stride, dilation, out_len, channels_last)
-    return kernel(x, depthwise, pointwise, bias, stride=stride, dilation=dilation,
-                  pad_left=pad_left, pad_right=pad_right, channels_last=channels_last)
+    return stride, dilation, out_len, pad_left, pad_right, channels_last
+
+
+_separable_plan_cached = functools.lru_cache(maxsize=1024)(_separable_plan)
 
 
 def _ints(value: IntOrTuple, rank: int, name: str) -> tuple:
