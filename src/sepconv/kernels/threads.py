@@ -174,9 +174,9 @@ class ThreadPolicy:
     def run(self, name: str, work: int, call: Callable, shape=()):
         """``call()`` on the thread count this policy picks for ``work`` multiply-adds;
         ``shape``: what makes a call a first one (the operands' shapes and geometry)."""
-        if work < self.min_work or (torch.get_num_threads() <= 1
-                                    and getattr(_running, "token", None) is None):
-            return call()  # (one thread: nothing to pick; begin's answer, sooner)
+        if work < self.min_work or torch.compiler.is_compiling() or (
+                torch.get_num_threads() <= 1 and getattr(_running, "token", None) is None):
+            return call()  # (compiling, one thread: nothing to pick; begin's answer, sooner)
         token = self.begin(name, work, shape)
         try:
             result = call()
