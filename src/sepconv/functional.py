@@ -73,7 +73,8 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
            tuple(dilation_rate) if isinstance(dilation_rate, list) else dilation_rate,
            data_format, strided_dilation)
     try:  # (remembered per shapes and arguments, as conv's: see _conv_plan)
-        plan = _separable_plan_cached(*key)
+        plan = _separable_plan(*key) if torch.jit.is_tracing() else \
+            _separable_plan_cached(*key)
     except TypeError:
         plan = _separable_plan(*key)
     stride, dilation, out_len, pad_left, pad_right, channels_last = plan
@@ -223,6 +224,8 @@ def _conv_plan(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tenso
            tuple(strides) if isinstance(strides, list) else strides, padding,
            tuple(dilation_rate) if isinstance(dilation_rate, list) else dilation_rate,
            groups, data_format, strided_dilation)
+    if torch.jit.is_tracing():  # (sizes may be traced tensors: no key of those kept)
+        return _conv_plan_uncached(*key)
     try:
         return _conv_plan_cached(*key)
     except TypeError:  # unhashable (or a wrong type, which the plain call reports)
