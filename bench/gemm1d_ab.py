@@ -38,6 +38,12 @@ SHAPES = [
     ("wavenet_d64", "conv", (4, 16000, 64), 2, 128, 1, 64, "causal"),
     ("wavenet_d1", "conv", (4, 16000, 64), 2, 128, 1, 1, "causal"),
     ("wavenet_narrow_d64", "conv", (4, 16000, 32), 2, 32, 1, 64, "causal"),
+    # bench/model_train.py's WaveNet stack (32 channels, 4 x 4000) and narrower
+    ("wavenet_narrow32_d1", "conv", (4, 4000, 32), 2, 32, 1, 1, "causal"),
+    ("wavenet_narrow32_d8", "conv", (4, 4000, 32), 2, 32, 1, 8, "causal"),
+    ("wavenet_narrow32_d32", "conv", (4, 4000, 32), 2, 32, 1, 32, "causal"),
+    ("wavenet_narrow16_d4", "conv", (4, 4000, 16), 2, 16, 1, 4, "causal"),
+    ("wavenet_narrow64_d16", "conv", (4, 4000, 64), 2, 64, 1, 16, "causal"),
     ("tcn_k3_d4", "conv", (8, 4000, 128), 3, 128, 1, 4, "causal"),
     ("k3_same", "conv", (8, 4000, 128), 3, 128, 1, 1, "same"),
     ("k4_same", "conv", (8, 4000, 128), 4, 128, 1, 1, "same"),

@@ -12,7 +12,7 @@ same Adam training step on the same batches in both:
   same epsilon 1e-7 as Keras), ``zero_grad(set_to_none=True)``.
 
 Each peer runs in its own process (TensorFlow and torch each size their own thread pools)
-and the processes take turns (A B B A ...) for ``--rounds`` rounds of ``--steps`` steps; the
+and the processes take turns (A B, B A, ...) for ``--rounds`` rounds of ``--steps`` steps; the
 figure is the median over rounds of each round's mean step.  ``--threads 0`` (the default)
 sets nothing: each library's default thread count, the environment users have; ``--threads
 1`` pins both to one thread and reports CPU time (``time.process_time``), the measure that
@@ -22,6 +22,12 @@ float32 rounding, which says both train the same network.
 
     python bench/model_train.py                      # ~3 min on 2 cores
     python bench/model_train.py --threads 1 --only text_cnn,eegnet
+    python bench/model_train.py --threads 1 --baseline /work/main/src   # before / after
+
+``--baseline SRC`` adds a third peer, sepconv imported from ``SRC`` (another checkout's
+``src``: the code before a change), taking its turns with the other two in the same rounds
+(``--steps`` steps each, order rotated every round); it reports ``sepconv/base``, the ratio
+of the medians, beside each peer's ratio to tf-keras.
 """
 
 from __future__ import annotations
@@ -190,11 +196,16 @@ def _serve(step, threads):
 
 
 class _Peer:
-    def __init__(self, peer, name, threads, path):
+    def __init__(self, peer, name, threads, path, src=None):
+        env = None
+        if src:  # sepconv from another checkout (the baseline)
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+                [os.path.abspath(src)] + [p for p in os.environ.get("PYTHONPATH", "").split(
+                    os.pathsep) if p])}
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--worker", peer, "--only", name,
              "--threads", str(threads), "--path", path],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.hello = self._read()
 
     def _read(self):
@@ -229,6 +240,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="0: each library's default")
     ap.add_argument("--json", default="", help="write the results here")
+    ap.add_argument("--baseline", default="", help="a third peer: sepconv from this src "
+                    "directory (e.g. /work/main/src), alternated with the others")
     ap.add_argument("--worker", choices=("tf", "sepconv"), help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -246,22 +259,32 @@ def main(argv=None):
             path = os.path.join(tmp, f"{name}.h5")
             tf_peer = _Peer("tf", name, args.threads, path)
             sc_peer = _Peer("sepconv", name, args.threads, path)
+            peers = [("sepconv", sc_peer), ("tf-keras", tf_peer)]
+            if args.baseline:
+                peers.append(("base", _Peer("sepconv", name, args.threads, path,
+                                            src=args.baseline)))
             agree = max(abs(a - b) / abs(a) for a, b in
                         zip(tf_peer.hello["losses"], sc_peer.hello["losses"]))
-            times = {"tf-keras": [], "sepconv": []}
+            times = {label: [] for label, _ in peers}
             for r in range(args.rounds):
-                order = [("sepconv", sc_peer), ("tf-keras", tf_peer)]
-                for label, peer in (order if r % 2 else order[::-1]):
+                # A B (C), then B (C) A, ...: each peer in each position as often
+                for label, peer in peers[r % len(peers):] + peers[:r % len(peers)]:
                     times[label].append(peer.time(args.steps) * 1e3)
-            tf_peer.close()
-            sc_peer.close()
+            for _, peer in peers:
+                peer.close()
             sc, tk = statistics.median(times["sepconv"]), statistics.median(times["tf-keras"])
             results[name] = {"sepconv_ms": sc, "tf_keras_ms": tk, "ratio": sc / tk,
                              "loss_rel_diff_3_steps": agree,
                              "params": sc_peer.hello["params"], "times": times}
-            print(f"{name:14s} sepconv {sc:8.2f}  tf-keras {tk:8.2f}  sepconv/tf-keras "
-                  f"{sc / tk:5.2f}   first 3 losses agree to {agree:.1e}  "
-                  f"({sc_peer.hello['params']} parameters)", flush=True)
+            line = (f"{name:14s} sepconv {sc:8.2f}  tf-keras {tk:8.2f}  sepconv/tf-keras "
+                    f"{sc / tk:5.2f}   first 3 losses agree to {agree:.1e}  "
+                    f"({sc_peer.hello['params']} parameters)")
+            if args.baseline:
+                base = statistics.median(times["base"])
+                results[name].update(base_ms=base, base_ratio=base / tk)
+                line += f"\n{'':14s} base    {base:8.2f}  base/tf-keras {base / tk:5.2f}  " \
+                        f"sepconv/base {sc / base:5.2f}"
+            print(line, flush=True)
     ratios = [r["ratio"] for r in results.values()]
     geo = statistics.geometric_mean(ratios)
     print(f"geomean sepconv/tf-keras {geo:.2f}; load average now {os.getloadavg()[0]:.2f}")

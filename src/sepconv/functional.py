@@ -67,6 +67,29 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     Returns:
         ``(batch, out_steps, filters)`` or ``(batch, filters, out_steps)``.
     """
+    if pointwise.dim() == 3:
+        pointwise = pointwise[0]
+    key = (tuple(x.shape), tuple(depthwise.shape), tuple(pointwise.shape),
+           None if bias is None else tuple(bias.shape),
+           tuple(strides) if isinstance(strides, list) else strides, padding,
+           tuple(dilation_rate) if isinstance(dilation_rate, list) else dilation_rate,
+           data_format, strided_dilation)
+    try:  # (remembered per shapes and arguments, as conv's: see _conv_plan)
+        plan = _separable_plan(*key) if torch.jit.is_tracing() else \
+            _separable_plan_cached(*key)
+    except TypeError:
+        plan = _separable_plan(*key)
+    stride, dilation, out_len, pad_left, pad_right, channels_last = plan
+    kernel = _pick_kernel(x, depthwise, pointwise, stride, dilation, out_len, channels_last)
+    return kernel(x, depthwise, pointwise, bias, stride=stride, dilation=dilation,
+                  pad_left=pad_left, pad_right=pad_right, channels_last=channels_last)
+
+
+def _separable_plan(x_shape: tuple, depthwise_shape: tuple, pointwise_shape: tuple,
+                    bias_shape: Optional[tuple], strides, padding, dilation_rate,
+                    data_format, strided_dilation) -> tuple:
+    """:func:`separable_conv1d`'s checks: ``(stride, dilation, out_len, pad_left,
+    pad_right, channels_last)``."""
     stride = _single(strides, "strides")
     dilation = _single(dilation_rate, "dilation_rate")
     padding = str(padding).lower()
@@ -83,37 +106,36 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     if stride > 1 and dilation > 1 and not strided_dilation:
         raise ValueError("`strides > 1` is incompatible with `dilation_rate > 1`. "
                          f"Received strides={stride}, dilation_rate={dilation}")
-    if pointwise.dim() == 3:
-        pointwise = pointwise[0]
-    if depthwise.dim() != 3 or pointwise.dim() != 2:
+    if len(depthwise_shape) != 3 or len(pointwise_shape) != 2:
         raise ValueError("Expected depthwise of shape (kernel_size, channels, depth_multiplier) "
                          "and pointwise of shape (1, channels * depth_multiplier, filters). "
-                         f"Received {tuple(depthwise.shape)} and {tuple(pointwise.shape)}")
-    k, c, m = depthwise.shape
-    if pointwise.shape[0] != c * m:
-        raise ValueError(f"pointwise has {pointwise.shape[0]} input channels, expected "
+                         f"Received {depthwise_shape} and {pointwise_shape}")
+    k, c, m = depthwise_shape
+    if pointwise_shape[0] != c * m:
+        raise ValueError(f"pointwise has {pointwise_shape[0]} input channels, expected "
                          f"channels * depth_multiplier = {c * m}")
-    if bias is not None and tuple(bias.shape) != (pointwise.shape[1],):
-        raise ValueError(f"bias must have shape ({pointwise.shape[1]},). "
-                         f"Received {tuple(bias.shape)}")
+    if bias_shape is not None and bias_shape != (pointwise_shape[1],):
+        raise ValueError(f"bias must have shape ({pointwise_shape[1]},). "
+                         f"Received {bias_shape}")
     channels_last = data_format == "channels_last"
-    if x.dim() != 3:
+    if len(x_shape) != 3:
         raise ValueError(f"Input must be 3D, {_layout(channels_last)}. "
-                         f"Received input of shape {tuple(x.shape)}")
-    length = x.shape[1] if channels_last else x.shape[2]
-    channels = x.shape[2] if channels_last else x.shape[1]
+                         f"Received input of shape {x_shape}")
+    length = x_shape[1] if channels_last else x_shape[2]
+    channels = x_shape[2] if channels_last else x_shape[1]
     if channels != c:
         raise ValueError(f"Input has {channels} channels, expected {c} "
-                         f"({_layout(channels_last)}). Received input of shape {tuple(x.shape)}")
+                         f"({_layout(channels_last)}). Received input of shape {x_shape}")
     out_len = _padding.conv_output_length(length, k, stride, dilation, padding)
     if out_len <= 0:
-        raise ValueError(f"Input of shape {tuple(x.shape)} is too short for kernel_size={k}, "
+        raise ValueError(f"Input of shape {x_shape} is too short for kernel_size={k}, "
                          f"dilation_rate={dilation}, padding={padding!r}: the output would "
                          f"have {out_len} steps")
     pad_left, pad_right = _padding.padding_amounts(length, k, stride, dilation, padding)
-    kernel = _pick_kernel(x, depthwise, pointwise, stride, dilation, out_len, channels_last)
-    return kernel(x, depthwise, pointwise, bias, stride=stride, dilation=dilation,
-                  pad_left=pad_left, pad_right=pad_right, channels_last=channels_last)
+    return stride, dilation, out_len, pad_left, pad_right, channels_last
+
+
+_separable_plan_cached = functools.lru_cache(maxsize=1024)(_separable_plan)
 
 
 def _ints(value: IntOrTuple, rank: int, name: str) -> tuple:
@@ -178,14 +200,51 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
     Returns:
         ``(batch, *out_spatial, filters)`` or ``(batch, filters, *out_spatial)``.
     """
-    rank = kernel.dim() - 2
+    stride, dilation, pads, channels_last, work, kind = _conv_plan(
+        x, kernel, bias, strides, padding, dilation_rate, groups, data_format,
+        strided_dilation)
+    kernel_fn = _pick_conv_kernel(x, kernel, stride, pads, groups, channels_last, dilation)
+    call = functools.partial(kernel_fn, x, kernel, bias, strides=stride, dilation=dilation,
+                             pads=pads, groups=groups, channels_last=channels_last)
+    if not x.is_cpu:
+        return call()
+    return _on_cpu_policy(kind, work, call,
+                          (x.shape, kernel.shape, stride, dilation, pads, groups),
+                          hook=kernel_fn is not _depthwise_train.conv)
+
+
+def _conv_plan(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor],
+               strides, padding, dilation_rate, groups, data_format,
+               strided_dilation) -> tuple:
+    """:func:`conv`'s checked geometry ``(strides, dilation, pads, channels_last,
+    multiply-adds, thread-policy key)``, remembered per shapes and arguments: a layer
+    calls it with the same few every step, and checking them again cost ~15 us a call
+    (the WaveNet stack's 15 convolutions a step; bench/README.md "Per-call cost").  The
+    arguments that cannot be a cache key (symbolic sizes under ``torch.export``, lists)
+    are checked afresh; a failing check raises every time (errors are not remembered)."""
+    key = (tuple(x.shape), tuple(kernel.shape), None if bias is None else tuple(bias.shape),
+           tuple(strides) if isinstance(strides, list) else strides, padding,
+           tuple(dilation_rate) if isinstance(dilation_rate, list) else dilation_rate,
+           groups, data_format, strided_dilation)
+    if torch.jit.is_tracing():  # (sizes may be traced tensors: no key of those kept)
+        return _conv_plan_uncached(*key)
+    try:
+        return _conv_plan_cached(*key)
+    except TypeError:  # unhashable (or a wrong type, which the plain call reports)
+        return _conv_plan_uncached(*key)
+
+
+def _conv_plan_uncached(x_shape: tuple, kernel_shape: tuple, bias_shape: Optional[tuple],
+                        strides, padding, dilation_rate, groups, data_format,
+                        strided_dilation) -> tuple:
+    rank = len(kernel_shape) - 2
     if rank not in (1, 2, 3):
         raise ValueError("Expected a kernel of shape (*kernel_size, channels // groups, "
-                         f"filters) with 1 to 3 spatial axes. Received {tuple(kernel.shape)}")
+                         f"filters) with 1 to 3 spatial axes. Received {kernel_shape}")
     stride, dilation = _strides_and_dilation(strides, dilation_rate, rank, strided_dilation)
     padding, channels_last = _check_geometry(padding, data_format, rank)
-    *ksize, in_per_group, filters = kernel.shape
-    channels, spatial = _channels_and_spatial(x, rank, channels_last)
+    *ksize, in_per_group, filters = kernel_shape
+    channels, spatial = _channels_and_spatial_of(x_shape, rank, channels_last)
     if groups < 1 or channels % groups or filters % groups:
         raise ValueError(f"Invalid value for argument `groups`. Expected a divisor of the "
                          f"input channels ({channels}) and of filters ({filters}). "
@@ -194,28 +253,25 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = N
         raise ValueError(f"Input has {channels} channels, the kernel expects "
                          f"{in_per_group * groups} ({_layout_nd(rank, channels_last)}, "
                          f"groups={groups}). "
-                         f"Received input of shape {tuple(x.shape)}")
-    _check_bias(bias, filters)
+                         f"Received input of shape {x_shape}")
+    if bias_shape is not None and bias_shape != (filters,):
+        raise ValueError(f"bias must have shape ({filters},). Received {bias_shape}")
     out, pads = _conv_geometry(spatial, tuple(ksize), stride, dilation, padding)
     if min(out) <= 0:
-        raise ValueError(f"Input of shape {tuple(x.shape)} is too small for kernel_size="
+        raise ValueError(f"Input of shape {x_shape} is too small for kernel_size="
                          f"{tuple(ksize)}, dilation_rate={dilation}, padding={padding!r}: "
                          f"the output would have shape {out}")
-    kernel_fn = _pick_conv_kernel(x, kernel, stride, pads, groups, channels_last, dilation)
-    call = functools.partial(kernel_fn, x, kernel, bias, strides=stride, dilation=dilation,
-                             pads=pads, groups=groups, channels_last=channels_last)
-    if not x.is_cpu:
-        return call()
-    work = x.shape[0] * math.prod(out) * math.prod(ksize) * in_per_group * filters
+    work = x_shape[0] * math.prod(out) * math.prod(ksize) * in_per_group * filters
     # one policy key per kind of convolution (its kernel geometry and grouping; the
     # data's size goes in the policy's size class): a depthwise convolution's time per
     # multiply-add is many times a dense one's, and one key for both had the policy
     # compare one kind's one-thread calls with the other's two-thread calls
     kind = f"conv{rank}d k{tuple(ksize)} s{stride} d{dilation} " + (
         "depthwise" if in_per_group == 1 and groups > 1 else f"g{groups}")
-    return _on_cpu_policy(kind, work, call,
-                          (x.shape, kernel.shape, stride, dilation, pads, groups),
-                          hook=kernel_fn is not _depthwise_train.conv)
+    return stride, dilation, pads, channels_last, work, kind
+
+
+_conv_plan_cached = functools.lru_cache(maxsize=1024)(_conv_plan_uncached)
 
 
 # The autograd nodes of the CPU kernels' expensive step (the convolution; the small
@@ -254,11 +310,16 @@ def _layout_nd(rank: int, channels_last: bool) -> str:
 def _channels_and_spatial(x: torch.Tensor, rank: int, channels_last: bool) -> tuple:
     """The channel count and the spatial shape of ``x``, which must have ``rank + 2`` axes
     (the convolutions' input check)."""
-    if x.dim() != rank + 2:
+    return _channels_and_spatial_of(tuple(x.shape), rank, channels_last)
+
+
+def _channels_and_spatial_of(shape: tuple, rank: int, channels_last: bool) -> tuple:
+    """:func:`_channels_and_spatial` of an input shape."""
+    if len(shape) != rank + 2:
         raise ValueError(f"Input must be {rank + 2}D, {_layout_nd(rank, channels_last)}. "
-                         f"Received input of shape {tuple(x.shape)}")
-    channels = x.shape[-1] if channels_last else x.shape[1]
-    return channels, tuple(x.shape[1:-1] if channels_last else x.shape[2:])
+                         f"Received input of shape {shape}")
+    channels = shape[-1] if channels_last else shape[1]
+    return channels, tuple(shape[1:-1] if channels_last else shape[2:])
 
 
 def _check_bias(bias: Optional[torch.Tensor], filters: int) -> None:

@@ -516,7 +516,7 @@ class KerasFunctional(torch.nn.Module):
                              f"({', '.join(r[0] for r in self.input_refs)}); received "
                              f"{len(inputs)}")
         values: Dict[Ref, Any] = {}
-        modules = dict(self.named_children())
+        modules = self._modules  # (the children by name; no dict built per call)
         for ref, x in zip(self.input_refs, inputs):
             if not isinstance(x, torch.Tensor):
                 x = np.asarray(x)
@@ -556,12 +556,31 @@ class KerasFunctional(torch.nn.Module):
 
         for lname, node, args, kwargs in self.steps:
             module = modules[lname]
-            call_kwargs = {**resolve(kwargs, values), **argument_masks(module, args, kwargs)}
-            stripped = _keras3_mask_stripping(module, args, kwargs, call_kwargs, masks)
-            out, out_mask = call_with_mask(module, resolve(args, values), call_kwargs,
-                                           input_mask(args))
+            # (without any mask so far, both mask look-ups find nothing: skipped, as the
+            # common one-tensor argument's resolve and one-tensor output's bookkeeping: a
+            # few microseconds a layer, bench/README.md "Per-call cost")
+            stripped = ()
+            if masks or getattr(module, "keras3_strips_input_masks", False):
+                call_kwargs = {**resolve(kwargs, values),
+                               **argument_masks(module, args, kwargs)}
+                stripped = _keras3_mask_stripping(module, args, kwargs, call_kwargs, masks)
+                in_mask = input_mask(args)
+            else:
+                call_kwargs = resolve(kwargs, values) if kwargs else {}
+                in_mask = None
+            first = args[0] if type(args) is list and len(args) == 1 else None
+            if type(first) is tuple and first and first[0] == "__ref__":
+                call_args = [values[first[1:]]]
+            else:
+                call_args = resolve(args, values)
+            out, out_mask = call_with_mask(module, call_args, call_kwargs, in_mask)
             for ref in stripped:  # (after the call: the output's mask is the query's)
                 masks.pop(ref, None)
+            if isinstance(out, torch.Tensor):
+                values[(lname, node, 0)] = out
+                if out_mask is not None:
+                    masks[(lname, node, 0)] = out_mask
+                continue
             outs = out if isinstance(out, (list, tuple)) else [out]
             if any(isinstance(o, (list, tuple)) for o in outs):  # a stack's states, nested
                 outs = _flat_outputs(outs)  # per cell (RNN): Keras indexes them flat

@@ -97,7 +97,11 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
     (``bench/gemm1d_ab.py``, bench/README.md "1D convolutions as GEMMs") measured there
     0.76-0.91 of oneDNN's forward+backward and 0.85 of its forward; at dilation 8 1.00 /
     1.07, with 32 channels 1.2, with 3 or more taps or a stride 1.1-1.3 (oneDNN reuses each
-    input row across taps; the GEMMs read it once per tap)."""
+    input row across taps; the GEMMs read it once per tap).  Measured again for narrow
+    stacks (2026-11-27, ``bench/gemm1d_ab.py --only narrow``; bench/README.md "Per-call
+    cost"): 16, 32 and 64 channels over 4 x 4000 steps, dilations 1-512, forward+backward
+    0.95-1.24 of oneDNN's, and the two taps as one GEMM over ``[x[t - d], x[t]]`` (inner
+    dimension 2 x channels) 0.96-1.24: the rule stays where it was."""
     if not ENABLED or kernel.dim() != 3 or groups != 1 or x.dtype not in _DTYPES \
             or kernel.dtype != x.dtype:
         return False

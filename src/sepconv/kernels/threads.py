@@ -174,8 +174,9 @@ class ThreadPolicy:
     def run(self, name: str, work: int, call: Callable, shape=()):
         """``call()`` on the thread count this policy picks for ``work`` multiply-adds;
         ``shape``: what makes a call a first one (the operands' shapes and geometry)."""
-        if work < self.min_work:
-            return call()
+        if work < self.min_work or torch.compiler.is_compiling() or (
+                torch.get_num_threads() <= 1 and getattr(_running, "token", None) is None):
+            return call()  # (compiling, one thread: nothing to pick; begin's answer, sooner)
         token = self.begin(name, work, shape)
         try:
             result = call()
@@ -191,8 +192,11 @@ class ThreadPolicy:
         pads, four nodes deep at most) on the thread count this policy picks for ``name``:
         a pre-hook calls :meth:`begin`, a hook :meth:`end`.  Returns ``y``.  If the node
         raises, its hook never runs: the next :meth:`begin` on this thread finds the stale
-        call and ends it (the thread count restored)."""
-        if work < self.min_work:
+        call and ends it (the thread count restored).  Where torch runs one thread when
+        the forward does, no hooks (their two Python calls in the backward would find
+        nothing to pick): a user raising the count between forward and backward gets
+        that backward node on torch's count."""
+        if work < self.min_work or torch.get_num_threads() <= 1:
             return y
         node = _find_node(y.grad_fn, node_names)
         if node is None:

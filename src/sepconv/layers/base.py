@@ -508,10 +508,25 @@ class Layer(torch.nn.Module):
                             f"dtype {x.dtype}")
         if x.dtype != self.dtype_policy.compute:
             x = x.to(self.dtype_policy.compute)
+        shape = tuple(x.shape)
         if not self.built:
-            self._build_checked(tuple(x.shape), device=x.device)
-        self._check_input(tuple(x.shape))
+            self._build_checked(shape, device=x.device)
+        if not self._INPUT_CHECK_BY_SHAPE or torch.compiler.is_compiling() \
+                or torch.compiler.is_exporting():
+            self._check_input(shape)
+        else:  # the last shape that passed, with the channels it was checked against
+            key = (shape, self.__dict__.get("input_channels"))
+            if self.__dict__.get("_input_checked") != key:
+                self._check_input(shape)
+                self.__dict__["_input_checked"] = key
         return x
+
+    #: Whether :meth:`_check_input` depends only on the input shape and the built input
+    #: channels (the convolutions: their checks, redone on every call, were ~5-10 us of
+    #: per-call Python, bench/README.md "Per-call cost"): a shape that passed is not
+    #: checked again until the shape or ``input_channels`` changes (not while compiling or
+    #: exporting, whose shapes may be symbolic).
+    _INPUT_CHECK_BY_SHAPE = False
 
     def _check_input(self, shape: Tuple[int, ...]) -> None:
         pass

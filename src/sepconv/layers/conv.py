@@ -27,6 +27,8 @@ class _Conv(Layer):
     Subclasses set ``RANK`` and ``TRANSPOSE`` and spell out tf-keras' signature.
     """
 
+    _INPUT_CHECK_BY_SHAPE = True  # (Layer._prepare_input)
+
     RANK: int = 1
     TRANSPOSE = False
     WEIGHT_NAMES = ("kernel", "bias")

@@ -28,6 +28,8 @@ class _DepthwiseConv(Layer):
     ``(*kernel_size, channels, depth_multiplier)`` and ``bias``); ``_SEPARABLE`` subclasses
     add ``filters`` and a pointwise kernel, ``_CAUSAL`` ones accept ``padding="causal"``."""
 
+    _INPUT_CHECK_BY_SHAPE = True  # (Layer._prepare_input)
+
     RANK: int = 1
     _CAUSAL = False
     _SEPARABLE = False

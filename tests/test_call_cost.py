@@ -1,0 +1,148 @@
+"""The per-call shortcuts (bench/README.md "Per-call cost"): what a layer or a functional
+call checks is remembered per shapes and arguments, and the thread policy stays out of
+one-thread calls.  Each test here would fail if a shortcut answered for a call it does not
+cover: a remembered plan applied to another shape, an error remembered as a pass, a check
+skipped for a new shape, policy work done on one thread or not done on two."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sepconv
+from sepconv import functional
+from sepconv.kernels import reference, threads
+from sepconv import padding as _padding
+
+
+def _reference_conv1d(x, kernel, bias, stride, dilation, padding):
+    pads = _padding.padding_amounts_nd((x.shape[1],), (kernel.shape[0],), (stride,),
+                                       (dilation,), padding)
+    return reference.conv(x, kernel, bias, strides=(stride,), dilation=(dilation,),
+                          pads=pads, groups=1, channels_last=True)
+
+
+def test_conv_plans_are_per_shape_and_arguments(torch_single_thread):
+    """Shapes and arguments interleaved, each seen several times (plans remembered and
+    reused): every output is the reference kernel's for its own geometry."""
+    g = torch.Generator().manual_seed(0)
+    kernel = torch.randn(3, 4, 5, generator=g, dtype=torch.float64)
+    bias = torch.randn(5, generator=g, dtype=torch.float64)
+    cases = [(n, s, d, p) for n in (7, 9, 16) for p in ("valid", "same", "causal")
+             for s, d in ((1, 1), (2, 1), (1, 2))]
+    for _ in range(2):
+        for n, s, d, p in cases:
+            x = torch.randn(2, n, 4, generator=g, dtype=torch.float64)
+            got = functional.conv(x, kernel, bias, strides=s, padding=p, dilation_rate=d)
+            want = _reference_conv1d(x, kernel, bias, s, d, p)
+            assert got.shape == want.shape, (n, s, d, p)
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_conv_list_arguments_are_checked_each_call(torch_single_thread):
+    """Lists (not a cache key) take the plain path: the same result as tuples."""
+    x = torch.randn(1, 6, 6, 2)
+    k = torch.randn(3, 3, 2, 4)
+    torch.testing.assert_close(functional.conv(x, k, strides=[1, 2], padding="same"),
+                               functional.conv(x, k, strides=(1, 2), padding="same"))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: functional.conv(torch.randn(1, 5, 3), torch.randn(2, 3, 4), torch.randn(3)),
+     "bias must have shape"),
+    (lambda: functional.conv(torch.randn(1, 5, 3), torch.randn(2, 3, 4), groups=2),
+     "argument `groups`"),
+    (lambda: functional.conv(torch.randn(1, 5, 3), torch.randn(2, 3, 4), strides=0),
+     "argument `strides`"),
+    (lambda: functional.conv(torch.randn(1, 1, 3), torch.randn(2, 3, 4)), "too small"),
+    (lambda: functional.separable_conv1d(torch.randn(1, 5, 3), torch.randn(2, 3, 1),
+                                         torch.randn(1, 3, 4), torch.randn(5)),
+     "bias must have shape"),
+    (lambda: functional.separable_conv1d(torch.randn(1, 5, 3), torch.randn(2, 3, 1),
+                                         torch.randn(1, 3, 4), padding="full"),
+     "argument `padding`"),
+    (lambda: functional.separable_conv1d(torch.randn(1, 1, 3), torch.randn(3, 3, 1),
+                                         torch.randn(1, 3, 4)), "too short"),
+])
+def test_errors_are_raised_on_every_call(call, message, torch_single_thread):
+    """A failed check is not remembered as a pass: the second call raises too."""
+    for _ in range(2):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_separable_plans_are_per_shape(torch_single_thread):
+    g = torch.Generator().manual_seed(1)
+    dw = torch.randn(5, 3, 2, generator=g)
+    pw = torch.randn(1, 6, 4, generator=g)
+    for _ in range(2):
+        for n, p in ((8, "same"), (11, "valid"), (8, "causal"), (20, "same")):
+            x = torch.randn(2, n, 3, generator=g)
+            got = functional.separable_conv1d(x, dw, pw, padding=p)
+            want = reference.separable_conv1d(
+                x, dw, pw[0], None, stride=1, dilation=1,
+                pad_left=_padding.padding_amounts(n, 5, 1, 1, p)[0],
+                pad_right=_padding.padding_amounts(n, 5, 1, 1, p)[1], channels_last=True)
+            torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="strides"):  # list strides: checked afresh
+        functional.separable_conv1d(torch.randn(1, 8, 3), dw, pw, strides=[2, 2])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: sepconv.Conv1D(4, 3, padding="valid"),
+    lambda: sepconv.SeparableConv1D(4, 3, padding="valid"),
+    lambda: sepconv.DepthwiseConv1D(3, padding="valid"),
+    lambda: sepconv.Conv2D(4, 3),
+])
+def test_layer_input_checks_after_a_passing_shape(make, torch_single_thread):
+    """A layer that passed one shape still refuses a wrong one (channels, too short), on
+    every call, and still takes the first shape afterwards."""
+    layer = make()
+    rank = 2 if isinstance(layer, sepconv.Conv2D) else 1
+    good = (2,) + (6,) * rank + (3,)
+    layer(torch.randn(*good))
+    layer(torch.randn(*good))
+    for bad in ((2,) + (6,) * rank + (5,), (2,) + (2,) * rank + (3,), (2, 3)):
+        for _ in range(2):
+            with pytest.raises(ValueError, match="expects input|too short|too small"):
+                layer(torch.randn(*bad))
+    assert layer(torch.randn(*good)).shape[0] == 2
+
+
+def test_layer_input_check_follows_a_rebuild(torch_single_thread):
+    """The remembered shape is tied to the built channel count: a layer rebuilt for
+    other channels (set_weights on an unbuilt copy) checks again."""
+    layer = sepconv.Conv1D(2, 3)
+    layer(torch.randn(1, 5, 3))
+    with pytest.raises(ValueError, match="expects input"):
+        layer(torch.randn(1, 5, 4))
+    other = sepconv.Conv1D(2, 3)
+    other.set_weights([np.ones((3, 4, 2), "float32"), np.zeros(2, "float32")])
+    other(torch.randn(1, 5, 4))
+    with pytest.raises(ValueError, match="expects input"):
+        other(torch.randn(1, 5, 3))
+
+
+def test_one_thread_calls_skip_the_policy(monkeypatch):
+    """On one thread neither the forward nor the backward node touches the policy; on two
+    both do (the same calls)."""
+    fresh = threads.ThreadPolicy(min_work=0, cpu_clock=None)
+    monkeypatch.setattr(threads, "THREADS", fresh)
+    begun = []
+    real_begin = fresh.begin
+    monkeypatch.setattr(fresh, "begin", lambda *a, **k: begun.append(a[0]) or real_begin(
+        *a, **k))
+    x = torch.randn(2, 40, 8, requires_grad=True)
+    k = torch.randn(2, 8, 8, requires_grad=True)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        functional.conv(x, k, padding="causal", dilation_rate=4).sum().backward()
+        assert begun == []
+        torch.set_num_threads(2)
+        functional.conv(x, k, padding="causal", dilation_rate=4).sum().backward()
+        assert any(name.endswith("-backward") for name in begun)
+        assert any(not name.endswith("-backward") for name in begun)
+    finally:
+        torch.set_num_threads(before)
