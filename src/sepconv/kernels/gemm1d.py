@@ -51,6 +51,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from . import graphs as _graphs
 from . import reference as _reference
 
 #: The switch :func:`takes_conv` and :func:`takes_transpose` read (``False``: the
@@ -76,17 +77,6 @@ _WIDE = (torch.float32, torch.float64)
 
 # -- the rule --------------------------------------------------------------------------------
 
-def _standard_graph_wanted() -> bool:
-    """Exporting, tracing, compiling, a torch.func transform or CPU autocast: the kernels'
-    hand backward must not be recorded there (nor their in-place GEMMs)."""
-    if torch.jit.is_tracing() or torch.compiler.is_exporting() \
-            or torch.compiler.is_compiling():
-        return True
-    if torch.is_autocast_enabled("cpu"):
-        return True
-    return torch._C._are_functorch_transforms_active()
-
-
 def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tuple,
                pads: tuple, groups: int) -> bool:
     """Whether :func:`conv` runs this convolution (``sepconv.functional._pick_conv_kernel``
@@ -105,7 +95,7 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
     if not ENABLED or kernel.dim() != 3 or groups != 1 or x.dtype not in _DTYPES \
             or kernel.dtype != x.dtype:
         return False
-    if _standard_graph_wanted():
+    if _graphs.standard_ops_wanted():
         return False
     recording = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
     least = 64 if recording else FORWARD_DILATION
@@ -127,7 +117,7 @@ def takes_transpose(x: torch.Tensor, kernel: torch.Tensor, strides: tuple,
     and k4 s2 upsamplers, k8 s4, k2 s2; k3 s2 (zero taps) 1.3, stride 1 1.3, small calls
     ((16, 64, 64) k4 s2) 1.2), or the forward's class (:func:`_gemm_forward_fits`)."""
     if not ENABLED or kernel.dim() != 3 or x.dtype not in _DTYPES \
-            or kernel.dtype != x.dtype or _standard_graph_wanted():
+            or kernel.dtype != x.dtype or _graphs.standard_ops_wanted():
         return False
     k, f, c = kernel.shape
     s, steps = strides[0], x.shape[1]

@@ -32,8 +32,9 @@ from typing import Optional
 
 import torch
 
+from . import graphs as _graphs
 from . import reference as _reference
-from .gemm1d import _linear, _standard_graph_wanted
+from .gemm1d import _linear
 
 #: The switch :func:`takes` reads (``False``: the reference kernel everywhere, as before).
 ENABLED = True
@@ -75,7 +76,7 @@ def takes(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tuple
     if not ENABLED or not x.is_cpu or x.dtype not in _DTYPES or kernel.dtype != x.dtype \
             or (rank, channels_last) not in layouts or min(strides) < 2:
         return False
-    if _standard_graph_wanted():  # (first: export's symbolic sizes are not compared)
+    if _graphs.standard_ops_wanted():  # (first: export's symbolic sizes are not compared)
         return False
     return fits(x, kernel, strides, dilation, pads, out_spatial, channels_last)
 
