@@ -3068,9 +3068,8 @@ def _native_transform_applies(images: torch.Tensor, out_numel: int) -> bool:
     for CPU floating images that need no gradient, in eager mode, where it builds."""
     if (images.device.type != "cpu" or images.dtype not in _NATIVE_TRANSFORM_DTYPES
             or out_numel == 0 or (images.requires_grad and torch.is_grad_enabled())
-            or torch.jit.is_tracing() or torch.jit.is_scripting()
-            or torch.compiler.is_compiling() or type(images) is not torch.Tensor
-            or torch._C._functorch.is_functorch_wrapped_tensor(images)):
+            or torch.jit.is_scripting() or _graphs.standard_ops_wanted()
+            or not _graphs.plain(images)):
         return False
     from .kernels import _transform_native
     return _transform_native.load() is not None
