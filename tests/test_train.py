@@ -608,3 +608,27 @@ def test_resume_command_is_a_shell_command_that_gives_back_the_arguments():
     assert shlex.split(resume_command(["--epochs", "2"], "out dir", 2)) == [
         "torchrun", "--standalone", "--nproc-per-node", "2", "-m", "sepconv", "train",
         "--epochs", "2", "--out", "out dir", "--resume"]
+
+
+def test_main_jobs_adam_is_torchs_adam_fused_where_it_can_be():
+    """The main job's optimizer (``train.adam``) takes torch's fused Adam where this torch
+    has it (CPU since torch 2.4): the same updates as the plain ``torch.optim.Adam`` to
+    float32 rounding, and checkpoints load either way."""
+    from sepconv import train
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(s, generator=g) for s in ((5, 3), (7,), (2, 4, 6))]
+    ours = [torch.nn.Parameter(p.clone()) for p in start]
+    plain = [torch.nn.Parameter(p.clone()) for p in start]
+    opt, ref = train.adam(ours, 3e-3), torch.optim.Adam(plain, lr=3e-3)
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4):
+        assert opt.defaults["fused"] is True
+    for _ in range(20):
+        grads = [torch.randn(p.shape, generator=g) for p in start]
+        for a, b, gr in zip(ours, plain, grads):
+            a.grad, b.grad = gr.clone(), gr.clone()
+        opt.step()
+        ref.step()
+    for a, b in zip(ours, plain):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    train.adam(plain, 3e-3).load_state_dict(ref.state_dict())
+    torch.optim.Adam(ours, lr=3e-3).load_state_dict(opt.state_dict())

