@@ -64,19 +64,19 @@ FUNCTIONS = [("tanh", activations.tanh, tf.math.tanh), ("sigmoid", activations.s
                                                         tf.math.sigmoid)]
 
 
-@pytest.mark.parametrize("name,ours,theirs", FUNCTIONS)
-def test_forward_and_gradient_are_tensorflows_bit_for_bit(name, ours, theirs):
-    x_all = _draw(120_000, 1)
-    rng = np.random.default_rng(2)
-    # lengths: sigmoid's scalar tail (n % 8 elements) 0-7 long; one past the policy's and
-    # the routine's thread blocks
-    for n in (1, 7, 8, 13, 45, 1029, 70_001, x_all.size):
-        x = x_all[:n] if n < x_all.size else x_all
+def check_against_tensorflow(ours, theirs, x_all, sizes, seed, name, tiny_dy=False):
+    """``ours`` (the C routine, forward and backward) against TensorFlow's ``theirs`` under
+    ``tf.GradientTape``, bit for bit, on the first ``n`` of ``x_all`` for each ``n`` in
+    ``sizes``; ``tiny_dy``: the first output gradients denormal and huge."""
+    rng = np.random.default_rng(seed)
+    for n in sizes:
+        x = x_all[:n]
         xt = torch.from_numpy(x.copy()).requires_grad_(True)
         before = kernel.CALLS
         y = ours(xt)
         dy = rng.normal(0, 1, n).astype(np.float32)
-        dy[:3] = np.float32([1e-39, -3e-39, 1e30])[:min(3, n)]
+        if tiny_dy:
+            dy[:3] = np.float32([1e-39, -3e-39, 1e30])[:min(3, n)]
         (gx,) = torch.autograd.grad(y, xt, torch.from_numpy(dy))
         assert kernel.CALLS == before + 2  # forward and backward ran the C routine
         xv = tf.constant(x)
@@ -86,6 +86,29 @@ def test_forward_and_gradient_are_tensorflows_bit_for_bit(name, ours, theirs):
         gv = tape.gradient(yv, xv, output_gradients=tf.constant(dy))
         _same_bits(y.detach().numpy(), yv.numpy(), f"{name} forward, n={n}")
         _same_bits(gx.numpy(), gv.numpy(), f"{name} gradient, n={n}")
+
+
+def check_compiled_runs_the_routine(fn, x):
+    """``torch.compile(fn)`` (fullgraph) runs the custom ops, with the eager numbers."""
+    x = x.detach().requires_grad_(True)
+    compiled = torch.compile(lambda t: fn(t) * 2, fullgraph=True)
+    before = kernel.CALLS
+    y = compiled(x)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert kernel.CALLS >= before + 2
+    ye = fn(x) * 2
+    (ge,) = torch.autograd.grad(ye.sum(), x)
+    _same_bits(y.detach().numpy(), ye.detach().numpy(), "compiled forward")
+    _same_bits(g.numpy(), ge.numpy(), "compiled gradient")
+
+
+@pytest.mark.parametrize("name,ours,theirs", FUNCTIONS)
+def test_forward_and_gradient_are_tensorflows_bit_for_bit(name, ours, theirs):
+    # lengths: sigmoid's scalar tail (n % 8 elements) 0-7 long; one past the policy's and
+    # the routine's thread blocks
+    x_all = _draw(120_000, 1)
+    check_against_tensorflow(ours, theirs, x_all, (1, 7, 8, 13, 45, 1029, 70_001, x_all.size),
+                             2, name, tiny_dy=True)
 
 
 def test_thread_blocks_do_not_change_the_numbers():
@@ -149,17 +172,9 @@ def test_gradcheck(torch_single_thread):
 
 
 def test_torch_compile_runs_the_routine():
-    x = torch.from_numpy(_draw(2_000, 5)).requires_grad_(True)
+    x = torch.from_numpy(_draw(2_000, 5))
     for fn in (activations.tanh, activations.sigmoid):
-        compiled = torch.compile(lambda t: fn(t) * 2, fullgraph=True)
-        before = kernel.CALLS
-        y = compiled(x)
-        (g,) = torch.autograd.grad(y.sum(), x)
-        assert kernel.CALLS >= before + 2
-        ye = fn(x) * 2
-        (ge,) = torch.autograd.grad(ye.sum(), x)
-        _same_bits(y.detach().numpy(), ye.detach().numpy(), "compiled forward")
-        _same_bits(g.numpy(), ge.numpy(), "compiled gradient")
+        check_compiled_runs_the_routine(fn, x)
 
 
 @pytest.mark.slow

@@ -30,7 +30,8 @@ import sepconv  # noqa: E402
 from sepconv import activations  # noqa: E402
 from sepconv.kernels import _activation_native as native  # noqa: E402
 from sepconv.kernels import activation as kernel  # noqa: E402
-from test_activation_native import _draw, _same_bits  # noqa: E402
+from test_activation_native import (_draw, _same_bits, check_against_tensorflow,  # noqa: E402
+                                    check_compiled_runs_the_routine)
 
 needs_routine = pytest.mark.skipif(native.load() is None,
                                    reason="the C routine cannot be built here")
@@ -44,22 +45,8 @@ def test_swish_is_tf_nn_silu_forward_and_gradient(name):
     ours = activations.get(name)
     theirs = tf_keras.activations.get("swish")
     x_all = _draw(60_000, 11)
-    rng = np.random.default_rng(12)
-    for n in (1, 6, 8, 13, 1029, 70_001, x_all.size):
-        x = x_all[:n]
-        xt = torch.from_numpy(x.copy()).requires_grad_(True)
-        before = kernel.CALLS
-        y = ours(xt)
-        dy = rng.normal(0, 1, n).astype(np.float32)
-        (gx,) = torch.autograd.grad(y, xt, torch.from_numpy(dy))
-        xv = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xv)
-            yv = theirs(xv)
-        gv = tape.gradient(yv, xv, output_gradients=tf.constant(dy))
-        _same_bits(y.detach().numpy(), yv.numpy(), f"{name} forward, n={n}")
-        _same_bits(gx.numpy(), gv.numpy(), f"{name} gradient, n={n}")
-        assert kernel.CALLS == before + 2  # forward and backward ran the C routine
+    check_against_tensorflow(ours, theirs, x_all, (1, 6, 8, 13, 1029, 70_001, x_all.size), 12,
+                             name)
 
 
 @needs_routine
@@ -108,16 +95,7 @@ def test_swish_gradcheck_compile_and_torch_paths(torch_single_thread):
     (gg64,) = torch.autograd.grad(g64.sum(), x64)
     torch.testing.assert_close(gg, gg64.float(), atol=1e-5, rtol=1e-4)
     # torch.compile runs the custom ops, with the eager numbers
-    xc = torch.from_numpy(_draw(2_000, 15)).requires_grad_(True)
-    compiled = torch.compile(lambda t: activations.swish(t) * 2, fullgraph=True)
-    before = kernel.CALLS
-    y = compiled(xc)
-    (gc,) = torch.autograd.grad(y.sum(), xc)
-    assert kernel.CALLS >= before + 2
-    ye = activations.swish(xc) * 2
-    (ge,) = torch.autograd.grad(ye.sum(), xc)
-    _same_bits(y.detach().numpy(), ye.detach().numpy(), "compiled forward")
-    _same_bits(gc.numpy(), ge.numpy(), "compiled gradient")
+    check_compiled_runs_the_routine(activations.swish, torch.from_numpy(_draw(2_000, 15)))
     # export / other dtypes: torch's silu
     class Net(torch.nn.Module):
         def forward(self, t):
@@ -160,22 +138,7 @@ def test_exp_based_are_tensorflows_forward_and_gradient(name, tf_name):
                         -103.9, -104.0001, 87.0, 87.01, 13.942385, -13.942385, 13.9424,
                         -13.9424, 15.0, -15.0])
     x_all = np.concatenate([edges, _draw(50_000, 21)])
-    rng = np.random.default_rng(22)
-    for n in (1, 5, 8, 21, 1029, x_all.size):
-        x = x_all[:n]
-        xt = torch.from_numpy(x.copy()).requires_grad_(True)
-        before = kernel.CALLS
-        y = ours(xt)
-        dy = rng.normal(0, 1, n).astype(np.float32)
-        (gx,) = torch.autograd.grad(y, xt, torch.from_numpy(dy))
-        xv = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xv)
-            yv = theirs(xv)
-        gv = tape.gradient(yv, xv, output_gradients=tf.constant(dy))
-        _same_bits(y.detach().numpy(), yv.numpy(), f"{name} forward, n={n}")
-        _same_bits(gx.numpy(), gv.numpy(), f"{name} gradient, n={n}")
-        assert kernel.CALLS == before + 2  # forward and backward ran the C routine
+    check_against_tensorflow(ours, theirs, x_all, (1, 5, 8, 21, 1029, x_all.size), 22, name)
     # in a layer's predict (a graph) and multi-dimensional, non-contiguous
     x = _draw(4_000, 23)[:3 * 5 * 7 * 11].reshape(3, 5, 7, 11)
     model = tf_keras.Sequential([tf_keras.layers.Activation(tf_name)])
@@ -282,17 +245,9 @@ def test_exp_based_gradcheck_compile_and_fallbacks(torch_single_thread):
         (gg64,) = torch.autograd.grad(g64.sum(), x64)
         keep = x.detach().abs() > 1e-3  # elu / selu: the second derivative jumps at 0
         torch.testing.assert_close(gg[keep], gg64.float()[keep], atol=2e-5, rtol=1e-4)
-    xc = torch.from_numpy(_draw(2_000, 28)).requires_grad_(True)
+    xc = torch.from_numpy(_draw(2_000, 28))
     for fn in fns:
-        compiled = torch.compile(lambda t: fn(t) * 2, fullgraph=True)
-        before = kernel.CALLS
-        y = compiled(xc)
-        (gc,) = torch.autograd.grad(y.sum(), xc)
-        assert kernel.CALLS >= before + 2
-        ye = fn(xc) * 2
-        (ge,) = torch.autograd.grad(ye.sum(), xc)
-        _same_bits(y.detach().numpy(), ye.detach().numpy(), "compiled forward")
-        _same_bits(gc.numpy(), ge.numpy(), "compiled gradient")
+        check_compiled_runs_the_routine(fn, xc)
     xb = torch.randn(50, dtype=torch.bfloat16)
     before = kernel.CALLS
     for fn in fns:
