@@ -557,3 +557,17 @@ def test_windows_and_masks_stream_as_keras_computes_them(tmp_path, flavour, ext)
         for _ in range(2):
             got, = _stream_in_chunks(loaded, x, _random_cuts(rng, x.shape[1]))
             _assert_close(got, want)
+
+
+def test_a_mask_into_attention_is_refused(tmp_path):
+    """Masking -> causal self-attention: the model masks the padded steps' keys, which
+    the stream's key cache does not: refused naming the layer, on the first chunk."""
+    L = tf_keras.layers
+    x = tf_keras.Input((None, 6), name="x")
+    h = L.Masking(0.0)(x)
+    out = L.MultiHeadAttention(2, 3, name="att")(h, h, use_causal_mask=True)
+    tf_keras.Model(x, out).save(tmp_path / "m.h5")
+    stream = sepconv.stream(sepconv.load_keras_model(tmp_path / "m.h5"))
+    with pytest.raises(ValueError, match=r"layer 'att' .*reads the Keras mask .*masked "
+                                         r"attention does not stream"):
+        stream(torch.randn(1, 4, 6))
