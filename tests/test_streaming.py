@@ -961,3 +961,16 @@ def test_mask_and_window_refusals(build, message):
     chunk = torch.randn(1, 5, 4) if "pool_size" in message else torch.randn(1, 5, 4, 3)
     with pytest.raises(ValueError, match=message):  # (at stream() or the first chunk)
         sepconv.stream(build().eval())(chunk)
+
+
+def test_a_wrapper_that_drops_the_mask_drops_it_in_the_stream():
+    """SpectralNormalization does not support masking (its wrapped Dense does): the model
+    drops the mask there, so the GRU after it sees none, in the stream as well."""
+    torch.manual_seed(7)
+    model = sepconv.Sequential(sepconv.Masking(0.0, input_shape=(None, 4)),
+                               sepconv.SpectralNormalization(sepconv.Dense(4)),
+                               sepconv.GRU(3, return_sequences=True)).eval()
+    x = _masked_steps(torch.randn(2, 12, 4), [[(2, 5)], [(7, 12)]])
+    with torch.no_grad():
+        model(x)  # (builds the wrapper)
+    _check(model, x, [3, 0, 9], 1, torch.float32)

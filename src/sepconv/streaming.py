@@ -187,8 +187,9 @@ class _Step:
         ``supports_masking`` and its call takes a mask, and gives its output's mask (a
         layer that does not support masking drops it).  A mask is per step, so each
         chunk carries its own; a layer that would read it and is not known to use it
-        step by step (attention, ...) is refused."""
-        module = self.module
+        step by step (attention, ...) is refused.  A wrapped layer's step follows its
+        wrapper's protocol (the model runs the wrapper)."""
+        module = getattr(self, "wrapper", None) or self.module
         supports = bool(getattr(module, "supports_masking", False))
         reads = mask is not None and supports and _takes_mask(module)
         if reads and not self.takes_mask:
@@ -1436,12 +1437,12 @@ class _EvalOnlyWrapper:
     wrapper: torch.nn.Module
     wrapper_where: str
 
-    def __call__(self, x):
+    def __call__(self, x, *mask):
         if self.wrapper.training:
             raise ValueError(f"{self.wrapper_where} is in training mode: each call "
                              f"normalizes and overwrites its layer's kernel, which a stream "
                              f"does not do. Call model.eval() first")
-        return super().__call__(x)
+        return super().__call__(x, *mask)
 
 
 _WRAPPED_STEPS: Dict[type, type] = {}
