@@ -497,11 +497,11 @@ def _pooling1d(module, where):
     p = module.pool_size[0]
     if module.padding == "same" and p > 1:
         raise ValueError(f"{where} has padding='same' with pool_size={module.pool_size}: "
-                         f"where the length is not a multiple of strides={module.strides} "
-                         f"its last window reads past the end of the sequence (padding, "
-                         f"which a live stream does not know is there), and its windows "
-                         f"start before their output's step where pool_size > strides. "
-                         f"Only padding='valid' (or pool_size 1) pooling streams")
+                         f"its output i, at step i * {module.strides[0]} in the model's "
+                         f"alignment (strides={module.strides}), reads later steps, and "
+                         f"its last window reads past the end of the sequence (padding a "
+                         f"live stream cannot know is there) unless the length happens to "
+                         f"fit. Only padding='valid' (or pool_size 1) pooling streams")
     return _Pool(module, where, None, valid=p > 1)
 
 
