@@ -28,10 +28,9 @@ up by class name in :data:`STREAMERS`:
   way to a causal ``DepthwiseConv1D``) the pair is a causal convolution;
 - ``MaxPooling1D`` / ``AveragePooling1D`` with ``padding="valid"`` (any ``pool_size``,
   ``strides``, data format), as a ``"valid"`` convolution of kernel ``pool_size``;
-  ``"same"`` only with ``pool_size=1``: with a larger pool the last window reads past
-  the end of the sequence where its length is not a multiple of ``strides`` (and where
-  ``pool_size > strides`` a window starts before its output's step), which a live
-  stream cannot know;
+  ``"same"`` only with ``pool_size=1``: with a larger pool output ``i``, at step ``i *
+  s`` in the model's alignment, reads later steps, and the last window reads past the
+  end of the sequence (padding a live stream cannot know is there);
 - ``UpSampling1D`` (each step of a chunk repeated ``size`` times) and ``Cropping1D((begin,
   0))`` (the stream's first ``begin`` steps dropped; an end crop is refused: a live
   stream does not know its last steps);
