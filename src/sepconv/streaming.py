@@ -33,7 +33,10 @@ up by class name in :data:`STREAMERS`:
   end of the sequence (padding a live stream cannot know is there);
 - ``UpSampling1D`` (each step of a chunk repeated ``size`` times) and ``Cropping1D((begin,
   0))`` (the stream's first ``begin`` steps dropped; an end crop is refused: a live
-  stream does not know its last steps);
+  stream does not know its last steps).  After a layer of stride ``s``, ``UpSampling1D(s)``
+  gives back the step rate, but its chunks carry whole outputs' repeats: merged with a
+  full-rate tensor (a U-Net skip), the chunks must be whole multiples of ``s`` steps
+  (else the merge is refused, its inputs' steps do not line up);
 - ``GlobalAveragePooling1D`` / ``GlobalMaxPooling1D``: the mean (maximum) of the steps
   seen so far, one ``(batch, channels)`` per chunk, as a ``return_sequences=False``
   recurrent layer gives its last output (only per-step layers may follow);
