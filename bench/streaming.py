@@ -13,6 +13,10 @@ field), batch 1, float32, CPU.
 2. Latency, on one thread (``torch.set_num_threads(1)``): the median wall time of
    ``stream(chunk)`` for a one-step chunk (the live-stream case), the whole-sequence
    forward's time per step (2^16 steps), and the per-step cost of chunks of 4096.
+3. The same latencies for a keyword-spotting front end with windows and a mask
+   (``Masking`` -> strided ``"valid"`` ``Conv1D`` (32, kernel 5, strides 2) ->
+   ``MaxPooling1D(2)`` -> ``GRU(32)`` -> ``Dense(12)``): a one-step chunk mostly passes
+   through (an output every 4 steps), the whole sequence is 2^12 steps.
 
 No timing thresholds here or in the tests: this prints a table and writes JSON.
 """
@@ -42,6 +46,17 @@ def build_model():
                                               input_shape=(None, channels)))
         channels = WIDTH
     return torch.nn.Sequential(*layers).eval()
+
+
+def build_kws_model():
+    import torch
+    import sepconv
+    torch.manual_seed(0)
+    return sepconv.Sequential(
+        sepconv.Masking(0.0, input_shape=(None, CHANNELS)),
+        sepconv.Conv1D(WIDTH, KERNEL, strides=2, activation="relu"),
+        sepconv.MaxPooling1D(2), sepconv.GRU(WIDTH, return_sequences=True),
+        sepconv.Dense(12)).eval()
 
 
 def child(mode: str, length: int) -> dict:
@@ -83,11 +98,11 @@ def memory(lengths, reps) -> list:
     return rows
 
 
-def latency(one_step_calls: int, whole_steps: int, reps: int) -> dict:
+def latency(one_step_calls: int, whole_steps: int, reps: int, model=None) -> dict:
     import torch
     import sepconv
     torch.set_num_threads(1)
-    model = build_model()
+    model = build_model() if model is None else model
     generator = torch.Generator().manual_seed(2)
     with torch.inference_mode():
         stream = sepconv.stream(model)
@@ -134,6 +149,8 @@ def main(argv=None) -> int:
     mem = memory(lengths, 1 if args.quick else 3)
     lat = latency(200 if args.quick else 2000, 2 ** 12 if args.quick else 2 ** 16,
                   2 if args.quick else 5)
+    kws = latency(200 if args.quick else 2000, 2 ** 10 if args.quick else 2 ** 12,
+                  2 if args.quick else 5, build_kws_model())
     print(f"6-layer causal SeparableConv1D model ({CHANNELS}->{WIDTH} channels, kernel "
           f"{KERNEL}, dilations {DILATIONS}), batch 1, float32")
     print("\nmemory (fresh process per run, peak RSS):")
@@ -147,8 +164,16 @@ def main(argv=None) -> int:
     print(f"  whole sequence ({lat['whole_steps']} steps): "
           f"{lat['whole_sequence_us_per_step']:.2f} us per step")
     print(f"  stream, chunks of {CHUNK}: {lat['chunks_of_4096_us_per_step']:.2f} us per step")
+    print("\nkeyword-spotting front end (Masking, strided valid Conv1D, MaxPooling1D, GRU), "
+          "one thread:")
+    print(f"  stream(one step): median {kws['one_step_median_us']:.0f} us, "
+          f"p90 {kws['one_step_p90_us']:.0f} us")
+    print(f"  whole sequence ({kws['whole_steps']} steps): "
+          f"{kws['whole_sequence_us_per_step']:.2f} us per step")
+    print(f"  stream, chunks of {CHUNK}: {kws['chunks_of_4096_us_per_step']:.2f} us per step")
     with open(args.out, "w") as f:
-        json.dump({"memory": mem, "latency": lat, "torch_threads_latency": 1}, f, indent=1)
+        json.dump({"memory": mem, "latency": lat, "kws_latency": kws,
+                   "torch_threads_latency": 1}, f, indent=1)
     print(f"\nwrote {args.out}")
     return 0
 

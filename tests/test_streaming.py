@@ -180,8 +180,13 @@ def test_gradients_flow_within_a_chunk():
      r"layer 'SeparableConv1D' \(SeparableConv1D 'separable.*padding='same'.*causal"),
     (lambda: torch.nn.Sequential(
         sepconv.SeparableConv1D(4, 2, padding="causal", input_shape=(None, 3)),
-        sepconv.SeparableConv1D(4, 3, strides=2, padding="valid", input_shape=(None, 4))),
-     r"layer '1' .*padding='valid' with strides=\(2,\).*only stride-1 'valid' layers"),
+        sepconv.MaxPooling1D(2, padding="same")),
+     r"layer '1' \(MaxPooling1D .*padding='same' with pool_size=\(2,\).*past the end.*"
+     r"Only padding='valid'"),
+    (lambda: torch.nn.Sequential(
+        sepconv.SeparableConv1D(4, 2, padding="causal", input_shape=(None, 3)),
+        sepconv.Cropping1D((1, 2))),
+     r"layer '1' \(Cropping1D .*cropping=\(1, 2\).*last 2 steps.*Cropping1D\(\(begin, 0\)\)"),
     (lambda: torch.nn.Sequential(
         sepconv.SeparableConv1D(4, 3, padding="causal", data_format="channels_first",
                                 input_shape=(3, None)), torch.nn.Linear(4, 4)),
@@ -321,7 +326,7 @@ def test_more_keras_per_step_layers_stream():
 
 def test_token_models_stream_from_an_embedding():
     """A token model (Embedding, causal convolution, LSTM, Dense): chunks of (batch,
-    steps) ids stream; mask_zero (padding) does not."""
+    steps) ids stream; with mask_zero the convolution drops the mask (as in Keras)."""
     torch.manual_seed(8)
     model = torch.nn.Sequential(
         sepconv.Embedding(30, 6), _separable("channels_last", 6, 8, 3, 2, 1, "relu", True,
@@ -331,8 +336,9 @@ def test_token_models_stream_from_an_embedding():
     _check(model, ids, [1, 0, 4, 9, 5], 1, torch.float32)
     with pytest.raises(ValueError, match=r"\(batch, steps\) ids"):
         sepconv.stream(model)(torch.randn(2, 4, 6))
-    with pytest.raises(ValueError, match="mask_zero=True"):
-        sepconv.stream(torch.nn.Sequential(sepconv.Embedding(30, 6, mask_zero=True)))
+    masked = sepconv.Sequential(sepconv.Embedding(30, 6, mask_zero=True), *list(model)[1:])
+    masked[0].load_state_dict(model[0].state_dict())
+    _check(masked.eval(), ids, [1, 0, 4, 9, 5], 1, torch.float32)
 
 
 # -- recurrent layers -------------------------------------------------------------------------
@@ -819,3 +825,152 @@ def test_a_loaded_sequential_streams_through_its_input_layer(tmp_path):
         want = loaded(x)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+# -- windows: strided 'valid' convolutions and pooling, upsampling, cropping ----------------
+def _window(kind, fmt, channels, k, s, d):
+    shape = (None, channels) if fmt == "channels_last" else (channels, None)
+    if kind in ("MaxPooling1D", "AveragePooling1D"):
+        return getattr(sepconv, kind)(k, strides=s, data_format=fmt), channels
+    common = dict(strides=s, dilation_rate=d, padding="valid", data_format=fmt,
+                  input_shape=shape, bias_initializer="random_normal")
+    if kind == "DepthwiseConv1D":
+        return sepconv.DepthwiseConv1D(k, depth_multiplier=2, **common), channels * 2
+    return getattr(sepconv, kind)(4, k, **common), 4
+
+
+@st.composite
+def _window_layers(draw):
+    out = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["Conv1D", "SeparableConv1D", "DepthwiseConv1D",
+                                     "MaxPooling1D", "AveragePooling1D"]))
+        k, s = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+        d = draw(st.integers(1, 3)) if s == 1 and "Pooling" not in kind else 1
+        out.append((kind, k, s, d))
+    return out
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(fmt=st.sampled_from(["channels_last", "channels_first"]), layers=_window_layers(),
+       length=st.integers(0, 45), cuts=st.lists(st.integers(0, 45), max_size=6),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_valid_windows_stream_exactly(fmt, layers, length, cuts, dtype):
+    """Stacks of 'valid' convolutions (strided, dilated, depthwise, separable) and 'valid'
+    MaxPooling1D / AveragePooling1D: output i reads the steps i*s .. i*s + span and is
+    emitted once its last step has come; joined, the chunks give the whole sequence's
+    outputs (none while the sequence is shorter than a window)."""
+    torch.manual_seed(3)
+    channels, modules = 3, []
+    for kind, k, s, d in layers:
+        layer, channels = _window(kind, fmt, channels, k, s, d)
+        modules.append(layer)
+    model = torch.nn.Sequential(*modules).to(dtype).eval()
+    axis = 1 if fmt == "channels_last" else 2
+    x = torch.randn((2, length, 3) if axis == 1 else (2, 3, length), dtype=dtype)
+    try:
+        with torch.no_grad():
+            model(x)
+    except ValueError:  # the sequence is shorter than a window: Keras has no output
+        return
+    _check(model, x, _split(length, cuts), axis, dtype)
+
+
+def test_upsampling_and_begin_cropping_stream():
+    """UpSampling1D repeats each step of a chunk; Cropping1D((begin, 0)) drops the
+    stream's first steps (over several chunks too); after a strided layer, upsampling by
+    the stride gives back the input's step rate."""
+    torch.manual_seed(4)
+    model = torch.nn.Sequential(
+        sepconv.Conv1D(4, 3, padding="causal", input_shape=(None, 3)),
+        sepconv.UpSampling1D(3), sepconv.Cropping1D((7, 0)),
+        sepconv.Conv1D(5, 2, strides=2, padding="causal"), sepconv.UpSampling1D(2),
+        sepconv.Dense(2)).eval()
+    x = torch.randn(2, 24, 3)
+    for sizes in ([1] * 24, [0, 2, 0, 1, 21], [24], [5, 5, 14]):
+        _check(model, x, sizes, 1, torch.float32)
+
+
+def _masked_steps(x, rows):
+    """Zero whole steps of ``x`` (batch, steps, features) per row: ``rows[i]`` a list of
+    (start, stop): a Masking(0.0) layer masks them."""
+    x = x.clone()
+    for i, spans in enumerate(rows):
+        for a, b in spans:
+            x[i, a:b] = 0
+    return x
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN", "RNN"])
+@pytest.mark.parametrize("zero_output", [False, True])
+def test_masked_recurrent_layers_stream_across_chunk_bounds(kind, zero_output):
+    """Masking -> recurrent layers (return_sequences True, then False): a masked step keeps
+    the states and outputs the previous output, which at a chunk's first steps is the
+    last chunk's (or zeros with zero_output_for_mask); the model's own forward carries
+    the mask over the whole sequence (sepconv.Sequential, tested against tf-keras)."""
+    torch.manual_seed(5)
+
+    def rnn(units, sequences):
+        if kind == "RNN":
+            layer = sepconv.RNN(sepconv.GRUCell(units), return_sequences=sequences)
+        else:
+            layer = getattr(sepconv, kind)(units, return_sequences=sequences)
+        layer.zero_output_for_mask = zero_output
+        return layer
+
+    x = _masked_steps(torch.randn(3, 20, 4), [[(0, 3), (9, 12)], [(5, 9)], [(12, 20)]])
+    sequences = sepconv.Sequential(sepconv.Masking(0.0, input_shape=(None, 4)),
+                                   rnn(5, True), sepconv.Dense(3), rnn(3, True)).eval()
+    for sizes in ([1] * 20, [0, 4, 0, 5, 11], [9, 1, 10], [20]):
+        _check(sequences, x, sizes, 1, torch.float32)
+    last = sepconv.Sequential(sepconv.Masking(0.0, input_shape=(None, 4)), rnn(5, True),
+                              rnn(3, False), sepconv.Dense(2)).eval()
+    stream = sepconv.stream(last)
+    with torch.no_grad():
+        for a, b in ((0, 2), (2, 2), (2, 10), (10, 11), (11, 20)):
+            torch.testing.assert_close(stream(x[:, a:b]), last(x[:, :b]), rtol=1e-5,
+                                       atol=1e-6)
+
+
+def test_masked_mean_streams_and_global_max_drops_the_mask():
+    """GlobalAveragePooling1D reads the mask: a running mean of the unmasked steps (per
+    stream); GlobalMaxPooling1D does not support masking (Keras drops the mask there)."""
+    torch.manual_seed(6)
+    ids = torch.randint(1, 9, (3, 17))
+    ids[0, :4] = ids[1, 6:10] = ids[2, 9:] = 0
+    for pool in (sepconv.GlobalAveragePooling1D(), sepconv.GlobalMaxPooling1D()):
+        model = sepconv.Sequential(sepconv.Embedding(9, 4, mask_zero=True),
+                                   sepconv.GRU(5, return_sequences=True), pool,
+                                   sepconv.Dense(2)).eval()
+        stream = sepconv.stream(model)
+        with torch.no_grad():
+            for a, b in ((0, 5), (5, 5), (5, 8), (8, 9), (9, 17)):
+                torch.testing.assert_close(stream(ids[:, a:b]), model(ids[:, :b]),
+                                           rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: sepconv.Sequential(sepconv.Masking(0.0, input_shape=(None, 4)),
+                                sepconv.MaxPooling1D(2, strides=1, padding="same")),
+     r"padding='same' with pool_size=\(2,\)"),
+    (lambda: sepconv.Sequential(sepconv.Masking(0.0, input_shape=(None, 4, 3)),
+                                sepconv.ConvLSTM1D(2, 2, return_sequences=True)),
+     r"ConvLSTM1D .*reads a Keras mask .*masked ConvLSTM layers do not stream"),
+])
+def test_mask_and_window_refusals(build, message):
+    chunk = torch.randn(1, 5, 4) if "pool_size" in message else torch.randn(1, 5, 4, 3)
+    with pytest.raises(ValueError, match=message):  # (at stream() or the first chunk)
+        sepconv.stream(build().eval())(chunk)
+
+
+def test_a_wrapper_that_drops_the_mask_drops_it_in_the_stream():
+    """SpectralNormalization does not support masking (its wrapped Dense does): the model
+    drops the mask there, so the GRU after it sees none, in the stream as well."""
+    torch.manual_seed(7)
+    model = sepconv.Sequential(sepconv.Masking(0.0, input_shape=(None, 4)),
+                               sepconv.SpectralNormalization(sepconv.Dense(4)),
+                               sepconv.GRU(3, return_sequences=True)).eval()
+    x = _masked_steps(torch.randn(2, 12, 4), [[(2, 5)], [(7, 12)]])
+    with torch.no_grad():
+        model(x)  # (builds the wrapper)
+    _check(model, x, [3, 0, 9], 1, torch.float32)

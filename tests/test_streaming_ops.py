@@ -462,3 +462,112 @@ def test_drawn_compositions_stream_or_are_refused_at_the_first_mixer(torch_singl
             torch.testing.assert_close(got, model(x), rtol=0,
                                        atol=1e-5 * max(1.0, float(model(x).abs().max())))
     check()
+
+
+# -- windows (strided 'valid' convolutions, pooling, upsampling, cropping) and masks --------
+def _window_and_mask_models(flavour):
+    """name -> (build(), kind, collapsed): models with strided 'valid' convolutions,
+    'valid' pooling, UpSampling1D, Cropping1D((begin, 0)), and Keras masks (Masking,
+    Embedding(mask_zero=True)) into recurrent layers and a masked mean.  ``kind``: the
+    input ("float": (batch, steps, 8) with whole zero steps; "int": ids with zeros);
+    ``collapsed``: the output has no steps (a running prediction)."""
+    tfk = flavour == "tfk"
+    K = tf_keras if tfk else keras
+    L = K.layers
+
+    def m(fn, kind="float", collapsed=False):
+        def build():
+            x = K.Input((None, 8) if kind == "float" else (None,), name="x",
+                        dtype="float32" if kind == "float" else "int32")
+            return K.Model(x, fn(x))
+        return build, kind, collapsed
+
+    def masked_residual(x):  # the mask flows through a merge (AND of the masks)
+        h = L.Masking(0.0)(x)
+        a = L.SimpleRNN(6, return_sequences=True)(h)
+        return L.LSTM(3, return_sequences=True)(L.Add()([a, L.Dense(6)(h)]))
+
+    return {
+        "strided_valid_convs": m(lambda x: L.Conv1D(4, 2, strides=3)(
+            L.Conv1D(6, 3, strides=2, activation="relu")(x))),
+        "strided_valid_separable": m(lambda x: L.SeparableConv1D(5, 4, strides=2)(x)),
+        "strided_valid_depthwise": m(lambda x: L.DepthwiseConv1D(3, strides=2)(x)),
+        "valid_pooling": m(lambda x: L.Dense(3)(L.AveragePooling1D(2)(
+            L.MaxPooling1D(3, strides=2)(L.Conv1D(6, 2, padding="causal")(x))))),
+        "pool_after_causal_stride": m(lambda x: L.MaxPooling1D(4, strides=1)(
+            L.Conv1D(5, 3, strides=2, padding="causal")(x))),
+        "upsample_crop": m(lambda x: L.Conv1D(3, 1)(L.Cropping1D((3, 0))(
+            L.UpSampling1D(3)(L.Conv1D(4, 2, padding="causal")(x))))),
+        "masked_lstm_gru": m(lambda x: L.Dense(2)(L.GRU(4, return_sequences=True)(
+            L.LSTM(5, return_sequences=True)(L.Masking(0.0)(x))))),
+        "masked_residual": m(masked_residual),
+        "masked_gru_last": m(lambda x: L.Dense(2)(L.GRU(4)(L.Dense(6)(L.Masking(0.0)(x)))),
+                             collapsed=True),
+        "embedding_mask_mean": m(lambda x: L.Dense(2)(L.GlobalAveragePooling1D()(
+            L.LSTM(5, return_sequences=True)(L.Embedding(10, 4, mask_zero=True)(x)))),
+            kind="int", collapsed=True),
+        "embedding_mask_simple_rnn": m(lambda x: L.SimpleRNN(3, return_sequences=True)(
+            L.Embedding(10, 4, mask_zero=True)(x)), kind="int"),
+    }
+
+
+def _masked_inputs(rng, kind, steps=29):
+    """Inputs with masked steps at the start, inside and at the end of the rows."""
+    if kind == "int":
+        x = rng.integers(1, 10, size=(2, steps)).astype(np.int32)
+        x[0, 4:7] = x[1, 0:2] = x[1, 20:] = 0
+        return x
+    x = rng.standard_normal((2, steps, 8)).astype(np.float32)
+    x[0, 4:7] = x[1, 0:2] = x[1, 20:] = 0
+    return x
+
+
+def _keras_call(model, x):
+    """The model's output on ``x`` as numpy, called eagerly (no retracing per length)."""
+    out = model(x, training=False)
+    return np.asarray(out) if hasattr(out, "numpy") and not hasattr(out, "detach") else \
+        keras.ops.convert_to_numpy(out)
+
+
+@pytest.mark.parametrize("flavour,ext", [("tfk", ".h5"), ("k3", ".keras")])
+def test_windows_and_masks_stream_as_keras_computes_them(tmp_path, flavour, ext):
+    """Strided 'valid' convolutions and 'valid' pooling (output i emitted once its last
+    step has come), UpSampling1D, Cropping1D((begin, 0)), and Keras masks carried chunk by
+    chunk into LSTM / GRU / SimpleRNN (a masked step keeps the states and outputs the
+    previous output, across chunk bounds too) and GlobalAveragePooling1D's masked mean:
+    the joined chunks equal Keras' predict on the whole sequence; a collapsed output
+    equals predict on the steps seen so far."""
+    (tf_keras if flavour == "tfk" else keras).utils.set_random_seed(8)
+    rng = np.random.default_rng(9)
+    for name, (build, kind, collapsed) in _window_and_mask_models(flavour).items():
+        model = build()
+        x = _masked_inputs(rng, kind)
+        path = tmp_path / f"{name}{ext}"
+        model.save(path)
+        loaded = sepconv.load_keras_model(path, safe_mode=False)
+        if collapsed:
+            stream = sepconv.stream(loaded)
+            with torch.no_grad():
+                for a, b in zip([0, 1, 1, 5, 13], [1, 1, 5, 13, 29]):
+                    got = stream(torch.from_numpy(x[:, a:b])).numpy()
+                    if a < b:
+                        _assert_close(got, _keras_call(model, x[:, :b]))
+            continue
+        want = _keras_call(model, x)
+        for _ in range(2):
+            got, = _stream_in_chunks(loaded, x, _random_cuts(rng, x.shape[1]))
+            _assert_close(got, want)
+
+
+def test_a_mask_into_attention_is_refused(tmp_path):
+    """Masking -> causal self-attention: the model masks the padded steps' keys, which
+    the stream's key cache does not: refused naming the layer, on the first chunk."""
+    L = tf_keras.layers
+    x = tf_keras.Input((None, 6), name="x")
+    h = L.Masking(0.0)(x)
+    out = L.MultiHeadAttention(2, 3, name="att")(h, h, use_causal_mask=True)
+    tf_keras.Model(x, out).save(tmp_path / "m.h5")
+    stream = sepconv.stream(sepconv.load_keras_model(tmp_path / "m.h5"))
+    with pytest.raises(ValueError, match=r"layer 'att' .*reads the Keras mask .*masked "
+                                         r"attention does not stream"):
+        stream(torch.randn(1, 4, 6))

@@ -20,11 +20,23 @@ up by class name in :data:`STREAMERS`:
   ``strides``, ``dilation_rate``, ``depth_multiplier`` / ``groups``, activation; Keras
   refuses strides and dilation both above 1); ``kernel_size=1`` layers with any padding
   and strides (pointwise in time: ``"valid"`` and ``"same"`` then output at the same
-  steps as ``"causal"``); ``"valid"`` ones (and ``DepthwiseConv1D``) of stride 1: output
-  ``i`` reads the steps ``i .. i + span``, the causal output at step ``i + span``, so the
-  first ``span`` causal outputs are dropped; with ``ZeroPadding1D((span, 0))`` before it
-  (``begin`` zeros before the first chunk: Keras' way to a causal ``DepthwiseConv1D``)
-  the pair is a causal convolution;
+  steps as ``"causal"``); ``"valid"`` ones (and ``DepthwiseConv1D``) of any stride
+  ``s``: output ``i`` reads the steps ``i * s .. i * s + span``, the causal window ending
+  at step ``i * s + span``, emitted once that step has come (the stream gives the valid
+  output sequence: the causal outputs before step ``span`` are dropped); with
+  ``ZeroPadding1D((span, 0))`` before it (``begin`` zeros before the first chunk: Keras'
+  way to a causal ``DepthwiseConv1D``) the pair is a causal convolution;
+- ``MaxPooling1D`` / ``AveragePooling1D`` with ``padding="valid"`` (any ``pool_size``,
+  ``strides``, data format), as a ``"valid"`` convolution of kernel ``pool_size``;
+  ``"same"`` only with ``pool_size=1``: with a larger pool output ``i``, at step ``i *
+  s`` in the model's alignment, reads later steps, and the last window reads past the
+  end of the sequence (padding a live stream cannot know is there);
+- ``UpSampling1D`` (each step of a chunk repeated ``size`` times) and ``Cropping1D((begin,
+  0))`` (the stream's first ``begin`` steps dropped; an end crop is refused: a live
+  stream does not know its last steps).  After a layer of stride ``s``, ``UpSampling1D(s)``
+  gives back the step rate, but its chunks carry whole outputs' repeats: merged with a
+  full-rate tensor (a U-Net skip), the chunks must be whole multiples of ``s`` steps
+  (else the merge is refused, its inputs' steps do not line up);
 - ``GlobalAveragePooling1D`` / ``GlobalMaxPooling1D``: the mean (maximum) of the steps
   seen so far, one ``(batch, channels)`` per chunk, as a ``return_sequences=False``
   recurrent layer gives its last output (only per-step layers may follow);
@@ -39,8 +51,8 @@ up by class name in :data:`STREAMERS`:
   ``AlphaDropout``, ``Identity``, ``ThresholdedReLU``, ``ActivityRegularization``,
   ``Rescaling``, ``Normalization``, ``UnitNormalization`` and ``RMSNormalization`` (over
   the channel axis),
-  ``Embedding`` (first: the chunks are then ``(batch, steps)`` ids; not with
-  ``mask_zero``); ``TimeDistributed`` (any layer, run on each step on its own);
+  ``Embedding`` (first: the chunks are then ``(batch, steps)`` ids), ``Masking``
+  (channels_last); ``TimeDistributed`` (any layer, run on each step on its own);
   ``torch.nn.Linear`` and
   ``LayerNorm`` / ``RMSNorm`` over the channels (last axis), ``torch.nn.BatchNorm1d``
   (axis 1, running statistics), ``torch.nn.Dropout`` / ``Dropout1d`` / ``AlphaDropout``,
@@ -61,7 +73,20 @@ up by class name in :data:`STREAMERS`:
   the whole sequence seen so far (a chunk of no steps repeats it; zeros before any
   step).  Only per-step layers (a ``Dense`` head, ``Activation``, ...) may follow it.
   The stream keeps its own states: a ``stateful=True`` layer's states are neither read
-  nor changed.  There is no mask in a stream.
+  nor changed.
+
+Keras masks: a ``Masking`` layer or an ``Embedding(mask_zero=True)`` gives each chunk its
+mask (a mask is per step, so each chunk carries its own), and the stream carries it from
+layer to layer as tf-keras does (:meth:`_Step.masked`): per-step layers that support
+masking pass it on (and read it where their call takes it), convolutions, pooling and
+the other layers that do not support masking drop it, merges AND their inputs' masks,
+and a Keras 3 file's explicit ``mask=`` argument (its ``any(not_equal(x, 0))`` nodes) is
+used as given.  ``LSTM`` / ``GRU`` / ``SimpleRNN`` / ``RNN`` read it: a masked step keeps
+the states and outputs the previous output (the last chunk's at a chunk's first steps),
+or zeros with ``zero_output_for_mask``; ``GlobalAveragePooling1D`` gives the mean of the
+unmasked steps so far (NaN while a stream has none, as the layer on that sequence).  A
+mask that reaches any other layer reading it (attention's padding mask over the keys, a
+ConvLSTM) is refused, naming the layer.
 - Keras' ``ConvLSTM1D`` / ``2D`` / ``3D``, the same way: recurrent over ``time``, axis 1
   of their ``(batch, time, *spatial, channels)`` input (channels_first: ``(batch, time,
   channels, *spatial)``), so chunks split ``time`` and keep the other axes whole, and
@@ -115,8 +140,8 @@ Example (strides 2, chunks of any length, empty ones included)::
 Refused with a ``ValueError`` naming the layer: recurrent layers with
 ``go_backwards=True`` and ``Bidirectional`` (an output would read later steps),
 ``return_state=True``, ``torch.nn.LSTM`` / ``GRU``; non-causal convolutions (``"same"``
-with ``kernel_size > 1``, strided ``"valid"``: an output would read later steps or the
-steps would not fall in the stream's order), ``ZeroPadding1D`` with an end padding,
+with ``kernel_size > 1``: an output would read later steps), ``"same"`` pooling with
+``pool_size > 1``, ``ZeroPadding1D`` with an end padding, ``Cropping1D`` with an end crop,
 operations and Lambdas that mix steps (on the first chunk), layers that act
 across steps (``Linear`` on a ``channels_first`` model, softmax over the steps), any
 other module.  Batch normalisation and dropout must be in eval mode (batch statistics
@@ -127,6 +152,7 @@ than the model takes is an error naming the layout.
 from __future__ import annotations
 
 from collections import ChainMap
+from fractions import Fraction
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -135,6 +161,7 @@ import torch
 from . import functional as _functional
 from .layers.attention import GroupQueryAttention as _GroupQueryAttention
 from .layers.base import Layer
+from .layers.masking import _mask_of_returned_input, _takes_mask
 
 #: Keras activations that act on the last axis (not per element).
 _LAST_AXIS_ACTIVATIONS = ("softmax", "log_softmax", "glu", "sparsemax")
@@ -146,12 +173,36 @@ class _Step:
     ``data_format``: the layout the layer needs (``None``: either)."""
 
     data_format: Optional[str] = None
+    #: whether the step reads a chunk's Keras mask: ``__call__(x, mask)``
+    takes_mask = False
 
     def __init__(self, module: torch.nn.Module, where: str):
         self.module, self.where = module, where
 
     def reset(self) -> None:
         pass
+
+    def masked(self, x, mask):
+        """``(outputs, their Keras mask)`` of a chunk whose mask is ``mask`` (``None``:
+        none), as a tf-keras model carries masks from layer to layer
+        (:func:`sepconv.layers.masking.call_with_mask`): the layer reads it where it
+        ``supports_masking`` and its call takes a mask, and gives its output's mask (a
+        layer that does not support masking drops it).  A mask is per step, so each
+        chunk carries its own; a layer that would read it and is not known to use it
+        step by step (attention, ...) is refused.  A wrapped layer's step follows its
+        wrapper's protocol (the model runs the wrapper)."""
+        module = getattr(self, "wrapper", None) or self.module
+        supports = bool(getattr(module, "supports_masking", False))
+        reads = mask is not None and supports and _takes_mask(module)
+        if reads and not self.takes_mask:
+            raise ValueError(f"{self.where} reads the Keras mask that a Masking layer or "
+                             f"an Embedding(mask_zero=True) before it makes: it does not "
+                             f"stream with a mask (only recurrent layers, the masked mean "
+                             f"of GlobalAveragePooling1D and per-step layers read one)")
+        out = self(x, mask) if reads else self(x)
+        if not supports:
+            return out, _mask_of_returned_input(module, (x,), out, mask)
+        return out, module.compute_mask(x, mask)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
@@ -165,17 +216,20 @@ class _Step:
 
 
 class _PerStep(_Step):
-    """A layer that maps each step on its own: the step is the layer itself."""
+    """A layer that maps each step on its own: the step is the layer itself (a Keras
+    mask it reads is per step too)."""
+
+    takes_mask = True
 
     def __init__(self, module, where, data_format=None, eval_only=False):
         super().__init__(module, where)
         self.data_format, self.eval_only = data_format, eval_only
 
-    def __call__(self, x):
+    def __call__(self, x, mask=None):
         if self.eval_only and self.module.training:
             raise ValueError(f"{self.where} is in training mode: batch statistics and "
                              f"random masks do not stream. Call model.eval() first")
-        return self.module(x)
+        return self.module(x) if mask is None else self.module(x, mask=mask)
 
 
 class _CausalConv(_Step):
@@ -190,21 +244,27 @@ class _CausalConv(_Step):
     def __init__(self, module, where, conv: Callable, valid: bool = False):
         super().__init__(module, where)
         self.conv = conv
-        #: a "valid" layer (stride 1): the causal outputs of its first `span` steps,
-        #: which read the zeros before the signal, are not its outputs
+        #: a "valid" layer: its output ``i`` reads the steps ``i * s .. i * s + span``, the
+        #: causal window ending at step ``i * s + span``; the causal outputs before step
+        #: ``span`` (which read the zeros before the signal) are not its outputs
         self.valid = valid
-        self.skip = 0
         self.data_format = module.data_format
-        self.span = (module.kernel_size[0] - 1) * module.dilation_rate[0]
-        self.stride = module.strides[0]
+        self.span, self.stride = self._geometry(module)
         self.time_axis = 1 if module.data_format == "channels_last" else 2
-        self.state: Optional[torch.Tensor] = None
-        self.phase = 0
-        self.batch: Optional[int] = None  # of the streams whose state or phase it holds
+        self.reset()
+
+    @staticmethod
+    def _geometry(module) -> Tuple[int, int]:
+        """``(span, stride)``: the steps a window reaches back, and the stride."""
+        return (module.kernel_size[0] - 1) * module.dilation_rate[0], module.strides[0]
 
     def reset(self) -> None:
-        self.state, self.phase, self.batch = None, 0, None
-        self.skip = 0
+        self.state: Optional[torch.Tensor] = None
+        self.batch: Optional[int] = None  # of the streams whose state or phase it holds
+        # a valid layer outputs at the steps t = span (mod s), t >= span: it starts at the
+        # phase that puts the first output at step span % s, and skips span // s outputs
+        self.phase = (-self.span) % self.stride if self.valid else 0
+        self.skip = self.span // self.stride if self.valid else 0
 
     def _no_steps(self, x):
         shape = list(x.shape)
@@ -214,8 +274,6 @@ class _CausalConv(_Step):
         return x.new_zeros(shape, dtype=self.module.compute_dtype)
 
     def __call__(self, x):
-        if self.valid and self.state is None:
-            self.skip = self.span
         out = self._causal(x)
         if self.skip and out.shape[self.time_axis]:
             drop = min(self.skip, out.shape[self.time_axis])
@@ -256,7 +314,11 @@ class _CausalConv(_Step):
             return self._no_steps(x)
         if first:  # the window of that output starts `first` steps into [state, chunk]
             full = full.narrow(t, first, full.shape[t] - first)
-        return layer.activation(self.conv(layer, full))
+        return self._apply(full)
+
+    def _apply(self, full):
+        """The layer's ``"valid"`` output on ``[state, chunk]``."""
+        return self.module.activation(self.conv(self.module, full))
 
 
 class _Recurrent(_Step):
@@ -271,6 +333,7 @@ class _Recurrent(_Step):
     included: in the stream's terms (where the steps are) they are all channels_last."""
 
     data_format = "channels_last"
+    takes_mask = True
 
     def __init__(self, module, where):
         super().__init__(module, where)
@@ -278,12 +341,29 @@ class _Recurrent(_Step):
         #: the rank of the chunks it takes: (batch, time, *spatial, channels)
         self.rank = getattr(module, "RANK", 0) + 3
         self.state: Optional[List[torch.Tensor]] = None
+        #: the last output so far (the previous output of a masked step)
         self.last: Optional[torch.Tensor] = None
 
     def reset(self) -> None:
         self.state = self.last = None
 
-    def __call__(self, x):
+    def _mask(self, mask, x) -> torch.Tensor:
+        """A chunk's Keras mask, ``(batch, steps)`` booleans (a masked step keeps the
+        states and outputs the previous output, or zeros with ``zero_output_for_mask``:
+        per step, so it streams)."""
+        if self.rank > 3:
+            raise ValueError(f"{self.where} reads a Keras mask (from a Masking layer or an "
+                             f"Embedding(mask_zero=True) before it): masked ConvLSTM layers "
+                             f"do not stream")
+        mask = torch.as_tensor(mask if isinstance(mask, torch.Tensor) else np.asarray(mask),
+                               device=x.device)
+        if tuple(mask.shape) != tuple(x.shape[:2]):
+            raise ValueError(f"{self.where} received a mask of shape {tuple(mask.shape)} "
+                             f"for a chunk of shape {tuple(x.shape)}: expected "
+                             f"{tuple(x.shape[:2])} (batch, steps)")
+        return mask.to(torch.bool)
+
+    def __call__(self, x, mask=None):
         layer = self.module
         if layer.training and (layer.dropout or layer.recurrent_dropout):
             raise ValueError(f"{self.where} is in training mode with dropout: random masks "
@@ -304,13 +384,20 @@ class _Recurrent(_Step):
             if self.last is not None:
                 return self.last
             return x.new_zeros(state_shape, dtype=dtype)
-        output, *states = layer._stream_chunk(x, self.state)
+        if mask is None:
+            output, *states = layer._stream_chunk(x, self.state)
+        else:
+            mask = self._mask(mask, x)
+            output, *states = layer._stream_chunk(x, self.state, mask)
+            if self.last is not None and not layer.zero_output_for_mask:
+                # the chunk's steps before its first unmasked one output the previous
+                # output: the last chunk's (the layer starts from zeros)
+                begun = (mask.cumsum(1) > 0).view(mask.shape + (1,) * (output.dim() - 2))
+                output = torch.where(begun, output, self.last.unsqueeze(1).to(output))
         # detached copies: truncated backpropagation, and no view keeping the chunk alive
         self.state = [s.detach().clone() for s in states]
-        if self.sequences:
-            return output
         self.last = output[:, -1].detach().clone()
-        return output[:, -1]
+        return output if self.sequences else output[:, -1]
 
 
 def _recurrent(module, where):
@@ -371,25 +458,93 @@ def _depthwise_conv1d_step(layer, x):
 
 
 def _causal(conv: Callable) -> Callable:
-    """A causal convolution streams; a ``"valid"`` one of stride 1 too (its output ``i``
-    reads the steps ``i .. i + span``: the causal output at step ``i + span``), so a
-    ``ZeroPadding1D((span, 0))`` before it, the causal convolution Keras writes for
+    """A causal convolution streams; a ``"valid"`` one too (its output ``i`` reads the
+    steps ``i * s .. i * s + span``: the causal window ending at step ``i * s + span``),
+    so a ``ZeroPadding1D((span, 0))`` before it, the causal convolution Keras writes for
     ``DepthwiseConv1D``, streams as one; ``"same"`` reads later steps."""
     def make(module, where):
         k = module.kernel_size[0]
         valid = module.padding == "valid" and k > 1
-        if valid and module.strides[0] > 1:
-            raise ValueError(f"{where} has padding='valid' with strides={module.strides} "
-                             f"and kernel_size={module.kernel_size}: only stride-1 'valid' "
-                             f"layers stream. Use padding='causal'")
         if module.padding not in ("causal", "valid") and k > 1:
             raise ValueError(f"{where} has padding={module.padding!r} with kernel_size="
-                             f"{module.kernel_size}: only causal (and stride-1 'valid') "
-                             f"layers stream (an output would read later steps). Use "
-                             f"padding='causal'")
+                             f"{module.kernel_size}: only causal and 'valid' layers stream "
+                             f"(an output would read later steps). Use padding='causal'")
         _check_activation(module.activation, module.data_format, where)
         return _CausalConv(module, where, conv, valid=valid)
     return make
+
+
+class _Pool(_CausalConv):
+    """``MaxPooling1D`` / ``AveragePooling1D`` with ``padding="valid"``: output ``i`` is
+    the window of steps ``i * s .. i * s + pool_size - 1``, emitted once its last step has
+    come, as a ``"valid"`` convolution of kernel ``pool_size`` (the windows never reach
+    the zeros the state starts with: the outputs that would are skipped).  ``pool_size``
+    1 with any padding: every ``s``-th step from the first."""
+
+    @staticmethod
+    def _geometry(module) -> Tuple[int, int]:
+        return module.pool_size[0] - 1, module.strides[0]
+
+    def _no_steps(self, x):
+        shape = list(x.shape)
+        shape[self.time_axis] = 0
+        dtype = self.module.compute_dtype if x.is_floating_point() else x.dtype
+        return x.new_zeros(shape, dtype=dtype)
+
+    def _apply(self, full):
+        return self.module.call(full)
+
+
+def _pooling1d(module, where):
+    p = module.pool_size[0]
+    if module.padding == "same" and p > 1:
+        raise ValueError(f"{where} has padding='same' with pool_size={module.pool_size}: "
+                         f"its output i, at step i * {module.strides[0]} in the model's "
+                         f"alignment (strides={module.strides}), reads later steps, and "
+                         f"its last window reads past the end of the sequence (padding a "
+                         f"live stream cannot know is there) unless the length happens to "
+                         f"fit. Only padding='valid' (or pool_size 1) pooling streams")
+    return _Pool(module, where, None, valid=p > 1)
+
+
+class _Crop(_Step):
+    """``Cropping1D((begin, 0))``: the first ``begin`` steps of the stream dropped."""
+
+    data_format = "channels_last"
+
+    def __init__(self, module, where):
+        super().__init__(module, where)
+        self.reset()
+
+    def reset(self) -> None:
+        self.skip = self.module.cropping[0]
+
+    def __call__(self, x):
+        x = torch.as_tensor(x)
+        if x.dim() != 3:
+            raise ValueError(f"{self.where} takes (batch, steps, channels) chunks. "
+                             f"Received a chunk of shape {tuple(x.shape)}")
+        if x.is_floating_point():
+            x = x.to(self.module.compute_dtype)
+        drop = min(self.skip, x.shape[1])
+        self.skip -= drop
+        return x[:, drop:]
+
+
+def _cropping1d(module, where):
+    if module.cropping[1]:
+        raise ValueError(f"{where} has cropping={module.cropping}: it drops the last "
+                         f"{module.cropping[1]} steps of the sequence, which a live stream "
+                         f"does not know are the last. Only Cropping1D((begin, 0)) streams")
+    return _Crop(module, where)
+
+
+def _upsampling1d(module, where):
+    """``UpSampling1D``: each step repeated ``size`` times, on its own."""
+    step = _PerStep(module, where, "channels_last")
+    step.upsample = module.size[0] if isinstance(module.size, (tuple, list)) else \
+        module.size
+    return step
 
 
 class _LeftPad(_Step):
@@ -428,7 +583,11 @@ class _RunningPool(_Step):
     steps seen so far, ``(batch, channels)`` per chunk (with ``keepdims``: ``(batch, 1,
     channels)``), as a ``return_sequences=False`` recurrent layer gives its last output:
     what the model returns on the whole sequence seen so far.  The mean keeps a float64
-    sum and the count; zeros before any step."""
+    sum and the count; zeros before any step.  With a Keras mask (``GlobalAveragePooling1D``
+    reads one): the mean of the unmasked steps seen so far, a sum and a count per stream
+    (NaN while a stream has none, as the layer gives on the whole sequence)."""
+
+    takes_mask = True
 
     def __init__(self, module, where):
         super().__init__(module, where)
@@ -441,7 +600,7 @@ class _RunningPool(_Step):
     def reset(self) -> None:
         self.total, self.count = None, 0
 
-    def __call__(self, x):
+    def __call__(self, x, mask=None):
         layer, t = self.module, self.time_axis
         x = torch.as_tensor(x)
         if x.is_floating_point():
@@ -449,11 +608,15 @@ class _RunningPool(_Step):
         self._check_batch(None if self.total is None else self.total.shape[0], x)
         total = self.total
         if x.shape[t]:
+            count = x.shape[t]
+            if mask is not None and self.mean:  # (batch, steps) -> over the steps axis
+                m = torch.as_tensor(mask, device=x.device).to(x.dtype).unsqueeze(3 - t)
+                x, count = x * m, m.sum(dim=t, dtype=torch.float64)
             part = x.sum(dim=t, dtype=torch.float64) if self.mean else x.amax(dim=t)
             total = part if total is None else \
                 (total + part if self.mean else torch.maximum(total, part))
             self.total = total.detach()  # (gradients flow within the chunk only)
-            self.count += x.shape[t]
+            self.count = self.count + count  # (a number; per stream with a mask)
         if total is None:
             out = x.new_zeros((x.shape[0], x.shape[3 - t]))
         else:
@@ -519,10 +682,8 @@ def _rescaling(module, where):
 
 def _embedding(module, where):
     """Keras' ``Embedding`` looks each step's id up on its own: a token model's chunks are
-    ``(batch, steps)`` ids.  Its mask (``mask_zero=True``) does not stream."""
-    if module.mask_zero:
-        raise ValueError(f"{where} has mask_zero=True: masks (padding) do not stream; a "
-                         f"live stream has no padding. Load it with mask_zero=False")
+    ``(batch, steps)`` ids.  Its mask (``mask_zero=True``: id 0 masked) is per step: each
+    chunk carries its own to the layers after it."""
     step = _PerStep(module, where, "channels_last")
     step.rank = 2  # it fixes the chunks' rank: (batch, steps) ids
     return step
@@ -587,6 +748,8 @@ STREAMERS: Dict[str, Callable] = {
     "Conv1D": _causal(_conv1d_step),
     "DepthwiseConv1D": _causal(_depthwise_conv1d_step),
     "ZeroPadding1D": _zero_padding1d,
+    "MaxPooling1D": _pooling1d, "AveragePooling1D": _pooling1d,
+    "Cropping1D": _cropping1d, "UpSampling1D": _upsampling1d,
     "GlobalAveragePooling1D": lambda module, where: _RunningPool(module, where),
     "GlobalMaxPooling1D": lambda module, where: _RunningPool(module, where),
     "Dense": _per_step("channels_last"),
@@ -606,7 +769,8 @@ STREAMERS: Dict[str, Callable] = {
     "RMSNormalization": _keras_layer_norm,
     "Rescaling": _rescaling, "ThresholdedReLU": _per_step(),
     "ActivityRegularization": _per_step(), "Embedding": _embedding,
-    "InputLayer": _per_step(),  # a loaded Sequential's first module: the dtype cast
+    "InputLayer": _per_step(),
+    "Masking": _per_step("channels_last"),  # (a step is masked over the last axis)  # a loaded Sequential's first module: the dtype cast
     "LSTM": _recurrent, "GRU": _recurrent, "SimpleRNN": _recurrent,
     "RNN": _generic_rnn,
     "ConvLSTM1D": _recurrent, "ConvLSTM2D": _recurrent, "ConvLSTM3D": _recurrent,
@@ -639,6 +803,13 @@ class _CausalAttention(_Step):
     def reset(self) -> None:
         self.keys = self.values = None
         self.seen = 0
+
+    def masked(self, x, mask):
+        if mask is not None:  # (the model masks the keys of padded steps: not cached)
+            raise ValueError(f"{self.where} reads the Keras mask that a Masking layer or "
+                             f"an Embedding(mask_zero=True) before it makes (its padded "
+                             f"steps' keys): masked attention does not stream")
+        return super().masked(x, mask)
 
     def __call__(self, x):
         layer = self.module
@@ -882,15 +1053,15 @@ class Stream:
     def _run(self, xs: List[torch.Tensor], record: Optional["_Record"] = None):
         if self._graph is not None:
             return self._graph(xs, record)
-        x = xs[0]
+        x, mask = xs[0], None  # (a Keras mask from Masking / Embedding(mask_zero=True))
         if record is not None:
             record.values[("input", 0, 0)] = x
         for i, step in enumerate(self.steps):
             if record is not None and self._probes_step(i):
                 x = record.exact(("step", i - 1, 0) if i else ("input", 0, 0), x)
-                x = record.run(("step", i, 0), step, [x], {})
+                x, mask = record.run(("step", i, 0), step.masked, [x, mask], {})
             else:
-                x = step(x)
+                x, mask = step.masked(x, mask)
             if record is not None:
                 record.values[("step", i, 0)] = x
         return x
@@ -952,6 +1123,8 @@ class _GraphStream:
             strides = {stride.get(r, 1) for r in ins}
             rate = max(strides) if strides else 1
             gone = [collapsed[r] for r in ins if r in collapsed]
+            # Keras 3 files pass a layer its mask explicitly (mask=any(not_equal(...)))
+            mask_ref = ref_of(kwargs.get("mask")) if isinstance(kwargs, dict) else None
             if cls in ("MultiHeadAttention", "GroupQueryAttention"):
                 step, multi = self._attention(module, where, args, kwargs), False
                 args, kwargs = [args[0]], {}
@@ -963,8 +1136,9 @@ class _GraphStream:
                                      f"(strides {sorted(strides)} before it): their chunks' "
                                      f"steps do not line up")
             else:
-                if len(ins) != 1 or ref_of(args[0] if args else None) is None or \
-                        _refs_in(kwargs):
+                others = {k: v for k, v in kwargs.items() if mask_ref is None or k != "mask"}
+                if len(_refs_in(args)) != 1 or ref_of(args[0] if args else None) is None \
+                        or _refs_in(others):
                     raise ValueError(f"{where} is called on {len(ins)} tensors: in a "
                                      f"streamed model only merges, attention and elementwise "
                                      f"operations take several")
@@ -976,7 +1150,9 @@ class _GraphStream:
                                      f"merges, per-step operations and Lambdas, per-step layers "
                                      f"({', '.join(sorted(STREAMERS))})")
                 step, multi = make(module, where), False
-                rate *= getattr(step, "stride", 1)
+                # (a Fraction: UpSampling1D after a strided layer gives back its rate)
+                rate = Fraction(rate) * getattr(step, "stride", 1) / \
+                    getattr(step, "upsample", 1)
             if gone and (not multi and not isinstance(step, _PerStep)):
                 raise ValueError(f"{where} follows {gone[0]}, which has "
                                  f"return_sequences=False: only per-step layers may follow")
@@ -988,6 +1164,7 @@ class _GraphStream:
             self.nodes.append(_GraphNode(lname, node, args, kwargs, step, module, where,
                                          multi))
             self.nodes[-1].inputs = [tuple(r) for r in ins]
+            self.nodes[-1].mask_ref = None if multi or mask_ref is None else tuple(mask_ref)
             # every merge and operation is checked on the first chunk; one that follows
             # a collapsed recurrent layer acts on (batch, units), which has no steps
             self.nodes[-1].probed = multi and not gone
@@ -1036,27 +1213,75 @@ class _GraphStream:
         values: Dict[tuple, torch.Tensor] = {} if record is None else record.values
         for ref, x in zip(self.model.input_refs, chunks):
             values[tuple(ref)] = x
+        masks: Dict[tuple, torch.Tensor] = {}  # the Keras masks of the values with one
 
         for n in self.nodes:
+            in_mask = _first_mask(n.args, masks) if masks else None
+            if n.mask_ref is not None:  # (an explicit mask wins, as in Keras)
+                in_mask = values[n.mask_ref]
+            out_mask = None
             if n.step is not None:
-                out = n.step(resolve(n.args[0], values))
-            elif record is not None and n.probed:
-                exact = ChainMap({r: record.exact(r, values[r]) for r in n.inputs}, values)
-                args, kwargs = resolve(n.args, exact), resolve(n.kwargs, exact)
-                out = record.run((n.name, n.node, 0), _Call(n, self.owner), args, kwargs)
+                x = resolve(n.args[0], values)
+                if in_mask is None:
+                    out = n.step(x)  # (no mask so far: the common case, no bookkeeping)
+                    if getattr(n.module, "supports_masking", False):
+                        out_mask = n.module.compute_mask(x, None)  # (a mask's source)
+                else:
+                    out, out_mask = n.step.masked(x, in_mask)
             else:
-                args, kwargs = resolve(n.args, values), resolve(n.kwargs, values)
-                out = _Call(n, self.owner)(*args, **kwargs)
+                if record is not None and n.probed:
+                    exact = ChainMap({r: record.exact(r, values[r]) for r in n.inputs},
+                                     values)
+                    args, kwargs = resolve(n.args, exact), resolve(n.kwargs, exact)
+                    out = record.run((n.name, n.node, 0), _Call(n, self.owner), args, kwargs)
+                else:
+                    args, kwargs = resolve(n.args, values), resolve(n.kwargs, values)
+                    out = _Call(n, self.owner)(*args, **kwargs)
+                if in_mask is not None:
+                    out_mask = _multi_mask(n, args, out, in_mask)
             # several outputs (tf.split, tf.unstack, ...): indexed as the model does
             outs = list(out) if n.multi and isinstance(out, (list, tuple)) else [out]
-            for i, o in enumerate(outs):
+            out_masks = list(out_mask) if isinstance(out_mask, (list, tuple)) and \
+                len(out_mask) == len(outs) else [out_mask] + [None] * (len(outs) - 1)
+            for i, (o, m) in enumerate(zip(outs, out_masks)):
                 values[(n.name, n.node, i)] = o
+                if m is not None:
+                    masks[(n.name, n.node, i)] = m
         result = [values[tuple(r)] for r in self.model.output_refs]
         return result[0] if len(result) == 1 else result
 
     @property
     def steps(self) -> List[_Step]:
         return [n.step for n in self.nodes if n.step is not None]
+
+
+def _first_mask(args, masks: Dict[tuple, torch.Tensor]):
+    """The Keras mask of a call's first argument (a tensor, or a list of them: their
+    masks, ``None`` where none), as the model's own run finds it."""
+    first = args[0] if args else None
+    if isinstance(first, tuple) and first and first[0] == "__ref__":
+        return masks.get(tuple(first[1:]))
+    if isinstance(first, list):
+        found = [masks.get(tuple(v[1:])) if isinstance(v, tuple) and v and
+                 v[0] == "__ref__" else None for v in first]
+        return found if any(m is not None for m in found) else None
+    return None
+
+
+def _multi_mask(n: "_GraphNode", args, out, mask):
+    """The output mask of a merge or operation node given its first argument's mask:
+    a merge's ``compute_mask`` (the AND of its inputs' masks: per step), an operation's
+    input mask where it returns that input itself; a node that would read the mask is
+    refused (the graph streams nodes that act on each step, not masks)."""
+    module = n.module
+    supports = bool(getattr(module, "supports_masking", False))
+    if supports and _takes_mask(module):
+        raise ValueError(f"{n.where} reads the Keras mask that a Masking layer or an "
+                         f"Embedding(mask_zero=True) before it makes: it does not stream "
+                         f"with a mask")
+    if not supports:
+        return _mask_of_returned_input(module, args, out, mask)
+    return module.compute_mask(args[0] if args else None, mask)
 
 
 def _flat_tensors(v) -> List[torch.Tensor]:
@@ -1108,9 +1333,11 @@ def stream(model: torch.nn.Module, max_attention_steps: Optional[int] = None,
 
     Args:
         model: a ``torch.nn.Sequential`` (or one layer) of causal ``SeparableConv1D`` /
-            ``Conv1D`` / ``DepthwiseConv1D`` layers (strided ones too), forward recurrent
-            layers (``LSTM``, ``GRU``, ``SimpleRNN``, ``ConvLSTM1D/2D/3D``), per-step
-            layers and time-local ``Lambda`` layers (see :mod:`sepconv.streaming`), or a
+            ``Conv1D`` / ``DepthwiseConv1D`` layers (strided ones too; ``"valid"`` ones),
+            ``"valid"`` pooling, ``UpSampling1D``, ``Cropping1D((begin, 0))``, forward
+            recurrent layers (``LSTM``, ``GRU``, ``SimpleRNN``, ``ConvLSTM1D/2D/3D``; masks
+            from ``Masking`` / ``Embedding(mask_zero=True)``), per-step layers and
+            time-local ``Lambda`` layers (see :mod:`sepconv.streaming`), or a
             functional model from :func:`sepconv.load_keras_model` of those plus merges,
             time-local operation nodes and causal self-attention; in eval mode where it
             has batch normalisation or dropout.
@@ -1212,12 +1439,12 @@ class _EvalOnlyWrapper:
     wrapper: torch.nn.Module
     wrapper_where: str
 
-    def __call__(self, x):
+    def __call__(self, x, *mask):
         if self.wrapper.training:
             raise ValueError(f"{self.wrapper_where} is in training mode: each call "
                              f"normalizes and overwrites its layer's kernel, which a stream "
                              f"does not do. Call model.eval() first")
-        return super().__call__(x)
+        return super().__call__(x, *mask)
 
 
 _WRAPPED_STEPS: Dict[type, type] = {}
@@ -1260,9 +1487,9 @@ class _Probed(_PerStep):
     """A ``Lambda`` of a ``Sequential``: per step, once the first chunk's probe has shown
     that it acts on each step on its own (:func:`_check_time_locality`)."""
 
-    def __call__(self, x):
+    def __call__(self, x, mask=None):
         return _or_empty(self, [x] if isinstance(x, torch.Tensor) else [], 1,
-                         lambda: super(_Probed, self).__call__(x))
+                         lambda: super(_Probed, self).__call__(x, mask))
 
 
 #: Layers whose output in training mode is random or uses the batch's statistics.

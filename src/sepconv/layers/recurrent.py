@@ -299,15 +299,17 @@ class _RNN(_RecurrentWeights, _RecurrentStates, Layer):
             output = output.transpose(0, 1)
         return self._call_result(output, states)
 
-    def _stream_chunk(self, x: torch.Tensor, state):
+    def _stream_chunk(self, x: torch.Tensor, state, mask: Optional[torch.Tensor] = None):
         """Every step's output ``(batch, time, units)`` and the last states, from ``state``
-        (None: zeros), without dropout or mask: ``(output, *states)``.  What
+        (None: zeros), without dropout, with the Keras ``mask`` ``(batch, time)`` booleans
+        if given (masked steps output zeros before the chunk's first unmasked one, or
+        with ``zero_output_for_mask``): ``(output, *states)``.  What
         :func:`sepconv.stream` runs on each chunk, whatever ``return_sequences``."""
-        self._stream_sequences = True
+        self._stream_sequences, self._step_mask = True, mask
         try:
             return self._recurrence(x, state, None, None)
         finally:
-            self._stream_sequences = False
+            self._stream_sequences, self._step_mask = False, None
 
     def _args(self, state, mask, rmask) -> Dict[str, Any]:
         sequences = self.return_sequences or self.__dict__.get("_stream_sequences", False)

@@ -836,12 +836,12 @@ class RNN(Layer):
         output = torch.stack(outputs, 1) if return_sequences else previous
         return output, state
 
-    def _stream_chunk(self, x: torch.Tensor, state):
+    def _stream_chunk(self, x: torch.Tensor, state, mask: Optional[torch.Tensor] = None):
         """Every step's output ``(batch, time, units)`` and the last states from ``state``
-        (None: zeros), without dropout or mask: ``(output, *states)``
-        (:func:`sepconv.stream`)."""
+        (None: zeros), without dropout, with the Keras ``mask`` ``(batch, time)`` booleans
+        if given: ``(output, *states)`` (:func:`sepconv.stream`)."""
         state = self._call_state(state, x, x.shape[0])
-        output, states = self._run(x, state, None, False, True)
+        output, states = self._run(x, state, mask, False, True)
         return (output, *states)
 
     # -- Keras protocol --------------------------------------------------------------------------
