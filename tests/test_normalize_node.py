@@ -285,3 +285,74 @@ def test_batch_norm_inference_runs_one_c_pass(monkeypatch):
     calls.clear()
     bn(torch.randn(2, 3, 5, 3, requires_grad=True)).sum().backward()  # autograd: torch ops
     assert not calls
+
+
+def _eval_reference(layer, x):
+    """An eval batch norm computed from the layer's tensors as they are now, in float64
+    (numpy-free: the composition of ``tf.nn.batch_normalization``'s formula)."""
+    p = {n: getattr(layer, n).detach().double() for n in
+         ("moving_mean", "moving_variance", "gamma", "beta")}
+    inv = p["gamma"] / torch.sqrt(p["moving_variance"] + layer.epsilon)
+    return (x.double() * inv + (p["beta"] - p["moving_mean"] * inv)).float()
+
+
+def test_eval_factors_follow_every_change_of_the_weights():
+    """An eval ``BatchNormalization`` keeps its folded ``gamma / sqrt(variance + eps)`` and
+    offset between calls: every way the statistics or weights change (in-place updates,
+    ``load_state_dict``, ``set_weights``, ``.data`` replaced, a training step, ``epsilon``,
+    another dtype) shows in the next call, as a fresh computation does; a call that
+    records the input's gradient gets the right one, inference_mode or not."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 7, 6, generator=g)
+    layer = sepconv.BatchNormalization(epsilon=1e-3)
+    layer(x)
+    layer.eval()
+
+    def check(what):
+        with torch.inference_mode():
+            got = layer(x)
+        torch.testing.assert_close(got, _eval_reference(layer, x), atol=1e-5, rtol=1e-5,
+                                   msg=what)
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), got, atol=0, rtol=0, msg=what)
+
+    check("first call")
+    with torch.no_grad():
+        layer.moving_mean.add_(0.5)
+    check("moving_mean changed in place")
+    layer.moving_variance.mul_(3.0)
+    check("moving_variance changed in place")
+    with torch.no_grad():
+        layer.gamma.mul_(-2.0)
+    check("gamma changed in place")
+    state = {k: v.clone() * 1.5 for k, v in layer.state_dict().items()}
+    state["moving_variance"] = state["moving_variance"].abs() + 0.1
+    layer.load_state_dict(state)
+    check("load_state_dict")
+    layer.set_weights([w * 0.5 + 0.25 for w in layer.get_weights()])
+    check("set_weights")
+    layer.beta.data = torch.randn(6, generator=g)
+    check(".data replaced")
+    layer.train()
+    layer(x * 2 + 1)
+    layer.eval()
+    check("a training step moved the statistics")
+    layer.epsilon = 0.5
+    check("epsilon changed")
+    # a gradient for the input through the frozen statistics, after an inference_mode call
+    xr = x.clone().requires_grad_(True)
+    with torch.inference_mode():
+        layer(x)
+    layer(xr).sum().backward()
+    inv = layer.gamma.detach() / torch.sqrt(layer.moving_variance + layer.epsilon)
+    torch.testing.assert_close(xr.grad, inv.expand_as(x), atol=1e-6, rtol=1e-6)
+    # float64 input under a float64 layer
+    layer64 = sepconv.BatchNormalization(dtype="float64")
+    layer64(x.double())
+    layer64.eval()
+    with torch.no_grad():
+        layer64.moving_mean.fill_(0.25)
+        layer64.moving_variance.fill_(1.0)
+        assert layer64(x.double()).dtype == torch.float64
+        torch.testing.assert_close(layer64(x.double()), (x.double() - 0.25) /
+                                   torch.sqrt(torch.tensor(1 + 1e-3, dtype=torch.float64)))

@@ -873,15 +873,29 @@ def batch_normalization(x: torch.Tensor, mean: torch.Tensor, variance: torch.Ten
                         epsilon: float) -> torch.Tensor:
     """TensorFlow's ``tf.nn.batch_normalization``: ``x * inv + (beta - mean * inv)`` with
     ``inv = gamma / sqrt(variance + epsilon)``; statistics broadcast against ``x``."""
+    return scale_offset(x, *batch_norm_factors(mean, variance, beta, gamma, epsilon))
+
+
+def batch_norm_factors(mean: torch.Tensor, variance: torch.Tensor,
+                       beta: Optional[torch.Tensor], gamma: Optional[torch.Tensor],
+                       epsilon: float) -> tuple:
+    """``(inv, offset)`` of :func:`batch_normalization`: ``inv = gamma / sqrt(variance +
+    epsilon)``, ``offset = beta - mean * inv`` (in TensorFlow's order of operations)."""
     inv = torch.rsqrt(variance + epsilon)
     if gamma is not None:
         inv = inv * gamma
     offset = -mean * inv
     if beta is not None:
         offset = offset + beta
+    return inv, offset
+
+
+def scale_offset(x: torch.Tensor, inv: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """``x * inv + offset``, two roundings as TensorFlow's (no fused multiply-add), for
+    ``inv`` and ``offset`` that broadcast against ``x``."""
     if not _graphs.standard_ops_wanted() and _graphs.plain(x, inv, offset) \
-            and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in
-                                                     (x, mean, variance, beta, gamma))) \
+            and not (torch.is_grad_enabled() and (x.requires_grad or inv.requires_grad
+                                                  or offset.requires_grad)) \
             and _norm_native.takes(x, range(x.dim() - 1), inv, offset):
         # inference with per-channel statistics (a batch norm in eval mode): one pass in C,
         # where x * inv + offset is two (and slow broadcasts over a few channels)

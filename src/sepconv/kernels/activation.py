@@ -62,11 +62,16 @@ def takes(x: torch.Tensor) -> bool:
     return _available()
 
 
-@torch.compiler.assume_constant_result
 def _available() -> bool:
     """Whether the routine is built (building it on the first call: torch.compile runs
     this eagerly, where tracing the build's lock would fail)."""
     return _native.load() is not None
+
+
+# torch.compiler.assume_constant_result(_available): all that decorator does, without its
+# import of torch._dynamo (which imports Triton where it is installed): ~1.5 s of CPU at
+# `import sepconv` otherwise.  tests/test_activation_native.py compiles a first call.
+_available._dynamo_marked_constant = True
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ import torch
 
 from .. import constraints as _constraints
 from .. import functional as _functional
+from ..kernels import graphs as _graphs
 from .. import regularizers as _regularizers
 from .._registry import serialize
 from .base import Layer, check_bool, check_count
@@ -76,9 +77,18 @@ class _Normalization(Layer):
 
     def _geometry(self, shape):
         """Axes and broadcast shape of the statistics for an input of ``shape`` (the layer
-        takes any rank that has its axes, as Keras' weights do not fix the rank)."""
+        takes any rank that has its axes, as Keras' weights do not fix the rank); the last
+        shape's answer is kept (not while compiling: its shapes may be symbolic)."""
+        symbolic = torch.compiler.is_compiling() or torch.compiler.is_exporting()
+        key = (shape, self.axis if not isinstance(self.axis, list) else tuple(self.axis))
+        last = None if symbolic else self.__dict__.get("_last_geometry")
+        if last is not None and last[0] == key:
+            return last[1]
         axes = self._normalize_axes(shape)
-        return axes, [int(shape[a]) if a in axes else 1 for a in range(len(shape))]
+        geometry = axes, tuple(int(shape[a]) if a in axes else 1 for a in range(len(shape)))
+        if not symbolic:
+            self.__dict__["_last_geometry"] = (key, geometry)
+        return geometry
 
     def _build_dims(self, input_shape):
         axes, broadcast = self._geometry(input_shape)
@@ -236,10 +246,42 @@ class BatchNormalization(_Normalization):
                 count *= x.shape[a]
             self._update_moving(mean.detach(), variance.detach(), count, fused)
         else:
-            y = _functional.batch_normalization(
-                xc, self._param(self.moving_mean, dtype, broadcast),
-                self._param(self.moving_variance, dtype, broadcast), beta, gamma, epsilon)
+            y = _functional.scale_offset(xc, *self._inference_factors(dtype, broadcast,
+                                                                       epsilon))
         return y.to(x.dtype)
+
+    def _inference_factors(self, dtype, broadcast, epsilon) -> tuple:
+        """``functional.batch_norm_factors`` of the moving statistics, ``gamma`` and
+        ``beta``; kept from one call to the next while those four tensors (their storage
+        and version counters), the dtype, the broadcast shape and ``epsilon`` stay the
+        same, and no gradient, trace or transform needs the computation itself.  (An eval
+        model recomputed them on every call: 8 small ops and as many reshapes, 3-4x the
+        time of the normalization itself at batch 1 of the main job's blocks.)"""
+        params = (self.moving_mean, self.moving_variance,
+                  self.gamma if self.scale else None, self.beta if self.center else None)
+
+        def compute():
+            mean, variance, gamma, beta = (None if p is None else
+                                           self._param(p, dtype, broadcast) for p in params)
+            return _functional.batch_norm_factors(mean, variance, beta, gamma, epsilon)
+
+        if (torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params)) \
+                or _graphs.standard_ops_wanted() or not _graphs.plain(*params):
+            return compute()
+        try:
+            key = (dtype, tuple(broadcast), epsilon,
+                   tuple(None if p is None else (p.device, p.data_ptr(), p._version)
+                         for p in params))
+        except RuntimeError:  # an inference tensor keeps no version counter
+            return compute()
+        cached = self.__dict__.get("_factors")
+        if cached is None or cached[0] != key:
+            # ordinary tensors even under inference_mode: a later call that records a
+            # gradient for its input may save them
+            with torch.inference_mode(False), torch.no_grad():
+                cached = (key, *compute())
+            self.__dict__["_factors"] = cached
+        return cached[1], cached[2]
 
     @torch.no_grad()
     def _update_moving(self, mean, variance, count, fused) -> None:
