@@ -275,20 +275,20 @@ def test_conv1d_at_the_rules_sizes_matches_tf_keras(padding, dilation, use_bias,
 
 @pytest.mark.slow
 @RULE_SETTINGS
-@given(padding=st.sampled_from(["causal", "same", "valid"]),
+@given(k=st.sampled_from([2, 3]), padding=st.sampled_from(["causal", "same", "valid"]),
        dilation=st.sampled_from([1, 2, 7, 64]), channels=st.sampled_from([16, 32]),
        use_bias=st.booleans(), dtype=st.sampled_from(["float32", "float64"]),
        extra=st.integers(0, 200))
-def test_narrow_conv1d_on_avx2_matches_tf_keras(padding, dilation, channels, use_bias, dtype,
-                                                extra):
-    """WaveNet's narrow layers (k2, 16-32 channels, >= 1024 output steps, dilation 1-64) on
-    an AVX2-only CPU (forced): the rule picks the GEMM backward, and output and all
-    gradients equal tf-keras' and today's path."""
+def test_narrow_conv1d_on_avx2_matches_tf_keras(k, padding, dilation, channels, use_bias,
+                                                dtype, extra):
+    """WaveNet's and TCNs' narrow layers (k2 / k3, 16-32 channels, >= 1024 output steps,
+    dilation 1-64) on an AVX2-only CPU (forced): the rule picks the GEMM backward, and
+    output and all gradients equal tf-keras' and today's path."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(gemm1d, "_avx2_only", lambda: True)
-        layer = sepconv.Conv1D(channels, 2, padding=padding, dilation_rate=dilation,
+        layer = sepconv.Conv1D(channels, k, padding=padding, dilation_rate=dilation,
                                use_bias=use_bias, dtype=dtype)
-        steps = 1024 + extra + (dilation if padding == "valid" else 0)
+        steps = 1024 + extra + ((k - 1) * dilation if padding == "valid" else 0)
         x = np.random.default_rng(extra).standard_normal((2, steps, channels)).astype(dtype)
         _check_against_tf_keras_and_old_path(layer, x, CONV_NODE, mp)
 
@@ -384,21 +384,24 @@ def test_conv_rule(monkeypatch):
 
 def test_conv_rule_on_avx2(monkeypatch):
     """On AVX2-only CPUs (``gemm1d._avx2_only``, forced here both ways) the GEMM backward
-    also takes narrow k2 stride-1 layers at any dilation: 16+ channels in and out, 1024+
-    output steps, autograd recording; with AVX-512 they stay on oneDNN."""
+    also takes narrow k2 / k3 stride-1 layers at any dilation: 16+ channels in and out,
+    1024+ output steps, autograd recording; with AVX-512 they stay on oneDNN."""
     narrow = dict(shape=(2, 1100, 32), filters=32)
     taken = (dict(narrow, dilation=1, pads=((1, 0),)), dict(narrow, dilation=8, pads=((8, 0),)),
              dict(narrow, dilation=1, pads=((0, 1),)),
              dict(narrow, dilation=2, pads=((0, 0),), shape=(2, 1026, 32)),
              dict(shape=(2, 1100, 16), filters=16, dilation=4, pads=((4, 0),)),
-             dict(narrow, dtype=torch.float64, dilation=1, pads=((1, 0),)))
+             dict(narrow, dtype=torch.float64, dilation=1, pads=((1, 0),)),
+             dict(narrow, k=3, dilation=4, pads=((8, 0),)),
+             dict(narrow, k=3, dilation=1, pads=((0, 0),), shape=(2, 1026, 32)))
     kept = (dict(narrow, dilation=1, pads=((1, 0),), grad=False),
             dict(narrow, dilation=1, pads=((1, 0),), dtype=torch.bfloat16),
-            dict(narrow, k=3, dilation=1, pads=((2, 0),)),
+            dict(narrow, k=4, dilation=1, pads=((3, 0),)),
             dict(narrow, stride=2, dilation=1, pads=((0, 1),)),
             dict(shape=(2, 1100, 8), filters=32, dilation=1, pads=((1, 0),)),
             dict(narrow, filters=8, dilation=1, pads=((1, 0),)),
-            dict(narrow, dilation=2, pads=((0, 0),), shape=(2, 1025, 32)))  # 1023 outputs
+            dict(narrow, dilation=2, pads=((0, 0),), shape=(2, 1025, 32)),  # 1023 outputs
+            dict(narrow, k=3, dilation=1, pads=((0, 0),), shape=(2, 1025, 32)))
     monkeypatch.setattr(gemm1d, "_avx2_only", lambda: True)
     for kw in taken:
         assert _conv_kernel(**kw) is gemm1d.conv, kw

@@ -70,7 +70,7 @@ TRANSPOSE_FORWARD_CHANNELS = 512
 TRANSPOSE_FORWARD_BYTES = 32 * 2 ** 20
 
 #: On CPUs whose widest vectors torch's kernels use are AVX2 (no AVX-512), Conv1D's GEMM
-#: backward for 2 taps, stride 1, any dilation, from this many channels in and out
+#: backward for 2 or 3 taps, stride 1, any dilation, from this many channels in and out
 #: (:func:`takes_conv`); ``None``: never.
 NARROW_CHANNELS = 16
 
@@ -101,10 +101,13 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
 
     On AVX2-only CPUs (:func:`_avx2_only`; AMD EPYC Zen 3, 2026-11-27) oneDNN's backward of
     these layers runs 3-5x its forward (AVX-512: ~2x), so where autograd records the GEMM
-    backward takes every k2 stride-1 layer with :data:`NARROW_CHANNELS` or more channels in
-    and out and 1024+ output steps, any dilation: forward+backward 0.59-0.83 of oneDNN's at
-    32 channels x 4 x 4000 steps, dilations 1-64; 0.57-0.85 at 64; 0.85-0.94 at 16
-    (``bench/gemm1d_ab.py --only narrow``)."""
+    backward takes every k2 / k3 stride-1 layer with :data:`NARROW_CHANNELS` or more
+    channels in and out and 1024+ output steps, any dilation: forward+backward (one thread,
+    scratch A/B of the two kernels called directly, as ``bench/gemm1d_ab.py``) k2: 0.59-0.83
+    of oneDNN's at 32 channels x 4 x 4000 steps, dilations 1-64; 0.57-0.85 at 64;
+    0.85-0.94 at 16; k3 (a TCN's causal layers): 0.75-0.92 at 64 channels x 8 x 2000,
+    dilations 1-4; 0.75-0.79 at 32, 0.69-0.77 at 16 channels x 4 x 4000; k5: 0.81 at
+    dilation 1 but 1.01 at 2, left to oneDNN."""
     if not ENABLED or kernel.dim() != 3 or groups != 1 or x.dtype not in _DTYPES \
             or kernel.dtype != x.dtype:
         return False
@@ -112,10 +115,10 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
         return False
     recording = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
     k, c, f = kernel.shape
-    if recording and NARROW_CHANNELS is not None and k == 2 and strides[0] == 1 \
+    if recording and NARROW_CHANNELS is not None and k in (2, 3) and strides[0] == 1 \
             and min(c, f) >= NARROW_CHANNELS and _avx2_only():  # oneDNN's slow backward
         (left, right), = pads
-        return x.shape[1] + left + right - dilation[0] >= 1024
+        return x.shape[1] + left + right - (k - 1) * dilation[0] >= 1024
     least = 64 if recording else FORWARD_DILATION
     if least is None or k != 2 or strides[0] != 1 or dilation[0] < least or c < 64 \
             or f < 64:
@@ -128,7 +131,7 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
 def _avx2_only() -> bool:
     """Whether torch's CPU kernels run AVX2 code here (``torch.backends.cpu.
     get_cpu_capability()``: an x86 CPU without AVX-512), where oneDNN's convolution
-    backward measured 3-5x its forward for WaveNet's narrow k2 layers (:func:`takes_conv`)."""
+    backward measured 3-5x its forward for narrow k2 / k3 layers (:func:`takes_conv`)."""
     return torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
