@@ -44,6 +44,10 @@ SHAPES = [
     ("wavenet_narrow32_d32", "conv", (4, 4000, 32), 2, 32, 1, 32, "causal"),
     ("wavenet_narrow16_d4", "conv", (4, 4000, 16), 2, 16, 1, 4, "causal"),
     ("wavenet_narrow64_d16", "conv", (4, 4000, 64), 2, 64, 1, 16, "causal"),
+    # bench/model_train.py's TCN (k3 causal, 64 channels, 8 x 2000) and narrower
+    ("tcn_narrow64_k3_d1", "conv", (8, 2000, 64), 3, 64, 1, 1, "causal"),
+    ("tcn_narrow64_k3_d4", "conv", (8, 2000, 64), 3, 64, 1, 4, "causal"),
+    ("tcn_narrow32_k3_d8", "conv", (4, 4000, 32), 3, 32, 1, 8, "causal"),
     ("tcn_k3_d4", "conv", (8, 4000, 128), 3, 128, 1, 4, "causal"),
     ("k3_same", "conv", (8, 4000, 128), 3, 128, 1, 1, "same"),
     ("k4_same", "conv", (8, 4000, 128), 4, 128, 1, 1, "same"),

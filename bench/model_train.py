@@ -57,6 +57,9 @@ MODELS = {
                       "adds, GAP, Dense (batch 4 x 4000 x 1)", (4, 4000, 1), 0, 10),
     "lstm_text": ("Embedding(20000, 64), LSTM(64), Dense (batch 32 x 100 ids)",
                   (32, 100), 20000, 2),
+    "tcn": ("TCN (Bai et al.) for sensor series: 1x1 Conv1D, 4 residual blocks of 2 x (causal "
+            "Conv1D k3, dilations 1-8, 64 ch, ReLU, LayerNormalization), GAP, Dense "
+            "(batch 8 x 2000 x 8)", (8, 2000, 8), 0, 6),
 }
 
 
@@ -99,6 +102,15 @@ def build_tf_model(name, tf_keras):
         for d in (1, 2, 4, 8, 16, 32, 64):
             y = L.Conv1D(32, 2, padding="causal", dilation_rate=d, activation="tanh")(x)
             x = L.Add()([x, L.Conv1D(32, 1)(y)])
+        x = L.GlobalAveragePooling1D()(x)
+    elif name == "tcn":
+        x = L.Conv1D(64, 1)(inp)
+        for d in (1, 2, 4, 8):
+            y = x
+            for _ in range(2):
+                y = L.Conv1D(64, 3, padding="causal", dilation_rate=d, activation="relu")(y)
+                y = L.LayerNormalization()(y)
+            x = L.Add()([x, y])
         x = L.GlobalAveragePooling1D()(x)
     elif name == "lstm_text":
         x = L.Embedding(vocab, 64)(inp)

@@ -275,6 +275,26 @@ def test_conv1d_at_the_rules_sizes_matches_tf_keras(padding, dilation, use_bias,
 
 @pytest.mark.slow
 @RULE_SETTINGS
+@given(k=st.sampled_from([2, 3]), padding=st.sampled_from(["causal", "same", "valid"]),
+       dilation=st.sampled_from([1, 2, 7, 64]), channels=st.sampled_from([16, 32]),
+       use_bias=st.booleans(), dtype=st.sampled_from(["float32", "float64"]),
+       extra=st.integers(0, 200))
+def test_narrow_conv1d_on_avx2_matches_tf_keras(k, padding, dilation, channels, use_bias,
+                                                dtype, extra):
+    """WaveNet's and TCNs' narrow layers (k2 / k3, 16-32 channels, >= 1024 output steps,
+    dilation 1-64) on an AVX2-only CPU (forced): the rule picks the GEMM backward, and
+    output and all gradients equal tf-keras' and today's path."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gemm1d, "_avx2_only", lambda: True)
+        layer = sepconv.Conv1D(channels, k, padding=padding, dilation_rate=dilation,
+                               use_bias=use_bias, dtype=dtype)
+        steps = 1024 + extra + ((k - 1) * dilation if padding == "valid" else 0)
+        x = np.random.default_rng(extra).standard_normal((2, steps, channels)).astype(dtype)
+        _check_against_tf_keras_and_old_path(layer, x, CONV_NODE, mp)
+
+
+@pytest.mark.slow
+@RULE_SETTINGS
 @given(kernel_stride=st.sampled_from([(16, 8), (8, 4), (4, 2), (2, 2)]),
        padding=st.sampled_from(["same", "valid"]), use_bias=st.booleans(),
        dtype=st.sampled_from(["float32", "float64"]), out_pad=st.booleans(),
@@ -338,7 +358,8 @@ def _conv_kernel(shape=(2, 1100, 64), k=2, filters=64, stride=1, dilation=64,
 def test_conv_rule(monkeypatch):
     """Conv1D: the GEMM backward for k2, stride 1, dilation >= 64, 64+ channels in and out,
     1024+ output steps, float32 / float64, autograd recording; without autograd (the GEMM
-    forward) from dilation 256 on; the reference elsewhere."""
+    forward) from dilation 256 on; the reference elsewhere (an AVX-512 CPU: pinned)."""
+    monkeypatch.setattr(gemm1d, "_avx2_only", lambda: False)
     assert _conv_kernel() is gemm1d.conv
     assert _conv_kernel(dtype=torch.float64) is gemm1d.conv
     assert _conv_kernel(dilation=512, pads=((256, 256),)) is gemm1d.conv
@@ -359,6 +380,42 @@ def test_conv_rule(monkeypatch):
     monkeypatch.setattr(gemm1d, "ENABLED", True)
     with kernel_choice("reference"):
         assert _conv_kernel() is reference.conv
+
+
+def test_conv_rule_on_avx2(monkeypatch):
+    """On AVX2-only CPUs (``gemm1d._avx2_only``, forced here both ways) the GEMM backward
+    also takes narrow k2 / k3 stride-1 layers at any dilation: 16+ channels in and out,
+    1024+ output steps, autograd recording; with AVX-512 they stay on oneDNN."""
+    narrow = dict(shape=(2, 1100, 32), filters=32)
+    taken = (dict(narrow, dilation=1, pads=((1, 0),)), dict(narrow, dilation=8, pads=((8, 0),)),
+             dict(narrow, dilation=1, pads=((0, 1),)),
+             dict(narrow, dilation=2, pads=((0, 0),), shape=(2, 1026, 32)),
+             dict(shape=(2, 1100, 16), filters=16, dilation=4, pads=((4, 0),)),
+             dict(narrow, dtype=torch.float64, dilation=1, pads=((1, 0),)),
+             dict(narrow, k=3, dilation=4, pads=((8, 0),)),
+             dict(narrow, k=3, dilation=1, pads=((0, 0),), shape=(2, 1026, 32)))
+    kept = (dict(narrow, dilation=1, pads=((1, 0),), grad=False),
+            dict(narrow, dilation=1, pads=((1, 0),), dtype=torch.bfloat16),
+            dict(narrow, k=4, dilation=1, pads=((3, 0),)),
+            dict(narrow, stride=2, dilation=1, pads=((0, 1),)),
+            dict(shape=(2, 1100, 8), filters=32, dilation=1, pads=((1, 0),)),
+            dict(narrow, filters=8, dilation=1, pads=((1, 0),)),
+            dict(narrow, dilation=2, pads=((0, 0),), shape=(2, 1025, 32)),  # 1023 outputs
+            dict(narrow, k=3, dilation=1, pads=((0, 0),), shape=(2, 1025, 32)))
+    monkeypatch.setattr(gemm1d, "_avx2_only", lambda: True)
+    for kw in taken:
+        assert _conv_kernel(**kw) is gemm1d.conv, kw
+    for kw in kept:
+        assert _conv_kernel(**kw) is reference.conv, kw
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _conv_kernel(**taken[0]) is reference.conv
+    monkeypatch.setattr(gemm1d, "NARROW_CHANNELS", None)
+    assert _conv_kernel(**taken[0]) is reference.conv
+    assert _conv_kernel() is gemm1d.conv  # the AVX-512 class still
+    monkeypatch.setattr(gemm1d, "NARROW_CHANNELS", 16)
+    monkeypatch.setattr(gemm1d, "_avx2_only", lambda: False)
+    for kw in taken:
+        assert _conv_kernel(**kw) is reference.conv, kw
 
 
 def _transpose_node(shape=(2, 1100, 64), k=16, filters=64, stride=8, dtype=torch.float32,

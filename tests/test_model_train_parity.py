@@ -24,6 +24,14 @@ model_train = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(model_train)
 
 STEPS = 4
+#: SGD's learning rate per model (0.1 otherwise): the TCN's loss climbs at 0.1 (1.8 -> 4.2 in
+#: four steps), where a rounding difference grows by ~300x a step in either library
+LR = {"tcn": 0.01}
+#: The final weights' tolerance per model, relative to each weight's scale (2e-4 otherwise):
+#: the TCN's 16000-row sums (8 x 2000 steps, LayerNorm's statistics over 64 channels) leave
+#: 7.5e-4 of a 64-element weight's scale between the libraries after four steps, with
+#: sepconv's reference kernels as with its fast paths (SEPCONV_KERNEL=reference: the same)
+WEIGHT_RTOL = {"tcn": 1e-3}
 
 
 def _small_batches(name):
@@ -38,7 +46,7 @@ def test_training_follows_tf_keras(name, tmp_path):
     path = str(tmp_path / f"{name}.h5")
     model.save(path)
     data = _small_batches(name)
-    opt = tf_keras.optimizers.SGD(0.1)
+    opt = tf_keras.optimizers.SGD(LR.get(name, 0.1))
     want = []
     for x, y in data:
         with tf.GradientTape() as tape:
@@ -49,7 +57,7 @@ def test_training_follows_tf_keras(name, tmp_path):
         want.append(float(loss))
 
     ours = sepconv.load_keras_model(path).train()
-    topt = torch.optim.SGD(ours.parameters(), lr=0.1)
+    topt = torch.optim.SGD(ours.parameters(), lr=LR.get(name, 0.1))
     got = []
     for x, y in data:
         p = ours(torch.from_numpy(x))
@@ -68,4 +76,4 @@ def test_training_follows_tf_keras(name, tmp_path):
     for a, b in zip(mine, theirs):
         scale = float(np.abs(b).max()) or 1.0
         # (a bias before a batch norm has a zero gradient up to rounding: an absolute floor)
-        assert float(np.abs(a - b).max()) <= 2e-4 * scale + 1e-6
+        assert float(np.abs(a - b).max()) <= WEIGHT_RTOL.get(name, 2e-4) * scale + 1e-6

@@ -1290,7 +1290,8 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
     - 1x1, stride 1, unpadded, ungrouped: ``kernels/pointwise.py`` (one GEMM, no copies);
     - rank 1 where ``kernels/gemm1d.py``'s rule says shifted GEMMs cost less than oneDNN
       (``gemm1d.takes_conv``: WaveNet's k2 layers, dilation >= 64 under autograd: the
-      backward; >= 256: the forward too).
+      backward; >= 256: the forward too; on AVX2-only CPUs, where oneDNN's backward is
+      3-5x its forward, the backward of every narrow k2 / k3 stride-1 layer).
 
     Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
     """

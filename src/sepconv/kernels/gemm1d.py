@@ -46,6 +46,7 @@ Tested against the reference kernel and tf-keras in tests/test_gemm1d.py.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -67,6 +68,11 @@ FORWARD_DILATION = 256
 #: columns leave the caches, or fewer channels: 1.0-1.2, bench/README.md); ``None``: never.
 TRANSPOSE_FORWARD_CHANNELS = 512
 TRANSPOSE_FORWARD_BYTES = 32 * 2 ** 20
+
+#: On CPUs whose widest vectors torch's kernels use are AVX2 (no AVX-512), Conv1D's GEMM
+#: backward for 2 or 3 taps, stride 1, any dilation, from this many channels in and out
+#: (:func:`takes_conv`); ``None``: never.
+NARROW_CHANNELS = 16
 
 _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() \
     and hasattr(torch.ops.mkldnn, "_linear_pointwise")
@@ -91,20 +97,42 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
     stacks (2026-11-27, ``bench/gemm1d_ab.py --only narrow``; bench/README.md "Per-call
     cost"): 16, 32 and 64 channels over 4 x 4000 steps, dilations 1-512, forward+backward
     0.95-1.24 of oneDNN's, and the two taps as one GEMM over ``[x[t - d], x[t]]`` (inner
-    dimension 2 x channels) 0.96-1.24: the rule stays where it was."""
+    dimension 2 x channels) 0.96-1.24: the rule stays where it was on AVX-512.
+
+    On AVX2-only CPUs (:func:`_avx2_only`; AMD EPYC Zen 3, 2026-11-27) oneDNN's backward of
+    these layers runs 3-5x its forward (AVX-512: ~2x), so where autograd records the GEMM
+    backward takes every k2 / k3 stride-1 layer with :data:`NARROW_CHANNELS` or more
+    channels in and out and 1024+ output steps, any dilation: forward+backward (one thread,
+    scratch A/B of the two kernels called directly, as ``bench/gemm1d_ab.py``) k2: 0.59-0.83
+    of oneDNN's at 32 channels x 4 x 4000 steps, dilations 1-64; 0.57-0.85 at 64;
+    0.85-0.94 at 16; k3 (a TCN's causal layers): 0.75-0.92 at 64 channels x 8 x 2000,
+    dilations 1-4; 0.75-0.79 at 32, 0.69-0.77 at 16 channels x 4 x 4000; k5: 0.81 at
+    dilation 1 but 1.01 at 2, left to oneDNN."""
     if not ENABLED or kernel.dim() != 3 or groups != 1 or x.dtype not in _DTYPES \
             or kernel.dtype != x.dtype:
         return False
     if _graphs.standard_ops_wanted():
         return False
     recording = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
-    least = 64 if recording else FORWARD_DILATION
     k, c, f = kernel.shape
+    if recording and NARROW_CHANNELS is not None and k in (2, 3) and strides[0] == 1 \
+            and min(c, f) >= NARROW_CHANNELS and _avx2_only():  # oneDNN's slow backward
+        (left, right), = pads
+        return x.shape[1] + left + right - (k - 1) * dilation[0] >= 1024
+    least = 64 if recording else FORWARD_DILATION
     if least is None or k != 2 or strides[0] != 1 or dilation[0] < least or c < 64 \
             or f < 64:
         return False
     (left, right), = pads
     return x.shape[1] + left + right - dilation[0] >= 1024
+
+
+@functools.lru_cache(maxsize=None)
+def _avx2_only() -> bool:
+    """Whether torch's CPU kernels run AVX2 code here (``torch.backends.cpu.
+    get_cpu_capability()``: an x86 CPU without AVX-512), where oneDNN's convolution
+    backward measured 3-5x its forward for narrow k2 / k3 layers (:func:`takes_conv`)."""
+    return torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
 def takes_transpose(x: torch.Tensor, kernel: torch.Tensor, strides: tuple,
