@@ -3249,6 +3249,43 @@ def ctc_greedy_decode(inputs: torch.Tensor, sequence_lengths: torch.Tensor,
     return decoded, -scores.sum(dim=1, keepdim=True)
 
 
+def ctc_batch_cost(y_true: torch.Tensor, y_pred: torch.Tensor, input_length: torch.Tensor,
+                   label_length: torch.Tensor) -> torch.Tensor:
+    """tf-keras' (R keras') ``backend.ctc_batch_cost``: the CTC loss of a speech model's
+    softmax outputs, what keras.io's "CTC ASR" example compiles.
+
+    ``y_true`` ``(batch, max_labels)`` label ids (the first ``label_length`` of each row
+    count), ``y_pred`` ``(batch, steps, classes)`` probabilities (the last class is the
+    blank), ``input_length`` and ``label_length`` ``(batch, 1)`` (or ``(batch,)``).
+    Returns ``(batch, 1)``.  As tf-keras: TensorFlow's ``ctc_loss`` takes
+    ``log(y_pred + 1e-7)`` as logits (it applies a log-softmax to them), so this is
+    torch's ``ctc_loss`` of ``log_softmax(log(y_pred + 1e-7))`` with the blank last, no
+    reduction.  (Keras 3's ``ops.ctc_loss(target, output, target_length, output_length)``
+    is torch's ``ctc_loss`` of ``log_softmax(output)`` with ``blank=0``.)"""
+    if not isinstance(y_pred, torch.Tensor) or y_pred.dim() != 3:
+        raise ValueError(f"Invalid value for argument `y_pred`. Expected a tensor of shape "
+                         f"(batch, steps, classes). Received y_pred with shape "
+                         f"{tuple(getattr(y_pred, 'shape', ()))}")
+    batch, steps, classes = y_pred.shape
+    labels = torch.as_tensor(y_true, device=y_pred.device)
+    if labels.dim() != 2 or labels.shape[0] != batch:
+        raise ValueError(f"Invalid value for argument `y_true`. Expected a tensor of shape "
+                         f"({batch}, max_labels). Received y_true with shape "
+                         f"{tuple(labels.shape)}")
+    lengths = []
+    for name, value, most in (("input_length", input_length, steps),
+                              ("label_length", label_length, labels.shape[1])):
+        n = torch.as_tensor(value, device=y_pred.device).reshape(-1).long()
+        if n.shape[0] != batch or bool((n < 0).any()) or bool((n > most).any()):
+            raise ValueError(f"Invalid value for argument `{name}`. Expected {batch} "
+                             f"lengths in [0, {most}]. Received {name}={n.tolist()}")
+        lengths.append(n)
+    logits = torch.log(y_pred + 1e-7).transpose(0, 1).log_softmax(-1)
+    loss = torch.nn.functional.ctc_loss(logits, labels.long(), lengths[0], lengths[1],
+                                        blank=classes - 1, reduction="none")
+    return loss.unsqueeze(1)
+
+
 def stochastic_depth(x: torch.Tensor, rate: float,
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Keras Applications' (ConvNeXt's) training-time stochastic depth: ``(x / keep) *

@@ -1191,7 +1191,8 @@ def save_keras_model(module: torch.nn.Module, path: Any, input_shape: Any = None
             raise ValueError(f"save_keras_model: the model holds {what} "
                              f"({', '.join(foreign)}), which the other Keras does not "
                              f"read; {other}")
-        _check_savable([m for m in layers if not _is_op(m)])
+        _check_savable([m for m in layers if not _is_op(m)],
+                       {id(m): n for n, m in module.named_children()})
         if suffix == ".keras":
             merged = _merges_of_different_masks(module)
             if merged:
@@ -1355,7 +1356,10 @@ def _model_layers(model: torch.nn.Module) -> List[torch.nn.Module]:
     return [m for m in model.children() if not _is_op(m)]
 
 
-def _check_savable(layers: List[torch.nn.Module]) -> None:
+def _check_savable(layers: List[torch.nn.Module],
+                   names: Optional[Dict[int, str]] = None) -> None:
+    """Refuses, naming the module (its Keras name where the model has one), what Keras
+    could not rebuild from a file."""
     for i, layer in enumerate(layers):
         if _is_model(layer):  # a model used as a layer: written as Keras nests it
             if not getattr(layer, "keras_name", None):
@@ -1368,9 +1372,13 @@ def _check_savable(layers: List[torch.nn.Module]) -> None:
             _check_savable(_model_layers(layer))
             continue
         if not isinstance(layer, _base.Layer) or not hasattr(layer, "get_config"):
-            raise ValueError(f"save_keras_model: module {i} ({type(layer).__name__}) is not "
-                             f"a sepconv Keras layer; Keras can only rebuild those "
-                             f"({', '.join(sorted(_base.KERAS_CLASSES))})")
+            which = f"layer {names[id(layer)]!r}" if names and id(layer) in names else \
+                f"module {i}"
+            raise ValueError(f"save_keras_model: {which} ({type(layer).__name__}) is not "
+                             f"a sepconv Keras layer (a custom layer's torch module or a "
+                             f"plain torch module), which Keras could not rebuild from the "
+                             f"file; sorted(sepconv.layers.base.KERAS_CLASSES) lists the "
+                             f"layers it can")
         if not getattr(layer, "built", True) and getattr(layer, "WEIGHT_NAMES", ()):
             raise ValueError(f"save_keras_model: layer {layer.name!r} has no weights yet "
                              f"(call the model once, or give the layer an input_shape)")
