@@ -37,6 +37,18 @@ import pytest  # noqa: E402
 import torch  # noqa: E402  (after triton, see above)
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pytest-xdist, the README's test command): one worker per CPU this
+    process may use, at most 4.  Each worker holds torch, TensorFlow and both Kerases
+    (about 1.5 GB), and under ``--dist loadfile`` the slowest test file (the applications'
+    model files, about 2 minutes) bounds the wall time however many workers there are."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
 @pytest.fixture
 def torch_single_thread():
     """One torch thread for tests on tiny tensors: on a loaded two-core machine, OpenMP
