@@ -37,6 +37,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402  (after triton, see above)
 
 
+@pytest.hookimpl(optionalhook=True)  # (pytest-xdist's hooks: absent without it)
 def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (pytest-xdist, the README's test command): one worker per CPU this
     process may use (logical CPUs: xdist's own count takes physical cores where psutil is
@@ -53,6 +54,7 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(cpus, 4))
 
 
+@pytest.hookimpl(optionalhook=True)  # (pytest-xdist's hooks: absent without it)
 def pytest_xdist_make_scheduler(config, log):
     """Under ``-n`` without a ``--dist`` of its own (xdist's default, ``load``), each test
     file runs whole on one worker (``loadfile``): ``load`` spreads a file's tests over the

@@ -39,3 +39,15 @@ def test_auto_is_one_worker_per_usable_cpu_at_most_four(pytestconfig, monkeypatc
 def test_auto_leaves_the_environment_variable_to_xdist(pytestconfig, monkeypatch):
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
     assert conftest.pytest_xdist_auto_num_workers(pytestconfig) is None
+
+
+def test_the_hooks_are_optional_without_xdist():
+    """Without pytest-xdist (``-p no:xdist``, or a venv without the test extra) the
+    conftest still loads: its xdist hooks are optional, not 'unknown hook' errors."""
+    import subprocess
+    import sys
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-q",
+         "--collect-only", os.path.join(os.path.dirname(__file__), "test_thread_policy.py")],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
