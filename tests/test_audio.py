@@ -152,7 +152,10 @@ def _check_stft(case):
     rtol = 1e-10 if dtype == "float64" and kw["mode"] not in ("log", "magnitude", "angle") \
         else 1e-5
     _close(y, y_ref, rtol)
-    _close(g, g_ref, rtol)
+    # the angle's gradient is 1 / |frame| along the circle: ill-conditioned where a frame's
+    # magnitude is near 0, float32 rounding of the frames there moves it by ~1e-4 of the
+    # largest (by 2.6e-4 at 4 of 2800 elements on an AVX2 CPU, whose sums round otherwise)
+    _close(g, g_ref, 1e-4 if kw["mode"] == "angle" else rtol)
 
 
 def test_stft_kernel_gradients_and_training_match_keras3():
