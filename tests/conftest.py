@@ -37,35 +37,6 @@ import pytest  # noqa: E402
 import torch  # noqa: E402  (after triton, see above)
 
 
-@pytest.hookimpl(optionalhook=True)  # (pytest-xdist's hooks: absent without it)
-def pytest_xdist_auto_num_workers(config):
-    """``-n auto`` (pytest-xdist, the README's test command): one worker per CPU this
-    process may use (logical CPUs: xdist's own count takes physical cores where psutil is
-    installed, one on a two-vCPU machine with SMT), at most 4.  Each worker holds torch,
-    TensorFlow and both Kerases (about 1.5 GB), and under ``--dist loadfile`` the slowest
-    test file bounds the wall time however many workers there are.
-    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides where set."""
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return None  # xdist's own hook reads it
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 4))
-
-
-@pytest.hookimpl(optionalhook=True)  # (pytest-xdist's hooks: absent without it)
-def pytest_xdist_make_scheduler(config, log):
-    """Under ``-n`` without a ``--dist`` of its own (xdist's default, ``load``), each test
-    file runs whole on one worker (``loadfile``): ``load`` spreads a file's tests over the
-    workers, and every worker would build the file's module-scoped model files again (the
-    applications' take about 2 minutes)."""
-    if config.getoption("dist") == "load":
-        from xdist.scheduler import LoadFileScheduling
-        return LoadFileScheduling(config, log)
-    return None
-
-
 @pytest.fixture
 def torch_single_thread():
     """One torch thread for tests on tiny tensors: on a loaded two-core machine, OpenMP
