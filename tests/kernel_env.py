@@ -1,9 +1,12 @@
-"""Pick sepconv's kernel for a block of a test (``SEPCONV_KERNEL``, read at each call)."""
+"""Helpers of the kernel tests: pick sepconv's kernel for a block of a test
+(``SEPCONV_KERNEL``, read at each call); run a kernel for its output and gradients."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+
+import torch
 
 
 @contextlib.contextmanager
@@ -18,3 +21,20 @@ def kernel_choice(name: str):
             del os.environ["SEPCONV_KERNEL"]
         else:
             os.environ["SEPCONV_KERNEL"] = old
+
+
+def run_with_grads(fn, needs, x, w, b, **geometry):
+    """``fn(x, w, b, **geometry)`` (a kernel) and the gradients ``needs`` asks for
+    (``"all"``, ``"x"``, ``"kernel"`` or ``"bias"``; the kernel's where that leaves none),
+    for a fixed float64-drawn output gradient: ``(y, [y, *gradients])``."""
+    x = x.clone().requires_grad_(needs in ("all", "x"))
+    w = w.clone().requires_grad_(needs in ("all", "kernel"))
+    if b is not None:
+        b = b.clone().requires_grad_(needs in ("all", "bias"))
+    if not (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
+        w.requires_grad_(True)
+    y = fn(x, w, b, **geometry)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1),
+                     dtype=torch.float64).to(y.dtype)
+    wanted = [t for t in (x, w, b) if t is not None and t.requires_grad]
+    return y, [y.detach()] + list(torch.autograd.grad(y, wanted, gy))

@@ -471,3 +471,28 @@ def test_one_input_channel_keeps_the_fast_layout_and_the_right_numbers():
         wx, ww = torch.autograd.grad(want, (x64, w64), dy.double())
         torch.testing.assert_close(gx.double(), wx.movedim(1, -1), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(gw.double(), ww.permute(2, 3, 1, 0), rtol=1e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("kernel,strides,output_padding", [(1, 3, 2), (1, 2, 1), (2, 3, 2)])
+def test_output_padding_past_the_kernel_is_bias_rows(kernel, strides, output_padding):
+    """Conv2DTranspose whose ``output_padding`` reaches past the kernel's extent: the last
+    rows and columns no tap reaches hold the bias alone; output and gradients equal torch's
+    transposed convolution on plain NCHW float64 tensors (torch 2.13's channels_last CPU
+    weight gradient with such an output_padding corrupted the heap: the fuzz tests crashed)."""
+    g = torch.Generator().manual_seed(0)
+    layer = sepconv.Conv2DTranspose(2, kernel, strides=strides, output_padding=output_padding,
+                                    bias_initializer="random_normal", dtype="float64")
+    x = torch.randn(2, 5, 4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    for _ in range(20):  # (the corruption showed after a few calls)
+        y = layer(x)
+        got = torch.autograd.grad(y.sum(), [x, layer.kernel, layer.bias])
+    w = layer.kernel.detach().permute(3, 2, 0, 1).clone().requires_grad_(True)  # (in, f, k, k)
+    b = layer.bias.detach().clone().requires_grad_(True)
+    xr = x.detach().permute(0, 3, 1, 2).contiguous().requires_grad_(True)
+    want = torch.nn.functional.conv_transpose2d(xr, w, b, stride=strides,
+                                                output_padding=output_padding)
+    torch.testing.assert_close(y.detach(), want.detach().permute(0, 2, 3, 1))
+    gx, gw, gb = torch.autograd.grad(want.sum(), [xr, w, b])
+    torch.testing.assert_close(got[0], gx.permute(0, 2, 3, 1))
+    torch.testing.assert_close(got[1], gw.permute(2, 3, 1, 0))
+    torch.testing.assert_close(got[2], gb)

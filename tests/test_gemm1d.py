@@ -25,7 +25,7 @@ import sepconv
 from sepconv import functional as F
 from sepconv import padding as _padding
 from sepconv.kernels import gemm1d, kstride, reference
-from kernel_env import kernel_choice
+from kernel_env import kernel_choice, run_with_grads
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -83,34 +83,18 @@ def _tensors(case, kernel_shape, dtype):
     return [None if t is None else t.to(dtype) for t in (x, w, b)]
 
 
-def _run(fn, case, x, w, b, **geometry):
-    """Output and the gradients ``case["needs"]`` asks for, of ``fn`` (a kernel)."""
-    needs = case["needs"]
-    x = x.clone().requires_grad_(needs in ("all", "x"))
-    w = w.clone().requires_grad_(needs in ("all", "kernel"))
-    if b is not None:
-        b = b.clone().requires_grad_(needs in ("all", "bias"))
-    if not (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
-        w.requires_grad_(True)
-    y = fn(x, w, b, **geometry)
-    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1),
-                     dtype=torch.float64).to(y.dtype)
-    wanted = [t for t in (x, w, b) if t is not None and t.requires_grad]
-    return y, [y.detach()] + list(torch.autograd.grad(y, wanted, gy))
-
-
 def _compare(case, new_fn, ref_fn, kernel_shape, dtype, node, **geometry):
     dtype = getattr(torch, dtype)
     x, w, b = _tensors(case, kernel_shape, dtype)
-    y, got = _run(new_fn, case, x, w, b, **geometry)
+    y, got = run_with_grads(new_fn, case["needs"], x, w, b, **geometry)
     assert y.grad_fn.name() == node  # the new backward ran, not the reference's
     if dtype == torch.bfloat16:
-        _, want = _run(ref_fn, case, x.float(), w.float(),
+        _, want = run_with_grads(ref_fn, case["needs"], x.float(), w.float(),
                        None if b is None else b.float(), **geometry)
         want = [t.to(dtype) for t in want]
         tol = dict(rtol=2e-2, atol=2e-2)
     else:
-        _, want = _run(ref_fn, case, x, w, b, **geometry)
+        _, want = run_with_grads(ref_fn, case["needs"], x, w, b, **geometry)
         tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else \
             dict(rtol=1e-12, atol=1e-12)
     assert len(got) == len(want)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import sepconv
 from sepconv import functional as F
 from sepconv.kernels import kstride, reference
-from kernel_env import kernel_choice
+from kernel_env import kernel_choice, run_with_grads
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -65,21 +65,6 @@ def _tensors(case, dtype):
     return [None if t is None else t.to(dtype) for t in (x, w, b)]
 
 
-def _run(fn, needs, x, w, b, **geometry):
-    """Output and the gradients ``needs`` asks for, of ``fn`` (a kernel)."""
-    x = x.clone().requires_grad_(needs in ("all", "x"))
-    w = w.clone().requires_grad_(needs in ("all", "kernel"))
-    if b is not None:
-        b = b.clone().requires_grad_(needs in ("all", "bias"))
-    if not (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
-        w.requires_grad_(True)
-    y = fn(x, w, b, **geometry)
-    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1),
-                     dtype=torch.float64).to(y.dtype)
-    wanted = [t for t in (x, w, b) if t is not None and t.requires_grad]
-    return y, [y.detach()] + list(torch.autograd.grad(y, wanted, gy))
-
-
 @SETTINGS
 @given(cases(), st.sampled_from(["float64", "float32"]))
 def test_kernel_matches_the_reference(case, dtype):
@@ -87,9 +72,9 @@ def test_kernel_matches_the_reference(case, dtype):
     dtype = getattr(torch, dtype)
     x, w, b = _tensors(case, dtype)
     geometry = _geometry(case["spatial"], case["ksize"], case["channels_last"])
-    y, got = _run(kstride.conv_transpose, case["needs"], x, w, b, **geometry)
+    y, got = run_with_grads(kstride.conv_transpose, case["needs"], x, w, b, **geometry)
     assert y.grad_fn.name() == NODE  # the new backward ran, not the reference's
-    _, want = _run(reference.conv_transpose, case["needs"], x, w, b, **geometry)
+    _, want = run_with_grads(reference.conv_transpose, case["needs"], x, w, b, **geometry)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else \
         dict(rtol=1e-12, atol=1e-12)
     assert len(got) == len(want)

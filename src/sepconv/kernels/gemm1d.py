@@ -216,7 +216,7 @@ def _conv_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Te
         return _reference.conv(x, kernel, bias, strides=(stride,), dilation=(dilation,),
                                pads=((left, right),), groups=1, channels_last=True)
     xc = x.contiguous()
-    y = _linear(xc.view(n * steps, c), kernel[whole], bias).view(n, steps, f)
+    y = linear(xc.view(n * steps, c), kernel[whole], bias).view(n, steps, f)
     for j in range(k):
         rows = _tap_rows(j, stride, dilation, left, steps, out_steps)
         if rows is None or j == whole:
@@ -227,12 +227,13 @@ def _conv_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Te
     return y
 
 
-def _linear(a: torch.Tensor, w: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+def linear(a: torch.Tensor, w: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     """``a @ w (+ bias)`` into a new ``(rows, w.shape[1])`` tensor: oneDNN's matmul for
     float32 (``torch.ops.mkldnn._linear_pointwise``, what torch.compile's CPU code calls:
     0.75-0.85x MKL's time for WaveNet's (64000, 64) @ (64, 128) on this Zen 4, where MKL
-    runs its AVX2 code), else ``torch.addmm`` (MKL)."""
-    if a.dtype == torch.float32 and _ONEDNN_LINEAR:
+    runs its AVX2 code), else ``torch.addmm`` (MKL), as where the user switched oneDNN off
+    (``torch.backends.mkldnn.flags(enabled=False)``).  kstride.py's GEMMs call it too."""
+    if a.dtype == torch.float32 and _ONEDNN_LINEAR and torch.backends.mkldnn.enabled:
         return torch.ops.mkldnn._linear_pointwise(a, w.t().contiguous(), bias, "none",
                                                   [None], "")
     return torch.mm(a, w) if bias is None else torch.addmm(bias, a, w)
@@ -311,7 +312,7 @@ def conv_backward(grad_y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor,
     grad_x = grad_w = grad_b = None
     if need_x:
         if whole is not None:
-            grad_x = _linear(gy.view(n * steps, f), w[whole].t(), None).view(n, steps, c)
+            grad_x = linear(gy.view(n * steps, f), w[whole].t(), None).view(n, steps, c)
         else:
             grad_x = xc.new_zeros(n, steps, c)
         for j, rows in taps:
@@ -393,7 +394,7 @@ def _transpose_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[tor
     j = -(-k // stride)
     if j * stride != k:
         kernel = F.pad(kernel, (0, 0, 0, 0, 0, j * stride - k))
-    z = _linear(x.reshape(n * steps, c), kernel.reshape(j * stride * f, c).t(), None)
+    z = linear(x.reshape(n * steps, c), kernel.reshape(j * stride * f, c).t(), None)
     z = z.view(n, steps, j, stride * f)
     rows = steps + j - 1
     if j == 1:

@@ -34,7 +34,7 @@ import torch
 
 from . import graphs as _graphs
 from . import reference as _reference
-from .gemm1d import _linear
+from .gemm1d import linear
 
 #: The switch :func:`takes` reads (``False``: the reference kernel everywhere, as before).
 ENABLED = True
@@ -147,7 +147,7 @@ def _forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor]
     if channels_last:
         spatial = tuple(x.shape[1:1 + rank])
         b = None if bias is None else bias.repeat(taps)
-        z = _linear(x.reshape(-1, c), w.t(), b).view(n, *spatial, *ksize, f)
+        z = linear(x.reshape(-1, c), w.t(), b).view(n, *spatial, *ksize, f)
     else:
         spatial = tuple(x.shape[2:])
         xs = x.reshape(n, c, -1)
@@ -184,7 +184,7 @@ def _backward(grad_y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor,
     if channels_last:
         xm = x.reshape(-1, c)
         if need_x:
-            grad_x = _linear(g, w, None).view(x.shape)
+            grad_x = linear(g, w, None).view(x.shape)
         if need_w:
             grad_w = torch.mm(g.t(), xm).view(kernel.shape)
         if need_b:

@@ -208,7 +208,10 @@ def conv_transpose(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.T
                                         strides, dilation):
         full = (n - 1) * s + (k - 1) * d + 1
         extra = o + 2 * left - full  # torch's output_padding for padding=left
-        if 0 <= extra < max(s, d):
+        # (not an output_padding past the kernel's extent: rows no tap reaches; there
+        # torch 2.13's CPU weight gradient of a channels_last input corrupted the heap,
+        # e.g. kernel 1, stride 3, output_padding 2 — the zeros are added below instead)
+        if 0 <= extra < max(s, d) and (extra == 0 or extra <= (k - 1) * d):
             torch_pad.append(left)
             torch_out_pad.append(extra)
             cuts.append(None)
