@@ -161,7 +161,7 @@ import torch
 from . import functional as _functional
 from .layers.attention import GroupQueryAttention as _GroupQueryAttention
 from .layers.base import Layer
-from .layers.masking import _mask_of_returned_input, _takes_mask
+from .layers.masking import _mask_of_returned_input, _takes_mask, first_argument_mask
 
 #: Keras activations that act on the last axis (not per element).
 _LAST_AXIS_ACTIVATIONS = ("softmax", "log_softmax", "glu", "sparsemax")
@@ -1216,7 +1216,7 @@ class _GraphStream:
         masks: Dict[tuple, torch.Tensor] = {}  # the Keras masks of the values with one
 
         for n in self.nodes:
-            in_mask = _first_mask(n.args, masks) if masks else None
+            in_mask = first_argument_mask(n.args, masks) if masks else None
             if n.mask_ref is not None:  # (an explicit mask wins, as in Keras)
                 in_mask = values[n.mask_ref]
             out_mask = None
@@ -1253,19 +1253,6 @@ class _GraphStream:
     @property
     def steps(self) -> List[_Step]:
         return [n.step for n in self.nodes if n.step is not None]
-
-
-def _first_mask(args, masks: Dict[tuple, torch.Tensor]):
-    """The Keras mask of a call's first argument (a tensor, or a list of them: their
-    masks, ``None`` where none), as the model's own run finds it."""
-    first = args[0] if args else None
-    if isinstance(first, tuple) and first and first[0] == "__ref__":
-        return masks.get(tuple(first[1:]))
-    if isinstance(first, list):
-        found = [masks.get(tuple(v[1:])) if isinstance(v, tuple) and v and
-                 v[0] == "__ref__" else None for v in first]
-        return found if any(m is not None for m in found) else None
-    return None
 
 
 def _multi_mask(n: "_GraphNode", args, out, mask):

@@ -22,7 +22,7 @@ import torch
 from .. import _registry
 from .. import activations as _activations
 from ..layers import base as _base
-from ..layers.masking import Sequential, call_with_mask
+from ..layers.masking import Sequential, call_with_mask, first_argument_mask
 from . import files as _files
 from . import keras_ops as _keras_ops
 from . import tf_ops as _tf_ops
@@ -532,17 +532,6 @@ class KerasFunctional(torch.nn.Module):
             if m is not None:
                 masks[ref] = m
 
-        def input_mask(args):
-            # the implicit mask of a call's first argument (a tensor or a list of them)
-            first = args[0] if args else None
-            if isinstance(first, tuple) and first and first[0] == "__ref__":
-                return masks.get(tuple(first[1:]))
-            if isinstance(first, list):
-                found = [masks.get(tuple(v[1:])) if isinstance(v, tuple) and v and
-                         v[0] == "__ref__" else None for v in first]
-                return found if any(m is not None for m in found) else None
-            return None
-
         def argument_masks(module, args, kwargs):
             # the masks of the arguments a layer takes as `<name>_mask` (attention's query,
             # value, key), from the values the call passes by position or by name
@@ -564,7 +553,7 @@ class KerasFunctional(torch.nn.Module):
                 call_kwargs = {**resolve(kwargs, values),
                                **argument_masks(module, args, kwargs)}
                 stripped = _keras3_mask_stripping(module, args, kwargs, call_kwargs, masks)
-                in_mask = input_mask(args)
+                in_mask = first_argument_mask(args, masks)
             else:
                 call_kwargs = resolve(kwargs, values) if kwargs else {}
                 in_mask = None

@@ -43,6 +43,20 @@ def _takes_mask(module: torch.nn.Module) -> bool:
     return cached
 
 
+def first_argument_mask(args, masks):
+    """The Keras mask of a graph call's first argument (a ``("__ref__", *ref)`` tuple, or a
+    list of them: their masks, ``None`` where none) from ``masks`` (ref -> mask), as a
+    model's run finds it (``KerasFunctional`` and its stream)."""
+    first = args[0] if args else None
+    if isinstance(first, tuple) and first and first[0] == "__ref__":
+        return masks.get(tuple(first[1:]))
+    if isinstance(first, list):
+        found = [masks.get(tuple(v[1:])) if isinstance(v, tuple) and v and
+                 v[0] == "__ref__" else None for v in first]
+        return found if any(m is not None for m in found) else None
+    return None
+
+
 def call_with_mask(module: torch.nn.Module, args: Sequence[Any], kwargs: Dict[str, Any],
                    mask: Any) -> Tuple[Any, Any]:
     """Run ``module(*args, **kwargs)`` as a tf-keras 2.21 model runs a layer, given the
