@@ -4,10 +4,12 @@ and its relatives) for PyTorch, with tf-keras' numbers.
 ``import sepconv`` loads torch and numpy only: no Keras, TensorFlow, Triton or h5py.
 """
 
-from . import activations, constraints, functional, initializers, padding, regularizers
+from . import (activations, constraints, functional, initializers, losses, padding,
+               regularizers)
 from .constraints import apply_constraints
 from .layers import *  # noqa: F401,F403  (every Keras class: layers.__all__)
 from .layers import __all__ as _layer_names
+from .losses import R_NAMES as _loss_r_names
 from .losses import regularization_loss
 from .r import *  # noqa: F401,F403  (every R-style layer_* function: r.__all__)
 from .r import __all__ as _r_names
@@ -18,8 +20,10 @@ __version__ = "0.1.0"
 # Model files: imported on first use, so `import sepconv` loads no h5py.
 _MODEL_FILE_NAMES = ("load_keras_model", "load_keras_weights", "save_keras_model")
 
-__all__ = (list(_layer_names) + list(_r_names) + list(_MODEL_FILE_NAMES)
-           + ["regularization_loss", "apply_constraints", "stream", "Stream", "functional",
+globals().update({_n: getattr(losses, _n) for _n in _loss_r_names})  # R's loss_*
+
+__all__ = (list(_layer_names) + list(_r_names) + list(_MODEL_FILE_NAMES) + list(_loss_r_names)
+           + ["losses", "regularization_loss", "apply_constraints", "stream", "Stream", "functional",
               "padding", "activations", "initializers", "regularizers", "constraints"])
 
 

@@ -63,10 +63,23 @@ def _selu_torch(x):
     return _SELU_SCALE * torch.where(x >= 0, x, negative)
 
 
+def keep_logits(output: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``output`` carrying ``logits`` as ``output._keras_logits``, as tf-keras' softmax and
+    sigmoid keep theirs: :mod:`sepconv.losses`' crossentropies then compute from the
+    logits (no clipping of the probabilities), as tf-keras' do.  Not while torch traces
+    or compiles (a graph has no attributes on its tensors)."""
+    if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        try:
+            output._keras_logits = logits
+        except (AttributeError, RuntimeError):  # (a tensor subclass without a __dict__)
+            pass
+    return output
+
+
 def sigmoid(x):
     # TensorFlow's numbers on CPU float32 (a C routine, kernels/activation.py); torch's
     # sigmoid elsewhere
-    return _activation_kernel.sigmoid(x)
+    return keep_logits(_activation_kernel.sigmoid(x), x)
 
 
 def hard_sigmoid(x):
@@ -115,7 +128,7 @@ def mish(x):
 
 
 def softmax(x):
-    return torch.softmax(x, dim=-1)
+    return keep_logits(torch.softmax(x, dim=-1), x)
 
 
 def log_softmax(x):

@@ -559,7 +559,11 @@ class Softmax(_Weightless):
         return self.call(x)
 
     def call(self, x):
-        return _functional.keras_softmax(x, self.axis)
+        out = _functional.keras_softmax(x, self.axis)
+        if isinstance(self.axis, int) or len(self.axis) == 1:
+            # tf-keras' backend.softmax keeps the logits for the crossentropies
+            out = _activations.keep_logits(out, x)
+        return out
 
     def get_config(self):
         config = {**self.base_config(), "axis": self.axis}
