@@ -76,8 +76,11 @@ class Registry:
     def known(self):
         return sorted(self.factories)
 
-    def get(self, identifier: Any, argument: str) -> Optional[Any]:
-        """Resolve ``identifier`` for the layer argument named ``argument``."""
+    def get(self, identifier: Any, argument: str, build: Optional[dict] = None) -> Optional[Any]:
+        """Resolve ``identifier`` for the layer argument named ``argument``.  ``build``:
+        constructor arguments a config does not hold (an optimizer's parameters), given
+        to a class built here and to a callable identifier (a factory)."""
+        build = build or {}
         if identifier is None:
             return None
         is_dict = isinstance(identifier, dict)
@@ -86,7 +89,7 @@ class Registry:
             custom_object(identifier)  # (a name; custom_object skips other values)
         if isinstance(custom, type):  # a class: built from the dict's config
             config = identifier.get("config") if is_dict else None
-            return custom(**(config or {}))
+            return custom(**build, **(config or {}))
         if custom is not None:
             return custom
         if isinstance(identifier, str):
@@ -96,34 +99,35 @@ class Registry:
                     f"Invalid value for argument `{argument}`. Expected {_a(self.kind)} name "
                     f"({', '.join(self.known())}), a callable or a config dict. "
                     f"Received {argument}={identifier!r}")
-            return factory()
+            return factory(**build)
         if isinstance(identifier, dict):
-            return self._from_config(identifier, argument)
+            return self._from_config(identifier, argument, build)
         if _is_keras_object(identifier):
-            return self._from_keras(identifier, argument)
+            return self._from_keras(identifier, argument, build)
         if isinstance(identifier, type):
-            return identifier()
+            return identifier(**build)
         if callable(identifier):
-            return identifier
+            return identifier(**build) if build else identifier
         raise TypeError(f"Invalid type for argument `{argument}`. Expected {_a(self.kind)} name, "
                         f"a callable or a config dict. Received {argument}={identifier!r} "
                         f"of type {type(identifier).__name__}")
 
-    def _from_keras(self, obj: Any, argument: str) -> Any:
+    def _from_keras(self, obj: Any, argument: str, build: Optional[dict] = None) -> Any:
         """A Keras 3 / tf-keras object (it computes on its own tensors): sepconv's equal,
         from its class name and config, or for a function, from its name."""
         if isinstance(obj, type):
-            return self._from_config({"class_name": obj.__name__}, argument)
+            return self._from_config({"class_name": obj.__name__}, argument, build)
         if hasattr(obj, "get_config"):
             return self._from_config({"class_name": type(obj).__name__,
-                                      "config": obj.get_config()}, argument)
-        return self.get(getattr(obj, "__name__", repr(obj)), argument)
+                                      "config": obj.get_config()}, argument, build)
+        return self.get(getattr(obj, "__name__", repr(obj)), argument, build)
 
-    def _from_config(self, config: dict, argument: str) -> Any:
+    def _from_config(self, config: dict, argument: str, build: Optional[dict] = None) -> Any:
         if "class_name" not in config:
             raise ValueError(f"Invalid value for argument `{argument}`. A config dict needs a "
                              f"'class_name' key. Received {argument}={config!r}")
         name = str(config["class_name"])
+        build = build or {}
         inner = dict(config.get("config") or {})
         cls = self.classes.get(name.lower())
         if cls is None:
@@ -132,11 +136,11 @@ class Registry:
                 raise ValueError(f"Invalid value for argument `{argument}`: unknown {self.kind} "
                                  f"class_name {name!r}. Known: {', '.join(self.known())}")
             if not inner:
-                return factory()
-            cls = type(factory())
+                return factory(**build)
+            cls = type(factory(**build))
         inner.pop("name", None)
         try:
-            return cls(**inner)
+            return cls(**build, **inner)
         except TypeError as err:
             raise ValueError(f"Invalid value for argument `{argument}`: {err}. "
                              f"Received {argument}={config!r}") from None
