@@ -27,11 +27,14 @@ globals().update({_n: getattr(losses, _n) for _n in _loss_r_names})
 globals().update({_n: getattr(optimizers, _n) for _n in _optimizer_r_names})
 
 __all__ = (list(_layer_names) + list(_r_names) + list(_MODEL_FILE_NAMES) + list(_loss_r_names)
-           + list(_optimizer_r_names) + ["losses", "optimizers", "regularization_loss", "apply_constraints", "stream", "Stream", "functional",
+           + list(_optimizer_r_names) + ["load_keras_training", "losses", "optimizers", "regularization_loss", "apply_constraints", "stream", "Stream", "functional",
               "padding", "activations", "initializers", "regularizers", "constraints"])
 
 
 def __getattr__(name):
+    if name in ("load_keras_training", "KerasTraining"):
+        from .interop import training
+        return getattr(training, name)
     if name in _MODEL_FILE_NAMES:
         from .interop import models
         return getattr(models, name)

@@ -467,12 +467,18 @@ class Nadam(Optimizer):
                       if p.grad is not None), None)
         if first is not None:
             for group in self.param_groups:
-                t = group["iterations"] + 1
-                beta_1 = _cast(group["beta_1"], first)
-                u_t = beta_1 * (1.0 - 0.5 * torch.pow(_cast(0.96, first), _scalar(t, first)))
-                product = _scalar(group.get("u_product", 1.0), first) * u_t
-                group["u_product"] = float(product)
+                if "u_product" not in group:  # (a state from a file: the product of the
+                    group["u_product"] = 1.0  # steps taken, as fit kept it)
+                    for t in range(1, group["iterations"] + 1):
+                        self._advance(group, first, t)
+                self._advance(group, first, group["iterations"] + 1)
         return super().step(closure)
+
+    @staticmethod
+    def _advance(group: dict, first: torch.Tensor, t: int) -> None:
+        beta_1 = _cast(group["beta_1"], first)
+        u_t = beta_1 * (1.0 - 0.5 * torch.pow(_cast(0.96, first), _scalar(t, first)))
+        group["u_product"] = float(_scalar(group["u_product"], first) * u_t)
 
     def _update(self, p, g, state, group, lr, iterations):
         beta_1, beta_2 = _cast(group["beta_1"], p), _cast(group["beta_2"], p)

@@ -82,6 +82,15 @@ class KerasFile:
         #: a ``.keras`` file's ``assets/`` entries (the lookup layers' vocabulary.txt), by
         #: their path under ``assets/``
         self.assets: Dict[str, bytes] = {}
+        #: what ``compile`` was given: an ``.h5`` file's ``training_config`` (keys
+        #: ``loss``, ``metrics``, ``loss_weights``, ``optimizer_config``, ...) or a
+        #: ``.keras`` file's ``compile_config`` (``optimizer``, ``loss``, ...); ``None``
+        #: for a model saved uncompiled
+        self.training_config: Optional[dict] = None
+        #: the compiled optimizer's variables, ``(name, array)`` in the optimizer's order
+        #: (``.h5``: ``optimizer_weights``, named ``"Adam/m/dense/kernel:0"``; a
+        #: ``.keras`` file's ``optimizer/vars``: names ``None``); ``None`` if not saved
+        self.optimizer_weights: Optional[List[Tuple[Optional[str], np.ndarray]]] = None
 
     def assets_for(self, layer_names: List[str], class_names: List[str],
                    skip_inputs: bool) -> Dict[str, Dict[str, bytes]]:
@@ -230,16 +239,28 @@ def _read_h5(path: str, f, label: Optional[str] = None) -> KerasFile:
                 group = f["model_weights"]
                 version = version or (_text(group.attrs["keras_version"])
                                       if "keras_version" in group.attrs else None)
-                return KerasFile(path, "h5", config, version,
-                                 legacy_weights=_legacy_weights(group, label),
-                                 legacy_names=_legacy_names(group))
+                kf = KerasFile(path, "h5", config, version,
+                               legacy_weights=_legacy_weights(group, label),
+                               legacy_names=_legacy_names(group))
+                if "training_config" in attrs:
+                    kf.training_config = _json(attrs["training_config"], label,
+                                               "training_config")
+                if "optimizer_weights" in f:
+                    opt = f["optimizer_weights"]
+                    kf.optimizer_weights = [(n, np.asarray(opt[n])) for n in
+                                            _names(opt.attrs.get("weight_names")) if n]
+                return kf
             if "layer_names" in attrs:
                 return KerasFile(path, "weights_h5", None, version,
                                  legacy_weights=_legacy_weights(f, label))
             if "layers" in f or "vars" in f:
                 weights, nested = _v3_tree(f)
-                return KerasFile(path, "weights_v3", None, version, v3_weights=weights,
-                                 v3_nested=nested)
+                kf = KerasFile(path, "weights_v3", None, version, v3_weights=weights,
+                               v3_nested=nested)
+                if "optimizer" in f and "vars" in f["optimizer"]:
+                    kf.optimizer_weights = [(None, a) for a in
+                                            group_tree(f["optimizer"])["vars"]]
+                return kf
             raise KerasFileError(f"{label} is an HDF5 file but not a Keras model or weights "
                                  f"file (no 'model_config', 'layer_names' or 'layers')")
     except KerasFileError:
@@ -367,6 +388,8 @@ def _read_keras_zip(path: str) -> KerasFile:
                    v3_weights=inner.v3_weights, legacy_names=inner.legacy_names,
                    v3_nested=inner.v3_nested)
     kf.assets = assets
+    kf.training_config = config.get("compile_config")
+    kf.optimizer_weights = inner.optimizer_weights
     return kf
 
 
@@ -381,6 +404,9 @@ def _read_keras_dir(path: str) -> KerasFile:
         version = _json(text("metadata.json"), path, "metadata.json").get("keras_version")
     weights = os.path.join(path, "model.weights.h5")
     inner = _read_h5(weights, _open_h5(weights, weights))
-    return KerasFile(path, "keras", config, version, legacy_weights=inner.legacy_weights,
-                     v3_weights=inner.v3_weights, legacy_names=inner.legacy_names,
-                     v3_nested=inner.v3_nested)
+    kf = KerasFile(path, "keras", config, version, legacy_weights=inner.legacy_weights,
+                   v3_weights=inner.v3_weights, legacy_names=inner.legacy_names,
+                   v3_nested=inner.v3_nested)
+    kf.training_config = config.get("compile_config")
+    kf.optimizer_weights = inner.optimizer_weights
+    return kf

@@ -1,0 +1,122 @@
+"""sepconv.load_keras_training: a tf-keras model compiled with each loss and optimizer,
+fitted 2 steps and saved (.h5 and .keras, with the optimizer's state), then fitted 3 more
+steps by tf-keras and by sepconv from the file: the weights agree.  One tf-keras build
+per case, all in the module's fixture."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import sepconv
+
+tf = pytest.importorskip("tensorflow")
+K = pytest.importorskip("tf_keras")
+
+BATCH, FEATURES, CLASSES = 16, 6, 4
+
+
+def _cases():
+    O, L = K.optimizers, K.losses
+    return {  # name -> (output activation, target kind, loss, optimizer)
+        "cce_adam": ("softmax", "onehot", "categorical_crossentropy",
+                     O.Adam(0.01, amsgrad=True, clipnorm=1.0)),
+        "cce_smooth_sgd": ("softmax", "onehot", L.CategoricalCrossentropy(label_smoothing=0.1),
+                           O.SGD(0.05, momentum=0.9, nesterov=True)),
+        "sparse_rmsprop": ("softmax", "sparse", "sparse_categorical_crossentropy",
+                           O.RMSprop(0.01, momentum=0.5, centered=True)),
+        "logits_adamw": (None, "sparse", L.SparseCategoricalCrossentropy(from_logits=True),
+                         O.AdamW(0.01, weight_decay=0.01)),
+        "bce_nadam": ("sigmoid", "binary", "binary_crossentropy", O.Nadam(0.01)),
+        "mse_adagrad": (None, "real", "mse", O.Adagrad(0.05)),
+        "huber_adamax": (None, "real", L.Huber(delta=0.5), O.Adamax(0.02, global_clipnorm=1.0)),
+        "mae_sgd_decay": (None, "real", "mae", O.SGD(
+            O.schedules.ExponentialDecay(0.1, decay_steps=2, decay_rate=0.5))),
+    }
+
+
+def _model(activation):
+    L = K.layers
+    return K.Sequential([
+        L.Dense(8, activation="relu", input_shape=(FEATURES,),
+                kernel_regularizer=K.regularizers.l2(1e-2)),
+        L.BatchNormalization(),
+        L.Dense(CLASSES, activation=activation)])
+
+
+def _targets(kind, rng):
+    classes = rng.integers(0, CLASSES, BATCH)
+    return {"onehot": np.eye(CLASSES, dtype=np.float32)[classes],
+            "sparse": classes.astype(np.int64),
+            "binary": rng.integers(0, 2, (BATCH, CLASSES)).astype(np.float32),
+            "real": rng.standard_normal((BATCH, CLASSES)).astype(np.float32)}[kind]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compiled")
+    out = {}
+    for name, (activation, kind, loss, opt) in _cases().items():
+        K.utils.set_random_seed(3)
+        rng = np.random.default_rng(len(name))
+        model = _model(activation)
+        x = rng.standard_normal((BATCH, FEATURES)).astype(np.float32)
+        y = _targets(kind, rng)
+        model.compile(optimizer=opt, loss=loss, metrics=["accuracy"], run_eagerly=True)
+        model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+        files = {}
+        for fmt in (".h5", ".keras"):
+            files[fmt] = os.path.join(root, name + fmt)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.save(files[fmt])
+        hist = model.fit(x, y, batch_size=BATCH, epochs=3, shuffle=False, verbose=0)
+        out[name] = dict(files=files, x=x, y=y, losses=hist.history["loss"],
+                         weights=model.get_weights())
+    return out
+
+
+@pytest.mark.parametrize("fmt", [".h5", ".keras"])
+def test_training_from_the_file_follows_fit(reference, fmt, torch_single_thread):
+    failures = []
+    for name, r in reference.items():
+        path = r["files"][fmt]
+        model = sepconv.load_keras_model(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the optimizer's state must load
+            training = sepconv.load_keras_training(path, model)
+        assert training.optimizer.iterations == 2, name
+        x, y = torch.from_numpy(r["x"]), torch.from_numpy(r["y"])
+        losses = [training.train_step(x, y) for _ in range(3)]
+        got = [w for layer in model.children() for w in layer.get_weights()]
+        err = max(float(np.abs(a - b).max() / max(1.0, np.abs(b).max()))
+                  for a, b in zip(got, r["weights"]))
+        loss_err = float(np.max(np.abs(np.subtract(losses, r["losses"]))
+                                / np.abs(r["losses"])))
+        if len(got) != len(r["weights"]) or err > 1e-5 or loss_err > 1e-5:
+            failures.append(f"{name}: weights off by {err:.3g}, losses by {loss_err:.3g}")
+    assert not failures, "\n".join(failures)
+
+
+def test_compile_settings_are_read(reference):
+    path = reference["cce_smooth_sgd"]["files"][".h5"]
+    model = sepconv.load_keras_model(path)
+    training = sepconv.load_keras_training(path, model, optimizer_state=False)
+    assert isinstance(training.loss, sepconv.losses.CategoricalCrossentropy)
+    assert training.loss.get_config()["label_smoothing"] == pytest.approx(0.1)
+    assert isinstance(training.optimizer, sepconv.optimizers.SGD)
+    assert training.optimizer.param_groups[0]["nesterov"] is True
+    assert training.optimizer.iterations == 0  # (the state not asked for)
+    assert training.metrics is not None
+
+
+def test_uncompiled_file_is_refused(tmp_path):
+    model = K.Sequential([K.layers.Dense(2, input_shape=(3,))])
+    path = str(tmp_path / "plain.h5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(path)
+    with pytest.raises(ValueError, match="saved without compile"):
+        sepconv.load_keras_training(path, sepconv.load_keras_model(path))
