@@ -120,3 +120,21 @@ def test_uncompiled_file_is_refused(tmp_path):
         model.save(path)
     with pytest.raises(ValueError, match="saved without compile"):
         sepconv.load_keras_training(path, sepconv.load_keras_model(path))
+
+
+def test_keras3_file_gives_loss_and_a_fresh_optimizer(tmp_path):
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.RMSprop(0.01, momentum=0.5),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    model.fit(np.ones((4, 3), np.float32), np.eye(2, dtype=np.float32)[[0, 1, 0, 1]],
+              verbose=0)
+    path = str(tmp_path / "k3.keras")
+    model.save(path)
+    ours = sepconv.load_keras_model(path)
+    with pytest.warns(UserWarning, match="not Keras 3's"):
+        training = sepconv.load_keras_training(path, ours)
+    assert isinstance(training.loss, sepconv.losses.CategoricalCrossentropy)
+    assert isinstance(training.optimizer, sepconv.optimizers.RMSprop)
+    assert training.optimizer.param_groups[0]["momentum"] == 0.5
+    assert training.optimizer.iterations == 0

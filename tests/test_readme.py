@@ -123,6 +123,22 @@ def _lambda_file(path: str) -> None:
         sepconv.Conv1D(8, 3, input_shape=(None, 16)), lam, sepconv.Dense(2)), path)
 
 
+def _compiled_file(path: str) -> None:
+    """A model file with tf-keras' ``training_config`` (what ``compile`` stores)."""
+    import json
+
+    import h5py
+    sepconv.save_keras_model(torch.nn.Sequential(
+        sepconv.Dense(8, activation="relu", input_shape=(4,)),
+        sepconv.Dense(3, activation="softmax")), path)
+    with h5py.File(path, "a") as f:
+        f.attrs["training_config"] = json.dumps({
+            "loss": "categorical_crossentropy", "metrics": None, "loss_weights": None,
+            "optimizer_config": {"class_name": "Custom>Adam", "config": {
+                "name": "Adam", "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999,
+                "epsilon": 1e-07, "amsgrad": False, "is_legacy_optimizer": False}}})
+
+
 #: What a block needs before it runs, by a piece of its text.
 SETUPS: Dict[str, Callable[[Dict], None]] = {
     'load_keras_model("model.h5")': lambda ns: _causal_file("model.h5", 16),
@@ -161,6 +177,7 @@ SETUPS: Dict[str, Callable[[Dict], None]] = {
     '"lambda_model.h5"': lambda ns: (_lambda_file("lambda_model.h5"),
                                      ns.update(x=torch.randn(4, 20, 16))),
     "tf_keras.applications": lambda ns: pytest.importorskip("tf_keras"),  # builds one
+    '"compiled.h5"': lambda ns: _compiled_file("compiled.h5"),
 }
 
 BLOCKS = _blocks()
