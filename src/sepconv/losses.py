@@ -33,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Optional
 
 import torch
@@ -236,7 +237,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False,
         valid = target != int(ignore_class)
         target = torch.where(valid, target, torch.zeros_like(target))
     classes = output.shape[-1]
-    if bool(((target < 0) | (target >= classes)).any()):
+    if target.device.type == "cpu" and bool(((target < 0) | (target >= classes)).any()):
         raise ValueError(f"sparse_categorical_crossentropy: class indices must lie in "
                          f"[0, {classes}). Received {target.min().item()}.."
                          f"{target.max().item()}")
@@ -405,6 +406,12 @@ def _wrapper(fn: Callable, default_name: str, doc: str, **defaults):
     def get_config(self) -> dict:
         return {"reduction": self.reduction, "name": self.name, **self._fn_kwargs}
 
+    P = inspect.Parameter
+    __init__.__signature__ = inspect.Signature(
+        [P("self", P.POSITIONAL_OR_KEYWORD)]
+        + [P(k, P.POSITIONAL_OR_KEYWORD, default=v) for k, v in defaults.items()]
+        + [P("reduction", P.KEYWORD_ONLY, default="auto"),
+           P("name", P.KEYWORD_ONLY, default=default_name)])
     return {"__init__": __init__, "get_config": get_config, "__doc__": doc}
 
 

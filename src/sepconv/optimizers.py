@@ -238,12 +238,16 @@ class Optimizer(torch.optim.Optimizer):
             wd = group["weight_decay"]
             if wd is not None:
                 p.sub_(p * _cast(wd, p) * _scalar(group["_lr"], p))
+        cache: Dict[Any, Any] = {}  # this step's scalars, per group, dtype and device
         for (group, p), g in zip(pairs, grads):
             state = self.state[p]
             if not state:
                 self._init_state(state, p, group)
-            self._update(p, g, state, group, _scalar(group["_lr"], p),
-                         group["iterations"])
+            key = (id(group), p.dtype, p.device)
+            if key not in cache:
+                cache[key] = self._scalars(group, p, _scalar(group["_lr"], p),
+                                           group["iterations"])
+            self._update(p, g, state, group, cache[key])
         for group in self.param_groups:
             group["iterations"] += 1
             del group["_lr"]
@@ -266,7 +270,12 @@ class Optimizer(torch.optim.Optimizer):
     def _init_state(self, state: dict, p: torch.Tensor, group: dict) -> None:
         raise NotImplementedError
 
-    def _update(self, p, g, state, group, lr, iterations) -> None:
+    def _scalars(self, group: dict, p: torch.Tensor, lr: torch.Tensor, iterations: int) -> Any:
+        """What a step's update needs beyond the tensors (computed once per step and
+        dtype): by default the learning rate."""
+        return lr
+
+    def _update(self, p, g, state, group, scalars) -> None:
         raise NotImplementedError
 
     def __repr__(self):
@@ -332,9 +341,12 @@ class SGD(Optimizer):
     def _init_state(self, state, p, group):
         state["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _update(self, p, g, state, group, lr, iterations):
+    def _scalars(self, group, p, lr, iterations):
+        return lr, _cast(group["momentum"], p)
+
+    def _update(self, p, g, state, group, scalars):
+        lr, momentum = scalars
         m = state["momentum"]
-        momentum = _cast(group["momentum"], p)
         m.copy_(-g * lr + m * momentum)
         if group["nesterov"]:
             p.add_(-g * lr + m * momentum)
@@ -356,20 +368,22 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             state["vhat"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _update(self, p, g, state, group, lr, iterations):
-        beta_1, beta_2 = group["beta_1"], group["beta_2"]
+    def _scalars(self, group, p, lr, iterations):
         step = _scalar(iterations + 1, p)
-        beta_1_power = torch.pow(_cast(beta_1, p), step)
-        beta_2_power = torch.pow(_cast(beta_2, p), step)
-        alpha = lr * torch.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        beta_1_power = torch.pow(_cast(group["beta_1"], p), step)
+        beta_2_power = torch.pow(_cast(group["beta_2"], p), step)
+        return lr * torch.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+
+    def _update(self, p, g, state, group, alpha):
+        # (in place, in tf-keras' order of operations: the same roundings)
         m, v = state["m"], state["v"]
-        m.add_((g - m) * (1 - beta_1))
-        v.add_((torch.square(g) - v) * (1 - beta_2))
+        m.add_(torch.sub(g, m).mul_(1 - group["beta_1"]))
+        v.add_(torch.square(g).sub_(v).mul_(1 - group["beta_2"]))
         if group["amsgrad"]:
             vhat = state["vhat"]
             torch.maximum(vhat, v, out=vhat)
             v = vhat
-        p.sub_((m * alpha) / (torch.sqrt(v) + group["epsilon"]))
+        p.sub_(torch.mul(m, alpha).div_(torch.sqrt(v).add_(group["epsilon"])))
 
 
 class AdamW(Adam):
@@ -395,7 +409,7 @@ class RMSprop(Optimizer):
         if group["centered"]:
             state["average_gradient"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _update(self, p, g, state, group, lr, iterations):
+    def _update(self, p, g, state, group, lr):
         rho, eps = group["rho"], group["epsilon"]
         velocity = state["velocity"]
         velocity.copy_(rho * velocity + (1 - rho) * torch.square(g))
@@ -424,7 +438,7 @@ class Adagrad(Optimizer):
         state["accumulator"] = torch.full_like(p, group["initial_accumulator_value"],
                                               memory_format=torch.preserve_format)
 
-    def _update(self, p, g, state, group, lr, iterations):
+    def _update(self, p, g, state, group, lr):
         acc = state["accumulator"]
         acc.add_(g * g)
         p.sub_(lr * g / torch.sqrt(acc + group["epsilon"]))
@@ -441,8 +455,11 @@ class Adamax(Optimizer):
         state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["u"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _update(self, p, g, state, group, lr, iterations):
-        beta_1_power = torch.pow(_cast(group["beta_1"], p), _scalar(iterations + 1, p))
+    def _scalars(self, group, p, lr, iterations):
+        return lr, torch.pow(_cast(group["beta_1"], p), _scalar(iterations + 1, p))
+
+    def _update(self, p, g, state, group, scalars):
+        lr, beta_1_power = scalars
         m, u = state["m"], state["u"]
         m.add_((g - m) * (1 - group["beta_1"]))
         u.copy_(torch.maximum(group["beta_2"] * u, torch.abs(g)))
@@ -480,7 +497,7 @@ class Nadam(Optimizer):
         u_t = beta_1 * (1.0 - 0.5 * torch.pow(_cast(0.96, first), _scalar(t, first)))
         group["u_product"] = float(_scalar(group["u_product"], first) * u_t)
 
-    def _update(self, p, g, state, group, lr, iterations):
+    def _scalars(self, group, p, lr, iterations):
         beta_1, beta_2 = _cast(group["beta_1"], p), _cast(group["beta_2"], p)
         decay = _cast(0.96, p)
         u_t = beta_1 * (1.0 - 0.5 * torch.pow(decay, _scalar(iterations + 1, p)))
@@ -488,6 +505,10 @@ class Nadam(Optimizer):
         u_product_t = _scalar(group["u_product"], p)
         u_product_t_1 = u_product_t * u_t_1
         beta_2_power = torch.pow(beta_2, _scalar(iterations + 1, p))
+        return lr, beta_1, beta_2, u_t, u_t_1, u_product_t, u_product_t_1, beta_2_power
+
+    def _update(self, p, g, state, group, scalars):
+        lr, beta_1, beta_2, u_t, u_t_1, u_product_t, u_product_t_1, beta_2_power = scalars
         m, v = state["m"], state["v"]
         m.add_((g - m) * (1 - beta_1))
         v.add_((torch.square(g) - v) * (1 - beta_2))
