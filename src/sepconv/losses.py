@@ -375,8 +375,10 @@ class LossFunctionWrapper(Loss):
 
     def call(self, y_true, y_pred) -> torch.Tensor:
         y_pred = _as_tensor(y_pred)
-        if isinstance(y_true, torch.Tensor) or hasattr(y_true, "shape"):
-            y_true, y_pred = _squeeze_pair(_as_tensor(y_true), y_pred)
+        if not isinstance(y_true, torch.Tensor):
+            import numpy as np
+            y_true = torch.as_tensor(np.asarray(y_true))
+        y_true, y_pred = _squeeze_pair(y_true, y_pred)  # (class indices stay integers)
         return self.fn(y_true, y_pred, **self._fn_kwargs)
 
     def get_config(self) -> dict:
