@@ -138,3 +138,39 @@ def test_keras3_file_gives_loss_and_a_fresh_optimizer(tmp_path):
     assert isinstance(training.optimizer, sepconv.optimizers.RMSprop)
     assert training.optimizer.param_groups[0]["momentum"] == 0.5
     assert training.optimizer.iterations == 0
+
+
+def test_two_outputs_with_loss_weights_follow_fit(tmp_path, torch_single_thread):
+    """A functional model's losses by output name, weighted as compile's loss_weights."""
+    K.utils.set_random_seed(4)
+    L = K.layers
+    inp = K.Input((FEATURES,))
+    h = L.Dense(8, activation="tanh")(inp)
+    a = L.Dense(2, name="a")(h)
+    b = L.Dense(3, activation="softmax", name="b")(h)
+    model = K.Model(inp, [a, b])
+    model.compile(optimizer=K.optimizers.SGD(0.1, momentum=0.5),
+                  loss={"a": "mse", "b": "categorical_crossentropy"},
+                  loss_weights={"a": 0.5, "b": 2.0}, run_eagerly=True)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH, FEATURES)).astype(np.float32)
+    ya = rng.standard_normal((BATCH, 2)).astype(np.float32)
+    yb = np.eye(3, dtype=np.float32)[rng.integers(0, 3, BATCH)]
+    model.fit(x, [ya, yb], batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    path = str(tmp_path / "two.h5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(path)
+    hist = model.fit(x, [ya, yb], batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    ours = sepconv.load_keras_model(path)
+    training = sepconv.load_keras_training(path, ours)
+    assert training.loss_weights == {"a": 0.5, "b": 2.0}
+    losses = [training.train_step(torch.from_numpy(x), [torch.from_numpy(ya),
+                                                        torch.from_numpy(yb)])
+              for _ in range(2)]
+    np.testing.assert_allclose(losses, hist.history["loss"], rtol=1e-6)
+    back = K.models.load_model(path, compile=False)  # ours written back, as tf-keras reads it
+    sepconv.save_keras_model(ours, str(tmp_path / "ours.h5"))
+    back.load_weights(str(tmp_path / "ours.h5"))
+    for got, want in zip(back.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
