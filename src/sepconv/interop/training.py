@@ -160,6 +160,9 @@ def load_keras_training(path: Any, model: torch.nn.Module,
     kf = _files.read(path)
     label = os.fspath(path)
     config = kf.training_config
+    if kf.kind not in ("h5", "keras"):
+        raise KerasFileError(f"{label}: sepconv reads the compile settings of .h5 and "
+                             f".keras model files (this is a {kf.kind} file)")
     if not config:
         raise KerasFileError(f"{label} holds no compile settings: the model was saved "
                              f"without compile(...)")
