@@ -127,6 +127,70 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
     return x.shape[1] + left + right - dilation[0] >= 1024
 
 
+#: torch 2.13 sends a float32 CPU convolution of batch 1 with at most this many input
+#: elements (after the caller's ``F.pad``) and a 1-row kernel (every Conv1D, lifted to 2D)
+#: to its THNN im2col kernel, not oneDNN (aten's ``ConvParams::use_mkldnn``)
+THNN_MAX_ELEMENTS = 20480
+
+
+def takes_columns(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tuple,
+                  pads: tuple, groups: int) -> bool:
+    """Whether :func:`conv_columns` runs this convolution: inference (no gradient
+    recorded) of a rank-1, ungrouped, undilated float32 Conv1D of 2+ taps and 2+ channels
+    at batch 1 with at most :data:`THNN_MAX_ELEMENTS` input elements, where the reference
+    kernel's ``F.conv2d`` runs torch's THNN kernel (``slow_conv2d``: the channels_last
+    im2col and one GEMM): the same columns and the same GEMM without its copies of the
+    input and of the output, so the same numbers, bit for bit (tests/test_call_cost.py).
+    One thread, this CPU (AMD EPYC Zen 3, AVX2), the keyword-spotting stem Conv1D(128, 11,
+    strides=2, "same") on (1, 101, 64): 0.20 against 0.31 ms (``bench/eval_latency.py``:
+    kws_matchbox at batch 1).  Not while tracing, exporting, compiling or under
+    ``torch.func`` (standard ops wanted)."""
+    if not ENABLED or kernel.dim() != 3 or x.dim() != 3 or groups != 1 \
+            or x.dtype != torch.float32 or kernel.dtype != torch.float32 \
+            or x.shape[0] != 1 or dilation[0] != 1 or not x.is_cpu:
+        return False
+    k, c, _ = kernel.shape
+    (left, right), = pads
+    if k < 2 or c < 2 or (x.shape[1] + abs(left - right)) * c > THNN_MAX_ELEMENTS:
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad):
+        return False
+    return not _graphs.standard_ops_wanted() and _graphs.plain(x, kernel)
+
+
+def conv_columns(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
+                 strides: tuple, dilation: tuple, pads: tuple, groups: int,
+                 channels_last: bool) -> torch.Tensor:
+    """The reference kernel's ``conv`` for :func:`takes_columns`' convolutions (inference
+    only): the ``(out_steps, kernel_size * channels)`` columns of the padded channels_last
+    input (one copy), times the kernel as THNN lays it out (``(filters, kernel_size *
+    channels)``, remembered for a module's weight), plus the bias: one GEMM into the
+    channels_last output, THNN's own call."""
+    if not channels_last or kernel.dim() != 3 or groups != 1 or x.dim() != 3 \
+            or dilation[0] != 1:
+        raise ValueError("gemm1d.conv_columns runs ungrouped, undilated 1D convolutions on "
+                         "channels_last data only")
+    (left, right), = pads
+    n, steps, c = x.shape
+    k, _, f = kernel.shape
+    stride = strides[0]
+    if left or right:
+        x = F.pad(x, (0, 0, left, right))
+    out_steps = (steps + left + right - k) // stride + 1
+    cols = x.unfold(1, k, stride).transpose(2, 3).reshape(n * out_steps, k * c)
+
+    def laid_out():  # THNN's channels_last weight, (filters, kernel_size * channels)
+        return kernel.permute(2, 0, 1).reshape(f, k * c).contiguous()
+
+    # a module's weight laid out once while it is unchanged (graphs.remembered)
+    w = _graphs.remembered(kernel if type(kernel) is torch.nn.Parameter else None,
+                           "gemm1d.conv_columns", (kernel,), laid_out).t()
+    # (columns @ weight^T: THNN's GEMM, transposes included; Keras' kernel read in place
+    # as (kernel_size * channels, filters) gave other roundings at a few channels)
+    y = torch.mm(cols, w) if bias is None else torch.addmm(bias, cols, w)
+    return y.view(n, out_steps, f)
+
+
 @functools.lru_cache(maxsize=None)
 def _avx2_only() -> bool:
     """Whether torch's CPU kernels run AVX2 code here (``torch.backends.cpu.

@@ -236,9 +236,9 @@ class BatchNormalization(_Normalization):
         epsilon = max(self.epsilon, _FUSED_MIN_EPSILON) if fused else self.epsilon
         xc = self._compute(x)
         dtype = xc.dtype
-        gamma = self._param(self.gamma, dtype, broadcast) if self.scale else None
-        beta = self._param(self.beta, dtype, broadcast) if self.center else None
         if self.training and self.trainable:
+            gamma = self._param(self.gamma, dtype, broadcast) if self.scale else None
+            beta = self._param(self.beta, dtype, broadcast) if self.center else None
             reduce = [a for a in range(x.dim()) if a not in axes]
             y, mean, variance = _functional.normalize(xc, reduce, gamma, beta, epsilon)
             count = 1
@@ -248,7 +248,7 @@ class BatchNormalization(_Normalization):
         else:
             y = _functional.scale_offset(xc, *self._inference_factors(dtype, broadcast,
                                                                        epsilon))
-        return y.to(x.dtype)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 
     def _inference_factors(self, dtype, broadcast, epsilon) -> tuple:
         """``functional.batch_norm_factors`` of the moving statistics, ``gamma`` and
