@@ -170,7 +170,7 @@ def test_import_loads_no_compiler_keras_tensorflow_or_triton():
 
 def _remembered_slots(owner):
     from sepconv.kernels import graphs
-    return dict(graphs._REMEMBERED.get(owner, {}))
+    return dict(graphs._slots(owner, False) or {})
 
 
 @pytest.mark.parametrize("make, shape, slot", [
@@ -178,9 +178,12 @@ def _remembered_slots(owner):
      "reference.conv"),
     (lambda: sepconv.Conv1D(8, 4, strides=2, padding="same"), (2, 13, 3), "reference.conv"),
     (lambda: sepconv.Conv1D(8, 4, strides=2, padding="same"), (1, 13, 3),
-     "gemm1d.conv_columns"),  # batch 1, inference: THNN's columns
+     "reference.conv"),  # batch 1: torch's THNN kernel
     (lambda: sepconv.Conv2D(4, (2, 3), padding="same", groups=2), (2, 5, 6, 4),
      "reference.conv"),
+    (lambda: sepconv.Conv1D(3, 3, data_format="channels_first", padding="same"), (2, 4, 9),
+     "reference.conv"),
+    (lambda: sepconv.Conv3D(3, 2, strides=(1, 2, 1)), (2, 4, 5, 3, 2), "reference.conv"),
     (lambda: sepconv.Conv1D(64, 1), (1, 8192, 8), "pointwise.conv"),  # one 1x1 convolution
 ])
 def test_conv_weight_layout_follows_every_change_of_the_weights(make, shape, slot,
@@ -240,11 +243,19 @@ def test_conv_weight_layout_follows_every_change_of_the_weights(make, shape, slo
     layer.double()
     check("float64", x.double())
     from sepconv.kernels import graphs
-    graphs._REMEMBERED.pop(layer.kernel, None)
+    graphs._REMEMBERED.pop(id(layer.kernel), None)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.jit.trace(layer, x.double(), check_trace=False)
     assert slot not in _remembered_slots(layer.kernel)  # (a trace records the layout op)
+    with torch.inference_mode():
+        layer(x.double())
+    ident = id(layer.kernel)
+    assert ident in graphs._REMEMBERED
+    del layer, kernel, opt
+    import gc
+    gc.collect()
+    assert ident not in graphs._REMEMBERED  # (the memo leaves with its weight)
 
 
 def test_remembered_values_are_ordinary_tensors(torch_single_thread):
@@ -263,46 +274,3 @@ def test_remembered_values_are_ordinary_tensors(torch_single_thread):
     want = torch.autograd.grad(_reference_conv1d(xr, layer.kernel, layer.bias, 1, 1,
                                                  "causal").sum(), xr)[0]
     torch.testing.assert_close(xr.grad, want, rtol=1e-6, atol=1e-6)
-
-
-@pytest.mark.parametrize("steps, channels, filters, k, stride, padding, bias", [
-    (101, 64, 128, 11, 2, "same", True),   # the keyword-spotting stem at batch 1
-    (51, 64, 64, 13, 1, "same", True),
-    (40, 8, 16, 3, 1, "causal", False),
-    (33, 5, 7, 4, 3, "valid", True),
-    (20, 3, 2, 2, 1, "same", True),
-    (64, 2, 5, 3, 2, "same", False),
-    (300, 17, 33, 7, 1, "same", True),
-    (2000, 10, 4, 5, 1, "causal", True),    # 20 040 elements padded: still THNN's
-])
-def test_batch_one_inference_columns_equal_torchs_kernel(steps, channels, filters, k, stride,
-                                                         padding, bias, torch_single_thread):
-    """A batch-1 Conv1D in inference, where torch runs its THNN im2col kernel, runs as
-    gemm1d.conv_columns (the same columns and GEMM without torch's copies): bit for bit the
-    reference kernel's numbers, under inference_mode and no_grad; with autograd recording,
-    at batch 2 or past THNN's size, the reference kernel runs."""
-    from sepconv.kernels import gemm1d
-    g = torch.Generator().manual_seed(steps + k)
-    x = torch.randn(1, steps, channels, generator=g)
-    kernel = torch.randn(k, channels, filters, generator=g)
-    b = torch.randn(filters, generator=g) if bias else None
-    stride_t, pads = (stride,), _padding.padding_amounts_nd((steps,), (k,), (stride,), (1,),
-                                                             padding)
-    want = reference.conv(x, kernel, b, strides=stride_t, dilation=(1,), pads=pads, groups=1,
-                          channels_last=True)
-    for mode in (torch.inference_mode, torch.no_grad):
-        with mode():
-            assert functional._pick_conv_kernel(x, kernel, stride_t, pads, 1, True,
-                                                (1,)) is gemm1d.conv_columns
-            got = functional.conv(x, kernel, b, strides=stride, padding=padding)
-        assert torch.equal(got, want), mode
-    kr = kernel.clone().requires_grad_(True)
-    assert functional._pick_conv_kernel(x, kr, stride_t, pads, 1, True, (1,)) \
-        is not gemm1d.conv_columns
-    x2 = torch.cat([x, x])
-    with torch.no_grad():
-        assert functional._pick_conv_kernel(x2, kernel, stride_t, pads, 1, True, (1,)) \
-            is not gemm1d.conv_columns
-        long = torch.randn(1, gemm1d.THNN_MAX_ELEMENTS // channels + 1, channels)
-        assert functional._pick_conv_kernel(long, kernel, stride_t, ((0, 0),), 1, True, (1,)) \
-            is not gemm1d.conv_columns

@@ -1291,9 +1291,7 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
     - rank 1 where ``kernels/gemm1d.py``'s rule says shifted GEMMs cost less than oneDNN
       (``gemm1d.takes_conv``: WaveNet's k2 layers, dilation >= 64 under autograd: the
       backward; >= 256: the forward too; on AVX2-only CPUs, where oneDNN's backward is
-      3-5x its forward, the backward of every narrow k2 / k3 stride-1 layer);
-    - rank 1 inference at batch 1 where torch would run its THNN im2col kernel
-      (``gemm1d.takes_columns``): the same columns and GEMM without its copies.
+      3-5x its forward, the backward of every narrow k2 / k3 stride-1 layer).
 
     Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
     """
@@ -1312,9 +1310,6 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
     if kernel.dim() == 3 and _gemm1d.takes_conv(x, kernel, strides, dilation or (1,), pads,
                                                 groups):
         return _gemm1d.conv
-    if kernel.dim() == 3 and _gemm1d.takes_columns(x, kernel, strides, dilation or (1,), pads,
-                                                   groups):
-        return _gemm1d.conv_columns
     return _reference.conv
 
 

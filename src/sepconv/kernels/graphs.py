@@ -16,8 +16,9 @@ Kernels registered as ``torch.library`` custom ops with fake implementations run
 ``torch.compile`` too: they ask :func:`standard_ops_wanted` with ``compiled=True``.
 """
 
+import weakref
+
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
 
 
 def recording() -> bool:
@@ -54,8 +55,28 @@ def plain(*tensors) -> bool:
     return True
 
 
-# owner (a weight, a layer) -> {slot: (key, storages kept alive, value)}
-_REMEMBERED = WeakIdKeyDictionary()
+# id(owner) -> (a weak reference to the owner, {slot: (key, storages kept alive, value)});
+# an entry leaves with its owner (a plain dict by id: a WeakIdKeyDictionary look-up builds
+# a reference object per call)
+_REMEMBERED: dict = {}
+
+
+def _slots(owner, create: bool):
+    entry = _REMEMBERED.get(id(owner))
+    if entry is not None and entry[0]() is owner:
+        return entry[1]
+    if not create:
+        return None
+    ident = id(owner)
+    slots: dict = {}
+    _REMEMBERED[ident] = (weakref.ref(owner, lambda _, i=ident: _forget(i)), slots)
+    return slots
+
+
+def _forget(ident: int) -> None:
+    entry = _REMEMBERED.get(ident)
+    if entry is not None and entry[0]() is None:
+        del _REMEMBERED[ident]
 
 
 def remembered(owner, slot: str, tensors: tuple, compute, extra=()):
@@ -81,14 +102,12 @@ def remembered(owner, slot: str, tensors: tuple, compute, extra=()):
                                             for t in tensors)):
         return compute()
     try:
-        key = (extra, tuple(None if t is None else (t.data_ptr(), t._version, t.dtype,
-                                                     t.device, t.shape, t.stride())
-                            for t in tensors))
+        key = [None if t is None else (t.data_ptr(), t._version, t.dtype, t.device, t.shape,
+                                       t.stride()) for t in tensors]
     except RuntimeError:  # an inference tensor keeps no version counter
         return compute()
-    slots = _REMEMBERED.get(owner)
-    if slots is None:
-        slots = _REMEMBERED[owner] = {}
+    key.append(extra)
+    slots = _slots(owner, True)
     entry = slots.get(slot)
     if entry is not None and entry[0] == key:
         return entry[2]

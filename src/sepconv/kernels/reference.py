@@ -104,36 +104,56 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
         ``(batch, *out_spatial, filters)`` or ``(batch, filters, *out_spatial)``.
     """
     rank = kernel.dim() - 2
-    weight = _torch_weight(x, kernel)
+    weight = _torch_weight(x, kernel, channels_last)
     if rank == 1:  # as 2D over a height-1 axis: oneDNN's 2D path is 2-3x faster than 1D
         axis = 1 if channels_last else 2
-        return _conv(x.unsqueeze(axis), weight.unsqueeze(2), bias, strides=(1, *strides),
+        return _conv(x.unsqueeze(axis), weight, bias, strides=(1, *strides),
                      dilation=(1, *dilation), pads=((0, 0), *pads), groups=groups,
                      channels_last=channels_last).squeeze(axis)
     return _conv(x, weight, bias, strides=strides, dilation=dilation, pads=pads,
                  groups=groups, channels_last=channels_last)
 
 
-def _torch_weight(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+def _torch_weight(x: torch.Tensor, kernel: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """Keras' ``(*k, in // groups, filters)`` kernel as torch's ``(filters, in // groups,
-    *k)`` weight: contiguous where autograd will run, or torch 2.13's slow_conv2d (picked
-    for some small shapes with a non-contiguous input) fails in backward ("grad_weight
-    must be contiguous"); without autograd, a module's weight (a ``Parameter``) laid out
-    once and remembered while it is unchanged (:func:`graphs.remembered`: an eval model's
-    calls copied it on every call, torch's own copy (oneDNN's reorder, slow_conv2d's
-    ``contiguous()``) of the permuted view, 20-25% of WaveNet's k2 Conv1D at batch 1-4;
-    oneDNN and slow_conv2d read the two layouts into the same numbers); any other tensor
-    as the permuted view, which torch copies itself (a copy of ours would be a second)."""
+    *k)`` weight (a 1D kernel as 2D, ``(filters, in // groups, 1, k)``).
+
+    Contiguous where autograd will run, or torch 2.13's slow_conv2d (picked for some small
+    shapes with a non-contiguous input) fails in backward ("grad_weight must be
+    contiguous").  Without autograd: a module's weight (a ``Parameter``) laid out once in
+    the input's memory format (channels_last for channels_last data) and remembered while
+    it is unchanged (:func:`graphs.remembered`); torch's kernels read it with no copy of
+    their own, and compute the same numbers from it as from the permuted view, which
+    oneDNN reorders and THNN copies on every call.  One thread, this AMD EPYC Zen 3
+    (AVX2), the bench models' convolutions, view -> remembered: the keyword-spotting stem
+    Conv1D(128, 11, strides=2) 0.39 -> 0.21 ms at batch 1 (THNN) and 5.34 -> 5.10 at 32,
+    the text CNN's Conv1D(128, 5) 0.99 -> 0.89 at batch 1, EEGNet's (1, 64) Conv2D 3.46 ->
+    3.19, WaveNet's k2 layers 0.38 -> 0.36 (/tmp scratch A/B, alternated medians; a plain
+    contiguous weight was slower than the view at the text CNN's batch 32).  Any other
+    tensor: the permuted view, which torch copies itself (a copy of ours would be a
+    second)."""
     rank = kernel.dim() - 2
     order = (rank + 1, rank, *range(rank))
     # (torch.jit.trace records one graph whatever the grad mode: its check reruns it)
     if torch.jit.is_tracing() or (torch.is_grad_enabled() and
                                   (kernel.requires_grad or x.requires_grad)):
-        return kernel.permute(order).contiguous()
+        weight = kernel.permute(order).contiguous()
+        return weight.unsqueeze(2) if rank == 1 else weight
     if type(kernel) is not torch.nn.Parameter:
-        return kernel.permute(order)
-    return _graphs.remembered(kernel, "reference.conv", (kernel,),
-                              lambda: kernel.permute(order).contiguous())
+        weight = kernel.permute(order)
+        return weight.unsqueeze(2) if rank == 1 else weight
+
+    def laid_out():
+        weight = kernel.permute(order)
+        if rank == 1:
+            weight = weight.unsqueeze(2)
+        if not channels_last:
+            return weight.contiguous()
+        return weight.contiguous(memory_format=torch.channels_last_3d if rank == 3
+                                 else torch.channels_last)
+
+    return _graphs.remembered(kernel, "reference.conv", (kernel,), laid_out,
+                              channels_last)
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], *,
