@@ -203,7 +203,8 @@ def test_conv_weight_layout_follows_every_change_of_the_weights(make, shape, slo
     def fresh(inp):  # the same call with a plain-tensor kernel: no memo
         return functional.conv(inp, layer.kernel.detach().clone(), layer.bias.detach().clone(),
                                strides=layer.strides, padding=layer.padding,
-                               dilation_rate=layer.dilation_rate, groups=layer.groups)
+                               dilation_rate=layer.dilation_rate, groups=layer.groups,
+                               data_format=layer.data_format)
 
     def check(what, inp=x):
         with torch.inference_mode():
