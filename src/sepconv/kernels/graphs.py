@@ -14,6 +14,10 @@ tensors.  Elsewhere a tool records or transforms the ops and must see standard o
 
 Kernels registered as ``torch.library`` custom ops with fake implementations run under
 ``torch.compile`` too: they ask :func:`standard_ops_wanted` with ``compiled=True``.
+
+The same question guards :func:`remembered`, the memo of what an eval model derives from
+its weights (a kernel in the layout torch reads, batch norm's folded factors): only eager
+calls that record no gradient of those weights keep anything.
 """
 
 import weakref
