@@ -6,6 +6,8 @@ skipped for a new shape, policy work done on one thread or not done on two."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -164,3 +166,112 @@ def test_import_loads_no_compiler_keras_tensorflow_or_triton():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def _remembered_slots(owner):
+    from sepconv.kernels import graphs
+    return dict(graphs._slots(owner, False) or {})
+
+
+@pytest.mark.parametrize("make, shape, slot", [
+    (lambda: sepconv.Conv1D(5, 3, padding="causal", dilation_rate=2), (2, 11, 4),
+     "reference.conv"),
+    (lambda: sepconv.Conv1D(8, 4, strides=2, padding="same"), (2, 13, 3), "reference.conv"),
+    (lambda: sepconv.Conv1D(8, 4, strides=2, padding="same"), (1, 13, 3),
+     "reference.conv"),  # batch 1: torch's THNN kernel
+    (lambda: sepconv.Conv2D(4, (2, 3), padding="same", groups=2), (2, 5, 6, 4),
+     "reference.conv"),
+    (lambda: sepconv.Conv1D(3, 3, data_format="channels_first", padding="same"), (2, 4, 9),
+     "reference.conv"),
+    (lambda: sepconv.Conv3D(3, 2, strides=(1, 2, 1)), (2, 4, 5, 3, 2), "reference.conv"),
+    (lambda: sepconv.Conv1D(64, 1), (1, 8192, 8), "pointwise.conv"),  # one 1x1 convolution
+])
+def test_conv_weight_layout_follows_every_change_of_the_weights(make, shape, slot,
+                                                                torch_single_thread):
+    """An eval convolution keeps its kernel in torch's layout between calls where no
+    gradient of it is recorded: every way the kernel changes (in place, load_state_dict,
+    set_weights, .data replaced, an optimizer step, another dtype) shows in the next
+    call, bit for bit the result of the same kernel without the memo (a plain tensor, not
+    a Parameter: laid out on every call); nothing is kept where the kernel's gradient is
+    recorded or while tracing."""
+    g = torch.Generator().manual_seed(5)
+    layer = make()
+    x = torch.randn(*shape, generator=g)
+    layer(x)
+    layer.eval()
+
+    def fresh(inp):  # the same call with a plain-tensor kernel: no memo
+        return functional.conv(inp, layer.kernel.detach().clone(), layer.bias.detach().clone(),
+                               strides=layer.strides, padding=layer.padding,
+                               dilation_rate=layer.dilation_rate, groups=layer.groups,
+                               data_format=layer.data_format)
+
+    def check(what, inp=x):
+        with torch.inference_mode():
+            got = layer(inp)
+        want = fresh(inp)
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=what)
+        assert slot in _remembered_slots(layer.kernel), what  # (the memo took the call)
+        with torch.no_grad():
+            torch.testing.assert_close(layer(inp), want, rtol=0, atol=0, msg=what)
+
+    check("first call")
+    check("second call (remembered)")
+    with torch.no_grad():
+        layer.kernel.mul_(-1.5)
+    check("kernel changed in place")
+    state = {k: v.clone() * 0.5 + 0.125 for k, v in layer.state_dict().items()}
+    layer.load_state_dict(state)
+    check("load_state_dict")
+    layer.set_weights([w * 2.0 - 0.25 for w in layer.get_weights()])
+    check("set_weights")
+    layer.kernel.data = torch.randn(layer.kernel.shape, generator=g)
+    check(".data replaced")
+    layer.kernel.data = torch.randn(layer.kernel.shape, generator=g)
+    layer.kernel.data = torch.randn(layer.kernel.shape, generator=g)
+    check(".data replaced twice between calls")
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+    layer.train()
+    layer(x).square().sum().backward()
+    opt.step()
+    layer.eval()
+    check("an optimizer step")
+    # the kernel's gradient recorded: nothing remembered, the gradient torch's
+    before = _remembered_slots(layer.kernel)[slot]
+    kernel = layer.kernel
+    layer(x).sum().backward()
+    assert _remembered_slots(kernel)[slot] is before
+    layer.double()
+    check("float64", x.double())
+    from sepconv.kernels import graphs
+    graphs._REMEMBERED.pop(id(layer.kernel), None)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.jit.trace(layer, x.double(), check_trace=False)
+    assert slot not in _remembered_slots(layer.kernel)  # (a trace records the layout op)
+    with torch.inference_mode():
+        layer(x.double())
+    ident = id(layer.kernel)
+    assert ident in graphs._REMEMBERED
+    del layer, kernel, opt
+    import gc
+    gc.collect()
+    assert ident not in graphs._REMEMBERED  # (the memo leaves with its weight)
+
+
+def test_remembered_values_are_ordinary_tensors(torch_single_thread):
+    """A value remembered under inference_mode is an ordinary tensor: a later call that
+    records the input's gradient (weights frozen) may save it for its backward."""
+    layer = sepconv.Conv1D(3, 2, padding="causal")
+    x = torch.randn(2, 6, 4)
+    layer(x)
+    layer.eval()
+    for p in layer.parameters():
+        p.requires_grad_(False)
+    with torch.inference_mode():
+        layer(x)
+    xr = x.clone().requires_grad_(True)
+    layer(xr).sum().backward()
+    want = torch.autograd.grad(_reference_conv1d(xr, layer.kernel, layer.bias, 1, 1,
+                                                 "causal").sum(), xr)[0]
+    torch.testing.assert_close(xr.grad, want, rtol=1e-6, atol=1e-6)

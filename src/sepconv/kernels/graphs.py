@@ -14,7 +14,13 @@ tensors.  Elsewhere a tool records or transforms the ops and must see standard o
 
 Kernels registered as ``torch.library`` custom ops with fake implementations run under
 ``torch.compile`` too: they ask :func:`standard_ops_wanted` with ``compiled=True``.
+
+The same question guards :func:`remembered`, the memo of what an eval model derives from
+its weights (a kernel in the layout torch reads, batch norm's folded factors): only eager
+calls that record no gradient of those weights keep anything.
 """
+
+import weakref
 
 import torch
 
@@ -51,3 +57,65 @@ def plain(*tensors) -> bool:
         if torch._C._functorch.is_functorch_wrapped_tensor(t):
             return False
     return True
+
+
+# id(owner) -> (a weak reference to the owner, {slot: (key, storages kept alive, value)});
+# an entry leaves with its owner (a plain dict by id: a WeakIdKeyDictionary look-up builds
+# a reference object per call)
+_REMEMBERED: dict = {}
+
+
+def _slots(owner, create: bool):
+    entry = _REMEMBERED.get(id(owner))
+    if entry is not None and entry[0]() is owner:
+        return entry[1]
+    if not create:
+        return None
+    ident = id(owner)
+    slots: dict = {}
+    _REMEMBERED[ident] = (weakref.ref(owner, lambda _, i=ident: _forget(i)), slots)
+    return slots
+
+
+def _forget(ident: int) -> None:
+    entry = _REMEMBERED.get(ident)
+    if entry is not None and entry[0]() is None:
+        del _REMEMBERED[ident]
+
+
+def remembered(owner, slot: str, tensors: tuple, compute, extra=()):
+    """``compute()``, a function of ``tensors`` (and of ``extra``) only, e.g. a weight in
+    the layout a kernel reads: kept for ``owner`` under ``slot`` from one call to the next
+    while each tensor keeps its storage, version counter, shape, strides, dtype and device
+    and ``extra`` is equal, so an eval model's calls lay out (or fold) their weights once.
+
+    Computed afresh, nothing kept, where ``owner`` is ``None``, where autograd records a
+    gradient of one of ``tensors``, where standard ops are wanted (tracing, export,
+    ``torch.compile``, ``torch.func``, CPU autocast: :func:`standard_ops_wanted`), for
+    tensors that are not :func:`plain`, and for inference tensors (no version counter).
+    Every in-place change (an optimizer step, ``load_state_dict``, ``set_weights``,
+    ``copy_`` under ``no_grad``) bumps the version; ``.data =`` and ``.to()`` give other
+    storage.  The storages are kept alive with the value, so no new tensor can take the
+    address of a remembered one.  (The one change this cannot see, as nothing in torch
+    can: a write through ``.data`` of another alias, whose version counter is its own.)
+    The value is made outside inference mode and without autograd: ordinary tensors a
+    later call that records a gradient for its input may save.  ``None`` entries of
+    ``tensors`` are allowed."""
+    if owner is None or standard_ops_wanted() or not plain(*tensors) or (
+            torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                            for t in tensors)):
+        return compute()
+    try:
+        key = [None if t is None else (t.data_ptr(), t._version, t.dtype, t.device, t.shape,
+                                       t.stride()) for t in tensors]
+    except RuntimeError:  # an inference tensor keeps no version counter
+        return compute()
+    key.append(extra)
+    slots = _slots(owner, True)
+    entry = slots.get(slot)
+    if entry is not None and entry[0] == key:
+        return entry[2]
+    with torch.inference_mode(False), torch.no_grad():
+        value = compute()
+    slots[slot] = (key, tuple(t.untyped_storage() for t in tensors if t is not None), value)
+    return value

@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from . import graphs as _graphs
 from .reference import _plain_strides
 
 
@@ -61,8 +62,14 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
     if rows * filters < LINEAR_BELOW:
         return F.linear(x, kernel.reshape(channels, filters).t(), bias)
     # (filters, channels, 1, ...): contiguous (a few KiB), or torch's non-oneDNN fallback
-    # slow_conv2d, picked for some small shapes, fails in backward (see reference.conv).
-    weight = kernel.reshape(channels, filters).t().contiguous()
+    # slow_conv2d, picked for some small shapes, fails in backward (see reference.conv);
+    # a module's weight laid out once while it is unchanged where no gradient of it is
+    # recorded (graphs.remembered)
+    def laid_out():
+        return kernel.reshape(channels, filters).t().contiguous()
+
+    weight = _graphs.remembered(kernel if type(kernel) is torch.nn.Parameter else None,
+                                "pointwise.conv", (kernel,), laid_out)
     shape = x.shape
     if shape[0] < 16 and x.is_contiguous():
         b = onednn_batch(rows)  # keeps torch on oneDNN

@@ -12,6 +12,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from . import graphs as _graphs
+
 
 def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
                      bias: Optional[torch.Tensor], *, stride: int, dilation: int,
@@ -102,11 +104,63 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
         ``(batch, *out_spatial, filters)`` or ``(batch, filters, *out_spatial)``.
     """
     rank = kernel.dim() - 2
+    weight = _torch_weight(x, kernel, channels_last)
     if rank == 1:  # as 2D over a height-1 axis: oneDNN's 2D path is 2-3x faster than 1D
         axis = 1 if channels_last else 2
-        return conv(x.unsqueeze(axis), kernel.unsqueeze(0), bias, strides=(1, *strides),
-                    dilation=(1, *dilation), pads=((0, 0), *pads), groups=groups,
-                    channels_last=channels_last).squeeze(axis)
+        return _conv(x.unsqueeze(axis), weight, bias, strides=(1, *strides),
+                     dilation=(1, *dilation), pads=((0, 0), *pads), groups=groups,
+                     channels_last=channels_last).squeeze(axis)
+    return _conv(x, weight, bias, strides=strides, dilation=dilation, pads=pads,
+                 groups=groups, channels_last=channels_last)
+
+
+def _torch_weight(x: torch.Tensor, kernel: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """Keras' ``(*k, in // groups, filters)`` kernel as torch's ``(filters, in // groups,
+    *k)`` weight (a 1D kernel as 2D, ``(filters, in // groups, 1, k)``).
+
+    Contiguous where autograd will run, or torch 2.13's slow_conv2d (picked for some small
+    shapes with a non-contiguous input) fails in backward ("grad_weight must be
+    contiguous").  Without autograd: a module's weight (a ``Parameter``) laid out once in
+    the input's memory format (channels_last for channels_last data) and remembered while
+    it is unchanged (:func:`graphs.remembered`); torch's kernels read it with no copy of
+    their own, and compute the same numbers from it as from the permuted view, which
+    oneDNN reorders and THNN copies on every call.  One thread, this AMD EPYC Zen 3
+    (AVX2), the bench models' convolutions, view -> remembered: the keyword-spotting stem
+    Conv1D(128, 11, strides=2) 0.39 -> 0.21 ms at batch 1 (THNN) and 5.34 -> 5.10 at 32,
+    the text CNN's Conv1D(128, 5) 0.99 -> 0.89 at batch 1, EEGNet's (1, 64) Conv2D 3.46 ->
+    3.19, WaveNet's k2 layers 0.38 -> 0.36 (/tmp scratch A/B, alternated medians; a plain
+    contiguous weight was slower than the view at the text CNN's batch 32).  Any other
+    tensor: the permuted view, which torch copies itself (a copy of ours would be a
+    second)."""
+    rank = kernel.dim() - 2
+    order = (rank + 1, rank, *range(rank))
+    # (torch.jit.trace records one graph whatever the grad mode: its check reruns it)
+    if torch.jit.is_tracing() or (torch.is_grad_enabled() and
+                                  (kernel.requires_grad or x.requires_grad)):
+        weight = kernel.permute(order).contiguous()
+        return weight.unsqueeze(2) if rank == 1 else weight
+    if type(kernel) is not torch.nn.Parameter:
+        weight = kernel.permute(order)
+        return weight.unsqueeze(2) if rank == 1 else weight
+
+    def laid_out():
+        weight = kernel.permute(order)
+        if rank == 1:
+            weight = weight.unsqueeze(2)
+        if not channels_last:
+            return weight.contiguous()
+        return weight.contiguous(memory_format=torch.channels_last_3d if rank == 3
+                                 else torch.channels_last)
+
+    return _graphs.remembered(kernel, "reference.conv", (kernel,), laid_out,
+                              channels_last)
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], *,
+          strides: tuple, dilation: tuple, pads: tuple, groups: int,
+          channels_last: bool) -> torch.Tensor:
+    """:func:`conv` of rank 2 or 3 with torch's ``(filters, in // groups, *k)`` weight."""
+    rank = weight.dim() - 2
     # The equal part of each axis' padding is the convolution's own (no padded copy); the
     # rest (TensorFlow's odd element after, causal's left side) goes to F.pad, in the
     # input's own layout (channels_last data stays channels_last).
@@ -116,24 +170,15 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
         x = F.pad(x, [0, 0] + rest if channels_last else rest)
     if channels_last:
         x = x.movedim(-1, 1)  # a view: oneDNN reads channels_last strides as they are
-    if x.shape[1] == 1 and _misread(x, kernel, strides, dilation, both, rank):
+    if x.shape[1] == 1 and _misread(x, weight, strides, dilation, both, rank):
         x = _plain_strides(x)
-    # (filters, in/groups, *k); contiguous where autograd will run, or torch 2.13's
-    # slow_conv2d (picked for some small shapes with a non-contiguous input) fails in
-    # backward ("grad_weight must be contiguous"). Without autograd torch copies it itself
-    # (oneDNN's reorder, slow_conv2d's contiguous()): a copy of ours would be a second one.
-    weight = kernel.permute(rank + 1, rank, *range(rank))
-    # (torch.jit.trace records one graph whatever the grad mode: its check reruns it)
-    if torch.jit.is_tracing() or (torch.is_grad_enabled() and
-                                  (kernel.requires_grad or x.requires_grad)):
-        weight = weight.contiguous()
     conv_nd = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
     y = conv_nd(x, weight, bias, stride=tuple(strides), padding=both,
                 dilation=tuple(dilation), groups=groups)
     return y.movedim(1, -1) if channels_last else y
 
 
-def _misread(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tuple,
+def _misread(x: torch.Tensor, weight: torch.Tensor, strides: tuple, dilation: tuple,
              both: tuple, rank: int) -> bool:
     """Whether oneDNN would misread this 1-channel input's channels_last strides: a
     strided axis whose output has length 1 (:func:`_plain_strides`).  Only there: the
@@ -141,7 +186,7 @@ def _misread(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tu
     (one thread: EEGNet's (1, 64) Conv2D 21.8 against 5.4 ms forward, a wav2vec-style k10
     s5 Conv1D 30.4 against 2.5; swept: 13400 small geometries outside that condition give
     the copy's outputs and gradients)."""
-    for n, k, s, d, p in zip(x.shape[2:], kernel.shape[:rank], strides, dilation, both):
+    for n, k, s, d, p in zip(x.shape[2:], weight.shape[2:], strides, dilation, both):
         if s > 1 and (n + 2 * p - (k - 1) * d - 1) // s + 1 == 1:
             return True
     return False

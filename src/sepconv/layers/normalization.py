@@ -236,9 +236,9 @@ class BatchNormalization(_Normalization):
         epsilon = max(self.epsilon, _FUSED_MIN_EPSILON) if fused else self.epsilon
         xc = self._compute(x)
         dtype = xc.dtype
-        gamma = self._param(self.gamma, dtype, broadcast) if self.scale else None
-        beta = self._param(self.beta, dtype, broadcast) if self.center else None
         if self.training and self.trainable:
+            gamma = self._param(self.gamma, dtype, broadcast) if self.scale else None
+            beta = self._param(self.beta, dtype, broadcast) if self.center else None
             reduce = [a for a in range(x.dim()) if a not in axes]
             y, mean, variance = _functional.normalize(xc, reduce, gamma, beta, epsilon)
             count = 1
@@ -248,13 +248,14 @@ class BatchNormalization(_Normalization):
         else:
             y = _functional.scale_offset(xc, *self._inference_factors(dtype, broadcast,
                                                                        epsilon))
-        return y.to(x.dtype)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 
     def _inference_factors(self, dtype, broadcast, epsilon) -> tuple:
         """``functional.batch_norm_factors`` of the moving statistics, ``gamma`` and
-        ``beta``; kept from one call to the next while those four tensors (their storage
-        and version counters), the dtype, the broadcast shape and ``epsilon`` stay the
-        same, and no gradient, trace or transform needs the computation itself.  (An eval
+        ``beta``; kept from one call to the next (:func:`graphs.remembered`) while those
+        four tensors (their storage and version counters), the dtype, the broadcast shape
+        and ``epsilon`` stay the same, and no gradient, trace or transform needs the
+        computation itself.  (An eval
         model recomputed them on every call: 8 small ops and as many reshapes, 3-4x the
         time of the normalization itself at batch 1 of the main job's blocks.)"""
         params = (self.moving_mean, self.moving_variance,
@@ -265,23 +266,8 @@ class BatchNormalization(_Normalization):
                                            self._param(p, dtype, broadcast) for p in params)
             return _functional.batch_norm_factors(mean, variance, beta, gamma, epsilon)
 
-        if (torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params)) \
-                or _graphs.standard_ops_wanted() or not _graphs.plain(*params):
-            return compute()
-        try:
-            key = (dtype, tuple(broadcast), epsilon,
-                   tuple(None if p is None else (p.device, p.data_ptr(), p._version)
-                         for p in params))
-        except RuntimeError:  # an inference tensor keeps no version counter
-            return compute()
-        cached = self.__dict__.get("_factors")
-        if cached is None or cached[0] != key:
-            # ordinary tensors even under inference_mode: a later call that records a
-            # gradient for its input may save them
-            with torch.inference_mode(False), torch.no_grad():
-                cached = (key, *compute())
-            self.__dict__["_factors"] = cached
-        return cached[1], cached[2]
+        return _graphs.remembered(self, "inference factors", params, compute,
+                                  (dtype, tuple(broadcast), epsilon))
 
     @torch.no_grad()
     def _update_moving(self, mean, variance, count, fused) -> None:
