@@ -190,8 +190,8 @@ def test_conv_weight_layout_follows_every_change_of_the_weights(make, shape, slo
                                                                 torch_single_thread):
     """An eval convolution keeps its kernel in torch's layout between calls where no
     gradient of it is recorded: every way the kernel changes (in place, load_state_dict,
-    set_weights, .data replaced, an optimizer step, another dtype) shows in the next
-    call, bit for bit the result of the same kernel without the memo (a plain tensor, not
+    set_weights, .data replaced or written through, an optimizer step, another dtype) shows
+    in the next call, bit for bit the result of the same kernel without the memo (a plain tensor, not
     a Parameter: laid out on every call); nothing is kept where the kernel's gradient is
     recorded or while tracing."""
     g = torch.Generator().manual_seed(5)
@@ -230,6 +230,13 @@ def test_conv_weight_layout_follows_every_change_of_the_weights(make, shape, slo
     layer.kernel.data = torch.randn(layer.kernel.shape, generator=g)
     layer.kernel.data = torch.randn(layer.kernel.shape, generator=g)
     check(".data replaced twice between calls")
+    layer.kernel.data.mul_(0.75)  # (an alias of its own: the kernel's version stays)
+    check("written through .data (EMA's and hand-written updates' way)")
+    alias = torch.randn(layer.kernel.shape, generator=g)
+    layer.kernel.data = alias
+    check(".data replaced by a tensor")
+    alias.add_(1.0)
+    check("that tensor then changed in place")
     opt = torch.optim.SGD(layer.parameters(), lr=0.5)
     layer.train()
     layer(x).square().sum().backward()
@@ -253,7 +260,7 @@ def test_conv_weight_layout_follows_every_change_of_the_weights(make, shape, slo
         layer(x.double())
     ident = id(layer.kernel)
     assert ident in graphs._REMEMBERED
-    del layer, kernel, opt
+    layer = kernel = opt = None  # (the closures above hold the name, not the layer)
     import gc
     gc.collect()
     assert ident not in graphs._REMEMBERED  # (the memo leaves with its weight)
