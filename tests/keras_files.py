@@ -216,13 +216,24 @@ class Cases:
         return data["results"]
 
 
+def _array(v) -> np.ndarray:
+    return np.asarray(v.detach().cpu() if hasattr(v, "detach") else v)  # (Keras 3 on torch)
+
+
 def outputs(y) -> List[np.ndarray]:
-    """``model.predict`` output(s) as a list of numpy arrays."""
+    """``model.predict`` output(s) (or a model call's) as a list of numpy arrays."""
     if isinstance(y, (list, tuple)):
-        return [np.asarray(v) for v in y]
+        return [_array(v) for v in y]
     if isinstance(y, dict):
-        return [np.asarray(v) for v in y.values()]
-    return [np.asarray(y)]
+        return [_array(v) for v in y.values()]
+    return [_array(y)]
+
+
+def call_outputs(model, x) -> List[np.ndarray]:
+    """What ``model.predict(x)`` gives, from Keras' inference-mode call ``model(x,
+    training=False)``: predict traces a tf.function (tf-keras) or builds a data iterator
+    per model, seconds each in a fixture that writes many models."""
+    return outputs(model(x, training=False))
 
 
 def check(result: Dict[str, Any], atol: float = 1e-5) -> None:

@@ -6,12 +6,13 @@ One model per family, ``weights=None`` (offline), at the family's smallest varia
 input.  Weights Keras initialises to a constant (biases, batch-norm statistics, gamma and
 beta, the ``Normalization`` statistics of EfficientNet, ConvNeXt's layer scale) are drawn at
 random: a batch norm at its initial statistics is a near-identity and would hide errors.
-All models are built, run by ``model.predict`` and saved in ONE writer process (tf-keras:
+All models are built, run (``model(x, training=False)``: ``predict``'s numbers without its
+per-model tracing, keras_files.call_outputs) and saved in ONE writer process (tf-keras:
 ``.h5`` and ``.keras``; Keras 3 on the torch backend: ``.keras``), then loaded in ONE child
 process where TensorFlow and Keras cannot be imported.  Float32 outputs must match
 ``predict`` within 1e-4 of the largest output magnitude (``|ours - theirs| <= 1e-4 *
 max|theirs|``, elementwise; no floor at 1, so small outputs are held to their own scale).
-The per-model seconds (writer: build + predict + save; child: load + forward) are printed
+The per-model seconds (writer: build + call + save; child: load + forward) are printed
 (``pytest -s``).
 """
 
@@ -32,7 +33,7 @@ tf_keras = pytest.importorskip("tf_keras")
 keras = pytest.importorskip("keras")
 
 import sepconv  # noqa: E402
-from keras_files import BLOCKER, SRC, TESTS, outputs  # noqa: E402
+from keras_files import BLOCKER, SRC, TESTS, call_outputs  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -203,7 +204,7 @@ def write_and_load(K, case_ids, exts, root):
     for seed, case in enumerate(case_ids):
         t = time.perf_counter()
         model, x = build(K, case, seed)
-        ys = outputs(model.predict(x, verbose=0))
+        ys = call_outputs(model, x)
         xp = os.path.join(root, f"{case}_x.npy")
         np.save(xp, x)
         yp = []
@@ -221,7 +222,7 @@ def write_and_load(K, case_ids, exts, root):
     for name, r in results.items():
         case = name.rsplit(".", 1)[0]
         r.update(case=case, file=os.path.join(root, name), **meta[case])
-    print(f"\n{K.__name__} {K.__version__}: seconds per model (writer: build, predict, "
+    print(f"\n{K.__name__} {K.__version__}: seconds per model (writer: build, call, "
           f"save {'+'.join(exts)}; sepconv child: load + forward, 1 thread)")
     for case in case_ids:
         child = [results[case + ext] for ext in exts]
@@ -290,7 +291,7 @@ def test_tf_keras_application_written_back_reads_in_tf_keras(tf_keras_results, c
     theirs = tf_keras.models.load_model(out, custom_objects={
         "LayerScale": convnext.LayerScale, "StochasticDepth": convnext.StochasticDepth})
     assert len(theirs.layers) == r["layers"]
-    _close_to(outputs(theirs.predict(r["x"], verbose=0)), r["outputs"])
+    _close_to(call_outputs(theirs, r["x"]), r["outputs"])
 
 
 @pytest.mark.parametrize("case", ["EfficientNetB0", "MobileNetV3Small-minimalistic",
@@ -304,4 +305,4 @@ def test_keras3_application_written_back_reads_in_keras3(keras3_results, case, t
     sepconv.save_keras_model(sepconv.load_keras_model(r["file"]), out)
     theirs = keras.saving.load_model(out)
     assert len(theirs.layers) == r["layers"]
-    _close_to(outputs(theirs.predict(r["x"], verbose=0)), r["outputs"])
+    _close_to(call_outputs(theirs, r["x"]), r["outputs"])

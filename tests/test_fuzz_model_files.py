@@ -1,8 +1,9 @@
 """Model files over the argument space: for every single-input layer class of
 tests/fuzz_specs.py, a functional model with six branches, each the class with arguments
 drawn from its lists (those the writing Keras accepts), random weights, saved by tf-keras
-2.21 (.h5 and .keras) and Keras 3.15 (.keras), loaded by sepconv in the TF-free child
-(tests/keras_files.py): every branch's output equals Keras' ``predict``.  The tf-keras .h5
+2.21 (.h5 and .keras, one model in both) and Keras 3.15 (.keras), loaded by sepconv in the
+TF-free child (tests/keras_files.py): every branch's output equals what Keras' ``predict``
+computes (its inference-mode call: keras_files.call_outputs).  The tf-keras .h5
 models then go back through ``save_keras_model`` and tf-keras reads them to the same
 outputs, and to .keras for Keras 3.  This is the loader's and the writer's path (weight
 names and order per format, configs of the rare arguments), which the in-process fuzz
@@ -22,7 +23,7 @@ tf_keras = pytest.importorskip("tf_keras")
 keras = pytest.importorskip("keras")
 
 from fuzz_specs import SPECS, eigen_3d_bug, make_input, randomize  # noqa: E402
-from keras_files import Cases, check, outputs  # noqa: E402
+from keras_files import Cases, call_outputs, check  # noqa: E402
 from test_fuzz_keras3 import ABSENT, _torch_backend_only, keras3_kwargs  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -83,15 +84,17 @@ def fuzz_results(tmp_path_factory):
     cases = Cases(root)
     models = {}
     for i, name in enumerate(NAMES):
+        built = {}  # writer -> (model, x, y): tf-keras' one model is saved in both formats
         for writer, ext in WRITERS:
             K = tf_keras if writer == "tf_keras" else keras
             if K is keras and name in ABSENT:
                 continue
-            built = _model(K, name, seed=i)
-            if built is None:
+            if writer not in built:
+                made = _model(K, name, seed=i)
+                built[writer] = None if made is None else (*made, call_outputs(*made))
+            if built[writer] is None:
                 continue
-            model, x = built
-            y = outputs(model.predict(x, verbose=0))
+            model, x, y = built[writer]
             path = os.path.join(root, f"{name}-{writer}{ext}")
             model.save(path)
             cases.add(f"{name}-{writer}{ext}", "model", path, [x], y)
@@ -143,7 +146,7 @@ def test_fuzzed_models_saved_back_read_in_keras(fuzz_results, name, tmp_path):
             assert ext == ".keras" and "Keras 3" in str(err), err
             continue
         theirs = reader.models.load_model(out)
-        got = outputs(theirs.predict(x, verbose=0))
+        got = call_outputs(theirs, x)
         assert len(got) == len(y)
         for a, b in zip(got, y):
             np.testing.assert_allclose(a, b, atol=1e-4 * max(1.0, float(np.abs(b).max())),

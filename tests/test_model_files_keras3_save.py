@@ -29,7 +29,7 @@ h5py = pytest.importorskip("h5py")
 import sepconv  # noqa: E402
 from sepconv.layers.base import KERAS_CLASSES  # noqa: E402
 from sepconv.interop import KerasFunctional, load_keras_model, save_keras_model  # noqa: E402
-from keras_files import outputs  # noqa: E402
+from keras_files import call_outputs, outputs  # noqa: E402
 from test_model_files_family import MODELS, _inputs, _randomize  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def _build(K, name, seed, keras3=True):
     model = MODELS[name][0](K, keras3)
     _randomize(model, seed=seed)
     x = _inputs(model, seed=100 + seed)
-    return model, x, outputs(model.predict(x if len(x) > 1 else x[0], verbose=0))
+    return model, x, call_outputs(model, x if len(x) > 1 else x[0])
 
 
 def _run(module, x):
@@ -57,7 +57,7 @@ def _close(got, want):
 
 def _keras3_predict(path, x):
     theirs = keras.saving.load_model(path)
-    return theirs, outputs(theirs.predict(x if len(x) > 1 else x[0], verbose=0))
+    return theirs, call_outputs(theirs, x if len(x) > 1 else x[0])
 
 
 def _both_read(module, path, x, y):
@@ -170,7 +170,7 @@ def test_shared_layer_at_two_depths(tmp_path):
     model = keras.Model([a, b, c], outs, name="shared_twice")
     _randomize(model, seed=3)
     x = _inputs(model, seed=4)
-    y = outputs(model.predict(x, verbose=0))
+    y = call_outputs(model, x)
     model.save(tmp_path / "k3.keras")
     ours = _reversed_modules(load_keras_model(tmp_path / "k3.keras"))
     theirs = _both_read(ours, tmp_path / "again.keras", x, y)
@@ -396,7 +396,7 @@ def test_each_layer_class_through_a_keras3_file(tmp_path):
     outs.append(L.Dot(axes=[2, 2], normalize=True, name="dot")([a, b]))
     model = keras.Model([a, b], outs, name="merges")
     x = _inputs(model, seed=2)
-    y = outputs(model.predict(x, verbose=0))
+    y = call_outputs(model, x)
     model.save(tmp_path / "merges.keras")
     save_keras_model(load_keras_model(tmp_path / "merges.keras"), tmp_path / "again.keras")
     _close(_keras3_predict(tmp_path / "again.keras", x)[1], y)
@@ -494,7 +494,7 @@ def test_causal_separable_written_as_zero_padding_then_valid(tmp_path):
         model = build(tf_keras)
         _randomize(model, seed=12)
         x = _inputs(model, seed=13)
-        y = outputs(model.predict(x if len(x) > 1 else x[0], verbose=0))
+        y = call_outputs(model, x if len(x) > 1 else x[0])
         h5 = tmp_path / f"{model.name}.h5"
         model.save(h5)
         ours = load_keras_model(h5)

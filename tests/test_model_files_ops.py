@@ -25,7 +25,7 @@ from keras import ops  # noqa: E402
 
 import sepconv  # noqa: E402
 from sepconv.interop import keras_ops, tf_ops  # noqa: E402
-from keras_files import Cases, check, outputs  # noqa: E402
+from keras_files import Cases, call_outputs, check  # noqa: E402
 
 SHAPE = (6, 4)  # (steps, channels) of both inputs: x ~ N(0, 1), p ~ U(0.5, 2)
 
@@ -373,7 +373,7 @@ def saved(tmp_path_factory):
     data = {}
     for seed, (stem, model) in enumerate(models.items()):
         x = _inputs(model, seed)
-        y = outputs(model.predict(x if len(x) > 1 else x[0], verbose=0))
+        y = call_outputs(model, x if len(x) > 1 else x[0])
         data[stem] = (model, x, y)
         exts = TK_FORMATS[stem[3:]] if stem.startswith("tk_") else K3_FORMATS
         for ext in exts:
@@ -445,7 +445,7 @@ def test_operations_are_written_back_and_read_by_their_keras(saved, stem, ext, o
     sepconv.save_keras_model(loaded, path)
     back = tf_keras.models.load_model(path) if out == ".h5" else \
         keras.saving.load_model(path)
-    got = outputs(back.predict(x if len(x) > 1 else x[0], verbose=0))
+    got = call_outputs(back, x if len(x) > 1 else x[0])
     assert len(got) == len(y)
     for g, e in zip(got, y):
         assert g.shape == e.shape and g.dtype == e.dtype

@@ -1,7 +1,7 @@
 """tf-keras SavedModel directories (``model.save("dir")`` before Keras 3, R keras'
 ``save_model_tf``), written by tf-keras 2.21 and loaded by sepconv in ONE child process
 where TensorFlow and Keras cannot be imported (it reads the LevelDB table, the tensor
-bundle and the protocol buffers itself): the outputs equal ``model.predict``."""
+bundle and the protocol buffers itself): the outputs equal what ``model.predict`` computes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 import sepconv  # noqa: E402
-from keras_files import Cases, check, outputs  # noqa: E402
+from keras_files import Cases, call_outputs, check  # noqa: E402
 import test_model_files_nested as nested  # noqa: E402
 import test_model_files_ops as ops  # noqa: E402
 
@@ -82,7 +82,7 @@ def saved(tmp_path_factory):
     for seed, (name, build) in enumerate(MODELS.items()):
         model = build()
         x = _inputs(model, seed)
-        y = outputs(model.predict(x if len(x) > 1 else x[0], verbose=0))
+        y = call_outputs(model, x if len(x) > 1 else x[0])
         path = os.path.join(root, name)
         model.save(path, save_format="tf")
         cases.add(name, "model", path, x, y)

@@ -24,7 +24,7 @@ tf_keras = pytest.importorskip("tf_keras")
 keras = pytest.importorskip("keras")
 
 import sepconv  # noqa: E402
-from keras_files import Cases, check, outputs  # noqa: E402
+from keras_files import Cases, call_outputs, check  # noqa: E402
 from tf_keras_compare import check_signature  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -299,7 +299,7 @@ def file_results(tmp_path_factory):
             _randomize(model, 10 + i)
             mask = MASK[:4] if name == "embedding_rnns" else MASK
             x = _model_inputs(kind, mask, np.float32)
-            y = outputs(model.predict(x if len(x) > 1 else x[0], verbose=0))
+            y = call_outputs(model, x if len(x) > 1 else x[0])
             ext = ".h5" if writer == "tf_keras" else ".keras"
             path = os.path.join(root, f"{name}-{writer}{ext}")
             model.save(path)
@@ -354,12 +354,12 @@ def test_masked_models_saved_back_read_in_tf_keras_and_keras3(tmp_path):
         _randomize(model, 20 + i)
         x = _model_inputs(kind, MASK[:4], np.float32)
         x = x if len(x) > 1 else x[0]
-        y = outputs(model.predict(x, verbose=0))
+        y = call_outputs(model, x)
         model.save(tmp_path / f"{name}.h5")
         ours = sepconv.load_keras_model(tmp_path / f"{name}.h5")
         sepconv.save_keras_model(ours, tmp_path / f"{name}-again.h5")
         again = tf_keras.models.load_model(tmp_path / f"{name}-again.h5")
-        for a, b in zip(outputs(again.predict(x, verbose=0)), y):
+        for a, b in zip(call_outputs(again, x), y):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
         if name == "two_masks":
             with pytest.raises(ValueError, match="'add' merges inputs with different"):
@@ -367,7 +367,7 @@ def test_masked_models_saved_back_read_in_tf_keras_and_keras3(tmp_path):
             continue
         sepconv.save_keras_model(ours, tmp_path / f"{name}.keras")
         k3 = keras.saving.load_model(tmp_path / f"{name}.keras")
-        for a, b in zip(outputs(k3.predict(x, verbose=0)), y):
+        for a, b in zip(call_outputs(k3, x), y):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     k3_model = _model_embedding_rnns(keras.layers, keras)
     k3_model.save(tmp_path / "k3.keras")
@@ -379,8 +379,8 @@ def test_masked_models_saved_back_read_in_tf_keras_and_keras3(tmp_path):
     x = x if len(x) > 1 else x[0]
     sepconv.save_keras_model(loaded, tmp_path / "k3-again.keras")
     again = keras.saving.load_model(tmp_path / "k3-again.keras")
-    for a, b in zip(outputs(again.predict(x, verbose=0)),
-                    outputs(k3_model.predict(x, verbose=0))):
+    for a, b in zip(call_outputs(again, x),
+                    call_outputs(k3_model, x)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 

@@ -3,7 +3,8 @@ the way users port them: saved by tf-keras 2.21 (``.h5``, ``.keras``; EEGNet als
 directory R's ``save_model_tf`` writes), loaded with one
 ``sepconv.load_keras_model`` call, then
 
-- forward: ``model.predict`` (float32, 1e-5 of the output's scale);
+- forward: Keras' inference-mode call ``model(x, training=False)``, what ``predict``
+  computes (float32, 1e-5 of the output's scale);
 - gradients of the model's loss with respect to the inputs and to every trainable weight,
   against ``tf.GradientTape`` (inference mode: moving statistics, no dropout);
 - training: 3 steps of the optimizer the author compiled with (SGD with momentum, or
@@ -42,6 +43,7 @@ keras = pytest.importorskip("keras")
 import sepconv  # noqa: E402
 from sepconv.functional import ctc_batch_cost  # noqa: E402
 import sequence_custom_layers  # noqa: E402
+from keras_files import call_outputs  # noqa: E402
 import test_sequence_examples as examples  # noqa: E402
 
 K = tf_keras
@@ -302,7 +304,7 @@ def _data(name, model, shapes, loss, rng):
     elif loss == "ctc":
         y = rng.integers(0, out[-1] - 1, (batch, 3)).astype(np.float32)
     else:
-        steps = out[1] or model.predict(x[0], verbose=0).shape[1]
+        steps = out[1] or call_outputs(model, x[0])[0].shape[1]
         y = rng.uniform(-0.5, 0.5, (batch, steps, out[-1])).astype(np.float32)
     return x, y
 
@@ -342,13 +344,16 @@ def reference(tmp_path_factory):
             path = os.path.join(root, name + ("" if fmt == "savedmodel" else fmt))
             model.save(path, save_format="tf" if fmt == "savedmodel" else None)
             files[fmt] = path
-        pred = model.predict(x, verbose=0)
         loss_fn = K.losses.get(TF_LOSSES[loss]) if isinstance(TF_LOSSES[loss], str) \
             else TF_LOSSES[loss]
         tx = [tf.constant(a) for a in x]
         with tf.GradientTape() as tape:
             tape.watch(tx)
-            value = tf.reduce_mean(loss_fn(tf.constant(y), model(tx, training=False)))
+            out = model(tx, training=False)
+            value = tf.reduce_mean(loss_fn(tf.constant(y), out))
+        # predict's numbers: the same inference-mode call, without predict's per-model
+        # tf.function tracing
+        pred = np.asarray(out)
         grads = tape.gradient(value, tx + model.trainable_weights)
         n_train = len(model.trainable_weights)
         _no_dropout_tf(model)
@@ -541,7 +546,7 @@ def keras3_files(tmp_path_factory):
         x, _ = _data(name, model, shapes, loss, rng)
         path = os.path.join(root, name + ".keras")
         model.save(path)
-        files[name] = (path, x, keras.ops.convert_to_numpy(model.predict(x, verbose=0)))
+        files[name] = (path, x, call_outputs(model, x[0])[0])  # (single-input models)
     return files
 
 
