@@ -61,7 +61,8 @@ def plain(*tensors) -> bool:
     return True
 
 
-# id(owner) -> (a weak reference to the owner, {slot: (key, the tensors' bits, value)});
+# id(owner) -> (a weak reference to the owner, {slot: (key, ((a live view of each tensor's
+# bits, their copy), ...), value)});
 # an entry leaves with its owner (a plain dict by id: a WeakIdKeyDictionary look-up builds
 # a reference object per call)
 _REMEMBERED: dict = {}
@@ -97,12 +98,19 @@ def _bits(t: torch.Tensor):
     return t.detach().view(bits).numpy()
 
 
-def _unchanged(t: torch.Tensor, kept) -> bool:
-    """``t`` holds the bits of ``kept`` (a copy made when the value was remembered):
-    a byte-level comparison at memory speed, which also sees writes no version counter
-    records (``p.data.copy_(...)``, a write through another alias)."""
-    now = _bits(t)
-    return now is not None and np.array_equal(now, kept)
+def _kept(bits):
+    """What :func:`_unchanged` compares with: the bytes of a small tensor (a bytes
+    comparison is the cheapest check at that size), a numpy copy of a large one."""
+    return bits.tobytes() if bits.nbytes <= 65536 else bits.copy()
+
+
+def _unchanged(bits, kept) -> bool:
+    """``bits`` (a live view of a tensor's storage) hold what they held when ``kept`` was
+    made: a comparison at memory speed, which also sees writes no version counter records
+    (``p.data.copy_(...)``, a write through another alias)."""
+    if isinstance(kept, bytes):
+        return bits.tobytes() == kept
+    return np.array_equal(bits, kept)
 
 
 def remembered(owner, slot: str, tensors: tuple, compute, extra=()):
@@ -133,16 +141,18 @@ def remembered(owner, slot: str, tensors: tuple, compute, extra=()):
                                        t.stride()) for t in tensors]
     except RuntimeError:  # an inference tensor keeps no version counter
         return compute()
-    if any(t is not None and (t.device.type != "cpu" or _bits(t) is None) for t in tensors):
-        return compute()
     key.append(extra)
     slots = _slots(owner, True)
     entry = slots.get(slot)
     if entry is not None and entry[0] == key and all(
-            t is None or _unchanged(t, kept) for t, kept in zip(tensors, entry[1])):
-        return entry[2]
+            bits is None or _unchanged(bits, kept) for bits, kept in entry[1]):
+        return entry[2]  # (the same storages, strides and bits: the same value)
+    if any(t is not None and t.device.type != "cpu" for t in tensors):
+        return compute()
     with torch.inference_mode(False), torch.no_grad():
+        views = [None if t is None else _bits(t) for t in tensors]
+        if any(v is None and t is not None for v, t in zip(views, tensors)):
+            return compute()
         value = compute()
-        kept = tuple(None if t is None else _bits(t).copy() for t in tensors)
-    slots[slot] = (key, kept, value)
+    slots[slot] = (key, tuple((v, None if v is None else _kept(v)) for v in views), value)
     return value
