@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -105,33 +104,14 @@ def _serve(predict, batches):
         _reply({"median": statistics.median(times)})
 
 
-class _Peer:
+class _Peer(model_train.Worker):
     def __init__(self, peer, name, batches, path, src=None):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
-        if src:  # sepconv from another checkout (the code before a change)
-            env["PYTHONPATH"] = os.pathsep.join(
-                [os.path.abspath(src)] + [p for p in os.environ.get("PYTHONPATH", "").split(
-                    os.pathsep) if p])
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", peer, "--only", name, "--batch",
-             ",".join(map(str, batches)), "--path", path],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.hello = self._read()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            if line.startswith("@@"):
-                return json.loads(line[2:])
-        raise RuntimeError(f"worker ended: exit {self.proc.wait()}")
+        super().__init__([__file__, "--worker", peer, "--only", name, "--batch",
+                          ",".join(map(str, batches)), "--path", path], src,
+                         {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"})
 
     def time(self, batch, calls):
-        self.proc.stdin.write(f"{batch} {calls}\n")
-        self.proc.stdin.flush()
-        return self._read()["median"]
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
+        return self.ask(f"{batch} {calls}")["median"]
 
 
 def _max_diff(a, b):

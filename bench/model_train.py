@@ -207,33 +207,45 @@ def _serve(step, threads):
         _reply({"times": times})
 
 
-class _Peer:
-    def __init__(self, peer, name, threads, path, src=None):
-        env = None
-        if src:  # sepconv from another checkout (the baseline)
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-                [os.path.abspath(src)] + [p for p in os.environ.get("PYTHONPATH", "").split(
-                    os.pathsep) if p])}
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", peer, "--only", name,
-             "--threads", str(threads), "--path", path],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.hello = self._read()
+class Worker:
+    """A worker process of these benches (this script's, bench/eval_latency.py's): started
+    as ``python argv...``, with sepconv from ``src`` first on its path where given (the
+    code before a change); it answers each request with one line ``@@<json>``."""
 
-    def _read(self):
+    def __init__(self, argv, src=None, env=None):
+        env = {**os.environ, **(env or {})}
+        if src:
+            env["PYTHONPATH"] = os.pathsep.join(
+                [os.path.abspath(src)] + [p for p in os.environ.get("PYTHONPATH", "").split(
+                    os.pathsep) if p])
+        self.proc = subprocess.Popen([sys.executable] + list(argv), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env)
+        self.hello = self.read()
+
+    def read(self):
         for line in self.proc.stdout:
             if line.startswith("@@"):
                 return json.loads(line[2:])
         raise RuntimeError(f"worker ended: exit {self.proc.wait()}")
 
-    def time(self, steps):
-        self.proc.stdin.write(f"{steps}\n")
+    def ask(self, request: str):
+        self.proc.stdin.write(request + "\n")
         self.proc.stdin.flush()
-        return statistics.fmean(self._read()["times"])
+        return self.read()
 
     def close(self):
         self.proc.stdin.close()
         self.proc.wait()
+
+
+class _Peer(Worker):
+    def __init__(self, peer, name, threads, path, src=None):
+        super().__init__([__file__, "--worker", peer, "--only", name, "--threads", str(threads),
+                          "--path", path], src)
+
+    def time(self, steps):
+        return statistics.fmean(self.ask(f"{steps}")["times"])
+
 
 
 def _cpu_flags():
