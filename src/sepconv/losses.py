@@ -39,6 +39,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from . import functional as _functional
 from ._registry import KerasObject, Registry
 
 registry = Registry("loss")
@@ -172,14 +173,10 @@ def poisson(y_true, y_pred):
     return torch.mean(y_pred - y_true * torch.log(y_pred + EPSILON), dim=-1)
 
 
-def _l2_normalize(x: torch.Tensor, axis: int) -> torch.Tensor:
-    square_sum = torch.sum(torch.square(x), dim=axis, keepdim=True)
-    return x * torch.rsqrt(torch.clamp(square_sum, min=1e-12))
-
-
 def cosine_similarity(y_true, y_pred, axis: int = -1):
     y_true, y_pred = _pair(y_true, y_pred)
-    return -torch.sum(_l2_normalize(y_true, axis) * _l2_normalize(y_pred, axis), dim=axis)
+    return -torch.sum(_functional.l2_normalize(y_true, axis) *
+                      _functional.l2_normalize(y_pred, axis), dim=axis)
 
 
 def _check_axis(axis: Any) -> int:

@@ -132,9 +132,10 @@ def remembered(owner, slot: str, tensors: tuple, compute, extra=()):
     The value is made outside inference mode and without autograd: ordinary tensors a
     later call that records a gradient for its input may save.  ``None`` entries of
     ``tensors`` are allowed."""
-    if owner is None or standard_ops_wanted() or not plain(*tensors) or (
-            torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                            for t in tensors)):
+    if owner is None or standard_ops_wanted() or not plain(*tensors) or any(
+            t is not None and (t.device.type != "cpu" or (torch.is_grad_enabled() and
+                                                          t.requires_grad))
+            for t in tensors):
         return compute()
     try:
         key = [None if t is None else (t.data_ptr(), t._version, t.dtype, t.device, t.shape,
@@ -147,8 +148,6 @@ def remembered(owner, slot: str, tensors: tuple, compute, extra=()):
     if entry is not None and entry[0] == key and all(
             bits is None or _unchanged(bits, kept) for bits, kept in entry[1]):
         return entry[2]  # (the same storages, strides and bits: the same value)
-    if any(t is not None and t.device.type != "cpu" for t in tensors):
-        return compute()
     with torch.inference_mode(False), torch.no_grad():
         views = [None if t is None else _bits(t) for t in tensors]
         if any(v is None and t is not None for v, t in zip(views, tensors)):

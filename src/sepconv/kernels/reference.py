@@ -133,23 +133,22 @@ def _torch_weight(x: torch.Tensor, kernel: torch.Tensor, channels_last: bool) ->
     tensor: the permuted view, which torch copies itself (a copy of ours would be a
     second)."""
     rank = kernel.dim() - 2
-    order = (rank + 1, rank, *range(rank))
+
+    def view():
+        weight = kernel.permute(rank + 1, rank, *range(rank))
+        return weight.unsqueeze(2) if rank == 1 else weight
+
     # (torch.jit.trace records one graph whatever the grad mode: its check reruns it)
     if torch.jit.is_tracing() or (torch.is_grad_enabled() and
                                   (kernel.requires_grad or x.requires_grad)):
-        weight = kernel.permute(order).contiguous()
-        return weight.unsqueeze(2) if rank == 1 else weight
+        return view().contiguous()
     if type(kernel) is not torch.nn.Parameter:
-        weight = kernel.permute(order)
-        return weight.unsqueeze(2) if rank == 1 else weight
+        return view()
 
-    def laid_out():
-        weight = kernel.permute(order)
-        if rank == 1:
-            weight = weight.unsqueeze(2)
+    def laid_out():  # (made by remembered outside inference mode: an ordinary tensor)
         if not channels_last:
-            return weight.contiguous()
-        return weight.contiguous(memory_format=torch.channels_last_3d if rank == 3
+            return view().contiguous()
+        return view().contiguous(memory_format=torch.channels_last_3d if rank == 3
                                  else torch.channels_last)
 
     return _graphs.remembered(kernel, "reference.conv", (kernel,), laid_out,

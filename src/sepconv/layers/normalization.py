@@ -253,10 +253,9 @@ class BatchNormalization(_Normalization):
     def _inference_factors(self, dtype, broadcast, epsilon) -> tuple:
         """``functional.batch_norm_factors`` of the moving statistics, ``gamma`` and
         ``beta``; kept from one call to the next (:func:`graphs.remembered`) while those
-        four tensors (their storage and version counters), the dtype, the broadcast shape
-        and ``epsilon`` stay the same, and no gradient, trace or transform needs the
-        computation itself.  (An eval
-        model recomputed them on every call: 8 small ops and as many reshapes, 3-4x the
+        four tensors (their storage, version counters and bits), the dtype, the broadcast
+        shape and ``epsilon`` stay the same, and no gradient, trace or transform needs the
+        computation itself.  (An eval model recomputed them on every call: 8 small ops and as many reshapes, 3-4x the
         time of the normalization itself at batch 1 of the main job's blocks.)"""
         params = (self.moving_mean, self.moving_variance,
                   self.gamma if self.scale else None, self.beta if self.center else None)
