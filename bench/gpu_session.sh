@@ -23,6 +23,7 @@ if [ "${DRY:-0}" = 1 ]; then
   export TRITON_INTERPRET=1; dry=--dry-run; v2_only=tiny; v2_probe_shapes=tiny
 fi
 out=${OUT:-bench/results}; mkdir -p "$out"
+# `-o addopts=`: the GPU machine has no pytest-xdist (pyproject's addopts ask for it)
 export PYTHONPATH=${PYTHONPATH:-src} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,temperature.gpu --format=csv \
     | tee "$out/gpu_info.txt"
@@ -31,14 +32,14 @@ python -c "import torch, triton; print('torch', torch.__version__, 'triton', tri
 for part in "$@"; do
   case $part in
     tests) SEPCONV_TRITON_AUTOTUNE=0 timeout ${TESTS_TIMEOUT:-240} python -m pytest -q \
-             -p no:cacheprovider tests/test_kernel_cuda.py tests/test_kernel_triton.py tests/test_layer.py \
+             -p no:cacheprovider -o addopts= tests/test_kernel_cuda.py tests/test_kernel_triton.py tests/test_layer.py \
              2>&1 | tail -n 25 | tee "$out/gpu_tests.txt" ;;
     bench) timeout ${BENCH_TIMEOUT:-300} python bench/gpu.py --reps 10 --warmup 3 \
              --out "$out/gpu" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu_bench.txt" ;;
     probe) timeout ${PROBE_TIMEOUT:-300} python bench/gpu_probe.py --out "$out" \
              ${PROBE_ARGS:-} 2>&1 | tee "$out/gpu_probe.txt" ;;
     v2) SEPCONV_TRITON_CHILD=1 SEPCONV_KERNEL= SEPCONV_TRITON_AUTOTUNE=0 \
-          timeout ${V2_TESTS_TIMEOUT:-150} python -m pytest -q -p no:cacheprovider --noconftest \
+          timeout ${V2_TESTS_TIMEOUT:-150} python -m pytest -q -p no:cacheprovider -o addopts= --noconftest \
              tests/test_kernel_triton.py -k "v2 or variant" 2>&1 | tail -n 25 \
           | tee "$out/gpu_v2_tests.txt"
         timeout ${V2_BENCH_TIMEOUT:-240} python bench/gpu.py $dry --reps 10 --warmup 3 \

@@ -42,7 +42,7 @@ if not CHILD:
         env = dict(os.environ, TRITON_INTERPRET="1", SEPCONV_TRITON_CHILD="1",
                    SEPCONV_KERNEL="")
         cmd = [sys.executable, "-m", "pytest", __file__, "-q", "--noconftest",
-               "-p", "no:cacheprovider", "--maxfail=5", "--tb=short"]
+               "-p", "no:cacheprovider", "-o", "addopts=", "--maxfail=5", "--tb=short"]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
         report = (proc.stdout + proc.stderr)[-12000:]
         if proc.returncode == 5:
@@ -63,7 +63,7 @@ if not CHILD:
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
         env.update(SEPCONV_TRITON_CHILD="1", SEPCONV_KERNEL="", SEPCONV_TRITON_AUTOTUNE=autotune)
         cmd = [sys.executable, "-m", "pytest", __file__, "-q", "--noconftest",
-               "-p", "no:cacheprovider", "--maxfail=5", "--tb=short"]
+               "-p", "no:cacheprovider", "-o", "addopts=", "--maxfail=5", "--tb=short"]
         if autotune == "1":
             cmd += ["-k", "float32_matches_reference and same or half_precision or row_splits"]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
