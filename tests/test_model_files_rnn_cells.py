@@ -23,9 +23,11 @@ import sepconv  # noqa: E402
 from keras_files import Cases, call_outputs, check  # noqa: E402
 
 
-def _model(K):
+def _model(K, steps=7):
+    """(``steps``: tests/test_export_models.py takes 4, its static export and
+    torch.compile unroll every recurrence over them.)"""
     L = K.layers
-    ids = K.Input((7,), dtype="int32", name="ids")
+    ids = K.Input((steps,), dtype="int32", name="ids")
     e = L.Embedding(10, 4, mask_zero=True, name="emb")(ids)
     a = L.RNN(L.LSTMCell(3, name="l"), name="rnn_lstm")(e)
     b = L.RNN(L.StackedRNNCells([L.GRUCell(3, name="g1"), L.LSTMCell(2, name="l1")],

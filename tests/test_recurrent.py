@@ -167,10 +167,12 @@ def _text(value):
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _cnn_lstm(K, keras3):
+def _cnn_lstm(K, keras3, steps=24):
+    """(``steps``: tests/test_export_models.py takes 8, its static export and
+    torch.compile unroll every recurrence over them.)"""
     L = K.layers
     return K.Sequential([
-        K.Input((24, 3)),
+        K.Input((steps, 3)),
         L.Conv1D(6, 3, padding="same" if keras3 else "causal", activation="relu",
                  name="conv"),
         L.SeparableConv1D(8, 3, padding="same", name="sep"),
