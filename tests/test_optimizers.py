@@ -149,6 +149,14 @@ def test_get_names_configs_keras_objects_and_r_factories():
     assert isinstance(opt, optimizers.Adamax) and opt.param_groups[0]["beta_1"] == 0.3
     restored = optimizers.get(optimizers.serialize(opt), params)
     assert restored.get_config() == opt.get_config()
+    # the flavour: an argument, get's, R's factories', the keras_flavour block's
+    assert optimizers.Adam(params).flavour == "tf_keras"
+    assert optimizers.get("adam", params, flavour="keras3").flavour == "keras3"
+    assert optimizers.get(sepconv.optimizer_nadam(flavour="keras3"), params).flavour == "keras3"
+    with sepconv.activations.keras_flavour("keras3"):
+        assert optimizers.get(config, params).flavour == "keras3"
+    with pytest.raises(ValueError, match="flavour.*'keras2'"):
+        optimizers.SGD(params, flavour="keras2")
     with pytest.raises(ValueError, match="optimizer.*'adamm'"):
         optimizers.get("adamm", params)
     with pytest.raises(ValueError, match="momentum"):
