@@ -88,11 +88,11 @@ def reference(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference_keras3(tmp_path_factory):
     keras = pytest.importorskip("keras")
-    return _fitted(keras, tmp_path_factory.mktemp("compiled3"), (".keras",))
+    return _fitted(keras, tmp_path_factory.mktemp("compiled3"), (".keras", ".h5"))
 
 
 @pytest.mark.parametrize("maker, fmt", [("tf_keras", ".h5"), ("tf_keras", ".keras"),
-                                        ("keras3", ".keras")])
+                                        ("keras3", ".h5"), ("keras3", ".keras")])
 def test_training_from_the_file_follows_fit(request, maker, fmt, torch_single_thread):
     reference = request.getfixturevalue("reference" if maker == "tf_keras"
                                         else "reference_keras3")
