@@ -1,6 +1,7 @@
-"""sepconv.optimizers against tf-keras 2.21: the same weights and gradients, STEPS steps of
-each configuration, computed once by tf-keras (one batch in this process) and compared
-with ours, float32 and float64."""
+"""sepconv.optimizers against tf-keras 2.21 and Keras 3.15 (its torch backend, as conftest
+sets it): the same weights and gradients, STEPS steps of each configuration, computed
+once by each Keras (one batch in this process) and compared with ours in the matching
+``flavour``, float32 and float64."""
 
 import numpy as np
 import pytest
@@ -60,12 +61,12 @@ def _data(dtype):
     return weights, grads
 
 
-def _build_tf(name, kwargs):
+def _build(K, name, kwargs):
     kwargs = dict(kwargs)
     kind = kwargs.pop("schedule", None)
     if kind is not None:
-        kwargs["learning_rate"] = _schedule(tf_keras, kind)
-    return getattr(tf_keras.optimizers, name)(**kwargs)
+        kwargs["learning_rate"] = _schedule(K, kind)
+    return getattr(K.optimizers, name)(**kwargs)
 
 
 class _Ours:  # the schedules' namespace mirrored: optimizers.ExponentialDecay, ...
@@ -75,27 +76,35 @@ class _Ours:  # the schedules' namespace mirrored: optimizers.ExponentialDecay, 
 
 @pytest.fixture(scope="module")
 def reference():
+    """Each case's weights after STEPS steps, by (case, dtype, flavour)."""
+    keras = pytest.importorskip("keras")
     out = {}
     for dtype in ("float32", "float64"):
         weights, grads = _data(dtype)
         for i, (name, kwargs) in enumerate(CASES):
-            variables = [tf.Variable(w) for w in weights]
-            opt = _build_tf(name, kwargs)
-            for step, gs in enumerate(grads):
-                pairs = list(zip(gs, variables))
-                opt.apply_gradients(pairs[:-1] if step in NO_GRAD else pairs)
-            out[i, dtype] = [v.numpy() for v in variables]
+            for flavour, K, variable, tensor in (
+                    ("tf_keras", tf_keras, tf.Variable, tf.constant),
+                    ("keras3", keras, lambda w: keras.Variable(w, dtype=w.dtype.name),
+                     keras.ops.convert_to_tensor)):
+                variables = [variable(w) for w in weights]
+                opt = _build(K, name, kwargs)
+                for step, gs in enumerate(grads):
+                    pairs = [(tensor(g), v) for g, v in zip(gs, variables)]
+                    opt.apply_gradients(pairs[:-1] if step in NO_GRAD else pairs)
+                out[i, dtype, flavour] = [v.value.detach().numpy().copy()
+                                          if flavour == "keras3" else v.numpy()
+                                          for v in variables]
     return out
 
 
-def _ours(name, kwargs, dtype):
+def _ours(name, kwargs, dtype, flavour="tf_keras"):
     weights, grads = _data(dtype)
     params = [torch.nn.Parameter(torch.from_numpy(w.copy())) for w in weights]
     kwargs = dict(kwargs)
     kind = kwargs.pop("schedule", None)
     if kind is not None:
         kwargs["learning_rate"] = _schedule(_Ours, kind)
-    opt = getattr(optimizers, name)(params, **kwargs)
+    opt = getattr(optimizers, name)(params, **kwargs, flavour=flavour)
     for step, gs in enumerate(grads):
         for p, g in zip(params, gs):
             p.grad = torch.from_numpy(g)
@@ -106,12 +115,14 @@ def _ours(name, kwargs, dtype):
     return [p.detach().numpy() for p in params]
 
 
+@pytest.mark.parametrize("flavour", ["tf_keras", "keras3"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_steps_equal_tf_keras(reference, dtype):
+def test_steps_equal_keras(reference, dtype, flavour):
     tol = 1e-6 if dtype == "float32" else 1e-13  # (float32: rounding, 4e-7 seen)
     failures = []
     for i, (name, kwargs) in enumerate(CASES):
-        for k, (got, want) in enumerate(zip(_ours(name, kwargs, dtype), reference[i, dtype])):
+        for k, (got, want) in enumerate(zip(_ours(name, kwargs, dtype, flavour),
+                                            reference[i, dtype, flavour])):
             err = float(np.max(np.abs(got.astype(np.float64) - want) / (1e-3 + np.abs(want))))
             if not err <= tol:
                 failures.append(f"{name} {kwargs} weight {k}: relative error {err:.3g}")
@@ -138,6 +149,14 @@ def test_get_names_configs_keras_objects_and_r_factories():
     assert isinstance(opt, optimizers.Adamax) and opt.param_groups[0]["beta_1"] == 0.3
     restored = optimizers.get(optimizers.serialize(opt), params)
     assert restored.get_config() == opt.get_config()
+    # the flavour: an argument, get's, R's factories', the keras_flavour block's
+    assert optimizers.Adam(params).flavour == "tf_keras"
+    assert optimizers.get("adam", params, flavour="keras3").flavour == "keras3"
+    assert optimizers.get(sepconv.optimizer_nadam(flavour="keras3"), params).flavour == "keras3"
+    with sepconv.activations.keras_flavour("keras3"):
+        assert optimizers.get(config, params).flavour == "keras3"
+    with pytest.raises(ValueError, match="flavour.*'keras2'"):
+        optimizers.SGD(params, flavour="keras2")
     with pytest.raises(ValueError, match="optimizer.*'adamm'"):
         optimizers.get("adamm", params)
     with pytest.raises(ValueError, match="momentum"):

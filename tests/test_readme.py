@@ -139,6 +139,18 @@ def _compiled_file(path: str) -> None:
                 "epsilon": 1e-07, "amsgrad": False, "is_legacy_optimizer": False}}})
 
 
+def _compiled_keras3_file(path: str) -> None:
+    """A Keras 3 .keras file compiled with Adam and fitted 2 steps (its optimizer
+    variables saved)."""
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    model.fit(np.ones((8, 4), np.float32), np.eye(3, dtype=np.float32)[[0, 1, 2, 0] * 2],
+              batch_size=4, verbose=0)
+    model.save(path)
+
+
 #: What a block needs before it runs, by a piece of its text.
 SETUPS: Dict[str, Callable[[Dict], None]] = {
     'load_keras_model("model.h5")': lambda ns: _causal_file("model.h5", 16),
@@ -178,6 +190,7 @@ SETUPS: Dict[str, Callable[[Dict], None]] = {
                                      ns.update(x=torch.randn(4, 20, 16))),
     "tf_keras.applications": lambda ns: pytest.importorskip("tf_keras"),  # builds one
     '"compiled.h5"': lambda ns: _compiled_file("compiled.h5"),
+    '"compiled3.keras"': lambda ns: _compiled_keras3_file("compiled3.keras"),
 }
 
 BLOCKS = _blocks()

@@ -27,6 +27,13 @@ a tf-keras / Keras 3 optimizer object or a factory, with the parameters to optim
     >>> type(opt).__name__, opt.param_groups[0]["learning_rate"]
     ('Adam', 0.01)
 
+Keras 3.15's update rules differ from tf-keras' in roundings a ported model sees
+(float64: Keras 3 casts ``beta_1``, ``momentum``, Nadam's ``0.96`` straight to the
+weight's dtype, tf-keras through float32; weight decay is ``w *= 1 - wd * lr`` with the
+factor in float32; RMSprop divides by the root): ``flavour="keras3"`` (an argument of
+every class, or ``keras_flavour("keras3")`` around ``get``) follows Keras 3 on its torch
+backend, ``flavour="tf_keras"`` (the default) tf-keras.
+
 R's ``optimizer_adam(learning_rate = 1e-3)`` (no parameters: a factory, what R passes to
 ``compile``) and ``optimizer_adam(model$parameters(), ...)`` are here too.
 """
@@ -40,6 +47,7 @@ import numpy as np
 import torch
 
 from ._registry import KerasObject, Registry
+from .activations import FLAVOURS, current_flavour, keras_flavour
 
 registry = Registry("optimizer")
 schedules = Registry("learning rate schedule")
@@ -152,8 +160,14 @@ class Optimizer(torch.optim.Optimizer):
                  clipvalue: Optional[float] = None, global_clipnorm: Optional[float] = None,
                  use_ema: bool = False, ema_momentum: float = 0.99,
                  ema_overwrite_frequency: Optional[int] = None, jit_compile: bool = True,
-                 name: Optional[str] = None, **kwargs):
+                 name: Optional[str] = None, flavour: Optional[str] = None, **kwargs):
         cls = type(self).__name__
+        flavour = current_flavour() if flavour is None else flavour
+        if flavour not in FLAVOURS:
+            raise ValueError(f"Invalid value for argument `flavour`. Expected one of "
+                             f"{FLAVOURS}. Received flavour={flavour!r}")
+        #: whose update rules: ``"tf_keras"`` (tf-keras 2.21) or ``"keras3"`` (Keras 3.15)
+        self.flavour = flavour
         names = list(self._hyper)
         if len(args) > len(names):
             raise TypeError(f"{cls} takes at most {len(names) + 2} positional arguments "
@@ -236,7 +250,11 @@ class Optimizer(torch.optim.Optimizer):
             group["_lr"] = _current_rate(group)
         for (group, p), g in zip(pairs, grads):  # Keras: decay all, then update all
             wd = group["weight_decay"]
-            if wd is not None:
+            if wd is None:
+                continue
+            if self.flavour == "keras3":  # w *= 1 - wd * lr, the factor in float32
+                p.mul_((1 - wd * torch.tensor(group["_lr"], dtype=torch.float32)).to(p.dtype))
+            else:
                 p.sub_(p * _cast(wd, p) * _scalar(group["_lr"], p))
         cache: Dict[Any, Any] = {}  # this step's scalars, per group, dtype and device
         for (group, p), g in zip(pairs, grads):
@@ -260,12 +278,19 @@ class Optimizer(torch.optim.Optimizer):
         clipnorm, global_clipnorm = group["clipnorm"], group["global_clipnorm"]
         clipvalue = group["clipvalue"]
         if clipnorm and clipnorm > 0:
-            return [_clip_by_norm(g, clipnorm) for g in grads]
+            return [_clip_by_norm(g, clipnorm, self.flavour) for g in grads]
         if global_clipnorm and global_clipnorm > 0:
-            return _clip_by_global_norm(grads, global_clipnorm)
+            return _clip_by_global_norm(grads, global_clipnorm, self.flavour)
         if clipvalue and clipvalue > 0:
+            if self.flavour == "keras3":  # (its bounds float32 tensors)
+                clipvalue = float(np.float32(clipvalue))
             return [torch.clamp(g, -clipvalue, clipvalue) for g in grads]
         return grads
+
+    def _const(self, value: float, like: torch.Tensor) -> torch.Tensor:
+        """A Python number as ``like``'s dtype the way the flavour casts it: tf-keras
+        through float32 (:func:`_cast`), Keras 3 directly."""
+        return _cast(value, like) if self.flavour == "tf_keras" else _scalar(value, like)
 
     def _init_state(self, state: dict, p: torch.Tensor, group: dict) -> None:
         raise NotImplementedError
@@ -300,26 +325,39 @@ def _cast(value: float, like: torch.Tensor) -> torch.Tensor:
     return _scalar(float(np.float32(value)), like)
 
 
-def _clip_by_norm(g: torch.Tensor, clip_norm: float) -> torch.Tensor:
-    """TensorFlow's ``clip_by_norm``: ``g * clip / max(norm, clip)``."""
+def _clip_by_norm(g: torch.Tensor, clip_norm: float, flavour: str = "tf_keras") -> torch.Tensor:
+    """TensorFlow's ``clip_by_norm``: ``g * clip / max(norm, clip)`` (Keras 3 on torch:
+    its ``ops`` take a Python number as a float32 tensor, and ``ops.maximum`` gives
+    float32)."""
     l2sum = torch.sum(g * g)
     l2norm = torch.where(l2sum > 0, torch.sqrt(torch.where(l2sum > 0, l2sum,
                                                            torch.ones_like(l2sum))), l2sum)
+    if flavour == "keras3":
+        clip32 = torch.tensor(clip_norm, dtype=torch.float32)
+        return g * clip32.to(g.dtype) / torch.maximum(l2norm.to(torch.float32), clip32)
     clip = _scalar(clip_norm, g)
     return g * clip / torch.maximum(l2norm, clip)
 
 
-def _clip_by_global_norm(grads: List[torch.Tensor], clip_norm: float) -> List[torch.Tensor]:
+def _clip_by_global_norm(grads: List[torch.Tensor], clip_norm: float,
+                         flavour: str = "tf_keras") -> List[torch.Tensor]:
     """TensorFlow's ``clip_by_global_norm``: each ``g * clip * min(1 / norm, 1 / clip)``,
-    ``norm`` over all the gradients (``sqrt(2 * sum(l2_loss(g)))``)."""
-    half = torch.stack([torch.sum(g * g) / 2 for g in grads])
-    norm = torch.sqrt(torch.sum(half) * 2)
+    ``norm`` over all the gradients (``sqrt(2 * sum(l2_loss(g)))``; Keras 3:
+    ``sqrt(sum(g^2))``, the minimum in float32 as :func:`_clip_by_norm` says)."""
+    if flavour == "keras3":
+        norm = torch.sqrt(torch.sum(torch.stack([torch.sum(torch.square(g)) for g in grads])))
+    else:
+        half = torch.stack([torch.sum(g * g) / 2 for g in grads])
+        norm = torch.sqrt(torch.sum(half) * 2)
     out = []
     for g in grads:
         n = norm.to(g.dtype)
         clip = _scalar(clip_norm, g)
-        scale = clip * torch.minimum(1.0 / n, 1.0 / clip)
-        out.append(g * scale)
+        if flavour == "keras3":
+            scale = (clip_norm * torch.minimum(1.0 / n, 1.0 / clip).to(torch.float32))
+            out.append(g * scale.to(g.dtype))
+        else:
+            out.append(g * (clip * torch.minimum(1.0 / n, 1.0 / clip)))
     return out
 
 
@@ -342,7 +380,7 @@ class SGD(Optimizer):
         state["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def _scalars(self, group, p, lr, iterations):
-        return lr, _cast(group["momentum"], p)
+        return lr, self._const(group["momentum"], p)
 
     def _update(self, p, g, state, group, scalars):
         lr, momentum = scalars
@@ -370,8 +408,8 @@ class Adam(Optimizer):
 
     def _scalars(self, group, p, lr, iterations):
         step = _scalar(iterations + 1, p)
-        beta_1_power = torch.pow(_cast(group["beta_1"], p), step)
-        beta_2_power = torch.pow(_cast(group["beta_2"], p), step)
+        beta_1_power = torch.pow(self._const(group["beta_1"], p), step)
+        beta_2_power = torch.pow(self._const(group["beta_2"], p), step)
         return lr * torch.sqrt(1 - beta_2_power) / (1 - beta_1_power)
 
     def _update(self, p, g, state, group, alpha):
@@ -419,7 +457,10 @@ class RMSprop(Optimizer):
             denominator = velocity - torch.square(avg) + eps
         else:
             denominator = velocity + eps
-        increment = lr * g * torch.rsqrt(denominator)
+        if self.flavour == "keras3":
+            increment = g * lr / torch.sqrt(denominator)
+        else:
+            increment = lr * g * torch.rsqrt(denominator)
         if group["momentum"] > 0:
             mom = state["momentum"]
             mom.copy_(group["momentum"] * mom + increment)
@@ -456,7 +497,7 @@ class Adamax(Optimizer):
         state["u"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def _scalars(self, group, p, lr, iterations):
-        return lr, torch.pow(_cast(group["beta_1"], p), _scalar(iterations + 1, p))
+        return lr, torch.pow(self._const(group["beta_1"], p), _scalar(iterations + 1, p))
 
     def _update(self, p, g, state, group, scalars):
         lr, beta_1_power = scalars
@@ -491,15 +532,14 @@ class Nadam(Optimizer):
                 self._advance(group, first, group["iterations"] + 1)
         return super().step(closure)
 
-    @staticmethod
-    def _advance(group: dict, first: torch.Tensor, t: int) -> None:
-        beta_1 = _cast(group["beta_1"], first)
-        u_t = beta_1 * (1.0 - 0.5 * torch.pow(_cast(0.96, first), _scalar(t, first)))
+    def _advance(self, group: dict, first: torch.Tensor, t: int) -> None:
+        beta_1 = self._const(group["beta_1"], first)
+        u_t = beta_1 * (1.0 - 0.5 * torch.pow(self._const(0.96, first), _scalar(t, first)))
         group["u_product"] = float(_scalar(group["u_product"], first) * u_t)
 
     def _scalars(self, group, p, lr, iterations):
-        beta_1, beta_2 = _cast(group["beta_1"], p), _cast(group["beta_2"], p)
-        decay = _cast(0.96, p)
+        beta_1, beta_2 = self._const(group["beta_1"], p), self._const(group["beta_2"], p)
+        decay = self._const(0.96, p)
         u_t = beta_1 * (1.0 - 0.5 * torch.pow(decay, _scalar(iterations + 1, p)))
         u_t_1 = beta_1 * (1.0 - 0.5 * torch.pow(decay, _scalar(iterations + 2, p)))
         u_product_t = _scalar(group["u_product"], p)
@@ -510,6 +550,8 @@ class Nadam(Optimizer):
     def _update(self, p, g, state, group, scalars):
         lr, beta_1, beta_2, u_t, u_t_1, u_product_t, u_product_t_1, beta_2_power = scalars
         m, v = state["m"], state["v"]
+        if self.flavour == "keras3":  # (the moments decay by the Python numbers)
+            beta_1, beta_2 = group["beta_1"], group["beta_2"]
         m.add_((g - m) * (1 - beta_1))
         v.add_((torch.square(g) - v) * (1 - beta_2))
         m_hat = u_t_1 * m / (1 - u_product_t_1) + (1 - u_t) * g / (1 - u_product_t)
@@ -523,18 +565,23 @@ for _cls, _names in _OPTIMIZERS.items():
     registry.add(_cls, *_names, *[f"optimizer_{n}" for n in _names])
 
 
-def get(identifier: Any, params: Iterable, argument: str = "optimizer") -> torch.optim.Optimizer:
+def get(identifier: Any, params: Iterable, argument: str = "optimizer",
+        flavour: Optional[str] = None) -> torch.optim.Optimizer:
     """An optimizer over ``params`` for a Keras name (``"adam"``, R's
     ``"optimizer_adam"``), a Keras config dict (``{"class_name": "Adam", "config":
     {...}}``; tf-keras' ``"Custom>Adam"`` too), a tf-keras / Keras 3 optimizer, an
     optimizer class, or a factory taking ``params`` (``optimizer_adam(learning_rate=0.01)``).
-    A ``torch.optim.Optimizer`` is returned as it is."""
+    A ``torch.optim.Optimizer`` is returned as it is.  ``flavour``: whose update rules
+    the optimizer built here follows (``"tf_keras"`` or ``"keras3"``; ``None``: the
+    current :func:`sepconv.activations.keras_flavour`, tf-keras' unless set), where the
+    identifier does not name one itself."""
     if isinstance(identifier, torch.optim.Optimizer):
         return identifier
     if isinstance(identifier, dict) and str(identifier.get("class_name", "")).startswith(
             "Custom>"):
         identifier = {**identifier, "class_name": identifier["class_name"][len("Custom>"):]}
-    return registry.get(identifier, argument, build={"params": params})
+    with keras_flavour(current_flavour() if flavour is None else flavour):
+        return registry.get(identifier, argument, build={"params": params})
 
 
 def serialize(optimizer: Optimizer) -> dict:

@@ -5,8 +5,9 @@ An ``.h5`` file keeps them in its ``training_config`` attribute and the optimize
 variables in ``optimizer_weights``; a ``.keras`` file in ``config.json``'s
 ``compile_config`` and ``model.weights.h5``'s ``optimizer/vars``.  The loss and the
 optimizer come from :mod:`sepconv.losses` and :mod:`sepconv.optimizers` (tf-keras 2.21's
-formulas); a tf-keras optimizer's saved state (the step count, the moments) goes into
-the torch optimizer, so training resumes where ``fit`` stopped.
+formulas, or Keras 3.15's for a file Keras 3 wrote); the optimizer's saved state (the
+step count, the moments; a Keras 3 file's learning rate and Nadam's momentum product
+too) goes into the torch optimizer, so training resumes where ``fit`` stopped.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from .._registry import custom_object_scope
 from . import files as _files
 from .files import KerasFileError
 
-#: each optimizer's slot variables, in the order tf-keras' ``build`` creates them (one
-#: list per name; the state key ours keeps it under)
+#: each optimizer's slot variables, in the order tf-keras' (and Keras 3's) ``build``
+#: creates them (one list per name; the state key ours keeps it under)
 _SLOTS = {
     "SGD": lambda g: [("m", "momentum")],
     "Adam": lambda g: [("m", "m"), ("v", "v")] + ([("vhat", "vhat")] if g["amsgrad"] else []),
@@ -172,7 +173,7 @@ def load_keras_training(path: Any, model: torch.nn.Module,
     optimizer = None
     if opt_config is not None:
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = _optimizers.get(_plain_config(opt_config), params)
+        optimizer = _optimizers.get(_plain_config(opt_config), params, flavour=kf.flavour)
         if optimizer_state and kf.optimizer_weights:
             problem = _load_state(optimizer, model, kf)
             if problem:
@@ -185,14 +186,21 @@ def load_keras_training(path: Any, model: torch.nn.Module,
 
 def _load_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module,
                 kf: "_files.KerasFile") -> Optional[str]:
-    """Puts a tf-keras optimizer's variables into ``optimizer``; a reason otherwise."""
+    """Puts a tf-keras or Keras 3 optimizer's variables into ``optimizer``; a reason
+    otherwise.  tf-keras: the step count, then the slots.  Keras 3: the step count, the
+    learning rate (unless a schedule gives it), the slots (SGD's momentum only when
+    ``momentum`` is not 0), and last Nadam's momentum product."""
     kind = type(optimizer).__name__
-    if kf.flavour != "tf_keras":
-        return "sepconv reads tf-keras' optimizer variables, not Keras 3's"
     if kind not in _SLOTS or len(optimizer.param_groups) != 1:
         return f"no layout known for {kind}"
     group = optimizer.param_groups[0]
     slots = _SLOTS[kind](group)
+    keras3 = kf.flavour == "keras3"
+    if keras3 and kind == "SGD" and not group["momentum"]:
+        slots = []
+    # (Keras 3's variables around the slots: before them, after them)
+    head = 1 + (keras3 and not callable(group["learning_rate"]))
+    tail = int(keras3 and kind == "Nadam")
     arrays = [a for _, a in kf.optimizer_weights]
     names = [n for n, _ in kf.optimizer_weights]
     from .models import _keras_layers
@@ -210,14 +218,15 @@ def _load_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module,
             return f"layer {lname!r}: its trainable weights are not known in Keras' order"
         plan.append((lname, layer, current, flags))
     n_vars = sum(sum(f) for *_, f in plan)
-    if len(arrays) != 1 + n_vars * len(slots):
+    needed = head + n_vars * len(slots) + tail
+    if len(arrays) != needed:
         return (f"the file holds {len(arrays)} optimizer variables, {kind} over the "
-                f"model's {n_vars} trainable weights needs {1 + n_vars * len(slots)}")
-    if names[0] is not None and not names[0].startswith("iteration"):
+                f"model's {n_vars} trainable weights needs {needed}")
+    if names[0] is not None and not names[0].split("/")[-1].startswith("iteration"):
         return f"its first variable is {names[0]!r}, not the step count"
     # the slot arrays of each trainable weight, in Keras' variable order
     per_slot: Dict[str, List[np.ndarray]] = {s: [] for s, _ in slots}
-    pos = 1
+    pos = head
     interleaved = [s for s, _ in slots if (kind, s) in _INTERLEAVED]
     for i in range(n_vars):
         for s in interleaved:
@@ -227,7 +236,7 @@ def _load_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module,
         if s not in interleaved:
             per_slot[s] = arrays[pos:pos + n_vars]
             pos += n_vars
-    if names[0] is not None:  # a named .h5: check each slot is its weight's
+    if names[0] is not None and not keras3:  # a named .h5: check each slot is its weight's
         expected = _expected_names(plan, kf)
         if expected is not None:
             got = names[1:]
@@ -254,6 +263,10 @@ def _load_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module,
     for p, state in states.items():
         optimizer.state[p] = state
     group["iterations"] = int(np.asarray(arrays[0]))
+    if head == 2:  # (callbacks may have changed it since compile)
+        group["learning_rate"] = float(np.asarray(arrays[1]))
+    if tail:
+        group["u_product"] = float(np.asarray(arrays[-1]))
     return None
 
 
