@@ -22,7 +22,7 @@ import torch
 from .. import _registry
 from .. import activations as _activations
 from ..layers import base as _base
-from ..layers.masking import Sequential, call_with_mask, first_argument_mask
+from ..layers.masking import Sequential, call_with_mask, first_argument_mask, module_flag
 from . import files as _files
 from . import keras_ops as _keras_ops
 from . import tf_ops as _tf_ops
@@ -549,7 +549,7 @@ class KerasFunctional(torch.nn.Module):
             # common one-tensor argument's resolve and one-tensor output's bookkeeping: a
             # few microseconds a layer, bench/README.md "Per-call cost")
             stripped = ()
-            if masks or getattr(module, "keras3_strips_input_masks", False):
+            if masks or module_flag(module, "keras3_strips_input_masks"):
                 call_kwargs = {**resolve(kwargs, values),
                                **argument_masks(module, args, kwargs)}
                 stripped = _keras3_mask_stripping(module, args, kwargs, call_kwargs, masks)
