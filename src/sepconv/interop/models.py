@@ -22,7 +22,7 @@ import torch
 from .. import _registry
 from .. import activations as _activations
 from ..layers import base as _base
-from ..layers.masking import Sequential, call_with_mask, first_argument_mask, module_flag
+from ..layers.masking import Sequential, call_with_mask, first_argument_mask
 from . import files as _files
 from . import keras_ops as _keras_ops
 from . import tf_ops as _tf_ops
@@ -498,6 +498,10 @@ class KerasFunctional(torch.nn.Module):
     #: A model used as a layer takes its inputs' Keras masks and gives its outputs' (as
     #: tf-keras' functional models do): ``forward(..., mask=...)``, ``compute_mask``.
     supports_masking = True
+    #: (the graph runner's flags, declared: a look-up that misses costs torch's
+    #: Module.__getattr__ an AttributeError, ~2-5 us, on every call of a model inside a model)
+    keras3_strips_input_masks = False
+    keeps_mask_of_returned_input = False
 
     def compute_mask(self, inputs, mask=None):
         """The masks of the outputs of the last call (``None`` where none)."""
@@ -549,7 +553,7 @@ class KerasFunctional(torch.nn.Module):
             # common one-tensor argument's resolve and one-tensor output's bookkeeping: a
             # few microseconds a layer, bench/README.md "Per-call cost")
             stripped = ()
-            if masks or module_flag(module, "keras3_strips_input_masks"):
+            if masks or getattr(module, "keras3_strips_input_masks", False):
                 call_kwargs = {**resolve(kwargs, values),
                                **argument_masks(module, args, kwargs)}
                 stripped = _keras3_mask_stripping(module, args, kwargs, call_kwargs, masks)

@@ -44,21 +44,6 @@ def _takes_mask(module: torch.nn.Module) -> bool:
     return cached
 
 
-def module_flag(module: torch.nn.Module, name: str) -> Any:
-    """``getattr(module, name, False)`` for a flag a class or an instance may set (a class
-    attribute, a property, or an entry of the instance's ``__dict__``), without the
-    ``AttributeError`` that ``torch.nn.Module.__getattr__`` builds, message and all, for an
-    attribute most modules lack (~1-2 us each, a few per layer of every model call)."""
-    found = module.__dict__.get(name)
-    if found is not None:
-        return found
-    attr = getattr(type(module), name, None)
-    if attr is None:
-        return getattr(module, name, False) if name in module._modules or \
-            name in module._parameters or name in module._buffers else False
-    return getattr(module, name) if isinstance(attr, property) else attr
-
-
 def first_argument_mask(args, masks):
     """The Keras mask of a graph call's first argument (a ``("__ref__", *ref)`` tuple, or a
     list of them: their masks, ``None`` where none) from ``masks`` (ref -> mask), as a
@@ -81,7 +66,7 @@ def call_with_mask(module: torch.nn.Module, args: Sequence[Any], kwargs: Dict[st
     ``kwargs`` already names one, which then wins, as an explicit mask does in Keras).
     Returns ``(outputs, output_mask)``; the output mask is ``compute_mask(inputs, mask)``
     for layers that support masking, else ``None``."""
-    supports = bool(module_flag(module, "supports_masking"))
+    supports = bool(getattr(module, "supports_masking", False))
     if mask is None and "mask" not in kwargs:
         # (no mask: nothing to hand over, and a layer whose compute_mask is the base one
         # passes None on; sources such as Masking and Embedding still make theirs)
@@ -108,7 +93,7 @@ def _mask_of_returned_input(module: torch.nn.Module, args: Sequence[Any], out: A
     ``lambda t: t``), which still carries it (tf-keras 2.21 and Keras 3.15 alike).  For
     modules marked ``keeps_mask_of_returned_input``: the mask of each output that *is* an
     input tensor of the first argument, else ``None``."""
-    if not module_flag(module, "keeps_mask_of_returned_input") or not args or \
+    if not getattr(module, "keeps_mask_of_returned_input", False) or not args or \
             all(m is None for m in _flat(mask)):
         return None
     firsts = args[0] if isinstance(args[0], (list, tuple)) else [args[0]]
