@@ -498,6 +498,10 @@ class KerasFunctional(torch.nn.Module):
     #: A model used as a layer takes its inputs' Keras masks and gives its outputs' (as
     #: tf-keras' functional models do): ``forward(..., mask=...)``, ``compute_mask``.
     supports_masking = True
+    #: (the graph runner's flags, declared: a look-up that misses costs torch's
+    #: Module.__getattr__ an AttributeError, ~2-5 us, on every call of a model inside a model)
+    keras3_strips_input_masks = False
+    keeps_mask_of_returned_input = False
 
     def compute_mask(self, inputs, mask=None):
         """The masks of the outputs of the last call (``None`` where none)."""

@@ -214,14 +214,14 @@ def takes(x: torch.Tensor, axes: tuple, *params: Optional[torch.Tensor]) -> bool
     rank = x.dim()
     if not ENABLED or x.dtype != torch.float32 or not x.is_cpu or rank < 2 or x.numel() == 0:
         return False
-    if sorted(a % rank for a in axes) != list(range(rank - 1)):
+    if axes != range(rank - 1) and sorted(a % rank for a in axes) != list(range(rank - 1)):
         return False
-    for p in params:
+    c = x.shape[-1]
+    for p in params:  # (rank axes, the last of c channels and c elements: 1 elsewhere)
         if p is not None and (p.dtype != torch.float32 or not p.is_cpu or p.dim() != rank
-                              or p.shape[-1] != x.shape[-1]
-                              or any(p.shape[a] != 1 for a in range(rank - 1))):
+                              or p.shape[-1] != c or p.numel() != c):
             return False
-    return load() is not None
+    return _lib is not None or load() is not None
 
 
 def _threads(work: int) -> int:

@@ -132,22 +132,29 @@ def remembered(owner, slot: str, tensors: tuple, compute, extra=()):
     The value is made outside inference mode and without autograd: ordinary tensors a
     later call that records a gradient for its input may save.  ``None`` entries of
     ``tensors`` are allowed."""
-    if owner is None or standard_ops_wanted() or not plain(*tensors) or any(
-            t is not None and (t.device.type != "cpu" or (torch.is_grad_enabled() and
-                                                          t.requires_grad))
-            for t in tensors):
+    if owner is None or standard_ops_wanted() or not plain(*tensors):
         return compute()
-    try:
-        key = [None if t is None else (t.data_ptr(), t._version, t.dtype, t.device, t.shape,
-                                       t.stride()) for t in tensors]
-    except RuntimeError:  # an inference tensor keeps no version counter
-        return compute()
+    grad = torch.is_grad_enabled()
+    key = []
+    for t in tensors:  # (CPU tensors only: the key needs no device)
+        if t is None:
+            key.append(None)
+        elif not t.is_cpu or (grad and t.requires_grad):
+            return compute()
+        else:
+            try:
+                key.append((t.data_ptr(), t._version, t.dtype, t.shape, t.stride()))
+            except RuntimeError:  # an inference tensor keeps no version counter
+                return compute()
     key.append(extra)
     slots = _slots(owner, True)
     entry = slots.get(slot)
-    if entry is not None and entry[0] == key and all(
-            bits is None or _unchanged(bits, kept) for bits, kept in entry[1]):
-        return entry[2]  # (the same storages, strides and bits: the same value)
+    if entry is not None and entry[0] == key:
+        for bits, kept in entry[1]:
+            if bits is not None and not _unchanged(bits, kept):
+                break
+        else:
+            return entry[2]  # (the same storages, strides and bits: the same value)
     with torch.inference_mode(False), torch.no_grad():
         views = [None if t is None else _bits(t) for t in tensors]
         if any(v is None and t is not None for v, t in zip(views, tensors)):

@@ -547,6 +547,14 @@ class Layer(torch.nn.Module):
     #: GlobalAveragePooling1D) use it.  Where False, a model drops the mask at this layer
     #: (tf-keras 2.21 does the same: it raises only when ``compute_mask`` is called).
     supports_masking = False
+    #: The graph runners' other flags (:mod:`sepconv.layers.masking`, ``KerasFunctional``),
+    #: declared here so that asking costs a class look-up: on a module that lacks them
+    #: torch's ``Module.__getattr__`` builds an ``AttributeError`` (~2-5 us, three a layer
+    #: of every model call).  Whether the layer's output that *is* an input tensor keeps
+    #: that input's mask (a cast to the same dtype, an identity ``Lambda``):
+    keeps_mask_of_returned_input = False
+    #: Whether Keras 3 drops the Keras masks of this call's inputs (its attention layers):
+    keras3_strips_input_masks = False
 
     def compute_mask(self, inputs, mask=None):
         """The mask of the outputs, tf-keras' ``Layer.compute_mask``: the input mask where

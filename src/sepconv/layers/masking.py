@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
+from . import base as _base
 from .core import _Weightless, check_number
 
 
@@ -66,6 +67,13 @@ def call_with_mask(module: torch.nn.Module, args: Sequence[Any], kwargs: Dict[st
     Returns ``(outputs, output_mask)``; the output mask is ``compute_mask(inputs, mask)``
     for layers that support masking, else ``None``."""
     supports = bool(getattr(module, "supports_masking", False))
+    if mask is None and "mask" not in kwargs:
+        # (no mask: nothing to hand over, and a layer whose compute_mask is the base one
+        # passes None on; sources such as Masking and Embedding still make theirs)
+        out = module(*args, **kwargs)
+        if not supports or type(module).compute_mask is _base.Layer.compute_mask:
+            return out, None
+        return out, module.compute_mask(args[0] if args else None, None)
     if "mask" in kwargs:
         mask = kwargs["mask"]
     elif supports and any(m is not None for m in _flat(mask)) and _takes_mask(module):

@@ -257,8 +257,10 @@ class BatchNormalization(_Normalization):
         shape and ``epsilon`` stay the same, and no gradient, trace or transform needs the
         computation itself.  (An eval model recomputed them on every call: 8 small ops and as many reshapes, 3-4x the
         time of the normalization itself at batch 1 of the main job's blocks.)"""
-        params = (self.moving_mean, self.moving_variance,
-                  self.gamma if self.scale else None, self.beta if self.center else None)
+        weights, buffers = self._parameters, self._buffers  # (no Module.__getattr__ each)
+        params = (buffers["moving_mean"], buffers["moving_variance"],
+                  weights["gamma"] if self.scale else None,
+                  weights["beta"] if self.center else None)
 
         def compute():
             mean, variance, gamma, beta = (None if p is None else
