@@ -58,3 +58,22 @@ def test_sums_against_float64(rows, channels, threads, monkeypatch):
                                                          (dsum, dot)))
     finally:
         torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("rows,channels", [(150, 32), (51 * 32, 128), (22 * 130 + 7, 3),
+                                           (5, 8), (4097, 1)])
+def test_affine_rounds_twice_as_tensorflow(rows, channels):
+    """The C affine pass is ``x * inv + offset`` with two roundings (TensorFlow's numbers,
+    ``functional.scale_offset``'s promise), bit for bit torch's two ops: no fused
+    multiply-add (GCC contracts ``a * b + c`` into one under ``-march=native`` unless told
+    not to; with the FMA about one output in four differs in its last bit)."""
+    if _norm_native.load() is None:
+        pytest.skip("no C compiler")
+    g = torch.Generator().manual_seed(rows + channels)
+    x = torch.randn(rows, channels, generator=g) * 3
+    inv = torch.rand(1, channels, generator=g) + 0.5
+    offset = torch.randn(1, channels, generator=g)
+    got = _norm_native.affine(x, inv, offset)
+    assert torch.equal(got, x * inv + offset)
+    from sepconv import functional
+    assert torch.equal(functional.scale_offset(x, inv, offset), x * inv + offset)

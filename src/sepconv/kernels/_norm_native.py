@@ -176,7 +176,10 @@ void sepconv_bn_affine(const float *a, const float *b, const float *mean, const 
 }
 """
 
-_FLAGS = ["-O3", "-march=native", "-fPIC", "-std=gnu11"]
+# -ffp-contract=off: no fused multiply-adds, so the affine pass rounds after the product as
+# TensorFlow and torch's two ops do (functional.scale_offset); with GCC's default
+# contraction under -march=native about one output in four differed in its last bit.
+_FLAGS = ["-O3", "-march=native", "-fPIC", "-std=gnu11", "-ffp-contract=off"]
 _lib: Optional[ctypes.CDLL] = None
 _P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 
