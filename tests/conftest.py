@@ -47,9 +47,9 @@ def torch_single_thread():
     torch.set_num_threads(before)
 
 
-# The suite runs in two or more pytest-xdist workers, one test file at a time per worker
-# (pyproject's addopts: ``-n auto --dist loadfile --no-loadscope-reorder``): a worker that
-# is free takes the next file in collection order.  The files measured slowest go first,
+# The README's test command runs the suite in pytest-xdist workers (``-n auto``), one test
+# file at a time per worker (pyproject's addopts: ``--dist loadfile --no-loadscope-reorder``):
+# a worker that is free takes the next file in collection order.  The files measured slowest go first,
 # so that the workers finish together instead of one running a long file alone at the end
 # (a full run under xdist on the 2-core CI machine, 2026-11-27: seconds of test time).
 SLOWEST_FIRST = (

@@ -284,55 +284,6 @@ def test_remembered_values_are_ordinary_tensors(torch_single_thread):
     torch.testing.assert_close(xr.grad, want, rtol=1e-6, atol=1e-6)
 
 
-def test_batch_norm_factors_follow_every_change(torch_single_thread):
-    """An eval BatchNormalization keeps its folded factors between calls: every way the
-    statistics or gamma / beta change (in place, load_state_dict, set_weights, .data
-    replaced or written through, another dtype), a train() / eval() switch and a new input
-    length show in the next call, bit for bit functional.batch_normalization of plain
-    copies (computed afresh)."""
-    g = torch.Generator().manual_seed(7)
-    layer = sepconv.BatchNormalization()
-    x = torch.randn(2, 9, 6, generator=g)
-    layer(x)
-    layer.set_weights([np.random.default_rng(0).random(6).astype("float32") + 0.5
-                       for _ in range(4)])
-    layer.eval()
-
-    def fresh(inp):
-        w = [t.detach().clone().reshape(1, 1, -1) for t in
-             (layer.moving_mean, layer.moving_variance, layer.beta, layer.gamma)]
-        return functional.batch_normalization(inp, *w, max(layer.epsilon, 0.0))
-
-    def check(what, inp=x):
-        with torch.inference_mode():
-            got = layer(inp)
-        torch.testing.assert_close(got, fresh(inp), rtol=0, atol=0, msg=what)
-        assert "inference factors" in _remembered_slots(layer), what
-        with torch.no_grad():
-            torch.testing.assert_close(layer(inp), fresh(inp), rtol=0, atol=0, msg=what)
-
-    check("first call")
-    check("second call (remembered)")
-    check("another length", torch.randn(1, 4, 6, generator=g))
-    with torch.no_grad():
-        layer.moving_mean.add_(0.5)
-    check("moving_mean changed in place")
-    layer.load_state_dict({k: v.clone() * 0.5 + 0.25 for k, v in layer.state_dict().items()})
-    check("load_state_dict")
-    layer.set_weights([w * 1.5 for w in layer.get_weights()])
-    check("set_weights")
-    layer.gamma.data.mul_(-0.75)  # (an alias of its own: gamma's version stays)
-    check("gamma written through .data")
-    layer.moving_variance.data = torch.rand(6, generator=g) + 0.1
-    check("moving_variance's .data replaced")
-    layer.train()
-    layer(x)  # (a training call updates the moving statistics)
-    layer.eval()
-    check("after a training call")
-    layer.double()
-    check("float64", x.double())
-
-
 def test_unmasked_layer_calls_look_up_no_missing_attribute(monkeypatch, torch_single_thread):
     """A graph runner's call of a layer without a Keras mask (call_with_mask, as
     KerasFunctional and the streams make it) asks no module for an attribute it lacks

@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 import sepconv
 from sepconv import functional as F
+from sepconv.kernels import graphs
 
 
 def _composition(x, axes, gamma, beta, epsilon):
@@ -300,7 +301,8 @@ def test_eval_factors_follow_every_change_of_the_weights():
     """An eval ``BatchNormalization`` keeps its folded ``gamma / sqrt(variance + eps)`` and
     offset between calls: every way the statistics or weights change (in-place updates,
     ``load_state_dict``, ``set_weights``, ``.data`` replaced, a training step, ``epsilon``,
-    another dtype) shows in the next call, as a fresh computation does; a call that
+    another dtype) and a new input length show in the next call, bit for bit
+    ``functional.batch_normalization`` of plain copies (computed afresh); a call that
     records the input's gradient gets the right one, inference_mode or not."""
     g = torch.Generator().manual_seed(3)
     x = torch.randn(4, 7, 6, generator=g)
@@ -308,15 +310,24 @@ def test_eval_factors_follow_every_change_of_the_weights():
     layer(x)
     layer.eval()
 
-    def check(what):
+    def fresh(inp):  # the factors computed afresh, from plain copies of the tensors
+        w = [t.detach().clone().reshape(1, 1, -1) for t in
+             (layer.moving_mean, layer.moving_variance, layer.beta, layer.gamma)]
+        return F.batch_normalization(inp, *w, layer.epsilon)
+
+    def check(what, inp=x):
         with torch.inference_mode():
-            got = layer(x)
-        torch.testing.assert_close(got, _eval_reference(layer, x), atol=1e-5, rtol=1e-5,
+            got = layer(inp)
+        assert "inference factors" in (graphs._slots(layer, False) or {}), what
+        torch.testing.assert_close(got, fresh(inp), atol=0, rtol=0, msg=what)
+        torch.testing.assert_close(got, _eval_reference(layer, inp), atol=1e-5, rtol=1e-5,
                                    msg=what)
         with torch.no_grad():
-            torch.testing.assert_close(layer(x), got, atol=0, rtol=0, msg=what)
+            torch.testing.assert_close(layer(inp), got, atol=0, rtol=0, msg=what)
 
     check("first call")
+    check("second call (remembered)")
+    check("another length", torch.randn(1, 4, 6, generator=g))
     with torch.no_grad():
         layer.moving_mean.add_(0.5)
     check("moving_mean changed in place")

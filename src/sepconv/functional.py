@@ -395,19 +395,10 @@ def _forced_kernel() -> str:
     return os.environ.get("SEPCONV_KERNEL", "").strip().lower()
 
 
-_LOADED: dict = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _load(name: str) -> Callable:
     """The ``separable_conv1d`` of kernel module ``name``, imported on first use (the
     import statement's look-ups, ~1-2 us, once rather than on every call)."""
-    found = _LOADED.get(name)
-    if found is None:
-        found = _LOADED[name] = _import_kernel(name)
-    return found
-
-
-def _import_kernel(name: str) -> Callable:
     if name == "reference":
         return _reference.separable_conv1d
     if name == "cpu":
