@@ -10,7 +10,7 @@ forward + backward, on channels_last ``(batch, steps, channels)`` data as Keras 
 - ``triton_v2``: ``sepconv.kernels.triton_v2`` (``SEPCONV_TRITON_VARIANT=v2``: z once per
   row block, cuBLAS for the backward's GEMMs, d(depthwise) from deterministic partials),
   with the same forward and gradient checks against float64 as ``triton``;
-- ``triton_v2_savez``: the same with ``triton_v2.SAVE_Z`` (the forward keeps ``z`` for
+- ``triton_v2_savez``: the same with ``save_z=True`` (the forward keeps ``z`` for
   d(pointwise); its forward rows are ``triton_v2``'s, as inference keeps nothing);
 - ``cudnn``: the best of torch's own two-kernel compositions, each on the layout it
   likes best and *without* the layout conversion counted (a lower bound for torch):
@@ -18,16 +18,20 @@ forward + backward, on channels_last ``(batch, steps, channels)`` data as Keras 
   ``conv2d`` + 1x1 ``conv2d`` on ``(B, C, 1, L)`` in ``channels_last`` memory format) and
   ``nhwc+mm`` (the same depthwise, pointwise as a matmul on ``(B*L, C*M)``);
 - ``reference``: ``sepconv.kernels.reference`` (transpose, pad, two ``conv1d``);
-- ``sepconv``: ``sepconv.kernels.cuda``, what ``functional`` dispatches CUDA tensors to
-  (``nhwc_mm`` or ``ncl`` as ``cuda.choice`` picks per shape, dtype and training,
-  layout conversion and padding included).
+- ``sepconv``: what ``functional`` dispatches CUDA tensors to (``functional._cuda_kernel``:
+  ``kernels/cuda.py``, whose ``cuda.choice`` picks ``nhwc_mm`` or ``ncl``, or Triton's
+  variant 2; the rule asked at every call, so forward rows get the inference choice and
+  forward + backward rows the training one; layout conversion and padding included;
+  the kernel's name is in the JSON's ``sepconv_kernel``).
 
 The suite is the shared one (``sepconv.bench.shapes``) at 8x the CPU batch sizes, plus four
 long sequences (batch 64, 4096 steps).
 
 float32 runs with TF32 off everywhere (``torch.backends.cudnn.allow_tf32`` and
 ``torch.backends.cuda.matmul.allow_tf32`` False), as Keras' float32 numerics need;
-``--dtypes float32,bfloat16,tf32`` adds rows that allow TF32 on both sides.  Timing:
+``--dtypes float32,bfloat16,tf32`` adds rows that allow TF32 on both sides, and
+``float32_torch_default`` rows with torch's own defaults (cuDNN's convolutions in TF32,
+cuBLAS' matmuls not): what a user who sets nothing gets.  Timing:
 ``torch.cuda.Event`` pairs around batches of calls, median of ``--reps`` samples after
 ``--warmup`` calls (which also compile Triton's kernels, and autotune them with
 ``SEPCONV_TRITON_AUTOTUNE=1``).  The same run measures
@@ -93,6 +97,8 @@ def _suite() -> List[Shape]:
 # --dry-run: the same code paths on shapes the interpreter finishes in seconds.
 DRY_SUITE = [
     Shape("tiny-same", 2, 19, 4, 8, 5),
+    # functional._cuda_kernel sends this class to triton_v2 (savez when training)
+    Shape("tiny-dilated-causal", 2, 21, 4, 6, 3, dilation=2, padding="causal"),
     Shape("tiny-causal-m2-strided", 2, 23, 3, 5, 3, stride=2, multiplier=2, padding="causal"),
     Shape("tiny-wide-300", 2, 9, 3, 300, 3),  # triton_v2's unfused forward (F > 256)
 ]
@@ -291,19 +297,19 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
         os.environ["TRITON_INTERPRET"] = "1"
     import torch
 
-    from sepconv import padding
-    from sepconv.kernels import cuda, reference, triton_sepconv, triton_v2
+    from sepconv import functional, padding
+    from sepconv.kernels import reference, triton_sepconv, triton_v2
 
     # the `triton` column is variant 1 whatever the environment says (read at each call)
     os.environ["SEPCONV_TRITON_VARIANT"] = "v1"
     if args.v2_fused_max_f is not None:
         triton_v2.FUSED_MAX_F = args.v2_fused_max_f
     def v2_savez(*tensors, **kw):
-        saved, triton_v2.SAVE_Z = triton_v2.SAVE_Z, True
-        try:
-            return triton_v2.separable_conv1d(*tensors, **kw)
-        finally:
-            triton_v2.SAVE_Z = saved
+        return triton_v2.separable_conv1d(*tensors, save_z=True, **kw)
+
+    def dispatched(x, w, p, b, **kw):  # functional's CUDA rule, asked at each call
+        name = functional._cuda_kernel(x, w, p, kw["dilation"], kw["channels_last"])
+        return functional._load(name)(x, w, p, b, **kw)
 
     variants = {"triton": triton_sepconv.separable_conv1d,
                 "triton_v2": triton_v2.separable_conv1d, "triton_v2_savez": v2_savez}
@@ -357,9 +363,10 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                   pad_right=right, channels_last=True)
         for dname in dtypes:
             tf32 = dname == "tf32"
-            dtype = getattr(torch, "float32" if tf32 else dname)
+            torch_default = dname == "float32_torch_default"
+            dtype = torch.float32 if tf32 or torch_default else getattr(torch, dname)
             torch.backends.cuda.matmul.allow_tf32 = tf32
-            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32 or torch_default
             x, w, p, b = make_inputs(torch, shape, dtype, device)
             results: Dict[str, Dict[str, float]] = {}
             nan = {"fwd": float("nan"), "fwd+bwd": float("nan")}
@@ -378,8 +385,14 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
             results["reference"] = timed_pair(torch, timer, ref, [x, w, p, b])
             # what functional dispatches CUDA tensors to (kernels/cuda.py)
             results["sepconv"] = timed_pair(
-                torch, timer, lambda *t: cuda.separable_conv1d(*t, **kw), [x, w, p, b])
-            tol = 1e-3 if dtype == torch.float32 and not tf32 else 0.1
+                torch, timer, lambda *t: dispatched(*t, **kw), [x, w, p, b])
+            with torch.no_grad():
+                kernel_fwd = functional._cuda_kernel(x, w, p, shape.dilation, True)
+            leaves = [t.detach().requires_grad_() for t in (x, w, p)]
+            kernel_train = functional._cuda_kernel(*leaves, shape.dilation, True)
+            errors["sepconv"] = triton_errors(torch, reference, lambda *t: dispatched(*t, **kw),
+                                              (x, w, p, b), y_ref, kw)
+            tol = 1e-3 if dtype == torch.float32 and not (tf32 or torch_default) else 0.1
             scale = max(1.0, y_ref.abs().max().item())
             for name, (inputs, fn, to_blf) in compositions(torch, shape, x, w, p, b,
                                                            left, right).items():
@@ -414,6 +427,9 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                     "triton_v2_savez_ms": t_v2s * 1e3,
                     "v2s_speedup_vs_cudnn": results[best][phase] / t_v2s,
                     "sepconv_ms": results["sepconv"][phase] * 1e3,
+                    "sepconv_kernel": kernel_fwd if phase == "fwd" else kernel_train,
+                    "sepconv_max_abs_err_vs_fp64": errors["sepconv"][0],
+                    "sepconv_max_rel_grad_err_vs_fp64": errors["sepconv"][1],
                     "sepconv_vs_cudnn": results[best][phase] / results["sepconv"][phase],
                     "speedup_vs_reference": results["reference"][phase] / t_tri,
                     "min_bytes": nbytes[phase], "flops": nflops[phase],
@@ -434,31 +450,42 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
     return report
 
 
+_SHORT = {"cuda": "cd", "triton_v2": "v2", "triton_v2_savez": "v2s",
+          "float32_torch_default": "fp32dflt"}
+
+
 def print_table(report: Dict) -> None:
     m = report["machine"]
     print(f"# {m['device']}  torch {m['torch']}  triton {m['triton']}  "
           f"copy {m['copy_GBps']:.0f} GB/s  fp32 mm {m['matmul_TFLOPs_fp32']:.1f} TFLOP/s"
           + ("  (DRY RUN: interpreter on CPU, times mean nothing)" if m["dry_run"] else ""))
     head = (f"{'shape':28s} {'dtype':8s} {'phase':8s} {'triton':>9s} {'v2':>9s} "
-            f"{'v2 savez':>9s} {'cudnn':>9s} {'(best)':9s} {'ref':>9s} {'sepconv':>9s} {'sc/best':>7s} {'x cudnn':>8s} "
-            f"{'v2 x cd':>8s} {'x ref':>7s} {'%copy':>6s} {'err':>8s} {'grad err':>8s} "
+            f"{'v2 savez':>9s} {'cudnn':>9s} {'(best)':9s} {'ref':>9s} {'sepconv':>9s} {'sc/best':>7s} {'is':>3s} {'x cudnn':>8s} "
+            f"{'v2 x cd':>8s} {'v2s x cd':>8s} {'x ref':>7s} {'%copy':>6s} {'err':>8s} {'grad err':>8s} "
             f"{'v2 err':>8s} {'v2 grad':>8s} {'v2s grad':>8s}")
     print(head)
     print("-" * len(head))
     for r in report["rows"]:
         nan = float("nan")
-        print(f"{r['shape']:28s} {r['dtype']:8s} {r['phase']:8s} {r['triton_ms']:9.3f} "
+        print(f"{r['shape']:28s} {_SHORT.get(r['dtype'], r['dtype']):8s} {r['phase']:8s} {r['triton_ms']:9.3f} "
               f"{r.get('triton_v2_ms', nan):9.3f} {r.get('triton_v2_savez_ms', nan):9.3f} "
               f"{r['cudnn_ms']:9.3f} {r['cudnn_best']:9s} {r['reference_ms']:9.3f} "
               f"{r['sepconv_ms']:9.3f} {r['sepconv_vs_cudnn']:7.2f} "
+              f"{_SHORT.get(r.get('sepconv_kernel'), '?'):>3s} "
               f"{r['speedup_vs_cudnn']:8.2f} {r.get('v2_speedup_vs_cudnn', nan):8.2f} "
+              f"{r.get('v2s_speedup_vs_cudnn', nan):8.2f} "
               f"{r['speedup_vs_reference']:7.2f} "
               f"{r['pct_copy_bw']:5.0f}{'*' if r['memory_bound'] else ' '} "
               f"{r['max_abs_err_vs_fp64']:8.1e} {r.get('max_rel_grad_err_vs_fp64', nan):8.1e} "
               f"{r.get('v2_max_abs_err_vs_fp64', nan):8.1e} "
               f"{r.get('v2_max_rel_grad_err_vs_fp64', nan):8.1e} "
               f"{r.get('v2s_max_rel_grad_err_vs_fp64', nan):8.1e}")
-    print("times in ms (median); sepconv: what functional dispatches CUDA to (kernels/cuda.py), "
+    print("sepconv err / grad err (dispatched, vs float64): "
+          + ", ".join(f"{r['shape']} {r['dtype']} {r['sepconv_max_abs_err_vs_fp64']:.1e} / "
+                      f"{r['sepconv_max_rel_grad_err_vs_fp64']:.1e}"
+                      for r in report["rows"] if r["phase"] == "fwd"))
+    print("times in ms (median); sepconv: what functional dispatches CUDA to (is: cd = kernels/cuda.py, "
+          "v2 / v2s = triton_v2 / with save_z), "
           "sc/best: best composition's time / sepconv's (>= 1: never slower);\n"
           "x = speedup of triton (v2 x cd: of triton_v2 over the best composition); "
           "%copy (triton): min bytes / time vs measured "

@@ -15,6 +15,10 @@
 #        triton and triton_v2 columns on V2_ONLY shapes (-> $out/gpu-v2.json), then the
 #        probe's v2 tiles and per-kernel profile (-> $out/probe-v2/probe.json).
 #        DRY=1 rehearses it on a CPU (Triton interpreter, tiny shapes, times meaningless).
+# rule:  functional's CUDA rule checked (about 4 minutes): tests/test_kernel_cuda.py on the GPU,
+#        then bench/gpu.py on every shape with the triton_v2 columns and the dispatched
+#        kernel, float32 (TF32 off), bfloat16 and torch's default float32 (cuDNN TF32 on)
+#        (-> $out/gpu-rule.json); DRY=1 works here too.
 set -u
 dry=""
 v2_only=${V2_ONLY:-quartznet_b1,quartznet_b5,matchboxnet,conformer,causal_stream,timeseries,tcn,long-256}
@@ -49,6 +53,12 @@ for part in "$@"; do
         timeout ${V2_PROBE_TIMEOUT:-150} python bench/gpu_probe.py $dry --out "$out/probe-v2" \
              --only v2,profile --shapes "$v2_probe_shapes" \
              2>&1 | tee "$out/gpu_v2_probe.txt" ;;
-    *) echo "unknown part $part (tests, bench, probe, v2)"; exit 2 ;;
+    rule) SEPCONV_TRITON_AUTOTUNE=0 timeout ${RULE_TESTS_TIMEOUT:-90} python -m pytest -q \
+             -p no:cacheprovider -o addopts= tests/test_kernel_cuda.py 2>&1 | tail -n 15 \
+          | tee "$out/gpu_rule_tests.txt"
+        timeout ${RULE_BENCH_TIMEOUT:-300} python bench/gpu.py $dry --reps 15 --warmup 3 \
+             --variants triton_v2,triton_v2_savez --out "$out/gpu-rule" \
+             --dtypes float32,bfloat16,float32_torch_default 2>&1 | tee "$out/gpu_rule_bench.txt" ;;
+    *) echo "unknown part $part (tests, bench, probe, v2, rule)"; exit 2 ;;
   esac
 done

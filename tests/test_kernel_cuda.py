@@ -1,6 +1,7 @@
 """The CUDA composition kernel (``sepconv.kernels.cuda``) against the reference kernel,
 forward and every gradient, on the CPU (it is pure torch) and on CUDA when there is one:
-both variants (``nhwc_mm``, ``ncl``), the measured choice between them and its fallbacks."""
+the three variants (``nhwc_mm``, ``nhwc``, ``ncl``), the measured choice between them and its
+fallbacks, and functional's CUDA rule (compositions or Triton's variant 2)."""
 
 from __future__ import annotations
 
@@ -47,20 +48,20 @@ def _forward_backward(kernel, tensors, kw):
 def _variant(name):
     """One composition with the kernel's signature (``nhwc_mm`` takes channels_last only)."""
     def run(x, w, p, b, *, channels_last, **geometry):
-        if name == "nhwc_mm":
+        if name in ("nhwc_mm", "nhwc"):
             assert channels_last
-            return cuda.nhwc_mm(x, w, p, b, **geometry)
+            return getattr(cuda, name)(x, w, p, b, **geometry)
         return cuda.ncl(x, w, p, b, channels_last=channels_last, **geometry)
     return run
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("variant", ["dispatched", "nhwc_mm", "ncl"])
+@pytest.mark.parametrize("variant", ["dispatched", "nhwc_mm", "nhwc", "ncl"])
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("geometry", GEOMETRY)
 def test_matches_reference(geometry, channels_last, variant, device):
-    if variant == "nhwc_mm" and not channels_last:
-        pytest.skip("nhwc_mm is the channels_last composition")
+    if variant in ("nhwc_mm", "nhwc") and not channels_last:
+        pytest.skip(f"{variant} is a channels_last composition")
     kernel = cuda.separable_conv1d if variant == "dispatched" else _variant(variant)
     for dtype, tol in [(torch.float64, 1e-12), (torch.float32, 1e-5)]:
         tensors, kw = _case(*geometry, channels_last, dtype, device)
@@ -102,11 +103,15 @@ def test_padded_nhwc_input_stays_channels_last():
     assert seen == [True]
 
 
-def test_choice():
-    """The H200 rule (kernels/cuda.py): every branch, and what it depends on."""
+@pytest.mark.parametrize("tf32", [False, True])
+def test_choice(tf32, monkeypatch):
+    """The H200 rule (kernels/cuda.py): every branch, and what it depends on, with cuDNN's
+    TF32 off (Keras' float32) and on (torch's default)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+
     def pick(dtype=torch.float32, k=3, c=8, m=1, stride=1, dilation=1, grad=False,
-             channels_last=True):
-        x = torch.randn(2, 20, c, dtype=dtype, requires_grad=grad)
+             channels_last=True, rows=20):
+        x = torch.randn(1, rows, c, dtype=dtype, requires_grad=grad)
         w = torch.randn(k, c, m, dtype=dtype)
         return cuda.choice(x, w, torch.randn(c * m, 4, dtype=dtype), None, stride=stride,
                            dilation=dilation, channels_last=channels_last)
@@ -115,11 +120,58 @@ def test_choice():
     assert pick(dilation=2) == pick(m=2) == pick(dtype=torch.bfloat16, m=2) == "ncl"
     assert pick(dtype=torch.bfloat16, k=75, grad=True) == "nhwc_mm"
     assert pick(dtype=torch.float16, k=75) == "nhwc_mm"
+    assert pick(dtype=torch.float64, grad=True, c=1024) == "nhwc_mm"  # TF32 is float32's
     assert pick(k=33) == "nhwc_mm" and pick(k=75) == "ncl"  # float32 inference
     assert pick(grad=True) == "ncl"  # float32 training
-    assert pick(grad=True, c=1024) == pick(grad=True, stride=2) == "nhwc_mm"
+    wide = "ncl" if tf32 else "nhwc_mm"  # TF32: ncl's cuDNN 1x1 beats the IEEE GEMM
+    assert pick(grad=True, c=1024) == pick(grad=True, stride=2) == wide
     with torch.no_grad():  # gradients only count where autograd records them
         assert pick(grad=True) == "nhwc_mm"
+    # inference of wide or large layers: the 1x1 conv2d (TF32) where cuDNN may use TF32
+    assert pick(c=512) == pick(c=64, rows=1 << 20) == ("nhwc" if tf32 else "nhwc_mm")
+    assert pick(c=511) == pick(c=64, rows=(1 << 20) - 1) == "nhwc_mm"
+
+
+def test_cuda_rule(monkeypatch):
+    """functional's CUDA rule: variant 2 exactly in the measured classes, the compositions
+    elsewhere (with fake CUDA inputs: the rule reads shapes, dtypes and flags only)."""
+    from types import SimpleNamespace
+    monkeypatch.setattr(functional, "_triton_installed", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+
+    def rule(k=3, c=128, f=128, m=1, dilation=1, rows=1000, dtype=torch.float32,
+             grad=False, tf32=False, channels_last=True, weights_dtype=None):
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+        x = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype,
+                            requires_grad=grad, shape=(1, rows, c))
+        w = torch.empty(k, c, m, dtype=weights_dtype or dtype)
+        p = torch.empty(c * m, f, dtype=weights_dtype or dtype)
+        return functional._cuda_kernel(x, w, p, dilation, channels_last)
+
+    # TCN / WaveNet: dilated, short, narrow; every dtype and TF32 mode, training keeps z
+    for dtype, tf32 in [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False)]:
+        assert rule(dilation=8, k=4, dtype=dtype, tf32=tf32) == "triton_v2"
+        assert rule(dilation=8, k=4, dtype=dtype, tf32=tf32, grad=True) == "triton_v2_savez"
+    for other in (dict(k=5), dict(c=129), dict(f=129), dict(m=2), dict(channels_last=False),
+                  dict(dtype=torch.float16), dict(weights_dtype=torch.float64)):
+        assert rule(**{"dilation": 8, "tf32": True, **other}) == "cuda", other
+    # float32 without TF32: long kernels and large layers
+    assert rule(k=41) == "triton_v2" and rule(k=40) == "cuda"
+    assert rule(k=31, grad=True) == "triton_v2" and rule(k=30, grad=True) == "cuda"
+    assert rule(rows=1 << 16, grad=True) == "triton_v2_savez"  # 128 x 2**16 = 2**23
+    assert rule(rows=(1 << 16) - 1, grad=True) == rule(rows=1 << 16) == "cuda"
+    assert rule(k=41, tf32=True) == rule(k=31, tf32=True, grad=True) == "cuda"
+    assert rule(rows=1 << 16, tf32=True, grad=True) == "cuda"
+    # bfloat16: only the widest, largest layers
+    big = dict(c=1024, rows=1 << 16, dtype=torch.bfloat16)
+    assert rule(**big) == "triton_v2" and rule(**big, grad=True) == "triton_v2_savez"
+    assert rule(**{**big, "c": 1023}) == rule(**{**big, "rows": (1 << 16) - 1}) == "cuda"
+    assert rule(k=75, dtype=torch.bfloat16, grad=True) == "cuda"
+    # Triton missing, or bfloat16 before Ampere: the compositions
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert rule(**big) == "cuda" and rule(dilation=8) == "triton_v2"
+    monkeypatch.setattr(functional, "_triton_installed", lambda: False)
+    assert rule(dilation=8) == "cuda"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -421,36 +421,27 @@ else:
         _check_double_backward(triton_sepconv.separable_conv1d, True)
 
     def test_pick_kernel_routes_cuda(monkeypatch):
-        # _pick_kernel looks at device, dtype, shape and autograd: a stand-in for a CUDA
-        # tensor.  Triton only for the measured class (dilated, k <= 4, <= 128 channels and
-        # filters, channels_last float32 / bfloat16, no gradient); the composition elsewhere.
+        # _pick_kernel -> functional._cuda_kernel (its every branch: test_kernel_cuda.py's
+        # test_cuda_rule, with fakes) -> the kernel functions themselves, Triton imported.
         from types import SimpleNamespace
-        from sepconv.kernels import cuda
+        from sepconv.kernels import cuda, triton_v2
         monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
-        w, p = torch.randn(3, 64, 2), torch.randn(128, 128)
+        w, p = torch.randn(3, 64, 1), torch.randn(64, 128)
 
-        def pick(dtype=torch.float32, dilation=8, w=w, p=p, channels_last=True, grad=False,
-                 weights_dtype=None):
-            fake = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype,
-                                   requires_grad=grad)
-            w, p = (t.to(weights_dtype or dtype) for t in (w, p))
-            return functional._pick_kernel(fake, w, p, 1, dilation, 1, channels_last)
+        def pick(dilation=8, grad=False):
+            fake = SimpleNamespace(is_cuda=True, device=torch.device("cuda"),
+                                   dtype=torch.float32, requires_grad=grad, shape=(2, 10, 64))
+            return functional._pick_kernel(fake, w, p, 1, dilation, 10, True)
 
-        triton_kernel, composition = triton_sepconv.separable_conv1d, cuda.separable_conv1d
-        assert pick() is pick(torch.bfloat16) is triton_kernel
-        assert pick(grad=True) is composition
+        inference, training = pick(), pick(grad=True)
+        assert inference.func is training.func is triton_v2.separable_conv1d
+        assert inference.keywords == {"save_z": False} and training.keywords == {"save_z": True}
         with torch.no_grad():
-            assert pick(grad=True) is triton_kernel
-        assert pick(dilation=1) is pick(channels_last=False) is composition
-        assert pick(torch.float16) is pick(torch.float64) is composition
-        assert pick(w=torch.randn(5, 64, 2)) is pick(w=torch.randn(3, 129, 1)) is composition
-        assert pick(p=torch.randn(128, 129)) is composition
-        assert pick(torch.bfloat16, weights_dtype=torch.float32) is composition  # mixed
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
-        assert pick(torch.bfloat16) is composition and pick() is triton_kernel
-        monkeypatch.setenv("SEPCONV_KERNEL", "triton")
-        assert pick(dilation=1) is triton_kernel
+            assert pick(grad=True) is inference
+        assert pick(dilation=1) is cuda.separable_conv1d
+        monkeypatch.setenv("SEPCONV_KERNEL", "triton")  # variant 1, forced
+        assert pick(dilation=1) is triton_sepconv.separable_conv1d
 
     def test_available():
         assert triton_sepconv.available()
@@ -552,6 +543,23 @@ else:
                                 dtype=dtype)
             _check(tensors, kw, rtol=tol, atol=tol, kernel=triton_v2.separable_conv1d)
         assert not calls
+
+    @pytest.mark.parametrize("save_z", [False, True])
+    def test_v2_save_z_argument(monkeypatch, save_z):
+        # functional asks for save_z per call (SEPCONV_KERNEL=triton_v2_savez forces it);
+        # the argument wins over the module's default.  F > 256: the depthwise kernel runs in
+        # the forward, and again in the backward unless z was kept.
+        monkeypatch.setattr(triton_v2, "SAVE_Z", not save_z)
+        monkeypatch.setenv("SEPCONV_KERNEL", "triton_v2_savez" if save_z else "triton_v2")
+        calls = []
+        depthwise = triton_v2._depthwise
+        monkeypatch.setattr(triton_v2, "_depthwise", lambda *a: calls.append(1) or depthwise(*a))
+        tensors, kw = _case(2, 21, 3, 1, 300, 3, 1, 2, "causal", True, True, seed=7)
+        kernel = functional._pick_kernel(tensors[0], tensors[1], tensors[2], 1, 2, 21)
+        assert kernel.func is triton_v2.separable_conv1d and kernel.keywords == {
+            "save_z": save_z}
+        _check(tensors, kw, 1e-4, 1e-4, kernel=kernel)
+        assert len(calls) == (1 if save_z else 2)
 
     def test_v2_float64_falls_back_to_reference():
         _check_float64_fallback(triton_v2.separable_conv1d, False)

@@ -1,7 +1,7 @@
 """Pure tensor functions.  ``separable_conv1d`` validates, pads and picks one kernel.
 
 This is the only place that branches on device, dtype and shape.  The choice follows
-measured rules (see ``bench/``); ``SEPCONV_KERNEL=reference|cpu|cuda|triton`` forces one
+measured rules (see ``bench/``); ``SEPCONV_KERNEL`` (one of :data:`KERNELS`) forces one
 kernel for debugging.
 """
 
@@ -31,7 +31,7 @@ from .kernels import threads as _threads
 
 IntOrTuple = Union[int, Sequence[int]]
 
-KERNELS = ("reference", "cpu", "cuda", "triton")
+KERNELS = ("reference", "cpu", "cuda", "triton", "triton_v2", "triton_v2_savez")
 
 
 def _single(value: IntOrTuple, name: str) -> int:
@@ -345,12 +345,10 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
             raise ValueError(f"SEPCONV_KERNEL must be one of {KERNELS}. Received {forced!r}")
         return _load(forced)
     if x.is_cuda:
-        # H200 runs of 2026-11-26 (bench/gpu.py, issue 12; table in bench/README.md): the
-        # cuDNN / cuBLAS compositions (kernels/cuda.py, which picks between two) beat the
-        # fused Triton kernel everywhere but in one class, see _triton_is_faster.
-        if _triton_is_faster(x, depthwise, pointwise, dilation, channels_last):
-            return _load("triton")
-        return _load("cuda")
+        # H200 runs (bench/gpu.py, issue 12; tables in bench/README.md): the cuDNN / cuBLAS
+        # compositions (kernels/cuda.py, which picks between two) everywhere but in the
+        # classes where Triton's variant 2 measured faster, see _cuda_kernel.
+        return _load(_cuda_kernel(x, depthwise, pointwise, dilation, channels_last))
     if x.is_cpu and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
         # bench/README.md (python -m sepconv bench): cpu/composition geomean 0.40 fwd, 0.36
         # fwd+bwd, every shape faster (worst 0.97, GEMM-bound); half precision 10-20x faster
@@ -359,28 +357,55 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     return _reference.separable_conv1d
 
 
-def _triton_is_faster(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
-                      dilation: int, channels_last: bool) -> bool:
-    """Where the fused Triton kernel beat every composition on an H200 (2026-11-26,
-    ``bench/gpu.py``, one fixed config per kernel): the forward pass (inference: no
-    gradient recorded) of dilated, short, narrow layers on channels_last float32 or
-    bfloat16 data, the TCN / WaveNet class (k3, dilation 8, 128 channels: 1.6-2.5x
-    faster than cuDNN's best, whose dilated depthwise kernels are slow).  With gradients
-    it was 0.83-1.11x there, and 0.3-1.0x on every other measured class."""
+def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
+                 dilation: int, channels_last: bool) -> str:
+    """The CUDA kernel for this call: ``"cuda"`` (the compositions), ``"triton_v2"`` or
+    ``"triton_v2_savez"`` (variant 2 keeping ``z`` for the backward).
+
+    Variant 2 where three H200 runs (2026-11-27, ``bench/gpu.py``; JSON beside it:
+    ``bench/gpu-h200-20261127-*.json``, table in bench/README.md) measured it faster than
+    what ``kernels/cuda.py`` does with the same channels_last input; channels_last, depth
+    multiplier 1, one dtype throughout ("rows": batch x steps of the input):
+
+    - dilated, k <= 4, <= 128 channels and filters (TCN / WaveNet), any of float32 (TF32
+      or not) and bfloat16: inference 1.1-4.8x, training (keeping ``z``) 1.1-1.6x;
+    - float32 without TF32 (``torch.backends.cudnn.allow_tf32 = False``, what Keras'
+      float32 numbers need): training with channels x rows >= 2**23 (keeping ``z``:
+      1.2-1.7x) or k >= 31 (cuDNN's float32 depthwise backward is slow for long kernels:
+      1.1-1.6x); inference with k > 40 (1.1-1.5x);
+    - bfloat16, >= 1024 channels and channels x rows >= 2**26 (64 x 4096 steps x 1536
+      channels: 1.6x inference, 2.1-2.3x training).
+
+    With TF32 allowed (torch's default for cuDNN) the compositions' TF32 pointwise step
+    beat variant 2's IEEE float32 outside the first class, and in bfloat16 cuDNN's NHWC
+    kernels won the rest (variant 2 0.4-1.0x), as did the small launch-bound layers."""
     if _graphs.standard_ops_wanted():
-        return False  # tracers and torch.func see through the composition, not Triton
+        return "cuda"  # tracers and torch.func see through the composition, not Triton
     k, c, m = depthwise.shape
-    if dilation == 1 or k > 4 or c * m > 128 or pointwise.shape[1] > 128 or not channels_last:
-        return False
-    if x.dtype not in (torch.float32, torch.bfloat16) or depthwise.dtype != x.dtype \
-            or pointwise.dtype != x.dtype:
-        return False  # (mixed dtypes would send the Triton module to its reference fallback)
-    if torch.is_grad_enabled() and (x.requires_grad or depthwise.requires_grad
-                                    or pointwise.requires_grad):
-        return False
-    if not _triton_installed():
-        return False
-    return x.dtype != torch.bfloat16 or torch.cuda.get_device_capability(x.device) >= (8, 0)
+    if m != 1 or not channels_last:
+        return "cuda"
+    dtype = x.dtype
+    if dtype not in (torch.float32, torch.bfloat16) or depthwise.dtype != dtype \
+            or pointwise.dtype != dtype:
+        return "cuda"  # (mixed dtypes would send the Triton module to its reference fallback)
+    training = torch.is_grad_enabled() and (x.requires_grad or depthwise.requires_grad
+                                            or pointwise.requires_grad)
+    size = c * x.shape[0] * x.shape[1]
+    if dilation > 1 and k <= 4 and c <= 128 and pointwise.shape[1] <= 128:
+        chosen, save_z = True, True
+    elif dtype == torch.float32 and not torch.backends.cudnn.allow_tf32:
+        save_z = size >= 1 << 23
+        chosen = (save_z or k >= 31) if training else k > 40
+    elif dtype == torch.bfloat16:
+        chosen = save_z = c >= 1024 and size >= 1 << 26
+    else:
+        chosen = save_z = False
+    if not chosen or not _triton_installed():
+        return "cuda"
+    if dtype == torch.bfloat16 and x.is_cuda \
+            and torch.cuda.get_device_capability(x.device) < (8, 0):
+        return "cuda"  # no bfloat16 tensor-core dot before Ampere
+    return "triton_v2_savez" if training and save_z else "triton_v2"
 
 
 @functools.lru_cache(maxsize=None)
@@ -407,6 +432,9 @@ def _load(name: str) -> Callable:
     if name == "cuda":
         from .kernels import cuda
         return cuda.separable_conv1d
+    if name.startswith("triton_v2"):
+        from .kernels import triton_v2
+        return functools.partial(triton_v2.separable_conv1d, save_z=name == "triton_v2_savez")
     from .kernels import triton_sepconv
     return triton_sepconv.separable_conv1d
 

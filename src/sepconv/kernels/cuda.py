@@ -1,6 +1,6 @@
 """The CUDA kernel: cuDNN's depthwise convolution and a cuBLAS GEMM, chosen per shape.
 
-Two compositions of torch's own kernels, both differentiated by autograd (cuDNN's and
+Three compositions of torch's own kernels, each differentiated by autograd (cuDNN's and
 cuBLAS' backward kernels):
 
 - ``nhwc_mm`` (channels_last data): ``x.transpose(1, 2).unsqueeze(2)`` *is* a
@@ -11,6 +11,11 @@ cuBLAS' backward kernels):
   ``F.pad`` along the steps of the ``(batch, steps, channels)`` tensor, so the padded
   input is NHWC too (padding the 4-D view gave an NCHW tensor that cuDNN transposed
   three times per step in bfloat16: H200, 2026-11-26).
+- ``nhwc``: the same depthwise step, then the pointwise step as a 1x1 NHWC ``conv2d``
+  whose NHWC result is the ``(batch, out_steps, filters)`` output (a view).  cuDNN, so in
+  TF32 under torch's default ``torch.backends.cudnn.allow_tf32 = True``, like every torch
+  convolution; ``nhwc_mm``'s ``addmm`` follows ``torch.backends.cuda.matmul.allow_tf32``
+  (default False) instead.
 - ``ncl``: grouped ``conv1d`` then a 1x1 ``conv1d`` on ``(batch, channels, steps)``
   (the reference kernel's composition).  channels_last data costs one transposing copy
   of ``x`` (fused with the padding) and the result is returned as a transposed view.
@@ -21,7 +26,12 @@ the rule in :func:`choice`: cuDNN's NHWC depthwise kernels are fast in bfloat16 
 float32 3-11x slower than the NCL ones for long kernels (k75, k87), and their float32
 weight gradient is slow for most shapes, while ``nhwc_mm`` wins where the transposes
 would cost more than the depthwise step (1536 channels, or a stride).  Dilations and
-depth multipliers are faster in NCL in every dtype.  (Measuring each shape's choice at its
+depth multipliers are faster in NCL in every dtype.  Under torch's defaults (cuDNN in
+TF32) float32 behaves otherwise (H200, 2026-11-27, ``bench/gpu.py --dtypes
+float32_torch_default``, ``bench/gpu-h200-20261127-rule.json``): ``ncl``'s TF32 pointwise
+wins every training step (up to 4x over ``nhwc_mm``: 64 x 4096 steps x 1536 channels) and
+long kernels; ``nhwc`` wins inference of wide (>= 512 channels: 1.5-3.6x) or large
+(channels x rows >= 2**26) layers.  (Measuring each shape's choice at its
 first call, as ``torch.backends.cudnn.benchmark`` does, was tried: timings of single calls
 of these sub-millisecond, launch-bound compositions were too noisy to choose by.)
 
@@ -35,7 +45,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-VARIANTS = ("nhwc_mm", "ncl")
+VARIANTS = ("nhwc_mm", "nhwc", "ncl")
 
 
 def _depthwise_weight(depthwise: torch.Tensor) -> torch.Tensor:
@@ -43,18 +53,35 @@ def _depthwise_weight(depthwise: torch.Tensor) -> torch.Tensor:
     return depthwise.permute(1, 2, 0).reshape(c * m, 1, k)  # output channel c*M + m
 
 
-def nhwc_mm(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_right):
-    """channels_last ``x`` ``(batch, steps, channels)``: NHWC depthwise + one GEMM."""
+def _nhwc_depthwise(x, depthwise, *, stride, dilation, pad_left, pad_right):
+    """cuDNN's NHWC depthwise convolution of channels_last ``x`` ``(batch, steps,
+    channels)``: a ``(batch, channels * M, 1, out_steps)`` tensor, NHWC in memory."""
     k, c, m = depthwise.shape
     symmetric = pad_left == pad_right
     if not symmetric:  # pad the steps of (B, L, C): the result is NHWC for cuDNN
         x = F.pad(x, (0, 0, pad_left, pad_right))
     x4 = x.transpose(1, 2).unsqueeze(2)  # (N, C, 1, L), NHWC in memory when x is contiguous
-    z = F.conv2d(x4, _depthwise_weight(depthwise).unsqueeze(2), None, (1, stride),
-                 (0, pad_left if symmetric else 0), (1, dilation), c)
-    rows = z.permute(0, 2, 3, 1).reshape(-1, c * m)  # a view when cuDNN returned NHWC
+    return F.conv2d(x4, _depthwise_weight(depthwise).unsqueeze(2), None, (1, stride),
+                    (0, pad_left if symmetric else 0), (1, dilation), c)
+
+
+def nhwc_mm(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_right):
+    """channels_last ``x`` ``(batch, steps, channels)``: NHWC depthwise + one GEMM."""
+    c_m = depthwise.shape[1] * depthwise.shape[2]
+    z = _nhwc_depthwise(x, depthwise, stride=stride, dilation=dilation, pad_left=pad_left,
+                        pad_right=pad_right)
+    rows = z.permute(0, 2, 3, 1).reshape(-1, c_m)  # a view when cuDNN returned NHWC
     y = rows @ pointwise if bias is None else torch.addmm(bias, rows, pointwise)
     return y.view(x.shape[0], -1, pointwise.shape[1])
+
+
+def nhwc(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_right):
+    """channels_last ``x``: NHWC depthwise + a 1x1 NHWC ``conv2d`` (cuDNN, so TF32 where
+    ``torch.backends.cudnn.allow_tf32`` allows it, as every torch convolution)."""
+    z = _nhwc_depthwise(x, depthwise, stride=stride, dilation=dilation, pad_left=pad_left,
+                        pad_right=pad_right)
+    y = F.conv2d(z, pointwise.t()[:, :, None, None], bias)  # (N, F, 1, L_out), NHWC
+    return y.squeeze(2).transpose(1, 2)  # (batch, out_steps, filters): a view of NHWC
 
 
 def ncl(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_right,
@@ -77,7 +104,7 @@ def ncl(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_right,
 def choice(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
            bias: Optional[torch.Tensor], *, stride: int, dilation: int,
            channels_last: bool) -> str:
-    """``"nhwc_mm"`` or ``"ncl"`` for this call (the rule of the module doc)."""
+    """``"nhwc_mm"``, ``"nhwc"`` or ``"ncl"`` for this call (the rule of the module doc)."""
     k, c, m = depthwise.shape
     if not channels_last or dilation > 1 or m > 1:
         return "ncl"
@@ -85,6 +112,12 @@ def choice(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
         return "nhwc_mm"
     training = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, depthwise, pointwise, bias))
+    if x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32:
+        # torch's default: cuDNN's convolutions in TF32, cuBLAS' matmuls not, so the GEMM
+        # of nhwc_mm is the one IEEE float32 step (and 2-4x slower than cuDNN's TF32 1x1)
+        if training or k > 40:
+            return "ncl"
+        return "nhwc" if c >= 512 or c * x.shape[0] * x.shape[1] >= 1 << 26 else "nhwc_mm"
     if training:
         return "nhwc_mm" if c >= 1024 or stride > 1 else "ncl"
     return "ncl" if k > 40 else "nhwc_mm"
@@ -99,4 +132,6 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
                      channels_last=channels_last)
     if variant == "nhwc_mm":
         return nhwc_mm(x, depthwise, pointwise, bias, **geometry)
+    if variant == "nhwc":
+        return nhwc(x, depthwise, pointwise, bias, **geometry)
     return ncl(x, depthwise, pointwise, bias, channels_last=channels_last, **geometry)

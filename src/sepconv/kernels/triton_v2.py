@@ -305,9 +305,9 @@ class _SeparableConv1d(_v1._SeparableConv1d):
 
     @staticmethod
     def forward(ctx, x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
-                channels_last):
+                channels_last, save_z):
         w, p = _v1._weights(depthwise, pointwise)
-        want_z = SAVE_Z and ctx.needs_input_grad[2]  # d(pointwise) = z^T @ dy
+        want_z = save_z and ctx.needs_input_grad[2]  # d(pointwise) = z^T @ dy
         with _v1._on(x.device):
             y, z = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right,
                             channels_last, want_z)
@@ -317,15 +317,24 @@ class _SeparableConv1d(_v1._SeparableConv1d):
                   channels_last, _backward, *([z] if want_z else []))
         return y
 
+    @staticmethod
+    def backward(ctx, dy):
+        return _v1._SeparableConv1d.backward(ctx, dy) + (None,)  # (save_z)
+
 
 def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
                      bias: Optional[torch.Tensor], *, stride: int, dilation: int,
-                     pad_left: int, pad_right: int, channels_last: bool) -> torch.Tensor:
+                     pad_left: int, pad_right: int, channels_last: bool,
+                     save_z: Optional[bool] = None) -> torch.Tensor:
     """Variant 2 of :func:`sepconv.kernels.triton_sepconv.separable_conv1d`: same
-    signature, result and fallbacks (the reference kernel for what Triton cannot run)."""
+    signature, result and fallbacks (the reference kernel for what Triton cannot run).
+
+    ``save_z``: keep the forward's depthwise output for the backward (see :data:`SAVE_Z`,
+    the default when ``None``); the dispatcher asks for it when training."""
     if not _v1._supported(x, depthwise, pointwise, bias):
         return _reference.separable_conv1d(x, depthwise, pointwise, bias, stride=stride,
                                            dilation=dilation, pad_left=pad_left,
                                            pad_right=pad_right, channels_last=channels_last)
     return _SeparableConv1d.apply(x, depthwise, pointwise, bias, stride, dilation,
-                                  pad_left, pad_right, channels_last)
+                                  pad_left, pad_right, channels_last,
+                                  SAVE_Z if save_z is None else bool(save_z))
