@@ -123,7 +123,7 @@ def parse_args(argv=None):
                              "triton_v2, triton_v2_savez")
     parser.add_argument("--v2-fused-max-f", type=int, default=None,
                         help="triton_v2.FUSED_MAX_F for this run (widest fused forward; "
-                             "default: the module's, 256)")
+                             "default: the module's, 128)")
     return parser.parse_args(argv)
 
 

@@ -50,8 +50,11 @@ INTERPRET = _v1.INTERPRET
 #: Widest layer whose forward is one fused kernel (accumulators for every filter); wider
 #: layers run the depthwise kernel then cuBLAS.  ``SEPCONV_TRITON_V2_FUSED_MAX_F`` (read
 #: at import; at most 512, the widest fused tile) changes it, so GPU runs can time both
-#: forwards on the same shape.
-FUSED_MAX_F = int(os.environ.get("SEPCONV_TRITON_V2_FUSED_MAX_F", "256"))
+#: forwards on the same shape.  128: on an H200 (2026-11-27, ``bench/gpu_probe.py --only v2``,
+#: ``bench/gpu-h200-20261127-v2-probe.json``) the unfused forward was 1.7-2.5x faster than
+#: every fused tile at 256 filters (64 x 4096 steps, k31; 1.19 vs 2.04-3.00 ms float32,
+#: 0.49 vs 1.23-2.17 ms bfloat16) and 3-4.6x at 512 (QuartzNet k75), a tie at 128.
+FUSED_MAX_F = int(os.environ.get("SEPCONV_TRITON_V2_FUSED_MAX_F", "128"))
 
 #: Keep the forward's depthwise output ``z`` for the backward's ``d(pointwise)`` instead of
 #: recomputing it: ``R x C*M`` more memory held between forward and backward (what the
