@@ -1,13 +1,16 @@
 """sepconv.optimizers against tf-keras 2.21 and Keras 3.15 (its torch backend, as conftest
-sets it): the same weights and gradients, STEPS steps of each configuration, computed
-once by each Keras (one batch in this process) and compared with ours in the matching
-``flavour``, float32 and float64."""
+sets it, and its TensorFlow backend, R keras3's, in one child process): the same weights
+and gradients, STEPS steps of each configuration, computed once by each Keras (one batch
+per process) and compared with ours in the matching ``flavour``, float32 and float64."""
+
+import os
 
 import numpy as np
 import pytest
 import torch
 
 import sepconv
+from keras_files import outputs, run_keras3_tensorflow
 from sepconv import optimizers
 
 tf = pytest.importorskip("tensorflow")
@@ -74,27 +77,60 @@ class _Ours:  # the schedules' namespace mirrored: optimizers.ExponentialDecay, 
         schedules = optimizers
 
 
-@pytest.fixture(scope="module")
-def reference():
-    """Each case's weights after STEPS steps, by (case, dtype, flavour)."""
-    keras = pytest.importorskip("keras")
+def _keras_steps(K):
+    """Each case's weights after STEPS steps by ``K`` (tf-keras, or Keras 3 on the backend
+    its process has), by (case, dtype)."""
+    if K is tf_keras:
+        variable, tensor, array = tf.Variable, tf.constant, lambda v: v.numpy()
+    else:
+        def variable(w):
+            return K.Variable(w, dtype=w.dtype.name)
+        tensor = K.ops.convert_to_tensor
+
+        def array(v):
+            return outputs(v.value)[0].copy()
     out = {}
     for dtype in ("float32", "float64"):
         weights, grads = _data(dtype)
         for i, (name, kwargs) in enumerate(CASES):
-            for flavour, K, variable, tensor in (
-                    ("tf_keras", tf_keras, tf.Variable, tf.constant),
-                    ("keras3", keras, lambda w: keras.Variable(w, dtype=w.dtype.name),
-                     keras.ops.convert_to_tensor)):
-                variables = [variable(w) for w in weights]
-                opt = _build(K, name, kwargs)
-                for step, gs in enumerate(grads):
-                    pairs = [(tensor(g), v) for g, v in zip(gs, variables)]
-                    opt.apply_gradients(pairs[:-1] if step in NO_GRAD else pairs)
-                out[i, dtype, flavour] = [v.value.detach().numpy().copy()
-                                          if flavour == "keras3" else v.numpy()
-                                          for v in variables]
+            variables = [variable(w) for w in weights]
+            opt = _build(K, name, kwargs)
+            for step, gs in enumerate(grads):
+                pairs = [(tensor(g), v) for g, v in zip(gs, variables)]
+                opt.apply_gradients(pairs[:-1] if step in NO_GRAD else pairs)
+            out[i, dtype] = [array(v) for v in variables]
     return out
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """Each case's weights after STEPS steps, by (case, dtype, flavour)."""
+    keras = pytest.importorskip("keras")
+    return {(*key, flavour): weights
+            for flavour, K in (("tf_keras", tf_keras), ("keras3", keras))
+            for key, weights in _keras_steps(K).items()}
+
+
+#: the child: every case by Keras 3 on TensorFlow, saved as one .npz
+KERAS3_TF_STEPS = """
+    import sys
+    import numpy as np
+    import test_optimizers
+    steps = test_optimizers._keras_steps(keras)
+    np.savez(sys.argv[1], **{f"{i}/{dtype}/{k}": w for (i, dtype), ws in steps.items()
+                             for k, w in enumerate(ws)})
+"""
+
+
+@pytest.fixture(scope="module")
+def reference_tf_backend(tmp_path_factory):
+    """:func:`reference`'s ``"keras3_tf"`` entries, from Keras 3 on TensorFlow."""
+    pytest.importorskip("keras")
+    path = os.path.join(tmp_path_factory.mktemp("keras3_tf"), "steps.npz")
+    run_keras3_tensorflow(KERAS3_TF_STEPS, path)
+    saved = np.load(path)
+    return {(i, dtype, "keras3_tf"): [saved[f"{i}/{dtype}/{k}"] for k in range(len(SHAPES))]
+            for i in range(len(CASES)) for dtype in ("float32", "float64")}
 
 
 def _ours(name, kwargs, dtype, flavour="tf_keras"):
@@ -115,9 +151,11 @@ def _ours(name, kwargs, dtype, flavour="tf_keras"):
     return [p.detach().numpy() for p in params]
 
 
-@pytest.mark.parametrize("flavour", ["tf_keras", "keras3"])
+@pytest.mark.parametrize("flavour", ["tf_keras", "keras3", "keras3_tf"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_steps_equal_keras(reference, dtype, flavour):
+def test_steps_equal_keras(request, dtype, flavour):
+    reference = request.getfixturevalue("reference_tf_backend" if flavour == "keras3_tf"
+                                        else "reference")
     tol = 1e-6 if dtype == "float32" else 1e-13  # (float32: rounding, 4e-7 seen)
     failures = []
     for i, (name, kwargs) in enumerate(CASES):
@@ -153,6 +191,9 @@ def test_get_names_configs_keras_objects_and_r_factories():
     assert optimizers.Adam(params).flavour == "tf_keras"
     assert optimizers.get("adam", params, flavour="keras3").flavour == "keras3"
     assert optimizers.get(sepconv.optimizer_nadam(flavour="keras3"), params).flavour == "keras3"
+    assert optimizers.get(config, params, flavour="keras3_tf").flavour == "keras3_tf"
+    with pytest.raises(ValueError, match="flavour.*'keras3_torch'"):
+        optimizers.get("adam", params, flavour="keras3_torch")
     with sepconv.activations.keras_flavour("keras3"):
         assert optimizers.get(config, params).flavour == "keras3"
     with pytest.raises(ValueError, match="flavour.*'keras2'"):
