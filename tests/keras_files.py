@@ -231,8 +231,8 @@ KERAS3_TF_PRELUDE = textwrap.dedent("""
 
 def run_keras3_tensorflow(code: str, *args: str, timeout: int = 300) -> None:
     """Runs ``code`` (``sys.argv[1:]`` = ``args``) in one child process with Keras 3 on its
-    TensorFlow backend, ``keras`` imported; the test modules importable by name (a
-    test's own helpers, so the child builds the same cases)."""
+    TensorFlow backend, ``os`` and ``keras`` imported; the test modules importable by name
+    (a test's own helpers, so the child builds the same cases)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([SRC, TESTS, env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, "-c", KERAS3_TF_PRELUDE + textwrap.dedent(code),
