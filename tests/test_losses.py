@@ -1,11 +1,16 @@
 """sepconv.losses against tf-keras 2.21: every case's loss and its gradient computed once by
-tf-keras (one batch, one process) and compared with ours, float32 and float64."""
+tf-keras (one batch, one process) and compared with ours, float32 and float64.  The same
+cases by Keras 3.15 on its TensorFlow backend (R keras3's; one child process) agree too,
+but for the formula Keras 3 changed (:func:`_keras3_formula`)."""
+
+import os
 
 import numpy as np
 import pytest
 import torch
 
 import sepconv
+from keras_files import run_keras3_tensorflow
 from sepconv import losses
 
 tf = pytest.importorskip("tensorflow")
@@ -115,9 +120,9 @@ def _activation(kind):
         kind.startswith("sigmoid") else None
 
 
-@pytest.fixture(scope="module")
-def reference():
-    """Every case in tf-keras, float32 and float64: the loss and its gradient."""
+def _tf_reference(K):
+    """Every case in ``K`` (tf-keras, or Keras 3 on TensorFlow), float32 and float64: the
+    inputs, the loss and its gradient."""
     rng = np.random.default_rng(0)
     out = []
     for case in CASES:
@@ -127,7 +132,9 @@ def reference():
         per_dtype = {}
         for dtype in ("float32", "float64"):
             x = tf.Variable(src.astype(dtype))
-            loss = getattr(tf_keras.losses, name)(**kwargs)
+            # (a Keras 3 loss computes in its dtype, floatx unless given)
+            loss = getattr(K.losses, name)(**kwargs, **({} if K is tf_keras else
+                                                         {"dtype": dtype}))
             yt = tf.constant(y_true.astype("int64" if "sparse" in case[2] else dtype))
             sw = None if weights is None else tf.constant(weights.astype(dtype))
 
@@ -135,7 +142,7 @@ def reference():
 
             def run(x=x, loss=loss, yt=yt, sw=sw, act=_activation(pred_kind), mt=mt):
                 with tf.GradientTape() as tape:
-                    pred = getattr(tf_keras.activations, act)(x) if act else tf.identity(x)
+                    pred = getattr(K.activations, act)(x) if act else tf.identity(x)
                     if mt is not None:
                         pred._keras_mask = mt
                     value = loss(yt, pred, sample_weight=sw)
@@ -146,6 +153,45 @@ def reference():
             per_dtype[dtype] = (np.asarray(value), np.asarray(grad))
         out.append((arrays, per_dtype))
     return out
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return _tf_reference(tf_keras)
+
+
+#: the child: every case by Keras 3 on TensorFlow, its results saved as one .npz
+KERAS3_TF_LOSSES = """
+    import sys
+    import numpy as np
+    import test_losses
+    results = test_losses._tf_reference(keras)
+    np.savez(sys.argv[1], **{f"{i}/{dtype}/{k}": a for i, (_, per_dtype) in enumerate(results)
+                             for dtype, pair in per_dtype.items() for k, a in enumerate(pair)})
+"""
+
+
+@pytest.fixture(scope="module")
+def reference_keras3_tf(tmp_path_factory):
+    """:func:`reference` by Keras 3 on TensorFlow (the same inputs: the same seed)."""
+    pytest.importorskip("keras")
+    path = os.path.join(tmp_path_factory.mktemp("losses3tf"), "losses.npz")
+    run_keras3_tensorflow(KERAS3_TF_LOSSES, path)
+    saved = np.load(path)
+    rng = np.random.default_rng(0)
+    return [(_arrays(case, rng), {dtype: tuple(saved[f"{i}/{dtype}/{k}"] for k in (0, 1))
+                                  for dtype in ("float32", "float64")})
+            for i, case in enumerate(CASES)]
+
+
+def _keras3_formula(case) -> bool:
+    """Where Keras 3 (on every backend) computes another formula than tf-keras, whose
+    sepconv.losses follows: binary crossentropy of clipped probabilities (not a sigmoid's
+    logits) is ``log(p)`` in Keras 3, ``log(p + 1e-7)`` in tf-keras (3e-7 apart at
+    ordinary probabilities, 2e-2 at the clipped edges)."""
+    name, kwargs, true_kind, pred_kind, _, _ = case
+    return (name == "BinaryCrossentropy" and not kwargs.get("from_logits")
+            and (not pred_kind.startswith("sigmoid") or true_kind == "binary_flat"))
 
 
 def _ours(case, arrays, dtype):
@@ -163,10 +209,15 @@ def _ours(case, arrays, dtype):
     return value.detach().numpy(), x.grad.numpy()
 
 
+@pytest.mark.parametrize("maker", ["tf_keras", "keras3_tf"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-def test_losses_equal_tf_keras(reference, dtype):
+def test_losses_equal_keras(request, dtype, maker):
+    reference = request.getfixturevalue("reference" if maker == "tf_keras"
+                                        else "reference_keras3_tf")
     failures = []
     for case, (arrays, per_dtype) in zip(CASES, reference):
+        if maker == "keras3_tf" and _keras3_formula(case):
+            continue
         # (tf-keras' huber computes in floatx, float32, whatever the inputs)
         tol = 2e-6 if dtype == torch.float32 or case[0] == "Huber" else 1e-12
         want_value, want_grad = per_dtype["float64" if dtype == torch.float64 else "float32"]
