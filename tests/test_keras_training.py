@@ -1,11 +1,10 @@
 """sepconv.load_keras_training: a tf-keras model compiled with each loss and optimizer,
 fitted 2 steps and saved (.h5 and .keras, with the optimizer's state), then fitted 3 more
 steps by tf-keras and by sepconv from the file: the weights agree.  The same with Keras
-3.15 on its torch backend (as conftest sets it) and on its TensorFlow backend (R keras3's,
-in one child process).  One build per case and Keras, all in the module's fixtures."""
+3.15 on its torch backend (as conftest sets it; on TensorFlow in
+test_keras3_tensorflow.py).  One build per case and Keras, all in the module's fixtures."""
 
 import os
-import pickle
 import warnings
 
 import numpy as np
@@ -92,36 +91,9 @@ def reference_keras3(tmp_path_factory):
     return _fitted(keras, tmp_path_factory.mktemp("compiled3"), (".keras", ".h5"))
 
 
-#: the child: every case compiled, fitted and saved by Keras 3 on TensorFlow
-KERAS3_TF_FITTED = """
-    import pickle, sys
-    import test_keras_training
-    fitted = test_keras_training._fitted(keras, sys.argv[1], (".keras", ".h5"))
-    with open(os.path.join(sys.argv[1], "fitted.pkl"), "wb") as f:
-        pickle.dump(fitted, f)
-"""
-
-
-@pytest.fixture(scope="module")
-def reference_keras3_tf(tmp_path_factory):
-    pytest.importorskip("keras")
-    from keras_files import run_keras3_tensorflow
-    root = str(tmp_path_factory.mktemp("compiled3tf"))
-    run_keras3_tensorflow(KERAS3_TF_FITTED, root)
-    with open(os.path.join(root, "fitted.pkl"), "rb") as f:
-        return pickle.load(f)
-
-
-#: the flavour ours resumes each maker's files in (its fixture by the same name)
-MAKERS = {"tf_keras": "reference", "keras3": "reference_keras3",
-          "keras3_tf": "reference_keras3_tf"}
-
-
-@pytest.mark.parametrize("maker, fmt", [
-    pytest.param(m, f, marks=[pytest.mark.slow] if m == "keras3_tf" else [])  # (its child: 25 s)
-    for m in MAKERS for f in (".h5", ".keras")])
-def test_training_from_the_file_follows_fit(request, maker, fmt, torch_single_thread):
-    reference = request.getfixturevalue(MAKERS[maker])
+def _failures(reference, maker, fmt):
+    """Each case's ``fmt`` file resumed by ours (in ``maker``'s flavour) for 3 steps,
+    against ``reference`` (what :func:`_fitted` gives)."""
     failures = []
     for name, r in reference.items():
         path = r["files"][fmt]
@@ -140,6 +112,15 @@ def test_training_from_the_file_follows_fit(request, maker, fmt, torch_single_th
                                 / np.abs(r["losses"])))
         if len(got) != len(r["weights"]) or err > 1e-5 or loss_err > 1e-5:
             failures.append(f"{name}: weights off by {err:.3g}, losses by {loss_err:.3g}")
+    return failures
+
+
+@pytest.mark.parametrize("maker, fmt", [("tf_keras", ".h5"), ("tf_keras", ".keras"),
+                                        ("keras3", ".h5"), ("keras3", ".keras")])
+def test_training_from_the_file_follows_fit(request, maker, fmt, torch_single_thread):
+    reference = request.getfixturevalue("reference" if maker == "tf_keras"
+                                        else "reference_keras3")
+    failures = _failures(reference, maker, fmt)
     assert not failures, "\n".join(failures)
 
 

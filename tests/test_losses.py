@@ -1,16 +1,12 @@
 """sepconv.losses against tf-keras 2.21: every case's loss and its gradient computed once by
-tf-keras (one batch, one process) and compared with ours, float32 and float64.  The same
-cases by Keras 3.15 on its TensorFlow backend (R keras3's; one child process) agree too,
-but for the formula Keras 3 changed (:func:`_keras3_formula`)."""
-
-import os
+tf-keras (one batch, one process) and compared with ours, float32 and float64 (by Keras 3.15
+on TensorFlow too, in test_keras3_tensorflow.py)."""
 
 import numpy as np
 import pytest
 import torch
 
 import sepconv
-from keras_files import run_keras3_tensorflow
 from sepconv import losses
 
 tf = pytest.importorskip("tensorflow")
@@ -160,40 +156,6 @@ def reference():
     return _tf_reference(tf_keras)
 
 
-#: the child: every case by Keras 3 on TensorFlow, its results saved as one .npz
-KERAS3_TF_LOSSES = """
-    import sys
-    import numpy as np
-    import test_losses
-    results = test_losses._tf_reference(keras)
-    np.savez(sys.argv[1], **{f"{i}/{dtype}/{k}": a for i, (_, per_dtype) in enumerate(results)
-                             for dtype, pair in per_dtype.items() for k, a in enumerate(pair)})
-"""
-
-
-@pytest.fixture(scope="module")
-def reference_keras3_tf(tmp_path_factory):
-    """:func:`reference` by Keras 3 on TensorFlow (the same inputs: the same seed)."""
-    pytest.importorskip("keras")
-    path = os.path.join(tmp_path_factory.mktemp("losses3tf"), "losses.npz")
-    run_keras3_tensorflow(KERAS3_TF_LOSSES, path)
-    saved = np.load(path)
-    rng = np.random.default_rng(0)
-    return [(_arrays(case, rng), {dtype: tuple(saved[f"{i}/{dtype}/{k}"] for k in (0, 1))
-                                  for dtype in ("float32", "float64")})
-            for i, case in enumerate(CASES)]
-
-
-def _keras3_formula(case) -> bool:
-    """Where Keras 3 (on every backend) computes another formula than tf-keras, whose
-    sepconv.losses follows: binary crossentropy of clipped probabilities (not a sigmoid's
-    logits) is ``log(p)`` in Keras 3, ``log(p + 1e-7)`` in tf-keras (3e-7 apart at
-    ordinary probabilities, 2e-2 at the clipped edges)."""
-    name, kwargs, true_kind, pred_kind, _, _ = case
-    return (name == "BinaryCrossentropy" and not kwargs.get("from_logits")
-            and (not pred_kind.startswith("sigmoid") or true_kind == "binary_flat"))
-
-
 def _ours(case, arrays, dtype):
     name, kwargs, true_kind, pred_kind, _, _ = case
     y_true, src, weights, m = arrays
@@ -209,14 +171,12 @@ def _ours(case, arrays, dtype):
     return value.detach().numpy(), x.grad.numpy()
 
 
-@pytest.mark.parametrize("maker", ["tf_keras", "keras3_tf"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-def test_losses_equal_keras(request, dtype, maker):
-    reference = request.getfixturevalue("reference" if maker == "tf_keras"
-                                        else "reference_keras3_tf")
+def _failures(reference, dtype, skip=lambda case: False):
+    """Each case (but ``skip``'s) by ours against ``reference`` (what :func:`_tf_reference`
+    gives)."""
     failures = []
     for case, (arrays, per_dtype) in zip(CASES, reference):
-        if maker == "keras3_tf" and _keras3_formula(case):
+        if skip(case):
             continue
         # (tf-keras' huber computes in floatx, float32, whatever the inputs)
         tol = 2e-6 if dtype == torch.float32 or case[0] == "Huber" else 1e-12
@@ -228,6 +188,12 @@ def test_losses_equal_keras(request, dtype, maker):
             if got.shape != want.shape or not err <= tol:
                 failures.append(f"{case[:2]} {case[3]}: {what} off by {err:.3g} "
                                 f"(shape {got.shape} vs {want.shape})")
+    return failures
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_losses_equal_tf_keras(reference, dtype):
+    failures = _failures(reference, dtype)
     assert not failures, "\n".join(failures)
 
 

@@ -1,16 +1,14 @@
 """sepconv.optimizers against tf-keras 2.21 and Keras 3.15 (its torch backend, as conftest
-sets it, and its TensorFlow backend, R keras3's, in one child process): the same weights
-and gradients, STEPS steps of each configuration, computed once by each Keras (one batch
-per process) and compared with ours in the matching ``flavour``, float32 and float64."""
-
-import os
+sets it; its TensorFlow backend in test_keras3_tensorflow.py): the same weights and
+gradients, STEPS steps of each configuration, computed once by each Keras (one batch in
+this process) and compared with ours in the matching ``flavour``, float32 and float64."""
 
 import numpy as np
 import pytest
 import torch
 
 import sepconv
-from keras_files import outputs, run_keras3_tensorflow
+from keras_files import outputs
 from sepconv import optimizers
 
 tf = pytest.importorskip("tensorflow")
@@ -111,28 +109,6 @@ def reference():
             for key, weights in _keras_steps(K).items()}
 
 
-#: the child: every case by Keras 3 on TensorFlow, saved as one .npz
-KERAS3_TF_STEPS = """
-    import sys
-    import numpy as np
-    import test_optimizers
-    steps = test_optimizers._keras_steps(keras)
-    np.savez(sys.argv[1], **{f"{i}/{dtype}/{k}": w for (i, dtype), ws in steps.items()
-                             for k, w in enumerate(ws)})
-"""
-
-
-@pytest.fixture(scope="module")
-def reference_tf_backend(tmp_path_factory):
-    """:func:`reference`'s ``"keras3_tf"`` entries, from Keras 3 on TensorFlow."""
-    pytest.importorskip("keras")
-    path = os.path.join(tmp_path_factory.mktemp("keras3_tf"), "steps.npz")
-    run_keras3_tensorflow(KERAS3_TF_STEPS, path)
-    saved = np.load(path)
-    return {(i, dtype, "keras3_tf"): [saved[f"{i}/{dtype}/{k}"] for k in range(len(SHAPES))]
-            for i in range(len(CASES)) for dtype in ("float32", "float64")}
-
-
 def _ours(name, kwargs, dtype, flavour="tf_keras"):
     weights, grads = _data(dtype)
     params = [torch.nn.Parameter(torch.from_numpy(w.copy())) for w in weights]
@@ -151,11 +127,8 @@ def _ours(name, kwargs, dtype, flavour="tf_keras"):
     return [p.detach().numpy() for p in params]
 
 
-@pytest.mark.parametrize("flavour", ["tf_keras", "keras3", "keras3_tf"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_steps_equal_keras(request, dtype, flavour):
-    reference = request.getfixturevalue("reference_tf_backend" if flavour == "keras3_tf"
-                                        else "reference")
+def _failures(reference, dtype, flavour):
+    """Each case by ours in ``flavour`` against ``reference[case, dtype, flavour]``."""
     tol = 1e-6 if dtype == "float32" else 1e-13  # (float32: rounding, 4e-7 seen)
     failures = []
     for i, (name, kwargs) in enumerate(CASES):
@@ -164,6 +137,13 @@ def test_steps_equal_keras(request, dtype, flavour):
             err = float(np.max(np.abs(got.astype(np.float64) - want) / (1e-3 + np.abs(want))))
             if not err <= tol:
                 failures.append(f"{name} {kwargs} weight {k}: relative error {err:.3g}")
+    return failures
+
+
+@pytest.mark.parametrize("flavour", ["tf_keras", "keras3"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_steps_equal_keras(reference, dtype, flavour):
+    failures = _failures(reference, dtype, flavour)
     assert not failures, "\n".join(failures)
 
 
