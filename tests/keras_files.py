@@ -216,6 +216,32 @@ class Cases:
         return data["results"]
 
 
+#: what runs first in a child process that holds Keras 3 on its TensorFlow backend (R
+#: keras3's and Python Keras 3's default; this process has Keras 3 on torch, and the backend
+#: is fixed when keras is first imported): triton before TensorFlow, as conftest says
+KERAS3_TF_PRELUDE = textwrap.dedent("""
+    import importlib.util, os
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
+    import keras
+    assert keras.backend.backend() == "tensorflow"
+""")
+
+
+def run_keras3_tensorflow(code: str, *args: str, timeout: int = 300) -> None:
+    """Runs ``code`` (``sys.argv[1:]`` = ``args``) in one child process with Keras 3 on its
+    TensorFlow backend, ``os`` and ``keras`` imported; the test modules importable by name
+    (a test's own helpers, so the child builds the same cases)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([SRC, TESTS, env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", KERAS3_TF_PRELUDE + textwrap.dedent(code),
+                           *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"Keras 3 (TensorFlow backend) child failed:\n"
+                             f"{proc.stderr[-4000:]}")
+
+
 def _array(v) -> np.ndarray:
     return np.asarray(v.detach().cpu() if hasattr(v, "detach") else v)  # (Keras 3 on torch)
 

@@ -1,8 +1,8 @@
 """sepconv.load_keras_training: a tf-keras model compiled with each loss and optimizer,
 fitted 2 steps and saved (.h5 and .keras, with the optimizer's state), then fitted 3 more
 steps by tf-keras and by sepconv from the file: the weights agree.  The same with Keras
-3.15 (its torch backend, as conftest sets it; .keras files).  One build per case and
-Keras, all in the module's fixtures."""
+3.15 on its torch backend (as conftest sets it; on TensorFlow in
+test_keras3_tensorflow.py).  One build per case and Keras, all in the module's fixtures."""
 
 import os
 import warnings
@@ -91,11 +91,9 @@ def reference_keras3(tmp_path_factory):
     return _fitted(keras, tmp_path_factory.mktemp("compiled3"), (".keras", ".h5"))
 
 
-@pytest.mark.parametrize("maker, fmt", [("tf_keras", ".h5"), ("tf_keras", ".keras"),
-                                        ("keras3", ".h5"), ("keras3", ".keras")])
-def test_training_from_the_file_follows_fit(request, maker, fmt, torch_single_thread):
-    reference = request.getfixturevalue("reference" if maker == "tf_keras"
-                                        else "reference_keras3")
+def _failures(reference, maker, fmt):
+    """Each case's ``fmt`` file resumed by ours (in ``maker``'s flavour) for 3 steps,
+    against ``reference`` (what :func:`_fitted` gives)."""
     failures = []
     for name, r in reference.items():
         path = r["files"][fmt]
@@ -114,6 +112,15 @@ def test_training_from_the_file_follows_fit(request, maker, fmt, torch_single_th
                                 / np.abs(r["losses"])))
         if len(got) != len(r["weights"]) or err > 1e-5 or loss_err > 1e-5:
             failures.append(f"{name}: weights off by {err:.3g}, losses by {loss_err:.3g}")
+    return failures
+
+
+@pytest.mark.parametrize("maker, fmt", [("tf_keras", ".h5"), ("tf_keras", ".keras"),
+                                        ("keras3", ".h5"), ("keras3", ".keras")])
+def test_training_from_the_file_follows_fit(request, maker, fmt, torch_single_thread):
+    reference = request.getfixturevalue("reference" if maker == "tf_keras"
+                                        else "reference_keras3")
+    failures = _failures(reference, maker, fmt)
     assert not failures, "\n".join(failures)
 
 

@@ -1,5 +1,6 @@
 """sepconv.losses against tf-keras 2.21: every case's loss and its gradient computed once by
-tf-keras (one batch, one process) and compared with ours, float32 and float64."""
+tf-keras (one batch, one process) and compared with ours, float32 and float64 (by Keras 3.15
+on TensorFlow too, in test_keras3_tensorflow.py)."""
 
 import numpy as np
 import pytest
@@ -115,9 +116,9 @@ def _activation(kind):
         kind.startswith("sigmoid") else None
 
 
-@pytest.fixture(scope="module")
-def reference():
-    """Every case in tf-keras, float32 and float64: the loss and its gradient."""
+def _tf_reference(K):
+    """Every case in ``K`` (tf-keras, or Keras 3 on TensorFlow), float32 and float64: the
+    inputs, the loss and its gradient."""
     rng = np.random.default_rng(0)
     out = []
     for case in CASES:
@@ -127,7 +128,9 @@ def reference():
         per_dtype = {}
         for dtype in ("float32", "float64"):
             x = tf.Variable(src.astype(dtype))
-            loss = getattr(tf_keras.losses, name)(**kwargs)
+            # (a Keras 3 loss computes in its dtype, floatx unless given)
+            loss = getattr(K.losses, name)(**kwargs, **({} if K is tf_keras else
+                                                         {"dtype": dtype}))
             yt = tf.constant(y_true.astype("int64" if "sparse" in case[2] else dtype))
             sw = None if weights is None else tf.constant(weights.astype(dtype))
 
@@ -135,7 +138,7 @@ def reference():
 
             def run(x=x, loss=loss, yt=yt, sw=sw, act=_activation(pred_kind), mt=mt):
                 with tf.GradientTape() as tape:
-                    pred = getattr(tf_keras.activations, act)(x) if act else tf.identity(x)
+                    pred = getattr(K.activations, act)(x) if act else tf.identity(x)
                     if mt is not None:
                         pred._keras_mask = mt
                     value = loss(yt, pred, sample_weight=sw)
@@ -146,6 +149,11 @@ def reference():
             per_dtype[dtype] = (np.asarray(value), np.asarray(grad))
         out.append((arrays, per_dtype))
     return out
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return _tf_reference(tf_keras)
 
 
 def _ours(case, arrays, dtype):
@@ -163,10 +171,13 @@ def _ours(case, arrays, dtype):
     return value.detach().numpy(), x.grad.numpy()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-def test_losses_equal_tf_keras(reference, dtype):
+def _failures(reference, dtype, skip=lambda case: False):
+    """Each case (but ``skip``'s) by ours against ``reference`` (what :func:`_tf_reference`
+    gives)."""
     failures = []
     for case, (arrays, per_dtype) in zip(CASES, reference):
+        if skip(case):
+            continue
         # (tf-keras' huber computes in floatx, float32, whatever the inputs)
         tol = 2e-6 if dtype == torch.float32 or case[0] == "Huber" else 1e-12
         want_value, want_grad = per_dtype["float64" if dtype == torch.float64 else "float32"]
@@ -177,6 +188,12 @@ def test_losses_equal_tf_keras(reference, dtype):
             if got.shape != want.shape or not err <= tol:
                 failures.append(f"{case[:2]} {case[3]}: {what} off by {err:.3g} "
                                 f"(shape {got.shape} vs {want.shape})")
+    return failures
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_losses_equal_tf_keras(reference, dtype):
+    failures = _failures(reference, dtype)
     assert not failures, "\n".join(failures)
 
 

@@ -1,13 +1,14 @@
 """sepconv.optimizers against tf-keras 2.21 and Keras 3.15 (its torch backend, as conftest
-sets it): the same weights and gradients, STEPS steps of each configuration, computed
-once by each Keras (one batch in this process) and compared with ours in the matching
-``flavour``, float32 and float64."""
+sets it; its TensorFlow backend in test_keras3_tensorflow.py): the same weights and
+gradients, STEPS steps of each configuration, computed once by each Keras (one batch in
+this process) and compared with ours in the matching ``flavour``, float32 and float64."""
 
 import numpy as np
 import pytest
 import torch
 
 import sepconv
+from keras_files import outputs
 from sepconv import optimizers
 
 tf = pytest.importorskip("tensorflow")
@@ -74,27 +75,38 @@ class _Ours:  # the schedules' namespace mirrored: optimizers.ExponentialDecay, 
         schedules = optimizers
 
 
-@pytest.fixture(scope="module")
-def reference():
-    """Each case's weights after STEPS steps, by (case, dtype, flavour)."""
-    keras = pytest.importorskip("keras")
+def _keras_steps(K):
+    """Each case's weights after STEPS steps by ``K`` (tf-keras, or Keras 3 on the backend
+    its process has), by (case, dtype)."""
+    if K is tf_keras:
+        variable, tensor, array = tf.Variable, tf.constant, lambda v: v.numpy()
+    else:
+        def variable(w):
+            return K.Variable(w, dtype=w.dtype.name)
+        tensor = K.ops.convert_to_tensor
+
+        def array(v):
+            return outputs(v.value)[0].copy()
     out = {}
     for dtype in ("float32", "float64"):
         weights, grads = _data(dtype)
         for i, (name, kwargs) in enumerate(CASES):
-            for flavour, K, variable, tensor in (
-                    ("tf_keras", tf_keras, tf.Variable, tf.constant),
-                    ("keras3", keras, lambda w: keras.Variable(w, dtype=w.dtype.name),
-                     keras.ops.convert_to_tensor)):
-                variables = [variable(w) for w in weights]
-                opt = _build(K, name, kwargs)
-                for step, gs in enumerate(grads):
-                    pairs = [(tensor(g), v) for g, v in zip(gs, variables)]
-                    opt.apply_gradients(pairs[:-1] if step in NO_GRAD else pairs)
-                out[i, dtype, flavour] = [v.value.detach().numpy().copy()
-                                          if flavour == "keras3" else v.numpy()
-                                          for v in variables]
+            variables = [variable(w) for w in weights]
+            opt = _build(K, name, kwargs)
+            for step, gs in enumerate(grads):
+                pairs = [(tensor(g), v) for g, v in zip(gs, variables)]
+                opt.apply_gradients(pairs[:-1] if step in NO_GRAD else pairs)
+            out[i, dtype] = [array(v) for v in variables]
     return out
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """Each case's weights after STEPS steps, by (case, dtype, flavour)."""
+    keras = pytest.importorskip("keras")
+    return {(*key, flavour): weights
+            for flavour, K in (("tf_keras", tf_keras), ("keras3", keras))
+            for key, weights in _keras_steps(K).items()}
 
 
 def _ours(name, kwargs, dtype, flavour="tf_keras"):
@@ -115,9 +127,8 @@ def _ours(name, kwargs, dtype, flavour="tf_keras"):
     return [p.detach().numpy() for p in params]
 
 
-@pytest.mark.parametrize("flavour", ["tf_keras", "keras3"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_steps_equal_keras(reference, dtype, flavour):
+def _failures(reference, dtype, flavour):
+    """Each case by ours in ``flavour`` against ``reference[case, dtype, flavour]``."""
     tol = 1e-6 if dtype == "float32" else 1e-13  # (float32: rounding, 4e-7 seen)
     failures = []
     for i, (name, kwargs) in enumerate(CASES):
@@ -126,6 +137,13 @@ def test_steps_equal_keras(reference, dtype, flavour):
             err = float(np.max(np.abs(got.astype(np.float64) - want) / (1e-3 + np.abs(want))))
             if not err <= tol:
                 failures.append(f"{name} {kwargs} weight {k}: relative error {err:.3g}")
+    return failures
+
+
+@pytest.mark.parametrize("flavour", ["tf_keras", "keras3"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_steps_equal_keras(reference, dtype, flavour):
+    failures = _failures(reference, dtype, flavour)
     assert not failures, "\n".join(failures)
 
 
@@ -153,6 +171,9 @@ def test_get_names_configs_keras_objects_and_r_factories():
     assert optimizers.Adam(params).flavour == "tf_keras"
     assert optimizers.get("adam", params, flavour="keras3").flavour == "keras3"
     assert optimizers.get(sepconv.optimizer_nadam(flavour="keras3"), params).flavour == "keras3"
+    assert optimizers.get(config, params, flavour="keras3_tf").flavour == "keras3_tf"
+    with pytest.raises(ValueError, match="flavour.*'keras3_torch'"):
+        optimizers.get("adam", params, flavour="keras3_torch")
     with sepconv.activations.keras_flavour("keras3"):
         assert optimizers.get(config, params).flavour == "keras3"
     with pytest.raises(ValueError, match="flavour.*'keras2'"):

@@ -17,7 +17,7 @@ tf_keras = pytest.importorskip("tf_keras")
 keras = pytest.importorskip("keras")
 
 import sepconv  # noqa: E402
-from keras_files import Cases, check, outputs  # noqa: E402
+from keras_files import Cases, check, outputs, run_keras3_tensorflow  # noqa: E402
 from tf_keras_compare import check_signature, strip_config  # noqa: E402
 
 METHODS = sepconv.functional.RESIZE_METHODS
@@ -107,9 +107,8 @@ def test_keras3_computes_the_same(method):
 
 
 KERAS3_TF_AREA = """
-import os, sys
-os.environ["KERAS_BACKEND"] = "tensorflow"
-import numpy as np, keras
+import sys
+import numpy as np
 L = keras.layers
 x = np.random.default_rng(6).standard_normal((2, 13, 10, 2)).astype(np.float32)
 inp = keras.Input((13, 10, 2))
@@ -127,10 +126,7 @@ def test_keras3_tensorflow_backend_area_file(tmp_path):
     """Keras 3's torch backend refuses ``area``; its TensorFlow backend (R keras3's)
     resizes with ``tf.image.resize``, passing ``antialias`` (ignored for area and nearest):
     a .keras file it wrote loads in sepconv to its ``predict``."""
-    import subprocess
-    import sys
-    subprocess.run([sys.executable, "-c", KERAS3_TF_AREA, str(tmp_path)], check=True,
-                   capture_output=True)
+    run_keras3_tensorflow(KERAS3_TF_AREA, str(tmp_path))
     saved = np.load(tmp_path / "area.npz")
     x, want = saved["arr_0"], [saved[f"arr_{i}"] for i in range(1, len(saved.files))]
     ours = sepconv.load_keras_model(str(tmp_path / "area.keras"))

@@ -32,7 +32,14 @@ Keras 3.15's update rules differ from tf-keras' in roundings a ported model sees
 weight's dtype, tf-keras through float32; weight decay is ``w *= 1 - wd * lr`` with the
 factor in float32; RMSprop divides by the root): ``flavour="keras3"`` (an argument of
 every class, or ``keras_flavour("keras3")`` around ``get``) follows Keras 3 on its torch
-backend, ``flavour="tf_keras"`` (the default) tf-keras.
+backend, ``flavour="keras3_tf"`` Keras 3 on its TensorFlow backend (R keras3's and
+Python Keras 3's default), ``flavour="tf_keras"`` (the default) tf-keras.  Keras 3's
+TensorFlow backend runs the generic update rules with TensorFlow's casts, which round
+as tf-keras' do where Keras 3 on torch does not (``beta_1``, ``momentum``, ``0.96`` and
+Adagrad's ``initial_accumulator_value`` through float32, weight decay ``w -= w * wd *
+lr``, TensorFlow's clipping), and otherwise as Keras 3's rules: RMSprop divides by the
+root, and Nadam's momentum product is ``u * beta_1 * (1 - 0.5 * 0.96^t)`` in the Python
+numbers.
 
 R's ``optimizer_adam(learning_rate = 1e-3)`` (no parameters: a factory, what R passes to
 ``compile``) and ``optimizer_adam(model$parameters(), ...)`` are here too.
@@ -40,6 +47,7 @@ R's ``optimizer_adam(learning_rate = 1e-3)`` (no parameters: a factory, what R p
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
@@ -51,6 +59,13 @@ from .activations import FLAVOURS, current_flavour, keras_flavour
 
 registry = Registry("optimizer")
 schedules = Registry("learning rate schedule")
+
+#: whose update rules: tf-keras 2.21, Keras 3.15 on torch, Keras 3.15 on TensorFlow
+OPTIMIZER_FLAVOURS = FLAVOURS + ("keras3_tf",)
+#: the flavour :func:`get` was given, for the optimizer it builds (it overrides
+#: ``keras_flavour``, which knows no backends)
+_get_flavour: contextvars.ContextVar = contextvars.ContextVar("sepconv_optimizer_flavour",
+                                                              default=None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -162,11 +177,13 @@ class Optimizer(torch.optim.Optimizer):
                  ema_overwrite_frequency: Optional[int] = None, jit_compile: bool = True,
                  name: Optional[str] = None, flavour: Optional[str] = None, **kwargs):
         cls = type(self).__name__
-        flavour = current_flavour() if flavour is None else flavour
-        if flavour not in FLAVOURS:
+        if flavour is None:
+            flavour = _get_flavour.get() or current_flavour()
+        if flavour not in OPTIMIZER_FLAVOURS:
             raise ValueError(f"Invalid value for argument `flavour`. Expected one of "
-                             f"{FLAVOURS}. Received flavour={flavour!r}")
-        #: whose update rules: ``"tf_keras"`` (tf-keras 2.21) or ``"keras3"`` (Keras 3.15)
+                             f"{OPTIMIZER_FLAVOURS}. Received flavour={flavour!r}")
+        #: whose update rules: ``"tf_keras"`` (tf-keras 2.21), ``"keras3"`` (Keras 3.15 on
+        #: torch) or ``"keras3_tf"`` (Keras 3.15 on TensorFlow)
         self.flavour = flavour
         names = list(self._hyper)
         if len(args) > len(names):
@@ -288,9 +305,10 @@ class Optimizer(torch.optim.Optimizer):
         return grads
 
     def _const(self, value: float, like: torch.Tensor) -> torch.Tensor:
-        """A Python number as ``like``'s dtype the way the flavour casts it: tf-keras
-        through float32 (:func:`_cast`), Keras 3 directly."""
-        return _cast(value, like) if self.flavour == "tf_keras" else _scalar(value, like)
+        """A Python number as ``like``'s dtype the way the flavour casts it: TensorFlow
+        (tf-keras, Keras 3 on it) through float32 (:func:`_cast`), Keras 3 on torch
+        directly."""
+        return _scalar(value, like) if self.flavour == "keras3" else _cast(value, like)
 
     def _init_state(self, state: dict, p: torch.Tensor, group: dict) -> None:
         raise NotImplementedError
@@ -342,8 +360,9 @@ def _clip_by_norm(g: torch.Tensor, clip_norm: float, flavour: str = "tf_keras") 
 def _clip_by_global_norm(grads: List[torch.Tensor], clip_norm: float,
                          flavour: str = "tf_keras") -> List[torch.Tensor]:
     """TensorFlow's ``clip_by_global_norm``: each ``g * clip * min(1 / norm, 1 / clip)``,
-    ``norm`` over all the gradients (``sqrt(2 * sum(l2_loss(g)))``; Keras 3:
-    ``sqrt(sum(g^2))``, the minimum in float32 as :func:`_clip_by_norm` says)."""
+    ``norm`` over all the gradients (``sqrt(2 * sum(l2_loss(g)))``; Keras 3 on torch:
+    ``sqrt(sum(g^2))``, the minimum in float32 as :func:`_clip_by_norm` says; Keras 3 on
+    TensorFlow as tf-keras, to the last bit a float32 step shows)."""
     if flavour == "keras3":
         norm = torch.sqrt(torch.sum(torch.stack([torch.sum(torch.square(g)) for g in grads])))
     else:
@@ -457,7 +476,7 @@ class RMSprop(Optimizer):
             denominator = velocity - torch.square(avg) + eps
         else:
             denominator = velocity + eps
-        if self.flavour == "keras3":
+        if self.flavour != "tf_keras":
             increment = g * lr / torch.sqrt(denominator)
         else:
             increment = lr * g * torch.rsqrt(denominator)
@@ -476,8 +495,10 @@ class Adagrad(Optimizer):
     _hyper = {"initial_accumulator_value": 0.1, "epsilon": 1e-7}
 
     def _init_state(self, state, p, group):
-        state["accumulator"] = torch.full_like(p, group["initial_accumulator_value"],
-                                              memory_format=torch.preserve_format)
+        value = group["initial_accumulator_value"]
+        if self.flavour == "keras3_tf":  # (its Constant initializer: a tf.cast)
+            value = float(np.float32(value))
+        state["accumulator"] = torch.full_like(p, value, memory_format=torch.preserve_format)
 
     def _update(self, p, g, state, group, lr):
         acc = state["accumulator"]
@@ -533,6 +554,11 @@ class Nadam(Optimizer):
         return super().step(closure)
 
     def _advance(self, group: dict, first: torch.Tensor, t: int) -> None:
+        if self.flavour == "keras3_tf":  # (Keras 3's generic rule: the Python numbers)
+            decay = 1.0 - 0.5 * torch.pow(_scalar(0.96, first), _scalar(t, first))
+            group["u_product"] = float(_scalar(group["u_product"], first)
+                                       * group["beta_1"] * decay)
+            return
         beta_1 = self._const(group["beta_1"], first)
         u_t = beta_1 * (1.0 - 0.5 * torch.pow(self._const(0.96, first), _scalar(t, first)))
         group["u_product"] = float(_scalar(group["u_product"], first) * u_t)
@@ -572,16 +598,25 @@ def get(identifier: Any, params: Iterable, argument: str = "optimizer",
     {...}}``; tf-keras' ``"Custom>Adam"`` too), a tf-keras / Keras 3 optimizer, an
     optimizer class, or a factory taking ``params`` (``optimizer_adam(learning_rate=0.01)``).
     A ``torch.optim.Optimizer`` is returned as it is.  ``flavour``: whose update rules
-    the optimizer built here follows (``"tf_keras"`` or ``"keras3"``; ``None``: the
-    current :func:`sepconv.activations.keras_flavour`, tf-keras' unless set), where the
+    the optimizer built here follows (``"tf_keras"``, ``"keras3"`` (Keras 3 on torch) or
+    ``"keras3_tf"`` (on TensorFlow); ``None``: the current
+    :func:`sepconv.activations.keras_flavour`, tf-keras' unless set), where the
     identifier does not name one itself."""
     if isinstance(identifier, torch.optim.Optimizer):
         return identifier
     if isinstance(identifier, dict) and str(identifier.get("class_name", "")).startswith(
             "Custom>"):
         identifier = {**identifier, "class_name": identifier["class_name"][len("Custom>"):]}
-    with keras_flavour(current_flavour() if flavour is None else flavour):
-        return registry.get(identifier, argument, build={"params": params})
+    if flavour is not None and flavour not in OPTIMIZER_FLAVOURS:
+        raise ValueError(f"Invalid value for argument `flavour`. Expected one of "
+                         f"{OPTIMIZER_FLAVOURS}. Received flavour={flavour!r}")
+    layers = "keras3" if flavour == "keras3_tf" else flavour or current_flavour()
+    token = _get_flavour.set(flavour)
+    try:
+        with keras_flavour(layers):
+            return registry.get(identifier, argument, build={"params": params})
+    finally:
+        _get_flavour.reset(token)
 
 
 def serialize(optimizer: Optimizer) -> dict:

@@ -73,6 +73,10 @@ class KerasFile:
         self.config = config
         self.keras_version = keras_version
         self.flavour = flavour_of(keras_version)
+        #: the Keras backend that wrote an ``.h5`` file (its ``backend`` attribute:
+        #: ``"tensorflow"``, ``"torch"``, ``"jax"``); ``None`` where the file does not say
+        #: (a ``.keras`` file)
+        self.backend: Optional[str] = None
         self.legacy_weights = legacy_weights
         self.v3_weights = v3_weights
         #: each layer's weight names (legacy HDF5): a nested model's start with its layers'
@@ -242,6 +246,9 @@ def _read_h5(path: str, f, label: Optional[str] = None) -> KerasFile:
                 kf = KerasFile(path, "h5", config, version,
                                legacy_weights=_legacy_weights(group, label),
                                legacy_names=_legacy_names(group))
+                if "backend" in attrs or "backend" in group.attrs:
+                    kf.backend = _text(attrs["backend"] if "backend" in attrs
+                                       else group.attrs["backend"])
                 if "training_config" in attrs:
                     kf.training_config = _json(attrs["training_config"], label,
                                                "training_config")

@@ -5,9 +5,11 @@ An ``.h5`` file keeps them in its ``training_config`` attribute and the optimize
 variables in ``optimizer_weights``; a ``.keras`` file in ``config.json``'s
 ``compile_config`` and ``model.weights.h5``'s ``optimizer/vars``.  The loss and the
 optimizer come from :mod:`sepconv.losses` and :mod:`sepconv.optimizers` (tf-keras 2.21's
-formulas, or Keras 3.15's for a file Keras 3 wrote); the optimizer's saved state (the
-step count, the moments; a Keras 3 file's learning rate and Nadam's momentum product
-too) goes into the torch optimizer, so training resumes where ``fit`` stopped.
+formulas, or Keras 3.15's for a file Keras 3 wrote: its TensorFlow backend's rules,
+``flavour="keras3_tf"``, unless the file says its torch backend wrote it); the
+optimizer's saved state (the step count, the moments; a Keras 3 file's learning rate and
+Nadam's momentum product too) goes into the torch optimizer, so training resumes where
+``fit`` stopped.
 """
 
 from __future__ import annotations
@@ -173,7 +175,8 @@ def load_keras_training(path: Any, model: torch.nn.Module,
     optimizer = None
     if opt_config is not None:
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = _optimizers.get(_plain_config(opt_config), params, flavour=kf.flavour)
+        optimizer = _optimizers.get(_plain_config(opt_config), params,
+                                    flavour=_optimizer_flavour(kf, opt_config))
         if optimizer_state and kf.optimizer_weights:
             problem = _load_state(optimizer, model, kf)
             if problem:
@@ -182,6 +185,21 @@ def load_keras_training(path: Any, model: torch.nn.Module,
     return KerasTraining(model=model, loss=loss, optimizer=optimizer,
                          loss_weights=config.get("loss_weights"),
                          metrics=config.get("metrics"), config=config)
+
+
+def _optimizer_flavour(kf: "_files.KerasFile", opt_config: Any) -> str:
+    """Whose update rules resume the file's training: tf-keras' for its files; for a Keras 3
+    file, its backend's (an ``.h5`` file's ``backend`` attribute; a ``.keras`` file's
+    optimizer names the torch backend's own classes by module,
+    ``keras.src.backend.torch.optimizers...``, where TensorFlow (and JAX) run Keras 3's
+    generic rules, ``"keras3_tf"``)."""
+    if kf.flavour != "keras3":
+        return kf.flavour
+    backend = kf.backend
+    if backend is None:
+        module = opt_config.get("module") if isinstance(opt_config, dict) else None
+        backend = "torch" if ".backend.torch." in str(module or "") else "tensorflow"
+    return "keras3" if backend == "torch" else "keras3_tf"
 
 
 def _load_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module,
