@@ -1299,7 +1299,12 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
     Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
     """
     # x.is_cpu, not x.device.type: no device object per call (issue 9's per-call cost)
-    if not channels_last or not x.is_cpu or _forced_kernel() == "reference":
+    if not x.is_cpu or _forced_kernel() == "reference":
+        return _reference.conv
+    if not channels_last:  # (inference only: gemm1d.small_form's rule)
+        if kernel.dim() == 3 and _gemm1d.takes_conv(x, kernel, strides, dilation or (1,),
+                                                    pads, groups, channels_last=False):
+            return _gemm1d.conv
         return _reference.conv
     if kernel.dim() in (3, 4) and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
             and x.dtype in (torch.float32, torch.float64, torch.bfloat16):
