@@ -30,6 +30,15 @@ A 1D convolution is a sum over its taps of one matrix product each: tap ``k`` of
   oneDNN's forward everywhere, and the one-GEMM form 1.0-2.0x for narrower or longer
   inputs.
 
+- ``Conv1D``'s inference forward at small calls (:func:`gemm_forward`, where no gradient
+  is recorded and :func:`small_form`'s measured rule says so; either data format): one
+  GEMM per tap accumulated into the output rows it reaches (``"taps"``: dilated or k2
+  layers, e.g. WaveNet's at batch 1), or the padded windows unfolded into one
+  ``(batch * out_steps, kernel_size * channels)`` matrix and one GEMM with the bias
+  (``"unfold"``: windows that fit in L2, e.g. the keyword-spotting stem k11 stride 2 at
+  batch 1).  torch's small-batch convolution (THNN's im2col, oneDNN's setup) cost
+  1.1-2x these there (bench/README.md, "Conv1D at small batches as GEMMs").
+
 Both are autograd.Functions over torch ops (aten GEMMs and oneDNN's matmul op,
 ``torch.ops.mkldnn._linear_pointwise``, where available); :func:`takes_conv` /
 :func:`takes_transpose` say where ``sepconv.functional`` picks them: CPU channels_last
@@ -90,7 +99,9 @@ _WIDE = (torch.float32, torch.float64)
 def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tuple,
                pads: tuple, groups: int, channels_last: bool = True) -> bool:
     """Whether :func:`conv` runs this convolution (``sepconv.functional._pick_conv_kernel``
-    asks, for CPU channels_last data): rank 1, ungrouped, float32 / float64; WaveNet's
+    asks, for CPU data): rank 1, ungrouped; where no gradient is recorded, the small
+    float32 calls of :func:`small_form` (either data format: ``channels_last``), else
+    channels_last only, float32 / float64; WaveNet's
     shape class: 2 taps, stride 1, at least 64 channels in and out and 1024 output steps
     per sequence, and dilation >= 64 where autograd records (the GEMM backward), >= 256
     in inference (the GEMM forward, :data:`FORWARD_DILATION`).  The one-thread A/B
