@@ -100,9 +100,9 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
                pads: tuple, groups: int, channels_last: bool = True) -> bool:
     """Whether :func:`conv` runs this convolution (``sepconv.functional._pick_conv_kernel``
     asks, for CPU data): rank 1, ungrouped; where no gradient is recorded, the small
-    float32 calls of :func:`small_form` (either data format: ``channels_last``), else
-    channels_last only, float32 / float64; WaveNet's
-    shape class: 2 taps, stride 1, at least 64 channels in and out and 1024 output steps
+    float32 calls of :func:`small_form` (either data format, ``channels_last`` says
+    which), else channels_last only, float32 / float64; WaveNet's shape class: 2 taps,
+    stride 1, at least 64 channels in and out and 1024 output steps
     per sequence, and dilation >= 64 where autograd records (the GEMM backward), >= 256
     in inference (the GEMM forward, :data:`FORWARD_DILATION`).  The one-thread A/B
     (``bench/gemm1d_ab.py``, bench/README.md "1D convolutions as GEMMs") measured there
@@ -402,14 +402,14 @@ def _small_rule(batch: int, out_steps: int, channels: int, k: int, filters: int,
 
     - ``"taps"``: kernel 2 or 3, stride 1, dilated or kernel 2, batch <= 4, <= 64 channels
       in and out, ``batch * out_steps * max(channels, filters) <= 2^17`` (WaveNet's
-      k2 layers at batch 1 x 4000 x 32: 0.75-0.87 at 16 channels, 0.72-1.06 at 64 and
-      4000 steps, left out);  k5 dilated taps lost (1.04-1.39), as did larger batches
-      (oneDNN blocks over the batch; the taps run one GEMM per tap over all of it);
+      k2 layers, 1 x 4000 x 32, dilations 1-64: 0.78-0.90 in the 7-round confirmation;
+      16 channels: 0.75-0.87; 64 channels x 4000 steps, 0.72-1.06, left out); k5 dilated
+      taps lost (1.04-1.39), as did batches of 16+ (oneDNN blocks over the batch);
     - ``"unfold"``: the windows ``batch * out_steps * kernel * channels <= 2^16`` floats
       (256 KiB, in L2), and for kernel <= 3 stride 1 undilated, where oneDNN's direct
-      convolution is good, ``<= 2^14`` (k3 at 2^15-2^16: 1.08-1.13) (the keyword-spotting
-      stem k11 stride 2 at batch 1 x 101 x 64: 0.5-0.7); larger windows leave the caches
-      and lost up to 10x."""
+      convolution is good, ``<= 2^14`` (k3 at 2^15-2^16: 1.08-1.13); the keyword-spotting
+      stem, k11 stride 2 on 1 x 101 x 64: 0.87-0.91; larger windows leave the caches and
+      lost up to 10x."""
     if k <= 3 and stride == 1 and (dilation > 1 or k == 2) and batch <= 4 \
             and max(channels, filters) <= 64 \
             and batch * out_steps * max(channels, filters) <= 2 ** 17:
