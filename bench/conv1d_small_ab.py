@@ -135,7 +135,7 @@ def main(argv=None):
     rows = []
     for i, case in enumerate(cases):
         row = dict(zip(("batch", "steps", "channels", "kernel_size", "stride", "dilation",
-                        "padding", "filters", "data_format"), case))
+                        "padding", "filters", "data_format"), case + ("last",) * (len(case) < 9)))
         for form, t in times:
             runs = times[form, t]
             row[f"{form}_cpu_{t}"] = statistics.median(run[i][0] for run in runs)
@@ -144,15 +144,18 @@ def main(argv=None):
     for row in rows:
         ratios = " ".join(f"{form}/{t}t {row[f'{form}_cpu_{t}'] / row[f'current_cpu_{t}']:.2f}"
                           for t in threads for form in FORMS[1:])
-        print(f"{row['batch']:3d} x {row['steps']:5d} x {row['channels']:3d} k{row['kernel_size']:<2d}"
-              f" s{row['stride']} d{row['dilation']:<2d}  current {row['current_cpu_1']:9.1f} us"
-              f"  {ratios}")
+        print(f"{row['batch']:3d} x {row['steps']:5d} x {row['channels']:3d} "
+              f"k{row['kernel_size']:<2d} s{row['stride']} d{row['dilation']:<2d} "
+              f"{row['data_format']:5s} current {row['current_cpu_1']:9.1f} us  {ratios}")
     if args.out:
         import torch
+        columns = list(rows[0])  # (one list per row: the grid's JSON stays small)
         with open(args.out, "w") as fh:
             json.dump({"cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0]
                        .strip(" :\t"), "torch": torch.__version__, "rounds": args.rounds,
-                       "reps": args.reps, "rows": rows}, fh, indent=1)
+                       "reps": args.reps, "command": " ".join(sys.argv), "columns": columns,
+                       "rows": [[row.get(c) for c in columns] for row in rows]}, fh,
+                      separators=(",", ":"))
 
 
 if __name__ == "__main__":
