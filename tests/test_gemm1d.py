@@ -378,7 +378,7 @@ def test_conv_rule_on_avx2(monkeypatch):
              dict(narrow, dtype=torch.float64, dilation=1, pads=((1, 0),)),
              dict(narrow, k=3, dilation=4, pads=((8, 0),)),
              dict(narrow, k=3, dilation=1, pads=((0, 0),), shape=(2, 1026, 32)))
-    kept = (dict(narrow, dilation=1, pads=((1, 0),), grad=False),
+    kept = (dict(narrow, dilation=1, pads=((1, 0),), grad=False, shape=(8, 1100, 32)),
             dict(narrow, dilation=1, pads=((1, 0),), dtype=torch.bfloat16),
             dict(narrow, k=4, dilation=1, pads=((3, 0),)),
             dict(narrow, stride=2, dilation=1, pads=((0, 1),)),

@@ -1309,7 +1309,8 @@ def separable_conv2d(x: torch.Tensor, depthwise_kernel: torch.Tensor,
 def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pads: tuple,
                       groups: int, channels_last: bool,
                       dilation: Optional[tuple] = None) -> Callable:
-    """:func:`conv`'s kernel, on CPU channels_last data (Keras' default layout):
+    """:func:`conv`'s kernel, on CPU channels_last data (Keras' default layout; channels_first
+    data: the reference kernel, or ``gemm1d``'s inference forward):
 
     - depthwise (one input channel per group, several channels), rank 1-2, float32/64 or
       bfloat16: ``kernels/depthwise_cpu.py`` (keeps the data channels_last, where torch's
@@ -1322,12 +1323,19 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
     - rank 1 where ``kernels/gemm1d.py``'s rule says shifted GEMMs cost less than oneDNN
       (``gemm1d.takes_conv``: WaveNet's k2 layers, dilation >= 64 under autograd: the
       backward; >= 256: the forward too; on AVX2-only CPUs, where oneDNN's backward is
-      3-5x its forward, the backward of every narrow k2 / k3 stride-1 layer).
+      3-5x its forward, the backward of every narrow k2 / k3 stride-1 layer), and, where
+      no gradient is recorded, small float32 calls of either data format
+      (``gemm1d.small_form``: the forward as GEMMs, batch 1-4 / short sequences).
 
     Else, and under ``SEPCONV_KERNEL=reference``, the reference kernel.
     """
     # x.is_cpu, not x.device.type: no device object per call (issue 9's per-call cost)
-    if not channels_last or not x.is_cpu or _forced_kernel() == "reference":
+    if not x.is_cpu or _forced_kernel() == "reference":
+        return _reference.conv
+    if not channels_last:  # (inference only: gemm1d.small_form's rule)
+        if kernel.dim() == 3 and _gemm1d.takes_conv(x, kernel, strides, dilation or (1,),
+                                                    pads, groups, channels_last=False):
+            return _gemm1d.conv
         return _reference.conv
     if kernel.dim() in (3, 4) and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
             and x.dtype in (torch.float32, torch.float64, torch.bfloat16):

@@ -30,6 +30,15 @@ A 1D convolution is a sum over its taps of one matrix product each: tap ``k`` of
   oneDNN's forward everywhere, and the one-GEMM form 1.0-2.0x for narrower or longer
   inputs.
 
+- ``Conv1D``'s inference forward at small calls (:func:`gemm_forward`, where no gradient
+  is recorded and :func:`small_form`'s measured rule says so; either data format): one
+  GEMM per tap accumulated into the output rows it reaches (``"taps"``: dilated or k2
+  layers, e.g. WaveNet's at batch 1), or the padded windows unfolded into one
+  ``(batch * out_steps, kernel_size * channels)`` matrix and one GEMM with the bias
+  (``"unfold"``: windows that fit in L2, e.g. the keyword-spotting stem k11 stride 2 at
+  batch 1).  torch's small-batch convolution (THNN's im2col, oneDNN's setup) cost
+  1.1-2x these there (bench/README.md, "Conv1D at small batches as GEMMs").
+
 Both are autograd.Functions over torch ops (aten GEMMs and oneDNN's matmul op,
 ``torch.ops.mkldnn._linear_pointwise``, where available); :func:`takes_conv` /
 :func:`takes_transpose` say where ``sepconv.functional`` picks them: CPU channels_last
@@ -74,6 +83,10 @@ TRANSPOSE_FORWARD_BYTES = 32 * 2 ** 20
 #: (:func:`takes_conv`); ``None``: never.
 NARROW_CHANNELS = 16
 
+#: Conv1D's inference forward as GEMMs (:func:`gemm_forward`) where :func:`small_form`'s
+#: measured rule says so; ``False``: never.
+SMALL_FORWARD = True
+
 _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() \
     and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
@@ -84,10 +97,12 @@ _WIDE = (torch.float32, torch.float64)
 # -- the rule --------------------------------------------------------------------------------
 
 def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tuple,
-               pads: tuple, groups: int) -> bool:
+               pads: tuple, groups: int, channels_last: bool = True) -> bool:
     """Whether :func:`conv` runs this convolution (``sepconv.functional._pick_conv_kernel``
-    asks, for CPU channels_last data): rank 1, ungrouped, float32 / float64; WaveNet's
-    shape class: 2 taps, stride 1, at least 64 channels in and out and 1024 output steps
+    asks, for CPU data): rank 1, ungrouped; where no gradient is recorded, the small
+    float32 calls of :func:`small_form` (either data format, ``channels_last`` says
+    which), else channels_last only, float32 / float64; WaveNet's shape class: 2 taps,
+    stride 1, at least 64 channels in and out and 1024 output steps
     per sequence, and dilation >= 64 where autograd records (the GEMM backward), >= 256
     in inference (the GEMM forward, :data:`FORWARD_DILATION`).  The one-thread A/B
     (``bench/gemm1d_ab.py``, bench/README.md "1D convolutions as GEMMs") measured there
@@ -114,6 +129,11 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
     if _graphs.standard_ops_wanted():
         return False
     recording = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
+    if not recording and small_form(x, kernel, strides, dilation, pads,
+                                    channels_last) is not None:
+        return True
+    if not channels_last:
+        return False
     k, c, f = kernel.shape
     if recording and NARROW_CHANNELS is not None and k in (2, 3) and strides[0] == 1 \
             and min(c, f) >= NARROW_CHANNELS and _avx2_only():  # oneDNN's slow backward
@@ -174,28 +194,39 @@ def _gemm_forward_fits(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> bo
 def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
          strides: tuple, dilation: tuple, pads: tuple, groups: int,
          channels_last: bool) -> torch.Tensor:
-    """The reference kernel's ``conv`` for rank-1, ungrouped, channels_last convolutions:
-    the forward as shifted GEMMs where :func:`_conv_forward` can (else the reference's),
-    the backward by hand (:func:`conv_backward`) where autograd records.
+    """The reference kernel's ``conv`` for rank-1, ungrouped convolutions: where no
+    gradient is recorded and :func:`small_form`'s rule says so, :func:`gemm_forward`
+    (either data format); else, channels_last, the forward as shifted GEMMs where
+    :func:`_conv_forward` can (else the reference's), the backward by hand
+    (:func:`conv_backward`) where autograd records; channels_first, the reference kernel.
 
     Args:
-        x: ``(batch, steps, channels)``.
+        x: ``(batch, steps, channels)``, or ``(batch, channels, steps)`` if not
+            ``channels_last``.
         kernel: ``(kernel_size, channels, filters)``.
         bias: ``(filters,)`` or ``None``.
         strides, dilation, pads: one entry each (``pads``: ``((left, right),)``).
         groups: must be 1.
-        channels_last: must be True.
+        channels_last: the layout of ``x`` and of the result.
 
     Returns:
-        ``(batch, out_steps, filters)``.
+        ``(batch, out_steps, filters)``, or ``(batch, filters, out_steps)``.
     """
-    if not channels_last or kernel.dim() != 3 or groups != 1 or x.dim() != 3:
-        raise ValueError("gemm1d.conv runs ungrouped 1D convolutions on channels_last data "
-                         "only")
+    if kernel.dim() != 3 or groups != 1 or x.dim() != 3:
+        raise ValueError("gemm1d.conv runs ungrouped 1D convolutions only")
     (left, right), = pads
     geometry = (strides[0], dilation[0], left, right)
-    if torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad
-                                    or (bias is not None and bias.requires_grad)):
+    recording = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad
+                                             or (bias is not None and bias.requires_grad))
+    if not recording:
+        form = small_form(x, kernel, strides, dilation, pads, channels_last)
+        if form is not None:
+            return gemm_forward(x, kernel, bias, strides=strides, dilation=dilation,
+                                pads=pads, channels_last=channels_last, form=form)
+    if not channels_last:
+        return _reference.conv(x, kernel, bias, strides=strides, dilation=dilation,
+                               pads=pads, groups=1, channels_last=False)
+    if recording:
         return _Conv1dGemm.apply(x, kernel, bias, geometry)
     return _conv_forward(x, kernel, bias, geometry)
 
@@ -341,6 +372,173 @@ def conv_backward(grad_y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor,
     if need_b:
         grad_b = gy.sum((0, 1)).to(bias_dtype)
     return grad_x, grad_w, grad_b
+
+
+# -- Conv1D's inference forward as GEMMs -----------------------------------------------------
+
+def small_form(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tuple,
+               pads: tuple, channels_last: bool = True) -> Optional[str]:
+    """Which form of :func:`gemm_forward` runs this Conv1D forward where no gradient is
+    recorded (``"taps"`` or ``"unfold"``; ``None``: the reference kernel's oneDNN / THNN
+    convolution): float32 data and kernel, :data:`SMALL_FORWARD`, and the shapes of
+    :func:`_small_rule`.  ``x``: ``(batch, steps, channels)``, or ``(batch, channels,
+    steps)`` if not ``channels_last``; ``kernel``: ``(kernel_size, channels, filters)``."""
+    if not SMALL_FORWARD or x.dtype != torch.float32 or kernel.dtype != x.dtype:
+        return None
+    k, c, f = kernel.shape
+    (left, right), = pads
+    steps = x.shape[1 if channels_last else 2]
+    out_steps = (steps + left + right - (k - 1) * dilation[0] - 1) // strides[0] + 1
+    return _small_rule(x.shape[0], out_steps, c, k, f, strides[0], dilation[0])
+
+
+def _small_rule(batch: int, out_steps: int, channels: int, k: int, filters: int,
+                stride: int, dilation: int) -> Optional[str]:
+    """The measured rule (``bench/conv1d_small_ab.py``, ``bench/conv1d_small.json``: 633
+    shapes, batch 1-32, 50-4000 steps, 16-256 channels in and out, kernel 1-11, stride 1-2,
+    dilation 1-64; one thread, CPU time, each form in its own process, alternated, 3
+    rounds; AMD EPYC Zen 3, AVX2, 2026-11-27).  Chosen where every measured shape of the
+    class ran at most 0.99 of the path it replaces (173 shapes, median 0.67):
+
+    - ``"taps"``: kernel 2 or 3, stride 1, dilated or kernel 2, batch <= 4, <= 64 channels
+      in and out, ``batch * out_steps * max(channels, filters) <= 2^17`` (WaveNet's
+      k2 layers, 1 x 4000 x 32, dilations 1-64: 0.78-0.90 in the 7-round confirmation;
+      16 channels: 0.75-0.87; 64 channels x 4000 steps, 0.72-1.06, left out); k5 dilated
+      taps lost (1.04-1.39), as did batches of 16+ (oneDNN blocks over the batch);
+    - ``"unfold"``: the windows ``batch * out_steps * kernel * channels <= 2^16`` floats
+      (256 KiB, in L2), and for kernel <= 3 stride 1 undilated, where oneDNN's direct
+      convolution is good, ``<= 2^14`` (k3 at 2^15-2^16: 1.08-1.13); the keyword-spotting
+      stem, k11 stride 2 on 1 x 101 x 64: 0.87-0.91; larger windows leave the caches and
+      lost up to 10x."""
+    if k <= 3 and stride == 1 and (dilation > 1 or k == 2) and batch <= 4 \
+            and max(channels, filters) <= 64 \
+            and batch * out_steps * max(channels, filters) <= 2 ** 17:
+        return "taps"
+    cols = batch * out_steps * k * channels
+    if cols > 2 ** 16 or (k <= 3 and stride == 1 and dilation == 1 and cols > 2 ** 14):
+        return None
+    return "unfold"
+
+
+def gemm_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
+                 strides: tuple, dilation: tuple, pads: tuple, channels_last: bool,
+                 form: str) -> torch.Tensor:
+    """The reference kernel's ``conv`` (rank 1, ungrouped) as GEMMs on the
+    ``(steps, channels)`` rows of each sequence, no oneDNN / THNN convolution:
+
+    - ``"taps"``: one GEMM per tap, accumulated (``addmm_`` / ``baddbmm_``, beta = 1) into
+      the output rows that tap reaches; its input rows are a row-strided view of the
+      unpadded data (leading dimension ``stride * channels``), no copy, no padding;
+    - ``"unfold"``: the padded data's windows as one ``(batch * out_steps, kernel_size *
+      channels)`` matrix (im2col: one copy) times the kernel as it lies
+      (``(kernel_size * channels, filters)``), the bias in the same GEMM.
+
+    channels_first data is read through its transposed view and the output written
+    ``(filters, out_steps)`` per sequence by the same GEMMs transposed (no transposes
+    copied).  Differentiable by torch's autograd (standard ops), but
+    ``sepconv.functional`` runs it only where no gradient is recorded (:func:`takes_conv`).
+
+    Args:
+        x: ``(batch, steps, channels)``, or ``(batch, channels, steps)`` if not
+            ``channels_last``.
+        kernel: ``(kernel_size, channels, filters)``.
+        bias: ``(filters,)`` or ``None``.
+        strides, dilation, pads: one entry each (``pads``: ``((left, right),)``).
+        form: ``"taps"`` or ``"unfold"``.
+
+    Returns:
+        ``(batch, out_steps, filters)``, or ``(batch, filters, out_steps)``.
+    """
+    if form not in ("taps", "unfold"):
+        raise ValueError(f"form must be 'taps' or 'unfold'. Received form={form!r}")
+    xl = x if channels_last else x.transpose(1, 2)
+    stride, dil = strides[0], dilation[0]
+    (left, right), = pads
+    k, _, f = kernel.shape
+    out_steps = (xl.shape[1] + left + right - (k - 1) * dil - 1) // stride + 1
+    if form == "unfold":
+        return _unfold_forward(xl, kernel, bias, stride, dil, left, right, out_steps,
+                               channels_last)
+    return _taps_forward(xl, kernel, bias, stride, dil, left, out_steps, channels_last)
+
+
+def _taps_forward(xl, kernel, bias, stride, dilation, left, out_steps, channels_last):
+    """:func:`gemm_forward`'s ``"taps"``; ``xl``: ``(batch, steps, channels)`` (a view)."""
+    n, steps, c = xl.shape
+    k, _, f = kernel.shape
+    taps = [(j, _tap_rows(j, stride, dilation, left, steps, out_steps)) for j in range(k)]
+    taps = [(j, rows) for j, rows in taps if rows is not None]
+    whole = next((j for j, (t0, t1, _) in taps if t0 == 0 and t1 == out_steps), None)
+
+    def rows(j, t0, t1, start):  # (n, t1 - t0, c): input rows of tap j, a view
+        return xl[:, start:start + (t1 - t0 - 1) * stride + 1:stride]
+
+    if whole is not None:  # the first GEMM writes the output (with the bias)
+        a = rows(whole, *dict(taps)[whole])
+        y = _gemm(a, kernel[whole], bias, channels_last)
+    else:
+        y = xl.new_empty((n, out_steps, f) if channels_last else (n, f, out_steps))
+        if bias is None:
+            y.zero_()
+        else:
+            y.copy_(bias.view(1, 1, f) if channels_last else bias.view(1, f, 1))
+    for j, (t0, t1, start) in taps:
+        if j == whole:
+            continue
+        a, w = rows(j, t0, t1, start), kernel[j]
+        if channels_last:
+            out, a, w = y[:, t0:t1], a, w.expand(n, c, f)
+        else:
+            out, a, w = y[:, :, t0:t1], w.t().expand(n, f, c), a.transpose(1, 2)
+        if n == 1:
+            out[0].addmm_(a[0], w[0])
+        else:
+            out.baddbmm_(a, w)
+    return y
+
+
+def _gemm(a, w, bias, channels_last):
+    """``a @ w + bias`` per sequence, ``a``: ``(n, rows, c)``, ``w``: ``(c, f)``; into a new
+    ``(n, rows, f)`` tensor, or ``(n, f, rows)`` (``(a @ w)`` transposed) if not
+    ``channels_last``."""
+    n, _, c = a.shape
+    f = w.shape[1]
+    if channels_last:
+        if n == 1:
+            y = torch.mm(a[0], w) if bias is None else torch.addmm(bias, a[0], w)
+            return y.unsqueeze(0)
+        w = w.expand(n, c, f)
+        return torch.bmm(a, w) if bias is None else torch.baddbmm(bias.view(1, 1, f), a, w)
+    wt, at = w.t(), a.transpose(1, 2)
+    if n == 1:
+        y = torch.mm(wt, at[0]) if bias is None else torch.addmm(bias.view(f, 1), wt, at[0])
+        return y.unsqueeze(0)
+    wt = wt.expand(n, f, c)
+    return torch.bmm(wt, at) if bias is None else torch.baddbmm(bias.view(1, f, 1), wt, at)
+
+
+def _unfold_forward(xl, kernel, bias, stride, dilation, left, right, out_steps,
+                    channels_last):
+    """:func:`gemm_forward`'s ``"unfold"``; ``xl``: ``(batch, steps, channels)`` (a view)."""
+    n, steps, c = xl.shape
+    k, _, f = kernel.shape
+    padded = steps + left + right
+    if left or right or not xl.is_contiguous():
+        xp = xl.new_empty(n, padded, c)
+        xp[:, :left].zero_()
+        xp[:, left + steps:].zero_()
+        xp[:, left:left + steps] = xl
+    else:
+        xp = xl
+    cols = xp.as_strided((n, out_steps, k * c) if dilation == 1 else (n, out_steps, k, c),
+                         (padded * c, stride * c, 1) if dilation == 1
+                         else (padded * c, stride * c, dilation * c, 1),
+                         xp.storage_offset())
+    w = kernel.reshape(k * c, f)
+    if channels_last:  # all sequences' windows as one matrix (the copy), one GEMM
+        return _gemm(cols.reshape(1, n * out_steps, k * c), w, bias, True).view(
+            n, out_steps, f)
+    return _gemm(cols.reshape(n, out_steps, k * c), w, bias, False)
 
 
 # -- Conv1DTranspose -------------------------------------------------------------------------
