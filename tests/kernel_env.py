@@ -1,5 +1,6 @@
 """Helpers of the kernel tests: pick sepconv's kernel for a block of a test
-(``SEPCONV_KERNEL``, read at each call); run a kernel for its output and gradients."""
+(``SEPCONV_KERNEL``, read at each call); run a kernel for its output and gradients; draw a
+Conv1D geometry in a hypothesis strategy."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import os
 
 import torch
+from hypothesis import strategies as st
 
 
 @contextlib.contextmanager
@@ -38,3 +40,23 @@ def run_with_grads(fn, needs, x, w, b, **geometry):
                      dtype=torch.float64).to(y.dtype)
     wanted = [t for t in (x, w, b) if t is not None and t.requires_grad]
     return y, [y.detach()] + list(torch.autograd.grad(y, wanted, gy))
+
+
+def conv1d_case(draw, kernel_sizes, dilations, extra_steps: int) -> dict:
+    """A Conv1D case drawn inside a ``@st.composite`` strategy: a kernel size from
+    ``kernel_sizes`` (a strategy), a stride of 2-4 or a dilation from ``dilations``, a
+    padding, a length the padding accepts (up to ``extra_steps`` more), channels, filters,
+    batch, bias, a non-contiguous view or not, and a seed for the tensors."""
+    k = draw(kernel_sizes)
+    if draw(st.booleans()):
+        stride, dilation = draw(st.integers(2, 4)), 1
+    else:
+        stride, dilation = 1, draw(st.sampled_from(dilations))
+    padding = draw(st.sampled_from(["valid", "same", "causal"]))
+    low = (k - 1) * dilation + 1 if padding == "valid" else 1
+    return dict(k=k, stride=stride, dilation=dilation, padding=padding,
+                length=draw(st.integers(low, low + extra_steps)),
+                channels=draw(st.sampled_from([1, 3, 16])),
+                filters=draw(st.sampled_from([1, 4, 17])), batch=draw(st.integers(1, 3)),
+                bias=draw(st.booleans()), strided_view=draw(st.booleans()),
+                seed=draw(st.integers(0, 2 ** 31 - 1)))

@@ -25,7 +25,7 @@ import sepconv
 from sepconv import functional as F
 from sepconv import padding as _padding
 from sepconv.kernels import gemm1d, kstride, reference
-from kernel_env import kernel_choice, run_with_grads
+from kernel_env import conv1d_case, kernel_choice, run_with_grads
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -36,21 +36,8 @@ CONV_NODE, TRANSPOSE_NODE = "_Conv1dGemmBackward", "_ConvTranspose1dGemmBackward
 
 @st.composite
 def conv_cases(draw):
-    k = draw(st.integers(1, 5))
-    if draw(st.booleans()):
-        stride, dilation = draw(st.integers(2, 4)), 1
-    else:
-        stride, dilation = 1, draw(st.sampled_from([1, 2, 3, 7, 33]))
-    padding = draw(st.sampled_from(["valid", "same", "causal"]))
-    span = (k - 1) * dilation + 1
-    low = span if padding == "valid" else 1
-    return dict(k=k, stride=stride, dilation=dilation, padding=padding,
-                length=draw(st.integers(low, low + 70)),
-                channels=draw(st.sampled_from([1, 3, 16])),
-                filters=draw(st.sampled_from([1, 4, 17])), batch=draw(st.integers(1, 3)),
-                bias=draw(st.booleans()), strided_view=draw(st.booleans()),
-                needs=draw(st.sampled_from(["all", "x", "kernel", "bias"])),
-                seed=draw(st.integers(0, 2 ** 31 - 1)))
+    return dict(conv1d_case(draw, st.integers(1, 5), [1, 2, 3, 7, 33], 70),
+                needs=draw(st.sampled_from(["all", "x", "kernel", "bias"])))
 
 
 @st.composite

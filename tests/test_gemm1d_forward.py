@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import sepconv
 from sepconv import functional as F
 from sepconv.kernels import gemm1d, reference
-from kernel_env import kernel_choice
+from kernel_env import conv1d_case, kernel_choice
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -35,21 +35,8 @@ SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
 
 @st.composite
 def cases(draw):
-    k = draw(st.sampled_from([1, 2, 3, 5, 11]))
-    if draw(st.booleans()):
-        stride, dilation = draw(st.integers(2, 4)), 1
-    else:
-        stride, dilation = 1, draw(st.sampled_from([1, 2, 3, 8, 33]))
-    padding = draw(st.sampled_from(["valid", "same", "causal"]))
-    span = (k - 1) * dilation + 1
-    low = span if padding == "valid" else 1
-    return dict(k=k, stride=stride, dilation=dilation, padding=padding,
-                length=draw(st.integers(low, low + 60)),
-                channels=draw(st.sampled_from([1, 3, 16])),
-                filters=draw(st.sampled_from([1, 4, 17])), batch=draw(st.integers(1, 3)),
-                bias=draw(st.booleans()), strided_view=draw(st.booleans()),
-                channels_last=draw(st.booleans()),
-                seed=draw(st.integers(0, 2 ** 31 - 1)))
+    return dict(conv1d_case(draw, st.sampled_from([1, 2, 3, 5, 11]), [1, 2, 3, 8, 33], 60),
+                channels_last=draw(st.booleans()))
 
 
 def _tensors(case, dtype=torch.float64):
