@@ -172,6 +172,50 @@ def test_cuda_rule(monkeypatch):
     assert rule(**big) == "cuda" and rule(dilation=8) == "triton_v2"
     monkeypatch.setattr(functional, "_triton_installed", lambda: False)
     assert rule(dilation=8) == "cuda"
+    # CUDA autocast: the compositions, whose convolutions and GEMMs autocast casts
+    monkeypatch.setattr(functional, "_triton_installed", lambda: True)
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda device="cuda": device == "cuda")
+    assert rule(dilation=8) == rule(dilation=8, grad=True) == "cuda"
+
+
+def _fake_cuda(shape, dtype=torch.float32, grad=False):
+    from types import SimpleNamespace
+    return SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype,
+                           requires_grad=grad, shape=torch.Size(shape))
+
+
+def test_cuda_pick_remembers_both_rules(monkeypatch):
+    """functional._cuda_pick: the same kernel as asking _cuda_kernel and cuda.choice at
+    every call, each rule asked once per call signature, and asked again when anything
+    they read changes (shape, dtype, grad mode, TF32, autocast)."""
+    monkeypatch.setattr(functional, "_CUDA_PICKS", {})
+    monkeypatch.setattr(functional, "_triton_installed", lambda: False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    asked = []
+    rule = functional._cuda_kernel
+    monkeypatch.setattr(functional, "_cuda_kernel",
+                        lambda *a: asked.append(a[0].shape) or rule(*a))
+    w, p = torch.randn(75, 64, 1), torch.randn(64, 32)
+
+    def pick(rows=10, grad=False, dtype=torch.float32, stride=1):
+        return functional._cuda_pick(_fake_cuda((2, rows, 64), dtype, grad), w.to(dtype),
+                                     p.to(dtype), stride, 1, True)
+
+    assert pick() is pick() is cuda.ncl  # k75 float32 inference
+    assert len(asked) == 1
+    assert pick(grad=True) is cuda.ncl and pick(grad=True, stride=2) is cuda.nhwc_mm
+    with torch.no_grad():
+        assert pick(grad=True) is cuda.ncl
+    assert pick(dtype=torch.bfloat16) is cuda.nhwc_mm
+    assert len(asked) == 4  # no grad, training, strided training, bfloat16
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    assert pick(grad=True, stride=2) is cuda.ncl  # TF32: ncl's cuDNN 1x1 for training
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda device="cuda": device == "cuda")
+    monkeypatch.setattr(torch, "get_autocast_dtype", lambda device: torch.bfloat16)
+    assert pick() is cuda.nhwc_mm  # float32 data, bfloat16 convolutions: bf16's choice
+    assert len(asked) == 6
+    for key in functional._CUDA_PICKS:  # shapes and flags only: no tensor is kept alive
+        assert not any(isinstance(part, torch.Tensor) for part in key)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -181,7 +225,7 @@ def test_functional_on_cuda_uses_the_composition(dtype, monkeypatch):
     x = torch.randn(2, 50, 8, device="cuda", dtype=dtype)
     w = torch.randn(5, 8, 2, device="cuda", dtype=dtype)
     p = torch.randn(16, 4, device="cuda", dtype=dtype)
-    assert functional._pick_kernel(x, w, p, 1, 1, 50) is cuda.separable_conv1d
+    assert functional._pick_kernel(x, w, p, 1, 1, 50) in cuda.COMPOSITIONS.values()
     for pad, fmt in itertools.product(["same", "causal"], ["channels_last", "channels_first"]):
         xi = x if fmt == "channels_last" else x.transpose(1, 2)
         got = functional.separable_conv1d(xi, w, p, None, padding=pad, data_format=fmt)

@@ -346,15 +346,52 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         return _load(forced)
     if x.is_cuda:
         # H200 runs (bench/gpu.py, issue 12; tables in bench/README.md): the cuDNN / cuBLAS
-        # compositions (kernels/cuda.py, which picks between two) everywhere but in the
+        # compositions (kernels/cuda.py, which picks among three) everywhere but in the
         # classes where Triton's variant 2 measured faster, see _cuda_kernel.
-        return _load(_cuda_kernel(x, depthwise, pointwise, dilation, channels_last))
+        return _cuda_pick(x, depthwise, pointwise, stride, dilation, channels_last)
     if x.is_cpu and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
         # bench/README.md (python -m sepconv bench): cpu/composition geomean 0.40 fwd, 0.36
         # fwd+bwd, every shape faster (worst 0.97, GEMM-bound); half precision 10-20x faster
         # (the composition's half GEMMs are emulated here).  float64: a tie, reference.
         return _load("cpu")
     return _reference.separable_conv1d
+
+
+#: ``_cuda_pick``'s memory: everything the CUDA rules read -> the kernel function.
+_CUDA_PICKS: dict = {}
+
+
+def _cuda_pick(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
+               stride: int, dilation: int, channels_last: bool) -> Callable:
+    """The kernel function for a CUDA call: :func:`_cuda_kernel`'s, or for ``"cuda"`` the
+    composition ``kernels/cuda.choice`` picks, remembered per everything the two rules
+    read (shapes, dtypes, device, geometry, whether autograd records the call, cuDNN's
+    TF32 flag, CUDA autocast).  Asking both rules cost 5-7 us of Python per call (the
+    project's 2-core EPYC), the look-up 3 us: host time counts in the small layers' steps
+    (0.06-0.1 ms, bench/README.md "GPU")."""
+    if _graphs.standard_ops_wanted():
+        return _load("cuda")  # tracers and torch.func see through the composition
+    training = torch.is_grad_enabled() and (x.requires_grad or depthwise.requires_grad
+                                            or pointwise.requires_grad)
+    key = (x.shape, x.dtype, x.device, depthwise.shape, depthwise.dtype, pointwise.shape,
+           pointwise.dtype, stride, dilation, channels_last, training,
+           torch._C._get_cudnn_allow_tf32(),  # (the property costs 0.9 us, this 0.25)
+           torch.is_autocast_enabled("cuda")
+           and torch.get_autocast_dtype("cuda"))
+    kernel = _CUDA_PICKS.get(key)
+    if kernel is None:
+        name = _cuda_kernel(x, depthwise, pointwise, dilation, channels_last)
+        if name == "cuda":
+            from .kernels import cuda
+            kernel = cuda.COMPOSITIONS[cuda.choice(
+                x, depthwise, pointwise, None, stride=stride, dilation=dilation,
+                channels_last=channels_last, training=training)]
+        else:
+            kernel = _load(name)
+        if len(_CUDA_PICKS) >= 4096:  # a bound, for programs of ever-new shapes
+            _CUDA_PICKS.clear()
+        _CUDA_PICKS[key] = kernel
+    return kernel
 
 
 def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
@@ -384,6 +421,8 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     k, c, m = depthwise.shape
     if m != 1 or not channels_last:
         return "cuda"
+    if x.is_cuda and torch.is_autocast_enabled("cuda"):
+        return "cuda"  # autocast casts the compositions' convolutions and GEMMs, not Triton
     dtype = x.dtype
     if dtype not in (torch.float32, torch.bfloat16) or depthwise.dtype != dtype \
             or pointwise.dtype != dtype:

@@ -45,8 +45,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-VARIANTS = ("nhwc_mm", "nhwc", "ncl")
-
 
 def _depthwise_weight(depthwise: torch.Tensor) -> torch.Tensor:
     k, c, m = depthwise.shape
@@ -65,8 +63,16 @@ def _nhwc_depthwise(x, depthwise, *, stride, dilation, pad_left, pad_right):
                     (0, pad_left if symmetric else 0), (1, dilation), c)
 
 
-def nhwc_mm(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_right):
+def _channels_last_only(name: str, channels_last: bool) -> None:
+    if not channels_last:
+        raise ValueError(f"kernels.cuda.{name} takes channels_last data (batch, steps, "
+                         "channels); channels_first goes to ncl")
+
+
+def nhwc_mm(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_right,
+            channels_last=True):
     """channels_last ``x`` ``(batch, steps, channels)``: NHWC depthwise + one GEMM."""
+    _channels_last_only("nhwc_mm", channels_last)
     c_m = depthwise.shape[1] * depthwise.shape[2]
     z = _nhwc_depthwise(x, depthwise, stride=stride, dilation=dilation, pad_left=pad_left,
                         pad_right=pad_right)
@@ -75,9 +81,11 @@ def nhwc_mm(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_ri
     return y.view(x.shape[0], -1, pointwise.shape[1])
 
 
-def nhwc(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_right):
+def nhwc(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_right,
+         channels_last=True):
     """channels_last ``x``: NHWC depthwise + a 1x1 NHWC ``conv2d`` (cuDNN, so TF32 where
     ``torch.backends.cudnn.allow_tf32`` allows it, as every torch convolution)."""
+    _channels_last_only("nhwc", channels_last)
     z = _nhwc_depthwise(x, depthwise, stride=stride, dilation=dilation, pad_left=pad_left,
                         pad_right=pad_right)
     y = F.conv2d(z, pointwise.t()[:, :, None, None], bias)  # (N, F, 1, L_out), NHWC
@@ -103,16 +111,22 @@ def ncl(x, depthwise, pointwise, bias, *, stride, dilation, pad_left, pad_right,
 
 def choice(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
            bias: Optional[torch.Tensor], *, stride: int, dilation: int,
-           channels_last: bool) -> str:
-    """``"nhwc_mm"``, ``"nhwc"`` or ``"ncl"`` for this call (the rule of the module doc)."""
+           channels_last: bool, training: Optional[bool] = None) -> str:
+    """``"nhwc_mm"``, ``"nhwc"`` or ``"ncl"`` for this call (the rule of the module doc).
+    ``training``: whether autograd records the call (``None``: found out here).  Under
+    CUDA autocast the rule reads autocast's dtype, the one the convolutions run in."""
     k, c, m = depthwise.shape
     if not channels_last or dilation > 1 or m > 1:
         return "ncl"
-    if x.dtype not in (torch.float32, torch.float64):
+    dtype = x.dtype
+    if dtype == torch.float32 and x.is_cuda and torch.is_autocast_enabled("cuda"):
+        dtype = torch.get_autocast_dtype("cuda")
+    if dtype not in (torch.float32, torch.float64):
         return "nhwc_mm"
-    training = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, depthwise, pointwise, bias))
-    if x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32:
+    if training is None:
+        training = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (x, depthwise, pointwise, bias))
+    if dtype == torch.float32 and torch.backends.cudnn.allow_tf32:
         # torch's default: cuDNN's convolutions in TF32, cuBLAS' matmuls not, so the GEMM
         # of nhwc_mm is the one IEEE float32 step (and 2-4x slower than cuDNN's TF32 1x1)
         if training or k > 40:
@@ -123,15 +137,18 @@ def choice(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
     return "ncl" if k > 40 else "nhwc_mm"
 
 
+#: The compositions by name, one signature (the kernel contract's, ``channels_last``
+#: included): what ``functional`` calls once it has remembered a call's :func:`choice`.
+COMPOSITIONS = {"nhwc_mm": nhwc_mm, "nhwc": nhwc, "ncl": ncl}
+
+
 def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
                      bias: Optional[torch.Tensor], *, stride: int, dilation: int,
                      pad_left: int, pad_right: int, channels_last: bool) -> torch.Tensor:
-    """Same contract as :func:`sepconv.kernels.reference.separable_conv1d`."""
-    geometry = dict(stride=stride, dilation=dilation, pad_left=pad_left, pad_right=pad_right)
+    """Same contract as :func:`sepconv.kernels.reference.separable_conv1d`; the composition
+    :func:`choice` picks, asked at every call."""
     variant = choice(x, depthwise, pointwise, bias, stride=stride, dilation=dilation,
                      channels_last=channels_last)
-    if variant == "nhwc_mm":
-        return nhwc_mm(x, depthwise, pointwise, bias, **geometry)
-    if variant == "nhwc":
-        return nhwc(x, depthwise, pointwise, bias, **geometry)
-    return ncl(x, depthwise, pointwise, bias, channels_last=channels_last, **geometry)
+    return COMPOSITIONS[variant](x, depthwise, pointwise, bias, stride=stride,
+                                 dilation=dilation, pad_left=pad_left, pad_right=pad_right,
+                                 channels_last=channels_last)
