@@ -18,11 +18,13 @@ forward + backward, on channels_last ``(batch, steps, channels)`` data as Keras 
   ``conv2d`` + 1x1 ``conv2d`` on ``(B, C, 1, L)`` in ``channels_last`` memory format) and
   ``nhwc+mm`` (the same depthwise, pointwise as a matmul on ``(B*L, C*M)``);
 - ``reference``: ``sepconv.kernels.reference`` (transpose, pad, two ``conv1d``);
-- ``sepconv``: what ``functional`` dispatches CUDA tensors to (``functional._cuda_kernel``:
-  ``kernels/cuda.py``, whose ``cuda.choice`` picks ``nhwc_mm`` or ``ncl``, or Triton's
-  variant 2; the rule asked at every call, so forward rows get the inference choice and
-  forward + backward rows the training one; layout conversion and padding included;
-  the kernel's name is in the JSON's ``sepconv_kernel``).
+- ``sepconv``: ``functional.separable_conv1d`` itself, as a user calls it (its dispatch,
+  ``functional._cuda_pick``: ``kernels/cuda.py``'s composition that ``cuda.choice``
+  picks, or Triton's variant 2; forward rows get the inference choice and forward +
+  backward rows the training one; layout conversion and padding included; the kernel's
+  name is in the JSON's ``sepconv_kernel``), also timed against the best composition in
+  alternated samples (``sepconv_vs_cudnn_paired``), and the host time per call of both
+  on a tiny layer (``machine.host_overhead``).
 
 The suite is the shared one (``sepconv.bench.shapes``) at 8x the CPU batch sizes, plus four
 long sequences (batch 64, 4096 steps).
@@ -156,13 +158,31 @@ class Timer:
             fn()
         return (time.perf_counter() - t0) / n
 
+    def _calls(self, fn: Callable) -> int:
+        # Batch calls so one sample lasts about sample_s: event overhead stays small.
+        return max(1, min(1000, int(self.sample_s / max(self._once(fn, 1), 1e-7))))
+
     def __call__(self, fn: Callable) -> float:
         for _ in range(self.warmup):
             fn()
         self._sync()
-        # Batch calls so one sample lasts about sample_s: event overhead stays small.
-        n = max(1, min(1000, int(self.sample_s / max(self._once(fn, 1), 1e-7))))
+        n = self._calls(fn)
         return statistics.median(self._once(fn, n) for _ in range(self.reps))
+
+    def paired(self, fa: Callable, fb: Callable) -> tuple:
+        """Medians of ``fa`` and ``fb`` from alternated samples (a, b, a, b, ...), the same
+        number of calls per sample: drift of clocks or of other work on the machine
+        touches both alike, so their ratio is steadier than two separate runs'."""
+        for _ in range(self.warmup):
+            fa()
+            fb()
+        self._sync()
+        n = min(self._calls(fa), self._calls(fb))
+        a, b = [], []
+        for _ in range(self.reps):
+            a.append(self._once(fa, n))
+            b.append(self._once(fb, n))
+        return statistics.median(a), statistics.median(b)
 
 
 def copy_bandwidth(torch, device, timer: Timer) -> float:
@@ -253,6 +273,63 @@ def timed_pair(torch, timer: Timer, fn: Callable, inputs) -> Dict[str, float]:
     return {"fwd": fwd, "fwd+bwd": timer(step)}
 
 
+def steps(torch, fn: Callable, inputs) -> Dict[str, Callable]:
+    """``timed_pair``'s two measurements as calls: inference (``no_grad`` inside the call)
+    and forward + backward with every input requiring grad."""
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    with torch.no_grad():
+        dy = torch.randn_like(fn(*leaves))
+
+    def fwd():
+        with torch.no_grad():
+            fn(*inputs)
+
+    def train():
+        for t in leaves:
+            t.grad = None
+        fn(*leaves).backward(dy)
+
+    return {"fwd": fwd, "fwd+bwd": train}
+
+
+def host_overhead(torch, device, contenders: Dict[str, Callable]) -> Dict[str, float]:
+    """Microseconds of host time per call (``perf_counter`` over 2000 calls, no
+    synchronisation inside: a tiny layer's kernels take less than its Python, so the
+    queue never fills) of each ``contenders[name](x, w, p, b, **geometry)`` on a tiny
+    layer (1 x 64 steps x 32 channels, k3 "same"), inference and training, median of 5."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x, w, p, b = (torch.randn(*s, generator=gen).to(device)
+                  for s in ((1, 64, 32), (3, 32, 1), (32, 32), (32,)))
+    kw = dict(stride=1, dilation=1, pad_left=1, pad_right=1, channels_last=True)
+    out = {}
+    for name, contender in contenders.items():
+        fn = lambda *t, contender=contender: contender(*t, **kw)
+        for phase, step in steps(torch, fn, [x, w, p, b]).items():
+            samples = []
+            for _ in range(5):
+                for _ in range(50):
+                    step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                t0 = time.perf_counter()
+                for _ in range(2000):
+                    step()
+                samples.append((time.perf_counter() - t0) / 2000 * 1e6)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+            out[f"{name} {phase} us"] = statistics.median(samples)
+    return out
+
+
+def kernel_name(kernel: Callable) -> str:
+    """What ``functional._cuda_pick`` returned, by name: ``cuda:<composition>``,
+    ``triton_v2`` or ``triton_v2_savez``."""
+    keywords = getattr(kernel, "keywords", None)
+    if keywords is not None:
+        return "triton_v2_savez" if keywords.get("save_z") else "triton_v2"
+    return "cuda:" + kernel.__name__
+
+
 def triton_errors(torch, reference, fn: Callable, inputs, y_ref, kw):
     """``fn``'s forward error (max abs) and worst gradient error (max abs / max abs of the
     float64 reference's gradient, over x, depthwise, pointwise, bias) for one random dy."""
@@ -307,9 +384,7 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
     def v2_savez(*tensors, **kw):
         return triton_v2.separable_conv1d(*tensors, save_z=True, **kw)
 
-    def dispatched(x, w, p, b, **kw):  # functional's CUDA rule, asked at each call
-        name = functional._cuda_kernel(x, w, p, kw["dilation"], kw["channels_last"])
-        return functional._load(name)(x, w, p, b, **kw)
+    from sepconv.kernels import cuda
 
     variants = {"triton": triton_sepconv.separable_conv1d,
                 "triton_v2": triton_v2.separable_conv1d, "triton_v2_savez": v2_savez}
@@ -351,6 +426,12 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
         machine["matmul_TFLOPs_tf32"] = matmul_tflops(torch, device, timer, torch.float32)
         torch.backends.cuda.matmul.allow_tf32 = False
 
+    contenders = {  # functional's API (kwargs for the kernels' geometry), a composition
+        "functional": lambda *t, **kw: functional.separable_conv1d(*t, padding="same"),
+        "nhwc_mm": cuda.nhwc_mm, "ncl": cuda.ncl}
+    if not args.dry_run:  # (the interpreter would take minutes for 2000 calls)
+        contenders["triton_v2"] = triton_v2.separable_conv1d
+    machine["host_overhead"] = host_overhead(torch, device, contenders)
     rows: List[Dict] = []
     report = {"machine": machine, "rows": rows}
     for shape in suite:
@@ -361,6 +442,14 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                                                shape.dilation, shape.padding)
         kw = dict(stride=shape.stride, dilation=shape.dilation, pad_left=left,
                   pad_right=right, channels_last=True)
+        api_kw = dict(strides=shape.stride, padding=shape.padding,
+                      dilation_rate=shape.dilation)
+
+        def dispatched(*t):  # what a user's call runs: functional's API, its dispatch
+            if args.dry_run:  # (CPU tensors: functional would take the CPU kernel)
+                return functional._cuda_pick(*t[:3], shape.stride, shape.dilation,
+                                             True)(*t, **kw)
+            return functional.separable_conv1d(*t, **api_kw)
         for dname in dtypes:
             tf32 = dname == "tf32"
             torch_default = dname == "float32_torch_default"
@@ -384,14 +473,14 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
             ref = lambda *t: reference.separable_conv1d(*t, **kw)
             results["reference"] = timed_pair(torch, timer, ref, [x, w, p, b])
             # what functional dispatches CUDA tensors to (kernels/cuda.py)
-            results["sepconv"] = timed_pair(
-                torch, timer, lambda *t: dispatched(*t, **kw), [x, w, p, b])
+            results["sepconv"] = timed_pair(torch, timer, dispatched, [x, w, p, b])
+            pick = lambda *t: kernel_name(functional._cuda_pick(*t, shape.stride,
+                                                                shape.dilation, True))
             with torch.no_grad():
-                kernel_fwd = functional._cuda_kernel(x, w, p, shape.dilation, True)
-            leaves = [t.detach().requires_grad_() for t in (x, w, p)]
-            kernel_train = functional._cuda_kernel(*leaves, shape.dilation, True)
-            errors["sepconv"] = triton_errors(torch, reference, lambda *t: dispatched(*t, **kw),
-                                              (x, w, p, b), y_ref, kw)
+                kernel_fwd = pick(x, w, p)
+            kernel_train = pick(*(t.detach().requires_grad_() for t in (x, w, p)))
+            errors["sepconv"] = triton_errors(torch, reference, dispatched, (x, w, p, b),
+                                              y_ref, kw)
             tol = 1e-3 if dtype == torch.float32 and not (tf32 or torch_default) else 0.1
             scale = max(1.0, y_ref.abs().max().item())
             for name, (inputs, fn, to_blf) in compositions(torch, shape, x, w, p, b,
@@ -402,6 +491,15 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                     raise AssertionError(f"composition {name} disagrees with the reference "
                                          f"on {shape.name} {dname}")
                 results["cudnn:" + name] = timed_pair(torch, timer, fn, inputs)
+            comps = compositions(torch, shape, x, w, p, b, left, right)
+            paired = {}  # sepconv and the best composition, alternated samples
+            for phase in ("fwd", "fwd+bwd"):
+                name = min((k for k in results if k.startswith("cudnn:")),
+                           key=lambda k: results[k][phase])[len("cudnn:"):]
+                inputs, fn, _ = comps[name]
+                ours = steps(torch, dispatched, [x, w, p, b])[phase]
+                t_ours, t_best = timer.paired(ours, steps(torch, fn, inputs)[phase])
+                paired[phase] = (name, t_best / t_ours)
             nbytes = min_bytes(shape, out_steps, x.element_size())
             nflops = flops(shape, out_steps)
             peak = machine.get("matmul_TFLOPs_bf16" if dtype != torch.float32 else
@@ -431,6 +529,8 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                     "sepconv_max_abs_err_vs_fp64": errors["sepconv"][0],
                     "sepconv_max_rel_grad_err_vs_fp64": errors["sepconv"][1],
                     "sepconv_vs_cudnn": results[best][phase] / results["sepconv"][phase],
+                    "paired_best": paired[phase][0],
+                    "sepconv_vs_cudnn_paired": paired[phase][1],
                     "speedup_vs_reference": results["reference"][phase] / t_tri,
                     "min_bytes": nbytes[phase], "flops": nflops[phase],
                     "memory_bound": nflops[phase] / nbytes[phase] < balance,
@@ -451,6 +551,7 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
 
 
 _SHORT = {"cuda": "cd", "triton_v2": "v2", "triton_v2_savez": "v2s",
+          "cuda:nhwc_mm": "mm", "cuda:nhwc": "nh", "cuda:ncl": "ncl",
           "float32_torch_default": "fp32dflt"}
 
 
@@ -459,8 +560,11 @@ def print_table(report: Dict) -> None:
     print(f"# {m['device']}  torch {m['torch']}  triton {m['triton']}  "
           f"copy {m['copy_GBps']:.0f} GB/s  fp32 mm {m['matmul_TFLOPs_fp32']:.1f} TFLOP/s"
           + ("  (DRY RUN: interpreter on CPU, times mean nothing)" if m["dry_run"] else ""))
+    if m.get("host_overhead"):
+        print("host time per call of a tiny layer (us): " + ", ".join(
+            f"{k[:-3]} {v:.1f}" for k, v in m["host_overhead"].items()))
     head = (f"{'shape':28s} {'dtype':8s} {'phase':8s} {'triton':>9s} {'v2':>9s} "
-            f"{'v2 savez':>9s} {'cudnn':>9s} {'(best)':9s} {'ref':>9s} {'sepconv':>9s} {'sc/best':>7s} {'is':>3s} {'x cudnn':>8s} "
+            f"{'v2 savez':>9s} {'cudnn':>9s} {'(best)':9s} {'ref':>9s} {'sepconv':>9s} {'sc/best':>7s} {'paired':>6s} {'is':>3s} {'x cudnn':>8s} "
             f"{'v2 x cd':>8s} {'v2s x cd':>8s} {'x ref':>7s} {'%copy':>6s} {'err':>8s} {'grad err':>8s} "
             f"{'v2 err':>8s} {'v2 grad':>8s} {'v2s grad':>8s}")
     print(head)
@@ -471,6 +575,7 @@ def print_table(report: Dict) -> None:
               f"{r.get('triton_v2_ms', nan):9.3f} {r.get('triton_v2_savez_ms', nan):9.3f} "
               f"{r['cudnn_ms']:9.3f} {r['cudnn_best']:9s} {r['reference_ms']:9.3f} "
               f"{r['sepconv_ms']:9.3f} {r['sepconv_vs_cudnn']:7.2f} "
+              f"{r.get('sepconv_vs_cudnn_paired', nan):6.2f} "
               f"{_SHORT.get(r.get('sepconv_kernel'), '?'):>3s} "
               f"{r['speedup_vs_cudnn']:8.2f} {r.get('v2_speedup_vs_cudnn', nan):8.2f} "
               f"{r.get('v2s_speedup_vs_cudnn', nan):8.2f} "
@@ -486,7 +591,8 @@ def print_table(report: Dict) -> None:
                       for r in report["rows"] if r["phase"] == "fwd"))
     print("times in ms (median); sepconv: what functional dispatches CUDA to (is: cd = kernels/cuda.py, "
           "v2 / v2s = triton_v2 / with save_z), "
-          "sc/best: best composition's time / sepconv's (>= 1: never slower);\n"
+          "sc/best: best composition's time / sepconv's (>= 1: never slower); paired: the same\n"
+          "from alternated samples of the two; "
           "x = speedup of triton (v2 x cd: of triton_v2 over the best composition); "
           "%copy (triton): min bytes / time vs measured "
           "copy bandwidth (* = memory-bound shape)")

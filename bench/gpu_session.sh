@@ -19,6 +19,10 @@
 #        then bench/gpu.py on every shape with the triton_v2 columns and the dispatched
 #        kernel, float32 (TF32 off), bfloat16 and torch's default float32 (cuDNN TF32 on)
 #        (-> $out/gpu-rule.json); DRY=1 works here too.
+# check:  one window's worth (~7 minutes), each step under its own timeout, most important
+#        first: tests/test_kernel_cuda.py and variant 2's tests on the GPU, then the `rule`
+#        bench (-> $out/gpu-rule.json), then the v2 probe on CHECK_PROBE_SHAPES
+#        (-> $out/probe/probe.json); DRY=1 works here too.
 set -u
 dry=""
 v2_only=${V2_ONLY:-quartznet_b1,quartznet_b5,matchboxnet,conformer,causal_stream,timeseries,tcn,long-256}
@@ -59,6 +63,20 @@ for part in "$@"; do
         timeout ${RULE_BENCH_TIMEOUT:-300} python bench/gpu.py $dry --reps 15 --warmup 3 \
              --variants triton_v2,triton_v2_savez --out "$out/gpu-rule" \
              --dtypes float32,bfloat16,float32_torch_default 2>&1 | tee "$out/gpu_rule_bench.txt" ;;
-    *) echo "unknown part $part (tests, bench, probe, v2, rule)"; exit 2 ;;
+    check) SEPCONV_TRITON_AUTOTUNE=0 timeout ${CHECK_TESTS_TIMEOUT:-100} python -m pytest -q \
+             -p no:cacheprovider -o addopts= tests/test_kernel_cuda.py 2>&1 | tail -n 15 \
+          | tee "$out/gpu_tests.txt"
+        SEPCONV_TRITON_CHILD=1 SEPCONV_KERNEL= SEPCONV_TRITON_AUTOTUNE=0 \
+          timeout ${CHECK_V2_TESTS_TIMEOUT:-150} python -m pytest -q -p no:cacheprovider \
+             -o addopts= --noconftest tests/test_kernel_triton.py -k "v2 or variant or pick" \
+             2>&1 | tail -n 15 | tee -a "$out/gpu_tests.txt"
+        timeout ${CHECK_BENCH_TIMEOUT:-280} python bench/gpu.py $dry --reps 15 --warmup 3 \
+             --variants triton_v2,triton_v2_savez --out "$out/gpu-rule" \
+             --dtypes float32,bfloat16,float32_torch_default 2>&1 | tee "$out/gpu_rule_bench.txt"
+        rm -f "$out/gpu-rule.png"  # (a device run brings back 8 files at most)
+        timeout ${CHECK_PROBE_TIMEOUT:-100} python bench/gpu_probe.py $dry --out "$out/probe" \
+             --only v2 --shapes "${CHECK_PROBE_SHAPES:-$v2_probe_shapes}" \
+             2>&1 | tee "$out/gpu_probe.txt" ;;
+    *) echo "unknown part $part (tests, bench, probe, v2, rule, check)"; exit 2 ;;
   esac
 done

@@ -181,6 +181,12 @@ else:
     # started above) the same cases run on the GPU.
     DEVICE = torch.device("cpu" if triton_sepconv.INTERPRET else "cuda")
 
+    @pytest.fixture(autouse=True)
+    def _ieee_float32(monkeypatch):
+        """float32 cases in IEEE float32 on a GPU too: variant 2's products follow cuDNN's
+        TF32 flag (True by default), which test_v2_products_follow_cudnn_tf32 checks."""
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+
     def _case(batch, length, channels, multiplier, filters, kernel_size, stride, dilation,
               pad, channels_last, bias, dtype=torch.float32, seed=0):
         """Inputs at unit scale (weights scaled by 1/sqrt(fan-in)) and Keras padding."""
@@ -500,6 +506,18 @@ else:
                                 channels_last=i != 1, bias=i != 2)
             _check_v2(tensors, kw)
 
+    def test_v2_inference_skips_autograd():
+        # no gradient recorded: the forward alone (no autograd node), the same numbers
+        for filters in (18, 300):  # fused; depthwise kernel + cuBLAS
+            tensors, kw = _case(2, 25, 3, 2, filters, 4, 1, 2, "causal", True, True, seed=5)
+            leaves = [t.detach().requires_grad_() for t in tensors]
+            want = triton_v2.separable_conv1d(*leaves, **kw)
+            with torch.no_grad():
+                got = triton_v2.separable_conv1d(*leaves, **kw)
+            plain = triton_v2.separable_conv1d(*tensors, **kw)
+            assert want.grad_fn is not None and got.grad_fn is None and plain.grad_fn is None
+            assert torch.equal(got, want.detach()) and torch.equal(plain, got)
+
     def test_v2_strided_and_dilated_together():
         tensors, kw = _case(2, 29, 3, 2, 6, 3, 2, 3, "same", True, True)
         _check_v2(tensors, kw)
@@ -562,6 +580,29 @@ else:
         _check(tensors, kw, 1e-4, 1e-4, kernel=kernel)
         assert len(calls) == (1 if save_z else 2)
 
+    @pytest.mark.parametrize("allowed", [False, True])
+    def test_v2_products_follow_cudnn_tf32(monkeypatch, allowed):
+        # float32 products as a torch convolution's (and kernels/cuda.py's compositions'):
+        # TF32 exactly where cuDNN's flag allows it, in the GEMMs (cuBLAS' flag set for the
+        # call) and the fused kernel's tl.dot, forward and backward; cuBLAS' flag restored.
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", allowed)
+        assert not torch.backends.cuda.matmul.allow_tf32  # (torch's default)
+        seen = []
+        for name in ("mm", "addmm"):
+            real = getattr(torch, name)
+            monkeypatch.setattr(torch, name, lambda *a, real=real, **k: seen.append(
+                ("gemm", torch.backends.cuda.matmul.allow_tf32)) or real(*a, **k))
+        precision = triton_sepconv._precision
+        monkeypatch.setattr(triton_sepconv, "_precision",
+                            lambda dtype: seen.append(("dot", precision(dtype))) or precision(dtype))
+        for filters in (18, 300):  # the fused forward; the depthwise kernel then cuBLAS
+            tensors, kw = _case(2, 21, 3, 1, filters, 3, 1, 1, "same", True, True, seed=3)
+            _check(tensors, kw, 1e-2, 1e-2, kernel=triton_v2.separable_conv1d)
+            assert not torch.backends.cuda.matmul.allow_tf32
+        assert ("dot", "tf32" if allowed else "ieee") in seen
+        assert {flag for what, flag in seen if what == "gemm"} == {allowed}
+        assert len([1 for what, _ in seen if what == "gemm"]) >= 5  # forward and backward
+
     def test_v2_float64_falls_back_to_reference():
         _check_float64_fallback(triton_v2.separable_conv1d, False)
 
@@ -583,9 +624,8 @@ else:
         # variant 2; unset or v1 keeps variant 1; anything else is an error naming it.
         tensors, kw = _case(2, 11, 3, 1, 4, 3, 1, 1, "same", True, True)
         calls = []
-        original = triton_v2._SeparableConv1d.apply
-        monkeypatch.setattr(triton_v2._SeparableConv1d, "apply",
-                            lambda *a: calls.append(1) or original(*a))
+        original = triton_v2._forward
+        monkeypatch.setattr(triton_v2, "_forward", lambda *a: calls.append(1) or original(*a))
         monkeypatch.delenv("SEPCONV_TRITON_VARIANT", raising=False)
         want = triton_sepconv.separable_conv1d(*tensors, **kw)
         monkeypatch.setenv("SEPCONV_TRITON_VARIANT", "v1")

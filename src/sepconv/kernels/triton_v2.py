@@ -32,6 +32,7 @@ autotuner is not used here even with ``SEPCONV_TRITON_AUTOTUNE=1``).  Under
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional
 
@@ -301,17 +302,38 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
     return dx, dw, dp, db
 
 
+@contextlib.contextmanager
+def _products_in_tf32(allowed: bool):
+    """float32 products as a torch convolution's: in TF32 exactly when cuDNN's flag
+    (``torch.backends.cudnn.allow_tf32``, True by default) allows it, as
+    ``kernels/cuda.py``'s compositions and every torch convolution.  cuBLAS' own flag
+    (``torch.backends.cuda.matmul.allow_tf32``, False by default), which the GEMMs here and
+    the fused kernel's ``tl.dot`` (``triton_sepconv._precision``) read, is set to it for the
+    duration and restored."""
+    before = torch._C._get_cublas_allow_tf32()
+    if before == allowed:
+        yield
+        return
+    torch._C._set_cublas_allow_tf32(allowed)
+    try:
+        yield
+    finally:
+        torch._C._set_cublas_allow_tf32(before)
+
+
 class _SeparableConv1d(_v1._SeparableConv1d):
     """Variant 2's forward (the intermediate saved for d(pointwise) under ``SAVE_Z``);
     variant 1's backward, with variant 2's kernels; double backward as variant 1 (the
-    reference's differentiable gradients under ``create_graph=True``)."""
+    reference's differentiable gradients under ``create_graph=True``).  float32 products
+    in TF32 where cuDNN's flag allows it at the forward (:func:`_products_in_tf32`)."""
 
     @staticmethod
     def forward(ctx, x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
                 channels_last, save_z):
         w, p = _v1._weights(depthwise, pointwise)
         want_z = save_z and ctx.needs_input_grad[2]  # d(pointwise) = z^T @ dy
-        with _v1._on(x.device):
+        ctx.tf32 = torch._C._get_cudnn_allow_tf32()
+        with _v1._on(x.device), _products_in_tf32(ctx.tf32):
             y, z = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right,
                             channels_last, want_z)
         # z when saved is an intermediate: fine here, as create_graph=True goes to the
@@ -322,7 +344,8 @@ class _SeparableConv1d(_v1._SeparableConv1d):
 
     @staticmethod
     def backward(ctx, dy):
-        return _v1._SeparableConv1d.backward(ctx, dy) + (None,)  # (save_z)
+        with _products_in_tf32(ctx.tf32):
+            return _v1._SeparableConv1d.backward(ctx, dy) + (None,)  # (save_z)
 
 
 def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
@@ -338,6 +361,13 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
         return _reference.separable_conv1d(x, depthwise, pointwise, bias, stride=stride,
                                            dilation=dilation, pad_left=pad_left,
                                            pad_right=pad_right, channels_last=channels_last)
+    if not (torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (x, depthwise, pointwise, bias))):
+        # inference: the forward alone, without an autograd node's bookkeeping
+        w, p = _v1._weights(depthwise, pointwise)
+        with _v1._on(x.device), _products_in_tf32(torch._C._get_cudnn_allow_tf32()):
+            return _forward(x, w, p, bias, stride, dilation, pad_left, pad_right,
+                            channels_last)[0]
     return _SeparableConv1d.apply(x, depthwise, pointwise, bias, stride, dilation,
                                   pad_left, pad_right, channels_last,
                                   SAVE_Z if save_z is None else bool(save_z))
