@@ -292,7 +292,8 @@ def steps(torch, fn: Callable, inputs) -> Dict[str, Callable]:
     return {"fwd": fwd, "fwd+bwd": train}
 
 
-def host_overhead(torch, device, contenders: Dict[str, Callable]) -> Dict[str, float]:
+def host_overhead(torch, device, contenders: Dict[str, Callable],
+                  calls: int = 2000) -> Dict[str, float]:
     """Microseconds of host time per call (``perf_counter`` over 2000 calls, no
     synchronisation inside: a tiny layer's kernels take less than its Python, so the
     queue never fills) of each ``contenders[name](x, w, p, b, **geometry)`` on a tiny
@@ -307,14 +308,14 @@ def host_overhead(torch, device, contenders: Dict[str, Callable]) -> Dict[str, f
         for phase, step in steps(torch, fn, [x, w, p, b]).items():
             samples = []
             for _ in range(5):
-                for _ in range(50):
+                for _ in range(min(50, calls)):
                     step()
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 t0 = time.perf_counter()
-                for _ in range(2000):
+                for _ in range(calls):
                     step()
-                samples.append((time.perf_counter() - t0) / 2000 * 1e6)
+                samples.append((time.perf_counter() - t0) / calls * 1e6)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
             out[f"{name} {phase} us"] = statistics.median(samples)
@@ -431,7 +432,8 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
         "nhwc_mm": cuda.nhwc_mm, "ncl": cuda.ncl}
     if not args.dry_run:  # (the interpreter would take minutes for 2000 calls)
         contenders["triton_v2"] = triton_v2.separable_conv1d
-    machine["host_overhead"] = host_overhead(torch, device, contenders)
+    machine["host_overhead"] = host_overhead(torch, device, contenders,
+                                             calls=5 if args.dry_run else 2000)
     rows: List[Dict] = []
     report = {"machine": machine, "rows": rows}
     for shape in suite:
