@@ -110,11 +110,11 @@ def test_choice(tf32, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
 
     def pick(dtype=torch.float32, k=3, c=8, m=1, stride=1, dilation=1, grad=False,
-             channels_last=True, rows=20):
-        x = torch.randn(1, rows, c, dtype=dtype, requires_grad=grad)
-        w = torch.randn(k, c, m, dtype=dtype)
-        return cuda.choice(x, w, torch.randn(c * m, 4, dtype=dtype), None, stride=stride,
-                           dilation=dilation, channels_last=channels_last)
+             channels_last=True, rows=20, filters=4):
+        x = torch.empty(1, rows, c, dtype=dtype, requires_grad=grad)
+        w = torch.empty(k, c, m, dtype=dtype)
+        return cuda.choice(x, w, torch.empty(c * m, filters, dtype=dtype), None,
+                           stride=stride, dilation=dilation, channels_last=channels_last)
 
     assert pick(channels_last=False) == "ncl"
     assert pick(dilation=2) == pick(m=2) == pick(dtype=torch.bfloat16, m=2) == "ncl"
@@ -130,6 +130,10 @@ def test_choice(tf32, monkeypatch):
     # inference of wide or large layers: the 1x1 conv2d (TF32) where cuDNN may use TF32
     assert pick(c=512) == pick(c=64, rows=1 << 20) == ("nhwc" if tf32 else "nhwc_mm")
     assert pick(c=511) == pick(c=64, rows=(1 << 20) - 1) == "nhwc_mm"
+    # ... and of layers whose GEMM is large (channels x filters x rows > 2**30)
+    big_gemm = dict(c=256, filters=256, rows=(1 << 14) + 1)
+    assert pick(**big_gemm) == ("nhwc" if tf32 else "nhwc_mm")
+    assert pick(**{**big_gemm, "rows": 1 << 14}) == "nhwc_mm"
 
 
 def test_cuda_rule(monkeypatch):
@@ -248,3 +252,20 @@ def test_layer_in_a_cuda_graph():
     y.sum().backward()
     want = layer(x)
     torch.testing.assert_close(y, want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_autocast_runs_the_compositions(monkeypatch):
+    """Under CUDA autocast a float32 layer of Triton's class (dilated, k <= 4) runs the
+    compositions, whose convolutions autocast casts: a bfloat16 result near float64's."""
+    monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
+    monkeypatch.setattr(functional, "_CUDA_PICKS", {})
+    x = torch.randn(4, 300, 32, device="cuda")
+    w, p = torch.randn(3, 32, 1, device="cuda") / 3 ** 0.5, torch.randn(32, 16, device="cuda") / 32 ** 0.5
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        kernel = functional._pick_kernel(x, w, p, 1, 8, 300)
+        y = functional.separable_conv1d(x, w, p, None, padding="causal", dilation_rate=8)
+    assert kernel in cuda.COMPOSITIONS.values() and y.dtype == torch.bfloat16
+    want = functional.separable_conv1d(x.double().cpu(), w.double().cpu(), p.double().cpu(),
+                                       None, padding="causal", dilation_rate=8)
+    torch.testing.assert_close(y.double().cpu(), want, rtol=5e-2, atol=5e-2)

@@ -31,7 +31,9 @@ TF32) float32 behaves otherwise (H200, 2026-11-27, ``bench/gpu.py --dtypes
 float32_torch_default``, ``bench/gpu-h200-20261127-rule.json``): ``ncl``'s TF32 pointwise
 wins every training step (up to 4x over ``nhwc_mm``: 64 x 4096 steps x 1536 channels) and
 long kernels; ``nhwc`` wins inference of wide (>= 512 channels: 1.5-3.6x) or large
-(channels x rows >= 2**26) layers.  (Measuring each shape's choice at its
+(channels x rows >= 2**26) layers, and where the GEMM is large (channels x filters x rows
+> 2**30: citrinet 384 x 384 x 12800 rows 1.1-1.8x, 256 x 256 x 51200 strided 1.3x in runs 2
+and 3; below it the two tie or ``nhwc_mm`` wins by up to 20%).  (Measuring each shape's choice at its
 first call, as ``torch.backends.cudnn.benchmark`` does, was tried: timings of single calls
 of these sub-millisecond, launch-bound compositions were too noisy to choose by.)
 
@@ -131,7 +133,9 @@ def choice(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
         # of nhwc_mm is the one IEEE float32 step (and 2-4x slower than cuDNN's TF32 1x1)
         if training or k > 40:
             return "ncl"
-        return "nhwc" if c >= 512 or c * x.shape[0] * x.shape[1] >= 1 << 26 else "nhwc_mm"
+        rows = x.shape[0] * x.shape[1]
+        big = c >= 512 or c * rows >= 1 << 26 or c * pointwise.shape[1] * rows > 1 << 30
+        return "nhwc" if big else "nhwc_mm"
     if training:
         return "nhwc_mm" if c >= 1024 or stride > 1 else "ncl"
     return "ncl" if k > 40 else "nhwc_mm"
