@@ -61,6 +61,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .. import padding as _padding
 from . import graphs as _graphs
 from . import reference as _reference
 
@@ -138,13 +139,15 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
     if recording and NARROW_CHANNELS is not None and k in (2, 3) and strides[0] == 1 \
             and min(c, f) >= NARROW_CHANNELS and _avx2_only():  # oneDNN's slow backward
         (left, right), = pads
-        return x.shape[1] + left + right - (k - 1) * dilation[0] >= 1024
+        return _padding.padded_output_length(x.shape[1], k, strides[0], dilation[0], left,
+                                             right) >= 1024
     least = 64 if recording else FORWARD_DILATION
     if least is None or k != 2 or strides[0] != 1 or dilation[0] < least or c < 64 \
             or f < 64:
         return False
     (left, right), = pads
-    return x.shape[1] + left + right - dilation[0] >= 1024
+    return _padding.padded_output_length(x.shape[1], k, strides[0], dilation[0], left,
+                                         right) >= 1024
 
 
 @functools.lru_cache(maxsize=None)
@@ -239,7 +242,7 @@ def _conv_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Te
     stride, dilation, left, right = geometry
     n, steps, c = x.shape
     k, _, f = kernel.shape
-    out_steps = steps + left + right - (k - 1) * dilation
+    out_steps = _padding.padded_output_length(steps, k, stride, dilation, left, right)
     whole = next((j for j in range(k) if j * dilation == left), None)
     if FORWARD_DILATION is None or dilation < FORWARD_DILATION or stride != 1 \
             or out_steps != steps or whole is None or x.dtype not in _WIDE \
@@ -249,7 +252,7 @@ def _conv_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Te
     xc = x.contiguous()
     y = linear(xc.view(n * steps, c), kernel[whole], bias).view(n, steps, f)
     for j in range(k):
-        rows = _tap_rows(j, stride, dilation, left, steps, out_steps)
+        rows = _padding.tap_output_range(steps, j, stride, dilation, left, out_steps)
         if rows is None or j == whole:
             continue
         t0, t1, start = rows
@@ -268,18 +271,6 @@ def linear(a: torch.Tensor, w: torch.Tensor, bias: Optional[torch.Tensor]) -> to
         return torch.ops.mkldnn._linear_pointwise(a, w.t().contiguous(), bias, "none",
                                                   [None], "")
     return torch.mm(a, w) if bias is None else torch.addmm(bias, a, w)
-
-
-def _tap_rows(k: int, stride: int, dilation: int, left: int, steps: int,
-              out_steps: int) -> Optional[tuple]:
-    """``(t0, t1, start)``: the output steps ``t0 <= t < t1`` that tap ``k`` reads inside
-    the input, from input row ``start`` on (``None``: only padding)."""
-    offset = k * dilation - left
-    t0 = max(0, -(offset // stride))  # ceil(-offset / stride)
-    t1 = min(out_steps, (steps - 1 - offset) // stride + 1)
-    if t1 <= t0:
-        return None
-    return t0, t1, t0 * stride + offset
 
 
 def _rows(x: torch.Tensor, start: int, count: int, stride: int) -> torch.Tensor:
@@ -335,7 +326,8 @@ def conv_backward(grad_y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor,
     n, steps, c = xc.shape
     k, _, f = w.shape
     out_steps = gy.shape[1]
-    taps = [(j, _tap_rows(j, stride, dilation, left, steps, out_steps)) for j in range(k)]
+    taps = [(j, _padding.tap_output_range(steps, j, stride, dilation, left, out_steps))
+            for j in range(k)]
     # a tap reading every input row once, in order (stride 1, offset 0, as many outputs as
     # inputs): one GEMM over all sequences at once writes (or starts) its gradient
     whole = next((j for j, rows in taps if stride == 1 and rows == (0, steps, 0)
@@ -388,7 +380,7 @@ def small_form(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
     k, c, f = kernel.shape
     (left, right), = pads
     steps = x.shape[1 if channels_last else 2]
-    out_steps = (steps + left + right - (k - 1) * dilation[0] - 1) // strides[0] + 1
+    out_steps = _padding.padded_output_length(steps, k, strides[0], dilation[0], left, right)
     return _small_rule(x.shape[0], out_steps, c, k, f, strides[0], dilation[0])
 
 
@@ -455,7 +447,7 @@ def gemm_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Ten
     stride, dil = strides[0], dilation[0]
     (left, right), = pads
     k, _, f = kernel.shape
-    out_steps = (xl.shape[1] + left + right - (k - 1) * dil - 1) // stride + 1
+    out_steps = _padding.padded_output_length(xl.shape[1], k, stride, dil, left, right)
     if form == "unfold":
         return _unfold_forward(xl, kernel, bias, stride, dil, left, right, out_steps,
                                channels_last)
@@ -466,7 +458,8 @@ def _taps_forward(xl, kernel, bias, stride, dilation, left, out_steps, channels_
     """:func:`gemm_forward`'s ``"taps"``; ``xl``: ``(batch, steps, channels)`` (a view)."""
     n, steps, c = xl.shape
     k, _, f = kernel.shape
-    taps = [(j, _tap_rows(j, stride, dilation, left, steps, out_steps)) for j in range(k)]
+    taps = [(j, _padding.tap_output_range(steps, j, stride, dilation, left, out_steps))
+            for j in range(k)]
     taps = [(j, rows) for j, rows in taps if rows is not None]
     whole = next((j for j, (t0, t1, _) in taps if t0 == 0 and t1 == out_steps), None)
 
