@@ -1,6 +1,6 @@
 """One-thread A/B of ``kernels/gemm1d.py`` against the reference kernel (oneDNN), per shape.
 
-Both kernels are called directly (the rule in ``gemm1d.takes_conv`` / ``takes_transpose``
+Both kernels are called directly (the rule in ``gemm1d.pick_conv`` / ``takes_transpose``
 is what this measures), alternated call by call in ONE process on one thread
 (``torch.set_num_threads(1)``), median ``time.process_time()`` of ``--calls`` calls each:
 CPU time, which moves little with the other processes on a shared machine.  Ratios below

@@ -141,8 +141,7 @@ def test_rule_takes_small_inference_calls(shape, k, filters, stride, dilation, p
     for channels_last in (True, False):
         sh = shape if channels_last else (shape[0], shape[2], shape[1])
         with torch.no_grad():
-            assert _pick(sh, k, filters, channels_last=channels_last,
-                         **geometry) is gemm1d.conv
+            picked = _pick(sh, k, filters, channels_last=channels_last, **geometry)
         x = torch.randn(sh)
         w = torch.randn(k, shape[2], filters) * 0.1
         b = torch.randn(filters)
@@ -158,6 +157,7 @@ def test_rule_takes_small_inference_calls(shape, k, filters, stride, dilation, p
             assert ran == [gemm1d._small_rule(
                 shape[0], got.shape[1 if channels_last else 2], shape[2], k, filters,
                 stride, dilation)]
+            assert picked is {"taps": gemm1d.conv_taps, "unfold": gemm1d.conv_unfold}[ran[0]]
             mp.setattr(gemm1d, "SMALL_FORWARD", False)
             with torch.inference_mode():
                 want = F.conv(x, w, b, **call)
@@ -168,6 +168,56 @@ def test_rule_takes_small_inference_calls(shape, k, filters, stride, dilation, p
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@SETTINGS
+@given(cases())
+def test_dispatch_asks_the_rule_once_with_the_true_length(case):
+    """``functional.conv`` on drawn float32 geometries in inference: gemm1d's rule
+    (``small_form`` -> ``_small_rule``) is asked at most once a call, with the output length
+    the reference kernel (torch's convolution) produces, the form it names runs (none where
+    it names none), and the output is the reference's within float32 rounding."""
+    x, w, b = _tensors(case, torch.float32)
+    geometry = _geometry(case, x, w)
+    want = reference.conv(x, w, b, groups=1, **geometry)
+    asked, ran = [], []
+    real_rule, real_forward = gemm1d._small_rule, gemm1d.gemm_forward
+    fmt = "channels_last" if case["channels_last"] else "channels_first"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gemm1d, "_small_rule", lambda *a: asked.append(a) or real_rule(*a))
+        mp.setattr(gemm1d, "gemm_forward", lambda *a, **kw: ran.append(kw["form"])
+                   or real_forward(*a, **kw))
+        with torch.inference_mode():
+            got = F.conv(x, w, b, strides=case["stride"], padding=case["padding"],
+                         dilation_rate=case["dilation"], data_format=fmt)
+    assert len(asked) <= 1, asked
+    if asked:
+        assert asked[0][1] == want.shape[1 if case["channels_last"] else 2], asked
+        assert ran == [form for form in [real_rule(*asked[0])] if form is not None]
+    else:
+        assert ran == []
+    scale = max(1.0, want.abs().max().item())
+    torch.testing.assert_close(got / scale, want / scale, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_a_bias_alone_requiring_grad(channels_last):
+    """Only the bias requires grad (the rule, which sees input and kernel, takes the call):
+    the GEMM form runs under torch's autograd; output and bias gradient equal the
+    reference's."""
+    x, w = torch.randn(1, 101, 64), torch.randn(11, 64, 128) * 0.1
+    if not channels_last:
+        x = x.transpose(1, 2).contiguous()
+    b = torch.randn(128, requires_grad=True)
+    fmt = "channels_last" if channels_last else "channels_first"
+    call = dict(strides=2, padding="same", data_format=fmt)
+    got = F.conv(x, w, b, **call)
+    (g_got,) = torch.autograd.grad(got, [b], torch.ones_like(got))
+    with kernel_choice("reference"):
+        want = F.conv(x, w, b, **call)
+    (g_want,) = torch.autograd.grad(want, [b], torch.ones_like(want))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-5, atol=1e-4)
+
+
 def test_rule_leaves_the_rest_to_onednn(monkeypatch):
     """Larger calls, other dtypes, groups, autograd on a narrow shape, export / tracing /
     autocast, ``SEPCONV_KERNEL=reference`` and ``SMALL_FORWARD = False``: not the GEMM
@@ -176,7 +226,7 @@ def test_rule_leaves_the_rest_to_onednn(monkeypatch):
         for shape, k, filters, stride, dilation, padding in KEPT:
             assert _pick(shape, k, filters, stride, dilation, padding) is reference.conv
         small = ((1, 101, 64), 11, 128, 2, 1, "same")
-        assert _pick(*small) is gemm1d.conv
+        assert _pick(*small) is gemm1d.conv_unfold
         for dtype in (torch.float64, torch.bfloat16, torch.float16):
             assert _pick(*small, dtype=dtype) is reference.conv
         with torch.autocast("cpu", dtype=torch.bfloat16):

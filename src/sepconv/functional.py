@@ -1360,7 +1360,7 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
       gradient is ~20x slower than its forward);
     - 1x1, stride 1, unpadded, ungrouped: ``kernels/pointwise.py`` (one GEMM, no copies);
     - rank 1 where ``kernels/gemm1d.py``'s rule says shifted GEMMs cost less than oneDNN
-      (``gemm1d.takes_conv``: WaveNet's k2 layers, dilation >= 64 under autograd: the
+      (``gemm1d.pick_conv``: WaveNet's k2 layers, dilation >= 64 under autograd: the
       backward; >= 256: the forward too; on AVX2-only CPUs, where oneDNN's backward is
       3-5x its forward, the backward of every narrow k2 / k3 stride-1 layer), and, where
       no gradient is recorded, small float32 calls of either data format
@@ -1372,9 +1372,9 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
     if not x.is_cpu or _forced_kernel() == "reference":
         return _reference.conv
     if not channels_last:  # (inference only: gemm1d.small_form's rule)
-        if kernel.dim() == 3 and _gemm1d.takes_conv(x, kernel, strides, dilation or (1,),
-                                                    pads, groups, channels_last=False):
-            return _gemm1d.conv
+        if kernel.dim() == 3:
+            return _gemm1d.pick_conv(x, kernel, strides, dilation or (1,), pads, groups,
+                                     channels_last=False) or _reference.conv
         return _reference.conv
     if kernel.dim() in (3, 4) and kernel.shape[-2] == 1 and groups == x.shape[-1] > 1 \
             and x.dtype in (torch.float32, torch.float64, torch.bfloat16):
@@ -1385,9 +1385,9 @@ def _pick_conv_kernel(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, pad
     if groups == 1 and all(k == 1 for k in kernel.shape[:-2]) \
             and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair):
         return _pointwise.conv
-    if kernel.dim() == 3 and _gemm1d.takes_conv(x, kernel, strides, dilation or (1,), pads,
-                                                groups):
-        return _gemm1d.conv
+    if kernel.dim() == 3:
+        return _gemm1d.pick_conv(x, kernel, strides, dilation or (1,), pads, groups) \
+            or _reference.conv
     return _reference.conv
 
 

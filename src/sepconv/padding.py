@@ -63,6 +63,21 @@ def padded_output_length(length, kernel_size: int, stride: int, dilation: int,
         // stride + 1
 
 
+def tap_output_range(length: int, tap: int, stride: int, dilation: int, pad_left: int,
+                     out_length: int) -> Optional[Tuple[int, int, int]]:
+    """Where tap ``tap`` of a convolution over ``length`` steps, padded ``pad_left`` on the
+    left, reads the input rather than the padding: ``(t0, t1, row)``, the output steps
+    ``t0 <= t < t1`` (of ``out_length``) whose input row ``t * stride + tap * dilation -
+    pad_left`` lies in ``[0, length)``, and that row for ``t0``; ``None`` where the tap reads
+    only padding (the kernels that sum per tap skip those rows)."""
+    offset = tap * dilation - pad_left
+    t0 = max(0, -(offset // stride))  # ceil(-offset / stride)
+    t1 = min(out_length, (length - 1 - offset) // stride + 1)
+    if t1 <= t0:
+        return None
+    return t0, t1, t0 * stride + offset
+
+
 def padding_amounts_nd(spatial: Sequence[int], kernel_size: Sequence[int],
                        strides: Sequence[int], dilation: Sequence[int],
                        padding: str) -> Tuple[Tuple[int, int], ...]:

@@ -40,7 +40,7 @@ A 1D convolution is a sum over its taps of one matrix product each: tap ``k`` of
   1.1-2x these there (bench/README.md, "Conv1D at small batches as GEMMs").
 
 Both are autograd.Functions over torch ops (aten GEMMs and oneDNN's matmul op,
-``torch.ops.mkldnn._linear_pointwise``, where available); :func:`takes_conv` /
+``torch.ops.mkldnn._linear_pointwise``, where available); :func:`pick_conv` /
 :func:`takes_transpose` say where ``sepconv.functional`` picks them: CPU channels_last
 float32 / float64 data, the shape classes measured faster (their docstrings), not while
 exporting or tracing (``torch.export``, ``torch.jit.trace``: the graph must hold standard
@@ -56,15 +56,16 @@ Tested against the reference kernel and tf-keras in tests/test_gemm1d.py.
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
+from .. import padding as _padding
 from . import graphs as _graphs
 from . import reference as _reference
 
-#: The switch :func:`takes_conv` and :func:`takes_transpose` read (``False``: the
+#: The switch :func:`pick_conv` and :func:`takes_transpose` read (``False``: the
 #: reference kernel everywhere, as before).
 ENABLED = True
 #: Conv1D's forward as shifted GEMMs from this dilation on (oneDNN's forward costs ~25%
@@ -80,7 +81,7 @@ TRANSPOSE_FORWARD_BYTES = 32 * 2 ** 20
 
 #: On CPUs whose widest vectors torch's kernels use are AVX2 (no AVX-512), Conv1D's GEMM
 #: backward for 2 or 3 taps, stride 1, any dilation, from this many channels in and out
-#: (:func:`takes_conv`); ``None``: never.
+#: (:func:`pick_conv`); ``None``: never.
 NARROW_CHANNELS = 16
 
 #: Conv1D's inference forward as GEMMs (:func:`gemm_forward`) where :func:`small_form`'s
@@ -96,12 +97,14 @@ _WIDE = (torch.float32, torch.float64)
 
 # -- the rule --------------------------------------------------------------------------------
 
-def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tuple,
-               pads: tuple, groups: int, channels_last: bool = True) -> bool:
-    """Whether :func:`conv` runs this convolution (``sepconv.functional._pick_conv_kernel``
-    asks, for CPU data): rank 1, ungrouped; where no gradient is recorded, the small
-    float32 calls of :func:`small_form` (either data format, ``channels_last`` says
-    which), else channels_last only, float32 / float64; WaveNet's shape class: 2 taps,
+def pick_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: tuple,
+              pads: tuple, groups: int, channels_last: bool = True) -> Optional[Callable]:
+    """Which of this module's kernels runs this convolution (``None``: none;
+    ``sepconv.functional._pick_conv_kernel`` asks, for CPU data): rank 1, ungrouped; where
+    no gradient is recorded, the small float32 calls of :func:`small_form` (either data
+    format, ``channels_last`` says which): :func:`conv_taps` or :func:`conv_unfold`, the
+    form's own kernel (the rule is asked once per call, here); else :func:`conv`,
+    channels_last only, float32 / float64; WaveNet's shape class: 2 taps,
     stride 1, at least 64 channels in and out and 1024 output steps
     per sequence, and dilation >= 64 where autograd records (the GEMM backward), >= 256
     in inference (the GEMM forward, :data:`FORWARD_DILATION`).  The one-thread A/B
@@ -125,33 +128,35 @@ def takes_conv(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
     dilation 1 but 1.01 at 2, left to oneDNN."""
     if not ENABLED or kernel.dim() != 3 or groups != 1 or x.dtype not in _DTYPES \
             or kernel.dtype != x.dtype:
-        return False
+        return None
     if _graphs.standard_ops_wanted():
-        return False
+        return None
     recording = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
-    if not recording and small_form(x, kernel, strides, dilation, pads,
-                                    channels_last) is not None:
-        return True
+    if not recording:
+        form = small_form(x, kernel, strides, dilation, pads, channels_last)
+        if form is not None:
+            return _SMALL_KERNELS[form]
     if not channels_last:
-        return False
+        return None
     k, c, f = kernel.shape
+    (left, right), = pads
     if recording and NARROW_CHANNELS is not None and k in (2, 3) and strides[0] == 1 \
             and min(c, f) >= NARROW_CHANNELS and _avx2_only():  # oneDNN's slow backward
-        (left, right), = pads
-        return x.shape[1] + left + right - (k - 1) * dilation[0] >= 1024
+        return conv if _padding.padded_output_length(x.shape[1], k, strides[0], dilation[0],
+                                                     left, right) >= 1024 else None
     least = 64 if recording else FORWARD_DILATION
     if least is None or k != 2 or strides[0] != 1 or dilation[0] < least or c < 64 \
             or f < 64:
-        return False
-    (left, right), = pads
-    return x.shape[1] + left + right - dilation[0] >= 1024
+        return None
+    return conv if _padding.padded_output_length(x.shape[1], k, strides[0], dilation[0],
+                                                 left, right) >= 1024 else None
 
 
 @functools.lru_cache(maxsize=None)
 def _avx2_only() -> bool:
     """Whether torch's CPU kernels run AVX2 code here (``torch.backends.cpu.
     get_cpu_capability()``: an x86 CPU without AVX-512), where oneDNN's convolution
-    backward measured 3-5x its forward for narrow k2 / k3 layers (:func:`takes_conv`)."""
+    backward measured 3-5x its forward for narrow k2 / k3 layers (:func:`pick_conv`)."""
     return torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
@@ -194,11 +199,11 @@ def _gemm_forward_fits(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> bo
 def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
          strides: tuple, dilation: tuple, pads: tuple, groups: int,
          channels_last: bool) -> torch.Tensor:
-    """The reference kernel's ``conv`` for rank-1, ungrouped convolutions: where no
-    gradient is recorded and :func:`small_form`'s rule says so, :func:`gemm_forward`
-    (either data format); else, channels_last, the forward as shifted GEMMs where
-    :func:`_conv_forward` can (else the reference's), the backward by hand
-    (:func:`conv_backward`) where autograd records; channels_first, the reference kernel.
+    """The reference kernel's ``conv`` for rank-1, ungrouped convolutions: channels_last,
+    the forward as shifted GEMMs where :func:`_conv_forward` can (else the reference's), the
+    backward by hand (:func:`conv_backward`) where autograd records; channels_first, the
+    reference kernel.  (The small inference calls of :func:`small_form` run
+    :func:`conv_taps` / :func:`conv_unfold`, which :func:`pick_conv` names.)
 
     Args:
         x: ``(batch, steps, channels)``, or ``(batch, channels, steps)`` if not
@@ -218,11 +223,6 @@ def conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
     geometry = (strides[0], dilation[0], left, right)
     recording = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad
                                              or (bias is not None and bias.requires_grad))
-    if not recording:
-        form = small_form(x, kernel, strides, dilation, pads, channels_last)
-        if form is not None:
-            return gemm_forward(x, kernel, bias, strides=strides, dilation=dilation,
-                                pads=pads, channels_last=channels_last, form=form)
     if not channels_last:
         return _reference.conv(x, kernel, bias, strides=strides, dilation=dilation,
                                pads=pads, groups=1, channels_last=False)
@@ -239,7 +239,7 @@ def _conv_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Te
     stride, dilation, left, right = geometry
     n, steps, c = x.shape
     k, _, f = kernel.shape
-    out_steps = steps + left + right - (k - 1) * dilation
+    out_steps = _padding.padded_output_length(steps, k, stride, dilation, left, right)
     whole = next((j for j in range(k) if j * dilation == left), None)
     if FORWARD_DILATION is None or dilation < FORWARD_DILATION or stride != 1 \
             or out_steps != steps or whole is None or x.dtype not in _WIDE \
@@ -249,7 +249,7 @@ def _conv_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Te
     xc = x.contiguous()
     y = linear(xc.view(n * steps, c), kernel[whole], bias).view(n, steps, f)
     for j in range(k):
-        rows = _tap_rows(j, stride, dilation, left, steps, out_steps)
+        rows = _padding.tap_output_range(steps, j, stride, dilation, left, out_steps)
         if rows is None or j == whole:
             continue
         t0, t1, start = rows
@@ -268,18 +268,6 @@ def linear(a: torch.Tensor, w: torch.Tensor, bias: Optional[torch.Tensor]) -> to
         return torch.ops.mkldnn._linear_pointwise(a, w.t().contiguous(), bias, "none",
                                                   [None], "")
     return torch.mm(a, w) if bias is None else torch.addmm(bias, a, w)
-
-
-def _tap_rows(k: int, stride: int, dilation: int, left: int, steps: int,
-              out_steps: int) -> Optional[tuple]:
-    """``(t0, t1, start)``: the output steps ``t0 <= t < t1`` that tap ``k`` reads inside
-    the input, from input row ``start`` on (``None``: only padding)."""
-    offset = k * dilation - left
-    t0 = max(0, -(offset // stride))  # ceil(-offset / stride)
-    t1 = min(out_steps, (steps - 1 - offset) // stride + 1)
-    if t1 <= t0:
-        return None
-    return t0, t1, t0 * stride + offset
 
 
 def _rows(x: torch.Tensor, start: int, count: int, stride: int) -> torch.Tensor:
@@ -335,7 +323,8 @@ def conv_backward(grad_y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor,
     n, steps, c = xc.shape
     k, _, f = w.shape
     out_steps = gy.shape[1]
-    taps = [(j, _tap_rows(j, stride, dilation, left, steps, out_steps)) for j in range(k)]
+    taps = [(j, _padding.tap_output_range(steps, j, stride, dilation, left, out_steps))
+            for j in range(k)]
     # a tap reading every input row once, in order (stride 1, offset 0, as many outputs as
     # inputs): one GEMM over all sequences at once writes (or starts) its gradient
     whole = next((j for j, rows in taps if stride == 1 and rows == (0, steps, 0)
@@ -388,7 +377,7 @@ def small_form(x: torch.Tensor, kernel: torch.Tensor, strides: tuple, dilation: 
     k, c, f = kernel.shape
     (left, right), = pads
     steps = x.shape[1 if channels_last else 2]
-    out_steps = (steps + left + right - (k - 1) * dilation[0] - 1) // strides[0] + 1
+    out_steps = _padding.padded_output_length(steps, k, strides[0], dilation[0], left, right)
     return _small_rule(x.shape[0], out_steps, c, k, f, strides[0], dilation[0])
 
 
@@ -436,7 +425,8 @@ def gemm_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Ten
     channels_first data is read through its transposed view and the output written
     ``(filters, out_steps)`` per sequence by the same GEMMs transposed (no transposes
     copied).  Differentiable by torch's autograd (standard ops), but
-    ``sepconv.functional`` runs it only where no gradient is recorded (:func:`takes_conv`).
+    ``sepconv.functional`` runs it (:func:`conv_taps`, :func:`conv_unfold`) only where no
+    gradient is recorded (:func:`pick_conv`).
 
     Args:
         x: ``(batch, steps, channels)``, or ``(batch, channels, steps)`` if not
@@ -455,18 +445,41 @@ def gemm_forward(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Ten
     stride, dil = strides[0], dilation[0]
     (left, right), = pads
     k, _, f = kernel.shape
-    out_steps = (xl.shape[1] + left + right - (k - 1) * dil - 1) // stride + 1
+    out_steps = _padding.padded_output_length(xl.shape[1], k, stride, dil, left, right)
     if form == "unfold":
         return _unfold_forward(xl, kernel, bias, stride, dil, left, right, out_steps,
                                channels_last)
     return _taps_forward(xl, kernel, bias, stride, dil, left, out_steps, channels_last)
 
 
+def conv_taps(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
+              strides: tuple, dilation: tuple, pads: tuple, groups: int,
+              channels_last: bool) -> torch.Tensor:
+    """:func:`gemm_forward`'s ``"taps"`` as a kernel (the reference's ``conv`` signature;
+    ``groups`` is 1): what :func:`pick_conv` names where :func:`small_form` says
+    ``"taps"``, so the call does not ask the rule again."""
+    return gemm_forward(x, kernel, bias, strides=strides, dilation=dilation, pads=pads,
+                        channels_last=channels_last, form="taps")
+
+
+def conv_unfold(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor], *,
+                strides: tuple, dilation: tuple, pads: tuple, groups: int,
+                channels_last: bool) -> torch.Tensor:
+    """:func:`gemm_forward`'s ``"unfold"`` as a kernel, as :func:`conv_taps`."""
+    return gemm_forward(x, kernel, bias, strides=strides, dilation=dilation, pads=pads,
+                        channels_last=channels_last, form="unfold")
+
+
+#: :func:`small_form`'s answer -> the kernel :func:`pick_conv` names for it
+_SMALL_KERNELS = {"taps": conv_taps, "unfold": conv_unfold}
+
+
 def _taps_forward(xl, kernel, bias, stride, dilation, left, out_steps, channels_last):
     """:func:`gemm_forward`'s ``"taps"``; ``xl``: ``(batch, steps, channels)`` (a view)."""
     n, steps, c = xl.shape
     k, _, f = kernel.shape
-    taps = [(j, _tap_rows(j, stride, dilation, left, steps, out_steps)) for j in range(k)]
+    taps = [(j, _padding.tap_output_range(steps, j, stride, dilation, left, out_steps))
+            for j in range(k)]
     taps = [(j, rows) for j, rows in taps if rows is not None]
     whole = next((j for j, (t0, t1, _) in taps if t0 == 0 and t1 == out_steps), None)
 
