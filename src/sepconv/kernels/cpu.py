@@ -48,6 +48,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from .. import padding as _padding
 from . import _cpu_native
 from . import graphs as _graphs
 from . import memory as _memory
@@ -192,7 +193,8 @@ def _forward_pass(x, depthwise, pointwise, bias, geometry):
     xs = _steps_major(x, channels_last, cdt)
     if _use_native(cdt):
         length = xs.shape[1]
-        out_len = (length + pad_left + pad_right - (k - 1) * dilation - 1) // stride + 1
+        out_len = _padding.padded_output_length(length, k, stride, dilation, pad_left,
+                                                pad_right)
         z2 = _native_depthwise(xs, _as(depthwise, cdt).reshape(k, c * m), out_len, m,
                                stride, dilation, pad_left).view(n * out_len, c * m)
     else:
@@ -455,7 +457,7 @@ def _fake(x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
     k, c, m = depthwise.shape
     n = x.shape[0]
     length = x.shape[1] if channels_last else x.shape[2]
-    out_len = (length + pad_left + pad_right - (k - 1) * dilation - 1) // stride + 1
+    out_len = _padding.padded_output_length(length, k, stride, dilation, pad_left, pad_right)
     y = x.new_empty(n, out_len, pointwise.shape[1])
     return (y if channels_last else y.transpose(1, 2)), x.new_empty(n * out_len, c * m)
 
