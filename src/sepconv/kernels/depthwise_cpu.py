@@ -21,6 +21,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .. import padding as _padding
+
 
 #: Inference turns TensorFlow's unequal padding into zero kernel taps where cheaper
 #: (:func:`_rest_as_zero_taps`; ``False``: always the padded copy; benchmarks and tests
@@ -68,7 +70,7 @@ def _rest_as_zero_taps(kernel: torch.Tensor, spatial: tuple, channels: int, stri
     for k, (front, back), n, (a, b), m, s, d in zip(kernel.shape[:2], widen, spatial, rest,
                                                     both, strides, dilation):
         taps, new_taps = taps * k, new_taps * (k + front + back)
-        outputs *= (n + a + b + 2 * m - (k - 1) * d - 1) // s + 1
+        outputs *= _padding.padded_output_length(n, k, s, d, a + m, b + m)
         inputs *= n
     outputs *= kernel.shape[-1]  # channels * depth_multiplier
     inputs *= channels

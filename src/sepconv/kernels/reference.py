@@ -12,6 +12,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from .. import padding as _padding
 from . import graphs as _graphs
 
 
@@ -186,7 +187,7 @@ def _misread(x: torch.Tensor, weight: torch.Tensor, strides: tuple, dilation: tu
     s5 Conv1D 30.4 against 2.5; swept: 13400 small geometries outside that condition give
     the copy's outputs and gradients)."""
     for n, k, s, d, p in zip(x.shape[2:], weight.shape[2:], strides, dilation, both):
-        if s > 1 and (n + 2 * p - (k - 1) * d - 1) // s + 1 == 1:
+        if s > 1 and _padding.padded_output_length(n, k, s, d, p, p) == 1:
             return True
     return False
 
