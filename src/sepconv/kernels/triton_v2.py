@@ -64,6 +64,15 @@ FUSED_MAX_F = int(os.environ.get("SEPCONV_TRITON_V2_FUSED_MAX_F", "128"))
 #: (read at import) or setting this attribute turns it on.
 SAVE_Z = os.environ.get("SEPCONV_TRITON_V2_SAVE_Z", "0") == "1"
 
+#: Which kernel computes the d(depthwise) partials (both give the same float32 partials
+#: ``(splits, K, C*M)``, deterministic): ``"per_tile"``, ``_dw_partials_kernel``, a column
+#: sum across the row tile for every (row block, tap); ``"rows_once"``,
+#: ``_dw_rows_once_kernel``, elementwise products accumulated in registers and summed over
+#: rows once per program.  Not measured yet (``bench/gpu_probe.py --only v2`` times both);
+#: ``SEPCONV_TRITON_V2_DW`` (read at import) or setting this attribute picks one.
+DW_KERNEL = os.environ.get("SEPCONV_TRITON_V2_DW", "per_tile")
+DW_KERNELS = ("per_tile", "rows_once")
+
 
 # --------------------------------------------------------------------------- kernels
 
@@ -136,6 +145,50 @@ def _dw_partials_kernel(x_ptr, dz_ptr, part_ptr,
                  mask=(k < K)[:, None] & j_mask[None, :])
 
 
+@triton.jit
+def _dw_rows_once_kernel(x_ptr, dz_ptr, part_ptr,
+                         R, B, NUM_SPLITS, L, L_out, M, CM, K, stride, dilation, pad_left,
+                         sxb, sxl, sxc,
+                         INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
+                         BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr,
+                         BLOCK_K: tl.constexpr):
+    """``_dw_partials_kernel``'s partials, summed over rows once per program.
+
+    Grid (channel block, row range, tap group): a program owns taps
+    ``k0 .. k0 + BLOCK_K - 1`` of one channel block over one row range.  Per row block it
+    loads the ``BLOCK_K`` shifted ``x`` tiles as one ``(BLOCK_K, BLOCK_R, BLOCK_J)`` masked
+    load and adds ``x * dz[None]`` elementwise into a float32 accumulator of that shape (no
+    cross-thread traffic in the loop); after its last row block one sum over the rows gives
+    the ``(BLOCK_K, BLOCK_J)`` partials.  Each ``dz`` tile is loaded once per tap group
+    (by ``ceil(K / BLOCK_K)`` programs, from L2).
+    """
+    pid_j = tl.program_id(0)
+    split = tl.program_id(1)
+    k0 = tl.program_id(2) * BLOCK_K
+    j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
+    j_mask = j < CM
+    col = _wide(j // M, INT64) * sxc
+    k = k0 + tl.arange(0, BLOCK_K)
+    k_mask = k < K
+    shift = _wide(k, INT64) * dilation - pad_left  # (BLOCK_K,)
+    lo, hi = _split_blocks(split, NUM_SPLITS, R, B, L_out, SEQ_TILES, BLOCK_R)
+    acc = tl.zeros((BLOCK_K, BLOCK_R, BLOCK_J), dtype=tl.float32)
+    for block in range(lo, hi):
+        b, t, row_mask = _rows(block, R, L_out, INT64, SEQ_TILES, BLOCK_R)
+        r = b * L_out + t
+        dz = tl.load(dz_ptr + r[:, None] * CM + j[None, :],
+                     mask=row_mask[:, None] & j_mask[None, :], other=0.0).to(tl.float32)
+        pos = (t * stride)[None, :] + shift[:, None]  # (BLOCK_K, BLOCK_R)
+        ok = row_mask[None, :] & k_mask[:, None] & (pos >= 0) & (pos < L)
+        off = (b * sxb + pos * sxl)[:, :, None] + col[None, None, :]
+        xv = tl.load(x_ptr + off, mask=ok[:, :, None] & j_mask[None, None, :], other=0.0)
+        acc += xv.to(tl.float32) * dz[None, :, :]
+    part = tl.sum(acc, axis=1)
+    base = _wide(split, INT64) * K * CM
+    tl.store(part_ptr + base + _wide(k, INT64)[:, None] * CM + j[None, :], part,
+             mask=k_mask[:, None] & j_mask[None, :])
+
+
 # ------------------------------------------------------------------------- configs
 
 
@@ -152,9 +205,12 @@ PICKS = {
               256: _cfg(8, 2, BLOCK_R=64, BLOCK_J=32), 512: _cfg(8, 2, BLOCK_R=32, BLOCK_J=32)},
     "depthwise": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64),
     "dw": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64, BLOCK_K=4),
+    # rows_once: BLOCK_K x BLOCK_R x BLOCK_J float32 accumulators, 64 per thread here
+    "dw_rows_once": _cfg(4, 2, BLOCK_R=32, BLOCK_J=64, BLOCK_K=4),
 }
 _INTERPRETER = {"fused_rows": 32, "depthwise": _cfg(4, 1, BLOCK_R=32, BLOCK_J=16),
-                "dw": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2)}
+                "dw": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2),
+                "dw_rows_once": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2)}
 
 
 def _fused_config(f: int) -> triton.Config:
@@ -244,10 +300,41 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
     return y, (z.transpose(1, 2) if want_z else None)
 
 
-def _dw_splits(num_blocks: int, cm: int, block_j: int, sms: int) -> int:
-    """Row ranges of ``_dw_partials_kernel``: about 4 programs per SM, at most one range per
-    row block (its float32 partials, ``(splits, K, CM)``, are summed by torch)."""
-    return max(1, min(triton.cdiv(4 * sms, triton.cdiv(cm, block_j)), num_blocks))
+def _dw_splits(num_blocks: int, cm: int, block_j: int, sms: int, tap_groups: int = 1) -> int:
+    """Row ranges of the d(depthwise) partials kernels: about 4 programs per SM counting
+    channel blocks and tap groups (``_dw_rows_once_kernel``'s third grid axis), at most one
+    range per row block (the float32 partials, ``(splits, K, CM)``, are summed by torch)."""
+    programs = triton.cdiv(cm, block_j) * tap_groups
+    return max(1, min(triton.cdiv(4 * sms, programs), num_blocks))
+
+
+def _depthwise_grad(x, dz, k, stride, dilation, pad_left, l_out, channels_last,
+                    kernel=None):
+    """``d(depthwise)`` as float32 ``(K, C*M)``: ``sum_r x[shift_k(r), j // M] * dz[r, j]``.
+    ``dz`` is ``(B * L_out, C*M)`` contiguous; ``kernel`` one of :data:`DW_KERNELS`
+    (:data:`DW_KERNEL` when ``None``)."""
+    kernel = DW_KERNEL if kernel is None else kernel
+    if kernel not in DW_KERNELS:
+        raise ValueError(f"triton_v2.DW_KERNEL (or SEPCONV_TRITON_V2_DW) must be one of "
+                         f"{DW_KERNELS}; received {kernel!r}")
+    rows_once = kernel == "rows_once"
+    batch = x.shape[0]
+    length, channels = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[1])
+    cm = dz.shape[1]
+    config = _config("dw_rows_once" if rows_once else "dw")
+    block_r, block_j = config.kwargs["BLOCK_R"], config.kwargs["BLOCK_J"]
+    tap_groups = triton.cdiv(k, config.kwargs["BLOCK_K"]) if rows_once else 1
+    seq = _v1._seq_tiles(x, channels_last)
+    num_blocks = _v1._row_blocks(batch, l_out, block_r, seq)
+    splits = _dw_splits(num_blocks, cm, block_j, _v1._num_sms(x.device), tap_groups)
+    part = torch.empty((splits, k, cm), device=x.device, dtype=torch.float32)
+    int64 = _v1._needs_int64(x, dz) or part.numel() >= 2 ** 30
+    grid = (triton.cdiv(cm, block_j), splits) + ((tap_groups,) if rows_once else ())
+    _launch(_dw_rows_once_kernel if rows_once else _dw_partials_kernel, config, grid,
+            x, dz, part, batch * l_out, batch, splits, length, l_out, cm // channels, cm, k,
+            stride, dilation, pad_left, *_v1._x_strides(x, channels_last),
+            INT64=int64, SEQ_TILES=seq)
+    return part.sum(0)
 
 
 def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
@@ -266,21 +353,11 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
     # dy as (R, F) rows: a view for channels_last, a transposing copy for channels_first.
     dy_rows = (dy if channels_last else dy.transpose(1, 2)).reshape(rows, f)
     dx = dw = dp = db = None
-    seq = _v1._seq_tiles(x, channels_last)
     if need_dx or need_dw:
         dz = torch.mm(dy_rows, p.t())  # (R, CM) contiguous, x's dtype
         if need_dw:
-            config = _config("dw")
-            block_r, block_j = config.kwargs["BLOCK_R"], config.kwargs["BLOCK_J"]
-            num_blocks = _v1._row_blocks(batch, l_out, block_r, seq)
-            splits = _dw_splits(num_blocks, cm, block_j, _v1._num_sms(x.device))
-            part = torch.empty((splits, k, cm), device=x.device, dtype=torch.float32)
-            int64 = _v1._needs_int64(x, dz) or part.numel() >= 2 ** 30
-            _launch(_dw_partials_kernel, config, (triton.cdiv(cm, block_j), splits),
-                    x, dz, part, rows, batch, splits, length, l_out, m, cm, k, stride,
-                    dilation, pad_left, *_v1._x_strides(x, channels_last),
-                    INT64=int64, SEQ_TILES=seq)
-            dw = part.sum(0).to(w.dtype)
+            dw = _depthwise_grad(x, dz, k, stride, dilation, pad_left, l_out,
+                                 channels_last).to(w.dtype)
         if need_dx:
             dx = torch.empty_like(x, memory_format=torch.contiguous_format)
             seq_x = _v1._seq_tiles(dx, channels_last)
