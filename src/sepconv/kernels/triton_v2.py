@@ -205,8 +205,10 @@ PICKS = {
               256: _cfg(8, 2, BLOCK_R=64, BLOCK_J=32), 512: _cfg(8, 2, BLOCK_R=32, BLOCK_J=32)},
     "depthwise": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64),
     "dw": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64, BLOCK_K=4),
-    # rows_once: BLOCK_K x BLOCK_R x BLOCK_J float32 accumulators, 64 per thread here
-    "dw_rows_once": _cfg(4, 2, BLOCK_R=32, BLOCK_J=64, BLOCK_K=4),
+    # rows_once: BLOCK_K x BLOCK_R x BLOCK_J float32 accumulators, 32 per thread here.
+    # ptxas (sm_90a, triton 3.9): 117 registers with int32 offsets (170 with int64), no
+    # spills; 64 per thread (BLOCK_R=64 or 4 warps) takes 250+ with int64 and spills.
+    "dw_rows_once": _cfg(8, 2, BLOCK_R=32, BLOCK_J=64, BLOCK_K=4),
 }
 _INTERPRETER = {"fused_rows": 32, "depthwise": _cfg(4, 1, BLOCK_R=32, BLOCK_J=16),
                 "dw": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2),
