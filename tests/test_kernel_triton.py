@@ -165,9 +165,10 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
                               env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
         rows = json.loads((tmp_path / "probe" / "probe.json").read_text())["v2"]
-        assert len(rows) == 2 * 5 + 1 and not any("FAILED" in r["what"] for r in rows), rows
+        assert len(rows) == 2 * 6 + 1 and not any("FAILED" in r["what"] for r in rows), rows
+        assert sum(r["what"].startswith("d(depthwise) rows_once") for r in rows) == 2
         for row in rows:
-            if row["what"].startswith(("fused", "depthwise kernel")):
+            if row["what"].startswith(("fused", "depthwise kernel", "d(depthwise)")):
                 assert row["err"] < (1e-5 if row["dtype"] == "float32" else 2e-2), row
 
 else:
