@@ -19,10 +19,11 @@ Issue 12, part 2.  Four measurements, each printed as a table and written to
    (one small shape; compile time reported, not counted).
 5. ``v2``: ``kernels/triton_v2.py``'s tiles (its ``PICKS`` are not measured yet): the
    forward fused with one filter block per tile against its unfused path (depthwise kernel
-   + cuBLAS), the depthwise kernel alone, ``dz`` (cuBLAS) alone, and d(depthwise) alone
-   (``dz`` made once outside the timed call) by each of ``DW_KERNELS``, per tile, with its
-   error against the reference's float64 gradient.  ``profile`` also profiles variant 2
-   beside variant 1.
+   + cuBLAS); per tile, each kernel of ``DEPTHWISE_KERNELS`` alone (error against the
+   reference's float64 depthwise step), ``dz`` (cuBLAS) alone, and each kernel of
+   ``DW_KERNELS`` alone (``dz`` made once outside the timed call; error against the
+   reference's float64 d(depthwise)).  ``profile`` also profiles variant 2 beside
+   variant 1.
 """
 
 
@@ -63,7 +64,10 @@ V2_DEPTHWISE_TILES = [(64, 64, 8, 2), (128, 32, 4, 2), (32, 128, 8, 2)]
 V2_DW_TILES = [(64, 64, 8, 2, 4), (64, 32, 4, 2, 4), (128, 32, 8, 2, 8)]
 V2_DW_ROWS_ONCE_TILES = [(32, 64, 8, 2, 4), (16, 64, 4, 2, 4), (32, 32, 4, 2, 4),
                          (64, 64, 8, 2, 2), (16, 64, 8, 2, 8)]
-DRY_V2 = ([(16, 16, 4, 1)], [(16, 16, 4, 1)], [(16, 16, 4, 1, 2)], [(16, 16, 4, 1, 2)])
+# the depthwise step by _depthwise_unrolled_kernel (BLOCK_R, BLOCK_J, warps, stages, UNROLL)
+V2_DEPTHWISE_UNROLLED_TILES = [(64, 64, 8, 2, 4), (32, 128, 8, 2, 4), (64, 64, 8, 2, 8)]
+DRY_V2 = ([(16, 16, 4, 1)], [(16, 16, 4, 1)], [(16, 16, 4, 1, 2)], [(16, 16, 4, 1, 2)],
+          [(16, 16, 4, 1, 2)])
 
 
 class Fixed:
@@ -341,9 +345,10 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
     from sepconv.kernels import reference
     from sepconv.kernels import triton_v2 as V
 
-    fused_tiles, depthwise_tiles, dw_tiles, rows_once_tiles = (
+    fused_tiles, depthwise_tiles, dw_tiles, rows_once_tiles, unrolled_tiles = (
         DRY_V2 if args.dry_run else
-        (V2_FUSED_TILES, V2_DEPTHWISE_TILES, V2_DW_TILES, V2_DW_ROWS_ONCE_TILES))
+        (V2_FUSED_TILES, V2_DEPTHWISE_TILES, V2_DW_TILES, V2_DW_ROWS_ONCE_TILES,
+         V2_DEPTHWISE_UNROLLED_TILES))
     print("\n# variant 2, ms (median); err = max|out-out64|/max|out64|: forward rows y, "
           "d(depthwise) rows against the reference's float64 gradient")
     for shape in shapes:
@@ -375,6 +380,17 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
             with torch.no_grad():
                 dz = torch.mm(dy.reshape(-1, f), p.t())
 
+            # the depthwise step alone: the reference with an identity pointwise
+            with torch.no_grad():
+                eye = torch.eye(c * m, device=x.device, dtype=torch.float64)
+                z64 = reference.separable_conv1d(x.double(), w.double(), eye, None, **kw)
+            z_scale = z64.abs().max().item()
+
+            def z_row(what, kernel):
+                _record(report["v2"], save, bench, shape[0], dtype, what,
+                        lambda: V._depthwise(x, w2, s, d, left, l_out, True, z, kernel),
+                        z64, z_scale, check=True, width=44)
+
             def dw_row(kernel, blocks, key):
                 br, bj, nw, ns, bk = blocks
                 V.PICKS[key] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj, BLOCK_K=bk)
@@ -399,8 +415,11 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
                 row("depthwise kernel + cuBLAS", forward, True)
                 for br, bj, nw, ns in depthwise_tiles:
                     V.PICKS["depthwise"] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj)
-                    row(f"depthwise alone {(br, bj, nw, ns)}",
-                        lambda: V._depthwise(x, w2, s, d, left, l_out, True, z))
+                    z_row(f"depthwise alone {(br, bj, nw, ns)}", "rows")
+                for br, bj, nw, ns, unroll in unrolled_tiles:
+                    V.PICKS["depthwise_unrolled"] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj,
+                                                           UNROLL=unroll)
+                    z_row(f"depthwise unrolled alone {(br, bj, nw, ns, unroll)}", "unrolled")
                 row("cuBLAS dz = dy @ p^T alone", lambda: torch.mm(dy.reshape(-1, f), p.t()))
                 # (BLOCK_R, BLOCK_J, warps, stages, BLOCK_K); each row is the kernel and
                 # torch's sum of its float32 partials, without the dz GEMM above

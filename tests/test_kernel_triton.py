@@ -87,7 +87,8 @@ pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr z_ptr",
             "_bwd_dp_kernel": "x_ptr w_ptr dy_ptr dp_ptr db_ptr",
             "_depthwise_kernel": "x_ptr w_ptr z_ptr",
             "_dw_partials_kernel": "x_ptr dz_ptr part_ptr",
-            "_dw_rows_once_kernel": "x_ptr dz_ptr part_ptr"}
+            "_dw_rows_once_kernel": "x_ptr dz_ptr part_ptr",
+            "_depthwise_unrolled_kernel": "x_ptr w_ptr z_ptr"}
 scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr", "part_ptr"}  # float32 buffers
 v2_scratch = {"part_ptr"}  # variant 2's dz is in the input dtype (cuBLAS' output)
 launches = [(getattr(T, name), config, scratch) for name, configs in T.GPU_PICKS.items()
@@ -97,6 +98,7 @@ launches = [(getattr(T, name), config, scratch) for name, configs in T.GPU_PICKS
 launches += [(V._depthwise_kernel, V.PICKS["depthwise"], v2_scratch),
              (V._dw_partials_kernel, V.PICKS["dw"], v2_scratch),
              (V._dw_rows_once_kernel, V.PICKS["dw_rows_once"], v2_scratch),
+             (V._depthwise_unrolled_kernel, V.PICKS["depthwise_unrolled"], v2_scratch),
              (T._bwd_dx_kernel, T.GPU_PICKS["_bwd_dx_kernel"][0], v2_scratch)]
 launches += [(T._fwd_kernel, V._fused_config(f), v2_scratch) for f in sorted(V.PICKS["fused"])]
 for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
@@ -131,7 +133,7 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
         proc = subprocess.run([sys.executable, "-c", _AOT], env=env, capture_output=True,
                               text=True, timeout=900)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
-        assert proc.stdout.count("compiled") == 2 * (5 + 4 + 6), proc.stdout
+        assert proc.stdout.count("compiled") == 2 * (5 + 5 + 6), proc.stdout
 
     def test_gpu_bench_dry_run(tmp_path):
         # bench/gpu.py's own logic (compositions checked against the reference, timing,
@@ -165,10 +167,11 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
                               env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
         rows = json.loads((tmp_path / "probe" / "probe.json").read_text())["v2"]
-        assert len(rows) == 2 * 6 + 1 and not any("FAILED" in r["what"] for r in rows), rows
-        assert sum(r["what"].startswith("d(depthwise) rows_once") for r in rows) == 2
+        assert len(rows) == 2 * 7 + 1 and not any("FAILED" in r["what"] for r in rows), rows
+        assert sum(r["what"].startswith(("d(depthwise) rows_once", "depthwise unrolled"))
+                   for r in rows) == 4
         for row in rows:
-            if row["what"].startswith(("fused", "depthwise kernel", "d(depthwise)")):
+            if not row["what"].startswith("cuBLAS"):  # every other row is checked
                 assert row["err"] < (1e-5 if row["dtype"] == "float32" else 2e-2), row
 
 else:
@@ -569,18 +572,41 @@ else:
             torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5,
                                        msg=lambda m, case=case: f"{case}: {m}")
 
-    def test_v2_rows_once_through_the_backward(monkeypatch):
-        # DW_KERNEL = "rows_once" in the whole backward: 16-bit and int64 offsets too;
-        # several tap groups per program grid, deterministic run to run.
+    @pytest.mark.parametrize("kernel", ["rows", "unrolled"])
+    def test_v2_depthwise_kernels(kernel):
+        # z alone, each kernel of triton_v2.DEPTHWISE_KERNELS, against the reference with an
+        # identity pointwise (float64), on DW_CASES' geometries (unrolled: taps 2 at a time)
+        for i, (batch, length, channels, m, k, stride, dilation, pad, channels_last,
+                _) in enumerate(DW_CASES):
+            (x, w, _, _), kw = _case(batch, length, channels, m, 1, k, stride, dilation, pad,
+                                     channels_last, False, seed=i)
+            cm = channels * m
+            eye = torch.eye(cm, dtype=torch.float64, device=DEVICE)
+            want = reference.separable_conv1d(x.double(), w.double(), eye, None, **kw)
+            want = want if channels_last else want.transpose(1, 2)
+            z = torch.full(want.shape, float("nan"), device=DEVICE)
+            triton_v2._depthwise(x, w.reshape(k, cm), kw["stride"], kw["dilation"],
+                                 kw["pad_left"], want.shape[1], channels_last, z, kernel)
+            torch.testing.assert_close(z.double(), want, rtol=1e-5, atol=1e-5,
+                                       msg=lambda msg, i=i: f"{DW_CASES[i]}: {msg}")
+
+    def test_v2_alternative_kernels_end_to_end(monkeypatch):
+        # DW_KERNEL = "rows_once" and DEPTHWISE_KERNEL = "unrolled" through the whole layer
+        # (the unfused forward, F > FUSED_MAX_F): 16-bit and int64 offsets too; several tap
+        # groups in the grid, deterministic run to run; bad names are errors.
         monkeypatch.setattr(triton_v2, "DW_KERNEL", "rows_once")
-        calls = []
-        kernel = triton_v2._dw_rows_once_kernel
-        monkeypatch.setattr(triton_v2, "_dw_rows_once_kernel",
-                            type("Spy", (), {"__getitem__": lambda self, grid: calls.append(
-                                grid) or kernel[grid]})())
+        monkeypatch.setattr(triton_v2, "DEPTHWISE_KERNEL", "unrolled")
+        monkeypatch.setattr(triton_v2, "FUSED_MAX_F", 4)
+        grids = {}
+        for name in ("_dw_rows_once_kernel", "_depthwise_unrolled_kernel"):
+            kernel = getattr(triton_v2, name)
+            spy = type("Spy", (), {"__getitem__": lambda self, grid, name=name, kernel=kernel:
+                                   grids.setdefault(name, []).append(grid) or kernel[grid]})
+            monkeypatch.setattr(triton_v2, name, spy())
         tensors, kw = _case(2, 30, 3, 2, 5, 5, 2, 1, "causal", False, True, seed=3)
         _check_v2(tensors, kw)
-        assert calls and calls[0][2] == 3  # K = 5, 2 taps per program
+        assert grids["_dw_rows_once_kernel"][0][2] == 3  # K = 5, 2 taps per program
+        assert len(grids["_depthwise_unrolled_kernel"]) == 2  # forward, and d(pointwise)
         a = _run(triton_v2.separable_conv1d, tensors, kw)
         assert all(torch.equal(u, v) for u, v in zip(a, _run(triton_v2.separable_conv1d,
                                                              tensors, kw)))
@@ -589,6 +615,10 @@ else:
         monkeypatch.setattr(triton_v2._v1, "_needs_int64", lambda *tensors: True)
         tensors, kw = _case(2, 21, 3, 2, 6, 4, 1, 1, "same", True, True)
         _check_v2(tensors, kw)
+        monkeypatch.setattr(triton_v2, "DEPTHWISE_KERNEL", "fast")
+        with pytest.raises(ValueError, match="DEPTHWISE_KERNEL.*'fast'"):
+            _run(triton_v2.separable_conv1d, tensors, kw)
+        monkeypatch.setattr(triton_v2, "DEPTHWISE_KERNEL", "rows")
         monkeypatch.setattr(triton_v2, "DW_KERNEL", "fast")
         with pytest.raises(ValueError, match="DW_KERNEL.*'fast'"):
             _run(triton_v2.separable_conv1d, tensors, kw)

@@ -73,6 +73,14 @@ SAVE_Z = os.environ.get("SEPCONV_TRITON_V2_SAVE_Z", "0") == "1"
 DW_KERNEL = os.environ.get("SEPCONV_TRITON_V2_DW", "per_tile")
 DW_KERNELS = ("per_tile", "rows_once")
 
+#: Which kernel computes the depthwise step ``z`` (unfused forward, recomputed ``z``):
+#: ``"rows"``, ``_depthwise_kernel`` (row blocks over the flattened rows, taps in a loop);
+#: ``"unrolled"``, ``_depthwise_unrolled_kernel`` (row blocks inside one sequence, taps
+#: unrolled ``UNROLL`` at a time).  Not measured yet; ``SEPCONV_TRITON_V2_DEPTHWISE`` (read
+#: at import) or setting this attribute picks one.
+DEPTHWISE_KERNEL = os.environ.get("SEPCONV_TRITON_V2_DEPTHWISE", "rows")
+DEPTHWISE_KERNELS = ("rows", "unrolled")
+
 
 # --------------------------------------------------------------------------- kernels
 
@@ -94,6 +102,44 @@ def _depthwise_kernel(x_ptr, w_ptr, z_ptr,
     j_mask = j < CM
     z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
                         stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
+    z_off = (b * szb + t * szl)[:, None] + _wide(j, INT64)[None, :] * szj
+    tl.store(z_ptr + z_off, z.to(z_ptr.dtype.element_ty),
+             mask=row_mask[:, None] & j_mask[None, :])
+
+
+@triton.jit
+def _depthwise_unrolled_kernel(x_ptr, w_ptr, z_ptr,
+                               L, L_out, M, CM, K, stride, dilation, pad_left,
+                               sxb, sxl, sxc, szb, szl, szj,
+                               INT64: tl.constexpr, BLOCK_R: tl.constexpr,
+                               BLOCK_J: tl.constexpr, UNROLL: tl.constexpr):
+    """``_depthwise_kernel``'s ``z`` with each row block inside one sequence (``b`` a
+    scalar: one base pointer per program, each tap a scalar step from it) and the taps
+    unrolled ``UNROLL`` at a time (taps past ``K`` masked), so that many loads can be in
+    flight before their multiply-adds.  (Unrolling all 31 taps of a k31 layer spills under
+    ptxas for sm_90a: every load is hoisted.)"""
+    pid = tl.program_id(0)
+    num_j = tl.cdiv(CM, BLOCK_J)
+    pid_r = pid // num_j
+    pid_j = pid % num_j
+    b, t, row_mask = _rows(pid_r, 0, L_out, INT64, True, BLOCK_R)
+    j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
+    j_mask = j < CM
+    start = t * stride - pad_left
+    ptrs = x_ptr + b * sxb + (start * sxl)[:, None] + (_wide(j // M, INT64) * sxc)[None, :]
+    z = tl.zeros((BLOCK_R, BLOCK_J), dtype=tl.float32)
+    for k0 in range(0, K, UNROLL):
+        for i in tl.static_range(UNROLL):
+            k = k0 + i
+            pos = start + k * dilation
+            # vectors, as in _dw_partials_kernel: the interpreter's scalar comparisons
+            # joined to a mask make an integer mask
+            ok = row_mask & (pos >= 0) & (pos < L) & (tl.zeros_like(t) + k < K)
+            xv = tl.load(ptrs + _wide(k * dilation, INT64) * sxl,
+                         mask=ok[:, None] & j_mask[None, :], other=0.0)
+            wv = tl.load(w_ptr + k * CM + j, mask=j_mask & (tl.zeros_like(j) + k < K),
+                         other=0.0)
+            z += xv.to(tl.float32) * wv.to(tl.float32)[None, :]
     z_off = (b * szb + t * szl)[:, None] + _wide(j, INT64)[None, :] * szj
     tl.store(z_ptr + z_off, z.to(z_ptr.dtype.element_ty),
              mask=row_mask[:, None] & j_mask[None, :])
@@ -204,6 +250,7 @@ PICKS = {
               64: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32), 128: _cfg(8, 3, BLOCK_R=64, BLOCK_J=32),
               256: _cfg(8, 2, BLOCK_R=64, BLOCK_J=32), 512: _cfg(8, 2, BLOCK_R=32, BLOCK_J=32)},
     "depthwise": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64),
+    "depthwise_unrolled": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64, UNROLL=4),
     "dw": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64, BLOCK_K=4),
     # rows_once: BLOCK_K x BLOCK_R x BLOCK_J float32 accumulators, 32 per thread here.
     # ptxas (sm_90a, triton 3.9): 117 registers with int32 offsets (170 with int64), no
@@ -211,6 +258,7 @@ PICKS = {
     "dw_rows_once": _cfg(8, 2, BLOCK_R=32, BLOCK_J=64, BLOCK_K=4),
 }
 _INTERPRETER = {"fused_rows": 32, "depthwise": _cfg(4, 1, BLOCK_R=32, BLOCK_J=16),
+                "depthwise_unrolled": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, UNROLL=2),
                 "dw": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2),
                 "dw_rows_once": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2)}
 
@@ -242,18 +290,32 @@ def _geometry(x, w, channels_last):
     return batch, length, channels, k, cm
 
 
-def _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last, z):
-    """Fill ``z`` (``(B, L_out, CM)`` strides given as a tensor) with the depthwise step."""
+def _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last, z, kernel=None):
+    """Fill ``z`` (``(B, L_out, CM)`` strides given as a tensor) with the depthwise step;
+    ``kernel`` one of :data:`DEPTHWISE_KERNELS` (:data:`DEPTHWISE_KERNEL` when ``None``)."""
+    kernel = DEPTHWISE_KERNEL if kernel is None else kernel
+    if kernel not in DEPTHWISE_KERNELS:
+        raise ValueError(f"triton_v2.DEPTHWISE_KERNEL (or SEPCONV_TRITON_V2_DEPTHWISE) must "
+                         f"be one of {DEPTHWISE_KERNELS}; received {kernel!r}")
     batch, length, channels, k, cm = _geometry(x, w, channels_last)
     szb, szl, szj = z.stride()
+    strides = (*_v1._x_strides(x, channels_last), szb, szl, szj)
+    int64 = _v1._needs_int64(x, z)
+    if kernel == "unrolled":
+        config = _config("depthwise_unrolled")
+        grid = (batch * triton.cdiv(l_out, config.kwargs["BLOCK_R"])
+                * triton.cdiv(cm, config.kwargs["BLOCK_J"]),)
+        _launch(_depthwise_unrolled_kernel, config, grid, x, w, z,
+                length, l_out, cm // channels, cm, k, stride, dilation, pad_left, *strides,
+                INT64=int64)
+        return z
     config = _config("depthwise")
     seq = _v1._seq_tiles(x, channels_last)
     grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq)
             * triton.cdiv(cm, config.kwargs["BLOCK_J"]),)
     _launch(_depthwise_kernel, config, grid, x, w, z,
             batch * l_out, length, l_out, cm // channels, cm, k, stride, dilation, pad_left,
-            *_v1._x_strides(x, channels_last), szb, szl, szj,
-            INT64=_v1._needs_int64(x, z), SEQ_TILES=seq)
+            *strides, INT64=int64, SEQ_TILES=seq)
     return z
 
 
