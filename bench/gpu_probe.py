@@ -58,14 +58,15 @@ DRY_FWD_CONFIGS = [(16, 16, 16, 4, 1)]
 # depthwise kernel (BLOCK_R, BLOCK_J, warps, stages), d(depthwise) partials (+ BLOCK_K)
 V2_FUSED_TILES = [(64, 32, 8, 2), (128, 32, 8, 2), (32, 32, 4, 3), (64, 16, 4, 3)]
 V2_DEPTHWISE_TILES = [(64, 64, 8, 2), (128, 32, 4, 2), (32, 128, 8, 2)]
-# d(depthwise): _dw_partials_kernel (per_tile; (32, 64, 4, 2, 2), slowest on the H200 on
-# 2026-11-27, dropped) and _dw_rows_once_kernel, (BLOCK_R, BLOCK_J, warps, stages, BLOCK_K):
-# 32 float32 accumulators per thread, no spills under ptxas for sm_90a
-V2_DW_TILES = [(64, 64, 8, 2, 4), (64, 32, 4, 2, 4), (128, 32, 8, 2, 8)]
-V2_DW_ROWS_ONCE_TILES = [(32, 64, 8, 2, 4), (16, 64, 4, 2, 4), (32, 32, 4, 2, 4),
-                         (64, 64, 8, 2, 2), (16, 64, 8, 2, 8)]
+# d(depthwise), (BLOCK_R, BLOCK_J, warps, stages, BLOCK_K): _dw_partials_kernel (per_tile:
+# PICKS' tile and 2026-11-27's fastest) and _dw_rows_once_kernel (32 float32 accumulators
+# per thread, BLOCK_K 2/4/8, no spills under ptxas for sm_90a).  Each tile compiles once
+# per dtype and shape: keep the lists short.
+V2_DW_TILES = [(64, 64, 8, 2, 4), (64, 32, 4, 2, 4)]
+V2_DW_ROWS_ONCE_TILES = [(32, 64, 8, 2, 4), (32, 32, 4, 2, 4), (32, 64, 4, 2, 2),
+                         (16, 64, 8, 2, 8)]
 # the depthwise step by _depthwise_unrolled_kernel (BLOCK_R, BLOCK_J, warps, stages, UNROLL)
-V2_DEPTHWISE_UNROLLED_TILES = [(64, 64, 8, 2, 4), (32, 128, 8, 2, 4), (64, 64, 8, 2, 8)]
+V2_DEPTHWISE_UNROLLED_TILES = [(64, 64, 8, 2, 4), (32, 128, 8, 2, 4)]
 DRY_V2 = ([(16, 16, 4, 1)], [(16, 16, 4, 1)], [(16, 16, 4, 1, 2)], [(16, 16, 4, 1, 2)],
           [(16, 16, 4, 1, 2)])
 

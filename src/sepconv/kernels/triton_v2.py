@@ -10,7 +10,8 @@ pointwise ``(C*M, F)``, rows ``r = b * L_out + t``.
 Forward.  ``F <= FUSED_MAX_F``: variant 1's fused ``_fwd_kernel`` launched with one
 filter block covering every filter (``BLOCK_F = next_power_of_2(F)``), so each depthwise
 tile ``z`` is computed once per row block instead of once per filter block.  Wider layers: the
-depthwise step alone (``_depthwise_kernel``, ``z`` written once in the input dtype) then
+depthwise step alone (``_depthwise_kernel``, or ``_depthwise_unrolled_kernel`` under
+``DEPTHWISE_KERNEL``; ``z`` written once in the input dtype) then
 cuBLAS (``addmm`` / ``baddbmm``), as the two-kernel composition but with no padded copy or
 layout change of ``x``.
 
@@ -18,8 +19,9 @@ Backward (no atomics; deterministic):
 
 1. ``dz = dy @ p^T`` by cuBLAS, ``(R, C*M)`` in the input dtype (the composition rounds its
    intermediate gradient the same way);
-2. ``d(depthwise)``: ``_dw_partials_kernel``, per (channel block, row range) float32 partial
-   sums ``(splits, K, C*M)`` of ``x[shift_k(r), c_j] * dz[r, j]``, summed by torch;
+2. ``d(depthwise)``: ``_dw_partials_kernel`` (or ``_dw_rows_once_kernel``, see
+   ``DW_KERNEL``), per (channel block, row range) float32 partial sums ``(splits, K, C*M)``
+   of ``x[shift_k(r), c_j] * dz[r, j]``, summed by torch;
 3. ``dx``: variant 1's transposed stencil ``_bwd_dx_kernel`` on that ``dz``;
 4. ``d(pointwise) = z^T @ dy`` by cuBLAS, ``z`` recomputed by ``_depthwise_kernel``
    (or, with ``SAVE_Z``, kept from the forward, which then writes it);
