@@ -350,8 +350,8 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
         DRY_V2 if args.dry_run else
         (V2_FUSED_TILES, V2_DEPTHWISE_TILES, V2_DW_TILES, V2_DW_ROWS_ONCE_TILES,
          V2_DEPTHWISE_UNROLLED_TILES))
-    print("\n# variant 2, ms (median); err = max|out-out64|/max|out64|: forward rows y, "
-          "d(depthwise) rows against the reference's float64 gradient")
+    print("\n# variant 2, ms (median); err = max|out-out64|/max|out64| against the "
+          "reference in float64: y (forward rows), z (depthwise rows), d(depthwise)")
     for shape in shapes:
         _, b, l, c, f, k, s, d, m, pad = shape
         kw = geometry(shape)

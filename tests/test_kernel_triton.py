@@ -605,7 +605,7 @@ else:
             monkeypatch.setattr(triton_v2, name, spy())
         tensors, kw = _case(2, 30, 3, 2, 5, 5, 2, 1, "causal", False, True, seed=3)
         _check_v2(tensors, kw)
-        assert grids["_dw_rows_once_kernel"][0][2] == 3  # K = 5, 2 taps per program
+        assert grids["_dw_rows_once_kernel"][0][0] == 3  # K = 5, 2 taps per program
         assert len(grids["_depthwise_unrolled_kernel"]) == 2  # forward, and d(pointwise)
         a = _run(triton_v2.separable_conv1d, tensors, kw)
         assert all(torch.equal(u, v) for u, v in zip(a, _run(triton_v2.separable_conv1d,

@@ -202,17 +202,19 @@ def _dw_rows_once_kernel(x_ptr, dz_ptr, part_ptr,
                          BLOCK_K: tl.constexpr):
     """``_dw_partials_kernel``'s partials, summed over rows once per program.
 
-    Grid (channel block, row range, tap group): a program owns taps
-    ``k0 .. k0 + BLOCK_K - 1`` of one channel block over one row range.  Per row block it
+    Grid (tap group, channel block, row range): a program owns taps
+    ``k0 .. k0 + BLOCK_K - 1`` of one channel block over one row range; the tap groups of
+    one (channel block, row range) are adjacent programs, so they run together and read the
+    same ``x`` and ``dz`` tiles through L2 rather than each from memory.  Per row block it
     loads the ``BLOCK_K`` shifted ``x`` tiles as one ``(BLOCK_K, BLOCK_R, BLOCK_J)`` masked
     load and adds ``x * dz[None]`` elementwise into a float32 accumulator of that shape (no
     cross-thread traffic in the loop); after its last row block one sum over the rows gives
     the ``(BLOCK_K, BLOCK_J)`` partials.  Each ``dz`` tile is loaded once per tap group
     (by ``ceil(K / BLOCK_K)`` programs, from L2).
     """
-    pid_j = tl.program_id(0)
-    split = tl.program_id(1)
-    k0 = tl.program_id(2) * BLOCK_K
+    k0 = tl.program_id(0) * BLOCK_K
+    pid_j = tl.program_id(1)
+    split = tl.program_id(2)
     j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
     j_mask = j < CM
     col = _wide(j // M, INT64) * sxc
@@ -368,7 +370,7 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
 
 def _dw_splits(num_blocks: int, cm: int, block_j: int, sms: int, tap_groups: int = 1) -> int:
     """Row ranges of the d(depthwise) partials kernels: about 4 programs per SM counting
-    channel blocks and tap groups (``_dw_rows_once_kernel``'s third grid axis), at most one
+    channel blocks and tap groups (``_dw_rows_once_kernel``'s first grid axis), at most one
     range per row block (the float32 partials, ``(splits, K, CM)``, are summed by torch)."""
     programs = triton.cdiv(cm, block_j) * tap_groups
     return max(1, min(triton.cdiv(4 * sms, programs), num_blocks))
@@ -395,7 +397,7 @@ def _depthwise_grad(x, dz, k, stride, dilation, pad_left, l_out, channels_last,
     splits = _dw_splits(num_blocks, cm, block_j, _v1._num_sms(x.device), tap_groups)
     part = torch.empty((splits, k, cm), device=x.device, dtype=torch.float32)
     int64 = _v1._needs_int64(x, dz) or part.numel() >= 2 ** 30
-    grid = (triton.cdiv(cm, block_j), splits) + ((tap_groups,) if rows_once else ())
+    grid = (((tap_groups,) if rows_once else ()) + (triton.cdiv(cm, block_j), splits))
     _launch(_dw_rows_once_kernel if rows_once else _dw_partials_kernel, config, grid,
             x, dz, part, batch * l_out, batch, splits, length, l_out, cm // channels, cm, k,
             stride, dilation, pad_left, *_v1._x_strides(x, channels_last),
