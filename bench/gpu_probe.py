@@ -19,8 +19,11 @@ Issue 12, part 2.  Four measurements, each printed as a table and written to
    (one small shape; compile time reported, not counted).
 5. ``v2``: ``kernels/triton_v2.py``'s tiles (its ``PICKS`` are not measured yet): the
    forward fused with one filter block per tile against its unfused path (depthwise kernel
-   + cuBLAS), the depthwise kernel alone, and ``dz`` (cuBLAS) + the d(depthwise) partials
-   kernel, per tile.  ``profile`` also profiles variant 2 beside variant 1.
+   + cuBLAS); per tile, each kernel of ``DEPTHWISE_KERNELS`` alone (error against the
+   reference's float64 depthwise step), ``dz`` (cuBLAS) alone, and each kernel of
+   ``DW_KERNELS`` alone (``dz`` made once outside the timed call; error against the
+   reference's float64 d(depthwise)).  ``profile`` also profiles variant 2 beside
+   variant 1.
 """
 
 
@@ -55,8 +58,17 @@ DRY_FWD_CONFIGS = [(16, 16, 16, 4, 1)]
 # depthwise kernel (BLOCK_R, BLOCK_J, warps, stages), d(depthwise) partials (+ BLOCK_K)
 V2_FUSED_TILES = [(64, 32, 8, 2), (128, 32, 8, 2), (32, 32, 4, 3), (64, 16, 4, 3)]
 V2_DEPTHWISE_TILES = [(64, 64, 8, 2), (128, 32, 4, 2), (32, 128, 8, 2)]
-V2_DW_TILES = [(64, 64, 8, 2, 4), (64, 32, 4, 2, 4), (128, 32, 8, 2, 8), (32, 64, 4, 2, 2)]
-DRY_V2 = ([(16, 16, 4, 1)], [(16, 16, 4, 1)], [(16, 16, 4, 1, 2)])
+# d(depthwise), (BLOCK_R, BLOCK_J, warps, stages, BLOCK_K): _dw_partials_kernel (per_tile:
+# PICKS' tile and 2026-11-27's fastest) and _dw_rows_once_kernel (32 float32 accumulators
+# per thread, BLOCK_K 2/4/8, no spills under ptxas for sm_90a).  Each tile compiles once
+# per dtype and shape: keep the lists short.
+V2_DW_TILES = [(64, 64, 8, 2, 4), (64, 32, 4, 2, 4)]
+V2_DW_ROWS_ONCE_TILES = [(32, 64, 8, 2, 4), (32, 32, 4, 2, 4), (32, 64, 4, 2, 2),
+                         (16, 64, 8, 2, 8)]
+# the depthwise step by _depthwise_unrolled_kernel (BLOCK_R, BLOCK_J, warps, stages, UNROLL)
+V2_DEPTHWISE_UNROLLED_TILES = [(64, 64, 8, 2, 4), (32, 128, 8, 2, 4)]
+DRY_V2 = ([(16, 16, 4, 1)], [(16, 16, 4, 1)], [(16, 16, 4, 1, 2)], [(16, 16, 4, 1, 2)],
+          [(16, 16, 4, 1, 2)])
 
 
 class Fixed:
@@ -334,9 +346,12 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
     from sepconv.kernels import reference
     from sepconv.kernels import triton_v2 as V
 
-    fused_tiles, depthwise_tiles, dw_tiles = (DRY_V2 if args.dry_run else
-                                              (V2_FUSED_TILES, V2_DEPTHWISE_TILES, V2_DW_TILES))
-    print("\n# variant 2, ms (median); err = max|y-y64|/max|y64| (forward rows)")
+    fused_tiles, depthwise_tiles, dw_tiles, rows_once_tiles, unrolled_tiles = (
+        DRY_V2 if args.dry_run else
+        (V2_FUSED_TILES, V2_DEPTHWISE_TILES, V2_DW_TILES, V2_DW_ROWS_ONCE_TILES,
+         V2_DEPTHWISE_UNROLLED_TILES))
+    print("\n# variant 2, ms (median); err = max|out-out64|/max|out64| against the "
+          "reference in float64: y (forward rows), z (depthwise rows), d(depthwise)")
     for shape in shapes:
         _, b, l, c, f, k, s, d, m, pad = shape
         kw = geometry(shape)
@@ -356,6 +371,35 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
                 _record(report["v2"], save, bench, shape[0], dtype, what, fn, y64, scale,
                         check=check, width=44)
 
+            # d(depthwise) alone: dz = dy @ p^T made once (cuBLAS, x's dtype, as in the
+            # backward), the reference's float64 gradient from the same dy
+            leaves = [t.double().requires_grad_() for t in (x, w, p)]
+            reference.separable_conv1d(*leaves, bias.double(), **kw).backward(dy.double())
+            dw64 = leaves[1].grad.reshape(k, -1)
+            dw_scale = dw64.abs().max().item()
+            del leaves
+            with torch.no_grad():
+                dz = torch.mm(dy.reshape(-1, f), p.t())
+
+            # the depthwise step alone: the reference with an identity pointwise
+            with torch.no_grad():
+                eye = torch.eye(c * m, device=x.device, dtype=torch.float64)
+                z64 = reference.separable_conv1d(x.double(), w.double(), eye, None, **kw)
+            z_scale = z64.abs().max().item()
+
+            def z_row(what, kernel):
+                _record(report["v2"], save, bench, shape[0], dtype, what,
+                        lambda: V._depthwise(x, w2, s, d, left, l_out, True, z, kernel),
+                        z64, z_scale, check=True, width=44)
+
+            def dw_row(kernel, blocks, key):
+                br, bj, nw, ns, bk = blocks
+                V.PICKS[key] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj, BLOCK_K=bk)
+                _record(report["v2"], save, bench, shape[0], dtype,
+                        f"d(depthwise) {kernel} {blocks}",
+                        lambda: V._depthwise_grad(x, dz, k, s, d, left, l_out, True, kernel),
+                        dw64, dw_scale, check=True, width=44)
+
             forward = lambda want_z=False: V._forward(x, w2, p, bias, s, d, left, right, True,
                                                       want_z)[0]
             try:
@@ -372,14 +416,18 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
                 row("depthwise kernel + cuBLAS", forward, True)
                 for br, bj, nw, ns in depthwise_tiles:
                     V.PICKS["depthwise"] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj)
-                    row(f"depthwise alone {(br, bj, nw, ns)}",
-                        lambda: V._depthwise(x, w2, s, d, left, l_out, True, z))
+                    z_row(f"depthwise alone {(br, bj, nw, ns)}", "rows")
+                for br, bj, nw, ns, unroll in unrolled_tiles:
+                    V.PICKS["depthwise_unrolled"] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj,
+                                                           UNROLL=unroll)
+                    z_row(f"depthwise unrolled alone {(br, bj, nw, ns, unroll)}", "unrolled")
                 row("cuBLAS dz = dy @ p^T alone", lambda: torch.mm(dy.reshape(-1, f), p.t()))
-                for br, bj, nw, ns, bk in dw_tiles:
-                    V.PICKS["dw"] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj, BLOCK_K=bk)
-                    row(f"dz + d(depthwise) partials {(br, bj, nw, ns, bk)}",
-                        lambda: V._backward(dy, x, w2, p, True, s, d, left, True,
-                                            False, True, False, False)[1])
+                # (BLOCK_R, BLOCK_J, warps, stages, BLOCK_K); each row is the kernel and
+                # torch's sum of its float32 partials, without the dz GEMM above
+                for blocks in dw_tiles:
+                    dw_row("per_tile", blocks, "dw")
+                for blocks in rows_once_tiles:
+                    dw_row("rows_once", blocks, "dw_rows_once")
             finally:
                 V.FUSED_MAX_F, V.PICKS = saved[0], saved[1]
 

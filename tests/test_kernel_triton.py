@@ -86,7 +86,9 @@ pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr z_ptr",
             "_bwd_dx_kernel": "dz_ptr w_ptr dx_ptr",
             "_bwd_dp_kernel": "x_ptr w_ptr dy_ptr dp_ptr db_ptr",
             "_depthwise_kernel": "x_ptr w_ptr z_ptr",
-            "_dw_partials_kernel": "x_ptr dz_ptr part_ptr"}
+            "_dw_partials_kernel": "x_ptr dz_ptr part_ptr",
+            "_dw_rows_once_kernel": "x_ptr dz_ptr part_ptr",
+            "_depthwise_unrolled_kernel": "x_ptr w_ptr z_ptr"}
 scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr", "part_ptr"}  # float32 buffers
 v2_scratch = {"part_ptr"}  # variant 2's dz is in the input dtype (cuBLAS' output)
 launches = [(getattr(T, name), config, scratch) for name, configs in T.GPU_PICKS.items()
@@ -95,6 +97,8 @@ launches = [(getattr(T, name), config, scratch) for name, configs in T.GPU_PICKS
 # each one-filter-block tile
 launches += [(V._depthwise_kernel, V.PICKS["depthwise"], v2_scratch),
              (V._dw_partials_kernel, V.PICKS["dw"], v2_scratch),
+             (V._dw_rows_once_kernel, V.PICKS["dw_rows_once"], v2_scratch),
+             (V._depthwise_unrolled_kernel, V.PICKS["depthwise_unrolled"], v2_scratch),
              (T._bwd_dx_kernel, T.GPU_PICKS["_bwd_dx_kernel"][0], v2_scratch)]
 launches += [(T._fwd_kernel, V._fused_config(f), v2_scratch) for f in sorted(V.PICKS["fused"])]
 for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
@@ -129,7 +133,7 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
         proc = subprocess.run([sys.executable, "-c", _AOT], env=env, capture_output=True,
                               text=True, timeout=900)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
-        assert proc.stdout.count("compiled") == 2 * (5 + 3 + 6), proc.stdout
+        assert proc.stdout.count("compiled") == 2 * (5 + 5 + 6), proc.stdout
 
     def test_gpu_bench_dry_run(tmp_path):
         # bench/gpu.py's own logic (compositions checked against the reference, timing,
@@ -163,9 +167,11 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
                               env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
         rows = json.loads((tmp_path / "probe" / "probe.json").read_text())["v2"]
-        assert len(rows) == 2 * 5 + 1 and not any("FAILED" in r["what"] for r in rows), rows
+        assert len(rows) == 2 * 7 + 1 and not any("FAILED" in r["what"] for r in rows), rows
+        assert sum(r["what"].startswith(("d(depthwise) rows_once", "depthwise unrolled"))
+                   for r in rows) == 4
         for row in rows:
-            if row["what"].startswith(("fused", "depthwise kernel")):
+            if not row["what"].startswith("cuBLAS"):  # every other row is checked
                 assert row["err"] < (1e-5 if row["dtype"] == "float32" else 2e-2), row
 
 else:
@@ -538,6 +544,103 @@ else:
         a = _run(triton_v2.separable_conv1d, tensors, kw)
         b = _run(triton_v2.separable_conv1d, tensors, kw)
         assert all(torch.equal(u, v) for u, v in zip(a, b))
+
+    # d(depthwise) alone, each kernel of triton_v2.DW_KERNELS: (batch, length, channels,
+    # multiplier, kernel, stride, dilation, padding, channels_last, splits).  Interpreter
+    # tiles: 16 rows, 16 channels, taps 2 at a time, so K = 5..9 spans 3-5 tap groups (the
+    # last one part-masked) and 6 channels x M = 3 several channel blocks.  splits: None is
+    # _dw_splits' choice on one SM; a number forces it (past the row blocks: empty ranges).
+    DW_CASES = [
+        (2, 23, 5, 2, 5, 1, 1, "same", True, None),
+        (2, 40, 6, 3, 7, 2, 1, "causal", False, None),
+        (3, 19, 4, 1, 3, 1, 3, "valid", True, 2),
+        (1, 50, 3, 2, 9, 1, 2, "causal", True, 5),     # 4 row blocks, the 5th range empty
+        (2, 33, 3, 1, 1, 3, 1, "same", False, 3),      # one tap; 2 x 1 blocks, 1 range empty
+        (2, 37, 2, 2, 6, 1, 2, "same", False, 1),      # one range over every block
+        (1, 7, 1, 3, 7, 1, 1, "valid", True, None),    # K = L: one output row
+    ]
+
+    def _dw_case(batch, length, channels, m, k, stride, dilation, pad, channels_last,
+                 seed=0):
+        """``x``, ``dz`` (``(R, C*M)`` float32), the reference's d(depthwise) from the same
+        ``dy`` as ``(K, C*M)`` (computed in float64, rounded to float32), ``kw``, ``L_out``."""
+        tensors, kw = _case(batch, length, channels, m, 4, k, stride, dilation, pad,
+                            channels_last, False, seed=seed)
+        x, w, p, _ = tensors
+        want = _run(reference.separable_conv1d, tensors, kw, dtype=torch.float64)[2]
+        l_out = padding.padded_output_length(length, k, stride, dilation, kw["pad_left"],
+                                             kw["pad_right"])
+        gen = torch.Generator().manual_seed(1)  # _run's dy
+        shape = (batch, l_out, 4) if channels_last else (batch, 4, l_out)
+        dy = torch.randn(shape, generator=gen).to(x)
+        dy_rows = (dy if channels_last else dy.transpose(1, 2)).reshape(-1, 4)
+        return x, (dy_rows @ p.t()).contiguous(), want.reshape(k, -1).double(), kw, l_out
+
+    @pytest.mark.parametrize("kernel", ["per_tile", "rows_once"])
+    def test_v2_depthwise_grad_kernels(monkeypatch, kernel):
+        for i, case in enumerate(DW_CASES):
+            *geometry, splits = case
+            x, dz, want, kw, l_out = _dw_case(*geometry, seed=i)
+            if splits is not None:
+                monkeypatch.setattr(triton_v2, "_dw_splits", lambda *a, n=splits: n)
+            else:
+                monkeypatch.setattr(triton_v2._v1, "_num_sms", lambda device: 1)
+            got = triton_v2._depthwise_grad(x, dz, want.shape[0], kw["stride"], kw["dilation"],
+                                            kw["pad_left"], l_out, kw["channels_last"], kernel)
+            monkeypatch.undo()
+            torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5,
+                                       msg=lambda m, case=case: f"{case}: {m}")
+
+    @pytest.mark.parametrize("kernel", ["rows", "unrolled"])
+    def test_v2_depthwise_kernels(kernel):
+        # z alone, each kernel of triton_v2.DEPTHWISE_KERNELS, against the reference with an
+        # identity pointwise (float64), on DW_CASES' geometries (unrolled: taps 2 at a time)
+        for i, (batch, length, channels, m, k, stride, dilation, pad, channels_last,
+                _) in enumerate(DW_CASES):
+            (x, w, _, _), kw = _case(batch, length, channels, m, 1, k, stride, dilation, pad,
+                                     channels_last, False, seed=i)
+            cm = channels * m
+            eye = torch.eye(cm, dtype=torch.float64, device=DEVICE)
+            want = reference.separable_conv1d(x.double(), w.double(), eye, None, **kw)
+            want = want if channels_last else want.transpose(1, 2)
+            z = torch.full(want.shape, float("nan"), device=DEVICE)
+            triton_v2._depthwise(x, w.reshape(k, cm), kw["stride"], kw["dilation"],
+                                 kw["pad_left"], want.shape[1], channels_last, z, kernel)
+            torch.testing.assert_close(z.double(), want, rtol=1e-5, atol=1e-5,
+                                       msg=lambda msg, i=i: f"{DW_CASES[i]}: {msg}")
+
+    def test_v2_alternative_kernels_end_to_end(monkeypatch):
+        # DW_KERNEL = "rows_once" and DEPTHWISE_KERNEL = "unrolled" through the whole layer
+        # (the unfused forward, F > FUSED_MAX_F): 16-bit and int64 offsets too; several tap
+        # groups in the grid, deterministic run to run; bad names are errors.
+        monkeypatch.setattr(triton_v2, "DW_KERNEL", "rows_once")
+        monkeypatch.setattr(triton_v2, "DEPTHWISE_KERNEL", "unrolled")
+        monkeypatch.setattr(triton_v2, "FUSED_MAX_F", 4)
+        grids = {}
+        for name in ("_dw_rows_once_kernel", "_depthwise_unrolled_kernel"):
+            kernel = getattr(triton_v2, name)
+            spy = type("Spy", (), {"__getitem__": lambda self, grid, name=name, kernel=kernel:
+                                   grids.setdefault(name, []).append(grid) or kernel[grid]})
+            monkeypatch.setattr(triton_v2, name, spy())
+        tensors, kw = _case(2, 30, 3, 2, 5, 5, 2, 1, "causal", False, True, seed=3)
+        _check_v2(tensors, kw)
+        assert grids["_dw_rows_once_kernel"][0][0] == 3  # K = 5, 2 taps per program
+        assert len(grids["_depthwise_unrolled_kernel"]) == 2  # forward, and d(pointwise)
+        a = _run(triton_v2.separable_conv1d, tensors, kw)
+        assert all(torch.equal(u, v) for u, v in zip(a, _run(triton_v2.separable_conv1d,
+                                                             tensors, kw)))
+        tensors, kw = _case(2, 19, 4, 2, 18, 5, 1, 2, "same", True, True, dtype=torch.bfloat16)
+        _check(tensors, kw, rtol=3e-2, atol=3e-2, kernel=triton_v2.separable_conv1d)
+        monkeypatch.setattr(triton_v2._v1, "_needs_int64", lambda *tensors: True)
+        tensors, kw = _case(2, 21, 3, 2, 6, 4, 1, 1, "same", True, True)
+        _check_v2(tensors, kw)
+        monkeypatch.setattr(triton_v2, "DEPTHWISE_KERNEL", "fast")
+        with pytest.raises(ValueError, match="DEPTHWISE_KERNEL.*'fast'"):
+            _run(triton_v2.separable_conv1d, tensors, kw)
+        monkeypatch.setattr(triton_v2, "DEPTHWISE_KERNEL", "rows")
+        monkeypatch.setattr(triton_v2, "DW_KERNEL", "fast")
+        with pytest.raises(ValueError, match="DW_KERNEL.*'fast'"):
+            _run(triton_v2.separable_conv1d, tensors, kw)
 
     @pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 3e-2), (torch.float16, 5e-3)])
     @pytest.mark.parametrize("pad,stride,dilation,multiplier,channels_last,filters", [

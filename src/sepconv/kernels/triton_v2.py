@@ -10,7 +10,8 @@ pointwise ``(C*M, F)``, rows ``r = b * L_out + t``.
 Forward.  ``F <= FUSED_MAX_F``: variant 1's fused ``_fwd_kernel`` launched with one
 filter block covering every filter (``BLOCK_F = next_power_of_2(F)``), so each depthwise
 tile ``z`` is computed once per row block instead of once per filter block.  Wider layers: the
-depthwise step alone (``_depthwise_kernel``, ``z`` written once in the input dtype) then
+depthwise step alone (``_depthwise_kernel``, or ``_depthwise_unrolled_kernel`` under
+``DEPTHWISE_KERNEL``; ``z`` written once in the input dtype) then
 cuBLAS (``addmm`` / ``baddbmm``), as the two-kernel composition but with no padded copy or
 layout change of ``x``.
 
@@ -18,8 +19,9 @@ Backward (no atomics; deterministic):
 
 1. ``dz = dy @ p^T`` by cuBLAS, ``(R, C*M)`` in the input dtype (the composition rounds its
    intermediate gradient the same way);
-2. ``d(depthwise)``: ``_dw_partials_kernel``, per (channel block, row range) float32 partial
-   sums ``(splits, K, C*M)`` of ``x[shift_k(r), c_j] * dz[r, j]``, summed by torch;
+2. ``d(depthwise)``: ``_dw_partials_kernel`` (or ``_dw_rows_once_kernel``, see
+   ``DW_KERNEL``), per (channel block, row range) float32 partial sums ``(splits, K, C*M)``
+   of ``x[shift_k(r), c_j] * dz[r, j]``, summed by torch;
 3. ``dx``: variant 1's transposed stencil ``_bwd_dx_kernel`` on that ``dz``;
 4. ``d(pointwise) = z^T @ dy`` by cuBLAS, ``z`` recomputed by ``_depthwise_kernel``
    (or, with ``SAVE_Z``, kept from the forward, which then writes it);
@@ -65,6 +67,23 @@ FUSED_MAX_F = int(os.environ.get("SEPCONV_TRITON_V2_FUSED_MAX_F", "128"))
 #: (read at import) or setting this attribute turns it on.
 SAVE_Z = os.environ.get("SEPCONV_TRITON_V2_SAVE_Z", "0") == "1"
 
+#: Which kernel computes the d(depthwise) partials (both give the same float32 partials
+#: ``(splits, K, C*M)``, deterministic): ``"per_tile"``, ``_dw_partials_kernel``, a column
+#: sum across the row tile for every (row block, tap); ``"rows_once"``,
+#: ``_dw_rows_once_kernel``, elementwise products accumulated in registers and summed over
+#: rows once per program.  Not measured yet (``bench/gpu_probe.py --only v2`` times both);
+#: ``SEPCONV_TRITON_V2_DW`` (read at import) or setting this attribute picks one.
+DW_KERNEL = os.environ.get("SEPCONV_TRITON_V2_DW", "per_tile")
+DW_KERNELS = ("per_tile", "rows_once")
+
+#: Which kernel computes the depthwise step ``z`` (unfused forward, recomputed ``z``):
+#: ``"rows"``, ``_depthwise_kernel`` (row blocks over the flattened rows, taps in a loop);
+#: ``"unrolled"``, ``_depthwise_unrolled_kernel`` (row blocks inside one sequence, taps
+#: unrolled ``UNROLL`` at a time).  Not measured yet; ``SEPCONV_TRITON_V2_DEPTHWISE`` (read
+#: at import) or setting this attribute picks one.
+DEPTHWISE_KERNEL = os.environ.get("SEPCONV_TRITON_V2_DEPTHWISE", "rows")
+DEPTHWISE_KERNELS = ("rows", "unrolled")
+
 
 # --------------------------------------------------------------------------- kernels
 
@@ -86,6 +105,44 @@ def _depthwise_kernel(x_ptr, w_ptr, z_ptr,
     j_mask = j < CM
     z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
                         stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
+    z_off = (b * szb + t * szl)[:, None] + _wide(j, INT64)[None, :] * szj
+    tl.store(z_ptr + z_off, z.to(z_ptr.dtype.element_ty),
+             mask=row_mask[:, None] & j_mask[None, :])
+
+
+@triton.jit
+def _depthwise_unrolled_kernel(x_ptr, w_ptr, z_ptr,
+                               L, L_out, M, CM, K, stride, dilation, pad_left,
+                               sxb, sxl, sxc, szb, szl, szj,
+                               INT64: tl.constexpr, BLOCK_R: tl.constexpr,
+                               BLOCK_J: tl.constexpr, UNROLL: tl.constexpr):
+    """``_depthwise_kernel``'s ``z`` with each row block inside one sequence (``b`` a
+    scalar: one base pointer per program, each tap a scalar step from it) and the taps
+    unrolled ``UNROLL`` at a time (taps past ``K`` masked), so that many loads can be in
+    flight before their multiply-adds.  (Unrolling all 31 taps of a k31 layer spills under
+    ptxas for sm_90a: every load is hoisted.)"""
+    pid = tl.program_id(0)
+    num_j = tl.cdiv(CM, BLOCK_J)
+    pid_r = pid // num_j
+    pid_j = pid % num_j
+    b, t, row_mask = _rows(pid_r, 0, L_out, INT64, True, BLOCK_R)
+    j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
+    j_mask = j < CM
+    start = t * stride - pad_left
+    ptrs = x_ptr + b * sxb + (start * sxl)[:, None] + (_wide(j // M, INT64) * sxc)[None, :]
+    z = tl.zeros((BLOCK_R, BLOCK_J), dtype=tl.float32)
+    for k0 in range(0, K, UNROLL):
+        for i in tl.static_range(UNROLL):
+            k = k0 + i
+            pos = start + k * dilation
+            # vectors, as in _dw_partials_kernel: the interpreter's scalar comparisons
+            # joined to a mask make an integer mask
+            ok = row_mask & (pos >= 0) & (pos < L) & (tl.zeros_like(t) + k < K)
+            xv = tl.load(ptrs + _wide(k * dilation, INT64) * sxl,
+                         mask=ok[:, None] & j_mask[None, :], other=0.0)
+            wv = tl.load(w_ptr + k * CM + j, mask=j_mask & (tl.zeros_like(j) + k < K),
+                         other=0.0)
+            z += xv.to(tl.float32) * wv.to(tl.float32)[None, :]
     z_off = (b * szb + t * szl)[:, None] + _wide(j, INT64)[None, :] * szj
     tl.store(z_ptr + z_off, z.to(z_ptr.dtype.element_ty),
              mask=row_mask[:, None] & j_mask[None, :])
@@ -137,6 +194,52 @@ def _dw_partials_kernel(x_ptr, dz_ptr, part_ptr,
                  mask=(k < K)[:, None] & j_mask[None, :])
 
 
+@triton.jit
+def _dw_rows_once_kernel(x_ptr, dz_ptr, part_ptr,
+                         R, B, NUM_SPLITS, L, L_out, M, CM, K, stride, dilation, pad_left,
+                         sxb, sxl, sxc,
+                         INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
+                         BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr,
+                         BLOCK_K: tl.constexpr):
+    """``_dw_partials_kernel``'s partials, summed over rows once per program.
+
+    Grid (tap group, channel block, row range): a program owns taps
+    ``k0 .. k0 + BLOCK_K - 1`` of one channel block over one row range; the tap groups of
+    one (channel block, row range) are adjacent programs, so they run together and read the
+    same ``x`` and ``dz`` tiles through L2 rather than each from memory.  Per row block it
+    loads the ``BLOCK_K`` shifted ``x`` tiles as one ``(BLOCK_K, BLOCK_R, BLOCK_J)`` masked
+    load and adds ``x * dz[None]`` elementwise into a float32 accumulator of that shape (no
+    cross-thread traffic in the loop); after its last row block one sum over the rows gives
+    the ``(BLOCK_K, BLOCK_J)`` partials.  Each ``dz`` tile is loaded once per tap group
+    (by ``ceil(K / BLOCK_K)`` programs, from L2).
+    """
+    k0 = tl.program_id(0) * BLOCK_K
+    pid_j = tl.program_id(1)
+    split = tl.program_id(2)
+    j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
+    j_mask = j < CM
+    col = _wide(j // M, INT64) * sxc
+    k = k0 + tl.arange(0, BLOCK_K)
+    k_mask = k < K
+    shift = _wide(k, INT64) * dilation - pad_left  # (BLOCK_K,)
+    lo, hi = _split_blocks(split, NUM_SPLITS, R, B, L_out, SEQ_TILES, BLOCK_R)
+    acc = tl.zeros((BLOCK_K, BLOCK_R, BLOCK_J), dtype=tl.float32)
+    for block in range(lo, hi):
+        b, t, row_mask = _rows(block, R, L_out, INT64, SEQ_TILES, BLOCK_R)
+        r = b * L_out + t
+        dz = tl.load(dz_ptr + r[:, None] * CM + j[None, :],
+                     mask=row_mask[:, None] & j_mask[None, :], other=0.0).to(tl.float32)
+        pos = (t * stride)[None, :] + shift[:, None]  # (BLOCK_K, BLOCK_R)
+        ok = row_mask[None, :] & k_mask[:, None] & (pos >= 0) & (pos < L)
+        off = (b * sxb + pos * sxl)[:, :, None] + col[None, None, :]
+        xv = tl.load(x_ptr + off, mask=ok[:, :, None] & j_mask[None, None, :], other=0.0)
+        acc += xv.to(tl.float32) * dz[None, :, :]
+    part = tl.sum(acc, axis=1)
+    base = _wide(split, INT64) * K * CM
+    tl.store(part_ptr + base + _wide(k, INT64)[:, None] * CM + j[None, :], part,
+             mask=k_mask[:, None] & j_mask[None, :])
+
+
 # ------------------------------------------------------------------------- configs
 
 
@@ -152,10 +255,17 @@ PICKS = {
               64: _cfg(4, 3, BLOCK_R=64, BLOCK_J=32), 128: _cfg(8, 3, BLOCK_R=64, BLOCK_J=32),
               256: _cfg(8, 2, BLOCK_R=64, BLOCK_J=32), 512: _cfg(8, 2, BLOCK_R=32, BLOCK_J=32)},
     "depthwise": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64),
+    "depthwise_unrolled": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64, UNROLL=4),
     "dw": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64, BLOCK_K=4),
+    # rows_once: BLOCK_K x BLOCK_R x BLOCK_J float32 accumulators, 32 per thread here.
+    # ptxas (sm_90a, triton 3.9): 117 registers with int32 offsets (170 with int64), no
+    # spills; 64 per thread (BLOCK_R=64 or 4 warps) takes 250+ with int64 and spills.
+    "dw_rows_once": _cfg(8, 2, BLOCK_R=32, BLOCK_J=64, BLOCK_K=4),
 }
 _INTERPRETER = {"fused_rows": 32, "depthwise": _cfg(4, 1, BLOCK_R=32, BLOCK_J=16),
-                "dw": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2)}
+                "depthwise_unrolled": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, UNROLL=2),
+                "dw": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2),
+                "dw_rows_once": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2)}
 
 
 def _fused_config(f: int) -> triton.Config:
@@ -185,18 +295,32 @@ def _geometry(x, w, channels_last):
     return batch, length, channels, k, cm
 
 
-def _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last, z):
-    """Fill ``z`` (``(B, L_out, CM)`` strides given as a tensor) with the depthwise step."""
+def _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last, z, kernel=None):
+    """Fill ``z`` (``(B, L_out, CM)`` strides given as a tensor) with the depthwise step;
+    ``kernel`` one of :data:`DEPTHWISE_KERNELS` (:data:`DEPTHWISE_KERNEL` when ``None``)."""
+    kernel = DEPTHWISE_KERNEL if kernel is None else kernel
+    if kernel not in DEPTHWISE_KERNELS:
+        raise ValueError(f"triton_v2.DEPTHWISE_KERNEL (or SEPCONV_TRITON_V2_DEPTHWISE) must "
+                         f"be one of {DEPTHWISE_KERNELS}; received {kernel!r}")
     batch, length, channels, k, cm = _geometry(x, w, channels_last)
     szb, szl, szj = z.stride()
+    strides = (*_v1._x_strides(x, channels_last), szb, szl, szj)
+    int64 = _v1._needs_int64(x, z)
+    if kernel == "unrolled":
+        config = _config("depthwise_unrolled")
+        grid = (batch * triton.cdiv(l_out, config.kwargs["BLOCK_R"])
+                * triton.cdiv(cm, config.kwargs["BLOCK_J"]),)
+        _launch(_depthwise_unrolled_kernel, config, grid, x, w, z,
+                length, l_out, cm // channels, cm, k, stride, dilation, pad_left, *strides,
+                INT64=int64)
+        return z
     config = _config("depthwise")
     seq = _v1._seq_tiles(x, channels_last)
     grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq)
             * triton.cdiv(cm, config.kwargs["BLOCK_J"]),)
     _launch(_depthwise_kernel, config, grid, x, w, z,
             batch * l_out, length, l_out, cm // channels, cm, k, stride, dilation, pad_left,
-            *_v1._x_strides(x, channels_last), szb, szl, szj,
-            INT64=_v1._needs_int64(x, z), SEQ_TILES=seq)
+            *strides, INT64=int64, SEQ_TILES=seq)
     return z
 
 
@@ -245,10 +369,41 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
     return y, (z.transpose(1, 2) if want_z else None)
 
 
-def _dw_splits(num_blocks: int, cm: int, block_j: int, sms: int) -> int:
-    """Row ranges of ``_dw_partials_kernel``: about 4 programs per SM, at most one range per
-    row block (its float32 partials, ``(splits, K, CM)``, are summed by torch)."""
-    return max(1, min(triton.cdiv(4 * sms, triton.cdiv(cm, block_j)), num_blocks))
+def _dw_splits(num_blocks: int, cm: int, block_j: int, sms: int, tap_groups: int = 1) -> int:
+    """Row ranges of the d(depthwise) partials kernels: about 4 programs per SM counting
+    channel blocks and tap groups (``_dw_rows_once_kernel``'s first grid axis), at most one
+    range per row block (the float32 partials, ``(splits, K, CM)``, are summed by torch)."""
+    programs = triton.cdiv(cm, block_j) * tap_groups
+    return max(1, min(triton.cdiv(4 * sms, programs), num_blocks))
+
+
+def _depthwise_grad(x, dz, k, stride, dilation, pad_left, l_out, channels_last,
+                    kernel=None):
+    """``d(depthwise)`` as float32 ``(K, C*M)``: ``sum_r x[shift_k(r), j // M] * dz[r, j]``.
+    ``dz`` is ``(B * L_out, C*M)`` contiguous; ``kernel`` one of :data:`DW_KERNELS`
+    (:data:`DW_KERNEL` when ``None``)."""
+    kernel = DW_KERNEL if kernel is None else kernel
+    if kernel not in DW_KERNELS:
+        raise ValueError(f"triton_v2.DW_KERNEL (or SEPCONV_TRITON_V2_DW) must be one of "
+                         f"{DW_KERNELS}; received {kernel!r}")
+    rows_once = kernel == "rows_once"
+    batch = x.shape[0]
+    length, channels = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[1])
+    cm = dz.shape[1]
+    config = _config("dw_rows_once" if rows_once else "dw")
+    block_r, block_j = config.kwargs["BLOCK_R"], config.kwargs["BLOCK_J"]
+    tap_groups = triton.cdiv(k, config.kwargs["BLOCK_K"]) if rows_once else 1
+    seq = _v1._seq_tiles(x, channels_last)
+    num_blocks = _v1._row_blocks(batch, l_out, block_r, seq)
+    splits = _dw_splits(num_blocks, cm, block_j, _v1._num_sms(x.device), tap_groups)
+    part = torch.empty((splits, k, cm), device=x.device, dtype=torch.float32)
+    int64 = _v1._needs_int64(x, dz) or part.numel() >= 2 ** 30
+    grid = (((tap_groups,) if rows_once else ()) + (triton.cdiv(cm, block_j), splits))
+    _launch(_dw_rows_once_kernel if rows_once else _dw_partials_kernel, config, grid,
+            x, dz, part, batch * l_out, batch, splits, length, l_out, cm // channels, cm, k,
+            stride, dilation, pad_left, *_v1._x_strides(x, channels_last),
+            INT64=int64, SEQ_TILES=seq)
+    return part.sum(0)
 
 
 def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
@@ -267,21 +422,11 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
     # dy as (R, F) rows: a view for channels_last, a transposing copy for channels_first.
     dy_rows = (dy if channels_last else dy.transpose(1, 2)).reshape(rows, f)
     dx = dw = dp = db = None
-    seq = _v1._seq_tiles(x, channels_last)
     if need_dx or need_dw:
         dz = torch.mm(dy_rows, p.t())  # (R, CM) contiguous, x's dtype
         if need_dw:
-            config = _config("dw")
-            block_r, block_j = config.kwargs["BLOCK_R"], config.kwargs["BLOCK_J"]
-            num_blocks = _v1._row_blocks(batch, l_out, block_r, seq)
-            splits = _dw_splits(num_blocks, cm, block_j, _v1._num_sms(x.device))
-            part = torch.empty((splits, k, cm), device=x.device, dtype=torch.float32)
-            int64 = _v1._needs_int64(x, dz) or part.numel() >= 2 ** 30
-            _launch(_dw_partials_kernel, config, (triton.cdiv(cm, block_j), splits),
-                    x, dz, part, rows, batch, splits, length, l_out, m, cm, k, stride,
-                    dilation, pad_left, *_v1._x_strides(x, channels_last),
-                    INT64=int64, SEQ_TILES=seq)
-            dw = part.sum(0).to(w.dtype)
+            dw = _depthwise_grad(x, dz, k, stride, dilation, pad_left, l_out,
+                                 channels_last).to(w.dtype)
         if need_dx:
             dx = torch.empty_like(x, memory_format=torch.contiguous_format)
             seq_x = _v1._seq_tiles(dx, channels_last)
