@@ -56,17 +56,22 @@ FWD_CONFIGS = [(64, 32, 64, 4, 3), (128, 32, 128, 8, 3), (64, 32, 256, 8, 2),
 DRY_FWD_CONFIGS = [(16, 16, 16, 4, 1)]
 # variant 2 tiles: fused forward (BLOCK_R, BLOCK_J, warps, stages; BLOCK_F from F), the
 # depthwise kernel (BLOCK_R, BLOCK_J, warps, stages), d(depthwise) partials (+ BLOCK_K)
-V2_FUSED_TILES = [(64, 32, 8, 2), (128, 32, 8, 2), (32, 32, 4, 3), (64, 16, 4, 3)]
-V2_DEPTHWISE_TILES = [(64, 64, 8, 2), (128, 32, 4, 2), (32, 128, 8, 2)]
+# num_stages 1 beside 2-3: with a software-pipelined tap loop Triton may turn the x loads
+# into asynchronous copies that skip L1, so each of the K shifted tiles (which overlap in
+# all but one row) would come from L2; unpipelined loads can hit L1.  (Fused tiles only
+# where the dispatcher fuses, F <= 128: 256 and 512 lost to the unfused path in 2026-11-27's probe.)
+V2_FUSED_TILES = [(64, 32, 8, 2), (64, 32, 4, 1), (128, 32, 8, 1)]
+V2_DEPTHWISE_TILES = [(64, 64, 8, 2), (32, 128, 8, 2), (64, 64, 8, 1), (32, 128, 8, 1),
+                      (64, 64, 4, 1)]
 # d(depthwise), (BLOCK_R, BLOCK_J, warps, stages, BLOCK_K): _dw_partials_kernel (per_tile:
 # PICKS' tile and 2026-11-27's fastest) and _dw_rows_once_kernel (32 float32 accumulators
 # per thread, BLOCK_K 2/4/8, no spills under ptxas for sm_90a).  Each tile compiles once
 # per dtype and shape: keep the lists short.
-V2_DW_TILES = [(64, 64, 8, 2, 4), (64, 32, 4, 2, 4)]
-V2_DW_ROWS_ONCE_TILES = [(32, 64, 8, 2, 4), (32, 32, 4, 2, 4), (32, 64, 4, 2, 2),
-                         (16, 64, 8, 2, 8)]
+V2_DW_TILES = [(64, 32, 4, 2, 4), (64, 32, 4, 1, 4)]
+V2_DW_ROWS_ONCE_TILES = [(32, 64, 8, 2, 4), (32, 32, 4, 2, 4), (16, 64, 8, 2, 8),
+                         (32, 64, 8, 1, 4)]
 # the depthwise step by _depthwise_unrolled_kernel (BLOCK_R, BLOCK_J, warps, stages, UNROLL)
-V2_DEPTHWISE_UNROLLED_TILES = [(64, 64, 8, 2, 4), (32, 128, 8, 2, 4)]
+V2_DEPTHWISE_UNROLLED_TILES = [(64, 64, 8, 2, 4), (64, 64, 8, 1, 4)]
 DRY_V2 = ([(16, 16, 4, 1)], [(16, 16, 4, 1)], [(16, 16, 4, 1, 2)], [(16, 16, 4, 1, 2)],
           [(16, 16, 4, 1, 2)])
 
@@ -404,12 +409,12 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
                                                       want_z)[0]
             try:
                 block_f = max(16, triton.next_power_of_2(f))
-                if block_f <= 512:
+                if block_f <= (512 if args.dry_run else 128):
                     V.FUSED_MAX_F = 512
                     for br, bj, nw, ns in fused_tiles:
                         V.PICKS["fused"][block_f] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj)
                         row(f"fused BLOCK_F={block_f} {(br, bj, nw, ns)}", forward, True)
-                        if dtype != torch.float32:  # SAVE_Z: the fused kernel also stores z
+                        if dtype != torch.float32 and args.dry_run:  # (measured 2026-11-27)
                             row(f"fused+z BLOCK_F={block_f} {(br, bj, nw, ns)}",
                                 lambda: forward(True), True)
                 V.FUSED_MAX_F = 0

@@ -27,8 +27,10 @@ set -u
 dry=""
 v2_only=${V2_ONLY:-quartznet_b1,quartznet_b5,matchboxnet,conformer,causal_stream,timeseries,tcn,long-256}
 v2_probe_shapes=${V2_PROBE_SHAPES:-quartznet_b5,causal_stream_128,long-256}
+check_probe_shapes=${CHECK_PROBE_SHAPES:-causal_stream_128,long-256}
 if [ "${DRY:-0}" = 1 ]; then
   export TRITON_INTERPRET=1; dry=--dry-run; v2_only=tiny; v2_probe_shapes=tiny
+  check_probe_shapes=tiny
 fi
 out=${OUT:-bench/results}; mkdir -p "$out"
 # `-o addopts=`: the GPU machine has no pytest-xdist (pyproject's addopts ask for it)
@@ -63,19 +65,19 @@ for part in "$@"; do
         timeout ${RULE_BENCH_TIMEOUT:-300} python bench/gpu.py $dry --reps 15 --warmup 3 \
              --variants triton_v2,triton_v2_savez --out "$out/gpu-rule" \
              --dtypes float32,bfloat16,float32_torch_default 2>&1 | tee "$out/gpu_rule_bench.txt" ;;
-    check) SEPCONV_TRITON_AUTOTUNE=0 timeout ${CHECK_TESTS_TIMEOUT:-100} python -m pytest -q \
+    check) SEPCONV_TRITON_AUTOTUNE=0 timeout ${CHECK_TESTS_TIMEOUT:-60} python -m pytest -q \
              -p no:cacheprovider -o addopts= tests/test_kernel_cuda.py 2>&1 | tail -n 15 \
           | tee "$out/gpu_tests.txt"
         SEPCONV_TRITON_CHILD=1 SEPCONV_KERNEL= SEPCONV_TRITON_AUTOTUNE=0 \
           timeout ${CHECK_V2_TESTS_TIMEOUT:-150} python -m pytest -q -p no:cacheprovider \
              -o addopts= --noconftest tests/test_kernel_triton.py -k "v2 or variant or pick" \
              2>&1 | tail -n 15 | tee -a "$out/gpu_tests.txt"
-        timeout ${CHECK_BENCH_TIMEOUT:-280} python bench/gpu.py $dry --reps 15 --warmup 3 \
+        timeout ${CHECK_BENCH_TIMEOUT:-260} python bench/gpu.py $dry --reps 15 --warmup 3 \
              --variants triton_v2,triton_v2_savez --out "$out/gpu-rule" \
              --dtypes float32,bfloat16,float32_torch_default 2>&1 | tee "$out/gpu_rule_bench.txt"
         rm -f "$out/gpu-rule.png"  # (a device run brings back 8 files at most)
         timeout ${CHECK_PROBE_TIMEOUT:-100} python bench/gpu_probe.py $dry --out "$out/probe" \
-             --only v2 --shapes "${CHECK_PROBE_SHAPES:-$v2_probe_shapes}" \
+             --only v2 --shapes "$check_probe_shapes" \
              2>&1 | tee "$out/gpu_probe.txt" ;;
     *) echo "unknown part $part (tests, bench, probe, v2, rule, check)"; exit 2 ;;
   esac
