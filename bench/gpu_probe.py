@@ -399,7 +399,8 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
 
             def dw_row(kernel, blocks, key):
                 br, bj, nw, ns, bk = blocks
-                V.PICKS[key] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj, BLOCK_K=bk)
+                for name in (key, key + "_long") if key == "dw_rows_once" else (key,):
+                    V.PICKS[name] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj, BLOCK_K=bk)
                 _record(report["v2"], save, bench, shape[0], dtype,
                         f"d(depthwise) {kernel} {blocks}",
                         lambda: V._depthwise_grad(x, dz, k, s, d, left, l_out, True, kernel),

@@ -98,6 +98,7 @@ launches = [(getattr(T, name), config, scratch) for name, configs in T.GPU_PICKS
 launches += [(V._depthwise_kernel, V.PICKS["depthwise"], v2_scratch),
              (V._dw_partials_kernel, V.PICKS["dw"], v2_scratch),
              (V._dw_rows_once_kernel, V.PICKS["dw_rows_once"], v2_scratch),
+             (V._dw_rows_once_kernel, V.PICKS["dw_rows_once_long"], v2_scratch),
              (V._depthwise_unrolled_kernel, V.PICKS["depthwise_unrolled"], v2_scratch),
              (T._bwd_dx_kernel, T.GPU_PICKS["_bwd_dx_kernel"][0], v2_scratch)]
 launches += [(T._fwd_kernel, V._fused_config(f), v2_scratch) for f in sorted(V.PICKS["fused"])]

@@ -399,23 +399,28 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     """The CUDA kernel for this call: ``"cuda"`` (the compositions), ``"triton_v2"`` or
     ``"triton_v2_savez"`` (variant 2 keeping ``z`` for the backward).
 
-    Variant 2 where three H200 runs (2026-11-27, ``bench/gpu.py``; JSON beside it:
+    Variant 2 where H200 runs (2026-11-27, ``bench/gpu.py``; JSON beside it:
     ``bench/gpu-h200-20261127-*.json``, table in bench/README.md) measured it faster than
     what ``kernels/cuda.py`` does with the same channels_last input; channels_last, depth
-    multiplier 1, one dtype throughout ("rows": batch x steps of the input):
+    multiplier 1, one dtype throughout ("rows": batch x steps of the input, "large":
+    channels x rows >= 2**25):
 
     - dilated, k <= 4, <= 128 channels and filters (TCN / WaveNet), any of float32 (TF32
-      or not) and bfloat16: inference 1.1-4.8x, training (keeping ``z``) 1.1-1.6x;
+      or not) and bfloat16: inference 1.1-4.8x, training (keeping ``z``) 1.0-1.6x, but
+      with TF32 training only when large (TCN 128 x 128000 rows: ncl's TF32 1x1 won, 0.7x);
+    - float32 with TF32 (torch's default ``torch.backends.cudnn.allow_tf32 = True``;
+      variant 2's products follow that flag since the fifteenth session): large layers
+      (training keeping ``z`` 1.3-1.4x, inference 1.3-1.6x: 64 x 4096 x 256/512/1536) and
+      inference of >= 384 channels (QuartzNet, Citrinet, 1536-channel streams: 1.2-1.9x);
     - float32 without TF32 (``torch.backends.cudnn.allow_tf32 = False``, what Keras'
       float32 numbers need): training with channels x rows >= 2**23 (keeping ``z``:
       1.2-1.7x) or k >= 31 (cuDNN's float32 depthwise backward is slow for long kernels:
-      1.1-1.6x); inference with k > 40 (1.1-1.5x);
-    - bfloat16, >= 1024 channels and channels x rows >= 2**26 (64 x 4096 steps x 1536
-      channels: 1.6x inference, 2.1-2.3x training).
+      1.1-1.6x); inference with k > 40 (1.1-1.5x) or large (1.07-1.11x);
+    - bfloat16: inference of large layers (1.06-1.6x); training of >= 1024 channels and
+      channels x rows >= 2**26 (64 x 4096 steps x 1536 channels: 2.1-2.3x).
 
-    With TF32 allowed (torch's default for cuDNN) the compositions' TF32 pointwise step
-    beat variant 2's IEEE float32 outside the first class, and in bfloat16 cuDNN's NHWC
-    kernels won the rest (variant 2 0.4-1.0x), as did the small launch-bound layers."""
+    Elsewhere cuDNN's NHWC kernels (bfloat16: variant 2 0.4-1.0x) and the compositions of
+    small launch-bound layers won."""
     if _graphs.standard_ops_wanted():
         return "cuda"  # tracers and torch.func see through the composition, not Triton
     k, c, m = depthwise.shape
@@ -430,15 +435,17 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     training = torch.is_grad_enabled() and (x.requires_grad or depthwise.requires_grad
                                             or pointwise.requires_grad)
     size = c * x.shape[0] * x.shape[1]
+    tf32 = dtype == torch.float32 and torch._C._get_cudnn_allow_tf32()
+    large = size >= 1 << 25
     if dilation > 1 and k <= 4 and c <= 128 and pointwise.shape[1] <= 128:
-        chosen, save_z = True, True
-    elif dtype == torch.float32 and not torch.backends.cudnn.allow_tf32:
+        chosen, save_z = not (tf32 and training) or large, True
+    elif tf32:  # variant 2's products in TF32 too (they follow cuDNN's flag)
+        chosen = save_z = large or (not training and c >= 384)
+    elif dtype == torch.float32:
         save_z = size >= 1 << 23
-        chosen = (save_z or k >= 31) if training else k > 40
-    elif dtype == torch.bfloat16:
-        chosen = save_z = c >= 1024 and size >= 1 << 26
-    else:
-        chosen = save_z = False
+        chosen = (save_z or k >= 31) if training else (k > 40 or large)
+    else:  # bfloat16
+        chosen = save_z = (c >= 1024 and size >= 1 << 26) or (not training and large)
     if not chosen or not _triton_installed():
         return "cuda"
     if dtype == torch.bfloat16 and x.is_cuda \

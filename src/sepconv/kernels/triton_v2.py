@@ -71,9 +71,12 @@ SAVE_Z = os.environ.get("SEPCONV_TRITON_V2_SAVE_Z", "0") == "1"
 #: ``(splits, K, C*M)``, deterministic): ``"per_tile"``, ``_dw_partials_kernel``, a column
 #: sum across the row tile for every (row block, tap); ``"rows_once"``,
 #: ``_dw_rows_once_kernel``, elementwise products accumulated in registers and summed over
-#: rows once per program.  Not measured yet (``bench/gpu_probe.py --only v2`` times both);
+#: rows once per program.  ``"rows_once"`` since an H200 probe (2026-11-27, fifteenth
+#: session, ``bench/gpu-h200-20261127-s15-probe.json``): 1.7-2.0x faster than per_tile's best
+#: tile on 64 x 4096 x 256 k31 (float32 0.97 vs 1.67 ms, bfloat16 1.08 vs 2.10) and 2.0x on
+#: 256 x 200 x 128 k4 float32 (0.059 vs 0.119 ms; bfloat16 0.097 vs 0.103).
 #: ``SEPCONV_TRITON_V2_DW`` (read at import) or setting this attribute picks one.
-DW_KERNEL = os.environ.get("SEPCONV_TRITON_V2_DW", "per_tile")
+DW_KERNEL = os.environ.get("SEPCONV_TRITON_V2_DW", "rows_once")
 DW_KERNELS = ("per_tile", "rows_once")
 
 #: Which kernel computes the depthwise step ``z`` (unfused forward, recomputed ``z``):
@@ -257,15 +260,19 @@ PICKS = {
     "depthwise": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64),
     "depthwise_unrolled": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64, UNROLL=4),
     "dw": _cfg(8, 2, BLOCK_R=64, BLOCK_J=64, BLOCK_K=4),
-    # rows_once: BLOCK_K x BLOCK_R x BLOCK_J float32 accumulators, 32 per thread here.
-    # ptxas (sm_90a, triton 3.9): 117 registers with int32 offsets (170 with int64), no
-    # spills; 64 per thread (BLOCK_R=64 or 4 warps) takes 250+ with int64 and spills.
-    "dw_rows_once": _cfg(8, 2, BLOCK_R=32, BLOCK_J=64, BLOCK_K=4),
+    # rows_once: BLOCK_K x BLOCK_R x BLOCK_J float32 accumulators, 32 per thread in both
+    # tiles (64 per thread takes 250+ registers with int64 offsets and spills, ptxas for
+    # sm_90a).  The H200 probe's fastest (2026-11-27): 8 taps a pass for K >= 8 (k31:
+    # 0.97 / 1.08 ms float32 / bfloat16 against 1.12-1.45 / 1.31-1.32 for the 4-tap tiles),
+    # 4 taps for shorter kernels (k4: 0.059 / 0.097 ms against 0.091 / 0.145 for 8 taps).
+    "dw_rows_once": _cfg(4, 2, BLOCK_R=32, BLOCK_J=32, BLOCK_K=4),
+    "dw_rows_once_long": _cfg(8, 2, BLOCK_R=16, BLOCK_J=64, BLOCK_K=8),
 }
 _INTERPRETER = {"fused_rows": 32, "depthwise": _cfg(4, 1, BLOCK_R=32, BLOCK_J=16),
                 "depthwise_unrolled": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, UNROLL=2),
                 "dw": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2),
-                "dw_rows_once": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2)}
+                "dw_rows_once": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=2),
+                "dw_rows_once_long": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=4)}
 
 
 def _fused_config(f: int) -> triton.Config:
@@ -390,7 +397,8 @@ def _depthwise_grad(x, dz, k, stride, dilation, pad_left, l_out, channels_last,
     batch = x.shape[0]
     length, channels = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[1])
     cm = dz.shape[1]
-    config = _config("dw_rows_once" if rows_once else "dw")
+    config = _config(("dw_rows_once_long" if k >= 8 else "dw_rows_once") if rows_once
+                     else "dw")
     block_r, block_j = config.kwargs["BLOCK_R"], config.kwargs["BLOCK_J"]
     tap_groups = triton.cdiv(k, config.kwargs["BLOCK_K"]) if rows_once else 1
     seq = _v1._seq_tiles(x, channels_last)
