@@ -176,7 +176,8 @@ def test_cuda_rule(monkeypatch):
     # float32 with TF32: large layers; inference of >= 384 channels
     assert rule(rows=large, tf32=True) == "triton_v2"
     assert rule(rows=large, tf32=True, grad=True) == "triton_v2_savez"
-    assert rule(rows=large - 1, tf32=True) == rule(k=75, tf32=True, grad=True) == "cuda"
+    assert rule(rows=large - 1, tf32=True) == rule(k=40, tf32=True, grad=True) == "cuda"
+    assert rule(k=41, tf32=True, grad=True) == "triton_v2_savez"  # long kernels, training
     assert rule(c=384, f=384, tf32=True) == "triton_v2"
     assert rule(c=383, tf32=True) == rule(c=384, f=384, tf32=True, grad=True) == "cuda"
     # bfloat16: inference of large layers, training of the widest, largest
@@ -187,7 +188,8 @@ def test_cuda_rule(monkeypatch):
     assert rule(**big) == "triton_v2" and rule(**big, grad=True) == "triton_v2_savez"
     assert rule(**{**big, "c": 1023}, grad=True) == "cuda"
     assert rule(**{**big, "rows": (1 << 16) - 1}, grad=True) == "cuda"
-    assert rule(k=75, dtype=torch.bfloat16, grad=True) == "cuda"
+    assert rule(k=40, dtype=torch.bfloat16, grad=True) == "cuda"
+    assert rule(k=41, dtype=torch.bfloat16, grad=True) == "triton_v2_savez"
     # Triton missing, or bfloat16 before Ampere: the compositions
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     assert rule(**big) == "cuda" and rule(dilation=8) == "triton_v2"

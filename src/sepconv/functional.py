@@ -417,7 +417,10 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
       1.2-1.7x) or k >= 31 (cuDNN's float32 depthwise backward is slow for long kernels:
       1.1-1.6x); inference with k > 40 (1.1-1.5x) or large (1.07-1.11x);
     - bfloat16: inference of large layers (1.06-1.6x); training of >= 1024 channels and
-      channels x rows >= 2**26 (64 x 4096 steps x 1536 channels: 2.1-2.3x).
+      channels x rows >= 2**26 (64 x 4096 steps x 1536 channels: 2.1-2.3x);
+    - training of k > 40 with TF32 or in bfloat16 (QuartzNet k75 / k87: 1.45-1.5x and
+      1.1-1.7x), seen in one run only (``bench/gpu-h200-20261127-s15-confirm.json``), the
+      first with ``rows_once`` as d(depthwise) (2x the old kernel at k31): recheck.
 
     Elsewhere cuDNN's NHWC kernels (bfloat16: variant 2 0.4-1.0x) and the compositions of
     small launch-bound layers won."""
@@ -437,15 +440,17 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     size = c * x.shape[0] * x.shape[1]
     tf32 = dtype == torch.float32 and torch._C._get_cudnn_allow_tf32()
     large = size >= 1 << 25
+    long_training = training and k > 40  # (rows_once's d(depthwise), one run: see above)
     if dilation > 1 and k <= 4 and c <= 128 and pointwise.shape[1] <= 128:
         chosen, save_z = not (tf32 and training) or large, True
     elif tf32:  # variant 2's products in TF32 too (they follow cuDNN's flag)
-        chosen = save_z = large or (not training and c >= 384)
+        chosen = save_z = large or long_training or (not training and c >= 384)
     elif dtype == torch.float32:
         save_z = size >= 1 << 23
         chosen = (save_z or k >= 31) if training else (k > 40 or large)
     else:  # bfloat16
-        chosen = save_z = (c >= 1024 and size >= 1 << 26) or (not training and large)
+        chosen = save_z = (c >= 1024 and size >= 1 << 26) or (not training and large) \
+            or long_training
     if not chosen or not _triton_installed():
         return "cuda"
     if dtype == torch.bfloat16 and x.is_cuda \
