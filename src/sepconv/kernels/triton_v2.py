@@ -1,5 +1,5 @@
 """Variant 2 of the Triton separable 1D convolution: Triton for the stencils, cuBLAS for the
-GEMMs (issue 12; unmeasured, selected with ``SEPCONV_TRITON_VARIANT=v2``).
+GEMMs (issue 12; ``functional._cuda_kernel`` chooses it where H200 runs measured it faster).
 
 Same signature, results, fallbacks and autograd behaviour as ``triton_sepconv`` (variant 1,
 whose helpers and transposed-stencil kernel it reuses); ``TRITON.md`` beside this file says
@@ -19,7 +19,7 @@ Backward (no atomics; deterministic):
 
 1. ``dz = dy @ p^T`` by cuBLAS, ``(R, C*M)`` in the input dtype (the composition rounds its
    intermediate gradient the same way);
-2. ``d(depthwise)``: ``_dw_partials_kernel`` (or ``_dw_rows_once_kernel``, see
+2. ``d(depthwise)``: ``_dw_rows_once_kernel`` (or ``_dw_partials_kernel``, see
    ``DW_KERNEL``), per (channel block, row range) float32 partial sums ``(splits, K, C*M)``
    of ``x[shift_k(r), c_j] * dz[r, j]``, summed by torch;
 3. ``dx``: variant 1's transposed stencil ``_bwd_dx_kernel`` on that ``dz``;
@@ -27,8 +27,9 @@ Backward (no atomics; deterministic):
    (or, with ``SAVE_Z``, kept from the forward, which then writes it);
    ``d(bias) = sum_r dy`` by torch, accumulated in float32.
 
-Configs are fixed (``PICKS``, chosen by reasoning about registers, not measured; the
-autotuner is not used here even with ``SEPCONV_TRITON_AUTOTUNE=1``).  Under
+Configs are fixed (``PICKS``: the d(depthwise) tiles measured on an H200, the others chosen
+by reasoning about registers; the autotuner is not used here even with
+``SEPCONV_TRITON_AUTOTUNE=1``).  Under
 ``TRITON_INTERPRET=1`` small tiles are used so that tests cover several blocks.
 """
 
@@ -82,8 +83,8 @@ DW_KERNELS = ("per_tile", "rows_once")
 #: Which kernel computes the depthwise step ``z`` (unfused forward, recomputed ``z``):
 #: ``"rows"``, ``_depthwise_kernel`` (row blocks over the flattened rows, taps in a loop);
 #: ``"unrolled"``, ``_depthwise_unrolled_kernel`` (row blocks inside one sequence, taps
-#: unrolled ``UNROLL`` at a time).  Not measured yet; ``SEPCONV_TRITON_V2_DEPTHWISE`` (read
-#: at import) or setting this attribute picks one.
+#: unrolled ``UNROLL`` at a time; no faster on the H200, 2026-11-27).
+#: ``SEPCONV_TRITON_V2_DEPTHWISE`` (read at import) or setting this attribute picks one.
 DEPTHWISE_KERNEL = os.environ.get("SEPCONV_TRITON_V2_DEPTHWISE", "rows")
 DEPTHWISE_KERNELS = ("rows", "unrolled")
 
@@ -250,7 +251,7 @@ def _cfg(num_warps, num_stages, **blocks):
     return triton.Config(blocks, num_warps=num_warps, num_stages=num_stages)
 
 
-#: Fixed tiles per kernel, every dtype (not measured; ``bench/gpu_probe.py --only v2``
+#: Fixed tiles per kernel, every dtype (d(depthwise)'s measured; ``bench/gpu_probe.py --only v2``
 #: times alternatives by replacing entries).  ``fused``: ``(BLOCK_R, BLOCK_J)`` by
 #: ``BLOCK_F``, which is ``F`` rounded up to a power of two.
 PICKS = {
