@@ -33,7 +33,11 @@ if [ "${DRY:-0}" = 1 ]; then
   check_probe_shapes=tiny
 fi
 out=${OUT:-bench/results}; mkdir -p "$out"
-# `-o addopts=`: the GPU machine has no pytest-xdist (pyproject's addopts ask for it)
+# `-o addopts=`: pyproject's addopts are CI's (xdist's loadfile, 4 processes at most).  The
+# GPU image has pytest-xdist (KINDS.md, 2026-11-17): variant 2's CUDA tests compile a kernel
+# per geometry (66 of ~110 in 150 s, one process, 2026-11-27), so they run 8 at a time.
+xdist=""
+python -c "import xdist" 2>/dev/null && [ "${DRY:-0}" != 1 ] && xdist="-n 8"
 export PYTHONPATH=${PYTHONPATH:-src} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,temperature.gpu --format=csv \
     | tee "$out/gpu_info.txt"
@@ -70,7 +74,7 @@ for part in "$@"; do
           | tee "$out/gpu_tests.txt"
         SEPCONV_TRITON_CHILD=1 SEPCONV_KERNEL= SEPCONV_TRITON_AUTOTUNE=0 \
           timeout ${CHECK_V2_TESTS_TIMEOUT:-150} python -m pytest -q -p no:cacheprovider \
-             -o addopts= --noconftest tests/test_kernel_triton.py -k "v2 or variant or pick" \
+             -o addopts= $xdist --noconftest tests/test_kernel_triton.py -k "v2 or variant or pick" \
              2>&1 | tail -n 15 | tee -a "$out/gpu_tests.txt"
         timeout ${CHECK_BENCH_TIMEOUT:-260} python bench/gpu.py $dry --reps 15 --warmup 3 \
              --variants triton_v2,triton_v2_savez --out "$out/gpu-rule" \
