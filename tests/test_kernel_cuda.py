@@ -176,10 +176,16 @@ def test_cuda_rule(monkeypatch):
     # float32 with TF32: large layers; inference of >= 384 channels
     assert rule(rows=large, tf32=True) == "triton_v2"
     assert rule(rows=large, tf32=True, grad=True) == "triton_v2_savez"
-    assert rule(rows=large - 1, tf32=True) == rule(k=40, tf32=True, grad=True) == "cuda"
-    assert rule(k=41, tf32=True, grad=True) == "triton_v2_savez"  # long kernels, training
-    assert rule(c=384, f=384, tf32=True) == "triton_v2"
-    assert rule(c=383, tf32=True) == rule(c=384, f=384, tf32=True, grad=True) == "cuda"
+    mid = 1 << 15  # 128 channels x 2**15 rows = 2**22
+    assert rule(rows=large - 1, tf32=True) == rule(k=40, tf32=True, grad=True, rows=mid) \
+        == "cuda"
+    assert rule(k=41, tf32=True, grad=True, rows=mid) == "triton_v2_savez"  # long kernels
+    assert rule(k=41, tf32=True, grad=True, rows=mid - 1) == "cuda"  # (too small)
+    wide = dict(c=384, f=384, rows=(1 << 22) // 384 + 1, tf32=True)
+    assert rule(**wide) == "triton_v2"
+    assert rule(**{**wide, "c": 383, "f": 383, "rows": (1 << 22) // 383 + 1}) == "cuda"
+    assert rule(**wide, grad=True) == "cuda"
+    assert rule(**{**wide, "rows": (1 << 22) // 384}) == "cuda"
     # bfloat16: inference of large layers, training of the widest, largest
     bf16 = dict(dtype=torch.bfloat16)
     assert rule(rows=large, **bf16) == "triton_v2"
@@ -188,8 +194,9 @@ def test_cuda_rule(monkeypatch):
     assert rule(**big) == "triton_v2" and rule(**big, grad=True) == "triton_v2_savez"
     assert rule(**{**big, "c": 1023}, grad=True) == "cuda"
     assert rule(**{**big, "rows": (1 << 16) - 1}, grad=True) == "cuda"
-    assert rule(k=40, dtype=torch.bfloat16, grad=True) == "cuda"
-    assert rule(k=41, dtype=torch.bfloat16, grad=True) == "triton_v2_savez"
+    assert rule(k=40, dtype=torch.bfloat16, grad=True, rows=mid) == "cuda"
+    assert rule(k=41, dtype=torch.bfloat16, grad=True, rows=mid) == "triton_v2_savez"
+    assert rule(k=41, dtype=torch.bfloat16, grad=True, rows=mid - 1) == "cuda"
     # Triton missing, or bfloat16 before Ampere: the compositions
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     assert rule(**big) == "cuda" and rule(dilation=8) == "triton_v2"

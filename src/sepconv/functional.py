@@ -411,14 +411,16 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     - float32 with TF32 (torch's default ``torch.backends.cudnn.allow_tf32 = True``;
       variant 2's products follow that flag since the fifteenth session): large layers
       (training keeping ``z`` 1.3-1.4x, inference 1.3-1.6x: 64 x 4096 x 256/512/1536) and
-      inference of >= 384 channels (QuartzNet, Citrinet, 1536-channel streams: 1.2-1.9x);
+      inference of >= 384 channels with channels x rows >= 2**22 (QuartzNet, Citrinet,
+      1536-channel streams: 1.2-1.9x);
     - float32 without TF32 (``torch.backends.cudnn.allow_tf32 = False``, what Keras'
       float32 numbers need): training with channels x rows >= 2**23 (keeping ``z``:
       1.2-1.7x) or k >= 31 (cuDNN's float32 depthwise backward is slow for long kernels:
       1.1-1.6x); inference with k > 40 (1.1-1.5x) or large (1.07-1.11x);
     - bfloat16: inference of large layers (1.06-1.6x); training of >= 1024 channels and
       channels x rows >= 2**26 (64 x 4096 steps x 1536 channels: 2.1-2.3x);
-    - training of k > 40 with TF32 or in bfloat16 (QuartzNet k75 / k87: 1.45-1.5x and
+    - training of k > 40, channels x rows >= 2**22, with TF32 or in bfloat16 (QuartzNet
+      k75 / k87: 1.45-1.5x and
       1.1-1.7x), seen in one run only (``bench/gpu-h200-20261127-s15-confirm.json``), the
       first with ``rows_once`` as d(depthwise) (2x the old kernel at k31): recheck.
 
@@ -440,11 +442,14 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     size = c * x.shape[0] * x.shape[1]
     tf32 = dtype == torch.float32 and torch._C._get_cudnn_allow_tf32()
     large = size >= 1 << 25
-    long_training = training and k > 40  # (rows_once's d(depthwise), one run: see above)
+    # (measured on layers of 2**22.2-2**23.6; below, variant 2's host time per call, 20-35
+    # us more than the compositions' at inference and 0.3-0.45 ms a training step, decides)
+    mid = size >= 1 << 22
+    long_training = training and k > 40 and mid  # (rows_once's d(depthwise), one run)
     if dilation > 1 and k <= 4 and c <= 128 and pointwise.shape[1] <= 128:
         chosen, save_z = not (tf32 and training) or large, True
     elif tf32:  # variant 2's products in TF32 too (they follow cuDNN's flag)
-        chosen = save_z = large or long_training or (not training and c >= 384)
+        chosen = save_z = large or long_training or (not training and c >= 384 and mid)
     elif dtype == torch.float32:
         save_z = size >= 1 << 23
         chosen = (save_z or k >= 31) if training else (k > 40 or large)
