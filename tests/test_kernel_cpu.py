@@ -408,6 +408,24 @@ def test_functional_matches_reference(forced, pad, channels_last, monkeypatch):
     _assert_close(expected, got, TOL[torch.float32], f"{forced} {pad}")
 
 
+def test_forced_kernel_reads_the_environment_at_each_call(monkeypatch):
+    """SEPCONV_KERNEL (read from os.environ's own dict, without get's KeyError): set,
+    changed, unset, spaced or capitalised, and an unknown name an error naming it."""
+    monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
+    assert functional._forced_kernel() == ""
+    monkeypatch.setenv("SEPCONV_KERNEL", " Reference ")
+    assert functional._forced_kernel() == "reference"
+    x, w, p = torch.zeros(1, 9, 2), torch.zeros(3, 2, 1), torch.zeros(2, 3)
+    assert functional._pick_kernel(x, w, p, 1, 1, 9) is reference.separable_conv1d
+    monkeypatch.setenv("SEPCONV_KERNEL", "cpu")
+    assert functional._pick_kernel(x, w, p, 1, 1, 9) is cpu.separable_conv1d
+    monkeypatch.setenv("SEPCONV_KERNEL", "fast")
+    with pytest.raises(ValueError, match="SEPCONV_KERNEL.*'fast'"):
+        functional._pick_kernel(x, w, p, 1, 1, 9)
+    monkeypatch.delenv("SEPCONV_KERNEL")
+    assert functional._forced_kernel() == ""
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_dispatcher_picks_cpu_kernel(dtype, monkeypatch):
     monkeypatch.delenv("SEPCONV_KERNEL", raising=False)

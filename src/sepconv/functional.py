@@ -471,9 +471,19 @@ def _triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+# os.environ's own dict (bytes on POSIX) and the key in it: ``os.environ.get`` of an unset
+# variable raises and catches a KeyError inside, ~1 us on every convolution call
+_ENVIRON = getattr(os.environ, "_data", None)
+_FORCED_KEY = os.environ.encodekey("SEPCONV_KERNEL") if _ENVIRON is not None else None
+
+
 def _forced_kernel() -> str:
-    """``SEPCONV_KERNEL`` (the debugging override), normalised; ``""`` when unset."""
-    return os.environ.get("SEPCONV_KERNEL", "").strip().lower()
+    """``SEPCONV_KERNEL`` (the debugging override), normalised; ``""`` when unset.  Read at
+    every call (``monkeypatch.setenv`` and ``os.environ[...] = ...`` write the dict read)."""
+    if _ENVIRON is None:
+        return os.environ.get("SEPCONV_KERNEL", "").strip().lower()
+    raw = _ENVIRON.get(_FORCED_KEY)
+    return "" if raw is None else os.environ.decodevalue(raw).strip().lower()
 
 
 @functools.lru_cache(maxsize=None)
