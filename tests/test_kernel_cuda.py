@@ -181,11 +181,11 @@ def test_cuda_rule(monkeypatch):
         == "cuda"
     assert rule(k=41, tf32=True, grad=True, rows=mid) == "triton_v2_savez"  # long kernels
     assert rule(k=41, tf32=True, grad=True, rows=mid - 1) == "cuda"  # (too small)
-    wide = dict(c=384, f=384, rows=(1 << 22) // 384 + 1, tf32=True)
+    wide = dict(c=512, f=512, rows=1 << 13, tf32=True)  # 512 x 2**13 = 2**22
     assert rule(**wide) == "triton_v2"
-    assert rule(**{**wide, "c": 383, "f": 383, "rows": (1 << 22) // 383 + 1}) == "cuda"
+    assert rule(**{**wide, "c": 511, "f": 511, "rows": (1 << 22) // 511 + 1}) == "cuda"
     assert rule(**wide, grad=True) == "cuda"
-    assert rule(**{**wide, "rows": (1 << 22) // 384}) == "cuda"
+    assert rule(**{**wide, "rows": (1 << 13) - 1}) == "cuda"
     # bfloat16: inference of large layers, training of the widest, largest
     bf16 = dict(dtype=torch.bfloat16)
     assert rule(rows=large, **bf16) == "triton_v2"

@@ -411,8 +411,8 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     - float32 with TF32 (torch's default ``torch.backends.cudnn.allow_tf32 = True``;
       variant 2's products follow that flag since the fifteenth session): large layers
       (training keeping ``z`` 1.3-1.4x, inference 1.3-1.6x: 64 x 4096 x 256/512/1536) and
-      inference of >= 384 channels with channels x rows >= 2**22 (QuartzNet, Citrinet,
-      1536-channel streams: 1.2-1.9x);
+      inference of >= 512 channels with channels x rows >= 2**22 (QuartzNet, 1536-channel
+      streams: 1.2-1.9x; Citrinet's 384 channels a tie, 0.8-1.1x);
     - float32 without TF32 (``torch.backends.cudnn.allow_tf32 = False``, what Keras'
       float32 numbers need): training with channels x rows >= 2**23 (keeping ``z``:
       1.2-1.7x) or k >= 31 (cuDNN's float32 depthwise backward is slow for long kernels:
@@ -449,7 +449,7 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     if dilation > 1 and k <= 4 and c <= 128 and pointwise.shape[1] <= 128:
         chosen, save_z = not (tf32 and training) or large, True
     elif tf32:  # variant 2's products in TF32 too (they follow cuDNN's flag)
-        chosen = save_z = large or long_training or (not training and c >= 384 and mid)
+        chosen = save_z = large or long_training or (not training and c >= 512 and mid)
     elif dtype == torch.float32:
         save_z = size >= 1 << 23
         chosen = (save_z or k >= 31) if training else (k > 40 or large)
