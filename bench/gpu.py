@@ -259,23 +259,15 @@ def compositions(torch, shape: Shape, x, w, p, b, pad_left, pad_right):
 
 def timed_pair(torch, timer: Timer, fn: Callable, inputs) -> Dict[str, float]:
     """Forward time, and forward + backward time with every input requiring grad."""
-    with torch.no_grad():
+    with torch.no_grad():  # (around the whole measurement: no context entered per call)
         fwd = timer(lambda: fn(*inputs))
-    leaves = [t.detach().clone().requires_grad_() for t in inputs]
-    with torch.no_grad():
-        dy = torch.randn_like(fn(*leaves))
-
-    def step():
-        for t in leaves:
-            t.grad = None
-        fn(*leaves).backward(dy)
-
-    return {"fwd": fwd, "fwd+bwd": timer(step)}
+    return {"fwd": fwd, "fwd+bwd": timer(steps(torch, fn, inputs)["fwd+bwd"])}
 
 
 def steps(torch, fn: Callable, inputs) -> Dict[str, Callable]:
-    """``timed_pair``'s two measurements as calls: inference (``no_grad`` inside the call)
-    and forward + backward with every input requiring grad."""
+    """Two measurements as calls: inference (``no_grad`` inside the call: the paired
+    samples alternate two of these) and forward + backward with every input requiring
+    grad (``timed_pair``'s too)."""
     leaves = [t.detach().clone().requires_grad_() for t in inputs]
     with torch.no_grad():
         dy = torch.randn_like(fn(*leaves))
@@ -376,7 +368,7 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
     import torch
 
     from sepconv import functional, padding
-    from sepconv.kernels import reference, triton_sepconv, triton_v2
+    from sepconv.kernels import cuda, reference, triton_sepconv, triton_v2
 
     # the `triton` column is variant 1 whatever the environment says (read at each call)
     os.environ["SEPCONV_TRITON_VARIANT"] = "v1"
@@ -384,8 +376,6 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
         triton_v2.FUSED_MAX_F = args.v2_fused_max_f
     def v2_savez(*tensors, **kw):
         return triton_v2.separable_conv1d(*tensors, save_z=True, **kw)
-
-    from sepconv.kernels import cuda
 
     variants = {"triton": triton_sepconv.separable_conv1d,
                 "triton_v2": triton_v2.separable_conv1d, "triton_v2_savez": v2_savez}
@@ -476,7 +466,7 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                 errors[variant] = triton_errors(torch, reference, tri, (x, w, p, b), y_ref, kw)
             ref = lambda *t: reference.separable_conv1d(*t, **kw)
             results["reference"] = timed_pair(torch, timer, ref, [x, w, p, b])
-            # what functional dispatches CUDA tensors to (kernels/cuda.py)
+            # functional.separable_conv1d as a user calls it (its dispatch included)
             results["sepconv"] = timed_pair(torch, timer, dispatched, [x, w, p, b])
             pick = lambda *t: kernel_name(functional._cuda_pick(*t, shape.stride,
                                                                 shape.dilation, True))
@@ -487,15 +477,14 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
                                               y_ref, kw)
             tol = 1e-3 if dtype == torch.float32 and not (tf32 or torch_default) else 0.1
             scale = max(1.0, y_ref.abs().max().item())
-            for name, (inputs, fn, to_blf) in compositions(torch, shape, x, w, p, b,
-                                                           left, right).items():
+            comps = compositions(torch, shape, x, w, p, b, left, right)
+            for name, (inputs, fn, to_blf) in comps.items():
                 with torch.no_grad():  # never time a composition that computes another thing
                     y = to_blf(fn(*inputs)).double()
                 if y.shape != y_ref.shape or (y - y_ref).abs().max().item() > tol * scale:
                     raise AssertionError(f"composition {name} disagrees with the reference "
                                          f"on {shape.name} {dname}")
                 results["cudnn:" + name] = timed_pair(torch, timer, fn, inputs)
-            comps = compositions(torch, shape, x, w, p, b, left, right)
             paired = {}  # sepconv and the best composition, alternated samples
             for phase in ("fwd", "fwd+bwd"):
                 name = min((k for k in results if k.startswith("cudnn:")),

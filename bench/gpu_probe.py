@@ -17,7 +17,8 @@ Issue 12, part 2.  Four measurements, each printed as a table and written to
    (``torch.cuda.make_graphed_callables``): the per-call host overhead a graph removes.
 4. ``compile``: ``torch.compile(layer, mode="reduce-overhead")`` runs through the layer
    (one small shape; compile time reported, not counted).
-5. ``v2``: ``kernels/triton_v2.py``'s tiles (its ``PICKS`` are not measured yet): the
+5. ``v2``: ``kernels/triton_v2.py``'s tiles (``PICKS``; the d(depthwise) ones were chosen
+   from this part's run of 2026-11-27, ``bench/gpu-h200-20261127-s15-probe.json``): the
    forward fused with one filter block per tile against its unfused path (depthwise kernel
    + cuBLAS); per tile, each kernel of ``DEPTHWISE_KERNELS`` alone (error against the
    reference's float64 depthwise step), ``dz`` (cuBLAS) alone, and each kernel of
@@ -64,9 +65,10 @@ V2_FUSED_TILES = [(64, 32, 8, 2), (64, 32, 4, 1), (128, 32, 8, 1)]
 V2_DEPTHWISE_TILES = [(64, 64, 8, 2), (32, 128, 8, 2), (64, 64, 8, 1), (32, 128, 8, 1),
                       (64, 64, 4, 1)]
 # d(depthwise), (BLOCK_R, BLOCK_J, warps, stages, BLOCK_K): _dw_partials_kernel (per_tile:
-# PICKS' tile and 2026-11-27's fastest) and _dw_rows_once_kernel (32 float32 accumulators
-# per thread, BLOCK_K 2/4/8, no spills under ptxas for sm_90a).  Each tile compiles once
-# per dtype and shape: keep the lists short.
+# the fastest tile of 2026-11-27's first probe, with 2 and 1 stages) and
+# _dw_rows_once_kernel (32 float32 accumulators per thread, BLOCK_K 4/8, no spills under
+# ptxas for sm_90a; its PICKS are the second and third).  Each tile compiles once per
+# dtype and shape: keep the lists short.
 V2_DW_TILES = [(64, 32, 4, 2, 4), (64, 32, 4, 1, 4)]
 V2_DW_ROWS_ONCE_TILES = [(32, 64, 8, 2, 4), (32, 32, 4, 2, 4), (16, 64, 8, 2, 8),
                          (32, 64, 8, 1, 4)]
@@ -349,6 +351,7 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
 
     import triton
     from sepconv.kernels import reference
+    from sepconv.padding import padded_output_length
     from sepconv.kernels import triton_v2 as V
 
     fused_tiles, depthwise_tiles, dw_tiles, rows_once_tiles, unrolled_tiles = (
@@ -361,7 +364,7 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
         _, b, l, c, f, k, s, d, m, pad = shape
         kw = geometry(shape)
         left, right = kw["pad_left"], kw["pad_right"]
-        l_out = (l + left + right - (k - 1) * d - 1) // s + 1
+        l_out = padded_output_length(l, k, s, d, left, right)
         for dtype in dtypes:
             x, w, p, bias = inputs(shape, dtype)
             w2 = w.reshape(k, -1).contiguous()

@@ -39,6 +39,16 @@ out=${OUT:-bench/results}; mkdir -p "$out"
 xdist=""
 python -c "import xdist" 2>/dev/null && [ "${DRY:-0}" != 1 ] && xdist="-n 8"
 export PYTHONPATH=${PYTHONPATH:-src} PYTHONUNBUFFERED=1
+# the steps `rule` and `check` share: cuda_tests TIMEOUT FILE, rule_bench TIMEOUT
+cuda_tests() {
+  SEPCONV_TRITON_AUTOTUNE=0 timeout "$1" python -m pytest -q -p no:cacheprovider \
+      -o addopts= tests/test_kernel_cuda.py 2>&1 | tail -n 15 | tee "$2"
+}
+rule_bench() {
+  timeout "$1" python bench/gpu.py $dry --reps 15 --warmup 3 \
+      --variants triton_v2,triton_v2_savez --out "$out/gpu-rule" \
+      --dtypes float32,bfloat16,float32_torch_default 2>&1 | tee "$out/gpu_rule_bench.txt"
+}
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,temperature.gpu --format=csv \
     | tee "$out/gpu_info.txt"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
@@ -63,22 +73,14 @@ for part in "$@"; do
         timeout ${V2_PROBE_TIMEOUT:-150} python bench/gpu_probe.py $dry --out "$out/probe-v2" \
              --only v2,profile --shapes "$v2_probe_shapes" \
              2>&1 | tee "$out/gpu_v2_probe.txt" ;;
-    rule) SEPCONV_TRITON_AUTOTUNE=0 timeout ${RULE_TESTS_TIMEOUT:-90} python -m pytest -q \
-             -p no:cacheprovider -o addopts= tests/test_kernel_cuda.py 2>&1 | tail -n 15 \
-          | tee "$out/gpu_rule_tests.txt"
-        timeout ${RULE_BENCH_TIMEOUT:-300} python bench/gpu.py $dry --reps 15 --warmup 3 \
-             --variants triton_v2,triton_v2_savez --out "$out/gpu-rule" \
-             --dtypes float32,bfloat16,float32_torch_default 2>&1 | tee "$out/gpu_rule_bench.txt" ;;
-    check) SEPCONV_TRITON_AUTOTUNE=0 timeout ${CHECK_TESTS_TIMEOUT:-60} python -m pytest -q \
-             -p no:cacheprovider -o addopts= tests/test_kernel_cuda.py 2>&1 | tail -n 15 \
-          | tee "$out/gpu_tests.txt"
+    rule) cuda_tests ${RULE_TESTS_TIMEOUT:-90} "$out/gpu_rule_tests.txt"
+        rule_bench ${RULE_BENCH_TIMEOUT:-300} ;;
+    check) cuda_tests ${CHECK_TESTS_TIMEOUT:-60} "$out/gpu_tests.txt"
         SEPCONV_TRITON_CHILD=1 SEPCONV_KERNEL= SEPCONV_TRITON_AUTOTUNE=0 \
           timeout ${CHECK_V2_TESTS_TIMEOUT:-150} python -m pytest -q -p no:cacheprovider \
              -o addopts= $xdist --noconftest tests/test_kernel_triton.py -k "v2 or variant or pick" \
              2>&1 | tail -n 15 | tee -a "$out/gpu_tests.txt"
-        timeout ${CHECK_BENCH_TIMEOUT:-260} python bench/gpu.py $dry --reps 15 --warmup 3 \
-             --variants triton_v2,triton_v2_savez --out "$out/gpu-rule" \
-             --dtypes float32,bfloat16,float32_torch_default 2>&1 | tee "$out/gpu_rule_bench.txt"
+        rule_bench ${CHECK_BENCH_TIMEOUT:-260}
         rm -f "$out/gpu-rule.png"  # (a device run brings back 8 files at most)
         timeout ${CHECK_PROBE_TIMEOUT:-100} python bench/gpu_probe.py $dry --out "$out/probe" \
              --only v2 --shapes "$check_probe_shapes" \

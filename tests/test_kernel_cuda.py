@@ -45,27 +45,20 @@ def _forward_backward(kernel, tensors, kw):
     return [y] + [t.grad for t in leaves]
 
 
-def _variant(name):
-    """One composition with the kernel's signature (``nhwc_mm`` takes channels_last only)."""
-    def run(x, w, p, b, *, channels_last, **geometry):
-        if name in ("nhwc_mm", "nhwc"):
-            assert channels_last
-            return getattr(cuda, name)(x, w, p, b, **geometry)
-        return cuda.ncl(x, w, p, b, channels_last=channels_last, **geometry)
-    return run
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", ["dispatched", "nhwc_mm", "nhwc", "ncl"])
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("geometry", GEOMETRY)
 def test_matches_reference(geometry, channels_last, variant, device, monkeypatch):
-    if variant in ("nhwc_mm", "nhwc") and not channels_last:
-        pytest.skip(f"{variant} is a channels_last composition")
+    if variant in ("nhwc_mm", "nhwc") and not channels_last:  # channels_last compositions
+        tensors, kw = _case(*geometry, False, torch.float64, device)
+        with pytest.raises(ValueError, match=f"{variant} takes channels_last data"):
+            cuda.COMPOSITIONS[variant](*tensors, **kw)
+        return
     # IEEE float32: under torch's default cuDNN rounds to TF32 (nhwc's 1x1 conv2d did on
     # the H200: errors of 1e-3, the tolerance here is 1e-5)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    kernel = cuda.separable_conv1d if variant == "dispatched" else _variant(variant)
+    kernel = cuda.COMPOSITIONS.get(variant, cuda.separable_conv1d)  # "dispatched": choice's
     for dtype, tol in [(torch.float64, 1e-12), (torch.float32, 1e-5)]:
         tensors, kw = _case(*geometry, channels_last, dtype, device)
         got = _forward_backward(kernel, tensors, kw)
@@ -81,7 +74,7 @@ def test_non_contiguous_channels_last_input(device):
     x = tensors[0].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
     assert not x.is_contiguous()
     for variant in ("nhwc_mm", "ncl"):
-        got = _forward_backward(_variant(variant), [x] + tensors[1:], kw)
+        got = _forward_backward(cuda.COMPOSITIONS[variant], [x] + tensors[1:], kw)
         want = _forward_backward(reference.separable_conv1d, [x] + tensors[1:], kw)
         for g, w in zip(got, want):
             torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
@@ -139,18 +132,22 @@ def test_choice(tf32, monkeypatch):
     assert pick(**{**big_gemm, "rows": 1 << 14}) == "nhwc_mm"
 
 
+def _fake_cuda(shape, dtype=torch.float32, grad=False):
+    from types import SimpleNamespace
+    return SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype,
+                           requires_grad=grad, shape=torch.Size(shape))
+
+
 def test_cuda_rule(monkeypatch):
     """functional's CUDA rule: variant 2 exactly in the measured classes, the compositions
     elsewhere (with fake CUDA inputs: the rule reads shapes, dtypes and flags only)."""
-    from types import SimpleNamespace
     monkeypatch.setattr(functional, "_triton_installed", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
 
     def rule(k=3, c=128, f=128, m=1, dilation=1, rows=1000, dtype=torch.float32,
              grad=False, tf32=False, channels_last=True, weights_dtype=None):
         monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
-        x = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype,
-                            requires_grad=grad, shape=(1, rows, c))
+        x = _fake_cuda((1, rows, c), dtype, grad)
         w = torch.empty(k, c, m, dtype=weights_dtype or dtype)
         p = torch.empty(c * m, f, dtype=weights_dtype or dtype)
         return functional._cuda_kernel(x, w, p, dilation, channels_last)
@@ -173,7 +170,7 @@ def test_cuda_rule(monkeypatch):
     assert rule(k=31, grad=True) == "triton_v2" and rule(k=30, grad=True) == "cuda"
     assert rule(rows=1 << 16, grad=True) == "triton_v2_savez"  # 128 x 2**16 = 2**23
     assert rule(rows=(1 << 16) - 1, grad=True) == rule(rows=1 << 16) == "cuda"
-    # float32 with TF32: large layers; inference of >= 384 channels
+    # float32 with TF32: large layers; inference of >= 512 channels
     assert rule(rows=large, tf32=True) == "triton_v2"
     assert rule(rows=large, tf32=True, grad=True) == "triton_v2_savez"
     mid = 1 << 15  # 128 channels x 2**15 rows = 2**22
@@ -206,12 +203,6 @@ def test_cuda_rule(monkeypatch):
     monkeypatch.setattr(functional, "_triton_installed", lambda: True)
     monkeypatch.setattr(torch, "is_autocast_enabled", lambda device="cuda": device == "cuda")
     assert rule(dilation=8) == rule(dilation=8, grad=True) == "cuda"
-
-
-def _fake_cuda(shape, dtype=torch.float32, grad=False):
-    from types import SimpleNamespace
-    return SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype,
-                           requires_grad=grad, shape=torch.Size(shape))
 
 
 def test_cuda_pick_remembers_both_rules(monkeypatch):
@@ -287,7 +278,8 @@ def test_autocast_runs_the_compositions(monkeypatch):
     monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
     monkeypatch.setattr(functional, "_CUDA_PICKS", {})
     x = torch.randn(4, 300, 32, device="cuda")
-    w, p = torch.randn(3, 32, 1, device="cuda") / 3 ** 0.5, torch.randn(32, 16, device="cuda") / 32 ** 0.5
+    w = torch.randn(3, 32, 1, device="cuda") / 3 ** 0.5
+    p = torch.randn(32, 16, device="cuda") / 32 ** 0.5
     with torch.autocast("cuda", dtype=torch.bfloat16):
         kernel = functional._pick_kernel(x, w, p, 1, 8, 300)
         y = functional.separable_conv1d(x, w, p, None, padding="causal", dilation_rate=8)

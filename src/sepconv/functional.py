@@ -420,9 +420,9 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     - bfloat16: inference of large layers (1.06-1.6x); training of >= 1024 channels and
       channels x rows >= 2**26 (64 x 4096 steps x 1536 channels: 2.1-2.3x);
     - training of k > 40, channels x rows >= 2**22, with TF32 or in bfloat16 (QuartzNet
-      k75 / k87: 1.45-1.5x and
-      1.1-1.7x), seen in one run only (``bench/gpu-h200-20261127-s15-confirm.json``), the
-      first with ``rows_once`` as d(depthwise) (2x the old kernel at k31): recheck.
+      k75 / k87: 1.45-1.5x and 1.1-1.7x), seen in one run only
+      (``bench/gpu-h200-20261127-s15-confirm.json``), the first with ``rows_once`` as
+      d(depthwise) (2x the old kernel at k31): recheck.
 
     Elsewhere cuDNN's NHWC kernels (bfloat16: variant 2 0.4-1.0x) and the compositions of
     small launch-bound layers won."""

@@ -32,10 +32,11 @@ float32_torch_default``, ``bench/gpu-h200-20261127-rule.json``): ``ncl``'s TF32 
 wins every training step (up to 4x over ``nhwc_mm``: 64 x 4096 steps x 1536 channels) and
 long kernels; ``nhwc`` wins inference of wide (>= 512 channels: 1.5-3.6x) or large
 (channels x rows >= 2**26) layers, and where the GEMM is large (channels x filters x rows
-> 2**30: citrinet 384 x 384 x 12800 rows 1.1-1.8x, 256 x 256 x 51200 strided 1.3x in runs 2
-and 3; below it the two tie or ``nhwc_mm`` wins by up to 20%).  (Measuring each shape's choice at its
-first call, as ``torch.backends.cudnn.benchmark`` does, was tried: timings of single calls
-of these sub-millisecond, launch-bound compositions were too noisy to choose by.)
+> 2**30: citrinet 384 x 384 x 12800 rows 1.1-1.8x, 256 x 256 x 51200 strided 1.3x in runs
+2 and 3; below it the two tie or ``nhwc_mm`` wins by up to 20%).  (Measuring each shape's
+choice at its first call, as ``torch.backends.cudnn.benchmark`` does, was tried: timings of
+single calls of these sub-millisecond, launch-bound compositions were too noisy to choose
+by.)
 
 Pure torch, so it also runs (and is tested against the reference) on the CPU.
 """

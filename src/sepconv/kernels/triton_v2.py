@@ -475,6 +475,16 @@ def _products_in_tf32(allowed: bool):
         torch._C._set_cublas_allow_tf32(before)
 
 
+def _forward_call(x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
+                  channels_last, want_z, tf32):
+    """:func:`_forward` on ``x``'s device from the layer's weights, float32 products in TF32
+    where ``tf32`` (:func:`_products_in_tf32`): ``(y, z)``."""
+    w, p = _v1._weights(depthwise, pointwise)
+    with _v1._on(x.device), _products_in_tf32(tf32):
+        return _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last,
+                        want_z)
+
+
 class _SeparableConv1d(_v1._SeparableConv1d):
     """Variant 2's forward (the intermediate saved for d(pointwise) under ``SAVE_Z``);
     variant 1's backward, with variant 2's kernels; double backward as variant 1 (the
@@ -484,12 +494,10 @@ class _SeparableConv1d(_v1._SeparableConv1d):
     @staticmethod
     def forward(ctx, x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
                 channels_last, save_z):
-        w, p = _v1._weights(depthwise, pointwise)
         want_z = save_z and ctx.needs_input_grad[2]  # d(pointwise) = z^T @ dy
         ctx.tf32 = torch._C._get_cudnn_allow_tf32()
-        with _v1._on(x.device), _products_in_tf32(ctx.tf32):
-            y, z = _forward(x, w, p, bias, stride, dilation, pad_left, pad_right,
-                            channels_last, want_z)
+        y, z = _forward_call(x, depthwise, pointwise, bias, stride, dilation, pad_left,
+                             pad_right, channels_last, want_z, ctx.tf32)
         # z when saved is an intermediate: fine here, as create_graph=True goes to the
         # reference's differentiable gradients
         _v1._save(ctx, x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
@@ -518,10 +526,9 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     if not (torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (x, depthwise, pointwise, bias))):
         # inference: the forward alone, without an autograd node's bookkeeping
-        w, p = _v1._weights(depthwise, pointwise)
-        with _v1._on(x.device), _products_in_tf32(torch._C._get_cudnn_allow_tf32()):
-            return _forward(x, w, p, bias, stride, dilation, pad_left, pad_right,
-                            channels_last)[0]
+        return _forward_call(x, depthwise, pointwise, bias, stride, dilation, pad_left,
+                             pad_right, channels_last, False,
+                             torch._C._get_cudnn_allow_tf32())[0]
     return _SeparableConv1d.apply(x, depthwise, pointwise, bias, stride, dilation,
                                   pad_left, pad_right, channels_last,
                                   SAVE_Z if save_z is None else bool(save_z))
