@@ -25,6 +25,14 @@ def kernel_choice(name: str):
             os.environ["SEPCONV_KERNEL"] = old
 
 
+def fake_cuda(shape, dtype=torch.float32, grad=False):
+    """A stand-in for a CUDA tensor where a rule reads only shape, dtype, device and
+    ``requires_grad`` (the dispatch tests on machines without a GPU)."""
+    from types import SimpleNamespace
+    return SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype,
+                           requires_grad=grad, shape=torch.Size(shape))
+
+
 def run_with_grads(fn, needs, x, w, b, **geometry):
     """``fn(x, w, b, **geometry)`` (a kernel) and the gradients ``needs`` asks for
     (``"all"``, ``"x"``, ``"kernel"`` or ``"bias"``; the kernel's where that leaves none),

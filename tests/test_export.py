@@ -251,15 +251,14 @@ def test_dispatcher_gives_cuda_the_traceable_composition(monkeypatch):
     """On CUDA the composition (kernels/cuda.py: plain torch ops, which every tracer and
     torch.func transform sees through) under compile and under torch.func, even for the
     layers that eager inference sends to Triton (dilated, short, narrow)."""
-    from types import SimpleNamespace
+    from kernel_env import fake_cuda
     from sepconv import functional
-    monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
     from sepconv.kernels import cuda as compositions
+    monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
     monkeypatch.setattr(functional, "_load", lambda name: name)
     monkeypatch.setattr(functional, "_CUDA_PICKS", {})
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
-    cuda = SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=torch.float32,
-                           requires_grad=False, shape=(1, 1, 8))
+    cuda = fake_cuda((1, 1, 8))
     w, p = torch.randn(3, 8, 1), torch.randn(8, 8)
     triton_available = importlib.util.find_spec("triton") is not None
     # eager: the composition cuda.choice picks (a function of kernels/cuda.py)

@@ -13,6 +13,8 @@ import torch
 from sepconv import functional, padding as _padding
 from sepconv.kernels import cuda, reference
 
+from kernel_env import fake_cuda
+
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -132,12 +134,6 @@ def test_choice(tf32, monkeypatch):
     assert pick(**{**big_gemm, "rows": 1 << 14}) == "nhwc_mm"
 
 
-def _fake_cuda(shape, dtype=torch.float32, grad=False):
-    from types import SimpleNamespace
-    return SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype,
-                           requires_grad=grad, shape=torch.Size(shape))
-
-
 def test_cuda_rule(monkeypatch):
     """functional's CUDA rule: variant 2 exactly in the measured classes, the compositions
     elsewhere (with fake CUDA inputs: the rule reads shapes, dtypes and flags only)."""
@@ -147,7 +143,7 @@ def test_cuda_rule(monkeypatch):
     def rule(k=3, c=128, f=128, m=1, dilation=1, rows=1000, dtype=torch.float32,
              grad=False, tf32=False, channels_last=True, weights_dtype=None):
         monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
-        x = _fake_cuda((1, rows, c), dtype, grad)
+        x = fake_cuda((1, rows, c), dtype, grad)
         w = torch.empty(k, c, m, dtype=weights_dtype or dtype)
         p = torch.empty(c * m, f, dtype=weights_dtype or dtype)
         return functional._cuda_kernel(x, w, p, dilation, channels_last)
@@ -219,7 +215,7 @@ def test_cuda_pick_remembers_both_rules(monkeypatch):
     w, p = torch.randn(75, 64, 1), torch.randn(64, 32)
 
     def pick(rows=10, grad=False, dtype=torch.float32, stride=1):
-        return functional._cuda_pick(_fake_cuda((2, rows, 64), dtype, grad), w.to(dtype),
+        return functional._cuda_pick(fake_cuda((2, rows, 64), dtype, grad), w.to(dtype),
                                      p.to(dtype), stride, 1, True)
 
     assert pick() is pick() is cuda.ncl  # k75 float32 inference

@@ -436,7 +436,7 @@ else:
     def test_pick_kernel_routes_cuda(monkeypatch):
         # _pick_kernel -> functional._cuda_kernel (its every branch: test_kernel_cuda.py's
         # test_cuda_rule, with fakes) -> the kernel functions themselves, Triton imported.
-        from types import SimpleNamespace
+        from kernel_env import fake_cuda
         from sepconv.kernels import cuda, triton_v2
         monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
@@ -444,9 +444,8 @@ else:
         w, p = torch.randn(3, 64, 1), torch.randn(64, 128)
 
         def pick(dilation=8, grad=False):
-            fake = SimpleNamespace(is_cuda=True, device=torch.device("cuda"),
-                                   dtype=torch.float32, requires_grad=grad, shape=(2, 10, 64))
-            return functional._pick_kernel(fake, w, p, 1, dilation, 10, True)
+            return functional._pick_kernel(fake_cuda((2, 10, 64), grad=grad), w, p, 1,
+                                           dilation, 10, True)
 
         inference, training = pick(), pick(grad=True)
         assert inference.func is training.func is triton_v2.separable_conv1d
