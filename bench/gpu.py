@@ -314,6 +314,20 @@ def host_overhead(torch, device, contenders: Dict[str, Callable],
     return out
 
 
+def plain_launch(kernel: Callable) -> Callable:
+    """``kernel`` with Triton's own ``kernel[grid]`` launches (``kernels/triton_launch.py``'s
+    fast launch off for the call), to time what the fast launch saves."""
+    from sepconv.kernels import triton_launch
+
+    def call(*args, **kwargs):
+        fast, triton_launch.FAST = triton_launch.FAST, False
+        try:
+            return kernel(*args, **kwargs)
+        finally:
+            triton_launch.FAST = fast
+    return call
+
+
 def kernel_name(kernel: Callable) -> str:
     """What ``functional._cuda_pick`` returned, by name: ``cuda:<composition>``,
     ``triton_v2`` or ``triton_v2_savez``."""
@@ -423,6 +437,7 @@ def run(args, checkpoint: Callable[[Dict], None] = lambda report: None) -> Dict:
     contenders = {"functional": api, "nhwc_mm": cuda.nhwc_mm, "ncl": cuda.ncl}
     if not args.dry_run:  # (the interpreter would take minutes for 2000 calls)
         contenders["triton_v2"] = triton_v2.separable_conv1d
+        contenders["triton_v2 plain launch"] = plain_launch(triton_v2.separable_conv1d)
     contenders["functional again"] = api
     machine["host_overhead"] = host_overhead(torch, device, contenders,
                                              calls=5 if args.dry_run else 2000)

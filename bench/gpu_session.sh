@@ -20,9 +20,10 @@
 #        kernel, float32 (TF32 off), bfloat16 and torch's default float32 (cuDNN TF32 on)
 #        (-> $out/gpu-rule.json); DRY=1 works here too.
 # check:  one window's worth (~7 minutes), each step under its own timeout, most important
-#        first: tests/test_kernel_cuda.py and variant 2's tests on the GPU, then the `rule`
-#        bench (-> $out/gpu-rule.json), then the v2 probe on CHECK_PROBE_SHAPES
-#        (-> $out/probe/probe.json); DRY=1 works here too.
+#        first: tests/test_kernel_cuda.py and variant 2's tests on the GPU, where the small
+#        layers' host time goes (bench/host_profile.py -> $out/host_profile.txt), then the
+#        `rule` bench (-> $out/gpu-rule.json), then (unless CHECK_PROBE=0) the v2 probe on
+#        CHECK_PROBE_SHAPES (-> $out/probe/probe.json); DRY=1 works here too.
 set -u
 dry=""
 v2_only=${V2_ONLY:-quartznet_b1,quartznet_b5,matchboxnet,conformer,causal_stream,timeseries,tcn,long-256}
@@ -78,13 +79,17 @@ for part in "$@"; do
     check) cuda_tests ${CHECK_TESTS_TIMEOUT:-60} "$out/gpu_tests.txt"
         SEPCONV_TRITON_CHILD=1 SEPCONV_KERNEL= SEPCONV_TRITON_AUTOTUNE=0 \
           timeout ${CHECK_V2_TESTS_TIMEOUT:-150} python -m pytest -q -p no:cacheprovider \
-             -o addopts= $xdist --noconftest tests/test_kernel_triton.py -k "v2 or variant or pick" \
+             -o addopts= $xdist --noconftest tests/test_kernel_triton.py -k "v2 or variant or pick or launch" \
              2>&1 | tail -n 15 | tee -a "$out/gpu_tests.txt"
+        timeout ${CHECK_HOST_TIMEOUT:-60} python bench/host_profile.py $dry \
+             --out "$out/host_profile.txt" > /dev/null 2>&1
         rule_bench ${CHECK_BENCH_TIMEOUT:-260}
         rm -f "$out/gpu-rule.png"  # (a device run brings back 8 files at most)
-        timeout ${CHECK_PROBE_TIMEOUT:-100} python bench/gpu_probe.py $dry --out "$out/probe" \
-             --only v2 --shapes "$check_probe_shapes" \
-             2>&1 | tee "$out/gpu_probe.txt" ;;
+        if [ "${CHECK_PROBE:-1}" = 1 ]; then
+          timeout ${CHECK_PROBE_TIMEOUT:-100} python bench/gpu_probe.py $dry --out "$out/probe" \
+               --only v2 --shapes "$check_probe_shapes" \
+               2>&1 | tee "$out/gpu_probe.txt"
+        fi ;;
     *) echo "unknown part $part (tests, bench, probe, v2, rule, check)"; exit 2 ;;
   esac
 done

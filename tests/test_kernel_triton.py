@@ -377,8 +377,15 @@ else:
         # A view whose span (not its element count) passes 2**30: a stand-in, as torch
         # will not make such a view without the storage behind it.
         from types import SimpleNamespace
-        wide = SimpleNamespace(shape=(2, 2), stride=lambda: (2 ** 30, 1), numel=lambda: 4)
+        wide = SimpleNamespace(shape=(2, 2), stride=lambda: (2 ** 30, 1), numel=lambda: 4,
+                               is_contiguous=lambda: False)
         assert triton_sepconv._needs_int64(small, wide)
+        big = SimpleNamespace(shape=(2 ** 15, 2 ** 15), stride=lambda: (2 ** 15, 1),
+                              numel=lambda: 2 ** 30, is_contiguous=lambda: True)
+        assert triton_sepconv._needs_int64(small, big)
+        assert not triton_sepconv._needs_int64(
+            SimpleNamespace(shape=(2 ** 15, 2 ** 15 - 1), stride=lambda: (2 ** 15 - 1, 1),
+                            numel=lambda: 2 ** 15 * (2 ** 15 - 1), is_contiguous=lambda: True))
         assert not triton_sepconv._needs_int64(torch.empty(1).expand(2 ** 31))  # stride 0
 
     def test_partial_requires_grad():
@@ -745,3 +752,108 @@ else:
         monkeypatch.setenv("SEPCONV_TRITON_VARIANT", "v3")
         with pytest.raises(ValueError, match="SEPCONV_TRITON_VARIANT='v3'"):
             triton_sepconv.separable_conv1d(*tensors, **kw)
+
+    # kernels/triton_launch.py: the compiled kernel's launcher called directly.
+    from sepconv.kernels import triton_launch
+
+    def test_fast_launch_mirrors_installed_triton():
+        """The fast launch repeats JITFunction.run's launcher call: the installed triton
+        must still make that call (a triton upgrade that changes it switches the fast path
+        off, and this test says so)."""
+        assert triton_launch.compatible()
+
+    class _FakeCompiled:
+        function, packed_metadata = "function", "metadata"
+
+        def __init__(self, calls):
+            self.calls = calls
+
+        def run(self, *args):
+            self.calls.append(("fast", args))
+
+    class _FakeKernel:
+        """Stands in for a JITFunction: parameters a, b, n, then constexprs C2, C1."""
+        arg_names = ["a", "b", "n", "C2", "C1"]
+        pre_run_hooks = []
+
+        def __init__(self):
+            self.calls = []
+            self.compiled = _FakeCompiled(self.calls)
+
+        def __getitem__(self, grid):
+            def plain(*args, **kwargs):
+                self.calls.append(("plain", grid, args, kwargs))
+                return self.compiled
+            return plain
+
+    @pytest.fixture
+    def fake_launch(monkeypatch):
+        monkeypatch.setattr(triton_launch, "FAST", True)
+        monkeypatch.setattr(triton_launch, "_driver", lambda: (lambda: 0, lambda d: 77))
+        return _FakeKernel()
+
+    def test_fast_launch_replays_the_compiled_kernel(fake_launch):
+        kernel = fake_launch
+        a, b = torch.zeros(8), torch.zeros(4, dtype=torch.float16)
+        launch = lambda *args, grid=(3, 2), **c: triton_launch.launch(
+            kernel, grid, args, c or dict(C1=1, C2="x"), 4, 2)
+        assert launch(a, b, 5) is kernel.compiled
+        assert kernel.calls == [("plain", (3, 2), (a, b, 5),
+                                 dict(C1=1, C2="x", num_warps=4, num_stages=2))]
+        launch(a, b, 5, grid=(9,))
+        # every parameter in the kernel's order (constexprs too), grid padded to 3 axes
+        assert kernel.calls[-1] == ("fast", (9, 1, 1, 77, "function", "metadata", None, None,
+                                             None, a, b, 5, "x", 1))
+        # what triton specializes on changes the key: a plain launch, then fast again
+        for args, c in [((a, b, 6), {}), ((a[1:], b, 5), {}), ((a.double(), b, 5), {}),
+                        ((a, b, 5), dict(C1=2, C2="x"))]:
+            before = len(kernel.calls)
+            launch(*args, **c)
+            launch(*args, **c)
+            assert [call[0] for call in kernel.calls[before:]] == ["plain", "fast"], args
+
+    def test_fast_launch_gives_way(fake_launch, monkeypatch):
+        kernel = fake_launch
+        a = torch.zeros(8)
+        launch = lambda grid=(1,): triton_launch.launch(kernel, grid, (a, a, 1),
+                                                        dict(C1=1, C2=2), 4, 2)
+        launch(), launch()
+        assert [c[0] for c in kernel.calls] == ["plain", "fast"]
+        from triton import knobs
+        hook = lambda metadata: None
+        knobs.runtime.launch_enter_hook.add(hook)  # a profiler's hook: plain launches
+        try:
+            launch()
+        finally:
+            knobs.runtime.launch_enter_hook.remove(hook)
+        launch(lambda meta: (1,))  # a grid function
+        monkeypatch.setattr(triton_launch, "compatible", lambda: False)
+        launch()
+        assert [c[0] for c in kernel.calls[2:]] == ["plain"] * 3
+        monkeypatch.setattr(kernel, "pre_run_hooks", [print])
+        monkeypatch.setattr(triton_launch, "compatible", lambda: True)
+        triton_launch.launch(kernel, (1,), (a, a, 2), dict(C1=1, C2=2), 4, 2)
+        triton_launch.launch(kernel, (1,), (a, a, 2), dict(C1=1, C2=2), 4, 2)
+        assert [c[0] for c in kernel.calls[-2:]] == ["plain", "plain"]
+
+    @pytest.mark.skipif(triton_sepconv.INTERPRET, reason="the fast launch needs a GPU")
+    @pytest.mark.parametrize("case", [(2, 37, 5, 1, 20, 4, 1, 1, "causal", True, True),
+                                      (3, 50, 6, 2, 200, 9, 2, 1, "same", False, False),
+                                      (2, 64, 8, 1, 16, 3, 1, 4, "valid", True, True)])
+    def test_v2_fast_launch_matches_plain_launch(monkeypatch, case):
+        """Variant 2 forward and backward with the fast launch give the plain launch's
+        numbers bit for bit, on aligned and unaligned inputs, and do launch fast."""
+        tensors, kw = _case(*case)
+        x = tensors[0]
+        shifted = torch.empty(x.numel() + 1, device=x.device, dtype=x.dtype)[1:]
+        tensors_unaligned = [shifted.view(x.shape).copy_(x)] + tensors[1:]
+        for inputs in (tensors, tensors_unaligned, tensors):
+            monkeypatch.setattr(triton_launch, "FAST", False)
+            want = _run(triton_v2.separable_conv1d, inputs, kw)
+            monkeypatch.setattr(triton_launch, "FAST", True)
+            fast_before = triton_launch.COUNTS["fast"]
+            got = _run(triton_v2.separable_conv1d, inputs, kw)
+            got = _run(triton_v2.separable_conv1d, inputs, kw)  # the second call replays
+            assert triton_launch.COUNTS["fast"] > fast_before
+            for g, w in zip(got, want):
+                assert torch.equal(g, w)

@@ -59,6 +59,7 @@ variables are read when this module is imported.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from typing import Callable, Optional
 
@@ -69,6 +70,7 @@ import triton.language as tl
 
 from .. import padding as _padding
 from . import reference as _reference
+from . import triton_launch as _fast
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 AUTOTUNE = not INTERPRET and os.environ.get("SEPCONV_TRITON_AUTOTUNE", "0") == "1"
@@ -354,8 +356,8 @@ def _prune(configs, named_args, **kwargs):
     """Drop configs whose tiles are far larger than the problem (keep at least one)."""
     cm, f = named_args["CM"], named_args["F"]
     ok = [c for c in configs
-          if c.kwargs.get("BLOCK_J", 16) <= max(16, triton.next_power_of_2(cm))
-          and c.kwargs.get("BLOCK_F", 16) <= max(16, triton.next_power_of_2(f))]
+          if c.kwargs.get("BLOCK_J", 16) <= max(16, _next_pow2(cm))
+          and c.kwargs.get("BLOCK_F", 16) <= max(16, _next_pow2(f))]
     return ok or configs[:1]
 
 
@@ -424,8 +426,10 @@ class _Fixed:
         def launch(*args, **kwargs):
             named = dict(zip(self.kernel.arg_names, args), **kwargs)
             config = self.pick(named)
-            return self.kernel[grid](*args, **kwargs, **config.kwargs,
-                                     num_warps=config.num_warps, num_stages=config.num_stages)
+            constexprs = {**kwargs, **config.kwargs}
+            return _fast.launch(self.kernel, grid({**named, **config.kwargs})
+                                if callable(grid) else grid, args, constexprs,
+                                config.num_warps, config.num_stages)
         return launch
 
 
@@ -449,6 +453,17 @@ else:
 # ------------------------------------------------------------------------- launchers
 
 
+def _cdiv(a: int, b: int) -> int:
+    """``triton.cdiv`` on the host (triton 3.9's is a constexpr function whose host call
+    costs microseconds of Python)."""
+    return -(-a // b)
+
+
+def _next_pow2(n: int) -> int:
+    """``triton.next_power_of_2`` on the host (see :func:`_cdiv`), for ``n >= 0``."""
+    return 1 << (n - 1).bit_length() if n > 0 else 0
+
+
 def _x_strides(x: torch.Tensor, channels_last: bool):
     """``(batch, step, channel)`` strides of ``x`` in either layout."""
     if channels_last:
@@ -457,7 +472,8 @@ def _x_strides(x: torch.Tensor, channels_last: bool):
 
 
 def _precision(dtype: torch.dtype) -> str:
-    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+    # (torch.backends.cuda.matmul.allow_tf32's own getter: the property costs ~2 us a call)
+    if dtype == torch.float32 and not torch._C._get_cublas_allow_tf32():
         return "ieee"
     return "tf32"  # ignored by tl.dot for 16-bit inputs
 
@@ -468,9 +484,9 @@ def _needs_int64(*tensors: torch.Tensor) -> bool:
     The bound is 2**30, not 2**31: masked lanes past the end (the last row block, taps
     in the padding) compute offsets somewhat beyond a tensor's span.
     """
-    spans = [sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride())) + 1
-             for t in tensors if t.numel() > 0]
-    return max(spans, default=0) >= 2 ** 30
+    return max((t.numel() if t.is_contiguous() else
+                sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride())) + 1
+                for t in tensors if t.numel() > 0), default=0) >= 2 ** 30
 
 
 def _upcast(dtype: torch.dtype) -> bool:
@@ -485,13 +501,16 @@ def _seq_tiles(t: torch.Tensor, channels_last: bool) -> bool:
 
 def _row_blocks(batch: int, steps: int, block: int, seq_tiles: bool) -> int:
     """Row blocks of ``_rows``: per sequence, or over the flattened rows."""
-    return batch * triton.cdiv(steps, block) if seq_tiles else triton.cdiv(batch * steps, block)
+    return batch * _cdiv(steps, block) if seq_tiles else _cdiv(batch * steps, block)
 
 
 def _num_sms(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 1
+    return _sms_of(device.index) if device.type == "cuda" else 1
+
+
+@functools.lru_cache(maxsize=None)
+def _sms_of(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def _row_splits(rows: int, cm: int, f: int, sms: int) -> int:
@@ -499,8 +518,8 @@ def _row_splits(rows: int, cm: int, f: int, sms: int) -> int:
     torch): enough programs to fill the device, about 4 per SM counting nominal 32x64
     tiles of ``d(pointwise)``, and about 64 rows per range at least (a range may end up
     empty when row blocks are larger: it then contributes zeros)."""
-    tiles = triton.cdiv(cm, 32) * triton.cdiv(f, 64)
-    return max(1, min(triton.cdiv(4 * sms, tiles), triton.cdiv(rows, 64)))
+    tiles = _cdiv(cm, 32) * _cdiv(f, 64)
+    return max(1, min(_cdiv(4 * sms, tiles), _cdiv(rows, 64)))
 
 
 def _output(x, batch: int, l_out: int, f: int, channels_last: bool):
@@ -528,7 +547,7 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
         return y
     seq = _seq_tiles(x, channels_last)
     grid = lambda meta: (_row_blocks(batch, l_out, meta["BLOCK_R"], seq)
-                         * triton.cdiv(f, meta["BLOCK_F"]),)
+                         * _cdiv(f, meta["BLOCK_F"]),)
     _fwd[grid](x, w, p, bias if bias is not None else p, y, y,
                rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
                *_x_strides(x, channels_last), syb, syl, syf,
@@ -565,7 +584,7 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
         dw32 = torch.zeros((k, cm), device=x.device, dtype=torch.float32)
         seq = _seq_tiles(x, channels_last)
         grid = lambda meta: (_row_blocks(batch, l_out, meta["BLOCK_R"], seq)
-                             * triton.cdiv(cm, meta["BLOCK_J"]),)
+                             * _cdiv(cm, meta["BLOCK_J"]),)
         _bwd_dz_dw[grid](x, p, dy, dz, dw32,
                          rows, length, l_out, m, cm, f, k, stride, dilation, pad_left,
                          sxb, sxl, sxc, sdb, sdl, sdf, PRECISION=precision,
@@ -575,14 +594,14 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
             dx = torch.empty_like(x, memory_format=torch.contiguous_format)
             seq_x = _seq_tiles(dx, channels_last)
             grid = lambda meta: (_row_blocks(batch, length, meta["BLOCK_I"], seq_x)
-                                 * triton.cdiv(channels, meta["BLOCK_C"]),)
+                                 * _cdiv(channels, meta["BLOCK_C"]),)
             _bwd_dx[grid](dz, w, dx, batch * length, length, l_out, channels, m, cm, k,
                           stride, dilation, pad_left, *_x_strides(dx, channels_last),
                           INT64=int64, SEQ_TILES=seq_x)
     if need_dp or need_db:
         dp32 = torch.empty((splits, cm, f), device=x.device, dtype=torch.float32)
         db32 = torch.empty((splits, f), device=x.device, dtype=torch.float32) if has_bias else dp32
-        grid = lambda meta: (triton.cdiv(cm, meta["BLOCK_J"]) * triton.cdiv(f, meta["BLOCK_F"]),
+        grid = lambda meta: (_cdiv(cm, meta["BLOCK_J"]) * _cdiv(f, meta["BLOCK_F"]),
                              splits)
         _bwd_dp[grid](x, w, dy, dp32, db32,
                       rows, batch, splits, length, l_out, m, cm, f, k, stride, dilation, pad_left,
@@ -595,9 +614,15 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
     return dx, dw, dp, db
 
 
+_NOTHING = contextlib.nullcontext()
+
+
 def _on(device: torch.device):
-    """Make ``device`` current while launching: Triton launches on the current device."""
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    """Make ``device`` current while launching: Triton launches on the current device
+    (nothing to do, the common case, when it is current already)."""
+    if device.type != "cuda" or device.index == torch._C._cuda_getDevice():
+        return _NOTHING
+    return torch.cuda.device(device)
 
 
 def _weights(depthwise: torch.Tensor, pointwise: torch.Tensor):
@@ -654,11 +679,15 @@ class _SeparableConv1d(torch.autograd.Function):
                 None, None, None, None, None)
 
 
+@functools.lru_cache(maxsize=None)
+def _capability(index: int) -> tuple:
+    return torch.cuda.get_device_capability(index)
+
+
 def _supported(x, depthwise, pointwise, bias) -> bool:
     if not (x.is_cuda or INTERPRET) or x.dtype not in _DTYPES:
         return False
-    if (x.is_cuda and x.dtype == torch.bfloat16
-            and torch.cuda.get_device_capability(x.device) < (8, 0)):
+    if x.is_cuda and x.dtype == torch.bfloat16 and _capability(x.device.index) < (8, 0):
         return False  # no bfloat16 tensor-core dot before Ampere
     tensors = [depthwise, pointwise] + ([bias] if bias is not None else [])
     return all(t.dtype == x.dtype and t.device == x.device for t in tensors)

@@ -35,7 +35,7 @@ by reasoning about registers; the autotuner is not used here even with
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 from typing import Optional
 
@@ -46,8 +46,9 @@ import triton.language as tl
 
 from .. import padding as _padding
 from . import reference as _reference
+from . import triton_launch as _fast
 from . import triton_sepconv as _v1
-from .triton_sepconv import _depthwise_tile, _rows, _split_blocks, _wide
+from .triton_sepconv import _cdiv, _depthwise_tile, _next_pow2, _rows, _split_blocks, _wide
 
 INTERPRET = _v1.INTERPRET
 
@@ -276,8 +277,9 @@ _INTERPRETER = {"fused_rows": 32, "depthwise": _cfg(4, 1, BLOCK_R=32, BLOCK_J=16
                 "dw_rows_once_long": _cfg(4, 1, BLOCK_R=16, BLOCK_J=16, BLOCK_K=4)}
 
 
+@functools.lru_cache(maxsize=None)
 def _fused_config(f: int) -> triton.Config:
-    block_f = max(16, triton.next_power_of_2(f))
+    block_f = max(16, _next_pow2(f))
     if INTERPRET:
         return _cfg(4, 1, BLOCK_R=_INTERPRETER["fused_rows"], BLOCK_J=16, BLOCK_F=block_f)
     tile = PICKS["fused"][block_f]
@@ -289,8 +291,8 @@ def _config(name: str) -> triton.Config:
 
 
 def _launch(kernel, config: triton.Config, grid, *args, **kwargs):
-    return kernel[grid](*args, **kwargs, **config.kwargs, num_warps=config.num_warps,
-                        num_stages=config.num_stages)
+    return _fast.launch(kernel, grid, args, {**kwargs, **config.kwargs}, config.num_warps,
+                        config.num_stages)
 
 
 # ------------------------------------------------------------------------ launchers
@@ -316,8 +318,8 @@ def _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last, z, kernel
     int64 = _v1._needs_int64(x, z)
     if kernel == "unrolled":
         config = _config("depthwise_unrolled")
-        grid = (batch * triton.cdiv(l_out, config.kwargs["BLOCK_R"])
-                * triton.cdiv(cm, config.kwargs["BLOCK_J"]),)
+        grid = (batch * _cdiv(l_out, config.kwargs["BLOCK_R"])
+                * _cdiv(cm, config.kwargs["BLOCK_J"]),)
         _launch(_depthwise_unrolled_kernel, config, grid, x, w, z,
                 length, l_out, cm // channels, cm, k, stride, dilation, pad_left, *strides,
                 INT64=int64)
@@ -325,11 +327,37 @@ def _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last, z, kernel
     config = _config("depthwise")
     seq = _v1._seq_tiles(x, channels_last)
     grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq)
-            * triton.cdiv(cm, config.kwargs["BLOCK_J"]),)
+            * _cdiv(cm, config.kwargs["BLOCK_J"]),)
     _launch(_depthwise_kernel, config, grid, x, w, z,
             batch * l_out, length, l_out, cm // channels, cm, k, stride, dilation, pad_left,
             *strides, INT64=int64, SEQ_TILES=seq)
     return z
+
+
+@functools.lru_cache(maxsize=1024)
+def _fused_plan(x_shape, x_strides, dtype, k, cm, f, has_bias, stride, dilation, pad_left,
+                l_out, channels_last, want_z, precision) -> tuple:
+    """The fused forward's launch for one call signature: ``(y shape, grid, integer
+    arguments, constexprs, num_warps, num_stages)``.  Remembered: working it out took
+    ~10 us of Python a call, more than the small layers' kernels (issue 12)."""
+    batch = x_shape[0]
+    length, channels = (x_shape[1], x_shape[2]) if channels_last else (x_shape[2], x_shape[1])
+    rows = batch * l_out
+    config = _fused_config(f)
+    sxb, sxl, sxc = x_strides if channels_last else (x_strides[0], x_strides[2], x_strides[1])
+    seq = sxl == 1  # _v1._seq_tiles
+    if channels_last:
+        y_shape, (syb, syl, syf) = (batch, l_out, f), (l_out * f, f, 1)
+    else:
+        y_shape, (syb, syl, syf) = (batch, f, l_out), (f * l_out, 1, l_out)
+    x_span = sum((n - 1) * abs(st) for n, st in zip(x_shape, x_strides)) + 1
+    int64 = max(x_span, rows * f, cm * f, rows * cm if want_z else 0) >= 2 ** 30
+    grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq),)
+    ints = (rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
+            sxb, sxl, sxc, syb, syl, syf)
+    constexprs = dict(HAS_BIAS=has_bias, STORE_Z=want_z, PRECISION=precision,
+                      UPCAST=_v1._upcast(dtype), INT64=int64, SEQ_TILES=seq, **config.kwargs)
+    return y_shape, grid, ints, constexprs, config.num_warps, config.num_stages
 
 
 def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last,
@@ -349,18 +377,14 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
     # sm_90): a float32 forward that keeps z takes the unfused path, which writes z anyway.
     fused = f <= min(FUSED_MAX_F, 512) and not (want_z and x.dtype == torch.float32)
     if fused:  # one filter block: each z tile computed once
-        y, (syb, syl, syf) = _v1._output(x, batch, l_out, f, channels_last)
-        z = torch.empty((rows, cm), device=x.device, dtype=x.dtype) if want_z else None
-        config = _fused_config(f)
-        seq = _v1._seq_tiles(x, channels_last)
-        grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq),)
-        _launch(_v1._fwd_kernel, config, grid, x, w, p, bias if bias is not None else p, y,
-                z if want_z else p,
-                rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
-                *_v1._x_strides(x, channels_last), syb, syl, syf,
-                HAS_BIAS=bias is not None, STORE_Z=want_z, PRECISION=_v1._precision(x.dtype),
-                UPCAST=_v1._upcast(x.dtype),
-                INT64=_v1._needs_int64(x, y, p, *([z] if want_z else [])), SEQ_TILES=seq)
+        y_shape, grid, ints, constexprs, warps, stages = _fused_plan(
+            x.shape, x.stride(), x.dtype, k, cm, f, bias is not None, stride, dilation,
+            pad_left, l_out, channels_last, want_z, _v1._precision(x.dtype))
+        y = torch.empty(y_shape, device=x.device, dtype=x.dtype)
+        z = torch.empty((rows, cm), device=x.device, dtype=x.dtype) if want_z else p
+        _fast.launch(_v1._fwd_kernel, grid,
+                     (x, w, p, bias if bias is not None else p, y, z) + ints, constexprs,
+                     warps, stages)
         return y, (z.view(batch, l_out, cm) if want_z else None)
     if channels_last:
         z = torch.empty((rows, cm), device=x.device, dtype=x.dtype)
@@ -381,8 +405,34 @@ def _dw_splits(num_blocks: int, cm: int, block_j: int, sms: int, tap_groups: int
     """Row ranges of the d(depthwise) partials kernels: about 4 programs per SM counting
     channel blocks and tap groups (``_dw_rows_once_kernel``'s first grid axis), at most one
     range per row block (the float32 partials, ``(splits, K, CM)``, are summed by torch)."""
-    programs = triton.cdiv(cm, block_j) * tap_groups
-    return max(1, min(triton.cdiv(4 * sms, programs), num_blocks))
+    programs = _cdiv(cm, block_j) * tap_groups
+    return max(1, min(_cdiv(4 * sms, programs), num_blocks))
+
+
+@functools.lru_cache(maxsize=1024)
+def _dw_plan(x_shape, x_strides, cm, k, stride, dilation, pad_left, l_out, channels_last,
+             kernel, sms) -> tuple:
+    """:func:`_depthwise_grad`'s launch for one call signature: ``(partials shape, kernel,
+    grid, arguments after the tensors, constexprs, num_warps, num_stages)``."""
+    rows_once = kernel == "rows_once"
+    batch = x_shape[0]
+    length, channels = (x_shape[1], x_shape[2]) if channels_last else (x_shape[2], x_shape[1])
+    config = _config(("dw_rows_once_long" if k >= 8 else "dw_rows_once") if rows_once
+                     else "dw")
+    block_r, block_j = config.kwargs["BLOCK_R"], config.kwargs["BLOCK_J"]
+    tap_groups = _cdiv(k, config.kwargs["BLOCK_K"]) if rows_once else 1
+    sxb, sxl, sxc = x_strides if channels_last else (x_strides[0], x_strides[2], x_strides[1])
+    seq = sxl == 1  # _v1._seq_tiles
+    num_blocks = _v1._row_blocks(batch, l_out, block_r, seq)
+    splits = _dw_splits(num_blocks, cm, block_j, sms, tap_groups)
+    x_span = sum((n - 1) * abs(st) for n, st in zip(x_shape, x_strides)) + 1
+    int64 = max(x_span, batch * l_out * cm, splits * k * cm) >= 2 ** 30
+    grid = (((tap_groups,) if rows_once else ()) + (_cdiv(cm, block_j), splits))
+    ints = (batch * l_out, batch, splits, length, l_out, cm // channels, cm, k, stride,
+            dilation, pad_left, sxb, sxl, sxc)
+    return ((splits, k, cm), _dw_rows_once_kernel if rows_once else _dw_partials_kernel, grid,
+            ints, dict(INT64=int64, SEQ_TILES=seq, **config.kwargs), config.num_warps,
+            config.num_stages)
 
 
 def _depthwise_grad(x, dz, k, stride, dilation, pad_left, l_out, channels_last,
@@ -394,25 +444,37 @@ def _depthwise_grad(x, dz, k, stride, dilation, pad_left, l_out, channels_last,
     if kernel not in DW_KERNELS:
         raise ValueError(f"triton_v2.DW_KERNEL (or SEPCONV_TRITON_V2_DW) must be one of "
                          f"{DW_KERNELS}; received {kernel!r}")
-    rows_once = kernel == "rows_once"
-    batch = x.shape[0]
-    length, channels = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[1])
-    cm = dz.shape[1]
-    config = _config(("dw_rows_once_long" if k >= 8 else "dw_rows_once") if rows_once
-                     else "dw")
-    block_r, block_j = config.kwargs["BLOCK_R"], config.kwargs["BLOCK_J"]
-    tap_groups = triton.cdiv(k, config.kwargs["BLOCK_K"]) if rows_once else 1
-    seq = _v1._seq_tiles(x, channels_last)
-    num_blocks = _v1._row_blocks(batch, l_out, block_r, seq)
-    splits = _dw_splits(num_blocks, cm, block_j, _v1._num_sms(x.device), tap_groups)
-    part = torch.empty((splits, k, cm), device=x.device, dtype=torch.float32)
-    int64 = _v1._needs_int64(x, dz) or part.numel() >= 2 ** 30
-    grid = (((tap_groups,) if rows_once else ()) + (triton.cdiv(cm, block_j), splits))
-    _launch(_dw_rows_once_kernel if rows_once else _dw_partials_kernel, config, grid,
-            x, dz, part, batch * l_out, batch, splits, length, l_out, cm // channels, cm, k,
-            stride, dilation, pad_left, *_v1._x_strides(x, channels_last),
-            INT64=int64, SEQ_TILES=seq)
-    return part.sum(0)
+    shape, jit_kernel, grid, ints, constexprs, warps, stages = _dw_plan(
+        x.shape, x.stride(), dz.shape[1], k, stride, dilation, pad_left, l_out,
+        channels_last, kernel, _v1._num_sms(x.device))
+    part = torch.empty(shape, device=x.device, dtype=torch.float32)
+    _fast.launch(jit_kernel, grid, (x, dz, part) + ints, constexprs, warps, stages)
+    return part[0] if shape[0] == 1 else part.sum(0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dx_plan(x_shape, x_strides, dy_shape, dy_strides, cm, k, stride, dilation, pad_left,
+             channels_last) -> tuple:
+    """Variant 1's transposed stencil (``_bwd_dx_kernel``, its fixed config) for ``dx``,
+    contiguous in ``x``'s layout: ``(grid, arguments after the tensors, constexprs,
+    num_warps, num_stages)``."""
+    batch = x_shape[0]
+    length, channels = (x_shape[1], x_shape[2]) if channels_last else (x_shape[2], x_shape[1])
+    l_out = dy_shape[1] if channels_last else dy_shape[2]
+    config = _v1._pick_dx({})
+    # dx: contiguous, x's shape; strides as (batch, step, channel)
+    sdb, sdl, sdc = ((length * channels, channels, 1) if channels_last
+                     else (channels * length, 1, length))
+    seq = sdl == 1
+    span = lambda shape, strides: sum((n - 1) * abs(st) for n, st in zip(shape, strides)) + 1
+    int64 = max(span(x_shape, x_strides), span(dy_shape, dy_strides), batch * l_out * cm,
+                batch * length * channels) >= 2 ** 30
+    grid = (_v1._row_blocks(batch, length, config.kwargs["BLOCK_I"], seq)
+            * _cdiv(channels, config.kwargs["BLOCK_C"]),)
+    ints = (batch * length, length, l_out, channels, cm // channels, cm, k, stride, dilation,
+            pad_left, sdb, sdl, sdc)
+    return grid, ints, dict(INT64=int64, SEQ_TILES=seq, **config.kwargs), \
+        config.num_warps, config.num_stages
 
 
 def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
@@ -421,7 +483,6 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
     ``z``: the forward's depthwise output ``(B, L_out, C*M)`` if it was saved, else it is
     recomputed for ``d(pointwise)``."""
     batch, length, channels, k, cm = _geometry(x, w, channels_last)
-    m = cm // channels
     f = p.shape[1]
     l_out = dy.shape[1] if channels_last else dy.shape[2]
     rows = batch * l_out
@@ -438,13 +499,11 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
                                  channels_last).to(w.dtype)
         if need_dx:
             dx = torch.empty_like(x, memory_format=torch.contiguous_format)
-            seq_x = _v1._seq_tiles(dx, channels_last)
-            int64 = _v1._needs_int64(x, dy, dz) or x.numel() >= 2 ** 30
-            grid = lambda meta: (_v1._row_blocks(batch, length, meta["BLOCK_I"], seq_x)
-                                 * triton.cdiv(channels, meta["BLOCK_C"]),)
-            _v1._bwd_dx[grid](dz, w, dx, batch * length, length, l_out, channels, m, cm, k,
-                              stride, dilation, pad_left, *_v1._x_strides(dx, channels_last),
-                              INT64=int64, SEQ_TILES=seq_x)
+            grid, ints, constexprs, warps, stages = _dx_plan(
+                x.shape, x.stride(), dy.shape, dy.stride(), cm, k, stride, dilation, pad_left,
+                channels_last)
+            _fast.launch(_v1._bwd_dx_kernel, grid, (dz, w, dx) + ints, constexprs, warps,
+                         stages)
     if need_dp:
         if z is None:
             z = torch.empty((rows, cm), device=x.device, dtype=x.dtype)
@@ -456,23 +515,27 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
     return dx, dw, dp, db
 
 
-@contextlib.contextmanager
-def _products_in_tf32(allowed: bool):
+class _products_in_tf32:
     """float32 products as a torch convolution's: in TF32 exactly when cuDNN's flag
     (``torch.backends.cudnn.allow_tf32``, True by default) allows it, as
     ``kernels/cuda.py``'s compositions and every torch convolution.  cuBLAS' own flag
     (``torch.backends.cuda.matmul.allow_tf32``, False by default), which the GEMMs here and
     the fused kernel's ``tl.dot`` (``triton_sepconv._precision``) read, is set to it for the
-    duration and restored."""
-    before = torch._C._get_cublas_allow_tf32()
-    if before == allowed:
-        yield
-        return
-    torch._C._set_cublas_allow_tf32(allowed)
-    try:
-        yield
-    finally:
-        torch._C._set_cublas_allow_tf32(before)
+    duration and restored.  (A class: a generator context manager costs ~1.5 us a call.)"""
+
+    __slots__ = ("allowed", "before")
+
+    def __init__(self, allowed: bool):
+        self.allowed = allowed
+
+    def __enter__(self):
+        self.before = torch._C._get_cublas_allow_tf32()
+        if self.before != self.allowed:
+            torch._C._set_cublas_allow_tf32(self.allowed)
+
+    def __exit__(self, *exc):
+        if self.before != self.allowed:
+            torch._C._set_cublas_allow_tf32(self.before)
 
 
 def _forward_call(x, depthwise, pointwise, bias, stride, dilation, pad_left, pad_right,
