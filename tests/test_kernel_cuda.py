@@ -149,50 +149,44 @@ def test_cuda_rule(monkeypatch):
         return functional._cuda_kernel(x, w, p, dilation, channels_last)
 
     large = 1 << 18  # 128 channels x 2**18 rows = 2**25
-    # TCN / WaveNet: dilated, short, narrow; every dtype and TF32 mode, training keeps z
-    # (with TF32, training only when large)
+    # inference: variant 2 but for IEEE float32 of >= 1024 channels below large
     for dtype, tf32 in [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False)]:
-        assert rule(dilation=8, k=4, dtype=dtype, tf32=tf32) == "triton_v2"
-        assert rule(dilation=8, k=4, dtype=dtype, tf32=tf32, grad=True, rows=large) \
-            == "triton_v2_savez"
-        assert rule(dilation=8, k=4, dtype=dtype, tf32=tf32, grad=True, rows=large - 1) \
-            == ("cuda" if tf32 else "triton_v2_savez")
-    for other in (dict(k=5), dict(c=129), dict(f=129), dict(m=2), dict(channels_last=False),
-                  dict(dtype=torch.float16), dict(weights_dtype=torch.float64)):
-        assert rule(**{"dilation": 8, "tf32": True, **other}) == "cuda", other
-    # float32 without TF32: long kernels and large layers
-    assert rule(k=41) == rule(rows=large) == "triton_v2"
-    assert rule(k=40) == rule(rows=large - 1) == "cuda"
-    assert rule(k=31, grad=True) == "triton_v2" and rule(k=30, grad=True) == "cuda"
-    assert rule(rows=1 << 16, grad=True) == "triton_v2_savez"  # 128 x 2**16 = 2**23
-    assert rule(rows=(1 << 16) - 1, grad=True) == rule(rows=1 << 16) == "cuda"
-    # float32 with TF32: large layers; inference of >= 512 channels
-    assert rule(rows=large, tf32=True) == "triton_v2"
-    assert rule(rows=large, tf32=True, grad=True) == "triton_v2_savez"
+        assert rule(dtype=dtype, tf32=tf32) == rule(k=75, c=1536, f=1536, dtype=dtype,
+                                                    tf32=tf32, rows=large) == "triton_v2"
+        assert rule(c=1024, f=1024, dtype=dtype, tf32=tf32) \
+            == ("cuda" if dtype == torch.float32 and not tf32 else "triton_v2")
+    assert rule(c=1024, rows=(1 << 15) - 1) == "cuda" and rule(c=1023) == "triton_v2"
+    assert rule(c=1024, rows=1 << 15) == "triton_v2"  # 1024 x 2**15 = 2**25: large
+    # float32 training: every layer (with TF32 from 128 channels); z kept for size > 2**23,
+    # the dilated class and long kernels (k >= 25, with TF32 k > 40)
+    assert rule(grad=True) == rule(grad=True, tf32=True) == rule(c=64, grad=True) \
+        == rule(k=24, grad=True) == rule(k=40, grad=True, tf32=True) == "triton_v2"
+    assert rule(c=127, grad=True, tf32=True) == "cuda"
+    assert rule(k=25, grad=True) == rule(k=41, grad=True, tf32=True) == "triton_v2_savez"
+    assert rule(rows=(1 << 16) + 1, grad=True) == rule(rows=(1 << 16) + 1, grad=True,
+                                                        tf32=True) == "triton_v2_savez"
+    assert rule(rows=1 << 16, grad=True) == "triton_v2"  # 128 x 2**16 = 2**23
+    for dtype, tf32 in [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False)]:
+        assert rule(dilation=8, k=4, dtype=dtype, tf32=tf32, grad=True) == "triton_v2_savez"
+    # bfloat16 training: dilated, long kernels from 2**22, k <= 4 with <= 128 channels,
+    # >= 1024 channels from 2**26, k >= 31 when large
+    bf16 = dict(dtype=torch.bfloat16, grad=True)
     mid = 1 << 15  # 128 channels x 2**15 rows = 2**22
-    assert rule(rows=large - 1, tf32=True) == rule(k=40, tf32=True, grad=True, rows=mid) \
-        == "cuda"
-    assert rule(k=41, tf32=True, grad=True, rows=mid) == "triton_v2_savez"  # long kernels
-    assert rule(k=41, tf32=True, grad=True, rows=mid - 1) == "cuda"  # (too small)
-    wide = dict(c=512, f=512, rows=1 << 13, tf32=True)  # 512 x 2**13 = 2**22
-    assert rule(**wide) == "triton_v2"
-    assert rule(**{**wide, "c": 511, "f": 511, "rows": (1 << 22) // 511 + 1}) == "cuda"
-    assert rule(**wide, grad=True) == "cuda"
-    assert rule(**{**wide, "rows": (1 << 13) - 1}) == "cuda"
-    # bfloat16: inference of large layers, training of the widest, largest
-    bf16 = dict(dtype=torch.bfloat16)
-    assert rule(rows=large, **bf16) == "triton_v2"
-    assert rule(rows=large - 1, **bf16) == rule(rows=large, grad=True, **bf16) == "cuda"
-    big = dict(c=1024, rows=1 << 16, dtype=torch.bfloat16)
-    assert rule(**big) == "triton_v2" and rule(**big, grad=True) == "triton_v2_savez"
-    assert rule(**{**big, "c": 1023}, grad=True) == "cuda"
-    assert rule(**{**big, "rows": (1 << 16) - 1}, grad=True) == "cuda"
-    assert rule(k=40, dtype=torch.bfloat16, grad=True, rows=mid) == "cuda"
-    assert rule(k=41, dtype=torch.bfloat16, grad=True, rows=mid) == "triton_v2_savez"
-    assert rule(k=41, dtype=torch.bfloat16, grad=True, rows=mid - 1) == "cuda"
+    assert rule(k=41, rows=mid, **bf16) == rule(k=4, **bf16) == rule(k=31, rows=large, **bf16) \
+        == rule(c=1024, rows=1 << 16, **bf16) == "triton_v2_savez"
+    for other in (dict(k=41, rows=mid - 1), dict(k=40, rows=mid), dict(k=5), dict(k=4, c=129),
+                  dict(k=30, rows=large), dict(c=1023, rows=1 << 16),
+                  dict(c=1024, rows=(1 << 16) - 1), dict(dilation=8, k=5)):
+        assert rule(**{**bf16, **other}) == "cuda", other
+    assert rule(dilation=8, k=4, c=96, f=96, **bf16) == "triton_v2_savez"
+    assert rule(dilation=8, k=3, c=129, f=129, **bf16) == "cuda"  # (<= 128 channels)
+    # never variant 2: depth multipliers, channels_first, other or mixed dtypes
+    for other in (dict(m=2), dict(channels_last=False), dict(dtype=torch.float16),
+                  dict(weights_dtype=torch.float64)):
+        assert rule(**other) == rule(**other, grad=True) == "cuda", other
     # Triton missing, or bfloat16 before Ampere: the compositions
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
-    assert rule(**big) == "cuda" and rule(dilation=8) == "triton_v2"
+    assert rule(dtype=torch.bfloat16) == "cuda" and rule(dilation=8) == "triton_v2"
     monkeypatch.setattr(functional, "_triton_installed", lambda: False)
     assert rule(dilation=8) == "cuda"
     # CUDA autocast: the compositions, whose convolutions and GEMMs autocast casts
@@ -254,10 +248,11 @@ def test_functional_on_cuda_uses_the_composition(dtype, monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_layer_in_a_cuda_graph():
+@pytest.mark.parametrize("multiplier", [1, 2])  # Triton's variant 2, the compositions
+def test_layer_in_a_cuda_graph(multiplier):
     """A CUDA graph captures the layer, forward and backward, and replays it exactly."""
     import sepconv
-    layer = sepconv.SeparableConv1D(16, 5, padding="causal", depth_multiplier=2,
+    layer = sepconv.SeparableConv1D(16, 5, padding="causal", depth_multiplier=multiplier,
                                     input_shape=(64, 8)).cuda()
     x = torch.randn(4, 64, 8, device="cuda", requires_grad=True)
     graphed = torch.cuda.make_graphed_callables(layer, (x,))

@@ -210,6 +210,19 @@ else:
         return [t.to(device=DEVICE, dtype=dtype) if t is not None else None
                 for t in (x, w, p, b)], kw
 
+    @pytest.fixture
+    def force_int64(monkeypatch):
+        """Call it for int64 offsets (what tensors past 2**30 elements get) on small
+        tensors: the span threshold at 0, variant 2's remembered launches forgotten (and
+        forgotten again after the test)."""
+        from sepconv.kernels import triton_v2
+
+        def force():
+            monkeypatch.setattr(triton_sepconv, "INT64_SPAN", 0)
+            triton_v2._clear_plans()
+        yield force
+        triton_v2._clear_plans()
+
     def _run(kernel, tensors, kw, grad_out_seed=1, dtype=None):
         """Output and gradients of every tensor input, for a fixed random ``dy``."""
         leaves = [t.detach().clone().requires_grad_() if t is not None else None
@@ -364,10 +377,10 @@ else:
         _check(tensors, kw, rtol=1e-4, atol=1e-4)
 
     @pytest.mark.parametrize("channels_last", [True, False])
-    def test_int64_offsets(monkeypatch, channels_last):
+    def test_int64_offsets(force_int64, monkeypatch, channels_last):
         # Tensors past 2**30 elements are too big for a unit test; the kernels compiled
         # with int64 offsets (what such tensors get) must agree on small ones too.
-        monkeypatch.setattr(triton_sepconv, "_needs_int64", lambda *tensors: True)
+        force_int64()
         tensors, kw = _case(2, 21, 3, 2, 18, 4, 2, 1, "same", channels_last, True)
         _check(tensors, kw, rtol=1e-4, atol=1e-4)
 
@@ -459,7 +472,9 @@ else:
         assert inference.keywords == {"save_z": False} and training.keywords == {"save_z": True}
         with torch.no_grad():
             assert pick(grad=True) is inference
-        assert pick(dilation=1) in cuda.COMPOSITIONS.values()
+        multiplier_2 = functional._pick_kernel(fake_cuda((2, 10, 64)), torch.randn(3, 64, 2),
+                                               torch.randn(128, 128), 1, 1, 10, True)
+        assert multiplier_2 in cuda.COMPOSITIONS.values()
         monkeypatch.setenv("SEPCONV_KERNEL", "triton")  # variant 1, forced
         assert pick(dilation=1) is triton_sepconv.separable_conv1d
 
@@ -616,7 +631,7 @@ else:
             torch.testing.assert_close(z.double(), want, rtol=1e-5, atol=1e-5,
                                        msg=lambda msg, i=i: f"{DW_CASES[i]}: {msg}")
 
-    def test_v2_alternative_kernels_end_to_end(monkeypatch):
+    def test_v2_alternative_kernels_end_to_end(force_int64, monkeypatch):
         # DW_KERNEL = "rows_once" and DEPTHWISE_KERNEL = "unrolled" through the whole layer
         # (the unfused forward, F > FUSED_MAX_F): 16-bit and int64 offsets too; several tap
         # groups in the grid, deterministic run to run; bad names are errors.
@@ -638,7 +653,7 @@ else:
                                                              tensors, kw)))
         tensors, kw = _case(2, 19, 4, 2, 18, 5, 1, 2, "same", True, True, dtype=torch.bfloat16)
         _check(tensors, kw, rtol=3e-2, atol=3e-2, kernel=triton_v2.separable_conv1d)
-        monkeypatch.setattr(triton_v2._v1, "_needs_int64", lambda *tensors: True)
+        force_int64()
         tensors, kw = _case(2, 21, 3, 2, 6, 4, 1, 1, "same", True, True)
         _check_v2(tensors, kw)
         monkeypatch.setattr(triton_v2, "DEPTHWISE_KERNEL", "fast")
@@ -716,14 +731,20 @@ else:
     def test_v2_float64_falls_back_to_reference():
         _check_float64_fallback(triton_v2.separable_conv1d, False)
 
-    def test_v2_strided_views_partial_grad_and_int64(monkeypatch):
+    def test_v2_strided_views_partial_grad_and_int64(force_int64, monkeypatch):
         _check_strided_views(triton_v2.separable_conv1d)
         _check_partial_requires_grad(triton_v2.separable_conv1d)
         # int64 offsets (what tensors past 2**30 elements get), both forward paths
-        monkeypatch.setattr(triton_v2._v1, "_needs_int64", lambda *tensors: True)
+        force_int64()
+        from sepconv.kernels import triton_launch as launcher
+        int64, launch = [], launcher.launch
+        monkeypatch.setattr(launcher, "launch", lambda kernel, grid, args, constexprs, *rest:
+                            int64.append(constexprs["INT64"])
+                            or launch(kernel, grid, args, constexprs, *rest))
         for filters in (18, 300):
             tensors, kw = _case(2, 21, 3, 2, filters, 4, 2, 1, "same", filters == 18, True)
             _check_v2(tensors, kw)
+        assert len(int64) >= 8 and all(int64)  # forward, d(depthwise), dx, z: every launch
 
     def test_v2_empty_batch_and_double_backward():
         _check_empty_batch(triton_v2.separable_conv1d)
@@ -811,6 +832,21 @@ else:
             launch(*args, **c)
             launch(*args, **c)
             assert [call[0] for call in kernel.calls[before:]] == ["plain", "fast"], args
+
+    def test_fast_launch_with_a_plan(fake_launch):
+        # a caller's plan dict: compiled kernels by kernel, device, dtypes and alignment
+        kernel, plan, a = fake_launch, {}, torch.zeros(8)
+        go = lambda t, k=kernel: triton_launch.launch(k, (2,), (t, t, 3), dict(C1=1, C2=2),
+                                                      4, 2, plan)
+        go(a), go(a)
+        assert [c[0] for c in kernel.calls] == ["plain", "fast"]
+        assert kernel.calls[-1][1][9:] == (a, a, 3, 2, 1)
+        go(a[1:]), go(a[1:])
+        other = _FakeKernel()
+        go(a, other), go(a, other)
+        assert [c[0] for c in kernel.calls[2:]] == ["plain", "fast"]
+        assert [c[0] for c in other.calls] == ["plain", "fast"]
+        assert len(plan) == 3
 
     def test_fast_launch_gives_way(fake_launch, monkeypatch):
         kernel = fake_launch

@@ -399,33 +399,29 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     """The CUDA kernel for this call: ``"cuda"`` (the compositions), ``"triton_v2"`` or
     ``"triton_v2_savez"`` (variant 2 keeping ``z`` for the backward).
 
-    Variant 2 where H200 runs (2026-11-27, ``bench/gpu.py``; JSON beside it:
-    ``bench/gpu-h200-20261127-*.json``, table in bench/README.md) measured it faster than
-    what ``kernels/cuda.py`` does with the same channels_last input; channels_last, depth
-    multiplier 1, one dtype throughout ("rows": batch x steps of the input, "large":
-    channels x rows >= 2**25):
+    Variant 2 where H200 runs (``bench/gpu.py``; JSON beside it, tables in bench/README.md)
+    measured it faster than what ``kernels/cuda.py`` does with the same channels_last input;
+    channels_last, depth multiplier 1, one dtype throughout ("rows": batch x steps of the
+    input, "size": channels x rows, "large": size >= 2**25).  Since the sixteenth session
+    variant 2 launches through ``kernels/triton_launch.py`` (the compiled kernel's launcher,
+    no ``JITFunction.run``) with its launches planned once per call signature: on the H200's
+    host an inference call costs 29 us against 88-124 for the compositions (cuDNN's host
+    time per convolution is ~35 us), and a training step about as much as theirs, so the
+    small layers, bound by host time, no longer go to the compositions by default
+    (``bench/gpu-h200-20261127-s16-*.json``):
 
-    - dilated, k <= 4, <= 128 channels and filters (TCN / WaveNet), any of float32 (TF32
-      or not) and bfloat16: inference 1.1-4.8x, training (keeping ``z``) 1.0-1.6x, but
-      with TF32 training only when large (TCN 128 x 128000 rows: ncl's TF32 1x1 won, 0.7x);
-    - float32 with TF32 (torch's default ``torch.backends.cudnn.allow_tf32 = True``;
-      variant 2's products follow that flag since the fifteenth session): large layers
-      (training keeping ``z`` 1.3-1.4x, inference 1.3-1.6x: 64 x 4096 x 256/512/1536) and
-      inference of >= 512 channels with channels x rows >= 2**22 (QuartzNet, 1536-channel
-      streams: 1.2-1.9x; Citrinet's 384 channels a tie, 0.8-1.1x);
-    - float32 without TF32 (``torch.backends.cudnn.allow_tf32 = False``, what Keras'
-      float32 numbers need): training with channels x rows >= 2**23 (keeping ``z``:
-      1.2-1.7x) or k >= 31 (cuDNN's float32 depthwise backward is slow for long kernels:
-      1.1-1.6x); inference with k > 40 (1.1-1.5x) or large (1.07-1.11x);
-    - bfloat16: inference of large layers (1.06-1.6x); training of >= 1024 channels and
-      channels x rows >= 2**26 (64 x 4096 steps x 1536 channels: 2.1-2.3x);
-    - training of k > 40, channels x rows >= 2**22, with TF32 or in bfloat16 (QuartzNet
-      k75 / k87: 1.45-1.5x and 1.1-1.7x), seen in one run only
-      (``bench/gpu-h200-20261127-s15-confirm.json``), the first with ``rows_once`` as
-      d(depthwise) (2x the old kernel at k31): recheck.
+    - inference: every layer but float32 without TF32 of >= 1024 channels below "large"
+      (a 1536-channel stream: cuDNN's NHWC depthwise + cuBLAS 7% faster, two runs);
+    - float32 training: every layer, with TF32 from 128 channels (MatchboxNet's 64: ncl
+      0.88x); ``z`` kept for size > 2**23, the dilated class, and long kernels (k >= 25 in
+      IEEE float32, whose cuDNN depthwise backward is slow for them; k > 40 with TF32);
+    - bfloat16 training (cuDNN's NHWC kernels are strong in bfloat16): dilated, k <= 4,
+      <= 128 channels and filters (TCN / WaveNet); k > 40 from size 2**22 (QuartzNet k75 /
+      k87); k <= 4 with <= 128 channels (causal streams); >= 1024 channels from size 2**26;
+      k >= 31 when large; keeping ``z``.
 
-    Elsewhere cuDNN's NHWC kernels (bfloat16: variant 2 0.4-1.0x) and the compositions of
-    small launch-bound layers won."""
+    Elsewhere (depth multipliers, channels_first, other dtypes, CUDA autocast, tracing) the
+    compositions."""
     if _graphs.standard_ops_wanted():
         return "cuda"  # tracers and torch.func see through the composition, not Triton
     k, c, m = depthwise.shape
@@ -442,20 +438,16 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     size = c * x.shape[0] * x.shape[1]
     tf32 = dtype == torch.float32 and torch._C._get_cudnn_allow_tf32()
     large = size >= 1 << 25
-    # (measured on layers of 2**22.2-2**23.6; below, variant 2's host time per call, 20-35
-    # us more than the compositions' at inference and 0.3-0.45 ms a training step, decides)
-    mid = size >= 1 << 22
-    long_training = training and k > 40 and mid  # (rows_once's d(depthwise), one run)
-    if dilation > 1 and k <= 4 and c <= 128 and pointwise.shape[1] <= 128:
-        chosen, save_z = not (tf32 and training) or large, True
-    elif tf32:  # variant 2's products in TF32 too (they follow cuDNN's flag)
-        chosen = save_z = large or long_training or (not training and c >= 512 and mid)
+    dilated = dilation > 1 and k <= 4 and c <= 128 and pointwise.shape[1] <= 128
+    if not training:
+        chosen = not (dtype == torch.float32 and not tf32 and c >= 1024 and not large)
+        save_z = False
     elif dtype == torch.float32:
-        save_z = size >= 1 << 23
-        chosen = (save_z or k >= 31) if training else (k > 40 or large)
+        chosen = c >= 128 or not tf32
+        save_z = dilated or size > 1 << 23 or (k > 40 if tf32 else k >= 25)
     else:  # bfloat16
-        chosen = save_z = (c >= 1024 and size >= 1 << 26) or (not training and large) \
-            or long_training
+        chosen = save_z = dilated or (k > 40 and size >= 1 << 22) \
+            or (k <= 4 and c <= 128) or (c >= 1024 and size >= 1 << 26) or (large and k >= 31)
     if not chosen or not _triton_installed():
         return "cuda"
     if dtype == torch.bfloat16 and x.is_cuda \

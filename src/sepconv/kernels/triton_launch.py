@@ -42,8 +42,9 @@ RUN_CALL = ("kernel.run(grid_0, grid_1, grid_2, stream, kernel.function, "
             "kernel.packed_metadata, launch_metadata, knobs.runtime.launch_enter_hook, "
             "knobs.runtime.launch_exit_hook, *bound_args.values())")
 
-#: Per kernel (by identity): key -> (compiled kernel, the constexprs' values in parameter
-#: order after the positional arguments).  ``None`` values mark keys that cannot launch fast.
+#: Per kernel, by ``id``: ``(kernel, {key: (compiled kernel, the constexprs' values in
+#: parameter order after the positional arguments)})``; ``None`` marks keys that cannot launch
+#: fast.  (The kernel is held so that its ``id`` cannot be reused by another object.)
 _ENTRIES: dict = {}
 #: How many launches took each path (the GPU tests check that the fast one is taken).
 COUNTS = {"fast": 0, "plain": 0}
@@ -68,7 +69,7 @@ def compatible() -> bool:
 
 
 def _hooks_installed() -> bool:
-    from triton import knobs
+    knobs = _knobs()
     for hook in (knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook):
         if hook is not None and getattr(hook, "calls", True):
             return True  # a chain with hooks in it, or a plain callable (older triton)
@@ -76,49 +77,86 @@ def _hooks_installed() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
+def _knobs():
+    from triton import knobs
+    return knobs
+
+
+@functools.lru_cache(maxsize=None)
 def _driver():
+    """The current device and stream, as triton's driver reads them (``torch.cuda``'s
+    device getter without its initialisation check: a fast launch follows a plain one)."""
     from triton.runtime import driver
-    return driver.active.get_current_device, driver.active.get_current_stream
+    current_device = getattr(torch._C, "_cuda_getDevice", driver.active.get_current_device)
+    return current_device, driver.active.get_current_stream
+
+
+def _leading_tensors(args: tuple) -> int:
+    n = 0
+    for a in args:
+        if not isinstance(a, torch.Tensor):
+            break
+        n += 1
+    return n
 
 
 def _key(args: tuple, constexprs: dict, num_warps: int, num_stages: int, device) -> tuple:
-    spec = [device, num_warps, num_stages, *constexprs.items()]
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            spec.append(a.dtype)
-            spec.append(a.data_ptr() & 15 == 0)
-        else:
-            spec.append(a)
-    return tuple(spec)
+    """What the compiled code depends on: the leading tensor arguments' dtypes and 16-byte
+    alignment, the other arguments' values (a tensor among them is keyed by identity and
+    never launches fast: see :func:`_entry`), the constexprs, the config and the device."""
+    n = _leading_tensors(args)
+    tensors = args[:n]
+    return (device, num_warps, num_stages, args[n:], tuple(constexprs.items()),
+            tuple([t.dtype for t in tensors]),
+            tuple([t.data_ptr() & 15 == 0 for t in tensors]))
 
 
-def _entry(kernel, compiled, n_args: int, constexprs: dict) -> Optional[tuple]:
+def _entry(kernel, compiled, args: tuple, constexprs: dict) -> Optional[tuple]:
     """``(compiled, constexpr values in order)`` when ``compiled`` can launch directly."""
     if hasattr(compiled, "result"):  # an asynchronous compilation's future
         compiled = compiled.result()
     names = getattr(kernel, "arg_names", None)
     if (names is None or getattr(kernel, "pre_run_hooks", None)
+            or any(isinstance(a, torch.Tensor) for a in args[_leading_tensors(args):])
             or not all(hasattr(compiled, a) for a in ("run", "function", "packed_metadata"))
-            or set(names[n_args:]) != set(constexprs)):
+            or set(names[len(args):]) != set(constexprs)):
         return None
-    return compiled, tuple(constexprs[name] for name in names[n_args:])
+    return compiled, tuple(constexprs[name] for name in names[len(args):])
 
 
-def launch(kernel, grid, args: tuple, constexprs: dict, num_warps: int, num_stages: int):
+def launch(kernel, grid, args: tuple, constexprs: dict, num_warps: int, num_stages: int,
+           plan: Optional[dict] = None):
     """``kernel[grid](*args, **constexprs, num_warps=..., num_stages=...)``, through the
     remembered compiled kernel where the module doc allows it.  ``grid`` a tuple of 1-3
-    ints (a function of the arguments takes the plain path)."""
+    ints (a function of the arguments takes the plain path).
+
+    ``plan``: a dict the caller keeps for one fixed config, constexprs and arguments after
+    the leading tensors (a remembered launch plan's); the compiled kernels are then
+    remembered in it by device and the tensors' dtypes and alignment alone, which
+    is cheaper to look up than the full key (and the kernel's ``id``: a test may swap the
+    kernel for a spy, which never launches fast; the real kernels live as long as their
+    module, so their ids are never reused)."""
     if not FAST or type(grid) is not tuple or _hooks_installed() or not compatible():
         COUNTS["plain"] += 1
         return kernel[grid](*args, **constexprs, num_warps=num_warps, num_stages=num_stages)
     current_device, current_stream = _driver()
     device = current_device()
-    entries = _ENTRIES.setdefault(id(kernel), {})
-    try:
-        key = _key(args, constexprs, num_warps, num_stages, device)
+    if plan is not None:
+        entries = plan
+        tensors = args[:_leading_tensors(args)]
+        key = (id(kernel), device, tuple([t.dtype for t in tensors]),
+               tuple([t.data_ptr() & 15 == 0 for t in tensors]))
         entry = entries.get(key, False)
-    except TypeError:  # an unhashable argument
-        key, entry = None, None
+    else:
+        slot = _ENTRIES.get(id(kernel))
+        if slot is None or slot[0] is not kernel:  # (the slot holds the kernel: no id reuse)
+            slot = _ENTRIES[id(kernel)] = (kernel, {})
+        entries = slot[1]
+        try:
+            key = _key(args, constexprs, num_warps, num_stages, device)
+            entry = entries.get(key, False)
+        except (TypeError, RuntimeError):  # an unhashable argument (or a tensor compared)
+            key, entry = None, None
     if entry:
         compiled, tail = entry
         g = grid + (1, 1)
@@ -131,5 +169,5 @@ def launch(kernel, grid, args: tuple, constexprs: dict, num_warps: int, num_stag
     if key is not None and entry is False:
         if len(entries) >= _BOUND:
             entries.clear()
-        entries[key] = _entry(kernel, compiled, len(args), constexprs)
+        entries[key] = _entry(kernel, compiled, args, constexprs)
     return compiled

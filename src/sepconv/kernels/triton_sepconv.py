@@ -478,15 +478,25 @@ def _precision(dtype: torch.dtype) -> str:
     return "tf32"  # ignored by tl.dot for 16-bit inputs
 
 
+#: Spans (in elements) from which the kernels take int64 offsets (tests lower it to 0).
+INT64_SPAN = 2 ** 30
+
+
+def _int64(span: int) -> bool:
+    """Whether element offsets over ``span`` may pass the int32 range (see
+    :func:`_needs_int64`)."""
+    return span >= INT64_SPAN
+
+
 def _needs_int64(*tensors: torch.Tensor) -> bool:
     """Whether some element offset may pass the int32 range.
 
     The bound is 2**30, not 2**31: masked lanes past the end (the last row block, taps
     in the padding) compute offsets somewhat beyond a tensor's span.
     """
-    return max((t.numel() if t.is_contiguous() else
-                sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride())) + 1
-                for t in tensors if t.numel() > 0), default=0) >= 2 ** 30
+    return _int64(max((t.numel() if t.is_contiguous() else
+                       sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride())) + 1
+                       for t in tensors if t.numel() > 0), default=0))
 
 
 def _upcast(dtype: torch.dtype) -> bool:
@@ -578,7 +588,7 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
     # Every tensor the backward kernels index: x, dy, dx (contiguous, x.numel() even when
     # x is an expanded view), the dz (rows, cm) and d(pointwise) partials scratch.
     int64 = (_needs_int64(x, dy, p)
-             or max(x.numel(), rows * cm, splits * cm * f) >= 2 ** 30)
+             or _int64(max(x.numel(), rows * cm, splits * cm * f)))
     if need_dx or need_dw:
         dz = torch.empty((rows, cm), device=x.device, dtype=torch.float32)
         dw32 = torch.zeros((k, cm), device=x.device, dtype=torch.float32)

@@ -338,7 +338,8 @@ def _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last, z, kernel
 def _fused_plan(x_shape, x_strides, dtype, k, cm, f, has_bias, stride, dilation, pad_left,
                 l_out, channels_last, want_z, precision) -> tuple:
     """The fused forward's launch for one call signature: ``(y shape, grid, integer
-    arguments, constexprs, num_warps, num_stages)``.  Remembered: working it out took
+    arguments, constexprs, num_warps, num_stages, compiled kernels)`` (the last for
+    ``triton_launch.launch``'s ``plan``).  Remembered: working it out took
     ~10 us of Python a call, more than the small layers' kernels (issue 12)."""
     batch = x_shape[0]
     length, channels = (x_shape[1], x_shape[2]) if channels_last else (x_shape[2], x_shape[1])
@@ -351,13 +352,13 @@ def _fused_plan(x_shape, x_strides, dtype, k, cm, f, has_bias, stride, dilation,
     else:
         y_shape, (syb, syl, syf) = (batch, f, l_out), (f * l_out, 1, l_out)
     x_span = sum((n - 1) * abs(st) for n, st in zip(x_shape, x_strides)) + 1
-    int64 = max(x_span, rows * f, cm * f, rows * cm if want_z else 0) >= 2 ** 30
+    int64 = _v1._int64(max(x_span, rows * f, cm * f, rows * cm if want_z else 0))
     grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq),)
     ints = (rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
             sxb, sxl, sxc, syb, syl, syf)
     constexprs = dict(HAS_BIAS=has_bias, STORE_Z=want_z, PRECISION=precision,
                       UPCAST=_v1._upcast(dtype), INT64=int64, SEQ_TILES=seq, **config.kwargs)
-    return y_shape, grid, ints, constexprs, config.num_warps, config.num_stages
+    return y_shape, grid, ints, constexprs, config.num_warps, config.num_stages, {}
 
 
 def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last,
@@ -377,14 +378,14 @@ def _forward(x, w, p, bias, stride, dilation, pad_left, pad_right, channels_last
     # sm_90): a float32 forward that keeps z takes the unfused path, which writes z anyway.
     fused = f <= min(FUSED_MAX_F, 512) and not (want_z and x.dtype == torch.float32)
     if fused:  # one filter block: each z tile computed once
-        y_shape, grid, ints, constexprs, warps, stages = _fused_plan(
+        y_shape, grid, ints, constexprs, warps, stages, compiled = _fused_plan(
             x.shape, x.stride(), x.dtype, k, cm, f, bias is not None, stride, dilation,
             pad_left, l_out, channels_last, want_z, _v1._precision(x.dtype))
         y = torch.empty(y_shape, device=x.device, dtype=x.dtype)
         z = torch.empty((rows, cm), device=x.device, dtype=x.dtype) if want_z else p
         _fast.launch(_v1._fwd_kernel, grid,
                      (x, w, p, bias if bias is not None else p, y, z) + ints, constexprs,
-                     warps, stages)
+                     warps, stages, compiled)
         return y, (z.view(batch, l_out, cm) if want_z else None)
     if channels_last:
         z = torch.empty((rows, cm), device=x.device, dtype=x.dtype)
@@ -412,8 +413,9 @@ def _dw_splits(num_blocks: int, cm: int, block_j: int, sms: int, tap_groups: int
 @functools.lru_cache(maxsize=1024)
 def _dw_plan(x_shape, x_strides, cm, k, stride, dilation, pad_left, l_out, channels_last,
              kernel, sms) -> tuple:
-    """:func:`_depthwise_grad`'s launch for one call signature: ``(partials shape, kernel,
-    grid, arguments after the tensors, constexprs, num_warps, num_stages)``."""
+    """:func:`_depthwise_grad`'s launch for one call signature: ``(partials shape,
+    rows_once, grid, arguments after the tensors, constexprs, num_warps, num_stages,
+    compiled kernels)``."""
     rows_once = kernel == "rows_once"
     batch = x_shape[0]
     length, channels = (x_shape[1], x_shape[2]) if channels_last else (x_shape[2], x_shape[1])
@@ -426,13 +428,13 @@ def _dw_plan(x_shape, x_strides, cm, k, stride, dilation, pad_left, l_out, chann
     num_blocks = _v1._row_blocks(batch, l_out, block_r, seq)
     splits = _dw_splits(num_blocks, cm, block_j, sms, tap_groups)
     x_span = sum((n - 1) * abs(st) for n, st in zip(x_shape, x_strides)) + 1
-    int64 = max(x_span, batch * l_out * cm, splits * k * cm) >= 2 ** 30
+    int64 = _v1._int64(max(x_span, batch * l_out * cm, splits * k * cm))
     grid = (((tap_groups,) if rows_once else ()) + (_cdiv(cm, block_j), splits))
     ints = (batch * l_out, batch, splits, length, l_out, cm // channels, cm, k, stride,
             dilation, pad_left, sxb, sxl, sxc)
-    return ((splits, k, cm), _dw_rows_once_kernel if rows_once else _dw_partials_kernel, grid,
+    return ((splits, k, cm), rows_once, grid,
             ints, dict(INT64=int64, SEQ_TILES=seq, **config.kwargs), config.num_warps,
-            config.num_stages)
+            config.num_stages, {})
 
 
 def _depthwise_grad(x, dz, k, stride, dilation, pad_left, l_out, channels_last,
@@ -444,11 +446,12 @@ def _depthwise_grad(x, dz, k, stride, dilation, pad_left, l_out, channels_last,
     if kernel not in DW_KERNELS:
         raise ValueError(f"triton_v2.DW_KERNEL (or SEPCONV_TRITON_V2_DW) must be one of "
                          f"{DW_KERNELS}; received {kernel!r}")
-    shape, jit_kernel, grid, ints, constexprs, warps, stages = _dw_plan(
+    shape, rows_once, grid, ints, constexprs, warps, stages, compiled = _dw_plan(
         x.shape, x.stride(), dz.shape[1], k, stride, dilation, pad_left, l_out,
         channels_last, kernel, _v1._num_sms(x.device))
     part = torch.empty(shape, device=x.device, dtype=torch.float32)
-    _fast.launch(jit_kernel, grid, (x, dz, part) + ints, constexprs, warps, stages)
+    _fast.launch(_dw_rows_once_kernel if rows_once else _dw_partials_kernel, grid,
+                 (x, dz, part) + ints, constexprs, warps, stages, compiled)
     return part[0] if shape[0] == 1 else part.sum(0)
 
 
@@ -457,7 +460,7 @@ def _dx_plan(x_shape, x_strides, dy_shape, dy_strides, cm, k, stride, dilation, 
              channels_last) -> tuple:
     """Variant 1's transposed stencil (``_bwd_dx_kernel``, its fixed config) for ``dx``,
     contiguous in ``x``'s layout: ``(grid, arguments after the tensors, constexprs,
-    num_warps, num_stages)``."""
+    num_warps, num_stages, compiled kernels)``."""
     batch = x_shape[0]
     length, channels = (x_shape[1], x_shape[2]) if channels_last else (x_shape[2], x_shape[1])
     l_out = dy_shape[1] if channels_last else dy_shape[2]
@@ -467,14 +470,20 @@ def _dx_plan(x_shape, x_strides, dy_shape, dy_strides, cm, k, stride, dilation, 
                      else (channels * length, 1, length))
     seq = sdl == 1
     span = lambda shape, strides: sum((n - 1) * abs(st) for n, st in zip(shape, strides)) + 1
-    int64 = max(span(x_shape, x_strides), span(dy_shape, dy_strides), batch * l_out * cm,
-                batch * length * channels) >= 2 ** 30
+    int64 = _v1._int64(max(span(x_shape, x_strides), span(dy_shape, dy_strides),
+                           batch * l_out * cm, batch * length * channels))
     grid = (_v1._row_blocks(batch, length, config.kwargs["BLOCK_I"], seq)
             * _cdiv(channels, config.kwargs["BLOCK_C"]),)
     ints = (batch * length, length, l_out, channels, cm // channels, cm, k, stride, dilation,
             pad_left, sdb, sdl, sdc)
     return grid, ints, dict(INT64=int64, SEQ_TILES=seq, **config.kwargs), \
-        config.num_warps, config.num_stages
+        config.num_warps, config.num_stages, {}
+
+
+def _clear_plans() -> None:
+    """Forget the remembered launches (tests that change what plans read call it)."""
+    for plan in (_fused_plan, _dw_plan, _dx_plan):
+        plan.cache_clear()
 
 
 def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
@@ -499,11 +508,11 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
                                  channels_last).to(w.dtype)
         if need_dx:
             dx = torch.empty_like(x, memory_format=torch.contiguous_format)
-            grid, ints, constexprs, warps, stages = _dx_plan(
+            grid, ints, constexprs, warps, stages, compiled = _dx_plan(
                 x.shape, x.stride(), dy.shape, dy.stride(), cm, k, stride, dilation, pad_left,
                 channels_last)
             _fast.launch(_v1._bwd_dx_kernel, grid, (dz, w, dx) + ints, constexprs, warps,
-                         stages)
+                         stages, compiled)
     if need_dp:
         if z is None:
             z = torch.empty((rows, cm), device=x.device, dtype=x.dtype)
