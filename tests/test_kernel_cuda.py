@@ -149,29 +149,37 @@ def test_cuda_rule(monkeypatch):
         return functional._cuda_kernel(x, w, p, dilation, channels_last)
 
     large = 1 << 18  # 128 channels x 2**18 rows = 2**25
-    # inference: variant 2 but for IEEE float32 of >= 1024 channels below large
+    mid = 1 << 15  # 128 channels x 2**15 rows = 2**22
+    # inference: the fused forward (<= 128 filters), large layers, k > 40, with TF32 >= 512
+    # channels from 2**22, bfloat16 >= 1024 channels
     for dtype, tf32 in [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False)]:
-        assert rule(dtype=dtype, tf32=tf32) == rule(k=75, c=1536, f=1536, dtype=dtype,
-                                                    tf32=tf32, rows=large) == "triton_v2"
-        assert rule(c=1024, f=1024, dtype=dtype, tf32=tf32) \
-            == ("cuda" if dtype == torch.float32 and not tf32 else "triton_v2")
-    assert rule(c=1024, rows=(1 << 15) - 1) == "cuda" and rule(c=1023) == "triton_v2"
-    assert rule(c=1024, rows=1 << 15) == "triton_v2"  # 1024 x 2**15 = 2**25: large
-    # float32 training: every layer (with TF32 from 128 channels); z kept for size > 2**23,
-    # the dilated class and long kernels (k >= 25, with TF32 k > 40)
-    assert rule(grad=True) == rule(grad=True, tf32=True) == rule(c=64, grad=True) \
-        == rule(k=24, grad=True) == rule(k=40, grad=True, tf32=True) == "triton_v2"
-    assert rule(c=127, grad=True, tf32=True) == "cuda"
-    assert rule(k=25, grad=True) == rule(k=41, grad=True, tf32=True) == "triton_v2_savez"
-    assert rule(rows=(1 << 16) + 1, grad=True) == rule(rows=(1 << 16) + 1, grad=True,
-                                                        tf32=True) == "triton_v2_savez"
-    assert rule(rows=1 << 16, grad=True) == "triton_v2"  # 128 x 2**16 = 2**23
+        assert rule(dtype=dtype, tf32=tf32) == rule(f=256, rows=large, dtype=dtype, tf32=tf32) \
+            == rule(f=256, k=41, dtype=dtype, tf32=tf32) == "triton_v2"
+        for other in (dict(f=129), dict(f=256, rows=large - 1), dict(f=256, k=40)):
+            assert rule(**other, dtype=dtype, tf32=tf32) == "cuda", (other, dtype, tf32)
+    wide = dict(c=512, f=512, rows=1 << 13, tf32=True)  # 512 x 2**13 = 2**22
+    assert rule(**wide) == "triton_v2" and rule(**{**wide, "tf32": False}) == "cuda"
+    assert rule(**{**wide, "c": 511, "rows": (1 << 22) // 511 + 1}) == "cuda"
+    assert rule(**{**wide, "rows": (1 << 13) - 1}) == "cuda"
+    assert rule(c=1024, f=1024, dtype=torch.bfloat16) == "triton_v2"
+    assert rule(c=1023, f=1024, dtype=torch.bfloat16) == rule(c=1024, f=1024) == "cuda"
+    # IEEE float32 training: every layer; z kept for size > 2**23, the dilated class and
+    # k >= 25
+    assert rule(grad=True) == rule(c=64, f=256, grad=True) == rule(k=24, grad=True) \
+        == rule(rows=1 << 16, grad=True) == "triton_v2"  # 128 x 2**16 = 2**23
+    assert rule(k=25, grad=True) == rule(rows=(1 << 16) + 1, grad=True) == "triton_v2_savez"
+    # TF32 training: from 2**23 with >= 128 channels, or k > 40 from 2**22
+    tf = dict(grad=True, tf32=True)
+    assert rule(rows=1 << 16, **tf) == rule(k=40, rows=1 << 16, **tf) == "triton_v2"
+    assert rule(rows=(1 << 16) + 1, **tf) == rule(k=41, rows=mid, **tf) == "triton_v2_savez"
+    assert rule(rows=(1 << 16) - 1, **tf) == rule(k=41, rows=mid - 1, **tf) \
+        == rule(c=127, rows=1 << 17, **tf) == "cuda"
     for dtype, tf32 in [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False)]:
-        assert rule(dilation=8, k=4, dtype=dtype, tf32=tf32, grad=True) == "triton_v2_savez"
+        assert rule(dilation=8, k=4, dtype=dtype, tf32=tf32, grad=True, rows=1 << 16) \
+            == "triton_v2_savez"
     # bfloat16 training: dilated, long kernels from 2**22, k <= 4 with <= 128 channels,
     # >= 1024 channels from 2**26, k >= 31 when large
     bf16 = dict(dtype=torch.bfloat16, grad=True)
-    mid = 1 << 15  # 128 channels x 2**15 rows = 2**22
     assert rule(k=41, rows=mid, **bf16) == rule(k=4, **bf16) == rule(k=31, rows=large, **bf16) \
         == rule(c=1024, rows=1 << 16, **bf16) == "triton_v2_savez"
     for other in (dict(k=41, rows=mid - 1), dict(k=40, rows=mid), dict(k=5), dict(k=4, c=129),
