@@ -21,7 +21,8 @@
 #        (-> $out/gpu-rule.json); DRY=1 works here too.
 # check:  one window's worth (~7 minutes), each step under its own timeout, most important
 #        first: tests/test_kernel_cuda.py and variant 2's tests on the GPU, where the small
-#        layers' host time goes (bench/host_profile.py -> $out/host_profile.txt), then the
+#        layers' host time goes (unless CHECK_HOST=0: bench/host_profile.py ->
+#        $out/host_profile.txt), then the
 #        `rule` bench (-> $out/gpu-rule.json), then (unless CHECK_PROBE=0) the v2 probe on
 #        CHECK_PROBE_SHAPES (-> $out/probe/probe.json); DRY=1 works here too.
 set -u
@@ -46,7 +47,7 @@ cuda_tests() {
       -o addopts= tests/test_kernel_cuda.py 2>&1 | tail -n 15 | tee "$2"
 }
 rule_bench() {
-  timeout "$1" python bench/gpu.py $dry --reps 15 --warmup 3 \
+  timeout "$1" python bench/gpu.py $dry --reps ${RULE_REPS:-15} --warmup 3 \
       --variants triton_v2,triton_v2_savez --out "$out/gpu-rule" \
       --dtypes float32,bfloat16,float32_torch_default 2>&1 | tee "$out/gpu_rule_bench.txt"
 }
@@ -80,9 +81,11 @@ for part in "$@"; do
         SEPCONV_TRITON_CHILD=1 SEPCONV_KERNEL= SEPCONV_TRITON_AUTOTUNE=0 \
           timeout ${CHECK_V2_TESTS_TIMEOUT:-150} python -m pytest -q -p no:cacheprovider \
              -o addopts= $xdist --noconftest tests/test_kernel_triton.py -k "v2 or variant or pick or launch" \
-             2>&1 | tail -n 15 | tee -a "$out/gpu_tests.txt"
-        timeout ${CHECK_HOST_TIMEOUT:-60} python bench/host_profile.py $dry \
-             --out "$out/host_profile.txt" > /dev/null 2>&1
+             --tb=line -rf 2>&1 | tail -n 40 | tee -a "$out/gpu_tests.txt"
+        if [ "${CHECK_HOST:-1}" = 1 ]; then
+          timeout ${CHECK_HOST_TIMEOUT:-60} python bench/host_profile.py $dry \
+               --out "$out/host_profile.txt" > /dev/null 2>&1
+        fi
         rule_bench ${CHECK_BENCH_TIMEOUT:-260}
         rm -f "$out/gpu-rule.png"  # (a device run brings back 8 files at most)
         if [ "${CHECK_PROBE:-1}" = 1 ]; then
