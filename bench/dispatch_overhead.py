@@ -9,7 +9,7 @@ same for both).  Host time: ``time.perf_counter`` around a block of calls, no
 synchronisation inside it, ``torch.cuda.synchronize()`` before and after (these layers'
 kernels take less time than their Python, so the queue does not fill).
 
-Without CUDA (``--fake``, the default there): the same calls with the kernels replaced by a
+Without CUDA (``--fake``, the default there; ``--real`` times the CPU kernel as above): the same calls with the kernels replaced by a
 no-op that returns ``x`` (``kernels/cuda.py``'s compositions and ``functional._load``'s),
 on stand-ins for CUDA tensors (``tests/kernel_env.fake_cuda``) and on CPU tensors: what is
 left is the dispatch alone; ``direct`` is then the no-op called with the keywords (the
@@ -157,6 +157,9 @@ def main() -> int:
     ap.add_argument("--fake", action="store_true",
                     help="no-op kernels on stand-in CUDA tensors and on CPU tensors "
                          "(the default without CUDA)")
+    ap.add_argument("--real", action="store_true",
+                    help="without CUDA: the real kernels on CPU tensors, functional "
+                         "against the CPU kernel called directly")
     ap.add_argument("--dtypes", default="float32", help="comma-separated torch dtypes")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=100, help="calls per timed block")
@@ -164,7 +167,8 @@ def main() -> int:
     args = ap.parse_args()
     import torch
     torch.set_num_threads(1)
-    fake = args.fake or not torch.cuda.is_available()
+    cuda = torch.cuda.is_available()
+    fake = args.fake or not (cuda or args.real)
     if fake:
         sys.path.insert(0, os.path.join(ROOT, "tests"))
     libs = {}
@@ -174,7 +178,7 @@ def main() -> int:
             # (imported while it is sys.modules' sepconv; functional's lazy imports of
             # kernel modules find the last checkout's, the same kernels/cuda.py)
             importlib.import_module("sepconv.kernels.cuda")
-    devices = ["cuda", "cpu"] if fake else ["cuda"]
+    devices = ["cuda", "cpu"] if fake else ["cuda"] if cuda else ["cpu"]
     shapes = suite(fake)
     if args.only:
         shapes = [s for s in shapes if s[0] in args.only.split(",")]
@@ -182,7 +186,8 @@ def main() -> int:
     rows = []
     report = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
                           "cpu": platform.processor() or platform.machine(),
-                          "device": "fake" if fake else torch.cuda.get_device_name(),
+                          "device": "fake" if fake else torch.cuda.get_device_name()
+                          if cuda else "cpu",
                           "clock": "thread_time" if fake else "perf_counter (host)",
                           "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32},
               "args": vars(args), "rows": rows}
