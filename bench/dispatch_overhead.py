@@ -5,7 +5,7 @@ tiny layer): ``functional`` (the API, its checks, the kernel's pick and the call
 ``direct``, the kernel functional picks (``kernels/cuda.py``'s composition or Triton's
 variant 2) called directly with the geometry as keywords, inference (``torch.no_grad``) and
 a training forward (weights that require gradients; no backward, whose host cost is the
-same for both).  Host time: ``time.perf_counter`` around a block of calls, no
+same for both).  Host time: ``time.perf_counter`` around a block of 50 calls, no
 synchronisation inside it, ``torch.cuda.synchronize()`` before and after (these layers'
 kernels take less time than their Python, so the queue does not fill).
 
@@ -162,7 +162,7 @@ def main() -> int:
                          "against the CPU kernel called directly")
     ap.add_argument("--dtypes", default="float32", help="comma-separated torch dtypes")
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--calls", type=int, default=100, help="calls per timed block")
+    ap.add_argument("--calls", type=int, default=50, help="calls per timed block")
     ap.add_argument("--only", help="comma-separated shape names")
     args = ap.parse_args()
     import torch
