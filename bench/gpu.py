@@ -329,12 +329,13 @@ def plain_launch(kernel: Callable) -> Callable:
 
 
 def kernel_name(kernel: Callable) -> str:
-    """What ``functional._cuda_pick`` returned, by name: ``cuda:<composition>``,
-    ``triton_v2`` or ``triton_v2_savez``."""
+    """What ``functional._cuda_pick`` (or ``_pick_kernel``) returned, by name:
+    ``cuda:<composition>``, ``triton_v2`` or ``triton_v2_savez`` (``<module>:<function>``
+    for the others: ``cpu:separable_conv1d``)."""
     keywords = getattr(kernel, "keywords", None)
     if keywords is not None:
         return "triton_v2_savez" if keywords.get("save_z") else "triton_v2"
-    return "cuda:" + kernel.__name__
+    return kernel.__module__.rsplit(".", 1)[-1] + ":" + kernel.__name__
 
 
 def triton_errors(torch, reference, fn: Callable, inputs, y_ref, kw):

@@ -25,12 +25,13 @@ def kernel_choice(name: str):
             os.environ["SEPCONV_KERNEL"] = old
 
 
-def fake_cuda(shape, dtype=torch.float32, grad=False):
-    """A stand-in for a CUDA tensor where a rule reads only shape, dtype, device and
-    ``requires_grad`` (the dispatch tests on machines without a GPU)."""
+def fake_cuda(shape, dtype=torch.float32, grad=False, index=None):
+    """A stand-in for a CUDA tensor (on device ``cuda:index``, or ``cuda``) where a rule
+    reads only shape, dtype, device and ``requires_grad`` (the dispatch tests on machines
+    without a GPU; no storage, so sizes of any size cost nothing)."""
     from types import SimpleNamespace
-    return SimpleNamespace(is_cuda=True, device=torch.device("cuda"), dtype=dtype,
-                           requires_grad=grad, shape=torch.Size(shape))
+    return SimpleNamespace(is_cuda=True, is_cpu=False, device=torch.device("cuda", index),
+                           dtype=dtype, requires_grad=grad, shape=torch.Size(shape))
 
 
 def run_with_grads(fn, needs, x, w, b, **geometry):

@@ -322,3 +322,31 @@ def test_unmasked_layer_calls_look_up_no_missing_attribute(monkeypatch, torch_si
             torch.testing.assert_close(y, layer(x), rtol=0, atol=0)
     assert outs[0][1] is None and outs[1][1] is None and outs[3][1] is None
     torch.testing.assert_close(outs[2][1], torch.tensor([[True] * 3 + [False, True]] * 2))
+
+
+@pytest.mark.parametrize("mode", ["--fake", "--real"])
+def test_dispatch_overhead_bench_runs(mode, tmp_path):
+    """bench/dispatch_overhead.py, tiny: no-op kernels on stand-in CUDA and CPU tensors, and
+    the real CPU kernel against functional (the code path its GPU run takes), the old
+    checkout beside this one; what it reports is there, each kernel named."""
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "d.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(root, "bench", "dispatch_overhead.py"), mode,
+         "--baseline", os.path.join(root, "src"), "--only", "tiny_k3", "--rounds", "2",
+         "--calls", "3", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    devices = ["cuda", "cpu"] if mode == "--fake" else \
+        ["cuda"] if torch.cuda.is_available() else ["cpu"]
+    assert [(r["device"], r["phase"]) for r in rows] == [
+        (d, p) for d in devices for p in ("inference", "training")]
+    for row in rows:
+        assert row["kernel"] == ("no-op" if mode == "--fake" else
+                                 f"{row['device']}:separable_conv1d" if row["device"] == "cpu"
+                                 else row["kernel"])
+        assert row["functional us"] > 0 and row["baseline us"] > 0

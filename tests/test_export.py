@@ -256,7 +256,6 @@ def test_dispatcher_gives_cuda_the_traceable_composition(monkeypatch):
     from sepconv.kernels import cuda as compositions
     monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
     monkeypatch.setattr(functional, "_load", lambda name: name)
-    monkeypatch.setattr(functional, "_CUDA_PICKS", {})
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     cuda = fake_cuda((1, 1, 8))
     w, p = torch.randn(3, 8, 1), torch.randn(8, 8)

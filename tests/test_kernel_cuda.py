@@ -9,6 +9,7 @@ import itertools
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sepconv import functional, padding as _padding
 from sepconv.kernels import cuda, reference
@@ -203,38 +204,242 @@ def test_cuda_rule(monkeypatch):
     assert rule(dilation=8) == rule(dilation=8, grad=True) == "cuda"
 
 
-def test_cuda_pick_remembers_both_rules(monkeypatch):
-    """functional._cuda_pick: the same kernel as asking _cuda_kernel and cuda.choice at
-    every call, each rule asked once per call signature, and asked again when anything
-    they read changes (shape, dtype, grad mode, TF32, autocast)."""
-    monkeypatch.setattr(functional, "_CUDA_PICKS", {})
-    monkeypatch.setattr(functional, "_triton_installed", lambda: False)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    asked = []
-    rule = functional._cuda_kernel
-    monkeypatch.setattr(functional, "_cuda_kernel",
-                        lambda *a: asked.append(a[0].shape) or rule(*a))
-    w, p = torch.randn(75, 64, 1), torch.randn(64, 32)
+# -- separable_conv1d's memo of eager calls (functional._SEPARABLE_CALLS) -------------------
 
-    def pick(rows=10, grad=False, dtype=torch.float32, stride=1):
-        return functional._cuda_pick(fake_cuda((2, rows, 64), dtype, grad), w.to(dtype),
-                                     p.to(dtype), stride, 1, True)
+def _recorder(name: str):
+    """A stand-in kernel: returns its name and the geometry it was called with."""
+    def kernel(x, depthwise, pointwise, bias, **geometry):
+        return name, geometry
+    return kernel
 
-    assert pick() is pick() is cuda.ncl  # k75 float32 inference
-    assert len(asked) == 1
-    assert pick(grad=True) is cuda.ncl and pick(grad=True, stride=2) is cuda.nhwc_mm
-    with torch.no_grad():
-        assert pick(grad=True) is cuda.ncl
-    assert pick(dtype=torch.bfloat16) is cuda.nhwc_mm
-    assert len(asked) == 4  # no grad, training, strided training, bfloat16
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    assert pick(grad=True, stride=2) is cuda.ncl  # TF32: ncl's cuDNN 1x1 for training
-    monkeypatch.setattr(torch, "is_autocast_enabled", lambda device="cuda": device == "cuda")
-    monkeypatch.setattr(torch, "get_autocast_dtype", lambda device: torch.bfloat16)
-    assert pick() is cuda.nhwc_mm  # float32 data, bfloat16 convolutions: bf16's choice
-    assert len(asked) == 6
-    for key in functional._CUDA_PICKS:  # shapes and flags only: no tensor is kept alive
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """functional with an empty memo and every kernel replaced by a :func:`_recorder`
+    (the compositions and ``_load``'s), Triton "installed" on an sm_90 device;
+    ``recorded(x, ...)``: what ``separable_conv1d`` ran, ``(name, geometry)``."""
+    monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
+    monkeypatch.setattr(functional, "_SEPARABLE_CALLS", {})
+    monkeypatch.setattr(functional, "_triton_installed", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    kernels = {name: _recorder(name) for name in functional.KERNELS}
+    monkeypatch.setattr(functional, "_load", kernels.__getitem__)
+    for name in cuda.COMPOSITIONS:
+        monkeypatch.setitem(cuda.COMPOSITIONS, name, _recorder("cuda:" + name))
+    return functional.separable_conv1d
+
+
+def _uncached(x, depthwise, pointwise, bias=None, strides=1, padding="valid",
+              dilation_rate=1, data_format="channels_last", strided_dilation=False):
+    """What separable_conv1d runs, asked without its memo: the checks (_separable_plan)
+    and the rules (_pick_kernel), as before the memo."""
+    pointwise = pointwise[0] if pointwise.dim() == 3 else pointwise
+    stride, dilation, out_len, left, right, channels_last = functional._separable_plan(
+        tuple(x.shape), tuple(depthwise.shape), tuple(pointwise.shape),
+        None if bias is None else tuple(bias.shape), strides, padding, dilation_rate,
+        data_format, strided_dilation)
+    return functional._pick_kernel(x, depthwise, pointwise, stride, dilation, out_len,
+                                   channels_last)(
+        x, depthwise, pointwise, bias, stride=stride, dilation=dilation, pad_left=left,
+        pad_right=right, channels_last=channels_last)
+
+
+def _fake_autocast(monkeypatch, dtype):
+    """CUDA autocast in ``dtype`` (``None``: off), as the rules see it."""
+    monkeypatch.setattr(torch, "is_autocast_enabled",
+                        lambda device="cuda": dtype is not None and device == "cuda")
+    monkeypatch.setattr(torch, "get_autocast_dtype", lambda device: dtype or torch.float16)
+
+
+@st.composite
+def _calls(draw):
+    """Calls of one layer shape (fake CUDA input), each with its own arguments and state
+    as drawn: the rules' and checks' inputs, sizes across the rules' thresholds (channels
+    x rows 2**22-2**26, k 30-87, 512-1024 channels)."""
+    k = draw(st.sampled_from([1, 3, 4, 9, 31, 41, 75]))
+    c = draw(st.sampled_from([8, 128, 384, 512, 1024]))
+    layer = dict(k=k, c=c, m=draw(st.sampled_from([1, 1, 2])),
+                 f=draw(st.sampled_from([16, 128, 256])),
+                 rows=draw(st.sampled_from([1 << 10, 1 << 15, 1 << 16, 1 << 18, 1 << 20])),
+                 batch=draw(st.sampled_from([1, 4])))
+    dtypes = st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.float16])
+    arguments = st.fixed_dictionaries(dict(
+        geometry=st.sampled_from([(1, 1), (1, 1), (2, 1), (1, 2), (1, 8)]),
+        padding=st.sampled_from(["same", "causal", "valid"]),
+        channels_last=st.booleans(), dtype=dtypes,
+        weights_f64=st.sampled_from([False, False, True]), bias=st.booleans(),
+        pointwise_3d=st.booleans(), index=st.sampled_from([None, 0, 1])))
+    arguments = draw(st.lists(arguments, min_size=1, max_size=2))
+    fields = dict(arguments=st.sampled_from(arguments), gx=st.booleans(), gw=st.booleans(),
+                  gp=st.booleans(), grad_mode=st.booleans(), tf32=st.booleans(),
+                  autocast=st.sampled_from([None, None, torch.bfloat16, torch.float16]),
+                  forced=st.sampled_from(["", "", "", "cuda", "Triton_V2 ", "reference"]))
+    # a first call, then calls that each change one thing (an argument set, a flag): a
+    # memo that missed the change would run the previous call's kernel
+    state = draw(st.fixed_dictionaries(fields))
+    states = [state]
+    for name in draw(st.lists(st.sampled_from(sorted(fields)), min_size=1, max_size=6)):
+        state = {**state, name: draw(fields[name])}
+        states.append(state)
+    return layer, [{**state["arguments"], **state} for state in states]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=_calls())
+def test_memo_runs_what_the_uncached_path_runs(case, recorded, monkeypatch):
+    """Random calls of a layer (each twice: the first may fill the memo, the second reads
+    it; the memo carries over between calls and examples) run the kernel and geometry
+    the checks and rules pick without the memo."""
+    layer, calls = case
+    # bfloat16 on a pre-Ampere second device: the rule reads the device (its capability)
+    monkeypatch.setattr(torch.cuda, "get_device_capability",
+                        lambda device=None: (7, 5) if device.index == 1 else (9, 0))
+    k, c, m, f = layer["k"], layer["c"], layer["m"], layer["f"]
+    for call in calls:
+        stride, dilation = call["geometry"]
+        steps = max(layer["rows"] // layer["batch"], (k - 1) * dilation + 1)
+        shape = (layer["batch"], steps, c) if call["channels_last"] else \
+            (layer["batch"], c, steps)
+        gx, gw, gp = call["gx"], call["gw"], call["gp"]
+        x = fake_cuda(shape, call["dtype"], gx, call["index"])
+        wdtype = torch.float64 if call["weights_f64"] else call["dtype"]
+        w = torch.empty(k, c, m, dtype=wdtype, requires_grad=gw)
+        p = torch.empty(1, c * m, f, dtype=wdtype, requires_grad=gp)
+        p = p if call["pointwise_3d"] else p[0]
+        b = torch.empty(f, dtype=wdtype) if call["bias"] else None
+        args = dict(strides=stride, dilation_rate=dilation, padding=call["padding"],
+                    data_format="channels_last" if call["channels_last"]
+                    else "channels_first")
+        with pytest.MonkeyPatch.context() as mp, torch.set_grad_enabled(call["grad_mode"]):
+            mp.setattr(torch.backends.cudnn, "allow_tf32", call["tf32"])
+            _fake_autocast(mp, call["autocast"])
+            mp.setenv("SEPCONV_KERNEL", call["forced"])
+            want = _uncached(x, w, p, b, **args)
+            for _ in range(2):
+                assert recorded(x, w, p, b, **args) == want, call
+    for key in functional._SEPARABLE_CALLS:  # shapes and flags only: no tensor kept alive
         assert not any(isinstance(part, torch.Tensor) for part in key)
+
+
+def test_memo_follows_every_input_of_the_rules(recorded, monkeypatch):
+    """Each thing the rules read, changed alone on the same call signature, changes the
+    kernel as it does without the memo: grad mode, each tensor's requires_grad, cuDNN's
+    TF32 flag, CUDA autocast, SEPCONV_KERNEL, the device (its capability), bias' shape."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    w, p = torch.empty(3, 64, 1), torch.empty(64, 32)
+
+    def run(x=None, w=w, p=p, b=None, k=None, **args):
+        x = x or fake_cuda((2, 100, 64))
+        got = [recorded(x, w, p, b, padding="same", **args) for _ in range(2)]
+        assert got[0] == got[1] == _uncached(x, w, p, b, padding="same", **args)
+        return got[0][0]
+
+    # float32 inference: nhwc_mm; training (whichever tensor needs a gradient): ncl
+    assert run() == "cuda:nhwc_mm"
+    assert run(fake_cuda((2, 100, 64), grad=True)) == "cuda:ncl"
+    with torch.no_grad():
+        assert run(fake_cuda((2, 100, 64), grad=True)) == "cuda:nhwc_mm"
+    assert run(w=w.clone().requires_grad_()) == "cuda:ncl"
+    assert run(p=p.clone().requires_grad_()) == "cuda:ncl"
+    assert run(b=torch.empty(32, requires_grad=True)) == "cuda:nhwc_mm"  # (bias: no effect)
+    # cuDNN's TF32 flag: inference of >= 512 channels takes nhwc's 1x1 conv2d
+    wide = dict(x=fake_cuda((2, 100, 512)), w=torch.empty(3, 512, 1), p=torch.empty(512, 32))
+    assert run(**wide) == "cuda:nhwc_mm"
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    assert run(**wide) == "cuda:nhwc"
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    # CUDA autocast: float32 data, the rule of autocast's dtype (bfloat16 training:
+    # nhwc_mm); Triton's class (dilated, short) goes to the compositions
+    train = dict(x=fake_cuda((2, 100, 64), grad=True))
+    assert run(**train) == "cuda:ncl" and run(dilation_rate=8) == "triton_v2"
+    # the arguments and the weights' dtype
+    assert run(strides=2, **train) == "cuda:nhwc_mm"
+    f64 = dict(w=torch.empty(3, 64, 1, dtype=torch.float64))
+    assert run(**f64, dilation_rate=8) == "cuda:ncl"  # (mixed dtypes: no Triton)
+    with pytest.MonkeyPatch.context() as mp:
+        _fake_autocast(mp, torch.bfloat16)
+        assert run(**train) == "cuda:nhwc_mm" and run(dilation_rate=8) == "cuda:ncl"
+    assert run(**train) == "cuda:ncl" and run(dilation_rate=8) == "triton_v2"
+    # SEPCONV_KERNEL, read at every call
+    for forced, name in [("reference", "reference"), (" CUDA", "cuda"), ("", "cuda:nhwc_mm")]:
+        monkeypatch.setenv("SEPCONV_KERNEL", forced)
+        assert run() == name
+    # the device: bfloat16's Triton rule needs sm_80, here on cuda:0 only
+    monkeypatch.setattr(torch.cuda, "get_device_capability",
+                        lambda device=None: (7, 5) if device.index == 1 else (9, 0))
+    bf16 = dict(w=torch.empty(3, 64, 1, dtype=torch.bfloat16),
+                p=torch.empty(64, 32, dtype=torch.bfloat16))
+    big = (1, 1 << 19, 64)  # 2**25 channels x rows: variant 2 for bfloat16 inference
+    assert run(fake_cuda(big, torch.bfloat16, index=0), **bf16) == "triton_v2"
+    assert run(fake_cuda(big, torch.bfloat16, index=1), **bf16) == "cuda:nhwc_mm"
+    # bias' shape is checked on every call, after a good call with the same arguments
+    for _ in range(2):
+        with pytest.raises(ValueError, match="bias must have shape"):
+            recorded(fake_cuda((2, 100, 64)), w, p, torch.empty(33), padding="same")
+
+
+@pytest.mark.parametrize("args, message", [
+    (dict(padding="full"), "argument `padding`"),
+    (dict(data_format="channels_middle"), "argument `data_format`"),
+    (dict(strides=2, dilation_rate=2), "incompatible"),
+    (dict(strides=0), "must be >= 1"),
+    (dict(strides=(1, 1)), "argument `strides`"),
+    (dict(shape=(2, 100, 63)), "Input has 63 channels"),
+    (dict(shape=(2, 2, 64), padding="valid"), "too short"),
+    (dict(shape=(100, 64)), "Input must be 3D"),
+    (dict(bias=torch.empty(31)), "bias must have shape"),
+    (dict(pointwise=torch.empty(65, 32)), "pointwise has 65 input channels"),
+    (dict(forced="fast"), "SEPCONV_KERNEL must be one of"),
+])
+def test_bad_calls_raise_every_time(args, message, recorded, monkeypatch):
+    """A failing check or rule raises on the first call and on the second alike, and
+    nothing is remembered for it (the same arguments once valid are, and still run)."""
+    args = dict(args)
+    x = fake_cuda(args.pop("shape", (2, 100, 64)))
+    w, p = torch.empty(3, 64, 1), args.pop("pointwise", torch.empty(64, 32))
+    b = args.pop("bias", None)
+    monkeypatch.setenv("SEPCONV_KERNEL", args.pop("forced", ""))
+    args.setdefault("padding", "same")
+    for _ in range(2):
+        with pytest.raises(ValueError, match=message):
+            recorded(x, w, p, b, **args)
+    assert functional._SEPARABLE_CALLS == {}
+
+
+def test_memo_is_bounded(recorded, monkeypatch):
+    """Programs of ever-new shapes: the memo is emptied at its bound, and calls after
+    that still run what the uncached path runs."""
+    monkeypatch.setattr(functional, "_SEPARABLE_CALLS_MAX", 5)
+    w, p = torch.empty(3, 8, 1), torch.empty(8, 4)
+    for steps in list(range(10, 22)) * 2:
+        x = fake_cuda((1, steps, 8))
+        assert recorded(x, w, p, padding="valid") == _uncached(x, w, p, padding="valid")
+        assert 1 <= len(functional._SEPARABLE_CALLS) <= 5
+
+
+def test_memo_steps_aside_for_tracers_and_unhashable_arguments(monkeypatch):
+    """Real CPU tensors: list arguments (no key) and torch.jit.trace (the reference
+    kernel, recorded as standard ops) take the long way, and eager calls before and
+    after them still run the CPU kernel, remembered."""
+    from sepconv.kernels import cpu
+    monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
+    monkeypatch.setattr(functional, "_SEPARABLE_CALLS", {})
+    g = torch.Generator().manual_seed(0)
+    x, w, p = torch.randn(2, 9, 3, generator=g), torch.randn(3, 3, 2, generator=g), \
+        torch.randn(1, 6, 4, generator=g)
+    want = reference.separable_conv1d(x, w, p[0], None, stride=2, dilation=1, pad_left=1,
+                                      pad_right=1, channels_last=True)
+    for strides in (2, [2], (2,), 2):
+        got = functional.separable_conv1d(x, w, p, strides=strides, padding="same")
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert [c.kernel for c in functional._SEPARABLE_CALLS.values()] == \
+        [cpu.separable_conv1d] * 2  # 2 and (2,): two keys; the list none
+    traced = torch.jit.trace(
+        lambda x: functional.separable_conv1d(x, w, p, strides=2, padding="same"), x)
+    assert "aten::conv1d" in str(traced.graph) or "aten::_convolution" in str(traced.graph)
+    torch.testing.assert_close(traced(x), want, rtol=1e-5, atol=1e-5)
+    assert len(functional._SEPARABLE_CALLS) == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -275,7 +480,7 @@ def test_autocast_runs_the_compositions(monkeypatch):
     """Under CUDA autocast a float32 layer of Triton's class (dilated, k <= 4) runs the
     compositions, whose convolutions autocast casts: a bfloat16 result near float64's."""
     monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
-    monkeypatch.setattr(functional, "_CUDA_PICKS", {})
+    monkeypatch.setattr(functional, "_SEPARABLE_CALLS", {})
     x = torch.randn(4, 300, 32, device="cuda")
     w = torch.randn(3, 32, 1, device="cuda") / 3 ** 0.5
     p = torch.randn(32, 16, device="cuda") / 32 ** 0.5

@@ -460,7 +460,6 @@ else:
         from sepconv.kernels import cuda, triton_v2
         monkeypatch.delenv("SEPCONV_KERNEL", raising=False)
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
-        monkeypatch.setattr(functional, "_CUDA_PICKS", {})  # (remembered picks: none yet)
         w, p = torch.randn(3, 64, 1), torch.randn(64, 128)
 
         def pick(dilation=8, grad=False):

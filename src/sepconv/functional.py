@@ -69,6 +69,37 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     """
     if pointwise.dim() == 3:
         pointwise = pointwise[0]
+    if not _graphs.standard_ops_wanted():
+        # an eager call: its kernel, geometry bound, remembered per everything the checks
+        # and the kernel rules read (see _SEPARABLE_CALLS)
+        if x.is_cuda:
+            key = (x.shape, depthwise.shape, pointwise.shape,
+                   None if bias is None else bias.shape, strides, padding, dilation_rate,
+                   data_format, strided_dilation, x.device, x.dtype,
+                   _ENVIRON.get(_FORCED_KEY), depthwise.dtype, pointwise.dtype,
+                   torch.is_grad_enabled() and (x.requires_grad or depthwise.requires_grad
+                                                or pointwise.requires_grad),
+                   torch._C._get_cudnn_allow_tf32(),
+                   # (no argument: CUDA's autocast, as torch.cuda.graphs asks it; 0.1 us
+                   # less than with "cuda")
+                   torch.is_autocast_enabled() and torch.get_autocast_dtype("cuda"))
+        else:  # (the CPU rule reads the dtype only)
+            key = (x.shape, depthwise.shape, pointwise.shape,
+                   None if bias is None else bias.shape, strides, padding, dilation_rate,
+                   data_format, strided_dilation, x.device, x.dtype,
+                   _ENVIRON.get(_FORCED_KEY))
+        try:
+            call = _SEPARABLE_CALLS.get(key)
+        except TypeError:  # unhashable (lists, symbolic sizes): checked afresh below
+            pass
+        else:
+            if call is None:
+                call = _separable_call(x, depthwise, pointwise, bias, strides, padding,
+                                       dilation_rate, data_format, strided_dilation)
+                if len(_SEPARABLE_CALLS) >= _SEPARABLE_CALLS_MAX:
+                    _SEPARABLE_CALLS.clear()  # a bound, for programs of ever-new shapes
+                _SEPARABLE_CALLS[key] = call
+            return call(x, depthwise, pointwise, bias)
     key = (tuple(x.shape), tuple(depthwise.shape), tuple(pointwise.shape),
            None if bias is None else tuple(bias.shape),
            tuple(strides) if isinstance(strides, list) else strides, padding,
@@ -83,6 +114,40 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     kernel = _pick_kernel(x, depthwise, pointwise, stride, dilation, out_len, channels_last)
     return kernel(x, depthwise, pointwise, bias, stride=stride, dilation=dilation,
                   pad_left=pad_left, pad_right=pad_right, channels_last=channels_last)
+
+
+#: :func:`separable_conv1d`'s memory of eager calls: everything its checks and the kernel
+#: rules read (shapes and arguments, device, dtypes, ``SEPCONV_KERNEL``; for CUDA also
+#: whether autograd records the call, cuDNN's TF32 flag, CUDA autocast) -> the kernel with
+#: the call's geometry bound (:func:`_separable_call`).  One look-up instead of the
+#: checks' cache, the rules' and a call with keywords: a CUDA call's Python is host time
+#: that small layers pay 1:1 (bench/dispatch_overhead.py).  Calls under tracing, export,
+#: ``torch.compile``, ``torch.func`` or CPU autocast (:func:`_graphs.standard_ops_wanted`)
+#: and calls whose arguments cannot be a key go the long way, every time; a failing check
+#: raises before anything is kept.
+_SEPARABLE_CALLS: dict = {}
+_SEPARABLE_CALLS_MAX = 4096
+
+
+def _separable_call(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
+                    bias: Optional[torch.Tensor], strides, padding, dilation_rate,
+                    data_format, strided_dilation) -> Callable:
+    """The kernel :func:`separable_conv1d` runs for these arguments (``pointwise`` 2-D),
+    ``(x, depthwise, pointwise, bias) -> y`` with the checked geometry bound; raises what
+    the checks raise.  Not remembered (:data:`_SEPARABLE_CALLS` is)."""
+    stride, dilation, out_len, pad_left, pad_right, channels_last = _separable_plan(
+        tuple(x.shape), tuple(depthwise.shape), tuple(pointwise.shape),
+        None if bias is None else tuple(bias.shape), strides, padding, dilation_rate,
+        data_format, strided_dilation)
+    kernel = _pick_kernel(x, depthwise, pointwise, stride, dilation, out_len, channels_last)
+
+    def call(x, depthwise, pointwise, bias):  # (a closure calls in half a partial's time)
+        return kernel(x, depthwise, pointwise, bias, stride=stride, dilation=dilation,
+                      pad_left=pad_left, pad_right=pad_right, channels_last=channels_last)
+    call.kernel = kernel  # (what it runs, for tests and benches)
+    call.geometry = dict(stride=stride, dilation=dilation, pad_left=pad_left,
+                         pad_right=pad_right, channels_last=channels_last)
+    return call
 
 
 def _separable_plan(x_shape: tuple, depthwise_shape: tuple, pointwise_shape: tuple,
@@ -357,41 +422,23 @@ def _pick_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     return _reference.separable_conv1d
 
 
-#: ``_cuda_pick``'s memory: everything the CUDA rules read -> the kernel function.
-_CUDA_PICKS: dict = {}
-
-
 def _cuda_pick(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
                stride: int, dilation: int, channels_last: bool) -> Callable:
     """The kernel function for a CUDA call: :func:`_cuda_kernel`'s, or for ``"cuda"`` the
-    composition ``kernels/cuda.choice`` picks, remembered per everything the two rules
-    read (shapes, dtypes, device, geometry, whether autograd records the call, cuDNN's
-    TF32 flag, CUDA autocast).  Asking both rules cost 5-7 us of Python per call (the
-    project's 2-core EPYC), the look-up 3 us: host time counts in the small layers' steps
-    (0.06-0.1 ms, bench/README.md "GPU")."""
+    composition ``kernels/cuda.choice`` picks.  Asking both rules costs 5-7 us of Python
+    (the project's 2-core EPYC): :func:`separable_conv1d` remembers the answer per call
+    signature (:data:`_SEPARABLE_CALLS`)."""
     if _graphs.standard_ops_wanted():
         return _load("cuda")  # tracers and torch.func see through the composition
+    name = _cuda_kernel(x, depthwise, pointwise, dilation, channels_last)
+    if name != "cuda":
+        return _load(name)
+    from .kernels import cuda
     training = torch.is_grad_enabled() and (x.requires_grad or depthwise.requires_grad
                                             or pointwise.requires_grad)
-    key = (x.shape, x.dtype, x.device, depthwise.shape, depthwise.dtype, pointwise.shape,
-           pointwise.dtype, stride, dilation, channels_last, training,
-           torch._C._get_cudnn_allow_tf32(),  # (the property costs 0.9 us, this 0.25)
-           torch.is_autocast_enabled("cuda")
-           and torch.get_autocast_dtype("cuda"))
-    kernel = _CUDA_PICKS.get(key)
-    if kernel is None:
-        name = _cuda_kernel(x, depthwise, pointwise, dilation, channels_last)
-        if name == "cuda":
-            from .kernels import cuda
-            kernel = cuda.COMPOSITIONS[cuda.choice(
-                x, depthwise, pointwise, None, stride=stride, dilation=dilation,
-                channels_last=channels_last, training=training)]
-        else:
-            kernel = _load(name)
-        if len(_CUDA_PICKS) >= 4096:  # a bound, for programs of ever-new shapes
-            _CUDA_PICKS.clear()
-        _CUDA_PICKS[key] = kernel
-    return kernel
+    return cuda.COMPOSITIONS[cuda.choice(x, depthwise, pointwise, None, stride=stride,
+                                         dilation=dilation, channels_last=channels_last,
+                                         training=training)]
 
 
 def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tensor,
@@ -474,17 +521,19 @@ def _triton_installed() -> bool:
 
 # os.environ's own dict (bytes on POSIX) and the key in it: ``os.environ.get`` of an unset
 # variable raises and catches a KeyError inside, ~1 us on every convolution call
+# (``separable_conv1d``'s memo keys on the raw value: equal raw values, equal settings)
 _ENVIRON = getattr(os.environ, "_data", None)
-_FORCED_KEY = os.environ.encodekey("SEPCONV_KERNEL") if _ENVIRON is not None else None
+if _ENVIRON is None:  # (not CPython's os.environ: the mapping itself, its own keys)
+    _ENVIRON, _FORCED_KEY, _decode = os.environ, "SEPCONV_KERNEL", str
+else:
+    _FORCED_KEY, _decode = os.environ.encodekey("SEPCONV_KERNEL"), os.environ.decodevalue
 
 
 def _forced_kernel() -> str:
     """``SEPCONV_KERNEL`` (the debugging override), normalised; ``""`` when unset.  Read at
     every call (``monkeypatch.setenv`` and ``os.environ[...] = ...`` write the dict read)."""
-    if _ENVIRON is None:
-        return os.environ.get("SEPCONV_KERNEL", "").strip().lower()
     raw = _ENVIRON.get(_FORCED_KEY)
-    return "" if raw is None else os.environ.decodevalue(raw).strip().lower()
+    return "" if raw is None else _decode(raw).strip().lower()
 
 
 @functools.lru_cache(maxsize=None)
