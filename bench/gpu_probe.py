@@ -404,6 +404,7 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
                 br, bj, nw, ns, bk = blocks
                 for name in (key, key + "_long") if key == "dw_rows_once" else (key,):
                     V.PICKS[name] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj, BLOCK_K=bk)
+                V._clear_plans()  # (launches are planned once per signature: re-plan)
                 _record(report["v2"], save, bench, shape[0], dtype,
                         f"d(depthwise) {kernel} {blocks}",
                         lambda: V._depthwise_grad(x, dz, k, s, d, left, l_out, True, kernel),
@@ -417,6 +418,7 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
                     V.FUSED_MAX_F = 512
                     for br, bj, nw, ns in fused_tiles:
                         V.PICKS["fused"][block_f] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj)
+                        V._clear_plans()
                         row(f"fused BLOCK_F={block_f} {(br, bj, nw, ns)}", forward, True)
                         if dtype != torch.float32 and args.dry_run:  # (measured 2026-11-27)
                             row(f"fused+z BLOCK_F={block_f} {(br, bj, nw, ns)}",
@@ -425,10 +427,12 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
                 row("depthwise kernel + cuBLAS", forward, True)
                 for br, bj, nw, ns in depthwise_tiles:
                     V.PICKS["depthwise"] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj)
+                    V._clear_plans()
                     z_row(f"depthwise alone {(br, bj, nw, ns)}", "rows")
                 for br, bj, nw, ns, unroll in unrolled_tiles:
                     V.PICKS["depthwise_unrolled"] = V._cfg(nw, ns, BLOCK_R=br, BLOCK_J=bj,
                                                            UNROLL=unroll)
+                    V._clear_plans()
                     z_row(f"depthwise unrolled alone {(br, bj, nw, ns, unroll)}", "unrolled")
                 row("cuBLAS dz = dy @ p^T alone", lambda: torch.mm(dy.reshape(-1, f), p.t()))
                 # (BLOCK_R, BLOCK_J, warps, stages, BLOCK_K); each row is the kernel and
@@ -439,6 +443,7 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
                     dw_row("rows_once", blocks, "dw_rows_once")
             finally:
                 V.FUSED_MAX_F, V.PICKS = saved[0], saved[1]
+                V._clear_plans()
 
 
 if __name__ == "__main__":

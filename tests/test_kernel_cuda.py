@@ -327,7 +327,7 @@ def test_memo_follows_every_input_of_the_rules(recorded, monkeypatch):
     kernel as it does without the memo: grad mode, each tensor's requires_grad, cuDNN's
     TF32 flag, CUDA autocast, SEPCONV_KERNEL, the device (its capability), bias' shape."""
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    w, p = torch.empty(3, 64, 1), torch.empty(64, 32)
+    w, p = torch.empty(3, 64, 1), torch.empty(64, 256)  # 256 filters: no fused forward
 
     def run(x=None, w=w, p=p, b=None, k=None, **args):
         x = x or fake_cuda((2, 100, 64))
@@ -335,32 +335,35 @@ def test_memo_follows_every_input_of_the_rules(recorded, monkeypatch):
         assert got[0] == got[1] == _uncached(x, w, p, b, padding="same", **args)
         return got[0][0]
 
-    # float32 inference: nhwc_mm; training (whichever tensor needs a gradient): ncl
+    # float32 inference: nhwc_mm; training (whichever tensor needs a gradient): variant 2
     assert run() == "cuda:nhwc_mm"
-    assert run(fake_cuda((2, 100, 64), grad=True)) == "cuda:ncl"
+    assert run(fake_cuda((2, 100, 64), grad=True)) == "triton_v2"
     with torch.no_grad():
         assert run(fake_cuda((2, 100, 64), grad=True)) == "cuda:nhwc_mm"
-    assert run(w=w.clone().requires_grad_()) == "cuda:ncl"
-    assert run(p=p.clone().requires_grad_()) == "cuda:ncl"
-    assert run(b=torch.empty(32, requires_grad=True)) == "cuda:nhwc_mm"  # (bias: no effect)
-    # cuDNN's TF32 flag: inference of >= 512 channels takes nhwc's 1x1 conv2d
-    wide = dict(x=fake_cuda((2, 100, 512)), w=torch.empty(3, 512, 1), p=torch.empty(512, 32))
+    assert run(w=w.clone().requires_grad_()) == "triton_v2"
+    assert run(p=p.clone().requires_grad_()) == "triton_v2"
+    assert run(b=torch.empty(256, requires_grad=True)) == "cuda:nhwc_mm"  # (bias: no effect)
+    # cuDNN's TF32 flag: inference of >= 512 channels takes nhwc's 1x1 conv2d, training of
+    # a small layer ncl's
+    wide = dict(x=fake_cuda((2, 100, 512)), w=torch.empty(3, 512, 1), p=torch.empty(512, 256))
+    train = dict(x=fake_cuda((2, 100, 64), grad=True))
     assert run(**wide) == "cuda:nhwc_mm"
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    assert run(**wide) == "cuda:nhwc"
+    assert run(**wide) == "cuda:nhwc" and run(**train) == "cuda:ncl"
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    # CUDA autocast: float32 data, the rule of autocast's dtype (bfloat16 training:
-    # nhwc_mm); Triton's class (dilated, short) goes to the compositions
-    train = dict(x=fake_cuda((2, 100, 64), grad=True))
-    assert run(**train) == "cuda:ncl" and run(dilation_rate=8) == "triton_v2"
+    # CUDA autocast: float32 data, the rule of autocast's dtype (bfloat16: nhwc_mm, dilated
+    # ncl); variant 2 (its fused forward: 32 filters) goes to the compositions
+    narrow = dict(p=torch.empty(64, 32))
+    assert run(**train) == run(**narrow) == run(**narrow, dilation_rate=8) == "triton_v2"
     # the arguments and the weights' dtype
-    assert run(strides=2, **train) == "cuda:nhwc_mm"
+    assert run(strides=2, **train) == "triton_v2" and run(strides=2) == "cuda:nhwc_mm"
     f64 = dict(w=torch.empty(3, 64, 1, dtype=torch.float64))
     assert run(**f64, dilation_rate=8) == "cuda:ncl"  # (mixed dtypes: no Triton)
     with pytest.MonkeyPatch.context() as mp:
         _fake_autocast(mp, torch.bfloat16)
-        assert run(**train) == "cuda:nhwc_mm" and run(dilation_rate=8) == "cuda:ncl"
-    assert run(**train) == "cuda:ncl" and run(dilation_rate=8) == "triton_v2"
+        assert run(**train) == run(**narrow) == "cuda:nhwc_mm"
+        assert run(**narrow, dilation_rate=8) == "cuda:ncl"
+    assert run(**train) == run(**narrow) == run(**narrow, dilation_rate=8) == "triton_v2"
     # SEPCONV_KERNEL, read at every call
     for forced, name in [("reference", "reference"), (" CUDA", "cuda"), ("", "cuda:nhwc_mm")]:
         monkeypatch.setenv("SEPCONV_KERNEL", forced)
@@ -369,7 +372,7 @@ def test_memo_follows_every_input_of_the_rules(recorded, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability",
                         lambda device=None: (7, 5) if device.index == 1 else (9, 0))
     bf16 = dict(w=torch.empty(3, 64, 1, dtype=torch.bfloat16),
-                p=torch.empty(64, 32, dtype=torch.bfloat16))
+                p=torch.empty(64, 256, dtype=torch.bfloat16))
     big = (1, 1 << 19, 64)  # 2**25 channels x rows: variant 2 for bfloat16 inference
     assert run(fake_cuda(big, torch.bfloat16, index=0), **bf16) == "triton_v2"
     assert run(fake_cuda(big, torch.bfloat16, index=1), **bf16) == "cuda:nhwc_mm"

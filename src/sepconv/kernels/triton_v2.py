@@ -290,11 +290,6 @@ def _config(name: str) -> triton.Config:
     return (_INTERPRETER if INTERPRET else PICKS)[name]
 
 
-def _launch(kernel, config: triton.Config, grid, *args, **kwargs):
-    return _fast.launch(kernel, grid, args, {**kwargs, **config.kwargs}, config.num_warps,
-                        config.num_stages)
-
-
 # ------------------------------------------------------------------------ launchers
 
 
@@ -312,26 +307,39 @@ def _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last, z, kernel
     if kernel not in DEPTHWISE_KERNELS:
         raise ValueError(f"triton_v2.DEPTHWISE_KERNEL (or SEPCONV_TRITON_V2_DEPTHWISE) must "
                          f"be one of {DEPTHWISE_KERNELS}; received {kernel!r}")
-    batch, length, channels, k, cm = _geometry(x, w, channels_last)
-    szb, szl, szj = z.stride()
-    strides = (*_v1._x_strides(x, channels_last), szb, szl, szj)
-    int64 = _v1._needs_int64(x, z)
+    grid, ints, constexprs, warps, stages, compiled = _depthwise_plan(
+        x.shape, x.stride(), z.shape, z.stride(), w.shape[0], stride, dilation, pad_left,
+        channels_last, kernel)
+    _fast.launch(_depthwise_unrolled_kernel if kernel == "unrolled" else _depthwise_kernel,
+                 grid, (x, w, z) + ints, constexprs, warps, stages, compiled)
+    return z
+
+
+@functools.lru_cache(maxsize=1024)
+def _depthwise_plan(x_shape, x_strides, z_shape, z_strides, k, stride, dilation, pad_left,
+                    channels_last, kernel) -> tuple:
+    """:func:`_depthwise`'s launch for one call signature: ``(grid, arguments after the
+    tensors, constexprs, num_warps, num_stages, compiled kernels)``."""
+    batch = x_shape[0]
+    length, channels = (x_shape[1], x_shape[2]) if channels_last else (x_shape[2], x_shape[1])
+    l_out, cm = z_shape[1], z_shape[2]
+    sxb, sxl, sxc = x_strides if channels_last else (x_strides[0], x_strides[2], x_strides[1])
+    span = lambda shape, strides: sum((n - 1) * abs(st) for n, st in zip(shape, strides)) + 1
+    int64 = _v1._int64(max(span(x_shape, x_strides), span(z_shape, z_strides)))
+    geometry = (length, l_out, cm // channels, cm, k, stride, dilation, pad_left,
+                sxb, sxl, sxc, *z_strides)
     if kernel == "unrolled":
         config = _config("depthwise_unrolled")
         grid = (batch * _cdiv(l_out, config.kwargs["BLOCK_R"])
                 * _cdiv(cm, config.kwargs["BLOCK_J"]),)
-        _launch(_depthwise_unrolled_kernel, config, grid, x, w, z,
-                length, l_out, cm // channels, cm, k, stride, dilation, pad_left, *strides,
-                INT64=int64)
-        return z
+        return grid, geometry, dict(INT64=int64, **config.kwargs), config.num_warps, \
+            config.num_stages, {}
     config = _config("depthwise")
-    seq = _v1._seq_tiles(x, channels_last)
+    seq = sxl == 1  # _v1._seq_tiles
     grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq)
             * _cdiv(cm, config.kwargs["BLOCK_J"]),)
-    _launch(_depthwise_kernel, config, grid, x, w, z,
-            batch * l_out, length, l_out, cm // channels, cm, k, stride, dilation, pad_left,
-            *strides, INT64=int64, SEQ_TILES=seq)
-    return z
+    return grid, (batch * l_out,) + geometry, dict(INT64=int64, SEQ_TILES=seq, **config.kwargs), \
+        config.num_warps, config.num_stages, {}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -481,8 +489,9 @@ def _dx_plan(x_shape, x_strides, dy_shape, dy_strides, cm, k, stride, dilation, 
 
 
 def _clear_plans() -> None:
-    """Forget the remembered launches (tests that change what plans read call it)."""
-    for plan in (_fused_plan, _dw_plan, _dx_plan):
+    """Forget the remembered launches: whoever changes what plans read (``PICKS``,
+    ``triton_sepconv.INT64_SPAN``; the probe, tests) calls it."""
+    for plan in (_fused_config, _depthwise_plan, _fused_plan, _dw_plan, _dx_plan):
         plan.cache_clear()
 
 
