@@ -150,37 +150,29 @@ def test_cuda_rule(monkeypatch):
         return functional._cuda_kernel(x, w, p, dilation, channels_last)
 
     large = 1 << 18  # 128 channels x 2**18 rows = 2**25
-    mid = 1 << 15  # 128 channels x 2**15 rows = 2**22
-    # inference: the fused forward (<= 128 filters), large layers, k > 40, with TF32 >= 512
-    # channels from 2**22, bfloat16 >= 1024 channels
+    # inference: variant 2 but for IEEE float32 of >= 1024 channels below large
     for dtype, tf32 in [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False)]:
-        assert rule(dtype=dtype, tf32=tf32) == rule(f=256, rows=large, dtype=dtype, tf32=tf32) \
-            == rule(f=256, k=41, dtype=dtype, tf32=tf32) == "triton_v2"
-        for other in (dict(f=129), dict(f=256, rows=large - 1), dict(f=256, k=40)):
-            assert rule(**other, dtype=dtype, tf32=tf32) == "cuda", (other, dtype, tf32)
-    wide = dict(c=512, f=512, rows=1 << 13, tf32=True)  # 512 x 2**13 = 2**22
-    assert rule(**wide) == "triton_v2" and rule(**{**wide, "tf32": False}) == "cuda"
-    assert rule(**{**wide, "c": 511, "rows": (1 << 22) // 511 + 1}) == "cuda"
-    assert rule(**{**wide, "rows": (1 << 13) - 1}) == "cuda"
-    assert rule(c=1024, f=1024, dtype=torch.bfloat16) == "triton_v2"
-    assert rule(c=1023, f=1024, dtype=torch.bfloat16) == rule(c=1024, f=1024) == "cuda"
-    # IEEE float32 training: every layer; z kept for size > 2**23, the dilated class and
-    # k >= 25
-    assert rule(grad=True) == rule(c=64, f=256, grad=True) == rule(k=24, grad=True) \
-        == rule(rows=1 << 16, grad=True) == "triton_v2"  # 128 x 2**16 = 2**23
-    assert rule(k=25, grad=True) == rule(rows=(1 << 16) + 1, grad=True) == "triton_v2_savez"
-    # TF32 training: from 2**23 with >= 128 channels, or k > 40 from 2**22
-    tf = dict(grad=True, tf32=True)
-    assert rule(rows=1 << 16, **tf) == rule(k=40, rows=1 << 16, **tf) == "triton_v2"
-    assert rule(rows=(1 << 16) + 1, **tf) == rule(k=41, rows=mid, **tf) == "triton_v2_savez"
-    assert rule(rows=(1 << 16) - 1, **tf) == rule(k=41, rows=mid - 1, **tf) \
-        == rule(c=127, rows=1 << 17, **tf) == "cuda"
+        assert rule(dtype=dtype, tf32=tf32) == rule(k=75, c=1536, f=1536, dtype=dtype,
+                                                    tf32=tf32, rows=large) == "triton_v2"
+        assert rule(c=1024, f=1024, dtype=dtype, tf32=tf32) \
+            == ("cuda" if dtype == torch.float32 and not tf32 else "triton_v2")
+    assert rule(c=1024, rows=(1 << 15) - 1) == "cuda" and rule(c=1023) == "triton_v2"
+    assert rule(c=1024, rows=1 << 15) == "triton_v2"  # 1024 x 2**15 = 2**25: large
+    # float32 training: every layer (with TF32 from 128 channels); z kept for size > 2**23,
+    # the dilated class and long kernels (k >= 25, with TF32 k > 40)
+    assert rule(grad=True) == rule(grad=True, tf32=True) == rule(c=64, grad=True) \
+        == rule(k=24, grad=True) == rule(k=40, grad=True, tf32=True) == "triton_v2"
+    assert rule(c=127, grad=True, tf32=True) == "cuda"
+    assert rule(k=25, grad=True) == rule(k=41, grad=True, tf32=True) == "triton_v2_savez"
+    assert rule(rows=(1 << 16) + 1, grad=True) == rule(rows=(1 << 16) + 1, grad=True,
+                                                        tf32=True) == "triton_v2_savez"
+    assert rule(rows=1 << 16, grad=True) == "triton_v2"  # 128 x 2**16 = 2**23
     for dtype, tf32 in [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False)]:
-        assert rule(dilation=8, k=4, dtype=dtype, tf32=tf32, grad=True, rows=1 << 16) \
-            == "triton_v2_savez"
+        assert rule(dilation=8, k=4, dtype=dtype, tf32=tf32, grad=True) == "triton_v2_savez"
     # bfloat16 training: dilated, long kernels from 2**22, k <= 4 with <= 128 channels,
     # >= 1024 channels from 2**26, k >= 31 when large
     bf16 = dict(dtype=torch.bfloat16, grad=True)
+    mid = 1 << 15  # 128 channels x 2**15 rows = 2**22
     assert rule(k=41, rows=mid, **bf16) == rule(k=4, **bf16) == rule(k=31, rows=large, **bf16) \
         == rule(c=1024, rows=1 << 16, **bf16) == "triton_v2_savez"
     for other in (dict(k=41, rows=mid - 1), dict(k=40, rows=mid), dict(k=5), dict(k=4, c=129),
@@ -327,38 +319,37 @@ def test_memo_follows_every_input_of_the_rules(recorded, monkeypatch):
     kernel as it does without the memo: grad mode, each tensor's requires_grad, cuDNN's
     TF32 flag, CUDA autocast, SEPCONV_KERNEL, the device (its capability), bias' shape."""
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    w, p = torch.empty(3, 64, 1), torch.empty(64, 256)  # 256 filters: no fused forward
+    # 1024 channels: IEEE float32 inference goes to the compositions
+    w, p = torch.empty(3, 1024, 1), torch.empty(1024, 64)
 
     def run(x=None, w=w, p=p, b=None, k=None, **args):
-        x = x or fake_cuda((2, 100, 64))
+        x = x or fake_cuda((2, 100, w.shape[1]))
         got = [recorded(x, w, p, b, padding="same", **args) for _ in range(2)]
         assert got[0] == got[1] == _uncached(x, w, p, b, padding="same", **args)
         return got[0][0]
 
     # float32 inference: nhwc_mm; training (whichever tensor needs a gradient): variant 2
-    assert run() == "cuda:nhwc_mm"
-    assert run(fake_cuda((2, 100, 64), grad=True)) == "triton_v2"
+    wide_grad = fake_cuda((2, 100, 1024), grad=True)
+    assert run() == "cuda:nhwc_mm" and run(wide_grad) == "triton_v2"
     with torch.no_grad():
-        assert run(fake_cuda((2, 100, 64), grad=True)) == "cuda:nhwc_mm"
+        assert run(wide_grad) == "cuda:nhwc_mm"
     assert run(w=w.clone().requires_grad_()) == "triton_v2"
     assert run(p=p.clone().requires_grad_()) == "triton_v2"
-    assert run(b=torch.empty(256, requires_grad=True)) == "cuda:nhwc_mm"  # (bias: no effect)
-    # cuDNN's TF32 flag: inference of >= 512 channels takes nhwc's 1x1 conv2d, training of
-    # a small layer ncl's
-    wide = dict(x=fake_cuda((2, 100, 512)), w=torch.empty(3, 512, 1), p=torch.empty(512, 256))
-    train = dict(x=fake_cuda((2, 100, 64), grad=True))
-    assert run(**wide) == "cuda:nhwc_mm"
+    assert run(b=torch.empty(64, requires_grad=True)) == "cuda:nhwc_mm"  # (bias: no effect)
+    # cuDNN's TF32 flag: variant 2 for that inference, ncl for training of < 128 channels
+    narrow = dict(w=torch.empty(3, 64, 1), p=torch.empty(64, 64))
+    train = dict(x=fake_cuda((2, 100, 64), grad=True), **narrow)
+    assert run(**train) == "triton_v2"
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    assert run(**wide) == "cuda:nhwc" and run(**train) == "cuda:ncl"
+    assert run() == "triton_v2" and run(**train) == "cuda:ncl"
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    # CUDA autocast: float32 data, the rule of autocast's dtype (bfloat16: nhwc_mm, dilated
-    # ncl); variant 2 (its fused forward: 32 filters) goes to the compositions
-    narrow = dict(p=torch.empty(64, 32))
-    assert run(**train) == run(**narrow) == run(**narrow, dilation_rate=8) == "triton_v2"
     # the arguments and the weights' dtype
     assert run(strides=2, **train) == "triton_v2" and run(strides=2) == "cuda:nhwc_mm"
-    f64 = dict(w=torch.empty(3, 64, 1, dtype=torch.float64))
+    f64 = dict(w=torch.empty(3, 64, 1, dtype=torch.float64), p=torch.empty(64, 64))
     assert run(**f64, dilation_rate=8) == "cuda:ncl"  # (mixed dtypes: no Triton)
+    # CUDA autocast: float32 data, the rule of autocast's dtype (bfloat16: nhwc_mm, dilated
+    # ncl), never variant 2
+    assert run(**narrow) == run(**narrow, dilation_rate=8) == "triton_v2"
     with pytest.MonkeyPatch.context() as mp:
         _fake_autocast(mp, torch.bfloat16)
         assert run(**train) == run(**narrow) == "cuda:nhwc_mm"
@@ -372,14 +363,14 @@ def test_memo_follows_every_input_of_the_rules(recorded, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability",
                         lambda device=None: (7, 5) if device.index == 1 else (9, 0))
     bf16 = dict(w=torch.empty(3, 64, 1, dtype=torch.bfloat16),
-                p=torch.empty(64, 256, dtype=torch.bfloat16))
-    big = (1, 1 << 19, 64)  # 2**25 channels x rows: variant 2 for bfloat16 inference
+                p=torch.empty(64, 32, dtype=torch.bfloat16))
+    big = (1, 1 << 19, 64)  # variant 2 for bfloat16 inference
     assert run(fake_cuda(big, torch.bfloat16, index=0), **bf16) == "triton_v2"
     assert run(fake_cuda(big, torch.bfloat16, index=1), **bf16) == "cuda:nhwc_mm"
     # bias' shape is checked on every call, after a good call with the same arguments
     for _ in range(2):
         with pytest.raises(ValueError, match="bias must have shape"):
-            recorded(fake_cuda((2, 100, 64)), w, p, torch.empty(33), padding="same")
+            recorded(fake_cuda((2, 100, 1024)), w, p, torch.empty(33), padding="same")
 
 
 @pytest.mark.parametrize("args, message", [

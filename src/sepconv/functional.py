@@ -454,24 +454,24 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     not ``JITFunction.run``) with its launches planned once per call signature: on the
     H200's host an inference call costs 29-42 us against 85-124 for the compositions
     (cuDNN's host time is ~35 us a convolution), a training step about as much as theirs.
-    Two runs (``bench/gpu-h200-20261127-s16-run1.json``, ``-run2.json``; the second with
-    ``functional`` timed against the best composition in alternated samples):
+    This rule is the one run 2 of that session measured (``bench/gpu-h200-20261127-s16-
+    run2.json``, ``functional`` against the best composition in alternated samples); run 3
+    tried the compositions for mid-size inference and small TF32 training and did no better
+    (``-run3.json``: 0.82-0.99 where variant 2 had 0.83-1.32):
 
-    - inference: the fused forward (filters <= 128, ``triton_v2.FUSED_MAX_F``: one launch,
-      1.2-3.8x: MatchboxNet, causal streams of 128 channels, TCN, time series), large
-      layers (1.1-2.1x), k > 40 (cuDNN's float32 depthwise is slow for long kernels:
-      QuartzNet 1.3-1.5x in float32 and TF32, a tie in bfloat16), with TF32 >= 512
-      channels from size 2**22 (1.3-1.4x), bfloat16 >= 1024 channels (1.4x).  Not the
-      unfused forward of mid-size layers otherwise (256-384 channels, k25-k33: cuDNN
-      0.83-0.97x), nor IEEE float32 of 1536 channels (cuDNN's NHWC + cuBLAS 5-7% faster);
-    - IEEE float32 training: every layer (1.15-2.3x; MatchboxNet's 64 channels a tie);
-      with TF32 from size 2**23 and 128 channels (1.1-2.2x) or k > 40 from 2**22 (1.4-1.5x),
-      not below (QuartzNet k33, Citrinet, a causal stream: ncl's TF32 1x1, 0.8-0.93x);
-      ``z`` kept for size > 2**23, the dilated class, and long kernels (k >= 25 in IEEE
-      float32, k > 40 with TF32);
+    - inference: every layer but IEEE float32 of >= 1024 channels below "large" (a
+      1536-channel stream: cuDNN's NHWC depthwise + cuBLAS 5-7% faster).  The fused forward
+      (<= 128 filters, one launch) 1.2-2.1x; long kernels and large layers 1.1-1.7x;
+      strided 1.1-1.3x; the unfused forward of mid-size layers (256-384 channels, k25-k33)
+      0.83-0.97x, a tie with the compositions' 0.82-0.99x there;
+    - float32 training: every layer, with TF32 from 128 channels (MatchboxNet's and a time
+      series' 64: ncl 0.8-0.85x either way); IEEE float32 1.1-2.3x, TF32 1.0-2.2x but
+      0.8-0.93x for QuartzNet k33, Citrinet and a 128-channel causal stream (ncl's TF32 1x1;
+      the compositions as dispatched did 0.83-0.90x there); ``z`` kept for size > 2**23, the
+      dilated class, and long kernels (k >= 25 in IEEE float32, k > 40 with TF32);
     - bfloat16 training (cuDNN's NHWC kernels are strong in bfloat16), keeping ``z``:
       dilated, k <= 4, <= 128 channels and filters (TCN / WaveNet: 1.07-1.6x); k <= 4 with
-      <= 128 channels (a causal stream, 1.04x); k > 40 from size 2**22 (QuartzNet k75 /
+      <= 128 channels (a causal stream, 1.04-1.08x); k > 40 from size 2**22 (QuartzNet k75 /
       k87: 1.1-1.6x); >= 1024 channels from size 2**26; k >= 31 when large (1.07x).
 
     Elsewhere (depth multipliers, channels_first, other dtypes, CUDA autocast, tracing) the
@@ -493,16 +493,14 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
     tf32 = dtype == torch.float32 and torch._C._get_cudnn_allow_tf32()
     large = size >= 1 << 25
     dilated = dilation > 1 and k <= 4 and c <= 128 and pointwise.shape[1] <= 128
-    mid = size >= 1 << 22
     if not training:
-        chosen = pointwise.shape[1] <= 128 or large or k > 40 \
-            or (tf32 and c >= 512 and mid) or (dtype == torch.bfloat16 and c >= 1024)
+        chosen = not (dtype == torch.float32 and not tf32 and c >= 1024 and not large)
         save_z = False
     elif dtype == torch.float32:
-        chosen = not tf32 or (c >= 128 and size >= 1 << 23) or (k > 40 and mid)
+        chosen = c >= 128 or not tf32
         save_z = dilated or size > 1 << 23 or (k > 40 if tf32 else k >= 25)
     else:  # bfloat16
-        chosen = save_z = dilated or (k > 40 and mid) \
+        chosen = save_z = dilated or (k > 40 and size >= 1 << 22) \
             or (k <= 4 and c <= 128) or (c >= 1024 and size >= 1 << 26) or (large and k >= 31)
     if not chosen or not _triton_installed():
         return "cuda"
