@@ -59,3 +59,28 @@ def test_argument_checks():
         call(x, dw, pw, torch.zeros(3))
     with pytest.raises(ValueError, match="3D"):
         call(torch.zeros(8, 3), dw, pw)
+
+
+def test_keras_pointwise_layout():
+    """Keras' (1, C*M, F) pointwise kernel: the same output and gradient as its 2-D matrix,
+    its gradient through a view (no zero-filled copy per step, as indexing it made), and
+    any other 3-D shape refused (indexing took its first slice without a word)."""
+    gen = torch.Generator().manual_seed(0)
+    x, dw = torch.randn(2, 9, 3, generator=gen), torch.randn(3, 3, 2, generator=gen)
+    pw = torch.randn(1, 6, 4, generator=gen, dtype=torch.float32)
+    grads = []
+    for p in (pw.clone().requires_grad_(), pw[0].clone().requires_grad_()):
+        y = functional.separable_conv1d(x, dw, p, padding="same")
+        y.backward(torch.ones_like(y))
+        grads.append((y.detach(), p.grad.reshape(6, 4)))
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+    p = pw.clone().requires_grad_()
+    node, seen = functional.separable_conv1d(x, dw, p, padding="same").grad_fn, []
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        seen.append(type(node).__name__)
+        stack += [n for n, _ in node.next_functions if n is not None]
+    assert "SelectBackward0" not in seen and "SqueezeBackward1" in seen, seen
+    with pytest.raises(ValueError, match="pointwise of shape"):
+        functional.separable_conv1d(x, dw, torch.zeros(2, 6, 4), padding="same")

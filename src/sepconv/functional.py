@@ -67,8 +67,11 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     Returns:
         ``(batch, out_steps, filters)`` or ``(batch, filters, out_steps)``.
     """
-    if pointwise.dim() == 3:
-        pointwise = pointwise[0]
+    if pointwise.dim() == 3 and pointwise.shape[0] == 1:
+        # Keras' (1, C*M, F): squeezed, whose gradient is a view (indexing it, [0], made
+        # autograd allocate a zero tensor and copy the gradient into it at every step: two
+        # more kernels per training step); any other 3-D shape fails the checks below
+        pointwise = pointwise.squeeze(0)
     if not _graphs.standard_ops_wanted():
         # an eager call: its kernel, geometry bound, remembered per everything the checks
         # and the kernel rules read (see _SEPARABLE_CALLS)
