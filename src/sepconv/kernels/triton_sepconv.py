@@ -466,9 +466,17 @@ def _next_pow2(n: int) -> int:
 
 def _x_strides(x: torch.Tensor, channels_last: bool):
     """``(batch, step, channel)`` strides of ``x`` in either layout."""
-    if channels_last:
-        return x.stride(0), x.stride(1), x.stride(2)
-    return x.stride(0), x.stride(2), x.stride(1)
+    return _bsc(x.stride(), channels_last)
+
+
+def _bsc(strides: tuple, channels_last: bool) -> tuple:
+    """A 3-D tensor's strides as ``(batch, step, channel)`` in either layout."""
+    return strides if channels_last else (strides[0], strides[2], strides[1])
+
+
+def _span(shape: tuple, strides: tuple) -> int:
+    """Elements from a tensor's first to its last, plus one."""
+    return sum((n - 1) * abs(st) for n, st in zip(shape, strides)) + 1
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -494,8 +502,7 @@ def _needs_int64(*tensors: torch.Tensor) -> bool:
     The bound is 2**30, not 2**31: masked lanes past the end (the last row block, taps
     in the padding) compute offsets somewhat beyond a tensor's span.
     """
-    return _int64(max((t.numel() if t.is_contiguous() else
-                       sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride())) + 1
+    return _int64(max((t.numel() if t.is_contiguous() else _span(t.shape, t.stride())
                        for t in tensors if t.numel() > 0), default=0))
 
 

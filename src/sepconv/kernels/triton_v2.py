@@ -323,9 +323,8 @@ def _depthwise_plan(x_shape, x_strides, z_shape, z_strides, k, stride, dilation,
     batch = x_shape[0]
     length, channels = (x_shape[1], x_shape[2]) if channels_last else (x_shape[2], x_shape[1])
     l_out, cm = z_shape[1], z_shape[2]
-    sxb, sxl, sxc = x_strides if channels_last else (x_strides[0], x_strides[2], x_strides[1])
-    span = lambda shape, strides: sum((n - 1) * abs(st) for n, st in zip(shape, strides)) + 1
-    int64 = _v1._int64(max(span(x_shape, x_strides), span(z_shape, z_strides)))
+    sxb, sxl, sxc = _v1._bsc(x_strides, channels_last)
+    int64 = _v1._int64(max(_v1._span(x_shape, x_strides), _v1._span(z_shape, z_strides)))
     geometry = (length, l_out, cm // channels, cm, k, stride, dilation, pad_left,
                 sxb, sxl, sxc, *z_strides)
     if kernel == "unrolled":
@@ -353,13 +352,13 @@ def _fused_plan(x_shape, x_strides, dtype, k, cm, f, has_bias, stride, dilation,
     length, channels = (x_shape[1], x_shape[2]) if channels_last else (x_shape[2], x_shape[1])
     rows = batch * l_out
     config = _fused_config(f)
-    sxb, sxl, sxc = x_strides if channels_last else (x_strides[0], x_strides[2], x_strides[1])
+    sxb, sxl, sxc = _v1._bsc(x_strides, channels_last)
     seq = sxl == 1  # _v1._seq_tiles
     if channels_last:
         y_shape, (syb, syl, syf) = (batch, l_out, f), (l_out * f, f, 1)
     else:
         y_shape, (syb, syl, syf) = (batch, f, l_out), (f * l_out, 1, l_out)
-    x_span = sum((n - 1) * abs(st) for n, st in zip(x_shape, x_strides)) + 1
+    x_span = _v1._span(x_shape, x_strides)
     int64 = _v1._int64(max(x_span, rows * f, cm * f, rows * cm if want_z else 0))
     grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq),)
     ints = (rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
@@ -431,11 +430,11 @@ def _dw_plan(x_shape, x_strides, cm, k, stride, dilation, pad_left, l_out, chann
                      else "dw")
     block_r, block_j = config.kwargs["BLOCK_R"], config.kwargs["BLOCK_J"]
     tap_groups = _cdiv(k, config.kwargs["BLOCK_K"]) if rows_once else 1
-    sxb, sxl, sxc = x_strides if channels_last else (x_strides[0], x_strides[2], x_strides[1])
+    sxb, sxl, sxc = _v1._bsc(x_strides, channels_last)
     seq = sxl == 1  # _v1._seq_tiles
     num_blocks = _v1._row_blocks(batch, l_out, block_r, seq)
     splits = _dw_splits(num_blocks, cm, block_j, sms, tap_groups)
-    x_span = sum((n - 1) * abs(st) for n, st in zip(x_shape, x_strides)) + 1
+    x_span = _v1._span(x_shape, x_strides)
     int64 = _v1._int64(max(x_span, batch * l_out * cm, splits * k * cm))
     grid = (((tap_groups,) if rows_once else ()) + (_cdiv(cm, block_j), splits))
     ints = (batch * l_out, batch, splits, length, l_out, cm // channels, cm, k, stride,
@@ -477,8 +476,7 @@ def _dx_plan(x_shape, x_strides, dy_shape, dy_strides, cm, k, stride, dilation, 
     sdb, sdl, sdc = ((length * channels, channels, 1) if channels_last
                      else (channels * length, 1, length))
     seq = sdl == 1
-    span = lambda shape, strides: sum((n - 1) * abs(st) for n, st in zip(shape, strides)) + 1
-    int64 = _v1._int64(max(span(x_shape, x_strides), span(dy_shape, dy_strides),
+    int64 = _v1._int64(max(_v1._span(x_shape, x_strides), _v1._span(dy_shape, dy_strides),
                            batch * l_out * cm, batch * length * channels))
     grid = (_v1._row_blocks(batch, length, config.kwargs["BLOCK_I"], seq)
             * _cdiv(channels, config.kwargs["BLOCK_C"]),)
