@@ -260,10 +260,13 @@ def test_dispatcher_gives_cuda_the_traceable_composition(monkeypatch):
     cuda = fake_cuda((1, 1, 8))
     w, p = torch.randn(3, 8, 1), torch.randn(8, 8)
     triton_available = importlib.util.find_spec("triton") is not None
-    # eager: the composition cuda.choice picks (a function of kernels/cuda.py)
-    assert functional._pick_kernel(cuda, w, p, 1, 1, 1) in compositions.COMPOSITIONS.values()
-    assert functional._pick_kernel(cuda, w, p, 1, 8, 1) == ("triton_v2" if triton_available
-                                                            else "cuda")
+    # eager: the composition cuda.choice picks (a function of kernels/cuda.py) for a depth
+    # multiplier, variant 2 for the others
+    w2, p2 = torch.randn(3, 8, 2), torch.randn(16, 8)
+    assert functional._pick_kernel(cuda, w2, p2, 1, 1, 1) in compositions.COMPOSITIONS.values()
+    for dilation in (1, 8):
+        assert functional._pick_kernel(cuda, w, p, 1, dilation, 1) == (
+            "triton_v2" if triton_available else "cuda")
     monkeypatch.setattr(torch._C, "_are_functorch_transforms_active", lambda: True)
     assert functional._pick_kernel(cuda, w, p, 1, 8, 1) == "cuda"
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
