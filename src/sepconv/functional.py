@@ -75,22 +75,17 @@ def separable_conv1d(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.
     if not _graphs.standard_ops_wanted():
         # an eager call: its kernel, geometry bound, remembered per everything the checks
         # and the kernel rules read (see _SEPARABLE_CALLS)
-        if x.is_cuda:
-            key = (x.shape, depthwise.shape, pointwise.shape,
-                   None if bias is None else bias.shape, strides, padding, dilation_rate,
-                   data_format, strided_dilation, x.device, x.dtype,
-                   _ENVIRON.get(_FORCED_KEY), depthwise.dtype, pointwise.dtype,
-                   torch.is_grad_enabled() and (x.requires_grad or depthwise.requires_grad
-                                                or pointwise.requires_grad),
-                   torch._C._get_cudnn_allow_tf32(),
-                   # (no argument: CUDA's autocast, as torch.cuda.graphs asks it; 0.1 us
-                   # less than with "cuda")
-                   torch.is_autocast_enabled() and torch.get_autocast_dtype("cuda"))
-        else:  # (the CPU rule reads the dtype only)
-            key = (x.shape, depthwise.shape, pointwise.shape,
-                   None if bias is None else bias.shape, strides, padding, dilation_rate,
-                   data_format, strided_dilation, x.device, x.dtype,
-                   _ENVIRON.get(_FORCED_KEY))
+        key = (x.shape, depthwise.shape, pointwise.shape,
+               None if bias is None else bias.shape, strides, padding, dilation_rate,
+               data_format, strided_dilation, x.device, x.dtype, _ENVIRON.get(_FORCED_KEY))
+        if x.is_cuda:  # (the CPU rule reads the dtype only; the CUDA rules these too)
+            key += (depthwise.dtype, pointwise.dtype,
+                    torch.is_grad_enabled() and (x.requires_grad or depthwise.requires_grad
+                                                 or pointwise.requires_grad),
+                    torch._C._get_cudnn_allow_tf32(),
+                    # (no argument: CUDA's autocast, as torch.cuda.graphs asks it; 0.1 us
+                    # less than with "cuda")
+                    torch.is_autocast_enabled() and torch.get_autocast_dtype("cuda"))
         try:
             call = _SEPARABLE_CALLS.get(key)
         except TypeError:  # unhashable (lists, symbolic sizes): checked afresh below
@@ -503,8 +498,9 @@ def _cuda_kernel(x: torch.Tensor, depthwise: torch.Tensor, pointwise: torch.Tens
         chosen = c >= 128 or not tf32
         save_z = dilated or size > 1 << 23 or (k > 40 if tf32 else k >= 25)
     else:  # bfloat16
-        chosen = save_z = dilated or (k > 40 and size >= 1 << 22) \
-            or (k <= 4 and c <= 128) or (c >= 1024 and size >= 1 << 26) or (large and k >= 31)
+        # (k <= 4 with <= 128 channels covers the dilated class)
+        chosen = save_z = (k > 40 and size >= 1 << 22) or (k <= 4 and c <= 128) \
+            or (c >= 1024 and size >= 1 << 26) or (large and k >= 31)
     if not chosen or not _triton_installed():
         return "cuda"
     if dtype == torch.bfloat16 and x.is_cuda \
