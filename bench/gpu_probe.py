@@ -49,6 +49,13 @@ SHAPES = [
     ("causal_stream_128", 64, 2048, 128, 128, 4, 1, 1, 1, "causal"),
     ("causal_stream_1536", 16, 2048, 1536, 1536, 4, 1, 1, 1, "causal"),
     ("long-256-k31", 64, 4096, 256, 256, 31, 1, 1, 1, "same"),
+    # bench/gpu.py's multiplier_2: a training step of variant 2 took 0.25-0.4 ms more when
+    # z was recomputed in the backward than when kept (three H200 runs, 2026-11-27), as if
+    # the depthwise step of a depth multiplier cost ~0.3 ms on 4096 rows (k9; 262144 rows
+    # of k31 without a multiplier: 0.4 ms): the profile says which kernel it is
+    ("multiplier_2", 16, 256, 128, 128, 9, 1, 1, 2, "same"),
+    # one stream at batch 1 (fused forward: 16 row blocks of 4 x 31 serial tap steps)
+    ("stream_b1_k31", 1, 1000, 128, 128, 31, 1, 1, 1, "causal"),
 ]
 DRY_SHAPES = [("tiny", 2, 37, 8, 16, 5, 1, 1, 1, "same")]
 # (BLOCK_R, BLOCK_J, BLOCK_F, num_warps, num_stages)

@@ -72,52 +72,9 @@ if not CHILD:
 
     # The interpreter runs kernels as numpy code: it accepts things the GPU compiler
     # rejects (tile shapes tl.dot cannot take, type mismatches in loops).  Compiling
-    # every kernel for an H100 (sm_90) needs no GPU, only the ptxas in triton's wheel.
-    _AOT = """
-import sys
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from sepconv.kernels import triton_sepconv as T
-from sepconv.kernels import triton_v2 as V
-
-pointers = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr z_ptr",
-            "_bwd_dz_dw_kernel": "x_ptr p_ptr dy_ptr dz_ptr dw_ptr",
-            "_bwd_dx_kernel": "dz_ptr w_ptr dx_ptr",
-            "_bwd_dp_kernel": "x_ptr w_ptr dy_ptr dp_ptr db_ptr",
-            "_depthwise_kernel": "x_ptr w_ptr z_ptr",
-            "_dw_partials_kernel": "x_ptr dz_ptr part_ptr",
-            "_dw_rows_once_kernel": "x_ptr dz_ptr part_ptr",
-            "_depthwise_unrolled_kernel": "x_ptr w_ptr z_ptr"}
-scratch = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr", "part_ptr"}  # float32 buffers
-v2_scratch = {"part_ptr"}  # variant 2's dz is in the input dtype (cuBLAS' output)
-launches = [(getattr(T, name), config, scratch) for name, configs in T.GPU_PICKS.items()
-            for config in configs]
-# variant 2: its two kernels, variant 1's dx kernel on its dz, and the fused forward with
-# each one-filter-block tile
-launches += [(V._depthwise_kernel, V.PICKS["depthwise"], v2_scratch),
-             (V._dw_partials_kernel, V.PICKS["dw"], v2_scratch),
-             (V._dw_rows_once_kernel, V.PICKS["dw_rows_once"], v2_scratch),
-             (V._dw_rows_once_kernel, V.PICKS["dw_rows_once_long"], v2_scratch),
-             (V._depthwise_unrolled_kernel, V.PICKS["depthwise_unrolled"], v2_scratch),
-             (T._bwd_dx_kernel, T.GPU_PICKS["_bwd_dx_kernel"][0], v2_scratch)]
-launches += [(T._fwd_kernel, V._fused_config(f), v2_scratch) for f in sorted(V.PICKS["fused"])]
-for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
-    for fn, blocks, scratch in launches:
-        consts = dict(blocks.kwargs, HAS_BIAS=True, INT64=wide, SEQ_TILES=wide,
-                      STORE_Z=not wide,  # variant 2 stores z from 16-bit forwards only
-                      PRECISION="ieee" if dtype == "fp32" else "tf32", UPCAST=False)
-        consts = {k: v for k, v in consts.items() if k in fn.arg_names}
-        ptrs = pointers[fn.__name__].split()
-        sig = {a: "constexpr" if a in consts else
-               ("*fp32" if a in scratch else "*" + dtype) if a in ptrs else ints
-               for a in fn.arg_names}
-        triton.compile(ASTSource(fn, sig, constexprs=consts),
-                       target=GPUTarget("cuda", 90, 32),
-                       options={"num_warps": blocks.num_warps, "num_stages": blocks.num_stages})
-        print("compiled", fn.__name__, dtype)
-"""
-
+    # every kernel for an H100 / H200 (sm_90a) needs no GPU, only the ptxas in triton's
+    # wheel: bench/ptx_report.py does, at the tiles the kernels run with, and with
+    # --check fails when a tile variant 2 runs by default spills registers.
     def test_kernels_compile_for_sm90(tmp_path):
         # No `import triton` in this process (TensorFlow may be loaded): metadata only.
         from importlib.metadata import version as dist_version
@@ -130,11 +87,23 @@ for dtype, ints, wide in (("fp32", "i64", True), ("bf16", "i32", False)):
             pytest.skip("triton's wheel ships no ptxas here (not the CUDA backend)")
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
         env["TRITON_CACHE_DIR"] = str(tmp_path)
-        env["TRITON_DEFAULT_FP_FUSION"] = "1"
-        proc = subprocess.run([sys.executable, "-c", _AOT], env=env, capture_output=True,
-                              text=True, timeout=900)
+        tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "bench", "ptx_report.py")
+        proc = subprocess.run([sys.executable, tool, "--check", "--json",
+                               str(tmp_path / "ptx.json")],
+                              env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
-        assert proc.stdout.count("compiled") == 2 * (5 + 6 + 6), proc.stdout
+        import json
+        rows = json.loads((tmp_path / "ptx.json").read_text())["rows"]
+        # variant 1's five tiles, variant 2's six kernels and six fused tiles, two dtypes
+        assert len(rows) == 2 * (5 + 6 + 6), proc.stdout
+        assert all(r["regs"] for r in rows), proc.stdout
+        # the tap loops were found and hold the products (a parser that finds nothing
+        # would pass the spill check vacuously)
+        loops = {(r["kernel"], r["dtype"]): r for r in rows}
+        for dtype in ("fp32", "bf16"):
+            assert loops[("v2 depthwise", dtype)]["fma"] > 0, proc.stdout
+            assert loops[("v2 dw rows_once_long", dtype)]["fma"] > 0, proc.stdout
 
     def test_gpu_bench_dry_run(tmp_path):
         # bench/gpu.py's own logic (compositions checked against the reference, timing,
@@ -631,6 +600,85 @@ else:
                                  kw["pad_left"], want.shape[1], channels_last, z, kernel)
             torch.testing.assert_close(z.double(), want, rtol=1e-5, atol=1e-5,
                                        msg=lambda msg, i=i: f"{DW_CASES[i]}: {msg}")
+
+    # long sequences: row blocks that touch no padding or edge (the interior tiles) among
+    # those that do; flattened rows and one sequence per block, strides, dilations,
+    # multipliers, channel counts a multiple of the block's (16 interpreted) or not
+    INTERIOR_CASES = [
+        (2, 150, 5, 1, 5, 1, 1, "same", True),
+        (1, 140, 16, 1, 3, 1, 1, "valid", False),
+        (2, 130, 8, 2, 4, 2, 1, "causal", True),
+        (1, 200, 3, 1, 7, 1, 3, "same", False),
+        (3, 97, 4, 4, 2, 1, 1, "valid", True),
+    ]
+
+    @pytest.mark.parametrize("case", INTERIOR_CASES)
+    def test_v2_depthwise_interior_tiles(monkeypatch, force_int64, case):
+        # z with the interior tiles (triton_v2.INTERIOR) against the reference in float64
+        # and, bit for bit, against the masked tiles alone; the interior path must run
+        batch, length, channels, m, k, stride, dilation, pad, channels_last = case
+        (x, w, _, _), kw = _case(batch, length, channels, m, 1, k, stride, dilation, pad,
+                                 channels_last, False, seed=7)
+        cm = channels * m
+        eye = torch.eye(cm, dtype=torch.float64, device=DEVICE)
+        want = reference.separable_conv1d(x.double(), w.double(), eye, None, **kw)
+        want = want if channels_last else want.transpose(1, 2)
+        runs = {}
+        calls = []
+        inner = triton_v2._depthwise_tile_interior
+        if triton_sepconv.INTERPRET:  # (on a GPU the kernel is compiled: no spy)
+            monkeypatch.setattr(triton_v2, "_depthwise_tile_interior",
+                                lambda *a, **k: calls.append(1) or inner(*a, **k))
+        for int64 in (False, True):
+            if int64:
+                force_int64()
+            for interior in (True, False):
+                monkeypatch.setattr(triton_v2, "INTERIOR", interior)
+                triton_v2._clear_plans()
+                z = torch.full(want.shape, float("nan"), device=DEVICE)
+                triton_v2._depthwise(x, w.reshape(k, cm), kw["stride"], kw["dilation"],
+                                     kw["pad_left"], want.shape[1], channels_last, z)
+                runs[int64, interior] = z
+                torch.testing.assert_close(z.double(), want, rtol=1e-5, atol=1e-5)
+        triton_v2._clear_plans()
+        for int64 in (False, True):
+            assert torch.equal(runs[int64, True], runs[int64, False])
+        if triton_sepconv.INTERPRET:
+            assert calls, "no row block took the interior tile"
+
+    @pytest.mark.parametrize("case", INTERIOR_CASES)
+    @pytest.mark.parametrize("splits", [1, 3])
+    def test_v2_depthwise_grad_interior_tiles(monkeypatch, force_int64, case, splits):
+        # d(depthwise) by rows_once with the interior tiles against the reference and, bit
+        # for bit, against the masked tiles alone; one row range, or three (a range may
+        # start or end inside a sequence); the interior path must run
+        x, dz, want, kw, l_out = _dw_case(*case, seed=11)
+        monkeypatch.setattr(triton_v2, "_dw_splits", lambda *a: splits)
+        calls = []
+        interior = triton_v2._interior
+        if triton_sepconv.INTERPRET:
+            monkeypatch.setattr(triton_v2, "_interior",
+                                lambda *a, **k: calls.append(bool(interior(*a, **k)))
+                                or interior(*a, **k))
+        runs = {}
+        for int64 in (False, True):
+            if int64:
+                force_int64()
+            for on in (True, False):
+                monkeypatch.setattr(triton_v2, "INTERIOR", on)
+                triton_v2._clear_plans()
+                got = triton_v2._depthwise_grad(x, dz, want.shape[0], kw["stride"],
+                                                kw["dilation"], kw["pad_left"], l_out,
+                                                kw["channels_last"], "rows_once")
+                runs[int64, on] = got
+                torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+        triton_v2._clear_plans()
+        for int64 in (False, True):
+            assert torch.equal(runs[int64, True], runs[int64, False])
+        if triton_sepconv.INTERPRET:
+            assert any(calls), "no row block took the interior tiles"
+            # ("valid" without a stride can make every block interior; with padding not)
+            assert not all(calls) or kw["pad_left"] + kw["pad_right"] == 0, calls
 
     def test_v2_alternative_kernels_end_to_end(force_int64, monkeypatch):
         # DW_KERNEL = "rows_once" and DEPTHWISE_KERNEL = "unrolled" through the whole layer

@@ -185,6 +185,57 @@ def _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
 
 
 @triton.jit
+def _block_start(pid_r, L_out, INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
+                 BLOCK_R: tl.constexpr):
+    """Sequence and first step ``(b0, t0)`` (scalars) of ``_rows``'s row block ``pid_r``."""
+    if SEQ_TILES:
+        num_t = tl.cdiv(L_out, BLOCK_R)
+        return _wide(pid_r // num_t, INT64), _wide(pid_r % num_t, INT64) * BLOCK_R
+    else:
+        r0 = _wide(pid_r, INT64) * BLOCK_R
+        b0 = r0 // L_out
+        return b0, r0 - b0 * L_out
+
+
+@triton.jit
+def _interior(t0, L, L_out, K, stride, dilation, pad_left, BLOCK_R: tl.constexpr):
+    """Whether output steps ``t0 .. t0 + BLOCK_R - 1`` of one sequence all exist and read
+    only steps ``0 .. L - 1`` of ``x`` (no padding, no row past the sequence)."""
+    last = (t0 + BLOCK_R - 1) * stride + (K - 1) * dilation - pad_left
+    return (t0 + BLOCK_R <= L_out) & (t0 * stride >= pad_left) & (last < L)
+
+
+@triton.jit
+def _depthwise_tile_interior(x_ptr, w_ptr, b0, t0, j, j_mask, M, CM, K, stride, dilation,
+                             pad_left, sxb, sxl, sxc, INT64: tl.constexpr,
+                             BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr,
+                             EVEN_J: tl.constexpr):
+    """:func:`_depthwise_tile` for ``BLOCK_R`` rows ``t0 ..`` of sequence ``b0`` (scalars)
+    whose taps all fall inside the sequence: the tap loop's loads need no row mask and
+    its pointers step by ``dilation`` rows, so each tap costs its loads and multiply-adds
+    (the masked tile recomputes every row's position, bounds and offset per tap: ~3x the
+    instructions per product, ptxas for sm_90a, ``bench/ptx_report.py``)."""
+    t = _wide(t0, INT64) + tl.arange(0, BLOCK_R)
+    col = _wide(j // M, INT64) * sxc
+    ptrs = x_ptr + _wide(b0, INT64) * sxb + ((t * stride - pad_left) * sxl)[:, None] \
+        + col[None, :]
+    w_ptrs = w_ptr + j
+    step = _wide(dilation, INT64) * sxl
+    z = tl.zeros((BLOCK_R, BLOCK_J), dtype=tl.float32)
+    for _ in range(K):
+        if EVEN_J:
+            xv = tl.load(ptrs)
+            wv = tl.load(w_ptrs)
+        else:
+            xv = tl.load(ptrs, mask=j_mask[None, :], other=0.0)
+            wv = tl.load(w_ptrs, mask=j_mask, other=0.0)
+        z += xv.to(tl.float32) * wv.to(tl.float32)[None, :]
+        ptrs += step
+        w_ptrs += CM
+    return z
+
+
+@triton.jit
 def _mma(a, b, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
     """``acc + a @ b``.  ``UPCAST`` works around the interpreter's bfloat16 ``tl.dot``
     (wrong in triton 3.9's interpreter): bf16 products are exact in float32, so the

@@ -48,7 +48,8 @@ from .. import padding as _padding
 from . import reference as _reference
 from . import triton_launch as _fast
 from . import triton_sepconv as _v1
-from .triton_sepconv import _cdiv, _depthwise_tile, _next_pow2, _rows, _split_blocks, _wide
+from .triton_sepconv import (_block_start, _cdiv, _depthwise_tile, _depthwise_tile_interior,
+                             _interior, _next_pow2, _rows, _split_blocks, _wide)
 
 INTERPRET = _v1.INTERPRET
 
@@ -90,6 +91,15 @@ DEPTHWISE_KERNEL = os.environ.get("SEPCONV_TRITON_V2_DEPTHWISE", "rows")
 DEPTHWISE_KERNELS = ("rows", "unrolled")
 
 
+#: Give the row blocks that touch no padding and no sequence edge their own unmasked tap
+#: loop (``_depthwise_kernel``; ``_depthwise_tile_interior``): the same results with ~20-30%
+#: fewer instructions per product in that loop (SASS for sm_90a by ptxas, triton 3.9:
+#: 67 against 85 bfloat16, ``bench/ptx_report.py``), not yet timed on a GPU.
+#: ``SEPCONV_TRITON_V2_INTERIOR=0`` (read at import) or setting this attribute (then
+#: ``_clear_plans()``) turns it off, so that a GPU run can time both.
+INTERIOR = os.environ.get("SEPCONV_TRITON_V2_INTERIOR", "1") != "0"
+
+
 # --------------------------------------------------------------------------- kernels
 
 
@@ -98,9 +108,16 @@ def _depthwise_kernel(x_ptr, w_ptr, z_ptr,
                       R, L, L_out, M, CM, K, stride, dilation, pad_left,
                       sxb, sxl, sxc, szb, szl, szj,
                       INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
-                      BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr):
+                      BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr,
+                      EVEN_J: tl.constexpr = False, INTERIOR: tl.constexpr = True):
     """``z[b, t, j] = sum_k x[b, t*stride + k*dilation - pad_left, j // M] * w[k, j]``,
-    written through ``z``'s strides in ``z``'s dtype (float32 accumulation)."""
+    written through ``z``'s strides in ``z``'s dtype (float32 accumulation).
+
+    With ``INTERIOR`` (:data:`INTERIOR`), a row block whose rows lie in one sequence and
+    whose every tap falls inside it (all but the first and last blocks of a long
+    sequence) takes :func:`_depthwise_tile_interior`: no row masks, pointers stepped from
+    tap to tap (``EVEN_J``: ``CM`` a multiple of ``BLOCK_J``, no channel mask either); the
+    others the masked :func:`_depthwise_tile`.  Same products, same order: the same ``z``."""
     pid = tl.program_id(0)
     num_j = tl.cdiv(CM, BLOCK_J)
     pid_r = pid // num_j
@@ -108,8 +125,20 @@ def _depthwise_kernel(x_ptr, w_ptr, z_ptr,
     b, t, row_mask = _rows(pid_r, R, L_out, INT64, SEQ_TILES, BLOCK_R)
     j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
     j_mask = j < CM
-    z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
-                        stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
+    if INTERIOR:
+        b0, t0 = _block_start(pid_r, L_out, INT64, SEQ_TILES, BLOCK_R)
+        if _interior(t0, L, L_out, K, stride, dilation, pad_left, BLOCK_R):
+            z = _depthwise_tile_interior(x_ptr, w_ptr, b0, t0, j, j_mask, M, CM, K, stride,
+                                         dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R,
+                                         BLOCK_J, EVEN_J)
+        else:
+            z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
+                                stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R,
+                                BLOCK_J)
+    else:
+        z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
+                            stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R,
+                            BLOCK_J)
     z_off = (b * szb + t * szl)[:, None] + _wide(j, INT64)[None, :] * szj
     tl.store(z_ptr + z_off, z.to(z_ptr.dtype.element_ty),
              mask=row_mask[:, None] & j_mask[None, :])
@@ -200,12 +229,30 @@ def _dw_partials_kernel(x_ptr, dz_ptr, part_ptr,
 
 
 @triton.jit
+def _dw_tiles(x_ptr, dz_ptr, block, R, L, L_out, CM, stride, sxb, sxl, j, j_mask, col, shift,
+              k_mask, INT64: tl.constexpr, SEQ_TILES: tl.constexpr, BLOCK_R: tl.constexpr):
+    """Row block ``block``'s ``dz`` ``(BLOCK_R, BLOCK_J)`` and its ``BLOCK_K`` shifted ``x``
+    tiles ``(BLOCK_K, BLOCK_R, BLOCK_J)``, masked (padding, sequence edges, the last
+    channels and taps), in their dtypes."""
+    b, t, row_mask = _rows(block, R, L_out, INT64, SEQ_TILES, BLOCK_R)
+    r = b * L_out + t
+    dz = tl.load(dz_ptr + r[:, None] * CM + j[None, :],
+                 mask=row_mask[:, None] & j_mask[None, :], other=0.0)
+    pos = (t * stride)[None, :] + shift[:, None]  # (BLOCK_K, BLOCK_R)
+    ok = row_mask[None, :] & k_mask[:, None] & (pos >= 0) & (pos < L)
+    off = (b * sxb + pos * sxl)[:, :, None] + col[None, None, :]
+    xv = tl.load(x_ptr + off, mask=ok[:, :, None] & j_mask[None, None, :], other=0.0)
+    return dz, xv
+
+
+@triton.jit
 def _dw_rows_once_kernel(x_ptr, dz_ptr, part_ptr,
                          R, B, NUM_SPLITS, L, L_out, M, CM, K, stride, dilation, pad_left,
                          sxb, sxl, sxc,
                          INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
                          BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr,
-                         BLOCK_K: tl.constexpr):
+                         BLOCK_K: tl.constexpr, EVEN_J: tl.constexpr = False,
+                         EVEN_K: tl.constexpr = False, INTERIOR: tl.constexpr = True):
     """``_dw_partials_kernel``'s partials, summed over rows once per program.
 
     Grid (tap group, channel block, row range): a program owns taps
@@ -217,6 +264,11 @@ def _dw_rows_once_kernel(x_ptr, dz_ptr, part_ptr,
     cross-thread traffic in the loop); after its last row block one sum over the rows gives
     the ``(BLOCK_K, BLOCK_J)`` partials.  Each ``dz`` tile is loaded once per tap group
     (by ``ceil(K / BLOCK_K)`` programs, from L2).
+
+    With ``INTERIOR`` (:data:`INTERIOR`), a row block inside one sequence whose taps all
+    fall inside it loads both tiles unmasked (``EVEN_J``: ``CM`` a multiple of ``BLOCK_J``;
+    ``EVEN_K``: ``K`` of ``BLOCK_K``; else those loop-invariant masks only) from a scalar
+    base and offsets computed once per program.  The same products in the same order.
     """
     k0 = tl.program_id(0) * BLOCK_K
     pid_j = tl.program_id(1)
@@ -229,16 +281,34 @@ def _dw_rows_once_kernel(x_ptr, dz_ptr, part_ptr,
     shift = _wide(k, INT64) * dilation - pad_left  # (BLOCK_K,)
     lo, hi = _split_blocks(split, NUM_SPLITS, R, B, L_out, SEQ_TILES, BLOCK_R)
     acc = tl.zeros((BLOCK_K, BLOCK_R, BLOCK_J), dtype=tl.float32)
+    # the interior tiles' offsets from a block's first row (step t0, x row t0*stride)
+    tr = _wide(tl.arange(0, BLOCK_R), INT64)
+    dz_rel = tr[:, None] * CM + j[None, :]
+    x_rel = ((tr * stride)[None, :] + shift[:, None]) * sxl  # (BLOCK_K, BLOCK_R)
+    x_rel = x_rel[:, :, None] + col[None, None, :]
+    kj_mask = k_mask[:, None, None] & j_mask[None, None, :]
     for block in range(lo, hi):
-        b, t, row_mask = _rows(block, R, L_out, INT64, SEQ_TILES, BLOCK_R)
-        r = b * L_out + t
-        dz = tl.load(dz_ptr + r[:, None] * CM + j[None, :],
-                     mask=row_mask[:, None] & j_mask[None, :], other=0.0).to(tl.float32)
-        pos = (t * stride)[None, :] + shift[:, None]  # (BLOCK_K, BLOCK_R)
-        ok = row_mask[None, :] & k_mask[:, None] & (pos >= 0) & (pos < L)
-        off = (b * sxb + pos * sxl)[:, :, None] + col[None, None, :]
-        xv = tl.load(x_ptr + off, mask=ok[:, :, None] & j_mask[None, None, :], other=0.0)
-        acc += xv.to(tl.float32) * dz[None, :, :]
+        if INTERIOR:
+            b0, t0 = _block_start(block, L_out, INT64, SEQ_TILES, BLOCK_R)
+            if _interior(t0, L, L_out, K, stride, dilation, pad_left, BLOCK_R):
+                dz_ptrs = dz_ptr + (b0 * L_out + t0) * CM + dz_rel
+                x_ptrs = x_ptr + (b0 * sxb + t0 * stride * sxl) + x_rel
+                if EVEN_J:
+                    dz = tl.load(dz_ptrs)
+                    if EVEN_K:
+                        xv = tl.load(x_ptrs)
+                    else:
+                        xv = tl.load(x_ptrs, mask=k_mask[:, None, None], other=0.0)
+                else:
+                    dz = tl.load(dz_ptrs, mask=j_mask[None, :], other=0.0)
+                    xv = tl.load(x_ptrs, mask=kj_mask, other=0.0)
+            else:
+                dz, xv = _dw_tiles(x_ptr, dz_ptr, block, R, L, L_out, CM, stride, sxb, sxl,
+                                   j, j_mask, col, shift, k_mask, INT64, SEQ_TILES, BLOCK_R)
+        else:
+            dz, xv = _dw_tiles(x_ptr, dz_ptr, block, R, L, L_out, CM, stride, sxb, sxl,
+                               j, j_mask, col, shift, k_mask, INT64, SEQ_TILES, BLOCK_R)
+        acc += xv.to(tl.float32) * dz.to(tl.float32)[None, :, :]
     part = tl.sum(acc, axis=1)
     base = _wide(split, INT64) * K * CM
     tl.store(part_ptr + base + _wide(k, INT64)[:, None] * CM + j[None, :], part,
@@ -337,8 +407,9 @@ def _depthwise_plan(x_shape, x_strides, z_shape, z_strides, k, stride, dilation,
     seq = sxl == 1  # _v1._seq_tiles
     grid = (_v1._row_blocks(batch, l_out, config.kwargs["BLOCK_R"], seq)
             * _cdiv(cm, config.kwargs["BLOCK_J"]),)
-    return grid, (batch * l_out,) + geometry, dict(INT64=int64, SEQ_TILES=seq, **config.kwargs), \
-        config.num_warps, config.num_stages, {}
+    return grid, (batch * l_out,) + geometry, dict(
+        INT64=int64, SEQ_TILES=seq, EVEN_J=cm % config.kwargs["BLOCK_J"] == 0,
+        INTERIOR=INTERIOR, **config.kwargs), config.num_warps, config.num_stages, {}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -439,8 +510,11 @@ def _dw_plan(x_shape, x_strides, cm, k, stride, dilation, pad_left, l_out, chann
     grid = (((tap_groups,) if rows_once else ()) + (_cdiv(cm, block_j), splits))
     ints = (batch * l_out, batch, splits, length, l_out, cm // channels, cm, k, stride,
             dilation, pad_left, sxb, sxl, sxc)
-    return ((splits, k, cm), rows_once, grid,
-            ints, dict(INT64=int64, SEQ_TILES=seq, **config.kwargs), config.num_warps,
+    constexprs = dict(INT64=int64, SEQ_TILES=seq, **config.kwargs)
+    if rows_once:
+        constexprs.update(EVEN_J=cm % block_j == 0, EVEN_K=k % config.kwargs["BLOCK_K"] == 0,
+                          INTERIOR=INTERIOR)
+    return ((splits, k, cm), rows_once, grid, ints, constexprs, config.num_warps,
             config.num_stages, {})
 
 
@@ -512,7 +586,9 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
         dz = torch.mm(dy_rows, p.t())  # (R, CM) contiguous, x's dtype
         if need_dw:
             dw = _depthwise_grad(x, dz, k, stride, dilation, pad_left, l_out,
-                                 channels_last).to(w.dtype)
+                                 channels_last)
+            if w.dtype != torch.float32:  # (a call less when it is: host time, issue 12)
+                dw = dw.to(w.dtype)
         if need_dx:
             dx = torch.empty_like(x, memory_format=torch.contiguous_format)
             grid, ints, constexprs, warps, stages, compiled = _dx_plan(
@@ -525,9 +601,12 @@ def _backward(dy, x, w, p, has_bias, stride, dilation, pad_left, channels_last,
             z = torch.empty((rows, cm), device=x.device, dtype=x.dtype)
             _depthwise(x, w, stride, dilation, pad_left, l_out, channels_last,
                        z.view(batch, l_out, cm))
-        dp = torch.mm(z.reshape(rows, cm).t(), dy_rows).to(p.dtype)
+        dp = torch.mm(z.reshape(rows, cm).t(), dy_rows)  # (p's dtype: _v1._supported)
     if need_db and has_bias:
-        db = dy_rows.sum(0, dtype=torch.float32).to(p.dtype)
+        if p.dtype == torch.float32:
+            db = dy_rows.sum(0)
+        else:  # accumulated in float32, rounded once
+            db = dy_rows.sum(0, dtype=torch.float32).to(p.dtype)
     return dx, dw, dp, db
 
 
