@@ -58,37 +58,48 @@ ONES = {"sxc", "szj", "syf", "sdc", "sdf", "stride", "dilation"}
 
 
 def launches():
-    """``(label, kernel, config, scratch pointers)`` of every kernel at its tiles."""
+    """``(label, kernel, config, scratch pointers, constexprs)`` of every kernel at the
+    tiles and switches it runs with."""
     from sepconv.kernels import triton_sepconv as T
     from sepconv.kernels import triton_v2 as V
 
-    out = [(f"v1 {name} {i}", getattr(T, name), config, V1_SCRATCH)
+    out = [(f"v1 {name} {i}", getattr(T, name), config, V1_SCRATCH, {})
            for name, configs in T.GPU_PICKS.items() for i, config in enumerate(configs)]
-    out += [("v2 depthwise", V._depthwise_kernel, V.PICKS["depthwise"], V2_SCRATCH),
+    interior = {"INTERIOR": V.INTERIOR}  # what variant 2's plans pass
+    out += [("v2 depthwise", V._depthwise_kernel, V.PICKS["depthwise"], V2_SCRATCH, interior),
             ("v2 depthwise_unrolled", V._depthwise_unrolled_kernel,
-             V.PICKS["depthwise_unrolled"], V2_SCRATCH),
-            ("v2 dw per_tile", V._dw_partials_kernel, V.PICKS["dw"], V2_SCRATCH),
-            ("v2 dw rows_once", V._dw_rows_once_kernel, V.PICKS["dw_rows_once"], V2_SCRATCH),
+             V.PICKS["depthwise_unrolled"], V2_SCRATCH, {}),
+            ("v2 dw per_tile", V._dw_partials_kernel, V.PICKS["dw"], V2_SCRATCH, {}),
+            ("v2 dw rows_once", V._dw_rows_once_kernel, V.PICKS["dw_rows_once"], V2_SCRATCH,
+             interior),
             ("v2 dw rows_once_long", V._dw_rows_once_kernel, V.PICKS["dw_rows_once_long"],
-             V2_SCRATCH),
+             V2_SCRATCH, interior),
             ("v2 dx (v1's kernel)", T._bwd_dx_kernel, T.GPU_PICKS["_bwd_dx_kernel"][0],
-             V2_SCRATCH)]
+             V2_SCRATCH, interior)]
     out += [(f"v2 fused F<={f}" + ("" if f <= V.FUSED_MAX_F else " (off by default)"),
-             T._fwd_kernel, V._fused_config(f), V2_SCRATCH)
+             T._fwd_kernel, V._fused_config(f), V2_SCRATCH,
+             {"INTERIOR": V.INTERIOR and V.FUSED_INTERIOR})
             for f in sorted(V.PICKS["fused"])]
     return out
 
 
-def compile_one(fn, config, scratch, dtype: str, multiplier: int, arch: int = 90):
+def compile_one(fn, config, scratch, dtype: str, multiplier: int, arch: int = 90,
+                extra: dict = None):
     """``triton.compile`` for ``sm_<arch>`` (no GPU needed): the ``CompiledKernel``."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     wide = dtype == "fp32"
-    consts = dict(config.kwargs, HAS_BIAS=True, INT64=wide, SEQ_TILES=wide, EVEN_J=True, EVEN_K=True,
+    consts = dict(config.kwargs, HAS_BIAS=True, INT64=wide, SEQ_TILES=wide, EVEN_J=True, EVEN_K=True, EVEN_C=True,
                   STORE_Z=not wide, PRECISION="ieee" if wide else "tf32", UPCAST=False)
     consts = {k: v for k, v in consts.items() if k in fn.arg_names}
+    import inspect
+
+    for name, param in inspect.signature(fn.fn).parameters.items():  # constexpr defaults
+        if name not in consts and param.default is not inspect.Parameter.empty:
+            consts[name] = param.default
+    consts.update(extra or {})
     ones = ONES | ({"M"} if multiplier == 1 else set())
     ptrs = POINTERS[fn.__name__].split()
     sig, constexprs, attrs = {}, {}, {}
@@ -225,27 +236,44 @@ def sass_loops(cubin: bytes) -> list:
         m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)(\S*)(.*)", line)
         if m:
             code.append((m.group(1), m.group(3)))
+    blocks = []  # (label, first, last) basic blocks by labels, for sass_blocks
+    starts = sorted(set(labels.values()) | {0})
+    for a, b in zip(starts, starts[1:] + [len(code)]):
+        name = next((k for k, v in labels.items() if v == a), "entry")
+        blocks.append((name, a, b))
     loops = []
     for end, (op, rest) in enumerate(code):
         target = re.search(r"\((\.L_x_\d+)\)", rest) if op == "BRA" else None
         if target and labels.get(target.group(1), end + 1) <= end:
             body = [o for o, _ in code[labels[target.group(1)]:end + 1]]
             count = collections.Counter(body)
+            first = labels[target.group(1)]
             loops.append({"instructions": len(body), "ffma": count["FFMA"],
                           "mma": count["HMMA"] + count["HGMMA"],
                           "loads": count["LDG"] + count["LDS"],
                           "conversions": count["PRMT"] + count["F2F"] + count["I2F"],
-                          "barriers": count["BAR"]})
+                          "barriers": count["BAR"],
+                          # its basic blocks, when it branches inside (interior / edge
+                          # tiles): label, instructions, FFMA, loads, barriers, branches
+                          "blocks": [(name, b - a,
+                                      sum(o == "FFMA" for o, _ in code[a:b]),
+                                      sum(o in ("LDG", "LDS") for o, _ in code[a:b]),
+                                      sum(o == "BAR" for o, _ in code[a:b]),
+                                      [re.search(r"\((\.L_x_\d+)\)", r).group(1)
+                                       for o, r in code[a:b] if o == "BRA"
+                                       and re.search(r"\((\.L_x_\d+)\)", r)])
+                                     for name, a, b in blocks if first <= a <= end]})
     return sorted(loops, key=lambda loop: loop["instructions"])
 
 
-def report(dtypes=("fp32", "bf16"), multiplier: int = 1, only: str = "") -> list:
+def report(dtypes=("fp32", "bf16"), multiplier: int = 1, only: str = "",
+           blocks: bool = False) -> list:
     rows = []
-    for label, fn, config, scratch in launches():
+    for label, fn, config, scratch, extra in launches():
         if only and not any(w in label for w in only.split(",")):
             continue
         for dtype in dtypes:
-            compiled = compile_one(fn, config, scratch, dtype, multiplier)
+            compiled = compile_one(fn, config, scratch, dtype, multiplier, extra=extra)
             ptx = compiled.asm["ptx"]
             row = {"kernel": label, "dtype": dtype, "multiplier": multiplier,
                    "tile": dict(config.kwargs, num_warps=config.num_warps,
@@ -264,6 +292,10 @@ def report(dtypes=("fp32", "bf16"), multiplier: int = 1, only: str = "") -> list
                     text += (f"\n{'':47s}SASS loop: {loop['instructions']} instr, "
                              f"{loop['ffma']} FFMA, {loop['mma']} MMA, {loop['loads']} LDG/LDS, "
                              f"{loop['barriers']} BAR")
+                    if blocks and len(loop["blocks"]) > 1:
+                        for name, n, ffma, loads, bars, to in loop["blocks"]:
+                            text += (f"\n{'':51s}{name:8s} {n:4d} instr {ffma:3d} FFMA "
+                                     f"{loads:2d} LDG {bars} BAR -> {' '.join(to) or 'next'}")
             print(text, flush=True)
     return rows
 
@@ -279,6 +311,9 @@ def main(argv=None) -> int:
     ap.add_argument("--multiplier", type=int, default=1,
                     help="depth multiplier: 1 specialises M away, as Triton does")
     ap.add_argument("--only", default="", help="comma list of substrings of kernel labels")
+    ap.add_argument("--blocks", action="store_true",
+                    help="print the basic blocks of SASS loops that branch inside (the "
+                         "interior and edge tiles' paths)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--check", action="store_true", help="exit 1 if any tile spills")
     args = ap.parse_args(argv)
@@ -287,7 +322,7 @@ def main(argv=None) -> int:
     import triton
 
     print(f"triton {triton.__version__}, sm_90a, multiplier {args.multiplier}")
-    rows = report(tuple(args.dtypes.split(",")), args.multiplier, args.only)
+    rows = report(tuple(args.dtypes.split(",")), args.multiplier, args.only, args.blocks)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"triton": triton.__version__, "arch": "sm_90a", "rows": rows}, fh,

@@ -605,10 +605,10 @@ else:
     # those that do; flattened rows and one sequence per block, strides, dilations,
     # multipliers, channel counts a multiple of the block's (16 interpreted) or not
     INTERIOR_CASES = [
-        (2, 150, 5, 1, 5, 1, 1, "same", True),
+        (2, 100, 5, 1, 5, 1, 1, "same", True),
         (1, 140, 16, 1, 3, 1, 1, "valid", False),
         (2, 130, 8, 2, 4, 2, 1, "causal", True),
-        (1, 200, 3, 1, 7, 1, 3, "same", False),
+        (1, 120, 3, 1, 7, 1, 3, "same", False),
         (3, 97, 4, 4, 2, 1, 1, "valid", True),
     ]
 
@@ -679,6 +679,40 @@ else:
             assert any(calls), "no row block took the interior tiles"
             # ("valid" without a stride can make every block interior; with padding not)
             assert not all(calls) or kw["pad_left"] + kw["pad_right"] == 0, calls
+
+    @pytest.mark.parametrize("case,filters", [  # 20: the fused forward; 300 the unfused
+        (INTERIOR_CASES[0], 20), (INTERIOR_CASES[1], 300), (INTERIOR_CASES[2], 20),
+        (INTERIOR_CASES[3], 300)])
+    def test_v2_interior_tiles_end_to_end(monkeypatch, case, filters):
+        # the whole layer, forward and the four gradients, with the interior tiles (the
+        # depthwise, d(depthwise) and dx kernels' and, FUSED_INTERIOR, the fused
+        # forward's) against the reference and, bit for bit, without them
+        batch, length, channels, m, k, stride, dilation, pad, channels_last = case
+        tensors, kw = _case(batch, length, channels, m, filters, k, stride, dilation, pad,
+                            channels_last, True, seed=5)
+        calls = []
+        if triton_sepconv.INTERPRET:  # the interior tiles the dx and fused kernels took
+            for name in ("_dx_tile_interior", "_depthwise_tile_interior"):
+                inner = getattr(triton_sepconv, name)
+                monkeypatch.setattr(triton_sepconv, name,
+                                    lambda *a, inner=inner, name=name, **k:
+                                    calls.append(name) or inner(*a, **k))
+        runs = {}
+        for on in (True, False):
+            monkeypatch.setattr(triton_v2, "INTERIOR", on)
+            monkeypatch.setattr(triton_v2, "FUSED_INTERIOR", on)
+            triton_v2._clear_plans()
+            _check_v2(tensors, kw)
+            runs[on] = _run(triton_v2.separable_conv1d, tensors, kw)
+        triton_v2._clear_plans()
+        for name, a, b in zip(["y", "dx", "d_depthwise", "d_pointwise", "d_bias"],
+                              runs[True], runs[False]):
+            assert torch.equal(a, b), name
+        if triton_sepconv.INTERPRET:
+            if stride == 1:
+                assert "_dx_tile_interior" in calls, calls
+            if filters == 20:  # (fused)
+                assert "_depthwise_tile_interior" in calls, calls
 
     def test_v2_alternative_kernels_end_to_end(force_int64, monkeypatch):
         # DW_KERNEL = "rows_once" and DEPTHWISE_KERNEL = "unrolled" through the whole layer

@@ -253,7 +253,8 @@ def _fwd_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr, z_ptr,
                 sxb, sxl, sxc, syb, syl, syf,
                 HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr, PRECISION: tl.constexpr,
                 UPCAST: tl.constexpr, INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
-                BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr):
+                BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_F: tl.constexpr,
+                EVEN_J: tl.constexpr = False, INTERIOR: tl.constexpr = False):
     """``y[r, f] = sum_j z[r, j] * p[j, f] + bias[f]`` with ``z`` kept in registers.
     ``STORE_Z`` (variant 2, ``triton_v2.py``, which launches one filter block): the first
     filter block also writes each ``z`` tile (in ``z``'s dtype) to the ``(R, CM)`` rows
@@ -266,11 +267,24 @@ def _fwd_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr, z_ptr,
     f = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
     f_mask = f < F
     acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=tl.float32)
+    b0, t0 = _block_start(pid_r, L_out, INT64, SEQ_TILES, BLOCK_R)
+    inner = _interior(t0, L, L_out, K, stride, dilation, pad_left, BLOCK_R)
     for j0 in range(0, CM, BLOCK_J):
         j = j0 + tl.arange(0, BLOCK_J)
         j_mask = j < CM
-        z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
-                            stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
+        if INTERIOR:  # (see triton_v2._depthwise_kernel and FUSED_INTERIOR)
+            if inner:
+                z = _depthwise_tile_interior(x_ptr, w_ptr, b0, t0, j, j_mask, M, CM, K,
+                                             stride, dilation, pad_left, sxb, sxl, sxc,
+                                             INT64, BLOCK_R, BLOCK_J, EVEN_J)
+            else:
+                z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
+                                    stride, dilation, pad_left, sxb, sxl, sxc, INT64,
+                                    BLOCK_R, BLOCK_J)
+        else:
+            z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
+                                stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R,
+                                BLOCK_J)
         if STORE_Z:
             if pid_f == 0:
                 tl.store(z_ptr + (b * L_out + t)[:, None] * CM + j[None, :],
@@ -332,8 +346,14 @@ def _bwd_dz_dw_kernel(x_ptr, p_ptr, dy_ptr, dz_ptr, dw_ptr,
 def _bwd_dx_kernel(dz_ptr, w_ptr, dx_ptr,
                    RX, L, L_out, C, M, CM, K, stride, dilation, pad_left,
                    sxb, sxl, sxc, INT64: tl.constexpr, SEQ_TILES: tl.constexpr,
-                   BLOCK_I: tl.constexpr, BLOCK_C: tl.constexpr):
-    """``dx[b, i, c] = sum_{k, m} dz[b, (i + pad_left - k*d) / s, c*M + m] * w[k, c*M + m]``."""
+                   BLOCK_I: tl.constexpr, BLOCK_C: tl.constexpr,
+                   EVEN_C: tl.constexpr = False, INTERIOR: tl.constexpr = True):
+    """``dx[b, i, c] = sum_{k, m} dz[b, (i + pad_left - k*d) / s, c*M + m] * w[k, c*M + m]``.
+
+    With ``INTERIOR`` and ``stride == 1``, a block of input rows inside one sequence whose
+    every tap reads an existing ``dz`` row takes :func:`_dx_tile_interior` (unmasked
+    loads, pointers stepped from tap to tap; ``EVEN_C``: ``C`` a multiple of ``BLOCK_C``);
+    the same products in the same order."""
     pid = tl.program_id(0)
     num_c = tl.cdiv(C, BLOCK_C)
     pid_i = pid // num_c
@@ -341,6 +361,27 @@ def _bwd_dx_kernel(dz_ptr, w_ptr, dx_ptr,
     b, i, row_mask = _rows(pid_i, RX, L, INT64, SEQ_TILES, BLOCK_I)  # input rows (b, i)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     c_mask = c < C
+    if INTERIOR:
+        b0, i0 = _block_start(pid_i, L, INT64, SEQ_TILES, BLOCK_I)
+        if (stride == 1) & (i0 + BLOCK_I <= L) & (i0 + pad_left - (K - 1) * dilation >= 0) \
+                & (i0 + BLOCK_I - 1 + pad_left < L_out):
+            acc = _dx_tile_interior(dz_ptr, w_ptr, b0, i0, c, c_mask, L_out, M, CM, K,
+                                    dilation, pad_left, INT64, BLOCK_I, BLOCK_C, EVEN_C)
+        else:
+            acc = _dx_tile(dz_ptr, w_ptr, b, i, row_mask, c, c_mask, L_out, M, CM, K, stride,
+                           dilation, pad_left, BLOCK_I, BLOCK_C)
+    else:
+        acc = _dx_tile(dz_ptr, w_ptr, b, i, row_mask, c, c_mask, L_out, M, CM, K, stride,
+                       dilation, pad_left, BLOCK_I, BLOCK_C)
+    dx_off = (b * sxb + i * sxl)[:, None] + _wide(c, INT64)[None, :] * sxc
+    tl.store(dx_ptr + dx_off, acc.to(dx_ptr.dtype.element_ty),
+             mask=row_mask[:, None] & c_mask[None, :])
+
+
+@triton.jit
+def _dx_tile(dz_ptr, w_ptr, b, i, row_mask, c, c_mask, L_out, M, CM, K, stride, dilation,
+             pad_left, BLOCK_I: tl.constexpr, BLOCK_C: tl.constexpr):
+    """:func:`_bwd_dx_kernel`'s float32 ``(BLOCK_I, BLOCK_C)`` sums, every load masked."""
     acc = tl.zeros((BLOCK_I, BLOCK_C), dtype=tl.float32)
     for k in range(K):
         q = i + pad_left - k * dilation
@@ -353,9 +394,32 @@ def _bwd_dx_kernel(dz_ptr, w_ptr, dx_ptr,
                          mask=ok[:, None] & c_mask[None, :], other=0.0)
             wv = tl.load(w_ptr + k * CM + jj, mask=c_mask, other=0.0).to(tl.float32)
             acc += dz * wv[None, :]
-    dx_off = (b * sxb + i * sxl)[:, None] + _wide(c, INT64)[None, :] * sxc
-    tl.store(dx_ptr + dx_off, acc.to(dx_ptr.dtype.element_ty),
-             mask=row_mask[:, None] & c_mask[None, :])
+    return acc
+
+
+@triton.jit
+def _dx_tile_interior(dz_ptr, w_ptr, b0, i0, c, c_mask, L_out, M, CM, K, dilation, pad_left,
+                      INT64: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_C: tl.constexpr,
+                      EVEN_C: tl.constexpr):
+    """:func:`_dx_tile` for stride 1 and input rows ``i0 ..`` of sequence ``b0`` whose taps
+    all read existing ``dz`` rows: ``dz`` row ``i + pad_left - k*dilation``, a pointer
+    stepped back ``dilation`` rows a tap; no row masks."""
+    ti = _wide(i0, INT64) + tl.arange(0, BLOCK_I)
+    rows = dz_ptr + ((_wide(b0, INT64) * L_out + ti + pad_left) * CM)[:, None]
+    step = _wide(dilation, INT64) * CM
+    acc = tl.zeros((BLOCK_I, BLOCK_C), dtype=tl.float32)
+    for k in range(K):
+        for m in range(M):
+            jj = c * M + m
+            if EVEN_C:
+                dz = tl.load(rows + jj[None, :])
+                wv = tl.load(w_ptr + k * CM + jj).to(tl.float32)
+            else:
+                dz = tl.load(rows + jj[None, :], mask=c_mask[None, :], other=0.0)
+                wv = tl.load(w_ptr + k * CM + jj, mask=c_mask, other=0.0).to(tl.float32)
+            acc += dz * wv[None, :]
+        rows -= step
+    return acc
 
 
 @triton.jit

@@ -92,12 +92,20 @@ DEPTHWISE_KERNELS = ("rows", "unrolled")
 
 
 #: Give the row blocks that touch no padding and no sequence edge their own unmasked tap
-#: loop (``_depthwise_kernel``; ``_depthwise_tile_interior``): the same results with ~20-30%
-#: fewer instructions per product in that loop (SASS for sm_90a by ptxas, triton 3.9:
-#: 67 against 85 bfloat16, ``bench/ptx_report.py``), not yet timed on a GPU.
+#: loops, in every kernel variant 2 launches (the depthwise and d(depthwise) kernels here,
+#: variant 1's fused forward and dx kernels): the same results, bit for bit, with fewer
+#: instructions a tap (SASS for sm_90a from ptxas and nvdisasm, triton 3.9,
+#: ``bench/ptx_report.py``; see TRITON.md), not yet timed on a GPU.
 #: ``SEPCONV_TRITON_V2_INTERIOR=0`` (read at import) or setting this attribute (then
-#: ``_clear_plans()``) turns it off, so that a GPU run can time both.
+#: ``_clear_plans()``) turns them off, so that a GPU run can time both.
 INTERIOR = os.environ.get("SEPCONV_TRITON_V2_INTERIOR", "1") != "0"
+
+#: The fused forward's interior tiles, off unless ``SEPCONV_TRITON_V2_FUSED_INTERIOR=1``
+#: (read at import) or this attribute: with them its float32 tiles spill registers
+#: (568-656 bytes, ptxas for sm_90a, triton 3.9) and its bfloat16 filter loop holds more
+#: layout conversions (9 barriers against 2) for a tap loop of 40 instructions against 54:
+#: a GPU run must decide.
+FUSED_INTERIOR = os.environ.get("SEPCONV_TRITON_V2_FUSED_INTERIOR", "0") == "1"
 
 
 # --------------------------------------------------------------------------- kernels
@@ -435,7 +443,9 @@ def _fused_plan(x_shape, x_strides, dtype, k, cm, f, has_bias, stride, dilation,
     ints = (rows, length, l_out, cm // channels, cm, f, k, stride, dilation, pad_left,
             sxb, sxl, sxc, syb, syl, syf)
     constexprs = dict(HAS_BIAS=has_bias, STORE_Z=want_z, PRECISION=precision,
-                      UPCAST=_v1._upcast(dtype), INT64=int64, SEQ_TILES=seq, **config.kwargs)
+                      UPCAST=_v1._upcast(dtype), INT64=int64, SEQ_TILES=seq,
+                      EVEN_J=cm % config.kwargs["BLOCK_J"] == 0,
+                      INTERIOR=INTERIOR and FUSED_INTERIOR, **config.kwargs)
     return y_shape, grid, ints, constexprs, config.num_warps, config.num_stages, {}
 
 
@@ -556,8 +566,9 @@ def _dx_plan(x_shape, x_strides, dy_shape, dy_strides, cm, k, stride, dilation, 
             * _cdiv(channels, config.kwargs["BLOCK_C"]),)
     ints = (batch * length, length, l_out, channels, cm // channels, cm, k, stride, dilation,
             pad_left, sdb, sdl, sdc)
-    return grid, ints, dict(INT64=int64, SEQ_TILES=seq, **config.kwargs), \
-        config.num_warps, config.num_stages, {}
+    return grid, ints, dict(INT64=int64, SEQ_TILES=seq, INTERIOR=INTERIOR,
+                            EVEN_C=channels % config.kwargs["BLOCK_C"] == 0,
+                            **config.kwargs), config.num_warps, config.num_stages, {}
 
 
 def _clear_plans() -> None:
