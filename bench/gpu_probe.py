@@ -23,8 +23,11 @@ Issue 12, part 2.  Four measurements, each printed as a table and written to
    + cuBLAS); per tile, each kernel of ``DEPTHWISE_KERNELS`` alone (error against the
    reference's float64 depthwise step), ``dz`` (cuBLAS) alone, and each kernel of
    ``DW_KERNELS`` alone (``dz`` made once outside the timed call; error against the
-   reference's float64 d(depthwise)).  ``profile`` also profiles variant 2 beside
-   variant 1.
+   reference's float64 d(depthwise)).  First, at the default tiles: the interior tiles
+   (``triton_v2.INTERIOR``, on by default) against the masked tiles alone, per kernel
+   (depthwise, d(depthwise) rows_once, dx) and for the forward as dispatched, and the
+   fused forward's own switch (``FUSED_INTERIOR``); ``--v2-switches-only`` stops there.
+   ``profile`` also profiles variant 2 beside variant 1.
 """
 
 
@@ -121,6 +124,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join(HERE, "results", "probe"))
     ap.add_argument("--only", default="",
                     help="comma list of parts: parts,profile,graphs,compile,v2")
+    ap.add_argument("--v2-switches-only", action="store_true",
+                    help="v2 part: only the interior / masked-only rows (no tile sweeps)")
     ap.add_argument("--shapes", default="",
                     help="comma list of substrings: shapes whose name contains one")
     args = ap.parse_args(argv)
@@ -380,7 +385,7 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
             scale = y64.abs().max().item()
             dy = torch.randn(b, l_out, f, device=x.device, dtype=dtype)
             z = torch.empty(b, l_out, c * m, device=x.device, dtype=dtype)
-            saved = (V.FUSED_MAX_F, copy.deepcopy(V.PICKS))
+            saved = (V.FUSED_MAX_F, copy.deepcopy(V.PICKS), V.INTERIOR, V.FUSED_INTERIOR)
 
             def row(what, fn, check=False):
                 _record(report["v2"], save, bench, shape[0], dtype, what, fn, y64, scale,
@@ -392,6 +397,7 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
             reference.separable_conv1d(*leaves, bias.double(), **kw).backward(dy.double())
             dw64 = leaves[1].grad.reshape(k, -1)
             dw_scale = dw64.abs().max().item()
+            dx64, dx_scale = leaves[0].grad, leaves[0].grad.abs().max().item()
             del leaves
             with torch.no_grad():
                 dz = torch.mm(dy.reshape(-1, f), p.t())
@@ -419,7 +425,39 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
 
             forward = lambda want_z=False: V._forward(x, w2, p, bias, s, d, left, right, True,
                                                       want_z)[0]
+
+            def dx_alone():  # variant 1's dx kernel on dz, as variant 2's backward runs it
+                dx = torch.empty_like(x)
+                grid, ints, consts, warps, stages, compiled = V._dx_plan(
+                    x.shape, x.stride(), dy.shape, dy.stride(), c * m, k, s, d, left, True)
+                V._fast.launch(V._v1._bwd_dx_kernel, grid, (dz, w2, dx) + ints, consts, warps,
+                               stages, compiled)
+                return dx
+
             try:
+                # first (a run cut short keeps them): the interior tiles (INTERIOR, the
+                # default) against the masked tiles alone, at the default tiles, each
+                # kernel alone and the forward as dispatched; FUSED_INTERIOR on its own
+                for interior, fused_interior, tag in ((True, False, "interior"),
+                                                      (False, False, "masked only"),
+                                                      (True, True, "fused interior too")):
+                    V.INTERIOR, V.FUSED_INTERIOR = interior, fused_interior
+                    V._clear_plans()
+                    row(f"forward as dispatched, {tag}", forward, True)
+                    if fused_interior:
+                        continue
+                    z_row(f"depthwise alone, {tag}", "rows")
+                    _record(report["v2"], save, bench, shape[0], dtype,
+                            f"d(depthwise) rows_once alone, {tag}",
+                            lambda: V._depthwise_grad(x, dz, k, s, d, left, l_out, True,
+                                                      "rows_once"),
+                            dw64, dw_scale, check=True, width=44)
+                    _record(report["v2"], save, bench, shape[0], dtype, f"dx alone, {tag}",
+                            dx_alone, dx64, dx_scale, check=True, width=44)
+                V.INTERIOR, V.FUSED_INTERIOR = saved[2], saved[3]
+                V._clear_plans()
+                if args.v2_switches_only:
+                    continue
                 block_f = max(16, triton.next_power_of_2(f))
                 if block_f <= (512 if args.dry_run else 128):
                     V.FUSED_MAX_F = 512
@@ -449,7 +487,7 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
                 for blocks in rows_once_tiles:
                     dw_row("rows_once", blocks, "dw_rows_once")
             finally:
-                V.FUSED_MAX_F, V.PICKS = saved[0], saved[1]
+                V.FUSED_MAX_F, V.PICKS, V.INTERIOR, V.FUSED_INTERIOR = saved
                 V._clear_plans()
 
 

@@ -24,8 +24,10 @@
 #        layers' host time goes (unless CHECK_HOST=0: bench/host_profile.py ->
 #        $out/host_profile.txt), then the
 #        `rule` bench (-> $out/gpu-rule.json), then (unless CHECK_PROBE=0) the probe's
-#        CHECK_PROBE_PARTS (default v2,profile: variant 2's tiles, per-kernel CUDA time of a
-#        training step) on CHECK_PROBE_SHAPES (-> $out/probe/probe.json); DRY=1 works here too.
+#        CHECK_PROBE_PARTS (default v2,profile: variant 2's interior tiles against the masked
+#        ones, per kernel; per-kernel CUDA time of a training step) with CHECK_PROBE_ARGS
+#        (default --v2-switches-only; "" adds the tile sweeps) on CHECK_PROBE_SHAPES
+#        (-> $out/probe/probe.json); DRY=1 works here too.
 set -u
 dry=""
 v2_only=${V2_ONLY:-quartznet_b1,quartznet_b5,matchboxnet,conformer,causal_stream,timeseries,tcn,long-256}
@@ -92,6 +94,7 @@ for part in "$@"; do
         if [ "${CHECK_PROBE:-1}" = 1 ]; then
           timeout ${CHECK_PROBE_TIMEOUT:-100} python bench/gpu_probe.py $dry --out "$out/probe" \
                --only ${CHECK_PROBE_PARTS:-v2,profile} --shapes "$check_probe_shapes" \
+               ${CHECK_PROBE_ARGS:---v2-switches-only} \
                2>&1 | tee "$out/gpu_probe.txt"
         fi ;;
     *) echo "unknown part $part (tests, bench, probe, v2, rule, check)"; exit 2 ;;

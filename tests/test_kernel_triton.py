@@ -137,7 +137,10 @@ if not CHILD:
                               env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
         rows = json.loads((tmp_path / "probe" / "probe.json").read_text())["v2"]
-        assert len(rows) == 2 * 7 + 1 and not any("FAILED" in r["what"] for r in rows), rows
+        # per dtype: 9 rows of the switches (interior tiles or not), 7 of tiles; bfloat16
+        # one more (the fused forward storing z)
+        assert len(rows) == 2 * (9 + 7) + 1 and not any("FAILED" in r["what"] for r in rows), rows
+        assert sum("masked only" in r["what"] for r in rows) == 2 * 4
         assert sum(r["what"].startswith(("d(depthwise) rows_once", "depthwise unrolled"))
                    for r in rows) == 4
         for row in rows:
