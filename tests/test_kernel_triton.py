@@ -141,7 +141,7 @@ if not CHILD:
         # one more (the fused forward storing z)
         assert len(rows) == 2 * (9 + 7) + 1 and not any("FAILED" in r["what"] for r in rows), rows
         assert sum("masked only" in r["what"] for r in rows) == 2 * 4
-        assert sum(r["what"].startswith(("d(depthwise) rows_once", "depthwise unrolled"))
+        assert sum(r["what"].startswith(("d(depthwise) rows_once (", "depthwise unrolled"))
                    for r in rows) == 4
         for row in rows:
             if not row["what"].startswith("cuBLAS"):  # every other row is checked
