@@ -26,7 +26,8 @@ Issue 12, part 2.  Four measurements, each printed as a table and written to
    reference's float64 d(depthwise)).  First, at the default tiles: the interior tiles
    (``triton_v2.INTERIOR``, on by default) against the masked tiles alone, per kernel
    (depthwise, d(depthwise) rows_once, dx) and for the forward as dispatched, and the
-   fused forward's own switch (``FUSED_INTERIOR``); ``--v2-switches-only`` stops there.
+   fused forward's own switch (``FUSED_INTERIOR``, 16-bit only by default); ``--v2-switches-only``
+   stops there.
    ``profile`` also profiles variant 2 beside variant 1.
 """
 
@@ -438,13 +439,13 @@ def probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
                 # first (a run cut short keeps them): the interior tiles (INTERIOR, the
                 # default) against the masked tiles alone, at the default tiles, each
                 # kernel alone and the forward as dispatched; FUSED_INTERIOR on its own
-                for interior, fused_interior, tag in ((True, False, "interior"),
-                                                      (False, False, "masked only"),
-                                                      (True, True, "fused interior too")):
+                for interior, fused_interior, tag in (
+                        (True, "auto", "interior"), (False, "auto", "masked only"),
+                        (True, True, "fused interior, float32 too")):
                     V.INTERIOR, V.FUSED_INTERIOR = interior, fused_interior
                     V._clear_plans()
                     row(f"forward as dispatched, {tag}", forward, True)
-                    if fused_interior:
+                    if fused_interior is True:  # (the forward alone)
                         continue
                     z_row(f"depthwise alone, {tag}", "rows")
                     _record(report["v2"], save, bench, shape[0], dtype,

@@ -49,6 +49,7 @@ POINTERS = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr z_ptr",
             "_dw_partials_kernel": "x_ptr dz_ptr part_ptr",
             "_dw_rows_once_kernel": "x_ptr dz_ptr part_ptr",
             "_depthwise_unrolled_kernel": "x_ptr w_ptr z_ptr"}
+DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # (torch's names: resolved in launches)
 V1_SCRATCH = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr", "part_ptr"}  # float32 buffers
 V2_SCRATCH = {"part_ptr"}  # variant 2's dz is in the input dtype (cuBLAS' output)
 # integer arguments a typical call has divisible by 16 (Triton specialises them so)
@@ -60,9 +61,12 @@ ONES = {"sxc", "szj", "syf", "sdc", "sdf", "stride", "dilation"}
 def launches():
     """``(label, kernel, config, scratch pointers, constexprs)`` of every kernel at the
     tiles and switches it runs with."""
+    import torch
     from sepconv.kernels import triton_sepconv as T
     from sepconv.kernels import triton_v2 as V
 
+    DTYPES.update({k: getattr(torch, v) if isinstance(v, str) else v
+                   for k, v in DTYPES.items()})
     out = [(f"v1 {name} {i}", getattr(T, name), config, V1_SCRATCH, {})
            for name, configs in T.GPU_PICKS.items() for i, config in enumerate(configs)]
     interior = {"INTERIOR": V.INTERIOR}  # what variant 2's plans pass
@@ -78,7 +82,7 @@ def launches():
              V2_SCRATCH, interior)]
     out += [(f"v2 fused F<={f}" + ("" if f <= V.FUSED_MAX_F else " (off by default)"),
              T._fwd_kernel, V._fused_config(f), V2_SCRATCH,
-             {"INTERIOR": V.INTERIOR and V.FUSED_INTERIOR})
+             {"INTERIOR": {dtype: V._fused_interior(dtype) for dtype in DTYPES.values()}})
             for f in sorted(V.PICKS["fused"])]
     return out
 
@@ -99,7 +103,8 @@ def compile_one(fn, config, scratch, dtype: str, multiplier: int, arch: int = 90
     for name, param in inspect.signature(fn.fn).parameters.items():  # constexpr defaults
         if name not in consts and param.default is not inspect.Parameter.empty:
             consts[name] = param.default
-    consts.update(extra or {})
+    for name, value in (extra or {}).items():  # per dtype where a dict
+        consts[name] = value[DTYPES[dtype]] if isinstance(value, dict) else value
     ones = ONES | ({"M"} if multiplier == 1 else set())
     ptrs = POINTERS[fn.__name__].split()
     sig, constexprs, attrs = {}, {}, {}

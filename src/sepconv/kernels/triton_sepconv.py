@@ -266,21 +266,48 @@ def _fwd_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr, z_ptr,
     b, t, row_mask = _rows(pid_r, R, L_out, INT64, SEQ_TILES, BLOCK_R)
     f = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
     f_mask = f < F
+    if INTERIOR:  # (see triton_v2._depthwise_kernel and FUSED_INTERIOR): one filter loop
+        # per kind of row block, each with its own registers, no merge inside the loop
+        b0, t0 = _block_start(pid_r, L_out, INT64, SEQ_TILES, BLOCK_R)
+        if _interior(t0, L, L_out, K, stride, dilation, pad_left, BLOCK_R):
+            acc = _fwd_loop(x_ptr, w_ptr, p_ptr, z_ptr, b, t, row_mask, f, f_mask, pid_f, b0,
+                            t0, L, L_out, M, CM, F, K, stride, dilation, pad_left, sxb, sxl,
+                            sxc, STORE_Z, PRECISION, UPCAST, INT64, BLOCK_R, BLOCK_J,
+                            BLOCK_F, EVEN_J, True)
+        else:
+            acc = _fwd_loop(x_ptr, w_ptr, p_ptr, z_ptr, b, t, row_mask, f, f_mask, pid_f, b0,
+                            t0, L, L_out, M, CM, F, K, stride, dilation, pad_left, sxb, sxl,
+                            sxc, STORE_Z, PRECISION, UPCAST, INT64, BLOCK_R, BLOCK_J,
+                            BLOCK_F, EVEN_J, False)
+    else:
+        acc = _fwd_loop(x_ptr, w_ptr, p_ptr, z_ptr, b, t, row_mask, f, f_mask, pid_f, b, t,
+                        L, L_out, M, CM, F, K, stride, dilation, pad_left, sxb, sxl, sxc,
+                        STORE_Z, PRECISION, UPCAST, INT64, BLOCK_R, BLOCK_J, BLOCK_F, EVEN_J,
+                        False)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + f, mask=f_mask, other=0.0).to(tl.float32)[None, :]
+    y_off = (b * syb + t * syl)[:, None] + _wide(f, INT64)[None, :] * syf
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty),
+             mask=row_mask[:, None] & f_mask[None, :])
+
+
+@triton.jit
+def _fwd_loop(x_ptr, w_ptr, p_ptr, z_ptr, b, t, row_mask, f, f_mask, pid_f, b0, t0,
+              L, L_out, M, CM, F, K, stride, dilation, pad_left, sxb, sxl, sxc,
+              STORE_Z: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+              INT64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_J: tl.constexpr,
+              BLOCK_F: tl.constexpr, EVEN_J: tl.constexpr, INTERIOR_TILE: tl.constexpr):
+    """:func:`_fwd_kernel`'s loop over channel blocks: float32 ``(BLOCK_R, BLOCK_F)`` sums
+    of ``z @ p``; ``z`` tiles by :func:`_depthwise_tile_interior` (``INTERIOR_TILE``,
+    rows ``t0 ..`` of sequence ``b0``) or :func:`_depthwise_tile`."""
     acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=tl.float32)
-    b0, t0 = _block_start(pid_r, L_out, INT64, SEQ_TILES, BLOCK_R)
-    inner = _interior(t0, L, L_out, K, stride, dilation, pad_left, BLOCK_R)
     for j0 in range(0, CM, BLOCK_J):
         j = j0 + tl.arange(0, BLOCK_J)
         j_mask = j < CM
-        if INTERIOR:  # (see triton_v2._depthwise_kernel and FUSED_INTERIOR)
-            if inner:
-                z = _depthwise_tile_interior(x_ptr, w_ptr, b0, t0, j, j_mask, M, CM, K,
-                                             stride, dilation, pad_left, sxb, sxl, sxc,
-                                             INT64, BLOCK_R, BLOCK_J, EVEN_J)
-            else:
-                z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
-                                    stride, dilation, pad_left, sxb, sxl, sxc, INT64,
-                                    BLOCK_R, BLOCK_J)
+        if INTERIOR_TILE:
+            z = _depthwise_tile_interior(x_ptr, w_ptr, b0, t0, j, j_mask, M, CM, K, stride,
+                                         dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R,
+                                         BLOCK_J, EVEN_J)
         else:
             z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
                                 stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R,
@@ -293,11 +320,7 @@ def _fwd_kernel(x_ptr, w_ptr, p_ptr, bias_ptr, y_ptr, z_ptr,
         p = tl.load(p_ptr + j[:, None] * F + f[None, :],
                     mask=j_mask[:, None] & f_mask[None, :], other=0.0)
         acc = _mma(z.to(p.dtype), p, acc, PRECISION, UPCAST)
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + f, mask=f_mask, other=0.0).to(tl.float32)[None, :]
-    y_off = (b * syb + t * syl)[:, None] + _wide(f, INT64)[None, :] * syf
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty),
-             mask=row_mask[:, None] & f_mask[None, :])
+    return acc
 
 
 @triton.jit

@@ -100,12 +100,23 @@ DEPTHWISE_KERNELS = ("rows", "unrolled")
 #: ``_clear_plans()``) turns them off, so that a GPU run can time both.
 INTERIOR = os.environ.get("SEPCONV_TRITON_V2_INTERIOR", "1") != "0"
 
-#: The fused forward's interior tiles, off unless ``SEPCONV_TRITON_V2_FUSED_INTERIOR=1``
-#: (read at import) or this attribute: with them its float32 tiles spill registers
-#: (568-656 bytes, ptxas for sm_90a, triton 3.9) and its bfloat16 filter loop holds more
-#: layout conversions (9 barriers against 2) for a tap loop of 40 instructions against 54:
-#: a GPU run must decide.
-FUSED_INTERIOR = os.environ.get("SEPCONV_TRITON_V2_FUSED_INTERIOR", "0") == "1"
+#: The fused forward's interior tiles (with :data:`INTERIOR`): ``"auto"`` (the default),
+#: for 16-bit inputs only; True for every dtype; False never.  ``SEPCONV_TRITON_V2_FUSED_INTERIOR``
+#: (read at import: ``1``, ``0``, else ``auto``) or this attribute (then ``_clear_plans()``).
+#: Its 16-bit tap loop goes from 53 to 41 instructions (BLOCK_F 128; 84-85 to 66 for 32-64;
+#: SASS for sm_90a, triton 3.9, ``bench/ptx_report.py``), no spills; in float32 the filter
+#: loop is dominated by the pointwise product's 1088 FFMA a channel block (tl.dot in IEEE
+#: float32 has no tensor cores), and the float32 tile of ``F <= 32`` spills 8 bytes with it.
+FUSED_INTERIOR = {"1": True, "0": False}.get(
+    os.environ.get("SEPCONV_TRITON_V2_FUSED_INTERIOR", "auto"), "auto")
+
+
+def _fused_interior(dtype: torch.dtype) -> bool:
+    """Whether the fused forward of ``dtype`` takes the interior tiles (see
+    :data:`FUSED_INTERIOR`)."""
+    if FUSED_INTERIOR == "auto":
+        return INTERIOR and dtype != torch.float32
+    return INTERIOR and bool(FUSED_INTERIOR)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -445,7 +456,7 @@ def _fused_plan(x_shape, x_strides, dtype, k, cm, f, has_bias, stride, dilation,
     constexprs = dict(HAS_BIAS=has_bias, STORE_Z=want_z, PRECISION=precision,
                       UPCAST=_v1._upcast(dtype), INT64=int64, SEQ_TILES=seq,
                       EVEN_J=cm % config.kwargs["BLOCK_J"] == 0,
-                      INTERIOR=INTERIOR and FUSED_INTERIOR, **config.kwargs)
+                      INTERIOR=_fused_interior(dtype), **config.kwargs)
     return y_shape, grid, ints, constexprs, config.num_warps, config.num_stages, {}
 
 
