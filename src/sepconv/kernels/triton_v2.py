@@ -307,6 +307,9 @@ def _dw_rows_once_kernel(x_ptr, dz_ptr, part_ptr,
     x_rel = x_rel[:, :, None] + col[None, None, :]
     kj_mask = k_mask[:, None, None] & j_mask[None, None, :]
     for block in range(lo, hi):
+        # (each branch adds its own products: the branches then meet on the accumulator,
+        # whose layout is fixed, not on the loaded tiles, which a compiler may lay out
+        # differently per branch and convert through shared memory where they meet)
         if INTERIOR:
             b0, t0 = _block_start(block, L_out, INT64, SEQ_TILES, BLOCK_R)
             if _interior(t0, L, L_out, K, stride, dilation, pad_left, BLOCK_R):
@@ -321,13 +324,15 @@ def _dw_rows_once_kernel(x_ptr, dz_ptr, part_ptr,
                 else:
                     dz = tl.load(dz_ptrs, mask=j_mask[None, :], other=0.0)
                     xv = tl.load(x_ptrs, mask=kj_mask, other=0.0)
+                acc = tl.fma(xv.to(tl.float32), dz.to(tl.float32)[None, :, :], acc)
             else:
                 dz, xv = _dw_tiles(x_ptr, dz_ptr, block, R, L, L_out, CM, stride, sxb, sxl,
                                    j, j_mask, col, shift, k_mask, INT64, SEQ_TILES, BLOCK_R)
+                acc = tl.fma(xv.to(tl.float32), dz.to(tl.float32)[None, :, :], acc)
         else:
             dz, xv = _dw_tiles(x_ptr, dz_ptr, block, R, L, L_out, CM, stride, sxb, sxl,
                                j, j_mask, col, shift, k_mask, INT64, SEQ_TILES, BLOCK_R)
-        acc += xv.to(tl.float32) * dz.to(tl.float32)[None, :, :]
+            acc = tl.fma(xv.to(tl.float32), dz.to(tl.float32)[None, :, :], acc)
     part = tl.sum(acc, axis=1)
     base = _wide(split, INT64) * K * CM
     tl.store(part_ptr + base + _wide(k, INT64)[:, None] * CM + j[None, :], part,
