@@ -626,28 +626,38 @@ else:
         eye = torch.eye(cm, dtype=torch.float64, device=DEVICE)
         want = reference.separable_conv1d(x.double(), w.double(), eye, None, **kw)
         want = want if channels_last else want.transpose(1, 2)
-        runs = {}
         calls = []
-        inner = triton_v2._depthwise_tile_interior
+        inner = triton_sepconv._depthwise_tile_interior
         if triton_sepconv.INTERPRET:  # (on a GPU the kernel is compiled: no spy)
-            monkeypatch.setattr(triton_v2, "_depthwise_tile_interior",
+            monkeypatch.setattr(triton_sepconv, "_depthwise_tile_interior",
                                 lambda *a, **k: calls.append(1) or inner(*a, **k))
+
+        def depthwise():
+            z = torch.full(want.shape, float("nan"), device=DEVICE)
+            triton_v2._depthwise(x, w.reshape(k, cm), kw["stride"], kw["dilation"],
+                                 kw["pad_left"], want.shape[1], channels_last, z)
+            return z
+
+        _interior_and_masked(monkeypatch, force_int64, depthwise, want)
+        if triton_sepconv.INTERPRET:
+            assert calls, "no row block took the interior tile"
+
+    def _interior_and_masked(monkeypatch, force_int64, compute, want):
+        """``compute()`` with int32 and int64 offsets, the interior tiles on and off: each
+        close to ``want`` (float64), and on and off equal bit for bit."""
+        runs = {}
         for int64 in (False, True):
             if int64:
                 force_int64()
-            for interior in (True, False):
-                monkeypatch.setattr(triton_v2, "INTERIOR", interior)
+            for on in (True, False):
+                monkeypatch.setattr(triton_v2, "INTERIOR", on)
                 triton_v2._clear_plans()
-                z = torch.full(want.shape, float("nan"), device=DEVICE)
-                triton_v2._depthwise(x, w.reshape(k, cm), kw["stride"], kw["dilation"],
-                                     kw["pad_left"], want.shape[1], channels_last, z)
-                runs[int64, interior] = z
-                torch.testing.assert_close(z.double(), want, rtol=1e-5, atol=1e-5)
+                runs[int64, on] = compute()
+                torch.testing.assert_close(runs[int64, on].double(), want, rtol=1e-5,
+                                           atol=1e-5)
         triton_v2._clear_plans()
         for int64 in (False, True):
             assert torch.equal(runs[int64, True], runs[int64, False])
-        if triton_sepconv.INTERPRET:
-            assert calls, "no row block took the interior tile"
 
     @pytest.mark.parametrize("case", INTERIOR_CASES)
     @pytest.mark.parametrize("splits", [1, 3])
@@ -663,21 +673,11 @@ else:
             monkeypatch.setattr(triton_v2, "_interior",
                                 lambda *a, **k: calls.append(bool(interior(*a, **k)))
                                 or interior(*a, **k))
-        runs = {}
-        for int64 in (False, True):
-            if int64:
-                force_int64()
-            for on in (True, False):
-                monkeypatch.setattr(triton_v2, "INTERIOR", on)
-                triton_v2._clear_plans()
-                got = triton_v2._depthwise_grad(x, dz, want.shape[0], kw["stride"],
-                                                kw["dilation"], kw["pad_left"], l_out,
-                                                kw["channels_last"], "rows_once")
-                runs[int64, on] = got
-                torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
-        triton_v2._clear_plans()
-        for int64 in (False, True):
-            assert torch.equal(runs[int64, True], runs[int64, False])
+        _interior_and_masked(
+            monkeypatch, force_int64,
+            lambda: triton_v2._depthwise_grad(x, dz, want.shape[0], kw["stride"],
+                                              kw["dilation"], kw["pad_left"], l_out,
+                                              kw["channels_last"], "rows_once"), want)
         if triton_sepconv.INTERPRET:
             assert any(calls), "no row block took the interior tiles"
             # ("valid" without a stride can make every block interior; with padding not)

@@ -236,6 +236,21 @@ def _depthwise_tile_interior(x_ptr, w_ptr, b0, t0, j, j_mask, M, CM, K, stride, 
 
 
 @triton.jit
+def _z_tile(x_ptr, w_ptr, b, t, row_mask, b0, t0, j, j_mask, M, CM, K, L, stride, dilation,
+            pad_left, sxb, sxl, sxc, INT64: tl.constexpr, BLOCK_R: tl.constexpr,
+            BLOCK_J: tl.constexpr, EVEN_J: tl.constexpr, INTERIOR_TILE: tl.constexpr):
+    """The depthwise tile by :func:`_depthwise_tile_interior` (``INTERIOR_TILE``: rows
+    ``t0 ..`` of sequence ``b0``, every tap inside it) or :func:`_depthwise_tile`."""
+    if INTERIOR_TILE:
+        return _depthwise_tile_interior(x_ptr, w_ptr, b0, t0, j, j_mask, M, CM, K, stride,
+                                        dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R,
+                                        BLOCK_J, EVEN_J)
+    else:
+        return _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L, stride,
+                               dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J)
+
+
+@triton.jit
 def _mma(a, b, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
     """``acc + a @ b``.  ``UPCAST`` works around the interpreter's bfloat16 ``tl.dot``
     (wrong in triton 3.9's interpreter): bf16 products are exact in float32, so the
@@ -304,14 +319,9 @@ def _fwd_loop(x_ptr, w_ptr, p_ptr, z_ptr, b, t, row_mask, f, f_mask, pid_f, b0, 
     for j0 in range(0, CM, BLOCK_J):
         j = j0 + tl.arange(0, BLOCK_J)
         j_mask = j < CM
-        if INTERIOR_TILE:
-            z = _depthwise_tile_interior(x_ptr, w_ptr, b0, t0, j, j_mask, M, CM, K, stride,
-                                         dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R,
-                                         BLOCK_J, EVEN_J)
-        else:
-            z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
-                                stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R,
-                                BLOCK_J)
+        z = _z_tile(x_ptr, w_ptr, b, t, row_mask, b0, t0, j, j_mask, M, CM, K, L, stride,
+                    dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J, EVEN_J,
+                    INTERIOR_TILE)
         if STORE_Z:
             if pid_f == 0:
                 tl.store(z_ptr + (b * L_out + t)[:, None] * CM + j[None, :],

@@ -48,8 +48,8 @@ from .. import padding as _padding
 from . import reference as _reference
 from . import triton_launch as _fast
 from . import triton_sepconv as _v1
-from .triton_sepconv import (_block_start, _cdiv, _depthwise_tile, _depthwise_tile_interior,
-                             _interior, _next_pow2, _rows, _split_blocks, _wide)
+from .triton_sepconv import (_block_start, _cdiv, _interior, _next_pow2, _rows,
+                             _split_blocks, _wide, _z_tile)
 
 INTERPRET = _v1.INTERPRET
 
@@ -144,20 +144,19 @@ def _depthwise_kernel(x_ptr, w_ptr, z_ptr,
     b, t, row_mask = _rows(pid_r, R, L_out, INT64, SEQ_TILES, BLOCK_R)
     j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
     j_mask = j < CM
+    b0, t0 = _block_start(pid_r, L_out, INT64, SEQ_TILES, BLOCK_R)
     if INTERIOR:
-        b0, t0 = _block_start(pid_r, L_out, INT64, SEQ_TILES, BLOCK_R)
         if _interior(t0, L, L_out, K, stride, dilation, pad_left, BLOCK_R):
-            z = _depthwise_tile_interior(x_ptr, w_ptr, b0, t0, j, j_mask, M, CM, K, stride,
-                                         dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R,
-                                         BLOCK_J, EVEN_J)
+            z = _z_tile(x_ptr, w_ptr, b, t, row_mask, b0, t0, j, j_mask, M, CM, K, L, stride,
+                        dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J, EVEN_J,
+                        True)
         else:
-            z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
-                                stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R,
-                                BLOCK_J)
+            z = _z_tile(x_ptr, w_ptr, b, t, row_mask, b0, t0, j, j_mask, M, CM, K, L, stride,
+                        dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J, EVEN_J,
+                        False)
     else:
-        z = _depthwise_tile(x_ptr, w_ptr, b, t, row_mask, j, j_mask, M, CM, K, L,
-                            stride, dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R,
-                            BLOCK_J)
+        z = _z_tile(x_ptr, w_ptr, b, t, row_mask, b0, t0, j, j_mask, M, CM, K, L, stride,
+                    dilation, pad_left, sxb, sxl, sxc, INT64, BLOCK_R, BLOCK_J, EVEN_J, False)
     z_off = (b * szb + t * szl)[:, None] + _wide(j, INT64)[None, :] * szj
     tl.store(z_ptr + z_off, z.to(z_ptr.dtype.element_ty),
              mask=row_mask[:, None] & j_mask[None, :])
