@@ -301,7 +301,10 @@ def _dw_rows_once_kernel(x_ptr, dz_ptr, part_ptr,
     acc = tl.zeros((BLOCK_K, BLOCK_R, BLOCK_J), dtype=tl.float32)
     # the interior tiles' offsets from a block's first row (step t0, x row t0*stride)
     tr = _wide(tl.arange(0, BLOCK_R), INT64)
-    dz_rel = tr[:, None] * CM + j[None, :]
+    # dz's tile as (BLOCK_K, BLOCK_R, BLOCK_J) with the same address for every tap: loaded
+    # in the x tiles' own layout, it needs no conversion through shared memory
+    dz_rel = (tr[:, None] * CM + j[None, :])[None, :, :] + tl.zeros((BLOCK_K, 1, 1),
+                                                                    dtype=tr.dtype)
     x_rel = ((tr * stride)[None, :] + shift[:, None]) * sxl  # (BLOCK_K, BLOCK_R)
     x_rel = x_rel[:, :, None] + col[None, None, :]
     kj_mask = k_mask[:, None, None] & j_mask[None, None, :]
@@ -315,15 +318,15 @@ def _dw_rows_once_kernel(x_ptr, dz_ptr, part_ptr,
                 dz_ptrs = dz_ptr + (b0 * L_out + t0) * CM + dz_rel
                 x_ptrs = x_ptr + (b0 * sxb + t0 * stride * sxl) + x_rel
                 if EVEN_J:
-                    dz = tl.load(dz_ptrs)
+                    dz3 = tl.load(dz_ptrs)
                     if EVEN_K:
-                        xv = tl.load(x_ptrs)
+                        x3 = tl.load(x_ptrs)
                     else:
-                        xv = tl.load(x_ptrs, mask=k_mask[:, None, None], other=0.0)
+                        x3 = tl.load(x_ptrs, mask=k_mask[:, None, None], other=0.0)
                 else:
-                    dz = tl.load(dz_ptrs, mask=j_mask[None, :], other=0.0)
-                    xv = tl.load(x_ptrs, mask=kj_mask, other=0.0)
-                acc = tl.fma(xv.to(tl.float32), dz.to(tl.float32)[None, :, :], acc)
+                    dz3 = tl.load(dz_ptrs, mask=j_mask[None, None, :], other=0.0)
+                    x3 = tl.load(x_ptrs, mask=kj_mask, other=0.0)
+                acc = tl.fma(x3.to(tl.float32), dz3.to(tl.float32), acc)
             else:
                 dz, xv = _dw_tiles(x_ptr, dz_ptr, block, R, L, L_out, CM, stride, sxb, sxl,
                                    j, j_mask, col, shift, k_mask, INT64, SEQ_TILES, BLOCK_R)
