@@ -82,7 +82,7 @@ for part in "$@"; do
         rule_bench ${RULE_BENCH_TIMEOUT:-300} ;;
     check) cuda_tests ${CHECK_TESTS_TIMEOUT:-60} "$out/gpu_tests.txt"
         SEPCONV_TRITON_CHILD=1 SEPCONV_KERNEL= SEPCONV_TRITON_AUTOTUNE=0 \
-          timeout ${CHECK_V2_TESTS_TIMEOUT:-150} python -m pytest -q -p no:cacheprovider \
+          timeout ${CHECK_V2_TESTS_TIMEOUT:-200} python -m pytest -q -p no:cacheprovider \
              -o addopts= $xdist --noconftest tests/test_kernel_triton.py -k "v2 or variant or pick or launch" \
              --tb=line -rf 2>&1 | tail -n 40 | tee -a "$out/gpu_tests.txt"
         if [ "${CHECK_HOST:-1}" = 1 ]; then
