@@ -129,10 +129,15 @@ def compile_one(fn, config, scratch, dtype: str, multiplier: int, arch: int = 90
 
 def ptxas_stats(ptx: str, arch: int = 90) -> dict:
     """Registers and spill-store bytes from ``ptxas -v`` (the ptxas in triton's wheel)."""
+    import triton
     from triton.backends.nvidia.compiler import get_ptxas
 
-    tool = get_ptxas(arch)
-    path = getattr(tool, "path", None) or tool[0]
+    try:  # (its signature and return value vary between triton versions)
+        tool = get_ptxas(arch)
+    except TypeError:
+        tool = get_ptxas()
+    path = getattr(tool, "path", None) or (tool[0] if isinstance(tool, tuple) else None) or \
+        os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "k.ptx")
         with open(src, "w") as fh:
