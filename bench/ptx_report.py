@@ -26,6 +26,8 @@ for sm_90 also catches what the interpreter accepts and the GPU compiler rejects
 
     python bench/ptx_report.py                       # table, ~1 minute on 2 cores
     python bench/ptx_report.py --json out.json --check
+    python bench/ptx_report.py --matrix              # every specialization compiles
+    PYTHONPATH=/path/to/triton-3.6:src python bench/ptx_report.py   # another triton
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ POINTERS = {"_fwd_kernel": "x_ptr w_ptr p_ptr bias_ptr y_ptr z_ptr",
             "_dw_partials_kernel": "x_ptr dz_ptr part_ptr",
             "_dw_rows_once_kernel": "x_ptr dz_ptr part_ptr",
             "_depthwise_unrolled_kernel": "x_ptr w_ptr z_ptr"}
-DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # (torch's names: resolved in launches)
+TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 V1_SCRATCH = {"dz_ptr", "dw_ptr", "dp_ptr", "db_ptr", "part_ptr"}  # float32 buffers
 V2_SCRATCH = {"part_ptr"}  # variant 2's dz is in the input dtype (cuBLAS' output)
 # integer arguments a typical call has divisible by 16 (Triton specialises them so)
@@ -65,8 +67,6 @@ def launches():
     from sepconv.kernels import triton_sepconv as T
     from sepconv.kernels import triton_v2 as V
 
-    DTYPES.update({k: getattr(torch, v) if isinstance(v, str) else v
-                   for k, v in DTYPES.items()})
     out = [(f"v1 {name} {i}", getattr(T, name), config, V1_SCRATCH, {})
            for name, configs in T.GPU_PICKS.items() for i, config in enumerate(configs)]
     interior = {"INTERIOR": V.INTERIOR}  # what variant 2's plans pass
@@ -83,7 +83,7 @@ def launches():
              V2_SCRATCH, interior)]
     out += [(f"v2 fused F<={f}" + ("" if f <= V.FUSED_MAX_F else " (off by default)"),
              T._fwd_kernel, V._fused_config(f), V2_SCRATCH,
-             {"INTERIOR": {dtype: V._fused_interior(dtype) for dtype in DTYPES.values()}})
+             {"INTERIOR": lambda dtype: V._fused_interior(getattr(torch, dtype))})
             for f in sorted(V.PICKS["fused"])]
     return out
 
@@ -104,8 +104,8 @@ def compile_one(fn, config, scratch, dtype: str, multiplier: int, arch: int = 90
     for name, param in inspect.signature(fn.fn).parameters.items():  # constexpr defaults
         if name not in consts and param.default is not inspect.Parameter.empty:
             consts[name] = param.default
-    for name, value in (extra or {}).items():  # per dtype where a dict
-        consts[name] = value[DTYPES[dtype]] if isinstance(value, dict) else value
+    for name, value in (extra or {}).items():  # a function of torch's dtype name, or a value
+        consts[name] = value(TORCH_DTYPES[dtype]) if callable(value) else value
     ones = ONES | ({"M"} if multiplier == 1 else set())
     ptrs = POINTERS[fn.__name__].split()
     sig, constexprs, attrs = {}, {}, {}
@@ -311,6 +311,42 @@ def report(dtypes=("fp32", "bf16"), multiplier: int = 1, only: str = "",
     return rows
 
 
+def matrix() -> int:
+    """Compile variant 2's kernels (depthwise, both d(depthwise) tiles, dx, the fused
+    forward at BLOCK_F 32 and 128) for sm_90a across the specializations calls can take:
+    int32 / int64 offsets, one sequence per row block or flattened rows, channel / tap
+    counts a multiple of the block or not, interior tiles on / off, depth multiplier 1 or
+    at run time, float32 / bfloat16 / float16.  Prints each failure; returns their count."""
+    import itertools
+
+    from sepconv.kernels import triton_sepconv as T
+    from sepconv.kernels import triton_v2 as V
+
+    kernels = [("depthwise", V._depthwise_kernel, V.PICKS["depthwise"]),
+               ("dw rows_once", V._dw_rows_once_kernel, V.PICKS["dw_rows_once"]),
+               ("dw rows_once_long", V._dw_rows_once_kernel, V.PICKS["dw_rows_once_long"]),
+               ("dx", T._bwd_dx_kernel, T.GPU_PICKS["_bwd_dx_kernel"][0]),
+               ("fused F<=128", T._fwd_kernel, V._fused_config(128)),
+               ("fused F<=32", T._fwd_kernel, V._fused_config(32))]
+    done = failed = 0
+    for (label, fn, config), dtype, int64, seq, even, interior, multiplier in itertools.product(
+            kernels, ("fp32", "bf16", "fp16"), (False, True), (False, True), (False, True),
+            (False, True), (1, 2)):
+        if dtype == "fp16" and (int64 or not even):
+            continue  # (a third of the grid is enough for the third dtype)
+        switches = dict(INT64=int64, SEQ_TILES=seq, EVEN_J=even, EVEN_K=even, EVEN_C=even,
+                        INTERIOR=interior, STORE_Z=dtype != "fp32" and not int64)
+        try:
+            compile_one(fn, config, V2_SCRATCH, dtype, multiplier, extra=switches)
+            done += 1
+        except Exception as exc:  # (every failure listed, then the count)
+            failed += 1
+            print(f"FAILED {label} {dtype} M={multiplier} {switches}: "
+                  f"{str(exc).splitlines()[-1][:200]}", flush=True)
+    print(f"matrix: {done} compiled, {failed} failed")
+    return failed
+
+
 def _describe(mix: dict) -> str:
     return (f"{mix['instructions']} instr, {mix['fma']} fma, {mix['mma']} mma, "
             f"{mix['loads']} loads ({mix['v4_loads']} v4), {mix['barriers']} bar")
@@ -325,6 +361,9 @@ def main(argv=None) -> int:
     ap.add_argument("--blocks", action="store_true",
                     help="print the basic blocks of SASS loops that branch inside (the "
                          "interior and edge tiles' paths)")
+    ap.add_argument("--matrix", action="store_true",
+                    help="instead: compile variant 2's kernels across every specialization "
+                         "(432 compiles, ~6 minutes on 2 cores); exit 1 on a failure")
     ap.add_argument("--json", default=None)
     ap.add_argument("--check", action="store_true", help="exit 1 if any tile spills")
     args = ap.parse_args(argv)
@@ -332,6 +371,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     import triton
 
+    if args.matrix:
+        print(f"triton {triton.__version__}, sm_90a")
+        return 1 if matrix() else 0
     print(f"triton {triton.__version__}, sm_90a, multiplier {args.multiplier}")
     rows = report(tuple(args.dtypes.split(",")), args.multiplier, args.only, args.blocks)
     if args.json:
