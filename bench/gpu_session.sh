@@ -24,18 +24,20 @@
 #        layers' host time goes (unless CHECK_HOST=0: bench/host_profile.py ->
 #        $out/host_profile.txt), then the
 #        `rule` bench (-> $out/gpu-rule.json), then (unless CHECK_PROBE=0) the probe's
-#        CHECK_PROBE_PARTS (default v2,profile: variant 2's interior tiles against the masked
-#        ones, per kernel; per-kernel CUDA time of a training step) with CHECK_PROBE_ARGS
-#        (default --v2-switches-only; "" adds the tile sweeps) on CHECK_PROBE_SHAPES
-#        (-> $out/probe/probe.json); DRY=1 works here too.
+#        CHECK_PROBE_PARTS (default v2: variant 2's interior tiles against the masked ones,
+#        per kernel) with CHECK_PROBE_ARGS (default --v2-switches-only; "" adds the tile
+#        sweeps) on CHECK_PROBE_SHAPES (-> $out/probe/probe.json), then the per-kernel CUDA
+#        time of a training step on CHECK_PROFILE_SHAPES (-> $out/probe-profile/probe.json);
+#        DRY=1 works here too.
 set -u
 dry=""
 v2_only=${V2_ONLY:-quartznet_b1,quartznet_b5,matchboxnet,conformer,causal_stream,timeseries,tcn,long-256}
 v2_probe_shapes=${V2_PROBE_SHAPES:-quartznet_b5,causal_stream_128,long-256}
 check_probe_shapes=${CHECK_PROBE_SHAPES:-multiplier_2,stream_b1,long-256}
+check_profile_shapes=${CHECK_PROFILE_SHAPES:-multiplier_2}
 if [ "${DRY:-0}" = 1 ]; then
   export TRITON_INTERPRET=1; dry=--dry-run; v2_only=tiny; v2_probe_shapes=tiny
-  check_probe_shapes=tiny
+  check_probe_shapes=tiny; check_profile_shapes=tiny
 fi
 out=${OUT:-bench/results}; mkdir -p "$out"
 # `-o addopts=`: pyproject's addopts are CI's (xdist's loadfile, 4 processes at most).  The
@@ -93,9 +95,14 @@ for part in "$@"; do
         rm -f "$out/gpu-rule.png"  # (a device run brings back 8 files at most)
         if [ "${CHECK_PROBE:-1}" = 1 ]; then
           timeout ${CHECK_PROBE_TIMEOUT:-100} python bench/gpu_probe.py $dry --out "$out/probe" \
-               --only ${CHECK_PROBE_PARTS:-v2,profile} --shapes "$check_probe_shapes" \
+               --only ${CHECK_PROBE_PARTS:-v2} --shapes "$check_probe_shapes" \
                ${CHECK_PROBE_ARGS:---v2-switches-only} \
                2>&1 | tee "$out/gpu_probe.txt"
+          # then where a training step's GPU time goes, kernel by kernel (appended: a
+          # device run brings back 8 files at most)
+          timeout ${CHECK_PROFILE_TIMEOUT:-60} python bench/gpu_probe.py $dry \
+               --out "$out/probe-profile" --only profile --shapes "$check_profile_shapes" \
+               2>&1 | tee -a "$out/gpu_probe.txt"
         fi ;;
     *) echo "unknown part $part (tests, bench, probe, v2, rule, check)"; exit 2 ;;
   esac
