@@ -354,6 +354,7 @@ def main(argv=None) -> int:
     # 5. variant 2's tiles ------------------------------------------------------------------
     if "v2" in parts:
         probe_v2(torch, args, report, shapes, dtypes, inputs, geometry, bench, save)
+    save()  # (also when every part asked for was skipped: a dry run of the profile)
     print(f"\nwrote {os.path.join(args.out, 'probe.json')}")
     return 0
 
