@@ -16,6 +16,7 @@ torch thread.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import sys
@@ -25,15 +26,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def load(src: str):
-    """``sepconv.kernels.triton_v2`` from checkout ``src`` (a fresh import), launches
-    stubbed."""
-    for name in [m for m in sys.modules if m == "sepconv" or m.startswith("sepconv.")]:
-        del sys.modules[name]
-    sys.path.insert(0, src)
-    try:
-        import sepconv.kernels.triton_v2 as v2
-    finally:
-        sys.path.pop(0)
+    """``sepconv.kernels.triton_v2`` from checkout ``src`` (``bench/conv1d_call_ab.py``'s
+    fresh import of its ``sepconv``), launches stubbed."""
+    from conv1d_call_ab import load as load_sepconv  # (this script's folder: on sys.path)
+
+    load_sepconv(src)
+    v2 = importlib.import_module("sepconv.kernels.triton_v2")  # (while it is sys.modules')
     v2._fast.launch = lambda *args, **kwargs: None
     return v2
 
